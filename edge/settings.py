@@ -1,0 +1,119 @@
+"""Loading typed settings from TOML with environment overrides, and printing examples.
+
+Each role declares its settings once as pydantic models (`edge.api.config.HubSettings`,
+`edge.daemon_config.EdgeSettings`): field defaults and descriptions are the documentation,
+`render_example` turns them into the commented TOML that `edge-verifier config example` prints,
+and a wrong value fails at start-up with the key's path in the message.
+
+Environment overrides: `EDGE_VERIFIER_<SECTION>__<KEY>`, e.g. `EDGE_VERIFIER_MQTT__HOST=broker`
+(list-of-table sections such as `credentials` take JSON).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+ENV_PREFIX = "EDGE_VERIFIER_"
+
+S = TypeVar("S", bound=BaseSettings)
+
+
+class ConfigError(Exception):
+    """A configuration file or value that cannot be used; the message names the key."""
+
+
+class RoleSettings(BaseSettings):
+    """Base for a role's settings: TOML file values, overridden by environment variables."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid"
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment wins over the file (passed as init kwargs): operators override one key
+        # in a systemd drop-in without editing the file.
+        return (env_settings, init_settings)
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+
+def load_settings(cls: type[S], path: str | Path | None, **overrides: Any) -> S:
+    """Build `cls` from the TOML file at `path` (optional), env overrides, then `overrides`."""
+    values = read_toml(path) if path else {}
+    values.update(overrides)
+    try:
+        return cls(**values)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        where = f"{path}: " if path else ""
+        raise ConfigError(f"{where}invalid configuration: {problems}") from None
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if value is None:
+        return '""'
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _comment(text: str | None) -> list[str]:
+    return [f"# {line}".rstrip() for line in (text or "").splitlines()]
+
+
+def render_example(cls: type[BaseModel], title: str, examples: dict[str, Any] | None = None) -> str:
+    """Commented TOML for every field of `cls`; `examples` maps 'section.key' to a shown value."""
+    examples = examples or {}
+    lines = [f"# {title}", f"# Every key can be overridden by {ENV_PREFIX}<SECTION>__<KEY>.", ""]
+    for section, field in cls.model_fields.items():
+        sub = field.annotation
+        is_list = getattr(sub, "__origin__", None) is list
+        model = sub.__args__[0] if is_list else sub
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            continue
+        lines += _comment(field.description)
+        lines.append(f"[[{section}]]" if is_list else f"[{section}]")
+        instance = model.model_construct() if not is_list else None
+        for key, sub_field in model.model_fields.items():
+            lines += _comment(sub_field.description)
+            shown = examples.get(f"{section}.{key}")
+            if shown is None and instance is not None:
+                shown = getattr(instance, key, None)
+            if shown is None and sub_field.default is not None:
+                shown = sub_field.default
+            lines.append(f"{key} = {_toml_value(shown)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def env_flag(name: str) -> bool:
+    return os.environ.get(name, "").lower() in {"1", "true", "yes"}

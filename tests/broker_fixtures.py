@@ -1,0 +1,1 @@
+"""Fixtures of the broker tests (real parts, started for the test session)."""

@@ -1,0 +1,46 @@
+"""Shared test fixtures: where the real photos and models are, and free loopback ports.
+
+Fixtures of one area live beside its tests (`tests/<area>_fixtures.py`) and are registered
+below, so every test module can use a real broker, a real hub or the real models.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("EDGE_VERIFIER_SHARED", ROOT.parent / "shared"))
+FACES = SHARED / "faces"
+MODELS = Path(os.environ.get("EDGE_VERIFIER_MODELS", ROOT / "models"))
+
+pytest_plugins = [
+    "tests.vision_fixtures",
+    "tests.hub_fixtures",
+    "tests.broker_fixtures",
+]
+
+
+@pytest.fixture(scope="session")
+def faces_dir() -> Path:
+    """../shared/faces, or skip: the photos are research data kept outside the repository."""
+    if not (FACES / "lfw").is_dir() or not (FACES / "five_celebrity").is_dir():
+        pytest.skip(f"face photos not found at {FACES} (set EDGE_VERIFIER_SHARED)")
+    return FACES
+
+
+@pytest.fixture(scope="session")
+def models_dir() -> Path:
+    """The built models; `make test` builds them first, so their absence is a failure."""
+    if not (MODELS / "models.json").is_file():
+        pytest.fail(f"models not built in {MODELS}: run `edge-verifier models build`")
+    return MODELS
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -1,0 +1,1 @@
+"""Fixtures of the hub tests (real parts, started for the test session)."""

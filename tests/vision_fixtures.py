@@ -1,0 +1,1 @@
+"""Fixtures of the vision tests (real parts, started for the test session)."""
