@@ -1,0 +1,248 @@
+"""Frame sources: picamera2, OpenCV (USB index, RTSP/HTTP url, video file) and image files.
+
+A `FrameSource` knows one kind of device and nothing else: `open()`, `read()` (a BGR frame, or
+None for a bad frame the caller skips), `close()`. It raises `CameraError` when the device is
+gone and `CameraEnded` when a finite source is exhausted. `Camera` wraps a source with what
+every device needs: a frame-rate cap, retry with exponential backoff after failures (a dead
+camera is never fatal) and a state summary for /health and the retained MQTT state.
+"""
+
+from __future__ import annotations
+
+import glob as _glob
+import logging
+import threading
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+class CameraError(Exception):
+    """The device failed or disconnected; the camera retries with backoff."""
+
+
+class CameraEnded(Exception):
+    """A finite source (files, video file) has no more frames."""
+
+
+class FrameSource(ABC):
+    @abstractmethod
+    def open(self) -> None: ...
+
+    @abstractmethod
+    def read(self) -> np.ndarray | None:
+        """The next BGR frame; None for a frame that could not be decoded (skipped, counted)."""
+
+    def close(self) -> None:  # noqa: B027 - optional for sources without resources
+        pass
+
+
+class FilesSource(FrameSource):
+    """Images matching a glob, played in name order as frames (tests, demos, replays)."""
+
+    def __init__(self, pattern: str, loop: bool = False):
+        self.pattern = pattern
+        self.loop = loop
+        self._paths: list[str] = []
+        self._i = 0
+
+    def open(self) -> None:
+        self._paths = sorted(_glob.glob(self.pattern))
+        if not self._paths:
+            raise CameraError(f"no files match {self.pattern!r}")
+        self._i = 0
+
+    def read(self) -> np.ndarray | None:
+        if self._i >= len(self._paths):
+            if not self.loop:
+                raise CameraEnded(self.pattern)
+            self._i = 0
+        path = self._paths[self._i]
+        self._i += 1
+        import cv2
+
+        # imread returns None for unreadable or non-image files: a bad frame, not a dead camera.
+        return cv2.imread(path, cv2.IMREAD_COLOR)
+
+    @property
+    def current(self) -> str:
+        return self._paths[self._i - 1] if self._i else ""
+
+
+class OpenCVSource(FrameSource):
+    """cv2.VideoCapture on a device index, a stream url or a video file."""
+
+    def __init__(self, target: str, width: int = 0, height: int = 0):
+        self.target = target
+        self.width, self.height = width, height
+        self._cap = None
+        self._is_file = not target.isdigit() and "://" not in target
+
+    def open(self) -> None:
+        import cv2
+
+        cap = cv2.VideoCapture(int(self.target) if self.target.isdigit() else self.target)
+        if not cap.isOpened():
+            cap.release()
+            raise CameraError(f"cannot open opencv source {self.target!r}")
+        if self.width and self.target.isdigit():
+            cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.width)
+            cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self.height)
+        self._cap = cap
+
+    def read(self) -> np.ndarray | None:
+        if self._cap is None:
+            raise CameraError("not open")
+        ok, frame = self._cap.read()
+        if not ok:
+            if self._is_file:
+                raise CameraEnded(self.target)
+            raise CameraError(f"opencv source {self.target!r} returned no frame")
+        return frame
+
+    def close(self) -> None:
+        if self._cap is not None:
+            self._cap.release()
+            self._cap = None
+
+
+class PiCameraSource(FrameSource):
+    """Raspberry Pi camera through picamera2 (the `pi` extra), imported only when used."""
+
+    def __init__(self, width: int, height: int):
+        self.width, self.height = width, height
+        self._cam = None
+
+    def open(self) -> None:
+        try:
+            from picamera2 import Picamera2  # type: ignore[import-not-found]
+        except ImportError as exc:
+            raise CameraError(f"picamera2 is not installed (pip install 'edge-verifier[pi]'): {exc}") from None
+        try:
+            cam = Picamera2()
+            cam.configure(cam.create_video_configuration(
+                main={"size": (self.width, self.height), "format": "BGR888"}))
+            cam.start()
+        except Exception as exc:  # the library raises plain RuntimeError/IndexError for no camera
+            raise CameraError(f"picamera2: {exc}") from None
+        self._cam = cam
+
+    def read(self) -> np.ndarray | None:
+        try:
+            return self._cam.capture_array("main")
+        except Exception as exc:
+            raise CameraError(f"picamera2 capture failed: {exc}") from None
+
+    def close(self) -> None:
+        if self._cam is not None:
+            try:
+                self._cam.stop()
+                self._cam.close()
+            except Exception:  # closing a dead camera must not stop a shutdown
+                pass
+            self._cam = None
+
+
+def make_source(spec: str, *, loop: bool = False, width: int = 0, height: int = 0) -> FrameSource:
+    """`picamera2` | `opencv:<index|url|file>` | `files:<glob>`; ValueError for anything else."""
+    if spec == "picamera2":
+        return PiCameraSource(width, height)
+    if spec.startswith("opencv:") and spec[7:]:
+        return OpenCVSource(spec[7:], width, height)
+    if spec.startswith("files:") and spec[6:]:
+        return FilesSource(spec[6:], loop=loop)
+    raise ValueError(f"unknown camera source {spec!r} (picamera2 | opencv:<...> | files:<glob>)")
+
+
+@dataclass
+class CameraState:
+    status: str = "starting"  # starting | ok | retrying | ended | stopped
+    frames: int = 0
+    bad_frames: int = 0
+    failures: int = 0
+    last_error: str = ""
+    retry_in_s: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return {"status": self.status, "frames": self.frames, "bad_frames": self.bad_frames,
+                "failures": self.failures, "last_error": self.last_error}
+
+
+class Camera:
+    """A source with a rate cap, retry/backoff on failure and a state summary."""
+
+    def __init__(self, source: FrameSource, *, name: str = "", rate: float = 5.0,
+                 retry_initial_s: float = 1.0, retry_max_s: float = 30.0):
+        self.source = source
+        self.name = name
+        self.period = 1.0 / rate
+        self.retry_initial_s = retry_initial_s
+        self.retry_max_s = retry_max_s
+        self.state = CameraState()
+        self._open = False
+        self._next_at = 0.0
+        self._delay = retry_initial_s
+
+    def read(self, stop: threading.Event) -> np.ndarray | None:
+        """Block until the next good frame; None once the source ended or `stop` is set.
+
+        Bad frames are counted and skipped; failures close the source and reopen it after a
+        doubling delay (capped), during which `stop` is still honoured.
+        """
+        while not stop.is_set():
+            if not self._open:
+                try:
+                    self.source.open()
+                    self._open = True
+                    self.state.status = "ok"
+                except CameraError as exc:
+                    self._failed(exc, stop)
+                    continue
+            wait = self._next_at - time.monotonic()
+            if wait > 0 and stop.wait(wait):
+                break
+            self._next_at = max(self._next_at + self.period, time.monotonic())
+            try:
+                frame = self.source.read()
+            except CameraEnded:
+                self.state.status = "ended"
+                self.close()
+                return None
+            except CameraError as exc:
+                self._failed(exc, stop)
+                continue
+            if frame is None or not isinstance(frame, np.ndarray) or frame.ndim != 3 or frame.size == 0:
+                self.state.bad_frames += 1
+                continue
+            self.state.frames += 1
+            self._delay = self.retry_initial_s
+            return frame
+        self.state.status = "stopped" if self.state.status != "ended" else "ended"
+        return None
+
+    def _failed(self, exc: Exception, stop: threading.Event) -> None:
+        self.state.failures += 1
+        self.state.last_error = str(exc)
+        self.state.status = "retrying"
+        self.state.retry_in_s = self._delay
+        log.warning("camera %s failed (%s); retrying in %.1fs", self.name, exc, self._delay)
+        self.close()
+        stop.wait(self._delay)
+        self._delay = min(self._delay * 2, self.retry_max_s)
+
+    def close(self) -> None:
+        if self._open:
+            self.source.close()
+            self._open = False
+
+
+def from_settings(cam) -> Camera:
+    """Build a `Camera` from `EdgeSettings.camera`."""
+    source = make_source(cam.source, loop=cam.loop, width=cam.width, height=cam.height)
+    return Camera(source, name=cam.name or cam.source, rate=cam.rate,
+                  retry_initial_s=cam.retry_initial_s, retry_max_s=cam.retry_max_s)

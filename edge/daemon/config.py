@@ -1,0 +1,179 @@
+"""The edge daemon's settings (`edge-verifier run --config FILE`), declared once.
+
+Each field's default and description are the documentation: `example_toml()` renders them as
+the commented example that `edge-verifier config example edge` prints, and a wrong value fails
+at start-up with the key's path (edge/settings.py).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, model_validator
+
+from edge.settings import RoleSettings, load_settings, render_example
+
+
+class DeviceSettings(BaseModel):
+    id: str = Field("door-1", description="Device id: part of every MQTT topic and event.",
+                    pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+class CameraSettings(BaseModel):
+    source: str = Field(
+        "opencv:0",
+        description="Frame source: picamera2 | opencv:<index|rtsp/http url|video file> | "
+                    "files:<glob> (plays images as frames).",
+    )
+    name: str = Field("", description="Camera name reported in events (default: the source).")
+    rate: float = Field(5.0, gt=0, le=120, description="Frames per second read from files: and "
+                        "the maximum rate the daemon processes any source at.")
+    loop: bool = Field(False, description="files: start again after the last image (else the "
+                       "camera ends and the daemon idles, serving the API).")
+    width: int = Field(1280, ge=64, description="Requested capture width (picamera2/opencv).")
+    height: int = Field(720, ge=64, description="Requested capture height (picamera2/opencv).")
+    retry_initial_s: float = Field(1.0, gt=0, description="First retry delay after a camera failure.")
+    retry_max_s: float = Field(30.0, gt=0, description="Retry delay cap (doubles each failure).")
+
+
+class TrackerSettings(BaseModel):
+    iou: float = Field(0.3, ge=0, le=1, description="Minimum box overlap to continue a track.")
+    max_missed: int = Field(5, ge=0, description="Frames a track survives without its face.")
+    min_frames: int = Field(1, ge=1, description="Good-quality frames needed before deciding.")
+
+
+class IdentifySettings(BaseModel):
+    enabled: bool = Field(True, description="Identify faces without a claim (1:N in the groups).")
+    groups: list[str] = Field(default_factory=list, description="Groups searched by identify; "
+                              "also the groups synced from the hub (empty: all).")
+
+
+class VerifySettings(BaseModel):
+    claim_timeout_s: float = Field(10.0, gt=0, description="How long a verify claim (MQTT "
+                                   "cmd/verify) waits for a face before it ends as unknown.")
+
+
+class PolicySettings(BaseModel):
+    offline: Literal["deny", "allow", "uncertain"] = Field(
+        "deny", description="Decision for an uncertain face when the cloud cannot answer: "
+                            "deny (fail-secure) | allow (fail-open) | uncertain (publish as is).")
+    accept: float | None = Field(None, description="Override the accept threshold (cosine); "
+                                 "empty: the calibrated default.")
+    reject: float | None = Field(None, description="Override the reject threshold (cosine).")
+    cloud_fallback: bool = Field(True, description="Ask the hub's /face/verify when uncertain.")
+
+
+class MqttSettings(BaseModel):
+    enabled: bool = Field(True, description="Publish events over MQTT.")
+    host: str = Field("localhost", description="Broker host.")
+    port: int = Field(1883, ge=1, le=65535, description="Broker port (8883 usual with TLS).")
+    prefix: str = Field("edge-verifier", description="Topic prefix: <prefix>/<device>/...")
+    client_id: str = Field("", description="MQTT client id (default: <prefix>-<device>).")
+    username: str = Field("", description="Username (empty: anonymous).")
+    password: str = Field("", description="Password.")
+    tls: bool = Field(False, description="Use TLS.")
+    ca_file: str = Field("", description="CA bundle for TLS (empty: system CAs).")
+    cert_file: str = Field("", description="Client certificate for mutual TLS.")
+    key_file: str = Field("", description="Client key for mutual TLS.")
+    tls_insecure: bool = Field(False, description="Skip the broker hostname check (tests only).")
+    keepalive: int = Field(30, ge=5, description="Keepalive seconds (the Last Will fires after "
+                           "about 1.5x this when the device dies).")
+    reconnect_max_s: float = Field(30.0, gt=0, description="Reconnect backoff cap.")
+    ha_discovery: bool = Field(False, description="Publish Home Assistant discovery config.")
+    ha_prefix: str = Field("homeassistant", description="Home Assistant discovery prefix.")
+    include_face_image: bool = Field(False, description="Put the face crop (base64 JPEG) into "
+                                     "events. Off: events carry no biometric data.")
+
+
+class HubSettings(BaseModel):
+    url: str = Field("", description="Hub base url (empty: no cloud; sync and fallback off).")
+    appid: str = Field("", description="appid on the hub.")
+    secret_id: str = Field("", description="SecretId for signing.")
+    secret_key: str = Field("", description="SecretKey for signing.")
+    timeout: float = Field(3.0, gt=0, description="Per-request timeout (s).")
+    retries: int = Field(1, ge=0, le=5, description="Retries on an unreachable hub.")
+    breaker_failures: int = Field(3, ge=1, description="Consecutive failures opening the breaker.")
+    breaker_reset_s: float = Field(30.0, gt=0, description="Breaker probe interval (s).")
+    sync_interval_s: float = Field(60.0, gt=0, description="Seconds between syncs.")
+    sync_page: int = Field(500, ge=1, le=1000, description="Changes per sync page.")
+
+
+class ApiCredential(BaseModel):
+    appid: str
+    secret_id: str
+    secret_key: str
+
+
+class ApiSettings(BaseModel):
+    enabled: bool = Field(True, description="Serve the local face API, /health and /metrics.")
+    host: str = Field("127.0.0.1", description="Listen address of the local API.")
+    port: int = Field(8780, ge=0, le=65535, description="Listen port (0: any free port).")
+    credentials: list[ApiCredential] = Field(
+        default_factory=list,
+        description="Signing credentials accepted by the local API, as a list of tables "
+                    "{appid, secret_id, secret_key} (empty: the [hub] credentials).")
+
+
+class StorageSettings(BaseModel):
+    path: Path = Field(Path("/var/lib/edge-verifier"), description="Data directory: the synced "
+                       "cache (cache.db) and the event outbox (outbox.db).")
+
+
+class VisionSettings(BaseModel):
+    models_dir: Path | None = Field(None, description="Built models (empty: EDGE_VERIFIER_MODELS "
+                                    "or <repo>/models).")
+    precision: Literal["int8", "fp32"] = Field("int8", description="Model pack precision.")
+    threads: int | None = Field(None, description="ONNX Runtime threads (empty: all cores).")
+    max_faces: int = Field(4, ge=1, description="Faces handled per frame (largest first).")
+
+
+class EdgeSettings(RoleSettings):
+    """Settings of the edge daemon."""
+
+    device: DeviceSettings = Field(default_factory=DeviceSettings, description="This device.")
+    camera: CameraSettings = Field(default_factory=CameraSettings, description="Frame source.")
+    tracker: TrackerSettings = Field(default_factory=TrackerSettings,
+                                     description="Following a face across frames.")
+    identify: IdentifySettings = Field(default_factory=IdentifySettings,
+                                       description="1:N identification without a claim.")
+    verify: VerifySettings = Field(default_factory=VerifySettings,
+                                   description="1:1 verification of a claimed person.")
+    policy: PolicySettings = Field(default_factory=PolicySettings,
+                                   description="Decision policy (DESIGN.md).")
+    mqtt: MqttSettings = Field(default_factory=MqttSettings, description="Events over MQTT.")
+    hub: HubSettings = Field(default_factory=HubSettings,
+                             description="The hub (cloud face API): sync and fallback.")
+    api: ApiSettings = Field(default_factory=ApiSettings, description="Local face API.")
+    storage: StorageSettings = Field(default_factory=StorageSettings, description="Data files.")
+    vision: VisionSettings = Field(default_factory=VisionSettings, description="Models.")
+
+    @model_validator(mode="after")
+    def _thresholds_ordered(self) -> "EdgeSettings":
+        p = self.policy
+        if p.accept is not None and p.reject is not None and p.reject > p.accept:
+            raise ValueError("policy.reject must not exceed policy.accept")
+        return self
+
+
+def load(path: str | Path | None, **overrides) -> EdgeSettings:
+    return load_settings(EdgeSettings, path, **overrides)
+
+
+def example_toml() -> str:
+    return render_example(
+        EdgeSettings,
+        "edge-verifier edge daemon configuration (edge-verifier run --config FILE)",
+        {
+            "camera.source": "opencv:0",
+            "identify.groups": ["staff"],
+            "hub.url": "https://hub.example.org",
+            "hub.appid": "100001",
+            "hub.secret_id": "AKID...",
+            "hub.secret_key": "...",
+            "vision.models_dir": "/opt/edge-verifier/models",
+            "vision.threads": 4,
+            "policy.accept": 0.45,
+            "policy.reject": 0.30,
+        },
+    )
