@@ -187,25 +187,37 @@ class Camera:
         self._open = False
         self._next_at = 0.0
         self._delay = retry_initial_s
+        self._retry_at = 0.0
 
-    def read(self, stop: threading.Event) -> np.ndarray | None:
-        """Block until the next good frame; None once the source ended or `stop` is set.
+    def read(self, stop: threading.Event, max_block_s: float = 1.0) -> np.ndarray | None:
+        """The next good frame, or None if there is none within `max_block_s` (ended, retrying
+        after a failure, or `stop` set): the caller's loop keeps turning (watchdog, timers).
 
         Bad frames are counted and skipped; failures close the source and reopen it after a
-        doubling delay (capped), during which `stop` is still honoured.
+        doubling delay (capped). `state.status` says which case it is.
         """
-        while not stop.is_set():
+        deadline = time.monotonic() + max_block_s
+        while not stop.is_set() and self.state.status != "ended":
+            now = time.monotonic()
             if not self._open:
+                if now < self._retry_at:
+                    stop.wait(min(self._retry_at, deadline) - now)
+                    if time.monotonic() >= deadline:
+                        return None
+                    continue
                 try:
                     self.source.open()
                     self._open = True
                     self.state.status = "ok"
                 except CameraError as exc:
-                    self._failed(exc, stop)
+                    self._failed(exc)
                     continue
-            wait = self._next_at - time.monotonic()
-            if wait > 0 and stop.wait(wait):
-                break
+            wait = self._next_at - now
+            if wait > 0:
+                if stop.wait(min(wait, max(0.0, deadline - now))):
+                    break
+                if time.monotonic() < self._next_at:
+                    return None
             self._next_at = max(self._next_at + self.period, time.monotonic())
             try:
                 frame = self.source.read()
@@ -214,25 +226,26 @@ class Camera:
                 self.close()
                 return None
             except CameraError as exc:
-                self._failed(exc, stop)
+                self._failed(exc)
                 continue
             if frame is None or not isinstance(frame, np.ndarray) or frame.ndim != 3 or frame.size == 0:
                 self.state.bad_frames += 1
+                if time.monotonic() >= deadline:
+                    return None
                 continue
             self.state.frames += 1
             self._delay = self.retry_initial_s
             return frame
-        self.state.status = "stopped" if self.state.status != "ended" else "ended"
         return None
 
-    def _failed(self, exc: Exception, stop: threading.Event) -> None:
+    def _failed(self, exc: Exception) -> None:
         self.state.failures += 1
         self.state.last_error = str(exc)
         self.state.status = "retrying"
         self.state.retry_in_s = self._delay
         log.warning("camera %s failed (%s); retrying in %.1fs", self.name, exc, self._delay)
         self.close()
-        stop.wait(self._delay)
+        self._retry_at = time.monotonic() + self._delay
         self._delay = min(self._delay * 2, self.retry_max_s)
 
     def close(self) -> None:

@@ -1,0 +1,101 @@
+"""Pulling the hub's changes (`POST /face/sync`) into the edge cache and swapping the gallery.
+
+`Syncer.sync_once()` pulls pages from the stored cursor until `has_more` is false; each page is
+applied with its cursor in one transaction (edge.cache), then a new `Gallery` is built and
+handed to `on_gallery` (the daemon swaps one reference: readers never lock). `run()` does that
+on start, every `interval_s`, and whenever `trigger()` is called (MQTT cmd/sync). A hub that is
+down leaves the last synced gallery in use: the edge keeps working offline.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Callable
+
+from edge.cache import CacheError, EdgeCache
+from edge.matcher import DEFAULT_THRESHOLDS, Gallery, Thresholds
+
+log = logging.getLogger(__name__)
+
+
+class Syncer:
+    def __init__(self, client, cache: EdgeCache, fingerprint: str, *,
+                 group_ids: list[str] | None = None, page_size: int = 500,
+                 interval_s: float = 60.0, thresholds: Thresholds = DEFAULT_THRESHOLDS,
+                 on_gallery: Callable[[Gallery], None] | None = None):
+        self.client = client
+        self.cache = cache
+        self.fingerprint = fingerprint
+        self.group_ids = sorted(group_ids or [])
+        self.page_size = page_size
+        self.interval_s = interval_s
+        self.thresholds = thresholds
+        self.on_gallery = on_gallery
+        self.state: dict = {"status": "never", "cursor": cache.cursor, "last_ok": None,
+                            "last_error": "", "syncs": 0, "failures": 0, "changes": 0}
+        self._trigger = threading.Event()
+        self._lock = threading.Lock()  # one sync at a time (timer and cmd/sync may race)
+        scope = ",".join(self.group_ids)
+        if cache.fingerprint != fingerprint or cache.scope != scope:
+            # Another embedder (vectors not comparable) or other groups: start from scratch.
+            log.info("cache reset: fingerprint/groups changed (%s/%s -> %s/%s)",
+                     cache.fingerprint or "-", cache.scope or "-", fingerprint, scope or "-")
+            cache.reset(fingerprint, scope)
+
+    def load(self) -> Gallery:
+        """The gallery of the last synced state (used at start, before the hub answers)."""
+        gallery = self.cache.gallery(self.thresholds)
+        if self.on_gallery:
+            self.on_gallery(gallery)
+        return gallery
+
+    def sync_once(self) -> dict:
+        """Pull every page now; returns the state. Never raises for hub or data problems."""
+        from edge.cloud import CloudApiError, CloudError
+
+        with self._lock:
+            pages = changes = 0
+            try:
+                while True:
+                    data = self.client.sync(self.cache.cursor, self.fingerprint,
+                                            group_ids=self.group_ids or None, limit=self.page_size)
+                    batch = data.get("changes") or []
+                    changes += self.cache.apply_page(batch, int(data["cursor"]))
+                    pages += 1
+                    if not data.get("has_more") or not batch:
+                        break
+            except CloudApiError as exc:
+                status = "fingerprint_mismatch" if exc.code == 21 and "fingerprint" in exc.message.lower() else "error"
+                self._failed(status, f"hub answered {exc.code}: {exc.message}")
+            except CloudError as exc:
+                self._failed("offline", f"hub unreachable: {exc}")
+            except (CacheError, KeyError, TypeError, ValueError) as exc:
+                self._failed("error", f"bad sync page: {exc}")
+            else:
+                self.state.update(status="ok", last_ok=time.time(), last_error="")
+                self.state["syncs"] += 1
+            if changes:
+                self.load()  # swap in the new gallery (even after a failed page: pages are whole)
+            self.state["changes"] += changes
+            self.state["cursor"] = self.cache.cursor
+            self.state["pages_last"] = pages
+            return dict(self.state)
+
+    def _failed(self, status: str, message: str) -> None:
+        self.state.update(status=status, last_error=message)
+        self.state["failures"] += 1
+        log.warning("sync failed: %s", message)
+
+    def trigger(self) -> None:
+        self._trigger.set()
+
+    def run(self, stop: threading.Event) -> None:
+        """Sync now, then every interval or when triggered, until `stop`."""
+        while not stop.is_set():
+            self.sync_once()
+            self._trigger.wait(self.interval_s)
+            self._trigger.clear()
+            if stop.is_set():
+                break

@@ -1,0 +1,94 @@
+"""Camera sources: files: playback, bad frames, failures retried with backoff, never fatal."""
+
+from __future__ import annotations
+
+import threading
+
+import cv2
+import numpy as np
+import pytest
+
+from edge.camera import Camera, FilesSource, make_source
+
+
+def _write_images(tmp_path, n=3):
+    for i in range(n):
+        img = np.full((40, 60, 3), 40 * i, np.uint8)
+        cv2.imwrite(str(tmp_path / f"f{i}.png"), img)
+
+
+def _frames(cam, stop, limit=50):
+    out = []
+    for _ in range(limit):
+        f = cam.read(stop, max_block_s=0.5)
+        if f is not None:
+            out.append(f)
+        if cam.state.status == "ended":
+            break
+    return out
+
+
+def test_files_source_plays_images_in_name_order_then_ends(tmp_path):
+    _write_images(tmp_path)
+    cam = Camera(FilesSource(str(tmp_path / "*.png")), rate=100)
+    frames = _frames(cam, threading.Event())
+    assert [int(f[0, 0, 0]) for f in frames] == [0, 40, 80]
+    assert cam.state.status == "ended" and cam.state.frames == 3
+
+
+def test_unreadable_files_are_skipped_and_counted_as_bad_frames(tmp_path):
+    _write_images(tmp_path, 2)
+    (tmp_path / "f0_garbage.png").write_bytes(b"\x89PNG\r\n\x1a\n this is not an image")
+    (tmp_path / "f1_empty.png").write_bytes(b"")
+    cam = Camera(FilesSource(str(tmp_path / "*.png")), rate=100)
+    frames = _frames(cam, threading.Event())
+    assert len(frames) == 2
+    assert cam.state.bad_frames == 2 and cam.state.status == "ended"
+
+
+def test_looping_files_source_starts_again(tmp_path):
+    _write_images(tmp_path, 2)
+    cam = Camera(FilesSource(str(tmp_path / "*.png"), loop=True), rate=200)
+    frames = _frames(cam, threading.Event(), limit=5)
+    assert [int(f[0, 0, 0]) for f in frames] == [0, 40, 0, 40, 0]
+
+
+def test_missing_camera_is_retried_with_growing_delay_and_recovers(tmp_path):
+    cam = Camera(FilesSource(str(tmp_path / "*.png")), rate=100, retry_initial_s=0.05, retry_max_s=0.2)
+    stop = threading.Event()
+    for _ in range(6):
+        assert cam.read(stop, max_block_s=0.1) is None
+    assert cam.state.status == "retrying" and cam.state.failures >= 2
+    assert "no files match" in cam.state.last_error
+    _write_images(tmp_path, 1)  # the camera comes back
+    frames = [f for f in (cam.read(stop, max_block_s=0.3) for _ in range(5)) if f is not None]
+    assert len(frames) == 1
+
+
+def test_dead_opencv_device_is_reported_not_fatal():
+    cam = Camera(make_source("opencv:/nonexistent/video.mp4"), rate=100, retry_initial_s=0.05)
+    assert cam.read(threading.Event(), max_block_s=0.2) is None
+    assert cam.state.status == "retrying" and cam.state.failures >= 1
+
+
+def test_opencv_video_file_plays_its_frames(tmp_path):
+    path = str(tmp_path / "v.avi")
+    w = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
+    for i in range(4):
+        w.write(np.full((48, 64, 3), 60 * i, np.uint8))
+    w.release()
+    cam = Camera(make_source(f"opencv:{path}"), rate=100)
+    frames = _frames(cam, threading.Event())
+    assert len(frames) == 4 and cam.state.status == "ended"
+
+
+def test_unknown_source_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown camera source"):
+        make_source("usb0")
+
+
+def test_stop_ends_a_blocked_read_promptly(tmp_path):
+    cam = Camera(FilesSource(str(tmp_path / "*.png")), rate=100, retry_initial_s=30)
+    stop = threading.Event()
+    stop.set()
+    assert cam.read(stop, max_block_s=10) is None
