@@ -1,9 +1,32 @@
-"""Placeholder: owned by the models work; replaced by its implementation."""
+"""`edge-verifier models build [--models-dir DIR] [--force]`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
 
 
 def add_arguments(parser) -> None:
-    pass
+    parser.add_argument("--models-dir", type=Path, default=None,
+                        help="where to write the models (default: $EDGE_VERIFIER_MODELS or <repo>/models)")
+    parser.add_argument("--manifest", type=Path, default=None,
+                        help="sources manifest (default: <models-dir>/manifest.toml, else the repository's)")
+    parser.add_argument("--cache", type=Path, default=None, help="download cache (default: <models-dir>/cache)")
+    parser.add_argument("--force", action="store_true", help="rebuild even if the models are up to date")
+    parser.add_argument("--json", action="store_true", help="print models.json on stdout when done")
 
 
 def run(args) -> int:
-    raise SystemExit("not implemented yet")
+    from edge.modelpack.build import build
+    from edge.modelpack.errors import ModelBuildError
+    from edge.vision.pipeline import default_models_dir
+
+    try:
+        meta = build(args.models_dir or default_models_dir(), args.manifest, args.cache, args.force)
+    except ModelBuildError as exc:
+        print(f"edge-verifier models build: error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(meta, indent=2))
+    return 0

@@ -1,0 +1,182 @@
+"""`edge-verifier models build`: manifest -> fetched, verified, converted, quantized models.
+
+Output in the models folder: <role>.fp32.onnx, <role>.int8.onnx and models.json, which
+describes every file (sha256 fingerprint, input size, normalisation, colour order, source) and
+the two packs (int8 for the edge, fp32 for a hub that wants it), each with a fingerprint.
+Everything is written to a temporary folder first and moved in at the end, so a failed build
+leaves the previous models untouched. A second run re-verifies and does nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from edge.modelpack import quantize as qz
+from edge.modelpack.errors import ModelBuildError
+from edge.modelpack.fetch import extract, fetch_archive, sha256_bytes, sha256_file
+from edge.modelpack.manifest import Source, load_manifest
+
+# Bump when the build's output for the same manifest changes (conversion, quantization,
+# calibration crops), so existing model folders are rebuilt.
+BUILD_VERSION = 1
+ALIGNMENT = "arcface-112-5pt"
+
+# What each role's network expects; recorded in models.json for other runtimes and readers.
+INPUTS = {
+    "detector": {"shape": [1, 3, 240, 320], "layout": "NCHW", "colour": "RGB", "normalisation": "(x - 127) / 128",
+                 "note": "letterboxed frame; outputs decoded corner boxes relative to the input"},
+    "landmarks": {"shape": ["N", 48, 48, 3], "layout": "NWHC (transposed NHWC)", "colour": "RGB",
+                  "normalisation": "(x - 127.5) / 128", "note": "square face box; outputs box regression, 5 points, score"},
+    "embedder": {"shape": [1, 3, 112, 112], "layout": "NCHW", "colour": "RGB", "normalisation": "(x - 127) / 128",
+                 "note": f"aligned crop ({ALIGNMENT}); output 512-d, L2-normalised by the pipeline"},
+}
+# Layers kept in float in the int8 embedder (see quantize.py): first conv, last projection.
+EMBEDDER_KEEP_FLOAT = ["Conv_0", "Conv_94"]
+
+
+def _log(msg: str) -> None:
+    print(f"[models] {msg}", file=sys.stderr, flush=True)
+
+
+def _fingerprint(*parts: str) -> str:
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+def _recipe(manifest_path: Path) -> str:
+    return _fingerprint(sha256_file(manifest_path), json.dumps(qz.RECIPE, sort_keys=True),
+                        ",".join(EMBEDDER_KEEP_FLOAT), str(BUILD_VERSION))
+
+
+def is_up_to_date(models_dir: Path, recipe: str) -> bool:
+    index = models_dir / "models.json"
+    if not index.is_file():
+        return False
+    try:
+        meta = json.loads(index.read_text())
+        if meta.get("recipe") != recipe:
+            return False
+        for name, info in meta["models"].items():
+            path = models_dir / name
+            if not path.is_file() or sha256_file(path) != info["sha256"]:
+                _log(f"{name} missing or changed: rebuilding")
+                return False
+    except (ValueError, KeyError):
+        return False
+    return True
+
+
+def build(models_dir: Path, manifest_path: Path | None = None, cache_dir: Path | None = None, force: bool = False) -> dict:
+    """Build (or verify) the models; returns the models.json content."""
+    models_dir = Path(models_dir)
+    manifest_path = Path(manifest_path) if manifest_path else _default_manifest(models_dir)
+    cache_dir = Path(cache_dir) if cache_dir else models_dir / "cache"
+    sources = load_manifest(manifest_path)
+    recipe = _recipe(manifest_path)
+    if not force and is_up_to_date(models_dir, recipe):
+        _log(f"models in {models_dir} are up to date (all sha256 verified)")
+        return json.loads((models_dir / "models.json").read_text())
+
+    import onnx
+
+    from edge.modelpack.calibration import build_calibration_set
+    from edge.modelpack.convert import upgrade
+
+    t0 = time.monotonic()
+    raw: dict[str, tuple[bytes, Source, str]] = {}
+    for src in sources:
+        archive = fetch_archive(src, cache_dir, _log)
+        _log(f"verified {archive.name}")
+        for f in src.files:
+            raw[f.role] = (extract(src, archive, f.path, f.sha256), src, f.path)
+    missing = {"detector", "landmarks", "embedder"} - raw.keys()
+    if missing:
+        raise ModelBuildError(f"{manifest_path}: no source for role(s) {sorted(missing)}")
+
+    models_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=models_dir, prefix=".build-") as tmp:
+        tmp = Path(tmp)
+        entries: dict[str, dict] = {}
+
+        def write(role: str, precision: str, data: bytes, extra: dict | None = None) -> str:
+            name = f"{role}.{precision}.onnx"
+            (tmp / name).write_bytes(data)
+            _, src, member = raw[role]
+            sha = sha256_bytes(data)
+            entries[name] = {
+                "role": role,
+                "precision": precision,
+                "sha256": sha,
+                "fingerprint": sha[:16],
+                "input": INPUTS[role],
+                "source": {"package": src.package, "registry": src.registry, "version": src.version,
+                           "file": member, "sha256": raw[role][0] and sha256_bytes(raw[role][0]), "license": src.license},
+                **(extra or {}),
+            }
+            _log(f"wrote {name} ({len(data) / 1e6:.1f} MB)")
+            return name
+
+        fp32 = {}
+        for role in ("detector", "landmarks", "embedder"):
+            _log(f"converting {role} to opset 13")
+            fp32[role] = upgrade(raw[role][0], role)
+            write(role, "fp32", fp32[role].SerializeToString())
+
+        calib = build_calibration_set(tmp / "detector.fp32.onnx", tmp / "landmarks.fp32.onnx", _log)
+        _log(f"calibration set: {calib.name}: {len(calib.crops)} aligned crops")
+        from edge.vision.embedder import Embedder
+
+        blobs = [Embedder._preprocess(c) for c in calib.crops]
+        int8 = qz.quantize(fp32["embedder"], blobs, EMBEDDER_KEEP_FLOAT, _log)
+        write("embedder", "int8", int8, {"quantization": {**qz.RECIPE, "kept_float": EMBEDDER_KEEP_FLOAT,
+                                                           "calibration_set": calib.name,
+                                                           "calibration_crops": len(calib.crops)}})
+
+        packs = {
+            "fp32": {"detector": "detector.fp32.onnx", "landmarks": "landmarks.fp32.onnx", "embedder": "embedder.fp32.onnx"},
+            # Detector and landmarks stay fp32: together they cost less than the embedder and
+            # their rounding errors move the landmarks, i.e. the alignment of every embedding.
+            "int8": {"detector": "detector.fp32.onnx", "landmarks": "landmarks.fp32.onnx", "embedder": "embedder.int8.onnx"},
+        }
+        meta = {
+            "format": 1,
+            "recipe": recipe,
+            "alignment": ALIGNMENT,
+            "built_with": {"onnx": onnx.__version__, "onnxruntime": _ort_version(), "build_version": BUILD_VERSION},
+            "calibration": {"set": calib.name, "crops": len(calib.crops)},
+            "models": entries,
+            "packs": {
+                name: {
+                    "files": files,
+                    "fingerprint": _fingerprint(*(f"{r}:{entries[f]['sha256']}" for r, f in sorted(files.items()))),
+                    # What makes an embedding: the embedder, the landmarks that align its input,
+                    # and the alignment itself. Embeddings of different values never compare.
+                    "embedder_fingerprint": _fingerprint(entries[files["embedder"]]["sha256"],
+                                                         entries[files["landmarks"]]["sha256"], ALIGNMENT),
+                }
+                for name, files in packs.items()
+            },
+        }
+        for name in entries:
+            shutil.move(str(tmp / name), models_dir / name)
+        (models_dir / "models.json").write_text(json.dumps(meta, indent=2) + "\n")
+    _log(f"done in {time.monotonic() - t0:.0f} s: {models_dir}")
+    return meta
+
+
+def _default_manifest(models_dir: Path) -> Path:
+    own = models_dir / "manifest.toml"
+    if own.is_file():
+        return own
+    return Path(__file__).resolve().parents[2] / "models" / "manifest.toml"
+
+
+def _ort_version() -> str:
+    import onnxruntime
+
+    return onnxruntime.__version__

@@ -1,0 +1,26 @@
+"""Bringing source models to a common opset.
+
+The npm models are opset 9; per-channel QDQ quantization needs opset 13 (per-axis
+QuantizeLinear/DequantizeLinear), so every model is converted to TARGET_OPSET first.
+"""
+
+from __future__ import annotations
+
+import onnx
+from onnx import version_converter
+
+from edge.modelpack.errors import ModelBuildError
+
+TARGET_OPSET = 13
+
+
+def upgrade(data: bytes, name: str) -> onnx.ModelProto:
+    model = onnx.load_from_string(data)
+    current = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
+    if current < TARGET_OPSET:
+        try:
+            model = version_converter.convert_version(model, TARGET_OPSET)
+        except Exception as exc:  # the converter raises bare RuntimeErrors from C++
+            raise ModelBuildError(f"{name}: opset {current} -> {TARGET_OPSET} conversion failed: {exc}") from None
+    onnx.checker.check_model(model)
+    return model

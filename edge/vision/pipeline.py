@@ -1,0 +1,107 @@
+"""The whole per-frame pipeline: detect -> landmarks -> align -> quality -> embed.
+
+`Pipeline.load` reads models/models.json (written by `edge-verifier models build`), opens one
+ONNX Runtime session per model and exposes each stage as an attribute (`detector`,
+`landmarks`, `embedder`, `align`) so the speed benchmark can time them one by one.
+A Pipeline holds no per-call state: one instance serves several threads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from edge.vision import alignment, quality
+from edge.vision.detector import FaceDetector
+from edge.vision.embedder import Embedder
+from edge.vision.face import Face
+from edge.vision.landmarks import LandmarkNet
+from edge.vision.runtime import make_session
+
+PRECISIONS = ("int8", "fp32")
+
+
+def default_models_dir() -> Path:
+    env = os.environ.get("EDGE_VERIFIER_MODELS")
+    if env:
+        return Path(env)
+    import edge
+
+    return Path(edge.__file__).resolve().parents[1] / "models"
+
+
+class Pipeline:
+    # O-Net's face probability on the refined box: drops the light detector's false positives
+    # (textures, animal faces) at almost no cost, since O-Net runs anyway for the landmarks.
+    landmark_score_threshold = 0.5
+
+    def __init__(self, detector: FaceDetector, landmarks: LandmarkNet, embedder: Embedder,
+                 fingerprint: str, fingerprints: dict[str, str], precision: str):
+        self.detector = detector
+        self.landmarks = landmarks
+        self.embedder = embedder
+        self.align = alignment.align
+        self.fingerprint = fingerprint
+        self.fingerprints = fingerprints
+        self.precision = precision
+
+    @classmethod
+    def load(cls, models_dir: Path | str | None = None, precision: str = "int8", threads: int | None = None) -> "Pipeline":
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
+        models_dir = Path(models_dir) if models_dir else default_models_dir()
+        index = models_dir / "models.json"
+        if not index.is_file():
+            raise FileNotFoundError(f"no models in {models_dir}: run `edge-verifier models build`")
+        meta = json.loads(index.read_text())
+        pack = meta["packs"][precision]
+        sessions = {}
+        for role, name in pack["files"].items():
+            path = models_dir / name
+            if not path.is_file():
+                raise FileNotFoundError(f"model file {path} missing: run `edge-verifier models build`")
+            quantized = meta["models"][name]["precision"] == "int8"
+            sessions[role] = make_session(path, threads, quantized=quantized)
+        return cls(
+            FaceDetector(sessions["detector"]),
+            LandmarkNet(sessions["landmarks"]),
+            Embedder(sessions["embedder"]),
+            fingerprint=pack["embedder_fingerprint"],
+            fingerprints={role: meta["models"][name]["fingerprint"] for role, name in pack["files"].items()},
+            precision=precision,
+        )
+
+    def detect(self, bgr: np.ndarray) -> list[Face]:
+        """Every face in the frame, largest first, with landmarks and quality (no embedding)."""
+        boxes = self.detector.infer(bgr)
+        if len(boxes) == 0:
+            return []
+        _, points, scores = self.landmarks.infer(bgr, boxes[:, :4])
+        faces = []
+        for b, lm, s in zip(boxes, points, scores):
+            if s < self.landmark_score_threshold:
+                continue
+            x1, y1, x2, y2 = (int(round(float(v))) for v in b[:4])
+            box = (x1, y1, max(x2 - x1, 1), max(y2 - y1, 1))
+            aligned = self.align(bgr, lm)
+            faces.append(Face(box, float(b[4]), lm, quality.assess(box, lm, aligned), aligned=aligned))
+        faces.sort(key=lambda f: f.box[2] * f.box[3], reverse=True)
+        return faces
+
+    def embed(self, bgr: np.ndarray, face: Face) -> np.ndarray:
+        """Unit float32 embedding of `face` (also stored on face.embedding)."""
+        aligned = face.aligned if face.aligned is not None else self.align(bgr, face.landmarks)
+        face.embedding = self.embedder.infer(aligned)
+        return face.embedding
+
+    def analyze(self, bgr: np.ndarray, max_faces: int | None = None) -> list[Face]:
+        """detect + embed; only the `max_faces` largest faces are embedded and returned."""
+        faces = self.detect(bgr)
+        if max_faces is not None:
+            faces = faces[:max_faces]
+        for face in faces:
+            self.embed(bgr, face)
+        return faces
