@@ -1,9 +1,23 @@
-"""Placeholder: owned by the hub work; replaced by its implementation."""
+"""`edge-verifier config example {hub,edge}`: print a complete commented example config."""
+
+from __future__ import annotations
+
+import importlib
+import sys
 
 
 def add_arguments(parser) -> None:
-    pass
+    parser.add_argument("role", choices=["hub", "edge"], help="which role's configuration")
 
 
 def run(args) -> int:
-    raise SystemExit("not implemented yet")
+    module_name = "edge.api.config" if args.role == "hub" else "edge.daemon.config"
+    try:
+        module = importlib.import_module(module_name)
+        example = module.example_toml
+    except (ImportError, AttributeError):
+        print(f"edge-verifier config example {args.role}: {module_name}.example_toml is not available "
+              "in this build (the edge daemon's settings module is missing)", file=sys.stderr)
+        return 1
+    sys.stdout.write(example())
+    return 0

@@ -1,9 +1,70 @@
-"""Placeholder: owned by the hub work; replaced by its implementation."""
+"""`edge-verifier hub --config FILE`: serve the face API (hub role) with uvicorn.
+
+Logs go to stderr; SIGTERM/SIGINT stop accepting, finish in-flight requests, close the store.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
 
 
-def add_arguments(parser) -> None:
-    pass
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, help="hub TOML (see `edge-verifier config example hub`)")
+    parser.add_argument("--host", help="override [server] host")
+    parser.add_argument("--port", type=int, help="override [server] port")
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
+
+def build_app(settings):
+    """The Starlette app and its store for `settings` (a HubSettings)."""
+    from edge.api.app import create_app
+    from edge.api.hub_service import HubService, VisionPacks
+    from edge.api.ops import ApiLimits
+    from edge.store import Limits, SqliteStore
+    from edge.urlfetch import FetchPolicy
+
+    credentials = settings.all_credentials()
+    if not credentials:
+        from edge.settings import ConfigError
+
+        raise ConfigError("no [[credentials]] configured (in the config or its secrets_file)")
+    lim = settings.limits
+    store = SqliteStore(settings.storage.path)
+    vision = VisionPacks(settings.vision.models_dir, settings.vision.precision, settings.vision.also_embed,
+                         settings.vision.threads)
+    service = HubService(store, vision, Limits(lim.faces_per_person, lim.persons_per_group, lim.groups_per_appid))
+    uf = settings.url_fetch
+    app = create_app(
+        service, credentials,
+        limits=ApiLimits(lim.body_bytes, lim.rate_per_s, lim.burst, lim.id_bytes, lim.text_bytes),
+        fetch_policy=FetchPolicy(uf.connect_timeout_s, uf.total_timeout_s, lim.body_bytes, uf.max_redirects, tuple(uf.allow)),
+    )
+    return app, store
 
 
 def run(args) -> int:
-    raise SystemExit("not implemented yet")
+    import uvicorn
+
+    from edge.api import config
+    from edge.settings import ConfigError
+
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = config.load(args.config)
+        app, store = build_app(settings)
+    except ConfigError as exc:
+        print(f"edge-verifier hub: {exc}", file=sys.stderr)
+        return 2
+    host = args.host or settings.server.host
+    port = args.port or settings.server.port
+    logging.getLogger("edge.hub").info("serving the face API on http://%s:%d (store %s)", host, port, settings.storage.path)
+    try:
+        # uvicorn installs SIGTERM/SIGINT handlers: graceful stop of in-flight requests.
+        uvicorn.run(app, host=host, port=port, log_level=args.log_level, access_log=False,
+                    timeout_graceful_shutdown=10)
+    finally:
+        store.close()
+    return 0

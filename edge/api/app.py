@@ -1,0 +1,116 @@
+"""The face API as an ASGI app, for any role: auth, limits, envelopes, health, metrics.
+
+    app = create_app(service, credentials, limits=ApiLimits(...), fetch_policy=FetchPolicy(...))
+
+Order of checks per request, cheapest first so unauthenticated callers cost little:
+unknown endpoint (HTTP 404, code 21) -> signature (4/5/10/11/12/14/9/13) -> rate limit per
+appid (15) -> body read with the cap (23) -> parse (3/21) -> body appid present (-1301) and
+equal to the signed one (6) -> the endpoint. Business and auth errors answer HTTP 200 with
+the code in the envelope (the SDKs parse the body whatever the status); only an unexpected
+exception answers 213 with HTTP 500.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from edge import errors
+from edge.api.body import parse_body, read_capped
+from edge.api.ops import OPS, ApiLimits, Ctx, text
+from edge.api.ratelimit import RateLimiter
+from edge.api.service import ApiErrorWithData, FaceService
+from edge.errors import ApiError
+from edge.signature import Credential, Verifier
+from edge.urlfetch import FetchPolicy
+
+log = logging.getLogger("edge.api")
+
+
+def envelope(data: dict | None = None, code: int = 0, message: str = "OK", status: int = 200) -> JSONResponse:
+    return JSONResponse({"data": data or {}, "code": code, "message": message}, status_code=status)
+
+
+def create_app(
+    service: FaceService,
+    credentials: Iterable[Credential],
+    *,
+    limits: ApiLimits | None = None,
+    fetch_policy: FetchPolicy | None = None,
+    verifier: Verifier | None = None,
+) -> Starlette:
+    limits = limits or ApiLimits()
+    fetch_policy = fetch_policy or FetchPolicy(max_bytes=limits.body_bytes)
+    verifier = verifier or Verifier(credentials)
+    ctx = Ctx(service, limits, fetch_policy)
+    limiter = RateLimiter(limits.rate_per_s, limits.burst)
+    registry = CollectorRegistry()
+    requests_total = Counter("face_api_requests", "Face API requests by endpoint and code", ["op", "code"], registry=registry)
+    latency = Histogram(
+        "face_api_latency_seconds", "Face API request latency", ["op"], registry=registry,
+        buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+    )
+    started = time.time()
+
+    async def handle(request: Request) -> Response:
+        op = request.path_params["op"]
+        t0 = time.perf_counter()
+        handler = OPS.get(op)
+        if handler is None:
+            requests_total.labels("unknown", str(errors.INVALID_PARAMETER)).inc()
+            return envelope(code=errors.INVALID_PARAMETER, message=f"no such endpoint /face/{op}", status=404)
+        data: dict | None = None
+        try:
+            sig = verifier.check(request.headers.get("authorization"))
+            if not limiter.allow(sig.appid):
+                raise ApiError(errors.RATE_LIMITED, "too many requests for this appid")
+            body = await read_capped(request.stream(), limits.body_bytes, request.headers.get("content-length"))
+            params = parse_body(body, request.headers.get("content-type"))
+            appid = text(params, "appid", ctx, required=True)
+            sig.check_appid(appid)
+            data = await handler(appid, params, ctx)
+            code, message = 0, "OK"
+        except ApiErrorWithData as exc:
+            code, message, data = exc.code, exc.message, exc.data
+        except ApiError as exc:
+            code, message = exc.code, exc.message
+        except Exception:  # a bug, not the caller's fault: log it, answer 213
+            log.exception("internal error in /face/%s", op)
+            requests_total.labels(op, str(errors.INTERNAL_ERROR)).inc()
+            return envelope(code=errors.INTERNAL_ERROR, message="internal error", status=500)
+        requests_total.labels(op, str(code)).inc()
+        latency.labels(op).observe(time.perf_counter() - t0)
+        return envelope(data, code, message)
+
+    async def health(request: Request) -> Response:
+        try:
+            extra = service.health()
+        except Exception as exc:  # health must answer even when a part is broken
+            extra = {"error": f"{type(exc).__name__}: {exc}"}
+        status = "ok" if not extra.get("error") else "degraded"
+        return JSONResponse({"status": status, "role": service.role, "uptime_s": round(time.time() - started, 1), **extra})
+
+    async def metrics(request: Request) -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    async def not_post(request: Request) -> Response:
+        return envelope(code=errors.BAD_REQUEST, message="face API calls are POST /face/<op>", status=405)
+
+    app = Starlette(routes=[
+        Route("/face/{op}", handle, methods=["POST"]),
+        Route("/face/{op}", not_post, methods=["GET", "PUT", "DELETE", "PATCH"]),
+        Route("/health", health, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+    ])
+    app.state.service = service
+    app.state.verifier = verifier
+    app.state.registry = registry
+    return app

@@ -1,0 +1,206 @@
+"""Reading and parsing request bodies: capped while reading, JSON or multipart, one shape out.
+
+Both encodings become `Params`: text fields, lists (JSON arrays, or multipart indexed parts
+`name[0]`, `name[1]`, ... and `name[]`), and raw image bytes (multipart parts named `image`,
+`images[i]`, `imageA`, `imageB`, or base64 strings under those names in JSON). Any other
+multipart part is a text field even when it carries a filename (python-requests `files=`).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from dataclasses import dataclass, field
+from typing import AsyncIterator
+
+from python_multipart.multipart import MultipartParser, parse_options_header
+
+from edge import errors
+from edge.errors import ApiError
+
+IMAGE_FIELDS = frozenset({"image", "images", "imageA", "imageB"})
+MAX_PARTS = 1000
+MAX_INDEX = 999
+# After the cap, keep reading (and discarding) up to this much so the client, still sending,
+# gets the code-23 answer rather than a reset connection; beyond it, stop reading.
+DRAIN_LIMIT = 16 * 1024 * 1024
+_INDEXED = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\[(\d*)\]$")
+
+
+@dataclass
+class Params:
+    """The parsed body: values are str, list[str] (lists), or bytes / list[bytes] (images)."""
+
+    values: dict[str, object] = field(default_factory=dict)
+    encoding: str = "json"
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.values
+
+    def get(self, name: str) -> object:
+        return self.values.get(name)
+
+
+async def read_capped(chunks: AsyncIterator[bytes], cap: int, declared: str | None) -> bytes:
+    """The whole body, or ApiError 23 as soon as it exceeds `cap` bytes (memory stays bounded)."""
+    if declared is not None:
+        try:
+            declared_len = int(declared)
+        except ValueError:
+            raise ApiError(errors.BAD_REQUEST, "bad Content-Length") from None
+        if declared_len > DRAIN_LIMIT:
+            raise ApiError(errors.BODY_TOO_LARGE, f"request body over {cap} bytes")
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in chunks:
+        size += len(chunk)
+        if size > cap:
+            while size <= DRAIN_LIMIT:
+                try:
+                    more = await chunks.__anext__()
+                except StopAsyncIteration:
+                    break
+                size += len(more)
+            raise ApiError(errors.BODY_TOO_LARGE, f"request body over {cap} bytes")
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+def parse_body(body: bytes, content_type: str | None) -> Params:
+    """Params from a JSON or multipart body; ApiError 3 (unparseable) or 21 (wrong shape)."""
+    ctype, options = parse_options_header((content_type or "").encode("latin-1", "replace"))
+    ctype = ctype.decode("latin-1").lower() if isinstance(ctype, bytes) else str(ctype).lower()
+    if ctype == "multipart/form-data":
+        boundary = options.get(b"boundary")
+        if not boundary:
+            raise ApiError(errors.BAD_REQUEST, "multipart body without a boundary")
+        return _from_parts(_split_multipart(body, boundary))
+    if ctype in ("application/json", "text/json", "") or ctype.endswith("+json"):
+        return _from_json(body)
+    raise ApiError(errors.BAD_REQUEST, f"unsupported Content-Type {ctype!r}: use application/json or multipart/form-data")
+
+
+def _from_json(body: bytes) -> Params:
+    try:
+        data = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise ApiError(errors.BAD_REQUEST, "body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise ApiError(errors.BAD_REQUEST, "JSON body must be an object")
+    values: dict[str, object] = {}
+    for name, value in data.items():
+        if name in IMAGE_FIELDS:
+            values[name] = _b64_images(name, value)
+        elif isinstance(value, list):
+            values[name] = [_scalar(name, v) for v in value]
+        else:
+            values[name] = _scalar(name, value)
+    return Params(values, "json")
+
+
+def _scalar(name: str, value: object) -> str:
+    # Some SDKs send appid or mode as JSON numbers; accept integers, refuse other shapes.
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    raise ApiError(errors.INVALID_PARAMETER, f"{name} must be a string")
+
+
+def _b64_images(name: str, value: object) -> bytes | list[bytes]:
+    if isinstance(value, list):
+        return [_b64_image(name, v) for v in value]
+    return _b64_image(name, value)
+
+
+def _b64_image(name: str, value: object) -> bytes:
+    if not isinstance(value, str):
+        raise ApiError(errors.INVALID_PARAMETER, f"{name} must be a base64 string in JSON")
+    text = value.strip()
+    if text.startswith("data:") and "," in text:  # data: URL form
+        text = text.split(",", 1)[1]
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise ApiError(errors.IMAGE_DECODE_FAILED, f"{name} is not valid base64") from None
+
+
+def _split_multipart(body: bytes, boundary: bytes) -> list[tuple[str, bytes]]:
+    """(name, raw bytes) of every part, in order."""
+    parts: list[tuple[str, bytes]] = []
+    state: dict = {"name": None, "data": [], "hfield": b"", "hvalue": b"", "headers": {}}
+
+    def on_part_begin() -> None:
+        state.update(name=None, data=[], headers={})
+
+    def on_part_data(data: bytes, start: int, end: int) -> None:
+        state["data"].append(data[start:end])
+
+    def on_header_field(data: bytes, start: int, end: int) -> None:
+        state["hfield"] += data[start:end]
+
+    def on_header_value(data: bytes, start: int, end: int) -> None:
+        state["hvalue"] += data[start:end]
+
+    def on_header_end() -> None:
+        state["headers"][state["hfield"].lower()] = state["hvalue"]
+        state["hfield"] = b""
+        state["hvalue"] = b""
+
+    def on_headers_finished() -> None:
+        disposition = state["headers"].get(b"content-disposition")
+        if disposition is None:
+            raise ApiError(errors.BAD_REQUEST, "multipart part without Content-Disposition")
+        _, opts = parse_options_header(disposition)
+        name = opts.get(b"name")
+        if name is None:
+            raise ApiError(errors.BAD_REQUEST, "multipart part without a name")
+        state["name"] = name.decode("utf-8", "replace")
+
+    def on_part_end() -> None:
+        if len(parts) >= MAX_PARTS:
+            raise ApiError(errors.INVALID_PARAMETER, f"more than {MAX_PARTS} parts")
+        parts.append((state["name"], b"".join(state["data"])))
+
+    parser = MultipartParser(boundary, {
+        "on_part_begin": on_part_begin, "on_part_data": on_part_data, "on_part_end": on_part_end,
+        "on_header_field": on_header_field, "on_header_value": on_header_value,
+        "on_header_end": on_header_end, "on_headers_finished": on_headers_finished,
+    })
+    try:
+        parser.write(body)
+        parser.finalize()
+    except ApiError:
+        raise
+    except Exception as exc:  # python-multipart raises several types on malformed input
+        raise ApiError(errors.BAD_REQUEST, f"malformed multipart body: {type(exc).__name__}") from None
+    return parts
+
+
+def _from_parts(parts: list[tuple[str, bytes]]) -> Params:
+    values: dict[str, object] = {}
+    indexed: dict[str, dict[int, object]] = {}
+    for name, data in parts:
+        m = _INDEXED.match(name)
+        base = m.group(1) if m else name
+        value: object = data if base in IMAGE_FIELDS else _text(name, data)
+        if m:
+            slots = indexed.setdefault(base, {})
+            index = int(m.group(2)) if m.group(2) else len(slots)
+            if index > MAX_INDEX:
+                raise ApiError(errors.INVALID_PARAMETER, f"{name}: index too large")
+            slots[index] = value
+        else:
+            values[name] = value
+    for base, slots in indexed.items():
+        values[base] = [slots[i] for i in sorted(slots)]
+    return Params(values, "multipart")
+
+
+def _text(name: str, data: bytes) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ApiError(errors.INVALID_PARAMETER, f"{name} is not UTF-8 text") from None

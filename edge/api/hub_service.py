@@ -1,0 +1,310 @@
+"""The hub's implementation of every face API operation: vision + matcher + store.
+
+Attributes the models cannot estimate are reported as fixed neutral values (documented here
+and in the README): gender 50 (undecided on the vendor's 0 female .. 100 male scale), age 0
+(unknown), expression 0 (neutral), glass false. Pose (yaw, pitch, roll, degrees) comes from
+the five landmarks.
+
+addface answers the first input's error code when no face at all could be added (so a single
+image to a full person gets -1309 at top level); otherwise code 0 with per-image ret_codes.
+A face whose similarity to one the person already has is 99 or more (the API's 0-100 figure)
+is refused with -1312.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from typing import Sequence
+
+import numpy as np
+
+from edge import errors
+from edge.api.service import ApiErrorWithData, FaceService
+from edge.errors import ApiError
+from edge.matcher import DEFAULT_THRESHOLDS, Decision, Enrolled, Gallery, Thresholds, confidence, cosine
+from edge.store import FaceRecord, Limits, Store, VerifyRecord
+
+log = logging.getLogger("edge.hub")
+
+NEAR_IDENTICAL_CONFIDENCE = 99.0
+NEUTRAL_ATTRIBUTES = {"gender": 50, "age": 0, "expression": 0, "glass": False}
+
+
+def session_id() -> str:
+    return uuid.uuid4().hex
+
+
+class VisionPacks:
+    """The primary pipeline (matching) and the extra precisions (embeddings only), loaded once
+    on first use so the API answers auth and bookkeeping calls without the models."""
+
+    def __init__(self, models_dir: str | None, precision: str = "int8", also_embed: Sequence[str] = (),
+                 threads: int | None = None):
+        self.models_dir = models_dir or None
+        self.precision = precision
+        self.also_embed = [p for p in dict.fromkeys(also_embed) if p != precision]
+        self.threads = threads or None
+        self._lock = threading.Lock()
+        self._primary = None
+        self._extra: list = []
+
+    def _load(self) -> None:
+        with self._lock:
+            if self._primary is not None:
+                return
+            from edge.vision import Pipeline  # heavy: onnxruntime
+
+            try:
+                primary = Pipeline.load(self.models_dir, precision=self.precision, threads=self.threads)
+                extra = [Pipeline.load(self.models_dir, precision=p, threads=self.threads) for p in self.also_embed]
+            except (FileNotFoundError, KeyError, ValueError) as exc:
+                log.error("cannot load the models: %s", exc)
+                raise ApiError(errors.FEATURE_FAILED, f"face models unavailable: {exc}") from None
+            self._extra = extra
+            self._primary = primary
+
+    @property
+    def primary(self):
+        if self._primary is None:
+            self._load()
+        return self._primary
+
+    @property
+    def loaded(self) -> bool:
+        return self._primary is not None
+
+    def all(self) -> list:
+        return [self.primary, *self._extra]
+
+    @property
+    def fingerprints(self) -> list[str]:
+        return [p.fingerprint for p in self.all()]
+
+
+class HubService(FaceService):
+    role = "hub"
+
+    def __init__(self, store: Store, vision: VisionPacks, limits: Limits | None = None,
+                 thresholds: Thresholds = DEFAULT_THRESHOLDS):
+        self.store = store
+        self.vision = vision
+        self.limits = limits or Limits()
+        self.thresholds = thresholds
+        self._galleries: dict[tuple[str, str], tuple[int, Gallery]] = {}
+        self._gallery_lock = threading.Lock()
+
+    # --- vision helpers --------------------------------------------------------------------
+    def _decode(self, data: bytes) -> np.ndarray:
+        from edge.vision import decode_image
+
+        return decode_image(data)
+
+    def _largest_face(self, data: bytes):
+        bgr = self._decode(data)
+        faces = self.vision.primary.detect(bgr)
+        if not faces:
+            raise ApiError(errors.NO_FACE)
+        return bgr, faces[0]
+
+    def _embedding(self, data: bytes) -> np.ndarray:
+        bgr, face = self._largest_face(data)
+        return self.vision.primary.embed(bgr, face)
+
+    def _face_record(self, data: bytes, person_id: str, tag: str) -> FaceRecord:
+        bgr, face = self._largest_face(data)
+        embeddings = {}
+        for pipe in self.vision.all():
+            embeddings[pipe.fingerprint] = np.asarray(pipe.embed(bgr, face), dtype=np.float32).copy()
+        q = face.quality
+        return FaceRecord(
+            face_id=self.store.new_face_id(), person_id=person_id, box=tuple(int(v) for v in face.box),
+            landmarks=[[round(float(x), 2), round(float(y), 2)] for x, y in face.landmarks],
+            yaw=float(q.yaw), pitch=float(q.pitch), roll=float(q.roll),
+            quality=round(float(face.score) * (1.0 if q.ok else 0.5), 4), sharpness=float(q.sharpness),
+            tag=tag, created=time.time(), embeddings=embeddings,
+        )
+
+    @staticmethod
+    def _face_info(face_id: str, box, yaw: float, pitch: float, roll: float) -> dict:
+        x, y, w, h = (int(v) for v in box)
+        return {
+            "face_id": face_id, "x": x, "y": y, "width": w, "height": h, **NEUTRAL_ATTRIBUTES,
+            "pitch": round(float(pitch), 1), "yaw": round(float(yaw), 1), "roll": round(float(roll), 1),
+        }
+
+    def _gallery(self, appid: str) -> Gallery:
+        """All of the appid's faces for the primary fingerprint, rebuilt when the log moves."""
+        fingerprint = self.vision.primary.fingerprint
+        seq = self.store.last_seq(appid)
+        key = (appid, fingerprint)
+        with self._gallery_lock:
+            cached = self._galleries.get(key)
+            if cached and cached[0] == seq:
+                return cached[1]
+        rows = self.store.embeddings(appid, fingerprint)
+        gallery = Gallery([Enrolled(pid, fid, vec, groups, name, tag) for pid, fid, vec, groups, name, tag in rows],
+                          thresholds=self.thresholds, version=str(seq))
+        with self._gallery_lock:
+            self._galleries[key] = (seq, gallery)
+        return gallery
+
+    # --- persons and groups ----------------------------------------------------------------
+    def newperson(self, appid, person_id, group_ids, image, person_name, tag) -> dict:
+        face = self._face_record(image, person_id, tag)
+        joined = self.store.create_person(appid, person_id, group_ids, person_name, tag, face, self.limits)
+        return {
+            "session_id": session_id(), "suc_group": joined, "suc_face": 1, "person_id": person_id,
+            "face_id": face.face_id, "group_ids": list(group_ids),
+        }
+
+    def delperson(self, appid, person_id) -> dict:
+        self.store.delete_person(appid, person_id)
+        return {"session_id": session_id(), "person_id": person_id, "deleted": 1}
+
+    def setinfo(self, appid, person_id, person_name, tag) -> dict:
+        self.store.set_info(appid, person_id, person_name, tag)
+        return {"session_id": session_id(), "person_id": person_id}
+
+    def getinfo(self, appid, person_id) -> dict:
+        p = self.store.get_person(appid, person_id)
+        return {
+            "person_id": p.person_id, "person_name": p.person_name, "tag": p.tag,
+            "face_ids": p.face_ids, "group_ids": p.group_ids, "session_id": session_id(),
+        }
+
+    def getgroupids(self, appid) -> dict:
+        return {"group_ids": self.store.group_ids(appid)}
+
+    def getpersonids(self, appid, group_id) -> dict:
+        return {"person_ids": self.store.person_ids(appid, group_id)}
+
+    def getfaceids(self, appid, person_id) -> dict:
+        return {"face_ids": self.store.face_ids(appid, person_id)}
+
+    def getfaceinfo(self, appid, face_id) -> dict:
+        f = self.store.face(appid, face_id)
+        return {"face_info": self._face_info(f.face_id, f.box, f.yaw, f.pitch, f.roll)}
+
+    def addgroupids(self, appid, person_id, group_ids) -> dict:
+        added = self.store.add_groups(appid, person_id, group_ids, self.limits)
+        return {"person_id": person_id, "added": len(added), "group_ids": added, "session_id": session_id()}
+
+    def delgroupids(self, appid, person_id, group_ids) -> dict:
+        removed = self.store.remove_groups(appid, person_id, group_ids)
+        return {"person_id": person_id, "deleted": len(removed), "group_ids": removed, "session_id": session_id()}
+
+    # --- faces -----------------------------------------------------------------------------
+    def addface(self, appid, person_id, images, tag) -> dict:
+        existing_ids = self.store.face_ids(appid, person_id)  # -1303 before any model work
+        fingerprint = self.vision.primary.fingerprint
+        known = [vec for _, _, vec, _, _, _ in self.store.embeddings(appid, fingerprint, person_id=person_id)]
+        accepted: list[FaceRecord] = []
+        face_ids: list[str] = []
+        codes: list[int] = []
+        for item in images:
+            try:
+                if isinstance(item, ApiError):
+                    raise item
+                if len(existing_ids) + len(accepted) >= self.limits.faces_per_person:
+                    raise ApiError(errors.TOO_MANY_FACES, f"at most {self.limits.faces_per_person} faces per person")
+                record = self._face_record(item, person_id, tag)
+                vec = record.embeddings[fingerprint]
+                if any(confidence(cosine(vec, k), self.thresholds) >= NEAR_IDENTICAL_CONFIDENCE for k in known):
+                    raise ApiError(errors.NEAR_IDENTICAL_FACE)
+                known.append(vec)
+                accepted.append(record)
+                face_ids.append(record.face_id)
+                codes.append(0)
+            except ApiError as exc:
+                face_ids.append("")
+                codes.append(exc.code)
+        if not accepted:
+            first = next(c for c in codes if c != 0)
+            raise ApiErrorWithData(first, None, {"session_id": session_id(), "added": 0, "face_ids": face_ids, "ret_codes": codes})
+        self.store.add_faces(appid, person_id, accepted, self.limits)
+        return {"session_id": session_id(), "added": len(accepted), "face_ids": face_ids, "ret_codes": codes}
+
+    def delface(self, appid, person_id, face_ids) -> dict:
+        deleted = self.store.delete_faces(appid, person_id, face_ids)
+        if not deleted:
+            raise ApiError(errors.FACE_UNKNOWN, "none of these faces belongs to the person")
+        return {"session_id": session_id(), "deleted": len(deleted), "face_ids": deleted}
+
+    # --- matching --------------------------------------------------------------------------
+    def verify(self, appid, person_id, image) -> dict:
+        self.store.face_ids(appid, person_id)  # -1303 for an unknown person
+        embedding = self._embedding(image)
+        fingerprint = self.vision.primary.fingerprint
+        rows = self.store.embeddings(appid, fingerprint, person_id=person_id)
+        if not rows:
+            raise ApiError(errors.FEATURE_FAILED, f"person {person_id!r} has no face for embedder {fingerprint}")
+        gallery = Gallery([Enrolled(pid, fid, vec) for pid, fid, vec, _, _, _ in rows], thresholds=self.thresholds)
+        best = gallery.verify(embedding, person_id)
+        score = best.score if best else -1.0
+        ismatch = self.thresholds.decide(score) is Decision.ACCEPT
+        sid = session_id()
+        conf = confidence(score, self.thresholds)
+        self.store.log_verify(VerifyRecord(sid, appid, person_id, float(score), conf, ismatch, time.time()))
+        return {"session_id": sid, "confidence": conf, "ismatch": ismatch}
+
+    def identify(self, appid, group_ids, image) -> dict:
+        known_groups = set(self.store.group_ids(appid))
+        wanted = [g for g in group_ids if g in known_groups]
+        if not wanted:
+            raise ApiError(errors.GROUP_UNKNOWN, f"none of the groups {list(group_ids)} exists")
+        embedding = self._embedding(image)
+        result = self._gallery(appid).identify(embedding, wanted, top_k=5)
+        return {
+            "session_id": session_id(),
+            "candidates": [
+                {"person_id": c.person_id, "face_id": c.face_id, "confidence": confidence(c.score, self.thresholds),
+                 "tag": c.tag}
+                for c in result.candidates
+            ],
+        }
+
+    def compare(self, appid, image_a, image_b) -> dict:
+        sid = session_id()
+        vectors = []
+        for flag, data in ((1, image_a), (2, image_b)):
+            try:
+                vectors.append(self._embedding(data))
+            except ApiError as exc:
+                raise ApiErrorWithData(exc.code, exc.message, {"session_id": sid, "similarity": 0.0, "fail_flag": flag}) from None
+        return {"session_id": sid, "similarity": confidence(cosine(vectors[0], vectors[1]), self.thresholds)}
+
+    def detect(self, appid, image, mode) -> dict:
+        bgr = self._decode(image)
+        faces = self.vision.primary.detect(bgr)
+        if not faces:
+            raise ApiError(errors.NO_FACE)
+        if mode == 1:
+            faces = faces[:1]
+        h, w = bgr.shape[:2]
+        return {
+            "session_id": session_id(), "image_width": int(w), "image_height": int(h),
+            "face": [self._face_info("", f.box, f.quality.yaw, f.quality.pitch, f.quality.roll) for f in faces],
+        }
+
+    # --- sync ------------------------------------------------------------------------------
+    def sync(self, appid, since, fingerprint, group_ids, limit) -> dict:
+        served = self.vision.fingerprints
+        if fingerprint not in served:
+            raise ApiError(
+                errors.INVALID_PARAMETER,
+                f"fingerprint {fingerprint!r} is not stored by this hub (it stores {', '.join(served)})",
+            )
+        page = self.store.sync_page(appid, since, fingerprint, group_ids or None, limit)
+        return {
+            "cursor": page.cursor, "has_more": page.has_more, "fingerprint": fingerprint,
+            "changes": [c.data for c in page.changes],
+        }
+
+    def health(self) -> dict:
+        out: dict = {"models_loaded": self.vision.loaded}
+        if self.vision.loaded:
+            out["fingerprint"] = self.vision.primary.fingerprint
+        return out

@@ -1,0 +1,255 @@
+"""One function per endpoint: validate the parsed body, resolve images, call the service.
+
+Argument rules (docs/CLOUD_API.md): a missing or empty required field is -1301; identifiers
+(person_id, group_id, face_id) with a space, slash, tab, CR or newline are -1313 and longer
+than `id_bytes` UTF-8 bytes -1304; a field of the wrong shape is 21; no image at all or an
+empty one is -1300. When both an image and a url are given, the url wins.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Awaitable, Callable
+
+from starlette.concurrency import run_in_threadpool
+
+from edge import errors
+from edge.api.body import Params
+from edge.api.service import FaceService
+from edge.errors import ApiError
+from edge.urlfetch import FetchPolicy, fetch
+
+_ILLEGAL = set(" /\\\t\r\n\x0b\x0c")
+MAX_LIST = 1000
+
+
+@dataclass(frozen=True)
+class ApiLimits:
+    """Limits of the HTTP layer (the count limits live in the store)."""
+
+    body_bytes: int = 1_572_864
+    rate_per_s: float = 0.0  # per appid; 0 = unlimited
+    burst: int = 100
+    id_bytes: int = 128
+    text_bytes: int = 1024
+
+
+@dataclass(frozen=True)
+class Ctx:
+    service: FaceService
+    limits: ApiLimits
+    fetch_policy: FetchPolicy
+
+
+# --- field helpers ----------------------------------------------------------------------------
+def text(p: Params, name: str, ctx: Ctx, *, required: bool = False) -> str | None:
+    value = p.get(name)
+    if value is None or value == "":
+        if required:
+            raise ApiError(errors.PARAMETER_EMPTY, f"{name} is required")
+        return None if value is None else ""
+    if not isinstance(value, str):
+        raise ApiError(errors.INVALID_PARAMETER, f"{name} must be a string")
+    if len(value.encode("utf-8")) > ctx.limits.text_bytes:
+        raise ApiError(errors.PARAMETER_TOO_LONG, f"{name} longer than {ctx.limits.text_bytes} bytes")
+    return value
+
+
+def ident_value(name: str, value: object, ctx: Ctx) -> str:
+    if value is None or value == "":
+        raise ApiError(errors.PARAMETER_EMPTY, f"{name} is required")
+    if not isinstance(value, str):
+        raise ApiError(errors.INVALID_PARAMETER, f"{name} must be a string")
+    if len(value.encode("utf-8")) > ctx.limits.id_bytes:
+        raise ApiError(errors.PARAMETER_TOO_LONG, f"{name} longer than {ctx.limits.id_bytes} bytes")
+    if any(ch in _ILLEGAL for ch in value) or not value.isprintable():
+        raise ApiError(errors.ILLEGAL_CHARACTERS, f"{name} contains a space, slash, tab, newline or control character")
+    return value
+
+
+def ident(p: Params, name: str, ctx: Ctx) -> str:
+    return ident_value(name, p.get(name), ctx)
+
+
+def ident_list(p: Params, name: str, ctx: Ctx, *, required: bool = True) -> list[str]:
+    value = p.get(name)
+    if value is None or value == "" or value == []:
+        if required:
+            raise ApiError(errors.PARAMETER_EMPTY, f"{name} is required")
+        return []
+    if isinstance(value, str):  # one plain field instead of an array: be lenient
+        value = [value]
+    if not isinstance(value, list):
+        raise ApiError(errors.INVALID_PARAMETER, f"{name} must be an array")
+    if len(value) > MAX_LIST:
+        raise ApiError(errors.INVALID_PARAMETER, f"{name}: more than {MAX_LIST} entries")
+    return list(dict.fromkeys(ident_value(f"{name}[{i}]", v, ctx) for i, v in enumerate(value)))
+
+
+def integer(p: Params, name: str, default: int, lo: int, hi: int) -> int:
+    value = p.get(name)
+    if value is None or value == "":
+        return default
+    if not isinstance(value, str) or not value.strip().lstrip("-").isdigit() or len(value) > 20:
+        raise ApiError(errors.INVALID_PARAMETER, f"{name} must be an integer")
+    number = int(value)
+    if not lo <= number <= hi:
+        raise ApiError(errors.INVALID_PARAMETER, f"{name} must be within {lo}..{hi}")
+    return number
+
+
+async def _fetch(url: object, name: str, ctx: Ctx) -> bytes:
+    if not isinstance(url, str):
+        raise ApiError(errors.INVALID_PARAMETER, f"{name} must be a string")
+    return await run_in_threadpool(fetch, url, ctx.fetch_policy)
+
+
+async def image(p: Params, ctx: Ctx, image_name: str = "image", url_name: str = "url") -> bytes:
+    url = p.get(url_name)
+    if url not in (None, ""):
+        return await _fetch(url, url_name, ctx)
+    data = p.get(image_name)
+    if data is None:
+        raise ApiError(errors.IMAGE_EMPTY, f"{image_name} or {url_name} is required")
+    if isinstance(data, list):  # images[0] sent where one image is expected
+        if len(data) != 1:
+            raise ApiError(errors.INVALID_PARAMETER, f"{image_name} must be one image")
+        data = data[0]
+    if not isinstance(data, bytes):
+        raise ApiError(errors.INVALID_PARAMETER, f"{image_name} must be an image")
+    if not data:
+        raise ApiError(errors.IMAGE_EMPTY, f"{image_name} is empty")
+    return data
+
+
+async def images(p: Params, ctx: Ctx) -> list[bytes | ApiError]:
+    urls = p.get("urls")
+    if urls not in (None, "", []):
+        if isinstance(urls, str):
+            urls = [urls]
+        if not isinstance(urls, list) or len(urls) > MAX_LIST:
+            raise ApiError(errors.INVALID_PARAMETER, "urls must be an array")
+        out: list[bytes | ApiError] = []
+        for i, url in enumerate(urls):
+            try:
+                out.append(await _fetch(url, f"urls[{i}]", ctx))
+            except ApiError as exc:
+                out.append(exc)
+        return out
+    data = p.get("images")
+    if data is None:
+        data = p.get("image")
+    if data is None or data == []:
+        raise ApiError(errors.IMAGE_EMPTY, "images or urls is required")
+    if isinstance(data, bytes):
+        data = [data]
+    if not isinstance(data, list) or not all(isinstance(d, bytes) for d in data):
+        raise ApiError(errors.INVALID_PARAMETER, "images must be image parts")
+    return [d if d else ApiError(errors.IMAGE_EMPTY, f"images[{i}] is empty") for i, d in enumerate(data)]
+
+
+def call(fn: Callable, *args) -> Awaitable[dict]:
+    return run_in_threadpool(fn, *args)
+
+
+# --- endpoints ----------------------------------------------------------------------------------
+async def newperson(appid: str, p: Params, ctx: Ctx) -> dict:
+    person_id = ident(p, "person_id", ctx)
+    group_ids = ident_list(p, "group_ids", ctx)
+    name = text(p, "person_name", ctx) or ""
+    tag = text(p, "tag", ctx) or ""
+    img = await image(p, ctx)
+    return await call(ctx.service.newperson, appid, person_id, group_ids, img, name, tag)
+
+
+async def delperson(appid: str, p: Params, ctx: Ctx) -> dict:
+    return await call(ctx.service.delperson, appid, ident(p, "person_id", ctx))
+
+
+async def addface(appid: str, p: Params, ctx: Ctx) -> dict:
+    person_id = ident(p, "person_id", ctx)
+    tag = text(p, "tag", ctx) or ""
+    imgs = await images(p, ctx)
+    return await call(ctx.service.addface, appid, person_id, imgs, tag)
+
+
+async def delface(appid: str, p: Params, ctx: Ctx) -> dict:
+    person_id = ident(p, "person_id", ctx)
+    return await call(ctx.service.delface, appid, person_id, ident_list(p, "face_ids", ctx))
+
+
+async def setinfo(appid: str, p: Params, ctx: Ctx) -> dict:
+    person_id = ident(p, "person_id", ctx)
+    return await call(ctx.service.setinfo, appid, person_id, text(p, "person_name", ctx), text(p, "tag", ctx))
+
+
+async def getinfo(appid: str, p: Params, ctx: Ctx) -> dict:
+    return await call(ctx.service.getinfo, appid, ident(p, "person_id", ctx))
+
+
+async def getgroupids(appid: str, p: Params, ctx: Ctx) -> dict:
+    return await call(ctx.service.getgroupids, appid)
+
+
+async def getpersonids(appid: str, p: Params, ctx: Ctx) -> dict:
+    return await call(ctx.service.getpersonids, appid, ident(p, "group_id", ctx))
+
+
+async def getfaceids(appid: str, p: Params, ctx: Ctx) -> dict:
+    return await call(ctx.service.getfaceids, appid, ident(p, "person_id", ctx))
+
+
+async def getfaceinfo(appid: str, p: Params, ctx: Ctx) -> dict:
+    return await call(ctx.service.getfaceinfo, appid, ident(p, "face_id", ctx))
+
+
+async def addgroupids(appid: str, p: Params, ctx: Ctx) -> dict:
+    person_id = ident(p, "person_id", ctx)
+    return await call(ctx.service.addgroupids, appid, person_id, ident_list(p, "group_ids", ctx))
+
+
+async def delgroupids(appid: str, p: Params, ctx: Ctx) -> dict:
+    person_id = ident(p, "person_id", ctx)
+    return await call(ctx.service.delgroupids, appid, person_id, ident_list(p, "group_ids", ctx))
+
+
+async def verify(appid: str, p: Params, ctx: Ctx) -> dict:
+    person_id = ident(p, "person_id", ctx)
+    return await call(ctx.service.verify, appid, person_id, await image(p, ctx))
+
+
+async def identify(appid: str, p: Params, ctx: Ctx) -> dict:
+    group_ids = ident_list(p, "group_ids", ctx, required=False)
+    if p.get("group_id") not in (None, ""):
+        group_ids = list(dict.fromkeys([ident(p, "group_id", ctx), *group_ids]))
+    if not group_ids:
+        raise ApiError(errors.PARAMETER_EMPTY, "group_id or group_ids is required")
+    return await call(ctx.service.identify, appid, group_ids, await image(p, ctx))
+
+
+async def compare(appid: str, p: Params, ctx: Ctx) -> dict:
+    a = await image(p, ctx, "imageA", "urlA")
+    b = await image(p, ctx, "imageB", "urlB")
+    return await call(ctx.service.compare, appid, a, b)
+
+
+async def detect(appid: str, p: Params, ctx: Ctx) -> dict:
+    mode = integer(p, "mode", 0, 0, 1)
+    return await call(ctx.service.detect, appid, await image(p, ctx), mode)
+
+
+async def sync(appid: str, p: Params, ctx: Ctx) -> dict:
+    since = integer(p, "since", 0, 0, 2**62)
+    limit = integer(p, "limit", 500, 1, 1000)
+    fingerprint = text(p, "fingerprint", ctx, required=True)
+    group_ids = ident_list(p, "group_ids", ctx, required=False)
+    return await call(ctx.service.sync, appid, since, fingerprint, group_ids, limit)
+
+
+OPS: dict[str, Callable[[str, Params, Ctx], Awaitable[dict]]] = {
+    "newperson": newperson, "delperson": delperson, "addface": addface, "delface": delface,
+    "setinfo": setinfo, "getinfo": getinfo, "getgroupids": getgroupids,
+    "getpersonids": getpersonids, "getfaceids": getfaceids, "getfaceinfo": getfaceinfo,
+    "addgroupids": addgroupids, "delgroupids": delgroupids, "verify": verify,
+    "identify": identify, "compare": compare, "detect": detect, "sync": sync,
+}

@@ -1,0 +1,92 @@
+"""What the HTTP layer calls: one method per face API operation, arguments already parsed.
+
+The hub implements every method (`edge.api.hub_service.HubService`); the edge daemon serves
+only verify / identify / compare from its local cache. A method a role does not implement
+answers code 24 ("endpoint being retired": not served by this role), so SDK clients get a
+documented code instead of an HTTP error.
+
+Images arrive as bytes (url inputs are fetched by the HTTP layer first). Methods return the
+`data` dict of the success envelope and raise `ApiError` for anything else.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from edge import errors
+from edge.errors import ApiError
+
+
+def _not_served(op: str) -> ApiError:
+    return ApiError(errors.ENDPOINT_RETIRED, f"/face/{op} is not served by this role")
+
+
+class FaceService:
+    """Base class: every operation answers 24 until a role overrides it."""
+
+    role = "none"
+
+    def newperson(self, appid: str, person_id: str, group_ids: Sequence[str], image: bytes,
+                  person_name: str, tag: str) -> dict:
+        raise _not_served("newperson")
+
+    def delperson(self, appid: str, person_id: str) -> dict:
+        raise _not_served("delperson")
+
+    def addface(self, appid: str, person_id: str, images: Sequence[bytes | ApiError], tag: str) -> dict:
+        """`images` may hold an ApiError for an input that failed before (a url download)."""
+        raise _not_served("addface")
+
+    def delface(self, appid: str, person_id: str, face_ids: Sequence[str]) -> dict:
+        raise _not_served("delface")
+
+    def setinfo(self, appid: str, person_id: str, person_name: str | None, tag: str | None) -> dict:
+        raise _not_served("setinfo")
+
+    def getinfo(self, appid: str, person_id: str) -> dict:
+        raise _not_served("getinfo")
+
+    def getgroupids(self, appid: str) -> dict:
+        raise _not_served("getgroupids")
+
+    def getpersonids(self, appid: str, group_id: str) -> dict:
+        raise _not_served("getpersonids")
+
+    def getfaceids(self, appid: str, person_id: str) -> dict:
+        raise _not_served("getfaceids")
+
+    def getfaceinfo(self, appid: str, face_id: str) -> dict:
+        raise _not_served("getfaceinfo")
+
+    def addgroupids(self, appid: str, person_id: str, group_ids: Sequence[str]) -> dict:
+        raise _not_served("addgroupids")
+
+    def delgroupids(self, appid: str, person_id: str, group_ids: Sequence[str]) -> dict:
+        raise _not_served("delgroupids")
+
+    def verify(self, appid: str, person_id: str, image: bytes) -> dict:
+        raise _not_served("verify")
+
+    def identify(self, appid: str, group_ids: Sequence[str], image: bytes) -> dict:
+        raise _not_served("identify")
+
+    def compare(self, appid: str, image_a: bytes, image_b: bytes) -> dict:
+        raise _not_served("compare")
+
+    def detect(self, appid: str, image: bytes, mode: int) -> dict:
+        raise _not_served("detect")
+
+    def sync(self, appid: str, since: int, fingerprint: str, group_ids: Sequence[str], limit: int) -> dict:
+        raise _not_served("sync")
+
+    def health(self) -> dict:
+        """Extra fields for GET /health."""
+        return {}
+
+
+class ApiErrorWithData(ApiError):
+    """An error whose envelope still carries data (compare's fail_flag, for one)."""
+
+    def __init__(self, code: int, message: str | None = None, data: dict | None = None):
+        super().__init__(code, message)
+        self.data = data or {}

@@ -1,0 +1,163 @@
+"""The storage interface and the records that cross it (plain dataclasses, no SQL types).
+
+Domain rule violations (unknown person, limits reached, ...) are raised as `ApiError` with the
+face API's code: the rule lives next to the data, inside the transaction that enforces it.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Count limits enforced inside the mutating transactions (docs/CLOUD_API.md)."""
+
+    faces_per_person: int = 20
+    persons_per_group: int = 20000
+    groups_per_appid: int = 5000
+
+
+@dataclass
+class FaceRecord:
+    """One enrolled face: geometry and quality from detection, embeddings per fingerprint."""
+
+    face_id: str
+    person_id: str
+    box: tuple[int, int, int, int]  # x, y, width, height in the source image
+    landmarks: list[list[float]] = field(default_factory=list)  # five (x, y)
+    yaw: float = 0.0
+    pitch: float = 0.0
+    roll: float = 0.0
+    quality: float = 0.0  # scalar quality in [0, 1] (detector score x gate), sent by sync
+    sharpness: float = 0.0
+    tag: str = ""
+    created: float = 0.0
+    embeddings: dict[str, np.ndarray] = field(default_factory=dict)  # fingerprint -> vector
+
+
+@dataclass
+class PersonRecord:
+    person_id: str
+    person_name: str
+    tag: str
+    group_ids: list[str]
+    face_ids: list[str]
+
+
+@dataclass(frozen=True)
+class VerifyRecord:
+    session_id: str
+    appid: str
+    person_id: str
+    score: float
+    confidence: float
+    ismatch: bool
+    time: float
+
+
+@dataclass(frozen=True)
+class Change:
+    """One sync feed entry in wire form (see `Store.sync_page`)."""
+
+    seq: int
+    data: dict
+
+
+@dataclass(frozen=True)
+class SyncPage:
+    changes: list[Change]
+    cursor: int
+    has_more: bool
+
+
+class Store(abc.ABC):
+    """Everything the hub persists, per appid. Every mutation and its change-log rows commit
+    together, so the sync feed never shows half an operation."""
+
+    # --- persons and groups -------------------------------------------------------------
+    @abc.abstractmethod
+    def create_person(
+        self, appid: str, person_id: str, group_ids: Sequence[str], person_name: str, tag: str,
+        face: FaceRecord, limits: Limits,
+    ) -> int:
+        """Create the person with its first face; creates missing groups. Returns groups joined.
+        -1302 if it exists, -1310/-1311 at the limits."""
+
+    @abc.abstractmethod
+    def delete_person(self, appid: str, person_id: str) -> None:
+        """-1303 if unknown. Its faces go too; groups left empty disappear."""
+
+    @abc.abstractmethod
+    def set_info(self, appid: str, person_id: str, person_name: str | None, tag: str | None) -> None: ...
+
+    @abc.abstractmethod
+    def get_person(self, appid: str, person_id: str) -> PersonRecord:
+        """-1303 if unknown."""
+
+    @abc.abstractmethod
+    def group_ids(self, appid: str) -> list[str]: ...
+
+    @abc.abstractmethod
+    def person_ids(self, appid: str, group_id: str) -> list[str]:
+        """-1306 if the group does not exist."""
+
+    @abc.abstractmethod
+    def add_groups(self, appid: str, person_id: str, group_ids: Sequence[str], limits: Limits) -> list[str]:
+        """Groups newly joined (already-member ones are skipped)."""
+
+    @abc.abstractmethod
+    def remove_groups(self, appid: str, person_id: str, group_ids: Sequence[str]) -> list[str]:
+        """Groups actually left; 21 if the person would be left in no group."""
+
+    # --- faces --------------------------------------------------------------------------
+    @abc.abstractmethod
+    def add_faces(self, appid: str, person_id: str, faces: Sequence[FaceRecord], limits: Limits) -> list[str]:
+        """Store faces (all or none); -1303 unknown person, -1309 past the per-person limit."""
+
+    @abc.abstractmethod
+    def delete_faces(self, appid: str, person_id: str, face_ids: Sequence[str]) -> list[str]:
+        """Faces of that person actually deleted."""
+
+    @abc.abstractmethod
+    def face_ids(self, appid: str, person_id: str) -> list[str]: ...
+
+    @abc.abstractmethod
+    def face(self, appid: str, face_id: str) -> FaceRecord:
+        """-1305 if unknown (embeddings not loaded)."""
+
+    @abc.abstractmethod
+    def embeddings(
+        self, appid: str, fingerprint: str, *, person_id: str | None = None,
+        group_ids: Sequence[str] | None = None,
+    ) -> list[tuple[str, str, np.ndarray, tuple[str, ...], str, str]]:
+        """(person_id, face_id, vector, group_ids, person_name, tag) of matching faces."""
+
+    @abc.abstractmethod
+    def new_face_id(self) -> str:
+        """A fresh, unused numeric face id (the vendor's ids are decimal strings)."""
+
+    # --- logs ---------------------------------------------------------------------------
+    @abc.abstractmethod
+    def log_verify(self, record: VerifyRecord) -> None: ...
+
+    @abc.abstractmethod
+    def get_verify(self, session_id: str) -> VerifyRecord | None: ...
+
+    @abc.abstractmethod
+    def last_seq(self, appid: str) -> int:
+        """Highest change sequence number of the appid (0 when nothing happened)."""
+
+    @abc.abstractmethod
+    def sync_page(
+        self, appid: str, since: int, fingerprint: str, group_ids: Sequence[str] | None, limit: int
+    ) -> SyncPage:
+        """Changes after `since` in seq order, each with the entity's current state (or a
+        tombstone when it is gone or outside `group_ids`)."""
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
