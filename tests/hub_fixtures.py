@@ -1,1 +1,107 @@
-"""Fixtures of the hub tests (real parts, started for the test session)."""
+"""Fixtures of the hub tests (real parts, started for the test session).
+
+`hub_server`: a REAL hub (uvicorn in a thread) on a free loopback port with a temp SQLite
+store and the built models; `.url .appid .secret_id .secret_key .store_path`.
+`hub_client`: a `CloudClient` signed for it. `start_hub(tmp_path, **limits)` starts another
+one with its own store and limits (tiny count limits, a rate limit, an allow-list...).
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from tests.conftest import MODELS, free_port
+
+APPID = "1000001"
+SECRET_ID = "AKIDhubtest0000000000000000000000001"
+OTHER_APPID = "1000002"
+OTHER_SECRET_ID = "AKIDhubtest0000000000000000000000002"
+
+
+@dataclass
+class HubServer:
+    url: str
+    appid: str
+    secret_id: str
+    secret_key: str
+    store_path: Path
+    other_appid: str = OTHER_APPID
+    other_secret_id: str = OTHER_SECRET_ID
+    other_secret_key: str = ""
+    app: object = field(default=None, repr=False)
+    store: object = field(default=None, repr=False)
+
+    def client(self, **kw):
+        from edge.cloud import CloudClient
+
+        return CloudClient(self.url, self.appid, self.secret_id, self.secret_key, **kw)
+
+
+def hub_settings(store_path: Path, port: int, secret_key: str, other_key: str, **sections):
+    """HubSettings for a test hub; `sections` maps a section name to overrides."""
+    from edge.api.config import HubSettings
+
+    values = {
+        "server": {"host": "127.0.0.1", "port": port},
+        "storage": {"path": str(store_path)},
+        "credentials": [
+            {"appid": APPID, "secret_id": SECRET_ID, "secret_key": secret_key},
+            {"appid": OTHER_APPID, "secret_id": OTHER_SECRET_ID, "secret_key": other_key},
+        ],
+        "limits": {"rate_per_s": 0},
+        "vision": {"models_dir": str(MODELS), "precision": "int8"},
+    }
+    for name, overrides in sections.items():
+        values[name] = {**values.get(name, {}), **overrides}
+    return HubSettings(**values)
+
+
+@contextmanager
+def start_hub(tmp_dir: Path, **sections) -> Iterator[HubServer]:
+    """A real hub on a free loopback port until the block exits."""
+    import uvicorn
+
+    from edge.api.server import build_app
+
+    port = free_port()
+    key, other = secrets.token_hex(16), secrets.token_hex(16)
+    store_path = Path(tmp_dir) / "hub.sqlite3"
+    settings = hub_settings(store_path, port, key, other, **sections)
+    app, store = build_app(settings)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                           access_log=False, lifespan="off"))
+    thread = threading.Thread(target=server.run, name=f"hub-{port}", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("test hub did not start")
+        time.sleep(0.02)
+    try:
+        yield HubServer(f"http://127.0.0.1:{port}", APPID, SECRET_ID, key, store_path,
+                        other_secret_key=other, app=app, store=store)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+        store.close()
+
+
+@pytest.fixture(scope="session")
+def hub_server(tmp_path_factory, models_dir) -> Iterator[HubServer]:
+    with start_hub(tmp_path_factory.mktemp("hub")) as hub:
+        yield hub
+
+
+@pytest.fixture(scope="session")
+def hub_client(hub_server):
+    client = hub_server.client(timeout=30.0, retries=0)
+    yield client
+    client.close()
