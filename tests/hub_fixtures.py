@@ -105,3 +105,40 @@ def hub_client(hub_server):
     client = hub_server.client(timeout=30.0, retries=0)
     yield client
     client.close()
+
+
+def post(hub: HubServer, op: str, *, json: dict | None = None, files=None, data: bytes | None = None,
+         headers: dict | None = None, authorization: str | None = None, appid: str | None = None,
+         content_type: str | None = None) -> dict:
+    """A raw request shaped like the vendor SDKs' (python-requests); returns the parsed JSON.
+
+    `authorization=None` signs for the hub's appid; pass "" to send no header at all.
+    """
+    import requests
+
+    from edge.signature import sign
+
+    hdrs = dict(headers or {})
+    if authorization is None:
+        hdrs["Authorization"] = sign(appid or hub.appid, hub.secret_id, hub.secret_key)
+    elif authorization:
+        hdrs["Authorization"] = authorization
+    if content_type:
+        hdrs["Content-Type"] = content_type
+    resp = requests.post(f"{hub.url}/face/{op}", json=json, files=files, data=data, headers=hdrs, timeout=60)
+    body = resp.json()
+    body["_status"] = resp.status_code
+    return body
+
+
+def sdk_files(fields: dict, images: dict[str, bytes] | None = None) -> list:
+    """multipart parts as the vendor's Python SDK builds them: every field filename-bearing."""
+    parts = []
+    for key, value in fields.items():
+        if isinstance(value, list):
+            parts += [(f"{key}[{i}]", (f"{key}[{i}]", str(v))) for i, v in enumerate(value)]
+        else:
+            parts.append((key, (key, str(value))))
+    for name, blob in (images or {}).items():
+        parts.append((name, (f"{name}.jpg", blob, "image/jpeg")))
+    return parts

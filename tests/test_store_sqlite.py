@@ -1,0 +1,123 @@
+"""SqliteStore: persistence settings, transactions with the change log, limits, cascades."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import numpy as np
+import pytest
+
+from edge.errors import ApiError
+from edge.store import FaceRecord, Limits, SqliteStore
+
+FP = "fingerprint-a"
+
+
+def face(store, person_id="p1", seed=0) -> FaceRecord:
+    vec = np.random.default_rng(seed).standard_normal(8).astype(np.float32)
+    return FaceRecord(face_id=store.new_face_id(), person_id=person_id, box=(1, 2, 30, 40),
+                      landmarks=[[1.0, 2.0]] * 5, yaw=1.5, pitch=-2.0, roll=0.5, quality=0.9,
+                      embeddings={FP: vec / np.linalg.norm(vec)})
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = SqliteStore(tmp_path / "hub.sqlite3")
+    yield s
+    s.close()
+
+
+def code_of(fn, *args) -> int:
+    with pytest.raises(ApiError) as info:
+        fn(*args)
+    return info.value.code
+
+
+def test_database_is_wal_with_foreign_keys_and_a_schema_version(store, tmp_path):
+    conn = sqlite3.connect(tmp_path / "hub.sqlite3")
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert store._conn().execute("PRAGMA foreign_keys").fetchone()[0] == 1
+
+
+def test_person_with_face_survives_reopening(tmp_path):
+    s = SqliteStore(tmp_path / "db.sqlite3")
+    f = face(s)
+    assert s.create_person("app", "p1", ["g1", "g2"], "Name", "tag", f, Limits()) == 2
+    s.close()
+    s = SqliteStore(tmp_path / "db.sqlite3")
+    p = s.get_person("app", "p1")
+    assert (p.person_name, p.tag, p.group_ids, p.face_ids) == ("Name", "tag", ["g1", "g2"], [f.face_id])
+    got = s.face("app", f.face_id)
+    assert got.box == (1, 2, 30, 40) and got.yaw == 1.5 and got.landmarks == [[1.0, 2.0]] * 5
+    (pid, fid, vec, groups, _, _), = s.embeddings("app", FP)
+    assert np.allclose(vec, f.embeddings[FP]) and set(groups) == {"g1", "g2"}
+    s.close()
+
+
+def test_appids_are_isolated(store):
+    store.create_person("app", "p1", ["g"], "", "", face(store), Limits())
+    assert code_of(store.get_person, "other", "p1") == -1303
+    assert store.group_ids("other") == []
+
+
+def test_existing_person_is_refused_and_nothing_is_logged(store):
+    store.create_person("app", "p1", ["g"], "", "", face(store), Limits())
+    seq = store.last_seq("app")
+    assert code_of(store.create_person, "app", "p1", ["g"], "", "", face(store), Limits()) == -1302
+    assert store.last_seq("app") == seq
+
+
+def test_failed_mutation_rolls_back_with_its_change_rows(store):
+    limits = Limits(groups_per_appid=2)
+    store.create_person("app", "p1", ["g1", "g2"], "", "", face(store), limits)
+    seq = store.last_seq("app")
+    assert code_of(store.create_person, "app", "p2", ["g3"], "", "", face(store, "p2"), limits) == -1311
+    assert code_of(store.get_person, "app", "p2") == -1303
+    assert store.last_seq("app") == seq
+
+
+def test_count_limits_give_their_codes(store):
+    limits = Limits(faces_per_person=2, persons_per_group=1, groups_per_appid=5)
+    store.create_person("app", "p1", ["g"], "", "", face(store), limits)
+    assert code_of(store.create_person, "app", "p2", ["g"], "", "", face(store, "p2"), limits) == -1310
+    store.add_faces("app", "p1", [face(store, seed=1)], limits)
+    assert code_of(store.add_faces, "app", "p1", [face(store, seed=2)], limits) == -1309
+
+
+def test_deleting_a_person_removes_faces_embeddings_and_empty_groups(store):
+    f = face(store)
+    store.create_person("app", "p1", ["solo"], "", "", f, Limits())
+    store.delete_person("app", "p1")
+    assert store.group_ids("app") == []
+    assert code_of(store.face, "app", f.face_id) == -1305
+    assert store.embeddings("app", FP) == []
+    assert code_of(store.delete_person, "app", "p1") == -1303
+
+
+def test_change_log_sequence_is_monotonic_across_mutations(store):
+    seqs = []
+    store.create_person("app", "p1", ["g"], "", "", face(store), Limits())
+    seqs.append(store.last_seq("app"))
+    store.set_info("app", "p1", "New", None)
+    seqs.append(store.last_seq("app"))
+    store.add_faces("app", "p1", [face(store, seed=3)], Limits())
+    seqs.append(store.last_seq("app"))
+    store.delete_person("app", "p1")
+    seqs.append(store.last_seq("app"))
+    assert seqs == sorted(set(seqs))
+
+
+def test_a_person_cannot_leave_its_last_group(store):
+    store.create_person("app", "p1", ["g1", "g2"], "", "", face(store), Limits())
+    assert store.remove_groups("app", "p1", ["g1", "nope"]) == ["g1"]
+    assert code_of(store.remove_groups, "app", "p1", ["g2"]) == 21
+    assert store.get_person("app", "p1").group_ids == ["g2"]
+
+
+def test_verify_decisions_are_recorded_under_their_session(store):
+    from edge.store import VerifyRecord
+
+    store.log_verify(VerifyRecord("s1", "app", "p1", 0.61, 75.0, True, 1.0))
+    assert store.get_verify("s1") == VerifyRecord("s1", "app", "p1", 0.61, 75.0, True, 1.0)
+    assert store.get_verify("s2") is None
