@@ -72,6 +72,8 @@ def create_app(
             sig = verifier.check(request.headers.get("authorization"))
             if not limiter.allow(sig.appid):
                 raise ApiError(errors.RATE_LIMITED, "too many requests for this appid")
+            if not service.serves(op):
+                raise ApiError(errors.ENDPOINT_RETIRED, f"/face/{op} is not served by this role ({service.role})")
             body = await read_capped(request.stream(), limits.body_bytes, request.headers.get("content-length"))
             params = parse_body(body, request.headers.get("content-type"))
             appid = text(params, "appid", ctx, required=True)

@@ -79,6 +79,11 @@ class FaceService:
     def sync(self, appid: str, since: int, fingerprint: str, group_ids: Sequence[str], limit: int) -> dict:
         raise _not_served("sync")
 
+    def serves(self, op: str) -> bool:
+        """True when this role overrides `op` (checked before reading the body or fetching urls)."""
+        mine, base = getattr(type(self), op, None), getattr(FaceService, op, None)
+        return mine is not None and mine is not base
+
     def health(self) -> dict:
         """Extra fields for GET /health."""
         return {}
