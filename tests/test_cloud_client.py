@@ -1,0 +1,135 @@
+"""CloudClient: typed errors, bounded retries on unavailability only, circuit breaker, timeouts
+(against the real hub and a real misbehaving loopback server)."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import threading
+import time
+
+import pytest
+
+from edge.cloud import CloudApiError, CloudClient, CloudUnavailable
+from tests.conftest import free_port
+
+
+class _Flaky(http.server.BaseHTTPRequestHandler):
+    mode = "503"
+    hits = 0
+
+    def do_POST(self):  # noqa: N802
+        type(self).hits += 1
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if self.mode == "sleep":
+            time.sleep(1.0)
+        if self.mode == "ok":
+            body = json.dumps({"data": {"group_ids": ["g"]}, "code": 0, "message": "OK"}).encode()
+            self.send_response(200)
+        elif self.mode == "html":
+            body = b"<html>gateway error</html>"
+            self.send_response(200)
+        else:
+            body = json.dumps({"data": {}, "code": 213, "message": "internal error"}).encode()
+            self.send_response(503)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def flaky():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Flaky)
+    server.daemon_threads = True
+    _Flaky.hits, _Flaky.mode = 0, "503"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", _Flaky
+    server.shutdown()
+    server.server_close()
+
+
+def test_api_error_codes_come_back_typed(hub_client):
+    with pytest.raises(CloudApiError) as info:
+        hub_client.getinfo("nobody-at-all")
+    assert info.value.code == -1303 and "does not exist" in info.value.message
+
+
+def test_every_call_is_signed_and_succeeds(hub_client):
+    assert isinstance(hub_client.getgroupids()["group_ids"], list)
+
+
+def test_wrong_key_is_an_api_error_not_unavailability(hub_server):
+    client = CloudClient(hub_server.url, hub_server.appid, hub_server.secret_id, "wrong", retries=3)
+    with pytest.raises(CloudApiError) as info:
+        client.getgroupids()
+    assert info.value.code == 14 and client.breaker_state == "closed"
+    client.close()
+
+
+def test_refused_connection_is_unavailable_after_bounded_retries():
+    client = CloudClient(f"http://127.0.0.1:{free_port()}", "1", "k", "s", retries=2, breaker_failures=10)
+    with pytest.raises(CloudUnavailable):
+        client.getgroupids()
+    client.close()
+
+
+def test_http_5xx_is_retried_then_unavailable(flaky):
+    url, handler = flaky
+    client = CloudClient(url, "1", "k", "s", retries=2, breaker_failures=10)
+    with pytest.raises(CloudUnavailable):
+        client.getgroupids()
+    assert handler.hits == 3
+    client.close()
+
+
+def test_non_json_answer_is_unavailable(flaky):
+    url, handler = flaky
+    handler.mode = "html"
+    client = CloudClient(url, "1", "k", "s", retries=0)
+    with pytest.raises(CloudUnavailable):
+        client.getgroupids()
+    client.close()
+
+
+def test_timeout_is_unavailable(flaky):
+    url, handler = flaky
+    handler.mode = "sleep"
+    client = CloudClient(url, "1", "k", "s", timeout=0.2, retries=0)
+    with pytest.raises(CloudUnavailable):
+        client.getgroupids()
+    client.close()
+
+
+def test_breaker_opens_fails_fast_then_lets_one_probe_through(flaky):
+    url, handler = flaky
+    client = CloudClient(url, "1", "k", "s", retries=0, breaker_failures=3, breaker_reset_s=0.3)
+    for _ in range(3):
+        with pytest.raises(CloudUnavailable):
+            client.getgroupids()
+    assert client.breaker_state == "open"
+    hits = handler.hits
+    with pytest.raises(CloudUnavailable, match="circuit open"):
+        client.getgroupids()
+    assert handler.hits == hits  # failed fast, nothing sent
+    time.sleep(0.35)
+    assert client.breaker_state == "half_open"
+    handler.mode = "ok"
+    assert client.getgroupids() == {"group_ids": ["g"]}
+    assert client.breaker_state == "closed"
+    client.close()
+
+
+def test_failed_probe_reopens_the_breaker(flaky):
+    url, handler = flaky
+    client = CloudClient(url, "1", "k", "s", retries=0, breaker_failures=1, breaker_reset_s=0.2)
+    with pytest.raises(CloudUnavailable):
+        client.getgroupids()
+    time.sleep(0.25)
+    with pytest.raises(CloudUnavailable):
+        client.getgroupids()  # the probe, which fails
+    assert client.breaker_state == "open"
+    client.close()
