@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 
 
@@ -61,10 +62,15 @@ def run(args) -> int:
     host = args.host or settings.server.host
     port = args.port or settings.server.port
     logging.getLogger("edge.hub").info("serving the face API on http://%s:%d (store %s)", host, port, settings.storage.path)
+    # uvicorn catches SIGTERM/SIGINT for a graceful stop, then re-raises them to the handlers
+    # that were installed before it: these make that a clean exit 0 after closing the store.
+    stopped_by: list[int] = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, frame: stopped_by.append(signum))
     try:
-        # uvicorn installs SIGTERM/SIGINT handlers: graceful stop of in-flight requests.
         uvicorn.run(app, host=host, port=port, log_level=args.log_level, access_log=False,
                     timeout_graceful_shutdown=10)
     finally:
         store.close()
+    logging.getLogger("edge.hub").info("stopped%s", f" by signal {stopped_by[0]}" if stopped_by else "")
     return 0
