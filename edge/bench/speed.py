@@ -1,9 +1,162 @@
-"""Placeholder: owned by the models work; replaced by its implementation."""
+"""`edge-verifier bench speed`: per-stage latency of the pipeline, int8 against fp32.
+
+Each variant (int8, fp32 and, with `--reference dlib`, the dlib face_recognition pipeline)
+runs in its own subprocess, one after the other, so that peak RSS and cold start belong to
+that variant alone and no two compete for the cores. Every variant sees the same 640x480
+door-camera frame with one face. Latencies are medians over `--repeats` runs after warm-up,
+on one thread and on all threads; MACs are counted on the ONNX graphs (edge.bench.macs).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+FRAME_SIZE = (640, 480)
+DEFAULT_PHOTO = "five_celebrity/Ben_Afflek/val_1.jpg"
 
 
 def add_arguments(parser) -> None:
-    pass
+    parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    parser.add_argument("--image", help=f"photo with one face (default ../shared/faces/{DEFAULT_PHOTO})")
+    parser.add_argument("--repeats", type=int, default=50, help="timed runs per stage (default 50)")
+    parser.add_argument("--models-dir", help="built models (default: models/)")
+    parser.add_argument("--reference", choices=["dlib"], help="also run this reference pipeline in the same run")
 
 
 def run(args) -> int:
-    raise SystemExit("not implemented yet")
+    from edge.modelpack.calibration import shared_faces_dir
+
+    photo = Path(args.image) if args.image else shared_faces_dir() / DEFAULT_PHOTO
+    if not photo.is_file():
+        raise SystemExit(f"bench speed: photo {photo} not found (give --image PATH)")
+    with tempfile.TemporaryDirectory() as tmp:
+        frame_path = Path(tmp) / "frame.png"
+        _write_door_frame(photo, frame_path)
+        variants = ["int8", "fp32"] + (["reference"] if args.reference else [])
+        if args.reference:
+            _ensure_dlib()
+        results: dict = {}
+        for name in variants:
+            _progress(f"bench speed: {name} ...")
+            results[name] = _run_worker(name, frame_path, args)
+    report = {
+        "machine": _machine(),
+        "frame": {"width": FRAME_SIZE[0], "height": FRAME_SIZE[1], "faces": 1, "photo": photo.name},
+        "repeats": args.repeats,
+    }
+    report.update(_macs(args.models_dir))
+    report.update(results)
+    report["ratios"] = _ratios(results)
+    print(json.dumps(report, indent=None if args.json else 2))
+    return 0
+
+
+def _progress(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _write_door_frame(photo: Path, out: Path) -> None:
+    """The photo scaled into a 640x480 grey frame, as a door camera would frame a visitor."""
+    import cv2
+    import numpy as np
+
+    from edge.vision import load_image
+
+    img = load_image(photo)
+    w, h = FRAME_SIZE
+    scale = min(w / img.shape[1], h / img.shape[0])
+    resized = cv2.resize(img, (int(img.shape[1] * scale), int(img.shape[0] * scale)), interpolation=cv2.INTER_AREA)
+    frame = np.full((h, w, 3), 110, dtype=np.uint8)
+    y, x = (h - resized.shape[0]) // 2, (w - resized.shape[1]) // 2
+    frame[y : y + resized.shape[0], x : x + resized.shape[1]] = resized
+    cv2.imwrite(str(out), frame)
+
+
+def _run_worker(name: str, frame: Path, args) -> dict:
+    """Start the variant's worker; cold start = spawn until its first whole-frame result."""
+    module = "edge.bench.dlib_reference" if name == "reference" else "edge.bench.speed_worker"
+    cmd = [sys.executable, "-m", module, "--frame", str(frame), "--repeats", str(args.repeats)]
+    if name != "reference":
+        cmd += ["--precision", name]
+        if args.models_dir:
+            cmd += ["--models-dir", args.models_dir]
+    start = time.monotonic()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    first = proc.stdout.readline()  # the worker prints "first" after its first result
+    cold_start_ms = (time.monotonic() - start) * 1000
+    out, _ = proc.communicate()
+    if proc.returncode != 0 or not first.startswith("first"):
+        raise SystemExit(f"bench speed: the {name} worker failed (exit {proc.returncode})")
+    result = json.loads(out)
+    result["cold_start_ms"] = round(cold_start_ms, 1)
+    return result
+
+
+def _ensure_dlib() -> None:
+    """dlib is a reference for this benchmark only: installed on first use, never a dependency."""
+    try:
+        import dlib  # noqa: F401
+        import face_recognition_models  # noqa: F401
+    except ImportError:
+        _progress("bench speed: installing the dlib reference (dlib-bin, face-recognition-models) for this benchmark ...")
+        subprocess.run(
+            [sys.executable, "-m", "pip", "install", "--quiet", "dlib-bin", "face-recognition-models"],
+            check=True,
+        )
+
+
+def _macs(models_dir: str | None) -> dict:
+    """MACs per stage for one face, counted on the fp32 graphs (int8 does the same MACs)."""
+    from edge.bench.macs import count_macs
+    from edge.vision.landmarks import LandmarkNet
+    from edge.vision.pipeline import default_models_dir
+
+    root = Path(models_dir) if models_dir else default_models_dir()
+    meta = json.loads((root / "models.json").read_text())
+    files = meta["packs"]["fp32"]["files"]
+    gmac = {
+        "detect": count_macs(root / files["detector"], meta["models"][files["detector"]]["input"]["shape"]),
+        # O-Net runs once plus once per refinement pass for each face
+        "landmarks": count_macs(root / files["landmarks"], [1, 48, 48, 3]) * (LandmarkNet.refine_passes + 1),
+        "embed": count_macs(root / files["embedder"], [1, 3, 112, 112]),
+    }
+    gmac = {k: round(v / 1e9, 4) for k, v in gmac.items()}
+    return {"gmac": gmac, "gmac_per_face": round(sum(gmac.values()), 4)}
+
+
+def _ratios(results: dict) -> dict:
+    ratios = {}
+    int8, fp32 = results["int8"], results["fp32"]
+    ratios["fp32_over_int8_per_face_1thread"] = round(fp32["per_face_ms"] / int8["per_face_ms"], 2)
+    ratios["fp32_over_int8_embed_1thread"] = round(
+        fp32["threads"]["1"]["embed_ms"] / int8["threads"]["1"]["embed_ms"], 2
+    )
+    if "reference" in results:
+        ratios["reference_over_int8_per_face"] = round(results["reference"]["per_face_ms"] / int8["per_face_ms"], 2)
+    return ratios
+
+
+def _machine() -> dict:
+    import onnxruntime
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "onnxruntime": onnxruntime.__version__,
+    }
