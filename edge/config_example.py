@@ -13,9 +13,14 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     module_name = "edge.api.config" if args.role == "hub" else "edge.daemon.config"
     try:
-        module = importlib.import_module(module_name)
-        example = module.example_toml
-    except (ImportError, AttributeError):
+        example = importlib.import_module(module_name).example_toml
+    except ModuleNotFoundError as exc:
+        if exc.name != module_name:
+            raise  # a real import problem inside the module: show it
+        example = None
+    except AttributeError:
+        example = None
+    if example is None:
         print(f"edge-verifier config example {args.role}: {module_name}.example_toml is not available "
               "in this build (the edge daemon's settings module is missing)", file=sys.stderr)
         return 1

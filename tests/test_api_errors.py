@@ -188,3 +188,29 @@ def test_json_image_as_base64_is_accepted_where_docs_allow(hub_server, photos):
     body = post(hub_server, "detect", json={"appid": hub_server.appid, "bucket": "b",
                                             "image": base64.b64encode(photos["ben"][0]).decode()})
     assert body["code"] == 0 and len(body["data"]["face"]) >= 1
+
+
+def test_body_that_never_finishes_is_abandoned_not_waited_for(tmp_path, models_dir):
+    import socket
+
+    from edge.signature import sign
+
+    with start_hub(tmp_path, limits={"body_timeout_s": 1.0}) as hub:
+        port = int(hub.url.rsplit(":", 1)[1])
+        header = sign(hub.appid, hub.secret_id, hub.secret_key)
+        with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
+            sock.sendall(f"POST /face/getgroupids HTTP/1.1\r\nHost: x\r\nAuthorization: {header}\r\n"
+                         "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"appid\"".encode())
+            reply = b""
+            while b"}" not in reply.split(b"\r\n\r\n", 1)[-1]:
+                chunk = sock.recv(4096)
+                if not chunk:
+                    break
+                reply += chunk
+        assert b'"code":3' in reply.replace(b" ", b"")
+
+
+def test_addface_urls_are_limited(hub_server):
+    body = post(hub_server, "addface", json={"appid": hub_server.appid, "person_id": "x",
+                                             "urls": [f"http://example.invalid/{i}.jpg" for i in range(21)]})
+    assert body["code"] == 21

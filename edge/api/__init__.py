@@ -1,0 +1,29 @@
+"""The face API over HTTP (docs/CLOUD_API.md), for both roles.
+
+    from edge.api import create_app, FaceService, ApiLimits
+    app = create_app(service, credentials, limits=ApiLimits(...), fetch_policy=FetchPolicy(...))
+
+`service` is a `FaceService` subclass (one method per operation, parsed arguments; the hub's is
+`edge.api.hub_service.HubService`, the edge's `edge.daemon.service.EdgeService`). Names are
+imported lazily so that CLI start-up does not pay for Starlette.
+"""
+
+from __future__ import annotations
+
+_EXPORTS = {
+    "create_app": "edge.api.app",
+    "envelope": "edge.api.app",
+    "ApiLimits": "edge.api.ops",
+    "FaceService": "edge.api.service",
+    "ApiErrorWithData": "edge.api.service",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'edge.api' has no attribute {name!r}")

@@ -4,8 +4,9 @@
 
 Order of checks per request, cheapest first so unauthenticated callers cost little:
 unknown endpoint (HTTP 404, code 21) -> signature (4/5/10/11/12/14/9/13) -> rate limit per
-appid (15) -> body read with the cap (23) -> parse (3/21) -> body appid present (-1301) and
-equal to the signed one (6) -> the endpoint. Business and auth errors answer HTTP 200 with
+appid (15) -> op not served by this role (24) -> body read with the cap and a time limit
+(23 / 3) -> parse (3/21) -> body appid present (-1301) and equal to the signed one (6) ->
+the endpoint (url inputs fetched here, then the service in a worker thread). Business and auth errors answer HTTP 200 with
 the code in the envelope (the SDKs parse the body whatever the status); only an unexpected
 exception answers 213 with HTTP 500.
 """
@@ -74,7 +75,8 @@ def create_app(
                 raise ApiError(errors.RATE_LIMITED, "too many requests for this appid")
             if not service.serves(op):
                 raise ApiError(errors.ENDPOINT_RETIRED, f"/face/{op} is not served by this role ({service.role})")
-            body = await read_capped(request.stream(), limits.body_bytes, request.headers.get("content-length"))
+            body = await read_capped(request.stream(), limits.body_bytes, request.headers.get("content-length"),
+                                     limits.body_timeout_s)
             params = parse_body(body, request.headers.get("content-type"))
             appid = text(params, "appid", ctx, required=True)
             sig.check_appid(appid)

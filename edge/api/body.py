@@ -8,6 +8,7 @@ multipart part is a text field even when it carries a filename (python-requests 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
@@ -43,8 +44,24 @@ class Params:
         return self.values.get(name)
 
 
-async def read_capped(chunks: AsyncIterator[bytes], cap: int, declared: str | None) -> bytes:
-    """The whole body, or ApiError 23 as soon as it exceeds `cap` bytes (memory stays bounded)."""
+async def read_capped(chunks: AsyncIterator[bytes], cap: int, declared: str | None,
+                      timeout_s: float = 30.0) -> bytes:
+    """The whole body, or ApiError 23 as soon as it exceeds `cap` bytes (memory stays bounded).
+
+    A body that takes longer than `timeout_s` to arrive is abandoned with code 3, so a client
+    trickling bytes cannot hold a worker forever.
+    """
+    deadline = asyncio.get_running_loop().time() + timeout_s
+
+    async def next_chunk() -> bytes | None:
+        remaining = deadline - asyncio.get_running_loop().time()
+        try:
+            return await asyncio.wait_for(chunks.__anext__(), timeout=max(remaining, 0.001))
+        except StopAsyncIteration:
+            return None
+        except (asyncio.TimeoutError, TimeoutError):
+            raise ApiError(errors.BAD_REQUEST, f"request body not received within {timeout_s:g} s") from None
+
     if declared is not None:
         try:
             declared_len = int(declared)
@@ -54,14 +71,10 @@ async def read_capped(chunks: AsyncIterator[bytes], cap: int, declared: str | No
             raise ApiError(errors.BODY_TOO_LARGE, f"request body over {cap} bytes")
     parts: list[bytes] = []
     size = 0
-    async for chunk in chunks:
+    while (chunk := await next_chunk()) is not None:
         size += len(chunk)
         if size > cap:
-            while size <= DRAIN_LIMIT:
-                try:
-                    more = await chunks.__anext__()
-                except StopAsyncIteration:
-                    break
+            while size <= DRAIN_LIMIT and (more := await next_chunk()) is not None:
                 size += len(more)
             raise ApiError(errors.BODY_TOO_LARGE, f"request body over {cap} bytes")
         parts.append(chunk)

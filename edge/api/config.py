@@ -35,6 +35,7 @@ class LimitsSection(BaseModel):
     persons_per_group: int = Field(20000, ge=1, description="Persons per group (code -1310 beyond).")
     groups_per_appid: int = Field(5000, ge=1, description="Groups per appid (code -1311 beyond).")
     body_bytes: int = Field(1_572_864, ge=1024, description="Largest request body in bytes, refused while reading (code 23).")
+    body_timeout_s: float = Field(30.0, gt=0, description="A request body slower than this to arrive is abandoned (code 3).")
     rate_per_s: float = Field(50.0, ge=0, description="Sustained requests per second per appid (code 15 beyond); 0 = unlimited.")
     burst: int = Field(100, ge=1, description="Requests an appid may send at once before the rate applies.")
     id_bytes: int = Field(128, ge=1, description="Longest person_id / group_id / face_id in UTF-8 bytes (code -1304).")

@@ -8,6 +8,7 @@ empty one is -1300. When both an image and a url are given, the url wins.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Awaitable, Callable
 
@@ -21,6 +22,8 @@ from edge.urlfetch import FetchPolicy, fetch
 
 _ILLEGAL = set(" /\\\t\r\n\x0b\x0c")
 MAX_LIST = 1000
+# urls[] of one addface: fetched in parallel, so the request lasts at most one download timeout
+MAX_URLS = 20
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,7 @@ class ApiLimits:
     burst: int = 100
     id_bytes: int = 128
     text_bytes: int = 1024
+    body_timeout_s: float = 30.0  # a body slower than this is abandoned (code 3)
 
 
 @dataclass(frozen=True)
@@ -127,15 +131,16 @@ async def images(p: Params, ctx: Ctx) -> list[bytes | ApiError]:
     if urls not in (None, "", []):
         if isinstance(urls, str):
             urls = [urls]
-        if not isinstance(urls, list) or len(urls) > MAX_LIST:
-            raise ApiError(errors.INVALID_PARAMETER, "urls must be an array")
-        out: list[bytes | ApiError] = []
-        for i, url in enumerate(urls):
+        if not isinstance(urls, list) or len(urls) > MAX_URLS:
+            raise ApiError(errors.INVALID_PARAMETER, f"urls must be an array of at most {MAX_URLS}")
+
+        async def one(i: int, url: object) -> bytes | ApiError:
             try:
-                out.append(await _fetch(url, f"urls[{i}]", ctx))
+                return await _fetch(url, f"urls[{i}]", ctx)
             except ApiError as exc:
-                out.append(exc)
-        return out
+                return exc
+
+        return list(await asyncio.gather(*(one(i, u) for i, u in enumerate(urls))))
     data = p.get("images")
     if data is None:
         data = p.get("image")

@@ -39,7 +39,8 @@ def build_app(settings):
     uf = settings.url_fetch
     app = create_app(
         service, credentials,
-        limits=ApiLimits(lim.body_bytes, lim.rate_per_s, lim.burst, lim.id_bytes, lim.text_bytes),
+        limits=ApiLimits(body_bytes=lim.body_bytes, rate_per_s=lim.rate_per_s, burst=lim.burst,
+                         id_bytes=lim.id_bytes, text_bytes=lim.text_bytes, body_timeout_s=lim.body_timeout_s),
         fetch_policy=FetchPolicy(uf.connect_timeout_s, uf.total_timeout_s, lim.body_bytes, uf.max_redirects, tuple(uf.allow)),
     )
     return app, store
