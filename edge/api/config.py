@@ -9,7 +9,9 @@ from __future__ import annotations
 import stat
 from pathlib import Path
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
+
+from edge.matcher import DEFAULT_THRESHOLDS
 
 from edge.settings import ConfigError, RoleSettings, load_settings, read_toml, render_example
 from edge.signature import Credential
@@ -62,6 +64,19 @@ class VisionSection(BaseModel):
     threads: int = Field(0, ge=0, description="Inference threads; 0 = onnxruntime's default.")
 
 
+class MatchingSection(BaseModel):
+    accept: float = Field(DEFAULT_THRESHOLDS.accept, ge=-1, le=1,
+                          description="Cosine score at or above which verify answers ismatch=true (confidence 70).")
+    reject: float = Field(DEFAULT_THRESHOLDS.reject, ge=-1, le=1,
+                          description="Cosine score mapped to confidence 40 (the calibrated reject threshold).")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "MatchingSection":
+        if self.reject > self.accept:
+            raise ValueError("matching.reject must not exceed matching.accept")
+        return self
+
+
 class HubSettings(RoleSettings):
     server: ServerSection = Field(default_factory=ServerSection, description="HTTP listener.")
     storage: StorageSection = Field(default_factory=StorageSection, description="Where persons, faces and logs are kept.")
@@ -72,6 +87,10 @@ class HubSettings(RoleSettings):
     limits: LimitsSection = Field(default_factory=LimitsSection, description="Count, size and rate limits.")
     url_fetch: UrlFetchSection = Field(default_factory=UrlFetchSection, description="Server-side download of `url` inputs.")
     vision: VisionSection = Field(default_factory=VisionSection, description="Face models used by the hub.")
+    matching: MatchingSection = Field(
+        default_factory=MatchingSection,
+        description="Decision thresholds; the defaults are the calibrated ones of edge.matcher (README \"Thresholds\").",
+    )
 
     def all_credentials(self) -> list[Credential]:
         """Credentials of the config plus those of `secrets_file` (checked for permissions)."""
