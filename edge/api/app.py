@@ -20,7 +20,7 @@ from typing import Iterable
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
@@ -86,6 +86,9 @@ def create_app(
             code, message, data = exc.code, exc.message, exc.data
         except ApiError as exc:
             code, message = exc.code, exc.message
+        except ClientDisconnect:  # the caller went away mid-body: nobody to answer
+            requests_total.labels(op, "disconnected").inc()
+            return Response(status_code=400)
         except Exception:  # a bug, not the caller's fault: log it, answer 213
             log.exception("internal error in /face/%s", op)
             requests_total.labels(op, str(errors.INTERNAL_ERROR)).inc()
