@@ -27,6 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--concurrency", type=int, default=4, help="concurrent verify clients")
     parser.add_argument("--seconds", type=float, default=10.0, help="how long the clients run")
     parser.add_argument("--precision", default="int8", choices=["int8", "fp32"], help="hub embedder pack")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="inference threads per model, as [vision] threads (0: onnxruntime default)")
     parser.add_argument("--models-dir", default="", help="built models (default: the package's models/)")
     parser.add_argument("--faces", default=os.environ.get("EDGE_VERIFIER_SHARED", ""),
                         help="the shared data folder holding faces/five_celebrity (default ../shared)")
@@ -65,7 +67,8 @@ def run(args) -> int:
         settings = HubSettings(
             server={"host": "127.0.0.1", "port": port}, storage={"path": f"{tmp}/hub.sqlite3"},
             credentials=[{"appid": "1", "secret_id": "AKIDbench", "secret_key": key}],
-            limits={"rate_per_s": 0}, vision={"models_dir": args.models_dir, "precision": args.precision},
+            limits={"rate_per_s": 0}, vision={"models_dir": args.models_dir, "precision": args.precision,
+                                                "threads": args.threads},
         )
         app, store = build_app(settings)
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
@@ -131,6 +134,7 @@ def run(args) -> int:
         "concurrency": args.concurrency,
         "seconds": round(elapsed, 2),
         "precision": args.precision,
+        "threads": args.threads,
         "cpus": os.cpu_count(),
     }
     print(json.dumps(result))
