@@ -32,6 +32,7 @@ SHAPES = {
     "identify": {"session_id": STR, "candidates": LIST},
     "compare": {"session_id": STR, "similarity": FLOAT},
     "detect": {"session_id": STR, "image_width": INT, "image_height": INT, "face": LIST},
+    "sync": {"cursor": INT, "has_more": BOOL, "fingerprint": STR, "changes": LIST},
 }
 
 
@@ -136,6 +137,17 @@ def test_every_endpoint_answers_its_documented_envelope(hub_server, photos, enco
     d = check_shape("detect", send("detect", {"mode": 1}, {"image": photos["ben_val"]}))
     assert len(d["face"]) == 1 and d["image_width"] > 0 and d["image_height"] > 0
     check_face(d["face"][0])
+
+    fingerprint = hub_server.app.state.service.vision.primary.fingerprint
+    d = check_shape("sync", send("sync", {"since": 0, "fingerprint": fingerprint, "limit": 1000,
+                                          "group_ids": [g1]}))
+    mine = [c for c in d["changes"] if c["person_id"] == pid]
+    assert {c["type"] for c in mine} == {"person", "face"} and d["fingerprint"] == fingerprint
+    person = next(c for c in mine if c["type"] == "person")
+    assert person["person_name"] == "Benjamin" and person["group_ids"] == [g1] and person["deleted"] is False
+    face = next(c for c in mine if c["type"] == "face" and c["face_id"] == first_face)
+    assert isinstance(face["seq"], int) and isinstance(face["embedding"], str) and isinstance(face["quality"], float)
+    assert len(base64.b64decode(face["embedding"])) % 4 == 0
 
     d = check_shape("delface", send("delface", {"person_id": pid, "face_ids": [first_face]}))
     assert d["deleted"] == 1 and d["face_ids"] == [first_face]
