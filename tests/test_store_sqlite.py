@@ -121,3 +121,27 @@ def test_verify_decisions_are_recorded_under_their_session(store):
     store.log_verify(VerifyRecord("s1", "app", "p1", 0.61, 75.0, True, 1.0))
     assert store.get_verify("s1") == VerifyRecord("s1", "app", "p1", 0.61, 75.0, True, 1.0)
     assert store.get_verify("s2") is None
+
+
+def test_concurrent_writers_from_many_threads_lose_nothing(store):
+    import threading
+
+    errors = []
+
+    def writer(t: int) -> None:
+        try:
+            for i in range(10):
+                store.create_person("app", f"t{t}-p{i}", [f"g{t % 2}"], "", "", face(store, f"t{t}-p{i}", seed=i), Limits())
+        except Exception as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(t,)) for t in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert not errors
+    assert len(store.person_ids("app", "g0")) + len(store.person_ids("app", "g1")) == 40
+    page = store.sync_page("app", 0, FP, None, 1000)
+    seqs = [c.seq for c in page.changes]
+    assert len(seqs) == 80 and seqs == sorted(set(seqs))
