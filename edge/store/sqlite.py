@@ -8,6 +8,7 @@ writers take the lock up front (BEGIN IMMEDIATE) so two writers never deadlock o
 
 from __future__ import annotations
 
+import base64
 import json
 import secrets
 import sqlite3
@@ -403,8 +404,6 @@ class SqliteStore(Store):
         return int(seq)
 
     def sync_page(self, appid, since, fingerprint, group_ids, limit) -> SyncPage:
-        import base64
-
         wanted = set(group_ids) if group_ids else None
         with self._read() as c:
             rows = c.execute(
