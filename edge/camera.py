@@ -218,7 +218,8 @@ class Camera:
                     break
                 if time.monotonic() < self._next_at:
                     return None
-            self._next_at = max(self._next_at + self.period, time.monotonic())
+            # Rate cap without catch-up bursts: a slow frame delays the next, never doubles up.
+            self._next_at = max(self._next_at, time.monotonic()) + self.period
             try:
                 frame = self.source.read()
             except CameraEnded:

@@ -1,9 +1,393 @@
-"""Placeholder: owned by the daemon work; replaced by its implementation."""
+"""`edge-verifier run --config FILE`: the edge daemon, wiring only.
+
+camera -> vision (detect, quality gate, embed) -> tracker -> decide (matcher, cloud, offline
+policy) -> events (outbox -> MQTT). Beside the main loop: the sync thread, paho's network
+thread and the local API (uvicorn in a thread). The main loop pings the systemd watchdog, so a
+hung loop gets the service restarted; SIGTERM stops everything and says `offline`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+log = logging.getLogger("edge.daemon")
+
+STATE_EVERY_S = 10.0
 
 
-def add_arguments(parser) -> None:
-    pass
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=False, help="TOML config (edge-verifier config example edge)")
+    parser.add_argument("--log-level", default="INFO", help="stderr log level (default INFO)")
 
 
 def run(args) -> int:
-    raise SystemExit("not implemented yet")
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from edge.daemon.config import load
+    from edge.settings import ConfigError
+
+    try:
+        settings = load(args.config)
+    except ConfigError as exc:
+        print(json.dumps({"code": 21, "message": str(exc)}), file=sys.stderr)
+        return 2
+    daemon = Daemon(settings)
+    signal.signal(signal.SIGTERM, lambda *_: daemon.stop_event.set())
+    signal.signal(signal.SIGINT, lambda *_: daemon.stop_event.set())
+    try:
+        daemon.start()
+    except FileNotFoundError as exc:  # models not built
+        log.error("%s", exc)
+        return 1
+    try:
+        daemon.loop()
+    finally:
+        daemon.shutdown()
+    return 0
+
+
+class Daemon:
+    """Owns the parts and the main loop; no algorithm of its own."""
+
+    def __init__(self, settings):
+        self.s = settings
+        self.stop_event = threading.Event()
+        self.started = time.time()
+        self.gallery_ref = None  # swapped atomically by the syncer; readers just read it
+        self.cloud = None
+        self.syncer = None
+        self.api_server = None
+        self.api_port: int | None = None
+        self.decisions = 0
+        self._claim: dict | None = None
+        self._claim_lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+
+    # -- start -----------------------------------------------------------------------------
+    def start(self) -> None:
+        from edge.cache import EdgeCache
+        from edge.camera import from_settings
+        from edge.daemon.decide import Decider
+        from edge.events import MqttPublisher, NullPublisher, Outbox
+        from edge.matcher import DEFAULT_THRESHOLDS, Gallery, Thresholds
+        from edge.sync import Syncer
+        from edge.tracker import Tracker
+        from edge.vision import Pipeline
+
+        s = self.s
+        data = Path(s.storage.path)
+        data.mkdir(parents=True, exist_ok=True)
+        t0 = time.perf_counter()
+        self.pipeline = Pipeline.load(s.vision.models_dir, precision=s.vision.precision,
+                                      threads=s.vision.threads)
+        log.info("models loaded in %.2fs (fingerprint %s)", time.perf_counter() - t0,
+                 self.pipeline.fingerprint)
+        self.thresholds = Thresholds(
+            accept=s.policy.accept if s.policy.accept is not None else DEFAULT_THRESHOLDS.accept,
+            reject=s.policy.reject if s.policy.reject is not None else DEFAULT_THRESHOLDS.reject,
+            margin=DEFAULT_THRESHOLDS.margin)
+        self.gallery_ref = Gallery((), self.thresholds, version="empty")
+        if s.hub.url:
+            from edge.cloud import CloudClient
+
+            self.cloud = CloudClient(s.hub.url, s.hub.appid, s.hub.secret_id, s.hub.secret_key,
+                                     timeout=s.hub.timeout, retries=s.hub.retries,
+                                     breaker_failures=s.hub.breaker_failures,
+                                     breaker_reset_s=s.hub.breaker_reset_s)
+        self.cache = EdgeCache(data / "cache.db")
+        self.syncer = Syncer(self.cloud, self.cache, self.pipeline.fingerprint,
+                             group_ids=s.identify.groups, page_size=s.hub.sync_page,
+                             interval_s=s.hub.sync_interval_s, thresholds=self.thresholds,
+                             on_gallery=self._swap_gallery)
+        self.syncer.load()  # offline-capable: the last synced state, before the hub answers
+        self.decider = Decider(self.cloud, offline=s.policy.offline,
+                               cloud_fallback=s.policy.cloud_fallback)
+        self.tracker = Tracker(s.tracker.iou, s.tracker.max_missed)
+        self.camera = from_settings(s.camera)
+        if s.mqtt.enabled:
+            self.events = MqttPublisher(s.mqtt, s.device.id, Outbox(data / "outbox.db"),
+                                        on_command=self._on_command)
+        else:
+            self.events = NullPublisher()
+        self.events.start()
+        if self.cloud is not None:
+            self._spawn("sync", self.syncer.run, self.stop_event)
+        if s.api.enabled:
+            self._start_api()
+        from edge.daemon.sdnotify import notify, watchdog_interval_s
+
+        self._watchdog_s = watchdog_interval_s()
+        notify("READY=1\nSTATUS=running")
+        log.info("edge daemon %s ready in %.2fs (camera %s, api %s)", s.device.id,
+                 time.time() - self.started, s.camera.source,
+                 f"{s.api.host}:{self.api_port}" if self.api_port else "off")
+
+    def _spawn(self, name, target, *args) -> None:
+        t = threading.Thread(target=target, args=args, name=name, daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    def _swap_gallery(self, gallery) -> None:
+        from edge.daemon import metrics
+
+        self.gallery_ref = gallery  # one reference assignment: atomic for readers
+        metrics.CACHE_FACES.set(len(gallery))
+        metrics.CACHE_PERSONS.set(len(gallery.person_ids))
+        log.info("gallery %s: %d faces of %d persons", gallery.version, len(gallery),
+                 len(gallery.person_ids))
+
+    def _start_api(self) -> None:
+        import uvicorn
+
+        from edge.api.app import create_app
+        from edge.daemon.service import EdgeService
+
+        s = self.s
+        creds = [c.model_dump() for c in s.api.credentials] or (
+            [{"appid": s.hub.appid, "secret_id": s.hub.secret_id, "secret_key": s.hub.secret_key}]
+            if s.hub.appid else [])
+        service = EdgeService(self.pipeline, lambda: self.gallery_ref, self.decider,
+                              identify_groups=s.identify.groups, health=self.state)
+        from edge.signature import Credential
+
+        app = create_app(service, [Credential(**c) for c in creds])
+        # The API layer serves its own registry; expose the daemon's metrics (default
+        # registry: ours plus process RSS/CPU) through it too.
+        app.state.registry.register(_DefaultRegistryProxy())
+        config = uvicorn.Config(app, host=s.api.host, port=s.api.port, log_level="warning",
+                                access_log=False)
+        self.api_server = uvicorn.Server(config)
+        self._spawn("api", self.api_server.run)
+        deadline = time.monotonic() + 10
+        while not self.api_server.started and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if self.api_server.started:
+            self.api_port = self.api_server.servers[0].sockets[0].getsockname()[1]
+        else:
+            log.error("local API did not start on %s:%s", s.api.host, s.api.port)
+
+    # -- commands (paho thread) ------------------------------------------------------------
+    def _on_command(self, name: str, payload: dict) -> None:
+        if name == "sync" and self.syncer is not None:
+            self.syncer.trigger()
+        elif name == "verify":
+            pid = payload.get("person_id")
+            if not isinstance(pid, str) or not pid:
+                log.warning("cmd/verify without a person_id: ignored")
+                return
+            timeout = payload.get("timeout_s", self.s.verify.claim_timeout_s)
+            try:
+                timeout = min(max(float(timeout), 0.5), 300.0)
+            except (TypeError, ValueError):
+                timeout = self.s.verify.claim_timeout_s
+            with self._claim_lock:
+                self._claim = {"person_id": pid, "expires": time.monotonic() + timeout,
+                               "request_id": str(payload.get("request_id", ""))[:128]}
+            log.info("verify claim for %s (%.1fs)", pid, timeout)
+
+    def _take_claim(self) -> dict | None:
+        with self._claim_lock:
+            claim, self._claim = self._claim, None
+            return claim
+
+    # -- main loop -------------------------------------------------------------------------
+    def loop(self) -> None:
+        from edge.daemon import metrics
+        from edge.daemon.sdnotify import notify
+
+        last_ping = last_state = 0.0
+        while not self.stop_event.is_set():
+            frame = self.camera.read(self.stop_event, max_block_s=0.5)
+            t_frame = time.perf_counter()
+            if frame is not None:
+                try:
+                    self.process(frame, t_frame)
+                except Exception:  # one bad frame must never stop the door
+                    log.exception("frame processing failed; frame skipped")
+            else:
+                self.tracker.miss_all()
+            self._expire_claim()
+            now = time.monotonic()
+            if self._watchdog_s and now - last_ping >= self._watchdog_s:
+                notify("WATCHDOG=1")
+                last_ping = now
+            if now - last_state >= STATE_EVERY_S:
+                last_state = now
+                self.events.publish_state(self.state())
+            cam = self.camera.state
+            metrics.CAMERA_UP.set(1 if cam.status == "ok" else 0)
+            metrics.BAD_FRAMES.set(cam.bad_frames)
+
+    def _expire_claim(self) -> None:
+        with self._claim_lock:
+            claim = self._claim
+            if claim is None or time.monotonic() < claim["expires"]:
+                return
+            self._claim = None
+        from edge.daemon.decide import Outcome
+
+        out = Outcome("verify", "unknown", "local", claim["person_id"])
+        self._publish(out, None, None, {"reason": "no_face_before_timeout"}, claim)
+
+    def process(self, frame, t_frame: float) -> None:
+        from edge.daemon import metrics
+
+        s = self.s
+        t0 = time.perf_counter()
+        faces = self.pipeline.detect(frame)[: s.vision.max_faces]
+        t_detect = time.perf_counter()
+        metrics.FRAMES.inc()
+        metrics.STAGE.labels("detect").observe(t_detect - t0)
+        for f in faces:
+            metrics.FACES.labels("ok" if f.quality.ok else (f.quality.reason or "bad")).inc()
+            if f.quality.ok:
+                self.pipeline.embed(frame, f)
+        t_embed = time.perf_counter()
+        if faces:
+            metrics.STAGE.labels("embed").observe(t_embed - t_detect)
+        tracks = self.tracker.update([f.box for f in faces],
+                                     [f.embedding if f.quality.ok else None for f in faces])
+        gallery = self.gallery_ref
+        for face, track in zip(faces, tracks):
+            if not face.quality.ok:
+                continue  # quality gate: wait for a better frame of this track
+            track.good_frames += 1
+            with self._claim_lock:
+                claim = self._claim if self._claim is not None else None
+            if claim is None and (track.decided or not s.identify.enabled):
+                continue
+            if track.good_frames < s.tracker.min_frames:
+                continue
+            t_match = time.perf_counter()
+            image = lambda f=face: _crop_jpeg(frame, f.box)  # noqa: E731 - only if the cloud is asked
+            if claim is not None:
+                claim = self._take_claim()
+                if claim is None:
+                    continue
+                out = self.decider.verify(gallery, face.embedding, claim["person_id"], image)
+            else:
+                out = self.decider.identify(gallery, face.embedding, s.identify.groups, image)
+            track.decided = True
+            t_done = time.perf_counter()
+            latency = {"detect_ms": (t_detect - t0) * 1000, "embed_ms": (t_embed - t_detect) * 1000,
+                       "match_ms": (t_done - t_match) * 1000 - out.cloud_ms, "cloud_ms": out.cloud_ms}
+            metrics.STAGE.labels("match").observe(latency["match_ms"] / 1000)
+            self._publish(out, face, track, latency, claim, frame=frame, t_frame=t_frame,
+                          gallery=gallery)
+
+    def _publish(self, out, face, track, latency: dict, claim: dict | None, *, frame=None,
+                 t_frame: float | None = None, gallery=None) -> None:
+        from edge.daemon import metrics
+        from edge.events import new_event
+
+        gallery = gallery or self.gallery_ref
+        event = new_event(
+            device=self.s.device.id, camera=self.s.camera.name or self.s.camera.source,
+            mode=out.mode, decision=out.decision, person_id=out.person_id or None,
+            person_name=out.person_name or None, score=out.score, confidence=out.confidence,
+            source=out.source, cloud=out.cloud, track_id=track.id if track else None,
+            claim={"person_id": claim["person_id"], "request_id": claim.get("request_id", "")} if claim else None,
+            candidates=out.candidates[:3] or None,
+            face=None if face is None else {
+                "box": [int(v) for v in face.box], "score": round(float(face.score), 4),
+                "quality": {"ok": face.quality.ok, "size": round(float(face.quality.size), 1),
+                            "sharpness": round(float(face.quality.sharpness), 1),
+                            "yaw": round(float(face.quality.yaw), 1),
+                            "pitch": round(float(face.quality.pitch), 1),
+                            "roll": round(float(face.quality.roll), 1)}},
+            latency_ms={k: round(v, 1) for k, v in latency.items() if isinstance(v, float)},
+            fingerprints={"pack": self.pipeline.fingerprint, **self.pipeline.fingerprints},
+            cache_version=gallery.version,
+        )
+        if face is None and "reason" in latency:
+            event["reason"] = latency["reason"]
+            event["latency_ms"] = {}
+        if self.s.mqtt.include_face_image and face is not None and frame is not None:
+            event["face_image"] = base64.b64encode(_crop_jpeg(frame, face.box)).decode()
+        if t_frame is not None:
+            event["latency_ms"]["frame_to_event_ms"] = round((time.perf_counter() - t_frame) * 1000, 1)
+        self.events.publish_event(event)
+        self.decisions += 1
+        metrics.DECISIONS.labels(out.mode, out.decision, out.source).inc()
+        metrics.OUTBOX.set(self.events.outbox_depth())
+        log.info("decision %s %s %s (%s, score %s)", out.mode, out.decision,
+                 out.person_id or "-", out.source, out.score)
+
+    # -- state / health --------------------------------------------------------------------
+    def state(self) -> dict:
+        from edge.daemon import metrics
+
+        gallery = self.gallery_ref
+        breaker = self.cloud.breaker_state if self.cloud is not None else "disabled"
+        for st in ("closed", "open", "half_open", "disabled"):
+            metrics.CLOUD.labels(st).set(1 if st == breaker else 0)
+        depth = self.events.outbox_depth()
+        metrics.OUTBOX.set(depth)
+        metrics.MQTT_UP.set(1 if self.events.connected else 0)
+        sync = dict(self.syncer.state) if self.syncer else {}
+        if sync.get("last_ok"):
+            metrics.SYNC_OK.set(sync["last_ok"])
+        cam = self.camera.state.as_dict()
+        ok = cam["status"] in ("ok", "ended") and sync.get("status") != "fingerprint_mismatch"
+        return {"status": "ok" if ok else "degraded", "device": self.s.device.id,
+                "uptime_s": round(time.time() - self.started, 1), "camera": cam,
+                "mqtt": {"connected": self.events.connected, "outbox_depth": depth},
+                "cache": {"version": gallery.version, "faces": len(gallery),
+                          "persons": len(gallery.person_ids)},
+                "sync": sync, "cloud": {"breaker": breaker}, "decisions": self.decisions,
+                "fingerprint": self.pipeline.fingerprint}
+
+    # -- stop ------------------------------------------------------------------------------
+    def shutdown(self) -> None:
+        from edge.daemon.sdnotify import notify
+
+        notify("STOPPING=1")
+        self.stop_event.set()
+        if self.syncer is not None:
+            self.syncer.trigger()
+        self.camera.close()
+        try:
+            self.events.publish_state({**self.state(), "status": "stopped"})
+        except Exception:  # state is best effort on the way out
+            pass
+        self.events.stop()
+        if self.api_server is not None:
+            self.api_server.should_exit = True
+        for t in self._threads:
+            t.join(timeout=5)
+        if self.cloud is not None:
+            self.cloud.close()
+        log.info("edge daemon stopped after %d decisions", self.decisions)
+
+
+def _crop_jpeg(frame, box, margin: float = 0.6, max_side: int = 640) -> bytes:
+    """The face with context around it, as JPEG (what the hub's detector needs to re-find it)."""
+    import cv2
+
+    h, w = frame.shape[:2]
+    x, y, bw, bh = box
+    mx, my = int(bw * margin), int(bh * margin)
+    crop = frame[max(0, y - my): min(h, y + bh + my), max(0, x - mx): min(w, x + bw + mx)]
+    scale = max_side / max(crop.shape[:2])
+    if scale < 1:
+        crop = cv2.resize(crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    ok, buf = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    return buf.tobytes() if ok else b""
+
+
+class _DefaultRegistryProxy:
+    """A collector yielding the default registry's metrics (no describe: no name clashes)."""
+
+    def collect(self):
+        from prometheus_client import REGISTRY
+
+        yield from REGISTRY.collect()

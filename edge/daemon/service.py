@@ -1,0 +1,83 @@
+"""The edge's face API service: /face/verify, /face/identify, /face/compare on the device.
+
+Answers from the local gallery (the last synced state) with the same policy as the camera
+path (edge.daemon.decide): uncertain or locally unknown -> the hub, hub down -> offline policy.
+Served by the shared HTTP layer (edge.api), so a door terminal posts an image to the edge
+exactly as it would to the cloud. Every other operation answers 24 (FaceService default).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Callable, Sequence
+
+from edge import errors
+from edge.api.service import FaceService
+from edge.errors import ApiError
+from edge.matcher import Gallery, confidence, cosine
+
+
+class EdgeService(FaceService):
+    role = "edge"
+
+    def __init__(self, pipeline, gallery: Callable[[], Gallery], decider, *,
+                 identify_groups: Sequence[str] = (), health: Callable[[], dict] | None = None):
+        self.pipeline = pipeline
+        self.gallery = gallery
+        self.decider = decider
+        self.identify_groups = list(identify_groups)
+        self._health = health or (lambda: {})
+
+    def _embed(self, image: bytes):
+        from edge.vision import decode_image
+
+        bgr = decode_image(image)
+        faces = self.pipeline.analyze(bgr, max_faces=1)
+        if not faces or faces[0].embedding is None:
+            raise ApiError(errors.NO_FACE)
+        return faces[0].embedding
+
+    def verify(self, appid: str, person_id: str, image: bytes) -> dict:
+        emb = self._embed(image)
+        out = self.decider.verify(self.gallery(), emb, person_id, lambda: image)
+        if out.source == "cloud" and out.cloud and out.cloud.get("code") == errors.PERSON_UNKNOWN:
+            raise ApiError(errors.PERSON_UNKNOWN)
+        if out.source == "local" and out.score is None:
+            raise ApiError(errors.PERSON_UNKNOWN)
+        if out.source == "cloud" and out.cloud and out.cloud.get("session_id"):
+            conf = float(out.cloud.get("confidence") or 0.0)
+            return {"session_id": out.cloud["session_id"], "confidence": conf,
+                    "ismatch": out.decision == "accept"}
+        return {"session_id": f"edge-{uuid.uuid4().hex}", "confidence": out.confidence or 0.0,
+                "ismatch": out.decision == "accept", "source": out.source}
+
+    def identify(self, appid: str, group_ids: Sequence[str], image: bytes) -> dict:
+        emb = self._embed(image)
+        gallery = self.gallery()
+        groups = list(group_ids) or self.identify_groups
+        known = {g for f in gallery.faces for g in f.group_ids}
+        if groups and not known.intersection(groups):
+            raise ApiError(errors.GROUP_UNKNOWN, f"none of {groups} is synced to this device")
+        res = gallery.identify(emb, groups or None)
+        return {"session_id": f"edge-{uuid.uuid4().hex}",
+                "candidates": [{"person_id": c.person_id, "face_id": c.face_id,
+                                "confidence": confidence(c.score, gallery.thresholds), "tag": c.tag}
+                               for c in res.candidates]}
+
+    def compare(self, appid: str, image_a: bytes, image_b: bytes) -> dict:
+        fails = 0
+        embs = []
+        for i, img in enumerate((image_a, image_b), 1):
+            try:
+                embs.append(self._embed(img))
+            except ApiError:
+                fails = fails or i
+        if fails:
+            from edge.api.service import ApiErrorWithData
+
+            raise ApiErrorWithData(errors.NO_FACE, data={"session_id": "", "fail_flag": fails})
+        return {"session_id": f"edge-{uuid.uuid4().hex}",
+                "similarity": confidence(cosine(embs[0], embs[1]), self.gallery().thresholds)}
+
+    def health(self) -> dict:
+        return self._health()
