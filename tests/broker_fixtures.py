@@ -128,3 +128,107 @@ def subscribe(mosquitto):
     yield make
     for s in subs:
         s.close()
+
+
+# -- the edge daemon as a real process (daemon tests) ---------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+EDGE_VERIFIER = ROOT / ".venv" / "bin" / "edge-verifier"
+
+
+def write_edge_config(path: Path, *, device: str, camera: str, broker: Broker | None, hub=None,
+                      storage: Path, api_port: int, extra: str = "") -> Path:
+    """A daemon TOML config for tests (rate and backoff short, so runs are brief)."""
+    from tests.conftest import MODELS
+
+    lines = [
+        "[device]", f'id = "{device}"',
+        "[camera]", f'source = "{camera}"', "rate = 4", "retry_initial_s = 0.2", "retry_max_s = 0.5",
+        "[mqtt]", f"enabled = {'true' if broker else 'false'}",
+        f'host = "{broker.host if broker else "127.0.0.1"}"', f"port = {broker.port if broker else 1}",
+        'prefix = "test"', "keepalive = 5", "reconnect_max_s = 1",
+        "[api]", 'host = "127.0.0.1"', f"port = {api_port}",
+        "[storage]", f'path = "{storage}"',
+        "[vision]", f'models_dir = "{MODELS}"', "threads = 1",
+    ]
+    if hub is not None:
+        lines += ["[hub]", f'url = "{hub.url}"', f'appid = "{hub.appid}"',
+                  f'secret_id = "{hub.secret_id}"', f'secret_key = "{hub.secret_key}"',
+                  "timeout = 5", "retries = 0", "breaker_failures = 2", "breaker_reset_s = 60",
+                  "sync_interval_s = 3600"]
+    path.write_text("\n".join(lines) + "\n" + extra)
+    return path
+
+
+class DaemonProc:
+    """`edge-verifier run --config FILE` in a subprocess, with its local API for /health."""
+
+    def __init__(self, config: Path, api_port: int, log: Path):
+        self.config, self.api_port, self.log = config, api_port, log
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "DaemonProc":
+        self._fh = self.log.open("ab")
+        self.proc = subprocess.Popen([str(EDGE_VERIFIER), "run", "--config", str(self.config)],
+                                     stdout=self._fh, stderr=subprocess.STDOUT)
+        return self
+
+    def health(self) -> dict | None:
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.api_port}/health", timeout=2) as r:
+                return json.loads(r.read())
+        except OSError:
+            return None
+
+    def wait_health(self, predicate, timeout: float = 60.0) -> dict:
+        deadline = time.monotonic() + timeout
+        h = None
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, f"daemon exited: {self.log.read_text()[-3000:]}"
+            h = self.health()
+            if h is not None and predicate(h):
+                return h
+            time.sleep(0.1)
+        raise AssertionError(f"daemon health never matched; last {h}; log: {self.log.read_text()[-3000:]}")
+
+    def terminate(self, timeout: float = 15) -> int:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._fh.close()
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self._fh.close()
+
+
+def enrol_five(client, faces_dir: Path, group: str = "staff", photos: int = 2) -> dict[str, str]:
+    """Enrol the five_celebrity people (train_* photos) on a hub; returns person_id -> name."""
+    people = {}
+    for person_dir in sorted((faces_dir / "five_celebrity").iterdir()):
+        trains = sorted(person_dir.glob("train_*.jpg"), key=lambda p: int(p.stem.split("_")[1]))
+        pid = person_dir.name.lower()
+        enrolled = 0
+        for photo in trains:
+            try:
+                if not enrolled:
+                    client.newperson(pid, [group], photo.read_bytes(), person_name=person_dir.name)
+                else:
+                    client.addface(pid, [photo.read_bytes()])
+                enrolled += 1
+            except Exception:  # a train photo without a usable face: take the next one
+                continue
+            if enrolled >= photos:
+                break
+        assert enrolled, f"no usable train photo for {pid}"
+        people[pid] = person_dir.name
+    return people
