@@ -60,7 +60,11 @@ class FilesSource(FrameSource):
         if self._i >= len(self._paths):
             if not self.loop:
                 raise CameraEnded(self.pattern)
+            # Looping re-reads the glob: a watched drop folder picks up new and removed files.
+            self._paths = sorted(_glob.glob(self.pattern))
             self._i = 0
+            if not self._paths:
+                raise CameraError(f"no files match {self.pattern!r}")
         path = self._paths[self._i]
         self._i += 1
         import cv2

@@ -7,6 +7,7 @@ keeps its queued QoS 1 messages across a broker restart, like a production broke
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -31,7 +32,9 @@ class Broker:
         self.conf.write_text(
             f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
             f"persistence true\npersistence_location {workdir}/\n"
-            f"log_dest file {workdir}/mosquitto.log\n")
+            f"log_dest file {workdir}/mosquitto.log\n"
+            # As root mosquitto drops to the `mosquitto` user, which cannot write our temp dir.
+            + ("user root\n" if os.geteuid() == 0 else ""))
 
     def start(self) -> None:
         self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)],
@@ -137,16 +140,18 @@ EDGE_VERIFIER = ROOT / ".venv" / "bin" / "edge-verifier"
 
 
 def write_edge_config(path: Path, *, device: str, camera: str, broker: Broker | None, hub=None,
-                      storage: Path, api_port: int, extra: str = "") -> Path:
+                      storage: Path, api_port: int, extra: str = "", rate: float = 4,
+                      loop: bool = False, hub_extra: str = "", mqtt_extra: str = "") -> Path:
     """A daemon TOML config for tests (rate and backoff short, so runs are brief)."""
     from tests.conftest import MODELS
 
     lines = [
         "[device]", f'id = "{device}"',
-        "[camera]", f'source = "{camera}"', "rate = 4", "retry_initial_s = 0.2", "retry_max_s = 0.5",
+        "[camera]", f'source = "{camera}"', f"rate = {rate}", f"loop = {'true' if loop else 'false'}",
+        "retry_initial_s = 0.2", "retry_max_s = 0.5",
         "[mqtt]", f"enabled = {'true' if broker else 'false'}",
         f'host = "{broker.host if broker else "127.0.0.1"}"', f"port = {broker.port if broker else 1}",
-        'prefix = "test"', "keepalive = 5", "reconnect_max_s = 1",
+        'prefix = "test"', "keepalive = 5", "reconnect_max_s = 1", mqtt_extra,
         "[api]", 'host = "127.0.0.1"', f"port = {api_port}",
         "[storage]", f'path = "{storage}"',
         "[vision]", f'models_dir = "{MODELS}"', "threads = 1",
@@ -155,7 +160,7 @@ def write_edge_config(path: Path, *, device: str, camera: str, broker: Broker | 
         lines += ["[hub]", f'url = "{hub.url}"', f'appid = "{hub.appid}"',
                   f'secret_id = "{hub.secret_id}"', f'secret_key = "{hub.secret_key}"',
                   "timeout = 5", "retries = 0", "breaker_failures = 2", "breaker_reset_s = 60",
-                  "sync_interval_s = 3600"]
+                  "sync_interval_s = 3600", hub_extra]
     path.write_text("\n".join(lines) + "\n" + extra)
     return path
 
