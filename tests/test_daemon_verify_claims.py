@@ -1,0 +1,68 @@
+"""Verify mode: a claim on MQTT `cmd/verify` is decided 1:1 on the next face, once."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+
+import paho.mqtt.client as mqtt
+
+from tests.broker_fixtures import DaemonProc, enrol_five, write_edge_config
+from tests.conftest import free_port
+from tests.hub_fixtures import start_hub
+
+
+def test_claims_from_mqtt_accept_the_right_person_reject_another_and_time_out(mosquitto, subscribe, faces_dir, models_dir, tmp_path):
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    sub = subscribe("test/door-v/event")
+    cmd = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    cmd.connect(mosquitto.host, mosquitto.port)
+    cmd.loop_start()
+
+    def claim(person_id, **extra):
+        cmd.publish("test/door-v/cmd/verify", json.dumps({"person_id": person_id, **extra}), qos=1).wait_for_publish(5)
+        time.sleep(0.5)  # the daemon holds the claim before the face shows up
+
+    def leave():
+        for f in drop.iterdir():
+            f.unlink()
+        time.sleep(0.6)  # the previous face leaves the picture (its track ends)
+
+    def show(photo):
+        shutil.copy(faces_dir / photo, drop / "face.jpg")
+
+    with start_hub(tmp_path / "hub") as hub:
+        client = hub.client(timeout=30.0, retries=0)
+        enrol_five(client, faces_dir)
+        client.close()
+        port = free_port()
+        cfg = write_edge_config(tmp_path / "edge.toml", device="door-v", camera=f"files:{drop}/*",
+                                broker=mosquitto, hub=hub, storage=tmp_path / "data", api_port=port,
+                                loop=True, extra="[identify]\nenabled = false\n")
+        daemon = DaemonProc(cfg, port, tmp_path / "daemon.log").start()
+        try:
+            daemon.wait_health(lambda h: h["sync"].get("status") == "ok" and h["mqtt"]["connected"], 60)
+            time.sleep(0.5)
+            claim("madonna", request_id="badge-1")
+            show("five_celebrity/Madonna/val_1.jpg")
+            assert sub.wait_for(lambda: len(sub.json()) >= 1, 30)
+            leave()
+            claim("madonna", request_id="badge-2")
+            show("five_celebrity/Elton_John/val_1.jpg")
+            assert sub.wait_for(lambda: len(sub.json()) >= 2, 30)
+            leave()
+            claim("madonna", request_id="badge-3", timeout_s=1)
+            assert sub.wait_for(lambda: len(sub.json()) >= 3, 30)
+            time.sleep(1.0)
+            right, wrong, nobody = sub.json()[:3]
+            assert len(sub.json()) == 3  # one decision per claim, not one per frame
+        finally:
+            assert daemon.terminate() == 0
+            cmd.loop_stop()
+    assert (right["mode"], right["decision"], right["person_id"]) == ("verify", "accept", "madonna")
+    assert right["claim"]["request_id"] == "badge-1"
+    assert (wrong["mode"], wrong["decision"], wrong["claim"]["request_id"]) == ("verify", "reject", "badge-2")
+    assert wrong["score"] < right["score"]
+    assert (nobody["decision"], nobody["reason"], nobody["face"]) == ("unknown", "no_face_before_timeout", None)

@@ -1,0 +1,107 @@
+"""Sync from a real hub into the edge cache: changes, deletions, offline, fingerprint mismatch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edge.cache import EdgeCache
+from edge.cloud import CloudClient
+from edge.sync import Syncer
+from tests.broker_fixtures import enrol_five
+from tests.conftest import free_port
+from tests.hub_fixtures import start_hub
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory, faces_dir, models_dir):
+    with start_hub(tmp_path_factory.mktemp("synchub")) as hub:
+        client = hub.client(timeout=30.0, retries=0)
+        enrol_five(client, faces_dir)
+        yield hub, client
+        client.close()
+
+
+@pytest.fixture(scope="module")
+def pipeline(models_dir):
+    from edge.vision import Pipeline
+
+    return Pipeline.load(models_dir)
+
+
+def _embedding(pipeline, path):
+    from edge.vision import load_image
+
+    faces = pipeline.analyze(load_image(path), max_faces=1)
+    return faces[0].embedding
+
+
+def test_a_person_enrolled_on_the_hub_matches_offline_after_sync_and_stops_after_deletion(hub, pipeline, faces_dir, tmp_path):
+    hub_server, client = hub
+    swapped = []
+    syncer = Syncer(client, EdgeCache(tmp_path / "c.db"), pipeline.fingerprint, page_size=4,
+                    on_gallery=swapped.append)
+    assert syncer.sync_once()["status"] == "ok"
+    gallery = swapped[-1]
+    assert gallery.person_ids == {"ben_afflek", "elton_john", "jerry_seinfield", "madonna", "mindy_kaling"}
+    probe = _embedding(pipeline, faces_dir / "five_celebrity/Mindy_Kaling/val_1.jpg")
+    assert gallery.identify(probe).candidates[0].person_id == "mindy_kaling"
+
+    client.newperson("temp_person", ["staff"], (faces_dir / "five_celebrity/Madonna/train_1.jpg").read_bytes())
+    client.delperson("mindy_kaling")
+    state = syncer.sync_once()
+    assert state["status"] == "ok" and state["changes"] > 0
+    gallery = swapped[-1]
+    assert "mindy_kaling" not in gallery.person_ids and "temp_person" in gallery.person_ids
+    assert gallery.verify(probe, "mindy_kaling") is None
+    # Put the hub back as the other tests expect it.
+    client.delperson("temp_person")
+    for photo in sorted((faces_dir / "five_celebrity/Mindy_Kaling").glob("train_*.jpg")):
+        try:
+            client.newperson("mindy_kaling", ["staff"], photo.read_bytes(), person_name="Mindy_Kaling")
+            break
+        except Exception:  # no usable face in this one: the next
+            continue
+
+
+def test_the_cache_keeps_the_last_synced_gallery_when_the_hub_is_unreachable(hub, pipeline, tmp_path):
+    _, client = hub
+    Syncer(client, EdgeCache(tmp_path / "c.db"), pipeline.fingerprint).sync_once()
+    dead = CloudClient(f"http://127.0.0.1:{free_port()}", "x", "y", "z", timeout=1, retries=0)
+    syncer = Syncer(dead, EdgeCache(tmp_path / "c.db"), pipeline.fingerprint)
+    state = syncer.sync_once()
+    assert state["status"] == "offline" and "unreachable" in state["last_error"]
+    assert len(syncer.load().person_ids) == 5  # a restart offline still matches everyone
+
+
+def test_a_fingerprint_the_hub_does_not_store_is_reported_naming_both(hub, tmp_path):
+    _, client = hub
+    syncer = Syncer(client, EdgeCache(tmp_path / "c.db"), "0000deadbeef0000")
+    state = syncer.sync_once()
+    assert state["status"] == "fingerprint_mismatch"
+    assert "0000deadbeef0000" in state["last_error"]
+
+
+def test_a_new_embedder_fingerprint_empties_the_cache_and_starts_from_zero(hub, pipeline, tmp_path):
+    _, client = hub
+    cache = EdgeCache(tmp_path / "c.db")
+    Syncer(client, cache, pipeline.fingerprint).sync_once()
+    assert cache.counts()["faces"] > 0 and cache.cursor > 0
+    Syncer(client, cache, "another-pack")
+    assert cache.counts() == {"persons": 0, "faces": 0} and cache.cursor == 0
+
+
+def test_a_malformed_page_is_rolled_back_whole(tmp_path):
+    cache = EdgeCache(tmp_path / "c.db")
+    good = {"seq": 1, "type": "person", "person_id": "p", "deleted": False, "person_name": "P",
+            "tag": "", "group_ids": ["g"]}
+    bad = {"seq": 2, "type": "face", "face_id": "f", "person_id": "p", "deleted": False,
+           "embedding": "not base64!"}
+    with pytest.raises(Exception):
+        cache.apply_page([good, bad], 2)
+    assert cache.counts() == {"persons": 0, "faces": 0} and cache.cursor == 0
+    import base64
+
+    ok = dict(bad, embedding=base64.b64encode(np.ones(4, "<f4").tobytes()).decode())
+    cache.apply_page([good, ok], 2)
+    assert cache.counts() == {"persons": 1, "faces": 1} and cache.cursor == 2
