@@ -3,12 +3,13 @@
     app = create_app(service, credentials, limits=ApiLimits(...), fetch_policy=FetchPolicy(...))
 
 Order of checks per request, cheapest first so unauthenticated callers cost little:
-unknown endpoint (HTTP 404, code 21) -> signature (4/5/10/11/12/14/9/13) -> rate limit per
+unknown endpoint (code 21) -> signature (4/5/10/11/12/14/9/13) -> rate limit per
 appid (15) -> op not served by this role (24) -> body read with the cap and a time limit
 (23 / 3) -> parse (3/21) -> body appid present (-1301) and equal to the signed one (6) ->
-the endpoint (url inputs fetched here, then the service in a worker thread). Business and auth errors answer HTTP 200 with
-the code in the envelope (the SDKs parse the body whatever the status); only an unexpected
-exception answers 213 with HTTP 500.
+the endpoint (url inputs fetched here, then the service in a worker thread). Business and auth errors, and an
+unknown /face/<op>, answer HTTP 200 with the code in the envelope (the Python SDK parses the body
+whatever the status, but the Java SDK throws on any non-2xx one); only an unexpected exception
+answers 213 with HTTP 500.
 """
 
 from __future__ import annotations
@@ -67,7 +68,9 @@ def create_app(
         handler = OPS.get(op)
         if handler is None:
             requests_total.labels("unknown", str(errors.INVALID_PARAMETER)).inc()
-            return envelope(code=errors.INVALID_PARAMETER, message=f"no such endpoint /face/{op}", status=404)
+            # HTTP 200 like every other refusal: the Java SDK throws on any non-2xx status without
+            # reading the body, so its caller would never see the code (e.g. faceShape, /face/shape).
+            return envelope(code=errors.INVALID_PARAMETER, message=f"no such endpoint /face/{op}")
         data: dict | None = None
         try:
             sig = verifier.check(request.headers.get("authorization"))

@@ -104,6 +104,8 @@ def _from_json(body: bytes) -> Params:
         raise ApiError(errors.BAD_REQUEST, "JSON body must be an object")
     values: dict[str, object] = {}
     for name, value in data.items():
+        if value is None:  # JSON null = not given (a caller's SDK may serialise unset fields so)
+            continue
         if name in IMAGE_FIELDS:
             values[name] = _b64_images(name, value)
         elif isinstance(value, list):

@@ -153,6 +153,15 @@ class HubService(FaceService):
 
     # --- persons and groups ----------------------------------------------------------------
     def newperson(self, appid, person_id, group_ids, image, person_name, tag) -> dict:
+        # -1302 before any model work: cheaper, and the caller learns the person exists even when
+        # this image has no face (the store checks again inside its transaction).
+        try:
+            self.store.get_person(appid, person_id)
+        except ApiError as exc:
+            if exc.code != errors.PERSON_UNKNOWN:
+                raise
+        else:
+            raise ApiError(errors.PERSON_EXISTS, f"person {person_id!r} already exists")
         face = self._face_record(image, person_id, tag)
         joined = self.store.create_person(appid, person_id, group_ids, person_name, tag, face, self.limits)
         return {
