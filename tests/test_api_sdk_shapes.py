@@ -15,7 +15,7 @@ are written from the description):
   parts without filename typed image/jpg, unset optional text sent as the string "null", JSON as
   `application/json; charset=utf-8`, `mode` a JSON number, `session_id` passed through on
   add/delgroupids; plaintext a,b,k,t,e,r,f with t BEFORE e; a non-2xx answer throws instead of
-  reading `code`).
+  reading `code`; ClientConfig: signatures valid 300 s, Host service.image.myqcloud.com).
 - CPP: tencentyun/image-cpp-sdk-v2.0, src/Auth.cpp, src/util/HttpSender.cpp,
   include/request/FaceManagerReq.h (libcurl: `Host: service.image.myqcloud.com`, `Expect:
   100-continue` on form posts, buffer parts whose filename is the field name typed
@@ -47,7 +47,7 @@ from edge.signature import sign_plain
 
 # The Host headers the SDKs put on every call (the original service, long switched off).
 PY2_HOST = "recognition.image.myqcloud.com"
-CPP_HOST = "service.image.myqcloud.com"
+CPP_HOST = JAVA_HOST = "service.image.myqcloud.com"
 BUCKET = "legacybucket"
 
 
@@ -59,7 +59,7 @@ def sig_py2(hub, now: int | None = None, howlong: int = 30) -> bytes:
     return sign_plain(hub.secret_key, plain.encode()).encode().rstrip()
 
 
-def sig_java(hub, expired: int = 2_592_000) -> str:
+def sig_java(hub, expired: int = 300) -> str:  # ClientConfig DEFAULT_SIGN_EXPIRED
     now = int(time.time())
     plain = f"a={int(hub.appid)}&b={BUCKET}&k={hub.secret_id}&t={now}&e={now + expired}&r={random.randint(0, 2**31 - 1)}&f="
     return sign_plain(hub.secret_key, plain.encode())
@@ -306,7 +306,7 @@ def test_python_sdk_errors_come_back_as_envelopes_it_can_read(hub_server, photos
 
 # --- Java SDK -------------------------------------------------------------------------------------
 def java_headers(hub, body_type: str) -> list[tuple[str, str]]:
-    return [("Host", f"127.0.0.1:{hub.url.rsplit(':', 1)[1]}"), ("Authorization", sig_java(hub)),
+    return [("Host", JAVA_HOST), ("Authorization", sig_java(hub)),
             ("User-Agent", "qcloud-java-sdk"), ("Content-Type", body_type), ("Connection", "Keep-Alive"),
             ("Accept-Encoding", "gzip")]
 
@@ -437,3 +437,67 @@ def test_json_null_fields_count_as_not_given(hub_server, photos):
     headers[2] = ("authorization", sig_node(hub_server))
     status, result = raw_post(hub_server, "getinfo", headers, json.dumps({"person_id": None, "appid": hub_server.appid}).encode())
     assert result["code"] == -1301  # a required field given as null is a missing one
+
+
+# --- url inputs (CIUrl / CIUrls / SetUrl): a real loopback image server, allow-listed ---------------
+@pytest.fixture(scope="module")
+def url_hub(tmp_path_factory, photos, models_dir):
+    import http.server
+    import threading
+
+    from tests.hub_fixtures import start_hub
+
+    blobs = {"/ben1.jpg": photos["ben1"], "/ben2.jpg": photos["ben2"], "/ben_val.jpg": photos["ben_val"],
+             "/madonna.jpg": photos["madonna"]}
+
+    class Images(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            blob = blobs.get(self.path)
+            self.send_response(200 if blob else 404)
+            self.send_header("Content-Length", str(len(blob or b"")))
+            self.end_headers()
+            self.wfile.write(blob or b"")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Images)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    with start_hub(tmp_path_factory.mktemp("urlhub"), url_fetch={"allow": ["127.0.0.1/32"], "total_timeout_s": 5.0}) as hub:
+        yield hub, base
+    server.shutdown()
+    server.server_close()
+
+
+def test_python_sdk_url_inputs_in_json_and_a_url_beside_a_file_in_multipart(url_hub, photos):
+    hub, base = url_hub
+    pid, group = uid("url"), uid("g")
+    made = py2_json(hub, "newperson", {"person_id": pid, "group_ids": [group], "url": f"{base}/ben1.jpg"})
+    assert made["code"] == 0 and made["data"]["group_ids"] == [group], made
+    added = py2_json(hub, "addface", {"person_id": pid, "urls": [f"{base}/ben2.jpg", f"{base}/missing.jpg"]})
+    assert added["code"] == 0 and added["data"]["ret_codes"] == [0, -1403] and added["data"]["face_ids"][1] == ""
+    assert py2_json(hub, "verify", {"person_id": pid, "url": f"{base}/ben_val.jpg"})["data"]["ismatch"] is True
+    assert py2_json(hub, "identify", {"group_id": group, "url": f"{base}/ben_val.jpg"})["data"]["candidates"][0]["person_id"] == pid
+    assert len(py2_json(hub, "detect", {"mode": 1, "url": f"{base}/ben_val.jpg"})["data"]["face"]) == 1
+    # face_compare(CIUrl, CIBuffer): urlA as a filename-bearing text part, imageB as a file part
+    mixed = py2_files(hub, "compare", {"urlA": f"{base}/ben_val.jpg", "imageB": photos["ben1"]})
+    other = py2_files(hub, "compare", {"urlA": f"{base}/madonna.jpg", "imageB": photos["ben1"]})
+    assert mixed["code"] == 0 and other["code"] == 0
+    assert mixed["data"]["similarity"] > other["data"]["similarity"]
+    both = py2_json(hub, "compare", {"urlA": f"{base}/ben_val.jpg", "urlB": f"{base}/ben1.jpg"})
+    assert both["data"]["similarity"] == pytest.approx(mixed["data"]["similarity"], abs=0.01)
+
+
+def test_cpp_and_java_sdk_url_shapes(url_hub):
+    hub, base = url_hub
+    pid = uid("urlcpp")
+    body = json.dumps({"group_ids": [uid("g")], "url": f"{base}/ben1.jpg", "person_id": pid,
+                       "appid": hub.appid, "bucket": BUCKET}) + "\n"
+    status, result = raw_post(hub, "newperson", cpp_headers(hub, "application/json"), body.encode())
+    assert status == 200 and result["code"] == 0, result
+    status, result = java_json(hub, "addface", {"person_id": pid, "tag": "null", "urls": [f"{base}/ben2.jpg"]})
+    assert status == 200 and result["data"]["added"] == 1
+    status, result = java_json(hub, "verify", {"person_id": pid, "url": f"{base}/ben_val.jpg"})
+    assert status == 200 and result["data"]["ismatch"] is True
