@@ -207,6 +207,7 @@ class Verifier:
         else:
             if sig.expiry <= sig.issued or sig.expiry <= now:
                 raise ApiError(errors.SIGNATURE_EXPIRED)
-            if sig.expiry - max(sig.issued, int(now)) > MAX_VALIDITY_S:
+            # measured from the server's clock: a `t` set in the future must not stretch the window
+            if sig.expiry - int(now) > MAX_VALIDITY_S:
                 raise ApiError(errors.SIGNATURE_EXPIRED, "signature valid for more than three months")
         return sig

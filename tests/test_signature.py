@@ -162,3 +162,14 @@ def test_signature_parser_handles_arbitrary_field_sets(fields):
         verifier().check(sign_plain(KEY, plain))
     except ApiError as exc:
         assert exc.code in {5, 9, 10, 11, 12, 13, 14}
+
+
+def test_a_future_issue_time_does_not_stretch_validity_past_three_months():
+    # t and e both a year ahead: e - t is one minute, but the signature would work for a year.
+    now = int(time.time())
+    year = 365 * 86400
+    header = sign("200001", SID, KEY, now=now + year, expiry=now + year + 60)
+    assert code_of(verifier().check, header, now=now) == 9
+    # right at the limit it still works
+    header = sign("200001", SID, KEY, now=now, expiry=now + 90 * 86400)
+    assert verifier().check(header, now=now).appid == "200001"
