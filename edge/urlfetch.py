@@ -134,7 +134,9 @@ def fetch(url: str, policy: FetchPolicy, client: httpx.Client | None = None) -> 
             timeout = httpx.Timeout(remaining, connect=min(policy.connect_timeout_s, remaining))
             try:
                 with client.stream(
-                    "GET", target, headers={"Host": host_header, "Accept": "image/*"},
+                    # identity: the body is streamed raw (the cap counts wire bytes), so it must
+                    # not arrive gzip-encoded as httpx's default Accept-Encoding would invite
+                    "GET", target, headers={"Host": host_header, "Accept": "image/*", "Accept-Encoding": "identity"},
                     extensions={**extensions, "timeout": timeout.as_dict()},
                 ) as resp:
                     if resp.is_redirect:

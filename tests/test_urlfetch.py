@@ -161,3 +161,34 @@ def test_hub_refuses_loopback_urls_without_allow_list(hub_server, image_server):
     base, _ = image_server
     body = post(hub_server, "detect", json={"appid": hub_server.appid, "url": f"{base}/ben.jpg"})
     assert body["code"] == -1308
+
+
+def test_image_from_a_server_that_compresses_when_allowed_arrives_as_the_image(faces_dir):
+    # fetch() streams the raw bytes (so the cap counts what crosses the wire); it must therefore
+    # ask for no content-coding, or a gzip-happy server hands back compressed bytes as the "image".
+    import gzip
+
+    photo = (faces_dir / "five_celebrity/Ben_Afflek/val_1.jpg").read_bytes()
+
+    class Gzipping(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            gz = "gzip" in self.headers.get("Accept-Encoding", "")
+            body = gzip.compress(photo) if gz else photo
+            self.send_response(200)
+            if gz:
+                self.send_header("Content-Encoding", "gzip")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Gzipping)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        assert fetch(f"http://127.0.0.1:{server.server_address[1]}/ben.jpg", ALLOW) == photo
+    finally:
+        server.shutdown()
+        server.server_close()
