@@ -8,11 +8,6 @@ import subprocess
 from tests.broker_fixtures import EDGE_VERIFIER
 
 
-def _children_of(pid: int) -> list[str]:
-    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True)
-    return out.stdout.split()
-
-
 def test_demo_without_shared_photos_uses_package_samples_and_ends_by_itself(models_dir, tmp_path):
     proc = subprocess.run([str(EDGE_VERIFIER), "demo", "--faces", str(tmp_path / "absent"),
                            "--timeout", "120", "--rate", "4"],

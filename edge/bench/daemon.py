@@ -1,9 +1,244 @@
-"""Placeholder: owned by the daemon work; replaced by its implementation."""
+"""`edge-verifier bench daemon --json`: the daemon measured as it runs, end to end.
+
+Runs the real daemon (subprocess) against a private mosquitto with a pre-synced local gallery,
+its `files:` camera looping over photos of different people (so every frame is a new track and
+gets a decision). Reports:
+  latency_ms       frame read -> event committed to the outbox, local decisions, p50/p99
+  fps_one_core     frames per second sustained, pinned to one core with one ORT thread
+  fps_all_cores    the same with every core
+  peak_rss_mb      the daemon's VmHWM over the latency run
+  cold_start_s     process spawn -> first decision received over MQTT
+  outbox_replay_per_s  events per second drained from a pre-filled outbox to the broker
+Bounded: about `--seconds` per run, four runs. Progress on stderr, JSON on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from edge.demo import SHARED_FACES, _free_port, _health, _wait_port
 
 
-def add_arguments(parser) -> None:
-    pass
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print the result as JSON (always JSON)")
+    parser.add_argument("--seconds", type=float, default=12.0, help="length of each timed run")
+    parser.add_argument("--faces", type=Path, default=SHARED_FACES, help="photos (default ../shared/faces)")
+    parser.add_argument("--models-dir", type=Path, default=None)
+    parser.add_argument("--replay-events", type=int, default=2000, help="events pre-filled for the replay run")
+
+
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _photos(faces: Path, work: Path) -> list[Path]:
+    import cv2
+
+    out = work / "frames"
+    out.mkdir()
+    if (faces / "five_celebrity").is_dir():
+        for person in sorted(p for p in (faces / "five_celebrity").iterdir() if p.is_dir()):
+            shutil.copy(person / "val_1.jpg", out / f"{person.name}.jpg")
+    else:
+        from skimage import data as skdata
+
+        img = cv2.cvtColor(skdata.astronaut(), cv2.COLOR_RGB2BGR)
+        for i, scale in enumerate((1.0, 0.8, 0.6)):
+            cv2.imwrite(str(out / f"astronaut{i}.jpg"), cv2.resize(img, None, fx=scale, fy=scale))
+    return sorted(out.iterdir())
+
+
+def _seed_cache(pipeline, photos: list[Path], data: Path) -> None:
+    """A gallery as a sync would leave it: every photo enrolled as its own person."""
+    from edge.cache import EdgeCache
+    from edge.vision import load_image
+
+    cache = EdgeCache(data / "cache.db")
+    cache.reset(pipeline.fingerprint, "")
+    changes = []
+    for i, p in enumerate(photos):
+        faces = pipeline.analyze(load_image(p), max_faces=1)
+        if not faces:
+            continue
+        vec = np.asarray(faces[0].embedding, "<f4")
+        changes += [{"seq": 2 * i + 1, "type": "person", "person_id": p.stem.lower(), "deleted": False,
+                     "person_name": p.stem, "tag": "", "group_ids": ["bench"]},
+                    {"seq": 2 * i + 2, "type": "face", "face_id": f"f{i}", "person_id": p.stem.lower(),
+                     "deleted": False, "embedding": base64.b64encode(vec.tobytes()).decode(), "quality": 1.0}]
+    cache.apply_page(changes, len(changes))
+    cache.close()
+
+
+class _Events:
+    def __init__(self, port: int, topic: str):
+        import paho.mqtt.client as mqtt
+
+        self.events: list[tuple[float, dict]] = []
+        self.lock = threading.Lock()
+        self.ready = threading.Event()
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+        c.on_connect = lambda cl, u, f, rc, p: (cl.subscribe(topic, qos=1), self.ready.set())
+        c.on_message = self._on
+        c.connect("127.0.0.1", port)
+        c.loop_start()
+        self.client = c
+        self.ready.wait(5)
+
+    def _on(self, c, u, msg) -> None:
+        with self.lock:
+            self.events.append((time.monotonic(), json.loads(msg.payload)))
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def _daemon_run(work: Path, name: str, frames: Path, mport: int, *, rate: float, threads: int | None,
+                seconds: float, models_dir: Path | None, pin_one_core: bool) -> dict:
+    data = work / name
+    shutil.copytree(work / "seed", data)
+    aport = _free_port()
+    cfg = work / f"{name}.toml"
+    cfg.write_text(
+        f'[device]\nid = "{name}"\n[camera]\nsource = "files:{frames}/*"\nrate = {rate}\nloop = true\n'
+        # Every frame shows someone else and a face that left ends its track at once: one
+        # decision per frame, so each frame's latency is measured.
+        "[tracker]\nmax_missed = 0\n"
+        f'[mqtt]\nhost = "127.0.0.1"\nport = {mport}\nprefix = "bench"\n'
+        f'[api]\nport = {aport}\n[storage]\npath = "{data}"\n[vision]\n'
+        + (f"threads = {threads}\n" if threads else "")
+        + (f'models_dir = "{models_dir}"\n' if models_dir else ""))
+    exe = str(Path(sys.executable).with_name("edge-verifier"))
+    cmd = [exe, "run", "--config", str(cfg), "--log-level", "WARNING"]
+    if pin_one_core and shutil.which("taskset"):
+        cmd = ["taskset", "-c", "0"] + cmd
+    events = _Events(mport, f"bench/{name}/event")
+    log = (work / f"{name}.log").open("wb")
+    t_spawn = time.monotonic()
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        _wait_port(aport, proc, "daemon", 60)
+        deadline = time.monotonic() + 60
+        while not events.events and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if not events.events:
+            raise RuntimeError(f"no decision from the daemon; see {work}/{name}.log")
+        cold = events.events[0][0] - t_spawn
+        time.sleep(1.0)  # warm-up
+        h0, t0 = _health(aport), time.monotonic()
+        time.sleep(seconds)
+        h1, t1 = _health(aport), time.monotonic()
+        rss_kb = 0
+        with open(f"/proc/{proc.pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    rss_kb = int(line.split()[1])
+        fps = (h1["camera"]["frames"] - h0["camera"]["frames"]) / (t1 - t0)
+        dps = (h1["decisions"] - h0["decisions"]) / (t1 - t0)
+        with events.lock:
+            lat = [e["latency_ms"]["frame_to_event_ms"] for _, e in events.events
+                   if e.get("source") == "local" and "frame_to_event_ms" in e.get("latency_ms", {})]
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        events.close()
+        log.close()
+    return {"cold_start_s": round(cold, 2), "fps": round(fps, 2), "peak_rss_mb": round(rss_kb / 1024, 1),
+            "latencies": lat, "decisions_per_s": round(dps, 2)}
+
+
+def _replay(work: Path, mport: int, n: int) -> float:
+    from edge.daemon.config import MqttSettings
+    from edge.events import MqttPublisher, Outbox, new_event
+
+    box = Outbox(work / "replay" / "outbox.db")
+    payload = {"mode": "identify", "decision": "accept", "person_id": "p", "score": 0.7}
+    for _ in range(n):
+        e = new_event(**payload)
+        box.add(e["event_id"], "bench/replay/event", json.dumps(e).encode())
+    pub = MqttPublisher(MqttSettings(host="127.0.0.1", port=mport, prefix="bench"), "replay", box)
+    t0 = time.monotonic()
+    pub.start()
+    while box.depth() and time.monotonic() - t0 < 120:
+        time.sleep(0.01)
+    dt = time.monotonic() - t0
+    pub.stop()
+    return n / dt
 
 
 def run(args) -> int:
-    raise SystemExit("not implemented yet")
+    from edge.vision import Pipeline
+
+    mosquitto = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    if not Path(mosquitto).exists():
+        _say("mosquitto is needed: apt-get install mosquitto")
+        return 1
+    work = Path(tempfile.mkdtemp(prefix="edge-bench-"))
+    broker = None
+    try:
+        frames_list = _photos(args.faces, work)
+        frames = frames_list[0].parent
+        pipeline = Pipeline.load(args.models_dir)
+        (work / "seed").mkdir()
+        _seed_cache(pipeline, frames_list, work / "seed")
+        del pipeline
+        mport = _free_port()
+        (work / "mosquitto.conf").write_text(f"listener {mport} 127.0.0.1\nallow_anonymous true\n"
+                                             + ("user root\n" if os.geteuid() == 0 else ""))
+        broker = subprocess.Popen([mosquitto, "-c", str(work / "mosquitto.conf")],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _wait_port(mport, broker, "mosquitto", 10)
+        _say(f"latency run: 5 frames/s for {args.seconds:.0f}s, one ORT thread")
+        lat_run = _daemon_run(work, "latency", frames, mport, rate=5, threads=1, seconds=args.seconds,
+                              models_dir=args.models_dir, pin_one_core=False)
+        _say("fps run, all cores")
+        all_run = _daemon_run(work, "allcores", frames, mport, rate=120, threads=None, seconds=args.seconds,
+                              models_dir=args.models_dir, pin_one_core=False)
+        _say("fps run, one core")
+        one_run = _daemon_run(work, "onecore", frames, mport, rate=120, threads=1, seconds=args.seconds,
+                              models_dir=args.models_dir, pin_one_core=True)
+        _say(f"outbox replay: {args.replay_events} events")
+        replay = _replay(work, mport, args.replay_events)
+
+        def pct(values: list[float]) -> dict:
+            lat = np.array(values) if values else np.array([np.nan])
+            return {"p50": round(float(np.percentile(lat, 50)), 1),
+                    "p99": round(float(np.percentile(lat, 99)), 1), "n": len(values)}
+
+        result = {
+            "latency_ms": {**pct(lat_run["latencies"]),
+                           "note": "frame read -> event in the outbox; local decisions, no cloud; "
+                                   "5 frames/s, threads=1"},
+            "latency_ms_saturated_one_core": pct(one_run["latencies"]),
+            "latency_ms_saturated_all_cores": pct(all_run["latencies"]),
+            "fps_one_core": one_run["fps"], "fps_all_cores": all_run["fps"],
+            "decisions_per_s_one_core": one_run["decisions_per_s"],
+            "cores": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2),
+            "peak_rss_mb": max(lat_run["peak_rss_mb"], all_run["peak_rss_mb"], one_run["peak_rss_mb"]),
+            "cold_start_s": lat_run["cold_start_s"],
+            "cold_start_note": "process spawn -> first decision received over MQTT",
+            "outbox_replay_per_s": round(replay, 1),
+            "frames": [p.name for p in frames_list],
+        }
+        print(json.dumps(result, indent=None if args.json else 2))
+        return 0
+    finally:
+        if broker is not None:
+            broker.terminate()
+            broker.wait(10)
+        shutil.rmtree(work, ignore_errors=True)
