@@ -1,0 +1,104 @@
+"""The daemon as a systemd service: config, READY/WATCHDOG/STOPPING, SIGTERM, bad config."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import time
+import tomllib
+
+import pytest
+
+from edge.daemon.config import EdgeSettings, example_toml, load
+from edge.settings import ConfigError
+from tests.broker_fixtures import EDGE_VERIFIER, DaemonProc, Subscriber, write_edge_config
+from tests.conftest import free_port
+
+
+def test_the_printed_example_config_is_complete_and_loads():
+    proc = subprocess.run([str(EDGE_VERIFIER), "config", "example", "edge"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0
+    assert proc.stdout.strip() == example_toml().strip()
+    values = tomllib.loads(proc.stdout)
+    for section in ("device", "camera", "identify", "verify", "policy", "mqtt", "hub", "api", "storage", "vision"):
+        assert section in values
+    settings = EdgeSettings(**values)
+    assert settings.policy.offline == "deny" and settings.mqtt.include_face_image is False
+
+
+def test_environment_overrides_the_file(tmp_path, monkeypatch):
+    cfg = tmp_path / "e.toml"
+    cfg.write_text('[mqtt]\nhost = "from-file"\n[device]\nid = "door-9"\n')
+    monkeypatch.setenv("EDGE_VERIFIER_MQTT__HOST", "from-env")
+    s = load(cfg)
+    assert (s.mqtt.host, s.device.id) == ("from-env", "door-9")
+
+
+def test_a_wrong_value_fails_at_start_naming_the_key(tmp_path):
+    cfg = tmp_path / "e.toml"
+    cfg.write_text('[policy]\noffline = "sometimes"\n')
+    with pytest.raises(ConfigError, match="policy.offline"):
+        load(cfg)
+    proc = subprocess.run([str(EDGE_VERIFIER), "run", "--config", str(cfg)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "policy.offline" in proc.stderr
+
+
+def test_systemd_gets_ready_watchdog_and_stopping_and_sigterm_says_offline(mosquitto, models_dir, tmp_path):
+    sock_path = str(tmp_path / "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(sock_path)
+    sock.settimeout(0.2)
+    port = free_port()
+    cfg = write_edge_config(tmp_path / "edge.toml", device="door-sd", camera=f"files:{tmp_path}/none/*",
+                            broker=mosquitto, storage=tmp_path / "data", api_port=port)
+    sub = Subscriber(mosquitto, "test/door-sd/availability")
+    env = {**os.environ, "NOTIFY_SOCKET": sock_path, "WATCHDOG_USEC": "400000"}
+    log = (tmp_path / "d.log").open("wb")
+    proc = subprocess.Popen([str(EDGE_VERIFIER), "run", "--config", str(cfg)], env=env, stdout=log, stderr=subprocess.STDOUT)
+    got: list[str] = []
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and sum("WATCHDOG=1" in g for g in got) < 3:
+            try:
+                got.append(sock.recv(4096).decode())
+            except socket.timeout:
+                assert proc.poll() is None, (tmp_path / "d.log").read_text()
+        assert got and got[0].startswith("READY=1")
+        assert sum("WATCHDOG=1" in g for g in got) >= 3  # pinged from the loop, camera down or not
+        assert sub.wait_for(lambda: sub.messages and sub.messages[-1][1] == b"online", 10)
+        proc.terminate()
+        assert proc.wait(20) == 0
+        while True:
+            try:
+                got.append(sock.recv(4096).decode())
+            except socket.timeout:
+                break
+        assert any(g.startswith("STOPPING=1") for g in got)
+        assert sub.wait_for(lambda: sub.messages[-1][1] == b"offline", 10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        sub.close()
+        sock.close()
+        log.close()
+
+
+def test_the_daemon_starts_and_serves_health_while_broker_and_hub_are_unreachable(models_dir, tmp_path):
+    class Nowhere:
+        host, port = "127.0.0.1", free_port()
+
+    class DeadHub:
+        url, appid, secret_id, secret_key = f"http://127.0.0.1:{free_port()}", "1", "k", "s"
+
+    port = free_port()
+    cfg = write_edge_config(tmp_path / "edge.toml", device="door-x", camera=f"files:{tmp_path}/none/*",
+                            broker=Nowhere, hub=DeadHub, storage=tmp_path / "data", api_port=port)
+    daemon = DaemonProc(cfg, port, tmp_path / "d.log").start()
+    try:
+        h = daemon.wait_health(lambda h: h["sync"].get("status") == "offline", 60)
+        assert h["mqtt"]["connected"] is False and "unreachable" in h["sync"]["last_error"]
+        assert json.dumps(h)  # answers while everything it talks to is down
+    finally:
+        assert daemon.terminate() == 0
