@@ -66,3 +66,36 @@ def test_claims_from_mqtt_accept_the_right_person_reject_another_and_time_out(mo
     assert (wrong["mode"], wrong["decision"], wrong["claim"]["request_id"]) == ("verify", "reject", "badge-2")
     assert wrong["score"] < right["score"]
     assert (nobody["decision"], nobody["reason"], nobody["face"]) == ("unknown", "no_face_before_timeout", None)
+
+
+def test_a_signed_http_claim_is_decided_on_the_next_face_and_unsigned_ones_are_refused(faces_dir, models_dir, tmp_path):
+    import httpx
+
+    from edge.signature import sign
+
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    with start_hub(tmp_path / "hub") as hub:
+        client = hub.client(timeout=30.0, retries=0)
+        enrol_five(client, faces_dir)
+        client.close()
+        port = free_port()
+        cfg = write_edge_config(tmp_path / "edge.toml", device="door-h", camera=f"files:{drop}/*",
+                                broker=None, hub=hub, storage=tmp_path / "data", api_port=port,
+                                loop=True, extra="[identify]\nenabled = false\n")
+        daemon = DaemonProc(cfg, port, tmp_path / "daemon.log").start()
+        try:
+            daemon.wait_health(lambda h: h["sync"].get("status") == "ok", 60)
+            url = f"http://127.0.0.1:{port}/edge/claim"
+            unsigned = httpx.post(url, json={"appid": hub.appid, "person_id": "madonna"}).json()
+            assert unsigned["code"] == 4
+            ok = httpx.post(url, json={"appid": hub.appid, "person_id": "madonna"},
+                            headers={"Authorization": sign(hub.appid, hub.secret_id, hub.secret_key)}).json()
+            assert ok["code"] == 0
+            shutil.copy(faces_dir / "five_celebrity/Madonna/val_1.jpg", drop / "face.jpg")
+            h = daemon.wait_health(lambda h: h["decisions"] >= 1, 30)
+            assert h["decisions"] == 1
+        finally:
+            assert daemon.terminate() == 0
+    log = (tmp_path / "daemon.log").read_text()
+    assert "decision verify accept madonna" in log

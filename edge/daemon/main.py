@@ -163,6 +163,9 @@ class Daemon:
         # The API layer serves its own registry; expose the daemon's metrics (default
         # registry: ours plus process RSS/CPU) through it too.
         app.state.registry.register(_DefaultRegistryProxy())
+        from starlette.routing import Route
+
+        app.router.routes.append(Route("/edge/claim", self._claim_endpoint, methods=["POST"]))
         config = uvicorn.Config(app, host=s.api.host, port=s.api.port, log_level="warning",
                                 access_log=False)
         self.api_server = uvicorn.Server(config)
@@ -193,6 +196,36 @@ class Daemon:
                 self._claim = {"person_id": pid, "expires": time.monotonic() + timeout,
                                "request_id": str(payload.get("request_id", ""))[:128]}
             log.info("verify claim for %s (%.1fs)", pid, timeout)
+
+    async def _claim_endpoint(self, request):
+        """POST /edge/claim {"appid", "person_id", "timeout_s"?, "request_id"?}, signed like
+        the face API: a badge reader or PIN pad claims an identity for the next face seen."""
+        from starlette.responses import JSONResponse
+
+        from edge import errors
+        from edge.errors import ApiError
+
+        try:
+            sig = request.app.state.verifier.check(request.headers.get("authorization"))
+            body = await request.body()
+            if len(body) > 4096:
+                raise ApiError(errors.BODY_TOO_LARGE)
+            try:
+                payload = json.loads(body or b"{}")
+            except ValueError:
+                raise ApiError(errors.BAD_REQUEST, "body is not JSON") from None
+            if not isinstance(payload, dict):
+                raise ApiError(errors.BAD_REQUEST, "body is not a JSON object")
+            if not payload.get("appid"):
+                raise ApiError(errors.PARAMETER_EMPTY, "appid is required")
+            sig.check_appid(str(payload["appid"]))
+            if not isinstance(payload.get("person_id"), str) or not payload["person_id"]:
+                raise ApiError(errors.PARAMETER_EMPTY, "person_id is required")
+            self._on_command("verify", payload)
+            data, code, message = {"person_id": payload["person_id"]}, 0, "OK"
+        except ApiError as exc:
+            data, code, message = {}, exc.code, exc.message
+        return JSONResponse({"data": data, "code": code, "message": message})
 
     def _take_claim(self) -> dict | None:
         with self._claim_lock:
