@@ -96,6 +96,10 @@ class OpenCVSource(FrameSource):
         if self.width and self.target.isdigit():
             cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.width)
             cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self.height)
+        if not self._is_file:
+            # Live source read at the processing rate: keep the driver's queue short so a
+            # decision is made on what the camera sees now, not on a frame from seconds ago.
+            cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
         self._cap = cap
 
     def read(self) -> np.ndarray | None:
