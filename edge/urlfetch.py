@@ -147,6 +147,8 @@ def fetch(url: str, policy: FetchPolicy, client: httpx.Client | None = None) -> 
                         continue
                     if resp.status_code != 200:
                         raise ApiError(errors.IMAGE_DOWNLOAD_FAILED, f"image url answered HTTP {resp.status_code}")
+                    if resp.headers.get("content-encoding", "identity").strip().lower() not in ("", "identity"):
+                        raise ApiError(errors.IMAGE_DOWNLOAD_FAILED, "image url answered with a compressed body")
                     declared = resp.headers.get("content-length")
                     if declared and declared.isdigit() and int(declared) > policy.max_bytes:
                         raise ApiError(errors.IMAGE_DOWNLOAD_FAILED, f"image larger than {policy.max_bytes} bytes")

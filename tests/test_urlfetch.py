@@ -172,7 +172,7 @@ def test_image_from_a_server_that_compresses_when_allowed_arrives_as_the_image(f
 
     class Gzipping(http.server.BaseHTTPRequestHandler):
         def do_GET(self):  # noqa: N802
-            gz = "gzip" in self.headers.get("Accept-Encoding", "")
+            gz = "gzip" in self.headers.get("Accept-Encoding", "") or self.path == "/always-gzip.jpg"
             body = gzip.compress(photo) if gz else photo
             self.send_response(200)
             if gz:
@@ -189,6 +189,8 @@ def test_image_from_a_server_that_compresses_when_allowed_arrives_as_the_image(f
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         assert fetch(f"http://127.0.0.1:{server.server_address[1]}/ben.jpg", ALLOW) == photo
+        # one that compresses anyway is a failed download, not undecodable bytes
+        assert code_of(f"http://127.0.0.1:{server.server_address[1]}/always-gzip.jpg", ALLOW) == -1403
     finally:
         server.shutdown()
         server.server_close()
