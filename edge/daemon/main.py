@@ -12,7 +12,6 @@ import argparse
 import base64
 import json
 import logging
-import os
 import signal
 import sys
 import threading
