@@ -205,6 +205,9 @@ class Camera:
         doubling delay (capped). `state.status` says which case it is.
         """
         deadline = time.monotonic() + max_block_s
+        if self.state.status == "ended":
+            stop.wait(max_block_s)  # nothing more will come: idle, don't spin the caller's loop
+            return None
         while not stop.is_set() and self.state.status != "ended":
             now = time.monotonic()
             if not self._open:

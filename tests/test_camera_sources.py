@@ -92,3 +92,20 @@ def test_stop_ends_a_blocked_read_promptly(tmp_path):
     stop = threading.Event()
     stop.set()
     assert cam.read(stop, max_block_s=10) is None
+
+
+def test_an_ended_camera_idles_instead_of_returning_at_once(tmp_path):
+    class RecordingStop(threading.Event):
+        waits: list = []
+
+        def wait(self, timeout=None):
+            self.waits.append(timeout)
+            return super().wait(0)
+
+    _write_images(tmp_path, 1)
+    cam = Camera(FilesSource(str(tmp_path / "*.png")), rate=100)
+    _frames(cam, threading.Event())
+    assert cam.state.status == "ended"
+    stop = RecordingStop()
+    assert cam.read(stop, max_block_s=0.3) is None
+    assert stop.waits == [0.3]  # it blocks for its slot: the daemon's loop does not spin a core

@@ -294,7 +294,7 @@ class Daemon:
                 continue  # quality gate: wait for a better frame of this track
             track.good_frames += 1
             with self._claim_lock:
-                claim = self._claim if self._claim is not None else None
+                claim = self._claim
             if claim is None and (track.decided or not s.identify.enabled):
                 continue
             if track.good_frames < s.tracker.min_frames:
