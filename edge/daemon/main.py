@@ -245,8 +245,8 @@ class Daemon:
                     self.process(frame, t_frame)
                 except Exception:  # one bad frame must never stop the door
                     log.exception("frame processing failed; frame skipped")
-            else:
-                self.tracker.miss_all()
+            elif self.camera.state.status != "ok":
+                self.tracker.miss_all()  # no picture at all: faces are gone, tracks age
             self._expire_claim()
             now = time.monotonic()
             if self._watchdog_s and now - last_ping >= self._watchdog_s:
