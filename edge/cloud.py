@@ -19,7 +19,12 @@ from typing import Any
 
 import httpx
 
+from edge import errors
 from edge.signature import sign
+
+# Codes that mean the service itself is in trouble, not the request: retried, counted by the
+# circuit breaker and reported as unavailability, like an HTTP 5xx.
+SERVER_TROUBLE_CODES = frozenset({errors.AUTH_UNAVAILABLE, 108, errors.INTERNAL_ERROR})
 
 
 class CloudError(Exception):
@@ -115,8 +120,10 @@ class CloudClient:
             payload = None
         if not isinstance(payload, dict) or "code" not in payload:
             raise CloudUnavailable(f"/face/{op}: HTTP {resp.status_code} without a JSON envelope")
-        if resp.status_code >= 500:
-            raise CloudUnavailable(f"/face/{op}: HTTP {resp.status_code}: {payload.get('message')}")
+        if resp.status_code >= 500 or payload.get("code") in SERVER_TROUBLE_CODES:
+            raise CloudUnavailable(
+                f"/face/{op}: HTTP {resp.status_code}, code {payload.get('code')}: {payload.get('message')}"
+            )
         return payload
 
     def call(self, op: str, fields: dict, files: dict[str, bytes] | None = None) -> dict:

@@ -67,8 +67,6 @@ def hub_settings(store_path: Path, port: int, secret_key: str, other_key: str, *
 @contextmanager
 def start_hub(tmp_dir: Path, **sections) -> Iterator[HubServer]:
     """A real hub on a free loopback port until the block exits."""
-    import uvicorn
-
     from edge.api.server import build_app
 
     port = free_port()
@@ -76,22 +74,33 @@ def start_hub(tmp_dir: Path, **sections) -> Iterator[HubServer]:
     store_path = Path(tmp_dir) / "hub.sqlite3"
     settings = hub_settings(store_path, port, key, other, **sections)
     app, store = build_app(settings)
+    try:
+        with serve_app(app, port):
+            yield HubServer(f"http://127.0.0.1:{port}", APPID, SECRET_ID, key, store_path,
+                            other_secret_key=other, app=app, store=store)
+    finally:
+        store.close()
+
+
+@contextmanager
+def serve_app(app, port: int) -> Iterator[None]:
+    """Serve an ASGI app with uvicorn on 127.0.0.1:`port` until the block exits."""
+    import uvicorn
+
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
                                            access_log=False, lifespan="off"))
-    thread = threading.Thread(target=server.run, name=f"hub-{port}", daemon=True)
+    thread = threading.Thread(target=server.run, name=f"api-{port}", daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
     while not server.started:
         if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("test hub did not start")
+            raise RuntimeError(f"test server on port {port} did not start")
         time.sleep(0.02)
     try:
-        yield HubServer(f"http://127.0.0.1:{port}", APPID, SECRET_ID, key, store_path,
-                        other_secret_key=other, app=app, store=store)
+        yield
     finally:
         server.should_exit = True
         thread.join(timeout=15)
-        store.close()
 
 
 @pytest.fixture(scope="session")

@@ -78,17 +78,18 @@ def test_requests_beyond_the_rate_of_an_appid_are_15(tmp_path, models_dir):
         assert call(hub, header, appid=hub.other_appid)["code"] == 0
 
 
+def _edge_like_app(service_cls):
+    from edge.api.app import create_app
+    from edge.signature import Credential
+
+    return create_app(service_cls(), [Credential("1", "AKIDedge", "key")])
+
+
 def test_operations_a_role_does_not_serve_answer_24(tmp_path):
     """The edge daemon reuses the layer with a service implementing a few ops only."""
-    import threading
-
-    import uvicorn
-
-    from edge.api.app import create_app
     from edge.api.service import FaceService
-    from edge.signature import Credential
     from tests.conftest import free_port
-    from tests.hub_fixtures import HubServer
+    from tests.hub_fixtures import HubServer, serve_app
 
     class OnlyVerify(FaceService):
         role = "edge"
@@ -97,18 +98,30 @@ def test_operations_a_role_does_not_serve_answer_24(tmp_path):
             return {"session_id": "s", "confidence": 80.0, "ismatch": True}
 
     port = free_port()
-    app = create_app(OnlyVerify(), [Credential("1", "AKIDedge", "key")])
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.02)
-    try:
+    with serve_app(_edge_like_app(OnlyVerify), port):
         hub = HubServer(f"http://127.0.0.1:{port}", "1", "AKIDedge", "key", tmp_path)
         assert post(hub, "newperson", json={"appid": "1", "person_id": "p", "group_ids": ["g"], "url": "http://x/"})["code"] == 24
         body = post(hub, "verify", files=[("appid", ("appid", "1")), ("person_id", ("person_id", "p")),
                                           ("image", ("a.jpg", b"jpegbytes"))])
         assert body["code"] == 0 and body["data"]["ismatch"] is True
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+
+
+def test_a_bug_in_a_service_answers_213_in_an_http_200_envelope(tmp_path):
+    """JSON can still be produced, so the Java SDK (which throws on non-2xx) gets the code."""
+    from edge.api.service import FaceService
+    from tests.conftest import free_port
+    from tests.hub_fixtures import HubServer, serve_app
+
+    class Broken(FaceService):
+        role = "edge"
+
+        def verify(self, appid, person_id, image):
+            raise RuntimeError("a bug")
+
+    port = free_port()
+    with serve_app(_edge_like_app(Broken), port):
+        hub = HubServer(f"http://127.0.0.1:{port}", "1", "AKIDedge", "key", tmp_path)
+        body = post(hub, "verify", files=[("appid", ("appid", "1")), ("person_id", ("person_id", "p")),
+                                          ("image", ("a.jpg", b"jpegbytes"))])
+        assert body["_status"] == 200
+        assert body["code"] == 213 and body["message"] == "internal error"

@@ -29,8 +29,11 @@ class _Flaky(http.server.BaseHTTPRequestHandler):
         elif self.mode == "html":
             body = b"<html>gateway error</html>"
             self.send_response(200)
-        else:
+        elif self.mode == "internal":  # how the hub answers a bug: HTTP 200, code 213
             body = json.dumps({"data": {}, "code": 213, "message": "internal error"}).encode()
+            self.send_response(200)
+        else:
+            body = json.dumps({"data": {}, "code": 3, "message": "upstream down"}).encode()
             self.send_response(503)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -83,6 +86,16 @@ def test_http_5xx_is_retried_then_unavailable(flaky):
     with pytest.raises(CloudUnavailable):
         client.getgroupids()
     assert handler.hits == 3
+    client.close()
+
+
+def test_internal_error_code_is_retried_then_unavailable(flaky):
+    url, handler = flaky
+    handler.mode = "internal"
+    client = CloudClient(url, "1", "k", "s", retries=1, breaker_failures=10)
+    with pytest.raises(CloudUnavailable, match="code 213"):
+        client.getgroupids()
+    assert handler.hits == 2
     client.close()
 
 

@@ -8,8 +8,8 @@ appid (15) -> op not served by this role (24) -> body read with the cap and a ti
 (23 / 3) -> parse (3/21) -> body appid present (-1301) and equal to the signed one (6) ->
 the endpoint (url inputs fetched here, then the service in a worker thread). Business and auth errors, and an
 unknown /face/<op>, answer HTTP 200 with the code in the envelope (the Python SDK parses the body
-whatever the status, but the Java SDK throws on any non-2xx one); only an unexpected exception
-answers 213 with HTTP 500.
+whatever the status, but the Java SDK throws on any non-2xx one); so does an unexpected exception
+(code 213, logged): JSON can still be produced, so CLOUD_API.md's rule holds there too.
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ def create_app(
         except Exception:  # a bug, not the caller's fault: log it, answer 213
             log.exception("internal error in /face/%s", op)
             requests_total.labels(op, str(errors.INTERNAL_ERROR)).inc()
-            return envelope(code=errors.INTERNAL_ERROR, message="internal error", status=500)
+            return envelope(code=errors.INTERNAL_ERROR, message="internal error")
         requests_total.labels(op, str(code)).inc()
         latency.labels(op).observe(time.perf_counter() - t0)
         return envelope(data, code, message)
