@@ -131,6 +131,30 @@ def test_local_api_verifies_a_posted_photo_from_the_synced_cache(run):
     assert found["candidates"][0]["person_id"] == "ben_afflek"
 
 
+def test_local_api_compares_and_answers_documented_errors(run):
+    from edge.cloud import CloudApiError, CloudClient
+
+    hub = run["hub"]
+    edge = CloudClient(f"http://127.0.0.1:{run['daemon'].api_port}", hub.appid, hub.secret_id,
+                       hub.secret_key, timeout=30, retries=0)
+    five = run["faces"] / "five_celebrity"
+    try:
+        same = edge.compare((five / "Madonna/val_1.jpg").read_bytes(), (five / "Madonna/val_2.jpg").read_bytes())
+        diff = edge.compare((five / "Madonna/val_1.jpg").read_bytes(), (five / "Elton_John/val_1.jpg").read_bytes())
+        assert same["similarity"] > diff["similarity"] and diff["similarity"] < 70
+        with pytest.raises(CloudApiError) as unknown:
+            edge.verify("nobody_here", (five / "Madonna/val_1.jpg").read_bytes())
+        assert unknown.value.code == -1303  # not in the cache; the hub says it does not exist
+        with pytest.raises(CloudApiError) as noface:
+            edge.verify("madonna", (run["faces"] / SCENES[0]).read_bytes())
+        assert noface.value.code == -1101
+        with pytest.raises(CloudApiError) as sync_here:
+            edge.call("sync", {"since": 0, "fingerprint": "x"})
+        assert sync_here.value.code == 24  # the edge serves verify/identify/compare only
+    finally:
+        edge.close()
+
+
 def test_metrics_count_frames_faces_and_decisions(run):
     import urllib.request
 

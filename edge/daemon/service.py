@@ -40,16 +40,18 @@ class EdgeService(FaceService):
     def verify(self, appid: str, person_id: str, image: bytes) -> dict:
         emb = self._embed(image)
         out = self.decider.verify(self.gallery(), emb, person_id, lambda: image)
-        if out.source == "cloud" and out.cloud and out.cloud.get("code") == errors.PERSON_UNKNOWN:
-            raise ApiError(errors.PERSON_UNKNOWN)
-        if out.source == "local" and out.score is None:
-            raise ApiError(errors.PERSON_UNKNOWN)
-        if out.source == "cloud" and out.cloud and out.cloud.get("session_id"):
-            conf = float(out.cloud.get("confidence") or 0.0)
-            return {"session_id": out.cloud["session_id"], "confidence": conf,
+        cloud = out.cloud or {}
+        if cloud.get("code"):  # the hub answered with an error (e.g. -1303): pass it on
+            raise ApiError(cloud["code"], cloud.get("message"))
+        if out.score is None and out.source != "cloud":
+            raise ApiError(errors.PERSON_UNKNOWN,
+                           "person not in this device's cache and the hub cannot be asked")
+        if out.source == "cloud" and cloud.get("session_id"):
+            return {"session_id": cloud["session_id"], "confidence": float(cloud.get("confidence") or 0.0),
                     "ismatch": out.decision == "accept"}
+        # Local or offline-policy answers: `ismatch` follows the decision (the policy included).
         return {"session_id": f"edge-{uuid.uuid4().hex}", "confidence": out.confidence or 0.0,
-                "ismatch": out.decision == "accept", "source": out.source}
+                "ismatch": out.decision == "accept"}
 
     def identify(self, appid: str, group_ids: Sequence[str], image: bytes) -> dict:
         emb = self._embed(image)
