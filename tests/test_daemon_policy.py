@@ -1,0 +1,72 @@
+"""The decision policy around the matcher: local accept/reject, uncertain -> cloud -> offline policy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edge.cloud import CloudClient
+from edge.daemon.decide import Decider
+from edge.matcher import Enrolled, Gallery, Thresholds
+from tests.conftest import free_port
+
+T = Thresholds(accept=0.6, reject=0.3)
+
+
+def _vec(*xs):
+    v = np.zeros(8, np.float32)
+    v[: len(xs)] = xs
+    return v / np.linalg.norm(v)
+
+
+GALLERY = Gallery([Enrolled("alice", "f1", _vec(1, 0), ("staff",), "Alice")], T, version="sync-7")
+CLOSE = _vec(1, 0.1)       # cosine ~0.995: accept
+UNSURE = _vec(1, 1.6)      # cosine ~0.53: uncertain
+FAR = _vec(0.1, 1)         # cosine ~0.10: reject
+
+
+@pytest.fixture
+def dead_cloud():
+    client = CloudClient(f"http://127.0.0.1:{free_port()}", "1", "k", "s", timeout=1, retries=0)
+    yield client
+    client.close()
+
+
+def _image():
+    return b"jpeg"
+
+
+def test_clear_scores_are_decided_locally_without_the_cloud(dead_cloud):
+    d = Decider(dead_cloud)
+    ok = d.verify(GALLERY, CLOSE, "alice", _image)
+    no = d.verify(GALLERY, FAR, "alice", _image)
+    assert (ok.decision, ok.source, ok.cloud) == ("accept", "local", None)
+    assert (no.decision, no.source, no.cloud) == ("reject", "local", None)
+    assert ok.confidence >= 70 > no.confidence
+
+
+@pytest.mark.parametrize("policy,verify_decision,identify_decision", [
+    ("deny", "reject", "unknown"), ("allow", "accept", "accept"), ("uncertain", "uncertain", "uncertain")])
+def test_uncertain_with_the_hub_down_follows_the_offline_policy_and_says_so(dead_cloud, policy, verify_decision, identify_decision):
+    d = Decider(dead_cloud, offline=policy)
+    v = d.verify(GALLERY, UNSURE, "alice", _image)
+    i = d.identify(GALLERY, UNSURE, ["staff"], _image)
+    assert (v.decision, v.source) == (verify_decision, "offline-policy")
+    assert (i.decision, i.source, i.person_id) == (identify_decision, "offline-policy", "alice")
+    assert v.cloud["error"] and v.cloud["ismatch"] is None
+
+
+def test_a_person_unknown_to_the_cache_is_never_let_in_offline_even_under_allow(dead_cloud):
+    out = Decider(dead_cloud, offline="allow").verify(GALLERY, CLOSE, "mallory", _image)
+    assert (out.decision, out.source) == ("unknown", "offline-policy")
+
+
+def test_a_face_like_nobody_enrolled_is_unknown_in_identify(dead_cloud):
+    out = Decider(dead_cloud).identify(GALLERY, FAR, ["staff"], _image)
+    assert (out.decision, out.source, out.person_id) == ("unknown", "local", "")
+    assert out.candidates[0]["person_id"] == "alice"
+
+
+def test_without_cloud_fallback_uncertain_goes_straight_to_the_policy():
+    out = Decider(None, offline="deny").verify(GALLERY, UNSURE, "alice", _image)
+    assert (out.decision, out.source, out.cloud) == ("reject", "offline-policy", None)
