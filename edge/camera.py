@@ -155,12 +155,76 @@ class PiCameraSource(FrameSource):
             self._cam = None
 
 
+class LatestFrame(FrameSource):
+    """Reads a live source continuously in a thread and hands out only the newest frame.
+
+    A live camera keeps producing while the daemon works on a frame; read in the daemon's loop,
+    the driver's (or an RTSP client's) queue would hand out ever older frames. Here the queue is
+    drained all the time and `read()` returns the frame the camera delivered last.
+    """
+
+    def __init__(self, inner: FrameSource, stall_s: float = 5.0):
+        self.inner = inner
+        self.stall_s = stall_s
+        self._cond = threading.Condition()
+        self._frame: np.ndarray | None = None
+        self._seq = self._seen = 0
+        self._error: Exception | None = None
+        self._running = False
+        self._thread: threading.Thread | None = None
+
+    def open(self) -> None:
+        self.inner.open()
+        self._frame, self._seq, self._seen, self._error = None, 0, 0, None
+        self._running = True
+        self._thread = threading.Thread(target=self._grab, name="camera-grab", daemon=True)
+        self._thread.start()
+
+    def _grab(self) -> None:
+        while self._running:
+            try:
+                frame = self.inner.read()
+            except (CameraError, CameraEnded) as exc:
+                with self._cond:
+                    self._error = exc
+                    self._cond.notify_all()
+                return
+            with self._cond:
+                if frame is None:
+                    self._error = None  # a bad frame: skip it, keep grabbing
+                    continue
+                self._frame, self._seq = frame, self._seq + 1
+                self._cond.notify_all()
+
+    def read(self) -> np.ndarray | None:
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._seq > self._seen or self._error is not None,
+                                       timeout=self.stall_s):
+                raise CameraError(f"no frame for {self.stall_s:.0f}s")
+            if self._seq > self._seen:
+                self._seen = self._seq
+                return self._frame
+            raise self._error  # type: ignore[misc]
+
+    def close(self) -> None:
+        self._running = False
+        if self._thread is not None:
+            self._thread.join(timeout=self.stall_s)
+            self._thread = None
+        self.inner.close()
+
+
 def make_source(spec: str, *, loop: bool = False, width: int = 0, height: int = 0) -> FrameSource:
-    """`picamera2` | `opencv:<index|url|file>` | `files:<glob>`; ValueError for anything else."""
+    """`picamera2` | `opencv:<index|url|file>` | `files:<glob>`; ValueError for anything else.
+
+    Live sources (the Pi camera, a USB index, a stream url) are wrapped in `LatestFrame`;
+    a video file and image files are played frame by frame.
+    """
     if spec == "picamera2":
-        return PiCameraSource(width, height)
+        return LatestFrame(PiCameraSource(width, height))
     if spec.startswith("opencv:") and spec[7:]:
-        return OpenCVSource(spec[7:], width, height)
+        source = OpenCVSource(spec[7:], width, height)
+        return source if source._is_file else LatestFrame(source)
     if spec.startswith("files:") and spec[6:]:
         return FilesSource(spec[6:], loop=loop)
     raise ValueError(f"unknown camera source {spec!r} (picamera2 | opencv:<...> | files:<glob>)")

@@ -109,3 +109,23 @@ def test_an_ended_camera_idles_instead_of_returning_at_once(tmp_path):
     stop = RecordingStop()
     assert cam.read(stop, max_block_s=0.3) is None
     assert stop.waits == [0.3]  # it blocks for its slot: the daemon's loop does not spin a core
+
+
+def test_a_live_source_hands_out_only_the_newest_frame_and_reports_its_failure(tmp_path):
+    from edge.camera import CameraError, LatestFrame
+
+    _write_images(tmp_path, 3)
+    live = LatestFrame(FilesSource(str(tmp_path / "*.png"), loop=True))
+    live.open()
+    try:
+        first = live.read()
+        second = live.read()
+        assert first is not None and second is not None
+        assert live._seq >= 2  # the grabber runs ahead; each read is the latest, none repeated
+        for f in tmp_path.glob("*.png"):
+            f.unlink()  # the device disappears
+        with pytest.raises(CameraError):
+            for _ in range(100):
+                live.read()
+    finally:
+        live.close()
