@@ -110,7 +110,13 @@ def render_example(cls: type[BaseModel], title: str, examples: dict[str, Any] | 
                 shown = getattr(instance, key, None)
             if shown is None and sub_field.default is not None:
                 shown = sub_field.default
-            lines.append(f"{key} = {_toml_value(shown)}")
+            # An option whose default is None is an override: shown commented out, so that
+            # copying the example never overrides a default by accident.
+            optional = sub_field.default is None and not sub_field.is_required()
+            if optional and shown is None:
+                lines.append(f"# {key} =")
+            else:
+                lines.append(f"{'# ' if optional else ''}{key} = {_toml_value(shown)}")
         lines.append("")
     return "\n".join(lines)
 

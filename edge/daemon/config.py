@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, model_validator
 
+from edge.matcher import DEFAULT_THRESHOLDS
 from edge.settings import RoleSettings, load_settings, render_example
 
 
@@ -59,8 +60,8 @@ class PolicySettings(BaseModel):
         "deny", description="Decision for an uncertain face when the cloud cannot answer: "
                             "deny (fail-secure) | allow (fail-open) | uncertain (publish as is).")
     accept: float | None = Field(None, description="Override the accept threshold (cosine); "
-                                 "empty: the calibrated default.")
-    reject: float | None = Field(None, description="Override the reject threshold (cosine).")
+                                 "unset: the calibrated default.")
+    reject: float | None = Field(None, description="Override the reject threshold (cosine); unset: the calibrated default.")
     cloud_fallback: bool = Field(True, description="Ask the hub's /face/verify when uncertain.")
 
 
@@ -121,10 +122,10 @@ class StorageSettings(BaseModel):
 
 
 class VisionSettings(BaseModel):
-    models_dir: Path | None = Field(None, description="Built models (empty: EDGE_VERIFIER_MODELS "
+    models_dir: Path | None = Field(None, description="Built models (unset: EDGE_VERIFIER_MODELS "
                                     "or <repo>/models).")
     precision: Literal["int8", "fp32"] = Field("int8", description="Model pack precision.")
-    threads: int | None = Field(None, description="ONNX Runtime threads (empty: all cores).")
+    threads: int | None = Field(None, description="ONNX Runtime threads (unset: all cores).")
     max_faces: int = Field(4, ge=1, description="Faces handled per frame (largest first).")
 
 
@@ -173,7 +174,7 @@ def example_toml() -> str:
             "hub.secret_key": "...",
             "vision.models_dir": "/opt/edge-verifier/models",
             "vision.threads": 4,
-            "policy.accept": 0.45,
-            "policy.reject": 0.30,
+            "policy.accept": DEFAULT_THRESHOLDS.accept,
+            "policy.reject": DEFAULT_THRESHOLDS.reject,
         },
     )
