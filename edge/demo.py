@@ -42,6 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rate", type=float, default=2.0, help="camera frames per second")
     parser.add_argument("--models-dir", type=Path, default=None, help="built models (default models/)")
     parser.add_argument("--keep", action="store_true", help="keep the temp directory (logs, stores)")
+    parser.add_argument("--events", action="store_true",
+                        help="print each decision as the full MQTT event JSON instead of one line")
 
 
 def _say(msg: str) -> None:
@@ -189,7 +191,7 @@ def run(args) -> int:
         health: dict = {}
         while time.monotonic() < deadline:
             while shown < len(events):
-                print(_line(events[shown]), flush=True)
+                print(json.dumps(events[shown]) if args.events else _line(events[shown]), flush=True)
                 shown += 1
             if procs[-1].poll() is not None:
                 _say(f"daemon exited with {procs[-1].returncode}; see {work}/edge.log")
