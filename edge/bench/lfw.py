@@ -35,7 +35,8 @@ _DUPLICATES = {("Bart_Hendricks", 1): ("Ricky_Ray", 1), ("Carlos_Beltran", 1): (
 def add_arguments(parser) -> None:
     parser.add_argument("--data", type=Path, default=None, help="LFW folder with pairs.txt (default ../shared/faces/lfw)")
     parser.add_argument("--models-dir", type=Path, default=None)
-    parser.add_argument("--precision", choices=["both", "int8", "fp32"], default="both")
+    parser.add_argument("--precision", choices=["both", "all", "int8", "fp32", "int8-lite", "fp32-lite"], default="both",
+                        help="both: int8 and fp32 packs; all: also the single-embedder -lite packs")
     parser.add_argument("--folds", type=int, default=10, help="use only the first N folds (quick runs)")
     parser.add_argument("--workers", type=int, default=None, help="parallel images (default: CPU count)")
     parser.add_argument("--calibrate", action="store_true",
@@ -201,7 +202,8 @@ def run(args) -> int:
     ia = np.array([index[a] for a, _, _ in pairs])
     ib = np.array([index[b] for _, b, _ in pairs])
     same = np.array([s for _, _, s in pairs])
-    precisions = ["int8", "fp32"] if args.precision == "both" else [args.precision]
+    precisions = {"both": ["int8", "fp32"], "all": ["int8", "fp32", "int8-lite", "fp32-lite"]}.get(
+        args.precision, [args.precision])
     _log(f"{len(pairs)} pairs in {args.folds} folds, {len(names)} images, {workers} workers, {precisions}")
 
     result: dict = {"pairs": len(pairs), "folds": int(args.folds), "images": len(names)}
@@ -231,8 +233,6 @@ def run(args) -> int:
         if args.calibrate:
             _log(f"{precision}: calibrating on all cross-identity pairs of {len(names)} images")
             entry["calibration"] = calibrate_thresholds(emb, names)
-        if precision == "int8" and "fp32" in precisions:
-            pass
         result[precision] = entry
         _log(f"{precision}: accuracy {entry['accuracy']} % ± {entry['std']}, TAR@FAR1e-3 {entry['tar_at_far_1e-3']} %")
     print(json.dumps(result))

@@ -24,7 +24,7 @@ from edge.modelpack.manifest import Source, load_manifest
 
 # Bump when the build's output for the same manifest changes (conversion, quantization,
 # calibration crops), so existing model folders are rebuilt.
-BUILD_VERSION = 2
+BUILD_VERSION = 3
 ALIGNMENT = "arcface-112-5pt"
 
 # What each role's network expects; recorded in models.json for other runtimes and readers.
@@ -151,6 +151,10 @@ def build(models_dir: Path, manifest_path: Path | None = None, cache_dir: Path |
                         **{role: f"{role}.{precision}.onnx" for role in EMBEDDERS if role in fp32}}
             for precision in ("fp32", "int8")
         }
+        # "-lite": the 512-d embedder alone, for devices that need the 0.4 GMAC per-face budget
+        # more than the ensemble's accuracy (its own thresholds: see README).
+        for precision in ("fp32", "int8"):
+            packs[f"{precision}-lite"] = {k: v for k, v in packs[precision].items() if k != "embedder2"}
         meta = {
             "format": 1,
             "recipe": recipe,

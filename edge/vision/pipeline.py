@@ -21,7 +21,8 @@ from edge.vision.face import Face
 from edge.vision.landmarks import LandmarkNet
 from edge.vision.runtime import make_session
 
-PRECISIONS = ("int8", "fp32")
+# "-lite": one embedder instead of the fused two (cheaper, less accurate; see models build)
+PRECISIONS = ("int8", "fp32", "int8-lite", "fp32-lite")
 
 
 def default_models_dir() -> Path:
