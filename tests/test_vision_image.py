@@ -121,3 +121,33 @@ def test_missing_file_is_undecodable(tmp_path):
 def test_real_jpeg_decodes_like_opencv(faces_dir):
     path = faces_dir / "lfw" / "Aaron_Peirsol" / "Aaron_Peirsol_0001.jpg"
     assert np.array_equal(load_image(path), cv2.imread(str(path)))
+
+
+@pytest.fixture(scope="module")
+def small_jpeg(photo) -> bytes:
+    return cv2.imencode(".jpg", cv2.resize(photo, (64, 64)))[1].tobytes()
+
+
+def test_randomly_damaged_images_give_an_image_or_a_documented_code(small_jpeg, photo):
+    """Fuzz: flipped bytes, cuts and junk never crash the decoder or escape as other errors."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    png = cv2.imencode(".png", cv2.resize(photo, (48, 48)))[1].tobytes()
+
+    @settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.sampled_from([small_jpeg, png]), st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), max_size=8),
+           st.integers(0, 10**6))
+    def check(base, flips, cut):
+        data = bytearray(base)
+        for pos, value in flips:
+            data[pos % len(data)] = value
+        data = bytes(data[: max(1, cut % (len(data) + 1))])
+        try:
+            img = decode_image(data)
+        except ApiError as exc:
+            assert exc.code in (IMAGE_DECODE_FAILED, IMAGE_EMPTY, ILLEGAL_IMAGE_FORMAT)
+        else:
+            assert img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3
+
+    check()
