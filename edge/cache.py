@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import json
-import sqlite3
 import threading
 from pathlib import Path
 from typing import Iterable
@@ -19,6 +18,7 @@ from typing import Iterable
 import numpy as np
 
 from edge.matcher import DEFAULT_THRESHOLDS, Enrolled, Gallery, Thresholds
+from edge.sqlitedb import open_durable
 
 SCHEMA_VERSION = 1
 
@@ -30,12 +30,8 @@ class CacheError(Exception):
 class EdgeCache:
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db = open_durable(self.path)
         self._db.executescript(
             """
             CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
