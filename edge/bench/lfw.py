@@ -138,7 +138,6 @@ class _Faces:
 
 def embed_all(pipe, faces: _Faces, names: list[str], workers: int) -> np.ndarray:
     t0 = time.monotonic()
-    out = np.zeros((len(names), 0), dtype=np.float32)
     with ThreadPoolExecutor(workers) as pool:
         vecs = list(pool.map(lambda n: pipe.embedder.infer(faces.crops[n]), names))
     out = np.stack(vecs).astype(np.float32)
