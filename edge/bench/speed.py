@@ -1,7 +1,7 @@
 """`edge-verifier bench speed`: per-stage latency of the pipeline, int8 against fp32.
 
-Each variant (int8, fp32 and, with `--reference dlib`, the dlib face_recognition pipeline)
-runs in its own subprocess, one after the other, so that peak RSS and cold start belong to
+Each variant (a model pack, by default `int8` and `fp32`, and with `--reference dlib` the dlib
+face_recognition pipeline) runs in its own subprocess, one after the other, so that peak RSS and cold start belong to
 that variant alone and no two compete for the cores. Every variant sees the same 640x480
 door-camera frame with one face. Latencies are medians over `--repeats` runs after warm-up,
 on one thread and on all threads; MACs are counted on the ONNX graphs (edge.bench.macs).
@@ -27,6 +27,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--image", help=f"photo with one face (default ../shared/faces/{DEFAULT_PHOTO})")
     parser.add_argument("--repeats", type=int, default=50, help="timed runs per stage (default 50)")
     parser.add_argument("--models-dir", help="built models (default: models/)")
+    parser.add_argument("--packs", default="int8,fp32",
+                        help="comma-separated model packs to compare (default int8,fp32; also int8-lite,fp32-lite)")
     parser.add_argument("--reference", choices=["dlib"], help="also run this reference pipeline in the same run")
 
 
@@ -39,21 +41,25 @@ def run(args) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         frame_path = Path(tmp) / "frame.png"
         _write_door_frame(photo, frame_path)
-        variants = ["int8", "fp32"] + (["reference"] if args.reference else [])
+        packs = [p.strip() for p in args.packs.split(",") if p.strip()]
+        variants = packs + (["reference"] if args.reference else [])
         if args.reference:
             _ensure_dlib()
         results: dict = {}
         for name in variants:
             _progress(f"bench speed: {name} ...")
             results[name] = _run_worker(name, frame_path, args)
+            if name != "reference":
+                results[name].update(_macs(args.models_dir, name))
     report = {
         "machine": _machine(),
         "frame": {"width": FRAME_SIZE[0], "height": FRAME_SIZE[1], "faces": 1, "photo": photo.name},
         "repeats": args.repeats,
     }
-    report.update(_macs(args.models_dir))
+    # the issue's headline figure: MACs per face of the first pack compared
+    report["gmac_per_face"] = results[packs[0]]["gmac_per_face"]
     report.update(results)
-    report["ratios"] = _ratios(results)
+    report["ratios"] = _ratios(results, packs)
     print(json.dumps(report, indent=None if args.json else 2))
     return 0
 
@@ -112,34 +118,41 @@ def _ensure_dlib() -> None:
         )
 
 
-def _macs(models_dir: str | None) -> dict:
-    """MACs per stage for one face, counted on the fp32 graphs (int8 does the same MACs)."""
+def _macs(models_dir: str | None, pack: str) -> dict:
+    """MACs per stage for one face, counted on the pack's fp32 graphs (int8 does the same MACs)."""
     from edge.bench.macs import count_macs
     from edge.vision.landmarks import LandmarkNet
     from edge.vision.pipeline import default_models_dir
 
     root = Path(models_dir) if models_dir else default_models_dir()
     meta = json.loads((root / "models.json").read_text())
-    files = meta["packs"]["fp32"]["files"]
+    float_pack = pack.replace("int8", "fp32")
+    files = meta["packs"].get(float_pack, meta["packs"][pack])["files"]
     gmac = {
         "detect": count_macs(root / files["detector"], meta["models"][files["detector"]]["input"]["shape"]),
         # O-Net runs once plus once per refinement pass for each face
         "landmarks": count_macs(root / files["landmarks"], [1, 48, 48, 3]) * (LandmarkNet.refine_passes + 1),
-        "embed": count_macs(root / files["embedder"], [1, 3, 112, 112]),
+        # every member of a fused embedder runs on the same aligned crop
+        "embed": sum(count_macs(root / name, [1, 3, 112, 112])
+                     for role, name in files.items() if role.startswith("embedder")),
     }
     gmac = {k: round(v / 1e9, 4) for k, v in gmac.items()}
     return {"gmac": gmac, "gmac_per_face": round(sum(gmac.values()), 4)}
 
 
-def _ratios(results: dict) -> dict:
+def _ratios(results: dict, packs: list[str]) -> dict:
+    """fp32 over int8 for each int8 pack whose fp32 twin ran, and the reference over the first pack."""
     ratios = {}
-    int8, fp32 = results["int8"], results["fp32"]
-    ratios["fp32_over_int8_per_face_1thread"] = round(fp32["per_face_ms"] / int8["per_face_ms"], 2)
-    ratios["fp32_over_int8_embed_1thread"] = round(
-        fp32["threads"]["1"]["embed_ms"] / int8["threads"]["1"]["embed_ms"], 2
-    )
+    for pack in packs:
+        twin = pack.replace("int8", "fp32")
+        if "int8" in pack and twin in results:
+            a, b = results[pack], results[twin]
+            ratios[f"{twin}_over_{pack}_per_face_1thread"] = round(b["per_face_ms"] / a["per_face_ms"], 2)
+            ratios[f"{twin}_over_{pack}_embed_1thread"] = round(
+                b["threads"]["1"]["embed_ms"] / a["threads"]["1"]["embed_ms"], 2)
     if "reference" in results:
-        ratios["reference_over_int8_per_face"] = round(results["reference"]["per_face_ms"] / int8["per_face_ms"], 2)
+        ratios[f"reference_over_{packs[0]}_per_face"] = round(
+            results["reference"]["per_face_ms"] / results[packs[0]]["per_face_ms"], 2)
     return ratios
 
 
