@@ -49,10 +49,15 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         pass
 
 
+class _QuietServer(http.server.ThreadingHTTPServer):
+    def handle_error(self, request, client_address):
+        pass  # the fetcher hanging up on /big.jpg and /slow.jpg is what those tests want
+
+
 @pytest.fixture(scope="module")
 def image_server(faces_dir):
     photo = (faces_dir / "five_celebrity/Ben_Afflek/val_1.jpg").read_bytes()
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    server = _QuietServer(("127.0.0.1", 0), _Handler)
     server.daemon_threads = True
     base = f"http://127.0.0.1:{server.server_address[1]}"
     _Handler.routes = {
