@@ -103,12 +103,19 @@ class IdentifyResult:
 
 @dataclass
 class Gallery:
-    """Immutable snapshot of enrolled embeddings (rows are unit vectors)."""
+    """Immutable snapshot of enrolled embeddings (rows are unit vectors).
+
+    Scoring is one matrix-vector product; the best face per person is picked with numpy, not a
+    Python loop, so identify stays fast at the documented scale (20,000 persons per group).
+    """
 
     faces: Sequence[Enrolled] = ()
     thresholds: Thresholds = DEFAULT_THRESHOLDS
     version: str = ""
     _matrix: np.ndarray = field(init=False, repr=False)
+    _person_of_face: np.ndarray = field(init=False, repr=False)
+    _rows_of_person: dict[str, np.ndarray] = field(init=False, repr=False)
+    _rows_of_group: dict[str, np.ndarray] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.faces = tuple(self.faces)
@@ -118,46 +125,59 @@ class Gallery:
         else:
             m = np.zeros((0, 0), dtype=np.float32)
         self._matrix = m
+        persons: dict[str, list[int]] = {}
+        groups: dict[str, list[int]] = {}
+        for row, f in enumerate(self.faces):
+            persons.setdefault(f.person_id, []).append(row)
+            for g in f.group_ids:
+                groups.setdefault(g, []).append(row)
+        person_index = {pid: i for i, pid in enumerate(persons)}
+        self._person_of_face = np.array([person_index[f.person_id] for f in self.faces], dtype=np.int64)
+        self._rows_of_person = {pid: np.array(rows, dtype=np.int64) for pid, rows in persons.items()}
+        self._rows_of_group = {g: np.array(rows, dtype=np.int64) for g, rows in groups.items()}
 
     def __len__(self) -> int:
         return len(self.faces)
 
     @property
     def person_ids(self) -> set[str]:
-        return {f.person_id for f in self.faces}
+        return set(self._rows_of_person)
 
-    def _scores(self, embedding: np.ndarray) -> np.ndarray:
-        if not self.faces:
-            return np.zeros(0, dtype=np.float32)
+    def _unit(self, embedding: np.ndarray) -> np.ndarray:
         v = np.asarray(embedding, dtype=np.float32)
-        v = v / max(float(np.linalg.norm(v)), 1e-12)
-        return self._matrix @ v
+        return v / max(float(np.linalg.norm(v)), 1e-12)
+
+    def _candidate(self, row: int, score: float) -> Candidate:
+        f = self.faces[row]
+        return Candidate(f.person_id, f.face_id, float(score), f.person_name, f.tag)
 
     def verify(self, embedding: np.ndarray, person_id: str) -> Candidate | None:
         """Best of the person's faces against `embedding`; None if the person has no face."""
-        scores = self._scores(embedding)
-        best: Candidate | None = None
-        for i, f in enumerate(self.faces):
-            if f.person_id == person_id and (best is None or scores[i] > best.score):
-                best = Candidate(f.person_id, f.face_id, float(scores[i]), f.person_name, f.tag)
-        return best
+        rows = self._rows_of_person.get(person_id)
+        if rows is None:
+            return None
+        scores = self._matrix[rows] @ self._unit(embedding)
+        best = int(np.argmax(scores))
+        return self._candidate(int(rows[best]), scores[best])
 
     def identify(
         self, embedding: np.ndarray, group_ids: Iterable[str] | None = None, top_k: int = 5
     ) -> IdentifyResult:
         """Rank persons (best face each) within `group_ids` (None: all) and decide on the best."""
-        wanted = set(group_ids) if group_ids is not None else None
-        scores = self._scores(embedding)
-        best: dict[str, Candidate] = {}
-        for i, f in enumerate(self.faces):
-            if wanted is not None and not wanted.intersection(f.group_ids):
-                continue
-            s = float(scores[i])
-            if f.person_id not in best or s > best[f.person_id].score:
-                best[f.person_id] = Candidate(f.person_id, f.face_id, s, f.person_name, f.tag)
-        ranked = sorted(best.values(), key=lambda c: c.score, reverse=True)
-        if not ranked:
+        if group_ids is None:
+            rows = np.arange(len(self.faces), dtype=np.int64)
+        else:
+            parts = [self._rows_of_group[g] for g in set(group_ids) if g in self._rows_of_group]
+            rows = np.unique(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.int64)
+        if len(rows) == 0:
             return IdentifyResult([], Decision.REJECT, None)
+        # Score every row, then pick: cheaper than copying the group's rows out of the matrix.
+        scores = (self._matrix @ self._unit(embedding))[rows]
+        # Highest score first; the first row of each person in that order is their best face.
+        order = np.argsort(-scores, kind="stable")
+        _, first = np.unique(self._person_of_face[rows[order]], return_index=True)
+        best_rows = order[np.sort(first)]  # persons ranked by their best score
+        ranked = [self._candidate(int(rows[i]), scores[i]) for i in best_rows[: max(top_k, 2)]]
         decision = self.thresholds.decide(ranked[0].score)
         margin = ranked[0].score - ranked[1].score if len(ranked) > 1 else None
         # Two enrolled people both close to the face: not safe to accept either locally.
