@@ -3,6 +3,9 @@
 # and mosquitto (Debian package, installed when running as root).
 
 PYTHON ?= python3
+# On a Pi with the camera: VENV_FLAGS=--system-site-packages, so the venv sees Raspberry Pi OS's
+# picamera2/libcamera bindings (python3-picamera2), which pip cannot build.
+VENV_FLAGS ?=
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
@@ -18,7 +21,7 @@ test: venv models broker
 venv: $(STAMP)
 
 $(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV_FLAGS) $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test,build]'
 	touch $@
