@@ -51,6 +51,11 @@ class Outbox:
             "CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY AUTOINCREMENT,"
             " event_id TEXT NOT NULL UNIQUE, topic TEXT NOT NULL, payload BLOB NOT NULL,"
             " created TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')))")
+        # Rows paho refuses (bad topic or payload: hand-edited file, older version) are moved
+        # here instead of blocking every later event; kept for a human, never silently dropped.
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS outbox_rejected (id INTEGER PRIMARY KEY,"
+            " event_id TEXT NOT NULL, topic TEXT, payload BLOB, created TEXT, reason TEXT NOT NULL)")
 
     def add(self, event_id: str, topic: str, payload: bytes) -> int:
         with self._lock:
@@ -77,9 +82,28 @@ class Outbox:
                 self._db.execute("ROLLBACK")
                 raise
 
+    def reject(self, row_id: int, reason: str) -> None:
+        """Move an unpublishable row aside (one transaction) so the rows after it can go."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO outbox_rejected (id, event_id, topic, payload, created,"
+                    " reason) SELECT id, event_id, topic, payload, created, ? FROM outbox WHERE id = ?",
+                    (reason[:500], row_id))
+                self._db.execute("DELETE FROM outbox WHERE id = ?", (row_id,))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
     def depth(self) -> int:
         with self._lock:
             return int(self._db.execute("SELECT count(*) FROM outbox").fetchone()[0])
+
+    def rejected(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT count(*) FROM outbox_rejected").fetchone()[0])
 
     def close(self) -> None:
         with self._lock:
@@ -105,6 +129,12 @@ class Publisher(ABC):
 
     def outbox_depth(self) -> int:
         return 0
+
+    def outbox_rejected(self) -> int:
+        return 0
+
+    def sender_alive(self) -> bool:
+        return True
 
 
 class NullPublisher(Publisher):
@@ -216,19 +246,42 @@ class MqttPublisher(Publisher):
     def outbox_depth(self) -> int:
         return self.outbox.depth()
 
+    def outbox_rejected(self) -> int:
+        return self.outbox.rejected()
+
+    def sender_alive(self) -> bool:
+        """False once the outbox thread has ended while the publisher runs (reported in state)."""
+        return self._thread is not None and (self._thread.is_alive() or self._stop.is_set())
+
     def _sender(self) -> None:
+        # An exception here used to end the thread silently: events then piled up in the
+        # outbox forever while the daemon looked healthy. Log it, wait, try again.
         while not self._stop.is_set():
             self._wake.wait(0.5)
             self._wake.clear()
-            self._drain_acks()
-            if not self.connected or len(self._inflight) >= self.window:
-                continue
-            for row_id, topic, payload in self.outbox.pending(self._last_row,
-                                                              self.window - len(self._inflight)):
+            try:
+                self._send_some()
+            except Exception:
+                log.exception("outbox sender failed; retrying")
+                self._stop.wait(1.0)
+
+    def _send_some(self) -> None:
+        self._drain_acks()
+        if not self.connected or len(self._inflight) >= self.window:
+            return
+        for row_id, topic, payload in self.outbox.pending(self._last_row,
+                                                          self.window - len(self._inflight)):
+            try:
                 info = self.client.publish(topic, payload, qos=1, retain=False)
-                self._inflight[info.mid] = row_id
+            except (TypeError, ValueError) as exc:  # paho refuses it: it never will accept it
+                log.error("outbox row %d cannot be published (%s): moved to outbox_rejected",
+                          row_id, exc)
+                self.outbox.reject(row_id, str(exc))
                 self._last_row = row_id
-            self._drain_acks()
+                continue
+            self._inflight[info.mid] = row_id
+            self._last_row = row_id
+        self._drain_acks()
 
     def _drain_acks(self) -> None:
         done = []
