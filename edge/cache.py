@@ -108,6 +108,8 @@ class EdgeCache:
         return n
 
     def _apply(self, c: dict) -> None:
+        if not isinstance(c, dict):  # else the error message below raised AttributeError
+            raise CacheError(f"malformed change: {type(c).__name__}, not an object")
         try:
             kind, deleted = c["type"], bool(c.get("deleted"))
             if kind == "person":

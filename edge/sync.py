@@ -24,7 +24,7 @@ class Syncer:
     def __init__(self, client, cache: EdgeCache, fingerprint: str, *,
                  group_ids: list[str] | None = None, page_size: int = 500,
                  interval_s: float = 60.0, thresholds: Thresholds = DEFAULT_THRESHOLDS,
-                 on_gallery: Callable[[Gallery], None] | None = None):
+                 on_gallery: Callable[[Gallery], None] | None = None, max_pages: int = 100):
         self.client = client
         self.cache = cache
         self.fingerprint = fingerprint
@@ -33,6 +33,9 @@ class Syncer:
         self.interval_s = interval_s
         self.thresholds = thresholds
         self.on_gallery = on_gallery
+        # Pages per sync_once: a hub answering has_more forever must not hold the sync lock
+        # (and a cmd/sync) for ever; a long backlog continues in the next round at once.
+        self.max_pages = max_pages
         self.state: dict = {"status": "never", "cursor": cache.cursor, "last_ok": None,
                             "last_error": "", "syncs": 0, "failures": 0, "changes": 0}
         self._trigger = threading.Event()
@@ -59,12 +62,22 @@ class Syncer:
             pages = changes = 0
             try:
                 while True:
-                    data = self.client.sync(self.cache.cursor, self.fingerprint,
+                    since = self.cache.cursor
+                    data = self.client.sync(since, self.fingerprint,
                                             group_ids=self.group_ids or None, limit=self.page_size)
                     batch = data.get("changes") or []
-                    changes += self.cache.apply_page(batch, int(data["cursor"]))
+                    if not isinstance(batch, list):
+                        raise CacheError("changes is not a list")
+                    cursor = int(data["cursor"])
+                    if data.get("has_more") and batch and cursor <= since:
+                        # Same page again and again: applying it would loop for ever.
+                        raise CacheError(f"has_more with a cursor that does not advance ({since} -> {cursor})")
+                    changes += self.cache.apply_page(batch, cursor)
                     pages += 1
                     if not data.get("has_more") or not batch:
+                        break
+                    if pages >= self.max_pages:
+                        self._trigger.set()  # more to pull: the next round starts right away
                         break
             except CloudApiError as exc:
                 status = "fingerprint_mismatch" if exc.code == 21 and "fingerprint" in exc.message.lower() else "error"
@@ -94,7 +107,11 @@ class Syncer:
     def run(self, stop: threading.Event) -> None:
         """Sync now, then every interval or when triggered, until `stop`."""
         while not stop.is_set():
-            self.sync_once()
+            try:
+                self.sync_once()
+            except Exception:  # a dead sync thread would freeze the gallery unnoticed
+                log.exception("sync failed unexpectedly")
+                self._failed("error", "internal error (see the log)")
             self._trigger.wait(self.interval_s)
             self._trigger.clear()
             if stop.is_set():

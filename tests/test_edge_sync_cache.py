@@ -105,3 +105,92 @@ def test_a_malformed_page_is_rolled_back_whole(tmp_path):
     ok = dict(bad, embedding=base64.b64encode(np.ones(4, "<f4").tobytes()).decode())
     cache.apply_page([good, ok], 2)
     assert cache.counts() == {"persons": 1, "faces": 1} and cache.cursor == 2
+
+
+class _BrokenHub:
+    """A real HTTP server on loopback that answers /face/sync the way a buggy hub might:
+    `pages(since)` returns the page for a cursor. Counts the requests it got."""
+
+    def __init__(self, pages):
+        import json
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        hub = self
+        self.requests = 0
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                hub.requests += 1
+                out = json.dumps({"code": 0, "message": "OK", "data": pages(int(body["since"]))}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _person(seq):
+    return {"seq": seq, "type": "person", "person_id": f"p{seq}", "deleted": False,
+            "person_name": "", "tag": "", "group_ids": ["g"]}
+
+
+def _sync_in_thread(syncer):
+    """sync_once in a thread: a syncer that loops for ever fails the test instead of hanging it."""
+    import threading
+
+    result = {}
+    t = threading.Thread(target=lambda: result.update(syncer.sync_once()), daemon=True)
+    t.start()
+    t.join(120)
+    assert not t.is_alive(), "sync_once never returned"
+    return result
+
+
+def test_a_hub_repeating_has_more_with_the_same_cursor_ends_the_sync_with_an_error(tmp_path):
+    hub = _BrokenHub(lambda since: {"cursor": 7, "has_more": True, "changes": [_person(7)]})
+    try:
+        client = CloudClient(hub.url, "a", "b", "c", timeout=5, retries=0)
+        syncer = Syncer(client, EdgeCache(tmp_path / "c.db"), "fp")
+        state = _sync_in_thread(syncer)
+        assert state["status"] == "error" and "does not advance" in state["last_error"]
+        assert state["cursor"] == 7  # the first page was good and is kept
+        assert hub.requests == 2
+        client.close()
+    finally:
+        hub.close()
+
+
+def test_an_endless_backlog_is_pulled_in_bounded_rounds_and_bad_changes_do_not_raise(tmp_path):
+    hub = _BrokenHub(lambda since: {"cursor": since + 1, "has_more": True, "changes": [_person(since + 1)]})
+    try:
+        client = CloudClient(hub.url, "a", "b", "c", timeout=5, retries=0)
+        syncer = Syncer(client, EdgeCache(tmp_path / "c.db"), "fp", max_pages=5)
+        state = _sync_in_thread(syncer)
+        assert state["status"] == "ok" and state["pages_last"] == 5 and state["cursor"] == 5
+        assert syncer._trigger.is_set()  # the rest follows in the next round, lock released
+        client.close()
+    finally:
+        hub.close()
+    junk = _BrokenHub(lambda since: {"cursor": 9, "has_more": False, "changes": ["not an object"]})
+    try:
+        client = CloudClient(junk.url, "a", "b", "c", timeout=5, retries=0)
+        state = Syncer(client, EdgeCache(tmp_path / "c.db"), "fp").sync_once()
+        assert state["status"] == "error" and "not an object" in state["last_error"]
+        assert state["cursor"] == 5  # the bad page changed nothing
+        client.close()
+    finally:
+        junk.close()
