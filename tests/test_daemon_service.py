@@ -102,3 +102,24 @@ def test_the_daemon_starts_and_serves_health_while_broker_and_hub_are_unreachabl
         assert json.dumps(h)  # answers while everything it talks to is down
     finally:
         assert daemon.terminate() == 0
+
+
+def test_a_helper_thread_that_ended_is_reported_in_the_retained_state(mosquitto, models_dir, tmp_path):
+    busy = socket.socket(socket.AF_INET, socket.SOCK_STREAM)  # the local API's port is taken
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    port = busy.getsockname()[1]
+    cfg = write_edge_config(tmp_path / "edge.toml", device="door-busy", camera=f"files:{tmp_path}/none/*",
+                            broker=mosquitto, storage=tmp_path / "data", api_port=port)
+    sub = Subscriber(mosquitto, "test/door-busy/state")
+    daemon = DaemonProc(cfg, port, tmp_path / "d.log").start()
+    try:
+        assert sub.wait_for(lambda: sub.json(), 60), (tmp_path / "d.log").read_text()[-3000:]
+        state = sub.json()[-1]
+        assert state["threads"]["api"] is False and state["threads"]["mqtt-outbox"] is True
+        assert state["status"] == "degraded"
+        assert daemon.proc.poll() is None  # the door itself keeps running
+    finally:
+        assert daemon.terminate() == 0
+        sub.close()
+        busy.close()

@@ -170,7 +170,8 @@ class Daemon:
         self.api_server = uvicorn.Server(config)
         self._spawn("api", self.api_server.run)
         deadline = time.monotonic() + 10
-        while not self.api_server.started and time.monotonic() < deadline:
+        while (not self.api_server.started and time.monotonic() < deadline
+               and self._threads[-1].is_alive()):  # a port in use ends the thread at once
             time.sleep(0.02)
         if self.api_server.started:
             self.api_port = self.api_server.servers[0].sockets[0].getsockname()[1]
@@ -369,10 +370,19 @@ class Daemon:
         if sync.get("last_ok"):
             metrics.SYNC_OK.set(sync["last_ok"])
         cam = self.camera.state.as_dict()
-        ok = cam["status"] in ("ok", "ended") and sync.get("status") != "fingerprint_mismatch"
+        # A helper thread that ended on its own (sync, local API, outbox sender) leaves the loop
+        # running but the door half blind or mute: say so, a supervisor cannot see it otherwise.
+        threads = {t.name: t.is_alive() or self.stop_event.is_set() for t in self._threads}
+        if self.s.mqtt.enabled:
+            threads["mqtt-outbox"] = self.events.sender_alive()
+        rejected = self.events.outbox_rejected()
+        ok = (cam["status"] in ("ok", "ended") and sync.get("status") != "fingerprint_mismatch"
+              and all(threads.values()))
         return {"status": "ok" if ok else "degraded", "device": self.s.device.id,
                 "uptime_s": round(time.time() - self.started, 1), "camera": cam,
-                "mqtt": {"connected": self.events.connected, "outbox_depth": depth},
+                "mqtt": {"connected": self.events.connected, "outbox_depth": depth,
+                         "outbox_rejected": rejected},
+                "threads": threads,
                 "cache": {"version": gallery.version, "faces": len(gallery),
                           "persons": len(gallery.person_ids)},
                 "sync": sync, "cloud": {"breaker": breaker}, "decisions": self.decisions,
