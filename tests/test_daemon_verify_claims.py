@@ -99,3 +99,37 @@ def test_a_signed_http_claim_is_decided_on_the_next_face_and_unsigned_ones_are_r
             assert daemon.terminate() == 0
     log = (tmp_path / "daemon.log").read_text()
     assert "decision verify accept madonna" in log
+
+
+def test_a_claim_body_that_stalls_after_the_size_cap_is_answered_with_a_code_not_held_open(models_dir, tmp_path):
+    import socket
+
+    from edge.signature import sign
+
+    class NoHub:  # only its credentials matter: they sign the local API
+        url, appid, secret_id, secret_key = f"http://127.0.0.1:{free_port()}", "1000001", "AKIDclaim", "k" * 32
+
+    port = free_port()
+    cfg = write_edge_config(tmp_path / "edge.toml", device="door-big", camera=f"files:{tmp_path}/none/*",
+                            broker=None, hub=NoHub, storage=tmp_path / "data", api_port=port)
+    daemon = DaemonProc(cfg, port, tmp_path / "daemon.log").start()
+    try:
+        daemon.wait_health(lambda h: True, 60)
+        auth = sign(NoHub.appid, NoHub.secret_id, NoHub.secret_key)
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+            # Announces 1 MB, sends 8 KB (over the 4 KB cap) and stalls: the edge must neither
+            # buffer without limit nor wait for ever (it used to read the whole body first).
+            s.sendall((f"POST /edge/claim HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\n"
+                       "Content-Type: application/json\r\nContent-Length: 1000000\r\n\r\n").encode()
+                      + b" " * 8192)
+            reply = b""
+            while b"\r\n\r\n" not in reply or not reply.rstrip().endswith(b"}"):
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                reply += chunk
+        answer = json.loads(reply.split(b"\r\n\r\n", 1)[1])
+        assert answer["code"] == 3 and "not received" in answer["message"]
+        assert daemon.health() is not None  # and the API still serves
+    finally:
+        assert daemon.terminate() == 0

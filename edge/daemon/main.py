@@ -202,14 +202,18 @@ class Daemon:
         the face API: a badge reader or PIN pad claims an identity for the next face seen."""
         from starlette.responses import JSONResponse
 
+        from starlette.requests import ClientDisconnect
+
         from edge import errors
+        from edge.api.body import read_capped
         from edge.errors import ApiError
 
         try:
             sig = request.app.state.verifier.check(request.headers.get("authorization"))
-            body = await request.body()
-            if len(body) > 4096:
-                raise ApiError(errors.BODY_TOO_LARGE)
+            # Capped as it arrives, with a deadline (request.body() read everything first, so a
+            # huge or trickled body held memory or the connection without end).
+            body = await read_capped(request.stream(), 4096, request.headers.get("content-length"),
+                                     10.0)
             try:
                 payload = json.loads(body or b"{}")
             except ValueError:
@@ -225,6 +229,8 @@ class Daemon:
             data, code, message = {"person_id": payload["person_id"]}, 0, "OK"
         except ApiError as exc:
             data, code, message = {}, exc.code, exc.message
+        except ClientDisconnect:  # the caller went away mid-body: nobody to answer
+            return JSONResponse({}, status_code=400)
         return JSONResponse({"data": data, "code": code, "message": message})
 
     def _take_claim(self) -> dict | None:
