@@ -60,6 +60,7 @@ class Syncer:
 
         with self._lock:
             pages = changes = 0
+            more = False
             try:
                 while True:
                     since = self.cache.cursor
@@ -77,6 +78,7 @@ class Syncer:
                     if not data.get("has_more") or not batch:
                         break
                     if pages >= self.max_pages:
+                        more = True
                         self._trigger.set()  # more to pull: the next round starts right away
                         break
             except CloudApiError as exc:
@@ -87,8 +89,11 @@ class Syncer:
             except (CacheError, KeyError, TypeError, ValueError) as exc:
                 self._failed("error", f"bad sync page: {exc}")
             else:
-                self.state.update(status="ok", last_ok=time.time(), last_error="")
-                self.state["syncs"] += 1
+                if more:  # "ok" means caught up with the hub; not yet
+                    self.state.update(status="syncing", last_error="")
+                else:
+                    self.state.update(status="ok", last_ok=time.time(), last_error="")
+                    self.state["syncs"] += 1
             if changes:
                 self.load()  # swap in the new gallery (even after a failed page: pages are whole)
             self.state["changes"] += changes
