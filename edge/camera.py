@@ -287,6 +287,9 @@ class Camera:
                 except CameraError as exc:
                     self._failed(exc)
                     continue
+                except Exception as exc:  # drivers raise what they like (cv2.error, RuntimeError)
+                    self._failed(CameraError(f"{type(exc).__name__}: {exc}"))
+                    continue
             wait = self._next_at - now
             if wait > 0:
                 if stop.wait(min(wait, max(0.0, deadline - now))):
@@ -303,6 +306,9 @@ class Camera:
                 return None
             except CameraError as exc:
                 self._failed(exc)
+                continue
+            except Exception as exc:  # a driver error must not end the daemon's main loop
+                self._failed(CameraError(f"{type(exc).__name__}: {exc}"))
                 continue
             if frame is None or not isinstance(frame, np.ndarray) or frame.ndim != 3 or frame.size == 0:
                 self.state.bad_frames += 1
@@ -326,8 +332,11 @@ class Camera:
 
     def close(self) -> None:
         if self._open:
-            self.source.close()
             self._open = False
+            try:
+                self.source.close()
+            except Exception as exc:  # closing a broken device must not stop the retry
+                log.warning("camera %s: close failed (%s)", self.name, exc)
 
 
 def from_settings(cam) -> Camera:

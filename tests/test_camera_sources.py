@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.camera import Camera, FilesSource, make_source
+from edge.camera import Camera, FilesSource, FrameSource, make_source
 
 
 def _write_images(tmp_path, n=3):
@@ -129,3 +129,38 @@ def test_a_live_source_hands_out_only_the_newest_frame_and_reports_its_failure(t
                 live.read()
     finally:
         live.close()
+
+
+class _FlakyDriver(FrameSource):
+    """A device whose driver raises its own exceptions, not CameraError (picamera2 raises
+    RuntimeError when the ribbon cable comes loose, OpenCV raises cv2.error): no such device
+    exists on this machine, so this small source stands in for it."""
+
+    def __init__(self):
+        self.opens = 0
+
+    def open(self) -> None:
+        self.opens += 1
+        if self.opens == 2:
+            raise OSError("device busy")
+
+    def read(self) -> np.ndarray | None:
+        if self.opens == 1:
+            raise RuntimeError("camera frontend has timed out")
+        return np.zeros((8, 8, 3), np.uint8)
+
+    def close(self) -> None:
+        raise RuntimeError("close of a dead device")
+
+
+def test_a_driver_raising_its_own_exceptions_is_retried_not_fatal():
+    cam = Camera(_FlakyDriver(), rate=100, retry_initial_s=0.01, retry_max_s=0.02)
+    stop = threading.Event()
+    frames = []
+    for _ in range(200):
+        f = cam.read(stop, max_block_s=0.1)
+        if f is not None:
+            frames.append(f)
+            break
+    assert frames and cam.state.status == "ok"
+    assert cam.state.failures == 2 and "OSError" in cam.state.last_error
