@@ -254,14 +254,17 @@ class Daemon:
                     log.exception("frame processing failed; frame skipped")
             elif self.camera.state.status != "ok":
                 self.tracker.miss_all()  # no picture at all: faces are gone, tracks age
-            self._expire_claim()
             now = time.monotonic()
+            try:
+                self._expire_claim()  # publishes (outbox on disk): may fail like a frame
+                if now - last_state >= STATE_EVERY_S:
+                    last_state = now
+                    self.events.publish_state(self.state())
+            except Exception:  # the loop, not a timer, is what keeps the door working
+                log.exception("claim expiry or state publication failed")
             if self._watchdog_s and now - last_ping >= self._watchdog_s:
                 notify("WATCHDOG=1")
                 last_ping = now
-            if now - last_state >= STATE_EVERY_S:
-                last_state = now
-                self.events.publish_state(self.state())
             cam = self.camera.state
             metrics.CAMERA_UP.set(1 if cam.status == "ok" else 0)
             metrics.BAD_FRAMES.set(cam.bad_frames)
