@@ -123,3 +123,42 @@ def test_a_helper_thread_that_ended_is_reported_in_the_retained_state(mosquitto,
         assert daemon.terminate() == 0
         sub.close()
         busy.close()
+
+
+def test_the_shipped_watchdog_outlasts_the_slowest_loop_turn_of_the_example_config():
+    from pathlib import Path
+
+    from edge.daemon.main import Daemon
+
+    unit = (Path(__file__).parent.parent / "systemd" / "edge-verifier.service").read_text()
+    watchdog_s = float(next(line.split("=", 1)[1] for line in unit.splitlines()
+                            if line.startswith("WatchdogSec=")))
+    settings = EdgeSettings(**tomllib.loads(example_toml()))
+    settings.hub.url = settings.hub.url or "http://hub.invalid"
+    # Every face of a frame asked of a slow hub, with all retries: still one ping in time.
+    assert Daemon(settings).worst_iteration_s() < watchdog_s
+
+
+def test_a_watchdog_shorter_than_the_slowest_loop_turn_is_warned_about_at_start(models_dir, tmp_path):
+    class DeadHub:
+        url, appid, secret_id, secret_key = f"http://127.0.0.1:{free_port()}", "1", "k", "s"
+
+    sock_path = str(tmp_path / "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(sock_path)
+    sock.settimeout(60)
+    port = free_port()
+    cfg = write_edge_config(tmp_path / "edge.toml", device="door-wd", camera=f"files:{tmp_path}/none/*",
+                            broker=None, hub=DeadHub, storage=tmp_path / "data", api_port=port)
+    env = {**os.environ, "NOTIFY_SOCKET": sock_path, "WATCHDOG_USEC": "10000000"}  # 10 s < 4 x 5 s
+    log = tmp_path / "d.log"
+    with log.open("wb") as fh:
+        proc = subprocess.Popen([str(EDGE_VERIFIER), "run", "--config", str(cfg)], env=env, stdout=fh,
+                                stderr=subprocess.STDOUT)
+        try:
+            assert sock.recv(4096).decode().startswith("READY=1")
+            assert "reaches WatchdogSec 10s" in log.read_text()
+        finally:
+            proc.terminate()
+            proc.wait(20)
+            sock.close()

@@ -125,10 +125,28 @@ class Daemon:
         from edge.daemon.sdnotify import notify, watchdog_interval_s
 
         self._watchdog_s = watchdog_interval_s()
+        worst = self.worst_iteration_s()
+        if self._watchdog_s and worst >= 2 * self._watchdog_s:
+            # A hub that answers slowly (not failing: the breaker stays closed) on every face of
+            # one frame would then get a healthy daemon killed by the watchdog.
+            log.warning("worst-case loop iteration %.0fs (%d faces x %gs hub timeout x %d tries) "
+                        "reaches WatchdogSec %.0fs: lower [hub] timeout/retries or "
+                        "[vision] max_faces, or raise WatchdogSec", worst, s.vision.max_faces,
+                        s.hub.timeout, s.hub.retries + 1, 2 * self._watchdog_s)
         notify("READY=1\nSTATUS=running")
         log.info("edge daemon %s ready in %.2fs (camera %s, api %s)", s.device.id,
                  time.time() - self.started, s.camera.source,
                  f"{s.api.host}:{self.api_port}" if self.api_port else "off")
+
+    def worst_iteration_s(self) -> float:
+        """Upper bound of one main-loop turn: the camera's wait plus, when the hub is asked,
+        every face of the frame going to it with all its retries (backoff 0.2 s, doubling)."""
+        s = self.s
+        cloud = 0.0
+        if s.hub.url and s.policy.cloud_fallback:
+            backoff = sum(0.2 * 2 ** i for i in range(s.hub.retries))
+            cloud = s.vision.max_faces * (s.hub.timeout * (s.hub.retries + 1) + backoff)
+        return 0.5 + cloud
 
     def _spawn(self, name, target, *args) -> None:
         t = threading.Thread(target=target, args=args, name=name, daemon=True)
