@@ -162,3 +162,11 @@ def test_a_watchdog_shorter_than_the_slowest_loop_turn_is_warned_about_at_start(
             proc.terminate()
             proc.wait(20)
             sock.close()
+
+
+@pytest.mark.parametrize("key", ["prefix", "ha_prefix"])
+def test_an_mqtt_wildcard_in_a_topic_prefix_fails_at_start_naming_the_key(tmp_path, key):
+    cfg = tmp_path / "e.toml"
+    cfg.write_text(f'[mqtt]\n{key} = "doors/#"\n')
+    with pytest.raises(ConfigError, match=f"mqtt.{key}"):
+        load(cfg)

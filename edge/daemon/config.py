@@ -69,7 +69,10 @@ class MqttSettings(BaseModel):
     enabled: bool = Field(True, description="Publish events over MQTT.")
     host: str = Field("localhost", description="Broker host.")
     port: int = Field(1883, ge=1, le=65535, description="Broker port (8883 usual with TLS).")
-    prefix: str = Field("edge-verifier", description="Topic prefix: <prefix>/<device>/...")
+    # No MQTT wildcards: paho refuses such a topic inside its connect callback, which ended its
+    # network thread (never connected again) and would have set every event aside.
+    prefix: str = Field("edge-verifier", description="Topic prefix: <prefix>/<device>/...",
+                        pattern=r"^[^#+\x00]{1,200}$")
     client_id: str = Field("", description="MQTT client id (default: <prefix>-<device>).")
     username: str = Field("", description="Username (empty: anonymous).")
     password: str = Field("", description="Password.")
@@ -82,7 +85,8 @@ class MqttSettings(BaseModel):
                            "about 1.5x this when the device dies).")
     reconnect_max_s: float = Field(30.0, gt=0, description="Reconnect backoff cap.")
     ha_discovery: bool = Field(False, description="Publish Home Assistant discovery config.")
-    ha_prefix: str = Field("homeassistant", description="Home Assistant discovery prefix.")
+    ha_prefix: str = Field("homeassistant", description="Home Assistant discovery prefix.",
+                           pattern=r"^[^#+\x00]{1,200}$")
     include_face_image: bool = Field(False, description="Put the face crop (base64 JPEG) into "
                                      "events. Off: events carry no biometric data.")
 
