@@ -3,7 +3,9 @@
 Per-channel int8 weights, uint8 activations, ranges from a percentile of the calibration
 activations (min/max lets a few outliers stretch the range and costs accuracy). The first
 convolution (sees raw pixels) and the final embedding projection stay in float: they are the
-layers whose rounding error moves the embedding most, and they are cheap.
+layers whose rounding error moves the embedding most, and they are cheap. The element-wise
+nodes that replace PRelu (prelu.py) stay in float too: ORT has no fused int8 kernel for them,
+so quantizing them only adds Q/DQ pairs and rounding.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ RECIPE = {
     "weights": "int8 per-channel",
     "activations": "uint8",
     "calibration": "percentile 99.999",
+    "activations_in_float": "PRelu rewritten as Mul/Max or Min/Mul/Add (prelu.py), run between DQ and Q",
 }
 
 
