@@ -1,17 +1,25 @@
 """ONNX Runtime sessions, created the same way for every model.
 
-Graph optimisation, measured here (ORT 1.32, 1 thread, median of 40 runs, machine shared):
+Graph optimisation, measured here (ORT 1.32, 1 thread, machine shared, so +-10 %):
 
-    model              BASIC    EXTENDED   ALL
-    embedder fp32      15.2     14.3       11.7 ms
-    embedder int8      15.8      8.7       10.1 ms
-    detector fp32       7.0      6.8        2.9 ms
+    model (build 3: PRelu)   BASIC    EXTENDED   ALL
+    embedder fp32            15.2     14.3       11.7 ms
+    embedder int8            15.8      8.7       10.1 ms
+    detector fp32             7.0      6.8        2.9 ms
 
-So float models get ALL (its NCHWc layout transform pays off on this CPU; the 2.5x slowdown
-of the default level reported in issue 2 did not reproduce with this runtime) and QDQ int8
-models get EXTENDED, which holds the QDQ -> QLinear fusions (without them a QDQ model runs
-dequantize + float conv and is slower than fp32) but not the layout transform that slows
-them down. `InferenceSession.run` is thread-safe, so one session serves every thread.
+    model (build 4: PRelu rewritten, 25th percentile of 40 interleaved runs)
+    embedder fp32            10.6     10.5        6.9 ms
+    embedder2 fp32           11.3     11.8        7.5 ms
+    embedder int8            12.6      5.3        5.0 ms
+    embedder2 int8           13.4      5.8        5.4 ms
+    landmarks fp32            0.73     0.62       0.51 ms
+
+Since build 4 every model gets ALL: its NCHWc layout transform pays off for float models and,
+now that the int8 embedders' activations are plain Mul/Max/Min/Add in float between DQ and Q
+(edge/modelpack/prelu.py), for those too (with ORT's slow PRelu kernel, EXTENDED was best for
+int8). ALL includes EXTENDED's QDQ -> QLinear fusions. The 2.5x slowdown of the default level
+reported in issue 2 did not reproduce with this runtime. `InferenceSession.run` is
+thread-safe, so one session serves every thread.
 """
 
 from __future__ import annotations
@@ -23,9 +31,8 @@ import onnxruntime as ort
 
 def make_session(path: str | Path, threads: int | None = None, quantized: bool = False) -> ort.InferenceSession:
     opts = ort.SessionOptions()
-    opts.graph_optimization_level = (
-        ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED if quantized else ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    )
+    # `quantized` is kept for callers; both kinds now measure best at ALL (table above).
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.intra_op_num_threads = int(threads or 0)  # 0: one per physical core
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
