@@ -134,7 +134,7 @@ def build(models_dir: Path, manifest_path: Path | None = None, cache_dir: Path |
             _log(f"converting {role} to opset 13")
             fp32[role] = upgrade(data, role)
             if role in EMBEDDERS or role == "landmarks":
-                # Same function, faster in both packs (embedders 1.6-1.8x); see prelu.py.
+                # Same function, faster in both packs (embedders ~1.6x); see prelu.py.
                 float_ops[role] = unfold_prelu(fp32[role])
                 _log(f"{role}: {len(float_ops[role])} nodes replace its PRelu layers")
             write(role, "fp32", fp32[role].SerializeToString())
