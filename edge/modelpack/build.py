@@ -25,7 +25,8 @@ from edge.modelpack.prelu import unfold_prelu
 
 # Bump when the build's output for the same manifest changes (conversion, quantization,
 # calibration crops), so existing model folders are rebuilt.
-BUILD_VERSION = 4  # 4: PRelu rewritten as element-wise ops (edge/modelpack/prelu.py)
+BUILD_VERSION = 5  # 4: PRelu rewritten as element-wise ops (edge/modelpack/prelu.py)
+# 5: the converted TFLite model's initializers in a fixed order (same bytes on every machine)
 ALIGNMENT = "arcface-112-5pt"
 
 # What each role's network expects; recorded in models.json for other runtimes and readers.

