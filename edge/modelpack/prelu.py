@@ -21,6 +21,8 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from edge.modelpack.graph import set_nodes
+
 _ZERO = "prelu_rewrite_zero"
 
 
@@ -53,11 +55,6 @@ def unfold_prelu(model: onnx.ModelProto) -> list[str]:
                    helper.make_node("Add", [x, p + "_negs"], [y], name=p + "_add")]
         nodes.extend(new)
         created.extend(k.name for k in new)
-    del g.node[:]
-    g.node.extend(nodes)
-    used = {i for n in g.node for i in n.input}
-    kept = [i for i in g.initializer if i.name in used]
-    del g.initializer[:]
-    g.initializer.extend(kept)
+    set_nodes(g, nodes)
     onnx.checker.check_model(model)
     return created
