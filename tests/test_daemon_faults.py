@@ -10,19 +10,14 @@ from contextlib import ExitStack
 
 from edge.cache import EdgeCache
 from tests.broker_fixtures import DaemonProc, enrol_five, write_edge_config
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_until
 from tests.hub_fixtures import start_hub
 
 SCENES = ["nonface/skimage_coffee.png", "nonface/opencv_course_cat.jpg"]
 
 
 def _wait(cond, timeout=30.0, every=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(every)
-    return False
+    return wait_until(cond, timeout, every)
 
 
 def test_every_decision_arrives_exactly_once_across_a_broker_restart(mosquitto, subscribe, faces_dir, models_dir, tmp_path):

@@ -9,6 +9,7 @@ import paho.mqtt.client as mqtt
 
 from edge.daemon.config import MqttSettings
 from edge.events import MqttPublisher, Outbox, new_event
+from tests.conftest import wait_until
 
 
 def _publisher(broker, tmp_path, device="door-t", **kw):
@@ -18,12 +19,7 @@ def _publisher(broker, tmp_path, device="door-t", **kw):
 
 
 def _wait(cond, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return False
+    return wait_until(cond, timeout)
 
 
 def test_availability_is_retained_online_and_offline_after_clean_stop(mosquitto, subscribe, tmp_path):

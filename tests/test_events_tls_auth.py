@@ -11,7 +11,7 @@ import pytest
 from edge.daemon.config import MqttSettings
 from edge.events import MqttPublisher, Outbox, new_event
 from tests.broker_fixtures import MOSQUITTO
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_until
 
 
 def _openssl(*args, cwd):
@@ -46,12 +46,7 @@ def tls_broker(tmp_path):
 
 
 def _wait(cond, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return False
+    return wait_until(cond, timeout)
 
 
 def test_events_flow_over_tls_with_the_right_password(tls_broker, tmp_path):
