@@ -20,8 +20,22 @@ test: venv models broker
 
 venv: $(STAMP)
 
+# Debian's python3 makes venvs only with python3-venv installed (ensurepip); a failed attempt
+# leaves a .venv without pip, so it is removed before trying again.
 $(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV_FLAGS) $(VENV)
+	@if ! test -x $(BIN)/pip; then \
+		rm -rf $(VENV); \
+		if ! $(PYTHON) -m venv $(VENV_FLAGS) $(VENV) >/dev/null 2>&1; then \
+			rm -rf $(VENV); \
+			if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+				echo "installing python3-venv (Debian package)"; \
+				apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null; \
+				$(PYTHON) -m venv $(VENV_FLAGS) $(VENV); \
+			else \
+				echo "cannot create a virtual environment: sudo apt-get install python3-venv" >&2; exit 1; \
+			fi; \
+		fi; \
+	fi
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test,build]'
 	touch $@
