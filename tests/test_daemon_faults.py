@@ -106,10 +106,12 @@ def test_sigkill_during_sync_leaves_a_consistent_store_and_sync_resumes(faces_di
                 return 0
 
         daemon = DaemonProc(cfg, port, tmp_path / "daemon.log").start()
-        assert _wait(lambda: cursor() > 20, 60, every=0.005)
-        daemon.proc.send_signal(signal.SIGKILL)
-        daemon.proc.wait()
-        daemon.kill()
+        try:
+            assert _wait(lambda: cursor() > 20, 60, every=0.005)
+            daemon.proc.send_signal(signal.SIGKILL)
+            daemon.proc.wait()
+        finally:
+            daemon.kill()  # also when the wait fails: never leave a daemon behind
         # Consistent: exactly the state of the pages up to the stored cursor, nothing half-applied.
         # (A read-write open: it runs SQLite's WAL recovery after the crash, as the daemon will.)
         cache = EdgeCache(db)
