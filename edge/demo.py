@@ -30,12 +30,11 @@ import time
 import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED_FACES = Path(os.environ.get("EDGE_VERIFIER_SHARED", ROOT.parent / "shared")) / "faces"
+from edge.localenv import free_port, shared_faces_dir
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--faces", type=Path, default=SHARED_FACES,
+    parser.add_argument("--faces", type=Path, default=shared_faces_dir(),
                         help="photo folder with five_celebrity/, lfw/, nonface/ (default ../shared/faces; "
                              "absent: scikit-image sample images)")
     parser.add_argument("--timeout", type=float, default=180.0, help="stop after this many seconds")
@@ -48,12 +47,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait_port(port: int, proc: subprocess.Popen, what: str, timeout: float = 60) -> None:
@@ -132,7 +125,7 @@ def run(args) -> int:
         enrol, frames, described = _prepare_photos(args.faces, work)
         _say(f"photos: {described}")
         # 1. broker
-        mport = _free_port()
+        mport = free_port()
         (work / "mosquitto.conf").write_text(
             f"listener {mport} 127.0.0.1\nallow_anonymous true\npersistence false\n"
             + ("user root\n" if os.geteuid() == 0 else ""))
@@ -141,7 +134,7 @@ def run(args) -> int:
         _wait_port(mport, procs[-1], "mosquitto", 10)
         _say(f"broker: mosquitto on 127.0.0.1:{mport}")
         # 2. hub
-        hport = _free_port()
+        hport = free_port()
         appid, sid, key = "100001", "AKIDdemo" + secrets.token_hex(8), secrets.token_hex(16)
         models = f'models_dir = "{args.models_dir}"\n' if args.models_dir else ""
         (work / "hub.toml").write_text(
@@ -172,7 +165,7 @@ def run(args) -> int:
             _say(f"enrolled {pid}: {done} photo(s)")
         client.close()
         # 4. daemon
-        aport = _free_port()
+        aport = free_port()
         (work / "edge.toml").write_text(
             f'[device]\nid = "demo-door"\n[camera]\nsource = "files:{frames}/*"\nname = "demo-camera"\n'
             f"rate = {args.rate}\n[identify]\ngroups = [\"staff\"]\n"

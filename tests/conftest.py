@@ -1,4 +1,4 @@
-"""Shared test fixtures: where the real photos and models are, and free loopback ports.
+"""Shared test fixtures: where the real photos and models are (free_port re-exported for tests).
 
 Fixtures of one area live beside its tests (`tests/<area>_fixtures.py`) and are registered
 below, so every test module can use a real broker, a real hub or the real models.
@@ -6,17 +6,17 @@ below, so every test module can use a real broker, a real hub or the real models
 
 from __future__ import annotations
 
-import os
-import socket
 import time
 from pathlib import Path
 
 import pytest
 
+from edge.localenv import free_port, shared_faces_dir  # noqa: F401 (free_port: re-exported for the tests)
+from edge.vision.pipeline import default_models_dir
+
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("EDGE_VERIFIER_SHARED", ROOT.parent / "shared"))
-FACES = SHARED / "faces"
-MODELS = Path(os.environ.get("EDGE_VERIFIER_MODELS", ROOT / "models"))
+FACES = shared_faces_dir()
+MODELS = default_models_dir()
 
 pytest_plugins = [
     "tests.vision_fixtures",
@@ -39,12 +39,6 @@ def models_dir() -> Path:
     if not (MODELS / "models.json").is_file():
         pytest.fail(f"models not built in {MODELS}: run `edge-verifier models build`")
     return MODELS
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_until(cond, timeout: float = 15.0, every: float = 0.05) -> bool:

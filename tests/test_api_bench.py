@@ -6,13 +6,13 @@ import json
 import subprocess
 import sys
 
-from tests.conftest import ROOT, SHARED
+from tests.conftest import FACES, ROOT
 
 
 def test_bench_hub_prints_throughput_and_latency_json(faces_dir, models_dir):
     out = subprocess.run(
         [sys.executable, "-m", "edge", "bench", "hub", "--json", "--seconds", "1", "--concurrency", "2",
-         "--faces", str(SHARED), "--models-dir", str(models_dir)],
+         "--faces", str(FACES), "--models-dir", str(models_dir)],
         capture_output=True, text=True, cwd=ROOT, timeout=300,
     )
     assert out.returncode == 0, out.stderr

@@ -28,13 +28,14 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.demo import SHARED_FACES, _free_port, _health, _wait_port
+from edge.demo import _health, _wait_port
+from edge.localenv import free_port, shared_faces_dir
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the result as JSON (always JSON)")
     parser.add_argument("--seconds", type=float, default=12.0, help="length of each timed run")
-    parser.add_argument("--faces", type=Path, default=SHARED_FACES, help="photos (default ../shared/faces)")
+    parser.add_argument("--faces", type=Path, default=shared_faces_dir(), help="photos (default ../shared/faces)")
     parser.add_argument("--models-dir", type=Path, default=None)
     parser.add_argument("--replay-events", type=int, default=2000, help="events pre-filled for the replay run")
 
@@ -109,7 +110,7 @@ def _daemon_run(work: Path, name: str, frames: Path, mport: int, *, rate: float,
                 seconds: float, models_dir: Path | None, pin_one_core: bool) -> dict:
     data = work / name
     shutil.copytree(work / "seed", data)
-    aport = _free_port()
+    aport = free_port()
     cfg = work / f"{name}.toml"
     cfg.write_text(
         f'[device]\nid = "{name}"\n[camera]\nsource = "files:{frames}/*"\nrate = {rate}\nloop = true\n'
@@ -197,7 +198,7 @@ def run(args) -> int:
         (work / "seed").mkdir()
         _seed_cache(pipeline, frames_list, work / "seed")
         del pipeline
-        mport = _free_port()
+        mport = free_port()
         (work / "mosquitto.conf").write_text(f"listener {mport} 127.0.0.1\nallow_anonymous true\n"
                                              + ("user root\n" if os.geteuid() == 0 else ""))
         broker = subprocess.Popen([mosquitto, "-c", str(work / "mosquitto.conf")],

@@ -12,12 +12,13 @@ import argparse
 import json
 import os
 import secrets
-import socket
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
+
+from edge.localenv import free_port, shared_faces_dir
 
 PEOPLE = ("Ben_Afflek", "Elton_John", "Madonna")
 
@@ -30,22 +31,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=1,
                         help="inference threads per model, as [vision] threads (0: onnxruntime default)")
     parser.add_argument("--models-dir", default="", help="built models (default: the package's models/)")
-    parser.add_argument("--faces", default=os.environ.get("EDGE_VERIFIER_SHARED", ""),
-                        help="the shared data folder holding faces/five_celebrity (default ../shared)")
+    parser.add_argument("--faces", type=Path, default=shared_faces_dir(),
+                        help="photo folder holding five_celebrity/ (default ../shared/faces)")
 
 
-def _faces_root(arg: str) -> Path:
-    shared = Path(arg) if arg else Path(__file__).resolve().parents[2].parent / "shared"
-    root = shared / "faces" / "five_celebrity"
+def _faces_root(faces: Path) -> Path:
+    root = faces / "five_celebrity"
     if not root.is_dir():
         raise SystemExit(f"bench hub: photos not found at {root} (pass --faces or set EDGE_VERIFIER_SHARED)")
     return root
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _percentile(sorted_values: list[float], q: float) -> float:
@@ -62,7 +56,7 @@ def run(args) -> int:
     from edge.cloud import CloudClient, CloudError
 
     root = _faces_root(args.faces)
-    port, key = _free_port(), secrets.token_hex(16)
+    port, key = free_port(), secrets.token_hex(16)
     with tempfile.TemporaryDirectory(prefix="bench-hub-") as tmp:
         settings = HubSettings(
             server={"host": "127.0.0.1", "port": port}, storage={"path": f"{tmp}/hub.sqlite3"},

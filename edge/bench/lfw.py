@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edge.localenv import shared_faces_dir
+
 # The centre box for the fallback and to choose the labelled face: LFW crops are 250x250
 # around a detection of about 110x110 in the middle.
 _CENTRE_BOX = np.array([[70.0, 60.0, 180.0, 190.0]], dtype=np.float32)
@@ -49,8 +51,7 @@ def _log(msg: str) -> None:
 
 
 def default_data_dir() -> Path:
-    root = Path(__file__).resolve().parents[2]
-    return Path(os.environ.get("EDGE_VERIFIER_SHARED", root.parent / "shared")) / "faces" / "lfw"
+    return shared_faces_dir() / "lfw"
 
 
 def read_pairs(path: Path, folds: int = 10) -> tuple[list[tuple[str, str, bool]], np.ndarray]:

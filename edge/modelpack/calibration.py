@@ -9,12 +9,12 @@ When ../shared is absent the build falls back to a portrait shipped by a package
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from edge.localenv import shared_faces_dir
 from edge.modelpack.errors import ModelBuildError
 
 
@@ -23,11 +23,6 @@ class CalibrationSet:
     name: str  # recorded in models.json
     frames: list[np.ndarray]  # BGR photos (for the detector)
     crops: list[np.ndarray]  # aligned 112x112 BGR faces (for the embedder)
-
-
-def shared_faces_dir() -> Path:
-    root = Path(__file__).resolve().parents[2]
-    return Path(os.environ.get("EDGE_VERIFIER_SHARED", root.parent / "shared")) / "faces"
 
 
 def _photos(log) -> tuple[str, list[np.ndarray]]:
