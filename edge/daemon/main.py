@@ -359,11 +359,7 @@ class Daemon:
             candidates=out.candidates[:3] or None,
             face=None if face is None else {
                 "box": [int(v) for v in face.box], "score": round(float(face.score), 4),
-                "quality": {"ok": face.quality.ok, "size": round(float(face.quality.size), 1),
-                            "sharpness": round(float(face.quality.sharpness), 1),
-                            "yaw": round(float(face.quality.yaw), 1),
-                            "pitch": round(float(face.quality.pitch), 1),
-                            "roll": round(float(face.quality.roll), 1)}},
+                "quality": face.quality.as_dict()},
             latency_ms={k: round(v, 1) for k, v in latency.items() if isinstance(v, float)},
             fingerprints={"pack": self.pipeline.fingerprint, **self.pipeline.fingerprints},
             cache_version=gallery.version,
