@@ -148,6 +148,10 @@ def test_local_api_compares_and_answers_documented_errors(run):
         with pytest.raises(CloudApiError) as noface:
             edge.verify("madonna", (run["faces"] / SCENES[0]).read_bytes())
         assert noface.value.code == -1101
+        with pytest.raises(CloudApiError) as broken:  # the failing image's own code, as on the hub
+            edge.compare((five / "Madonna/val_1.jpg").read_bytes(), b"\xff\xd8\xff\xe0 not a jpeg")
+        assert broken.value.code == -1102
+        assert broken.value.data["fail_flag"] == 2 and broken.value.data["session_id"]
         with pytest.raises(CloudApiError) as sync_here:
             edge.call("sync", {"since": 0, "fingerprint": "x"})
         assert sync_here.value.code == 24  # the edge serves verify/identify/compare only

@@ -16,13 +16,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import uuid
 from typing import Sequence
 
 import numpy as np
 
 from edge import errors
-from edge.api.service import ApiErrorWithData, FaceService
+from edge.api.service import ApiErrorWithData, FaceService, compare_images, session_id
 from edge.errors import ApiError
 from edge.matcher import DEFAULT_THRESHOLDS, Decision, Enrolled, Gallery, Thresholds, confidence, cosine
 from edge.store import FaceRecord, Limits, Store, VerifyRecord
@@ -31,10 +30,6 @@ log = logging.getLogger("edge.hub")
 
 NEAR_IDENTICAL_CONFIDENCE = 99.0
 NEUTRAL_ATTRIBUTES = {"gender": 50, "age": 0, "expression": 0, "glass": False}
-
-
-def session_id() -> str:
-    return uuid.uuid4().hex
 
 
 class VisionPacks:
@@ -276,14 +271,7 @@ class HubService(FaceService):
         }
 
     def compare(self, appid, image_a, image_b) -> dict:
-        sid = session_id()
-        vectors = []
-        for flag, data in ((1, image_a), (2, image_b)):
-            try:
-                vectors.append(self._embedding(data))
-            except ApiError as exc:
-                raise ApiErrorWithData(exc.code, exc.message, {"session_id": sid, "similarity": 0.0, "fail_flag": flag}) from None
-        return {"session_id": sid, "similarity": confidence(cosine(vectors[0], vectors[1]), self.thresholds)}
+        return compare_images(self._embedding, image_a, image_b, self.thresholds)
 
     def detect(self, appid, image, mode) -> dict:
         bgr = self._decode(image)

@@ -11,10 +11,14 @@ Images arrive as bytes (url inputs are fetched by the HTTP layer first). Methods
 
 from __future__ import annotations
 
-from typing import Sequence
+import uuid
+from typing import Callable, Sequence
+
+import numpy as np
 
 from edge import errors
 from edge.errors import ApiError
+from edge.matcher import Thresholds, confidence, cosine
 
 
 def _not_served(op: str) -> ApiError:
@@ -95,3 +99,23 @@ class ApiErrorWithData(ApiError):
     def __init__(self, code: int, message: str | None = None, data: dict | None = None):
         super().__init__(code, message)
         self.data = data or {}
+
+
+def session_id() -> str:
+    """A unique id for one answer, under which the hub records verify decisions."""
+    return uuid.uuid4().hex
+
+
+def compare_images(embed: Callable[[bytes], np.ndarray], image_a: bytes, image_b: bytes,
+                   thresholds: Thresholds) -> dict:
+    """/face/compare for every role: similarity 0-100, or the failing image's own code with
+    `fail_flag` 1 or 2 (CLOUD_API.md) and the session_id still in the envelope's data."""
+    sid = session_id()
+    vectors = []
+    for flag, data in ((1, image_a), (2, image_b)):
+        try:
+            vectors.append(embed(data))
+        except ApiError as exc:
+            raise ApiErrorWithData(exc.code, exc.message,
+                                   {"session_id": sid, "similarity": 0.0, "fail_flag": flag}) from None
+    return {"session_id": sid, "similarity": confidence(cosine(vectors[0], vectors[1]), thresholds)}

@@ -12,9 +12,9 @@ import uuid
 from typing import Callable, Sequence
 
 from edge import errors
-from edge.api.service import FaceService
+from edge.api.service import FaceService, compare_images
 from edge.errors import ApiError
-from edge.matcher import Gallery, confidence, cosine
+from edge.matcher import Gallery, confidence
 
 
 class EdgeService(FaceService):
@@ -67,19 +67,7 @@ class EdgeService(FaceService):
                                for c in res.candidates]}
 
     def compare(self, appid: str, image_a: bytes, image_b: bytes) -> dict:
-        fails = 0
-        embs = []
-        for i, img in enumerate((image_a, image_b), 1):
-            try:
-                embs.append(self._embed(img))
-            except ApiError:
-                fails = fails or i
-        if fails:
-            from edge.api.service import ApiErrorWithData
-
-            raise ApiErrorWithData(errors.NO_FACE, data={"session_id": "", "fail_flag": fails})
-        return {"session_id": f"edge-{uuid.uuid4().hex}",
-                "similarity": confidence(cosine(embs[0], embs[1]), self.gallery().thresholds)}
+        return compare_images(self._embed, image_a, image_b, self.gallery().thresholds)
 
     def health(self) -> dict:
         return self._health()
