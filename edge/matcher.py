@@ -143,6 +143,10 @@ class Gallery:
     def person_ids(self) -> set[str]:
         return set(self._rows_of_person)
 
+    @property
+    def group_ids(self) -> set[str]:
+        return set(self._rows_of_group)
+
     def _unit(self, embedding: np.ndarray) -> np.ndarray:
         v = np.asarray(embedding, dtype=np.float32)
         return v / max(float(np.linalg.norm(v)), 1e-12)

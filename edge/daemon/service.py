@@ -57,8 +57,7 @@ class EdgeService(FaceService):
         emb = self._embed(image)
         gallery = self.gallery()
         groups = list(group_ids) or self.identify_groups
-        known = {g for f in gallery.faces for g in f.group_ids}
-        if groups and not known.intersection(groups):
+        if groups and not gallery.group_ids.intersection(groups):
             raise ApiError(errors.GROUP_UNKNOWN, f"none of {groups} is synced to this device")
         res = gallery.identify(emb, groups or None)
         return {"session_id": f"edge-{uuid.uuid4().hex}",
