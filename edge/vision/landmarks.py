@@ -38,11 +38,14 @@ class LandmarkNet:
         return reg, points, prob[:, 1]
 
     def _preprocess(self, bgr: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-        rgb = bgr[:, :, ::-1]
+        # Resized in BGR and flipped to RGB at 48x48: the same pixels as flipping first, but
+        # cv2 then reads the frame in place instead of copying a reversed-channel view.
         crops = np.empty((len(boxes), self.input_size, self.input_size, 3), dtype=np.float32)
         for k, (x1, y1, x2, y2) in enumerate(np.round(boxes).astype(np.int64)):
-            crops[k] = cv2.resize(_crop_padded(rgb, x1, y1, x2, y2), (self.input_size,) * 2, interpolation=cv2.INTER_AREA)
-        crops = (crops - 127.5) * 0.0078125
+            small = cv2.resize(_crop_padded(bgr, x1, y1, x2, y2), (self.input_size,) * 2, interpolation=cv2.INTER_AREA)
+            crops[k] = small[:, :, ::-1]
+        crops -= 127.5
+        crops *= 0.0078125
         return np.ascontiguousarray(crops.transpose(0, 2, 1, 3))
 
     @staticmethod
@@ -71,9 +74,11 @@ def _apply_regression(boxes: np.ndarray, reg: np.ndarray) -> np.ndarray:
 
 
 def _crop_padded(img: np.ndarray, x1: int, y1: int, x2: int, y2: int) -> np.ndarray:
-    """img[y1:y2, x1:x2] with zeros where the box leaves the image."""
+    """img[y1:y2, x1:x2] with zeros where the box leaves the image (a view when it does not)."""
     h, w = img.shape[:2]
     x2, y2 = max(x2, x1 + 1), max(y2, y1 + 1)
+    if x1 >= 0 and y1 >= 0 and x2 <= w and y2 <= h:
+        return img[y1:y2, x1:x2]
     out = np.zeros((y2 - y1, x2 - x1, 3), dtype=img.dtype)
     sx1, sy1, sx2, sy2 = max(x1, 0), max(y1, 0), min(x2, w), min(y2, h)
     if sx2 > sx1 and sy2 > sy1:
