@@ -32,11 +32,12 @@ def _run(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
     [np.array([0.25, -0.5, 1.0, 0.0]), np.array([1.5, 9.0, 1.0]), np.array([-9.4, 0.1, 8.9, 1.2])],
     ids=["slopes-at-most-1", "slopes-at-least-1", "mixed-slopes"],
 )
-def test_rewritten_prelu_gives_the_same_outputs_and_no_prelu_is_left(slope):
+@pytest.mark.parametrize("for_int8", [False, True], ids=["fp32-form", "int8-form"])
+def test_rewritten_prelu_gives_the_same_outputs_and_no_prelu_is_left(slope, for_int8):
     x = np.random.default_rng(0).normal(size=(1, len(slope), 5, 5)).astype(np.float32)
     original = _prelu_model(slope)
     expected = _run(original, x)
     rewritten = _prelu_model(slope)
-    created = unfold_prelu(rewritten)
+    created = unfold_prelu(rewritten, for_int8=for_int8)
     assert created and all(n.op_type != "PRelu" for n in rewritten.graph.node)
     np.testing.assert_allclose(_run(rewritten, x), expected, rtol=1e-6, atol=1e-6)

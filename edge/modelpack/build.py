@@ -20,13 +20,15 @@ from pathlib import Path
 from edge.modelpack import quantize as qz
 from edge.modelpack.errors import ModelBuildError
 from edge.modelpack.fetch import extract, fetch_archive, sha256_bytes, sha256_file
+from edge.modelpack.int8_prelu import keep_prelu_in_uint8
 from edge.modelpack.manifest import Source, load_manifest
 from edge.modelpack.prelu import unfold_prelu
 
 # Bump when the build's output for the same manifest changes (conversion, quantization,
 # calibration crops), so existing model folders are rebuilt.
-BUILD_VERSION = 5  # 4: PRelu rewritten as element-wise ops (edge/modelpack/prelu.py)
+BUILD_VERSION = 6  # 4: PRelu rewritten as element-wise ops (edge/modelpack/prelu.py)
 # 5: the converted TFLite model's initializers in a fixed order (same bytes on every machine)
+# 6: the int8 embedders' PRelu layers run on uint8 codes (edge/modelpack/int8_prelu.py)
 ALIGNMENT = "arcface-112-5pt"
 
 # What each role's network expects; recorded in models.json for other runtimes and readers.
@@ -124,7 +126,7 @@ def build(models_dir: Path, manifest_path: Path | None = None, cache_dir: Path |
             return name
 
         fp32 = {}
-        float_ops: dict[str, list[str]] = {}
+        int8_source: dict[str, tuple[onnx.ModelProto, list[str]]] = {}  # model to quantize, its PRelu nodes
         for role in [r for r in INPUTS if r in raw]:
             data, _, member = raw[role]
             if member.endswith(".tflite"):
@@ -134,10 +136,13 @@ def build(models_dir: Path, manifest_path: Path | None = None, cache_dir: Path |
                 data = tflite_to_onnx(data, role).SerializeToString()
             _log(f"converting {role} to opset 13")
             fp32[role] = upgrade(data, role)
+            if role in EMBEDDERS:
+                source = onnx.ModelProto()
+                source.CopyFrom(fp32[role])
+                int8_source[role] = (source, unfold_prelu(source, for_int8=True))
             if role in EMBEDDERS or role == "landmarks":
                 # Same function, faster in both packs (embedders ~1.6x); see prelu.py.
-                float_ops[role] = unfold_prelu(fp32[role])
-                _log(f"{role}: {len(float_ops[role])} nodes replace its PRelu layers")
+                _log(f"{role}: {len(unfold_prelu(fp32[role]))} nodes replace its PRelu layers")
             write(role, "fp32", fp32[role].SerializeToString())
 
         calib = build_calibration_set(tmp / "detector.fp32.onnx", tmp / "landmarks.fp32.onnx", _log)
@@ -146,17 +151,21 @@ def build(models_dir: Path, manifest_path: Path | None = None, cache_dir: Path |
 
         for role in [r for r in EMBEDDERS if r in fp32]:
             blobs = [Embedder._preprocess(c, INPUTS[role]["mean"]) for c in calib.crops]
-            keep = qz.edge_layers(fp32[role])
-            int8 = qz.quantize(fp32[role], blobs, keep + float_ops.get(role, []), _log)
-            write(role, "int8", int8, {"quantization": {**qz.RECIPE, "kept_float": keep,
-                                                        "float_activation_nodes": len(float_ops.get(role, [])),
+            source, prelu_nodes = int8_source[role]
+            keep = qz.edge_layers(source)
+            int8 = onnx.load_from_string(qz.quantize(source, blobs, keep, _log))
+            on_codes = keep_prelu_in_uint8(int8, prelu_nodes, source)
+            _log(f"{role}: {on_codes} PRelu layers run on uint8 codes")
+            write(role, "int8", int8.SerializeToString(), {"quantization": {**qz.RECIPE, "kept_float": keep,
+                                                        "prelu_layers_on_uint8": on_codes,
                                                         "calibration_set": calib.name,
                                                         "calibration_crops": len(calib.crops)}})
 
-        # Detector and landmarks stay fp32 in the int8 pack. Measured (ORT 1.32, one thread): the
-        # RFB detector quantized (Conv+Relu, first conv float or not) ran no faster than fp32 at
-        # ORT_ENABLE_ALL (3-4 ms either way), and found extra boxes on 2-4 of 39 nonface images;
-        # O-Net is cheap and its rounding would move the landmarks, i.e. every alignment.
+        # Detector and O-Net stay fp32 in the int8 pack. Measured (build 6, ORT 1.32, one thread):
+        # the RFB detector in int8 (first and last convolutions and the box decoding in float) ran
+        # 2.4 against 2.9 ms and scored the same on LFW, but its boxes moved by a pixel or two and
+        # turned a held-out photo with tinted glasses from accept to uncertain; O-Net in int8 ran
+        # slower (0.46 against 0.34 ms), and its rounding would move every alignment.
         packs = {
             precision: {"detector": "detector.fp32.onnx", "landmarks": "landmarks.fp32.onnx",
                         **{role: f"{role}.{precision}.onnx" for role in EMBEDDERS if role in fp32}}

@@ -4,8 +4,8 @@ Per-channel int8 weights, uint8 activations, ranges from a percentile of the cal
 activations (min/max lets a few outliers stretch the range and costs accuracy). The first
 convolution (sees raw pixels) and the final embedding projection stay in float: they are the
 layers whose rounding error moves the embedding most, and they are cheap. The element-wise
-nodes that replace PRelu (prelu.py) stay in float too: ORT has no fused int8 kernel for them,
-so quantizing them only adds Q/DQ pairs and rounding.
+nodes that replace PRelu (prelu.py) are quantized too, and int8_prelu.py then rewrites them so
+that ONNX Runtime runs them on uint8 codes instead of in float between DQ and Q.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ RECIPE = {
     "weights": "int8 per-channel",
     "activations": "uint8",
     "calibration": "percentile 99.999",
-    "activations_in_float": "PRelu rewritten as Mul/Max or Min/Mul/Add (prelu.py), run between DQ and Q",
+    "prelu": "Min/Mul/Add (prelu.py) on uint8 codes: Min, QLinearMul, QLinearAdd (int8_prelu.py)",
 }
 
 

@@ -14,10 +14,11 @@ Graph optimisation, measured here (ORT 1.32, 1 thread, machine shared, so +-10 %
     embedder2 int8           13.4      5.8        5.4 ms
     landmarks fp32            0.73     0.62       0.51 ms
 
-Since build 4 every model gets ALL: its NCHWc layout transform pays off for float models and,
-now that the int8 embedders' activations are plain Mul/Max/Min/Add in float between DQ and Q
-(edge/modelpack/prelu.py), for those too (with ORT's slow PRelu kernel, EXTENDED was best for
-int8). ALL includes EXTENDED's QDQ -> QLinear fusions. The 2.5x slowdown of the default level
+Since build 4 every model gets ALL: its NCHWc layout transform pays off for float models, and
+for the int8 ones it changes nothing once their PRelu layers no longer run through ORT's slow
+PRelu kernel (with it, EXTENDED was best for int8). ALL includes EXTENDED's QDQ -> QLinear
+fusions, which since build 6 cover the int8 embedders' PRelu layers too
+(edge/modelpack/int8_prelu.py: embedder int8 5.0 -> 3.7 ms, embedder2 5.4 -> 3.7 ms). The 2.5x slowdown of the default level
 reported in issue 2 did not reproduce with this runtime. `InferenceSession.run` is
 thread-safe, so one session serves every thread.
 """

@@ -1,0 +1,79 @@
+"""int8_prelu.py: quantized PRelu layers run on uint8 codes, fused by ONNX Runtime, same numbers."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper
+
+from edge.modelpack import quantize as qz
+from edge.modelpack.int8_prelu import keep_prelu_in_uint8
+from edge.modelpack.prelu import unfold_prelu
+
+
+def _conv_prelu_conv(channels: int = 8) -> onnx.ModelProto:
+    rng = np.random.default_rng(1)
+    inits = [
+        numpy_helper.from_array(rng.normal(0, 0.3, (channels, 3, 3, 3)).astype(np.float32), "w0"),
+        numpy_helper.from_array(rng.normal(0, 0.3, (channels, channels, 3, 3)).astype(np.float32), "w1"),
+        numpy_helper.from_array(rng.normal(0, 0.3, (channels, channels, 1, 1)).astype(np.float32), "w2"),
+        numpy_helper.from_array(rng.uniform(-1.5, 2.0, (channels, 1, 1)).astype(np.float32), "slope"),
+        numpy_helper.from_array(rng.normal(0, 0.1, channels).astype(np.float32), "b1"),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["x", "w0"], ["c0"], name="conv0", pads=[1, 1, 1, 1]),
+        helper.make_node("Conv", ["c0", "w1", "b1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
+        helper.make_node("PRelu", ["c1", "slope"], ["p1"], name="act1"),
+        helper.make_node("Conv", ["p1", "w2"], ["y"], name="conv2"),
+    ]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 16])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, channels, 16, 16])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
+def _optimized_ops(model: onnx.ModelProto, tmp_path) -> list[str]:
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    opts.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    return [n.op_type for n in onnx.load(opts.optimized_model_filepath).graph.node]
+
+
+def _run(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+
+
+def test_prelu_runs_fused_on_uint8_codes_with_the_same_result(tmp_path):
+    source = _conv_prelu_conv()
+    prelu_nodes = unfold_prelu(source, for_int8=True)
+    rng = np.random.default_rng(2)
+    calib = [rng.normal(size=(1, 3, 16, 16)).astype(np.float32) for _ in range(32)]
+    plain = onnx.load_from_string(qz.quantize(source, calib, ["conv0"], lambda msg: None))
+    rewritten = onnx.load_from_string(plain.SerializeToString())
+
+    assert keep_prelu_in_uint8(rewritten, prelu_nodes, source) == 1
+    # Before: the PRelu's Min runs in float between a DQ and a Q. After: it reads the uint8 codes,
+    # ORT fuses the Mul and the Add into QLinear ops, and no float detour is left.
+    before, after = _optimized_ops(plain, tmp_path), _optimized_ops(rewritten, tmp_path)
+    assert before[before.index("Min") - 1] == "DequantizeLinear" and before[before.index("Min") + 1] == "QuantizeLinear"
+    assert after.count("DequantizeLinear") == before.count("DequantizeLinear") - 1
+    assert after.count("QuantizeLinear") == before.count("QuantizeLinear") - 1
+    assert "Mul" not in after and "Add" not in after and {"QLinearMul", "QLinearAdd", "Min"} <= set(after)
+    min_node = next(n for n in rewritten.graph.node if n.op_type == "Min")
+    assert numpy_helper.to_array(next(i for i in rewritten.graph.initializer if i.name == min_node.input[1])).dtype == np.uint8
+
+    # Same numbers up to the 8-bit slope: cosine to the plainly quantized model and to fp32.
+    for x in (rng.normal(size=(1, 3, 16, 16)).astype(np.float32) for _ in range(5)):
+        reference, quantized, ours = _run(source, x).ravel(), _run(plain, x).ravel(), _run(rewritten, x).ravel()
+        cos = lambda a, b: float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))  # noqa: E731
+        assert cos(ours, quantized) > 0.995
+        assert cos(ours, reference) > 0.98
+
+
+def test_built_int8_embedders_have_no_float_prelu_left(models_dir, tmp_path):
+    for name in ("embedder.int8.onnx", "embedder2.int8.onnx"):
+        ops = _optimized_ops(onnx.load(models_dir / name), tmp_path)
+        # 33 PRelu layers each: all on codes, leaving only the float first and last layers' DQ/Q
+        assert ops.count("QLinearMul") >= 33 and ops.count("Min") >= 33, name
+        assert ops.count("DequantizeLinear") <= 2 and "Mul" not in ops, name
