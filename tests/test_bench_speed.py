@@ -8,13 +8,14 @@ import sys
 def test_bench_speed_reports_every_stage_and_the_mac_cost_of_each_pack(models_dir, faces_dir):
     out = subprocess.run(
         [sys.executable, "-m", "edge", "bench", "speed", "--json", "--repeats", "2",
-         "--packs", "int8,fp32,int8-lite"],
+         "--packs", "int8,fp32,int8-lite", "--rounds", "2"],
         capture_output=True, text=True, timeout=300, check=True,
     )
     report = json.loads(out.stdout)
     for pack in ("int8", "fp32", "int8-lite"):
         variant = report[pack]
         assert variant["per_face_ms"] > 0 and variant["cold_start_ms"] > 0 and variant["peak_rss_mb"] > 0
+        assert variant["rounds"] == 2
         for stages in variant["threads"].values():
             assert set(stages) >= {"detect_ms", "landmarks_ms", "align_ms", "embed_ms", "per_face_ms"}
     assert report["int8"]["fingerprint"] != report["fp32"]["fingerprint"]
