@@ -93,9 +93,9 @@ def _rewrite(G: _Graph, node: onnx.NodeProto, float_values: dict[str, np.ndarray
     dq_slope = G.made_by(next(i for i in mul.input if i != dq_neg.output[0]), "DequantizeLinear")
     if dq_slope is None or dq_slope.input[0].removesuffix("_quantized") not in float_values:
         return False
-    # Min's output is coded exactly like x.
+    # Min's output is coded exactly like x (its own Q node goes, the DQ reading it takes x's scale).
     for k in (1, 2):
-        q_neg.input[k] = dq_neg.input[k] = q_x.input[k]
+        dq_neg.input[k] = q_x.input[k]
     G.constant_to_uint8(dq_slope, float_values)
     x_zero = G.add_initializer(node.name + "_zero_u8", np.array([G.value(q_x.input[2])], np.uint8))
     G.replaced[id(node)] = helper.make_node("Min", [q_x.output[0], x_zero], [q_neg.output[0]], name=node.name + "_u8")
