@@ -51,9 +51,10 @@ def run(args) -> int:
         if args.reference:
             _ensure_dlib()
         rounds: dict[str, list[dict]] = {name: [] for name in variants}
-        for k in range(max(1, args.rounds)):
+        n_rounds = max(1, args.rounds)
+        for k in range(n_rounds):
             for name in variants:
-                _progress(f"bench speed: round {k + 1}/{args.rounds}: {name} ...")
+                _progress(f"bench speed: round {k + 1}/{n_rounds}: {name} ...")
                 rounds[name].append(_run_worker(name, frame_path, args))
         results = {name: _best_round(runs) for name, runs in rounds.items()}
         for name in packs:
