@@ -54,16 +54,17 @@ def test_prelu_runs_fused_on_uint8_codes_with_the_same_result(tmp_path):
 
     assert keep_prelu_in_uint8(rewritten, prelu_nodes, source) == 1
     # Before: the PRelu's Min runs in float between a DQ and a Q. After: it reads the uint8 codes,
-    # ORT fuses the Mul and the Add into QLinear ops, and no float detour is left.
+    # the Mul is a depthwise QLinearConv, the Add a QLinearAdd, and no float detour is left.
     before, after = _optimized_ops(plain, tmp_path), _optimized_ops(rewritten, tmp_path)
     assert before[before.index("Min") - 1] == "DequantizeLinear" and before[before.index("Min") + 1] == "QuantizeLinear"
     assert after.count("DequantizeLinear") == before.count("DequantizeLinear") - 1
     assert after.count("QuantizeLinear") == before.count("QuantizeLinear") - 1
-    assert "Mul" not in after and "Add" not in after and {"QLinearMul", "QLinearAdd", "Min"} <= set(after)
+    assert "Mul" not in after and "Add" not in after and {"QLinearAdd", "Min"} <= set(after)
+    assert after.count("QLinearConv") == before.count("QLinearConv") + 1
     min_node = next(n for n in rewritten.graph.node if n.op_type == "Min")
     assert numpy_helper.to_array(next(i for i in rewritten.graph.initializer if i.name == min_node.input[1])).dtype == np.uint8
 
-    # Same numbers up to the 8-bit slope: cosine to the plainly quantized model and to fp32.
+    # Same numbers up to rounding: cosine to the plainly quantized model and to fp32.
     for x in (rng.normal(size=(1, 3, 16, 16)).astype(np.float32) for _ in range(5)):
         reference, quantized, ours = _run(source, x).ravel(), _run(plain, x).ravel(), _run(rewritten, x).ravel()
         cos = lambda a, b: float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))  # noqa: E731
@@ -72,8 +73,10 @@ def test_prelu_runs_fused_on_uint8_codes_with_the_same_result(tmp_path):
 
 
 def test_built_int8_embedders_have_no_float_prelu_left(models_dir, tmp_path):
-    for name in ("embedder.int8.onnx", "embedder2.int8.onnx"):
-        ops = _optimized_ops(onnx.load(models_dir / name), tmp_path)
-        # 33 PRelu layers each: all on codes, leaving only the float first and last layers' DQ/Q
-        assert ops.count("QLinearMul") >= 33 and ops.count("Min") >= 33, name
-        assert ops.count("DequantizeLinear") <= 2 and "Mul" not in ops, name
+    for role in ("embedder", "embedder2"):
+        ops = _optimized_ops(onnx.load(models_dir / f"{role}.int8.onnx"), tmp_path)
+        convs = [n.op_type for n in onnx.load(models_dir / f"{role}.fp32.onnx").graph.node].count("Conv")
+        # 33 PRelu layers each, all on codes: a Min and a depthwise QLinearConv per layer, and of the
+        # network's own convolutions all but the float first and last; no float detour left.
+        assert ops.count("Min") == 33 and ops.count("QLinearConv") == convs - 2 + 33, role
+        assert ops.count("DequantizeLinear") <= 2 and "Mul" not in ops and "QLinearMul" not in ops, role

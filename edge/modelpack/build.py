@@ -26,9 +26,10 @@ from edge.modelpack.prelu import unfold_prelu
 
 # Bump when the build's output for the same manifest changes (conversion, quantization,
 # calibration crops), so existing model folders are rebuilt.
-BUILD_VERSION = 6  # 4: PRelu rewritten as element-wise ops (edge/modelpack/prelu.py)
+BUILD_VERSION = 7  # 4: PRelu rewritten as element-wise ops (edge/modelpack/prelu.py)
 # 5: the converted TFLite model's initializers in a fixed order (same bytes on every machine)
 # 6: the int8 embedders' PRelu layers run on uint8 codes (edge/modelpack/int8_prelu.py)
+# 7: their per-channel slopes as 1x1 depthwise QLinearConvs instead of QLinearMul (same numbers, faster)
 ALIGNMENT = "arcface-112-5pt"
 
 # What each role's network expects; recorded in models.json for other runtimes and readers.

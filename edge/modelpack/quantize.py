@@ -24,7 +24,7 @@ RECIPE = {
     "weights": "int8 per-channel",
     "activations": "uint8",
     "calibration": "percentile 99.999",
-    "prelu": "Min/Mul/Add (prelu.py) on uint8 codes: Min, QLinearMul, QLinearAdd (int8_prelu.py)",
+    "prelu": "Min/Mul/Add (prelu.py) on uint8 codes: Min, depthwise QLinearConv, QLinearAdd (int8_prelu.py)",
 }
 
 
