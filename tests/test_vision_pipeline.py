@@ -104,6 +104,17 @@ def test_grayscale_photo_still_matches_its_colour_original(pipeline, faces_dir):
     assert cosine(_embedding(pipeline, img), _embedding(pipeline, grey)) >= DEFAULT_THRESHOLDS.accept
 
 
+def test_close_up_face_gets_the_same_landmarks_scaled(pipeline, faces_dir):
+    # A face filling a door camera's view: its O-Net crops (about 360 px) are halved before the
+    # 48 px resize (landmarks._shrink); the landmarks and the identity must not notice.
+    img = _lfw(faces_dir, "Abel_Pacheco", 1)
+    close = cv2.resize(img, None, fx=3, fy=3, interpolation=cv2.INTER_CUBIC)
+    face, big = pipeline.analyze(img, max_faces=1)[0], pipeline.analyze(close, max_faces=1)[0]
+    assert big.box[2] >= 4 * 48 and big.quality.ok  # crops this large take the halving path
+    assert np.abs(big.landmarks / 3 - face.landmarks).max() < 1.5  # pixels of the original photo
+    assert cosine(face.embedding, big.embedding) >= DEFAULT_THRESHOLDS.accept
+
+
 def test_tiny_face_is_flagged_too_small(pipeline, faces_dir):
     img = _lfw(faces_dir, "Aaron_Peirsol", 1)
     small = np.zeros((480, 640, 3), np.uint8)
