@@ -18,7 +18,8 @@ Since build 4 every model gets ALL: its NCHWc layout transform pays off for floa
 for the int8 ones it changes nothing once their PRelu layers no longer run through ORT's slow
 PRelu kernel (with it, EXTENDED was best for int8). ALL includes EXTENDED's QDQ -> QLinear
 fusions, which since build 6 cover the int8 embedders' PRelu layers too
-(edge/modelpack/int8_prelu.py: embedder int8 5.0 -> 3.7 ms, embedder2 5.4 -> 3.7 ms). The 2.5x slowdown of the default level
+(edge/modelpack/int8_prelu.py: embedder int8 5.0 -> 3.7 ms, embedder2 5.4 -> 3.7 ms; build 7,
+depthwise QLinearConv for their slopes: 3.35 and 3.4 ms). The 2.5x slowdown of the default level
 reported in issue 2 did not reproduce with this runtime. `InferenceSession.run` is
 thread-safe, so one session serves every thread.
 """
