@@ -105,7 +105,7 @@ def test_grayscale_photo_still_matches_its_colour_original(pipeline, faces_dir):
 
 
 def test_close_up_face_gets_the_same_landmarks_scaled(pipeline, faces_dir):
-    # A face filling a door camera's view: its O-Net crops (about 360 px) are halved before the
+    # A face filling a door camera's view: its O-Net crops (about 400 px) are halved before the
     # 48 px resize (landmarks._shrink); the landmarks and the identity must not notice.
     img = _lfw(faces_dir, "Abel_Pacheco", 1)
     close = cv2.resize(img, None, fx=3, fy=3, interpolation=cv2.INTER_CUBIC)
