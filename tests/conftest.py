@@ -18,10 +18,10 @@ ROOT = Path(__file__).resolve().parents[1]
 FACES = shared_faces_dir()
 MODELS = default_models_dir()
 
-pytest_plugins = [
+pytest_plugins = [  # broker_fixtures before hub_fixtures, which imports it (assert rewriting)
     "tests.vision_fixtures",
-    "tests.hub_fixtures",
     "tests.broker_fixtures",
+    "tests.hub_fixtures",
 ]
 
 

@@ -18,6 +18,7 @@ from typing import Iterator
 
 import pytest
 
+from tests.broker_fixtures import enrol_five
 from tests.conftest import MODELS, free_port
 
 APPID = "1000001"
@@ -80,6 +81,18 @@ def start_hub(tmp_dir: Path, **sections) -> Iterator[HubServer]:
                             other_secret_key=other, app=app, store=store)
     finally:
         store.close()
+
+
+@contextmanager
+def hub_with_five_enrolled(tmp_dir: Path, faces_dir: Path) -> Iterator[HubServer]:
+    """start_hub with the five_celebrity people enrolled (enrol_five); its client is closed."""
+    with start_hub(tmp_dir) as hub:
+        client = hub.client(timeout=30.0, retries=0)
+        try:
+            enrol_five(client, faces_dir)
+        finally:
+            client.close()
+        yield hub
 
 
 @contextmanager

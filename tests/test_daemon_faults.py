@@ -11,7 +11,7 @@ from contextlib import ExitStack
 from edge.cache import EdgeCache
 from tests.broker_fixtures import DaemonProc, enrol_five, write_edge_config
 from tests.conftest import free_port, wait_until
-from tests.hub_fixtures import start_hub
+from tests.hub_fixtures import hub_with_five_enrolled, start_hub
 
 SCENES = ["nonface/skimage_coffee.png", "nonface/opencv_course_cat.jpg"]
 
@@ -53,10 +53,7 @@ def test_decisions_continue_under_the_offline_policy_when_the_hub_is_down(mosqui
     sub = subscribe("test/door-f2/event")
     port = free_port()
     with ExitStack() as hub_ctx:
-        hub = hub_ctx.enter_context(start_hub(tmp_path / "hub"))
-        client = hub.client(timeout=30.0, retries=0)
-        enrol_five(client, faces_dir)
-        client.close()
+        hub = hub_ctx.enter_context(hub_with_five_enrolled(tmp_path / "hub", faces_dir))
         # Thresholds that make every match uncertain: each decision needs the cloud.
         cfg = write_edge_config(tmp_path / "edge.toml", device="door-f2", camera=f"files:{drop}/*",
                                 broker=mosquitto, hub=hub, storage=tmp_path / "data", api_port=port,

@@ -45,11 +45,17 @@ def test_a_wrong_value_fails_at_start_naming_the_key(tmp_path):
     assert proc.returncode == 2 and "policy.offline" in proc.stderr
 
 
-def test_systemd_gets_ready_watchdog_and_stopping_and_sigterm_says_offline(mosquitto, models_dir, tmp_path):
-    sock_path = str(tmp_path / "notify.sock")
+def _notify_socket(tmp_path, timeout: float) -> tuple[str, socket.socket]:
+    """The datagram socket systemd would give the service as NOTIFY_SOCKET: (its path, it)."""
+    path = str(tmp_path / "notify.sock")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(sock_path)
-    sock.settimeout(0.2)
+    sock.bind(path)
+    sock.settimeout(timeout)
+    return path, sock
+
+
+def test_systemd_gets_ready_watchdog_and_stopping_and_sigterm_says_offline(mosquitto, models_dir, tmp_path):
+    sock_path, sock = _notify_socket(tmp_path, timeout=0.2)
     port = free_port()
     cfg = write_edge_config(tmp_path / "edge.toml", device="door-sd", camera=f"files:{tmp_path}/none/*",
                             broker=mosquitto, storage=tmp_path / "data", api_port=port)
@@ -143,10 +149,7 @@ def test_a_watchdog_shorter_than_the_slowest_loop_turn_is_warned_about_at_start(
     class DeadHub:
         url, appid, secret_id, secret_key = f"http://127.0.0.1:{free_port()}", "1", "k", "s"
 
-    sock_path = str(tmp_path / "notify.sock")
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(sock_path)
-    sock.settimeout(60)
+    sock_path, sock = _notify_socket(tmp_path, timeout=60)
     port = free_port()
     cfg = write_edge_config(tmp_path / "edge.toml", device="door-wd", camera=f"files:{tmp_path}/none/*",
                             broker=None, hub=DeadHub, storage=tmp_path / "data", api_port=port)

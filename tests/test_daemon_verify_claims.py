@@ -8,9 +8,18 @@ import time
 
 import paho.mqtt.client as mqtt
 
-from tests.broker_fixtures import DaemonProc, enrol_five, write_edge_config
+from tests.broker_fixtures import DaemonProc, write_edge_config
 from tests.conftest import free_port
-from tests.hub_fixtures import start_hub
+from tests.hub_fixtures import hub_with_five_enrolled
+
+
+def _start_verify_only_daemon(tmp_path, hub, drop, device: str, broker) -> DaemonProc:
+    """An edge daemon synced from `hub`, identify off, its camera looping over the files in `drop`."""
+    port = free_port()
+    cfg = write_edge_config(tmp_path / "edge.toml", device=device, camera=f"files:{drop}/*",
+                            broker=broker, hub=hub, storage=tmp_path / "data", api_port=port,
+                            loop=True, extra="[identify]\nenabled = false\n")
+    return DaemonProc(cfg, port, tmp_path / "daemon.log").start()
 
 
 def test_claims_from_mqtt_accept_the_right_person_reject_another_and_time_out(mosquitto, subscribe, faces_dir, models_dir, tmp_path):
@@ -33,15 +42,8 @@ def test_claims_from_mqtt_accept_the_right_person_reject_another_and_time_out(mo
     def show(photo):
         shutil.copy(faces_dir / photo, drop / "face.jpg")
 
-    with start_hub(tmp_path / "hub") as hub:
-        client = hub.client(timeout=30.0, retries=0)
-        enrol_five(client, faces_dir)
-        client.close()
-        port = free_port()
-        cfg = write_edge_config(tmp_path / "edge.toml", device="door-v", camera=f"files:{drop}/*",
-                                broker=mosquitto, hub=hub, storage=tmp_path / "data", api_port=port,
-                                loop=True, extra="[identify]\nenabled = false\n")
-        daemon = DaemonProc(cfg, port, tmp_path / "daemon.log").start()
+    with hub_with_five_enrolled(tmp_path / "hub", faces_dir) as hub:
+        daemon = _start_verify_only_daemon(tmp_path, hub, drop, "door-v", mosquitto)
         try:
             daemon.wait_health(lambda h: h["sync"].get("status") == "ok" and h["mqtt"]["connected"], 60)
             time.sleep(0.5)
@@ -75,18 +77,11 @@ def test_a_signed_http_claim_is_decided_on_the_next_face_and_unsigned_ones_are_r
 
     drop = tmp_path / "drop"
     drop.mkdir()
-    with start_hub(tmp_path / "hub") as hub:
-        client = hub.client(timeout=30.0, retries=0)
-        enrol_five(client, faces_dir)
-        client.close()
-        port = free_port()
-        cfg = write_edge_config(tmp_path / "edge.toml", device="door-h", camera=f"files:{drop}/*",
-                                broker=None, hub=hub, storage=tmp_path / "data", api_port=port,
-                                loop=True, extra="[identify]\nenabled = false\n")
-        daemon = DaemonProc(cfg, port, tmp_path / "daemon.log").start()
+    with hub_with_five_enrolled(tmp_path / "hub", faces_dir) as hub:
+        daemon = _start_verify_only_daemon(tmp_path, hub, drop, "door-h", None)
         try:
             daemon.wait_health(lambda h: h["sync"].get("status") == "ok", 60)
-            url = f"http://127.0.0.1:{port}/edge/claim"
+            url = f"http://127.0.0.1:{daemon.api_port}/edge/claim"
             unsigned = httpx.post(url, json={"appid": hub.appid, "person_id": "madonna"}).json()
             assert unsigned["code"] == 4
             ok = httpx.post(url, json={"appid": hub.appid, "person_id": "madonna"},

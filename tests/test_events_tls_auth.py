@@ -49,12 +49,18 @@ def _wait(cond, timeout=10.0):
     return wait_until(cond, timeout)
 
 
-def test_events_flow_over_tls_with_the_right_password(tls_broker, tmp_path):
+def _tls_publisher(tls_broker, tmp_path, password: str) -> MqttPublisher:
+    """A started publisher for user "door" on the TLS broker, trusting its CA."""
     port, ca = tls_broker
     s = MqttSettings(host="127.0.0.1", port=port, prefix="t", tls=True, ca_file=str(ca),
-                     username="door", password="s3cret", reconnect_max_s=1)
+                     username="door", password=password, reconnect_max_s=1)
     pub = MqttPublisher(s, "door-tls", Outbox(tmp_path / "o.db"))
     pub.start()
+    return pub
+
+
+def test_events_flow_over_tls_with_the_right_password(tls_broker, tmp_path):
+    pub = _tls_publisher(tls_broker, tmp_path, "s3cret")
     try:
         assert _wait(lambda: pub.connected)
         pub.publish_event(new_event(n=1))
@@ -64,11 +70,7 @@ def test_events_flow_over_tls_with_the_right_password(tls_broker, tmp_path):
 
 
 def test_a_wrong_password_keeps_events_in_the_outbox(tls_broker, tmp_path):
-    port, ca = tls_broker
-    s = MqttSettings(host="127.0.0.1", port=port, prefix="t", tls=True, ca_file=str(ca),
-                     username="door", password="wrong", reconnect_max_s=1)
-    pub = MqttPublisher(s, "door-tls", Outbox(tmp_path / "o.db"))
-    pub.start()
+    pub = _tls_publisher(tls_broker, tmp_path, "wrong")
     try:
         pub.publish_event(new_event(n=1))
         time.sleep(2)
