@@ -80,3 +80,28 @@ def test_hub_refuses_an_invalid_config_naming_the_key(tmp_path):
     cfg.write_text('[server]\nport = "not a number"\n')
     out = subprocess.run([*EXE, "hub", "--config", str(cfg)], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert out.returncode == 2 and "server.port" in out.stderr
+
+
+def test_a_hub_on_the_lite_pack_verifies_with_that_packs_thresholds(models_dir, faces_dir, tmp_path):
+    import pytest
+
+    from edge.api.config import HubSettings
+    from edge.matcher import CALIBRATED_THRESHOLDS
+    from tests.hub_fixtures import start_hub
+
+    with pytest.raises(ValueError, match="vision.precision"):
+        HubSettings(vision={"precision": "int4"})
+    with pytest.raises(ValueError, match=r"matching.reject \(0.42\) must not exceed matching.accept \(0.4147\)"):
+        HubSettings(vision={"precision": "int8-lite"}, matching={"reject": 0.42})
+
+    madonna = faces_dir / "five_celebrity" / "Madonna"
+    with start_hub(tmp_path, vision={"precision": "int8-lite"}) as hub:
+        assert hub.app.state.service.thresholds == CALIBRATED_THRESHOLDS["int8-lite"]
+        client = hub.client(timeout=30.0, retries=0)
+        try:
+            client.newperson("madonna", ["staff"], (madonna / "val_3.jpg").read_bytes())
+            # 0.436 on this pack: a match at its own accept threshold (0.4147), not at the fused 0.4485
+            out = client.verify("madonna", (madonna / "val_4.jpg").read_bytes())
+        finally:
+            client.close()
+    assert out["ismatch"] is True and out["confidence"] >= 70

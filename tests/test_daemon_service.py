@@ -173,3 +173,47 @@ def test_an_mqtt_wildcard_in_a_topic_prefix_fails_at_start_naming_the_key(tmp_pa
     cfg.write_text(f'[mqtt]\n{key} = "doors/#"\n')
     with pytest.raises(ConfigError, match=f"mqtt.{key}"):
         load(cfg)
+
+
+def test_the_daemon_runs_the_lite_pack_with_its_own_calibrated_thresholds(models_dir, faces_dir, tmp_path):
+    from edge.cloud import CloudClient
+    from edge.matcher import CALIBRATED_THRESHOLDS
+
+    class DeadHub:  # credentials for the local API; nothing listens there
+        url, appid, secret_id, secret_key = f"http://127.0.0.1:{free_port()}", "1", "AKIDlite", "lite-key"
+
+    port = free_port()
+    cfg = write_edge_config(tmp_path / "edge.toml", device="door-lite", camera=f"files:{tmp_path}/none/*",
+                            broker=None, hub=DeadHub, storage=tmp_path / "data", api_port=port,
+                            extra='[policy]\nreject = 0.3\n')
+    cfg.write_text(cfg.read_text().replace("[vision]\n", '[vision]\nprecision = "int8-lite"\n', 1))
+    daemon = DaemonProc(cfg, port, tmp_path / "d.log").start()
+    lite = CALIBRATED_THRESHOLDS["int8-lite"]
+    packs = json.loads((models_dir / "models.json").read_text())["packs"]
+    edge = CloudClient(f"http://127.0.0.1:{port}", DeadHub.appid, DeadHub.secret_id, DeadHub.secret_key,
+                       timeout=30, retries=0)
+    try:
+        h = daemon.wait_health(lambda h: True, 60)
+        assert (h["pack"], h["fingerprint"]) == ("int8-lite", packs["int8-lite"]["embedder_fingerprint"])
+        assert h["thresholds"] == {"accept": lite.accept, "reject": 0.3}  # the override, else the pack's own
+        # This same-person pair scores 0.436 on the lite pack: confidence >= 70 (accept) under its
+        # own accept threshold, < 70 under the fused pack's 0.4485.
+        madonna = faces_dir / "five_celebrity" / "Madonna"
+        out = edge.compare((madonna / "val_3.jpg").read_bytes(), (madonna / "val_4.jpg").read_bytes())
+        assert out["similarity"] >= 70
+    finally:
+        edge.close()
+        assert daemon.terminate() == 0
+
+
+def test_a_pack_that_does_not_exist_or_thresholds_out_of_order_fail_at_start(tmp_path):
+    cfg = tmp_path / "e.toml"
+    cfg.write_text('[vision]\nprecision = "int4"\n')
+    with pytest.raises(ConfigError, match="vision.precision"):
+        load(cfg)
+    # Only the reject threshold is set: it is checked against the lite pack's calibrated accept.
+    cfg.write_text('[vision]\nprecision = "int8-lite"\n[policy]\nreject = 0.43\n')
+    with pytest.raises(ConfigError, match=r"policy.reject \(0.43\) must not exceed policy.accept \(0.4147\)"):
+        load(cfg)
+    cfg.write_text('[vision]\nprecision = "int8-lite"\n[policy]\nreject = 0.40\n')
+    assert load(cfg).vision.precision == "int8-lite"

@@ -75,3 +75,18 @@ def test_confidence_is_monotone_and_puts_the_thresholds_at_40_and_70():
     values = [confidence(s, t) for s in scores]
     assert values == sorted(values) and values[0] == 0 and values[-1] == 100
     assert confidence(0.45, t) == 70 and confidence(0.28, t) == 40
+
+
+def test_every_model_pack_has_calibrated_thresholds_and_can_be_configured():
+    import typing
+
+    from edge.api.config import Pack
+    from edge.daemon.config import VisionSettings
+    from edge.matcher import CALIBRATED_THRESHOLDS
+    from edge.vision.pipeline import PRECISIONS
+
+    assert set(CALIBRATED_THRESHOLDS) == set(PRECISIONS)
+    assert set(typing.get_args(Pack)) == set(PRECISIONS)
+    assert set(typing.get_args(VisionSettings.model_fields["precision"].annotation)) == set(PRECISIONS)
+    for t in CALIBRATED_THRESHOLDS.values():
+        assert -1 < t.reject < t.accept < 1

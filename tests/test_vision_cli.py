@@ -71,3 +71,17 @@ def test_compare_pairs_prints_one_line_per_pair_with_both_paths(models_dir, phot
     assert lines[0]["decision"] == "accept"
     assert lines[1]["decision"] == "reject" and lines[1]["confidence"] < 40
     assert lines[2]["error"]["code"] == -1101 and lines[2]["error"]["image"] == "b"
+
+
+def test_compare_on_the_lite_pack_decides_with_the_lite_thresholds(models_dir, faces_dir):
+    from edge.matcher import CALIBRATED_THRESHOLDS
+
+    # The single-embedder pack scores this same-person pair 0.436: an accept under its own
+    # calibrated threshold (0.4147), but below the fused pack's (0.4485), which it once used.
+    five = faces_dir / "five_celebrity" / "Madonna"
+    proc = _run("compare", str(five / "val_3.jpg"), str(five / "val_4.jpg"), "--precision", "int8-lite", "--json")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    lite, fused = CALIBRATED_THRESHOLDS["int8-lite"], CALIBRATED_THRESHOLDS["int8"]
+    assert lite.accept <= out["similarity"] < fused.accept
+    assert out["decision"] == "accept" and out["confidence"] >= 70

@@ -9,9 +9,11 @@ from __future__ import annotations
 import stat
 from pathlib import Path
 
+from typing import Literal
+
 from pydantic import BaseModel, Field, model_validator
 
-from edge.matcher import DEFAULT_THRESHOLDS
+from edge.matcher import Thresholds, thresholds_for
 
 from edge.settings import ConfigError, RoleSettings, load_settings, read_toml, render_example
 from edge.signature import Credential
@@ -55,10 +57,15 @@ class UrlFetchSection(BaseModel):
     )
 
 
+# The model packs of models.json (edge.vision.pipeline.PRECISIONS).
+Pack = Literal["int8", "fp32", "int8-lite", "fp32-lite"]
+
+
 class VisionSection(BaseModel):
     models_dir: str = Field("", description="Built model pack directory; empty = the package's models/.")
-    precision: str = Field("int8", description="Embedder pack for matching: int8 (same as the edges, so sync works) or fp32.")
-    also_embed: list[str] = Field(
+    precision: Pack = Field("int8", description="Model pack for matching: the edges' pack (so sync works): int8,\n"
+                            "fp32, int8-lite or fp32-lite; [matching] defaults to its calibrated thresholds.")
+    also_embed: list[Pack] = Field(
         default_factory=list, description="Extra precisions whose embeddings are also stored, for edges running another pack."
     )
     threads: int = Field(
@@ -69,16 +76,12 @@ class VisionSection(BaseModel):
 
 
 class MatchingSection(BaseModel):
-    accept: float = Field(DEFAULT_THRESHOLDS.accept, ge=-1, le=1,
-                          description="Cosine score at or above which verify answers ismatch=true (confidence 70).")
-    reject: float = Field(DEFAULT_THRESHOLDS.reject, ge=-1, le=1,
-                          description="Cosine score mapped to confidence 40 (the calibrated reject threshold).")
-
-    @model_validator(mode="after")
-    def _ordered(self) -> "MatchingSection":
-        if self.reject > self.accept:
-            raise ValueError("matching.reject must not exceed matching.accept")
-        return self
+    accept: float | None = Field(None, ge=-1, le=1,
+                                 description="Cosine score at or above which verify answers ismatch=true (confidence 70);\n"
+                                 "unset: the one calibrated for [vision] precision.")
+    reject: float | None = Field(None, ge=-1, le=1,
+                                 description="Cosine score mapped to confidence 40; unset: the one calibrated for\n"
+                                 "[vision] precision.")
 
 
 class HubSettings(RoleSettings):
@@ -95,6 +98,17 @@ class HubSettings(RoleSettings):
         default_factory=MatchingSection,
         description="Decision thresholds; the defaults are the calibrated ones of edge.matcher (README \"Thresholds\").",
     )
+
+    @model_validator(mode="after")
+    def _thresholds_ordered(self) -> "HubSettings":
+        t = self.thresholds()
+        if t.reject > t.accept:
+            raise ValueError(f"matching.reject ({t.reject}) must not exceed matching.accept ({t.accept})")
+        return self
+
+    def thresholds(self) -> Thresholds:
+        """The matching thresholds: those calibrated for the pack, with the configured overrides."""
+        return thresholds_for(self.vision.precision, self.matching.accept, self.matching.reject)
 
     def all_credentials(self) -> list[Credential]:
         """Credentials of the config plus those of `secrets_file` (checked for permissions)."""

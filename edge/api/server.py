@@ -35,11 +35,8 @@ def build_app(settings):
     store = SqliteStore(settings.storage.path)
     vision = VisionPacks(settings.vision.models_dir, settings.vision.precision, settings.vision.also_embed,
                          settings.vision.threads)
-    from edge.matcher import DEFAULT_THRESHOLDS, Thresholds
-
-    thresholds = Thresholds(settings.matching.accept, settings.matching.reject, DEFAULT_THRESHOLDS.margin)
     service = HubService(store, vision, Limits(lim.faces_per_person, lim.persons_per_group, lim.groups_per_appid),
-                         thresholds)
+                         settings.thresholds())
     uf = settings.url_fetch
     app = create_app(
         service, credentials,

@@ -12,7 +12,6 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-from edge.matcher import DEFAULT_THRESHOLDS
 from edge.settings import RoleSettings, load_settings, render_example
 
 
@@ -59,9 +58,10 @@ class PolicySettings(BaseModel):
     offline: Literal["deny", "allow", "uncertain"] = Field(
         "deny", description="Decision for an uncertain face when the cloud cannot answer: "
                             "deny (fail-secure) | allow (fail-open) | uncertain (publish as is).")
-    accept: float | None = Field(None, description="Override the accept threshold (cosine); "
-                                 "unset: the calibrated default.")
-    reject: float | None = Field(None, description="Override the reject threshold (cosine); unset: the calibrated default.")
+    accept: float | None = Field(None, ge=-1, le=1, description="Override the accept threshold (cosine); "
+                                 "unset: the one calibrated for [vision] precision.")
+    reject: float | None = Field(None, ge=-1, le=1, description="Override the reject threshold (cosine); "
+                                 "unset: the one calibrated for [vision] precision.")
     cloud_fallback: bool = Field(True, description="Ask the hub's /face/verify when uncertain.")
 
 
@@ -128,7 +128,9 @@ class StorageSettings(BaseModel):
 class VisionSettings(BaseModel):
     models_dir: Path | None = Field(None, description="Built models (unset: EDGE_VERIFIER_MODELS "
                                     "or <repo>/models).")
-    precision: Literal["int8", "fp32"] = Field("int8", description="Model pack precision.")
+    precision: Literal["int8", "fp32", "int8-lite", "fp32-lite"] = Field(
+        "int8", description="Model pack: int8 (default), fp32, or the single-embedder int8-lite /\n"
+        "fp32-lite within 0.4 GMAC per face; each pack has its own calibrated thresholds.")
     threads: int | None = Field(None, description="ONNX Runtime threads (unset: all cores).")
     max_faces: int = Field(4, ge=1, description="Faces handled per frame (largest first).")
 
@@ -155,9 +157,11 @@ class EdgeSettings(RoleSettings):
 
     @model_validator(mode="after")
     def _thresholds_ordered(self) -> "EdgeSettings":
-        p = self.policy
-        if p.accept is not None and p.reject is not None and p.reject > p.accept:
-            raise ValueError("policy.reject must not exceed policy.accept")
+        from edge.matcher import thresholds_for
+
+        t = thresholds_for(self.vision.precision, self.policy.accept, self.policy.reject)
+        if t.reject > t.accept:
+            raise ValueError(f"policy.reject ({t.reject}) must not exceed policy.accept ({t.accept})")
         return self
 
 
@@ -178,7 +182,5 @@ def example_toml() -> str:
             "hub.secret_key": "...",
             "vision.models_dir": "/opt/edge-verifier/models",
             "vision.threads": 4,
-            "policy.accept": DEFAULT_THRESHOLDS.accept,
-            "policy.reject": DEFAULT_THRESHOLDS.reject,
         },
     )

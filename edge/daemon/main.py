@@ -77,7 +77,7 @@ class Daemon:
         from edge.camera import from_settings
         from edge.daemon.decide import Decider
         from edge.events import MqttPublisher, NullPublisher, Outbox
-        from edge.matcher import DEFAULT_THRESHOLDS, Gallery, Thresholds
+        from edge.matcher import Gallery, thresholds_for
         from edge.sync import Syncer
         from edge.tracker import Tracker
         from edge.vision import Pipeline
@@ -90,10 +90,7 @@ class Daemon:
                                       threads=s.vision.threads)
         log.info("models loaded in %.2fs (fingerprint %s)", time.perf_counter() - t0,
                  self.pipeline.fingerprint)
-        self.thresholds = Thresholds(
-            accept=s.policy.accept if s.policy.accept is not None else DEFAULT_THRESHOLDS.accept,
-            reject=s.policy.reject if s.policy.reject is not None else DEFAULT_THRESHOLDS.reject,
-            margin=DEFAULT_THRESHOLDS.margin)
+        self.thresholds = thresholds_for(s.vision.precision, s.policy.accept, s.policy.reject)
         self.gallery_ref = Gallery((), self.thresholds, version="empty")
         if s.hub.url:
             from edge.cloud import CloudClient
@@ -409,7 +406,8 @@ class Daemon:
                 "cache": {"version": gallery.version, "faces": len(gallery),
                           "persons": len(gallery.person_ids)},
                 "sync": sync, "cloud": {"breaker": breaker}, "decisions": self.decisions,
-                "fingerprint": self.pipeline.fingerprint}
+                "pack": self.s.vision.precision, "fingerprint": self.pipeline.fingerprint,
+                "thresholds": {"accept": self.thresholds.accept, "reject": self.thresholds.reject}}
 
     # -- stop ------------------------------------------------------------------------------
     def shutdown(self) -> None:

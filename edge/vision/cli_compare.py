@@ -18,7 +18,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("images", nargs="*", metavar="IMAGE", help="two images A B")
     parser.add_argument("--pairs", type=Path, default=None, help="file of tab-separated path pairs")
     parser.add_argument("--json", action="store_true", help="JSON on stdout (the only output format)")
-    parser.add_argument("--precision", choices=["int8", "fp32"], default="int8")
+    parser.add_argument("--precision", choices=["int8", "fp32", "int8-lite", "fp32-lite"], default="int8",
+                        help="model pack (default int8)")
     parser.add_argument("--models-dir", type=Path, default=None)
     parser.add_argument("--threads", type=int, default=None)
 
@@ -45,9 +46,9 @@ class _Embeddings:
         return self.cache[path]
 
 
-def compare(emb: _Embeddings, a: str, b: str) -> dict:
+def compare(emb: _Embeddings, a: str, b: str, thresholds) -> dict:
     from edge.errors import ApiError
-    from edge.matcher import DEFAULT_THRESHOLDS, confidence, cosine
+    from edge.matcher import confidence, cosine
 
     ea, eb = emb.get(a), emb.get(b)
     for which, e in (("a", ea), ("b", eb)):
@@ -56,8 +57,8 @@ def compare(emb: _Embeddings, a: str, b: str) -> dict:
     score = cosine(ea, eb)
     return {
         "similarity": round(score, 4),
-        "confidence": confidence(score, DEFAULT_THRESHOLDS),
-        "decision": DEFAULT_THRESHOLDS.decide(score).value,
+        "confidence": confidence(score, thresholds),
+        "decision": thresholds.decide(score).value,
     }
 
 
@@ -75,9 +76,11 @@ def run(args) -> int:
     except FileNotFoundError as exc:
         print(f"edge-verifier compare: error: {exc}", file=sys.stderr)
         return 2
-    emb = _Embeddings(pipe)
+    from edge.matcher import thresholds_for
+
+    emb, thresholds = _Embeddings(pipe), thresholds_for(args.precision)
     if args.pairs is None:
-        out = compare(emb, *args.images)
+        out = compare(emb, *args.images, thresholds)
         print(json.dumps(out))
         return 1 if "error" in out else 0
     try:
@@ -93,7 +96,7 @@ def run(args) -> int:
             print(json.dumps({"line": i, "error": {"code": 21, "message": "invalid parameter: expected two tab-separated paths"}}))
             continue
         a, b = parts
-        sys.stdout.write(json.dumps({"a": a, "b": b, **compare(emb, a, b)}) + "\n")
+        sys.stdout.write(json.dumps({"a": a, "b": b, **compare(emb, a, b, thresholds)}) + "\n")
         sys.stdout.flush()
         if i % 100 == 0:
             print(f"[compare] {i}/{len(lines)} pairs", file=sys.stderr, flush=True)

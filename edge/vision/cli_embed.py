@@ -17,7 +17,8 @@ from typing import Iterator
 def add_arguments(parser) -> None:
     parser.add_argument("paths", nargs="+", metavar="PATH", help="image files; '-' reads paths from stdin")
     parser.add_argument("--json", action="store_true", help="JSON lines on stdout (the only output format)")
-    parser.add_argument("--precision", choices=["int8", "fp32"], default="int8")
+    parser.add_argument("--precision", choices=["int8", "fp32", "int8-lite", "fp32-lite"], default="int8",
+                        help="model pack (default int8)")
     parser.add_argument("--models-dir", type=Path, default=None)
     parser.add_argument("--max-faces", type=int, default=None, help="embed only the N largest faces")
     parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads (default: all cores)")
