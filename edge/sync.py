@@ -61,6 +61,7 @@ class Syncer:
         with self._lock:
             pages = changes = 0
             more = False
+            fields: dict = {}
             try:
                 while True:
                     since = self.cache.cursor
@@ -83,28 +84,28 @@ class Syncer:
                         break
             except CloudApiError as exc:
                 status = "fingerprint_mismatch" if exc.code == 21 and "fingerprint" in exc.message.lower() else "error"
-                self._failed(status, f"hub answered {exc.code}: {exc.message}")
+                fields = self._failed(status, f"hub answered {exc.code}: {exc.message}")
             except CloudError as exc:
-                self._failed("offline", f"hub unreachable: {exc}")
+                fields = self._failed("offline", f"hub unreachable: {exc}")
             except (CacheError, KeyError, TypeError, ValueError) as exc:
-                self._failed("error", f"bad sync page: {exc}")
+                fields = self._failed("error", f"bad sync page: {exc}")
             else:
                 if more:  # "ok" means caught up with the hub; not yet
-                    self.state.update(status="syncing", last_error="")
+                    fields = {"status": "syncing", "last_error": ""}
                 else:
-                    self.state.update(status="ok", last_ok=time.time(), last_error="")
-                    self.state["syncs"] += 1
+                    fields = {"status": "ok", "last_ok": time.time(), "last_error": "",
+                              "syncs": self.state["syncs"] + 1}
             if changes:
                 self.load()  # swap in the new gallery (even after a failed page: pages are whole)
-            self.state["changes"] += changes
-            self.state["cursor"] = self.cache.cursor
-            self.state["pages_last"] = pages
+            # One update: /health (another thread) must never see "ok" beside the old cursor.
+            self.state.update(fields, changes=self.state["changes"] + changes, cursor=self.cache.cursor,
+                              pages_last=pages)
             return dict(self.state)
 
-    def _failed(self, status: str, message: str) -> None:
-        self.state.update(status=status, last_error=message)
-        self.state["failures"] += 1
+    def _failed(self, status: str, message: str) -> dict:
+        """The state fields of a failed sync (logged here, applied by the caller)."""
         log.warning("sync failed: %s", message)
+        return {"status": status, "last_error": message, "failures": self.state["failures"] + 1}
 
     def trigger(self) -> None:
         self._trigger.set()
@@ -116,7 +117,7 @@ class Syncer:
                 self.sync_once()
             except Exception:  # a dead sync thread would freeze the gallery unnoticed
                 log.exception("sync failed unexpectedly")
-                self._failed("error", "internal error (see the log)")
+                self.state.update(self._failed("error", "internal error (see the log)"))
             self._trigger.wait(self.interval_s)
             self._trigger.clear()
             if stop.is_set():
