@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import requests
 
 from edge.api.config import example_toml
@@ -83,8 +84,6 @@ def test_hub_refuses_an_invalid_config_naming_the_key(tmp_path):
 
 
 def test_a_hub_on_the_lite_pack_verifies_with_that_packs_thresholds(models_dir, faces_dir, tmp_path):
-    import pytest
-
     from edge.api.config import HubSettings
     from edge.matcher import CALIBRATED_THRESHOLDS
     from tests.hub_fixtures import start_hub

@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import stat
 from pathlib import Path
-
 from typing import Literal
 
 from pydantic import BaseModel, Field, model_validator
 
 from edge.matcher import Thresholds, thresholds_for
-
 from edge.settings import ConfigError, RoleSettings, load_settings, read_toml, render_example
 from edge.signature import Credential
 
