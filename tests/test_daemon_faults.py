@@ -5,7 +5,6 @@ from __future__ import annotations
 import shutil
 import signal
 import sqlite3
-import time
 from contextlib import ExitStack
 
 from edge.cache import EdgeCache

@@ -86,11 +86,7 @@ class _Graph:
             new = self.replaced.get(id(n), n)
             if new is not None:
                 nodes.append(new)
-        set_nodes(self.g, nodes)
-        used = {i for n in nodes for i in n.input}
-        unused = [i for i in self.g.initializer if i.name not in used]
-        for tensor in unused:  # read by no node any more: the replaced slopes' codes
-            self.g.initializer.remove(tensor)
+        set_nodes(self.g, nodes)  # also drops what no node reads any more: the replaced slopes' codes
 
 
 def _rewrite(G: _Graph, node: onnx.NodeProto, float_values: dict[str, np.ndarray]) -> bool:
