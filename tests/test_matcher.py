@@ -77,16 +77,17 @@ def test_confidence_is_monotone_and_puts_the_thresholds_at_40_and_70():
     assert confidence(0.45, t) == 70 and confidence(0.28, t) == 40
 
 
-def test_every_model_pack_has_calibrated_thresholds_and_can_be_configured():
-    import typing
+def test_every_model_pack_has_calibrated_thresholds_and_can_be_configured(models_dir):
+    import json
 
-    from edge.api.config import Pack
+    from edge.api.config import VisionSection
     from edge.daemon.config import VisionSettings
     from edge.matcher import CALIBRATED_THRESHOLDS
-    from edge.vision.pipeline import PRECISIONS
+    from edge.vision.packs import PACKS
 
-    assert set(CALIBRATED_THRESHOLDS) == set(PRECISIONS)
-    assert set(typing.get_args(Pack)) == set(PRECISIONS)
-    assert set(typing.get_args(VisionSettings.model_fields["precision"].annotation)) == set(PRECISIONS)
+    built = json.loads((models_dir / "models.json").read_text())["packs"]
+    assert set(built) == set(PACKS) == set(CALIBRATED_THRESHOLDS)
+    for pack in PACKS:
+        assert VisionSettings(precision=pack).precision == VisionSection(precision=pack).precision == pack
     for t in CALIBRATED_THRESHOLDS.values():
         assert -1 < t.reject < t.accept < 1

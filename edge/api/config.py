@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import stat
 from pathlib import Path
-from typing import Literal
 
 from pydantic import BaseModel, Field, model_validator
 
 from edge.matcher import Thresholds, thresholds_for
 from edge.settings import ConfigError, RoleSettings, load_settings, read_toml, render_example
 from edge.signature import Credential
+from edge.vision.packs import Pack
 
 
 class ServerSection(BaseModel):
@@ -53,10 +53,6 @@ class UrlFetchSection(BaseModel):
         description="Hosts or CIDRs that may be fetched although private/loopback/link-local\n"
         "(e.g. [\"10.0.0.0/8\", \"images.internal\"]). Empty: public addresses only.",
     )
-
-
-# The model packs of models.json (edge.vision.pipeline.PRECISIONS).
-Pack = Literal["int8", "fp32", "int8-lite", "fp32-lite"]
 
 
 class VisionSection(BaseModel):

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.localenv import shared_faces_dir
+from edge.vision.packs import PACKS
 
 # The centre box for the fallback and to choose the labelled face: LFW crops are 250x250
 # around a detection of about 110x110 in the middle.
@@ -37,7 +38,7 @@ _DUPLICATES = {("Bart_Hendricks", 1): ("Ricky_Ray", 1), ("Carlos_Beltran", 1): (
 def add_arguments(parser) -> None:
     parser.add_argument("--data", type=Path, default=None, help="LFW folder with pairs.txt (default ../shared/faces/lfw)")
     parser.add_argument("--models-dir", type=Path, default=None)
-    parser.add_argument("--precision", choices=["both", "all", "int8", "fp32", "int8-lite", "fp32-lite"], default="both",
+    parser.add_argument("--precision", choices=["both", "all", *PACKS], default="both",
                         help="both: int8 and fp32 packs; all: also the single-embedder -lite packs")
     parser.add_argument("--folds", type=int, default=10, help="use only the first N folds (quick runs)")
     parser.add_argument("--workers", type=int, default=None, help="parallel images (default: CPU count)")
@@ -202,7 +203,7 @@ def run(args) -> int:
     ia = np.array([index[a] for a, _, _ in pairs])
     ib = np.array([index[b] for _, b, _ in pairs])
     same = np.array([s for _, _, s in pairs])
-    precisions = {"both": ["int8", "fp32"], "all": ["int8", "fp32", "int8-lite", "fp32-lite"]}.get(
+    precisions = {"both": ["int8", "fp32"], "all": list(PACKS)}.get(
         args.precision, [args.precision])
     _log(f"{len(pairs)} pairs in {args.folds} folds, {len(names)} images, {workers} workers, {precisions}")
 

@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, model_validator
 
 from edge.settings import RoleSettings, load_settings, render_example
+from edge.vision.packs import Pack
 
 
 class DeviceSettings(BaseModel):
@@ -128,7 +129,7 @@ class StorageSettings(BaseModel):
 class VisionSettings(BaseModel):
     models_dir: Path | None = Field(None, description="Built models (unset: EDGE_VERIFIER_MODELS "
                                     "or <repo>/models).")
-    precision: Literal["int8", "fp32", "int8-lite", "fp32-lite"] = Field(
+    precision: Pack = Field(
         "int8", description="Model pack: int8 (default), fp32, or the single-embedder int8-lite /\n"
         "fp32-lite within 0.4 GMAC per face; each pack has its own calibrated thresholds.")
     threads: int | None = Field(None, description="ONNX Runtime threads (unset: all cores).")

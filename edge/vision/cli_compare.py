@@ -13,12 +13,14 @@ import json
 import sys
 from pathlib import Path
 
+from edge.vision.packs import PACKS
+
 
 def add_arguments(parser) -> None:
     parser.add_argument("images", nargs="*", metavar="IMAGE", help="two images A B")
     parser.add_argument("--pairs", type=Path, default=None, help="file of tab-separated path pairs")
     parser.add_argument("--json", action="store_true", help="JSON on stdout (the only output format)")
-    parser.add_argument("--precision", choices=["int8", "fp32", "int8-lite", "fp32-lite"], default="int8",
+    parser.add_argument("--precision", choices=PACKS, default="int8",
                         help="model pack (default int8)")
     parser.add_argument("--models-dir", type=Path, default=None)
     parser.add_argument("--threads", type=int, default=None)

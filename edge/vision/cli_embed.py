@@ -13,11 +13,13 @@ import sys
 from pathlib import Path
 from typing import Iterator
 
+from edge.vision.packs import PACKS
+
 
 def add_arguments(parser) -> None:
     parser.add_argument("paths", nargs="+", metavar="PATH", help="image files; '-' reads paths from stdin")
     parser.add_argument("--json", action="store_true", help="JSON lines on stdout (the only output format)")
-    parser.add_argument("--precision", choices=["int8", "fp32", "int8-lite", "fp32-lite"], default="int8",
+    parser.add_argument("--precision", choices=PACKS, default="int8",
                         help="model pack (default int8)")
     parser.add_argument("--models-dir", type=Path, default=None)
     parser.add_argument("--max-faces", type=int, default=None, help="embed only the N largest faces")

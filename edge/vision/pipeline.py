@@ -19,10 +19,10 @@ from edge.vision.detector import FaceDetector
 from edge.vision.embedder import Embedder, EmbedderEnsemble
 from edge.vision.face import Face
 from edge.vision.landmarks import LandmarkNet
+from edge.vision.packs import PACKS
 from edge.vision.runtime import make_session
 
 # "-lite": one embedder instead of the fused two (cheaper, less accurate; see models build)
-PRECISIONS = ("int8", "fp32", "int8-lite", "fp32-lite")
 
 
 def default_models_dir() -> Path:
@@ -55,8 +55,8 @@ class Pipeline:
 
     @classmethod
     def load(cls, models_dir: Path | str | None = None, precision: str = "int8", threads: int | None = None) -> "Pipeline":
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
+        if precision not in PACKS:
+            raise ValueError(f"precision must be one of {PACKS}, not {precision!r}")
         models_dir = Path(models_dir) if models_dir else default_models_dir()
         index = models_dir / "models.json"
         if not index.is_file():
