@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper
+
+from edge.modelpack.convert import upgrade
 from edge.modelpack.manifest import load_manifest
 
 EXE = Path(sys.executable).with_name("edge-verifier")
@@ -49,10 +54,46 @@ def test_missing_npm_client_is_a_clear_error(tmp_path):
     assert "npm not found" in proc.stderr
 
 
+def _conv_bn_with_weights_as_inputs() -> onnx.ModelProto:
+    """Conv + BatchNorm, opset 11, every weight also a graph input (as SFace's exporter wrote it)."""
+    rng = np.random.default_rng(0)
+    weights = {"w": rng.normal(size=(4, 3, 3, 3)), "scale": rng.uniform(0.5, 2, 4), "bias": rng.normal(size=4),
+               "mean": rng.normal(size=4), "var": rng.uniform(0.5, 2, 4)}
+    inits = [numpy_helper.from_array(v.astype(np.float32), k) for k, v in weights.items()]
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"]),
+             helper.make_node("BatchNormalization", ["c", "scale", "bias", "mean", "var"], ["y"])]
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])]
+    inputs += [helper.make_tensor_value_info(i.name, TensorProto.FLOAT, list(i.dims)) for i in inits]
+    graph = helper.make_graph(nodes, "g", inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)])
+
+
+def _ops_after_ort(model: onnx.ModelProto, tmp_path: Path) -> list[str]:
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    opts.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    return [n.op_type for n in onnx.load(opts.optimized_model_filepath).graph.node]
+
+
+def test_weights_listed_as_graph_inputs_are_dropped_so_batchnorm_folds(tmp_path, models_dir):
+    source = _conv_bn_with_weights_as_inputs()
+    # As exported, the weights can be overridden at run time, so ONNX Runtime keeps the BatchNorm.
+    assert "BatchNormalization" in _ops_after_ort(source, tmp_path)
+    converted = upgrade(source.SerializeToString(), "test")
+    assert [i.name for i in converted.graph.input] == ["x"]
+    assert _ops_after_ort(converted, tmp_path) == ["Conv"]
+    x = np.random.default_rng(1).normal(size=(1, 3, 8, 8)).astype(np.float32)
+    run = lambda m: ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]  # noqa: E731
+    np.testing.assert_allclose(run(converted), run(source), rtol=1e-5, atol=1e-5)
+    # The built SFace takes the image and nothing else.
+    assert [i.name for i in onnx.load(models_dir / "embedder.fp32.onnx").graph.input] == ["data"]
+
+
 def test_manifest_pins_version_and_both_hashes_for_every_source():
     sources = load_manifest(REPO_MANIFEST)
     roles = {f.role for s in sources for f in s.files}
-    assert {"detector", "landmarks", "embedder"} <= roles
+    assert {"detector", "landmarks", "embedder", "embedder-lite"} <= roles
     for s in sources:
         assert s.registry in ("pypi", "npm") and s.version and len(s.archive_sha256) == 64
         assert all(len(f.sha256) == 64 for f in s.files)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 
@@ -168,4 +169,15 @@ def test_concurrent_analyze_gives_the_same_embeddings(pipeline, faces_dir):
 
 def test_loading_from_a_folder_without_models_says_how_to_build_them(tmp_path):
     with pytest.raises(FileNotFoundError, match="edge-verifier models build"):
+        Pipeline.load(tmp_path)
+
+
+def test_models_from_an_older_build_are_refused_with_how_to_rebuild(models_dir, tmp_path):
+    # Build 7's models.json has no "std" for its embedders (they all divided by 128): a folder
+    # left from it is refused with the fix instead of failing on a missing key.
+    meta = json.loads((models_dir / "models.json").read_text())
+    for info in meta["models"].values():
+        info["input"].pop("std", None)
+    (tmp_path / "models.json").write_text(json.dumps(meta))
+    with pytest.raises(FileNotFoundError, match="older build: run `edge-verifier models build`"):
         Pipeline.load(tmp_path)

@@ -39,7 +39,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--data", type=Path, default=None, help="LFW folder with pairs.txt (default ../shared/faces/lfw)")
     parser.add_argument("--models-dir", type=Path, default=None)
     parser.add_argument("--precision", choices=["both", "all", *PACKS], default="both",
-                        help="both: int8 and fp32 packs; all: also the single-embedder -lite packs")
+                        help="both: int8 and fp32 packs; all: also the cheaper -lite packs")
     parser.add_argument("--folds", type=int, default=10, help="use only the first N folds (quick runs)")
     parser.add_argument("--workers", type=int, default=None, help="parallel images (default: CPU count)")
     parser.add_argument("--calibrate", action="store_true",

@@ -156,9 +156,7 @@ def _macs(models_dir: str | None, pack: str) -> dict:
         "detect": count_macs(root / files["detector"], meta["models"][files["detector"]]["input"]["shape"]),
         # O-Net runs once plus once per refinement pass for each face
         "landmarks": count_macs(root / files["landmarks"], [1, 48, 48, 3]) * (LandmarkNet.refine_passes + 1),
-        # every member of a fused embedder runs on the same aligned crop
-        "embed": sum(count_macs(root / name, [1, 3, 112, 112])
-                     for role, name in files.items() if role.startswith("embedder")),
+        "embed": count_macs(root / files["embedder"], [1, 3, 112, 112]),
     }
     gmac = {k: round(v / 1e9, 4) for k, v in gmac.items()}
     return {"gmac": gmac, "gmac_per_face": round(sum(gmac.values()), 4)}

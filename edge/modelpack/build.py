@@ -2,7 +2,8 @@
 
 Output in the models folder: <role>.fp32.onnx, <role>.int8.onnx and models.json, which
 describes every file (sha256 fingerprint, input size, normalisation, colour order, source) and
-the two packs (int8 for the edge, fp32 for a hub that wants it), each with a fingerprint.
+the packs (int8 for the edge, fp32 for a hub that wants it, and their -lite variants), each
+with a fingerprint.
 Everything is written to a temporary folder first and moved in at the end, so a failed build
 leaves the previous models untouched. A second run re-verifies and does nothing.
 """
@@ -26,24 +27,35 @@ from edge.modelpack.prelu import unfold_prelu
 
 # Bump when the build's output for the same manifest changes (conversion, quantization,
 # calibration crops), so existing model folders are rebuilt.
-BUILD_VERSION = 7  # 4: PRelu rewritten as element-wise ops (edge/modelpack/prelu.py)
+BUILD_VERSION = 8  # 4: PRelu rewritten as element-wise ops (edge/modelpack/prelu.py)
 # 5: the converted TFLite model's initializers in a fixed order (same bytes on every machine)
 # 6: the int8 embedders' PRelu layers run on uint8 codes (edge/modelpack/int8_prelu.py)
 # 7: their per-channel slopes as 1x1 depthwise QLinearConvs instead of QLinearMul (same numbers, faster)
+# 8: SFace is the embedder of the int8/fp32 packs; the 192-d TFLite MobileFaceNet is gone
 ALIGNMENT = "arcface-112-5pt"
 
 # What each role's network expects; recorded in models.json for other runtimes and readers.
+# The embedders' input is (rgb - mean) / std.
 INPUTS = {
     "detector": {"shape": [1, 3, 240, 320], "layout": "NCHW", "colour": "RGB", "normalisation": "(x - 127) / 128",
                  "note": "letterboxed frame; outputs decoded corner boxes relative to the input"},
     "landmarks": {"shape": ["N", 48, 48, 3], "layout": "NWHC (transposed NHWC)", "colour": "RGB",
                   "normalisation": "(x - 127.5) / 128", "note": "square face box; outputs box regression, 5 points, score"},
-    "embedder": {"shape": [1, 3, 112, 112], "layout": "NCHW", "colour": "RGB", "normalisation": "(x - 127) / 128",
-                 "mean": 127.0, "note": f"aligned crop ({ALIGNMENT}); output 512-d, L2-normalised by the pipeline"},
-    "embedder2": {"shape": ["N", 3, 112, 112], "layout": "NCHW", "colour": "RGB", "normalisation": "(x - 127.5) / 128",
-                  "mean": 127.5, "note": f"aligned crop ({ALIGNMENT}); output 192-d; fused with embedder at score level"},
+    "embedder": {"shape": [1, 3, 112, 112], "layout": "NCHW", "colour": "RGB",
+                 "normalisation": "none: raw 0-255 (the network computes (x - 127.5) / 128 itself)",
+                 "mean": 0.0, "std": 1.0,
+                 "note": f"SFace; aligned crop ({ALIGNMENT}); output 128-d, L2-normalised by the pipeline"},
+    "embedder-lite": {"shape": [1, 3, 112, 112], "layout": "NCHW", "colour": "RGB", "normalisation": "(x - 127) / 128",
+                      "mean": 127.0, "std": 128.0,
+                      "note": f"MobileFaceNet-like; aligned crop ({ALIGNMENT}); output 512-d, L2-normalised by the pipeline"},
 }
-EMBEDDERS = ("embedder", "embedder2")
+# Which embedder each pack runs: the packs' file maps call it "embedder" either way.
+EMBEDDERS = {"": "embedder", "-lite": "embedder-lite"}
+# Whether the int8 embedder keeps its final projection in float (quantize.edge_layers). The
+# 512-d network's is a cheap 1x1 convolution. SFace's is a 25088x128 Gemm, a third of its
+# weights: in float it cost 1.6 ms and 50 MB of RSS more per face for the same LFW accuracy
+# (99.53 % on the cached crops either way).
+FLOAT_PROJECTION = {"embedder": False, "embedder-lite": True}
 
 
 def _log(msg: str) -> None:
@@ -99,7 +111,7 @@ def build(models_dir: Path, manifest_path: Path | None = None, cache_dir: Path |
         _log(f"verified {archive.name}")
         for f in src.files:
             raw[f.role] = (extract(src, archive, f.path, f.sha256), src, f.path)
-    missing = {"detector", "landmarks", "embedder"} - raw.keys()
+    missing = INPUTS.keys() - raw.keys()
     if missing:
         raise ModelBuildError(f"{manifest_path}: no source for role(s) {sorted(missing)}")
 
@@ -128,20 +140,15 @@ def build(models_dir: Path, manifest_path: Path | None = None, cache_dir: Path |
 
         fp32 = {}
         int8_source: dict[str, tuple[onnx.ModelProto, list[str]]] = {}  # model to quantize, its PRelu nodes
-        for role in [r for r in INPUTS if r in raw]:
-            data, _, member = raw[role]
-            if member.endswith(".tflite"):
-                from edge.modelpack.tflite import tflite_to_onnx
-
-                _log(f"converting {role} from TFLite to ONNX")
-                data = tflite_to_onnx(data, role).SerializeToString()
+        for role in INPUTS:
+            data, _, _ = raw[role]
             _log(f"converting {role} to opset 13")
             fp32[role] = upgrade(data, role)
-            if role in EMBEDDERS:
+            if role in EMBEDDERS.values():
                 source = onnx.ModelProto()
                 source.CopyFrom(fp32[role])
                 int8_source[role] = (source, unfold_prelu(source, for_int8=True))
-            if role in EMBEDDERS or role == "landmarks":
+            if role in EMBEDDERS.values() or role == "landmarks":
                 # Same function, faster in both packs (embedders ~1.6x); see prelu.py.
                 created = unfold_prelu(fp32[role])
                 _log(f"{role}: {len(created)} nodes replace its PRelu layers")
@@ -151,10 +158,10 @@ def build(models_dir: Path, manifest_path: Path | None = None, cache_dir: Path |
         _log(f"calibration set: {calib.name}: {len(calib.crops)} aligned crops")
         from edge.vision.embedder import Embedder
 
-        for role in [r for r in EMBEDDERS if r in fp32]:
-            blobs = [Embedder._preprocess(c, INPUTS[role]["mean"]) for c in calib.crops]
+        for role in EMBEDDERS.values():
+            blobs = [Embedder._preprocess(c, INPUTS[role]["mean"], INPUTS[role]["std"]) for c in calib.crops]
             source, prelu_nodes = int8_source[role]
-            keep = qz.edge_layers(source)
+            keep = qz.edge_layers(source, output_end=FLOAT_PROJECTION[role])
             int8 = onnx.load_from_string(qz.quantize(source, blobs, keep, _log))
             on_codes = keep_prelu_in_uint8(int8, prelu_nodes, source)
             _log(f"{role}: {on_codes} PRelu layers run on uint8 codes")
@@ -168,15 +175,14 @@ def build(models_dir: Path, manifest_path: Path | None = None, cache_dir: Path |
         # 2.4 against 2.9 ms and scored the same on LFW, but its boxes moved by a pixel or two and
         # turned a held-out photo with tinted glasses from accept to uncertain; O-Net in int8 ran
         # slower (0.46 against 0.34 ms), and its rounding would move every alignment.
+        # "-lite": the 512-d embedder, for devices that need the 0.4 GMAC per-face budget more
+        # than SFace's accuracy (each pack has its own thresholds: edge/matcher.py).
         packs = {
-            precision: {"detector": "detector.fp32.onnx", "landmarks": "landmarks.fp32.onnx",
-                        **{role: f"{role}.{precision}.onnx" for role in EMBEDDERS if role in fp32}}
-            for precision in ("fp32", "int8")
+            precision + suffix: {"detector": "detector.fp32.onnx", "landmarks": "landmarks.fp32.onnx",
+                                 "embedder": f"{role}.{precision}.onnx"}
+            for suffix, role in EMBEDDERS.items()
+            for precision in ("int8", "fp32")
         }
-        # "-lite": the 512-d embedder alone, for devices that need the 0.4 GMAC per-face budget
-        # more than the ensemble's accuracy (its own thresholds: see README).
-        for precision in ("fp32", "int8"):
-            packs[f"{precision}-lite"] = {k: v for k, v in packs[precision].items() if k != "embedder2"}
         meta = {
             "format": 1,
             "recipe": recipe,
@@ -190,7 +196,7 @@ def build(models_dir: Path, manifest_path: Path | None = None, cache_dir: Path |
                     "fingerprint": _fingerprint(*(f"{r}:{entries[f]['sha256']}" for r, f in sorted(files.items()))),
                     # What makes an embedding: the embedder, the landmarks that align its input,
                     # and the alignment itself. Embeddings of different values never compare.
-                    "embedder_fingerprint": _fingerprint(*(entries[files[r]]["sha256"] for r in EMBEDDERS if r in files),
+                    "embedder_fingerprint": _fingerprint(entries[files["embedder"]]["sha256"],
                                                          entries[files["landmarks"]]["sha256"], ALIGNMENT),
                 }
                 for name, files in packs.items()

@@ -1,11 +1,12 @@
 """Rewrite PRelu nodes as cheap element-wise ops, exactly (same function, fp32 and int8 packs).
 
 Measured here (ORT 1.32, one thread): ONNX Runtime's CPU PRelu kernel with a per-channel
-slope takes 0.92 ms on a 1x64x56x56 tensor, where Mul or Relu take 0.03 ms. Both embedders
-have 33 PRelu layers, which made PRelu about half of their run time, in fp32 AND in int8
-(ORT has no quantized PRelu, so the int8 graph ran it in float between DQ and Q anyway).
-Rewritten, the embedders ran 1.55-1.6x faster in fp32 and int8 alike (embedder fp32 12.8 -> 8.1 ms,
-int8 10.4 -> 6.6 ms; embedder2 fp32 13.5 -> 8.7 ms, int8 11.6 -> 7.1 ms), O-Net 0.93 -> 0.68 ms.
+slope takes 0.92 ms on a 1x64x56x56 tensor, where Mul or Relu take 0.03 ms. The embedders of
+build 4 (512-d and 192-d) had 33 PRelu layers each (SFace has 27), which made PRelu about half
+of their run time, in fp32 AND in int8 (ORT has no quantized PRelu, so the int8 graph ran it in
+float between DQ and Q anyway). Rewritten, they ran 1.55-1.6x faster in fp32 and int8 alike
+(512-d fp32 12.8 -> 8.1 ms, int8 10.4 -> 6.6 ms; 192-d fp32 13.5 -> 8.7 ms, int8 11.6 -> 7.1 ms),
+O-Net 0.93 -> 0.68 ms.
 
 Per layer, with slopes a (one per channel):
 - every a <= 1:  y = Max(x, a*x)            (x > 0: x >= a*x; x < 0: a*x >= x)

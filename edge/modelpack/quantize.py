@@ -2,8 +2,9 @@
 
 Per-channel int8 weights, uint8 activations, ranges from a percentile of the calibration
 activations (min/max lets a few outliers stretch the range and costs accuracy). The first
-convolution (sees raw pixels) and the final embedding projection stay in float: they are the
-layers whose rounding error moves the embedding most, and they are cheap. The element-wise
+convolution (sees the pixels) stays in float with whatever sits before it, and so, where it is
+cheap, does the final embedding projection with whatever follows it (`edge_layers`): they are
+the layers whose rounding error moves the embedding most. The element-wise
 nodes that replace PRelu (prelu.py) are quantized too, and int8_prelu.py then rewrites them so
 that ONNX Runtime runs them on uint8 codes instead of in float between DQ and Q.
 """
@@ -28,10 +29,22 @@ RECIPE = {
 }
 
 
-def edge_layers(model: onnx.ModelProto) -> list[str]:
-    """Names of the first and the last convolution: the layers kept in float."""
-    convs = [n.name for n in model.graph.node if n.op_type == "Conv"]
-    return [convs[0], convs[-1]] if convs else []
+def edge_layers(model: onnx.ModelProto, output_end: bool = True) -> list[str]:
+    """Names of the nodes kept in float: the input end up to the first convolution and, with
+    `output_end`, everything from the last weighted layer (the embedding projection) on.
+
+    Whole ends, not just the two layers: ONNX Runtime quantizes a float Conv or Gemm by itself
+    at session start when a DequantizeLinear feeds it and a QuantizeLinear reads it, so a layer
+    between quantized neighbours would not stay float (measured: with only its first and last
+    convolutions excluded, SFace ran both in int8, its input Sub/Mul and the BatchNorm after
+    them being quantized).
+    """
+    nodes = [n for n in model.graph.node if n.name]
+    weighted = [i for i, n in enumerate(nodes) if n.op_type in ("Conv", "Gemm", "MatMul")]
+    if not weighted:
+        return []
+    kept = nodes[: weighted[0] + 1] + (nodes[weighted[-1]:] if output_end else [])
+    return [n.name for n in kept]
 
 
 class _Reader:

@@ -12,13 +12,12 @@ hub, the daemon and the benchmarks:
     decode_image(data: bytes)   # BGR uint8 or ApiError(-1300 / -1102 / -1400)
     load_image(path)            # same, from a file
 
-Precisions (packs in models/models.json): "int8" (edge default) and "fp32" fuse two embedders
-(512-d + 192-d, one 704-d unit vector); "int8-lite" / "fp32-lite" use the 512-d one alone.
-Embedding length therefore depends on the pack: never assume 512, compare by fingerprint.
+Precisions (packs in models/models.json): "int8" (edge default) and "fp32" embed with SFace
+(128-d); "int8-lite" / "fp32-lite" with the cheaper 512-d MobileFaceNet-like network.
+Embedding length therefore depends on the pack: never assume one, compare by fingerprint.
 
 Stages for timing: pipe.detector.infer(bgr), pipe.landmarks.infer(bgr, boxes),
-pipe.align(bgr, landmarks), pipe.embedder.infer(aligned); each model object has `.session`
-(the ensemble also `.members` and `.sessions`).
+pipe.align(bgr, landmarks), pipe.embedder.infer(aligned); each model object has `.session`.
 Heavy imports (onnxruntime) happen on first use of Pipeline, not on `import edge.vision`.
 """
 

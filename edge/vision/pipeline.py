@@ -16,13 +16,11 @@ import numpy as np
 
 from edge.vision import alignment, quality
 from edge.vision.detector import FaceDetector
-from edge.vision.embedder import Embedder, EmbedderEnsemble
+from edge.vision.embedder import Embedder
 from edge.vision.face import Face
 from edge.vision.landmarks import LandmarkNet
 from edge.vision.packs import PACKS
 from edge.vision.runtime import make_session
-
-# "-lite": one embedder instead of the fused two (cheaper, less accurate; see models build)
 
 
 def default_models_dir() -> Path:
@@ -43,7 +41,7 @@ class Pipeline:
     # with a 1.5 px change of box; 0.3 keeps a wide margin on both sides.
     landmark_score_threshold = 0.3
 
-    def __init__(self, detector: FaceDetector, landmarks: LandmarkNet, embedder: Embedder | EmbedderEnsemble,
+    def __init__(self, detector: FaceDetector, landmarks: LandmarkNet, embedder: Embedder,
                  fingerprint: str, fingerprints: dict[str, str], precision: str):
         self.detector = detector
         self.landmarks = landmarks
@@ -63,6 +61,9 @@ class Pipeline:
             raise FileNotFoundError(f"no models in {models_dir}: run `edge-verifier models build`")
         meta = json.loads(index.read_text())
         pack = meta["packs"][precision]
+        embedder_input = meta["models"][pack["files"]["embedder"]]["input"]
+        if "std" not in embedder_input:  # written before models build 8 (SFace)
+            raise FileNotFoundError(f"the models in {models_dir} are from an older build: run `edge-verifier models build`")
         sessions = {}
         for role, name in pack["files"].items():
             path = models_dir / name
@@ -70,12 +71,10 @@ class Pipeline:
                 raise FileNotFoundError(f"model file {path} missing: run `edge-verifier models build`")
             quantized = meta["models"][name]["precision"] == "int8"
             sessions[role] = make_session(path, threads, quantized=quantized)
-        embedders = [Embedder(sessions[role], _mean(meta["models"][pack["files"][role]]))
-                     for role in ("embedder", "embedder2") if role in sessions]
         return cls(
             FaceDetector(sessions["detector"]),
             LandmarkNet(sessions["landmarks"]),
-            embedders[0] if len(embedders) == 1 else EmbedderEnsemble(embedders),
+            Embedder(sessions["embedder"], float(embedder_input["mean"]), float(embedder_input["std"])),
             fingerprint=pack["embedder_fingerprint"],
             fingerprints={role: meta["models"][name]["fingerprint"] for role, name in pack["files"].items()},
             precision=precision,
@@ -113,7 +112,3 @@ class Pipeline:
             self.embed(bgr, face)
         return faces
 
-
-def _mean(model_info: dict) -> float:
-    """The pixel mean of an embedder's normalisation as recorded in models.json."""
-    return float(model_info["input"].get("mean", 127.0))
