@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import time
 
-import pytest
-
 from edge.signature import sign, sign_plain
 from tests.hub_fixtures import post, start_hub
 
