@@ -54,7 +54,7 @@ broker:
 	fi
 
 bench: venv models
-	$(BIN)/edge-verifier bench speed --json
+	$(BIN)/edge-verifier bench speed --json --reference dlib,opencv-zoo
 	$(BIN)/edge-verifier bench lfw --json
 
 clean:

@@ -32,6 +32,10 @@ def count_macs(model_path: str | Path, input_shape: list[int]) -> int:
     for dim, size in zip(dims, input_shape):
         dim.Clear()
         dim.dim_value = int(size)
+    # Shapes the exporter stored for one input size (YuNet's 640x640) would win over the new ones.
+    del graph.value_info[:]
+    for output in graph.output:
+        output.type.tensor_type.ClearField("shape")
     inferred = shape_inference.infer_shapes(model, strict_mode=False)
 
     shapes: dict[str, list[int]] = dict(initializers)

@@ -1,8 +1,9 @@
 """`edge-verifier bench speed`: per-stage latency of the pipeline, int8 against fp32.
 
-Each variant (a model pack, by default `int8` and `fp32`, and with `--reference dlib` the dlib
-face_recognition pipeline) runs in its own subprocess, one after the other, so that peak RSS and cold start belong to
-that variant alone and no two compete for the cores. Every variant sees the same 640x480
+Each variant (a model pack, by default `int8` and `fp32`; with `--reference dlib` the dlib
+face_recognition pipeline, with `--reference opencv-zoo` OpenCV Zoo's YuNet + SFace) runs in
+its own subprocess, one after the other, so that peak RSS and cold start belong to that variant
+alone and no two compete for the cores. Every variant sees the same 640x480
 door-camera frame with one face. Latencies are medians over `--repeats` runs after warm-up,
 on one thread and on all threads; MACs are counted on the ONNX graphs (edge.bench.macs).
 
@@ -13,6 +14,7 @@ shared VM one variant's run can land in a slow spell (the same fp32 detector mea
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -34,7 +36,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--models-dir", help="built models (default: models/)")
     parser.add_argument("--packs", default="int8,fp32",
                         help="comma-separated model packs to compare (default int8,fp32; also int8-lite,fp32-lite)")
-    parser.add_argument("--reference", choices=["dlib"], help="also run this reference pipeline in the same run")
+    parser.add_argument("--reference", type=_references, default=[],
+                        help="also run these reference pipelines in the same run: dlib, opencv-zoo or both, comma-separated")
 
 
 def run(args) -> int:
@@ -47,8 +50,8 @@ def run(args) -> int:
         frame_path = Path(tmp) / "frame.png"
         _write_door_frame(photo, frame_path)
         packs = [p.strip() for p in args.packs.split(",") if p.strip()]
-        variants = packs + (["reference"] if args.reference else [])
-        if args.reference:
+        variants = packs + [REFERENCES[name] for name in args.reference]
+        if "dlib" in args.reference:
             _ensure_dlib()
         rounds: dict[str, list[dict]] = {name: [] for name in variants}
         n_rounds = max(1, args.rounds)
@@ -70,6 +73,20 @@ def run(args) -> int:
     report["ratios"] = _ratios(results, packs)
     print(json.dumps(report, indent=None if args.json else 2))
     return 0
+
+
+# reference pipeline -> its key in the report and its worker module. dlib is "reference", the
+# key issue 2 names; OpenCV Zoo's pipeline is the one behind the issue's SFace and Pi 4 anchors.
+REFERENCES = {"dlib": "reference", "opencv-zoo": "opencv_zoo"}
+WORKERS = {"reference": "edge.bench.dlib_reference", "opencv_zoo": "edge.bench.opencv_zoo_reference"}
+
+
+def _references(value: str) -> list[str]:
+    names = [v.strip() for v in value.split(",") if v.strip()]
+    unknown = [n for n in names if n not in REFERENCES]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown reference {unknown[0]!r} (choose from {', '.join(REFERENCES)})")
+    return names
 
 
 def _progress(msg: str) -> None:
@@ -95,12 +112,12 @@ def _write_door_frame(photo: Path, out: Path) -> None:
 
 def _run_worker(name: str, frame: Path, args) -> dict:
     """Start the variant's worker; cold start = spawn until its first whole-frame result."""
-    module = "edge.bench.dlib_reference" if name == "reference" else "edge.bench.speed_worker"
+    module = WORKERS.get(name, "edge.bench.speed_worker")
     cmd = [sys.executable, "-m", module, "--frame", str(frame), "--repeats", str(args.repeats)]
-    if name != "reference":
+    if name not in WORKERS:
         cmd += ["--precision", name]
-        if args.models_dir:
-            cmd += ["--models-dir", args.models_dir]
+    if name != "reference" and args.models_dir:
+        cmd += ["--models-dir", args.models_dir]
     start = time.monotonic()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     first = proc.stdout.readline()  # the worker prints "first" after its first result
@@ -163,7 +180,7 @@ def _macs(models_dir: str | None, pack: str) -> dict:
 
 
 def _ratios(results: dict, packs: list[str]) -> dict:
-    """fp32 over int8 for each int8 pack whose fp32 twin ran, and the reference over the first pack."""
+    """fp32 over int8 for each int8 pack whose fp32 twin ran, and each reference over the first pack."""
     ratios = {}
     for pack in packs:
         twin = pack.replace("int8", "fp32")
@@ -172,9 +189,10 @@ def _ratios(results: dict, packs: list[str]) -> dict:
             ratios[f"{twin}_over_{pack}_per_face_1thread"] = round(b["per_face_ms"] / a["per_face_ms"], 2)
             ratios[f"{twin}_over_{pack}_embed_1thread"] = round(
                 b["threads"]["1"]["embed_ms"] / a["threads"]["1"]["embed_ms"], 2)
-    if "reference" in results:
-        ratios[f"reference_over_{packs[0]}_per_face"] = round(
-            results["reference"]["per_face_ms"] / results[packs[0]]["per_face_ms"], 2)
+    for reference in WORKERS:
+        if reference in results:
+            ratios[f"{reference}_over_{packs[0]}_per_face"] = round(
+                results[reference]["per_face_ms"] / results[packs[0]]["per_face_ms"], 2)
     return ratios
 
 

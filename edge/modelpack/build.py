@@ -91,7 +91,7 @@ def is_up_to_date(models_dir: Path, recipe: str) -> bool:
 def build(models_dir: Path, manifest_path: Path | None = None, cache_dir: Path | None = None, force: bool = False) -> dict:
     """Build (or verify) the models; returns the models.json content."""
     models_dir = Path(models_dir)
-    manifest_path = Path(manifest_path) if manifest_path else _default_manifest(models_dir)
+    manifest_path = Path(manifest_path) if manifest_path else default_manifest(models_dir)
     cache_dir = Path(cache_dir) if cache_dir else models_dir / "cache"
     sources = load_manifest(manifest_path)
     recipe = _recipe(manifest_path)
@@ -209,7 +209,7 @@ def build(models_dir: Path, manifest_path: Path | None = None, cache_dir: Path |
     return meta
 
 
-def _default_manifest(models_dir: Path) -> Path:
+def default_manifest(models_dir: Path) -> Path:
     own = models_dir / "manifest.toml"
     if own.is_file():
         return own
