@@ -103,6 +103,9 @@ def _line(e: dict) -> str:
     who = e.get("person_id") or "-"
     if e.get("person_name"):
         who += f" ({e['person_name']})"
+    if e.get("person_id") and e["decision"] != "accept":
+        # not let in: the person is who was claimed (verify) or who the face came closest to
+        who = ("claimed " if e["mode"] == "verify" else "closest ") + who
     score = "-" if e.get("score") is None else f"{e['score']:.3f}"
     conf = "-" if e.get("confidence") is None else f"{e['confidence']:.0f}"
     lat = e.get("latency_ms", {}).get("frame_to_event_ms")

@@ -18,3 +18,15 @@ def test_demo_without_shared_photos_uses_package_samples_and_ends_by_itself(mode
     assert summary["enrolled"] == ["astronaut"] and summary["accepted"] == ["astronaut"]
     assert any(line.split()[1] == "ACCEPT" and "astronaut" in line for line in lines[:-1])
     assert "scikit-image" in proc.stderr
+
+
+def test_a_decision_line_names_who_was_let_in_and_only_as_closest_who_was_not():
+    from edge.demo import _line
+
+    event = {"timestamp": "2026-11-24T10:26:23.000+00:00", "mode": "identify", "source": "cloud",
+             "person_id": "madonna", "person_name": "Madonna", "score": 0.312, "confidence": 42.0,
+             "camera": "demo-camera", "latency_ms": {"frame_to_event_ms": 39.0}}
+    assert _line({**event, "decision": "accept"}).split()[1:3] == ["ACCEPT", "madonna"]
+    assert _line({**event, "decision": "unknown"}).split()[1:4] == ["UNKNOWN", "closest", "madonna"]
+    assert _line({**event, "mode": "verify", "decision": "reject"}).split()[1:4] == ["REJECT", "claimed", "madonna"]
+    assert _line({**event, "decision": "unknown", "person_id": "", "person_name": ""}).split()[1:3] == ["UNKNOWN", "-"]
