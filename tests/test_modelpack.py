@@ -111,3 +111,17 @@ def test_second_build_verifies_and_changes_nothing(models_dir):
         assert {"sha256", "fingerprint", "input", "source", "precision", "role"} <= set(info)
         assert info["input"]["colour"] == "RGB" and "normalisation" in info["input"]
     assert "calibration" in index and index["calibration"]["set"]
+
+
+def test_a_models_folder_in_an_older_format_is_not_up_to_date(models_dir, tmp_path):
+    from edge.modelpack.build import is_up_to_date
+
+    meta = json.loads((models_dir / "models.json").read_text())
+    for name in meta["models"]:
+        (tmp_path / name).symlink_to(models_dir / name)
+    (tmp_path / "models.json").write_text(json.dumps(meta))
+    assert is_up_to_date(tmp_path, meta["recipe"])
+    # Another format is rebuilt even when the recipe matches, so `models build` never keeps a
+    # folder that Pipeline.load refuses.
+    (tmp_path / "models.json").write_text(json.dumps({**meta, "format": 1}))
+    assert not is_up_to_date(tmp_path, meta["recipe"])

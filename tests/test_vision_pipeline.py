@@ -173,11 +173,10 @@ def test_loading_from_a_folder_without_models_says_how_to_build_them(tmp_path):
 
 
 def test_models_from_an_older_build_are_refused_with_how_to_rebuild(models_dir, tmp_path):
-    # Build 7's models.json has no "std" for its embedders (they all divided by 128): a folder
-    # left from it is refused with the fix instead of failing on a missing key.
+    # A folder left from build 7 (format 1: two embedders, no "std") is refused with the fix
+    # instead of failing on a missing key or normalising SFace's input wrongly.
     meta = json.loads((models_dir / "models.json").read_text())
-    for info in meta["models"].values():
-        info["input"].pop("std", None)
-    (tmp_path / "models.json").write_text(json.dumps(meta))
-    with pytest.raises(FileNotFoundError, match="older build: run `edge-verifier models build`"):
+    assert meta["format"] == 2
+    (tmp_path / "models.json").write_text(json.dumps({**meta, "format": 1}))
+    with pytest.raises(FileNotFoundError, match="in format 1, this code reads 2: run `edge-verifier models build`"):
         Pipeline.load(tmp_path)

@@ -24,6 +24,7 @@ from edge.modelpack.fetch import extract, fetch_archive, sha256_bytes, sha256_fi
 from edge.modelpack.int8_prelu import keep_prelu_in_uint8
 from edge.modelpack.manifest import Source, load_manifest
 from edge.modelpack.prelu import unfold_prelu
+from edge.vision.packs import MODELS_FORMAT
 
 # Bump when the build's output for the same manifest changes (conversion, quantization,
 # calibration crops), so existing model folders are rebuilt.
@@ -76,7 +77,7 @@ def is_up_to_date(models_dir: Path, recipe: str) -> bool:
         return False
     try:
         meta = json.loads(index.read_text())
-        if meta.get("recipe") != recipe:
+        if meta.get("recipe") != recipe or meta.get("format") != MODELS_FORMAT:
             return False
         for name, info in meta["models"].items():
             path = models_dir / name
@@ -184,7 +185,7 @@ def build(models_dir: Path, manifest_path: Path | None = None, cache_dir: Path |
             for precision in ("int8", "fp32")
         }
         meta = {
-            "format": 1,
+            "format": MODELS_FORMAT,
             "recipe": recipe,
             "alignment": ALIGNMENT,
             "built_with": {"onnx": onnx.__version__, "onnxruntime": _ort_version(), "build_version": BUILD_VERSION},

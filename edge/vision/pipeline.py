@@ -19,7 +19,7 @@ from edge.vision.detector import FaceDetector
 from edge.vision.embedder import Embedder
 from edge.vision.face import Face
 from edge.vision.landmarks import LandmarkNet
-from edge.vision.packs import PACKS
+from edge.vision.packs import MODELS_FORMAT, PACKS
 from edge.vision.runtime import make_session
 
 
@@ -60,10 +60,11 @@ class Pipeline:
         if not index.is_file():
             raise FileNotFoundError(f"no models in {models_dir}: run `edge-verifier models build`")
         meta = json.loads(index.read_text())
+        if meta.get("format") != MODELS_FORMAT:
+            raise FileNotFoundError(f"the models in {models_dir} are in format {meta.get('format')}, this code reads "
+                                    f"{MODELS_FORMAT}: run `edge-verifier models build`")
         pack = meta["packs"][precision]
         embedder_input = meta["models"][pack["files"]["embedder"]]["input"]
-        if "std" not in embedder_input:  # written before models build 8 (SFace)
-            raise FileNotFoundError(f"the models in {models_dir} are from an older build: run `edge-verifier models build`")
         sessions = {}
         for role, name in pack["files"].items():
             path = models_dir / name
