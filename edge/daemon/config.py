@@ -130,7 +130,7 @@ class VisionSettings(BaseModel):
     models_dir: Path | None = Field(None, description="Built models (unset: EDGE_VERIFIER_MODELS "
                                     "or <repo>/models).")
     precision: Pack = Field(
-        "int8", description="Model pack: int8 (default), fp32, or the single-embedder int8-lite /\n"
+        "int8", description="Model pack: int8 (default, SFace), fp32, or the cheaper int8-lite /\n"
         "fp32-lite within 0.4 GMAC per face; each pack has its own calibrated thresholds.")
     threads: int | None = Field(None, description="ONNX Runtime threads (unset: all cores).")
     max_faces: int = Field(4, ge=1, description="Faces handled per frame (largest first).")
@@ -158,12 +158,16 @@ class EdgeSettings(RoleSettings):
 
     @model_validator(mode="after")
     def _thresholds_ordered(self) -> "EdgeSettings":
-        from edge.matcher import thresholds_for
-
-        t = thresholds_for(self.vision.precision, self.policy.accept, self.policy.reject)
+        t = self.thresholds()
         if t.reject > t.accept:
             raise ValueError(f"policy.reject ({t.reject}) must not exceed policy.accept ({t.accept})")
         return self
+
+    def thresholds(self):
+        """The decision thresholds: those calibrated for the pack, with the configured overrides."""
+        from edge.matcher import thresholds_for
+
+        return thresholds_for(self.vision.precision, self.policy.accept, self.policy.reject)
 
 
 def load(path: str | Path | None, **overrides) -> EdgeSettings:

@@ -77,7 +77,7 @@ class Daemon:
         from edge.camera import from_settings
         from edge.daemon.decide import Decider
         from edge.events import MqttPublisher, NullPublisher, Outbox
-        from edge.matcher import Gallery, thresholds_for
+        from edge.matcher import Gallery
         from edge.sync import Syncer
         from edge.tracker import Tracker
         from edge.vision import Pipeline
@@ -90,7 +90,7 @@ class Daemon:
                                       threads=s.vision.threads)
         log.info("models loaded in %.2fs (fingerprint %s)", time.perf_counter() - t0,
                  self.pipeline.fingerprint)
-        self.thresholds = thresholds_for(s.vision.precision, s.policy.accept, s.policy.reject)
+        self.thresholds = s.thresholds()
         self.gallery_ref = Gallery((), self.thresholds, version="empty")
         if s.hub.url:
             from edge.cloud import CloudClient
