@@ -111,7 +111,9 @@ def _line(e: dict) -> str:
     lat = e.get("latency_ms", {}).get("frame_to_event_ms")
     return (f"{e['timestamp'][11:19]}  {e['decision'].upper():9s} {who:32s} score {score:6s} "
             f"conf {conf:3s}  {e['mode']}/{e['source']}  camera {Path(e['camera']).name}"
-            + (f"  {lat:.0f} ms" if lat is not None else ""))
+            + (f"  {lat:.0f} ms" if lat is not None else "")
+            # a face not accepted at once was decided on its best frame when it left or waited long enough
+            + (f" (best of {e['frames']} frames)" if (e.get("frames") or 1) > 1 else ""))
 
 
 def run(args) -> int:
@@ -194,7 +196,7 @@ def run(args) -> int:
                 break
             health = _health(aport) or health
             if health.get("camera", {}).get("status") == "ended" and health["mqtt"]["outbox_depth"] == 0 \
-                    and shown >= health.get("decisions", 0):
+                    and health.get("pending") == 0 and shown >= health.get("decisions", 0):
                 break
             time.sleep(0.2)
         else:

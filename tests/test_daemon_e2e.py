@@ -53,7 +53,8 @@ def run(tmp_path_factory, faces_dir, models_dir):
                                 extra='[identify]\ngroups = ["staff"]\n')
         daemon = DaemonProc(cfg, port, tmp / "daemon.log").start()
         health = daemon.wait_health(
-            lambda h: h["camera"]["status"] == "ended" and h["mqtt"]["outbox_depth"] == 0, 120)
+            lambda h: h["camera"]["status"] == "ended" and h["pending"] == 0
+            and h["mqtt"]["outbox_depth"] == 0, 120)
         assert sub.wait_for(lambda: len(sub.json("/event")) >= health["decisions"], 15)
         yield {"events": sub.json("/event"), "health": health, "daemon": daemon, "hub": hub,
                "enrolled": enrolled, "sub": sub, "broker": broker, "faces": faces_dir}

@@ -37,8 +37,8 @@ def test_every_decision_arrives_exactly_once_across_a_broker_restart(mosquitto, 
         held = daemon.wait_health(lambda h: not h["mqtt"]["connected"] and h["mqtt"]["outbox_depth"] > 0, 30)
         assert held["mqtt"]["outbox_depth"] >= 1  # decided during the outage, kept on disk
         mosquitto.start()
-        health = daemon.wait_health(lambda h: h["camera"]["status"] == "ended" and h["mqtt"]["connected"]
-                                    and h["mqtt"]["outbox_depth"] == 0, 60)
+        health = daemon.wait_health(lambda h: h["camera"]["status"] == "ended" and h["pending"] == 0
+                                    and h["mqtt"]["connected"] and h["mqtt"]["outbox_depth"] == 0, 60)
         assert sub.wait_for(lambda: len({e["event_id"] for e in sub.json()}) >= health["decisions"], 20)
         ids = [e["event_id"] for e in sub.json()]
         assert len(set(ids)) == health["decisions"] == len(people)  # none lost; duplicates only by id

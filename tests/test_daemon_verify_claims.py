@@ -65,8 +65,10 @@ def test_claims_from_mqtt_accept_the_right_person_reject_another_and_time_out(mo
             cmd.loop_stop()
     assert (right["mode"], right["decision"], right["person_id"]) == ("verify", "accept", "madonna")
     assert right["claim"]["request_id"] == "badge-1"
+    assert right["frames"] == 1  # an accept is never held back by the settle window
     assert (wrong["mode"], wrong["decision"], wrong["claim"]["request_id"]) == ("verify", "reject", "badge-2")
     assert wrong["score"] < right["score"]
+    assert wrong["frames"] >= 2  # a reject waits the settle window for a better frame
     assert (nobody["decision"], nobody["reason"], nobody["face"]) == ("unknown", "no_face_before_timeout", None)
 
 

@@ -30,3 +30,6 @@ def test_a_decision_line_names_who_was_let_in_and_only_as_closest_who_was_not():
     assert _line({**event, "decision": "unknown"}).split()[1:4] == ["UNKNOWN", "closest", "madonna"]
     assert _line({**event, "mode": "verify", "decision": "reject"}).split()[1:4] == ["REJECT", "claimed", "madonna"]
     assert _line({**event, "decision": "unknown", "person_id": "", "person_name": ""}).split()[1:3] == ["UNKNOWN", "-"]
+    assert _line({**event, "decision": "unknown", "frames": 3}).endswith("39 ms (best of 3 frames)")
+    assert _line({**event, "decision": "accept", "frames": 1}).endswith("39 ms")
+    assert _line({**event, "mode": "verify", "decision": "unknown", "frames": None}).endswith("39 ms")  # no face

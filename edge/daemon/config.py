@@ -42,6 +42,10 @@ class TrackerSettings(BaseModel):
     iou: float = Field(0.3, ge=0, le=1, description="Minimum box overlap to continue a track.")
     max_missed: int = Field(5, ge=0, description="Frames a track survives without its face.")
     min_frames: int = Field(1, ge=1, description="Good-quality frames needed before deciding.")
+    settle_s: float = Field(1.0, ge=0, description="How long a face that is not accepted at once "
+                            "keeps looking for a better frame; then its best frame is decided "
+                            "(and asked at the hub when uncertain). An accept is never delayed; "
+                            "0 decides on the first good frame.")
 
 
 class IdentifySettings(BaseModel):

@@ -4,6 +4,11 @@ Local score from the matcher -> accept | reject | uncertain. Uncertain goes to t
 /face/verify (through the cloud client: timeout, retries, breaker); when the hub cannot answer,
 the configured offline policy decides and the result says `source: offline-policy`. Scoring
 itself lives in edge.matcher; this module only applies the policy and records what happened.
+
+The two steps can be taken apart: without an image, `verify`/`identify` stop at the local
+outcome (an uncertain one stays `uncertain`, source `local`), and `settle` finishes it later.
+The daemon scores every good frame of a face track locally and sends only the track's best
+frame to the hub.
 """
 
 from __future__ import annotations
@@ -29,6 +34,10 @@ class Outcome:
     cloud: dict | None = None
     candidates: list[dict] = field(default_factory=list)
     cloud_ms: float = 0.0
+    unknown_person: bool = False  # verify of a person the local cache does not hold
+
+
+ImageForCloud = Callable[[], bytes]
 
 
 class Decider:
@@ -40,25 +49,20 @@ class Decider:
         self.cloud_fallback = cloud_fallback and cloud is not None
 
     def verify(self, gallery: Gallery, embedding: np.ndarray, person_id: str,
-               image_for_cloud: Callable[[], bytes]) -> Outcome:
+               image_for_cloud: ImageForCloud | None = None) -> Outcome:
         cand = gallery.verify(embedding, person_id)
         if cand is None:
             # Not in the local cache (yet): only the hub can say.
-            return self._uncertain(Outcome("verify", "uncertain", "local", person_id), person_id,
-                                   image_for_cloud, unknown_person=True)
-        out = Outcome("verify", "", "local", cand.person_id, cand.person_name, round(cand.score, 4),
-                      confidence(cand.score, gallery.thresholds))
-        d = gallery.thresholds.decide(cand.score)
-        if d is Decision.ACCEPT:
-            out.decision = "accept"
-            return out
-        if d is Decision.REJECT:
-            out.decision = "reject"
-            return out
-        return self._uncertain(out, person_id, image_for_cloud)
+            out = Outcome("verify", "uncertain", "local", person_id, unknown_person=True)
+        else:
+            out = Outcome("verify", "", "local", cand.person_id, cand.person_name,
+                          round(cand.score, 4), confidence(cand.score, gallery.thresholds))
+            out.decision = {Decision.ACCEPT: "accept", Decision.REJECT: "reject"}.get(
+                gallery.thresholds.decide(cand.score), "uncertain")
+        return self.settle(out, image_for_cloud) if image_for_cloud else out
 
     def identify(self, gallery: Gallery, embedding: np.ndarray, group_ids: list[str] | None,
-                 image_for_cloud: Callable[[], bytes]) -> Outcome:
+                 image_for_cloud: ImageForCloud | None = None) -> Outcome:
         res = gallery.identify(embedding, group_ids or None)
         out = Outcome("identify", "unknown", "local")
         out.candidates = [{"person_id": c.person_id, "face_id": c.face_id,
@@ -72,17 +76,21 @@ class Decider:
         if res.decision is Decision.REJECT:
             return out  # nobody enrolled looks like this face: unknown
         out.person_id, out.person_name = best.person_id, best.person_name
-        if res.decision is Decision.ACCEPT:
-            out.decision = "accept"
-            return out
-        # Close to someone but not sure (or two people too close): ask the hub about the best.
-        return self._uncertain(out, best.person_id, image_for_cloud)
+        # Close to someone but not sure (or two people too close): the hub is asked about the best.
+        out.decision = "accept" if res.decision is Decision.ACCEPT else "uncertain"
+        return self.settle(out, image_for_cloud) if image_for_cloud else out
 
-    def _uncertain(self, out: Outcome, person_id: str, image_for_cloud: Callable[[], bytes],
-                   unknown_person: bool = False) -> Outcome:
+    def settle(self, out: Outcome, image_for_cloud: ImageForCloud) -> Outcome:
+        """Finish a local outcome: an uncertain one goes to the hub, or to the offline policy."""
+        if out.decision != "uncertain" or out.source != "local":
+            return out
+        return self._uncertain(out, image_for_cloud)
+
+    def _uncertain(self, out: Outcome, image_for_cloud: ImageForCloud) -> Outcome:
         from edge.cloud import CloudApiError, CloudError
 
-        negative = "unknown" if out.mode == "identify" or unknown_person else "reject"
+        person_id = out.person_id  # the claimed person (verify) or the best candidate (identify)
+        negative = "unknown" if out.mode == "identify" or out.unknown_person else "reject"
         if self.cloud_fallback:
             t0 = time.perf_counter()
             try:
@@ -93,8 +101,6 @@ class Decider:
                              "confidence": data.get("confidence"), "latency_ms": round(out.cloud_ms, 1)}
                 out.source = "cloud"
                 out.decision = "accept" if out.cloud["ismatch"] else negative
-                if out.decision == "accept" and not out.person_id:
-                    out.person_id = person_id
                 return out
             except CloudApiError as exc:
                 # The hub answered: e.g. no face in our crop (-1101) or unknown person (-1303).
@@ -111,6 +117,6 @@ class Decider:
                              "latency_ms": round(out.cloud_ms, 1), "error": str(exc)}
         out.source = "offline-policy"
         out.decision = {"deny": negative, "allow": "accept", "uncertain": "uncertain"}[self.offline]
-        if unknown_person and self.offline == "allow":
+        if out.unknown_person and self.offline == "allow":
             out.decision = negative  # never let in someone this device has never heard of
         return out

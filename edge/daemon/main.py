@@ -16,7 +16,9 @@ import signal
 import sys
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger("edge.daemon")
 
@@ -69,6 +71,7 @@ class Daemon:
         self.decisions = 0
         self._claim: dict | None = None
         self._claim_lock = threading.Lock()
+        self._pending: dict[int, _Candidate] = {}  # track id -> its best frame, not yet decided
         self._threads: list[threading.Thread] = []
 
     # -- start -----------------------------------------------------------------------------
@@ -271,12 +274,13 @@ class Daemon:
                 self.tracker.miss_all()  # no picture at all: faces are gone, tracks age
             now = time.monotonic()
             try:
+                self._settle_due(camera_ended=self.camera.state.status == "ended")
                 self._expire_claim()  # publishes (outbox on disk): may fail like a frame
                 if now - last_state >= STATE_EVERY_S:
                     last_state = now
                     self.events.publish_state(self.state())
             except Exception:  # the loop, not a timer, is what keeps the door working
-                log.exception("claim expiry or state publication failed")
+                log.exception("settling, claim expiry or state publication failed")
             if self._watchdog_s and now - last_ping >= self._watchdog_s:
                 notify("WATCHDOG=1")
                 last_ping = now
@@ -318,31 +322,80 @@ class Daemon:
             if not face.quality.ok:
                 continue  # quality gate: wait for a better frame of this track
             track.good_frames += 1
-            with self._claim_lock:
-                claim = self._claim
-            if claim is None and (track.decided or not s.identify.enabled):
-                continue
             if track.good_frames < s.tracker.min_frames:
                 continue
+            # Only a track ready to be scored takes a claim: a claim taken is always decided.
+            claim = self._claim_for(track)
+            if track.decided or (claim is None and not s.identify.enabled):
+                continue
             t_match = time.perf_counter()
-            image = lambda f=face: _crop_jpeg(frame, f.box)  # noqa: E731 - only if the cloud is asked
             if claim is not None:
-                claim = self._take_claim()
-                if claim is None:
-                    continue
-                out = self.decider.verify(gallery, face.embedding, claim["person_id"], image)
+                out = self.decider.verify(gallery, face.embedding, claim["person_id"])
             else:
-                out = self.decider.identify(gallery, face.embedding, s.identify.groups, image)
-            track.decided = True
-            t_done = time.perf_counter()
+                out = self.decider.identify(gallery, face.embedding, s.identify.groups)
             latency = {"detect_ms": (t_detect - t0) * 1000, "embed_ms": (t_embed - t_detect) * 1000,
-                       "match_ms": (t_done - t_match) * 1000 - out.cloud_ms, "cloud_ms": out.cloud_ms}
+                       "match_ms": (time.perf_counter() - t_match) * 1000}
             metrics.STAGE.labels("match").observe(latency["match_ms"] / 1000)
-            self._publish(out, face, track, latency, claim, frame=frame, t_frame=t_frame,
-                          gallery=gallery)
+            self._consider(track, _Candidate(out, face, frame, t_frame, latency, claim, gallery))
+
+    def _claim_for(self, track) -> dict | None:
+        """The claim this track is verified against: a waiting claim goes to the first track
+        with a good face, and starts a new decision for it (even when it was identified
+        already); a track keeps its own claim until that one is decided."""
+        held = track.data.get("claim")
+        if held is not None and not track.decided:
+            return held
+        if self._claim is None:  # unlocked peek: the common case costs no lock
+            return held
+        claim = self._take_claim()
+        if claim is not None:
+            self._settle(track.id)  # an identify still settling ends before the claim starts
+            track.data["claim"] = claim
+            track.decided = False
+            return claim
+        return held
+
+    def _consider(self, track, cand: "_Candidate") -> None:
+        """Keep the track's best frame so far; decide at once on a local accept, otherwise when
+        the settle window ends (or the track does: see _settle_due)."""
+        best = self._pending.get(track.id)
+        if best is not None:
+            cand.since, cand.frames = best.since, best.frames + 1
+            if cand.rank() <= best.rank():
+                best.frames = cand.frames
+                cand = best
+        self._pending[track.id] = cand
+        cand.track = track
+        if cand.out.decision == "accept" or time.monotonic() - cand.since >= self.s.tracker.settle_s:
+            self._settle(track.id)
+
+    def _settle_due(self, camera_ended: bool) -> None:
+        """Decide the tracks whose settle window is over, whose face has left (the tracker
+        dropped them) or whose camera has no more frames to give."""
+        if not self._pending:
+            return
+        alive = {t.id for t in self.tracker.tracks}
+        now = time.monotonic()
+        for track_id, cand in list(self._pending.items()):
+            if camera_ended or track_id not in alive or now - cand.since >= self.s.tracker.settle_s:
+                self._settle(track_id)
+
+    def _settle(self, track_id: int) -> None:
+        """Finish a track's best local outcome (the hub is asked only now, about this frame)
+        and publish it. It stays pending until its event is in the outbox, so /health never
+        shows a moment with the decision in neither place."""
+        c = self._pending.get(track_id)
+        if c is None:
+            return
+        out = self.decider.settle(c.out, lambda: _crop_jpeg(c.frame, c.face.box))
+        c.latency["cloud_ms"] = out.cloud_ms
+        c.track.decided = True
+        self._publish(out, c.face, c.track, c.latency, c.claim, frame=c.frame, t_frame=c.t_frame,
+                      gallery=c.gallery, frames=c.frames)
+        del self._pending[track_id]
 
     def _publish(self, out, face, track, latency: dict, claim: dict | None, *, frame=None,
-                 t_frame: float | None = None, gallery=None) -> None:
+                 t_frame: float | None = None, gallery=None, frames: int | None = None) -> None:
         from edge.daemon import metrics
         from edge.events import new_event
 
@@ -352,6 +405,7 @@ class Daemon:
             mode=out.mode, decision=out.decision, person_id=out.person_id or None,
             person_name=out.person_name or None, score=out.score, confidence=out.confidence,
             source=out.source, cloud=out.cloud, track_id=track.id if track else None,
+            frames=frames,  # good frames of the track this decision chose from
             claim={"person_id": claim["person_id"], "request_id": claim.get("request_id", "")} if claim else None,
             candidates=out.candidates[:3] or None,
             face=None if face is None else {
@@ -406,6 +460,7 @@ class Daemon:
                 "cache": {"version": gallery.version, "faces": len(gallery),
                           "persons": len(gallery.person_ids)},
                 "sync": sync, "cloud": {"breaker": breaker}, "decisions": self.decisions,
+                "pending": len(self._pending),
                 "pack": self.s.vision.precision, "fingerprint": self.pipeline.fingerprint,
                 "thresholds": {"accept": self.thresholds.accept, "reject": self.thresholds.reject}}
 
@@ -418,6 +473,10 @@ class Daemon:
         if self.syncer is not None:
             self.syncer.trigger()
         self.camera.close()
+        try:
+            self._settle_due(camera_ended=True)  # the faces still in view get their decision
+        except Exception:
+            log.exception("settling the last tracks failed")
         try:
             self.events.publish_state({**self.state(), "status": "stopped"})
         except Exception:  # state is best effort on the way out
@@ -445,6 +504,27 @@ def _crop_jpeg(frame, box, margin: float = 0.6, max_side: int = 640) -> bytes:
         crop = cv2.resize(crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
     ok, buf = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, 90])
     return buf.tobytes() if ok else b""
+
+
+@dataclass
+class _Candidate:
+    """A track's best frame so far, with what its decision and its event need."""
+    out: Any  # edge.daemon.decide.Outcome, local only
+    face: Any
+    frame: Any
+    t_frame: float
+    latency: dict
+    claim: dict | None
+    gallery: Any
+    since: float = field(default_factory=time.monotonic)  # the track's first scored frame
+    frames: int = 1
+    track: Any = None
+
+    def rank(self) -> tuple:
+        """An accept wins (in identify a higher score can still be uncertain, when two people
+        are too close), then the higher score."""
+        score = self.out.score
+        return self.out.decision == "accept", -2.0 if score is None else score
 
 
 class _DefaultRegistryProxy:
