@@ -336,7 +336,7 @@ class Daemon:
             latency = {"detect_ms": (t_detect - t0) * 1000, "embed_ms": (t_embed - t_detect) * 1000,
                        "match_ms": (time.perf_counter() - t_match) * 1000}
             metrics.STAGE.labels("match").observe(latency["match_ms"] / 1000)
-            self._consider(track, _Candidate(out, face, frame, t_frame, latency, claim, gallery))
+            self._consider(_Candidate(track, out, face, frame, t_frame, latency, claim, gallery))
 
     def _claim_for(self, track) -> dict | None:
         """The claim this track is verified against: a waiting claim goes to the first track
@@ -355,19 +355,19 @@ class Daemon:
             return claim
         return held
 
-    def _consider(self, track, cand: "_Candidate") -> None:
-        """Keep the track's best frame so far; decide at once on a local accept, otherwise when
-        the settle window ends (or the track does: see _settle_due)."""
-        best = self._pending.get(track.id)
+    def _consider(self, cand: "_Candidate") -> None:
+        """Keep the track's best frame so far and decide at once on a local accept; anything
+        else waits for _settle_due, which the loop runs right after each frame."""
+        track_id = cand.track.id
+        best = self._pending.get(track_id)
         if best is not None:
             cand.since, cand.frames = best.since, best.frames + 1
             if cand.rank() <= best.rank():
                 best.frames = cand.frames
                 cand = best
-        self._pending[track.id] = cand
-        cand.track = track
-        if cand.out.decision == "accept" or time.monotonic() - cand.since >= self.s.tracker.settle_s:
-            self._settle(track.id)
+        self._pending[track_id] = cand
+        if cand.out.decision == "accept":
+            self._settle(track_id)
 
     def _settle_due(self, camera_ended: bool) -> None:
         """Decide the tracks whose settle window is over, whose face has left (the tracker
@@ -509,6 +509,7 @@ def _crop_jpeg(frame, box, margin: float = 0.6, max_side: int = 640) -> bytes:
 @dataclass
 class _Candidate:
     """A track's best frame so far, with what its decision and its event need."""
+    track: Any  # edge.tracker.Track
     out: Any  # edge.daemon.decide.Outcome, local only
     face: Any
     frame: Any
@@ -518,7 +519,6 @@ class _Candidate:
     gallery: Any
     since: float = field(default_factory=time.monotonic)  # the track's first scored frame
     frames: int = 1
-    track: Any = None
 
     def rank(self) -> tuple:
         """An accept wins (in identify a higher score can still be uncertain, when two people
