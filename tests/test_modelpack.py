@@ -10,11 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
 from edge.modelpack.convert import upgrade
 from edge.modelpack.manifest import load_manifest
+from tests.onnx_graphs import optimized_ops, run_graph
 
 EXE = Path(sys.executable).with_name("edge-verifier")
 REPO_MANIFEST = Path(__file__).resolve().parents[1] / "models" / "manifest.toml"
@@ -68,24 +68,15 @@ def _conv_bn_with_weights_as_inputs() -> onnx.ModelProto:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)])
 
 
-def _ops_after_ort(model: onnx.ModelProto, tmp_path: Path) -> list[str]:
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-    opts.optimized_model_filepath = str(tmp_path / "optimized.onnx")
-    ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-    return [n.op_type for n in onnx.load(opts.optimized_model_filepath).graph.node]
-
-
 def test_weights_listed_as_graph_inputs_are_dropped_so_batchnorm_folds(tmp_path, models_dir):
     source = _conv_bn_with_weights_as_inputs()
     # As exported, the weights can be overridden at run time, so ONNX Runtime keeps the BatchNorm.
-    assert "BatchNormalization" in _ops_after_ort(source, tmp_path)
+    assert "BatchNormalization" in optimized_ops(source, tmp_path, "basic")
     converted = upgrade(source.SerializeToString(), "test")
     assert [i.name for i in converted.graph.input] == ["x"]
-    assert _ops_after_ort(converted, tmp_path) == ["Conv"]
+    assert optimized_ops(converted, tmp_path, "basic") == ["Conv"]
     x = np.random.default_rng(1).normal(size=(1, 3, 8, 8)).astype(np.float32)
-    run = lambda m: ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]  # noqa: E731
-    np.testing.assert_allclose(run(converted), run(source), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(run_graph(converted, x), run_graph(source, x), rtol=1e-5, atol=1e-5)
     # The built SFace takes the image and nothing else.
     assert [i.name for i in onnx.load(models_dir / "embedder.fp32.onnx").graph.input] == ["data"]
 

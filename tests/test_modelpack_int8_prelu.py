@@ -6,12 +6,12 @@ import json
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
 from edge.modelpack import quantize as qz
 from edge.modelpack.int8_prelu import keep_prelu_in_uint8
 from edge.modelpack.prelu import unfold_prelu
+from tests.onnx_graphs import optimized_ops, run_graph
 
 
 def _conv_prelu_conv(channels: int = 8) -> onnx.ModelProto:
@@ -34,18 +34,6 @@ def _conv_prelu_conv(channels: int = 8) -> onnx.ModelProto:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
 
 
-def _optimized_ops(model: onnx.ModelProto, tmp_path) -> list[str]:
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-    opts.optimized_model_filepath = str(tmp_path / "optimized.onnx")
-    ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-    return [n.op_type for n in onnx.load(opts.optimized_model_filepath).graph.node]
-
-
-def _run(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
-    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
-
-
 def test_prelu_runs_fused_on_uint8_codes_with_the_same_result(tmp_path):
     source = _conv_prelu_conv()
     prelu_nodes = unfold_prelu(source, for_int8=True)
@@ -57,7 +45,7 @@ def test_prelu_runs_fused_on_uint8_codes_with_the_same_result(tmp_path):
     assert keep_prelu_in_uint8(rewritten, prelu_nodes, source) == 1
     # Before: the PRelu's Min runs in float between a DQ and a Q. After: it reads the uint8 codes,
     # the Mul is a depthwise QLinearConv, the Add a QLinearAdd, and no float detour is left.
-    before, after = _optimized_ops(plain, tmp_path), _optimized_ops(rewritten, tmp_path)
+    before, after = optimized_ops(plain, tmp_path), optimized_ops(rewritten, tmp_path)
     assert before[before.index("Min") - 1] == "DequantizeLinear" and before[before.index("Min") + 1] == "QuantizeLinear"
     assert after.count("DequantizeLinear") == before.count("DequantizeLinear") - 1
     assert after.count("QuantizeLinear") == before.count("QuantizeLinear") - 1
@@ -68,7 +56,7 @@ def test_prelu_runs_fused_on_uint8_codes_with_the_same_result(tmp_path):
 
     # Same numbers up to rounding: cosine to the plainly quantized model and to fp32.
     for x in (rng.normal(size=(1, 3, 16, 16)).astype(np.float32) for _ in range(5)):
-        reference, quantized, ours = _run(source, x).ravel(), _run(plain, x).ravel(), _run(rewritten, x).ravel()
+        reference, quantized, ours = run_graph(source, x).ravel(), run_graph(plain, x).ravel(), run_graph(rewritten, x).ravel()
         cos = lambda a, b: float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))  # noqa: E731
         assert cos(ours, quantized) > 0.995
         assert cos(ours, reference) > 0.98
@@ -78,7 +66,7 @@ def test_built_int8_embedders_run_in_int8_but_for_the_layers_kept_float(models_d
     meta = json.loads((models_dir / "models.json").read_text())
     for role, layers in (("embedder", 27), ("embedder-lite", 33)):
         kept = set(meta["models"][f"{role}.int8.onnx"]["quantization"]["kept_float"])
-        _optimized_ops(onnx.load(models_dir / f"{role}.int8.onnx"), tmp_path)
+        optimized_ops(onnx.load(models_dir / f"{role}.int8.onnx"), tmp_path)
         optimized = onnx.load(tmp_path / "optimized.onnx").graph.node
         ops = [n.op_type for n in optimized]
         convs = [n.name for n in onnx.load(models_dir / f"{role}.fp32.onnx").graph.node if n.op_type == "Conv"]

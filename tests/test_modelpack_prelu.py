@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from edge.modelpack.prelu import unfold_prelu
+from tests.onnx_graphs import run_graph
 
 
 def _prelu_model(slope: np.ndarray) -> onnx.ModelProto:
@@ -22,11 +22,6 @@ def _prelu_model(slope: np.ndarray) -> onnx.ModelProto:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
 
 
-def _run(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    return session.run(None, {"x": x})[0]
-
-
 @pytest.mark.parametrize(
     "slope",
     [np.array([0.25, -0.5, 1.0, 0.0]), np.array([1.5, 9.0, 1.0]), np.array([-9.4, 0.1, 8.9, 1.2])],
@@ -36,8 +31,8 @@ def _run(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
 def test_rewritten_prelu_gives_the_same_outputs_and_no_prelu_is_left(slope, for_int8):
     x = np.random.default_rng(0).normal(size=(1, len(slope), 5, 5)).astype(np.float32)
     original = _prelu_model(slope)
-    expected = _run(original, x)
+    expected = run_graph(original, x)
     rewritten = _prelu_model(slope)
     created = unfold_prelu(rewritten, for_int8=for_int8)
     assert created and all(n.op_type != "PRelu" for n in rewritten.graph.node)
-    np.testing.assert_allclose(_run(rewritten, x), expected, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(run_graph(rewritten, x), expected, rtol=1e-6, atol=1e-6)
