@@ -5,26 +5,46 @@ the format is recognised by its signature (GIF and formats we do not accept: -14
 header's dimensions are read BEFORE decoding so a small file that claims 20000x20000 pixels
 (a decompression bomb) is refused without allocating it (-1102), and a JPEG/PNG that stops
 early is refused instead of being returned half grey (-1102).
+
+What a decode costs is bounded before it starts: the header gives width x height x channels x
+bytes per sample (a 231 KB 16-bit PNG within the pixel cap would otherwise cost over 500 MB; a
+progressive JPEG keeps a 2-byte coefficient per sample for the whole image), which must fit
+MAX_DECODED_BYTES; a JPEG's scans are counted from its markers (each scan of a progressive JPEG
+is a pass over the whole image: 20,000 of them in 1.4 MB cost minutes of CPU); and at most
+MAX_CONCURRENT_DECODES decodes run at once per process, so a burst of requests queues instead of
+multiplying the peak.
 """
 
 from __future__ import annotations
 
 import struct
+import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from edge.errors import (
+    ILLEGAL_IMAGE_FORMAT,
     IMAGE_DECODE_FAILED,
     IMAGE_EMPTY,
-    ILLEGAL_IMAGE_FORMAT,
     ApiError,
 )
 
 # 40 megapixels: above any camera frame or phone photo we expect, far below what would let
 # one request take gigabytes (a 20000x20000 RGB image needs 1.2 GB decoded).
 MAX_PIXELS = 40_000_000
+# What one decode may allocate: a 40-megapixel 8-bit colour image. 16-bit or progressive images
+# get half the pixels (their samples cost two bytes while decoding).
+MAX_DECODED_BYTES = MAX_PIXELS * 3
+# Progressive JPEGs from cameras and encoders use about 10 scans (libjpeg's default script: 10,
+# mozjpeg's: up to ~ 20); each one is a full pass over the image.
+MAX_JPEG_SCANS = 100
+# Decodes running at once in this process (HTTP worker threads wait for a slot, up to
+# DECODE_WAIT_S, then get -1102): caps the decode memory at MAX_CONCURRENT_DECODES x the budget.
+MAX_CONCURRENT_DECODES = 2
+DECODE_WAIT_S = 30.0
 
 _JPEG = b"\xff\xd8\xff"
 _PNG = b"\x89PNG\r\n\x1a\n"
@@ -39,6 +59,45 @@ _REFUSED = {
 }
 
 
+@dataclass(frozen=True)
+class Header:
+    """What the header says a decode will cost."""
+
+    width: int
+    height: int
+    channels: int  # samples per pixel once decoded (at least the 3 of the BGR output)
+    sample_bytes: int  # 2 for 16-bit samples and for a progressive JPEG's coefficient buffer
+
+    @property
+    def decoded_bytes(self) -> int:
+        return self.width * self.height * self.channels * self.sample_bytes
+
+
+class _DecodeSlots:
+    """A counting semaphore that also records the highest number of decodes seen at once."""
+
+    def __init__(self, slots: int):
+        self._sem = threading.BoundedSemaphore(slots)
+        self._lock = threading.Lock()
+        self.active = 0
+        self.peak = 0
+
+    def __enter__(self) -> None:
+        if not self._sem.acquire(timeout=DECODE_WAIT_S):
+            raise ApiError(IMAGE_DECODE_FAILED, f"image decode failed: decoder busy for {DECODE_WAIT_S:g} s")
+        with self._lock:
+            self.active += 1
+            self.peak = max(self.peak, self.active)
+
+    def __exit__(self, *exc) -> None:
+        with self._lock:
+            self.active -= 1
+        self._sem.release()
+
+
+decode_slots = _DecodeSlots(MAX_CONCURRENT_DECODES)
+
+
 def decode_image(data: bytes) -> np.ndarray:
     """Decode JPEG, PNG, BMP or WebP bytes to a BGR uint8 array (H, W, 3).
 
@@ -50,7 +109,8 @@ def decode_image(data: bytes) -> np.ndarray:
         raise ApiError(IMAGE_EMPTY, "image empty: zero bytes")
     data = bytes(data)
     kind = _sniff(data)
-    width, height = _header_size(kind, data)
+    head = _header(kind, data)
+    width, height = head.width, head.height
     if width <= 0 or height <= 0:
         raise ApiError(IMAGE_DECODE_FAILED, f"image decode failed: {kind} header has no valid size")
     if width * height > MAX_PIXELS:
@@ -58,15 +118,28 @@ def decode_image(data: bytes) -> np.ndarray:
             IMAGE_DECODE_FAILED,
             f"image decode failed: {width}x{height} exceeds the {MAX_PIXELS // 1_000_000} megapixel limit",
         )
-    if kind == "JPEG" and not _jpeg_complete(data):
-        raise ApiError(IMAGE_DECODE_FAILED, "image decode failed: truncated JPEG (no end-of-image marker)")
+    if head.decoded_bytes > MAX_DECODED_BYTES:
+        raise ApiError(
+            IMAGE_DECODE_FAILED,
+            f"image decode failed: {width}x{height}x{head.channels} at {head.sample_bytes} bytes per sample "
+            f"needs {head.decoded_bytes // 1_000_000} MB to decode, over the {MAX_DECODED_BYTES // 1_000_000} MB budget",
+        )
+    if kind == "JPEG":
+        scans = _jpeg_scans(data)
+        if scans > MAX_JPEG_SCANS:
+            raise ApiError(IMAGE_DECODE_FAILED, f"image decode failed: JPEG with {scans} scans (at most {MAX_JPEG_SCANS})")
+        if not _jpeg_complete(data):
+            raise ApiError(IMAGE_DECODE_FAILED, "image decode failed: truncated JPEG (no end-of-image marker)")
     if kind == "PNG" and b"IEND" not in data[-64:]:
         raise ApiError(IMAGE_DECODE_FAILED, "image decode failed: truncated PNG (no IEND chunk)")
     buf = np.frombuffer(data, dtype=np.uint8)
-    img = cv2.imdecode(buf, cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH)
-    if img is None or img.size == 0:
-        raise ApiError(IMAGE_DECODE_FAILED, f"image decode failed: corrupt {kind} data")
-    return _to_bgr8(img)
+    with decode_slots:
+        # IMREAD_COLOR without ANYDEPTH: libpng strips 16-bit samples to 8 while decoding, so no
+        # 16-bit copy of the image is ever held.
+        img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+        if img is None or img.size == 0:
+            raise ApiError(IMAGE_DECODE_FAILED, f"image decode failed: corrupt {kind} data")
+        return _to_bgr8(img)
 
 
 def load_image(path: str | Path) -> np.ndarray:
@@ -95,20 +168,27 @@ def _sniff(data: bytes) -> str:
     raise ApiError(IMAGE_DECODE_FAILED, "image decode failed: not a recognised image (JPEG, PNG, BMP, WebP)")
 
 
-def _header_size(kind: str, data: bytes) -> tuple[int, int]:
-    """(width, height) from the header, without decoding pixels."""
+# PNG colour type -> samples per pixel (0 grey, 2 RGB, 3 palette, 4 grey+alpha, 6 RGBA)
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}
+
+
+def _header(kind: str, data: bytes) -> Header:
+    """Size and sample layout from the header, without decoding pixels."""
     try:
         if kind == "PNG":
-            if data[12:16] != b"IHDR":
+            if data[12:16] != b"IHDR" or len(data) < 26:
                 raise ApiError(IMAGE_DECODE_FAILED, "image decode failed: PNG without IHDR header")
-            return struct.unpack(">II", data[16:24])
+            w, h = struct.unpack(">II", data[16:24])
+            depth, colour = data[24], data[25]
+            return Header(w, h, max(3, _PNG_CHANNELS.get(colour, 4)), 2 if depth > 8 else 1)
         if kind == "JPEG":
-            return _jpeg_size(data)
+            return _jpeg_header(data)
         if kind == "BMP":
             w, h = struct.unpack("<ii", data[18:26])
-            return abs(w), abs(h)
+            return Header(abs(w), abs(h), 4, 1)
         if kind == "WebP":
-            return _webp_size(data)
+            w, h = _webp_size(data)
+            return Header(w, h, 4, 1)
     except struct.error:
         pass
     raise ApiError(IMAGE_DECODE_FAILED, f"image decode failed: truncated {kind} header")
@@ -140,12 +220,53 @@ def _jpeg_segments(data: bytes):
     raise ApiError(IMAGE_DECODE_FAILED, "image decode failed: truncated JPEG header")
 
 
-def _jpeg_size(data: bytes) -> tuple[int, int]:
+# Progressive (C2, C6, CA, CE) and 12-bit-capable lossless/extended frames keep the whole image's
+# coefficients while decoding.
+_SOF_BUFFERED = {0xC2, 0xC6, 0xCA, 0xCE}
+
+
+def _jpeg_header(data: bytes) -> Header:
     for marker, i in _jpeg_segments(data):
         if marker in _SOF:
+            precision = data[i + 4]
             height, width = struct.unpack(">HH", data[i + 5 : i + 9])
-            return width, height
+            components = data[i + 9]
+            buffered = marker in _SOF_BUFFERED or precision > 8
+            return Header(width, height, max(3, components), 2 if buffered else 1)
     raise ApiError(IMAGE_DECODE_FAILED, "image decode failed: JPEG without a frame header")
+
+
+def _jpeg_scans(data: bytes) -> int:
+    """How many start-of-scan markers the JPEG has, found by walking its markers.
+
+    Entropy-coded data cannot contain FF followed by anything but 00 (stuffing) or a restart
+    marker, so after each scan the next FF xx is the next marker. Stops counting past the limit.
+    """
+    scans = 0
+    for marker, i in _jpeg_segments(data):
+        if marker == 0xDA:
+            scans = 1
+            pos = i + 2 + struct.unpack(">H", data[i + 2 : i + 4])[0]
+            break
+    else:
+        return 0
+    n = len(data)
+    while scans <= MAX_JPEG_SCANS:
+        pos = data.find(b"\xff", pos)
+        if pos < 0 or pos + 1 >= n:
+            return scans
+        marker = data[pos + 1]
+        if marker == 0x00 or marker == 0xFF or 0xD0 <= marker <= 0xD7:
+            pos += 1 if marker == 0xFF else 2
+            continue
+        if marker == 0xD9:  # end of image
+            return scans
+        if marker == 0xDA:
+            scans += 1
+        if pos + 4 > n:
+            return scans
+        pos += 2 + struct.unpack(">H", data[pos + 2 : pos + 4])[0]
+    return scans
 
 
 def _jpeg_complete(data: bytes) -> bool:
@@ -175,9 +296,7 @@ def _webp_size(data: bytes) -> tuple[int, int]:
 
 
 def _to_bgr8(img: np.ndarray) -> np.ndarray:
-    if img.dtype == np.uint16:
-        img = (img >> 8).astype(np.uint8)
-    elif img.dtype != np.uint8:
+    if img.dtype != np.uint8:
         raise ApiError(ILLEGAL_IMAGE_FORMAT, f"illegal image format: {img.dtype} pixels are not accepted")
     if img.ndim == 2:
         img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
