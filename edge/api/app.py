@@ -10,6 +10,9 @@ the endpoint (url inputs fetched here, then the service in a worker thread). Bus
 unknown /face/<op>, answer HTTP 200 with the code in the envelope (the Python SDK parses the body
 whatever the status, but the Java SDK throws on any non-2xx one); so does an unexpected exception
 (code 213, logged): JSON can still be produced, so CLOUD_API.md's rule holds there too.
+Any other unmatched request (unknown path, wrong method) gets the JSON envelope with code 21 and
+its HTTP status (404, 405). Requests sent through an HTTP proxy carry the absolute form
+(`POST http://hub/face/newperson HTTP/1.1`, RFC 9112 section 3.2.2): the path is taken from it.
 """
 
 from __future__ import annotations
@@ -17,10 +20,13 @@ from __future__ import annotations
 import logging
 import time
 from typing import Iterable
+from urllib.parse import unquote, urlsplit
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -116,13 +122,33 @@ def create_app(
     async def not_post(request: Request) -> Response:
         return envelope(code=errors.BAD_REQUEST, message="face API calls are POST /face/<op>", status=405)
 
+    async def unmatched(request: Request, exc: HTTPException) -> Response:
+        return envelope(code=errors.INVALID_PARAMETER, message=f"no such endpoint: {request.method} {request.url.path[:200]}",
+                        status=exc.status_code)
+
     app = Starlette(routes=[
         Route("/face/{op}", handle, methods=["POST"]),
         Route("/face/{op}", not_post, methods=["GET", "PUT", "DELETE", "PATCH"]),
         Route("/health", health, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
-    ])
+    ], exception_handlers={404: unmatched, 405: unmatched}, middleware=[Middleware(AbsoluteFormPaths)])
     app.state.service = service
     app.state.verifier = verifier
     app.state.registry = registry
     return app
+
+
+class AbsoluteFormPaths:
+    """ASGI middleware: a request target in absolute form (`http://host/face/op?q`) is routed by
+    its path, as a proxy-using client (PHP/Java/Node `setProxy`, libcurl `http_proxy`) sends it."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and scope["path"][:8].lower().startswith(("http://", "https://")):
+            target = urlsplit(scope.get("raw_path", scope["path"].encode()).decode("latin-1"))
+            raw_path = target.path or "/"
+            scope = {**scope, "path": unquote(raw_path), "raw_path": raw_path.encode("latin-1"),
+                     "query_string": target.query.encode("latin-1")}
+        await self.app(scope, receive, send)

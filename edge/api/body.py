@@ -4,6 +4,9 @@ Both encodings become `Params`: text fields, lists (JSON arrays, or multipart in
 `name[0]`, `name[1]`, ... and `name[]`), and raw image bytes (multipart parts named `image`,
 `images[i]`, `imageA`, `imageB`, or base64 strings under those names in JSON). Any other
 multipart part is a text field even when it carries a filename (python-requests `files=`).
+A multipart field sent more than once (`group_ids` twice, as Node's form-data does with arrays)
+becomes the list of its values in order, never silently its last one. JSON text with a lone
+surrogate (`"\ud800"`, valid JSON but not Unicode) is refused with code 21.
 """
 
 from __future__ import annotations
@@ -104,6 +107,7 @@ def _from_json(body: bytes) -> Params:
         raise ApiError(errors.BAD_REQUEST, "JSON body must be an object")
     values: dict[str, object] = {}
     for name, value in data.items():
+        _unicode("field name", name)
         if value is None:  # JSON null = not given (a caller's SDK may serialise unset fields so)
             continue
         if name in IMAGE_FIELDS:
@@ -118,10 +122,20 @@ def _from_json(body: bytes) -> Params:
 def _scalar(name: str, value: object) -> str:
     # Some SDKs send appid or mode as JSON numbers; accept integers, refuse other shapes.
     if isinstance(value, str):
-        return value
+        return _unicode(name, value)
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     raise ApiError(errors.INVALID_PARAMETER, f"{name} must be a string")
+
+
+def _unicode(name: str, value: str) -> str:
+    """`value` if it is valid Unicode; a lone surrogate would break every later encode (-> 21)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        name = name.encode("utf-8", "replace").decode("utf-8")
+        raise ApiError(errors.INVALID_PARAMETER, f"{name} is not valid Unicode (lone surrogate)") from None
+    return value
 
 
 def _b64_images(name: str, value: object) -> bytes | list[bytes]:
@@ -197,6 +211,7 @@ def _split_multipart(body: bytes, boundary: bytes) -> list[tuple[str, bytes]]:
 def _from_parts(parts: list[tuple[str, bytes]]) -> Params:
     values: dict[str, object] = {}
     indexed: dict[str, dict[int, object]] = {}
+    repeated: set[str] = set()
     for name, data in parts:
         m = _INDEXED.match(name)
         base = m.group(1) if m else name
@@ -207,6 +222,10 @@ def _from_parts(parts: list[tuple[str, bytes]]) -> Params:
             if index > MAX_INDEX:
                 raise ApiError(errors.INVALID_PARAMETER, f"{name}: index too large")
             slots[index] = value
+        elif name in values:  # repeated: collect in order
+            previous = values[name]
+            values[name] = [*previous, value] if name in repeated else [previous, value]
+            repeated.add(name)
         else:
             values[name] = value
     for base, slots in indexed.items():
