@@ -21,3 +21,19 @@ CACHE_PERSONS = Gauge("edge_cache_persons", "Persons in the local cache")
 CLOUD = Gauge("edge_cloud_breaker_state", "Cloud circuit breaker state (1 for the current one)",
               ["state"])
 SYNC_OK = Gauge("edge_sync_last_ok_timestamp", "Unix time of the last successful sync")
+
+
+def follow(camera, events, cloud, syncer) -> None:
+    """Read the live gauges from their parts at scrape time (nothing to keep in step)."""
+    CAMERA_UP.set_function(lambda: 1 if camera.state.status == "ok" else 0)
+    BAD_FRAMES.set_function(lambda: camera.state.bad_frames)
+    OUTBOX.set_function(events.outbox_depth)
+    MQTT_UP.set_function(lambda: 1 if events.connected else 0)
+    SYNC_OK.set_function(lambda: syncer.state.get("last_ok") or 0)
+    for state in ("closed", "open", "half_open", "disabled"):
+        CLOUD.labels(state).set_function(
+            lambda state=state: 1 if breaker_state(cloud) == state else 0)
+
+
+def breaker_state(cloud) -> str:
+    return cloud.breaker_state if cloud is not None else "disabled"

@@ -11,6 +11,7 @@ hub, the daemon and the benchmarks:
     pipe.analyze(bgr)           # detect + embed every face
     decode_image(data: bytes)   # BGR uint8 or ApiError(-1300 / -1102 / -1400)
     load_image(path)            # same, from a file
+    crop_jpeg(bgr, face.box)    # the face with margin, JPEG bytes (for the hub, events)
 
 Precisions (packs in models/models.json): "int8" (edge default) and "fp32" embed with SFace
 (128-d); "int8-lite" / "fp32-lite" with the cheaper 512-d MobileFaceNet-like network.
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from edge.vision.crop import crop_jpeg
 from edge.vision.face import Face
 from edge.vision.image import decode_image, load_image
 from edge.vision.quality import Quality
@@ -32,7 +34,7 @@ from edge.vision.quality import Quality
 if TYPE_CHECKING:
     from edge.vision.pipeline import Pipeline
 
-__all__ = ["Pipeline", "Face", "Quality", "decode_image", "load_image"]
+__all__ = ["Pipeline", "Face", "Quality", "crop_jpeg", "decode_image", "load_image"]
 
 
 def __getattr__(name: str):

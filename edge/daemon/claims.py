@@ -1,0 +1,85 @@
+"""Verify claims: "the next face seen should be this person" (MQTT cmd/verify, POST /edge/claim).
+
+One claim waits at a time (a newer one replaces it). It goes to the first face track ready to
+be scored, which keeps it until that decision is published; a claim no face took before its
+timeout ends as `unknown` with reason `no_face_before_timeout`. Opened from paho's thread or
+the API's, taken and expired from the main loop: hence the lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Callable
+
+log = logging.getLogger("edge.daemon")
+
+MIN_TIMEOUT_S, MAX_TIMEOUT_S = 0.5, 300.0
+
+
+class Claims:
+    def __init__(self, default_timeout_s: float):
+        self.default_timeout_s = default_timeout_s
+        self._claim: dict | None = None
+        self._lock = threading.Lock()
+
+    def open(self, payload: dict) -> bool:
+        """Wait for `payload["person_id"]` (timeout_s and request_id optional); False when the
+        payload names nobody."""
+        pid = payload.get("person_id")
+        if not isinstance(pid, str) or not pid:
+            log.warning("cmd/verify without a person_id: ignored")
+            return False
+        timeout = payload.get("timeout_s", self.default_timeout_s)
+        try:
+            timeout = min(max(float(timeout), MIN_TIMEOUT_S), MAX_TIMEOUT_S)
+        except (TypeError, ValueError):
+            timeout = self.default_timeout_s
+        with self._lock:
+            self._claim = {"person_id": pid, "expires": time.monotonic() + timeout,
+                           "request_id": str(payload.get("request_id", ""))[:128]}
+        log.info("verify claim for %s (%.1fs)", pid, timeout)
+        return True
+
+    def take(self) -> dict | None:
+        with self._lock:
+            claim, self._claim = self._claim, None
+            return claim
+
+    def for_track(self, track, end_pending: Callable[[int], None]) -> dict | None:
+        """The claim this track is verified against: a waiting claim goes to the first track
+        with a good face, and starts a new decision for it (even when it was identified
+        already; `end_pending(track.id)` first finishes a decision still settling); a track
+        keeps its own claim until that one is decided."""
+        held = track.data.get("claim")
+        if held is not None and not track.decided:
+            return held
+        if self._claim is None:  # unlocked peek: the common case costs no lock
+            return held
+        claim = self.take()
+        if claim is not None:
+            end_pending(track.id)
+            track.data["claim"] = claim
+            track.decided = False
+            return claim
+        return held
+
+    def expired(self) -> dict | None:
+        """The waiting claim, removed, once its timeout has passed; else None."""
+        with self._lock:
+            claim = self._claim
+            if claim is None or time.monotonic() < claim["expires"]:
+                return None
+            self._claim = None
+            return claim
+
+
+NO_FACE = "no_face_before_timeout"
+
+
+def unanswered(claim: dict):
+    """The decision for a claim no face took in time."""
+    from edge.daemon.decide import Outcome
+
+    return Outcome("verify", "unknown", "local", claim["person_id"])

@@ -1,0 +1,59 @@
+"""One camera frame -> the local outcome of each face ready to be decided.
+
+Detect, gate on quality, embed, follow the faces across frames (tracker); a track with enough
+good frames is scored locally (verify against its claim, else identify) and handed to the
+settle window, which picks the track's best frame and finishes the decision.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+from edge.daemon import metrics
+from edge.daemon.settle import Candidate
+
+
+class FrameScorer:
+    def __init__(self, pipeline, tracker, decider, claims, window, gallery: Callable, *,
+                 max_faces: int, min_frames: int, identify: bool, groups: list[str]):
+        self.pipeline, self.tracker, self.decider = pipeline, tracker, decider
+        self.claims, self.window, self.gallery = claims, window, gallery
+        self.max_faces, self.min_frames = max_faces, min_frames
+        self.identify, self.groups = identify, groups
+
+    def process(self, frame, t_frame: float) -> None:
+        t0 = time.perf_counter()
+        faces = self.pipeline.detect(frame)[: self.max_faces]
+        t_detect = time.perf_counter()
+        metrics.FRAMES.inc()
+        metrics.STAGE.labels("detect").observe(t_detect - t0)
+        for f in faces:
+            metrics.FACES.labels("ok" if f.quality.ok else (f.quality.reason or "bad")).inc()
+            if f.quality.ok:
+                self.pipeline.embed(frame, f)
+        t_embed = time.perf_counter()
+        if faces:
+            metrics.STAGE.labels("embed").observe(t_embed - t_detect)
+        tracks = self.tracker.update([f.box for f in faces],
+                                     [f.embedding if f.quality.ok else None for f in faces])
+        gallery = self.gallery()
+        for face, track in zip(faces, tracks):
+            if not face.quality.ok:
+                continue  # quality gate: wait for a better frame of this track
+            track.good_frames += 1
+            if track.good_frames < self.min_frames:
+                continue
+            # Only a track ready to be scored takes a claim: a claim taken is always decided.
+            claim = self.claims.for_track(track, self.window.settle)
+            if track.decided or (claim is None and not self.identify):
+                continue
+            t_match = time.perf_counter()
+            if claim is not None:
+                out = self.decider.verify(gallery, face.embedding, claim["person_id"])
+            else:
+                out = self.decider.identify(gallery, face.embedding, self.groups)
+            latency = {"detect_ms": (t_detect - t0) * 1000, "embed_ms": (t_embed - t_detect) * 1000,
+                       "match_ms": (time.perf_counter() - t_match) * 1000}
+            metrics.STAGE.labels("match").observe(latency["match_ms"] / 1000)
+            self.window.consider(Candidate(track, out, face, frame, t_frame, latency, claim, gallery))

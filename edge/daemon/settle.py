@@ -1,0 +1,88 @@
+"""The settle window: a face track is decided on its best frame, not its first.
+
+Every good frame of a track is scored locally; the best so far is kept. A local accept is
+decided at once; anything else waits up to `settle_s` for a better frame, or until the face
+leaves or the camera ends, and only then is the best frame finished by the decision policy
+(the hub is asked about that one frame, when uncertain).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+from edge.vision import crop_jpeg
+
+
+@dataclass
+class Candidate:
+    """A track's best frame so far, with what its decision and its event need."""
+    track: Any  # edge.tracker.Track
+    out: Any  # edge.daemon.decide.Outcome, local only
+    face: Any
+    frame: Any
+    t_frame: float
+    latency: dict
+    claim: dict | None
+    gallery: Any
+    since: float = field(default_factory=time.monotonic)  # the track's first scored frame
+    frames: int = 1
+
+    def rank(self) -> tuple:
+        """An accept wins (in identify a higher score can still be uncertain, when two people
+        are too close), then the higher score."""
+        score = self.out.score
+        return self.out.decision == "accept", -2.0 if score is None else score
+
+
+Decided = Callable[[Candidate, Any], None]  # (the chosen candidate, its final Outcome)
+
+
+class SettleWindow:
+    def __init__(self, decider, settle_s: float, on_decided: Decided):
+        self.decider = decider
+        self.settle_s = settle_s
+        self.on_decided = on_decided
+        self._pending: dict[int, Candidate] = {}  # track id -> its best frame, not yet decided
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def consider(self, cand: Candidate) -> None:
+        """Keep the track's best frame so far and decide at once on a local accept; anything
+        else waits for `settle_due`, which the loop runs right after each frame."""
+        track_id = cand.track.id
+        best = self._pending.get(track_id)
+        if best is not None:
+            cand.since, cand.frames = best.since, best.frames + 1
+            if cand.rank() <= best.rank():
+                best.frames = cand.frames
+                cand = best
+        self._pending[track_id] = cand
+        if cand.out.decision == "accept":
+            self.settle(track_id)
+
+    def settle_due(self, alive: Iterable[int], camera_ended: bool) -> None:
+        """Decide the tracks whose settle window is over, whose face has left (not among the
+        `alive` track ids) or whose camera has no more frames to give."""
+        if not self._pending:
+            return
+        alive = set(alive)
+        now = time.monotonic()
+        for track_id, cand in list(self._pending.items()):
+            if camera_ended or track_id not in alive or now - cand.since >= self.settle_s:
+                self.settle(track_id)
+
+    def settle(self, track_id: int) -> None:
+        """Finish a track's best local outcome (the hub is asked only now, about this frame)
+        and hand it on. It stays pending until `on_decided` returns (the event is then in the
+        outbox), so /health never shows a moment with the decision in neither place."""
+        c = self._pending.get(track_id)
+        if c is None:
+            return
+        out = self.decider.settle(c.out, lambda: crop_jpeg(c.frame, c.face.box))
+        c.latency["cloud_ms"] = out.cloud_ms
+        c.track.decided = True
+        self.on_decided(c, out)
+        del self._pending[track_id]
