@@ -180,3 +180,21 @@ def test_models_from_an_older_build_are_refused_with_how_to_rebuild(models_dir, 
     (tmp_path / "models.json").write_text(json.dumps({**meta, "format": 1}))
     with pytest.raises(FileNotFoundError, match="in format 1, this code reads 2: run `edge-verifier models build`"):
         Pipeline.load(tmp_path)
+
+
+def test_detector_orders_equal_scores_by_anchor_on_every_cpu(pipeline):
+    # 300 non-overlapping boxes (NMS keeps them all) with two score values, the top ones not at
+    # index 0: numpy's default sort (SIMD quicksort on x86, another on aarch64) orders ties
+    # differently per CPU; the detector must order them by anchor, then cut at top_k.
+    det = pipeline.detector
+    n = 300
+    grid = np.arange(n, dtype=np.float32)
+    x1, y1 = (grid % 20) * 16, (grid // 20) * 16
+    boxes = np.column_stack([x1, y1, x1 + 10, y1 + 10]) / np.array([320, 240, 320, 240], dtype=np.float32)
+    scores = np.full(n, 0.9, dtype=np.float32)
+    scores[5::7] = 0.95
+    out = det._postprocess(scores, boxes.astype(np.float32), 1.0, (10_000, 10_000, 3))
+    expected = sorted(range(n), key=lambda i: (-scores[i], i))[: det.top_k]
+    assert len(out) == det.top_k
+    np.testing.assert_allclose(out[:, 0], x1[expected], atol=1e-3)
+    np.testing.assert_allclose(out[:, 1], y1[expected], atol=1e-3)

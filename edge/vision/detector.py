@@ -44,7 +44,9 @@ class FaceDetector:
         w, h = self.input_size
         b = boxes[keep] * np.array([w, h, w, h], dtype=np.float32) / scale
         s = scores[keep]
-        order = np.argsort(-s)[: self.top_k]
+        # Stable: anchors with equal scores keep their anchor order, so NMS keeps the same box on
+        # every CPU (numpy's default sort is SIMD-dependent and moved a face box by 5 px on aarch64).
+        order = np.argsort(-s, kind="stable")[: self.top_k]
         b, s = b[order], s[order]
         xywh = np.column_stack([b[:, 0], b[:, 1], b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]])
         idx = cv2.dnn.NMSBoxes(xywh.tolist(), s.tolist(), self.score_threshold, self.nms_threshold)
