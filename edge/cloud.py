@@ -62,6 +62,13 @@ class CloudClient:
         self._opened_at: float | None = None
         self._probe_in_flight = False
 
+    @classmethod
+    def from_settings(cls, hub) -> CloudClient:
+        """From the daemon's [hub] section."""
+        return cls(hub.url, hub.appid, hub.secret_id, hub.secret_key, timeout=hub.timeout,
+                   retries=hub.retries, breaker_failures=hub.breaker_failures,
+                   breaker_reset_s=hub.breaker_reset_s)
+
     # --- circuit breaker ---------------------------------------------------------------------
     @property
     def breaker_state(self) -> str:

@@ -130,3 +130,35 @@ def test_a_claim_body_that_stalls_after_the_size_cap_is_answered_with_a_code_not
         assert daemon.health() is not None  # and the API still serves
     finally:
         assert daemon.terminate() == 0
+
+
+def test_a_claim_goes_through_the_api_layer_rate_limit_and_request_metrics_included():
+    import httpx
+
+    from edge.api.app import create_app
+    from edge.api.ops import ApiLimits
+    from edge.daemon.claims import Claims
+    from edge.daemon.service import EdgeService
+    from edge.signature import Credential, sign
+    from tests.hub_fixtures import serve_app
+
+    claims = Claims(default_timeout_s=10.0)
+    service = EdgeService(pipeline=None, gallery=lambda: None, decider=None, claims=claims)
+    app = create_app(service, [Credential("1", "AKIDclaim", "key")], limits=ApiLimits(rate_per_s=0.01, burst=2))
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    auth = {"Authorization": sign("1", "AKIDclaim", "key")}
+    with serve_app(app, port):
+        first = httpx.post(f"{base}/edge/claim", headers=auth,
+                           json={"appid": "1", "person_id": "madonna", "timeout_s": 2.5, "request_id": "b-7"}).json()
+        assert (first["code"], first["data"]) == (0, {"person_id": "madonna"})
+        waiting = claims.take()
+        assert (waiting["person_id"], waiting["request_id"]) == ("madonna", "b-7")
+        assert 2.0 < waiting["expires"] - time.monotonic() <= 2.5
+        assert httpx.post(f"{base}/face/claim", headers=auth, json={"appid": "1", "person_id": "x"}).json()["code"] == 21
+        assert httpx.post(f"{base}/edge/claim", headers=auth, json={"appid": "1"}).json()["code"] == -1301
+        # The burst of 2 is spent (the refused /face/claim never reached the limiter): 15.
+        assert httpx.post(f"{base}/edge/claim", headers=auth, json={"appid": "1", "person_id": "x"}).json()["code"] == 15
+        metrics = httpx.get(f"{base}/metrics").text
+    assert 'face_api_requests_total{code="0",op="claim"} 1.0' in metrics
+    assert 'face_api_requests_total{code="15",op="claim"} 1.0' in metrics

@@ -10,6 +10,7 @@ the endpoint (url inputs fetched here, then the service in a worker thread). Bus
 unknown /face/<op>, answer HTTP 200 with the code in the envelope (the Python SDK parses the body
 whatever the status, but the Java SDK throws on any non-2xx one); so does an unexpected exception
 (code 213, logged): JSON can still be produced, so CLOUD_API.md's rule holds there too.
+The edge's own operations (POST /edge/claim) take the same path with their own smaller body cap.
 Any other unmatched request (unknown path, wrong method) gets the JSON envelope with code 21 and
 its HTTP status (404, 405). Requests sent through an HTTP proxy carry the absolute form
 (`POST http://hub/face/newperson HTTP/1.1`, RFC 9112 section 3.2.2): the path is taken from it.
@@ -33,7 +34,7 @@ from starlette.routing import Route
 
 from edge import errors
 from edge.api.body import parse_body, read_capped
-from edge.api.ops import OPS, ApiLimits, Ctx, text
+from edge.api.ops import AREA, OPS, SMALL_BODY, ApiLimits, Ctx, text
 from edge.api.ratelimit import RateLimiter
 from edge.api.service import ApiErrorWithData, FaceService
 from edge.errors import ApiError
@@ -70,23 +71,23 @@ def create_app(
     started = time.time()
 
     async def handle(request: Request) -> Response:
-        op = request.path_params["op"]
+        op, area = request.path_params["op"], request.url.path.split("/")[1]
         t0 = time.perf_counter()
-        handler = OPS.get(op)
+        handler = OPS.get(op) if AREA.get(op, "face") == area else None
         if handler is None:
             requests_total.labels("unknown", str(errors.INVALID_PARAMETER)).inc()
             # HTTP 200 like every other refusal: the Java SDK throws on any non-2xx status without
             # reading the body, so its caller would never see the code (e.g. faceShape, /face/shape).
-            return envelope(code=errors.INVALID_PARAMETER, message=f"no such endpoint /face/{op}")
+            return envelope(code=errors.INVALID_PARAMETER, message=f"no such endpoint /{area}/{op}")
         data: dict | None = None
         try:
             sig = verifier.check(request.headers.get("authorization"))
             if not limiter.allow(sig.appid):
                 raise ApiError(errors.RATE_LIMITED, "too many requests for this appid")
             if not service.serves(op):
-                raise ApiError(errors.ENDPOINT_RETIRED, f"/face/{op} is not served by this role ({service.role})")
-            body = await read_capped(request.stream(), limits.body_bytes, request.headers.get("content-length"),
-                                     limits.body_timeout_s)
+                raise ApiError(errors.ENDPOINT_RETIRED, f"/{area}/{op} is not served by this role ({service.role})")
+            cap, timeout_s = SMALL_BODY.get(op, (limits.body_bytes, limits.body_timeout_s))
+            body = await read_capped(request.stream(), cap, request.headers.get("content-length"), timeout_s)
             params = parse_body(body, request.headers.get("content-type"))
             # compare is the one call whose documented request has no appid: the signed one serves
             appid = text(params, "appid", ctx, required=op not in APPID_OPTIONAL) or sig.appid
@@ -129,6 +130,7 @@ def create_app(
     app = Starlette(routes=[
         Route("/face/{op}", handle, methods=["POST"]),
         Route("/face/{op}", not_post, methods=["GET", "PUT", "DELETE", "PATCH"]),
+        Route("/edge/{op}", handle, methods=["POST"]),
         Route("/health", health, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
     ], exception_handlers={404: unmatched, 405: unmatched}, middleware=[Middleware(AbsoluteFormPaths)])

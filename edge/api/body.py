@@ -25,6 +25,7 @@ from edge import errors
 from edge.errors import ApiError
 
 IMAGE_FIELDS = frozenset({"image", "images", "imageA", "imageB"})
+DECIMAL_FIELDS = frozenset({"timeout_s"})  # a claim's wait may be fractional; elsewhere 21
 MAX_PARTS = 1000
 MAX_INDEX = 999
 # After the cap, keep reading (and discarding) up to this much so the client, still sending,
@@ -112,6 +113,8 @@ def _from_json(body: bytes) -> Params:
             continue
         if name in IMAGE_FIELDS:
             values[name] = _b64_images(name, value)
+        elif name in DECIMAL_FIELDS and isinstance(value, float):
+            values[name] = repr(value)
         elif isinstance(value, list):
             values[name] = [_scalar(name, v) for v in value]
         else:

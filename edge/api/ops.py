@@ -251,10 +251,19 @@ async def sync(appid: str, p: Params, ctx: Ctx) -> dict:
     return await call(ctx.service.sync, appid, since, fingerprint, group_ids, limit)
 
 
+async def claim(appid: str, p: Params, ctx: Ctx) -> dict:
+    person_id = ident(p, "person_id", ctx)
+    return await call(ctx.service.claim, appid, person_id, p.get("timeout_s"), p.get("request_id"))
+
+
 OPS: dict[str, Callable[[str, Params, Ctx], Awaitable[dict]]] = {
     "newperson": newperson, "delperson": delperson, "addface": addface, "delface": delface,
     "setinfo": setinfo, "getinfo": getinfo, "getgroupids": getgroupids,
     "getpersonids": getpersonids, "getfaceids": getfaceids, "getfaceinfo": getfaceinfo,
     "addgroupids": addgroupids, "delgroupids": delgroupids, "verify": verify,
-    "identify": identify, "compare": compare, "detect": detect, "sync": sync,
+    "identify": identify, "compare": compare, "detect": detect, "sync": sync, "claim": claim,
 }
+# Every operation is POST /face/<op> but these, which are the edge's own (not the cloud API's).
+AREA = {"claim": "edge"}
+# Bodies without images: capped far below an upload, and not waited for as long.
+SMALL_BODY = {"claim": (4096, 10.0)}  # bytes, seconds

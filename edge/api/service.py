@@ -83,6 +83,11 @@ class FaceService:
     def sync(self, appid: str, since: int, fingerprint: str, group_ids: Sequence[str], limit: int) -> dict:
         raise _not_served("sync")
 
+    def claim(self, appid: str, person_id: str, timeout_s: object, request_id: object) -> dict:
+        """POST /edge/claim: the next face seen should be `person_id` (timeout_s, request_id
+        optional, as sent)."""
+        raise _not_served("claim")
+
     def serves(self, op: str) -> bool:
         """True when this role overrides `op` (checked before reading the body or fetching urls)."""
         mine, base = getattr(type(self), op, None), getattr(FaceService, op, None)

@@ -9,6 +9,7 @@ the API's, taken and expired from the main loop: hence the lock.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from typing import Callable
@@ -24,23 +25,27 @@ class Claims:
         self._claim: dict | None = None
         self._lock = threading.Lock()
 
-    def open(self, payload: dict) -> bool:
-        """Wait for `payload["person_id"]` (timeout_s and request_id optional); False when the
-        payload names nobody."""
+    def command(self, payload: dict) -> None:
+        """MQTT cmd/verify {"person_id", "timeout_s"?, "request_id"?}."""
         pid = payload.get("person_id")
         if not isinstance(pid, str) or not pid:
             log.warning("cmd/verify without a person_id: ignored")
-            return False
-        timeout = payload.get("timeout_s", self.default_timeout_s)
+            return
+        self.open(pid, payload.get("timeout_s"), payload.get("request_id"))
+
+    def open(self, person_id: str, timeout_s: object = None, request_id: object = None) -> None:
+        """Wait for `person_id`; a timeout_s that is no number or out of bounds is clamped or
+        replaced by the default."""
         try:
-            timeout = min(max(float(timeout), MIN_TIMEOUT_S), MAX_TIMEOUT_S)
+            timeout = min(max(float(timeout_s), MIN_TIMEOUT_S), MAX_TIMEOUT_S)
         except (TypeError, ValueError):
             timeout = self.default_timeout_s
+        if not math.isfinite(timeout):  # NaN passes min/max unchanged and would never expire
+            timeout = self.default_timeout_s
         with self._lock:
-            self._claim = {"person_id": pid, "expires": time.monotonic() + timeout,
-                           "request_id": str(payload.get("request_id", ""))[:128]}
-        log.info("verify claim for %s (%.1fs)", pid, timeout)
-        return True
+            self._claim = {"person_id": person_id, "expires": time.monotonic() + timeout,
+                           "request_id": "" if request_id is None else str(request_id)[:128]}
+        log.info("verify claim for %s (%.1fs)", person_id, timeout)
 
     def take(self) -> dict | None:
         with self._lock:

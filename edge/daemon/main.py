@@ -17,6 +17,10 @@ import threading
 import time
 from pathlib import Path
 
+from edge.daemon.claims import NO_FACE, Claims, unanswered
+from edge.daemon.sdnotify import notify, watchdog_interval_s
+from edge.daemon.watchdog import warn_if_too_short
+
 log = logging.getLogger("edge.daemon")
 
 STATE_EVERY_S = 10.0
@@ -57,19 +61,16 @@ class Daemon:
     """Owns the parts and the main loop; no algorithm of its own."""
 
     def __init__(self, settings):
-        from edge.daemon.claims import Claims
-
         self.s = settings
         self.stop_event = threading.Event()
         self.started = time.time()
         self.gallery_ref = None  # swapped atomically by the syncer; readers just read it
         self.cloud = None
         self.syncer = None
-        self.api_server = None
-        self.api_port: int | None = None
+        self.api = None
         self.decisions = 0
         self.claims = Claims(settings.verify.claim_timeout_s)
-        self._threads: list[threading.Thread] = []
+        self.threads: list[threading.Thread] = []
 
     # -- start -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -79,7 +80,6 @@ class Daemon:
         from edge.daemon.decide import Decider
         from edge.daemon.scoring import FrameScorer
         from edge.daemon.settle import SettleWindow
-        from edge.daemon.watchdog import warn_if_too_short
         from edge.events import MqttPublisher, NullPublisher, Outbox
         from edge.matcher import Gallery
         from edge.sync import Syncer
@@ -99,10 +99,7 @@ class Daemon:
         if s.hub.url:
             from edge.cloud import CloudClient
 
-            self.cloud = CloudClient(s.hub.url, s.hub.appid, s.hub.secret_id, s.hub.secret_key,
-                                     timeout=s.hub.timeout, retries=s.hub.retries,
-                                     breaker_failures=s.hub.breaker_failures,
-                                     breaker_reset_s=s.hub.breaker_reset_s)
+            self.cloud = CloudClient.from_settings(s.hub)
         self.cache = EdgeCache(data / "cache.db")
         self.syncer = Syncer(self.cloud, self.cache, self.pipeline.fingerprint,
                              group_ids=s.identify.groups, page_size=s.hub.sync_page,
@@ -129,19 +126,18 @@ class Daemon:
             self._spawn("sync", self.syncer.run, self.stop_event)
         if s.api.enabled:
             self._start_api()
-        from edge.daemon.sdnotify import notify, watchdog_interval_s
-
         self._watchdog_s = watchdog_interval_s()
         warn_if_too_short(s, self._watchdog_s)
         notify("READY=1\nSTATUS=running")
         log.info("edge daemon %s ready in %.2fs (camera %s, api %s)", s.device.id,
                  time.time() - self.started, s.camera.source,
-                 f"{s.api.host}:{self.api_port}" if self.api_port else "off")
+                 f"{s.api.host}:{self.api.port}" if self.api and self.api.port else "off")
 
-    def _spawn(self, name, target, *args) -> None:
+    def _spawn(self, name, target, *args) -> threading.Thread:
         t = threading.Thread(target=target, args=args, name=name, daemon=True)
         t.start()
-        self._threads.append(t)
+        self.threads.append(t)
+        return t
 
     def _swap_gallery(self, gallery) -> None:
         from edge.daemon import metrics
@@ -153,87 +149,24 @@ class Daemon:
                  len(gallery.person_ids))
 
     def _start_api(self) -> None:
-        import uvicorn
-
-        from edge.api.app import create_app
+        from edge.daemon.local_api import LocalApi
         from edge.daemon.service import EdgeService
 
-        s = self.s
-        creds = [c.model_dump() for c in s.api.credentials] or (
-            [{"appid": s.hub.appid, "secret_id": s.hub.secret_id, "secret_key": s.hub.secret_key}]
-            if s.hub.appid else [])
         service = EdgeService(self.pipeline, lambda: self.gallery_ref, self.decider,
-                              identify_groups=s.identify.groups, health=self.state)
-        from edge.signature import Credential
-
-        app = create_app(service, [Credential(**c) for c in creds])
-        # The API layer serves its own registry; expose the daemon's metrics (default
-        # registry: ours plus process RSS/CPU) through it too.
-        app.state.registry.register(_DefaultRegistryProxy())
-        from starlette.routing import Route
-
-        app.router.routes.append(Route("/edge/claim", self._claim_endpoint, methods=["POST"]))
-        config = uvicorn.Config(app, host=s.api.host, port=s.api.port, log_level="warning",
-                                access_log=False)
-        self.api_server = uvicorn.Server(config)
-        self._spawn("api", self.api_server.run)
-        deadline = time.monotonic() + 10
-        while (not self.api_server.started and time.monotonic() < deadline
-               and self._threads[-1].is_alive()):  # a port in use ends the thread at once
-            time.sleep(0.02)
-        if self.api_server.started:
-            self.api_port = self.api_server.servers[0].sockets[0].getsockname()[1]
-        else:
-            log.error("local API did not start on %s:%s", s.api.host, s.api.port)
+                              identify_groups=self.s.identify.groups, health=self.state,
+                              claims=self.claims)
+        self.api = LocalApi(self.s, service)
+        self.api.start(self._spawn)
 
     # -- commands (paho thread) ------------------------------------------------------------
     def _on_command(self, name: str, payload: dict) -> None:
         if name == "sync" and self.syncer is not None:
             self.syncer.trigger()
         elif name == "verify":
-            self.claims.open(payload)
-
-    async def _claim_endpoint(self, request):
-        """POST /edge/claim {"appid", "person_id", "timeout_s"?, "request_id"?}, signed like
-        the face API: a badge reader or PIN pad claims an identity for the next face seen."""
-        from starlette.responses import JSONResponse
-
-        from starlette.requests import ClientDisconnect
-
-        from edge import errors
-        from edge.api.body import read_capped
-        from edge.errors import ApiError
-
-        try:
-            sig = request.app.state.verifier.check(request.headers.get("authorization"))
-            # Capped as it arrives, with a deadline (request.body() read everything first, so a
-            # huge or trickled body held memory or the connection without end).
-            body = await read_capped(request.stream(), 4096, request.headers.get("content-length"),
-                                     10.0)
-            try:
-                payload = json.loads(body or b"{}")
-            except ValueError:
-                raise ApiError(errors.BAD_REQUEST, "body is not JSON") from None
-            if not isinstance(payload, dict):
-                raise ApiError(errors.BAD_REQUEST, "body is not a JSON object")
-            if not payload.get("appid"):
-                raise ApiError(errors.PARAMETER_EMPTY, "appid is required")
-            sig.check_appid(str(payload["appid"]))
-            if not isinstance(payload.get("person_id"), str) or not payload["person_id"]:
-                raise ApiError(errors.PARAMETER_EMPTY, "person_id is required")
-            self.claims.open(payload)
-            data, code, message = {"person_id": payload["person_id"]}, 0, "OK"
-        except ApiError as exc:
-            data, code, message = {}, exc.code, exc.message
-        except ClientDisconnect:  # the caller went away mid-body: nobody to answer
-            return JSONResponse({}, status_code=400)
-        return JSONResponse({"data": data, "code": code, "message": message})
+            self.claims.command(payload)
 
     # -- main loop -------------------------------------------------------------------------
     def loop(self) -> None:
-        from edge.daemon.claims import NO_FACE, unanswered
-        from edge.daemon.sdnotify import notify
-
         last_ping = last_state = 0.0
         while not self.stop_event.is_set():
             frame = self.camera.read(self.stop_event, max_block_s=0.5)
@@ -286,35 +219,12 @@ class Daemon:
 
     # -- state / health --------------------------------------------------------------------
     def state(self) -> dict:
-        from edge.daemon.metrics import breaker_state
+        from edge.daemon.health import daemon_state
 
-        gallery = self.gallery_ref
-        sync = dict(self.syncer.state) if self.syncer else {}
-        cam = self.camera.state.as_dict()
-        # A helper thread that ended on its own (sync, local API, outbox sender) leaves the loop
-        # running but the door half blind or mute: say so, a supervisor cannot see it otherwise.
-        threads = {t.name: t.is_alive() or self.stop_event.is_set() for t in self._threads}
-        if self.s.mqtt.enabled:
-            threads["mqtt-outbox"] = self.events.sender_alive()
-        ok = (cam["status"] in ("ok", "ended") and sync.get("status") != "fingerprint_mismatch"
-              and all(threads.values()))
-        return {"status": "ok" if ok else "degraded", "device": self.s.device.id,
-                "uptime_s": round(time.time() - self.started, 1), "camera": cam,
-                "mqtt": {"connected": self.events.connected,
-                         "outbox_depth": self.events.outbox_depth(),
-                         "outbox_rejected": self.events.outbox_rejected()},
-                "threads": threads,
-                "cache": {"version": gallery.version, "faces": len(gallery),
-                          "persons": len(gallery.person_ids)},
-                "sync": sync, "cloud": {"breaker": breaker_state(self.cloud)},
-                "decisions": self.decisions, "pending": len(self.window),
-                "pack": self.s.vision.precision, "fingerprint": self.pipeline.fingerprint,
-                "thresholds": {"accept": self.thresholds.accept, "reject": self.thresholds.reject}}
+        return daemon_state(self)
 
     # -- stop ------------------------------------------------------------------------------
     def shutdown(self) -> None:
-        from edge.daemon.sdnotify import notify
-
         notify("STOPPING=1")
         self.stop_event.set()
         if self.syncer is not None:
@@ -329,19 +239,11 @@ class Daemon:
         except Exception:  # state is best effort on the way out
             pass
         self.events.stop()
-        if self.api_server is not None:
-            self.api_server.should_exit = True
-        for t in self._threads:
+        if self.api is not None:
+            self.api.stop()
+        for t in self.threads:
             t.join(timeout=5)
         if self.cloud is not None:
             self.cloud.close()
         log.info("edge daemon stopped after %d decisions", self.decisions)
 
-
-class _DefaultRegistryProxy:
-    """A collector yielding the default registry's metrics (no describe: no name clashes)."""
-
-    def collect(self):
-        from prometheus_client import REGISTRY
-
-        yield from REGISTRY.collect()

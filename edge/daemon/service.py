@@ -1,4 +1,5 @@
-"""The edge's face API service: /face/verify, /face/identify, /face/compare on the device.
+"""The edge's face API service: /face/verify, /face/identify, /face/compare on the device,
+and /edge/claim (a verify claim for the camera path).
 
 Answers from the local gallery (the last synced state) with the same policy as the camera
 path (edge.daemon.decide): uncertain or locally unknown -> the hub, hub down -> offline policy.
@@ -21,12 +22,14 @@ class EdgeService(FaceService):
     role = "edge"
 
     def __init__(self, pipeline, gallery: Callable[[], Gallery], decider, *,
-                 identify_groups: Sequence[str] = (), health: Callable[[], dict] | None = None):
+                 identify_groups: Sequence[str] = (), health: Callable[[], dict] | None = None,
+                 claims=None):
         self.pipeline = pipeline
         self.gallery = gallery
         self.decider = decider
         self.identify_groups = list(identify_groups)
         self._health = health or (lambda: {})
+        self.claims = claims  # edge.daemon.claims.Claims of the camera path; None: not served
 
     def _embed(self, image: bytes):
         from edge.vision import decode_image
@@ -67,6 +70,13 @@ class EdgeService(FaceService):
 
     def compare(self, appid: str, image_a: bytes, image_b: bytes) -> dict:
         return compare_images(self._embed, image_a, image_b, self.gallery().thresholds)
+
+    def claim(self, appid: str, person_id: str, timeout_s: object, request_id: object) -> dict:
+        """A badge reader or PIN pad claims an identity for the next face the camera sees."""
+        if self.claims is None:
+            return super().claim(appid, person_id, timeout_s, request_id)
+        self.claims.open(person_id, timeout_s, request_id)
+        return {"person_id": person_id}
 
     def health(self) -> dict:
         return self._health()

@@ -1,0 +1,66 @@
+"""The daemon's local API: the face API app (edge role) served by uvicorn in a thread, with
+the daemon's own metrics beside the API's."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+log = logging.getLogger("edge.daemon")
+
+
+def credentials(s) -> list:
+    """[api] credentials, else the hub's own: a door terminal signs as it would for the hub."""
+    from edge.signature import Credential
+
+    creds = [c.model_dump() for c in s.api.credentials] or (
+        [{"appid": s.hub.appid, "secret_id": s.hub.secret_id, "secret_key": s.hub.secret_key}]
+        if s.hub.appid else [])
+    return [Credential(**c) for c in creds]
+
+
+class LocalApi:
+    def __init__(self, s, service):
+        from edge.api.app import create_app
+
+        self.s = s
+        self.app = create_app(service, credentials(s))
+        # The API layer serves its own registry; expose the daemon's metrics (default
+        # registry: ours plus process RSS/CPU) through it too.
+        self.app.state.registry.register(_DefaultRegistryProxy())
+        self.server = None
+        self.port: int | None = None
+
+    def start(self, spawn: Callable[[str, Callable], threading.Thread]) -> int | None:
+        """Serve in a thread made by `spawn(name, target)`; the bound port, None if it failed."""
+        import uvicorn
+
+        s = self.s
+        config = uvicorn.Config(self.app, host=s.api.host, port=s.api.port, log_level="warning",
+                                access_log=False)
+        self.server = uvicorn.Server(config)
+        thread = spawn("api", self.server.run)
+        deadline = time.monotonic() + 10
+        while (not self.server.started and time.monotonic() < deadline
+               and thread.is_alive()):  # a port in use ends the thread at once
+            time.sleep(0.02)
+        if self.server.started:
+            self.port = self.server.servers[0].sockets[0].getsockname()[1]
+        else:
+            log.error("local API did not start on %s:%s", s.api.host, s.api.port)
+        return self.port
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.should_exit = True
+
+
+class _DefaultRegistryProxy:
+    """A collector yielding the default registry's metrics (no describe: no name clashes)."""
+
+    def collect(self):
+        from prometheus_client import REGISTRY
+
+        yield from REGISTRY.collect()
