@@ -46,7 +46,8 @@ class Broker:
                 return
             except OSError:
                 if self.proc.poll() is not None:
-                    raise RuntimeError(f"mosquitto exited: {(self.workdir / 'mosquitto.log').read_text()}")
+                    log = (self.workdir / "mosquitto.log").read_text()
+                    raise RuntimeError(f"mosquitto exited: {log}") from None
                 time.sleep(0.05)
         raise RuntimeError("mosquitto did not start listening")
 

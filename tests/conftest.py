@@ -24,6 +24,18 @@ pytest_plugins = [  # broker_fixtures before hub_fixtures, which imports it (ass
     "tests.hub_fixtures",
 ]
 
+# The fixtures that bring up a real part too slow or too heavy for `make test-fast`: the models,
+# the photos, a broker. A test that asks for none of them, directly or through another fixture,
+# is marked `fast`; `make test-fast` runs those alone, with the models and photos pointed nowhere
+# so that one reaching them some other way fails there instead of slowing the subset down.
+REAL_PARTS = {"models_dir", "faces_dir", "mosquitto", "tls_broker"}
+
+
+def pytest_collection_modifyitems(items) -> None:
+    for item in items:
+        if not REAL_PARTS & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.fast)
+
 
 @pytest.fixture(scope="session")
 def faces_dir() -> Path:

@@ -98,7 +98,8 @@ def test_operations_a_role_does_not_serve_answer_24(tmp_path):
     port = free_port()
     with serve_app(_edge_like_app(OnlyVerify), port):
         hub = HubServer(f"http://127.0.0.1:{port}", "1", "AKIDedge", "key", tmp_path)
-        assert post(hub, "newperson", json={"appid": "1", "person_id": "p", "group_ids": ["g"], "url": "http://x/"})["code"] == 24
+        body = {"appid": "1", "person_id": "p", "group_ids": ["g"], "url": "http://x/"}
+        assert post(hub, "newperson", json=body)["code"] == 24
         body = post(hub, "verify", files=[("appid", ("appid", "1")), ("person_id", ("person_id", "p")),
                                           ("image", ("a.jpg", b"jpegbytes"))])
         assert body["code"] == 0 and body["data"]["ismatch"] is True

@@ -16,12 +16,14 @@ FACE_FIELDS = {"face_id": STR, "x": INT, "y": INT, "width": INT, "height": INT, 
                "expression": INT, "glass": BOOL, "pitch": FLOAT, "yaw": FLOAT, "roll": FLOAT}
 
 SHAPES = {
-    "newperson": {"session_id": STR, "suc_group": INT, "suc_face": INT, "person_id": STR, "face_id": STR, "group_ids": LIST},
+    "newperson": {"session_id": STR, "suc_group": INT, "suc_face": INT, "person_id": STR, "face_id": STR,
+                  "group_ids": LIST},
     "delperson": {"session_id": STR, "person_id": STR, "deleted": INT},
     "addface": {"session_id": STR, "added": INT, "face_ids": LIST, "ret_codes": LIST},
     "delface": {"session_id": STR, "deleted": INT, "face_ids": LIST},
     "setinfo": {"session_id": STR, "person_id": STR},
-    "getinfo": {"person_id": STR, "person_name": STR, "tag": STR, "face_ids": LIST, "group_ids": LIST, "session_id": STR},
+    "getinfo": {"person_id": STR, "person_name": STR, "tag": STR, "face_ids": LIST, "group_ids": LIST,
+                "session_id": STR},
     "getgroupids": {"group_ids": LIST},
     "getpersonids": {"person_ids": LIST},
     "getfaceids": {"face_ids": LIST},
@@ -43,7 +45,8 @@ def check_shape(op: str, body: dict) -> dict:
     data = body["data"]
     for key, typ in SHAPES[op].items():
         assert key in data, f"{op}: {key} missing from {data}"
-        assert isinstance(data[key], typ) and not (typ is INT and isinstance(data[key], bool)), f"{op}.{key}: {data[key]!r}"
+        assert isinstance(data[key], typ) and not (typ is INT and isinstance(data[key], bool)), \
+            f"{op}.{key}: {data[key]!r}"
     return data
 
 

@@ -43,7 +43,8 @@ def test_invalid_base64_image_is_minus_1102(hub_server):
 
 
 def test_gif_is_refused_with_minus_1400(hub_server):
-    gif = b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff!\xf9\x04\x01\x00\x00\x00\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;"
+    gif = (b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff!\xf9\x04\x01\x00\x00\x00\x00,"
+           b"\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;")
     assert newperson(hub_server, new_id(), gif)["code"] == -1400
 
 
@@ -96,7 +97,8 @@ def test_unknown_face_is_minus_1305(hub_server, photos):
 
 
 def test_unknown_group_is_minus_1306(hub_server, photos):
-    assert post(hub_server, "getpersonids", json={"appid": hub_server.appid, "group_id": "no-such-group"})["code"] == -1306
+    body = post(hub_server, "getpersonids", json={"appid": hub_server.appid, "group_id": "no-such-group"})
+    assert body["code"] == -1306
     body = post(hub_server, "identify", files=sdk_files({"appid": hub_server.appid, "group_id": "no-such-group"},
                                                         {"image": photos["ben"][0]}))
     assert body["code"] == -1306
@@ -174,13 +176,15 @@ def test_count_limits_give_1309_1310_1311(tmp_path, photos, models_dir):
         client = hub.client(timeout=30)
         client.newperson("a", ["g1"], photos["ben"][0])
         client.addface("a", [photos["ben"][1]])
-        body = post(hub, "addface", files=sdk_files({"appid": hub.appid, "person_id": "a"}, {"images[0]": photos["ben"][2]}))
+        body = post(hub, "addface",
+                    files=sdk_files({"appid": hub.appid, "person_id": "a"}, {"images[0]": photos["ben"][2]}))
         assert body["code"] == -1309
         client.newperson("b", ["g1"], photos["elton"])
         assert newperson(hub, "c", photos["ben"][3], group_ids=["g1"])["code"] == -1310
         client.addgroupids("a", ["g2", "g3"])
         assert newperson(hub, "d", photos["ben"][3], group_ids=["g4"])["code"] == -1311
-        assert post(hub, "addgroupids", json={"appid": hub.appid, "person_id": "b", "group_ids": ["g5"]})["code"] == -1311
+        body = post(hub, "addgroupids", json={"appid": hub.appid, "person_id": "b", "group_ids": ["g5"]})
+        assert body["code"] == -1311
         client.close()
 
 

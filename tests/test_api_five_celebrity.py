@@ -21,9 +21,9 @@ def enrolled(tmp_path_factory, faces_dir, models_dir):
             train = sorted(root.glob(f"{name}/train_*.jpg"), key=lambda p: int(p.stem.split("_")[1]))
             blobs = [p.read_bytes() for p in train]
             # enrol from the first photo with a face; add the next ones (a failed one is skipped)
-            for i, blob in enumerate(blobs):
+            for i in range(len(blobs)):  # i: the photo enrolled, the next ones are added after it
                 try:
-                    client.newperson(name, ["celebrities"], blob, person_name=name.replace("_", " "))
+                    client.newperson(name, ["celebrities"], blobs[i], person_name=name.replace("_", " "))
                     break
                 except CloudApiError as exc:
                     assert exc.code in (-1101,), exc

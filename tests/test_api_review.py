@@ -22,7 +22,8 @@ def test_newperson_for_an_existing_person_says_so_even_when_the_new_image_has_no
 
 def test_compare_without_appid_uses_the_signed_one_as_the_endpoint_table_allows(hub_server, faces_dir):
     root = faces_dir / "five_celebrity"
-    images = {"imageA": (root / "Ben_Afflek/train_1.jpg").read_bytes(), "imageB": (root / "Ben_Afflek/val_1.jpg").read_bytes()}
+    images = {"imageA": (root / "Ben_Afflek/train_1.jpg").read_bytes(),
+              "imageB": (root / "Ben_Afflek/val_1.jpg").read_bytes()}
     body = post(hub_server, "compare", files=sdk_files({}, images))
     assert body["code"] == 0 and body["data"]["similarity"] > 50, body
     # an appid that is given must still be the signed one

@@ -61,7 +61,8 @@ def sig_py2(hub, now: int | None = None, howlong: int = 30) -> bytes:
 
 def sig_java(hub, expired: int = 300) -> str:  # ClientConfig DEFAULT_SIGN_EXPIRED
     now = int(time.time())
-    plain = f"a={int(hub.appid)}&b={BUCKET}&k={hub.secret_id}&t={now}&e={now + expired}&r={random.randint(0, 2**31 - 1)}&f="
+    rand = random.randint(0, 2**31 - 1)
+    plain = f"a={int(hub.appid)}&b={BUCKET}&k={hub.secret_id}&t={now}&e={now + expired}&r={rand}&f="
     return sign_plain(hub.secret_key, plain.encode())
 
 
@@ -127,7 +128,8 @@ def multipart(parts: list[tuple[list[str], bytes]], boundary: str) -> bytes:
     """A multipart body from (header lines, content) pairs, so each SDK's part headers are exact."""
     out = b""
     for headers, content in parts:
-        out += f"--{boundary}\r\n".encode() + "".join(h + "\r\n" for h in headers).encode() + b"\r\n" + content + b"\r\n"
+        head = "".join(h + "\r\n" for h in headers)
+        out += f"--{boundary}\r\n".encode() + head.encode() + b"\r\n" + content + b"\r\n"
     return out + f"--{boundary}--\r\n".encode()
 
 
@@ -268,7 +270,8 @@ def test_python_sdk_identify_compare_and_detect_multipart(hub_server, photos):
 
 def test_python_sdk_setinfo_and_group_ids_in_json(hub_server, photos):
     pid, g1, g2 = uid("py2s"), uid("g"), uid("g")
-    assert py2_files(hub_server, "newperson", {"person_id": pid, "group_ids[0]": g1, "image": photos["ben1"]})["code"] == 0
+    fields = {"person_id": pid, "group_ids[0]": g1, "image": photos["ben1"]}
+    assert py2_files(hub_server, "newperson", fields)["code"] == 0
     assert py2_json(hub_server, "setinfo", {"person_id": pid, "person_name": "Ben", "tag": "vip"})["code"] == 0
     assert py2_json(hub_server, "addgroupids", {"person_id": pid, "group_ids": [g2]})["data"]["added"] == 1
     assert g2 in py2_json(hub_server, "getgroupids", {})["data"]["group_ids"]
@@ -324,13 +327,15 @@ def test_java_sdk_multipart_without_filenames_and_null_optionals(hub_server, pho
         okhttp_text("person_name", "null"), okhttp_text("tag", "null"), okhttp_text("group_ids[0]", group),
         okhttp_image("image", photos["ben1"]),
     ], boundary)
-    status, result = raw_post(hub_server, "newperson", java_headers(hub_server, f"multipart/form-data; boundary={boundary}"), body)
+    headers = java_headers(hub_server, f"multipart/form-data; boundary={boundary}")
+    status, result = raw_post(hub_server, "newperson", headers, body)
     assert status == 200 and result["code"] == 0, result  # the SDK throws on any non-2xx
     assert result["data"]["person_id"] == pid and result["data"]["group_ids"] == [group]
 
     body = multipart([okhttp_text("appid", hub_server.appid), okhttp_text("bucket", BUCKET),
                       okhttp_text("person_id", pid), okhttp_image("image", photos["ben_val"])], boundary)
-    status, result = raw_post(hub_server, "verify", java_headers(hub_server, f"multipart/form-data; boundary={boundary}"), body)
+    headers = java_headers(hub_server, f"multipart/form-data; boundary={boundary}")
+    status, result = raw_post(hub_server, "verify", headers, body)
     assert status == 200 and result["data"]["ismatch"] is True
 
 
@@ -350,7 +355,8 @@ def test_java_sdk_sees_http_200_for_business_and_auth_errors(hub_server):
     status, result = java_json(hub_server, "getinfo", {"person_id": uid("nobody")})
     assert (status, result["code"]) == (200, -1303)
     headers = [h for h in java_headers(hub_server, "application/json") if h[0] != "Authorization"]
-    status, result = raw_post(hub_server, "getgroupids", headers + [("Authorization", sig_java(hub_server)[:-8] + "AAAAAAA=")],
+    forged = ("Authorization", sig_java(hub_server)[:-8] + "AAAAAAA=")
+    status, result = raw_post(hub_server, "getgroupids", headers + [forged],
                               json.dumps({"appid": hub_server.appid}).encode())
     assert status == 200 and result["code"] in (5, 14)
     status, result = raw_post(hub_server, "getgroupids", headers, json.dumps({"appid": hub_server.appid}).encode())
@@ -368,14 +374,14 @@ def test_cpp_sdk_form_post_with_expect_continue_and_buffer_filenames(hub_server,
     boundary = "------------------------" + uuid.uuid4().hex[:16]
     parts = [curl_text("appid", hub_server.appid), curl_text("bucket", BUCKET), curl_text("group_ids[0]", group),
              curl_buffer("image", photos["ben1"]), curl_text("person_id", pid)]
-    status, result = raw_post(hub_server, "newperson", cpp_headers(hub_server, f"multipart/form-data; boundary={boundary}"),
-                              multipart(parts, boundary), expect_continue=True)
+    headers = cpp_headers(hub_server, f"multipart/form-data; boundary={boundary}")
+    status, result = raw_post(hub_server, "newperson", headers, multipart(parts, boundary), expect_continue=True)
     assert status == 200 and result["code"] == 0, result
 
-    parts = [curl_text("appid", hub_server.appid), curl_text("bucket", BUCKET), curl_buffer("images[0]", photos["ben2"]),
-             curl_text("person_id", pid)]
-    status, result = raw_post(hub_server, "addface", cpp_headers(hub_server, f"multipart/form-data; boundary={boundary}"),
-                              multipart(parts, boundary), expect_continue=True)
+    parts = [curl_text("appid", hub_server.appid), curl_text("bucket", BUCKET),
+             curl_buffer("images[0]", photos["ben2"]), curl_text("person_id", pid)]
+    headers = cpp_headers(hub_server, f"multipart/form-data; boundary={boundary}")
+    status, result = raw_post(hub_server, "addface", headers, multipart(parts, boundary), expect_continue=True)
     assert status == 200 and result["data"]["added"] == 1
 
 
@@ -384,8 +390,8 @@ def test_cpp_sdk_json_with_trailing_newline_and_short_signature(hub_server, phot
     assert raw_post(hub_server, "newperson", cpp_headers(hub_server, "application/json"),
                     (json.dumps({"appid": hub_server.appid, "bucket": BUCKET, "person_id": pid, "group_ids": [uid("g")],
                                  "image": base64.b64encode(photos["ben1"]).decode()}) + "\n").encode())[1]["code"] == 0
-    status, result = raw_post(hub_server, "getinfo", cpp_headers(hub_server, "application/json"),
-                              (json.dumps({"person_id": pid, "appid": hub_server.appid, "bucket": BUCKET}) + "\n").encode())
+    body = (json.dumps({"person_id": pid, "appid": hub_server.appid, "bucket": BUCKET}) + "\n").encode()
+    status, result = raw_post(hub_server, "getinfo", cpp_headers(hub_server, "application/json"), body)
     assert status == 200 and result["code"] == 0 and result["data"]["person_id"] == pid
 
 
@@ -435,7 +441,8 @@ def test_json_null_fields_count_as_not_given(hub_server, photos):
     info = py2_json(hub_server, "getinfo", {"person_id": pid})["data"]
     assert info["person_name"] == "" and info["tag"] == ""
     headers[2] = ("authorization", sig_node(hub_server))
-    status, result = raw_post(hub_server, "getinfo", headers, json.dumps({"person_id": None, "appid": hub_server.appid}).encode())
+    body = json.dumps({"person_id": None, "appid": hub_server.appid}).encode()
+    status, result = raw_post(hub_server, "getinfo", headers, body)
     assert result["code"] == -1301  # a required field given as null is a missing one
 
 
@@ -465,7 +472,8 @@ def url_hub(tmp_path_factory, photos, models_dir):
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_address[1]}"
-    with start_hub(tmp_path_factory.mktemp("urlhub"), url_fetch={"allow": ["127.0.0.1/32"], "total_timeout_s": 5.0}) as hub:
+    url_fetch = {"allow": ["127.0.0.1/32"], "total_timeout_s": 5.0}
+    with start_hub(tmp_path_factory.mktemp("urlhub"), url_fetch=url_fetch) as hub:
         yield hub, base
     server.shutdown()
     server.server_close()
@@ -479,7 +487,8 @@ def test_python_sdk_url_inputs_in_json_and_a_url_beside_a_file_in_multipart(url_
     added = py2_json(hub, "addface", {"person_id": pid, "urls": [f"{base}/ben2.jpg", f"{base}/missing.jpg"]})
     assert added["code"] == 0 and added["data"]["ret_codes"] == [0, -1403] and added["data"]["face_ids"][1] == ""
     assert py2_json(hub, "verify", {"person_id": pid, "url": f"{base}/ben_val.jpg"})["data"]["ismatch"] is True
-    assert py2_json(hub, "identify", {"group_id": group, "url": f"{base}/ben_val.jpg"})["data"]["candidates"][0]["person_id"] == pid
+    identified = py2_json(hub, "identify", {"group_id": group, "url": f"{base}/ben_val.jpg"})
+    assert identified["data"]["candidates"][0]["person_id"] == pid
     assert len(py2_json(hub, "detect", {"mode": 1, "url": f"{base}/ben_val.jpg"})["data"]["face"]) == 1
     # face_compare(CIUrl, CIBuffer): urlA as a filename-bearing text part, imageB as a file part
     mixed = py2_files(hub, "compare", {"urlA": f"{base}/ben_val.jpg", "imageB": photos["ben1"]})

@@ -105,7 +105,8 @@ def test_events_carry_the_documented_fields_and_unique_ids(run):
 def test_availability_and_state_are_retained(run):
     late = Subscriber(run["broker"], "test/door-e2e/+")
     try:
-        assert late.wait_for(lambda: {t.rsplit("/", 1)[1] for t, _, r in late.messages if r} >= {"availability", "state"}, 15)
+        assert late.wait_for(
+            lambda: {t.rsplit("/", 1)[1] for t, _, r in late.messages if r} >= {"availability", "state"}, 15)
         retained = {t.rsplit("/", 1)[1]: p for t, p, r in late.messages if r}
         assert retained["availability"] == b"online"
         state = json.loads(retained["state"])

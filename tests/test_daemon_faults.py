@@ -19,7 +19,8 @@ def _wait(cond, timeout=30.0, every=0.05):
     return wait_until(cond, timeout, every)
 
 
-def test_every_decision_arrives_exactly_once_across_a_broker_restart(mosquitto, subscribe, faces_dir, models_dir, tmp_path):
+def test_every_decision_arrives_exactly_once_across_a_broker_restart(
+        mosquitto, subscribe, faces_dir, models_dir, tmp_path):
     frames = tmp_path / "frames"
     frames.mkdir()
     people = sorted(p for p in (faces_dir / "five_celebrity").iterdir() if p.is_dir())
@@ -46,7 +47,8 @@ def test_every_decision_arrives_exactly_once_across_a_broker_restart(mosquitto, 
         assert daemon.terminate() == 0
 
 
-def test_decisions_continue_under_the_offline_policy_when_the_hub_is_down(mosquitto, subscribe, faces_dir, models_dir, tmp_path):
+def test_decisions_continue_under_the_offline_policy_when_the_hub_is_down(
+        mosquitto, subscribe, faces_dir, models_dir, tmp_path):
     drop = tmp_path / "drop"
     drop.mkdir()
     sub = subscribe("test/door-f2/event")
@@ -135,8 +137,8 @@ def test_sigkill_during_sync_leaves_a_consistent_store_and_sync_resumes(faces_di
             h = daemon.wait_health(lambda h: h["sync"].get("status") == "ok", 60)
             assert h["sync"]["cursor"] == final and h["cache"]["persons"] == 5
             assert h["sync"]["changes"] == final - killed_at  # only what was missing was pulled
-            assert h["cache"]["faces"] == sum(len(client.getfaceids(p)["face_ids"]) for p in
-                                              ("ben_afflek", "elton_john", "jerry_seinfield", "madonna", "mindy_kaling"))
+            five = ("ben_afflek", "elton_john", "jerry_seinfield", "madonna", "mindy_kaling")
+            assert h["cache"]["faces"] == sum(len(client.getfaceids(p)["face_ids"]) for p in five)
         finally:
             assert daemon.terminate() == 0
         client.close()

@@ -47,7 +47,8 @@ def test_clear_scores_are_decided_locally_without_the_cloud(dead_cloud):
 
 @pytest.mark.parametrize("policy,verify_decision,identify_decision", [
     ("deny", "reject", "unknown"), ("allow", "accept", "accept"), ("uncertain", "uncertain", "uncertain")])
-def test_uncertain_with_the_hub_down_follows_the_offline_policy_and_says_so(dead_cloud, policy, verify_decision, identify_decision):
+def test_uncertain_with_the_hub_down_follows_the_offline_policy_and_says_so(
+        dead_cloud, policy, verify_decision, identify_decision):
     d = Decider(dead_cloud, offline=policy)
     v = d.verify(GALLERY, UNSURE, "alice", _image)
     i = d.identify(GALLERY, UNSURE, ["staff"], _image)

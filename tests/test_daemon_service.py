@@ -62,7 +62,8 @@ def test_systemd_gets_ready_watchdog_and_stopping_and_sigterm_says_offline(mosqu
     sub = Subscriber(mosquitto, "test/door-sd/availability")
     env = {**os.environ, "NOTIFY_SOCKET": sock_path, "WATCHDOG_USEC": "400000"}
     log = (tmp_path / "d.log").open("wb")
-    proc = subprocess.Popen([str(EDGE_VERIFIER), "run", "--config", str(cfg)], env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen([str(EDGE_VERIFIER), "run", "--config", str(cfg)], env=env, stdout=log,
+                            stderr=subprocess.STDOUT)
     got: list[str] = []
     try:
         deadline = time.monotonic() + 60

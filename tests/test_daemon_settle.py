@@ -33,7 +33,8 @@ def _framed(pipeline, photo, out, side: int = 200) -> None:
     cv2.imwrite(str(out), cv2.warpAffine(img, m, (640, 480), borderValue=(128, 128, 128)))
 
 
-def test_a_face_is_decided_on_its_best_frame_with_one_event_per_track(mosquitto, subscribe, faces_dir, models_dir, tmp_path):
+def test_a_face_is_decided_on_its_best_frame_with_one_event_per_track(
+        mosquitto, subscribe, faces_dir, models_dir, tmp_path):
     from edge.vision import Pipeline
 
     pipeline = Pipeline.load(models_dir, precision="int8")

@@ -22,7 +22,8 @@ def _start_verify_only_daemon(tmp_path, hub, drop, device: str, broker) -> Daemo
     return DaemonProc(cfg, port, tmp_path / "daemon.log").start()
 
 
-def test_claims_from_mqtt_accept_the_right_person_reject_another_and_time_out(mosquitto, subscribe, faces_dir, models_dir, tmp_path):
+def test_claims_from_mqtt_accept_the_right_person_reject_another_and_time_out(
+        mosquitto, subscribe, faces_dir, models_dir, tmp_path):
     drop = tmp_path / "drop"
     drop.mkdir()
     sub = subscribe("test/door-v/event")

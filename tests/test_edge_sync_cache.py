@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge.cache import EdgeCache
+from edge.cache import CacheError, EdgeCache
 from edge.cloud import CloudClient
 from edge.sync import Syncer
 from tests.broker_fixtures import enrol_five
@@ -36,7 +36,8 @@ def _embedding(pipeline, path):
     return faces[0].embedding
 
 
-def test_a_person_enrolled_on_the_hub_matches_offline_after_sync_and_stops_after_deletion(hub, pipeline, faces_dir, tmp_path):
+def test_a_person_enrolled_on_the_hub_matches_offline_after_sync_and_stops_after_deletion(
+        hub, pipeline, faces_dir, tmp_path):
     hub_server, client = hub
     swapped = []
     syncer = Syncer(client, EdgeCache(tmp_path / "c.db"), pipeline.fingerprint, page_size=4,
@@ -97,7 +98,7 @@ def test_a_malformed_page_is_rolled_back_whole(tmp_path):
             "tag": "", "group_ids": ["g"]}
     bad = {"seq": 2, "type": "face", "face_id": "f", "person_id": "p", "deleted": False,
            "embedding": "not base64!"}
-    with pytest.raises(Exception):
+    with pytest.raises(CacheError):
         cache.apply_page([good, bad], 2)
     assert cache.counts() == {"persons": 0, "faces": 0} and cache.cursor == 0
     import base64

@@ -98,7 +98,7 @@ def test_second_build_verifies_and_changes_nothing(models_dir):
     assert "up to date" in proc.stderr
     assert {p.name: p.stat().st_mtime_ns for p in models_dir.glob("*.onnx")} == before
     assert {"int8", "fp32", "int8-lite", "fp32-lite"} == set(index["packs"])
-    for name, info in index["models"].items():
+    for info in index["models"].values():
         assert {"sha256", "fingerprint", "input", "source", "precision", "role"} <= set(info)
         assert info["input"]["colour"] == "RGB" and "normalisation" in info["input"]
     assert "calibration" in index and index["calibration"]["set"]

@@ -52,11 +52,12 @@ def test_prelu_runs_fused_on_uint8_codes_with_the_same_result(tmp_path):
     assert "Mul" not in after and "Add" not in after and {"QLinearAdd", "Min"} <= set(after)
     assert after.count("QLinearConv") == before.count("QLinearConv") + 1
     min_node = next(n for n in rewritten.graph.node if n.op_type == "Min")
-    assert numpy_helper.to_array(next(i for i in rewritten.graph.initializer if i.name == min_node.input[1])).dtype == np.uint8
+    bound = next(i for i in rewritten.graph.initializer if i.name == min_node.input[1])
+    assert numpy_helper.to_array(bound).dtype == np.uint8
 
     # Same numbers up to rounding: cosine to the plainly quantized model and to fp32.
     for x in (rng.normal(size=(1, 3, 16, 16)).astype(np.float32) for _ in range(5)):
-        reference, quantized, ours = run_graph(source, x).ravel(), run_graph(plain, x).ravel(), run_graph(rewritten, x).ravel()
+        reference, quantized, ours = (run_graph(g, x).ravel() for g in (source, plain, rewritten))
         cos = lambda a, b: float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))  # noqa: E731
         assert cos(ours, quantized) > 0.995
         assert cos(ours, reference) > 0.98

@@ -6,7 +6,8 @@ import base64
 import time
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edge.errors import ApiError
 from edge.signature import Credential, ReplayCache, Verifier, parse, sign, sign_plain
@@ -155,7 +156,8 @@ def test_signature_parser_never_crashes_on_junk(junk):
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.dictionaries(st.sampled_from(list("abkertuf") + ["x"]), st.text(alphabet="0123456789abc/=", max_size=12), max_size=8))
+@given(st.dictionaries(st.sampled_from(list("abkertuf") + ["x"]), st.text(alphabet="0123456789abc/=", max_size=12),
+                       max_size=8))
 def test_signature_parser_handles_arbitrary_field_sets(fields):
     plain = "&".join(f"{k}={v}" for k, v in fields.items()).encode() or b"="
     try:

@@ -131,7 +131,8 @@ def test_concurrent_writers_from_many_threads_lose_nothing(store):
     def writer(t: int) -> None:
         try:
             for i in range(10):
-                store.create_person("app", f"t{t}-p{i}", [f"g{t % 2}"], "", "", face(store, f"t{t}-p{i}", seed=i), Limits())
+                pid = f"t{t}-p{i}"
+                store.create_person("app", pid, [f"g{t % 2}"], "", "", face(store, pid, seed=i), Limits())
         except Exception as exc:  # surfaced below
             errors.append(exc)
 

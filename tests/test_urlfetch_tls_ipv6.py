@@ -137,10 +137,12 @@ def test_ipv6_loopback_is_fetched_when_allow_listed_by_cidr(ipv6_server):
 
 
 def test_ipv6_loopback_is_fetched_when_allow_listed_by_address(ipv6_server):
-    assert fetch(f"http://[::1]:{ipv6_server}/a.jpg", FetchPolicy(allow=("::1",), total_timeout_s=5.0)).startswith(PHOTO)
+    policy = FetchPolicy(allow=("::1",), total_timeout_s=5.0)
+    assert fetch(f"http://[::1]:{ipv6_server}/a.jpg", policy).startswith(PHOTO)
 
 
 def test_ipv6_loopback_without_allow_list_is_refused(ipv6_server):
     assert code_of(f"http://[::1]:{ipv6_server}/a.jpg", FetchPolicy(total_timeout_s=5.0)) == -1308
     # an IPv4 allow-list entry does not open the IPv6 loopback
-    assert code_of(f"http://[::1]:{ipv6_server}/a.jpg", FetchPolicy(allow=("127.0.0.0/8",), total_timeout_s=5.0)) == -1308
+    policy = FetchPolicy(allow=("127.0.0.0/8",), total_timeout_s=5.0)
+    assert code_of(f"http://[::1]:{ipv6_server}/a.jpg", policy) == -1308

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.errors import IMAGE_DECODE_FAILED, IMAGE_EMPTY, ILLEGAL_IMAGE_FORMAT, ApiError
+from edge.errors import ILLEGAL_IMAGE_FORMAT, IMAGE_DECODE_FAILED, IMAGE_EMPTY, ApiError
 from edge.vision import decode_image, load_image
 
 
@@ -136,8 +136,8 @@ def test_randomly_damaged_images_give_an_image_or_a_documented_code(small_jpeg, 
     png = cv2.imencode(".png", cv2.resize(photo, (48, 48)))[1].tobytes()
 
     @settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
-    @given(st.sampled_from([small_jpeg, png]), st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), max_size=8),
-           st.integers(0, 10**6))
+    @given(st.sampled_from([small_jpeg, png]),
+           st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), max_size=8), st.integers(0, 10**6))
     def check(base, flips, cut):
         data = bytearray(base)
         for pos, value in flips:

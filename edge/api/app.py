@@ -23,8 +23,7 @@ import time
 from typing import Iterable
 from urllib.parse import unquote, urlsplit
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -63,7 +62,8 @@ def create_app(
     ctx = Ctx(service, limits, fetch_policy)
     limiter = RateLimiter(limits.rate_per_s, limits.burst)
     registry = CollectorRegistry()
-    requests_total = Counter("face_api_requests", "Face API requests by endpoint and code", ["op", "code"], registry=registry)
+    requests_total = Counter("face_api_requests", "Face API requests by endpoint and code", ["op", "code"],
+                             registry=registry)
     latency = Histogram(
         "face_api_latency_seconds", "Face API request latency", ["op"], registry=registry,
         buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
@@ -115,7 +115,8 @@ def create_app(
         except Exception as exc:  # health must answer even when a part is broken
             extra = {"error": f"{type(exc).__name__}: {exc}"}
         status = "ok" if not extra.get("error") else "degraded"
-        return JSONResponse({"status": status, "role": service.role, "uptime_s": round(time.time() - started, 1), **extra})
+        uptime_s = round(time.time() - started, 1)
+        return JSONResponse({"status": status, "role": service.role, "uptime_s": uptime_s, **extra})
 
     async def metrics(request: Request) -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -96,7 +96,8 @@ def parse_body(body: bytes, content_type: str | None) -> Params:
         return _from_parts(_split_multipart(body, boundary))
     if ctype in ("application/json", "text/json", "") or ctype.endswith("+json"):
         return _from_json(body)
-    raise ApiError(errors.BAD_REQUEST, f"unsupported Content-Type {ctype!r}: use application/json or multipart/form-data")
+    raise ApiError(errors.BAD_REQUEST,
+                   f"unsupported Content-Type {ctype!r}: use application/json or multipart/form-data")
 
 
 def _from_json(body: bytes) -> Params:

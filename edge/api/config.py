@@ -36,9 +36,12 @@ class LimitsSection(BaseModel):
     faces_per_person: int = Field(20, ge=1, description="Faces per person (code -1309 beyond).")
     persons_per_group: int = Field(20000, ge=1, description="Persons per group (code -1310 beyond).")
     groups_per_appid: int = Field(5000, ge=1, description="Groups per appid (code -1311 beyond).")
-    body_bytes: int = Field(1_572_864, ge=1024, description="Largest request body in bytes, refused while reading (code 23).")
-    body_timeout_s: float = Field(30.0, gt=0, description="A request body slower than this to arrive is abandoned (code 3).")
-    rate_per_s: float = Field(50.0, ge=0, description="Sustained requests per second per appid (code 15 beyond); 0 = unlimited.")
+    body_bytes: int = Field(1_572_864, ge=1024,
+                            description="Largest request body in bytes, refused while reading (code 23).")
+    body_timeout_s: float = Field(30.0, gt=0,
+                                  description="A request body slower than this to arrive is abandoned (code 3).")
+    rate_per_s: float = Field(50.0, ge=0,
+                              description="Sustained requests per second per appid (code 15 beyond); 0 = unlimited.")
     burst: int = Field(100, ge=1, description="Requests an appid may send at once before the rate applies.")
     id_bytes: int = Field(128, ge=1, description="Longest person_id / group_id / face_id in UTF-8 bytes (code -1304).")
     text_bytes: int = Field(1024, ge=1, description="Longest person_name / tag in UTF-8 bytes (code -1304).")
@@ -60,7 +63,8 @@ class VisionSection(BaseModel):
     precision: Pack = Field("int8", description="Model pack for matching: the edges' pack (so sync works): int8,\n"
                             "fp32, int8-lite or fp32-lite; [matching] defaults to its calibrated thresholds.")
     also_embed: list[Pack] = Field(
-        default_factory=list, description="Extra precisions whose embeddings are also stored, for edges running another pack."
+        default_factory=list,
+        description="Extra precisions whose embeddings are also stored, for edges running another pack.",
     )
     threads: int = Field(
         1, ge=0,
@@ -71,8 +75,8 @@ class VisionSection(BaseModel):
 
 class MatchingSection(BaseModel):
     accept: float | None = Field(None, ge=-1, le=1,
-                                 description="Cosine score at or above which verify answers ismatch=true (confidence 70);\n"
-                                 "unset: the one calibrated for [vision] precision.")
+                                 description="Cosine score at or above which verify answers "
+                                 "ismatch=true (confidence 70);\nunset: the one calibrated for [vision] precision.")
     reject: float | None = Field(None, ge=-1, le=1,
                                  description="Cosine score mapped to confidence 40; unset: the one calibrated for\n"
                                  "[vision] precision.")
@@ -80,17 +84,21 @@ class MatchingSection(BaseModel):
 
 class HubSettings(RoleSettings):
     server: ServerSection = Field(default_factory=ServerSection, description="HTTP listener.")
-    storage: StorageSection = Field(default_factory=StorageSection, description="Where persons, faces and logs are kept.")
+    storage: StorageSection = Field(default_factory=StorageSection,
+                                    description="Where persons, faces and logs are kept.")
     credentials: list[CredentialSection] = Field(
         default_factory=list, description="One table per API key. Prefer secrets_file for the keys."
     )
-    secrets_file: str = Field("", description="TOML file with more [[credentials]] tables; must not be readable by group/others.")
+    secrets_file: str = Field(
+        "", description="TOML file with more [[credentials]] tables; must not be readable by group/others.")
     limits: LimitsSection = Field(default_factory=LimitsSection, description="Count, size and rate limits.")
-    url_fetch: UrlFetchSection = Field(default_factory=UrlFetchSection, description="Server-side download of `url` inputs.")
+    url_fetch: UrlFetchSection = Field(default_factory=UrlFetchSection,
+                                       description="Server-side download of `url` inputs.")
     vision: VisionSection = Field(default_factory=VisionSection, description="Face models used by the hub.")
     matching: MatchingSection = Field(
         default_factory=MatchingSection,
-        description="Decision thresholds; the defaults are the calibrated ones of edge.matcher (README \"Thresholds\").",
+        description="Decision thresholds; the defaults are the calibrated ones of edge.matcher "
+        "(README \"Thresholds\").",
     )
 
     @model_validator(mode="after")
@@ -119,7 +127,8 @@ def read_secrets_file(path: str | Path) -> list[Credential]:
     except FileNotFoundError:
         raise ConfigError(f"secrets file not found: {path}") from None
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise ConfigError(f"{path}: secrets file is accessible by group/others (mode {stat.S_IMODE(mode):o}); chmod 600 it")
+        raise ConfigError(f"{path}: secrets file is accessible by group/others "
+                          f"(mode {stat.S_IMODE(mode):o}); chmod 600 it")
     data = read_toml(path)
     extra = set(data) - {"credentials"}
     if extra:

@@ -227,7 +227,8 @@ class HubService(FaceService):
                 codes.append(exc.code)
         if not accepted:
             first = next(c for c in codes if c != 0)
-            raise ApiErrorWithData(first, None, {"session_id": session_id(), "added": 0, "face_ids": face_ids, "ret_codes": codes})
+            raise ApiErrorWithData(first, None, {"session_id": session_id(), "added": 0, "face_ids": face_ids,
+                                                 "ret_codes": codes})
         self.store.add_faces(appid, person_id, accepted, self.limits)
         return {"session_id": session_id(), "added": len(accepted), "face_ids": face_ids, "ret_codes": codes}
 

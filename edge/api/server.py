@@ -42,7 +42,8 @@ def build_app(settings):
         service, credentials,
         limits=ApiLimits(body_bytes=lim.body_bytes, rate_per_s=lim.rate_per_s, burst=lim.burst,
                          id_bytes=lim.id_bytes, text_bytes=lim.text_bytes, body_timeout_s=lim.body_timeout_s),
-        fetch_policy=FetchPolicy(uf.connect_timeout_s, uf.total_timeout_s, lim.body_bytes, uf.max_redirects, tuple(uf.allow)),
+        fetch_policy=FetchPolicy(uf.connect_timeout_s, uf.total_timeout_s, lim.body_bytes, uf.max_redirects,
+                                 tuple(uf.allow)),
     )
     return app, store
 
@@ -63,7 +64,8 @@ def run(args) -> int:
         return 2
     host = args.host or settings.server.host
     port = args.port or settings.server.port
-    logging.getLogger("edge.hub").info("serving the face API on http://%s:%d (store %s)", host, port, settings.storage.path)
+    logging.getLogger("edge.hub").info("serving the face API on http://%s:%d (store %s)", host, port,
+                                       settings.storage.path)
     # uvicorn catches SIGTERM/SIGINT for a graceful stop, then re-raises them to the handlers
     # that were installed before it: these make that a clean exit 0 after closing the store.
     stopped_by: list[int] = []

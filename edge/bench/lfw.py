@@ -36,7 +36,8 @@ _DUPLICATES = {("Bart_Hendricks", 1): ("Ricky_Ray", 1), ("Carlos_Beltran", 1): (
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--data", type=Path, default=None, help="LFW folder with pairs.txt (default ../shared/faces/lfw)")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="LFW folder with pairs.txt (default ../shared/faces/lfw)")
     parser.add_argument("--models-dir", type=Path, default=None)
     parser.add_argument("--precision", choices=["both", "all", *PACKS], default="both",
                         help="both: int8 and fp32 packs; all: also the cheaper -lite packs")
@@ -125,7 +126,8 @@ class _Faces:
                 centre = np.array([img.shape[1] / 2, img.shape[0] / 2])
                 face = min(faces, key=lambda f: np.linalg.norm(f.landmarks.mean(0) - centre) - 0.2 * f.box[2])
                 return name, face.aligned, False
-            _, points, _ = pipe.landmarks.infer(img, _CENTRE_BOX * np.array([img.shape[1] / 250, img.shape[0] / 250] * 2))
+            scale = np.array([img.shape[1] / 250, img.shape[0] / 250] * 2)
+            _, points, _ = pipe.landmarks.infer(img, _CENTRE_BOX * scale)
             return name, pipe.align(img, points[0]), True
 
         t0 = time.monotonic()

@@ -37,7 +37,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--packs", default="int8,fp32",
                         help="comma-separated model packs to compare (default int8,fp32; also int8-lite,fp32-lite)")
     parser.add_argument("--reference", type=_references, default=[],
-                        help="also run these reference pipelines in the same run: dlib, opencv-zoo or both, comma-separated")
+                        help="also run these reference pipelines in the same run: dlib, opencv-zoo or both, "
+                        "comma-separated")
 
 
 def run(args) -> int:
@@ -152,7 +153,8 @@ def _ensure_dlib() -> None:
         import dlib  # noqa: F401
         import face_recognition_models  # noqa: F401
     except ImportError:
-        _progress("bench speed: installing the dlib reference (dlib-bin, face-recognition-models) for this benchmark ...")
+        _progress("bench speed: installing the dlib reference (dlib-bin, face-recognition-models) "
+                  "for this benchmark ...")
         subprocess.run(
             [sys.executable, "-m", "pip", "install", "--quiet", "dlib-bin", "face-recognition-models"],
             check=True,

@@ -41,14 +41,16 @@ INPUTS = {
     "detector": {"shape": [1, 3, 240, 320], "layout": "NCHW", "colour": "RGB", "normalisation": "(x - 127) / 128",
                  "note": "letterboxed frame; outputs decoded corner boxes relative to the input"},
     "landmarks": {"shape": ["N", 48, 48, 3], "layout": "NWHC (transposed NHWC)", "colour": "RGB",
-                  "normalisation": "(x - 127.5) / 128", "note": "square face box; outputs box regression, 5 points, score"},
+                  "normalisation": "(x - 127.5) / 128",
+                  "note": "square face box; outputs box regression, 5 points, score"},
     "embedder": {"shape": [1, 3, 112, 112], "layout": "NCHW", "colour": "RGB",
                  "normalisation": "none: raw 0-255 (the network computes (x - 127.5) / 128 itself)",
                  "mean": 0.0, "std": 1.0,
                  "note": f"SFace; aligned crop ({ALIGNMENT}); output 128-d, L2-normalised by the pipeline"},
     "embedder-lite": {"shape": [1, 3, 112, 112], "layout": "NCHW", "colour": "RGB", "normalisation": "(x - 127) / 128",
                       "mean": 127.0, "std": 128.0,
-                      "note": f"MobileFaceNet-like; aligned crop ({ALIGNMENT}); output 512-d, L2-normalised by the pipeline"},
+                      "note": f"MobileFaceNet-like; aligned crop ({ALIGNMENT}); output 512-d, "
+                      "L2-normalised by the pipeline"},
 }
 # Which embedder each pack runs: the packs' file maps call it "embedder" either way.
 EMBEDDERS = {"": "embedder", "-lite": "embedder-lite"}
@@ -89,7 +91,8 @@ def is_up_to_date(models_dir: Path, recipe: str) -> bool:
     return True
 
 
-def build(models_dir: Path, manifest_path: Path | None = None, cache_dir: Path | None = None, force: bool = False) -> dict:
+def build(models_dir: Path, manifest_path: Path | None = None, cache_dir: Path | None = None,
+          force: bool = False) -> dict:
     """Build (or verify) the models; returns the models.json content."""
     models_dir = Path(models_dir)
     manifest_path = Path(manifest_path) if manifest_path else default_manifest(models_dir)

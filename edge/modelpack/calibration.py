@@ -45,7 +45,7 @@ def _photos(log) -> tuple[str, list[np.ndarray]]:
     log("calibration: ../shared absent, using scikit-image's astronaut portrait with augmentations")
     rng = np.random.default_rng(0)
     frames = []
-    for k in range(48):
+    for _ in range(48):
         angle, scale = rng.uniform(-15, 15), rng.uniform(0.6, 1.2)
         m = cv2.getRotationMatrix2D((256, 200), angle, scale)
         img = cv2.warpAffine(base, m, (512, 512), borderMode=cv2.BORDER_REFLECT)

@@ -73,7 +73,8 @@ def extract(source: Source, archive: Path, member: str, expected_sha256: str) ->
     return data
 
 
-def fetch_files(sources: list[Source], cache: Path, log, roles: set[str] | None = None) -> dict[str, tuple[bytes, Source, str]]:
+def fetch_files(sources: list[Source], cache: Path, log,
+                roles: set[str] | None = None) -> dict[str, tuple[bytes, Source, str]]:
     """role -> (verified bytes, its source, its path in the archive), for every file of the
     manifest or only those of `roles`; archives without such files are not fetched."""
     files: dict[str, tuple[bytes, Source, str]] = {}

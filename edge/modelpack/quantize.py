@@ -58,7 +58,8 @@ class _Reader:
         pass
 
 
-def quantize(model: onnx.ModelProto, blobs: list[np.ndarray], keep_float: list[str], log: Callable[[str], None]) -> bytes:
+def quantize(model: onnx.ModelProto, blobs: list[np.ndarray], keep_float: list[str],
+             log: Callable[[str], None]) -> bytes:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 

@@ -163,7 +163,8 @@ class SqliteStore(Store):
             raise ApiError(errors.PERSON_UNKNOWN, f"person {person_id!r} does not exist")
 
     @staticmethod
-    def _join_groups(c: sqlite3.Connection, appid: str, person_id: str, group_ids: Sequence[str], limits: Limits) -> list[str]:
+    def _join_groups(c: sqlite3.Connection, appid: str, person_id: str, group_ids: Sequence[str],
+                     limits: Limits) -> list[str]:
         now = time.time()
         existing = {
             g for (g,) in c.execute(
@@ -183,7 +184,8 @@ class SqliteStore(Store):
                     "SELECT COUNT(*) FROM person_groups WHERE appid = ? AND group_id = ?", (appid, g)
                 ).fetchone()
                 if count >= limits.persons_per_group:
-                    raise ApiError(errors.TOO_MANY_PERSONS, f"group {g!r} already has {limits.persons_per_group} persons")
+                    raise ApiError(errors.TOO_MANY_PERSONS,
+                                   f"group {g!r} already has {limits.persons_per_group} persons")
         for g in new_groups:
             c.execute("INSERT INTO groups (appid, group_id, created) VALUES (?, ?, ?)", (appid, g, now))
         c.executemany(
@@ -243,7 +245,8 @@ class SqliteStore(Store):
         with self._write() as c:
             self._require_person(c, appid, person_id)
             if person_name is not None:
-                c.execute("UPDATE persons SET person_name = ? WHERE appid = ? AND person_id = ?", (person_name, appid, person_id))
+                c.execute("UPDATE persons SET person_name = ? WHERE appid = ? AND person_id = ?",
+                          (person_name, appid, person_id))
             if tag is not None:
                 c.execute("UPDATE persons SET tag = ? WHERE appid = ? AND person_id = ?", (tag, appid, person_id))
             self._log(c, appid, "person", person_id)
@@ -256,10 +259,12 @@ class SqliteStore(Store):
             if row is None:
                 raise ApiError(errors.PERSON_UNKNOWN, f"person {person_id!r} does not exist")
             groups = [g for (g,) in c.execute(
-                "SELECT group_id FROM person_groups WHERE appid = ? AND person_id = ? ORDER BY group_id", (appid, person_id)
+                "SELECT group_id FROM person_groups WHERE appid = ? AND person_id = ? ORDER BY group_id",
+                (appid, person_id),
             )]
             faces = [f for (f,) in c.execute(
-                "SELECT face_id FROM faces WHERE appid = ? AND person_id = ? ORDER BY created, face_id", (appid, person_id)
+                "SELECT face_id FROM faces WHERE appid = ? AND person_id = ? ORDER BY created, face_id",
+                (appid, person_id),
             )]
         return PersonRecord(person_id, row[0], row[1], groups, faces)
 
@@ -273,7 +278,8 @@ class SqliteStore(Store):
             if c.execute("SELECT 1 FROM groups WHERE appid = ? AND group_id = ?", (appid, group_id)).fetchone() is None:
                 raise ApiError(errors.GROUP_UNKNOWN, f"group {group_id!r} does not exist")
             return [p for (p,) in c.execute(
-                "SELECT person_id FROM person_groups WHERE appid = ? AND group_id = ? ORDER BY person_id", (appid, group_id)
+                "SELECT person_id FROM person_groups WHERE appid = ? AND group_id = ? ORDER BY person_id",
+                (appid, group_id),
             )]
 
     def add_groups(self, appid, person_id, group_ids, limits) -> list[str]:
@@ -334,7 +340,8 @@ class SqliteStore(Store):
         with self._read() as c:
             self._require_person(c, appid, person_id)
             return [f for (f,) in c.execute(
-                "SELECT face_id FROM faces WHERE appid = ? AND person_id = ? ORDER BY created, face_id", (appid, person_id)
+                "SELECT face_id FROM faces WHERE appid = ? AND person_id = ? ORDER BY created, face_id",
+                (appid, person_id),
             )]
 
     def face(self, appid, face_id) -> FaceRecord:
@@ -394,7 +401,8 @@ class SqliteStore(Store):
 
     def get_verify(self, session_id: str) -> VerifyRecord | None:
         row = self._conn().execute(
-            "SELECT session_id, appid, person_id, score, confidence, ismatch, time FROM verify_log WHERE session_id = ?",
+            "SELECT session_id, appid, person_id, score, confidence, ismatch, time FROM verify_log "
+            "WHERE session_id = ?",
             (session_id,),
         ).fetchone()
         return None if row is None else VerifyRecord(row[0], row[1], row[2], row[3], row[4], bool(row[5]), row[6])

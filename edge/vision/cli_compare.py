@@ -95,7 +95,8 @@ def run(args) -> int:
             continue
         parts = line.split("\t")
         if len(parts) != 2:
-            print(json.dumps({"line": i, "error": {"code": 21, "message": "invalid parameter: expected two tab-separated paths"}}))
+            message = "invalid parameter: expected two tab-separated paths"
+            print(json.dumps({"line": i, "error": {"code": 21, "message": message}}))
             continue
         a, b = parts
         sys.stdout.write(json.dumps({"a": a, "b": b, **compare(emb, a, b, thresholds)}) + "\n")

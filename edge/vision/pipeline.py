@@ -52,7 +52,8 @@ class Pipeline:
         self.precision = precision
 
     @classmethod
-    def load(cls, models_dir: Path | str | None = None, precision: str = "int8", threads: int | None = None) -> "Pipeline":
+    def load(cls, models_dir: Path | str | None = None, precision: str = "int8",
+             threads: int | None = None) -> "Pipeline":
         if precision not in PACKS:
             raise ValueError(f"precision must be one of {PACKS}, not {precision!r}")
         models_dir = Path(models_dir) if models_dir else default_models_dir()
