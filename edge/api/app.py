@@ -125,7 +125,8 @@ def create_app(
         return envelope(code=errors.BAD_REQUEST, message="face API calls are POST /face/<op>", status=405)
 
     async def unmatched(request: Request, exc: HTTPException) -> Response:
-        return envelope(code=errors.INVALID_PARAMETER, message=f"no such endpoint: {request.method} {request.url.path[:200]}",
+        return envelope(code=errors.INVALID_PARAMETER,
+                        message=f"no such endpoint: {request.method} {request.url.path[:200]}",
                         status=exc.status_code)
 
     app = Starlette(routes=[

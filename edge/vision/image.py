@@ -122,12 +122,14 @@ def decode_image(data: bytes) -> np.ndarray:
         raise ApiError(
             IMAGE_DECODE_FAILED,
             f"image decode failed: {width}x{height}x{head.channels} at {head.sample_bytes} bytes per sample "
-            f"needs {head.decoded_bytes // 1_000_000} MB to decode, over the {MAX_DECODED_BYTES // 1_000_000} MB budget",
+            f"needs {head.decoded_bytes // 1_000_000} MB to decode, "
+            f"over the {MAX_DECODED_BYTES // 1_000_000} MB budget",
         )
     if kind == "JPEG":
         scans = _jpeg_scans(data)
         if scans > MAX_JPEG_SCANS:
-            raise ApiError(IMAGE_DECODE_FAILED, f"image decode failed: JPEG with {scans} scans (at most {MAX_JPEG_SCANS})")
+            raise ApiError(IMAGE_DECODE_FAILED,
+                           f"image decode failed: JPEG with {scans} scans (at most {MAX_JPEG_SCANS})")
         if not _jpeg_complete(data):
             raise ApiError(IMAGE_DECODE_FAILED, "image decode failed: truncated JPEG (no end-of-image marker)")
     if kind == "PNG" and b"IEND" not in data[-64:]:
