@@ -156,10 +156,11 @@ def test_a_claim_goes_through_the_api_layer_rate_limit_and_request_metrics_inclu
         waiting = claims.take()
         assert (waiting["person_id"], waiting["request_id"]) == ("madonna", "b-7")
         assert 2.0 < waiting["expires"] - time.monotonic() <= 2.5
-        assert httpx.post(f"{base}/face/claim", headers=auth, json={"appid": "1", "person_id": "x"}).json()["code"] == 21
+        claim_x = {"appid": "1", "person_id": "x"}
+        assert httpx.post(f"{base}/face/claim", headers=auth, json=claim_x).json()["code"] == 21
         assert httpx.post(f"{base}/edge/claim", headers=auth, json={"appid": "1"}).json()["code"] == -1301
         # The burst of 2 is spent (the refused /face/claim never reached the limiter): 15.
-        assert httpx.post(f"{base}/edge/claim", headers=auth, json={"appid": "1", "person_id": "x"}).json()["code"] == 15
+        assert httpx.post(f"{base}/edge/claim", headers=auth, json=claim_x).json()["code"] == 15
         metrics = httpx.get(f"{base}/metrics").text
     assert 'face_api_requests_total{code="0",op="claim"} 1.0' in metrics
     assert 'face_api_requests_total{code="15",op="claim"} 1.0' in metrics
