@@ -13,6 +13,7 @@ passed, then one probe goes through (half open); its success closes the circuit.
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 from typing import Any
@@ -48,7 +49,7 @@ class CloudApiError(CloudError):
 class CloudClient:
     def __init__(self, url: str, appid: str, secret_id: str, secret_key: str, *,
                  timeout: float = 3.0, retries: int = 2,
-                 breaker_failures: int = 5, breaker_reset_s: float = 30.0):
+                 breaker_failures: int = 5, breaker_reset_s: float = 30.0, ca_file: str = ""):
         self.url = url.rstrip("/")
         self.appid = appid
         self.secret_id = secret_id
@@ -56,7 +57,9 @@ class CloudClient:
         self.retries = max(0, retries)
         self.breaker_failures = max(1, breaker_failures)
         self.breaker_reset_s = breaker_reset_s
-        self._http = httpx.Client(timeout=httpx.Timeout(timeout), trust_env=False)
+        # https is always verified: against `ca_file` (a private CA) when given, else the system CAs
+        verify = ssl.create_default_context(cafile=ca_file) if ca_file else True
+        self._http = httpx.Client(timeout=httpx.Timeout(timeout), trust_env=False, verify=verify)
         self._lock = threading.Lock()
         self._failures = 0
         self._opened_at: float | None = None
@@ -67,7 +70,7 @@ class CloudClient:
         """From the daemon's [hub] section."""
         return cls(hub.url, hub.appid, hub.secret_id, hub.secret_key, timeout=hub.timeout,
                    retries=hub.retries, breaker_failures=hub.breaker_failures,
-                   breaker_reset_s=hub.breaker_reset_s)
+                   breaker_reset_s=hub.breaker_reset_s, ca_file=hub.ca_file)
 
     # --- circuit breaker ---------------------------------------------------------------------
     @property

@@ -45,6 +45,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="print each decision as the full MQTT event JSON instead of one line")
 
 
+def _write_private(path: Path, text: str) -> None:
+    """Write a config that holds a secret key: mode 0600, as the hub and the daemon require."""
+    path.touch(mode=0o600)
+    path.chmod(0o600)
+    path.write_text(text)
+
+
 def _say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
@@ -142,7 +149,7 @@ def run(args) -> int:
         hport = free_port()
         appid, sid, key = "100001", "AKIDdemo" + secrets.token_hex(8), secrets.token_hex(16)
         models = f'models_dir = "{args.models_dir}"\n' if args.models_dir else ""
-        (work / "hub.toml").write_text(
+        _write_private(work / "hub.toml",
             f'[server]\nhost = "127.0.0.1"\nport = {hport}\n[storage]\npath = "{work}/hub.sqlite3"\n'
             f'[[credentials]]\nappid = "{appid}"\nsecret_id = "{sid}"\nsecret_key = "{key}"\n'
             f"[vision]\n{models}")
@@ -171,7 +178,7 @@ def run(args) -> int:
         client.close()
         # 4. daemon
         aport = free_port()
-        (work / "edge.toml").write_text(
+        _write_private(work / "edge.toml",
             f'[device]\nid = "demo-door"\n[camera]\nsource = "files:{frames}/*"\nname = "demo-camera"\n'
             f"rate = {args.rate}\n[identify]\ngroups = [\"staff\"]\n"
             f'[mqtt]\nhost = "127.0.0.1"\nport = {mport}\nprefix = "edge-verifier"\n'

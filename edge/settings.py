@@ -12,6 +12,7 @@ Environment overrides: `EDGE_VERIFIER_<SECTION>__<KEY>`, e.g. `EDGE_VERIFIER_MQT
 from __future__ import annotations
 
 import os
+import stat
 import tomllib
 from pathlib import Path
 from typing import Any, TypeVar
@@ -48,6 +49,22 @@ class RoleSettings(BaseSettings):
         # in a systemd drop-in without editing the file.
         return (env_settings, init_settings)
 
+    def holds_secrets(self) -> bool:
+        """True if these settings carry a secret key: their file must then be private."""
+        return False
+
+
+def require_private(path: str | Path, what: str) -> None:
+    """ConfigError unless `path` exists and is not accessible by group or others (chmod 600)."""
+    path = Path(path)
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise ConfigError(f"{what} not found: {path}") from None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigError(f"{path}: {what} holds a secret key but is accessible by group/others "
+                          f"(mode {stat.S_IMODE(mode):o}); chmod 600 it")
+
 
 def read_toml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
@@ -65,13 +82,16 @@ def load_settings(cls: type[S], path: str | Path | None, **overrides: Any) -> S:
     values = read_toml(path) if path else {}
     values.update(overrides)
     try:
-        return cls(**values)
+        settings = cls(**values)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
         )
         where = f"{path}: " if path else ""
         raise ConfigError(f"{where}invalid configuration: {problems}") from None
+    if path and isinstance(settings, RoleSettings) and settings.holds_secrets():
+        require_private(path, "config file")
+    return settings
 
 
 def _toml_value(value: Any) -> str:

@@ -142,7 +142,7 @@ EDGE_VERIFIER = ROOT / ".venv" / "bin" / "edge-verifier"
 
 def write_edge_config(path: Path, *, device: str, camera: str, broker: Broker | None, hub=None,
                       storage: Path, api_port: int, extra: str = "", rate: float = 4,
-                      loop: bool = False, hub_extra: str = "", mqtt_extra: str = "") -> Path:
+                      loop: bool = False, hub_extra: str = "", mqtt_extra: str = "", api_extra: str = "") -> Path:
     """A daemon TOML config for tests (rate and backoff short, so runs are brief)."""
     from tests.conftest import MODELS
 
@@ -153,7 +153,7 @@ def write_edge_config(path: Path, *, device: str, camera: str, broker: Broker | 
         "[mqtt]", f"enabled = {'true' if broker else 'false'}",
         f'host = "{broker.host if broker else "127.0.0.1"}"', f"port = {broker.port if broker else 1}",
         'prefix = "test"', "keepalive = 5", "reconnect_max_s = 1", mqtt_extra,
-        "[api]", 'host = "127.0.0.1"', f"port = {api_port}",
+        "[api]", 'host = "127.0.0.1"', f"port = {api_port}", api_extra,
         "[storage]", f'path = "{storage}"',
         "[vision]", f'models_dir = "{MODELS}"', "threads = 1",
     ]
@@ -162,6 +162,8 @@ def write_edge_config(path: Path, *, device: str, camera: str, broker: Broker | 
                   f'secret_id = "{hub.secret_id}"', f'secret_key = "{hub.secret_key}"',
                   "timeout = 5", "retries = 0", "breaker_failures = 2", "breaker_reset_s = 60",
                   "sync_interval_s = 3600", hub_extra]
+    path.touch(mode=0o600)
+    path.chmod(0o600)  # it holds the hub's secret key
     path.write_text("\n".join(lines) + "\n" + extra)
     return path
 

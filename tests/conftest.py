@@ -22,6 +22,7 @@ pytest_plugins = [  # broker_fixtures before hub_fixtures, which imports it (ass
     "tests.vision_fixtures",
     "tests.broker_fixtures",
     "tests.hub_fixtures",
+    "tests.tls_fixtures",
 ]
 
 # The fixtures that bring up a real part too slow or too heavy for `make test-fast`: the models,

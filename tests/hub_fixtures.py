@@ -75,9 +75,10 @@ def start_hub(tmp_dir: Path, **sections) -> Iterator[HubServer]:
     store_path = Path(tmp_dir) / "hub.sqlite3"
     settings = hub_settings(store_path, port, key, other, **sections)
     app, store = build_app(settings)
+    listener = settings.server.listener()
     try:
-        with serve_app(app, port):
-            yield HubServer(f"http://127.0.0.1:{port}", APPID, SECRET_ID, key, store_path,
+        with serve_app(app, port, listener):
+            yield HubServer(f"{listener.scheme}://127.0.0.1:{port}", APPID, SECRET_ID, key, store_path,
                             other_secret_key=other, app=app, store=store)
     finally:
         store.close()
@@ -96,12 +97,17 @@ def hub_with_five_enrolled(tmp_dir: Path, faces_dir: Path) -> Iterator[HubServer
 
 
 @contextmanager
-def serve_app(app, port: int) -> Iterator[None]:
-    """Serve an ASGI app with uvicorn on 127.0.0.1:`port` until the block exits."""
+def serve_app(app, port: int, listener=None) -> Iterator[None]:
+    """Serve an ASGI app with uvicorn on 127.0.0.1:`port` (TLS and limits of `listener`, an
+    edge.api.serving.Listener, default ones if None) until the block exits."""
+    import dataclasses
+
     import uvicorn
 
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           access_log=False, lifespan="off"))
+    from edge.api.serving import Listener, uvicorn_config
+
+    listener = dataclasses.replace(listener or Listener(), host="127.0.0.1", port=port)
+    server = uvicorn.Server(uvicorn_config(app, listener, log_level="warning", access_log=False, lifespan="off"))
     thread = threading.Thread(target=server.run, name=f"api-{port}", daemon=True)
     thread.start()
     deadline = time.monotonic() + 30

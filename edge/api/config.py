@@ -6,19 +6,18 @@ refuses to start when that file can be read by group or others, as ssh does with
 
 from __future__ import annotations
 
-import stat
 from pathlib import Path
 
 from pydantic import BaseModel, Field, model_validator
 
+from edge.api.serving import ListenerSettings
 from edge.matcher import Thresholds, thresholds_for
-from edge.settings import ConfigError, RoleSettings, load_settings, read_toml, render_example
+from edge.settings import ConfigError, RoleSettings, load_settings, read_toml, render_example, require_private
 from edge.signature import Credential
 from edge.vision.packs import Pack
 
 
-class ServerSection(BaseModel):
-    host: str = Field("127.0.0.1", description="Address to listen on (0.0.0.0 for every interface).")
+class ServerSection(ListenerSettings):
     port: int = Field(8090, ge=1, le=65535, description="TCP port of the face API.")
 
 
@@ -26,10 +25,24 @@ class StorageSection(BaseModel):
     path: str = Field("/var/lib/edge-verifier-hub/hub.sqlite3", description="SQLite database file (WAL mode).")
 
 
+# Keys that were printed in examples or docs: anyone can sign with them, so they are refused.
+KNOWN_EXAMPLE_KEYS = frozenset({"change-me-32-random-characters--", "...", "change-me", "secret", "SecretKey"})
+
+
 class CredentialSection(BaseModel):
     appid: str = Field(description="Application id the key belongs to (sent as `appid`).")
     secret_id: str = Field(description="Public key id (`k=` in the signature).")
-    secret_key: str = Field(description="Shared secret of the HMAC-SHA1 signature. Keep it out of shared files.")
+    secret_key: str = Field(description="Shared secret of the HMAC-SHA1 signature; generate one, e.g. with\n"
+                            "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'.\n"
+                            "Keep it out of shared files.")
+
+    @model_validator(mode="after")
+    def _usable_key(self) -> "CredentialSection":
+        if not self.secret_key.strip():
+            raise ValueError(f"secret_key of appid {self.appid} is empty: generate one")
+        if self.secret_key in KNOWN_EXAMPLE_KEYS:
+            raise ValueError(f"secret_key of appid {self.appid} is a published example key: generate one")
+        return self
 
 
 class LimitsSection(BaseModel):
@@ -112,6 +125,9 @@ class HubSettings(RoleSettings):
         """The matching thresholds: those calibrated for the pack, with the configured overrides."""
         return thresholds_for(self.vision.precision, self.matching.accept, self.matching.reject)
 
+    def holds_secrets(self) -> bool:
+        return bool(self.credentials)
+
     def all_credentials(self) -> list[Credential]:
         """Credentials of the config plus those of `secrets_file` (checked for permissions)."""
         creds = [Credential(c.appid, c.secret_id, c.secret_key) for c in self.credentials]
@@ -122,13 +138,7 @@ class HubSettings(RoleSettings):
 
 def read_secrets_file(path: str | Path) -> list[Credential]:
     path = Path(path)
-    try:
-        mode = path.stat().st_mode
-    except FileNotFoundError:
-        raise ConfigError(f"secrets file not found: {path}") from None
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise ConfigError(f"{path}: secrets file is accessible by group/others "
-                          f"(mode {stat.S_IMODE(mode):o}); chmod 600 it")
+    require_private(path, "secrets file")
     data = read_toml(path)
     extra = set(data) - {"credentials"}
     if extra:
@@ -150,7 +160,7 @@ def example_toml() -> str:
         {
             "credentials.appid": "1000001",
             "credentials.secret_id": "AKIDexampleexampleexample",
-            "credentials.secret_key": "change-me-32-random-characters--",
+            "credentials.secret_key": "",
         },
     )
     # render_example prints sections only; the one top-level key must precede every table.

@@ -49,9 +49,12 @@ def build_app(settings):
 
 
 def run(args) -> int:
+    import dataclasses
+
     import uvicorn
 
     from edge.api import config
+    from edge.api.serving import uvicorn_config
     from edge.settings import ConfigError
 
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
@@ -62,18 +65,18 @@ def run(args) -> int:
     except ConfigError as exc:
         print(f"edge-verifier hub: {exc}", file=sys.stderr)
         return 2
-    host = args.host or settings.server.host
-    port = args.port or settings.server.port
-    logging.getLogger("edge.hub").info("serving the face API on http://%s:%d (store %s)", host, port,
-                                       settings.storage.path)
+    listener = dataclasses.replace(settings.server.listener(), host=args.host or settings.server.host,
+                                   port=args.port or settings.server.port)
+    logging.getLogger("edge.hub").info("serving the face API on %s://%s:%d (store %s)", listener.scheme,
+                                       listener.host, listener.port, settings.storage.path)
     # uvicorn catches SIGTERM/SIGINT for a graceful stop, then re-raises them to the handlers
     # that were installed before it: these make that a clean exit 0 after closing the store.
     stopped_by: list[int] = []
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda signum, frame: stopped_by.append(signum))
     try:
-        uvicorn.run(app, host=host, port=port, log_level=args.log_level, access_log=False,
-                    timeout_graceful_shutdown=10)
+        uvicorn.Server(uvicorn_config(app, listener, log_level=args.log_level, access_log=False,
+                                      timeout_graceful_shutdown=10)).run()
     finally:
         store.close()
     logging.getLogger("edge.hub").info("stopped%s", f" by signal {stopped_by[0]}" if stopped_by else "")

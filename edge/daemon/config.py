@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, model_validator
 
+from edge.api.serving import ListenerSettings
 from edge.settings import RoleSettings, load_settings, render_example
 from edge.vision.packs import Pack
 
@@ -101,6 +102,8 @@ class HubSettings(BaseModel):
     appid: str = Field("", description="appid on the hub.")
     secret_id: str = Field("", description="SecretId for signing.")
     secret_key: str = Field("", description="SecretKey for signing.")
+    ca_file: str = Field("", description="PEM file of the CA that signed the hub's certificate (a private CA);\n"
+                         "empty: the system's trusted CAs. The certificate is always verified.")
     timeout: float = Field(3.0, gt=0, description="Per-request timeout (s).")
     retries: int = Field(1, ge=0, le=5, description="Retries on an unreachable hub.")
     breaker_failures: int = Field(3, ge=1, description="Consecutive failures opening the breaker.")
@@ -115,10 +118,9 @@ class ApiCredential(BaseModel):
     secret_key: str
 
 
-class ApiSettings(BaseModel):
-    enabled: bool = Field(True, description="Serve the local face API, /health and /metrics.")
-    host: str = Field("127.0.0.1", description="Listen address of the local API.")
+class ApiSettings(ListenerSettings):
     port: int = Field(8780, ge=0, le=65535, description="Listen port (0: any free port).")
+    enabled: bool = Field(True, description="Serve the local face API, /health and /metrics.")
     credentials: list[ApiCredential] = Field(
         default_factory=list,
         description="Signing credentials accepted by the local API, as a list of tables "
@@ -166,6 +168,9 @@ class EdgeSettings(RoleSettings):
         if t.reject > t.accept:
             raise ValueError(f"policy.reject ({t.reject}) must not exceed policy.accept ({t.accept})")
         return self
+
+    def holds_secrets(self) -> bool:
+        return bool(self.hub.secret_key or self.api.credentials)
 
     def thresholds(self):
         """The decision thresholds: those calibrated for the pack, with the configured overrides."""

@@ -37,10 +37,10 @@ class LocalApi:
         """Serve in a thread made by `spawn(name, target)`; the bound port, None if it failed."""
         import uvicorn
 
+        from edge.api.serving import uvicorn_config
+
         s = self.s
-        config = uvicorn.Config(self.app, host=s.api.host, port=s.api.port, log_level="warning",
-                                access_log=False)
-        self.server = uvicorn.Server(config)
+        self.server = uvicorn.Server(uvicorn_config(self.app, s.api.listener(), log_level="warning", access_log=False))
         thread = spawn("api", self.server.run)
         deadline = time.monotonic() + 10
         while (not self.server.started and time.monotonic() < deadline

@@ -1,0 +1,183 @@
+"""How a face API listener (hub, or the edge's local API) is served by uvicorn: TLS and the
+connection limits that keep silent or slow clients from holding it.
+
+uvicorn times out only idle keep-alive connections: a client that connects and sends nothing, or
+sends its headers a byte at a time, is held forever (about 1,000 such sockets used up the
+1,024 open files of the unit). `GuardedH11` adds
+
+- a header deadline: the request line and headers must arrive within `header_timeout_s` of the
+  connection (or of the first byte of the next request on a kept-alive one);
+- a connection cap: past `max_connections` open connections a new one is closed at once, before
+  it costs anything (uvicorn's own `limit_concurrency` only answers 503 once a request arrives,
+  which a silent connection never sends);
+- one log line per condition (cap reached / cleared, slow clients dropped per minute), never
+  one per connection.
+
+The body has its own deadline in the API (`limits.body_timeout_s`, code 3) and idle kept-alive
+connections close after `keepalive_timeout_s`. With TLS, asyncio completes the handshake before
+the protocol sees the connection (so the deadline and the cap start after it) and drops a
+handshake that takes longer than 60 s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import time
+from dataclasses import dataclass
+
+import h11
+import uvicorn
+from pydantic import BaseModel, Field, model_validator
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from edge.settings import ConfigError, require_private
+
+log = logging.getLogger("edge.api.serving")
+
+# Request line plus headers: real SDK requests send under 1 KB.
+MAX_HEADER_BYTES = 16 * 1024
+
+
+@dataclass(frozen=True)
+class Listener:
+    """Where and how to listen."""
+
+    host: str = "127.0.0.1"
+    port: int = 8090
+    tls_cert: str = ""  # PEM certificate chain; with tls_key, serve HTTPS
+    tls_key: str = ""
+    header_timeout_s: float = 10.0
+    keepalive_timeout_s: float = 5.0
+    max_connections: int = 1000
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls_cert else "http"
+
+
+class ListenerSettings(BaseModel):
+    """The settings of a listener, shared by the hub's [server] and the edge's [api]."""
+
+    host: str = Field("127.0.0.1", description="Address to listen on (0.0.0.0 for every interface).")
+    port: int = Field(8090, ge=0, le=65535, description="TCP port.")
+    tls_cert: str = Field("", description="PEM certificate (chain) file: with tls_key, serve HTTPS\n"
+                          "(README \"Security\").")
+    tls_key: str = Field("", description="PEM private key of tls_cert; must not be readable by group/others.")
+    header_timeout_s: float = Field(10.0, gt=0, description="A connection whose request headers take longer is closed.")
+    keepalive_timeout_s: float = Field(5.0, gt=0, description="An idle kept-alive connection is closed after this.")
+    max_connections: int = Field(1000, ge=1, description="Open connections at most; more are closed at once\n"
+                                 "(keep it well below the unit's LimitNOFILE).")
+
+    @model_validator(mode="after")
+    def _tls_files(self) -> ListenerSettings:
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ValueError("tls_cert and tls_key go together")
+        if self.tls_key:
+            try:
+                require_private(self.tls_key, "TLS key")
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
+        return self
+
+    def listener(self) -> Listener:
+        return Listener(self.host, self.port, self.tls_cert, self.tls_key, self.header_timeout_s,
+                        self.keepalive_timeout_s, self.max_connections)
+
+
+class _Throttled:
+    """A log line at the first event, then at most one summary per `every_s`."""
+
+    def __init__(self, message: str, every_s: float = 60.0):
+        self.message = message
+        self.every_s = every_s
+        self.count = 0
+        self._last = float("-inf")
+
+    def hit(self) -> None:
+        self.count += 1
+        now = time.monotonic()
+        if now - self._last >= self.every_s:
+            log.warning(self.message, self.count)
+            self._last = now
+            self.count = 0
+
+
+class _Guard:
+    """State shared by the connections of one server."""
+
+    def __init__(self, listener: Listener):
+        self.listener = listener
+        self.capped = False
+        self.refused = 0
+        self.slow = _Throttled("dropped %d connection(s) that sent no complete request headers in time")
+
+
+class GuardedH11(H11Protocol):
+    """uvicorn's h11 protocol with a header deadline and a connection cap (see the module doc)."""
+
+    guard: _Guard  # set on the subclass made per server by `guarded_protocol`
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._header_timer: asyncio.TimerHandle | None = None
+        guard = self.guard
+        if len(self.connections) > guard.listener.max_connections:
+            if not guard.capped:
+                guard.capped = True
+                log.warning("connection cap of %d reached: refusing new connections", guard.listener.max_connections)
+            guard.refused += 1
+            transport.abort()
+            return
+        if guard.capped and len(self.connections) < guard.listener.max_connections * 0.9:
+            guard.capped = False
+            log.warning("below the connection cap again after refusing %d connection(s)", guard.refused)
+            guard.refused = 0
+        self._arm_header_timer()
+
+    def data_received(self, data: bytes) -> None:
+        # h11 stays IDLE until the request line and every header have arrived
+        if self._header_timer is None and self.conn.their_state is h11.IDLE:
+            self._arm_header_timer()  # first bytes of the next request on a kept-alive connection
+        super().data_received(data)
+        if self.conn.their_state is not h11.IDLE:
+            self._cancel_header_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_header_timer()
+        super().connection_lost(exc)
+
+    def _arm_header_timer(self) -> None:
+        self._header_timer = self.loop.call_later(self.guard.listener.header_timeout_s, self._headers_too_slow)
+
+    def _cancel_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _headers_too_slow(self) -> None:
+        self._header_timer = None
+        if not self.transport.is_closing():
+            self.guard.slow.hit()
+            self.transport.abort()
+
+
+def guarded_protocol(listener: Listener) -> type[GuardedH11]:
+    """A GuardedH11 subclass bound to one server's limits and counters."""
+    return type("GuardedH11Bound", (GuardedH11,), {"guard": _Guard(listener)})
+
+
+def uvicorn_config(app, listener: Listener, **kw) -> uvicorn.Config:
+    """The uvicorn.Config serving `app` on `listener` (TLS when a certificate is configured)."""
+    tls = {}
+    if listener.tls_cert or listener.tls_key:
+        if not (listener.tls_cert and listener.tls_key):
+            raise ValueError("tls_cert and tls_key go together")
+        tls = {"ssl_certfile": listener.tls_cert, "ssl_keyfile": listener.tls_key,
+               "ssl_version": ssl.PROTOCOL_TLS_SERVER}
+    return uvicorn.Config(
+        app, host=listener.host, port=listener.port, http=guarded_protocol(listener),
+        timeout_keep_alive=max(1, round(listener.keepalive_timeout_s)),
+        h11_max_incomplete_event_size=MAX_HEADER_BYTES, **tls, **kw,
+    )

@@ -1,0 +1,122 @@
+"""Silent and slow TCP clients against a real hub (uvicorn on loopback, raw sockets).
+
+About 1,006 silent unauthenticated connections used to deny the hub (no header timeout, the
+unit's 1,024 open files); here a small configured cap and a 1 s header deadline show the same
+mechanisms in seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+
+import pytest
+
+from tests.hub_fixtures import start_hub
+
+HEADER_TIMEOUT_S = 1.0
+CAP = 6
+
+
+@pytest.fixture(scope="module")
+def guarded_hub(tmp_path_factory, models_dir):
+    with start_hub(tmp_path_factory.mktemp("conn"), server={
+        "header_timeout_s": HEADER_TIMEOUT_S, "keepalive_timeout_s": 1, "max_connections": CAP,
+    }) as hub:
+        yield hub
+
+
+def _address(hub) -> tuple[str, int]:
+    host, port = hub.url.split("//", 1)[1].rsplit(":", 1)
+    return host, int(port)
+
+
+def _closed_within(sock: socket.socket, seconds: float) -> bool:
+    """True if the server closes (or resets) the connection within `seconds`."""
+    sock.settimeout(seconds)
+    try:
+        while sock.recv(4096):
+            pass
+        return True
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+
+
+def _health_ok(hub) -> bool:
+    with socket.create_connection(_address(hub), timeout=5) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: hub\r\nConnection: close\r\n\r\n")
+        sock.settimeout(5)
+        answer = b""
+        try:
+            while chunk := sock.recv(4096):
+                answer += chunk
+        except ConnectionResetError:
+            return False
+    return answer.startswith(b"HTTP/1.1 200")
+
+
+def test_a_silent_connection_is_closed_after_the_header_timeout(guarded_hub):
+    with socket.create_connection(_address(guarded_hub)) as sock:
+        started = time.monotonic()
+        assert _closed_within(sock, HEADER_TIMEOUT_S + 4)
+        assert time.monotonic() - started >= HEADER_TIMEOUT_S * 0.8
+
+
+def test_headers_trickled_a_byte_at_a_time_do_not_extend_the_deadline(guarded_hub):
+    request = b"POST /face/getgroupids HTTP/1.1\r\nHost: hub\r\nX-Slow: " + b"a" * 200
+    with socket.create_connection(_address(guarded_hub)) as sock:
+        started = time.monotonic()
+        closed = False
+        for byte in request:
+            try:
+                sock.sendall(bytes([byte]))
+            except (BrokenPipeError, ConnectionResetError):
+                closed = True
+                break
+            time.sleep(0.05)
+            if time.monotonic() - started > HEADER_TIMEOUT_S + 4:
+                break
+        assert closed or _closed_within(sock, 0.5)
+        assert time.monotonic() - started < HEADER_TIMEOUT_S + 4
+
+
+def test_an_idle_kept_alive_connection_is_closed(guarded_hub):
+    with socket.create_connection(_address(guarded_hub)) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: hub\r\n\r\n")
+        sock.settimeout(5)
+        assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+        assert _closed_within(sock, 4)
+
+
+def test_connections_past_the_cap_are_closed_at_once_with_one_log_line_and_service_resumes(guarded_hub, caplog):
+    caplog.set_level(logging.WARNING, logger="edge.api.serving")
+    address = _address(guarded_hub)
+    held = [socket.create_connection(address) for _ in range(CAP)]
+    try:
+        time.sleep(0.2)
+        extra = [socket.create_connection(address) for _ in range(10)]
+        assert all(_closed_within(s, 2) for s in extra)  # refused at once, well before the header timeout
+        for s in extra:
+            s.close()
+    finally:
+        for s in held:
+            s.close()
+    time.sleep(0.3)
+    assert _health_ok(guarded_hub)  # the silent ones are gone: the hub serves again
+    lines = [r.getMessage() for r in caplog.records]
+    # one line when the cap is reached and one when it clears, not one per refused connection
+    assert sum("cap of 6 reached" in m for m in lines) == 1, lines
+    assert sum("after refusing 10 connection(s)" in m for m in lines) == 1, lines
+
+
+def test_below_the_cap_silent_connections_do_not_deny_the_hub(guarded_hub):
+    address = _address(guarded_hub)
+    held = [socket.create_connection(address) for _ in range(CAP - 2)]
+    try:
+        assert _health_ok(guarded_hub)
+    finally:
+        for s in held:
+            s.close()
