@@ -14,11 +14,11 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import heapq
 import hmac
 import secrets
 import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
@@ -143,33 +143,43 @@ def parse(header: str | bytes | None) -> Signature:
 
 
 class ReplayCache:
-    """Remembers single-use signatures for `window_s`, holding at most `capacity` of them.
+    """Remembers each single-use signature until it could no longer be accepted anyway (its
+    `t` plus `window_s`: a `t` set ahead keeps it longer), holding at most `capacity` of them.
 
-    When full of still-valid entries it refuses new ones (code 107, fail-secure) rather than
-    forgetting one that could then be replayed.
+    With a `store` (the hub's), the entries live in it and survive a restart; without one (the
+    edge's local API) they are in memory. When full of still-valid entries the memory cache
+    refuses new ones (code 107, fail-secure) rather than forgetting one that could be replayed.
     """
 
-    def __init__(self, window_s: int = 3600, capacity: int = 100_000):
+    def __init__(self, window_s: int = 3600, capacity: int = 100_000, store=None):
         self.window_s = window_s
         self.capacity = capacity
-        self._seen: OrderedDict[bytes, float] = OrderedDict()
+        self.store = store
+        self._seen: dict[bytes, float] = {}
+        self._expiry: list[tuple[float, bytes]] = []  # heap of (valid_until, key)
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._seen)
 
-    def claim(self, key: bytes, now: float) -> None:
+    def claim(self, key: bytes, now: float, valid_until: float | None = None) -> None:
+        """ApiError 13 if `key` was claimed before and is still remembered."""
+        valid_until = now + self.window_s if valid_until is None else valid_until
+        if self.store is not None:
+            if not self.store.claim_signature(key, valid_until, now):
+                raise ApiError(errors.REPLAY)
+            return
         with self._lock:
-            while self._seen:
-                oldest_key, seen_at = next(iter(self._seen.items()))
-                if now - seen_at <= self.window_s:
-                    break
-                del self._seen[oldest_key]
+            while self._expiry and self._expiry[0][0] <= now:
+                _, old = heapq.heappop(self._expiry)
+                if self._seen.get(old, now + 1) <= now:
+                    del self._seen[old]
             if key in self._seen:
                 raise ApiError(errors.REPLAY)
             if len(self._seen) >= self.capacity:
                 raise ApiError(errors.AUTH_UNAVAILABLE, "too many single-use signatures in flight")
-            self._seen[key] = now
+            self._seen[key] = valid_until
+            heapq.heappush(self._expiry, (valid_until, key))
 
 
 class Verifier:
@@ -181,7 +191,7 @@ class Verifier:
         for cred in credentials:
             self._by_secret_id[cred.secret_id] = cred
             self._appids.add(cred.appid)
-        self.replay = replay or ReplayCache()
+        self.replay = replay if replay is not None else ReplayCache()  # an empty cache is falsy
 
     def check(self, header: str | bytes | None, now: float | None = None) -> Signature:
         """The parsed signature if valid, else ApiError 4/5/10/11/12/14/9/13."""
@@ -203,7 +213,8 @@ class Verifier:
                 raise ApiError(errors.SIGNATURE_EXPIRED, "single-use signature without a resource (f)")
             if abs(now - sig.issued) > self.replay.window_s:
                 raise ApiError(errors.SIGNATURE_EXPIRED, "single-use signature issued too long ago")
-            self.replay.claim(sig.digest, now)
+            # valid until issued + window, whatever the time of first use
+            self.replay.claim(sig.digest, now, valid_until=sig.issued + self.replay.window_s)
         else:
             if sig.expiry <= sig.issued or sig.expiry <= now:
                 raise ApiError(errors.SIGNATURE_EXPIRED)

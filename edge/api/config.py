@@ -23,6 +23,8 @@ class ServerSection(ListenerSettings):
 
 class StorageSection(BaseModel):
     path: str = Field("/var/lib/edge-verifier-hub/hub.sqlite3", description="SQLite database file (WAL mode).")
+    verify_log_days: float = Field(30.0, gt=0, description="Verify log rows (session_id, score, decision) older than\n"
+                                   "this are deleted (at the rate limit one appid logs ~4 M rows a day).")
 
 
 # Keys that were printed in examples or docs: anyone can sign with them, so they are refused.

@@ -8,7 +8,9 @@ the five landmarks.
 addface answers the first input's error code when no face at all could be added (so a single
 image to a full person gets -1309 at top level); otherwise code 0 with per-image ret_codes.
 A face whose similarity to one the person already has is 99 or more (the API's 0-100 figure)
-is refused with -1312.
+is refused with -1312, checked inside the store's transaction so that concurrent adds of one
+photo cannot both pass. Verify log rows older than `verify_log_s` are deleted (at most one
+trim a minute); `health()` reports the store (a failing write makes the hub "degraded").
 """
 
 from __future__ import annotations
@@ -24,11 +26,12 @@ from edge import errors
 from edge.api.service import ApiErrorWithData, FaceService, compare_images, session_id
 from edge.errors import ApiError
 from edge.matcher import DEFAULT_THRESHOLDS, Decision, Enrolled, Gallery, Thresholds, confidence, cosine
-from edge.store import FaceRecord, Limits, Store, VerifyRecord
+from edge.store import FaceRecord, Limits, NearIdentical, Store, VerifyRecord
 
 log = logging.getLogger("edge.hub")
 
 NEAR_IDENTICAL_CONFIDENCE = 99.0
+TRIM_EVERY_S = 60.0
 NEUTRAL_ATTRIBUTES = {"gender": 50, "age": 0, "expression": 0, "glass": False}
 
 
@@ -83,8 +86,10 @@ class HubService(FaceService):
     role = "hub"
 
     def __init__(self, store: Store, vision: VisionPacks, limits: Limits | None = None,
-                 thresholds: Thresholds = DEFAULT_THRESHOLDS):
+                 thresholds: Thresholds = DEFAULT_THRESHOLDS, verify_log_s: float = 30 * 86400):
         self.store = store
+        self.verify_log_s = verify_log_s
+        self._trimmed_at = float("-inf")
         self.vision = vision
         self.limits = limits or Limits()
         self.thresholds = thresholds
@@ -216,7 +221,7 @@ class HubService(FaceService):
                     raise ApiError(errors.TOO_MANY_FACES, f"at most {self.limits.faces_per_person} faces per person")
                 record = self._face_record(item, person_id, tag)
                 vec = record.embeddings[fingerprint]
-                if any(confidence(cosine(vec, k), self.thresholds) >= NEAR_IDENTICAL_CONFIDENCE for k in known):
+                if any(self._near_identical(vec, k) for k in known):
                     raise ApiError(errors.NEAR_IDENTICAL_FACE)
                 known.append(vec)
                 accepted.append(record)
@@ -225,12 +230,22 @@ class HubService(FaceService):
             except ApiError as exc:
                 face_ids.append("")
                 codes.append(exc.code)
-        if not accepted:
+        if accepted:
+            # checked again inside the store's transaction: a concurrent add may have stored it since
+            stored = set(self.store.add_faces(appid, person_id, accepted, self.limits,
+                                              NearIdentical(fingerprint, self._near_identical)))
+            for i, face_id in enumerate(face_ids):
+                if face_id and face_id not in stored:
+                    face_ids[i], codes[i] = "", errors.NEAR_IDENTICAL_FACE
+        added = sum(1 for f in face_ids if f)
+        if not added:
             first = next(c for c in codes if c != 0)
             raise ApiErrorWithData(first, None, {"session_id": session_id(), "added": 0, "face_ids": face_ids,
                                                  "ret_codes": codes})
-        self.store.add_faces(appid, person_id, accepted, self.limits)
-        return {"session_id": session_id(), "added": len(accepted), "face_ids": face_ids, "ret_codes": codes}
+        return {"session_id": session_id(), "added": added, "face_ids": face_ids, "ret_codes": codes}
+
+    def _near_identical(self, a: np.ndarray, b: np.ndarray) -> bool:
+        return confidence(cosine(a, b), self.thresholds) >= NEAR_IDENTICAL_CONFIDENCE
 
     def delface(self, appid, person_id, face_ids) -> dict:
         deleted = self.store.delete_faces(appid, person_id, face_ids)
@@ -253,6 +268,7 @@ class HubService(FaceService):
         sid = session_id()
         conf = confidence(score, self.thresholds)
         self.store.log_verify(VerifyRecord(sid, appid, person_id, float(score), conf, ismatch, time.time()))
+        self._trim_verify_log()
         return {"session_id": sid, "confidence": conf, "ismatch": ismatch}
 
     def identify(self, appid, group_ids, image) -> dict:
@@ -301,8 +317,20 @@ class HubService(FaceService):
             "changes": [c.data for c in page.changes],
         }
 
+    def _trim_verify_log(self) -> None:
+        now = time.monotonic()
+        if now - self._trimmed_at < TRIM_EVERY_S:
+            return
+        self._trimmed_at = now
+        removed = self.store.trim_verify_log(time.time() - self.verify_log_s)
+        if removed:
+            log.info("verify log: %d row(s) older than %.0f days deleted", removed, self.verify_log_s / 86400)
+
     def health(self) -> dict:
-        out: dict = {"models_loaded": self.vision.loaded}
+        store = self.store.health()
+        out: dict = {"models_loaded": self.vision.loaded, "store": store}
+        if not store.get("ok", True):
+            out["error"] = f"store: {store.get('error', 'failing')}"
         if self.vision.loaded:
             out["fingerprint"] = self.vision.primary.fingerprint
         return out

@@ -23,6 +23,7 @@ def build_app(settings):
     from edge.api.app import create_app
     from edge.api.hub_service import HubService, VisionPacks
     from edge.api.ops import ApiLimits
+    from edge.signature import ReplayCache, Verifier
     from edge.store import Limits, SqliteStore
     from edge.urlfetch import FetchPolicy
 
@@ -36,7 +37,7 @@ def build_app(settings):
     vision = VisionPacks(settings.vision.models_dir, settings.vision.precision, settings.vision.also_embed,
                          settings.vision.threads)
     service = HubService(store, vision, Limits(lim.faces_per_person, lim.persons_per_group, lim.groups_per_appid),
-                         settings.thresholds())
+                         settings.thresholds(), verify_log_s=settings.storage.verify_log_days * 86400)
     uf = settings.url_fetch
     app = create_app(
         service, credentials,
@@ -44,6 +45,8 @@ def build_app(settings):
                          id_bytes=lim.id_bytes, text_bytes=lim.text_bytes, body_timeout_s=lim.body_timeout_s),
         fetch_policy=FetchPolicy(uf.connect_timeout_s, uf.total_timeout_s, lim.body_bytes, uf.max_redirects,
                                  tuple(uf.allow)),
+        # single-use signatures are remembered in the store: a restart does not reopen them
+        verifier=Verifier(credentials, ReplayCache(store=store)),
     )
     return app, store
 

@@ -2,11 +2,14 @@
 
 Domain rule violations (unknown person, limits reached, ...) are raised as `ApiError` with the
 face API's code: the rule lives next to the data, inside the transaction that enforces it.
+A storage failure (disk full, I/O error, database locked past its timeout) is ApiError -1200,
+and `health()` reports it until a write succeeds again.
 """
 
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -38,6 +41,16 @@ class FaceRecord:
     tag: str = ""
     created: float = 0.0
     embeddings: dict[str, np.ndarray] = field(default_factory=dict)  # fingerprint -> vector
+
+
+@dataclass(frozen=True)
+class NearIdentical:
+    """The rule `add_faces` applies inside its transaction (so concurrent adds of one photo
+    cannot both pass): a new face whose `fingerprint` embedding is `same` as one the person
+    already has, or as an earlier face of the same call, is not stored."""
+
+    fingerprint: str
+    same: Callable[[np.ndarray, np.ndarray], bool]
 
 
 @dataclass
@@ -116,8 +129,10 @@ class Store(abc.ABC):
 
     # --- faces --------------------------------------------------------------------------
     @abc.abstractmethod
-    def add_faces(self, appid: str, person_id: str, faces: Sequence[FaceRecord], limits: Limits) -> list[str]:
-        """Store faces (all or none); -1303 unknown person, -1309 past the per-person limit."""
+    def add_faces(self, appid: str, person_id: str, faces: Sequence[FaceRecord], limits: Limits,
+                  near_identical: NearIdentical | None = None) -> list[str]:
+        """Store faces (all or none of those not refused as near-identical); the ids stored.
+        -1303 unknown person, -1309 past the per-person limit."""
 
     @abc.abstractmethod
     def delete_faces(self, appid: str, person_id: str, face_ids: Sequence[str]) -> list[str]:
@@ -149,6 +164,16 @@ class Store(abc.ABC):
     def get_verify(self, session_id: str) -> VerifyRecord | None: ...
 
     @abc.abstractmethod
+    def trim_verify_log(self, before: float) -> int:
+        """Delete verify log rows older than `before` (unix time); how many went."""
+
+    # --- single-use signatures ------------------------------------------------------------
+    @abc.abstractmethod
+    def claim_signature(self, key: bytes, valid_until: float, now: float) -> bool:
+        """Record a single-use signature until `valid_until`: True the first time, False for a
+        replay (atomic: of two concurrent claims one wins). Entries past `valid_until` may go."""
+
+    @abc.abstractmethod
     def last_seq(self, appid: str) -> int:
         """Highest change sequence number of the appid (0 when nothing happened)."""
 
@@ -158,6 +183,10 @@ class Store(abc.ABC):
     ) -> SyncPage:
         """Changes after `since` in seq order, each with the entity's current state (or a
         tombstone when it is gone or outside `group_ids`)."""
+
+    @abc.abstractmethod
+    def health(self) -> dict:
+        """{"ok": bool, ...}: ok is False while the last write failed (with "error" saying why)."""
 
     @abc.abstractmethod
     def close(self) -> None: ...

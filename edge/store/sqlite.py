@@ -4,12 +4,16 @@ synchronous=FULL: an enrolment the client was told succeeded (it got a face_id) 
 power cut, and writes are rare next to reads; in WAL mode FULL costs one fsync per commit.
 Each thread gets its own connection so readers run in parallel with the single writer (WAL);
 writers take the lock up front (BEGIN IMMEDIATE) so two writers never deadlock on upgrade.
+The file is created mode 0600 (SQLite gives the -wal and -shm files the same mode). Any
+sqlite3 error but a constraint violation is a storage failure: ApiError -1200, remembered for
+`health()` until a write succeeds.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import os
 import secrets
 import sqlite3
 import threading
@@ -22,7 +26,8 @@ import numpy as np
 
 from edge import errors
 from edge.errors import ApiError
-from edge.store.base import Change, FaceRecord, Limits, PersonRecord, Store, SyncPage, VerifyRecord
+from edge.sqlitedb import create_private
+from edge.store.base import Change, FaceRecord, Limits, NearIdentical, PersonRecord, Store, SyncPage, VerifyRecord
 
 SCHEMA_VERSION = 1
 
@@ -68,6 +73,11 @@ CREATE TABLE IF NOT EXISTS verify_log (
     session_id TEXT PRIMARY KEY, appid TEXT NOT NULL, person_id TEXT NOT NULL,
     score REAL NOT NULL, confidence REAL NOT NULL, ismatch INTEGER NOT NULL, time REAL NOT NULL
 );
+CREATE INDEX IF NOT EXISTS verify_log_by_time ON verify_log (time);
+CREATE TABLE IF NOT EXISTS used_signatures (
+    key BLOB PRIMARY KEY, valid_until REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS used_signatures_by_expiry ON used_signatures (valid_until);
 """
 
 
@@ -82,8 +92,8 @@ def _vector(blob: bytes) -> np.ndarray:
 class SqliteStore(Store):
     def __init__(self, path: str | Path, *, busy_timeout_s: float = 10.0, synchronous: str = "FULL"):
         self.path = str(path)
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        create_private(self.path)
+        self._failure: tuple[float, str] | None = None  # (when, why) of the last failed write
         self._busy = busy_timeout_s
         self._synchronous = synchronous
         self._local = threading.local()
@@ -112,24 +122,52 @@ class SqliteStore(Store):
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+        with self._storage_errors("write"):
+            conn = self._conn()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:  # a failed COMMIT (disk full) may leave it open
+                    try:
+                        conn.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        pass
+                raise
+        self._failure = None
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
         """One snapshot for several SELECTs (WAL readers see a consistent state)."""
-        conn = self._conn()
-        conn.execute("BEGIN")
+        with self._storage_errors("read"):
+            conn = self._conn()
+            conn.execute("BEGIN")
+            try:
+                yield conn
+            finally:
+                conn.execute("COMMIT")
+
+    @contextmanager
+    def _storage_errors(self, what: str) -> Iterator[None]:
         try:
-            yield conn
-        finally:
-            conn.execute("COMMIT")
+            yield
+        except sqlite3.IntegrityError:
+            raise  # a broken invariant is a bug, not a storage failure
+        except sqlite3.Error as exc:
+            message = f"{type(exc).__name__}: {exc}"
+            if what == "write":
+                self._failure = (time.time(), message)
+            raise ApiError(errors.FEATURE_STORAGE, f"storage {what} failed: {message}") from None
+
+    def health(self) -> dict:
+        out: dict = {"ok": self._failure is None}
+        if self._failure is not None:
+            out.update(error=self._failure[1], failing_since=round(self._failure[0], 1))
+        if self.path != ":memory:":
+            stat = os.statvfs(Path(self.path).parent)
+            out["free_bytes"] = stat.f_bavail * stat.f_frsize
+        return out
 
     def close(self) -> None:
         with self._all_lock:
@@ -310,9 +348,11 @@ class SqliteStore(Store):
             return leaving
 
     # --- faces ----------------------------------------------------------------------------
-    def add_faces(self, appid, person_id, faces, limits) -> list[str]:
+    def add_faces(self, appid, person_id, faces, limits, near_identical: NearIdentical | None = None) -> list[str]:
         with self._write() as c:
             self._require_person(c, appid, person_id)
+            if near_identical is not None:
+                faces = self._distinct(c, appid, person_id, faces, near_identical)
             (count,) = c.execute(
                 "SELECT COUNT(*) FROM faces WHERE appid = ? AND person_id = ?", (appid, person_id)
             ).fetchone()
@@ -322,6 +362,23 @@ class SqliteStore(Store):
                 self._insert_face(c, appid, face)
                 self._log(c, appid, "face", person_id, face.face_id)
             return [f.face_id for f in faces]
+
+    @staticmethod
+    def _distinct(c: sqlite3.Connection, appid: str, person_id: str, faces: Sequence[FaceRecord],
+                  rule: NearIdentical) -> list[FaceRecord]:
+        """The faces not near-identical to a stored one or an earlier one (read in the write lock)."""
+        known = [_vector(blob) for (blob,) in c.execute(
+            "SELECT e.vector FROM faces f JOIN embeddings e ON e.face_id = f.face_id AND e.fingerprint = ?"
+            " WHERE f.appid = ? AND f.person_id = ?", (rule.fingerprint, appid, person_id))]
+        kept = []
+        for face in faces:
+            vec = face.embeddings.get(rule.fingerprint)
+            if vec is not None and any(rule.same(vec, k) for k in known):
+                continue
+            if vec is not None:
+                known.append(vec)
+            kept.append(face)
+        return kept
 
     def delete_faces(self, appid, person_id, face_ids) -> list[str]:
         with self._write() as c:
@@ -406,6 +463,16 @@ class SqliteStore(Store):
             (session_id,),
         ).fetchone()
         return None if row is None else VerifyRecord(row[0], row[1], row[2], row[3], row[4], bool(row[5]), row[6])
+
+    def trim_verify_log(self, before: float) -> int:
+        with self._write() as c:
+            return c.execute("DELETE FROM verify_log WHERE time < ?", (before,)).rowcount
+
+    def claim_signature(self, key: bytes, valid_until: float, now: float) -> bool:
+        with self._write() as c:
+            c.execute("DELETE FROM used_signatures WHERE valid_until <= ?", (now,))
+            return c.execute("INSERT OR IGNORE INTO used_signatures (key, valid_until) VALUES (?, ?)",
+                             (bytes(key), valid_until)).rowcount == 1
 
     def last_seq(self, appid: str) -> int:
         (seq,) = self._conn().execute("SELECT COALESCE(MAX(seq), 0) FROM changes WHERE appid = ?", (appid,)).fetchone()
