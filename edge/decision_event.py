@@ -7,13 +7,14 @@ from __future__ import annotations
 import base64
 import time
 
+from edge.domain import Claim, Latency
 from edge.events import new_event
 
 
 def decision_event(out, *, device: str, camera: str, fingerprints: dict, cache_version: str,
-                   claim: dict | None = None, face=None, frame=None, t_frame: float | None = None,
+                   claim: Claim | None = None, face=None, frame=None, t_frame: float | None = None,
                    track_id: int | None = None, frames: int | None = None,
-                   latency: dict | None = None, reason: str | None = None,
+                   latency: Latency | None = None, reason: str | None = None,
                    include_face_image: bool = False) -> dict:
     """`out` is the final Outcome; `face`/`frame` are absent for a claim no face took (then
     `reason` says why); `t_frame` (perf_counter at frame read) adds frame_to_event_ms."""
@@ -21,14 +22,14 @@ def decision_event(out, *, device: str, camera: str, fingerprints: dict, cache_v
         device=device, camera=camera,
         mode=out.mode, decision=out.decision, person_id=out.person_id or None,
         person_name=out.person_name or None, score=out.score, confidence=out.confidence,
-        source=out.source, cloud=out.cloud, track_id=track_id,
+        source=out.source, cloud=out.cloud.as_dict() if out.cloud else None, track_id=track_id,
         frames=frames,  # good frames of the track this decision chose from
-        claim={"person_id": claim["person_id"], "request_id": claim.get("request_id", "")} if claim else None,
+        claim=claim.as_dict() if claim else None,
         candidates=out.candidates[:3] or None,
         face=None if face is None else {
             "box": [int(v) for v in face.box], "score": round(float(face.score), 4),
             "quality": face.quality.as_dict()},
-        latency_ms={k: round(v, 1) for k, v in (latency or {}).items() if isinstance(v, float)},
+        latency_ms=latency.as_dict() if latency else {},
         fingerprints=fingerprints,
         cache_version=cache_version,
     )

@@ -17,16 +17,11 @@ person" keep working.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
 from typing import Iterable, Sequence
 
 import numpy as np
 
-
-class Decision(str, Enum):
-    ACCEPT = "accept"
-    UNCERTAIN = "uncertain"
-    REJECT = "reject"
+from edge.domain import Decision
 
 
 @dataclass(frozen=True)

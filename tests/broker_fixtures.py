@@ -66,13 +66,47 @@ class Broker:
         self.start()
 
 
+def schema_errors(topic: str, payload: bytes) -> list[str]:
+    """What is wrong with a message on an `event` or `state` topic, by the schema the package
+    publishes (edge/schemas); other topics are not checked."""
+    from jsonschema import Draft202012Validator
+
+    from edge.schemas import schema
+
+    leaf = topic.rsplit("/", 1)[-1]
+    if leaf not in ("event", "state"):
+        return []
+    try:
+        message = json.loads(payload)
+    except ValueError as exc:
+        return [f"{topic}: not JSON ({exc})"]
+    validator = Draft202012Validator(schema(leaf), format_checker=Draft202012Validator.FORMAT_CHECKER)
+    return [f"{topic}: {'/'.join(map(str, e.absolute_path)) or '(top)'}: {e.message}"
+            for e in validator.iter_errors(message)]
+
+
+def sample_event(**fields) -> dict:
+    """A decision event as the daemon builds it (an identify that found nobody), for the
+    transport tests."""
+    from edge.daemon.decide import Outcome
+    from edge.decision_event import decision_event
+    from edge.domain import Decision, Mode, Source
+
+    event = decision_event(Outcome(Mode.IDENTIFY, Decision.UNKNOWN, Source.LOCAL), device="door-t",
+                           camera="test", fingerprints={"pack": "0" * 16}, cache_version="empty")
+    return {**event, **fields}
+
+
 class Subscriber:
-    """Collects JSON messages of a topic filter; a persistent session survives broker restarts."""
+    """Collects JSON messages of a topic filter; a persistent session survives broker restarts.
+    Every event and state message is checked against its published JSON Schema: a message that
+    does not conform fails the test (at `json()` or when the subscriber is closed)."""
 
     def __init__(self, broker: Broker, topic: str, client_id: str | None = None):
         import paho.mqtt.client as mqtt
 
         self.messages: list[tuple[str, bytes, bool]] = []
+        self.schema_errors: list[str] = []
         self._cond = threading.Condition()
         self.topic = topic
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
@@ -85,11 +119,18 @@ class Subscriber:
         self.client.loop_start()
 
     def _on_message(self, client, userdata, msg) -> None:
+        errors = schema_errors(msg.topic, bytes(msg.payload))
         with self._cond:
             self.messages.append((msg.topic, bytes(msg.payload), bool(msg.retain)))
+            self.schema_errors += errors
             self._cond.notify_all()
 
+    def assert_conform(self) -> None:
+        with self._cond:
+            assert not self.schema_errors, "messages off their schema:\n" + "\n".join(self.schema_errors[:20])
+
     def json(self, suffix: str = "") -> list[dict]:
+        self.assert_conform()
         with self._cond:
             return [json.loads(p) for t, p, _ in self.messages if t.endswith(suffix) and p.startswith(b"{")]
 
@@ -103,9 +144,11 @@ class Subscriber:
                 self._cond.wait(min(left, 0.2))
             return True
 
-    def close(self) -> None:
+    def close(self, check: bool = True) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+        if check:
+            self.assert_conform()
 
 
 @pytest.fixture
@@ -131,7 +174,9 @@ def subscribe(mosquitto):
 
     yield make
     for s in subs:
-        s.close()
+        s.close(check=False)
+    for s in subs:
+        s.assert_conform()
 
 
 # -- the edge daemon as a real process (daemon tests) ---------------------------------------

@@ -54,7 +54,7 @@ def test_uncertain_with_the_hub_down_follows_the_offline_policy_and_says_so(
     i = d.identify(GALLERY, UNSURE, ["staff"], _image)
     assert (v.decision, v.source) == (verify_decision, "offline-policy")
     assert (i.decision, i.source, i.person_id) == (identify_decision, "offline-policy", "alice")
-    assert v.cloud["error"] and v.cloud["ismatch"] is None
+    assert v.cloud.error and v.cloud.ismatch is None
 
 
 def test_a_person_unknown_to_the_cache_is_never_let_in_offline_even_under_allow(dead_cloud):

@@ -6,8 +6,10 @@ import json
 import shutil
 import time
 
+import jsonschema
 import paho.mqtt.client as mqtt
 
+from edge.schemas import schema
 from tests.broker_fixtures import DaemonProc, write_edge_config
 from tests.conftest import free_port
 from tests.hub_fixtures import hub_with_five_enrolled
@@ -32,7 +34,9 @@ def test_claims_from_mqtt_accept_the_right_person_reject_another_and_time_out(
     cmd.loop_start()
 
     def claim(person_id, **extra):
-        cmd.publish("test/door-v/cmd/verify", json.dumps({"person_id": person_id, **extra}), qos=1).wait_for_publish(5)
+        payload = {"person_id": person_id, **extra}
+        jsonschema.validate(payload, schema("cmd-verify"))  # what consumers are told to send
+        cmd.publish("test/door-v/cmd/verify", json.dumps(payload), qos=1).wait_for_publish(5)
         time.sleep(0.5)  # the daemon holds the claim before the face shows up
 
     def leave():
@@ -154,13 +158,13 @@ def test_a_claim_goes_through_the_api_layer_rate_limit_and_request_metrics_inclu
                            json={"appid": "1", "person_id": "madonna", "timeout_s": 2.5, "request_id": "b-7"}).json()
         assert (first["code"], first["data"]) == (0, {"person_id": "madonna"})
         waiting = claims.take()
-        assert (waiting["person_id"], waiting["request_id"]) == ("madonna", "b-7")
-        assert 2.0 < waiting["expires"] - time.monotonic() <= 2.5
-        claim_x = {"appid": "1", "person_id": "x"}
-        assert httpx.post(f"{base}/face/claim", headers=auth, json=claim_x).json()["code"] == 21
+        assert (waiting.person_id, waiting.request_id) == ("madonna", "b-7")
+        assert 2.0 < waiting.expires - time.monotonic() <= 2.5
+        other = {"appid": "1", "person_id": "x"}
+        assert httpx.post(f"{base}/face/claim", headers=auth, json=other).json()["code"] == 21
         assert httpx.post(f"{base}/edge/claim", headers=auth, json={"appid": "1"}).json()["code"] == -1301
         # The burst of 2 is spent (the refused /face/claim never reached the limiter): 15.
-        assert httpx.post(f"{base}/edge/claim", headers=auth, json=claim_x).json()["code"] == 15
+        assert httpx.post(f"{base}/edge/claim", headers=auth, json=other).json()["code"] == 15
         metrics = httpx.get(f"{base}/metrics").text
     assert 'face_api_requests_total{code="0",op="claim"} 1.0' in metrics
     assert 'face_api_requests_total{code="15",op="claim"} 1.0' in metrics

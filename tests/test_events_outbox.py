@@ -8,7 +8,8 @@ import time
 import paho.mqtt.client as mqtt
 
 from edge.daemon.config import MqttSettings
-from edge.events import MqttPublisher, Outbox, new_event
+from edge.events import MqttPublisher, Outbox
+from tests.broker_fixtures import sample_event
 from tests.conftest import wait_until
 
 
@@ -50,7 +51,7 @@ def test_events_are_delivered_in_order_and_removed_from_the_outbox(mosquitto, su
     sub = subscribe("ev/door-t/event")
     pub = _publisher(mosquitto, tmp_path)
     pub.start()
-    events = [new_event(n=i) for i in range(30)]
+    events = [sample_event() for i in range(30)]
     for e in events:
         pub.publish_event(e)
     assert sub.wait_for(lambda: len(sub.messages) >= 30, 15)
@@ -66,12 +67,12 @@ def test_events_decided_while_the_broker_is_down_arrive_once_it_is_back(mosquitt
     pub = _publisher(mosquitto, tmp_path)
     pub.start()
     assert _wait(lambda: pub.connected)
-    first = new_event(n=0)
+    first = sample_event()
     pub.publish_event(first)
     assert sub.wait_for(lambda: len(sub.messages) == 1, 10)
     mosquitto.stop()
     assert _wait(lambda: not pub.connected)
-    during = [new_event(n=i) for i in range(1, 11)]
+    during = [sample_event() for i in range(1, 11)]
     for e in during:
         pub.publish_event(e)
     assert pub.outbox_depth() == 10  # held on disk, not lost
@@ -84,7 +85,7 @@ def test_events_decided_while_the_broker_is_down_arrive_once_it_is_back(mosquitt
 
 def test_outbox_left_by_a_dead_process_is_replayed_in_order_by_the_next(mosquitto, subscribe, tmp_path):
     box = Outbox(tmp_path / "outbox.db")
-    old = [new_event(n=i) for i in range(5)]
+    old = [sample_event() for i in range(5)]
     for e in old:
         box.add(e["event_id"], "ev/door-t/event", json.dumps(e).encode())
     box.close()  # the process that wrote them is gone before the broker saw them
@@ -137,14 +138,14 @@ def test_home_assistant_discovery_is_republished_when_home_assistant_comes_onlin
 
 def test_an_unpublishable_outbox_row_is_set_aside_and_the_events_after_it_still_arrive(mosquitto, subscribe, tmp_path):
     box = Outbox(tmp_path / "outbox.db")
-    bad = new_event(n=0)
+    bad = sample_event()
     # A row paho refuses (a wildcard topic: hand-edited file, another version's prefix).
     box.add(bad["event_id"], "ev/door-t/event/#", json.dumps(bad).encode())
     box.close()
     sub = subscribe("ev/door-t/event")
     pub = _publisher(mosquitto, tmp_path)
     pub.start()
-    good = [new_event(n=i) for i in range(1, 4)]
+    good = [sample_event() for i in range(1, 4)]
     for e in good:
         pub.publish_event(e)
     assert sub.wait_for(lambda: len(sub.messages) >= 3, 15)

@@ -12,7 +12,9 @@ import logging
 import math
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
+
+from edge.domain import Claim, Decision, Mode, Source
 
 log = logging.getLogger("edge.daemon")
 
@@ -22,7 +24,7 @@ MIN_TIMEOUT_S, MAX_TIMEOUT_S = 0.5, 300.0
 class Claims:
     def __init__(self, default_timeout_s: float):
         self.default_timeout_s = default_timeout_s
-        self._claim: dict | None = None
+        self._claim: Claim | None = None
         self._lock = threading.Lock()
 
     def command(self, payload: dict) -> None:
@@ -43,16 +45,16 @@ class Claims:
         if not math.isfinite(timeout):  # NaN passes min/max unchanged and would never expire
             timeout = self.default_timeout_s
         with self._lock:
-            self._claim = {"person_id": person_id, "expires": time.monotonic() + timeout,
-                           "request_id": "" if request_id is None else str(request_id)[:128]}
+            self._claim = Claim(person_id, time.monotonic() + timeout,
+                                "" if request_id is None else str(request_id)[:128])
         log.info("verify claim for %s (%.1fs)", person_id, timeout)
 
-    def take(self) -> dict | None:
+    def take(self) -> Claim | None:
         with self._lock:
             claim, self._claim = self._claim, None
             return claim
 
-    def for_track(self, track, end_pending: Callable[[int], None]) -> dict | None:
+    def for_track(self, track, end_pending: Callable[[int], None]) -> Claim | None:
         """The claim this track is verified against: a waiting claim goes to the first track
         with a good face, and starts a new decision for it (even when it was identified
         already; `end_pending(track.id)` first finishes a decision still settling); a track
@@ -70,11 +72,11 @@ class Claims:
             return claim
         return held
 
-    def expired(self) -> dict | None:
+    def expired(self) -> Claim | None:
         """The waiting claim, removed, once its timeout has passed; else None."""
         with self._lock:
             claim = self._claim
-            if claim is None or time.monotonic() < claim["expires"]:
+            if claim is None or time.monotonic() < claim.expires:
                 return None
             self._claim = None
             return claim
@@ -83,8 +85,8 @@ class Claims:
 NO_FACE = "no_face_before_timeout"
 
 
-def unanswered(claim: dict):
+def unanswered(claim: Claim):
     """The decision for a claim no face took in time."""
     from edge.daemon.decide import Outcome
 
-    return Outcome("verify", "unknown", "local", claim["person_id"])
+    return Outcome(Mode.VERIFY, Decision.UNKNOWN, Source.LOCAL, claim.person_id)

@@ -19,19 +19,20 @@ from typing import Callable
 
 import numpy as np
 
-from edge.matcher import Decision, Gallery, confidence
+from edge.domain import CloudAnswer, Decision, Mode, Source
+from edge.matcher import Gallery, confidence
 
 
 @dataclass
 class Outcome:
-    mode: str                 # verify | identify
-    decision: str             # accept | reject | unknown | uncertain
-    source: str               # local | cloud | offline-policy
+    mode: Mode
+    decision: Decision
+    source: Source
     person_id: str = ""
     person_name: str = ""
     score: float | None = None
     confidence: float | None = None
-    cloud: dict | None = None
+    cloud: CloudAnswer | None = None
     candidates: list[dict] = field(default_factory=list)
     cloud_ms: float = 0.0
     unknown_person: bool = False  # verify of a person the local cache does not hold
@@ -53,18 +54,17 @@ class Decider:
         cand = gallery.verify(embedding, person_id)
         if cand is None:
             # Not in the local cache (yet): only the hub can say.
-            out = Outcome("verify", "uncertain", "local", person_id, unknown_person=True)
+            out = Outcome(Mode.VERIFY, Decision.UNCERTAIN, Source.LOCAL, person_id, unknown_person=True)
         else:
-            out = Outcome("verify", "", "local", cand.person_id, cand.person_name,
-                          round(cand.score, 4), confidence(cand.score, gallery.thresholds))
-            out.decision = {Decision.ACCEPT: "accept", Decision.REJECT: "reject"}.get(
-                gallery.thresholds.decide(cand.score), "uncertain")
+            out = Outcome(Mode.VERIFY, gallery.thresholds.decide(cand.score), Source.LOCAL,
+                          cand.person_id, cand.person_name, round(cand.score, 4),
+                          confidence(cand.score, gallery.thresholds))
         return self.settle(out, image_for_cloud) if image_for_cloud else out
 
     def identify(self, gallery: Gallery, embedding: np.ndarray, group_ids: list[str] | None,
                  image_for_cloud: ImageForCloud | None = None) -> Outcome:
         res = gallery.identify(embedding, group_ids or None)
-        out = Outcome("identify", "unknown", "local")
+        out = Outcome(Mode.IDENTIFY, Decision.UNKNOWN, Source.LOCAL)
         out.candidates = [{"person_id": c.person_id, "face_id": c.face_id,
                            "confidence": confidence(c.score, gallery.thresholds),
                            "score": round(c.score, 4), "tag": c.tag} for c in res.candidates]
@@ -77,12 +77,12 @@ class Decider:
             return out  # nobody enrolled looks like this face: unknown
         out.person_id, out.person_name = best.person_id, best.person_name
         # Close to someone but not sure (or two people too close): the hub is asked about the best.
-        out.decision = "accept" if res.decision is Decision.ACCEPT else "uncertain"
+        out.decision = Decision.ACCEPT if res.decision is Decision.ACCEPT else Decision.UNCERTAIN
         return self.settle(out, image_for_cloud) if image_for_cloud else out
 
     def settle(self, out: Outcome, image_for_cloud: ImageForCloud) -> Outcome:
         """Finish a local outcome: an uncertain one goes to the hub, or to the offline policy."""
-        if out.decision != "uncertain" or out.source != "local":
+        if out.decision is not Decision.UNCERTAIN or out.source is not Source.LOCAL:
             return out
         return self._uncertain(out, image_for_cloud)
 
@@ -90,33 +90,30 @@ class Decider:
         from edge.cloud import CloudApiError, CloudError
 
         person_id = out.person_id  # the claimed person (verify) or the best candidate (identify)
-        negative = "unknown" if out.mode == "identify" or out.unknown_person else "reject"
+        negative = Decision.UNKNOWN if out.mode is Mode.IDENTIFY or out.unknown_person else Decision.REJECT
         if self.cloud_fallback:
             t0 = time.perf_counter()
             try:
                 data = self.cloud.verify(person_id, image=image_for_cloud())
                 out.cloud_ms = (time.perf_counter() - t0) * 1000
-                out.cloud = {"session_id": data.get("session_id", ""), "code": 0,
-                             "ismatch": bool(data.get("ismatch")),
-                             "confidence": data.get("confidence"), "latency_ms": round(out.cloud_ms, 1)}
-                out.source = "cloud"
-                out.decision = "accept" if out.cloud["ismatch"] else negative
+                out.cloud = CloudAnswer(out.cloud_ms, data.get("session_id", ""), 0,
+                                        bool(data.get("ismatch")), data.get("confidence"))
+                out.source = Source.CLOUD
+                out.decision = Decision.ACCEPT if out.cloud.ismatch else negative
                 return out
             except CloudApiError as exc:
                 # The hub answered: e.g. no face in our crop (-1101) or unknown person (-1303).
                 out.cloud_ms = (time.perf_counter() - t0) * 1000
-                out.cloud = {"session_id": "", "code": exc.code, "ismatch": False,
-                             "confidence": None, "latency_ms": round(out.cloud_ms, 1),
-                             "message": exc.message}
-                out.source = "cloud"
+                out.cloud = CloudAnswer(out.cloud_ms, code=exc.code, message=exc.message)
+                out.source = Source.CLOUD
                 out.decision = negative
                 return out
             except CloudError as exc:
                 out.cloud_ms = (time.perf_counter() - t0) * 1000
-                out.cloud = {"session_id": "", "code": None, "ismatch": None, "confidence": None,
-                             "latency_ms": round(out.cloud_ms, 1), "error": str(exc)}
-        out.source = "offline-policy"
-        out.decision = {"deny": negative, "allow": "accept", "uncertain": "uncertain"}[self.offline]
+                out.cloud = CloudAnswer(out.cloud_ms, code=None, ismatch=None, error=str(exc))
+        out.source = Source.OFFLINE_POLICY
+        out.decision = {"deny": negative, "allow": Decision.ACCEPT,
+                        "uncertain": Decision.UNCERTAIN}[self.offline]
         if out.unknown_person and self.offline == "allow":
             out.decision = negative  # never let in someone this device has never heard of
         return out

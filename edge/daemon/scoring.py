@@ -12,6 +12,7 @@ from typing import Callable
 
 from edge.daemon import metrics
 from edge.daemon.settle import Candidate
+from edge.domain import Latency
 
 
 class FrameScorer:
@@ -50,10 +51,10 @@ class FrameScorer:
                 continue
             t_match = time.perf_counter()
             if claim is not None:
-                out = self.decider.verify(gallery, face.embedding, claim["person_id"])
+                out = self.decider.verify(gallery, face.embedding, claim.person_id)
             else:
                 out = self.decider.identify(gallery, face.embedding, self.groups)
-            latency = {"detect_ms": (t_detect - t0) * 1000, "embed_ms": (t_embed - t_detect) * 1000,
-                       "match_ms": (time.perf_counter() - t_match) * 1000}
-            metrics.STAGE.labels("match").observe(latency["match_ms"] / 1000)
+            latency = Latency((t_detect - t0) * 1000, (t_embed - t_detect) * 1000,
+                              (time.perf_counter() - t_match) * 1000)
+            metrics.STAGE.labels("match").observe(latency.match_ms / 1000)
             self.window.consider(Candidate(track, out, face, frame, t_frame, latency, claim, gallery))

@@ -14,6 +14,7 @@ from typing import Callable, Sequence
 
 from edge import errors
 from edge.api.service import FaceService, compare_images
+from edge.domain import Decision, Source
 from edge.errors import ApiError
 from edge.matcher import Gallery, confidence
 
@@ -43,18 +44,18 @@ class EdgeService(FaceService):
     def verify(self, appid: str, person_id: str, image: bytes) -> dict:
         emb = self._embed(image)
         out = self.decider.verify(self.gallery(), emb, person_id, lambda: image)
-        cloud = out.cloud or {}
-        if cloud.get("code"):  # the hub answered with an error (e.g. -1303): pass it on
-            raise ApiError(cloud["code"], cloud.get("message"))
-        if out.score is None and out.source != "cloud":
+        cloud = out.cloud
+        if cloud is not None and cloud.code:  # the hub answered with an error (e.g. -1303): pass it on
+            raise ApiError(cloud.code, cloud.message)
+        if out.score is None and out.source is not Source.CLOUD:
             raise ApiError(errors.PERSON_UNKNOWN,
                            "person not in this device's cache and the hub cannot be asked")
-        if out.source == "cloud" and cloud.get("session_id"):
-            return {"session_id": cloud["session_id"], "confidence": float(cloud.get("confidence") or 0.0),
-                    "ismatch": out.decision == "accept"}
+        if out.source is Source.CLOUD and cloud.session_id:
+            return {"session_id": cloud.session_id, "confidence": float(cloud.confidence or 0.0),
+                    "ismatch": out.decision is Decision.ACCEPT}
         # Local or offline-policy answers: `ismatch` follows the decision (the policy included).
         return {"session_id": f"edge-{uuid.uuid4().hex}", "confidence": out.confidence or 0.0,
-                "ismatch": out.decision == "accept"}
+                "ismatch": out.decision is Decision.ACCEPT}
 
     def identify(self, appid: str, group_ids: Sequence[str], image: bytes) -> dict:
         emb = self._embed(image)

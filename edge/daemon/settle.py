@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
+from edge.domain import Claim, Decision, Latency
 from edge.vision import crop_jpeg
 
 
@@ -23,8 +24,8 @@ class Candidate:
     face: Any
     frame: Any
     t_frame: float
-    latency: dict
-    claim: dict | None
+    latency: Latency
+    claim: Claim | None
     gallery: Any
     since: float = field(default_factory=time.monotonic)  # the track's first scored frame
     frames: int = 1
@@ -33,7 +34,7 @@ class Candidate:
         """An accept wins (in identify a higher score can still be uncertain, when two people
         are too close), then the higher score."""
         score = self.out.score
-        return self.out.decision == "accept", -2.0 if score is None else score
+        return self.out.decision is Decision.ACCEPT, -2.0 if score is None else score
 
 
 Decided = Callable[[Candidate, Any], None]  # (the chosen candidate, its final Outcome)
@@ -60,7 +61,7 @@ class SettleWindow:
                 best.frames = cand.frames
                 cand = best
         self._pending[track_id] = cand
-        if cand.out.decision == "accept":
+        if cand.out.decision is Decision.ACCEPT:
             self.settle(track_id)
 
     def settle_due(self, alive: Iterable[int], camera_ended: bool) -> None:
@@ -82,7 +83,7 @@ class SettleWindow:
         if c is None:
             return
         out = self.decider.settle(c.out, lambda: crop_jpeg(c.frame, c.face.box))
-        c.latency["cloud_ms"] = out.cloud_ms
+        c.latency.cloud_ms = out.cloud_ms
         c.track.decided = True
         self.on_decided(c, out)
         del self._pending[track_id]

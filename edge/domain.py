@@ -1,0 +1,73 @@
+"""The values a decision is made of, typed: what the matcher, the policy, the claims and the
+published event (edge/schemas/event.schema.json) share.
+
+Enums are `StrEnum`: they compare equal to, format as and serialise to their plain value, so
+the event, the logs and the metric labels carry "accept", not "Decision.ACCEPT".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Mode(StrEnum):
+    VERIFY = "verify"      # 1:1 against a claimed person
+    IDENTIFY = "identify"  # 1:N within the configured groups
+
+
+class Decision(StrEnum):
+    ACCEPT = "accept"
+    UNCERTAIN = "uncertain"  # between the thresholds: the hub or the offline policy decides
+    REJECT = "reject"        # verify: not the claimed person
+    UNKNOWN = "unknown"      # identify: nobody enrolled; verify: a person this device never heard of
+
+
+class Source(StrEnum):
+    LOCAL = "local"
+    CLOUD = "cloud"
+    OFFLINE_POLICY = "offline-policy"  # the hub could not answer; [policy] offline decided
+
+
+@dataclass
+class CloudAnswer:
+    """What the hub's /face/verify said about an uncertain face, or why it could not say."""
+    latency_ms: float
+    session_id: str = ""
+    code: int | None = 0            # 0 answered; the hub's error code; None: no answer at all
+    ismatch: bool | None = False    # None when the hub was not reached
+    confidence: float | None = None
+    message: str | None = None      # the hub's message with its error code
+    error: str | None = None        # why the hub could not be reached
+
+    def as_dict(self) -> dict:
+        d = {"session_id": self.session_id, "code": self.code, "ismatch": self.ismatch,
+             "confidence": self.confidence, "latency_ms": round(self.latency_ms, 1)}
+        if self.message is not None:
+            d["message"] = self.message
+        if self.error is not None:
+            d["error"] = self.error
+        return d
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A verify claim: the next face seen should be `person_id` (until `expires`, monotonic)."""
+    person_id: str
+    expires: float
+    request_id: str = ""
+
+    def as_dict(self) -> dict:
+        return {"person_id": self.person_id, "request_id": self.request_id}
+
+
+@dataclass
+class Latency:
+    """Milliseconds spent per stage on one decision."""
+    detect_ms: float
+    embed_ms: float
+    match_ms: float
+    cloud_ms: float = 0.0
+
+    def as_dict(self) -> dict:
+        return {k: round(v, 1) for k, v in self.__dict__.items()}

@@ -1,0 +1,21 @@
+"""JSON Schemas (draft 2020-12) of what the edge daemon publishes and accepts over MQTT:
+`event` (<prefix>/<device>/event), `state` (<prefix>/<device>/state) and `cmd-verify`
+(<prefix>/<device>/cmd/verify). Shipped with the package for consumers to validate against;
+the tests check every message they receive with them.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from importlib.resources import files
+
+NAMES = ("event", "state", "cmd-verify")
+
+
+@cache
+def schema(name: str) -> dict:
+    """The parsed schema `name` (one of NAMES)."""
+    if name not in NAMES:
+        raise KeyError(name)
+    return json.loads(files(__package__).joinpath(f"{name}.schema.json").read_text("utf-8"))
