@@ -4,8 +4,13 @@ http(s) only; the host is resolved once, every address checked, and the connecti
 the checked address (Host header and TLS SNI keep the name), so DNS rebinding cannot swap in an
 internal address. Loopback, private, link-local (incl. 169.254.169.254), multicast, reserved and
 unique-local (incl. fd00:ec2::254) addresses are refused unless the operator allow-list names the
-host or a CIDR containing the address. Redirects are followed by hand, at most `max_redirects`,
-each re-checked. The body is capped while streaming, with connect and total time limits.
+host or a CIDR containing the address. An allow-listed host name opens only ports 80 and 443
+unless the entry names its port (`images.internal:8080`). Redirects are followed by hand, at most
+`max_redirects`, each re-checked. The body is capped while streaming.
+
+One deadline covers the whole fetch (resolve, connect, headers, body, every redirect): a server
+that sends its headers a byte at a time cannot stretch it, as it could stretch per-read timeouts.
+The fetch is asynchronous, so a slow url holds no worker thread.
 
 Codes: -1308 for a url that may not be fetched (bad scheme or form, refused address, unknown
 host, too many redirects); -1403 for a download that failed (connect error, timeout, HTTP
@@ -14,9 +19,10 @@ status other than 200, body over the cap, empty body).
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import socket
-import time
+import ssl
 from dataclasses import dataclass, field
 from urllib.parse import urljoin, urlsplit
 
@@ -34,7 +40,9 @@ class FetchPolicy:
     total_timeout_s: float = 10.0
     max_bytes: int = 1_572_864
     max_redirects: int = 3
-    allow: tuple[str, ...] = ()  # host names or CIDRs
+    allow: tuple[str, ...] = ()  # host names (optionally host:port) or CIDRs
+    per_appid: int = 8  # downloads of one appid at once
+    max_in_flight: int = 32  # downloads at once, all appids
     _nets: tuple = field(default=(), compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -46,8 +54,18 @@ class FetchPolicy:
                 pass  # a host name
         object.__setattr__(self, "_nets", tuple(nets))
 
-    def host_allowed(self, host: str) -> bool:
-        return host.lower().rstrip(".") in {a.lower().rstrip(".") for a in self.allow}
+    def host_allowed(self, host: str, port: int) -> bool:
+        """True if an entry names `host` with this port, or without a port and port is 80/443."""
+        host = host.lower().rstrip(".")
+        for entry in self.allow:
+            name, sep, entry_port = entry.lower().rpartition(":")
+            if not sep or not entry_port.isdigit() or "/" in entry:
+                name, entry_port = entry.lower(), ""
+            if name.rstrip(".").strip("[]") != host:
+                continue
+            if (int(entry_port) == port) if entry_port else port in (80, 443):
+                return True
+        return False
 
     def address_allowed(self, addr: Address) -> bool:
         return any(addr.version == n.version and addr in n for n in self._nets)
@@ -63,13 +81,13 @@ def is_public(addr: Address) -> bool:
     )
 
 
-def _resolve(host: str, port: int) -> list[Address]:
+async def _resolve(host: str, port: int) -> list[Address]:
     try:
         return [ipaddress.ip_address(host)]
     except ValueError:
         pass
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError, OSError) as exc:
         raise ApiError(errors.URL_DOWNLOAD_FAILED, f"cannot resolve {host!r}: {exc}") from None
     out: list[Address] = []
@@ -82,7 +100,7 @@ def _resolve(host: str, port: int) -> list[Address]:
     return out
 
 
-def _checked_target(url: str, policy: FetchPolicy) -> tuple[str, str, str | None]:
+async def _checked_target(url: str, policy: FetchPolicy) -> tuple[str, str, str | None]:
     """(url to connect to with the checked IP, Host header value, SNI name or None)."""
     try:
         parts = urlsplit(url)
@@ -96,8 +114,8 @@ def _checked_target(url: str, policy: FetchPolicy) -> tuple[str, str, str | None
     if not host or parts.username is not None or parts.password is not None:
         raise ApiError(errors.URL_DOWNLOAD_FAILED, "url without a host, or with credentials")
     port = port or (443 if scheme == "https" else 80)
-    addrs = _resolve(host, port)
-    if not policy.host_allowed(host):
+    addrs = await _resolve(host, port)
+    if not policy.host_allowed(host, port):
         for addr in addrs:
             if not (is_public(addr) or policy.address_allowed(addr)):
                 raise ApiError(
@@ -112,64 +130,115 @@ def _checked_target(url: str, policy: FetchPolicy) -> tuple[str, str, str | None
     return target, host_header, (host if scheme == "https" else None)
 
 
-def fetch(url: str, policy: FetchPolicy, client: httpx.Client | None = None) -> bytes:
-    """The body of `url` (status 200), or ApiError -1308 / -1403."""
+class FetchGate:
+    """Bounds the downloads in flight per appid and in all (one event loop: asyncio primitives).
+
+    A download waits for a slot at most `total_timeout_s`, then fails with -1403: one tenant's
+    slow urls can neither take every slot nor keep another tenant's requests waiting.
+    """
+
+    def __init__(self, policy: FetchPolicy):
+        self.policy = policy
+        self._all = asyncio.Semaphore(policy.max_in_flight)
+        self._per_appid: dict[str, asyncio.Semaphore] = {}  # signed appids only: a bounded set
+        self._in_flight: dict[str, int] = {}
+
+    @property
+    def in_flight(self) -> int:
+        return sum(self._in_flight.values())
+
+    @property
+    def saturated(self) -> bool:
+        return self.in_flight >= self.policy.max_in_flight
+
+    async def fetch(self, appid: str, url: str) -> bytes:
+        mine = self._per_appid.setdefault(appid, asyncio.Semaphore(self.policy.per_appid))
+        try:
+            async with asyncio.timeout(self.policy.total_timeout_s):
+                await mine.acquire()
+        except TimeoutError:
+            raise ApiError(errors.IMAGE_DOWNLOAD_FAILED,
+                           f"more than {self.policy.per_appid} url downloads at once for this appid") from None
+        try:
+            try:
+                async with asyncio.timeout(self.policy.total_timeout_s):
+                    await self._all.acquire()
+            except TimeoutError:
+                raise ApiError(errors.IMAGE_DOWNLOAD_FAILED, "too many url downloads at once") from None
+            self._in_flight[appid] = self._in_flight.get(appid, 0) + 1
+            try:
+                return await fetch_async(url, self.policy)
+            finally:
+                self._in_flight[appid] -= 1
+                if not self._in_flight[appid]:
+                    del self._in_flight[appid]
+                self._all.release()
+        finally:
+            mine.release()
+
+    def health(self) -> dict:
+        return {"in_flight": self.in_flight, "limit": self.policy.max_in_flight, "saturated": self.saturated}
+
+
+def fetch(url: str, policy: FetchPolicy, verify: ssl.SSLContext | bool = True) -> bytes:
+    """`fetch_async` for synchronous callers (CLI, tests)."""
+    return asyncio.run(fetch_async(url, policy, verify=verify))
+
+
+async def fetch_async(url: str, policy: FetchPolicy, *, verify: ssl.SSLContext | bool = True) -> bytes:
+    """The body of `url` (status 200), or ApiError -1308 / -1403, within policy.total_timeout_s."""
     if not isinstance(url, str) or not url.strip():
         raise ApiError(errors.PARAMETER_EMPTY, "url is empty")
-    deadline = time.monotonic() + policy.total_timeout_s
-    own = client is None
-    if own:
-        client = httpx.Client(
-            timeout=httpx.Timeout(policy.total_timeout_s, connect=policy.connect_timeout_s),
-            follow_redirects=False, trust_env=False,
-        )
     try:
-        current = url.strip()
+        async with asyncio.timeout(policy.total_timeout_s):
+            return await _fetch(url.strip(), policy, verify)
+    except TimeoutError:
+        raise ApiError(errors.IMAGE_DOWNLOAD_FAILED,
+                       f"download not complete within {policy.total_timeout_s:g} s") from None
+
+
+async def _fetch(url: str, policy: FetchPolicy, verify: ssl.SSLContext | bool) -> bytes:
+    timeout = httpx.Timeout(policy.total_timeout_s, connect=policy.connect_timeout_s)
+    async with httpx.AsyncClient(timeout=timeout, follow_redirects=False, trust_env=False, verify=verify) as client:
+        current = url
         for _hop in range(policy.max_redirects + 1):
-            target, host_header, sni = _checked_target(current, policy)
+            target, host_header, sni = await _checked_target(current, policy)
             extensions = {"sni_hostname": sni} if sni else {}
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise ApiError(errors.IMAGE_DOWNLOAD_FAILED, "download timed out")
-            timeout = httpx.Timeout(remaining, connect=min(policy.connect_timeout_s, remaining))
             try:
-                with client.stream(
-                    # identity: the body is streamed raw (the cap counts wire bytes), so it must
-                    # not arrive gzip-encoded as httpx's default Accept-Encoding would invite
-                    "GET", target, headers={"Host": host_header, "Accept": "image/*", "Accept-Encoding": "identity"},
-                    extensions={**extensions, "timeout": timeout.as_dict()},
-                ) as resp:
+                # identity: the body is streamed raw (the cap counts wire bytes), so it must
+                # not arrive gzip-encoded as httpx's default Accept-Encoding would invite
+                headers = {"Host": host_header, "Accept": "image/*", "Accept-Encoding": "identity"}
+                async with client.stream("GET", target, headers=headers, extensions=extensions) as resp:
                     if resp.is_redirect:
                         location = resp.headers.get("location")
                         if not location:
                             raise ApiError(errors.IMAGE_DOWNLOAD_FAILED, "redirect without a location")
                         current = urljoin(current, location)
                         continue
-                    if resp.status_code != 200:
-                        raise ApiError(errors.IMAGE_DOWNLOAD_FAILED, f"image url answered HTTP {resp.status_code}")
-                    if resp.headers.get("content-encoding", "identity").strip().lower() not in ("", "identity"):
-                        raise ApiError(errors.IMAGE_DOWNLOAD_FAILED, "image url answered with a compressed body")
-                    declared = resp.headers.get("content-length")
-                    if declared and declared.isdigit() and int(declared) > policy.max_bytes:
-                        raise ApiError(errors.IMAGE_DOWNLOAD_FAILED, f"image larger than {policy.max_bytes} bytes")
-                    chunks: list[bytes] = []
-                    size = 0
-                    for chunk in resp.iter_raw():
-                        size += len(chunk)
-                        if size > policy.max_bytes:
-                            raise ApiError(errors.IMAGE_DOWNLOAD_FAILED, f"image larger than {policy.max_bytes} bytes")
-                        if time.monotonic() > deadline:
-                            raise ApiError(errors.IMAGE_DOWNLOAD_FAILED, "download timed out")
-                        chunks.append(chunk)
-                    body = b"".join(chunks)
-                    if not body:
-                        raise ApiError(errors.IMAGE_DOWNLOAD_FAILED, "image url returned an empty body")
-                    return body
+                    return await _body(resp, policy)
             except httpx.TimeoutException:
                 raise ApiError(errors.IMAGE_DOWNLOAD_FAILED, "download timed out") from None
             except httpx.HTTPError as exc:
                 raise ApiError(errors.IMAGE_DOWNLOAD_FAILED, f"download failed: {type(exc).__name__}") from None
         raise ApiError(errors.URL_DOWNLOAD_FAILED, f"more than {policy.max_redirects} redirects")
-    finally:
-        if own:
-            client.close()
+
+
+async def _body(resp: httpx.Response, policy: FetchPolicy) -> bytes:
+    if resp.status_code != 200:
+        raise ApiError(errors.IMAGE_DOWNLOAD_FAILED, f"image url answered HTTP {resp.status_code}")
+    if resp.headers.get("content-encoding", "identity").strip().lower() not in ("", "identity"):
+        raise ApiError(errors.IMAGE_DOWNLOAD_FAILED, "image url answered with a compressed body")
+    declared = resp.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > policy.max_bytes:
+        raise ApiError(errors.IMAGE_DOWNLOAD_FAILED, f"image larger than {policy.max_bytes} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in resp.aiter_raw():
+        size += len(chunk)
+        if size > policy.max_bytes:
+            raise ApiError(errors.IMAGE_DOWNLOAD_FAILED, f"image larger than {policy.max_bytes} bytes")
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    if not body:
+        raise ApiError(errors.IMAGE_DOWNLOAD_FAILED, "image url returned an empty body")
+    return body

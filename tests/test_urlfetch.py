@@ -97,7 +97,8 @@ def test_loopback_without_allow_list_is_refused(image_server):
 def test_allow_list_by_host_name(image_server):
     base, photo = image_server
     url = base.replace("127.0.0.1", "localhost") + "/ben.jpg"
-    assert fetch(url, FetchPolicy(allow=("localhost",))) == photo
+    port = int(base.rsplit(":", 1)[1])
+    assert fetch(url, FetchPolicy(allow=(f"localhost:{port}",))) == photo
 
 
 @pytest.mark.parametrize("url", [

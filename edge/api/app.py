@@ -23,6 +23,7 @@ import time
 from typing import Iterable
 from urllib.parse import unquote, urlsplit
 
+import anyio.to_thread
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -33,7 +34,7 @@ from starlette.routing import Route
 
 from edge import errors
 from edge.api.body import parse_body, read_capped
-from edge.api.ops import AREA, OPS, SMALL_BODY, ApiLimits, Ctx, text
+from edge.api.ops import AREA, OPS, SMALL_BODY, ApiLimits, Ctx, current_appid, text
 from edge.api.ratelimit import RateLimiter
 from edge.api.service import ApiErrorWithData, FaceService
 from edge.errors import ApiError
@@ -92,6 +93,7 @@ def create_app(
             # compare is the one call whose documented request has no appid: the signed one serves
             appid = text(params, "appid", ctx, required=op not in APPID_OPTIONAL) or sig.appid
             sig.check_appid(appid)
+            current_appid.set(appid)
             data = await handler(appid, params, ctx)
             code, message = 0, "OK"
         except ApiErrorWithData as exc:
@@ -114,6 +116,14 @@ def create_app(
             extra = service.health()
         except Exception as exc:  # health must answer even when a part is broken
             extra = {"error": f"{type(exc).__name__}: {exc}"}
+        extra["url_fetch"] = ctx.fetch_gate.health()
+        limiter = anyio.to_thread.current_default_thread_limiter()
+        extra["worker_threads"] = {"busy": limiter.borrowed_tokens, "limit": int(limiter.total_tokens)}
+        saturated = [name for name, busy in (("url downloads", ctx.fetch_gate.saturated),
+                                             ("worker threads", limiter.borrowed_tokens >= limiter.total_tokens))
+                     if busy]
+        if saturated:
+            extra.setdefault("error", f"saturated: {', '.join(saturated)}")
         status = "ok" if not extra.get("error") else "degraded"
         uptime_s = round(time.time() - started, 1)
         return JSONResponse({"status": status, "role": service.role, "uptime_s": uptime_s, **extra})

@@ -69,8 +69,13 @@ class UrlFetchSection(BaseModel):
     allow: list[str] = Field(
         default_factory=list,
         description="Hosts or CIDRs that may be fetched although private/loopback/link-local\n"
-        "(e.g. [\"10.0.0.0/8\", \"images.internal\"]). Empty: public addresses only.",
+        "(e.g. [\"10.0.0.0/8\", \"images.internal\", \"images.internal:8080\"]); a host name without\n"
+        "a port opens ports 80 and 443 only. Empty: public addresses only.",
     )
+    per_appid: int = Field(8, ge=1, description="url downloads of one appid at once; more wait (at most\n"
+                           "total_timeout_s, then -1403).")
+    max_in_flight: int = Field(32, ge=1, description="url downloads at once over all appids (/health says\n"
+                               "degraded when all are busy).")
 
 
 class VisionSection(BaseModel):

@@ -9,7 +9,8 @@ empty one is -1300. When both an image and a url are given, the url wins.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from typing import Awaitable, Callable
 
 from starlette.concurrency import run_in_threadpool
@@ -18,7 +19,11 @@ from edge import errors
 from edge.api.body import Params
 from edge.api.service import FaceService
 from edge.errors import ApiError
-from edge.urlfetch import FetchPolicy, fetch
+from edge.urlfetch import FetchGate, FetchPolicy
+
+# The appid of the request being served (set by the app before the handler runs): url
+# downloads are bounded per appid.
+current_appid: ContextVar[str] = ContextVar("current_appid", default="")
 
 _ILLEGAL = set(" /\\\t\r\n\x0b\x0c")
 MAX_LIST = 1000
@@ -43,6 +48,10 @@ class Ctx:
     service: FaceService
     limits: ApiLimits
     fetch_policy: FetchPolicy
+    fetch_gate: FetchGate = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "fetch_gate", FetchGate(self.fetch_policy))
 
 
 # --- field helpers ----------------------------------------------------------------------------
@@ -105,7 +114,7 @@ def integer(p: Params, name: str, default: int, lo: int, hi: int) -> int:
 async def _fetch(url: object, name: str, ctx: Ctx) -> bytes:
     if not isinstance(url, str):
         raise ApiError(errors.INVALID_PARAMETER, f"{name} must be a string")
-    return await run_in_threadpool(fetch, url, ctx.fetch_policy)
+    return await ctx.fetch_gate.fetch(current_appid.get(), url)
 
 
 async def image(p: Params, ctx: Ctx, image_name: str = "image", url_name: str = "url") -> bytes:

@@ -44,7 +44,7 @@ def build_app(settings):
         limits=ApiLimits(body_bytes=lim.body_bytes, rate_per_s=lim.rate_per_s, burst=lim.burst,
                          id_bytes=lim.id_bytes, text_bytes=lim.text_bytes, body_timeout_s=lim.body_timeout_s),
         fetch_policy=FetchPolicy(uf.connect_timeout_s, uf.total_timeout_s, lim.body_bytes, uf.max_redirects,
-                                 tuple(uf.allow)),
+                                 tuple(uf.allow), per_appid=uf.per_appid, max_in_flight=uf.max_in_flight),
         # single-use signatures are remembered in the store: a restart does not reopen them
         verifier=Verifier(credentials, ReplayCache(store=store)),
     )
