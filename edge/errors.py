@@ -21,6 +21,8 @@ RATE_LIMITED = 15
 BUCKET_UNKNOWN = 16
 INVALID_PARAMETER = 21
 BODY_TOO_LARGE = 23
+# The face API's 1.5 MB: the default cap of a request body (code 23) and of an image fetched from a url.
+MAX_BODY_BYTES = 1_572_864
 ENDPOINT_RETIRED = 24
 AUTH_UNAVAILABLE = 107
 INTERNAL_ERROR = 213

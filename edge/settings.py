@@ -1,9 +1,11 @@
 """Loading typed settings from TOML with environment overrides, and printing examples.
 
 Each role declares its settings once as pydantic models (`edge.api.config.HubSettings`,
-`edge.daemon_config.EdgeSettings`): field defaults and descriptions are the documentation,
-`render_example` turns them into the commented TOML that `edge-verifier config example` prints,
-and a wrong value fails at start-up with the key's path in the message.
+`edge.daemon.config.EdgeSettings`), composed of the models that the code using a setting
+declares beside it (`edge.store.Limits`, `edge.api.ops.ApiLimits`, `edge.urlfetch.FetchSettings`):
+field defaults and descriptions are the documentation, `render_example` turns them into the
+commented TOML that `edge-verifier config example` prints, and a wrong value fails at start-up
+with the key's path in the message.
 
 Environment overrides: `EDGE_VERIFIER_<SECTION>__<KEY>`, e.g. `EDGE_VERIFIER_MQTT__HOST=broker`
 (list-of-table sections such as `credentials` take JSON).
@@ -11,14 +13,15 @@ Environment overrides: `EDGE_VERIFIER_<SECTION>__<KEY>`, e.g. `EDGE_VERIFIER_MQT
 
 from __future__ import annotations
 
-import os
 import stat
 import tomllib
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from edge.matcher import Thresholds, thresholds_for
 
 ENV_PREFIX = "EDGE_VERIFIER_"
 
@@ -64,6 +67,38 @@ def require_private(path: str | Path, what: str) -> None:
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise ConfigError(f"{path}: {what} holds a secret key but is accessible by group/others "
                           f"(mode {stat.S_IMODE(mode):o}); chmod 600 it")
+
+
+class ThresholdOverrides(BaseModel):
+    """Moves the decision thresholds calibrated for the role's model pack ([vision] precision)."""
+
+    accept: float | None = Field(None, ge=-1, le=1,
+                                 description="Cosine score at or above which a face is accepted (confidence 70;\n"
+                                 "verify answers ismatch=true); unset: the one calibrated for [vision] precision.")
+    reject: float | None = Field(None, ge=-1, le=1,
+                                 description="Cosine score below which a face is rejected (confidence 40);\n"
+                                 "unset: the one calibrated for [vision] precision.")
+
+
+class DecidingRole(RoleSettings):
+    """A role deciding on cosine scores: the thresholds calibrated for its [vision] precision, moved
+    by its ThresholdOverrides section named `THRESHOLDS_SECTION`. Out of order fails at start."""
+
+    THRESHOLDS_SECTION: ClassVar[str]
+
+    @model_validator(mode="after")
+    def _thresholds_ordered(self) -> "DecidingRole":
+        self.thresholds()
+        return self
+
+    def thresholds(self) -> Thresholds:
+        """The matching thresholds: those calibrated for the pack, with the configured overrides."""
+        section = self.THRESHOLDS_SECTION
+        overrides: ThresholdOverrides = getattr(self, section)
+        t = thresholds_for(self.vision.precision, overrides.accept, overrides.reject)
+        if t.reject > t.accept:
+            raise ValueError(f"{section}.reject ({t.reject}) must not exceed {section}.accept ({t.accept})")
+        return t
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:
@@ -140,6 +175,3 @@ def render_example(cls: type[BaseModel], title: str, examples: dict[str, Any] | 
         lines.append("")
     return "\n".join(lines)
 
-
-def env_flag(name: str) -> bool:
-    return os.environ.get(name, "").lower() in {"1", "true", "yes"}

@@ -23,36 +23,51 @@ import asyncio
 import ipaddress
 import socket
 import ssl
-from dataclasses import dataclass, field
 from urllib.parse import urljoin, urlsplit
 
 import httpx
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from edge import errors
-from edge.errors import ApiError
+from edge.errors import MAX_BODY_BYTES, ApiError
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
-@dataclass(frozen=True)
-class FetchPolicy:
-    connect_timeout_s: float = 3.0
-    total_timeout_s: float = 10.0
-    max_bytes: int = 1_572_864
-    max_redirects: int = 3
-    allow: tuple[str, ...] = ()  # host names (optionally host:port) or CIDRs
-    per_appid: int = 8  # downloads of one appid at once
-    max_in_flight: int = 32  # downloads at once, all appids
-    _nets: tuple = field(default=(), compare=False, repr=False)
+class FetchSettings(BaseModel):
+    """What the operator sets about url downloads (the hub's [url_fetch])."""
 
-    def __post_init__(self) -> None:
+    model_config = ConfigDict(frozen=True)
+
+    connect_timeout_s: float = Field(3.0, gt=0, description="Connect timeout of a url image download.")
+    total_timeout_s: float = Field(10.0, gt=0, description="Whole download time limit (code -1403 beyond).")
+    max_redirects: int = Field(3, ge=0, le=10, description="Redirects followed, each address re-checked.")
+    allow: tuple[str, ...] = Field(
+        (),
+        description="Hosts or CIDRs that may be fetched although private/loopback/link-local\n"
+        "(e.g. [\"10.0.0.0/8\", \"images.internal\", \"images.internal:8080\"]); a host name without\n"
+        "a port opens ports 80 and 443 only. Empty: public addresses only.",
+    )
+    per_appid: int = Field(8, ge=1, description="url downloads of one appid at once; more wait (at most\n"
+                           "total_timeout_s, then -1403).")
+    max_in_flight: int = Field(32, ge=1, description="url downloads at once over all appids (/health says\n"
+                               "degraded when all are busy).")
+
+
+class FetchPolicy(FetchSettings):
+    """The operator's settings and the body cap of the API layer, which a fetched image obeys too."""
+
+    max_bytes: int = Field(MAX_BODY_BYTES, ge=1)
+    _nets: tuple = PrivateAttr(())
+
+    def model_post_init(self, context) -> None:
         nets = []
         for entry in self.allow:
             try:
                 nets.append(ipaddress.ip_network(entry, strict=False))
             except ValueError:
                 pass  # a host name
-        object.__setattr__(self, "_nets", tuple(nets))
+        self._nets = tuple(nets)
 
     def host_allowed(self, host: str, port: int) -> bool:
         """True if an entry names `host` with this port, or without a port and port is 80/443."""

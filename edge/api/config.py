@@ -10,10 +10,20 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field, model_validator
 
+from edge.api.ops import ApiLimits
 from edge.api.serving import ListenerSettings
-from edge.matcher import Thresholds, thresholds_for
-from edge.settings import ConfigError, RoleSettings, load_settings, read_toml, render_example, require_private
+from edge.settings import (
+    ConfigError,
+    DecidingRole,
+    ThresholdOverrides,
+    load_settings,
+    read_toml,
+    render_example,
+    require_private,
+)
 from edge.signature import Credential
+from edge.store.base import Limits
+from edge.urlfetch import FetchSettings
 from edge.vision.packs import Pack
 
 
@@ -47,35 +57,8 @@ class CredentialSection(BaseModel):
         return self
 
 
-class LimitsSection(BaseModel):
-    faces_per_person: int = Field(20, ge=1, description="Faces per person (code -1309 beyond).")
-    persons_per_group: int = Field(20000, ge=1, description="Persons per group (code -1310 beyond).")
-    groups_per_appid: int = Field(5000, ge=1, description="Groups per appid (code -1311 beyond).")
-    body_bytes: int = Field(1_572_864, ge=1024,
-                            description="Largest request body in bytes, refused while reading (code 23).")
-    body_timeout_s: float = Field(30.0, gt=0,
-                                  description="A request body slower than this to arrive is abandoned (code 3).")
-    rate_per_s: float = Field(50.0, ge=0,
-                              description="Sustained requests per second per appid (code 15 beyond); 0 = unlimited.")
-    burst: int = Field(100, ge=1, description="Requests an appid may send at once before the rate applies.")
-    id_bytes: int = Field(128, ge=1, description="Longest person_id / group_id / face_id in UTF-8 bytes (code -1304).")
-    text_bytes: int = Field(1024, ge=1, description="Longest person_name / tag in UTF-8 bytes (code -1304).")
-
-
-class UrlFetchSection(BaseModel):
-    connect_timeout_s: float = Field(3.0, gt=0, description="Connect timeout of a url image download.")
-    total_timeout_s: float = Field(10.0, gt=0, description="Whole download time limit (code -1403 beyond).")
-    max_redirects: int = Field(3, ge=0, le=10, description="Redirects followed, each address re-checked.")
-    allow: list[str] = Field(
-        default_factory=list,
-        description="Hosts or CIDRs that may be fetched although private/loopback/link-local\n"
-        "(e.g. [\"10.0.0.0/8\", \"images.internal\", \"images.internal:8080\"]); a host name without\n"
-        "a port opens ports 80 and 443 only. Empty: public addresses only.",
-    )
-    per_appid: int = Field(8, ge=1, description="url downloads of one appid at once; more wait (at most\n"
-                           "total_timeout_s, then -1403).")
-    max_in_flight: int = Field(32, ge=1, description="url downloads at once over all appids (/health says\n"
-                               "degraded when all are busy).")
+class HubLimits(ApiLimits, Limits):  # this order lists the count limits first
+    """The hub's [limits]: the store's count limits and the HTTP layer's size and rate limits."""
 
 
 class VisionSection(BaseModel):
@@ -93,16 +76,9 @@ class VisionSection(BaseModel):
     )
 
 
-class MatchingSection(BaseModel):
-    accept: float | None = Field(None, ge=-1, le=1,
-                                 description="Cosine score at or above which verify answers "
-                                 "ismatch=true (confidence 70);\nunset: the one calibrated for [vision] precision.")
-    reject: float | None = Field(None, ge=-1, le=1,
-                                 description="Cosine score mapped to confidence 40; unset: the one calibrated for\n"
-                                 "[vision] precision.")
+class HubSettings(DecidingRole):
+    THRESHOLDS_SECTION = "matching"
 
-
-class HubSettings(RoleSettings):
     server: ServerSection = Field(default_factory=ServerSection, description="HTTP listener.")
     storage: StorageSection = Field(default_factory=StorageSection,
                                     description="Where persons, faces and logs are kept.")
@@ -111,26 +87,15 @@ class HubSettings(RoleSettings):
     )
     secrets_file: str = Field(
         "", description="TOML file with more [[credentials]] tables; must not be readable by group/others.")
-    limits: LimitsSection = Field(default_factory=LimitsSection, description="Count, size and rate limits.")
-    url_fetch: UrlFetchSection = Field(default_factory=UrlFetchSection,
-                                       description="Server-side download of `url` inputs.")
+    limits: HubLimits = Field(default_factory=HubLimits, description="Count, size and rate limits.")
+    url_fetch: FetchSettings = Field(default_factory=FetchSettings,
+                                     description="Server-side download of `url` inputs.")
     vision: VisionSection = Field(default_factory=VisionSection, description="Face models used by the hub.")
-    matching: MatchingSection = Field(
-        default_factory=MatchingSection,
+    matching: ThresholdOverrides = Field(
+        default_factory=ThresholdOverrides,
         description="Decision thresholds; the defaults are the calibrated ones of edge.matcher "
         "(README \"Thresholds\").",
     )
-
-    @model_validator(mode="after")
-    def _thresholds_ordered(self) -> "HubSettings":
-        t = self.thresholds()
-        if t.reject > t.accept:
-            raise ValueError(f"matching.reject ({t.reject}) must not exceed matching.accept ({t.accept})")
-        return self
-
-    def thresholds(self) -> Thresholds:
-        """The matching thresholds: those calibrated for the pack, with the configured overrides."""
-        return thresholds_for(self.vision.precision, self.matching.accept, self.matching.reject)
 
     def holds_secrets(self) -> bool:
         return bool(self.credentials)

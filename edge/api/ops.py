@@ -13,12 +13,13 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable
 
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from edge import errors
 from edge.api.body import Params
 from edge.api.service import FaceService
-from edge.errors import ApiError
+from edge.errors import MAX_BODY_BYTES, ApiError
 from edge.urlfetch import FetchGate, FetchPolicy
 
 # The appid of the request being served (set by the app before the handler runs): url
@@ -31,16 +32,20 @@ MAX_LIST = 1000
 MAX_URLS = 20
 
 
-@dataclass(frozen=True)
-class ApiLimits:
-    """Limits of the HTTP layer (the count limits live in the store)."""
+class ApiLimits(BaseModel):
+    """Limits of the HTTP layer (part of the hub's [limits]; the count limits live in the store)."""
 
-    body_bytes: int = 1_572_864
-    rate_per_s: float = 0.0  # per appid; 0 = unlimited
-    burst: int = 100
-    id_bytes: int = 128
-    text_bytes: int = 1024
-    body_timeout_s: float = 30.0  # a body slower than this is abandoned (code 3)
+    model_config = ConfigDict(frozen=True)
+
+    body_bytes: int = Field(MAX_BODY_BYTES, ge=1024,
+                            description="Largest request body in bytes, refused while reading (code 23).")
+    body_timeout_s: float = Field(30.0, gt=0,
+                                  description="A request body slower than this to arrive is abandoned (code 3).")
+    rate_per_s: float = Field(50.0, ge=0,
+                              description="Sustained requests per second per appid (code 15 beyond); 0 = unlimited.")
+    burst: int = Field(100, ge=1, description="Requests an appid may send at once before the rate applies.")
+    id_bytes: int = Field(128, ge=1, description="Longest person_id / group_id / face_id in UTF-8 bytes (code -1304).")
+    text_bytes: int = Field(1024, ge=1, description="Longest person_name / tag in UTF-8 bytes (code -1304).")
 
 
 @dataclass(frozen=True)

@@ -22,9 +22,8 @@ def build_app(settings):
     """The Starlette app and its store for `settings` (a HubSettings)."""
     from edge.api.app import create_app
     from edge.api.hub_service import HubService, VisionPacks
-    from edge.api.ops import ApiLimits
     from edge.signature import ReplayCache, Verifier
-    from edge.store import Limits, SqliteStore
+    from edge.store import SqliteStore
     from edge.urlfetch import FetchPolicy
 
     credentials = settings.all_credentials()
@@ -32,19 +31,15 @@ def build_app(settings):
         from edge.settings import ConfigError
 
         raise ConfigError("no [[credentials]] configured (in the config or its secrets_file)")
-    lim = settings.limits
+    limits = settings.limits  # both the store's count limits and the HTTP layer's
     store = SqliteStore(settings.storage.path)
     vision = VisionPacks(settings.vision.models_dir, settings.vision.precision, settings.vision.also_embed,
                          settings.vision.threads)
-    service = HubService(store, vision, Limits(lim.faces_per_person, lim.persons_per_group, lim.groups_per_appid),
-                         settings.thresholds(), verify_log_s=settings.storage.verify_log_days * 86400)
-    uf = settings.url_fetch
+    service = HubService(store, vision, limits, settings.thresholds(),
+                         verify_log_s=settings.storage.verify_log_days * 86400)
     app = create_app(
-        service, credentials,
-        limits=ApiLimits(body_bytes=lim.body_bytes, rate_per_s=lim.rate_per_s, burst=lim.burst,
-                         id_bytes=lim.id_bytes, text_bytes=lim.text_bytes, body_timeout_s=lim.body_timeout_s),
-        fetch_policy=FetchPolicy(uf.connect_timeout_s, uf.total_timeout_s, lim.body_bytes, uf.max_redirects,
-                                 tuple(uf.allow), per_appid=uf.per_appid, max_in_flight=uf.max_in_flight),
+        service, credentials, limits=limits,
+        fetch_policy=FetchPolicy(**settings.url_fetch.model_dump(), max_bytes=limits.body_bytes),
         # single-use signatures are remembered in the store: a restart does not reopen them
         verifier=Verifier(credentials, ReplayCache(store=store)),
     )

@@ -10,10 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field
 
 from edge.api.serving import ListenerSettings
-from edge.settings import RoleSettings, load_settings, render_example
+from edge.settings import DecidingRole, ThresholdOverrides, load_settings, render_example
 from edge.vision.packs import Pack
 
 
@@ -60,14 +60,10 @@ class VerifySettings(BaseModel):
                                    "cmd/verify) waits for a face before it ends as unknown.")
 
 
-class PolicySettings(BaseModel):
+class PolicySettings(ThresholdOverrides):
     offline: Literal["deny", "allow", "uncertain"] = Field(
         "deny", description="Decision for an uncertain face when the cloud cannot answer: "
                             "deny (fail-secure) | allow (fail-open) | uncertain (publish as is).")
-    accept: float | None = Field(None, ge=-1, le=1, description="Override the accept threshold (cosine); "
-                                 "unset: the one calibrated for [vision] precision.")
-    reject: float | None = Field(None, ge=-1, le=1, description="Override the reject threshold (cosine); "
-                                 "unset: the one calibrated for [vision] precision.")
     cloud_fallback: bool = Field(True, description="Ask the hub's /face/verify when uncertain.")
 
 
@@ -97,7 +93,7 @@ class MqttSettings(BaseModel):
                                      "events. Off: events carry no biometric data.")
 
 
-class HubSettings(BaseModel):
+class HubClientSettings(BaseModel):
     url: str = Field("", description="Hub base url (empty: no cloud; sync and fallback off).")
     appid: str = Field("", description="appid on the hub.")
     secret_id: str = Field("", description="SecretId for signing.")
@@ -142,8 +138,10 @@ class VisionSettings(BaseModel):
     max_faces: int = Field(4, ge=1, description="Faces handled per frame (largest first).")
 
 
-class EdgeSettings(RoleSettings):
+class EdgeSettings(DecidingRole):
     """Settings of the edge daemon."""
+
+    THRESHOLDS_SECTION = "policy"
 
     device: DeviceSettings = Field(default_factory=DeviceSettings, description="This device.")
     camera: CameraSettings = Field(default_factory=CameraSettings, description="Frame source.")
@@ -156,27 +154,14 @@ class EdgeSettings(RoleSettings):
     policy: PolicySettings = Field(default_factory=PolicySettings,
                                    description="Decision policy (DESIGN.md).")
     mqtt: MqttSettings = Field(default_factory=MqttSettings, description="Events over MQTT.")
-    hub: HubSettings = Field(default_factory=HubSettings,
+    hub: HubClientSettings = Field(default_factory=HubClientSettings,
                              description="The hub (cloud face API): sync and fallback.")
     api: ApiSettings = Field(default_factory=ApiSettings, description="Local face API.")
     storage: StorageSettings = Field(default_factory=StorageSettings, description="Data files.")
     vision: VisionSettings = Field(default_factory=VisionSettings, description="Models.")
 
-    @model_validator(mode="after")
-    def _thresholds_ordered(self) -> "EdgeSettings":
-        t = self.thresholds()
-        if t.reject > t.accept:
-            raise ValueError(f"policy.reject ({t.reject}) must not exceed policy.accept ({t.accept})")
-        return self
-
     def holds_secrets(self) -> bool:
         return bool(self.hub.secret_key or self.api.credentials)
-
-    def thresholds(self):
-        """The decision thresholds: those calibrated for the pack, with the configured overrides."""
-        from edge.matcher import thresholds_for
-
-        return thresholds_for(self.vision.precision, self.policy.accept, self.policy.reject)
 
 
 def load(path: str | Path | None, **overrides) -> EdgeSettings:

@@ -24,9 +24,11 @@ def credentials(s) -> list:
 class LocalApi:
     def __init__(self, s, service):
         from edge.api.app import create_app
+        from edge.api.ops import ApiLimits
 
         self.s = s
-        self.app = create_app(service, credentials(s))
+        # This device's own clients on its own network: no rate limit.
+        self.app = create_app(service, credentials(s), limits=ApiLimits(rate_per_s=0))
         # The API layer serves its own registry; expose the daemon's metrics (default
         # registry: ours plus process RSS/CPU) through it too.
         self.app.state.registry.register(_DefaultRegistryProxy())

@@ -14,15 +14,17 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
 
-@dataclass(frozen=True)
-class Limits:
-    """Count limits enforced inside the mutating transactions (docs/CLOUD_API.md)."""
+class Limits(BaseModel):
+    """Count limits enforced inside the mutating transactions (part of the hub's [limits])."""
 
-    faces_per_person: int = 20
-    persons_per_group: int = 20000
-    groups_per_appid: int = 5000
+    model_config = ConfigDict(frozen=True)
+
+    faces_per_person: int = Field(20, ge=1, description="Faces per person (code -1309 beyond).")
+    persons_per_group: int = Field(20000, ge=1, description="Persons per group (code -1310 beyond).")
+    groups_per_appid: int = Field(5000, ge=1, description="Groups per appid (code -1311 beyond).")
 
 
 @dataclass
