@@ -133,6 +133,9 @@ def example_toml() -> str:
             "credentials.appid": "1000001",
             "credentials.secret_id": "AKIDexampleexampleexample",
             "credentials.secret_key": "",
+            # HTTPS by default (README "Security"); empty both behind a TLS reverse proxy
+            "server.tls_cert": "/etc/edge-verifier/tls/hub.pem",
+            "server.tls_key": "/etc/edge-verifier/tls/hub.key",
         },
     )
     # render_example prints sections only; the one top-level key must precede every table.

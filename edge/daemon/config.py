@@ -161,7 +161,7 @@ class EdgeSettings(DecidingRole):
     vision: VisionSettings = Field(default_factory=VisionSettings, description="Models.")
 
     def holds_secrets(self) -> bool:
-        return bool(self.hub.secret_key or self.api.credentials)
+        return bool(self.hub.secret_key or self.api.credentials or self.mqtt.password)
 
 
 def load(path: str | Path | None, **overrides) -> EdgeSettings:
