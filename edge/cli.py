@@ -19,6 +19,8 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("bench", "lfw"): ("edge.bench.lfw", "LFW 10-fold accuracy of the whole pipeline, int8 and fp32"),
     ("bench", "speed"): ("edge.bench.speed", "per-stage latency, int8 against fp32 (and --reference dlib)"),
     ("bench", "hub"): ("edge.bench.hub", "verify requests per second and latency against a hub on loopback"),
+    ("bench", "liveness"): ("edge.bench.liveness",
+                           "presentation-attack detection: APCER per attack type, BPCER, DET plot"),
     ("bench", "daemon"): ("edge.bench.daemon", "frame-to-event latency, fps, RSS and cold start of the daemon"),
     ("hub",): ("edge.api.server", "serve the face API (hub role)"),
     ("run",): ("edge.daemon.main", "run the edge daemon: camera -> decisions -> MQTT"),

@@ -22,7 +22,7 @@ REPO_MANIFEST = Path(__file__).resolve().parents[1] / "models" / "manifest.toml"
 
 def _build(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([str(EXE), "models", "build", *args], capture_output=True, text=True,
-                          timeout=120, env=env)
+                          timeout=300, env=env)
 
 
 def test_tampered_archive_in_the_cache_is_rejected_and_nothing_is_written(tmp_path, models_dir):
@@ -100,19 +100,62 @@ def test_second_build_verifies_and_changes_nothing(models_dir):
     assert {"int8", "fp32", "int8-lite", "fp32-lite"} == set(index["packs"])
     for info in index["models"].values():
         assert {"sha256", "fingerprint", "input", "source", "precision", "role"} <= set(info)
-        assert info["input"]["colour"] == "RGB" and "normalisation" in info["input"]
+        # Only the liveness model reads BGR (as it was trained; see edge/vision/liveness.py).
+        assert info["input"]["colour"] == ("BGR" if info["role"] == "liveness" else "RGB")
+        assert "normalisation" in info["input"]
     assert "calibration" in index and index["calibration"]["set"]
 
 
 def test_a_models_folder_in_an_older_format_is_not_up_to_date(models_dir, tmp_path):
     from edge.modelpack.build import is_up_to_date
 
+    sources = load_manifest(REPO_MANIFEST)
     meta = json.loads((models_dir / "models.json").read_text())
     for name in meta["models"]:
         (tmp_path / name).symlink_to(models_dir / name)
     (tmp_path / "models.json").write_text(json.dumps(meta))
-    assert is_up_to_date(tmp_path, meta["recipe"])
-    # Another format is rebuilt even when the recipe matches, so `models build` never keeps a
+    assert is_up_to_date(tmp_path, sources)
+    # Another format is rebuilt even when every file matches, so `models build` never keeps a
     # folder that Pipeline.load refuses.
     (tmp_path / "models.json").write_text(json.dumps({**meta, "format": 1}))
-    assert not is_up_to_date(tmp_path, meta["recipe"])
+    assert not is_up_to_date(tmp_path, sources)
+
+
+def test_a_model_built_from_another_source_file_is_not_up_to_date(models_dir, tmp_path):
+    from edge.modelpack.build import is_up_to_date
+
+    meta = json.loads((models_dir / "models.json").read_text())
+    for name in meta["models"]:
+        (tmp_path / name).symlink_to(models_dir / name)
+    meta["models"]["liveness.fp32.onnx"]["source"]["sha256"] = "0" * 64
+    (tmp_path / "models.json").write_text(json.dumps(meta))
+    assert not is_up_to_date(tmp_path, load_manifest(REPO_MANIFEST))
+
+
+def test_adding_the_liveness_model_builds_only_it(models_dir, tmp_path):
+    """A folder built before liveness existed gets the two liveness files and nothing else
+    rewritten: its face models stay the symlinks they were (no re-quantization of the embedders)."""
+    meta = json.loads((models_dir / "models.json").read_text())
+    liveness = [n for n, info in meta["models"].items() if info["role"] == "liveness"]
+    assert sorted(liveness) == ["liveness.fp32.onnx", "liveness.int8.onnx"]
+    for name in liveness:
+        del meta["models"][name]
+    for pack in meta["packs"].values():
+        del pack["files"]["liveness"]
+    faces = list(meta["models"])
+    for name in faces:
+        (tmp_path / name).symlink_to(models_dir / name)
+    (tmp_path / "models.json").write_text(json.dumps(meta))
+    proc = _build("--models-dir", str(tmp_path), "--cache", str(models_dir / "cache"))
+    assert proc.returncode == 0, proc.stderr
+    assert "face models are up to date" in proc.stderr
+    assert all((tmp_path / name).is_symlink() for name in faces)
+    built = json.loads((tmp_path / "models.json").read_text())
+    assert built["packs"]["int8"]["files"]["liveness"] == "liveness.int8.onnx"
+    assert built["packs"]["fp32"]["files"]["liveness"] == "liveness.fp32.onnx"
+    # The same bytes as the full build's (the build is deterministic) and a second run is a no-op.
+    full = json.loads((models_dir / "models.json").read_text())["models"]
+    for name in liveness:
+        assert built["models"][name]["sha256"] == full[name]["sha256"]
+    again = _build("--models-dir", str(tmp_path), "--cache", str(models_dir / "cache"))
+    assert again.returncode == 0 and "up to date" in again.stderr

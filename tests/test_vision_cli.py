@@ -37,7 +37,7 @@ def test_embed_prints_one_json_line_per_image_with_faces_or_error(models_dir, ph
     lines = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [line["path"] for line in lines] == [photos["a1"], photos["nonface"], str(gif), str(broken)]
     (face,) = lines[0]["faces"]
-    assert set(face) == {"box", "score", "landmarks", "quality", "embedding"}
+    assert set(face) == {"box", "score", "landmarks", "quality", "embedding", "liveness"}
     assert len(face["box"]) == 4 and len(face["landmarks"]) == 5
     assert abs(sum(v * v for v in face["embedding"]) - 1) < 1e-3  # a unit vector
     assert face["quality"]["ok"] is True

@@ -4,6 +4,10 @@ Output in the models folder: <role>.fp32.onnx, <role>.int8.onnx and models.json,
 describes every file (sha256 fingerprint, input size, normalisation, colour order, source) and
 the packs (int8 for the edge, fp32 for a hub that wants it, and their -lite variants), each
 with a fingerprint.
+Two steps, each skipped when its files are current (every entry's source file and sha256, the
+quantization recipe and the step's build version checked against the manifest and the disk):
+the face models (detector, landmarks, embedders; BUILD_VERSION) and the liveness model
+(LIVENESS_BUILD_VERSION), so adding or changing one does not re-quantize the other.
 Everything is written to a temporary folder first and moved in at the end, so a failed build
 leaves the previous models untouched. A second run re-verifies and does nothing.
 """
@@ -22,7 +26,7 @@ from edge.modelpack import quantize as qz
 from edge.modelpack.errors import ModelBuildError
 from edge.modelpack.fetch import fetch_files, sha256_bytes, sha256_file
 from edge.modelpack.int8_prelu import keep_prelu_in_uint8
-from edge.modelpack.manifest import load_manifest
+from edge.modelpack.manifest import Source, load_manifest
 from edge.modelpack.prelu import unfold_prelu
 from edge.vision.packs import MODELS_FORMAT
 
@@ -33,6 +37,8 @@ BUILD_VERSION = 8  # 4: PRelu rewritten as element-wise ops (edge/modelpack/prel
 # 6: the int8 embedders' PRelu layers run on uint8 codes (edge/modelpack/int8_prelu.py)
 # 7: their per-channel slopes as 1x1 depthwise QLinearConvs instead of QLinearMul (same numbers, faster)
 # 8: SFace is the embedder of the int8/fp32 packs; the 192-d TFLite MobileFaceNet is gone
+# The liveness step's own version (recorded in its entries): bump when its output changes.
+LIVENESS_BUILD_VERSION = 1
 ALIGNMENT = "arcface-112-5pt"
 
 # What each role's network expects; recorded in models.json for other runtimes and readers.
@@ -69,26 +75,48 @@ def _fingerprint(*parts: str) -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
-def _recipe(manifest_path: Path) -> str:
-    return _fingerprint(sha256_file(manifest_path), json.dumps(qz.RECIPE, sort_keys=True), str(BUILD_VERSION))
+FACE_MODELS = [f"{role}.{precision}.onnx" for role in INPUTS
+               for precision in (("fp32", "int8") if role in EMBEDDERS.values() else ("fp32",))]
+LIVENESS_MODELS = ["liveness.fp32.onnx", "liveness.int8.onnx"]
 
 
-def is_up_to_date(models_dir: Path, recipe: str) -> bool:
-    index = models_dir / "models.json"
-    if not index.is_file():
-        return False
+def _read_meta(models_dir: Path) -> dict | None:
     try:
-        meta = json.loads(index.read_text())
-        if meta.get("recipe") != recipe or meta.get("format") != MODELS_FORMAT:
-            return False
-        for name, info in meta["models"].items():
-            path = models_dir / name
-            if not path.is_file() or sha256_file(path) != info["sha256"]:
-                _log(f"{name} missing or changed: rebuilding")
-                return False
-    except (ValueError, KeyError):
+        meta = json.loads((models_dir / "models.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) and meta.get("format") == MODELS_FORMAT else None
+
+
+def _entry_is_current(models_dir: Path, name: str, info: dict, sources: list[Source]) -> bool:
+    """The file on disk is the one recorded, built from the manifest's file for its role."""
+    wanted = {f.role: (s.package, s.version, f.path, f.sha256) for s in sources for f in s.files}
+    src = info.get("source", {})
+    if (src.get("package"), src.get("version"), src.get("file"), src.get("sha256")) != wanted.get(info.get("role")):
+        return False
+    if info.get("precision") == "int8" and any(info.get("quantization", {}).get(k) != v for k, v in qz.RECIPE.items()):
+        return False
+    path = models_dir / name
+    if not path.is_file() or sha256_file(path) != info.get("sha256"):
+        _log(f"{name} missing or changed: rebuilding")
         return False
     return True
+
+
+def _step_is_current(models_dir: Path, meta: dict | None, sources: list[Source], names: list[str]) -> bool:
+    if meta is None:
+        return False
+    models = meta.get("models", {})
+    if names is LIVENESS_MODELS:
+        version_ok = all(models.get(n, {}).get("build_version") == LIVENESS_BUILD_VERSION for n in names)
+    else:
+        version_ok = meta.get("built_with", {}).get("build_version") == BUILD_VERSION
+    return version_ok and all(n in models and _entry_is_current(models_dir, n, models[n], sources) for n in names)
+
+
+def is_up_to_date(models_dir: Path, sources: list[Source]) -> bool:
+    meta = _read_meta(models_dir)
+    return all(_step_is_current(models_dir, meta, sources, names) for names in (FACE_MODELS, LIVENESS_MODELS))
 
 
 def build(models_dir: Path, manifest_path: Path | None = None, cache_dir: Path | None = None,
@@ -98,18 +126,28 @@ def build(models_dir: Path, manifest_path: Path | None = None, cache_dir: Path |
     manifest_path = Path(manifest_path) if manifest_path else default_manifest(models_dir)
     cache_dir = Path(cache_dir) if cache_dir else models_dir / "cache"
     sources = load_manifest(manifest_path)
-    recipe = _recipe(manifest_path)
-    if not force and is_up_to_date(models_dir, recipe):
+    meta = _read_meta(models_dir)
+    faces_current = not force and _step_is_current(models_dir, meta, sources, FACE_MODELS)
+    if faces_current and _step_is_current(models_dir, meta, sources, LIVENESS_MODELS):
         _log(f"models in {models_dir} are up to date (all sha256 verified)")
-        return json.loads((models_dir / "models.json").read_text())
+        return meta
+    if not faces_current:
+        meta = _build_face_models(models_dir, manifest_path, sources, cache_dir)
+    else:
+        _log("face models are up to date (all sha256 verified)")
+    from edge.modelpack.liveness import build_liveness
 
+    return build_liveness(models_dir, sources, cache_dir, meta, _log)
+
+
+def _build_face_models(models_dir: Path, manifest_path: Path, sources: list[Source], cache_dir: Path) -> dict:
     import onnx
 
     from edge.modelpack.calibration import build_calibration_set
     from edge.modelpack.convert import upgrade
 
     t0 = time.monotonic()
-    raw = fetch_files(sources, cache_dir, _log)
+    raw = fetch_files(sources, cache_dir, _log, roles=set(INPUTS))
     missing = INPUTS.keys() - raw.keys()
     if missing:
         raise ModelBuildError(f"{manifest_path}: no source for role(s) {sorted(missing)}")
@@ -184,7 +222,6 @@ def build(models_dir: Path, manifest_path: Path | None = None, cache_dir: Path |
         }
         meta = {
             "format": MODELS_FORMAT,
-            "recipe": recipe,
             "alignment": ALIGNMENT,
             "built_with": {"onnx": onnx.__version__, "onnxruntime": _ort_version(), "build_version": BUILD_VERSION},
             "calibration": {"set": calib.name, "crops": len(calib.crops)},
@@ -192,7 +229,7 @@ def build(models_dir: Path, manifest_path: Path | None = None, cache_dir: Path |
             "packs": {
                 name: {
                     "files": files,
-                    "fingerprint": _fingerprint(*(f"{r}:{entries[f]['sha256']}" for r, f in sorted(files.items()))),
+                    "fingerprint": pack_fingerprint(files, entries),
                     # What makes an embedding: the embedder, the landmarks that align its input,
                     # and the alignment itself. Embeddings of different values never compare.
                     "embedder_fingerprint": _fingerprint(entries[files["embedder"]]["sha256"],
@@ -206,6 +243,10 @@ def build(models_dir: Path, manifest_path: Path | None = None, cache_dir: Path |
         (models_dir / "models.json").write_text(json.dumps(meta, indent=2) + "\n")
     _log(f"done in {time.monotonic() - t0:.0f} s: {models_dir}")
     return meta
+
+
+def pack_fingerprint(files: dict[str, str], entries: dict[str, dict]) -> str:
+    return _fingerprint(*(f"{r}:{entries[f]['sha256']}" for r, f in sorted(files.items())))
 
 
 def default_manifest(models_dir: Path) -> Path:

@@ -25,7 +25,7 @@ class CalibrationSet:
     crops: list[np.ndarray]  # aligned 112x112 BGR faces (for the embedder)
 
 
-def _photos(log) -> tuple[str, list[np.ndarray]]:
+def calibration_photos(log) -> tuple[str, list[np.ndarray]]:
     from edge.vision.image import load_image
 
     folder = shared_faces_dir() / "five_celebrity"
@@ -60,7 +60,7 @@ def build_calibration_set(detector_path: Path, landmarks_path: Path, log) -> Cal
     from edge.vision.landmarks import LandmarkNet
     from edge.vision.runtime import make_session
 
-    name, frames = _photos(log)
+    name, frames = calibration_photos(log)
     frames = frames + [f[:, ::-1].copy() for f in frames]
     det = FaceDetector(make_session(detector_path))
     lmk = LandmarkNet(make_session(landmarks_path))

@@ -3,7 +3,9 @@
 Models load once, so one process handles thousands of paths (`-` reads paths from stdin,
 one per line). Each line is {"path", "faces": [...]} (largest face first) or
 {"path", "error": {"code", "message"}} with the face API's codes (-1101 no face, -1102
-undecodable, -1300 empty, -1400 format not accepted).
+undecodable, -1300 empty, -1400 format not accepted). Each face carries its `liveness` in that
+single frame at the shipped threshold: {score, verdict ("live" | "attack"), reason}, or score and
+verdict null with reason "step_closer" / "step_back" where a gate withholds it.
 """
 
 from __future__ import annotations
@@ -45,6 +47,9 @@ def embed_path(pipe, path: str, max_faces: int | None = None) -> dict:
         faces = pipe.analyze(img, max_faces=max_faces)
         if not faces:
             raise ApiError(NO_FACE, "face detection failed: no face found")
+        if pipe.liveness is not None:
+            for face in faces:
+                pipe.check_liveness(img, face)
     except ApiError as exc:
         return {"path": path, "error": exc.as_dict()}
     return {"path": path, "faces": [f.as_dict() for f in faces]}

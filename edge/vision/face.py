@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from edge.vision.liveness import Liveness
 from edge.vision.quality import Quality
 
 
@@ -16,6 +17,7 @@ class Face:
     landmarks: np.ndarray  # (5, 2) float32: left eye, right eye, nose, left mouth, right mouth
     quality: Quality
     embedding: np.ndarray | None = None
+    liveness: Liveness | None = None  # set by Pipeline.check_liveness
     # The 112x112 aligned crop, kept so that embed() does not warp the frame twice.
     aligned: np.ndarray | None = field(default=None, repr=False, compare=False)
 
@@ -31,6 +33,8 @@ class Face:
             "landmarks": [[round(float(x), 1), round(float(y), 1)] for x, y in self.landmarks],
             "quality": self.quality.as_dict(),
         }
+        if self.liveness is not None:
+            d["liveness"] = self.liveness.as_dict()
         if with_embedding and self.embedding is not None:
             d["embedding"] = [round(float(v), 6) for v in self.embedding]
         return d

@@ -1,8 +1,9 @@
-"""The whole per-frame pipeline: detect -> landmarks -> align -> quality -> embed.
+"""The whole per-frame pipeline: detect -> landmarks -> align -> quality -> embed, and liveness.
 
 `Pipeline.load` reads models/models.json (written by `edge-verifier models build`), opens one
 ONNX Runtime session per model and exposes each stage as an attribute (`detector`,
-`landmarks`, `embedder`, `align`) so the speed benchmark can time them one by one.
+`landmarks`, `embedder`, `align`, `liveness`) so the speed benchmark can time them one by one.
+`liveness` is None for a models folder built before it was added (`models build` adds it).
 A Pipeline holds no per-call state: one instance serves several threads.
 """
 
@@ -19,6 +20,7 @@ from edge.vision.detector import FaceDetector
 from edge.vision.embedder import Embedder
 from edge.vision.face import Face
 from edge.vision.landmarks import LandmarkNet
+from edge.vision.liveness import Liveness, LivenessNet
 from edge.vision.packs import MODELS_FORMAT, PACKS
 from edge.vision.runtime import make_session
 
@@ -42,8 +44,10 @@ class Pipeline:
     landmark_score_threshold = 0.3
 
     def __init__(self, detector: FaceDetector, landmarks: LandmarkNet, embedder: Embedder,
-                 fingerprint: str, fingerprints: dict[str, str], precision: str):
+                 fingerprint: str, fingerprints: dict[str, str], precision: str,
+                 liveness: LivenessNet | None = None):
         self.detector = detector
+        self.liveness = liveness
         self.landmarks = landmarks
         self.embedder = embedder
         self.align = alignment.align
@@ -80,6 +84,7 @@ class Pipeline:
             fingerprint=pack["embedder_fingerprint"],
             fingerprints={role: meta["models"][name]["fingerprint"] for role, name in pack["files"].items()},
             precision=precision,
+            liveness=LivenessNet(sessions["liveness"]) if "liveness" in sessions else None,
         )
 
     def detect(self, bgr: np.ndarray) -> list[Face]:
@@ -104,6 +109,13 @@ class Pipeline:
         aligned = face.aligned if face.aligned is not None else self.align(bgr, face.landmarks)
         face.embedding = self.embedder.infer(aligned)
         return face.embedding
+
+    def check_liveness(self, bgr: np.ndarray, face: Face) -> Liveness:
+        """The liveness of `face` in this one frame (also stored on face.liveness)."""
+        if self.liveness is None:
+            raise FileNotFoundError("no liveness model in this models folder: run `edge-verifier models build`")
+        face.liveness = self.liveness.infer(bgr, face.box)
+        return face.liveness
 
     def analyze(self, bgr: np.ndarray, max_faces: int | None = None) -> list[Face]:
         """detect + embed; only the `max_faces` largest faces are embedded and returned."""

@@ -1,0 +1,119 @@
+"""Presentation-attack detection: is the face in front of the camera, or a print or a screen?
+
+MiniFASNet-like network of the faceplugin npm package (0.47 M parameters, 128x128 input).
+It is fed as Silent-Face-Anti-Spoofing feeds its models: the detector box scaled x2.7 about its
+centre (the background around the head is part of the evidence: a print's or a phone's edge,
+its moire), capped to the frame and shifted inside it, resized to 128x128, BGR, raw 0-255.
+Softmax of 3: p0 live, p1 2-D attack (print or screen), p2 almost never fires; the score is p0.
+
+BGR, not RGB as the package's own JavaScript feeds it: measured while planning on NUAA, in RGB
+the live frames rejected at 0.6 went from 2.9 % to 44.5 %. The context matters as much: x1.5
+crops scored AUC 0.898 against 0.974 at x2.7, tight face crops 0.28.
+
+Gates (a frame gets no verdict, like the quality gate withholds a decision): a face under
+`min_size` pixels would be upsampled to fill the input, and a face so large that even a
+`min_context` crop does not fit in the frame has lost the context the network reads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Liveness:
+    score: float | None  # p(live), None when a gate withheld it
+    verdict: str | None  # "live" | "attack" | None
+    reason: str | None  # None, "step_closer" or "step_back" when withheld
+
+    def as_dict(self) -> dict:
+        score = None if self.score is None else round(self.score, 4)
+        return {"score": score, "verdict": self.verdict, "reason": self.reason}
+
+
+class LivenessNet:
+    input_size = 128
+    scale = 2.7
+    # The shorter side of the face box under which its x2.7 crop has fewer pixels than the
+    # network's 128x128 input (128 / 2.7 = 47.4).
+    min_size = 48
+    # The largest face still scored: its crop, capped to the frame, keeps at least this much
+    # context (the issue's planning measured AUC 0.898 at x1.5 against 0.974 at x2.7).
+    min_context = 1.5
+    # p(live) at or above which a frame is live, for the fp32 and int8 versions alike. Chosen
+    # from `edge-verifier bench liveness` (whole pipeline on ../shared/faces/liveness, README
+    # "Liveness"): per frame BPCER 3.1 %, APCER print 0.85 %, replay 2.0 %. It sits far below
+    # 0.5 because the webcam's backlit live frames score as low as 0.005 while the replayed
+    # phone's frames score under 0.002 almost always.
+    threshold = 0.012
+
+    def __init__(self, session, threshold: float | None = None):
+        self.session = session
+        self._input = session.get_inputs()[0].name
+        if threshold is not None:
+            self.threshold = threshold
+
+    def infer(self, bgr: np.ndarray, box: tuple[int, int, int, int]) -> Liveness:
+        """The liveness of the face in `box` (x, y, w, h in frame pixels) of the frame."""
+        withheld = self.gate(bgr.shape, box)
+        if withheld:
+            return Liveness(None, None, withheld)
+        score = self.score(self.crop(bgr, box))
+        return Liveness(score, "live" if score >= self.threshold else "attack", None)
+
+    def score(self, crop: np.ndarray) -> float:
+        """p(live) of a 128x128 crop made by `crop`."""
+        out = self.session.run(None, {self._input: self._preprocess(crop)})[0]
+        return self._postprocess(out[0])
+
+    @classmethod
+    def input_blob(cls, bgr: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
+        """The network's input for the face in `box` (for calibration and benchmarks)."""
+        return cls._preprocess(cls.crop(bgr, box))
+
+    @classmethod
+    def gate(cls, shape: tuple[int, ...], box: tuple[int, int, int, int]) -> str | None:
+        _, _, w, h = box
+        if min(w, h) < cls.min_size:
+            return "step_closer"
+        if cls._fitted_scale(shape, w, h) < cls.min_context:
+            return "step_back"
+        return None
+
+    @classmethod
+    def crop(cls, bgr: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+        """Silent-Face's crop: the box scaled about its centre, capped and shifted inside the frame."""
+        height, width = bgr.shape[:2]
+        x, y, w, h = (float(v) for v in box)
+        s = cls._fitted_scale(bgr.shape, w, h)
+        cx, cy = x + w / 2, y + h / 2
+        left, top, right, bottom = cx - w * s / 2, cy - h * s / 2, cx + w * s / 2, cy + h * s / 2
+        if left < 0:
+            right, left = right - left, 0.0
+        if top < 0:
+            bottom, top = bottom - top, 0.0
+        if right > width - 1:
+            left, right = left - (right - width + 1), width - 1.0
+        if bottom > height - 1:
+            top, bottom = top - (bottom - height + 1), height - 1.0
+        x0, y0 = max(int(left), 0), max(int(top), 0)
+        patch = bgr[y0: int(bottom) + 1, x0: int(right) + 1]
+        return cv2.resize(patch, (cls.input_size, cls.input_size))
+
+    @classmethod
+    def _fitted_scale(cls, shape: tuple[int, ...], w: float, h: float) -> float:
+        height, width = shape[:2]
+        return min((height - 1) / max(h, 1), (width - 1) / max(w, 1), cls.scale)
+
+    @staticmethod
+    def _preprocess(crop_bgr: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(crop_bgr.astype(np.float32).transpose(2, 0, 1)[None])
+
+    @staticmethod
+    def _postprocess(logits: np.ndarray) -> float:
+        z = np.asarray(logits, dtype=np.float64).reshape(-1)
+        e = np.exp(z - z.max())
+        return float(e[0] / e.sum())

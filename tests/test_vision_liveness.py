@@ -1,0 +1,138 @@
+"""Liveness (presentation-attack detection): the real model on real frames of ../shared/faces/liveness."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edge.localenv import shared_faces_dir
+from edge.vision.liveness import LivenessNet
+
+EXE = Path(sys.executable).with_name("edge-verifier")
+LIVENESS = shared_faces_dir() / "liveness"
+LIVE = ["0001/0001_00_00_01_0.jpg", "0004/0004_01_00_01_116.jpg", "0008/0008_00_00_02_135.jpg"]
+PRINTS = ["0001/0001_00_00_01_0.jpg", "0004/0004_01_00_01_120.jpg", "0008/0008_00_00_01_122.jpg"]
+
+
+@pytest.fixture(scope="module")
+def data() -> Path:
+    if not (LIVENESS / "nuaa").is_dir():
+        pytest.skip(f"liveness frames not found at {LIVENESS} (set EDGE_VERIFIER_SHARED)")
+    return LIVENESS
+
+
+def video_frames(path: Path, indices: list[int]) -> list[np.ndarray]:
+    cap = cv2.VideoCapture(str(path))
+    frames, i = [], 0
+    while len(frames) < len(indices):
+        ok, frame = cap.read()
+        assert ok, f"{path} has no frame {indices[len(frames)]}"
+        if i in indices:
+            frames.append(frame)
+        i += 1
+    cap.release()
+    return frames
+
+
+def liveness_of(pipeline, frame):
+    face = pipeline.detect(frame)[0]
+    return pipeline.check_liveness(frame, face)
+
+
+@pytest.mark.parametrize("name", LIVE)
+def test_live_webcam_frames_pass(pipeline, data, name):
+    result = liveness_of(pipeline, cv2.imread(str(data / "nuaa" / "live" / name)))
+    assert result.verdict == "live" and result.reason is None
+    assert result.score >= pipeline.liveness.threshold
+
+
+@pytest.mark.parametrize("name", PRINTS)
+def test_printed_photos_are_refused_as_attacks(pipeline, data, name):
+    result = liveness_of(pipeline, cv2.imread(str(data / "nuaa" / "print" / name)))
+    assert result.verdict == "attack" and result.reason is None
+    assert result.score < pipeline.liveness.threshold
+
+
+def test_phone_replay_frames_are_refused_and_the_live_video_passes(pipeline, data):
+    replay = video_frames(data / "webcam" / "fake2.webm", [51, 201, 401])
+    assert [liveness_of(pipeline, f).verdict for f in replay] == ["attack"] * 3
+    live = video_frames(data / "webcam" / "real2.webm", [0, 200])
+    assert [liveness_of(pipeline, f).verdict for f in live] == ["live"] * 2
+
+
+def test_fp32_and_int8_models_agree_on_the_verdicts(pipeline, pipeline_fp32, data):
+    frames = [cv2.imread(str(data / "nuaa" / kind / name)) for kind, names in (("live", LIVE), ("print", PRINTS))
+              for name in names]
+    assert pipeline.fingerprints["liveness"] != pipeline_fp32.fingerprints["liveness"]
+    assert [liveness_of(pipeline, f).verdict for f in frames] == [liveness_of(pipeline_fp32, f).verdict for f in frames]
+
+
+def test_a_tiny_face_gets_no_verdict_but_step_closer(pipeline, data):
+    frame = cv2.imread(str(data / "nuaa" / "live" / LIVE[0]))
+    small = cv2.resize(frame, None, fx=0.25, fy=0.25, interpolation=cv2.INTER_AREA)
+    canvas = np.full_like(frame, 90)
+    canvas[:small.shape[0], :small.shape[1]] = small  # same frame size, the face a quarter as wide
+    face = pipeline.detect(canvas)[0]
+    assert min(face.box[2:]) < LivenessNet.min_size
+    result = pipeline.check_liveness(canvas, face)
+    assert (result.score, result.verdict, result.reason) == (None, None, "step_closer")
+
+
+def test_a_face_filling_the_frame_gets_no_verdict_but_step_back(pipeline, data):
+    frame = cv2.imread(str(data / "nuaa" / "live" / LIVE[0]))
+    x, y, w, h = pipeline.detect(frame)[0].box
+    tight = frame[max(y - h // 8, 0): y + h + h // 8, max(x - w // 8, 0): x + w + w // 8]
+    face = pipeline.detect(tight)[0]
+    result = pipeline.check_liveness(tight, face)
+    assert (result.score, result.verdict, result.reason) == (None, None, "step_back")
+
+
+def test_gates_name_the_reason_from_the_box_alone():
+    assert LivenessNet.gate((480, 640, 3), (300, 200, 40, 52)) == "step_closer"
+    assert LivenessNet.gate((480, 640, 3), (200, 100, 150, 200)) is None  # crop capped at x2.4: scored
+    assert LivenessNet.gate((480, 640, 3), (100, 20, 300, 400)) == "step_back"  # x1.2 at most
+
+
+def test_the_crop_stays_inside_the_frame_and_is_bgr(data):
+    frame = cv2.imread(str(data / "nuaa" / "live" / LIVE[0]))
+    marked = frame.copy()
+    marked[:, :, 0] = 255  # blue channel full: BGR order must reach the network unchanged
+    crop = LivenessNet.crop(marked, (600, 440, 30, 30))  # a box in the corner: shifted inside
+    assert crop.shape == (128, 128, 3) and (crop[:, :, 0] == 255).all()
+    blob = LivenessNet.input_blob(marked, (600, 440, 30, 30))
+    assert blob.shape == (1, 3, 128, 128) and (blob[0, 0] == 255).all()
+
+
+def test_embed_json_reports_each_faces_liveness(models_dir, data):
+    paths = [str(data / "nuaa" / "live" / LIVE[0]), str(data / "nuaa" / "print" / PRINTS[0])]
+    proc = subprocess.run([str(EXE), "embed", *paths, "--json"], capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr
+    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    verdicts = [line["faces"][0]["liveness"] for line in lines]
+    assert [v["verdict"] for v in verdicts] == ["live", "attack"]
+    assert all(v["reason"] is None and 0 <= v["score"] <= 1 for v in verdicts)
+
+
+def test_bench_liveness_reports_apcer_per_attack_type_and_draws_the_det_plot(models_dir, data, tmp_path):
+    plot = tmp_path / "det.png"
+    proc = subprocess.run([str(EXE), "bench", "liveness", "--json", "--limit", "50", "--plot", str(plot),
+                           "--timing-frames", "5"],
+                          capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "XDG_CACHE_HOME": str(tmp_path)})
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert set(result["models"]) == {"fp32", "int8"}
+    for entry in result["models"].values():
+        assert set(entry["frames"]["apcer"]) == {"print", "replay"}
+        assert 0 <= entry["frames"]["bpcer"] <= 1 and entry["ms_per_face"] > 0
+        assert set(entry["at_bpcer"]) == {"1%", "5%", "10%"}
+        assert entry["auc"]["print"] > 0.9  # prints are told apart from live frames
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "planarity" in result["cues"]
