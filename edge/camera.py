@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -71,10 +71,6 @@ class FilesSource(FrameSource):
 
         # imread returns None for unreadable or non-image files: a bad frame, not a dead camera.
         return cv2.imread(path, cv2.IMREAD_COLOR)
-
-    @property
-    def current(self) -> str:
-        return self._paths[self._i - 1] if self._i else ""
 
 
 class OpenCVSource(FrameSource):
@@ -237,8 +233,6 @@ class CameraState:
     bad_frames: int = 0
     failures: int = 0
     last_error: str = ""
-    retry_in_s: float = 0.0
-    extra: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return {"status": self.status, "frames": self.frames, "bad_frames": self.bad_frames,
@@ -324,7 +318,6 @@ class Camera:
         self.state.failures += 1
         self.state.last_error = str(exc)
         self.state.status = "retrying"
-        self.state.retry_in_s = self._delay
         log.warning("camera %s failed (%s); retrying in %.1fs", self.name, exc, self._delay)
         self.close()
         self._retry_at = time.monotonic() + self._delay

@@ -17,17 +17,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import secrets
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
-import threading
 import time
-import urllib.request
 from pathlib import Path
 
 from edge.localenv import free_port, shared_faces_dir
@@ -45,28 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="print each decision as the full MQTT event JSON instead of one line")
 
 
-def _write_private(path: Path, text: str) -> None:
-    """Write a config that holds a secret key: mode 0600, as the hub and the daemon require."""
-    path.touch(mode=0o600)
-    path.chmod(0o600)
-    path.write_text(text)
-
-
 def _say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
-
-
-def _wait_port(port: int, proc: subprocess.Popen, what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with {proc.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"{what} did not start within {timeout:.0f}s")
 
 
 def _prepare_photos(faces: Path, work: Path) -> tuple[dict[str, list[Path]], Path, str]:
@@ -124,142 +97,88 @@ def _line(e: dict) -> str:
 
 
 def run(args) -> int:
-    mosquitto = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    if not Path(mosquitto).exists():
-        _say("mosquitto is needed for the demo: apt-get install mosquitto (make demo does it)")
-        return 1
-    exe = str(Path(sys.executable).with_name("edge-verifier"))
-    cmd = [exe] if Path(exe).exists() else [sys.executable, "-m", "edge"]
+    from edge.devstack import Broker, DaemonProc, EventFeed, HubProc, edge_config, write_toml
+
     work = Path(tempfile.mkdtemp(prefix="edge-demo-"))
-    procs: list[subprocess.Popen] = []
+    parts: list = []  # started processes, stopped in reverse order
     deadline = time.monotonic() + args.timeout
     try:
         enrol, frames, described = _prepare_photos(args.faces, work)
         _say(f"photos: {described}")
-        # 1. broker
-        mport = free_port()
-        (work / "mosquitto.conf").write_text(
-            f"listener {mport} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-            + ("user root\n" if os.geteuid() == 0 else ""))
-        procs.append(subprocess.Popen([mosquitto, "-c", str(work / "mosquitto.conf")],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        _wait_port(mport, procs[-1], "mosquitto", 10)
-        _say(f"broker: mosquitto on 127.0.0.1:{mport}")
-        # 2. hub
-        hport = free_port()
-        appid, sid, key = "100001", "AKIDdemo" + secrets.token_hex(8), secrets.token_hex(16)
-        models = f'models_dir = "{args.models_dir}"\n' if args.models_dir else ""
-        _write_private(work / "hub.toml",
-            f'[server]\nhost = "127.0.0.1"\nport = {hport}\n[storage]\npath = "{work}/hub.sqlite3"\n'
-            f'[[credentials]]\nappid = "{appid}"\nsecret_id = "{sid}"\nsecret_key = "{key}"\n'
-            f"[vision]\n{models}")
-        hub_log = (work / "hub.log").open("wb")
-        procs.append(subprocess.Popen(cmd + ["hub", "--config", str(work / "hub.toml"), "--log-level", "warning"],
-                                      stdout=hub_log, stderr=subprocess.STDOUT))
-        _wait_port(hport, procs[-1], "hub", 60)
-        hub_url = f"http://127.0.0.1:{hport}"
-        _say(f"hub: {hub_url}")
-        # 3. enrol
-        from edge.cloud import CloudApiError, CloudClient
-
-        client = CloudClient(hub_url, appid, sid, key, timeout=60, retries=0)
-        for pid, photos in enrol.items():
-            done = 0
-            for photo in photos:
-                try:
-                    if done == 0:
-                        client.newperson(pid, ["staff"], photo.read_bytes(), person_name=pid.replace("_", " ").title())
-                    else:
-                        client.addface(pid, [photo.read_bytes()])
-                    done += 1
-                except CloudApiError as exc:
-                    _say(f"  {photo.name}: not enrolled ({exc.code} {exc.message})")
-            _say(f"enrolled {pid}: {done} photo(s)")
-        client.close()
-        # 4. daemon
+        broker = Broker(work).start()
+        parts.append(broker)
+        _say(f"broker: mosquitto on {broker.host}:{broker.port}")
+        hub = HubProc(work, models_dir=args.models_dir).start()
+        parts.append(hub)
+        _say(f"hub: {hub.url}")
+        _enrol(hub, enrol)
         aport = free_port()
-        _write_private(work / "edge.toml",
-            f'[device]\nid = "demo-door"\n[camera]\nsource = "files:{frames}/*"\nname = "demo-camera"\n'
-            f"rate = {args.rate}\n[identify]\ngroups = [\"staff\"]\n"
-            f'[mqtt]\nhost = "127.0.0.1"\nport = {mport}\nprefix = "edge-verifier"\n'
-            f'[hub]\nurl = "{hub_url}"\nappid = "{appid}"\nsecret_id = "{sid}"\nsecret_key = "{key}"\n'
-            f'[api]\nport = {aport}\n[storage]\npath = "{work}/edge"\n[vision]\n{models}')
-        events: list[dict] = []
-        ready = threading.Event()
-        _subscribe(mport, "edge-verifier/demo-door/event", events, ready)
-        ready.wait(5)
-        edge_log = (work / "edge.log").open("wb")
-        procs.append(subprocess.Popen(cmd + ["run", "--config", str(work / "edge.toml"), "--log-level", "WARNING"],
-                                      stdout=edge_log, stderr=subprocess.STDOUT))
+        cfg = write_toml(work / "edge.toml", edge_config(
+            device="demo-door", source=f"files:{frames}/*", storage=work / "edge", api_port=aport,
+            broker=broker, hub=hub, models_dir=args.models_dir,
+            camera={"name": "demo-camera", "rate": args.rate}, identify={"groups": ["staff"]}),
+            private=True)
+        feed = EventFeed(broker.port, "edge-verifier/demo-door/event")
+        daemon = DaemonProc(cfg, aport, work / "edge.log", args=("--log-level", "WARNING")).start()
+        parts.append(daemon)
         _say(f"daemon: camera plays {len(list(frames.iterdir()))} frames at {args.rate}/s; decisions:")
-        shown = 0
-        health: dict = {}
-        while time.monotonic() < deadline:
-            while shown < len(events):
-                print(json.dumps(events[shown]) if args.events else _line(events[shown]), flush=True)
-                shown += 1
-            if procs[-1].poll() is not None:
-                _say(f"daemon exited with {procs[-1].returncode}; see {work}/edge.log")
-                break
-            health = _health(aport) or health
-            if health.get("camera", {}).get("status") == "ended" and health["mqtt"]["outbox_depth"] == 0 \
-                    and health.get("pending") == 0 and shown >= health.get("decisions", 0):
-                break
-            time.sleep(0.2)
-        else:
-            _say("demo timeout reached")
+        events, health = _follow(feed, daemon, deadline, args.events, work)
         accepted = sorted({e["person_id"] for e in events if e["decision"] == "accept"})
-        print(json.dumps({"decisions": len(events), "accepted": accepted,
-                          "enrolled": sorted(enrol), "frames": health.get("camera", {}).get("frames")}))
+        print(json.dumps({"decisions": len(events), "accepted": accepted, "enrolled": sorted(enrol),
+                          "frames": health.get("camera", {}).get("frames")}))
         return 0
     except (RuntimeError, OSError) as exc:
         _say(f"demo failed: {exc} (logs in {work})")
         args.keep = True
         return 1
     finally:
-        for p in reversed(procs):
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-                try:
-                    p.wait(15)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
+        for part in reversed(parts):
+            part.stop()
         if args.keep:
             _say(f"kept {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
 
 
-def _health(port: int) -> dict | None:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
-            return json.loads(r.read())
-    except (OSError, ValueError):
-        return None
+def _enrol(hub, enrol: dict[str, list[Path]]) -> None:
+    from edge.cloud import CloudApiError
+
+    client = hub.client(timeout=60, retries=0)
+    for pid, photos in enrol.items():
+        done = 0
+        for photo in photos:
+            try:
+                if done == 0:
+                    client.newperson(pid, ["staff"], photo.read_bytes(), person_name=pid.replace("_", " ").title())
+                else:
+                    client.addface(pid, [photo.read_bytes()])
+                done += 1
+            except CloudApiError as exc:
+                _say(f"  {photo.name}: not enrolled ({exc.code} {exc.message})")
+        _say(f"enrolled {pid}: {done} photo(s)")
+    client.close()
 
 
-def _subscribe(port: int, topic: str, sink: list, ready: threading.Event) -> None:
-    import paho.mqtt.client as mqtt
-
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"demo-viewer-{os.getpid()}")
-
-    def on_connect(c, u, f, rc, p):
-        c.subscribe(topic, qos=1)
-        ready.set()
-
-    seen: set[str] = set()
-
-    def on_message(c, u, msg):
-        try:
-            e = json.loads(msg.payload)
-        except ValueError:
-            return
-        if e.get("event_id") not in seen:  # QoS 1 may deliver twice: dedupe by event_id
-            seen.add(e.get("event_id"))
-            sink.append(e)
-
-    client.on_connect = on_connect
-    client.on_message = on_message
-    client.connect("127.0.0.1", port)
-    client.loop_start()
+def _follow(feed, daemon, deadline: float, full: bool, work: Path) -> tuple[list[dict], dict]:
+    """Print each decision as it arrives, until the camera has played everything and every
+    decision is out (or the daemon exits, or the deadline); the events and the last health."""
+    shown = 0
+    health: dict = {}
+    events: list[dict] = []
+    while time.monotonic() < deadline:
+        events = feed.snapshot()
+        while shown < len(events):
+            print(json.dumps(events[shown]) if full else _line(events[shown]), flush=True)
+            shown += 1
+        if daemon.proc.poll() is not None:
+            _say(f"daemon exited with {daemon.proc.returncode}; see {work}/edge.log")
+            break
+        health = daemon.health() or health
+        if health.get("camera", {}).get("status") == "ended" and health["mqtt"]["outbox_depth"] == 0 \
+                and health.get("pending") == 0 and shown >= health.get("decisions", 0):
+            break
+        time.sleep(0.2)
+    else:
+        _say("demo timeout reached")
+    feed.close()
+    return events, health

@@ -165,8 +165,6 @@ class MqttPublisher(Publisher):
         self.on_command = on_command
         self.window = window
         self.connected = False
-        self.connects = 0
-        self.published = 0
         self._state: dict | None = None
         self._acks: queue.SimpleQueue[int] = queue.SimpleQueue()
         self._inflight: dict[int, int] = {}  # paho mid -> outbox row id
@@ -294,7 +292,6 @@ class MqttPublisher(Publisher):
             if row_id is not None:
                 done.append(row_id)
         self.outbox.delete(*done)
-        self.published += len(done)
 
     # -- paho callbacks (network thread: never block, never take the outbox lock here) ------
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
@@ -302,7 +299,6 @@ class MqttPublisher(Publisher):
             log.warning("mqtt connect refused: %s", reason_code)
             return
         self.connected = True
-        self.connects += 1
         log.info("mqtt connected to %s:%s", self.s.host, self.s.port)
         client.publish(self.topic("availability"), "online", qos=1, retain=True)
         client.subscribe(self.topic("cmd/+"), qos=1)

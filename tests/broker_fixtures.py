@@ -1,69 +1,24 @@
-"""A real mosquitto broker on a free loopback port, stoppable and restartable on that port.
+"""The MQTT side of the tests: a real mosquitto, a subscriber that checks every message against
+its published schema, and the edge daemon as a real process (all started by edge.devstack).
 
-Persistence is on (in the test's own directory) so that a subscriber with a persistent session
-keeps its queued QoS 1 messages across a broker restart, like a production broker would.
+The broker keeps persistence on (in the test's own directory) so that a subscriber with a
+persistent session keeps its queued QoS 1 messages across a broker restart, like a production
+broker would.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import socket
-import subprocess
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port
+from edge.devstack import MOSQUITTO, Broker, DaemonProc, edge_config, write_toml
 
-MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-
-
-class Broker:
-    def __init__(self, workdir: Path):
-        self.workdir = workdir
-        self.host = "127.0.0.1"
-        self.port = free_port()
-        self.proc: subprocess.Popen | None = None
-        self.conf = workdir / "mosquitto.conf"
-        self.conf.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
-            f"persistence true\npersistence_location {workdir}/\n"
-            f"log_dest file {workdir}/mosquitto.log\n"
-            # As root mosquitto drops to the `mosquitto` user, which cannot write our temp dir.
-            + ("user root\n" if os.geteuid() == 0 else ""))
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection((self.host, self.port), timeout=0.2).close()
-                return
-            except OSError:
-                if self.proc.poll() is not None:
-                    log = (self.workdir / "mosquitto.log").read_text()
-                    raise RuntimeError(f"mosquitto exited: {log}") from None
-                time.sleep(0.05)
-        raise RuntimeError("mosquitto did not start listening")
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()  # SIGTERM: mosquitto saves its persistence file
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
+__all__ = ["EDGE_VERIFIER", "MOSQUITTO", "Broker", "DaemonProc", "Subscriber", "enrol_five",
+           "sample_event", "schema_errors", "write_edge_config"]
 
 
 def schema_errors(topic: str, payload: bytes) -> list[str]:
@@ -156,7 +111,7 @@ def mosquitto(tmp_path_factory):
     """A running mosquitto (function scope: faults tests stop and restart it)."""
     if not Path(MOSQUITTO).exists():
         pytest.fail("mosquitto is not installed: apt-get install mosquitto (make test does)")
-    broker = Broker(tmp_path_factory.mktemp("mosquitto"))
+    broker = Broker(tmp_path_factory.mktemp("mosquitto"), persistence=True)
     broker.start()
     yield broker
     broker.stop()
@@ -186,82 +141,23 @@ EDGE_VERIFIER = ROOT / ".venv" / "bin" / "edge-verifier"
 
 
 def write_edge_config(path: Path, *, device: str, camera: str, broker: Broker | None, hub=None,
-                      storage: Path, api_port: int, extra: str = "", rate: float = 4,
-                      loop: bool = False, hub_extra: str = "", mqtt_extra: str = "", api_extra: str = "") -> Path:
-    """A daemon TOML config for tests (rate and backoff short, so runs are brief)."""
+                      storage: Path, api_port: int, rate: float = 4, loop: bool = False,
+                      sections: dict[str, dict] | None = None) -> Path:
+    """A daemon TOML config for tests (rate and backoff short, so runs are brief); `sections`
+    adds to or overrides any section. Written 0600: it holds the hub's secret key."""
     from tests.conftest import MODELS
 
-    lines = [
-        "[device]", f'id = "{device}"',
-        "[camera]", f'source = "{camera}"', f"rate = {rate}", f"loop = {'true' if loop else 'false'}",
-        "retry_initial_s = 0.2", "retry_max_s = 0.5",
-        "[mqtt]", f"enabled = {'true' if broker else 'false'}",
-        f'host = "{broker.host if broker else "127.0.0.1"}"', f"port = {broker.port if broker else 1}",
-        'prefix = "test"', "keepalive = 5", "reconnect_max_s = 1", mqtt_extra,
-        "[api]", 'host = "127.0.0.1"', f"port = {api_port}", api_extra,
-        "[storage]", f'path = "{storage}"',
-        "[vision]", f'models_dir = "{MODELS}"', "threads = 1",
-    ]
+    cfg = edge_config(
+        device=device, source=camera, storage=storage, api_port=api_port, broker=broker, hub=hub,
+        prefix="test", models_dir=MODELS,
+        camera={"rate": rate, "loop": loop, "retry_initial_s": 0.2, "retry_max_s": 0.5},
+        mqtt={"prefix": "test", "keepalive": 5, "reconnect_max_s": 1},
+        vision={"threads": 1})
     if hub is not None:
-        lines += ["[hub]", f'url = "{hub.url}"', f'appid = "{hub.appid}"',
-                  f'secret_id = "{hub.secret_id}"', f'secret_key = "{hub.secret_key}"',
-                  "timeout = 5", "retries = 0", "breaker_failures = 2", "breaker_reset_s = 60",
-                  "sync_interval_s = 3600", hub_extra]
-    path.touch(mode=0o600)
-    path.chmod(0o600)  # it holds the hub's secret key
-    path.write_text("\n".join(lines) + "\n" + extra)
-    return path
-
-
-class DaemonProc:
-    """`edge-verifier run --config FILE` in a subprocess, with its local API for /health."""
-
-    def __init__(self, config: Path, api_port: int, log: Path):
-        self.config, self.api_port, self.log = config, api_port, log
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> "DaemonProc":
-        self._fh = self.log.open("ab")
-        self.proc = subprocess.Popen([str(EDGE_VERIFIER), "run", "--config", str(self.config)],
-                                     stdout=self._fh, stderr=subprocess.STDOUT)
-        return self
-
-    def health(self) -> dict | None:
-        import urllib.request
-
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.api_port}/health", timeout=2) as r:
-                return json.loads(r.read())
-        except OSError:
-            return None
-
-    def wait_health(self, predicate, timeout: float = 60.0) -> dict:
-        deadline = time.monotonic() + timeout
-        h = None
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, f"daemon exited: {self.log.read_text()[-3000:]}"
-            h = self.health()
-            if h is not None and predicate(h):
-                return h
-            time.sleep(0.1)
-        raise AssertionError(f"daemon health never matched; last {h}; log: {self.log.read_text()[-3000:]}")
-
-    def terminate(self, timeout: float = 15) -> int:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._fh.close()
-        return self.proc.returncode
-
-    def kill(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        self._fh.close()
+        cfg["hub"].update(timeout=5, retries=0, breaker_failures=2, breaker_reset_s=60, sync_interval_s=3600)
+    for name, values in (sections or {}).items():
+        cfg[name] = {**cfg.get(name, {}), **values}
+    return write_toml(path, cfg, private=True)
 
 
 def enrol_five(client, faces_dir: Path, group: str = "staff", photos: int = 2) -> dict[str, str]:

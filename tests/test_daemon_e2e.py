@@ -50,7 +50,7 @@ def run(tmp_path_factory, faces_dir, models_dir):
         port = free_port()
         cfg = write_edge_config(tmp / "edge.toml", device="door-e2e", camera=f"files:{frames}/*",
                                 broker=broker, hub=hub, storage=tmp / "data", api_port=port,
-                                extra='[identify]\ngroups = ["staff"]\n')
+                                sections={"identify": {"groups": ["staff"]}})
         daemon = DaemonProc(cfg, port, tmp / "daemon.log").start()
         health = daemon.wait_health(
             lambda h: h["camera"]["status"] == "ended" and h["pending"] == 0

@@ -58,7 +58,7 @@ def test_decisions_continue_under_the_offline_policy_when_the_hub_is_down(
         # Thresholds that make every match uncertain: each decision needs the cloud.
         cfg = write_edge_config(tmp_path / "edge.toml", device="door-f2", camera=f"files:{drop}/*",
                                 broker=mosquitto, hub=hub, storage=tmp_path / "data", api_port=port,
-                                loop=True, extra="[policy]\naccept = 0.99\nreject = -1.0\noffline = \"deny\"\n")
+                                loop=True, sections={"policy": {"accept": 0.99, "reject": -1.0, "offline": "deny"}})
         daemon = DaemonProc(cfg, port, tmp_path / "daemon.log").start()
         daemon.wait_health(lambda h: h["sync"].get("status") == "ok" and h["cache"]["persons"] == 5, 60)
         shutil.copy(faces_dir / "five_celebrity/Madonna/val_1.jpg", drop / "a.jpg")
@@ -92,7 +92,7 @@ def test_sigkill_during_sync_leaves_a_consistent_store_and_sync_resumes(faces_di
         port = free_port()
         cfg = write_edge_config(tmp_path / "edge.toml", device="door-f3", camera=f"files:{tmp_path}/none/*",
                                 broker=None, hub=hub, storage=tmp_path / "data", api_port=port,
-                                hub_extra="sync_page = 1")
+                                sections={"hub": {"sync_page": 1}})
         db = tmp_path / "data" / "cache.db"
 
         def cursor() -> int:

@@ -186,7 +186,7 @@ def test_the_daemon_runs_the_lite_pack_with_its_own_calibrated_thresholds(models
     port = free_port()
     cfg = write_edge_config(tmp_path / "edge.toml", device="door-lite", camera=f"files:{tmp_path}/none/*",
                             broker=None, hub=DeadHub, storage=tmp_path / "data", api_port=port,
-                            extra='[policy]\naccept = 0.45\n')
+                            sections={"policy": {"accept": 0.45}})
     cfg.write_text(cfg.read_text().replace("[vision]\n", '[vision]\nprecision = "int8-lite"\n', 1))
     daemon = DaemonProc(cfg, port, tmp_path / "d.log").start()
     lite = CALIBRATED_THRESHOLDS["int8-lite"]

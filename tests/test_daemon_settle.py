@@ -55,7 +55,7 @@ def test_a_face_is_decided_on_its_best_frame_with_one_event_per_track(
         # the camera decides, whatever the speed of this machine.
         cfg = write_edge_config(tmp_path / "edge.toml", device="door-s", camera=f"files:{frames}/*",
                                 broker=mosquitto, hub=hub, storage=tmp_path / "data", api_port=port,
-                                rate=2, extra='[identify]\ngroups = ["staff"]\n[tracker]\nsettle_s = 30\n')
+                                rate=2, sections={"identify": {"groups": ["staff"]}, "tracker": {"settle_s": 30}})
         daemon = DaemonProc(cfg, port, tmp_path / "daemon.log").start()
         try:
             health = daemon.wait_health(lambda h: h["camera"]["status"] == "ended" and h["pending"] == 0

@@ -20,7 +20,7 @@ def _start_verify_only_daemon(tmp_path, hub, drop, device: str, broker) -> Daemo
     port = free_port()
     cfg = write_edge_config(tmp_path / "edge.toml", device=device, camera=f"files:{drop}/*",
                             broker=broker, hub=hub, storage=tmp_path / "data", api_port=port,
-                            loop=True, extra="[identify]\nenabled = false\n")
+                            loop=True, sections={"identify": {"enabled": False}})
     return DaemonProc(cfg, port, tmp_path / "daemon.log").start()
 
 

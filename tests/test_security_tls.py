@@ -87,8 +87,8 @@ def test_the_edge_syncs_from_an_https_hub_with_its_ca_file_and_serves_its_api_ov
     port = free_port()
     cfg = write_edge_config(
         tmp_path / "edge.toml", device="door-tls", camera=f"files:{tmp_path}/none/*", broker=None, hub=tls_hub,
-        storage=tmp_path / "data", api_port=port, hub_extra=f'ca_file = "{tls_files.ca}"',
-        api_extra=f'tls_cert = "{tls_files.cert}"\ntls_key = "{tls_files.key}"',
+        storage=tmp_path / "data", api_port=port, sections={"hub": {"ca_file": str(tls_files.ca)},
+                  "api": {"tls_cert": str(tls_files.cert), "tls_key": str(tls_files.key)}},
     )
     daemon = DaemonProc(cfg, port, tmp_path / "d.log").start()
     trusting = ssl.create_default_context(cafile=str(tls_files.ca))

@@ -19,16 +19,13 @@ import base64
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
-from edge.demo import _health, _wait_port
 from edge.localenv import free_port, shared_faces_dir
 
 
@@ -82,55 +79,26 @@ def _seed_cache(pipeline, photos: list[Path], data: Path) -> None:
     cache.close()
 
 
-class _Events:
-    def __init__(self, port: int, topic: str):
-        import paho.mqtt.client as mqtt
-
-        self.events: list[tuple[float, dict]] = []
-        self.lock = threading.Lock()
-        self.ready = threading.Event()
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
-        c.on_connect = lambda cl, u, f, rc, p: (cl.subscribe(topic, qos=1), self.ready.set())
-        c.on_message = self._on
-        c.connect("127.0.0.1", port)
-        c.loop_start()
-        self.client = c
-        self.ready.wait(5)
-
-    def _on(self, c, u, msg) -> None:
-        with self.lock:
-            self.events.append((time.monotonic(), json.loads(msg.payload)))
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-
-
-def _daemon_run(work: Path, name: str, frames: Path, mport: int, *, rate: float, threads: int | None,
+def _daemon_run(work: Path, name: str, frames: Path, broker, *, rate: float, threads: int | None,
                 seconds: float, models_dir: Path | None, pin_one_core: bool) -> dict:
+    from edge.devstack import DaemonProc, EventFeed, edge_config, health, write_toml
+
     data = work / name
     shutil.copytree(work / "seed", data)
     aport = free_port()
-    cfg = work / f"{name}.toml"
-    cfg.write_text(
-        f'[device]\nid = "{name}"\n[camera]\nsource = "files:{frames}/*"\nrate = {rate}\nloop = true\n'
+    cfg = write_toml(work / f"{name}.toml", edge_config(
+        device=name, source=f"files:{frames}/*", storage=data, api_port=aport, broker=broker,
+        prefix="bench", models_dir=models_dir, camera={"rate": rate, "loop": True},
         # Every frame shows someone else and a face that left ends its track at once: one
         # decision per frame, so each frame's latency is measured.
-        "[tracker]\nmax_missed = 0\n"
-        f'[mqtt]\nhost = "127.0.0.1"\nport = {mport}\nprefix = "bench"\n'
-        f'[api]\nport = {aport}\n[storage]\npath = "{data}"\n[vision]\n'
-        + (f"threads = {threads}\n" if threads else "")
-        + (f'models_dir = "{models_dir}"\n' if models_dir else ""))
-    exe = str(Path(sys.executable).with_name("edge-verifier"))
-    cmd = [exe, "run", "--config", str(cfg), "--log-level", "WARNING"]
-    if pin_one_core and shutil.which("taskset"):
-        cmd = ["taskset", "-c", "0"] + cmd
-    events = _Events(mport, f"bench/{name}/event")
-    log = (work / f"{name}.log").open("wb")
+        tracker={"max_missed": 0}, vision={"threads": threads} if threads else {}))
+    wrap = ("taskset", "-c", "0") if pin_one_core and shutil.which("taskset") else ()
+    events = EventFeed(broker.port, f"bench/{name}/event")
+    daemon = DaemonProc(cfg, aport, work / f"{name}.log", args=("--log-level", "WARNING"), wrap=wrap)
     t_spawn = time.monotonic()
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    daemon.start()
     try:
-        _wait_port(aport, proc, "daemon", 60)
+        daemon.wait_port(60)
         deadline = time.monotonic() + 60
         while not events.events and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -138,27 +106,21 @@ def _daemon_run(work: Path, name: str, frames: Path, mport: int, *, rate: float,
             raise RuntimeError(f"no decision from the daemon; see {work}/{name}.log")
         cold = events.events[0][0] - t_spawn
         time.sleep(1.0)  # warm-up
-        h0, t0 = _health(aport), time.monotonic()
+        h0, t0 = health(aport), time.monotonic()
         time.sleep(seconds)
-        h1, t1 = _health(aport), time.monotonic()
+        h1, t1 = health(aport), time.monotonic()
         rss_kb = 0
-        with open(f"/proc/{proc.pid}/status") as fh:
+        with open(f"/proc/{daemon.proc.pid}/status") as fh:
             for line in fh:
                 if line.startswith("VmHWM:"):
                     rss_kb = int(line.split()[1])
         fps = (h1["camera"]["frames"] - h0["camera"]["frames"]) / (t1 - t0)
         dps = (h1["decisions"] - h0["decisions"]) / (t1 - t0)
-        with events.lock:
-            lat = [e["latency_ms"]["frame_to_event_ms"] for _, e in events.events
-                   if e.get("source") == "local" and "frame_to_event_ms" in e.get("latency_ms", {})]
+        lat = [e["latency_ms"]["frame_to_event_ms"] for e in events.snapshot()
+               if e.get("source") == "local" and "frame_to_event_ms" in e.get("latency_ms", {})]
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        daemon.terminate()
         events.close()
-        log.close()
     return {"cold_start_s": round(cold, 2), "fps": round(fps, 2), "peak_rss_mb": round(rss_kb / 1024, 1),
             "latencies": lat, "decisions_per_s": round(dps, 2)}
 
@@ -183,10 +145,10 @@ def _replay(work: Path, mport: int, n: int) -> float:
 
 
 def run(args) -> int:
+    from edge.devstack import MOSQUITTO, Broker
     from edge.vision import Pipeline
 
-    mosquitto = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    if not Path(mosquitto).exists():
+    if not Path(MOSQUITTO).exists():
         _say("mosquitto is needed: apt-get install mosquitto")
         return 1
     work = Path(tempfile.mkdtemp(prefix="edge-bench-"))
@@ -198,23 +160,18 @@ def run(args) -> int:
         (work / "seed").mkdir()
         _seed_cache(pipeline, frames_list, work / "seed")
         del pipeline
-        mport = free_port()
-        (work / "mosquitto.conf").write_text(f"listener {mport} 127.0.0.1\nallow_anonymous true\n"
-                                             + ("user root\n" if os.geteuid() == 0 else ""))
-        broker = subprocess.Popen([mosquitto, "-c", str(work / "mosquitto.conf")],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        _wait_port(mport, broker, "mosquitto", 10)
+        broker = Broker(work).start()
         _say(f"latency run: 5 frames/s for {args.seconds:.0f}s, one ORT thread")
-        lat_run = _daemon_run(work, "latency", frames, mport, rate=5, threads=1, seconds=args.seconds,
+        lat_run = _daemon_run(work, "latency", frames, broker, rate=5, threads=1, seconds=args.seconds,
                               models_dir=args.models_dir, pin_one_core=False)
         _say("fps run, all cores")
-        all_run = _daemon_run(work, "allcores", frames, mport, rate=120, threads=None, seconds=args.seconds,
+        all_run = _daemon_run(work, "allcores", frames, broker, rate=120, threads=None, seconds=args.seconds,
                               models_dir=args.models_dir, pin_one_core=False)
         _say("fps run, one core")
-        one_run = _daemon_run(work, "onecore", frames, mport, rate=120, threads=1, seconds=args.seconds,
+        one_run = _daemon_run(work, "onecore", frames, broker, rate=120, threads=1, seconds=args.seconds,
                               models_dir=args.models_dir, pin_one_core=True)
         _say(f"outbox replay: {args.replay_events} events")
-        replay = _replay(work, mport, args.replay_events)
+        replay = _replay(work, broker.port, args.replay_events)
 
         def pct(values: list[float]) -> dict:
             lat = np.array(values) if values else np.array([np.nan])
@@ -240,6 +197,5 @@ def run(args) -> int:
         return 0
     finally:
         if broker is not None:
-            broker.terminate()
-            broker.wait(10)
+            broker.stop()
         shutil.rmtree(work, ignore_errors=True)
