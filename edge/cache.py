@@ -9,7 +9,6 @@ and an acknowledged page must survive a power cut (else the cursor would skip ch
 
 from __future__ import annotations
 
-import base64
 import json
 import threading
 from pathlib import Path
@@ -17,8 +16,10 @@ from typing import Iterable
 
 import numpy as np
 
+from edge import syncwire
 from edge.matcher import DEFAULT_THRESHOLDS, Enrolled, Gallery, Thresholds
-from edge.sqlitedb import open_durable
+from edge.sqlitedb import open_durable, transaction
+from edge.store.base import PersonChange
 
 SCHEMA_VERSION = 1
 
@@ -79,64 +80,42 @@ class EdgeCache:
     # -- writing ---------------------------------------------------------------------------
     def reset(self, fingerprint: str, scope: str) -> None:
         """Forget everything: the embedder or the synced groups changed, start again at 0."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.execute("DELETE FROM faces")
-                self._db.execute("DELETE FROM persons")
-                self._db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
-                                     [("cursor", "0"), ("fingerprint", fingerprint), ("scope", scope)])
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        with self._lock, transaction(self._db):
+            self._db.execute("DELETE FROM faces")
+            self._db.execute("DELETE FROM persons")
+            self._db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                                 [("cursor", "0"), ("fingerprint", fingerprint), ("scope", scope)])
 
-    def apply_page(self, changes: Iterable[dict], cursor: int) -> int:
-        """Apply one page of hub changes and its cursor atomically; returns changes applied."""
+    def apply_page(self, changes: Iterable[object], cursor: int) -> int:
+        """Apply one page of hub changes (as on the wire) and its cursor atomically; returns
+        changes applied. CacheError for a malformed one: the whole page is rolled back."""
         n = 0
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                for change in changes:
-                    self._apply(change)
-                    n += 1
-                self._db.execute("INSERT OR REPLACE INTO meta VALUES ('cursor', ?)", (str(int(cursor)),))
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        with self._lock, transaction(self._db):
+            for change in changes:
+                self._apply(change)
+                n += 1
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('cursor', ?)", (str(int(cursor)),))
         return n
 
-    def _apply(self, c: dict) -> None:
-        if not isinstance(c, dict):  # else the error message below raised AttributeError
-            raise CacheError(f"malformed change: {type(c).__name__}, not an object")
+    def _apply(self, data: object) -> None:
         try:
-            kind, deleted = c["type"], bool(c.get("deleted"))
-            if kind == "person":
-                pid = str(c["person_id"])
-                if deleted:
-                    self._db.execute("DELETE FROM faces WHERE person_id = ?", (pid,))
-                    self._db.execute("DELETE FROM persons WHERE person_id = ?", (pid,))
-                else:
-                    self._db.execute(
-                        "INSERT OR REPLACE INTO persons VALUES (?, ?, ?, ?)",
-                        (pid, c.get("person_name") or "", c.get("tag") or "",
-                         json.dumps([str(g) for g in c.get("group_ids") or []])))
-            elif kind == "face":
-                fid = str(c["face_id"])
-                if deleted:
-                    self._db.execute("DELETE FROM faces WHERE face_id = ?", (fid,))
-                else:
-                    vec = np.frombuffer(base64.b64decode(c["embedding"], validate=True), dtype="<f4")
-                    if vec.size == 0 or not np.all(np.isfinite(vec)):
-                        raise CacheError(f"face {fid}: empty or non-finite embedding")
-                    self._db.execute("INSERT OR REPLACE INTO faces VALUES (?, ?, ?, ?)",
-                                     (fid, str(c["person_id"]), vec.astype("<f4").tobytes(),
-                                      float(c.get("quality") or 0.0)))
+            change = syncwire.decode(data)
+        except syncwire.MalformedChange as exc:
+            raise CacheError(str(exc)) from None
+        if isinstance(change, PersonChange):
+            if change.deleted:
+                self._db.execute("DELETE FROM faces WHERE person_id = ?", (change.person_id,))
+                self._db.execute("DELETE FROM persons WHERE person_id = ?", (change.person_id,))
             else:
-                raise CacheError(f"unknown change type {kind!r}")
-        except (KeyError, TypeError, ValueError) as exc:
-            raise CacheError(f"malformed change {c.get('seq', '?')}: {exc}") from None
+                self._db.execute("INSERT OR REPLACE INTO persons VALUES (?, ?, ?, ?)",
+                                 (change.person_id, change.person_name, change.tag,
+                                  json.dumps(list(change.group_ids))))
+        elif change.deleted:
+            self._db.execute("DELETE FROM faces WHERE face_id = ?", (change.face_id,))
+        else:
+            self._db.execute("INSERT OR REPLACE INTO faces VALUES (?, ?, ?, ?)",
+                             (change.face_id, change.person_id, change.embedding.astype("<f4").tobytes(),
+                              change.quality))
 
     # -- reading ---------------------------------------------------------------------------
     def gallery(self, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> Gallery:

@@ -46,6 +46,10 @@ class CloudApiError(CloudError):
         self.data = data or {}
 
 
+class FingerprintMismatch(CloudApiError):
+    """The hub stores no embeddings of the fingerprint asked for (its data lists those it does)."""
+
+
 class CloudClient:
     def __init__(self, url: str, appid: str, secret_id: str, secret_key: str, *,
                  timeout: float = 3.0, retries: int = 2,
@@ -246,4 +250,9 @@ class CloudClient:
         fields: dict = {"since": int(since), "fingerprint": fingerprint, "limit": int(limit)}
         if group_ids:
             fields["group_ids"] = list(group_ids)
-        return self.call("sync", fields)
+        try:
+            return self.call("sync", fields)
+        except CloudApiError as exc:
+            if exc.code == errors.INVALID_PARAMETER and "fingerprints" in exc.data:
+                raise FingerprintMismatch(exc.code, exc.message, exc.data) from None
+            raise

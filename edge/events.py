@@ -26,7 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from edge.sqlitedb import open_durable
+from edge.sqlitedb import open_durable, transaction
 
 log = logging.getLogger(__name__)
 
@@ -73,29 +73,17 @@ class Outbox:
         """Remove acknowledged rows; several in one transaction (one fsync, not one each)."""
         if not row_ids:
             return
-        with self._lock:
-            self._db.execute("BEGIN")
-            try:
-                self._db.executemany("DELETE FROM outbox WHERE id = ?", [(r,) for r in row_ids])
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        with self._lock, transaction(self._db, immediate=False):
+            self._db.executemany("DELETE FROM outbox WHERE id = ?", [(r,) for r in row_ids])
 
     def reject(self, row_id: int, reason: str) -> None:
         """Move an unpublishable row aside (one transaction) so the rows after it can go."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.execute(
-                    "INSERT OR REPLACE INTO outbox_rejected (id, event_id, topic, payload, created,"
-                    " reason) SELECT id, event_id, topic, payload, created, ? FROM outbox WHERE id = ?",
-                    (reason[:500], row_id))
-                self._db.execute("DELETE FROM outbox WHERE id = ?", (row_id,))
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        with self._lock, transaction(self._db):
+            self._db.execute(
+                "INSERT OR REPLACE INTO outbox_rejected (id, event_id, topic, payload, created,"
+                " reason) SELECT id, event_id, topic, payload, created, ? FROM outbox WHERE id = ?",
+                (reason[:500], row_id))
+            self._db.execute("DELETE FROM outbox WHERE id = ?", (row_id,))
 
     def depth(self) -> int:
         with self._lock:

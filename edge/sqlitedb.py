@@ -1,9 +1,12 @@
-"""Opening the edge's own SQLite files (sync cache, event outbox) the one durable way."""
+"""SQLite the one way: the edge's own files (sync cache, event outbox) opened durably, and one
+transaction helper for them and the hub's store."""
 
 from __future__ import annotations
 
 import os
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -34,3 +37,23 @@ def open_durable(path: str | Path) -> sqlite3.Connection:
     db.execute("PRAGMA synchronous=FULL")
     db.execute("PRAGMA busy_timeout=5000")
     return db
+
+
+@contextmanager
+def transaction(db: sqlite3.Connection, *, immediate: bool = True) -> Iterator[sqlite3.Connection]:
+    """One explicit transaction on an autocommit connection: COMMIT when the block ends, ROLLBACK
+    when it raises (or the COMMIT fails, e.g. disk full), and the exception goes on.
+
+    immediate: take the write lock at BEGIN, so two writers never deadlock upgrading a read lock.
+    """
+    db.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+    try:
+        yield db
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            try:
+                db.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass  # the exception being raised says more
+        raise

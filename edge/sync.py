@@ -56,7 +56,7 @@ class Syncer:
 
     def sync_once(self) -> dict:
         """Pull every page now; returns the state. Never raises for hub or data problems."""
-        from edge.cloud import CloudApiError, CloudError
+        from edge.cloud import CloudApiError, CloudError, FingerprintMismatch
 
         with self._lock:
             pages = changes = 0
@@ -83,7 +83,7 @@ class Syncer:
                         self._trigger.set()  # more to pull: the next round starts right away
                         break
             except CloudApiError as exc:
-                status = "fingerprint_mismatch" if exc.code == 21 and "fingerprint" in exc.message.lower() else "error"
+                status = "fingerprint_mismatch" if isinstance(exc, FingerprintMismatch) else "error"
                 fields = self._failed(status, f"hub answered {exc.code}: {exc.message}")
             except CloudError as exc:
                 fields = self._failed("offline", f"hub unreachable: {exc}")

@@ -50,7 +50,8 @@ def test_person_with_face_survives_reopening(tmp_path):
     assert (p.person_name, p.tag, p.group_ids, p.face_ids) == ("Name", "tag", ["g1", "g2"], [f.face_id])
     got = s.face("app", f.face_id)
     assert got.box == (1, 2, 30, 40) and got.yaw == 1.5 and got.landmarks == [[1.0, 2.0]] * 5
-    (pid, fid, vec, groups, _, _), = s.embeddings("app", FP)
+    (stored,) = s.embeddings("app", FP)
+    vec, groups = stored.embedding, stored.group_ids
     assert np.allclose(vec, f.embeddings[FP]) and set(groups) == {"g1", "g2"}
     s.close()
 

@@ -56,8 +56,8 @@ def hub_state(hub, client, fingerprint, group_ids=None):
             if wanted is None or wanted & set(info["group_ids"]):
                 persons[pid] = (info["person_name"], info["tag"], tuple(info["group_ids"]))
     faces = {
-        fid: (pid, base64.b64encode(np.asarray(vec, "<f4").tobytes()).decode())
-        for pid, fid, vec, _, _, _ in hub.store.embeddings(hub.appid, fingerprint, group_ids=group_ids or None)
+        face.face_id: (face.person_id, base64.b64encode(np.asarray(face.embedding, "<f4").tobytes()).decode())
+        for face in hub.store.embeddings(hub.appid, fingerprint, group_ids=group_ids or None)
     }
     return persons, faces
 

@@ -12,6 +12,7 @@ import pytest
 
 from edge.matcher import DEFAULT_THRESHOLDS, cosine
 from edge.vision import Pipeline, load_image
+from edge.vision.packs import ModelPackError
 from edge.vision.quality import assess
 
 # A fixed handful of LFW View-2 pairs (fold 1 and others): clear same-person and
@@ -168,7 +169,7 @@ def test_concurrent_analyze_gives_the_same_embeddings(pipeline, faces_dir):
 
 
 def test_loading_from_a_folder_without_models_says_how_to_build_them(tmp_path):
-    with pytest.raises(FileNotFoundError, match="edge-verifier models build"):
+    with pytest.raises(ModelPackError, match="edge-verifier models build"):
         Pipeline.load(tmp_path)
 
 
@@ -178,7 +179,7 @@ def test_models_from_an_older_build_are_refused_with_how_to_rebuild(models_dir, 
     meta = json.loads((models_dir / "models.json").read_text())
     assert meta["format"] == 2
     (tmp_path / "models.json").write_text(json.dumps({**meta, "format": 1}))
-    with pytest.raises(FileNotFoundError, match="in format 1, this code reads 2: run `edge-verifier models build`"):
+    with pytest.raises(ModelPackError, match="in format 1, this code reads 2: run `edge-verifier models build`"):
         Pipeline.load(tmp_path)
 
 

@@ -22,10 +22,10 @@ from typing import Sequence
 
 import numpy as np
 
-from edge import errors
+from edge import errors, syncwire
 from edge.api.service import ApiErrorWithData, FaceService, compare_images, session_id
 from edge.errors import ApiError
-from edge.matcher import DEFAULT_THRESHOLDS, Decision, Enrolled, Gallery, Thresholds, confidence, cosine
+from edge.matcher import DEFAULT_THRESHOLDS, Decision, Gallery, Thresholds, confidence, cosine
 from edge.store import FaceRecord, Limits, NearIdentical, Store, VerifyRecord
 
 log = logging.getLogger("edge.hub")
@@ -54,11 +54,12 @@ class VisionPacks:
             if self._primary is not None:
                 return
             from edge.vision import Pipeline  # heavy: onnxruntime
+            from edge.vision.packs import ModelPackError
 
             try:
                 primary = Pipeline.load(self.models_dir, precision=self.precision, threads=self.threads)
                 extra = [Pipeline.load(self.models_dir, precision=p, threads=self.threads) for p in self.also_embed]
-            except (FileNotFoundError, KeyError, ValueError) as exc:
+            except (ModelPackError, KeyError, ValueError) as exc:
                 log.error("cannot load the models: %s", exc)
                 raise ApiError(errors.FEATURE_FAILED, f"face models unavailable: {exc}") from None
             self._extra = extra
@@ -144,9 +145,7 @@ class HubService(FaceService):
             cached = self._galleries.get(key)
             if cached and cached[0] == seq:
                 return cached[1]
-        rows = self.store.embeddings(appid, fingerprint)
-        gallery = Gallery([Enrolled(pid, fid, vec, groups, name, tag) for pid, fid, vec, groups, name, tag in rows],
-                          thresholds=self.thresholds, version=str(seq))
+        gallery = Gallery(self.store.embeddings(appid, fingerprint), thresholds=self.thresholds, version=str(seq))
         with self._gallery_lock:
             self._galleries[key] = (seq, gallery)
         return gallery
@@ -209,7 +208,7 @@ class HubService(FaceService):
     def addface(self, appid, person_id, images, tag) -> dict:
         existing_ids = self.store.face_ids(appid, person_id)  # -1303 before any model work
         fingerprint = self.vision.primary.fingerprint
-        known = [vec for _, _, vec, _, _, _ in self.store.embeddings(appid, fingerprint, person_id=person_id)]
+        known = [face.embedding for face in self.store.embeddings(appid, fingerprint, person_id=person_id)]
         accepted: list[FaceRecord] = []
         face_ids: list[str] = []
         codes: list[int] = []
@@ -258,10 +257,10 @@ class HubService(FaceService):
         self.store.face_ids(appid, person_id)  # -1303 for an unknown person
         embedding = self._embedding(image)
         fingerprint = self.vision.primary.fingerprint
-        rows = self.store.embeddings(appid, fingerprint, person_id=person_id)
-        if not rows:
+        faces = self.store.embeddings(appid, fingerprint, person_id=person_id)
+        if not faces:
             raise ApiError(errors.FEATURE_FAILED, f"person {person_id!r} has no face for embedder {fingerprint}")
-        gallery = Gallery([Enrolled(pid, fid, vec) for pid, fid, vec, _, _, _ in rows], thresholds=self.thresholds)
+        gallery = Gallery(faces, thresholds=self.thresholds)
         best = gallery.verify(embedding, person_id)
         score = best.score if best else -1.0
         ismatch = self.thresholds.decide(score) is Decision.ACCEPT
@@ -307,14 +306,16 @@ class HubService(FaceService):
     def sync(self, appid, since, fingerprint, group_ids, limit) -> dict:
         served = self.vision.fingerprints
         if fingerprint not in served:
-            raise ApiError(
+            # The data names what is stored, so an edge tells this from any other code 21.
+            raise ApiErrorWithData(
                 errors.INVALID_PARAMETER,
                 f"fingerprint {fingerprint!r} is not stored by this hub (it stores {', '.join(served)})",
+                {"fingerprints": list(served)},
             )
         page = self.store.sync_page(appid, since, fingerprint, group_ids or None, limit)
         return {
             "cursor": page.cursor, "has_more": page.has_more, "fingerprint": fingerprint,
-            "changes": [c.data for c in page.changes],
+            "changes": [syncwire.encode(c) for c in page.changes],
         }
 
     def _trim_verify_log(self) -> None:

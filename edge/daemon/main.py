@@ -20,6 +20,7 @@ from pathlib import Path
 from edge.daemon.claims import NO_FACE, Claims, unanswered
 from edge.daemon.sdnotify import notify, watchdog_interval_s
 from edge.daemon.watchdog import warn_if_too_short
+from edge.vision.packs import ModelPackError
 
 log = logging.getLogger("edge.daemon")
 
@@ -47,7 +48,7 @@ def run(args) -> int:
     signal.signal(signal.SIGINT, lambda *_: daemon.stop_event.set())
     try:
         daemon.start()
-    except FileNotFoundError as exc:  # models not built
+    except ModelPackError as exc:
         log.error("%s", exc)
         return 1
     try:

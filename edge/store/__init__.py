@@ -6,9 +6,11 @@ A PostgreSQL backend implements the same `Store` methods (no SQLite-isms cross t
 
 from edge.store.base import (
     Change,
+    FaceChange,
     FaceRecord,
     Limits,
     NearIdentical,
+    PersonChange,
     PersonRecord,
     Store,
     SyncPage,
@@ -18,9 +20,11 @@ from edge.store.sqlite import SqliteStore
 
 __all__ = [
     "Change",
+    "FaceChange",
     "FaceRecord",
     "Limits",
     "NearIdentical",
+    "PersonChange",
     "PersonRecord",
     "SqliteStore",
     "Store",

@@ -16,6 +16,8 @@ from typing import Sequence
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from edge.matcher import Enrolled
+
 
 class Limits(BaseModel):
     """Count limits enforced inside the mutating transactions (part of the hub's [limits])."""
@@ -76,15 +78,37 @@ class VerifyRecord:
 
 
 @dataclass(frozen=True)
-class Change:
-    """One sync feed entry in wire form (see `Store.sync_page`)."""
+class PersonChange:
+    """A person in the sync feed: its state now, or `deleted` (gone, or outside the groups synced)."""
 
     seq: int
-    data: dict
+    person_id: str
+    deleted: bool = False
+    person_name: str = ""
+    tag: str = ""
+    group_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, eq=False)
+class FaceChange:
+    """A face in the sync feed: its embedding (of the fingerprint asked for) and quality now, or
+    `deleted` (gone, its person not synced, or no embedding of that fingerprint)."""
+
+    seq: int
+    face_id: str
+    person_id: str
+    deleted: bool = False
+    embedding: np.ndarray | None = None
+    quality: float = 0.0
+
+
+Change = PersonChange | FaceChange
 
 
 @dataclass(frozen=True)
 class SyncPage:
+    """Changes in seq order; `cursor` is the last seq served (the next `since`)."""
+
     changes: list[Change]
     cursor: int
     has_more: bool
@@ -151,8 +175,8 @@ class Store(abc.ABC):
     def embeddings(
         self, appid: str, fingerprint: str, *, person_id: str | None = None,
         group_ids: Sequence[str] | None = None,
-    ) -> list[tuple[str, str, np.ndarray, tuple[str, ...], str, str]]:
-        """(person_id, face_id, vector, group_ids, person_name, tag) of matching faces."""
+    ) -> list[Enrolled]:
+        """The faces with an embedding of that fingerprint (of one person, or in one of the groups)."""
 
     @abc.abstractmethod
     def new_face_id(self) -> str:
@@ -183,8 +207,8 @@ class Store(abc.ABC):
     def sync_page(
         self, appid: str, since: int, fingerprint: str, group_ids: Sequence[str] | None, limit: int
     ) -> SyncPage:
-        """Changes after `since` in seq order, each with the entity's current state (or a
-        tombstone when it is gone or outside `group_ids`)."""
+        """Changes after `since` in seq order, each with the entity's current state (or deleted
+        when it is gone or outside `group_ids`). The API layer puts them on the wire."""
 
     @abc.abstractmethod
     def health(self) -> dict:

@@ -11,7 +11,6 @@ sqlite3 error but a constraint violation is a storage failure: ApiError -1200, r
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import secrets
@@ -26,8 +25,20 @@ import numpy as np
 
 from edge import errors
 from edge.errors import ApiError
-from edge.sqlitedb import create_private
-from edge.store.base import Change, FaceRecord, Limits, NearIdentical, PersonRecord, Store, SyncPage, VerifyRecord
+from edge.matcher import Enrolled
+from edge.sqlitedb import create_private, transaction
+from edge.store.base import (
+    Change,
+    FaceChange,
+    FaceRecord,
+    Limits,
+    NearIdentical,
+    PersonChange,
+    PersonRecord,
+    Store,
+    SyncPage,
+    VerifyRecord,
+)
 
 SCHEMA_VERSION = 1
 
@@ -122,31 +133,15 @@ class SqliteStore(Store):
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        with self._storage_errors("write"):
-            conn = self._conn()
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:  # a failed COMMIT (disk full) may leave it open
-                    try:
-                        conn.execute("ROLLBACK")
-                    except sqlite3.Error:
-                        pass
-                raise
+        with self._storage_errors("write"), transaction(self._conn()) as conn:
+            yield conn
         self._failure = None
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
         """One snapshot for several SELECTs (WAL readers see a consistent state)."""
-        with self._storage_errors("read"):
-            conn = self._conn()
-            conn.execute("BEGIN")
-            try:
-                yield conn
-            finally:
-                conn.execute("COMMIT")
+        with self._storage_errors("read"), transaction(self._conn(), immediate=False) as conn:
+            yield conn
 
     @contextmanager
     def _storage_errors(self, what: str) -> Iterator[None]:
@@ -436,7 +431,7 @@ class SqliteStore(Store):
             groups = tuple(memberships.get(pid, ()))
             if wanted is not None and not wanted.intersection(groups):
                 continue
-            out.append((pid, fid, _vector(blob), groups, name, tag))
+            out.append(Enrolled(pid, fid, _vector(blob), groups, name, tag))
         return out
 
     def new_face_id(self) -> str:
@@ -501,32 +496,28 @@ class SqliteStore(Store):
                     if row is None or (wanted is not None and not wanted.intersection(groups)):
                         visible[pid] = None
                     else:
-                        visible[pid] = {"person_name": row[0], "tag": row[1], "group_ids": groups}
+                        visible[pid] = {"person_name": row[0], "tag": row[1], "group_ids": tuple(groups)}
                 return visible[pid]
 
-            changes = []
+            changes: list[Change] = []
             for seq, kind, pid, fid in rows:
                 state = person_state(pid)
                 if kind == "person":
                     if state is None:
-                        data = {"seq": seq, "type": "person", "person_id": pid, "deleted": True}
+                        changes.append(PersonChange(seq, pid, deleted=True))
                     else:
-                        data = {"seq": seq, "type": "person", "person_id": pid, "deleted": False, **state}
+                        changes.append(PersonChange(seq, pid, **state))
+                    continue
+                row = None
+                if state is not None:
+                    row = c.execute(
+                        "SELECT e.vector, f.quality FROM faces f JOIN embeddings e ON e.face_id = f.face_id"
+                        " AND e.fingerprint = ? WHERE f.face_id = ? AND f.appid = ?",
+                        (fingerprint, fid, appid),
+                    ).fetchone()
+                if row is None:
+                    changes.append(FaceChange(seq, fid, pid, deleted=True))
                 else:
-                    row = None
-                    if state is not None:
-                        row = c.execute(
-                            "SELECT e.vector, f.quality FROM faces f JOIN embeddings e ON e.face_id = f.face_id"
-                            " AND e.fingerprint = ? WHERE f.face_id = ? AND f.appid = ?",
-                            (fingerprint, fid, appid),
-                        ).fetchone()
-                    if row is None:
-                        data = {"seq": seq, "type": "face", "face_id": fid, "person_id": pid, "deleted": True}
-                    else:
-                        data = {
-                            "seq": seq, "type": "face", "face_id": fid, "person_id": pid, "deleted": False,
-                            "embedding": base64.b64encode(row[0]).decode("ascii"), "quality": float(row[1]),
-                        }
-                changes.append(Change(seq, data))
+                    changes.append(FaceChange(seq, fid, pid, embedding=_vector(row[0]), quality=float(row[1])))
         cursor = rows[-1][0] if rows else since
         return SyncPage(changes, cursor, has_more)

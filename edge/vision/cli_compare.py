@@ -71,11 +71,12 @@ def run(args) -> int:
     if args.pairs is not None and args.images:
         print("edge-verifier compare: error: give either two images or --pairs, not both", file=sys.stderr)
         return 2
+    from edge.vision.packs import ModelPackError
     from edge.vision.pipeline import Pipeline
 
     try:
         pipe = Pipeline.load(args.models_dir, precision=args.precision, threads=args.threads)
-    except FileNotFoundError as exc:
+    except ModelPackError as exc:
         print(f"edge-verifier compare: error: {exc}", file=sys.stderr)
         return 2
     from edge.matcher import thresholds_for

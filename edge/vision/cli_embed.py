@@ -56,11 +56,12 @@ def embed_path(pipe, path: str, max_faces: int | None = None) -> dict:
 
 
 def run(args) -> int:
+    from edge.vision.packs import ModelPackError
     from edge.vision.pipeline import Pipeline
 
     try:
         pipe = Pipeline.load(args.models_dir, precision=args.precision, threads=args.threads)
-    except FileNotFoundError as exc:
+    except ModelPackError as exc:
         print(f"edge-verifier embed: error: {exc}", file=sys.stderr)
         return 2
     n = failed = 0

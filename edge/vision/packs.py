@@ -13,3 +13,8 @@ from typing import Literal
 MODELS_FORMAT = 2
 PACKS = ("int8", "fp32", "int8-lite", "fp32-lite")
 Pack = Literal[PACKS]  # for settings: any one of PACKS
+
+
+class ModelPackError(Exception):
+    """The models folder holds no usable pack: none built, built in another format, or a file
+    missing. The message ends with the fix (`edge-verifier models build`)."""

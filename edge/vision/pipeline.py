@@ -21,7 +21,7 @@ from edge.vision.embedder import Embedder
 from edge.vision.face import Face
 from edge.vision.landmarks import LandmarkNet
 from edge.vision.liveness import Liveness, LivenessNet
-from edge.vision.packs import MODELS_FORMAT, PACKS
+from edge.vision.packs import MODELS_FORMAT, PACKS, ModelPackError
 from edge.vision.runtime import make_session
 
 
@@ -63,18 +63,18 @@ class Pipeline:
         models_dir = Path(models_dir) if models_dir else default_models_dir()
         index = models_dir / "models.json"
         if not index.is_file():
-            raise FileNotFoundError(f"no models in {models_dir}: run `edge-verifier models build`")
+            raise ModelPackError(f"no models in {models_dir}: run `edge-verifier models build`")
         meta = json.loads(index.read_text())
         if meta.get("format") != MODELS_FORMAT:
-            raise FileNotFoundError(f"the models in {models_dir} are in format {meta.get('format')}, this code reads "
-                                    f"{MODELS_FORMAT}: run `edge-verifier models build`")
+            raise ModelPackError(f"the models in {models_dir} are in format {meta.get('format')}, this code reads "
+                                 f"{MODELS_FORMAT}: run `edge-verifier models build`")
         pack = meta["packs"][precision]
         embedder_input = meta["models"][pack["files"]["embedder"]]["input"]
         sessions = {}
         for role, name in pack["files"].items():
             path = models_dir / name
             if not path.is_file():
-                raise FileNotFoundError(f"model file {path} missing: run `edge-verifier models build`")
+                raise ModelPackError(f"model file {path} missing: run `edge-verifier models build`")
             quantized = meta["models"][name]["precision"] == "int8"
             sessions[role] = make_session(path, threads, quantized=quantized)
         return cls(
@@ -113,7 +113,7 @@ class Pipeline:
     def check_liveness(self, bgr: np.ndarray, face: Face) -> Liveness:
         """The liveness of `face` in this one frame (also stored on face.liveness)."""
         if self.liveness is None:
-            raise FileNotFoundError("no liveness model in this models folder: run `edge-verifier models build`")
+            raise ModelPackError("no liveness model in this models folder: run `edge-verifier models build`")
         face.liveness = self.liveness.infer(bgr, face.box)
         return face.liveness
 
