@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import glob as _glob
 import logging
+import re
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -19,6 +20,15 @@ from dataclasses import dataclass
 import numpy as np
 
 log = logging.getLogger(__name__)
+
+# `scheme://user:password@host`: the userinfo of a camera url (RTSP cameras take their password
+# there) is cut from everything the daemon shows: events, state, /health, logs.
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/@\s?#]*@")
+
+
+def without_password(text: str) -> str:
+    """`text` with every url's `user:password@` replaced by `***@`."""
+    return _USERINFO.sub(r"\1***@", text)
 
 
 class CameraError(Exception):
@@ -88,7 +98,7 @@ class OpenCVSource(FrameSource):
         cap = cv2.VideoCapture(int(self.target) if self.target.isdigit() else self.target)
         if not cap.isOpened():
             cap.release()
-            raise CameraError(f"cannot open opencv source {self.target!r}")
+            raise CameraError(f"cannot open opencv source {without_password(self.target)!r}")
         if self.width and self.target.isdigit():
             cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.width)
             cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self.height)
@@ -104,8 +114,8 @@ class OpenCVSource(FrameSource):
         ok, frame = self._cap.read()
         if not ok:
             if self._is_file:
-                raise CameraEnded(self.target)
-            raise CameraError(f"opencv source {self.target!r} returned no frame")
+                raise CameraEnded(without_password(self.target))
+            raise CameraError(f"opencv source {without_password(self.target)!r} returned no frame")
         return frame
 
     def close(self) -> None:
@@ -316,9 +326,10 @@ class Camera:
 
     def _failed(self, exc: Exception) -> None:
         self.state.failures += 1
-        self.state.last_error = str(exc)
+        self.state.last_error = without_password(str(exc))  # drivers quote the url they failed on
         self.state.status = "retrying"
-        log.warning("camera %s failed (%s); retrying in %.1fs", self.name, exc, self._delay)
+        log.warning("camera %s failed (%s); retrying in %.1fs", self.name, self.state.last_error,
+                    self._delay)
         self.close()
         self._retry_at = time.monotonic() + self._delay
         self._delay = min(self._delay * 2, self.retry_max_s)
@@ -335,5 +346,5 @@ class Camera:
 def from_settings(cam) -> Camera:
     """Build a `Camera` from `EdgeSettings.camera`."""
     source = make_source(cam.source, loop=cam.loop, width=cam.width, height=cam.height)
-    return Camera(source, name=cam.name or cam.source, rate=cam.rate,
+    return Camera(source, name=cam.name or without_password(cam.source), rate=cam.rate,
                   retry_initial_s=cam.retry_initial_s, retry_max_s=cam.retry_max_s)

@@ -36,6 +36,11 @@ class CloudUnavailable(CloudError):
     """No usable answer: connect error, timeout, HTTP 5xx, non-JSON body, or circuit open."""
 
 
+class CloudRateLimited(CloudUnavailable):
+    """Code 15: the hub is up but will not answer us now. Not retried at once (that is what it
+    refuses), not counted by the breaker; for a decision it is unavailability like any other."""
+
+
 class CloudApiError(CloudError):
     """The API answered with code != 0."""
 
@@ -156,6 +161,8 @@ class CloudClient:
                 continue
             self._record(True)
             code = payload.get("code")
+            if code == errors.RATE_LIMITED:
+                raise CloudRateLimited(f"/face/{op}: code 15: {payload.get('message')}")
             data = payload.get("data") if isinstance(payload.get("data"), dict) else {}
             if code != 0:
                 raise CloudApiError(int(code) if isinstance(code, int) else -1, str(payload.get("message", "")), data)

@@ -8,10 +8,16 @@ Topics under `<prefix>/<device>/`:
 
 Delivery: `publish_event` commits the event to an SQLite outbox (WAL, synchronous=FULL: an
 event the daemon has decided must survive a power cut) and wakes the sender thread, which hands
-at most `window` rows to paho in id order and deletes a row only when its PUBACK arrives. paho
-resends unacknowledged messages after a reconnect; rows left from an earlier run (crash, power
-cut, broker outage) are sent first, in order. A message may therefore arrive twice (PUBACK lost
-on the way back): every event carries a uuid `event_id` so consumers drop duplicates.
+at most `window` rows to paho and deletes a row only when its PUBACK arrives. paho resends
+unacknowledged messages after a reconnect. Two lanes: events decided by this run go first (a
+live decision must not wait behind an outage's backlog); the backlog (rows left from an earlier
+run or beyond the live lane's memory) follows in id order. The outbox holds at most `max_rows`
+events; beyond, the oldest are dropped and counted. When the outbox cannot be written (full
+disk) events are held in memory (at most HELD_MAX, the oldest dropped beyond) and sent directly,
+and saved once the disk takes writes again. An accept that leaves later than `stale_accept_s`
+after its decision goes out as `unknown`, reason `stale_accept` (mark_stale). A message may
+arrive twice (PUBACK lost on the way back, a held event saved while in flight): every event
+carries a uuid `event_id` so consumers drop duplicates.
 """
 
 from __future__ import annotations
@@ -19,9 +25,12 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import sqlite3
 import threading
+import time
 import uuid
 from abc import ABC, abstractmethod
+from collections import deque
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
@@ -31,6 +40,9 @@ from edge.sqlitedb import open_durable, transaction
 log = logging.getLogger(__name__)
 
 CommandHandler = Callable[[str, dict], None]
+MAX_COMMAND_BYTES = 4096  # the API's cap on a claim body
+LIVE_MAX = 1000  # events of this run remembered for the live lane (older ones wait their turn)
+HELD_MAX = 1000  # events held in memory while the outbox cannot be written (full disk)
 
 
 def new_event(**fields: Any) -> dict:
@@ -41,10 +53,17 @@ def new_event(**fields: Any) -> dict:
 
 
 class Outbox:
-    """Events waiting for their broker acknowledgement, in order, on disk."""
+    """Events waiting for their broker acknowledgement, in order, on disk.
 
-    def __init__(self, path: str | Path):
+    At most `max_rows`: adding to a full outbox drops the oldest rows (`dropped` counts them),
+    so after a long outage the newest decisions, the ones a door still acts on, go out.
+    """
+
+    def __init__(self, path: str | Path, max_rows: int = 100_000):
         self.path = Path(path)
+        self.max_rows = max_rows
+        self.dropped = 0  # since this process started
+        self.dropped_through = 0  # the newest row id dropped
         self._lock = threading.Lock()
         self._db = open_durable(self.path)
         self._db.execute(
@@ -56,11 +75,28 @@ class Outbox:
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS outbox_rejected (id INTEGER PRIMARY KEY,"
             " event_id TEXT NOT NULL, topic TEXT, payload BLOB, created TEXT, reason TEXT NOT NULL)")
+        self._depth = int(self._db.execute("SELECT count(*) FROM outbox").fetchone()[0])
 
     def add(self, event_id: str, topic: str, payload: bytes) -> int:
         with self._lock:
-            cur = self._db.execute("INSERT INTO outbox (event_id, topic, payload) VALUES (?,?,?)",
-                                   (event_id, topic, payload))
+            over = self._depth + 1 - self.max_rows
+            if over <= 0:
+                cur = self._db.execute("INSERT INTO outbox (event_id, topic, payload) VALUES (?,?,?)",
+                                       (event_id, topic, payload))
+            else:
+                with transaction(self._db):
+                    cut = self._db.execute("SELECT id FROM outbox ORDER BY id LIMIT 1 OFFSET ?",
+                                           (over - 1,)).fetchone()[0]
+                    gone = self._db.execute("DELETE FROM outbox WHERE id <= ?", (cut,)).rowcount
+                    cur = self._db.execute("INSERT INTO outbox (event_id, topic, payload)"
+                                           " VALUES (?,?,?)", (event_id, topic, payload))
+                if not self.dropped:
+                    log.warning("outbox full (%d events): dropping the oldest to keep the newest",
+                                self.max_rows)
+                self.dropped += gone
+                self.dropped_through = cut
+                self._depth -= gone
+            self._depth += 1
             return int(cur.lastrowid)
 
     def pending(self, after_id: int = 0, limit: int = 100) -> list[tuple[int, str, bytes]]:
@@ -74,7 +110,8 @@ class Outbox:
         if not row_ids:
             return
         with self._lock, transaction(self._db, immediate=False):
-            self._db.executemany("DELETE FROM outbox WHERE id = ?", [(r,) for r in row_ids])
+            gone = self._db.executemany("DELETE FROM outbox WHERE id = ?", [(r,) for r in row_ids]).rowcount
+        self._depth -= gone
 
     def reject(self, row_id: int, reason: str) -> None:
         """Move an unpublishable row aside (one transaction) so the rows after it can go."""
@@ -83,11 +120,17 @@ class Outbox:
                 "INSERT OR REPLACE INTO outbox_rejected (id, event_id, topic, payload, created,"
                 " reason) SELECT id, event_id, topic, payload, created, ? FROM outbox WHERE id = ?",
                 (reason[:500], row_id))
-            self._db.execute("DELETE FROM outbox WHERE id = ?", (row_id,))
+            gone = self._db.execute("DELETE FROM outbox WHERE id = ?", (row_id,)).rowcount
+        self._depth -= gone
+
+    def probe(self) -> None:
+        """One small committed write: raises sqlite3.Error while the disk takes none."""
+        with self._lock:
+            self._db.execute("CREATE TABLE IF NOT EXISTS probe (id INTEGER PRIMARY KEY, at REAL)")
+            self._db.execute("INSERT OR REPLACE INTO probe VALUES (1, julianday('now'))")
 
     def depth(self) -> int:
-        with self._lock:
-            return int(self._db.execute("SELECT count(*) FROM outbox").fetchone()[0])
+        return self._depth  # kept in step by add/delete/reject: count(*) is a scan
 
     def rejected(self) -> int:
         with self._lock:
@@ -96,6 +139,23 @@ class Outbox:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def mark_stale(payload: bytes, max_age_s: float, now: float | None = None) -> bytes:
+    """An accept older than `max_age_s` (by its decision timestamp) leaves as decision
+    `unknown`, reason `stale_accept`, with its age: a controller must not open the door for
+    someone who may have left long ago. Anything else is returned as is."""
+    if max_age_s <= 0 or b'"decision":"accept"' not in payload:
+        return payload
+    try:
+        event = json.loads(payload)
+        age = (time.time() if now is None else now) - datetime.fromisoformat(event["timestamp"]).timestamp()
+    except (ValueError, KeyError, TypeError):  # not one of our events: not ours to judge
+        return payload
+    if age <= max_age_s:
+        return payload
+    event.update(decision="unknown", reason="stale_accept", stale_s=round(age, 1))
+    return json.dumps(event, separators=(",", ":")).encode()
 
 
 class Publisher(ABC):
@@ -121,6 +181,9 @@ class Publisher(ABC):
     def outbox_rejected(self) -> int:
         return 0
 
+    def outbox_health(self) -> dict:
+        return {"writable": True, "held_in_memory": 0, "dropped": 0}
+
     def sender_alive(self) -> bool:
         return True
 
@@ -145,7 +208,8 @@ class MqttPublisher(Publisher):
     """paho-mqtt 2.x client with availability, outbox-backed events, state and commands."""
 
     def __init__(self, settings, device_id: str, outbox: Outbox, *,
-                 on_command: CommandHandler | None = None, window: int = 100):
+                 on_command: CommandHandler | None = None, window: int = 100,
+                 stale_accept_s: float = 0.0):
         self.s = settings
         self.device_id = device_id
         self.base = f"{settings.prefix}/{device_id}"
@@ -154,9 +218,21 @@ class MqttPublisher(Publisher):
         self.window = window
         self.connected = False
         self._state: dict | None = None
+        self._dropped_commands = 0
         self._acks: queue.SimpleQueue[int] = queue.SimpleQueue()
-        self._inflight: dict[int, int] = {}  # paho mid -> outbox row id
-        self._last_row = 0
+        self._inflight: dict[int, int | str] = {}  # paho mid -> outbox row id (or held event_id)
+        self._last_row = 0  # the backlog lane: every row up to this one has been handed to paho
+        # The live lane: events of this run go out before the backlog, which follows in order.
+        self._live: deque[tuple[int, str, bytes]] = deque(maxlen=LIVE_MAX)
+        self._sent_ahead: set[int] = set()  # rows the live lane sent past the backlog cursor
+        # A full disk: events wait here (bounded) and go to the broker directly meanwhile.
+        self._held: deque[tuple[str, str, bytes]] = deque()
+        self._held_lock = threading.Lock()
+        self._held_sending: set[str] = set()
+        self.held_dropped = 0
+        self.writable = True
+        self._unsaved_acks: list[int] = []
+        self.stale_accept_s = stale_accept_s
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -220,8 +296,23 @@ class MqttPublisher(Publisher):
 
     # -- publishing ------------------------------------------------------------------------
     def publish_event(self, event: dict) -> None:
-        self.outbox.add(event["event_id"], self.topic("event"),
-                        json.dumps(event, separators=(",", ":")).encode())
+        """Commit the event to the outbox; when that fails (full disk) hold it in memory: the
+        caller's decision is made, it must not be retried with a new timestamp."""
+        topic, payload = self.topic("event"), json.dumps(event, separators=(",", ":")).encode()
+        with self._held_lock:
+            held = bool(self._held)
+        if not held:  # events already held go first: order is kept
+            try:
+                self._live.append((self.outbox.add(event["event_id"], topic, payload), topic, payload))
+                self._wake.set()
+                return
+            except sqlite3.Error as exc:
+                self._cannot_write(exc)
+        with self._held_lock:
+            if len(self._held) >= HELD_MAX:
+                self._held.popleft()
+                self.held_dropped += 1
+            self._held.append((event["event_id"], topic, payload))
         self._wake.set()
 
     def publish_state(self, state: dict) -> None:
@@ -231,6 +322,18 @@ class MqttPublisher(Publisher):
 
     def outbox_depth(self) -> int:
         return self.outbox.depth()
+
+    def outbox_health(self) -> dict:
+        with self._held_lock:
+            held = len(self._held)
+        return {"writable": self.writable, "held_in_memory": held,
+                "dropped": self.outbox.dropped + self.held_dropped}
+
+    def _cannot_write(self, exc: Exception) -> None:
+        if self.writable:  # one line per episode, not one per event
+            log.error("outbox cannot be written (%s): holding up to %d events in memory and "
+                      "sending them directly", exc, HELD_MAX)
+        self.writable = False
 
     def outbox_rejected(self) -> int:
         return self.outbox.rejected()
@@ -252,34 +355,98 @@ class MqttPublisher(Publisher):
                 self._stop.wait(1.0)
 
     def _send_some(self) -> None:
+        self._save_held()
         self._drain_acks()
-        if not self.connected or len(self._inflight) >= self.window:
+        if not self.connected:
             return
-        for row_id, topic, payload in self.outbox.pending(self._last_row,
-                                                          self.window - len(self._inflight)):
-            try:
-                info = self.client.publish(topic, payload, qos=1, retain=False)
-            except (TypeError, ValueError) as exc:  # paho refuses it: it never will accept it
-                log.error("outbox row %d cannot be published (%s): moved to outbox_rejected",
-                          row_id, exc)
-                self.outbox.reject(row_id, str(exc))
+        while self._live and len(self._inflight) < self.window:  # live lane first
+            row_id, topic, payload = self._live.popleft()
+            if (row_id > max(self._last_row, self.outbox.dropped_through)
+                    and self._publish_row(row_id, topic, payload)):
+                self._sent_ahead.add(row_id)
+        self._send_held()
+        room = self.window - len(self._inflight)
+        if room > 0:  # then the backlog, in order, skipping what the live lane sent
+            for row_id, topic, payload in self.outbox.pending(self._last_row, room):
+                if row_id in self._sent_ahead:
+                    self._sent_ahead.discard(row_id)
+                else:
+                    self._publish_row(row_id, topic, payload)
                 self._last_row = row_id
-                continue
-            self._inflight[info.mid] = row_id
-            self._last_row = row_id
         self._drain_acks()
 
+    def _publish_row(self, row_id: int, topic: str, payload: bytes) -> bool:
+        try:
+            info = self.client.publish(topic, mark_stale(payload, self.stale_accept_s), qos=1,
+                                       retain=False)
+        except (TypeError, ValueError) as exc:  # paho refuses it: it never will accept it
+            log.error("outbox row %d cannot be published (%s): moved to outbox_rejected",
+                      row_id, exc)
+            self.outbox.reject(row_id, str(exc))
+            return False
+        self._inflight[info.mid] = row_id
+        return True
+
+    def _save_held(self) -> None:
+        """Move held events into the outbox, oldest first, once it can be written again."""
+        while True:
+            with self._held_lock:
+                if not self._held:
+                    break
+                event_id, topic, payload = self._held[0]
+            try:
+                row_id = self.outbox.add(event_id, topic, payload)
+            except sqlite3.Error as exc:
+                self._cannot_write(exc)
+                return
+            with self._held_lock:
+                if self._held and self._held[0][0] == event_id:
+                    self._held.popleft()
+            if event_id not in self._held_sending:  # else already on its way: no second copy
+                self._live.append((row_id, topic, payload))
+        if self.writable or self._unsaved_acks:
+            return
+        try:  # nothing held (all delivered directly): is the disk back?
+            self.outbox.probe()
+        except sqlite3.Error:
+            return
+        self.writable = True
+        log.warning("outbox writable again (%d events were dropped while it was not)",
+                    self.held_dropped)
+
+    def _send_held(self) -> None:
+        """While the disk is full, send the held events directly (QoS 1, kept until PUBACK)."""
+        with self._held_lock:
+            waiting = [h for h in self._held if h[0] not in self._held_sending]
+        for event_id, topic, payload in waiting:
+            if len(self._inflight) >= self.window:
+                break
+            info = self.client.publish(topic, mark_stale(payload, self.stale_accept_s), qos=1,
+                                       retain=False)
+            self._inflight[info.mid] = event_id
+            self._held_sending.add(event_id)
+
     def _drain_acks(self) -> None:
-        done = []
+        done = self._unsaved_acks
         while True:
             try:
                 mid = self._acks.get_nowait()
             except queue.Empty:
                 break
-            row_id = self._inflight.pop(mid, None)
-            if row_id is not None:
-                done.append(row_id)
-        self.outbox.delete(*done)
+            ref = self._inflight.pop(mid, None)
+            if isinstance(ref, str):  # a held event: delivered, nothing left to keep
+                with self._held_lock:
+                    self._held = deque(h for h in self._held if h[0] != ref)
+                self._held_sending.discard(ref)
+            elif ref is not None:
+                done.append(ref)
+                self._sent_ahead.discard(ref)
+        try:
+            self.outbox.delete(*done)
+        except sqlite3.Error as exc:  # kept and deleted later: a full disk must not resend them
+            self._cannot_write(exc)
+            return
+        done.clear()
 
     # -- paho callbacks (network thread: never block, never take the outbox lock here) ------
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
@@ -314,17 +481,29 @@ class MqttPublisher(Publisher):
         leaf = msg.topic[len(self.base) + 1:]
         if not leaf.startswith("cmd/") or self.on_command is None:
             return
+        if msg.retain or len(msg.payload) > MAX_COMMAND_BYTES:
+            # A retained command is replayed by the broker at every (re)connect: a command is
+            # for now, once. The size cap bounds the work before the JSON is even parsed.
+            self._drop_command(msg.topic, f"retained or over {MAX_COMMAND_BYTES} bytes")
+            return
         try:
             payload = json.loads(msg.payload or b"{}")
             if not isinstance(payload, dict):
                 raise ValueError("not an object")
         except ValueError as exc:
-            log.warning("ignoring %s: payload is not a JSON object (%s)", msg.topic, exc)
+            self._drop_command(msg.topic, f"payload is not a JSON object ({exc})")
             return
         try:
             self.on_command(leaf[4:], payload)
         except Exception:  # a bad command must not kill paho's network thread
-            log.exception("command %s failed", msg.topic)
+            log.exception("command %r failed", msg.topic[:200])
+
+    def _drop_command(self, topic: str, why: str) -> None:
+        """Log a dropped command, but not every one of a flood (anyone on the broker can send)."""
+        self._dropped_commands += 1
+        n = self._dropped_commands
+        if n <= 3 or (n & (n - 1)) == 0:  # the first few, then at powers of two
+            log.warning("ignoring %r: %s (%d commands dropped so far)", topic[:200], why, n)
 
     def _publish_discovery(self) -> None:
         dev = {"identifiers": [f"edge-verifier-{self.device_id}"], "name": f"Door {self.device_id}",

@@ -4,7 +4,8 @@
 applied with its cursor in one transaction (edge.cache), then a new `Gallery` is built and
 handed to `on_gallery` (the daemon swaps one reference: readers never lock). `run()` does that
 on start, every `interval_s`, and whenever `trigger()` is called (MQTT cmd/sync). A hub that is
-down leaves the last synced gallery in use: the edge keeps working offline.
+down leaves the last synced gallery in use: the edge keeps working offline. A hub that rate
+limits us (code 15) is asked again after a short, doubling backoff.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class Syncer:
         self.state: dict = {"status": "never", "cursor": cache.cursor, "last_ok": None,
                             "last_error": "", "syncs": 0, "failures": 0, "changes": 0}
         self._trigger = threading.Event()
+        self._backoff_s = 0.0
         self._lock = threading.Lock()  # one sync at a time (timer and cmd/sync may race)
         scope = ",".join(self.group_ids)
         if cache.fingerprint != fingerprint or cache.scope != scope:
@@ -56,7 +58,7 @@ class Syncer:
 
     def sync_once(self) -> dict:
         """Pull every page now; returns the state. Never raises for hub or data problems."""
-        from edge.cloud import CloudApiError, CloudError, FingerprintMismatch
+        from edge.cloud import CloudApiError, CloudError, CloudRateLimited, FingerprintMismatch
 
         with self._lock:
             pages = changes = 0
@@ -85,6 +87,8 @@ class Syncer:
             except CloudApiError as exc:
                 status = "fingerprint_mismatch" if isinstance(exc, FingerprintMismatch) else "error"
                 fields = self._failed(status, f"hub answered {exc.code}: {exc.message}")
+            except CloudRateLimited as exc:  # pages applied so far stay; run() resumes soon
+                fields = self._failed("rate_limited", f"hub rate limit: {exc}")
             except CloudError as exc:
                 fields = self._failed("offline", f"hub unreachable: {exc}")
             except (CacheError, KeyError, TypeError, ValueError) as exc:
@@ -107,6 +111,15 @@ class Syncer:
         log.warning("sync failed: %s", message)
         return {"status": status, "last_error": message, "failures": self.state["failures"] + 1}
 
+    def _next_wait(self) -> float:
+        """The interval; after a rate-limited sync a backoff from 1 s doubling (capped at the
+        interval), so the edge resumes as soon as the hub lets it instead of an interval later."""
+        if self.state["status"] != "rate_limited":
+            self._backoff_s = 0.0
+            return self.interval_s
+        self._backoff_s = min(max(1.0, self._backoff_s * 2), self.interval_s)
+        return self._backoff_s
+
     def trigger(self) -> None:
         self._trigger.set()
 
@@ -118,7 +131,7 @@ class Syncer:
             except Exception:  # a dead sync thread would freeze the gallery unnoticed
                 log.exception("sync failed unexpectedly")
                 self.state.update(self._failed("error", "internal error (see the log)"))
-            self._trigger.wait(self.interval_s)
+            self._trigger.wait(self._next_wait())
             self._trigger.clear()
             if stop.is_set():
                 break

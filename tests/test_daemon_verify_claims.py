@@ -9,6 +9,7 @@ import time
 import jsonschema
 import paho.mqtt.client as mqtt
 
+from edge.daemon.commands import signed_command
 from edge.schemas import schema
 from tests.broker_fixtures import DaemonProc, write_edge_config
 from tests.conftest import free_port
@@ -34,7 +35,7 @@ def test_claims_from_mqtt_accept_the_right_person_reject_another_and_time_out(
     cmd.loop_start()
 
     def claim(person_id, **extra):
-        payload = {"person_id": person_id, **extra}
+        payload = signed_command("verify", hub.appid, hub.secret_id, hub.secret_key, person_id=person_id, **extra)
         jsonschema.validate(payload, schema("cmd-verify"))  # what consumers are told to send
         cmd.publish("test/door-v/cmd/verify", json.dumps(payload), qos=1).wait_for_publish(5)
         time.sleep(0.5)  # the daemon holds the claim before the face shows up

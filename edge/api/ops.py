@@ -74,12 +74,17 @@ def text(p: Params, name: str, ctx: Ctx, *, required: bool = False) -> str | Non
 
 
 def ident_value(name: str, value: object, ctx: Ctx) -> str:
+    return check_ident(name, value, ctx.limits.id_bytes)
+
+
+def check_ident(name: str, value: object, max_bytes: int) -> str:
+    """The id rules (also applied to MQTT commands, which have no Ctx)."""
     if value is None or value == "":
         raise ApiError(errors.PARAMETER_EMPTY, f"{name} is required")
     if not isinstance(value, str):
         raise ApiError(errors.INVALID_PARAMETER, f"{name} must be a string")
-    if len(value.encode("utf-8")) > ctx.limits.id_bytes:
-        raise ApiError(errors.PARAMETER_TOO_LONG, f"{name} longer than {ctx.limits.id_bytes} bytes")
+    if len(value.encode("utf-8", "surrogatepass")) > max_bytes:  # a lone surrogate is refused below
+        raise ApiError(errors.PARAMETER_TOO_LONG, f"{name} longer than {max_bytes} bytes")
     if any(ch in _ILLEGAL for ch in value) or not value.isprintable():
         raise ApiError(errors.ILLEGAL_CHARACTERS, f"{name} contains a space, slash, tab, newline or control character")
     return value

@@ -27,14 +27,6 @@ class Claims:
         self._claim: Claim | None = None
         self._lock = threading.Lock()
 
-    def command(self, payload: dict) -> None:
-        """MQTT cmd/verify {"person_id", "timeout_s"?, "request_id"?}."""
-        pid = payload.get("person_id")
-        if not isinstance(pid, str) or not pid:
-            log.warning("cmd/verify without a person_id: ignored")
-            return
-        self.open(pid, payload.get("timeout_s"), payload.get("request_id"))
-
     def open(self, person_id: str, timeout_s: object = None, request_id: object = None) -> None:
         """Wait for `person_id`; a timeout_s that is no number or out of bounds is clamped or
         replaced by the default."""

@@ -65,6 +65,9 @@ class PolicySettings(ThresholdOverrides):
         "deny", description="Decision for an uncertain face when the cloud cannot answer: "
                             "deny (fail-secure) | allow (fail-open) | uncertain (publish as is).")
     cloud_fallback: bool = Field(True, description="Ask the hub's /face/verify when uncertain.")
+    stale_accept_s: float = Field(10.0, ge=0, description="An accept that reaches the broker "
+                                  "later than this after its decision\n(full disk, broker down) "
+                                  "is sent as decision unknown, reason stale_accept; 0 = never.")
 
 
 class MqttSettings(BaseModel):
@@ -91,6 +94,17 @@ class MqttSettings(BaseModel):
                            pattern=r"^[^#+\x00]{1,200}$")
     include_face_image: bool = Field(False, description="Put the face crop (base64 JPEG) into "
                                      "events. Off: events carry no biometric data.")
+    commands: Literal["signed", "trusted", "off"] = Field(
+        "signed", description="MQTT commands (cmd/verify, cmd/sync): signed = each carries a "
+        "single-use\nsignature of the local API's credentials (README \"Security\"); trusted = "
+        "unsigned accepted\n(only with broker ACLs letting nobody else publish there); off = ignored.")
+    commands_per_s: float = Field(2.0, ge=0, description="MQTT commands applied per second "
+                                  "(beyond: ignored); 0 = unlimited.")
+    commands_burst: int = Field(5, ge=1, description="MQTT commands applied at once before "
+                                "commands_per_s applies.")
+    outbox_max: int = Field(100_000, ge=100, description="Events the outbox holds at most; when "
+                            "full, the oldest is dropped\n(counted in /health) so the newest "
+                            "decisions still go out.")
 
 
 class HubClientSettings(BaseModel):
@@ -121,6 +135,10 @@ class ApiSettings(ListenerSettings):
         default_factory=list,
         description="Signing credentials accepted by the local API, as a list of tables "
                     "{appid, secret_id, secret_key} (empty: the [hub] credentials).")
+    rate_per_s: float = Field(5.0, ge=0, description="Local API requests per second per appid "
+                              "(code 15 beyond); 0 = unlimited.\nThe camera keeps priority: "
+                              "requests wait for the camera's frame in progress.")
+    burst: int = Field(10, ge=1, description="Local API requests an appid may send at once.")
 
 
 class StorageSettings(BaseModel):

@@ -17,12 +17,13 @@ def daemon_state(d) -> dict:
     threads = {t.name: t.is_alive() or d.stop_event.is_set() for t in d.threads}
     if d.s.mqtt.enabled:
         threads["mqtt-outbox"] = d.events.sender_alive()
+    outbox = d.events.outbox_health()
     ok = (cam["status"] in ("ok", "ended") and sync.get("status") != "fingerprint_mismatch"
-          and all(threads.values()))
+          and all(threads.values()) and outbox["writable"] and not outbox["held_in_memory"])
     return {"status": "ok" if ok else "degraded", "device": d.s.device.id,
             "uptime_s": round(time.time() - d.started, 1), "camera": cam,
             "mqtt": {"connected": d.events.connected, "outbox_depth": d.events.outbox_depth(),
-                     "outbox_rejected": d.events.outbox_rejected()},
+                     "outbox_rejected": d.events.outbox_rejected(), "outbox": outbox},
             "threads": threads,
             "cache": {"version": gallery.version, "faces": len(gallery),
                       "persons": len(gallery.person_ids)},

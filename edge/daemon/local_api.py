@@ -27,8 +27,8 @@ class LocalApi:
         from edge.api.ops import ApiLimits
 
         self.s = s
-        # This device's own clients on its own network: no rate limit.
-        self.app = create_app(service, credentials(s), limits=ApiLimits(rate_per_s=0))
+        self.app = create_app(service, credentials(s),
+                              limits=ApiLimits(rate_per_s=s.api.rate_per_s, burst=s.api.burst))
         # The API layer serves its own registry; expose the daemon's metrics (default
         # registry: ours plus process RSS/CPU) through it too.
         self.app.state.registry.register(_DefaultRegistryProxy())

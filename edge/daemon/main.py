@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from edge.daemon.claims import NO_FACE, Claims, unanswered
+from edge.daemon.priority import CameraFirst
 from edge.daemon.sdnotify import notify, watchdog_interval_s
 from edge.daemon.watchdog import warn_if_too_short
 from edge.vision.packs import ModelPackError
@@ -71,6 +72,7 @@ class Daemon:
         self.api = None
         self.decisions = 0
         self.claims = Claims(settings.verify.claim_timeout_s)
+        self.priority = CameraFirst()
         self.threads: list[threading.Thread] = []
 
     # -- start -----------------------------------------------------------------------------
@@ -116,9 +118,17 @@ class Daemon:
                                   max_faces=s.vision.max_faces, min_frames=s.tracker.min_frames,
                                   identify=s.identify.enabled, groups=s.identify.groups)
         self.camera = from_settings(s.camera)
+        from edge.daemon.commands import CommandGate
+        from edge.daemon.local_api import credentials
+
+        self.commands = CommandGate(s.mqtt.commands, credentials(s), rate_per_s=s.mqtt.commands_per_s,
+                                    burst=s.mqtt.commands_burst, claims=self.claims,
+                                    syncer=self.syncer if self.cloud is not None else None)
         if s.mqtt.enabled:
-            self.events = MqttPublisher(s.mqtt, s.device.id, Outbox(data / "outbox.db"),
-                                        on_command=self._on_command)
+            self.events = MqttPublisher(s.mqtt, s.device.id,
+                                        Outbox(data / "outbox.db", max_rows=s.mqtt.outbox_max),
+                                        on_command=self._on_command,
+                                        stale_accept_s=s.policy.stale_accept_s)
         else:
             self.events = NullPublisher()
         self.events.start()
@@ -131,7 +141,7 @@ class Daemon:
         warn_if_too_short(s, self._watchdog_s)
         notify("READY=1\nSTATUS=running")
         log.info("edge daemon %s ready in %.2fs (camera %s, api %s)", s.device.id,
-                 time.time() - self.started, s.camera.source,
+                 time.time() - self.started, self.camera.name,
                  f"{s.api.host}:{self.api.port}" if self.api and self.api.port else "off")
 
     def _spawn(self, name, target, *args) -> threading.Thread:
@@ -155,16 +165,13 @@ class Daemon:
 
         service = EdgeService(self.pipeline, lambda: self.gallery_ref, self.decider,
                               identify_groups=self.s.identify.groups, health=self.state,
-                              claims=self.claims)
+                              claims=self.claims, priority=self.priority)
         self.api = LocalApi(self.s, service)
         self.api.start(self._spawn)
 
     # -- commands (paho thread) ------------------------------------------------------------
     def _on_command(self, name: str, payload: dict) -> None:
-        if name == "sync" and self.syncer is not None:
-            self.syncer.trigger()
-        elif name == "verify":
-            self.claims.command(payload)
+        self.commands.handle(name, payload)
 
     # -- main loop -------------------------------------------------------------------------
     def loop(self) -> None:
@@ -174,7 +181,8 @@ class Daemon:
             t_frame = time.perf_counter()
             if frame is not None:
                 try:
-                    self.scorer.process(frame, t_frame)
+                    with self.priority.camera():
+                        self.scorer.process(frame, t_frame)
                 except Exception:  # one bad frame must never stop the door
                     log.exception("frame processing failed; frame skipped")
             elif self.camera.state.status != "ok":
@@ -208,7 +216,7 @@ class Daemon:
 
         s = self.s
         event = decision_event(
-            out, device=s.device.id, camera=s.camera.name or s.camera.source,
+            out, device=s.device.id, camera=self.camera.name,
             fingerprints={"pack": self.pipeline.fingerprint, **self.pipeline.fingerprints},
             cache_version=cache_version or self.gallery_ref.version,
             include_face_image=s.mqtt.include_face_image, **fields)

@@ -20,6 +20,8 @@ CACHE_FACES = Gauge("edge_cache_faces", "Faces in the local gallery")
 CACHE_PERSONS = Gauge("edge_cache_persons", "Persons in the local cache")
 CLOUD = Gauge("edge_cloud_breaker_state", "Cloud circuit breaker state (1 for the current one)",
               ["state"])
+COMMANDS = Counter("edge_commands_total", "MQTT commands by outcome (applied or why refused)",
+                   ["command", "result"])
 SYNC_OK = Gauge("edge_sync_last_ok_timestamp", "Unix time of the last successful sync")
 
 

@@ -24,19 +24,24 @@ class EdgeService(FaceService):
 
     def __init__(self, pipeline, gallery: Callable[[], Gallery], decider, *,
                  identify_groups: Sequence[str] = (), health: Callable[[], dict] | None = None,
-                 claims=None):
+                 claims=None, priority=None):
         self.pipeline = pipeline
         self.gallery = gallery
         self.decider = decider
         self.identify_groups = list(identify_groups)
         self._health = health or (lambda: {})
         self.claims = claims  # edge.daemon.claims.Claims of the camera path; None: not served
+        self.priority = priority  # edge.daemon.priority.CameraFirst: the camera path goes first
 
     def _embed(self, image: bytes):
         from edge.vision import decode_image
 
         bgr = decode_image(image)
-        faces = self.pipeline.analyze(bgr, max_faces=1)
+        if self.priority is None:
+            faces = self.pipeline.analyze(bgr, max_faces=1)
+        else:
+            with self.priority.background():
+                faces = self.pipeline.analyze(bgr, max_faces=1)
         if not faces or faces[0].embedding is None:
             raise ApiError(errors.NO_FACE)
         return faces[0].embedding

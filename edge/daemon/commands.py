@@ -1,0 +1,108 @@
+"""MQTT commands (`<prefix>/<device>/cmd/verify`, `cmd/sync`): who may command the door.
+
+Anyone who can publish on the broker can reach these topics, so a command is not trusted
+because it arrived there. With `[mqtt] commands = "signed"` (the default) a command carries
+`"authorization"`: a single-use signature made like the API's (`e=0`) with one of the local
+API's credentials, whose `f` names the command (`verify:<person_id>`, `sync`) and whose `t` is
+at most `MAX_AGE_S` old; each signature is accepted once. `"trusted"` accepts unsigned commands
+(a broker whose ACLs let only the badge reader publish there); `"off"` ignores them all.
+In every mode a claim's person_id follows the API's id rules and valid commands are rate
+limited. Retained and oversized messages are dropped before this (edge.events).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from edge.api.ops import check_ident
+from edge.api.ratelimit import RateLimiter
+from edge.errors import ApiError
+from edge.signature import ReplayCache, Verifier
+
+log = logging.getLogger("edge.daemon")
+
+MAX_AGE_S = 60  # a signed command older (or further ahead) than this is refused
+ID_BYTES = 128  # the API's id limit
+LOG_EVERY_S = 10.0  # a flood of refused commands logs one line per reason per interval
+
+
+class CommandGate:
+    def __init__(self, mode: str, credentials, *, rate_per_s: float, burst: int,
+                 claims=None, syncer=None):
+        self.mode = mode
+        self.verifier = Verifier(credentials, ReplayCache(window_s=MAX_AGE_S, capacity=10_000))
+        self.limiter = RateLimiter(rate_per_s, burst)
+        self.claims, self.syncer = claims, syncer
+        self.refused: dict[str, int] = {}  # reason -> count (reported in state)
+        self._logged_at: dict[str, float] = {}
+
+    def handle(self, name: str, payload: dict) -> bool:
+        """Apply a command if it is allowed; False (counted, logged at most every
+        LOG_EVERY_S per reason) when it is refused."""
+        from edge.daemon import metrics
+
+        try:
+            person_id = self._check(name, payload)
+        except _Refused as exc:
+            metrics.COMMANDS.labels(name if name in ("verify", "sync") else "other", exc.reason).inc()
+            self._refused(name, exc.reason, exc.detail)
+            return False
+        metrics.COMMANDS.labels(name, "applied").inc()
+        if name == "sync":
+            if self.syncer is not None:
+                self.syncer.trigger()
+        elif self.claims is not None:
+            self.claims.open(person_id, payload.get("timeout_s"), payload.get("request_id"))
+        return True
+
+    def _check(self, name: str, payload: dict) -> str | None:
+        if self.mode == "off":
+            raise _Refused("disabled", "[mqtt] commands = off")
+        if name not in ("verify", "sync"):
+            raise _Refused("unknown", "no such command")
+        person_id = None
+        if name == "verify":
+            try:
+                person_id = check_ident("person_id", payload.get("person_id"), ID_BYTES)
+            except ApiError as exc:
+                raise _Refused("bad_person_id", f"code {exc.code}: {exc.message}") from None
+        if self.mode == "signed":
+            try:
+                sig = self.verifier.check(_text(payload.get("authorization")))
+            except ApiError as exc:
+                raise _Refused("signature", f"code {exc.code}: {exc.message}") from None
+            bound = "sync" if name == "sync" else f"verify:{person_id}"
+            if not sig.single_use or sig.fields.get("f") != bound:
+                raise _Refused("signature", f"needs a single-use signature (e=0) with f={bound}")
+        if not self.limiter.allow("mqtt"):
+            raise _Refused("rate_limited", "too many commands")
+        return person_id
+
+    def _refused(self, name: str, reason: str, detail: str) -> None:
+        self.refused[reason] = self.refused.get(reason, 0) + 1
+        now = time.monotonic()
+        if now - self._logged_at.get(reason, -LOG_EVERY_S) >= LOG_EVERY_S:
+            self._logged_at[reason] = now
+            log.warning("MQTT command refused (%s: %s); %d refused for this reason so far",
+                        reason, detail, self.refused[reason])
+
+
+class _Refused(Exception):
+    def __init__(self, reason: str, detail: str):
+        super().__init__(reason)
+        self.reason, self.detail = reason, detail
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def signed_command(name: str, appid: str, secret_id: str, secret_key: str, *,
+                   person_id: str = "", **fields) -> dict:
+    """The payload of a signed command, as a badge reader would publish it on cmd/<name>."""
+    from edge.signature import sign
+
+    bound = "sync" if name == "sync" else f"verify:{person_id}"
+    auth = sign(appid, secret_id, secret_key, expiry=0, fileid=bound)
+    return {**({"person_id": person_id} if name == "verify" else {}), **fields, "authorization": auth}
