@@ -9,8 +9,8 @@ import time
 
 from edge.daemon.commands import signed_command
 from edge.daemon.config import MqttSettings
-from edge.events import MqttPublisher, Outbox, new_event
-from tests.broker_fixtures import Broker, DaemonProc, Subscriber, write_edge_config
+from edge.events import MqttPublisher, Outbox
+from tests.broker_fixtures import Broker, DaemonProc, Subscriber, sample_event, write_edge_config
 from tests.conftest import free_port
 
 BACKLOG = 20_000
@@ -25,7 +25,7 @@ def _prefill(path, topic: str, n: int) -> None:
     box = Outbox(path)
     rows = []
     for i in range(n):
-        e = new_event(mode="identify", decision="unknown", person_id=None, backlog=i)
+        e = sample_event(claim={"person_id": "backlog", "request_id": str(i)})
         rows.append((e["event_id"], topic, json.dumps(e, separators=(",", ":")).encode()))
     box._db.execute("BEGIN")
     box._db.executemany("INSERT INTO outbox (event_id, topic, payload) VALUES (?,?,?)", rows)
@@ -63,8 +63,8 @@ def test_a_live_decision_overtakes_a_large_backlog_which_still_arrives_whole(mod
         sub.close()
         mosquitto.stop()
     events = sub.json()
-    index = next(i for i, e in enumerate(events) if e.get("claim"))
-    backlog = [e["backlog"] for e in events if "backlog" in e]
+    index = next(i for i, e in enumerate(events) if e["claim"]["person_id"] == "alice")
+    backlog = [int(e["claim"]["request_id"]) for e in events if e["claim"]["person_id"] == "backlog"]
     assert sorted(set(backlog)) == list(range(BACKLOG))  # nothing lost
     assert backlog == sorted(backlog)  # the backlog itself still in order
     assert index < BACKLOG // 2, f"the live decision came after {index} backlog events"
@@ -75,7 +75,7 @@ def test_a_full_outbox_drops_its_oldest_events_counts_them_and_sends_the_newest(
     box = Outbox(tmp_path / "outbox.db", max_rows=100)
     pub = MqttPublisher(MqttSettings(host=mosquitto.host, port=mosquitto.port, prefix="cap"), "door-cap", box)
     for i in range(150):  # decided while the broker could not be reached
-        pub.publish_event(new_event(mode="identify", decision="unknown", n=i))
+        pub.publish_event(sample_event(claim={"person_id": "cap", "request_id": str(i)}))
     assert (box.depth(), pub.outbox_health()["dropped"]) == (100, 50)
     assert box.depth() == box._db.execute("SELECT count(*) FROM outbox").fetchone()[0]
     pub.start()
@@ -84,6 +84,6 @@ def test_a_full_outbox_drops_its_oldest_events_counts_them_and_sends_the_newest(
         time.sleep(0.5)
     finally:
         pub.stop()
-    assert [e["n"] for e in sub.json()] == list(range(50, 150))
+    assert [int(e["claim"]["request_id"]) for e in sub.json()] == list(range(50, 150))
     reopened = Outbox(tmp_path / "outbox.db", max_rows=100)
     assert reopened.depth() == 0

@@ -37,9 +37,17 @@ class CommandGate:
         self.refused: dict[str, int] = {}  # reason -> count (reported in state)
         self._logged_at: dict[str, float] = {}
 
+    @classmethod
+    def from_settings(cls, s, claims, syncer) -> "CommandGate":
+        """`s` is EdgeSettings; commands are checked against the local API's credentials."""
+        from edge.daemon.local_api import credentials
+
+        return cls(s.mqtt.commands, credentials(s), rate_per_s=s.mqtt.commands_per_s,
+                   burst=s.mqtt.commands_burst, claims=claims, syncer=syncer)
+
     def handle(self, name: str, payload: dict) -> bool:
-        """Apply a command if it is allowed; False (counted, logged at most every
-        LOG_EVERY_S per reason) when it is refused."""
+        """Apply a command (paho's thread) if it is allowed; False (counted, logged at most
+        every LOG_EVERY_S per reason) when it is refused."""
         from edge.daemon import metrics
 
         try:

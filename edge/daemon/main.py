@@ -80,6 +80,7 @@ class Daemon:
         from edge.cache import EdgeCache
         from edge.camera import from_settings
         from edge.daemon import metrics
+        from edge.daemon.commands import CommandGate
         from edge.daemon.decide import Decider
         from edge.daemon.scoring import FrameScorer
         from edge.daemon.settle import SettleWindow
@@ -118,17 +119,10 @@ class Daemon:
                                   max_faces=s.vision.max_faces, min_frames=s.tracker.min_frames,
                                   identify=s.identify.enabled, groups=s.identify.groups)
         self.camera = from_settings(s.camera)
-        from edge.daemon.commands import CommandGate
-        from edge.daemon.local_api import credentials
-
-        self.commands = CommandGate(s.mqtt.commands, credentials(s), rate_per_s=s.mqtt.commands_per_s,
-                                    burst=s.mqtt.commands_burst, claims=self.claims,
-                                    syncer=self.syncer if self.cloud is not None else None)
+        self.commands = CommandGate.from_settings(s, self.claims, self.syncer if self.cloud is not None else None)
         if s.mqtt.enabled:
-            self.events = MqttPublisher(s.mqtt, s.device.id,
-                                        Outbox(data / "outbox.db", max_rows=s.mqtt.outbox_max),
-                                        on_command=self._on_command,
-                                        stale_accept_s=s.policy.stale_accept_s)
+            self.events = MqttPublisher(s.mqtt, s.device.id, Outbox(data / "outbox.db", s.mqtt.outbox_max),
+                                        on_command=self.commands.handle, stale_accept_s=s.policy.stale_accept_s)
         else:
             self.events = NullPublisher()
         self.events.start()
@@ -168,10 +162,6 @@ class Daemon:
                               claims=self.claims, priority=self.priority)
         self.api = LocalApi(self.s, service)
         self.api.start(self._spawn)
-
-    # -- commands (paho thread) ------------------------------------------------------------
-    def _on_command(self, name: str, payload: dict) -> None:
-        self.commands.handle(name, payload)
 
     # -- main loop -------------------------------------------------------------------------
     def loop(self) -> None:
