@@ -23,8 +23,7 @@ def test_a_verify_flood_on_the_local_api_is_answered_15_beyond_the_configured_ra
     port = free_port()
     cfg = write_edge_config(tmp_path / "edge.toml", device="door-api", camera=f"files:{tmp_path}/none/*",
                             broker=None, hub=NoHub, storage=tmp_path / "data", api_port=port,
-                            extra="")
-    cfg.write_text(cfg.read_text().replace('[api]\n', '[api]\nrate_per_s = 1\nburst = 3\n'))
+                            sections={"api": {"rate_per_s": 1, "burst": 3}})
     photo = (faces_dir / "five_celebrity/Madonna/val_1.jpg").read_bytes()
     daemon = DaemonProc(cfg, port, tmp_path / "daemon.log").start()
     try:

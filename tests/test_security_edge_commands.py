@@ -49,7 +49,7 @@ def door(tmp_path_factory, models_dir):
     camera = f"opencv:http://admin:{PASSWORD}@127.0.0.1:{free_port()}/video.mjpg"
     cfg = write_edge_config(tmp / "edge.toml", device=DEVICE, camera=camera, broker=broker, hub=NoHub,
                             storage=tmp / "data", api_port=port,
-                            mqtt_extra="commands_per_s = 0.5\ncommands_burst = 3")
+                            sections={"mqtt": {"commands_per_s": 0.5, "commands_burst": 3}})
     daemon = DaemonProc(cfg, port, tmp / "daemon.log").start()
     try:
         daemon.wait_health(lambda h: h["mqtt"]["connected"] and h["camera"]["failures"] >= 1, 60)

@@ -89,7 +89,7 @@ def test_a_full_disk_neither_delays_nor_refreshes_an_accept_and_a_late_one_goes_
     port = free_port()
     cfg = write_edge_config(tmp_path / "edge.toml", device="door-full", camera=f"files:{drop}/*",
                             broker=mosquitto, storage=data, api_port=port, loop=True,
-                            extra="[policy]\nstale_accept_s = 2\n")
+                            sections={"policy": {"stale_accept_s": 2}})
     daemon = PipedDaemon(cfg, port, tmp_path / "daemon.log").start()
     try:
         daemon.wait_health(lambda h: h["mqtt"]["connected"] and h["cache"]["persons"] == 2, 60)
