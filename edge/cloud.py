@@ -1,4 +1,4 @@
-"""Client of the face API (docs/CLOUD_API.md): signs, retries, breaks the circuit, types errors.
+"""Client of the face API (hub or vendor): signs, retries, breaks the circuit, types errors.
 
 Used by the tests and by the edge daemon's cloud fallback and sync. Every request carries a
 fresh multi-use signature (e = now + 1 h, random r). Bodies are JSON unless images are sent,

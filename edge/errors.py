@@ -1,4 +1,4 @@
-"""The face API's error codes (docs/CLOUD_API.md) and the one exception that carries them.
+"""The face API's error codes (the vendor API's numbers) and the one exception that carries them.
 
 Every layer raises `ApiError` with a documented code; the HTTP layer turns it into the
 `{"data": {}, "code": ..., "message": ...}` envelope and the CLI into `{"code", "message"}`.

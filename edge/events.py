@@ -1,4 +1,4 @@
-"""Decision events over MQTT with a durable outbox (DESIGN.md "Events").
+"""Decision events over MQTT with a durable outbox (README "Events (MQTT)").
 
 Topics under `<prefix>/<device>/`:
   availability  retained; `online` on connect, `offline` as the Last Will and on clean stop

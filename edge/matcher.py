@@ -1,4 +1,4 @@
-"""Scoring and the decision policy (DESIGN.md, "Decision policy").
+"""Scoring and the decision policy (README "Decision policy").
 
 A `Gallery` is an immutable in-memory matrix of enrolled face embeddings; the daemon and the
 hub build a new one and swap the reference when the store changes, so readers never lock.

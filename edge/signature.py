@@ -1,4 +1,4 @@
-"""The `Authorization` signature of the face API (docs/CLOUD_API.md): sign, parse, check.
+"""The `Authorization` signature of the face API (the vendor SDKs' HMAC-SHA1 one): sign, parse, check.
 
     plain = "a=<appid>&b=<bucket>&k=<SecretId>&e=<expiry>&t=<now>&r=<random>&f=<fileid>"
     Authorization = base64(HMAC-SHA1(SecretKey, plain) || plain)

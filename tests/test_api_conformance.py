@@ -1,4 +1,4 @@
-"""Conformance of the hub to docs/CLOUD_API.md: every endpoint in both encodings, the exact
+"""Conformance of the hub to the vendor face API: every endpoint in both encodings, the exact
 envelopes, and requests shaped like the vendor's Python SDK (real hub, real models, real photos)."""
 
 from __future__ import annotations

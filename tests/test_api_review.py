@@ -1,4 +1,4 @@
-"""Hub behaviours fixed in review against docs/CLOUD_API.md (real hub, real models, real photos)."""
+"""Hub behaviours fixed in review against the vendor API (real hub, real models, real photos)."""
 
 from __future__ import annotations
 

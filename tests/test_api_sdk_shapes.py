@@ -423,7 +423,7 @@ def test_every_sdk_signature_recipe_is_accepted(hub_server, recipe):
 
 
 def test_java_sdk_calling_an_endpoint_the_hub_lacks_reads_a_code_not_an_http_error(hub_server, photos):
-    # JAVA faceShape posts /face/shape (not in CLOUD_API.md); a non-2xx answer would make the SDK
+    # JAVA faceShape posts /face/shape (not an endpoint of the API); a non-2xx answer would make the SDK
     # throw "Unexpected code" instead of handing its caller the envelope.
     status, result = java_json(hub_server, "shape", {"mode": 0, "image": base64.b64encode(photos["ben_val"]).decode()})
     assert status == 200 and result["code"] == 21 and "/face/shape" in result["message"]

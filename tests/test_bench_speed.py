@@ -21,9 +21,8 @@ def test_bench_speed_reports_every_stage_and_the_mac_cost_of_each_pack(models_di
     assert report["int8"]["fingerprint"] != report["fp32"]["fingerprint"]
     # Same graphs, same MACs: quantization changes the arithmetic, not the work.
     assert report["int8"]["gmac"] == report["fp32"]["gmac"]
-    # The lite pack keeps the budget of 0.4 GMAC per face; the default pack's SFace
-    # costs more than its 512-d embedder.
-    assert 0.1 < report["int8-lite"]["gmac_per_face"] <= 0.4
+    # The default pack's SFace costs more than the lite pack's 512-d embedder.
+    assert 0.1 < report["int8-lite"]["gmac_per_face"] < report["int8"]["gmac_per_face"]
     assert report["int8"]["gmac"]["embed"] > report["int8-lite"]["gmac"]["embed"]
     assert report["gmac_per_face"] == report["int8"]["gmac_per_face"]
     assert report["ratios"]["fp32_over_int8_per_face_1thread"] > 0
@@ -35,3 +34,7 @@ def test_bench_speed_reports_every_stage_and_the_mac_cost_of_each_pack(models_di
     assert zoo["gmac"]["embed"] == report["int8"]["gmac"]["embed"]
     assert 0.03 < zoo["gmac"]["detect"] < 0.1
     assert report["ratios"]["opencv_zoo_over_int8_per_face"] > 0
+    # The speed goal is that ratio, reported (not asserted: timing here is no test).
+    goal = report["goals"]["faster_than_opencv_zoo_per_face"]
+    assert goal["at_least"] == 1.5 and goal["measured"] == report["ratios"]["opencv_zoo_over_int8_per_face"]
+    assert goal["met"] is (goal["measured"] >= 1.5)

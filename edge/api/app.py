@@ -9,7 +9,7 @@ appid (15) -> op not served by this role (24) -> body read with the cap and a ti
 the endpoint (url inputs fetched here, then the service in a worker thread). Business and auth errors, and an
 unknown /face/<op>, answer HTTP 200 with the code in the envelope (the Python SDK parses the body
 whatever the status, but the Java SDK throws on any non-2xx one); so does an unexpected exception
-(code 213, logged): JSON can still be produced, so CLOUD_API.md's rule holds there too.
+(code 213, logged): JSON can still be produced, so the API's every-answer-an-envelope rule holds there too.
 The edge's own operations (POST /edge/claim) take the same path with their own smaller body cap.
 Any other unmatched request (unknown path, wrong method) gets the JSON envelope with code 21 and
 its HTTP status (404, 405). Requests sent through an HTTP proxy carry the absolute form
@@ -42,7 +42,7 @@ from edge.signature import Credential, Verifier
 from edge.urlfetch import FetchPolicy
 
 log = logging.getLogger("edge.api")
-APPID_OPTIONAL = frozenset({"compare"})  # docs/CLOUD_API.md endpoint table: no **appid** for compare
+APPID_OPTIONAL = frozenset({"compare"})  # the one endpoint the vendor API calls without an appid
 
 
 def envelope(data: dict | None = None, code: int = 0, message: str = "OK", status: int = 200) -> JSONResponse:

@@ -1,6 +1,6 @@
 """One function per endpoint: validate the parsed body, resolve images, call the service.
 
-Argument rules (docs/CLOUD_API.md): a missing or empty required field is -1301; identifiers
+Argument rules (the vendor API's): a missing or empty required field is -1301; identifiers
 (person_id, group_id, face_id) with a space, slash, tab, CR or newline are -1313 and longer
 than `id_bytes` UTF-8 bytes -1304; a field of the wrong shape is 21; no image at all or an
 empty one is -1300. When both an image and a url are given, the url wins.

@@ -114,7 +114,7 @@ def session_id() -> str:
 def compare_images(embed: Callable[[bytes], np.ndarray], image_a: bytes, image_b: bytes,
                    thresholds: Thresholds) -> dict:
     """/face/compare for every role: similarity 0-100, or the failing image's own code with
-    `fail_flag` 1 or 2 (CLOUD_API.md) and the session_id still in the envelope's data."""
+    `fail_flag` 1 or 2 (which image failed) and the session_id still in the envelope's data."""
     sid = session_id()
     vectors = []
     for flag, data in ((1, image_a), (2, image_b)):

@@ -151,7 +151,7 @@ class VisionSettings(BaseModel):
                                     "or <repo>/models).")
     precision: Pack = Field(
         "int8", description="Model pack: int8 (default, SFace), fp32, or the cheaper int8-lite /\n"
-        "fp32-lite within 0.4 GMAC per face; each pack has its own calibrated thresholds.")
+        "fp32-lite (half the MACs per face); each pack has its own calibrated thresholds.")
     threads: int | None = Field(None, description="ONNX Runtime threads (unset: all cores).")
     max_faces: int = Field(4, ge=1, description="Faces handled per frame (largest first).")
 
@@ -170,7 +170,7 @@ class EdgeSettings(DecidingRole):
     verify: VerifySettings = Field(default_factory=VerifySettings,
                                    description="1:1 verification of a claimed person.")
     policy: PolicySettings = Field(default_factory=PolicySettings,
-                                   description="Decision policy (DESIGN.md).")
+                                   description="Decision policy (README \"Decision policy\").")
     mqtt: MqttSettings = Field(default_factory=MqttSettings, description="Events over MQTT.")
     hub: HubClientSettings = Field(default_factory=HubClientSettings,
                              description="The hub (cloud face API): sync and fallback.")

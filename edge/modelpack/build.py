@@ -212,8 +212,8 @@ def _build_face_models(models_dir: Path, manifest_path: Path, sources: list[Sour
         # 2.4 against 2.9 ms and scored the same on LFW, but its boxes moved by a pixel or two and
         # turned a held-out photo with tinted glasses from accept to uncertain; O-Net in int8 ran
         # slower (0.46 against 0.34 ms), and its rounding would move every alignment.
-        # "-lite": the 512-d embedder, for devices that need the 0.4 GMAC per-face budget more
-        # than SFace's accuracy (each pack has its own thresholds: edge/matcher.py).
+        # "-lite": the 512-d embedder, half the MACs per face, for devices that need the speed
+        # more than SFace's accuracy (each pack has its own thresholds: edge/matcher.py).
         packs = {
             precision + suffix: {"detector": "detector.fp32.onnx", "landmarks": "landmarks.fp32.onnx",
                                  "embedder": f"{role}.{precision}.onnx"}

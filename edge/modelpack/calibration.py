@@ -21,7 +21,6 @@ from edge.modelpack.errors import ModelBuildError
 @dataclass
 class CalibrationSet:
     name: str  # recorded in models.json
-    frames: list[np.ndarray]  # BGR photos (for the detector)
     crops: list[np.ndarray]  # aligned 112x112 BGR faces (for the embedder)
 
 
@@ -75,4 +74,4 @@ def build_calibration_set(detector_path: Path, landmarks_path: Path, log) -> Cal
             log(f"calibration crops: {i + 1}/{len(frames)} photos")
     if len(crops) < 16:
         raise ModelBuildError(f"calibration set {name!r} gave only {len(crops)} face crops")
-    return CalibrationSet(name, frames, crops)
+    return CalibrationSet(name, crops)

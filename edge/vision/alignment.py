@@ -1,4 +1,4 @@
-"""Five-point similarity alignment to the 112x112 ArcFace template (DESIGN.md, "Models")."""
+"""Five-point similarity alignment to the 112x112 ArcFace template (README "Models")."""
 
 from __future__ import annotations
 

@@ -75,8 +75,7 @@ class Pipeline:
             path = models_dir / name
             if not path.is_file():
                 raise ModelPackError(f"model file {path} missing: run `edge-verifier models build`")
-            quantized = meta["models"][name]["precision"] == "int8"
-            sessions[role] = make_session(path, threads, quantized=quantized)
+            sessions[role] = make_session(path, threads)
         return cls(
             FaceDetector(sessions["detector"]),
             LandmarkNet(sessions["landmarks"]),

@@ -31,9 +31,9 @@ from pathlib import Path
 import onnxruntime as ort
 
 
-def make_session(path: str | Path, threads: int | None = None, quantized: bool = False) -> ort.InferenceSession:
+def make_session(path: str | Path, threads: int | None = None) -> ort.InferenceSession:
     opts = ort.SessionOptions()
-    # `quantized` is kept for callers; both kinds now measure best at ALL (table above).
+    # float and int8 graphs alike measure best at ALL (table above)
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.intra_op_num_threads = int(threads or 0)  # 0: one per physical core
     opts.inter_op_num_threads = 1
