@@ -98,3 +98,65 @@ def test_concurrent_decodes_are_capped(hub_server, photo):
     assert len(results) == 8 and all(r["code"] == 0 for r in results), results
     assert 1 <= image_mod.decode_slots.peak <= image_mod.MAX_CONCURRENT_DECODES
     assert image_mod.decode_slots.active == 0
+
+
+def _status_mb(pid: int, key: str) -> float:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) / 1024
+    raise KeyError(key)
+
+
+def test_a_burst_of_large_images_costs_at_most_the_slots_and_memory_returns(tmp_path, photo, models_dir):
+    """A real hub process gets 8 concurrent detects of a 25-megapixel JPEG (75 MB decoded each):
+    its peak RSS grows by what 2 slots cost, not 8 requests' worth, and falls back afterwards."""
+    import secrets
+    import subprocess
+    import time
+    import urllib.request
+
+    from tests.broker_fixtures import EDGE_VERIFIER
+    from tests.conftest import MODELS, free_port
+    from tests.hub_fixtures import APPID, SECRET_ID, HubServer
+
+    port, key = free_port(), secrets.token_hex(16)
+    cfg = tmp_path / "hub.toml"
+    cfg.touch(mode=0o600)
+    cfg.write_text(f'[server]\nport = {port}\n[storage]\npath = "{tmp_path}/hub.sqlite3"\n'
+                   f'[[credentials]]\nappid = "{APPID}"\nsecret_id = "{SECRET_ID}"\nsecret_key = "{key}"\n'
+                   f'[limits]\nrate_per_s = 0\n[vision]\nmodels_dir = "{MODELS}"\n')
+    proc = subprocess.Popen([str(EDGE_VERIFIER), "hub", "--config", str(cfg)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    hub = HubServer(f"http://127.0.0.1:{port}", APPID, SECRET_ID, key, tmp_path / "hub.sqlite3")
+    big = cv2.resize(photo, (5000, 5000), interpolation=cv2.INTER_NEAREST)
+    blob = cv2.imencode(".jpg", big, [cv2.IMWRITE_JPEG_QUALITY, 30])[1].tobytes()
+    del big
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None and time.monotonic() < deadline
+            try:
+                urllib.request.urlopen(f"{hub.url}/health", timeout=2).read()
+                break
+            except OSError:
+                time.sleep(0.2)
+        _detect(hub, blob)  # models loaded, one large image seen
+        time.sleep(0.5)
+        before = _status_mb(proc.pid, "VmRSS")
+        peak_before = _status_mb(proc.pid, "VmHWM")
+        results: list[dict] = []
+        threads = [threading.Thread(target=lambda: results.append(_detect(hub, blob))) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=180)
+        assert len(results) == 8 and all(r["code"] in (0, errors.NO_FACE) for r in results), results
+        peak = _status_mb(proc.pid, "VmHWM")
+        time.sleep(1.0)
+        after = _status_mb(proc.pid, "VmRSS")
+        # measured: +291 MB with 2 slots, +903 MB without them (8 requests each holding their image)
+        assert max(peak, peak_before) - before < 500, (before, peak_before, peak, after)
+        assert after - before < 150, (before, after)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

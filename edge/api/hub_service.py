@@ -27,6 +27,7 @@ from edge.api.service import ApiErrorWithData, FaceService, compare_images, sess
 from edge.errors import ApiError
 from edge.matcher import DEFAULT_THRESHOLDS, Decision, Gallery, Thresholds, confidence, cosine
 from edge.store import FaceRecord, Limits, NearIdentical, Store, VerifyRecord
+from edge.vision.image import decode_slots
 
 log = logging.getLogger("edge.hub")
 
@@ -111,14 +112,17 @@ class HubService(FaceService):
         return bgr, faces[0]
 
     def _embedding(self, data: bytes) -> np.ndarray:
-        bgr, face = self._largest_face(data)
-        return self.vision.primary.embed(bgr, face)
+        with decode_slots:  # the full-size image lives only inside a slot
+            bgr, face = self._largest_face(data)
+            return self.vision.primary.embed(bgr, face)
 
     def _face_record(self, data: bytes, person_id: str, tag: str) -> FaceRecord:
-        bgr, face = self._largest_face(data)
-        embeddings = {}
-        for pipe in self.vision.all():
-            embeddings[pipe.fingerprint] = np.asarray(pipe.embed(bgr, face), dtype=np.float32).copy()
+        with decode_slots:
+            bgr, face = self._largest_face(data)
+            embeddings = {}
+            for pipe in self.vision.all():
+                embeddings[pipe.fingerprint] = np.asarray(pipe.embed(bgr, face), dtype=np.float32).copy()
+            del bgr
         q = face.quality
         return FaceRecord(
             face_id=self.store.new_face_id(), person_id=person_id, box=tuple(int(v) for v in face.box),
@@ -290,13 +294,15 @@ class HubService(FaceService):
         return compare_images(self._embedding, image_a, image_b, self.thresholds)
 
     def detect(self, appid, image, mode) -> dict:
-        bgr = self._decode(image)
-        faces = self.vision.primary.detect(bgr)
+        with decode_slots:
+            bgr = self._decode(image)
+            faces = self.vision.primary.detect(bgr)
+            h, w = bgr.shape[:2]
+            del bgr
         if not faces:
             raise ApiError(errors.NO_FACE)
         if mode == 1:
             faces = faces[:1]
-        h, w = bgr.shape[:2]
         return {
             "session_id": session_id(), "image_width": int(w), "image_height": int(h),
             "face": [self._face_info("", f.box, f.quality.yaw, f.quality.pitch, f.quality.roll) for f in faces],

@@ -35,13 +35,16 @@ class EdgeService(FaceService):
 
     def _embed(self, image: bytes):
         from edge.vision import decode_image
+        from edge.vision.image import decode_slots
 
-        bgr = decode_image(image)
-        if self.priority is None:
-            faces = self.pipeline.analyze(bgr, max_faces=1)
-        else:
-            with self.priority.background():
+        with decode_slots:  # the full-size image lives only inside a slot
+            bgr = decode_image(image)
+            if self.priority is None:
                 faces = self.pipeline.analyze(bgr, max_faces=1)
+            else:
+                with self.priority.background():
+                    faces = self.pipeline.analyze(bgr, max_faces=1)
+            del bgr
         if not faces or faces[0].embedding is None:
             raise ApiError(errors.NO_FACE)
         return faces[0].embedding

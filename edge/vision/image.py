@@ -12,7 +12,7 @@ progressive JPEG keeps a 2-byte coefficient per sample for the whole image), whi
 MAX_DECODED_BYTES; a JPEG's scans are counted from its markers (each scan of a progressive JPEG
 is a pass over the whole image: 20,000 of them in 1.4 MB cost minutes of CPU); and at most
 MAX_CONCURRENT_DECODES decodes run at once per process, so a burst of requests queues instead of
-multiplying the peak.
+multiplying the peak (services hold the slot while they analyse the full-size image too).
 """
 
 from __future__ import annotations
@@ -74,27 +74,37 @@ class Header:
 
 
 class _DecodeSlots:
-    """A counting semaphore that also records the highest number of decodes seen at once."""
+    """A counting semaphore over full-size images being decoded or analysed, re-entrant per
+    thread (a service holds a slot around decode + detect + embed; decode_image inside it takes
+    no second one), recording the highest number held at once."""
 
     def __init__(self, slots: int):
         self._sem = threading.BoundedSemaphore(slots)
         self._lock = threading.Lock()
+        self._mine = threading.local()
         self.active = 0
         self.peak = 0
 
     def __enter__(self) -> None:
-        if not self._sem.acquire(timeout=DECODE_WAIT_S):
-            raise ApiError(IMAGE_DECODE_FAILED, f"image decode failed: decoder busy for {DECODE_WAIT_S:g} s")
-        with self._lock:
-            self.active += 1
-            self.peak = max(self.peak, self.active)
+        depth = getattr(self._mine, "depth", 0)
+        if depth == 0:
+            if not self._sem.acquire(timeout=DECODE_WAIT_S):
+                raise ApiError(IMAGE_DECODE_FAILED, f"image decode failed: decoder busy for {DECODE_WAIT_S:g} s")
+            with self._lock:
+                self.active += 1
+                self.peak = max(self.peak, self.active)
+        self._mine.depth = depth + 1
 
     def __exit__(self, *exc) -> None:
-        with self._lock:
-            self.active -= 1
-        self._sem.release()
+        self._mine.depth -= 1
+        if self._mine.depth == 0:
+            with self._lock:
+                self.active -= 1
+            self._sem.release()
 
 
+# Hold it around the whole work on a decoded image (decode, detect, embed): the decoded
+# full-size arrays then exist MAX_CONCURRENT_DECODES at a time, not one per request in flight.
 decode_slots = _DecodeSlots(MAX_CONCURRENT_DECODES)
 
 
