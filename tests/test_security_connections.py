@@ -120,3 +120,26 @@ def test_below_the_cap_silent_connections_do_not_deny_the_hub(guarded_hub):
     finally:
         for s in held:
             s.close()
+
+
+def test_a_flood_of_malformed_requests_logs_one_line_not_one_per_request(guarded_hub, caplog):
+    uvicorn_log = logging.getLogger("uvicorn.error")  # uvicorn's loggers do not propagate to the root
+    uvicorn_log.addHandler(caplog.handler)
+    try:
+        _send_garbage(guarded_hub, 20)
+    finally:
+        uvicorn_log.removeHandler(caplog.handler)
+    # a record can reach caplog twice (its handler here and at the root): count records, not lines
+    lines = {id(r): r.getMessage() for r in caplog.records if "Invalid HTTP request" in r.getMessage()}
+    assert len(lines) <= 1, list(lines.values())
+
+
+def _send_garbage(hub, times: int) -> None:
+    for _ in range(times):
+        with socket.create_connection(_address(hub), timeout=5) as sock:
+            sock.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+            try:
+                while sock.recv(4096):
+                    pass
+            except OSError:
+                pass

@@ -10,8 +10,8 @@ sends its headers a byte at a time, is held forever (about 1,000 such sockets us
 - a connection cap: past `max_connections` open connections a new one is closed at once, before
   it costs anything (uvicorn's own `limit_concurrency` only answers 503 once a request arrives,
   which a silent connection never sends);
-- one log line per condition (cap reached / cleared, slow clients dropped per minute), never
-  one per connection.
+- one log line per condition (cap reached / cleared, slow clients dropped per minute, and
+  uvicorn's or asyncio's repeated warnings once a minute with a count), never one per connection.
 
 The body has its own deadline in the API (`limits.body_timeout_s`, code 3) and idle kept-alive
 connections close after `keepalive_timeout_s`. With TLS, asyncio completes the handshake before
@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import threading
 import time
 from dataclasses import dataclass
 
@@ -161,6 +162,37 @@ class GuardedH11(H11Protocol):
         if not self.transport.is_closing():
             self.guard.slow.hit()
             self.transport.abort()
+
+
+class _OncePerMinute(logging.Filter):
+    """Lets a repeated message through once a minute (with how many were held back), so a flood
+    of bad requests, or accept() out of file descriptors, is one line per condition, not per event."""
+
+    def __init__(self, every_s: float = 60.0):
+        super().__init__()
+        self.every_s = every_s
+        self._seen: dict[str, list[float]] = {}  # message -> [last shown, held back]
+        self._lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = str(record.msg)
+        now = time.monotonic()
+        with self._lock:
+            if len(self._seen) > 1000:
+                self._seen.clear()
+            seen = self._seen.setdefault(key, [float("-inf"), 0])
+            if now - seen[0] < self.every_s:
+                seen[1] += 1
+                return False
+            if seen[1]:
+                record.msg = f"{record.msg} (and {int(seen[1])} more like it in the last minute)"
+            seen[0], seen[1] = now, 0
+        return True
+
+
+_THROTTLE = _OncePerMinute()
+for _name in ("uvicorn.error", "asyncio"):
+    logging.getLogger(_name).addFilter(_THROTTLE)
 
 
 def guarded_protocol(listener: Listener) -> type[GuardedH11]:
