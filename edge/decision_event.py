@@ -32,7 +32,9 @@ def decision_event(out, *, device: str, camera: str, fingerprints: dict, cache_v
         latency_ms=latency.as_dict() if latency else {},
         fingerprints=fingerprints,
         cache_version=cache_version,
+        liveness=out.liveness.as_dict() if out.liveness is not None else None,
     )
+    reason = reason or out.reason
     if reason is not None:
         event["reason"] = reason
     if include_face_image and face is not None and frame is not None:

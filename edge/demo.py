@@ -8,7 +8,11 @@ outbox is empty, all processes are stopped and the temp directory removed. Bound
 `--timeout` seconds.
 
 Photos: ../shared/faces (five_celebrity train_* to enrol, val_1 to play, an LFW stranger, the
-nonface scenes). Where that is absent, scikit-image's public-domain sample images are used
+nonface scenes) and, when ../shared/faces/liveness is there, a presentation attack: a NUAA
+subject enrolled from two live webcam frames, then one more live frame of them and a frame of
+their printed photo held to the webcam. Liveness runs as on a door (mode require), on one
+frame per track since the camera shows each photo once; the demo says so, and each decision
+line shows its liveness verdict. Where ../shared/faces is absent, scikit-image's public-domain sample images are used
 (its astronaut portrait enrolled and played back shifted and scaled; coffee, rocket and others
 as scenes); nothing is ever copied into the repository.
 """
@@ -62,7 +66,17 @@ def _prepare_photos(faces: Path, work: Path) -> tuple[dict[str, list[Path]], Pat
         stranger = faces / "lfw/Aaron_Peirsol/Aaron_Peirsol_0001.jpg"
         if stranger.is_file():
             shutil.copy(stranger, frames / f"{n:02d}_stranger.jpg")
-        return enrol, frames, f"{faces}: five_celebrity (enrol train_*, play val_1), an LFW stranger, scenes"
+            n += 1
+        described = f"{faces}: five_celebrity (enrol train_*, play val_1), an LFW stranger, scenes"
+        nuaa = faces / "liveness" / "nuaa"
+        if (nuaa / "print" / "0001").is_dir():
+            enrol["nuaa_0001"] = [nuaa / "live" / "0001" / f for f in ("0001_00_00_01_0.jpg", "0001_00_00_01_63.jpg")]
+            shutil.copy(nuaa / "live" / "0001" / "0001_00_00_02_0.jpg", frames / f"{n:02d}_nuaa_0001_live.jpg")
+            if scenes:  # the person leaves before their print is shown: a new track
+                shutil.copy(scenes[0], frames / f"{n + 1:02d}_scene{scenes[0].suffix}")
+            shutil.copy(nuaa / "print" / "0001" / "0001_00_00_01_54.jpg", frames / f"{n + 2:02d}_nuaa_0001_print.jpg")
+            described += "; NUAA subject 0001 live, then a print of their photo (a presentation attack)"
+        return enrol, frames, described
     import cv2
     from skimage import data as skdata
 
@@ -90,10 +104,22 @@ def _line(e: dict) -> str:
     conf = "-" if e.get("confidence") is None else f"{e['confidence']:.0f}"
     lat = e.get("latency_ms", {}).get("frame_to_event_ms")
     return (f"{e['timestamp'][11:19]}  {e['decision'].upper():9s} {who:32s} score {score:6s} "
-            f"conf {conf:3s}  {e['mode']}/{e['source']}  camera {Path(e['camera']).name}"
+            f"conf {conf:3s}  {e['mode']}/{e['source']}  {_liveness(e):22s} camera {Path(e['camera']).name}"
             + (f"  {lat:.0f} ms" if lat is not None else "")
             # a face not accepted at once was decided on its best frame when it left or waited long enough
             + (f" (best of {e['frames']} frames)" if (e.get("frames") or 1) > 1 else ""))
+
+
+def _liveness(e: dict) -> str:
+    """The decision's liveness as a door operator reads it."""
+    live = e.get("liveness")
+    if e.get("reason") == "presentation_attack":
+        return f"ATTACK (p live {live['score']:.3f})"
+    if not live:
+        return "liveness off"
+    if live.get("verdict") is None:
+        return "liveness: no verdict"
+    return f"{live['verdict']} (p live {live['score']:.3f})"
 
 
 def run(args) -> int:
@@ -116,16 +142,23 @@ def run(args) -> int:
         cfg = write_toml(work / "edge.toml", edge_config(
             device="demo-door", source=f"files:{frames}/*", storage=work / "edge", api_port=aport,
             broker=broker, hub=hub, models_dir=args.models_dir,
-            camera={"name": "demo-camera", "rate": args.rate}, identify={"groups": ["staff"]}),
+            camera={"name": "demo-camera", "rate": args.rate}, identify={"groups": ["staff"]},
+            # Each photo is someone new in front of the door, judged on its one frame.
+            tracker={"max_missed": 0}, liveness={"mode": "require", "frames": 1}),
             private=True)
         feed = EventFeed(broker.port, "edge-verifier/demo-door/event")
         daemon = DaemonProc(cfg, aport, work / "edge.log", args=("--log-level", "WARNING")).start()
         parts.append(daemon)
+        _say("liveness: mode require, decided on 1 frame per face (a door uses 5: the demo shows each photo "
+             "once). The sample photos are digital photographs, not people in front of a camera: their "
+             "verdicts say what the model makes of them (it looks for a print's or a screen's traces, which "
+             "they lack), and a photo whose face fills the picture gets no verdict, so no decision (step back)")
         _say(f"daemon: camera plays {len(list(frames.iterdir()))} frames at {args.rate}/s; decisions:")
         events, health = _follow(feed, daemon, deadline, args.events, work)
         accepted = sorted({e["person_id"] for e in events if e["decision"] == "accept"})
-        print(json.dumps({"decisions": len(events), "accepted": accepted, "enrolled": sorted(enrol),
-                          "frames": health.get("camera", {}).get("frames")}))
+        attacks = sorted({e["person_id"] or "-" for e in events if e.get("reason") == "presentation_attack"})
+        print(json.dumps({"decisions": len(events), "accepted": accepted, "refused_as_attacks": attacks,
+                          "enrolled": sorted(enrol), "frames": health.get("camera", {}).get("frames")}))
         return 0
     except (RuntimeError, OSError) as exc:
         _say(f"demo failed: {exc} (logs in {work})")

@@ -144,7 +144,10 @@ def write_edge_config(path: Path, *, device: str, camera: str, broker: Broker | 
                       storage: Path, api_port: int, rate: float = 4, loop: bool = False,
                       sections: dict[str, dict] | None = None) -> Path:
     """A daemon TOML config for tests (rate and backoff short, so runs are brief); `sections`
-    adds to or overrides any section. Written 0600: it holds the hub's secret key."""
+    adds to or overrides any section. Written 0600: it holds the hub's secret key.
+
+    Liveness is off unless a test asks for it in `sections`: most tests play each photo as one
+    frame, and a track is judged live over several (tests/test_daemon_liveness.py covers it)."""
     from tests.conftest import MODELS
 
     cfg = edge_config(
@@ -152,7 +155,7 @@ def write_edge_config(path: Path, *, device: str, camera: str, broker: Broker | 
         prefix="test", models_dir=MODELS,
         camera={"rate": rate, "loop": loop, "retry_initial_s": 0.2, "retry_max_s": 0.5},
         mqtt={"prefix": "test", "keepalive": 5, "reconnect_max_s": 1},
-        vision={"threads": 1})
+        vision={"threads": 1}, liveness={"mode": "off"})
     if hub is not None:
         cfg["hub"].update(timeout=5, retries=0, breaker_failures=2, breaker_reset_s=60, sync_interval_s=3600)
     for name, values in (sections or {}).items():

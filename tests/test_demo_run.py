@@ -33,3 +33,17 @@ def test_a_decision_line_names_who_was_let_in_and_only_as_closest_who_was_not():
     assert _line({**event, "decision": "unknown", "frames": 3}).endswith("39 ms (best of 3 frames)")
     assert _line({**event, "decision": "accept", "frames": 1}).endswith("39 ms")
     assert _line({**event, "mode": "verify", "decision": "unknown", "frames": None}).endswith("39 ms")  # no face
+
+
+def test_a_decision_line_shows_its_liveness_verdict():
+    from edge.demo import _line
+
+    event = {"timestamp": "2026-11-24T10:26:23.000+00:00", "mode": "identify", "source": "local",
+             "person_id": "nuaa_0001", "person_name": "", "score": 0.79, "confidence": 89.0,
+             "camera": "demo-camera", "latency_ms": {}}
+    live = {"score": 0.148, "frames": 1, "verdict": "live"}
+    assert "live (p live 0.148)" in _line({**event, "decision": "accept", "liveness": live})
+    attack = {"score": 0.0001, "frames": 1, "verdict": "attack"}
+    line = _line({**event, "decision": "reject", "reason": "presentation_attack", "liveness": attack})
+    assert line.split()[1] == "REJECT" and "ATTACK (p live 0.000)" in line
+    assert "liveness off" in _line({**event, "decision": "accept", "liveness": None})

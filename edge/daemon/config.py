@@ -156,6 +156,15 @@ class VisionSettings(BaseModel):
     max_faces: int = Field(4, ge=1, description="Faces handled per frame (largest first).")
 
 
+class LivenessSettings(BaseModel):
+    mode: Literal["require", "flag", "off"] = Field(
+        "require", description="Presentation-attack detection (prints, phone screens): require refuses\n"
+        "a track judged an attack (reject, reason presentation_attack) and decides a track only once\n"
+        "`frames` of its frames are scored; flag only reports the verdict in events; off skips it.")
+    frames: int = Field(5, ge=1, le=50, description="Scored frames whose median decides a track's "
+                        "liveness (bench liveness measured 5).")
+
+
 class EdgeSettings(DecidingRole):
     """Settings of the edge daemon."""
 
@@ -177,6 +186,8 @@ class EdgeSettings(DecidingRole):
     api: ApiSettings = Field(default_factory=ApiSettings, description="Local face API.")
     storage: StorageSettings = Field(default_factory=StorageSettings, description="Data files.")
     vision: VisionSettings = Field(default_factory=VisionSettings, description="Models.")
+    liveness: LivenessSettings = Field(default_factory=LivenessSettings,
+                                       description="Is the face live, or a print or a screen?")
 
     def holds_secrets(self) -> bool:
         return bool(self.hub.secret_key or self.api.credentials or self.mqtt.password)

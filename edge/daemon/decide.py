@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -36,6 +36,8 @@ class Outcome:
     candidates: list[dict] = field(default_factory=list)
     cloud_ms: float = 0.0
     unknown_person: bool = False  # verify of a person the local cache does not hold
+    liveness: Any = None  # edge.daemon.liveness.TrackLiveness, None with [liveness] mode = off
+    reason: str | None = None  # why a face was refused before matching counted ("presentation_attack")
 
 
 ImageForCloud = Callable[[], bytes]

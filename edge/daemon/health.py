@@ -30,4 +30,5 @@ def daemon_state(d) -> dict:
             "sync": sync, "cloud": {"breaker": breaker_state(d.cloud)},
             "decisions": d.decisions, "pending": len(d.window),
             "pack": d.s.vision.precision, "fingerprint": d.pipeline.fingerprint,
-            "thresholds": {"accept": d.thresholds.accept, "reject": d.thresholds.reject}}
+            "thresholds": {"accept": d.thresholds.accept, "reject": d.thresholds.reject},
+            "liveness": d.liveness.health()}

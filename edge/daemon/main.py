@@ -1,6 +1,6 @@
 """`edge-verifier run --config FILE`: the edge daemon, wiring only.
 
-camera -> vision (detect, quality gate, embed) -> tracker -> decide (matcher, cloud, offline
+camera -> vision (detect, quality gate, embed, liveness) -> tracker -> decide (matcher, cloud, offline
 policy) -> events (outbox -> MQTT). Beside the main loop: the sync thread, paho's network
 thread and the local API (uvicorn in a thread). The main loop pings the systemd watchdog, so a
 hung loop gets the service restarted; SIGTERM stops everything and says `offline`.
@@ -82,6 +82,7 @@ class Daemon:
         from edge.daemon import metrics
         from edge.daemon.commands import CommandGate
         from edge.daemon.decide import Decider
+        from edge.daemon.liveness import LivenessPolicy
         from edge.daemon.scoring import FrameScorer
         from edge.daemon.settle import SettleWindow
         from edge.events import MqttPublisher, NullPublisher, Outbox
@@ -114,10 +115,13 @@ class Daemon:
                                cloud_fallback=s.policy.cloud_fallback)
         self.tracker = Tracker(s.tracker.iou, s.tracker.max_missed)
         self.window = SettleWindow(self.decider, s.tracker.settle_s, self._decided)
+        self.liveness = LivenessPolicy(s.liveness.mode, s.liveness.frames, self.pipeline.liveness,
+                                       self.pipeline.fingerprints.get("liveness"))
         self.scorer = FrameScorer(self.pipeline, self.tracker, self.decider, self.claims,
                                   self.window, lambda: self.gallery_ref,
                                   max_faces=s.vision.max_faces, min_frames=s.tracker.min_frames,
-                                  identify=s.identify.enabled, groups=s.identify.groups)
+                                  identify=s.identify.enabled, groups=s.identify.groups,
+                                  liveness=self.liveness)
         self.camera = from_settings(s.camera)
         self.commands = CommandGate.from_settings(s, self.claims, self.syncer if self.cloud is not None else None)
         if s.mqtt.enabled:
@@ -213,6 +217,8 @@ class Daemon:
         self.events.publish_event(event)
         self.decisions += 1
         metrics.DECISIONS.labels(out.mode, out.decision, out.source).inc()
+        if out.liveness is not None:
+            metrics.LIVENESS_DECISIONS.labels(out.liveness.verdict or "none").inc()
         log.info("decision %s %s %s (%s, score %s)", out.mode, out.decision,
                  out.person_id or "-", out.source, out.score)
 

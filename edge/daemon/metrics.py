@@ -12,6 +12,10 @@ BAD_FRAMES = Gauge("edge_camera_bad_frames", "Frames the camera could not decode
 CAMERA_UP = Gauge("edge_camera_up", "1 while the camera delivers frames")
 FACES = Counter("edge_faces_total", "Faces detected", ["quality"])
 DECISIONS = Counter("edge_decisions_total", "Decisions published", ["mode", "decision", "source"])
+LIVENESS_FRAMES = Counter("edge_liveness_frames_total", "Face frames scored for liveness, by verdict "
+                          "(live, attack) or the gate that withheld one (step_closer, step_back)", ["verdict"])
+LIVENESS_DECISIONS = Counter("edge_liveness_decisions_total", "Decisions published, by the track's "
+                             "liveness verdict (none: not enough scored frames, flag mode)", ["verdict"])
 STAGE = Histogram("edge_stage_seconds", "Latency per pipeline stage", ["stage"],
                   buckets=(0.005, 0.01, 0.02, 0.05, 0.1, 0.15, 0.25, 0.5, 1, 2.5, 5))
 OUTBOX = Gauge("edge_outbox_depth", "Events waiting for the broker's PUBACK")

@@ -1,8 +1,10 @@
 """One camera frame -> the local outcome of each face ready to be decided.
 
-Detect, gate on quality, embed, follow the faces across frames (tracker); a track with enough
-good frames is scored locally (verify against its claim, else identify) and handed to the
-settle window, which picks the track's best frame and finishes the decision.
+Detect, gate on quality, embed, follow the faces across frames (tracker), score each good
+frame's liveness; a track with enough good frames (and, with [liveness] mode = require, enough
+scored for liveness) is scored locally (verify against its claim, else identify), refused when
+its liveness says attack, and handed to the settle window, which picks the track's best frame
+and finishes the decision.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from edge.domain import Latency
 
 class FrameScorer:
     def __init__(self, pipeline, tracker, decider, claims, window, gallery: Callable, *,
-                 max_faces: int, min_frames: int, identify: bool, groups: list[str]):
+                 max_faces: int, min_frames: int, identify: bool, groups: list[str], liveness):
         self.pipeline, self.tracker, self.decider = pipeline, tracker, decider
+        self.liveness = liveness  # edge.daemon.liveness.LivenessPolicy
         self.claims, self.window, self.gallery = claims, window, gallery
         self.max_faces, self.min_frames = max_faces, min_frames
         self.identify, self.groups = identify, groups
@@ -43,8 +46,15 @@ class FrameScorer:
             if not face.quality.ok:
                 continue  # quality gate: wait for a better frame of this track
             track.good_frames += 1
+            if self.liveness.enabled:
+                t_live = time.perf_counter()
+                self.liveness.observe(self.pipeline, frame, face, track)
+                metrics.STAGE.labels("liveness").observe(time.perf_counter() - t_live)
             if track.good_frames < self.min_frames:
                 continue
+            liveness = self.liveness.of(track)
+            if not self.liveness.ready(liveness):
+                continue  # require: wait until enough frames of this track are scored
             # Only a track ready to be scored takes a claim: a claim taken is always decided.
             claim = self.claims.for_track(track, self.window.settle)
             if track.decided or (claim is None and not self.identify):
@@ -54,6 +64,7 @@ class FrameScorer:
                 out = self.decider.verify(gallery, face.embedding, claim.person_id)
             else:
                 out = self.decider.identify(gallery, face.embedding, self.groups)
+            out = self.liveness.apply(out, liveness)
             latency = Latency((t_detect - t0) * 1000, (t_embed - t_detect) * 1000,
                               (time.perf_counter() - t_match) * 1000)
             metrics.STAGE.labels("match").observe(latency.match_ms / 1000)
