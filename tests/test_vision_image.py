@@ -54,6 +54,13 @@ def test_jpeg_cut_inside_its_header_is_undecodable(photo):
     assert _code(data[:40]) == IMAGE_DECODE_FAILED
 
 
+def test_jpeg_cut_inside_its_frame_header_is_undecodable(photo):
+    data = cv2.imencode(".jpg", photo)[1].tobytes()
+    sof = data.index(b"\xff\xc0")
+    for cut in range(sof + 4, sof + 10):  # the length is there, the precision/size/components are not
+        assert _code(data[:cut]) == IMAGE_DECODE_FAILED
+
+
 def test_jpeg_with_wrecked_headers_is_undecodable(photo):
     data = bytearray(cv2.imencode(".jpg", photo)[1].tobytes())
     data[2:200] = b"\x00" * 198  # wreck the headers after the SOI marker

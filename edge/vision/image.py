@@ -240,6 +240,8 @@ _SOF_BUFFERED = {0xC2, 0xC6, 0xCA, 0xCE}
 def _jpeg_header(data: bytes) -> Header:
     for marker, i in _jpeg_segments(data):
         if marker in _SOF:
+            if i + 10 > len(data):
+                raise ApiError(IMAGE_DECODE_FAILED, "image decode failed: truncated JPEG frame header")
             precision = data[i + 4]
             height, width = struct.unpack(">HH", data[i + 5 : i + 9])
             components = data[i + 9]
