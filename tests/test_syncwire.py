@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from edge.store import FaceChange, PersonChange
+from edge.store.base import FaceChange, PersonChange
 from edge.syncwire import MalformedChange, decode, encode
 
 

@@ -6,11 +6,9 @@ A PostgreSQL backend implements the same `Store` methods (no SQLite-isms cross t
 
 from edge.store.base import (
     Change,
-    FaceChange,
     FaceRecord,
     Limits,
     NearIdentical,
-    PersonChange,
     PersonRecord,
     Store,
     SyncPage,
@@ -20,11 +18,9 @@ from edge.store.sqlite import SqliteStore
 
 __all__ = [
     "Change",
-    "FaceChange",
     "FaceRecord",
     "Limits",
     "NearIdentical",
-    "PersonChange",
     "PersonRecord",
     "SqliteStore",
     "Store",
