@@ -1,6 +1,7 @@
 # The two commands: `make demo` and `make test` (`make test-fast`: the quick subset, no models).
 # Everything they need is set up here: a virtual environment in .venv, the models in models/
-# (from the package registries), and mosquitto (Debian package, installed when running as root).
+# (from the package registries), and mosquitto and postgresql (Debian packages, installed when
+# running as root).
 
 PYTHON ?= python3
 # On a Pi with the camera: VENV_FLAGS=--system-site-packages, so the venv sees Raspberry Pi OS's
@@ -10,12 +11,12 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint venv models broker bench clean
+.PHONY: demo test test-fast lint venv models broker postgresql bench clean
 
 demo: venv models broker
 	$(BIN)/edge-verifier demo
 
-test: lint models broker
+test: lint models broker postgresql
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The tests that need no models, photos or broker (marker `fast`): seconds, nothing to build first.
@@ -60,6 +61,17 @@ broker:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null; \
 	else \
 		echo "mosquitto is needed: sudo apt-get install mosquitto" >&2; exit 1; \
+	fi
+
+# The tests start throwaway clusters with initdb/pg_ctl (never the system's server); without the
+# binaries the PostgreSQL tests skip and say why.
+postgresql:
+	@if command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing postgresql (Debian package)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	else \
+		echo "postgresql not found, its tests will skip: sudo apt-get install postgresql" >&2; \
 	fi
 
 bench: venv models

@@ -21,6 +21,7 @@ MODELS = default_models_dir()
 pytest_plugins = [  # broker_fixtures before hub_fixtures, which imports it (assert rewriting)
     "tests.vision_fixtures",
     "tests.broker_fixtures",
+    "tests.pg_fixtures",
     "tests.hub_fixtures",
     "tests.tls_fixtures",
 ]

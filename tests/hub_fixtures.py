@@ -1,7 +1,8 @@
 """Fixtures of the hub tests (real parts, started for the test session).
 
-`hub_server`: a REAL hub (uvicorn in a thread) on a free loopback port with a temp SQLite
-store and the built models; `.url .appid .secret_id .secret_key .store_path`.
+`hub_server`: a REAL hub (uvicorn in a thread) on a free loopback port with the built models,
+once on a temp SQLite store and once on a PostgreSQL database of the session's throwaway cluster
+(every test using it runs on both backends); `.url .appid .secret_id .secret_key .store_path`.
 `hub_client`: a `CloudClient` signed for it. `start_hub(tmp_path, **limits)` starts another
 one with its own store and limits (tiny count limits, a rate limit, an allow-list...).
 """
@@ -34,6 +35,7 @@ class HubServer:
     secret_id: str
     secret_key: str
     store_path: Path
+    store_url: str = ""
     other_appid: str = OTHER_APPID
     other_secret_id: str = OTHER_SECRET_ID
     other_secret_key: str = ""
@@ -46,13 +48,13 @@ class HubServer:
         return CloudClient(self.url, self.appid, self.secret_id, self.secret_key, **kw)
 
 
-def hub_settings(store_path: Path, port: int, secret_key: str, other_key: str, **sections):
+def hub_settings(store_path: Path, port: int, secret_key: str, other_key: str, store_url: str = "", **sections):
     """HubSettings for a test hub; `sections` maps a section name to overrides."""
     from edge.api.config import HubSettings
 
     values = {
         "server": {"host": "127.0.0.1", "port": port},
-        "storage": {"path": str(store_path)},
+        "storage": {"path": str(store_path), "url": store_url},
         "credentials": [
             {"appid": APPID, "secret_id": SECRET_ID, "secret_key": secret_key},
             {"appid": OTHER_APPID, "secret_id": OTHER_SECRET_ID, "secret_key": other_key},
@@ -66,19 +68,20 @@ def hub_settings(store_path: Path, port: int, secret_key: str, other_key: str, *
 
 
 @contextmanager
-def start_hub(tmp_dir: Path, **sections) -> Iterator[HubServer]:
-    """A real hub on a free loopback port until the block exits."""
+def start_hub(tmp_dir: Path, store_url: str = "", **sections) -> Iterator[HubServer]:
+    """A real hub on a free loopback port until the block exits (SQLite in `tmp_dir` unless
+    `store_url` names another store)."""
     from edge.api.server import build_app
 
     port = free_port()
     key, other = secrets.token_hex(16), secrets.token_hex(16)
     store_path = Path(tmp_dir) / "hub.sqlite3"
-    settings = hub_settings(store_path, port, key, other, **sections)
+    settings = hub_settings(store_path, port, key, other, store_url, **sections)
     app, store = build_app(settings)
     listener = settings.server.listener()
     try:
         with serve_app(app, port, listener):
-            yield HubServer(f"{listener.scheme}://127.0.0.1:{port}", APPID, SECRET_ID, key, store_path,
+            yield HubServer(f"{listener.scheme}://127.0.0.1:{port}", APPID, SECRET_ID, key, store_path, store_url,
                             other_secret_key=other, app=app, store=store)
     finally:
         store.close()
@@ -122,9 +125,14 @@ def serve_app(app, port: int, listener=None) -> Iterator[None]:
         thread.join(timeout=15)
 
 
-@pytest.fixture(scope="session")
-def hub_server(tmp_path_factory, models_dir) -> Iterator[HubServer]:
-    with start_hub(tmp_path_factory.mktemp("hub")) as hub:
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def hub_server(request, tmp_path_factory, models_dir) -> Iterator[HubServer]:
+    url = ""
+    if request.param == "postgresql":
+        from tests.pg_fixtures import new_database
+
+        url = new_database(request.getfixturevalue("pg_cluster"))
+    with start_hub(tmp_path_factory.mktemp("hub"), url) as hub:
         yield hub
 
 

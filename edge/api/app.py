@@ -26,6 +26,7 @@ from urllib.parse import unquote, urlsplit
 import anyio.to_thread
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
@@ -56,12 +57,15 @@ def create_app(
     limits: ApiLimits | None = None,
     fetch_policy: FetchPolicy | None = None,
     verifier: Verifier | None = None,
+    limiter=None,
 ) -> Starlette:
     limits = limits or ApiLimits()
     fetch_policy = fetch_policy or FetchPolicy(max_bytes=limits.body_bytes)
     verifier = verifier or Verifier(credentials)
     ctx = Ctx(service, limits, fetch_policy)
-    limiter = RateLimiter(limits.rate_per_s, limits.burst)
+    # Several processes on one database share the store's limiter; one process keeps its own.
+    limiter = limiter or RateLimiter(limits.rate_per_s, limits.burst)
+    limiter_blocks = getattr(limiter, "blocking", False)
     registry = CollectorRegistry()
     requests_total = Counter("face_api_requests", "Face API requests by endpoint and code", ["op", "code"],
                              registry=registry)
@@ -83,7 +87,11 @@ def create_app(
         data: dict | None = None
         try:
             sig = verifier.check(request.headers.get("authorization"))
-            if not limiter.allow(sig.appid):
+            if limiter_blocks:  # the database's bucket: a round trip, off the event loop
+                allowed = await run_in_threadpool(limiter.allow, sig.appid)
+            else:
+                allowed = limiter.allow(sig.appid)
+            if not allowed:
                 raise ApiError(errors.RATE_LIMITED, "too many requests for this appid")
             if not service.serves(op):
                 raise ApiError(errors.ENDPOINT_RETIRED, f"/{area}/{op} is not served by this role ({service.role})")

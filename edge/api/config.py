@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from edge.api.ops import ApiLimits
 from edge.api.serving import ListenerSettings
@@ -32,9 +32,20 @@ class ServerSection(ListenerSettings):
 
 
 class StorageSection(BaseModel):
-    path: str = Field("/var/lib/edge-verifier-hub/hub.sqlite3", description="SQLite database file (WAL mode).")
+    path: str = Field("/var/lib/edge-verifier-hub/hub.sqlite3",
+                      description="SQLite database file (WAL mode), used when url is empty.")
+    url: str = Field("", description="postgresql://USER@HOST:PORT/DATABASE to share one database between several hub\n"
+                     "processes (schema created and migrated at start; password from ~/.pgpass or\n"
+                     "EDGE_VERIFIER_STORAGE__URL); empty: SQLite at path.")
     verify_log_days: float = Field(30.0, gt=0, description="Verify log rows (session_id, score, decision) older than\n"
                                    "this are deleted (at the rate limit one appid logs ~4 M rows a day).")
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, url: str) -> str:
+        if url and not url.startswith(("sqlite:///", "postgresql://", "postgres://")):
+            raise ValueError("expected sqlite:///PATH or postgresql://...")
+        return url
 
 
 # Keys that were printed in examples or docs: anyone can sign with them, so they are refused.

@@ -23,7 +23,7 @@ def build_app(settings):
     from edge.api.app import create_app
     from edge.api.hub_service import HubService, VisionPacks
     from edge.signature import ReplayCache, Verifier
-    from edge.store import SqliteStore
+    from edge.store import open_store
     from edge.urlfetch import FetchPolicy
 
     credentials = settings.all_credentials()
@@ -32,13 +32,13 @@ def build_app(settings):
 
         raise ConfigError("no [[credentials]] configured (in the config or its secrets_file)")
     limits = settings.limits  # both the store's count limits and the HTTP layer's
-    store = SqliteStore(settings.storage.path)
+    store = open_store(settings.storage.url, settings.storage.path)
     vision = VisionPacks(settings.vision.models_dir, settings.vision.precision, settings.vision.also_embed,
                          settings.vision.threads)
     service = HubService(store, vision, limits, settings.thresholds(),
                          verify_log_s=settings.storage.verify_log_days * 86400)
     app = create_app(
-        service, credentials, limits=limits,
+        service, credentials, limits=limits, limiter=store.rate_limiter(limits.rate_per_s, limits.burst),
         fetch_policy=FetchPolicy(**settings.url_fetch.model_dump(), max_bytes=limits.body_bytes),
         # single-use signatures are remembered in the store: a restart does not reopen them
         verifier=Verifier(credentials, ReplayCache(store=store)),
@@ -63,10 +63,13 @@ def run(args) -> int:
     except ConfigError as exc:
         print(f"edge-verifier hub: {exc}", file=sys.stderr)
         return 2
+    from edge.store import redact
+
+    where = redact(settings.storage.url) if settings.storage.url else settings.storage.path
     listener = dataclasses.replace(settings.server.listener(), host=args.host or settings.server.host,
                                    port=args.port or settings.server.port)
     logging.getLogger("edge.hub").info("serving the face API on %s://%s:%d (store %s)", listener.scheme,
-                                       listener.host, listener.port, settings.storage.path)
+                                       listener.host, listener.port, where)
     # uvicorn catches SIGTERM/SIGINT for a graceful stop, then re-raises them to the handlers
     # that were installed before it: these make that a clean exit 0 after closing the store.
     stopped_by: list[int] = []

@@ -210,6 +210,11 @@ class Store(abc.ABC):
         """Changes after `since` in seq order, each with the entity's current state (or deleted
         when it is gone or outside `group_ids`). The API layer puts them on the wire."""
 
+    def rate_limiter(self, rate_per_s: float, burst: int):
+        """A per-appid rate limiter shared by every process on this store, or None when one
+        process's own (in memory, edge.api.ratelimit) is the right one (an embedded store)."""
+        return None
+
     @abc.abstractmethod
     def health(self) -> dict:
         """{"ok": bool, ...}: ok is False while the last write failed (with "error" saying why)."""

@@ -1,0 +1,91 @@
+"""PostgresStore on a throwaway cluster: the schema migrations (versioned, applied once even
+when several hub processes start together, a newer schema refused) and the store's basics."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from edge.errors import ApiError
+from edge.store import FaceRecord, Limits, open_store
+
+FP = "test-fp"
+
+
+def face(face_id: str, person_id: str, seed: int = 0) -> FaceRecord:
+    vec = np.random.default_rng(seed).normal(size=8).astype(np.float32)
+    return FaceRecord(face_id, person_id, (1, 2, 30, 40), [[1.0, 2.0]] * 5, embeddings={FP: vec})
+
+
+def test_schema_is_migrated_once_even_by_processes_starting_together(pg_url):
+    import psycopg
+
+    from edge.store.postgres import PostgresStore, migrations
+
+    stores, failures = [], []
+
+    def start():
+        try:
+            stores.append(PostgresStore(pg_url, pool_size=2))
+        except (psycopg.Error, RuntimeError) as exc:  # surfaced below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not failures and len(stores) == 4
+    versions = [v for v, _, _ in migrations()]
+    applied = sorted(v for s in stores for v in s.applied_migrations)
+    assert applied == versions  # each version applied by exactly one of them
+    again = PostgresStore(pg_url)
+    assert again.applied_migrations == []
+    for s in [*stores, again]:
+        s.close()
+
+
+def test_a_database_migrated_by_newer_code_is_refused(pg_url):
+    import psycopg
+
+    from edge.store.postgres import PostgresStore
+
+    PostgresStore(pg_url).close()
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO schema_migrations (version, name, applied) VALUES (9999, 'future', 0)")
+    with pytest.raises(RuntimeError, match="newer than this code"):
+        PostgresStore(pg_url)
+
+
+def test_open_store_picks_the_backend_from_the_url(pg_url, tmp_path):
+    from edge.store import SqliteStore
+    from edge.store.postgres import PostgresStore
+
+    pg = open_store(pg_url)
+    lite = open_store(f"sqlite:///{tmp_path / 'a.sqlite3'}")
+    default = open_store("", str(tmp_path / "b.sqlite3"))
+    assert isinstance(pg, PostgresStore) and isinstance(lite, SqliteStore) and isinstance(default, SqliteStore)
+    assert (tmp_path / "a.sqlite3").exists() and (tmp_path / "b.sqlite3").exists()
+    for s in (pg, lite, default):
+        s.close()
+    with pytest.raises(ValueError, match="expected sqlite"):
+        open_store("mysql://u:secret@h/db")
+
+
+def test_limits_and_rollback_on_postgresql(pg_url):
+    store = open_store(pg_url)
+    store.create_person("app", "p", ["g"], "n", "t", face("f0", "p"), Limits(faces_per_person=2))
+    store.add_faces("app", "p", [face("f1", "p", 1)], Limits(faces_per_person=2))
+    with pytest.raises(ApiError) as err:
+        store.add_faces("app", "p", [face("f2", "p", 2)], Limits(faces_per_person=2))
+    assert err.value.code == -1309
+    with pytest.raises(ApiError) as err:  # the person insert is rolled back with the refused group
+        store.create_person("app", "q", ["g2"], "", "", face("f3", "q"), Limits(groups_per_appid=1))
+    assert err.value.code == -1311
+    assert store.group_ids("app") == ["g"] and store.person_ids("app", "g") == ["p"]
+    assert store.face_ids("app", "p") == ["f0", "f1"]
+    page = store.sync_page("app", 0, FP, None, 10)
+    assert [c.data["type"] for c in page.changes] == ["person", "face", "face"] and not page.has_more
+    store.close()
