@@ -1,16 +1,28 @@
 """Fixtures of the PostgreSQL tests: one throwaway cluster for the test session (edge.pgcluster:
 initdb + pg_ctl on a free loopback port, stopped at the end) and a fresh database per user.
 
+`hub_processes(tmp, url, n)` starts n real `edge-verifier hub` processes over one database.
+
 Tests that need it skip with the reason when no cluster can be started here (no PostgreSQL
 binaries: `make test` installs Debian's postgresql when it runs as root).
 """
 
 from __future__ import annotations
 
+import json
 import secrets
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
+
+from tests.conftest import MODELS, ROOT, free_port
 
 
 @pytest.fixture(scope="session")
@@ -43,3 +55,91 @@ def new_database(cluster_url: str) -> str:
 def pg_url(pg_cluster) -> str:
     """A fresh database of the session's cluster, for one test."""
     return new_database(pg_cluster)
+
+
+@dataclass
+class HubProcess:
+    """One `edge-verifier hub` OS process; signs its requests like `HubServer`."""
+
+    url: str
+    appid: str
+    secret_id: str
+    secret_key: str
+    proc: subprocess.Popen
+
+    def client(self, **kw):
+        from edge.cloud import CloudClient
+
+        return CloudClient(self.url, self.appid, self.secret_id, self.secret_key, **kw)
+
+
+def _toml_value(value) -> str:
+    return json.dumps(value)  # strings, numbers, booleans and lists of them read the same in TOML
+
+
+def write_hub_config(path: Path, port: int, store_url: str, secret_key: str, **sections) -> Path:
+    """A hub TOML for `edge-verifier hub --config`; `sections` overrides tables like start_hub."""
+    from tests.hub_fixtures import APPID, SECRET_ID
+
+    tables = {
+        "server": {"host": "127.0.0.1", "port": port},
+        "storage": {"url": store_url},
+        "limits": {"rate_per_s": 0},
+        "vision": {"models_dir": str(MODELS), "precision": "int8"},
+    }
+    for name, overrides in sections.items():
+        tables[name] = {**tables.get(name, {}), **overrides}
+    lines = []
+    for name, values in tables.items():
+        lines.append(f"[{name}]")
+        lines += [f"{k} = {_toml_value(v)}" for k, v in values.items()]
+    lines += ["[[credentials]]", f'appid = "{APPID}"', f'secret_id = "{SECRET_ID}"', f'secret_key = "{secret_key}"']
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@contextmanager
+def hub_processes(tmp_dir: Path, store_url: str, count: int = 2, **sections) -> Iterator[list[HubProcess]]:
+    """`count` real hub processes (`python -m edge hub`), each on its own loopback port, over the
+    same database; stopped with SIGTERM when the block exits."""
+    from tests.hub_fixtures import APPID, SECRET_ID
+
+    key = secrets.token_hex(16)
+    hubs: list[HubProcess] = []
+    try:
+        for i in range(count):
+            port = free_port()
+            cfg = write_hub_config(Path(tmp_dir) / f"hub{i}.toml", port, store_url, key, **sections)
+            log = open(Path(tmp_dir) / f"hub{i}.log", "wb")  # noqa: SIM115 (closed with the process)
+            proc = subprocess.Popen([sys.executable, "-m", "edge", "hub", "--config", str(cfg), "--log-level", "warning"],
+                                    cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+            hubs.append(HubProcess(f"http://127.0.0.1:{port}", APPID, SECRET_ID, key, proc))
+        for hub in hubs:
+            _wait_healthy(hub, Path(tmp_dir))
+        yield hubs
+    finally:
+        for hub in hubs:
+            hub.proc.send_signal(signal.SIGTERM)
+        for hub in hubs:
+            try:
+                hub.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                hub.proc.kill()
+                hub.proc.wait(timeout=10)
+
+
+def _wait_healthy(hub: HubProcess, tmp_dir: Path, timeout_s: float = 60.0) -> None:
+    import requests
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if hub.proc.poll() is not None:
+            break
+        try:
+            if requests.get(f"{hub.url}/health", timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.1)
+    logs = "\n".join(p.read_text(errors="replace")[-1500:] for p in sorted(tmp_dir.glob("hub*.log")))
+    raise RuntimeError(f"hub process at {hub.url} did not become healthy:\n{logs}")

@@ -1,6 +1,10 @@
-"""`edge-verifier hub --config FILE`: serve the face API (hub role) with uvicorn.
+"""`edge-verifier hub --config FILE [--workers N]`: serve the face API (hub role) with uvicorn.
 
 Logs go to stderr; SIGTERM/SIGINT stop accepting, finish in-flight requests, close the store.
+`--workers N` runs N hub processes on one port (each binds it with SO_REUSEPORT, so the kernel
+spreads connections over them; this process replaces one that dies); they share nothing but the
+database, so that needs `[storage] url = "postgresql://..."`. Several machines run one such
+command each.
 """
 
 from __future__ import annotations
@@ -8,7 +12,11 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import socket
+import subprocess
 import sys
+import threading
+import time
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -16,6 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", help="override [server] host")
     parser.add_argument("--port", type=int, help="override [server] port")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--workers", type=int, default=1,
+                        help="hub processes on this port (more than 1 needs a PostgreSQL [storage] url)")
+    parser.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)  # one of --workers
 
 
 def build_app(settings):
@@ -59,7 +70,10 @@ def run(args) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = config.load(args.config)
-        app, store = build_app(settings)
+        if args.workers > 1 and not settings.storage.url.startswith(("postgresql://", "postgres://")):
+            raise ConfigError("--workers above 1 needs [storage] url = \"postgresql://...\": "
+                              "several processes share one database")
+        app, store = build_app(settings)  # also creates or migrates the schema, once
     except ConfigError as exc:
         print(f"edge-verifier hub: {exc}", file=sys.stderr)
         return 2
@@ -68,6 +82,9 @@ def run(args) -> int:
     where = redact(settings.storage.url) if settings.storage.url else settings.storage.path
     listener = dataclasses.replace(settings.server.listener(), host=args.host or settings.server.host,
                                    port=args.port or settings.server.port)
+    if args.workers > 1:
+        store.close()  # the schema is created or migrated: the workers find it ready
+        return _supervise(args, listener.host, listener.port)
     logging.getLogger("edge.hub").info("serving the face API on %s://%s:%d (store %s)", listener.scheme,
                                        listener.host, listener.port, where)
     # uvicorn catches SIGTERM/SIGINT for a graceful stop, then re-raises them to the handlers
@@ -76,9 +93,57 @@ def run(args) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda signum, frame: stopped_by.append(signum))
     try:
-        uvicorn.Server(uvicorn_config(app, listener, log_level=args.log_level, access_log=False,
-                                      timeout_graceful_shutdown=10)).run()
+        server = uvicorn.Server(uvicorn_config(app, listener, log_level=args.log_level, access_log=False,
+                                               timeout_graceful_shutdown=10))
+        server.run(sockets=[_shared_socket(listener.host, listener.port)] if args.reuse_port else None)
     finally:
         store.close()
     logging.getLogger("edge.hub").info("stopped%s", f" by signal {stopped_by[0]}" if stopped_by else "")
     return 0
+
+
+def _shared_socket(host: str, port: int) -> socket.socket:
+    """A listening socket other processes of this user bind too (SO_REUSEPORT): the kernel
+    spreads new connections over them."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    return sock
+
+
+def _supervise(args, host: str, port: int) -> int:
+    """Run `--workers` hub processes on one port until SIGTERM/SIGINT; replace one that dies.
+    Gives up (exit 1) when a worker keeps dying right after its start (port taken, bad config)."""
+    cmd = [sys.executable, "-m", "edge", "hub", "--config", args.config, "--host", host, "--port", str(port),
+           "--log-level", args.log_level, "--reuse-port"]
+    log = logging.getLogger("edge.hub")
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, frame: stop.set())
+    workers = [(subprocess.Popen(cmd), time.monotonic()) for _ in range(args.workers)]
+    log.info("serving the face API on %s:%d with %d processes", host, port, args.workers)
+    quick_deaths = 0
+    code = 0
+    while not stop.wait(0.5):
+        for i, (proc, started) in enumerate(workers):
+            if proc.poll() is None:
+                continue
+            quick_deaths = quick_deaths + 1 if time.monotonic() - started < 5 else 0
+            if quick_deaths >= 3:
+                log.error("hub workers keep exiting at start (last code %s): giving up", proc.returncode)
+                stop.set()
+                code = 1
+                break
+            log.warning("hub worker %d exited with code %s: starting another", proc.pid, proc.returncode)
+            workers[i] = (subprocess.Popen(cmd), time.monotonic())
+    for proc, _ in workers:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc, _ in workers:
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    log.info("stopped")
+    return code
