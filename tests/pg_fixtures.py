@@ -111,8 +111,9 @@ def hub_processes(tmp_dir: Path, store_url: str, count: int = 2, **sections) -> 
             port = free_port()
             cfg = write_hub_config(Path(tmp_dir) / f"hub{i}.toml", port, store_url, key, **sections)
             log = open(Path(tmp_dir) / f"hub{i}.log", "wb")  # noqa: SIM115 (closed with the process)
-            proc = subprocess.Popen([sys.executable, "-m", "edge", "hub", "--config", str(cfg), "--log-level", "warning"],
-                                    cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "edge", "hub", "--config", str(cfg), "--log-level", "warning"],
+                cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
             hubs.append(HubProcess(f"http://127.0.0.1:{port}", APPID, SECRET_ID, key, proc))
         for hub in hubs:
             _wait_healthy(hub, Path(tmp_dir))

@@ -47,7 +47,8 @@ def test_concurrent_addface_through_two_processes_never_passes_the_per_person_li
         for c in clients:  # models loaded in both before the race
             c.getinfo("jerry")
         with ThreadPoolExecutor(6) as pool:
-            codes = list(pool.map(lambda i: outcome(lambda: clients[i % 2].addface("jerry", [images[1 + i]])), range(6)))
+            codes = list(pool.map(lambda i: outcome(lambda: clients[i % 2].addface("jerry", [images[1 + i]])),
+                                  range(6)))
         faces = clients[1].getinfo("jerry")["face_ids"]
         for c in clients:
             c.close()

@@ -83,7 +83,8 @@ def test_an_edge_syncing_during_slow_and_fast_writers_never_skips_a_change(pg_ur
         spawn = multiprocessing.get_context("spawn")
         # two slow writers (each change number held up to 0.1 s before commit), two fast ones
         writers = [spawn.Process(target=writer, args=(pg_url, f"slow{i}", fingerprint, 10, 0.1, i)) for i in range(2)]
-        writers += [spawn.Process(target=writer, args=(pg_url, f"fast{i}", fingerprint, 40, 0.0, 2 + i)) for i in range(2)]
+        writers += [spawn.Process(target=writer, args=(pg_url, f"fast{i}", fingerprint, 40, 0.0, 2 + i))
+                    for i in range(2)]
         for w in writers:
             w.start()
         rounds = 0
