@@ -20,13 +20,19 @@ import time
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True, help="hub TOML (see `edge-verifier config example hub`)")
+    from edge.store import migrate
+
+    parser.add_argument("--config", help="hub TOML (see `edge-verifier config example hub`); required to serve")
     parser.add_argument("--host", help="override [server] host")
     parser.add_argument("--port", type=int, help="override [server] port")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     parser.add_argument("--workers", type=int, default=1,
                         help="hub processes on this port (more than 1 needs a PostgreSQL [storage] url)")
     parser.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)  # one of --workers
+    actions = parser.add_subparsers(dest="hub_action", metavar="[migrate]")
+    migrate.add_arguments(actions.add_parser(
+        "migrate", help="copy a SQLite hub store into PostgreSQL, with progress and a count check",
+        description=migrate.__doc__.splitlines()[0]))
 
 
 def build_app(settings):
@@ -66,6 +72,13 @@ def run(args) -> int:
     from edge.api.serving import uvicorn_config
     from edge.settings import ConfigError
 
+    if getattr(args, "hub_action", None) == "migrate":
+        from edge.store import migrate
+
+        return migrate.run(args)
+    if not args.config:
+        print("edge-verifier hub: --config is required to serve", file=sys.stderr)
+        return 2
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
