@@ -58,7 +58,8 @@ class FingerprintMismatch(CloudApiError):
 class CloudClient:
     def __init__(self, url: str, appid: str, secret_id: str, secret_key: str, *,
                  timeout: float = 3.0, retries: int = 2,
-                 breaker_failures: int = 5, breaker_reset_s: float = 30.0, ca_file: str = ""):
+                 breaker_failures: int = 5, breaker_reset_s: float = 30.0, ca_file: str = "",
+                 keepalive: bool = True):
         self.url = url.rstrip("/")
         self.appid = appid
         self.secret_id = secret_id
@@ -68,7 +69,10 @@ class CloudClient:
         self.breaker_reset_s = breaker_reset_s
         # https is always verified: against `ca_file` (a private CA) when given, else the system CAs
         verify = ssl.create_default_context(cafile=ca_file) if ca_file else True
-        self._http = httpx.Client(timeout=httpx.Timeout(timeout), trust_env=False, verify=verify)
+        # keepalive=False: a connection per request, so a hub's worker processes share the load
+        # (bench hub --processes); a kept connection stays with the process that accepted it.
+        limits = httpx.Limits() if keepalive else httpx.Limits(max_keepalive_connections=0)
+        self._http = httpx.Client(timeout=httpx.Timeout(timeout), trust_env=False, verify=verify, limits=limits)
         self._lock = threading.Lock()
         self._failures = 0
         self._opened_at: float | None = None

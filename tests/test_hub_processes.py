@@ -109,3 +109,16 @@ def test_a_person_enrolled_through_one_process_is_matched_by_the_other_at_once(p
     record = store.get_verify(session)
     store.close()
     assert record is not None and record.person_id == "madonna" and record.ismatch
+
+
+def test_several_workers_on_sqlite_are_refused_with_the_reason(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+    from tests.pg_fixtures import write_hub_config
+
+    cfg = write_hub_config(tmp_path / "hub.toml", 1, "", "k" * 32, storage={"path": str(tmp_path / "h.sqlite3")})
+    done = subprocess.run([sys.executable, "-m", "edge", "hub", "--config", str(cfg), "--workers", "2"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=60, check=False)
+    assert done.returncode == 2 and "needs [storage] url" in done.stderr

@@ -33,6 +33,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models-dir", default="", help="built models (default: the package's models/)")
     parser.add_argument("--faces", type=Path, default=shared_faces_dir(),
                         help="photo folder holding five_celebrity/ (default ../shared/faces)")
+    scale = parser.add_argument_group("scale (edge.bench.hub_scale): hub processes over a shared store")
+    scale.add_argument("--processes", default="", help="comma-separated process counts on PostgreSQL, e.g. 1,2,4")
+    scale.add_argument("--store", default="", help="stores to compare: sqlite,postgresql (SQLite runs 1 process)")
+    scale.add_argument("--gallery", type=int, default=0, help="also identify against this many faces in one group")
+    scale.add_argument("--enrol", type=int, default=0, help="also measure the enrolment rate with this many people")
+    scale.add_argument("--pg-url", default="", help="PostgreSQL to use (default: a throwaway cluster)")
 
 
 def _faces_root(faces: Path) -> Path:
@@ -56,6 +62,12 @@ def run(args) -> int:
     from edge.cloud import CloudClient, CloudError
 
     root = _faces_root(args.faces)
+    if args.processes or args.store:
+        from edge.bench.hub_scale import run_scale
+
+        args.processes = args.processes or "1"
+        args.store = args.store or "postgresql"
+        return run_scale(args, root)
     port, key = free_port(), secrets.token_hex(16)
     with tempfile.TemporaryDirectory(prefix="bench-hub-") as tmp:
         settings = HubSettings(
