@@ -95,6 +95,7 @@ def write_hub_config(path: Path, port: int, store_url: str, secret_key: str, **s
         lines += [f"{k} = {_toml_value(v)}" for k, v in values.items()]
     lines += ["[[credentials]]", f'appid = "{APPID}"', f'secret_id = "{SECRET_ID}"', f'secret_key = "{secret_key}"']
     path.write_text("\n".join(lines) + "\n")
+    path.chmod(0o600)  # it holds a secret key: the hub refuses a readable one
     return path
 
 

@@ -122,3 +122,19 @@ def test_several_workers_on_sqlite_are_refused_with_the_reason(tmp_path):
     done = subprocess.run([sys.executable, "-m", "edge", "hub", "--config", str(cfg), "--workers", "2"],
                           capture_output=True, text=True, cwd=ROOT, timeout=60, check=False)
     assert done.returncode == 2 and "needs [storage] url" in done.stderr
+
+
+def test_one_photo_added_through_two_processes_at_once_is_stored_once(pg_url, tmp_path, faces_dir):
+    images = photos(faces_dir, "Elton_John", 3)
+    with hub_processes(tmp_path, pg_url, 2) as hubs:
+        clients = [hub.client(timeout=60, retries=0) for hub in hubs]
+        clients[0].newperson("elton", ["staff"], images[0])
+        for c in clients:
+            c.getinfo("elton")
+        with ThreadPoolExecutor(6) as pool:
+            codes = list(pool.map(lambda i: outcome(lambda: clients[i % 2].addface("elton", [images[1]])), range(6)))
+        faces = clients[0].getinfo("elton")["face_ids"]
+        for c in clients:
+            c.close()
+    assert codes.count(0) == 1 and codes.count(-1312) == 5, codes
+    assert len(faces) == 2

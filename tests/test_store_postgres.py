@@ -89,3 +89,48 @@ def test_limits_and_rollback_on_postgresql(pg_url):
     page = store.sync_page("app", 0, FP, None, 10)
     assert [c.data["type"] for c in page.changes] == ["person", "face", "face"] and not page.has_more
     store.close()
+
+
+def test_a_single_use_signature_is_claimed_once_across_processes_sharing_the_database(pg_url):
+    from edge.store.postgres import PostgresStore
+
+    stores = [PostgresStore(pg_url, pool_size=4) for _ in range(2)]  # two processes' pools
+    keys = [f"sig-{i}".encode() for i in range(30)]
+    wins: list[bytes] = []
+    lock = threading.Lock()
+    start = threading.Barrier(4)
+
+    def claim(store):
+        start.wait()
+        for key in keys:
+            if store.claim_signature(key, valid_until=2000.0, now=1000.0):
+                with lock:
+                    wins.append(key)
+
+    threads = [threading.Thread(target=claim, args=(stores[i % 2],)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert sorted(wins) == sorted(keys)  # each key won exactly once
+    assert stores[0].claim_signature(b"sig-0", 2500.0, now=1999.0) is False  # still valid: a replay
+    assert stores[1].claim_signature(b"sig-0", 3000.0, now=2000.0) is True  # expired: may be used anew
+    for s in stores:
+        s.close()
+
+
+def test_a_lost_database_is_storage_error_1200_and_health_says_so(pg_url):
+    import psycopg
+
+    store = open_store(pg_url)
+    assert store.health() == {"ok": True}
+    with psycopg.connect(pg_url, autocommit=True) as admin:  # the server drops every connection
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                      " WHERE datname = current_database() AND pid <> pg_backend_pid()")
+    with pytest.raises(ApiError) as err:
+        store.set_info("app", "nobody", "x", None)
+    assert err.value.code == -1200
+    assert store.health()["ok"] is False and "storage" not in store.health()["error"]
+    store.create_person("app", "p", ["g"], "", "", face("f0", "p"), Limits())  # the pool reconnects
+    assert store.health() == {"ok": True}
+    store.close()

@@ -86,7 +86,8 @@ def create_app(
             return envelope(code=errors.INVALID_PARAMETER, message=f"no such endpoint /{area}/{op}")
         data: dict | None = None
         try:
-            sig = verifier.check(request.headers.get("authorization"))
+            # off the event loop: a single-use signature is claimed in the store (fsync, round trip)
+            sig = await run_in_threadpool(verifier.check, request.headers.get("authorization"))
             if limiter_blocks:  # the database's bucket: a round trip, off the event loop
                 allowed = await run_in_threadpool(limiter.allow, sig.appid)
             else:

@@ -78,6 +78,7 @@ def hub_process(tmp: Path, key: str, *, store_url: str, workers: int, models_dir
         f"threads = {threads}",
         "[[credentials]]", f'appid = "{APPID}"', f'secret_id = "{SECRET_ID}"', f'secret_key = "{key}"',
     ]) + "\n")
+    cfg.chmod(0o600)  # it holds the key: the hub refuses a readable one
     log = tmp / f"hub-{port}.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "edge", "hub", "--config", str(cfg), "--workers", str(workers),

@@ -14,6 +14,10 @@ else. Two consequences, both needed once several processes write:
   A sequence alone would not give that (a number is taken at insert, visible at commit), and a
   syncing edge that read past a later number would skip the earlier one for ever.
 The model work happens before the transaction, so the lock is held for milliseconds.
+
+A database error other than a violated constraint (connection lost, server down, pool
+exhausted past its timeout, disk full) is ApiError -1200, remembered for `health()` until a
+write succeeds again.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from edge.store.base import (
     Change,
     FaceRecord,
     Limits,
+    NearIdentical,
     PersonRecord,
     Store,
     SyncPage,
@@ -92,6 +97,7 @@ class PostgresStore(Store):
         from psycopg_pool import ConnectionPool
 
         self.url = url
+        self._failure: tuple[float, str] | None = None  # (when, why) of the last failed write
         self._pool = ConnectionPool(url, min_size=1, max_size=pool_size, timeout=connect_timeout_s,
                                     open=False, name="edge-hub")
         self._pool.open(wait=True, timeout=connect_timeout_s)
@@ -100,18 +106,41 @@ class PostgresStore(Store):
 
     # --- connections and transactions -----------------------------------------------------
     @contextmanager
-    def _write(self, appid: str) -> Iterator:
-        """One transaction holding the appid's writer lock (see the module docstring)."""
-        with self._pool.connection() as conn:
-            conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (APPID_LOCK, appid))
+    def _write(self, appid: str | None = None) -> Iterator:
+        """One transaction; with `appid`, holding that appid's writer lock (module docstring)."""
+        with self._storage_errors("write"), self._pool.connection() as conn:
+            if appid is not None:
+                conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (APPID_LOCK, appid))
             yield conn
+        self._failure = None
 
     @contextmanager
     def _read(self) -> Iterator:
         """One snapshot for several SELECTs."""
-        with self._pool.connection() as conn:
+        with self._storage_errors("read"), self._pool.connection() as conn:
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
             yield conn
+
+    @contextmanager
+    def _storage_errors(self, what: str) -> Iterator[None]:
+        import psycopg
+        from psycopg_pool import PoolTimeout
+
+        try:
+            yield
+        except psycopg.IntegrityError:
+            raise  # a broken invariant is a bug, not a storage failure
+        except (psycopg.Error, PoolTimeout) as exc:
+            message = f"{type(exc).__name__}: {str(exc).strip()}"
+            if what == "write":
+                self._failure = (time.time(), message)
+            raise ApiError(errors.FEATURE_STORAGE, f"storage {what} failed: {message}") from None
+
+    def health(self) -> dict:
+        out: dict = {"ok": self._failure is None}
+        if self._failure is not None:
+            out.update(error=self._failure[1], failing_since=round(self._failure[0], 1))
+        return out
 
     def close(self) -> None:
         self._pool.close()
@@ -276,9 +305,11 @@ class PostgresStore(Store):
             return leaving
 
     # --- faces ----------------------------------------------------------------------------
-    def add_faces(self, appid, person_id, faces, limits) -> list[str]:
+    def add_faces(self, appid, person_id, faces, limits, near_identical: NearIdentical | None = None) -> list[str]:
         with self._write(appid) as c:
             self._require_person(c, appid, person_id)
+            if near_identical is not None:
+                faces = self._distinct(c, appid, person_id, faces, near_identical)
             (count,) = c.execute(
                 "SELECT COUNT(*) FROM faces WHERE appid = %s AND person_id = %s", (appid, person_id)
             ).fetchone()
@@ -288,6 +319,23 @@ class PostgresStore(Store):
                 self._insert_face(c, appid, face)
                 self._log(c, appid, "face", person_id, face.face_id)
             return [f.face_id for f in faces]
+
+    @staticmethod
+    def _distinct(c, appid: str, person_id: str, faces, rule: NearIdentical) -> list[FaceRecord]:
+        """The faces not near-identical to a stored one or an earlier one (read under the
+        appid's writer lock, so two processes adding one photo cannot both pass)."""
+        known = [_vector(blob) for (blob,) in c.execute(
+            "SELECT e.vector FROM faces f JOIN embeddings e ON e.face_id = f.face_id AND e.fingerprint = %s"
+            " WHERE f.appid = %s AND f.person_id = %s", (rule.fingerprint, appid, person_id))]
+        kept = []
+        for face in faces:
+            vec = face.embeddings.get(rule.fingerprint)
+            if vec is not None and any(rule.same(vec, k) for k in known):
+                continue
+            if vec is not None:
+                known.append(vec)
+            kept.append(face)
+        return kept
 
     def delete_faces(self, appid, person_id, face_ids) -> list[str]:
         with self._write(appid) as c:
@@ -361,7 +409,7 @@ class PostgresStore(Store):
 
     # --- logs -----------------------------------------------------------------------------
     def log_verify(self, record: VerifyRecord) -> None:
-        with self._pool.connection() as c:
+        with self._write() as c:
             c.execute(
                 "INSERT INTO verify_log (session_id, appid, person_id, score, confidence, ismatch, time)"
                 " VALUES (%s, %s, %s, %s, %s, %s, %s)",
@@ -376,6 +424,21 @@ class PostgresStore(Store):
                 " WHERE session_id = %s", (session_id,),
             ).fetchone()
         return None if row is None else VerifyRecord(row[0], row[1], row[2], row[3], row[4], bool(row[5]), row[6])
+
+    def trim_verify_log(self, before: float) -> int:
+        with self._write() as c:
+            return c.execute("DELETE FROM verify_log WHERE time < %s", (before,)).rowcount
+
+    def claim_signature(self, key: bytes, valid_until: float, now: float) -> bool:
+        # Atomic across processes: of two concurrent inserts of one key the second waits for the
+        # first to commit, then conflicts. A row past its validity is taken over.
+        with self._write() as c:
+            c.execute("DELETE FROM used_signatures WHERE valid_until <= %s", (now,))
+            row = c.execute(
+                "INSERT INTO used_signatures AS u (key, valid_until) VALUES (%s, %s) ON CONFLICT (key) DO UPDATE"
+                " SET valid_until = EXCLUDED.valid_until WHERE u.valid_until <= %s RETURNING 1",
+                (bytes(key), valid_until, now)).fetchone()
+            return row is not None
 
     def last_seq(self, appid: str) -> int:
         with self._read() as c:
@@ -460,8 +523,14 @@ class PostgresRateLimiter:
 
     def allow(self, key: str) -> bool:
         """Take one token for `key`; False when the bucket is empty. rate 0 = unlimited."""
+        import psycopg
+        from psycopg_pool import PoolTimeout
+
         if self.rate <= 0:
             return True
-        with self._pool.connection() as conn:
-            row = conn.execute(self._TAKE, {"key": key, "burst": float(self.burst), "rate": self.rate}).fetchone()
+        try:
+            with self._pool.connection() as conn:
+                row = conn.execute(self._TAKE, {"key": key, "burst": float(self.burst), "rate": self.rate}).fetchone()
+        except (psycopg.Error, PoolTimeout) as exc:
+            raise ApiError(errors.FEATURE_STORAGE, f"rate limit unavailable: {type(exc).__name__}") from None
         return row is not None

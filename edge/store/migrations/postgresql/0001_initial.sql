@@ -44,6 +44,12 @@ CREATE TABLE verify_log (
     score DOUBLE PRECISION NOT NULL, confidence DOUBLE PRECISION NOT NULL, ismatch BOOLEAN NOT NULL,
     time DOUBLE PRECISION NOT NULL
 );
+CREATE INDEX verify_log_by_time ON verify_log (time);
+-- Single-use signatures already accepted, kept until they could no longer be accepted anyway.
+CREATE TABLE used_signatures (
+    key BYTEA PRIMARY KEY, valid_until DOUBLE PRECISION NOT NULL
+);
+CREATE INDEX used_signatures_by_expiry ON used_signatures (valid_until);
 -- Token buckets of the per-appid rate limit, shared by every hub process.
 CREATE TABLE rate_buckets (
     key TEXT PRIMARY KEY, tokens DOUBLE PRECISION NOT NULL, updated DOUBLE PRECISION NOT NULL
