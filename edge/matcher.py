@@ -126,6 +126,7 @@ class Gallery:
     _person_of_face: np.ndarray = field(init=False, repr=False)
     _rows_of_person: dict[str, np.ndarray] = field(init=False, repr=False)
     _rows_of_group: dict[str, np.ndarray] = field(init=False, repr=False)
+    _most_faces: int = field(init=False, repr=False)  # of any one person
 
     def __post_init__(self) -> None:
         self.faces = tuple(self.faces)
@@ -145,6 +146,7 @@ class Gallery:
         self._person_of_face = np.array([person_index[f.person_id] for f in self.faces], dtype=np.int64)
         self._rows_of_person = {pid: np.array(rows, dtype=np.int64) for pid, rows in persons.items()}
         self._rows_of_group = {g: np.array(rows, dtype=np.int64) for g, rows in groups.items()}
+        self._most_faces = max((len(rows) for rows in persons.values()), default=0)
 
     def __len__(self) -> int:
         return len(self.faces)
@@ -174,24 +176,48 @@ class Gallery:
         best = int(np.argmax(scores))
         return self._candidate(int(rows[best]), scores[best])
 
+    def _rows(self, group_ids: Iterable[str] | None) -> np.ndarray:
+        """Rows of the faces in any of `group_ids` (None: all), ascending, each once."""
+        if group_ids is None:
+            return np.arange(len(self.faces), dtype=np.int64)
+        parts = [self._rows_of_group[g] for g in set(group_ids) if g in self._rows_of_group]
+        if len(parts) == 1:
+            return parts[0]
+        member = np.zeros(len(self.faces), dtype=bool)  # a mask, not a sort: linear in the faces
+        for part in parts:
+            member[part] = True
+        return np.flatnonzero(member)
+
+    def _best_faces(self, rows: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
+        """Indices into `scores` of the best face of each of the `k` best persons, best first
+        (ties: lower row first, as a stable sort of all of them would give).
+
+        Only the highest scores are sorted: a face above the j-th person's best face belongs to
+        one of the j - 1 persons before, who have at most `_most_faces` faces each, so the k best
+        persons' best faces are among the k * `_most_faces` highest scores (all ties included).
+        """
+        need = k * self._most_faces
+        if need < len(scores):
+            cut = np.partition(scores, len(scores) - need)[len(scores) - need]
+            candidates = np.flatnonzero(scores >= cut)
+        else:
+            candidates = np.arange(len(scores))
+        # Highest score first; the first row of each person in that order is their best face.
+        order = candidates[np.argsort(-scores[candidates], kind="stable")]
+        _, first = np.unique(self._person_of_face[rows[order]], return_index=True)
+        return order[np.sort(first)][:k]  # persons ranked by their best score
+
     def identify(
         self, embedding: np.ndarray, group_ids: Iterable[str] | None = None, top_k: int = 5
     ) -> IdentifyResult:
         """Rank persons (best face each) within `group_ids` (None: all) and decide on the best."""
-        if group_ids is None:
-            rows = np.arange(len(self.faces), dtype=np.int64)
-        else:
-            parts = [self._rows_of_group[g] for g in set(group_ids) if g in self._rows_of_group]
-            rows = np.unique(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.int64)
+        rows = self._rows(group_ids)
         if len(rows) == 0:
             return IdentifyResult([], Decision.REJECT, None)
         # Score every row, then pick: cheaper than copying the group's rows out of the matrix.
         scores = (self._matrix @ self._unit(embedding))[rows]
-        # Highest score first; the first row of each person in that order is their best face.
-        order = np.argsort(-scores, kind="stable")
-        _, first = np.unique(self._person_of_face[rows[order]], return_index=True)
-        best_rows = order[np.sort(first)]  # persons ranked by their best score
-        ranked = [self._candidate(int(rows[i]), scores[i]) for i in best_rows[: max(top_k, 2)]]
+        best_rows = self._best_faces(rows, scores, max(top_k, 2))
+        ranked = [self._candidate(int(rows[i]), scores[i]) for i in best_rows]
         decision = self.thresholds.decide(ranked[0].score)
         margin = ranked[0].score - ranked[1].score if len(ranked) > 1 else None
         # Two enrolled people both close to the face: not safe to accept either locally.

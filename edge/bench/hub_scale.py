@@ -118,7 +118,7 @@ def load(url: str, key: str, request: Callable, concurrency: int, seconds: float
         nonlocal errors
         with CloudClient(url, APPID, SECRET_ID, key, timeout=60, retries=0, keepalive=False) as client:
             i = index
-            while time.monotonic() < deadline:
+            while True:  # at least one request each, however late the thread starts
                 t0 = time.perf_counter()
                 try:
                     request(client, i)
@@ -132,6 +132,8 @@ def load(url: str, key: str, request: Callable, concurrency: int, seconds: float
                         latencies.append(dt)
                     else:
                         errors += 1
+                if time.monotonic() >= deadline:
+                    break
 
     t0 = time.monotonic()
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(concurrency)]
