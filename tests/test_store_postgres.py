@@ -87,7 +87,8 @@ def test_limits_and_rollback_on_postgresql(pg_url):
     assert store.group_ids("app") == ["g"] and store.person_ids("app", "g") == ["p"]
     assert store.face_ids("app", "p") == ["f0", "f1"]
     page = store.sync_page("app", 0, FP, None, 10)
-    assert [c.data["type"] for c in page.changes] == ["person", "face", "face"] and not page.has_more
+    assert [type(c).__name__ for c in page.changes] == ["PersonChange", "FaceChange", "FaceChange"]
+    assert not page.has_more and page.changes[1].embedding.shape == (8,)
     store.close()
 
 

@@ -98,8 +98,8 @@ def test_an_edge_syncing_during_slow_and_fast_writers_never_skips_a_change(pg_ur
             assert w.exitcode == 0
         syncer.sync_once()
         edge = {f.face_id: (f.person_id, np.asarray(f.embedding, "<f4").tobytes()) for f in cache.gallery().faces}
-        truth = {fid: (pid, np.asarray(vec, "<f4").tobytes())
-                 for pid, fid, vec, _, _, _ in hub.store.embeddings(APPID, fingerprint)}
+        truth = {e.face_id: (e.person_id, np.asarray(e.embedding, "<f4").tobytes())
+                 for e in hub.store.embeddings(APPID, fingerprint)}
         client.close()
         cache.close()
     assert rounds >= 10  # the edge really synced while the writers ran

@@ -197,13 +197,13 @@ def fill_gallery(store_url: str, fingerprint: str, dim: int, persons: int, per_p
 
 def matching_ms(store_url: str, fingerprint: str, probes: int = 300) -> dict:
     """Gallery.identify alone over the appid's faces (as the hub builds it): p50/p99 in ms."""
-    from edge.matcher import Enrolled, Gallery
+    from edge.matcher import Gallery
     from edge.store.postgres import PostgresStore
 
     store = PostgresStore(store_url)
     rows = store.embeddings(APPID, fingerprint)
     store.close()
-    gallery = Gallery([Enrolled(p, f, v, g, n, t) for p, f, v, g, n, t in rows])
+    gallery = Gallery(rows)
     rng = np.random.default_rng(1)
     dim = gallery.faces[0].embedding.shape[0]
     times = []

@@ -22,7 +22,6 @@ write succeeds again.
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 import secrets
@@ -35,11 +34,14 @@ import numpy as np
 
 from edge import errors
 from edge.errors import ApiError
+from edge.matcher import Enrolled
 from edge.store.base import (
     Change,
+    FaceChange,
     FaceRecord,
     Limits,
     NearIdentical,
+    PersonChange,
     PersonRecord,
     Store,
     SyncPage,
@@ -397,7 +399,7 @@ class PostgresStore(Store):
             groups = tuple(memberships.get(pid, ()))
             if wanted is not None and not wanted.intersection(groups):
                 continue
-            out.append((pid, fid, _vector(blob), groups, name, tag))
+            out.append(Enrolled(pid, fid, _vector(blob), groups, name, tag))
         return out
 
     def new_face_id(self) -> str:
@@ -467,33 +469,29 @@ class PostgresStore(Store):
                     if row is None or (wanted is not None and not wanted.intersection(groups)):
                         visible[pid] = None
                     else:
-                        visible[pid] = {"person_name": row[0], "tag": row[1], "group_ids": groups}
+                        visible[pid] = {"person_name": row[0], "tag": row[1], "group_ids": tuple(groups)}
                 return visible[pid]
 
-            changes = []
+            changes: list[Change] = []
             for seq, kind, pid, fid in rows:
                 state = person_state(pid)
                 if kind == "person":
                     if state is None:
-                        data = {"seq": seq, "type": "person", "person_id": pid, "deleted": True}
+                        changes.append(PersonChange(seq, pid, deleted=True))
                     else:
-                        data = {"seq": seq, "type": "person", "person_id": pid, "deleted": False, **state}
+                        changes.append(PersonChange(seq, pid, **state))
+                    continue
+                row = None
+                if state is not None:
+                    row = c.execute(
+                        "SELECT e.vector, f.quality FROM faces f JOIN embeddings e ON e.face_id = f.face_id"
+                        " AND e.fingerprint = %s WHERE f.face_id = %s AND f.appid = %s",
+                        (fingerprint, fid, appid),
+                    ).fetchone()
+                if row is None:
+                    changes.append(FaceChange(seq, fid, pid, deleted=True))
                 else:
-                    row = None
-                    if state is not None:
-                        row = c.execute(
-                            "SELECT e.vector, f.quality FROM faces f JOIN embeddings e ON e.face_id = f.face_id"
-                            " AND e.fingerprint = %s WHERE f.face_id = %s AND f.appid = %s",
-                            (fingerprint, fid, appid),
-                        ).fetchone()
-                    if row is None:
-                        data = {"seq": seq, "type": "face", "face_id": fid, "person_id": pid, "deleted": True}
-                    else:
-                        data = {
-                            "seq": seq, "type": "face", "face_id": fid, "person_id": pid, "deleted": False,
-                            "embedding": base64.b64encode(bytes(row[0])).decode("ascii"), "quality": float(row[1]),
-                        }
-                changes.append(Change(seq, data))
+                    changes.append(FaceChange(seq, fid, pid, embedding=_vector(row[0]), quality=float(row[1])))
         cursor = rows[-1][0] if rows else since
         return SyncPage(changes, cursor, has_more)
 
