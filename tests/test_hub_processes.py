@@ -8,7 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from edge.cloud import CloudApiError
+from edge import errors
+from edge.cloud import CloudApiError, CloudRateLimited
 from tests.pg_fixtures import hub_processes
 
 pytestmark = pytest.mark.timeout(300)
@@ -26,6 +27,8 @@ def outcome(call) -> int:
         call()
     except CloudApiError as exc:
         return exc.code
+    except CloudRateLimited:  # the client's name for code 15
+        return errors.RATE_LIMITED
     return 0
 
 
