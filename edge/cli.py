@@ -21,10 +21,12 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("bench", "hub"): ("edge.bench.hub", "verify requests per second and latency against a hub on loopback"),
     ("bench", "liveness"): ("edge.bench.liveness",
                            "presentation-attack detection: APCER per attack type, BPCER, DET plot"),
+    ("bench", "door"): ("edge.bench.door", "open-set identification at a door on LFW: FPIR, FNIR, DET plot"),
     ("bench", "daemon"): ("edge.bench.daemon", "frame-to-event latency, fps, RSS and cold start of the daemon"),
     ("hub",): ("edge.api.server", "serve the face API (hub role)"),
     ("run",): ("edge.daemon.main", "run the edge daemon: camera -> decisions -> MQTT"),
     ("config", "example"): ("edge.config_example", "print a complete commented example config"),
+    ("audit",): ("edge.audit", "report look-alike persons and enrolled faces failing the quality gate (hub store)"),
     ("demo",): ("edge.demo", "start a broker, a hub and a daemon on sample photos and show decisions"),
 }
 

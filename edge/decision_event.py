@@ -23,6 +23,7 @@ def decision_event(out, *, device: str, camera: str, fingerprints: dict, cache_v
         mode=out.mode, decision=out.decision, person_id=out.person_id or None,
         person_name=out.person_name or None, score=out.score, confidence=out.confidence,
         source=out.source, cloud=out.cloud.as_dict() if out.cloud else None, track_id=track_id,
+        threshold=out.threshold,  # the accept threshold applied (identify: follows the gallery)
         frames=frames,  # good frames of the track this decision chose from
         claim=claim.as_dict() if claim else None,
         candidates=out.candidates[:3] or None,

@@ -32,13 +32,26 @@ class Thresholds:
     reject: float
     # identify: the best person must beat the second-best person by this much to be accepted
     margin: float = 0.05
+    # identify: the pack whose impostor tail and the false-admit rate per approach that derive
+    # identify's accept threshold from the number of faces searched (edge.false_admit); with
+    # no rate, identify accepts at `accept` like a claim
+    pack: str = ""
+    false_admit_rate: float | None = None
 
-    def decide(self, score: float) -> Decision:
-        if score >= self.accept:
+    def decide(self, score: float, accept: float | None = None) -> Decision:
+        if score >= (self.accept if accept is None else accept):
             return Decision.ACCEPT
         if score < self.reject:
             return Decision.REJECT
         return Decision.UNCERTAIN
+
+    def identify_accept(self, faces: int) -> float:
+        """Identify's accept threshold when `faces` enrolled faces are searched."""
+        if self.false_admit_rate is None or not self.pack:
+            return self.accept
+        from edge.false_admit import identify_accept
+
+        return identify_accept(self.pack, self.false_admit_rate, faces, self.accept)
 
 
 # Calibrated for each model pack (models build 8) on every cross-identity pair among the 7,701
@@ -49,19 +62,22 @@ class Thresholds:
 # whose score scales differ, so each needs its own pair (build 7 applied the default pack's
 # accept to int8-lite: FAR 3e-5, accepting 91.5 % of those same-person pairs instead of 94.2 %).
 CALIBRATED_THRESHOLDS = {
-    "int8": Thresholds(accept=0.4279, reject=0.3058),
-    "fp32": Thresholds(accept=0.4282, reject=0.3070),
-    "int8-lite": Thresholds(accept=0.4147, reject=0.2509),
-    "fp32-lite": Thresholds(accept=0.4133, reject=0.2480),
+    "int8": Thresholds(accept=0.4279, reject=0.3058, pack="int8"),
+    "fp32": Thresholds(accept=0.4282, reject=0.3070, pack="fp32"),
+    "int8-lite": Thresholds(accept=0.4147, reject=0.2509, pack="int8-lite"),
+    "fp32-lite": Thresholds(accept=0.4133, reject=0.2480, pack="fp32-lite"),
 }
 DEFAULT_THRESHOLDS = CALIBRATED_THRESHOLDS["int8"]
 
 
-def thresholds_for(pack: str, accept: float | None = None, reject: float | None = None) -> Thresholds:
-    """The calibrated thresholds of a model pack, with the configured overrides applied."""
+def thresholds_for(pack: str, accept: float | None = None, reject: float | None = None,
+                   false_admit_rate: float | None = None) -> Thresholds:
+    """The calibrated thresholds of a model pack, with the configured overrides applied;
+    with a false-admit rate, identify derives its own accept threshold (edge.false_admit)."""
     base = CALIBRATED_THRESHOLDS[pack]
     return Thresholds(base.accept if accept is None else accept,
-                      base.reject if reject is None else reject, base.margin)
+                      base.reject if reject is None else reject, base.margin,
+                      base.pack, false_admit_rate)
 
 
 CONFIDENCE_AT_REJECT = 40.0
@@ -109,6 +125,7 @@ class IdentifyResult:
     candidates: list[Candidate]  # best face per person, best first
     decision: Decision
     margin: float | None  # best minus second-best person, None with fewer than two
+    threshold: float | None = None  # the accept threshold applied (it follows the faces searched)
 
 
 @dataclass
@@ -213,14 +230,22 @@ class Gallery:
         """Rank persons (best face each) within `group_ids` (None: all) and decide on the best."""
         rows = self._rows(group_ids)
         if len(rows) == 0:
-            return IdentifyResult([], Decision.REJECT, None)
+            return IdentifyResult([], Decision.REJECT, None, self.thresholds.identify_accept(0))
         # Score every row, then pick: cheaper than copying the group's rows out of the matrix.
         scores = (self._matrix @ self._unit(embedding))[rows]
         best_rows = self._best_faces(rows, scores, max(top_k, 2))
         ranked = [self._candidate(int(rows[i]), scores[i]) for i in best_rows]
-        decision = self.thresholds.decide(ranked[0].score)
+        accept = self.thresholds.identify_accept(len(rows))
+        decision = self.thresholds.decide(ranked[0].score, accept)
         margin = ranked[0].score - ranked[1].score if len(ranked) > 1 else None
         # Two enrolled people both close to the face: not safe to accept either locally.
         if decision is Decision.ACCEPT and margin is not None and margin < self.thresholds.margin:
             decision = Decision.UNCERTAIN
-        return IdentifyResult(ranked[:top_k], decision, margin)
+        return IdentifyResult(ranked[:top_k], decision, margin, accept)
+
+    def identify_threshold(self, group_ids: Iterable[str] | None = None) -> float:
+        """The accept threshold identify applies now in `group_ids` (None: all faces)."""
+        if group_ids is None:
+            return self.thresholds.identify_accept(len(self.faces))
+        parts = [self._rows_of_group[g] for g in set(group_ids) if g in self._rows_of_group]
+        return self.thresholds.identify_accept(len(np.unique(np.concatenate(parts))) if parts else 0)

@@ -91,11 +91,17 @@ class DecidingRole(RoleSettings):
         self.thresholds()
         return self
 
+    def identify_false_admit_rate(self) -> float | None:
+        """The role's [identify] false_admit_rate (edge.false_admit); None: identify accepts at
+        the 1:1 threshold (the hub, whose /face/identify only ranks candidates)."""
+        return None
+
     def thresholds(self) -> Thresholds:
         """The matching thresholds: those calibrated for the pack, with the configured overrides."""
         section = self.THRESHOLDS_SECTION
         overrides: ThresholdOverrides = getattr(self, section)
-        t = thresholds_for(self.vision.precision, overrides.accept, overrides.reject)
+        t = thresholds_for(self.vision.precision, overrides.accept, overrides.reject,
+                           self.identify_false_admit_rate())
         if t.reject > t.accept:
             raise ValueError(f"{section}.reject ({t.reject}) must not exceed {section}.accept ({t.accept})")
         return t

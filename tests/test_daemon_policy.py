@@ -49,12 +49,26 @@ def test_clear_scores_are_decided_locally_without_the_cloud(dead_cloud):
     ("deny", "reject", "unknown"), ("allow", "accept", "accept"), ("uncertain", "uncertain", "uncertain")])
 def test_uncertain_with_the_hub_down_follows_the_offline_policy_and_says_so(
         dead_cloud, policy, verify_decision, identify_decision):
-    d = Decider(dead_cloud, offline=policy)
+    d = Decider(dead_cloud, offline=policy, identify_fallback=True)
     v = d.verify(GALLERY, UNSURE, "alice", _image)
     i = d.identify(GALLERY, UNSURE, ["staff"], _image)
     assert (v.decision, v.source) == (verify_decision, "offline-policy")
     assert (i.decision, i.source, i.person_id) == (identify_decision, "offline-policy", "alice")
     assert v.cloud.error and v.cloud.ismatch is None
+
+
+@pytest.mark.parametrize("policy", ["deny", "allow", "uncertain"])
+def test_an_uncertain_identify_is_unknown_without_asking_the_hub_by_default(policy):
+    asked = []
+
+    class Hub:  # would say yes to anything
+        def verify(self, person_id, image):
+            asked.append(person_id)
+            return {"ismatch": True, "confidence": 99.0}
+
+    out = Decider(Hub(), offline=policy).identify(GALLERY, UNSURE, ["staff"], _image)
+    assert (out.decision, out.source, out.cloud, asked) == ("unknown", "local", None, [])
+    assert out.threshold == T.accept  # no false-admit rate: identify accepts like a claim
 
 
 def test_a_person_unknown_to_the_cache_is_never_let_in_offline_even_under_allow(dead_cloud):

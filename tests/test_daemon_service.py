@@ -196,7 +196,9 @@ def test_the_daemon_runs_the_lite_pack_with_its_own_calibrated_thresholds(models
     try:
         h = daemon.wait_health(lambda h: True, 60)
         assert (h["pack"], h["fingerprint"]) == ("int8-lite", packs["int8-lite"]["embedder_fingerprint"])
-        assert h["thresholds"] == {"accept": 0.45, "reject": lite.reject}  # the override, else the pack's own
+        # the override, else the pack's own; identify's (no face synced yet) is never under accept
+        assert h["thresholds"] == {"accept": 0.45, "reject": lite.reject, "identify": 0.45,
+                                   "false_admit_rate": 1e-3}
         # This same-person pair scores 0.295 on the lite pack: confidence >= 40 (uncertain) under
         # its own reject threshold, < 40 (reject) under the default pack's 0.3058.
         madonna = faces_dir / "five_celebrity" / "Madonna"

@@ -47,12 +47,24 @@ class TrackerSettings(BaseModel):
                             "keeps looking for a better frame; then its best frame is decided "
                             "(and asked at the hub when uncertain). An accept is never delayed; "
                             "0 decides on the first good frame.")
+    evidence: Literal["best", "fused"] = Field(
+        "best", description="What a track is decided on: best (its best single frame) or fused (the mean\n"
+        "embedding of its good frames so far, re-scored after each frame). bench door --frames\n"
+        "measured best with the fewer strangers admitted (README \"Decision policy\").")
 
 
 class IdentifySettings(BaseModel):
     enabled: bool = Field(True, description="Identify faces without a claim (1:N in the groups).")
     groups: list[str] = Field(default_factory=list, description="Groups searched by identify; "
                               "also the groups synced from the hub (empty: all).")
+    false_admit_rate: float = Field(
+        1e-3, gt=0, lt=1, description="Chance that a stranger is admitted as someone, per approach: identify's\n"
+        "accept threshold is derived from it, the pack's impostor score tail and the number of\n"
+        "faces searched, at every gallery swap (README \"Decision policy\"; claims keep FAR 1e-4).")
+    cloud_fallback: bool = Field(
+        False, description="Ask the hub's /face/verify about an uncertain identify. Off: it is unknown.\n"
+        "The hub runs the same network on a crop of the same frame: near the threshold it\n"
+        "re-rolls the dice instead of adding information (bench door --fallback off,hub).")
 
 
 class VerifySettings(BaseModel):
@@ -191,6 +203,9 @@ class EdgeSettings(DecidingRole):
 
     def holds_secrets(self) -> bool:
         return bool(self.hub.secret_key or self.api.credentials or self.mqtt.password)
+
+    def identify_false_admit_rate(self) -> float:
+        return self.identify.false_admit_rate
 
 
 def load(path: str | Path | None, **overrides) -> EdgeSettings:

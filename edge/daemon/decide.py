@@ -38,6 +38,7 @@ class Outcome:
     unknown_person: bool = False  # verify of a person the local cache does not hold
     liveness: Any = None  # edge.daemon.liveness.TrackLiveness, None with [liveness] mode = off
     reason: str | None = None  # why a face was refused before matching counted ("presentation_attack")
+    threshold: float | None = None  # the accept threshold applied (identify: follows the gallery)
 
 
 ImageForCloud = Callable[[], bytes]
@@ -46,10 +47,15 @@ ImageForCloud = Callable[[], bytes]
 class Decider:
     """Applies the policy; `image_for_cloud()` is only called when the cloud is asked."""
 
-    def __init__(self, cloud, *, offline: str = "deny", cloud_fallback: bool = True):
+    def __init__(self, cloud, *, offline: str = "deny", cloud_fallback: bool = True,
+                 identify_fallback: bool = False):
         self.cloud = cloud
         self.offline = offline
         self.cloud_fallback = cloud_fallback and cloud is not None
+        # The hub's verify runs the same network on a crop of the same frame: for identify it
+        # re-rolls the dice near the threshold instead of adding information (bench door
+        # measures it), so an uncertain identify is unknown unless this is asked for.
+        self.identify_fallback = identify_fallback
 
     def verify(self, gallery: Gallery, embedding: np.ndarray, person_id: str,
                image_for_cloud: ImageForCloud | None = None) -> Outcome:
@@ -60,13 +66,14 @@ class Decider:
         else:
             out = Outcome(Mode.VERIFY, gallery.thresholds.decide(cand.score), Source.LOCAL,
                           cand.person_id, cand.person_name, round(cand.score, 4),
-                          confidence(cand.score, gallery.thresholds))
+                          confidence(cand.score, gallery.thresholds),
+                          threshold=gallery.thresholds.accept)
         return self.settle(out, image_for_cloud) if image_for_cloud else out
 
     def identify(self, gallery: Gallery, embedding: np.ndarray, group_ids: list[str] | None,
                  image_for_cloud: ImageForCloud | None = None) -> Outcome:
         res = gallery.identify(embedding, group_ids or None)
-        out = Outcome(Mode.IDENTIFY, Decision.UNKNOWN, Source.LOCAL)
+        out = Outcome(Mode.IDENTIFY, Decision.UNKNOWN, Source.LOCAL, threshold=res.threshold)
         out.candidates = [{"person_id": c.person_id, "face_id": c.face_id,
                            "confidence": confidence(c.score, gallery.thresholds),
                            "score": round(c.score, 4), "tag": c.tag} for c in res.candidates]
@@ -85,6 +92,9 @@ class Decider:
     def settle(self, out: Outcome, image_for_cloud: ImageForCloud) -> Outcome:
         """Finish a local outcome: an uncertain one goes to the hub, or to the offline policy."""
         if out.decision is not Decision.UNCERTAIN or out.source is not Source.LOCAL:
+            return out
+        if out.mode is Mode.IDENTIFY and not self.identify_fallback:
+            out.decision = Decision.UNKNOWN  # not sure enough who it is: nobody is let in
             return out
         return self._uncertain(out, image_for_cloud)
 

@@ -30,5 +30,8 @@ def daemon_state(d) -> dict:
             "sync": sync, "cloud": {"breaker": breaker_state(d.cloud)},
             "decisions": d.decisions, "pending": len(d.window),
             "pack": d.s.vision.precision, "fingerprint": d.pipeline.fingerprint,
-            "thresholds": {"accept": d.thresholds.accept, "reject": d.thresholds.reject},
+            "thresholds": {"accept": d.thresholds.accept, "reject": d.thresholds.reject,
+                           # identify's accept for the gallery in use (edge.false_admit)
+                           "identify": gallery.identify_threshold(d.s.identify.groups or None),
+                           "false_admit_rate": d.thresholds.false_admit_rate},
             "liveness": d.liveness.health()}

@@ -112,16 +112,17 @@ class Daemon:
                              on_gallery=self._swap_gallery)
         self.syncer.load()  # offline-capable: the last synced state, before the hub answers
         self.decider = Decider(self.cloud, offline=s.policy.offline,
-                               cloud_fallback=s.policy.cloud_fallback)
+                               cloud_fallback=s.policy.cloud_fallback,
+                               identify_fallback=s.identify.cloud_fallback)
         self.tracker = Tracker(s.tracker.iou, s.tracker.max_missed)
-        self.window = SettleWindow(self.decider, s.tracker.settle_s, self._decided)
+        self.window = SettleWindow(self.decider, s.tracker.settle_s, self._decided, s.tracker.evidence)
         self.liveness = LivenessPolicy(s.liveness.mode, s.liveness.frames, self.pipeline.liveness,
                                        self.pipeline.fingerprints.get("liveness"))
         self.scorer = FrameScorer(self.pipeline, self.tracker, self.decider, self.claims,
                                   self.window, lambda: self.gallery_ref,
                                   max_faces=s.vision.max_faces, min_frames=s.tracker.min_frames,
                                   identify=s.identify.enabled, groups=s.identify.groups,
-                                  liveness=self.liveness)
+                                  liveness=self.liveness, evidence=s.tracker.evidence)
         self.camera = from_settings(s.camera)
         self.commands = CommandGate.from_settings(s, self.claims, self.syncer if self.cloud is not None else None)
         if s.mqtt.enabled:

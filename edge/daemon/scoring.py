@@ -13,18 +13,21 @@ import time
 from typing import Callable
 
 from edge.daemon import metrics
+from edge.daemon.evidence import TrackEvidence
 from edge.daemon.settle import Candidate
 from edge.domain import Latency
 
 
 class FrameScorer:
     def __init__(self, pipeline, tracker, decider, claims, window, gallery: Callable, *,
-                 max_faces: int, min_frames: int, identify: bool, groups: list[str], liveness):
+                 max_faces: int, min_frames: int, identify: bool, groups: list[str], liveness,
+                 evidence: str = "best"):
         self.pipeline, self.tracker, self.decider = pipeline, tracker, decider
         self.liveness = liveness  # edge.daemon.liveness.LivenessPolicy
         self.claims, self.window, self.gallery = claims, window, gallery
         self.max_faces, self.min_frames = max_faces, min_frames
         self.identify, self.groups = identify, groups
+        self.evidence = evidence
 
     def process(self, frame, t_frame: float) -> None:
         t0 = time.perf_counter()
@@ -60,10 +63,12 @@ class FrameScorer:
             if track.decided or (claim is None and not self.identify):
                 continue
             t_match = time.perf_counter()
+            evidence = track.data.setdefault("evidence", TrackEvidence(self.evidence))
+            embedding = evidence.add(face.embedding)  # the track's frames so far (edge.daemon.evidence)
             if claim is not None:
-                out = self.decider.verify(gallery, face.embedding, claim.person_id)
+                out = self.decider.verify(gallery, embedding, claim.person_id)
             else:
-                out = self.decider.identify(gallery, face.embedding, self.groups)
+                out = self.decider.identify(gallery, embedding, self.groups)
             out = self.liveness.apply(out, liveness)
             latency = Latency((t_detect - t0) * 1000, (t_embed - t_detect) * 1000,
                               (time.perf_counter() - t_match) * 1000)

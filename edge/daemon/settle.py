@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
+from edge.daemon.evidence import rank, replaces
 from edge.domain import Claim, Decision, Latency
 from edge.vision import crop_jpeg
 
@@ -31,20 +32,18 @@ class Candidate:
     frames: int = 1
 
     def rank(self) -> tuple:
-        """An accept wins (in identify a higher score can still be uncertain, when two people
-        are too close), then the higher score."""
-        score = self.out.score
-        return self.out.decision is Decision.ACCEPT, -2.0 if score is None else score
+        return rank(self.out)
 
 
 Decided = Callable[[Candidate, Any], None]  # (the chosen candidate, its final Outcome)
 
 
 class SettleWindow:
-    def __init__(self, decider, settle_s: float, on_decided: Decided):
+    def __init__(self, decider, settle_s: float, on_decided: Decided, evidence: str = "best"):
         self.decider = decider
         self.settle_s = settle_s
         self.on_decided = on_decided
+        self.evidence = evidence  # edge.daemon.evidence: which frame's outcome a track keeps
         self._pending: dict[int, Candidate] = {}  # track id -> its best frame, not yet decided
 
     def __len__(self) -> int:
@@ -57,7 +56,7 @@ class SettleWindow:
         best = self._pending.get(track_id)
         if best is not None:
             cand.since, cand.frames = best.since, best.frames + 1
-            if cand.rank() <= best.rank():
+            if not replaces(self.evidence, cand.rank(), best.rank()):
                 best.frames = cand.frames
                 cand = best
         self._pending[track_id] = cand

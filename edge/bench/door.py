@@ -1,0 +1,309 @@
+"""`edge-verifier bench door`: open-set identification at a door, measured like NIST's 1:N tests.
+
+On LFW (../shared/faces/lfw, every photo through the whole pipeline, embeddings cached on disk
+by edge.bench.lfw): a gallery enrolls N persons with K photos each (drawn from the identities
+that have at least K + 1 photos; several random galleries per N). Mated searches are the
+enrolled persons' other photos, non-mated searches every photo of the identities not
+enrolled. With `--frames T` an approach is a track of up to T photos of one identity, fed
+frame by frame to the daemon's rule (edge.daemon.evidence).
+
+Each approach runs the daemon's own decision code in-process: the matcher's Gallery with the
+pack's thresholds and the derived identify threshold (edge.false_admit), the Decider with its
+margin rule and fallback policy, and, when the fallback asks the hub, the hub's verify
+decision (a person's faces scored by edge.matcher against the hub's embedding of the same
+photos, decided at the pack's verify threshold, as edge.api.hub_service does).
+
+Reported per pack, per N and K, at the shipped settings: FPIR (non-mated approaches admitted
+as anyone), FNIR (mated approaches not admitted as themselves), misidentifications (mated
+approaches admitted as someone else), the identify threshold applied, and the FNIR at FPIR
+1e-2, 1e-3 and 1e-4 from the rank-1 score sweep (DET, drawn with --plot).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from edge.vision.packs import PACKS
+
+FALLBACKS = ("off", "hub", "hub-fp32")
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--data", type=Path, default=None, help="LFW folder (default ../shared/faces/lfw)")
+    parser.add_argument("--models-dir", type=Path, default=None)
+    parser.add_argument("--precision", choices=["both", *PACKS], default="both",
+                        help="both: int8 and fp32 packs (default)")
+    parser.add_argument("--persons", default="10,100,400", help="gallery sizes N (comma-separated)")
+    parser.add_argument("--photos", default="1,3,5", help="enrolled photos per person K")
+    parser.add_argument("--galleries", type=int, default=5, help="random galleries per N and K")
+    parser.add_argument("--frames", default="1", help="photos per approach T (comma-separated); "
+                        "T > 1 runs only N=100, K=3")
+    parser.add_argument("--rule", choices=["best", "fused"], default="best",
+                        help="how a track's frames are combined (edge.daemon.evidence)")
+    parser.add_argument("--fallback", default="off", help=f"hub fallback for an uncertain identify: "
+                        f"{', '.join(FALLBACKS)}; several comma-separated are measured side by side")
+    parser.add_argument("--false-admit-rate", type=float, default=None,
+                        help="per approach (default: the shipped [identify] false_admit_rate); 0: "
+                        "the old policy, identify at the fixed 1:1 accept threshold")
+    parser.add_argument("--seed", type=int, default=12)
+    parser.add_argument("--workers", type=int, default=None, help="parallel images when embedding")
+    parser.add_argument("--plot", type=Path, default=None, help="write the DET curves here (PNG)")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON (always JSON)")
+
+
+def _log(msg: str) -> None:
+    print(f"[door] {msg}", file=sys.stderr, flush=True)
+
+
+class _Progress:
+    def __init__(self, total: int, label: str):
+        self.total, self.label, self.done, self.t0, self._last = total, label, 0, time.monotonic(), 0.0
+
+    def step(self, n: int = 1) -> None:
+        self.done += n
+        now = time.monotonic()
+        if now - self._last >= 2 or self.done >= self.total:
+            self._last = now
+            width = 30
+            filled = int(width * self.done / max(self.total, 1))
+            print(f"\r[door] {self.label} [{'#' * filled}{'.' * (width - filled)}] "
+                  f"{self.done}/{self.total} ({now - self.t0:.0f} s)", end="", file=sys.stderr, flush=True)
+            if self.done >= self.total:
+                print(file=sys.stderr, flush=True)
+
+
+def photos_by_person(names: list[str]) -> dict[str, np.ndarray]:
+    """Row indexes of each identity's photos (names are person/file; one person filed under
+    two names is one identity: edge.bench.lfw.SAME_PERSON)."""
+    from edge.bench.lfw import identity
+
+    out: dict[str, list[int]] = {}
+    for i, n in enumerate(names):
+        out.setdefault(identity(n), []).append(i)
+    return {p: np.array(rows) for p, rows in out.items()}
+
+
+def draw_door(rng: np.random.Generator, by_person: dict[str, np.ndarray], n: int, k: int, frames: int = 1):
+    """One random door: (enrolled {person: rows}, mated approaches [(person, rows)],
+    non-mated approaches [rows]). Enrolled persons need K photos plus one approach of
+    `frames` photos; every other identity's photos are chunked into approaches of up to T."""
+    eligible = sorted(p for p, rows in by_person.items() if len(rows) >= k + frames)
+    if len(eligible) < n:
+        raise ValueError(f"only {len(eligible)} identities have {k + frames} photos, {n} asked")
+    chosen = set(rng.choice(eligible, size=n, replace=False).tolist())
+    enrolled, mated, non_mated = {}, [], []
+    for person, rows in by_person.items():
+        rows = rng.permutation(rows)
+        if person in chosen:
+            enrolled[person] = rows[:k]
+            rest = rows[k:]
+            mated += [(person, rest[i: i + frames]) for i in range(0, len(rest) - frames + 1, frames)]
+        else:
+            non_mated += [rows[i: i + frames] for i in range(0, len(rows), frames)]
+    return enrolled, mated, non_mated
+
+
+class InProcessHub:
+    """The hub's verify decision on its own embeddings of the same photos (the edge's crop is
+    named by the rows of its frames): best face of the person, the pack's verify threshold."""
+
+    def __init__(self, enrolled_faces: dict[str, list], hub_emb: np.ndarray, thresholds):
+        from edge.matcher import Enrolled, Gallery
+
+        self.emb = hub_emb
+        self.thresholds = thresholds
+        self.gallery = Gallery([Enrolled(p, f"{p}#{i}", hub_emb[r]) for p, rows in enrolled_faces.items()
+                                for i, r in enumerate(rows)], thresholds)
+        self.asked = 0
+
+    def verify(self, person_id: str, image: bytes) -> dict:
+        from edge.matcher import Decision, confidence
+
+        self.asked += 1
+        rows = [int(r) for r in image.decode().split(",")]
+        v = self.emb[rows].mean(axis=0)  # the hub fuses the frames it is sent
+        cand = self.gallery.verify(v, person_id)
+        ismatch = self.thresholds.decide(cand.score) is Decision.ACCEPT
+        return {"ismatch": ismatch, "confidence": confidence(cand.score, self.thresholds)}
+
+
+def run_door(emb: np.ndarray, enrolled: dict[str, np.ndarray], mated, non_mated, thresholds,
+             fallback: str, rule: str, hub_emb: np.ndarray | None, progress: _Progress | None = None) -> dict:
+    """Decide every approach of one door with the daemon's code; counts and rank-1 scores."""
+    from edge.daemon.decide import Decider
+    from edge.daemon.evidence import decide_approach
+    from edge.matcher import Enrolled, Gallery
+
+    gallery = Gallery([Enrolled(p, f"{p}#{i}", emb[r], ("door",)) for p, rows in enrolled.items()
+                       for i, r in enumerate(rows)], thresholds, version="bench")
+    hub = None
+    if fallback != "off":
+        hub = InProcessHub(enrolled, emb if fallback == "hub" else hub_emb, thresholds)
+    decider = Decider(hub, offline="deny", cloud_fallback=hub is not None, identify_fallback=hub is not None)
+
+    def approach(rows):
+        out = decide_approach(lambda v: decider.identify(gallery, v, ["door"]), emb[rows], rule)
+        out = decider.settle(out, lambda: ",".join(str(int(r)) for r in rows).encode())
+        if progress:
+            progress.step()
+        return out
+
+    fp = sum(approach(rows).decision == "accept" for rows in non_mated)
+    fn = mis = 0
+    for person, rows in mated:
+        out = approach(rows)
+        if out.decision != "accept" or out.person_id != person:
+            fn += 1
+        if out.decision == "accept" and out.person_id != person:
+            mis += 1
+    # Rank-1 scores for the DET sweep, of the approach's fused embedding.
+    persons = list(enrolled)
+    starts = np.cumsum([0] + [len(enrolled[p]) for p in persons[:-1]])
+    gmat = np.stack([emb[r] for p in persons for r in enrolled[p]])  # each person's faces together
+
+    def fused(rows_list):
+        v = np.stack([emb[rows].sum(axis=0) for rows in rows_list])
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+    def per_person_max(v):
+        return np.maximum.reduceat(v @ gmat.T, starts, axis=1)
+
+    nm = per_person_max(fused(non_mated)).max(axis=1)
+    mm = per_person_max(fused([rows for _, rows in mated]))
+    truth = np.array([persons.index(p) for p, _ in mated])
+    top = mm.argmax(axis=1)
+    mated_score = np.where(top == truth, mm[np.arange(len(mated)), truth], -2.0)  # wrong rank 1: a miss
+    return {"non_mated": len(non_mated), "mated": len(mated), "false_admits": int(fp), "misses": fn,
+            "misidentified": mis, "threshold": gallery.identify_threshold(), "faces": len(gallery),
+            "hub_asked": hub.asked if hub else 0, "_nm": nm, "_mated": mated_score}
+
+
+def fnir_at_fpir(non_mated_top: np.ndarray, mated_score: np.ndarray, fpir: float) -> float | None:
+    """FNIR at the strictest threshold letting at most `fpir` of the non-mated searches through."""
+    neg = np.sort(non_mated_top)[::-1]
+    allowed = int(math.floor(fpir * len(neg)))
+    if allowed < 1 and fpir * len(neg) < 1:
+        return None  # not enough non-mated searches to measure this FPIR
+    t = float(np.nextafter(neg[allowed], np.float32(np.inf))) if allowed < len(neg) else float(neg[-1])
+    return float(np.mean(mated_score < t))
+
+
+def det_curve(nm: np.ndarray, mated: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    ts = np.unique(np.quantile(nm, np.linspace(0.9, 1.0, 400)))
+    fpir = np.array([np.mean(nm >= t) for t in ts])
+    fnir = np.array([np.mean(mated < t) for t in ts])
+    return fpir, fnir
+
+
+def run(args) -> int:
+    from edge.bench.lfw import default_data_dir, lfw_embeddings
+    from edge.false_admit import DEFAULT_FALSE_ADMIT_RATE
+    from edge.matcher import thresholds_for
+    from edge.vision.pipeline import Pipeline
+
+    data = args.data or default_data_dir()
+    if not data.is_dir():
+        print(f"edge-verifier bench door: error: {data} not found (pass --data or set EDGE_VERIFIER_SHARED)",
+              file=sys.stderr)
+        return 2
+    fallbacks = [f.strip() for f in args.fallback.split(",") if f.strip()]
+    if any(f not in FALLBACKS for f in fallbacks):
+        print(f"edge-verifier bench door: error: --fallback takes {', '.join(FALLBACKS)}", file=sys.stderr)
+        return 2
+    workers = args.workers or os.cpu_count() or 1
+    packs = ["int8", "fp32"] if args.precision == "both" else [args.precision]
+    rate = DEFAULT_FALSE_ADMIT_RATE if args.false_admit_rate is None else args.false_admit_rate
+    sizes = [int(v) for v in args.persons.split(",")]
+    photos = [int(v) for v in args.photos.split(",")]
+    frames_list = [int(v) for v in args.frames.split(",")]
+    embeddings, face_sets = {}, {}
+    for pack in sorted(set(packs) | ({"fp32"} if "hub-fp32" in fallbacks else set())):
+        pipe = Pipeline.load(args.models_dir, precision=pack, threads=1)
+        names, embeddings[pack], _ = lfw_embeddings(pipe, data, workers, face_sets)
+    by_person = photos_by_person(names)
+    result: dict = {"data": "LFW", "photos": len(names), "identities": len(by_person), "galleries": args.galleries,
+                    "false_admit_rate": rate, "rule": args.rule, "seed": args.seed,
+                    "decision_code": "in-process: edge.matcher, edge.daemon.decide, edge.daemon.evidence, "
+                                    "the hub's verify decision", "results": []}
+    configs = []
+    for frames in frames_list:
+        for n in sizes:
+            for k in photos:
+                if frames > 1 and (n, k) != (100, 3):
+                    continue
+                for fallback in fallbacks:
+                    configs.append((frames, n, k, fallback))
+    curves: dict = {}
+    for pack in packs:
+        thresholds = thresholds_for(pack, false_admit_rate=rate or None)
+        for frames, n, k, fallback in configs:
+            rng = np.random.default_rng([args.seed, n, k, frames])
+            try:
+                doors = [draw_door(rng, by_person, n, k, frames) for _ in range(args.galleries)]
+            except ValueError as exc:  # LFW has 153 identities with 6 photos: no 400 x 5 door
+                result["results"].append({"pack": pack, "persons": n, "photos_per_person": k,
+                                          "frames": frames, "fallback": fallback, "skipped": str(exc)})
+                continue
+            total = sum(len(m) + len(nm) for _, m, nm in doors)
+            progress = _Progress(total, f"{pack} N={n} K={k} T={frames} fallback={fallback}")
+            runs = [run_door(embeddings[pack], e, m, nm, thresholds, fallback, args.rule,
+                             embeddings.get("fp32"), progress) for e, m, nm in doors]
+            nm_all = np.concatenate([r["_nm"] for r in runs])
+            mated_all = np.concatenate([r["_mated"] for r in runs])
+            non_mated, mated = sum(r["non_mated"] for r in runs), sum(r["mated"] for r in runs)
+            entry = {
+                "pack": pack, "persons": n, "photos_per_person": k, "frames": frames, "fallback": fallback,
+                "faces": runs[0]["faces"], "threshold": runs[0]["threshold"],
+                "non_mated": non_mated, "mated": mated,
+                "false_admits": sum(r["false_admits"] for r in runs),
+                "fpir": round(sum(r["false_admits"] for r in runs) / non_mated, 6),
+                "fnir": round(sum(r["misses"] for r in runs) / mated, 4),
+                "misidentified": sum(r["misidentified"] for r in runs),
+                "hub_asked": sum(r["hub_asked"] for r in runs),
+                "fnir_at_fpir": {f"{f:g}": (None if (v := fnir_at_fpir(nm_all, mated_all, f)) is None
+                                            else round(v, 4)) for f in (1e-2, 1e-3, 1e-4)},
+            }
+            result["results"].append(entry)
+            _log(f"{pack} N={n} K={k} T={frames} fallback={fallback}: threshold {entry['threshold']}, "
+                 f"FPIR {entry['fpir'] * 100:.3f} % ({entry['false_admits']}/{non_mated}), "
+                 f"FNIR {entry['fnir'] * 100:.2f} %, misidentified {entry['misidentified']}")
+            if fallback == fallbacks[0] and frames == frames_list[0]:
+                curves[(pack, n, k)] = det_curve(nm_all, mated_all)
+    if args.plot:
+        plot_det(curves, args.plot, result)
+        result["plot"] = str(args.plot)
+    print(json.dumps(result))
+    return 0
+
+
+def plot_det(curves: dict, path: Path, meta: dict) -> None:
+    """FNIR against FPIR (log-log), one curve per pack, N and K."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for (pack, n, k), (fpir, fnir) in sorted(curves.items()):
+        keep = fpir > 0
+        ax.plot(fpir[keep], np.maximum(fnir[keep], 1e-4), label=f"{pack} N={n} K={k}",
+                linestyle="-" if pack == "int8" else "--")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.axvline(meta["false_admit_rate"], color="grey", linewidth=0.8)
+    ax.set_xlabel("FPIR (strangers admitted)")
+    ax.set_ylabel("FNIR (members not admitted as themselves)")
+    ax.set_title(f"bench door on LFW, {meta['galleries']} galleries per point, rank-1 score sweep")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

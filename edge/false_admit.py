@@ -1,0 +1,72 @@
+"""Identify's accept threshold from a false-admit rate per approach and the gallery's size.
+
+A stranger at the door is compared with every enrolled face, and is admitted when any one of
+them clears the accept threshold. With a per-pair false-accept rate p and F faces searched,
+that happens with probability about 1 - (1 - p)^F: a fixed threshold lets more strangers in
+as the gallery grows. So the threshold is derived instead, for the configured rate alpha
+(`[identify] false_admit_rate`, per approach):
+
+    p = 1 - (1 - alpha)^(1/F)          per-pair FAR that keeps the whole search at alpha
+    threshold = tail(p)                the pack's impostor score at that FAR
+
+`tail` interpolates linearly in log10(FAR) on the pack's impostor tail: the cosine that a share
+1e-3 ... 1e-7 of all LFW cross-identity pairs reaches (IMPOSTOR_TAILS, measured by
+`edge-verifier bench lfw --calibrate`), and extends the last segment's slope beyond 1e-7. F
+counts faces, not persons: faces of one person are not independent trials, so counting them
+all errs on the strict side (`edge-verifier bench door` measures how much). Identify is never
+easier than a 1:1 claim: the result is at least the pack's verify accept threshold (and at most
+1.0, where identify accepts nobody: a gallery too large to hold that rate with this embedder).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+DEFAULT_FALSE_ADMIT_RATE = 1e-3
+
+# [per-pair FAR, cosine reached by that share of impostor pairs], per model pack: measured on
+# every cross-identity pair among the 7,701 LFW photos (29.6 million pairs) by
+# `edge-verifier bench lfw --precision all --calibrate` (models build 8).
+IMPOSTOR_TAILS: dict[str, tuple[tuple[float, float], ...]] = {
+    "int8": ((1e-3, 0.3722), (3e-4, 0.4019), (1e-4, 0.4277), (3e-5, 0.4541), (1e-5, 0.4772),
+             (3e-6, 0.5043), (1e-6, 0.5300), (3e-7, 0.5967), (1e-7, 0.7758)),
+    "fp32": ((1e-3, 0.3727), (3e-4, 0.4024), (1e-4, 0.4280), (3e-5, 0.4543), (1e-5, 0.4782),
+             (3e-6, 0.5069), (1e-6, 0.5288), (3e-7, 0.5883), (1e-7, 0.7837)),
+    "int8-lite": ((1e-3, 0.3410), (3e-4, 0.3811), (1e-4, 0.4145), (3e-5, 0.4475), (1e-5, 0.4759),
+                  (3e-6, 0.5094), (1e-6, 0.5395), (3e-7, 0.5729), (1e-7, 0.7582)),
+    "fp32-lite": (),  # not measured yet: this pack identifies at its 1:1 accept threshold
+}
+
+
+def per_pair_far(false_admit_rate: float, faces: int) -> float:
+    """The per-pair FAR at which a search of `faces` faces admits a stranger at the given rate."""
+    if faces <= 1:
+        return false_admit_rate
+    # -expm1(log1p(-a)/F) is 1 - (1 - a)^(1/F) without losing digits for small a.
+    return -math.expm1(math.log1p(-false_admit_rate) / faces)
+
+
+def score_at_far(tail: Sequence[tuple[float, float]], far: float) -> float:
+    """The cosine that impostor pairs reach with probability `far`, from the tail table."""
+    pts = sorted(tail, reverse=True)  # FAR descending: 1e-3 first
+    xs = [math.log10(f) for f, _ in pts]
+    x = math.log10(far)
+    if x >= xs[0]:
+        i = 0
+    elif x <= xs[-1]:
+        i = len(pts) - 2
+    else:
+        i = next(k for k in range(len(pts) - 1) if xs[k] >= x >= xs[k + 1])
+    (x0, y0), (x1, y1) = (xs[i], pts[i][1]), (xs[i + 1], pts[i + 1][1])
+    return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+
+
+def identify_accept(pack: str, false_admit_rate: float, faces: int, verify_accept: float) -> float:
+    """Identify's accept threshold for `faces` searched faces (see the module docstring)."""
+    tail = IMPOSTOR_TAILS.get(pack)
+    if not tail:
+        return verify_accept
+    derived = score_at_far(tail, per_pair_far(false_admit_rate, max(faces, 1)))
+    # Past 1.0 no face can be accepted: a gallery too large for this rate with this embedder.
+    return round(min(max(derived, verify_accept), 1.0), 4)
