@@ -55,10 +55,12 @@ def test_decisions_continue_under_the_offline_policy_when_the_hub_is_down(
     port = free_port()
     with ExitStack() as hub_ctx:
         hub = hub_ctx.enter_context(hub_with_five_enrolled(tmp_path / "hub", faces_dir))
-        # Thresholds that make every match uncertain: each decision needs the cloud.
+        # Thresholds that make every match uncertain: each decision needs the cloud (asked about
+        # an uncertain identify only when configured so: it is off by default).
         cfg = write_edge_config(tmp_path / "edge.toml", device="door-f2", camera=f"files:{drop}/*",
                                 broker=mosquitto, hub=hub, storage=tmp_path / "data", api_port=port,
-                                loop=True, sections={"policy": {"accept": 0.99, "reject": -1.0, "offline": "deny"}})
+                                loop=True, sections={"policy": {"accept": 0.99, "reject": -1.0, "offline": "deny"},
+                                                     "identify": {"cloud_fallback": True}})
         daemon = DaemonProc(cfg, port, tmp_path / "daemon.log").start()
         daemon.wait_health(lambda h: h["sync"].get("status") == "ok" and h["cache"]["persons"] == 5, 60)
         shutil.copy(faces_dir / "five_celebrity/Madonna/val_1.jpg", drop / "a.jpg")

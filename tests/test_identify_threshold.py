@@ -147,3 +147,27 @@ def test_an_uncertain_stranger_is_not_admitted_by_the_hub_fallback(door_photos, 
         old = Decider(client, offline="deny", identify_fallback=True).identify(
             gallery, stranger, ["door"], lambda: photo)
         assert old.source == "cloud" and old.decision == "accept", old.cloud
+
+
+def test_bench_door_counts_and_draws_a_door_of_real_embeddings(door_photos, tmp_path):
+    """bench door's own steps on the photos above: ten members (two photos each: one enrolled,
+    one at the door), everyone else a stranger; the decision code, the counts, the DET plot."""
+    from edge.bench.door import det_curve, draw_door, fnir_at_fpir, plot_det, run_door
+
+    persons, enrolled, members, strangers, _ = door_photos
+    emb = np.concatenate([enrolled, members, strangers])
+    by_person = {p: np.array([i, len(enrolled) + i]) if i < 10 else np.array([i]) for i, p in enumerate(persons)}
+    by_person |= {f"stranger-{i}": np.array([len(enrolled) + 10 + i]) for i in range(len(strangers))}
+    e, mated, non_mated = draw_door(np.random.default_rng(0), by_person, 10, 1)
+    assert sorted(e) == sorted(persons[:10]) and len(mated) == 10 and len(non_mated) == 390 + 100
+    r = run_door(emb, e, mated, non_mated, thresholds_for("int8", false_admit_rate=1e-3), "off", "best", None)
+    assert r["threshold"] == CALIBRATED_THRESHOLDS["int8"].accept  # 10 faces: never under 1:1
+    assert r["misidentified"] == 0 and r["misses"] <= 1 and r["false_admits"] <= 1
+    # The hub fallback (the old policy) can only admit more strangers.
+    hub = run_door(emb, e, mated, non_mated, thresholds_for("int8", false_admit_rate=1e-3), "hub", "best", None)
+    assert hub["false_admits"] >= r["false_admits"] and hub["misses"] <= r["misses"]
+    assert fnir_at_fpir(r["_nm"], r["_mated"], 1e-2) <= 0.1
+    assert fnir_at_fpir(r["_nm"], r["_mated"], 1e-4) is None  # 490 strangers cannot measure 1e-4
+    plot_det({("int8", 10, 1): det_curve(r["_nm"], r["_mated"])}, tmp_path / "det.png",
+             {"false_admit_rate": 1e-3, "galleries": 1})
+    assert (tmp_path / "det.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
