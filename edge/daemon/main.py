@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from edge.daemon.claims import NO_FACE, Claims, unanswered
+from edge.daemon.health import daemon_state
 from edge.daemon.priority import CameraFirst
 from edge.daemon.sdnotify import notify, watchdog_interval_s
 from edge.daemon.watchdog import warn_if_too_short
@@ -153,8 +154,7 @@ class Daemon:
         from edge.daemon import metrics
 
         self.gallery_ref = gallery  # one reference assignment: atomic for readers
-        metrics.CACHE_FACES.set(len(gallery))
-        metrics.CACHE_PERSONS.set(len(gallery.person_ids))
+        metrics.gallery_swapped(gallery)
         log.info("gallery %s: %d faces of %d persons", gallery.version, len(gallery),
                  len(gallery.person_ids))
 
@@ -184,7 +184,7 @@ class Daemon:
                 self.tracker.miss_all()  # no picture at all: faces are gone, tracks age
             now = time.monotonic()
             try:
-                self._settle_due(camera_ended=self.camera.state.status == "ended")
+                self.window.settle_due((t.id for t in self.tracker.tracks), self.camera.state.status == "ended")
                 claim = self.claims.expired()
                 if claim is not None:  # publishes (outbox on disk): may fail like a frame
                     self._publish(unanswered(claim), claim=claim, reason=NO_FACE)
@@ -196,9 +196,6 @@ class Daemon:
             if self._watchdog_s and now - last_ping >= self._watchdog_s:
                 notify("WATCHDOG=1")
                 last_ping = now
-
-    def _settle_due(self, camera_ended: bool) -> None:
-        self.window.settle_due((t.id for t in self.tracker.tracks), camera_ended)
 
     def _decided(self, c, out) -> None:
         self._publish(out, claim=c.claim, face=c.face, frame=c.frame, t_frame=c.t_frame,
@@ -217,16 +214,12 @@ class Daemon:
             include_face_image=s.mqtt.include_face_image, **fields)
         self.events.publish_event(event)
         self.decisions += 1
-        metrics.DECISIONS.labels(out.mode, out.decision, out.source).inc()
-        if out.liveness is not None:
-            metrics.LIVENESS_DECISIONS.labels(out.liveness.verdict or "none").inc()
+        metrics.count_decision(out)
         log.info("decision %s %s %s (%s, score %s)", out.mode, out.decision,
                  out.person_id or "-", out.source, out.score)
 
     # -- state / health --------------------------------------------------------------------
     def state(self) -> dict:
-        from edge.daemon.health import daemon_state
-
         return daemon_state(self)
 
     # -- stop ------------------------------------------------------------------------------
@@ -237,7 +230,8 @@ class Daemon:
             self.syncer.trigger()
         self.camera.close()
         try:
-            self._settle_due(camera_ended=True)  # the faces still in view get their decision
+            # the faces still in view get their decision
+            self.window.settle_due((t.id for t in self.tracker.tracks), camera_ended=True)
         except Exception:
             log.exception("settling the last tracks failed")
         try:

@@ -41,5 +41,17 @@ def follow(camera, events, cloud, syncer) -> None:
             lambda state=state: 1 if breaker_state(cloud) == state else 0)
 
 
+def count_decision(out) -> None:
+    """One published decision, by kind and by the liveness verdict it carried."""
+    DECISIONS.labels(out.mode, out.decision, out.source).inc()
+    if out.liveness is not None:
+        LIVENESS_DECISIONS.labels(out.liveness.verdict or "none").inc()
+
+
+def gallery_swapped(gallery) -> None:
+    CACHE_FACES.set(len(gallery))
+    CACHE_PERSONS.set(len(gallery.person_ids))
+
+
 def breaker_state(cloud) -> str:
     return cloud.breaker_state if cloud is not None else "disabled"
