@@ -257,6 +257,12 @@ class CloudClient:
         fields: dict = {"mode": mode}
         return self.call("detect", fields, self._image(fields, image, url))
 
+    def packs(self) -> dict:
+        return self.call("packs", {})
+
+    def packfile(self, pack: str, name: str, offset: int = 0) -> dict:
+        return self.call("packfile", {"pack": pack, "name": name, "offset": int(offset)})
+
     def sync(self, since: int, fingerprint: str, group_ids: list[str] | None = None, limit: int = 500) -> dict:
         fields: dict = {"since": int(since), "fingerprint": fingerprint, "limit": int(limit)}
         if group_ids:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -332,6 +333,29 @@ class HubService(FaceService):
         removed = self.store.trim_verify_log(time.time() - self.verify_log_s)
         if removed:
             log.info("verify log: %d row(s) older than %.0f days deleted", removed, self.verify_log_s / 86400)
+
+    # --- model packs (one pack per site: edges pull the hub's) ------------------------------
+    def _served_packs(self) -> tuple[Path, list[str]]:
+        from edge.vision.pipeline import default_models_dir
+
+        return Path(self.vision.models_dir or default_models_dir()), [self.vision.precision, *self.vision.also_embed]
+
+    def packs(self, appid) -> dict:
+        from edge.modelpack.share import listing
+
+        models_dir, names = self._served_packs()
+        # Only packs whose embeddings this hub makes (and stores): not a folder rebuilt under it.
+        stored = set(self.vision.fingerprints)
+        return {"packs": [p for p in listing(models_dir, names) if p["embedder_fingerprint"] in stored]}
+
+    def packfile(self, appid, pack, name, offset) -> dict:
+        from edge.modelpack.share import read_chunk
+
+        models_dir, names = self._served_packs()
+        chunk = read_chunk(models_dir, names, pack, name, offset)
+        if chunk is None:
+            raise ApiError(errors.INVALID_PARAMETER, f"{name!r} is not a file of a pack this hub serves")
+        return chunk
 
     def health(self) -> dict:
         store = self.store.health()

@@ -275,14 +275,25 @@ async def claim(appid: str, p: Params, ctx: Ctx) -> dict:
     return await call(ctx.service.claim, appid, person_id, p.get("timeout_s"), p.get("request_id"))
 
 
+async def packs(appid: str, p: Params, ctx: Ctx) -> dict:
+    return await call(ctx.service.packs, appid)
+
+
+async def packfile(appid: str, p: Params, ctx: Ctx) -> dict:
+    # ident(): no slash, backslash, space or control character reaches the service
+    pack, name = ident(p, "pack", ctx), ident(p, "name", ctx)
+    return await call(ctx.service.packfile, appid, pack, name, integer(p, "offset", 0, 0, 2**40))
+
+
 OPS: dict[str, Callable[[str, Params, Ctx], Awaitable[dict]]] = {
     "newperson": newperson, "delperson": delperson, "addface": addface, "delface": delface,
     "setinfo": setinfo, "getinfo": getinfo, "getgroupids": getgroupids,
     "getpersonids": getpersonids, "getfaceids": getfaceids, "getfaceinfo": getfaceinfo,
     "addgroupids": addgroupids, "delgroupids": delgroupids, "verify": verify,
     "identify": identify, "compare": compare, "detect": detect, "sync": sync, "claim": claim,
+    "packs": packs, "packfile": packfile,
 }
 # Every operation is POST /face/<op> but these, which are the edge's own (not the cloud API's).
 AREA = {"claim": "edge"}
 # Bodies without images: capped far below an upload, and not waited for as long.
-SMALL_BODY = {"claim": (4096, 10.0)}  # bytes, seconds
+SMALL_BODY = {"claim": (4096, 10.0), "packs": (4096, 10.0), "packfile": (4096, 10.0)}  # bytes, seconds

@@ -88,6 +88,12 @@ class FaceService:
         optional, as sent)."""
         raise _not_served("claim")
 
+    def packs(self, appid: str) -> dict:
+        raise _not_served("packs")
+
+    def packfile(self, appid: str, pack: str, name: str, offset: int) -> dict:
+        raise _not_served("packfile")
+
     def serves(self, op: str) -> bool:
         """True when this role overrides `op` (checked before reading the body or fetching urls)."""
         mine, base = getattr(type(self), op, None), getattr(FaceService, op, None)

@@ -223,7 +223,7 @@ def example_toml() -> str:
             "hub.appid": "100001",
             "hub.secret_id": "AKID...",
             "hub.secret_key": "...",
-            "vision.models_dir": "/opt/edge-verifier/models",
+            "vision.models_dir": "/var/lib/edge-verifier/models",
             "vision.threads": 4,
         },
     )

@@ -95,6 +95,8 @@ class Daemon:
         s = self.s
         data = Path(s.storage.path)
         data.mkdir(parents=True, exist_ok=True)
+        if s.hub.url:
+            self._pull_models()
         t0 = time.perf_counter()
         self.pipeline = Pipeline.load(s.vision.models_dir, precision=s.vision.precision,
                                       threads=s.vision.threads)
@@ -143,6 +145,22 @@ class Daemon:
         log.info("edge daemon %s ready in %.2fs (camera %s, api %s)", s.device.id,
                  time.time() - self.started, self.camera.name,
                  f"{s.api.host}:{self.api.port}" if self.api and self.api.port else "off")
+
+    def _pull_models(self) -> None:
+        """The hub's pack when the models folder is empty or holds another (one pack per site);
+        with the hub unreachable, the local models if there are any."""
+        from edge.cloud import CloudError
+        from edge.modelpack.share import PullError, pull_from_hub
+        from edge.vision.pipeline import default_models_dir
+
+        models_dir = Path(self.s.vision.models_dir or default_models_dir())
+        try:
+            pull_from_hub(self.s.hub, models_dir, self.s.vision.precision, log.info)
+        except (CloudError, PullError, OSError) as exc:
+            if not (models_dir / "models.json").is_file():
+                raise FileNotFoundError(f"no models in {models_dir} and the hub's pack could not be pulled: "
+                                        f"{exc}") from None
+            log.warning("keeping the models in %s: the hub's pack could not be pulled: %s", models_dir, exc)
 
     def _spawn(self, name, target, *args) -> threading.Thread:
         t = threading.Thread(target=target, args=args, name=name, daemon=True)

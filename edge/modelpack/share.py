@@ -1,0 +1,163 @@
+"""One model pack per site: the hub lists and serves the packs it stores embeddings for, and
+an edge pulls the one it runs (`edge-verifier models pull`, or `run` by itself).
+
+Wire (signed like every face API call): `/face/packs` lists each pack with its files' names,
+sizes and sha256 and the models.json entries that describe them; `/face/packfile` returns one
+file's bytes from an offset, at most CHUNK bytes a call (base64 in the JSON envelope), so a
+download is resumable, shows progress and needs no other route or framing. The edge checks each
+file's size and sha256 and the pack's fingerprint recomputed from them, then installs: files
+first (each by rename), models.json last, so a folder is never described by an index it does
+not match, and a crash mid-install is caught by the next start's sha256 check.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from edge.modelpack.fetch import sha256_file
+
+CHUNK = 1 << 20  # bytes per /face/packfile answer (1.4 MB of JSON)
+PULL_TIMEOUT_S = 30.0  # per chunk: a Pi on a slow link still gets 1 MB through
+
+
+class PullError(Exception):
+    """The pack cannot be pulled or did not verify; nothing was installed."""
+
+
+def _index(models_dir: Path) -> dict:
+    return json.loads((Path(models_dir) / "models.json").read_text())
+
+
+def pack_fingerprint(files: dict[str, str], sha256: dict[str, str]) -> str:
+    """A pack's fingerprint from its role -> file map and the files' sha256 (as models build makes it)."""
+    text = "\n".join(f"{role}:{sha256[name]}" for role, name in sorted(files.items()))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def listing(models_dir: Path, packs: Iterable[str]) -> list[dict]:
+    """What /face/packs answers: each pack with its files and the models.json that describes it alone."""
+    meta = _index(models_dir)
+    out = []
+    for name in packs:
+        pack = meta["packs"][name]
+        names = sorted(set(pack["files"].values()))
+        index = {**{k: v for k, v in meta.items() if k not in ("models", "packs")},
+                 "models": {f: meta["models"][f] for f in names}, "packs": {name: pack}}
+        out.append({
+            "name": name, "fingerprint": pack["fingerprint"], "embedder_fingerprint": pack["embedder_fingerprint"],
+            "files": [{"name": f, "size": (Path(models_dir) / f).stat().st_size,
+                       "sha256": meta["models"][f]["sha256"]} for f in names],
+            "index": index,
+        })
+    return out
+
+
+def read_chunk(models_dir: Path, packs: Iterable[str], pack: str, name: str, offset: int) -> dict | None:
+    """What /face/packfile answers, or None when `name` is not a file of a served `pack`: only
+    listed names are ever opened, so no path the caller writes reaches the file system."""
+    meta = _index(models_dir)
+    if pack not in packs or name not in meta["packs"].get(pack, {}).get("files", {}).values():
+        return None
+    path = Path(models_dir) / name
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        fh.seek(min(offset, size))
+        data = fh.read(CHUNK)
+    return {"pack": pack, "name": name, "offset": min(offset, size), "size": size,
+            "sha256": meta["models"][name]["sha256"], "data": base64.b64encode(data).decode()}
+
+
+def installed(models_dir: Path, pack: dict) -> bool:
+    """True when `models_dir` holds exactly this listed pack (every file's sha256 checked)."""
+    try:
+        meta = _index(models_dir)
+        if meta["packs"][pack["name"]]["fingerprint"] != pack["fingerprint"]:
+            return False
+    except (OSError, ValueError, KeyError):
+        return False
+    for f in pack["files"]:
+        path = Path(models_dir) / f["name"]
+        if not path.is_file() or sha256_file(path) != f["sha256"]:
+            return False
+    return True
+
+
+def _log(msg: str) -> None:
+    print(f"[models pull] {msg}", file=sys.stderr, flush=True)
+
+
+def _download(client, pack: str, f: dict, dest: Path, log: Callable[[str], None]) -> None:
+    h = hashlib.sha256()
+    offset, size, shown = 0, int(f["size"]), -1
+    with open(dest, "wb") as out:
+        while offset < size:
+            chunk = client.packfile(pack, f["name"], offset)
+            data = base64.b64decode(chunk.get("data", ""), validate=True)
+            if chunk.get("offset") != offset or not data or offset + len(data) > size:
+                raise PullError(f"{f['name']}: the hub answered offset {chunk.get('offset')} with {len(data)} bytes "
+                                f"at {offset} of {size}")
+            out.write(data)
+            h.update(data)
+            offset += len(data)
+            percent = offset * 100 // size
+            if percent // 10 != shown // 10 or offset == size:
+                log(f"{f['name']}: {offset / 1e6:.1f} / {size / 1e6:.1f} MB ({percent} %)")
+                shown = percent
+        out.flush()
+        os.fsync(out.fileno())
+    if h.hexdigest() != f["sha256"]:
+        raise PullError(f"{f['name']}: sha256 {h.hexdigest()} is not the listed {f['sha256']}")
+
+
+def pull(client, models_dir: Path, pack_name: str, log: Callable[[str], None] = _log) -> dict:
+    """Install the hub's pack `pack_name` into `models_dir` unless it is there already; returns
+    the listed pack. Raises PullError (nothing installed) or the client's errors."""
+    models_dir = Path(models_dir)
+    packs = {p.get("name"): p for p in client.packs().get("packs", [])}
+    pack = packs.get(pack_name)
+    if pack is None:
+        raise PullError(f"the hub serves no pack {pack_name!r} (it serves {', '.join(map(str, packs)) or 'none'})")
+    if installed(models_dir, pack):
+        log(f"pack {pack_name} ({pack['fingerprint']}) is installed in {models_dir}")
+        return pack
+    names = [f["name"] for f in pack["files"]]
+    index = pack["index"]
+    if (any(not isinstance(n, str) or "/" in n or "\\" in n or n.startswith(".") for n in names)
+            or set(names) != set(index["models"]) or set(index["packs"]) != {pack_name}):
+        raise PullError(f"the hub's listing of {pack_name} is malformed")
+    sha = {f["name"]: f["sha256"] for f in pack["files"]}
+    files = index["packs"][pack_name]["files"]
+    if (pack_fingerprint(files, sha) != pack["fingerprint"]
+            or index["packs"][pack_name]["fingerprint"] != pack["fingerprint"]
+            or any(index["models"][n].get("sha256") != sha[n] for n in names)):
+        raise PullError(f"{pack_name}: the listed files do not make the listed fingerprint {pack['fingerprint']}")
+    total = sum(int(f["size"]) for f in pack["files"])
+    log(f"pulling pack {pack_name} ({pack['fingerprint']}, {total / 1e6:.1f} MB) into {models_dir}")
+    models_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=models_dir, prefix=".pull-") as tmp:
+        for f in pack["files"]:
+            _download(client, pack_name, f, Path(tmp) / f["name"], log)
+        # "recipe": a pulled folder is not a build of this machine's manifest: `models build` rebuilds it
+        (Path(tmp) / "models.json").write_text(json.dumps({**index, "recipe": "pulled"}, indent=2) + "\n")
+        for name in [*names, "models.json"]:  # the index last: it describes files already in place
+            os.replace(Path(tmp) / name, models_dir / name)
+    log(f"installed pack {pack_name} ({pack['fingerprint']})")
+    return pack
+
+
+def pull_from_hub(hub, models_dir: Path, pack_name: str, log: Callable[[str], None] = _log) -> dict:
+    """`pull` with a client made from the edge's [hub] settings (longer timeout, more retries)."""
+    from edge.cloud import CloudClient
+
+    if not hub.url:
+        raise PullError("[hub] url is not set: there is no hub to pull the models from")
+    with CloudClient(hub.url, hub.appid, hub.secret_id, hub.secret_key, timeout=max(PULL_TIMEOUT_S, hub.timeout),
+                     retries=max(3, hub.retries)) as client:
+        return pull(client, models_dir, pack_name, log)
