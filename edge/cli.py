@@ -24,6 +24,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
                            "presentation-attack detection: APCER per attack type, BPCER, DET plot"),
     ("bench", "door"): ("edge.bench.door", "open-set identification at a door on LFW: FPIR, FNIR, DET plot"),
     ("bench", "daemon"): ("edge.bench.daemon", "frame-to-event latency, fps, RSS and cold start of the daemon"),
+    ("bench", "arch"): ("edge.bench.arch", "decision drift of an emulated Raspberry Pi (qemu cortex-a72) against x86"),
     ("hub",): ("edge.api.server", "serve the face API (hub role)"),
     ("run",): ("edge.daemon.main", "run the edge daemon: camera -> decisions -> MQTT"),
     ("config", "example"): ("edge.config_example", "print a complete commented example config"),
