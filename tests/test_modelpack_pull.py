@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -140,3 +141,17 @@ def test_an_edge_with_an_empty_models_dir_reaches_its_first_accept_without_build
             assert {p.name for p in empty.iterdir()} == {"models.json", *_int8_files(MODELS)}
     finally:
         broker.stop()
+
+
+def test_an_edge_with_no_models_and_no_hub_exits_with_a_clear_error(tmp_path):
+    closed = free_port()  # nothing listens there: the hub is unreachable
+    hub = SimpleNamespace(url=f"http://127.0.0.1:{closed}", appid="1000001", secret_id="AKIDtest",
+                          secret_key="k" * 32)
+    cfg = write_edge_config(tmp_path / "edge.toml", device="door-nohub", camera="files:/nonexistent/*",
+                            broker=None, hub=hub, storage=tmp_path / "data", api_port=free_port(),
+                            sections={"vision": {"models_dir": str(tmp_path / "empty")}})
+    run = subprocess.run([sys.executable, "-m", "edge", "run", "--config", str(cfg)],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1
+    assert "no models in" in run.stderr and "could not be pulled" in run.stderr
+    assert "Traceback" not in run.stderr

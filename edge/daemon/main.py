@@ -17,6 +17,7 @@ import threading
 import time
 from pathlib import Path
 
+from edge.daemon import metrics
 from edge.daemon.claims import NO_FACE, Claims, unanswered
 from edge.daemon.health import daemon_state
 from edge.daemon.priority import CameraFirst
@@ -80,7 +81,7 @@ class Daemon:
     def start(self) -> None:
         from edge.cache import EdgeCache
         from edge.camera import from_settings
-        from edge.daemon import metrics
+        from edge.cloud import CloudClient
         from edge.daemon.commands import CommandGate
         from edge.daemon.decide import Decider
         from edge.daemon.liveness import LivenessPolicy
@@ -88,6 +89,7 @@ class Daemon:
         from edge.daemon.settle import SettleWindow
         from edge.events import MqttPublisher, NullPublisher, Outbox
         from edge.matcher import Gallery
+        from edge.modelpack.share import pull_or_keep
         from edge.sync import Syncer
         from edge.tracker import Tracker
         from edge.vision import Pipeline
@@ -96,7 +98,7 @@ class Daemon:
         data = Path(s.storage.path)
         data.mkdir(parents=True, exist_ok=True)
         if s.hub.url:
-            self._pull_models()
+            pull_or_keep(s.hub, s.vision.models_dir, s.vision.precision, log.info)
         t0 = time.perf_counter()
         self.pipeline = Pipeline.load(s.vision.models_dir, precision=s.vision.precision,
                                       threads=s.vision.threads)
@@ -105,8 +107,6 @@ class Daemon:
         self.thresholds = s.thresholds()
         self.gallery_ref = Gallery((), self.thresholds, version="empty")
         if s.hub.url:
-            from edge.cloud import CloudClient
-
             self.cloud = CloudClient.from_settings(s.hub)
         self.cache = EdgeCache(data / "cache.db")
         self.syncer = Syncer(self.cloud, self.cache, self.pipeline.fingerprint,
@@ -146,22 +146,6 @@ class Daemon:
                  time.time() - self.started, self.camera.name,
                  f"{s.api.host}:{self.api.port}" if self.api and self.api.port else "off")
 
-    def _pull_models(self) -> None:
-        """The hub's pack when the models folder is empty or holds another (one pack per site);
-        with the hub unreachable, the local models if there are any."""
-        from edge.cloud import CloudError
-        from edge.modelpack.share import PullError, pull_from_hub
-        from edge.vision.pipeline import default_models_dir
-
-        models_dir = Path(self.s.vision.models_dir or default_models_dir())
-        try:
-            pull_from_hub(self.s.hub, models_dir, self.s.vision.precision, log.info)
-        except (CloudError, PullError, OSError) as exc:
-            if not (models_dir / "models.json").is_file():
-                raise FileNotFoundError(f"no models in {models_dir} and the hub's pack could not be pulled: "
-                                        f"{exc}") from None
-            log.warning("keeping the models in %s: the hub's pack could not be pulled: %s", models_dir, exc)
-
     def _spawn(self, name, target, *args) -> threading.Thread:
         t = threading.Thread(target=target, args=args, name=name, daemon=True)
         t.start()
@@ -169,8 +153,6 @@ class Daemon:
         return t
 
     def _swap_gallery(self, gallery) -> None:
-        from edge.daemon import metrics
-
         self.gallery_ref = gallery  # one reference assignment: atomic for readers
         metrics.gallery_swapped(gallery)
         log.info("gallery %s: %d faces of %d persons", gallery.version, len(gallery),
@@ -221,7 +203,6 @@ class Daemon:
                       cache_version=c.gallery.version)
 
     def _publish(self, out, *, cache_version: str | None = None, **fields) -> None:
-        from edge.daemon import metrics
         from edge.decision_event import decision_event
 
         s = self.s

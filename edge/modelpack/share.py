@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 import os
 import sys
 import tempfile
@@ -161,3 +162,21 @@ def pull_from_hub(hub, models_dir: Path, pack_name: str, log: Callable[[str], No
     with CloudClient(hub.url, hub.appid, hub.secret_id, hub.secret_key, timeout=max(PULL_TIMEOUT_S, hub.timeout),
                      retries=max(3, hub.retries)) as client:
         return pull(client, models_dir, pack_name, log)
+
+
+def pull_or_keep(hub, models_dir: Path | None, pack_name: str, log: Callable[[str], None] = _log) -> None:
+    """What `edge-verifier run` does at start: the hub's pack when the folder (None: the default
+    one) is empty or holds another (one pack per site); with the hub unreachable, the local
+    models if there are any."""
+    from edge.cloud import CloudError
+    from edge.vision.packs import ModelPackError
+    from edge.vision.pipeline import default_models_dir
+
+    models_dir = Path(models_dir or default_models_dir())
+    try:
+        pull_from_hub(hub, models_dir, pack_name, log)
+    except (CloudError, PullError, OSError) as exc:
+        if not (models_dir / "models.json").is_file():
+            raise ModelPackError(f"no models in {models_dir} and the hub's pack could not be pulled: {exc}") from None
+        logging.getLogger("edge.modelpack").warning(
+            "keeping the models in %s: the hub's pack could not be pulled: %s", models_dir, exc)
