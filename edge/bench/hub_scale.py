@@ -36,6 +36,17 @@ APPID, SECRET_ID = "1", "AKIDbench"
 PEOPLE = ("Ben_Afflek", "Elton_John", "Madonna")
 
 
+
+def _run_workers(worker, concurrency: int) -> float:
+    """Run worker(0..concurrency-1) in threads until all return; the seconds it took."""
+    t0 = time.monotonic()
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(concurrency)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.monotonic() - t0
+
 def _progress(msg: str) -> None:
     print(f"[bench hub] {msg}", file=sys.stderr, flush=True)
 
@@ -135,13 +146,7 @@ def load(url: str, key: str, request: Callable, concurrency: int, seconds: float
                 if time.monotonic() >= deadline:
                     break
 
-    t0 = time.monotonic()
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(concurrency)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    elapsed = time.monotonic() - t0
+    elapsed = _run_workers(worker, concurrency)
     latencies.sort()
     return {"requests": len(latencies) + errors, "rps": round(len(latencies) / elapsed, 2),
             "p50_ms": round(_percentile(latencies, 0.5), 2), "p99_ms": round(_percentile(latencies, 0.99), 2),
@@ -253,13 +258,7 @@ def enrolment_rate(url: str, key: str, faces: Path, count: int, concurrency: int
                     if (done + failed) % 25 == 0:
                         _progress(f"enrolment: {done + failed}/{len(people)}")
 
-    t0 = time.monotonic()
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(concurrency)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    elapsed = time.monotonic() - t0
+    elapsed = _run_workers(worker, concurrency)
     return {"persons": done, "failed": failed, "faces": 2 * done, "seconds": round(elapsed, 1),
             "persons_per_s": round(done / elapsed, 2), "faces_per_s": round(2 * done / elapsed, 2)}
 
