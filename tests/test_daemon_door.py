@@ -12,10 +12,8 @@ from __future__ import annotations
 import json
 import shutil
 
-from tests.broker_fixtures import DaemonProc, write_edge_config
-from tests.conftest import free_port
 from tests.hub_fixtures import hub_with_five_enrolled
-from tests.test_daemon_settle import _framed
+from tests.test_daemon_settle import _framed, play_to_the_end
 
 SCENE = "nonface/skimage_coffee.png"
 MEMBER = ["five_celebrity/Jerry_Seinfield/val_1.jpg", "five_celebrity/Jerry_Seinfield/val_2.jpg",
@@ -42,17 +40,7 @@ def test_each_approach_is_one_decision_on_its_frames_with_the_threshold_applied(
     events_sub = subscribe("test/door-d/event")
     state_sub = subscribe("test/door-d/state")
     with hub_with_five_enrolled(tmp_path / "hub", faces_dir) as hub:
-        port = free_port()
-        cfg = write_edge_config(tmp_path / "edge.toml", device="door-d", camera=f"files:{frames}/*",
-                                broker=mosquitto, hub=hub, storage=tmp_path / "data", api_port=port,
-                                rate=2, sections={"identify": {"groups": ["staff"]}, "tracker": {"settle_s": 30}})
-        daemon = DaemonProc(cfg, port, tmp_path / "daemon.log").start()
-        try:
-            health = daemon.wait_health(lambda h: h["camera"]["status"] == "ended" and h["pending"] == 0
-                                        and h["mqtt"]["outbox_depth"] == 0, 120)
-            assert events_sub.wait_for(lambda: len(events_sub.json()) >= health["decisions"], 15)
-        finally:
-            assert daemon.terminate() == 0
+        health = play_to_the_end(hub, mosquitto, tmp_path, frames, "door-d", events_sub)
     accept = CALIBRATED_THRESHOLDS["int8"].accept
     identify = health["thresholds"]["identify"]
     assert health["thresholds"]["false_admit_rate"] == 1e-3

@@ -33,6 +33,26 @@ def _framed(pipeline, photo, out, side: int = 200) -> None:
     cv2.imwrite(str(out), cv2.warpAffine(img, m, (640, 480), borderValue=(128, 128, 128)))
 
 
+def play_to_the_end(hub, mosquitto, tmp_path, frames, device: str, events_sub) -> dict:
+    """Plays `frames` once through a daemon identifying in `staff`; `/health` once every decision
+    has reached the broker and `events_sub`.
+
+    A window longer than the slideshow: only an accept, a face that left, or the end of the
+    camera decides, whatever the speed of this machine."""
+    port = free_port()
+    cfg = write_edge_config(tmp_path / "edge.toml", device=device, camera=f"files:{frames}/*",
+                            broker=mosquitto, hub=hub, storage=tmp_path / "data", api_port=port,
+                            rate=2, sections={"identify": {"groups": ["staff"]}, "tracker": {"settle_s": 30}})
+    daemon = DaemonProc(cfg, port, tmp_path / "daemon.log").start()
+    try:
+        health = daemon.wait_health(lambda h: h["camera"]["status"] == "ended" and h["pending"] == 0
+                                    and h["mqtt"]["outbox_depth"] == 0, 120)
+        assert events_sub.wait_for(lambda: len(events_sub.json()) >= health["decisions"], 15)
+    finally:
+        assert daemon.terminate() == 0
+    return health
+
+
 def test_a_face_is_decided_on_its_best_frame_with_one_event_per_track(
         mosquitto, subscribe, faces_dir, models_dir, tmp_path):
     from edge.vision import Pipeline
@@ -50,19 +70,7 @@ def test_a_face_is_decided_on_its_best_frame_with_one_event_per_track(
 
     sub = subscribe("test/door-s/event")
     with hub_with_five_enrolled(tmp_path / "hub", faces_dir) as hub:
-        port = free_port()
-        # A window longer than the slideshow: only an accept, a face that left, or the end of
-        # the camera decides, whatever the speed of this machine.
-        cfg = write_edge_config(tmp_path / "edge.toml", device="door-s", camera=f"files:{frames}/*",
-                                broker=mosquitto, hub=hub, storage=tmp_path / "data", api_port=port,
-                                rate=2, sections={"identify": {"groups": ["staff"]}, "tracker": {"settle_s": 30}})
-        daemon = DaemonProc(cfg, port, tmp_path / "daemon.log").start()
-        try:
-            health = daemon.wait_health(lambda h: h["camera"]["status"] == "ended" and h["pending"] == 0
-                                        and h["mqtt"]["outbox_depth"] == 0, 120)
-            assert sub.wait_for(lambda: len(sub.json()) >= health["decisions"], 15)
-        finally:
-            assert daemon.terminate() == 0
+        health = play_to_the_end(hub, mosquitto, tmp_path, frames, "door-s", sub)
     events = sub.json()
     assert len(events) == health["decisions"] == 2, events  # one per track, not one per frame
     her, stranger = events
