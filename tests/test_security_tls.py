@@ -109,3 +109,72 @@ def test_the_edge_syncs_from_an_https_hub_with_its_ca_file_and_serves_its_api_ov
         assert daemon.health() is None  # the local API does not answer plain http
     finally:
         assert daemon.terminate() == 0
+
+
+HANDSHAKE_DEADLINE_S = 1.0
+CAP = 4
+
+
+@pytest.fixture(scope="module")
+def guarded_tls_hub(tmp_path_factory, tls_files, models_dir):
+    with start_hub(tmp_path_factory.mktemp("tls-guard"), server={
+        "tls_cert": str(tls_files.cert), "tls_key": str(tls_files.key),
+        "header_timeout_s": HANDSHAKE_DEADLINE_S, "max_connections": CAP,
+    }) as hub:
+        yield hub
+
+
+def _tls_address(hub) -> tuple[str, int]:
+    return "127.0.0.1", int(hub.url.rsplit(":", 1)[1])
+
+
+def _closed_within(sock: socket.socket, seconds: float) -> bool:
+    sock.settimeout(seconds)
+    try:
+        while sock.recv(4096):
+            pass
+        return True
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+
+
+def test_a_client_that_never_starts_the_tls_handshake_is_dropped_at_the_header_deadline(guarded_tls_hub):
+    """asyncio's own server-side TLS held such a connection for 60 s, outside the connection cap."""
+    with socket.create_connection(_tls_address(guarded_tls_hub)) as sock:
+        started = time.monotonic()
+        assert _closed_within(sock, HANDSHAKE_DEADLINE_S + 4)
+        assert time.monotonic() - started >= HANDSHAKE_DEADLINE_S * 0.8
+
+
+def test_connections_stuck_in_the_handshake_count_against_the_cap(guarded_tls_hub):
+    address = _tls_address(guarded_tls_hub)
+    held = [socket.create_connection(address) for _ in range(CAP)]
+    try:
+        time.sleep(0.2)
+        extra = socket.create_connection(address)
+        started = time.monotonic()
+        assert _closed_within(extra, HANDSHAKE_DEADLINE_S * 0.8)  # refused at once, not at the deadline
+        assert time.monotonic() - started < HANDSHAKE_DEADLINE_S * 0.8
+        extra.close()
+    finally:
+        for s in held:
+            s.close()
+
+
+def test_a_request_sent_with_the_handshake_and_a_kept_alive_second_request_are_answered(guarded_tls_hub, tls_files):
+    context = ssl.create_default_context(cafile=str(tls_files.ca))
+    time.sleep(0.3)  # the previous test's sockets are closed on the server side
+    with socket.create_connection(_tls_address(guarded_tls_hub), timeout=5) as raw:
+        with context.wrap_socket(raw, server_hostname="127.0.0.1") as sock:
+            for _ in range(2):
+                sock.sendall(b"GET /health HTTP/1.1\r\nHost: hub\r\n\r\n")
+                answer = sock.recv(65536)
+                assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+                assert b"Content-Length" in answer or b"content-length" in answer
+                length = int(answer.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+                body = answer.split(b"\r\n\r\n", 1)[1]
+                while len(body) < length:
+                    body += sock.recv(65536)
+            assert json.loads(body)["status"] in ("ok", "degraded")

@@ -13,15 +13,20 @@ sends its headers a byte at a time, is held forever (about 1,000 such sockets us
 - one log line per condition (cap reached / cleared, slow clients dropped per minute, and
   uvicorn's or asyncio's repeated warnings once a minute with a count), never one per connection.
 
+With TLS the protocol makes the handshake itself (`loop.start_tls`) instead of handing uvicorn
+the certificate: asyncio's server-side TLS hands a connection to the protocol only once its
+handshake is done and gives a silent client 60 s for it, uncounted by any cap, so thousands of
+half-open handshakes could hold the listener. Here the handshake counts against the cap and lies
+inside the header deadline: connect, handshake and headers within `header_timeout_s`.
+
 The body has its own deadline in the API (`limits.body_timeout_s`, code 3) and idle kept-alive
-connections close after `keepalive_timeout_s`. With TLS, asyncio completes the handshake before
-the protocol sees the connection (so the deadline and the cap start after it) and drops a
-handshake that takes longer than 60 s.
+connections close after `keepalive_timeout_s`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import ssl
 import threading
@@ -110,9 +115,18 @@ class _Guard:
 
     def __init__(self, listener: Listener):
         self.listener = listener
+        self.tls = _tls_context(listener) if listener.tls_cert else None
+        self.handshaking = 0  # TLS connections accepted, handshake not finished
         self.capped = False
         self.refused = 0
         self.slow = _Throttled("dropped %d connection(s) that sent no complete request headers in time")
+
+
+def _tls_context(listener: Listener) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(listener.tls_cert, listener.tls_key)
+    return context
 
 
 class GuardedH11(H11Protocol):
@@ -121,23 +135,59 @@ class GuardedH11(H11Protocol):
     guard: _Guard  # set on the subclass made per server by `guarded_protocol`
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
         self._header_timer: asyncio.TimerHandle | None = None
+        self._early: list[bytes] | None = None  # request bytes that arrived before the TLS handshake returned
         guard = self.guard
-        if len(self.connections) > guard.listener.max_connections:
+        if guard.tls is not None:
+            transport.pause_reading()  # nothing reaches h11 before the handshake
+            self.transport = transport
+            if self._over_cap(len(self.connections) + guard.handshaking + 1, transport):
+                return
+            guard.handshaking += 1
+            self._early = []
+            self._arm_header_timer()  # the handshake spends the header deadline too
+            handshake = self.loop.create_task(self.loop.start_tls(
+                transport, self, guard.tls, server_side=True,
+                ssl_handshake_timeout=guard.listener.header_timeout_s))
+            handshake.add_done_callback(functools.partial(self._tls_done, transport))
+            return
+        super().connection_made(transport)
+        if self._over_cap(len(self.connections), transport):
+            return
+        self._arm_header_timer()
+
+    def _over_cap(self, open_connections: int, transport: asyncio.Transport) -> bool:
+        guard = self.guard
+        if open_connections > guard.listener.max_connections:
             if not guard.capped:
                 guard.capped = True
                 log.warning("connection cap of %d reached: refusing new connections", guard.listener.max_connections)
             guard.refused += 1
             transport.abort()
-            return
-        if guard.capped and len(self.connections) < guard.listener.max_connections * 0.9:
+            return True
+        if guard.capped and open_connections < guard.listener.max_connections * 0.9:
             guard.capped = False
             log.warning("below the connection cap again after refusing %d connection(s)", guard.refused)
             guard.refused = 0
-        self._arm_header_timer()
+        return False
+
+    def _tls_done(self, plain: asyncio.Transport, handshake: asyncio.Task) -> None:
+        self.guard.handshaking -= 1
+        if handshake.cancelled() or handshake.exception() is not None or self._header_timer is None:
+            # a failed or timed-out handshake is a client's problem: no log line per connection
+            self._cancel_header_timer()
+            self._early = None
+            plain.abort()
+            return
+        early, self._early = self._early or [], None
+        super().connection_made(handshake.result())
+        for data in early:
+            self.data_received(data)
 
     def data_received(self, data: bytes) -> None:
+        if self._early is not None:  # TLS is up but start_tls has not returned yet
+            self._early.append(data)
+            return
         # h11 stays IDLE until the request line and every header have arrived
         if self._header_timer is None and self.conn.their_state is h11.IDLE:
             self._arm_header_timer()  # first bytes of the next request on a kept-alive connection
@@ -147,6 +197,8 @@ class GuardedH11(H11Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_header_timer()
+        if self._early is not None:  # lost during the handshake: h11 never saw this connection
+            return
         super().connection_lost(exc)
 
     def _arm_header_timer(self) -> None:
@@ -193,6 +245,8 @@ class _OncePerMinute(logging.Filter):
 _THROTTLE = _OncePerMinute()
 for _name in ("uvicorn.error", "asyncio"):
     logging.getLogger(_name).addFilter(_THROTTLE)
+# uvicorn does not know about our TLS and would announce http://: the hub logs its own line
+logging.getLogger("uvicorn.error").addFilter(lambda record: not str(record.msg).startswith("Uvicorn running on"))
 
 
 def guarded_protocol(listener: Listener) -> type[GuardedH11]:
@@ -202,14 +256,11 @@ def guarded_protocol(listener: Listener) -> type[GuardedH11]:
 
 def uvicorn_config(app, listener: Listener, **kw) -> uvicorn.Config:
     """The uvicorn.Config serving `app` on `listener` (TLS when a certificate is configured)."""
-    tls = {}
-    if listener.tls_cert or listener.tls_key:
-        if not (listener.tls_cert and listener.tls_key):
-            raise ValueError("tls_cert and tls_key go together")
-        tls = {"ssl_certfile": listener.tls_cert, "ssl_keyfile": listener.tls_key,
-               "ssl_version": ssl.PROTOCOL_TLS_SERVER}
+    if bool(listener.tls_cert) != bool(listener.tls_key):
+        raise ValueError("tls_cert and tls_key go together")
+    # TLS is not given to uvicorn: the protocol makes the handshake (see the module doc)
     return uvicorn.Config(
         app, host=listener.host, port=listener.port, http=guarded_protocol(listener),
         timeout_keep_alive=max(1, round(listener.keepalive_timeout_s)),
-        h11_max_incomplete_event_size=MAX_HEADER_BYTES, **tls, **kw,
+        h11_max_incomplete_event_size=MAX_HEADER_BYTES, **kw,
     )
