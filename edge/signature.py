@@ -159,7 +159,10 @@ class ReplayCache:
         self._expiry: list[tuple[float, bytes]] = []  # heap of (valid_until, key)
         self._lock = threading.Lock()
 
-    def __len__(self) -> int:
+    @property
+    def held(self) -> int:
+        """Signatures remembered in memory (none with a store). Not __len__: an empty cache
+        would be falsy, and `replay or ReplayCache()` once dropped a configured one that way."""
         return len(self._seen)
 
     def claim(self, key: bytes, now: float, valid_until: float | None = None) -> None:
@@ -191,7 +194,7 @@ class Verifier:
         for cred in credentials:
             self._by_secret_id[cred.secret_id] = cred
             self._appids.add(cred.appid)
-        self.replay = replay if replay is not None else ReplayCache()  # an empty cache is falsy
+        self.replay = replay if replay is not None else ReplayCache()
 
     def check(self, header: str | bytes | None, now: float | None = None) -> Signature:
         """The parsed signature if valid, else ApiError 4/5/10/11/12/14/9/13."""

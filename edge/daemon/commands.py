@@ -29,9 +29,9 @@ LOG_EVERY_S = 10.0  # a flood of refused commands logs one line per reason per i
 
 class CommandGate:
     def __init__(self, mode: str, credentials, *, rate_per_s: float, burst: int,
-                 claims=None, syncer=None):
+                 claims=None, syncer=None, replay: ReplayCache | None = None):
         self.mode = mode
-        self.verifier = Verifier(credentials, ReplayCache(window_s=MAX_AGE_S, capacity=10_000))
+        self.verifier = Verifier(credentials, replay or ReplayCache(window_s=MAX_AGE_S, capacity=10_000))
         self.limiter = RateLimiter(rate_per_s, burst)
         self.claims, self.syncer = claims, syncer
         self.refused: dict[str, int] = {}  # reason -> count (reported in state)
@@ -41,9 +41,11 @@ class CommandGate:
     def from_settings(cls, s, claims, syncer) -> "CommandGate":
         """`s` is EdgeSettings; commands are checked against the local API's credentials."""
         from edge.daemon.local_api import credentials
+        from edge.signature_log import replay_cache
 
         return cls(s.mqtt.commands, credentials(s), rate_per_s=s.mqtt.commands_per_s,
-                   burst=s.mqtt.commands_burst, claims=claims, syncer=syncer)
+                   burst=s.mqtt.commands_burst, claims=claims, syncer=syncer,
+                   replay=replay_cache(s.storage.path, MAX_AGE_S))
 
     def handle(self, name: str, payload: dict) -> bool:
         """Apply a command (paho's thread) if it is allowed; False (counted, logged at most

@@ -25,10 +25,13 @@ class LocalApi:
     def __init__(self, s, service):
         from edge.api.app import create_app
         from edge.api.ops import ApiLimits
+        from edge.signature import Verifier
+        from edge.signature_log import replay_cache
 
         self.s = s
-        self.app = create_app(service, credentials(s),
-                              limits=ApiLimits(rate_per_s=s.api.rate_per_s, burst=s.api.burst))
+        creds = credentials(s)
+        self.app = create_app(service, creds, limits=ApiLimits(rate_per_s=s.api.rate_per_s, burst=s.api.burst),
+                              verifier=Verifier(creds, replay_cache(s.storage.path)))
         # The API layer serves its own registry; expose the daemon's metrics (default
         # registry: ours plus process RSS/CPU) through it too.
         self.app.state.registry.register(_DefaultRegistryProxy())
