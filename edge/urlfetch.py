@@ -4,9 +4,10 @@ http(s) only; the host is resolved once, every address checked, and the connecti
 the checked address (Host header and TLS SNI keep the name), so DNS rebinding cannot swap in an
 internal address. Loopback, private, link-local (incl. 169.254.169.254), multicast, reserved and
 unique-local (incl. fd00:ec2::254) addresses are refused unless the operator allow-list names the
-host or a CIDR containing the address. An allow-listed host name opens only ports 80 and 443
-unless the entry names its port (`images.internal:8080`). Redirects are followed by hand, at most
-`max_redirects`, each re-checked. The body is capped while streaming.
+host or a CIDR containing the address. An allow-list entry opens only ports 80 and 443 unless
+it names its port (`images.internal:8080`, `10.1.2.0/24:8080`): an image server on a private
+network must not make its neighbours' other services (a database, an admin page) reachable.
+Redirects are followed by hand, at most `max_redirects`, each re-checked. The body is capped while streaming.
 
 One deadline covers the whole fetch (resolve, connect, headers, body, every redirect): a server
 that sends its headers a byte at a time cannot stretch it, as it could stretch per-read timeouts.
@@ -45,8 +46,9 @@ class FetchSettings(BaseModel):
     allow: tuple[str, ...] = Field(
         (),
         description="Hosts or CIDRs that may be fetched although private/loopback/link-local\n"
-        "(e.g. [\"10.0.0.0/8\", \"images.internal\", \"images.internal:8080\"]); a host name without\n"
-        "a port opens ports 80 and 443 only. Empty: public addresses only.",
+        "(e.g. [\"images.internal\", \"images.internal:8080\", \"10.0.0.0/8\", \"10.1.2.0/24:8080\",\n"
+        "\"[fd00::1]:8080\"]); an entry without a port opens ports 80 and 443 only. Empty: public\n"
+        "addresses only.",
     )
     per_appid: int = Field(8, ge=1, description="url downloads of one appid at once; more wait (at most\n"
                            "total_timeout_s, then -1403).")
@@ -58,32 +60,47 @@ class FetchPolicy(FetchSettings):
     """The operator's settings and the body cap of the API layer, which a fetched image obeys too."""
 
     max_bytes: int = Field(MAX_BODY_BYTES, ge=1)
-    _nets: tuple = PrivateAttr(())
+    _nets: tuple = PrivateAttr(())  # (network, port or None)
+    _hosts: tuple = PrivateAttr(())  # (host name, port or None)
 
     def model_post_init(self, context) -> None:
-        nets = []
+        nets, hosts = [], []
         for entry in self.allow:
+            name, port = _split_port(entry.strip().lower())
             try:
-                nets.append(ipaddress.ip_network(entry, strict=False))
+                nets.append((ipaddress.ip_network(name, strict=False), port))
             except ValueError:
-                pass  # a host name
-        self._nets = tuple(nets)
+                hosts.append((name.rstrip("."), port))
+        self._nets, self._hosts = tuple(nets), tuple(hosts)
 
     def host_allowed(self, host: str, port: int) -> bool:
         """True if an entry names `host` with this port, or without a port and port is 80/443."""
         host = host.lower().rstrip(".")
-        for entry in self.allow:
-            name, sep, entry_port = entry.lower().rpartition(":")
-            if not sep or not entry_port.isdigit() or "/" in entry:
-                name, entry_port = entry.lower(), ""
-            if name.rstrip(".").strip("[]") != host:
-                continue
-            if (int(entry_port) == port) if entry_port else port in (80, 443):
-                return True
-        return False
+        return any(name == host and _port_open(entry_port, port) for name, entry_port in self._hosts)
 
-    def address_allowed(self, addr: Address) -> bool:
-        return any(addr.version == n.version and addr in n for n in self._nets)
+    def address_allowed(self, addr: Address, port: int) -> bool:
+        """True if a CIDR entry holds `addr` with this port, or without a port and port is 80/443."""
+        return any(addr.version == net.version and addr in net and _port_open(entry_port, port)
+                   for net, entry_port in self._nets)
+
+
+def _split_port(entry: str) -> tuple[str, int | None]:
+    """"images.internal:8080", "10.1.2.0/24:8080", "[fd00::1]:8080" → (name, 8080); a bare IPv6
+    address or network ("fd00::/8", "::1") has no port."""
+    try:
+        ipaddress.ip_network(entry, strict=False)
+        return entry, None
+    except ValueError:
+        pass
+    name, sep, port = entry.rpartition(":")
+    if sep and port.isdigit():
+        return name.strip("[]"), int(port)
+    return entry.strip("[]"), None
+
+
+def _port_open(entry_port: int | None, port: int) -> bool:
+    # an entry without a port is for a web server: other services on the host stay closed
+    return port == entry_port if entry_port is not None else port in (80, 443)
 
 
 def is_public(addr: Address) -> bool:
@@ -132,7 +149,7 @@ async def _checked_target(url: str, policy: FetchPolicy) -> tuple[str, str, str 
     addrs = await _resolve(host, port)
     if not policy.host_allowed(host, port):
         for addr in addrs:
-            if not (is_public(addr) or policy.address_allowed(addr)):
+            if not (is_public(addr) or policy.address_allowed(addr, port)):
                 raise ApiError(
                     errors.URL_DOWNLOAD_FAILED,
                     f"refusing to fetch {host!r}: address {addr} is not public (allow-list it to permit)",

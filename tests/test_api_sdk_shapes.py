@@ -472,7 +472,7 @@ def url_hub(tmp_path_factory, photos, models_dir):
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_address[1]}"
-    url_fetch = {"allow": ["127.0.0.1/32"], "total_timeout_s": 5.0}
+    url_fetch = {"allow": [f"127.0.0.1/32:{server.server_address[1]}"], "total_timeout_s": 5.0}
     with start_hub(tmp_path_factory.mktemp("urlhub"), url_fetch=url_fetch) as hub:
         yield hub, base
     server.shutdown()

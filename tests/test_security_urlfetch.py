@@ -66,7 +66,7 @@ def slow_server():
 
 
 def test_one_deadline_covers_headers_sent_a_byte_at_a_time(slow_server):
-    policy = FetchPolicy(allow=("127.0.0.1/32",), total_timeout_s=1.5, connect_timeout_s=1.0)
+    policy = FetchPolicy(allow=(f"127.0.0.1/32:{slow_server.port}",), total_timeout_s=1.5, connect_timeout_s=1.0)
     started = time.monotonic()
     with pytest.raises(ApiError) as err:
         fetch(f"http://127.0.0.1:{slow_server.port}/a.jpg", policy)
@@ -76,7 +76,7 @@ def test_one_deadline_covers_headers_sent_a_byte_at_a_time(slow_server):
 
 def test_slow_urls_of_one_tenant_neither_freeze_another_nor_outlast_the_deadline(
         tmp_path, slow_server, faces_dir, models_dir):
-    url_fetch = {"allow": ["127.0.0.1/32"], "total_timeout_s": 2.0, "connect_timeout_s": 1.0,
+    url_fetch = {"allow": [f"127.0.0.1/32:{slow_server.port}"], "total_timeout_s": 2.0, "connect_timeout_s": 1.0,
                  "per_appid": 4, "max_in_flight": 6}
     photo = base64.b64encode((faces_dir / "five_celebrity" / "Madonna" / "train_1.jpg").read_bytes()).decode()
     with start_hub(tmp_path, url_fetch=url_fetch) as hub:
@@ -106,7 +106,8 @@ def test_slow_urls_of_one_tenant_neither_freeze_another_nor_outlast_the_deadline
 
 
 def test_health_says_degraded_while_every_download_slot_is_taken(tmp_path, slow_server, models_dir):
-    url_fetch = {"allow": ["127.0.0.1/32"], "total_timeout_s": 3.0, "per_appid": 2, "max_in_flight": 2}
+    url_fetch = {"allow": [f"127.0.0.1/32:{slow_server.port}"], "total_timeout_s": 3.0, "per_appid": 2,
+                 "max_in_flight": 2}
     with start_hub(tmp_path, url_fetch=url_fetch) as hub:
         urls = [f"http://127.0.0.1:{slow_server.port}/{i}.jpg" for i in range(2)]
         worker = threading.Thread(target=post, args=(hub, "detect"), kwargs={"json": {
@@ -131,6 +132,28 @@ def test_an_allow_listed_host_name_opens_only_the_web_ports():
     assert policy.host_allowed("localhost", 80) and policy.host_allowed("localhost", 443)
     assert not policy.host_allowed("localhost", 6379) and not policy.host_allowed("localhost", 22)
     assert policy.host_allowed("images.internal", 8080) and not policy.host_allowed("images.internal", 80)
+
+
+def test_an_allow_listed_cidr_opens_only_the_web_ports_unless_it_names_one():
+    import ipaddress
+
+    policy = FetchPolicy(allow=("10.0.0.0/8", "192.168.1.0/24:8080", "[fd00::1]:9000", "fd00::/16"))
+    ten, home, v6 = (ipaddress.ip_address(a) for a in ("10.1.2.3", "192.168.1.7", "fd00::1"))
+    assert policy.address_allowed(ten, 80) and policy.address_allowed(ten, 443)
+    assert not policy.address_allowed(ten, 6379) and not policy.address_allowed(ten, 22)
+    assert policy.address_allowed(home, 8080) and not policy.address_allowed(home, 80)
+    assert policy.address_allowed(v6, 9000) and policy.address_allowed(v6, 443)
+    assert not policy.address_allowed(v6, 6379)
+
+
+def test_an_allow_listed_cidr_does_not_reach_another_port_of_its_hosts(slow_server):
+    """127.0.0.0/8 is allow-listed (for a web server on it); a url to another port is refused
+    before connecting (it used to open every port of every address in the range)."""
+    policy = FetchPolicy(allow=("127.0.0.0/8",), total_timeout_s=1.0)
+    with pytest.raises(ApiError) as err:
+        fetch(f"http://127.0.0.1:{slow_server.port}/a.jpg", policy)
+    assert err.value.code == errors.URL_DOWNLOAD_FAILED
+    assert slow_server.connections == 0
 
 
 def test_an_allow_listed_host_name_does_not_reach_another_port_of_it(slow_server):

@@ -75,7 +75,9 @@ def image_server(faces_dir):
     server.server_close()
 
 
-ALLOW = FetchPolicy(allow=("127.0.0.1/32",), total_timeout_s=2.0, connect_timeout_s=1.0)
+def allow(base: str) -> FetchPolicy:
+    """Loopback allow-listed for the image server's port only."""
+    return FetchPolicy(allow=(f"127.0.0.1/32:{base.rsplit(':', 1)[1]}",), total_timeout_s=2.0, connect_timeout_s=1.0)
 
 
 def code_of(url, policy) -> int:
@@ -86,7 +88,7 @@ def code_of(url, policy) -> int:
 
 def test_allow_listed_loopback_image_is_fetched(image_server):
     base, photo = image_server
-    assert fetch(f"{base}/ben.jpg", ALLOW) == photo
+    assert fetch(f"{base}/ben.jpg", allow(base)) == photo
 
 
 def test_loopback_without_allow_list_is_refused(image_server):
@@ -120,35 +122,38 @@ def test_public_addresses_are_public():
 
 def test_redirects_are_followed_and_each_target_rechecked(image_server):
     base, photo = image_server
-    assert fetch(f"{base}/to-ben", ALLOW) == photo
-    assert code_of(f"{base}/to-metadata", ALLOW) == -1308
-    assert code_of(f"{base}/loop", ALLOW) == -1308
+    assert fetch(f"{base}/to-ben", allow(base)) == photo
+    assert code_of(f"{base}/to-metadata", allow(base)) == -1308
+    assert code_of(f"{base}/loop", allow(base)) == -1308
 
 
 def test_body_over_the_cap_is_refused_while_streaming(image_server):
     base, _ = image_server
-    assert code_of(f"{base}/big.jpg", ALLOW) == -1403
+    assert code_of(f"{base}/big.jpg", allow(base)) == -1403
 
 
 def test_http_error_status_is_1403(image_server):
     base, _ = image_server
-    assert code_of(f"{base}/missing.jpg", ALLOW) == -1403
+    assert code_of(f"{base}/missing.jpg", allow(base)) == -1403
 
 
 def test_slow_download_stops_at_the_total_time_limit(image_server):
     base, _ = image_server
-    assert code_of(f"{base}/slow.jpg", FetchPolicy(allow=("127.0.0.1/32",), total_timeout_s=0.5)) == -1403
+    policy = allow(base).model_copy(update={"total_timeout_s": 0.5})
+    assert code_of(f"{base}/slow.jpg", policy) == -1403
 
 
 def test_unreachable_port_is_1403():
     from tests.conftest import free_port
 
-    assert code_of(f"http://127.0.0.1:{free_port()}/a.jpg", ALLOW) == -1403
+    base = f"http://127.0.0.1:{free_port()}"
+    assert code_of(f"{base}/a.jpg", allow(base)) == -1403
 
 
 def test_hub_fetches_url_inputs_through_its_allow_list(tmp_path, image_server, models_dir):
     base, photo = image_server
-    with start_hub(tmp_path, url_fetch={"allow": ["127.0.0.1/32"], "total_timeout_s": 2.0}) as hub:
+    with start_hub(tmp_path, url_fetch={"allow": [f"127.0.0.1/32:{base.rsplit(':', 1)[1]}"],
+                                              "total_timeout_s": 2.0}) as hub:
         client = hub.client(timeout=30)
         client.newperson("ben", ["g"], url=f"{base}/ben.jpg")
         assert client.verify("ben", url=f"{base}/to-ben")["ismatch"] is True
@@ -194,9 +199,10 @@ def test_image_from_a_server_that_compresses_when_allowed_arrives_as_the_image(f
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        assert fetch(f"http://127.0.0.1:{server.server_address[1]}/ben.jpg", ALLOW) == photo
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        assert fetch(f"{base}/ben.jpg", allow(base)) == photo
         # one that compresses anyway is a failed download, not undecodable bytes
-        assert code_of(f"http://127.0.0.1:{server.server_address[1]}/always-gzip.jpg", ALLOW) == -1403
+        assert code_of(f"{base}/always-gzip.jpg", allow(base)) == -1403
     finally:
         server.shutdown()
         server.server_close()

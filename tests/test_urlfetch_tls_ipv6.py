@@ -101,44 +101,47 @@ def code_of(url: str, policy: FetchPolicy, verify: ssl.SSLContext | bool = True)
     return info.value.code
 
 
-LOCAL = FetchPolicy(allow=("localhost", "127.0.0.1/32", "::1/128"), total_timeout_s=5.0, connect_timeout_s=2.0)
+def local(port: int) -> FetchPolicy:
+    return FetchPolicy(allow=(f"localhost:{port}", f"127.0.0.1/32:{port}", f"[::1/128]:{port}"),
+                       total_timeout_s=5.0, connect_timeout_s=2.0)
 
 
 def test_https_image_from_a_trusted_certificate_is_fetched_with_its_host_name(tls_server):
     port, cert = tls_server
-    body = fetch(f"https://localhost:{port}/a.jpg", LOCAL, trusting(cert))
+    body = fetch(f"https://localhost:{port}/a.jpg", local(port), trusting(cert))
     assert body == PHOTO + f"|host=localhost:{port}".encode()
 
 
 def test_https_with_a_certificate_nobody_trusts_is_a_failed_download(tls_server):
     port, _ = tls_server
-    assert code_of(f"https://localhost:{port}/a.jpg", LOCAL) == -1403
+    assert code_of(f"https://localhost:{port}/a.jpg", local(port)) == -1403
 
 
 def test_https_certificate_is_checked_against_the_url_host_not_the_connected_address(tls_server):
     # The certificate names DNS:localhost only; asking for the bare address must not pass just
     # because fetch() connects to that address in both cases.
     port, cert = tls_server
-    assert code_of(f"https://127.0.0.1:{port}/a.jpg", LOCAL, trusting(cert)) == -1403
+    assert code_of(f"https://127.0.0.1:{port}/a.jpg", local(port), trusting(cert)) == -1403
 
 
 def test_https_redirect_to_a_metadata_address_is_refused(tls_server):
     port, cert = tls_server
-    assert code_of(f"https://localhost:{port}/to-metadata", LOCAL, trusting(cert)) == -1308
+    assert code_of(f"https://localhost:{port}/to-metadata", local(port), trusting(cert)) == -1308
 
 
 def test_ipv6_loopback_is_fetched_when_allow_listed_by_cidr(ipv6_server):
-    body = fetch(f"http://[::1]:{ipv6_server}/a.jpg", FetchPolicy(allow=("::1/128",), total_timeout_s=5.0))
+    policy = FetchPolicy(allow=(f"[::1/128]:{ipv6_server}",), total_timeout_s=5.0)
+    body = fetch(f"http://[::1]:{ipv6_server}/a.jpg", policy)
     assert body == PHOTO + f"|host=[::1]:{ipv6_server}".encode()
 
 
 def test_ipv6_loopback_is_fetched_when_allow_listed_by_address(ipv6_server):
-    policy = FetchPolicy(allow=("::1",), total_timeout_s=5.0)
+    policy = FetchPolicy(allow=(f"[::1]:{ipv6_server}",), total_timeout_s=5.0)
     assert fetch(f"http://[::1]:{ipv6_server}/a.jpg", policy).startswith(PHOTO)
 
 
 def test_ipv6_loopback_without_allow_list_is_refused(ipv6_server):
     assert code_of(f"http://[::1]:{ipv6_server}/a.jpg", FetchPolicy(total_timeout_s=5.0)) == -1308
     # an IPv4 allow-list entry does not open the IPv6 loopback
-    policy = FetchPolicy(allow=("127.0.0.0/8",), total_timeout_s=5.0)
+    policy = FetchPolicy(allow=(f"127.0.0.0/8:{ipv6_server}",), total_timeout_s=5.0)
     assert code_of(f"http://[::1]:{ipv6_server}/a.jpg", policy) == -1308
