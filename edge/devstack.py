@@ -146,7 +146,11 @@ class HubProc:
         self.proc: subprocess.Popen | None = None
 
     def config(self) -> dict:
-        return {"server": {"host": LOOPBACK, "port": self.port},
+        from edge.api.face_crops import add_key
+
+        secrets_file = self.workdir / "hub-secrets.toml"
+        add_key(secrets_file)  # once: a second call keeps the key
+        return {"secrets_file": str(secrets_file), "server": {"host": LOOPBACK, "port": self.port},
                 "storage": {"path": str(self.workdir / "hub.sqlite3")},
                 "credentials": [{"appid": self.appid, "secret_id": self.secret_id,
                                  "secret_key": self.secret_key}],

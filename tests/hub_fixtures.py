@@ -49,10 +49,15 @@ class HubServer:
 
 
 def hub_settings(store_path: Path, port: int, secret_key: str, other_key: str, store_url: str = "", **sections):
-    """HubSettings for a test hub; `sections` maps a section name to overrides."""
+    """HubSettings for a test hub; `sections` maps a section name to overrides. Its secrets file
+    (beside the store, made once) holds the face crop key, so a restarted hub reads its crops."""
     from edge.api.config import HubSettings
+    from edge.api.face_crops import add_key
 
+    secrets_file = Path(store_path).parent / "hub-secrets.toml"
+    add_key(secrets_file)  # once: a second call keeps the key
     values = {
+        "secrets_file": str(secrets_file),
         "server": {"host": "127.0.0.1", "port": port},
         "storage": {"path": str(store_path), "url": store_url},
         "credentials": [

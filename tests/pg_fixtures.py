@@ -89,7 +89,11 @@ def write_hub_config(path: Path, port: int, store_url: str, secret_key: str, **s
     }
     for name, overrides in sections.items():
         tables[name] = {**tables.get(name, {}), **overrides}
-    lines = []
+    from edge.api.face_crops import add_key
+
+    secrets_file = path.with_name("hub-secrets.toml")  # one crop key for the hubs of a test
+    add_key(secrets_file)  # once: a second call keeps the key
+    lines = [f"secrets_file = {_toml_value(str(secrets_file))}"]
     for name, values in tables.items():
         lines.append(f"[{name}]")
         lines += [f"{k} = {_toml_value(v)}" for k, v in values.items()]

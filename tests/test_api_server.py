@@ -1,13 +1,17 @@
 """`edge-verifier hub --config FILE` as a real process: config, secrets file, env overrides,
-clean shutdown on SIGTERM; `edge-verifier config example hub` is a usable config."""
+clean shutdown on SIGTERM; `edge-verifier config example hub` is a usable config; `hub keygen`
+adds the face crop key the hub needs to start."""
 
 from __future__ import annotations
 
+import base64
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -45,6 +49,21 @@ def test_hub_serves_with_secrets_file_and_env_override_then_stops_on_sigterm(tmp
     from edge.cloud import CloudClient
 
     cfg = write_config(tmp_path)
+    # Face crops are kept by default: without their key the hub refuses to start and says how.
+    out = subprocess.run([*EXE, "hub", "--config", str(cfg)], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert out.returncode == 2 and "edge-verifier hub keygen" in out.stderr and "keep_face_crops" in out.stderr
+    keygen = subprocess.run([*EXE, "hub", "keygen", "--config", str(cfg)], capture_output=True, text=True,
+                            cwd=ROOT, timeout=60)
+    assert keygen.returncode == 0, keygen.stderr
+    secrets_file = tmp_path / "secrets.toml"
+    assert stat.S_IMODE(secrets_file.stat().st_mode) == 0o600
+    key = tomllib.loads(secrets_file.read_text())["face_crops"]["key"]
+    assert len(base64.b64decode(key)) == 32 and key not in keygen.stdout + keygen.stderr
+    assert tomllib.loads(secrets_file.read_text())["credentials"][0]["appid"] == "7"  # kept
+    again = subprocess.run([*EXE, "hub", "keygen", "--config", str(cfg)], capture_output=True, text=True,
+                           cwd=ROOT, timeout=60)
+    assert again.returncode == 0 and "already holds" in again.stderr
+    assert tomllib.loads(secrets_file.read_text())["face_crops"]["key"] == key  # never replaced
     port = free_port()
     env = {**os.environ, f"{ENV_PREFIX}SERVER__PORT": str(port)}
     proc = subprocess.Popen([*EXE, "hub", "--config", str(cfg), "--log-level", "warning"], cwd=ROOT, env=env,

@@ -122,7 +122,7 @@ def test_a_burst_of_large_images_costs_at_most_the_slots_and_memory_returns(tmp_
     port, key = free_port(), secrets.token_hex(16)
     cfg = tmp_path / "hub.toml"
     cfg.touch(mode=0o600)
-    cfg.write_text(f'[server]\nport = {port}\n[storage]\npath = "{tmp_path}/hub.sqlite3"\n'
+    cfg.write_text(f'[server]\nport = {port}\n[storage]\npath = "{tmp_path}/hub.sqlite3"\nkeep_face_crops = false\n'
                    f'[[credentials]]\nappid = "{APPID}"\nsecret_id = "{SECRET_ID}"\nsecret_key = "{key}"\n'
                    f'[limits]\nrate_per_s = 0\n[vision]\nmodels_dir = "{MODELS}"\n')
     proc = subprocess.Popen([str(EDGE_VERIFIER), "hub", "--config", str(cfg)], stdout=subprocess.DEVNULL,

@@ -129,7 +129,7 @@ def test_a_full_disk_answers_1200_and_health_says_degraded_until_space_returns(t
     key = secrets.token_hex(16)
     cfg = tmp_path / "hub.toml"
     cfg.touch(mode=0o600)
-    cfg.write_text(f'[server]\nport = {port}\n[storage]\npath = "{tmp_path}/hub.sqlite3"\n'
+    cfg.write_text(f'[server]\nport = {port}\n[storage]\npath = "{tmp_path}/hub.sqlite3"\nkeep_face_crops = false\n'
                    f'[[credentials]]\nappid = "{APPID}"\nsecret_id = "{SECRET_ID}"\nsecret_key = "{key}"\n'
                    f'[limits]\nrate_per_s = 0\n[vision]\nmodels_dir = "{MODELS}"\n')
     log = (tmp_path / "hub.log").open("wb")

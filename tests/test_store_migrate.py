@@ -1,5 +1,5 @@
 """`edge-verifier hub migrate --from sqlite:///... --to postgresql://...` as a real command: the
-PostgreSQL store then answers exactly like the SQLite one (same persons, faces, embeddings, the
+PostgreSQL store then answers exactly like the SQLite one (same persons, faces, embeddings, crops, the
 same sync feed from any cursor, so the edges' cursors stay valid), new changes number after the
 old ones, progress is shown, and a target holding data is refused."""
 
@@ -20,7 +20,7 @@ FP = "test-fp"
 def face(face_id: str, person_id: str, rng) -> FaceRecord:
     return FaceRecord(face_id, person_id, (1, 2, 30, 40), [[1.5, 2.5]] * 5, yaw=3.0, quality=0.9, tag="t",
                       embeddings={FP: rng.normal(size=16).astype(np.float32),
-                                  "other-fp": rng.normal(size=8).astype(np.float32)})
+                                  "other-fp": rng.normal(size=8).astype(np.float32)}, crop=rng.bytes(48))
 
 
 def filled_sqlite(path) -> SqliteStore:
@@ -72,6 +72,8 @@ def test_migrated_store_answers_like_the_sqlite_one_and_sync_cursors_stay_valid(
                         for e in lite.embeddings(app, "other-fp"))
         assert ours == theirs
     assert pg.get_verify("s1") == lite.get_verify("s1")
+    crops = [sorted(s.faces_to_embed("new-fp", "", 1000), key=lambda c: c.face_id) for s in (pg, lite)]
+    assert crops[0] == crops[1] and len(crops[0]) == 2 * (29 + 8) and all(c.crop for c in crops[0])
     before = max(pg.last_seq("app1"), pg.last_seq("app2"))
     pg.set_info("app1", "p1", "after the move", None)
     assert pg.last_seq("app1") == before + 1  # the sequence continues after the copied numbers

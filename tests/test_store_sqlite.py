@@ -9,6 +9,7 @@ import pytest
 
 from edge.errors import ApiError
 from edge.store import FaceRecord, Limits, SqliteStore
+from edge.store.sqlite import SCHEMA_VERSION
 
 FP = "fingerprint-a"
 
@@ -36,7 +37,7 @@ def code_of(fn, *args) -> int:
 def test_database_is_wal_with_foreign_keys_and_a_schema_version(store, tmp_path):
     conn = sqlite3.connect(tmp_path / "hub.sqlite3")
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
     assert store._conn().execute("PRAGMA foreign_keys").fetchone()[0] == 1
 
 

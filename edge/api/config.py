@@ -1,7 +1,8 @@
 """The hub's settings (`edge-verifier hub --config FILE`), declared once with their defaults.
 
-Secrets may live in a separate TOML (`secrets_file`) holding `[[credentials]]` tables; the hub
-refuses to start when that file can be read by group or others, as ssh does with keys.
+Secrets may live in a separate TOML (`secrets_file`) holding `[[credentials]]` tables and the
+face crop key (`[face_crops] key`, edge.api.face_crops); the hub refuses to start when that file
+can be read by group or others, as ssh does with keys.
 """
 
 from __future__ import annotations
@@ -39,6 +40,12 @@ class StorageSection(BaseModel):
                      "EDGE_VERIFIER_STORAGE__URL); empty: SQLite at path.")
     verify_log_days: float = Field(30.0, gt=0, description="Verify log rows (session_id, score, decision) older than\n"
                                    "this are deleted (at the rate limit one appid logs ~4 M rows a day).")
+    keep_face_crops: bool = Field(
+        True, description="Keep each enrolled face's aligned 112x112 crop, AES-GCM encrypted with the\n"
+        "[face_crops] key of secrets_file (`edge-verifier hub keygen` adds one), so that\n"
+        "`edge-verifier hub reembed` can move the faces to another model pack without new\n"
+        "photos. false: no image of any kind is kept (such faces must be enrolled again\n"
+        "after a change of embedder).")
 
     @field_validator("url")
     @classmethod
@@ -111,6 +118,10 @@ class HubSettings(DecidingRole):
     def holds_secrets(self) -> bool:
         return bool(self.credentials)
 
+    def face_crop_key(self) -> bytes | None:
+        """The `[face_crops] key` of secrets_file, None when there is none."""
+        return read_crop_key(self.secrets_file) if self.secrets_file else None
+
     def all_credentials(self) -> list[Credential]:
         """Credentials of the config plus those of `secrets_file` (checked for permissions)."""
         creds = [Credential(c.appid, c.secret_id, c.secret_key) for c in self.credentials]
@@ -123,13 +134,31 @@ def read_secrets_file(path: str | Path) -> list[Credential]:
     path = Path(path)
     require_private(path, "secrets file")
     data = read_toml(path)
-    extra = set(data) - {"credentials"}
+    extra = set(data) - {"credentials", "face_crops"}
     if extra:
-        raise ConfigError(f"{path}: only [[credentials]] tables belong in a secrets file, found {sorted(extra)}")
+        raise ConfigError(f"{path}: only [[credentials]] and [face_crops] belong in a secrets file, "
+                          f"found {sorted(extra)}")
     try:
         return [Credential(**CredentialSection(**c).model_dump()) for c in data.get("credentials", [])]
     except Exception as exc:  # pydantic ValidationError or a non-table entry
         raise ConfigError(f"{path}: invalid credentials: {exc}") from None
+
+
+def read_crop_key(path: str | Path) -> bytes | None:
+    """The face crop key of a secrets file (checked private), None when it has none."""
+    from edge.api.face_crops import key_from_text
+
+    path = Path(path)
+    require_private(path, "secrets file")
+    table = read_toml(path).get("face_crops")
+    if table is None:
+        return None
+    if not isinstance(table, dict) or set(table) != {"key"} or not isinstance(table["key"], str):
+        raise ConfigError(f"{path}: [face_crops] holds exactly one string, key")
+    try:
+        return key_from_text(table["key"])
+    except ValueError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
 
 
 def load(path: str | Path | None, **overrides) -> HubSettings:

@@ -11,6 +11,8 @@ A face whose similarity to one the person already has is 99 or more (the API's 0
 is refused with -1312, checked inside the store's transaction so that concurrent adds of one
 photo cannot both pass. Verify log rows older than `verify_log_s` are deleted (at most one
 trim a minute); `health()` reports the store (a failing write makes the hub "degraded").
+With a `crops` cipher each enrolled face also keeps its aligned crop, sealed (edge.api.face_crops),
+stored in the face's transaction, for `edge-verifier hub reembed`; without one, no image is kept.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Sequence
 import numpy as np
 
 from edge import errors, syncwire
+from edge.api.face_crops import CropCipher
 from edge.api.service import ApiErrorWithData, FaceService, compare_images, session_id
 from edge.errors import ApiError
 from edge.matcher import DEFAULT_THRESHOLDS, Decision, Gallery, Thresholds, confidence, cosine
@@ -89,8 +92,10 @@ class HubService(FaceService):
     role = "hub"
 
     def __init__(self, store: Store, vision: VisionPacks, limits: Limits | None = None,
-                 thresholds: Thresholds = DEFAULT_THRESHOLDS, verify_log_s: float = 30 * 86400):
+                 thresholds: Thresholds = DEFAULT_THRESHOLDS, verify_log_s: float = 30 * 86400,
+                 crops: CropCipher | None = None):
         self.store = store
+        self.crops = crops
         self.verify_log_s = verify_log_s
         self._trimmed_at = float("-inf")
         self.vision = vision
@@ -117,7 +122,7 @@ class HubService(FaceService):
             bgr, face = self._largest_face(data)
             return self.vision.primary.embed(bgr, face)
 
-    def _face_record(self, data: bytes, person_id: str, tag: str) -> FaceRecord:
+    def _face_record(self, appid: str, data: bytes, person_id: str, tag: str) -> FaceRecord:
         with decode_slots:
             bgr, face = self._largest_face(data)
             embeddings = {}
@@ -125,12 +130,14 @@ class HubService(FaceService):
                 embeddings[pipe.fingerprint] = np.asarray(pipe.embed(bgr, face), dtype=np.float32).copy()
             del bgr
         q = face.quality
+        face_id = self.store.new_face_id()
         return FaceRecord(
-            face_id=self.store.new_face_id(), person_id=person_id, box=tuple(int(v) for v in face.box),
+            face_id=face_id, person_id=person_id, box=tuple(int(v) for v in face.box),
             landmarks=[[round(float(x), 2), round(float(y), 2)] for x, y in face.landmarks],
             yaw=float(q.yaw), pitch=float(q.pitch), roll=float(q.roll),
             quality=round(float(face.score) * (1.0 if q.ok else 0.5), 4), sharpness=float(q.sharpness),
             tag=tag, created=time.time(), embeddings=embeddings,
+            crop=None if self.crops is None else self.crops.seal(appid, face_id, face.aligned),
         )
 
     @staticmethod
@@ -166,7 +173,7 @@ class HubService(FaceService):
                 raise
         else:
             raise ApiError(errors.PERSON_EXISTS, f"person {person_id!r} already exists")
-        face = self._face_record(image, person_id, tag)
+        face = self._face_record(appid, image, person_id, tag)
         joined = self.store.create_person(appid, person_id, group_ids, person_name, tag, face, self.limits)
         return {
             "session_id": session_id(), "suc_group": joined, "suc_face": 1, "person_id": person_id,
@@ -223,7 +230,7 @@ class HubService(FaceService):
                     raise item
                 if len(existing_ids) + len(accepted) >= self.limits.faces_per_person:
                     raise ApiError(errors.TOO_MANY_FACES, f"at most {self.limits.faces_per_person} faces per person")
-                record = self._face_record(item, person_id, tag)
+                record = self._face_record(appid, item, person_id, tag)
                 vec = record.embeddings[fingerprint]
                 if any(self._near_identical(vec, k) for k in known):
                     raise ApiError(errors.NEAR_IDENTICAL_FACE)

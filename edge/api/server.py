@@ -20,6 +20,7 @@ import time
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from edge.api import face_crops, reembed
     from edge.store import migrate
 
     parser.add_argument("--config", help="hub TOML (see `edge-verifier config example hub`); required to serve")
@@ -29,10 +30,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=1,
                         help="hub processes on this port (more than 1 needs a PostgreSQL [storage] url)")
     parser.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)  # one of --workers
-    actions = parser.add_subparsers(dest="hub_action", metavar="[migrate]")
+    actions = parser.add_subparsers(dest="hub_action", metavar="[migrate|keygen|reembed]")
     migrate.add_arguments(actions.add_parser(
         "migrate", help="copy a SQLite hub store into PostgreSQL, with progress and a count check",
         description=migrate.__doc__.splitlines()[0]))
+    face_crops.add_arguments(actions.add_parser(
+        "keygen", help="add the face crop key to the hub's secrets_file",
+        description="add [face_crops] key (AES-256-GCM, random) to the hub's secrets_file, once"))
+    reembed.add_arguments(actions.add_parser(
+        "reembed", help="embed every stored face again with another model pack (no new photos)",
+        description=reembed.__doc__.splitlines()[0]))
 
 
 def build_app(settings):
@@ -49,11 +56,12 @@ def build_app(settings):
 
         raise ConfigError("no [[credentials]] configured (in the config or its secrets_file)")
     limits = settings.limits  # both the store's count limits and the HTTP layer's
+    crops = face_crop_cipher(settings)
     store = open_store(settings.storage.url, settings.storage.path)
     vision = VisionPacks(settings.vision.models_dir, settings.vision.precision, settings.vision.also_embed,
                          settings.vision.threads)
     service = HubService(store, vision, limits, settings.thresholds(),
-                         verify_log_s=settings.storage.verify_log_days * 86400)
+                         verify_log_s=settings.storage.verify_log_days * 86400, crops=crops)
     app = create_app(
         service, credentials, limits=limits, limiter=store.rate_limiter(limits.rate_per_s, limits.burst),
         fetch_policy=FetchPolicy(**settings.url_fetch.model_dump(), max_bytes=limits.body_bytes),
@@ -61,6 +69,23 @@ def build_app(settings):
         verifier=Verifier(credentials, ReplayCache(store=store)),
     )
     return app, store
+
+
+def face_crop_cipher(settings):
+    """The cipher of the stored face crops; None with [storage] keep_face_crops = false.
+    ConfigError (saying how to fix it) when crops are kept but secrets_file holds no key."""
+    from edge.api.face_crops import CropCipher
+    from edge.settings import ConfigError
+
+    if not settings.storage.keep_face_crops:
+        return None
+    key = settings.face_crop_key()
+    if key is None:
+        raise ConfigError(
+            "[storage] keep_face_crops is on but there is no face crop key: run `edge-verifier hub keygen "
+            "--config FILE` (adds [face_crops] key to secrets_file), or set [storage] keep_face_crops = false "
+            "to keep no face images (README \"Upgrading the model pack\")")
+    return CropCipher(key)
 
 
 def run(args) -> int:
@@ -76,6 +101,14 @@ def run(args) -> int:
         from edge.store import migrate
 
         return migrate.run(args)
+    if getattr(args, "hub_action", None) == "keygen":
+        from edge.api.face_crops import run_keygen
+
+        return run_keygen(args)
+    if getattr(args, "hub_action", None) == "reembed":
+        from edge.api import reembed
+
+        return reembed.run(args)
     if not args.config:
         print("edge-verifier hub: --config is required to serve", file=sys.stderr)
         return 2

@@ -58,6 +58,7 @@ def run(args) -> int:
     import uvicorn
 
     from edge.api.config import HubSettings
+    from edge.api.face_crops import add_key
     from edge.api.server import build_app
     from edge.cloud import CloudClient, CloudError
 
@@ -70,7 +71,9 @@ def run(args) -> int:
         return run_scale(args, root)
     port, key = free_port(), secrets.token_hex(16)
     with tempfile.TemporaryDirectory(prefix="bench-hub-") as tmp:
+        add_key(Path(tmp) / "hub-secrets.toml")  # enrolment keeps sealed crops, as a real hub does
         settings = HubSettings(
+            secrets_file=f"{tmp}/hub-secrets.toml",
             server={"host": "127.0.0.1", "port": port}, storage={"path": f"{tmp}/hub.sqlite3"},
             credentials=[{"appid": "1", "secret_id": "AKIDbench", "secret_key": key}],
             limits={"rate_per_s": 0}, vision={"models_dir": args.models_dir, "precision": args.precision,

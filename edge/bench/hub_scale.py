@@ -79,9 +79,14 @@ def hub_process(tmp: Path, key: str, *, store_url: str, workers: int, models_dir
     """`edge-verifier hub --workers N` on a free port until the block exits; yields (url, process)."""
     import httpx
 
+    from edge.api.face_crops import add_key
+
     port = free_port()
     cfg = tmp / f"hub-{port}.toml"
+    secrets_file = tmp / "hub-secrets.toml"  # enrolment keeps sealed crops, as a real hub does
+    add_key(secrets_file)  # once: a second call keeps the key
     cfg.write_text("\n".join([
+        f"secrets_file = {json.dumps(str(secrets_file))}",
         "[server]", 'host = "127.0.0.1"', f"port = {port}",
         "[storage]", f"path = {json.dumps(str(tmp / f'hub-{port}.sqlite3'))}", f"url = {json.dumps(store_url)}",
         "[limits]", "rate_per_s = 0",

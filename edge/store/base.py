@@ -45,6 +45,17 @@ class FaceRecord:
     tag: str = ""
     created: float = 0.0
     embeddings: dict[str, np.ndarray] = field(default_factory=dict)  # fingerprint -> vector
+    crop: bytes | None = None  # the aligned crop sealed by the hub (edge.api.face_crops); None: not kept
+
+
+@dataclass(frozen=True)
+class StoredCrop:
+    """A face lacking an embedding of some fingerprint, with its sealed crop (None: none kept)."""
+
+    appid: str
+    face_id: str
+    person_id: str
+    crop: bytes | None
 
 
 @dataclass(frozen=True)
@@ -181,6 +192,20 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def new_face_id(self) -> str:
         """A fresh, unused numeric face id (the vendor's ids are decimal strings)."""
+
+    # --- re-embedding with another pack (edge.store.crops implements them for both stores) ----
+    @abc.abstractmethod
+    def embedding_coverage(self, fingerprint: str) -> tuple[int, int]:
+        """(faces, faces with an embedding of `fingerprint`) over every appid."""
+
+    @abc.abstractmethod
+    def faces_to_embed(self, fingerprint: str, after: str, limit: int) -> list[StoredCrop]:
+        """Up to `limit` faces (every appid) after face_id `after`, in face_id order, lacking a
+        `fingerprint` embedding, with their stored crops."""
+
+    @abc.abstractmethod
+    def add_embeddings(self, appid: str, fingerprint: str, vectors: dict[str, np.ndarray]) -> list[str]:
+        """Store embeddings of existing faces (face_id -> vector) with their change-log rows."""
 
     # --- logs ---------------------------------------------------------------------------
     @abc.abstractmethod

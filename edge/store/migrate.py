@@ -25,6 +25,7 @@ TABLES: dict[str, tuple[str, ...]] = {
     "faces": ("face_id", "appid", "person_id", "x", "y", "width", "height", "landmarks", "yaw", "pitch", "roll",
               "quality", "sharpness", "tag", "created"),
     "embeddings": ("face_id", "fingerprint", "vector"),
+    "face_crops": ("face_id", "crop"),  # sealed: copied as they are, the key stays in secrets_file
     "changes": ("seq", "appid", "kind", "person_id", "face_id", "time"),
     "verify_log": ("session_id", "appid", "person_id", "score", "confidence", "ismatch", "time"),
 }

@@ -47,6 +47,7 @@ from edge.store.base import (
     SyncPage,
     VerifyRecord,
 )
+from edge.store.crops import FaceCropSql
 
 MIGRATIONS = Path(__file__).parent / "migrations" / "postgresql"
 # Advisory lock namespaces (first key of the two-key form): migrations, and writers per appid.
@@ -94,7 +95,9 @@ def migrate(conn) -> list[int]:
     return applied
 
 
-class PostgresStore(Store):
+class PostgresStore(FaceCropSql, Store):
+    PARAM = "%s"
+
     def __init__(self, url: str, *, pool_size: int = 10, connect_timeout_s: float = 10.0):
         from psycopg_pool import ConnectionPool
 
@@ -205,8 +208,7 @@ class PostgresStore(Store):
             (appid,),
         )
 
-    @staticmethod
-    def _insert_face(c, appid: str, face: FaceRecord) -> None:
+    def _insert_face(self, c, appid: str, face: FaceRecord) -> None:
         x, y, w, h = (int(v) for v in face.box)
         c.execute(
             "INSERT INTO faces (face_id, appid, person_id, x, y, width, height, landmarks, yaw, pitch, roll,"
@@ -220,6 +222,7 @@ class PostgresStore(Store):
         with c.cursor() as cur:
             cur.executemany("INSERT INTO embeddings (face_id, fingerprint, vector) VALUES (%s, %s, %s)",
                             [(face.face_id, fp, _blob(v)) for fp, v in face.embeddings.items()])
+        self._insert_crop(c, face)
 
     # --- persons and groups ---------------------------------------------------------------
     def create_person(self, appid, person_id, group_ids, person_name, tag, face, limits) -> int:

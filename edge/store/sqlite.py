@@ -39,8 +39,10 @@ from edge.store.base import (
     SyncPage,
     VerifyRecord,
 )
+from edge.store.crops import FaceCropSql
 
-SCHEMA_VERSION = 1
+# 2: face_crops (a file of version 1 gets the table at open; older code refuses a version 2 file)
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS persons (
@@ -89,6 +91,9 @@ CREATE TABLE IF NOT EXISTS used_signatures (
     key BLOB PRIMARY KEY, valid_until REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS used_signatures_by_expiry ON used_signatures (valid_until);
+CREATE TABLE IF NOT EXISTS face_crops (
+    face_id TEXT PRIMARY KEY REFERENCES faces (face_id) ON DELETE CASCADE, crop BLOB NOT NULL
+);
 """
 
 
@@ -100,7 +105,7 @@ def _vector(blob: bytes) -> np.ndarray:
     return np.frombuffer(blob, dtype="<f4").astype(np.float32)
 
 
-class SqliteStore(Store):
+class SqliteStore(FaceCropSql, Store):
     def __init__(self, path: str | Path, *, busy_timeout_s: float = 10.0, synchronous: str = "FULL"):
         self.path = str(path)
         create_private(self.path)
@@ -132,7 +137,8 @@ class SqliteStore(Store):
         return conn
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
+    def _write(self, appid: str | None = None) -> Iterator[sqlite3.Connection]:
+        """One write transaction (`appid` unused: SQLite has one writer at a time anyway)."""
         with self._storage_errors("write"), transaction(self._conn()) as conn:
             yield conn
         self._failure = None
@@ -235,8 +241,7 @@ class SqliteStore(Store):
             (appid,),
         )
 
-    @staticmethod
-    def _insert_face(c: sqlite3.Connection, appid: str, face: FaceRecord) -> None:
+    def _insert_face(self, c: sqlite3.Connection, appid: str, face: FaceRecord) -> None:
         x, y, w, h = (int(v) for v in face.box)
         c.execute(
             "INSERT INTO faces (face_id, appid, person_id, x, y, width, height, landmarks, yaw, pitch, roll,"
@@ -251,6 +256,7 @@ class SqliteStore(Store):
             "INSERT INTO embeddings (face_id, fingerprint, vector) VALUES (?, ?, ?)",
             [(face.face_id, fp, _blob(v)) for fp, v in face.embeddings.items()],
         )
+        self._insert_crop(c, face)
 
     # --- persons and groups ---------------------------------------------------------------
     def create_person(self, appid, person_id, group_ids, person_name, tag, face, limits) -> int:
