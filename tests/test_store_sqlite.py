@@ -41,6 +41,32 @@ def test_database_is_wal_with_foreign_keys_and_a_schema_version(store, tmp_path)
     assert store._conn().execute("PRAGMA foreign_keys").fetchone()[0] == 1
 
 
+def test_a_version_1_file_gets_the_crops_table_and_its_faces_are_listed_without_crop(tmp_path):
+    path = tmp_path / "old.sqlite3"
+    s = SqliteStore(path)
+    old = face(s)
+    s.create_person("app", "p1", ["g"], "", "", old, Limits())
+    s.close()
+    with sqlite3.connect(path) as conn:  # as the code before face crops left it
+        conn.execute("DROP TABLE face_crops")
+        conn.execute("PRAGMA user_version = 1")
+    s = SqliteStore(path)
+    try:
+        new = face(s, seed=1)
+        new.crop = b"sealed bytes"
+        s.add_faces("app", "p1", [new], Limits())
+        assert sorted((c.face_id, c.crop) for c in s.faces_to_embed("fp-b", "", 10)) == sorted(
+            [(old.face_id, None), (new.face_id, b"sealed bytes")])
+        assert s.add_embeddings("app", "fp-b", {new.face_id: np.ones(4, np.float32)}) == [new.face_id]
+        assert s.add_embeddings("app", "fp-b", {new.face_id: np.zeros(4, np.float32)}) == []  # kept
+        assert s.add_embeddings("other-app", "fp-b", {old.face_id: np.ones(4, np.float32)}) == []
+        assert s.embedding_coverage("fp-b") == (2, 1)
+        assert [c.face_id for c in s.faces_to_embed("fp-b", "", 10)] == [old.face_id]
+    finally:
+        s.close()
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 2
+
+
 def test_person_with_face_survives_reopening(tmp_path):
     s = SqliteStore(tmp_path / "db.sqlite3")
     f = face(s)

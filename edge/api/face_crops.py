@@ -100,8 +100,9 @@ def add_arguments(parser) -> None:
 
 
 def add_key(secrets_file: Path) -> bool:
-    """Append a new `[face_crops] key` to the private secrets file (created 0600 if missing);
-    False when it has one already: replacing it would make every stored crop unreadable."""
+    """Append a new `[face_crops] key` to the private secrets file (created 0600, its new
+    directory 0700, if missing); False when it has one already: replacing it would make every
+    stored crop unreadable."""
     from edge.api.config import read_crop_key
 
     secrets_file = Path(secrets_file)
@@ -115,6 +116,7 @@ def add_key(secrets_file: Path) -> bool:
     text += ("# AES-256-GCM key of the stored face crops (edge-verifier hub reembed). Losing it makes the\n"
              "# crops unreadable; keep a copy with the database's backups, not beside them.\n"
              f"[face_crops]\nkey = \"{new_key_text()}\"\n")
+    secrets_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     tmp = secrets_file.with_name(f".{secrets_file.name}.new")
     fd = os.open(tmp, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o600)
     with os.fdopen(fd, "w") as out:

@@ -135,7 +135,7 @@ def run(args) -> int:
         pipeline = Pipeline.load(args.models_dir or settings.vision.models_dir, precision=args.pack,
                                  threads=args.threads if args.threads is not None else settings.vision.threads)
         store = open_store(settings.storage.url, settings.storage.path)
-    except (ConfigError, ModelPackError, RuntimeError, ValueError) as exc:
+    except (ConfigError, ModelPackError, KeyError, OSError, RuntimeError, ValueError) as exc:
         print(f"edge-verifier hub reembed: {exc}", file=sys.stderr)
         return 2
     try:
