@@ -54,7 +54,7 @@ def _log(msg: str) -> None:
     print(f"[arch] {msg}", file=sys.stderr, flush=True)
 
 
-def _qemu(arch: str) -> str:
+def qemu(arch: str) -> str:
     exe = shutil.which(f"qemu-{arch}")
     if exe is None:
         raise SystemExit(f"qemu-{arch} not found: install qemu-user 10 (Debian: from bookworm-backports)")
@@ -65,7 +65,8 @@ def _qemu(arch: str) -> str:
     return exe
 
 
-def _sysroot(cache: Path) -> Path:
+def arm64_sysroot(cache: Path) -> Path:
+    """Debian's arm64 Python 3.11 unpacked under `cache` (for qemu's -L)."""
     root = cache / "sysroot-arm64"
     if (root / "usr/bin/python3.11").is_file():
         return root
@@ -85,14 +86,22 @@ def _sysroot(cache: Path) -> Path:
     return root
 
 
-def _wheels(cache: Path) -> Path:
+PIPELINE_PACKAGES = ("numpy", "onnxruntime", "opencv-python-headless")
+
+
+def aarch64_wheels(cache: Path, names: tuple[str, ...] = PIPELINE_PACKAGES) -> Path:
+    """A folder for PYTHONPATH with the aarch64 wheels of `names` at this environment's versions."""
+    import hashlib
     from importlib.metadata import version
 
-    pins = [f"{name}=={version(name)}" for name in ("numpy", "onnxruntime", "opencv-python-headless")]
-    target = cache / ("site-aarch64-" + "-".join(p.split("==")[1] for p in pins))
+    pins = [f"{name}=={version(name)}" for name in names]
+    label = "-".join(p.split("==")[1] for p in pins)
+    if names != PIPELINE_PACKAGES:
+        label = hashlib.sha256(" ".join(pins).encode()).hexdigest()[:12]
+    target = cache / ("site-aarch64-" + label)
     if target.is_dir():
         return target
-    _log(f"fetching the aarch64 wheels of {', '.join(pins)}")
+    _log(f"fetching the aarch64 wheels of {len(pins)} packages: {', '.join(pins)}")
     platforms = [a for p in ("manylinux2014_aarch64", "manylinux_2_17_aarch64", "manylinux_2_28_aarch64")
                  for a in ("--platform", p)]
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--target",
@@ -170,13 +179,13 @@ def run(args) -> int:
     result = {"photos": len(photos), "pairs": len(pairs), "cpus": {}}
     for spec in args.cpus.split(","):
         arch, cpu = spec.split(":")
-        qemu = _qemu(arch)
+        emulator = qemu(arch)
         if arch == "aarch64":
-            root = _sysroot(cache)
-            prefix = [qemu, "-cpu", cpu, "-L", str(root), str(root / "usr/bin/python3.11")]
-            path = f"{_wheels(cache)}:{REPO}"
+            root = arm64_sysroot(cache)
+            prefix = [emulator, "-cpu", cpu, "-L", str(root), str(root / "usr/bin/python3.11")]
+            path = f"{aarch64_wheels(cache)}:{REPO}"
         else:  # the same interpreter and wheels as natively, on a CPU with fewer features
-            prefix = [qemu, "-cpu", cpu, os.path.realpath(sys.executable)]
+            prefix = [emulator, "-cpu", cpu, os.path.realpath(sys.executable)]
             path = os.pathsep.join([str(REPO), *(p for p in sys.path if p.endswith("site-packages"))])
         other = _run_worker(prefix, {**env, "PYTHONPATH": path}, models_dir, args.packs, photos,
                             cache / f"{arch}-{cpu}.npz", f"{arch} {cpu}")

@@ -1,0 +1,111 @@
+"""By hand, not in CI: an emulated Raspberry Pi 4 with an empty models folder and only the hub's
+url and credentials reaches its first accept without building anything.
+
+    python -m tests.emulated_pi_first_accept [--cache DIR] [--timeout-s 1800]
+
+Native (this x86 machine): mosquitto and a hub with the five_celebrity people enrolled, one
+photo each. Emulated (`qemu-aarch64 -cpu cortex-a72`, Debian's arm64 Python 3.11 as on Raspberry
+Pi OS, and the aarch64 wheels of every runtime dependency at the versions installed here, fetched
+as `edge-verifier bench arch` fetches its own): `edge-verifier run` with an empty
+`[vision] models_dir` on a folder camera holding another photo of one of them. Prints JSON: the
+files the edge pulled, its first decision event, and how long each step took. About 50x slower
+than native under emulation; needs what `bench arch` needs (qemu-user 10, arm64 dpkg architecture).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from importlib.metadata import requires
+from pathlib import Path
+
+from edge.bench.arch import REPO, aarch64_wheels, arm64_sysroot, qemu
+from edge.devstack import Broker
+from tests.broker_fixtures import Subscriber, enrol_five, write_edge_config
+from tests.conftest import free_port
+from tests.hub_fixtures import start_hub
+
+
+def runtime_packages() -> tuple[str, ...]:
+    """The distribution names the edge needs at run time (no extras)."""
+    names = []
+    for req in requires("edge-verifier") or []:
+        if "extra ==" not in req:
+            names.append(req.split(">")[0].split("=")[0].split("<")[0].split(";")[0].strip())
+    return tuple(names)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "edge-verifier" / "arch")
+    parser.add_argument("--timeout-s", type=float, default=1800)
+    parser.add_argument("--faces", type=Path,
+                        default=Path(os.environ.get("EDGE_VERIFIER_SHARED", REPO.parent / "shared")) / "faces")
+    args = parser.parse_args(argv)
+    started = time.monotonic()
+    emulator = qemu("aarch64")
+    root = arm64_sysroot(args.cache)
+    wheels = aarch64_wheels(args.cache, runtime_packages())
+    tmp = Path(tempfile.mkdtemp(prefix="emulated-pi-"))
+    frames, empty = tmp / "frames", tmp / "models"
+    frames.mkdir()
+    person = min(p for p in (args.faces / "five_celebrity").iterdir() if p.is_dir())
+    shutil.copy(person / "val_1.jpg", frames / "00.jpg")
+    (tmp / "broker").mkdir()
+    broker = Broker(tmp / "broker")
+    broker.start()
+    result: dict = {"edge_cpu": "qemu-aarch64 -cpu cortex-a72", "person": person.name}
+    try:
+        with start_hub(tmp / "hub") as hub, hub.client(timeout=30.0, retries=0) as client:
+            enrol_five(client, args.faces, photos=1)
+            sub = Subscriber(broker, "test/door-pi/#")
+            cfg = write_edge_config(
+                tmp / "edge.toml", device="door-pi", camera=f"files:{frames}/*", broker=broker, hub=hub,
+                storage=tmp / "data", api_port=free_port(),
+                sections={"identify": {"groups": ["staff"]}, "vision": {"models_dir": str(empty)},
+                          "hub": {"timeout": 120}})
+            env = {**os.environ, "PYTHONPATH": f"{wheels}:{REPO}", "PYTHONNOUSERSITE": "1", "OMP_NUM_THREADS": "1"}
+            log_path = tmp / "edge.log"
+            ready = time.monotonic()
+            with log_path.open("wb") as log:
+                edge = subprocess.Popen([emulator, "-cpu", "cortex-a72", "-L", str(root),
+                                         str(root / "usr/bin/python3.11"), "-m", "edge", "run", "--config", str(cfg)],
+                                        stdout=log, stderr=subprocess.STDOUT, env=env)
+                try:
+                    deadline = time.monotonic() + args.timeout_s
+                    while not sub.json("/event") and time.monotonic() < deadline and edge.poll() is None:
+                        time.sleep(1)
+                finally:
+                    edge.terminate()
+                    try:
+                        edge.wait(60)
+                    except subprocess.TimeoutExpired:
+                        edge.kill()
+            sub.close()
+            events = sub.json("/event")
+            text = log_path.read_text(errors="replace")
+            result.update({
+                "setup_s": round(ready - started, 1),
+                "first_event_s": round(time.monotonic() - ready, 1) if events else None,
+                "pulled": sorted(p.name for p in empty.iterdir()) if empty.is_dir() else [],
+                "built_anything": (empty / "cache").exists(),
+                "first_event": {k: events[0].get(k) for k in ("decision", "person_id", "score", "source",
+                                                              "fingerprints")} if events else None,
+                "log_lines": [line for line in text.splitlines()
+                              if any(w in line for w in ("pull", "installed", "models loaded", "decision"))][:12],
+            })
+    finally:
+        broker.stop()
+    print(json.dumps(result, indent=2))
+    ok = result.get("first_event") and result["first_event"]["decision"] == "accept" and not result["built_anything"]
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
