@@ -163,10 +163,46 @@ def test_reembed_stopped_part_way_resumes_with_only_the_rest(tmp_path, store_url
         rest, _ = _reembed_cli(cfg)
         assert (rest["embedded"], rest["faces"], rest["had_it"], rest["complete"]) == (2, 5, 3, True)
         assert rest["faces_per_s"] > 0 and rest["fingerprint"] != "" and rest["pack"] == "fp32"
+        assert 0 < rest["embed_seconds"] <= rest["seconds"]
         key = (tmp_path / "hub-secrets.toml").read_text().split('key = "')[1].split('"')[0]
         assert key not in progress + json.dumps(first) + json.dumps(rest)
         health = requests.get(f"{hub.url}/health", timeout=10).text
         assert key not in health and base64.b64decode(key).hex() not in health
+
+
+def test_reembed_killed_part_way_keeps_its_committed_batches(tmp_path, faces_dir, models_dir):
+    """SIGKILL after the first committed batch (no clean-up runs): the rerun does only the rest."""
+    from tests.pg_fixtures import write_hub_config
+
+    with start_hub(tmp_path) as hub:
+        with hub.client(timeout=60, retries=0) as client:
+            enrol(client, faces_dir)
+            for person, pid in (("Ben_Afflek", "ben"), ("Madonna", "madonna")):  # 6 faces: time to kill
+                client.addface(pid, [photo(faces_dir, person, "train_3")])
+        cfg = write_hub_config(tmp_path / "hub.toml", 1, "", hub.secret_key, storage={"path": str(hub.store_path)})
+        proc = subprocess.Popen([*EXE, "hub", "reembed", "--config", str(cfg), "--pack", "fp32", "--batch", "1"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+        try:
+            for line in proc.stderr:  # the first batch is committed before its progress line
+                if line.startswith("[reembed] embedded 1/6"):
+                    proc.kill()
+                    break
+        finally:
+            proc.kill()
+            proc.wait(timeout=30)
+        assert proc.returncode == -9 and proc.stdout.read() == ""  # killed before its report
+        store = open_store("", str(hub.store_path))
+        try:
+            _, done = store.embedding_coverage(read_fingerprint(models_dir, "fp32"))
+        finally:
+            store.close()
+        assert 1 <= done < 6
+        rest, _ = _reembed_cli(cfg)
+        assert (rest["had_it"], rest["embedded"], rest["complete"]) == (done, 6 - done, True)
+
+
+def read_fingerprint(models_dir: Path, pack: str) -> str:
+    return json.loads((models_dir / "models.json").read_text())["packs"][pack]["embedder_fingerprint"]
 
 
 def test_opted_out_hub_keeps_no_crop_and_reembed_lists_its_faces(tmp_path, store_url, faces_dir, fp32):

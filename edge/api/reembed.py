@@ -32,11 +32,13 @@ class Report:
     unreadable: list[dict] = field(default_factory=list)
     complete: bool = False  # every face with a usable crop has the fingerprint now
     seconds: float = 0.0
+    embed_seconds: float = 0.0  # of which in the embedder: the rest is reading, opening, storing
 
     def as_json(self) -> dict:
         out = {k: v for k, v in self.__dict__.items()}
         out["faces_per_s"] = round(self.embedded / self.seconds, 2) if self.seconds > 0 else None
         out["seconds"] = round(self.seconds, 2)
+        out["embed_seconds"] = round(self.embed_seconds, 2)
         return out
 
 
@@ -71,7 +73,9 @@ def reembed(store, pipeline, cipher, pack: str, *, batch: int = BATCH, limit: in
                     break
                 crop = _open(cipher, row, report, skipped)
                 if crop is not None:
+                    started = time.monotonic()
                     vectors.setdefault(row.appid, {})[row.face_id] = pipeline.embedder.infer(crop)
+                    report.embed_seconds += time.monotonic() - started
             for appid, by_face in vectors.items():
                 report.embedded += len(store.add_embeddings(appid, fingerprint, by_face))
             rate = report.embedded / max(time.monotonic() - t0, 1e-9)
