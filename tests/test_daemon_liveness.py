@@ -112,6 +112,10 @@ def test_metrics_count_liveness_verdicts_of_frames_and_decisions(required):
     assert value("edge_liveness_frames_total", "attack") >= 3
     assert value("edge_liveness_decisions_total", "live") == 1
     assert value("edge_liveness_decisions_total", "attack") == 1
+    # The live person's track is decided on its first 3 frames; its 3 later frames are not
+    # scored (decided, no claim waiting). The print's track scores its 6 until it is settled.
+    scored = sum(value("edge_liveness_frames_total", v) for v in ("live", "attack", "step_closer", "step_back"))
+    assert 6 <= scored <= 9 < len(LIVE) + len(PRINT)
 
 
 def test_mode_off_lets_the_print_in_as_before(tmp_path, faces_dir, models_dir):

@@ -41,6 +41,11 @@ class Claims:
                                 "" if request_id is None else str(request_id)[:128])
         log.info("verify claim for %s (%.1fs)", person_id, timeout)
 
+    @property
+    def waiting(self) -> bool:
+        """Whether a claim waits for a face (an unlocked peek: it may be taken a moment later)."""
+        return self._claim is not None
+
     def take(self) -> Claim | None:
         with self._lock:
             claim, self._claim = self._claim, None

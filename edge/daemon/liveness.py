@@ -8,7 +8,8 @@
 - off: no liveness is computed (the behaviour before it existed).
 Why the median of the last frames: `bench liveness` measured it per 5-frame track against
 single frames (README "Liveness"); a frame withheld by a gate (too small, too close) adds no score.
-Verify claims and identify are treated alike.
+Verify claims and identify are treated alike. A track already decided is scored again only
+when a claim waits for a face (`forget`).
 """
 
 from __future__ import annotations
@@ -54,6 +55,12 @@ class LivenessPolicy:
         metrics.LIVENESS_FRAMES.labels(result.verdict or result.reason).inc()
         if result.score is not None:
             track.data.setdefault("liveness", deque(maxlen=self.frames)).append(result.score)
+
+    def forget(self, track) -> None:
+        """A decided track with no claim waiting is not scored (the model would run for nothing
+        on every frame of a face standing at the door); its old scores go too, so a claim that
+        later re-opens it is decided on `frames` fresh frames, not on frames from before."""
+        track.data.pop("liveness", None)
 
     def of(self, track) -> TrackLiveness | None:
         if not self.enabled:

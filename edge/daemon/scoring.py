@@ -1,10 +1,10 @@
 """One camera frame -> the local outcome of each face ready to be decided.
 
 Detect, gate on quality, embed, follow the faces across frames (tracker), score each good
-frame's liveness; a track with enough good frames (and, with [liveness] mode = require, enough
-scored for liveness) is scored locally (verify against its claim, else identify), refused when
-its liveness says attack, and handed to the settle window, which picks the track's best frame
-and finishes the decision.
+frame's liveness (not once the track is decided and no claim waits for a face); a track with
+enough good frames (and, with [liveness] mode = require, enough scored for liveness) is scored
+locally (verify against its claim, else identify), refused when its liveness says attack, and
+handed to the settle window, which picks the track's best frame and finishes the decision.
 """
 
 from __future__ import annotations
@@ -50,9 +50,12 @@ class FrameScorer:
                 continue  # quality gate: wait for a better frame of this track
             track.good_frames += 1
             if self.liveness.enabled:
-                t_live = time.perf_counter()
-                self.liveness.observe(self.pipeline, frame, face, track)
-                metrics.STAGE.labels("liveness").observe(time.perf_counter() - t_live)
+                if track.decided and not self.claims.waiting:
+                    self.liveness.forget(track)  # nothing left to decide for it: spare the model
+                else:
+                    t_live = time.perf_counter()
+                    self.liveness.observe(self.pipeline, frame, face, track)
+                    metrics.STAGE.labels("liveness").observe(time.perf_counter() - t_live)
             if track.good_frames < self.min_frames:
                 continue
             liveness = self.liveness.of(track)
