@@ -26,6 +26,7 @@ from edge.modelpack import quantize as qz
 from edge.modelpack.errors import ModelBuildError
 from edge.modelpack.fetch import fetch_files, sha256_bytes, sha256_file
 from edge.modelpack.int8_prelu import keep_prelu_in_uint8
+from edge.modelpack.liveness import RECIPE as LIVENESS_RECIPE
 from edge.modelpack.manifest import Source, load_manifest
 from edge.modelpack.prelu import unfold_prelu
 from edge.vision.packs import MODELS_FORMAT
@@ -38,7 +39,7 @@ BUILD_VERSION = 8  # 4: PRelu rewritten as element-wise ops (edge/modelpack/prel
 # 7: their per-channel slopes as 1x1 depthwise QLinearConvs instead of QLinearMul (same numbers, faster)
 # 8: SFace is the embedder of the int8/fp32 packs; the 192-d TFLite MobileFaceNet is gone
 # The liveness step's own version (recorded in its entries): bump when its output changes.
-LIVENESS_BUILD_VERSION = 1
+LIVENESS_BUILD_VERSION = 2  # 2: inner channels padded to 16, PRelu as x + Relu((a - 1) * x)
 ALIGNMENT = "arcface-112-5pt"
 
 # What each role's network expects; recorded in models.json for other runtimes and readers.
@@ -94,7 +95,8 @@ def _entry_is_current(models_dir: Path, name: str, info: dict, sources: list[Sou
     src = info.get("source", {})
     if (src.get("package"), src.get("version"), src.get("file"), src.get("sha256")) != wanted.get(info.get("role")):
         return False
-    if info.get("precision") == "int8" and any(info.get("quantization", {}).get(k) != v for k, v in qz.RECIPE.items()):
+    recipe = LIVENESS_RECIPE if info.get("role") == "liveness" else qz.RECIPE
+    if info.get("precision") == "int8" and any(info.get("quantization", {}).get(k) != v for k, v in recipe.items()):
         return False
     path = models_dir / name
     if not path.is_file() or sha256_file(path) != info.get("sha256"):

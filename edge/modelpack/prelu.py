@@ -63,3 +63,36 @@ def unfold_prelu(model: onnx.ModelProto, for_int8: bool = False) -> list[str]:
     set_nodes(g, nodes)
     onnx.checker.check_model(model)
     return created
+
+
+def unfold_prelu_as_relu(model: onnx.ModelProto) -> list[str]:
+    """Replace every PRelu whose slopes a are all <= 1 by y = x + Relu((a - 1) * x), the
+    multiply as a 1x1 depthwise Conv (in place); returns the new node names.
+
+    Exact: for x > 0, (a - 1) * x <= 0 and y = x; for x < 0, y = x + (a - 1) * x = a * x. Every
+    operator of this form has a fast kernel in ONNX Runtime's blocked NCHWc layout (the depthwise
+    Conv with its Relu fused, Add), where Max and Min have none and make each layer convert to
+    and from it; quantized, it is a QLinearConv with the Relu fused and a QLinearAdd, one pass
+    fewer than the Min/Mul/Add form with the same numbers (the liveness model: README "Liveness").
+    A PRelu with a slope above 1 is left as it is."""
+    g = model.graph
+    init = {i.name: i for i in g.initializer}
+    nodes: list[onnx.NodeProto] = []
+    created: list[str] = []
+    for n in g.node:
+        slope = numpy_helper.to_array(init[n.input[1]]) if n.op_type == "PRelu" and n.input[1] in init else None
+        if slope is None or slope.max() > 1 or slope.ndim != 3 or slope.shape[1:] != (1, 1):
+            nodes.append(n)
+            continue
+        x, y, p = n.input[0], n.output[0], (n.name or n.output[0])
+        weights = numpy_helper.from_array((slope - 1).astype(np.float32).reshape(-1, 1, 1, 1), p + "_slope_minus1")
+        g.initializer.append(weights)
+        new = [helper.make_node("Conv", [x, weights.name], [p + "_neg"], name=p + "_dw",
+                                group=len(slope), kernel_shape=[1, 1]),
+               helper.make_node("Relu", [p + "_neg"], [p + "_relu"], name=p + "_relu"),
+               helper.make_node("Add", [x, p + "_relu"], [y], name=p + "_add")]
+        nodes.extend(new)
+        created.extend(k.name for k in new)
+    set_nodes(g, nodes)
+    onnx.checker.check_model(model)
+    return created
