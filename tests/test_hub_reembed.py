@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import sqlite3
 import subprocess
 import sys
@@ -147,8 +148,10 @@ def _reembed_cli(cfg: Path, *extra: str) -> tuple[dict, str]:
     return json.loads(out.stdout), out.stderr
 
 
-def test_reembed_stopped_part_way_resumes_with_only_the_rest(tmp_path, store_url, faces_dir, models_dir):
+def test_reembed_stopped_part_way_resumes_with_only_the_rest(tmp_path, store_url, faces_dir, models_dir, caplog):
     from tests.pg_fixtures import write_hub_config
+
+    caplog.set_level(logging.DEBUG)  # everything the hub (in this process) logs
 
     with start_hub(tmp_path, store_url) as hub:
         with hub.client(timeout=60, retries=0) as client:
@@ -168,6 +171,7 @@ def test_reembed_stopped_part_way_resumes_with_only_the_rest(tmp_path, store_url
         assert key not in progress + json.dumps(first) + json.dumps(rest)
         health = requests.get(f"{hub.url}/health", timeout=10).text
         assert key not in health and base64.b64decode(key).hex() not in health
+        assert caplog.records and key not in caplog.text
 
 
 def test_reembed_killed_part_way_keeps_its_committed_batches(tmp_path, faces_dir, models_dir):

@@ -1,5 +1,6 @@
-"""`edge-verifier hub reembed --config hub.toml --pack NAME`: embed every stored face again with
-another model pack, from the face crops the hub keeps (edge.api.face_crops), without new photos.
+"""`edge-verifier hub reembed --config hub.toml --pack NAME`: re-embed every stored face with a pack.
+
+From the face crops the hub keeps (edge.api.face_crops), so without new photos.
 
 Each new embedding is stored under that pack's embedder fingerprint beside the ones the hub
 serves, in batches, each committed with its change-log rows: a crash loses at most one batch,
