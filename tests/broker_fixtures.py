@@ -11,13 +11,15 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from edge.devstack import MOSQUITTO, Broker, DaemonProc, edge_config, write_toml
 
-__all__ = ["EDGE_VERIFIER", "MOSQUITTO", "Broker", "DaemonProc", "Subscriber", "enrol_five",
+__all__ = ["EDGE_VERIFIER", "MOSQUITTO", "Broker", "DaemonProc", "Subscriber", "broker_with_clients", "enrol_five",
            "sample_event", "schema_errors", "write_edge_config"]
 
 
@@ -184,3 +186,23 @@ def enrol_five(client, faces_dir: Path, group: str = "staff", photos: int = 2) -
         assert enrolled, f"no usable train photo for {pid}"
         people[pid] = person_dir.name
     return people
+
+
+@contextmanager
+def broker_with_clients(tmp: Path, topic: str) -> Iterator[tuple[Broker, Subscriber, object]]:
+    """A fresh mosquitto in `tmp`, a Subscriber on `topic` and a connected paho publisher (what a
+    badge reader would be); all stopped when the block ends."""
+    import paho.mqtt.client as mqtt
+
+    broker = Broker(tmp)
+    broker.start()
+    sub = Subscriber(broker, topic)
+    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    pub.connect(broker.host, broker.port)
+    pub.loop_start()
+    try:
+        yield broker, sub, pub
+    finally:
+        pub.loop_stop()
+        sub.close()
+        broker.stop()

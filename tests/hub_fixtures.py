@@ -10,6 +10,7 @@ one with its own store and limits (tiny count limits, a rate limit, an allow-lis
 from __future__ import annotations
 
 import secrets
+import socket
 import threading
 import time
 from contextlib import contextmanager
@@ -183,3 +184,16 @@ def sdk_files(fields: dict, images: dict[str, bytes] | None = None) -> list:
     for name, blob in (images or {}).items():
         parts.append((name, (f"{name}.jpg", blob, "image/jpeg")))
     return parts
+
+
+def closed_within(sock: socket.socket, seconds: float) -> bool:
+    """True if the server closes (or resets) the connection within `seconds`."""
+    sock.settimeout(seconds)
+    try:
+        while sock.recv(4096):
+            pass
+        return True
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False

@@ -8,12 +8,11 @@ import json
 import time
 
 import httpx
-import paho.mqtt.client as mqtt
 import pytest
 
 from edge.daemon.commands import signed_command
 from edge.signature import sign
-from tests.broker_fixtures import DaemonProc, Subscriber, write_edge_config
+from tests.broker_fixtures import DaemonProc, broker_with_clients, write_edge_config
 from tests.conftest import free_port
 
 PASSWORD = "S3cretCamPw"
@@ -33,33 +32,23 @@ def _signed(person_id: str, **fields) -> bytes:
 def door(tmp_path_factory, models_dir):
     """A daemon whose camera is an http url with a password (nothing listens there), with a
     signed claim left retained on its command topic before it starts."""
-    from tests.broker_fixtures import Broker
-
     tmp = tmp_path_factory.mktemp("cmd")
-    broker = Broker(tmp)
-    broker.start()
-    sub = Subscriber(broker, f"test/{DEVICE}/#")
-    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
-    pub.connect(broker.host, broker.port)
-    pub.loop_start()
-    # Retained: the broker hands it to the daemon when it subscribes (and at every reconnect).
-    pub.publish(f"test/{DEVICE}/cmd/verify", _signed("retained", request_id="retained", timeout_s=0.5),
-                qos=1, retain=True).wait_for_publish(5)
-    port = free_port()
-    camera = f"opencv:http://admin:{PASSWORD}@127.0.0.1:{free_port()}/video.mjpg"
-    cfg = write_edge_config(tmp / "edge.toml", device=DEVICE, camera=camera, broker=broker, hub=NoHub,
-                            storage=tmp / "data", api_port=port,
-                            sections={"mqtt": {"commands_per_s": 0.5, "commands_burst": 3}})
-    daemon = DaemonProc(cfg, port, tmp / "daemon.log").start()
-    try:
-        daemon.wait_health(lambda h: h["mqtt"]["connected"] and h["camera"]["failures"] >= 1, 60)
-        time.sleep(1.5)  # a retained claim taken at connect would have timed out by now
-        yield daemon, broker, sub, pub, tmp / "daemon.log"
-    finally:
-        daemon.terminate()
-        pub.loop_stop()
-        sub.close()
-        broker.stop()
+    with broker_with_clients(tmp, f"test/{DEVICE}/#") as (broker, sub, pub):
+        # Retained: the broker hands it to the daemon when it subscribes (and at every reconnect).
+        pub.publish(f"test/{DEVICE}/cmd/verify", _signed("retained", request_id="retained", timeout_s=0.5),
+                    qos=1, retain=True).wait_for_publish(5)
+        port = free_port()
+        camera = f"opencv:http://admin:{PASSWORD}@127.0.0.1:{free_port()}/video.mjpg"
+        cfg = write_edge_config(tmp / "edge.toml", device=DEVICE, camera=camera, broker=broker, hub=NoHub,
+                                storage=tmp / "data", api_port=port,
+                                sections={"mqtt": {"commands_per_s": 0.5, "commands_burst": 3}})
+        daemon = DaemonProc(cfg, port, tmp / "daemon.log").start()
+        try:
+            daemon.wait_health(lambda h: h["mqtt"]["connected"] and h["camera"]["failures"] >= 1, 60)
+            time.sleep(1.5)  # a retained claim taken at connect would have timed out by now
+            yield daemon, broker, sub, pub, tmp / "daemon.log"
+        finally:
+            daemon.terminate()
 
 
 def _events(sub):

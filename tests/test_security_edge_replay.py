@@ -8,12 +8,11 @@ import json
 import time
 
 import httpx
-import paho.mqtt.client as mqtt
 
 from edge import errors
 from edge.daemon.commands import signed_command
 from edge.signature import sign
-from tests.broker_fixtures import Broker, DaemonProc, Subscriber, write_edge_config
+from tests.broker_fixtures import DaemonProc, broker_with_clients, write_edge_config
 from tests.conftest import free_port
 
 DEVICE = "door-replay"
@@ -30,21 +29,15 @@ def _claims(sub) -> list[str]:
 
 
 def test_a_request_and_a_command_used_before_a_restart_are_refused_after_it(tmp_path, models_dir):
-    broker = Broker(tmp_path)
-    broker.start()
-    sub = Subscriber(broker, f"test/{DEVICE}/#")
-    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
-    pub.connect(broker.host, broker.port)
-    pub.loop_start()
-    port = free_port()
-    cfg = write_edge_config(tmp_path / "edge.toml", device=DEVICE, camera=f"files:{tmp_path}/none/*",
-                            broker=broker, hub=NoHub, storage=tmp_path / "data", api_port=port)
-    claim = {"appid": NoHub.appid, "person_id": "bob", "request_id": "api-once", "timeout_s": 0.5}
-    once = {"Authorization": sign(NoHub.appid, NoHub.secret_id, NoHub.secret_key, expiry=0, fileid="claim-1")}
-    command = json.dumps(signed_command("verify", NoHub.appid, NoHub.secret_id, NoHub.secret_key,
-                                        person_id="carol", request_id="cmd-once", timeout_s=0.5))
-    topic = f"test/{DEVICE}/cmd/verify"
-    try:
+    with broker_with_clients(tmp_path, f"test/{DEVICE}/#") as (broker, sub, pub):
+        port = free_port()
+        cfg = write_edge_config(tmp_path / "edge.toml", device=DEVICE, camera=f"files:{tmp_path}/none/*",
+                                broker=broker, hub=NoHub, storage=tmp_path / "data", api_port=port)
+        claim = {"appid": NoHub.appid, "person_id": "bob", "request_id": "api-once", "timeout_s": 0.5}
+        once = {"Authorization": sign(NoHub.appid, NoHub.secret_id, NoHub.secret_key, expiry=0, fileid="claim-1")}
+        command = json.dumps(signed_command("verify", NoHub.appid, NoHub.secret_id, NoHub.secret_key,
+                                            person_id="carol", request_id="cmd-once", timeout_s=0.5))
+        topic = f"test/{DEVICE}/cmd/verify"
         answers = []
         for run in range(2):
             daemon = DaemonProc(cfg, port, tmp_path / f"daemon{run}.log").start()
@@ -64,7 +57,3 @@ def test_a_request_and_a_command_used_before_a_restart_are_refused_after_it(tmp_
         assert answers == [0, errors.REPLAY]
         assert _claims(sub) == ["api-once", "cmd-once"]  # nothing decided twice
         assert (tmp_path / "data" / "signatures.db").stat().st_mode & 0o077 == 0
-    finally:
-        pub.loop_stop()
-        sub.close()
-        broker.stop()

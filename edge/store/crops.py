@@ -6,7 +6,7 @@ or a person deletes its crop in the same transaction. Re-embedding reads the fac
 embedding of a fingerprint in face_id order (a cursor, so a run works in batches) and stores
 each new embedding with a change-log row: an edge already syncing that fingerprint gets it.
 
-The SQL is written with `?` placeholders; a store whose driver wants `%s` sets `PARAM`.
+The SQL is written with `?` placeholders, like the rest of SqlStore.
 """
 
 from __future__ import annotations
@@ -19,12 +19,7 @@ from edge.store.base import FaceRecord, StoredCrop
 
 
 class FaceCropSql:
-    """Mixin of SqliteStore and PostgresStore; needs their `_read()`, `_write(appid)` and `_log`."""
-
-    PARAM = "?"
-
-    def _sql(self, text: str) -> str:
-        return text if self.PARAM == "?" else text.replace("?", self.PARAM)
+    """Part of SqlStore (edge.store.sql): uses its `_sql`, `_read()`, `_write(appid)` and `_log`."""
 
     def _insert_crop(self, c, face: FaceRecord) -> None:
         if face.crop is not None:
