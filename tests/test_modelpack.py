@@ -84,7 +84,9 @@ def test_weights_listed_as_graph_inputs_are_dropped_so_batchnorm_folds(tmp_path,
 def test_manifest_pins_version_and_both_hashes_for_every_source():
     sources = load_manifest(REPO_MANIFEST)
     roles = {f.role for s in sources for f in s.files}
-    assert {"detector", "landmarks", "embedder", "embedder-lite"} <= roles
+    assert {"detector", "landmarks", "embedder", "embedder-lite", "calibration"} <= roles
+    # int8 calibration photos come from the registries too, so a clone without ../shared builds the same pack
+    assert sum(f.role == "calibration" for s in sources for f in s.files) >= 10
     for s in sources:
         assert s.registry in ("pypi", "npm") and s.version and len(s.archive_sha256) == 64
         assert all(len(f.sha256) == 64 for f in s.files)
@@ -132,6 +134,37 @@ def test_a_model_built_from_another_source_file_is_not_up_to_date(models_dir, tm
     assert not is_up_to_date(tmp_path, load_manifest(REPO_MANIFEST))
 
 
+def test_every_int8_model_is_calibrated_on_the_manifest_photos_and_rebuilt_when_they_change(models_dir, tmp_path):
+    """The int8 embedders and the int8 liveness model record which registry photos they were
+    calibrated on (never ../shared's, so a clone without it builds the same bytes); another
+    photo in the manifest makes both steps stale."""
+    from dataclasses import replace
+
+    from edge.modelpack.build import FACE_MODELS, LIVENESS_MODELS, _read_meta, _step_is_current, is_up_to_date
+    from edge.modelpack.calibration import photos_fingerprint
+
+    sources = load_manifest(REPO_MANIFEST)
+    meta = json.loads((models_dir / "models.json").read_text())
+    int8 = {n: info for n, info in meta["models"].items() if info["precision"] == "int8"}
+    assert sorted(int8) == ["embedder-lite.int8.onnx", "embedder.int8.onnx", "liveness.int8.onnx"]
+    for info in int8.values():
+        q = info["quantization"]
+        assert q["photos"] == photos_fingerprint(sources)
+        assert "@vladmandic/face-api" in q["calibration_set"] and "face_recognition" in q["calibration_set"]
+        # the embedders: every face of the group photos; liveness: the best face of each frame
+        assert q["calibration_crops"] >= (60 if info["role"] == "liveness" else 150)
+    for name in meta["models"]:
+        (tmp_path / name).symlink_to(models_dir / name)
+    (tmp_path / "models.json").write_text(json.dumps(meta))
+    assert is_up_to_date(tmp_path, sources)
+    i, src = next((i, s) for i, s in enumerate(sources) if any(f.role == "calibration" for f in s.files))
+    other = [*sources[:i], replace(src, files=src.files[1:]), *sources[i + 1:]]  # one photo fewer
+    assert photos_fingerprint(other) != photos_fingerprint(sources)
+    on_disk = _read_meta(tmp_path)
+    assert not _step_is_current(tmp_path, on_disk, other, FACE_MODELS)
+    assert not _step_is_current(tmp_path, on_disk, other, LIVENESS_MODELS)
+
+
 def test_adding_the_liveness_model_builds_only_it(models_dir, tmp_path):
     """A folder built before liveness existed gets the two liveness files and nothing else
     rewritten: its face models stay the symlinks they were (no re-quantization of the embedders)."""
@@ -159,3 +192,37 @@ def test_adding_the_liveness_model_builds_only_it(models_dir, tmp_path):
         assert built["models"][name]["sha256"] == full[name]["sha256"]
     again = _build("--models-dir", str(tmp_path), "--cache", str(models_dir / "cache"))
     assert again.returncode == 0 and "up to date" in again.stderr
+
+
+def test_models_build_check_says_the_built_folder_is_the_documented_build(models_dir):
+    # `make test` builds models/ from the manifest on this machine: the same bytes the shipped
+    # thresholds were measured on, or the build is not reproducible.
+    proc = _build("--check", "--models-dir", str(models_dir))
+    assert proc.returncode == 0, proc.stderr
+    assert "is the documented build" in proc.stdout
+
+
+def test_models_build_check_names_a_changed_file_and_an_undocumented_pack(models_dir, tmp_path):
+    from edge.modelpack.fetch import sha256_file
+    from edge.modelpack.share import pack_fingerprint
+
+    meta = json.loads((models_dir / "models.json").read_text())
+    for name in meta["models"]:
+        (tmp_path / name).symlink_to(models_dir / name)
+    # An int8 embedder quantized differently (another onnxruntime, other crops), described honestly.
+    other = tmp_path / "embedder.int8.onnx"
+    other.unlink()
+    other.write_bytes((models_dir / "embedder.int8.onnx").read_bytes() + b"\0")
+    meta["models"]["embedder.int8.onnx"]["sha256"] = sha256_file(other)
+    meta["packs"]["int8"]["fingerprint"] = pack_fingerprint(
+        meta["packs"]["int8"]["files"], {n: i["sha256"] for n, i in meta["models"].items()})
+    (tmp_path / "models.json").write_text(json.dumps(meta))
+    proc = _build("--check", "--models-dir", str(tmp_path))
+    assert proc.returncode == 1 and "is not the documented build" in proc.stdout
+    assert "pack int8: fingerprint" in proc.stderr and "sha256 differs" not in proc.stderr
+    assert "pack fp32" not in proc.stderr
+    # A file changed after the build (its models.json entry untouched) is named.
+    (tmp_path / "detector.fp32.onnx").unlink()
+    (tmp_path / "detector.fp32.onnx").write_bytes((models_dir / "detector.fp32.onnx").read_bytes()[:-1] + b"\0")
+    proc = _build("--check", "--models-dir", str(tmp_path))
+    assert proc.returncode == 1 and "detector.fp32.onnx: sha256 differs" in proc.stderr

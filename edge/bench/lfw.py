@@ -172,10 +172,11 @@ def cache_dir() -> Path:
 
 
 def pack_key(pipe) -> str:
-    """The models that decide an embedding: detector, landmarks and embedder fingerprints."""
+    """The models that decide an embedding: detector, landmarks and embedder fingerprints (not
+    the pack's liveness model, so rebuilding only that one reuses the cached embeddings)."""
     import hashlib
 
-    parts = sorted(pipe.fingerprints.items())
+    parts = sorted((role, fp) for role, fp in pipe.fingerprints.items() if role != "liveness")
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
 
 

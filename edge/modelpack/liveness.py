@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from edge.modelpack import quantize as qz
+from edge.modelpack.calibration import calibration_frames, photos_fingerprint
 from edge.modelpack.errors import ModelBuildError
-from edge.modelpack.fetch import fetch_files, sha256_bytes
+from edge.modelpack.fetch import fetch_calibration_photos, fetch_files, sha256_bytes
 from edge.modelpack.manifest import Source
 
 ROLE = "liveness"
@@ -59,7 +60,7 @@ def build_liveness(models_dir: Path, sources: list[Source], cache_dir: Path, met
     log(f"liveness: {pad_channels(fp32)} inner tensors padded to multiples of {BLOCK} channels")
     prelu_nodes = unfold_prelu_as_relu(fp32)
     detector = models_dir / meta["packs"]["int8"]["files"]["detector"]
-    name, blobs = calibration_blobs(detector, log)
+    name, blobs = calibration_blobs(fetch_calibration_photos(sources, cache_dir, log), detector, log)
     keep = qz.edge_layers(fp32, output_end=True)
     int8 = onnx.load_from_string(qz.quantize(fp32, blobs, keep, log))
     source = {"package": src.package, "registry": src.registry, "version": src.version, "file": member,
@@ -68,7 +69,7 @@ def build_liveness(models_dir: Path, sources: list[Source], cache_dir: Path, met
         "liveness.fp32.onnx": (fp32.SerializeToString(), {}),
         "liveness.int8.onnx": (int8.SerializeToString(), {"quantization": {
             **RECIPE, "kept_float": keep, "prelu_layers": len(prelu_nodes) // 3,
-            "calibration_set": name, "calibration_crops": len(blobs)}}),
+            "calibration_set": name, "calibration_crops": len(blobs), "photos": photos_fingerprint(sources)}}),
     }
     with tempfile.TemporaryDirectory(dir=models_dir, prefix=".build-") as tmp:
         for file, (blob, extra) in built.items():
@@ -87,22 +88,25 @@ def build_liveness(models_dir: Path, sources: list[Source], cache_dir: Path, met
     return meta
 
 
-def calibration_blobs(detector_path: Path, log) -> tuple[str, list[np.ndarray]]:
-    """The calibration photos' largest faces, cropped and fed as the pipeline feeds them."""
-    from edge.modelpack.calibration import calibration_photos
+def calibration_blobs(photos: list[tuple[str, bytes]], detector_path: Path, log) -> tuple[str, list[np.ndarray]]:
+    """The best-scored face of each calibration frame (the embedders' frames), cropped and fed
+    as the pipeline feeds them. One face per frame, not every face of the group photos: that
+    calibrated worse (`bench liveness` on the unpadded graph, int8 per frame: BPCER 6.2 % against
+    4.2 %, APCER of prints 1.25 % against 0.77 %; README "Liveness")."""
     from edge.vision.detector import FaceDetector
     from edge.vision.liveness import LivenessNet
     from edge.vision.runtime import make_session
 
-    name, frames = calibration_photos(log)
+    name, frames = calibration_frames(photos)
     det = FaceDetector(make_session(detector_path))
     blobs = []
-    for frame in frames + [f[:, ::-1].copy() for f in frames]:
+    for i, frame in enumerate(frames):
         boxes = det.infer(frame)
         if len(boxes):
             x1, y1, x2, y2 = (float(v) for v in boxes[0, :4])
-            box = (x1, y1, max(x2 - x1, 1.0), max(y2 - y1, 1.0))
-            blobs.append(LivenessNet.input_blob(frame, box))
+            blobs.append(LivenessNet.input_blob(frame, (x1, y1, max(x2 - x1, 1.0), max(y2 - y1, 1.0))))
+        if (i + 1) % 20 == 0:
+            log(f"liveness calibration crops: {i + 1}/{len(frames)} photos")
     if len(blobs) < 16:
         raise ModelBuildError(f"calibration set {name!r} gave only {len(blobs)} liveness crops")
     log(f"liveness calibration: {len(blobs)} crops of {name}")

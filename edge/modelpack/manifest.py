@@ -9,6 +9,7 @@ from pathlib import Path
 from edge.modelpack.errors import ModelBuildError
 
 REGISTRIES = ("pypi", "npm")
+CALIBRATION = "calibration"  # the role of the int8 calibration photos (many files, not a model)
 
 
 @dataclass(frozen=True)
