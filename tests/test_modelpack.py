@@ -197,6 +197,11 @@ def test_adding_the_liveness_model_builds_only_it(models_dir, tmp_path):
 def test_models_build_check_says_the_built_folder_is_the_documented_build(models_dir):
     # `make test` builds models/ from the manifest on this machine: the same bytes the shipped
     # thresholds were measured on, or the build is not reproducible.
+    from edge.modelpack.build import BUILD_VERSION, LIVENESS_BUILD_VERSION
+    from edge.modelpack.check import DOCUMENTED_BUILD, DOCUMENTED_LIVENESS_STEP
+
+    # A bumped step version changes the bytes: the documented fingerprints must follow it.
+    assert (DOCUMENTED_BUILD, DOCUMENTED_LIVENESS_STEP) == (BUILD_VERSION, LIVENESS_BUILD_VERSION)
     proc = _build("--check", "--models-dir", str(models_dir))
     assert proc.returncode == 0, proc.stderr
     assert "is the documented build" in proc.stdout
@@ -219,6 +224,7 @@ def test_models_build_check_names_a_changed_file_and_an_undocumented_pack(models
     (tmp_path / "models.json").write_text(json.dumps(meta))
     proc = _build("--check", "--models-dir", str(tmp_path))
     assert proc.returncode == 1 and "is not the documented build" in proc.stdout
+    assert "run `edge-verifier models build`" in proc.stdout
     assert "pack int8: fingerprint" in proc.stderr and "sha256 differs" not in proc.stderr
     assert "pack fp32" not in proc.stderr
     # A file changed after the build (its models.json entry untouched) is named.

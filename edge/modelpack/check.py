@@ -20,6 +20,7 @@ from edge.modelpack.share import pack_fingerprint
 # 1.32.0). Update them together with edge.matcher.CALIBRATED_THRESHOLDS, edge.false_admit's
 # tails and the README's figures.
 DOCUMENTED_BUILD = 9
+DOCUMENTED_LIVENESS_STEP = 3
 DOCUMENTED_PACKS = {
     "int8": "443a67aa7576284a",
     "fp32": "f512ee9fea48866f",
@@ -46,6 +47,7 @@ def check(models_dir: Path) -> list[str]:
         elif sha256_file(path) != info.get("sha256"):
             problems.append(f"{name}: sha256 differs from models.json (changed after the build)")
     built = meta.get("built_with", {})
+    liveness_step = files.get("liveness.int8.onnx", {}).get("build_version")
     sha = {name: info.get("sha256") for name, info in files.items()}
     for pack, expected in DOCUMENTED_PACKS.items():
         try:  # from the files' hashes, not the index's word for it
@@ -54,6 +56,7 @@ def check(models_dir: Path) -> list[str]:
             got = None
         if got != expected:
             problems.append(f"pack {pack}: fingerprint {got} is not the documented {expected} (built by models "
-                            f"build {built.get('build_version')} with onnxruntime {built.get('onnxruntime')}; "
-                            f"the documented build is {DOCUMENTED_BUILD} with the build extra's onnxruntime)")
+                            f"build {built.get('build_version')}, liveness step {liveness_step}, with onnxruntime "
+                            f"{built.get('onnxruntime')}; the documented build is {DOCUMENTED_BUILD}, liveness step "
+                            f"{DOCUMENTED_LIVENESS_STEP}, with the build extra's onnxruntime)")
     return problems

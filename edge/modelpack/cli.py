@@ -42,6 +42,9 @@ def _check(models_dir: Path) -> int:
     problems = check(models_dir)
     for problem in problems:
         print(f"edge-verifier models build --check: {problem}", file=sys.stderr)
-    verdict = "is not" if problems else "is"
-    print(f"{models_dir} {verdict} the documented build (models build {DOCUMENTED_BUILD})")
+    if problems:
+        print(f"{models_dir} is not the documented build (models build {DOCUMENTED_BUILD}): run `edge-verifier "
+              "models build`, or `edge-verifier models pull` on an edge")
+    else:
+        print(f"{models_dir} is the documented build (models build {DOCUMENTED_BUILD})")
     return 1 if problems else 0
