@@ -137,6 +137,7 @@ def compare(native: dict, other: dict, pack: str, pairs: list[tuple[int, int, bo
     moved = np.abs(native[f"{pack}/box"] - other[f"{pack}/box"]).max(axis=1)
     flips, flips_same, flips_diff, into_accept = 0, 0, 0, 0
     n = 0
+    drift = []
     for i, j, same in pairs:
         for gallery, probe in ((i, j), (j, i)):  # the hub enrolled one photo, the edge sees the other
             ref = _decision(np.dot(a[gallery], a[probe]), t.accept, t.reject)
@@ -144,6 +145,7 @@ def compare(native: dict, other: dict, pack: str, pairs: list[tuple[int, int, bo
             if np.isnan(np.dot(a[gallery], b[probe])) or np.isnan(np.dot(a[gallery], a[probe])):
                 continue
             n += 1
+            drift.append(abs(float(np.dot(a[gallery], b[probe]) - np.dot(a[gallery], a[probe]))))
             if ref != got:
                 flips += 1
                 flips_same += same
@@ -156,7 +158,28 @@ def compare(native: dict, other: dict, pack: str, pairs: list[tuple[int, int, bo
         "boxes_moved": int((moved[ok] > 0).sum()), "box_moved_max_px": int(moved[ok].max()),
         "decisions": n, "flips": flips, "flips_same_person": flips_same, "flips_different_person": flips_diff,
         "different_person_into_accept": into_accept,
+        "score_drift_max": round(max(drift, default=0.0), 5), "score_drift_median": round(float(np.median(drift)), 5)
+        if drift else None,
     }
+
+
+def near_thresholds(models_dir: Path, data: Path, pack: str, drift: float) -> dict:
+    """The share of LFW View-2 pairs (embedded natively, all 6,000) whose score lies within
+    `drift` of the pack's accept or reject threshold: the decisions a drift that large could
+    move, a bound on the flip rate far tighter than a few dozen decisions give."""
+    from edge.bench.lfw import lfw_embeddings, read_pairs
+    from edge.matcher import CALIBRATED_THRESHOLDS
+    from edge.vision import Pipeline
+
+    t = CALIBRATED_THRESHOLDS[pack]
+    names, emb, _ = lfw_embeddings(Pipeline.load(models_dir, precision=pack, threads=1), data, workers=2)
+    index = {n: i for i, n in enumerate(names)}
+    pairs, _ = read_pairs(data / "pairs.txt")
+    scores = np.array([np.dot(emb[index[x]], emb[index[y]]) for x, y, _ in pairs])
+    scores = scores[~np.isnan(scores)]
+    near = (np.abs(scores - t.accept) < drift) | (np.abs(scores - t.reject) < drift)
+    return {"lfw_pairs": int(len(scores)), "within_drift_of_a_threshold": int(near.sum()),
+            "share": round(float(near.mean()), 5)}
 
 
 def run(args) -> int:
@@ -190,6 +213,8 @@ def run(args) -> int:
         other = _run_worker(prefix, {**env, "PYTHONPATH": path}, models_dir, args.packs, photos,
                             cache / f"{arch}-{cpu}.npz", f"{arch} {cpu}")
         result["cpus"][spec] = {pack: compare(native, other, pack, pairs) for pack in args.packs.split(",")}
+        for pack, row in result["cpus"][spec].items():
+            row["lfw_near_threshold"] = near_thresholds(models_dir, data, pack, row["score_drift_max"])
     first = args.packs.split(",")[0]
     boxes = {"native": native[f"{first}/box"]}
     for spec in args.cpus.split(","):
