@@ -26,8 +26,8 @@ INPUT = {"shape": [1, 3, 128, 128], "layout": "NCHW", "colour": "BGR", "normalis
                  "softmax of the 3 outputs, p0 = live"}
 # How both liveness files are made from the source: inner channels padded to blocks of 16 and
 # PRelu in its Relu form (pad.py, prelu.py), so that ONNX Runtime's fast x86 kernels run every
-# layer: measured side by side after the face pipeline, on one thread, 0.57x the time in int8
-# and 0.57x in fp32 (README "Liveness"), the fp32 scores unchanged. The int8 one is then
+# layer: measured side by side after the face pipeline, on one thread, 0.53x the time in int8
+# and 0.54x in fp32 (README "Liveness"), the fp32 scores unchanged. The int8 one is then
 # quantized as the embedders are (qz.RECIPE), apart from the PRelu layers.
 RECIPE = {**qz.RECIPE,
           "prelu": "x + Relu((a - 1) * x) (prelu.py unfold_prelu_as_relu): QLinearConv with its Relu fused, QLinearAdd",
@@ -36,7 +36,7 @@ RECIPE = {**qz.RECIPE,
 
 # Which liveness model each pack runs: its own precision. Measured by `bench liveness` (README
 # "Liveness"): the int8 version keeps the AUCs (print 0.998, replay 0.998 against 0.997) and
-# the error rates at the shipped threshold, and runs faster than fp32 (0.80x).
+# the error rates at the shipped threshold, and runs faster than fp32 (about 0.8x).
 def liveness_file(pack: str) -> str:
     return "liveness.int8.onnx" if pack.startswith("int8") else "liveness.fp32.onnx"
 

@@ -3,10 +3,11 @@
 The liveness network is a pruned MobileFaceNet: its bottlenecks widen to 103, 13, 231, 52, 26,
 77 and 308 channels. ONNX Runtime's fast x86 kernels want channel counts in blocks of 16: the
 float convolutions run in its blocked NCHWc layout only on such counts (on the others each
-layer converts to and from it), and the int8 1x1 convolutions slow down as much. Measured on
+layer converts to and from it), and the int8 convolutions run about 3x slower. Measured on
 one thread of the Intel Xeon of this round (ORT 1.32, interleaved runs, machine shared):
-padded, the int8 model ran in 0.53x the time and the float one in about 0.6x, with 7 % more
-multiply-adds. The same zero channels cost those 7 % on a CPU without such kernels (ARM).
+padded, the int8 model ran in 0.53x the time and the float one in 0.54x, with 9 % more
+multiply-adds (README "Liveness"). On a CPU without such kernels (ARM) those 9 % would be
+a cost with nothing gained; not measured.
 
 What is padded: the output channels of a 1x1 convolution whose count is not a multiple of
 the block and which reach only full convolutions through PRelu and depthwise convolutions
