@@ -126,3 +126,56 @@ def test_mode_off_lets_the_print_in_as_before(tmp_path, faces_dir, models_dir):
     assert (printed["decision"], printed["person_id"]) == ("accept", "nuaa-0001")
     assert printed["liveness"] is None and "reason" not in printed
     assert result["health"]["liveness"]["mode"] == "off"
+
+
+def _scored(port: int) -> float:
+    """Frames scored for liveness so far (every verdict and gate reason), from /metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    return sum(float(v) for v in re.findall(r'^edge_liveness_frames_total{verdict="\w+"} (\S+)$', text, re.M))
+
+
+def test_a_decided_track_is_scored_again_only_for_a_claim_and_on_fresh_frames(tmp_path, models_dir):
+    """The person stays at the camera (three live frames looping, one track). Identified on its
+    first 3 frames, the track is not scored while nothing waits; a verify claim then gets 3
+    fresh scores, not the ones from before the first decision, and scoring stops again."""
+    import time
+
+    import httpx
+
+    from edge.signature import sign
+
+    if not NUAA.is_dir():
+        pytest.skip(f"liveness frames not found at {NUAA} (set EDGE_VERIFIER_SHARED)")
+    drop = tmp_path / "frames"
+    drop.mkdir()
+    for name in LIVE[:3]:
+        shutil.copy(NUAA / "live" / "0001" / name, drop / name)
+    with start_hub(tmp_path / "hub") as hub:
+        client = hub.client(timeout=30.0, retries=0)
+        client.newperson("nuaa-0001", ["staff"], (NUAA / "live" / "0001" / ENROL[0]).read_bytes())
+        port = free_port()
+        cfg = write_edge_config(tmp_path / "edge.toml", device="door-again", camera=f"files:{drop}/*",
+                                broker=None, hub=hub, storage=tmp_path / "data", api_port=port, loop=True,
+                                sections={"identify": {"groups": ["staff"]},
+                                          "liveness": {"mode": "require", "frames": 3}})
+        daemon = DaemonProc(cfg, port, tmp_path / "daemon.log").start()
+        try:
+            daemon.wait_health(lambda h: h["decisions"] >= 1 and h["pending"] == 0, 60)
+            decided = _scored(port)
+            time.sleep(2.0)  # about 8 more frames of the same, decided track
+            before_claim = _scored(port)
+            assert before_claim == decided >= 3
+            ok = httpx.post(f"http://127.0.0.1:{port}/edge/claim", json={"appid": hub.appid, "person_id": "nuaa-0001"},
+                            headers={"Authorization": sign(hub.appid, hub.secret_id, hub.secret_key)}).json()
+            assert ok["code"] == 0
+            daemon.wait_health(lambda h: h["decisions"] >= 2, 30)
+            after_claim = _scored(port)
+            time.sleep(2.0)
+            assert after_claim - before_claim >= 3  # fresh frames; the 3 old scores were dropped
+            assert _scored(port) == after_claim  # decided again, nothing waits: no more scoring
+        finally:
+            assert daemon.terminate() == 0
+            client.close()
+    log = (tmp_path / "daemon.log").read_text()
+    assert "decision identify accept nuaa-0001" in log and "decision verify accept nuaa-0001" in log
