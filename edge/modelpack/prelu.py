@@ -27,42 +27,52 @@ from edge.modelpack.graph import set_nodes
 _ZERO = "prelu_rewrite_zero"
 
 
+def _rewrite_prelus(model: onnx.ModelProto, form) -> list[str]:
+    """Replace each PRelu whose slope is a constant by the nodes `form(graph, initializers, node,
+    slope)` returns (None keeps it), in place; returns the new node names."""
+    g = model.graph
+    init = {i.name: i for i in g.initializer}
+    nodes: list[onnx.NodeProto] = []
+    created: list[str] = []
+    for n in g.node:
+        new = None
+        if n.op_type == "PRelu" and n.input[1] in init:
+            new = form(g, init, n, numpy_helper.to_array(init[n.input[1]]))
+        if new is None:
+            nodes.append(n)
+            continue
+        nodes.extend(new)
+        created.extend(k.name for k in new)
+    set_nodes(g, nodes)
+    onnx.checker.check_model(model)
+    return created
+
+
 def unfold_prelu(model: onnx.ModelProto, for_int8: bool = False) -> list[str]:
     """Replace every PRelu with a constant slope in `model` (in place); returns the new node names.
 
     `for_int8` always takes the Min/Mul/Add form, which int8_prelu.py can run on uint8 codes with
     every tensor keeping its own calibrated range (Max(x, a*x) on codes would need x and y to
     share one range, which cost the 512-d embedder 0.26 LFW points)."""
-    g = model.graph
-    init = {i.name: i for i in g.initializer}
-    nodes: list[onnx.NodeProto] = []
-    created: list[str] = []
-    for n in g.node:
-        if n.op_type != "PRelu" or n.input[1] not in init:
-            nodes.append(n)
-            continue
+
+    def form(g, init, n, slope):
         x, slope_name = n.input
         y, p = n.output[0], (n.name or n.output[0])
-        slope = numpy_helper.to_array(init[slope_name])
         if not for_int8 and (slope.max() <= 1 or slope.min() >= 1):
             op = "Max" if slope.max() <= 1 else "Min"
-            new = [helper.make_node("Mul", [x, slope_name], [p + "_ax"], name=p + "_mul"),
-                   helper.make_node(op, [x, p + "_ax"], [y], name=p + "_select")]
-        else:
-            if _ZERO not in init:
-                init[_ZERO] = numpy_helper.from_array(np.zeros(1, np.float32), _ZERO)
-                g.initializer.append(init[_ZERO])
-            am1 = numpy_helper.from_array((slope - 1).astype(np.float32), slope_name + "_minus1")
-            g.initializer.append(am1)
-            init[am1.name] = am1
-            new = [helper.make_node("Min", [x, _ZERO], [p + "_neg"], name=p + "_min"),
-                   helper.make_node("Mul", [p + "_neg", am1.name], [p + "_negs"], name=p + "_mul"),
-                   helper.make_node("Add", [x, p + "_negs"], [y], name=p + "_add")]
-        nodes.extend(new)
-        created.extend(k.name for k in new)
-    set_nodes(g, nodes)
-    onnx.checker.check_model(model)
-    return created
+            return [helper.make_node("Mul", [x, slope_name], [p + "_ax"], name=p + "_mul"),
+                    helper.make_node(op, [x, p + "_ax"], [y], name=p + "_select")]
+        if _ZERO not in init:
+            init[_ZERO] = numpy_helper.from_array(np.zeros(1, np.float32), _ZERO)
+            g.initializer.append(init[_ZERO])
+        am1 = numpy_helper.from_array((slope - 1).astype(np.float32), slope_name + "_minus1")
+        g.initializer.append(am1)
+        init[am1.name] = am1
+        return [helper.make_node("Min", [x, _ZERO], [p + "_neg"], name=p + "_min"),
+                helper.make_node("Mul", [p + "_neg", am1.name], [p + "_negs"], name=p + "_mul"),
+                helper.make_node("Add", [x, p + "_negs"], [y], name=p + "_add")]
+
+    return _rewrite_prelus(model, form)
 
 
 def unfold_prelu_as_relu(model: onnx.ModelProto) -> list[str]:
@@ -75,24 +85,16 @@ def unfold_prelu_as_relu(model: onnx.ModelProto) -> list[str]:
     and from it; quantized, it is a QLinearConv with the Relu fused and a QLinearAdd, one pass
     fewer than the Min/Mul/Add form with the same numbers (the liveness model: README "Liveness").
     A PRelu with a slope above 1 is left as it is."""
-    g = model.graph
-    init = {i.name: i for i in g.initializer}
-    nodes: list[onnx.NodeProto] = []
-    created: list[str] = []
-    for n in g.node:
-        slope = numpy_helper.to_array(init[n.input[1]]) if n.op_type == "PRelu" and n.input[1] in init else None
-        if slope is None or slope.max() > 1 or slope.ndim != 3 or slope.shape[1:] != (1, 1):
-            nodes.append(n)
-            continue
+
+    def form(g, init, n, slope):
+        if slope.max() > 1 or slope.ndim != 3 or slope.shape[1:] != (1, 1):
+            return None
         x, y, p = n.input[0], n.output[0], (n.name or n.output[0])
         weights = numpy_helper.from_array((slope - 1).astype(np.float32).reshape(-1, 1, 1, 1), p + "_slope_minus1")
         g.initializer.append(weights)
-        new = [helper.make_node("Conv", [x, weights.name], [p + "_neg"], name=p + "_dw",
-                                group=len(slope), kernel_shape=[1, 1]),
-               helper.make_node("Relu", [p + "_neg"], [p + "_relu"], name=p + "_relu"),
-               helper.make_node("Add", [x, p + "_relu"], [y], name=p + "_add")]
-        nodes.extend(new)
-        created.extend(k.name for k in new)
-    set_nodes(g, nodes)
-    onnx.checker.check_model(model)
-    return created
+        return [helper.make_node("Conv", [x, weights.name], [p + "_neg"], name=p + "_dw",
+                                 group=len(slope), kernel_shape=[1, 1]),
+                helper.make_node("Relu", [p + "_neg"], [p + "_relu"], name=p + "_relu"),
+                helper.make_node("Add", [x, p + "_relu"], [y], name=p + "_add")]
+
+    return _rewrite_prelus(model, form)
