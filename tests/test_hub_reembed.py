@@ -284,3 +284,18 @@ def test_a_malformed_key_is_refused_without_being_echoed(tmp_path):
         read_crop_key(path)
     assert secret not in str(info.value) and "32 bytes" in str(info.value)
     assert repr(CropCipher(b"k" * 32)) == "CropCipher(<key>)"
+
+
+def test_a_pack_missing_from_the_models_folder_is_a_clear_error(tmp_path, models_dir):
+    from tests.pg_fixtures import write_hub_config
+
+    folder = tmp_path / "models"
+    folder.mkdir()
+    index = json.loads((models_dir / "models.json").read_text())
+    index["packs"].pop("fp32")
+    (folder / "models.json").write_text(json.dumps(index))
+    cfg = write_hub_config(tmp_path / "hub.toml", 1, "", "k" * 32, storage={"path": str(tmp_path / "hub.sqlite3")})
+    out = subprocess.run([*EXE, "hub", "reembed", "--config", str(cfg), "--pack", "fp32", "--models-dir", str(folder)],
+                         capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert f"pack fp32 is not in {folder}/models.json" in out.stderr and "--models-dir" in out.stderr

@@ -140,7 +140,12 @@ def run(args) -> int:
         pipeline = Pipeline.load(args.models_dir or settings.vision.models_dir, precision=args.pack,
                                  threads=args.threads if args.threads is not None else settings.vision.threads)
         store = open_store(settings.storage.url, settings.storage.path)
-    except (ConfigError, ModelPackError, KeyError, OSError, RuntimeError, ValueError) as exc:
+    except KeyError:  # models.json lists no such pack
+        folder = args.models_dir or settings.vision.models_dir
+        print(f"edge-verifier hub reembed: pack {args.pack} is not in {folder}/models.json: build it in a folder "
+              "of its own (`edge-verifier models build --models-dir DIR`) and pass --models-dir DIR", file=sys.stderr)
+        return 2
+    except (ConfigError, ModelPackError, OSError, RuntimeError, ValueError) as exc:
         print(f"edge-verifier hub reembed: {exc}", file=sys.stderr)
         return 2
     try:
