@@ -102,7 +102,7 @@ class Daemon:
         t0 = time.perf_counter()
         self.pipeline = Pipeline.load(s.vision.models_dir, precision=s.vision.precision,
                                       threads=s.vision.threads)
-        log.info("models loaded in %.2fs (fingerprint %s)", time.perf_counter() - t0,
+        log.info("models loaded in %.2fs (embedder fingerprint %s)", time.perf_counter() - t0,
                  self.pipeline.fingerprint)
         self.thresholds = s.thresholds()
         self.gallery_ref = Gallery((), self.thresholds, version="empty")
