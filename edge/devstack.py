@@ -75,6 +75,17 @@ def health(port: int) -> dict | None:
         return None
 
 
+def wait_healthy(port: int, proc: subprocess.Popen, timeout: float = 60.0) -> bool:
+    """Until GET /health on loopback `port` answers 200 (True); False when `proc` exits first or
+    time runs out (the caller says why, with its log)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        if health(port) is not None:
+            return True
+        time.sleep(0.1)
+    return False
+
+
 def _end(proc: subprocess.Popen | None, timeout: float) -> int | None:
     """SIGTERM, then SIGKILL after `timeout`; the exit code."""
     if proc is None:

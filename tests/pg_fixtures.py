@@ -14,7 +14,6 @@ import secrets
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from edge.devstack import wait_healthy
 from tests.conftest import MODELS, ROOT, free_port
 
 
@@ -121,7 +121,9 @@ def hub_processes(tmp_dir: Path, store_url: str, count: int = 2, **sections) -> 
                 cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
             hubs.append(HubProcess(f"http://127.0.0.1:{port}", APPID, SECRET_ID, key, proc))
         for hub in hubs:
-            _wait_healthy(hub, Path(tmp_dir))
+            if not wait_healthy(int(hub.url.rsplit(":", 1)[1]), hub.proc):
+                logs = "\n".join(p.read_text(errors="replace")[-1500:] for p in sorted(Path(tmp_dir).glob("hub*.log")))
+                raise RuntimeError(f"hub process at {hub.url} did not become healthy:\n{logs}")
         yield hubs
     finally:
         for hub in hubs:
@@ -134,18 +136,3 @@ def hub_processes(tmp_dir: Path, store_url: str, count: int = 2, **sections) -> 
                 hub.proc.wait(timeout=10)
 
 
-def _wait_healthy(hub: HubProcess, tmp_dir: Path, timeout_s: float = 60.0) -> None:
-    import requests
-
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if hub.proc.poll() is not None:
-            break
-        try:
-            if requests.get(f"{hub.url}/health", timeout=2).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.1)
-    logs = "\n".join(p.read_text(errors="replace")[-1500:] for p in sorted(tmp_dir.glob("hub*.log")))
-    raise RuntimeError(f"hub process at {hub.url} did not become healthy:\n{logs}")

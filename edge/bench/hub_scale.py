@@ -77,9 +77,8 @@ def _rss_mb(pid: int) -> float:
 def hub_process(tmp: Path, key: str, *, store_url: str, workers: int, models_dir: str, precision: str,
                 threads: int) -> Iterator[tuple[str, subprocess.Popen]]:
     """`edge-verifier hub --workers N` on a free port until the block exits; yields (url, process)."""
-    import httpx
-
     from edge.api.face_crops import add_key
+    from edge.devstack import wait_healthy
 
     port = free_port()
     cfg = tmp / f"hub-{port}.toml"
@@ -99,19 +98,10 @@ def hub_process(tmp: Path, key: str, *, store_url: str, workers: int, models_dir
     with open(log, "wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "edge", "hub", "--config", str(cfg), "--workers", str(workers),
                                  "--log-level", "warning"], stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"bench hub: the hub did not start:\n{log.read_text(errors='replace')[-2000:]}")
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        yield url, proc
+        if not wait_healthy(port, proc, timeout=120):
+            raise SystemExit(f"bench hub: the hub did not start:\n{log.read_text(errors='replace')[-2000:]}")
+        yield f"http://127.0.0.1:{port}", proc
     finally:
         proc.terminate()
         try:
