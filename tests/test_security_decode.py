@@ -54,6 +54,17 @@ def _detect(hub, blob: bytes) -> dict:
     return post(hub, "detect", json={"appid": hub.appid, "image": base64.b64encode(blob).decode(), "mode": 0})
 
 
+def _detect_at_once(hub, blob: bytes, times: int, timeout_s: float) -> list[dict]:
+    """`times` detects of `blob` sent together, one thread each; their answers."""
+    results: list[dict] = []
+    threads = [threading.Thread(target=lambda: results.append(_detect(hub, blob))) for _ in range(times)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=timeout_s)
+    return results
+
+
 def test_sixteen_bit_png_over_the_decode_budget_is_refused_by_the_hub(hub_server):
     # 36 MP: under the 40-megapixel cap, but 216 MB of 16-bit samples (and more to convert them)
     blob = sixteen_bit_png(6000, 6000)
@@ -89,12 +100,7 @@ def test_concurrent_decodes_are_capped(hub_server, photo):
     assert len(blob) < 1_500_000
     _detect(hub_server, blob)  # warm: models loaded
     image_mod.decode_slots.peak = 0
-    results: list[dict] = []
-    threads = [threading.Thread(target=lambda: results.append(_detect(hub_server, blob))) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
+    results = _detect_at_once(hub_server, blob, 8, timeout_s=120)
     assert len(results) == 8 and all(r["code"] == 0 for r in results), results
     assert 1 <= image_mod.decode_slots.peak <= image_mod.MAX_CONCURRENT_DECODES
     assert image_mod.decode_slots.active == 0
@@ -113,8 +119,8 @@ def test_a_burst_of_large_images_costs_at_most_the_slots_and_memory_returns(tmp_
     import secrets
     import subprocess
     import time
-    import urllib.request
 
+    from edge.devstack import wait_healthy
     from tests.broker_fixtures import EDGE_VERIFIER
     from tests.conftest import MODELS, free_port
     from tests.hub_fixtures import APPID, SECRET_ID, HubServer
@@ -132,24 +138,12 @@ def test_a_burst_of_large_images_costs_at_most_the_slots_and_memory_returns(tmp_
     blob = cv2.imencode(".jpg", big, [cv2.IMWRITE_JPEG_QUALITY, 30])[1].tobytes()
     del big
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None and time.monotonic() < deadline
-            try:
-                urllib.request.urlopen(f"{hub.url}/health", timeout=2).read()
-                break
-            except OSError:
-                time.sleep(0.2)
+        assert wait_healthy(port, proc, timeout=60)
         _detect(hub, blob)  # models loaded, one large image seen
         time.sleep(0.5)
         before = _status_mb(proc.pid, "VmRSS")
         peak_before = _status_mb(proc.pid, "VmHWM")
-        results: list[dict] = []
-        threads = [threading.Thread(target=lambda: results.append(_detect(hub, blob))) for _ in range(8)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=180)
+        results = _detect_at_once(hub, blob, 8, timeout_s=180)
         assert len(results) == 8 and all(r["code"] in (0, errors.NO_FACE) for r in results), results
         peak = _status_mb(proc.pid, "VmHWM")
         time.sleep(1.0)
