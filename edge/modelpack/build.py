@@ -39,7 +39,7 @@ BUILD_VERSION = 9  # 4: PRelu rewritten as element-wise ops (edge/modelpack/prel
 # 6: the int8 embedders' PRelu layers run on uint8 codes (edge/modelpack/int8_prelu.py)
 # 7: their per-channel slopes as 1x1 depthwise QLinearConvs instead of QLinearMul (same numbers, faster)
 # 8: SFace is the embedder of the int8/fp32 packs; the 192-d TFLite MobileFaceNet is gone
-# 9: calibrated on the manifest's registry photos on every machine (calibration.py), every face of each
+# 9: calibrated on the manifest's registry photos on every machine (calibration.py), every face of each photo
 # The liveness step's own version (recorded in its entries): bump when its output changes.
 LIVENESS_BUILD_VERSION = 3  # 2: inner channels padded to 16, PRelu as x + Relu((a - 1) * x)
 # 3: calibrated on the manifest's registry photos (their best face), like the embedders
