@@ -14,7 +14,7 @@ import sys
 # command path -> (module, help)
 COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("models", "build"): ("edge.modelpack.cli", "fetch, verify, convert and quantize the models into models/"),
-    ("models", "pull"): ("edge.modelpack.pull_cli", "install the hub's model pack (no build needed on the edge)"),
+    ("models", "pull"): ("edge.daemon.pull_pack", "install the hub's model pack (no build needed on the edge)"),
     ("embed",): ("edge.vision.cli_embed", "detect and embed every face in images, one JSON line per image"),
     ("compare",): ("edge.vision.cli_compare", "compare two images (or --pairs FILE) and print the decision"),
     ("bench", "lfw"): ("edge.bench.lfw", "LFW 10-fold accuracy of the whole pipeline, int8 and fp32"),
@@ -25,11 +25,11 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("bench", "door"): ("edge.bench.door", "open-set identification at a door on LFW: FPIR, FNIR, DET plot"),
     ("bench", "daemon"): ("edge.bench.daemon", "frame-to-event latency, fps, RSS and cold start of the daemon"),
     ("bench", "arch"): ("edge.bench.arch", "decision drift of an emulated Raspberry Pi (qemu cortex-a72) against x86"),
-    ("hub",): ("edge.api.server", "serve the face API (hub role)"),
+    ("hub",): ("edge.hub.server", "serve the face API (hub role)"),
     ("run",): ("edge.daemon.main", "run the edge daemon: camera -> decisions -> MQTT"),
     ("config", "example"): ("edge.config_example", "print a complete commented example config"),
-    ("audit",): ("edge.audit", "report look-alike persons and enrolled faces failing the quality gate (hub store)"),
-    ("demo",): ("edge.demo", "start a broker, a hub and a daemon on sample photos and show decisions"),
+    ("audit",): ("edge.hub.audit", "report look-alike persons and enrolled faces failing the quality gate (hub store)"),
+    ("demo",): ("edge.dev.demo", "start a broker, a hub and a daemon on sample photos and show decisions"),
 }
 
 

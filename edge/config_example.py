@@ -11,7 +11,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    module_name = "edge.api.config" if args.role == "hub" else "edge.daemon.config"
+    module_name = "edge.hub.config" if args.role == "hub" else "edge.daemon.config"
     try:
         example = importlib.import_module(module_name).example_toml
     except ModuleNotFoundError as exc:

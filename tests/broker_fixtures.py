@@ -1,5 +1,5 @@
 """The MQTT side of the tests: a real mosquitto, a subscriber that checks every message against
-its published schema, and the edge daemon as a real process (all started by edge.devstack).
+its published schema, and the edge daemon as a real process (all started by edge.dev.devstack).
 
 The broker keeps persistence on (in the test's own directory) so that a subscriber with a
 persistent session keeps its queued QoS 1 messages across a broker restart, like a production
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.devstack import MOSQUITTO, Broker, DaemonProc, edge_config, write_toml
+from edge.dev.devstack import MOSQUITTO, Broker, DaemonProc, edge_config, write_toml
 
 __all__ = ["EDGE_VERIFIER", "MOSQUITTO", "Broker", "DaemonProc", "Subscriber", "broker_with_clients", "enrol_five",
            "sample_event", "schema_errors", "write_edge_config"]
@@ -45,9 +45,9 @@ def schema_errors(topic: str, payload: bytes) -> list[str]:
 def sample_event(**fields) -> dict:
     """A decision event as the daemon builds it (an identify that found nobody), for the
     transport tests."""
+    from edge.core.domain import Decision, Mode, Source
     from edge.daemon.decide import Outcome
-    from edge.decision_event import decision_event
-    from edge.domain import Decision, Mode, Source
+    from edge.daemon.decision_event import decision_event
 
     event = decision_event(Outcome(Mode.IDENTIFY, Decision.UNKNOWN, Source.LOCAL), device="door-t",
                            camera="test", fingerprints={"pack": "0" * 16}, cache_version="empty")

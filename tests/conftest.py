@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.localenv import free_port, shared_faces_dir  # noqa: F401 (free_port: re-exported for the tests)
+from edge.dev.localenv import free_port, shared_faces_dir  # noqa: F401 (free_port: re-exported for the tests)
 from edge.vision.pipeline import default_models_dir
 
 ROOT = Path(__file__).resolve().parents[1]

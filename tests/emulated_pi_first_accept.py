@@ -26,7 +26,7 @@ from importlib.metadata import requires
 from pathlib import Path
 
 from edge.bench.arch import REPO, aarch64_wheels, arm64_sysroot, qemu
-from edge.devstack import Broker
+from edge.dev.devstack import Broker
 from tests.broker_fixtures import Subscriber, enrol_five, write_edge_config
 from tests.conftest import free_port
 from tests.hub_fixtures import start_hub

@@ -44,7 +44,7 @@ class HubServer:
     store: object = field(default=None, repr=False)
 
     def client(self, **kw):
-        from edge.cloud import CloudClient
+        from edge.api.client import CloudClient
 
         return CloudClient(self.url, self.appid, self.secret_id, self.secret_key, **kw)
 
@@ -52,8 +52,8 @@ class HubServer:
 def hub_settings(store_path: Path, port: int, secret_key: str, other_key: str, store_url: str = "", **sections):
     """HubSettings for a test hub; `sections` maps a section name to overrides. Its secrets file
     (beside the store, made once) holds the face crop key, so a restarted hub reads its crops."""
-    from edge.api.config import HubSettings
-    from edge.api.face_crops import add_key
+    from edge.hub.config import HubSettings
+    from edge.hub.face_crops import add_key
 
     secrets_file = Path(store_path).parent / "hub-secrets.toml"
     add_key(secrets_file)  # once: a second call keeps the key
@@ -77,7 +77,7 @@ def hub_settings(store_path: Path, port: int, secret_key: str, other_key: str, s
 def start_hub(tmp_dir: Path, store_url: str = "", **sections) -> Iterator[HubServer]:
     """A real hub on a free loopback port until the block exits (SQLite in `tmp_dir` unless
     `store_url` names another store)."""
-    from edge.api.server import build_app
+    from edge.hub.server import build_app
 
     port = free_port()
     key, other = secrets.token_hex(16), secrets.token_hex(16)
@@ -158,7 +158,7 @@ def post(hub: HubServer, op: str, *, json: dict | None = None, files=None, data:
     """
     import requests
 
-    from edge.signature import sign
+    from edge.core.signature import sign
 
     hdrs = dict(headers or {})
     if authorization is None:

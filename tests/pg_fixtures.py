@@ -1,4 +1,4 @@
-"""Fixtures of the PostgreSQL tests: one throwaway cluster for the test session (edge.pgcluster:
+"""Fixtures of the PostgreSQL tests: one throwaway cluster for the test session (edge.dev.pgcluster:
 initdb + pg_ctl on a free loopback port, stopped at the end) and a fresh database per user.
 
 `hub_processes(tmp, url, n)` starts n real `edge-verifier hub` processes over one database.
@@ -21,14 +21,14 @@ from pathlib import Path
 
 import pytest
 
-from edge.devstack import wait_healthy
+from edge.dev.devstack import wait_healthy
 from tests.conftest import MODELS, ROOT, free_port
 
 
 @pytest.fixture(scope="session")
 def pg_cluster(tmp_path_factory) -> Iterator[str]:
     """URL of the session's cluster (superuser, database `postgres`)."""
-    from edge.pgcluster import ClusterUnavailable, throwaway_cluster
+    from edge.dev.pgcluster import ClusterUnavailable, throwaway_cluster
 
     try:
         import psycopg  # noqa: F401
@@ -68,7 +68,7 @@ class HubProcess:
     proc: subprocess.Popen
 
     def client(self, **kw):
-        from edge.cloud import CloudClient
+        from edge.api.client import CloudClient
 
         return CloudClient(self.url, self.appid, self.secret_id, self.secret_key, **kw)
 
@@ -89,7 +89,7 @@ def write_hub_config(path: Path, port: int, store_url: str, secret_key: str, **s
     }
     for name, overrides in sections.items():
         tables[name] = {**tables.get(name, {}), **overrides}
-    from edge.api.face_crops import add_key
+    from edge.hub.face_crops import add_key
 
     secrets_file = path.with_name("hub-secrets.toml")  # one crop key for the hubs of a test
     add_key(secrets_file)  # once: a second call keeps the key

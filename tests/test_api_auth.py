@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from edge.signature import sign, sign_plain
+from edge.core.signature import sign, sign_plain
 from tests.hub_fixtures import post, start_hub
 
 
@@ -78,7 +78,7 @@ def test_requests_beyond_the_rate_of_an_appid_are_15(tmp_path, models_dir):
 
 def _edge_like_app(service_cls):
     from edge.api.app import create_app
-    from edge.signature import Credential
+    from edge.core.signature import Credential
 
     return create_app(service_cls(), [Credential("1", "AKIDedge", "key")])
 

@@ -197,7 +197,7 @@ def test_json_image_as_base64_is_accepted_where_docs_allow(hub_server, photos):
 def test_body_that_never_finishes_is_abandoned_not_waited_for(tmp_path, models_dir):
     import socket
 
-    from edge.signature import sign
+    from edge.core.signature import sign
 
     with start_hub(tmp_path, limits={"body_timeout_s": 1.0}) as hub:
         port = int(hub.url.rsplit(":", 1)[1])

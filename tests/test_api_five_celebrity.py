@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from edge.cloud import CloudApiError
+from edge.api.client import CloudApiError
 from tests.hub_fixtures import start_hub
 
 TRAIN_PER_PERSON = 20  # every train_* photo (at most the 20-face limit)

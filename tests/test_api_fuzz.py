@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 from edge.api.body import parse_body
 from edge.api.ops import OPS
-from edge.errors import MESSAGES, ApiError
-from edge.signature import sign
+from edge.core.errors import MESSAGES, ApiError
+from edge.core.signature import sign
 
 CONTENT_TYPES = st.sampled_from([
     "application/json", "multipart/form-data; boundary=XyZ", "multipart/form-data", "text/plain", "",

@@ -43,7 +43,7 @@ from http.client import HTTPResponse
 import pytest
 import requests
 
-from edge.signature import sign_plain
+from edge.core.signature import sign_plain
 
 # The Host headers the SDKs put on every call (the original service, long switched off).
 PY2_HOST = "recognition.image.myqcloud.com"

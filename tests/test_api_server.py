@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from edge.api.config import example_toml
-from edge.settings import ENV_PREFIX
+from edge.core.settings import ENV_PREFIX
+from edge.hub.config import example_toml
 from tests.conftest import ROOT, free_port
 
 EXE = [sys.executable, "-m", "edge"]
@@ -46,7 +46,7 @@ def test_example_config_parses_and_documents_every_section():
 
 
 def test_hub_serves_with_secrets_file_and_env_override_then_stops_on_sigterm(tmp_path):
-    from edge.cloud import CloudClient
+    from edge.api.client import CloudClient
 
     cfg = write_config(tmp_path)
     # Face crops are kept by default: without their key the hub refuses to start and says how.
@@ -103,8 +103,8 @@ def test_hub_refuses_an_invalid_config_naming_the_key(tmp_path):
 
 
 def test_a_hub_on_the_lite_pack_verifies_with_that_packs_thresholds(models_dir, faces_dir, tmp_path):
-    from edge.api.config import HubSettings
-    from edge.matcher import CALIBRATED_THRESHOLDS
+    from edge.core.matcher import CALIBRATED_THRESHOLDS
+    from edge.hub.config import HubSettings
     from tests.hub_fixtures import start_hub
 
     with pytest.raises(ValueError, match="vision.precision"):

@@ -15,9 +15,9 @@ from tests.hub_fixtures import APPID, start_hub
 
 def test_the_audit_reports_a_person_enrolled_twice_and_a_face_under_the_quality_gate(
         faces_dir, models_dir, tmp_path, capsys):
-    from edge.audit import audit
     from edge.cli import main
-    from edge.matcher import CALIBRATED_THRESHOLDS
+    from edge.core.matcher import CALIBRATED_THRESHOLDS
+    from edge.hub.audit import audit
     from edge.vision import Pipeline, load_image
 
     celeb = faces_dir / "five_celebrity"

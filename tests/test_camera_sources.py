@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.camera import Camera, FilesSource, FrameSource, make_source
+from edge.daemon.camera import Camera, FilesSource, FrameSource, make_source
 
 
 def _write_images(tmp_path, n=3):
@@ -112,7 +112,7 @@ def test_an_ended_camera_idles_instead_of_returning_at_once(tmp_path):
 
 
 def test_a_live_source_hands_out_only_the_newest_frame_and_reports_its_failure(tmp_path):
-    from edge.camera import CameraError, LatestFrame
+    from edge.daemon.camera import CameraError, LatestFrame
 
     _write_images(tmp_path, 3)
     live = LatestFrame(FilesSource(str(tmp_path / "*.png"), loop=True))

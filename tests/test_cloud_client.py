@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from edge.cloud import CloudApiError, CloudClient, CloudUnavailable
+from edge.api.client import CloudApiError, CloudClient, CloudUnavailable
 from tests.conftest import free_port
 
 

@@ -24,7 +24,7 @@ STRANGER = ["lfw/Gerhard_Schroeder/Gerhard_Schroeder_0005.jpg", "lfw/Gerhard_Sch
 
 def test_each_approach_is_one_decision_on_its_frames_with_the_threshold_applied(
         mosquitto, subscribe, faces_dir, models_dir, tmp_path):
-    from edge.matcher import CALIBRATED_THRESHOLDS
+    from edge.core.matcher import CALIBRATED_THRESHOLDS
     from edge.vision import Pipeline
 
     pipeline = Pipeline.load(models_dir, precision="int8")

@@ -116,7 +116,7 @@ def test_availability_and_state_are_retained(run):
 
 
 def test_local_api_verifies_a_posted_photo_from_the_synced_cache(run):
-    from edge.cloud import CloudClient
+    from edge.api.client import CloudClient
 
     hub = run["hub"]
     edge = CloudClient(f"http://127.0.0.1:{run['daemon'].api_port}", hub.appid, hub.secret_id,
@@ -134,7 +134,7 @@ def test_local_api_verifies_a_posted_photo_from_the_synced_cache(run):
 
 
 def test_local_api_compares_and_answers_documented_errors(run):
-    from edge.cloud import CloudApiError, CloudClient
+    from edge.api.client import CloudApiError, CloudClient
 
     hub = run["hub"]
     edge = CloudClient(f"http://127.0.0.1:{run['daemon'].api_port}", hub.appid, hub.secret_id,

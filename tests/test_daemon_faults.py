@@ -7,7 +7,7 @@ import signal
 import sqlite3
 from contextlib import ExitStack
 
-from edge.cache import EdgeCache
+from edge.daemon.cache import EdgeCache
 from tests.broker_fixtures import DaemonProc, enrol_five, write_edge_config
 from tests.conftest import free_port, wait_until
 from tests.hub_fixtures import hub_with_five_enrolled, start_hub

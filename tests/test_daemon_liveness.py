@@ -16,7 +16,7 @@ import urllib.request
 
 import pytest
 
-from edge.localenv import shared_faces_dir
+from edge.dev.localenv import shared_faces_dir
 from tests.broker_fixtures import Broker, DaemonProc, Subscriber, write_edge_config
 from tests.conftest import free_port
 from tests.hub_fixtures import start_hub
@@ -143,7 +143,7 @@ def test_a_decided_track_is_scored_again_only_for_a_claim_and_on_fresh_frames(tm
 
     import httpx
 
-    from edge.signature import sign
+    from edge.core.signature import sign
 
     if not NUAA.is_dir():
         pytest.skip(f"liveness frames not found at {NUAA} (set EDGE_VERIFIER_SHARED)")

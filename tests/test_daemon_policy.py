@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge.cloud import CloudClient
+from edge.api.client import CloudClient
+from edge.core.matcher import Enrolled, Gallery, Thresholds
 from edge.daemon.decide import Decider
-from edge.matcher import Enrolled, Gallery, Thresholds
 from tests.conftest import free_port
 
 T = Thresholds(accept=0.6, reject=0.3)

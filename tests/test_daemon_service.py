@@ -11,8 +11,8 @@ import tomllib
 
 import pytest
 
+from edge.core.settings import ConfigError
 from edge.daemon.config import EdgeSettings, example_toml, load
-from edge.settings import ConfigError
 from tests.broker_fixtures import EDGE_VERIFIER, DaemonProc, Subscriber, write_edge_config
 from tests.conftest import free_port
 
@@ -177,8 +177,8 @@ def test_an_mqtt_wildcard_in_a_topic_prefix_fails_at_start_naming_the_key(tmp_pa
 
 
 def test_the_daemon_runs_the_lite_pack_with_its_own_calibrated_thresholds(models_dir, faces_dir, tmp_path):
-    from edge.cloud import CloudClient
-    from edge.matcher import CALIBRATED_THRESHOLDS
+    from edge.api.client import CloudClient
+    from edge.core.matcher import CALIBRATED_THRESHOLDS
 
     class DeadHub:  # credentials for the local API; nothing listens there
         url, appid, secret_id, secret_key = f"http://127.0.0.1:{free_port()}", "1", "AKIDlite", "lite-key"
@@ -215,7 +215,7 @@ def test_a_pack_that_does_not_exist_or_thresholds_out_of_order_fail_at_start(tmp
     with pytest.raises(ConfigError, match="vision.precision"):
         load(cfg)
     # Only the reject threshold is set: it is checked against the lite pack's calibrated accept.
-    from edge.matcher import CALIBRATED_THRESHOLDS
+    from edge.core.matcher import CALIBRATED_THRESHOLDS
 
     accept = CALIBRATED_THRESHOLDS["int8-lite"].accept
     too_high = round(accept + 0.01, 2)

@@ -81,7 +81,7 @@ def test_claims_from_mqtt_accept_the_right_person_reject_another_and_time_out(
 def test_a_signed_http_claim_is_decided_on_the_next_face_and_unsigned_ones_are_refused(faces_dir, models_dir, tmp_path):
     import httpx
 
-    from edge.signature import sign
+    from edge.core.signature import sign
 
     drop = tmp_path / "drop"
     drop.mkdir()
@@ -107,7 +107,7 @@ def test_a_signed_http_claim_is_decided_on_the_next_face_and_unsigned_ones_are_r
 def test_a_claim_body_that_stalls_after_the_size_cap_is_answered_with_a_code_not_held_open(models_dir, tmp_path):
     import socket
 
-    from edge.signature import sign
+    from edge.core.signature import sign
 
     class NoHub:  # only its credentials matter: they sign the local API
         url, appid, secret_id, secret_key = f"http://127.0.0.1:{free_port()}", "1000001", "AKIDclaim", "k" * 32
@@ -143,9 +143,9 @@ def test_a_claim_goes_through_the_api_layer_rate_limit_and_request_metrics_inclu
 
     from edge.api.app import create_app
     from edge.api.ops import ApiLimits
+    from edge.core.signature import Credential, sign
     from edge.daemon.claims import Claims
     from edge.daemon.service import EdgeService
-    from edge.signature import Credential, sign
     from tests.hub_fixtures import serve_app
 
     claims = Claims(default_timeout_s=10.0)

@@ -21,7 +21,7 @@ def test_demo_without_shared_photos_uses_package_samples_and_ends_by_itself(mode
 
 
 def test_a_decision_line_names_who_was_let_in_and_only_as_closest_who_was_not():
-    from edge.demo import _line
+    from edge.dev.demo import _line
 
     event = {"timestamp": "2026-11-24T10:26:23.000+00:00", "mode": "identify", "source": "cloud",
              "person_id": "madonna", "person_name": "Madonna", "score": 0.312, "confidence": 42.0,
@@ -36,7 +36,7 @@ def test_a_decision_line_names_who_was_let_in_and_only_as_closest_who_was_not():
 
 
 def test_a_decision_line_shows_its_liveness_verdict():
-    from edge.demo import _line
+    from edge.dev.demo import _line
 
     event = {"timestamp": "2026-11-24T10:26:23.000+00:00", "mode": "identify", "source": "local",
              "person_id": "nuaa_0001", "person_name": "", "score": 0.79, "confidence": 89.0,

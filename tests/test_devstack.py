@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from edge.daemon.config import load
-from edge.devstack import edge_config, write_toml
+from edge.dev.devstack import edge_config, write_toml
 
 
 def test_a_path_with_quotes_and_backslashes_reaches_the_daemon_settings_unchanged(tmp_path):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge.cache import CacheError, EdgeCache
-from edge.cloud import CloudClient
-from edge.sync import Syncer
+from edge.api.client import CloudClient
+from edge.daemon.cache import CacheError, EdgeCache
+from edge.daemon.sync import Syncer
 from tests.broker_fixtures import enrol_five
 from tests.conftest import free_port
 from tests.hub_fixtures import start_hub

@@ -8,7 +8,7 @@ import time
 import paho.mqtt.client as mqtt
 
 from edge.daemon.config import MqttSettings
-from edge.events import MqttPublisher, Outbox
+from edge.daemon.events import MqttPublisher, Outbox
 from tests.broker_fixtures import sample_event
 from tests.conftest import wait_until
 

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from edge.daemon.config import MqttSettings
-from edge.events import MqttPublisher, Outbox, new_event
+from edge.daemon.events import MqttPublisher, Outbox, new_event
 from tests.broker_fixtures import MOSQUITTO
 from tests.conftest import free_port, wait_until
 

@@ -8,8 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from edge import errors
-from edge.cloud import CloudApiError, CloudRateLimited
+from edge.api.client import CloudApiError, CloudRateLimited
+from edge.core import errors
 from tests.pg_fixtures import hub_processes
 
 pytestmark = pytest.mark.timeout(300)
@@ -93,7 +93,7 @@ def test_concurrent_newperson_through_two_processes_respects_group_limits(pg_url
 
 
 def test_a_person_enrolled_through_one_process_is_matched_by_the_other_at_once(pg_url, tmp_path, faces_dir):
-    from edge.store import open_store
+    from edge.hub.store import open_store
 
     ben, madonna = photos(faces_dir, "Ben_Afflek", 3), photos(faces_dir, "Madonna", 3)
     with hub_processes(tmp_path, pg_url, 2) as hubs:

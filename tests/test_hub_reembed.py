@@ -24,10 +24,10 @@ import numpy as np
 import pytest
 import requests
 
-from edge.api.config import read_crop_key
-from edge.api.face_crops import CropCipher, CropError, new_key_text
-from edge.api.reembed import reembed
-from edge.store import open_store
+from edge.hub.config import read_crop_key
+from edge.hub.face_crops import CropCipher, CropError, new_key_text
+from edge.hub.reembed import reembed
+from edge.hub.store import open_store
 from tests.conftest import ROOT
 from tests.hub_fixtures import start_hub
 
@@ -92,9 +92,9 @@ def hub_key(tmp_path: Path) -> bytes:
 
 
 def test_a_hub_moved_to_another_pack_keeps_its_people_without_new_photos(tmp_path, store_url, faces_dir, fp32):
-    from edge.cache import EdgeCache
-    from edge.matcher import Decision, thresholds_for
-    from edge.sync import Syncer
+    from edge.core.matcher import Decision, thresholds_for
+    from edge.daemon.cache import EdgeCache
+    from edge.daemon.sync import Syncer
 
     ben_val = photo(faces_dir, "Ben_Afflek", "val_1")
     with start_hub(tmp_path, store_url) as hub:
@@ -274,7 +274,7 @@ def test_a_stored_crop_is_sealed_to_its_face_and_key(tmp_path, store_url, faces_
 
 
 def test_a_malformed_key_is_refused_without_being_echoed(tmp_path):
-    from edge.settings import ConfigError
+    from edge.core.settings import ConfigError
 
     secret = "c2VjcmV0LWJ1dC10b28tc2hvcnQ="  # base64 of 22 bytes
     path = tmp_path / "secrets.toml"

@@ -1,4 +1,4 @@
-"""Identify's accept threshold follows the gallery (edge.false_admit): strangers stay out
+"""Identify's accept threshold follows the gallery (edge.core.false_admit): strangers stay out
 whatever the number of persons enrolled.
 
 The growth test runs the int8 pipeline on real LFW photos (embeddings kept under
@@ -11,8 +11,8 @@ import math
 import numpy as np
 import pytest
 
-from edge.false_admit import IMPOSTOR_TAILS, identify_accept, per_pair_far, score_at_far
-from edge.matcher import CALIBRATED_THRESHOLDS, Enrolled, Gallery, thresholds_for
+from edge.core.false_admit import IMPOSTOR_TAILS, identify_accept, per_pair_far, score_at_far
+from edge.core.matcher import CALIBRATED_THRESHOLDS, Enrolled, Gallery, thresholds_for
 from edge.vision.packs import PACKS
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from edge.matcher import Decision, Enrolled, Gallery, Thresholds, confidence
+from edge.core.matcher import Decision, Enrolled, Gallery, Thresholds, confidence
 
 
 def _gallery(rng, persons=40, faces_each=3, dim=64, groups=("a", "b", "c")):
@@ -80,9 +80,9 @@ def test_confidence_is_monotone_and_puts_the_thresholds_at_40_and_70():
 def test_every_model_pack_has_calibrated_thresholds_and_can_be_configured(models_dir):
     import json
 
-    from edge.api.config import VisionSection
+    from edge.core.matcher import CALIBRATED_THRESHOLDS
     from edge.daemon.config import VisionSettings
-    from edge.matcher import CALIBRATED_THRESHOLDS
+    from edge.hub.config import VisionSection
     from edge.vision.packs import PACKS
 
     built = json.loads((models_dir / "models.json").read_text())["packs"]

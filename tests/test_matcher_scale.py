@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge.matcher import Enrolled, Gallery
+from edge.core.matcher import Enrolled, Gallery
 
 
 def brute_force(gallery: Gallery, embedding, group_ids, k):

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from edge.cloud import CloudApiError
+from edge.api.client import CloudApiError
 from edge.modelpack.fetch import sha256_file
 from edge.modelpack.share import PullError, pull
 from tests.broker_fixtures import (

@@ -11,9 +11,9 @@ import subprocess
 
 import pytest
 
-from edge.api import config as hub_config
+from edge.core.settings import ConfigError
 from edge.daemon import config as edge_config
-from edge.settings import ConfigError
+from edge.hub import config as hub_config
 from tests.broker_fixtures import EDGE_VERIFIER
 
 

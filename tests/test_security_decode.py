@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edge import errors
+from edge.core import errors
 from edge.vision import image as image_mod
 from tests.hub_fixtures import post
 
@@ -120,7 +120,7 @@ def test_a_burst_of_large_images_costs_at_most_the_slots_and_memory_returns(tmp_
     import subprocess
     import time
 
-    from edge.devstack import wait_healthy
+    from edge.dev.devstack import wait_healthy
     from tests.broker_fixtures import EDGE_VERIFIER
     from tests.conftest import MODELS, free_port
     from tests.hub_fixtures import APPID, SECRET_ID, HubServer

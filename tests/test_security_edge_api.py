@@ -9,8 +9,8 @@ import time
 
 import httpx
 
+from edge.core.signature import sign
 from edge.daemon.priority import CameraFirst
-from edge.signature import sign
 from tests.broker_fixtures import DaemonProc, write_edge_config
 from tests.conftest import free_port
 

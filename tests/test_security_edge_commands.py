@@ -10,8 +10,8 @@ import time
 import httpx
 import pytest
 
+from edge.core.signature import sign
 from edge.daemon.commands import signed_command
-from edge.signature import sign
 from tests.broker_fixtures import DaemonProc, broker_with_clients, write_edge_config
 from tests.conftest import free_port
 

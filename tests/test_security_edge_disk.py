@@ -58,7 +58,7 @@ class PipedDaemon(DaemonProc):
 
 def _seed_gallery(data, models_dir, faces_dir) -> None:
     """The cache as a sync would leave it: the photo each of PEOPLE will show, enrolled."""
-    from edge.cache import EdgeCache
+    from edge.daemon.cache import EdgeCache
     from edge.vision import Pipeline, load_image
 
     pipeline = Pipeline.load(models_dir)

@@ -8,10 +8,10 @@ import threading
 
 import numpy as np
 
-from edge.cache import EdgeCache
+from edge.core.matcher import Gallery, thresholds_for
+from edge.daemon.cache import EdgeCache
 from edge.daemon.decide import Decider
-from edge.matcher import Gallery, thresholds_for
-from edge.sync import Syncer
+from edge.daemon.sync import Syncer
 from tests.hub_fixtures import start_hub
 
 

@@ -9,7 +9,7 @@ import time
 
 from edge.daemon.commands import signed_command
 from edge.daemon.config import MqttSettings
-from edge.events import MqttPublisher, Outbox
+from edge.daemon.events import MqttPublisher, Outbox
 from tests.broker_fixtures import Broker, DaemonProc, Subscriber, sample_event, write_edge_config
 from tests.conftest import free_port
 

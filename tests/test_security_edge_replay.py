@@ -9,9 +9,9 @@ import time
 
 import httpx
 
-from edge import errors
+from edge.core import errors
+from edge.core.signature import sign
 from edge.daemon.commands import signed_command
-from edge.signature import sign
 from tests.broker_fixtures import DaemonProc, broker_with_clients, write_edge_config
 from tests.conftest import free_port
 

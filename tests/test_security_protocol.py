@@ -14,8 +14,8 @@ import socket
 
 import pytest
 
-from edge import errors
-from edge.signature import sign
+from edge.core import errors
+from edge.core.signature import sign
 from tests.hub_fixtures import post
 
 

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from edge import errors
-from edge.errors import ApiError
-from edge.signature import Credential, ReplayCache, Verifier, sign
-from edge.store import SqliteStore, VerifyRecord
+from edge.core import errors
+from edge.core.errors import ApiError
+from edge.core.signature import Credential, ReplayCache, Verifier, sign
+from edge.hub.store import SqliteStore, VerifyRecord
 from tests.broker_fixtures import EDGE_VERIFIER
 from tests.conftest import MODELS, free_port
 from tests.hub_fixtures import APPID, SECRET_ID, HubServer, hub_settings, post, serve_app, start_hub
@@ -32,7 +32,7 @@ def _photo(faces_dir: Path, name: str = "train_1.jpg", who: str = "Madonna") -> 
 
 # --- item 10: single-use signatures -------------------------------------------------------------
 def test_a_single_use_signature_cannot_be_replayed_after_a_hub_restart(tmp_path, models_dir):
-    from edge.api.server import build_app
+    from edge.hub.server import build_app
 
     key, other = secrets.token_hex(16), secrets.token_hex(16)
     once = sign(APPID, SECRET_ID, key, expiry=0, fileid="photo-1")
@@ -97,7 +97,7 @@ def test_concurrent_adds_of_the_same_photo_store_it_once(hub_server, faces_dir):
 
 # --- item 15: file modes ------------------------------------------------------------------------
 def test_stores_are_created_private_whatever_the_umask(tmp_path):
-    from edge.sqlitedb import open_durable
+    from edge.core.sqlitedb import open_durable
 
     old = os.umask(0o022)
     try:

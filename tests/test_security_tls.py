@@ -12,7 +12,7 @@ import urllib.request
 
 import pytest
 
-from edge.cloud import CloudClient, CloudUnavailable
+from edge.api.client import CloudClient, CloudUnavailable
 from tests.broker_fixtures import DaemonProc, write_edge_config
 from tests.conftest import free_port
 from tests.hub_fixtures import start_hub
@@ -66,9 +66,9 @@ def test_plain_http_to_the_tls_port_gets_no_face_api_answer(tls_hub):
 def test_a_tls_key_readable_by_others_is_refused_at_start(tmp_path, tls_files, role):
     import shutil
 
-    from edge.api import config as hub_config
+    from edge.core.settings import ConfigError
     from edge.daemon import config as edge_config
-    from edge.settings import ConfigError
+    from edge.hub import config as hub_config
 
     key = tmp_path / "open.key"
     shutil.copy(tls_files.key, key)

@@ -14,9 +14,9 @@ import time
 
 import pytest
 
-from edge import errors
-from edge.errors import ApiError
-from edge.urlfetch import FetchPolicy, fetch
+from edge.api.urlfetch import FetchPolicy, fetch
+from edge.core import errors
+from edge.core.errors import ApiError
 from tests.hub_fixtures import post, start_hub
 
 
@@ -166,7 +166,7 @@ def test_an_allow_listed_host_name_does_not_reach_another_port_of_it(slow_server
 
 
 def _sign_other(hub) -> str:
-    from edge.signature import sign
+    from edge.core.signature import sign
 
     return sign(hub.other_appid, hub.other_secret_id, hub.other_secret_key)
 

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge.errors import ApiError
-from edge.signature import Credential, ReplayCache, Verifier, parse, sign, sign_plain
+from edge.core.errors import ApiError
+from edge.core.signature import Credential, ReplayCache, Verifier, parse, sign, sign_plain
 
 KEY = "bLcPnl88WU30VY57ipRhSePfPdOfSruK"
 SID = "AKIDUfLUEUigQiXqm7CVSspKJnuaiIKtxqAv"

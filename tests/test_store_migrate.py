@@ -10,8 +10,8 @@ import sys
 
 import numpy as np
 
-from edge.store import FaceRecord, Limits, SqliteStore, VerifyRecord, open_store
-from edge.syncwire import encode
+from edge.core.syncwire import encode
+from edge.hub.store import FaceRecord, Limits, SqliteStore, VerifyRecord, open_store
 from tests.conftest import ROOT
 
 FP = "test-fp"

@@ -8,8 +8,8 @@ import threading
 import numpy as np
 import pytest
 
-from edge.errors import ApiError
-from edge.store import FaceRecord, Limits, open_store
+from edge.core.errors import ApiError
+from edge.hub.store import FaceRecord, Limits, open_store
 
 FP = "test-fp"
 
@@ -22,7 +22,7 @@ def face(face_id: str, person_id: str, seed: int = 0) -> FaceRecord:
 def test_schema_is_migrated_once_even_by_processes_starting_together(pg_url):
     import psycopg
 
-    from edge.store.postgres import PostgresStore, migrations
+    from edge.hub.store.postgres import PostgresStore, migrations
 
     stores, failures = [], []
 
@@ -50,7 +50,7 @@ def test_schema_is_migrated_once_even_by_processes_starting_together(pg_url):
 def test_a_database_migrated_by_newer_code_is_refused(pg_url):
     import psycopg
 
-    from edge.store.postgres import PostgresStore
+    from edge.hub.store.postgres import PostgresStore
 
     PostgresStore(pg_url).close()
     with psycopg.connect(pg_url, autocommit=True) as conn:
@@ -60,8 +60,8 @@ def test_a_database_migrated_by_newer_code_is_refused(pg_url):
 
 
 def test_open_store_picks_the_backend_from_the_url(pg_url, tmp_path):
-    from edge.store import SqliteStore
-    from edge.store.postgres import PostgresStore
+    from edge.hub.store import SqliteStore
+    from edge.hub.store.postgres import PostgresStore
 
     pg = open_store(pg_url)
     lite = open_store(f"sqlite:///{tmp_path / 'a.sqlite3'}")
@@ -93,7 +93,7 @@ def test_limits_and_rollback_on_postgresql(pg_url):
 
 
 def test_a_single_use_signature_is_claimed_once_across_processes_sharing_the_database(pg_url):
-    from edge.store.postgres import PostgresStore
+    from edge.hub.store.postgres import PostgresStore
 
     stores = [PostgresStore(pg_url, pool_size=4) for _ in range(2)]  # two processes' pools
     keys = [f"sig-{i}".encode() for i in range(30)]

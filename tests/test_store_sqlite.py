@@ -7,9 +7,9 @@ import sqlite3
 import numpy as np
 import pytest
 
-from edge.errors import ApiError
-from edge.store import FaceRecord, Limits, SqliteStore
-from edge.store.sqlite import SCHEMA_VERSION
+from edge.core.errors import ApiError
+from edge.hub.store import FaceRecord, Limits, SqliteStore
+from edge.hub.store.sqlite import SCHEMA_VERSION
 
 FP = "fingerprint-a"
 
@@ -144,7 +144,7 @@ def test_a_person_cannot_leave_its_last_group(store):
 
 
 def test_verify_decisions_are_recorded_under_their_session(store):
-    from edge.store import VerifyRecord
+    from edge.hub.store import VerifyRecord
 
     store.log_verify(VerifyRecord("s1", "app", "p1", 0.61, 75.0, True, 1.0))
     assert store.get_verify("s1") == VerifyRecord("s1", "app", "p1", 0.61, 75.0, True, 1.0)

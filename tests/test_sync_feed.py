@@ -8,7 +8,7 @@ import base64
 import numpy as np
 import pytest
 
-from edge.cloud import CloudApiError
+from edge.api.client import CloudApiError
 from tests.hub_fixtures import start_hub
 
 

@@ -5,7 +5,7 @@ count limits hold when the writers' transactions overlap.
 A slow writer takes its change numbers, then waits before committing. With a bare sequence the
 fast writers' later numbers would become visible first, the edge's cursor would pass the slow
 writer's numbers, and its changes would be lost for that edge. PostgresStore orders one appid's
-writers with an advisory lock, so numbers follow commit order (edge/store/postgres.py)."""
+writers with an advisory lock, so numbers follow commit order (edge/hub/store/postgres.py)."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ import time
 import numpy as np
 import pytest
 
-from edge.errors import ApiError
-from edge.store import FaceRecord, Limits
-from edge.store.postgres import PostgresStore
+from edge.core.errors import ApiError
+from edge.hub.store import FaceRecord, Limits
+from edge.hub.store.postgres import PostgresStore
 from tests.hub_fixtures import APPID, start_hub
 
 pytestmark = pytest.mark.timeout(300)
@@ -72,8 +72,8 @@ def adder(url: str, fingerprint: str, attempts: int, seed: int, results) -> None
 
 
 def test_an_edge_syncing_during_slow_and_fast_writers_never_skips_a_change(pg_url, tmp_path, models_dir):
-    from edge.cache import EdgeCache
-    from edge.sync import Syncer
+    from edge.daemon.cache import EdgeCache
+    from edge.daemon.sync import Syncer
 
     with start_hub(tmp_path, pg_url) as hub:
         fingerprint = hub.app.state.service.vision.primary.fingerprint

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge.tracker import Tracker
+from edge.daemon.tracker import Tracker
 
 
 def _unit(seed):

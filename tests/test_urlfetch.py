@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from edge.errors import ApiError
-from edge.urlfetch import FetchPolicy, fetch, is_public
+from edge.api.urlfetch import FetchPolicy, fetch, is_public
+from edge.core.errors import ApiError
 from tests.hub_fixtures import post, start_hub
 
 

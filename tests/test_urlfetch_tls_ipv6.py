@@ -17,8 +17,8 @@ import threading
 
 import pytest
 
-from edge.errors import ApiError
-from edge.urlfetch import FetchPolicy, fetch
+from edge.api.urlfetch import FetchPolicy, fetch
+from edge.core.errors import ApiError
 
 PHOTO = b"\xff\xd8\xff\xe0 not really a jpeg, only bytes to carry"
 

@@ -74,7 +74,7 @@ def test_compare_pairs_prints_one_line_per_pair_with_both_paths(models_dir, phot
 
 
 def test_compare_on_the_lite_pack_decides_with_the_lite_thresholds(models_dir, faces_dir):
-    from edge.matcher import CALIBRATED_THRESHOLDS
+    from edge.core.matcher import CALIBRATED_THRESHOLDS
 
     # The lite pack scores this same-person pair 0.284 (models build 9): uncertain under its own
     # calibrated thresholds (reject 0.2509), a reject under the default pack's (0.3074).

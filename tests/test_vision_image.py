@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.errors import ILLEGAL_IMAGE_FORMAT, IMAGE_DECODE_FAILED, IMAGE_EMPTY, ApiError
+from edge.core.errors import ILLEGAL_IMAGE_FORMAT, IMAGE_DECODE_FAILED, IMAGE_EMPTY, ApiError
 from edge.vision import decode_image, load_image
 
 

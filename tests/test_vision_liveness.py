@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.localenv import shared_faces_dir
+from edge.dev.localenv import shared_faces_dir
 from edge.vision.liveness import LivenessNet
 
 EXE = Path(sys.executable).with_name("edge-verifier")

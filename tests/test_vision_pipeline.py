@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.matcher import DEFAULT_THRESHOLDS, cosine
+from edge.core.matcher import DEFAULT_THRESHOLDS, cosine
 from edge.vision import Pipeline, load_image
 from edge.vision.packs import ModelPackError
 from edge.vision.quality import assess

@@ -4,8 +4,13 @@
     app = create_app(service, credentials, limits=ApiLimits(...), fetch_policy=FetchPolicy(...))
 
 `service` is a `FaceService` subclass (one method per operation, parsed arguments; the hub's is
-`edge.api.hub_service.HubService`, the edge's `edge.daemon.service.EdgeService`). Names are
+`edge.hub.service.HubService`, the edge's `edge.daemon.service.EdgeService`). Names are
 imported lazily so that CLI start-up does not pay for Starlette.
+
+Also here, because both roles need them: url inputs fetched server-side (urlfetch) and the
+signed client of the face API (client: the edge's cloud fallback, sync and pack pull, the tools'
+enrolment). The package imports edge.core only; edge.hub and edge.daemon build on it
+(pyproject.toml's import contracts check it).
 """
 
 from __future__ import annotations

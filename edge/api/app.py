@@ -33,14 +33,14 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from edge import errors
 from edge.api.body import parse_body, read_capped
 from edge.api.ops import AREA, OPS, SMALL_BODY, ApiLimits, Ctx, current_appid, text
 from edge.api.ratelimit import RateLimiter
 from edge.api.service import ApiErrorWithData, FaceService
-from edge.errors import ApiError
-from edge.signature import Credential, Verifier
-from edge.urlfetch import FetchPolicy
+from edge.api.urlfetch import FetchPolicy
+from edge.core import errors
+from edge.core.errors import ApiError
+from edge.core.signature import Credential, Verifier
 
 log = logging.getLogger("edge.api")
 APPID_OPTIONAL = frozenset({"compare"})  # the one endpoint the vendor API calls without an appid

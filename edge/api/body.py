@@ -21,8 +21,8 @@ from typing import AsyncIterator
 
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from edge import errors
-from edge.errors import ApiError
+from edge.core import errors
+from edge.core.errors import ApiError
 
 IMAGE_FIELDS = frozenset({"image", "images", "imageA", "imageB"})
 DECIMAL_FIELDS = frozenset({"timeout_s"})  # a claim's wait may be fractional; elsewhere 21

@@ -16,11 +16,11 @@ from typing import Awaitable, Callable
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from edge import errors
 from edge.api.body import Params
 from edge.api.service import FaceService
-from edge.errors import MAX_BODY_BYTES, ApiError
-from edge.urlfetch import FetchGate, FetchPolicy
+from edge.api.urlfetch import FetchGate, FetchPolicy
+from edge.core import errors
+from edge.core.errors import MAX_BODY_BYTES, ApiError
 
 # The appid of the request being served (set by the app before the handler runs): url
 # downloads are bounded per appid.

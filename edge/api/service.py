@@ -1,6 +1,6 @@
 """What the HTTP layer calls: one method per face API operation, arguments already parsed.
 
-The hub implements every method (`edge.api.hub_service.HubService`); the edge daemon serves
+The hub implements every method (`edge.hub.service.HubService`); the edge daemon serves
 only verify / identify / compare from its local cache. A method a role does not implement
 answers code 24 ("endpoint being retired": not served by this role), so SDK clients get a
 documented code instead of an HTTP error.
@@ -16,9 +16,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from edge import errors
-from edge.errors import ApiError
-from edge.matcher import Thresholds, confidence, cosine
+from edge.core import errors
+from edge.core.errors import ApiError
+from edge.core.matcher import Thresholds, confidence, cosine
 
 
 def _not_served(op: str) -> ApiError:

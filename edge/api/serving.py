@@ -38,7 +38,7 @@ import uvicorn
 from pydantic import BaseModel, Field, model_validator
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from edge.settings import ConfigError, require_private
+from edge.core.settings import ConfigError, require_private
 
 log = logging.getLogger("edge.api.serving")
 

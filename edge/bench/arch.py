@@ -128,7 +128,7 @@ def _decision(score: np.ndarray, accept: float, reject: float) -> np.ndarray:
 
 def compare(native: dict, other: dict, pack: str, pairs: list[tuple[int, int, bool]]) -> dict:
     """How `other` (an emulated edge) differs from `native` (the hub) on one pack."""
-    from edge.matcher import CALIBRATED_THRESHOLDS
+    from edge.core.matcher import CALIBRATED_THRESHOLDS
 
     t = CALIBRATED_THRESHOLDS[pack]
     a, b = native[f"{pack}/embedding"], other[f"{pack}/embedding"]
@@ -168,7 +168,7 @@ def near_thresholds(models_dir: Path, data: Path, pack: str, drift: float) -> di
     `drift` of the pack's accept or reject threshold: the decisions a drift that large could
     move, a bound on the flip rate far tighter than a few dozen decisions give."""
     from edge.bench.lfw import lfw_embeddings, read_pairs
-    from edge.matcher import CALIBRATED_THRESHOLDS
+    from edge.core.matcher import CALIBRATED_THRESHOLDS
     from edge.vision import Pipeline
 
     t = CALIBRATED_THRESHOLDS[pack]

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.localenv import free_port, shared_faces_dir
+from edge.dev.localenv import free_port, shared_faces_dir
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -62,7 +62,7 @@ def _photos(faces: Path, work: Path) -> list[Path]:
 
 def _seed_cache(pipeline, photos: list[Path], data: Path) -> None:
     """A gallery as a sync would leave it: every photo enrolled as its own person."""
-    from edge.cache import EdgeCache
+    from edge.daemon.cache import EdgeCache
     from edge.vision import load_image
 
     cache = EdgeCache(data / "cache.db")
@@ -83,7 +83,7 @@ def _seed_cache(pipeline, photos: list[Path], data: Path) -> None:
 
 def _daemon_run(work: Path, name: str, frames: Path, broker, *, rate: float, threads: int | None,
                 seconds: float, models_dir: Path | None, pin_one_core: bool) -> dict:
-    from edge.devstack import DaemonProc, EventFeed, edge_config, health, write_toml
+    from edge.dev.devstack import DaemonProc, EventFeed, edge_config, health, write_toml
 
     data = work / name
     shutil.copytree(work / "seed", data)
@@ -134,8 +134,8 @@ def _replay(work: Path, mport: int, n: int) -> dict:
     """Drain `n` pre-filled events (an outage's backlog) and, once a tenth has gone, decide one
     live event: how fast the backlog drains and how long the live one waits behind it."""
     from edge.daemon.config import MqttSettings
-    from edge.devstack import EventFeed
-    from edge.events import MqttPublisher, Outbox, new_event
+    from edge.daemon.events import MqttPublisher, Outbox, new_event
+    from edge.dev.devstack import EventFeed
 
     box = Outbox(work / "replay" / "outbox.db", max_rows=max(n + 1, 100))
     payload = {"mode": "identify", "decision": "accept", "person_id": "p", "score": 0.7}
@@ -174,7 +174,7 @@ def _replay(work: Path, mport: int, n: int) -> dict:
 
 
 def run(args) -> int:
-    from edge.devstack import MOSQUITTO, Broker
+    from edge.dev.devstack import MOSQUITTO, Broker
     from edge.vision import Pipeline
 
     if not Path(MOSQUITTO).exists():

@@ -8,10 +8,10 @@ enrolled. With `--frames T` an approach is a track of up to T photos of one iden
 frame by frame to the daemon's rule (edge.daemon.evidence).
 
 Each approach runs the daemon's own decision code in-process: the matcher's Gallery with the
-pack's thresholds and the derived identify threshold (edge.false_admit), the Decider with its
+pack's thresholds and the derived identify threshold (edge.core.false_admit), the Decider with its
 margin rule and fallback policy, and, when the fallback asks the hub, the hub's verify
-decision (a person's faces scored by edge.matcher against the hub's embedding of the same
-photos, decided at the pack's verify threshold, as edge.api.hub_service does).
+decision (a person's faces scored by edge.core.matcher against the hub's embedding of the same
+photos, decided at the pack's verify threshold, as edge.hub.service does).
 
 Reported per pack, per N and K, at the shipped settings: FPIR (non-mated approaches admitted
 as anyone), FNIR (mated approaches not admitted as themselves), misidentifications (mated
@@ -115,7 +115,7 @@ class InProcessHub:
     named by the rows of its frames): best face of the person, the pack's verify threshold."""
 
     def __init__(self, enrolled_faces: dict[str, list], hub_emb: np.ndarray, thresholds):
-        from edge.matcher import Enrolled, Gallery
+        from edge.core.matcher import Enrolled, Gallery
 
         self.emb = hub_emb
         self.thresholds = thresholds
@@ -124,7 +124,7 @@ class InProcessHub:
         self.asked = 0
 
     def verify(self, person_id: str, image: bytes) -> dict:
-        from edge.matcher import Decision, confidence
+        from edge.core.matcher import Decision, confidence
 
         self.asked += 1
         rows = [int(r) for r in image.decode().split(",")]
@@ -137,9 +137,9 @@ class InProcessHub:
 def run_door(emb: np.ndarray, enrolled: dict[str, np.ndarray], mated, non_mated, thresholds,
              fallback: str, rule: str, hub_emb: np.ndarray | None, progress: _Progress | None = None) -> dict:
     """Decide every approach of one door with the daemon's code; counts and rank-1 scores."""
+    from edge.core.matcher import Enrolled, Gallery
     from edge.daemon.decide import Decider
     from edge.daemon.evidence import decide_approach
-    from edge.matcher import Enrolled, Gallery
 
     gallery = Gallery([Enrolled(p, f"{p}#{i}", emb[r], ("door",)) for p, rows in enrolled.items()
                        for i, r in enumerate(rows)], thresholds, version="bench")
@@ -204,8 +204,8 @@ def det_curve(nm: np.ndarray, mated: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 def run(args) -> int:
     from edge.bench.lfw import default_data_dir, lfw_embeddings
-    from edge.false_admit import DEFAULT_FALSE_ADMIT_RATE
-    from edge.matcher import thresholds_for
+    from edge.core.false_admit import DEFAULT_FALSE_ADMIT_RATE
+    from edge.core.matcher import thresholds_for
     from edge.vision.pipeline import Pipeline
 
     data = args.data or default_data_dir()
@@ -230,7 +230,7 @@ def run(args) -> int:
     by_person = photos_by_person(names)
     result: dict = {"data": "LFW", "photos": len(names), "identities": len(by_person), "galleries": args.galleries,
                     "false_admit_rate": rate, "rule": args.rule, "seed": args.seed,
-                    "decision_code": "in-process: edge.matcher, edge.daemon.decide, edge.daemon.evidence, "
+                    "decision_code": "in-process: edge.core.matcher, edge.daemon.decide, edge.daemon.evidence, "
                                     "the hub's verify decision", "results": []}
     configs = []
     for frames in frames_list:

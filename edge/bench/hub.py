@@ -18,7 +18,7 @@ import threading
 import time
 from pathlib import Path
 
-from edge.localenv import free_port, shared_faces_dir
+from edge.dev.localenv import free_port, shared_faces_dir
 
 PEOPLE = ("Ben_Afflek", "Elton_John", "Madonna")
 
@@ -57,10 +57,10 @@ def _percentile(sorted_values: list[float], q: float) -> float:
 def run(args) -> int:
     import uvicorn
 
-    from edge.api.config import HubSettings
-    from edge.api.face_crops import add_key
-    from edge.api.server import build_app
-    from edge.cloud import CloudClient, CloudError
+    from edge.api.client import CloudClient, CloudError
+    from edge.hub.config import HubSettings
+    from edge.hub.face_crops import add_key
+    from edge.hub.server import build_app
 
     root = _faces_root(args.faces)
     if args.processes or args.store:

@@ -11,7 +11,7 @@ In one run, each hub a real `edge-verifier hub --workers N` process tree on loop
   enrolling 100,000 photos through the API would take hours on this machine;
 - the enrolment rate (newperson + addface with LFW photos through the API) on PostgreSQL with
   the largest process count, with progress.
-PostgreSQL is a throwaway cluster (edge.pgcluster: initdb + pg_ctl) unless --pg-url is given.
+PostgreSQL is a throwaway cluster (edge.dev.pgcluster: initdb + pg_ctl) unless --pg-url is given.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.localenv import free_port
+from edge.dev.localenv import free_port
 
 APPID, SECRET_ID = "1", "AKIDbench"
 PEOPLE = ("Ben_Afflek", "Elton_John", "Madonna")
@@ -77,8 +77,8 @@ def _rss_mb(pid: int) -> float:
 def hub_process(tmp: Path, key: str, *, store_url: str, workers: int, models_dir: str, precision: str,
                 threads: int) -> Iterator[tuple[str, subprocess.Popen]]:
     """`edge-verifier hub --workers N` on a free port until the block exits; yields (url, process)."""
-    from edge.api.face_crops import add_key
-    from edge.devstack import wait_healthy
+    from edge.dev.devstack import wait_healthy
+    from edge.hub.face_crops import add_key
 
     port = free_port()
     cfg = tmp / f"hub-{port}.toml"
@@ -113,7 +113,7 @@ def hub_process(tmp: Path, key: str, *, store_url: str, workers: int, models_dir
 
 def load(url: str, key: str, request: Callable, concurrency: int, seconds: float) -> dict:
     """`concurrency` clients calling `request(client, i)` for `seconds`: rps and p50/p99 in ms."""
-    from edge.cloud import CloudClient, CloudError
+    from edge.api.client import CloudClient, CloudError
 
     latencies: list[float] = []
     errors = 0
@@ -197,8 +197,8 @@ def fill_gallery(store_url: str, fingerprint: str, dim: int, persons: int, per_p
 
 def matching_ms(store_url: str, fingerprint: str, probes: int = 300) -> dict:
     """Gallery.identify alone over the appid's faces (as the hub builds it): p50/p99 in ms."""
-    from edge.matcher import Gallery
-    from edge.store.postgres import PostgresStore
+    from edge.core.matcher import Gallery
+    from edge.hub.store.postgres import PostgresStore
 
     store = PostgresStore(store_url)
     rows = store.embeddings(APPID, fingerprint)
@@ -231,7 +231,7 @@ def lfw_people(faces: Path, count: int) -> list[tuple[str, list[Path]]]:
 
 def enrolment_rate(url: str, key: str, faces: Path, count: int, concurrency: int) -> dict:
     """newperson + addface for `count` LFW people through the API; persons and faces per second."""
-    from edge.cloud import CloudClient, CloudError
+    from edge.api.client import CloudClient, CloudError
 
     people = lfw_people(faces, count)
     done = failed = 0
@@ -259,7 +259,7 @@ def enrolment_rate(url: str, key: str, faces: Path, count: int, concurrency: int
 
 
 def run_scale(args, root: Path) -> int:
-    from edge.pgcluster import ClusterUnavailable, throwaway_cluster
+    from edge.dev.pgcluster import ClusterUnavailable, throwaway_cluster
 
     processes = [int(p) for p in args.processes.split(",")]
     stores = args.store.split(",")
@@ -327,7 +327,7 @@ def _gallery_run(args, tmp: Path, key: str, pg: str, hub: dict, root: Path) -> d
 
 
 def _enrol(base: str, key: str, root: Path):
-    from edge.cloud import CloudClient
+    from edge.api.client import CloudClient
 
     with CloudClient(base, APPID, SECRET_ID, key, timeout=60) as admin:
         return enrol_people(admin, root)
@@ -339,7 +339,7 @@ def _fingerprint(base: str, key: str) -> tuple[str, int]:
 
     import httpx
 
-    from edge.cloud import CloudClient
+    from edge.api.client import CloudClient
 
     fingerprint = httpx.get(f"{base}/health", timeout=10).json()["fingerprint"]
     with CloudClient(base, APPID, SECRET_ID, key, timeout=60) as client:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.localenv import shared_faces_dir
+from edge.dev.localenv import shared_faces_dir
 from edge.vision.packs import PACKS
 
 # The centre box for the fallback and to choose the labelled face: LFW crops are 250x250
@@ -254,7 +254,7 @@ TAIL_FARS = (1e-3, 3e-4, 1e-4, 3e-5, 1e-5, 3e-6, 1e-6, 3e-7, 1e-7)
 
 def impostor_tail(impostor: np.ndarray, fars=TAIL_FARS) -> list[list[float]]:
     """[per-pair FAR, cosine] at which that share of impostor pairs scores at or above the
-    cosine (rounded up to 4 decimals): the table edge.false_admit derives identify's accept
+    cosine (rounded up to 4 decimals): the table edge.core.false_admit derives identify's accept
     threshold from. With ~30 million pairs the 1e-7 point rests on its 3 highest scores."""
     out = []
     for far in fars:

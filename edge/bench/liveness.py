@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.localenv import shared_faces_dir
+from edge.dev.localenv import shared_faces_dir
 
 TYPES = ("print", "replay")
 TARGETS = (0.01, 0.05, 0.10)

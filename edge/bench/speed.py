@@ -44,7 +44,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from edge.localenv import shared_faces_dir
+    from edge.dev.localenv import shared_faces_dir
 
     photo = Path(args.image) if args.image else shared_faces_dir() / DEFAULT_PHOTO
     if not photo.is_file():

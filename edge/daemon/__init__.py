@@ -1,2 +1,5 @@
-"""The edge daemon: settings (config), decision policy (decide), local API service (service),
-metrics, systemd notify, and the wiring with its main loop (main)."""
+"""The edge daemon: settings (config), camera, tracker, decision policy (decide), sync with the
+hub and its local cache, the MQTT outbox (events), the local API service, metrics, systemd notify,
+the model pack pull (pull_pack), and the wiring with its main loop (main). It may import
+edge.core, edge.api, edge.vision and edge.modelpack; never edge.hub (it reaches the hub over HTTP
+only), edge.dev or edge.bench (pyproject.toml's import contracts check it)."""

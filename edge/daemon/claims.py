@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from edge.domain import Claim, Decision, Mode, Source
+from edge.core.domain import Claim, Decision, Mode, Source
 
 log = logging.getLogger("edge.daemon")
 

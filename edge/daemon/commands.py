@@ -7,7 +7,7 @@ API's credentials, whose `f` names the command (`verify:<person_id>`, `sync`) an
 at most `MAX_AGE_S` old; each signature is accepted once. `"trusted"` accepts unsigned commands
 (a broker whose ACLs let only the badge reader publish there); `"off"` ignores them all.
 In every mode a claim's person_id follows the API's id rules and valid commands are rate
-limited. Retained and oversized messages are dropped before this (edge.events).
+limited. Retained and oversized messages are dropped before this (edge.daemon.events).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import time
 
 from edge.api.ops import check_ident
 from edge.api.ratelimit import RateLimiter
-from edge.errors import ApiError
-from edge.signature import ReplayCache, Verifier
+from edge.core.errors import ApiError
+from edge.core.signature import ReplayCache, Verifier
 
 log = logging.getLogger("edge.daemon")
 
@@ -41,7 +41,7 @@ class CommandGate:
     def from_settings(cls, s, claims, syncer) -> "CommandGate":
         """`s` is EdgeSettings; commands are checked against the local API's credentials."""
         from edge.daemon.local_api import credentials
-        from edge.signature_log import replay_cache
+        from edge.daemon.signature_log import replay_cache
 
         return cls(s.mqtt.commands, credentials(s), rate_per_s=s.mqtt.commands_per_s,
                    burst=s.mqtt.commands_burst, claims=claims, syncer=syncer,
@@ -111,7 +111,7 @@ def _text(value: object) -> str | None:
 def signed_command(name: str, appid: str, secret_id: str, secret_key: str, *,
                    person_id: str = "", **fields) -> dict:
     """The payload of a signed command, as a badge reader would publish it on cmd/<name>."""
-    from edge.signature import sign
+    from edge.core.signature import sign
 
     bound = "sync" if name == "sync" else f"verify:{person_id}"
     auth = sign(appid, secret_id, secret_key, expiry=0, fileid=bound)

@@ -2,7 +2,7 @@
 
 Each field's default and description are the documentation: `example_toml()` renders them as
 the commented example that `edge-verifier config example edge` prints, and a wrong value fails
-at start-up with the key's path (edge/settings.py).
+at start-up with the key's path (edge/core/settings.py).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from edge.api.serving import ListenerSettings
-from edge.settings import DecidingRole, ThresholdOverrides, load_settings, render_example
+from edge.core.settings import DecidingRole, ThresholdOverrides, load_settings, render_example
 from edge.vision.packs import Pack
 
 

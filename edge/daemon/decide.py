@@ -3,7 +3,7 @@
 Local score from the matcher -> accept | reject | uncertain. Uncertain goes to the hub's
 /face/verify (through the cloud client: timeout, retries, breaker); when the hub cannot answer,
 the configured offline policy decides and the result says `source: offline-policy`. Scoring
-itself lives in edge.matcher; this module only applies the policy and records what happened.
+itself lives in edge.core.matcher; this module only applies the policy and records what happened.
 
 The two steps can be taken apart: without an image, `verify`/`identify` stop at the local
 outcome (an uncertain one stays `uncertain`, source `local`), and `settle` finishes it later.
@@ -19,8 +19,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from edge.domain import CloudAnswer, Decision, Mode, Source
-from edge.matcher import Gallery, confidence
+from edge.core.domain import CloudAnswer, Decision, Mode, Source
+from edge.core.matcher import Gallery, confidence
 
 
 @dataclass
@@ -99,7 +99,7 @@ class Decider:
         return self._uncertain(out, image_for_cloud)
 
     def _uncertain(self, out: Outcome, image_for_cloud: ImageForCloud) -> Outcome:
-        from edge.cloud import CloudApiError, CloudError
+        from edge.api.client import CloudApiError, CloudError
 
         person_id = out.person_id  # the claimed person (verify) or the best candidate (identify)
         negative = Decision.UNKNOWN if out.mode is Mode.IDENTIFY or out.unknown_person else Decision.REJECT

@@ -31,7 +31,7 @@ def daemon_state(d) -> dict:
             "decisions": d.decisions, "pending": len(d.window),
             "pack": d.s.vision.precision, "fingerprint": d.pipeline.fingerprint,
             "thresholds": {"accept": d.thresholds.accept, "reject": d.thresholds.reject,
-                           # identify's accept for the gallery in use (edge.false_admit)
+                           # identify's accept for the gallery in use (edge.core.false_admit)
                            "identify": gallery.identify_threshold(d.s.identify.groups or None),
                            "false_admit_rate": d.thresholds.false_admit_rate},
             "liveness": d.liveness.health()}

@@ -18,8 +18,8 @@ import statistics
 from collections import deque
 from dataclasses import dataclass
 
+from edge.core.domain import Decision, Source
 from edge.daemon import metrics
-from edge.domain import Decision, Source
 
 PRESENTATION_ATTACK = "presentation_attack"
 MODES = ("require", "flag", "off")

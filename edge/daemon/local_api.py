@@ -13,7 +13,7 @@ log = logging.getLogger("edge.daemon")
 
 def credentials(s) -> list:
     """[api] credentials, else the hub's own: a door terminal signs as it would for the hub."""
-    from edge.signature import Credential
+    from edge.core.signature import Credential
 
     creds = [c.model_dump() for c in s.api.credentials] or (
         [{"appid": s.hub.appid, "secret_id": s.hub.secret_id, "secret_key": s.hub.secret_key}]
@@ -25,8 +25,8 @@ class LocalApi:
     def __init__(self, s, service):
         from edge.api.app import create_app
         from edge.api.ops import ApiLimits
-        from edge.signature import Verifier
-        from edge.signature_log import replay_cache
+        from edge.core.signature import Verifier
+        from edge.daemon.signature_log import replay_cache
 
         self.s = s
         creds = credentials(s)

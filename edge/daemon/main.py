@@ -38,8 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from edge.core.settings import ConfigError
     from edge.daemon.config import load
-    from edge.settings import ConfigError
 
     try:
         settings = load(args.config)
@@ -79,19 +79,19 @@ class Daemon:
 
     # -- start -----------------------------------------------------------------------------
     def start(self) -> None:
-        from edge.cache import EdgeCache
-        from edge.camera import from_settings
-        from edge.cloud import CloudClient
+        from edge.api.client import CloudClient
+        from edge.core.matcher import Gallery
+        from edge.daemon.cache import EdgeCache
+        from edge.daemon.camera import from_settings
         from edge.daemon.commands import CommandGate
         from edge.daemon.decide import Decider
+        from edge.daemon.events import MqttPublisher, NullPublisher, Outbox
         from edge.daemon.liveness import LivenessPolicy
         from edge.daemon.scoring import FrameScorer
         from edge.daemon.settle import SettleWindow
-        from edge.events import MqttPublisher, NullPublisher, Outbox
-        from edge.matcher import Gallery
+        from edge.daemon.sync import Syncer
+        from edge.daemon.tracker import Tracker
         from edge.modelpack.share import pull_or_keep
-        from edge.sync import Syncer
-        from edge.tracker import Tracker
         from edge.vision import Pipeline
 
         s = self.s
@@ -203,7 +203,7 @@ class Daemon:
                       cache_version=c.gallery.version)
 
     def _publish(self, out, *, cache_version: str | None = None, **fields) -> None:
-        from edge.decision_event import decision_event
+        from edge.daemon.decision_event import decision_event
 
         s = self.s
         event = decision_event(

@@ -12,8 +12,8 @@ import threading
 import time
 from contextlib import contextmanager
 
-from edge import errors
-from edge.errors import ApiError
+from edge.core import errors
+from edge.core.errors import ApiError
 
 MAX_WAIT_S = 5.0  # a camera that never pauses must not starve the API for ever
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 import time
 from typing import Callable
 
+from edge.core.domain import Latency
 from edge.daemon import metrics
 from edge.daemon.evidence import TrackEvidence
 from edge.daemon.settle import Candidate
-from edge.domain import Latency
 
 
 class FrameScorer:

@@ -12,11 +12,11 @@ from __future__ import annotations
 import uuid
 from typing import Callable, Sequence
 
-from edge import errors
 from edge.api.service import FaceService, compare_images
-from edge.domain import Decision, Source
-from edge.errors import ApiError
-from edge.matcher import Gallery, confidence
+from edge.core import errors
+from edge.core.domain import Decision, Source
+from edge.core.errors import ApiError
+from edge.core.matcher import Gallery, confidence
 
 
 class EdgeService(FaceService):

@@ -12,15 +12,15 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
+from edge.core.domain import Claim, Decision, Latency
 from edge.daemon.evidence import rank, replaces
-from edge.domain import Claim, Decision, Latency
 from edge.vision import crop_jpeg
 
 
 @dataclass
 class Candidate:
     """A track's best frame so far, with what its decision and its event need."""
-    track: Any  # edge.tracker.Track
+    track: Any  # edge.daemon.tracker.Track
     out: Any  # edge.daemon.decide.Outcome, local only
     face: Any
     frame: Any

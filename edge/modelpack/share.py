@@ -155,7 +155,7 @@ def pull(client, models_dir: Path, pack_name: str, log: Callable[[str], None] = 
 
 def pull_from_hub(hub, models_dir: Path, pack_name: str, log: Callable[[str], None] = _log) -> dict:
     """`pull` with a client made from the edge's [hub] settings (longer timeout, more retries)."""
-    from edge.cloud import CloudClient
+    from edge.api.client import CloudClient
 
     if not hub.url:
         raise PullError("[hub] url is not set: there is no hub to pull the models from")
@@ -168,7 +168,7 @@ def pull_or_keep(hub, models_dir: Path | None, pack_name: str, log: Callable[[st
     """What `edge-verifier run` does at start: the hub's pack when the folder (None: the default
     one) is empty or holds another (one pack per site); with the hub unreachable, the local
     models if there are any."""
-    from edge.cloud import CloudError
+    from edge.api.client import CloudError
     from edge.vision.packs import ModelPackError
     from edge.vision.pipeline import default_models_dir
 

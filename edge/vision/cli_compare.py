@@ -2,7 +2,7 @@
 
 Each image contributes its largest face. Output: {"similarity", "confidence", "decision"}
 (cosine similarity, the API's 0-100 confidence, accept/uncertain/reject under the shipped
-thresholds of edge.matcher); with --pairs one line per pair with "a" and "b", each distinct
+thresholds of edge.core.matcher); with --pairs one line per pair with "a" and "b", each distinct
 image embedded once. An image without a usable face gives {"error": {"code", "message"}}
 (plus "a"/"b", and "image": which one failed).
 """
@@ -35,7 +35,7 @@ class _Embeddings:
 
     def get(self, path: str):
         if path not in self.cache:
-            from edge.errors import NO_FACE, ApiError
+            from edge.core.errors import NO_FACE, ApiError
             from edge.vision.image import load_image
 
             try:
@@ -49,8 +49,8 @@ class _Embeddings:
 
 
 def compare(emb: _Embeddings, a: str, b: str, thresholds) -> dict:
-    from edge.errors import ApiError
-    from edge.matcher import confidence, cosine
+    from edge.core.errors import ApiError
+    from edge.core.matcher import confidence, cosine
 
     ea, eb = emb.get(a), emb.get(b)
     for which, e in (("a", ea), ("b", eb)):
@@ -79,7 +79,7 @@ def run(args) -> int:
     except ModelPackError as exc:
         print(f"edge-verifier compare: error: {exc}", file=sys.stderr)
         return 2
-    from edge.matcher import thresholds_for
+    from edge.core.matcher import thresholds_for
 
     emb, thresholds = _Embeddings(pipe), thresholds_for(args.precision)
     if args.pairs is None:

@@ -39,7 +39,7 @@ def iter_paths(paths: list[str]) -> Iterator[str]:
 
 
 def embed_path(pipe, path: str, max_faces: int | None = None) -> dict:
-    from edge.errors import NO_FACE, ApiError
+    from edge.core.errors import NO_FACE, ApiError
     from edge.vision.image import load_image
 
     try:

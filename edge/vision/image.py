@@ -25,7 +25,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge.errors import (
+from edge.core.errors import (
     ILLEGAL_IMAGE_FORMAT,
     IMAGE_DECODE_FAILED,
     IMAGE_EMPTY,

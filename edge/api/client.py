@@ -1,0 +1,275 @@
+"""Client of the face API (hub or vendor): signs, retries, breaks the circuit, types errors.
+
+Used by the tests and by the edge daemon's cloud fallback and sync. Every request carries a
+fresh multi-use signature (e = now + 1 h, random r). Bodies are JSON unless images are sent,
+then multipart with indexed parts (`images[0]`, `group_ids[0]`, ...), like the vendor SDKs.
+
+Retries (bounded, exponential backoff) happen only for `CloudUnavailable`: an API answer with
+a code is final. Note a retried mutation whose first attempt did reach the hub may answer
+e.g. -1302 (person exists) on the retry. After `breaker_failures` consecutive unavailable
+results the circuit opens: calls fail fast with CloudUnavailable until `breaker_reset_s` has
+passed, then one probe goes through (half open); its success closes the circuit.
+"""
+
+from __future__ import annotations
+
+import ssl
+import threading
+import time
+from typing import Any
+
+import httpx
+
+from edge.core import errors
+from edge.core.signature import sign
+
+# Codes that mean the service itself is in trouble, not the request: retried, counted by the
+# circuit breaker and reported as unavailability, like an HTTP 5xx.
+SERVER_TROUBLE_CODES = frozenset({errors.AUTH_UNAVAILABLE, 108, errors.INTERNAL_ERROR})
+
+
+class CloudError(Exception):
+    """Base of the client's errors."""
+
+
+class CloudUnavailable(CloudError):
+    """No usable answer: connect error, timeout, HTTP 5xx, non-JSON body, or circuit open."""
+
+
+class CloudRateLimited(CloudUnavailable):
+    """Code 15: the hub is up but will not answer us now. Not retried at once (that is what it
+    refuses), not counted by the breaker; for a decision it is unavailability like any other."""
+
+
+class CloudApiError(CloudError):
+    """The API answered with code != 0."""
+
+    def __init__(self, code: int, message: str, data: dict | None = None):
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.data = data or {}
+
+
+class FingerprintMismatch(CloudApiError):
+    """The hub stores no embeddings of the fingerprint asked for (its data lists those it does)."""
+
+
+class CloudClient:
+    def __init__(self, url: str, appid: str, secret_id: str, secret_key: str, *,
+                 timeout: float = 3.0, retries: int = 2,
+                 breaker_failures: int = 5, breaker_reset_s: float = 30.0, ca_file: str = "",
+                 keepalive: bool = True):
+        self.url = url.rstrip("/")
+        self.appid = appid
+        self.secret_id = secret_id
+        self.secret_key = secret_key
+        self.retries = max(0, retries)
+        self.breaker_failures = max(1, breaker_failures)
+        self.breaker_reset_s = breaker_reset_s
+        # https is always verified: against `ca_file` (a private CA) when given, else the system CAs
+        verify = ssl.create_default_context(cafile=ca_file) if ca_file else True
+        # keepalive=False: a connection per request, so a hub's worker processes share the load
+        # (bench hub --processes); a kept connection stays with the process that accepted it.
+        limits = httpx.Limits() if keepalive else httpx.Limits(max_keepalive_connections=0)
+        self._http = httpx.Client(timeout=httpx.Timeout(timeout), trust_env=False, verify=verify, limits=limits)
+        self._lock = threading.Lock()
+        self._failures = 0
+        self._opened_at: float | None = None
+        self._probe_in_flight = False
+
+    @classmethod
+    def from_settings(cls, hub) -> CloudClient:
+        """From the daemon's [hub] section."""
+        return cls(hub.url, hub.appid, hub.secret_id, hub.secret_key, timeout=hub.timeout,
+                   retries=hub.retries, breaker_failures=hub.breaker_failures,
+                   breaker_reset_s=hub.breaker_reset_s, ca_file=hub.ca_file)
+
+    # --- circuit breaker ---------------------------------------------------------------------
+    @property
+    def breaker_state(self) -> str:
+        with self._lock:
+            if self._opened_at is None:
+                return "closed"
+            if time.monotonic() - self._opened_at >= self.breaker_reset_s:
+                return "half_open"
+            return "open"
+
+    def _admit(self) -> None:
+        with self._lock:
+            if self._opened_at is None:
+                return
+            if time.monotonic() - self._opened_at < self.breaker_reset_s or self._probe_in_flight:
+                raise CloudUnavailable("circuit open: the cloud failed repeatedly")
+            self._probe_in_flight = True
+
+    def _record(self, ok: bool) -> None:
+        with self._lock:
+            self._probe_in_flight = False
+            if ok:
+                self._failures = 0
+                self._opened_at = None
+                return
+            self._failures += 1
+            if self._opened_at is not None or self._failures >= self.breaker_failures:
+                self._opened_at = time.monotonic()
+
+    # --- transport -------------------------------------------------------------------------
+    def _post(self, op: str, fields: dict, files: dict[str, bytes] | None) -> dict:
+        headers = {"Authorization": sign(self.appid, self.secret_id, self.secret_key)}
+        url = f"{self.url}/face/{op}"
+        body = {"appid": self.appid, **fields}
+        try:
+            if files:
+                data: list[tuple[str, str]] = []
+                for key, value in body.items():
+                    if isinstance(value, (list, tuple)):
+                        data += [(f"{key}[{i}]", str(v)) for i, v in enumerate(value)]
+                    elif value is not None:
+                        data.append((key, str(value)))
+                parts = [(name, (name.replace("[", "_").replace("]", "") + ".jpg", blob, "application/octet-stream"))
+                         for name, blob in files.items()]
+                parts += [(k, (None, v)) for k, v in data]
+                resp = self._http.post(url, files=parts, headers=headers)
+            else:
+                resp = self._http.post(url, json=body, headers=headers)
+        except httpx.TimeoutException as exc:
+            raise CloudUnavailable(f"/face/{op}: timeout ({type(exc).__name__})") from None
+        except httpx.HTTPError as exc:
+            raise CloudUnavailable(f"/face/{op}: {type(exc).__name__}: {exc}") from None
+        try:
+            payload = resp.json()
+        except ValueError:
+            payload = None
+        if not isinstance(payload, dict) or "code" not in payload:
+            raise CloudUnavailable(f"/face/{op}: HTTP {resp.status_code} without a JSON envelope")
+        if resp.status_code >= 500 or payload.get("code") in SERVER_TROUBLE_CODES:
+            raise CloudUnavailable(
+                f"/face/{op}: HTTP {resp.status_code}, code {payload.get('code')}: {payload.get('message')}"
+            )
+        return payload
+
+    def call(self, op: str, fields: dict, files: dict[str, bytes] | None = None) -> dict:
+        """POST /face/<op>; the envelope's `data` on code 0, else CloudApiError / CloudUnavailable."""
+        delay = 0.2
+        for attempt in range(self.retries + 1):
+            self._admit()
+            try:
+                payload = self._post(op, fields, files)
+            except CloudUnavailable:
+                self._record(False)
+                if attempt >= self.retries or self.breaker_state != "closed":
+                    raise
+                time.sleep(delay)
+                delay *= 2
+                continue
+            self._record(True)
+            code = payload.get("code")
+            if code == errors.RATE_LIMITED:
+                raise CloudRateLimited(f"/face/{op}: code 15: {payload.get('message')}")
+            data = payload.get("data") if isinstance(payload.get("data"), dict) else {}
+            if code != 0:
+                raise CloudApiError(int(code) if isinstance(code, int) else -1, str(payload.get("message", "")), data)
+            return data
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> "CloudClient":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # --- one method per endpoint -----------------------------------------------------------
+    @staticmethod
+    def _image(fields: dict, image: bytes | None, url: str | None, name: str = "image", url_name: str = "url"):
+        if url is not None:
+            fields[url_name] = url
+            return {}
+        return {name: image} if image is not None else {}
+
+    def newperson(self, person_id: str, group_ids: list[str], image: bytes | None = None, person_name: str = "",
+                  tag: str = "", url: str | None = None) -> dict:
+        fields: dict = {"person_id": person_id, "group_ids": list(group_ids), "person_name": person_name, "tag": tag}
+        return self.call("newperson", fields, self._image(fields, image, url))
+
+    def delperson(self, person_id: str) -> dict:
+        return self.call("delperson", {"person_id": person_id})
+
+    def addface(self, person_id: str, images: list[bytes] | None = None, tag: str = "",
+                urls: list[str] | None = None) -> dict:
+        fields: dict = {"person_id": person_id, "tag": tag}
+        if urls is not None:
+            fields["urls"] = list(urls)
+            return self.call("addface", fields)
+        return self.call("addface", fields, {f"images[{i}]": img for i, img in enumerate(images or [])})
+
+    def delface(self, person_id: str, face_ids: list[str]) -> dict:
+        return self.call("delface", {"person_id": person_id, "face_ids": list(face_ids)})
+
+    def setinfo(self, person_id: str, person_name: str | None = None, tag: str | None = None) -> dict:
+        fields: dict = {"person_id": person_id}
+        if person_name is not None:
+            fields["person_name"] = person_name
+        if tag is not None:
+            fields["tag"] = tag
+        return self.call("setinfo", fields)
+
+    def getinfo(self, person_id: str) -> dict:
+        return self.call("getinfo", {"person_id": person_id})
+
+    def getgroupids(self) -> dict:
+        return self.call("getgroupids", {})
+
+    def getpersonids(self, group_id: str) -> dict:
+        return self.call("getpersonids", {"group_id": group_id})
+
+    def getfaceids(self, person_id: str) -> dict:
+        return self.call("getfaceids", {"person_id": person_id})
+
+    def getfaceinfo(self, face_id: str) -> dict:
+        return self.call("getfaceinfo", {"face_id": face_id})
+
+    def addgroupids(self, person_id: str, group_ids: list[str]) -> dict:
+        return self.call("addgroupids", {"person_id": person_id, "group_ids": list(group_ids)})
+
+    def delgroupids(self, person_id: str, group_ids: list[str]) -> dict:
+        return self.call("delgroupids", {"person_id": person_id, "group_ids": list(group_ids)})
+
+    def verify(self, person_id: str, image: bytes | None = None, url: str | None = None) -> dict:
+        fields: dict = {"person_id": person_id}
+        return self.call("verify", fields, self._image(fields, image, url))
+
+    def identify(self, image: bytes | None = None, group_ids: list[str] | None = None, url: str | None = None) -> dict:
+        fields: dict = {"group_ids": list(group_ids or [])}
+        return self.call("identify", fields, self._image(fields, image, url))
+
+    def compare(self, image_a: bytes | None = None, image_b: bytes | None = None, *,
+                url_a: str | None = None, url_b: str | None = None) -> dict:
+        fields: dict = {}
+        files = {**self._image(fields, image_a, url_a, "imageA", "urlA"),
+                 **self._image(fields, image_b, url_b, "imageB", "urlB")}
+        return self.call("compare", fields, files)
+
+    def detect(self, image: bytes | None = None, mode: int = 0, url: str | None = None) -> dict:
+        fields: dict = {"mode": mode}
+        return self.call("detect", fields, self._image(fields, image, url))
+
+    def packs(self) -> dict:
+        return self.call("packs", {})
+
+    def packfile(self, pack: str, name: str, offset: int = 0) -> dict:
+        return self.call("packfile", {"pack": pack, "name": name, "offset": int(offset)})
+
+    def sync(self, since: int, fingerprint: str, group_ids: list[str] | None = None, limit: int = 500) -> dict:
+        fields: dict = {"since": int(since), "fingerprint": fingerprint, "limit": int(limit)}
+        if group_ids:
+            fields["group_ids"] = list(group_ids)
+        try:
+            return self.call("sync", fields)
+        except CloudApiError as exc:
+            if exc.code == errors.INVALID_PARAMETER and "fingerprints" in exc.data:
+                raise FingerprintMismatch(exc.code, exc.message, exc.data) from None
+            raise

@@ -1,0 +1,253 @@
+"""Scoring and the decision policy (README "Decision policy").
+
+A `Gallery` is an immutable in-memory matrix of enrolled face embeddings; the daemon and the
+hub build a new one and swap the reference when the store changes, so readers never lock.
+Scores are cosine similarities of unit vectors. Two thresholds split the score line:
+
+    score >= accept  -> accept      (calibrated: FAR <= 1e-4 on different-person pairs)
+    score <  reject  -> reject      (calibrated: FAR about 1e-2)
+    otherwise        -> uncertain   (ask the cloud, or apply the offline policy)
+
+`confidence` is the API's 0-100 figure: a monotone piecewise-linear map of the score that puts
+the reject threshold at 40 and the accept threshold at 70, so `ismatch` (accept met) is
+exactly `confidence >= 70` and clients that used the vendor's habit of "70 means the same
+person" keep working.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from edge.core.domain import Decision
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Cosine thresholds of the shipped embedder; see README "Thresholds" for how measured."""
+
+    accept: float
+    reject: float
+    # identify: the best person must beat the second-best person by this much to be accepted
+    margin: float = 0.05
+    # identify: the pack whose impostor tail and the false-admit rate per approach that derive
+    # identify's accept threshold from the number of faces searched (edge.core.false_admit); with
+    # no rate, identify accepts at `accept` like a claim
+    pack: str = ""
+    false_admit_rate: float | None = None
+
+    def decide(self, score: float, accept: float | None = None) -> Decision:
+        if score >= (self.accept if accept is None else accept):
+            return Decision.ACCEPT
+        if score < self.reject:
+            return Decision.REJECT
+        return Decision.UNCERTAIN
+
+    def identify_accept(self, faces: int) -> float:
+        """Identify's accept threshold when `faces` enrolled faces are searched."""
+        if self.false_admit_rate is None or not self.pack:
+            return self.accept
+        from edge.core.false_admit import identify_accept
+
+        return identify_accept(self.pack, self.false_admit_rate, faces, self.accept)
+
+
+# Calibrated for each model pack on every cross-identity pair among the 7,701 LFW images (29.6
+# million impostor pairs; the two photos filed under two names excluded): `edge-verifier bench
+# lfw --precision all --calibrate` prints the cosine at FAR 1e-4 (accept) and at FAR 1e-2
+# (reject). The int8 packs' pairs were measured on models build 9 (calibrated on the
+# manifest's registry photos), the fp32 packs' on build 8 (the same fp32 bytes). For the
+# default int8 pack (SFace) the 8,101 same-person pairs of those images are accepted at
+# 98.39 % and rejected at 0.34 %. The packs run different networks
+# whose score scales differ, so each needs its own pair (build 7 applied the default pack's
+# accept to int8-lite: FAR 3e-5, accepting 91.5 % of those same-person pairs instead of 94.2 %).
+CALIBRATED_THRESHOLDS = {
+    "int8": Thresholds(accept=0.4286, reject=0.3074, pack="int8"),
+    "fp32": Thresholds(accept=0.4282, reject=0.3070, pack="fp32"),
+    "int8-lite": Thresholds(accept=0.4143, reject=0.2509, pack="int8-lite"),
+    "fp32-lite": Thresholds(accept=0.4133, reject=0.2480, pack="fp32-lite"),
+}
+DEFAULT_THRESHOLDS = CALIBRATED_THRESHOLDS["int8"]
+
+
+def thresholds_for(pack: str, accept: float | None = None, reject: float | None = None,
+                   false_admit_rate: float | None = None) -> Thresholds:
+    """The calibrated thresholds of a model pack, with the configured overrides applied;
+    with a false-admit rate, identify derives its own accept threshold (edge.core.false_admit)."""
+    base = CALIBRATED_THRESHOLDS[pack]
+    return Thresholds(base.accept if accept is None else accept,
+                      base.reject if reject is None else reject, base.margin,
+                      base.pack, false_admit_rate)
+
+
+CONFIDENCE_AT_REJECT = 40.0
+CONFIDENCE_AT_ACCEPT = 70.0
+
+
+def confidence(score: float, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> float:
+    """Monotone map of cosine score to 0-100 (reject -> 40, accept -> 70, 1.0 -> 100)."""
+    xs = [-1.0, 0.0, thresholds.reject, thresholds.accept, 1.0]
+    ys = [0.0, 0.0, CONFIDENCE_AT_REJECT, CONFIDENCE_AT_ACCEPT, 100.0]
+    return round(float(np.interp(float(score), xs, ys)), 2)
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    """Cosine similarity of two embeddings (normalised here, so callers need not)."""
+    a = np.asarray(a, dtype=np.float32)
+    b = np.asarray(b, dtype=np.float32)
+    denom = float(np.linalg.norm(a) * np.linalg.norm(b))
+    return float(a @ b) / denom if denom > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class Enrolled:
+    """One enrolled face as the gallery needs it."""
+
+    person_id: str
+    face_id: str
+    embedding: np.ndarray
+    group_ids: tuple[str, ...] = ()
+    person_name: str = ""
+    tag: str = ""
+
+
+@dataclass(frozen=True)
+class Candidate:
+    person_id: str
+    face_id: str
+    score: float
+    person_name: str = ""
+    tag: str = ""
+
+
+@dataclass(frozen=True)
+class IdentifyResult:
+    candidates: list[Candidate]  # best face per person, best first
+    decision: Decision
+    margin: float | None  # best minus second-best person, None with fewer than two
+    threshold: float | None = None  # the accept threshold applied (it follows the faces searched)
+
+
+@dataclass
+class Gallery:
+    """Immutable snapshot of enrolled embeddings (rows are unit vectors).
+
+    Scoring is one matrix-vector product; the best face per person is picked with numpy, not a
+    Python loop, so identify stays fast at the documented scale (20,000 persons per group).
+    """
+
+    faces: Sequence[Enrolled] = ()
+    thresholds: Thresholds = DEFAULT_THRESHOLDS
+    version: str = ""
+    _matrix: np.ndarray = field(init=False, repr=False)
+    _person_of_face: np.ndarray = field(init=False, repr=False)
+    _rows_of_person: dict[str, np.ndarray] = field(init=False, repr=False)
+    _rows_of_group: dict[str, np.ndarray] = field(init=False, repr=False)
+    _most_faces: int = field(init=False, repr=False)  # of any one person
+
+    def __post_init__(self) -> None:
+        self.faces = tuple(self.faces)
+        if self.faces:
+            m = np.stack([np.asarray(f.embedding, dtype=np.float32) for f in self.faces])
+            m /= np.maximum(np.linalg.norm(m, axis=1, keepdims=True), 1e-12)
+        else:
+            m = np.zeros((0, 0), dtype=np.float32)
+        self._matrix = m
+        persons: dict[str, list[int]] = {}
+        groups: dict[str, list[int]] = {}
+        for row, f in enumerate(self.faces):
+            persons.setdefault(f.person_id, []).append(row)
+            for g in f.group_ids:
+                groups.setdefault(g, []).append(row)
+        person_index = {pid: i for i, pid in enumerate(persons)}
+        self._person_of_face = np.array([person_index[f.person_id] for f in self.faces], dtype=np.int64)
+        self._rows_of_person = {pid: np.array(rows, dtype=np.int64) for pid, rows in persons.items()}
+        self._rows_of_group = {g: np.array(rows, dtype=np.int64) for g, rows in groups.items()}
+        self._most_faces = max((len(rows) for rows in persons.values()), default=0)
+
+    def __len__(self) -> int:
+        return len(self.faces)
+
+    @property
+    def person_ids(self) -> set[str]:
+        return set(self._rows_of_person)
+
+    @property
+    def group_ids(self) -> set[str]:
+        return set(self._rows_of_group)
+
+    def _unit(self, embedding: np.ndarray) -> np.ndarray:
+        v = np.asarray(embedding, dtype=np.float32)
+        return v / max(float(np.linalg.norm(v)), 1e-12)
+
+    def _candidate(self, row: int, score: float) -> Candidate:
+        f = self.faces[row]
+        return Candidate(f.person_id, f.face_id, float(score), f.person_name, f.tag)
+
+    def verify(self, embedding: np.ndarray, person_id: str) -> Candidate | None:
+        """Best of the person's faces against `embedding`; None if the person has no face."""
+        rows = self._rows_of_person.get(person_id)
+        if rows is None:
+            return None
+        scores = self._matrix[rows] @ self._unit(embedding)
+        best = int(np.argmax(scores))
+        return self._candidate(int(rows[best]), scores[best])
+
+    def _rows(self, group_ids: Iterable[str] | None) -> np.ndarray:
+        """Rows of the faces in any of `group_ids` (None: all), ascending, each once."""
+        if group_ids is None:
+            return np.arange(len(self.faces), dtype=np.int64)
+        parts = [self._rows_of_group[g] for g in set(group_ids) if g in self._rows_of_group]
+        if len(parts) == 1:
+            return parts[0]
+        member = np.zeros(len(self.faces), dtype=bool)  # a mask, not a sort: linear in the faces
+        for part in parts:
+            member[part] = True
+        return np.flatnonzero(member)
+
+    def _best_faces(self, rows: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
+        """Indices into `scores` of the best face of each of the `k` best persons, best first
+        (ties: lower row first, as a stable sort of all of them would give).
+
+        Only the highest scores are sorted: a face above the j-th person's best face belongs to
+        one of the j - 1 persons before, who have at most `_most_faces` faces each, so the k best
+        persons' best faces are among the k * `_most_faces` highest scores (all ties included).
+        """
+        need = k * self._most_faces
+        if need < len(scores):
+            cut = np.partition(scores, len(scores) - need)[len(scores) - need]
+            candidates = np.flatnonzero(scores >= cut)
+        else:
+            candidates = np.arange(len(scores))
+        # Highest score first; the first row of each person in that order is their best face.
+        order = candidates[np.argsort(-scores[candidates], kind="stable")]
+        _, first = np.unique(self._person_of_face[rows[order]], return_index=True)
+        return order[np.sort(first)][:k]  # persons ranked by their best score
+
+    def identify(
+        self, embedding: np.ndarray, group_ids: Iterable[str] | None = None, top_k: int = 5
+    ) -> IdentifyResult:
+        """Rank persons (best face each) within `group_ids` (None: all) and decide on the best."""
+        rows = self._rows(group_ids)
+        if len(rows) == 0:
+            return IdentifyResult([], Decision.REJECT, None, self.thresholds.identify_accept(0))
+        # Score every row, then pick: cheaper than copying the group's rows out of the matrix.
+        scores = (self._matrix @ self._unit(embedding))[rows]
+        best_rows = self._best_faces(rows, scores, max(top_k, 2))
+        ranked = [self._candidate(int(rows[i]), scores[i]) for i in best_rows]
+        accept = self.thresholds.identify_accept(len(rows))
+        decision = self.thresholds.decide(ranked[0].score, accept)
+        margin = ranked[0].score - ranked[1].score if len(ranked) > 1 else None
+        # Two enrolled people both close to the face: not safe to accept either locally.
+        if decision is Decision.ACCEPT and margin is not None and margin < self.thresholds.margin:
+            decision = Decision.UNCERTAIN
+        return IdentifyResult(ranked[:top_k], decision, margin, accept)
+
+    def identify_threshold(self, group_ids: Iterable[str] | None = None) -> float:
+        """The accept threshold identify applies now in `group_ids` (None: all faces)."""
+        if group_ids is None:
+            return self.thresholds.identify_accept(len(self.faces))
+        parts = [self._rows_of_group[g] for g in set(group_ids) if g in self._rows_of_group]
+        return self.thresholds.identify_accept(len(np.unique(np.concatenate(parts))) if parts else 0)

@@ -1,0 +1,183 @@
+"""Loading typed settings from TOML with environment overrides, and printing examples.
+
+Each role declares its settings once as pydantic models (`edge.hub.config.HubSettings`,
+`edge.daemon.config.EdgeSettings`), composed of the models that the code using a setting
+declares beside it (`edge.hub.store.Limits`, `edge.api.ops.ApiLimits`, `edge.api.urlfetch.FetchSettings`):
+field defaults and descriptions are the documentation, `render_example` turns them into the
+commented TOML that `edge-verifier config example` prints, and a wrong value fails at start-up
+with the key's path in the message.
+
+Environment overrides: `EDGE_VERIFIER_<SECTION>__<KEY>`, e.g. `EDGE_VERIFIER_MQTT__HOST=broker`
+(list-of-table sections such as `credentials` take JSON).
+"""
+
+from __future__ import annotations
+
+import stat
+import tomllib
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from edge.core.matcher import Thresholds, thresholds_for
+
+ENV_PREFIX = "EDGE_VERIFIER_"
+
+S = TypeVar("S", bound=BaseSettings)
+
+
+class ConfigError(Exception):
+    """A configuration file or value that cannot be used; the message names the key."""
+
+
+class RoleSettings(BaseSettings):
+    """Base for a role's settings: TOML file values, overridden by environment variables."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid"
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment wins over the file (passed as init kwargs): operators override one key
+        # in a systemd drop-in without editing the file.
+        return (env_settings, init_settings)
+
+    def holds_secrets(self) -> bool:
+        """True if these settings carry a secret key: their file must then be private."""
+        return False
+
+
+def require_private(path: str | Path, what: str) -> None:
+    """ConfigError unless `path` exists and is not accessible by group or others (chmod 600)."""
+    path = Path(path)
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise ConfigError(f"{what} not found: {path}") from None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigError(f"{path}: {what} holds a secret key but is accessible by group/others "
+                          f"(mode {stat.S_IMODE(mode):o}); chmod 600 it")
+
+
+class ThresholdOverrides(BaseModel):
+    """Moves the decision thresholds calibrated for the role's model pack ([vision] precision)."""
+
+    accept: float | None = Field(None, ge=-1, le=1,
+                                 description="Cosine score at or above which a face is accepted (confidence 70;\n"
+                                 "verify answers ismatch=true); unset: the one calibrated for [vision] precision.")
+    reject: float | None = Field(None, ge=-1, le=1,
+                                 description="Cosine score below which a face is rejected (confidence 40);\n"
+                                 "unset: the one calibrated for [vision] precision.")
+
+
+class DecidingRole(RoleSettings):
+    """A role deciding on cosine scores: the thresholds calibrated for its [vision] precision, moved
+    by its ThresholdOverrides section named `THRESHOLDS_SECTION`. Out of order fails at start."""
+
+    THRESHOLDS_SECTION: ClassVar[str]
+
+    @model_validator(mode="after")
+    def _thresholds_ordered(self) -> "DecidingRole":
+        self.thresholds()
+        return self
+
+    def identify_false_admit_rate(self) -> float | None:
+        """The role's [identify] false_admit_rate (edge.core.false_admit); None: identify accepts at
+        the 1:1 threshold (the hub, whose /face/identify only ranks candidates)."""
+        return None
+
+    def thresholds(self) -> Thresholds:
+        """The matching thresholds: those calibrated for the pack, with the configured overrides."""
+        section = self.THRESHOLDS_SECTION
+        overrides: ThresholdOverrides = getattr(self, section)
+        t = thresholds_for(self.vision.precision, overrides.accept, overrides.reject,
+                           self.identify_false_admit_rate())
+        if t.reject > t.accept:
+            raise ValueError(f"{section}.reject ({t.reject}) must not exceed {section}.accept ({t.accept})")
+        return t
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+
+def load_settings(cls: type[S], path: str | Path | None, **overrides: Any) -> S:
+    """Build `cls` from the TOML file at `path` (optional), env overrides, then `overrides`."""
+    values = read_toml(path) if path else {}
+    values.update(overrides)
+    try:
+        settings = cls(**values)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        where = f"{path}: " if path else ""
+        raise ConfigError(f"{where}invalid configuration: {problems}") from None
+    if path and isinstance(settings, RoleSettings) and settings.holds_secrets():
+        require_private(path, "config file")
+    return settings
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if value is None:
+        return '""'
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _comment(text: str | None) -> list[str]:
+    return [f"# {line}".rstrip() for line in (text or "").splitlines()]
+
+
+def render_example(cls: type[BaseModel], title: str, examples: dict[str, Any] | None = None) -> str:
+    """Commented TOML for every field of `cls`; `examples` maps 'section.key' to a shown value."""
+    examples = examples or {}
+    lines = [f"# {title}", f"# Every key can be overridden by {ENV_PREFIX}<SECTION>__<KEY>.", ""]
+    for section, field in cls.model_fields.items():
+        sub = field.annotation
+        is_list = getattr(sub, "__origin__", None) is list
+        model = sub.__args__[0] if is_list else sub
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            continue
+        lines += _comment(field.description)
+        lines.append(f"[[{section}]]" if is_list else f"[{section}]")
+        instance = model.model_construct() if not is_list else None
+        for key, sub_field in model.model_fields.items():
+            lines += _comment(sub_field.description)
+            shown = examples.get(f"{section}.{key}")
+            if shown is None and instance is not None:
+                shown = getattr(instance, key, None)
+            if shown is None and sub_field.default is not None:
+                shown = sub_field.default
+            # An option whose default is None is an override: shown commented out, so that
+            # copying the example never overrides a default by accident.
+            optional = sub_field.default is None and not sub_field.is_required()
+            if optional and shown is None:
+                lines.append(f"# {key} =")
+            else:
+                lines.append(f"{'# ' if optional else ''}{key} = {_toml_value(shown)}")
+        lines.append("")
+    return "\n".join(lines)
+

@@ -1,0 +1,68 @@
+"""The sync feed on the wire: each change that `/face/sync` serves as one JSON object.
+
+The hub's API layer encodes the store's changes (`encode`), the edge's cache decodes what
+arrives (`decode`): the format lives here only, so no store backend builds it.
+
+    {"seq": 7, "type": "person", "person_id": "p1", "deleted": false,
+     "person_name": "Ann", "tag": "", "group_ids": ["staff"]}
+    {"seq": 8, "type": "face", "face_id": "1000000000000000001", "person_id": "p1",
+     "deleted": false, "embedding": "<base64 of little-endian float32>", "quality": 0.93}
+
+A deleted entity (gone, outside the groups synced, or a face without an embedding of the
+fingerprint asked for) carries its seq, type, ids and "deleted": true only.
+"""
+
+from __future__ import annotations
+
+import base64
+
+import numpy as np
+
+from edge.hub.store.base import Change, FaceChange, PersonChange
+
+
+class MalformedChange(ValueError):
+    """A change from the hub that cannot be applied; the message says which and why."""
+
+
+def encode(change: Change) -> dict:
+    if isinstance(change, PersonChange):
+        data = {"seq": change.seq, "type": "person", "person_id": change.person_id, "deleted": change.deleted}
+        if not change.deleted:
+            data.update(person_name=change.person_name, tag=change.tag, group_ids=list(change.group_ids))
+        return data
+    data = {"seq": change.seq, "type": "face", "face_id": change.face_id, "person_id": change.person_id,
+            "deleted": change.deleted}
+    if not change.deleted:
+        vector = np.asarray(change.embedding, dtype="<f4").tobytes()
+        data.update(embedding=base64.b64encode(vector).decode("ascii"), quality=change.quality)
+    return data
+
+
+def decode(data: object) -> Change:
+    """The change `data` stands for, or MalformedChange."""
+    if not isinstance(data, dict):  # else the error message below raised AttributeError
+        raise MalformedChange(f"malformed change: {type(data).__name__}, not an object")
+    try:
+        kind, deleted, seq = data["type"], bool(data.get("deleted")), data.get("seq", 0)
+        if kind == "person":
+            person_id = str(data["person_id"])
+            if deleted:
+                return PersonChange(seq, person_id, deleted=True)
+            return PersonChange(seq, person_id, person_name=data.get("person_name") or "",
+                                tag=data.get("tag") or "",
+                                group_ids=tuple(str(g) for g in data.get("group_ids") or []))
+        if kind == "face":
+            face_id = str(data["face_id"])
+            if deleted:
+                return FaceChange(seq, face_id, str(data.get("person_id", "")), deleted=True)
+            vector = np.frombuffer(base64.b64decode(data["embedding"], validate=True), dtype="<f4")
+            if vector.size == 0 or not np.all(np.isfinite(vector)):
+                raise MalformedChange(f"face {face_id}: empty or non-finite embedding")
+            return FaceChange(seq, face_id, str(data["person_id"]), embedding=vector,
+                              quality=float(data.get("quality") or 0.0))
+        raise MalformedChange(f"unknown change type {kind!r}")
+    except MalformedChange:
+        raise
+    except (KeyError, TypeError, ValueError) as exc:
+        raise MalformedChange(f"malformed change {data.get('seq', '?')}: {exc}") from None

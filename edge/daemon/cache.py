@@ -1,0 +1,139 @@
+"""The edge's local copy of the hub's persons and faces (SQLite, WAL), fed by sync.
+
+Only what matching needs is kept: persons (name, tag, groups) and faces (embedding of this
+device's embedder fingerprint, quality). Each sync page is applied together with its cursor in
+one transaction (`apply_page`), so a crash or power cut leaves the cache at a page boundary
+and the next sync resumes from the stored cursor. synchronous=FULL: a page is small and rare,
+and an acknowledged page must survive a power cut (else the cursor would skip changes).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from edge.core import syncwire
+from edge.core.matcher import DEFAULT_THRESHOLDS, Enrolled, Gallery, Thresholds
+from edge.core.sqlitedb import open_durable, transaction
+from edge.hub.store.base import PersonChange
+
+SCHEMA_VERSION = 1
+
+
+class CacheError(Exception):
+    """A change from the hub that cannot be applied (malformed); the page is rolled back."""
+
+
+class EdgeCache:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._db = open_durable(self.path)
+        self._db.executescript(
+            """
+            CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+            CREATE TABLE IF NOT EXISTS persons (person_id TEXT PRIMARY KEY,
+                person_name TEXT NOT NULL DEFAULT '', tag TEXT NOT NULL DEFAULT '',
+                group_ids TEXT NOT NULL DEFAULT '[]');
+            CREATE TABLE IF NOT EXISTS faces (face_id TEXT PRIMARY KEY, person_id TEXT NOT NULL,
+                embedding BLOB NOT NULL, quality REAL NOT NULL DEFAULT 0);
+            CREATE INDEX IF NOT EXISTS faces_person ON faces(person_id);
+            """)
+        self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+
+    # -- meta ------------------------------------------------------------------------------
+    def _meta(self, key: str, default: str = "") -> str:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else default
+
+    @property
+    def cursor(self) -> int:
+        with self._lock:
+            return int(self._meta("cursor", "0"))
+
+    @property
+    def fingerprint(self) -> str:
+        with self._lock:
+            return self._meta("fingerprint")
+
+    @property
+    def scope(self) -> str:
+        with self._lock:
+            return self._meta("scope")
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            persons = self._db.execute("SELECT count(*) FROM persons").fetchone()[0]
+            faces = self._db.execute("SELECT count(*) FROM faces").fetchone()[0]
+        return {"persons": int(persons), "faces": int(faces)}
+
+    def check_consistent(self) -> list[str]:
+        """Problems found by SQLite's integrity check ('ok' is no problem)."""
+        with self._lock:
+            rows = [r[0] for r in self._db.execute("PRAGMA integrity_check")]
+        return [r for r in rows if r != "ok"]
+
+    # -- writing ---------------------------------------------------------------------------
+    def reset(self, fingerprint: str, scope: str) -> None:
+        """Forget everything: the embedder or the synced groups changed, start again at 0."""
+        with self._lock, transaction(self._db):
+            self._db.execute("DELETE FROM faces")
+            self._db.execute("DELETE FROM persons")
+            self._db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                                 [("cursor", "0"), ("fingerprint", fingerprint), ("scope", scope)])
+
+    def apply_page(self, changes: Iterable[object], cursor: int) -> int:
+        """Apply one page of hub changes (as on the wire) and its cursor atomically; returns
+        changes applied. CacheError for a malformed one: the whole page is rolled back."""
+        n = 0
+        with self._lock, transaction(self._db):
+            for change in changes:
+                self._apply(change)
+                n += 1
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('cursor', ?)", (str(int(cursor)),))
+        return n
+
+    def _apply(self, data: object) -> None:
+        try:
+            change = syncwire.decode(data)
+        except syncwire.MalformedChange as exc:
+            raise CacheError(str(exc)) from None
+        if isinstance(change, PersonChange):
+            if change.deleted:
+                self._db.execute("DELETE FROM faces WHERE person_id = ?", (change.person_id,))
+                self._db.execute("DELETE FROM persons WHERE person_id = ?", (change.person_id,))
+            else:
+                self._db.execute("INSERT OR REPLACE INTO persons VALUES (?, ?, ?, ?)",
+                                 (change.person_id, change.person_name, change.tag,
+                                  json.dumps(list(change.group_ids))))
+        elif change.deleted:
+            self._db.execute("DELETE FROM faces WHERE face_id = ?", (change.face_id,))
+        else:
+            self._db.execute("INSERT OR REPLACE INTO faces VALUES (?, ?, ?, ?)",
+                             (change.face_id, change.person_id, change.embedding.astype("<f4").tobytes(),
+                              change.quality))
+
+    # -- reading ---------------------------------------------------------------------------
+    def gallery(self, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> Gallery:
+        """An immutable gallery of every face whose person is known (version = the cursor)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT f.face_id, f.person_id, f.embedding, p.person_name, p.tag, p.group_ids "
+                "FROM faces f JOIN persons p ON p.person_id = f.person_id ORDER BY f.face_id").fetchall()
+            cursor = self._meta("cursor", "0")
+        faces = []
+        dims = {len(r[2]) for r in rows}
+        for fid, pid, blob, name, tag, groups in rows:
+            if len(dims) > 1:  # never compare vectors of different embedders
+                continue
+            faces.append(Enrolled(pid, fid, np.frombuffer(blob, dtype="<f4").copy(),
+                                  tuple(json.loads(groups)), name, tag))
+        return Gallery(faces, thresholds, version=f"sync-{cursor}")
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

@@ -1,0 +1,47 @@
+"""The decision event: what the daemon publishes on `<prefix>/<device>/event` for each face
+decided (or claim that timed out), built in one place. edge.daemon.events carries it to the broker.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+
+from edge.core.domain import Claim, Latency
+from edge.daemon.events import new_event
+
+
+def decision_event(out, *, device: str, camera: str, fingerprints: dict, cache_version: str,
+                   claim: Claim | None = None, face=None, frame=None, t_frame: float | None = None,
+                   track_id: int | None = None, frames: int | None = None,
+                   latency: Latency | None = None, reason: str | None = None,
+                   include_face_image: bool = False) -> dict:
+    """`out` is the final Outcome; `face`/`frame` are absent for a claim no face took (then
+    `reason` says why); `t_frame` (perf_counter at frame read) adds frame_to_event_ms."""
+    event = new_event(
+        device=device, camera=camera,
+        mode=out.mode, decision=out.decision, person_id=out.person_id or None,
+        person_name=out.person_name or None, score=out.score, confidence=out.confidence,
+        source=out.source, cloud=out.cloud.as_dict() if out.cloud else None, track_id=track_id,
+        threshold=out.threshold,  # the accept threshold applied (identify: follows the gallery)
+        frames=frames,  # good frames of the track this decision chose from
+        claim=claim.as_dict() if claim else None,
+        candidates=out.candidates[:3] or None,
+        face=None if face is None else {
+            "box": [int(v) for v in face.box], "score": round(float(face.score), 4),
+            "quality": face.quality.as_dict()},
+        latency_ms=latency.as_dict() if latency else {},
+        fingerprints=fingerprints,
+        cache_version=cache_version,
+        liveness=out.liveness.as_dict() if out.liveness is not None else None,
+    )
+    reason = reason or out.reason
+    if reason is not None:
+        event["reason"] = reason
+    if include_face_image and face is not None and frame is not None:
+        from edge.vision import crop_jpeg
+
+        event["face_image"] = base64.b64encode(crop_jpeg(frame, face.box)).decode()
+    if t_frame is not None:
+        event["latency_ms"]["frame_to_event_ms"] = round((time.perf_counter() - t_frame) * 1000, 1)
+    return event

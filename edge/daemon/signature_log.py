@@ -1,0 +1,56 @@
+"""The edge's record of the single-use signatures it has accepted (local API requests and
+signed MQTT commands), in a SQLite file beside the outbox.
+
+Kept in memory, a daemon restart forgot them, so a request or command captured on the network
+could be played again just after a restart (a power cut at the door is enough). The hub keeps
+its record in its store; this is the same table for the edge's one process.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+from edge.core import errors
+from edge.core.errors import ApiError
+from edge.core.signature import ReplayCache
+from edge.core.sqlitedb import open_durable, transaction
+
+FILE_NAME = "signatures.db"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS used_signatures (key BLOB PRIMARY KEY, valid_until REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS used_signatures_by_expiry ON used_signatures (valid_until);
+"""
+
+
+class SignatureLog:
+    """`claim_signature` as ReplayCache expects of a store; thread-safe."""
+
+    def __init__(self, path: str | Path):
+        self._db = open_durable(path)
+        self._db.executescript(_SCHEMA)
+        self._lock = threading.Lock()
+
+    def claim_signature(self, key: bytes, valid_until: float, now: float) -> bool:
+        """True if `key` was not remembered (and now is until `valid_until`)."""
+        with self._lock:
+            try:
+                with transaction(self._db) as db:
+                    db.execute("DELETE FROM used_signatures WHERE valid_until <= ?", (now,))
+                    return db.execute("INSERT OR IGNORE INTO used_signatures (key, valid_until) VALUES (?, ?)",
+                                      (bytes(key), valid_until)).rowcount == 1
+            except sqlite3.Error as exc:  # full disk: a signature that cannot be recorded is refused
+                raise ApiError(errors.AUTH_UNAVAILABLE, "cannot record single-use signatures") from exc
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def replay_cache(storage_dir: str | Path, window_s: int | None = None) -> ReplayCache:
+    """A ReplayCache for the edge (the API's window unless `window_s`), remembered across
+    restarts in `storage_dir`."""
+    log = SignatureLog(Path(storage_dir) / FILE_NAME)
+    return ReplayCache(store=log) if window_s is None else ReplayCache(window_s=window_s, store=log)

@@ -1,0 +1,137 @@
+"""Pulling the hub's changes (`POST /face/sync`) into the edge cache and swapping the gallery.
+
+`Syncer.sync_once()` pulls pages from the stored cursor until `has_more` is false; each page is
+applied with its cursor in one transaction (edge.daemon.cache), then a new `Gallery` is built and
+handed to `on_gallery` (the daemon swaps one reference: readers never lock). `run()` does that
+on start, every `interval_s`, and whenever `trigger()` is called (MQTT cmd/sync). A hub that is
+down leaves the last synced gallery in use: the edge keeps working offline. A hub that rate
+limits us (code 15) is asked again after a short, doubling backoff.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Callable
+
+from edge.core.matcher import DEFAULT_THRESHOLDS, Gallery, Thresholds
+from edge.daemon.cache import CacheError, EdgeCache
+
+log = logging.getLogger(__name__)
+
+
+class Syncer:
+    def __init__(self, client, cache: EdgeCache, fingerprint: str, *,
+                 group_ids: list[str] | None = None, page_size: int = 500,
+                 interval_s: float = 60.0, thresholds: Thresholds = DEFAULT_THRESHOLDS,
+                 on_gallery: Callable[[Gallery], None] | None = None, max_pages: int = 100):
+        self.client = client
+        self.cache = cache
+        self.fingerprint = fingerprint
+        self.group_ids = sorted(group_ids or [])
+        self.page_size = page_size
+        self.interval_s = interval_s
+        self.thresholds = thresholds
+        self.on_gallery = on_gallery
+        # Pages per sync_once: a hub answering has_more forever must not hold the sync lock
+        # (and a cmd/sync) for ever; a long backlog continues in the next round at once.
+        self.max_pages = max_pages
+        self.state: dict = {"status": "never", "cursor": cache.cursor, "last_ok": None,
+                            "last_error": "", "syncs": 0, "failures": 0, "changes": 0}
+        self._trigger = threading.Event()
+        self._backoff_s = 0.0
+        self._lock = threading.Lock()  # one sync at a time (timer and cmd/sync may race)
+        scope = ",".join(self.group_ids)
+        if cache.fingerprint != fingerprint or cache.scope != scope:
+            # Another embedder (vectors not comparable) or other groups: start from scratch.
+            log.info("cache reset: fingerprint/groups changed (%s/%s -> %s/%s)",
+                     cache.fingerprint or "-", cache.scope or "-", fingerprint, scope or "-")
+            cache.reset(fingerprint, scope)
+
+    def load(self) -> Gallery:
+        """The gallery of the last synced state (used at start, before the hub answers)."""
+        gallery = self.cache.gallery(self.thresholds)
+        if self.on_gallery:
+            self.on_gallery(gallery)
+        return gallery
+
+    def sync_once(self) -> dict:
+        """Pull every page now; returns the state. Never raises for hub or data problems."""
+        from edge.api.client import CloudApiError, CloudError, CloudRateLimited, FingerprintMismatch
+
+        with self._lock:
+            pages = changes = 0
+            more = False
+            fields: dict = {}
+            try:
+                while True:
+                    since = self.cache.cursor
+                    data = self.client.sync(since, self.fingerprint,
+                                            group_ids=self.group_ids or None, limit=self.page_size)
+                    batch = data.get("changes") or []
+                    if not isinstance(batch, list):
+                        raise CacheError("changes is not a list")
+                    cursor = int(data["cursor"])
+                    if data.get("has_more") and batch and cursor <= since:
+                        # Same page again and again: applying it would loop for ever.
+                        raise CacheError(f"has_more with a cursor that does not advance ({since} -> {cursor})")
+                    changes += self.cache.apply_page(batch, cursor)
+                    pages += 1
+                    if not data.get("has_more") or not batch:
+                        break
+                    if pages >= self.max_pages:
+                        more = True
+                        self._trigger.set()  # more to pull: the next round starts right away
+                        break
+            except CloudApiError as exc:
+                status = "fingerprint_mismatch" if isinstance(exc, FingerprintMismatch) else "error"
+                fields = self._failed(status, f"hub answered {exc.code}: {exc.message}")
+            except CloudRateLimited as exc:  # pages applied so far stay; run() resumes soon
+                fields = self._failed("rate_limited", f"hub rate limit: {exc}")
+            except CloudError as exc:
+                fields = self._failed("offline", f"hub unreachable: {exc}")
+            except (CacheError, KeyError, TypeError, ValueError) as exc:
+                fields = self._failed("error", f"bad sync page: {exc}")
+            else:
+                if more:  # "ok" means caught up with the hub; not yet
+                    fields = {"status": "syncing", "last_error": ""}
+                else:
+                    fields = {"status": "ok", "last_ok": time.time(), "last_error": "",
+                              "syncs": self.state["syncs"] + 1}
+            if changes:
+                self.load()  # swap in the new gallery (even after a failed page: pages are whole)
+            # One update: /health (another thread) must never see "ok" beside the old cursor.
+            self.state.update(fields, changes=self.state["changes"] + changes, cursor=self.cache.cursor,
+                              pages_last=pages)
+            return dict(self.state)
+
+    def _failed(self, status: str, message: str) -> dict:
+        """The state fields of a failed sync (logged here, applied by the caller)."""
+        log.warning("sync failed: %s", message)
+        return {"status": status, "last_error": message, "failures": self.state["failures"] + 1}
+
+    def _next_wait(self) -> float:
+        """The interval; after a rate-limited sync a backoff from 1 s doubling (capped at the
+        interval), so the edge resumes as soon as the hub lets it instead of an interval later."""
+        if self.state["status"] != "rate_limited":
+            self._backoff_s = 0.0
+            return self.interval_s
+        self._backoff_s = min(max(1.0, self._backoff_s * 2), self.interval_s)
+        return self._backoff_s
+
+    def trigger(self) -> None:
+        self._trigger.set()
+
+    def run(self, stop: threading.Event) -> None:
+        """Sync now, then every interval or when triggered, until `stop`."""
+        while not stop.is_set():
+            try:
+                self.sync_once()
+            except Exception:  # a dead sync thread would freeze the gallery unnoticed
+                log.exception("sync failed unexpectedly")
+                self.state.update(self._failed("error", "internal error (see the log)"))
+            self._trigger.wait(self._next_wait())
+            self._trigger.clear()
+            if stop.is_set():
+                break

@@ -1,0 +1,185 @@
+"""The hub's settings (`edge-verifier hub --config FILE`), declared once with their defaults.
+
+Secrets may live in a separate TOML (`secrets_file`) holding `[[credentials]]` tables and the
+face crop key (`[face_crops] key`, edge.hub.face_crops); the hub refuses to start when that file
+can be read by group or others, as ssh does with keys.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+from edge.api.ops import ApiLimits
+from edge.api.serving import ListenerSettings
+from edge.api.urlfetch import FetchSettings
+from edge.core.settings import (
+    ConfigError,
+    DecidingRole,
+    ThresholdOverrides,
+    load_settings,
+    read_toml,
+    render_example,
+    require_private,
+)
+from edge.core.signature import Credential
+from edge.hub.store.base import Limits
+from edge.vision.packs import Pack
+
+
+class ServerSection(ListenerSettings):
+    port: int = Field(8090, ge=1, le=65535, description="TCP port of the face API.")
+
+
+class StorageSection(BaseModel):
+    path: str = Field("/var/lib/edge-verifier-hub/hub.sqlite3",
+                      description="SQLite database file (WAL mode), used when url is empty.")
+    url: str = Field("", description="postgresql://USER@HOST:PORT/DATABASE to share one database between several hub\n"
+                     "processes (schema created and migrated at start; password from ~/.pgpass or\n"
+                     "EDGE_VERIFIER_STORAGE__URL); empty: SQLite at path.")
+    verify_log_days: float = Field(30.0, gt=0, description="Verify log rows (session_id, score, decision) older than\n"
+                                   "this are deleted (at the rate limit one appid logs ~4 M rows a day).")
+    keep_face_crops: bool = Field(
+        True, description="Keep each enrolled face's aligned 112x112 crop, AES-GCM encrypted with the\n"
+        "[face_crops] key of secrets_file (`edge-verifier hub keygen` adds one), so that\n"
+        "`edge-verifier hub reembed` can move the faces to another model pack without new\n"
+        "photos. false: no image of any kind is kept (such faces must be enrolled again\n"
+        "after a change of embedder).")
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, url: str) -> str:
+        if url and not url.startswith(("sqlite:///", "postgresql://", "postgres://")):
+            raise ValueError("expected sqlite:///PATH or postgresql://...")
+        return url
+
+
+# Keys that were printed in examples or docs: anyone can sign with them, so they are refused.
+KNOWN_EXAMPLE_KEYS = frozenset({"change-me-32-random-characters--", "...", "change-me", "secret", "SecretKey"})
+
+
+class CredentialSection(BaseModel):
+    appid: str = Field(description="Application id the key belongs to (sent as `appid`).")
+    secret_id: str = Field(description="Public key id (`k=` in the signature).")
+    secret_key: str = Field(description="Shared secret of the HMAC-SHA1 signature; generate one, e.g. with\n"
+                            "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'.\n"
+                            "Keep it out of shared files.")
+
+    @model_validator(mode="after")
+    def _usable_key(self) -> "CredentialSection":
+        if not self.secret_key.strip():
+            raise ValueError(f"secret_key of appid {self.appid} is empty: generate one")
+        if self.secret_key in KNOWN_EXAMPLE_KEYS:
+            raise ValueError(f"secret_key of appid {self.appid} is a published example key: generate one")
+        return self
+
+
+class HubLimits(ApiLimits, Limits):  # this order lists the count limits first
+    """The hub's [limits]: the store's count limits and the HTTP layer's size and rate limits."""
+
+
+class VisionSection(BaseModel):
+    models_dir: str = Field("", description="Built model pack directory; empty = the package's models/.")
+    precision: Pack = Field("int8", description="Model pack for matching: the edges' pack (so sync works): int8,\n"
+                            "fp32, int8-lite or fp32-lite; [matching] defaults to its calibrated thresholds.")
+    also_embed: list[Pack] = Field(
+        default_factory=list,
+        description="Extra precisions whose embeddings are also stored, for edges running another pack.",
+    )
+    threads: int = Field(
+        1, ge=0,
+        description="Inference threads per model; 0 = onnxruntime's default (all cores). 1 suits a server:\n"
+        "concurrent requests then share the cores (bench hub, 2 cores, 4 clients: 35 rps vs 19 rps).",
+    )
+
+
+class HubSettings(DecidingRole):
+    THRESHOLDS_SECTION = "matching"
+
+    server: ServerSection = Field(default_factory=ServerSection, description="HTTP listener.")
+    storage: StorageSection = Field(default_factory=StorageSection,
+                                    description="Where persons, faces and logs are kept.")
+    credentials: list[CredentialSection] = Field(
+        default_factory=list, description="One table per API key. Prefer secrets_file for the keys."
+    )
+    secrets_file: str = Field(
+        "", description="TOML file with more [[credentials]] tables; must not be readable by group/others.")
+    limits: HubLimits = Field(default_factory=HubLimits, description="Count, size and rate limits.")
+    url_fetch: FetchSettings = Field(default_factory=FetchSettings,
+                                     description="Server-side download of `url` inputs.")
+    vision: VisionSection = Field(default_factory=VisionSection, description="Face models used by the hub.")
+    matching: ThresholdOverrides = Field(
+        default_factory=ThresholdOverrides,
+        description="Decision thresholds; the defaults are the calibrated ones of edge.core.matcher "
+        "(README \"Thresholds\").",
+    )
+
+    def holds_secrets(self) -> bool:
+        return bool(self.credentials)
+
+    def face_crop_key(self) -> bytes | None:
+        """The `[face_crops] key` of secrets_file, None when there is none."""
+        return read_crop_key(self.secrets_file) if self.secrets_file else None
+
+    def all_credentials(self) -> list[Credential]:
+        """Credentials of the config plus those of `secrets_file` (checked for permissions)."""
+        creds = [Credential(c.appid, c.secret_id, c.secret_key) for c in self.credentials]
+        if self.secrets_file:
+            creds += read_secrets_file(self.secrets_file)
+        return creds
+
+
+def read_secrets_file(path: str | Path) -> list[Credential]:
+    path = Path(path)
+    require_private(path, "secrets file")
+    data = read_toml(path)
+    extra = set(data) - {"credentials", "face_crops"}
+    if extra:
+        raise ConfigError(f"{path}: only [[credentials]] and [face_crops] belong in a secrets file, "
+                          f"found {sorted(extra)}")
+    try:
+        return [Credential(**CredentialSection(**c).model_dump()) for c in data.get("credentials", [])]
+    except Exception as exc:  # pydantic ValidationError or a non-table entry
+        raise ConfigError(f"{path}: invalid credentials: {exc}") from None
+
+
+def read_crop_key(path: str | Path) -> bytes | None:
+    """The face crop key of a secrets file (checked private), None when it has none."""
+    from edge.hub.face_crops import key_from_text
+
+    path = Path(path)
+    require_private(path, "secrets file")
+    table = read_toml(path).get("face_crops")
+    if table is None:
+        return None
+    if not isinstance(table, dict) or set(table) != {"key"} or not isinstance(table["key"], str):
+        raise ConfigError(f"{path}: [face_crops] holds exactly one string, key")
+    try:
+        return key_from_text(table["key"])
+    except ValueError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def load(path: str | Path | None, **overrides) -> HubSettings:
+    return load_settings(HubSettings, path, **overrides)
+
+
+def example_toml() -> str:
+    text = render_example(
+        HubSettings,
+        "edge-verifier hub configuration (edge-verifier hub --config FILE)",
+        {
+            "credentials.appid": "1000001",
+            "credentials.secret_id": "AKIDexampleexampleexample",
+            "credentials.secret_key": "",
+            # HTTPS by default (README "Security"); empty both behind a TLS reverse proxy
+            "server.tls_cert": "/etc/edge-verifier/tls/hub.pem",
+            "server.tls_key": "/etc/edge-verifier/tls/hub.key",
+        },
+    )
+    # render_example prints sections only; the one top-level key must precede every table.
+    head, _, rest = text.partition("\n\n")
+    field = HubSettings.model_fields["secrets_file"]
+    top = f"# {field.description}\n# secrets_file = \"/etc/edge-verifier/hub-secrets.toml\"\n"
+    return f"{head}\n\n{top}\n{rest}"

@@ -1,0 +1,374 @@
+"""The hub's implementation of every face API operation: vision + matcher + store.
+
+Attributes the models cannot estimate are reported as fixed neutral values (documented here
+and in the README): gender 50 (undecided on the vendor's 0 female .. 100 male scale), age 0
+(unknown), expression 0 (neutral), glass false. Pose (yaw, pitch, roll, degrees) comes from
+the five landmarks.
+
+addface answers the first input's error code when no face at all could be added (so a single
+image to a full person gets -1309 at top level); otherwise code 0 with per-image ret_codes.
+A face whose similarity to one the person already has is 99 or more (the API's 0-100 figure)
+is refused with -1312, checked inside the store's transaction so that concurrent adds of one
+photo cannot both pass. Verify log rows older than `verify_log_s` are deleted (at most one
+trim a minute); `health()` reports the store (a failing write makes the hub "degraded").
+With a `crops` cipher each enrolled face also keeps its aligned crop, sealed (edge.hub.face_crops),
+stored in the face's transaction, for `edge-verifier hub reembed`; without one, no image is kept.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from edge.api.service import ApiErrorWithData, FaceService, compare_images, session_id
+from edge.core import errors, syncwire
+from edge.core.errors import ApiError
+from edge.core.matcher import DEFAULT_THRESHOLDS, Decision, Gallery, Thresholds, confidence, cosine
+from edge.hub.face_crops import CropCipher
+from edge.hub.store import FaceRecord, Limits, NearIdentical, Store, VerifyRecord
+from edge.vision.image import decode_slots
+
+log = logging.getLogger("edge.hub")
+
+NEAR_IDENTICAL_CONFIDENCE = 99.0
+TRIM_EVERY_S = 60.0
+NEUTRAL_ATTRIBUTES = {"gender": 50, "age": 0, "expression": 0, "glass": False}
+
+
+class VisionPacks:
+    """The primary pipeline (matching) and the extra precisions (embeddings only), loaded once
+    on first use so the API answers auth and bookkeeping calls without the models."""
+
+    def __init__(self, models_dir: str | None, precision: str = "int8", also_embed: Sequence[str] = (),
+                 threads: int | None = None):
+        self.models_dir = models_dir or None
+        self.precision = precision
+        self.also_embed = [p for p in dict.fromkeys(also_embed) if p != precision]
+        self.threads = threads or None
+        self._lock = threading.Lock()
+        self._primary = None
+        self._extra: list = []
+
+    def _load(self) -> None:
+        with self._lock:
+            if self._primary is not None:
+                return
+            from edge.vision import Pipeline  # heavy: onnxruntime
+            from edge.vision.packs import ModelPackError
+
+            try:
+                primary = Pipeline.load(self.models_dir, precision=self.precision, threads=self.threads)
+                extra = [Pipeline.load(self.models_dir, precision=p, threads=self.threads) for p in self.also_embed]
+            except (ModelPackError, KeyError, ValueError) as exc:
+                log.error("cannot load the models: %s", exc)
+                raise ApiError(errors.FEATURE_FAILED, f"face models unavailable: {exc}") from None
+            self._extra = extra
+            self._primary = primary
+
+    @property
+    def primary(self):
+        if self._primary is None:
+            self._load()
+        return self._primary
+
+    @property
+    def loaded(self) -> bool:
+        return self._primary is not None
+
+    def all(self) -> list:
+        return [self.primary, *self._extra]
+
+    @property
+    def fingerprints(self) -> list[str]:
+        return [p.fingerprint for p in self.all()]
+
+
+class HubService(FaceService):
+    role = "hub"
+
+    def __init__(self, store: Store, vision: VisionPacks, limits: Limits | None = None,
+                 thresholds: Thresholds = DEFAULT_THRESHOLDS, verify_log_s: float = 30 * 86400,
+                 crops: CropCipher | None = None):
+        self.store = store
+        self.crops = crops
+        self.verify_log_s = verify_log_s
+        self._trimmed_at = float("-inf")
+        self.vision = vision
+        self.limits = limits or Limits()
+        self.thresholds = thresholds
+        self._galleries: dict[tuple[str, str], tuple[int, Gallery]] = {}
+        self._gallery_lock = threading.Lock()
+
+    # --- vision helpers --------------------------------------------------------------------
+    def _decode(self, data: bytes) -> np.ndarray:
+        from edge.vision import decode_image
+
+        return decode_image(data)
+
+    def _largest_face(self, data: bytes):
+        bgr = self._decode(data)
+        faces = self.vision.primary.detect(bgr)
+        if not faces:
+            raise ApiError(errors.NO_FACE)
+        return bgr, faces[0]
+
+    def _embedding(self, data: bytes) -> np.ndarray:
+        with decode_slots:  # the full-size image lives only inside a slot
+            bgr, face = self._largest_face(data)
+            return self.vision.primary.embed(bgr, face)
+
+    def _face_record(self, appid: str, data: bytes, person_id: str, tag: str) -> FaceRecord:
+        with decode_slots:
+            bgr, face = self._largest_face(data)
+            embeddings = {}
+            for pipe in self.vision.all():
+                embeddings[pipe.fingerprint] = np.asarray(pipe.embed(bgr, face), dtype=np.float32).copy()
+            del bgr
+        q = face.quality
+        face_id = self.store.new_face_id()
+        return FaceRecord(
+            face_id=face_id, person_id=person_id, box=tuple(int(v) for v in face.box),
+            landmarks=[[round(float(x), 2), round(float(y), 2)] for x, y in face.landmarks],
+            yaw=float(q.yaw), pitch=float(q.pitch), roll=float(q.roll),
+            quality=round(float(face.score) * (1.0 if q.ok else 0.5), 4), sharpness=float(q.sharpness),
+            tag=tag, created=time.time(), embeddings=embeddings,
+            crop=None if self.crops is None else self.crops.seal(appid, face_id, face.aligned),
+        )
+
+    @staticmethod
+    def _face_info(face_id: str, box, yaw: float, pitch: float, roll: float) -> dict:
+        x, y, w, h = (int(v) for v in box)
+        return {
+            "face_id": face_id, "x": x, "y": y, "width": w, "height": h, **NEUTRAL_ATTRIBUTES,
+            "pitch": round(float(pitch), 1), "yaw": round(float(yaw), 1), "roll": round(float(roll), 1),
+        }
+
+    def _gallery(self, appid: str) -> Gallery:
+        """All of the appid's faces for the primary fingerprint, rebuilt when the log moves."""
+        fingerprint = self.vision.primary.fingerprint
+        seq = self.store.last_seq(appid)
+        key = (appid, fingerprint)
+        with self._gallery_lock:
+            cached = self._galleries.get(key)
+            if cached and cached[0] == seq:
+                return cached[1]
+        gallery = Gallery(self.store.embeddings(appid, fingerprint), thresholds=self.thresholds, version=str(seq))
+        with self._gallery_lock:
+            self._galleries[key] = (seq, gallery)
+        return gallery
+
+    # --- persons and groups ----------------------------------------------------------------
+    def newperson(self, appid, person_id, group_ids, image, person_name, tag) -> dict:
+        # -1302 before any model work: cheaper, and the caller learns the person exists even when
+        # this image has no face (the store checks again inside its transaction).
+        try:
+            self.store.get_person(appid, person_id)
+        except ApiError as exc:
+            if exc.code != errors.PERSON_UNKNOWN:
+                raise
+        else:
+            raise ApiError(errors.PERSON_EXISTS, f"person {person_id!r} already exists")
+        face = self._face_record(appid, image, person_id, tag)
+        joined = self.store.create_person(appid, person_id, group_ids, person_name, tag, face, self.limits)
+        return {
+            "session_id": session_id(), "suc_group": joined, "suc_face": 1, "person_id": person_id,
+            "face_id": face.face_id, "group_ids": list(group_ids),
+        }
+
+    def delperson(self, appid, person_id) -> dict:
+        self.store.delete_person(appid, person_id)
+        return {"session_id": session_id(), "person_id": person_id, "deleted": 1}
+
+    def setinfo(self, appid, person_id, person_name, tag) -> dict:
+        self.store.set_info(appid, person_id, person_name, tag)
+        return {"session_id": session_id(), "person_id": person_id}
+
+    def getinfo(self, appid, person_id) -> dict:
+        p = self.store.get_person(appid, person_id)
+        return {
+            "person_id": p.person_id, "person_name": p.person_name, "tag": p.tag,
+            "face_ids": p.face_ids, "group_ids": p.group_ids, "session_id": session_id(),
+        }
+
+    def getgroupids(self, appid) -> dict:
+        return {"group_ids": self.store.group_ids(appid)}
+
+    def getpersonids(self, appid, group_id) -> dict:
+        return {"person_ids": self.store.person_ids(appid, group_id)}
+
+    def getfaceids(self, appid, person_id) -> dict:
+        return {"face_ids": self.store.face_ids(appid, person_id)}
+
+    def getfaceinfo(self, appid, face_id) -> dict:
+        f = self.store.face(appid, face_id)
+        return {"face_info": self._face_info(f.face_id, f.box, f.yaw, f.pitch, f.roll)}
+
+    def addgroupids(self, appid, person_id, group_ids) -> dict:
+        added = self.store.add_groups(appid, person_id, group_ids, self.limits)
+        return {"person_id": person_id, "added": len(added), "group_ids": added, "session_id": session_id()}
+
+    def delgroupids(self, appid, person_id, group_ids) -> dict:
+        removed = self.store.remove_groups(appid, person_id, group_ids)
+        return {"person_id": person_id, "deleted": len(removed), "group_ids": removed, "session_id": session_id()}
+
+    # --- faces -----------------------------------------------------------------------------
+    def addface(self, appid, person_id, images, tag) -> dict:
+        existing_ids = self.store.face_ids(appid, person_id)  # -1303 before any model work
+        fingerprint = self.vision.primary.fingerprint
+        known = [face.embedding for face in self.store.embeddings(appid, fingerprint, person_id=person_id)]
+        accepted: list[FaceRecord] = []
+        face_ids: list[str] = []
+        codes: list[int] = []
+        for item in images:
+            try:
+                if isinstance(item, ApiError):
+                    raise item
+                if len(existing_ids) + len(accepted) >= self.limits.faces_per_person:
+                    raise ApiError(errors.TOO_MANY_FACES, f"at most {self.limits.faces_per_person} faces per person")
+                record = self._face_record(appid, item, person_id, tag)
+                vec = record.embeddings[fingerprint]
+                if any(self._near_identical(vec, k) for k in known):
+                    raise ApiError(errors.NEAR_IDENTICAL_FACE)
+                known.append(vec)
+                accepted.append(record)
+                face_ids.append(record.face_id)
+                codes.append(0)
+            except ApiError as exc:
+                face_ids.append("")
+                codes.append(exc.code)
+        if accepted:
+            # checked again inside the store's transaction: a concurrent add may have stored it since
+            stored = set(self.store.add_faces(appid, person_id, accepted, self.limits,
+                                              NearIdentical(fingerprint, self._near_identical)))
+            for i, face_id in enumerate(face_ids):
+                if face_id and face_id not in stored:
+                    face_ids[i], codes[i] = "", errors.NEAR_IDENTICAL_FACE
+        added = sum(1 for f in face_ids if f)
+        if not added:
+            first = next(c for c in codes if c != 0)
+            raise ApiErrorWithData(first, None, {"session_id": session_id(), "added": 0, "face_ids": face_ids,
+                                                 "ret_codes": codes})
+        return {"session_id": session_id(), "added": added, "face_ids": face_ids, "ret_codes": codes}
+
+    def _near_identical(self, a: np.ndarray, b: np.ndarray) -> bool:
+        return confidence(cosine(a, b), self.thresholds) >= NEAR_IDENTICAL_CONFIDENCE
+
+    def delface(self, appid, person_id, face_ids) -> dict:
+        deleted = self.store.delete_faces(appid, person_id, face_ids)
+        if not deleted:
+            raise ApiError(errors.FACE_UNKNOWN, "none of these faces belongs to the person")
+        return {"session_id": session_id(), "deleted": len(deleted), "face_ids": deleted}
+
+    # --- matching --------------------------------------------------------------------------
+    def verify(self, appid, person_id, image) -> dict:
+        self.store.face_ids(appid, person_id)  # -1303 for an unknown person
+        embedding = self._embedding(image)
+        fingerprint = self.vision.primary.fingerprint
+        faces = self.store.embeddings(appid, fingerprint, person_id=person_id)
+        if not faces:
+            raise ApiError(errors.FEATURE_FAILED, f"person {person_id!r} has no face for embedder {fingerprint}")
+        gallery = Gallery(faces, thresholds=self.thresholds)
+        best = gallery.verify(embedding, person_id)
+        score = best.score if best else -1.0
+        ismatch = self.thresholds.decide(score) is Decision.ACCEPT
+        sid = session_id()
+        conf = confidence(score, self.thresholds)
+        self.store.log_verify(VerifyRecord(sid, appid, person_id, float(score), conf, ismatch, time.time()))
+        self._trim_verify_log()
+        return {"session_id": sid, "confidence": conf, "ismatch": ismatch}
+
+    def identify(self, appid, group_ids, image) -> dict:
+        known_groups = set(self.store.group_ids(appid))
+        wanted = [g for g in group_ids if g in known_groups]
+        if not wanted:
+            raise ApiError(errors.GROUP_UNKNOWN, f"none of the groups {list(group_ids)} exists")
+        embedding = self._embedding(image)
+        result = self._gallery(appid).identify(embedding, wanted, top_k=5)
+        return {
+            "session_id": session_id(),
+            "candidates": [
+                {"person_id": c.person_id, "face_id": c.face_id, "confidence": confidence(c.score, self.thresholds),
+                 "tag": c.tag}
+                for c in result.candidates
+            ],
+        }
+
+    def compare(self, appid, image_a, image_b) -> dict:
+        return compare_images(self._embedding, image_a, image_b, self.thresholds)
+
+    def detect(self, appid, image, mode) -> dict:
+        with decode_slots:
+            bgr = self._decode(image)
+            faces = self.vision.primary.detect(bgr)
+            h, w = bgr.shape[:2]
+            del bgr
+        if not faces:
+            raise ApiError(errors.NO_FACE)
+        if mode == 1:
+            faces = faces[:1]
+        return {
+            "session_id": session_id(), "image_width": int(w), "image_height": int(h),
+            "face": [self._face_info("", f.box, f.quality.yaw, f.quality.pitch, f.quality.roll) for f in faces],
+        }
+
+    # --- sync ------------------------------------------------------------------------------
+    def sync(self, appid, since, fingerprint, group_ids, limit) -> dict:
+        served = self.vision.fingerprints
+        if fingerprint not in served:
+            # The data names what is stored, so an edge tells this from any other code 21.
+            raise ApiErrorWithData(
+                errors.INVALID_PARAMETER,
+                f"fingerprint {fingerprint!r} is not stored by this hub (it stores {', '.join(served)})",
+                {"fingerprints": list(served)},
+            )
+        page = self.store.sync_page(appid, since, fingerprint, group_ids or None, limit)
+        return {
+            "cursor": page.cursor, "has_more": page.has_more, "fingerprint": fingerprint,
+            "changes": [syncwire.encode(c) for c in page.changes],
+        }
+
+    def _trim_verify_log(self) -> None:
+        now = time.monotonic()
+        if now - self._trimmed_at < TRIM_EVERY_S:
+            return
+        self._trimmed_at = now
+        removed = self.store.trim_verify_log(time.time() - self.verify_log_s)
+        if removed:
+            log.info("verify log: %d row(s) older than %.0f days deleted", removed, self.verify_log_s / 86400)
+
+    # --- model packs (one pack per site: edges pull the hub's) ------------------------------
+    def _served_packs(self) -> tuple[Path, list[str]]:
+        from edge.vision.pipeline import default_models_dir
+
+        return Path(self.vision.models_dir or default_models_dir()), [self.vision.precision, *self.vision.also_embed]
+
+    def packs(self, appid) -> dict:
+        from edge.modelpack.share import listing
+
+        models_dir, names = self._served_packs()
+        # Only packs whose embeddings this hub makes (and stores): not a folder rebuilt under it.
+        stored = set(self.vision.fingerprints)
+        return {"packs": [p for p in listing(models_dir, names) if p["embedder_fingerprint"] in stored]}
+
+    def packfile(self, appid, pack, name, offset) -> dict:
+        from edge.modelpack.share import read_chunk
+
+        models_dir, names = self._served_packs()
+        chunk = read_chunk(models_dir, names, pack, name, offset)
+        if chunk is None:
+            raise ApiError(errors.INVALID_PARAMETER, f"{name!r} is not a file of a pack this hub serves")
+        return chunk
+
+    def health(self) -> dict:
+        store = self.store.health()
+        out: dict = {"models_loaded": self.vision.loaded, "store": store}
+        if not store.get("ok", True):
+            out["error"] = f"store: {store.get('error', 'failing')}"
+        if self.vision.loaded:
+            out["fingerprint"] = self.vision.primary.fingerprint
+        return out

@@ -1,0 +1,248 @@
+"""The storage interface and the records that cross it (plain dataclasses, no SQL types).
+
+Domain rule violations (unknown person, limits reached, ...) are raised as `ApiError` with the
+face API's code: the rule lives next to the data, inside the transaction that enforces it.
+A storage failure (disk full, I/O error, database locked past its timeout) is ApiError -1200,
+and `health()` reports it until a write succeeds again.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from edge.core.matcher import Enrolled
+
+
+class Limits(BaseModel):
+    """Count limits enforced inside the mutating transactions (part of the hub's [limits])."""
+
+    model_config = ConfigDict(frozen=True)
+
+    faces_per_person: int = Field(20, ge=1, description="Faces per person (code -1309 beyond).")
+    persons_per_group: int = Field(20000, ge=1, description="Persons per group (code -1310 beyond).")
+    groups_per_appid: int = Field(5000, ge=1, description="Groups per appid (code -1311 beyond).")
+
+
+@dataclass
+class FaceRecord:
+    """One enrolled face: geometry and quality from detection, embeddings per fingerprint."""
+
+    face_id: str
+    person_id: str
+    box: tuple[int, int, int, int]  # x, y, width, height in the source image
+    landmarks: list[list[float]] = field(default_factory=list)  # five (x, y)
+    yaw: float = 0.0
+    pitch: float = 0.0
+    roll: float = 0.0
+    quality: float = 0.0  # scalar quality in [0, 1] (detector score x gate), sent by sync
+    sharpness: float = 0.0
+    tag: str = ""
+    created: float = 0.0
+    embeddings: dict[str, np.ndarray] = field(default_factory=dict)  # fingerprint -> vector
+    crop: bytes | None = None  # the aligned crop sealed by the hub (edge.hub.face_crops); None: not kept
+
+
+@dataclass(frozen=True)
+class StoredCrop:
+    """A face lacking an embedding of some fingerprint, with its sealed crop (None: none kept)."""
+
+    appid: str
+    face_id: str
+    person_id: str
+    crop: bytes | None
+
+
+@dataclass(frozen=True)
+class NearIdentical:
+    """The rule `add_faces` applies inside its transaction (so concurrent adds of one photo
+    cannot both pass): a new face whose `fingerprint` embedding is `same` as one the person
+    already has, or as an earlier face of the same call, is not stored."""
+
+    fingerprint: str
+    same: Callable[[np.ndarray, np.ndarray], bool]
+
+
+@dataclass
+class PersonRecord:
+    person_id: str
+    person_name: str
+    tag: str
+    group_ids: list[str]
+    face_ids: list[str]
+
+
+@dataclass(frozen=True)
+class VerifyRecord:
+    session_id: str
+    appid: str
+    person_id: str
+    score: float
+    confidence: float
+    ismatch: bool
+    time: float
+
+
+@dataclass(frozen=True)
+class PersonChange:
+    """A person in the sync feed: its state now, or `deleted` (gone, or outside the groups synced)."""
+
+    seq: int
+    person_id: str
+    deleted: bool = False
+    person_name: str = ""
+    tag: str = ""
+    group_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, eq=False)
+class FaceChange:
+    """A face in the sync feed: its embedding (of the fingerprint asked for) and quality now, or
+    `deleted` (gone, its person not synced, or no embedding of that fingerprint)."""
+
+    seq: int
+    face_id: str
+    person_id: str
+    deleted: bool = False
+    embedding: np.ndarray | None = None
+    quality: float = 0.0
+
+
+Change = PersonChange | FaceChange
+
+
+@dataclass(frozen=True)
+class SyncPage:
+    """Changes in seq order; `cursor` is the last seq served (the next `since`)."""
+
+    changes: list[Change]
+    cursor: int
+    has_more: bool
+
+
+class Store(abc.ABC):
+    """Everything the hub persists, per appid. Every mutation and its change-log rows commit
+    together, so the sync feed never shows half an operation."""
+
+    # --- persons and groups -------------------------------------------------------------
+    @abc.abstractmethod
+    def create_person(
+        self, appid: str, person_id: str, group_ids: Sequence[str], person_name: str, tag: str,
+        face: FaceRecord, limits: Limits,
+    ) -> int:
+        """Create the person with its first face; creates missing groups. Returns groups joined.
+        -1302 if it exists, -1310/-1311 at the limits."""
+
+    @abc.abstractmethod
+    def delete_person(self, appid: str, person_id: str) -> None:
+        """-1303 if unknown. Its faces go too; groups left empty disappear."""
+
+    @abc.abstractmethod
+    def set_info(self, appid: str, person_id: str, person_name: str | None, tag: str | None) -> None: ...
+
+    @abc.abstractmethod
+    def get_person(self, appid: str, person_id: str) -> PersonRecord:
+        """-1303 if unknown."""
+
+    @abc.abstractmethod
+    def group_ids(self, appid: str) -> list[str]: ...
+
+    @abc.abstractmethod
+    def person_ids(self, appid: str, group_id: str) -> list[str]:
+        """-1306 if the group does not exist."""
+
+    @abc.abstractmethod
+    def add_groups(self, appid: str, person_id: str, group_ids: Sequence[str], limits: Limits) -> list[str]:
+        """Groups newly joined (already-member ones are skipped)."""
+
+    @abc.abstractmethod
+    def remove_groups(self, appid: str, person_id: str, group_ids: Sequence[str]) -> list[str]:
+        """Groups actually left; 21 if the person would be left in no group."""
+
+    # --- faces --------------------------------------------------------------------------
+    @abc.abstractmethod
+    def add_faces(self, appid: str, person_id: str, faces: Sequence[FaceRecord], limits: Limits,
+                  near_identical: NearIdentical | None = None) -> list[str]:
+        """Store faces (all or none of those not refused as near-identical); the ids stored.
+        -1303 unknown person, -1309 past the per-person limit."""
+
+    @abc.abstractmethod
+    def delete_faces(self, appid: str, person_id: str, face_ids: Sequence[str]) -> list[str]:
+        """Faces of that person actually deleted."""
+
+    @abc.abstractmethod
+    def face_ids(self, appid: str, person_id: str) -> list[str]: ...
+
+    @abc.abstractmethod
+    def face(self, appid: str, face_id: str) -> FaceRecord:
+        """-1305 if unknown (embeddings not loaded)."""
+
+    @abc.abstractmethod
+    def embeddings(
+        self, appid: str, fingerprint: str, *, person_id: str | None = None,
+        group_ids: Sequence[str] | None = None,
+    ) -> list[Enrolled]:
+        """The faces with an embedding of that fingerprint (of one person, or in one of the groups)."""
+
+    @abc.abstractmethod
+    def new_face_id(self) -> str:
+        """A fresh, unused numeric face id (the vendor's ids are decimal strings)."""
+
+    # --- re-embedding with another pack (edge.hub.store.crops implements them for both stores) ----
+    @abc.abstractmethod
+    def embedding_coverage(self, fingerprint: str) -> tuple[int, int]:
+        """(faces, faces with an embedding of `fingerprint`) over every appid."""
+
+    @abc.abstractmethod
+    def faces_to_embed(self, fingerprint: str, after: str, limit: int) -> list[StoredCrop]:
+        """Up to `limit` faces (every appid) after face_id `after`, in face_id order, lacking a
+        `fingerprint` embedding, with their stored crops."""
+
+    @abc.abstractmethod
+    def add_embeddings(self, appid: str, fingerprint: str, vectors: dict[str, np.ndarray]) -> list[str]:
+        """Store embeddings of existing faces (face_id -> vector) with their change-log rows."""
+
+    # --- logs ---------------------------------------------------------------------------
+    @abc.abstractmethod
+    def log_verify(self, record: VerifyRecord) -> None: ...
+
+    @abc.abstractmethod
+    def get_verify(self, session_id: str) -> VerifyRecord | None: ...
+
+    @abc.abstractmethod
+    def trim_verify_log(self, before: float) -> int:
+        """Delete verify log rows older than `before` (unix time); how many went."""
+
+    # --- single-use signatures ------------------------------------------------------------
+    @abc.abstractmethod
+    def claim_signature(self, key: bytes, valid_until: float, now: float) -> bool:
+        """Record a single-use signature until `valid_until`: True the first time, False for a
+        replay (atomic: of two concurrent claims one wins). Entries past `valid_until` may go."""
+
+    @abc.abstractmethod
+    def last_seq(self, appid: str) -> int:
+        """Highest change sequence number of the appid (0 when nothing happened)."""
+
+    @abc.abstractmethod
+    def sync_page(
+        self, appid: str, since: int, fingerprint: str, group_ids: Sequence[str] | None, limit: int
+    ) -> SyncPage:
+        """Changes after `since` in seq order, each with the entity's current state (or deleted
+        when it is gone or outside `group_ids`). The API layer puts them on the wire."""
+
+    def rate_limiter(self, rate_per_s: float, burst: int):
+        """A per-appid rate limiter shared by every process on this store, or None when one
+        process's own (in memory, edge.api.ratelimit) is the right one (an embedded store)."""
+        return None
+
+    @abc.abstractmethod
+    def health(self) -> dict:
+        """{"ok": bool, ...}: ok is False while the last write failed (with "error" saying why)."""
+
+    @abc.abstractmethod
+    def close(self) -> None: ...

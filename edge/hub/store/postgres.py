@@ -1,0 +1,157 @@
+"""`Store` on PostgreSQL, shared by several hub processes on one or more machines.
+
+psycopg 3 with its connection pool: one pool per process, a connection per call for the time
+of one transaction. The schema is created and migrated at start (`migrate`, numbered SQL files
+in migrations/postgresql, applied under an advisory lock so processes starting together apply
+each one once).
+
+Every mutation of an appid takes that appid's transaction-scoped advisory lock before anything
+else. Two consequences, both needed once several processes write:
+- the count limits (faces per person, persons per group, groups per appid) are checked and
+  enforced by one writer at a time, so two processes can never both add the 20th face;
+- the change log's numbers of one appid are taken in commit order: a writer takes its numbers
+  only after the previous writer of that appid committed, and keeps the lock until it commits.
+  A sequence alone would not give that (a number is taken at insert, visible at commit), and a
+  syncing edge that read past a later number would skip the earlier one for ever.
+The model work happens before the transaction, so the lock is held for milliseconds.
+
+A database error other than a violated constraint (connection lost, server down, pool
+exhausted past its timeout, disk full) is ApiError -1200, remembered for `health()` until a
+write succeeds again.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from edge.core import errors
+from edge.core.errors import ApiError
+from edge.hub.store.sql import SqlStore
+
+MIGRATIONS = Path(__file__).parent / "migrations" / "postgresql"
+# Advisory lock namespaces (first key of the two-key form): migrations, and writers per appid.
+MIGRATION_LOCK = 1701
+APPID_LOCK = 1702
+
+
+
+def migrations() -> list[tuple[int, str, str]]:
+    """(version, name, sql) of every numbered migration file, in order."""
+    out = []
+    for path in sorted(MIGRATIONS.glob("*.sql")):
+        match = re.fullmatch(r"(\d+)_(\w+)\.sql", path.name)
+        if match:
+            out.append((int(match[1]), match[2], path.read_text()))
+    return out
+
+
+def migrate(conn) -> list[int]:
+    """Apply the migrations this database lacks (one transaction); returns the versions applied.
+    Refuses a database migrated by newer code."""
+    applied = []
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s, 0)", (MIGRATION_LOCK,))
+        conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY,"
+                     " name TEXT NOT NULL, applied DOUBLE PRECISION NOT NULL)")
+        done = {v for (v,) in conn.execute("SELECT version FROM schema_migrations")}
+        known = migrations()
+        newest = max((v for v, _, _ in known), default=0)
+        if done and max(done) > newest:
+            raise RuntimeError(f"database schema version {max(done)} is newer than this code ({newest})")
+        for version, name, sql in known:
+            if version not in done:
+                conn.execute(sql)
+                conn.execute("INSERT INTO schema_migrations (version, name, applied) VALUES (%s, %s, %s)",
+                             (version, name, time.time()))
+                applied.append(version)
+    return applied
+
+
+class PostgresStore(SqlStore):
+    PARAM = "%s"
+
+    def __init__(self, url: str, *, pool_size: int = 10, connect_timeout_s: float = 10.0):
+        from psycopg_pool import ConnectionPool
+
+        self.url = url
+        self._failure: tuple[float, str] | None = None  # (when, why) of the last failed write
+        self._pool = ConnectionPool(url, min_size=1, max_size=pool_size, timeout=connect_timeout_s,
+                                    open=False, name="edge-hub")
+        self._pool.open(wait=True, timeout=connect_timeout_s)
+        with self._pool.connection() as conn:
+            self.applied_migrations = migrate(conn)
+
+    # --- connections and transactions -----------------------------------------------------
+    @contextmanager
+    def _write(self, appid: str | None = None) -> Iterator:
+        """One transaction; with `appid`, holding that appid's writer lock (module docstring)."""
+        with self._storage_errors("write"), self._pool.connection() as conn:
+            if appid is not None:
+                conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (APPID_LOCK, appid))
+            yield conn
+        self._failure = None
+
+    @contextmanager
+    def _read(self) -> Iterator:
+        """One snapshot for several SELECTs."""
+        with self._storage_errors("read"), self._pool.connection() as conn:
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            yield conn
+
+    def _driver_errors(self) -> tuple:
+        import psycopg
+        from psycopg_pool import PoolTimeout
+
+        return psycopg.IntegrityError, (psycopg.Error, PoolTimeout)
+
+    def close(self) -> None:
+        self._pool.close()
+
+    def rate_limiter(self, rate_per_s: float, burst: int) -> PostgresRateLimiter:
+        return PostgresRateLimiter(self._pool, rate_per_s, burst)
+
+    def _executemany(self, c, text: str, rows: list) -> None:
+        with c.cursor() as cur:
+            cur.executemany(self._sql(text), rows)
+
+
+class PostgresRateLimiter:
+    """The per-appid token bucket of `RateLimiter`, kept in the database so that every hub
+    process draws from the same bucket. One statement per request: the row lock of
+    INSERT ... ON CONFLICT DO UPDATE makes the take atomic, and the database's clock serves
+    every process (their own clocks may disagree)."""
+
+    blocking = True  # a network round trip: called off the event loop
+
+    _TAKE = """
+        INSERT INTO rate_buckets AS b (key, tokens, updated)
+        VALUES (%(key)s, %(burst)s - 1, extract(epoch FROM clock_timestamp()))
+        ON CONFLICT (key) DO UPDATE SET
+            tokens = LEAST(%(burst)s, b.tokens + (EXCLUDED.updated - b.updated) * %(rate)s) - 1,
+            updated = EXCLUDED.updated
+        WHERE LEAST(%(burst)s, b.tokens + (EXCLUDED.updated - b.updated) * %(rate)s) >= 1
+        RETURNING tokens
+    """
+
+    def __init__(self, pool, rate_per_s: float, burst: int):
+        self._pool = pool
+        self.rate = float(rate_per_s)
+        self.burst = max(1, int(burst))
+
+    def allow(self, key: str) -> bool:
+        """Take one token for `key`; False when the bucket is empty. rate 0 = unlimited."""
+        import psycopg
+        from psycopg_pool import PoolTimeout
+
+        if self.rate <= 0:
+            return True
+        try:
+            with self._pool.connection() as conn:
+                row = conn.execute(self._TAKE, {"key": key, "burst": float(self.burst), "rate": self.rate}).fetchone()
+        except (psycopg.Error, PoolTimeout) as exc:
+            raise ApiError(errors.FEATURE_STORAGE, f"rate limit unavailable: {type(exc).__name__}") from None
+        return row is not None

@@ -1,0 +1,146 @@
+"""`Store` on one SQLite file: WAL, foreign keys, a busy timeout, a schema version.
+
+synchronous=FULL: an enrolment the client was told succeeded (it got a face_id) must survive a
+power cut, and writes are rare next to reads; in WAL mode FULL costs one fsync per commit.
+Each thread gets its own connection so readers run in parallel with the single writer (WAL);
+writers take the lock up front (BEGIN IMMEDIATE) so two writers never deadlock on upgrade.
+The file is created mode 0600 (SQLite gives the -wal and -shm files the same mode). Any
+sqlite3 error but a constraint violation is a storage failure: ApiError -1200, remembered for
+`health()` until a write succeeds.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from edge.core.sqlitedb import create_private, transaction
+from edge.hub.store.sql import SqlStore
+
+# 2: face_crops (a file of version 1 gets the table at open; older code refuses a version 2 file)
+SCHEMA_VERSION = 2
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS persons (
+    appid TEXT NOT NULL, person_id TEXT NOT NULL,
+    person_name TEXT NOT NULL DEFAULT '', tag TEXT NOT NULL DEFAULT '',
+    created REAL NOT NULL,
+    PRIMARY KEY (appid, person_id)
+);
+CREATE TABLE IF NOT EXISTS groups (
+    appid TEXT NOT NULL, group_id TEXT NOT NULL, created REAL NOT NULL,
+    PRIMARY KEY (appid, group_id)
+);
+CREATE TABLE IF NOT EXISTS person_groups (
+    appid TEXT NOT NULL, person_id TEXT NOT NULL, group_id TEXT NOT NULL,
+    PRIMARY KEY (appid, person_id, group_id),
+    FOREIGN KEY (appid, person_id) REFERENCES persons (appid, person_id) ON DELETE CASCADE,
+    FOREIGN KEY (appid, group_id) REFERENCES groups (appid, group_id) ON DELETE CASCADE
+);
+CREATE INDEX IF NOT EXISTS person_groups_by_group ON person_groups (appid, group_id);
+CREATE TABLE IF NOT EXISTS faces (
+    face_id TEXT PRIMARY KEY, appid TEXT NOT NULL, person_id TEXT NOT NULL,
+    x INTEGER NOT NULL, y INTEGER NOT NULL, width INTEGER NOT NULL, height INTEGER NOT NULL,
+    landmarks TEXT NOT NULL, yaw REAL NOT NULL, pitch REAL NOT NULL, roll REAL NOT NULL,
+    quality REAL NOT NULL, sharpness REAL NOT NULL, tag TEXT NOT NULL DEFAULT '',
+    created REAL NOT NULL,
+    FOREIGN KEY (appid, person_id) REFERENCES persons (appid, person_id) ON DELETE CASCADE
+);
+CREATE INDEX IF NOT EXISTS faces_by_person ON faces (appid, person_id);
+CREATE TABLE IF NOT EXISTS embeddings (
+    face_id TEXT NOT NULL REFERENCES faces (face_id) ON DELETE CASCADE,
+    fingerprint TEXT NOT NULL, vector BLOB NOT NULL,
+    PRIMARY KEY (face_id, fingerprint)
+);
+CREATE TABLE IF NOT EXISTS changes (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    appid TEXT NOT NULL, kind TEXT NOT NULL, person_id TEXT NOT NULL, face_id TEXT,
+    time REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS changes_by_appid ON changes (appid, seq);
+CREATE TABLE IF NOT EXISTS verify_log (
+    session_id TEXT PRIMARY KEY, appid TEXT NOT NULL, person_id TEXT NOT NULL,
+    score REAL NOT NULL, confidence REAL NOT NULL, ismatch INTEGER NOT NULL, time REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS verify_log_by_time ON verify_log (time);
+CREATE TABLE IF NOT EXISTS used_signatures (
+    key BLOB PRIMARY KEY, valid_until REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS used_signatures_by_expiry ON used_signatures (valid_until);
+CREATE TABLE IF NOT EXISTS face_crops (
+    face_id TEXT PRIMARY KEY REFERENCES faces (face_id) ON DELETE CASCADE, crop BLOB NOT NULL
+);
+"""
+
+
+
+class SqliteStore(SqlStore):
+    def __init__(self, path: str | Path, *, busy_timeout_s: float = 10.0, synchronous: str = "FULL"):
+        self.path = str(path)
+        create_private(self.path)
+        self._failure: tuple[float, str] | None = None  # (when, why) of the last failed write
+        self._busy = busy_timeout_s
+        self._synchronous = synchronous
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._all_lock = threading.Lock()
+        conn = self._conn()
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise RuntimeError(f"{self.path}: schema version {version} is newer than this code ({SCHEMA_VERSION})")
+        conn.executescript(_SCHEMA)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    # --- connections and transactions -----------------------------------------------------
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=self._busy, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute(f"PRAGMA synchronous={self._synchronous}")
+            conn.execute(f"PRAGMA busy_timeout={int(self._busy * 1000)}")
+            self._local.conn = conn
+            with self._all_lock:
+                self._all.append(conn)
+        return conn
+
+    @contextmanager
+    def _write(self, appid: str | None = None) -> Iterator[sqlite3.Connection]:
+        """One write transaction (`appid` unused: SQLite has one writer at a time anyway)."""
+        with self._storage_errors("write"), transaction(self._conn()) as conn:
+            yield conn
+        self._failure = None
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        """One snapshot for several SELECTs (WAL readers see a consistent state)."""
+        with self._storage_errors("read"), transaction(self._conn(), immediate=False) as conn:
+            yield conn
+
+    def _driver_errors(self) -> tuple:
+        return sqlite3.IntegrityError, sqlite3.Error
+
+    def health(self) -> dict:
+        out = super().health()
+        if self.path != ":memory:":
+            stat = os.statvfs(Path(self.path).parent)
+            out["free_bytes"] = stat.f_bavail * stat.f_frsize
+        return out
+
+    def close(self) -> None:
+        with self._all_lock:
+            for conn in self._all:
+                try:
+                    conn.close()
+                except sqlite3.ProgrammingError:
+                    pass
+            self._all.clear()
+        self._local = threading.local()
+
+    def _executemany(self, c: sqlite3.Connection, text: str, rows: list) -> None:
+        c.executemany(text, rows)
