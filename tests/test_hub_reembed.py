@@ -24,8 +24,7 @@ import numpy as np
 import pytest
 import requests
 
-from edge.hub.config import read_crop_key
-from edge.hub.face_crops import CropCipher, CropError, new_key_text
+from edge.hub.face_crops import CropCipher, CropError, new_key_text, read_crop_key
 from edge.hub.reembed import reembed
 from edge.hub.store import open_store
 from tests.conftest import ROOT

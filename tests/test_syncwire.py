@@ -8,8 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from edge.core.syncwire import MalformedChange, decode, encode
-from edge.hub.store.base import FaceChange, PersonChange
+from edge.core.syncwire import FaceChange, MalformedChange, PersonChange, decode, encode
 
 
 def test_a_person_and_a_face_travel_as_the_documented_json_and_come_back_the_same():

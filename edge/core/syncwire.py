@@ -10,15 +10,45 @@ arrives (`decode`): the format lives here only, so no store backend builds it.
 
 A deleted entity (gone, outside the groups synced, or a face without an embedding of the
 fingerprint asked for) carries its seq, type, ids and "deleted": true only.
+
+The change records themselves (`PersonChange`, `FaceChange`) live here too: the hub's store
+builds them, the edge's cache applies them, and neither role reaches into the other for them.
 """
 
 from __future__ import annotations
 
 import base64
+from dataclasses import dataclass
 
 import numpy as np
 
-from edge.hub.store.base import Change, FaceChange, PersonChange
+
+@dataclass(frozen=True)
+class PersonChange:
+    """A person in the sync feed: its state now, or `deleted` (gone, or outside the groups synced)."""
+
+    seq: int
+    person_id: str
+    deleted: bool = False
+    person_name: str = ""
+    tag: str = ""
+    group_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, eq=False)
+class FaceChange:
+    """A face in the sync feed: its embedding (of the fingerprint asked for) and quality now, or
+    `deleted` (gone, its person not synced, or no embedding of that fingerprint)."""
+
+    seq: int
+    face_id: str
+    person_id: str
+    deleted: bool = False
+    embedding: np.ndarray | None = None
+    quality: float = 0.0
+
+
+Change = PersonChange | FaceChange
 
 
 class MalformedChange(ValueError):

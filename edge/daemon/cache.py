@@ -19,7 +19,7 @@ import numpy as np
 from edge.core import syncwire
 from edge.core.matcher import DEFAULT_THRESHOLDS, Enrolled, Gallery, Thresholds
 from edge.core.sqlitedb import open_durable, transaction
-from edge.hub.store.base import PersonChange
+from edge.core.syncwire import PersonChange
 
 SCHEMA_VERSION = 1
 

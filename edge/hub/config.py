@@ -24,6 +24,7 @@ from edge.core.settings import (
     require_private,
 )
 from edge.core.signature import Credential
+from edge.hub.face_crops import read_crop_key
 from edge.hub.store.base import Limits
 from edge.vision.packs import Pack
 
@@ -142,23 +143,6 @@ def read_secrets_file(path: str | Path) -> list[Credential]:
         return [Credential(**CredentialSection(**c).model_dump()) for c in data.get("credentials", [])]
     except Exception as exc:  # pydantic ValidationError or a non-table entry
         raise ConfigError(f"{path}: invalid credentials: {exc}") from None
-
-
-def read_crop_key(path: str | Path) -> bytes | None:
-    """The face crop key of a secrets file (checked private), None when it has none."""
-    from edge.hub.face_crops import key_from_text
-
-    path = Path(path)
-    require_private(path, "secrets file")
-    table = read_toml(path).get("face_crops")
-    if table is None:
-        return None
-    if not isinstance(table, dict) or set(table) != {"key"} or not isinstance(table["key"], str):
-        raise ConfigError(f"{path}: [face_crops] holds exactly one string, key")
-    try:
-        return key_from_text(table["key"])
-    except ValueError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
 
 
 def load(path: str | Path | None, **overrides) -> HubSettings:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import base64
 import binascii
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -94,17 +93,28 @@ class CropCipher:
         return crop
 
 
-# --- `edge-verifier hub keygen --config hub.toml` -------------------------------------------
-def add_arguments(parser) -> None:
-    parser.add_argument("--config", required=True, help="hub TOML whose secrets_file receives the key")
+# --- the key in the hub's secrets file ------------------------------------------------------
+def read_crop_key(path: str | Path) -> bytes | None:
+    """The face crop key of a secrets file (checked private), None when it has none."""
+    from edge.core.settings import ConfigError, read_toml, require_private
+
+    path = Path(path)
+    require_private(path, "secrets file")
+    table = read_toml(path).get("face_crops")
+    if table is None:
+        return None
+    if not isinstance(table, dict) or set(table) != {"key"} or not isinstance(table["key"], str):
+        raise ConfigError(f"{path}: [face_crops] holds exactly one string, key")
+    try:
+        return key_from_text(table["key"])
+    except ValueError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
 
 
 def add_key(secrets_file: Path) -> bool:
     """Append a new `[face_crops] key` to the private secrets file (created 0600, its new
     directory 0700, if missing); False when it has one already: replacing it would make every
     stored crop unreadable."""
-    from edge.hub.config import read_crop_key
-
     secrets_file = Path(secrets_file)
     if secrets_file.exists():
         if read_crop_key(secrets_file) is not None:
@@ -125,24 +135,3 @@ def add_key(secrets_file: Path) -> bool:
         os.fsync(out.fileno())
     os.replace(tmp, secrets_file)
     return True
-
-
-def run_keygen(args) -> int:
-    from edge.core.settings import ConfigError
-    from edge.hub import config
-
-    try:
-        settings = config.load(args.config)
-        if not settings.secrets_file:
-            raise ConfigError("the config names no secrets_file: set secrets_file = \"/etc/edge-verifier/"
-                              "hub-secrets.toml\" (mode 0600), then run this again")
-        added = add_key(Path(settings.secrets_file))
-    except (ConfigError, ValueError, OSError) as exc:
-        print(f"edge-verifier hub keygen: {exc}", file=sys.stderr)
-        return 2
-    if not added:
-        print(f"edge-verifier hub keygen: {settings.secrets_file} already holds a face crop key; it is kept "
-              "(a new one would make the stored crops unreadable)", file=sys.stderr)
-        return 0
-    print(f"edge-verifier hub keygen: a face crop key was added to {settings.secrets_file}", file=sys.stderr)
-    return 0

@@ -17,10 +17,11 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from edge.hub import face_crops, reembed
+    from edge.hub import reembed
     from edge.hub.store import migrate
 
     parser.add_argument("--config", help="hub TOML (see `edge-verifier config example hub`); required to serve")
@@ -34,9 +35,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     migrate.add_arguments(actions.add_parser(
         "migrate", help="copy a SQLite hub store into PostgreSQL, with progress and a count check",
         description=migrate.__doc__.splitlines()[0]))
-    face_crops.add_arguments(actions.add_parser(
+    actions.add_parser(
         "keygen", help="add the face crop key to the hub's secrets_file",
-        description="add [face_crops] key (AES-256-GCM, random) to the hub's secrets_file, once"))
+        description="add [face_crops] key (AES-256-GCM, random) to the hub's secrets_file, once",
+    ).add_argument("--config", required=True, help="hub TOML whose secrets_file receives the key")
     reembed.add_arguments(actions.add_parser(
         "reembed", help="embed every stored face again with another model pack (no new photos)",
         description=reembed.__doc__.splitlines()[0]))
@@ -88,6 +90,29 @@ def face_crop_cipher(settings):
     return CropCipher(key)
 
 
+def run_keygen(args) -> int:
+    """`edge-verifier hub keygen --config hub.toml`: add the face crop key to its secrets_file."""
+    from edge.core.settings import ConfigError
+    from edge.hub import config
+    from edge.hub.face_crops import add_key
+
+    try:
+        settings = config.load(args.config)
+        if not settings.secrets_file:
+            raise ConfigError("the config names no secrets_file: set secrets_file = \"/etc/edge-verifier/"
+                              "hub-secrets.toml\" (mode 0600), then run this again")
+        added = add_key(Path(settings.secrets_file))
+    except (ConfigError, ValueError, OSError) as exc:
+        print(f"edge-verifier hub keygen: {exc}", file=sys.stderr)
+        return 2
+    if not added:
+        print(f"edge-verifier hub keygen: {settings.secrets_file} already holds a face crop key; it is kept "
+              "(a new one would make the stored crops unreadable)", file=sys.stderr)
+        return 0
+    print(f"edge-verifier hub keygen: a face crop key was added to {settings.secrets_file}", file=sys.stderr)
+    return 0
+
+
 def run(args) -> int:
     import dataclasses
 
@@ -102,8 +127,6 @@ def run(args) -> int:
 
         return migrate.run(args)
     if getattr(args, "hub_action", None) == "keygen":
-        from edge.hub.face_crops import run_keygen
-
         return run_keygen(args)
     if getattr(args, "hub_action", None) == "reembed":
         from edge.hub import reembed

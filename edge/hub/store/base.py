@@ -17,6 +17,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from edge.core.matcher import Enrolled
+from edge.core.syncwire import Change
 
 
 class Limits(BaseModel):
@@ -86,34 +87,6 @@ class VerifyRecord:
     confidence: float
     ismatch: bool
     time: float
-
-
-@dataclass(frozen=True)
-class PersonChange:
-    """A person in the sync feed: its state now, or `deleted` (gone, or outside the groups synced)."""
-
-    seq: int
-    person_id: str
-    deleted: bool = False
-    person_name: str = ""
-    tag: str = ""
-    group_ids: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, eq=False)
-class FaceChange:
-    """A face in the sync feed: its embedding (of the fingerprint asked for) and quality now, or
-    `deleted` (gone, its person not synced, or no embedding of that fingerprint)."""
-
-    seq: int
-    face_id: str
-    person_id: str
-    deleted: bool = False
-    embedding: np.ndarray | None = None
-    quality: float = 0.0
-
-
-Change = PersonChange | FaceChange
 
 
 @dataclass(frozen=True)

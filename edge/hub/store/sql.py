@@ -28,18 +28,8 @@ import numpy as np
 from edge.core import errors
 from edge.core.errors import ApiError
 from edge.core.matcher import Enrolled
-from edge.hub.store.base import (
-    Change,
-    FaceChange,
-    FaceRecord,
-    Limits,
-    NearIdentical,
-    PersonChange,
-    PersonRecord,
-    Store,
-    SyncPage,
-    VerifyRecord,
-)
+from edge.core.syncwire import Change, FaceChange, PersonChange
+from edge.hub.store.base import FaceRecord, Limits, NearIdentical, PersonRecord, Store, SyncPage, VerifyRecord
 from edge.hub.store.crops import FaceCropSql
 
 
