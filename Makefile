@@ -25,8 +25,11 @@ test-fast: lint
 	EDGE_VERIFIER_MODELS=/nonexistent/models EDGE_VERIFIER_SHARED=/nonexistent \
 		$(BIN)/python -m pytest -m fast $(PYTEST_ARGS)
 
+# ruff, then the import contracts of the layout (pyproject.toml [tool.importlinter]: layers, hub and
+# daemon independent, who may import onnxruntime, no import circles).
 lint: venv
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 venv: $(STAMP)
 
