@@ -1,7 +1,9 @@
 """Shared test fixtures: where the real photos and models are (free_port re-exported for tests).
 
-Fixtures of one area live beside its tests (`tests/<area>_fixtures.py`) and are registered
-below, so every test module can use a real broker, a real hub or the real models.
+The tests mirror edge/ (tests/core, tests/vision, tests/hub, tests/daemon, ...). The fixtures
+of the real parts several of those folders use live in tests/support/ (broker, hub, pg, tls,
+vision) and are registered below, so every test module can use a real broker, a real hub or
+the real models.
 """
 
 from __future__ import annotations
@@ -18,12 +20,12 @@ ROOT = Path(__file__).resolve().parents[1]
 FACES = shared_faces_dir()
 MODELS = default_models_dir()
 
-pytest_plugins = [  # broker_fixtures before hub_fixtures, which imports it (assert rewriting)
-    "tests.vision_fixtures",
-    "tests.broker_fixtures",
-    "tests.pg_fixtures",
-    "tests.hub_fixtures",
-    "tests.tls_fixtures",
+pytest_plugins = [  # support.broker before support.hub, which imports it (assert rewriting)
+    "tests.support.vision",
+    "tests.support.broker",
+    "tests.support.pg",
+    "tests.support.hub",
+    "tests.support.tls",
 ]
 
 # The fixtures that bring up a real part too slow or too heavy for `make test-fast`: the models,

@@ -27,9 +27,9 @@ from pathlib import Path
 
 from edge.bench.arch import REPO, aarch64_wheels, arm64_sysroot, qemu
 from edge.dev.devstack import Broker
-from tests.broker_fixtures import Subscriber, enrol_five, write_edge_config
 from tests.conftest import free_port
-from tests.hub_fixtures import start_hub
+from tests.support.broker import Subscriber, enrol_five, write_edge_config
+from tests.support.hub import start_hub
 
 
 def runtime_packages() -> tuple[str, ...]:

@@ -1,0 +1,179 @@
+"""Silent and slow TCP clients against a real hub (uvicorn on loopback, raw sockets).
+
+About 1,006 silent unauthenticated connections used to deny the hub (no header timeout, the
+unit's 1,024 open files); here a small configured cap and a 1 s header deadline show the same
+mechanisms in seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+
+import pytest
+
+from tests.support.hub import closed_within, start_hub
+
+HEADER_TIMEOUT_S = 1.0
+CAP = 6
+
+
+@pytest.fixture(scope="module")
+def guarded_hub(tmp_path_factory, models_dir):
+    with start_hub(tmp_path_factory.mktemp("conn"), server={
+        "header_timeout_s": HEADER_TIMEOUT_S, "keepalive_timeout_s": 1, "max_connections": CAP,
+    }) as hub:
+        yield hub
+
+
+def _address(hub) -> tuple[str, int]:
+    host, port = hub.url.split("//", 1)[1].rsplit(":", 1)
+    return host, int(port)
+
+
+def _health_ok(hub) -> bool:
+    with socket.create_connection(_address(hub), timeout=5) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: hub\r\nConnection: close\r\n\r\n")
+        sock.settimeout(5)
+        answer = b""
+        try:
+            while chunk := sock.recv(4096):
+                answer += chunk
+        except ConnectionResetError:
+            return False
+    return answer.startswith(b"HTTP/1.1 200")
+
+
+@pytest.fixture(scope="module")
+def guarded_tls_hub(tmp_path_factory, tls_files, models_dir):
+    with start_hub(tmp_path_factory.mktemp("conn-tls"), server={
+        "tls_cert": str(tls_files.cert), "tls_key": str(tls_files.key),
+        "header_timeout_s": HEADER_TIMEOUT_S, "max_connections": CAP,
+    }) as hub:
+        yield hub
+
+
+@pytest.mark.parametrize("hub", ["guarded_hub", "guarded_tls_hub"])
+def test_a_silent_connection_is_closed_after_the_header_timeout(hub, request):
+    """With TLS the client never starts its handshake: asyncio's own server-side TLS held such a
+    connection for 60 s, outside the connection cap."""
+    with socket.create_connection(_address(request.getfixturevalue(hub))) as sock:
+        started = time.monotonic()
+        assert closed_within(sock, HEADER_TIMEOUT_S + 4)
+        assert time.monotonic() - started >= HEADER_TIMEOUT_S * 0.8
+
+
+def test_connections_stuck_in_the_tls_handshake_count_against_the_cap(guarded_tls_hub):
+    address = _address(guarded_tls_hub)
+    held = [socket.create_connection(address) for _ in range(CAP)]
+    try:
+        time.sleep(0.2)
+        extra = socket.create_connection(address)
+        started = time.monotonic()
+        assert closed_within(extra, HEADER_TIMEOUT_S * 0.8)  # refused at once, not at the deadline
+        assert time.monotonic() - started < HEADER_TIMEOUT_S * 0.8
+        extra.close()
+    finally:
+        for s in held:
+            s.close()
+
+
+def test_a_request_right_after_the_tls_handshake_and_a_kept_alive_second_one_are_answered(
+        guarded_tls_hub, tls_files):
+    import json
+    import ssl
+
+    context = ssl.create_default_context(cafile=str(tls_files.ca))
+    time.sleep(0.3)  # the previous test's sockets are closed on the server side
+    with socket.create_connection(_address(guarded_tls_hub), timeout=5) as raw:
+        with context.wrap_socket(raw, server_hostname="127.0.0.1") as sock:
+            for _ in range(2):
+                sock.sendall(b"GET /health HTTP/1.1\r\nHost: hub\r\n\r\n")
+                answer = sock.recv(65536)
+                assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+                length = int(answer.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+                body = answer.split(b"\r\n\r\n", 1)[1]
+                while len(body) < length:
+                    body += sock.recv(65536)
+            assert json.loads(body)["status"] in ("ok", "degraded")
+
+
+def test_headers_trickled_a_byte_at_a_time_do_not_extend_the_deadline(guarded_hub):
+    request = b"POST /face/getgroupids HTTP/1.1\r\nHost: hub\r\nX-Slow: " + b"a" * 200
+    with socket.create_connection(_address(guarded_hub)) as sock:
+        started = time.monotonic()
+        closed = False
+        for byte in request:
+            try:
+                sock.sendall(bytes([byte]))
+            except (BrokenPipeError, ConnectionResetError):
+                closed = True
+                break
+            time.sleep(0.05)
+            if time.monotonic() - started > HEADER_TIMEOUT_S + 4:
+                break
+        assert closed or closed_within(sock, 0.5)
+        assert time.monotonic() - started < HEADER_TIMEOUT_S + 4
+
+
+def test_an_idle_kept_alive_connection_is_closed(guarded_hub):
+    with socket.create_connection(_address(guarded_hub)) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: hub\r\n\r\n")
+        sock.settimeout(5)
+        assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+        assert closed_within(sock, 4)
+
+
+def test_connections_past_the_cap_are_closed_at_once_with_one_log_line_and_service_resumes(guarded_hub, caplog):
+    caplog.set_level(logging.WARNING, logger="edge.api.serving")
+    address = _address(guarded_hub)
+    held = [socket.create_connection(address) for _ in range(CAP)]
+    try:
+        time.sleep(0.2)
+        extra = [socket.create_connection(address) for _ in range(10)]
+        assert all(closed_within(s, 2) for s in extra)  # refused at once, well before the header timeout
+        for s in extra:
+            s.close()
+    finally:
+        for s in held:
+            s.close()
+    time.sleep(0.3)
+    assert _health_ok(guarded_hub)  # the silent ones are gone: the hub serves again
+    lines = [r.getMessage() for r in caplog.records]
+    # one line when the cap is reached and one when it clears, not one per refused connection
+    assert sum("cap of 6 reached" in m for m in lines) == 1, lines
+    assert sum("after refusing 10 connection(s)" in m for m in lines) == 1, lines
+
+
+def test_below_the_cap_silent_connections_do_not_deny_the_hub(guarded_hub):
+    address = _address(guarded_hub)
+    held = [socket.create_connection(address) for _ in range(CAP - 2)]
+    try:
+        assert _health_ok(guarded_hub)
+    finally:
+        for s in held:
+            s.close()
+
+
+def test_a_flood_of_malformed_requests_logs_one_line_not_one_per_request(guarded_hub, caplog):
+    uvicorn_log = logging.getLogger("uvicorn.error")  # uvicorn's loggers do not propagate to the root
+    uvicorn_log.addHandler(caplog.handler)
+    try:
+        _send_garbage(guarded_hub, 20)
+    finally:
+        uvicorn_log.removeHandler(caplog.handler)
+    # a record can reach caplog twice (its handler here and at the root): count records, not lines
+    lines = {id(r): r.getMessage() for r in caplog.records if "Invalid HTTP request" in r.getMessage()}
+    assert len(lines) <= 1, list(lines.values())
+
+
+def _send_garbage(hub, times: int) -> None:
+    for _ in range(times):
+        with socket.create_connection(_address(hub), timeout=5) as sock:
+            sock.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+            try:
+                while sock.recv(4096):
+                    pass
+            except OSError:
+                pass

@@ -1,0 +1,102 @@
+"""Requests as proxies, Node form-data and hostile JSON send them, on raw sockets to a real hub.
+
+- absolute-form request targets (`POST http://host/face/op HTTP/1.1`, what PHP/Java/Node
+  `setProxy` and libcurl's `http_proxy` send) are routed by their path;
+- every unmatched request gets the JSON envelope, not uvicorn's plain-text 404/405;
+- a multipart field sent twice keeps both values, in order;
+- a lone surrogate (`"\\ud800"`) in any text field answers 21, not 213 with a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import pytest
+
+from edge.core import errors
+from edge.core.signature import sign
+from tests.support.hub import post
+
+
+def raw_request(hub, method: str, target: str, body: bytes = b"", headers: dict | None = None) -> tuple[int, dict]:
+    """Send one HTTP/1.1 request verbatim; (status, parsed JSON body). Fails if the body is not JSON."""
+    host, port = hub.url.split("//", 1)[1].rsplit(":", 1)
+    head = {"Host": f"{host}:{port}", "Content-Length": str(len(body)), "Connection": "close", **(headers or {})}
+    request = f"{method} {target} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in head.items()) + "\r\n"
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(request.encode("latin-1") + body)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    header, _, payload = answer.partition(b"\r\n\r\n")
+    status = int(header.split(b" ", 2)[1])
+    assert b"content-type: application/json" in header.lower(), answer[:300]
+    return status, json.loads(payload)
+
+
+def _signed_json(hub, data: dict) -> tuple[bytes, dict]:
+    return json.dumps(data).encode(), {
+        "Authorization": sign(hub.appid, hub.secret_id, hub.secret_key), "Content-Type": "application/json",
+    }
+
+
+@pytest.mark.parametrize("scheme", ["http", "HTTPS"])
+def test_absolute_form_request_target_is_routed_by_its_path(hub_server, scheme):
+    body, headers = _signed_json(hub_server, {"appid": hub_server.appid})
+    host = hub_server.url.split("//", 1)[1]
+    status, answer = raw_request(hub_server, "POST", f"{scheme}://{host}/face/getgroupids?x=1", body, headers)
+    assert status == 200 and answer["code"] == 0 and "group_ids" in answer["data"], answer
+
+
+@pytest.mark.parametrize("method,target,status", [
+    ("POST", "/nothing/here", 404),
+    ("GET", "/", 404),
+    ("POST", "/health", 405),
+    ("DELETE", "/metrics", 405),
+])
+def test_every_unmatched_request_gets_the_json_envelope(hub_server, method, target, status):
+    got, answer = raw_request(hub_server, method, target)
+    assert got == status
+    assert answer["code"] == errors.INVALID_PARAMETER and answer["data"] == {} and answer["message"]
+
+
+def test_repeated_multipart_field_keeps_every_value_in_order(hub_server, faces_dir):
+    photo = (faces_dir / "five_celebrity" / "Madonna" / "train_1.jpg").read_bytes()
+    files = [
+        ("appid", (None, hub_server.appid)),
+        ("person_id", (None, "repeated-fields")),
+        ("group_ids", (None, "grp-b")),
+        ("group_ids", (None, "grp-a")),
+        ("image", ("m.jpg", photo, "image/jpeg")),
+    ]
+    created = post(hub_server, "newperson", files=files)
+    assert created["code"] == 0, created
+    assert created["data"]["group_ids"] == ["grp-b", "grp-a"]
+    info = post(hub_server, "getinfo", json={"appid": hub_server.appid, "person_id": "repeated-fields"})
+    assert sorted(info["data"]["group_ids"]) == ["grp-a", "grp-b"]
+
+
+def test_repeated_scalar_field_is_refused_not_silently_the_last(hub_server):
+    files = [("appid", (None, hub_server.appid)), ("appid", (None, hub_server.appid)),
+             ("person_id", (None, "a")), ("person_id", (None, "b"))]
+    answer = post(hub_server, "getinfo", files=files)
+    assert answer["code"] == errors.INVALID_PARAMETER, answer
+
+
+@pytest.mark.parametrize("field", ["person_id", "person_name", "tag", "group_ids", "appid", "key"])
+def test_lone_surrogate_in_any_text_field_answers_21(hub_server, field):
+    data = {"appid": hub_server.appid, "person_id": "p1", "group_ids": ["g1"], "person_name": "n", "tag": "t"}
+    if field == "group_ids":
+        data[field] = ["\ud800"]
+    elif field == "key":
+        data["\udfff"] = "x"
+    else:
+        data[field] = "x\ud800y"
+    body = json.dumps(data).encode()  # ensure_ascii: the surrogate travels as the escape \ud800
+    assert b"\\ud800" in body or b"\\udfff" in body
+    status, answer = raw_request(hub_server, "POST", "/face/setinfo", body, {
+        "Authorization": sign(hub_server.appid, hub_server.secret_id, hub_server.secret_key),
+        "Content-Type": "application/json",
+    })
+    assert status == 200 and answer["code"] == errors.INVALID_PARAMETER, answer

@@ -1,0 +1,112 @@
+"""HTTPS end to end with a private CA made at test time: the hub serves TLS from [server]
+tls_cert/tls_key, the edge's client verifies it against [hub] ca_file, and the edge's local API
+serves TLS from [api] tls_cert/tls_key. Face photos and signatures never cross in the clear."""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+import time
+import urllib.request
+
+import pytest
+
+from edge.api.client import CloudClient, CloudUnavailable
+from tests.conftest import free_port
+from tests.support.broker import DaemonProc, write_edge_config
+from tests.support.hub import start_hub
+from tests.support.tls import issue
+
+
+@pytest.fixture(scope="module")
+def tls_hub(tmp_path_factory, tls_files, models_dir):
+    tmp = tmp_path_factory.mktemp("tls-hub")
+    with start_hub(tmp, server={"tls_cert": str(tls_files.cert), "tls_key": str(tls_files.key)}) as hub:
+        yield hub
+
+
+def test_the_hub_serves_https_and_a_client_trusting_the_private_ca_gets_answers(tls_hub, tls_files):
+    assert tls_hub.url.startswith("https://")
+    with CloudClient(tls_hub.url, tls_hub.appid, tls_hub.secret_id, tls_hub.secret_key, retries=0,
+                     ca_file=str(tls_files.ca)) as client:
+        assert client.getgroupids() == {"group_ids": []}
+
+
+def test_a_client_without_the_ca_refuses_the_hub_certificate(tls_hub):
+    with CloudClient(tls_hub.url, tls_hub.appid, tls_hub.secret_id, tls_hub.secret_key, retries=0) as client:
+        with pytest.raises(CloudUnavailable, match="(?i)certificate|ssl|tls"):
+            client.getgroupids()
+
+
+def test_a_hub_certificate_from_another_ca_is_refused(tmp_path, tls_files, models_dir):
+    """A man in the middle with a certificate of his own CA for the same address is refused."""
+    rogue = issue(tmp_path / "rogue", name="rogue")
+    with start_hub(tmp_path, server={"tls_cert": str(rogue.cert), "tls_key": str(rogue.key)}) as hub:
+        with CloudClient(hub.url, hub.appid, hub.secret_id, hub.secret_key, retries=0,
+                         ca_file=str(tls_files.ca)) as client:
+            with pytest.raises(CloudUnavailable):
+                client.getgroupids()
+
+
+def test_plain_http_to_the_tls_port_gets_no_face_api_answer(tls_hub):
+    port = int(tls_hub.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"POST /face/getgroupids HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}")
+        answer = b""
+        try:
+            while chunk := sock.recv(4096):
+                answer += chunk
+        except (ConnectionResetError, TimeoutError):
+            pass
+    assert b'"code"' not in answer
+
+
+@pytest.mark.parametrize("role", ["hub", "edge"])
+def test_a_tls_key_readable_by_others_is_refused_at_start(tmp_path, tls_files, role):
+    import shutil
+
+    from edge.core.settings import ConfigError
+    from edge.daemon import config as edge_config
+    from edge.hub import config as hub_config
+
+    key = tmp_path / "open.key"
+    shutil.copy(tls_files.key, key)
+    key.chmod(0o644)
+    section = "server" if role == "hub" else "api"
+    cfg = tmp_path / f"{role}.toml"
+    cfg.write_text(f'[{section}]\ntls_cert = "{tls_files.cert}"\ntls_key = "{key}"\n')
+    with pytest.raises(ConfigError, match=f"{section}.*group/others"):
+        (hub_config if role == "hub" else edge_config).load(cfg)
+    key.chmod(0o600)
+    (hub_config if role == "hub" else edge_config).load(cfg)
+
+
+def test_the_edge_syncs_from_an_https_hub_with_its_ca_file_and_serves_its_api_over_https(
+        tls_hub, tls_files, tmp_path):
+    port = free_port()
+    cfg = write_edge_config(
+        tmp_path / "edge.toml", device="door-tls", camera=f"files:{tmp_path}/none/*", broker=None, hub=tls_hub,
+        storage=tmp_path / "data", api_port=port, sections={"hub": {"ca_file": str(tls_files.ca)},
+                  "api": {"tls_cert": str(tls_files.cert), "tls_key": str(tls_files.key)}},
+    )
+    daemon = DaemonProc(cfg, port, tmp_path / "d.log").start()
+    trusting = ssl.create_default_context(cafile=str(tls_files.ca))
+    try:
+        deadline = time.monotonic() + 90
+        health = None
+        while time.monotonic() < deadline:
+            assert daemon.proc.poll() is None, (tmp_path / "d.log").read_text()[-3000:]
+            try:
+                with urllib.request.urlopen(f"https://127.0.0.1:{port}/health", timeout=2, context=trusting) as r:
+                    health = json.loads(r.read())
+            except OSError:
+                health = None
+            if health and health["sync"].get("status") == "ok":
+                break
+            time.sleep(0.2)
+        assert health and health["sync"]["status"] == "ok", (health, (tmp_path / "d.log").read_text()[-3000:])
+        assert daemon.health() is None  # the local API does not answer plain http
+    finally:
+        assert daemon.terminate() == 0
+

@@ -1,0 +1,59 @@
+"""The door with several frames per approach: the daemon decides each track on the evidence
+of its frames (edge.daemon.evidence), applies identify's threshold for the gallery it holds,
+and says which threshold it applied in the event, /health and the state topic.
+
+Real photos, models, hub and mosquitto; the daemon as a process with a files: camera. A member
+walks up in three frames (three different photos of Jerry Seinfeld framed at the same place:
+one track), then a stranger in three frames (three LFW photos of one person not enrolled).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+from tests.daemon.test_settle import _framed, play_to_the_end
+from tests.support.hub import hub_with_five_enrolled
+
+SCENE = "nonface/skimage_coffee.png"
+MEMBER = ["five_celebrity/Jerry_Seinfield/val_1.jpg", "five_celebrity/Jerry_Seinfield/val_2.jpg",
+          "five_celebrity/Jerry_Seinfield/val_3.jpg"]
+STRANGER = ["lfw/Gerhard_Schroeder/Gerhard_Schroeder_0005.jpg", "lfw/Gerhard_Schroeder/Gerhard_Schroeder_0017.jpg",
+            "lfw/Gerhard_Schroeder/Gerhard_Schroeder_0025.jpg"]
+
+
+def test_each_approach_is_one_decision_on_its_frames_with_the_threshold_applied(
+        mosquitto, subscribe, faces_dir, models_dir, tmp_path):
+    from edge.core.matcher import CALIBRATED_THRESHOLDS
+    from edge.vision import Pipeline
+
+    pipeline = Pipeline.load(models_dir, precision="int8")
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i, photo in enumerate(MEMBER):
+        _framed(pipeline, faces_dir / photo, frames / f"0{i}_member.jpg")
+    shutil.copy(faces_dir / SCENE, frames / "10_scene.png")
+    for i, photo in enumerate(STRANGER):
+        _framed(pipeline, faces_dir / photo, frames / f"2{i}_stranger.jpg")
+    shutil.copy(faces_dir / SCENE, frames / "30_scene.png")
+
+    events_sub = subscribe("test/door-d/event")
+    state_sub = subscribe("test/door-d/state")
+    with hub_with_five_enrolled(tmp_path / "hub", faces_dir) as hub:
+        health = play_to_the_end(hub, mosquitto, tmp_path, frames, "door-d", events_sub)
+    accept = CALIBRATED_THRESHOLDS["int8"].accept
+    identify = health["thresholds"]["identify"]
+    assert health["thresholds"]["false_admit_rate"] == 1e-3
+    assert health["cache"]["faces"] == 10 and identify >= accept
+    states = [json.loads(p) for _, p, _ in state_sub.messages]
+    assert states and all(s["thresholds"]["identify"] == identify for s in states)
+
+    events = events_sub.json()
+    assert len(events) == health["decisions"] == 2, events  # one per approach, not one per frame
+    member, stranger = events
+    assert (member["decision"], member["person_id"]) == ("accept", "jerry_seinfield")
+    assert member["threshold"] == identify <= member["score"]
+    assert stranger["track_id"] != member["track_id"]
+    # The stranger is decided on all three frames, locally: the hub is not asked about identify.
+    assert (stranger["decision"], stranger["frames"], stranger["source"]) == ("unknown", 3, "local")
+    assert stranger["cloud"] is None and stranger["threshold"] == identify > stranger["score"]

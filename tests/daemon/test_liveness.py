@@ -1,0 +1,181 @@
+"""Liveness in the daemon, end to end: real hub, real broker, real models, NUAA frames.
+
+A person is enrolled on the hub from two of their live webcam frames. The daemon's camera then
+plays six other live frames of that person, a scene (the face leaves), six frames of a printed
+photo of the same person held to the webcam, and a scene. With [liveness] mode = require the
+person is let in and the print refused as a presentation attack, locally (never asked at the
+hub); with mode = off the print is let in, as it was before liveness existed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import urllib.request
+
+import pytest
+
+from edge.dev.localenv import shared_faces_dir
+from tests.conftest import free_port
+from tests.support.broker import Broker, DaemonProc, Subscriber, write_edge_config
+from tests.support.hub import start_hub
+
+NUAA = shared_faces_dir() / "liveness" / "nuaa"
+ENROL = ["0001_00_00_01_0.jpg", "0001_00_00_01_63.jpg"]
+LIVE = ["0001_00_00_02_0.jpg", "0001_00_00_02_5.jpg", "0001_00_00_02_28.jpg", "0001_00_00_02_68.jpg",
+        "0001_00_00_02_86.jpg", "0001_00_00_02_116.jpg"]
+PRINT = ["0001_00_00_01_54.jpg", "0001_00_00_01_77.jpg", "0001_00_00_01_120.jpg", "0001_00_00_01_143.jpg",
+         "0001_00_00_01_166.jpg", "0001_00_00_01_210.jpg"]
+SCENE = "nonface/skimage_coffee.png"
+
+
+def _frames(folder, faces_dir, with_live: bool = True):
+    folder.mkdir()
+    n = 0
+    for kind, names in ((("live", LIVE),) if with_live else ()) + (("print", PRINT),):
+        for name in names:
+            shutil.copy(NUAA / kind / "0001" / name, folder / f"{n:02d}_{kind}.jpg")
+            n += 1
+        shutil.copy(faces_dir / SCENE, folder / f"{n:02d}_scene.png")  # the face leaves: its track ends
+        n += 1
+    return folder
+
+
+def _run(tmp, faces_dir, liveness: dict, with_live: bool = True) -> dict:
+    frames = _frames(tmp / "frames", faces_dir, with_live)
+    (tmp / "broker").mkdir()
+    broker = Broker(tmp / "broker")
+    broker.start()
+    try:
+        with start_hub(tmp / "hub") as hub:
+            client = hub.client(timeout=30.0, retries=0)
+            client.newperson("nuaa-0001", ["staff"], (NUAA / "live" / "0001" / ENROL[0]).read_bytes(),
+                             person_name="NUAA 0001")
+            client.addface("nuaa-0001", [(NUAA / "live" / "0001" / ENROL[1]).read_bytes()])
+            sub = Subscriber(broker, "test/door-live/#")
+            port = free_port()
+            cfg = write_edge_config(tmp / "edge.toml", device="door-live", camera=f"files:{frames}/*",
+                                    broker=broker, hub=hub, storage=tmp / "data", api_port=port,
+                                    # The scene between them ends the live person's track at once.
+                                    sections={"identify": {"groups": ["staff"]}, "tracker": {"max_missed": 0},
+                                              "liveness": liveness})
+            daemon = DaemonProc(cfg, port, tmp / "daemon.log").start()
+            try:
+                health = daemon.wait_health(
+                    lambda h: h["camera"]["status"] == "ended" and h["pending"] == 0
+                    and h["mqtt"]["outbox_depth"] == 0, 120)
+                assert sub.wait_for(lambda: len(sub.json("/event")) >= health["decisions"], 15)
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                    metrics = r.read().decode()
+                return {"events": sub.json("/event"), "health": health, "metrics": metrics}
+            finally:
+                assert daemon.terminate() == 0
+                sub.close()
+                client.close()
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="module")
+def required(tmp_path_factory, faces_dir, models_dir):
+    if not NUAA.is_dir():
+        pytest.skip(f"liveness frames not found at {NUAA} (set EDGE_VERIFIER_SHARED)")
+    return _run(tmp_path_factory.mktemp("require"), faces_dir, {"mode": "require", "frames": 3})
+
+
+def test_the_live_person_is_let_in_and_their_printed_photo_is_refused(required):
+    live, printed = required["events"]
+    assert (live["decision"], live["person_id"]) == ("accept", "nuaa-0001")
+    assert live["liveness"]["verdict"] == "live" and live["liveness"]["frames"] == 3
+    assert "reason" not in live
+    assert printed["decision"] == "reject" and printed["reason"] == "presentation_attack"
+    assert printed["liveness"]["verdict"] == "attack" and printed["liveness"]["score"] < 0.012
+    # Refused here, never sent to the hub as uncertain.
+    assert printed["source"] == "local" and printed["cloud"] is None
+    assert len(required["events"]) == 2
+
+
+def test_health_shows_the_liveness_mode_model_and_threshold(required, models_dir):
+    meta = json.loads((models_dir / "models.json").read_text())
+    liveness = required["health"]["liveness"]
+    assert liveness == {"mode": "require", "frames": 3, "threshold": 0.012,
+                        "fingerprint": meta["models"][meta["packs"]["int8"]["files"]["liveness"]]["fingerprint"]}
+
+
+def test_metrics_count_liveness_verdicts_of_frames_and_decisions(required):
+    def value(name: str, verdict: str) -> float:
+        m = re.search(rf'^{name}{{verdict="{verdict}"}} (\S+)$', required["metrics"], re.M)
+        return float(m.group(1)) if m else 0.0
+
+    assert value("edge_liveness_frames_total", "live") >= 3
+    assert value("edge_liveness_frames_total", "attack") >= 3
+    assert value("edge_liveness_decisions_total", "live") == 1
+    assert value("edge_liveness_decisions_total", "attack") == 1
+    # The live person's track is decided on its first 3 frames; its 3 later frames are not
+    # scored (decided, no claim waiting). The print's track scores its 6 until it is settled.
+    scored = sum(value("edge_liveness_frames_total", v) for v in ("live", "attack", "step_closer", "step_back"))
+    assert 6 <= scored <= 9 < len(LIVE) + len(PRINT)
+
+
+def test_mode_off_lets_the_print_in_as_before(tmp_path, faces_dir, models_dir):
+    if not NUAA.is_dir():
+        pytest.skip(f"liveness frames not found at {NUAA} (set EDGE_VERIFIER_SHARED)")
+    result = _run(tmp_path, faces_dir, {"mode": "off"}, with_live=False)
+    (printed,) = result["events"]
+    assert (printed["decision"], printed["person_id"]) == ("accept", "nuaa-0001")
+    assert printed["liveness"] is None and "reason" not in printed
+    assert result["health"]["liveness"]["mode"] == "off"
+
+
+def _scored(port: int) -> float:
+    """Frames scored for liveness so far (every verdict and gate reason), from /metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    return sum(float(v) for v in re.findall(r'^edge_liveness_frames_total{verdict="\w+"} (\S+)$', text, re.M))
+
+
+def test_a_decided_track_is_scored_again_only_for_a_claim_and_on_fresh_frames(tmp_path, models_dir):
+    """The person stays at the camera (three live frames looping, one track). Identified on its
+    first 3 frames, the track is not scored while nothing waits; a verify claim then gets 3
+    fresh scores, not the ones from before the first decision, and scoring stops again."""
+    import time
+
+    import httpx
+
+    from edge.core.signature import sign
+
+    if not NUAA.is_dir():
+        pytest.skip(f"liveness frames not found at {NUAA} (set EDGE_VERIFIER_SHARED)")
+    drop = tmp_path / "frames"
+    drop.mkdir()
+    for name in LIVE[:3]:
+        shutil.copy(NUAA / "live" / "0001" / name, drop / name)
+    with start_hub(tmp_path / "hub") as hub:
+        client = hub.client(timeout=30.0, retries=0)
+        client.newperson("nuaa-0001", ["staff"], (NUAA / "live" / "0001" / ENROL[0]).read_bytes())
+        port = free_port()
+        cfg = write_edge_config(tmp_path / "edge.toml", device="door-again", camera=f"files:{drop}/*",
+                                broker=None, hub=hub, storage=tmp_path / "data", api_port=port, loop=True,
+                                sections={"identify": {"groups": ["staff"]},
+                                          "liveness": {"mode": "require", "frames": 3}})
+        daemon = DaemonProc(cfg, port, tmp_path / "daemon.log").start()
+        try:
+            daemon.wait_health(lambda h: h["decisions"] >= 1 and h["pending"] == 0, 60)
+            decided = _scored(port)
+            time.sleep(2.0)  # about 8 more frames of the same, decided track
+            before_claim = _scored(port)
+            assert before_claim == decided >= 3
+            ok = httpx.post(f"http://127.0.0.1:{port}/edge/claim", json={"appid": hub.appid, "person_id": "nuaa-0001"},
+                            headers={"Authorization": sign(hub.appid, hub.secret_id, hub.secret_key)}).json()
+            assert ok["code"] == 0
+            daemon.wait_health(lambda h: h["decisions"] >= 2, 30)
+            after_claim = _scored(port)
+            time.sleep(2.0)
+            assert after_claim - before_claim >= 3  # fresh frames; the 3 old scores were dropped
+            assert _scored(port) == after_claim  # decided again, nothing waits: no more scoring
+        finally:
+            assert daemon.terminate() == 0
+            client.close()
+    log = (tmp_path / "daemon.log").read_text()
+    assert "decision identify accept nuaa-0001" in log and "decision verify accept nuaa-0001" in log

@@ -1,0 +1,52 @@
+"""`edge-verifier audit`: the operator learns about look-alike persons and weak enrolment photos.
+
+Real hub on loopback, real photos: Madonna enrolled twice under two ids (one person, two
+photos), Elton John once with a good photo and once with a photo whose face is 36 px.
+"""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+
+from tests.support.hub import APPID, start_hub
+
+
+def test_the_audit_reports_a_person_enrolled_twice_and_a_face_under_the_quality_gate(
+        faces_dir, models_dir, tmp_path, capsys):
+    from edge.cli import main
+    from edge.core.matcher import CALIBRATED_THRESHOLDS
+    from edge.hub.audit import audit
+    from edge.vision import Pipeline, load_image
+
+    celeb = faces_dir / "five_celebrity"
+    pipe = Pipeline.load(models_dir, precision="int8")
+    img = load_image(celeb / "Elton_John" / "train_2.jpg")
+    box = pipe.analyze(img, max_faces=1)[0].box
+    k = 36 / min(box[2], box[3])
+    ok, small = cv2.imencode(".jpg", cv2.resize(img, None, fx=k, fy=k, interpolation=cv2.INTER_AREA))
+    with start_hub(tmp_path) as hub, hub.client(timeout=30.0, retries=0) as client:
+        client.newperson("madonna", ["staff"], (celeb / "Madonna" / "train_1.jpg").read_bytes())
+        client.newperson("madonna-2", ["staff"], (celeb / "Madonna" / "train_2.jpg").read_bytes())
+        client.newperson("elton", ["staff"], (celeb / "Elton_John" / "train_3.jpg").read_bytes())
+        added = client.addface("elton", [small.tobytes()])
+        assert added["added"] == 1
+        fingerprint = pipe.fingerprint
+        report = audit(hub.store, APPID, fingerprint, CALIBRATED_THRESHOLDS["int8"].accept)
+        assert (report["persons"], report["faces"]) == (3, 4)
+        assert [p["persons"] for p in report["look_alikes"]] == [["madonna", "madonna-2"]]
+        assert report["look_alikes"][0]["score"] >= CALIBRATED_THRESHOLDS["int8"].accept
+        assert report["weak_faces"] == [{"person_id": "elton", "face_id": added["face_ids"][0],
+                                         "reason": "too_small"}]
+
+        # The same through the command line, from the hub's own config file.
+        config = tmp_path / "hub.toml"
+        config.write_text(
+            f'[storage]\npath = "{hub.store_path}"\n[vision]\nmodels_dir = "{models_dir}"\n'
+            f'[[credentials]]\nappid = "{APPID}"\nsecret_id = "{hub.secret_id}"\nsecret_key = "{hub.secret_key}"\n')
+        config.chmod(0o600)
+        assert main(["audit", "--config", str(config)]) == 0
+        out = json.loads(capsys.readouterr().out)
+        assert out["fingerprint"] == fingerprint
+        assert out["appids"][APPID]["look_alikes"] == report["look_alikes"]

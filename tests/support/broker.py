@@ -1,0 +1,208 @@
+"""The MQTT side of the tests: a real mosquitto, a subscriber that checks every message against
+its published schema, and the edge daemon as a real process (all started by edge.dev.devstack).
+
+The broker keeps persistence on (in the test's own directory) so that a subscriber with a
+persistent session keeps its queued QoS 1 messages across a broker restart, like a production
+broker would.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from edge.dev.devstack import MOSQUITTO, Broker, DaemonProc, edge_config, write_toml
+
+__all__ = ["EDGE_VERIFIER", "MOSQUITTO", "Broker", "DaemonProc", "Subscriber", "broker_with_clients", "enrol_five",
+           "sample_event", "schema_errors", "write_edge_config"]
+
+
+def schema_errors(topic: str, payload: bytes) -> list[str]:
+    """What is wrong with a message on an `event` or `state` topic, by the schema the package
+    publishes (edge/schemas); other topics are not checked."""
+    from jsonschema import Draft202012Validator
+
+    from edge.schemas import schema
+
+    leaf = topic.rsplit("/", 1)[-1]
+    if leaf not in ("event", "state"):
+        return []
+    try:
+        message = json.loads(payload)
+    except ValueError as exc:
+        return [f"{topic}: not JSON ({exc})"]
+    validator = Draft202012Validator(schema(leaf), format_checker=Draft202012Validator.FORMAT_CHECKER)
+    return [f"{topic}: {'/'.join(map(str, e.absolute_path)) or '(top)'}: {e.message}"
+            for e in validator.iter_errors(message)]
+
+
+def sample_event(**fields) -> dict:
+    """A decision event as the daemon builds it (an identify that found nobody), for the
+    transport tests."""
+    from edge.core.domain import Decision, Mode, Source
+    from edge.daemon.decide import Outcome
+    from edge.daemon.decision_event import decision_event
+
+    event = decision_event(Outcome(Mode.IDENTIFY, Decision.UNKNOWN, Source.LOCAL), device="door-t",
+                           camera="test", fingerprints={"pack": "0" * 16}, cache_version="empty")
+    return {**event, **fields}
+
+
+class Subscriber:
+    """Collects JSON messages of a topic filter; a persistent session survives broker restarts.
+    Every event and state message is checked against its published JSON Schema: a message that
+    does not conform fails the test (at `json()` or when the subscriber is closed)."""
+
+    def __init__(self, broker: Broker, topic: str, client_id: str | None = None):
+        import paho.mqtt.client as mqtt
+
+        self.messages: list[tuple[str, bytes, bool]] = []
+        self.schema_errors: list[str] = []
+        self._cond = threading.Condition()
+        self.topic = topic
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
+                                  client_id=client_id or f"test-sub-{time.monotonic_ns()}",
+                                  clean_session=client_id is None)
+        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(topic, qos=1)
+        self.client.on_message = self._on_message
+        self.client.reconnect_delay_set(0.2, 1)
+        self.client.connect(broker.host, broker.port, keepalive=10)
+        self.client.loop_start()
+
+    def _on_message(self, client, userdata, msg) -> None:
+        errors = schema_errors(msg.topic, bytes(msg.payload))
+        with self._cond:
+            self.messages.append((msg.topic, bytes(msg.payload), bool(msg.retain)))
+            self.schema_errors += errors
+            self._cond.notify_all()
+
+    def assert_conform(self) -> None:
+        with self._cond:
+            assert not self.schema_errors, "messages off their schema:\n" + "\n".join(self.schema_errors[:20])
+
+    def json(self, suffix: str = "") -> list[dict]:
+        self.assert_conform()
+        with self._cond:
+            return [json.loads(p) for t, p, _ in self.messages if t.endswith(suffix) and p.startswith(b"{")]
+
+    def wait_for(self, predicate, timeout: float = 30.0) -> bool:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not predicate():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(min(left, 0.2))
+            return True
+
+    def close(self, check: bool = True) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+        if check:
+            self.assert_conform()
+
+
+@pytest.fixture
+def mosquitto(tmp_path_factory):
+    """A running mosquitto (function scope: faults tests stop and restart it)."""
+    if not Path(MOSQUITTO).exists():
+        pytest.fail("mosquitto is not installed: apt-get install mosquitto (make test does)")
+    broker = Broker(tmp_path_factory.mktemp("mosquitto"), persistence=True)
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture
+def subscribe(mosquitto):
+    """subscribe(topic, client_id=None) -> Subscriber, closed after the test."""
+    subs: list[Subscriber] = []
+
+    def make(topic: str, client_id: str | None = None) -> Subscriber:
+        sub = Subscriber(mosquitto, topic, client_id)
+        subs.append(sub)
+        return sub
+
+    yield make
+    for s in subs:
+        s.close(check=False)
+    for s in subs:
+        s.assert_conform()
+
+
+# -- the edge daemon as a real process (daemon tests) ---------------------------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+EDGE_VERIFIER = ROOT / ".venv" / "bin" / "edge-verifier"
+
+
+def write_edge_config(path: Path, *, device: str, camera: str, broker: Broker | None, hub=None,
+                      storage: Path, api_port: int, rate: float = 4, loop: bool = False,
+                      sections: dict[str, dict] | None = None) -> Path:
+    """A daemon TOML config for tests (rate and backoff short, so runs are brief); `sections`
+    adds to or overrides any section. Written 0600: it holds the hub's secret key.
+
+    Liveness is off unless a test asks for it in `sections`: most tests play each photo as one
+    frame, and a track is judged live over several (tests/daemon/test_liveness.py covers it)."""
+    from tests.conftest import MODELS
+
+    cfg = edge_config(
+        device=device, source=camera, storage=storage, api_port=api_port, broker=broker, hub=hub,
+        prefix="test", models_dir=MODELS,
+        camera={"rate": rate, "loop": loop, "retry_initial_s": 0.2, "retry_max_s": 0.5},
+        mqtt={"prefix": "test", "keepalive": 5, "reconnect_max_s": 1},
+        vision={"threads": 1}, liveness={"mode": "off"})
+    if hub is not None:
+        cfg["hub"].update(timeout=5, retries=0, breaker_failures=2, breaker_reset_s=60, sync_interval_s=3600)
+    for name, values in (sections or {}).items():
+        cfg[name] = {**cfg.get(name, {}), **values}
+    return write_toml(path, cfg, private=True)
+
+
+def enrol_five(client, faces_dir: Path, group: str = "staff", photos: int = 2) -> dict[str, str]:
+    """Enrol the five_celebrity people (train_* photos) on a hub; returns person_id -> name."""
+    people = {}
+    for person_dir in sorted((faces_dir / "five_celebrity").iterdir()):
+        trains = sorted(person_dir.glob("train_*.jpg"), key=lambda p: int(p.stem.split("_")[1]))
+        pid = person_dir.name.lower()
+        enrolled = 0
+        for photo in trains:
+            try:
+                if not enrolled:
+                    client.newperson(pid, [group], photo.read_bytes(), person_name=person_dir.name)
+                else:
+                    client.addface(pid, [photo.read_bytes()])
+                enrolled += 1
+            except Exception:  # a train photo without a usable face: take the next one
+                continue
+            if enrolled >= photos:
+                break
+        assert enrolled, f"no usable train photo for {pid}"
+        people[pid] = person_dir.name
+    return people
+
+
+@contextmanager
+def broker_with_clients(tmp: Path, topic: str) -> Iterator[tuple[Broker, Subscriber, object]]:
+    """A fresh mosquitto in `tmp`, a Subscriber on `topic` and a connected paho publisher (what a
+    badge reader would be); all stopped when the block ends."""
+    import paho.mqtt.client as mqtt
+
+    broker = Broker(tmp)
+    broker.start()
+    sub = Subscriber(broker, topic)
+    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    pub.connect(broker.host, broker.port)
+    pub.loop_start()
+    try:
+        yield broker, sub, pub
+    finally:
+        pub.loop_stop()
+        sub.close()
+        broker.stop()
