@@ -25,6 +25,9 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("bench", "door"): ("edge.bench.door", "open-set identification at a door on LFW: FPIR, FNIR, DET plot"),
     ("bench", "daemon"): ("edge.bench.daemon", "frame-to-event latency, fps, RSS and cold start of the daemon"),
     ("bench", "arch"): ("edge.bench.arch", "decision drift of an emulated Raspberry Pi (qemu cortex-a72) against x86"),
+    ("bench", "pi-first-accept"): ("edge.bench.pi_first_accept",
+                                  "by hand: an emulated Raspberry Pi with no models pulls the hub's pack and "
+                                  "reaches its first accept"),
     ("hub",): ("edge.hub.server", "serve the face API (hub role)"),
     ("run",): ("edge.daemon.main", "run the edge daemon: camera -> decisions -> MQTT"),
     ("config", "example"): ("edge.config_example", "print a complete commented example config"),

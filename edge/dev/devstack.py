@@ -1,9 +1,11 @@
 """The development stack as local processes: a mosquitto broker, a hub and an edge daemon.
 
-One home for starting them, used by `edge-verifier demo`, the daemon benchmark and the tests:
+One home for starting them, used by `edge-verifier demo`, the daemon and first-accept
+benchmarks and the tests:
 
     broker = Broker(work).start()                       # mosquitto on a free loopback port
     hub = HubProc(work, models_dir=None).start()        # `edge-verifier hub`, fresh credential
+    enrol_five(hub.client(), faces_dir)                 # the five_celebrity people, on the hub
     cfg = write_toml(work / "edge.toml", edge_config(device="door", source="files:/x/*",
                      storage=work / "edge", api_port=free_port(), broker=broker, hub=hub),
                      private=True)
@@ -185,6 +187,29 @@ class HubProc:
         if self.proc is not None:
             self._log.close()
         self.proc = None
+
+
+def enrol_five(client, faces_dir: Path, group: str = "staff", photos: int = 2) -> dict[str, str]:
+    """Enrol the five_celebrity people (train_* photos) on a hub; returns person_id -> name."""
+    people = {}
+    for person_dir in sorted((faces_dir / "five_celebrity").iterdir()):
+        trains = sorted(person_dir.glob("train_*.jpg"), key=lambda p: int(p.stem.split("_")[1]))
+        pid = person_dir.name.lower()
+        enrolled = 0
+        for photo in trains:
+            try:
+                if not enrolled:
+                    client.newperson(pid, [group], photo.read_bytes(), person_name=person_dir.name)
+                else:
+                    client.addface(pid, [photo.read_bytes()])
+                enrolled += 1
+            except Exception:  # a train photo without a usable face: take the next one
+                continue
+            if enrolled >= photos:
+                break
+        assert enrolled, f"no usable train photo for {pid}"
+        people[pid] = person_dir.name
+    return people
 
 
 def edge_config(*, device: str, source: str, storage: Path, api_port: int, broker=None, hub=None,

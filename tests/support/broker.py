@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.dev.devstack import MOSQUITTO, Broker, DaemonProc, edge_config, write_toml
+from edge.dev.devstack import MOSQUITTO, Broker, DaemonProc, edge_config, enrol_five, write_toml
 
 __all__ = ["EDGE_VERIFIER", "MOSQUITTO", "Broker", "DaemonProc", "Subscriber", "broker_with_clients", "enrol_five",
            "sample_event", "schema_errors", "write_edge_config"]
@@ -163,29 +163,6 @@ def write_edge_config(path: Path, *, device: str, camera: str, broker: Broker | 
     for name, values in (sections or {}).items():
         cfg[name] = {**cfg.get(name, {}), **values}
     return write_toml(path, cfg, private=True)
-
-
-def enrol_five(client, faces_dir: Path, group: str = "staff", photos: int = 2) -> dict[str, str]:
-    """Enrol the five_celebrity people (train_* photos) on a hub; returns person_id -> name."""
-    people = {}
-    for person_dir in sorted((faces_dir / "five_celebrity").iterdir()):
-        trains = sorted(person_dir.glob("train_*.jpg"), key=lambda p: int(p.stem.split("_")[1]))
-        pid = person_dir.name.lower()
-        enrolled = 0
-        for photo in trains:
-            try:
-                if not enrolled:
-                    client.newperson(pid, [group], photo.read_bytes(), person_name=person_dir.name)
-                else:
-                    client.addface(pid, [photo.read_bytes()])
-                enrolled += 1
-            except Exception:  # a train photo without a usable face: take the next one
-                continue
-            if enrolled >= photos:
-                break
-        assert enrolled, f"no usable train photo for {pid}"
-        people[pid] = person_dir.name
-    return people
 
 
 @contextmanager

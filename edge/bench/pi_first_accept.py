@@ -1,7 +1,9 @@
-"""By hand, not in CI: an emulated Raspberry Pi 4 with an empty models folder and only the hub's
-url and credentials reaches its first accept without building anything.
+"""`edge-verifier bench pi-first-accept`: an emulated Raspberry Pi 4 with an empty models folder
+and only the hub's url and credentials reaches its first accept without building anything.
 
-    python -m tests.emulated_pi_first_accept [--cache DIR] [--timeout-s 1800]
+By hand, not in CI:
+
+    edge-verifier bench pi-first-accept [--cache DIR] [--timeout-s 1800]
 
 Native (this x86 machine): mosquitto and a hub with the five_celebrity people enrolled, one
 photo each. Emulated (`qemu-aarch64 -cpu cortex-a72`, Debian's arm64 Python 3.11 as on Raspberry
@@ -19,17 +21,12 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from importlib.metadata import requires
 from pathlib import Path
 
-from edge.bench.arch import REPO, aarch64_wheels, arm64_sysroot, qemu
-from edge.dev.devstack import Broker
-from tests.conftest import free_port
-from tests.support.broker import Subscriber, enrol_five, write_edge_config
-from tests.support.hub import start_hub
+from edge.dev.localenv import shared_faces_dir
 
 
 def runtime_packages() -> tuple[str, ...]:
@@ -41,13 +38,17 @@ def runtime_packages() -> tuple[str, ...]:
     return tuple(names)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "edge-verifier" / "arch")
     parser.add_argument("--timeout-s", type=float, default=1800)
-    parser.add_argument("--faces", type=Path,
-                        default=Path(os.environ.get("EDGE_VERIFIER_SHARED", REPO.parent / "shared")) / "faces")
-    args = parser.parse_args(argv)
+    parser.add_argument("--faces", type=Path, default=shared_faces_dir())
+
+
+def run(args) -> int:
+    from edge.bench.arch import REPO, aarch64_wheels, arm64_sysroot, qemu
+    from edge.dev.devstack import Broker, EventFeed, HubProc, edge_config, enrol_five, write_toml
+    from edge.dev.localenv import free_port
+
     started = time.monotonic()
     emulator = qemu("aarch64")
     root = arm64_sysroot(args.cache)
@@ -60,16 +61,23 @@ def main(argv: list[str] | None = None) -> int:
     (tmp / "broker").mkdir()
     broker = Broker(tmp / "broker")
     broker.start()
+    (tmp / "hub").mkdir()
+    hub = HubProc(tmp / "hub")
     result: dict = {"edge_cpu": "qemu-aarch64 -cpu cortex-a72", "person": person.name}
     try:
-        with start_hub(tmp / "hub") as hub, hub.client(timeout=30.0, retries=0) as client:
+        with hub.start().client(timeout=30.0, retries=0) as client:
             enrol_five(client, args.faces, photos=1)
-            sub = Subscriber(broker, "test/door-pi/#")
-            cfg = write_edge_config(
-                tmp / "edge.toml", device="door-pi", camera=f"files:{frames}/*", broker=broker, hub=hub,
-                storage=tmp / "data", api_port=free_port(),
-                sections={"identify": {"groups": ["staff"]}, "vision": {"models_dir": str(empty)},
-                          "hub": {"timeout": 120}})
+            feed = EventFeed(broker.port, "edge-verifier/door-pi/event")
+            # The daemon as the tests run it (short retries and backoff, liveness off: one photo,
+            # one frame), with nothing in its models folder and the hub's pack to pull.
+            settings = edge_config(
+                device="door-pi", source=f"files:{frames}/*", storage=tmp / "data", api_port=free_port(),
+                broker=broker, hub=hub,
+                camera={"rate": 4, "loop": False, "retry_initial_s": 0.2, "retry_max_s": 0.5},
+                mqtt={"keepalive": 5, "reconnect_max_s": 1}, vision={"threads": 1, "models_dir": str(empty)},
+                liveness={"mode": "off"}, identify={"groups": ["staff"]})
+            settings["hub"].update(timeout=120, retries=0, breaker_failures=2, breaker_reset_s=60, sync_interval_s=3600)
+            cfg = write_toml(tmp / "edge.toml", settings, private=True)
             env = {**os.environ, "PYTHONPATH": f"{wheels}:{REPO}", "PYTHONNOUSERSITE": "1", "OMP_NUM_THREADS": "1"}
             log_path = tmp / "edge.log"
             ready = time.monotonic()
@@ -79,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
                                         stdout=log, stderr=subprocess.STDOUT, env=env)
                 try:
                     deadline = time.monotonic() + args.timeout_s
-                    while not sub.json("/event") and time.monotonic() < deadline and edge.poll() is None:
+                    while not feed.snapshot() and time.monotonic() < deadline and edge.poll() is None:
                         time.sleep(1)
                 finally:
                     edge.terminate()
@@ -87,8 +95,8 @@ def main(argv: list[str] | None = None) -> int:
                         edge.wait(60)
                     except subprocess.TimeoutExpired:
                         edge.kill()
-            sub.close()
-            events = sub.json("/event")
+            feed.close()
+            events = feed.snapshot()
             text = log_path.read_text(errors="replace")
             result.update({
                 "setup_s": round(ready - started, 1),
@@ -101,11 +109,8 @@ def main(argv: list[str] | None = None) -> int:
                               if any(w in line for w in ("pull", "installed", "models loaded", "decision"))][:12],
             })
     finally:
+        hub.stop()
         broker.stop()
     print(json.dumps(result, indent=2))
     ok = result.get("first_event") and result["first_event"]["decision"] == "accept" and not result["built_anything"]
     return 0 if ok else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())
