@@ -1,4 +1,5 @@
-"""Shared test fixtures: where the real photos and models are (free_port re-exported for tests).
+"""Shared test fixtures: where the real photos and models are, the photos by name (free_port
+re-exported for tests).
 
 The tests mirror edge/ (tests/core, tests/vision, tests/hub, tests/daemon, ...). The fixtures
 of the real parts several of those folders use live in tests/support/ (broker, hub, pg, tls,
@@ -55,6 +56,44 @@ def models_dir() -> Path:
     if not (MODELS / "models.json").is_file():
         pytest.fail(f"models not built in {MODELS}: run `edge-verifier models build`")
     return MODELS
+
+
+class Photos:
+    """The photos of ../shared/faces the tests use, named by where they are.
+
+    `photos("Madonna", "val_1")`: the bytes of five_celebrity/Madonna/val_1.jpg, `.path(...)` its
+    path; `.train(person, count)`: that person's first train_* photos in their numbered order;
+    `.lfw(person, n)`: the path of LFW's n-th photo of a person; `.nonface()`: the first photo
+    without a face (`.nonface_path()` its path).
+    """
+
+    def __init__(self, root: Path):
+        self.root = root
+
+    def path(self, person: str, name: str) -> Path:
+        return self.root / "five_celebrity" / person / f"{name}.jpg"
+
+    def __call__(self, person: str, name: str) -> bytes:
+        return self.path(person, name).read_bytes()
+
+    def train(self, person: str, count: int | None = None) -> list[bytes]:
+        folder = self.root / "five_celebrity" / person
+        paths = sorted(folder.glob("train_*.jpg"), key=lambda p: int(p.stem.split("_")[1]))
+        return [p.read_bytes() for p in paths[:count]]
+
+    def lfw(self, person: str, n: int) -> Path:
+        return self.root / "lfw" / person / f"{person}_{n:04d}.jpg"
+
+    def nonface_path(self) -> Path:
+        return sorted((self.root / "nonface").iterdir())[0]
+
+    def nonface(self) -> bytes:
+        return self.nonface_path().read_bytes()
+
+
+@pytest.fixture(scope="session")
+def photos(faces_dir) -> Photos:
+    return Photos(faces_dir)
 
 
 def wait_until(cond, timeout: float = 15.0, every: float = 0.05) -> bool:

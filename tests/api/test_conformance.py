@@ -75,32 +75,24 @@ class Sender:
         return post(self.hub, op, files=sdk_files(fields, images))
 
 
-@pytest.fixture(scope="module")
-def photos(faces_dir):
-    root = faces_dir / "five_celebrity"
-    return {
-        "ben1": (root / "Ben_Afflek/train_1.jpg").read_bytes(),
-        "ben2": (root / "Ben_Afflek/train_2.jpg").read_bytes(),
-        "ben3": (root / "Ben_Afflek/train_3.jpg").read_bytes(),
-        "ben_val": (root / "Ben_Afflek/val_1.jpg").read_bytes(),
-        "madonna": (root / "Madonna/val_1.jpg").read_bytes(),
-        "nonface": sorted((faces_dir / "nonface").iterdir())[0].read_bytes(),
-    }
-
-
 @pytest.mark.parametrize("encoding", ["json", "multipart"])
 def test_every_endpoint_answers_its_documented_envelope(hub_server, photos, encoding):
+    ben1 = photos("Ben_Afflek", "train_1")
+    ben2 = photos("Ben_Afflek", "train_2")
+    ben3 = photos("Ben_Afflek", "train_3")
+    ben_val = photos("Ben_Afflek", "val_1")
+    madonna = photos("Madonna", "val_1")
     send = Sender(hub_server, encoding)
     pid, g1, g2 = f"p-{encoding}-{uuid.uuid4().hex[:6]}", f"g1-{encoding}", f"g2-{encoding}"
 
     d = check_shape("newperson", send("newperson", {"person_id": pid, "group_ids": [g1], "person_name": "Ben",
-                                                    "tag": "staff"}, {"image": photos["ben1"]}))
+                                                    "tag": "staff"}, {"image": ben1}))
     assert d["person_id"] == pid and d["suc_group"] == 1 and d["suc_face"] == 1 and d["group_ids"] == [g1]
     first_face = d["face_id"]
     assert first_face.isdigit()
 
     d = check_shape("addface", send("addface", {"person_id": pid, "tag": "t"},
-                                    {"images[0]": photos["ben2"], "images[1]": photos["ben3"]}))
+                                    {"images[0]": ben2, "images[1]": ben3}))
     assert d["added"] == 2 and d["ret_codes"] == [0, 0] and all(f.isdigit() for f in d["face_ids"])
 
     d = check_shape("getinfo", send("getinfo", {"person_id": pid}))
@@ -124,20 +116,20 @@ def test_every_endpoint_answers_its_documented_envelope(hub_server, photos, enco
     d = check_shape("delgroupids", send("delgroupids", {"person_id": pid, "group_ids": [g2]}))
     assert d["deleted"] == 1 and d["group_ids"] == [g2]
 
-    d = check_shape("verify", send("verify", {"person_id": pid}, {"image": photos["ben_val"]}))
+    d = check_shape("verify", send("verify", {"person_id": pid}, {"image": ben_val}))
     assert d["ismatch"] is True and 70 <= d["confidence"] <= 100
-    d = check_shape("verify", send("verify", {"person_id": pid}, {"image": photos["madonna"]}))
+    d = check_shape("verify", send("verify", {"person_id": pid}, {"image": madonna}))
     assert d["ismatch"] is False and 0 <= d["confidence"] < 70
 
-    d = check_shape("identify", send("identify", {"group_id": g1}, {"image": photos["ben_val"]}))
+    d = check_shape("identify", send("identify", {"group_id": g1}, {"image": ben_val}))
     best = d["candidates"][0]
     assert best["person_id"] == pid and isinstance(best["face_id"], str) and isinstance(best["confidence"], float)
     assert isinstance(best["tag"], str) and len(d["candidates"]) <= 5
 
-    d = check_shape("compare", send("compare", {}, {"imageA": photos["ben1"], "imageB": photos["ben_val"]}))
+    d = check_shape("compare", send("compare", {}, {"imageA": ben1, "imageB": ben_val}))
     assert 0 <= d["similarity"] <= 100 and "fail_flag" not in d
 
-    d = check_shape("detect", send("detect", {"mode": 1}, {"image": photos["ben_val"]}))
+    d = check_shape("detect", send("detect", {"mode": 1}, {"image": ben_val}))
     assert len(d["face"]) == 1 and d["image_width"] > 0 and d["image_height"] > 0
     check_face(d["face"][0])
 
@@ -161,10 +153,11 @@ def test_every_endpoint_answers_its_documented_envelope(hub_server, photos, enco
 
 
 def test_every_verify_gets_a_unique_recorded_session(hub_server, hub_client, photos):
+    ben1, ben_val, madonna = photos("Ben_Afflek", "train_1"), photos("Ben_Afflek", "val_1"), photos("Madonna", "val_1")
     pid = f"sess-{uuid.uuid4().hex[:6]}"
-    hub_client.newperson(pid, ["sessions"], photos["ben1"])
-    first = hub_client.verify(pid, photos["ben_val"])
-    second = hub_client.verify(pid, photos["madonna"])
+    hub_client.newperson(pid, ["sessions"], ben1)
+    first = hub_client.verify(pid, ben_val)
+    second = hub_client.verify(pid, madonna)
     assert first["session_id"] != second["session_id"]
     record = hub_server.store.get_verify(first["session_id"])
     assert record.person_id == pid and record.ismatch is True and record.confidence == first["confidence"]
@@ -189,10 +182,11 @@ def test_detect_mode_0_reports_every_face_and_mode_1_the_largest(hub_client, fac
 
 
 def test_compare_names_the_image_without_a_face(hub_server, photos):
+    ben1, nonface = photos("Ben_Afflek", "train_1"), photos.nonface()
     send = Sender(hub_server, "multipart")
-    body = send("compare", {}, {"imageA": photos["ben1"], "imageB": photos["nonface"]})
+    body = send("compare", {}, {"imageA": ben1, "imageB": nonface})
     assert body["code"] == -1101 and body["data"]["fail_flag"] == 2
-    body = send("compare", {}, {"imageA": photos["nonface"], "imageB": photos["ben1"]})
+    body = send("compare", {}, {"imageA": nonface, "imageB": ben1})
     assert body["code"] == -1101 and body["data"]["fail_flag"] == 1
 
 

@@ -10,16 +10,6 @@ import pytest
 from tests.support.hub import post, sdk_files, start_hub
 
 
-@pytest.fixture(scope="module")
-def photos(faces_dir):
-    root = faces_dir / "five_celebrity"
-    return {
-        "ben": [(root / f"Ben_Afflek/train_{i}.jpg").read_bytes() for i in range(1, 6)],
-        "elton": (root / "Elton_John/train_1.jpg").read_bytes(),
-        "nonface": sorted((faces_dir / "nonface").iterdir())[0].read_bytes(),
-    }
-
-
 def new_id(prefix="p") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
@@ -30,7 +20,8 @@ def newperson(hub, person_id, image, group_ids=("errors",)):
 
 
 def test_photo_without_a_face_is_minus_1101(hub_server, photos):
-    assert newperson(hub_server, new_id(), photos["nonface"])["code"] == -1101
+    nonface = photos.nonface()
+    assert newperson(hub_server, new_id(), nonface)["code"] == -1101
 
 
 def test_undecodable_image_is_minus_1102(hub_server):
@@ -70,60 +61,68 @@ def test_body_without_appid_is_minus_1301(hub_server):
 
 
 def test_existing_person_is_minus_1302(hub_server, photos):
+    ben = photos.train("Ben_Afflek", 5)
     pid = new_id()
-    assert newperson(hub_server, pid, photos["ben"][0])["code"] == 0
-    assert newperson(hub_server, pid, photos["ben"][1])["code"] == -1302
+    assert newperson(hub_server, pid, ben[0])["code"] == 0
+    assert newperson(hub_server, pid, ben[1])["code"] == -1302
 
 
 def test_unknown_person_is_minus_1303(hub_server, photos):
+    ben = photos.train("Ben_Afflek", 5)
     for op in ("getinfo", "delperson", "getfaceids", "setinfo"):
         assert post(hub_server, op, json={"appid": hub_server.appid, "person_id": "nobody-here"})["code"] == -1303
     body = post(hub_server, "verify", files=sdk_files({"appid": hub_server.appid, "person_id": "nobody-here"},
-                                                      {"image": photos["ben"][0]}))
+                                                      {"image": ben[0]}))
     assert body["code"] == -1303
 
 
 def test_too_long_identifier_is_minus_1304(hub_server, photos):
-    assert newperson(hub_server, "x" * 129, photos["ben"][0])["code"] == -1304
-    assert newperson(hub_server, new_id(), photos["ben"][0], group_ids=["g" * 200])["code"] == -1304
+    ben = photos.train("Ben_Afflek", 5)
+    assert newperson(hub_server, "x" * 129, ben[0])["code"] == -1304
+    assert newperson(hub_server, new_id(), ben[0], group_ids=["g" * 200])["code"] == -1304
 
 
 def test_unknown_face_is_minus_1305(hub_server, photos):
+    ben = photos.train("Ben_Afflek", 5)
     assert post(hub_server, "getfaceinfo", json={"appid": hub_server.appid, "face_id": "123"})["code"] == -1305
     pid = new_id()
-    newperson(hub_server, pid, photos["ben"][0])
+    newperson(hub_server, pid, ben[0])
     body = post(hub_server, "delface", json={"appid": hub_server.appid, "person_id": pid, "face_ids": ["123"]})
     assert body["code"] == -1305
 
 
 def test_unknown_group_is_minus_1306(hub_server, photos):
+    ben = photos.train("Ben_Afflek", 5)
     body = post(hub_server, "getpersonids", json={"appid": hub_server.appid, "group_id": "no-such-group"})
     assert body["code"] == -1306
     body = post(hub_server, "identify", files=sdk_files({"appid": hub_server.appid, "group_id": "no-such-group"},
-                                                        {"image": photos["ben"][0]}))
+                                                        {"image": ben[0]}))
     assert body["code"] == -1306
 
 
 @pytest.mark.parametrize("bad", ["has space", "has/slash", "has\ttab", "has\nnewline"])
 def test_illegal_characters_in_identifiers_are_minus_1313(hub_server, photos, bad):
-    assert newperson(hub_server, bad, photos["ben"][0])["code"] == -1313
+    ben = photos.train("Ben_Afflek", 5)
+    assert newperson(hub_server, bad, ben[0])["code"] == -1313
     assert post(hub_server, "getinfo", json={"appid": hub_server.appid, "person_id": bad})["code"] == -1313
 
 
 def test_near_identical_face_is_minus_1312(hub_server, photos):
+    ben = photos.train("Ben_Afflek", 5)
     pid = new_id()
-    newperson(hub_server, pid, photos["ben"][0])
+    newperson(hub_server, pid, ben[0])
     body = post(hub_server, "addface", files=sdk_files({"appid": hub_server.appid, "person_id": pid},
-                                                       {"images[0]": photos["ben"][0]}))
+                                                       {"images[0]": ben[0]}))
     assert body["code"] == -1312 and body["data"]["ret_codes"] == [-1312] and body["data"]["face_ids"] == [""]
 
 
 def test_addface_reports_a_code_per_image(hub_server, photos):
+    ben, nonface = photos.train("Ben_Afflek", 5), photos.nonface()
     pid = new_id()
-    newperson(hub_server, pid, photos["ben"][0])
+    newperson(hub_server, pid, ben[0])
     body = post(hub_server, "addface", files=sdk_files(
         {"appid": hub_server.appid, "person_id": pid},
-        {"images[0]": photos["ben"][1], "images[1]": photos["nonface"], "images[2]": b""},
+        {"images[0]": ben[1], "images[1]": nonface, "images[2]": b""},
     ))
     assert body["code"] == 0
     assert body["data"]["ret_codes"] == [0, -1101, -1300] and body["data"]["added"] == 1
@@ -171,26 +170,28 @@ def test_chunked_body_over_the_cap_is_refused_while_reading(hub_server):
 
 
 def test_count_limits_give_1309_1310_1311(tmp_path, photos, models_dir):
+    ben, elton = photos.train("Ben_Afflek", 5), photos("Elton_John", "train_1")
     limits = {"faces_per_person": 2, "persons_per_group": 2, "groups_per_appid": 3}
     with start_hub(tmp_path, limits=limits) as hub:
         client = hub.client(timeout=30)
-        client.newperson("a", ["g1"], photos["ben"][0])
-        client.addface("a", [photos["ben"][1]])
+        client.newperson("a", ["g1"], ben[0])
+        client.addface("a", [ben[1]])
         body = post(hub, "addface",
-                    files=sdk_files({"appid": hub.appid, "person_id": "a"}, {"images[0]": photos["ben"][2]}))
+                    files=sdk_files({"appid": hub.appid, "person_id": "a"}, {"images[0]": ben[2]}))
         assert body["code"] == -1309
-        client.newperson("b", ["g1"], photos["elton"])
-        assert newperson(hub, "c", photos["ben"][3], group_ids=["g1"])["code"] == -1310
+        client.newperson("b", ["g1"], elton)
+        assert newperson(hub, "c", ben[3], group_ids=["g1"])["code"] == -1310
         client.addgroupids("a", ["g2", "g3"])
-        assert newperson(hub, "d", photos["ben"][3], group_ids=["g4"])["code"] == -1311
+        assert newperson(hub, "d", ben[3], group_ids=["g4"])["code"] == -1311
         body = post(hub, "addgroupids", json={"appid": hub.appid, "person_id": "b", "group_ids": ["g5"]})
         assert body["code"] == -1311
         client.close()
 
 
 def test_json_image_as_base64_is_accepted_where_docs_allow(hub_server, photos):
+    ben = photos.train("Ben_Afflek", 5)
     body = post(hub_server, "detect", json={"appid": hub_server.appid, "bucket": "b",
-                                            "image": base64.b64encode(photos["ben"][0]).decode()})
+                                            "image": base64.b64encode(ben[0]).decode()})
     assert body["code"] == 0 and len(body["data"]["face"]) >= 1
 
 

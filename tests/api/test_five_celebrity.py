@@ -12,14 +12,13 @@ TRAIN_PER_PERSON = 20  # every train_* photo (at most the 20-face limit)
 
 
 @pytest.fixture(scope="module")
-def enrolled(tmp_path_factory, faces_dir, models_dir):
+def enrolled(tmp_path_factory, faces_dir, photos, models_dir):
     root = faces_dir / "five_celebrity"
     people = sorted(p.name for p in root.iterdir() if p.is_dir())
     with start_hub(tmp_path_factory.mktemp("celebrity")) as hub:
         client = hub.client(timeout=60)
         for name in people:
-            train = sorted(root.glob(f"{name}/train_*.jpg"), key=lambda p: int(p.stem.split("_")[1]))
-            blobs = [p.read_bytes() for p in train]
+            blobs = photos.train(name)
             # enrol from the first photo with a face; add the next ones (a failed one is skipped)
             for i in range(len(blobs)):  # i: the photo enrolled, the next ones are added after it
                 try:

@@ -178,22 +178,6 @@ def raw_post(hub, op: str, headers: list[tuple[str, str]], body: bytes, *, expec
         return resp.status, json.loads(resp.read())
 
 
-# --- fixtures -------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def photos(faces_dir):
-    root = faces_dir / "five_celebrity"
-    return {
-        "ben1_path": root / "Ben_Afflek/train_1.jpg",
-        "ben1": (root / "Ben_Afflek/train_1.jpg").read_bytes(),
-        "ben2": (root / "Ben_Afflek/train_2.jpg").read_bytes(),
-        "ben3": (root / "Ben_Afflek/train_3.jpg").read_bytes(),
-        "ben_val": (root / "Ben_Afflek/val_1.jpg").read_bytes(),
-        "madonna_path": root / "Madonna/train_1.jpg",
-        "madonna": (root / "Madonna/train_1.jpg").read_bytes(),
-        "madonna_val": (root / "Madonna/val_1.jpg").read_bytes(),
-    }
-
-
 def uid(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
@@ -201,7 +185,7 @@ def uid(prefix: str) -> str:
 # --- Python SDK (PY2) -----------------------------------------------------------------------------
 def test_python_sdk_enrols_from_a_file_with_every_text_part_filename_bearing(hub_server, photos):
     pid, groups = uid("py2"), [uid("g"), uid("g")]
-    path = str(photos["ben1_path"])
+    path = str(photos.path("Ben_Afflek", "train_1"))
     with open(path, "rb") as fh:
         files = {"person_id": pid, "person_name": "本·阿弗莱克", "tag": "staff",
                  "group_ids[0]": groups[0], "group_ids[1]": groups[1],
@@ -220,25 +204,29 @@ def test_python_sdk_enrols_from_a_file_with_every_text_part_filename_bearing(hub
 
 
 def test_python_sdk_verify_from_a_buffer_and_a_file_reads_ismatch_and_confidence(hub_server, photos):
+    ben1 = photos("Ben_Afflek", "train_1")
+    ben_val = photos("Ben_Afflek", "val_1")
+    madonna_path = photos.path("Madonna", "train_1")
     pid = uid("py2v")
     assert py2_files(hub_server, "newperson", {"person_id": pid, "group_ids[0]": uid("g"),
-                                               "image": photos["ben1"]})["code"] == 0
-    same = py2_files(hub_server, "verify", {"person_id": pid, "image": photos["ben_val"]})
+                                               "image": ben1})["code"] == 0
+    same = py2_files(hub_server, "verify", {"person_id": pid, "image": ben_val})
     assert same["code"] == 0 and same["data"]["ismatch"] is True
     assert isinstance(same["data"]["confidence"], float) and same["data"]["session_id"]
-    with open(photos["madonna_path"], "rb") as fh:
+    with open(madonna_path, "rb") as fh:
         other = py2_files(hub_server, "verify", {"person_id": pid,
-                                                 "image": (urllib.parse.quote(str(photos["madonna_path"])), fh)})
+                                                 "image": (urllib.parse.quote(str(madonna_path)), fh)})
     assert other["code"] == 0 and other["data"]["ismatch"] is False
     assert other["data"]["confidence"] < same["data"]["confidence"]
 
 
 def test_python_sdk_addface_buffers_then_delface_and_getfaceids_in_json(hub_server, photos):
+    ben1, ben2, ben3 = photos("Ben_Afflek", "train_1"), photos("Ben_Afflek", "train_2"), photos("Ben_Afflek", "train_3")
     pid = uid("py2a")
     assert py2_files(hub_server, "newperson", {"person_id": pid, "group_ids[0]": uid("g"),
-                                               "image": photos["ben1"]})["code"] == 0
+                                               "image": ben1})["code"] == 0
     added = py2_files(hub_server, "addface", {"person_id": pid, "tag": "more",
-                                              "images[0]": photos["ben2"], "images[1]": photos["ben3"]})
+                                              "images[0]": ben2, "images[1]": ben3})
     assert added["code"] == 0, added
     assert added["data"]["added"] == 2 and added["data"]["ret_codes"] == [0, 0]
     new_ids = added["data"]["face_ids"]
@@ -250,27 +238,31 @@ def test_python_sdk_addface_buffers_then_delface_and_getfaceids_in_json(hub_serv
 
 
 def test_python_sdk_identify_compare_and_detect_multipart(hub_server, photos):
+    ben1 = photos("Ben_Afflek", "train_1")
+    ben_val = photos("Ben_Afflek", "val_1")
+    madonna_val = photos("Madonna", "val_1")
     group = uid("py2i")
     pid = uid("py2i")
     assert py2_files(hub_server, "newperson", {"person_id": pid, "group_ids[0]": group,
-                                               "image": photos["ben1"]})["code"] == 0
-    found = py2_files(hub_server, "identify", {"group_id": group, "image": photos["ben_val"]})
+                                               "image": ben1})["code"] == 0
+    found = py2_files(hub_server, "identify", {"group_id": group, "image": ben_val})
     assert found["code"] == 0 and found["data"]["candidates"][0]["person_id"] == pid
 
-    same = py2_files(hub_server, "compare", {"imageA": photos["ben1"], "imageB": photos["ben_val"]})
-    diff = py2_files(hub_server, "compare", {"imageA": photos["ben1"], "imageB": photos["madonna_val"]})
+    same = py2_files(hub_server, "compare", {"imageA": ben1, "imageB": ben_val})
+    diff = py2_files(hub_server, "compare", {"imageA": ben1, "imageB": madonna_val})
     assert same["code"] == 0 and diff["code"] == 0
     assert same["data"]["similarity"] > diff["data"]["similarity"]
     assert "fail_flag" not in same["data"]
 
-    detected = py2_files(hub_server, "detect", {"image": photos["ben_val"], "mode": "1"})
+    detected = py2_files(hub_server, "detect", {"image": ben_val, "mode": "1"})
     assert detected["code"] == 0 and len(detected["data"]["face"]) == 1
     assert detected["data"]["image_width"] > 0
 
 
 def test_python_sdk_setinfo_and_group_ids_in_json(hub_server, photos):
+    ben1 = photos("Ben_Afflek", "train_1")
     pid, g1, g2 = uid("py2s"), uid("g"), uid("g")
-    fields = {"person_id": pid, "group_ids[0]": g1, "image": photos["ben1"]}
+    fields = {"person_id": pid, "group_ids[0]": g1, "image": ben1}
     assert py2_files(hub_server, "newperson", fields)["code"] == 0
     assert py2_json(hub_server, "setinfo", {"person_id": pid, "person_name": "Ben", "tag": "vip"})["code"] == 0
     assert py2_json(hub_server, "addgroupids", {"person_id": pid, "group_ids": [g2]})["data"]["added"] == 1
@@ -284,14 +276,15 @@ def test_python_sdk_setinfo_and_group_ids_in_json(hub_server, photos):
 
 def test_base64_image_in_json_as_the_sdks_tag_detect_sends_it(hub_server, photos):
     # PY2 tag_detect / JAVA tagDetect put the picture into JSON as base64 under `image`.
+    ben1, ben_val = photos("Ben_Afflek", "train_1"), photos("Ben_Afflek", "val_1")
     pid = uid("b64")
     body = {"appid": hub_server.appid, "bucket": BUCKET, "person_id": pid, "group_ids": [uid("g")],
-            "image": base64.b64encode(photos["ben1"]).decode()}
+            "image": base64.b64encode(ben1).decode()}
     resp = requests.post(f"{hub_server.url}/face/newperson", data=json.dumps(body),
                          headers={**py2_headers(hub_server), "Content-Type": "application/json"}, timeout=60)
     assert sdk_result(resp)["code"] == 0
     body = {"appid": hub_server.appid, "bucket": BUCKET, "person_id": pid,
-            "image": base64.b64encode(photos["ben_val"]).decode()}
+            "image": base64.b64encode(ben_val).decode()}
     resp = requests.post(f"{hub_server.url}/face/verify", data=json.dumps(body),
                          headers={**py2_headers(hub_server), "Content-Type": "application/json"}, timeout=60)
     assert sdk_result(resp)["data"]["ismatch"] is True
@@ -320,12 +313,13 @@ def java_json(hub, op: str, params: dict):
 
 
 def test_java_sdk_multipart_without_filenames_and_null_optionals(hub_server, photos):
+    ben1, ben_val = photos("Ben_Afflek", "train_1"), photos("Ben_Afflek", "val_1")
     pid, group = uid("java"), uid("g")
     boundary = str(uuid.uuid4())
     body = multipart([
         okhttp_text("appid", hub_server.appid), okhttp_text("bucket", BUCKET), okhttp_text("person_id", pid),
         okhttp_text("person_name", "null"), okhttp_text("tag", "null"), okhttp_text("group_ids[0]", group),
-        okhttp_image("image", photos["ben1"]),
+        okhttp_image("image", ben1),
     ], boundary)
     headers = java_headers(hub_server, f"multipart/form-data; boundary={boundary}")
     status, result = raw_post(hub_server, "newperson", headers, body)
@@ -333,21 +327,22 @@ def test_java_sdk_multipart_without_filenames_and_null_optionals(hub_server, pho
     assert result["data"]["person_id"] == pid and result["data"]["group_ids"] == [group]
 
     body = multipart([okhttp_text("appid", hub_server.appid), okhttp_text("bucket", BUCKET),
-                      okhttp_text("person_id", pid), okhttp_image("image", photos["ben_val"])], boundary)
+                      okhttp_text("person_id", pid), okhttp_image("image", ben_val)], boundary)
     headers = java_headers(hub_server, f"multipart/form-data; boundary={boundary}")
     status, result = raw_post(hub_server, "verify", headers, body)
     assert status == 200 and result["data"]["ismatch"] is True
 
 
 def test_java_sdk_json_calls_with_numeric_mode_and_passed_through_session_id(hub_server, photos):
+    ben1, ben_val = photos("Ben_Afflek", "train_1"), photos("Ben_Afflek", "val_1")
     pid, g1, g2 = uid("javaj"), uid("g"), uid("g")
     assert java_json(hub_server, "newperson", {"person_id": pid, "group_ids": [g1],
-                                               "image": base64.b64encode(photos["ben1"]).decode()})[1]["code"] == 0
+                                               "image": base64.b64encode(ben1).decode()})[1]["code"] == 0
     status, result = java_json(hub_server, "addgroupids", {"person_id": pid, "group_ids": [g2], "session_id": "abc"})
     assert status == 200 and result["code"] == 0 and result["data"]["group_ids"] == [g2]
     status, result = java_json(hub_server, "delgroupids", {"person_id": pid, "group_ids": [g2], "session_id": "abc"})
     assert status == 200 and result["data"]["deleted"] == 1
-    status, result = java_json(hub_server, "detect", {"mode": 0, "image": base64.b64encode(photos["ben_val"]).decode()})
+    status, result = java_json(hub_server, "detect", {"mode": 0, "image": base64.b64encode(ben_val).decode()})
     assert status == 200 and result["code"] == 0 and len(result["data"]["face"]) >= 1
 
 
@@ -370,26 +365,28 @@ def cpp_headers(hub, content_type: str) -> list[tuple[str, str]]:
 
 
 def test_cpp_sdk_form_post_with_expect_continue_and_buffer_filenames(hub_server, photos):
+    ben1, ben2 = photos("Ben_Afflek", "train_1"), photos("Ben_Afflek", "train_2")
     pid, group = uid("cpp"), uid("g")
     boundary = "------------------------" + uuid.uuid4().hex[:16]
     parts = [curl_text("appid", hub_server.appid), curl_text("bucket", BUCKET), curl_text("group_ids[0]", group),
-             curl_buffer("image", photos["ben1"]), curl_text("person_id", pid)]
+             curl_buffer("image", ben1), curl_text("person_id", pid)]
     headers = cpp_headers(hub_server, f"multipart/form-data; boundary={boundary}")
     status, result = raw_post(hub_server, "newperson", headers, multipart(parts, boundary), expect_continue=True)
     assert status == 200 and result["code"] == 0, result
 
     parts = [curl_text("appid", hub_server.appid), curl_text("bucket", BUCKET),
-             curl_buffer("images[0]", photos["ben2"]), curl_text("person_id", pid)]
+             curl_buffer("images[0]", ben2), curl_text("person_id", pid)]
     headers = cpp_headers(hub_server, f"multipart/form-data; boundary={boundary}")
     status, result = raw_post(hub_server, "addface", headers, multipart(parts, boundary), expect_continue=True)
     assert status == 200 and result["data"]["added"] == 1
 
 
 def test_cpp_sdk_json_with_trailing_newline_and_short_signature(hub_server, photos):
+    ben1 = photos("Ben_Afflek", "train_1")
     pid = uid("cppj")
     assert raw_post(hub_server, "newperson", cpp_headers(hub_server, "application/json"),
                     (json.dumps({"appid": hub_server.appid, "bucket": BUCKET, "person_id": pid, "group_ids": [uid("g")],
-                                 "image": base64.b64encode(photos["ben1"]).decode()}) + "\n").encode())[1]["code"] == 0
+                                 "image": base64.b64encode(ben1).decode()}) + "\n").encode())[1]["code"] == 0
     body = (json.dumps({"person_id": pid, "appid": hub_server.appid, "bucket": BUCKET}) + "\n").encode()
     status, result = raw_post(hub_server, "getinfo", cpp_headers(hub_server, "application/json"), body)
     assert status == 200 and result["code"] == 0 and result["data"]["person_id"] == pid
@@ -397,15 +394,16 @@ def test_cpp_sdk_json_with_trailing_newline_and_short_signature(hub_server, phot
 
 # --- Node SDK -------------------------------------------------------------------------------------
 def test_node_sdk_numeric_appid_lowercase_original_host_and_u_field(hub_server, photos):
+    ben1, ben_val = photos("Ben_Afflek", "train_1"), photos("Ben_Afflek", "val_1")
     pid = uid("node")
     headers = [("host", "recognition.image.myqcloud.com"), ("content-type", "application/json"),
                ("authorization", sig_node(hub_server))]
-    body = {"person_id": pid, "group_ids": [uid("g")], "image": base64.b64encode(photos["ben1"]).decode(),
+    body = {"person_id": pid, "group_ids": [uid("g")], "image": base64.b64encode(ben1).decode(),
             "appid": int(hub_server.appid)}
     status, result = raw_post(hub_server, "newperson", headers, json.dumps(body).encode())
     assert status == 200 and result["code"] == 0, result
     headers[2] = ("authorization", sig_node(hub_server))
-    body = {"person_id": pid, "image": base64.b64encode(photos["ben_val"]).decode(), "appid": int(hub_server.appid)}
+    body = {"person_id": pid, "image": base64.b64encode(ben_val).decode(), "appid": int(hub_server.appid)}
     status, result = raw_post(hub_server, "verify", headers, json.dumps(body).encode())
     assert status == 200 and result["data"]["ismatch"] is True
 
@@ -425,17 +423,19 @@ def test_every_sdk_signature_recipe_is_accepted(hub_server, recipe):
 def test_java_sdk_calling_an_endpoint_the_hub_lacks_reads_a_code_not_an_http_error(hub_server, photos):
     # JAVA faceShape posts /face/shape (not an endpoint of the API); a non-2xx answer would make the SDK
     # throw "Unexpected code" instead of handing its caller the envelope.
-    status, result = java_json(hub_server, "shape", {"mode": 0, "image": base64.b64encode(photos["ben_val"]).decode()})
+    ben_val = photos("Ben_Afflek", "val_1")
+    status, result = java_json(hub_server, "shape", {"mode": 0, "image": base64.b64encode(ben_val).decode()})
     assert status == 200 and result["code"] == 21 and "/face/shape" in result["message"]
 
 
 def test_json_null_fields_count_as_not_given(hub_server, photos):
     # NODE merges the caller's `data` object into the JSON body as is, so an unset option arrives as null.
+    ben1 = photos("Ben_Afflek", "train_1")
     pid = uid("null")
     headers = [("host", "recognition.image.myqcloud.com"), ("content-type", "application/json"),
                ("authorization", sig_node(hub_server))]
     body = {"person_id": pid, "group_ids": [uid("g")], "person_name": None, "tag": None,
-            "image": base64.b64encode(photos["ben1"]).decode(), "appid": hub_server.appid}
+            "image": base64.b64encode(ben1).decode(), "appid": hub_server.appid}
     status, result = raw_post(hub_server, "newperson", headers, json.dumps(body).encode())
     assert status == 200 and result["code"] == 0, result
     info = py2_json(hub_server, "getinfo", {"person_id": pid})["data"]
@@ -454,8 +454,8 @@ def url_hub(tmp_path_factory, photos, models_dir):
 
     from tests.support.hub import start_hub
 
-    blobs = {"/ben1.jpg": photos["ben1"], "/ben2.jpg": photos["ben2"], "/ben_val.jpg": photos["ben_val"],
-             "/madonna.jpg": photos["madonna"]}
+    blobs = {"/ben1.jpg": photos("Ben_Afflek", "train_1"), "/ben2.jpg": photos("Ben_Afflek", "train_2"),
+             "/ben_val.jpg": photos("Ben_Afflek", "val_1"), "/madonna.jpg": photos("Madonna", "train_1")}
 
     class Images(http.server.BaseHTTPRequestHandler):
         def do_GET(self):  # noqa: N802
@@ -480,6 +480,7 @@ def url_hub(tmp_path_factory, photos, models_dir):
 
 
 def test_python_sdk_url_inputs_in_json_and_a_url_beside_a_file_in_multipart(url_hub, photos):
+    ben1 = photos("Ben_Afflek", "train_1")
     hub, base = url_hub
     pid, group = uid("url"), uid("g")
     made = py2_json(hub, "newperson", {"person_id": pid, "group_ids": [group], "url": f"{base}/ben1.jpg"})
@@ -491,8 +492,8 @@ def test_python_sdk_url_inputs_in_json_and_a_url_beside_a_file_in_multipart(url_
     assert identified["data"]["candidates"][0]["person_id"] == pid
     assert len(py2_json(hub, "detect", {"mode": 1, "url": f"{base}/ben_val.jpg"})["data"]["face"]) == 1
     # face_compare(CIUrl, CIBuffer): urlA as a filename-bearing text part, imageB as a file part
-    mixed = py2_files(hub, "compare", {"urlA": f"{base}/ben_val.jpg", "imageB": photos["ben1"]})
-    other = py2_files(hub, "compare", {"urlA": f"{base}/madonna.jpg", "imageB": photos["ben1"]})
+    mixed = py2_files(hub, "compare", {"urlA": f"{base}/ben_val.jpg", "imageB": ben1})
+    other = py2_files(hub, "compare", {"urlA": f"{base}/madonna.jpg", "imageB": ben1})
     assert mixed["code"] == 0 and other["code"] == 0
     assert mixed["data"]["similarity"] > other["data"]["similarity"]
     both = py2_json(hub, "compare", {"urlA": f"{base}/ben_val.jpg", "urlB": f"{base}/ben1.jpg"})

@@ -15,12 +15,6 @@ from tests.support.pg import hub_processes
 pytestmark = pytest.mark.timeout(300)
 
 
-def photos(faces_dir, person: str, count: int) -> list[bytes]:
-    folder = faces_dir / "five_celebrity" / person
-    paths = sorted(folder.glob("train_*.jpg"), key=lambda p: int(p.stem.split("_")[1]))
-    return [p.read_bytes() for p in paths[:count]]
-
-
 def outcome(call) -> int:
     """The API code of one call (0 for success)."""
     try:
@@ -42,8 +36,8 @@ def test_the_rate_limit_is_one_bucket_shared_by_every_process(pg_url, tmp_path):
     assert codes.count(0) == 6 and set(codes) == {0, 15}, codes
 
 
-def test_concurrent_addface_through_two_processes_never_passes_the_per_person_limit(pg_url, tmp_path, faces_dir):
-    images = photos(faces_dir, "Jerry_Seinfield", 8)
+def test_concurrent_addface_through_two_processes_never_passes_the_per_person_limit(pg_url, tmp_path, photos):
+    images = photos.train("Jerry_Seinfield", 8)
     with hub_processes(tmp_path, pg_url, 2, limits={"faces_per_person": 4}) as hubs:
         clients = [hub.client(timeout=60, retries=0) for hub in hubs]
         clients[0].newperson("jerry", ["staff"], images[0])
@@ -60,9 +54,9 @@ def test_concurrent_addface_through_two_processes_never_passes_the_per_person_li
     assert len(faces) == 4
 
 
-def test_concurrent_newperson_through_two_processes_respects_group_limits(pg_url, tmp_path, faces_dir):
+def test_concurrent_newperson_through_two_processes_respects_group_limits(pg_url, tmp_path, photos):
     people = ["Ben_Afflek", "Elton_John", "Jerry_Seinfield", "Madonna", "Mindy_Kaling"]
-    images = {p: photos(faces_dir, p, 2) for p in people}
+    images = {p: photos.train(p, 2) for p in people}
     limits = {"persons_per_group": 3, "groups_per_appid": 2}
     with hub_processes(tmp_path, pg_url, 2, limits=limits) as hubs:
         clients = [hub.client(timeout=60, retries=0) for hub in hubs]
@@ -92,10 +86,10 @@ def test_concurrent_newperson_through_two_processes_respects_group_limits(pg_url
     assert len(groups) == 2
 
 
-def test_a_person_enrolled_through_one_process_is_matched_by_the_other_at_once(pg_url, tmp_path, faces_dir):
+def test_a_person_enrolled_through_one_process_is_matched_by_the_other_at_once(pg_url, tmp_path, photos):
     from edge.hub.store import open_store
 
-    ben, madonna = photos(faces_dir, "Ben_Afflek", 3), photos(faces_dir, "Madonna", 3)
+    ben, madonna = photos.train("Ben_Afflek", 3), photos.train("Madonna", 3)
     with hub_processes(tmp_path, pg_url, 2) as hubs:
         a, b = (hub.client(timeout=60, retries=0) for hub in hubs)
         a.newperson("madonna", ["staff"], madonna[0])
@@ -127,8 +121,8 @@ def test_several_workers_on_sqlite_are_refused_with_the_reason(tmp_path):
     assert done.returncode == 2 and "needs [storage] url" in done.stderr
 
 
-def test_one_photo_added_through_two_processes_at_once_is_stored_once(pg_url, tmp_path, faces_dir):
-    images = photos(faces_dir, "Elton_John", 3)
+def test_one_photo_added_through_two_processes_at_once_is_stored_once(pg_url, tmp_path, photos):
+    images = photos.train("Elton_John", 3)
     with hub_processes(tmp_path, pg_url, 2) as hubs:
         clients = [hub.client(timeout=60, retries=0) for hub in hubs]
         clients[0].newperson("elton", ["staff"], images[0])

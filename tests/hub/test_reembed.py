@@ -50,16 +50,12 @@ def fp32(models_dir):
     return Pipeline.load(models_dir, precision="fp32")
 
 
-def photo(faces_dir: Path, person: str, name: str) -> bytes:
-    return (faces_dir / "five_celebrity" / person / f"{name}.jpg").read_bytes()
-
-
-def enrol(client, faces_dir: Path) -> dict[str, list[str]]:
+def enrol(client, photos) -> dict[str, list[str]]:
     """Ben Affleck and Madonna, two train photos each; person_id -> face ids."""
     faces = {}
     for person, pid in (("Ben_Afflek", "ben"), ("Madonna", "madonna")):
-        first = client.newperson(pid, ["staff"], photo(faces_dir, person, "train_1"))
-        added = client.addface(pid, [photo(faces_dir, person, "train_2")])
+        first = client.newperson(pid, ["staff"], photos(person, "train_1"))
+        added = client.addface(pid, [photos(person, "train_2")])
         faces[pid] = [first["face_id"], *added["face_ids"]]
     return faces
 
@@ -90,15 +86,15 @@ def hub_key(tmp_path: Path) -> bytes:
     return read_crop_key(tmp_path / "hub-secrets.toml")  # where start_hub keeps it
 
 
-def test_a_hub_moved_to_another_pack_keeps_its_people_without_new_photos(tmp_path, store_url, faces_dir, fp32):
+def test_a_hub_moved_to_another_pack_keeps_its_people_without_new_photos(tmp_path, store_url, photos, fp32):
     from edge.core.matcher import Decision, thresholds_for
     from edge.daemon.cache import EdgeCache
     from edge.daemon.sync import Syncer
 
-    ben_val = photo(faces_dir, "Ben_Afflek", "val_1")
+    ben_val = photos("Ben_Afflek", "val_1")
     with start_hub(tmp_path, store_url) as hub:
         client = hub.client(timeout=60, retries=0)
-        faces = enrol(client, faces_dir)
+        faces = enrol(client, photos)
         store = open_store(store_url, str(hub.store_path))  # the command's own connection, as a second process
         try:
             assert store.embedding_coverage(fp32.fingerprint) == (4, 0)
@@ -106,7 +102,7 @@ def test_a_hub_moved_to_another_pack_keeps_its_people_without_new_photos(tmp_pat
 
             def enrol_during_the_run(msg: str) -> None:  # a face enrolled while reembed runs
                 if msg.startswith("embedded") and not late:
-                    late.extend(client.addface("ben", [photo(faces_dir, "Ben_Afflek", "train_3")])["face_ids"])
+                    late.extend(client.addface("ben", [photos("Ben_Afflek", "train_3")])["face_ids"])
                     # the int8 hub keeps serving its own pack meanwhile
                     assert client.verify("ben", ben_val)["ismatch"] is True
 
@@ -125,7 +121,7 @@ def test_a_hub_moved_to_another_pack_keeps_its_people_without_new_photos(tmp_pat
         with hub.client(timeout=60, retries=0) as client:
             assert client.verify("ben", ben_val)["ismatch"] is True
             assert client.verify("madonna", ben_val)["ismatch"] is False
-            assert client.identify(photo(faces_dir, "Madonna", "val_1"), ["staff"])["candidates"][0][
+            assert client.identify(photos("Madonna", "val_1"), ["staff"])["candidates"][0][
                 "person_id"] == "madonna"
             cache = EdgeCache(tmp_path / "edge-cache.db")  # an edge on the fp32 pack syncs them
             try:
@@ -147,21 +143,21 @@ def _reembed_cli(cfg: Path, *extra: str) -> tuple[dict, str]:
     return json.loads(out.stdout), out.stderr
 
 
-def test_reembed_stopped_part_way_resumes_with_only_the_rest(tmp_path, store_url, faces_dir, models_dir, caplog):
+def test_reembed_stopped_part_way_resumes_with_only_the_rest(tmp_path, store_url, photos, models_dir, caplog):
     from tests.support.pg import write_hub_config
 
     caplog.set_level(logging.DEBUG)  # everything the hub (in this process) logs
 
     with start_hub(tmp_path, store_url) as hub:
         with hub.client(timeout=60, retries=0) as client:
-            faces = enrol(client, faces_dir)
+            faces = enrol(client, photos)
         cfg = write_hub_config(tmp_path / "hub.toml", 1, store_url, hub.secret_key,
                                storage={"path": str(hub.store_path), "url": store_url})
         first, progress = _reembed_cli(cfg, "--limit", "3", "--batch", "2")
         assert (first["embedded"], first["faces"], first["had_it"], first["complete"]) == (3, 4, 0, False)
         assert "[reembed] embedded 2/4" in progress and "[reembed] embedded 3/4" in progress
         with hub.client(timeout=60, retries=0) as client:  # enrolled between the two runs
-            faces["madonna"] += client.addface("madonna", [photo(faces_dir, "Madonna", "train_3")])["face_ids"]
+            faces["madonna"] += client.addface("madonna", [photos("Madonna", "train_3")])["face_ids"]
         rest, _ = _reembed_cli(cfg)
         assert (rest["embedded"], rest["faces"], rest["had_it"], rest["complete"]) == (2, 5, 3, True)
         assert rest["faces_per_s"] > 0 and rest["fingerprint"] != "" and rest["pack"] == "fp32"
@@ -173,15 +169,15 @@ def test_reembed_stopped_part_way_resumes_with_only_the_rest(tmp_path, store_url
         assert caplog.records and key not in caplog.text
 
 
-def test_reembed_killed_part_way_keeps_its_committed_batches(tmp_path, faces_dir, models_dir):
+def test_reembed_killed_part_way_keeps_its_committed_batches(tmp_path, photos, models_dir):
     """SIGKILL after the first committed batch (no clean-up runs): the rerun does only the rest."""
     from tests.support.pg import write_hub_config
 
     with start_hub(tmp_path) as hub:
         with hub.client(timeout=60, retries=0) as client:
-            enrol(client, faces_dir)
+            enrol(client, photos)
             for person, pid in (("Ben_Afflek", "ben"), ("Madonna", "madonna")):  # 6 faces: time to kill
-                client.addface(pid, [photo(faces_dir, person, "train_3")])
+                client.addface(pid, [photos(person, "train_3")])
         cfg = write_hub_config(tmp_path / "hub.toml", 1, "", hub.secret_key, storage={"path": str(hub.store_path)})
         proc = subprocess.Popen([*EXE, "hub", "reembed", "--config", str(cfg), "--pack", "fp32", "--batch", "1"],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
@@ -208,10 +204,10 @@ def read_fingerprint(models_dir: Path, pack: str) -> str:
     return json.loads((models_dir / "models.json").read_text())["packs"][pack]["embedder_fingerprint"]
 
 
-def test_opted_out_hub_keeps_no_crop_and_reembed_lists_its_faces(tmp_path, store_url, faces_dir, fp32):
+def test_opted_out_hub_keeps_no_crop_and_reembed_lists_its_faces(tmp_path, store_url, photos, fp32):
     with start_hub(tmp_path, store_url, storage={"keep_face_crops": False}) as hub:
         with hub.client(timeout=60, retries=0) as client:
-            faces = enrol(client, faces_dir)
+            faces = enrol(client, photos)
         assert crop_rows(hub) == {}
         store = open_store(store_url, str(hub.store_path))
         try:
@@ -223,10 +219,10 @@ def test_opted_out_hub_keeps_no_crop_and_reembed_lists_its_faces(tmp_path, store
     assert listed == sorted((pid, f) for pid, ids in faces.items() for f in ids)
 
 
-def test_deleting_a_face_or_a_person_deletes_its_crop(tmp_path, store_url, faces_dir, models_dir):
+def test_deleting_a_face_or_a_person_deletes_its_crop(tmp_path, store_url, photos, models_dir):
     with start_hub(tmp_path, store_url) as hub:
         with hub.client(timeout=60, retries=0) as client:
-            faces = enrol(client, faces_dir)
+            faces = enrol(client, photos)
             assert set(crop_rows(hub)) == {*faces["ben"], *faces["madonna"]}
             client.delface("ben", [faces["ben"][1]])
             assert set(crop_rows(hub)) == {faces["ben"][0], *faces["madonna"]}
@@ -234,12 +230,12 @@ def test_deleting_a_face_or_a_person_deletes_its_crop(tmp_path, store_url, faces
             assert set(crop_rows(hub)) == {faces["ben"][0]}
 
 
-def test_a_stored_crop_is_sealed_to_its_face_and_key(tmp_path, store_url, faces_dir, models_dir, fp32):
+def test_a_stored_crop_is_sealed_to_its_face_and_key(tmp_path, store_url, photos, models_dir, fp32):
     from edge.vision import Pipeline
 
     with start_hub(tmp_path, store_url) as hub:
         with hub.client(timeout=60, retries=0) as client:
-            faces = enrol(client, faces_dir)
+            faces = enrol(client, photos)
         rows = crop_rows(hub)
         ben, madonna = faces["ben"][0], faces["madonna"][0]
         key = CropCipher(hub_key(tmp_path))
@@ -249,7 +245,7 @@ def test_a_stored_crop_is_sealed_to_its_face_and_key(tmp_path, store_url, faces_
         assert b"PNG" not in sealed and b"IHDR" not in sealed
         # it is the aligned crop the enrolment embedded, bit for bit
         int8 = Pipeline.load(models_dir, precision="int8")
-        bgr = cv2.imdecode(np.frombuffer(photo(faces_dir, "Ben_Afflek", "train_1"), np.uint8), cv2.IMREAD_COLOR)
+        bgr = cv2.imdecode(np.frombuffer(photos("Ben_Afflek", "train_1"), np.uint8), cv2.IMREAD_COLOR)
         assert np.array_equal(key.open(hub.appid, ben, sealed), int8.detect(bgr)[0].aligned)
         for appid, face_id, cipher in ((hub.appid, madonna, key), (hub.other_appid, ben, key),
                                        (hub.appid, ben, CropCipher(base64.b64decode(new_key_text())))):

@@ -13,7 +13,6 @@ import subprocess
 import threading
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 
@@ -24,10 +23,6 @@ from edge.hub.store import SqliteStore, VerifyRecord
 from tests.conftest import MODELS, free_port
 from tests.support.broker import EDGE_VERIFIER
 from tests.support.hub import APPID, SECRET_ID, HubServer, hub_settings, post, serve_app, start_hub
-
-
-def _photo(faces_dir: Path, name: str = "train_1.jpg", who: str = "Madonna") -> bytes:
-    return (faces_dir / "five_celebrity" / who / name).read_bytes()
 
 
 # --- item 10: single-use signatures -------------------------------------------------------------
@@ -69,13 +64,13 @@ def test_a_single_use_signature_with_t_ahead_is_remembered_as_long_as_it_is_vali
 
 
 # --- item 12: near-identical check inside the transaction ---------------------------------------
-def test_concurrent_adds_of_the_same_photo_store_it_once(hub_server, faces_dir):
+def test_concurrent_adds_of_the_same_photo_store_it_once(hub_server, photos):
     person = "concurrent-adds"
     created = post(hub_server, "newperson", files=[
         ("appid", (None, hub_server.appid)), ("person_id", (None, person)), ("group_ids[0]", (None, "race")),
-        ("image", ("a.jpg", _photo(faces_dir, "train_1.jpg"), "image/jpeg"))])
+        ("image", ("a.jpg", photos("Madonna", "train_1"), "image/jpeg"))])
     assert created["code"] == 0, created
-    same = base64.b64encode(_photo(faces_dir, "train_2.jpg")).decode()
+    same = base64.b64encode(photos("Madonna", "train_2")).decode()
     results: list[dict] = []
     start = threading.Barrier(8)
 
@@ -123,7 +118,7 @@ def _get(url: str) -> dict:
         return json.loads(r.read())
 
 
-def test_a_full_disk_answers_1200_and_health_says_degraded_until_space_returns(tmp_path, faces_dir, models_dir):
+def test_a_full_disk_answers_1200_and_health_says_degraded_until_space_returns(tmp_path, photos, models_dir):
     """A real hub process whose file size limit is cut to 1 byte: every write fails as on a full disk."""
     port = free_port()
     key = secrets.token_hex(16)
@@ -144,7 +139,7 @@ def test_a_full_disk_answers_1200_and_health_says_degraded_until_space_returns(t
                 break
             except OSError:
                 time.sleep(0.2)
-        photo = base64.b64encode(_photo(faces_dir)).decode()
+        photo = base64.b64encode(photos("Madonna", "train_1")).decode()
         created = post(hub, "newperson", json={"appid": APPID, "person_id": "p", "group_ids": ["g"], "image": photo})
         assert created["code"] == 0, created
         soft, hard = resource.prlimit(proc.pid, resource.RLIMIT_FSIZE)
@@ -162,11 +157,11 @@ def test_a_full_disk_answers_1200_and_health_says_degraded_until_space_returns(t
         log.close()
 
 
-def test_verify_log_rows_past_the_retention_are_deleted(tmp_path, faces_dir, models_dir):
+def test_verify_log_rows_past_the_retention_are_deleted(tmp_path, photos, models_dir):
     with start_hub(tmp_path, storage={"verify_log_days": 30}) as hub:
         hub.store.log_verify(VerifyRecord("old-session", APPID, "p", 0.9, 90.0, True, time.time() - 31 * 86400))
         hub.store.log_verify(VerifyRecord("new-session", APPID, "p", 0.9, 90.0, True, time.time() - 29 * 86400))
-        photo = base64.b64encode(_photo(faces_dir)).decode()
+        photo = base64.b64encode(photos("Madonna", "train_1")).decode()
         assert post(hub, "newperson", json={"appid": APPID, "person_id": "p", "group_ids": ["g"],
                                             "image": photo})["code"] == 0
         assert post(hub, "verify", json={"appid": APPID, "person_id": "p", "image": photo})["code"] == 0

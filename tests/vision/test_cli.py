@@ -7,8 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 EXE = Path(sys.executable).with_name("edge-verifier")
 
 
@@ -16,26 +14,16 @@ def _run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([str(EXE), *args], capture_output=True, text=True, input=stdin, timeout=240)
 
 
-@pytest.fixture(scope="module")
-def photos(faces_dir):
-    lfw = faces_dir / "lfw"
-    return {
-        "a1": str(lfw / "Aaron_Peirsol" / "Aaron_Peirsol_0001.jpg"),
-        "a3": str(lfw / "Aaron_Peirsol" / "Aaron_Peirsol_0003.jpg"),
-        "other": str(lfw / "Abdel_Madi_Shabneh" / "Abdel_Madi_Shabneh_0001.jpg"),
-        "nonface": str(next(iter(sorted((faces_dir / "nonface").iterdir())))),
-    }
-
-
 def test_embed_prints_one_json_line_per_image_with_faces_or_error(models_dir, photos, tmp_path):
+    a1, nonface = str(photos.lfw("Aaron_Peirsol", 1)), str(photos.nonface_path())
     gif = tmp_path / "x.gif"
     gif.write_bytes(b"GIF89a" + bytes(30))
     broken = tmp_path / "broken.jpg"
-    broken.write_bytes(Path(photos["a1"]).read_bytes()[:3000])
-    proc = _run("embed", photos["a1"], photos["nonface"], str(gif), str(broken), "--json")
+    broken.write_bytes(Path(a1).read_bytes()[:3000])
+    proc = _run("embed", a1, nonface, str(gif), str(broken), "--json")
     assert proc.returncode == 0, proc.stderr
     lines = [json.loads(line) for line in proc.stdout.splitlines()]
-    assert [line["path"] for line in lines] == [photos["a1"], photos["nonface"], str(gif), str(broken)]
+    assert [line["path"] for line in lines] == [a1, nonface, str(gif), str(broken)]
     (face,) = lines[0]["faces"]
     assert set(face) == {"box", "score", "landmarks", "quality", "embedding", "liveness"}
     assert len(face["box"]) == 4 and len(face["landmarks"]) == 5
@@ -45,13 +33,15 @@ def test_embed_prints_one_json_line_per_image_with_faces_or_error(models_dir, ph
 
 
 def test_embed_reads_paths_from_stdin(models_dir, photos):
-    proc = _run("embed", "-", "--json", stdin=f"{photos['a1']}\n{photos['a3']}\n")
+    a1, a3 = str(photos.lfw("Aaron_Peirsol", 1)), str(photos.lfw("Aaron_Peirsol", 3))
+    proc = _run("embed", "-", "--json", stdin=f"{a1}\n{a3}\n")
     assert proc.returncode == 0, proc.stderr
-    assert [json.loads(line)["path"] for line in proc.stdout.splitlines()] == [photos["a1"], photos["a3"]]
+    assert [json.loads(line)["path"] for line in proc.stdout.splitlines()] == [a1, a3]
 
 
 def test_compare_two_photos_of_one_person_accepts(models_dir, photos):
-    proc = _run("compare", photos["a1"], photos["a3"], "--json")
+    a1, a3 = str(photos.lfw("Aaron_Peirsol", 1)), str(photos.lfw("Aaron_Peirsol", 3))
+    proc = _run("compare", a1, a3, "--json")
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert set(out) == {"similarity", "confidence", "decision"}
@@ -59,15 +49,19 @@ def test_compare_two_photos_of_one_person_accepts(models_dir, photos):
 
 
 def test_compare_pairs_prints_one_line_per_pair_with_both_paths(models_dir, photos, tmp_path):
+    a1 = str(photos.lfw("Aaron_Peirsol", 1))
+    a3 = str(photos.lfw("Aaron_Peirsol", 3))
+    other = str(photos.lfw("Abdel_Madi_Shabneh", 1))
+    nonface = str(photos.nonface_path())
     pairs = tmp_path / "pairs.tsv"
     pairs.write_text(
-        f"{photos['a1']}\t{photos['a3']}\n{photos['a1']}\t{photos['other']}\n{photos['a1']}\t{photos['nonface']}\n"
+        f"{a1}\t{a3}\n{a1}\t{other}\n{a1}\t{nonface}\n"
     )
     proc = _run("compare", "--pairs", str(pairs), "--json")
     assert proc.returncode == 0, proc.stderr
     lines = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [(x["a"], x["b"]) for x in lines] == [
-        (photos["a1"], photos["a3"]), (photos["a1"], photos["other"]), (photos["a1"], photos["nonface"])]
+        (a1, a3), (a1, other), (a1, nonface)]
     assert lines[0]["decision"] == "accept"
     assert lines[1]["decision"] == "reject" and lines[1]["confidence"] < 40
     assert lines[2]["error"]["code"] == -1101 and lines[2]["error"]["image"] == "b"

@@ -13,11 +13,6 @@ from edge.core.errors import ILLEGAL_IMAGE_FORMAT, IMAGE_DECODE_FAILED, IMAGE_EM
 from edge.vision import decode_image, load_image
 
 
-@pytest.fixture(scope="module")
-def photo(faces_dir) -> np.ndarray:
-    return cv2.imread(str(faces_dir / "five_celebrity" / "Madonna" / "train_1.jpg"))
-
-
 def _code(data: bytes) -> int:
     with pytest.raises(ApiError) as err:
         decode_image(data)

@@ -14,7 +14,6 @@ import zlib
 
 import cv2
 import numpy as np
-import pytest
 
 from edge.core import errors
 from edge.vision import image as image_mod
@@ -43,11 +42,6 @@ def many_scan_jpeg(photo: np.ndarray, extra_scans: int) -> bytes:
     ends = starts[1:] + [len(data) - 2]
     start, end = min(zip(starts, ends), key=lambda se: se[1] - se[0])
     return data[:-2] + data[start:end] * extra_scans + b"\xff\xd9"
-
-
-@pytest.fixture(scope="module")
-def photo(faces_dir) -> np.ndarray:
-    return cv2.imread(str(faces_dir / "five_celebrity" / "Madonna" / "train_1.jpg"))
 
 
 def _detect(hub, blob: bytes) -> dict:
