@@ -1,5 +1,6 @@
-"""Shared test fixtures: where the real photos and models are, the photos by name (free_port
-re-exported for tests).
+"""Shared test fixtures: where the real photos and models are, the photos by name, and the
+helpers every folder uses: `wait_until`, `code_of` (the API code an `ApiError` carries) and
+`free_port` (re-exported).
 
 The tests mirror edge/ (tests/core, tests/vision, tests/hub, tests/daemon, ...). The fixtures
 of the real parts several of those folders use live in tests/support/ (broker, hub, pg, tls,
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from edge.core.errors import ApiError
 from edge.dev.localenv import free_port, shared_faces_dir  # noqa: F401 (free_port: re-exported for the tests)
 from edge.vision.pipeline import default_models_dir
 
@@ -104,3 +106,10 @@ def wait_until(cond, timeout: float = 15.0, every: float = 0.05) -> bool:
             return True
         time.sleep(every)
     return False
+
+
+def code_of(fn, *args, **kw) -> int:
+    """The API code of the `ApiError` that `fn(*args, **kw)` raises (fails the test if none)."""
+    with pytest.raises(ApiError) as info:
+        fn(*args, **kw)
+    return info.value.code

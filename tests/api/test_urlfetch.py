@@ -10,7 +10,7 @@ import time
 import pytest
 
 from edge.api.urlfetch import FetchPolicy, fetch, is_public
-from edge.core.errors import ApiError
+from tests.conftest import code_of
 from tests.support.hub import post, start_hub
 
 
@@ -80,12 +80,6 @@ def allow(base: str) -> FetchPolicy:
     return FetchPolicy(allow=(f"127.0.0.1/32:{base.rsplit(':', 1)[1]}",), total_timeout_s=2.0, connect_timeout_s=1.0)
 
 
-def code_of(url, policy) -> int:
-    with pytest.raises(ApiError) as info:
-        fetch(url, policy)
-    return info.value.code
-
-
 def test_allow_listed_loopback_image_is_fetched(image_server):
     base, photo = image_server
     assert fetch(f"{base}/ben.jpg", allow(base)) == photo
@@ -93,7 +87,7 @@ def test_allow_listed_loopback_image_is_fetched(image_server):
 
 def test_loopback_without_allow_list_is_refused(image_server):
     base, _ = image_server
-    assert code_of(f"{base}/ben.jpg", FetchPolicy()) == -1308
+    assert code_of(fetch, f"{base}/ben.jpg", FetchPolicy()) == -1308
 
 
 def test_allow_list_by_host_name(image_server):
@@ -110,7 +104,7 @@ def test_allow_list_by_host_name(image_server):
     "http://[::ffff:127.0.0.1]/", "http:///nohost", "http://no-such-host.invalid/a.jpg",
 ])
 def test_dangerous_or_unusable_urls_are_refused_with_1308(url):
-    assert code_of(url, FetchPolicy(total_timeout_s=2.0)) == -1308
+    assert code_of(fetch, url, FetchPolicy(total_timeout_s=2.0)) == -1308
 
 
 def test_public_addresses_are_public():
@@ -123,31 +117,31 @@ def test_public_addresses_are_public():
 def test_redirects_are_followed_and_each_target_rechecked(image_server):
     base, photo = image_server
     assert fetch(f"{base}/to-ben", allow(base)) == photo
-    assert code_of(f"{base}/to-metadata", allow(base)) == -1308
-    assert code_of(f"{base}/loop", allow(base)) == -1308
+    assert code_of(fetch, f"{base}/to-metadata", allow(base)) == -1308
+    assert code_of(fetch, f"{base}/loop", allow(base)) == -1308
 
 
 def test_body_over_the_cap_is_refused_while_streaming(image_server):
     base, _ = image_server
-    assert code_of(f"{base}/big.jpg", allow(base)) == -1403
+    assert code_of(fetch, f"{base}/big.jpg", allow(base)) == -1403
 
 
 def test_http_error_status_is_1403(image_server):
     base, _ = image_server
-    assert code_of(f"{base}/missing.jpg", allow(base)) == -1403
+    assert code_of(fetch, f"{base}/missing.jpg", allow(base)) == -1403
 
 
 def test_slow_download_stops_at_the_total_time_limit(image_server):
     base, _ = image_server
     policy = allow(base).model_copy(update={"total_timeout_s": 0.5})
-    assert code_of(f"{base}/slow.jpg", policy) == -1403
+    assert code_of(fetch, f"{base}/slow.jpg", policy) == -1403
 
 
 def test_unreachable_port_is_1403():
     from tests.conftest import free_port
 
     base = f"http://127.0.0.1:{free_port()}"
-    assert code_of(f"{base}/a.jpg", allow(base)) == -1403
+    assert code_of(fetch, f"{base}/a.jpg", allow(base)) == -1403
 
 
 def test_hub_fetches_url_inputs_through_its_allow_list(tmp_path, image_server, models_dir):
@@ -202,7 +196,7 @@ def test_image_from_a_server_that_compresses_when_allowed_arrives_as_the_image(f
         base = f"http://127.0.0.1:{server.server_address[1]}"
         assert fetch(f"{base}/ben.jpg", allow(base)) == photo
         # one that compresses anyway is a failed download, not undecodable bytes
-        assert code_of(f"{base}/always-gzip.jpg", allow(base)) == -1403
+        assert code_of(fetch, f"{base}/always-gzip.jpg", allow(base)) == -1403
     finally:
         server.shutdown()
         server.server_close()

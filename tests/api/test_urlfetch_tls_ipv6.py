@@ -18,7 +18,7 @@ import threading
 import pytest
 
 from edge.api.urlfetch import FetchPolicy, fetch
-from edge.core.errors import ApiError
+from tests.conftest import code_of
 
 PHOTO = b"\xff\xd8\xff\xe0 not really a jpeg, only bytes to carry"
 
@@ -95,12 +95,6 @@ def trusting(cert: str) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=cert)
 
 
-def code_of(url: str, policy: FetchPolicy, verify: ssl.SSLContext | bool = True) -> int:
-    with pytest.raises(ApiError) as info:
-        fetch(url, policy, verify)
-    return info.value.code
-
-
 def local(port: int) -> FetchPolicy:
     return FetchPolicy(allow=(f"localhost:{port}", f"127.0.0.1/32:{port}", f"[::1/128]:{port}"),
                        total_timeout_s=5.0, connect_timeout_s=2.0)
@@ -114,19 +108,19 @@ def test_https_image_from_a_trusted_certificate_is_fetched_with_its_host_name(tl
 
 def test_https_with_a_certificate_nobody_trusts_is_a_failed_download(tls_server):
     port, _ = tls_server
-    assert code_of(f"https://localhost:{port}/a.jpg", local(port)) == -1403
+    assert code_of(fetch, f"https://localhost:{port}/a.jpg", local(port)) == -1403
 
 
 def test_https_certificate_is_checked_against_the_url_host_not_the_connected_address(tls_server):
     # The certificate names DNS:localhost only; asking for the bare address must not pass just
     # because fetch() connects to that address in both cases.
     port, cert = tls_server
-    assert code_of(f"https://127.0.0.1:{port}/a.jpg", local(port), trusting(cert)) == -1403
+    assert code_of(fetch, f"https://127.0.0.1:{port}/a.jpg", local(port), trusting(cert)) == -1403
 
 
 def test_https_redirect_to_a_metadata_address_is_refused(tls_server):
     port, cert = tls_server
-    assert code_of(f"https://localhost:{port}/to-metadata", local(port), trusting(cert)) == -1308
+    assert code_of(fetch, f"https://localhost:{port}/to-metadata", local(port), trusting(cert)) == -1308
 
 
 def test_ipv6_loopback_is_fetched_when_allow_listed_by_cidr(ipv6_server):
@@ -141,7 +135,7 @@ def test_ipv6_loopback_is_fetched_when_allow_listed_by_address(ipv6_server):
 
 
 def test_ipv6_loopback_without_allow_list_is_refused(ipv6_server):
-    assert code_of(f"http://[::1]:{ipv6_server}/a.jpg", FetchPolicy(total_timeout_s=5.0)) == -1308
+    assert code_of(fetch, f"http://[::1]:{ipv6_server}/a.jpg", FetchPolicy(total_timeout_s=5.0)) == -1308
     # an IPv4 allow-list entry does not open the IPv6 loopback
     policy = FetchPolicy(allow=(f"127.0.0.0/8:{ipv6_server}",), total_timeout_s=5.0)
-    assert code_of(f"http://[::1]:{ipv6_server}/a.jpg", policy) == -1308
+    assert code_of(fetch, f"http://[::1]:{ipv6_server}/a.jpg", policy) == -1308

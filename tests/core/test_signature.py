@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from edge.core.errors import ApiError
 from edge.core.signature import Credential, ReplayCache, Verifier, parse, sign, sign_plain
+from tests.conftest import code_of
 
 KEY = "bLcPnl88WU30VY57ipRhSePfPdOfSruK"
 SID = "AKIDUfLUEUigQiXqm7CVSspKJnuaiIKtxqAv"
@@ -22,12 +23,6 @@ VECTOR_SINGLE = (
     "rUbXBVKcp4tdZKkm5wz6//DqLIdhPTIwMDAwMSZiPW5ld2J1Y2tldCZrPUFLSURVZkxVRVVpZ1FpWHFtN0NWU3NwS0pudWFpSUt0eHFB"
     "diZlPTAmdD0xNDM3OTk1NjQ0JnI9MjA4MTY2MDQyMSZmPS8yMDAwMDEvbmV3YnVja2V0L3RlbmNlbnRfdGVzdC5qcGc="
 )
-
-
-def code_of(fn, *args, **kw) -> int:
-    with pytest.raises(ApiError) as info:
-        fn(*args, **kw)
-    return info.value.code
 
 
 def verifier() -> Verifier:

@@ -7,9 +7,9 @@ import sqlite3
 import numpy as np
 import pytest
 
-from edge.core.errors import ApiError
 from edge.hub.store import FaceRecord, Limits, SqliteStore
 from edge.hub.store.sqlite import SCHEMA_VERSION
+from tests.conftest import code_of
 
 FP = "fingerprint-a"
 
@@ -26,12 +26,6 @@ def store(tmp_path):
     s = SqliteStore(tmp_path / "hub.sqlite3")
     yield s
     s.close()
-
-
-def code_of(fn, *args) -> int:
-    with pytest.raises(ApiError) as info:
-        fn(*args)
-    return info.value.code
 
 
 def test_database_is_wal_with_foreign_keys_and_a_schema_version(store, tmp_path):

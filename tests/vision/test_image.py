@@ -11,12 +11,7 @@ import pytest
 
 from edge.core.errors import ILLEGAL_IMAGE_FORMAT, IMAGE_DECODE_FAILED, IMAGE_EMPTY, ApiError
 from edge.vision import decode_image, load_image
-
-
-def _code(data: bytes) -> int:
-    with pytest.raises(ApiError) as err:
-        decode_image(data)
-    return err.value.code
+from tests.conftest import code_of
 
 
 def _png_chunk(kind: bytes, body: bytes) -> bytes:
@@ -24,54 +19,54 @@ def _png_chunk(kind: bytes, body: bytes) -> bytes:
 
 
 def test_zero_bytes_is_image_empty():
-    assert _code(b"") == IMAGE_EMPTY
+    assert code_of(decode_image, b"") == IMAGE_EMPTY
 
 
 def test_gif_is_an_illegal_format(photo):
-    assert _code(b"GIF89a" + b"\x01\x00\x01\x00" + bytes(20)) == ILLEGAL_IMAGE_FORMAT
+    assert code_of(decode_image, b"GIF89a" + b"\x01\x00\x01\x00" + bytes(20)) == ILLEGAL_IMAGE_FORMAT
 
 
 def test_tiff_is_an_illegal_format():
-    assert _code(b"II*\x00" + bytes(100)) == ILLEGAL_IMAGE_FORMAT
+    assert code_of(decode_image, b"II*\x00" + bytes(100)) == ILLEGAL_IMAGE_FORMAT
 
 
 def test_random_bytes_are_undecodable():
-    assert _code(np.random.default_rng(1).bytes(5000)) == IMAGE_DECODE_FAILED
+    assert code_of(decode_image, np.random.default_rng(1).bytes(5000)) == IMAGE_DECODE_FAILED
 
 
 def test_truncated_jpeg_is_undecodable(photo):
     data = cv2.imencode(".jpg", photo)[1].tobytes()
-    assert _code(data[: len(data) // 2]) == IMAGE_DECODE_FAILED
+    assert code_of(decode_image, data[: len(data) // 2]) == IMAGE_DECODE_FAILED
 
 
 def test_jpeg_cut_inside_its_header_is_undecodable(photo):
     data = cv2.imencode(".jpg", photo)[1].tobytes()
-    assert _code(data[:40]) == IMAGE_DECODE_FAILED
+    assert code_of(decode_image, data[:40]) == IMAGE_DECODE_FAILED
 
 
 def test_jpeg_cut_inside_its_frame_header_is_undecodable(photo):
     data = cv2.imencode(".jpg", photo)[1].tobytes()
     sof = data.index(b"\xff\xc0")
     for cut in range(sof + 4, sof + 10):  # the length is there, the precision/size/components are not
-        assert _code(data[:cut]) == IMAGE_DECODE_FAILED
+        assert code_of(decode_image, data[:cut]) == IMAGE_DECODE_FAILED
 
 
 def test_jpeg_with_wrecked_headers_is_undecodable(photo):
     data = bytearray(cv2.imencode(".jpg", photo)[1].tobytes())
     data[2:200] = b"\x00" * 198  # wreck the headers after the SOI marker
-    assert _code(bytes(data)) == IMAGE_DECODE_FAILED
+    assert code_of(decode_image, bytes(data)) == IMAGE_DECODE_FAILED
 
 
 def test_truncated_png_is_undecodable(photo):
     data = cv2.imencode(".png", photo)[1].tobytes()
-    assert _code(data[: len(data) * 2 // 3]) == IMAGE_DECODE_FAILED
+    assert code_of(decode_image, data[: len(data) * 2 // 3]) == IMAGE_DECODE_FAILED
 
 
 def test_png_with_corrupt_pixel_data_is_undecodable(photo):
     data = bytearray(cv2.imencode(".png", photo)[1].tobytes())
     mid = len(data) // 2
     data[mid : mid + 64] = bytes(64)
-    assert _code(bytes(data)) == IMAGE_DECODE_FAILED
+    assert code_of(decode_image, bytes(data)) == IMAGE_DECODE_FAILED
 
 
 def test_png_claiming_20000_by_20000_is_refused_before_decoding():
