@@ -1,6 +1,6 @@
 """Shared test fixtures: where the real photos and models are, the photos by name, and the
-helpers every folder uses: `wait_until`, `code_of` (the API code an `ApiError` carries) and
-`free_port` (re-exported).
+helpers every folder uses: `wait_until` (every wait with a deadline), `code_of` (the API code an
+`ApiError` carries) and `free_port` (re-exported).
 
 The tests mirror edge/ (tests/core, tests/vision, tests/hub, tests/daemon, ...). The fixtures
 of the real parts several of those folders use live in tests/support/ (broker, hub, pg, tls,
@@ -98,14 +98,20 @@ def photos(faces_dir) -> Photos:
     return Photos(faces_dir)
 
 
-def wait_until(cond, timeout: float = 15.0, every: float = 0.05) -> bool:
-    """Poll `cond` until it is true or `timeout` seconds pass; returns whether it came true."""
+def wait_until(cond, timeout: float = 15.0, every: float = 0.05, pause=time.sleep) -> bool:
+    """Poll `cond` until it is true or `timeout` seconds pass; returns whether it came true.
+
+    `cond` is asked once more when the time is up, so a wait that ends as it comes true counts.
+    `pause(seconds)` waits between two polls: a `threading.Condition`'s `wait` (its lock held)
+    wakes the poll as soon as the condition is notified.
+    """
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(every)
-    return False
+    while not cond():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        pause(min(every, left))
+    return True
 
 
 def code_of(fn, *args, **kw) -> int:

@@ -7,13 +7,12 @@ from __future__ import annotations
 import json
 import socket
 import ssl
-import time
 import urllib.request
 
 import pytest
 
 from edge.api.client import CloudClient, CloudUnavailable
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_until
 from tests.support.broker import DaemonProc, write_edge_config
 from tests.support.hub import start_hub
 from tests.support.tls import issue
@@ -93,18 +92,19 @@ def test_the_edge_syncs_from_an_https_hub_with_its_ca_file_and_serves_its_api_ov
     daemon = DaemonProc(cfg, port, tmp_path / "d.log").start()
     trusting = ssl.create_default_context(cafile=str(tls_files.ca))
     try:
-        deadline = time.monotonic() + 90
         health = None
-        while time.monotonic() < deadline:
+
+        def synced() -> bool:
+            nonlocal health
             assert daemon.proc.poll() is None, (tmp_path / "d.log").read_text()[-3000:]
             try:
                 with urllib.request.urlopen(f"https://127.0.0.1:{port}/health", timeout=2, context=trusting) as r:
                     health = json.loads(r.read())
             except OSError:
                 health = None
-            if health and health["sync"].get("status") == "ok":
-                break
-            time.sleep(0.2)
+            return bool(health and health["sync"].get("status") == "ok")
+
+        wait_until(synced, 90, every=0.2)
         assert health and health["sync"]["status"] == "ok", (health, (tmp_path / "d.log").read_text()[-3000:])
         assert daemon.health() is None  # the local API does not answer plain http
     finally:

@@ -17,6 +17,7 @@ import pytest
 from edge.api.urlfetch import FetchPolicy, fetch
 from edge.core import errors
 from edge.core.errors import ApiError
+from tests.conftest import wait_until
 from tests.support.hub import post, start_hub
 
 
@@ -116,11 +117,14 @@ def test_health_says_degraded_while_every_download_slot_is_taken(tmp_path, slow_
             "appid": hub.appid, "url": urls[1]}})
         worker.start()
         worker2.start()
-        deadline = time.monotonic() + 2.5
-        health = _health(hub)
-        while health["status"] == "ok" and time.monotonic() < deadline:
-            time.sleep(0.05)
+        health = None
+
+        def degraded() -> bool:
+            nonlocal health
             health = _health(hub)
+            return health["status"] != "ok"
+
+        wait_until(degraded, 2.5)
         assert health["status"] == "degraded" and "url downloads" in health["error"], health
         worker.join(timeout=30)
         worker2.join(timeout=30)

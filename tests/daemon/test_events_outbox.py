@@ -19,14 +19,10 @@ def _publisher(broker, tmp_path, device="door-t", **kw):
     return MqttPublisher(settings, device, Outbox(tmp_path / "outbox.db"))
 
 
-def _wait(cond, timeout=15.0):
-    return wait_until(cond, timeout)
-
-
 def test_availability_is_retained_online_and_offline_after_clean_stop(mosquitto, subscribe, tmp_path):
     pub = _publisher(mosquitto, tmp_path)
     pub.start()
-    assert _wait(lambda: pub.connected)
+    assert wait_until(lambda: pub.connected)
     late = subscribe("ev/door-t/availability")  # joins after: sees the retained value
     assert late.wait_for(lambda: late.messages, 10)
     assert late.messages[-1][1:] == (b"online", True)
@@ -37,7 +33,7 @@ def test_availability_is_retained_online_and_offline_after_clean_stop(mosquitto,
 def test_last_will_says_offline_when_the_daemon_dies(mosquitto, subscribe, tmp_path):
     pub = _publisher(mosquitto, tmp_path)
     pub.start()
-    assert _wait(lambda: pub.connected)
+    assert wait_until(lambda: pub.connected)
     sub = subscribe("ev/door-t/availability")
     assert sub.wait_for(lambda: sub.messages and sub.messages[-1][1] == b"online", 10)
     # Simulate death: drop the socket without a DISCONNECT packet, so the broker sends the will.
@@ -58,7 +54,7 @@ def test_events_are_delivered_in_order_and_removed_from_the_outbox(mosquitto, su
     got = sub.json()
     assert [g["event_id"] for g in got] == [e["event_id"] for e in events]
     assert all(not retain for _, _, retain in sub.messages)
-    assert _wait(lambda: pub.outbox_depth() == 0)
+    assert wait_until(lambda: pub.outbox_depth() == 0)
     pub.stop()
 
 
@@ -66,12 +62,12 @@ def test_events_decided_while_the_broker_is_down_arrive_once_it_is_back(mosquitt
     sub = subscribe("ev/door-t/event", client_id="persistent-consumer")
     pub = _publisher(mosquitto, tmp_path)
     pub.start()
-    assert _wait(lambda: pub.connected)
+    assert wait_until(lambda: pub.connected)
     first = sample_event()
     pub.publish_event(first)
     assert sub.wait_for(lambda: len(sub.messages) == 1, 10)
     mosquitto.stop()
-    assert _wait(lambda: not pub.connected)
+    assert wait_until(lambda: not pub.connected)
     during = [sample_event() for i in range(1, 11)]
     for e in during:
         pub.publish_event(e)
@@ -79,7 +75,7 @@ def test_events_decided_while_the_broker_is_down_arrive_once_it_is_back(mosquitt
     mosquitto.start()
     want = {e["event_id"] for e in [first, *during]}
     assert sub.wait_for(lambda: {m["event_id"] for m in sub.json()} >= want, 30)
-    assert _wait(lambda: pub.outbox_depth() == 0)
+    assert wait_until(lambda: pub.outbox_depth() == 0)
     pub.stop()
 
 
@@ -103,7 +99,7 @@ def test_commands_reach_the_handler_and_bad_payloads_are_ignored(mosquitto, tmp_
     pub = MqttPublisher(settings, "door-t", Outbox(tmp_path / "o.db"),
                         on_command=lambda name, payload: got.append((name, payload)))
     pub.start()
-    assert _wait(lambda: pub.connected)
+    assert wait_until(lambda: pub.connected)
     time.sleep(0.3)  # subscription settles
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
     c.connect(mosquitto.host, mosquitto.port)
@@ -111,7 +107,7 @@ def test_commands_reach_the_handler_and_bad_payloads_are_ignored(mosquitto, tmp_
     c.publish("ev/door-t/cmd/verify", b"not json", qos=1).wait_for_publish(5)
     c.publish("ev/door-t/cmd/verify", json.dumps({"person_id": "p1"}), qos=1).wait_for_publish(5)
     c.publish("ev/door-t/cmd/sync", b"", qos=1).wait_for_publish(5)
-    assert _wait(lambda: len(got) == 2)
+    assert wait_until(lambda: len(got) == 2)
     assert got == [("verify", {"person_id": "p1"}), ("sync", {})]
     assert pub.connected  # the bad payload did not break the client
     c.disconnect()
@@ -122,7 +118,7 @@ def test_commands_reach_the_handler_and_bad_payloads_are_ignored(mosquitto, tmp_
 def test_home_assistant_discovery_is_republished_when_home_assistant_comes_online(mosquitto, subscribe, tmp_path):
     pub = _publisher(mosquitto, tmp_path, ha_discovery=True)
     pub.start()
-    assert _wait(lambda: pub.connected)
+    assert wait_until(lambda: pub.connected)
     sub = subscribe("homeassistant/sensor/+/config")
     assert sub.wait_for(lambda: len(sub.messages) >= 2, 10)  # retained
     cfg = json.loads(sub.messages[0][1])
@@ -150,7 +146,7 @@ def test_an_unpublishable_outbox_row_is_set_aside_and_the_events_after_it_still_
         pub.publish_event(e)
     assert sub.wait_for(lambda: len(sub.messages) >= 3, 15)
     assert [m["event_id"] for m in sub.json()] == [e["event_id"] for e in good]
-    assert _wait(lambda: pub.outbox_depth() == 0)
+    assert wait_until(lambda: pub.outbox_depth() == 0)
     assert pub.outbox_rejected() == 1  # kept aside for a human, not dropped
     assert pub.sender_alive()
     pub.stop()

@@ -45,10 +45,6 @@ def tls_broker(tmp_path):
     proc.wait(5)
 
 
-def _wait(cond, timeout=10.0):
-    return wait_until(cond, timeout)
-
-
 def _tls_publisher(tls_broker, tmp_path, password: str) -> MqttPublisher:
     """A started publisher for user "door" on the TLS broker, trusting its CA."""
     port, ca = tls_broker
@@ -62,9 +58,9 @@ def _tls_publisher(tls_broker, tmp_path, password: str) -> MqttPublisher:
 def test_events_flow_over_tls_with_the_right_password(tls_broker, tmp_path):
     pub = _tls_publisher(tls_broker, tmp_path, "s3cret")
     try:
-        assert _wait(lambda: pub.connected)
+        assert wait_until(lambda: pub.connected, 10)
         pub.publish_event(new_event(n=1))
-        assert _wait(lambda: pub.outbox_depth() == 0)  # PUBACK came back over TLS
+        assert wait_until(lambda: pub.outbox_depth() == 0, 10)  # PUBACK came back over TLS
     finally:
         pub.stop()
 

@@ -15,10 +15,6 @@ from tests.support.hub import hub_with_five_enrolled, start_hub
 SCENES = ["nonface/skimage_coffee.png", "nonface/opencv_course_cat.jpg"]
 
 
-def _wait(cond, timeout=30.0, every=0.05):
-    return wait_until(cond, timeout, every)
-
-
 def test_every_decision_arrives_exactly_once_across_a_broker_restart(
         mosquitto, subscribe, faces_dir, models_dir, tmp_path):
     frames = tmp_path / "frames"
@@ -107,7 +103,7 @@ def test_sigkill_during_sync_leaves_a_consistent_store_and_sync_resumes(faces_di
 
         daemon = DaemonProc(cfg, port, tmp_path / "daemon.log").start()
         try:
-            assert _wait(lambda: cursor() > 20, 60, every=0.005)
+            assert wait_until(lambda: cursor() > 20, 60, every=0.005)
             daemon.proc.send_signal(signal.SIGKILL)
             daemon.proc.wait()
         finally:

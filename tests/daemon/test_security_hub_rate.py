@@ -12,6 +12,7 @@ from edge.core.matcher import Gallery, thresholds_for
 from edge.daemon.cache import EdgeCache
 from edge.daemon.decide import Decider
 from edge.daemon.sync import Syncer
+from tests.conftest import wait_until
 from tests.support.hub import start_hub
 
 
@@ -37,7 +38,7 @@ def test_sync_rate_limited_by_the_hub_backs_off_and_completes_before_its_interva
         thread = threading.Thread(target=syncer.run, args=(stop,), daemon=True)
         thread.start()
         try:
-            deadline_ok = _wait(lambda: syncer.state["status"] == "ok", 20)
+            deadline_ok = wait_until(lambda: syncer.state["status"] == "ok", 20, every=0.1)
         finally:
             stop.set()
             syncer.trigger()
@@ -62,14 +63,3 @@ def test_an_uncertain_face_meets_a_rate_limited_hub_and_follows_the_offline_poli
             assert client.breaker_state == "closed"  # a hub that answers is not a broken hub
         finally:
             client.close()
-
-
-def _wait(predicate, timeout: float) -> bool:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False

@@ -20,7 +20,7 @@ from edge.core import errors
 from edge.core.errors import ApiError
 from edge.core.signature import Credential, ReplayCache, Verifier, sign
 from edge.hub.store import SqliteStore, VerifyRecord
-from tests.conftest import MODELS, free_port
+from tests.conftest import MODELS, free_port, wait_until
 from tests.support.broker import EDGE_VERIFIER
 from tests.support.hub import APPID, SECRET_ID, HubServer, hub_settings, post, serve_app, start_hub
 
@@ -131,14 +131,15 @@ def test_a_full_disk_answers_1200_and_health_says_degraded_until_space_returns(t
     proc = subprocess.Popen([str(EDGE_VERIFIER), "hub", "--config", str(cfg)], stdout=log, stderr=subprocess.STDOUT)
     hub = HubServer(f"http://127.0.0.1:{port}", APPID, SECRET_ID, key, tmp_path / "hub.sqlite3")
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "hub.log").read_text()
+        def answers() -> bool:
+            assert proc.poll() is None, (tmp_path / "hub.log").read_text()
             try:
                 _get(f"{hub.url}/health")
-                break
+                return True
             except OSError:
-                time.sleep(0.2)
+                return False
+
+        assert wait_until(answers, 60, every=0.2), (tmp_path / "hub.log").read_text()
         photo = base64.b64encode(photos("Madonna", "train_1")).decode()
         created = post(hub, "newperson", json={"appid": APPID, "person_id": "p", "group_ids": ["g"], "image": photo})
         assert created["code"] == 0, created

@@ -10,7 +10,6 @@ import signal
 import stat
 import subprocess
 import sys
-import time
 import tomllib
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import requests
 
 from edge.core.settings import ENV_PREFIX
 from edge.hub.config import example_toml
-from tests.conftest import ROOT, free_port
+from tests.conftest import ROOT, free_port, wait_until
 
 EXE = [sys.executable, "-m", "edge"]
 
@@ -69,15 +68,18 @@ def test_hub_serves_with_secrets_file_and_env_override_then_stops_on_sigterm(tmp
     proc = subprocess.Popen([*EXE, "hub", "--config", str(cfg), "--log-level", "warning"], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 60
-        while True:
+        health = None
+
+        def answers() -> bool:
+            nonlocal health
             try:
                 health = requests.get(f"http://127.0.0.1:{port}/health", timeout=1).json()
-                break
+                return True
             except requests.ConnectionError:
                 assert proc.poll() is None, proc.stderr.read().decode()
-                assert time.monotonic() < deadline, "hub did not start"
-                time.sleep(0.1)
+                return False
+
+        assert wait_until(answers, 60, every=0.1), "hub did not start"
         assert health["role"] == "hub"
         with CloudClient(f"http://127.0.0.1:{port}", "7", "AKIDseven", "seven-key") as client:
             assert client.getgroupids() == {"group_ids": []}

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from edge.dev.devstack import MOSQUITTO, Broker, DaemonProc, edge_config, enrol_five, write_toml
+from tests.conftest import MODELS, wait_until
 
 __all__ = ["EDGE_VERIFIER", "MOSQUITTO", "Broker", "DaemonProc", "Subscriber", "broker_with_clients", "enrol_five",
            "sample_event", "schema_errors", "write_edge_config"]
@@ -92,14 +93,9 @@ class Subscriber:
             return [json.loads(p) for t, p, _ in self.messages if t.endswith(suffix) and p.startswith(b"{")]
 
     def wait_for(self, predicate, timeout: float = 30.0) -> bool:
-        deadline = time.monotonic() + timeout
+        """wait_until with the lock held for `predicate`, woken by each message as it arrives."""
         with self._cond:
-            while not predicate():
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._cond.wait(min(left, 0.2))
-            return True
+            return wait_until(predicate, timeout, every=0.2, pause=self._cond.wait)
 
     def close(self, check: bool = True) -> None:
         self.client.disconnect()
@@ -150,8 +146,6 @@ def write_edge_config(path: Path, *, device: str, camera: str, broker: Broker | 
 
     Liveness is off unless a test asks for it in `sections`: most tests play each photo as one
     frame, and a track is judged live over several (tests/daemon/test_liveness.py covers it)."""
-    from tests.conftest import MODELS
-
     cfg = edge_config(
         device=device, source=camera, storage=storage, api_port=api_port, broker=broker, hub=hub,
         prefix="test", models_dir=MODELS,

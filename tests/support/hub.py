@@ -12,7 +12,6 @@ from __future__ import annotations
 import secrets
 import socket
 import threading
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import Iterator
 
 import pytest
 
-from tests.conftest import MODELS, free_port
+from tests.conftest import MODELS, free_port, wait_until
 from tests.support.broker import enrol_five
 
 APPID = "1000001"
@@ -119,11 +118,9 @@ def serve_app(app, port: int, listener=None) -> Iterator[None]:
     server = uvicorn.Server(uvicorn_config(app, listener, log_level="warning", access_log=False, lifespan="off"))
     thread = threading.Thread(target=server.run, name=f"api-{port}", daemon=True)
     thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError(f"test server on port {port} did not start")
-        time.sleep(0.02)
+    wait_until(lambda: server.started or not thread.is_alive(), 30, every=0.02)
+    if not server.started:
+        raise RuntimeError(f"test server on port {port} did not start")
     try:
         yield
     finally:
