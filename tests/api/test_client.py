@@ -3,18 +3,17 @@
 
 from __future__ import annotations
 
-import http.server
 import json
-import threading
 import time
 
 import pytest
 
 from edge.api.client import CloudApiError, CloudClient, CloudUnavailable
 from tests.conftest import free_port
+from tests.support.loopback import QuietHandler, serving
 
 
-class _Flaky(http.server.BaseHTTPRequestHandler):
+class _Flaky(QuietHandler):
     mode = "503"
     hits = 0
 
@@ -24,35 +23,21 @@ class _Flaky(http.server.BaseHTTPRequestHandler):
         if self.mode == "sleep":
             time.sleep(1.0)
         if self.mode == "ok":
-            body = json.dumps({"data": {"group_ids": ["g"]}, "code": 0, "message": "OK"}).encode()
-            self.send_response(200)
+            status, body = 200, json.dumps({"data": {"group_ids": ["g"]}, "code": 0, "message": "OK"}).encode()
         elif self.mode == "html":
-            body = b"<html>gateway error</html>"
-            self.send_response(200)
+            status, body = 200, b"<html>gateway error</html>"
         elif self.mode == "internal":  # how the hub answers a bug: HTTP 200, code 213
-            body = json.dumps({"data": {}, "code": 213, "message": "internal error"}).encode()
-            self.send_response(200)
+            status, body = 200, json.dumps({"data": {}, "code": 213, "message": "internal error"}).encode()
         else:
-            body = json.dumps({"data": {}, "code": 3, "message": "upstream down"}).encode()
-            self.send_response(503)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
+            status, body = 503, json.dumps({"data": {}, "code": 3, "message": "upstream down"}).encode()
+        self.reply(status, body)
 
 
 @pytest.fixture
 def flaky():
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Flaky)
-    server.daemon_threads = True
     _Flaky.hits, _Flaky.mode = 0, "503"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", _Flaky
-    server.shutdown()
-    server.server_close()
+    with serving(_Flaky) as server:
+        yield f"http://127.0.0.1:{server.server_address[1]}", _Flaky
 
 
 def test_api_error_codes_come_back_typed(hub_client):

@@ -449,34 +449,22 @@ def test_json_null_fields_count_as_not_given(hub_server, photos):
 # --- url inputs (CIUrl / CIUrls / SetUrl): a real loopback image server, allow-listed ---------------
 @pytest.fixture(scope="module")
 def url_hub(tmp_path_factory, photos, models_dir):
-    import http.server
-    import threading
-
     from tests.support.hub import start_hub
+    from tests.support.loopback import QuietHandler, serving
 
     blobs = {"/ben1.jpg": photos("Ben_Afflek", "train_1"), "/ben2.jpg": photos("Ben_Afflek", "train_2"),
              "/ben_val.jpg": photos("Ben_Afflek", "val_1"), "/madonna.jpg": photos("Madonna", "train_1")}
 
-    class Images(http.server.BaseHTTPRequestHandler):
+    class Images(QuietHandler):
         def do_GET(self):  # noqa: N802
             blob = blobs.get(self.path)
-            self.send_response(200 if blob else 404)
-            self.send_header("Content-Length", str(len(blob or b"")))
-            self.end_headers()
-            self.wfile.write(blob or b"")
+            self.reply(200 if blob else 404, blob or b"")
 
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Images)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    base = f"http://127.0.0.1:{server.server_address[1]}"
-    url_fetch = {"allow": [f"127.0.0.1/32:{server.server_address[1]}"], "total_timeout_s": 5.0}
-    with start_hub(tmp_path_factory.mktemp("urlhub"), url_fetch=url_fetch) as hub:
-        yield hub, base
-    server.shutdown()
-    server.server_close()
+    with serving(Images) as server:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        url_fetch = {"allow": [f"127.0.0.1/32:{server.server_address[1]}"], "total_timeout_s": 5.0}
+        with start_hub(tmp_path_factory.mktemp("urlhub"), url_fetch=url_fetch) as hub:
+            yield hub, base
 
 
 def test_python_sdk_url_inputs_in_json_and_a_url_beside_a_file_in_multipart(url_hub, photos):

@@ -4,7 +4,6 @@ cap, redirect re-checks and time limits enforced (unit level and through the hub
 from __future__ import annotations
 
 import http.server
-import threading
 import time
 
 import pytest
@@ -12,9 +11,10 @@ import pytest
 from edge.api.urlfetch import FetchPolicy, fetch, is_public
 from tests.conftest import code_of
 from tests.support.hub import post, start_hub
+from tests.support.loopback import QuietHandler, serving
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
+class _Handler(QuietHandler):
     routes: dict = {}
 
     def do_GET(self):  # noqa: N802
@@ -37,16 +37,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 self.wfile.flush()
                 time.sleep(0.1)
         else:
-            self.send_response(200)
-            if kind == "nolength":
-                self.wfile.write(b"")
-            else:
-                self.send_header("Content-Length", str(len(value)))
-            self.end_headers()
-            self.wfile.write(value)
-
-    def log_message(self, *args):
-        pass
+            self.reply(200, value)
 
 
 class _QuietServer(http.server.ThreadingHTTPServer):
@@ -57,9 +48,6 @@ class _QuietServer(http.server.ThreadingHTTPServer):
 @pytest.fixture(scope="module")
 def image_server(faces_dir):
     photo = (faces_dir / "five_celebrity/Ben_Afflek/val_1.jpg").read_bytes()
-    server = _QuietServer(("127.0.0.1", 0), _Handler)
-    server.daemon_threads = True
-    base = f"http://127.0.0.1:{server.server_address[1]}"
     _Handler.routes = {
         "/ben.jpg": ("body", photo),
         "/big.jpg": ("body", b"\xff\xd8" + b"\x00" * 2_000_000),
@@ -68,11 +56,8 @@ def image_server(faces_dir):
         "/loop": ("redirect", "/loop"),
         "/slow.jpg": ("slow", None),
     }
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield base, photo
-    server.shutdown()
-    server.server_close()
+    with serving(_Handler, server_class=_QuietServer) as server:
+        yield f"http://127.0.0.1:{server.server_address[1]}", photo
 
 
 def allow(base: str) -> FetchPolicy:
@@ -175,28 +160,13 @@ def test_image_from_a_server_that_compresses_when_allowed_arrives_as_the_image(f
 
     photo = (faces_dir / "five_celebrity/Ben_Afflek/val_1.jpg").read_bytes()
 
-    class Gzipping(http.server.BaseHTTPRequestHandler):
+    class Gzipping(QuietHandler):
         def do_GET(self):  # noqa: N802
             gz = "gzip" in self.headers.get("Accept-Encoding", "") or self.path == "/always-gzip.jpg"
-            body = gzip.compress(photo) if gz else photo
-            self.send_response(200)
-            if gz:
-                self.send_header("Content-Encoding", "gzip")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            self.reply(200, gzip.compress(photo) if gz else photo, {"Content-Encoding": "gzip"} if gz else None)
 
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Gzipping)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    with serving(Gzipping) as server:
         base = f"http://127.0.0.1:{server.server_address[1]}"
         assert fetch(f"{base}/ben.jpg", allow(base)) == photo
         # one that compresses anyway is a failed download, not undecodable bytes
         assert code_of(fetch, f"{base}/always-gzip.jpg", allow(base)) == -1403
-    finally:
-        server.shutdown()
-        server.server_close()

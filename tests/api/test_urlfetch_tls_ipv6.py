@@ -13,37 +13,25 @@ import shutil
 import socket
 import ssl
 import subprocess
-import threading
+from contextlib import ExitStack
 
 import pytest
 
 from edge.api.urlfetch import FetchPolicy, fetch
 from tests.conftest import code_of
+from tests.support.loopback import QuietHandler, serving
 
 PHOTO = b"\xff\xd8\xff\xe0 not really a jpeg, only bytes to carry"
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
+class _Handler(QuietHandler):
     def do_GET(self):  # noqa: N802
         if self.path == "/to-metadata":
             self.send_response(302)
             self.send_header("Location", "http://169.254.169.254/latest/meta-data/")
             self.end_headers()
             return
-        body = PHOTO + b"|host=" + self.headers.get("Host", "").encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
-def _serve(server: http.server.HTTPServer):
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    return server
+        self.reply(200, PHOTO + b"|host=" + self.headers.get("Host", "").encode())
 
 
 def _self_signed(tmp_path, name: str, san: str) -> tuple[str, str]:
@@ -60,15 +48,10 @@ def _self_signed(tmp_path, name: str, san: str) -> tuple[str, str]:
 def tls_server(tmp_path_factory):
     """An https server whose certificate names only DNS:localhost; yields (port, cert path)."""
     cert, key = _self_signed(tmp_path_factory.mktemp("tls"), "localhost", "DNS:localhost")
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    server.daemon_threads = True
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(cert, key)
-    server.socket = ctx.wrap_socket(server.socket, server_side=True)
-    _serve(server)
-    yield server.server_address[1], cert
-    server.shutdown()
-    server.server_close()
+    with serving(_Handler, wrap_socket=lambda sock: ctx.wrap_socket(sock, server_side=True)) as server:
+        yield server.server_address[1], cert
 
 
 @pytest.fixture(scope="module")
@@ -79,15 +62,12 @@ def ipv6_server():
     class V6Server(http.server.ThreadingHTTPServer):
         address_family = socket.AF_INET6
 
-    try:
-        server = V6Server(("::1", 0), _Handler)
-    except OSError as exc:
-        pytest.skip(f"no IPv6 loopback here: {exc}")
-    server.daemon_threads = True
-    _serve(server)
-    yield server.server_address[1]
-    server.shutdown()
-    server.server_close()
+    with ExitStack() as stack:
+        try:
+            server = stack.enter_context(serving(_Handler, "::1", V6Server))
+        except OSError as exc:
+            pytest.skip(f"no IPv6 loopback here: {exc}")
+        yield server.server_address[1]
 
 
 def trusting(cert: str) -> ssl.SSLContext:

@@ -114,34 +114,26 @@ class _BrokenHub:
 
     def __init__(self, pages):
         import json
-        import threading
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from contextlib import ExitStack
+
+        from tests.support.loopback import QuietHandler, serving
 
         hub = self
         self.requests = 0
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 hub.requests += 1
                 out = json.dumps({"code": 0, "message": "OK", "data": pages(int(body["since"]))}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(out)))
-                self.end_headers()
-                self.wfile.write(out)
+                self.reply(200, out, {"Content-Type": "application/json"})
 
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._serving = ExitStack()
+        self.server = self._serving.enter_context(serving(Handler))
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self._thread.start()
 
     def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        self._serving.close()
 
 
 def _person(seq):
