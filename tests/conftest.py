@@ -10,6 +10,7 @@ the real models.
 
 from __future__ import annotations
 
+import inspect
 import time
 from pathlib import Path
 
@@ -33,15 +34,23 @@ pytest_plugins = [  # support.broker before support.hub, which imports it (asser
 
 # The fixtures that bring up a real part too slow or too heavy for `make test-fast`: the models,
 # the photos, a broker. A test that asks for none of them, directly or through another fixture,
-# is marked `fast`; `make test-fast` runs those alone, with the models and photos pointed nowhere
-# so that one reaching them some other way fails there instead of slowing the subset down.
+# and does not take `request` (with it, a test can ask for any fixture at run time) is marked
+# `fast`; `make test-fast` runs those alone, with the models and photos pointed nowhere so that
+# one reaching them some other way fails there instead of slowing the subset down.
 REAL_PARTS = {"models_dir", "faces_dir", "mosquitto", "tls_broker"}
 
 
 def pytest_collection_modifyitems(items) -> None:
     for item in items:
-        if not REAL_PARTS & set(getattr(item, "fixturenames", ())):
+        if not REAL_PARTS & set(getattr(item, "fixturenames", ())) and not _may_ask_for_any_fixture(item):
             item.add_marker(pytest.mark.fast)
+
+
+def _may_ask_for_any_fixture(item) -> bool:
+    """Whether the test function itself takes `request`: through request.getfixturevalue (e.g. of
+    a fixture its parameter names) it reaches fixtures at run time, which collection cannot see."""
+    function = getattr(item, "function", None)
+    return function is not None and "request" in inspect.signature(function).parameters
 
 
 @pytest.fixture(scope="session")
