@@ -5,7 +5,7 @@ calibration table models/calibration.json with the `build` extra's onnxruntime, 
 with or without ../shared: the int8 files are quantized from the table's ranges, with no
 calibration inference on the building machine, and every other step (conversion, rewrites,
 ORT's pre-processing folds, the quantizer's numpy) rounds the same way on every instruction set
-(`models build --emulate` checks it under emulation of other CPUs). The thresholds in
+(`models build --emulate` checks it under emulation of other CPUs: the same bytes on each). The thresholds in
 edge/matcher.py and the impostor tails in edge/false_admit.py were measured on its packs, and a
 hub and its edges share embeddings only when their packs' fingerprints are equal. A pack's
 fingerprint covers all its files (detector, landmarks, embedder, liveness). Every file's sha256
@@ -22,7 +22,10 @@ from edge.modelpack.share import pack_fingerprint
 
 # Pack fingerprints of the documented build (models build 10, liveness step 4, onnxruntime
 # 1.32.0, the calibration table measured on an AMD EPYC (Zen 3, AVX2) and committed with it).
-# A new table (`models calibrate`) is a new build:
+# Every file the same bytes natively on that EPYC and under `models build --emulate` on
+# x86_64:Haswell-noTSX (AVX2+FMA), x86_64:Nehalem (SSE4.2 only), aarch64:cortex-a72 (a Pi 4,
+# NEON) and x86_64:Skylake-Server-noTSX-IBRS (which qemu's TCG runs without its AVX-512: the
+# guest saw AVX2 at most, so AVX-512 itself is not covered). A new table (`models calibrate`) is a new build:
 # update them together with edge.matcher.CALIBRATED_THRESHOLDS, edge.false_admit's tails and the
 # README's figures. (Build 9 calibrated on the building machine: its int8 packs were 443a67aa7576284a
 # and 1e311bf131e6c11d on the Intel Xeon it was documented on, other values on other CPUs.)

@@ -102,11 +102,11 @@ def load_table(path: Path, photos: str | None = None) -> CalibrationTable:
     except FileNotFoundError:
         raise ModelBuildError(f"calibration table not found: {path} ({redo}, or pass --calibration)") from None
     except OSError as exc:
-        raise ModelBuildError(f"calibration table {path} unreadable: {exc}") from None
+        raise ModelBuildError(f"calibration table {path} unreadable: {exc} ({redo})") from None
     try:
         raw = json.loads(data)
     except ValueError as exc:
-        raise ModelBuildError(f"calibration table {path} is not JSON: {exc}") from None
+        raise ModelBuildError(f"calibration table {path} is not JSON: {exc} ({redo})") from None
 
     def bad(what: str) -> ModelBuildError:
         return ModelBuildError(f"calibration table {path}: {what} ({redo})")
