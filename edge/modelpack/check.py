@@ -21,14 +21,15 @@ from edge.modelpack.fetch import sha256_file
 from edge.modelpack.share import pack_fingerprint
 
 # Pack fingerprints of the documented build (models build 10, liveness step 4, onnxruntime
-# 1.32.0, the calibration table measured on an AMD EPYC (Zen 3, AVX2) and committed with it).
-# Every file the same bytes natively on that EPYC and under `models build --emulate` on
-# x86_64:Haswell-noTSX (AVX2+FMA), x86_64:Nehalem (SSE4.2 only), aarch64:cortex-a72 (a Pi 4,
-# NEON) and x86_64:Skylake-Server-noTSX-IBRS (which qemu's TCG runs without its AVX-512: the
-# guest saw AVX2 at most, so AVX-512 itself is not covered). A new table (`models calibrate`) is a new build:
-# update them together with edge.matcher.CALIBRATED_THRESHOLDS, edge.false_admit's tails and the
-# README's figures. (Build 9 calibrated on the building machine: its int8 packs were 443a67aa7576284a
-# and 1e311bf131e6c11d on the Intel Xeon it was documented on, other values on other CPUs.)
+# 1.32.0, and the calibration table models/calibration.json, measured on an AMD EPYC (Zen 3,
+# AVX2) and committed). Every file came out the same bytes natively on that EPYC and under
+# `models build --emulate` on x86_64:Haswell-noTSX (AVX2, FMA), x86_64:Nehalem (SSE4.2 only),
+# aarch64:cortex-a72 (a Pi 4: NEON) and x86_64:Skylake-Server-noTSX-IBRS (whose AVX-512 qemu's
+# TCG does not implement: the guest saw AVX2 at most, so AVX-512 itself is not covered).
+# A new table (`models calibrate`) is a new build: update these together with
+# edge.matcher.CALIBRATED_THRESHOLDS, edge.false_admit's tails and the README's figures.
+# (Build 9 calibrated on the building machine: its int8 packs were 443a67aa7576284a and
+# 1e311bf131e6c11d on the Intel Xeon it was documented on, other values on other CPUs.)
 DOCUMENTED_BUILD = 10
 DOCUMENTED_LIVENESS_STEP = 4
 DOCUMENTED_PACKS = {
