@@ -14,6 +14,8 @@ import sys
 # command path -> (module, help)
 COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("models", "build"): ("edge.modelpack.cli", "fetch, verify, convert and quantize the models into models/"),
+    ("models", "calibrate"): ("edge.modelpack.calibrate_cli",
+                              "maintainers: measure the int8 activation ranges into models/calibration.json"),
     ("models", "pull"): ("edge.daemon.pull_pack", "install the hub's model pack (no build needed on the edge)"),
     ("embed",): ("edge.vision.cli_embed", "detect and embed every face in images, one JSON line per image"),
     ("compare",): ("edge.vision.cli_compare", "compare two images (or --pairs FILE) and print the decision"),

@@ -45,9 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from edge.bench.arch import REPO, aarch64_wheels, arm64_sysroot, qemu
     from edge.dev.devstack import Broker, EventFeed, HubProc, edge_config, enrol_five, write_toml
     from edge.dev.localenv import free_port
+    from edge.modelpack.qemu import REPO, aarch64_wheels, arm64_sysroot, qemu
 
     started = time.monotonic()
     emulator = qemu("aarch64")

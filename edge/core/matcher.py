@@ -58,7 +58,9 @@ class Thresholds:
 # million impostor pairs; the two photos filed under two names excluded): `edge-verifier bench
 # lfw --precision all --calibrate` prints the cosine at FAR 1e-4 (accept) and at FAR 1e-2
 # (reject). The int8 packs' pairs were measured on models build 9 (calibrated on the
-# manifest's registry photos), the fp32 packs' on build 8 (the same fp32 bytes). For the
+# manifest's registry photos), the fp32 packs' on build 8 (the same fp32 bytes); re-measured on
+# build 10 (AMD EPYC, AVX2): int8 0.4285 / 0.3070, under its pair, which stays; int8-lite
+# 0.4150 / 0.2512, over build 9's 0.4143 / 0.2509, so raised to them. For the
 # default int8 pack (SFace) the 8,101 same-person pairs of those images are accepted at
 # 98.39 % and rejected at 0.34 %. The packs run different networks
 # whose score scales differ, so each needs its own pair (build 7 applied the default pack's
@@ -66,7 +68,7 @@ class Thresholds:
 CALIBRATED_THRESHOLDS = {
     "int8": Thresholds(accept=0.4286, reject=0.3074, pack="int8"),
     "fp32": Thresholds(accept=0.4282, reject=0.3070, pack="fp32"),
-    "int8-lite": Thresholds(accept=0.4143, reject=0.2509, pack="int8-lite"),
+    "int8-lite": Thresholds(accept=0.4150, reject=0.2512, pack="int8-lite"),
     "fp32-lite": Thresholds(accept=0.4133, reject=0.2480, pack="fp32-lite"),
 }
 DEFAULT_THRESHOLDS = CALIBRATED_THRESHOLDS["int8"]

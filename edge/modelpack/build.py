@@ -4,17 +4,20 @@ Output in the models folder: <role>.fp32.onnx, <role>.int8.onnx and models.json,
 describes every file (sha256 fingerprint, input size, normalisation, colour order, source) and
 the packs (int8 for the edge, fp32 for a hub that wants it, and their -lite variants), each
 with a fingerprint.
+The int8 files are quantized from the committed calibration table (models/calibration.json,
+beside the manifest; table.py), measured once by `edge-verifier models calibrate`: the build runs
+no calibration inference, so its bytes are the same on every CPU.
 Two steps, each skipped when its files are current (every entry's source file and sha256, the
-quantization recipe and the step's build version checked against the manifest and the disk):
-the face models (detector, landmarks, embedders; BUILD_VERSION) and the liveness model
-(LIVENESS_BUILD_VERSION), so adding or changing one does not re-quantize the other.
+quantization recipe, the calibration table's sha256 and the step's build version checked against
+the manifest and the disk): the face models (detector, landmarks, embedders; BUILD_VERSION) and
+the liveness model (LIVENESS_BUILD_VERSION), so adding or changing one does not re-quantize the
+other.
 Everything is written to a temporary folder first and moved in at the end, so a failed build
 leaves the previous models untouched. A second run re-verifies and does nothing.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import sys
@@ -25,24 +28,18 @@ from pathlib import Path
 from edge.modelpack import quantize as qz
 from edge.modelpack.calibration import photos_fingerprint
 from edge.modelpack.errors import ModelBuildError
-from edge.modelpack.fetch import fetch_calibration_photos, fetch_files, sha256_bytes, sha256_file
+from edge.modelpack.fetch import fetch_files, sha256_bytes, sha256_file
 from edge.modelpack.int8_prelu import keep_prelu_in_uint8
 from edge.modelpack.liveness import RECIPE as LIVENESS_RECIPE
 from edge.modelpack.manifest import Source, load_manifest
 from edge.modelpack.prelu import unfold_prelu
+from edge.modelpack.table import CalibrationTable, default_table, graph_sha256, load_table, table_sha256
+from edge.modelpack.versions import BUILD_VERSION, LIVENESS_BUILD_VERSION, pack_fingerprint
+from edge.modelpack.versions import fingerprint as _fingerprint
 from edge.vision.packs import MODELS_FORMAT
 
-# Bump when the build's output for the same manifest changes (conversion, quantization,
-# calibration crops), so existing model folders are rebuilt.
-BUILD_VERSION = 9  # 4: PRelu rewritten as element-wise ops (edge/modelpack/prelu.py)
-# 5: the converted TFLite model's initializers in a fixed order (same bytes on every machine)
-# 6: the int8 embedders' PRelu layers run on uint8 codes (edge/modelpack/int8_prelu.py)
-# 7: their per-channel slopes as 1x1 depthwise QLinearConvs instead of QLinearMul (same numbers, faster)
-# 8: SFace is the embedder of the int8/fp32 packs; the 192-d TFLite MobileFaceNet is gone
-# 9: calibrated on the manifest's registry photos on every machine (calibration.py), every face of each photo
-# The liveness step's own version (recorded in its entries): bump when its output changes.
-LIVENESS_BUILD_VERSION = 3  # 2: inner channels padded to 16, PRelu as x + Relu((a - 1) * x)
-# 3: calibrated on the manifest's registry photos (their best face), like the embedders
+__all__ = ["BUILD_VERSION", "LIVENESS_BUILD_VERSION", "build", "default_manifest", "is_up_to_date", "pack_fingerprint"]
+
 ALIGNMENT = "arcface-112-5pt"
 
 # What each role's network expects; recorded in models.json for other runtimes and readers.
@@ -75,10 +72,6 @@ def _log(msg: str) -> None:
     print(f"[models] {msg}", file=sys.stderr, flush=True)
 
 
-def _fingerprint(*parts: str) -> str:
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
-
-
 FACE_MODELS = [f"{role}.{precision}.onnx" for role in INPUTS
                for precision in (("fp32", "int8") if role in EMBEDDERS.values() else ("fp32",))]
 LIVENESS_MODELS = ["liveness.fp32.onnx", "liveness.int8.onnx"]
@@ -92,8 +85,9 @@ def _read_meta(models_dir: Path) -> dict | None:
     return meta if isinstance(meta, dict) and meta.get("format") == MODELS_FORMAT else None
 
 
-def _entry_is_current(models_dir: Path, name: str, info: dict, sources: list[Source]) -> bool:
-    """The file on disk is the one recorded, built from the manifest's file for its role."""
+def _entry_is_current(models_dir: Path, name: str, info: dict, sources: list[Source], table: str | None) -> bool:
+    """The file on disk is the one recorded, built from the manifest's file for its role (and,
+    for an int8 file, quantized from the calibration table whose sha256 is `table`)."""
     wanted = {f.role: (s.package, s.version, f.path, f.sha256) for s in sources for f in s.files}
     src = info.get("source", {})
     if (src.get("package"), src.get("version"), src.get("file"), src.get("sha256")) != wanted.get(info.get("role")):
@@ -103,6 +97,8 @@ def _entry_is_current(models_dir: Path, name: str, info: dict, sources: list[Sou
         done = info.get("quantization", {})
         if any(done.get(k) != v for k, v in recipe.items()) or done.get("photos") != photos_fingerprint(sources):
             return False
+        if table is None or done.get("calibration_table") != table:
+            return False
     path = models_dir / name
     if not path.is_file() or sha256_file(path) != info.get("sha256"):
         _log(f"{name} missing or changed: rebuilding")
@@ -110,61 +106,64 @@ def _entry_is_current(models_dir: Path, name: str, info: dict, sources: list[Sou
     return True
 
 
-def _step_is_current(models_dir: Path, meta: dict | None, sources: list[Source], names: list[str]) -> bool:
+def _step_is_current(models_dir: Path, meta: dict | None, sources: list[Source], names: list[str],
+                     table: Path | None = None) -> bool:
+    """Whether the step that makes `names` has nothing to do; `table` is the calibration table the
+    int8 files must come from (default: the one beside the folder's manifest)."""
     if meta is None:
         return False
+    table_sha = table_sha256(table or default_table(default_manifest(models_dir)))
     models = meta.get("models", {})
     if names is LIVENESS_MODELS:
         version_ok = all(models.get(n, {}).get("build_version") == LIVENESS_BUILD_VERSION for n in names)
     else:
         version_ok = meta.get("built_with", {}).get("build_version") == BUILD_VERSION
-    return version_ok and all(n in models and _entry_is_current(models_dir, n, models[n], sources) for n in names)
+    return version_ok and all(n in models and _entry_is_current(models_dir, n, models[n], sources, table_sha)
+                              for n in names)
 
 
-def is_up_to_date(models_dir: Path, sources: list[Source]) -> bool:
+def is_up_to_date(models_dir: Path, sources: list[Source], table: Path | None = None) -> bool:
     meta = _read_meta(models_dir)
-    return all(_step_is_current(models_dir, meta, sources, names) for names in (FACE_MODELS, LIVENESS_MODELS))
+    return all(_step_is_current(models_dir, meta, sources, names, table) for names in (FACE_MODELS, LIVENESS_MODELS))
 
 
 def build(models_dir: Path, manifest_path: Path | None = None, cache_dir: Path | None = None,
-          force: bool = False) -> dict:
-    """Build (or verify) the models; returns the models.json content."""
+          force: bool = False, table_path: Path | None = None) -> dict:
+    """Build (or verify) the models; returns the models.json content. `table_path`: the
+    calibration table (default: calibration.json beside the manifest)."""
     models_dir = Path(models_dir)
     manifest_path = Path(manifest_path) if manifest_path else default_manifest(models_dir)
     cache_dir = Path(cache_dir) if cache_dir else models_dir / "cache"
+    table_path = Path(table_path) if table_path else default_table(manifest_path)
     sources = load_manifest(manifest_path)
+    table = load_table(table_path, photos_fingerprint(sources))  # before any work: a clear error if unusable
     meta = _read_meta(models_dir)
-    faces_current = not force and _step_is_current(models_dir, meta, sources, FACE_MODELS)
-    if faces_current and _step_is_current(models_dir, meta, sources, LIVENESS_MODELS):
+    faces_current = not force and _step_is_current(models_dir, meta, sources, FACE_MODELS, table_path)
+    if faces_current and _step_is_current(models_dir, meta, sources, LIVENESS_MODELS, table_path):
         _log(f"models in {models_dir} are up to date (all sha256 verified)")
         return meta
     if not faces_current:
-        meta = _build_face_models(models_dir, manifest_path, sources, cache_dir)
+        meta = _build_face_models(models_dir, manifest_path, sources, cache_dir, table)
     else:
         _log("face models are up to date (all sha256 verified)")
     from edge.modelpack.liveness import build_liveness
 
-    return build_liveness(models_dir, sources, cache_dir, meta, _log)
+    return build_liveness(models_dir, sources, cache_dir, meta, _log, table)
 
 
-def _build_face_models(models_dir: Path, manifest_path: Path, sources: list[Source], cache_dir: Path) -> dict:
-    from edge.modelpack.calibration import build_calibration_set
-
+def _build_face_models(models_dir: Path, manifest_path: Path, sources: list[Source], cache_dir: Path,
+                       table: CalibrationTable) -> dict:
     t0 = time.monotonic()
     raw = fetch_files(sources, cache_dir, _log, roles=set(INPUTS))
     missing = INPUTS.keys() - raw.keys()
     if missing:
         raise ModelBuildError(f"{manifest_path}: no source for role(s) {sorted(missing)}")
-    photos = fetch_calibration_photos(sources, cache_dir, _log)
     models_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=models_dir, prefix=".build-") as tmp:
         staged = Staging(Path(tmp))
         to_quantize = _convert(raw, staged)
-        calib = build_calibration_set(photos, staged.folder / "detector.fp32.onnx",
-                                      staged.folder / "landmarks.fp32.onnx", _log)
-        _log(f"calibration set: {calib.name}: {len(calib.crops)} aligned crops")
-        _quantize_embedders(raw, to_quantize, calib, photos_fingerprint(sources), staged)
-        meta = _models_json(staged.entries, calib)
+        _quantize_embedders(raw, to_quantize, table, photos_fingerprint(sources), staged)
+        meta = _models_json(staged.entries, table)
         staged.move_into(models_dir)
         (models_dir / "models.json").write_text(json.dumps(meta, indent=2) + "\n")
     _log(f"done in {time.monotonic() - t0:.0f} s: {models_dir}")
@@ -233,27 +232,37 @@ def _convert(raw: dict[str, tuple[bytes, Source, str]], staged: Staging) -> dict
     return to_quantize
 
 
-def _quantize_embedders(raw: dict[str, tuple[bytes, Source, str]], to_quantize: dict[str, tuple], calib,
-                        photos: str, staged: Staging) -> None:
-    """Each embedder quantized to int8 on the calibration crops, its PRelu layers on uint8 codes."""
+def embedder_keep_float(role: str, source) -> list[str]:
+    """The nodes of an embedder's graph that stay float in int8 (quantize.edge_layers)."""
+    return qz.edge_layers(source, output_end=FLOAT_PROJECTION[role])
+
+
+def _quantize_embedders(raw: dict[str, tuple[bytes, Source, str]], to_quantize: dict[str, tuple],
+                        table: CalibrationTable, photos: str, staged: Staging) -> None:
+    """Each embedder quantized to int8 with the table's ranges, its PRelu layers on uint8 codes."""
     import onnx
 
-    from edge.vision.embedder import Embedder
-
     for role in EMBEDDERS.values():
-        blobs = [Embedder.input_blob(c, INPUTS[role]["mean"], INPUTS[role]["std"]) for c in calib.crops]
         source, prelu_nodes = to_quantize[role]
-        keep = qz.edge_layers(source, output_end=FLOAT_PROJECTION[role])
-        int8 = onnx.load_from_string(qz.quantize(source, blobs, keep, _log))
+        keep = embedder_keep_float(role, source)
+        _log(f"{role}: quantizing with the ranges of {table.path.name} (no calibration inference)")
+        ranges = table.ranges(role, graph_sha256(source.SerializeToString()))
+        try:
+            int8 = onnx.load_from_string(qz.quantize_from_ranges(source, ranges, keep))
+        except ValueError as exc:
+            raise ModelBuildError(f"{table.path}: {role}: {exc}; re-measure with "
+                              "`edge-verifier models calibrate`") from None
         on_codes = keep_prelu_in_uint8(int8, prelu_nodes, source)
         _log(f"{role}: {on_codes} PRelu layers run on uint8 codes")
+        entry = table.models[role]
         staged.add(role, "int8", int8.SerializeToString(), raw[role], INPUTS[role],
                    quantization={**qz.RECIPE, "kept_float": keep, "prelu_layers_on_uint8": on_codes,
-                                 "calibration_set": calib.name, "calibration_crops": len(calib.crops),
-                                 "photos": photos})
+                                 "calibration_set": entry.calibration_set,
+                                 "calibration_crops": entry.calibration_crops, "photos": photos,
+                                 "calibration_table": table.sha256})
 
 
-def _models_json(entries: dict[str, dict], calib) -> dict:
+def _models_json(entries: dict[str, dict], table: CalibrationTable) -> dict:
     """models.json of the face models: the files, the packs made of them, their fingerprints."""
     import onnx
 
@@ -263,7 +272,7 @@ def _models_json(entries: dict[str, dict], calib) -> dict:
     # turned a held-out photo with tinted glasses from accept to uncertain; O-Net in int8 ran
     # slower (0.46 against 0.34 ms), and its rounding would move every alignment.
     # "-lite": the 512-d embedder, half the MACs per face, for devices that need the speed
-    # more than SFace's accuracy (each pack has its own thresholds: edge/matcher.py).
+    # more than SFace's accuracy (each pack has its own thresholds: edge/core/matcher.py).
     packs = {
         precision + suffix: {"detector": "detector.fp32.onnx", "landmarks": "landmarks.fp32.onnx",
                              "embedder": f"{role}.{precision}.onnx"}
@@ -274,7 +283,10 @@ def _models_json(entries: dict[str, dict], calib) -> dict:
         "format": MODELS_FORMAT,
         "alignment": ALIGNMENT,
         "built_with": {"onnx": onnx.__version__, "onnxruntime": _ort_version(), "build_version": BUILD_VERSION},
-        "calibration": {"set": calib.name, "crops": len(calib.crops)},
+        "calibration": {"set": table.models["embedder"].calibration_set,
+                        "crops": table.models["embedder"].calibration_crops,
+                        "table": table.path.name, "table_sha256": table.sha256,
+                        "measured": table.measured},
         "models": entries,
         "packs": {
             name: {
@@ -288,10 +300,6 @@ def _models_json(entries: dict[str, dict], calib) -> dict:
             for name, files in packs.items()
         },
     }
-
-
-def pack_fingerprint(files: dict[str, str], entries: dict[str, dict]) -> str:
-    return _fingerprint(*(f"{r}:{entries[f]['sha256']}" for r, f in sorted(files.items())))
 
 
 def default_manifest(models_dir: Path) -> Path:

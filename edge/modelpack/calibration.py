@@ -1,5 +1,7 @@
 """Calibration images for static int8 quantization (the embedders' aligned crops and, from the
-same frames, the liveness model's crops: liveness.py), NOT used for accuracy.
+same frames, the liveness model's crops: liveness.py), NOT used for accuracy, and the
+input of the int8 activation ranges that `edge-verifier models calibrate` measures (measure.py)
+and commits (table.py). `models build` reads that table and runs none of this.
 
 The photos are the manifest's `calibration` files: package files pinned by sha256 like the
 models (two packages' demo and test photos, 29 faces), so every machine that builds the
@@ -7,7 +9,9 @@ manifest quantizes on the same crops and gets the same pack, with or without ../
 photo is used as it is, mirrored, and in two fixed pseudo-random variants of each (rotation,
 scale, brightness, contrast; seeded, so the same on every machine). The crops are made by the
 fp32 detector and landmark models just built, exactly as the pipeline makes them at run time,
-for every face in the photo (most are group photos).
+for every face in the photo (most are group photos). That fp32 inference, and the calibration
+runs over the crops, round differently on another instruction set: which is why the ranges are
+measured once and committed rather than re-measured by every build.
 """
 
 from __future__ import annotations
@@ -88,3 +92,4 @@ def build_calibration_set(photos: list[tuple[str, bytes]], detector_path: Path, 
     if len(crops) < 16:
         raise ModelBuildError(f"calibration set {name!r} gave only {len(crops)} face crops")
     return CalibrationSet(name, crops)
+

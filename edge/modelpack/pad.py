@@ -6,7 +6,7 @@ float convolutions run in its blocked NCHWc layout only on such counts (on the o
 layer converts to and from it), and the int8 convolutions run about 3x slower. Measured on
 one thread of the Intel Xeon of this round (ORT 1.32, interleaved runs, machine shared):
 padded, the int8 model ran in 0.53x the time and the float one in 0.54x, with 9 % more
-multiply-adds (README "Liveness"). On a CPU without such kernels (ARM) those 9 % would be
+multiply-adds. On a CPU without such kernels (ARM) those 9 % would be
 a cost with nothing gained; not measured.
 
 What is padded: the output channels of a 1x1 convolution whose count is not a multiple of
