@@ -2,6 +2,9 @@
 `event` (<prefix>/<device>/event), `state` (<prefix>/<device>/state) and `cmd-verify`
 (<prefix>/<device>/cmd/verify). Shipped with the package for consumers to validate against;
 the tests check every message they receive with them.
+
+examples/ holds the canonical example messages, `event.json` and `cmd-verify.json` (docs/events.md
+shows copies of them); the tests check that they conform.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from functools import cache
 from importlib.resources import files
 
 NAMES = ("event", "state", "cmd-verify")
+EXAMPLES = ("event", "cmd-verify")
 
 
 @cache
@@ -19,3 +23,11 @@ def schema(name: str) -> dict:
     if name not in NAMES:
         raise KeyError(name)
     return json.loads(files(__package__).joinpath(f"{name}.schema.json").read_text("utf-8"))
+
+
+@cache
+def example(name: str) -> dict:
+    """The parsed example message `name` (one of EXAMPLES), which conforms to schema(name)."""
+    if name not in EXAMPLES:
+        raise KeyError(name)
+    return json.loads(files(__package__).joinpath("examples").joinpath(f"{name}.json").read_text("utf-8"))

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import re
-from pathlib import Path
 
+from jsonschema import Draft202012Validator
+
+from edge.schemas import example, schema
 from tests.support.broker import sample_event, schema_errors
-
-README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def _errors(leaf: str, message: dict) -> list[str]:
@@ -24,11 +23,11 @@ def test_an_event_built_by_the_daemon_conforms_and_an_undocumented_field_or_valu
     assert _errors("event", {**event, "event_id": "not-a-uuid"})
 
 
-def test_the_readme_event_example_conforms():
-    text = README.read_text()
-    section = text[text.index("#### Events (MQTT)"):]
-    example = re.search(r"```json\n(.*?)```", section, re.S).group(1)
-    assert _errors("event", json.loads(example)) == []
+def test_the_shipped_example_event_and_verify_command_conform():
+    """edge/schemas/examples holds the canonical examples docs/events.md shows."""
+    assert _errors("event", example("event")) == []
+    validator = Draft202012Validator(schema("cmd-verify"), format_checker=Draft202012Validator.FORMAT_CHECKER)
+    assert [e.message for e in validator.iter_errors(example("cmd-verify"))] == []
 
 
 def test_only_event_and_state_topics_are_checked():
