@@ -1,4 +1,5 @@
-"""The face API over HTTP (the vendor's "face recognition 1.0" API, README), for both roles.
+"""The face API over HTTP (the vendor's "face recognition 1.0" API, to the letter so that its
+SDKs work unchanged), for both roles.
 
     from edge.api import create_app, FaceService, ApiLimits
     app = create_app(service, credentials, limits=ApiLimits(...), fetch_policy=FetchPolicy(...))

@@ -69,7 +69,7 @@ class ListenerSettings(BaseModel):
     host: str = Field("127.0.0.1", description="Address to listen on (0.0.0.0 for every interface).")
     port: int = Field(8090, ge=0, le=65535, description="TCP port.")
     tls_cert: str = Field("", description="PEM certificate (chain) file: with tls_key, serve HTTPS\n"
-                          "(README \"Security\").")
+                          "(docs/security.md#tls).")
     tls_key: str = Field("", description="PEM private key of tls_cert; must not be readable by group/others.")
     header_timeout_s: float = Field(10.0, gt=0, description="A connection whose request headers take longer is closed.")
     keepalive_timeout_s: float = Field(5.0, gt=0, description="An idle kept-alive connection is closed after this.")

@@ -50,7 +50,7 @@ class TrackerSettings(BaseModel):
     evidence: Literal["best", "fused"] = Field(
         "best", description="What a track is decided on: best (its best single frame) or fused (the mean\n"
         "embedding of its good frames so far, re-scored after each frame). bench door --frames\n"
-        "measured best with the fewer strangers admitted (README \"Decision policy\").")
+        "measured best with the fewer strangers admitted (docs/daemon.md#tracks-one-decision-per-face).")
 
 
 class IdentifySettings(BaseModel):
@@ -60,7 +60,8 @@ class IdentifySettings(BaseModel):
     false_admit_rate: float = Field(
         1e-3, gt=0, lt=1, description="Chance that a stranger is admitted as someone, per approach: identify's\n"
         "accept threshold is derived from it, the pack's impostor score tail and the number of\n"
-        "faces searched, at every gallery swap (README \"Decision policy\"; claims keep FAR 1e-4).")
+        "faces searched, at every gallery swap (docs/daemon.md#identifys-threshold-follows-the-gallery;\n"
+        "claims keep FAR 1e-4).")
     cloud_fallback: bool = Field(
         False, description="Ask the hub's /face/verify about an uncertain identify. Off: it is unknown.\n"
         "The hub runs the same network on a crop of the same frame: near the threshold it\n"
@@ -108,8 +109,9 @@ class MqttSettings(BaseModel):
                                      "events. Off: events carry no biometric data.")
     commands: Literal["signed", "trusted", "off"] = Field(
         "signed", description="MQTT commands (cmd/verify, cmd/sync): signed = each carries a "
-        "single-use\nsignature of the local API's credentials (README \"Security\"); trusted = "
-        "unsigned accepted\n(only with broker ACLs letting nobody else publish there); off = ignored.")
+        "single-use\nsignature of the local API's credentials (docs/security.md#the-edge-and-its-broker);\n"
+        "trusted = unsigned accepted (only with broker ACLs letting nobody else publish there);\n"
+        "off = ignored.")
     commands_per_s: float = Field(2.0, ge=0, description="MQTT commands applied per second "
                                   "(beyond: ignored); 0 = unlimited.")
     commands_burst: int = Field(5, ge=1, description="MQTT commands applied at once before "
@@ -191,7 +193,7 @@ class EdgeSettings(DecidingRole):
     verify: VerifySettings = Field(default_factory=VerifySettings,
                                    description="1:1 verification of a claimed person.")
     policy: PolicySettings = Field(default_factory=PolicySettings,
-                                   description="Decision policy (README \"Decision policy\").")
+                                   description="Decision policy (docs/daemon.md#decision-policy).")
     mqtt: MqttSettings = Field(default_factory=MqttSettings, description="Events over MQTT.")
     hub: HubClientSettings = Field(default_factory=HubClientSettings,
                              description="The hub (cloud face API): sync and fallback.")

@@ -1,4 +1,4 @@
-"""The decision policy for one face (README "Decision policy"), with cloud fallback.
+"""The decision policy for one face, with cloud fallback.
 
 Local score from the matcher -> accept | reject | uncertain. Uncertain goes to the hub's
 /face/verify (through the cloud client: timeout, retries, breaker); when the hub cannot answer,

@@ -13,7 +13,8 @@ frames of an approach being different photos of one person):
   0.177 % with two frames, 0.212 % with three. Members were admitted at 100 % either way.
 
 Every frame scored is one more look for a stranger near the threshold: neither rule keeps the
-false-admit rate per approach at the single-frame figure (README "Decision policy").
+false-admit rate per approach at the single-frame figure, so a track that shows several very
+different frames can admit a stranger more often than `[identify] false_admit_rate` says.
 """
 
 from __future__ import annotations

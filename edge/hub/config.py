@@ -112,8 +112,8 @@ class HubSettings(DecidingRole):
     vision: VisionSection = Field(default_factory=VisionSection, description="Face models used by the hub.")
     matching: ThresholdOverrides = Field(
         default_factory=ThresholdOverrides,
-        description="Decision thresholds; the defaults are the calibrated ones of edge.core.matcher "
-        "(README \"Thresholds\").",
+        description="Decision thresholds; the defaults are the calibrated ones of edge.core.matcher,\n"
+        "measured on LFW (docs/models.md#thresholds).",
     )
 
     def holds_secrets(self) -> bool:
@@ -157,7 +157,8 @@ def example_toml() -> str:
             "credentials.appid": "1000001",
             "credentials.secret_id": "AKIDexampleexampleexample",
             "credentials.secret_key": "",
-            # HTTPS by default (README "Security"); empty both behind a TLS reverse proxy
+            # HTTPS by default: face photos and signatures must not cross the network in the clear;
+            # empty both behind a reverse proxy that terminates TLS
             "server.tls_cert": "/etc/edge-verifier/tls/hub.pem",
             "server.tls_key": "/etc/edge-verifier/tls/hub.key",
         },

@@ -86,7 +86,8 @@ def face_crop_cipher(settings):
         raise ConfigError(
             "[storage] keep_face_crops is on but there is no face crop key: run `edge-verifier hub keygen "
             "--config FILE` (adds [face_crops] key to secrets_file), or set [storage] keep_face_crops = false "
-            "to keep no face images (README \"Upgrading the model pack\")")
+            "to keep no face images (a face then needs a new photo when the model pack changes; "
+            "docs/hub.md#face-crops)")
     return CropCipher(key)
 
 

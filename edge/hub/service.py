@@ -1,9 +1,9 @@
 """The hub's implementation of every face API operation: vision + matcher + store.
 
-Attributes the models cannot estimate are reported as fixed neutral values (documented here
-and in the README): gender 50 (undecided on the vendor's 0 female .. 100 male scale), age 0
-(unknown), expression 0 (neutral), glass false. Pose (yaw, pitch, roll, degrees) comes from
-the five landmarks.
+The vendor's API answers with attributes the models cannot estimate; so that its clients find
+every field, they are fixed neutral values: gender 50 (undecided on the vendor's 0 female .. 100
+male scale), age 0 (unknown), expression 0 (neutral), glass false. Pose (yaw, pitch, roll,
+degrees) comes from the five landmarks.
 
 addface answers the first input's error code when no face at all could be added (so a single
 image to a full person gets -1309 at top level); otherwise code 0 with per-image ret_codes.

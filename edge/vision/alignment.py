@@ -1,4 +1,5 @@
-"""Five-point similarity alignment to the 112x112 ArcFace template (README "Models")."""
+"""Five-point similarity alignment to the 112x112 ArcFace template: the embedders were trained
+on faces aligned to it, so a face must be aligned the same way to be embedded comparably."""
 
 from __future__ import annotations
 
