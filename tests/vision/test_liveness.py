@@ -12,20 +12,20 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.dev.localenv import shared_faces_dir
 from edge.vision.liveness import LivenessNet
 
 EXE = Path(sys.executable).with_name("edge-verifier")
-LIVENESS = shared_faces_dir() / "liveness"
 LIVE = ["0001/0001_00_00_01_0.jpg", "0004/0004_01_00_01_116.jpg", "0008/0008_00_00_02_135.jpg"]
 PRINTS = ["0001/0001_00_00_01_0.jpg", "0004/0004_01_00_01_120.jpg", "0008/0008_00_00_01_122.jpg"]
 
 
 @pytest.fixture(scope="module")
-def data() -> Path:
-    if not (LIVENESS / "nuaa").is_dir():
-        pytest.skip(f"liveness frames not found at {LIVENESS} (set EDGE_VERIFIER_SHARED)")
-    return LIVENESS
+def data(faces_dir) -> Path:
+    """../shared/faces/liveness, or skip; through faces_dir, so a test reading it is not `fast`."""
+    liveness = faces_dir / "liveness"
+    if not (liveness / "nuaa").is_dir():
+        pytest.skip(f"liveness frames not found at {liveness} (set EDGE_VERIFIER_SHARED)")
+    return liveness
 
 
 def video_frames(path: Path, indices: list[int]) -> list[np.ndarray]:
