@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.modelpack.qemu import REPO, aarch64_wheels, arm64_sysroot, qemu
+from edge.modelpack.qemu import REPO, guest_python
 
 ISSUE_PHOTOS = ["Anibal_Ibarra/Anibal_Ibarra_0002.jpg", "Thaksin_Shinawatra/Thaksin_Shinawatra_0005.jpg"]
 
@@ -139,14 +139,7 @@ def run(args) -> int:
     result = {"photos": len(photos), "pairs": len(pairs), "cpus": {}}
     for spec in args.cpus.split(","):
         arch, cpu = spec.split(":")
-        emulator = qemu(arch)
-        if arch == "aarch64":
-            root = arm64_sysroot(cache)
-            prefix = [emulator, "-cpu", cpu, "-L", str(root), str(root / "usr/bin/python3.11")]
-            path = f"{aarch64_wheels(cache)}:{REPO}"
-        else:  # the same interpreter and wheels as natively, on a CPU with fewer features
-            prefix = [emulator, "-cpu", cpu, os.path.realpath(sys.executable)]
-            path = os.pathsep.join([str(REPO), *(p for p in sys.path if p.endswith("site-packages"))])
+        prefix, path = guest_python(spec, cache)
         other = _run_worker(prefix, {**env, "PYTHONPATH": path}, models_dir, args.packs, photos,
                             cache / f"{arch}-{cpu}.npz", f"{arch} {cpu}")
         result["cpus"][spec] = {pack: compare(native, other, pack, pairs) for pack in args.packs.split(",")}

@@ -6,7 +6,7 @@ quantizer fed the committed ranges, the uint8 PRelu rewrite) runs as `python -m
 edge.modelpack.emulate` inside `qemu-ARCH -cpu CPU`: on x86_64 with this interpreter and its
 packages (another x86 model exposes other instruction sets to numpy's and ORT's runtime
 dispatch), on aarch64 with Debian's arm64 Python 3.11 and the aarch64 wheels of the same
-versions (edge/bench/arch.py sets both up, as `bench arch` uses them). Then the folder is checked
+versions (edge/modelpack/qemu.py sets both up, as `bench arch` uses them). Then the folder is checked
 against the documented build (check.py), which is the native build's bytes.
 
 Needs qemu-user 10 and, for aarch64, `dpkg --add-architecture arm64 && apt-get update`. Since the
@@ -44,23 +44,15 @@ def run_emulated(spec: str, models_dir: Path, manifest: Path, cache: Path, table
                  arch_cache: Path = ARCH_CACHE) -> dict:
     """Build into `models_dir` under `qemu-ARCH -cpu CPU` (spec "ARCH:CPU"); returns the report."""
     from edge.modelpack.check import check
-    from edge.modelpack.qemu import REPO, aarch64_wheels, arm64_sysroot, qemu
+    from edge.modelpack.qemu import guest_python
 
-    arch, _, cpu = spec.partition(":")
-    emulator = qemu(arch)
-    if arch == "aarch64":
-        root = arm64_sysroot(arch_cache)
-        prefix = [emulator, "-cpu", cpu, "-L", str(root), str(root / "usr/bin/python3.11")]
-        path = f"{aarch64_wheels(arch_cache, BUILD_PACKAGES)}{os.pathsep}{REPO}"
-    else:  # the same interpreter and wheels as natively, on a CPU with other features
-        prefix = [emulator, "-cpu", cpu, os.path.realpath(sys.executable)]
-        path = os.pathsep.join([str(REPO), *(p for p in sys.path if p.endswith("site-packages"))])
+    prefix, path = guest_python(spec, arch_cache, BUILD_PACKAGES)
     models_dir.mkdir(parents=True, exist_ok=True)
     report_file = models_dir / ".emulated.json"
     cmd = [*prefix, "-m", "edge.modelpack.emulate", str(models_dir), str(manifest), str(cache), str(table),
            str(report_file)]
     env = {**os.environ, "PYTHONPATH": path, "PYTHONNOUSERSITE": "1", "OMP_NUM_THREADS": "1"}
-    log(f"building under {Path(emulator).name} -cpu {cpu} into {models_dir} (minutes: emulated)")
+    log(f"building under {' '.join(prefix[:3])} into {models_dir} (minutes: emulated)")
     t0 = time.monotonic()
     proc = subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL)
     seconds = round(time.monotonic() - t0)

@@ -83,3 +83,20 @@ def aarch64_wheels(cache: Path, names: tuple[str, ...] = PIPELINE_PACKAGES) -> P
                     "--only-binary=:all:", *pins], check=True)
     Path(str(target) + ".partial").replace(target)
     return target
+
+
+def guest_python(spec: str, cache: Path, packages: tuple[str, ...] = PIPELINE_PACKAGES) -> tuple[list[str], str]:
+    """The command prefix that runs Python under `qemu-ARCH -cpu CPU` (spec "ARCH:CPU") and the
+    PYTHONPATH it needs. aarch64 runs Debian's arm64 interpreter with the aarch64 wheels of
+    `packages`; x86_64 runs this interpreter and its packages on a CPU with other features, so
+    numpy's and ONNX Runtime's runtime dispatch pick other kernels."""
+    import os
+
+    arch, _, cpu = spec.partition(":")
+    emulator = qemu(arch)
+    if arch == "aarch64":
+        root = arm64_sysroot(cache)
+        prefix = [emulator, "-cpu", cpu, "-L", str(root), str(root / "usr/bin/python3.11")]
+        return prefix, os.pathsep.join([str(aarch64_wheels(cache, packages)), str(REPO)])
+    prefix = [emulator, "-cpu", cpu, os.path.realpath(sys.executable)]
+    return prefix, os.pathsep.join([str(REPO), *(p for p in sys.path if p.endswith("site-packages"))])
