@@ -7,7 +7,7 @@ API's credentials, whose `f` names the command (`verify:<person_id>`, `sync`) an
 at most `MAX_AGE_S` old; each signature is accepted once. `"trusted"` accepts unsigned commands
 (a broker whose ACLs let only the badge reader publish there); `"off"` ignores them all.
 In every mode a claim's person_id follows the API's id rules and valid commands are rate
-limited. Retained and oversized messages are dropped before this (edge.daemon.events).
+limited. Retained and oversized messages are dropped before this (edge.daemon.mqtt).
 """
 
 from __future__ import annotations

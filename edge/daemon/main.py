@@ -1,7 +1,7 @@
 """`edge-verifier run --config FILE`: the edge daemon, wiring only.
 
 camera -> vision (detect, quality gate, embed, liveness) -> tracker -> decide (matcher, cloud, offline
-policy) -> events (outbox -> MQTT). Beside the main loop: the sync thread, paho's network
+policy) -> decision event -> publisher (outbox -> MQTT). Beside the main loop: the sync thread, paho's network
 thread and the local API (uvicorn in a thread). The main loop pings the systemd watchdog, so a
 hung loop gets the service restarted; SIGTERM stops everything and says `offline`.
 """
@@ -85,8 +85,10 @@ class Daemon:
         from edge.daemon.camera import from_settings
         from edge.daemon.commands import CommandGate
         from edge.daemon.decide import Decider
-        from edge.daemon.events import MqttPublisher, NullPublisher, Outbox
         from edge.daemon.liveness import LivenessPolicy
+        from edge.daemon.mqtt import MqttPublisher
+        from edge.daemon.outbox import Outbox
+        from edge.daemon.publisher import NullPublisher
         from edge.daemon.scoring import FrameScorer
         from edge.daemon.settle import SettleWindow
         from edge.daemon.sync import Syncer
