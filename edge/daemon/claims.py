@@ -56,16 +56,17 @@ class Claims:
         with a good face, and starts a new decision for it (even when it was identified
         already; `end_pending(track.id)` first finishes a decision still settling); a track
         keeps its own claim until that one is decided."""
-        held = track.data.get("claim")
-        if held is not None and not track.decided:
+        state = track.state
+        held = state.claim
+        if held is not None and not state.decided:
             return held
         if self._claim is None:  # unlocked peek: the common case costs no lock
             return held
         claim = self.take()
         if claim is not None:
             end_pending(track.id)
-            track.data["claim"] = claim
-            track.decided = False
+            state.claim = claim
+            state.decided = False
             return claim
         return held
 

@@ -54,18 +54,20 @@ class LivenessPolicy:
         result = pipeline.check_liveness(frame, face)
         metrics.LIVENESS_FRAMES.labels(result.verdict or result.reason).inc()
         if result.score is not None:
-            track.data.setdefault("liveness", deque(maxlen=self.frames)).append(result.score)
+            if track.state.liveness is None:
+                track.state.liveness = deque(maxlen=self.frames)
+            track.state.liveness.append(result.score)
 
     def forget(self, track) -> None:
         """A decided track with no claim waiting is not scored (the model would run for nothing
         on every frame of a face standing at the door); its old scores go too, so a claim that
         later re-opens it is decided on `frames` fresh frames, not on frames from before."""
-        track.data.pop("liveness", None)
+        track.state.liveness = None
 
     def of(self, track) -> TrackLiveness | None:
         if not self.enabled:
             return None
-        scores = track.data.get("liveness") or ()
+        scores = track.state.liveness or ()
         if not scores:
             return TrackLiveness(None, 0, None)
         median = statistics.median(scores)

@@ -48,26 +48,28 @@ class FrameScorer:
         for face, track in zip(faces, tracks):
             if not face.quality.ok:
                 continue  # quality gate: wait for a better frame of this track
-            track.good_frames += 1
+            state = track.state
+            state.good_frames += 1
             if self.liveness.enabled:
-                if track.decided and not self.claims.waiting:
+                if state.decided and not self.claims.waiting:
                     self.liveness.forget(track)  # nothing left to decide for it: spare the model
                 else:
                     t_live = time.perf_counter()
                     self.liveness.observe(self.pipeline, frame, face, track)
                     metrics.STAGE.labels("liveness").observe(time.perf_counter() - t_live)
-            if track.good_frames < self.min_frames:
+            if state.good_frames < self.min_frames:
                 continue
             liveness = self.liveness.of(track)
             if not self.liveness.ready(liveness):
                 continue  # require: wait until enough frames of this track are scored
             # Only a track ready to be scored takes a claim: a claim taken is always decided.
             claim = self.claims.for_track(track, self.window.settle)
-            if track.decided or (claim is None and not self.identify):
+            if state.decided or (claim is None and not self.identify):
                 continue
             t_match = time.perf_counter()
-            evidence = track.data.setdefault("evidence", TrackEvidence(self.evidence))
-            embedding = evidence.add(face.embedding)  # the track's frames so far (edge.daemon.evidence)
+            if state.evidence is None:
+                state.evidence = TrackEvidence(self.evidence)
+            embedding = state.evidence.add(face.embedding)  # the track's frames so far (edge.daemon.evidence)
             if claim is not None:
                 out = self.decider.verify(gallery, embedding, claim.person_id)
             else:

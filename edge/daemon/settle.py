@@ -83,6 +83,6 @@ class SettleWindow:
             return
         out = self.decider.settle(c.out, lambda: crop_jpeg(c.frame, c.face.box))
         c.latency.cloud_ms = out.cloud_ms
-        c.track.decided = True
+        c.track.state.decided = True
         self.on_decided(c, out)
         del self._pending[track_id]
