@@ -13,9 +13,15 @@ import json
 import time
 import uuid
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edge.core.domain import Claim, Latency
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from edge.daemon.decide import Outcome
+    from edge.vision.face import Face
 
 
 def new_event(**fields: Any) -> dict:
@@ -25,11 +31,12 @@ def new_event(**fields: Any) -> dict:
             **fields}
 
 
-def decision_event(out, *, device: str, camera: str, fingerprints: dict, cache_version: str,
-                   claim: Claim | None = None, face=None, frame=None, t_frame: float | None = None,
+def decision_event(out: Outcome, *, device: str, camera: str, fingerprints: dict[str, str],
+                   cache_version: str, claim: Claim | None = None, face: Face | None = None,
+                   frame: np.ndarray | None = None, t_frame: float | None = None,
                    track_id: int | None = None, frames: int | None = None,
                    latency: Latency | None = None, reason: str | None = None,
-                   include_face_image: bool = False) -> dict:
+                   include_face_image: bool = False) -> dict[str, Any]:
     """`out` is the final Outcome; `face`/`frame` are absent for a claim no face took (then
     `reason` says why); `t_frame` (perf_counter at frame read) adds frame_to_event_ms."""
     event = new_event(

@@ -23,7 +23,7 @@ def status_topic(ha_prefix: str) -> str:
     return f"{ha_prefix}/status"
 
 
-def asks_again(payload: bytes) -> bool:
+def asks_again(payload: bytes | bytearray) -> bool:
     """Whether a message on the status topic means Home Assistant forgot our entities."""
     return payload == b"online"
 
