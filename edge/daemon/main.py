@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from edge.daemon import metrics
 from edge.daemon.claims import NO_FACE, Claims, unanswered
-from edge.daemon.health import daemon_state
+from edge.daemon.health import DaemonSnapshot, daemon_state
 from edge.daemon.priority import CameraFirst
 from edge.daemon.sdnotify import notify, watchdog_interval_s
 from edge.daemon.watchdog import warn_if_too_short
@@ -253,8 +253,24 @@ class Daemon:
                  out.person_id or "-", out.source, out.score)
 
     # -- state / health --------------------------------------------------------------------
+    def snapshot(self) -> DaemonSnapshot:
+        """What health is made of, read from the parts now; reading them changes nothing."""
+        s, events = self.s, self.events
+        return DaemonSnapshot(
+            device=s.device.id, uptime_s=time.time() - self.started,
+            camera=self.camera.state.as_dict(),
+            sync=dict(self.syncer.state) if self.syncer else {},
+            threads={t.name: t.is_alive() for t in self.threads}, stopping=self.stop_event.is_set(),
+            outbox_sender=events.sender_alive() if s.mqtt.enabled else None,
+            mqtt_connected=events.connected, outbox_depth=events.outbox_depth(),
+            outbox_rejected=events.outbox_rejected(), outbox=events.outbox_health(),
+            gallery=self.gallery_ref, identify_groups=s.identify.groups,
+            breaker=metrics.breaker_state(self.cloud), decisions=self.decisions, pending=len(self.window),
+            precision=s.vision.precision, fingerprint=self.pipeline.fingerprint,
+            thresholds=self.thresholds, liveness=self.liveness.health())
+
     def state(self) -> dict[str, Any]:
-        return daemon_state(self)
+        return daemon_state(self.snapshot())
 
     # -- stop ------------------------------------------------------------------------------
     def shutdown(self) -> None:
