@@ -26,10 +26,12 @@ test-fast: lint
 		$(BIN)/python -m pytest -m fast $(PYTEST_ARGS)
 
 # ruff, then the import contracts of the layout (pyproject.toml [tool.importlinter]: layers, hub and
-# daemon independent, who may import onnxruntime, no import circles).
+# daemon independent, who may import onnxruntime, no import circles), then mypy on edge/core and
+# edge/daemon (pyproject.toml [tool.mypy]; incremental, cached in .mypy_cache).
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 venv: $(STAMP)
 

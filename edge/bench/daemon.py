@@ -134,7 +134,9 @@ def _replay(work: Path, mport: int, n: int) -> dict:
     """Drain `n` pre-filled events (an outage's backlog) and, once a tenth has gone, decide one
     live event: how fast the backlog drains and how long the live one waits behind it."""
     from edge.daemon.config import MqttSettings
-    from edge.daemon.events import MqttPublisher, Outbox, new_event
+    from edge.daemon.decision_event import new_event
+    from edge.daemon.mqtt import MqttPublisher
+    from edge.daemon.outbox import Outbox
     from edge.dev.devstack import EventFeed
 
     box = Outbox(work / "replay" / "outbox.db", max_rows=max(n + 1, 100))

@@ -51,6 +51,19 @@ class CloudAnswer:
 
 
 @dataclass(frozen=True)
+class TrackLiveness:
+    """A face track's liveness: its last scored frames fused (edge.daemon.liveness decides with
+    it; the event carries it)."""
+    score: float | None  # median p(live) of the frames below; None before the first
+    frames: int  # scored frames fused (at most the configured number)
+    verdict: str | None  # "live" | "attack"; None until enough frames are scored
+
+    def as_dict(self) -> dict:
+        return {"score": None if self.score is None else round(self.score, 4), "frames": self.frames,
+                "verdict": self.verdict}
+
+
+@dataclass(frozen=True)
 class Claim:
     """A verify claim: the next face seen should be `person_id` (until `expires`, monotonic)."""
     person_id: str

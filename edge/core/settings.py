@@ -16,7 +16,7 @@ from __future__ import annotations
 import stat
 import tomllib
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, get_args
 
 from pydantic import BaseModel, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -85,6 +85,8 @@ class DecidingRole(RoleSettings):
     by its ThresholdOverrides section named `THRESHOLDS_SECTION`. Out of order fails at start."""
 
     THRESHOLDS_SECTION: ClassVar[str]
+    if TYPE_CHECKING:  # each role declares its own [vision] section (a pydantic field of its own)
+        vision: Any
 
     @model_validator(mode="after")
     def _thresholds_ordered(self) -> "DecidingRole":
@@ -158,7 +160,7 @@ def render_example(cls: type[BaseModel], title: str, examples: dict[str, Any] | 
     for section, field in cls.model_fields.items():
         sub = field.annotation
         is_list = getattr(sub, "__origin__", None) is list
-        model = sub.__args__[0] if is_list else sub
+        model = get_args(sub)[0] if is_list else sub
         if not (isinstance(model, type) and issubclass(model, BaseModel)):
             continue
         lines += _comment(field.description)

@@ -20,7 +20,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, Protocol
 
 from edge.core import errors
 from edge.core.errors import ApiError
@@ -142,6 +142,15 @@ def parse(header: str | bytes | None) -> Signature:
     return Signature(digest=digest, plain=plain, fields=fields)
 
 
+class SignatureStore(Protocol):
+    """Where a ReplayCache keeps its entries across restarts: the hub's store, the edge's
+    edge.daemon.signature_log.SignatureLog."""
+
+    def claim_signature(self, key: bytes, valid_until: float, now: float) -> bool:
+        """True if `key` was not remembered (and now is until `valid_until`)."""
+        ...
+
+
 class ReplayCache:
     """Remembers each single-use signature until it could no longer be accepted anyway (its
     `t` plus `window_s`: a `t` set ahead keeps it longer), holding at most `capacity` of them.
@@ -151,7 +160,7 @@ class ReplayCache:
     refuses new ones (code 107, fail-secure) rather than forgetting one that could be replayed.
     """
 
-    def __init__(self, window_s: int = 3600, capacity: int = 100_000, store=None):
+    def __init__(self, window_s: int = 3600, capacity: int = 100_000, store: SignatureStore | None = None):
         self.window_s = window_s
         self.capacity = capacity
         self.store = store

@@ -113,6 +113,7 @@ class EdgeCache:
         elif change.deleted:
             self._db.execute("DELETE FROM faces WHERE face_id = ?", (change.face_id,))
         else:
+            assert change.embedding is not None  # decode() gives every face not deleted its vector
             self._db.execute("INSERT OR REPLACE INTO faces VALUES (?, ?, ?, ?)",
                              (change.face_id, change.person_id, change.embedding.astype("<f4").tobytes(),
                               change.quality))

@@ -16,8 +16,14 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import cv2
+
+    from edge.daemon.config import CameraSettings
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +95,7 @@ class OpenCVSource(FrameSource):
     def __init__(self, target: str, width: int = 0, height: int = 0):
         self.target = target
         self.width, self.height = width, height
-        self._cap = None
+        self._cap: cv2.VideoCapture | None = None
         self._is_file = not target.isdigit() and "://" not in target
 
     def open(self) -> None:
@@ -129,11 +135,11 @@ class PiCameraSource(FrameSource):
 
     def __init__(self, width: int, height: int):
         self.width, self.height = width, height
-        self._cam = None
+        self._cam: Any = None  # a picamera2.Picamera2 (no type information)
 
     def open(self) -> None:
         try:
-            from picamera2 import Picamera2  # type: ignore[import-not-found]
+            from picamera2 import Picamera2
         except ImportError as exc:
             raise CameraError(f"picamera2 is not installed (pip install 'edge-verifier[pi]'): {exc}") from None
         try:
@@ -343,7 +349,7 @@ class Camera:
                 log.warning("camera %s: close failed (%s)", self.name, exc)
 
 
-def from_settings(cam) -> Camera:
+def from_settings(cam: CameraSettings) -> Camera:
     """Build a `Camera` from `EdgeSettings.camera`."""
     source = make_source(cam.source, loop=cam.loop, width=cam.width, height=cam.height)
     return Camera(source, name=cam.name or without_password(cam.source), rate=cam.rate,

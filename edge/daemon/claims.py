@@ -13,8 +13,13 @@ import math
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from edge.core.domain import Claim, Decision, Mode, Source
+
+if TYPE_CHECKING:
+    from edge.daemon.decide import Outcome
+    from edge.daemon.tracker import Track
 
 log = logging.getLogger("edge.daemon")
 
@@ -31,7 +36,8 @@ class Claims:
         """Wait for `person_id`; a timeout_s that is no number or out of bounds is clamped or
         replaced by the default."""
         try:
-            timeout = min(max(float(timeout_s), MIN_TIMEOUT_S), MAX_TIMEOUT_S)
+            # float() takes what it can of any JSON value and raises for the rest
+            timeout = min(max(float(timeout_s), MIN_TIMEOUT_S), MAX_TIMEOUT_S)  # type: ignore[arg-type]
         except (TypeError, ValueError):
             timeout = self.default_timeout_s
         if not math.isfinite(timeout):  # NaN passes min/max unchanged and would never expire
@@ -51,21 +57,22 @@ class Claims:
             claim, self._claim = self._claim, None
             return claim
 
-    def for_track(self, track, end_pending: Callable[[int], None]) -> Claim | None:
+    def for_track(self, track: Track, end_pending: Callable[[int], None]) -> Claim | None:
         """The claim this track is verified against: a waiting claim goes to the first track
         with a good face, and starts a new decision for it (even when it was identified
         already; `end_pending(track.id)` first finishes a decision still settling); a track
         keeps its own claim until that one is decided."""
-        held = track.data.get("claim")
-        if held is not None and not track.decided:
+        state = track.state
+        held = state.claim
+        if held is not None and not state.decided:
             return held
         if self._claim is None:  # unlocked peek: the common case costs no lock
             return held
         claim = self.take()
         if claim is not None:
             end_pending(track.id)
-            track.data["claim"] = claim
-            track.decided = False
+            state.claim = claim
+            state.decided = False
             return claim
         return held
 
@@ -82,7 +89,7 @@ class Claims:
 NO_FACE = "no_face_before_timeout"
 
 
-def unanswered(claim: Claim):
+def unanswered(claim: Claim) -> Outcome:
     """The decision for a claim no face took in time."""
     from edge.daemon.decide import Outcome
 

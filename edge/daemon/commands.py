@@ -7,18 +7,24 @@ API's credentials, whose `f` names the command (`verify:<person_id>`, `sync`) an
 at most `MAX_AGE_S` old; each signature is accepted once. `"trusted"` accepts unsigned commands
 (a broker whose ACLs let only the badge reader publish there); `"off"` ignores them all.
 In every mode a claim's person_id follows the API's id rules and valid commands are rate
-limited. Retained and oversized messages are dropped before this (edge.daemon.events).
+limited. Retained and oversized messages are dropped before this (edge.daemon.mqtt).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from typing import TYPE_CHECKING, Any, Iterable
 
 from edge.api.ops import check_ident
 from edge.api.ratelimit import RateLimiter
 from edge.core.errors import ApiError
-from edge.core.signature import ReplayCache, Verifier
+from edge.core.signature import Credential, ReplayCache, Verifier
+
+if TYPE_CHECKING:
+    from edge.daemon.claims import Claims
+    from edge.daemon.config import EdgeSettings
+    from edge.daemon.sync import Syncer
 
 log = logging.getLogger("edge.daemon")
 
@@ -28,8 +34,9 @@ LOG_EVERY_S = 10.0  # a flood of refused commands logs one line per reason per i
 
 
 class CommandGate:
-    def __init__(self, mode: str, credentials, *, rate_per_s: float, burst: int,
-                 claims=None, syncer=None, replay: ReplayCache | None = None):
+    def __init__(self, mode: str, credentials: Iterable[Credential], *, rate_per_s: float, burst: int,
+                 claims: Claims | None = None, syncer: Syncer | None = None,
+                 replay: ReplayCache | None = None):
         self.mode = mode
         self.verifier = Verifier(credentials, replay or ReplayCache(window_s=MAX_AGE_S, capacity=10_000))
         self.limiter = RateLimiter(rate_per_s, burst)
@@ -38,8 +45,8 @@ class CommandGate:
         self._logged_at: dict[str, float] = {}
 
     @classmethod
-    def from_settings(cls, s, claims, syncer) -> "CommandGate":
-        """`s` is EdgeSettings; commands are checked against the local API's credentials."""
+    def from_settings(cls, s: EdgeSettings, claims: Claims, syncer: Syncer | None) -> CommandGate:
+        """Commands are checked against the local API's credentials."""
         from edge.daemon.local_api import credentials
         from edge.daemon.signature_log import replay_cache
 
@@ -47,7 +54,7 @@ class CommandGate:
                    burst=s.mqtt.commands_burst, claims=claims, syncer=syncer,
                    replay=replay_cache(s.storage.path, MAX_AGE_S))
 
-    def handle(self, name: str, payload: dict) -> bool:
+    def handle(self, name: str, payload: dict[str, Any]) -> bool:
         """Apply a command (paho's thread) if it is allowed; False (counted, logged at most
         every LOG_EVERY_S per reason) when it is refused."""
         from edge.daemon import metrics
@@ -62,11 +69,11 @@ class CommandGate:
         if name == "sync":
             if self.syncer is not None:
                 self.syncer.trigger()
-        elif self.claims is not None:
+        elif self.claims is not None and person_id is not None:  # verify: _check gave its person_id
             self.claims.open(person_id, payload.get("timeout_s"), payload.get("request_id"))
         return True
 
-    def _check(self, name: str, payload: dict) -> str | None:
+    def _check(self, name: str, payload: dict[str, Any]) -> str | None:
         if self.mode == "off":
             raise _Refused("disabled", "[mqtt] commands = off")
         if name not in ("verify", "sync"):
@@ -109,7 +116,7 @@ def _text(value: object) -> str | None:
 
 
 def signed_command(name: str, appid: str, secret_id: str, secret_key: str, *,
-                   person_id: str = "", **fields) -> dict:
+                   person_id: str = "", **fields: Any) -> dict[str, Any]:
     """The payload of a signed command, as a badge reader would publish it on cmd/<name>."""
     from edge.core.signature import sign
 

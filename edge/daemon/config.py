@@ -8,7 +8,7 @@ at start-up with the key's path (edge/core/settings.py).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -210,7 +210,7 @@ class EdgeSettings(DecidingRole):
         return self.identify.false_admit_rate
 
 
-def load(path: str | Path | None, **overrides) -> EdgeSettings:
+def load(path: str | Path | None, **overrides: Any) -> EdgeSettings:
     return load_settings(EdgeSettings, path, **overrides)
 
 

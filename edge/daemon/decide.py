@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from edge.core.domain import CloudAnswer, Decision, Mode, Source
+from edge.core.domain import CloudAnswer, Decision, Mode, Source, TrackLiveness
 from edge.core.matcher import Gallery, confidence
+
+if TYPE_CHECKING:
+    from edge.api.client import CloudClient
 
 
 @dataclass
@@ -36,7 +39,7 @@ class Outcome:
     candidates: list[dict] = field(default_factory=list)
     cloud_ms: float = 0.0
     unknown_person: bool = False  # verify of a person the local cache does not hold
-    liveness: Any = None  # edge.daemon.liveness.TrackLiveness, None with [liveness] mode = off
+    liveness: TrackLiveness | None = None  # None with [liveness] mode = off (edge.daemon.liveness)
     reason: str | None = None  # why a face was refused before matching counted ("presentation_attack")
     threshold: float | None = None  # the accept threshold applied (identify: follows the gallery)
 
@@ -47,7 +50,7 @@ ImageForCloud = Callable[[], bytes]
 class Decider:
     """Applies the policy; `image_for_cloud()` is only called when the cloud is asked."""
 
-    def __init__(self, cloud, *, offline: str = "deny", cloud_fallback: bool = True,
+    def __init__(self, cloud: CloudClient | None, *, offline: str = "deny", cloud_fallback: bool = True,
                  identify_fallback: bool = False):
         self.cloud = cloud
         self.offline = offline
@@ -103,10 +106,11 @@ class Decider:
 
         person_id = out.person_id  # the claimed person (verify) or the best candidate (identify)
         negative = Decision.UNKNOWN if out.mode is Mode.IDENTIFY or out.unknown_person else Decision.REJECT
-        if self.cloud_fallback:
+        cloud = self.cloud if self.cloud_fallback else None  # cloud_fallback is true only with a cloud
+        if cloud is not None:
             t0 = time.perf_counter()
             try:
-                data = self.cloud.verify(person_id, image=image_for_cloud())
+                data = cloud.verify(person_id, image=image_for_cloud())
                 out.cloud_ms = (time.perf_counter() - t0) * 1000
                 out.cloud = CloudAnswer(out.cloud_ms, data.get("session_id", ""), 0,
                                         bool(data.get("ismatch")), data.get("confidence"))

@@ -1,21 +1,42 @@
 """The decision event: what the daemon publishes on `<prefix>/<device>/event` for each face
-decided (or claim that timed out), built in one place. edge.daemon.events carries it to the broker.
+decided (or claim that timed out), built in one place, and what becomes of an accept that
+leaves too late (`mark_stale`). edge.daemon.mqtt carries it to the broker through the outbox.
+
+Every event carries a uuid `event_id` (`new_event`): delivery is at least once, so a consumer
+drops the duplicates by it.
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import time
+import uuid
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
 
 from edge.core.domain import Claim, Latency
-from edge.daemon.events import new_event
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from edge.daemon.decide import Outcome
+    from edge.vision.face import Face
 
 
-def decision_event(out, *, device: str, camera: str, fingerprints: dict, cache_version: str,
-                   claim: Claim | None = None, face=None, frame=None, t_frame: float | None = None,
+def new_event(**fields: Any) -> dict:
+    """An event dict with a fresh event_id and a UTC ISO-8601 timestamp, then `fields`."""
+    return {"event_id": str(uuid.uuid4()),
+            "timestamp": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+            **fields}
+
+
+def decision_event(out: Outcome, *, device: str, camera: str, fingerprints: dict[str, str],
+                   cache_version: str, claim: Claim | None = None, face: Face | None = None,
+                   frame: np.ndarray | None = None, t_frame: float | None = None,
                    track_id: int | None = None, frames: int | None = None,
                    latency: Latency | None = None, reason: str | None = None,
-                   include_face_image: bool = False) -> dict:
+                   include_face_image: bool = False) -> dict[str, Any]:
     """`out` is the final Outcome; `face`/`frame` are absent for a claim no face took (then
     `reason` says why); `t_frame` (perf_counter at frame read) adds frame_to_event_ms."""
     event = new_event(
@@ -45,3 +66,20 @@ def decision_event(out, *, device: str, camera: str, fingerprints: dict, cache_v
     if t_frame is not None:
         event["latency_ms"]["frame_to_event_ms"] = round((time.perf_counter() - t_frame) * 1000, 1)
     return event
+
+
+def mark_stale(payload: bytes, max_age_s: float, now: float | None = None) -> bytes:
+    """An accept older than `max_age_s` (by its decision timestamp) leaves as decision
+    `unknown`, reason `stale_accept`, with its age: a controller must not open the door for
+    someone who may have left long ago. Anything else is returned as is."""
+    if max_age_s <= 0 or b'"decision":"accept"' not in payload:
+        return payload
+    try:
+        event = json.loads(payload)
+        age = (time.time() if now is None else now) - datetime.fromisoformat(event["timestamp"]).timestamp()
+    except (ValueError, KeyError, TypeError):  # not one of our events: not ours to judge
+        return payload
+    if age <= max_age_s:
+        return payload
+    event.update(decision="unknown", reason="stale_accept", stale_s=round(age, 1))
+    return json.dumps(event, separators=(",", ":")).encode()

@@ -19,9 +19,12 @@ different frames can admit a stranger more often than `[identify] false_admit_ra
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from edge.daemon.decide import Outcome
 
 RULES = ("best", "fused")
 
@@ -54,18 +57,18 @@ def replaces(rule: str, new_rank: tuple, held_rank: tuple) -> bool:
     return rule == "fused" or new_rank > held_rank
 
 
-def rank(out) -> tuple:
+def rank(out: Outcome) -> tuple[bool, float]:
     """An accept first (in identify a higher score can still be uncertain, when two people are
     too close), then the higher score."""
     return out.decision == "accept", -2.0 if out.score is None else out.score
 
 
-def decide_approach(decide_one: Callable[[np.ndarray], object], embeddings: Iterable[np.ndarray],
-                    rule: str = "best"):
+def decide_approach(decide_one: Callable[[np.ndarray], Outcome], embeddings: Iterable[np.ndarray],
+                    rule: str = "best") -> Outcome | None:
     """The local outcome of a whole track, frame by frame, as the daemon reaches it: stops at
     the first accept; else the outcome held at the end (to be settled: hub or policy)."""
     evidence = TrackEvidence(rule)
-    held = None
+    held: Outcome | None = None
     for emb in embeddings:
         out = decide_one(evidence.add(emb))
         if held is None or replaces(rule, rank(out), rank(held)):

@@ -1,37 +1,71 @@
-"""The daemon's state: what /health answers and MQTT `state` carries, read from its parts."""
+"""The daemon's state: what /health answers and MQTT `state` carries.
+
+Built from a `DaemonSnapshot`, the values the daemon reads from its parts at one moment
+(edge.daemon.main.Daemon.snapshot), so this module knows the health rules and nothing of the
+parts: `degraded` when the camera is failing, the gallery cannot be synced (another embedder
+fingerprint), a helper thread has ended, or events cannot be written to disk.
+"""
 
 from __future__ import annotations
 
-import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from edge.daemon.metrics import breaker_state
+if TYPE_CHECKING:
+    from edge.core.matcher import Gallery, Thresholds
 
 
-def daemon_state(d) -> dict:
-    """`d` is the running edge.daemon.main.Daemon; reading it changes nothing."""
-    gallery = d.gallery_ref
-    sync = dict(d.syncer.state) if d.syncer else {}
-    cam = d.camera.state.as_dict()
+@dataclass(frozen=True)
+class DaemonSnapshot:
+    """The running daemon's parts, read once; reading them changed nothing."""
+    device: str
+    uptime_s: float
+    camera: Mapping[str, Any]  # edge.daemon.camera.CameraState.as_dict()
+    sync: Mapping[str, Any]  # edge.daemon.sync.Syncer.state, {} before the syncer exists
+    threads: Mapping[str, bool]  # helper thread name -> alive
+    stopping: bool  # the daemon is stopping: its threads may end
+    outbox_sender: bool | None  # the MQTT outbox sender thread alive; None with MQTT off
+    mqtt_connected: bool
+    outbox_depth: int
+    outbox_rejected: int
+    outbox: Mapping[str, Any]  # edge.daemon.publisher.Publisher.outbox_health()
+    gallery: Gallery  # the gallery in use
+    identify_groups: list[str]
+    breaker: str  # the hub client's circuit breaker, "disabled" without a hub
+    decisions: int  # published since start
+    pending: int  # tracks whose decision is settling
+    precision: str  # the model pack
+    fingerprint: str  # its embedder's fingerprint
+    thresholds: Thresholds
+    liveness: Mapping[str, Any]  # edge.daemon.liveness.LivenessPolicy.health()
+
+
+def daemon_state(d: DaemonSnapshot) -> dict[str, Any]:
+    """The health document of the snapshot `d`."""
+    gallery = d.gallery
+    sync = dict(d.sync)
+    cam = dict(d.camera)
     # A helper thread that ended on its own (sync, local API, outbox sender) leaves the loop
     # running but the door half blind or mute: say so, a supervisor cannot see it otherwise.
-    threads = {t.name: t.is_alive() or d.stop_event.is_set() for t in d.threads}
-    if d.s.mqtt.enabled:
-        threads["mqtt-outbox"] = d.events.sender_alive()
-    outbox = d.events.outbox_health()
+    threads = {name: alive or d.stopping for name, alive in d.threads.items()}
+    if d.outbox_sender is not None:
+        threads["mqtt-outbox"] = d.outbox_sender
+    outbox = dict(d.outbox)
     ok = (cam["status"] in ("ok", "ended") and sync.get("status") != "fingerprint_mismatch"
           and all(threads.values()) and outbox["writable"] and not outbox["held_in_memory"])
-    return {"status": "ok" if ok else "degraded", "device": d.s.device.id,
-            "uptime_s": round(time.time() - d.started, 1), "camera": cam,
-            "mqtt": {"connected": d.events.connected, "outbox_depth": d.events.outbox_depth(),
-                     "outbox_rejected": d.events.outbox_rejected(), "outbox": outbox},
+    return {"status": "ok" if ok else "degraded", "device": d.device,
+            "uptime_s": round(d.uptime_s, 1), "camera": cam,
+            "mqtt": {"connected": d.mqtt_connected, "outbox_depth": d.outbox_depth,
+                     "outbox_rejected": d.outbox_rejected, "outbox": outbox},
             "threads": threads,
             "cache": {"version": gallery.version, "faces": len(gallery),
                       "persons": len(gallery.person_ids)},
-            "sync": sync, "cloud": {"breaker": breaker_state(d.cloud)},
-            "decisions": d.decisions, "pending": len(d.window),
-            "pack": d.s.vision.precision, "fingerprint": d.pipeline.fingerprint,
+            "sync": sync, "cloud": {"breaker": d.breaker},
+            "decisions": d.decisions, "pending": d.pending,
+            "pack": d.precision, "fingerprint": d.fingerprint,
             "thresholds": {"accept": d.thresholds.accept, "reject": d.thresholds.reject,
                            # identify's accept for the gallery in use (edge.core.false_admit)
-                           "identify": gallery.identify_threshold(d.s.identify.groups or None),
+                           "identify": gallery.identify_threshold(d.identify_groups or None),
                            "false_admit_rate": d.thresholds.false_admit_rate},
-            "liveness": d.liveness.health()}
+            "liveness": dict(d.liveness)}

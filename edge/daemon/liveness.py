@@ -16,28 +16,26 @@ from __future__ import annotations
 
 import statistics
 from collections import deque
-from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from edge.core.domain import Decision, Source
+from edge.core.domain import Decision, Source, TrackLiveness
 from edge.daemon import metrics
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from edge.daemon.decide import Outcome
+    from edge.daemon.tracker import Track
+    from edge.vision.face import Face
+    from edge.vision.liveness import LivenessNet
+    from edge.vision.pipeline import Pipeline
 
 PRESENTATION_ATTACK = "presentation_attack"
 MODES = ("require", "flag", "off")
 
 
-@dataclass(frozen=True)
-class TrackLiveness:
-    score: float | None  # median p(live) of the frames below; None before the first
-    frames: int  # scored frames fused (at most the configured number)
-    verdict: str | None  # "live" | "attack"; None until enough frames are scored
-
-    def as_dict(self) -> dict:
-        return {"score": None if self.score is None else round(self.score, 4), "frames": self.frames,
-                "verdict": self.verdict}
-
-
 class LivenessPolicy:
-    def __init__(self, mode: str, frames: int, net, fingerprint: str | None):
+    def __init__(self, mode: str, frames: int, net: LivenessNet | None, fingerprint: str | None):
         if mode not in MODES:
             raise ValueError(f"liveness mode must be one of {MODES}, not {mode!r}")
         if mode != "off" and net is None:
@@ -49,40 +47,44 @@ class LivenessPolicy:
     def enabled(self) -> bool:
         return self.mode != "off"
 
-    def observe(self, pipeline, frame, face, track) -> None:
+    def observe(self, pipeline: Pipeline, frame: np.ndarray, face: Face, track: Track) -> None:
         """Score one good frame of the track (a gate may withhold it) and count its verdict."""
         result = pipeline.check_liveness(frame, face)
         metrics.LIVENESS_FRAMES.labels(result.verdict or result.reason).inc()
         if result.score is not None:
-            track.data.setdefault("liveness", deque(maxlen=self.frames)).append(result.score)
+            if track.state.liveness is None:
+                track.state.liveness = deque(maxlen=self.frames)
+            track.state.liveness.append(result.score)
 
-    def forget(self, track) -> None:
+    def forget(self, track: Track) -> None:
         """A decided track with no claim waiting is not scored (the model would run for nothing
         on every frame of a face standing at the door); its old scores go too, so a claim that
         later re-opens it is decided on `frames` fresh frames, not on frames from before."""
-        track.data.pop("liveness", None)
+        track.state.liveness = None
 
-    def of(self, track) -> TrackLiveness | None:
+    def of(self, track: Track) -> TrackLiveness | None:
         if not self.enabled:
             return None
-        scores = track.data.get("liveness") or ()
+        scores = track.state.liveness or ()
         if not scores:
             return TrackLiveness(None, 0, None)
+        net = self.net
+        assert net is not None  # enabled: the constructor made sure there is one
         median = statistics.median(scores)
-        verdict = None if len(scores) < self.frames else "live" if median >= self.net.threshold else "attack"
+        verdict = None if len(scores) < self.frames else "live" if median >= net.threshold else "attack"
         return TrackLiveness(median, len(scores), verdict)
 
     def ready(self, liveness: TrackLiveness | None) -> bool:
         """Whether the track may be decided now: in require mode only with a verdict."""
         return self.mode != "require" or (liveness is not None and liveness.verdict is not None)
 
-    def apply(self, out, liveness: TrackLiveness | None):
+    def apply(self, out: Outcome, liveness: TrackLiveness | None) -> Outcome:
         """The local outcome with the track's liveness; an attack, in require mode, is refused."""
         out.liveness = liveness
         if self.mode == "require" and liveness is not None and liveness.verdict == "attack":
             out.decision, out.source, out.reason = Decision.REJECT, Source.LOCAL, PRESENTATION_ATTACK
         return out
 
-    def health(self) -> dict:
+    def health(self) -> dict[str, Any]:
         threshold = self.net.threshold if self.net is not None else None
         return {"mode": self.mode, "frames": self.frames, "threshold": threshold, "fingerprint": self.fingerprint}

@@ -6,12 +6,21 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import uvicorn
+    from prometheus_client import Metric
+
+    from edge.core.signature import Credential
+    from edge.daemon.config import EdgeSettings
+    from edge.daemon.service import EdgeService
 
 log = logging.getLogger("edge.daemon")
 
 
-def credentials(s) -> list:
+def credentials(s: EdgeSettings) -> list[Credential]:
     """[api] credentials, else the hub's own: a door terminal signs as it would for the hub."""
     from edge.core.signature import Credential
 
@@ -22,7 +31,7 @@ def credentials(s) -> list:
 
 
 class LocalApi:
-    def __init__(self, s, service):
+    def __init__(self, s: EdgeSettings, service: EdgeService):
         from edge.api.app import create_app
         from edge.api.ops import ApiLimits
         from edge.core.signature import Verifier
@@ -35,10 +44,10 @@ class LocalApi:
         # The API layer serves its own registry; expose the daemon's metrics (default
         # registry: ours plus process RSS/CPU) through it too.
         self.app.state.registry.register(_DefaultRegistryProxy())
-        self.server = None
+        self.server: uvicorn.Server | None = None
         self.port: int | None = None
 
-    def start(self, spawn: Callable[[str, Callable], threading.Thread]) -> int | None:
+    def start(self, spawn: Callable[[str, Callable[[], object]], threading.Thread]) -> int | None:
         """Serve in a thread made by `spawn(name, target)`; the bound port, None if it failed."""
         import uvicorn
 
@@ -65,7 +74,7 @@ class LocalApi:
 class _DefaultRegistryProxy:
     """A collector yielding the default registry's metrics (no describe: no name clashes)."""
 
-    def collect(self):
+    def collect(self) -> Iterator[Metric]:
         from prometheus_client import REGISTRY
 
         yield from REGISTRY.collect()

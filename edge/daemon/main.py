@@ -1,9 +1,10 @@
 """`edge-verifier run --config FILE`: the edge daemon, wiring only.
 
-camera -> vision (detect, quality gate, embed, liveness) -> tracker -> decide (matcher, cloud, offline
-policy) -> events (outbox -> MQTT). Beside the main loop: the sync thread, paho's network
-thread and the local API (uvicorn in a thread). The main loop pings the systemd watchdog, so a
-hung loop gets the service restarted; SIGTERM stops everything and says `offline`.
+camera -> vision (detect, quality gate, embed, liveness) -> tracker -> decide (matcher, cloud,
+offline policy) -> settle window -> decision event -> publisher (outbox -> MQTT). One frame's
+path is FrameScorer.process (edge.daemon.scoring). Beside the main loop: the sync thread, paho's
+network thread and the local API (uvicorn in a thread). The main loop pings the systemd
+watchdog, so a hung loop gets the service restarted; SIGTERM stops everything and says `offline`.
 """
 
 from __future__ import annotations
@@ -16,14 +17,32 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
 
 from edge.daemon import metrics
 from edge.daemon.claims import NO_FACE, Claims, unanswered
-from edge.daemon.health import daemon_state
+from edge.daemon.health import DaemonSnapshot, daemon_state
 from edge.daemon.priority import CameraFirst
 from edge.daemon.sdnotify import notify, watchdog_interval_s
 from edge.daemon.watchdog import warn_if_too_short
 from edge.vision.packs import ModelPackError
+
+if TYPE_CHECKING:
+    from edge.api.client import CloudClient
+    from edge.core.matcher import Gallery, Thresholds
+    from edge.daemon.cache import EdgeCache
+    from edge.daemon.camera import Camera
+    from edge.daemon.commands import CommandGate
+    from edge.daemon.config import EdgeSettings
+    from edge.daemon.decide import Decider, Outcome
+    from edge.daemon.liveness import LivenessPolicy
+    from edge.daemon.local_api import LocalApi
+    from edge.daemon.publisher import Publisher
+    from edge.daemon.scoring import FrameScorer
+    from edge.daemon.settle import Candidate, SettleWindow
+    from edge.daemon.sync import Syncer
+    from edge.daemon.tracker import Tracker
+    from edge.vision.pipeline import Pipeline
 
 log = logging.getLogger("edge.daemon")
 
@@ -35,7 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-level", default="INFO", help="stderr log level (default INFO)")
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from edge.core.settings import ConfigError
@@ -64,14 +83,28 @@ def run(args) -> int:
 class Daemon:
     """Owns the parts and the main loop; no algorithm of its own."""
 
-    def __init__(self, settings):
+    # The parts built by start(), in the order a frame meets them.
+    camera: Camera
+    pipeline: Pipeline
+    tracker: Tracker
+    liveness: LivenessPolicy
+    decider: Decider
+    window: SettleWindow
+    scorer: FrameScorer
+    events: Publisher
+    # Beside the frame's path.
+    thresholds: Thresholds
+    gallery_ref: Gallery  # swapped atomically by the syncer; readers just read it
+    cache: EdgeCache
+    commands: CommandGate
+
+    def __init__(self, settings: EdgeSettings):
         self.s = settings
         self.stop_event = threading.Event()
         self.started = time.time()
-        self.gallery_ref = None  # swapped atomically by the syncer; readers just read it
-        self.cloud = None
-        self.syncer = None
-        self.api = None
+        self.cloud: CloudClient | None = None  # None without a hub
+        self.syncer: Syncer | None = None
+        self.api: LocalApi | None = None  # None with the local API off
         self.decisions = 0
         self.claims = Claims(settings.verify.claim_timeout_s)
         self.priority = CameraFirst()
@@ -85,8 +118,10 @@ class Daemon:
         from edge.daemon.camera import from_settings
         from edge.daemon.commands import CommandGate
         from edge.daemon.decide import Decider
-        from edge.daemon.events import MqttPublisher, NullPublisher, Outbox
         from edge.daemon.liveness import LivenessPolicy
+        from edge.daemon.mqtt import MqttPublisher
+        from edge.daemon.outbox import Outbox
+        from edge.daemon.publisher import NullPublisher
         from edge.daemon.scoring import FrameScorer
         from edge.daemon.settle import SettleWindow
         from edge.daemon.sync import Syncer
@@ -146,13 +181,13 @@ class Daemon:
                  time.time() - self.started, self.camera.name,
                  f"{s.api.host}:{self.api.port}" if self.api and self.api.port else "off")
 
-    def _spawn(self, name, target, *args) -> threading.Thread:
+    def _spawn(self, name: str, target: Callable[..., object], *args: object) -> threading.Thread:
         t = threading.Thread(target=target, args=args, name=name, daemon=True)
         t.start()
         self.threads.append(t)
         return t
 
-    def _swap_gallery(self, gallery) -> None:
+    def _swap_gallery(self, gallery: Gallery) -> None:
         self.gallery_ref = gallery  # one reference assignment: atomic for readers
         metrics.gallery_swapped(gallery)
         log.info("gallery %s: %d faces of %d persons", gallery.version, len(gallery),
@@ -197,12 +232,12 @@ class Daemon:
                 notify("WATCHDOG=1")
                 last_ping = now
 
-    def _decided(self, c, out) -> None:
+    def _decided(self, c: Candidate, out: Outcome) -> None:
         self._publish(out, claim=c.claim, face=c.face, frame=c.frame, t_frame=c.t_frame,
                       track_id=c.track.id, frames=c.frames, latency=c.latency,
                       cache_version=c.gallery.version)
 
-    def _publish(self, out, *, cache_version: str | None = None, **fields) -> None:
+    def _publish(self, out: Outcome, *, cache_version: str | None = None, **fields: Any) -> None:
         from edge.daemon.decision_event import decision_event
 
         s = self.s
@@ -218,8 +253,24 @@ class Daemon:
                  out.person_id or "-", out.source, out.score)
 
     # -- state / health --------------------------------------------------------------------
-    def state(self) -> dict:
-        return daemon_state(self)
+    def snapshot(self) -> DaemonSnapshot:
+        """What health is made of, read from the parts now; reading them changes nothing."""
+        s, events = self.s, self.events
+        return DaemonSnapshot(
+            device=s.device.id, uptime_s=time.time() - self.started,
+            camera=self.camera.state.as_dict(),
+            sync=dict(self.syncer.state) if self.syncer else {},
+            threads={t.name: t.is_alive() for t in self.threads}, stopping=self.stop_event.is_set(),
+            outbox_sender=events.sender_alive() if s.mqtt.enabled else None,
+            mqtt_connected=events.connected, outbox_depth=events.outbox_depth(),
+            outbox_rejected=events.outbox_rejected(), outbox=events.outbox_health(),
+            gallery=self.gallery_ref, identify_groups=s.identify.groups,
+            breaker=metrics.breaker_state(self.cloud), decisions=self.decisions, pending=len(self.window),
+            precision=s.vision.precision, fingerprint=self.pipeline.fingerprint,
+            thresholds=self.thresholds, liveness=self.liveness.health())
+
+    def state(self) -> dict[str, Any]:
+        return daemon_state(self.snapshot())
 
     # -- stop ------------------------------------------------------------------------------
     def shutdown(self) -> None:

@@ -5,7 +5,17 @@ Declared once per process in the default registry, which the API layer serves.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Callable
+
 from prometheus_client import Counter, Gauge, Histogram
+
+if TYPE_CHECKING:
+    from edge.api.client import CloudClient
+    from edge.core.matcher import Gallery
+    from edge.daemon.camera import Camera
+    from edge.daemon.decide import Outcome
+    from edge.daemon.publisher import Publisher
+    from edge.daemon.sync import Syncer
 
 FRAMES = Counter("edge_frames_total", "Frames processed")
 BAD_FRAMES = Gauge("edge_camera_bad_frames", "Frames the camera could not decode (skipped)")
@@ -29,7 +39,7 @@ COMMANDS = Counter("edge_commands_total", "MQTT commands by outcome (applied or 
 SYNC_OK = Gauge("edge_sync_last_ok_timestamp", "Unix time of the last successful sync")
 
 
-def follow(camera, events, cloud, syncer) -> None:
+def follow(camera: Camera, events: Publisher, cloud: CloudClient | None, syncer: Syncer) -> None:
     """Read the live gauges from their parts at scrape time (nothing to keep in step)."""
     CAMERA_UP.set_function(lambda: 1 if camera.state.status == "ok" else 0)
     BAD_FRAMES.set_function(lambda: camera.state.bad_frames)
@@ -37,21 +47,24 @@ def follow(camera, events, cloud, syncer) -> None:
     MQTT_UP.set_function(lambda: 1 if events.connected else 0)
     SYNC_OK.set_function(lambda: syncer.state.get("last_ok") or 0)
     for state in ("closed", "open", "half_open", "disabled"):
-        CLOUD.labels(state).set_function(
-            lambda state=state: 1 if breaker_state(cloud) == state else 0)
+        CLOUD.labels(state).set_function(_breaker_is(cloud, state))
 
 
-def count_decision(out) -> None:
+def _breaker_is(cloud: CloudClient | None, state: str) -> Callable[[], float]:
+    return lambda: 1 if breaker_state(cloud) == state else 0
+
+
+def count_decision(out: Outcome) -> None:
     """One published decision, by kind and by the liveness verdict it carried."""
     DECISIONS.labels(out.mode, out.decision, out.source).inc()
     if out.liveness is not None:
         LIVENESS_DECISIONS.labels(out.liveness.verdict or "none").inc()
 
 
-def gallery_swapped(gallery) -> None:
+def gallery_swapped(gallery: Gallery) -> None:
     CACHE_FACES.set(len(gallery))
     CACHE_PERSONS.set(len(gallery.person_ids))
 
 
-def breaker_state(cloud) -> str:
+def breaker_state(cloud: CloudClient | None) -> str:
     return cloud.breaker_state if cloud is not None else "disabled"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 from edge.core import errors
@@ -19,13 +20,13 @@ MAX_WAIT_S = 5.0  # a camera that never pauses must not starve the API for ever
 
 
 class CameraFirst:
-    def __init__(self):
+    def __init__(self) -> None:
         self._cond = threading.Condition()
         self._camera_busy = False
         self._api_lock = threading.Lock()
 
     @contextmanager
-    def camera(self):
+    def camera(self) -> Iterator[None]:
         with self._cond:
             self._camera_busy = True
         try:
@@ -36,7 +37,7 @@ class CameraFirst:
                 self._cond.notify_all()
 
     @contextmanager
-    def background(self):
+    def background(self) -> Iterator[None]:
         """One background inference at a time, started while the camera is idle."""
         deadline = time.monotonic() + MAX_WAIT_S
         if not self._api_lock.acquire(timeout=MAX_WAIT_S):

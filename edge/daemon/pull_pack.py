@@ -6,16 +6,17 @@ when that folder already holds it byte for byte. `edge-verifier run` does the sa
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 
 
-def add_arguments(parser) -> None:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, help="the edge's TOML config ([hub] url and credentials, [vision])")
     parser.add_argument("--json", action="store_true", help="print the installed pack's listing on stdout")
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     from edge.api.client import CloudError
     from edge.core.settings import ConfigError
     from edge.daemon.config import load

@@ -10,26 +10,42 @@ handed to the settle window, which picks the track's best frame and finishes the
 from __future__ import annotations
 
 import time
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from edge.core.domain import Latency
 from edge.daemon import metrics
 from edge.daemon.evidence import TrackEvidence
 from edge.daemon.settle import Candidate
 
+if TYPE_CHECKING:
+    import numpy as np
+
+    from edge.core.matcher import Gallery
+    from edge.daemon.claims import Claims
+    from edge.daemon.decide import Decider
+    from edge.daemon.liveness import LivenessPolicy
+    from edge.daemon.settle import SettleWindow
+    from edge.daemon.tracker import Tracker
+    from edge.vision.pipeline import Pipeline
+
 
 class FrameScorer:
-    def __init__(self, pipeline, tracker, decider, claims, window, gallery: Callable, *,
-                 max_faces: int, min_frames: int, identify: bool, groups: list[str], liveness,
-                 evidence: str = "best"):
+    """One frame's path: pipeline -> tracker -> (liveness, claims) -> decider -> settle window."""
+
+    def __init__(self, pipeline: Pipeline, tracker: Tracker, decider: Decider, claims: Claims,
+                 window: SettleWindow, gallery: Callable[[], Gallery], *,
+                 max_faces: int, min_frames: int, identify: bool, groups: list[str],
+                 liveness: LivenessPolicy, evidence: str = "best"):
         self.pipeline, self.tracker, self.decider = pipeline, tracker, decider
-        self.liveness = liveness  # edge.daemon.liveness.LivenessPolicy
+        self.liveness = liveness
         self.claims, self.window, self.gallery = claims, window, gallery
         self.max_faces, self.min_frames = max_faces, min_frames
         self.identify, self.groups = identify, groups
         self.evidence = evidence
 
-    def process(self, frame, t_frame: float) -> None:
+    def process(self, frame: np.ndarray, t_frame: float) -> None:
+        """Score each face of this BGR frame (read at perf_counter `t_frame`) and hand the
+        tracks ready to be decided to the settle window."""
         t0 = time.perf_counter()
         faces = self.pipeline.detect(frame)[: self.max_faces]
         t_detect = time.perf_counter()
@@ -48,26 +64,29 @@ class FrameScorer:
         for face, track in zip(faces, tracks):
             if not face.quality.ok:
                 continue  # quality gate: wait for a better frame of this track
-            track.good_frames += 1
+            state = track.state
+            state.good_frames += 1
             if self.liveness.enabled:
-                if track.decided and not self.claims.waiting:
+                if state.decided and not self.claims.waiting:
                     self.liveness.forget(track)  # nothing left to decide for it: spare the model
                 else:
                     t_live = time.perf_counter()
                     self.liveness.observe(self.pipeline, frame, face, track)
                     metrics.STAGE.labels("liveness").observe(time.perf_counter() - t_live)
-            if track.good_frames < self.min_frames:
+            if state.good_frames < self.min_frames:
                 continue
             liveness = self.liveness.of(track)
             if not self.liveness.ready(liveness):
                 continue  # require: wait until enough frames of this track are scored
             # Only a track ready to be scored takes a claim: a claim taken is always decided.
             claim = self.claims.for_track(track, self.window.settle)
-            if track.decided or (claim is None and not self.identify):
+            if state.decided or (claim is None and not self.identify):
                 continue
             t_match = time.perf_counter()
-            evidence = track.data.setdefault("evidence", TrackEvidence(self.evidence))
-            embedding = evidence.add(face.embedding)  # the track's frames so far (edge.daemon.evidence)
+            if state.evidence is None:
+                state.evidence = TrackEvidence(self.evidence)
+            assert face.embedding is not None  # embedded above: its quality is ok
+            embedding = state.evidence.add(face.embedding)  # the track's frames so far (edge.daemon.evidence)
             if claim is not None:
                 out = self.decider.verify(gallery, embedding, claim.person_id)
             else:

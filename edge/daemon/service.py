@@ -10,7 +10,7 @@ exactly as it would to the cloud. Every other operation answers 24 (FaceService 
 from __future__ import annotations
 
 import uuid
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from edge.api.service import FaceService, compare_images
 from edge.core import errors
@@ -18,13 +18,21 @@ from edge.core.domain import Decision, Source
 from edge.core.errors import ApiError
 from edge.core.matcher import Gallery, confidence
 
+if TYPE_CHECKING:
+    import numpy as np
+
+    from edge.daemon.claims import Claims
+    from edge.daemon.decide import Decider
+    from edge.daemon.priority import CameraFirst
+    from edge.vision.pipeline import Pipeline
+
 
 class EdgeService(FaceService):
     role = "edge"
 
-    def __init__(self, pipeline, gallery: Callable[[], Gallery], decider, *,
-                 identify_groups: Sequence[str] = (), health: Callable[[], dict] | None = None,
-                 claims=None, priority=None):
+    def __init__(self, pipeline: Pipeline, gallery: Callable[[], Gallery], decider: Decider, *,
+                 identify_groups: Sequence[str] = (), health: Callable[[], dict[str, Any]] | None = None,
+                 claims: Claims | None = None, priority: CameraFirst | None = None):
         self.pipeline = pipeline
         self.gallery = gallery
         self.decider = decider
@@ -33,7 +41,7 @@ class EdgeService(FaceService):
         self.claims = claims  # edge.daemon.claims.Claims of the camera path; None: not served
         self.priority = priority  # edge.daemon.priority.CameraFirst: the camera path goes first
 
-    def _embed(self, image: bytes):
+    def _embed(self, image: bytes) -> np.ndarray:
         from edge.vision import decode_image
         from edge.vision.image import decode_slots
 
@@ -58,7 +66,7 @@ class EdgeService(FaceService):
         if out.score is None and out.source is not Source.CLOUD:
             raise ApiError(errors.PERSON_UNKNOWN,
                            "person not in this device's cache and the hub cannot be asked")
-        if out.source is Source.CLOUD and cloud.session_id:
+        if out.source is Source.CLOUD and cloud is not None and cloud.session_id:
             return {"session_id": cloud.session_id, "confidence": float(cloud.confidence or 0.0),
                     "ismatch": out.decision is Decision.ACCEPT}
         # Local or offline-policy answers: `ismatch` follows the decision (the policy included).

@@ -10,36 +10,44 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 from edge.core.domain import Claim, Decision, Latency
 from edge.daemon.evidence import rank, replaces
 from edge.vision import crop_jpeg
 
+if TYPE_CHECKING:
+    import numpy as np
+
+    from edge.core.matcher import Gallery
+    from edge.daemon.decide import Decider, Outcome
+    from edge.daemon.tracker import Track
+    from edge.vision.face import Face
+
 
 @dataclass
 class Candidate:
     """A track's best frame so far, with what its decision and its event need."""
-    track: Any  # edge.daemon.tracker.Track
-    out: Any  # edge.daemon.decide.Outcome, local only
-    face: Any
-    frame: Any
-    t_frame: float
+    track: Track
+    out: Outcome  # local only: settle() finishes it
+    face: Face
+    frame: np.ndarray  # the BGR frame the face is in (its crop goes to the hub, when asked)
+    t_frame: float  # perf_counter when the frame was read
     latency: Latency
     claim: Claim | None
-    gallery: Any
+    gallery: Gallery  # the gallery it was scored against
     since: float = field(default_factory=time.monotonic)  # the track's first scored frame
     frames: int = 1
 
-    def rank(self) -> tuple:
+    def rank(self) -> tuple[bool, float]:
         return rank(self.out)
 
 
-Decided = Callable[[Candidate, Any], None]  # (the chosen candidate, its final Outcome)
+Decided = Callable[[Candidate, "Outcome"], None]  # (the chosen candidate, its final Outcome)
 
 
 class SettleWindow:
-    def __init__(self, decider, settle_s: float, on_decided: Decided, evidence: str = "best"):
+    def __init__(self, decider: Decider, settle_s: float, on_decided: Decided, evidence: str = "best"):
         self.decider = decider
         self.settle_s = settle_s
         self.on_decided = on_decided
@@ -83,6 +91,6 @@ class SettleWindow:
             return
         out = self.decider.settle(c.out, lambda: crop_jpeg(c.frame, c.face.box))
         c.latency.cloud_ms = out.cloud_ms
-        c.track.decided = True
+        c.track.state.decided = True
         self.on_decided(c, out)
         del self._pending[track_id]

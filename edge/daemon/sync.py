@@ -13,16 +13,19 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from edge.core.matcher import DEFAULT_THRESHOLDS, Gallery, Thresholds
 from edge.daemon.cache import CacheError, EdgeCache
+
+if TYPE_CHECKING:
+    from edge.api.client import CloudClient
 
 log = logging.getLogger(__name__)
 
 
 class Syncer:
-    def __init__(self, client, cache: EdgeCache, fingerprint: str, *,
+    def __init__(self, client: CloudClient | None, cache: EdgeCache, fingerprint: str, *,
                  group_ids: list[str] | None = None, page_size: int = 500,
                  interval_s: float = 60.0, thresholds: Thresholds = DEFAULT_THRESHOLDS,
                  on_gallery: Callable[[Gallery], None] | None = None, max_pages: int = 100):
@@ -37,7 +40,7 @@ class Syncer:
         # Pages per sync_once: a hub answering has_more forever must not hold the sync lock
         # (and a cmd/sync) for ever; a long backlog continues in the next round at once.
         self.max_pages = max_pages
-        self.state: dict = {"status": "never", "cursor": cache.cursor, "last_ok": None,
+        self.state: dict[str, Any] = {"status": "never", "cursor": cache.cursor, "last_ok": None,
                             "last_error": "", "syncs": 0, "failures": 0, "changes": 0}
         self._trigger = threading.Event()
         self._backoff_s = 0.0
@@ -56,18 +59,20 @@ class Syncer:
             self.on_gallery(gallery)
         return gallery
 
-    def sync_once(self) -> dict:
+    def sync_once(self) -> dict[str, Any]:
         """Pull every page now; returns the state. Never raises for hub or data problems."""
         from edge.api.client import CloudApiError, CloudError, CloudRateLimited, FingerprintMismatch
 
+        client = self.client
+        assert client is not None, "only load() works without the hub's client"
         with self._lock:
             pages = changes = 0
             more = False
-            fields: dict = {}
+            fields: dict[str, Any] = {}
             try:
                 while True:
                     since = self.cache.cursor
-                    data = self.client.sync(since, self.fingerprint,
+                    data = client.sync(since, self.fingerprint,
                                             group_ids=self.group_ids or None, limit=self.page_size)
                     batch = data.get("changes") or []
                     if not isinstance(batch, list):
@@ -106,7 +111,7 @@ class Syncer:
                               pages_last=pages)
             return dict(self.state)
 
-    def _failed(self, status: str, message: str) -> dict:
+    def _failed(self, status: str, message: str) -> dict[str, Any]:
         """The state fields of a failed sync (logged here, applied by the caller)."""
         log.warning("sync failed: %s", message)
         return {"status": status, "last_error": message, "failures": self.state["failures"] + 1}

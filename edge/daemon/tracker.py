@@ -6,17 +6,26 @@ for more than `max_missed` frames ends; a face that matches no track starts a ne
 An optional appearance gate (cosine of the embeddings, via edge.core.matcher) refuses to continue a
 track with a face that looks like someone else: a person stepping into the place of another
 between two frames (or a slideshow of photos) gets a new track and a decision of its own.
+
+Each track carries a `TrackState`: what the daemon keeps per face between frames (its good
+frames, its claim, its liveness scores, its evidence, whether it is decided). The tracker
+creates it with the track and never reads it.
 """
 
 from __future__ import annotations
 
 import itertools
+from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Sequence, cast
 
 import numpy as np
 
 from edge.core.matcher import cosine
+
+if TYPE_CHECKING:
+    from edge.core.domain import Claim
+    from edge.daemon.evidence import TrackEvidence
 
 Box = tuple[int, int, int, int]  # x, y, w, h
 
@@ -40,15 +49,26 @@ def centre_distance(a: Box, b: Box) -> float:
 
 
 @dataclass
+class TrackState:
+    """What the daemon keeps per face track; each field names the module that writes it."""
+    good_frames: int = 0  # frames past the quality gate (edge.daemon.scoring)
+    # Its decision is published (edge.daemon.settle); a claim taken reopens it (edge.daemon.claims).
+    decided: bool = False
+    claim: Claim | None = None  # the verify claim it carries until decided (edge.daemon.claims)
+    # p(live) of its last scored frames, at most [liveness] frames (edge.daemon.liveness, which
+    # derives the verdict from them); None before the first score and once forgotten.
+    liveness: deque[float] | None = None
+    evidence: TrackEvidence | None = None  # what it is scored on, from its first scored frame (scoring)
+
+
+@dataclass
 class Track:
     id: int
     box: Box
     hits: int = 1
     missed: int = 0
-    good_frames: int = 0
-    decided: bool = False
     embedding: np.ndarray | None = None  # the last embedding seen, for the appearance gate
-    data: dict[str, Any] = field(default_factory=dict)  # what the daemon keeps per track
+    state: TrackState = field(default_factory=TrackState)  # the daemon's; the tracker never reads it
 
 
 class Tracker:
@@ -83,7 +103,7 @@ class Tracker:
             if ti in taken_t or out[bi] is not None:
                 continue
             t = self.tracks[ti]
-            t.box, t.missed = tuple(boxes[bi]), 0
+            t.box, t.missed = cast(Box, tuple(boxes[bi])), 0
             t.hits += 1
             if embeddings[bi] is not None:
                 t.embedding = embeddings[bi]
@@ -95,7 +115,7 @@ class Tracker:
         self.tracks = [t for t in self.tracks if t.missed <= self.max_missed]
         for bi, b in enumerate(boxes):
             if out[bi] is None:
-                t = Track(next(self._ids), tuple(b), embedding=embeddings[bi])
+                t = Track(next(self._ids), cast(Box, tuple(b)), embedding=embeddings[bi])
                 self.tracks.append(t)
                 out[bi] = t
         return out  # type: ignore[return-value]

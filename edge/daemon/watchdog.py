@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from edge.daemon.config import EdgeSettings
 
 log = logging.getLogger("edge.daemon")
 
 
-def worst_loop_turn_s(s) -> float:
+def worst_loop_turn_s(s: EdgeSettings) -> float:
     """Upper bound of one main-loop turn: the camera's wait plus, when the hub is asked,
     every face of the frame going to it with all its retries (backoff 0.2 s, doubling)."""
     cloud = 0.0
@@ -17,7 +21,7 @@ def worst_loop_turn_s(s) -> float:
     return 0.5 + cloud
 
 
-def warn_if_too_short(s, ping_every_s: float | None) -> None:
+def warn_if_too_short(s: EdgeSettings, ping_every_s: float | None) -> None:
     """`ping_every_s` is half of WatchdogSec (None: no watchdog)."""
     worst = worst_loop_turn_s(s)
     if ping_every_s and worst >= 2 * ping_every_s:

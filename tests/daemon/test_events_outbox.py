@@ -8,7 +8,8 @@ import time
 import paho.mqtt.client as mqtt
 
 from edge.daemon.config import MqttSettings
-from edge.daemon.events import MqttPublisher, Outbox
+from edge.daemon.mqtt import MqttPublisher
+from edge.daemon.outbox import Outbox
 from tests.conftest import wait_until
 from tests.support.broker import sample_event
 

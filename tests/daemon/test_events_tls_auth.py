@@ -9,7 +9,9 @@ import time
 import pytest
 
 from edge.daemon.config import MqttSettings
-from edge.daemon.events import MqttPublisher, Outbox, new_event
+from edge.daemon.decision_event import new_event
+from edge.daemon.mqtt import MqttPublisher
+from edge.daemon.outbox import Outbox
 from tests.conftest import free_port, wait_until
 from tests.support.broker import MOSQUITTO
 

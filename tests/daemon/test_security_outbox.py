@@ -9,7 +9,8 @@ import time
 
 from edge.daemon.commands import signed_command
 from edge.daemon.config import MqttSettings
-from edge.daemon.events import MqttPublisher, Outbox
+from edge.daemon.mqtt import MqttPublisher
+from edge.daemon.outbox import Outbox
 from tests.conftest import free_port
 from tests.support.broker import Broker, DaemonProc, Subscriber, sample_event, write_edge_config
 

@@ -1,23 +1,26 @@
-"""Decision events over MQTT with a durable outbox (README "Events (MQTT)").
+"""The MQTT transport of the edge: one paho-mqtt 2.x client that carries the daemon's events,
+state and availability to the broker and brings its commands back.
 
 Topics under `<prefix>/<device>/`:
-  availability  retained; `online` on connect, `offline` as the Last Will and on clean stop
-  event         one JSON message per decision, QoS 1, not retained, written to the outbox first
-  state         retained health and cache summary (latest only; not queued)
-  cmd/verify    in: a claim {"person_id", ...};  cmd/sync: in, pull from the hub now
+  availability  retained; `online` on connect, `offline` as the Last Will and on a clean stop
+  event         one JSON message per decision, QoS 1, not retained, sent from the outbox
+  state         retained health and cache summary (the latest only; never queued)
+  cmd/<name>    in: commands (`verify`, `sync`), handed to `on_command`, which decides whether
+                they may act (edge.daemon.commands)
 
-Delivery: `publish_event` commits the event to an SQLite outbox (WAL, synchronous=FULL: an
-event the daemon has decided must survive a power cut) and wakes the sender thread, which hands
-at most `window` rows to paho and deletes a row only when its PUBACK arrives. paho resends
-unacknowledged messages after a reconnect. Two lanes: events decided by this run go first (a
-live decision must not wait behind an outage's backlog); the backlog (rows left from an earlier
-run or beyond the live lane's memory) follows in id order. The outbox holds at most `max_rows`
-events; beyond, the oldest are dropped and counted. When the outbox cannot be written (full
-disk) events are held in memory (at most HELD_MAX, the oldest dropped beyond) and sent directly,
-and saved once the disk takes writes again. An accept that leaves later than `stale_accept_s`
-after its decision goes out as `unknown`, reason `stale_accept` (mark_stale). A message may
-arrive twice (PUBACK lost on the way back, a held event saved while in flight): every event
-carries a uuid `event_id` so consumers drop duplicates.
+Delivery: `publish_event` commits the event to the outbox (edge.daemon.outbox) and wakes the
+sender thread, which hands at most `window` messages to paho and deletes a row only when its
+PUBACK arrives; paho resends what is unacknowledged after a reconnect. The sender's lanes, in
+order: the live lane (events decided by this run: a live decision must not wait behind an
+outage's backlog), the events held in memory while the outbox cannot be written (sent
+directly, saved to the outbox once it can be written again), then the backlog (rows left by an
+earlier run, or beyond the live lane's memory) in id order. An accept leaving later than
+`stale_accept_s` after its decision goes out as `unknown` (edge.daemon.decision_event.mark_stale).
+A message may arrive twice (a PUBACK lost on its way back, a held event saved while in flight);
+consumers drop duplicates by `event_id`.
+
+Commands: retained messages (the broker replays them at every connect), oversized ones and
+payloads that are not a JSON object are dropped here, before any handler sees them.
 """
 
 from __future__ import annotations
@@ -28,186 +31,30 @@ import queue
 import sqlite3
 import threading
 import time
-import uuid
-from abc import ABC, abstractmethod
 from collections import deque
-from datetime import datetime, timezone
-from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-from edge.core.sqlitedb import open_durable, transaction
+from edge.daemon import discovery
+from edge.daemon.decision_event import mark_stale
+from edge.daemon.outbox import HELD_MAX, HeldEvents, Outbox
+from edge.daemon.publisher import Publisher
+
+if TYPE_CHECKING:
+    import paho.mqtt.client as mqtt
+
+    from edge.daemon.config import MqttSettings
 
 log = logging.getLogger(__name__)
 
-CommandHandler = Callable[[str, dict], None]
+CommandHandler = Callable[[str, dict[str, Any]], object]  # (name, payload); what it returns is not used
 MAX_COMMAND_BYTES = 4096  # the API's cap on a claim body
 LIVE_MAX = 1000  # events of this run remembered for the live lane (older ones wait their turn)
-HELD_MAX = 1000  # events held in memory while the outbox cannot be written (full disk)
-
-
-def new_event(**fields: Any) -> dict:
-    """An event dict with a fresh event_id and a UTC ISO-8601 timestamp, then `fields`."""
-    return {"event_id": str(uuid.uuid4()),
-            "timestamp": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
-            **fields}
-
-
-class Outbox:
-    """Events waiting for their broker acknowledgement, in order, on disk.
-
-    At most `max_rows`: adding to a full outbox drops the oldest rows (`dropped` counts them),
-    so after a long outage the newest decisions, the ones a door still acts on, go out.
-    """
-
-    def __init__(self, path: str | Path, max_rows: int = 100_000):
-        self.path = Path(path)
-        self.max_rows = max_rows
-        self.dropped = 0  # since this process started
-        self.dropped_through = 0  # the newest row id dropped
-        self._lock = threading.Lock()
-        self._db = open_durable(self.path)
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY AUTOINCREMENT,"
-            " event_id TEXT NOT NULL UNIQUE, topic TEXT NOT NULL, payload BLOB NOT NULL,"
-            " created TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')))")
-        # Rows paho refuses (bad topic or payload: hand-edited file, older version) are moved
-        # here instead of blocking every later event; kept for a human, never silently dropped.
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS outbox_rejected (id INTEGER PRIMARY KEY,"
-            " event_id TEXT NOT NULL, topic TEXT, payload BLOB, created TEXT, reason TEXT NOT NULL)")
-        self._depth = int(self._db.execute("SELECT count(*) FROM outbox").fetchone()[0])
-
-    def add(self, event_id: str, topic: str, payload: bytes) -> int:
-        with self._lock:
-            over = self._depth + 1 - self.max_rows
-            if over <= 0:
-                cur = self._db.execute("INSERT INTO outbox (event_id, topic, payload) VALUES (?,?,?)",
-                                       (event_id, topic, payload))
-            else:
-                with transaction(self._db):
-                    cut = self._db.execute("SELECT id FROM outbox ORDER BY id LIMIT 1 OFFSET ?",
-                                           (over - 1,)).fetchone()[0]
-                    gone = self._db.execute("DELETE FROM outbox WHERE id <= ?", (cut,)).rowcount
-                    cur = self._db.execute("INSERT INTO outbox (event_id, topic, payload)"
-                                           " VALUES (?,?,?)", (event_id, topic, payload))
-                if not self.dropped:
-                    log.warning("outbox full (%d events): dropping the oldest to keep the newest",
-                                self.max_rows)
-                self.dropped += gone
-                self.dropped_through = cut
-                self._depth -= gone
-            self._depth += 1
-            return int(cur.lastrowid)
-
-    def pending(self, after_id: int = 0, limit: int = 100) -> list[tuple[int, str, bytes]]:
-        with self._lock:
-            return list(self._db.execute(
-                "SELECT id, topic, payload FROM outbox WHERE id > ? ORDER BY id LIMIT ?",
-                (after_id, limit)))
-
-    def delete(self, *row_ids: int) -> None:
-        """Remove acknowledged rows; several in one transaction (one fsync, not one each)."""
-        if not row_ids:
-            return
-        with self._lock, transaction(self._db, immediate=False):
-            gone = self._db.executemany("DELETE FROM outbox WHERE id = ?", [(r,) for r in row_ids]).rowcount
-        self._depth -= gone
-
-    def reject(self, row_id: int, reason: str) -> None:
-        """Move an unpublishable row aside (one transaction) so the rows after it can go."""
-        with self._lock, transaction(self._db):
-            self._db.execute(
-                "INSERT OR REPLACE INTO outbox_rejected (id, event_id, topic, payload, created,"
-                " reason) SELECT id, event_id, topic, payload, created, ? FROM outbox WHERE id = ?",
-                (reason[:500], row_id))
-            gone = self._db.execute("DELETE FROM outbox WHERE id = ?", (row_id,)).rowcount
-        self._depth -= gone
-
-    def probe(self) -> None:
-        """One small committed write: raises sqlite3.Error while the disk takes none."""
-        with self._lock:
-            self._db.execute("CREATE TABLE IF NOT EXISTS probe (id INTEGER PRIMARY KEY, at REAL)")
-            self._db.execute("INSERT OR REPLACE INTO probe VALUES (1, julianday('now'))")
-
-    def depth(self) -> int:
-        return self._depth  # kept in step by add/delete/reject: count(*) is a scan
-
-    def rejected(self) -> int:
-        with self._lock:
-            return int(self._db.execute("SELECT count(*) FROM outbox_rejected").fetchone()[0])
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
-
-def mark_stale(payload: bytes, max_age_s: float, now: float | None = None) -> bytes:
-    """An accept older than `max_age_s` (by its decision timestamp) leaves as decision
-    `unknown`, reason `stale_accept`, with its age: a controller must not open the door for
-    someone who may have left long ago. Anything else is returned as is."""
-    if max_age_s <= 0 or b'"decision":"accept"' not in payload:
-        return payload
-    try:
-        event = json.loads(payload)
-        age = (time.time() if now is None else now) - datetime.fromisoformat(event["timestamp"]).timestamp()
-    except (ValueError, KeyError, TypeError):  # not one of our events: not ours to judge
-        return payload
-    if age <= max_age_s:
-        return payload
-    event.update(decision="unknown", reason="stale_accept", stale_s=round(age, 1))
-    return json.dumps(event, separators=(",", ":")).encode()
-
-
-class Publisher(ABC):
-    """What the daemon needs from the event transport."""
-
-    @abstractmethod
-    def start(self) -> None: ...
-
-    @abstractmethod
-    def publish_event(self, event: dict) -> None: ...
-
-    @abstractmethod
-    def publish_state(self, state: dict) -> None: ...
-
-    @abstractmethod
-    def stop(self) -> None: ...
-
-    connected: bool = False
-
-    def outbox_depth(self) -> int:
-        return 0
-
-    def outbox_rejected(self) -> int:
-        return 0
-
-    def outbox_health(self) -> dict:
-        return {"writable": True, "held_in_memory": 0, "dropped": 0}
-
-    def sender_alive(self) -> bool:
-        return True
-
-
-class NullPublisher(Publisher):
-    """MQTT disabled: decisions are only counted and logged."""
-
-    def start(self) -> None:
-        pass
-
-    def publish_event(self, event: dict) -> None:
-        log.info("event %s", json.dumps(event))
-
-    def publish_state(self, state: dict) -> None:
-        pass
-
-    def stop(self) -> None:
-        pass
 
 
 class MqttPublisher(Publisher):
     """paho-mqtt 2.x client with availability, outbox-backed events, state and commands."""
 
-    def __init__(self, settings, device_id: str, outbox: Outbox, *,
+    def __init__(self, settings: MqttSettings, device_id: str, outbox: Outbox, *,
                  on_command: CommandHandler | None = None, window: int = 100,
                  stale_accept_s: float = 0.0):
         self.s = settings
@@ -217,7 +64,7 @@ class MqttPublisher(Publisher):
         self.on_command = on_command
         self.window = window
         self.connected = False
-        self._state: dict | None = None
+        self._state: dict[str, Any] | None = None
         self._dropped_commands = 0
         self._acks: queue.SimpleQueue[int] = queue.SimpleQueue()
         self._inflight: dict[int, int | str] = {}  # paho mid -> outbox row id (or held event_id)
@@ -226,10 +73,7 @@ class MqttPublisher(Publisher):
         self._live: deque[tuple[int, str, bytes]] = deque(maxlen=LIVE_MAX)
         self._sent_ahead: set[int] = set()  # rows the live lane sent past the backlog cursor
         # A full disk: events wait here (bounded) and go to the broker directly meanwhile.
-        self._held: deque[tuple[str, str, bytes]] = deque()
-        self._held_lock = threading.Lock()
-        self._held_sending: set[str] = set()
-        self.held_dropped = 0
+        self.held = HeldEvents(HELD_MAX)
         self.writable = True
         self._unsaved_acks: list[int] = []
         self.stale_accept_s = stale_accept_s
@@ -241,7 +85,7 @@ class MqttPublisher(Publisher):
     def topic(self, leaf: str) -> str:
         return f"{self.base}/{leaf}"
 
-    def _make_client(self):
+    def _make_client(self) -> mqtt.Client:
         import paho.mqtt.client as mqtt
 
         s = self.s
@@ -275,8 +119,6 @@ class MqttPublisher(Publisher):
 
     def stop(self, timeout: float = 3.0) -> None:
         """Flush what can be flushed within `timeout`, say `offline`, disconnect."""
-        import time
-
         deadline = time.monotonic() + timeout
         while self.connected and self._inflight and time.monotonic() < deadline:
             self._wake.set()
@@ -295,27 +137,21 @@ class MqttPublisher(Publisher):
         self.client.loop_stop()
 
     # -- publishing ------------------------------------------------------------------------
-    def publish_event(self, event: dict) -> None:
+    def publish_event(self, event: dict[str, Any]) -> None:
         """Commit the event to the outbox; when that fails (full disk) hold it in memory: the
         caller's decision is made, it must not be retried with a new timestamp."""
         topic, payload = self.topic("event"), json.dumps(event, separators=(",", ":")).encode()
-        with self._held_lock:
-            held = bool(self._held)
-        if not held:  # events already held go first: order is kept
+        if not self.held:  # events already held go first: order is kept
             try:
                 self._live.append((self.outbox.add(event["event_id"], topic, payload), topic, payload))
                 self._wake.set()
                 return
             except sqlite3.Error as exc:
                 self._cannot_write(exc)
-        with self._held_lock:
-            if len(self._held) >= HELD_MAX:
-                self._held.popleft()
-                self.held_dropped += 1
-            self._held.append((event["event_id"], topic, payload))
+        self.held.hold(event["event_id"], topic, payload)
         self._wake.set()
 
-    def publish_state(self, state: dict) -> None:
+    def publish_state(self, state: dict[str, Any]) -> None:
         self._state = state
         if self.connected:
             self.client.publish(self.topic("state"), json.dumps(state), qos=1, retain=True)
@@ -323,16 +159,14 @@ class MqttPublisher(Publisher):
     def outbox_depth(self) -> int:
         return self.outbox.depth()
 
-    def outbox_health(self) -> dict:
-        with self._held_lock:
-            held = len(self._held)
-        return {"writable": self.writable, "held_in_memory": held,
-                "dropped": self.outbox.dropped + self.held_dropped}
+    def outbox_health(self) -> dict[str, Any]:
+        return {"writable": self.writable, "held_in_memory": len(self.held),
+                "dropped": self.outbox.dropped + self.held.dropped}
 
     def _cannot_write(self, exc: Exception) -> None:
         if self.writable:  # one line per episode, not one per event
             log.error("outbox cannot be written (%s): holding up to %d events in memory and "
-                      "sending them directly", exc, HELD_MAX)
+                      "sending them directly", exc, self.held.max_events)
         self.writable = False
 
     def outbox_rejected(self) -> int:
@@ -342,6 +176,7 @@ class MqttPublisher(Publisher):
         """False once the outbox thread has ended while the publisher runs (reported in state)."""
         return self._thread is not None and (self._thread.is_alive() or self._stop.is_set())
 
+    # -- the sender thread: lanes and acknowledgements ---------------------------------------
     def _sender(self) -> None:
         # An exception here used to end the thread silently: events then piled up in the
         # outbox forever while the daemon looked healthy. Log it, wait, try again.
@@ -390,19 +225,17 @@ class MqttPublisher(Publisher):
     def _save_held(self) -> None:
         """Move held events into the outbox, oldest first, once it can be written again."""
         while True:
-            with self._held_lock:
-                if not self._held:
-                    break
-                event_id, topic, payload = self._held[0]
+            oldest = self.held.oldest()
+            if oldest is None:
+                break
+            event_id, topic, payload = oldest
             try:
                 row_id = self.outbox.add(event_id, topic, payload)
             except sqlite3.Error as exc:
                 self._cannot_write(exc)
                 return
-            with self._held_lock:
-                if self._held and self._held[0][0] == event_id:
-                    self._held.popleft()
-            if event_id not in self._held_sending:  # else already on its way: no second copy
+            self.held.saved(event_id)
+            if not self.held.is_sending(event_id):  # else already on its way: no second copy
                 self._live.append((row_id, topic, payload))
         if self.writable or self._unsaved_acks:
             return
@@ -412,19 +245,17 @@ class MqttPublisher(Publisher):
             return
         self.writable = True
         log.warning("outbox writable again (%d events were dropped while it was not)",
-                    self.held_dropped)
+                    self.held.dropped)
 
     def _send_held(self) -> None:
         """While the disk is full, send the held events directly (QoS 1, kept until PUBACK)."""
-        with self._held_lock:
-            waiting = [h for h in self._held if h[0] not in self._held_sending]
-        for event_id, topic, payload in waiting:
+        for event_id, topic, payload in self.held.unsent():
             if len(self._inflight) >= self.window:
                 break
             info = self.client.publish(topic, mark_stale(payload, self.stale_accept_s), qos=1,
                                        retain=False)
             self._inflight[info.mid] = event_id
-            self._held_sending.add(event_id)
+            self.held.sending(event_id)
 
     def _drain_acks(self) -> None:
         done = self._unsaved_acks
@@ -435,9 +266,7 @@ class MqttPublisher(Publisher):
                 break
             ref = self._inflight.pop(mid, None)
             if isinstance(ref, str):  # a held event: delivered, nothing left to keep
-                with self._held_lock:
-                    self._held = deque(h for h in self._held if h[0] != ref)
-                self._held_sending.discard(ref)
+                self.held.delivered(ref)
             elif ref is not None:
                 done.append(ref)
                 self._sent_ahead.discard(ref)
@@ -449,7 +278,8 @@ class MqttPublisher(Publisher):
         done.clear()
 
     # -- paho callbacks (network thread: never block, never take the outbox lock here) ------
-    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any,
+                    properties: Any) -> None:
         if reason_code.is_failure:
             log.warning("mqtt connect refused: %s", reason_code)
             return
@@ -458,24 +288,26 @@ class MqttPublisher(Publisher):
         client.publish(self.topic("availability"), "online", qos=1, retain=True)
         client.subscribe(self.topic("cmd/+"), qos=1)
         if self.s.ha_discovery:
-            client.subscribe(f"{self.s.ha_prefix}/status", qos=1)
+            client.subscribe(discovery.status_topic(self.s.ha_prefix), qos=1)
             self._publish_discovery()
         if self._state is not None:
             client.publish(self.topic("state"), json.dumps(self._state), qos=1, retain=True)
         self._wake.set()
 
-    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any,
+                       properties: Any) -> None:
         if self.connected:
             log.warning("mqtt disconnected (%s); reconnecting with backoff", reason_code)
         self.connected = False
 
-    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+    def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason_code: Any,
+                    properties: Any) -> None:
         self._acks.put(mid)
         self._wake.set()
 
-    def _on_message(self, client, userdata, msg) -> None:
-        if msg.topic == f"{self.s.ha_prefix}/status":
-            if msg.payload == b"online":
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        if msg.topic == discovery.status_topic(self.s.ha_prefix):
+            if discovery.asks_again(msg.payload):
                 self._publish_discovery()  # Home Assistant restarted: it forgot our entities
             return
         leaf = msg.topic[len(self.base) + 1:]
@@ -506,16 +338,5 @@ class MqttPublisher(Publisher):
             log.warning("ignoring %r: %s (%d commands dropped so far)", topic[:200], why, n)
 
     def _publish_discovery(self) -> None:
-        dev = {"identifiers": [f"edge-verifier-{self.device_id}"], "name": f"Door {self.device_id}",
-               "manufacturer": "edge-verifier", "model": "edge daemon"}
-        common = {"availability_topic": self.topic("availability"), "device": dev,
-                  "state_topic": self.topic("event"), "json_attributes_topic": self.topic("event")}
-        sensors = {
-            "decision": ("Last decision", "{{ value_json.decision }}"),
-            "person": ("Last person", "{{ value_json.person_name or value_json.person_id or 'unknown' }}"),
-        }
-        for key, (name, template) in sensors.items():
-            uid = f"edge_verifier_{self.device_id}_{key}".replace("-", "_").replace(".", "_")
-            cfg = {**common, "name": name, "unique_id": uid, "value_template": template}
-            self.client.publish(f"{self.s.ha_prefix}/sensor/{uid}/config", json.dumps(cfg),
-                                qos=1, retain=True)
+        for topic, config in discovery.messages(self.s.ha_prefix, self.device_id, self.topic):
+            self.client.publish(topic, config, qos=1, retain=True)

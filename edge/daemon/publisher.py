@@ -1,0 +1,61 @@
+"""What the daemon needs from its event transport (`Publisher`), and the transport when MQTT
+is off (`NullPublisher`: decisions are logged and counted, nothing is sent).
+
+edge.daemon.mqtt is the real transport; the main loop, health and metrics see only this
+interface, so they neither import paho nor know how an event reaches the broker.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from abc import ABC, abstractmethod
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+class Publisher(ABC):
+    """What the daemon needs from the event transport."""
+
+    @abstractmethod
+    def start(self) -> None: ...
+
+    @abstractmethod
+    def publish_event(self, event: dict[str, Any]) -> None: ...
+
+    @abstractmethod
+    def publish_state(self, state: dict[str, Any]) -> None: ...
+
+    @abstractmethod
+    def stop(self) -> None: ...
+
+    connected: bool = False
+
+    def outbox_depth(self) -> int:
+        return 0
+
+    def outbox_rejected(self) -> int:
+        return 0
+
+    def outbox_health(self) -> dict[str, Any]:
+        return {"writable": True, "held_in_memory": 0, "dropped": 0}
+
+    def sender_alive(self) -> bool:
+        return True
+
+
+class NullPublisher(Publisher):
+    """MQTT disabled: decisions are only counted and logged."""
+
+    def start(self) -> None:
+        pass
+
+    def publish_event(self, event: dict[str, Any]) -> None:
+        log.info("event %s", json.dumps(event))
+
+    def publish_state(self, state: dict[str, Any]) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
