@@ -6,8 +6,10 @@
   with reason `presentation_attack`, decided here and never sent to the hub as uncertain;
 - flag: decisions are made as without liveness, the events carry the verdict;
 - off: no liveness is computed (the behaviour before it existed).
-Why the median of the last frames: `bench liveness` measured it per 5-frame track against
-single frames (README "Liveness"); a frame withheld by a gate (too small, too close) adds no score.
+Why the median of the last frames: `bench liveness` measured it against single frames, and the
+median of five refused fewer live faces (BPCER 3.7 % per track against 4.4 % per frame) and let
+no print or replay through (0.96 % and 0.44 % per frame); a frame withheld by a gate (too small,
+too close) adds no score.
 Verify claims and identify are treated alike. A track already decided is scored again only
 when a claim waits for a face (`forget`).
 """
