@@ -27,14 +27,23 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# `scheme://user:password@host`: the userinfo of a camera url (RTSP cameras take their password
-# there) is cut from everything the daemon shows: events, state, /health, logs.
-_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/@\s?#]*@")
+# What the daemon shows of a camera url (events, state, /health, logs, errors) has its
+# credentials cut out, in both places cameras take them:
+# - the userinfo, `scheme://user:password@host`: everything from `://` to the LAST `@` of the
+#   url, so a password holding `@` (or `/`, `?`, `#`, which cameras accept unencoded) is cut
+#   whole (a url with an `@` in its path loses its host too: hiding too much is the safe side);
+# - a query or path parameter whose name says credential (`?user=admin&password=...`, Dahua's
+#   `/user=admin&password=...&channel=1`, `token`, `key`, `auth`, ...; any case): its value.
+_CREDENTIAL_PARAM = re.compile(
+    r"(?i)(?<=[?&;/])([a-z0-9_.-]*(?:user|login|pass|pwd|token|key|secret|auth|sig|cred|session)"
+    r"[a-z0-9_.-]*=)[^&;\s'\"<>]*")
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^\s'\"<>]*@")
 
 
 def without_password(text: str) -> str:
-    """`text` with every url's `user:password@` replaced by `***@`."""
-    return _USERINFO.sub(r"\1***@", text)
+    """`text` with every url's userinfo replaced by `***@` and every credential-like parameter's
+    value by `***` (query first: a value holding `@` must not pass for a userinfo)."""
+    return _USERINFO.sub(r"\1***@", _CREDENTIAL_PARAM.sub(r"\1***", text))
 
 
 class CameraError(Exception):
@@ -239,7 +248,7 @@ def make_source(spec: str, *, loop: bool = False, width: int = 0, height: int = 
         return source if source._is_file else LatestFrame(source)
     if spec.startswith("files:") and spec[6:]:
         return FilesSource(spec[6:], loop=loop)
-    raise ValueError(f"unknown camera source {spec!r} (picamera2 | opencv:<...> | files:<glob>)")
+    raise ValueError(f"unknown camera source {without_password(spec)!r} (picamera2 | opencv:<...> | files:<glob>)")
 
 
 @dataclass
