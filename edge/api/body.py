@@ -5,7 +5,9 @@ Both encodings become `Params`: text fields, lists (JSON arrays, or multipart in
 `images[i]`, `imageA`, `imageB`, or base64 strings under those names in JSON). Any other
 multipart part is a text field even when it carries a filename (python-requests `files=`).
 A multipart field sent more than once (`group_ids` twice, as Node's form-data does with arrays)
-becomes the list of its values in order, never silently its last one. JSON text with a lone
+becomes the list of its values in order, never silently its last one; an indexed part sent twice
+(`images[0]` twice) or a name sent both plain and indexed (`group_ids` beside `group_ids[0]`), or
+a JSON key given twice, is refused with code 21: no value is ever dropped. JSON text with a lone
 surrogate (`"\ud800"`, valid JSON but not Unicode) is refused with code 21.
 """
 
@@ -102,7 +104,9 @@ def parse_body(body: bytes, content_type: str | None) -> Params:
 
 def _from_json(body: bytes) -> Params:
     try:
-        data = json.loads(body.decode("utf-8"))
+        data = json.loads(body.decode("utf-8"), object_pairs_hook=_unique_keys)
+    except ApiError:
+        raise
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise ApiError(errors.BAD_REQUEST, "body is not valid JSON") from None
     if not isinstance(data, dict):
@@ -121,6 +125,17 @@ def _from_json(body: bytes) -> Params:
         else:
             values[name] = _scalar(name, value)
     return Params(values, "json")
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
+    """A JSON object, or 21 for a key given twice (`json` would keep the last one silently)."""
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        twice = next(k for k, _ in pairs if k in seen or seen.add(k))
+        name = _unicode("field name", twice) if isinstance(twice, str) else twice
+        raise ApiError(errors.INVALID_PARAMETER, f"{name[:100]} sent more than once")
+    return out
 
 
 def _scalar(name: str, value: object) -> str:
@@ -222,9 +237,14 @@ def _from_parts(parts: list[tuple[str, bytes]]) -> Params:
         value: object = data if base in IMAGE_FIELDS else _text(name, data)
         if m:
             slots = indexed.setdefault(base, {})
-            index = int(m.group(2)) if m.group(2) else len(slots)
+            # `name[]` appends after the highest index so far; an index sent twice (`images[0]`
+            # twice, or `group_ids[]` then `group_ids[0]`) has no one meaning: refused, never
+            # one of its values dropped
+            index = int(m.group(2)) if m.group(2) else max(slots, default=-1) + 1
             if index > MAX_INDEX:
                 raise ApiError(errors.INVALID_PARAMETER, f"{name}: index too large")
+            if index in slots:
+                raise ApiError(errors.INVALID_PARAMETER, f"{base}[{index}] sent more than once")
             slots[index] = value
         elif name in values:  # repeated: collect in order
             previous = values[name]
@@ -233,6 +253,8 @@ def _from_parts(parts: list[tuple[str, bytes]]) -> Params:
         else:
             values[name] = value
     for base, slots in indexed.items():
+        if base in values:  # `group_ids` beside `group_ids[0]`: which list is meant?
+            raise ApiError(errors.INVALID_PARAMETER, f"{base} sent both as {base} and as {base}[i]")
         values[base] = [slots[i] for i in sorted(slots)]
     return Params(values, "multipart")
 

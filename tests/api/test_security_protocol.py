@@ -3,7 +3,8 @@
 - absolute-form request targets (`POST http://host/face/op HTTP/1.1`, what PHP/Java/Node
   `setProxy` and libcurl's `http_proxy` send) are routed by their path;
 - every unmatched request gets the JSON envelope, not uvicorn's plain-text 404/405;
-- a multipart field sent twice keeps both values, in order;
+- a multipart field sent twice keeps both values, in order; an indexed part sent twice, a name
+  sent both plain and indexed, or a JSON key given twice is refused with 21, never one dropped;
 - a lone surrogate (`"\\ud800"`) in any text field answers 21, not 213 with a traceback.
 """
 
@@ -82,6 +83,48 @@ def test_repeated_scalar_field_is_refused_not_silently_the_last(hub_server):
              ("person_id", (None, "a")), ("person_id", (None, "b"))]
     answer = post(hub_server, "getinfo", files=files)
     assert answer["code"] == errors.INVALID_PARAMETER, answer
+
+
+@pytest.mark.parametrize("parts", [
+    [("group_ids[0]", "grp-a"), ("group_ids[0]", "grp-b")],
+    [("group_ids", "grp-a"), ("group_ids[0]", "grp-b")],
+    [("group_ids[0]", "grp-a"), ("group_ids", "grp-b")],
+    [("group_ids[]", "grp-a"), ("group_ids[0]", "grp-b")],
+    [("group_ids[0]", "grp-a"), ("images[0]", "IMG"), ("images[0]", "IMG")],
+], ids=["index-twice", "plain-then-indexed", "indexed-then-plain", "append-then-index", "images-index-twice"])
+def test_an_indexed_part_sent_twice_or_beside_its_plain_name_is_refused_not_one_dropped(hub_server, faces_dir,
+                                                                                          parts):
+    photo = (faces_dir / "five_celebrity" / "Madonna" / "train_1.jpg").read_bytes()
+    person = f"indexed-twice-{len(parts)}-{parts[1][0]}"
+    files = [("appid", (None, hub_server.appid)), ("person_id", (None, person)),
+             *[(name, ("i.jpg", photo, "image/jpeg") if value == "IMG" else (None, value)) for name, value in parts]]
+    if not any(name.startswith("images") for name, _ in parts):
+        files.append(("image", ("m.jpg", photo, "image/jpeg")))
+    answer = post(hub_server, "newperson", files=files)
+    assert answer["code"] == errors.INVALID_PARAMETER, answer
+    assert "more than once" in answer["message"] or "both as" in answer["message"], answer
+    info = post(hub_server, "getinfo", json={"appid": hub_server.appid, "person_id": person})
+    assert info["code"] == errors.PERSON_UNKNOWN, info  # nothing was enrolled with half the groups
+
+
+def test_indexed_parts_appended_after_explicit_indexes_keep_every_value(hub_server, faces_dir):
+    photo = (faces_dir / "five_celebrity" / "Madonna" / "train_1.jpg").read_bytes()
+    files = [("appid", (None, hub_server.appid)), ("person_id", (None, "indexed-append")),
+             ("group_ids[1]", (None, "grp-b")), ("group_ids[]", (None, "grp-c")), ("group_ids[0]", (None, "grp-a")),
+             ("image", ("m.jpg", photo, "image/jpeg"))]
+    created = post(hub_server, "newperson", files=files)
+    assert created["code"] == 0 and created["data"]["group_ids"] == ["grp-a", "grp-b", "grp-c"], created
+
+
+def test_a_json_key_given_twice_is_refused_not_silently_the_last(hub_server):
+    body = (b'{"appid": "%s", "person_id": "json-dup", "person_id": "someone-else", "person_name": "n"}'
+            % hub_server.appid.encode())
+    status, answer = raw_request(hub_server, "POST", "/face/setinfo", body, {
+        "Authorization": sign(hub_server.appid, hub_server.secret_id, hub_server.secret_key),
+        "Content-Type": "application/json",
+    })
+    assert status == 200 and answer["code"] == errors.INVALID_PARAMETER, answer
+    assert "person_id sent more than once" in answer["message"]
 
 
 @pytest.mark.parametrize("field", ["person_id", "person_name", "tag", "group_ids", "appid", "key"])
