@@ -12,8 +12,10 @@ whatever the status, but the Java SDK throws on any non-2xx one); so does an une
 (code 213, logged): JSON can still be produced, so the API's every-answer-an-envelope rule holds there too.
 The edge's own operations (POST /edge/claim) take the same path with their own smaller body cap.
 Any other unmatched request (unknown path, wrong method) gets the JSON envelope with code 21 and
-its HTTP status (404, 405). Requests sent through an HTTP proxy carry the absolute form
-(`POST http://hub/face/newperson HTTP/1.1`, RFC 9112 section 3.2.2): the path is taken from it.
+its HTTP status (404, 405); a path with a trailing slash (`/face/verify/`) is one too (HTTP 200 under
+/face and /edge), never a redirect (whose Location would be built from the client's Host header).
+Requests sent through an HTTP proxy carry the absolute form (`POST http://hub/face/newperson
+HTTP/1.1`, RFC 9112 section 3.2.2): the path is taken from it.
 """
 
 from __future__ import annotations
@@ -143,6 +145,15 @@ def create_app(
     async def not_post(request: Request) -> Response:
         return envelope(code=errors.BAD_REQUEST, message="face API calls are POST /face/<op>", status=405)
 
+    async def trailing_slash(request: Request) -> Response:
+        # Starlette would answer an empty 307 to the slashless path, its Location built from the
+        # client's Host header, before any signature check: a refusal like any unknown endpoint
+        # (HTTP 200, as the Java SDK reads only those), which names the right path.
+        requests_total.labels("unknown", str(errors.INVALID_PARAMETER)).inc()
+        path = request.url.path[:200]
+        return envelope(code=errors.INVALID_PARAMETER,
+                        message=f"no such endpoint {path} (no trailing slash: {path.rstrip('/')})")
+
     async def unmatched(request: Request, exc: HTTPException) -> Response:
         return envelope(code=errors.INVALID_PARAMETER,
                         message=f"no such endpoint: {request.method} {request.url.path[:200]}",
@@ -152,9 +163,12 @@ def create_app(
         Route("/face/{op}", handle, methods=["POST"]),
         Route("/face/{op}", not_post, methods=["GET", "PUT", "DELETE", "PATCH"]),
         Route("/edge/{op}", handle, methods=["POST"]),
+        *(Route(f"/{area}/{{op}}/", trailing_slash, methods=["POST", "GET", "PUT", "DELETE", "PATCH"])
+          for area in ("face", "edge")),
         Route("/health", health, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
     ], exception_handlers={404: unmatched, 405: unmatched}, middleware=[Middleware(AbsoluteFormPaths)])
+    app.router.redirect_slashes = False  # no redirect anywhere: a Location would echo the Host header
     app.state.service = service
     app.state.verifier = verifier
     app.state.registry = registry

@@ -2,7 +2,8 @@
 
 - absolute-form request targets (`POST http://host/face/op HTTP/1.1`, what PHP/Java/Node
   `setProxy` and libcurl's `http_proxy` send) are routed by their path;
-- every unmatched request gets the JSON envelope, not uvicorn's plain-text 404/405;
+- every unmatched request gets the JSON envelope, not uvicorn's plain-text 404/405; a trailing
+  slash (`/face/verify/`) too, never a redirect built from the client's Host header;
 - a multipart field sent twice keeps both values, in order; an indexed part sent twice, a name
   sent both plain and indexed, or a JSON key given twice is refused with 21, never one dropped;
 - a lone surrogate (`"\\ud800"`) in any text field answers 21, not 213 with a traceback.
@@ -60,6 +61,39 @@ def test_every_unmatched_request_gets_the_json_envelope(hub_server, method, targ
     got, answer = raw_request(hub_server, method, target)
     assert got == status
     assert answer["code"] == errors.INVALID_PARAMETER and answer["data"] == {} and answer["message"]
+
+
+def _raw_answer(hub, request: bytes) -> bytes:
+    host, port = hub.url.split("//", 1)[1].rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(request)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
+
+
+@pytest.mark.parametrize("method,target,status", [
+    ("POST", "/face/verify/", 200),
+    ("POST", "/edge/claim/", 200),
+    ("GET", "/face/getinfo/", 200),
+    ("GET", "/health/", 404),
+    ("POST", "/metrics/", 404),
+])
+def test_a_trailing_slash_gets_the_envelope_not_a_redirect_built_from_the_host_header(hub_server, method,
+                                                                                      target, status):
+    body = b'{"appid": "1000001", "person_id": "p", "url": "http://x/y.jpg"}'  # unsigned: never looked at
+    answer = _raw_answer(hub_server, (
+        f"{method} {target} HTTP/1.1\r\nHost: evil.attacker.example\r\nX-Forwarded-Host: evil2.example\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode() + body)
+    header, _, payload = answer.partition(b"\r\n\r\n")
+    assert header.startswith(f"HTTP/1.1 {status} ".encode()), answer[:300]
+    assert b"location:" not in header.lower() and b"evil" not in answer.lower(), answer[:500]
+    envelope = json.loads(payload)
+    assert envelope["code"] == errors.INVALID_PARAMETER and envelope["data"] == {}, envelope
+    if status == 200:
+        assert f"no trailing slash: {target.rstrip('/')}" in envelope["message"]
 
 
 def test_repeated_multipart_field_keeps_every_value_in_order(hub_server, faces_dir):
