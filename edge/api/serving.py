@@ -19,6 +19,10 @@ handshake is done and gives a silent client 60 s for it, uncounted by any cap, s
 half-open handshakes could hold the listener. Here the handshake counts against the cap and lies
 inside the header deadline: connect, handshake and headers within `header_timeout_s`.
 
+Before the handshake, the first byte is peeked at (on a duplicate of the socket, within the same
+deadline): plain http sent to the TLS port (`POST ...` where a TLS record starts with 0x16) is
+answered a short `400` "use https" and closed, as nginx does with its 497, instead of zero bytes.
+
 The body has its own deadline in the API (`limits.body_timeout_s`, code 3) and idle kept-alive
 connections close after `keepalive_timeout_s`.
 """
@@ -28,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import socket
 import ssl
 import threading
 import time
@@ -44,6 +49,11 @@ log = logging.getLogger("edge.api.serving")
 
 # Request line plus headers: real SDK requests send under 1 KB.
 MAX_HEADER_BYTES = 16 * 1024
+# What plain http sent to a TLS port gets (nginx answers its 497 so): short, fixed, no echo of
+# anything the client sent (no Host in a redirect), and no face API answer.
+_USE_HTTPS = b"This port serves HTTPS only: send the request to https:// instead of http://.\n"
+PLAIN_HTTP_ANSWER = (b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                     b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(_USE_HTTPS), _USE_HTTPS))
 
 
 @dataclass(frozen=True)
@@ -137,19 +147,27 @@ class GuardedH11(H11Protocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._header_timer: asyncio.TimerHandle | None = None
         self._early: list[bytes] | None = None  # request bytes that arrived before the TLS handshake returned
+        self._phase = ""  # TLS only: "sniff" (first byte awaited), "tls", "refuse" (plain http)
+        self._sniffer: socket.socket | None = None
         guard = self.guard
         if guard.tls is not None:
             transport.pause_reading()  # nothing reaches h11 before the handshake
             self.transport = transport
             if self._over_cap(len(self.connections) + guard.handshaking + 1, transport):
                 return
-            guard.handshaking += 1
+            guard.handshaking += 1  # until the handshake ends, or the connection if refused
             self._early = []
-            self._arm_header_timer()  # the handshake spends the header deadline too
-            handshake = self.loop.create_task(self.loop.start_tls(
-                transport, self, guard.tls, server_side=True,
-                ssl_handshake_timeout=guard.listener.header_timeout_s))
-            handshake.add_done_callback(functools.partial(self._tls_done, transport))
+            self._arm_header_timer()  # the sniff and the handshake spend the header deadline too
+            try:
+                # Peek at the first byte on a duplicate of the socket (the transport owns the
+                # original): a TLS client starts with a handshake record, plain http with a method.
+                self._sniffer = transport.get_extra_info("socket").dup()
+                self._sniffer.setblocking(False)
+                self._phase = "sniff"
+                self.loop.add_reader(self._sniffer.fileno(), self._sniffed, transport)
+            except Exception:  # no socket to peek at (another event loop): straight to TLS
+                self._stop_sniffing()
+                self._start_tls(transport)
             return
         super().connection_made(transport)
         if self._over_cap(len(self.connections), transport):
@@ -171,8 +189,58 @@ class GuardedH11(H11Protocol):
             guard.refused = 0
         return False
 
+    def _sniffed(self, transport: asyncio.Transport) -> None:
+        try:
+            first = self._sniffer.recv(1, socket.MSG_PEEK) if self._sniffer else b""
+        except (BlockingIOError, InterruptedError):
+            return  # a spurious wake-up: keep waiting, the header deadline still runs
+        except OSError:
+            first = b""
+        self._stop_sniffing()
+        if transport.is_closing():
+            return
+        if not first:  # closed before a byte: connection_lost settles the count
+            transport.abort()
+        elif first.isalpha() and first.isupper():  # `POST /face/...`: http sent to the https port
+            self._refuse_plain_http(transport)
+        else:  # 0x16, a TLS handshake (anything else fails there, silently, as before)
+            self._start_tls(transport)
+
+    def _stop_sniffing(self) -> None:
+        if self._sniffer is not None:
+            try:
+                self.loop.remove_reader(self._sniffer.fileno())
+            finally:
+                self._sniffer.close()
+                self._sniffer = None
+
+    def _refuse_plain_http(self, transport: asyncio.Transport) -> None:
+        """A short 400 telling the client to use https, as nginx's 497 does; the request is read
+        and dropped (closing on unread bytes would reset the connection before the client reads
+        the answer), and the connection closes once the client does, or after a short linger."""
+        self._phase = "refuse"
+        self._cancel_header_timer()
+        self._header_timer = self.loop.call_later(min(2.0, self.guard.listener.header_timeout_s), transport.abort)
+        transport.resume_reading()
+        transport.write(PLAIN_HTTP_ANSWER)
+        if transport.can_write_eof():
+            transport.write_eof()
+
+    def _start_tls(self, transport: asyncio.Transport) -> None:
+        self._phase = "tls"
+        handshake = self.loop.create_task(self.loop.start_tls(
+            transport, self, self.guard.tls, server_side=True,
+            ssl_handshake_timeout=self.guard.listener.header_timeout_s))
+        handshake.add_done_callback(functools.partial(self._tls_done, transport))
+
+    def eof_received(self) -> bool | None:
+        if self._phase == "refuse":
+            return False  # the client has read the answer and closed: close too
+        return super().eof_received()
+
     def _tls_done(self, plain: asyncio.Transport, handshake: asyncio.Task) -> None:
         self.guard.handshaking -= 1
+        self._phase = ""
         if handshake.cancelled() or handshake.exception() is not None or self._header_timer is None:
             # a failed or timed-out handshake is a client's problem: no log line per connection
             self._cancel_header_timer()
@@ -185,6 +253,8 @@ class GuardedH11(H11Protocol):
             self.data_received(data)
 
     def data_received(self, data: bytes) -> None:
+        if self._phase == "refuse":  # the plain http request answered with 400: dropped
+            return
         if self._early is not None:  # TLS is up but start_tls has not returned yet
             self._early.append(data)
             return
@@ -197,6 +267,11 @@ class GuardedH11(H11Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_header_timer()
+        if self._phase in ("sniff", "refuse"):  # never handed to TLS: h11 never saw it either
+            self._stop_sniffing()
+            self._phase = ""
+            self.guard.handshaking -= 1
+            return
         if self._early is not None:  # lost during the handshake: h11 never saw this connection
             return
         super().connection_lost(exc)

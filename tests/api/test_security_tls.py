@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import socket
 import ssl
+import time
 import urllib.request
 
 import pytest
@@ -48,17 +49,58 @@ def test_a_hub_certificate_from_another_ca_is_refused(tmp_path, tls_files, model
                 client.getgroupids()
 
 
-def test_plain_http_to_the_tls_port_gets_no_face_api_answer(tls_hub):
-    port = int(tls_hub.url.rsplit(":", 1)[1])
+def _plain_http_to(url: str, request: bytes) -> bytes:
+    port = int(url.rsplit(":", 1)[1])
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(b"POST /face/getgroupids HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}")
+        sock.sendall(request)
         answer = b""
         try:
             while chunk := sock.recv(4096):
                 answer += chunk
         except (ConnectionResetError, TimeoutError):
             pass
-    assert b'"code"' not in answer
+    return answer
+
+
+@pytest.mark.parametrize("request_bytes", [
+    b"POST /face/getgroupids HTTP/1.1\r\nHost: evil.example\r\nContent-Length: 2\r\n\r\n{}",
+    b"GET /health HTTP/1.1\r\nHost: evil.example\r\n\r\n",
+    b"POST /face/newperson HTTP/1.1\r\nHost: evil.example\r\nContent-Length: 100000\r\n\r\n" + b"x" * 100_000,
+], ids=["api-call", "health", "large-body"])
+def test_plain_http_to_the_tls_port_is_told_to_use_https_and_gets_no_face_api_answer(tls_hub, tls_files,
+                                                                                     request_bytes):
+    t0 = time.monotonic()
+    answer = _plain_http_to(tls_hub.url, request_bytes)
+    assert time.monotonic() - t0 < 5  # closed at once, not held until a deadline
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 "), answer[:300]
+    assert b"https://" in body and b"connection: close" in head.lower()
+    assert b'"code"' not in answer and b"evil" not in answer  # not served, nothing echoed
+    # the listener still serves TLS clients afterwards
+    with urllib.request.urlopen(f"{tls_hub.url}/health", context=ssl.create_default_context(cafile=str(tls_files.ca)),
+                                timeout=10) as resp:
+        assert json.loads(resp.read())["status"] in ("ok", "degraded")
+
+
+def test_refused_plain_http_connections_leave_the_connection_cap_free(tmp_path, tls_files, models_dir):
+    """Each refused plain-http connection counts against the cap while open and is uncounted
+    when it closes: after many of them (and silent ones dropped at the deadline), TLS clients
+    still get in under a cap of 3."""
+    with start_hub(tmp_path, server={"tls_cert": str(tls_files.cert), "tls_key": str(tls_files.key),
+                                     "max_connections": 3, "header_timeout_s": 1}) as hub:
+        for _ in range(12):
+            assert _plain_http_to(hub.url, b"GET /health HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 400 ")
+        port = int(hub.url.rsplit(":", 1)[1])
+        silent = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(3)]
+        try:
+            time.sleep(2.0)  # past the header deadline: dropped and uncounted
+        finally:
+            for sock in silent:
+                sock.close()
+        context = ssl.create_default_context(cafile=str(tls_files.ca))
+        for _ in range(3):
+            with urllib.request.urlopen(f"{hub.url}/health", context=context, timeout=10) as resp:
+                assert resp.status == 200
 
 
 @pytest.mark.parametrize("role", ["hub", "edge"])
