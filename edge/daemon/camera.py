@@ -355,7 +355,7 @@ class Camera:
             try:
                 self.source.close()
             except Exception as exc:  # closing a broken device must not stop the retry
-                log.warning("camera %s: close failed (%s)", self.name, exc)
+                log.warning("camera %s: close failed (%s)", self.name, without_password(str(exc)))
 
 
 def from_settings(cam: CameraSettings) -> Camera:

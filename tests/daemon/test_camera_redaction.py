@@ -5,12 +5,15 @@ path parameters) show nowhere: log, /health, events, retained state, errors."""
 from __future__ import annotations
 
 import json
+import logging
+import threading
 
 import httpx
+import numpy as np
 import pytest
 
 from edge.core.signature import sign
-from edge.daemon.camera import make_source, without_password
+from edge.daemon.camera import Camera, CameraError, FrameSource, make_source, without_password
 from tests.conftest import free_port
 from tests.support.broker import DaemonProc, broker_with_clients, write_edge_config
 
@@ -77,3 +80,29 @@ def test_every_form_of_camera_credentials_is_cut_from_errors(url, secrets):
     with pytest.raises(ValueError, match="unknown camera source") as info:
         make_source(url)
     assert [s for s in secrets if s in str(info.value)] == []
+
+
+class _DriverQuotingItsUrl(FrameSource):
+    """A driver whose errors quote the url it was given (OpenCV and ffmpeg do), on open, read
+    and close."""
+
+    URL = "rtsp://admin:Super@Secret42@10.0.0.5/s?token=Tok99xyz"
+
+    def open(self) -> None:
+        pass
+
+    def read(self) -> np.ndarray | None:
+        raise CameraError(f"stream {self.URL} stalled")
+
+    def close(self) -> None:
+        raise RuntimeError(f"cannot release {self.URL}")
+
+
+def test_a_driver_error_quoting_the_url_is_cut_in_the_state_and_every_log_line(caplog):
+    cam = Camera(_DriverQuotingItsUrl(), name=without_password(_DriverQuotingItsUrl.URL), rate=100,
+                 retry_initial_s=0.01)
+    with caplog.at_level(logging.DEBUG, logger="edge.daemon.camera"):
+        assert cam.read(threading.Event(), max_block_s=0.2) is None
+    assert cam.state.failures >= 1 and "close failed" in caplog.text
+    shown = caplog.text + json.dumps(cam.state.as_dict())
+    assert [s for s in SECRETS if s in shown] == [] and "***@10.0.0.5" in shown
