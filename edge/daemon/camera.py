@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import glob as _glob
 import logging
-import re
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -20,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from edge.core.redact import without_password
+
 if TYPE_CHECKING:
     import cv2
 
@@ -27,23 +28,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# What the daemon shows of a camera url (events, state, /health, logs, errors) has its
-# credentials cut out, in both places cameras take them:
-# - the userinfo, `scheme://user:password@host`: everything from `://` to the LAST `@` of the
-#   url, so a password holding `@` (or `/`, `?`, `#`, which cameras accept unencoded) is cut
-#   whole (a url with an `@` in its path loses its host too: hiding too much is the safe side);
-# - a query or path parameter whose name says credential (`?user=admin&password=...`, Dahua's
-#   `/user=admin&password=...&channel=1`, `token`, `key`, `auth`, ...; any case): its value.
-_CREDENTIAL_PARAM = re.compile(
-    r"(?i)(?<=[?&;/])([a-z0-9_.-]*(?:user|login|pass|pwd|token|key|secret|auth|sig|cred|session)"
-    r"[a-z0-9_.-]*=)[^&;\s'\"<>]*")
-_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^\s'\"<>]*@")
-
-
-def without_password(text: str) -> str:
-    """`text` with every url's userinfo replaced by `***@` and every credential-like parameter's
-    value by `***` (query first: a value holding `@` must not pass for a userinfo)."""
-    return _USERINFO.sub(r"\1***@", _CREDENTIAL_PARAM.sub(r"\1***", text))
+# What the daemon shows of a camera url (events, state, /health, logs, errors) goes through
+# without_password first: cameras take credentials in the userinfo and in parameters.
 
 
 class CameraError(Exception):

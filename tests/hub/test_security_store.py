@@ -168,3 +168,20 @@ def test_verify_log_rows_past_the_retention_are_deleted(tmp_path, photos, models
         assert post(hub, "verify", json={"appid": APPID, "person_id": "p", "image": photo})["code"] == 0
         assert hub.store.get_verify("old-session") is None
         assert hub.store.get_verify("new-session") is not None
+
+
+@pytest.mark.parametrize("url", [
+    "mysql://hub:Super@Secret42@db.lan/faces",  # a password holding `@`, unencoded
+    "mysql://db.lan/faces?user=hub&password=Secret42",  # credentials as parameters
+    "postgresql://hub:Super@Secret42@db.lan/faces?sslpassword=Secret42",
+])
+def test_a_storage_url_shows_no_password_in_any_form(url):
+    # The error for a url the hub cannot open, and what it logs and prints of the url it serves
+    # from or migrates to, pass through the same redaction the edge's camera urls do.
+    from edge.hub.store import open_store, redact
+
+    if url.startswith("mysql"):
+        with pytest.raises(ValueError) as refused:
+            open_store(url)
+        assert "Secret42" not in str(refused.value) and "***" in str(refused.value)
+    assert "Secret42" not in redact(url) and "db.lan" in redact(url).split("@")[-1]

@@ -5,8 +5,7 @@
 share. `open_store` picks one from the `[storage]` settings.
 """
 
-import re
-
+from edge.core.redact import without_password
 from edge.hub.store.base import (
     Change,
     FaceRecord,
@@ -38,8 +37,8 @@ def open_store(url: str, sqlite_path: str = "") -> Store:
 
 
 def redact(url: str) -> str:
-    """`url` without its password, for logs and messages."""
-    return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", url)
+    """`url` without its credentials, for logs and messages (the rule the camera urls follow)."""
+    return without_password(url)
 
 
 __all__ = [

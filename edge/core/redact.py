@@ -1,0 +1,29 @@
+"""Credentials cut out of URLs before they are shown: logs, /health, events, error messages.
+
+Both roles show URLs that may carry secrets: the edge its camera source (RTSP and HTTP cameras
+take `user:password@` or `?user=...&password=...`), the hub its PostgreSQL storage url. One rule
+for both, so a form fixed for one is fixed for the other:
+- the userinfo, `scheme://user:password@host`: everything from `://` to the LAST `@` of the url,
+  so a password holding `@` (or `/`, `?`, `#`, which cameras accept unencoded) is cut whole (a
+  url with an `@` in its path loses its host too: hiding too much is the safe side);
+- a query or path parameter whose name says credential (`?user=admin&password=...`, Dahua's
+  `/user=admin&password=...&channel=1`, `token`, `key`, `auth`, ...; any case): its value.
+"""
+
+from __future__ import annotations
+
+import re
+
+# A parameter whose name says it holds a credential; its value goes, whatever it contains. After
+# `?`, `&`, `;` or `/`: some cameras take `/user=admin&password=...&channel=1` in the path.
+_CREDENTIAL_PARAM = re.compile(
+    r"(?i)(?<=[?&;/])([a-z0-9_.-]*(?:user|login|pass|pwd|token|key|secret|auth|sig|cred|session)"
+    r"[a-z0-9_.-]*=)[^&;\s'\"<>]*")
+# The userinfo runs to the LAST `@` of the url: a password may itself hold `@`, `/`, `?` or `#`.
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^\s'\"<>]*@")
+
+
+def without_password(text: str) -> str:
+    """`text` with every url's userinfo replaced by `***@` and every credential-like parameter's
+    value by `***` (query first: a value holding `@` must not pass for a userinfo)."""
+    return _USERINFO.sub(r"\1***@", _CREDENTIAL_PARAM.sub(r"\1***", text))
