@@ -69,6 +69,17 @@ def require_private(path: str | Path, what: str) -> None:
                           f"(mode {stat.S_IMODE(mode):o}); chmod 600 it")
 
 
+# Keys printed in the example configs or the docs (`config example hub|edge`): anyone can sign
+# with them, so neither role accepts one for any credential it holds.
+KNOWN_EXAMPLE_KEYS = frozenset({"change-me-32-random-characters--", "...", "change-me", "secret", "SecretKey"})
+
+
+def refuse_example_key(secret_key: str, whose: str) -> None:
+    """ValueError (a config error naming `whose`, never the key) for a published example key."""
+    if secret_key.strip() in KNOWN_EXAMPLE_KEYS:
+        raise ValueError(f"secret_key of {whose} is a published example key: generate one")
+
+
 class ThresholdOverrides(BaseModel):
     """Moves the decision thresholds calibrated for the role's model pack ([vision] precision)."""
 

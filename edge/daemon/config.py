@@ -10,10 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from edge.api.serving import ListenerSettings
-from edge.core.settings import DecidingRole, ThresholdOverrides, load_settings, render_example
+from edge.core.settings import DecidingRole, ThresholdOverrides, load_settings, refuse_example_key, render_example
 from edge.vision.packs import Pack
 
 
@@ -135,11 +135,24 @@ class HubClientSettings(BaseModel):
     sync_interval_s: float = Field(60.0, gt=0, description="Seconds between syncs.")
     sync_page: int = Field(500, ge=1, le=1000, description="Changes per sync page.")
 
+    @model_validator(mode="after")
+    def _no_example_key(self) -> "HubClientSettings":
+        # The edge signs its sync, fallback and (by default) local API and commands with it.
+        refuse_example_key(self.secret_key, f"[hub] appid {self.appid}")
+        return self
+
 
 class ApiCredential(BaseModel):
     appid: str
     secret_id: str
     secret_key: str
+
+    @model_validator(mode="after")
+    def _usable_key(self) -> "ApiCredential":
+        if not self.secret_key.strip():
+            raise ValueError(f"secret_key of [api] credentials appid {self.appid} is empty: generate one")
+        refuse_example_key(self.secret_key, f"[api] credentials appid {self.appid}")
+        return self
 
 
 class ApiSettings(ListenerSettings):

@@ -20,6 +20,7 @@ from edge.core.settings import (
     ThresholdOverrides,
     load_settings,
     read_toml,
+    refuse_example_key,
     render_example,
     require_private,
 )
@@ -56,10 +57,6 @@ class StorageSection(BaseModel):
         return url
 
 
-# Keys that were printed in examples or docs: anyone can sign with them, so they are refused.
-KNOWN_EXAMPLE_KEYS = frozenset({"change-me-32-random-characters--", "...", "change-me", "secret", "SecretKey"})
-
-
 class CredentialSection(BaseModel):
     appid: str = Field(description="Application id the key belongs to (sent as `appid`).")
     secret_id: str = Field(description="Public key id (`k=` in the signature).")
@@ -71,8 +68,7 @@ class CredentialSection(BaseModel):
     def _usable_key(self) -> "CredentialSection":
         if not self.secret_key.strip():
             raise ValueError(f"secret_key of appid {self.appid} is empty: generate one")
-        if self.secret_key in KNOWN_EXAMPLE_KEYS:
-            raise ValueError(f"secret_key of appid {self.appid} is a published example key: generate one")
+        refuse_example_key(self.secret_key, f"appid {self.appid}")
         return self
 
 

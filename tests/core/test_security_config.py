@@ -42,6 +42,30 @@ def test_published_example_and_empty_keys_are_refused(tmp_path, key):
         hub_config.load(cfg)
 
 
+def test_an_edge_started_from_the_printed_example_refuses_its_published_hub_key(tmp_path):
+    # The example's [hub] key ("...") signed the edge's /edge/claim and cmd/verify (the local API and
+    # the commands default to the [hub] credentials): whoever read the example could claim a face.
+    example = subprocess.run([str(EDGE_VERIFIER), "config", "example", "edge"], capture_output=True, text=True,
+                             check=True).stdout
+    cfg = _private(tmp_path / "edge.toml", example.replace("/var/lib/edge-verifier", str(tmp_path)))
+    run = subprocess.run([str(EDGE_VERIFIER), "run", "--config", str(cfg)], capture_output=True, text=True,
+                         timeout=60)
+    assert run.returncode == 2, run.stderr[-2000:]
+    assert "[hub] appid 100001" in run.stderr and "published example key" in run.stderr
+
+
+@pytest.mark.parametrize("section", [
+    '[hub]\nurl = "https://hub"\nappid = "1"\nsecret_id = "AKID1"\nsecret_key = "{key}"\n',
+    '[[api.credentials]]\nappid = "2"\nsecret_id = "AKID2"\nsecret_key = "{key}"\n',
+], ids=["hub", "api"])
+@pytest.mark.parametrize("key", ["...", "change-me-32-random-characters--", "SecretKey"])
+def test_every_credential_of_the_edge_refuses_a_published_example_key(tmp_path, section, key):
+    cfg = _private(tmp_path / "edge.toml", section.format(key=key))
+    with pytest.raises(ConfigError, match="published example key") as refused:
+        edge_config.load(cfg)
+    assert key not in str(refused.value).replace("published example key", "")
+
+
 def test_a_hub_config_with_credentials_readable_by_others_is_refused(tmp_path):
     cfg = tmp_path / "hub.toml"
     cfg.write_text('[[credentials]]\nappid = "7"\nsecret_id = "AKIDseven"\n'
