@@ -206,7 +206,18 @@ class Verifier:
         self.replay = replay if replay is not None else ReplayCache()
 
     def check(self, header: str | bytes | None, now: float | None = None) -> Signature:
-        """The parsed signature if valid, else ApiError 4/5/10/11/12/14/9/13."""
+        """The parsed signature if valid, else ApiError 4/5/10/11/12/14/9/13; a single-use one
+        is used up (`verify` then `consume`)."""
+        now = time.time() if now is None else now
+        sig = self.verify(header, now)
+        self.consume(sig, now)
+        return sig
+
+    def verify(self, header: str | bytes | None, now: float | None = None) -> Signature:
+        """`check` without using up a single-use signature: a caller that checks more than the
+        signature (what it is bound to, the rest of the request) calls `consume` once all of
+        that passed, so a tampered copy it refuses does not burn the genuine request's
+        signature. ApiError 4/5/10/11/12/14/9."""
         now = time.time() if now is None else now
         sig = parse(header)
         if sig.appid not in self._appids:
@@ -225,8 +236,6 @@ class Verifier:
                 raise ApiError(errors.SIGNATURE_EXPIRED, "single-use signature without a resource (f)")
             if abs(now - sig.issued) > self.replay.window_s:
                 raise ApiError(errors.SIGNATURE_EXPIRED, "single-use signature issued too long ago")
-            # valid until issued + window, whatever the time of first use
-            self.replay.claim(sig.digest, now, valid_until=sig.issued + self.replay.window_s)
         else:
             if sig.expiry <= sig.issued or sig.expiry <= now:
                 raise ApiError(errors.SIGNATURE_EXPIRED)
@@ -234,3 +243,11 @@ class Verifier:
             if sig.expiry - int(now) > MAX_VALIDITY_S:
                 raise ApiError(errors.SIGNATURE_EXPIRED, "signature valid for more than three months")
         return sig
+
+    def consume(self, sig: Signature, now: float | None = None) -> None:
+        """Use up a single-use signature `verify` accepted (ApiError 13 if it was used before);
+        nothing for a multi-use one."""
+        if sig.single_use:
+            now = time.time() if now is None else now
+            # valid until issued + window, whatever the time of first use
+            self.replay.claim(sig.digest, now, valid_until=sig.issued + self.replay.window_s)

@@ -84,14 +84,22 @@ class CommandGate:
                 person_id = check_ident("person_id", payload.get("person_id"), ID_BYTES)
             except ApiError as exc:
                 raise _Refused("bad_person_id", f"code {exc.code}: {exc.message}") from None
+        _check_fields(payload)
         if self.mode == "signed":
+            # The whole command is checked before its single-use signature is used up: a copy
+            # sniffed and republished with another person_id (or any field off its schema) is
+            # refused without burning the signature of the genuine command still on its way.
             try:
-                sig = self.verifier.check(_text(payload.get("authorization")))
+                sig = self.verifier.verify(_text(payload.get("authorization")))
             except ApiError as exc:
                 raise _Refused("signature", f"code {exc.code}: {exc.message}") from None
             bound = "sync" if name == "sync" else f"verify:{person_id}"
             if not sig.single_use or sig.fields.get("f") != bound:
                 raise _Refused("signature", f"needs a single-use signature (e=0) with f={bound}")
+            try:
+                self.verifier.consume(sig)
+            except ApiError as exc:
+                raise _Refused("signature", f"code {exc.code}: {exc.message}") from None
         if not self.limiter.allow("mqtt"):
             raise _Refused("rate_limited", "too many commands")
         return person_id
@@ -109,6 +117,20 @@ class _Refused(Exception):
     def __init__(self, reason: str, detail: str):
         super().__init__(reason)
         self.reason, self.detail = reason, detail
+
+
+def _check_fields(payload: dict[str, Any]) -> None:
+    """The command's optional fields by their schema (edge/schemas/cmd-verify.schema.json):
+    checked before the signature is used up, like the rest of the command."""
+    timeout = payload.get("timeout_s")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))):
+        raise _Refused("bad_field", "timeout_s is not a number")
+    request_id = payload.get("request_id")
+    if request_id is not None and (not isinstance(request_id, str) or len(request_id) > ID_BYTES):
+        raise _Refused("bad_field", f"request_id is not a string of at most {ID_BYTES} characters")
+    auth = payload.get("authorization")
+    if auth is not None and not isinstance(auth, str):
+        raise _Refused("bad_field", "authorization is not a string")
 
 
 def _text(value: object) -> str | None:
