@@ -31,6 +31,8 @@ MAX_VALIDITY_S = 90 * 24 * 3600
 # The longest header we bother decoding: real ones are ~200 bytes; bounds work on junk input.
 MAX_HEADER_LEN = 4096
 REQUIRED = ("a", "k", "e", "t")
+# How far from its `t` a single-use signature is accepted by the API (hub and edge)
+SINGLE_USE_WINDOW_S = 3600
 
 
 @dataclass(frozen=True)
@@ -155,13 +157,23 @@ class ReplayCache:
     """Remembers each single-use signature until it could no longer be accepted anyway (its
     `t` plus `window_s`: a `t` set ahead keeps it longer), holding at most `capacity` of them.
 
+    `window_s` is how far from its `t` this consumer accepts a single-use signature; `keep_s`
+    (at least `window_s`) how long after its `t` it is remembered. A store shared by consumers
+    with different windows (the edge's commands, 60 s, and its local API, 1 h) needs every
+    consumer to keep its rows for the longest window of them all: a command's row dropped after
+    60 s let the API accept the same signature at 62 s.
+
     With a `store` (the hub's), the entries live in it and survive a restart; without one (the
     edge's local API) they are in memory. When full of still-valid entries the memory cache
     refuses new ones (code 107, fail-secure) rather than forgetting one that could be replayed.
     """
 
-    def __init__(self, window_s: int = 3600, capacity: int = 100_000, store: SignatureStore | None = None):
+    def __init__(self, window_s: int = SINGLE_USE_WINDOW_S, capacity: int = 100_000,
+                 store: SignatureStore | None = None, keep_s: int | None = None):
+        if keep_s is not None and keep_s < window_s:
+            raise ValueError("a single-use signature must be kept at least as long as it is accepted")
         self.window_s = window_s
+        self.keep_s = window_s if keep_s is None else keep_s
         self.capacity = capacity
         self.store = store
         self._seen: dict[bytes, float] = {}
@@ -249,5 +261,5 @@ class Verifier:
         nothing for a multi-use one."""
         if sig.single_use:
             now = time.time() if now is None else now
-            # valid until issued + window, whatever the time of first use
-            self.replay.claim(sig.digest, now, valid_until=sig.issued + self.replay.window_s)
+            # remembered until issued + keep_s (>= the window), whatever the time of first use
+            self.replay.claim(sig.digest, now, valid_until=sig.issued + self.replay.keep_s)

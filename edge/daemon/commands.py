@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from edge.api.ops import check_ident
 from edge.api.ratelimit import RateLimiter
@@ -36,8 +36,9 @@ LOG_EVERY_S = 10.0  # a flood of refused commands logs one line per reason per i
 class CommandGate:
     def __init__(self, mode: str, credentials: Iterable[Credential], *, rate_per_s: float, burst: int,
                  claims: Claims | None = None, syncer: Syncer | None = None,
-                 replay: ReplayCache | None = None):
+                 replay: ReplayCache | None = None, clock: Callable[[], float] = time.time):
         self.mode = mode
+        self.clock = clock  # the wall clock signatures' `t` is measured against (tests inject one)
         self.verifier = Verifier(credentials, replay or ReplayCache(window_s=MAX_AGE_S, capacity=10_000))
         self.limiter = RateLimiter(rate_per_s, burst)
         self.claims, self.syncer = claims, syncer
@@ -45,14 +46,16 @@ class CommandGate:
         self._logged_at: dict[str, float] = {}
 
     @classmethod
-    def from_settings(cls, s: EdgeSettings, claims: Claims, syncer: Syncer | None) -> CommandGate:
-        """Commands are checked against the local API's credentials."""
+    def from_settings(cls, s: EdgeSettings, claims: Claims, syncer: Syncer | None, *,
+                      clock: Callable[[], float] = time.time) -> CommandGate:
+        """Commands are checked against the local API's credentials; their signatures are
+        recorded in the table the local API uses (edge.daemon.signature_log)."""
         from edge.daemon.local_api import credentials
         from edge.daemon.signature_log import replay_cache
 
         return cls(s.mqtt.commands, credentials(s), rate_per_s=s.mqtt.commands_per_s,
                    burst=s.mqtt.commands_burst, claims=claims, syncer=syncer,
-                   replay=replay_cache(s.storage.path, MAX_AGE_S))
+                   replay=replay_cache(s.storage.path, MAX_AGE_S), clock=clock)
 
     def handle(self, name: str, payload: dict[str, Any]) -> bool:
         """Apply a command (paho's thread) if it is allowed; False (counted, logged at most
@@ -90,14 +93,15 @@ class CommandGate:
             # sniffed and republished with another person_id (or any field off its schema) is
             # refused without burning the signature of the genuine command still on its way.
             try:
-                sig = self.verifier.verify(_text(payload.get("authorization")))
+                now = self.clock()
+                sig = self.verifier.verify(_text(payload.get("authorization")), now)
             except ApiError as exc:
                 raise _Refused("signature", f"code {exc.code}: {exc.message}") from None
             bound = "sync" if name == "sync" else f"verify:{person_id}"
             if not sig.single_use or sig.fields.get("f") != bound:
                 raise _Refused("signature", f"needs a single-use signature (e=0) with f={bound}")
             try:
-                self.verifier.consume(sig)
+                self.verifier.consume(sig, now)
             except ApiError as exc:
                 raise _Refused("signature", f"code {exc.code}: {exc.message}") from None
         if not self.limiter.allow("mqtt"):
