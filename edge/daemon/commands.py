@@ -129,6 +129,10 @@ def _check_fields(payload: dict[str, Any]) -> None:
     timeout = payload.get("timeout_s")
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))):
         raise _Refused("bad_field", "timeout_s is not a number")
+    try:
+        float(timeout or 0)  # a 400-digit integer is valid JSON; float() of it (Claims.open) raises
+    except OverflowError:
+        raise _Refused("bad_field", "timeout_s is out of range") from None
     request_id = payload.get("request_id")
     if request_id is not None and (not isinstance(request_id, str) or len(request_id) > ID_BYTES):
         raise _Refused("bad_field", f"request_id is not a string of at most {ID_BYTES} characters")

@@ -85,6 +85,9 @@ def test_a_tampered_copy_of_a_command_does_not_burn_the_genuine_ones_signature(d
     _publish(pub, json.dumps({**genuine, "person_id": "mallory", "request_id": "tampered"}))
     _publish(pub, json.dumps({**genuine, "request_id": "tampered-timeout", "timeout_s": "forever"}))
     _publish(pub, json.dumps({**genuine, "request_id": ["tampered-type"]}))
+    # not covered by the signature, and once raised OverflowError in Claims.open after the
+    # signature was used up
+    _publish(pub, json.dumps({**genuine, "request_id": "tampered-huge", "timeout_s": 10**400}))
     _publish(pub, json.dumps(genuine))
     assert sub.wait_for(lambda: _claimed(sub, "genuine"), 20), "the genuine command was refused"
     assert not _claimed(sub, "tampered") and not _claimed(sub, "tampered-timeout")
