@@ -253,8 +253,8 @@ class MqttPublisher(Publisher):
         self.connected = False
         try:
             self.client.reconnect()
-        except OSError as exc:  # the loop retries with backoff
-            log.warning("mqtt reconnect failed (%s); the restarted loop retries", exc)
+        except Exception as exc:  # the restarted loop retries with backoff: restart it anyway
+            log.warning("mqtt reconnect failed (%s); the restarted loop retries", type(exc).__name__)
         self.client.loop_start()
 
     def loop_health(self) -> dict[str, Any]:
