@@ -31,6 +31,8 @@ MAX_VALIDITY_S = 90 * 24 * 3600
 # The longest header we bother decoding: real ones are ~200 bytes; bounds work on junk input.
 MAX_HEADER_LEN = 4096
 REQUIRED = ("a", "k", "e", "t")
+# How far from its `t` a single-use signature is accepted by the API (hub and edge)
+SINGLE_USE_WINDOW_S = 3600
 
 
 @dataclass(frozen=True)
@@ -155,13 +157,23 @@ class ReplayCache:
     """Remembers each single-use signature until it could no longer be accepted anyway (its
     `t` plus `window_s`: a `t` set ahead keeps it longer), holding at most `capacity` of them.
 
+    `window_s` is how far from its `t` this consumer accepts a single-use signature; `keep_s`
+    (at least `window_s`) how long after its `t` it is remembered. A store shared by consumers
+    with different windows (the edge's commands, 60 s, and its local API, 1 h) needs every
+    consumer to keep its rows for the longest window of them all: a command's row dropped after
+    60 s let the API accept the same signature at 62 s.
+
     With a `store` (the hub's), the entries live in it and survive a restart; without one (the
     edge's local API) they are in memory. When full of still-valid entries the memory cache
     refuses new ones (code 107, fail-secure) rather than forgetting one that could be replayed.
     """
 
-    def __init__(self, window_s: int = 3600, capacity: int = 100_000, store: SignatureStore | None = None):
+    def __init__(self, window_s: int = SINGLE_USE_WINDOW_S, capacity: int = 100_000,
+                 store: SignatureStore | None = None, keep_s: int | None = None):
+        if keep_s is not None and keep_s < window_s:
+            raise ValueError("a single-use signature must be kept at least as long as it is accepted")
         self.window_s = window_s
+        self.keep_s = window_s if keep_s is None else keep_s
         self.capacity = capacity
         self.store = store
         self._seen: dict[bytes, float] = {}
@@ -206,7 +218,18 @@ class Verifier:
         self.replay = replay if replay is not None else ReplayCache()
 
     def check(self, header: str | bytes | None, now: float | None = None) -> Signature:
-        """The parsed signature if valid, else ApiError 4/5/10/11/12/14/9/13."""
+        """The parsed signature if valid, else ApiError 4/5/10/11/12/14/9/13; a single-use one
+        is used up (`verify` then `consume`)."""
+        now = time.time() if now is None else now
+        sig = self.verify(header, now)
+        self.consume(sig, now)
+        return sig
+
+    def verify(self, header: str | bytes | None, now: float | None = None) -> Signature:
+        """`check` without using up a single-use signature: a caller that checks more than the
+        signature (what it is bound to, the rest of the request) calls `consume` once all of
+        that passed, so a tampered copy it refuses does not burn the genuine request's
+        signature. ApiError 4/5/10/11/12/14/9."""
         now = time.time() if now is None else now
         sig = parse(header)
         if sig.appid not in self._appids:
@@ -225,8 +248,6 @@ class Verifier:
                 raise ApiError(errors.SIGNATURE_EXPIRED, "single-use signature without a resource (f)")
             if abs(now - sig.issued) > self.replay.window_s:
                 raise ApiError(errors.SIGNATURE_EXPIRED, "single-use signature issued too long ago")
-            # valid until issued + window, whatever the time of first use
-            self.replay.claim(sig.digest, now, valid_until=sig.issued + self.replay.window_s)
         else:
             if sig.expiry <= sig.issued or sig.expiry <= now:
                 raise ApiError(errors.SIGNATURE_EXPIRED)
@@ -234,3 +255,11 @@ class Verifier:
             if sig.expiry - int(now) > MAX_VALIDITY_S:
                 raise ApiError(errors.SIGNATURE_EXPIRED, "signature valid for more than three months")
         return sig
+
+    def consume(self, sig: Signature, now: float | None = None) -> None:
+        """Use up a single-use signature `verify` accepted (ApiError 13 if it was used before);
+        nothing for a multi-use one."""
+        if sig.single_use:
+            now = time.time() if now is None else now
+            # remembered until issued + keep_s (>= the window), whatever the time of first use
+            self.replay.claim(sig.digest, now, valid_until=sig.issued + self.replay.keep_s)

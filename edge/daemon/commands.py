@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from edge.api.ops import check_ident
 from edge.api.ratelimit import RateLimiter
@@ -36,8 +36,9 @@ LOG_EVERY_S = 10.0  # a flood of refused commands logs one line per reason per i
 class CommandGate:
     def __init__(self, mode: str, credentials: Iterable[Credential], *, rate_per_s: float, burst: int,
                  claims: Claims | None = None, syncer: Syncer | None = None,
-                 replay: ReplayCache | None = None):
+                 replay: ReplayCache | None = None, clock: Callable[[], float] = time.time):
         self.mode = mode
+        self.clock = clock  # the wall clock signatures' `t` is measured against (tests inject one)
         self.verifier = Verifier(credentials, replay or ReplayCache(window_s=MAX_AGE_S, capacity=10_000))
         self.limiter = RateLimiter(rate_per_s, burst)
         self.claims, self.syncer = claims, syncer
@@ -45,14 +46,16 @@ class CommandGate:
         self._logged_at: dict[str, float] = {}
 
     @classmethod
-    def from_settings(cls, s: EdgeSettings, claims: Claims, syncer: Syncer | None) -> CommandGate:
-        """Commands are checked against the local API's credentials."""
+    def from_settings(cls, s: EdgeSettings, claims: Claims, syncer: Syncer | None, *,
+                      clock: Callable[[], float] = time.time) -> CommandGate:
+        """Commands are checked against the local API's credentials; their signatures are
+        recorded in the table the local API uses (edge.daemon.signature_log)."""
         from edge.daemon.local_api import credentials
         from edge.daemon.signature_log import replay_cache
 
         return cls(s.mqtt.commands, credentials(s), rate_per_s=s.mqtt.commands_per_s,
                    burst=s.mqtt.commands_burst, claims=claims, syncer=syncer,
-                   replay=replay_cache(s.storage.path, MAX_AGE_S))
+                   replay=replay_cache(s.storage.path, MAX_AGE_S), clock=clock)
 
     def handle(self, name: str, payload: dict[str, Any]) -> bool:
         """Apply a command (paho's thread) if it is allowed; False (counted, logged at most
@@ -84,14 +87,23 @@ class CommandGate:
                 person_id = check_ident("person_id", payload.get("person_id"), ID_BYTES)
             except ApiError as exc:
                 raise _Refused("bad_person_id", f"code {exc.code}: {exc.message}") from None
+        _check_fields(payload)
         if self.mode == "signed":
+            # The whole command is checked before its single-use signature is used up: a copy
+            # sniffed and republished with another person_id (or any field off its schema) is
+            # refused without burning the signature of the genuine command still on its way.
             try:
-                sig = self.verifier.check(_text(payload.get("authorization")))
+                now = self.clock()
+                sig = self.verifier.verify(_text(payload.get("authorization")), now)
             except ApiError as exc:
                 raise _Refused("signature", f"code {exc.code}: {exc.message}") from None
             bound = "sync" if name == "sync" else f"verify:{person_id}"
             if not sig.single_use or sig.fields.get("f") != bound:
                 raise _Refused("signature", f"needs a single-use signature (e=0) with f={bound}")
+            try:
+                self.verifier.consume(sig, now)
+            except ApiError as exc:
+                raise _Refused("signature", f"code {exc.code}: {exc.message}") from None
         if not self.limiter.allow("mqtt"):
             raise _Refused("rate_limited", "too many commands")
         return person_id
@@ -109,6 +121,24 @@ class _Refused(Exception):
     def __init__(self, reason: str, detail: str):
         super().__init__(reason)
         self.reason, self.detail = reason, detail
+
+
+def _check_fields(payload: dict[str, Any]) -> None:
+    """The command's optional fields by their schema (edge/schemas/cmd-verify.schema.json):
+    checked before the signature is used up, like the rest of the command."""
+    timeout = payload.get("timeout_s")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))):
+        raise _Refused("bad_field", "timeout_s is not a number")
+    try:
+        float(timeout or 0)  # a 400-digit integer is valid JSON; float() of it (Claims.open) raises
+    except OverflowError:
+        raise _Refused("bad_field", "timeout_s is out of range") from None
+    request_id = payload.get("request_id")
+    if request_id is not None and (not isinstance(request_id, str) or len(request_id) > ID_BYTES):
+        raise _Refused("bad_field", f"request_id is not a string of at most {ID_BYTES} characters")
+    auth = payload.get("authorization")
+    if auth is not None and not isinstance(auth, str):
+        raise _Refused("bad_field", "authorization is not a string")
 
 
 def _text(value: object) -> str | None:

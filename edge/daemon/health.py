@@ -3,7 +3,8 @@
 Built from a `DaemonSnapshot`, the values the daemon reads from its parts at one moment
 (edge.daemon.main.Daemon.snapshot), so this module knows the health rules and nothing of the
 parts: `degraded` when the camera is failing, the gallery cannot be synced (another embedder
-fingerprint), a helper thread has ended, or events cannot be written to disk.
+fingerprint), a helper thread has ended, events cannot be written to disk, or MQTT's network
+loop (commands, acknowledgements) has ended, is stuck or was restarted lately.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ class DaemonSnapshot:
     threads: Mapping[str, bool]  # helper thread name -> alive
     stopping: bool  # the daemon is stopping: its threads may end
     outbox_sender: bool | None  # the MQTT outbox sender thread alive; None with MQTT off
+    mqtt_loop: Mapping[str, Any] | None  # edge.daemon.mqtt.MqttPublisher.loop_health(); None with MQTT off
     mqtt_connected: bool
     outbox_depth: int
     outbox_rejected: int
@@ -52,12 +54,16 @@ def daemon_state(d: DaemonSnapshot) -> dict[str, Any]:
     if d.outbox_sender is not None:
         threads["mqtt-outbox"] = d.outbox_sender
     outbox = dict(d.outbox)
+    mqtt: dict[str, Any] = {"connected": d.mqtt_connected, "outbox_depth": d.outbox_depth,
+                            "outbox_rejected": d.outbox_rejected, "outbox": outbox}
+    if d.mqtt_loop is not None:
+        mqtt["loop"] = dict(d.mqtt_loop)
     ok = (cam["status"] in ("ok", "ended") and sync.get("status") != "fingerprint_mismatch"
-          and all(threads.values()) and outbox["writable"] and not outbox["held_in_memory"])
+          and all(threads.values()) and outbox["writable"] and not outbox["held_in_memory"]
+          and (d.mqtt_loop is None or d.mqtt_loop["status"] == "ok" or d.stopping))
     return {"status": "ok" if ok else "degraded", "device": d.device,
             "uptime_s": round(d.uptime_s, 1), "camera": cam,
-            "mqtt": {"connected": d.mqtt_connected, "outbox_depth": d.outbox_depth,
-                     "outbox_rejected": d.outbox_rejected, "outbox": outbox},
+            "mqtt": mqtt,
             "threads": threads,
             "cache": {"version": gallery.version, "faces": len(gallery),
                       "persons": len(gallery.person_ids)},

@@ -229,7 +229,10 @@ class Daemon:
             except Exception:  # the loop, not a timer, is what keeps the door working
                 log.exception("settling, claim expiry or state publication failed")
             if self._watchdog_s and now - last_ping >= self._watchdog_s:
-                notify("WATCHDOG=1")
+                # A network loop stuck in a callback cannot be restarted from here (a thread
+                # cannot be stopped): no more pings, and systemd restarts the daemon.
+                if self.events.loop_health()["status"] != "stuck":
+                    notify("WATCHDOG=1")
                 last_ping = now
 
     def _decided(self, c: Candidate, out: Outcome) -> None:
@@ -262,6 +265,7 @@ class Daemon:
             sync=dict(self.syncer.state) if self.syncer else {},
             threads={t.name: t.is_alive() for t in self.threads}, stopping=self.stop_event.is_set(),
             outbox_sender=events.sender_alive() if s.mqtt.enabled else None,
+            mqtt_loop=events.loop_health() if s.mqtt.enabled else None,
             mqtt_connected=events.connected, outbox_depth=events.outbox_depth(),
             outbox_rejected=events.outbox_rejected(), outbox=events.outbox_health(),
             gallery=self.gallery_ref, identify_groups=s.identify.groups,

@@ -19,8 +19,16 @@ earlier run, or beyond the live lane's memory) in id order. An accept leaving la
 A message may arrive twice (a PUBACK lost on its way back, a held event saved while in flight);
 consumers drop duplicates by `event_id`.
 
-Commands: retained messages (the broker replays them at every connect), oversized ones and
-payloads that are not a JSON object are dropped here, before any handler sees them.
+Commands: retained messages (the broker replays them at every connect), oversized ones,
+payloads nested deeper than MAX_JSON_DEPTH (a 4 KB `[[[...]]]` made json.loads raise
+RecursionError) and payloads that are not a JSON object are dropped here, before any handler
+sees them.
+
+paho's network thread carries every command and every PUBACK: if it ends, the door is deaf and
+its events pile up in the outbox. So every callback paho runs is guarded (an exception is
+logged by type and place, never with the payload, counted, and the loop goes on), and a
+supervisor thread restarts the network loop if it ends anyway and reports one stuck in a
+callback; `loop_health()` says which (health: `mqtt.loop`, degraded while it is not ok).
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ import queue
 import sqlite3
 import threading
 import time
+import traceback
 from collections import deque
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -48,6 +57,10 @@ log = logging.getLogger(__name__)
 
 CommandHandler = Callable[[str, dict[str, Any]], object]  # (name, payload); what it returns is not used
 MAX_COMMAND_BYTES = 4096  # the API's cap on a claim body
+MAX_JSON_DEPTH = 16  # a command is one flat object; json.loads recurses once per level
+SUPERVISE_EVERY_S = 1.0  # how often the supervisor looks at paho's network thread
+STUCK_AFTER_S = 20.0  # a callback running longer than this: the loop is stuck (WatchdogSec is 30)
+RESTARTED_SHOWN_S = 60.0  # health stays degraded this long after the loop was restarted
 LIVE_MAX = 1000  # events of this run remembered for the live lane (older ones wait their turn)
 
 
@@ -80,6 +93,16 @@ class MqttPublisher(Publisher):
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # The network loop's supervision (see loop_health).
+        self.handler_errors = 0
+        self.loop_restarts = 0
+        self.stuck_after_s = STUCK_AFTER_S
+        self.restarted_shown_s = RESTARTED_SHOWN_S
+        self._busy: tuple[str, float] | None = None  # (callback, monotonic start) while one runs
+        self._restarted_at: float | None = None
+        self._last_failure = ""
+        self._loop_started = False
+        self._supervisor: threading.Thread | None = None
         self.client = self._make_client()
 
     def topic(self, leaf: str) -> str:
@@ -102,11 +125,31 @@ class MqttPublisher(Publisher):
         client.reconnect_delay_set(min_delay=1, max_delay=max(1, int(s.reconnect_max_s)))
         # paho's own queue holds at most our window; the outbox holds the rest on disk.
         client.max_inflight_messages_set(20)
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
-        client.on_publish = self._on_publish
-        client.on_message = self._on_message
+        client.on_connect = self._guard("on_connect", self._on_connect)
+        client.on_disconnect = self._guard("on_disconnect", self._on_disconnect)
+        client.on_publish = self._guard("on_publish", self._on_publish)
+        client.on_message = self._guard("on_message", self._on_message)
         return client
+
+    def _guard(self, name: str, callback: Callable[..., None]) -> Callable[..., None]:
+        """`callback` as paho may call it on its network thread: an exception there used to end
+        that thread (paho re-raises it), silencing every later command. Logged by type and
+        place only (its text may quote the payload: a signature), counted, and survived."""
+        def guarded(*args: Any) -> None:
+            self._busy = (name, time.monotonic())
+            try:
+                callback(*args)
+            except Exception as exc:
+                self.handler_errors += 1
+                n = self.handler_errors
+                if n <= 3 or (n & (n - 1)) == 0:  # the first few, then at powers of two
+                    log.error("mqtt %s failed (%s at %s); the network loop goes on (%d so far)",
+                              name, type(exc).__name__, _where(exc), n)
+                if name == "on_message" and len(args) >= 3:
+                    self._drop_command(str(getattr(args[2], "topic", "")), "its handler failed")
+            finally:
+                self._busy = None
+        return guarded
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -114,8 +157,11 @@ class MqttPublisher(Publisher):
         # thread with backoff, so an unreachable broker never blocks or stops the daemon.
         self.client.connect_async(self.s.host, self.s.port, keepalive=self.s.keepalive)
         self.client.loop_start()
+        self._loop_started = True
         self._thread = threading.Thread(target=self._sender, name="mqtt-outbox", daemon=True)
         self._thread.start()
+        self._supervisor = threading.Thread(target=self._supervise, name="mqtt-supervisor", daemon=True)
+        self._supervisor.start()
 
     def stop(self, timeout: float = 3.0) -> None:
         """Flush what can be flushed within `timeout`, say `offline`, disconnect."""
@@ -127,6 +173,8 @@ class MqttPublisher(Publisher):
         self._wake.set()
         if self._thread:
             self._thread.join(timeout=2)
+        if self._supervisor:  # before disconnect: it must not restart the loop that ends now
+            self._supervisor.join(timeout=SUPERVISE_EVERY_S + 1)
         if self.connected:
             info = self.client.publish(self.topic("availability"), "offline", qos=1, retain=True)
             try:
@@ -175,6 +223,56 @@ class MqttPublisher(Publisher):
     def sender_alive(self) -> bool:
         """False once the outbox thread has ended while the publisher runs (reported in state)."""
         return self._thread is not None and (self._thread.is_alive() or self._stop.is_set())
+
+    # -- the network loop's supervision ---------------------------------------------------
+    def _loop_alive(self) -> bool:
+        # paho clears Client._thread when its network thread ends (loop_forever returned or
+        # raised); loop_start refuses to start a second one while it is set.
+        thread = getattr(self.client, "_thread", None)
+        return thread is not None and thread.is_alive()
+
+    def _supervise(self) -> None:
+        while not self._stop.wait(SUPERVISE_EVERY_S):
+            try:
+                if not self._loop_alive() and not self._stop.is_set():
+                    self._restart_loop()
+            except Exception as exc:  # the supervisor itself must not end quietly either
+                log.error("mqtt supervisor failed (%s at %s)", type(exc).__name__, _where(exc))
+
+    def _restart_loop(self) -> None:
+        self.loop_restarts += 1
+        self._last_failure = "paho's network loop ended"
+        self._restarted_at = time.monotonic()
+        self._busy = None
+        log.error("mqtt network loop ended: reconnecting and restarting it (restart %d)", self.loop_restarts)
+        if getattr(self.client, "_thread", None) is not None:  # ended, not yet cleared
+            self.client.loop_stop()
+        # On a fresh connection: the packet whose handling ended the thread is still in paho's
+        # input buffer, and the same loop would hand it to the same callback again. paho resends
+        # its unacknowledged events after the reconnect, as after any other.
+        self.connected = False
+        try:
+            self.client.reconnect()
+        except Exception as exc:  # the restarted loop retries with backoff: restart it anyway
+            log.warning("mqtt reconnect failed (%s); the restarted loop retries", type(exc).__name__)
+        self.client.loop_start()
+
+    def loop_health(self) -> dict[str, Any]:
+        """The network loop: `status` ok, dead (ended, a restart pending), stuck (a callback
+        running longer than `stuck_after_s`) or restarted (within `restarted_shown_s`); the
+        `reason` when not ok; restarts and handler failures since start."""
+        now = time.monotonic()
+        status, reason = "ok", ""
+        busy = self._busy
+        if self._loop_started and not self._stop.is_set() and not self._loop_alive():
+            status, reason = "dead", "paho's network loop has ended (commands and acknowledgements stopped)"
+        elif busy is not None and now - busy[1] > self.stuck_after_s:
+            status, reason = "stuck", f"paho's network loop stuck in {busy[0]} for {now - busy[1]:.0f} s"
+        elif self._restarted_at is not None and now - self._restarted_at < self.restarted_shown_s:
+            status = "restarted"
+            reason = f"{self._last_failure}: restarted {now - self._restarted_at:.0f} s ago"
+        return {"status": status, "reason": reason, "restarts": self.loop_restarts,
+                "handler_errors": self.handler_errors}
 
     # -- the sender thread: lanes and acknowledgements ---------------------------------------
     def _sender(self) -> None:
@@ -318,17 +416,19 @@ class MqttPublisher(Publisher):
             # for now, once. The size cap bounds the work before the JSON is even parsed.
             self._drop_command(msg.topic, f"retained or over {MAX_COMMAND_BYTES} bytes")
             return
+        if json_depth(msg.payload) > MAX_JSON_DEPTH:
+            # json.loads recurses once per level: 2,000 `[` raised RecursionError on this thread
+            self._drop_command(msg.topic, f"payload nested deeper than {MAX_JSON_DEPTH}")
+            return
         try:
             payload = json.loads(msg.payload or b"{}")
             if not isinstance(payload, dict):
                 raise ValueError("not an object")
-        except ValueError as exc:
-            self._drop_command(msg.topic, f"payload is not a JSON object ({exc})")
+        except (ValueError, RecursionError) as exc:
+            self._drop_command(msg.topic, f"payload is not a JSON object ({type(exc).__name__})")
             return
-        try:
-            self.on_command(leaf[4:], payload)
-        except Exception:  # a bad command must not kill paho's network thread
-            log.exception("command %r failed", msg.topic[:200])
+        # what on_command raises is caught (and counted) by _guard: the loop goes on
+        self.on_command(leaf[4:], payload)
 
     def _drop_command(self, topic: str, why: str) -> None:
         """Log a dropped command, but not every one of a flood (anyone on the broker can send)."""
@@ -340,3 +440,35 @@ class MqttPublisher(Publisher):
     def _publish_discovery(self) -> None:
         for topic, config in discovery.messages(self.s.ha_prefix, self.device_id, self.topic):
             self.client.publish(topic, config, qos=1, retain=True)
+
+
+def json_depth(data: bytes | bytearray) -> int:
+    """The deepest nesting of `[` and `{` in `data` outside JSON strings (not a validation:
+    json.loads does that, once this says it will not recurse too deep)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in data:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):  # ] }
+            depth -= 1
+    return deepest
+
+
+def _where(exc: BaseException) -> str:
+    """file:line where `exc` was raised: enough to find the bug, nothing of the data."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return "?"
+    last = frames[-1]
+    return f"{last.filename.rsplit('/', 1)[-1]}:{last.lineno}"

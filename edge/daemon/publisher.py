@@ -44,6 +44,10 @@ class Publisher(ABC):
     def sender_alive(self) -> bool:
         return True
 
+    def loop_health(self) -> dict[str, Any]:
+        """The transport's network loop (edge.daemon.mqtt.MqttPublisher.loop_health)."""
+        return {"status": "ok", "reason": "", "restarts": 0, "handler_errors": 0}
+
 
 class NullPublisher(Publisher):
     """MQTT disabled: decisions are only counted and logged."""

@@ -4,6 +4,10 @@ signed MQTT commands), in a SQLite file beside the outbox.
 Kept in memory, a daemon restart forgot them, so a request or command captured on the network
 could be played again just after a restart (a power cut at the door is enough). The hub keeps
 its record in its store; this is the same table for the edge's one process.
+
+The commands (60 s) and the local API (1 h) accept a single-use signature for different times
+around its `t`, and share this table: every row is kept for KEEP_S, the longest of them, so a
+signature one consumer took is refused by the other as long as that one would accept it.
 """
 
 from __future__ import annotations
@@ -14,10 +18,12 @@ from pathlib import Path
 
 from edge.core import errors
 from edge.core.errors import ApiError
-from edge.core.signature import ReplayCache
+from edge.core.signature import SINGLE_USE_WINDOW_S, ReplayCache
 from edge.core.sqlitedb import open_durable, transaction
 
 FILE_NAME = "signatures.db"
+# The longest window of the consumers of the table: the local API's (commands accept 60 s).
+KEEP_S = SINGLE_USE_WINDOW_S
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS used_signatures (key BLOB PRIMARY KEY, valid_until REAL NOT NULL);
@@ -51,6 +57,8 @@ class SignatureLog:
 
 def replay_cache(storage_dir: str | Path, window_s: int | None = None) -> ReplayCache:
     """A ReplayCache for the edge (the API's window unless `window_s`), remembered across
-    restarts in `storage_dir`."""
-    log = SignatureLog(Path(storage_dir) / FILE_NAME)
-    return ReplayCache(store=log) if window_s is None else ReplayCache(window_s=window_s, store=log)
+    restarts in `storage_dir`, each signature for KEEP_S after its `t` whatever `window_s`."""
+    window_s = SINGLE_USE_WINDOW_S if window_s is None else window_s
+    if window_s > KEEP_S:  # ReplayCache would refuse it too: say which constant to raise
+        raise ValueError(f"a window of {window_s} s needs signature_log.KEEP_S raised to it")
+    return ReplayCache(window_s=window_s, store=SignatureLog(Path(storage_dir) / FILE_NAME), keep_s=KEEP_S)

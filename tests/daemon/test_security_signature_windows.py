@@ -1,0 +1,90 @@
+"""Issue 24 (hardening, round two) item 2: the edge's MQTT commands and its local API share one
+table of used single-use signatures (signatures.db) but accept them for different times around
+their `t` (60 s, 1 h). A command's row used to be dropped after 60 s, and the local API then
+accepted the same signature at 62 s: "single-use", used twice.
+
+The gate and the API's verifier are built as the daemon builds them (CommandGate.from_settings,
+and Verifier(credentials, replay_cache(storage)) as edge.daemon.local_api does) on one real
+SQLite file; the wall clock is injected, so no test waits out the 60 s."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+
+import pytest
+
+from edge.core import errors
+from edge.core.signature import Verifier, sign
+from edge.daemon.claims import Claims
+from edge.daemon.commands import MAX_AGE_S, CommandGate
+from edge.daemon.config import load
+from edge.daemon.local_api import credentials
+from edge.daemon.signature_log import FILE_NAME, KEEP_S, replay_cache
+from tests.conftest import code_of, free_port
+from tests.support.broker import write_edge_config
+
+
+class NoHub:  # only its credentials matter: they sign the local API and the commands
+    url, appid, secret_id, secret_key = f"http://127.0.0.1:{free_port()}", "1000001", "AKIDwindows", "w" * 32
+
+
+class Clock:
+    def __init__(self, now: float):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def edge(tmp_path):
+    """(the command gate, the local API's verifier, the clock they read, the storage dir)."""
+    cfg = write_edge_config(tmp_path / "edge.toml", device="door-win", camera=f"files:{tmp_path}/none/*",
+                            broker=None, hub=NoHub, storage=tmp_path / "data", api_port=free_port())
+    s = load(cfg)
+    (tmp_path / "data").mkdir()
+    clock = Clock(time.time())
+    gate = CommandGate.from_settings(s, Claims(5.0), None, clock=clock)
+    api = Verifier(credentials(s), replay_cache(s.storage.path))  # as edge.daemon.local_api builds it
+    return gate, api, clock, tmp_path / "data"
+
+
+def _command(t: float, person_id: str = "bob") -> dict:
+    auth = sign(NoHub.appid, NoHub.secret_id, NoHub.secret_key, expiry=0, now=int(t), fileid=f"verify:{person_id}")
+    return {"person_id": person_id, "authorization": auth, "timeout_s": 0.5}
+
+
+def test_a_command_signature_is_refused_by_the_local_api_after_the_command_window(edge):
+    gate, api, clock, data = edge
+    t0 = clock.now
+    command = _command(t0)
+    assert gate.handle("verify", command) is True
+    clock.now = t0 + 30
+    assert gate.handle("verify", command) is False  # a replay within the command window
+    # 62 s later (past the command's 60 s, within the API's hour): the same signature on
+    # POST /edge/claim used to be accepted
+    assert code_of(api.check, command["authorization"], now=t0 + MAX_AGE_S + 2) == errors.REPLAY
+    assert code_of(api.check, command["authorization"], now=t0 + KEEP_S - 1) == errors.REPLAY
+    # and the row itself is kept for the API's window, across restarts (the file)
+    with sqlite3.connect(data / FILE_NAME) as db:
+        (valid_until,) = db.execute("SELECT valid_until FROM used_signatures").fetchone()
+    assert valid_until >= int(t0) + KEEP_S
+
+
+def test_an_api_signature_is_refused_by_the_commands_too(edge):
+    gate, api, clock, data = edge
+    t0 = clock.now
+    command = _command(t0, "carol")
+    api.check(command["authorization"], now=t0)
+    clock.now = t0 + 1
+    assert gate.handle("verify", command) is False
+    assert gate.refused == {"signature": 1}
+
+
+def test_every_consumer_keeps_a_signature_at_least_as_long_as_it_accepts_it(tmp_path):
+    for window in (MAX_AGE_S, None):
+        cache = replay_cache(tmp_path, window)
+        assert cache.keep_s == KEEP_S >= cache.window_s
+    with pytest.raises(ValueError):
+        replay_cache(tmp_path, KEEP_S + 1)
