@@ -7,6 +7,9 @@ sends its headers a byte at a time, is held forever (about 1,000 such sockets us
 
 - a header deadline: the request line and headers must arrive within `header_timeout_s` of the
   connection (or of the first byte of the next request on a kept-alive one);
+- a header size limit: the request line and headers may hold `MAX_HEADER_BYTES` (16 KiB) in
+  all, answered a short `431` and closed beyond (h11's own limit bounds only a block still
+  incomplete after a read: 80 KB of headers arriving at once were served);
 - a connection cap: past `max_connections` open connections a new one is closed at once, before
   it costs anything (uvicorn's own `limit_concurrency` only answers 503 once a request arrives,
   which a silent connection never sends);
@@ -32,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import re
 import socket
 import ssl
 import threading
@@ -49,6 +53,12 @@ log = logging.getLogger("edge.api.serving")
 
 # Request line plus headers: real SDK requests send under 1 KB.
 MAX_HEADER_BYTES = 16 * 1024
+# The blank line that ends a header block, as h11 finds it (bare LF line ends are accepted too).
+_HEADER_END = re.compile(rb"\n\r?\n")
+_TOO_LARGE = b"Request line and headers exceed 16 KiB.\n"
+HEADERS_TOO_LARGE_ANSWER = (b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+                            b"Content-Type: text/plain; charset=utf-8\r\n"
+                            b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(_TOO_LARGE), _TOO_LARGE))
 # What plain http sent to a TLS port gets (nginx answers its 497 so): short, fixed, no echo of
 # anything the client sent (no Host in a redirect), and no face API answer.
 _USE_HTTPS = b"This port serves HTTPS only: send the request to https:// instead of http://.\n"
@@ -130,6 +140,7 @@ class _Guard:
         self.capped = False
         self.refused = 0
         self.slow = _Throttled("dropped %d connection(s) that sent no complete request headers in time")
+        self.too_large = _Throttled("refused %d request(s) whose request line and headers exceeded 16 KiB")
 
 
 def _tls_context(listener: Listener) -> ssl.SSLContext:
@@ -234,7 +245,7 @@ class GuardedH11(H11Protocol):
         handshake.add_done_callback(functools.partial(self._tls_done, transport))
 
     def eof_received(self) -> bool | None:
-        if self._phase == "refuse":
+        if self._phase in ("refuse", "too_large"):
             return False  # the client has read the answer and closed: close too
         return super().eof_received()
 
@@ -253,7 +264,7 @@ class GuardedH11(H11Protocol):
             self.data_received(data)
 
     def data_received(self, data: bytes) -> None:
-        if self._phase == "refuse":  # the plain http request answered with 400: dropped
+        if self._phase in ("refuse", "too_large"):  # the request answered with 400 / 431: dropped
             return
         if self._early is not None:  # TLS is up but start_tls has not returned yet
             self._early.append(data)
@@ -264,6 +275,32 @@ class GuardedH11(H11Protocol):
         super().data_received(data)
         if self.conn.their_state is not h11.IDLE:
             self._cancel_header_timer()
+
+    def handle_events(self) -> None:
+        # h11 bounds only an *incomplete* header block (max_incomplete_event_size): a complete one
+        # of any size arriving in one read was parsed and served. Measure what h11 holds before it
+        # parses a request: here on every read, and after a response before a pipelined request.
+        if self.conn.their_state is h11.IDLE and self._header_block_too_large():
+            self._refuse_large_headers()
+            return
+        super().handle_events()
+
+    def _header_block_too_large(self) -> bool:
+        held, _ = self.conn.trailing_data  # at most one read past MAX_HEADER_BYTES while IDLE
+        if len(held) <= MAX_HEADER_BYTES:
+            return False  # complete and small enough, or still arriving (within the deadline)
+        return _HEADER_END.search(held, 0, MAX_HEADER_BYTES) is None
+
+    def _refuse_large_headers(self) -> None:
+        """A short 431 and close; like the plain-http refusal, later bytes are read and dropped
+        so the close does not reset the connection before the client reads the answer."""
+        self._phase = "too_large"
+        self.guard.too_large.hit()
+        self._cancel_header_timer()
+        self._header_timer = self.loop.call_later(min(2.0, self.guard.listener.header_timeout_s), self.transport.abort)
+        self.transport.write(HEADERS_TOO_LARGE_ANSWER)
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_header_timer()
