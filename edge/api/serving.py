@@ -13,6 +13,11 @@ sends its headers a byte at a time, is held forever (about 1,000 such sockets us
 - a connection cap: past `max_connections` open connections a new one is closed at once, before
   it costs anything (uvicorn's own `limit_concurrency` only answers 503 once a request arrives,
   which a silent connection never sends);
+- a share of that cap per client address: one address (an IPv6 /64) may hold at most
+  `address_share` of it, TLS handshakes included, so one host replacing its silent connections as
+  the deadline closes them can no longer hold the whole cap (1,000 silent connections from one
+  address left 0 of 12 requests from another answered); past its share a connection is closed
+  at accept, like one past the cap;
 - one log line per condition (cap reached / cleared, slow clients dropped per minute, and
   uvicorn's or asyncio's repeated warnings once a minute with a count), never one per connection.
 
@@ -34,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import ipaddress
 import logging
 import re
 import socket
@@ -77,10 +83,16 @@ class Listener:
     header_timeout_s: float = 10.0
     keepalive_timeout_s: float = 5.0
     max_connections: int = 1000
+    address_share: float = 0.25  # ListenerSettings.address_share
 
     @property
     def scheme(self) -> str:
         return "https" if self.tls_cert else "http"
+
+    @property
+    def max_per_address(self) -> int:
+        """Open connections (TLS handshakes included) one client address may hold."""
+        return max(1, int(self.max_connections * self.address_share))
 
 
 class ListenerSettings(BaseModel):
@@ -95,6 +107,10 @@ class ListenerSettings(BaseModel):
     keepalive_timeout_s: float = Field(5.0, gt=0, description="An idle kept-alive connection is closed after this.")
     max_connections: int = Field(1000, ge=1, description="Open connections at most; more are closed at once\n"
                                  "(keep it well below the unit's LimitNOFILE).")
+    address_share: float = Field(0.25, gt=0, le=1, description=(
+        "The fraction of max_connections one client address (an IPv6 /64) may hold, TLS\n"
+        "handshakes included; more are closed at once. Set 1 behind a reverse proxy on this host\n"
+        "(every connection then comes from the proxy's address)."))
 
     @model_validator(mode="after")
     def _tls_files(self) -> ListenerSettings:
@@ -109,7 +125,7 @@ class ListenerSettings(BaseModel):
 
     def listener(self) -> Listener:
         return Listener(self.host, self.port, self.tls_cert, self.tls_key, self.header_timeout_s,
-                        self.keepalive_timeout_s, self.max_connections)
+                        self.keepalive_timeout_s, self.max_connections, self.address_share)
 
 
 class _Throttled:
@@ -121,11 +137,11 @@ class _Throttled:
         self.count = 0
         self._last = float("-inf")
 
-    def hit(self) -> None:
+    def hit(self, *args: object) -> None:
         self.count += 1
         now = time.monotonic()
         if now - self._last >= self.every_s:
-            log.warning(self.message, self.count)
+            log.warning(self.message, self.count, *args)
             self._last = now
             self.count = 0
 
@@ -141,6 +157,24 @@ class _Guard:
         self.refused = 0
         self.slow = _Throttled("dropped %d connection(s) that sent no complete request headers in time")
         self.too_large = _Throttled("refused %d request(s) whose request line and headers exceeded 16 KiB")
+        self.per_address: dict[str, int] = {}  # client address (IPv6: its /64) -> open connections
+        self.over_share = _Throttled("refused %d connection(s) from an address holding its share of the "
+                                     "connection cap (latest: %s)")
+
+
+def _address_key(transport: asyncio.BaseTransport) -> str:
+    """Whom a connection counts against: its IPv4 address, or its IPv6 /64 (one host's prefix)."""
+    peer = transport.get_extra_info("peername")
+    host = peer[0] if isinstance(peer, tuple) and peer else ""
+    if ":" not in host:
+        return host
+    try:
+        address = ipaddress.IPv6Address(host.split("%", 1)[0])
+    except ValueError:
+        return host
+    if address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(ipaddress.IPv6Network((address, 64), strict=False))
 
 
 def _tls_context(listener: Listener) -> ssl.SSLContext:
@@ -160,11 +194,14 @@ class GuardedH11(H11Protocol):
         self._early: list[bytes] | None = None  # request bytes that arrived before the TLS handshake returned
         self._phase = ""  # TLS only: "sniff" (first byte awaited), "tls", "refuse" (plain http)
         self._sniffer: socket.socket | None = None
+        self._address: str | None = None  # counted in guard.per_address until released
         guard = self.guard
         if guard.tls is not None:
             transport.pause_reading()  # nothing reaches h11 before the handshake
             self.transport = transport
             if self._over_cap(len(self.connections) + guard.handshaking + 1, transport):
+                return
+            if self._over_share(transport):
                 return
             guard.handshaking += 1  # until the handshake ends, or the connection if refused
             self._early = []
@@ -180,10 +217,37 @@ class GuardedH11(H11Protocol):
                 self._stop_sniffing()
                 self._start_tls(transport)
             return
-        super().connection_made(transport)
-        if self._over_cap(len(self.connections), transport):
+        # refused before uvicorn counts it: a burst of refused connections, not yet lost, would
+        # otherwise fill `self.connections` and refuse the next client's too
+        self.transport = transport
+        if self._over_cap(len(self.connections) + 1, transport) or self._over_share(transport):
             return
+        super().connection_made(transport)
         self._arm_header_timer()
+
+    def _over_share(self, transport: asyncio.Transport) -> bool:
+        """Count the connection against its address; close it at once past the address's share."""
+        guard = self.guard
+        key = _address_key(transport)
+        held = guard.per_address.get(key, 0)
+        if held >= guard.listener.max_per_address:
+            guard.over_share.hit(key)
+            transport.abort()
+            return True
+        guard.per_address[key] = held + 1
+        self._address = key
+        return False
+
+    def _release_address(self) -> None:
+        """Uncount the connection (once, whichever way it ends)."""
+        key, self._address = self._address, None
+        if key is None:
+            return
+        held = self.guard.per_address.get(key, 0) - 1
+        if held > 0:
+            self.guard.per_address[key] = held
+        else:
+            self.guard.per_address.pop(key, None)
 
     def _over_cap(self, open_connections: int, transport: asyncio.Transport) -> bool:
         guard = self.guard
@@ -256,6 +320,7 @@ class GuardedH11(H11Protocol):
             # a failed or timed-out handshake is a client's problem: no log line per connection
             self._cancel_header_timer()
             self._early = None
+            self._release_address()
             plain.abort()
             return
         early, self._early = self._early or [], None
@@ -304,6 +369,7 @@ class GuardedH11(H11Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_header_timer()
+        self._release_address()
         if self._phase in ("sniff", "refuse"):  # never handed to TLS: h11 never saw it either
             self._stop_sniffing()
             self._phase = ""

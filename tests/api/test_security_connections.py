@@ -23,6 +23,7 @@ CAP = 6
 def guarded_hub(tmp_path_factory, models_dir):
     with start_hub(tmp_path_factory.mktemp("conn"), server={
         "header_timeout_s": HEADER_TIMEOUT_S, "keepalive_timeout_s": 1, "max_connections": CAP,
+        "address_share": 1.0,  # these tests hold the whole cap from one address
     }) as hub:
         yield hub
 
@@ -49,7 +50,7 @@ def _health_ok(hub) -> bool:
 def guarded_tls_hub(tmp_path_factory, tls_files, models_dir):
     with start_hub(tmp_path_factory.mktemp("conn-tls"), server={
         "tls_cert": str(tls_files.cert), "tls_key": str(tls_files.key),
-        "header_timeout_s": HEADER_TIMEOUT_S, "max_connections": CAP,
+        "header_timeout_s": HEADER_TIMEOUT_S, "max_connections": CAP, "address_share": 1.0,
     }) as hub:
         yield hub
 
