@@ -226,3 +226,21 @@ def test_a_large_header_block_pipelined_behind_a_request_is_refused(guarded_hub)
     answer = _answer_to(guarded_hub, first + second)
     assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
     assert answer.count(b"HTTP/1.1 ") == 2 and b"HTTP/1.1 431 " in answer, answer[-300:]
+
+
+def test_a_complete_80_kb_header_block_over_tls_is_refused_431(guarded_tls_hub, tls_files):
+    import ssl
+
+    context = ssl.create_default_context(cafile=str(tls_files.ca))
+    request = b"GET /health HTTP/1.1\r\nHost: hub\r\n" + b"X-A: b\r\n" * 10_000 + b"Connection: close\r\n\r\n"
+    time.sleep(0.3)  # the previous tests' sockets are closed on the server side
+    answer = b""
+    with socket.create_connection(_address(guarded_tls_hub), timeout=5) as raw:
+        with context.wrap_socket(raw, server_hostname="127.0.0.1") as sock:
+            try:
+                sock.sendall(request)
+                while chunk := sock.recv(65536):
+                    answer += chunk
+            except (OSError, ssl.SSLError):
+                pass
+    assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
