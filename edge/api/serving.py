@@ -7,9 +7,17 @@ sends its headers a byte at a time, is held forever (about 1,000 such sockets us
 
 - a header deadline: the request line and headers must arrive within `header_timeout_s` of the
   connection (or of the first byte of the next request on a kept-alive one);
+- a header size limit: the request line and headers may hold `MAX_HEADER_BYTES` (16 KiB) in
+  all, answered a short `431` and closed beyond (h11's own limit bounds only a block still
+  incomplete after a read: 80 KB of headers arriving at once were served);
 - a connection cap: past `max_connections` open connections a new one is closed at once, before
   it costs anything (uvicorn's own `limit_concurrency` only answers 503 once a request arrives,
   which a silent connection never sends);
+- a share of that cap per client address: one address (an IPv6 /64) may hold at most
+  `address_share` of it, TLS handshakes included, so one host replacing its silent connections as
+  the deadline closes them can no longer hold the whole cap (1,000 silent connections from one
+  address left 0 of 12 requests from another answered); past its share a connection is closed
+  at accept, like one past the cap;
 - one log line per condition (cap reached / cleared, slow clients dropped per minute, and
   uvicorn's or asyncio's repeated warnings once a minute with a count), never one per connection.
 
@@ -31,7 +39,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import ipaddress
 import logging
+import re
 import socket
 import ssl
 import threading
@@ -49,6 +59,12 @@ log = logging.getLogger("edge.api.serving")
 
 # Request line plus headers: real SDK requests send under 1 KB.
 MAX_HEADER_BYTES = 16 * 1024
+# The blank line that ends a header block, as h11 finds it (bare LF line ends are accepted too).
+_HEADER_END = re.compile(rb"\n\r?\n")
+_TOO_LARGE = b"Request line and headers exceed 16 KiB.\n"
+HEADERS_TOO_LARGE_ANSWER = (b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+                            b"Content-Type: text/plain; charset=utf-8\r\n"
+                            b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(_TOO_LARGE), _TOO_LARGE))
 # What plain http sent to a TLS port gets (nginx answers its 497 so): short, fixed, no echo of
 # anything the client sent (no Host in a redirect), and no face API answer.
 _USE_HTTPS = b"This port serves HTTPS only: send the request to https:// instead of http://.\n"
@@ -67,10 +83,16 @@ class Listener:
     header_timeout_s: float = 10.0
     keepalive_timeout_s: float = 5.0
     max_connections: int = 1000
+    address_share: float = 0.25  # ListenerSettings.address_share
 
     @property
     def scheme(self) -> str:
         return "https" if self.tls_cert else "http"
+
+    @property
+    def max_per_address(self) -> int:
+        """Open connections (TLS handshakes included) one client address may hold."""
+        return max(1, int(self.max_connections * self.address_share))
 
 
 class ListenerSettings(BaseModel):
@@ -85,6 +107,10 @@ class ListenerSettings(BaseModel):
     keepalive_timeout_s: float = Field(5.0, gt=0, description="An idle kept-alive connection is closed after this.")
     max_connections: int = Field(1000, ge=1, description="Open connections at most; more are closed at once\n"
                                  "(keep it well below the unit's LimitNOFILE).")
+    address_share: float = Field(0.25, gt=0, le=1, description=(
+        "The fraction of max_connections one client address (an IPv6 /64) may hold, TLS\n"
+        "handshakes included; more are closed at once. Set 1 behind a reverse proxy on this host\n"
+        "(every connection then comes from the proxy's address)."))
 
     @model_validator(mode="after")
     def _tls_files(self) -> ListenerSettings:
@@ -99,7 +125,7 @@ class ListenerSettings(BaseModel):
 
     def listener(self) -> Listener:
         return Listener(self.host, self.port, self.tls_cert, self.tls_key, self.header_timeout_s,
-                        self.keepalive_timeout_s, self.max_connections)
+                        self.keepalive_timeout_s, self.max_connections, self.address_share)
 
 
 class _Throttled:
@@ -111,11 +137,11 @@ class _Throttled:
         self.count = 0
         self._last = float("-inf")
 
-    def hit(self) -> None:
+    def hit(self, *args: object) -> None:
         self.count += 1
         now = time.monotonic()
         if now - self._last >= self.every_s:
-            log.warning(self.message, self.count)
+            log.warning(self.message, self.count, *args)
             self._last = now
             self.count = 0
 
@@ -130,6 +156,25 @@ class _Guard:
         self.capped = False
         self.refused = 0
         self.slow = _Throttled("dropped %d connection(s) that sent no complete request headers in time")
+        self.too_large = _Throttled("refused %d request(s) whose request line and headers exceeded 16 KiB")
+        self.per_address: dict[str, int] = {}  # client address (IPv6: its /64) -> open connections
+        self.over_share = _Throttled("refused %d connection(s) from an address holding its share of the "
+                                     "connection cap (latest: %s)")
+
+
+def _address_key(transport: asyncio.BaseTransport) -> str:
+    """Whom a connection counts against: its IPv4 address, or its IPv6 /64 (one host's prefix)."""
+    peer = transport.get_extra_info("peername")
+    host = peer[0] if isinstance(peer, tuple) and peer else ""
+    if ":" not in host:
+        return host
+    try:
+        address = ipaddress.IPv6Address(host.split("%", 1)[0])
+    except ValueError:
+        return host
+    if address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(ipaddress.IPv6Network((address, 64), strict=False))
 
 
 def _tls_context(listener: Listener) -> ssl.SSLContext:
@@ -149,11 +194,14 @@ class GuardedH11(H11Protocol):
         self._early: list[bytes] | None = None  # request bytes that arrived before the TLS handshake returned
         self._phase = ""  # TLS only: "sniff" (first byte awaited), "tls", "refuse" (plain http)
         self._sniffer: socket.socket | None = None
+        self._address: str | None = None  # counted in guard.per_address until released
         guard = self.guard
         if guard.tls is not None:
             transport.pause_reading()  # nothing reaches h11 before the handshake
             self.transport = transport
             if self._over_cap(len(self.connections) + guard.handshaking + 1, transport):
+                return
+            if self._over_share(transport):
                 return
             guard.handshaking += 1  # until the handshake ends, or the connection if refused
             self._early = []
@@ -169,10 +217,37 @@ class GuardedH11(H11Protocol):
                 self._stop_sniffing()
                 self._start_tls(transport)
             return
-        super().connection_made(transport)
-        if self._over_cap(len(self.connections), transport):
+        # refused before uvicorn counts it: a burst of refused connections, not yet lost, would
+        # otherwise fill `self.connections` and refuse the next client's too
+        self.transport = transport
+        if self._over_cap(len(self.connections) + 1, transport) or self._over_share(transport):
             return
+        super().connection_made(transport)
         self._arm_header_timer()
+
+    def _over_share(self, transport: asyncio.Transport) -> bool:
+        """Count the connection against its address; close it at once past the address's share."""
+        guard = self.guard
+        key = _address_key(transport)
+        held = guard.per_address.get(key, 0)
+        if held >= guard.listener.max_per_address:
+            guard.over_share.hit(key)
+            transport.abort()
+            return True
+        guard.per_address[key] = held + 1
+        self._address = key
+        return False
+
+    def _release_address(self) -> None:
+        """Uncount the connection (once, whichever way it ends)."""
+        key, self._address = self._address, None
+        if key is None:
+            return
+        held = self.guard.per_address.get(key, 0) - 1
+        if held > 0:
+            self.guard.per_address[key] = held
+        else:
+            self.guard.per_address.pop(key, None)
 
     def _over_cap(self, open_connections: int, transport: asyncio.Transport) -> bool:
         guard = self.guard
@@ -234,7 +309,7 @@ class GuardedH11(H11Protocol):
         handshake.add_done_callback(functools.partial(self._tls_done, transport))
 
     def eof_received(self) -> bool | None:
-        if self._phase == "refuse":
+        if self._phase in ("refuse", "too_large"):
             return False  # the client has read the answer and closed: close too
         return super().eof_received()
 
@@ -245,6 +320,7 @@ class GuardedH11(H11Protocol):
             # a failed or timed-out handshake is a client's problem: no log line per connection
             self._cancel_header_timer()
             self._early = None
+            self._release_address()
             plain.abort()
             return
         early, self._early = self._early or [], None
@@ -253,7 +329,7 @@ class GuardedH11(H11Protocol):
             self.data_received(data)
 
     def data_received(self, data: bytes) -> None:
-        if self._phase == "refuse":  # the plain http request answered with 400: dropped
+        if self._phase in ("refuse", "too_large"):  # the request answered with 400 / 431: dropped
             return
         if self._early is not None:  # TLS is up but start_tls has not returned yet
             self._early.append(data)
@@ -265,8 +341,35 @@ class GuardedH11(H11Protocol):
         if self.conn.their_state is not h11.IDLE:
             self._cancel_header_timer()
 
+    def handle_events(self) -> None:
+        # h11 bounds only an *incomplete* header block (max_incomplete_event_size): a complete one
+        # of any size arriving in one read was parsed and served. Measure what h11 holds before it
+        # parses a request: here on every read, and after a response before a pipelined request.
+        if self.conn.their_state is h11.IDLE and self._header_block_too_large():
+            self._refuse_large_headers()
+            return
+        super().handle_events()
+
+    def _header_block_too_large(self) -> bool:
+        held, _ = self.conn.trailing_data  # at most one read past MAX_HEADER_BYTES while IDLE
+        if len(held) <= MAX_HEADER_BYTES:
+            return False  # complete and small enough, or still arriving (within the deadline)
+        return _HEADER_END.search(held, 0, MAX_HEADER_BYTES) is None
+
+    def _refuse_large_headers(self) -> None:
+        """A short 431 and close; like the plain-http refusal, later bytes are read and dropped
+        so the close does not reset the connection before the client reads the answer."""
+        self._phase = "too_large"
+        self.guard.too_large.hit()
+        self._cancel_header_timer()
+        self._header_timer = self.loop.call_later(min(2.0, self.guard.listener.header_timeout_s), self.transport.abort)
+        self.transport.write(HEADERS_TOO_LARGE_ANSWER)
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_header_timer()
+        self._release_address()
         if self._phase in ("sniff", "refuse"):  # never handed to TLS: h11 never saw it either
             self._stop_sniffing()
             self._phase = ""

@@ -35,8 +35,10 @@ from edge.core.errors import (
 # 40 megapixels: above any camera frame or phone photo we expect, far below what would let
 # one request take gigabytes (a 20000x20000 RGB image needs 1.2 GB decoded).
 MAX_PIXELS = 40_000_000
-# What one decode may allocate: a 40-megapixel 8-bit colour image. 16-bit or progressive images
-# get half the pixels (their samples cost two bytes while decoding).
+# What one decoded image may hold: a 40-megapixel 8-bit colour image. 16-bit or progressive images
+# get half the pixels (their samples cost two bytes while decoding). cv2.imdecode briefly holds a
+# second copy of its output (measured: +224 MB peak for a 39 MP image, colour or grey), so a slot
+# costs about twice this at its peak (docs/security.md, "Limits", with the measuring command).
 MAX_DECODED_BYTES = MAX_PIXELS * 3
 # Progressive JPEGs from cameras and encoders use about 10 scans (libjpeg's default script: 10,
 # mozjpeg's: up to ~ 20); each one is a full pass over the image.

@@ -23,6 +23,7 @@ CAP = 6
 def guarded_hub(tmp_path_factory, models_dir):
     with start_hub(tmp_path_factory.mktemp("conn"), server={
         "header_timeout_s": HEADER_TIMEOUT_S, "keepalive_timeout_s": 1, "max_connections": CAP,
+        "address_share": 1.0,  # these tests hold the whole cap from one address
     }) as hub:
         yield hub
 
@@ -49,7 +50,7 @@ def _health_ok(hub) -> bool:
 def guarded_tls_hub(tmp_path_factory, tls_files, models_dir):
     with start_hub(tmp_path_factory.mktemp("conn-tls"), server={
         "tls_cert": str(tls_files.cert), "tls_key": str(tls_files.key),
-        "header_timeout_s": HEADER_TIMEOUT_S, "max_connections": CAP,
+        "header_timeout_s": HEADER_TIMEOUT_S, "max_connections": CAP, "address_share": 1.0,
     }) as hub:
         yield hub
 
@@ -177,3 +178,69 @@ def _send_garbage(hub, times: int) -> None:
                     pass
             except OSError:
                 pass
+
+
+def _answer_to(hub, request: bytes) -> bytes:
+    """Send `request` in one write and read until the server closes (every read has a deadline)."""
+    with socket.create_connection(_address(hub), timeout=5) as sock:
+        try:
+            sock.sendall(request)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        answer = b""
+        try:
+            while chunk := sock.recv(65536):
+                answer += chunk
+        except (ConnectionResetError, TimeoutError):
+            pass
+    return answer
+
+
+def test_a_complete_80_kb_header_block_is_refused_431(guarded_hub, caplog):
+    """10,000 header lines (80 KB) arriving at once were parsed and answered 200: h11's
+    max_incomplete_event_size bounds only a header block still incomplete after a read."""
+    caplog.set_level(logging.WARNING, logger="edge.api.serving")
+    request = b"GET /health HTTP/1.1\r\nHost: hub\r\n" + b"X-A: b\r\n" * 10_000 + b"Connection: close\r\n\r\n"
+    assert len(request) > 80_000
+    answer = _answer_to(guarded_hub, request)
+    assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
+    assert b"16 KiB" in answer
+    assert any("exceeded 16 KiB" in r.getMessage() for r in caplog.records)
+    assert _health_ok(guarded_hub)  # one refused request, the hub serves on
+
+
+def test_a_header_block_just_under_16_kib_is_served(guarded_hub):
+    from edge.api.serving import MAX_HEADER_BYTES
+
+    head = b"GET /health HTTP/1.1\r\nHost: hub\r\nConnection: close\r\n"
+    pad = MAX_HEADER_BYTES - len(head) - len(b"X-Pad: \r\n\r\n") - 16
+    request = head + b"X-Pad: " + b"p" * pad + b"\r\n\r\n"
+    assert MAX_HEADER_BYTES - 32 < len(request) < MAX_HEADER_BYTES
+    assert _answer_to(guarded_hub, request).startswith(b"HTTP/1.1 200"), "a 16 KiB header block must be served"
+
+
+def test_a_large_header_block_pipelined_behind_a_request_is_refused(guarded_hub):
+    """The second request of one write reaches h11's parser only after the first is answered."""
+    first = b"GET /health HTTP/1.1\r\nHost: hub\r\n\r\n"
+    second = b"GET /health HTTP/1.1\r\nHost: hub\r\n" + b"X-A: b\r\n" * 10_000 + b"Connection: close\r\n\r\n"
+    answer = _answer_to(guarded_hub, first + second)
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+    assert answer.count(b"HTTP/1.1 ") == 2 and b"HTTP/1.1 431 " in answer, answer[-300:]
+
+
+def test_a_complete_80_kb_header_block_over_tls_is_refused_431(guarded_tls_hub, tls_files):
+    import ssl
+
+    context = ssl.create_default_context(cafile=str(tls_files.ca))
+    request = b"GET /health HTTP/1.1\r\nHost: hub\r\n" + b"X-A: b\r\n" * 10_000 + b"Connection: close\r\n\r\n"
+    time.sleep(0.3)  # the previous tests' sockets are closed on the server side
+    answer = b""
+    with socket.create_connection(_address(guarded_tls_hub), timeout=5) as raw:
+        with context.wrap_socket(raw, server_hostname="127.0.0.1") as sock:
+            try:
+                sock.sendall(request)
+                while chunk := sock.recv(65536):
+                    answer += chunk
+            except (OSError, ssl.SSLError):
+                pass
+    assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]

@@ -87,7 +87,8 @@ def test_refused_plain_http_connections_leave_the_connection_cap_free(tmp_path, 
     when it closes: after many of them (and silent ones dropped at the deadline), TLS clients
     still get in under a cap of 3."""
     with start_hub(tmp_path, server={"tls_cert": str(tls_files.cert), "tls_key": str(tls_files.key),
-                                     "max_connections": 3, "header_timeout_s": 1}) as hub:
+                                     "max_connections": 3, "header_timeout_s": 1,
+                                     "address_share": 1.0}) as hub:
         for _ in range(12):
             assert _plain_http_to(hub.url, b"GET /health HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 400 ")
         port = int(hub.url.rsplit(":", 1)[1])
