@@ -213,6 +213,8 @@ class Verifier:
         self._by_secret_id: dict[str, Credential] = {}
         self._appids: set[str] = set()
         for cred in credentials:
+            if not cred.secret_key.strip():
+                continue  # anyone can compute an HMAC under an empty key: it authenticates no one
             self._by_secret_id[cred.secret_id] = cred
             self._appids.add(cred.appid)
         self.replay = replay if replay is not None else ReplayCache()

@@ -8,8 +8,12 @@ import threading
 import time
 
 import httpx
+import pytest
 
-from edge.core.signature import sign
+from edge.core.errors import ApiError
+from edge.core.signature import Verifier, sign
+from edge.daemon.config import EdgeSettings
+from edge.daemon.local_api import credentials
 from edge.daemon.priority import CameraFirst
 from tests.conftest import free_port
 from tests.support.broker import DaemonProc, write_edge_config
@@ -73,3 +77,13 @@ def test_the_api_waits_for_the_cameras_frame_in_progress_and_runs_one_inference_
     assert entered[0] == "camera done"
     first, second = entered[1][0], entered[3][0]
     assert entered[1:] == [f"{first} in", f"{first} out", f"{second} in", f"{second} out"]
+
+
+def test_an_edge_whose_hub_key_is_empty_accepts_no_signature_made_with_the_empty_key():
+    # [hub] appid set and secret_key left empty (a config not finished): the local API and the
+    # commands default to the [hub] credentials, and an HMAC under the empty key is anyone's.
+    settings = EdgeSettings(hub={"url": "https://hub.example.org", "appid": "100001", "secret_id": "AKID1"})
+    verifier = Verifier(credentials(settings))
+    forged = sign("100001", "AKID1", "", expiry=int(time.time()) + 60)
+    with pytest.raises(ApiError):
+        verifier.check(forged)

@@ -23,6 +23,10 @@ def test_the_printed_example_config_is_complete_and_loads():
     values = tomllib.loads(proc.stdout)
     for section in ("device", "camera", "identify", "verify", "policy", "mqtt", "hub", "api", "storage", "vision"):
         assert section in values
+    # Its [hub] key is a placeholder anyone has read: refused until one is generated.
+    with pytest.raises(ValueError, match="published example key"):
+        EdgeSettings(**values)
+    values["hub"]["secret_key"] = "a-generated-key-0123456789abcdef"
     settings = EdgeSettings(**values)
     assert settings.policy.offline == "deny" and settings.mqtt.include_face_image is False
 
@@ -141,7 +145,9 @@ def test_the_shipped_watchdog_outlasts_the_slowest_loop_turn_of_the_example_conf
     unit = (Path(__file__).parent.parent.parent / "systemd" / "edge-verifier.service").read_text()
     watchdog_s = float(next(line.split("=", 1)[1] for line in unit.splitlines()
                             if line.startswith("WatchdogSec=")))
-    settings = EdgeSettings(**tomllib.loads(example_toml()))
+    values = tomllib.loads(example_toml())
+    values["hub"]["secret_key"] = "a-generated-key-0123456789abcdef"  # the example's is refused
+    settings = EdgeSettings(**values)
     settings.hub.url = settings.hub.url or "http://hub.invalid"
     # Every face of a frame asked of a slow hub, with all retries: still one ping in time.
     assert worst_loop_turn_s(settings) < watchdog_s
