@@ -25,6 +25,8 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("bench", "liveness"): ("edge.bench.liveness",
                            "presentation-attack detection: APCER per attack type, BPCER, DET plot"),
     ("bench", "door"): ("edge.bench.door", "open-set identification at a door on LFW: FPIR, FNIR, DET plot"),
+    ("bench", "decode-memory"): ("edge.bench.decode_memory",
+                                 "peak RSS of a hub under concurrent detects of one large image"),
     ("bench", "daemon"): ("edge.bench.daemon", "frame-to-event latency, fps, RSS and cold start of the daemon"),
     ("bench", "arch"): ("edge.bench.arch", "decision drift of an emulated Raspberry Pi (qemu cortex-a72) against x86"),
     ("bench", "pi-first-accept"): ("edge.bench.pi_first_accept",

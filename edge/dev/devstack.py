@@ -147,8 +147,10 @@ class HubProc:
     """`edge-verifier hub` in a subprocess on a free loopback port, with a SQLite store in
     `workdir` and one freshly generated credential."""
 
-    def __init__(self, workdir: Path, *, models_dir: Path | None = None, log_level: str = "warning"):
+    def __init__(self, workdir: Path, *, models_dir: Path | None = None, log_level: str = "warning",
+                 sections: dict | None = None):
         self.workdir = Path(workdir)
+        self.sections = sections or {}  # more config sections, e.g. {"limits": {"rate_per_s": 0}}
         self.port = free_port()
         self.url = f"http://{LOOPBACK}:{self.port}"
         self.appid = "100001"
@@ -167,7 +169,8 @@ class HubProc:
                 "storage": {"path": str(self.workdir / "hub.sqlite3")},
                 "credentials": [{"appid": self.appid, "secret_id": self.secret_id,
                                  "secret_key": self.secret_key}],
-                "vision": {"models_dir": str(self.models_dir)} if self.models_dir else {}}
+                "vision": {"models_dir": str(self.models_dir)} if self.models_dir else {},
+                **self.sections}
 
     def start(self, timeout: float = 60) -> HubProc:
         cfg = write_toml(self.workdir / "hub.toml", self.config(), private=True)
