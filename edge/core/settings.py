@@ -80,6 +80,13 @@ def refuse_example_key(secret_key: str, whose: str) -> None:
         raise ValueError(f"secret_key of {whose} is a published example key: generate one")
 
 
+def require_usable_key(secret_key: str, whose: str) -> None:
+    """`refuse_example_key`, and an empty key refused too: an HMAC under it is anyone's."""
+    if not secret_key.strip():
+        raise ValueError(f"secret_key of {whose} is empty: generate one")
+    refuse_example_key(secret_key, whose)
+
+
 class ThresholdOverrides(BaseModel):
     """Moves the decision thresholds calibrated for the role's model pack ([vision] precision)."""
 

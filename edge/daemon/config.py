@@ -13,7 +13,14 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, model_validator
 
 from edge.api.serving import ListenerSettings
-from edge.core.settings import DecidingRole, ThresholdOverrides, load_settings, refuse_example_key, render_example
+from edge.core.settings import (
+    DecidingRole,
+    ThresholdOverrides,
+    load_settings,
+    refuse_example_key,
+    render_example,
+    require_usable_key,
+)
 from edge.vision.packs import Pack
 
 
@@ -149,9 +156,7 @@ class ApiCredential(BaseModel):
 
     @model_validator(mode="after")
     def _usable_key(self) -> "ApiCredential":
-        if not self.secret_key.strip():
-            raise ValueError(f"secret_key of [api] credentials appid {self.appid} is empty: generate one")
-        refuse_example_key(self.secret_key, f"[api] credentials appid {self.appid}")
+        require_usable_key(self.secret_key, f"[api] credentials appid {self.appid}")
         return self
 
 

@@ -20,9 +20,9 @@ from edge.core.settings import (
     ThresholdOverrides,
     load_settings,
     read_toml,
-    refuse_example_key,
     render_example,
     require_private,
+    require_usable_key,
 )
 from edge.core.signature import Credential
 from edge.hub.face_crops import read_crop_key
@@ -66,9 +66,7 @@ class CredentialSection(BaseModel):
 
     @model_validator(mode="after")
     def _usable_key(self) -> "CredentialSection":
-        if not self.secret_key.strip():
-            raise ValueError(f"secret_key of appid {self.appid} is empty: generate one")
-        refuse_example_key(self.secret_key, f"appid {self.appid}")
+        require_usable_key(self.secret_key, f"appid {self.appid}")
         return self
 
 

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from tests.support.hub import closed_within, start_hub
+from tests.support.hub import answer_to, closed_within, start_hub
 
 HEADER_TIMEOUT_S = 1.0
 CAP = 6
@@ -181,19 +181,7 @@ def _send_garbage(hub, times: int) -> None:
 
 
 def _answer_to(hub, request: bytes) -> bytes:
-    """Send `request` in one write and read until the server closes (every read has a deadline)."""
-    with socket.create_connection(_address(hub), timeout=5) as sock:
-        try:
-            sock.sendall(request)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-        answer = b""
-        try:
-            while chunk := sock.recv(65536):
-                answer += chunk
-        except (ConnectionResetError, TimeoutError):
-            pass
-    return answer
+    return answer_to(_address(hub), request, timeout=5)
 
 
 def test_a_complete_80_kb_header_block_is_refused_431(guarded_hub, caplog):

@@ -15,7 +15,7 @@ import pytest
 from edge.api.client import CloudClient, CloudUnavailable
 from tests.conftest import free_port, wait_until
 from tests.support.broker import DaemonProc, write_edge_config
-from tests.support.hub import start_hub
+from tests.support.hub import answer_to, start_hub
 from tests.support.tls import issue
 
 
@@ -50,16 +50,7 @@ def test_a_hub_certificate_from_another_ca_is_refused(tmp_path, tls_files, model
 
 
 def _plain_http_to(url: str, request: bytes) -> bytes:
-    port = int(url.rsplit(":", 1)[1])
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(request)
-        answer = b""
-        try:
-            while chunk := sock.recv(4096):
-                answer += chunk
-        except (ConnectionResetError, TimeoutError):
-            pass
-    return answer
+    return answer_to(("127.0.0.1", int(url.rsplit(":", 1)[1])), request)
 
 
 @pytest.mark.parametrize("request_bytes", [

@@ -183,6 +183,23 @@ def sdk_files(fields: dict, images: dict[str, bytes] | None = None) -> list:
     return parts
 
 
+def answer_to(address: tuple[str, int], request: bytes, timeout: float = 10) -> bytes:
+    """Send raw `request` in one write and read until the server closes (every read has a
+    deadline; a reset or a refusal mid-request ends the answer)."""
+    with socket.create_connection(address, timeout=timeout) as sock:
+        try:
+            sock.sendall(request)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        answer = b""
+        try:
+            while chunk := sock.recv(65536):
+                answer += chunk
+        except (ConnectionResetError, TimeoutError):
+            pass
+    return answer
+
+
 def closed_within(sock: socket.socket, seconds: float) -> bool:
     """True if the server closes (or resets) the connection within `seconds`."""
     sock.settimeout(seconds)
