@@ -88,8 +88,11 @@ def create_app(
             return envelope(code=errors.INVALID_PARAMETER, message=f"no such endpoint /{area}/{op}")
         data: dict | None = None
         try:
+            sig = verifier.verify(request.headers.get("authorization"))
+            if sig.for_a_command:  # a sniffed cmd/verify must not open the hub or the edge's API
+                raise ApiError(errors.SIGNATURE_INVALID, "signature made for an MQTT command, not this API")
             # off the event loop: a single-use signature is claimed in the store (fsync, round trip)
-            sig = await run_in_threadpool(verifier.check, request.headers.get("authorization"))
+            await run_in_threadpool(verifier.consume, sig)
             if limiter_blocks:  # the database's bucket: a round trip, off the event loop
                 allowed = await run_in_threadpool(limiter.allow, sig.appid)
             else:

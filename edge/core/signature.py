@@ -100,10 +100,26 @@ class Signature:
     def single_use(self) -> bool:
         return self.expiry == 0
 
+    @property
+    def for_a_command(self) -> bool:
+        """A single-use signature made for an MQTT command (`command_purpose`): good for that
+        command only, never for an HTTP request."""
+        return self.single_use and is_command_purpose(self.fields.get("f", ""))
+
     def check_appid(self, body_appid: str) -> None:
         """Code 6 when the body's appid is not the one that was signed."""
         if body_appid != self.appid:
             raise ApiError(errors.APPID_MISMATCH, "appid in the signature does not match the request's appid")
+
+
+def command_purpose(name: str, person_id: str | None = None) -> str:
+    """The `f` a single-use signature of an MQTT command carries: `sync`, or `verify:<person_id>`
+    (the claim it opens). The HTTP APIs refuse signatures bound so, whatever their endpoint."""
+    return "sync" if name == "sync" else f"verify:{person_id}"
+
+
+def is_command_purpose(f: str) -> bool:
+    return f == "sync" or f.startswith("verify:")
 
 
 def parse(header: str | bytes | None) -> Signature:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 from edge.api.ops import check_ident
 from edge.api.ratelimit import RateLimiter
 from edge.core.errors import ApiError
-from edge.core.signature import Credential, ReplayCache, Verifier
+from edge.core.signature import Credential, ReplayCache, Verifier, command_purpose
 
 if TYPE_CHECKING:
     from edge.daemon.claims import Claims
@@ -97,7 +97,7 @@ class CommandGate:
                 sig = self.verifier.verify(_text(payload.get("authorization")), now)
             except ApiError as exc:
                 raise _Refused("signature", f"code {exc.code}: {exc.message}") from None
-            bound = "sync" if name == "sync" else f"verify:{person_id}"
+            bound = command_purpose(name, person_id)
             if not sig.single_use or sig.fields.get("f") != bound:
                 raise _Refused("signature", f"needs a single-use signature (e=0) with f={bound}")
             try:
@@ -150,6 +150,6 @@ def signed_command(name: str, appid: str, secret_id: str, secret_key: str, *,
     """The payload of a signed command, as a badge reader would publish it on cmd/<name>."""
     from edge.core.signature import sign
 
-    bound = "sync" if name == "sync" else f"verify:{person_id}"
+    bound = command_purpose(name, person_id)
     auth = sign(appid, secret_id, secret_key, expiry=0, fileid=bound)
     return {**({"person_id": person_id} if name == "verify" else {}), **fields, "authorization": auth}

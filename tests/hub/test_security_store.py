@@ -44,6 +44,30 @@ def test_a_single_use_signature_cannot_be_replayed_after_a_hub_restart(tmp_path,
     assert answers == [0, errors.REPLAY]
 
 
+def test_a_sniffed_door_command_signature_does_not_open_the_hub(tmp_path, models_dir, photos):
+    """By default a door's badge reader signs cmd/verify with the [hub] tenant key: a broker client
+    that read one replayed its authorization on the hub and enrolled itself (newperson -> 0)."""
+    from edge.daemon.commands import signed_command
+    from edge.hub.server import build_app
+
+    key, other = secrets.token_hex(16), secrets.token_hex(16)
+    sniffed = signed_command("verify", APPID, SECRET_ID, key, person_id="alice")["authorization"]
+    port = free_port()
+    app, store = build_app(hub_settings(tmp_path / "hub.sqlite3", port, key, other))
+    try:
+        with serve_app(app, port):
+            hub = HubServer(f"http://127.0.0.1:{port}", APPID, SECRET_ID, key, tmp_path / "hub.sqlite3")
+            image = base64.b64encode(photos("Ben_Afflek", "train_1")).decode()
+            enrol = {"appid": APPID, "person_id": "intruder", "group_ids": ["door"], "image": image}
+            refused = post(hub, "newperson", json=enrol, authorization=sniffed)
+            assert refused["code"] == errors.SIGNATURE_INVALID, refused
+            assert "MQTT command" in refused["message"]
+            assert post(hub, "getinfo", json={"appid": APPID, "person_id": "intruder"})["code"] != 0  # never enrolled
+            assert post(hub, "newperson", json=enrol)["code"] == 0  # the hub's own signature still enrols
+    finally:
+        store.close()
+
+
 @pytest.mark.parametrize("persistent", [False, True])
 def test_a_single_use_signature_with_t_ahead_is_remembered_as_long_as_it_is_valid(tmp_path, persistent):
     store = SqliteStore(tmp_path / "s.sqlite3") if persistent else None
