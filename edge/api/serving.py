@@ -61,15 +61,21 @@ log = logging.getLogger("edge.api.serving")
 MAX_HEADER_BYTES = 16 * 1024
 # The blank line that ends a header block, as h11 finds it (bare LF line ends are accepted too).
 _HEADER_END = re.compile(rb"\n\r?\n")
-_TOO_LARGE = b"Request line and headers exceed 16 KiB.\n"
-HEADERS_TOO_LARGE_ANSWER = (b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
-                            b"Content-Type: text/plain; charset=utf-8\r\n"
-                            b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(_TOO_LARGE), _TOO_LARGE))
+
+
+def _plain_answer(status: bytes, text: bytes) -> bytes:
+    """A complete short text/plain response that closes the connection: the refusals made
+    before any request reaches the app, fixed bytes with no echo of what the client sent."""
+    return (b"HTTP/1.1 %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (status, len(text), text))
+
+
+HEADERS_TOO_LARGE_ANSWER = _plain_answer(b"431 Request Header Fields Too Large",
+                                         b"Request line and headers exceed 16 KiB.\n")
 # What plain http sent to a TLS port gets (nginx answers its 497 so): short, fixed, no echo of
 # anything the client sent (no Host in a redirect), and no face API answer.
-_USE_HTTPS = b"This port serves HTTPS only: send the request to https:// instead of http://.\n"
-PLAIN_HTTP_ANSWER = (b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n"
-                     b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(_USE_HTTPS), _USE_HTTPS))
+PLAIN_HTTP_ANSWER = _plain_answer(b"400 Bad Request",
+                                  b"This port serves HTTPS only: send the request to https:// instead of http://.\n")
 
 
 @dataclass(frozen=True)
@@ -290,14 +296,18 @@ class GuardedH11(H11Protocol):
                 self._sniffer = None
 
     def _refuse_plain_http(self, transport: asyncio.Transport) -> None:
-        """A short 400 telling the client to use https, as nginx's 497 does; the request is read
-        and dropped (closing on unread bytes would reset the connection before the client reads
-        the answer), and the connection closes once the client does, or after a short linger."""
-        self._phase = "refuse"
+        """A short 400 telling the client to use https, as nginx's 497 does."""
+        transport.resume_reading()  # paused for the handshake: the request is read and dropped
+        self._answer_and_close(transport, "refuse", PLAIN_HTTP_ANSWER)
+
+    def _answer_and_close(self, transport: asyncio.Transport, phase: str, answer: bytes) -> None:
+        """Send a fixed refusal and close. Later bytes are read and dropped (`phase`): closing on
+        unread bytes would reset the connection before the client reads the answer; the connection
+        closes once the client does, or after a short linger."""
+        self._phase = phase
         self._cancel_header_timer()
         self._header_timer = self.loop.call_later(min(2.0, self.guard.listener.header_timeout_s), transport.abort)
-        transport.resume_reading()
-        transport.write(PLAIN_HTTP_ANSWER)
+        transport.write(answer)
         if transport.can_write_eof():
             transport.write_eof()
 
@@ -357,15 +367,9 @@ class GuardedH11(H11Protocol):
         return _HEADER_END.search(held, 0, MAX_HEADER_BYTES) is None
 
     def _refuse_large_headers(self) -> None:
-        """A short 431 and close; like the plain-http refusal, later bytes are read and dropped
-        so the close does not reset the connection before the client reads the answer."""
-        self._phase = "too_large"
+        """A short 431 and close."""
         self.guard.too_large.hit()
-        self._cancel_header_timer()
-        self._header_timer = self.loop.call_later(min(2.0, self.guard.listener.header_timeout_s), self.transport.abort)
-        self.transport.write(HEADERS_TOO_LARGE_ANSWER)
-        if self.transport.can_write_eof():
-            self.transport.write_eof()
+        self._answer_and_close(self.transport, "too_large", HEADERS_TOO_LARGE_ANSWER)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_header_timer()
