@@ -129,12 +129,11 @@ def _from_json(body: bytes) -> Params:
 
 def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
     """A JSON object, or 21 for a key given twice (`json` would keep the last one silently)."""
-    out = dict(pairs)
-    if len(out) != len(pairs):
-        seen: set[str] = set()
-        twice = next(k for k, _ in pairs if k in seen or seen.add(k))
-        name = _unicode("field name", twice) if isinstance(twice, str) else twice
-        raise ApiError(errors.INVALID_PARAMETER, f"{name[:100]} sent more than once")
+    out: dict[str, object] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ApiError(errors.INVALID_PARAMETER, f"{_unicode('field name', key)[:100]} sent more than once")
+        out[key] = value
     return out
 
 
