@@ -56,9 +56,9 @@ def test_prelu_runs_fused_on_uint8_codes_with_the_same_result(tmp_path):
     assert numpy_helper.to_array(bound).dtype == np.uint8
 
     # Same numbers up to rounding: cosine to the plainly quantized model, and no further from fp32
-    # than it. How far int8 itself is from fp32 depends on the CPU: x86 without VNNI adds u8 x s8
-    # pairs in saturating int16 (0.89 here on an AVX2-only EPYC, above 0.98 with VNNI), so a fixed
-    # bound against fp32 would test the machine rather than the rewrite.
+    # than it. How far int8 itself is from fp32 depends on the CPU ONNX Runtime runs on: x86
+    # without VNNI adds u8 x s8 pairs in saturating int16 (cosine 0.89 on AVX2-only x86, above 0.98
+    # with VNNI or on ARM), so a fixed bound against fp32 would test the machine, not the rewrite.
     for x in (rng.normal(size=(1, 3, 16, 16)).astype(np.float32) for _ in range(5)):
         reference, quantized, ours = (run_graph(g, x).ravel() for g in (source, plain, rewritten))
         cos = lambda a, b: float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))  # noqa: E731
