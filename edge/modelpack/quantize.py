@@ -30,11 +30,12 @@ from typing import Callable, Iterable
 import numpy as np
 import onnx
 
+PERCENTILE = 99.999  # of the calibration activations, each side: the range of a tensor
 RECIPE = {
     "format": "QDQ",
     "weights": "int8 per-channel",
     "activations": "uint8",
-    "calibration": "percentile 99.999",
+    "calibration": f"percentile {PERCENTILE}",
     "calibration_batch": 16,
     "ranges": "the committed calibration table (models calibrate); no calibration inference at build time",
     "prelu": "Min/Mul/Add (prelu.py) on uint8 codes: Min, depthwise QLinearConv, QLinearAdd (int8_prelu.py)",
@@ -99,8 +100,6 @@ def _histograms_in_batches(size: int):
 
 
 # What quantize_static is called with (build 9 called it so, with a calibration reader).
-QUANT_FORMAT = "QDQ"
-PERCENTILE = 99.999
 EXTRA_OPTIONS = {"CalibPercentile": PERCENTILE, "CalibMovingAverage": False}
 
 
