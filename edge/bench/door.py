@@ -33,10 +33,26 @@ import numpy as np
 from edge.vision.packs import PACKS
 
 FALLBACKS = ("off", "hub", "hub-fp32")
+WITHHELD = ("step_closer", "face_the_camera")
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--data", type=Path, default=None, help="LFW folder (default ../shared/faces/lfw)")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="identity-labelled folder, one sub-folder per person (default ../shared/faces/lfw; "
+                        "e.g. ../shared/faces/cfp)")
+    parser.add_argument("--degrade", default=None,
+                        help="present probes as a door sees them, drawn per photo: size=LO:HI (face box px), "
+                        "blur=LO:HI (sigma px), rotate=LO:HI (degrees); results split by condition band")
+    parser.add_argument("--identities", type=int, default=None,
+                        help="draw this many persons of the folder at random (a shorter run)")
+    parser.add_argument("--bands", action="store_true",
+                        help="split results by condition band (implied by --degrade and --identities)")
+    parser.add_argument("--conditions", default="shipped",
+                        help="band margins and door limits applied: shipped (edge.core.false_admit), none "
+                             "(today's single threshold), or a JSON file with {\"margins\": {...}, \"limits\": {...}} "
+                             "(e.g. the `fitted` entry of another set's run: cross-set); comma-separated: side by side")
+    parser.add_argument("--pairs", type=int, default=20_000_000,
+                        help="at most this many 1:1 probe x photo pairs for the per-band tails")
     parser.add_argument("--models-dir", type=Path, default=None)
     parser.add_argument("--precision", choices=["both", *PACKS], default="both",
                         help="both: int8 and fp32 packs (default)")
@@ -135,8 +151,11 @@ class InProcessHub:
 
 
 def run_door(emb: np.ndarray, enrolled: dict[str, np.ndarray], mated, non_mated, thresholds,
-             fallback: str, rule: str, hub_emb: np.ndarray | None, progress: _Progress | None = None) -> dict:
-    """Decide every approach of one door with the daemon's code; counts and rank-1 scores."""
+             fallback: str, rule: str, hub_emb: np.ndarray | None, progress: _Progress | None = None,
+             probe: np.ndarray | None = None, conditions: list | None = None) -> dict:
+    """Decide every approach of one door with the daemon's code; counts and rank-1 scores.
+    With `probe`, approaches are scored on those embeddings (a door's view of the photo) while
+    the gallery enrols `emb`; `conditions` (per row) are what the quality gate measured."""
     from edge.core.matcher import Enrolled, Gallery
     from edge.daemon.decide import Decider
     from edge.daemon.evidence import decide_approach
@@ -148,28 +167,42 @@ def run_door(emb: np.ndarray, enrolled: dict[str, np.ndarray], mated, non_mated,
         hub = InProcessHub(enrolled, emb if fallback == "hub" else hub_emb, thresholds)
     decider = Decider(hub, offline="deny", cloud_fallback=hub is not None, identify_fallback=hub is not None)
 
+    seen = emb if probe is None else probe
+
     def approach(rows):
-        out = decide_approach(lambda v: decider.identify(gallery, v, ["door"]), emb[rows], rule)
+        frames = iter(rows)  # decide_approach scores the frames in order: their conditions follow
+
+        def one(v):
+            r = int(next(frames))
+            return decider.identify(gallery, v, ["door"], condition=None if conditions is None else conditions[r])
+
+        out = decide_approach(one, seen[rows], rule)
         out = decider.settle(out, lambda: ",".join(str(int(r)) for r in rows).encode())
         if progress:
             progress.step()
         return out
 
-    fp = sum(approach(rows).decision == "accept" for rows in non_mated)
+    nm_out = [approach(rows) for rows in non_mated]
+    nm_admit = np.array([o.decision == "accept" for o in nm_out], bool)
+    nm_withheld = np.array([o.reason in WITHHELD for o in nm_out], bool)
+    fp = int(nm_admit.sum())
     fn = mis = 0
+    m_ok, m_withheld = [], []
     for person, rows in mated:
         out = approach(rows)
         if out.decision != "accept" or out.person_id != person:
             fn += 1
         if out.decision == "accept" and out.person_id != person:
             mis += 1
+        m_ok.append(out.decision == "accept" and out.person_id == person)
+        m_withheld.append(out.reason in WITHHELD)
     # Rank-1 scores for the DET sweep, of the approach's fused embedding.
     persons = list(enrolled)
     starts = np.cumsum([0] + [len(enrolled[p]) for p in persons[:-1]])
     gmat = np.stack([emb[r] for p in persons for r in enrolled[p]])  # each person's faces together
 
     def fused(rows_list):
-        v = np.stack([emb[rows].sum(axis=0) for rows in rows_list])
+        v = np.stack([seen[rows].sum(axis=0) for rows in rows_list])
         return v / np.linalg.norm(v, axis=1, keepdims=True)
 
     def per_person_max(v):
@@ -182,7 +215,9 @@ def run_door(emb: np.ndarray, enrolled: dict[str, np.ndarray], mated, non_mated,
     mated_score = np.where(top == truth, mm[np.arange(len(mated)), truth], -2.0)  # wrong rank 1: a miss
     return {"non_mated": len(non_mated), "mated": len(mated), "false_admits": int(fp), "misses": fn,
             "misidentified": mis, "threshold": gallery.identify_threshold(), "faces": len(gallery),
-            "hub_asked": hub.asked if hub else 0, "_nm": nm, "_mated": mated_score}
+            "hub_asked": hub.asked if hub else 0, "_nm": nm, "_mated": mated_score,
+            "_nm_admit": nm_admit, "_nm_withheld": nm_withheld, "_m_ok": np.array(m_ok, bool),
+            "_m_withheld": np.array(m_withheld, bool)}
 
 
 def fnir_at_fpir(non_mated_top: np.ndarray, mated_score: np.ndarray, fpir: float) -> float | None:
@@ -213,6 +248,10 @@ def run(args) -> int:
         print(f"edge-verifier bench door: error: {data} not found (pass --data or set EDGE_VERIFIER_SHARED)",
               file=sys.stderr)
         return 2
+    if args.degrade or args.identities or args.bands:
+        from edge.bench.door_wild import run_wild
+
+        return run_wild(args, data)
     fallbacks = [f.strip() for f in args.fallback.split(",") if f.strip()]
     if any(f not in FALLBACKS for f in fallbacks):
         print(f"edge-verifier bench door: error: --fallback takes {', '.join(FALLBACKS)}", file=sys.stderr)

@@ -41,6 +41,31 @@ IMPOSTOR_TAILS: dict[str, tuple[tuple[float, float], ...]] = {
 }
 
 
+# Issue 25: the tables above are LFW's, faces of 100+ px, mostly frontal. Smaller, blurred or
+# turned faces have a heavier impostor tail. Per condition band (edge.core.conditions), the cosine
+# added to both accept thresholds (1:1 and identify) so that the band's impostor tail holds the
+# configured rate: the largest of the margins fitted on LFW and on CFP degraded as a door sees them
+# (`edge-verifier bench door --data DIR --degrade ...`, docs/benchmarks.md "Identify in the wild"),
+# measured on the int8 pack and applied to every pack (never negative: no threshold falls below
+# today's). Bands not listed need none.
+BAND_MARGINS: dict[str, dict[str, float]] = {
+    "int8": {},
+}
+# Beyond these the door withholds its decision and asks the person to act: faces smaller than
+# `min_size` px (box, shorter side) -> step_closer; turned more than `max_turn` degrees (yaw or
+# pitch) -> face_the_camera. Set where no margin could hold the rate without losing members.
+DOOR_LIMITS: dict[str, float] = {}
+
+
+def band_margins(pack: str) -> dict[str, float]:
+    """The condition margins applied to `pack` (the int8 pack's where the pack has none)."""
+    return dict(BAND_MARGINS.get(pack) or BAND_MARGINS["int8"])
+
+
+def door_limits() -> dict[str, float]:
+    return dict(DOOR_LIMITS)
+
+
 def per_pair_far(false_admit_rate: float, faces: int) -> float:
     """The per-pair FAR at which a search of `faces` faces admits a stranger at the given rate."""
     if faces <= 1:

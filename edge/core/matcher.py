@@ -17,11 +17,14 @@ person" keep working.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 import numpy as np
 
 from edge.core.domain import Decision
+
+if TYPE_CHECKING:
+    from edge.core.conditions import Condition, Judgement
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,11 @@ class Thresholds:
     # no rate, identify accepts at `accept` like a claim
     pack: str = ""
     false_admit_rate: float | None = None
+    # The condition a face was seen in (edge.core.conditions): per band, the cosine added to both
+    # accept thresholds ({"size:0-64": 0.03, ...} as pairs, so that Thresholds stays hashable), and
+    # the limits beyond which the door withholds its decision ({"min_size": px, "max_turn": deg}).
+    band_margins: tuple[tuple[str, float], ...] = ()
+    limits: tuple[tuple[str, float], ...] = ()
 
     def decide(self, score: float, accept: float | None = None) -> Decision:
         if score >= (self.accept if accept is None else accept):
@@ -46,6 +54,12 @@ class Thresholds:
         if score < self.reject:
             return Decision.REJECT
         return Decision.UNCERTAIN
+
+    def judge(self, condition: Condition | None) -> Judgement:
+        """What the door does with a face seen in `condition` (edge.core.conditions.judge)."""
+        from edge.core.conditions import judge
+
+        return judge(condition, dict(self.band_margins), dict(self.limits))
 
     def identify_accept(self, faces: int) -> float:
         """Identify's accept threshold when `faces` enrolled faces are searched."""
@@ -77,13 +91,19 @@ DEFAULT_THRESHOLDS = CALIBRATED_THRESHOLDS["int8"]
 
 
 def thresholds_for(pack: str, accept: float | None = None, reject: float | None = None,
-                   false_admit_rate: float | None = None) -> Thresholds:
+                   false_admit_rate: float | None = None, conditions: bool = True) -> Thresholds:
     """The calibrated thresholds of a model pack, with the configured overrides applied;
-    with a false-admit rate, identify derives its own accept threshold (edge.core.false_admit)."""
+    with a false-admit rate, identify derives its own accept threshold (edge.core.false_admit);
+    with `conditions`, the thresholds follow the condition a face was seen in (BAND_MARGINS and
+    DOOR_LIMITS there, issue 25)."""
+    from edge.core.false_admit import band_margins, door_limits
+
     base = CALIBRATED_THRESHOLDS[pack]
     return Thresholds(base.accept if accept is None else accept,
                       base.reject if reject is None else reject, base.margin,
-                      base.pack, false_admit_rate)
+                      base.pack, false_admit_rate,
+                      tuple(sorted(band_margins(pack).items())) if conditions else (),
+                      tuple(sorted(door_limits().items())) if conditions else ())
 
 
 CONFIDENCE_AT_REJECT = 40.0
@@ -231,9 +251,11 @@ class Gallery:
         return order[np.sort(first)][:k]  # persons ranked by their best score
 
     def identify(
-        self, embedding: np.ndarray, group_ids: Iterable[str] | None = None, top_k: int = 5
+        self, embedding: np.ndarray, group_ids: Iterable[str] | None = None, top_k: int = 5,
+        raise_by: float = 0.0,
     ) -> IdentifyResult:
-        """Rank persons (best face each) within `group_ids` (None: all) and decide on the best."""
+        """Rank persons (best face each) within `group_ids` (None: all) and decide on the best;
+        `raise_by` (>= 0, the face's condition margin) is added to the accept threshold."""
         rows = self._rows(group_ids)
         if len(rows) == 0:
             return IdentifyResult([], Decision.REJECT, None, self.thresholds.identify_accept(0))
@@ -241,7 +263,7 @@ class Gallery:
         scores = (self._matrix @ self._unit(embedding))[rows]
         best_rows = self._best_faces(rows, scores, max(top_k, 2))
         ranked = [self._candidate(int(rows[i]), scores[i]) for i in best_rows]
-        accept = self.thresholds.identify_accept(len(rows))
+        accept = round(min(self.thresholds.identify_accept(len(rows)) + max(raise_by, 0.0), 1.0), 4)
         decision = self.thresholds.decide(ranked[0].score, accept)
         margin = ranked[0].score - ranked[1].score if len(ranked) > 1 else None
         # Two enrolled people both close to the face: not safe to accept either locally.

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
+from edge.core.conditions import Condition, Judgement
 from edge.core.domain import CloudAnswer, Decision, Mode, Source, TrackLiveness
 from edge.core.matcher import Gallery, confidence
 
@@ -42,9 +43,18 @@ class Outcome:
     liveness: TrackLiveness | None = None  # None with [liveness] mode = off (edge.daemon.liveness)
     reason: str | None = None  # why a face was refused before matching counted ("presentation_attack")
     threshold: float | None = None  # the accept threshold applied (identify: follows the gallery)
+    # The face's condition bands and what they changed: the margin added to the threshold and
+    # the band it came from, or the reason the decision was withheld (edge.core.conditions).
+    condition: Judgement | None = None
 
 
 ImageForCloud = Callable[[], bytes]
+
+
+def _withheld(mode: Mode, judged: Judgement, person_id: str = "") -> Outcome:
+    """No decision on a face beyond the door's limits: never an accept, no score given (a later,
+    better frame of the track replaces it), the reason says what the person can do."""
+    return Outcome(mode, Decision.UNKNOWN, Source.LOCAL, person_id, reason=judged.withhold, condition=judged)
 
 
 class Decider:
@@ -61,22 +71,31 @@ class Decider:
         self.identify_fallback = identify_fallback
 
     def verify(self, gallery: Gallery, embedding: np.ndarray, person_id: str,
-               image_for_cloud: ImageForCloud | None = None) -> Outcome:
+               image_for_cloud: ImageForCloud | None = None, condition: Condition | None = None) -> Outcome:
+        judged = gallery.thresholds.judge(condition)
+        if judged.withhold:
+            return _withheld(Mode.VERIFY, judged, person_id)
+        accept = round(gallery.thresholds.accept + judged.margin, 4)
         cand = gallery.verify(embedding, person_id)
         if cand is None:
             # Not in the local cache (yet): only the hub can say.
             out = Outcome(Mode.VERIFY, Decision.UNCERTAIN, Source.LOCAL, person_id, unknown_person=True)
         else:
-            out = Outcome(Mode.VERIFY, gallery.thresholds.decide(cand.score), Source.LOCAL,
+            out = Outcome(Mode.VERIFY, gallery.thresholds.decide(cand.score, accept), Source.LOCAL,
                           cand.person_id, cand.person_name, round(cand.score, 4),
                           confidence(cand.score, gallery.thresholds),
-                          threshold=gallery.thresholds.accept)
+                          threshold=accept)
+        out.condition = judged if condition is not None else None
         return self.settle(out, image_for_cloud) if image_for_cloud else out
 
     def identify(self, gallery: Gallery, embedding: np.ndarray, group_ids: list[str] | None,
-                 image_for_cloud: ImageForCloud | None = None) -> Outcome:
-        res = gallery.identify(embedding, group_ids or None)
-        out = Outcome(Mode.IDENTIFY, Decision.UNKNOWN, Source.LOCAL, threshold=res.threshold)
+                 image_for_cloud: ImageForCloud | None = None, condition: Condition | None = None) -> Outcome:
+        judged = gallery.thresholds.judge(condition)
+        if judged.withhold:
+            return _withheld(Mode.IDENTIFY, judged)
+        res = gallery.identify(embedding, group_ids or None, raise_by=judged.margin)
+        out = Outcome(Mode.IDENTIFY, Decision.UNKNOWN, Source.LOCAL, threshold=res.threshold,
+                      condition=judged if condition is not None else None)
         out.candidates = [{"person_id": c.person_id, "face_id": c.face_id,
                            "confidence": confidence(c.score, gallery.thresholds),
                            "score": round(c.score, 4), "tag": c.tag} for c in res.candidates]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Callable
 
+from edge.core.conditions import Condition
 from edge.core.domain import Latency
 from edge.daemon import metrics
 from edge.daemon.evidence import TrackEvidence
@@ -87,10 +88,13 @@ class FrameScorer:
                 state.evidence = TrackEvidence(self.evidence)
             assert face.embedding is not None  # embedded above: its quality is ok
             embedding = state.evidence.add(face.embedding)  # the track's frames so far (edge.daemon.evidence)
+            # The frame's condition (size, pose, sharpness) picks the thresholds or withholds
+            # the decision (edge.core.conditions).
+            condition = Condition.of(face.quality)
             if claim is not None:
-                out = self.decider.verify(gallery, embedding, claim.person_id)
+                out = self.decider.verify(gallery, embedding, claim.person_id, condition=condition)
             else:
-                out = self.decider.identify(gallery, embedding, self.groups)
+                out = self.decider.identify(gallery, embedding, self.groups, condition=condition)
             out = self.liveness.apply(out, liveness)
             latency = Latency((t_detect - t0) * 1000, (t_embed - t_detect) * 1000,
                               (time.perf_counter() - t_match) * 1000)

@@ -1,0 +1,225 @@
+"""`bench door --data DIR --degrade ...`: the door on any identity-labelled folder, by condition band.
+
+Galleries enrol clean photos (a hub enrols good photos); each approach is one probe photo as a
+door sees it (edge.bench.wild: downscaled, blurred, turned; detected again from scratch) that
+found a face passing the quality gate, so it is decided exactly where the daemon would decide.
+Results are split by the probe's condition bands (edge.core.conditions: size, pose,
+sharpness). Each `--conditions` variant is run side by side on the same galleries: `none` is
+today's single threshold, `shipped` the band margins and door limits of edge.core.false_admit,
+a JSON file another set's fit (cross-set: fitted on one set, tested on the other).
+
+Reported per pack: the 1:1 impostor tail per band (score at FAR 1e-3/1e-4/1e-5, FAR and genuine
+accept at the accept threshold applied), FPIR/FNIR per N x K and per band, and `fitted`: the
+margins this set asks for over the shipped LFW tail (edge.bench.wild.fit_margins).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from edge.core.conditions import all_bands
+
+
+def _log(msg: str) -> None:
+    print(f"[door] {msg}", file=sys.stderr, flush=True)
+
+
+def _variants(spec: str) -> dict[str, dict]:
+    """{name: {"margins": ..., "limits": ...} or None for the shipped tables}."""
+    out: dict[str, dict] = {}
+    for item in (v.strip() for v in spec.split(",") if v.strip()):
+        if item == "none":
+            out[item] = {"margins": {}, "limits": {}}
+        elif item == "shipped":
+            out[item] = {}
+        else:
+            doc = json.loads(Path(item).read_text())
+            doc = doc.get("fitted", doc)
+            out[Path(item).stem] = {"margins": {str(k): float(v) for k, v in doc.get("margins", {}).items()},
+                                    "limits": {str(k): float(v) for k, v in doc.get("limits", {}).items()}}
+    return out
+
+
+def _thresholds(pack: str, rate: float, variant: dict):
+    from dataclasses import replace
+
+    from edge.core.matcher import thresholds_for
+
+    t = thresholds_for(pack, false_admit_rate=rate or None)
+    if not variant:
+        return t
+    return replace(t, band_margins=tuple(sorted(variant["margins"].items())),
+                   limits=tuple(sorted(variant["limits"].items())))
+
+
+def _per_band(labels: dict[str, np.ndarray], nm_rows, m_rows, nm_admit, nm_withheld, m_ok, m_withheld) -> dict:
+    """FPIR / FNIR per condition band of the approaches' probe photos."""
+    out = {}
+    for measure, names in all_bands().items():
+        for band in names:
+            nsel = labels[measure][nm_rows] == band
+            msel = labels[measure][m_rows] == band
+            e = {"non_mated": int(nsel.sum()), "false_admits": int(nm_admit[nsel].sum()),
+                 "mated": int(msel.sum()), "misses": int((~m_ok[msel]).sum()),
+                 "withheld_non_mated": int(nm_withheld[nsel].sum()), "withheld_mated": int(m_withheld[msel].sum())}
+            e["fpir"] = round(e["false_admits"] / e["non_mated"], 6) if e["non_mated"] else None
+            e["fnir"] = round(e["misses"] / e["mated"], 4) if e["mated"] else None
+            out[f"{measure}:{band}"] = e
+    return out
+
+
+def run_wild(args, data: Path) -> int:
+    from edge.bench.door import _Progress, det_curve, draw_door, fnir_at_fpir, run_door
+    from edge.bench.lfw import cache_dir, identity
+    from edge.bench.wild import Degrade, fit_margins, folder_faces, folder_names, pair_tails
+    from edge.core.false_admit import DEFAULT_FALSE_ADMIT_RATE, IMPOSTOR_TAILS, score_at_far
+    from edge.vision.pipeline import Pipeline
+
+    try:
+        degrade = Degrade.parse(args.degrade)
+        variants = _variants(args.conditions)
+    except (ValueError, OSError) as exc:
+        print(f"edge-verifier bench door: error: {exc}", file=sys.stderr)
+        return 2
+    if [int(v) for v in args.frames.split(",")] != [1]:
+        print("edge-verifier bench door: error: by condition band, approaches are one photo (--frames 1)",
+              file=sys.stderr)
+        return 2
+    workers = args.workers or os.cpu_count() or 1
+    packs = ["int8", "fp32"] if args.precision == "both" else [args.precision]
+    rate = DEFAULT_FALSE_ADMIT_RATE if args.false_admit_rate is None else args.false_admit_rate
+    sizes = [int(v) for v in args.persons.split(",")]
+    photos = [int(v) for v in args.photos.split(",")]
+    names = folder_names(data, args.identities, args.seed)
+    result: dict = {"data": str(data), "degrade": degrade.label() if degrade else None,
+                    "identities_drawn": args.identities, "photos": len(names), "galleries": args.galleries,
+                    "false_admit_rate": rate, "seed": args.seed,
+                    "bands_by": {"size": "face box, shorter side, px", "pose": "max |yaw|, |pitch|, degrees "
+                                 "(from the 5 landmarks)", "sharpness": "Laplacian variance of the aligned crop"},
+                    "decision_code": "in-process: edge.core.matcher, edge.core.conditions, edge.daemon.decide",
+                    "packs": {}}
+    curves: dict = {}
+    for pack in packs:
+        pipe = Pipeline.load(args.models_dir, precision=pack, threads=1)
+        ff = folder_faces(pipe, data, names, degrade, args.seed, workers, cache_dir())
+        has_face = np.linalg.norm(ff.clean, axis=1) > 0
+        usable = ff.found & ff.gate_ok & has_face
+        gate_reasons = {"no_face_clean": int((~has_face).sum()), "no_face_probe": int((has_face & ~ff.found).sum()),
+                        "quality_gate": int((has_face & ff.found & ~ff.gate_ok).sum())}
+        person = np.array([identity(n) for n in names])
+        labels = ff.band_labels()
+        conds = [ff.condition(i) for i in range(len(names))]
+        by_person: dict[str, list[int]] = {}
+        for i in np.flatnonzero(has_face):
+            by_person.setdefault(str(person[i]), []).append(int(i))
+        by_person_np = {p: np.array(r) for p, r in by_person.items()}
+        entry: dict = {"photos_with_face": int(has_face.sum()), "probes_decided": int(usable.sum()),
+                       "probes_not_decided": gate_reasons,
+                       "probe_measures": {m: [round(float(np.percentile(v[usable], q)), 1) for q in (5, 50, 95)]
+                                          for m, v in (("size", ff.size), ("iod", ff.iod), ("yaw", ff.yaw),
+                                                       ("pitch", ff.pitch), ("sharpness", ff.sharpness))},
+                       "pairs": {}, "results": []}
+        # 1:1 per band at today's accept threshold, and at each variant's.
+        for vname, variant in {"today": {"margins": {}, "limits": {}}, **variants}.items():
+            t = _thresholds(pack, rate, variant)
+            judged = [t.judge(c) for c in conds]
+            accept = np.array([t.accept + j.margin for j in judged], np.float32)
+            keep = ff.found & ff.gate_ok & np.array([j.withhold is None for j in judged])
+            entry["pairs"][vname] = pair_tails(ff, person, accept, max_pairs=args.pairs, seed=args.seed, keep=keep)
+            entry["pairs"][vname]["all"]["withheld_probes"] = int((ff.found & ff.gate_ok & ~keep).sum())
+        tail = IMPOSTOR_TAILS[pack]
+        fitted = {f: fit_margins(entry["pairs"]["today"], score_at_far(tail, float(f)), f) for f in ("0.0001", "1e-05")}
+        entry["fitted"] = {"margins": {b: max(fitted["0.0001"].get(b, 0.0), fitted["1e-05"].get(b, 0.0))
+                                       for b in set(fitted["0.0001"]) | set(fitted["1e-05"])},
+                           "by_far": fitted, "limits": {},
+                           "reference": {f: round(score_at_far(tail, float(f)), 4) for f in ("0.0001", "1e-05")}}
+        for n in sizes:
+            for k in photos:
+                rng = np.random.default_rng([args.seed, n, k, 1])
+                try:
+                    doors = [draw_door(rng, by_person_np, n, k, 1) for _ in range(args.galleries)]
+                except ValueError as exc:
+                    entry["results"].append({"persons": n, "photos_per_person": k, "skipped": str(exc)})
+                    continue
+                # Only probes the door would decide: a face found that passes the quality gate.
+                doors = [(e, [(p, r) for p, r in m if usable[r].all()], [r for r in nm if usable[r].all()])
+                         for e, m, nm in doors]
+                for vname, variant in variants.items():
+                    t = _thresholds(pack, rate, variant)
+                    total = sum(len(m) + len(nm) for _, m, nm in doors)
+                    progress = _Progress(total, f"{pack} N={n} K={k} conditions={vname}")
+                    runs = [run_door(ff.clean, e, m, nm, t, "off", "best", None, progress, probe=ff.probe,
+                                     conditions=conds) for e, m, nm in doors]
+                    nm_rows = np.concatenate([[int(r[0]) for r in nm] for _, _, nm in doors])
+                    m_rows = np.concatenate([[int(r[0]) for _, r in m] for _, m, _ in doors])
+                    cat = {key: np.concatenate([r[key] for r in runs]) for key in
+                           ("_nm", "_mated", "_nm_admit", "_nm_withheld", "_m_ok", "_m_withheld")}
+                    non_mated, mated = len(nm_rows), len(m_rows)
+                    res = {"persons": n, "photos_per_person": k, "conditions": vname,
+                           "threshold": runs[0]["threshold"], "non_mated": non_mated, "mated": mated,
+                           "false_admits": int(cat["_nm_admit"].sum()),
+                           "fpir": round(float(cat["_nm_admit"].mean()), 6),
+                           "fnir": round(1 - float(cat["_m_ok"].mean()), 4),
+                           "withheld": {"non_mated": int(cat["_nm_withheld"].sum()),
+                                        "mated": int(cat["_m_withheld"].sum())},
+                           "misidentified": sum(r["misidentified"] for r in runs),
+                           "fnir_at_fpir": {f"{f:g}": (None if (v := fnir_at_fpir(cat["_nm"], cat["_mated"], f))
+                                                       is None else round(v, 4)) for f in (1e-2, 1e-3)},
+                           "bands": _per_band(labels, nm_rows, m_rows, cat["_nm_admit"], cat["_nm_withheld"],
+                                              cat["_m_ok"], cat["_m_withheld"])}
+                    entry["results"].append(res)
+                    worst = max(((b, e["fpir"]) for b, e in res["bands"].items() if e["fpir"] is not None),
+                                key=lambda x: x[1], default=("-", 0.0))
+                    _log(f"{pack} N={n} K={k} conditions={vname}: FPIR {res['fpir'] * 100:.3f} % "
+                         f"({res['false_admits']}/{non_mated}), FNIR {res['fnir'] * 100:.2f} %, "
+                         f"worst band {worst[0]} FPIR {worst[1] * 100:.3f} %, misidentified {res['misidentified']}")
+                    if vname == next(iter(variants)):
+                        for measure, names_ in all_bands().items():
+                            for band in names_:
+                                nsel = labels[measure][nm_rows] == band
+                                msel = labels[measure][m_rows] == band
+                                if nsel.sum() >= 100 and msel.sum() >= 10:
+                                    curves.setdefault((pack, n, k, measure), {})[band] = det_curve(
+                                        cat["_nm"][nsel], cat["_mated"][msel])
+        result["packs"][pack] = entry
+    if args.plot:
+        result["plots"] = plot_bands(curves, args.plot, result)
+    print(json.dumps(result))
+    return 0
+
+
+def plot_bands(curves: dict, path: Path, meta: dict) -> list[str]:
+    """One DET plot per measure (size, pose, sharpness), a curve per band: PATH-<measure>.png."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    for (pack, n, k, measure), per_band in sorted(curves.items()):
+        fig, ax = plt.subplots(figsize=(7, 5))
+        for band, (fpir, fnir) in per_band.items():
+            keep = fpir > 0
+            ax.plot(fpir[keep], np.maximum(fnir[keep], 1e-4), label=f"{measure} {band}")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.axvline(meta["false_admit_rate"], color="grey", linewidth=0.8)
+        ax.set_xlabel("FPIR (strangers admitted)")
+        ax.set_ylabel("FNIR (members not admitted as themselves)")
+        ax.set_title(f"bench door {Path(meta['data']).name} {meta['degrade'] or 'clean'}: {pack} N={n} K={k}",
+                     fontsize=9)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        out = path.with_name(f"{path.stem}-{pack}-{n}x{k}-{measure}.png")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(out, dpi=110)
+        plt.close(fig)
+        written.append(str(out))
+    return written
+
