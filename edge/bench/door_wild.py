@@ -130,7 +130,8 @@ def run_wild(args, data: Path) -> int:
             judged = [t.judge(c) for c in conds]
             accept = np.array([t.accept + j.margin for j in judged], np.float32)
             keep = ff.found & ff.gate_ok & np.array([j.withhold is None for j in judged])
-            entry["pairs"][vname] = pair_tails(ff, person, accept, max_pairs=args.pairs, seed=args.seed, keep=keep)
+            entry["pairs"][vname] = pair_tails(ff, person, accept, max_pairs=args.pairs, seed=args.seed, keep=keep,
+                                                 reject=t.reject)
             entry["pairs"][vname]["all"]["withheld_probes"] = int((ff.found & ff.gate_ok & ~keep).sum())
         tail = IMPOSTOR_TAILS[pack]
         fitted = {f: fit_margins(entry["pairs"]["today"], score_at_far(tail, float(f)), f) for f in ("0.0001", "1e-05")}
@@ -183,7 +184,7 @@ def run_wild(args, data: Path) -> int:
                             for band in names_:
                                 nsel = labels[measure][nm_rows] == band
                                 msel = labels[measure][m_rows] == band
-                                if nsel.sum() >= 100 and msel.sum() >= 10:
+                                if nsel.sum() >= 10 and msel.sum() >= 1:  # a curve needs a few of each
                                     curves.setdefault((pack, n, k, measure), {})[band] = det_curve(
                                         cat["_nm"][nsel], cat["_mated"][msel])
         result["packs"][pack] = entry

@@ -61,7 +61,42 @@ def add_arguments(parser) -> None:
     parser.add_argument("--workers", type=int, default=None, help="parallel images (default: CPU count)")
     parser.add_argument("--calibrate", action="store_true",
                         help="also measure accept/reject thresholds on all cross-identity LFW pairs")
+    parser.add_argument("--degrade", default=None,
+                        help="1:1 on any folder with probes as a door sees them (edge.bench.wild): size=LO:HI, "
+                        "blur=LO:HI, rotate=LO:HI; a folder without pairs.txt is measured this way too")
+    parser.add_argument("--identities", type=int, default=None, help="with --degrade: persons drawn at random")
+    parser.add_argument("--seed", type=int, default=12)
     parser.add_argument("--json", action="store_true", help="print the result as JSON (always JSON)")
+
+
+def run_folder(args, data: Path) -> int:
+    """1:1 on every probe x photo pair of an identity-labelled folder, by condition band: the
+    impostor tail (score at FAR 1e-3/1e-4/1e-5), the FAR and the genuine accept/reject rates at
+    the pack's thresholds (edge.bench.wild.pair_tails)."""
+    from edge.bench.wild import Degrade, folder_faces, folder_names, pair_tails
+    from edge.core.matcher import thresholds_for
+    from edge.vision.pipeline import Pipeline
+
+    try:
+        degrade = Degrade.parse(args.degrade)
+    except ValueError as exc:
+        print(f"edge-verifier bench lfw: error: {exc}", file=sys.stderr)
+        return 2
+    names = folder_names(data, args.identities, args.seed)
+    person = np.array([identity(n) for n in names])
+    precisions = {"both": ["int8", "fp32"], "all": list(PACKS)}.get(args.precision, [args.precision])
+    result: dict = {"data": str(data), "degrade": degrade.label() if degrade else None, "photos": len(names)}
+    for precision in precisions:
+        pipe = Pipeline.load(args.models_dir, precision=precision, threads=1)
+        ff = folder_faces(pipe, data, names, degrade, args.seed, args.workers or os.cpu_count() or 1, cache_dir())
+        t = thresholds_for(precision)
+        result[precision] = {"accept": t.accept, "reject": t.reject,
+                             "bands": pair_tails(ff, person, t.accept, reject=t.reject, seed=args.seed)}
+        a = result[precision]["bands"]["all"]
+        _log(f"{precision}: FAR at accept {a.get('far_at_accept')}, genuine accept {a.get('genuine_accept')}, "
+             f"reject {a.get('genuine_reject')}")
+    print(json.dumps(result))
+    return 0
 
 
 def _log(msg: str) -> None:
@@ -268,6 +303,8 @@ def run(args) -> int:
 
     data = args.data or default_data_dir()
     pairs_file = data / "pairs.txt"
+    if args.degrade or (data.is_dir() and not pairs_file.is_file()):
+        return run_folder(args, data)
     if not pairs_file.is_file():
         print(f"edge-verifier bench lfw: error: {pairs_file} not found (pass --data or set EDGE_VERIFIER_SHARED)",
               file=sys.stderr)

@@ -220,7 +220,8 @@ def _score_at(imp: np.ndarray, far: float) -> float | None:
 
 
 def pair_tails(ff: FolderFaces, person: np.ndarray, accept: float | np.ndarray, fars=(1e-3, 1e-4, 1e-5),
-               max_pairs: int | None = None, seed: int = 0, keep: np.ndarray | None = None) -> dict:
+               max_pairs: int | None = None, seed: int = 0, keep: np.ndarray | None = None,
+               reject: float | None = None) -> dict:
     """1:1 per band: degraded probe of one person against the clean photos of every other
     (impostor) and against the other clean photos of the same person (genuine); the probes are
     those a door would decide on (`keep`, default: found and passing the quality gate). Per
@@ -253,6 +254,8 @@ def pair_tails(ff: FolderFaces, person: np.ndarray, accept: float | np.ndarray, 
             entry["far_at_accept"] = float(np.mean(imp >= imp_acc))
         if gen.size:
             entry["genuine_accept"] = round(float(np.mean(gen >= gen_acc)), 4)
+            if reject is not None:
+                entry["genuine_reject"] = round(float(np.mean(gen < reject)), 4)
         out[f"{measure}:{band}" if measure != "all" else "all"] = entry
     return out
 

@@ -185,6 +185,7 @@ def test_an_mqtt_wildcard_in_a_topic_prefix_fails_at_start_naming_the_key(tmp_pa
 
 def test_the_daemon_runs_the_lite_pack_with_its_own_calibrated_thresholds(models_dir, faces_dir, tmp_path):
     from edge.api.client import CloudClient
+    from edge.core.false_admit import band_margins, door_limits
     from edge.core.matcher import CALIBRATED_THRESHOLDS
 
     class DeadHub:  # credentials for the local API; nothing listens there
@@ -205,7 +206,9 @@ def test_the_daemon_runs_the_lite_pack_with_its_own_calibrated_thresholds(models
         assert (h["pack"], h["fingerprint"]) == ("int8-lite", packs["int8-lite"]["embedder_fingerprint"])
         # the override, else the pack's own; identify's (no face synced yet) is never under accept
         assert h["thresholds"] == {"accept": 0.45, "reject": lite.reject, "identify": 0.45,
-                                   "false_admit_rate": 1e-3}
+                                   "false_admit_rate": 1e-3,
+                                   # the pack's condition margins and the door's limits (edge.core.false_admit)
+                                   "conditions": {"margins": band_margins("int8-lite"), "limits": door_limits()}}
         # This same-person pair scores 0.284 on the lite pack: confidence >= 40 (uncertain) under
         # its own reject threshold, < 40 (reject) under the default pack's 0.3074.
         madonna = faces_dir / "five_celebrity" / "Madonna"

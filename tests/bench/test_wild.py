@@ -1,0 +1,138 @@
+"""Faces as a door sees them (edge.bench.wild) and `bench door --data DIR --degrade` (issue 25)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from edge.bench.wild import Degrade, FolderFaces, degrade_image, fit_margins, pair_tails
+
+
+def test_degrade_spec_parses_ranges_and_refuses_nonsense():
+    d = Degrade.parse("size=40:120,blur=0:1.5,rotate=-8:8")
+    assert (d.size, d.blur, d.rotate) == ((40.0, 120.0), (0.0, 1.5), (-8.0, 8.0))
+    assert Degrade.parse("size=64").size == (64.0, 64.0)
+    assert Degrade.parse("") is None and Degrade.parse(None) is None
+    for bad in ("size=120:40", "size=4:8", "blur=-1:2", "zoom=2", "size="):
+        with pytest.raises(ValueError):
+            Degrade.parse(bad)
+
+
+def test_each_photo_draws_its_own_condition_reproducibly_within_the_ranges():
+    d = Degrade.parse("size=40:120,blur=0:1.5,rotate=-8:8")
+    draws = [d.draw(f"p{i}/f01.jpg", seed=3) for i in range(200)]
+    assert draws == [d.draw(f"p{i}/f01.jpg", seed=3) for i in range(200)]
+    assert draws != [d.draw(f"p{i}/f01.jpg", seed=4) for i in range(200)]
+    sizes = np.array([s for s, _, _ in draws])
+    assert sizes.min() >= 40 and sizes.max() <= 120
+    assert (sizes < 69.3).mean() == pytest.approx(0.5, abs=0.12)  # log-uniform: half under the geometric mean
+    assert all(0 <= b <= 1.5 and -8 <= r <= 8 for _, b, r in draws)
+
+
+def _photo() -> np.ndarray:
+    rng = np.random.default_rng(0)
+    img = (rng.random((240, 200, 3)) * 255).astype(np.uint8)
+    return img
+
+
+def test_a_photo_is_scaled_so_the_face_reaches_the_target_and_never_enlarged():
+    img = _photo()
+    small = degrade_image(img, face_size=120.0, target=60.0, sigma=0.0, angle=0.0)
+    assert small.shape[:2] == (120, 100)
+    same = degrade_image(img, face_size=50.0, target=60.0, sigma=0.0, angle=0.0)
+    assert same.shape == img.shape and np.array_equal(same, img)
+
+
+def test_blur_and_rotation_change_the_pixels_not_the_size():
+    import cv2
+
+    img = _photo()
+    blurred = degrade_image(img, 120.0, None, sigma=1.5, angle=0.0)
+    turned = degrade_image(img, 120.0, None, sigma=0.0, angle=10.0)
+    assert blurred.shape == turned.shape == img.shape
+
+    def sharp(x):
+        return cv2.Laplacian(cv2.cvtColor(x, cv2.COLOR_BGR2GRAY), cv2.CV_64F).var()
+
+    assert sharp(blurred) < sharp(img) / 4
+    assert not np.array_equal(turned, img)
+
+
+def _faces(n_persons: int = 40, per: int = 3, dim: int = 16, seed: int = 0):
+    """Synthetic clean and probe embeddings; the first half of the probes are 'small' faces
+    whose impostor scores are pushed up (a shared direction), the rest large."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(n_persons, dim))
+    person = np.repeat(np.arange(n_persons), per)
+    clean = centres[person] + 0.6 * rng.normal(size=(len(person), dim))
+    clean /= np.linalg.norm(clean, axis=1, keepdims=True)
+    probe = clean + 0.3 * rng.normal(size=clean.shape)
+    n = len(person)
+    small = np.arange(n) % 2 == 0
+    probe[small] += 1.5 * clean.mean(0)  # small faces look alike: a heavier impostor tail
+    probe /= np.linalg.norm(probe, axis=1, keepdims=True)
+    size = np.where(small, 50.0, 120.0).astype(np.float32)
+    zeros = np.zeros(n, np.float32)
+    ff = FolderFaces([f"p{p}/f{i}.jpg" for i, p in enumerate(person)], clean.astype(np.float32),
+                     probe.astype(np.float32), np.ones(n, bool), np.ones(n, bool), size, size / 2,
+                     zeros, zeros, zeros + 300)
+    return ff, person.astype(str)
+
+
+def test_pair_tails_split_by_band_and_the_fit_asks_a_margin_only_where_the_tail_is_heavier():
+    ff, person = _faces()
+    tails = pair_tails(ff, person, accept=0.5, fars=(1e-2,), reject=0.1)
+    small, large = tails["size:0-64"], tails["size:96+"]
+    assert small["probes"] == large["probes"] == len(person) // 2
+    assert tails["all"]["impostor_pairs"] == small["impostor_pairs"] + large["impostor_pairs"]
+    assert small["score_at_far"]["0.01"] > large["score_at_far"]["0.01"]
+    ref = large["score_at_far"]["0.01"]
+    fitted = fit_margins(tails, ref, "0.01")
+    assert fitted["size:0-64"] == pytest.approx(small["score_at_far"]["0.01"] - ref, abs=1e-4)
+    assert fitted["size:0-64"] >= small["score_at_far"]["0.01"] - ref - 1e-9  # rounded up: the rate holds
+    assert fitted["size:96+"] == 0.0  # never negative
+    assert "size:64-96" not in fitted  # no probes there: nothing measured, nothing claimed
+    # A per-photo accept threshold (the condition's) is applied photo by photo.
+    acc = np.where(ff.size < 64, 0.5 + fitted["size:0-64"], 0.5)
+    raised = pair_tails(ff, person, accept=acc, fars=(1e-2,))
+    assert raised["size:0-64"]["far_at_accept"] <= small["far_at_accept"]
+    assert raised["size:96+"]["far_at_accept"] == large["far_at_accept"]
+
+
+def test_bench_door_on_a_few_cfp_identities_degraded(faces_dir, models_dir, tmp_path):
+    """The real command on 12 CFP persons: every photo through the whole pipeline, probes
+    downscaled and blurred, galleries of 4 persons x 2 photos; the counts add up, every band
+    is reported, and the fitted margins are never negative."""
+    cfp = faces_dir / "cfp"
+    if not cfp.is_dir():
+        pytest.skip(f"{cfp} absent")
+    env_cache = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
+    import os
+
+    cmd = [sys.executable, "-m", "edge", "bench", "door", "--data", str(cfp), "--identities", "12",
+           "--persons", "4", "--photos", "2", "--galleries", "2", "--precision", "int8", "--models-dir",
+           str(models_dir), "--degrade", "size=36:100,blur=0:1", "--conditions", "none,shipped",
+           "--workers", "1", "--plot", str(tmp_path / "det.png")]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, **env_cache})
+    assert run.returncode == 0, run.stderr[-2000:]
+    out = json.loads(run.stdout)
+    e = out["packs"]["int8"]
+    assert out["photos"] == 72 and e["photos_with_face"] <= 72
+    assert e["probes_decided"] + sum(e["probes_not_decided"].values()) == 72
+    assert e["probe_measures"]["size"][2] <= 100 * 1.2  # the probes were downscaled
+    assert {r["conditions"] for r in e["results"]} == {"none", "shipped"}
+    for r in e["results"]:
+        assert r["non_mated"] + r["mated"] > 0
+        for measure in ("size", "pose", "sharpness"):
+            per = [b for k, b in r["bands"].items() if k.startswith(measure + ":")]
+            assert sum(b["non_mated"] for b in per) == r["non_mated"]
+            assert sum(b["mated"] for b in per) == r["mated"]
+            assert sum(b["false_admits"] for b in per) == r["false_admits"]
+    assert all(v >= 0 for v in e["fitted"]["margins"].values())
+    today = e["pairs"]["today"]["all"]
+    assert today["probes"] == e["probes_decided"] and today["impostor_pairs"] > 0
+    assert out["plots"] and all((tmp_path / p).exists() for p in out["plots"])
