@@ -24,7 +24,8 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("bench", "hub"): ("edge.bench.hub", "verify requests per second and latency against a hub on loopback"),
     ("bench", "liveness"): ("edge.bench.liveness",
                            "presentation-attack detection: APCER per attack type, BPCER, DET plot"),
-    ("bench", "door"): ("edge.bench.door", "open-set identification at a door on LFW: FPIR, FNIR, DET plot"),
+    ("bench", "door"): ("edge.bench.door_wild", "open-set identification at a door on LFW or any identity folder, "
+                        "by condition band with --degrade: FPIR, FNIR, DET plots"),
     ("bench", "decode-memory"): ("edge.bench.decode_memory",
                                  "peak RSS of a hub under concurrent detects of one large image"),
     ("bench", "daemon"): ("edge.bench.daemon", "frame-to-event latency, fps, RSS and cold start of the daemon"),

@@ -51,6 +51,8 @@ def add_arguments(parser) -> None:
                         help="band margins and door limits applied: shipped (edge.core.false_admit), none "
                              "(today's single threshold), or a JSON file with {\"margins\": {...}, \"limits\": {...}} "
                              "(e.g. the `fitted` entry of another set's run: cross-set); comma-separated: side by side")
+    parser.add_argument("--mirror", action="store_true",
+                        help="also measure mirror-averaged embeddings (crop + its horizontal mirror) side by side")
     parser.add_argument("--pairs", type=int, default=20_000_000,
                         help="at most this many 1:1 probe x photo pairs for the per-band tails")
     parser.add_argument("--models-dir", type=Path, default=None)
@@ -248,10 +250,6 @@ def run(args) -> int:
         print(f"edge-verifier bench door: error: {data} not found (pass --data or set EDGE_VERIFIER_SHARED)",
               file=sys.stderr)
         return 2
-    if args.degrade or args.identities or args.bands:
-        from edge.bench.door_wild import run_wild
-
-        return run_wild(args, data)
     fallbacks = [f.strip() for f in args.fallback.split(",") if f.strip()]
     if any(f not in FALLBACKS for f in fallbacks):
         print(f"edge-verifier bench door: error: --fallback takes {', '.join(FALLBACKS)}", file=sys.stderr)

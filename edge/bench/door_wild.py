@@ -25,6 +25,23 @@ import numpy as np
 from edge.core.conditions import all_bands
 
 
+def add_arguments(parser) -> None:
+    from edge.bench.door import add_arguments as door_arguments
+
+    door_arguments(parser)
+
+
+def run(args) -> int:
+    """`bench door`: by condition band with --degrade, --identities or --bands, else on LFW as before."""
+    from edge.bench import door
+    from edge.bench.lfw import default_data_dir
+
+    data = args.data or default_data_dir()
+    if data.is_dir() and (args.degrade or args.identities or args.bands):
+        return run_wild(args, data)
+    return door.run(args)
+
+
 def _log(msg: str) -> None:
     print(f"[door] {msg}", file=sys.stderr, flush=True)
 
@@ -106,7 +123,7 @@ def run_wild(args, data: Path) -> int:
     curves: dict = {}
     for pack in packs:
         pipe = Pipeline.load(args.models_dir, precision=pack, threads=1)
-        ff = folder_faces(pipe, data, names, degrade, args.seed, workers, cache_dir())
+        ff = folder_faces(pipe, data, names, degrade, args.seed, workers, cache_dir(), mirror=args.mirror)
         has_face = np.linalg.norm(ff.clean, axis=1) > 0
         usable = ff.found & ff.gate_ok & has_face
         gate_reasons = {"no_face_clean": int((~has_face).sum()), "no_face_probe": int((has_face & ~ff.found).sum()),
@@ -187,11 +204,62 @@ def run_wild(args, data: Path) -> int:
                                 if nsel.sum() >= 10 and msel.sum() >= 1:  # a curve needs a few of each
                                     curves.setdefault((pack, n, k, measure), {})[band] = det_curve(
                                         cat["_nm"][nsel], cat["_mated"][msel])
+        if args.mirror:
+            entry["mirror"] = _mirror(ff, person, usable, has_face, by_person_np, pack, rate, args)
         result["packs"][pack] = entry
     if args.plot:
         result["plots"] = plot_bands(curves, args.plot, result)
     print(json.dumps(result))
     return 0
+
+
+def _tar_at_far(probe, clean, person, usable, has_face, fars=(1e-4, 1e-3), accept: float | None = None) -> dict:
+    """1:1 on every usable probe x enrolled photo: TAR at each FAR (threshold read off these
+    impostor pairs), and the genuine accept / FAR at the shipped accept threshold."""
+    p, g = np.flatnonzero(usable), np.flatnonzero(has_face)
+    sims = probe[p] @ clean[g].T
+    same = person[p][:, None] == person[g][None, :]
+    gen = sims[same & (p[:, None] != g[None, :])]
+    imp = np.sort(sims[~same])[::-1]
+    out: dict = {"impostor_pairs": int(imp.size), "genuine_pairs": int(gen.size)}
+    for far in fars:
+        t = float(imp[int(far * imp.size)])
+        out[f"tar_at_far_{far:g}"] = round(float(np.mean(gen > t)), 4)
+        out[f"threshold_at_far_{far:g}"] = round(t, 4)
+    if accept is not None:
+        out["genuine_accept_at_shipped"] = round(float(np.mean(gen >= accept)), 4)
+        out["far_at_shipped"] = float(np.mean(imp >= accept))
+    return out
+
+
+def _mirror(ff, person, usable, has_face, by_person, pack: str, rate: float, args) -> dict:
+    """Plain against mirror-averaged embeddings on the same photos, galleries and probes."""
+    from edge.bench.door import draw_door, fnir_at_fpir, run_door
+
+    t = _thresholds(pack, rate, {"margins": {}, "limits": {}})
+    out: dict = {"cost_ratio_embed": round(float(ff.embed_s.sum() / ff.embed_s[0]), 2),
+                 "embed_s": [round(float(v), 1) for v in ff.embed_s]}
+    for label, clean, probe in (("plain", ff.clean, ff.probe), ("mirror", ff.clean_m, ff.probe_m)):
+        entry = {"pairs": _tar_at_far(probe, clean, person, usable, has_face, accept=t.accept), "doors": []}
+        for n in [int(v) for v in args.persons.split(",")]:
+            rng = np.random.default_rng([args.seed, n, 3, 1])
+            try:
+                doors = [draw_door(rng, by_person, n, 3, 1) for _ in range(args.galleries)]
+            except ValueError:
+                continue
+            doors = [(e, [(p, r) for p, r in m if usable[r].all()], [r for r in nm if usable[r].all()])
+                     for e, m, nm in doors]
+            runs = [run_door(clean, e, m, nm, t, "off", "best", None, probe=probe) for e, m, nm in doors]
+            nm_all = np.concatenate([r["_nm"] for r in runs])
+            m_all = np.concatenate([r["_mated"] for r in runs])
+            fa = sum(r["false_admits"] for r in runs)
+            entry["doors"].append({"persons": n, "photos_per_person": 3, "false_admits": fa,
+                                   "fpir": round(fa / len(nm_all), 6),
+                                   "fnir": round(sum(r["misses"] for r in runs) / len(m_all), 4),
+                                   "fnir_at_fpir_0.001": fnir_at_fpir(nm_all, m_all, 1e-3)})
+        out[label] = entry
+        _log(f"{pack} {label}: {entry['pairs']} {entry['doors']}")
+    return out
 
 
 def plot_bands(curves: dict, path: Path, meta: dict) -> list[str]:

@@ -120,6 +120,12 @@ class FolderFaces:
     pitch: np.ndarray
     sharpness: np.ndarray
 
+    # With `mirror`: the embeddings of the crop and of its horizontal mirror averaged, and the
+    # seconds the embedder spent on the crops and on their mirrors, timed side by side.
+    clean_m: np.ndarray | None = None
+    probe_m: np.ndarray | None = None
+    embed_s: np.ndarray | None = None  # [crops, mirrors]
+
     def condition(self, i: int) -> Condition:
         return Condition(float(self.size[i]), float(self.yaw[i]), float(self.pitch[i]), float(self.sharpness[i]))
 
@@ -140,22 +146,41 @@ def folder_names(data: Path, identities: int | None, seed: int) -> list[str]:
     return names
 
 
+def _embed(pipe, crop: np.ndarray, mirror: bool, clock: list[float]) -> tuple[np.ndarray, np.ndarray | None]:
+    """The crop's embedding, and with `mirror` the mean of it and its mirror's (renormalised)."""
+    t0 = time.perf_counter()
+    v = pipe.embedder.infer(crop)
+    t1 = time.perf_counter()
+    clock[0] += t1 - t0
+    if not mirror:
+        return v, None
+    w = pipe.embedder.infer(np.ascontiguousarray(crop[:, ::-1]))
+    clock[1] += time.perf_counter() - t1
+    m = v + w
+    return v, m / max(float(np.linalg.norm(m)), 1e-12)
+
+
 def folder_faces(pipe, data: Path, names: list[str], degrade: Degrade | None, seed: int,
-                 workers: int, cache: Path | None) -> FolderFaces:
+                 workers: int, cache: Path | None, mirror: bool = False) -> FolderFaces:
     """Clean and probe embeddings with the probes' measures (see the module docstring); kept
     under `cache` keyed by the models, the photos and the degradation."""
-    from edge.bench.lfw import pack_key
     from edge.vision.image import load_image
 
-    key = hashlib.sha256("\n".join([str(data.resolve()), *names, degrade.label() if degrade else "",
-                                    str(seed)]).encode()).hexdigest()[:12]
-    path = cache / f"wild-{pipe.precision}-{pack_key(pipe)}-{key}.npz" if cache else None
-    fields = ("clean", "probe", "found", "gate_ok", "size", "iod", "yaw", "pitch", "sharpness")
+    # The models that decide an embedding (not the liveness model), the photos and the degradation.
+    models = sorted((role, fp) for role, fp in pipe.fingerprints.items() if role != "liveness")
+    key = hashlib.sha256("\n".join([repr(models), str(data.resolve()), *names,
+                                    degrade.label() if degrade else "", str(seed)]
+                                   + (["mirror"] if mirror else [])).encode()).hexdigest()[:16]
+    path = cache / f"wild-{pipe.precision}-{key}.npz" if cache else None
+    fields: tuple[str, ...] = ("clean", "probe", "found", "gate_ok", "size", "iod", "yaw", "pitch", "sharpness")
+    if mirror:
+        fields += ("clean_m", "probe_m", "embed_s")
+    clock = [0.0, 0.0]
     if path is not None and path.is_file():
         with np.load(path, allow_pickle=False) as z:
             if list(z["names"]) == names:
                 _log(f"{pipe.precision}: {len(names)} photos from {path}")
-                return FolderFaces(names, **{f: z[f] for f in fields})
+                return FolderFaces(names, **{f: z[f] for f in fields})  # type: ignore[arg-type]
 
     def one(name: str):
         img = load_image(data / name)
@@ -163,22 +188,22 @@ def folder_faces(pipe, data: Path, names: list[str], degrade: Degrade | None, se
         if not faces:
             return None
         face = _centre_face(faces, img.shape)
-        clean = pipe.embedder.infer(face.aligned)
+        clean, clean_m = _embed(pipe, face.aligned, mirror, clock)
         probe_face = face
         if degrade is not None:
             target, sigma, angle = degrade.draw(name, seed)
             small = degrade_image(img, float(min(face.box[2], face.box[3])), target, sigma, angle)
             found = pipe.detect(small)
             if not found:
-                return clean, None
+                return clean, None, clean_m, None
             probe_face = _centre_face(found, small.shape)
-            probe = pipe.embedder.infer(probe_face.aligned)
+            probe, probe_m = _embed(pipe, probe_face.aligned, mirror, clock)
         else:
-            probe = clean
+            probe, probe_m = clean, clean_m
         q = probe_face.quality
         lm = probe_face.landmarks
         iod = float(np.linalg.norm(lm[1] - lm[0]))
-        return clean, (probe, q.ok, q.size, iod, q.yaw, q.pitch, q.sharpness)
+        return clean, (probe, q.ok, q.size, iod, q.yaw, q.pitch, q.sharpness), clean_m, probe_m
 
     t0 = time.monotonic()
     rows = []
@@ -195,15 +220,22 @@ def folder_faces(pipe, data: Path, names: list[str], degrade: Degrade | None, se
     found = np.zeros(n, bool)
     gate_ok = np.zeros(n, bool)
     meas = np.zeros((5, n), np.float32)
+    clean_m = np.zeros((n, dim), np.float32) if mirror else None
+    probe_m = np.zeros((n, dim), np.float32) if mirror else None
     for i, r in enumerate(rows):
         if r is None:  # no face even in the clean photo: neither enrolled nor probed
             continue
         clean[i] = r[0]
+        if clean_m is not None:
+            clean_m[i] = r[2]
         if r[1] is not None:
             probe[i], gate_ok[i] = r[1][0], r[1][1]
             found[i] = True
             meas[:, i] = r[1][2:]
-    out = FolderFaces(names, clean, probe, found, gate_ok, *meas)
+            if probe_m is not None:
+                probe_m[i] = r[3]
+    out = FolderFaces(names, clean, probe, found, gate_ok, *meas, clean_m=clean_m, probe_m=probe_m,
+                      embed_s=np.array(clock) if mirror else None)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp.npz")
