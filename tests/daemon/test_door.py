@@ -52,8 +52,11 @@ def test_each_approach_is_one_decision_on_its_frames_with_the_threshold_applied(
     assert len(events) == health["decisions"] == 2, events  # one per approach, not one per frame
     member, stranger = events
     assert (member["decision"], member["person_id"]) == ("accept", "jerry_seinfield")
-    assert member["threshold"] == identify <= member["score"]
+    # the threshold applied: the gallery's, raised by the margin of the face's condition band
+    assert member["threshold"] == round(identify + member["condition"]["margin"], 4) <= member["score"]
+    assert member["condition"]["withheld"] is None and set(member["condition"]["bands"]) == {"size", "pose", "sharpness"}
     assert stranger["track_id"] != member["track_id"]
     # The stranger is decided on all three frames, locally: the hub is not asked about identify.
     assert (stranger["decision"], stranger["frames"], stranger["source"]) == ("unknown", 3, "local")
-    assert stranger["cloud"] is None and stranger["threshold"] == identify > stranger["score"]
+    assert stranger["cloud"] is None
+    assert stranger["threshold"] == round(identify + stranger["condition"]["margin"], 4) > stranger["score"]

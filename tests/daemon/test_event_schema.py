@@ -33,3 +33,32 @@ def test_the_shipped_example_event_and_verify_command_conform():
 def test_only_event_and_state_topics_are_checked():
     assert schema_errors("p/door/availability", b"online") == []
     assert schema_errors("p/door/state", b"{}")  # every state field is required
+
+
+def test_an_event_that_withholds_its_decision_or_raises_the_threshold_conforms():
+    """Issue 25: the event says which threshold applied and why (the face's condition), or why
+    no decision was taken; a negative margin or an unknown reason is not in the contract."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    from edge.core.conditions import Condition
+    from edge.core.matcher import Enrolled, Gallery, thresholds_for
+    from edge.daemon.decide import Decider
+    from edge.daemon.decision_event import decision_event
+
+    t = replace(thresholds_for("int8", false_admit_rate=1e-3), band_margins=(("size:0-64", 0.05),),
+                limits=(("min_size", 48.0),))
+    gallery = Gallery([Enrolled("ann", "ann#0", np.eye(8)[0], ("door",))], t)
+    decider = Decider(None)
+    events = [decision_event(decider.identify(gallery, np.eye(8)[0], ["door"], condition=c), device="door-t",
+                             camera="test", fingerprints={"pack": "0" * 16}, cache_version="v")
+              for c in (Condition(44, 0, 0, 300), Condition(56, 0, 0, 300))]
+    withheld, raised = events
+    assert (withheld["decision"], withheld["reason"], withheld["score"]) == ("unknown", "step_closer", None)
+    assert raised["condition"]["margin"] == 0.05 and raised["condition"]["band"] == "size:0-64"
+    for event in events:
+        assert _errors("event", event) == []
+    bad = {**raised, "condition": {**raised["condition"], "margin": -0.01}}
+    assert _errors("event", bad)
+    assert _errors("event", {**withheld, "reason": "come_back_later"})
