@@ -16,6 +16,7 @@ margins this set asks for over the shipped LFW tail (edge.bench.wild.fit_margins
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -156,6 +157,7 @@ def run_wild(args, data: Path) -> int:
                                        for b in set(fitted["0.0001"]) | set(fitted["1e-05"])},
                            "by_far": fitted, "limits": {},
                            "reference": {f: round(score_at_far(tail, float(f)), 4) for f in ("0.0001", "1e-05")}}
+        door_fit: dict[str, float] = {}
         for n in sizes:
             for k in photos:
                 rng = np.random.default_rng([args.seed, n, k, 1])
@@ -190,6 +192,9 @@ def run_wild(args, data: Path) -> int:
                                                        is None else round(v, 4)) for f in (1e-2, 1e-3)},
                            "bands": _per_band(labels, nm_rows, m_rows, cat["_nm_admit"], cat["_nm_withheld"],
                                               cat["_m_ok"], cat["_m_withheld"])}
+                    if vname == "none":  # identify's own tail per band, at today's threshold
+                        for band, m in _door_margins(labels, nm_rows, cat["_nm"], res["threshold"], rate).items():
+                            door_fit[band] = max(door_fit.get(band, 0.0), m)
                     entry["results"].append(res)
                     worst = max(((b, e["fpir"]) for b, e in res["bands"].items() if e["fpir"] is not None),
                                 key=lambda x: x[1], default=("-", 0.0))
@@ -204,6 +209,11 @@ def run_wild(args, data: Path) -> int:
                                 if nsel.sum() >= 10 and msel.sum() >= 1:  # a curve needs a few of each
                                     curves.setdefault((pack, n, k, measure), {})[band] = det_curve(
                                         cat["_nm"][nsel], cat["_mated"][msel])
+        if door_fit:
+            pair_fit = entry["fitted"]["margins"]
+            entry["fitted"]["by_door"] = door_fit
+            entry["fitted"]["margins"] = {b: max(pair_fit.get(b, 0.0), door_fit.get(b, 0.0))
+                                          for b in sorted(set(pair_fit) | set(door_fit))}
         if args.mirror:
             entry["mirror"] = _mirror(ff, person, usable, has_face, by_person_np, pack, rate, args)
         result["packs"][pack] = entry
@@ -211,6 +221,23 @@ def run_wild(args, data: Path) -> int:
         result["plots"] = plot_bands(curves, args.plot, result)
     print(json.dumps(result))
     return 0
+
+
+def _door_margins(labels: dict[str, np.ndarray], nm_rows: np.ndarray, nm_top: np.ndarray, threshold: float,
+                  rate: float) -> dict[str, float]:
+    """Per band, how far above `threshold` identify's accept must sit for the band's strangers
+    (their rank-1 scores `nm_top`) to be admitted at most at `rate`; bands with fewer than
+    1 / rate strangers are left out (the rate cannot be read there)."""
+    out = {}
+    for measure, names in all_bands().items():
+        for band in names:
+            top = np.sort(nm_top[labels[measure][nm_rows] == band])[::-1]
+            if len(top) * rate < 1:
+                continue
+            allowed = int(math.floor(rate * len(top)))
+            need = float(np.nextafter(np.float32(top[allowed]), np.float32(np.inf))) if allowed < len(top) else -1.0
+            out[f"{measure}:{band}"] = max(0.0, math.ceil((need - threshold) * 1e4 - 1e-9) / 1e4)
+    return out
 
 
 def _tar_at_far(probe, clean, person, usable, has_face, fars=(1e-4, 1e-3), accept: float | None = None) -> dict:
