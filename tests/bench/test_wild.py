@@ -136,3 +136,28 @@ def test_bench_door_on_a_few_cfp_identities_degraded(faces_dir, models_dir, tmp_
     today = e["pairs"]["today"]["all"]
     assert today["probes"] == e["probes_decided"] and today["impostor_pairs"] > 0
     assert out["plots"] and all((tmp_path / p).exists() for p in out["plots"])
+
+
+def test_bench_lfw_on_a_folder_without_pairs_measures_1to1_by_band(faces_dir, models_dir, tmp_path):
+    """`bench lfw --data DIR` on a folder with no pairs.txt (CFP, 8 persons): every probe against
+    every photo, split by band; the band counts add up to the whole."""
+    import os
+
+    cfp = faces_dir / "cfp"
+    if not cfp.is_dir():
+        pytest.skip(f"{cfp} absent")
+    cmd = [sys.executable, "-m", "edge", "bench", "lfw", "--data", str(cfp), "--identities", "8",
+           "--precision", "int8", "--models-dir", str(models_dir), "--workers", "1"]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")})
+    assert run.returncode == 0, run.stderr[-2000:]
+    out = json.loads(run.stdout)
+    bands = out["int8"]["bands"]
+    whole = bands["all"]
+    assert out["photos"] == 48 and whole["probes"] > 0
+    assert whole["genuine_pairs"] > 0 and whole["impostor_pairs"] > whole["genuine_pairs"]
+    for measure in ("size", "pose", "sharpness"):
+        per = [b for k, b in bands.items() if k.startswith(measure + ":")]
+        assert sum(b["probes"] for b in per) == whole["probes"]
+        assert sum(b["impostor_pairs"] for b in per) == whole["impostor_pairs"]
+    assert 0 <= whole["genuine_reject"] <= 1 - whole["genuine_accept"]
