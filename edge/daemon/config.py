@@ -21,6 +21,7 @@ from edge.core.settings import (
     render_example,
     require_usable_key,
 )
+from edge.door.settings import DoorSettings
 from edge.vision.packs import Pack
 
 
@@ -117,7 +118,8 @@ class MqttSettings(BaseModel):
     commands: Literal["signed", "trusted", "off"] = Field(
         "signed", description="MQTT commands (cmd/verify, cmd/sync): signed = each carries a "
         "single-use\nsignature of the local API's credentials (docs/security.md#the-edge-and-its-broker);\n"
-        "trusted = unsigned accepted (only with broker ACLs letting nobody else publish there);\n"
+        "trusted = unsigned accepted (only with broker ACLs letting nobody else publish there; never\n"
+        "for cmd/unlock, which is always signed);\n"
         "off = ignored.")
     commands_per_s: float = Field(2.0, ge=0, description="MQTT commands applied per second "
                                   "(beyond: ignored); 0 = unlimited.")
@@ -220,9 +222,11 @@ class EdgeSettings(DecidingRole):
     vision: VisionSettings = Field(default_factory=VisionSettings, description="Models.")
     liveness: LivenessSettings = Field(default_factory=LivenessSettings,
                                        description="Is the face live, or a print or a screen?")
+    door: DoorSettings = Field(default_factory=DoorSettings,
+                               description="The door: lock relay, contact, exit button, tamper (docs/door.md).")
 
     def holds_secrets(self) -> bool:
-        return bool(self.hub.secret_key or self.api.credentials or self.mqtt.password)
+        return bool(self.hub.secret_key or self.api.credentials or self.mqtt.password or self.door.holds_secrets())
 
     def identify_false_admit_rate(self) -> float:
         return self.identify.false_admit_rate

@@ -25,15 +25,18 @@ __all__ = ["EDGE_VERIFIER", "MOSQUITTO", "Broker", "DaemonProc", "Subscriber", "
 
 
 def schema_errors(topic: str, payload: bytes) -> list[str]:
-    """What is wrong with a message on an `event` or `state` topic, by the schema the package
-    publishes (edge/schemas); other topics are not checked."""
+    """What is wrong with a message on an `event` or `state` topic (the device's or its door's),
+    by the schema the package publishes (edge/schemas); other topics are not checked."""
     from jsonschema import Draft202012Validator
 
     from edge.schemas import schema
 
-    leaf = topic.rsplit("/", 1)[-1]
+    parts = topic.split("/")
+    leaf = parts[-1]
     if leaf not in ("event", "state"):
         return []
+    if len(parts) >= 5 and parts[-3] == "door":  # <prefix>/<device>/door/<door>/<leaf>
+        leaf = f"door-{leaf}"
     try:
         message = json.loads(payload)
     except ValueError as exc:
