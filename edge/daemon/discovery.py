@@ -6,9 +6,11 @@ The sensors read the device's `event` topic (its fields as attributes) and its `
 topic; the lock and the binary sensors read the retained `door/<door>/state`. The lock's
 command topic is `cmd/unlock`, where an unlock is applied only when signed (edge.daemon.commands):
 Home Assistant's plain `UNLOCK` is refused, so the lock shows the door and opens it only through
-a signing bridge (docs/door.md#home-assistant). Home Assistant keeps discovered entities only while it runs: when it restarts it says
-`online` on `<ha_prefix>/status`, and the messages are published again (edge.daemon.mqtt
-subscribes to that topic with `[mqtt] ha_discovery = true`).
+a signing bridge (docs/door.md#home-assistant).
+
+Home Assistant keeps discovered entities only while it runs: when it restarts it says `online`
+on `<ha_prefix>/status`, and the messages are published again (edge.daemon.mqtt subscribes to
+that topic with `[mqtt] ha_discovery = true`).
 """
 
 from __future__ import annotations

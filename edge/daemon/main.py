@@ -3,9 +3,10 @@
 camera -> vision (detect, quality gate, embed, liveness) -> tracker -> decide (matcher, cloud,
 offline policy) -> settle window -> decision event -> publisher (outbox -> MQTT) -> the door
 (access rules, controller, relay: edge.daemon.door_link). One frame's path is
-FrameScorer.process (edge.daemon.scoring); the door ticks on every turn of the main loop. Beside the main loop: the sync thread, paho's
-network thread and the local API (uvicorn in a thread). The main loop pings the systemd
-watchdog, so a hung loop gets the service restarted; SIGTERM stops everything and says `offline`.
+FrameScorer.process (edge.daemon.scoring); the door ticks on every turn of the main loop.
+Beside the main loop: the sync thread, paho's network thread and the local API (uvicorn in a
+thread). The main loop pings the systemd watchdog, so a hung loop gets the service restarted;
+SIGTERM stops everything (the door locked first) and says `offline`.
 """
 
 from __future__ import annotations

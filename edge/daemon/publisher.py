@@ -26,7 +26,7 @@ class Publisher(ABC):
         """Durably (outbox), on <prefix>/<device>/<leaf>: decisions on `event`, the door's on
         `door/<door>/event`."""
 
-    def publish_retained(self, leaf: str, message: dict[str, Any]) -> None:
+    def publish_retained(self, leaf: str, message: dict[str, Any]) -> None:  # noqa: B027 (optional)
         """The latest `message` of a retained topic (the door's state); sent again on reconnect."""
 
     def publish_direct(self, leaf: str, payload: bytes) -> bool:

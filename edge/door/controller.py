@@ -86,7 +86,7 @@ class DoorController:
             raise ValueError("a door never starts unlocked: set_mode(UNLOCKED) once it runs")
         self.io, self.door, self.lock_type = io, door, lock_type
         self.t = timing or DoorTiming()
-        self.mode = mode
+        self.mode: DoorMode = mode
         self.clock = clock
         self.credentials_of = credentials_of
         self._lock = threading.RLock()
