@@ -97,9 +97,13 @@ class DoorController:
         self.unlock_until = 0.0  # while unlocked: when the grant's time is over
         self.unlock_since: float | None = None  # start of the current unbroken unlock (the bound)
         self.authorised_until = 0.0  # a contact opening before this is a passage, not forced
+        # After an unlock reached max_unlock_s, grants re-arm only once they pause for unlock_s:
+        # else a stream of accepts would relock for an instant and unlock again.
+        self.rearm_at = 0.0
         self.contact_open = False
         self.opened_at: float | None = None
         self.forced = False
+        self.forced_count = 0
         self.prealarm = False
         self.held = False
         self.tamper = False
@@ -133,14 +137,20 @@ class DoorController:
 
     # -- commands ---------------------------------------------------------------------------
     def grant(self, person_id: str, reason: str, *, event_id: str = "", source: str = "face") -> bool:
-        """Unlock for `unlock_s` (never past `max_unlock_s` of unbroken unlock); False when the
-        door cannot be unlocked (mode, relay fault)."""
+        """Unlock for `unlock_s` (never past `max_unlock_s` of unbroken unlock, and not again
+        until grants pause for `unlock_s`); False when the door cannot be unlocked (mode, the
+        bound, a relay fault)."""
         with self._lock:
             now = self.clock()
             if self.mode is DoorMode.LOCKED_DOWN:
                 self._emit("deny", person_id=person_id, reason="locked_down", decision_event_id=event_id)
                 return False
-            opened = self._unlock(now, self.t.unlock_s, source)
+            if now < self.rearm_at and self.mode is DoorMode.NORMAL:
+                self.rearm_at = now + self.t.unlock_s  # the stream goes on: still not re-armed
+                self._emit("deny", person_id=person_id, reason="max_unlock", decision_event_id=event_id)
+                opened = False
+            else:
+                opened = self._unlock(now, self.t.unlock_s, source)
             if opened:
                 self._emit("grant", person_id=person_id, reason=reason, unlock_s=round(self.unlock_until - now, 3),
                            decision_event_id=event_id, source=source)
@@ -183,7 +193,12 @@ class DoorController:
             if e.active == self.contact_open:
                 return
             self.contact_open = e.active
-            if e.active:
+            if e.active and e.detail.get("initial"):
+                # Open when the edge started: nobody can say whether it was forced; the held-open
+                # alarm follows if it stays open.
+                self.opened_at = now
+                self._emit("door_open", reason="open_at_start")
+            elif e.active:
                 self._opened(now)
             else:
                 self._closed(now)
@@ -213,7 +228,11 @@ class DoorController:
                 self._lock_now(now, "door opened", grace=False)
         else:
             self.forced = True
-            self._emit("forced_open")  # an alarm: never rate limited away
+            self.forced_count += 1
+            # An alarm; a contact flapping (a loose wire) mutes its repeats behind one
+            # `input_flapping` event, the state stays `forced` while the contact reads open.
+            if self._rate_ok(InputKind.CONTACT, now):
+                self._emit("forced_open")
             self._indicate("alarm")
 
     def _closed(self, now: float) -> None:
@@ -253,7 +272,10 @@ class DoorController:
                 self._drive(self._relay_wanted, "retry")
             if self.unlocked and self.mode is not DoorMode.UNLOCKED:
                 bound = (self.unlock_since or now) + self.t.max_unlock_s
-                if now >= self.unlock_until or now >= bound:
+                if now >= bound:
+                    self.rearm_at = now + self.t.unlock_s
+                    self._lock_now(now, "max_unlock_s reached")
+                elif now >= self.unlock_until:
                     self._lock_now(now, "time over")
             if self.contact_open and self.opened_at is not None and not self.forced \
                     and self.mode is not DoorMode.UNLOCKED:
