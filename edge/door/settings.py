@@ -64,15 +64,15 @@ class DoorSettings(BaseModel):
     relay_pin: int = Field(17, ge=0, le=27, description="gpio: BCM pin of the lock relay.")
     relay_active_high: bool = Field(True, description="gpio: the relay module energises on a high pin "
                                     "(false: on a low pin, as many opto-isolated boards).")
-    contact_pin: int | None = Field(27, ge=0, le=27, description="gpio: BCM pin of the door contact "
-                                    "(to ground through the switch; unset: no contact).")
+    contact_pin: int = Field(27, ge=-1, le=27, description="gpio: BCM pin of the door contact "
+                                    "(to ground through the switch; -1: no contact).")
     contact_closed_when_door: Literal["closed", "open"] = Field(
         "closed", description="gpio: the contact switch is closed when the door is closed (NC loop, the "
         "usual reed\ncontact: a cut wire reads as open) or when it is open (NO).")
-    exit_pin: int | None = Field(22, ge=0, le=27, description="gpio: BCM pin of the exit button "
-                                 "(normally open, to ground; unset: none).")
-    tamper_pin: int | None = Field(23, ge=0, le=27, description="gpio: BCM pin of the tamper switch "
-                                   "(closed while the enclosure is shut; unset: none).")
+    exit_pin: int = Field(22, ge=-1, le=27, description="gpio: BCM pin of the exit button "
+                                 "(normally open, to ground; -1: none).")
+    tamper_pin: int = Field(23, ge=-1, le=27, description="gpio: BCM pin of the tamper switch "
+                                   "(closed while the enclosure is shut; -1: none).")
     bounce_s: float = Field(0.05, ge=0, le=1, description="gpio: input debounce time.")
     # mqtt
     mqtt_appid: str = Field("", description="mqtt: appid the relay commands are signed as.")
@@ -90,7 +90,7 @@ class DoorSettings(BaseModel):
             raise ValueError("unlock_s must not exceed max_unlock_s")
         if self.backend == "mqtt":  # its commands are signed: a key anyone knows signs nothing
             require_usable_key(self.mqtt_secret_key, "[door] mqtt_secret_key")
-        pins = [p for p in (self.relay_pin, self.contact_pin, self.exit_pin, self.tamper_pin) if p is not None]
+        pins = [p for p in (self.relay_pin, self.contact_pin, self.exit_pin, self.tamper_pin) if p >= 0]
         if self.backend == "gpio" and len(pins) != len(set(pins)):
             raise ValueError("the gpio pins must be distinct")
         return self

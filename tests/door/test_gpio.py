@@ -140,3 +140,12 @@ def test_health_reads_the_relay_pin(pins):
     assert h["backend"]["relay_energised"] is True and h["backend"]["name"] == "gpio"
     assert h["status"] == "ok" and h["state"] == "unlocked"
     c.close()
+
+
+def test_inputs_not_wired(pins):
+    s = DoorSettings(backend="gpio", contact_pin=-1, exit_pin=-1, tamper_pin=-1)
+    c = DoorController(GpioDoor.from_settings(s, pin_factory=pins), timing=DoorTiming.from_settings(s))
+    c.start()
+    assert c.grant("p", "granted") and relay_high(pins)
+    assert c.health()["backend"]["pins"] == {"relay": RELAY}
+    c.close()

@@ -44,6 +44,10 @@ def pin_factory_named(name: str) -> Any:
     return None
 
 
+def _pin(number: int) -> int | None:
+    return None if number < 0 else number  # -1 in the config: not wired
+
+
 class GpioDoor:
     name = "gpio"
 
@@ -80,9 +84,9 @@ class GpioDoor:
         from edge.door.controller import relay_level
 
         return cls(relay_pin=s.relay_pin, relay_active_high=s.relay_active_high,
-                   locked_level=relay_level(False, s.lock_type), contact_pin=s.contact_pin,
-                   contact_nc=s.contact_closed_when_door == "closed", exit_pin=s.exit_pin,
-                   tamper_pin=s.tamper_pin, bounce_s=s.bounce_s,
+                   locked_level=relay_level(False, s.lock_type), contact_pin=_pin(s.contact_pin),
+                   contact_nc=s.contact_closed_when_door == "closed", exit_pin=_pin(s.exit_pin),
+                   tamper_pin=_pin(s.tamper_pin), bounce_s=s.bounce_s,
                    pin_factory=pin_factory if pin_factory is not None else pin_factory_named(s.pin_factory))
 
     def _input(self, cls: Any, pin: int | None, bounce: float | None, factory: Any) -> Any:
