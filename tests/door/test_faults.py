@@ -12,9 +12,9 @@ from tests.door.support import contact, door, kinds, press_exit
 
 
 class BrokenRelay(NoHardware):
-    """The relay refuses while `broken` (a driver error, a pin gone); `bug` raises a plain bug."""
+    """The relay raises `exc` while it is set (a driver error, a pin gone, or a plain bug)."""
 
-    def __init__(self, exc: Exception | None = DoorIOError("i2c relay board not answering")):
+    def __init__(self, exc: Exception | None):
         super().__init__()
         self.exc = exc
         self.calls = 0
