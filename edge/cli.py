@@ -28,6 +28,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("bench", "decode-memory"): ("edge.bench.decode_memory",
                                  "peak RSS of a hub under concurrent detects of one large image"),
     ("bench", "daemon"): ("edge.bench.daemon", "frame-to-event latency, fps, RSS and cold start of the daemon"),
+    ("bench", "door-io"): ("edge.bench.door_io", "frame -> lock relay energised (gpio on mock pins), p50/p99"),
     ("bench", "arch"): ("edge.bench.arch", "decision drift of an emulated Raspberry Pi (qemu cortex-a72) against x86"),
     ("bench", "pi-first-accept"): ("edge.bench.pi_first_accept",
                                   "by hand: an emulated Raspberry Pi with no models pulls the hub's pack and "
