@@ -35,7 +35,7 @@ def schema_errors(topic: str, payload: bytes) -> list[str]:
     leaf = parts[-1]
     if leaf not in ("event", "state"):
         return []
-    if len(parts) >= 5 and parts[-3] == "door":  # <prefix>/<device>/door/<door>/<leaf>
+    if is_door_topic(topic):
         leaf = f"door-{leaf}"
     try:
         message = json.loads(payload)
@@ -44,6 +44,12 @@ def schema_errors(topic: str, payload: bytes) -> list[str]:
     validator = Draft202012Validator(schema(leaf), format_checker=Draft202012Validator.FORMAT_CHECKER)
     return [f"{topic}: {'/'.join(map(str, e.absolute_path)) or '(top)'}: {e.message}"
             for e in validator.iter_errors(message)]
+
+
+def is_door_topic(topic: str) -> bool:
+    """<prefix>/<device>/door/<door>/<leaf>: the door's own topics (edge.daemon.door_link)."""
+    parts = topic.split("/")
+    return len(parts) >= 5 and parts[-3] == "door"
 
 
 def sample_event(**fields) -> dict:
@@ -91,9 +97,13 @@ class Subscriber:
             assert not self.schema_errors, "messages off their schema:\n" + "\n".join(self.schema_errors[:20])
 
     def json(self, suffix: str = "") -> list[dict]:
+        """The JSON messages whose topic ends with `suffix`; the door's topics
+        (<prefix>/<device>/door/<door>/event, /state) only when `suffix` names them (`/door/`),
+        so `/event` and `/state` stay the device's decisions and health."""
         self.assert_conform()
         with self._cond:
-            return [json.loads(p) for t, p, _ in self.messages if t.endswith(suffix) and p.startswith(b"{")]
+            return [json.loads(p) for t, p, _ in self.messages if t.endswith(suffix) and p.startswith(b"{")
+                    and ("door/" in suffix or not is_door_topic(t))]
 
     def wait_for(self, predicate, timeout: float = 30.0) -> bool:
         """wait_until with the lock held for `predicate`, woken by each message as it arrives."""
