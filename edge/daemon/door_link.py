@@ -69,6 +69,7 @@ class DoorLink:
         self.history = NoHistory()
         self._last_state: dict[str, Any] | None = None
         self.published = 0
+        self.closed = False
 
     @classmethod
     def from_settings(cls, s: EdgeSettings, events: Publisher, gallery: Callable[[], Gallery], *,
@@ -90,6 +91,8 @@ class DoorLink:
 
     def decided(self, out: Decided, event: dict[str, Any], decided_s: float | None) -> None:
         """After the decision `event` was published: the rules' verdict drives the door."""
+        if self.closed:  # the last tracks settled while stopping: the door stays locked
+            return
         s = self.s
         ok, why = strict_accept(out, liveness_mode=s.liveness.mode, stale_s=s.policy.stale_accept_s,
                                 decided_s=decided_s, offline_allow_opens=s.door.open_on_offline_allow)
@@ -133,6 +136,7 @@ class DoorLink:
         return self.door.health()
 
     def close(self) -> None:
+        self.closed = True
         self.door.close()
         try:
             self.flush()

@@ -152,7 +152,8 @@ class DoorController:
             else:
                 opened = self._unlock(now, self.t.unlock_s, source)
             if opened:
-                self._emit("grant", person_id=person_id, reason=reason, unlock_s=round(self.unlock_until - now, 3),
+                self._emit("grant", person_id=person_id or None, reason=reason,
+                           unlock_s=round(self.unlock_until - now, 3),
                            decision_event_id=event_id, source=source)
         if opened and source == "face":
             self._announce(GrantNotice(event_id, person_id, self.credentials_of(person_id)))

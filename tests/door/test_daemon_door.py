@@ -5,6 +5,7 @@ The camera shows a stranger (LFW, not enrolled), a scene, then Ben Afflek (enrol
 staff). The relay pin rises exactly once, for him, and falls again after unlock_s with no frame
 left (the door ticks without frames); the grant arrives over MQTT as a door event pointing at
 his decision, the stranger gets no grant, and the retained door state says locked at the end.
+Then a remote unlock: an unsigned cmd/unlock moves nothing, a signed one opens once.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ def test_the_relay_opens_for_an_enrolled_person_and_not_for_a_stranger(
             storage=tmp_path / "data", api_port=free_port(), rate=2,
             sections={"identify": {"groups": ["staff"]}, "tracker": {"max_missed": 0},
                       "door": {"backend": "gpio", "relay_pin": RELAY, "unlock_s": 2, "max_unlock_s": 5,
-                               "groups": ["staff"], "bounce_s": 0}})
+                               "groups": ["staff"], "bounce_s": 0, "remote_unlock": True}})
         daemon = Daemon(load(cfg))
         daemon.start()
         # the door's switches at rest: the contact closed (door shut), the lid shut (inputs are
@@ -84,6 +85,8 @@ def test_the_relay_opens_for_an_enrolled_person_and_not_for_a_stranger(
                 [(t, p[:300]) for t, p, _ in sub.messages if "/door/" in t]
             health = daemon.state()
             assert health["door"]["state"] == "locked" and health["door"]["backend"]["name"] == "gpio"
+            assert rises(relay) == 1
+            _remote_unlock(mosquitto, hub, sub, relay, daemon)
         finally:
             daemon.stop_event.set()
             loop.join(timeout=10)
@@ -92,4 +95,31 @@ def test_the_relay_opens_for_an_enrolled_person_and_not_for_a_stranger(
     assert stranger, "the stranger was decided too"
     assert not [e for e in sub.json("/door/main/event")
                 if e["kind"] == "grant" and e.get("decision_event_id") in {s["event_id"] for s in stranger}]
-    assert rises(relay) == 1 and not relay.state  # one opening in the whole run; locked after shutdown
+    assert rises(relay) == 2 and not relay.state  # his, the signed remote unlock; locked after shutdown
+
+
+def _remote_unlock(broker, hub, sub, relay, daemon) -> None:
+    import json
+
+    import paho.mqtt.client as mqtt
+
+    from edge.daemon.commands import signed_command
+
+    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    pub.connect(broker.host, broker.port)
+    pub.loop_start()
+    try:
+        topic = "test/door-io/cmd/unlock"
+        pub.publish(topic, json.dumps({"door": "main"}), qos=1).wait_for_publish(5)
+        signed = signed_command("unlock", hub.appid, hub.secret_id, hub.secret_key, door="main")
+        pub.publish(topic, json.dumps(signed), qos=1).wait_for_publish(5)
+        assert sub.wait_for(lambda: any(e["kind"] == "grant" and e["reason"] == "remote_unlock"
+                                        for e in sub.json("/door/main/event")), 15)
+        assert rises(relay) == 2  # the unsigned one moved nothing, the signed one opened once
+        pub.publish(topic, json.dumps(signed), qos=1).wait_for_publish(5)  # replayed
+        assert wait_until(lambda: daemon.commands.refused.get("signature", 0) >= 2, 10)  # unsigned, replayed
+        assert rises(relay) == 2
+        assert wait_until(lambda: not relay.state, 10)
+    finally:
+        pub.loop_stop()
+        pub.disconnect()
