@@ -38,10 +38,10 @@ log = logging.getLogger("edge.daemon")
 def strict_accept(out: Decided, *, liveness_mode: str, stale_s: float, decided_s: float | None,
                   offline_allow_opens: bool) -> tuple[bool, str]:
     """Whether `out` may open a door, and why not ("" when it may)."""
+    if out.reason is not None:  # said first: "presentation_attack" explains a reject
+        return False, out.reason
     if out.decision is not Decision.ACCEPT:
         return False, f"decision_{out.decision}"
-    if out.reason is not None:
-        return False, out.reason
     if out.unknown_person or not out.person_id:
         return False, "unknown_person"
     if liveness_mode == "require" and (out.liveness is None or out.liveness.verdict != "live"):
