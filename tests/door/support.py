@@ -39,3 +39,18 @@ def press_exit(c: DoorController, pressed: bool = True) -> None:
 
 def kinds(c: DoorController) -> list[str]:
     return [e["kind"] for e in c.take_events()]
+
+
+class BrokenRelay(NoHardware):
+    """The relay raises `exc` while it is set (a driver error, a pin gone, or a plain bug)."""
+
+    def __init__(self, exc: Exception | None):
+        super().__init__()
+        self.exc = exc
+        self.calls = 0
+
+    def set_relay(self, energised: bool) -> None:
+        self.calls += 1
+        if self.exc is not None:
+            raise self.exc
+        super().set_relay(energised)

@@ -5,25 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from edge.door.backends.none import NoHardware
 from edge.door.controller import DoorState
 from edge.door.interface import DoorIOError
-from tests.door.support import contact, door, kinds, press_exit
-
-
-class BrokenRelay(NoHardware):
-    """The relay raises `exc` while it is set (a driver error, a pin gone, or a plain bug)."""
-
-    def __init__(self, exc: Exception | None):
-        super().__init__()
-        self.exc = exc
-        self.calls = 0
-
-    def set_relay(self, energised: bool) -> None:
-        self.calls += 1
-        if self.exc is not None:
-            raise self.exc
-        super().set_relay(energised)
+from tests.door.support import BrokenRelay, contact, door, kinds, press_exit
 
 
 @pytest.mark.parametrize("exc", [DoorIOError("board not answering"), RuntimeError("a backend bug")])
