@@ -116,7 +116,8 @@ class MqttSettings(BaseModel):
                                      "events. Off: events carry no biometric data.")
     commands: Literal["signed", "trusted", "off"] = Field(
         "signed", description="MQTT commands (cmd/verify, cmd/sync): signed = each carries a "
-        "single-use\nsignature of the local API's credentials (docs/security.md#the-edge-and-its-broker);\n"
+        "single-use\nsignature of the local API's credentials, never the hub's key\n"
+        "(docs/security.md#the-edge-and-its-broker);\n"
         "trusted = unsigned accepted (only with broker ACLs letting nobody else publish there);\n"
         "off = ignored.")
     commands_per_s: float = Field(2.0, ge=0, description="MQTT commands applied per second "
@@ -144,7 +145,7 @@ class HubClientSettings(BaseModel):
 
     @model_validator(mode="after")
     def _no_example_key(self) -> "HubClientSettings":
-        # The edge signs its sync, fallback and (by default) local API and commands with it.
+        # The edge signs its sync, fallback and pack pulls with it.
         refuse_example_key(self.secret_key, f"[hub] appid {self.appid}")
         return self
 
@@ -165,8 +166,9 @@ class ApiSettings(ListenerSettings):
     enabled: bool = Field(True, description="Serve the local face API, /health and /metrics.")
     credentials: list[ApiCredential] = Field(
         default_factory=list,
-        description="Signing credentials accepted by the local API, as a list of tables "
-                    "{appid, secret_id, secret_key} (empty: the [hub] credentials).")
+        description="Signing credentials of the local API and the MQTT commands, as a list of tables\n"
+                    "{appid, secret_id, secret_key}; never the [hub] key (refused). Empty: the edge's own\n"
+                    "key, made on first start in <storage>/api-key.toml (docs/security.md).")
     rate_per_s: float = Field(5.0, ge=0, description="Local API requests per second per appid "
                               "(code 15 beyond); 0 = unlimited.\nThe camera keeps priority: "
                               "requests wait for the camera's frame in progress.")
@@ -220,6 +222,17 @@ class EdgeSettings(DecidingRole):
     vision: VisionSettings = Field(default_factory=VisionSettings, description="Models.")
     liveness: LivenessSettings = Field(default_factory=LivenessSettings,
                                        description="Is the face live, or a print or a screen?")
+
+    @model_validator(mode="after")
+    def _own_keys_for_the_edge(self) -> "EdgeSettings":
+        # Refused, not warned: a signature good on the edge's channels (read by any broker client,
+        # or in front of the door) would be good on the hub, for the whole tenant (issue 24).
+        hub_key = self.hub.secret_key.strip()
+        for cred in self.api.credentials:
+            if hub_key and cred.secret_key.strip() == hub_key:
+                raise ValueError(f"[api] credentials appid {cred.appid} uses the [hub] secret_key: the edge's "
+                                 "channels need a key of their own (or leave [api] credentials empty)")
+        return self
 
     def holds_secrets(self) -> bool:
         return bool(self.hub.secret_key or self.api.credentials or self.mqtt.password)

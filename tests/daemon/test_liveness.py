@@ -18,7 +18,7 @@ import pytest
 
 from edge.dev.localenv import shared_faces_dir
 from tests.conftest import free_port
-from tests.support.broker import Broker, DaemonProc, Subscriber, write_edge_config
+from tests.support.broker import Broker, DaemonProc, Subscriber, edge_auth, write_edge_config
 from tests.support.hub import start_hub
 
 NUAA = shared_faces_dir() / "liveness" / "nuaa"
@@ -143,7 +143,6 @@ def test_a_decided_track_is_scored_again_only_for_a_claim_and_on_fresh_frames(tm
 
     import httpx
 
-    from edge.core.signature import sign
 
     if not NUAA.is_dir():
         pytest.skip(f"liveness frames not found at {NUAA} (set EDGE_VERIFIER_SHARED)")
@@ -167,7 +166,7 @@ def test_a_decided_track_is_scored_again_only_for_a_claim_and_on_fresh_frames(tm
             before_claim = _scored(port)
             assert before_claim == decided >= 3
             ok = httpx.post(f"http://127.0.0.1:{port}/edge/claim", json={"appid": hub.appid, "person_id": "nuaa-0001"},
-                            headers={"Authorization": sign(hub.appid, hub.secret_id, hub.secret_key)}).json()
+                            headers={"Authorization": edge_auth()}).json()
             assert ok["code"] == 0
             daemon.wait_health(lambda h: h["decisions"] >= 2, 30)
             after_claim = _scored(port)

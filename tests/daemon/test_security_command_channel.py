@@ -13,12 +13,11 @@ import threading
 import httpx
 import pytest
 
-from edge.daemon.commands import signed_command
 from edge.daemon.config import MqttSettings
 from edge.daemon.mqtt import MqttPublisher
 from edge.daemon.outbox import Outbox
 from tests.conftest import free_port, wait_until
-from tests.support.broker import DaemonProc, broker_with_clients, write_edge_config
+from tests.support.broker import DaemonProc, broker_with_clients, edge_command, write_edge_config
 
 DEVICE = "door-chan"
 TOPIC = f"test/{DEVICE}/cmd/verify"
@@ -29,8 +28,7 @@ class NoHub:  # only its credentials matter: they sign the local API and the com
 
 
 def _signed(person_id: str, **fields) -> dict:
-    return signed_command("verify", NoHub.appid, NoHub.secret_id, NoHub.secret_key, person_id=person_id,
-                          **fields)
+    return edge_command("verify", person_id=person_id, **fields)
 
 
 @pytest.fixture(scope="module")

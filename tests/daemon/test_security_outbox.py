@@ -7,12 +7,11 @@ from __future__ import annotations
 import json
 import time
 
-from edge.daemon.commands import signed_command
 from edge.daemon.config import MqttSettings
 from edge.daemon.mqtt import MqttPublisher
 from edge.daemon.outbox import Outbox
 from tests.conftest import free_port
-from tests.support.broker import Broker, DaemonProc, Subscriber, sample_event, write_edge_config
+from tests.support.broker import Broker, DaemonProc, Subscriber, edge_command, sample_event, write_edge_config
 
 BACKLOG = 20_000
 
@@ -48,8 +47,7 @@ def test_a_live_decision_overtakes_a_large_backlog_which_still_arrives_whole(mod
     daemon = DaemonProc(cfg, port, tmp_path / "daemon.log").start()
     try:
         daemon.wait_health(lambda h: h["mqtt"]["connected"], 60)
-        claim = signed_command("verify", NoHub.appid, NoHub.secret_id, NoHub.secret_key,
-                               person_id="alice", timeout_s=0.5)
+        claim = edge_command("verify", person_id="alice", timeout_s=0.5)
         import paho.mqtt.client as mqtt
 
         pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
