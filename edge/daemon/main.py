@@ -205,7 +205,7 @@ class Daemon:
 
         service = EdgeService(self.pipeline, lambda: self.gallery_ref, self.decider,
                               identify_groups=self.s.identify.groups, health=self.state,
-                              claims=self.claims, priority=self.priority)
+                              claims=self.claims, priority=self.priority, liveness=self.s.liveness.mode)
         self.api = LocalApi(self.s, service)
         self.api.start(self._spawn)
 
