@@ -194,7 +194,9 @@ class LivenessSettings(BaseModel):
     mode: Literal["require", "flag", "off"] = Field(
         "require", description="Presentation-attack detection (prints, phone screens): require refuses\n"
         "a track judged an attack (reject, reason presentation_attack) and decides a track only once\n"
-        "`frames` of its frames are scored; flag only reports the verdict in events; off skips it.")
+        "`frames` of its frames are scored; flag only reports the verdict in events; off skips it.\n"
+        "The local API's /face/verify and /face/identify judge the posted image's face the same way\n"
+        "(one frame; require refuses an attack, or a face it cannot judge, with code -1110).")
     frames: int = Field(5, ge=1, le=50, description="Scored frames whose median decides a track's "
                         "liveness (bench liveness measured 5).")
 
