@@ -190,10 +190,9 @@ def check_bound_to(sig: Signature, endpoint: str) -> None:
     edge's channels have a key of their own (docs/security.md). Code 14."""
     if not sig.single_use:
         return
-    bound = sig.fields.get("f", "")
     if sig.for_a_command:
         raise ApiError(errors.SIGNATURE_INVALID, "signature made for an MQTT command, not this API")
-    if bound != endpoint:
+    if sig.fields.get("f", "") != endpoint:
         raise ApiError(errors.SIGNATURE_INVALID,
                        f"single-use signature not made for {endpoint} (its f must be {endpoint})")
 

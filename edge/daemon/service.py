@@ -53,7 +53,6 @@ class EdgeService(FaceService):
         from edge.vision.image import decode_slots
 
         judge = liveness and self.liveness != "off"
-        field = None
         with decode_slots:  # the full-size image lives only inside a slot
             bgr = decode_image(image)
             if self.priority is None:
@@ -66,9 +65,7 @@ class EdgeService(FaceService):
             del bgr
         if not faces or faces[0].embedding is None:
             raise ApiError(errors.NO_FACE)
-        if result is not None:
-            field = judged_liveness(self.liveness, result)
-        return faces[0].embedding, field
+        return faces[0].embedding, None if result is None else judged_liveness(self.liveness, result)
 
     def verify(self, appid: str, person_id: str, image: bytes) -> dict:
         emb, liveness = self._probe(image)
