@@ -21,7 +21,7 @@ DEVICE = "door-redact"
 SECRETS = ("Super@", "Secret42", "camuser7", "QueryPw77", "Tok99xyz")
 
 
-class NoHub:  # only its credentials matter: they sign the local API
+class NoHub:  # a [hub] nobody answers at; the local API and commands take EDGE_API, not its key
     url, appid, secret_id, secret_key = f"http://127.0.0.1:{free_port()}", "1000001", "AKIDredacttest", "r" * 32
 
 

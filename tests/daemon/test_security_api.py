@@ -19,7 +19,7 @@ from tests.conftest import free_port
 from tests.support.broker import EDGE_API, DaemonProc, edge_auth, write_edge_config
 
 
-class NoHub:  # only its credentials matter: they sign the local API
+class NoHub:  # a [hub] nobody answers at; the local API and commands take EDGE_API, not its key
     url, appid, secret_id, secret_key = f"http://127.0.0.1:{free_port()}", "1000001", "AKIDapirate", "r" * 32
 
 

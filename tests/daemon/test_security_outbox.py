@@ -16,7 +16,7 @@ from tests.support.broker import Broker, DaemonProc, Subscriber, edge_command, s
 BACKLOG = 20_000
 
 
-class NoHub:  # only its credentials matter: they sign the claim
+class NoHub:  # a [hub] nobody answers at; the local API and commands take EDGE_API, not its key
     url, appid, secret_id, secret_key = f"http://127.0.0.1:{free_port()}", "1000001", "AKIDlane", "l" * 32
 
 

@@ -16,7 +16,7 @@ from tests.support.broker import EDGE_API, DaemonProc, broker_with_clients, edge
 DEVICE = "door-replay"
 
 
-class NoHub:  # only its credentials matter: they sign the local API and the commands
+class NoHub:  # a [hub] nobody answers at; the local API and commands take EDGE_API, not its key
     url, appid, secret_id, secret_key = f"http://127.0.0.1:{free_port()}", "1000001", "AKIDreplay", "r" * 32
 
 

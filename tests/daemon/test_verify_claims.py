@@ -106,7 +106,7 @@ def test_a_claim_body_that_stalls_after_the_size_cap_is_answered_with_a_code_not
     import socket
 
 
-    class NoHub:  # only its credentials matter: they sign the local API
+    class NoHub:  # a [hub] nobody answers at; the local API and commands take EDGE_API, not its key
         url, appid, secret_id, secret_key = f"http://127.0.0.1:{free_port()}", "1000001", "AKIDclaim", "k" * 32
 
     port = free_port()
