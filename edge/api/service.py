@@ -104,6 +104,24 @@ class FaceService:
         return {}
 
 
+LIVENESS_MODES = ("require", "flag", "off")
+
+
+def judged_liveness(mode: str, result) -> dict:
+    """The `liveness` field of a verify or identify answer (an extension: the legacy envelope
+    and fields are unchanged) for `result`, the edge.vision.liveness.Liveness of the image's
+    face: {score, verdict, reason, mode}. With mode `require` an attack, or a face the model
+    cannot judge (too small, or too close to the image's edges for its x2.7 context crop), is
+    refused with PRESENTATION_ATTACK, the field still in the envelope's data; with `flag` the
+    caller decides. One image is one frame: no median over frames as at the camera."""
+    field = {**result.as_dict(), "mode": mode}
+    if mode == "require" and result.verdict != "live":
+        why = ("the face is a presentation attack (a print or a screen)" if result.verdict == "attack" else
+               f"liveness cannot be judged on this image ({result.reason}): send the whole camera frame")
+        raise ApiErrorWithData(errors.PRESENTATION_ATTACK, why, {"liveness": field})
+    return field
+
+
 class ApiErrorWithData(ApiError):
     """An error whose envelope still carries data (compare's fail_flag, for one)."""
 

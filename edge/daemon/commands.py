@@ -56,12 +56,14 @@ class CommandGate:
     def from_settings(cls, s: EdgeSettings, claims: Claims, syncer: Syncer | None, *,
                       clock: Callable[[], float] = time.time,
                       unlock: Callable[[str, str], bool] | None = None) -> CommandGate:
-        """Commands are checked against the local API's credentials; their signatures are
-        recorded in the table the local API uses (edge.daemon.signature_log)."""
+        """Commands are checked against the local API's credentials (never the hub's key); their
+        signatures are recorded in the table the local API uses (edge.daemon.signature_log). A
+        remote unlock is always signed: with it on, the keys are loaded whatever the mode."""
         from edge.daemon.local_api import credentials
         from edge.daemon.signature_log import replay_cache
 
-        return cls(s.mqtt.commands, credentials(s), rate_per_s=s.mqtt.commands_per_s,
+        keys = credentials(s) if s.mqtt.commands == "signed" or s.door.remote_unlock else ()
+        return cls(s.mqtt.commands, keys, rate_per_s=s.mqtt.commands_per_s,
                    burst=s.mqtt.commands_burst, claims=claims, syncer=syncer,
                    replay=replay_cache(s.storage.path, MAX_AGE_S), clock=clock,
                    unlock=unlock if s.door.remote_unlock else None, door=s.door.name)

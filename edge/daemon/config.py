@@ -117,7 +117,8 @@ class MqttSettings(BaseModel):
                                      "events. Off: events carry no biometric data.")
     commands: Literal["signed", "trusted", "off"] = Field(
         "signed", description="MQTT commands (cmd/verify, cmd/sync): signed = each carries a "
-        "single-use\nsignature of the local API's credentials (docs/security.md#the-edge-and-its-broker);\n"
+        "single-use\nsignature of the local API's credentials, never the hub's key\n"
+        "(docs/security.md#the-edge-and-its-broker);\n"
         "trusted = unsigned accepted (only with broker ACLs letting nobody else publish there; never\n"
         "for cmd/unlock, which is always signed);\n"
         "off = ignored.")
@@ -146,7 +147,7 @@ class HubClientSettings(BaseModel):
 
     @model_validator(mode="after")
     def _no_example_key(self) -> "HubClientSettings":
-        # The edge signs its sync, fallback and (by default) local API and commands with it.
+        # The edge signs its sync, fallback and pack pulls with it.
         refuse_example_key(self.secret_key, f"[hub] appid {self.appid}")
         return self
 
@@ -167,8 +168,9 @@ class ApiSettings(ListenerSettings):
     enabled: bool = Field(True, description="Serve the local face API, /health and /metrics.")
     credentials: list[ApiCredential] = Field(
         default_factory=list,
-        description="Signing credentials accepted by the local API, as a list of tables "
-                    "{appid, secret_id, secret_key} (empty: the [hub] credentials).")
+        description="Signing credentials of the local API and the MQTT commands, as a list of tables\n"
+                    "{appid, secret_id, secret_key}; never the [hub] key (refused). Empty: the edge's own\n"
+                    "key, made on first start in <storage>/api-key.toml (docs/security.md).")
     rate_per_s: float = Field(5.0, ge=0, description="Local API requests per second per appid "
                               "(code 15 beyond); 0 = unlimited.\nThe camera keeps priority: "
                               "requests wait for the camera's frame in progress.")
@@ -194,7 +196,9 @@ class LivenessSettings(BaseModel):
     mode: Literal["require", "flag", "off"] = Field(
         "require", description="Presentation-attack detection (prints, phone screens): require refuses\n"
         "a track judged an attack (reject, reason presentation_attack) and decides a track only once\n"
-        "`frames` of its frames are scored; flag only reports the verdict in events; off skips it.")
+        "`frames` of its frames are scored; flag only reports the verdict in events; off skips it.\n"
+        "The local API's /face/verify and /face/identify judge the posted image's face the same way\n"
+        "(one frame; require refuses an attack, or a face it cannot judge, with code -1110).")
     frames: int = Field(5, ge=1, le=50, description="Scored frames whose median decides a track's "
                         "liveness (bench liveness measured 5).")
 
@@ -224,6 +228,17 @@ class EdgeSettings(DecidingRole):
                                        description="Is the face live, or a print or a screen?")
     door: DoorSettings = Field(default_factory=DoorSettings,
                                description="The door: lock relay, contact, exit button, tamper (docs/door.md).")
+
+    @model_validator(mode="after")
+    def _own_keys_for_the_edge(self) -> "EdgeSettings":
+        # Refused, not warned: a signature good on the edge's channels (read by any broker client,
+        # or in front of the door) would be good on the hub, for the whole tenant (issue 24).
+        hub_key = self.hub.secret_key.strip()
+        for cred in self.api.credentials:
+            if hub_key and cred.secret_key.strip() == hub_key:
+                raise ValueError(f"[api] credentials appid {cred.appid} uses the [hub] secret_key: the edge's "
+                                 "channels need a key of their own (or leave [api] credentials empty)")
+        return self
 
     def holds_secrets(self) -> bool:
         return bool(self.hub.secret_key or self.api.credentials or self.mqtt.password or self.door.holds_secrets())

@@ -73,6 +73,9 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, lambda *_: daemon.stop_event.set())
     try:
         daemon.start()
+    except ConfigError as exc:  # found at start: e.g. the edge's own key file (edge.daemon.api_key)
+        print(json.dumps({"code": 21, "message": str(exc)}), file=sys.stderr)
+        return 2
     except ModelPackError as exc:
         log.error("%s", exc)
         return 1
@@ -127,6 +130,7 @@ class Daemon:
         from edge.daemon.decide import Decider
         from edge.daemon.door_link import DoorLink
         from edge.daemon.liveness import LivenessPolicy
+        from edge.daemon.local_api import credentials
         from edge.daemon.mqtt import MqttPublisher
         from edge.daemon.outbox import Outbox
         from edge.daemon.publisher import NullPublisher
@@ -140,6 +144,8 @@ class Daemon:
         s = self.s
         data = Path(s.storage.path)
         data.mkdir(parents=True, exist_ok=True)
+        if s.api.enabled or s.mqtt.commands == "signed":
+            credentials(s)  # the edge's own key made (or a broken one refused) before anything starts
         if s.hub.url:
             pull_or_keep(s.hub, s.vision.models_dir, s.vision.precision, log.info)
         t0 = time.perf_counter()
@@ -213,7 +219,7 @@ class Daemon:
 
         service = EdgeService(self.pipeline, lambda: self.gallery_ref, self.decider,
                               identify_groups=self.s.identify.groups, health=self.state,
-                              claims=self.claims, priority=self.priority)
+                              claims=self.claims, priority=self.priority, liveness=self.s.liveness.mode)
         self.api = LocalApi(self.s, service)
         self.api.start(self._spawn)
 

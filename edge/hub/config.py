@@ -8,6 +8,7 @@ can be read by group or others, as ssh does with keys.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
@@ -89,6 +90,13 @@ class VisionSection(BaseModel):
     )
 
 
+class LivenessSection(BaseModel):
+    mode: Literal["require", "flag", "off"] = Field(
+        "flag", description="Presentation-attack detection on /face/verify and /face/identify (one image: one\n"
+        "frame, its x2.7 context crop): flag adds the verdict to the answer (data.liveness); require\n"
+        "also refuses an attack, or a face it cannot judge, with code -1110; off skips it (docs/hub.md).")
+
+
 class HubSettings(DecidingRole):
     THRESHOLDS_SECTION = "matching"
 
@@ -104,6 +112,8 @@ class HubSettings(DecidingRole):
     url_fetch: FetchSettings = Field(default_factory=FetchSettings,
                                      description="Server-side download of `url` inputs.")
     vision: VisionSection = Field(default_factory=VisionSection, description="Face models used by the hub.")
+    liveness: LivenessSection = Field(default_factory=LivenessSection,
+                                      description="Is the face on an API call live, or a print or a screen?")
     matching: ThresholdOverrides = Field(
         default_factory=ThresholdOverrides,
         description="Decision thresholds; the defaults are the calibrated ones of edge.core.matcher,\n"

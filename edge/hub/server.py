@@ -63,7 +63,8 @@ def build_app(settings):
     vision = VisionPacks(settings.vision.models_dir, settings.vision.precision, settings.vision.also_embed,
                          settings.vision.threads)
     service = HubService(store, vision, limits, settings.thresholds(),
-                         verify_log_s=settings.storage.verify_log_days * 86400, crops=crops)
+                         verify_log_s=settings.storage.verify_log_days * 86400, crops=crops,
+                         liveness=settings.liveness.mode)
     app = create_app(
         service, credentials, limits=limits, limiter=store.rate_limiter(limits.rate_per_s, limits.burst),
         fetch_policy=FetchPolicy(**settings.url_fetch.model_dump(), max_bytes=limits.body_bytes),

@@ -25,7 +25,7 @@ from typing import Sequence
 
 import numpy as np
 
-from edge.api.service import ApiErrorWithData, FaceService, compare_images, session_id
+from edge.api.service import ApiErrorWithData, FaceService, compare_images, judged_liveness, session_id
 from edge.core import errors, syncwire
 from edge.core.errors import ApiError
 from edge.core.matcher import DEFAULT_THRESHOLDS, Decision, Gallery, Thresholds, confidence, cosine
@@ -93,8 +93,9 @@ class HubService(FaceService):
 
     def __init__(self, store: Store, vision: VisionPacks, limits: Limits | None = None,
                  thresholds: Thresholds = DEFAULT_THRESHOLDS, verify_log_s: float = 30 * 86400,
-                 crops: CropCipher | None = None):
+                 crops: CropCipher | None = None, liveness: str = "flag"):
         self.store = store
+        self.liveness = liveness  # [liveness] mode for verify and identify (edge.api.service.judged_liveness)
         self.crops = crops
         self.verify_log_s = verify_log_s
         self._trimmed_at = float("-inf")
@@ -121,6 +122,21 @@ class HubService(FaceService):
         with decode_slots:  # the full-size image lives only inside a slot
             bgr, face = self._largest_face(data)
             return self.vision.primary.embed(bgr, face)
+
+    def _probe(self, data: bytes) -> tuple[np.ndarray, dict | None]:
+        """The largest face's embedding and its `liveness` answer field (None when off). In
+        require mode an attack is refused (-1110) before it is embedded or matched. The model
+        reads the face's x2.7 context crop of the whole image, as at the camera."""
+        with decode_slots:
+            bgr, face = self._largest_face(data)
+            field = None
+            if self.liveness != "off":
+                net = self.vision.primary.liveness
+                if net is None:
+                    raise ApiError(errors.FEATURE_FAILED, "no liveness model in the models folder: run "
+                                   "`edge-verifier models build` (or set [liveness] mode = \"off\")")
+                field = judged_liveness(self.liveness, net.infer(bgr, face.box))
+            return self.vision.primary.embed(bgr, face), field
 
     def _face_record(self, appid: str, data: bytes, person_id: str, tag: str) -> FaceRecord:
         with decode_slots:
@@ -267,7 +283,7 @@ class HubService(FaceService):
     # --- matching --------------------------------------------------------------------------
     def verify(self, appid, person_id, image) -> dict:
         self.store.face_ids(appid, person_id)  # -1303 for an unknown person
-        embedding = self._embedding(image)
+        embedding, liveness = self._probe(image)
         fingerprint = self.vision.primary.fingerprint
         faces = self.store.embeddings(appid, fingerprint, person_id=person_id)
         if not faces:
@@ -280,14 +296,14 @@ class HubService(FaceService):
         conf = confidence(score, self.thresholds)
         self.store.log_verify(VerifyRecord(sid, appid, person_id, float(score), conf, ismatch, time.time()))
         self._trim_verify_log()
-        return {"session_id": sid, "confidence": conf, "ismatch": ismatch}
+        return {"session_id": sid, "confidence": conf, "ismatch": ismatch, **_with(liveness)}
 
     def identify(self, appid, group_ids, image) -> dict:
         known_groups = set(self.store.group_ids(appid))
         wanted = [g for g in group_ids if g in known_groups]
         if not wanted:
             raise ApiError(errors.GROUP_UNKNOWN, f"none of the groups {list(group_ids)} exists")
-        embedding = self._embedding(image)
+        embedding, liveness = self._probe(image)
         result = self._gallery(appid).identify(embedding, wanted, top_k=5)
         return {
             "session_id": session_id(),
@@ -296,6 +312,7 @@ class HubService(FaceService):
                  "tag": c.tag}
                 for c in result.candidates
             ],
+            **_with(liveness),
         }
 
     def compare(self, appid, image_a, image_b) -> dict:
@@ -372,3 +389,8 @@ class HubService(FaceService):
         if self.vision.loaded:
             out["fingerprint"] = self.vision.primary.fingerprint
         return out
+
+
+def _with(liveness: dict | None) -> dict:
+    """The answer's `liveness` extension field, absent with [liveness] mode = off."""
+    return {} if liveness is None else {"liveness": liveness}
