@@ -73,15 +73,12 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, lambda *_: daemon.stop_event.set())
     try:
         daemon.start()
-    except ConfigError as exc:  # found at start: e.g. the edge's own key file (edge.daemon.api_key)
+    except ConfigError as exc:  # found at start: the edge's own key file, the door's pins or backend
         print(json.dumps({"code": 21, "message": str(exc)}), file=sys.stderr)
         return 2
     except ModelPackError as exc:
         log.error("%s", exc)
         return 1
-    except ConfigError as exc:  # e.g. the door's pins cannot be opened
-        print(json.dumps({"code": 21, "message": str(exc)}), file=sys.stderr)
-        return 2
     try:
         daemon.loop()
     finally:

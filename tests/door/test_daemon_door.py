@@ -16,7 +16,7 @@ import threading
 import pytest
 
 from tests.conftest import free_port, wait_until
-from tests.support.broker import enrol_five, write_edge_config
+from tests.support.broker import edge_command, enrol_five, write_edge_config
 from tests.support.hub import start_hub
 
 RELAY = 5
@@ -86,7 +86,7 @@ def test_the_relay_opens_for_an_enrolled_person_and_not_for_a_stranger(
             health = daemon.state()
             assert health["door"]["state"] == "locked" and health["door"]["backend"]["name"] == "gpio"
             assert rises(relay) == 1
-            _remote_unlock(mosquitto, hub, sub, relay, daemon)
+            _remote_unlock(mosquitto, sub, relay, daemon)
         finally:
             daemon.stop_event.set()
             loop.join(timeout=10)
@@ -98,12 +98,10 @@ def test_the_relay_opens_for_an_enrolled_person_and_not_for_a_stranger(
     assert rises(relay) == 2 and not relay.state  # his, the signed remote unlock; locked after shutdown
 
 
-def _remote_unlock(broker, hub, sub, relay, daemon) -> None:
+def _remote_unlock(broker, sub, relay, daemon) -> None:
     import json
 
     import paho.mqtt.client as mqtt
-
-    from edge.daemon.commands import signed_command
 
     pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
     pub.connect(broker.host, broker.port)
@@ -111,7 +109,7 @@ def _remote_unlock(broker, hub, sub, relay, daemon) -> None:
     try:
         topic = "test/door-io/cmd/unlock"
         pub.publish(topic, json.dumps({"door": "main"}), qos=1).wait_for_publish(5)
-        signed = signed_command("unlock", hub.appid, hub.secret_id, hub.secret_key, door="main")
+        signed = edge_command("unlock", door="main")  # the edge's own key, as for every command
         pub.publish(topic, json.dumps(signed), qos=1).wait_for_publish(5)
         assert sub.wait_for(lambda: any(e["kind"] == "grant" and e["reason"] == "remote_unlock"
                                         for e in sub.json("/door/main/event")), 15)
