@@ -85,6 +85,9 @@ class DoorController:
         if mode is DoorMode.UNLOCKED:
             raise ValueError("a door never starts unlocked: set_mode(UNLOCKED) once it runs")
         self.io, self.door, self.lock_type = io, door, lock_type
+        # A backend whose panel drives the relay (OSDP with relay = "panel") says so with a true
+        # `relay_by_panel` attribute: grants are then only announced to the panel.
+        self.relay_by_panel = bool(getattr(io, "relay_by_panel", False))
         self.t = timing or DoorTiming()
         self.mode: DoorMode = mode
         self.clock = clock
@@ -145,13 +148,19 @@ class DoorController:
             if self.mode is DoorMode.LOCKED_DOWN:
                 self._emit("deny", person_id=person_id, reason="locked_down", decision_event_id=event_id)
                 return False
-            if now < self.rearm_at and self.mode is DoorMode.NORMAL:
+            if self.relay_by_panel:
+                # The panel decides (OSDP relay = "panel"): the grant goes to it as a card read,
+                # and its output command (a PANEL_RELAY input) moves the relay.
+                opened = True
+                self._emit("grant", person_id=person_id or None, reason=reason, unlock_s=None,
+                           decision_event_id=event_id, source=source, relay="panel")
+            elif now < self.rearm_at and self.mode is DoorMode.NORMAL:
                 self.rearm_at = now + self.t.unlock_s  # the stream goes on: still not re-armed
                 self._emit("deny", person_id=person_id, reason="max_unlock", decision_event_id=event_id)
                 opened = False
             else:
                 opened = self._unlock(now, self.t.unlock_s, source)
-            if opened:
+            if opened and not self.relay_by_panel:
                 self._emit("grant", person_id=person_id or None, reason=reason,
                            unlock_s=round(self.unlock_until - now, 3),
                            decision_event_id=event_id, source=source)
@@ -214,8 +223,9 @@ class DoorController:
                     self._indicate("alarm")
         elif e.kind is InputKind.PANEL_RELAY:
             if e.active and self.mode is not DoorMode.LOCKED_DOWN:
-                self._unlock(now, min(e.duration_s or self.t.unlock_s, self.t.max_unlock_s), "panel")
-                self._emit("grant", person_id=None, reason="panel", unlock_s=e.duration_s, source="panel")
+                if self._unlock(now, min(e.duration_s or self.t.unlock_s, self.t.max_unlock_s), "panel"):
+                    self._emit("grant", person_id=None, reason="panel", unlock_s=round(self.unlock_until - now, 3),
+                               source="panel")
             elif not e.active and self.mode is not DoorMode.UNLOCKED:
                 self._lock_now(now, "panel")
 

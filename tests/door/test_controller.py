@@ -239,3 +239,28 @@ def test_grant_announces_the_persons_credentials_to_the_backend():
     c.grant("p", "granted", event_id="e")
     assert notices and notices[0].person_id == "p" and notices[0].credentials == (card,)
     assert "12345" not in repr(notices[0])
+
+
+def test_a_panel_that_drives_the_relay_gets_the_grant_and_moves_the_relay_itself():
+    from edge.door.backends.none import NoHardware
+
+    notices = []
+
+    class PanelRelay(NoHardware):
+        relay_by_panel = True
+
+        def announce_grant(self, notice):
+            notices.append(notice)
+
+    c, clock, io = door(PanelRelay())
+    assert c.grant("p", "granted", event_id="e")
+    assert not io.energised and notices  # announced, not unlocked by us
+    grant = next(e for e in c.take_events() if e["kind"] == "grant")
+    assert grant["relay"] == "panel"
+    c.on_input(DoorInput(InputKind.PANEL_RELAY, True, clock.now, duration_s=4))
+    assert io.energised
+    c.tick(clock.advance(4.1))
+    assert not io.energised
+    c.on_input(DoorInput(InputKind.PANEL_RELAY, True, clock.now, duration_s=3600))
+    c.tick(clock.advance(10.1))  # the panel cannot hold it open past max_unlock_s either
+    assert not io.energised
