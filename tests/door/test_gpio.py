@@ -149,3 +149,11 @@ def test_inputs_not_wired(pins):
     assert c.grant("p", "granted") and relay_high(pins)
     assert c.health()["backend"]["pins"] == {"relay": RELAY}
     c.close()
+
+
+def test_the_lgpio_factory_without_a_gpio_chip_is_a_clear_config_error():
+    from edge.core.settings import ConfigError
+    from edge.door.backends import make_door_io
+
+    with pytest.raises(ConfigError, match="lgpio"):
+        make_door_io(DoorSettings(backend="gpio", pin_factory="lgpio"))
