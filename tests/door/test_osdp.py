@@ -324,3 +324,31 @@ def test_logs_never_show_the_card_number(rig, secrets_file, key, caplog) -> None
     reader.announce_grant(GrantNotice("ev-8", "ben", (H10304,)))
     assert card_read(panel) is not None
     assert "424242" not in caplog.text and "31337" not in caplog.text and key.hex() not in caplog.text
+
+
+def test_a_missing_or_wrong_device_is_reported_not_fatal(tmp_path, secrets_file) -> None:
+    for device, message in [(str(tmp_path / "ttyUSB9"), "No such file"), (str(secrets_file), "not a serial device")]:
+        reader = OsdpReader(OsdpSettings(device=device, secrets_file=str(secrets_file), libosdp_log="error"))
+        reader.start(lambda _: None)
+        try:
+            health = reader.health()
+            assert health["link"] == "offline" and message in health["serial_error"]
+            with pytest.raises(DoorIOError):
+                reader.announce_grant(GrantNotice("ev-9", "ben", (H10301,)))
+            with pytest.raises(DoorIOError, match="no local relay"):
+                reader.set_relay(True)
+            reader.set_relay(False)  # releasing is always fine
+        finally:
+            reader.close()
+
+
+def test_a_card_read_queued_as_the_panel_goes_silent_is_never_delivered_later(rig, secrets_file, key) -> None:
+    reader = rig.reader(secrets_file, offline_after_s=2.0)
+    panel = rig.panel(key)
+    assert secure(reader, panel)
+    panel.stop()  # silent from now on; the reader still believes in the link for up to 2 s
+    reader.announce_grant(GrantNotice("ev-10", "ben", (H10301,)))  # queued, never polled for
+    assert wait_until(lambda: reader.health()["link"] == "offline", timeout=6.0)
+    panel2 = rig.panel(key)
+    assert secure(reader, panel2, timeout=15.0)
+    assert card_read(panel2, timeout=2.0) is None  # the grant of minutes ago does not open the door now
