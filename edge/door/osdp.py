@@ -37,7 +37,7 @@ from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from edge.core.credentials import LAYOUTS, Credential, to_bytes
+from edge.core.credentials import Credential, to_bytes
 from edge.door.interface import DoorInput, DoorIOError, GrantNotice, InputKind
 
 log = logging.getLogger(__name__)
@@ -321,11 +321,11 @@ class OsdpReader:
             raise DoorIOError(f"osdp: relay: {exc}") from exc
 
     def announce_grant(self, notice: GrantNotice) -> None:
-        """Send the person's first credential as a card read, over the secure channel only."""
-        cred = next((c for c in notice.credentials if c.fmt in LAYOUTS or c.fmt == "raw"), None)
-        if cred is None:
+        """Send the person's first credential (the one the hub lists first) as a card read, over
+        the secure channel only."""
+        if not notice.credentials:
             raise DoorIOError(f"osdp: no credential for event {notice.event_id}: nothing to send the panel")
-        self.send_card(cred, notice.event_id)
+        self.send_card(notice.credentials[0], notice.event_id)
 
     def send_card(self, cred: Credential, event_id: str = "") -> None:
         import osdp
