@@ -14,7 +14,9 @@ accepts the panel's KEYSET once over a session of the published default key (SCB
 the key atomically (temp file, fsync, rename, 0600) before acknowledging it, and leaves install
 mode; from then on only the new key opens a session, across restarts.
 
-A card read is never queued for later: when the link is down or not secure, `announce_grant`
+The link is `online` (a secure session with a polling panel), `no_secure_channel` (frames but no
+session with our key) or `offline` (silence), in `health()` and as a `link` event once per
+change. A card read is never queued for later: unless the link is online, `announce_grant`
 raises DoorIOError, and the events still queued when the link drops are flushed, so a panel
 coming back does not receive a minutes-old grant. Nothing read from the wire can crash the
 reader: libosdp drops malformed frames, and every callback here catches its own errors.
@@ -252,8 +254,7 @@ def _channel(link: SerialLink) -> Any:
 # --- the reader ------------------------------------------------------------------------------------
 @dataclass
 class _State:
-    online: bool = False
-    secure: bool = False
+    link: str = "offline"  # offline | no_secure_channel | online (LINK_STATES)
     changes: int = 0
     last_error: str = ""
     panel_commands: int = 0
@@ -332,7 +333,7 @@ class OsdpReader:
 
         data, length = to_bytes(cred)
         with self._lock:
-            if self._pd is None or not self._online_now() or not self._pd.is_sc_active():
+            if self._link_state() != "online":
                 raise DoorIOError("osdp: the panel link is not up with a secure channel; card read not sent")
             ok = self._pd.submit_event({"event": osdp.Event.CardRead, "reader_no": self.settings.reader_no,
                                         "format": osdp.CardFormat.Wiegand, "direction": 0,
@@ -346,22 +347,26 @@ class OsdpReader:
 
     def report_input(self, kind: InputKind, active: bool) -> None:
         """Tell the panel about a door input: contact and exit button as input status (inputs 0
-        and 1), tamper as the reader's local status."""
-        import osdp
-
+        and 1), tamper as the reader's local status. Sent again whenever the secure link comes
+        (back) up, so the panel always learns the current state."""
         with self._lock:
             if kind is InputKind.TAMPER:
                 self._tamper = active
-                event = {"event": osdp.Event.Status, "type": osdp.StatusReportType.Local,
-                         "report": bytes([int(self._tamper), 0])}  # [tamper, power failure]
             elif kind in self._inputs:
                 self._inputs[kind] = active
-                event = {"event": osdp.Event.Status, "type": osdp.StatusReportType.Input,
-                         "report": bytes(int(self._inputs[k]) for k in (InputKind.CONTACT, InputKind.EXIT))}
             else:
                 return
-            if self._pd is not None and self._online_now() and self._pd.is_sc_active():
-                self._pd.submit_event(event)
+            if self._link_state() == "online":
+                self._pd.submit_event(self._status_event(local=kind is InputKind.TAMPER))
+
+    def _status_event(self, local: bool) -> dict[str, Any]:
+        import osdp
+
+        if local:  # [tamper, power failure]
+            return {"event": osdp.Event.Status, "type": osdp.StatusReportType.Local,
+                    "report": bytes([int(self._tamper), 0])}
+        return {"event": osdp.Event.Status, "type": osdp.StatusReportType.Input,
+                "report": bytes(int(self._inputs[k]) for k in (InputKind.CONTACT, InputKind.EXIT))}
 
     def health(self) -> dict[str, Any]:
         with self._lock:
@@ -369,7 +374,7 @@ class OsdpReader:
             state = self._state
             return {
                 "backend": self.name, "device": self.settings.device, "address": self.settings.address,
-                "link": "online" if state.online else "offline", "secure_channel": state.secure,
+                "link": state.link, "secure_channel": state.link == "online",
                 "last_poll_age_s": None if age is None else round(age, 3),
                 "install_mode": self._installing, "serial_error": self._link.error,
                 "panel_commands": state.panel_commands, "refused_commands": state.refused_commands,
@@ -423,12 +428,15 @@ class OsdpReader:
         pd.set_command_callback(self._on_command)
         return pd
 
-    def _online_now(self) -> bool:
-        """The panel is polling us: libosdp saw valid frames lately (bytes alone could be noise)
-        and something arrived within offline_after_s."""
+    def _link_state(self) -> str:
+        """offline: nothing from the panel for offline_after_s (or no device); no_secure_channel:
+        frames arrive but no session with our key (a wrong key, a handshake under way, noise);
+        online: a secure session with a panel that polls. Only online carries card reads."""
         last = self._link.last_rx
-        return (self._link.fd is not None and self._pd is not None and bool(last)
-                and self._clock() - last < self.settings.offline_after_s and bool(self._pd.is_online()))
+        if (self._link.fd is None or self._pd is None or not last
+                or self._clock() - last >= self.settings.offline_after_s):
+            return "offline"
+        return "online" if self._pd.is_sc_active() else "no_secure_channel"
 
     def _run(self) -> None:
         period = self.settings.refresh_ms / 1000.0
@@ -451,20 +459,21 @@ class OsdpReader:
 
     def _watch_link(self) -> None:
         with self._lock:
-            online = self._online_now()
-            secure = bool(online and self._pd is not None and self._pd.is_sc_active())
+            link = self._link_state()
             state = self._state
-            if (online, secure) == (state.online, state.secure):
+            if link == state.link:
                 return
-            state.online, state.secure = online, secure
+            state.link = link
             state.changes += 1
-            if not secure and self._pd is not None:
+            if link != "online" and self._pd is not None:
                 dropped = self._pd.flush_events()  # no stale card read when the panel comes back
                 if dropped:
                     log.warning("osdp: %d queued event(s) dropped with the secure link", dropped)
-        log.warning("osdp: panel link %s%s", "online" if online else "offline",
-                    (" with secure channel" if secure else " without secure channel") if online else "")
-        self._emit("link", {"online": online, "secure_channel": secure})
+            elif self._pd is not None:  # the panel learns the inputs as they are now
+                self._pd.submit_event(self._status_event(local=False))
+                self._pd.submit_event(self._status_event(local=True))
+        log.warning("osdp: panel link %s", link.replace("_", " "))
+        self._emit("link", {"state": link})
 
     def _emit(self, kind: str, detail: dict[str, Any]) -> None:
         try:
