@@ -76,7 +76,7 @@ class Credential:
             raise CredentialError("a credential must be an object {format, facility, number}")
         unknown = set(data) - {"format", "facility", "number", "bits"}
         if unknown:
-            raise CredentialError(f"unknown credential field(s): {', '.join(sorted(map(str, unknown)))}")
+            raise CredentialError(f"unknown credential field(s): {', '.join(sorted(str(k)[:40] for k in unknown))}")
         fmt = data.get("format")
         if not isinstance(fmt, str) or fmt not in FORMATS:
             raise CredentialError(f"format must be one of {', '.join(FORMATS)}")

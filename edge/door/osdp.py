@@ -414,8 +414,11 @@ class OsdpReader:
         flags = [osdp.LibFlag.EnforceSecure]
         if self._installing:
             flags.append(osdp.LibFlag.InstallMode)
+        # The identity the panel reads (osdp_ID): no IEEE vendor code of our own, so 0 rather
+        # than libosdp's example one.
+        ident = osdp.PdId(version=1, model=1, vendor_code=0, serial_number=0, firmware_version=1)
         info = osdp.PDInfo(self.settings.address, _channel(self._link), scbk=self._scbk, flags=flags,
-                           name="edge-verifier")
+                           name="edge-verifier", id=ident)
         caps = osdp.PDCapabilities([
             (osdp.Capability.CommunicationSecurity, 1, 1),
             (osdp.Capability.CardDataFormat, 1, 1),  # raw Wiegand bits

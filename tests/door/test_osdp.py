@@ -124,6 +124,7 @@ def test_card_read_arrives_byte_exact_over_the_secure_channel(rig, secrets_file,
         assert (event["format"], event["length"], event["data"]) == (osdp.CardFormat.Wiegand, length, data)
     health = reader.health()
     assert health["link"] == "online" and health["secure_channel"] is True
+    assert panel.cp.get_pd_id(ADDRESS).vendor_code == 0  # the identity it reads: no borrowed vendor code
     assert health["last_poll_age_s"] is not None and health["last_poll_age_s"] < 1.0
 
 
