@@ -17,6 +17,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from edge.core import errors
+from edge.core.credentials import Credential
 from edge.core.errors import ApiError
 from edge.core.matcher import Thresholds, confidence, cosine
 
@@ -49,6 +50,12 @@ class FaceService:
 
     def getinfo(self, appid: str, person_id: str) -> dict:
         raise _not_served("getinfo")
+
+    def setcredentials(self, appid: str, person_id: str, credentials: Sequence[Credential]) -> dict:
+        raise _not_served("setcredentials")
+
+    def getcredentials(self, appid: str, person_id: str) -> dict:
+        raise _not_served("getcredentials")
 
     def getgroupids(self, appid: str) -> dict:
         raise _not_served("getgroupids")

@@ -204,6 +204,15 @@ class HubService(FaceService):
         self.store.set_info(appid, person_id, person_name, tag)
         return {"session_id": session_id(), "person_id": person_id}
 
+    def setcredentials(self, appid, person_id, credentials) -> dict:
+        # The answer counts them and never repeats a number (getcredentials is the one read).
+        self.store.set_credentials(appid, person_id, credentials)
+        return {"session_id": session_id(), "person_id": person_id, "credentials": len(credentials)}
+
+    def getcredentials(self, appid, person_id) -> dict:
+        creds = self.store.get_credentials(appid, person_id)
+        return {"session_id": session_id(), "person_id": person_id, "credentials": [c.to_json() for c in creds]}
+
     def getinfo(self, appid, person_id) -> dict:
         p = self.store.get_person(appid, person_id)
         return {

@@ -22,6 +22,7 @@ TABLES: dict[str, tuple[str, ...]] = {
     "persons": ("appid", "person_id", "person_name", "tag", "created"),
     "groups": ("appid", "group_id", "created"),
     "person_groups": ("appid", "person_id", "group_id"),
+    "credentials": ("appid", "person_id", "position", "credential"),
     "faces": ("face_id", "appid", "person_id", "x", "y", "width", "height", "landmarks", "yaw", "pitch", "roll",
               "quality", "sharpness", "tag", "created"),
     "embeddings": ("face_id", "fingerprint", "vector"),

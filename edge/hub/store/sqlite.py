@@ -22,7 +22,8 @@ from edge.core.sqlitedb import create_private, transaction
 from edge.hub.store.sql import SqlStore
 
 # 2: face_crops (a file of version 1 gets the table at open; older code refuses a version 2 file)
-SCHEMA_VERSION = 2
+# 3: credentials (likewise: an older file gets the table at open)
+SCHEMA_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS persons (
@@ -74,6 +75,12 @@ CREATE INDEX IF NOT EXISTS used_signatures_by_expiry ON used_signatures (valid_u
 CREATE TABLE IF NOT EXISTS face_crops (
     face_id TEXT PRIMARY KEY REFERENCES faces (face_id) ON DELETE CASCADE, crop BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS credentials (
+    appid TEXT NOT NULL, person_id TEXT NOT NULL, position INTEGER NOT NULL, credential TEXT NOT NULL,
+    PRIMARY KEY (appid, person_id, position),
+    FOREIGN KEY (appid, person_id) REFERENCES persons (appid, person_id) ON DELETE CASCADE
+);
+CREATE UNIQUE INDEX IF NOT EXISTS credentials_unique ON credentials (appid, credential);
 """
 
 
