@@ -73,15 +73,18 @@ def test_inputs_that_raise_inside_the_controller_never_reach_the_backend_thread(
     assert not io.energised
 
 
-def test_osdp_backend_missing_is_a_clear_config_error():
+def test_osdp_backend_not_wired_is_a_clear_config_error():
+    """Until edge.door.osdp offers make_door_io(settings) (or while it is absent from a build),
+    `backend = "osdp"` stops the daemon at start with a message, never a half-built door."""
     import importlib.util
 
     from edge.core.settings import ConfigError
     from edge.door.backends import make_door_io
     from edge.door.settings import DoorSettings
 
-    if importlib.util.find_spec("edge.door.osdp") is not None:
-        pytest.skip("the osdp backend is in this build")
+    osdp = importlib.util.find_spec("edge.door.osdp")
+    if osdp is not None and hasattr(importlib.import_module("edge.door.osdp"), "make_door_io"):
+        pytest.skip("the osdp backend is wired: its own tests cover it")
     with pytest.raises(ConfigError, match="osdp"):
         make_door_io(DoorSettings(backend="osdp"))
 
