@@ -37,7 +37,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("config", "example"): ("edge.config_example", "print a complete commented example config"),
     ("audit",): ("edge.hub.audit", "report look-alike persons and enrolled faces failing the quality gate (hub store)"),
     ("ui", "fetch"): ("edge.hub.ui.static", "fetch and check the web console's static files (htmx, stylesheet)"),
-    ("enrol",): ("edge.hub.ui.bulk", "enrol persons from a folder per person or a CSV into the hub's store"),
+    ("enrol",): ("edge.hub.enrol_cli", "enrol persons from a folder per person or a CSV into the hub's store"),
     ("demo",): ("edge.dev.demo", "start a broker, a hub and a daemon on sample photos and show decisions"),
 }
 

@@ -1,6 +1,0 @@
-def add_arguments(p):
-    pass
-
-
-def run(a):
-    return 0
