@@ -13,18 +13,24 @@ import tomli_w
 
 from edge.hub.ui.sessions import SessionPolicy
 from tests.hub.ui.support import PASSWORD, Browser, console_hub
-from tests.support.hub import APPID, start_hub
+from tests.support.hub import APPID
 
 
 def test_logout_on_one_hub_process_ends_the_session_on_another(tmp_path):
-    with console_hub(tmp_path) as first, start_hub(tmp_path) as second:
-        assert first.store_path == second.store_path and first.url != second.url
+    from edge.hub.store import SqliteStore
+    from tests.hub.ui.support import add_accounts
+    from tests.support.pg import hub_processes
+
+    store_path = tmp_path / "hub.sqlite3"
+    store = SqliteStore(store_path)
+    add_accounts(store)
+    store.close()
+    with hub_processes(tmp_path, f"sqlite:///{store_path}", count=2) as (first, second):
         browser = Browser(first.url)
         assert browser.login("vera").status_code == 303
-        cookie = browser.http.cookies["edge-console"]
         on_second = Browser(second.url)
-        on_second.http.cookies.set("edge-console", cookie)
-        assert on_second.get("/ui/persons").status_code == 200  # one session, two processes
+        on_second.http.cookies.set("edge-console", browser.http.cookies["edge-console"])
+        assert on_second.get("/ui/persons").status_code == 200  # one session, two OS processes
         assert on_second.post("/ui/logout", {"csrf": browser.csrf}).status_code == 303
         assert browser.get("/ui/persons").status_code == 303  # gone on the first one too
 
