@@ -1,8 +1,8 @@
 """Password hashes: scrypt (hashlib, OpenSSL's), memory-hard, with a random salt per password.
 
-Parameters: N = 2**15, r = 8, p = 1, which takes 128 * N * r = 32 MiB of memory and about 0.1 s
-on one core of the 2-vCPU EPYC VM (more on a Pi 4): cheap for a login, costly for a guesser
-with many candidates. They are stored with each hash ("scrypt$15$8$1$salt$hash", base64), so
+Parameters: N = 2**15, r = 8, p = 1, which takes 128 * N * r = 32 MiB of memory and 0.32 s on
+one core of the 2-vCPU AMD EPYC VM (one verify, other jobs running): cheap for a login, costly
+for a guesser with many candidates. They are stored with each hash ("scrypt$15$8$1$salt$hash", base64), so
 stronger parameters later still verify old hashes.
 """
 

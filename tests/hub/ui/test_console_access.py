@@ -187,6 +187,19 @@ def test_tenants_stay_apart(hub):
     assert ada.get(f"/ui/faces/{face_id}").headers["cache-control"] == "no-store"
 
 
+def test_a_name_is_shown_as_text_and_no_token_is_put_in_a_url(hub):
+    enrol_directly(hub.store, APPID, "x1", '<script src="/evil.js"></script><img src=x onerror=alert(1)>')
+    browser = Browser(hub.url)
+    browser.login("ada")
+    for page in (browser.get("/ui/persons").text, browser.get("/ui/persons/x1").text):
+        assert "<script src=\"/evil.js\">" not in page and "<img src=x" not in page
+        assert "&lt;script" in page
+        urls = re.findall(r'(?:href|src|action)="([^"]*)"', page)
+        assert urls and not any(browser.csrf in u or "token" in u for u in urls)
+    session = browser.http.cookies["edge-console"]
+    assert session not in browser.get("/ui/persons").text  # HttpOnly, and never echoed
+
+
 def test_persons_are_searched_and_paged(hub):
     for i in range(60):
         enrol_directly(hub.store, APPID, f"p{i:03d}", "Zoe" if i == 7 else "")
