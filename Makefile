@@ -11,12 +11,12 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint venv models ui broker postgresql bench clean
+.PHONY: demo test test-fast lint venv models ui broker postgresql chromium bench clean
 
 demo: venv models ui broker
 	$(BIN)/edge-verifier demo
 
-test: lint models ui broker postgresql
+test: lint models ui broker postgresql chromium
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The tests that need no models, photos or broker (marker `fast`): seconds, nothing to build first.
@@ -82,6 +82,17 @@ postgresql:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
 	else \
 		echo "postgresql not found, its tests will skip: sudo apt-get install postgresql" >&2; \
+	fi
+
+# The console's browser tests drive Debian's chromium (through the playwright package, which downloads
+# no browser here); without it those tests skip and say why.
+chromium:
+	@if test -x /usr/bin/chromium; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing chromium (Debian package)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else \
+		echo "chromium not found, the console's browser tests will skip: sudo apt-get install chromium" >&2; \
 	fi
 
 bench: venv models

@@ -12,8 +12,9 @@ The session cookie is SameSite=Strict and HttpOnly besides; no token is ever put
 
 Headers of every answer: a Content-Security-Policy allowing scripts and styles from the hub
 only (no inline script or style, no eval: htmx is configured by a meta tag), frame-ancestors
-'none' and X-Frame-Options DENY, Referrer-Policy no-referrer, nosniff, and Cache-Control
-no-store on pages (they show personal data) but not on the versioned static files.
+'none' and X-Frame-Options DENY, Referrer-Policy same-origin (no URL leaves the site;
+no-referrer would make browsers send Origin: null on the console's own forms), nosniff, and
+Cache-Control no-store on pages (they show personal data) but not on the versioned static files.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' 
 HEADERS = {
     "Content-Security-Policy": CSP,
     "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",  # no-referrer would make a browser send Origin: null
     "X-Content-Type-Options": "nosniff",
     "Cross-Origin-Opener-Policy": "same-origin",
     "Cross-Origin-Resource-Policy": "same-origin",

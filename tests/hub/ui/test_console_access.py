@@ -126,7 +126,7 @@ def test_pages_carry_the_security_headers_and_the_static_files_are_cached(hub):
         assert "script-src 'self'" in csp and "unsafe-inline" not in csp and "unsafe-eval" not in csp
         assert "frame-ancestors 'none'" in csp and "default-src 'none'" in csp
         assert resp.headers["x-frame-options"] == "DENY"
-        assert resp.headers["referrer-policy"] == "no-referrer"
+        assert resp.headers["referrer-policy"] == "same-origin"
         assert resp.headers["x-content-type-options"] == "nosniff"
         assert resp.headers["cache-control"] == "no-store"
         assert "<script>" not in resp.text and " style=" not in resp.text and "onclick" not in resp.text
