@@ -168,6 +168,17 @@ def test_plain_http_on_another_address_serves_no_console(caplog):
     assert "console not served" in caplog.text
 
 
+def test_without_the_static_files_the_pages_work_and_the_hub_says_so_once(tmp_path, caplog):
+    with console_hub(tmp_path, console={"static_dir": str(tmp_path / "nothing-here")}) as hub:
+        assert caplog.text.count("console static files missing") == 1
+        assert "htmx.min.js" in caplog.text and "edge-verifier ui fetch" in caplog.text
+        browser = Browser(hub.url)
+        assert browser.login("vera").status_code == 303
+        page = browser.get("/ui/persons")
+        assert page.status_code == 200 and "<script" not in page.text and "/ui/static/" not in page.text
+        assert caplog.text.count("console static files missing") == 1
+
+
 def test_tenants_stay_apart(hub):
     face_id = enrol_directly(hub.store, APPID, "alice", "Alice")
     enrol_directly(hub.store, OTHER_APPID, "oscar", "Oscar")

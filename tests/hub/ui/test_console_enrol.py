@@ -120,6 +120,16 @@ def test_bulk_enrolment_from_folders_reports_and_resumes(hub, faces_dir, tmp_pat
     assert hub.store.get_person(APPID, "Jerry_Seinfield").person_name == "Jerry Seinfield"
     again = json.loads(subprocess.run(cmd, capture_output=True, text=True, timeout=300).stdout)
     assert again["persons_skipped"] == 2 and again.get("faces_stored", 0) == 0
+    # a CSV names each photo's person, name and group
+    mindy = faces_dir / "five_celebrity" / "Mindy_Kaling"
+    (tmp_path / "people.csv").write_text(f"path,person_id,name,group\n{mindy / 'train_1.jpg'},mindy,Mindy K,night\n"
+                                         f"{mindy / 'train_2.jpg'},mindy,Mindy K,night\n")
+    from_csv = subprocess.run([*cmd[:6], str(tmp_path / "people.csv"), "--state", str(state), "--json"],
+                              capture_output=True, text=True, timeout=300)
+    assert from_csv.returncode == 0, from_csv.stderr
+    assert json.loads(from_csv.stdout)["persons_created"] == 1
+    mindy_record = hub.store.get_person(APPID, "mindy")
+    assert mindy_record.person_name == "Mindy K" and mindy_record.group_ids == ["night"]
     client = hub.client(timeout=60.0, retries=0)
     try:
         assert client.verify("Ben_Afflek", (faces_dir / "five_celebrity" / "Ben_Afflek" / "val_1.jpg").read_bytes()
