@@ -32,6 +32,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("bench", "pi-first-accept"): ("edge.bench.pi_first_accept",
                                   "by hand: an emulated Raspberry Pi with no models pulls the hub's pack and "
                                   "reaches its first accept"),
+    ("bench", "ui"): ("edge.bench.ui", "web console page latency with many persons (p50, p95)"),
     ("hub",): ("edge.hub.server", "serve the face API (hub role)"),
     ("run",): ("edge.daemon.main", "run the edge daemon: camera -> decisions -> MQTT"),
     ("config", "example"): ("edge.config_example", "print a complete commented example config"),
