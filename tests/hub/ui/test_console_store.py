@@ -81,3 +81,22 @@ def test_persons_page_and_crops_per_appid(store):
     assert store.group_sizes("1") == [("g", 9)]
     assert store.face_crop("1", face_id) == b"sealed"
     assert store.face_crop("2", face_id) is None  # another tenant's face is no face at all
+
+
+def test_an_older_sqlite_file_gets_the_console_tables_at_open(tmp_path):
+    import sqlite3
+
+    from edge.hub.store.sqlite import SCHEMA_VERSION
+
+    path = tmp_path / "old.sqlite3"
+    open_store("", str(path)).close()
+    with sqlite3.connect(path) as conn:  # as the code before the console left it
+        for table in ("console_login_failures", "console_sessions", "console_accounts"):
+            conn.execute(f"DROP TABLE {table}")
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION - 1}")
+    store = open_store("", str(path))
+    try:
+        assert store.add_account(Account("ada", "1", "admin", "hash", 1.0)) and store.accounts()[0].username == "ada"
+    finally:
+        store.close()
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
