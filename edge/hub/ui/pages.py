@@ -108,7 +108,8 @@ def _person_page(console, ctx: Ctx, person_id: str, error: str = "", status: int
         if exc.code == errors.PERSON_UNKNOWN:
             return refused(console, ctx, 404, "no such person")
         raise
-    return console.render("person.html", ctx, status=status, person=info, error=error)
+    cards = [c.fmt for c in console.store.get_credentials(ctx.appid, person_id)]  # formats, never numbers
+    return console.render("person.html", ctx, status=status, person=info, cards=cards, error=error)
 
 
 @page("viewer")

@@ -211,6 +211,17 @@ def test_a_name_is_shown_as_text_and_no_token_is_put_in_a_url(hub):
     assert session not in browser.get("/ui/persons").text  # HttpOnly, and never echoed
 
 
+def test_a_persons_cards_are_counted_but_their_numbers_never_shown(hub):
+    from edge.core.credentials import Credential
+
+    enrol_directly(hub.store, APPID, "alice", "Alice")
+    hub.store.set_credentials(APPID, "alice", [Credential("h10301", 48213, facility=77)])
+    browser = Browser(hub.url)
+    browser.login("vera")
+    page = browser.get("/ui/persons/alice").text
+    assert "Cards: 1 (h10301" in page and "48213" not in page
+
+
 def test_persons_are_searched_and_paged(hub):
     for i in range(60):
         enrol_directly(hub.store, APPID, f"p{i:03d}", "Zoe" if i == 7 else "")
