@@ -9,6 +9,7 @@ import re
 import secrets
 
 from starlette.concurrency import run_in_threadpool
+from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
@@ -58,7 +59,7 @@ async def login(request: Request) -> Response:
     ctx = Ctx(request, None, None)
     try:
         await read_form(request, ctx, 8192, with_files=False)
-    except Exception:  # too large, malformed: the same answer
+    except (ApiError, MultiPartException):  # too large, too slow, malformed: the same answer
         return refused(console, request, 400, "malformed login form")
     expected = request.cookies.get(console.login_cookie, "")
     sent = ctx.form.get("login_token", "")

@@ -118,6 +118,16 @@ def test_the_login_form_needs_its_own_token(hub):
     assert resp.status_code == 403
 
 
+def test_oversized_forms_are_refused(hub):
+    enrol_directly(hub.store, APPID, "alice", "Alice")
+    browser = Browser(hub.url)
+    assert browser.post("/ui/login", {"username": "ada", "password": "x" * 20000}, csrf=False).status_code == 400
+    browser.login("ada")
+    browser.get("/ui/persons/alice")
+    resp = browser.post("/ui/persons/alice/rename", {"person_name": "y" * 100_000})
+    assert resp.status_code == 413 and hub.store.get_person(APPID, "alice").person_name == "Alice"
+
+
 def test_pages_carry_the_security_headers_and_the_static_files_are_cached(hub):
     browser = Browser(hub.url)
     for resp in (browser.get("/ui/login"), (browser.login("vera"), browser.get("/ui/persons"))[1]):
