@@ -124,3 +124,35 @@ def test_the_account_cli_adds_lists_resets_and_deletes(hub, tmp_path):
     assert hub.store.account("root") is None
     assert Browser(hub.url).login("root", "another good password").status_code == 401
     assert Browser(hub.url).login("ada", PASSWORD).status_code == 303  # the others are untouched
+
+
+def test_the_account_cli_prompts_twice_on_a_terminal_and_echoes_nothing(hub, tmp_path):
+    import os
+    import pty
+    import select
+
+    config = write_config(hub, tmp_path / "hub.toml")
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the CLI with the terminal as its standard input
+        os.execv(sys.executable, [sys.executable, "-m", "edge", "hub", "user", "add", "tty-user", "--role", "viewer",
+                                  "--config", config])
+    seen = b""
+    deadline = time.monotonic() + 120
+    answers = [b"typed at a prompt\n", b"typed at a prompt\n"]
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 1.0)
+        if not ready:
+            continue
+        try:
+            chunk = os.read(fd, 1024)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        seen += chunk
+        if answers and seen.count(b":") > 2 - len(answers):  # "New password:" then "Again:"
+            os.write(fd, answers.pop(0))
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, seen
+    assert b"New password:" in seen and b"Again:" in seen and b"typed at a prompt" not in seen
+    assert Browser(hub.url).login("tty-user", "typed at a prompt").status_code == 303
