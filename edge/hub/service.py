@@ -139,15 +139,24 @@ class HubService(FaceService):
             return self.vision.primary.embed(bgr, face), field
 
     def _face_record(self, appid: str, data: bytes, person_id: str, tag: str) -> FaceRecord:
+        return self.examine(appid, data, person_id, tag)[0]
+
+    def examine(self, appid: str, data: bytes, person_id: str, tag: str = "") -> tuple[FaceRecord, dict, int]:
+        """(the record of the image's largest face, the quality gate's verdict on it as
+        Quality.as_dict(), how many faces the image shows); -1101 when it shows none."""
         with decode_slots:
-            bgr, face = self._largest_face(data)
+            bgr = self._decode(data)
+            faces = self.vision.primary.detect(bgr)
+            if not faces:
+                raise ApiError(errors.NO_FACE)
+            face = faces[0]
             embeddings = {}
             for pipe in self.vision.all():
                 embeddings[pipe.fingerprint] = np.asarray(pipe.embed(bgr, face), dtype=np.float32).copy()
             del bgr
         q = face.quality
         face_id = self.store.new_face_id()
-        return FaceRecord(
+        record = FaceRecord(
             face_id=face_id, person_id=person_id, box=tuple(int(v) for v in face.box),
             landmarks=[[round(float(x), 2), round(float(y), 2)] for x, y in face.landmarks],
             yaw=float(q.yaw), pitch=float(q.pitch), roll=float(q.roll),
@@ -155,6 +164,52 @@ class HubService(FaceService):
             tag=tag, created=time.time(), embeddings=embeddings,
             crop=None if self.crops is None else self.crops.seal(appid, face_id, face.aligned),
         )
+        return record, q.as_dict(), len(faces)
+
+    def look_alikes(self, appid: str, record: FaceRecord, top_k: int = 3) -> list[dict]:
+        """Other persons of the appid whose best face scores at or above the 1:1 accept threshold
+        against this face (the `audit` report's rule), best first."""
+        embedding = record.embeddings[self.vision.primary.fingerprint]
+        found = self._gallery(appid).identify(embedding, None, top_k=top_k + 1).candidates
+        return [{"person_id": c.person_id, "person_name": c.person_name, "score": round(c.score, 4),
+                 "confidence": confidence(c.score, self.thresholds)}
+                for c in found if c.person_id != record.person_id and c.score >= self.thresholds.accept][:top_k]
+
+    def store_faces(self, appid: str, person_id: str, records: Sequence[FaceRecord], person_name: str,
+                    group_ids: Sequence[str], tag: str = "") -> tuple[bool, list[str]]:
+        """Store examined faces: a new person with them (in `group_ids`), or more faces of an
+        existing one (near-identical ones skipped, as addface does). (created, face ids stored)."""
+        if not records:
+            return False, []
+        try:
+            self.store.get_person(appid, person_id)
+        except ApiError as exc:
+            if exc.code != errors.PERSON_UNKNOWN:
+                raise
+            first, rest = records[0], list(records[1:])
+            self.store.create_person(appid, person_id, group_ids, person_name, tag, first, self.limits)
+            near = NearIdentical(self.vision.primary.fingerprint, self._near_identical)
+            stored = self.store.add_faces(appid, person_id, rest, self.limits, near) if rest else []
+            return True, [first.face_id, *stored]
+        near = NearIdentical(self.vision.primary.fingerprint, self._near_identical)
+        return False, self.store.add_faces(appid, person_id, list(records), self.limits, near)
+
+    def face_crop_png(self, appid: str, face_id: str) -> bytes | None:
+        """The face's aligned crop as PNG for the console (None: not kept, or not this appid's)."""
+        import cv2
+
+        from edge.hub.face_crops import CropError
+
+        sealed = self.store.face_crop(appid, face_id) if self.crops is not None else None
+        if sealed is None:
+            return None
+        try:
+            crop = self.crops.open(appid, face_id, sealed)
+        except CropError as exc:
+            log.warning("face crop not shown: %s", exc)
+            return None
+        ok, png = cv2.imencode(".png", crop)
+        return png.tobytes() if ok else None
 
     @staticmethod
     def _face_info(face_id: str, box, yaw: float, pitch: float, roll: float) -> dict:

@@ -29,6 +29,8 @@ TABLES: dict[str, tuple[str, ...]] = {
     "face_crops": ("face_id", "crop"),  # sealed: copied as they are, the key stays in secrets_file
     "changes": ("seq", "appid", "kind", "person_id", "face_id", "time"),
     "verify_log": ("session_id", "appid", "person_id", "score", "confidence", "ismatch", "time"),
+    # the console's accounts (password hashes as they are); sessions are not copied: log in again
+    "console_accounts": ("username", "appid", "role", "password", "created"),
 }
 
 

@@ -31,6 +31,7 @@ from edge.core.errors import ApiError
 from edge.core.matcher import Enrolled
 from edge.core.syncwire import Change, FaceChange, PersonChange
 from edge.hub.store.base import FaceRecord, Limits, NearIdentical, PersonRecord, Store, SyncPage, VerifyRecord
+from edge.hub.store.console import ConsoleSql
 from edge.hub.store.crops import FaceCropSql
 
 
@@ -52,7 +53,7 @@ def credential_of(text: str) -> Credential:
     return Credential.from_json(json.loads(text))
 
 
-class SqlStore(FaceCropSql, Store):
+class SqlStore(FaceCropSql, ConsoleSql, Store):
     PARAM = "?"
     _failure: tuple[float, str] | None = None  # (when, why) of the last failed write
 
