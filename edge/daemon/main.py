@@ -183,7 +183,9 @@ class Daemon:
             self.events = NullPublisher()
         self.events.start()
         # Locked before anything else can happen: DoorController.start never unlocks.
-        self.door = DoorLink.from_settings(s, self.events, lambda: self.gallery_ref)
+        # A grant's credentials (synced with the person) go to the panel: OSDP card read, Wiegand.
+        self.door = DoorLink.from_settings(s, self.events, lambda: self.gallery_ref,
+                                           credentials_of=self.cache.credentials_of)
         self.door.start()
         metrics.follow(self.camera, self.events, self.cloud, self.syncer)
         if self.cloud is not None:

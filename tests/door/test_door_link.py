@@ -81,3 +81,19 @@ def test_no_grant_once_the_door_is_closed(tmp_path):
     lk.close()
     lk.decided(accept("ben"), {"event_id": "late"}, 0.05)
     assert not any(e["kind"] == "grant" for leaf, e in rec.events)
+
+
+def test_a_grant_passes_the_persons_synced_credentials_to_the_backend(tmp_path):
+    from edge.core.credentials import Credential
+
+    card = Credential("h10301", 12345, facility=42)
+    s = EdgeSettings(storage={"path": tmp_path}, mqtt={"enabled": False}, identify={"groups": ["staff"]})
+    asked: list[str] = []
+    lk = DoorLink.from_settings(s, Recorder(), gallery,
+                                credentials_of=lambda pid: asked.append(pid) or (card,))
+    notices = []
+    lk.door.io.announce_grant = notices.append  # type: ignore[method-assign]
+    lk.start()
+    lk.decided(accept("ben"), {"event_id": "d1"}, 0.05)
+    lk.decided(accept("eve"), {"event_id": "d2"}, 0.05)  # denied: nothing announced
+    assert asked == ["ben"] and [n.credentials for n in notices] == [(card,)]
