@@ -99,7 +99,7 @@ def test_the_live_person_is_let_in_and_their_printed_photo_is_refused(required):
 def test_health_shows_the_liveness_mode_model_and_threshold(required, models_dir):
     meta = json.loads((models_dir / "models.json").read_text())
     liveness = required["health"]["liveness"]
-    assert liveness == {"mode": "require", "frames": 3, "threshold": 0.012,
+    assert liveness == {"mode": "require", "frames": 3, "threshold": 0.012, "cues": False,
                         "fingerprint": meta["models"][meta["packs"]["int8"]["files"]["liveness"]]["fingerprint"]}
 
 
