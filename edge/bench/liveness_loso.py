@@ -388,7 +388,10 @@ def plot_det_per_source(curves: dict, path, title: str) -> None:
         ax.axhline(0.15, color="tab:red", linewidth=0.4, alpha=0.5)
         ax.set_title(g, fontsize=9)
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+        else:
+            ax.text(0.5, 0.5, "no attack frames scored", ha="center", va="center", transform=ax.transAxes, fontsize=8)
     for ax in axes.ravel()[len(names):]:
         ax.axis("off")
     fig.suptitle(f"{title}: DET per left-out source (x BPCER, y APCER; dot = fold threshold)", fontsize=10)

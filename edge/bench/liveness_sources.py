@@ -11,7 +11,8 @@ no verdict: `no_face`, `step_closer`, `step_back`: tight face crops give `step_b
 context cannot be taken), the network's p(live) (fp32 and int8) when the gate lets it, and the
 hand-crafted cues (`edge.vision.screen_cues`) on the face box (`face.*`, always when there is a
 face) and on the network's context crop (`context.*`, only when the gate lets it). Cached in
-~/.cache/edge-verifier/ keyed by the models and the versions of the cues and records, so re-fitting never re-runs models.
+~/.cache/edge-verifier/ keyed by the models and the versions of the cues and records, so
+re-fitting never re-runs models.
 """
 
 from __future__ import annotations

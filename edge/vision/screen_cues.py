@@ -2,8 +2,9 @@
 
 Each cue is a small numpy/OpenCV function of a BGR patch (a few ms at most on 128-192 px), so
 the daemon can afford them beside the liveness network; `bench liveness` measures each one
-alone and fused, on sources left out of the fitting. Larger values mean "more like an attack"
-for every cue, so a fusion's weights read the same way.
+alone and fused, on sources left out of the fitting. Each cue is meant to grow with the attack
+it is made for; which way it actually points on real sources is for a fusion to learn (measured:
+saturation is lower on most replays, not higher; flatness points opposite ways on different sources).
 
 - `spectral_peaks`: a screen's pixel grid beating against the camera's (moire, screen-door)
   leaves isolated peaks in the 2-D spectrum of the fine texture; skin and cloth give a smooth

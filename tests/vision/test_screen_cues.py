@@ -1,5 +1,5 @@
 """The hand-crafted presentation-attack cues on synthetic images: each must tell the pattern it
-is made for from a smooth, face-like image (larger value = more like an attack)."""
+is made for from a smooth, face-like image."""
 
 from __future__ import annotations
 
@@ -61,7 +61,7 @@ def test_glare_counts_clipped_colourless_highlights():
     assert screen_cues.glare(red) == 0.0
 
 
-def test_saturation_and_flatness_move_the_way_an_attack_does():
+def test_saturation_measures_colour_and_flatness_softness():
     face = _face_like()
     grey = cv2.cvtColor(cv2.cvtColor(face, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
     assert screen_cues.saturation(face) > screen_cues.saturation(grey)
