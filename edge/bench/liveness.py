@@ -21,7 +21,15 @@ Figures, per model:
   on the same frame, so it finds the caches as the daemon leaves them; fp32 and int8 in turn on
   `--timing-frames` faces spread over the data; medians, and each model's ratio to the face
   pipeline (a ratio carries over to another machine better than milliseconds).
-Detections are cached in ~/.cache/edge-verifier (keyed by the detector and landmark models).
+- `loso` (also alone with `--loso-only`): every source of the data (NUAA, the webcam pair and
+  each folder of sources/, liveness_sources), each left out of the fitting in turn
+  (liveness_loso): per left-out source and pooled, per attack type, per frame and per track, the
+  coverage (tight face crops get no verdict from the context model), for the model alone, fused
+  with the screen cues (edge.vision.screen_cues), and each cue alone; the shipped threshold on
+  every source; the DET figures (`--det-dir`); the fusion fitted on every source for the daemon
+  (`--fusion-out`); the cost of the model and every cue beside the face pipeline's.
+Detections are cached in ~/.cache/edge-verifier (keyed by the detector and landmark models), and
+so are every frame's scores and cues for the leave-one-source-out part.
 """
 
 from __future__ import annotations

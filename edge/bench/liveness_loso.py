@@ -354,13 +354,14 @@ def plot_det_per_source(curves: dict, path, title: str) -> None:
     """One panel per left-out group: APCER of each attack type against BPCER as the threshold
     moves, each fold's scorer on its left-out group; the dot is the fold's fitted threshold. A
     group without live frames has no BPCER axis of its own: its APCER is drawn against the
-    pooled live frames of every fold (dashed)."""
+    pooled live frames of every fold (dashed). Groups with fewer than MIN_FRAMES scored frames
+    are left out of the figure (not of the figures)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = list(curves)
+    names = [g for g, (scores, _, _) in curves.items() if len(scores) >= MIN_FRAMES]  # a few frames draw nothing
     cols = 4
     rows = (len(names) + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3.3 * rows), squeeze=False)
