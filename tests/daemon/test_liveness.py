@@ -179,3 +179,21 @@ def test_a_decided_track_is_scored_again_only_for_a_claim_and_on_fresh_frames(tm
             client.close()
     log = (tmp_path / "daemon.log").read_text()
     assert "decision identify accept nuaa-0001" in log and "decision verify accept nuaa-0001" in log
+
+
+def test_with_cues_the_daemon_runs_the_fusion_and_refuses_the_print(tmp_path, faces_dir, models_dir):
+    """[liveness] cues = true: the daemon loads the shipped fusion (health says so, with the
+    fused threshold) and refuses the print with it."""
+    import math
+
+    from edge.vision.liveness import FusedLiveness
+
+    if not NUAA.is_dir():
+        pytest.skip(f"liveness frames not found at {NUAA} (set EDGE_VERIFIER_SHARED)")
+    result = _run(tmp_path, faces_dir, {"mode": "require", "frames": 3, "cues": True}, with_live=False)
+    (printed,) = result["events"]
+    assert printed["decision"] == "reject" and printed["reason"] == "presentation_attack"
+    assert printed["liveness"]["verdict"] == "attack"
+    health = result["health"]["liveness"]
+    assert health["cues"] is True
+    assert health["threshold"] == pytest.approx(1 / (1 + math.exp(-FusedLiveness.load().threshold)))
