@@ -288,13 +288,14 @@ def _provenance(records: list[dict], args, models_dir: Path) -> dict:
 
 def cue_speed(pipe, frames: list) -> dict:
     """ms per face of the face pipeline (detect, landmarks, quality, embed), then, on the same
-    frame, of the liveness network (gate, crop, inference) and of every cue (context crop and
-    face box): medians, and liveness with all cues as a share of the face pipeline."""
+    frame, of the liveness network (gate, crop, inference), of the five cues on its context crop
+    (what `[liveness] cues` runs, four of them) and of the five on the face box: medians, and
+    liveness with them as a share of the face pipeline."""
     from edge.vision import screen_cues
     from edge.vision.liveness import LivenessNet
 
     net = pipe.liveness
-    pipeline_ms, net_ms, cue_ms = [], [], []
+    ms: dict[str, list[float]] = {"pipeline": [], "net": [], "context cues": [], "face cues": []}
     for frame in frames:
         t0 = time.perf_counter()
         faces = pipe.analyze(frame)
@@ -304,20 +305,21 @@ def cue_speed(pipe, frames: list) -> dict:
         box = faces[0].box
         net.infer(frame, box)
         t2 = time.perf_counter()
-        crop = LivenessNet.crop(frame, box)
-        screen_cues.all_cues(crop, (0, 0, 1, 1))
-        screen_cues.all_cues(screen_cues.face_patch(frame, box))
+        screen_cues.all_cues(LivenessNet.crop(frame, box), (40.0, 40.0, 48.0, 48.0))
         t3 = time.perf_counter()
-        pipeline_ms.append((t1 - t0) * 1000)
-        net_ms.append((t2 - t1) * 1000)
-        cue_ms.append((t3 - t2) * 1000)
-    if not pipeline_ms:
+        screen_cues.all_cues(screen_cues.face_patch(frame, box))
+        t4 = time.perf_counter()
+        for key, (a, b) in {"pipeline": (t0, t1), "net": (t1, t2), "context cues": (t2, t3),
+                            "face cues": (t3, t4)}.items():
+            ms[key].append((b - a) * 1000)
+    if not ms["pipeline"]:
         return {}
-    face = statistics.median(pipeline_ms)
-    net_med, cues_med = statistics.median(net_ms), statistics.median(cue_ms)
-    return {"threads": 1, "faces": len(pipeline_ms), "pipeline_ms": round(face, 2), "net_ms": round(net_med, 2),
-            "cues_ms": round(cues_med, 2), "x_pipeline": {"net": round(net_med / face, 3),
-                                                          "net+all cues": round((net_med + cues_med) / face, 3)}}
+    med = {k: statistics.median(v) for k, v in ms.items()}
+    face = med["pipeline"]
+    return {"threads": 1, "faces": len(ms["pipeline"]), "ms": {k: round(v, 2) for k, v in med.items()},
+            "x_pipeline": {"net": round(med["net"] / face, 3),
+                           "net+context cues": round((med["net"] + med["context cues"]) / face, 3),
+                           "net+all cues": round((med["net"] + med["context cues"] + med["face cues"]) / face, 3)}}
 
 
 def speed(pipe, nets: dict, frames: list) -> dict:
