@@ -201,6 +201,10 @@ class LivenessSettings(BaseModel):
         "(one frame; require refuses an attack, or a face it cannot judge, with code -1110).")
     frames: int = Field(5, ge=1, le=50, description="Scored frames whose median decides a track's "
                         "liveness (bench liveness measured 5).")
+    cues: bool = Field(False, description="Fuse the network with hand-crafted screen cues of its context\n"
+                       "crop (bezel lines, colour, glare, spectrum), weights in edge/vision/liveness_fusion.json:\n"
+                       "stops more unseen phone replays, but refused more live frames of an unseen backlit\n"
+                       "webcam (docs/benchmarks.md, Liveness).")
 
 
 class EdgeSettings(DecidingRole):

@@ -165,6 +165,10 @@ class Daemon:
                                identify_fallback=s.identify.cloud_fallback)
         self.tracker = Tracker(s.tracker.iou, s.tracker.max_missed)
         self.window = SettleWindow(self.decider, s.tracker.settle_s, self._decided, s.tracker.evidence)
+        if s.liveness.cues and s.liveness.mode != "off" and self.pipeline.liveness is not None:
+            from edge.vision.liveness import FusedLiveness
+
+            self.pipeline.liveness = self.pipeline.liveness.with_fusion(FusedLiveness.load())
         self.liveness = LivenessPolicy(s.liveness.mode, s.liveness.frames, self.pipeline.liveness,
                                        self.pipeline.fingerprints.get("liveness"))
         self.scorer = FrameScorer(self.pipeline, self.tracker, self.decider, self.claims,

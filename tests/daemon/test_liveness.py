@@ -99,7 +99,7 @@ def test_the_live_person_is_let_in_and_their_printed_photo_is_refused(required):
 def test_health_shows_the_liveness_mode_model_and_threshold(required, models_dir):
     meta = json.loads((models_dir / "models.json").read_text())
     liveness = required["health"]["liveness"]
-    assert liveness == {"mode": "require", "frames": 3, "threshold": 0.012,
+    assert liveness == {"mode": "require", "frames": 3, "threshold": 0.012, "cues": False,
                         "fingerprint": meta["models"][meta["packs"]["int8"]["files"]["liveness"]]["fingerprint"]}
 
 
@@ -224,3 +224,21 @@ def test_the_local_api_judges_a_printed_photo_as_the_camera_does(tmp_path, model
             assert live["data"]["candidates"][0]["person_id"] == "nuaa-0001"
         finally:
             assert daemon.terminate() == 0
+
+
+def test_with_cues_the_daemon_runs_the_fusion_and_refuses_the_print(tmp_path, faces_dir, models_dir):
+    """[liveness] cues = true: the daemon loads the shipped fusion (health says so, with the
+    fused threshold) and refuses the print with it."""
+    import math
+
+    from edge.vision.liveness import FusedLiveness
+
+    if not NUAA.is_dir():
+        pytest.skip(f"liveness frames not found at {NUAA} (set EDGE_VERIFIER_SHARED)")
+    result = _run(tmp_path, faces_dir, {"mode": "require", "frames": 3, "cues": True}, with_live=False)
+    (printed,) = result["events"]
+    assert printed["decision"] == "reject" and printed["reason"] == "presentation_attack"
+    assert printed["liveness"]["verdict"] == "attack"
+    health = result["health"]["liveness"]
+    assert health["cues"] is True
+    assert health["threshold"] == pytest.approx(1 / (1 + math.exp(-FusedLiveness.load().threshold)))
