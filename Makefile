@@ -11,12 +11,12 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint venv models broker postgresql bench clean
+.PHONY: demo test test-fast lint venv models ui broker postgresql chromium bench clean
 
-demo: venv models broker
+demo: venv models ui broker
 	$(BIN)/edge-verifier demo
 
-test: lint models broker postgresql
+test: lint models ui broker postgresql chromium
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The tests that need no models, photos or broker (marker `fast`): seconds, nothing to build first.
@@ -59,6 +59,11 @@ $(STAMP): pyproject.toml
 models: venv
 	$(BIN)/edge-verifier models build
 
+# The web console's static files (htmx, a classless stylesheet): `npm pack` of the versions pinned in
+# edge/hub/ui/assets.toml, checked by sha256, written to models/ui/ (gitignored). Idempotent.
+ui: venv
+	$(BIN)/edge-verifier ui fetch
+
 broker:
 	@if command -v mosquitto >/dev/null 2>&1 || test -x /usr/sbin/mosquitto; then :; \
 	elif [ "$$(id -u)" = 0 ]; then \
@@ -79,9 +84,20 @@ postgresql:
 		echo "postgresql not found, its tests will skip: sudo apt-get install postgresql" >&2; \
 	fi
 
+# The console's browser tests drive Debian's chromium (through the playwright package, which downloads
+# no browser here); without it those tests skip and say why.
+chromium:
+	@if test -x /usr/bin/chromium; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing chromium (Debian package)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else \
+		echo "chromium not found, the console's browser tests will skip: sudo apt-get install chromium" >&2; \
+	fi
+
 bench: venv models
 	$(BIN)/edge-verifier bench speed --json --reference dlib,opencv-zoo
 	$(BIN)/edge-verifier bench lfw --json
 
 clean:
-	rm -rf $(VENV) models/*.onnx models/models.json models/cache .pytest_cache
+	rm -rf $(VENV) models/*.onnx models/models.json models/cache models/ui .pytest_cache

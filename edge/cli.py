@@ -29,14 +29,18 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("bench", "decode-memory"): ("edge.bench.decode_memory",
                                  "peak RSS of a hub under concurrent detects of one large image"),
     ("bench", "daemon"): ("edge.bench.daemon", "frame-to-event latency, fps, RSS and cold start of the daemon"),
+    ("bench", "door-io"): ("edge.bench.door_io", "frame -> lock relay energised (gpio on mock pins), p50/p99"),
     ("bench", "arch"): ("edge.bench.arch", "decision drift of an emulated Raspberry Pi (qemu cortex-a72) against x86"),
     ("bench", "pi-first-accept"): ("edge.bench.pi_first_accept",
                                   "by hand: an emulated Raspberry Pi with no models pulls the hub's pack and "
                                   "reaches its first accept"),
+    ("bench", "ui"): ("edge.bench.ui", "web console page latency with many persons (p50, p95)"),
     ("hub",): ("edge.hub.server", "serve the face API (hub role)"),
     ("run",): ("edge.daemon.main", "run the edge daemon: camera -> decisions -> MQTT"),
     ("config", "example"): ("edge.config_example", "print a complete commented example config"),
     ("audit",): ("edge.hub.audit", "report look-alike persons and enrolled faces failing the quality gate (hub store)"),
+    ("ui", "fetch"): ("edge.hub.ui.static", "fetch and check the web console's static files (htmx, stylesheet)"),
+    ("enrol",): ("edge.hub.enrol_cli", "enrol persons from a folder per person or a CSV into the hub's store"),
     ("demo",): ("edge.dev.demo", "start a broker, a hub and a daemon on sample photos and show decisions"),
 }
 

@@ -3,10 +3,11 @@
     app = create_app(service, credentials, limits=ApiLimits(...), fetch_policy=FetchPolicy(...))
 
 Order of checks per request, cheapest first so unauthenticated callers cost little:
-unknown endpoint (code 21) -> signature (4/5/10/11/12/14/9/13) -> rate limit per
-appid (15) -> op not served by this role (24) -> body read with the cap and a time limit
-(23 / 3) -> parse (3/21) -> body appid present (-1301) and equal to the signed one (6) ->
-the endpoint (url inputs fetched here, then the service in a worker thread). Business and auth errors, and an
+unknown endpoint (code 21) -> signature (4/5/10/11/12/14/9; a single-use one must name this
+endpoint in its `f`, 14) -> rate limit per appid (15) -> op not served by this role (24) -> body
+read with the cap and a time limit (23 / 3) -> parse (3/21) -> body appid present (-1301) and
+equal to the signed one (6) -> a single-use signature used up (13 if it was before) -> the
+endpoint (url inputs fetched here, then the service in a worker thread). Business and auth errors, and an
 unknown /face/<op>, answer HTTP 200 with the code in the envelope (the Python SDK parses the body
 whatever the status, but the Java SDK throws on any non-2xx one); so does an unexpected exception
 (code 213, logged): JSON can still be produced, so the API's every-answer-an-envelope rule holds there too.
@@ -42,7 +43,7 @@ from edge.api.service import ApiErrorWithData, FaceService
 from edge.api.urlfetch import FetchPolicy
 from edge.core import errors
 from edge.core.errors import ApiError
-from edge.core.signature import Credential, Verifier
+from edge.core.signature import Credential, Signature, Verifier
 
 log = logging.getLogger("edge.api")
 APPID_OPTIONAL = frozenset({"compare"})  # the one endpoint the vendor API calls without an appid
@@ -89,10 +90,7 @@ def create_app(
         data: dict | None = None
         try:
             sig = verifier.verify(request.headers.get("authorization"))
-            if sig.for_a_command:  # a sniffed cmd/verify must not open the hub or the edge's API
-                raise ApiError(errors.SIGNATURE_INVALID, "signature made for an MQTT command, not this API")
-            # off the event loop: a single-use signature is claimed in the store (fsync, round trip)
-            await run_in_threadpool(verifier.consume, sig)
+            check_bound_to(sig, f"/{area}/{op}")
             if limiter_blocks:  # the database's bucket: a round trip, off the event loop
                 allowed = await run_in_threadpool(limiter.allow, sig.appid)
             else:
@@ -107,6 +105,11 @@ def create_app(
             # compare is the one call whose documented request has no appid: the signed one serves
             appid = text(params, "appid", ctx, required=op not in APPID_OPTIONAL) or sig.appid
             sig.check_appid(appid)
+            # Used up only now, once the request is known to be well formed and for the signed
+            # appid: a sniffed single-use signature sent with another appid (or a broken body) is
+            # refused without burning the genuine request's. Off the event loop: it is claimed in
+            # the store (fsync, round trip).
+            await run_in_threadpool(verifier.consume, sig)
             current_appid.set(appid)
             data = await handler(appid, params, ctx)
             code, message = 0, "OK"
@@ -176,6 +179,22 @@ def create_app(
     app.state.verifier = verifier
     app.state.registry = registry
     return app
+
+
+def check_bound_to(sig: Signature, endpoint: str) -> None:
+    """A single-use signature is good for one endpoint: its `f` must be that endpoint's path
+    (`/face/verify`, `/edge/claim`). One sniffed on its way to an endpoint cannot be used on
+    another (a cheap verify's turned into a newperson), and a command's (`f` = `verify:<id>`,
+    `sync`, edge.daemon.commands) is never good for HTTP. Multi-use signatures (what the vendor
+    SDKs send, `f` empty) name no endpoint: they are bound by their key alone, which is why the
+    edge's channels have a key of their own (docs/security.md). Code 14."""
+    if not sig.single_use:
+        return
+    if sig.for_a_command:
+        raise ApiError(errors.SIGNATURE_INVALID, "signature made for an MQTT command, not this API")
+    if sig.fields.get("f", "") != endpoint:
+        raise ApiError(errors.SIGNATURE_INVALID,
+                       f"single-use signature not made for {endpoint} (its f must be {endpoint})")
 
 
 class AbsoluteFormPaths:

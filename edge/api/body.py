@@ -28,6 +28,9 @@ from edge.core.errors import ApiError
 
 IMAGE_FIELDS = frozenset({"image", "images", "imageA", "imageB"})
 DECIMAL_FIELDS = frozenset({"timeout_s"})  # a claim's wait may be fractional; elsewhere 21
+# Fields whose value is a list of flat objects (setcredentials): kept as list[dict] of scalars;
+# edge.api.ops checks their content.
+OBJECT_LIST_FIELDS = frozenset({"credentials"})
 MAX_PARTS = 1000
 MAX_INDEX = 999
 # After the cap, keep reading (and discarding) up to this much so the client, still sending,
@@ -120,6 +123,8 @@ def _from_json(body: bytes) -> Params:
             values[name] = _b64_images(name, value)
         elif name in DECIMAL_FIELDS and isinstance(value, float):
             values[name] = repr(value)
+        elif name in OBJECT_LIST_FIELDS and isinstance(value, list):
+            values[name] = [_flat_object(name, v) for v in value]
         elif isinstance(value, list):
             values[name] = [_scalar(name, v) for v in value]
         else:
@@ -144,6 +149,19 @@ def _scalar(name: str, value: object) -> str:
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     raise ApiError(errors.INVALID_PARAMETER, f"{name} must be a string")
+
+
+def _flat_object(name: str, value: object) -> object:
+    """An object of string keys and scalar values (kept as it is), or a scalar as _scalar has it."""
+    if not isinstance(value, dict):
+        return _scalar(name, value)
+    for key, item in value.items():
+        _unicode("field name", key)
+        if isinstance(item, (dict, list, float)):
+            raise ApiError(errors.INVALID_PARAMETER, f"{name}: {key[:50]} must be a string or an integer")
+        if isinstance(item, str):
+            _unicode(name, item)
+    return value
 
 
 def _unicode(name: str, value: str) -> str:

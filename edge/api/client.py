@@ -217,6 +217,13 @@ class CloudClient:
             fields["tag"] = tag
         return self.call("setinfo", fields)
 
+    def setcredentials(self, person_id: str, credentials: list[dict]) -> dict:
+        """Replace the person's credentials ([{format, facility, number}]; [] removes them)."""
+        return self.call("setcredentials", {"person_id": person_id, "credentials": credentials})
+
+    def getcredentials(self, person_id: str) -> dict:
+        return self.call("getcredentials", {"person_id": person_id})
+
     def getinfo(self, person_id: str) -> dict:
         return self.call("getinfo", {"person_id": person_id})
 

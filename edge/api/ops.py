@@ -20,6 +20,7 @@ from edge.api.body import Params
 from edge.api.service import FaceService
 from edge.api.urlfetch import FetchGate, FetchPolicy
 from edge.core import errors
+from edge.core.credentials import Credential, CredentialError
 from edge.core.errors import MAX_BODY_BYTES, ApiError
 
 # The appid of the request being served (set by the app before the handler runs): url
@@ -207,6 +208,37 @@ async def setinfo(appid: str, p: Params, ctx: Ctx) -> dict:
     return await call(ctx.service.setinfo, appid, person_id, text(p, "person_name", ctx), text(p, "tag", ctx))
 
 
+MAX_CREDENTIALS = 16  # per person: cards, fobs, a phone; more is a data error
+
+
+def credential_list(p: Params, name: str) -> list[Credential]:
+    """A person's credentials: [{format, facility, number}] (raw: {format, bits, number}); 21
+    naming the entry and the field, never the number."""
+    value = p.get(name)
+    if value is None:
+        raise ApiError(errors.PARAMETER_EMPTY, f"{name} is required ([] removes them)")
+    if not isinstance(value, list):
+        raise ApiError(errors.INVALID_PARAMETER, f"{name} must be an array of objects")
+    if len(value) > MAX_CREDENTIALS:
+        raise ApiError(errors.INVALID_PARAMETER, f"{name}: at most {MAX_CREDENTIALS} per person")
+    out = []
+    for i, item in enumerate(value):
+        try:
+            out.append(Credential.from_json(item))
+        except CredentialError as exc:
+            raise ApiError(errors.INVALID_PARAMETER, f"{name}[{i}]: {exc}") from None
+    return out
+
+
+async def setcredentials(appid: str, p: Params, ctx: Ctx) -> dict:
+    person_id = ident(p, "person_id", ctx)
+    return await call(ctx.service.setcredentials, appid, person_id, credential_list(p, "credentials"))
+
+
+async def getcredentials(appid: str, p: Params, ctx: Ctx) -> dict:
+    return await call(ctx.service.getcredentials, appid, ident(p, "person_id", ctx))
+
+
 async def getinfo(appid: str, p: Params, ctx: Ctx) -> dict:
     return await call(ctx.service.getinfo, appid, ident(p, "person_id", ctx))
 
@@ -291,9 +323,10 @@ OPS: dict[str, Callable[[str, Params, Ctx], Awaitable[dict]]] = {
     "getpersonids": getpersonids, "getfaceids": getfaceids, "getfaceinfo": getfaceinfo,
     "addgroupids": addgroupids, "delgroupids": delgroupids, "verify": verify,
     "identify": identify, "compare": compare, "detect": detect, "sync": sync, "claim": claim,
-    "packs": packs, "packfile": packfile,
+    "packs": packs, "packfile": packfile, "setcredentials": setcredentials, "getcredentials": getcredentials,
 }
 # Every operation is POST /face/<op> but these, which are the edge's own (not the cloud API's).
 AREA = {"claim": "edge"}
 # Bodies without images: capped far below an upload, and not waited for as long.
-SMALL_BODY = {"claim": (4096, 10.0), "packs": (4096, 10.0), "packfile": (4096, 10.0)}  # bytes, seconds
+SMALL_BODY = {"claim": (4096, 10.0), "packs": (4096, 10.0), "packfile": (4096, 10.0),  # bytes, seconds
+              "setcredentials": (16384, 10.0), "getcredentials": (4096, 10.0)}

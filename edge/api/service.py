@@ -17,6 +17,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from edge.core import errors
+from edge.core.credentials import Credential
 from edge.core.errors import ApiError
 from edge.core.matcher import Thresholds, confidence, cosine
 
@@ -49,6 +50,12 @@ class FaceService:
 
     def getinfo(self, appid: str, person_id: str) -> dict:
         raise _not_served("getinfo")
+
+    def setcredentials(self, appid: str, person_id: str, credentials: Sequence[Credential]) -> dict:
+        raise _not_served("setcredentials")
+
+    def getcredentials(self, appid: str, person_id: str) -> dict:
+        raise _not_served("getcredentials")
 
     def getgroupids(self, appid: str) -> dict:
         raise _not_served("getgroupids")
@@ -102,6 +109,24 @@ class FaceService:
     def health(self) -> dict:
         """Extra fields for GET /health."""
         return {}
+
+
+LIVENESS_MODES = ("require", "flag", "off")
+
+
+def judged_liveness(mode: str, result) -> dict:
+    """The `liveness` field of a verify or identify answer (an extension: the legacy envelope
+    and fields are unchanged) for `result`, the edge.vision.liveness.Liveness of the image's
+    face: {score, verdict, reason, mode}. With mode `require` an attack, or a face the model
+    cannot judge (too small, or too close to the image's edges for its x2.7 context crop), is
+    refused with PRESENTATION_ATTACK, the field still in the envelope's data; with `flag` the
+    caller decides. One image is one frame: no median over frames as at the camera."""
+    field = {**result.as_dict(), "mode": mode}
+    if mode == "require" and result.verdict != "live":
+        why = ("the face is a presentation attack (a print or a screen)" if result.verdict == "attack" else
+               f"liveness cannot be judged on this image ({result.reason}): send the whole camera frame")
+        raise ApiErrorWithData(errors.PRESENTATION_ATTACK, why, {"liveness": field})
+    return field
 
 
 class ApiErrorWithData(ApiError):

@@ -21,7 +21,15 @@ Figures, per model:
   on the same frame, so it finds the caches as the daemon leaves them; fp32 and int8 in turn on
   `--timing-frames` faces spread over the data; medians, and each model's ratio to the face
   pipeline (a ratio carries over to another machine better than milliseconds).
-Detections are cached in ~/.cache/edge-verifier (keyed by the detector and landmark models).
+- `loso` (also alone with `--loso-only`): every source of the data (NUAA, the webcam pair and
+  each folder of sources/, liveness_sources), each left out of the fitting in turn
+  (liveness_loso): per left-out source and pooled, per attack type, per frame and per track, the
+  coverage (tight face crops get no verdict from the context model), for the model alone, fused
+  with the screen cues (edge.vision.screen_cues), and each cue alone; the shipped threshold on
+  every source; the DET figures (`--det-dir`); the fusion fitted on every source for the daemon
+  (`--fusion-out`); the cost of the model and every cue beside the face pipeline's.
+Detections are cached in ~/.cache/edge-verifier (keyed by the detector and landmark models), and
+so are every frame's scores and cues for the leave-one-source-out part.
 """
 
 from __future__ import annotations
@@ -40,6 +48,9 @@ from edge.dev.localenv import shared_faces_dir
 
 TYPES = ("print", "replay")
 TARGETS = (0.01, 0.05, 0.10)
+# The scorer the daemon runs (liveness_loso.SCORERS) and how a track fuses its frames.
+DEPLOYED = "net+context"
+TRACK_RULE = "mean"
 
 
 def add_arguments(parser) -> None:
@@ -51,6 +62,14 @@ def add_arguments(parser) -> None:
     parser.add_argument("--timing-frames", type=int, default=100, help="faces timed per model (0: no timing)")
     parser.add_argument("--limit", type=int, default=None, help="every Nth frame only (quick runs)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON (always JSON)")
+    parser.add_argument("--target-bpcer", type=float, default=0.05,
+                        help="leave-one-source-out: thresholds keep every training source's BPCER at or under this")
+    parser.add_argument("--det-dir", type=Path, default=None,
+                        help="leave-one-source-out: write one DET figure per scorer (a panel per left-out source) here")
+    parser.add_argument("--fusion-out", type=Path, default=None,
+                        help="write the fusion fitted on every source (what the daemon loads) here")
+    parser.add_argument("--loso-only", action="store_true",
+                        help="skip the pooled NUAA/webcam measurement of both models (leave-one-source-out only)")
 
 
 def _log(msg: str) -> None:
@@ -159,6 +178,10 @@ def run(args) -> int:
         print(f"edge-verifier bench liveness: error: no liveness data in {root}", file=sys.stderr)
         return 2
     models_dir = args.models_dir or default_models_dir()
+    result_loso = _loso(root, models_dir, args)
+    if args.loso_only:
+        print(json.dumps({"data": str(root), "loso": result_loso, "machine": _machine()}))
+        return 0
     pipe = Pipeline.load(models_dir, precision="fp32", threads=1)
     meta = json.loads((models_dir / "models.json").read_text())
     nets = {p: LivenessNet(make_session(models_dir / f"liveness.{p}.onnx", 1)) for p in ("fp32", "int8")}
@@ -193,6 +216,7 @@ def run(args) -> int:
         "window": args.window,
         "models": {},
         "machine": _machine(),
+        "loso": result_loso,
     }
     curves = {}
     for p in nets:
@@ -217,6 +241,85 @@ def run(args) -> int:
         result["plot"] = str(args.plot)
     print(json.dumps(result))
     return 0
+
+
+def _loso(root: Path, models_dir: Path, args) -> dict:
+    """The leave-one-source-out figures of every scorer over every source (liveness_loso), the
+    DET figures, the fusion fitted on all sources, and the cost of the cues beside the face
+    pipeline's."""
+    from edge.bench import liveness_loso, liveness_sources
+    from edge.vision.pipeline import Pipeline
+
+    records = liveness_sources.features(root, models_dir, args.limit or 1)
+    _log(f"leave-one-source-out over {len({r['group'] for r in records})} groups, {len(records)} frames")
+    out, curves = liveness_loso.report(records, args.target_bpcer, args.window, log=_log)
+    if args.det_dir:
+        for name, per_group in curves.items():
+            path = args.det_dir / f"liveness-loso-{name.replace('+', '-')}.png"
+            liveness_loso.plot_det_per_source(per_group, path, name)
+            out.setdefault("plots", []).append(str(path))
+    if args.fusion_out:
+        fused = liveness_loso.fit_all(records, liveness_loso.SCORERS[DEPLOYED], args.target_bpcer, args.window,
+                                      TRACK_RULE)
+        args.fusion_out.write_text(json.dumps({**fused, "provenance": _provenance(records, args, models_dir)},
+                                              indent=1) + "\n")
+        out["fusion_out"] = str(args.fusion_out)
+    if args.timing_frames:
+        # Faces the network scores (context available), spread over every source, one in `step`.
+        scored = [i for i, r in enumerate(records) if r["gate"] is None]
+        keep = set(scored[:: max(1, len(scored) // args.timing_frames)])
+        frames = [f for i, (*_, f) in enumerate(liveness_sources.iter_source_frames(root, args.limit or 1))
+                  if i in keep]
+        out["speed"] = cue_speed(Pipeline.load(models_dir, precision="int8", threads=1), frames)
+        _log(f"speed: {out['speed']}")
+    return out
+
+
+def _provenance(records: list[dict], args, models_dir: Path) -> dict:
+    import datetime
+
+    meta = json.loads((models_dir / "models.json").read_text())
+    return {"command": "edge-verifier bench liveness --loso-only --fusion-out <file>",
+            "date": datetime.date.today().isoformat(), "target_bpcer": args.target_bpcer,
+            "data": "../shared/faces/liveness (every source: NUAA, webcam, sources/*)",
+            "frames": {k: sum(r["kind"] == k for r in records) for k in ("live", *TYPES)},
+            "net": {"file": "liveness.int8.onnx", "fingerprint": meta["models"]["liveness.int8.onnx"]["fingerprint"]}}
+
+
+def cue_speed(pipe, frames: list) -> dict:
+    """ms per face of the face pipeline (detect, landmarks, quality, embed), then, on the same
+    frame, of the liveness network (gate, crop, inference), of the five cues on its context crop
+    (what `[liveness] cues` runs, four of them) and of the five on the face box: medians, and
+    liveness with them as a share of the face pipeline."""
+    from edge.vision import screen_cues
+    from edge.vision.liveness import LivenessNet
+
+    net = pipe.liveness
+    ms: dict[str, list[float]] = {"pipeline": [], "net": [], "context cues": [], "face cues": []}
+    for frame in frames:
+        t0 = time.perf_counter()
+        faces = pipe.analyze(frame)
+        t1 = time.perf_counter()
+        if not faces or LivenessNet.gate(frame.shape, faces[0].box):
+            continue
+        box = faces[0].box
+        net.infer(frame, box)
+        t2 = time.perf_counter()
+        screen_cues.all_cues(LivenessNet.crop(frame, box), (40.0, 40.0, 48.0, 48.0))
+        t3 = time.perf_counter()
+        screen_cues.all_cues(screen_cues.face_patch(frame, box))
+        t4 = time.perf_counter()
+        for key, (a, b) in {"pipeline": (t0, t1), "net": (t1, t2), "context cues": (t2, t3),
+                            "face cues": (t3, t4)}.items():
+            ms[key].append((b - a) * 1000)
+    if not ms["pipeline"]:
+        return {}
+    med = {k: statistics.median(v) for k, v in ms.items()}
+    face = med["pipeline"]
+    return {"threads": 1, "faces": len(ms["pipeline"]), "ms": {k: round(v, 2) for k, v in med.items()},
+            "x_pipeline": {"net": round(med["net"] / face, 3),
+                           "net+context cues": round((med["net"] + med["context cues"]) / face, 3),
+                           "net+all cues": round((med["net"] + med["context cues"] + med["face cues"]) / face, 3)}}
 
 
 def speed(pipe, nets: dict, frames: list) -> dict:

@@ -29,6 +29,9 @@ INTERNAL_ERROR = 213
 NO_FACE = -1101
 IMAGE_DECODE_FAILED = -1102
 FEATURE_FAILED = -1103
+# Not the vendor's (its -1104..-1109 are attribute failures): [liveness] mode = require refused the
+# face on an API call, a print or a screen, or a face the liveness model cannot judge.
+PRESENTATION_ATTACK = -1110
 FEATURE_STORAGE = -1200
 IMAGE_EMPTY = -1300
 PARAMETER_EMPTY = -1301
@@ -69,6 +72,7 @@ MESSAGES: dict[int, str] = {
     NO_FACE: "face detection failed: no face found",
     IMAGE_DECODE_FAILED: "image decode failed",
     FEATURE_FAILED: "feature processing failed",
+    PRESENTATION_ATTACK: "presentation attack: the face is a print or a screen, or cannot be judged live",
     FEATURE_STORAGE: "feature storage error",
     IMAGE_EMPTY: "image empty",
     PARAMETER_EMPTY: "parameter empty",

@@ -112,14 +112,22 @@ class Signature:
             raise ApiError(errors.APPID_MISMATCH, "appid in the signature does not match the request's appid")
 
 
-def command_purpose(name: str, person_id: str | None = None) -> str:
-    """The `f` a single-use signature of an MQTT command carries: `sync`, or `verify:<person_id>`
-    (the claim it opens). The HTTP APIs refuse signatures bound so, whatever their endpoint."""
-    return "sync" if name == "sync" else f"verify:{person_id}"
+def command_purpose(name: str, subject: str | None = None) -> str:
+    """The `f` a single-use signature of an MQTT command carries: `sync`, `verify:<person_id>`
+    (the claim it opens) or `unlock:<door>`. The HTTP APIs refuse signatures bound so, whatever
+    their endpoint."""
+    if name == "sync":
+        return "sync"
+    return f"unlock:{subject}" if name == "unlock" else f"verify:{subject}"
+
+
+# The relay commands the edge sends an external controller (edge.door.backends.mqtt) are bound
+# to `door-relay:...`: never good for the HTTP APIs either.
+COMMAND_PREFIXES = ("verify:", "unlock:", "door-relay:")
 
 
 def is_command_purpose(f: str) -> bool:
-    return f == "sync" or f.startswith("verify:")
+    return f == "sync" or f.startswith(COMMAND_PREFIXES)
 
 
 def parse(header: str | bytes | None) -> Signature:

@@ -4,12 +4,15 @@ The hub's API layer encodes the store's changes (`encode`), the edge's cache dec
 arrives (`decode`): the format lives here only, so no store backend builds it.
 
     {"seq": 7, "type": "person", "person_id": "p1", "deleted": false,
-     "person_name": "Ann", "tag": "", "group_ids": ["staff"]}
+     "person_name": "Ann", "tag": "", "group_ids": ["staff"],
+     "credentials": [{"format": "h10301", "facility": 42, "number": 12345}]}
     {"seq": 8, "type": "face", "face_id": "1000000000000000001", "person_id": "p1",
      "deleted": false, "embedding": "<base64 of little-endian float32>", "quality": 0.93}
 
 A deleted entity (gone, outside the groups synced, or a face without an embedding of the
-fingerprint asked for) carries its seq, type, ids and "deleted": true only.
+fingerprint asked for) carries its seq, type, ids and "deleted": true only. A person's
+`credentials` (card numbers, edge.core.credentials) are its whole current set: an empty list
+removes them; a hub that predates them sends none, which reads as none.
 
 The change records themselves (`PersonChange`, `FaceChange`) live here too: the hub's store
 builds them, the edge's cache applies them, and neither role reaches into the other for them.
@@ -22,6 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edge.core.credentials import Credential, CredentialError
+
 
 @dataclass(frozen=True)
 class PersonChange:
@@ -33,6 +38,7 @@ class PersonChange:
     person_name: str = ""
     tag: str = ""
     group_ids: tuple[str, ...] = ()
+    credentials: tuple[Credential, ...] = ()
 
 
 @dataclass(frozen=True, eq=False)
@@ -59,7 +65,8 @@ def encode(change: Change) -> dict:
     if isinstance(change, PersonChange):
         data = {"seq": change.seq, "type": "person", "person_id": change.person_id, "deleted": change.deleted}
         if not change.deleted:
-            data.update(person_name=change.person_name, tag=change.tag, group_ids=list(change.group_ids))
+            data.update(person_name=change.person_name, tag=change.tag, group_ids=list(change.group_ids),
+                        credentials=[c.to_json() for c in change.credentials])
         return data
     data = {"seq": change.seq, "type": "face", "face_id": change.face_id, "person_id": change.person_id,
             "deleted": change.deleted}
@@ -79,9 +86,17 @@ def decode(data: object) -> Change:
             person_id = str(data["person_id"])
             if deleted:
                 return PersonChange(seq, person_id, deleted=True)
+            credentials = data.get("credentials") or []
+            if not isinstance(credentials, list):
+                raise MalformedChange(f"person {person_id}: credentials is not a list")
+            try:
+                creds = tuple(Credential.from_json(c) for c in credentials)
+            except CredentialError as exc:  # the message names the field, never the number
+                raise MalformedChange(f"person {person_id}: {exc}") from None
             return PersonChange(seq, person_id, person_name=data.get("person_name") or "",
                                 tag=data.get("tag") or "",
-                                group_ids=tuple(str(g) for g in data.get("group_ids") or []))
+                                group_ids=tuple(str(g) for g in data.get("group_ids") or []),
+                                credentials=creds)
         if kind == "face":
             face_id = str(data["face_id"])
             if deleted:

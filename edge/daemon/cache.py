@@ -1,7 +1,8 @@
 """The edge's local copy of the hub's persons and faces (SQLite, WAL), fed by sync.
 
-Only what matching needs is kept: persons (name, tag, groups) and faces (embedding of this
-device's embedder fingerprint, quality). Each sync page is applied together with its cursor in
+Only what matching and the door need is kept: persons (name, tag, groups, credentials: the card
+numbers a door sends the site's panel) and faces (embedding of this device's embedder
+fingerprint, quality). Each sync page is applied together with its cursor in
 one transaction (`apply_page`), so a crash or power cut leaves the cache at a page boundary
 and the next sync resumes from the stored cursor. synchronous=FULL: a page is small and rare,
 and an acknowledged page must survive a power cut (else the cursor would skip changes).
@@ -10,6 +11,7 @@ and an acknowledged page must survive a power cut (else the cursor would skip ch
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from pathlib import Path
 from typing import Iterable
@@ -17,11 +19,16 @@ from typing import Iterable
 import numpy as np
 
 from edge.core import syncwire
+from edge.core.credentials import Credential, CredentialError
 from edge.core.matcher import DEFAULT_THRESHOLDS, Enrolled, Gallery, Thresholds
 from edge.core.sqlitedb import open_durable, transaction
 from edge.core.syncwire import PersonChange
 
-SCHEMA_VERSION = 1
+# 2: credentials. A cache of version 1 synced its persons without them: it starts again from
+# cursor 0 (the persons and faces it holds stay usable until the new pages replace them).
+SCHEMA_VERSION = 2
+
+log = logging.getLogger(__name__)
 
 
 class CacheError(Exception):
@@ -42,8 +49,13 @@ class EdgeCache:
             CREATE TABLE IF NOT EXISTS faces (face_id TEXT PRIMARY KEY, person_id TEXT NOT NULL,
                 embedding BLOB NOT NULL, quality REAL NOT NULL DEFAULT 0);
             CREATE INDEX IF NOT EXISTS faces_person ON faces(person_id);
+            CREATE TABLE IF NOT EXISTS credentials (person_id TEXT PRIMARY KEY, credentials TEXT NOT NULL);
             """)
-        self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        with transaction(self._db):
+            version = self._meta("schema_version")
+            if version and int(version) < 2:
+                self._db.execute("INSERT OR REPLACE INTO meta VALUES ('cursor', '0')")
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
 
     # -- meta ------------------------------------------------------------------------------
     def _meta(self, key: str, default: str = "") -> str:
@@ -82,6 +94,7 @@ class EdgeCache:
         """Forget everything: the embedder or the synced groups changed, start again at 0."""
         with self._lock, transaction(self._db):
             self._db.execute("DELETE FROM faces")
+            self._db.execute("DELETE FROM credentials")
             self._db.execute("DELETE FROM persons")
             self._db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
                                  [("cursor", "0"), ("fingerprint", fingerprint), ("scope", scope)])
@@ -103,6 +116,7 @@ class EdgeCache:
         except syncwire.MalformedChange as exc:
             raise CacheError(str(exc)) from None
         if isinstance(change, PersonChange):
+            self._db.execute("DELETE FROM credentials WHERE person_id = ?", (change.person_id,))
             if change.deleted:
                 self._db.execute("DELETE FROM faces WHERE person_id = ?", (change.person_id,))
                 self._db.execute("DELETE FROM persons WHERE person_id = ?", (change.person_id,))
@@ -110,6 +124,9 @@ class EdgeCache:
                 self._db.execute("INSERT OR REPLACE INTO persons VALUES (?, ?, ?, ?)",
                                  (change.person_id, change.person_name, change.tag,
                                   json.dumps(list(change.group_ids))))
+                if change.credentials:
+                    self._db.execute("INSERT INTO credentials VALUES (?, ?)",
+                                     (change.person_id, json.dumps([c.to_json() for c in change.credentials])))
         elif change.deleted:
             self._db.execute("DELETE FROM faces WHERE face_id = ?", (change.face_id,))
         else:
@@ -134,6 +151,19 @@ class EdgeCache:
             faces.append(Enrolled(pid, fid, np.frombuffer(blob, dtype="<f4").copy(),
                                   tuple(json.loads(groups)), name, tag))
         return Gallery(faces, thresholds, version=f"sync-{cursor}")
+
+    def credentials_of(self, person_id: str) -> tuple[Credential, ...]:
+        """The person's credentials as last synced (for the door's card read / Wiegand out);
+        () when they have none or are unknown. Works offline."""
+        with self._lock:
+            row = self._db.execute("SELECT credentials FROM credentials WHERE person_id = ?", (person_id,)).fetchone()
+        if row is None:
+            return ()
+        try:
+            return tuple(Credential.from_json(c) for c in json.loads(row[0]))
+        except (ValueError, CredentialError):  # checked when synced: only a damaged file gets here
+            log.error("cache: the stored credentials of a person are unreadable; none used")
+            return ()
 
     def close(self) -> None:
         with self._lock:

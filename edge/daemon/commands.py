@@ -1,4 +1,4 @@
-"""MQTT commands (`<prefix>/<device>/cmd/verify`, `cmd/sync`): who may command the door.
+"""MQTT commands (`<prefix>/<device>/cmd/verify`, `cmd/sync`, `cmd/unlock`): who may command the door.
 
 Anyone who can publish on the broker can reach these topics, so a command is not trusted
 because it arrived there. With `[mqtt] commands = "signed"` (the default) a command carries
@@ -8,6 +8,10 @@ at most `MAX_AGE_S` old; each signature is accepted once. `"trusted"` accepts un
 (a broker whose ACLs let only the badge reader publish there); `"off"` ignores them all.
 In every mode a claim's person_id follows the API's id rules and valid commands are rate
 limited. Retained and oversized messages are dropped before this (edge.daemon.mqtt).
+
+`cmd/unlock` (`{"door": "<name>", "authorization": ...}`, `f = unlock:<door>`) opens the door
+like a grant: refused unless `[door] remote_unlock = true`, and always signed, even with
+`commands = "trusted"` (a broker ACL is not enough to open a door).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("edge.daemon")
 
+NAMES = ("verify", "sync", "unlock")
 MAX_AGE_S = 60  # a signed command older (or further ahead) than this is refused
 ID_BYTES = 128  # the API's id limit
 LOG_EVERY_S = 10.0  # a flood of refused commands logs one line per reason per interval
@@ -36,26 +41,32 @@ LOG_EVERY_S = 10.0  # a flood of refused commands logs one line per reason per i
 class CommandGate:
     def __init__(self, mode: str, credentials: Iterable[Credential], *, rate_per_s: float, burst: int,
                  claims: Claims | None = None, syncer: Syncer | None = None,
-                 replay: ReplayCache | None = None, clock: Callable[[], float] = time.time):
+                 replay: ReplayCache | None = None, clock: Callable[[], float] = time.time,
+                 unlock: Callable[[str, str], bool] | None = None, door: str = "main"):
         self.mode = mode
         self.clock = clock  # the wall clock signatures' `t` is measured against (tests inject one)
         self.verifier = Verifier(credentials, replay or ReplayCache(window_s=MAX_AGE_S, capacity=10_000))
         self.limiter = RateLimiter(rate_per_s, burst)
         self.claims, self.syncer = claims, syncer
+        self.unlock, self.door = unlock, door  # unlock(door, appid): None with remote unlock off
         self.refused: dict[str, int] = {}  # reason -> count (reported in state)
         self._logged_at: dict[str, float] = {}
 
     @classmethod
     def from_settings(cls, s: EdgeSettings, claims: Claims, syncer: Syncer | None, *,
-                      clock: Callable[[], float] = time.time) -> CommandGate:
-        """Commands are checked against the local API's credentials; their signatures are
-        recorded in the table the local API uses (edge.daemon.signature_log)."""
+                      clock: Callable[[], float] = time.time,
+                      unlock: Callable[[str, str], bool] | None = None) -> CommandGate:
+        """Commands are checked against the local API's credentials (never the hub's key); their
+        signatures are recorded in the table the local API uses (edge.daemon.signature_log). A
+        remote unlock is always signed: with it on, the keys are loaded whatever the mode."""
         from edge.daemon.local_api import credentials
         from edge.daemon.signature_log import replay_cache
 
-        return cls(s.mqtt.commands, credentials(s), rate_per_s=s.mqtt.commands_per_s,
+        keys = credentials(s) if s.mqtt.commands == "signed" or s.door.remote_unlock else ()
+        return cls(s.mqtt.commands, keys, rate_per_s=s.mqtt.commands_per_s,
                    burst=s.mqtt.commands_burst, claims=claims, syncer=syncer,
-                   replay=replay_cache(s.storage.path, MAX_AGE_S), clock=clock)
+                   replay=replay_cache(s.storage.path, MAX_AGE_S), clock=clock,
+                   unlock=unlock if s.door.remote_unlock else None, door=s.door.name)
 
     def handle(self, name: str, payload: dict[str, Any]) -> bool:
         """Apply a command (paho's thread) if it is allowed; False (counted, logged at most
@@ -65,13 +76,16 @@ class CommandGate:
         try:
             person_id = self._check(name, payload)
         except _Refused as exc:
-            metrics.COMMANDS.labels(name if name in ("verify", "sync") else "other", exc.reason).inc()
+            metrics.COMMANDS.labels(name if name in NAMES else "other", exc.reason).inc()
             self._refused(name, exc.reason, exc.detail)
             return False
         metrics.COMMANDS.labels(name, "applied").inc()
         if name == "sync":
             if self.syncer is not None:
                 self.syncer.trigger()
+        elif name == "unlock":
+            if self.unlock is not None:  # _check gave the signer's appid
+                self.unlock(self.door, person_id or "")
         elif self.claims is not None and person_id is not None:  # verify: _check gave its person_id
             self.claims.open(person_id, payload.get("timeout_s"), payload.get("request_id"))
         return True
@@ -79,8 +93,10 @@ class CommandGate:
     def _check(self, name: str, payload: dict[str, Any]) -> str | None:
         if self.mode == "off":
             raise _Refused("disabled", "[mqtt] commands = off")
-        if name not in ("verify", "sync"):
+        if name not in NAMES:
             raise _Refused("unknown", "no such command")
+        if name == "unlock":
+            return self._check_unlock(payload)
         person_id = None
         if name == "verify":
             try:
@@ -107,6 +123,29 @@ class CommandGate:
         if not self.limiter.allow("mqtt"):
             raise _Refused("rate_limited", "too many commands")
         return person_id
+
+    def _check_unlock(self, payload: dict[str, Any]) -> str:
+        """A remote unlock: on only by config, always signed, bound to this door; the signer's appid."""
+        if self.unlock is None:
+            raise _Refused("disabled", "[door] remote_unlock = false")
+        if payload.get("door") != self.door:
+            raise _Refused("bad_door", "not this device's door")
+        _check_fields(payload)
+        try:
+            now = self.clock()
+            sig = self.verifier.verify(_text(payload.get("authorization")), now)
+        except ApiError as exc:
+            raise _Refused("signature", f"code {exc.code}: {exc.message}") from None
+        bound = command_purpose("unlock", self.door)
+        if not sig.single_use or sig.fields.get("f") != bound:
+            raise _Refused("signature", f"needs a single-use signature (e=0) with f={bound}")
+        try:
+            self.verifier.consume(sig, now)
+        except ApiError as exc:
+            raise _Refused("signature", f"code {exc.code}: {exc.message}") from None
+        if not self.limiter.allow("mqtt"):
+            raise _Refused("rate_limited", "too many commands")
+        return sig.appid
 
     def _refused(self, name: str, reason: str, detail: str) -> None:
         self.refused[reason] = self.refused.get(reason, 0) + 1
@@ -150,6 +189,6 @@ def signed_command(name: str, appid: str, secret_id: str, secret_key: str, *,
     """The payload of a signed command, as a badge reader would publish it on cmd/<name>."""
     from edge.core.signature import sign
 
-    bound = command_purpose(name, person_id)
+    bound = command_purpose(name, fields.get("door") if name == "unlock" else person_id)
     auth = sign(appid, secret_id, secret_key, expiry=0, fileid=bound)
     return {**({"person_id": person_id} if name == "verify" else {}), **fields, "authorization": auth}

@@ -21,6 +21,7 @@ from edge.core.settings import (
     render_example,
     require_usable_key,
 )
+from edge.door.settings import DoorSettings
 from edge.vision.packs import Pack
 
 
@@ -116,8 +117,10 @@ class MqttSettings(BaseModel):
                                      "events. Off: events carry no biometric data.")
     commands: Literal["signed", "trusted", "off"] = Field(
         "signed", description="MQTT commands (cmd/verify, cmd/sync): signed = each carries a "
-        "single-use\nsignature of the local API's credentials (docs/security.md#the-edge-and-its-broker);\n"
-        "trusted = unsigned accepted (only with broker ACLs letting nobody else publish there);\n"
+        "single-use\nsignature of the local API's credentials, never the hub's key\n"
+        "(docs/security.md#the-edge-and-its-broker);\n"
+        "trusted = unsigned accepted (only with broker ACLs letting nobody else publish there; never\n"
+        "for cmd/unlock, which is always signed);\n"
         "off = ignored.")
     commands_per_s: float = Field(2.0, ge=0, description="MQTT commands applied per second "
                                   "(beyond: ignored); 0 = unlimited.")
@@ -144,7 +147,7 @@ class HubClientSettings(BaseModel):
 
     @model_validator(mode="after")
     def _no_example_key(self) -> "HubClientSettings":
-        # The edge signs its sync, fallback and (by default) local API and commands with it.
+        # The edge signs its sync, fallback and pack pulls with it.
         refuse_example_key(self.secret_key, f"[hub] appid {self.appid}")
         return self
 
@@ -165,8 +168,9 @@ class ApiSettings(ListenerSettings):
     enabled: bool = Field(True, description="Serve the local face API, /health and /metrics.")
     credentials: list[ApiCredential] = Field(
         default_factory=list,
-        description="Signing credentials accepted by the local API, as a list of tables "
-                    "{appid, secret_id, secret_key} (empty: the [hub] credentials).")
+        description="Signing credentials of the local API and the MQTT commands, as a list of tables\n"
+                    "{appid, secret_id, secret_key}; never the [hub] key (refused). Empty: the edge's own\n"
+                    "key, made on first start in <storage>/api-key.toml (docs/security.md).")
     rate_per_s: float = Field(5.0, ge=0, description="Local API requests per second per appid "
                               "(code 15 beyond); 0 = unlimited.\nThe camera keeps priority: "
                               "requests wait for the camera's frame in progress.")
@@ -192,9 +196,15 @@ class LivenessSettings(BaseModel):
     mode: Literal["require", "flag", "off"] = Field(
         "require", description="Presentation-attack detection (prints, phone screens): require refuses\n"
         "a track judged an attack (reject, reason presentation_attack) and decides a track only once\n"
-        "`frames` of its frames are scored; flag only reports the verdict in events; off skips it.")
+        "`frames` of its frames are scored; flag only reports the verdict in events; off skips it.\n"
+        "The local API's /face/verify and /face/identify judge the posted image's face the same way\n"
+        "(one frame; require refuses an attack, or a face it cannot judge, with code -1110).")
     frames: int = Field(5, ge=1, le=50, description="Scored frames whose median decides a track's "
                         "liveness (bench liveness measured 5).")
+    cues: bool = Field(False, description="Fuse the network with hand-crafted screen cues of its context\n"
+                       "crop (bezel lines, colour, glare, spectrum), weights in edge/vision/liveness_fusion.json:\n"
+                       "stops more unseen phone replays, but refused more live frames of an unseen backlit\n"
+                       "webcam (docs/benchmarks.md, Liveness).")
 
 
 class EdgeSettings(DecidingRole):
@@ -220,9 +230,22 @@ class EdgeSettings(DecidingRole):
     vision: VisionSettings = Field(default_factory=VisionSettings, description="Models.")
     liveness: LivenessSettings = Field(default_factory=LivenessSettings,
                                        description="Is the face live, or a print or a screen?")
+    door: DoorSettings = Field(default_factory=DoorSettings,
+                               description="The door: lock relay, contact, exit button, tamper (docs/door.md).")
+
+    @model_validator(mode="after")
+    def _own_keys_for_the_edge(self) -> "EdgeSettings":
+        # Refused, not warned: a signature good on the edge's channels (read by any broker client,
+        # or in front of the door) would be good on the hub, for the whole tenant (issue 24).
+        hub_key = self.hub.secret_key.strip()
+        for cred in self.api.credentials:
+            if hub_key and cred.secret_key.strip() == hub_key:
+                raise ValueError(f"[api] credentials appid {cred.appid} uses the [hub] secret_key: the edge's "
+                                 "channels need a key of their own (or leave [api] credentials empty)")
+        return self
 
     def holds_secrets(self) -> bool:
-        return bool(self.hub.secret_key or self.api.credentials or self.mqtt.password)
+        return bool(self.hub.secret_key or self.api.credentials or self.mqtt.password or self.door.holds_secrets())
 
     def identify_false_admit_rate(self) -> float:
         return self.identify.false_admit_rate

@@ -1,10 +1,16 @@
 """Home Assistant MQTT discovery: the retained messages that make a door two Home Assistant
-sensors, "Last decision" and "Last person", without any configuration on the Home Assistant side.
+sensors, "Last decision" and "Last person", a `lock` and three binary sensors (door contact,
+tamper, alarm), without any configuration on the Home Assistant side.
 
-Both sensors read the device's `event` topic (its fields as attributes) and its `availability`
-topic. Home Assistant keeps discovered entities only while it runs: when it restarts it says
-`online` on `<ha_prefix>/status`, and the messages are published again (edge.daemon.mqtt
-subscribes to that topic with `[mqtt] ha_discovery = true`).
+The sensors read the device's `event` topic (its fields as attributes) and its `availability`
+topic; the lock and the binary sensors read the retained `door/<door>/state`. The lock's
+command topic is `cmd/unlock`, where an unlock is applied only when signed (edge.daemon.commands):
+Home Assistant's plain `UNLOCK` is refused, so the lock shows the door and opens it only through
+a signing bridge (docs/door.md#home-assistant).
+
+Home Assistant keeps discovered entities only while it runs: when it restarts it says `online`
+on `<ha_prefix>/status`, and the messages are published again (edge.daemon.mqtt subscribes to
+that topic with `[mqtt] ha_discovery = true`).
 """
 
 from __future__ import annotations
@@ -28,7 +34,15 @@ def asks_again(payload: bytes | bytearray) -> bool:
     return payload == b"online"
 
 
-def messages(ha_prefix: str, device_id: str, topic: Callable[[str], str]) -> list[tuple[str, str]]:
+_DOOR_SENSORS = {
+    "contact": ("Door", "door", "{{ 'ON' if value_json.contact == 'open' else 'OFF' }}"),
+    "tamper": ("Tamper", "tamper", "{{ 'ON' if value_json.tamper else 'OFF' }}"),
+    "alarm": ("Door alarm", "problem", "{{ 'ON' if value_json.alarm else 'OFF' }}"),
+}
+
+
+def messages(ha_prefix: str, device_id: str, topic: Callable[[str], str],
+             door: str | None = None) -> list[tuple[str, str]]:
     """(topic, JSON payload) of each sensor's discovery config, to publish retained (QoS 1);
     `topic(leaf)` is the device's own topic of that leaf."""
     dev = {"identifiers": [f"edge-verifier-{device_id}"], "name": f"Door {device_id}",
@@ -40,4 +54,23 @@ def messages(ha_prefix: str, device_id: str, topic: Callable[[str], str]) -> lis
         uid = f"edge_verifier_{device_id}_{key}".replace("-", "_").replace(".", "_")
         cfg = {**common, "name": name, "unique_id": uid, "value_template": template}
         out.append((f"{ha_prefix}/sensor/{uid}/config", json.dumps(cfg)))
+    if door is None:
+        return out
+    state = topic(f"door/{door}/state")
+    base = {"availability_topic": topic("availability"), "device": dev, "state_topic": state,
+            "json_attributes_topic": state}
+    uid = _uid(device_id, f"door_{door}_lock")
+    lock = {**base, "name": f"Lock {door}", "unique_id": uid, "command_topic": topic("cmd/unlock"),
+            "value_template": "{{ 'LOCKED' if value_json.locked else 'UNLOCKED' }}",
+            "state_locked": "LOCKED", "state_unlocked": "UNLOCKED"}
+    out.append((f"{ha_prefix}/lock/{uid}/config", json.dumps(lock)))
+    for key, (name, device_class, template) in _DOOR_SENSORS.items():
+        uid = _uid(device_id, f"door_{door}_{key}")
+        cfg = {**base, "name": f"{name} {door}", "unique_id": uid, "device_class": device_class,
+               "value_template": template}
+        out.append((f"{ha_prefix}/binary_sensor/{uid}/config", json.dumps(cfg)))
     return out
+
+
+def _uid(device_id: str, key: str) -> str:
+    return f"edge_verifier_{device_id}_{key}".replace("-", "_").replace(".", "_")

@@ -4,7 +4,8 @@ Built from a `DaemonSnapshot`, the values the daemon reads from its parts at one
 (edge.daemon.main.Daemon.snapshot), so this module knows the health rules and nothing of the
 parts: `degraded` when the camera is failing, the gallery cannot be synced (another embedder
 fingerprint), a helper thread has ended, events cannot be written to disk, or MQTT's network
-loop (commands, acknowledgements) has ended, is stuck or was restarted lately.
+loop (commands, acknowledgements) has ended, is stuck or was restarted lately, or the door
+has a fault (relay, stuck exit button, flapping input, tamper).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class DaemonSnapshot:
     fingerprint: str  # its embedder's fingerprint
     thresholds: Thresholds
     liveness: Mapping[str, Any]  # edge.daemon.liveness.LivenessPolicy.health()
+    door: Mapping[str, Any] | None = None  # edge.door.controller.DoorController.health()
 
 
 def daemon_state(d: DaemonSnapshot) -> dict[str, Any]:
@@ -60,7 +62,9 @@ def daemon_state(d: DaemonSnapshot) -> dict[str, Any]:
         mqtt["loop"] = dict(d.mqtt_loop)
     ok = (cam["status"] in ("ok", "ended") and sync.get("status") != "fingerprint_mismatch"
           and all(threads.values()) and outbox["writable"] and not outbox["held_in_memory"]
-          and (d.mqtt_loop is None or d.mqtt_loop["status"] == "ok" or d.stopping))
+          and (d.mqtt_loop is None or d.mqtt_loop["status"] == "ok" or d.stopping)
+          # a relay that does not obey, a stuck exit button, a flapping input, tamper
+          and (d.door is None or d.door["status"] == "ok"))
     return {"status": "ok" if ok else "degraded", "device": d.device,
             "uptime_s": round(d.uptime_s, 1), "camera": cam,
             "mqtt": mqtt,
@@ -78,4 +82,5 @@ def daemon_state(d: DaemonSnapshot) -> dict[str, Any]:
                            # added per band and the limits beyond which the door withholds
                            "conditions": {"margins": dict(d.thresholds.band_margins),
                                           "limits": dict(d.thresholds.limits)}},
-            "liveness": dict(d.liveness)}
+            "liveness": dict(d.liveness),
+            "door": dict(d.door) if d.door is not None else None}

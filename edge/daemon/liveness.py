@@ -6,17 +6,20 @@
   with reason `presentation_attack`, decided here and never sent to the hub as uncertain;
 - flag: decisions are made as without liveness, the events carry the verdict;
 - off: no liveness is computed (the behaviour before it existed).
-Why the median of the last frames: `bench liveness` measured it against single frames, and the
-median of five refused fewer live faces (BPCER 3.7 % per track against 4.4 % per frame) and let
-no print or replay through (0.96 % and 0.44 % per frame); a frame withheld by a gate (too small,
-too close) adds no score.
+How a track is decided (LivenessNet.track): the network alone on the median p(live) of the
+last frames; with `[liveness] cues = true`, the network fused with the context crop's cues
+(edge/vision/liveness_fusion.json) on the mean of the frames' fused log-odds. `bench liveness`
+measured both per frame and per track, leaving each source out of the fitting in turn
+(docs/benchmarks.md, Liveness): the median of five against the mean and the minimum, the network
+against the fusion; the fusion stops more unseen phone replays but refused more of the one
+left-out backlit live webcam than the 5 % BPCER allowed, so it is not the default. A frame
+withheld by a gate (too small, too close) adds no score.
 Verify claims and identify are treated alike. A track already decided is scored again only
 when a claim waits for a face (`forget`).
 """
 
 from __future__ import annotations
 
-import statistics
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
@@ -72,9 +75,8 @@ class LivenessPolicy:
             return TrackLiveness(None, 0, None)
         net = self.net
         assert net is not None  # enabled: the constructor made sure there is one
-        median = statistics.median(scores)
-        verdict = None if len(scores) < self.frames else "live" if median >= net.threshold else "attack"
-        return TrackLiveness(median, len(scores), verdict)
+        score, verdict = net.track(list(scores))
+        return TrackLiveness(score, len(scores), verdict if len(scores) >= self.frames else None)
 
     def ready(self, liveness: TrackLiveness | None) -> bool:
         """Whether the track may be decided now: in require mode only with a verdict."""
@@ -88,5 +90,7 @@ class LivenessPolicy:
         return out
 
     def health(self) -> dict[str, Any]:
-        threshold = self.net.threshold if self.net is not None else None
-        return {"mode": self.mode, "frames": self.frames, "threshold": threshold, "fingerprint": self.fingerprint}
+        threshold = self.net.decision_threshold if self.net is not None else None
+        cues = self.net is not None and self.net.fusion is not None
+        return {"mode": self.mode, "frames": self.frames, "threshold": threshold, "cues": cues,
+                "fingerprint": self.fingerprint}

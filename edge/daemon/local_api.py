@@ -21,13 +21,14 @@ log = logging.getLogger("edge.daemon")
 
 
 def credentials(s: EdgeSettings) -> list[Credential]:
-    """[api] credentials, else the hub's own: a door terminal signs as it would for the hub."""
+    """[api] credentials, else the edge's own key (edge.daemon.api_key, made on first start):
+    never the hub's, whose signatures must not be good on the edge's channels."""
     from edge.core.signature import Credential
+    from edge.daemon.api_key import own_credential
 
-    creds = [c.model_dump() for c in s.api.credentials] or (
-        [{"appid": s.hub.appid, "secret_id": s.hub.secret_id, "secret_key": s.hub.secret_key}]
-        if s.hub.appid else [])
-    return [Credential(**c) for c in creds]
+    if s.api.credentials:
+        return [Credential(**c.model_dump()) for c in s.api.credentials]
+    return [own_credential(s.storage.path, s.hub.appid)]
 
 
 class LocalApi:

@@ -1,10 +1,12 @@
 """`edge-verifier run --config FILE`: the edge daemon, wiring only.
 
 camera -> vision (detect, quality gate, embed, liveness) -> tracker -> decide (matcher, cloud,
-offline policy) -> settle window -> decision event -> publisher (outbox -> MQTT). One frame's
-path is FrameScorer.process (edge.daemon.scoring). Beside the main loop: the sync thread, paho's
-network thread and the local API (uvicorn in a thread). The main loop pings the systemd
-watchdog, so a hung loop gets the service restarted; SIGTERM stops everything and says `offline`.
+offline policy) -> settle window -> decision event -> publisher (outbox -> MQTT) -> the door
+(access rules, controller, relay: edge.daemon.door_link). One frame's path is
+FrameScorer.process (edge.daemon.scoring); the door ticks on every turn of the main loop.
+Beside the main loop: the sync thread, paho's network thread and the local API (uvicorn in a
+thread). The main loop pings the systemd watchdog, so a hung loop gets the service restarted;
+SIGTERM stops everything (the door locked first) and says `offline`.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
     from edge.daemon.commands import CommandGate
     from edge.daemon.config import EdgeSettings
     from edge.daemon.decide import Decider, Outcome
+    from edge.daemon.door_link import DoorLink
     from edge.daemon.liveness import LivenessPolicy
     from edge.daemon.local_api import LocalApi
     from edge.daemon.publisher import Publisher
@@ -70,6 +73,9 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, lambda *_: daemon.stop_event.set())
     try:
         daemon.start()
+    except ConfigError as exc:  # found at start: the edge's own key file, the door's pins or backend
+        print(json.dumps({"code": 21, "message": str(exc)}), file=sys.stderr)
+        return 2
     except ModelPackError as exc:
         log.error("%s", exc)
         return 1
@@ -109,6 +115,7 @@ class Daemon:
         self.claims = Claims(settings.verify.claim_timeout_s)
         self.priority = CameraFirst()
         self.threads: list[threading.Thread] = []
+        self.door: DoorLink | None = None  # built in start(), after the publisher
 
     # -- start -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -118,7 +125,9 @@ class Daemon:
         from edge.daemon.camera import from_settings
         from edge.daemon.commands import CommandGate
         from edge.daemon.decide import Decider
+        from edge.daemon.door_link import DoorLink
         from edge.daemon.liveness import LivenessPolicy
+        from edge.daemon.local_api import credentials
         from edge.daemon.mqtt import MqttPublisher
         from edge.daemon.outbox import Outbox
         from edge.daemon.publisher import NullPublisher
@@ -132,6 +141,8 @@ class Daemon:
         s = self.s
         data = Path(s.storage.path)
         data.mkdir(parents=True, exist_ok=True)
+        if s.api.enabled or s.mqtt.commands == "signed":
+            credentials(s)  # the edge's own key made (or a broken one refused) before anything starts
         if s.hub.url:
             pull_or_keep(s.hub, s.vision.models_dir, s.vision.precision, log.info)
         t0 = time.perf_counter()
@@ -154,6 +165,10 @@ class Daemon:
                                identify_fallback=s.identify.cloud_fallback)
         self.tracker = Tracker(s.tracker.iou, s.tracker.max_missed)
         self.window = SettleWindow(self.decider, s.tracker.settle_s, self._decided, s.tracker.evidence)
+        if s.liveness.cues and s.liveness.mode != "off" and self.pipeline.liveness is not None:
+            from edge.vision.liveness import FusedLiveness
+
+            self.pipeline.liveness = self.pipeline.liveness.with_fusion(FusedLiveness.load())
         self.liveness = LivenessPolicy(s.liveness.mode, s.liveness.frames, self.pipeline.liveness,
                                        self.pipeline.fingerprints.get("liveness"))
         self.scorer = FrameScorer(self.pipeline, self.tracker, self.decider, self.claims,
@@ -162,13 +177,20 @@ class Daemon:
                                   identify=s.identify.enabled, groups=s.identify.groups,
                                   liveness=self.liveness, evidence=s.tracker.evidence)
         self.camera = from_settings(s.camera)
-        self.commands = CommandGate.from_settings(s, self.claims, self.syncer if self.cloud is not None else None)
+        self.commands = CommandGate.from_settings(s, self.claims, self.syncer if self.cloud is not None else None,
+                                                  unlock=self._remote_unlock)
         if s.mqtt.enabled:
             self.events = MqttPublisher(s.mqtt, s.device.id, Outbox(data / "outbox.db", s.mqtt.outbox_max),
-                                        on_command=self.commands.handle, stale_accept_s=s.policy.stale_accept_s)
+                                        on_command=self.commands.handle, stale_accept_s=s.policy.stale_accept_s,
+                                        door=s.door.name)
         else:
             self.events = NullPublisher()
         self.events.start()
+        # Locked before anything else can happen: DoorController.start never unlocks.
+        # A grant's credentials (synced with the person) go to the panel: OSDP card read, Wiegand.
+        self.door = DoorLink.from_settings(s, self.events, lambda: self.gallery_ref,
+                                           credentials_of=self.cache.credentials_of)
+        self.door.start()
         metrics.follow(self.camera, self.events, self.cloud, self.syncer)
         if self.cloud is not None:
             self._spawn("sync", self.syncer.run, self.stop_event)
@@ -177,9 +199,10 @@ class Daemon:
         self._watchdog_s = watchdog_interval_s()
         warn_if_too_short(s, self._watchdog_s)
         notify("READY=1\nSTATUS=running")
-        log.info("edge daemon %s ready in %.2fs (camera %s, api %s)", s.device.id,
+        log.info("edge daemon %s ready in %.2fs (camera %s, api %s, door %s: %s)", s.device.id,
                  time.time() - self.started, self.camera.name,
-                 f"{s.api.host}:{self.api.port}" if self.api and self.api.port else "off")
+                 f"{s.api.host}:{self.api.port}" if self.api and self.api.port else "off",
+                 s.door.name, s.door.backend)
 
     def _spawn(self, name: str, target: Callable[..., object], *args: object) -> threading.Thread:
         t = threading.Thread(target=target, args=args, name=name, daemon=True)
@@ -199,7 +222,7 @@ class Daemon:
 
         service = EdgeService(self.pipeline, lambda: self.gallery_ref, self.decider,
                               identify_groups=self.s.identify.groups, health=self.state,
-                              claims=self.claims, priority=self.priority)
+                              claims=self.claims, priority=self.priority, liveness=self.s.liveness.mode)
         self.api = LocalApi(self.s, service)
         self.api.start(self._spawn)
 
@@ -228,12 +251,25 @@ class Daemon:
                     self.events.publish_state(self.state())
             except Exception:  # the loop, not a timer, is what keeps the door working
                 log.exception("settling, claim expiry or state publication failed")
+            self._tick_door()
             if self._watchdog_s and now - last_ping >= self._watchdog_s:
                 # A network loop stuck in a callback cannot be restarted from here (a thread
                 # cannot be stopped): no more pings, and systemd restarts the daemon.
                 if self.events.loop_health()["status"] != "stuck":
                     notify("WATCHDOG=1")
                 last_ping = now
+
+    def _tick_door(self) -> None:
+        """Every turn, with or without a frame: relock on time, held-open alarms, door events out."""
+        if self.door is None:
+            return
+        try:
+            self.door.tick()
+        except Exception:  # the controller locks on its own errors; a bug here must not stop the loop
+            log.exception("door tick failed")
+
+    def _remote_unlock(self, door: str, who: str) -> bool:
+        return self.door is not None and self.door.remote_unlock(who)
 
     def _decided(self, c: Candidate, out: Outcome) -> None:
         self._publish(out, claim=c.claim, face=c.face, frame=c.frame, t_frame=c.t_frame,
@@ -250,6 +286,12 @@ class Daemon:
             cache_version=cache_version or self.gallery_ref.version,
             include_face_image=s.mqtt.include_face_image, **fields)
         self.events.publish_event(event)
+        if self.door is not None:
+            try:  # the decision is out; the door follows it (a bug here never opens it: rules grant)
+                t_frame = fields.get("t_frame")
+                self.door.decided(out, event, None if t_frame is None else time.perf_counter() - t_frame)
+            except Exception:
+                log.exception("the door could not act on decision %s", event["event_id"])
         self.decisions += 1
         metrics.count_decision(out)
         log.info("decision %s %s %s (%s, score %s)", out.mode, out.decision,
@@ -271,7 +313,8 @@ class Daemon:
             gallery=self.gallery_ref, identify_groups=s.identify.groups,
             breaker=metrics.breaker_state(self.cloud), decisions=self.decisions, pending=len(self.window),
             precision=s.vision.precision, fingerprint=self.pipeline.fingerprint,
-            thresholds=self.thresholds, liveness=self.liveness.health())
+            thresholds=self.thresholds, liveness=self.liveness.health(),
+            door=self.door.health() if self.door is not None else None)
 
     def state(self) -> dict[str, Any]:
         return daemon_state(self.snapshot())
@@ -280,6 +323,8 @@ class Daemon:
     def shutdown(self) -> None:
         notify("STOPPING=1")
         self.stop_event.set()
+        if self.door is not None:  # locked first (released relay: docs/door.md on fail-safe)
+            self.door.close()
         if self.syncer is not None:
             self.syncer.trigger()
         self.camera.close()

@@ -5,6 +5,9 @@ Topics under `<prefix>/<device>/`:
   availability  retained; `online` on connect, `offline` as the Last Will and on a clean stop
   event         one JSON message per decision, QoS 1, not retained, sent from the outbox
   state         retained health and cache summary (the latest only; never queued)
+  door/<door>/event    the door's events, from the outbox like decisions (edge.daemon.door_link)
+  door/<door>/state    retained door state (the latest only; sent again on reconnect)
+  door/<door>/command  out, `[door] backend = "mqtt"`: now or never (`publish_direct`)
   cmd/<name>    in: commands (`verify`, `sync`), handed to `on_command`, which decides whether
                 they may act (edge.daemon.commands)
 
@@ -69,15 +72,17 @@ class MqttPublisher(Publisher):
 
     def __init__(self, settings: MqttSettings, device_id: str, outbox: Outbox, *,
                  on_command: CommandHandler | None = None, window: int = 100,
-                 stale_accept_s: float = 0.0):
+                 stale_accept_s: float = 0.0, door: str | None = None):
         self.s = settings
         self.device_id = device_id
         self.base = f"{settings.prefix}/{device_id}"
         self.outbox = outbox
         self.on_command = on_command
+        self.door = door  # the door Home Assistant discovery announces (lock, binary sensors)
         self.window = window
         self.connected = False
         self._state: dict[str, Any] | None = None
+        self._retained: dict[str, bytes] = {}  # leaf -> latest payload (door state)
         self._dropped_commands = 0
         self._acks: queue.SimpleQueue[int] = queue.SimpleQueue()
         self._inflight: dict[int, int | str] = {}  # paho mid -> outbox row id (or held event_id)
@@ -185,10 +190,10 @@ class MqttPublisher(Publisher):
         self.client.loop_stop()
 
     # -- publishing ------------------------------------------------------------------------
-    def publish_event(self, event: dict[str, Any]) -> None:
+    def publish_event(self, event: dict[str, Any], leaf: str = "event") -> None:
         """Commit the event to the outbox; when that fails (full disk) hold it in memory: the
         caller's decision is made, it must not be retried with a new timestamp."""
-        topic, payload = self.topic("event"), json.dumps(event, separators=(",", ":")).encode()
+        topic, payload = self.topic(leaf), json.dumps(event, separators=(",", ":")).encode()
         if not self.held:  # events already held go first: order is kept
             try:
                 self._live.append((self.outbox.add(event["event_id"], topic, payload), topic, payload))
@@ -203,6 +208,18 @@ class MqttPublisher(Publisher):
         self._state = state
         if self.connected:
             self.client.publish(self.topic("state"), json.dumps(state), qos=1, retain=True)
+
+    def publish_retained(self, leaf: str, message: dict[str, Any]) -> None:
+        payload = json.dumps(message, separators=(",", ":")).encode()
+        self._retained[leaf] = payload
+        if self.connected:
+            self.client.publish(self.topic(leaf), payload, qos=1, retain=True)
+
+    def publish_direct(self, leaf: str, payload: bytes) -> bool:
+        if not self.connected:
+            return False
+        info = self.client.publish(self.topic(leaf), payload, qos=1, retain=False)
+        return bool(info.rc == 0)
 
     def outbox_depth(self) -> int:
         return self.outbox.depth()
@@ -390,6 +407,8 @@ class MqttPublisher(Publisher):
             self._publish_discovery()
         if self._state is not None:
             client.publish(self.topic("state"), json.dumps(self._state), qos=1, retain=True)
+        for leaf, payload in list(self._retained.items()):
+            client.publish(self.topic(leaf), payload, qos=1, retain=True)
         self._wake.set()
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any,
@@ -438,7 +457,7 @@ class MqttPublisher(Publisher):
             log.warning("ignoring %r: %s (%d commands dropped so far)", topic[:200], why, n)
 
     def _publish_discovery(self) -> None:
-        for topic, config in discovery.messages(self.s.ha_prefix, self.device_id, self.topic):
+        for topic, config in discovery.messages(self.s.ha_prefix, self.device_id, self.topic, self.door):
             self.client.publish(topic, config, qos=1, retain=True)
 
 

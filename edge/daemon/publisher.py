@@ -22,7 +22,16 @@ class Publisher(ABC):
     def start(self) -> None: ...
 
     @abstractmethod
-    def publish_event(self, event: dict[str, Any]) -> None: ...
+    def publish_event(self, event: dict[str, Any], leaf: str = "event") -> None:
+        """Durably (outbox), on <prefix>/<device>/<leaf>: decisions on `event`, the door's on
+        `door/<door>/event`."""
+
+    def publish_retained(self, leaf: str, message: dict[str, Any]) -> None:  # noqa: B027 (optional)
+        """The latest `message` of a retained topic (the door's state); sent again on reconnect."""
+
+    def publish_direct(self, leaf: str, payload: bytes) -> bool:
+        """Now or never (QoS 1, not queued): False when it cannot leave now (door commands)."""
+        return False
 
     @abstractmethod
     def publish_state(self, state: dict[str, Any]) -> None: ...
@@ -55,8 +64,8 @@ class NullPublisher(Publisher):
     def start(self) -> None:
         pass
 
-    def publish_event(self, event: dict[str, Any]) -> None:
-        log.info("event %s", json.dumps(event))
+    def publish_event(self, event: dict[str, Any], leaf: str = "event") -> None:
+        log.info("%s %s", leaf, json.dumps(event))
 
     def publish_state(self, state: dict[str, Any]) -> None:
         pass

@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from edge.api.service import FaceService, compare_images
+from edge.api.service import FaceService, compare_images, judged_liveness
 from edge.core import errors
 from edge.core.domain import Decision, Source
 from edge.core.errors import ApiError
@@ -32,7 +32,7 @@ class EdgeService(FaceService):
 
     def __init__(self, pipeline: Pipeline, gallery: Callable[[], Gallery], decider: Decider, *,
                  identify_groups: Sequence[str] = (), health: Callable[[], dict[str, Any]] | None = None,
-                 claims: Claims | None = None, priority: CameraFirst | None = None):
+                 claims: Claims | None = None, priority: CameraFirst | None = None, liveness: str = "off"):
         self.pipeline = pipeline
         self.gallery = gallery
         self.decider = decider
@@ -40,25 +40,36 @@ class EdgeService(FaceService):
         self._health = health or (lambda: {})
         self.claims = claims  # edge.daemon.claims.Claims of the camera path; None: not served
         self.priority = priority  # edge.daemon.priority.CameraFirst: the camera path goes first
+        self.liveness = liveness  # [liveness] mode, as at the camera: one image is judged as one frame
 
     def _embed(self, image: bytes) -> np.ndarray:
+        return self._probe(image, liveness=False)[0]
+
+    def _probe(self, image: bytes, liveness: bool = True) -> tuple[np.ndarray, dict | None]:
+        """The largest face's embedding and, unless [liveness] mode is off, its `liveness`
+        answer field, judged on the face's x2.7 context crop of the whole image (require mode
+        refuses an attack with -1110, edge.api.service.judged_liveness)."""
         from edge.vision import decode_image
         from edge.vision.image import decode_slots
 
+        judge = liveness and self.liveness != "off"
         with decode_slots:  # the full-size image lives only inside a slot
             bgr = decode_image(image)
             if self.priority is None:
                 faces = self.pipeline.analyze(bgr, max_faces=1)
+                result = self.pipeline.check_liveness(bgr, faces[0]) if judge and faces else None
             else:
                 with self.priority.background():
                     faces = self.pipeline.analyze(bgr, max_faces=1)
+                    result = self.pipeline.check_liveness(bgr, faces[0]) if judge and faces else None
             del bgr
         if not faces or faces[0].embedding is None:
             raise ApiError(errors.NO_FACE)
-        return faces[0].embedding
+        return faces[0].embedding, None if result is None else judged_liveness(self.liveness, result)
 
     def verify(self, appid: str, person_id: str, image: bytes) -> dict:
-        emb = self._embed(image)
+        emb, liveness = self._probe(image)
+        extra = {} if liveness is None else {"liveness": liveness}
         out = self.decider.verify(self.gallery(), emb, person_id, lambda: image)
         cloud = out.cloud
         if cloud is not None and cloud.code:  # the hub answered with an error (e.g. -1303): pass it on
@@ -68,13 +79,13 @@ class EdgeService(FaceService):
                            "person not in this device's cache and the hub cannot be asked")
         if out.source is Source.CLOUD and cloud is not None and cloud.session_id:
             return {"session_id": cloud.session_id, "confidence": float(cloud.confidence or 0.0),
-                    "ismatch": out.decision is Decision.ACCEPT}
+                    "ismatch": out.decision is Decision.ACCEPT, **extra}
         # Local or offline-policy answers: `ismatch` follows the decision (the policy included).
         return {"session_id": f"edge-{uuid.uuid4().hex}", "confidence": out.confidence or 0.0,
-                "ismatch": out.decision is Decision.ACCEPT}
+                "ismatch": out.decision is Decision.ACCEPT, **extra}
 
     def identify(self, appid: str, group_ids: Sequence[str], image: bytes) -> dict:
-        emb = self._embed(image)
+        emb, liveness = self._probe(image)
         gallery = self.gallery()
         groups = list(group_ids) or self.identify_groups
         if groups and not gallery.group_ids.intersection(groups):
@@ -83,7 +94,8 @@ class EdgeService(FaceService):
         return {"session_id": f"edge-{uuid.uuid4().hex}",
                 "candidates": [{"person_id": c.person_id, "face_id": c.face_id,
                                 "confidence": confidence(c.score, gallery.thresholds), "tag": c.tag}
-                               for c in res.candidates]}
+                               for c in res.candidates],
+                **({} if liveness is None else {"liveness": liveness})}
 
     def compare(self, appid: str, image_a: bytes, image_b: bytes) -> dict:
         return compare_images(self._embed, image_a, image_b, self.gallery().thresholds)

@@ -12,7 +12,13 @@ nonface scenes) and, when ../shared/faces/liveness is there, a presentation atta
 subject enrolled from two live webcam frames, then one more live frame of them and a frame of
 their printed photo held to the webcam. Liveness runs as on a door (mode require), on one
 frame per track since the camera shows each photo once; the demo says so, and each decision
-line shows its liveness verdict. Where ../shared/faces is absent, scikit-image's public-domain sample images are used
+line shows its liveness verdict.
+
+The door runs with `[door] backend = "none"` (no hardware: the state machine runs, nothing
+moves): each grant prints a `DOOR unlocked 3 s for <person>` line. Once the camera has played
+everything and the door has locked again, the demo opens the door without a grant (a line
+`contact open` written to the none backend's simulated inputs) to show the forced-open alarm,
+then closes it. Where ../shared/faces is absent, scikit-image's public-domain sample images are used
 (its astronaut portrait enrolled and played back shifted and scaled; coffee, rocket and others
 as scenes); nothing is ever copied into the repository.
 """
@@ -144,9 +150,11 @@ def run(args) -> int:
             broker=broker, hub=hub, models_dir=args.models_dir,
             camera={"name": "demo-camera", "rate": args.rate}, identify={"groups": ["staff"]},
             # Each photo is someone new in front of the door, judged on its one frame.
-            tracker={"max_missed": 0}, liveness={"mode": "require", "frames": 1}),
+            tracker={"max_missed": 0}, liveness={"mode": "require", "frames": 1},
+            door={"backend": "none", "unlock_s": 3, "simulate_inputs": str(work / "door-inputs")}),
             private=True)
         feed = EventFeed(broker.port, "edge-verifier/demo-door/event")
+        door_feed = EventFeed(broker.port, "edge-verifier/demo-door/door/+/event")
         daemon = DaemonProc(cfg, aport, work / "edge.log", args=("--log-level", "WARNING")).start()
         parts.append(daemon)
         _say("liveness: mode require, decided on 1 frame per face (a door uses 5: the demo shows each photo "
@@ -154,11 +162,17 @@ def run(args) -> int:
              "verdicts say what the model makes of them (it looks for a print's or a screen's traces, which "
              "they lack), and a photo whose face fills the picture gets no verdict, so no decision (step back)")
         _say(f"daemon: camera plays {len(list(frames.iterdir()))} frames at {args.rate}/s; decisions:")
-        events, health = _follow(feed, daemon, deadline, args.events, work)
+        events, health, door_shown = _follow(feed, daemon, deadline, args.events, work, door_feed)
+        if daemon.proc.poll() is None:
+            _force_the_door(door_feed, door_shown, daemon, work / "door-inputs", deadline, args.events)
+        door_feed.close()
+        door_events = door_feed.snapshot()
         accepted = sorted({e["person_id"] for e in events if e["decision"] == "accept"})
         attacks = sorted({e["person_id"] or "-" for e in events if e.get("reason") == "presentation_attack"})
         print(json.dumps({"decisions": len(events), "accepted": accepted, "refused_as_attacks": attacks,
-                          "enrolled": sorted(enrol), "frames": health.get("camera", {}).get("frames")}))
+                          "enrolled": sorted(enrol), "frames": health.get("camera", {}).get("frames"),
+                          "door_grants": sorted({e["person_id"] for e in door_events if e["kind"] == "grant"}),
+                          "door_alarms": [e["kind"] for e in door_events if e["kind"] in ALARMS]}))
         return 0
     except (RuntimeError, OSError) as exc:
         _say(f"demo failed: {exc} (logs in {work})")
@@ -192,10 +206,59 @@ def _enrol(hub, enrol: dict[str, list[Path]]) -> None:
     client.close()
 
 
-def _follow(feed, daemon, deadline: float, full: bool, work: Path) -> tuple[list[dict], dict]:
-    """Print each decision as it arrives, until the camera has played everything and every
-    decision is out (or the daemon exits, or the deadline); the events and the last health."""
-    shown = 0
+ALARMS = ("forced_open", "held_open", "tamper")
+
+
+def door_line(e: dict) -> str | None:
+    """One line per door event a person watching the door cares about (None: not shown)."""
+    at = e["timestamp"][11:19]
+    kind = e["kind"]
+    if kind == "grant":
+        return f"{at}  DOOR unlocked {e.get('unlock_s', 0):.0f} s for {e.get('person_id') or e.get('source')}"
+    if kind == "deny":
+        return f"{at}  DOOR stays locked for {e.get('person_id')}: {e.get('reason')}"
+    if kind in ALARMS:
+        return f"{at}  DOOR ALARM {kind.replace('_', ' ')}"
+    if kind == "door_closed" and e.get("alarm_cleared"):
+        return f"{at}  DOOR closed, alarm cleared"
+    if kind == "door_state" and e["door_state"]["locked"]:  # an unlock has its grant line
+        return f"{at}  DOOR locked ({e.get('reason', '')})"
+    return None
+
+
+def _print_door(door_feed, shown: int, full: bool) -> int:
+    events = door_feed.snapshot()
+    for e in events[shown:]:
+        line = json.dumps(e) if full else door_line(e)
+        if line:
+            print(line, flush=True)
+    return len(events)
+
+
+def _force_the_door(door_feed, shown: int, daemon, inputs: Path, deadline: float, full: bool) -> None:
+    """Open the door with no grant (the none backend's simulated contact), wait for the alarm,
+    close it again."""
+    while time.monotonic() < deadline:  # locked again after the last grant, and past its grace
+        door = (daemon.health() or {}).get("door") or {}
+        if door.get("state") == "locked":
+            break
+        shown = _print_door(door_feed, shown, full)
+        time.sleep(0.2)
+    time.sleep(1.5)  # [door] open_grace_s: an opening right after a grant still counts as its passage
+    _say("opening the door without a grant (simulated contact):")
+    for step, wanted in (("contact open", "forced_open"), ("contact closed", "door_closed")):
+        with inputs.open("a") as f:
+            f.write(step + "\n")
+        while time.monotonic() < deadline and not any(e["kind"] == wanted for e in door_feed.snapshot()[shown:]):
+            time.sleep(0.1)
+    shown = _print_door(door_feed, shown, full)
+
+
+def _follow(feed, daemon, deadline: float, full: bool, work: Path, door_feed=None) -> tuple[list[dict], dict, int]:
+    """Print each decision (and door event) as it arrives, until the camera has played
+    everything and every decision is out (or the daemon exits, or the deadline); the events and
+    the last health, and how many door events were shown."""
+    shown = door_shown = 0
     health: dict = {}
     events: list[dict] = []
     while time.monotonic() < deadline:
@@ -203,6 +266,8 @@ def _follow(feed, daemon, deadline: float, full: bool, work: Path) -> tuple[list
         while shown < len(events):
             print(json.dumps(events[shown]) if full else _line(events[shown]), flush=True)
             shown += 1
+        if door_feed is not None:
+            door_shown = _print_door(door_feed, door_shown, full)
         if daemon.proc.poll() is not None:
             _say(f"daemon exited with {daemon.proc.returncode}; see {work}/edge.log")
             break
@@ -214,4 +279,4 @@ def _follow(feed, daemon, deadline: float, full: bool, work: Path) -> tuple[list
     else:
         _say("demo timeout reached")
     feed.close()
-    return events, health
+    return events, health, door_shown

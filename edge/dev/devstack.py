@@ -219,7 +219,9 @@ def edge_config(*, device: str, source: str, storage: Path, api_port: int, broke
                 prefix: str = "edge-verifier", models_dir: Path | None = None, **sections: dict) -> dict:
     """A daemon config as a dict for `write_toml`: the camera `source`, MQTT to `broker` (off
     without one), the hub's url and credential (`hub`: anything with url, appid, secret_id,
-    secret_key), the local API on loopback; `sections` adds to or overrides any section."""
+    secret_key), the local API on loopback; `sections` adds to or overrides any section. The local
+    API and the MQTT commands then take the daemon's own key, made on its first start in
+    `<storage>/api-key.toml`, unless `sections` gives `[api] credentials` (never the hub's key)."""
     cfg: dict = {
         "device": {"id": device},
         "camera": {"source": source},

@@ -90,7 +90,10 @@ class DoorIOError(Exception):
 
 class DoorIO(Protocol):
     """One hardware backend: gpio | osdp | mqtt | none. Thread-safe; inputs arrive on the
-    backend's own thread through `on_input`, which never raises into it."""
+    backend's own thread through `on_input`, which never raises into it.
+
+    Optional: a true `relay_by_panel` attribute (OSDP with relay = "panel") makes the
+    controller announce grants without driving the relay; the panel's PANEL_RELAY input does."""
 
     name: str
 

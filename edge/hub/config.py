@@ -8,6 +8,7 @@ can be read by group or others, as ssh does with keys.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
@@ -70,6 +71,18 @@ class CredentialSection(BaseModel):
         return self
 
 
+class ConsoleSection(BaseModel):
+    enabled: bool = Field(True, description="Serve the web console under /ui/ (docs/console.md).")
+    tls_proxy: bool = Field(
+        False, description="The hub is reached through a reverse proxy that terminates TLS: the console's\n"
+        "cookie is then __Host- and Secure although the hub itself serves plain http. Without\n"
+        "TLS (here or at a proxy) the console is served on a loopback address only.")
+    idle_minutes: float = Field(30.0, gt=0, description="A session unused this long ends.")
+    absolute_hours: float = Field(12.0, gt=0, description="A session ends this long after its login, used or not.")
+    static_dir: str = Field("", description="Where `edge-verifier ui fetch` put htmx and the stylesheet; empty = the\n"
+                            "models directory's ui/ (the pages work without them, unstyled).")
+
+
 class HubLimits(ApiLimits, Limits):  # this order lists the count limits first
     """The hub's [limits]: the store's count limits and the HTTP layer's size and rate limits."""
 
@@ -89,6 +102,13 @@ class VisionSection(BaseModel):
     )
 
 
+class LivenessSection(BaseModel):
+    mode: Literal["require", "flag", "off"] = Field(
+        "flag", description="Presentation-attack detection on /face/verify and /face/identify (one image: one\n"
+        "frame, its x2.7 context crop): flag adds the verdict to the answer (data.liveness); require\n"
+        "also refuses an attack, or a face it cannot judge, with code -1110; off skips it (docs/hub.md).")
+
+
 class HubSettings(DecidingRole):
     THRESHOLDS_SECTION = "matching"
 
@@ -104,6 +124,10 @@ class HubSettings(DecidingRole):
     url_fetch: FetchSettings = Field(default_factory=FetchSettings,
                                      description="Server-side download of `url` inputs.")
     vision: VisionSection = Field(default_factory=VisionSection, description="Face models used by the hub.")
+    liveness: LivenessSection = Field(default_factory=LivenessSection,
+                                      description="Is the face on an API call live, or a print or a screen?")
+    console: ConsoleSection = Field(default_factory=ConsoleSection,
+                                    description="The web console under /ui/ (docs/console.md).")
     matching: ThresholdOverrides = Field(
         default_factory=ThresholdOverrides,
         description="Decision thresholds; the defaults are the calibrated ones of edge.core.matcher,\n"

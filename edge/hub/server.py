@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=1,
                         help="hub processes on this port (more than 1 needs a PostgreSQL [storage] url)")
     parser.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)  # one of --workers
-    actions = parser.add_subparsers(dest="hub_action", metavar="[migrate|keygen|reembed]")
+    actions = parser.add_subparsers(dest="hub_action", metavar="[migrate|keygen|reembed|user]")
     migrate.add_arguments(actions.add_parser(
         "migrate", help="copy a SQLite hub store into PostgreSQL, with progress and a count check",
         description=migrate.__doc__.splitlines()[0]))
@@ -42,6 +42,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     reembed.add_arguments(actions.add_parser(
         "reembed", help="embed every stored face again with another model pack (no new photos)",
         description=reembed.__doc__.splitlines()[0]))
+    from edge.hub.ui import accounts_cli
+
+    accounts_cli.add_arguments(actions.add_parser(
+        "user", help="the web console's accounts: add, passwd, list, del",
+        description=accounts_cli.__doc__.splitlines()[0]))
 
 
 def build_app(settings):
@@ -63,14 +68,32 @@ def build_app(settings):
     vision = VisionPacks(settings.vision.models_dir, settings.vision.precision, settings.vision.also_embed,
                          settings.vision.threads)
     service = HubService(store, vision, limits, settings.thresholds(),
-                         verify_log_s=settings.storage.verify_log_days * 86400, crops=crops)
+                         verify_log_s=settings.storage.verify_log_days * 86400, crops=crops,
+                         liveness=settings.liveness.mode)
     app = create_app(
         service, credentials, limits=limits, limiter=store.rate_limiter(limits.rate_per_s, limits.burst),
         fetch_policy=FetchPolicy(**settings.url_fetch.model_dump(), max_bytes=limits.body_bytes),
         # single-use signatures are remembered in the store: a restart does not reopen them
         verifier=Verifier(credentials, ReplayCache(store=store)),
     )
+    if settings.console.enabled:
+        mount_console(app, service, credentials, settings)
     return app, store
+
+
+def mount_console(app, service, credentials, settings) -> None:
+    """The web console at /ui/ (edge.hub.ui), when it can be served safely (it logs why not)."""
+    from edge.hub.ui import static
+    from edge.hub.ui.app import create_console, mount
+
+    console = settings.console
+    listener = settings.server.listener()
+    static_dir = Path(console.static_dir) if console.static_dir else static.default_dir(settings.vision.models_dir)
+    ui = create_console(service, credentials, scheme=listener.scheme, host=listener.host, tls_proxy=console.tls_proxy,
+                        idle_s=console.idle_minutes * 60, absolute_s=console.absolute_hours * 3600,
+                        static_dir=static_dir)
+    if ui is not None:
+        mount(app, ui)
 
 
 def face_crop_cipher(settings):
@@ -133,6 +156,10 @@ def run(args) -> int:
         from edge.hub import reembed
 
         return reembed.run(args)
+    if getattr(args, "hub_action", None) == "user":
+        from edge.hub.ui import accounts_cli
+
+        return accounts_cli.run(args)
     if not args.config:
         print("edge-verifier hub: --config is required to serve", file=sys.stderr)
         return 2

@@ -25,7 +25,7 @@ from typing import Sequence
 
 import numpy as np
 
-from edge.api.service import ApiErrorWithData, FaceService, compare_images, session_id
+from edge.api.service import ApiErrorWithData, FaceService, compare_images, judged_liveness, session_id
 from edge.core import errors, syncwire
 from edge.core.errors import ApiError
 from edge.core.matcher import DEFAULT_THRESHOLDS, Decision, Gallery, Thresholds, confidence, cosine
@@ -93,8 +93,9 @@ class HubService(FaceService):
 
     def __init__(self, store: Store, vision: VisionPacks, limits: Limits | None = None,
                  thresholds: Thresholds = DEFAULT_THRESHOLDS, verify_log_s: float = 30 * 86400,
-                 crops: CropCipher | None = None):
+                 crops: CropCipher | None = None, liveness: str = "flag"):
         self.store = store
+        self.liveness = liveness  # [liveness] mode for verify and identify (edge.api.service.judged_liveness)
         self.crops = crops
         self.verify_log_s = verify_log_s
         self._trimmed_at = float("-inf")
@@ -122,16 +123,40 @@ class HubService(FaceService):
             bgr, face = self._largest_face(data)
             return self.vision.primary.embed(bgr, face)
 
-    def _face_record(self, appid: str, data: bytes, person_id: str, tag: str) -> FaceRecord:
+    def _probe(self, data: bytes) -> tuple[np.ndarray, dict | None]:
+        """The largest face's embedding and its `liveness` answer field (None when off). In
+        require mode an attack is refused (-1110) before it is embedded or matched. The model
+        reads the face's x2.7 context crop of the whole image, as at the camera."""
         with decode_slots:
             bgr, face = self._largest_face(data)
+            field = None
+            if self.liveness != "off":
+                net = self.vision.primary.liveness
+                if net is None:
+                    raise ApiError(errors.FEATURE_FAILED, "no liveness model in the models folder: run "
+                                   "`edge-verifier models build` (or set [liveness] mode = \"off\")")
+                field = judged_liveness(self.liveness, net.infer(bgr, face.box))
+            return self.vision.primary.embed(bgr, face), field
+
+    def _face_record(self, appid: str, data: bytes, person_id: str, tag: str) -> FaceRecord:
+        return self.examine(appid, data, person_id, tag)[0]
+
+    def examine(self, appid: str, data: bytes, person_id: str, tag: str = "") -> tuple[FaceRecord, dict, int]:
+        """(the record of the image's largest face, the quality gate's verdict on it as
+        Quality.as_dict(), how many faces the image shows); -1101 when it shows none."""
+        with decode_slots:
+            bgr = self._decode(data)
+            faces = self.vision.primary.detect(bgr)
+            if not faces:
+                raise ApiError(errors.NO_FACE)
+            face = faces[0]
             embeddings = {}
             for pipe in self.vision.all():
                 embeddings[pipe.fingerprint] = np.asarray(pipe.embed(bgr, face), dtype=np.float32).copy()
             del bgr
         q = face.quality
         face_id = self.store.new_face_id()
-        return FaceRecord(
+        record = FaceRecord(
             face_id=face_id, person_id=person_id, box=tuple(int(v) for v in face.box),
             landmarks=[[round(float(x), 2), round(float(y), 2)] for x, y in face.landmarks],
             yaw=float(q.yaw), pitch=float(q.pitch), roll=float(q.roll),
@@ -139,6 +164,52 @@ class HubService(FaceService):
             tag=tag, created=time.time(), embeddings=embeddings,
             crop=None if self.crops is None else self.crops.seal(appid, face_id, face.aligned),
         )
+        return record, q.as_dict(), len(faces)
+
+    def look_alikes(self, appid: str, record: FaceRecord, top_k: int = 3) -> list[dict]:
+        """Other persons of the appid whose best face scores at or above the 1:1 accept threshold
+        against this face (the `audit` report's rule), best first."""
+        embedding = record.embeddings[self.vision.primary.fingerprint]
+        found = self._gallery(appid).identify(embedding, None, top_k=top_k + 1).candidates
+        return [{"person_id": c.person_id, "person_name": c.person_name, "score": round(c.score, 4),
+                 "confidence": confidence(c.score, self.thresholds)}
+                for c in found if c.person_id != record.person_id and c.score >= self.thresholds.accept][:top_k]
+
+    def store_faces(self, appid: str, person_id: str, records: Sequence[FaceRecord], person_name: str,
+                    group_ids: Sequence[str], tag: str = "") -> tuple[bool, list[str]]:
+        """Store examined faces: a new person with them (in `group_ids`), or more faces of an
+        existing one (near-identical ones skipped, as addface does). (created, face ids stored)."""
+        if not records:
+            return False, []
+        try:
+            self.store.get_person(appid, person_id)
+        except ApiError as exc:
+            if exc.code != errors.PERSON_UNKNOWN:
+                raise
+            first, rest = records[0], list(records[1:])
+            self.store.create_person(appid, person_id, group_ids, person_name, tag, first, self.limits)
+            near = NearIdentical(self.vision.primary.fingerprint, self._near_identical)
+            stored = self.store.add_faces(appid, person_id, rest, self.limits, near) if rest else []
+            return True, [first.face_id, *stored]
+        near = NearIdentical(self.vision.primary.fingerprint, self._near_identical)
+        return False, self.store.add_faces(appid, person_id, list(records), self.limits, near)
+
+    def face_crop_png(self, appid: str, face_id: str) -> bytes | None:
+        """The face's aligned crop as PNG for the console (None: not kept, or not this appid's)."""
+        import cv2
+
+        from edge.hub.face_crops import CropError
+
+        sealed = self.store.face_crop(appid, face_id) if self.crops is not None else None
+        if sealed is None:
+            return None
+        try:
+            crop = self.crops.open(appid, face_id, sealed)
+        except CropError as exc:
+            log.warning("face crop not shown: %s", exc)
+            return None
+        ok, png = cv2.imencode(".png", crop)
+        return png.tobytes() if ok else None
 
     @staticmethod
     def _face_info(face_id: str, box, yaw: float, pitch: float, roll: float) -> dict:
@@ -187,6 +258,15 @@ class HubService(FaceService):
     def setinfo(self, appid, person_id, person_name, tag) -> dict:
         self.store.set_info(appid, person_id, person_name, tag)
         return {"session_id": session_id(), "person_id": person_id}
+
+    def setcredentials(self, appid, person_id, credentials) -> dict:
+        # The answer counts them and never repeats a number (getcredentials is the one read).
+        self.store.set_credentials(appid, person_id, credentials)
+        return {"session_id": session_id(), "person_id": person_id, "credentials": len(credentials)}
+
+    def getcredentials(self, appid, person_id) -> dict:
+        creds = self.store.get_credentials(appid, person_id)
+        return {"session_id": session_id(), "person_id": person_id, "credentials": [c.to_json() for c in creds]}
 
     def getinfo(self, appid, person_id) -> dict:
         p = self.store.get_person(appid, person_id)
@@ -267,7 +347,7 @@ class HubService(FaceService):
     # --- matching --------------------------------------------------------------------------
     def verify(self, appid, person_id, image) -> dict:
         self.store.face_ids(appid, person_id)  # -1303 for an unknown person
-        embedding = self._embedding(image)
+        embedding, liveness = self._probe(image)
         fingerprint = self.vision.primary.fingerprint
         faces = self.store.embeddings(appid, fingerprint, person_id=person_id)
         if not faces:
@@ -280,14 +360,14 @@ class HubService(FaceService):
         conf = confidence(score, self.thresholds)
         self.store.log_verify(VerifyRecord(sid, appid, person_id, float(score), conf, ismatch, time.time()))
         self._trim_verify_log()
-        return {"session_id": sid, "confidence": conf, "ismatch": ismatch}
+        return {"session_id": sid, "confidence": conf, "ismatch": ismatch, **_with(liveness)}
 
     def identify(self, appid, group_ids, image) -> dict:
         known_groups = set(self.store.group_ids(appid))
         wanted = [g for g in group_ids if g in known_groups]
         if not wanted:
             raise ApiError(errors.GROUP_UNKNOWN, f"none of the groups {list(group_ids)} exists")
-        embedding = self._embedding(image)
+        embedding, liveness = self._probe(image)
         result = self._gallery(appid).identify(embedding, wanted, top_k=5)
         return {
             "session_id": session_id(),
@@ -296,6 +376,7 @@ class HubService(FaceService):
                  "tag": c.tag}
                 for c in result.candidates
             ],
+            **_with(liveness),
         }
 
     def compare(self, appid, image_a, image_b) -> dict:
@@ -372,3 +453,8 @@ class HubService(FaceService):
         if self.vision.loaded:
             out["fingerprint"] = self.vision.primary.fingerprint
         return out
+
+
+def _with(liveness: dict | None) -> dict:
+    """The answer's `liveness` extension field, absent with [liveness] mode = off."""
+    return {} if liveness is None else {"liveness": liveness}

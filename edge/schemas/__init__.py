@@ -1,9 +1,10 @@
 """JSON Schemas (draft 2020-12) of what the edge daemon publishes and accepts over MQTT:
-`event` (<prefix>/<device>/event), `state` (<prefix>/<device>/state) and `cmd-verify`
-(<prefix>/<device>/cmd/verify). Shipped with the package for consumers to validate against;
+`event` (<prefix>/<device>/event), `state` (<prefix>/<device>/state), `cmd-verify`
+(<prefix>/<device>/cmd/verify), and the door's `door-event` and `door-state`
+(<prefix>/<device>/door/<door>/event and /state). Shipped with the package for consumers to validate against;
 the tests check every message they receive with them.
 
-examples/ holds the canonical example messages, `event.json` and `cmd-verify.json` (docs/events.md
+examples/ holds the canonical example messages, one per schema but state (docs/events.md
 shows copies of them); the tests check that they conform.
 """
 
@@ -13,8 +14,8 @@ import json
 from functools import cache
 from importlib.resources import files
 
-NAMES = ("event", "state", "cmd-verify")
-EXAMPLES = ("event", "cmd-verify")
+NAMES = ("event", "state", "cmd-verify", "door-event", "door-state")
+EXAMPLES = ("event", "cmd-verify", "door-event", "door-state")
 
 
 @cache

@@ -51,7 +51,7 @@ def test_secret_id_of_another_appid_is_12(hub_server):
 
 
 def test_replayed_single_use_signature_is_13(hub_server):
-    header = sign(hub_server.appid, hub_server.secret_id, hub_server.secret_key, expiry=0, fileid="/x/y/z.jpg")
+    header = sign(hub_server.appid, hub_server.secret_id, hub_server.secret_key, expiry=0, fileid="/face/getgroupids")
     assert call(hub_server, header)["code"] == 0
     assert call(hub_server, header)["code"] == 13
 

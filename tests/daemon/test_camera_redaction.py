@@ -12,17 +12,16 @@ import httpx
 import numpy as np
 import pytest
 
-from edge.core.signature import sign
 from edge.daemon.camera import Camera, CameraError, FrameSource, make_source, without_password
 from tests.conftest import free_port
-from tests.support.broker import DaemonProc, broker_with_clients, write_edge_config
+from tests.support.broker import EDGE_API, DaemonProc, broker_with_clients, edge_auth, write_edge_config
 
 DEVICE = "door-redact"
 # Every secret of the camera url below; none may show anywhere.
 SECRETS = ("Super@", "Secret42", "camuser7", "QueryPw77", "Tok99xyz")
 
 
-class NoHub:  # only its credentials matter: they sign the local API
+class NoHub:  # a [hub] nobody answers at; the local API and commands take EDGE_API, not its key
     url, appid, secret_id, secret_key = f"http://127.0.0.1:{free_port()}", "1000001", "AKIDredacttest", "r" * 32
 
 
@@ -48,8 +47,8 @@ def door(tmp_path_factory, models_dir):
 def test_a_password_with_at_and_query_credentials_show_nowhere(door):
     daemon, sub, log = door
     r = httpx.post(f"http://127.0.0.1:{daemon.api_port}/edge/claim",
-                   json={"appid": NoHub.appid, "person_id": "dave", "timeout_s": 0.5},
-                   headers={"Authorization": sign(NoHub.appid, NoHub.secret_id, NoHub.secret_key)}, timeout=30)
+                   json={"appid": EDGE_API.appid, "person_id": "dave", "timeout_s": 0.5},
+                   headers={"Authorization": edge_auth()}, timeout=30)
     assert r.json()["code"] == 0, r.text
     assert sub.wait_for(lambda: any(e.get("claim", {}).get("person_id") == "dave" for e in sub.json("/event")), 20)
     health = httpx.get(f"http://127.0.0.1:{daemon.api_port}/health", timeout=10).text

@@ -13,7 +13,7 @@ import shutil
 import pytest
 
 from tests.conftest import free_port
-from tests.support.broker import Broker, DaemonProc, Subscriber, enrol_five, write_edge_config
+from tests.support.broker import Broker, DaemonProc, Subscriber, edge_client, enrol_five, write_edge_config
 from tests.support.hub import start_hub
 
 STRANGER = "lfw/Aaron_Peirsol/Aaron_Peirsol_0001.jpg"
@@ -116,11 +116,7 @@ def test_availability_and_state_are_retained(run):
 
 
 def test_local_api_verifies_a_posted_photo_from_the_synced_cache(run):
-    from edge.api.client import CloudClient
-
-    hub = run["hub"]
-    edge = CloudClient(f"http://127.0.0.1:{run['daemon'].api_port}", hub.appid, hub.secret_id,
-                       hub.secret_key, timeout=30, retries=0)
+    edge = edge_client(run["daemon"].api_port, timeout=30, retries=0)  # the edge's own key, not the hub's
     try:
         photo = (run["faces"] / "five_celebrity/Ben_Afflek/val_2.jpg").read_bytes()
         same = edge.verify("ben_afflek", photo)
@@ -134,11 +130,9 @@ def test_local_api_verifies_a_posted_photo_from_the_synced_cache(run):
 
 
 def test_local_api_compares_and_answers_documented_errors(run):
-    from edge.api.client import CloudApiError, CloudClient
+    from edge.api.client import CloudApiError
 
-    hub = run["hub"]
-    edge = CloudClient(f"http://127.0.0.1:{run['daemon'].api_port}", hub.appid, hub.secret_id,
-                       hub.secret_key, timeout=30, retries=0)
+    edge = edge_client(run["daemon"].api_port, timeout=30, retries=0)
     five = run["faces"] / "five_celebrity"
     try:
         same = edge.compare((five / "Madonna/val_1.jpg").read_bytes(), (five / "Madonna/val_2.jpg").read_bytes())

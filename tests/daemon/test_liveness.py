@@ -18,7 +18,7 @@ import pytest
 
 from edge.dev.localenv import shared_faces_dir
 from tests.conftest import free_port
-from tests.support.broker import Broker, DaemonProc, Subscriber, write_edge_config
+from tests.support.broker import Broker, DaemonProc, Subscriber, edge_auth, write_edge_config
 from tests.support.hub import start_hub
 
 NUAA = shared_faces_dir() / "liveness" / "nuaa"
@@ -99,7 +99,7 @@ def test_the_live_person_is_let_in_and_their_printed_photo_is_refused(required):
 def test_health_shows_the_liveness_mode_model_and_threshold(required, models_dir):
     meta = json.loads((models_dir / "models.json").read_text())
     liveness = required["health"]["liveness"]
-    assert liveness == {"mode": "require", "frames": 3, "threshold": 0.012,
+    assert liveness == {"mode": "require", "frames": 3, "threshold": 0.012, "cues": False,
                         "fingerprint": meta["models"][meta["packs"]["int8"]["files"]["liveness"]]["fingerprint"]}
 
 
@@ -143,7 +143,6 @@ def test_a_decided_track_is_scored_again_only_for_a_claim_and_on_fresh_frames(tm
 
     import httpx
 
-    from edge.core.signature import sign
 
     if not NUAA.is_dir():
         pytest.skip(f"liveness frames not found at {NUAA} (set EDGE_VERIFIER_SHARED)")
@@ -167,7 +166,7 @@ def test_a_decided_track_is_scored_again_only_for_a_claim_and_on_fresh_frames(tm
             before_claim = _scored(port)
             assert before_claim == decided >= 3
             ok = httpx.post(f"http://127.0.0.1:{port}/edge/claim", json={"appid": hub.appid, "person_id": "nuaa-0001"},
-                            headers={"Authorization": sign(hub.appid, hub.secret_id, hub.secret_key)}).json()
+                            headers={"Authorization": edge_auth()}).json()
             assert ok["code"] == 0
             daemon.wait_health(lambda h: h["decisions"] >= 2, 30)
             after_claim = _scored(port)
@@ -179,3 +178,67 @@ def test_a_decided_track_is_scored_again_only_for_a_claim_and_on_fresh_frames(tm
             client.close()
     log = (tmp_path / "daemon.log").read_text()
     assert "decision identify accept nuaa-0001" in log and "decision verify accept nuaa-0001" in log
+
+
+@pytest.mark.parametrize("mode", ["flag", "require"])
+def test_the_local_api_judges_a_printed_photo_as_the_camera_does(tmp_path, models_dir, mode):
+    """The edge's /face/verify and /face/identify ran no liveness: a kiosk posting a printed
+    photo of a member was answered ismatch. Now they run [liveness] mode on the posted image's
+    face (its x2.7 context crop, one frame): flag adds the verdict, require refuses (-1110)."""
+    import httpx
+
+    from edge.core import errors
+
+    if not NUAA.is_dir():
+        pytest.skip(f"liveness frames not found at {NUAA} (set EDGE_VERIFIER_SHARED)")
+    with start_hub(tmp_path / "hub") as hub:
+        client = hub.client(timeout=30.0, retries=0)
+        client.newperson("nuaa-0001", ["staff"], (NUAA / "live" / "0001" / ENROL[0]).read_bytes())
+        client.addface("nuaa-0001", [(NUAA / "live" / "0001" / ENROL[1]).read_bytes()])
+        client.close()
+        port = free_port()
+        cfg = write_edge_config(tmp_path / "edge.toml", device="door-api-live", camera=f"files:{tmp_path}/none/*",
+                                broker=None, hub=hub, storage=tmp_path / "data", api_port=port,
+                                sections={"identify": {"groups": ["staff"]}, "liveness": {"mode": mode}})
+        daemon = DaemonProc(cfg, port, tmp_path / "daemon.log").start()
+        try:
+            daemon.wait_health(lambda h: h["sync"].get("status") == "ok" and h["cache"]["faces"] >= 2, 60)
+
+            def ask(op: str, photo: str, kind: str) -> dict:
+                fields = {"appid": hub.appid, **({"person_id": "nuaa-0001"} if op == "verify" else
+                                                 {"group_id": "staff"})}
+                files = [(k, (None, v)) for k, v in fields.items()]
+                files.append(("image", ("f.jpg", (NUAA / kind / "0001" / photo).read_bytes(), "image/jpeg")))
+                return httpx.post(f"http://127.0.0.1:{port}/face/{op}", files=files, timeout=30,
+                                  headers={"Authorization": edge_auth()}).json()
+
+            for op in ("verify", "identify"):
+                attack, live = ask(op, PRINT[1], "print"), ask(op, LIVE[0], "live")
+                assert live["code"] == 0 and live["data"]["liveness"]["verdict"] == "live", live
+                assert attack["data"]["liveness"]["verdict"] == "attack", attack
+                assert attack["data"]["liveness"]["mode"] == mode
+                if mode == "flag":
+                    assert attack["code"] == 0, attack
+                else:
+                    assert attack["code"] == errors.PRESENTATION_ATTACK, attack
+            assert live["data"]["candidates"][0]["person_id"] == "nuaa-0001"
+        finally:
+            assert daemon.terminate() == 0
+
+
+def test_with_cues_the_daemon_runs_the_fusion_and_refuses_the_print(tmp_path, faces_dir, models_dir):
+    """[liveness] cues = true: the daemon loads the shipped fusion (health says so, with the
+    fused threshold) and refuses the print with it."""
+    import math
+
+    from edge.vision.liveness import FusedLiveness
+
+    if not NUAA.is_dir():
+        pytest.skip(f"liveness frames not found at {NUAA} (set EDGE_VERIFIER_SHARED)")
+    result = _run(tmp_path, faces_dir, {"mode": "require", "frames": 3, "cues": True}, with_live=False)
+    (printed,) = result["events"]
+    assert printed["decision"] == "reject" and printed["reason"] == "presentation_attack"
+    assert printed["liveness"]["verdict"] == "attack"
+    health = result["health"]["liveness"]
+    assert health["cues"] is True
+    assert health["threshold"] == pytest.approx(1 / (1 + math.exp(-FusedLiveness.load().threshold)))

@@ -16,10 +16,10 @@ from edge.daemon.config import EdgeSettings
 from edge.daemon.local_api import credentials
 from edge.daemon.priority import CameraFirst
 from tests.conftest import free_port
-from tests.support.broker import DaemonProc, write_edge_config
+from tests.support.broker import EDGE_API, DaemonProc, edge_auth, write_edge_config
 
 
-class NoHub:  # only its credentials matter: they sign the local API
+class NoHub:  # a [hub] nobody answers at; the local API and commands take EDGE_API, not its key
     url, appid, secret_id, secret_key = f"http://127.0.0.1:{free_port()}", "1000001", "AKIDapirate", "r" * 32
 
 
@@ -37,8 +37,8 @@ def test_a_verify_flood_on_the_local_api_is_answered_15_beyond_the_configured_ra
             for _ in range(20):
                 r = client.post(f"http://127.0.0.1:{port}/face/verify",
                                 files={"image": ("door.jpg", photo, "image/jpeg")},
-                                data={"appid": NoHub.appid, "person_id": "madonna"},
-                                headers={"Authorization": sign(NoHub.appid, NoHub.secret_id, NoHub.secret_key)})
+                                data={"appid": EDGE_API.appid, "person_id": "madonna"},
+                                headers={"Authorization": edge_auth()})
                 codes.append(r.json()["code"])
     finally:
         assert daemon.terminate() == 0

@@ -13,24 +13,22 @@ import threading
 import httpx
 import pytest
 
-from edge.daemon.commands import signed_command
 from edge.daemon.config import MqttSettings
 from edge.daemon.mqtt import MqttPublisher
 from edge.daemon.outbox import Outbox
 from tests.conftest import free_port, wait_until
-from tests.support.broker import DaemonProc, broker_with_clients, write_edge_config
+from tests.support.broker import DaemonProc, broker_with_clients, edge_command, write_edge_config
 
 DEVICE = "door-chan"
 TOPIC = f"test/{DEVICE}/cmd/verify"
 
 
-class NoHub:  # only its credentials matter: they sign the local API and the commands
+class NoHub:  # a [hub] nobody answers at; the local API and commands take EDGE_API, not its key
     url, appid, secret_id, secret_key = f"http://127.0.0.1:{free_port()}", "1000001", "AKIDchannel", "h" * 32
 
 
 def _signed(person_id: str, **fields) -> dict:
-    return signed_command("verify", NoHub.appid, NoHub.secret_id, NoHub.secret_key, person_id=person_id,
-                          **fields)
+    return edge_command("verify", person_id=person_id, **fields)
 
 
 @pytest.fixture(scope="module")

@@ -10,22 +10,19 @@ import time
 import httpx
 import pytest
 
-from edge.core.signature import sign
-from edge.daemon.commands import signed_command
 from tests.conftest import free_port
-from tests.support.broker import DaemonProc, broker_with_clients, write_edge_config
+from tests.support.broker import EDGE_API, DaemonProc, broker_with_clients, edge_auth, edge_command, write_edge_config
 
 PASSWORD = "S3cretCamPw"
 DEVICE = "door-sec"
 
 
-class NoHub:  # only its credentials matter: they sign the local API and the commands
+class NoHub:  # a [hub] nobody answers at; the local API and commands take EDGE_API, not its key
     url, appid, secret_id, secret_key = f"http://127.0.0.1:{free_port()}", "1000001", "AKIDcmdtest", "c" * 32
 
 
 def _signed(person_id: str, **fields) -> bytes:
-    return json.dumps(signed_command("verify", NoHub.appid, NoHub.secret_id, NoHub.secret_key,
-                                     person_id=person_id, **fields)).encode()
+    return json.dumps(edge_command("verify", person_id=person_id, **fields)).encode()
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +59,7 @@ def test_forged_replayed_retained_oversized_and_log_forging_commands_are_ignored
     for _ in range(20):
         pub.publish(topic, json.dumps({"person_id": "nobody", "timeout_s": 0.5}), qos=1).wait_for_publish(5)
     # a signature of the wrong kind (multi-use API header) and one bound to another person
-    auth = sign(NoHub.appid, NoHub.secret_id, NoHub.secret_key)
+    auth = edge_auth()
     pub.publish(topic, json.dumps({"person_id": "nobody", "timeout_s": 0.5, "authorization": auth}), qos=1)
     other = json.loads(_signed("alice", timeout_s=0.5))
     pub.publish(topic, json.dumps({**other, "person_id": "nobody"}), qos=1)
@@ -86,8 +83,8 @@ def test_forged_replayed_retained_oversized_and_log_forging_commands_are_ignored
 def test_a_signed_http_claim_with_a_newline_in_the_person_id_is_refused_with_1313(door):
     daemon = door[0]
     r = httpx.post(f"http://127.0.0.1:{daemon.api_port}/edge/claim",
-                   json={"appid": NoHub.appid, "person_id": "eve\nINFO forged"},
-                   headers={"Authorization": sign(NoHub.appid, NoHub.secret_id, NoHub.secret_key)}).json()
+                   json={"appid": EDGE_API.appid, "person_id": "eve\nINFO forged"},
+                   headers={"Authorization": edge_auth()}).json()
     assert r["code"] == -1313
 
 

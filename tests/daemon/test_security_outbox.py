@@ -7,17 +7,16 @@ from __future__ import annotations
 import json
 import time
 
-from edge.daemon.commands import signed_command
 from edge.daemon.config import MqttSettings
 from edge.daemon.mqtt import MqttPublisher
 from edge.daemon.outbox import Outbox
 from tests.conftest import free_port
-from tests.support.broker import Broker, DaemonProc, Subscriber, sample_event, write_edge_config
+from tests.support.broker import Broker, DaemonProc, Subscriber, edge_command, sample_event, write_edge_config
 
 BACKLOG = 20_000
 
 
-class NoHub:  # only its credentials matter: they sign the claim
+class NoHub:  # a [hub] nobody answers at; the local API and commands take EDGE_API, not its key
     url, appid, secret_id, secret_key = f"http://127.0.0.1:{free_port()}", "1000001", "AKIDlane", "l" * 32
 
 
@@ -48,8 +47,7 @@ def test_a_live_decision_overtakes_a_large_backlog_which_still_arrives_whole(mod
     daemon = DaemonProc(cfg, port, tmp_path / "daemon.log").start()
     try:
         daemon.wait_health(lambda h: h["mqtt"]["connected"], 60)
-        claim = signed_command("verify", NoHub.appid, NoHub.secret_id, NoHub.secret_key,
-                               person_id="alice", timeout_s=0.5)
+        claim = edge_command("verify", person_id="alice", timeout_s=0.5)
         import paho.mqtt.client as mqtt
 
         pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)

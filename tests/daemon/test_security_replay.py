@@ -10,15 +10,13 @@ import time
 import httpx
 
 from edge.core import errors
-from edge.core.signature import sign
-from edge.daemon.commands import signed_command
 from tests.conftest import free_port
-from tests.support.broker import DaemonProc, broker_with_clients, write_edge_config
+from tests.support.broker import EDGE_API, DaemonProc, broker_with_clients, edge_auth, edge_command, write_edge_config
 
 DEVICE = "door-replay"
 
 
-class NoHub:  # only its credentials matter: they sign the local API and the commands
+class NoHub:  # a [hub] nobody answers at; the local API and commands take EDGE_API, not its key
     url, appid, secret_id, secret_key = f"http://127.0.0.1:{free_port()}", "1000001", "AKIDreplay", "r" * 32
 
 
@@ -33,10 +31,9 @@ def test_a_request_and_a_command_used_before_a_restart_are_refused_after_it(tmp_
         port = free_port()
         cfg = write_edge_config(tmp_path / "edge.toml", device=DEVICE, camera=f"files:{tmp_path}/none/*",
                                 broker=broker, hub=NoHub, storage=tmp_path / "data", api_port=port)
-        claim = {"appid": NoHub.appid, "person_id": "bob", "request_id": "api-once", "timeout_s": 0.5}
-        once = {"Authorization": sign(NoHub.appid, NoHub.secret_id, NoHub.secret_key, expiry=0, fileid="claim-1")}
-        command = json.dumps(signed_command("verify", NoHub.appid, NoHub.secret_id, NoHub.secret_key,
-                                            person_id="carol", request_id="cmd-once", timeout_s=0.5))
+        claim = {"appid": EDGE_API.appid, "person_id": "bob", "request_id": "api-once", "timeout_s": 0.5}
+        once = {"Authorization": edge_auth(expiry=0, fileid="/edge/claim")}
+        command = json.dumps(edge_command("verify", person_id="carol", request_id="cmd-once", timeout_s=0.5))
         topic = f"test/{DEVICE}/cmd/verify"
         answers = []
         for run in range(2):

@@ -15,17 +15,17 @@ import time
 import pytest
 
 from edge.core import errors
-from edge.core.signature import Verifier, sign
+from edge.core.signature import Verifier
 from edge.daemon.claims import Claims
 from edge.daemon.commands import MAX_AGE_S, CommandGate
 from edge.daemon.config import load
 from edge.daemon.local_api import credentials
 from edge.daemon.signature_log import FILE_NAME, KEEP_S, replay_cache
 from tests.conftest import code_of, free_port
-from tests.support.broker import write_edge_config
+from tests.support.broker import edge_auth, write_edge_config
 
 
-class NoHub:  # only its credentials matter: they sign the local API and the commands
+class NoHub:  # a [hub] nobody answers at; the local API and commands take EDGE_API, not its key
     url, appid, secret_id, secret_key = f"http://127.0.0.1:{free_port()}", "1000001", "AKIDwindows", "w" * 32
 
 
@@ -51,7 +51,7 @@ def edge(tmp_path):
 
 
 def _command(t: float, person_id: str = "bob") -> dict:
-    auth = sign(NoHub.appid, NoHub.secret_id, NoHub.secret_key, expiry=0, now=int(t), fileid=f"verify:{person_id}")
+    auth = edge_auth(expiry=0, now=int(t), fileid=f"verify:{person_id}")
     return {"person_id": person_id, "authorization": auth, "timeout_s": 0.5}
 
 

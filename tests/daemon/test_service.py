@@ -13,7 +13,7 @@ import pytest
 from edge.core.settings import ConfigError
 from edge.daemon.config import EdgeSettings, example_toml, load
 from tests.conftest import free_port, wait_until
-from tests.support.broker import EDGE_VERIFIER, DaemonProc, Subscriber, write_edge_config
+from tests.support.broker import EDGE_VERIFIER, DaemonProc, Subscriber, edge_client, write_edge_config
 
 
 def test_the_printed_example_config_is_complete_and_loads():
@@ -184,7 +184,6 @@ def test_an_mqtt_wildcard_in_a_topic_prefix_fails_at_start_naming_the_key(tmp_pa
 
 
 def test_the_daemon_runs_the_lite_pack_with_its_own_calibrated_thresholds(models_dir, faces_dir, tmp_path):
-    from edge.api.client import CloudClient
     from edge.core.false_admit import band_margins, door_limits
     from edge.core.matcher import CALIBRATED_THRESHOLDS
 
@@ -199,8 +198,7 @@ def test_the_daemon_runs_the_lite_pack_with_its_own_calibrated_thresholds(models
     daemon = DaemonProc(cfg, port, tmp_path / "d.log").start()
     lite = CALIBRATED_THRESHOLDS["int8-lite"]
     packs = json.loads((models_dir / "models.json").read_text())["packs"]
-    edge = CloudClient(f"http://127.0.0.1:{port}", DeadHub.appid, DeadHub.secret_id, DeadHub.secret_key,
-                       timeout=30, retries=0)
+    edge = edge_client(port, timeout=30, retries=0)
     try:
         h = daemon.wait_health(lambda h: True, 60)
         assert (h["pack"], h["fingerprint"]) == ("int8-lite", packs["int8-lite"]["embedder_fingerprint"])

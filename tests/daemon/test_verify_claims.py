@@ -9,10 +9,9 @@ import time
 import jsonschema
 import paho.mqtt.client as mqtt
 
-from edge.daemon.commands import signed_command
 from edge.schemas import schema
 from tests.conftest import free_port
-from tests.support.broker import DaemonProc, write_edge_config
+from tests.support.broker import DaemonProc, edge_auth, edge_command, write_edge_config
 from tests.support.hub import hub_with_five_enrolled
 
 
@@ -35,7 +34,7 @@ def test_claims_from_mqtt_accept_the_right_person_reject_another_and_time_out(
     cmd.loop_start()
 
     def claim(person_id, **extra):
-        payload = signed_command("verify", hub.appid, hub.secret_id, hub.secret_key, person_id=person_id, **extra)
+        payload = edge_command("verify", person_id=person_id, **extra)
         jsonschema.validate(payload, schema("cmd-verify"))  # what consumers are told to send
         cmd.publish("test/door-v/cmd/verify", json.dumps(payload), qos=1).wait_for_publish(5)
         time.sleep(0.5)  # the daemon holds the claim before the face shows up
@@ -81,7 +80,6 @@ def test_claims_from_mqtt_accept_the_right_person_reject_another_and_time_out(
 def test_a_signed_http_claim_is_decided_on_the_next_face_and_unsigned_ones_are_refused(faces_dir, models_dir, tmp_path):
     import httpx
 
-    from edge.core.signature import sign
 
     drop = tmp_path / "drop"
     drop.mkdir()
@@ -93,7 +91,7 @@ def test_a_signed_http_claim_is_decided_on_the_next_face_and_unsigned_ones_are_r
             unsigned = httpx.post(url, json={"appid": hub.appid, "person_id": "madonna"}).json()
             assert unsigned["code"] == 4
             ok = httpx.post(url, json={"appid": hub.appid, "person_id": "madonna"},
-                            headers={"Authorization": sign(hub.appid, hub.secret_id, hub.secret_key)}).json()
+                            headers={"Authorization": edge_auth()}).json()
             assert ok["code"] == 0
             shutil.copy(faces_dir / "five_celebrity/Madonna/val_1.jpg", drop / "face.jpg")
             h = daemon.wait_health(lambda h: h["decisions"] >= 1, 30)
@@ -107,9 +105,8 @@ def test_a_signed_http_claim_is_decided_on_the_next_face_and_unsigned_ones_are_r
 def test_a_claim_body_that_stalls_after_the_size_cap_is_answered_with_a_code_not_held_open(models_dir, tmp_path):
     import socket
 
-    from edge.core.signature import sign
 
-    class NoHub:  # only its credentials matter: they sign the local API
+    class NoHub:  # a [hub] nobody answers at; the local API and commands take EDGE_API, not its key
         url, appid, secret_id, secret_key = f"http://127.0.0.1:{free_port()}", "1000001", "AKIDclaim", "k" * 32
 
     port = free_port()
@@ -118,7 +115,7 @@ def test_a_claim_body_that_stalls_after_the_size_cap_is_answered_with_a_code_not
     daemon = DaemonProc(cfg, port, tmp_path / "daemon.log").start()
     try:
         daemon.wait_health(lambda h: True, 60)
-        auth = sign(NoHub.appid, NoHub.secret_id, NoHub.secret_key)
+        auth = edge_auth()
         with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
             # Announces 1 MB, sends 8 KB (over the 4 KB cap) and stalls: the edge must neither
             # buffer without limit nor wait for ever (it used to read the whole body first).

@@ -18,6 +18,20 @@ def test_demo_without_shared_photos_uses_package_samples_and_ends_by_itself(mode
     assert summary["enrolled"] == ["astronaut"] and summary["accepted"] == ["astronaut"]
     assert any(line.split()[1] == "ACCEPT" and "astronaut" in line for line in lines[:-1])
     assert "scikit-image" in proc.stderr
+    # the door (backend none) opened for him, and the contact opened with no grant is an alarm
+    assert summary["door_grants"] == ["astronaut"] and summary["door_alarms"] == ["forced_open"]
+    assert any(line.split()[1:] == ["DOOR", "unlocked", "3", "s", "for", "astronaut"] for line in lines)
+    assert any(line.split()[1:] == ["DOOR", "ALARM", "forced", "open"] for line in lines)
+
+
+def test_door_lines():
+    from edge.dev.demo import door_line
+
+    at = "2026-12-06T10:26:23.000+00:00"
+    assert door_line({"timestamp": at, "kind": "grant", "person_id": "ben_afflek", "unlock_s": 3.0}) == \
+        "10:26:23  DOOR unlocked 3 s for ben_afflek"
+    assert door_line({"timestamp": at, "kind": "forced_open"}) == "10:26:23  DOOR ALARM forced open"
+    assert door_line({"timestamp": at, "kind": "door_open"}) is None
 
 
 def test_a_decision_line_names_who_was_let_in_and_only_as_closest_who_was_not():

@@ -30,7 +30,7 @@ def test_a_single_use_signature_cannot_be_replayed_after_a_hub_restart(tmp_path,
     from edge.hub.server import build_app
 
     key, other = secrets.token_hex(16), secrets.token_hex(16)
-    once = sign(APPID, SECRET_ID, key, expiry=0, fileid="photo-1")
+    once = sign(APPID, SECRET_ID, key, expiry=0, fileid="/face/getgroupids")
     answers = []
     for _restart in range(2):
         port = free_port()

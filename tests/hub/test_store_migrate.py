@@ -1,5 +1,6 @@
 """`edge-verifier hub migrate --from sqlite:///... --to postgresql://...` as a real command: the
-PostgreSQL store then answers exactly like the SQLite one (same persons, faces, embeddings, crops, the
+PostgreSQL store then answers exactly like the SQLite one (same persons, faces, embeddings, crops,
+credentials, the
 same sync feed from any cursor, so the edges' cursors stay valid), new changes number after the
 old ones, progress is shown, and a target holding data is refused."""
 
@@ -10,6 +11,7 @@ import sys
 
 import numpy as np
 
+from edge.core.credentials import Credential
 from edge.core.syncwire import encode
 from edge.hub.store import FaceRecord, Limits, SqliteStore, VerifyRecord, open_store
 from tests.conftest import ROOT
@@ -35,6 +37,7 @@ def filled_sqlite(path) -> SqliteStore:
         store.delete_person(app, "p5")
         store.set_info(app, "p6", "renamed", None)
         store.add_groups(app, "p7", ["g9"], Limits())
+        store.set_credentials(app, "p8", [Credential("h10301", 12345, facility=42), Credential("raw", 5, bits=4)])
     store.log_verify(VerifyRecord("s1", "app1", "p1", 0.7, 81.0, True, 1.0))
     return store
 
@@ -61,6 +64,7 @@ def test_migrated_store_answers_like_the_sqlite_one_and_sync_cursors_stay_valid(
         for g in lite.group_ids(app):
             assert pg.person_ids(app, g) == lite.person_ids(app, g)
         assert pg.get_person(app, "p6") == lite.get_person(app, "p6")
+        assert pg.get_credentials(app, "p8") == lite.get_credentials(app, "p8") != []
         assert pg.last_seq(app) == lite.last_seq(app)
         for since in (0, lite.last_seq(app) // 2):  # an edge's cursor from before the move
             for groups in (None, ["g1"]):

@@ -31,7 +31,7 @@ def store(tmp_path):
 def test_database_is_wal_with_foreign_keys_and_a_schema_version(store, tmp_path):
     conn = sqlite3.connect(tmp_path / "hub.sqlite3")
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
     assert store._conn().execute("PRAGMA foreign_keys").fetchone()[0] == 1
 
 
@@ -58,7 +58,7 @@ def test_a_version_1_file_gets_the_crops_table_and_its_faces_are_listed_without_
         assert [c.face_id for c in s.faces_to_embed("fp-b", "", 10)] == [old.face_id]
     finally:
         s.close()
-    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 2
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
 
 def test_person_with_face_survives_reopening(tmp_path):

@@ -9,6 +9,7 @@ broker would.
 from __future__ import annotations
 
 import json
+import secrets
 import threading
 import time
 from collections.abc import Iterator
@@ -20,20 +21,55 @@ import pytest
 from edge.dev.devstack import MOSQUITTO, Broker, DaemonProc, edge_config, enrol_five, write_toml
 from tests.conftest import MODELS, wait_until
 
-__all__ = ["EDGE_VERIFIER", "MOSQUITTO", "Broker", "DaemonProc", "Subscriber", "broker_with_clients", "enrol_five",
-           "sample_event", "schema_errors", "write_edge_config"]
+__all__ = ["EDGE_API", "EDGE_VERIFIER", "MOSQUITTO", "Broker", "DaemonProc", "Subscriber", "broker_with_clients",
+           "edge_auth", "edge_client", "edge_command", "enrol_five", "sample_event", "schema_errors",
+           "write_edge_config"]
+
+
+class EDGE_API:  # noqa: N801 - a constant credential, read like one
+    """The key of the edge's own channels (its local API and MQTT commands) in the tests:
+    `write_edge_config` puts it in `[api] credentials`. Never the hub's key (the daemon refuses
+    that): sign local API requests with `edge_auth` / `edge_client`, commands with `edge_command`.
+    Its appid is the test hub's (tests.support.hub.APPID), so bodies keep that appid."""
+
+    appid, secret_id, secret_key = "1000001", "AKIDedgeapitest00000001", secrets.token_hex(16)
+
+
+def edge_auth(**kw) -> str:
+    """An Authorization header for the edge's local API (`sign`'s keywords: expiry=0 and
+    fileid="/edge/claim" for a single-use one)."""
+    from edge.core.signature import sign
+
+    return sign(EDGE_API.appid, EDGE_API.secret_id, EDGE_API.secret_key, **kw)
+
+
+def edge_command(name: str, **kw) -> dict:
+    """A signed MQTT command payload (edge.daemon.commands.signed_command) with EDGE_API."""
+    from edge.daemon.commands import signed_command
+
+    return signed_command(name, EDGE_API.appid, EDGE_API.secret_id, EDGE_API.secret_key, **kw)
+
+
+def edge_client(api_port: int, **kw):
+    """A CloudClient for the daemon's local API on `api_port`, signing with EDGE_API."""
+    from edge.api.client import CloudClient
+
+    return CloudClient(f"http://127.0.0.1:{api_port}", EDGE_API.appid, EDGE_API.secret_id, EDGE_API.secret_key, **kw)
 
 
 def schema_errors(topic: str, payload: bytes) -> list[str]:
-    """What is wrong with a message on an `event` or `state` topic, by the schema the package
-    publishes (edge/schemas); other topics are not checked."""
+    """What is wrong with a message on an `event` or `state` topic (the device's or its door's),
+    by the schema the package publishes (edge/schemas); other topics are not checked."""
     from jsonschema import Draft202012Validator
 
     from edge.schemas import schema
 
-    leaf = topic.rsplit("/", 1)[-1]
+    parts = topic.split("/")
+    leaf = parts[-1]
     if leaf not in ("event", "state"):
         return []
+    if is_door_topic(topic):
+        leaf = f"door-{leaf}"
     try:
         message = json.loads(payload)
     except ValueError as exc:
@@ -41,6 +77,12 @@ def schema_errors(topic: str, payload: bytes) -> list[str]:
     validator = Draft202012Validator(schema(leaf), format_checker=Draft202012Validator.FORMAT_CHECKER)
     return [f"{topic}: {'/'.join(map(str, e.absolute_path)) or '(top)'}: {e.message}"
             for e in validator.iter_errors(message)]
+
+
+def is_door_topic(topic: str) -> bool:
+    """<prefix>/<device>/door/<door>/<leaf>: the door's own topics (edge.daemon.door_link)."""
+    parts = topic.split("/")
+    return len(parts) >= 5 and parts[-3] == "door"
 
 
 def sample_event(**fields) -> dict:
@@ -88,9 +130,13 @@ class Subscriber:
             assert not self.schema_errors, "messages off their schema:\n" + "\n".join(self.schema_errors[:20])
 
     def json(self, suffix: str = "") -> list[dict]:
+        """The JSON messages whose topic ends with `suffix`; the door's topics
+        (<prefix>/<device>/door/<door>/event, /state) only when `suffix` names them (`/door/`),
+        so `/event` and `/state` stay the device's decisions and health."""
         self.assert_conform()
         with self._cond:
-            return [json.loads(p) for t, p, _ in self.messages if t.endswith(suffix) and p.startswith(b"{")]
+            return [json.loads(p) for t, p, _ in self.messages if t.endswith(suffix) and p.startswith(b"{")
+                    and ("door/" in suffix or not is_door_topic(t))]
 
     def wait_for(self, predicate, timeout: float = 30.0) -> bool:
         """wait_until with the lock held for `predicate`, woken by each message as it arrives."""
@@ -142,7 +188,8 @@ def write_edge_config(path: Path, *, device: str, camera: str, broker: Broker | 
                       storage: Path, api_port: int, rate: float = 4, loop: bool = False,
                       sections: dict[str, dict] | None = None) -> Path:
     """A daemon TOML config for tests (rate and backoff short, so runs are brief); `sections`
-    adds to or overrides any section. Written 0600: it holds the hub's secret key.
+    adds to or overrides any section. Written 0600: it holds the hub's secret key. The local API
+    and the commands take EDGE_API (`[api] credentials`), not the hub's key.
 
     Liveness is off unless a test asks for it in `sections`: most tests play each photo as one
     frame, and a track is judged live over several (tests/daemon/test_liveness.py covers it)."""
@@ -151,7 +198,9 @@ def write_edge_config(path: Path, *, device: str, camera: str, broker: Broker | 
         prefix="test", models_dir=MODELS,
         camera={"rate": rate, "loop": loop, "retry_initial_s": 0.2, "retry_max_s": 0.5},
         mqtt={"prefix": "test", "keepalive": 5, "reconnect_max_s": 1},
-        vision={"threads": 1}, liveness={"mode": "off"})
+        vision={"threads": 1}, liveness={"mode": "off"},
+        api={"credentials": [{"appid": EDGE_API.appid, "secret_id": EDGE_API.secret_id,
+                              "secret_key": EDGE_API.secret_key}]})
     if hub is not None:
         cfg["hub"].update(timeout=5, retries=0, breaker_failures=2, breaker_reset_s=60, sync_interval_s=3600)
     for name, values in (sections or {}).items():

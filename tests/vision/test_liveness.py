@@ -140,3 +140,76 @@ def test_bench_liveness_reports_apcer_per_attack_type_and_draws_the_det_plot(mod
     speed = result["speed"]
     assert 0 < speed["faces"] <= 5 and speed["threads"] == 1 and speed["pipeline_ms"] > 0
     assert set(speed["ms_per_face"]) == set(speed["x_pipeline"]) == {"fp32", "int8"}
+
+
+def test_a_track_is_decided_on_the_median_of_its_frames_without_cues(pipeline):
+    net = pipeline.liveness
+    t = net.threshold
+    # One frame far under the threshold among live ones does not refuse the track; a majority does.
+    assert net.track([t * 50, t * 50, t / 100, t * 40, t * 30]) == (t * 40, "live")
+    assert net.track([t / 10, t / 10, t * 50, t / 20, t * 2])[1] == "attack"
+
+
+def _fusion(**kw):
+    from edge.vision.liveness import FusedLiveness
+
+    base = dict(names=["net"], mean=[0.0], scale=[1.0], weights=[1.0], bias=0.0, threshold=-2.0,
+                track_threshold=-1.0)
+    return FusedLiveness(**{**base, **kw})
+
+
+def test_a_fused_track_is_decided_on_the_mean_of_its_frames_log_odds(pipeline):
+    """With cues, the frames' fused scores are p(live) of the fused log-odds; the track averages
+    the log-odds and compares them with the fusion's track threshold (not the frame one)."""
+    from edge.vision.liveness import FusedLiveness
+
+    net = pipeline.liveness.with_fusion(_fusion())
+    p = [1 / (1 + np.exp(-z)) for z in (-0.5, -0.5, -3.0)]  # mean log-odds -1.33: under -1
+    score, verdict = net.track(p)
+    assert verdict == "attack" and FusedLiveness.logit(score) == pytest.approx(-4.0 / 3, abs=1e-4)
+    p = [1 / (1 + np.exp(-z)) for z in (-0.5, -0.5, -1.5)]  # mean -0.83: over -1, live
+    assert net.track(p)[1] == "live"
+    # Each frame alone is judged against the frame threshold (-2): -1.5 is live on its own.
+    assert net.decision_threshold == pytest.approx(1 / (1 + np.exp(2.0)))
+
+
+def test_the_shipped_fusion_loads_and_a_malformed_one_is_refused(tmp_path):
+    from edge.vision.liveness import FUSION_FILE, FusedLiveness
+
+    fusion = FusedLiveness.load()
+    assert fusion.names[0] == "net" and len(fusion.weights) == len(fusion.names)
+    data = json.loads(FUSION_FILE.read_text())
+    assert data["provenance"]["net"]["file"] == "liveness.int8.onnx"
+    bad = tmp_path / "fusion.json"
+    bad.write_text(json.dumps({**data, "names": [*data["names"][:-1], "context.no_such_cue"]}))
+    with pytest.raises(ValueError):
+        FusedLiveness.load(bad)
+    bad.write_text(json.dumps({**data, "weights": data["weights"][:-1]}))
+    with pytest.raises(ValueError):
+        FusedLiveness.load(bad)
+
+
+def test_with_cues_the_daemon_scores_a_frame_as_the_bench_measured_it(pipeline, data):
+    """The shipped fusion on the real network and frames: the score the daemon's path gives
+    (LivenessNet.infer with the fusion) is the fused value of the features `bench liveness`
+    fitted and measured on (liveness_sources.frame_features), so what was measured is what runs;
+    and prints and the replayed phone (frames it was fitted on: a wiring check, not a figure
+    of generalisation) are refused."""
+    from edge.bench import liveness_loso, liveness_sources
+    from edge.vision.liveness import FusedLiveness
+
+    fusion = FusedLiveness.load()
+    fused = pipeline.liveness.with_fusion(fusion)
+    frames = [cv2.imread(str(data / "nuaa" / kind / n)) for kind, names in (("live", LIVE), ("print", PRINTS))
+              for n in names]
+    replay = video_frames(data / "webcam" / "fake2.webm", [51, 201, 401])
+    verdicts = []
+    for frame in frames + replay:
+        face = pipeline.detect(frame)[0]
+        result = fused.infer(frame, face.box)
+        rec = liveness_sources.frame_features(frame, face, {"int8": pipeline.liveness})
+        X, ok = liveness_loso.matrix([rec], fusion.names)
+        assert ok.all()
+        assert FusedLiveness.logit(result.score) == pytest.approx(float(fusion.logits(X)[0]), abs=1e-3)
+        verdicts.append(result.verdict)
+    assert verdicts[len(LIVE):] == ["attack"] * (len(PRINTS) + len(replay))

@@ -16,6 +16,7 @@ from typing import Sequence
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from edge.core.credentials import Credential
 from edge.core.matcher import Enrolled
 from edge.core.syncwire import Change
 
@@ -136,6 +137,17 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def remove_groups(self, appid: str, person_id: str, group_ids: Sequence[str]) -> list[str]:
         """Groups actually left; 21 if the person would be left in no group."""
+
+    # --- credentials (card numbers a door sends the site's panel) -------------------------
+    @abc.abstractmethod
+    def set_credentials(self, appid: str, person_id: str, credentials: Sequence[Credential]) -> None:
+        """Replace the person's credentials (empty: remove them), with a person change-log row so
+        the edges get them. -1303 unknown person; 21 when one already belongs to another person
+        of the appid (a card names one person)."""
+
+    @abc.abstractmethod
+    def get_credentials(self, appid: str, person_id: str) -> list[Credential]:
+        """-1303 if unknown."""
 
     # --- faces --------------------------------------------------------------------------
     @abc.abstractmethod

@@ -22,12 +22,15 @@ TABLES: dict[str, tuple[str, ...]] = {
     "persons": ("appid", "person_id", "person_name", "tag", "created"),
     "groups": ("appid", "group_id", "created"),
     "person_groups": ("appid", "person_id", "group_id"),
+    "credentials": ("appid", "person_id", "position", "credential"),
     "faces": ("face_id", "appid", "person_id", "x", "y", "width", "height", "landmarks", "yaw", "pitch", "roll",
               "quality", "sharpness", "tag", "created"),
     "embeddings": ("face_id", "fingerprint", "vector"),
     "face_crops": ("face_id", "crop"),  # sealed: copied as they are, the key stays in secrets_file
     "changes": ("seq", "appid", "kind", "person_id", "face_id", "time"),
     "verify_log": ("session_id", "appid", "person_id", "score", "confidence", "ismatch", "time"),
+    # the console's accounts (password hashes as they are); sessions are not copied: log in again
+    "console_accounts": ("username", "appid", "role", "password", "created"),
 }
 
 

@@ -26,10 +26,12 @@ from typing import Sequence
 import numpy as np
 
 from edge.core import errors
+from edge.core.credentials import Credential
 from edge.core.errors import ApiError
 from edge.core.matcher import Enrolled
 from edge.core.syncwire import Change, FaceChange, PersonChange
 from edge.hub.store.base import FaceRecord, Limits, NearIdentical, PersonRecord, Store, SyncPage, VerifyRecord
+from edge.hub.store.console import ConsoleSql
 from edge.hub.store.crops import FaceCropSql
 
 
@@ -41,7 +43,17 @@ def vector(stored) -> np.ndarray:
     return np.frombuffer(bytes(stored), dtype="<f4").astype(np.float32)
 
 
-class SqlStore(FaceCropSql, Store):
+def credential_text(cred: Credential) -> str:
+    """A credential's one stored form: canonical JSON, so that one card is one string (the
+    unique index of an appid's credentials compares these)."""
+    return json.dumps(cred.to_json(), sort_keys=True, separators=(",", ":"))
+
+
+def credential_of(text: str) -> Credential:
+    return Credential.from_json(json.loads(text))
+
+
+class SqlStore(FaceCropSql, ConsoleSql, Store):
     PARAM = "?"
     _failure: tuple[float, str] | None = None  # (when, why) of the last failed write
 
@@ -210,6 +222,32 @@ class SqlStore(FaceCropSql, Store):
                 self._log_person_and_faces(c, appid, person_id)
             return leaving
 
+    # --- credentials ----------------------------------------------------------------------
+    def set_credentials(self, appid, person_id, credentials) -> None:
+        texts = list(dict.fromkeys(credential_text(c) for c in credentials))
+        with self._write(appid) as c:
+            self._require_person(c, appid, person_id)
+            for i, text in enumerate(texts):
+                # Inside the appid's write transaction: two persons can never both take one card.
+                taken = self._q(c, "SELECT 1 FROM credentials WHERE appid = ? AND credential = ? AND person_id <> ?",
+                                (appid, text, person_id)).fetchone()
+                if taken:
+                    raise ApiError(errors.INVALID_PARAMETER, f"credentials[{i}] already belongs to another person")
+            self._q(c, "DELETE FROM credentials WHERE appid = ? AND person_id = ?", (appid, person_id))
+            self._executemany(c, "INSERT INTO credentials (appid, person_id, position, credential)"
+                                 " VALUES (?, ?, ?, ?)", [(appid, person_id, i, t) for i, t in enumerate(texts)])
+            self._log(c, appid, "person", person_id)
+
+    def get_credentials(self, appid, person_id) -> list[Credential]:
+        with self._read() as c:
+            self._require_person(c, appid, person_id)
+            return self._credentials(c, appid, person_id)
+
+    def _credentials(self, c, appid: str, person_id: str) -> list[Credential]:
+        return [credential_of(t) for (t,) in self._q(
+            c, "SELECT credential FROM credentials WHERE appid = ? AND person_id = ? ORDER BY position",
+            (appid, person_id))]
+
     # --- faces ----------------------------------------------------------------------------
     def add_faces(self, appid, person_id, faces, limits, near_identical: NearIdentical | None = None) -> list[str]:
         with self._write(appid) as c:
@@ -356,7 +394,8 @@ class SqlStore(FaceCropSql, Store):
                     if row is None or (wanted is not None and not wanted.intersection(groups)):
                         visible[pid] = None
                     else:
-                        visible[pid] = {"person_name": row[0], "tag": row[1], "group_ids": tuple(groups)}
+                        visible[pid] = {"person_name": row[0], "tag": row[1], "group_ids": tuple(groups),
+                                        "credentials": tuple(self._credentials(c, appid, pid))}
                 return visible[pid]
 
             changes: list[Change] = []

@@ -19,10 +19,13 @@ from pathlib import Path
 from typing import Iterator
 
 from edge.core.sqlitedb import create_private, transaction
+from edge.hub.store.console import SQLITE_SCHEMA as CONSOLE_SCHEMA
 from edge.hub.store.sql import SqlStore
 
 # 2: face_crops (a file of version 1 gets the table at open; older code refuses a version 2 file)
-SCHEMA_VERSION = 2
+# 3: credentials (likewise: an older file gets the table at open)
+# 4: the console's accounts, sessions and login failures (edge.hub.store.console), likewise
+SCHEMA_VERSION = 4
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS persons (
@@ -74,6 +77,12 @@ CREATE INDEX IF NOT EXISTS used_signatures_by_expiry ON used_signatures (valid_u
 CREATE TABLE IF NOT EXISTS face_crops (
     face_id TEXT PRIMARY KEY REFERENCES faces (face_id) ON DELETE CASCADE, crop BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS credentials (
+    appid TEXT NOT NULL, person_id TEXT NOT NULL, position INTEGER NOT NULL, credential TEXT NOT NULL,
+    PRIMARY KEY (appid, person_id, position),
+    FOREIGN KEY (appid, person_id) REFERENCES persons (appid, person_id) ON DELETE CASCADE
+);
+CREATE UNIQUE INDEX IF NOT EXISTS credentials_unique ON credentials (appid, credential);
 """
 
 
@@ -92,7 +101,7 @@ class SqliteStore(SqlStore):
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
             raise RuntimeError(f"{self.path}: schema version {version} is newer than this code ({SCHEMA_VERSION})")
-        conn.executescript(_SCHEMA)
+        conn.executescript(_SCHEMA + CONSOLE_SCHEMA)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     # --- connections and transactions -----------------------------------------------------

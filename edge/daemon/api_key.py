@@ -1,0 +1,68 @@
+"""The edge's own key for its local API and its MQTT commands, made on first start.
+
+With `[api] credentials` empty the edge once accepted the hub's tenant key (`[hub]`) on its own
+channels, so whoever read a signature there (a broker client, a sniffer in front of the door)
+held one the hub took too (issue 24). Now those channels get a key of their own: made once in
+the data directory (`api-key.toml`, 0600, beside `signatures.db`), read at every start after,
+and its path (never the key) logged. The badge reader and the local API's clients sign with it;
+`[api] credentials`, when set, replace it.
+
+Its appid is the `[hub]` one (the same tenant, so clients keep the appid they send in bodies)
+with a SecretId the hub does not know: the hub refuses its signatures (code 11), and the edge
+never holds the hub's key for checking its own channels.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import tomllib
+from pathlib import Path
+
+from edge.core.settings import ConfigError, refuse_example_key
+from edge.core.signature import Credential
+
+log = logging.getLogger("edge.daemon")
+
+FILE_NAME = "api-key.toml"
+DEFAULT_APPID = "edge"  # an edge without a hub has no tenant appid to reuse
+
+
+def own_credential(storage_dir: str | Path, hub_appid: str = "") -> Credential:
+    """The edge's key in `storage_dir`, made there (0600) if it is not yet; ConfigError for a
+    file others can read or one that is not a key."""
+    path = Path(storage_dir) / FILE_NAME
+    if not path.exists():
+        _make(path, hub_appid or DEFAULT_APPID)
+    mode = path.stat().st_mode
+    if mode & 0o077:
+        raise ConfigError(f"{path} is readable by others (mode {mode & 0o777:o}): chmod 600 it")
+    try:
+        values = tomllib.loads(path.read_text())
+        cred = Credential(str(values["appid"]), str(values["secret_id"]), str(values["secret_key"]))
+        refuse_example_key(cred.secret_key, str(path))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, KeyError, ValueError) as exc:
+        # never the file's text in the message: it holds the key
+        raise ConfigError(f"{path} is not a key file ({type(exc).__name__}): remove it to make a new one") from None
+    if not (cred.appid and cred.secret_id and cred.secret_key.strip()):
+        raise ConfigError(f"{path} lacks appid, secret_id or secret_key: remove it to make a new one")
+    return cred
+
+
+def _make(path: Path, appid: str) -> None:
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    secret_id = "AKIDedge" + secrets.token_hex(14)
+    text = (f"# The edge's own key for its local API and MQTT commands ({__name__}).\n"
+            f"# Sign with it, never with the hub's key; set [api] credentials to replace it.\n"
+            f'appid = "{appid}"\nsecret_id = "{secret_id}"\nsecret_key = "{secrets.token_urlsafe(32)}"\n')
+    try:  # O_EXCL: two starts at once make one key, never half of two
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    log.warning("made the local API's and MQTT commands' own key in %s (appid %s, secret_id %s): "
+                "sign them with it, not with the hub's key", path, appid, secret_id)

@@ -1,0 +1,314 @@
+"""The console's pages. Each handler reads or changes the appid of its session's account through
+the hub service (the API's operations and rules) and renders a template; `page(role)` has done
+the session, CSRF and role checks before it runs. ROUTES lists every route with its role."""
+
+from __future__ import annotations
+
+import hmac
+import re
+import secrets
+
+from starlette.concurrency import run_in_threadpool
+from starlette.formparsers import MultiPartException
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from edge.api.ops import ApiLimits, check_ident
+from edge.core import errors
+from edge.core.errors import ApiError
+from edge.hub import enrolment
+from edge.hub.ui import accounts
+from edge.hub.ui.guard import Ctx, cross_site, page, read_form, refused
+from edge.hub.ui.roles import ROLES
+from edge.hub.ui.sessions import LoginRefused
+
+PAGE_SIZE = 50
+MAX_PHOTOS = 10
+PLACEHOLDER = (b'<svg xmlns="http://www.w3.org/2000/svg" width="112" height="112" viewBox="0 0 112 112">'
+               b'<rect width="112" height="112" fill="#ccc"/><circle cx="56" cy="44" r="22" fill="#999"/>'
+               b'<rect x="22" y="74" width="68" height="38" rx="30" fill="#999"/></svg>')
+
+
+def _limits(console) -> ApiLimits:
+    limits = console.service.limits
+    return limits if isinstance(limits, ApiLimits) else ApiLimits()
+
+
+def _see_other(url: str) -> Response:
+    return RedirectResponse(url, status_code=303)
+
+
+# --- login and logout --------------------------------------------------------------------------
+async def login_form(request: Request) -> Response:
+    console = request.app.state.console
+    return _login_page(console, request, "", 200)
+
+
+def _login_page(console, request: Request, error: str, status: int) -> Response:
+    token = secrets.token_urlsafe(24)
+    response = console.render("login.html", request, status=status, error=error, login_token=token)
+    console.set_cookie(response, console.login_cookie, token, max_age=900)
+    return response
+
+
+async def login(request: Request) -> Response:
+    console = request.app.state.console
+    why = cross_site(request, console.scheme)
+    if why:
+        return refused(console, request, 403, "cross-site request refused")
+    ctx = Ctx(request, None, None)
+    try:
+        await read_form(request, ctx, 8192, with_files=False)
+    except (ApiError, MultiPartException):  # too large, too slow, malformed: the same answer
+        return refused(console, request, 400, "malformed login form")
+    expected = request.cookies.get(console.login_cookie, "")
+    sent = ctx.form.get("login_token", "")
+    if not expected or not hmac.compare_digest(expected.encode(), sent.encode()):
+        return _login_page(console, request, "the login form expired: try again", 403)
+    address = request.client.host if request.client else ""
+    try:
+        token, _account = await run_in_threadpool(console.sessions.login, ctx.form.get("username", "")[:64],
+                                                  ctx.form.get("password", ""), address)
+    except LoginRefused as exc:
+        return _login_page(console, request, str(exc), 429 if exc.limited else 401)
+    response = _see_other("/ui/persons")
+    console.set_cookie(response, console.cookie_name, token, max_age=None)  # ends with the browser
+    console.clear_cookie(response, console.login_cookie)
+    return response
+
+
+@page("viewer")
+def logout(console, ctx: Ctx) -> Response:
+    console.sessions.logout(ctx.token)
+    response = _see_other("/ui/login")
+    console.clear_cookie(response, console.cookie_name)
+    return response
+
+
+# --- persons and groups ------------------------------------------------------------------------
+@page("viewer")
+def index(console, ctx: Ctx) -> Response:
+    return _see_other("/ui/persons")
+
+
+@page("viewer")
+def persons(console, ctx: Ctx) -> Response:
+    query = ctx.request.query_params.get("q", "")[:100]
+    number = ctx.request.query_params.get("page", "1")
+    number = int(number) if number.isdigit() and len(number) < 7 else 1
+    total, rows = console.store.persons_page(ctx.appid, query, (max(number, 1) - 1) * PAGE_SIZE, PAGE_SIZE)
+    pages = max(1, -(-total // PAGE_SIZE))
+    return console.render("persons.html", ctx, rows=rows, total=total, query=query, page=min(number, pages),
+                          pages=pages)
+
+
+def _person_page(console, ctx: Ctx, person_id: str, error: str = "", status: int = 200) -> Response:
+    try:
+        info = console.service.getinfo(ctx.appid, person_id)
+    except ApiError as exc:
+        if exc.code == errors.PERSON_UNKNOWN:
+            return refused(console, ctx, 404, "no such person")
+        raise
+    cards = [c.fmt for c in console.store.get_credentials(ctx.appid, person_id)]  # formats, never numbers
+    return console.render("person.html", ctx, status=status, person=info, cards=cards, error=error)
+
+
+@page("viewer")
+def person(console, ctx: Ctx) -> Response:
+    return _person_page(console, ctx, ctx.request.path_params["person_id"])
+
+
+@page("operator")
+def rename(console, ctx: Ctx) -> Response:
+    person_id = ctx.request.path_params["person_id"]
+    name = ctx.form.get("person_name", "").strip()
+    try:
+        if len(name.encode()) > _limits(console).text_bytes:
+            raise ApiError(errors.PARAMETER_TOO_LONG, "the name is too long")
+        console.service.setinfo(ctx.appid, person_id, name, None)
+    except ApiError as exc:
+        return _person_page(console, ctx, person_id, exc.message, 400)
+    return _see_other(f"/ui/persons/{_q(person_id)}")
+
+
+def split_groups(text: str, id_bytes: int) -> list[str]:
+    groups = [g for g in re.split(r"[,\s]+", text.strip()) if g]
+    return list(dict.fromkeys(check_ident("group_id", g, id_bytes) for g in groups))
+
+
+@page("operator")
+def move(console, ctx: Ctx) -> Response:
+    """Set the person's groups to those listed (joins the new ones first, then leaves the others)."""
+    person_id = ctx.request.path_params["person_id"]
+    try:
+        wanted = split_groups(ctx.form.get("group_ids", ""), _limits(console).id_bytes)
+        if not wanted:
+            raise ApiError(errors.PARAMETER_EMPTY, "a person belongs to at least one group")
+        current = console.service.getinfo(ctx.appid, person_id)["group_ids"]
+        joining = [g for g in wanted if g not in current]
+        leaving = [g for g in current if g not in wanted]
+        if joining:
+            console.service.addgroupids(ctx.appid, person_id, joining)
+        if leaving:
+            console.service.delgroupids(ctx.appid, person_id, leaving)
+    except ApiError as exc:
+        return _person_page(console, ctx, person_id, exc.message, 400)
+    return _see_other(f"/ui/persons/{_q(person_id)}")
+
+
+@page("admin")
+def delete_person(console, ctx: Ctx) -> Response:
+    try:
+        console.service.delperson(ctx.appid, ctx.request.path_params["person_id"])
+    except ApiError as exc:
+        return refused(console, ctx, 404, exc.message)
+    return _see_other("/ui/persons")
+
+
+@page("admin")
+def delete_face(console, ctx: Ctx) -> Response:
+    person_id = ctx.request.path_params["person_id"]
+    try:
+        console.service.delface(ctx.appid, person_id, [ctx.request.path_params["face_id"]])
+    except ApiError as exc:
+        return _person_page(console, ctx, person_id, exc.message, 400)
+    return _see_other(f"/ui/persons/{_q(person_id)}")
+
+
+@page("viewer")
+def face_image(console, ctx: Ctx) -> Response:
+    """The face's crop, only for its own appid's accounts; never cached by the browser."""
+    face_id = ctx.request.path_params["face_id"]
+    try:
+        console.store.face(ctx.appid, face_id)
+    except ApiError:
+        return Response(b"", status_code=404, headers={"Cache-Control": "no-store"})
+    png = console.service.face_crop_png(ctx.appid, face_id)
+    if png is None:
+        return Response(PLACEHOLDER, media_type="image/svg+xml", headers={"Cache-Control": "no-store"})
+    return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
+
+
+@page("viewer")
+def groups(console, ctx: Ctx) -> Response:
+    return console.render("groups.html", ctx, groups=console.store.group_sizes(ctx.appid))
+
+
+# --- enrolment ---------------------------------------------------------------------------------
+@page("operator")
+def enrol_form(console, ctx: Ctx) -> Response:
+    prefill = {"person_id": ctx.request.query_params.get("person_id", "")[:64]}
+    return console.render("enrol.html", ctx, form=prefill, verdicts=[], held="", error="", outcome=None)
+
+
+def _enrol_fields(ctx: Ctx) -> tuple[str, str, list[str]]:
+    return (ctx.form.get("person_id", "").strip(), ctx.form.get("person_name", "").strip(),
+            [g for g in re.split(r"[,\s]+", ctx.form.get("group_ids", "").strip()) if g])
+
+
+@page("operator", upload_bytes=MAX_PHOTOS * ApiLimits().body_bytes + 65536)
+def enrol_check(console, ctx: Ctx) -> Response:
+    """The verdict on each photo, nothing stored (htmx: only the verdicts, the form stays)."""
+    person_id, _name, _groups = _enrol_fields(ctx)
+    template = "verdicts.html" if ctx.request.headers.get("hx-request") else "enrol.html"
+    if not ctx.files or len(ctx.files) > MAX_PHOTOS:
+        return console.render(template, ctx, form=ctx.form, verdicts=[], held="", outcome=None,
+                              error=f"choose 1 to {MAX_PHOTOS} photos")
+    verdicts = enrolment.examine(console.service, ctx.appid, person_id or "-", ctx.files)
+    return console.render(template, ctx, form=ctx.form, verdicts=verdicts, held="", error="", outcome=None)
+
+
+@page("operator", upload_bytes=MAX_PHOTOS * ApiLimits().body_bytes + 65536)
+def enrol(console, ctx: Ctx) -> Response:
+    person_id, name, group_ids = _enrol_fields(ctx)
+    if not ctx.files or len(ctx.files) > MAX_PHOTOS:
+        return console.render("enrol.html", ctx, status=400, form=ctx.form, verdicts=[], held="", outcome=None,
+                              error=f"choose 1 to {MAX_PHOTOS} photos")
+    try:
+        outcome = enrolment.enrol(console.service, ctx.appid, person_id, name, group_ids, ctx.files,
+                                  accept_look_alikes=ctx.form.get("accept_look_alikes") == "yes")
+    except ApiError as exc:
+        return console.render("enrol.html", ctx, status=400, form=ctx.form, verdicts=[], held="", outcome=None,
+                              error=exc.message)
+    return console.render("enrol.html", ctx, status=200 if outcome.saved else 409, form=ctx.form,
+                          verdicts=outcome.verdicts, held=outcome.held, error="", outcome=outcome)
+
+
+# --- administration ----------------------------------------------------------------------------
+def _accounts_page(console, ctx: Ctx, error: str = "", status: int = 200) -> Response:
+    return console.render("accounts.html", ctx, status=status, accounts=console.store.accounts(ctx.appid),
+                          roles=ROLES, error=error)
+
+
+@page("admin")
+def accounts_list(console, ctx: Ctx) -> Response:
+    return _accounts_page(console, ctx)
+
+
+@page("admin")
+def account_add(console, ctx: Ctx) -> Response:
+    try:
+        accounts.add(console.store, ctx.form.get("username", ""), ctx.appid, ctx.form.get("role", ""),
+                     ctx.form.get("password", ""))
+    except ValueError as exc:
+        return _accounts_page(console, ctx, str(exc), 400)
+    return _see_other("/ui/admin/accounts")
+
+
+@page("admin")
+def account_delete(console, ctx: Ctx) -> Response:
+    username = ctx.request.path_params["username"]
+    target = console.store.account(username)
+    if target is None or target.appid != ctx.appid:  # another tenant's account is "no such account"
+        return _accounts_page(console, ctx, "no such account", 404)
+    if username == ctx.account.username:
+        return _accounts_page(console, ctx, "you cannot delete your own account here", 400)
+    console.store.delete_account(username)
+    return _see_other("/ui/admin/accounts")
+
+
+@page("admin")
+def credentials(console, ctx: Ctx) -> Response:
+    """The appid's API keys: ids only, never a secret."""
+    ids = [c.secret_id for c in console.credentials if c.appid == ctx.appid]
+    return console.render("credentials.html", ctx, secret_ids=ids)
+
+
+async def static_file(request: Request) -> Response:
+    console = request.app.state.console
+    found = console.static.get(request.path_params["name"])
+    if found is None or found.sha256[:16] != request.path_params["digest"]:
+        return Response(b"", status_code=404)
+    return Response(found.body, media_type=found.media_type,
+                    headers={"Cache-Control": "public, max-age=31536000, immutable"})
+
+
+def _q(value: str) -> str:
+    from urllib.parse import quote
+
+    return quote(value, safe="")
+
+
+# (method, path under /ui, endpoint): every route of the console; endpoint.role where it has one
+ROUTES = [
+    ("GET", "/", index),
+    ("GET", "/login", login_form),
+    ("POST", "/login", login),
+    ("POST", "/logout", logout),
+    ("GET", "/persons", persons),
+    ("GET", "/persons/{person_id}", person),
+    ("POST", "/persons/{person_id}/rename", rename),
+    ("POST", "/persons/{person_id}/groups", move),
+    ("POST", "/persons/{person_id}/delete", delete_person),
+    ("POST", "/persons/{person_id}/faces/{face_id}/delete", delete_face),
+    ("GET", "/faces/{face_id}", face_image),
+    ("GET", "/groups", groups),
+    ("GET", "/enrol", enrol_form),
+    ("POST", "/enrol/check", enrol_check),
+    ("POST", "/enrol", enrol),
+    ("GET", "/admin/accounts", accounts_list),
+    ("POST", "/admin/accounts", account_add),
+    ("POST", "/admin/accounts/{username}/delete", account_delete),
+    ("GET", "/admin/credentials", credentials),
+    ("GET", "/static/{digest}/{name}", static_file),
+]

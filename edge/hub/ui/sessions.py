@@ -1,0 +1,95 @@
+"""Logins and sessions of the console, kept in the hub's store.
+
+A session is an opaque random token (32 bytes from `secrets`) sent in a cookie; the store keeps
+only its sha256, so reading the database opens no session. A session ends after `idle_s`
+without a request, `absolute_s` after its login, at logout, when the account's password is
+reset, and when the account is deleted. Its last use is written at most once a minute.
+
+Login rate limit, counted in the store (so over every hub process): at most 5 failed logins per
+username and 20 per client address in any 15 minutes; beyond, a login is refused before the
+password is checked, until the oldest failure leaves the window. A success clears the username's
+failures. The per-session CSRF token is an HMAC of the session token: nothing more to store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from edge.hub.store.console import Account, ConsoleSession
+from edge.hub.ui.passwords import verify_password
+
+
+@dataclass(frozen=True)
+class SessionPolicy:
+    idle_s: float = 30 * 60
+    absolute_s: float = 12 * 3600
+    touch_every_s: float = 60.0
+    account_failures: int = 5
+    address_failures: int = 20
+    failure_window_s: float = 15 * 60
+
+
+class LoginRefused(Exception):
+    """A refused login; `limited` when the rate limit refused it (the password was not checked)."""
+
+    def __init__(self, message: str, limited: bool = False):
+        super().__init__(message)
+        self.limited = limited
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def csrf_token(token: str) -> str:
+    return hmac.new(token.encode(), b"edge-verifier console csrf", hashlib.sha256).hexdigest()
+
+
+class Sessions:
+    def __init__(self, store, policy: SessionPolicy | None = None, clock: Callable[[], float] = time.time):
+        self.store = store
+        self.policy = policy or SessionPolicy()
+        self.clock = clock
+
+    def login(self, username: str, password: str, address: str) -> tuple[str, Account]:
+        """(new session token, account); LoginRefused otherwise (one message for a wrong
+        username and a wrong password)."""
+        now, p = self.clock(), self.policy
+        keys = [f"user:{username}", f"addr:{address}"]
+        counts = self.store.login_failures(keys, now - p.failure_window_s)
+        if counts[keys[0]] >= p.account_failures or counts[keys[1]] >= p.address_failures:
+            raise LoginRefused("too many failed logins: wait a few minutes", limited=True)
+        account = self.store.account(username) if username else None
+        if not verify_password(password, account.password if account else None) or account is None:
+            self.store.record_login_failure(keys, now, forget_before=now - p.failure_window_s)
+            raise LoginRefused("wrong username or password")
+        self.store.clear_login_failures(keys[0])
+        token = secrets.token_urlsafe(32)
+        self.store.create_session(token_hash(token), account.username, now,
+                                  expired_before=now - max(p.idle_s, p.absolute_s))
+        return token, account
+
+    def resolve(self, token: str | None) -> ConsoleSession | None:
+        """The live session of `token`, None when there is none (ended, expired, unknown)."""
+        if not token or len(token) > 100:
+            return None
+        hashed = token_hash(token)
+        session = self.store.session(hashed)
+        if session is None:
+            return None
+        now, p = self.clock(), self.policy
+        if now - session.last_seen > p.idle_s or now - session.created > p.absolute_s:
+            self.store.end_session(hashed)
+            return None
+        if now - session.last_seen >= p.touch_every_s:
+            self.store.touch_session(hashed, now)
+        return session
+
+    def logout(self, token: str | None) -> None:
+        if token:
+            self.store.end_session(token_hash(token))

@@ -1,0 +1,266 @@
+"""The door's state machine with an injected clock: no sleeps, every time a number."""
+
+from __future__ import annotations
+
+import pytest
+
+from edge.door.controller import DoorController, DoorMode, DoorState, relay_level
+from edge.door.interface import DoorInput, InputKind
+from tests.door.support import contact, door, kinds, press_exit
+
+
+def test_starting_locks_whatever_the_relay_was_and_never_unlocks():
+    from edge.door.backends.none import NoHardware
+
+    for lock_type in ("fail-secure", "fail-safe"):
+        io = NoHardware()
+        io.energised = relay_level(True, lock_type)  # left unlocked by whatever ran before
+        c, clock, io = door(io, lock_type=lock_type)
+        assert io.energised == relay_level(False, lock_type)
+        assert c.state is DoorState.LOCKED and c.snapshot()["locked"]
+        for _ in range(5):
+            c.tick(clock.advance(1))
+        assert io.energised == relay_level(False, lock_type)
+
+
+def test_a_door_cannot_be_built_to_start_unlocked():
+    from edge.door.backends.none import NoHardware
+
+    with pytest.raises(ValueError):
+        DoorController(NoHardware(), mode=DoorMode.UNLOCKED)
+
+
+def test_lock_type_decides_the_relay_level_the_controller_speaks_unlock():
+    c, clock, io = door(lock_type="fail-safe")
+    assert io.energised is True  # fail-safe: energised = locked
+    c.grant("ben_afflek", "granted")
+    assert io.energised is False
+    c.tick(clock.advance(3.1))
+    assert io.energised is True
+
+
+def test_grant_unlocks_for_unlock_s_then_locks():
+    c, clock, io = door(unlock_s=3)
+    c.take_events()
+    assert c.grant("ben_afflek", "granted", event_id="e1")
+    assert io.energised and c.state is DoorState.UNLOCKED
+    events = c.take_events()
+    grant = next(e for e in events if e["kind"] == "grant")
+    assert grant["person_id"] == "ben_afflek" and grant["unlock_s"] == 3 and grant["decision_event_id"] == "e1"
+    c.tick(clock.advance(2.9))
+    assert io.energised
+    c.tick(clock.advance(0.2))
+    assert not io.energised and c.state is DoorState.LOCKED
+
+
+def test_relock_as_soon_as_the_door_opens_then_open_closed_locked():
+    c, clock, io = door(unlock_s=3, relock_on_open=True)
+    c.grant("p", "granted")
+    c.take_events()
+    clock.advance(1)
+    contact(c, True)
+    assert not io.energised and c.state is DoorState.OPEN
+    assert kinds(c) == ["door_open", "door_state"]
+    clock.advance(2)
+    contact(c, False)
+    assert c.state is DoorState.LOCKED
+    assert "forced_open" not in kinds(c)
+
+
+def test_without_relock_on_open_the_lock_stays_open_for_its_time():
+    c, clock, io = door(unlock_s=3, relock_on_open=False)
+    c.grant("p", "granted")
+    contact(c, True)
+    assert io.energised
+    c.tick(clock.advance(3.1))
+    assert not io.energised and c.state is DoorState.OPEN
+
+
+def test_a_stream_of_accepts_cannot_hold_the_door_open_past_max_unlock_s():
+    c, clock, io = door(unlock_s=3, max_unlock_s=10)
+    start = clock.now
+    energised_s = 0.0
+    while clock.now < start + 60:  # an accept every half second for a minute
+        c.grant("p", "granted")
+        was = io.energised
+        c.tick(clock.advance(0.5))
+        energised_s += 0.5 if was else 0.0
+    assert energised_s <= 10
+    assert not io.energised
+    assert any(e["kind"] == "deny" and e["reason"] == "max_unlock" for e in c.take_events())
+    c.tick(clock.advance(3.1))  # the stream paused for unlock_s: grants are re-armed
+    assert c.grant("p", "granted") and io.energised
+
+
+def test_forced_open_without_grant_or_exit_raises_an_alarm_until_closed():
+    c, clock, io = door()
+    c.take_events()
+    clock.advance(5)
+    contact(c, True)
+    assert c.state is DoorState.FORCED and c.snapshot()["alarm"]
+    assert kinds(c) == ["forced_open"]
+    assert not io.energised
+    c.tick(clock.advance(60))  # a forced door is not also "held"
+    assert c.state is DoorState.FORCED
+    contact(c, False)
+    events = c.take_events()
+    assert events[-1]["kind"] == "door_closed" and events[-1]["alarm_cleared"]
+    assert c.state is DoorState.LOCKED
+
+
+def test_opening_long_after_the_grant_ran_out_is_forced():
+    c, clock, io = door(unlock_s=3, open_grace_s=1)
+    c.grant("p", "granted")
+    c.tick(clock.advance(3.5))
+    contact(c, True)  # within the grace: a slow latch, still the grant's passage
+    assert c.state is DoorState.OPEN
+    contact(c, False)
+    clock.advance(10)
+    contact(c, True)
+    assert c.state is DoorState.FORCED
+
+
+def test_one_grant_one_passage():
+    c, clock, io = door(unlock_s=3, open_grace_s=1)
+    c.grant("p", "granted")
+    contact(c, True)
+    contact(c, False)
+    clock.advance(0.5)
+    contact(c, True)  # the second opening of the same grant
+    assert c.state is DoorState.FORCED
+
+
+def test_held_open_prealarm_then_alarm_with_the_injected_clock():
+    c, clock, io = door(held_open_s=30, held_prealarm_s=10)
+    c.grant("p", "granted")
+    contact(c, True)
+    c.take_events()
+    c.tick(clock.advance(19.9))
+    assert kinds(c) == []
+    c.tick(clock.advance(0.2))
+    assert kinds(c) == ["held_open_prealarm"] and c.snapshot()["prealarm"]
+    c.tick(clock.advance(9.8))  # 29.9 s open
+    assert kinds(c) == []
+    c.tick(clock.advance(0.2))
+    assert kinds(c) == ["held_open"] and c.state is DoorState.HELD
+    c.tick(clock.advance(100))
+    assert kinds(c) == []  # one alarm, not one per tick
+    contact(c, False)
+    assert c.state is DoorState.LOCKED and not c.snapshot()["alarm"]
+
+
+def test_exit_request_unlocks_and_authorises_the_opening():
+    c, clock, io = door(unlock_s=3)
+    c.take_events()
+    press_exit(c)
+    assert io.energised
+    press_exit(c, False)
+    contact(c, True)
+    assert c.state is DoorState.OPEN
+    assert "exit_request" in kinds(c)
+
+
+def test_mechanical_exit_only_shunts_the_alarm():
+    c, clock, io = door(exit_unlocks=False)
+    press_exit(c)
+    assert not io.energised
+    contact(c, True)
+    assert c.state is DoorState.OPEN
+
+
+def test_locked_down_grants_nothing_and_exit_does_not_unlock():
+    c, clock, io = door(mode=DoorMode.LOCKED_DOWN)
+    assert not c.grant("p", "granted")
+    assert not io.energised
+    press_exit(c)
+    assert not io.energised
+    contact(c, True)  # free egress is mechanical: the opening is not forced
+    assert c.state is DoorState.OPEN
+
+
+def test_unlocked_mode_only_by_an_explicit_set_and_locks_when_left():
+    c, clock, io = door()
+    c.set_mode(DoorMode.UNLOCKED, "operator")
+    assert io.energised
+    c.tick(clock.advance(3600))  # no bound in unlocked mode: it was asked for
+    assert io.energised
+    contact(c, True)
+    assert c.state is DoorState.OPEN
+    c.tick(clock.advance(3600))
+    assert c.state is DoorState.OPEN  # no held alarm in unlocked mode
+    contact(c, False)
+    c.set_mode(DoorMode.NORMAL)
+    assert not io.energised
+
+
+def test_tamper_is_an_event_a_state_and_a_fault():
+    c, clock, io = door()
+    c.take_events()
+    c.on_input(DoorInput(InputKind.TAMPER, True, clock.now))
+    assert kinds(c) == ["tamper"]
+    assert c.snapshot()["tamper"] and c.health()["status"] == "degraded"
+    c.on_input(DoorInput(InputKind.TAMPER, False, clock.now))
+    assert c.health()["status"] == "ok"
+
+
+def test_every_event_carries_the_door_state_after_it():
+    c, clock, io = door()
+    c.take_events()
+    c.grant("p", "granted")
+    for e in c.take_events():
+        assert e["door_state"]["state"] == "unlocked" and e["door"] == "main"
+
+
+def test_initial_open_contact_at_start_is_not_forced():
+    from edge.door.backends.none import NoHardware
+
+    class OpenAtStart(NoHardware):
+        def start(self, on_input):
+            on_input(DoorInput(InputKind.CONTACT, True, 0.0, detail={"initial": True}))
+
+    c, clock, io = door(OpenAtStart())
+    assert c.state is DoorState.OPEN and not c.snapshot()["alarm"]
+
+
+def test_grant_announces_the_persons_credentials_to_the_backend():
+    from edge.core.credentials import Credential
+    from edge.door.backends.none import NoHardware
+    from edge.door.controller import DoorTiming
+
+    notices = []
+
+    class Panel(NoHardware):
+        def announce_grant(self, notice):
+            notices.append(notice)
+
+    card = Credential("h10301", 12345, 42)
+    c = DoorController(Panel(), timing=DoorTiming(), credentials_of=lambda pid: (card,) if pid == "p" else ())
+    c.start()
+    c.grant("p", "granted", event_id="e")
+    assert notices and notices[0].person_id == "p" and notices[0].credentials == (card,)
+    assert "12345" not in repr(notices[0])
+
+
+def test_a_panel_that_drives_the_relay_gets_the_grant_and_moves_the_relay_itself():
+    from edge.door.backends.none import NoHardware
+
+    notices = []
+
+    class PanelRelay(NoHardware):
+        relay_by_panel = True
+
+        def announce_grant(self, notice):
+            notices.append(notice)
+
+    c, clock, io = door(PanelRelay())
+    assert c.grant("p", "granted", event_id="e")
+    assert not io.energised and notices  # announced, not unlocked by us
+    grant = next(e for e in c.take_events() if e["kind"] == "grant")
+    assert grant["relay"] == "panel"
+    c.on_input(DoorInput(InputKind.PANEL_RELAY, True, clock.now, duration_s=4))
+    assert io.energised
+    c.tick(clock.advance(4.1))
+    assert not io.energised
+    c.on_input(DoorInput(InputKind.PANEL_RELAY, True, clock.now, duration_s=3600))
+    c.tick(clock.advance(10.1))  # the panel cannot hold it open past max_unlock_s either
+    assert not io.energised

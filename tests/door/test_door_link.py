@@ -1,0 +1,99 @@
+"""The daemon's side of the door (edge.daemon.door_link): decisions in, door events and the
+retained state out through the publisher, and a backend that raises never stops a decision."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from edge.core.domain import Decision, Mode, Source, TrackLiveness
+from edge.core.matcher import Enrolled, Gallery
+from edge.daemon.config import EdgeSettings
+from edge.daemon.decide import Outcome
+from edge.daemon.door_link import DoorLink
+from edge.daemon.publisher import NullPublisher
+from tests.door.support import BrokenRelay
+from tests.support.broker import schema_errors
+
+
+class Recorder(NullPublisher):
+    def __init__(self):
+        self.events: list[tuple[str, dict]] = []
+        self.retained: dict[str, dict] = {}
+
+    def publish_event(self, event, leaf="event"):
+        self.events.append((leaf, event))
+
+    def publish_retained(self, leaf, message):
+        self.retained[leaf] = message
+
+
+def gallery() -> Gallery:
+    e = np.ones(128, dtype=np.float32)
+    return Gallery([Enrolled("ben", "1", e, ("staff",)), Enrolled("eve", "2", -e, ("visitors",))])
+
+
+def link(tmp_path, **door) -> tuple[DoorLink, Recorder]:
+    s = EdgeSettings(storage={"path": tmp_path}, mqtt={"enabled": False}, identify={"groups": ["staff"]},
+                     door=door)
+    rec = Recorder()
+    lk = DoorLink.from_settings(s, rec, gallery)
+    lk.start()
+    return lk, rec
+
+
+def accept(person: str) -> Outcome:
+    return Outcome(Mode.IDENTIFY, Decision.ACCEPT, Source.LOCAL, person, score=0.7,
+                   liveness=TrackLiveness(0.9, 5, "live"))
+
+
+def test_a_member_is_granted_a_visitor_denied_and_everything_goes_out_conforming(tmp_path):
+    lk, rec = link(tmp_path)
+    lk.decided(accept("ben"), {"event_id": "d1"}, 0.05)
+    lk.decided(accept("eve"), {"event_id": "d2"}, 0.05)
+    door_events = [e for leaf, e in rec.events if leaf == "door/main/event"]
+    grant = next(e for e in door_events if e["kind"] == "grant")
+    deny = next(e for e in door_events if e["kind"] == "deny")
+    assert (grant["person_id"], grant["decision_event_id"]) == ("ben", "d1")
+    assert (deny["person_id"], deny["reason"], deny["decision_event_id"]) == ("eve", "not_in_groups", "d2")
+    for e in door_events:
+        assert schema_errors("p/dev/door/main/event", json.dumps(e).encode()) == []
+    state = rec.retained["door/main/state"]
+    assert state["state"] == "unlocked"
+    assert schema_errors("p/dev/door/main/state", json.dumps(state).encode()) == []
+    assert lk.door.io.energised  # type: ignore[attr-defined]
+
+
+def test_a_raising_backend_never_stops_the_decision_path(tmp_path):
+    lk, rec = link(tmp_path)
+    lk.door.io = BrokenRelay(RuntimeError("driver bug"))
+    for i in range(3):
+        lk.decided(accept("ben"), {"event_id": f"d{i}"}, 0.05)  # does not raise
+        lk.tick()
+    kinds = [e["kind"] for leaf, e in rec.events]
+    assert "relay_fault" in kinds and "grant" not in kinds
+    assert lk.health()["status"] == "degraded" and rec.retained["door/main/state"]["locked"]
+
+
+def test_no_grant_once_the_door_is_closed(tmp_path):
+    lk, rec = link(tmp_path)
+    lk.close()
+    lk.decided(accept("ben"), {"event_id": "late"}, 0.05)
+    assert not any(e["kind"] == "grant" for leaf, e in rec.events)
+
+
+def test_a_grant_passes_the_persons_synced_credentials_to_the_backend(tmp_path):
+    from edge.core.credentials import Credential
+
+    card = Credential("h10301", 12345, facility=42)
+    s = EdgeSettings(storage={"path": tmp_path}, mqtt={"enabled": False}, identify={"groups": ["staff"]})
+    asked: list[str] = []
+    lk = DoorLink.from_settings(s, Recorder(), gallery,
+                                credentials_of=lambda pid: asked.append(pid) or (card,))
+    notices = []
+    lk.door.io.announce_grant = notices.append  # type: ignore[method-assign]
+    lk.start()
+    lk.decided(accept("ben"), {"event_id": "d1"}, 0.05)
+    lk.decided(accept("eve"), {"event_id": "d2"}, 0.05)  # denied: nothing announced
+    assert asked == ["ben"] and [n.credentials for n in notices] == [(card,)]

@@ -1,0 +1,76 @@
+"""cmd/unlock: off unless configured, always signed (even with commands = "trusted"), single use,
+bound to this door; a signature bound to unlock is good for nothing else. Each attack below
+opened the door before the gate checked it (or would, without the check)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from edge.core.signature import Credential, command_purpose, is_command_purpose, sign
+from edge.daemon.commands import CommandGate, signed_command
+
+CRED = Credential("1000001", "AKIDunlock", "u" * 32)
+
+
+def gate(mode="signed", enabled=True):
+    opened: list[tuple[str, str]] = []
+    g = CommandGate(mode, [CRED], rate_per_s=0, burst=5, door="main",
+                    unlock=(lambda door, who: opened.append((door, who)) or True) if enabled else None)
+    return g, opened
+
+
+def unlock(door="main", **kw):
+    return signed_command("unlock", CRED.appid, CRED.secret_id, CRED.secret_key, door=door, **kw)
+
+
+def test_a_signed_unlock_opens_once():
+    g, opened = gate()
+    cmd = unlock()
+    assert g.handle("unlock", cmd) and opened == [("main", CRED.appid)]
+    assert not g.handle("unlock", cmd)  # replayed
+    assert g.refused == {"signature": 1} and len(opened) == 1
+
+
+@pytest.mark.parametrize("mode", ["signed", "trusted"])
+def test_unsigned_or_wrongly_bound_unlocks_never_open(mode):
+    g, opened = gate(mode)
+    assert not g.handle("unlock", {"door": "main"})  # trusted mode does not trust an unlock
+    other_door = unlock("back")
+    assert not g.handle("unlock", {**other_door, "door": "main"})  # signed for another door
+    assert not g.handle("unlock", other_door)
+    multi_use = {"door": "main", "authorization": sign(CRED.appid, CRED.secret_id, CRED.secret_key,
+                                                        fileid=command_purpose("unlock", "main"))}
+    assert not g.handle("unlock", multi_use)
+    verify_sig = signed_command("verify", CRED.appid, CRED.secret_id, CRED.secret_key, person_id="main")
+    assert not g.handle("unlock", {"door": "main", "authorization": verify_sig["authorization"]})
+    stale = {"door": "main", "authorization": sign(CRED.appid, CRED.secret_id, CRED.secret_key, expiry=0,
+                                                    now=int(time.time()) - 3600,
+                                                    fileid=command_purpose("unlock", "main"))}
+    assert not g.handle("unlock", stale)
+    assert opened == []
+
+
+def test_off_unless_configured_and_off_with_commands_off():
+    g, opened = gate(enabled=False)
+    assert not g.handle("unlock", unlock()) and g.refused == {"disabled": 1}
+    g, opened = gate("off")
+    assert not g.handle("unlock", unlock()) and opened == []
+
+
+def test_an_unlock_signature_is_refused_by_the_http_apis():
+    assert is_command_purpose(command_purpose("unlock", "main"))
+
+
+def test_remote_unlock_settings_wire_the_gate(tmp_path):
+    from edge.daemon.claims import Claims
+    from edge.daemon.config import EdgeSettings
+
+    s = EdgeSettings(storage={"path": tmp_path}, api={"credentials": [CRED.__dict__]},
+                     door={"remote_unlock": False})
+    assert CommandGate.from_settings(s, Claims(5), None, unlock=lambda d, w: True).unlock is None
+    s = EdgeSettings(storage={"path": tmp_path}, api={"credentials": [CRED.__dict__]},
+                     door={"remote_unlock": True, "name": "front"})
+    g = CommandGate.from_settings(s, Claims(5), None, unlock=lambda d, w: True)
+    assert g.unlock is not None and g.door == "front"

@@ -1,0 +1,139 @@
+"""The console in a real browser: Debian's chromium driven by Playwright (no downloaded browser),
+against a real hub on loopback with the real models. Skips, saying why, without chromium or the
+playwright package. Screenshots at desktop and phone sizes go to var/test-artifacts/console/."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import free_port
+from tests.hub.ui.support import PASSWORD, console_hub
+from tests.support.hub import APPID
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parents[3] / "var" / "test-artifacts" / "console"
+DESKTOP, PHONE = {"width": 1280, "height": 800}, {"width": 390, "height": 844}
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists():
+        pytest.skip("chromium not installed (apt-get install chromium; make test installs it as root)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+    with sync_api.sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def hub(tmp_path, models_dir):
+    with console_hub(tmp_path) as hub:
+        yield hub
+
+
+def log_in(context, hub, username: str):
+    page = context.new_page()
+    page.goto(f"{hub.url}/ui/login")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url("**/ui/persons")
+    return page
+
+
+def shoot(page, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    for size, label in ((DESKTOP, "desktop"), (PHONE, "phone")):
+        page.set_viewport_size(size)
+        page.screenshot(path=str(ARTIFACTS / f"{name}-{label}.png"), full_page=True)
+    page.set_viewport_size(DESKTOP)
+
+
+def test_an_operator_enrols_by_upload_and_the_person_is_then_verified(browser, hub, photos):
+    context = browser.new_context(viewport=DESKTOP)
+    page = log_in(context, hub, "otto")
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)  # CSP refusals show here
+    page.click("text=Enrol")
+    page.wait_for_url("**/ui/enrol")
+    page.fill("input[name=person_id]", "madonna")
+    page.fill("input[name=person_name]", "Madonna")
+    page.fill("input[name=group_ids]", "staff")
+    page.set_input_files("input[name=photos]", [str(photos.path("Madonna", f"train_{i}")) for i in (1, 2, 3)]
+                         + [str(photos.path("Elton_John", "train_1"))])
+    page.click("text=Check the photos")
+    page.wait_for_selector("text=refused: face too small")
+    assert page.locator("text=passes").count() == 3
+    assert page.input_value("input[name=person_id]") == "madonna"  # htmx kept the form as it was
+    shoot(page, "enrol-checked")
+    page.click("button:text-is('Enrol')")
+    page.wait_for_selector("text=Enrolled")
+    assert len(hub.store.get_person(APPID, "madonna").face_ids) == 3
+    page.click("text=madonna")
+    page.wait_for_url("**/ui/persons/madonna")
+    page.wait_for_function("() => [...document.images].every(i => i.complete && i.naturalWidth > 0)")
+    shoot(page, "person")
+    page.click("text=Persons")
+    page.wait_for_url("**/ui/persons")
+    shoot(page, "persons")
+    assert not [e for e in errors if "Content Security Policy" in e], errors
+    client = hub.client(timeout=60.0, retries=0)
+    try:
+        assert client.verify("madonna", photos("Madonna", "val_1"))["ismatch"] is True
+    finally:
+        client.close()
+    context.close()
+
+
+def test_a_viewer_sees_no_change_and_a_change_is_refused(browser, hub):
+    context = browser.new_context(viewport=PHONE)
+    page = log_in(context, hub, "vera")
+    assert page.locator("a:text-is('Enrol')").count() == 0
+    response = page.goto(f"{hub.url}/ui/enrol")
+    assert response.status == 403 and "needs the operator role" in page.content()
+    shoot(page, "viewer-refused")
+    context.close()
+
+
+class Attacker(http.server.BaseHTTPRequestHandler):
+    """Another loopback origin serving a form that posts to the hub (a cross-site request)."""
+
+    target = ""
+
+    def do_GET(self):  # noqa: N802 (the http.server interface)
+        body = (f'<form method="post" action="{self.target}"><input name="person_name" value="pwned">'
+                '<button type="submit">Win a prize</button></form>').encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_cross_site_form_from_another_loopback_origin_is_refused(browser, hub, photos):
+    from edge.hub.enrolment import enrol
+
+    enrol(hub.app.state.service, APPID, "madonna", "Madonna", ["staff"], [("a.jpg", photos("Madonna", "train_1"))])
+    port = free_port()
+    handler = type("Handler", (Attacker,), {"target": f"{hub.url}/ui/persons/madonna/rename"})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        context = browser.new_context(viewport=DESKTOP)
+        log_in(context, hub, "ada")  # an admin, logged in, visits another site
+        page = context.new_page()
+        page.goto(f"http://127.0.0.1:{port}/")
+        with page.expect_navigation():
+            page.click("text=Win a prize")
+        assert "cross-site request refused" in page.content() or "session has ended" in page.content()
+        assert hub.store.get_person(APPID, "madonna").person_name == "Madonna"
+        context.close()
+    finally:
+        server.shutdown()

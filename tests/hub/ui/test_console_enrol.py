@@ -1,0 +1,138 @@
+"""Enrolment through the console and `edge-verifier enrol`, with the real models on real photos
+(../shared/faces/five_celebrity), then a signed /face/verify of another photo of the person."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+import tomli_w
+
+from tests.conftest import MODELS
+from tests.hub.ui.support import Browser, console_hub
+from tests.support.hub import APPID
+
+
+@pytest.fixture
+def hub(tmp_path, models_dir):
+    with console_hub(tmp_path) as hub:
+        yield hub
+
+
+def upload(browser: Browser, path: str, fields: dict, photos: list[tuple[str, bytes]]):
+    files = [("photos", (name, data, "image/jpeg")) for name, data in photos]
+    return browser.post(path, fields, files=files)
+
+
+def test_an_operator_enrols_by_upload_and_a_signed_verify_of_another_photo_accepts(hub, photos):
+    otto = Browser(hub.url)
+    otto.login("otto")
+    otto.get("/ui/enrol")
+    train = [(f"train_{i}.jpg", data) for i, data in enumerate(photos.train("Madonna", 3), 1)]
+    resp = upload(otto, "/ui/enrol", {"person_id": "madonna", "person_name": "Madonna", "group_ids": "staff"}, train)
+    assert resp.status_code == 200, resp.text
+    assert "Enrolled" in resp.text and "passes" in resp.text
+    person = hub.store.get_person(APPID, "madonna")
+    assert person.person_name == "Madonna" and person.group_ids == ["staff"] and len(person.face_ids) >= 2
+    client = hub.client(timeout=60.0, retries=0)
+    try:
+        answer = client.verify("madonna", photos("Madonna", "val_1"))
+        assert answer["ismatch"] is True, answer
+        assert client.verify("madonna", photos("Elton_John", "val_1"))["ismatch"] is False
+    finally:
+        client.close()
+    # the person page shows the thumbnails: the hub's crop, never cached, only for this appid
+    page = otto.get("/ui/persons/madonna").text
+    face_ids = re.findall(r'src="/ui/faces/(\d+)"', page)
+    assert sorted(face_ids) == sorted(person.face_ids)
+    image = otto.get(f"/ui/faces/{face_ids[0]}")
+    assert image.headers["content-type"] == "image/png" and image.content.startswith(b"\x89PNG")
+    assert image.headers["cache-control"] == "no-store"
+    zed = Browser(hub.url)
+    zed.login("zed")
+    assert zed.get(f"/ui/faces/{face_ids[0]}").status_code == 404
+
+
+def test_the_check_shows_each_photos_verdict_and_stores_nothing(hub, photos):
+    otto = Browser(hub.url)
+    otto.login("otto")
+    otto.get("/ui/enrol")
+    batch = [("good.jpg", photos("Madonna", "train_1")), ("small.jpg", photos("Elton_John", "train_1")),
+             ("landscape.jpg", photos.nonface()), ("broken.jpg", b"not an image at all")]
+    resp = upload(otto, "/ui/enrol/check", {"person_id": "elton", "group_ids": "staff"}, batch)
+    assert resp.status_code == 200
+    rows = re.findall(r"<tr>\s*<td>([^<]+)</td>\s*<td>(.*?)</td>", resp.text, re.S)
+    verdicts = {name: text for name, text in rows}
+    assert verdicts["good.jpg"].startswith("passes")
+    assert "refused: face too small" in verdicts["small.jpg"]  # 37 px: the gate's minimum is 40
+    assert "refused: no face found" in verdicts["landscape.jpg"]
+    assert "refused: not a readable image" in verdicts["broken.jpg"]
+    assert "elton" not in otto.get("/ui/persons").text
+    # the htmx request gets the verdicts alone, for the form to stay filled in
+    fragment = otto.post("/ui/enrol/check", {"person_id": "elton"}, files=[
+        ("photos", ("good.jpg", photos("Madonna", "train_1"), "image/jpeg"))], headers={"HX-Request": "true"})
+    assert fragment.text.lstrip().startswith('<div id="verdicts">') and "<html" not in fragment.text
+
+
+def test_a_look_alike_of_another_person_holds_the_enrolment_until_confirmed(hub, photos):
+    otto = Browser(hub.url)
+    otto.login("otto")
+    otto.get("/ui/enrol")
+    first = [("a.jpg", photos("Madonna", "train_1")), ("b.jpg", photos("Madonna", "train_2"))]
+    assert upload(otto, "/ui/enrol", {"person_id": "madonna", "group_ids": "staff"}, first).status_code == 200
+    again = [("c.jpg", photos("Madonna", "train_4"))]
+    held = upload(otto, "/ui/enrol", {"person_id": "not-madonna", "group_ids": "staff"}, again)
+    assert held.status_code == 409 and "looks like madonna" in held.text
+    assert "not-madonna" not in otto.get("/ui/persons").text
+    confirmed = upload(otto, "/ui/enrol", {"person_id": "not-madonna", "group_ids": "staff",
+                                           "accept_look_alikes": "yes"}, again)
+    assert confirmed.status_code == 200 and "Enrolled" in confirmed.text
+
+
+def write_config(hub, path) -> str:
+    config = {"secrets_file": str(hub.store_path.parent / "hub-secrets.toml"),
+              "storage": {"path": str(hub.store_path)}, "vision": {"models_dir": str(MODELS)},
+              "credentials": [{"appid": APPID, "secret_id": hub.secret_id, "secret_key": hub.secret_key}]}
+    path.write_bytes(tomli_w.dumps(config).encode())
+    path.chmod(0o600)
+    return str(path)
+
+
+def test_bulk_enrolment_from_folders_reports_and_resumes(hub, faces_dir, tmp_path):
+    source = tmp_path / "people"
+    for person in ("Jerry_Seinfield", "Ben_Afflek"):  # Ben's train_3 is too small a face
+        (source / person).mkdir(parents=True)
+        for i in (1, 2, 3):
+            (source / person / f"train_{i}.jpg").symlink_to(faces_dir / "five_celebrity" / person / f"train_{i}.jpg")
+    (source / "Ben_Afflek" / "landscape.jpg").symlink_to(sorted((faces_dir / "nonface").iterdir())[0])
+    config, state = write_config(hub, tmp_path / "hub.toml"), tmp_path / "state.jsonl"
+    cmd = [sys.executable, "-m", "edge", "enrol", "--config", config, str(source), "--group", "staff",
+           "--state", str(state), "--json"]
+    first = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr
+    report = json.loads(first.stdout)
+    assert report["persons_created"] == 2 and report["faces_stored"] >= 4
+    assert report["photos_refused"] == {"no_face": 1, "too_small": 1}
+    assert "[1/2] Ben_Afflek" in first.stderr and "landscape.jpg: refused: no face found" in first.stderr
+    assert hub.store.get_person(APPID, "Jerry_Seinfield").person_name == "Jerry Seinfield"
+    again = json.loads(subprocess.run(cmd, capture_output=True, text=True, timeout=300).stdout)
+    assert again["persons_skipped"] == 2 and again.get("faces_stored", 0) == 0
+    # a CSV names each photo's person, name and group
+    mindy = faces_dir / "five_celebrity" / "Mindy_Kaling"
+    (tmp_path / "people.csv").write_text(f"path,person_id,name,group\n{mindy / 'train_1.jpg'},mindy,Mindy K,night\n"
+                                         f"{mindy / 'train_2.jpg'},mindy,Mindy K,night\n")
+    from_csv = subprocess.run([*cmd[:6], str(tmp_path / "people.csv"), "--state", str(state), "--json"],
+                              capture_output=True, text=True, timeout=300)
+    assert from_csv.returncode == 0, from_csv.stderr
+    assert json.loads(from_csv.stdout)["persons_created"] == 1
+    mindy_record = hub.store.get_person(APPID, "mindy")
+    assert mindy_record.person_name == "Mindy K" and mindy_record.group_ids == ["night"]
+    client = hub.client(timeout=60.0, retries=0)
+    try:
+        assert client.verify("Ben_Afflek", (faces_dir / "five_celebrity" / "Ben_Afflek" / "val_1.jpg").read_bytes()
+                             )["ismatch"] is True
+    finally:
+        client.close()

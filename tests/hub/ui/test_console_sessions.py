@@ -1,0 +1,158 @@
+"""Console sessions on real hubs on loopback: logout seen by another hub process on the same
+store, idle and absolute timeouts (an injected clock), the login rate limit, and the account CLI
+(`edge-verifier hub user ...`) including the password reset that ends sessions."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+import tomli_w
+
+from edge.hub.ui.sessions import SessionPolicy
+from tests.hub.ui.support import PASSWORD, Browser, console_hub
+from tests.support.hub import APPID
+
+
+def test_logout_on_one_hub_process_ends_the_session_on_another(tmp_path):
+    from edge.hub.store import SqliteStore
+    from tests.hub.ui.support import add_accounts
+    from tests.support.pg import hub_processes
+
+    store_path = tmp_path / "hub.sqlite3"
+    store = SqliteStore(store_path)
+    add_accounts(store)
+    store.close()
+    with hub_processes(tmp_path, f"sqlite:///{store_path}", count=2) as (first, second):
+        browser = Browser(first.url)
+        assert browser.login("vera").status_code == 303
+        on_second = Browser(second.url)
+        on_second.http.cookies.set("edge-console", browser.http.cookies["edge-console"])
+        assert on_second.get("/ui/persons").status_code == 200  # one session, two OS processes
+        assert on_second.post("/ui/logout", {"csrf": browser.csrf}).status_code == 303
+        assert browser.get("/ui/persons").status_code == 303  # gone on the first one too
+
+
+class Clock:
+    def __init__(self, now: float = 1_000_000.0):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def hub(tmp_path):
+    with console_hub(tmp_path) as hub:
+        yield hub
+
+
+def test_a_session_ends_after_its_idle_time_and_after_its_absolute_time(hub):
+    clock = Clock()
+    sessions = hub.app.state.console.sessions
+    sessions.clock = clock
+    policy = SessionPolicy()
+    browser = Browser(hub.url)
+    browser.login("vera")
+    clock.now += policy.idle_s - 60
+    assert browser.get("/ui/persons").status_code == 200  # used in time: the idle time starts again
+    clock.now += policy.idle_s - 60
+    assert browser.get("/ui/persons").status_code == 200
+    clock.now += policy.idle_s + 1
+    assert browser.get("/ui/persons").status_code == 303  # idle too long
+    browser.login("vera")
+    start = clock.now
+    while clock.now - start < policy.absolute_s - policy.idle_s:
+        clock.now += policy.idle_s / 2
+        assert browser.get("/ui/persons").status_code == 200
+    clock.now = start + policy.absolute_s + 1
+    assert browser.get("/ui/persons").status_code == 303  # used all along, but logged in too long ago
+    assert browser.get("/ui/persons").status_code == 303
+
+
+def test_logins_are_rate_limited_per_account_and_per_address(hub):
+    policy = SessionPolicy()
+    browser = Browser(hub.url)
+    for _ in range(policy.account_failures):
+        assert browser.login("ada", "a wrong password!").status_code == 401
+    refused = browser.login("ada")  # the right password, too late
+    assert refused.status_code == 429 and "too many failed logins" in refused.text
+    assert Browser(hub.url).login("otto").status_code == 303  # another account from this address
+    for i in range(policy.address_failures - policy.account_failures):
+        assert browser.login(f"guess{i}", "a wrong password!").status_code == 401
+    assert Browser(hub.url).login("otto").status_code == 429  # this address is done guessing
+    clock = Clock(time.time() + policy.failure_window_s + 1)
+    hub.app.state.console.sessions.clock = clock
+    assert Browser(hub.url).login("ada").status_code == 303  # the window has passed
+
+
+def write_config(hub, path) -> str:
+    config = {"storage": {"path": str(hub.store_path)},
+              "credentials": [{"appid": APPID, "secret_id": hub.secret_id, "secret_key": hub.secret_key}]}
+    path.write_bytes(tomli_w.dumps(config).encode())
+    path.chmod(0o600)
+    return str(path)
+
+
+def cli(*args, stdin: str = "") -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "edge", "hub", "user", *args], input=stdin, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_the_account_cli_adds_lists_resets_and_deletes(hub, tmp_path):
+    config = write_config(hub, tmp_path / "hub.toml")
+    added = cli("add", "root", "--role", "admin", "--config", config, stdin="a brand new password\n")
+    assert added.returncode == 0, added.stderr
+    assert hub.store.account("root").appid == APPID and hub.store.account("root").role == "admin"
+    assert "a brand new password" not in hub.store.account("root").password
+    assert cli("add", "root", "--role", "admin", "--config", config, stdin="a brand new password\n").returncode == 1
+    short = cli("add", "shorty", "--role", "viewer", "--config", config, stdin="short\n")
+    assert short.returncode == 1 and "12 characters" in short.stderr
+    listed = cli("list", "--config", config)
+    assert '"username": "root"' in listed.stdout and "scrypt" not in listed.stdout
+    browser = Browser(hub.url)
+    assert browser.login("root", "a brand new password").status_code == 303
+    # a lost password: reset on the hub, every session of the account ends
+    reset = cli("passwd", "root", "--config", config, stdin="another good password\n")
+    assert reset.returncode == 0, reset.stderr
+    assert browser.get("/ui/persons").status_code == 303
+    assert Browser(hub.url).login("root", "a brand new password").status_code == 401
+    assert Browser(hub.url).login("root", "another good password").status_code == 303
+    assert cli("del", "root", "--config", config).returncode == 0
+    assert hub.store.account("root") is None
+    assert Browser(hub.url).login("root", "another good password").status_code == 401
+    assert Browser(hub.url).login("ada", PASSWORD).status_code == 303  # the others are untouched
+
+
+def test_the_account_cli_prompts_twice_on_a_terminal_and_echoes_nothing(hub, tmp_path):
+    import os
+    import pty
+    import select
+
+    config = write_config(hub, tmp_path / "hub.toml")
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the CLI with the terminal as its standard input
+        os.execv(sys.executable, [sys.executable, "-m", "edge", "hub", "user", "add", "tty-user", "--role", "viewer",
+                                  "--config", config])
+    seen = b""
+    deadline = time.monotonic() + 120
+    answers = [b"typed at a prompt\n", b"typed at a prompt\n"]
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 1.0)
+        if not ready:
+            continue
+        try:
+            chunk = os.read(fd, 1024)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        seen += chunk
+        if answers and seen.count(b":") > 2 - len(answers):  # "New password:" then "Again:"
+            os.write(fd, answers.pop(0))
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, seen
+    assert b"New password:" in seen and b"Again:" in seen and b"typed at a prompt" not in seen
+    assert Browser(hub.url).login("tty-user", "typed at a prompt").status_code == 303

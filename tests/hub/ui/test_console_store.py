@@ -1,0 +1,102 @@
+"""The console's rows in both stores (SQLite, and PostgreSQL through migration 0003): accounts,
+sessions that end with their account or its password, login failures, the persons' page, and
+face crops that only their own appid reads."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edge.hub.store import FaceRecord, Limits, open_store
+from edge.hub.store.console import Account
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, tmp_path):
+    if request.param == "postgresql":
+        from tests.support.pg import new_database
+
+        url = new_database(request.getfixturevalue("pg_cluster"))
+        s = open_store(url)
+    else:
+        s = open_store("", str(tmp_path / "hub.sqlite3"))
+    yield s
+    s.close()
+
+
+def person(store, appid, person_id, name="", crop=None) -> str:
+    vec = np.ones(8, np.float32) / np.sqrt(8)
+    face = FaceRecord(store.new_face_id(), person_id, (1, 2, 80, 80), [[1.0, 2.0]] * 5, embeddings={"fp": vec},
+                      crop=crop)
+    store.create_person(appid, person_id, ["g"], name, "", face, Limits())
+    return face.face_id
+
+
+def test_accounts_and_sessions(store):
+    assert store.add_account(Account("ada", "1", "admin", "hash-a", 1.0))
+    assert not store.add_account(Account("ada", "2", "viewer", "hash-b", 2.0))  # taken
+    assert store.add_account(Account("bob", "2", "viewer", "hash-b", 2.0))
+    assert [a.username for a in store.accounts("1")] == ["ada"]
+    assert [a.username for a in store.accounts()] == ["ada", "bob"]
+    store.create_session("t1", "ada", 100.0, expired_before=0.0)
+    store.create_session("t2", "ada", 100.0, expired_before=0.0)
+    store.create_session("t3", "bob", 100.0, expired_before=0.0)
+    assert store.session("t1").account.appid == "1" and store.session("nope") is None
+    store.touch_session("t1", 150.0)
+    assert store.session("t1").last_seen == 150.0 and store.session("t1").created == 100.0
+    store.end_session("t1")
+    assert store.session("t1") is None and store.session("t2") is not None
+    assert store.set_password("ada", "hash-new")  # a reset ends every session of the account
+    assert store.session("t2") is None and store.account("ada").password == "hash-new"
+    assert store.session("t3") is not None
+    assert store.delete_account("bob") and store.session("t3") is None and store.account("bob") is None
+    store.create_session("t4", "ada", 1000.0, expired_before=0.0)
+    store.create_session("t5", "ada", 5000.0, expired_before=2000.0)  # t4 was last seen too long ago
+    assert store.session("t4") is None and store.session("t5") is not None
+
+
+def test_login_failures_are_counted_in_their_window(store):
+    for t in (10.0, 20.0, 30.0):
+        store.record_login_failure(["user:a", "addr:x"], t, forget_before=0.0)
+    assert store.login_failures(["user:a", "addr:x", "user:b"], 15.0) == {"user:a": 2, "addr:x": 2, "user:b": 0}
+    store.clear_login_failures("user:a")
+    assert store.login_failures(["user:a", "addr:x"], 0.0) == {"user:a": 0, "addr:x": 3}
+    store.record_login_failure(["addr:x"], 100.0, forget_before=25.0)  # old rows go
+    assert store.login_failures(["addr:x"], 0.0) == {"addr:x": 2}
+
+
+def test_persons_page_and_crops_per_appid(store):
+    for i in range(7):
+        person(store, "1", f"p{i}", "Zoë" if i == 3 else "")
+    person(store, "1", "100%_sure")
+    face_id = person(store, "1", "with-crop", crop=b"sealed")
+    person(store, "2", "p-other")
+    total, rows = store.persons_page("1", "", 0, 5)
+    assert total == 9 and [r.person_id for r in rows] == ["100%_sure", "p0", "p1", "p2", "p3"]
+    assert rows[1].faces == 1 and rows[1].group_ids == ("g",)
+    assert [r.person_id for r in store.persons_page("1", "", 5, 5)[1]] == ["p4", "p5", "p6", "with-crop"]
+    assert [r.person_id for r in store.persons_page("1", "zoë", 0, 5)[1]] == ["p3"]
+    assert [r.person_id for r in store.persons_page("1", "%_", 0, 5)[1]] == ["100%_sure"]  # literal
+    assert store.persons_page("2", "p", 0, 5)[0] == 1
+    assert store.group_sizes("1") == [("g", 9)]
+    assert store.face_crop("1", face_id) == b"sealed"
+    assert store.face_crop("2", face_id) is None  # another tenant's face is no face at all
+
+
+def test_an_older_sqlite_file_gets_the_console_tables_at_open(tmp_path):
+    import sqlite3
+
+    from edge.hub.store.sqlite import SCHEMA_VERSION
+
+    path = tmp_path / "old.sqlite3"
+    open_store("", str(path)).close()
+    with sqlite3.connect(path) as conn:  # as the code before the console left it
+        for table in ("console_login_failures", "console_sessions", "console_accounts"):
+            conn.execute(f"DROP TABLE {table}")
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION - 1}")
+    store = open_store("", str(path))
+    try:
+        assert store.add_account(Account("ada", "1", "admin", "hash", 1.0)) and store.accounts()[0].username == "ada"
+    finally:
+        store.close()
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
