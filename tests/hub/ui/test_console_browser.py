@@ -64,12 +64,16 @@ def test_an_operator_enrols_by_upload_and_the_person_is_then_verified(browser, h
     page.fill("input[name=person_id]", "madonna")
     page.fill("input[name=person_name]", "Madonna")
     page.fill("input[name=group_ids]", "staff")
-    page.set_input_files("input[name=photos]", [str(photos.path("Madonna", f"train_{i}")) for i in (1, 2, 3)]
-                         + [str(photos.path("Elton_John", "train_1"))])
+    files = [str(photos.path("Madonna", f"train_{i}")) for i in (1, 2, 3)] + [str(photos.path("Elton_John", "train_1"))]
+    page.set_input_files("input[name=photos]", files)
     page.click("text=Check the photos")
     page.wait_for_selector("text=refused: face too small")
     assert page.locator("text=passes").count() == 3
-    assert page.input_value("input[name=person_id]") == "madonna"  # htmx kept the form as it was
+    assert page.input_value("input[name=person_id]") == "madonna"  # the fields come back either way
+    if page.locator("script[src*='htmx']").count() == 0:
+        # Without the static files (no `ui fetch`) the check is a whole page: a browser never
+        # keeps chosen files across pages, so they are chosen again; with htmx the form stays.
+        page.set_input_files("input[name=photos]", files)
     shoot(page, "enrol-checked")
     page.click("button:text-is('Enrol')")
     page.wait_for_selector("text=Enrolled")
