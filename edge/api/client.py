@@ -224,6 +224,17 @@ class CloudClient:
     def getcredentials(self, person_id: str) -> dict:
         return self.call("getcredentials", {"person_id": person_id})
 
+    def setrules(self, rules: str, version: int | None = None) -> dict:
+        """Replace the appid's access rules (the document as JSON text, docs/access.md); with
+        `version`, only if that is still the stored one (else code -1508)."""
+        fields: dict = {"rules": rules}
+        if version is not None:
+            fields["version"] = int(version)
+        return self.call("setrules", fields)
+
+    def getrules(self) -> dict:
+        return self.call("getrules", {})
+
     def getinfo(self, person_id: str) -> dict:
         return self.call("getinfo", {"person_id": person_id})
 
@@ -270,8 +281,11 @@ class CloudClient:
     def packfile(self, pack: str, name: str, offset: int = 0) -> dict:
         return self.call("packfile", {"pack": pack, "name": name, "offset": int(offset)})
 
-    def sync(self, since: int, fingerprint: str, group_ids: list[str] | None = None, limit: int = 500) -> dict:
+    def sync(self, since: int, fingerprint: str, group_ids: list[str] | None = None, limit: int = 500,
+             rules: bool = False) -> dict:
         fields: dict = {"since": int(since), "fingerprint": fingerprint, "limit": int(limit)}
+        if rules:  # this edge reads `rules` changes (edge.core.syncwire)
+            fields["rules"] = 1
         if group_ids:
             fields["group_ids"] = list(group_ids)
         try:

@@ -239,6 +239,25 @@ async def getcredentials(appid: str, p: Params, ctx: Ctx) -> dict:
     return await call(ctx.service.getcredentials, appid, ident(p, "person_id", ctx))
 
 
+MAX_RULES_BYTES = 262144  # a site's rule document is a few kB
+
+
+async def setrules(appid: str, p: Params, ctx: Ctx) -> dict:
+    """`rules`: the rule document as JSON text (docs/access.md); `version`: the version it
+    replaces, optional (given: -1508 when another write came first)."""
+    document = p.get("rules")
+    if document is None or document == "":
+        raise ApiError(errors.PARAMETER_EMPTY, "rules is required")
+    if not isinstance(document, str):
+        raise ApiError(errors.INVALID_PARAMETER, "rules must be the rule document as JSON text")
+    expected = None if p.get("version") in (None, "") else integer(p, "version", 0, 0, 2**31)
+    return await call(ctx.service.setrules, appid, document, expected)
+
+
+async def getrules(appid: str, p: Params, ctx: Ctx) -> dict:
+    return await call(ctx.service.getrules, appid)
+
+
 async def getinfo(appid: str, p: Params, ctx: Ctx) -> dict:
     return await call(ctx.service.getinfo, appid, ident(p, "person_id", ctx))
 
@@ -299,6 +318,8 @@ async def sync(appid: str, p: Params, ctx: Ctx) -> dict:
     limit = integer(p, "limit", 500, 1, 1000)
     fingerprint = text(p, "fingerprint", ctx, required=True)
     group_ids = ident_list(p, "group_ids", ctx, required=False)
+    if integer(p, "rules", 0, 0, 1):  # an edge that reads rules changes (edge.core.syncwire)
+        return await call(ctx.service.sync, appid, since, fingerprint, group_ids, limit, True)
     return await call(ctx.service.sync, appid, since, fingerprint, group_ids, limit)
 
 
@@ -324,9 +345,11 @@ OPS: dict[str, Callable[[str, Params, Ctx], Awaitable[dict]]] = {
     "addgroupids": addgroupids, "delgroupids": delgroupids, "verify": verify,
     "identify": identify, "compare": compare, "detect": detect, "sync": sync, "claim": claim,
     "packs": packs, "packfile": packfile, "setcredentials": setcredentials, "getcredentials": getcredentials,
+    "setrules": setrules, "getrules": getrules,
 }
 # Every operation is POST /face/<op> but these, which are the edge's own (not the cloud API's).
 AREA = {"claim": "edge"}
 # Bodies without images: capped far below an upload, and not waited for as long.
 SMALL_BODY = {"claim": (4096, 10.0), "packs": (4096, 10.0), "packfile": (4096, 10.0),  # bytes, seconds
-              "setcredentials": (16384, 10.0), "getcredentials": (4096, 10.0)}
+              "setcredentials": (16384, 10.0), "getcredentials": (4096, 10.0),
+              "setrules": (MAX_RULES_BYTES + 4096, 10.0), "getrules": (4096, 10.0)}

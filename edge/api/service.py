@@ -57,6 +57,12 @@ class FaceService:
     def getcredentials(self, appid: str, person_id: str) -> dict:
         raise _not_served("getcredentials")
 
+    def setrules(self, appid: str, document: str, expected_version: int | None = None) -> dict:
+        raise _not_served("setrules")
+
+    def getrules(self, appid: str) -> dict:
+        raise _not_served("getrules")
+
     def getgroupids(self, appid: str) -> dict:
         raise _not_served("getgroupids")
 

@@ -215,10 +215,22 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def sync_page(
-        self, appid: str, since: int, fingerprint: str, group_ids: Sequence[str] | None, limit: int
+        self, appid: str, since: int, fingerprint: str, group_ids: Sequence[str] | None, limit: int,
+        with_rules: bool = False,
     ) -> SyncPage:
         """Changes after `since` in seq order, each with the entity's current state (or deleted
-        when it is gone or outside `group_ids`). The API layer puts them on the wire."""
+        when it is gone or outside `group_ids`). The API layer puts them on the wire. Rules
+        changes (the appid's current rule document) only `with_rules` (an edge that knows them)."""
+
+    # --- access rules (edge.hub.store.access implements them for both stores) -----------------
+    @abc.abstractmethod
+    def set_rules(self, appid: str, document: str, expected_version: int | None = None) -> int:
+        """Store a validated rule document as the next version (with a change-log row); -1508
+        when `expected_version` is given and is not the stored one."""
+
+    @abc.abstractmethod
+    def get_rules(self, appid: str) -> tuple[int, str] | None:
+        """(version, canonical JSON) of the appid's rules; None when it never had any."""
 
     def rate_limiter(self, rate_per_s: float, burst: int):
         """A per-appid rate limiter shared by every process on this store, or None when one
