@@ -36,6 +36,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("hub",): ("edge.hub.server", "serve the face API (hub role)"),
     ("run",): ("edge.daemon.main", "run the edge daemon: camera -> decisions -> MQTT"),
     ("config", "example"): ("edge.config_example", "print a complete commented example config"),
+    ("log", "verify"): ("edge.daemon.access_log_cli", "check the edge's access log chain end to end (edge config)"),
     ("audit",): ("edge.hub.audit", "report look-alike persons and enrolled faces failing the quality gate (hub store)"),
     ("ui", "fetch"): ("edge.hub.ui.static", "fetch and check the web console's static files (htmx, stylesheet)"),
     ("enrol",): ("edge.hub.enrol_cli", "enrol persons from a folder per person or a CSV into the hub's store"),
