@@ -235,6 +235,15 @@ class CloudClient:
     def getrules(self) -> dict:
         return self.call("getrules", {})
 
+    def uploadlog(self, edge_id: str, records: str) -> dict:
+        """Send a batch of this edge's access log (JSON text of a list of records)."""
+        return self.call("uploadlog", {"edge_id": edge_id, "records": records})
+
+    def searchlog(self, **query: Any) -> dict:
+        """Search the hub's access log: person_id, door, edge_id, decision, outcome, reason,
+        kind, since, until (epoch seconds), limit, after (the `next` of the page before)."""
+        return self.call("searchlog", {k: v for k, v in query.items() if v is not None})
+
     def getinfo(self, person_id: str) -> dict:
         return self.call("getinfo", {"person_id": person_id})
 

@@ -63,6 +63,13 @@ class FaceService:
     def getrules(self, appid: str) -> dict:
         raise _not_served("getrules")
 
+    def uploadlog(self, appid: str, edge_id: str, records: str) -> dict:
+        raise _not_served("uploadlog")
+
+    def searchlog(self, appid: str, filters: dict[str, str], since: float | None, until: float | None,
+                  after: str | None, limit: int) -> dict:
+        raise _not_served("searchlog")
+
     def getgroupids(self, appid: str) -> dict:
         raise _not_served("getgroupids")
 

@@ -9,6 +9,8 @@ or reordering records breaks a `prev` link or the run of `seq` numbers.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import json
@@ -18,6 +20,12 @@ from typing import Any, Iterable
 
 GENESIS = "0" * 64
 
+# Documented codes of a refused upload (docs/access.md, docs/hub.md).
+LOG_GAP = -1520  # the batch does not start where the hub's copy of the chain ends (records missing)
+LOG_EDITED = -1521  # a record's hash does not match, a link is broken, or it differs from the stored one
+LOG_MALFORMED = -1522  # not a list of records of the format
+PROBLEM_CODES = {"gap": LOG_GAP, "edited": LOG_EDITED, "reordered": LOG_EDITED, "malformed": LOG_MALFORMED}
+
 # Fields a record may carry besides seq, record_id, at, kind, prev and hash (docs/access.md).
 EVIDENCE_FIELDS = frozenset({
     "door", "person_id", "decision", "outcome", "reason", "rule", "event_id", "score", "liveness",
@@ -25,6 +33,7 @@ EVIDENCE_FIELDS = frozenset({
 })
 KINDS = frozenset({"decision", "exit", "alarm", "door", "rules"})
 MAX_RECORD_CHARS = 8192
+MAX_BATCH = 1000  # records per upload
 
 
 class ChainError(ValueError):
@@ -36,7 +45,7 @@ class ChainError(ValueError):
         super().__init__(f"{problem} at record {seq}: {message}" if seq is not None else f"{problem}: {message}")
 
 
-def canonical(fields: dict[str, Any]) -> str:
+def canonical(fields: Any) -> str:
     return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
@@ -99,3 +108,23 @@ def follow(records: Iterable[dict[str, Any]], start: ChainEnd) -> ChainEnd:
             raise ChainError("reordered", seq, "prev is not the hash of the record before")
         end = ChainEnd(seq, record["hash"])
     return end
+
+
+def encode_cursor(after: tuple[float, str, int] | None) -> str:
+    """A search page's `next`: opaque to clients ("" when there is no next page)."""
+    if after is None:
+        return ""
+    return base64.urlsafe_b64encode(canonical(list(after)).encode()).decode()
+
+
+def decode_cursor(text: str | None) -> tuple[float, str, int] | None:
+    """The keyset of a `next` given back; ValueError for one that is not."""
+    if not text:
+        return None
+    try:
+        at, edge_id, seq = json.loads(base64.urlsafe_b64decode(text.encode()))
+    except (ValueError, TypeError, binascii.Error):
+        raise ValueError("after is not a cursor this hub gave") from None
+    if not isinstance(at, (int, float)) or not isinstance(edge_id, str) or not isinstance(seq, int):
+        raise ValueError("after is not a cursor this hub gave")
+    return float(at), edge_id, seq

@@ -27,7 +27,7 @@ from typing import Sequence
 import numpy as np
 
 from edge.api.service import ApiErrorWithData, FaceService, compare_images, judged_liveness, session_id
-from edge.core import access_rules, errors, syncwire
+from edge.core import access_chain, access_rules, errors, syncwire
 from edge.core.errors import ApiError
 from edge.core.matcher import DEFAULT_THRESHOLDS, Decision, Gallery, Thresholds, confidence, cosine
 from edge.hub.face_crops import CropCipher
@@ -417,6 +417,33 @@ class HubService(FaceService):
         if stored is None:
             return {"version": 0, "rules": ""}
         return {"version": stored[0], "rules": stored[1]}
+
+    # --- access log (docs/access.md) ---------------------------------------------------------
+    def uploadlog(self, appid, edge_id, records) -> dict:
+        """Store a batch of an edge's access log records (JSON text of a list) if it continues
+        the edge's chain; a refused batch (-1520 gap, -1521 edited, -1522 malformed) is
+        counted on the chain and logged, never stored in part."""
+        try:
+            try:
+                batch = json.loads(records)
+            except (ValueError, RecursionError):
+                raise ApiError(access_chain.LOG_MALFORMED, "records is not JSON") from None
+            if not isinstance(batch, list) or len(batch) > access_chain.MAX_BATCH:
+                raise ApiError(access_chain.LOG_MALFORMED,
+                               f"records must be a list of at most {access_chain.MAX_BATCH} records")
+            stored, head = self.store.store_access_records(appid, edge_id, batch)
+        except ApiError as exc:
+            if exc.code not in access_chain.PROBLEM_CODES.values():
+                raise
+            log.warning("access log upload of %s refused: %s", edge_id, exc.message)
+            self.store.refuse_access_upload(appid, edge_id, exc.message)
+            raise
+        return {"stored": stored, "head": head}
+
+    def searchlog(self, appid, filters, since, until, after, limit) -> dict:
+        records, nxt = self.store.search_access(appid, filters, since, until, access_chain.decode_cursor(after),
+                                                limit)
+        return {"records": records, "next": access_chain.encode_cursor(nxt)}
 
     def sync(self, appid, since, fingerprint, group_ids, limit, with_rules=False) -> dict:
         served = self.vision.fingerprints

@@ -35,7 +35,7 @@ TABLES: dict[str, tuple[str, ...]] = {
     "access_rules": ("appid", "version", "document", "updated"),
     "access_chains": ("appid", "edge_id", "seq", "hash", "refused", "last_refusal"),
     "access_records": ("appid", "edge_id", "seq", "record_id", "at", "kind", "door", "person_id", "decision",
-                       "reason", "hash", "body"),
+                       "outcome", "reason", "hash", "body"),
 }
 
 
