@@ -88,11 +88,12 @@ def level_check(rules: RuleSet, request: AccessRequest, now: LocalTime) -> tuple
 
 def timed_passback(rules: RuleSet, request: AccessRequest, history: AccessHistory) -> bool:
     """True when the person was granted at this door less than `timed_s` ago (a face passed
-    back to a friend outside, or the same person twice)."""
+    back to a friend outside, or the same person twice). A last grant "in the future" means the
+    clock went back: within the window either way counts, so a clock jump opens nothing."""
     if rules.passback_s <= 0:
         return False
     last = history.last_grant(request.person_id, request.door)
-    return last is not None and 0 <= request.at - last < rules.passback_s
+    return last is not None and abs(request.at - last) < rules.passback_s
 
 
 def paired_passback(door: Door, request: AccessRequest, history: AccessHistory) -> bool:

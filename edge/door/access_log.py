@@ -108,10 +108,24 @@ class AccessLog:
             record: dict[str, Any] = {k: v for k, v in fields.items() if v is not None}
             record.update(seq=head.seq + 1, record_id=uuid.uuid4().hex, at=float(self._clock()), kind=kind,
                           prev=head.hash)
+            self._note_clock_jump(head, record)
             record["hash"] = record_hash(record)  # ValueError for NaN or what JSON cannot hold
             self._db.execute("INSERT INTO records (seq, body) VALUES (?, ?)", (record["seq"], canonical(record)))
             self._store_end("head", ChainEnd(record["seq"], record["hash"]))
         return record
+
+    def _note_clock_jump(self, head: ChainEnd, record: dict[str, Any]) -> None:
+        """A record earlier than the one before means the wall clock went back (NTP step, RTC
+        reset): the order stays the chain's, and the record says by how much, for the operator."""
+        if head.seq == 0:
+            return
+        row = self._db.execute("SELECT body FROM records WHERE seq = ?", (head.seq,)).fetchone()
+        before = json.loads(row[0])["at"] if row else None
+        if before is not None and record["at"] < before:
+            back = round(before - record["at"], 3)
+            log.warning("access log: the clock went back %.3f s since the record before", back)
+            detail = record.get("detail")
+            record["detail"] = {**(detail if isinstance(detail, dict) else {}), "clock_back_s": back}
 
     def mark_uploaded(self, seq: int) -> None:
         """The hub stored every record up to `seq` (the uploader's cursor)."""

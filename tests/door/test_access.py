@@ -149,6 +149,8 @@ def test_timed_anti_passback_per_person_and_door() -> None:
     assert verdict(TUESDAY_9, history).reason == "anti_passback"
     assert verdict(TUESDAY_9, History({("ann", "front"): TUESDAY_9 - 300})).granted
     assert verdict(TUESDAY_9, history, person="bob").granted  # another person is not concerned
+    # The clock went back 2 minutes since the last grant: still inside the window, still denied.
+    assert verdict(TUESDAY_9, History({("ann", "front"): TUESDAY_9 + 120})).reason == "anti_passback"
 
 
 def test_in_out_anti_passback_hard_and_soft() -> None:

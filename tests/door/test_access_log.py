@@ -171,3 +171,10 @@ def test_cli_log_verify_with_the_edges_key_file(tmp_path, capsys) -> None:
     (storage / "api-key.toml").unlink()  # no key: refused, and no new key made
     assert main(["log", "verify", "--config", str(config)]) == 2
     assert not (storage / "api-key.toml").exists()
+
+
+def test_a_clock_that_went_back_is_recorded_and_the_chain_stays_sound(log, clock) -> None:
+    clock.t -= 3600
+    record = log.append("decision", door="front", person_id="p0", reason="granted", detail={"note": "x"})
+    assert record["detail"] == {"note": "x", "clock_back_s": 3600}  # 1 h before the record before
+    assert log.verify().ok
