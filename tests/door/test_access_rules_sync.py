@@ -131,3 +131,20 @@ def test_an_edge_with_no_good_rules_denies(hub, tmp_path) -> None:
         cache.apply_page([{"seq": 1, "type": "rules", "version": 1, "rules": TEXT},
                           {"seq": 2, "type": "rules", "version": "x", "rules": TEXT}], 2)
     assert cache.rules() is None and cache.cursor == 0
+
+
+def test_a_cache_from_before_rules_syncs_again_from_zero_once(tmp_path) -> None:
+    # A version-2 cache moved its cursor past rules changes without asking for them.
+    cache = EdgeCache(tmp_path / "c.db")
+    cache.apply_page([], 9)
+    cache.close()
+    db = sqlite3.connect(tmp_path / "c.db")
+    db.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    db.commit()
+    db.close()
+    cache = EdgeCache(tmp_path / "c.db")
+    assert cache.cursor == 0
+    cache.apply_page([{"seq": 3, "type": "rules", "version": 1, "rules": TEXT}], 9)
+    cache.close()
+    cache = EdgeCache(tmp_path / "c.db")
+    assert cache.cursor == 9 and cache.rules().version == 1  # once
