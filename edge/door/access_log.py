@@ -40,8 +40,13 @@ from edge.core.sqlitedb import open_durable, transaction
 
 log = logging.getLogger(__name__)
 
+# `body` is the record (what the chain covers); person_id, door and granted are copies for the
+# anti-passback look-up (`last_grant`), not part of the chain.
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS records (seq INTEGER PRIMARY KEY, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS records (seq INTEGER PRIMARY KEY, body TEXT NOT NULL,
+    person_id TEXT NOT NULL DEFAULT '', door TEXT NOT NULL DEFAULT '', at REAL NOT NULL DEFAULT 0,
+    granted INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX IF NOT EXISTS records_grants ON records (person_id, door, at) WHERE granted = 1;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
@@ -60,7 +65,8 @@ class VerifyReport:
 
 
 class AccessLog:
-    """`AccessLog(path, key).append(kind, **fields) -> record` (a dict, as stored and uploaded).
+    """`AccessLog(path, key).append(kind, **fields) -> record` (a dict, as stored and uploaded);
+    also the evaluator's `AccessHistory` (`last_grant`).
 
     `key` is the edge's own secret (edge.daemon.api_key), as bytes; `clock` gives the records'
     wall-clock time (injected in tests)."""
@@ -110,7 +116,9 @@ class AccessLog:
                           prev=head.hash)
             self._note_clock_jump(head, record)
             record["hash"] = record_hash(record)  # ValueError for NaN or what JSON cannot hold
-            self._db.execute("INSERT INTO records (seq, body) VALUES (?, ?)", (record["seq"], canonical(record)))
+            self._db.execute("INSERT INTO records (seq, body, person_id, door, at, granted) VALUES (?, ?, ?, ?, ?, ?)",
+                             (record["seq"], canonical(record), str(record.get("person_id", "")),
+                              str(record.get("door", "")), record["at"], int(record.get("outcome") == "grant")))
             self._store_end("head", ChainEnd(record["seq"], record["hash"]))
         return record
 
@@ -161,6 +169,16 @@ class AccessLog:
         return gone
 
     # --- reading ----------------------------------------------------------------------------
+    def last_grant(self, person_id: str, door: str | None = None) -> float | None:
+        """The `AccessHistory` of the evaluator: when the person was last granted (at `door`, or
+        at any door), from the records with outcome = "grant"; None when never (or pruned)."""
+        sql, args = "SELECT MAX(at) FROM records WHERE granted = 1 AND person_id = ?", [person_id]
+        if door is not None:
+            sql, args = sql + " AND door = ?", [*args, door]
+        with self._lock:
+            (at,) = self._db.execute(sql, args).fetchone()
+        return None if at is None else float(at)
+
     def records(self, after: int = 0, limit: int = 500) -> list[dict[str, Any]]:
         """Records with seq > `after` in order (the uploader's batches)."""
         with self._lock:

@@ -178,3 +178,21 @@ def test_a_clock_that_went_back_is_recorded_and_the_chain_stays_sound(log, clock
     record = log.append("decision", door="front", person_id="p0", reason="granted", detail={"note": "x"})
     assert record["detail"] == {"note": "x", "clock_back_s": 3600}  # 1 h before the record before
     assert log.verify().ok
+
+
+def test_the_log_is_the_evaluators_history(tmp_path, clock) -> None:
+    from edge.door.access import AccessPolicy
+    from tests.door.test_access import DOC, TUESDAY_9, policy, req
+
+    clock.t = TUESDAY_9 - 100
+    log = AccessLog(tmp_path / "h.db", KEY, clock=clock)
+    assert log.last_grant("ann") is None
+    log.append("decision", door="front", person_id="ann", outcome="grant", reason="granted")
+    clock.t += 10
+    log.append("decision", door="back", person_id="ann", outcome="deny", reason="no_access_level")
+    assert log.last_grant("ann", "front") == TUESDAY_9 - 100 and log.last_grant("ann") == TUESDAY_9 - 100
+    assert log.last_grant("ann", "back") is None and log.last_grant("bob") is None
+    p: AccessPolicy = policy(DOC)
+    assert p.evaluate(req(TUESDAY_9), log).reason == "anti_passback"  # 100 s < timed_s 300
+    assert p.evaluate(req(TUESDAY_9 + 300), log).granted
+    log.close()
