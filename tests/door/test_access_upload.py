@@ -182,3 +182,19 @@ def test_cli_log_search_on_the_hubs_config(tmp_path, capsys) -> None:
     assert main(["log", "search", "--config", str(config), "--person", "p2", "--after", cursor]) == 0
     assert [json.loads(line)["seq"] for line in capsys.readouterr().out.splitlines()] == [7]
     assert main(["log", "search", "--config", str(config), "--after", "bogus"]) == 2
+
+
+def test_another_tenant_neither_sees_nor_extends_the_log(hub, tmp_path) -> None:
+    from edge.api.client import CloudClient
+
+    records = filled_log(tmp_path / "edge.db", 4).records()
+    with hub.client(timeout=10.0, retries=0) as mine, \
+            CloudClient(hub.url, hub.other_appid, hub.other_secret_id, hub.other_secret_key,
+                        timeout=10.0, retries=0) as other:
+        mine.uploadlog("e1", canonical(records[:2]))
+        mine.setrules(json.dumps({"timezone": "UTC"}))
+        assert other.searchlog(edge_id="e1")["records"] == []
+        assert other.getrules() == {"version": 0, "rules": ""}
+        # The same edge_id under another appid is another chain: it starts at 1, not at 3.
+        assert code(other.uploadlog, "e1", canonical(records[2:])) == LOG_GAP
+        assert [r["seq"] for r in mine.searchlog(edge_id="e1")["records"]] == [1, 2]
