@@ -224,6 +224,26 @@ class CloudClient:
     def getcredentials(self, person_id: str) -> dict:
         return self.call("getcredentials", {"person_id": person_id})
 
+    def setrules(self, rules: str, version: int | None = None) -> dict:
+        """Replace the appid's access rules (the document as JSON text, docs/access.md); with
+        `version`, only if that is still the stored one (else code -1508)."""
+        fields: dict = {"rules": rules}
+        if version is not None:
+            fields["version"] = int(version)
+        return self.call("setrules", fields)
+
+    def getrules(self) -> dict:
+        return self.call("getrules", {})
+
+    def uploadlog(self, edge_id: str, records: str) -> dict:
+        """Send a batch of this edge's access log (JSON text of a list of records)."""
+        return self.call("uploadlog", {"edge_id": edge_id, "records": records})
+
+    def searchlog(self, **query: Any) -> dict:
+        """Search the hub's access log: person_id, door, edge_id, decision, outcome, reason,
+        kind, since, until (epoch seconds), limit, after (the `next` of the page before)."""
+        return self.call("searchlog", {k: v for k, v in query.items() if v is not None})
+
     def getinfo(self, person_id: str) -> dict:
         return self.call("getinfo", {"person_id": person_id})
 
@@ -270,8 +290,11 @@ class CloudClient:
     def packfile(self, pack: str, name: str, offset: int = 0) -> dict:
         return self.call("packfile", {"pack": pack, "name": name, "offset": int(offset)})
 
-    def sync(self, since: int, fingerprint: str, group_ids: list[str] | None = None, limit: int = 500) -> dict:
+    def sync(self, since: int, fingerprint: str, group_ids: list[str] | None = None, limit: int = 500,
+             rules: bool = False) -> dict:
         fields: dict = {"since": int(since), "fingerprint": fingerprint, "limit": int(limit)}
+        if rules:  # this edge reads `rules` changes (edge.core.syncwire)
+            fields["rules"] = 1
         if group_ids:
             fields["group_ids"] = list(group_ids)
         try:

@@ -20,6 +20,7 @@ from edge.api.body import Params
 from edge.api.service import FaceService
 from edge.api.urlfetch import FetchGate, FetchPolicy
 from edge.core import errors
+from edge.core.access_chain import decode_cursor
 from edge.core.credentials import Credential, CredentialError
 from edge.core.errors import MAX_BODY_BYTES, ApiError
 
@@ -239,6 +240,56 @@ async def getcredentials(appid: str, p: Params, ctx: Ctx) -> dict:
     return await call(ctx.service.getcredentials, appid, ident(p, "person_id", ctx))
 
 
+MAX_RULES_BYTES = 262144  # a site's rule document is a few kB
+
+
+async def setrules(appid: str, p: Params, ctx: Ctx) -> dict:
+    """`rules`: the rule document as JSON text (docs/access.md); `version`: the version it
+    replaces, optional (given: -1508 when another write came first)."""
+    document = p.get("rules")
+    if document is None or document == "":
+        raise ApiError(errors.PARAMETER_EMPTY, "rules is required")
+    if not isinstance(document, str):
+        raise ApiError(errors.INVALID_PARAMETER, "rules must be the rule document as JSON text")
+    expected = None if p.get("version") in (None, "") else integer(p, "version", 0, 0, 2**31)
+    return await call(ctx.service.setrules, appid, document, expected)
+
+
+async def getrules(appid: str, p: Params, ctx: Ctx) -> dict:
+    return await call(ctx.service.getrules, appid)
+
+
+MAX_UPLOAD_BYTES = 1_048_576  # one batch of access log records (at most 1000)
+
+
+async def uploadlog(appid: str, p: Params, ctx: Ctx) -> dict:
+    """`edge_id`: the uploading edge; `records`: a batch of its access log as JSON text."""
+    edge_id = ident(p, "edge_id", ctx)
+    records = p.get("records")
+    if records is None or records == "":
+        raise ApiError(errors.PARAMETER_EMPTY, "records is required")
+    if not isinstance(records, str):
+        raise ApiError(errors.INVALID_PARAMETER, "records must be the batch as JSON text")
+    return await call(ctx.service.uploadlog, appid, edge_id, records)
+
+
+SEARCH_FILTERS = ("person_id", "door", "edge_id", "decision", "outcome", "reason", "kind")
+
+
+async def searchlog(appid: str, p: Params, ctx: Ctx) -> dict:
+    """Filters (each optional, all must match), `since`/`until` (epoch seconds), `limit`
+    (1..1000, default 100) and `after` (the `next` of the page before)."""
+    filters = {name: ident(p, name, ctx) for name in SEARCH_FILTERS if p.get(name) not in (None, "")}
+    since = None if p.get("since") in (None, "") else integer(p, "since", 0, 0, 2**40)
+    until = None if p.get("until") in (None, "") else integer(p, "until", 0, 0, 2**40)
+    after = text(p, "after", ctx)
+    try:
+        decode_cursor(after)
+    except ValueError as exc:
+        raise ApiError(errors.INVALID_PARAMETER, str(exc)) from None
+    return await call(ctx.service.searchlog, appid, filters, since, until, after, integer(p, "limit", 100, 1, 1000))
+
+
 async def getinfo(appid: str, p: Params, ctx: Ctx) -> dict:
     return await call(ctx.service.getinfo, appid, ident(p, "person_id", ctx))
 
@@ -299,6 +350,8 @@ async def sync(appid: str, p: Params, ctx: Ctx) -> dict:
     limit = integer(p, "limit", 500, 1, 1000)
     fingerprint = text(p, "fingerprint", ctx, required=True)
     group_ids = ident_list(p, "group_ids", ctx, required=False)
+    if integer(p, "rules", 0, 0, 1):  # an edge that reads rules changes (edge.core.syncwire)
+        return await call(ctx.service.sync, appid, since, fingerprint, group_ids, limit, True)
     return await call(ctx.service.sync, appid, since, fingerprint, group_ids, limit)
 
 
@@ -324,9 +377,12 @@ OPS: dict[str, Callable[[str, Params, Ctx], Awaitable[dict]]] = {
     "addgroupids": addgroupids, "delgroupids": delgroupids, "verify": verify,
     "identify": identify, "compare": compare, "detect": detect, "sync": sync, "claim": claim,
     "packs": packs, "packfile": packfile, "setcredentials": setcredentials, "getcredentials": getcredentials,
+    "setrules": setrules, "getrules": getrules, "uploadlog": uploadlog, "searchlog": searchlog,
 }
 # Every operation is POST /face/<op> but these, which are the edge's own (not the cloud API's).
 AREA = {"claim": "edge"}
 # Bodies without images: capped far below an upload, and not waited for as long.
 SMALL_BODY = {"claim": (4096, 10.0), "packs": (4096, 10.0), "packfile": (4096, 10.0),  # bytes, seconds
-              "setcredentials": (16384, 10.0), "getcredentials": (4096, 10.0)}
+              "setcredentials": (16384, 10.0), "getcredentials": (4096, 10.0),
+              "setrules": (MAX_RULES_BYTES + 4096, 10.0), "getrules": (4096, 10.0),
+              "uploadlog": (MAX_UPLOAD_BYTES, 30.0), "searchlog": (4096, 10.0)}

@@ -57,6 +57,19 @@ class FaceService:
     def getcredentials(self, appid: str, person_id: str) -> dict:
         raise _not_served("getcredentials")
 
+    def setrules(self, appid: str, document: str, expected_version: int | None = None) -> dict:
+        raise _not_served("setrules")
+
+    def getrules(self, appid: str) -> dict:
+        raise _not_served("getrules")
+
+    def uploadlog(self, appid: str, edge_id: str, records: str) -> dict:
+        raise _not_served("uploadlog")
+
+    def searchlog(self, appid: str, filters: dict[str, str], since: float | None, until: float | None,
+                  after: str | None, limit: int) -> dict:
+        raise _not_served("searchlog")
+
     def getgroupids(self, appid: str) -> dict:
         raise _not_served("getgroupids")
 

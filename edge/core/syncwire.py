@@ -9,7 +9,11 @@ arrives (`decode`): the format lives here only, so no store backend builds it.
     {"seq": 8, "type": "face", "face_id": "1000000000000000001", "person_id": "p1",
      "deleted": false, "embedding": "<base64 of little-endian float32>", "quality": 0.93}
 
-A deleted entity (gone, outside the groups synced, or a face without an embedding of the
+    {"seq": 9, "type": "rules", "version": 4, "rules": "<the rule document, canonical JSON text>"}
+
+A `rules` change (edge.core.access_rules) carries the appid's whole current rule document; a hub
+sends it only to an edge that asks (`rules` = 1 in the sync request), so an older edge never
+meets a type it cannot read. A deleted entity (gone, outside the groups synced, or a face without an embedding of the
 fingerprint asked for) carries its seq, type, ids and "deleted": true only. A person's
 `credentials` (card numbers, edge.core.credentials) are its whole current set: an empty list
 removes them; a hub that predates them sends none, which reads as none.
@@ -54,7 +58,18 @@ class FaceChange:
     quality: float = 0.0
 
 
-Change = PersonChange | FaceChange
+@dataclass(frozen=True)
+class RulesChange:
+    """The appid's access rule document as it is now (version and canonical JSON text); the
+    edge validates it before using it (edge.core.access_rules.parse_rules)."""
+
+    seq: int
+    version: int
+    document: str
+
+
+Change = PersonChange | FaceChange | RulesChange
+MAX_RULES_CHARS = 1_000_000  # a rule document is a few kB; more is not a rule document
 
 
 class MalformedChange(ValueError):
@@ -62,6 +77,8 @@ class MalformedChange(ValueError):
 
 
 def encode(change: Change) -> dict:
+    if isinstance(change, RulesChange):
+        return {"seq": change.seq, "type": "rules", "version": change.version, "rules": change.document}
     if isinstance(change, PersonChange):
         data = {"seq": change.seq, "type": "person", "person_id": change.person_id, "deleted": change.deleted}
         if not change.deleted:
@@ -106,7 +123,14 @@ def decode(data: object) -> Change:
                 raise MalformedChange(f"face {face_id}: empty or non-finite embedding")
             return FaceChange(seq, face_id, str(data["person_id"]), embedding=vector,
                               quality=float(data.get("quality") or 0.0))
-        raise MalformedChange(f"unknown change type {kind!r}")
+        if kind == "rules":
+            version, document = data["version"], data["rules"]
+            if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+                raise MalformedChange("rules: version is not a positive integer")
+            if not isinstance(document, str) or len(document) > MAX_RULES_CHARS:
+                raise MalformedChange("rules: the document is not a string of at most 1 MB")
+            return RulesChange(seq, version, document)
+        raise MalformedChange(f"unknown change type {str(kind)[:32]!r}")
     except MalformedChange:
         raise
     except (KeyError, TypeError, ValueError) as exc:

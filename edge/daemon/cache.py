@@ -1,11 +1,14 @@
 """The edge's local copy of the hub's persons and faces (SQLite, WAL), fed by sync.
 
 Only what matching and the door need is kept: persons (name, tag, groups, credentials: the card
-numbers a door sends the site's panel) and faces (embedding of this device's embedder
-fingerprint, quality). Each sync page is applied together with its cursor in
-one transaction (`apply_page`), so a crash or power cut leaves the cache at a page boundary
-and the next sync resumes from the stored cursor. synchronous=FULL: a page is small and rare,
-and an acknowledged page must survive a power cut (else the cursor would skip changes).
+numbers a door sends the site's panel), faces (embedding of this device's embedder fingerprint,
+quality) and the site's access rules (edge.core.access_rules: the last document that passed
+validation, used by the door's evaluator with no network; a synced document that fails
+validation is recorded as refused and never replaces the good one). Each sync page is applied
+together with its cursor in one transaction (`apply_page`), so a crash or power cut leaves the
+cache at a page boundary and the next sync resumes from the stored cursor. synchronous=FULL: a
+page is small and rare, and an acknowledged page must survive a power cut (else the cursor would
+skip changes).
 """
 
 from __future__ import annotations
@@ -19,14 +22,16 @@ from typing import Iterable
 import numpy as np
 
 from edge.core import syncwire
+from edge.core.access_rules import RulesError, RuleSet, parse_rules
 from edge.core.credentials import Credential, CredentialError
 from edge.core.matcher import DEFAULT_THRESHOLDS, Enrolled, Gallery, Thresholds
 from edge.core.sqlitedb import open_durable, transaction
-from edge.core.syncwire import PersonChange
+from edge.core.syncwire import PersonChange, RulesChange
 
 # 2: credentials. A cache of version 1 synced its persons without them: it starts again from
 # cursor 0 (the persons and faces it holds stay usable until the new pages replace them).
-SCHEMA_VERSION = 2
+# 3: access rules; likewise (a cache of version 2 moved its cursor past rules changes unasked).
+SCHEMA_VERSION = 3
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +55,13 @@ class EdgeCache:
                 embedding BLOB NOT NULL, quality REAL NOT NULL DEFAULT 0);
             CREATE INDEX IF NOT EXISTS faces_person ON faces(person_id);
             CREATE TABLE IF NOT EXISTS credentials (person_id TEXT PRIMARY KEY, credentials TEXT NOT NULL);
+            CREATE TABLE IF NOT EXISTS rules (id INTEGER PRIMARY KEY CHECK (id = 1),
+                version INTEGER NOT NULL, document TEXT NOT NULL);
             """)
+        self._rules: RuleSet | None = None  # parsed once per version (the evaluator asks per decision)
         with transaction(self._db):
             version = self._meta("schema_version")
-            if version and int(version) < 2:
+            if version and int(version) < SCHEMA_VERSION:
                 self._db.execute("INSERT OR REPLACE INTO meta VALUES ('cursor', '0')")
             self._db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
 
@@ -93,6 +101,9 @@ class EdgeCache:
     def reset(self, fingerprint: str, scope: str) -> None:
         """Forget everything: the embedder or the synced groups changed, start again at 0."""
         with self._lock, transaction(self._db):
+            self._db.execute("DELETE FROM rules")
+            self._db.execute("DELETE FROM meta WHERE key IN ('rules_refused', 'rules_error')")
+            self._rules = None
             self._db.execute("DELETE FROM faces")
             self._db.execute("DELETE FROM credentials")
             self._db.execute("DELETE FROM persons")
@@ -103,11 +114,15 @@ class EdgeCache:
         """Apply one page of hub changes (as on the wire) and its cursor atomically; returns
         changes applied. CacheError for a malformed one: the whole page is rolled back."""
         n = 0
-        with self._lock, transaction(self._db):
-            for change in changes:
-                self._apply(change)
-                n += 1
-            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('cursor', ?)", (str(int(cursor)),))
+        with self._lock:
+            try:
+                with transaction(self._db):
+                    for change in changes:
+                        self._apply(change)
+                        n += 1
+                    self._db.execute("INSERT OR REPLACE INTO meta VALUES ('cursor', ?)", (str(int(cursor)),))
+            finally:
+                self._rules = None  # re-read after commit or rollback alike
         return n
 
     def _apply(self, data: object) -> None:
@@ -115,7 +130,9 @@ class EdgeCache:
             change = syncwire.decode(data)
         except syncwire.MalformedChange as exc:
             raise CacheError(str(exc)) from None
-        if isinstance(change, PersonChange):
+        if isinstance(change, RulesChange):
+            self._apply_rules(change)
+        elif isinstance(change, PersonChange):
             self._db.execute("DELETE FROM credentials WHERE person_id = ?", (change.person_id,))
             if change.deleted:
                 self._db.execute("DELETE FROM faces WHERE person_id = ?", (change.person_id,))
@@ -135,7 +152,42 @@ class EdgeCache:
                              (change.face_id, change.person_id, change.embedding.astype("<f4").tobytes(),
                               change.quality))
 
+    def _apply_rules(self, change: RulesChange) -> None:
+        """Keep a rule document only if it validates; a broken one is recorded (version and
+        why) and the last good one stays: the cursor moves on, the door never runs on it."""
+        try:
+            parse_rules(json.loads(change.document), change.version)
+        except (ValueError, RecursionError, RulesError) as exc:
+            why = exc.message if isinstance(exc, RulesError) else f"not JSON ({type(exc).__name__})"
+            log.error("sync: access rules version %d refused, the last good rules stay: %s", change.version, why)
+            self._db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                                 [("rules_refused", str(change.version)), ("rules_error", why)])
+            return
+        self._db.execute("INSERT OR REPLACE INTO rules VALUES (1, ?, ?)", (change.version, change.document))
+        self._db.execute("DELETE FROM meta WHERE key IN ('rules_refused', 'rules_error')")
+
     # -- reading ---------------------------------------------------------------------------
+    def rules(self) -> RuleSet | None:
+        """The last good access rules, or None when there are none that validate (never synced,
+        or the stored copy unreadable): the evaluator then denies (`rules_invalid`). Offline."""
+        with self._lock:
+            if self._rules is None:
+                row = self._db.execute("SELECT version, document FROM rules WHERE id = 1").fetchone()
+                if row is not None:
+                    try:
+                        self._rules = parse_rules(json.loads(row[1]), int(row[0]))
+                    except (ValueError, RecursionError, RulesError):  # checked when synced: a damaged file
+                        log.error("cache: the stored access rules are unreadable; every door request is denied")
+            return self._rules
+
+    def rules_status(self) -> dict:
+        """For /health: the version in use (0: none), and the last refused version and why."""
+        with self._lock:
+            row = self._db.execute("SELECT version FROM rules WHERE id = 1").fetchone()
+            refused = self._meta("rules_refused")
+            return {"version": int(row[0]) if row else 0, "refused": int(refused) if refused else None,
+                    "error": self._meta("rules_error")}
+
     def gallery(self, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> Gallery:
         """An immutable gallery of every face whose person is known (version = the cursor)."""
         with self._lock:

@@ -73,7 +73,8 @@ class Syncer:
                 while True:
                     since = self.cache.cursor
                     data = client.sync(since, self.fingerprint,
-                                            group_ids=self.group_ids or None, limit=self.page_size)
+                                            group_ids=self.group_ids or None, limit=self.page_size,
+                                            rules=True)
                     batch = data.get("changes") or []
                     if not isinstance(batch, list):
                         raise CacheError("changes is not a list")

@@ -17,6 +17,7 @@ stored in the face's transaction, for `edge-verifier hub reembed`; without one, 
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -26,7 +27,7 @@ from typing import Sequence
 import numpy as np
 
 from edge.api.service import ApiErrorWithData, FaceService, compare_images, judged_liveness, session_id
-from edge.core import errors, syncwire
+from edge.core import access_chain, access_rules, errors, syncwire
 from edge.core.errors import ApiError
 from edge.core.matcher import DEFAULT_THRESHOLDS, Decision, Gallery, Thresholds, confidence, cosine
 from edge.hub.face_crops import CropCipher
@@ -398,7 +399,53 @@ class HubService(FaceService):
         }
 
     # --- sync ------------------------------------------------------------------------------
-    def sync(self, appid, since, fingerprint, group_ids, limit) -> dict:
+    # --- access rules (docs/access.md) ------------------------------------------------------------
+    def setrules(self, appid, document, expected_version=None) -> dict:
+        """Validate the rule document (JSON text) as every edge will, store its canonical JSON as
+        the next version; the edges get it with their next sync. -15xx for a broken document."""
+        try:
+            doc = json.loads(document)
+        except (ValueError, RecursionError):
+            raise access_rules.RulesError(access_rules.RULES_MALFORMED, "not JSON") from None
+        access_rules.parse_rules(doc)
+        canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        version = self.store.set_rules(appid, canonical, expected_version)
+        return {"session_id": session_id(), "version": version}
+
+    def getrules(self, appid) -> dict:
+        stored = self.store.get_rules(appid)
+        if stored is None:
+            return {"version": 0, "rules": ""}
+        return {"version": stored[0], "rules": stored[1]}
+
+    # --- access log (docs/access.md) ---------------------------------------------------------
+    def uploadlog(self, appid, edge_id, records) -> dict:
+        """Store a batch of an edge's access log records (JSON text of a list) if it continues
+        the edge's chain; a refused batch (-1520 gap, -1521 edited, -1522 malformed) is
+        counted on the chain and logged, never stored in part."""
+        try:
+            try:
+                batch = json.loads(records)
+            except (ValueError, RecursionError):
+                raise ApiError(access_chain.LOG_MALFORMED, "records is not JSON") from None
+            if not isinstance(batch, list) or len(batch) > access_chain.MAX_BATCH:
+                raise ApiError(access_chain.LOG_MALFORMED,
+                               f"records must be a list of at most {access_chain.MAX_BATCH} records")
+            stored, head = self.store.store_access_records(appid, edge_id, batch)
+        except ApiError as exc:
+            if exc.code not in access_chain.PROBLEM_CODES.values():
+                raise
+            log.warning("access log upload of %s refused: %s", edge_id, exc.message)
+            self.store.refuse_access_upload(appid, edge_id, exc.message)
+            raise
+        return {"stored": stored, "head": head}
+
+    def searchlog(self, appid, filters, since, until, after, limit) -> dict:
+        records, nxt = self.store.search_access(appid, filters, since, until, access_chain.decode_cursor(after),
+                                                limit)
+        return {"records": records, "next": access_chain.encode_cursor(nxt)}
+
+    def sync(self, appid, since, fingerprint, group_ids, limit, with_rules=False) -> dict:
         served = self.vision.fingerprints
         if fingerprint not in served:
             # The data names what is stored, so an edge tells this from any other code 21.
@@ -407,7 +454,7 @@ class HubService(FaceService):
                 f"fingerprint {fingerprint!r} is not stored by this hub (it stores {', '.join(served)})",
                 {"fingerprints": list(served)},
             )
-        page = self.store.sync_page(appid, since, fingerprint, group_ids or None, limit)
+        page = self.store.sync_page(appid, since, fingerprint, group_ids or None, limit, with_rules)
         return {
             "cursor": page.cursor, "has_more": page.has_more, "fingerprint": fingerprint,
             "changes": [syncwire.encode(c) for c in page.changes],

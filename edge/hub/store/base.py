@@ -215,10 +215,43 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def sync_page(
-        self, appid: str, since: int, fingerprint: str, group_ids: Sequence[str] | None, limit: int
+        self, appid: str, since: int, fingerprint: str, group_ids: Sequence[str] | None, limit: int,
+        with_rules: bool = False,
     ) -> SyncPage:
         """Changes after `since` in seq order, each with the entity's current state (or deleted
-        when it is gone or outside `group_ids`). The API layer puts them on the wire."""
+        when it is gone or outside `group_ids`). The API layer puts them on the wire. Rules
+        changes (the appid's current rule document) only `with_rules` (an edge that knows them)."""
+
+    # --- access rules (edge.hub.store.access implements them for both stores) -----------------
+    @abc.abstractmethod
+    def set_rules(self, appid: str, document: str, expected_version: int | None = None) -> int:
+        """Store a validated rule document as the next version (with a change-log row); -1508
+        when `expected_version` is given and is not the stored one."""
+
+    @abc.abstractmethod
+    def get_rules(self, appid: str) -> tuple[int, str] | None:
+        """(version, canonical JSON) of the appid's rules; None when it never had any."""
+
+    # --- the edges' access log (edge.hub.store.access) -----------------------------------------
+    @abc.abstractmethod
+    def store_access_records(self, appid: str, edge_id: str, records: Sequence[dict]) -> tuple[int, int]:
+        """Store a batch continuing the edge's hash chain (records held already are skipped);
+        (stored, head seq). -1520 gap, -1521 edited, -1522 malformed: nothing stored."""
+
+    @abc.abstractmethod
+    def refuse_access_upload(self, appid: str, edge_id: str, why: str) -> None:
+        """Count a refused upload on the edge's chain."""
+
+    @abc.abstractmethod
+    def access_chain(self, appid: str, edge_id: str) -> dict | None:
+        """{edge_id, seq, hash, refused, last_refusal} of the edge's chain; None if unknown."""
+
+    @abc.abstractmethod
+    def search_access(self, appid: str, filters: dict[str, str], since: float | None = None,
+                      until: float | None = None, after: tuple[float, str, int] | None = None,
+                      limit: int = 100) -> tuple[list[dict], tuple[float, str, int] | None]:
+        """Records matching every filter in since <= at < until, in (at, edge_id, seq) order
+        after the keyset `after`; (records, the next keyset or None)."""
 
     def rate_limiter(self, rate_per_s: float, burst: int):
         """A per-appid rate limiter shared by every process on this store, or None when one

@@ -31,6 +31,11 @@ TABLES: dict[str, tuple[str, ...]] = {
     "verify_log": ("session_id", "appid", "person_id", "score", "confidence", "ismatch", "time"),
     # the console's accounts (password hashes as they are); sessions are not copied: log in again
     "console_accounts": ("username", "appid", "role", "password", "created"),
+    # access rules and the edges' access log (the chains' heads keep the next upload verifiable)
+    "access_rules": ("appid", "version", "document", "updated"),
+    "access_chains": ("appid", "edge_id", "seq", "hash", "refused", "last_refusal"),
+    "access_records": ("appid", "edge_id", "seq", "record_id", "at", "kind", "door", "person_id", "decision",
+                       "outcome", "reason", "hash", "body"),
 }
 
 

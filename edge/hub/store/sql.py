@@ -29,7 +29,8 @@ from edge.core import errors
 from edge.core.credentials import Credential
 from edge.core.errors import ApiError
 from edge.core.matcher import Enrolled
-from edge.core.syncwire import Change, FaceChange, PersonChange
+from edge.core.syncwire import Change, FaceChange, PersonChange, RulesChange
+from edge.hub.store.access import AccessSql
 from edge.hub.store.base import FaceRecord, Limits, NearIdentical, PersonRecord, Store, SyncPage, VerifyRecord
 from edge.hub.store.console import ConsoleSql
 from edge.hub.store.crops import FaceCropSql
@@ -53,7 +54,7 @@ def credential_of(text: str) -> Credential:
     return Credential.from_json(json.loads(text))
 
 
-class SqlStore(FaceCropSql, ConsoleSql, Store):
+class SqlStore(FaceCropSql, ConsoleSql, AccessSql, Store):
     PARAM = "?"
     _failure: tuple[float, str] | None = None  # (when, why) of the last failed write
 
@@ -376,7 +377,7 @@ class SqlStore(FaceCropSql, ConsoleSql, Store):
             (seq,) = self._q(c, "SELECT COALESCE(MAX(seq), 0) FROM changes WHERE appid = ?", (appid,)).fetchone()
         return int(seq)
 
-    def sync_page(self, appid, since, fingerprint, group_ids, limit) -> SyncPage:
+    def sync_page(self, appid, since, fingerprint, group_ids, limit, with_rules: bool = False) -> SyncPage:
         wanted = set(group_ids) if group_ids else None
         with self._read() as c:
             rows = self._q(c, "SELECT seq, kind, person_id, face_id FROM changes WHERE appid = ? AND seq > ?"
@@ -400,6 +401,11 @@ class SqlStore(FaceCropSql, ConsoleSql, Store):
 
             changes: list[Change] = []
             for seq, kind, pid, fid in rows:
+                if kind == "rules":  # an edge that does not ask for rules skips the row (its cursor moves on)
+                    stored = self._rules_in(c, appid) if with_rules else None
+                    if stored is not None:
+                        changes.append(RulesChange(seq, stored[0], stored[1]))
+                    continue
                 state = person_state(pid)
                 if kind == "person":
                     if state is None:

@@ -19,13 +19,15 @@ from pathlib import Path
 from typing import Iterator
 
 from edge.core.sqlitedb import create_private, transaction
+from edge.hub.store.access import SQLITE_SCHEMA as ACCESS_SCHEMA
 from edge.hub.store.console import SQLITE_SCHEMA as CONSOLE_SCHEMA
 from edge.hub.store.sql import SqlStore
 
 # 2: face_crops (a file of version 1 gets the table at open; older code refuses a version 2 file)
 # 3: credentials (likewise: an older file gets the table at open)
 # 4: the console's accounts, sessions and login failures (edge.hub.store.console), likewise
-SCHEMA_VERSION = 4
+# 5: access rules and the edges' access log (edge.hub.store.access), likewise
+SCHEMA_VERSION = 5
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS persons (
@@ -101,7 +103,7 @@ class SqliteStore(SqlStore):
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
             raise RuntimeError(f"{self.path}: schema version {version} is newer than this code ({SCHEMA_VERSION})")
-        conn.executescript(_SCHEMA + CONSOLE_SCHEMA)
+        conn.executescript(_SCHEMA + CONSOLE_SCHEMA + ACCESS_SCHEMA)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     # --- connections and transactions -----------------------------------------------------

@@ -1,0 +1,130 @@
+"""The access log's hash chain: one record format and one check, for the edge that writes the
+log (edge.door.access_log) and the hub that receives it (edge.hub.store.access).
+
+A record is a flat JSON object; `hash` is the sha256 (hex) of the canonical JSON of every other
+field, and `prev` is the hash of the record before (GENESIS for the first one ever). Canonical
+JSON: keys sorted, no spaces, UTF-8, no NaN. Editing a field changes the record's hash; deleting
+or reordering records breaks a `prev` link or the run of `seq` numbers.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import math
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+GENESIS = "0" * 64
+
+# Documented codes of a refused upload (docs/access.md, docs/hub.md).
+LOG_GAP = -1520  # the batch does not start where the hub's copy of the chain ends (records missing)
+LOG_EDITED = -1521  # a record's hash does not match, a link is broken, or it differs from the stored one
+LOG_MALFORMED = -1522  # not a list of records of the format
+PROBLEM_CODES = {"gap": LOG_GAP, "edited": LOG_EDITED, "reordered": LOG_EDITED, "malformed": LOG_MALFORMED}
+
+# Fields a record may carry besides seq, record_id, at, kind, prev and hash (docs/access.md).
+EVIDENCE_FIELDS = frozenset({
+    "door", "person_id", "decision", "outcome", "reason", "rule", "event_id", "score", "liveness",
+    "model_version", "gallery_version", "rules_version", "source", "alarm", "warning", "detail",
+})
+KINDS = frozenset({"decision", "exit", "alarm", "door", "rules"})
+MAX_RECORD_CHARS = 8192
+MAX_BATCH = 1000  # records per upload
+
+
+class ChainError(ValueError):
+    """A record or a run of records that is not a sound chain; `problem` names what
+    (`edited`, `gap`, `reordered`, `malformed`), `seq` where."""
+
+    def __init__(self, problem: str, seq: int | None, message: str):
+        self.problem, self.seq = problem, seq
+        super().__init__(f"{problem} at record {seq}: {message}" if seq is not None else f"{problem}: {message}")
+
+
+def canonical(fields: Any) -> str:
+    return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def record_hash(record: dict[str, Any]) -> str:
+    return hashlib.sha256(canonical({k: v for k, v in record.items() if k != "hash"}).encode()).hexdigest()
+
+
+def sign_head(key: bytes, seq: int, digest: str) -> str:
+    """The HMAC-SHA256 of a chain position (the head, or the anchor of a pruned prefix)."""
+    return hmac.new(key, f"access-log:{seq}:{digest}".encode(), hashlib.sha256).hexdigest()
+
+
+def check_shape(record: Any) -> dict[str, Any]:
+    """The record if it has the format's fields and types; ChainError("malformed") if not."""
+    seq = record.get("seq") if isinstance(record, dict) else None
+    where = seq if isinstance(seq, int) else None
+    if not isinstance(record, dict):
+        raise ChainError("malformed", None, "a record is a JSON object")
+    unknown = set(record) - EVIDENCE_FIELDS - {"seq", "record_id", "at", "kind", "prev", "hash"}
+    if unknown:
+        raise ChainError("malformed", where, f"unknown field {sorted(unknown)[0][:32]!r}")
+    if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
+        raise ChainError("malformed", None, "seq is a positive integer")
+    at = record.get("at")
+    if isinstance(at, bool) or not isinstance(at, (int, float)) or not math.isfinite(at):
+        raise ChainError("malformed", where, "at is a number")
+    for name in ("record_id", "kind", "prev", "hash"):
+        if not isinstance(record.get(name), str) or not 0 < len(record[name]) <= 128:
+            raise ChainError("malformed", where, f"{name} is a string")
+    if record["kind"] not in KINDS:
+        raise ChainError("malformed", where, f"kind must be one of {sorted(KINDS)}")
+    try:
+        size = len(canonical(record))
+    except (TypeError, ValueError):
+        raise ChainError("malformed", where, "not JSON (or NaN)") from None
+    if size > MAX_RECORD_CHARS:
+        raise ChainError("malformed", where, f"longer than {MAX_RECORD_CHARS} characters")
+    return record
+
+
+@dataclass(frozen=True)
+class ChainEnd:
+    seq: int  # 0 before the first record
+    hash: str  # GENESIS before the first record
+
+
+def follow(records: Iterable[dict[str, Any]], start: ChainEnd) -> ChainEnd:
+    """Check that `records` continue the chain ending at `start`, one by one; the new end.
+    ChainError on the first record that does not."""
+    end = start
+    for record in records:
+        check_shape(record)
+        seq = record["seq"]
+        if record_hash(record) != record["hash"]:
+            raise ChainError("edited", seq, "the record's hash does not match its content")
+        if seq != end.seq + 1:
+            problem = "gap" if seq > end.seq + 1 else "reordered"
+            raise ChainError(problem, seq, f"expected record {end.seq + 1}")
+        if record["prev"] != end.hash:
+            raise ChainError("reordered", seq, "prev is not the hash of the record before")
+        end = ChainEnd(seq, record["hash"])
+    return end
+
+
+def encode_cursor(after: tuple[float, str, int] | None) -> str:
+    """A search page's `next`: opaque to clients ("" when there is no next page)."""
+    if after is None:
+        return ""
+    return base64.urlsafe_b64encode(canonical(list(after)).encode()).decode()
+
+
+def decode_cursor(text: str | None) -> tuple[float, str, int] | None:
+    """The keyset of a `next` given back; ValueError for one that is not."""
+    if not text:
+        return None
+    try:
+        at, edge_id, seq = json.loads(base64.urlsafe_b64decode(text.encode()))
+    except (ValueError, TypeError, binascii.Error):
+        raise ValueError("after is not a cursor this hub gave") from None
+    if not isinstance(at, (int, float)) or not isinstance(edge_id, str) or not isinstance(seq, int):
+        raise ValueError("after is not a cursor this hub gave")
+    return float(at), edge_id, seq

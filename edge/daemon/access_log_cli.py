@@ -1,0 +1,56 @@
+"""`edge-verifier log verify --config edge.toml`: check the edge's access log end to end.
+
+Every record's hash, every link, the run of numbers, and the head and anchor signatures with
+the edge's own key (<storage>/api-key.toml). Exit 0 when the chain is sound, 1 when it is not
+(the problems on stdout), 2 when the log or the key cannot be read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+LOG_FILE = "access-log.db"  # in the edge's [storage] path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, help="the edge's TOML config ([storage] path holds the log)")
+    parser.add_argument("--log", help=f"the log file (default: <storage>/{LOG_FILE})")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    from edge.core.settings import ConfigError
+    from edge.daemon.api_key import FILE_NAME, own_credential
+    from edge.daemon.config import load
+    from edge.door.access_log import AccessLog
+
+    try:
+        settings = load(args.config)
+        storage = Path(settings.storage.path)
+        if not (storage / FILE_NAME).exists():  # never make a new key here: it would verify nothing
+            raise ConfigError(f"{storage / FILE_NAME} does not exist: the log's key is gone")
+        key = own_credential(storage, settings.hub.appid).secret_key.encode()
+    except ConfigError as exc:
+        print(f"edge-verifier log verify: error: {exc}", file=sys.stderr)
+        return 2
+    path = Path(args.log) if args.log else storage / LOG_FILE
+    if not path.is_file():
+        print(f"edge-verifier log verify: error: {path} does not exist", file=sys.stderr)
+        return 2
+    log = AccessLog(path, key)
+    try:
+        report = log.verify()
+    finally:
+        log.close()
+    if args.json:
+        print(json.dumps({"log": str(path), **report.as_dict()}))
+    elif report.ok:
+        print(f"{path}: chain sound, {report.records} record(s) {report.first}..{report.last}")
+    else:
+        print(f"{path}: chain BROKEN after {report.records} sound record(s)")
+        for problem in report.problems:
+            print(f"  {problem}")
+    return 0 if report.ok else 1

@@ -1,0 +1,159 @@
+"""The access rule evaluator: who may pass which door, when (docs/access.md).
+
+`AccessPolicy` implements the `AccessRules` protocol over the site's rule set (edge/core/
+access_rules.py). It is pure: the time is the request's `at` (the daemon's injected clock), the
+past is the `AccessHistory` passed in, and the rule set comes from a provider the daemon feeds
+from sync. Each rule is one small function below that either decides or passes; the order is
+the order of `AccessPolicy.evaluate`. A missing or broken rule set denies (`rules_invalid`):
+a door never opens on rules it cannot read.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Callable
+
+from edge.core.access_rules import AccessLevel, Door, RuleSet, ScheduledSetting
+from edge.door.interface import AccessHistory, AccessRequest, Outcome, Verdict
+
+GRANTED = "granted"
+DURESS = "duress"
+NOT_ACCEPTED = "not_accepted"
+NO_ACCESS_LEVEL = "no_access_level"
+OUTSIDE_SCHEDULE = "outside_schedule"
+HOLIDAY = "holiday"
+LOCKED_DOWN = "locked_down"
+ANTI_PASSBACK = "anti_passback"
+SECOND_FACTOR_NEEDED = "second_factor_needed"
+RULES_INVALID = "rules_invalid"
+
+
+@dataclass(frozen=True)
+class AccessVerdict(Verdict):
+    """A Verdict with what the log and the event need beyond grant/deny: `alarm` is raised for a
+    duress person (whatever the outcome); `warning` names a soft rule that let the grant pass
+    (`anti_passback` with response = soft)."""
+    alarm: bool = False
+    warning: str | None = None
+    rules_version: int | None = None
+
+
+@dataclass(frozen=True)
+class LocalTime:
+    """The request's instant in the site's time zone, as the rules read it."""
+    minute_of_week: int
+    date: dt.date
+    holiday: bool
+
+
+def local_time(rules: RuleSet, at: float) -> LocalTime:
+    """UTC epoch → local wall time: a daylight-saving change shifts the wall clock, never the
+    instant, so a schedule is always read against the time a person would see on the wall."""
+    t = dt.datetime.fromtimestamp(at, rules.zone)
+    return LocalTime(t.weekday() * 1440 + t.hour * 60 + t.minute, t.date(), t.date() in rules.holidays)
+
+
+def _active(setting: ScheduledSetting, rules: RuleSet, now: LocalTime) -> bool:
+    return (now.holiday <= setting.on_holidays) and rules.schedules[setting.schedule].covers(now.minute_of_week)
+
+
+def door_mode(rules: RuleSet, door: Door, now: LocalTime) -> str:
+    """normal | unlocked | locked_down: the first of the door's scheduled modes that applies now.
+    A lockdown wins over an unlock when both apply."""
+    active = [m.value for m in door.modes if _active(m, rules, now)]
+    return "locked_down" if "locked_down" in active else (active[0] if active else "normal")
+
+
+def needs_claim(rules: RuleSet, door: Door, now: LocalTime) -> bool:
+    return any(a.value == "face+claim" and _active(a, rules, now) for a in door.auth)
+
+
+def level_check(rules: RuleSet, request: AccessRequest, now: LocalTime) -> tuple[str, AccessLevel | None]:
+    """The access level that lets this person through this door now, or the most telling
+    reason none does: no level at all < outside its schedule < a holiday."""
+    reason = NO_ACCESS_LEVEL
+    groups = set(request.groups)
+    for level in rules.levels:
+        if request.door not in level.doors or not groups & level.groups:
+            continue
+        if not rules.schedules[level.schedule].covers(now.minute_of_week):
+            reason = reason if reason == HOLIDAY else OUTSIDE_SCHEDULE
+        elif now.holiday and not level.on_holidays:
+            reason = HOLIDAY
+        else:
+            return GRANTED, level
+    return reason, None
+
+
+def timed_passback(rules: RuleSet, request: AccessRequest, history: AccessHistory) -> bool:
+    """True when the person was granted at this door less than `timed_s` ago (a face passed
+    back to a friend outside, or the same person twice). A last grant "in the future" means the
+    clock went back: within the window either way counts, so a clock jump opens nothing."""
+    if rules.passback_s <= 0:
+        return False
+    last = history.last_grant(request.person_id, request.door)
+    return last is not None and abs(request.at - last) < rules.passback_s
+
+
+def paired_passback(door: Door, request: AccessRequest, history: AccessHistory) -> bool:
+    """In/out anti-passback: no entering twice without leaving, no leaving twice without
+    entering. Only a known violation counts: a person never seen at the pair may pass."""
+    if door.pair is None:
+        return False
+    here = history.last_grant(request.person_id, door.id)
+    there = history.last_grant(request.person_id, door.pair)
+    return here is not None and (there is None or there < here)
+
+
+class AccessPolicy:
+    """`AccessPolicy(rules).evaluate(request, history) -> AccessVerdict`.
+
+    `rules` is a callable returning the current RuleSet, or None when there is none that can be
+    trusted (never synced, or the synced one failed validation and no good one was kept)."""
+
+    def __init__(self, rules: Callable[[], RuleSet | None]):
+        self._rules = rules
+
+    def evaluate(self, request: AccessRequest, history: AccessHistory) -> AccessVerdict:
+        try:
+            rules = self._rules()
+        except Exception:  # a provider that fails is a broken rule set: deny, never open
+            rules = None
+        if rules is None:
+            return AccessVerdict(Outcome.DENY, RULES_INVALID)
+        verdict = self._evaluate(rules, request, history)
+        alarm = request.person_id in rules.duress_persons
+        if alarm and verdict.granted:
+            return AccessVerdict(Outcome.GRANT, DURESS, verdict.rule, True, verdict.warning, rules.version)
+        return AccessVerdict(verdict.outcome, verdict.reason, verdict.rule, alarm, verdict.warning,
+                             rules.version)
+
+    def _evaluate(self, rules: RuleSet, request: AccessRequest, history: AccessHistory) -> AccessVerdict:
+        door = rules.doors.get(request.door)
+        if door is None:
+            return AccessVerdict(Outcome.DENY, NO_ACCESS_LEVEL, f"door:{request.door}")
+        now = local_time(rules, request.at)
+        mode = door_mode(rules, door, now)
+        if mode == "locked_down":
+            return AccessVerdict(Outcome.DENY, LOCKED_DOWN, f"mode:{door.id}")
+        face_ok = request.accept
+        uncertain = request.decision == "uncertain" and not request.accept
+        if not face_ok and not (uncertain and request.claim):
+            if uncertain and mode == "normal" and level_check(rules, request, now)[0] == GRANTED:
+                return AccessVerdict(Outcome.STEP_UP, SECOND_FACTOR_NEEDED, "uncertain")
+            return AccessVerdict(Outcome.DENY, NOT_ACCEPTED)
+        if mode == "unlocked":  # the door stands open on schedule: an accepted face just passes
+            return AccessVerdict(Outcome.GRANT, GRANTED, f"mode:{door.id}")
+        reason, level = level_check(rules, request, now)
+        if level is None:
+            return AccessVerdict(Outcome.DENY, reason)
+        if needs_claim(rules, door, now) and not request.claim:
+            return AccessVerdict(Outcome.STEP_UP, SECOND_FACTOR_NEEDED, f"auth:{door.id}")
+        if timed_passback(rules, request, history):
+            return AccessVerdict(Outcome.DENY, ANTI_PASSBACK, "timed")
+        if paired_passback(door, request, history):
+            if rules.passback_response == "hard":
+                return AccessVerdict(Outcome.DENY, ANTI_PASSBACK, f"pair:{door.id}")
+            return AccessVerdict(Outcome.GRANT, GRANTED, f"level:{level.id}", warning=ANTI_PASSBACK)
+        return AccessVerdict(Outcome.GRANT, GRANTED, f"level:{level.id}")

@@ -1,0 +1,230 @@
+"""The edge's access log: every door decision, grant, deny, exit, alarm and rule change, in an
+append-only, hash-chained SQLite file (docs/access.md).
+
+Each record carries the hash of the one before (edge.core.access_chain); the chain's head (the
+last seq and hash) is signed with the edge's own key (HMAC-SHA256) and stored with each append,
+in the same transaction. Whoever edits, deletes or reorders records without the key is found
+by `verify()`: a record's hash no longer matches, a link or a number is missing, or the head's
+signature does not match the last record. synchronous=FULL: a decision the door acted on is in
+the log after a power cut.
+
+Retention: `prune(now)` deletes records older than `retention_days`, but only those already
+uploaded to the hub, and only a prefix: the hash of the last pruned record is kept as the
+signed anchor the remaining chain starts from, so the chain stays verifiable end to end.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from edge.core.access_chain import (
+    EVIDENCE_FIELDS,
+    GENESIS,
+    KINDS,
+    ChainEnd,
+    ChainError,
+    canonical,
+    follow,
+    record_hash,
+    sign_head,
+)
+from edge.core.sqlitedb import open_durable, transaction
+
+log = logging.getLogger(__name__)
+
+# `body` is the record (what the chain covers); person_id, door and granted are copies for the
+# anti-passback look-up (`last_grant`), not part of the chain.
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS records (seq INTEGER PRIMARY KEY, body TEXT NOT NULL,
+    person_id TEXT NOT NULL DEFAULT '', door TEXT NOT NULL DEFAULT '', at REAL NOT NULL DEFAULT 0,
+    granted INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX IF NOT EXISTS records_grants ON records (person_id, door, at) WHERE granted = 1;
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+@dataclass
+class VerifyReport:
+    ok: bool
+    records: int
+    first: int  # the first seq kept (after the anchor)
+    last: int
+    problems: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {"ok": self.ok, "records": self.records, "first": self.first, "last": self.last,
+                "problems": self.problems}
+
+
+class AccessLog:
+    """`AccessLog(path, key).append(kind, **fields) -> record` (a dict, as stored and uploaded);
+    also the evaluator's `AccessHistory` (`last_grant`).
+
+    `key` is the edge's own secret (edge.daemon.api_key), as bytes; `clock` gives the records'
+    wall-clock time (injected in tests)."""
+
+    def __init__(self, path: str | Path, key: bytes, *, retention_days: float | None = None,
+                 clock: Callable[[], float] = time.time):
+        if not key:
+            raise ValueError("the access log needs the edge's key to sign its head")
+        self.path = Path(path)
+        self._key = key
+        self.retention_days = retention_days
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._db = open_durable(self.path)
+        self._db.executescript(SCHEMA)
+
+    # --- meta -------------------------------------------------------------------------------
+    def _meta(self, key: str, default: str = "") -> str:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else default
+
+    def _end(self, name: str) -> ChainEnd:
+        """The chain position stored under `name` ("head" or "anchor"), GENESIS when none."""
+        raw = self._meta(name)
+        if not raw:
+            return ChainEnd(0, GENESIS)
+        value = json.loads(raw)
+        return ChainEnd(int(value["seq"]), str(value["hash"]))
+
+    def _store_end(self, name: str, end: ChainEnd) -> None:
+        value = {"seq": end.seq, "hash": end.hash, "hmac": sign_head(self._key, end.seq, end.hash)}
+        self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (name, canonical(value)))
+
+    # --- writing ----------------------------------------------------------------------------
+    def append(self, kind: str, **fields: Any) -> dict[str, Any]:
+        """Append one record (fields from EVIDENCE_FIELDS; None values are left out) and sign the
+        new head; the record as stored. ValueError for an unknown kind or field."""
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {sorted(KINDS)}")
+        unknown = set(fields) - EVIDENCE_FIELDS
+        if unknown:
+            raise ValueError(f"unknown access log field {sorted(unknown)[0]!r}")
+        with self._lock, transaction(self._db):
+            head = self._end("head")
+            record: dict[str, Any] = {k: v for k, v in fields.items() if v is not None}
+            record.update(seq=head.seq + 1, record_id=uuid.uuid4().hex, at=float(self._clock()), kind=kind,
+                          prev=head.hash)
+            self._note_clock_jump(head, record)
+            record["hash"] = record_hash(record)  # ValueError for NaN or what JSON cannot hold
+            self._db.execute("INSERT INTO records (seq, body, person_id, door, at, granted) VALUES (?, ?, ?, ?, ?, ?)",
+                             (record["seq"], canonical(record), str(record.get("person_id", "")),
+                              str(record.get("door", "")), record["at"], int(record.get("outcome") == "grant")))
+            self._store_end("head", ChainEnd(record["seq"], record["hash"]))
+        return record
+
+    def _note_clock_jump(self, head: ChainEnd, record: dict[str, Any]) -> None:
+        """A record earlier than the one before means the wall clock went back (NTP step, RTC
+        reset): the order stays the chain's, and the record says by how much, for the operator."""
+        if head.seq == 0:
+            return
+        row = self._db.execute("SELECT body FROM records WHERE seq = ?", (head.seq,)).fetchone()
+        before = json.loads(row[0])["at"] if row else None
+        if before is not None and record["at"] < before:
+            back = round(before - record["at"], 3)
+            log.warning("access log: the clock went back %.3f s since the record before", back)
+            detail = record.get("detail")
+            record["detail"] = {**(detail if isinstance(detail, dict) else {}), "clock_back_s": back}
+
+    def mark_uploaded(self, seq: int) -> None:
+        """The hub stored every record up to `seq` (the uploader's cursor)."""
+        with self._lock, transaction(self._db):
+            if seq > int(self._meta("uploaded", "0")):
+                self._db.execute("INSERT OR REPLACE INTO meta VALUES ('uploaded', ?)", (str(int(seq)),))
+
+    @property
+    def uploaded(self) -> int:
+        with self._lock:
+            return int(self._meta("uploaded", "0"))
+
+    def prune(self, now: float | None = None) -> int:
+        """Delete the records past retention that the hub already has (a prefix of the chain),
+        keeping the last one's hash as the signed anchor; how many went."""
+        if self.retention_days is None:
+            return 0
+        cutoff = (self._clock() if now is None else now) - self.retention_days * 86400
+        with self._lock, transaction(self._db):
+            uploaded = int(self._meta("uploaded", "0"))
+            last: tuple[int, str] | None = None
+            for seq, body in self._db.execute("SELECT seq, body FROM records WHERE seq <= ? ORDER BY seq",
+                                              (uploaded,)):
+                record = json.loads(body)
+                if record["at"] >= cutoff:
+                    break
+                last = (seq, record["hash"])
+            if last is None:
+                return 0
+            gone = self._db.execute("DELETE FROM records WHERE seq <= ?", (last[0],)).rowcount
+            self._store_end("anchor", ChainEnd(*last))
+        log.info("access log: %d record(s) older than %g days pruned", gone, self.retention_days)
+        return gone
+
+    # --- reading ----------------------------------------------------------------------------
+    def last_grant(self, person_id: str, door: str | None = None) -> float | None:
+        """The `AccessHistory` of the evaluator: when the person was last granted (at `door`, or
+        at any door), from the records with outcome = "grant"; None when never (or pruned)."""
+        sql, args = "SELECT MAX(at) FROM records WHERE granted = 1 AND person_id = ?", [person_id]
+        if door is not None:
+            sql, args = sql + " AND door = ?", [*args, door]
+        with self._lock:
+            (at,) = self._db.execute(sql, args).fetchone()
+        return None if at is None else float(at)
+
+    def records(self, after: int = 0, limit: int = 500) -> list[dict[str, Any]]:
+        """Records with seq > `after` in order (the uploader's batches)."""
+        with self._lock:
+            rows = self._db.execute("SELECT body FROM records WHERE seq > ? ORDER BY seq LIMIT ?",
+                                    (after, limit)).fetchall()
+        return [json.loads(body) for (body,) in rows]
+
+    def head(self) -> dict[str, Any]:
+        """The signed head and anchor, as stored: {"head": {seq, hash, hmac}, "anchor": ...}."""
+        with self._lock:
+            return {name: json.loads(self._meta(name)) if self._meta(name) else None for name in ("head", "anchor")}
+
+    def verify(self) -> VerifyReport:
+        """Walk the whole chain from its anchor: every hash, link and number, then the signed
+        head against the last record. Never raises for what it finds: it reports it."""
+        problems: list[str] = []
+        with self._lock:
+            try:
+                anchor, head = self._end("anchor"), self._end("head")
+                for name in ("anchor", "head"):
+                    value = json.loads(self._meta(name) or "null")
+                    if value is not None and not hmac.compare_digest(
+                            str(value.get("hmac", "")), sign_head(self._key, int(value["seq"]), str(value["hash"]))):
+                        problems.append(f"{name} signature does not match (not this edge's key, or edited)")
+            except (ValueError, KeyError, TypeError, AttributeError):
+                return VerifyReport(False, 0, 0, 0, ["head or anchor unreadable"])
+            rows = self._db.execute("SELECT seq, body FROM records ORDER BY seq").fetchall()
+        end, count = anchor, 0
+        for seq, body in rows:
+            try:
+                record = json.loads(body)
+                if not isinstance(record, dict) or record.get("seq") != seq:
+                    raise ChainError("reordered", seq, "the record stored at this place names another seq")
+                end = follow([record], end)
+                count += 1
+            except ChainError as exc:
+                problems.append(str(exc))
+                break
+            except ValueError:
+                problems.append(f"malformed at record {seq}: not JSON")
+                break
+        if not problems and (end.seq, end.hash) != (head.seq, head.hash):
+            problems.append(f"the signed head is record {head.seq}, the chain ends at {end.seq}"
+                            " (records deleted at the end, or the head edited)")
+        return VerifyReport(not problems, count, anchor.seq + 1, end.seq, problems)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

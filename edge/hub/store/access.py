@@ -1,0 +1,168 @@
+"""Access rules and the edges' access log in the hub's store, written once for both stores.
+
+Rules: one document per appid with a version that grows by one per write; each write appends
+a `rules` row to the change log in the same transaction, so the edges get it with their next
+sync page. The document is validated by the service before it reaches here (edge.core.
+access_rules); the store keeps its canonical JSON text.
+
+Access log: each edge's records (edge.core.access_chain), one hash chain per (appid, edge_id).
+An upload is checked against the stored end of that chain inside the transaction that stores
+it: records already stored (same seq, same hash) are skipped, so a batch sent twice stores
+nothing twice; a record that differs from the stored one, a gap, or a broken link refuses the
+whole batch, and the refusal is counted on the chain (`access_chain`).
+
+The tables are created by the PostgreSQL migration 0005_access.sql and, on SQLite, by
+SQLITE_SCHEMA below (the same rows).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, Sequence
+
+from edge.api.service import ApiErrorWithData
+from edge.core.access_chain import GENESIS, PROBLEM_CODES, ChainEnd, ChainError, canonical, follow
+from edge.core.access_rules import RULES_VERSION_CONFLICT, RulesError
+
+# Search filters: API name -> column (all equality, each backed by the (appid, column, at) or
+# (appid, at) index with the time range).
+FILTERS = {"person_id": "person_id", "door": "door", "decision": "decision", "outcome": "outcome",
+           "reason": "reason", "edge_id": "edge_id", "kind": "kind"}
+
+SQLITE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS access_rules (
+    appid TEXT PRIMARY KEY, version INTEGER NOT NULL, document TEXT NOT NULL, updated REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS access_chains (
+    appid TEXT NOT NULL, edge_id TEXT NOT NULL, seq INTEGER NOT NULL, hash TEXT NOT NULL,
+    refused INTEGER NOT NULL DEFAULT 0, last_refusal TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (appid, edge_id)
+);
+CREATE TABLE IF NOT EXISTS access_records (
+    appid TEXT NOT NULL, edge_id TEXT NOT NULL, seq INTEGER NOT NULL, record_id TEXT NOT NULL,
+    at REAL NOT NULL, kind TEXT NOT NULL, door TEXT NOT NULL, person_id TEXT NOT NULL,
+    decision TEXT NOT NULL, outcome TEXT NOT NULL, reason TEXT NOT NULL, hash TEXT NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (appid, edge_id, seq)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS access_records_by_id ON access_records (appid, edge_id, record_id);
+CREATE INDEX IF NOT EXISTS access_records_by_person ON access_records (appid, person_id, at);
+CREATE INDEX IF NOT EXISTS access_records_by_door ON access_records (appid, door, at);
+CREATE INDEX IF NOT EXISTS access_records_by_time ON access_records (appid, at);
+"""
+
+
+class AccessSql:
+    """Part of SqlStore (edge.hub.store.sql): uses its `_q`, `_read()`, `_write(appid)` and `_log`."""
+
+    # --- rules ------------------------------------------------------------------------------
+    def set_rules(self, appid: str, document: str, expected_version: int | None = None) -> int:
+        """Store the appid's rule document (canonical JSON, already validated) as the next
+        version, with a `rules` change-log row; the new version. With `expected_version`, -1508
+        when the stored version is another (two operators editing at once: the later one
+        learns it instead of silently overwriting)."""
+        with self._write(appid) as c:
+            row = self._q(c, "SELECT version FROM access_rules WHERE appid = ?", (appid,)).fetchone()
+            current = 0 if row is None else int(row[0])
+            if expected_version is not None and expected_version != current:
+                raise RulesError(RULES_VERSION_CONFLICT, f"stored version is {current}, not {expected_version}")
+            self._q(c, "INSERT INTO access_rules (appid, version, document, updated) VALUES (?, ?, ?, ?)"
+                       " ON CONFLICT (appid) DO UPDATE SET version = excluded.version,"
+                       " document = excluded.document, updated = excluded.updated",
+                    (appid, current + 1, document, time.time()))
+            self._log(c, appid, "rules", "")
+        return current + 1
+
+    def get_rules(self, appid: str) -> tuple[int, str] | None:
+        """(version, document) of the appid's rules, or None when it never had any."""
+        with self._read() as c:
+            row = self._q(c, "SELECT version, document FROM access_rules WHERE appid = ?", (appid,)).fetchone()
+        return None if row is None else (int(row[0]), str(row[1]))
+
+    def _rules_in(self, c, appid: str) -> tuple[int, str] | None:
+        row = self._q(c, "SELECT version, document FROM access_rules WHERE appid = ?", (appid,)).fetchone()
+        return None if row is None else (int(row[0]), str(row[1]))
+
+    # --- access log ---------------------------------------------------------------------------
+    def store_access_records(self, appid: str, edge_id: str, records: Sequence[dict[str, Any]]) -> tuple[int, int]:
+        """Store a batch of an edge's records that continues its chain; (stored, chain head seq).
+        ApiErrorWithData -1520/-1521/-1522 (data: the head seq the hub has) for a batch that
+        does not: nothing of it is stored."""
+        with self._write(appid) as c:
+            row = self._q(c, "SELECT seq, hash FROM access_chains WHERE appid = ? AND edge_id = ?",
+                          (appid, edge_id)).fetchone()
+            end = ChainEnd(0, GENESIS) if row is None else ChainEnd(int(row[0]), str(row[1]))
+            try:
+                fresh = [r for r in records if not self._already_stored(c, appid, edge_id, end, r)]
+                new_end = follow(fresh, end)
+            except ChainError as exc:
+                raise ApiErrorWithData(PROBLEM_CODES[exc.problem], f"access log of {edge_id}: {exc}",
+                                       {"head": end.seq}) from None
+            for r in fresh:
+                outcome = str(r.get("outcome", ""))
+                self._q(c, "INSERT INTO access_records (appid, edge_id, seq, record_id, at, kind, door, person_id,"
+                           " decision, outcome, reason, hash, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (appid, edge_id, r["seq"], r["record_id"], float(r["at"]), r["kind"], str(r.get("door", "")),
+                         str(r.get("person_id", "")), str(r.get("decision", "")), outcome,
+                         str(r.get("reason", "")), r["hash"], canonical(r)))
+            if fresh:
+                self._q(c, "INSERT INTO access_chains (appid, edge_id, seq, hash) VALUES (?, ?, ?, ?)"
+                           " ON CONFLICT (appid, edge_id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
+                        (appid, edge_id, new_end.seq, new_end.hash))
+        return len(fresh), new_end.seq
+
+    def _already_stored(self, c, appid: str, edge_id: str, end: ChainEnd, record: Any) -> bool:
+        """True for a record the hub has (same seq and hash: a batch sent again after a lost
+        answer); ChainError for one at a stored seq that differs."""
+        seq = record.get("seq") if isinstance(record, dict) else None
+        if not isinstance(seq, int) or isinstance(seq, bool) or seq > end.seq:
+            return False
+        row = self._q(c, "SELECT hash FROM access_records WHERE appid = ? AND edge_id = ? AND seq = ?",
+                      (appid, edge_id, seq)).fetchone()
+        if row is not None and row[0] == record.get("hash"):
+            return True
+        raise ChainError("edited", seq, "differs from the record the hub stored at this place")
+
+    def refuse_access_upload(self, appid: str, edge_id: str, why: str) -> None:
+        """Count a refused upload on the edge's chain (kept even before any record arrived)."""
+        with self._write(appid) as c:
+            self._q(c, "INSERT INTO access_chains (appid, edge_id, seq, hash, refused, last_refusal)"
+                       " VALUES (?, ?, 0, ?, 1, ?) ON CONFLICT (appid, edge_id) DO UPDATE SET"
+                       " refused = access_chains.refused + 1, last_refusal = excluded.last_refusal",
+                    (appid, edge_id, GENESIS, why[:500]))
+
+    def access_chain(self, appid: str, edge_id: str) -> dict[str, Any] | None:
+        with self._read() as c:
+            row = self._q(c, "SELECT seq, hash, refused, last_refusal FROM access_chains"
+                             " WHERE appid = ? AND edge_id = ?", (appid, edge_id)).fetchone()
+        if row is None:
+            return None
+        return {"edge_id": edge_id, "seq": int(row[0]), "hash": row[1], "refused": int(row[2]),
+                "last_refusal": row[3]}
+
+    def search_access(self, appid: str, filters: dict[str, str], since: float | None = None,
+                      until: float | None = None, after: tuple[float, str, int] | None = None,
+                      limit: int = 100) -> tuple[list[dict[str, Any]], tuple[float, str, int] | None]:
+        """Records of the appid matching every filter (FILTERS) with since <= at < until, in
+        (at, edge_id, seq) order after the keyset `after`; (records, the next `after` or None)."""
+        where, args = ["appid = ?"], [appid]
+        for name, value in filters.items():
+            where.append(f"{FILTERS[name]} = ?")
+            args.append(value)
+        if since is not None:
+            where.append("at >= ?")
+            args.append(since)
+        if until is not None:
+            where.append("at < ?")
+            args.append(until)
+        if after is not None:
+            where.append("(at > ? OR (at = ? AND (edge_id > ? OR (edge_id = ? AND seq > ?))))")
+            args += [after[0], after[0], after[1], after[1], after[2]]
+        sql = ("SELECT edge_id, body FROM access_records WHERE " + " AND ".join(where)  # noqa: S608 (names from FILTERS)
+               + " ORDER BY at, edge_id, seq LIMIT ?")
+        with self._read() as c:
+            rows = self._q(c, sql, (*args, limit + 1)).fetchall()
+        out = [{"edge_id": e, **json.loads(b)} for e, b in rows[:limit]]
+        more = len(rows) > limit
+        return out, ((out[-1]["at"], out[-1]["edge_id"], out[-1]["seq"]) if more else None)

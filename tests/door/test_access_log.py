@@ -1,0 +1,198 @@
+"""The edge's access log: hash-chained, head signed with the edge's key; an edited, deleted or
+reordered record is found; retention keeps the chain verifiable."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import pytest
+
+from edge.core.access_chain import GENESIS, record_hash
+from edge.door.access_log import AccessLog
+
+KEY = b"edge-own-secret-key-for-tests-0001"
+
+
+class Clock:
+    def __init__(self, t: float = 1_800_000_000.0):
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def log(tmp_path, clock) -> AccessLog:
+    a = AccessLog(tmp_path / "access-log.db", KEY, retention_days=30, clock=clock)
+    for i in range(6):
+        clock.t += 60
+        a.append("decision", door="front", person_id=f"p{i % 2}", decision="accept", outcome="grant",
+                 reason="granted", rule="level:staff", event_id=f"ev{i}", score=0.71, liveness="live",
+                 model_version="sface-int8", gallery_version="sync-7", rules_version=3)
+    yield a
+    a.close()
+
+
+def tamper(log: AccessLog, sql: str, *args) -> None:
+    conn = sqlite3.connect(log.path)
+    conn.execute(sql, args)
+    conn.commit()
+    conn.close()
+
+
+def body(log: AccessLog, seq: int) -> dict:
+    conn = sqlite3.connect(log.path)
+    (text,) = conn.execute("SELECT body FROM records WHERE seq = ?", (seq,)).fetchone()
+    conn.close()
+    return json.loads(text)
+
+
+def test_records_are_chained_with_their_evidence_and_verify(log) -> None:
+    records = log.records()
+    assert [r["seq"] for r in records] == [1, 2, 3, 4, 5, 6]
+    assert records[0]["prev"] == GENESIS
+    assert all(b["prev"] == a["hash"] and record_hash(b) == b["hash"] for a, b in zip(records, records[1:]))
+    assert records[2]["event_id"] == "ev2" and records[2]["rules_version"] == 3
+    report = log.verify()
+    assert report.ok and report.records == 6 and report.problems == []
+    assert log.head()["head"]["seq"] == 6
+
+
+def test_an_edited_record_is_found(log) -> None:
+    record = body(log, 3)
+    record["outcome"], record["reason"] = "grant", "duress"
+    tamper(log, "UPDATE records SET body = ? WHERE seq = 3", json.dumps(record))
+    report = log.verify()
+    assert not report.ok and "edited at record 3" in report.problems[0]
+
+
+def test_an_edit_with_its_hashes_recomputed_is_found_by_the_signed_head(log) -> None:
+    # Whoever rewrites the chain from record 3 on (hashes and links made anew) lacks the key.
+    prev = body(log, 2)["hash"]
+    for seq in range(3, 7):
+        record = body(log, seq)
+        record["prev"] = prev
+        if seq == 3:
+            record["person_id"] = "someone-else"
+        record["hash"] = record_hash(record)
+        prev = record["hash"]
+        tamper(log, "UPDATE records SET body = ? WHERE seq = ?", json.dumps(record), seq)
+    head = log.head()["head"]
+    tamper(log, "UPDATE meta SET value = ? WHERE key = 'head'",
+           json.dumps({"seq": 6, "hash": prev, "hmac": head["hmac"]}))
+    report = log.verify()
+    assert not report.ok and "head signature does not match" in report.problems[0]
+
+
+def test_a_deleted_record_is_found_in_the_middle_and_at_the_end(log) -> None:
+    tamper(log, "DELETE FROM records WHERE seq = 4")
+    report = log.verify()
+    assert not report.ok and "gap at record 5" in report.problems[0]
+
+
+def test_a_deleted_last_record_is_found(log) -> None:
+    tamper(log, "DELETE FROM records WHERE seq = 6")
+    report = log.verify()
+    assert not report.ok and "signed head is record 6, the chain ends at 5" in report.problems[0]
+
+
+def test_reordered_records_are_found(log) -> None:
+    four, five = body(log, 4), body(log, 5)
+    tamper(log, "UPDATE records SET body = ? WHERE seq = 4", json.dumps(five))
+    tamper(log, "UPDATE records SET body = ? WHERE seq = 5", json.dumps(four))
+    report = log.verify()
+    assert not report.ok and "reordered at record 4" in report.problems[0]
+
+
+def test_another_key_does_not_verify(log, tmp_path) -> None:
+    log.close()
+    other = AccessLog(log.path, b"another-edge-key")
+    assert "signature does not match" in other.verify().problems[0]
+    other.close()
+
+
+def test_prune_keeps_unuploaded_records_and_a_verifiable_anchor(log, clock) -> None:
+    clock.t += 31 * 86400
+    assert log.prune() == 0  # nothing uploaded yet: nothing may go
+    log.mark_uploaded(4)
+    assert log.prune() == 4
+    assert [r["seq"] for r in log.records()] == [5, 6]
+    report = log.verify()
+    assert report.ok and (report.first, report.last, report.records) == (5, 6, 2)
+    log.append("door", door="front", detail={"state": "held_open"})
+    assert log.verify().ok
+    # A record removed after the anchor is still found.
+    tamper(log, "DELETE FROM records WHERE seq = 5")
+    assert "gap at record 6" in log.verify().problems[0]
+
+
+def test_a_forged_anchor_does_not_verify(log, clock) -> None:
+    log.mark_uploaded(6)
+    clock.t += 31 * 86400
+    log.prune()
+    tamper(log, "UPDATE meta SET value = ? WHERE key = 'anchor'", json.dumps({"seq": 3, "hash": GENESIS,
+                                                                              "hmac": "00"}))
+    assert not log.verify().ok
+
+
+def test_append_refuses_unknown_kinds_and_fields_and_nan(log) -> None:
+    with pytest.raises(ValueError):
+        log.append("party", door="front")
+    with pytest.raises(ValueError):
+        log.append("decision", face_crop="...")
+    with pytest.raises(ValueError):
+        log.append("decision", score=float("nan"))
+    assert log.verify().ok and log.records()[-1]["seq"] == 6  # nothing half-written
+
+
+def test_cli_log_verify_with_the_edges_key_file(tmp_path, capsys) -> None:
+    from edge.cli import main
+    from edge.daemon.api_key import own_credential
+
+    storage = tmp_path / "data"
+    key = own_credential(storage, "app").secret_key.encode()
+    config = tmp_path / "edge.toml"
+    config.write_text(f'[storage]\npath = "{storage}"\n')
+    a = AccessLog(storage / "access-log.db", key)
+    for i in range(3):
+        a.append("decision", door="front", person_id="ann", reason="granted", event_id=f"e{i}")
+    a.close()
+    assert main(["log", "verify", "--config", str(config), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["records"] == 3
+    tamper(a, "DELETE FROM records WHERE seq = 2")
+    assert main(["log", "verify", "--config", str(config)]) == 1
+    assert "gap at record 3" in capsys.readouterr().out
+    (storage / "api-key.toml").unlink()  # no key: refused, and no new key made
+    assert main(["log", "verify", "--config", str(config)]) == 2
+    assert not (storage / "api-key.toml").exists()
+
+
+def test_a_clock_that_went_back_is_recorded_and_the_chain_stays_sound(log, clock) -> None:
+    clock.t -= 3600
+    record = log.append("decision", door="front", person_id="p0", reason="granted", detail={"note": "x"})
+    assert record["detail"] == {"note": "x", "clock_back_s": 3600}  # 1 h before the record before
+    assert log.verify().ok
+
+
+def test_the_log_is_the_evaluators_history(tmp_path, clock) -> None:
+    from edge.door.access import AccessPolicy
+    from tests.door.test_access import DOC, TUESDAY_9, policy, req
+
+    clock.t = TUESDAY_9 - 100
+    log = AccessLog(tmp_path / "h.db", KEY, clock=clock)
+    assert log.last_grant("ann") is None
+    log.append("decision", door="front", person_id="ann", outcome="grant", reason="granted")
+    clock.t += 10
+    log.append("decision", door="back", person_id="ann", outcome="deny", reason="no_access_level")
+    assert log.last_grant("ann", "front") == TUESDAY_9 - 100 and log.last_grant("ann") == TUESDAY_9 - 100
+    assert log.last_grant("ann", "back") is None and log.last_grant("bob") is None
+    p: AccessPolicy = policy(DOC)
+    assert p.evaluate(req(TUESDAY_9), log).reason == "anti_passback"  # 100 s < timed_s 300
+    assert p.evaluate(req(TUESDAY_9 + 300), log).granted
+    log.close()

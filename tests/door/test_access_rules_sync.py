@@ -1,0 +1,150 @@
+"""Access rules managed on the hub (stored on SQLite and PostgreSQL, a signed API validating
+each write) and synced to an edge's cache, which keeps the last good rules when a synced
+document fails validation."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import pytest
+
+from edge.api.client import CloudApiError, FingerprintMismatch
+from edge.core import access_rules as ar
+from edge.core import syncwire
+from edge.daemon.cache import CacheError, EdgeCache
+from edge.daemon.sync import Syncer
+from edge.door.access import AccessPolicy
+from edge.hub.store import SqliteStore
+from tests.door.test_access import DOC, TUESDAY_9, History, req
+from tests.support.hub import start_hub
+
+FP = "fingerprint-a"
+TEXT = json.dumps(DOC)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, tmp_path):
+    if request.param == "sqlite":
+        s = SqliteStore(tmp_path / "hub.sqlite3")
+    else:
+        from edge.hub.store.postgres import PostgresStore
+
+        s = PostgresStore(request.getfixturevalue("pg_url"), pool_size=2)
+    yield s
+    s.close()
+
+
+def test_rules_are_versioned_per_appid_with_a_change_row(store) -> None:
+    assert store.get_rules("app") is None
+    assert store.set_rules("app", TEXT) == 1
+    assert store.set_rules("app", TEXT, expected_version=1) == 2
+    with pytest.raises(ar.RulesError) as err:
+        store.set_rules("app", "{}", expected_version=1)  # someone else wrote version 2 meanwhile
+    assert err.value.code == ar.RULES_VERSION_CONFLICT
+    assert store.get_rules("app") == (2, TEXT)
+    assert store.get_rules("other") is None  # another tenant has none
+    # The feed carries the current document once per write, only to an edge asking for rules.
+    page = store.sync_page("app", 0, FP, None, 100, with_rules=True)
+    assert [(type(c).__name__, c.version) for c in page.changes] == [("RulesChange", 2), ("RulesChange", 2)]
+    assert [syncwire.decode(syncwire.encode(c)) for c in page.changes] == page.changes
+    plain = store.sync_page("app", 0, FP, None, 100)
+    assert plain.changes == [] and plain.cursor == page.cursor  # skipped, but the cursor moves on
+
+
+def test_sqlite_schema_5_is_added_to_a_version_4_file(tmp_path) -> None:
+    path = tmp_path / "old.sqlite3"
+    SqliteStore(path).close()
+    conn = sqlite3.connect(path)
+    conn.executescript("DROP TABLE access_rules; DROP TABLE access_records; DROP TABLE access_chains;"
+                       " PRAGMA user_version = 4;")
+    conn.close()
+    s = SqliteStore(path)
+    assert s.set_rules("app", TEXT) == 1
+    s.close()
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 5
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory, models_dir):
+    with start_hub(tmp_path_factory.mktemp("ruleshub")) as hub:
+        client = hub.client(timeout=30.0, retries=0)
+        yield hub, client
+        client.close()
+
+
+def served_fingerprint(client) -> str:
+    with pytest.raises(FingerprintMismatch) as err:
+        client.sync(0, "0000000000000000")
+    return err.value.data["fingerprints"][0]
+
+
+def code(fn, *args) -> int:
+    with pytest.raises(CloudApiError) as err:
+        fn(*args)
+    return err.value.code
+
+
+def test_api_validates_on_write_and_an_edge_syncs_the_rules(hub, tmp_path) -> None:
+    hub_server, client = hub
+    broken = json.loads(TEXT)
+    broken["access_levels"][0]["groups"] = ["ghosts"]
+    assert code(client.setrules, json.dumps(broken)) == ar.RULES_UNKNOWN_GROUP
+    assert code(client.setrules, json.dumps({**DOC, "timezone": "Mars/Olympus"})) == ar.RULES_UNKNOWN_TIMEZONE
+    assert code(client.setrules, "{not json") == ar.RULES_MALFORMED
+    assert client.getrules()["version"] == 0  # nothing refused was stored
+
+    first = client.setrules(TEXT)["version"]
+    assert code(client.setrules, TEXT, first - 1) == ar.RULES_VERSION_CONFLICT
+    assert json.loads(client.getrules()["rules"]) == DOC
+
+    cache = EdgeCache(tmp_path / "cache.db")
+    syncer = Syncer(client, cache, served_fingerprint(client))
+    assert syncer.sync_once()["status"] == "ok"
+    rules = cache.rules()
+    assert rules is not None and rules.version == first and "front" in rules.doors
+    policy = AccessPolicy(cache.rules)
+    assert policy.evaluate(req(TUESDAY_9), History()).granted
+
+    # A document the hub stored but this edge cannot validate (written past the API, as an
+    # older or damaged hub might): the last good rules stay, the refusal is reported.
+    bad = hub_server.store.set_rules(hub_server.appid, json.dumps({**DOC, "timezone": "Nowhere/Void"}))
+    assert syncer.sync_once()["status"] == "ok"  # the cursor moves on: the feed is not stuck
+    assert cache.rules_status() == {"version": first, "refused": bad,
+                                    "error": "time zone does not exist: 'Nowhere/Void'"}
+    assert cache.rules().version == first and policy.evaluate(req(TUESDAY_9), History()).granted
+
+    # The next good document replaces it, and survives a restart of the edge.
+    fixed = client.setrules(TEXT)["version"]
+    syncer.sync_once()
+    assert cache.rules_status() == {"version": fixed, "refused": None, "error": ""}
+    cache.close()
+    assert EdgeCache(tmp_path / "cache.db").rules().version == fixed
+
+
+def test_an_edge_with_no_good_rules_denies(hub, tmp_path) -> None:
+    cache = EdgeCache(tmp_path / "empty.db")
+    v = AccessPolicy(cache.rules).evaluate(req(TUESDAY_9), History())
+    assert (v.granted, v.reason) == (False, "rules_invalid")
+    # A page whose rules change fails decoding rolls back whole: nothing half-applied.
+    with pytest.raises(CacheError):
+        cache.apply_page([{"seq": 1, "type": "rules", "version": 1, "rules": TEXT},
+                          {"seq": 2, "type": "rules", "version": "x", "rules": TEXT}], 2)
+    assert cache.rules() is None and cache.cursor == 0
+
+
+def test_a_cache_from_before_rules_syncs_again_from_zero_once(tmp_path) -> None:
+    # A version-2 cache moved its cursor past rules changes without asking for them.
+    cache = EdgeCache(tmp_path / "c.db")
+    cache.apply_page([], 9)
+    cache.close()
+    db = sqlite3.connect(tmp_path / "c.db")
+    db.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    db.commit()
+    db.close()
+    cache = EdgeCache(tmp_path / "c.db")
+    assert cache.cursor == 0
+    cache.apply_page([{"seq": 3, "type": "rules", "version": 1, "rules": TEXT}], 9)
+    cache.close()
+    cache = EdgeCache(tmp_path / "c.db")
+    assert cache.cursor == 9 and cache.rules().version == 1  # once
