@@ -431,12 +431,15 @@ class DoorController:
         return out
 
     def health(self) -> dict[str, Any]:
+        # The backend's health outside the controller's lock: a backend thread may hold its own
+        # lock while it hands the controller an input (OSDP: a panel command inside libosdp's
+        # refresh), so taking the two in the other order here could deadlock.
+        backend: dict[str, Any]
+        try:
+            backend = dict(self.io.health())
+        except Exception as exc:
+            backend = {"status": "error", "error": type(exc).__name__}
         with self._lock:
-            backend: dict[str, Any]
-            try:
-                backend = dict(self.io.health())
-            except Exception as exc:
-                backend = {"status": "error", "error": type(exc).__name__}
             faults = self.faults()
             return {**self.snapshot(), "backend": {"name": self.io.name, **backend},
                     "lock_type": self.lock_type, "relay_errors": self.relay_errors,

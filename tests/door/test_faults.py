@@ -86,9 +86,9 @@ def test_osdp_and_wiegand_settings_errors_name_the_key(tmp_path):
              ({"backend": "gpio", "wiegand": {"enabled": True, "d0_pin": 17}}, "wiegand.d0_pin"),
              ({"backend": "none", "wiegand": {"enabled": True}}, "wiegand.enabled needs backend"),
              ({"backend": "gpio", "wiegand": {"pulse_us": 5}}, "door.wiegand.pulse_us")]
-    for door, message in cases:
+    for door_table, message in cases:
         with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
-            load_settings(EdgeSettings, None, storage={"path": str(tmp_path)}, door=door)
+            load_settings(EdgeSettings, None, storage={"path": str(tmp_path)}, door=door_table)
     # a secrets file without the key and install mode off: a clear start-up error, pins released
     from gpiozero.pins.mock import MockFactory
 

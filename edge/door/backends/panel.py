@@ -60,15 +60,16 @@ class PanelDoor:
 
     def __init__(self, gpio: GpioDoor, *, reader: OsdpReader | None = None, wiegand: WiegandOut | None = None,
                  relay_by_panel: bool = False, on_event: OnEvent | None = None):
-        if relay_by_panel and reader is None:
-            raise ValueError("only an OSDP panel drives the relay (relay = \"panel\")")
-        self.name = "osdp" if reader is not None else "gpio"
         self.gpio, self.reader, self.wiegand = gpio, reader, wiegand
         # The controller reads it: grants go to the panel, its PANEL_RELAY input moves the relay.
         self.relay_by_panel = relay_by_panel
         self._on_event = on_event or (lambda kind, fields: None)
         self._on_input: Callable[[DoorInput], None] = lambda _: None
         self.link = "offline"  # the reader's link, as its last `link` event said
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return "osdp" if self.reader is not None else "gpio"
 
     @classmethod
     def build(cls, gpio: GpioDoor, reader_settings: Any = None, wiegand: WiegandOut | None = None, *,
@@ -78,9 +79,10 @@ class PanelDoor:
             return cls(gpio, wiegand=wiegand, on_event=on_event)
         from edge.door.osdp import OsdpReader
 
-        door = cls(gpio, wiegand=wiegand, relay_by_panel=reader_settings.relay == "panel", on_event=on_event)
+        door = cls(gpio, wiegand=wiegand, on_event=on_event)
         # No relay for the reader: the local pins' relay is the controller's to move (set_relay).
         door.reader = OsdpReader(reader_settings, on_event=door._reader_event)
+        door.relay_by_panel = reader_settings.relay == "panel"
         return door
 
     # -- DoorIO -------------------------------------------------------------------------------
