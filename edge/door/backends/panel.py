@@ -25,14 +25,13 @@ from typing import TYPE_CHECKING, Any, Callable
 from edge.door.interface import DoorInput, DoorIOError, GrantNotice, InputKind
 
 if TYPE_CHECKING:
+    from edge.door.backends import OnEvent
     from edge.door.backends.gpio import GpioDoor
     from edge.door.osdp import OsdpReader
     from edge.door.wiegand import WiegandOut
 
 log = logging.getLogger("edge.door")
 
-# (door event kind, its fields) -> the door's event path (edge/schemas/door-event.schema.json)
-OnEvent = Callable[[str, dict[str, Any]], None]
 
 _PANEL_COMMANDS = ("panel_led", "panel_buzzer", "panel_text")
 _COMMAND_KEYS_MAX = 12
@@ -61,15 +60,12 @@ class PanelDoor:
     def __init__(self, gpio: GpioDoor, *, reader: OsdpReader | None = None, wiegand: WiegandOut | None = None,
                  relay_by_panel: bool = False, on_event: OnEvent | None = None):
         self.gpio, self.reader, self.wiegand = gpio, reader, wiegand
+        self.name = "osdp" if reader is not None else "gpio"
         # The controller reads it: grants go to the panel, its PANEL_RELAY input moves the relay.
         self.relay_by_panel = relay_by_panel
         self._on_event = on_event or (lambda kind, fields: None)
         self._on_input: Callable[[DoorInput], None] = lambda _: None
         self.link = "offline"  # the reader's link, as its last `link` event said
-
-    @property
-    def name(self) -> str:  # type: ignore[override]
-        return "osdp" if self.reader is not None else "gpio"
 
     @classmethod
     def build(cls, gpio: GpioDoor, reader_settings: Any = None, wiegand: WiegandOut | None = None, *,
@@ -83,6 +79,7 @@ class PanelDoor:
         # No relay for the reader: the local pins' relay is the controller's to move (set_relay).
         door.reader = OsdpReader(reader_settings, on_event=door._reader_event)
         door.relay_by_panel = reader_settings.relay == "panel"
+        door.name = "osdp"
         return door
 
     # -- DoorIO -------------------------------------------------------------------------------
