@@ -291,3 +291,14 @@ def test_wiegand_beside_gpio_a_grant_is_the_bit_train(tmp_path, pins) -> None:
     finally:
         lk.close()
     assert not pins.pin(RELAY).state
+
+
+def test_a_panel_command_is_published_only_as_short_plain_fields() -> None:
+    from edge.door.backends.panel import panel_command_fields
+
+    hostile = {"reader": 0, "temporary": True, "data": "OPEN\x1b[2J\x00" + "A" * 500, "blob": b"\x00" * 64,
+               "nested": {"a": 1}, "bad key": 1, **{f"k{i}": i for i in range(40)}}
+    fields = panel_command_fields(hostile)
+    assert fields["data"] == "OPEN[2J" + "A" * 23  # cut to 32, control characters dropped
+    assert {"blob", "nested", "bad key"}.isdisjoint(fields) and len(fields) <= 12
+    assert fields["temporary"] is True and fields["reader"] == 0
