@@ -182,22 +182,34 @@ def render_example(cls: type[BaseModel], title: str, examples: dict[str, Any] | 
         if not (isinstance(model, type) and issubclass(model, BaseModel)):
             continue
         lines += _comment(field.description)
-        lines.append(f"[[{section}]]" if is_list else f"[{section}]")
-        instance = model.model_construct() if not is_list else None
-        for key, sub_field in model.model_fields.items():
-            lines += _comment(sub_field.description)
-            shown = examples.get(f"{section}.{key}")
-            if shown is None and instance is not None:
-                shown = getattr(instance, key, None)
-            if shown is None and sub_field.default is not None:
-                shown = sub_field.default
-            # An option whose default is None is an override: shown commented out, so that
-            # copying the example never overrides a default by accident.
-            optional = sub_field.default is None and not sub_field.is_required()
-            if optional and shown is None:
-                lines.append(f"# {key} =")
-            else:
-                lines.append(f"{'# ' if optional else ''}{key} = {_toml_value(shown)}")
-        lines.append("")
+        lines += _example_table(model, section, is_list, examples)
     return "\n".join(lines)
+
+
+def _example_table(model: type[BaseModel], section: str, is_list: bool, examples: dict[str, Any]) -> list[str]:
+    """One table of the example; a field that is itself a model (`[door.osdp]`) follows as a
+    sub-table, after the table's own keys (TOML wants them there)."""
+    lines = [f"[[{section}]]" if is_list else f"[{section}]"]
+    instance = model.model_construct() if not is_list else None
+    subtables: list[str] = []
+    for key, sub_field in model.model_fields.items():
+        if isinstance(sub_field.annotation, type) and issubclass(sub_field.annotation, BaseModel):
+            subtables += _comment(sub_field.description)
+            subtables += _example_table(sub_field.annotation, f"{section}.{key}", False, examples)
+            continue
+        lines += _comment(sub_field.description)
+        shown = examples.get(f"{section}.{key}")
+        if shown is None and instance is not None:
+            shown = getattr(instance, key, None)
+        if shown is None and sub_field.default is not None:
+            shown = sub_field.default
+        # An option whose default is None is an override: shown commented out, so that
+        # copying the example never overrides a default by accident.
+        optional = sub_field.default is None and not sub_field.is_required()
+        if optional and shown is None:
+            lines.append(f"# {key} =")
+        else:
+            lines.append(f"{'# ' if optional else ''}{key} = {_toml_value(shown)}")
+    lines.append("")
+    return lines + subtables
 

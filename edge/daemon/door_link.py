@@ -3,7 +3,10 @@ strict `accept`), the access rules' verdict drives the `DoorController`, and wha
 goes out as events through the durable outbox and as a retained state topic.
 
     <prefix>/<device>/door/<door>/event    one per grant, deny, exit request, alarm, tamper,
-                                           fault, state change (edge/schemas/door-event.schema.json)
+                                           fault, state change, and what the site's panel said
+                                           (OSDP link, LED, buzzer, text, keyset; the backend's
+                                           `on_event` -> DoorController.report)
+                                           (edge/schemas/door-event.schema.json)
     <prefix>/<device>/door/<door>/state    retained: locked/unlocked/open/held/forced, tamper, alarm
     <prefix>/<device>/door/<door>/command  out, backend mqtt only (edge.door.backends.mqtt)
 
@@ -78,11 +81,18 @@ class DoorLink:
         from edge.door.backends import make_door_io
         from edge.door.controller import no_credentials
 
+        built: list[DoorController] = []  # the backend exists before its controller
+
+        def backend_event(kind: str, fields: dict[str, Any]) -> None:
+            if built:  # a backend reports only once started, after the controller is built
+                built[0].report(kind, **fields)
+
         io = make_door_io(s.door, send=events.publish_direct if s.mqtt.enabled else None,
-                          pin_factory=pin_factory)
+                          pin_factory=pin_factory, on_event=backend_event)
         controller = DoorController(io, door=s.door.name, lock_type=s.door.lock_type,
                                     timing=DoorTiming.from_settings(s.door), mode=DoorMode(s.door.mode),
                                     credentials_of=credentials_of or no_credentials)
+        built.append(controller)
         return cls(s, controller, events, gallery)
 
     def start(self) -> None:
@@ -122,9 +132,11 @@ class DoorLink:
             e = {k: v for k, v in e.items() if v is not None}
             self.events.publish_event(new_event(device=self.s.device.id, **e), leaf=f"door/{self.s.door.name}/event")
             self.published += 1
-            if e["kind"] in ("grant", "forced_open", "held_open", "tamper", "relay_fault", "exit_stuck"):
+            if e["kind"] in ("grant", "forced_open", "held_open", "tamper", "relay_fault", "exit_stuck",
+                             "panel_link", "panel_keyset", "panel_fault"):
                 log.info("door %s: %s %s", self.s.door.name, e["kind"],
-                         " ".join(f"{k}={e[k]}" for k in ("person_id", "reason", "unlock_s") if k in e))
+                         " ".join(f"{k}={e[k]}" for k in ("person_id", "reason", "unlock_s", "link", "accepted")
+                                  if k in e))
         state = self.door.snapshot()
         if state != self._last_state:
             self._last_state = state

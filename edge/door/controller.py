@@ -117,6 +117,7 @@ class DoorController:
         self._relay_wanted: bool | None = None  # a level the backend refused: retried each tick
         self._input_times: dict[InputKind, deque[float]] = {}
         self._flapping: dict[InputKind, float] = {}  # input -> until when its events are muted
+        self._report_times: dict[str, deque[float]] = {}  # a backend's event kind -> when, lately
         self.suppressed = 0
         self.started = False
 
@@ -149,25 +150,55 @@ class DoorController:
                 self._emit("deny", person_id=person_id, reason="locked_down", decision_event_id=event_id)
                 return False
             if self.relay_by_panel:
-                # The panel decides (OSDP relay = "panel"): the grant goes to it as a card read,
-                # and its output command (a PANEL_RELAY input) moves the relay.
-                opened = True
-                self._emit("grant", person_id=person_id or None, reason=reason, unlock_s=None,
-                           decision_event_id=event_id, source=source, relay="panel")
+                opened = False  # the panel decides: _grant_by_panel below, outside the lock
             elif now < self.rearm_at and self.mode is DoorMode.NORMAL:
                 self.rearm_at = now + self.t.unlock_s  # the stream goes on: still not re-armed
                 self._emit("deny", person_id=person_id, reason="max_unlock", decision_event_id=event_id)
                 opened = False
             else:
                 opened = self._unlock(now, self.t.unlock_s, source)
-            if opened and not self.relay_by_panel:
+            if opened:
                 self._emit("grant", person_id=person_id or None, reason=reason,
                            unlock_s=round(self.unlock_until - now, 3),
                            decision_event_id=event_id, source=source)
+        if self.relay_by_panel:
+            return self._grant_by_panel(person_id, reason, event_id, source)
         if opened and source == "face":
             self._announce(GrantNotice(event_id, person_id, self.credentials_of(person_id)))
         self._indicate("granted" if opened else "denied")
         return opened
+
+    def _grant_by_panel(self, person_id: str, reason: str, event_id: str, source: str) -> bool:
+        """OSDP relay = "panel": a face grant goes to the panel as the person's card read; the
+        panel's output command (a PANEL_RELAY input) moves the relay, never the grant itself.
+        Another grant (remote unlock) has no card to send: refused, the panel decides."""
+        if source != "face":
+            self.deny(person_id, "relay_by_panel", event_id=event_id)
+            return False
+        if not self._announce(GrantNotice(event_id, person_id, self.credentials_of(person_id))):
+            self.deny(person_id, "panel_unreachable", event_id=event_id)
+            return False
+        with self._lock:
+            self._emit("grant", person_id=person_id or None, reason=reason, unlock_s=None,
+                       decision_event_id=event_id, source=source, relay="panel")
+        self._indicate("granted")
+        return True
+
+    def report(self, kind: str, **fields: Any) -> None:
+        """A backend's own event (the OSDP panel's link, LED, buzzer, text, keyset) on the door's
+        event path; any thread. Panel commands are rate limited per kind (a chatty panel must not
+        flood the outbox): beyond input_events_max per window they are counted, not published."""
+        with self._lock:
+            if kind.startswith("panel_") and kind not in ("panel_link", "panel_keyset", "panel_fault"):
+                now = self.clock()
+                times = self._report_times.setdefault(kind, deque())
+                while times and now - times[0] > self.t.input_events_window_s:
+                    times.popleft()
+                if len(times) >= self.t.input_events_max:
+                    self.suppressed += 1
+                    return
+                times.append(now)
+            self._emit(kind, **fields)
 
     def deny(self, person_id: str, reason: str, *, event_id: str = "") -> None:
         with self._lock:
@@ -267,6 +298,11 @@ class DoorController:
             # Free egress is mechanical (docs/door.md); the opening is still not forced.
             self.authorised_until = max(self.authorised_until, now + self.t.unlock_s)
             self._emit("exit_request", unlocked=False, reason="locked_down")
+            return
+        if self.relay_by_panel:
+            # The panel hears the button (OSDP input status) and moves the relay if it wants.
+            self.authorised_until = max(self.authorised_until, now + self.t.unlock_s)
+            self._emit("exit_request", unlocked=False, reason="relay_by_panel")
             return
         if self.t.exit_unlocks:
             self._unlock(now, self.t.unlock_s, "exit")
@@ -395,12 +431,15 @@ class DoorController:
         return out
 
     def health(self) -> dict[str, Any]:
+        # The backend's health outside the controller's lock: a backend thread may hold its own
+        # lock while it hands the controller an input (OSDP: a panel command inside libosdp's
+        # refresh), so taking the two in the other order here could deadlock.
+        backend: dict[str, Any]
+        try:
+            backend = dict(self.io.health())
+        except Exception as exc:
+            backend = {"status": "error", "error": type(exc).__name__}
         with self._lock:
-            backend: dict[str, Any]
-            try:
-                backend = dict(self.io.health())
-            except Exception as exc:
-                backend = {"status": "error", "error": type(exc).__name__}
             faults = self.faults()
             return {**self.snapshot(), "backend": {"name": self.io.name, **backend},
                     "lock_type": self.lock_type, "relay_errors": self.relay_errors,
@@ -439,13 +478,18 @@ class DoorController:
             return False
         return True
 
-    def _announce(self, notice: GrantNotice) -> None:
+    def _announce(self, notice: GrantNotice) -> bool:
         try:
             self.io.announce_grant(notice)
         except Exception as exc:
-            log.error("door %s: announcing the grant to the panel failed: %s", self.door, type(exc).__name__)
+            # A DoorIOError's message is the backend's own (no card number, no key); anything
+            # else is a bug: its type only.
+            error = f"DoorIOError: {exc}" if isinstance(exc, DoorIOError) else type(exc).__name__
+            log.error("door %s: announcing the grant to the panel failed: %s", self.door, error)
             with self._lock:
-                self._emit("panel_fault", error=type(exc).__name__)
+                self._emit("panel_fault", error=error)
+            return False
+        return True
 
     def _indicate(self, what: str) -> None:
         try:

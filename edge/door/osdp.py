@@ -67,6 +67,10 @@ class OsdpSettings(BaseModel):
     install_mode: bool = Field(
         False, description="While secrets_file has no scbk: accept the panel's KEYSET once (over the default "
                            "key SCBK-D, so only on a bus you control), store it and leave install mode.")
+    relay: Literal["local", "panel"] = Field(
+        "local", description="Who moves the lock relay (the [door] gpio relay_pin): local = our grant energises it\n"
+        "and the card read also goes to the panel; panel = our grant only sends the card read, the\n"
+        "panel's output command (panel_output) moves it (docs/osdp-wiegand.md).")
     reader_no: int = Field(0, ge=0, le=255, description="Reader number the card reads carry.")
     panel_output: int = Field(0, ge=0, le=255,
                               description="The panel's output number that drives the lock relay (relay = \"panel\").")

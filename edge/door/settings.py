@@ -2,7 +2,8 @@
 door's timings and the gpio pins. Declared once (pydantic): defaults and descriptions are the
 documentation `edge-verifier config example edge` prints (docs/door.md has the reference).
 
-Flat on purpose: the example renderer writes one TOML table per section.
+Flat but for two sub-tables, `[door.osdp]` and `[door.wiegand]` (their models live beside the
+code that uses them: edge/door/osdp.py, edge/door/wiegand.py).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from typing import Literal
 from pydantic import BaseModel, Field, model_validator
 
 from edge.core.settings import require_usable_key
+from edge.door.osdp import OsdpSettings
+from edge.door.wiegand import WiegandSettings
 
 Backend = Literal["none", "gpio", "mqtt", "osdp"]
 LockType = Literal["fail-secure", "fail-safe"]
@@ -79,6 +82,13 @@ class DoorSettings(BaseModel):
     mqtt_secret_id: str = Field("", description="mqtt: SecretId of the relay commands' key.")
     mqtt_secret_key: str = Field("", description="mqtt: SecretKey the relay commands are signed "
                                  "with (the controller holds the same).")
+    # osdp, wiegand: sub-tables (docs/osdp-wiegand.md)
+    osdp: OsdpSettings = Field(default_factory=OsdpSettings,
+                               description="osdp: the reader link to the site's panel "
+                               "(backend = \"osdp\"; the gpio pins above are its relay and inputs).")
+    wiegand: WiegandSettings = Field(default_factory=WiegandSettings,
+                                     description="Wiegand out: each face grant's card as a pulse train on "
+                                     "two gpio pins (backend gpio or osdp).")
     # none
     simulate_inputs: str = Field("", description="none: a file whose appended lines (`contact open`, "
                                  "`exit press`, `tamper on`, ...)\nare read as inputs: for demos and "
@@ -91,8 +101,15 @@ class DoorSettings(BaseModel):
         if self.backend == "mqtt":  # its commands are signed: a key anyone knows signs nothing
             require_usable_key(self.mqtt_secret_key, "[door] mqtt_secret_key")
         pins = [p for p in (self.relay_pin, self.contact_pin, self.exit_pin, self.tamper_pin) if p >= 0]
-        if self.backend == "gpio" and len(pins) != len(set(pins)):
-            raise ValueError("the gpio pins must be distinct")
+        if self.wiegand.enabled:
+            if self.backend not in ("gpio", "osdp"):
+                raise ValueError("wiegand.enabled needs backend = \"gpio\" or \"osdp\" (its lines are gpio pins)")
+            pins += [self.wiegand.d0_pin, self.wiegand.d1_pin]
+        if self.backend in ("gpio", "osdp") and len(pins) != len(set(pins)):
+            raise ValueError("the gpio pins must be distinct (relay_pin, contact_pin, exit_pin, tamper_pin"
+                             + (", wiegand.d0_pin, wiegand.d1_pin)" if self.wiegand.enabled else ")"))
+        if self.backend == "osdp" and not self.osdp.secrets_file:
+            raise ValueError("osdp.secrets_file is required with backend = \"osdp\" (the secure channel key)")
         return self
 
     def holds_secrets(self) -> bool:

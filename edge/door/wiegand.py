@@ -33,6 +33,8 @@ class WiegandSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    enabled: bool = Field(False, description="Send each face grant's card to the panel as a Wiegand train too "
+                          "(backend gpio or osdp;\nnever a second relay).")
     d0_pin: int = Field(5, ge=0, le=63, description="GPIO (BCM number) of the DATA0 line.")
     d1_pin: int = Field(6, ge=0, le=63, description="GPIO (BCM number) of the DATA1 line.")
     pulse_us: int = Field(50, ge=20, le=200, description="How long a line is pulled low for one bit, in µs.")

@@ -4,8 +4,9 @@
 (<prefix>/<device>/door/<door>/event and /state). Shipped with the package for consumers to validate against;
 the tests check every message they receive with them.
 
-examples/ holds the canonical example messages, one per schema but state (docs/events.md
-shows copies of them); the tests check that they conform.
+examples/ holds the canonical example messages, one per schema but state, and a second
+door-event (the OSDP panel's link: door-event-panel); docs/events.md shows copies of them; the
+tests check that they conform.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from functools import cache
 from importlib.resources import files
 
 NAMES = ("event", "state", "cmd-verify", "door-event", "door-state")
-EXAMPLES = ("event", "cmd-verify", "door-event", "door-state")
+EXAMPLES = ("event", "cmd-verify", "door-event", "door-state", "door-event-panel")
+# An example of one schema but its own: door-event-panel is a door-event (the OSDP panel's link).
 
 
 @cache

@@ -29,6 +29,11 @@ def test_the_printed_example_config_is_complete_and_loads():
     values["hub"]["secret_key"] = "a-generated-key-0123456789abcdef"
     settings = EdgeSettings(**values)
     assert settings.policy.offline == "deny" and settings.mqtt.include_face_image is False
+    # [door]'s sub-tables, every key shown with its default (the optional gpiochip commented out)
+    assert values["door"]["osdp"] == settings.door.osdp.model_dump()
+    assert values["door"]["wiegand"] == settings.door.wiegand.model_dump(exclude={"chip"})
+    assert "\n# chip =\n" in proc.stdout and settings.door.osdp.relay == "local"
+    assert settings.door.wiegand.enabled is False
 
 
 def test_environment_overrides_the_file(tmp_path, monkeypatch):

@@ -264,3 +264,26 @@ def test_a_panel_that_drives_the_relay_gets_the_grant_and_moves_the_relay_itself
     c.on_input(DoorInput(InputKind.PANEL_RELAY, True, clock.now, duration_s=3600))
     c.tick(clock.advance(10.1))  # the panel cannot hold it open past max_unlock_s either
     assert not io.energised
+
+
+def test_health_asks_the_backend_without_holding_the_controller_lock():
+    """The OSDP reader hands the controller a panel command while holding its own lock, and its
+    health() takes that lock: asking the backend under the controller's lock would deadlock."""
+    import threading
+
+    from edge.door.backends.none import NoHardware
+
+    class Backend(NoHardware):
+        got_through: bool | None = None
+
+        def health(self):
+            # the backend's thread, holding the backend's lock, hands in an input meanwhile
+            t = threading.Thread(target=c.on_input, args=(DoorInput(InputKind.TAMPER, True, clock.now),))
+            t.start()
+            t.join(timeout=2.0)
+            self.got_through = not t.is_alive()
+            return super().health()
+
+    c, clock, io = door(Backend())
+    assert c.health()["tamper"] is True  # the input went in while health() asked the backend
+    assert io.got_through is True

@@ -121,3 +121,73 @@ def _remote_unlock(broker, sub, relay, daemon) -> None:
     finally:
         pub.loop_stop()
         pub.disconnect()
+
+
+def test_osdp_an_enrolled_persons_accept_reaches_the_panel_as_his_synced_card(
+        tmp_path, faces_dir, mosquitto, subscribe, mock_pins):
+    """`[door] backend = "osdp"`, relay local: the card set on the hub (/face/setcredentials)
+    and synced reaches a real libosdp panel over a pty, byte for byte, for Ben's accept only;
+    the relay rises once, for him; the panel's link is in the door's health and events."""
+    import osdp
+
+    from edge.bench.door_osdp import Panel, Pty
+    from edge.core.credentials import Credential, to_bytes
+    from edge.daemon.config import load
+    from edge.daemon.main import Daemon
+    from edge.door.osdp import write_scbk
+
+    card = {"format": "h10304", "facility": 31337, "number": 424242}
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    shutil.copy(faces_dir / STRANGER, frames / "00_stranger.jpg")
+    shutil.copy(faces_dir / MEMBER, frames / "01_ben_afflek.jpg")
+    key = bytes(range(16))
+    write_scbk(tmp_path / "osdp-secrets.toml", key)
+    sub = subscribe("test/door-osdp/#")
+    pty = Pty.open()
+    panel = None
+    with start_hub(tmp_path / "hub") as hub:
+        client = hub.client(timeout=30.0, retries=0)
+        enrol_five(client, faces_dir)
+        client.setcredentials("ben_afflek", [card])
+        cfg = write_edge_config(
+            tmp_path / "edge.toml", device="door-osdp", camera=f"files:{frames}/*", broker=mosquitto, hub=hub,
+            storage=tmp_path / "data", api_port=free_port(), rate=2,
+            sections={"identify": {"groups": ["staff"]}, "tracker": {"max_missed": 0},
+                      "door": {"backend": "osdp", "relay_pin": RELAY, "unlock_s": 2, "max_unlock_s": 5,
+                               "groups": ["staff"], "bounce_s": 0,
+                               "osdp": {"device": pty.path, "address": 3, "libosdp_log": "error",
+                                        "secrets_file": str(tmp_path / "osdp-secrets.toml")}}})
+        daemon = Daemon(load(cfg))
+        daemon.start()
+        for pin in (27, 23):  # the door shut, the lid shut
+            mock_pins.pin(pin).drive_low()
+        relay = mock_pins.pin(RELAY)
+        loop = threading.Thread(target=daemon.loop, daemon=True)
+        try:
+            panel = Panel(pty, 3, key)
+            assert wait_until(lambda: panel.secure() and daemon.state()["door"]["backend"]["link"] == "online", 15)
+            assert not relay.state
+            loop.start()
+            read = panel.events_until(lambda e: e.get("event") == osdp.Event.CardRead, 90)
+            assert read is not None
+            data, length = to_bytes(Credential.from_json(card))
+            assert (read["format"], read["length"], read["data"]) == (osdp.CardFormat.Wiegand, length, data)
+            assert sub.wait_for(lambda: any(e.get("kind") == "grant" for e in sub.json("/door/main/event")), 15)
+            grant = next(e for e in sub.json("/door/main/event") if e["kind"] == "grant")
+            assert grant["person_id"] == "ben_afflek"
+            assert wait_until(lambda: daemon.camera.state.status == "ended" and not relay.state, 30)
+            assert panel.events_until(lambda e: e.get("event") == osdp.Event.CardRead, 1.0) is None  # one read
+            assert rises(relay) == 1
+            health = daemon.state()["door"]
+            assert health["backend"]["name"] == "osdp" and health["status"] == "ok"
+            assert any(e["kind"] == "panel_link" and e["link"] == "online" for e in sub.json("/door/main/event"))
+        finally:
+            daemon.stop_event.set()
+            if loop.is_alive():
+                loop.join(timeout=10)
+            daemon.shutdown()
+            if panel is not None:
+                panel.stop()
+            pty.close()
+    assert not relay.state

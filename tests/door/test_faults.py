@@ -73,20 +73,42 @@ def test_inputs_that_raise_inside_the_controller_never_reach_the_backend_thread(
     assert not io.energised
 
 
-def test_osdp_backend_not_wired_is_a_clear_config_error():
-    """Until edge.door.osdp offers make_door_io(settings) (or while it is absent from a build),
-    `backend = "osdp"` stops the daemon at start with a message, never a half-built door."""
-    import importlib.util
-
-    from edge.core.settings import ConfigError
+def test_osdp_and_wiegand_settings_errors_name_the_key(tmp_path):
+    """`[door.osdp]` and `[door.wiegand]` are checked at start: the message names the key."""
+    from edge.core.settings import ConfigError, load_settings
+    from edge.daemon.config import EdgeSettings
     from edge.door.backends import make_door_io
     from edge.door.settings import DoorSettings
 
-    osdp = importlib.util.find_spec("edge.door.osdp")
-    if osdp is not None and hasattr(importlib.import_module("edge.door.osdp"), "make_door_io"):
-        pytest.skip("the osdp backend is wired: its own tests cover it")
-    with pytest.raises(ConfigError, match="osdp"):
-        make_door_io(DoorSettings(backend="osdp"))
+    cases = [({"backend": "osdp"}, "osdp.secrets_file is required"),
+             ({"backend": "osdp", "osdp": {"secrets_file": "s", "relay": "both"}}, "door.osdp.relay"),
+             ({"backend": "osdp", "osdp": {"secrets_file": "s", "adress": 3}}, "door.osdp.adress"),
+             ({"backend": "gpio", "wiegand": {"enabled": True, "d0_pin": 17}}, "wiegand.d0_pin"),
+             ({"backend": "none", "wiegand": {"enabled": True}}, "wiegand.enabled needs backend"),
+             ({"backend": "gpio", "wiegand": {"pulse_us": 5}}, "door.wiegand.pulse_us")]
+    for door_table, message in cases:
+        with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
+            load_settings(EdgeSettings, None, storage={"path": str(tmp_path)}, door=door_table)
+    # a secrets file without the key and install mode off: a clear start-up error, pins released
+    from gpiozero.pins.mock import MockFactory
+
+    factory = MockFactory()
+    s = DoorSettings(backend="osdp", osdp={"secrets_file": str(tmp_path / "none.toml"), "device": "/dev/null"})
+    with pytest.raises(ConfigError, match=r"\[door\.osdp\] osdp: no \[osdp\] scbk"):
+        make_door_io(s, pin_factory=factory)
+    make_door_io(DoorSettings(backend="gpio"), pin_factory=factory).close()  # the pins were freed
+
+
+def test_the_daemon_refuses_a_bad_door_osdp_table_with_exit_2(tmp_path):
+    import subprocess
+    import sys
+
+    cfg = tmp_path / "edge.toml"
+    cfg.write_text('[door]\nbackend = "osdp"\n[door.osdp]\nsecrets_file = "x"\nbaud = 1234\n')
+    done = subprocess.run([sys.executable, "-m", "edge", "run", "--config", str(cfg)], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 2, done.stderr[-500:]
+    assert "door.osdp.baud" in done.stderr
 
 
 def test_mqtt_backend_needs_a_broker_and_a_key():

@@ -13,6 +13,7 @@ from tests.support.broker import schema_errors
 def test_the_shipped_examples_conform():
     assert schema_errors("p/dev/door/main/event", json.dumps(example("door-event")).encode()) == []
     assert schema_errors("p/dev/door/main/state", json.dumps(example("door-state")).encode()) == []
+    assert schema_errors("p/dev/door/main/event", json.dumps(example("door-event-panel")).encode()) == []
     # the door's topics are checked by the door's schemas, not the device's
     assert schema_errors("p/dev/door/main/state", json.dumps(example("door-event")).encode())
 
