@@ -7,6 +7,11 @@ goes out as events through the durable outbox and as a retained state topic.
     <prefix>/<device>/door/<door>/state    retained: locked/unlocked/open/held/forced, tamper, alarm
     <prefix>/<device>/door/<door>/command  out, backend mqtt only (edge.door.backends.mqtt)
 
+The rules are edge.door.rules_in_force: the hub's synced rules (AccessPolicy, whose schedule
+also sets the door's mode on each tick) or, before any were synced, `[door] groups`. Every
+decision, the door's events and each change of the rules in force go into the access log
+(edge.door.access_log, when given), which is also the rules' anti-passback history.
+
 `accept` is true only for an accept of the shipped policy: decision accept, no refusal reason
 (an attack), live where `[liveness] mode = "require"`, not stale (frame to decision within
 `[policy] stale_accept_s`), a person this device knows, and not from the offline policy unless
@@ -21,16 +26,21 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from edge.core.domain import Decision, Source
 from edge.daemon.decision_event import new_event
+from edge.door.access_records import decision_record, door_event_record, rules_record
 from edge.door.controller import DoorController, DoorMode, DoorTiming
-from edge.door.interface import AccessRequest, Outcome
+from edge.door.interface import AccessHistory, AccessRequest, Outcome
 from edge.door.rules import GroupRules, NoHistory
+from edge.door.rules_in_force import RulesInForce
 
 if TYPE_CHECKING:
+    from edge.core.access_rules import RuleSet
     from edge.core.credentials import Credential
     from edge.core.matcher import Gallery
     from edge.daemon.config import EdgeSettings
     from edge.daemon.decide import Outcome as Decided
     from edge.daemon.publisher import Publisher
+    from edge.door.access_log import AccessLog
+    from edge.door.access_upload import Uploader
 
 log = logging.getLogger("edge.daemon")
 
@@ -62,11 +72,16 @@ class DoorLink:
     """Owns the door's controller and rules; the main loop calls `decided` and `tick`."""
 
     def __init__(self, s: EdgeSettings, controller: DoorController, events: Publisher,
-                 gallery: Callable[[], Gallery]):
+                 gallery: Callable[[], Gallery], *, synced_rules: Callable[[], RuleSet | None] = lambda: None,
+                 rules_status: Callable[[], dict[str, Any]] = dict, access_log: AccessLog | None = None):
         self.s, self.door, self.events, self.gallery = s, controller, events, gallery
-        groups = s.door.groups or s.identify.groups
-        self.rules = GroupRules(groups, lambda door: str(self.door.mode))
-        self.history = NoHistory()
+        groups = GroupRules(s.door.groups or s.identify.groups, lambda door: str(self.door.mode))
+        self.rules = RulesInForce(synced_rules, rules_status, groups)
+        self.access_log = access_log
+        self.history: AccessHistory = access_log if access_log is not None else NoHistory()
+        self.uploader: Uploader | None = None  # set by the daemon when a hub takes the log
+        self._rules_seen: tuple[Any, ...] | None = None
+        self._scheduled: str | None = None  # the mode the rules' schedule set last
         self._last_state: dict[str, Any] | None = None
         self.published = 0
         self.closed = False
@@ -74,7 +89,7 @@ class DoorLink:
     @classmethod
     def from_settings(cls, s: EdgeSettings, events: Publisher, gallery: Callable[[], Gallery], *,
                       credentials_of: Callable[[str], tuple[Credential, ...]] | None = None,
-                      pin_factory: Any = None) -> DoorLink:
+                      pin_factory: Any = None, **rules_and_log: Any) -> DoorLink:
         from edge.door.backends import make_door_io
         from edge.door.controller import no_credentials
 
@@ -83,11 +98,15 @@ class DoorLink:
         controller = DoorController(io, door=s.door.name, lock_type=s.door.lock_type,
                                     timing=DoorTiming.from_settings(s.door), mode=DoorMode(s.door.mode),
                                     credentials_of=credentials_of or no_credentials)
-        return cls(s, controller, events, gallery)
+        return cls(s, controller, events, gallery, **rules_and_log)
 
     def start(self) -> None:
+        """The door locked, the rules in force logged; no scheduled mode yet: starting never
+        unlocks (the first `tick` of the main loop applies the schedule)."""
         self.door.start()
-        self.tick()
+        self._note_rules()
+        self.door.tick()
+        self.flush()
 
     def decided(self, out: Decided, event: dict[str, Any], decided_s: float | None) -> None:
         """After the decision `event` was published: the rules' verdict drives the door."""
@@ -97,29 +116,84 @@ class DoorLink:
         ok, why = strict_accept(out, liveness_mode=s.liveness.mode, stale_s=s.policy.stale_accept_s,
                                 decided_s=decided_s, offline_allow_opens=s.door.open_on_offline_allow)
         person = out.person_id or ""
+        # groups for an uncertain face too: the synced rules ask for a second factor only where
+        # the person could pass now
         request = AccessRequest(event_id=event["event_id"], door=s.door.name, person_id=person,
-                                groups=groups_of(self.gallery(), person) if ok else (),
+                                groups=groups_of(self.gallery(), person) if person else (),
                                 decision=str(out.decision), source=str(out.source), accept=ok,
-                                at=time.time(), evidence={"score": out.score, "why_not": why or None})
+                                at=time.time(), evidence=evidence_of(out, event))
         verdict = self.rules.evaluate(request, self.history)
+        alarm = bool(getattr(verdict, "alarm", False))
         if verdict.outcome is Outcome.GRANT:
             self.door.grant(person, verdict.reason, event_id=request.event_id)
         elif ok or person:  # a face nobody knows is no door event; a known one refused is
-            self.door.deny(person, verdict.reason if ok else f"{verdict.reason}:{why}",
+            asked = ok or verdict.outcome is Outcome.STEP_UP  # the rules' own reason says it all
+            self.door.deny(person, verdict.reason if asked else f"{verdict.reason}:{why}",
                            event_id=request.event_id)
-        self.flush()
+        if alarm:  # a duress person: granted or not, the alarm goes out
+            self.door.alarm(person, "duress", event_id=request.event_id)
+        events = self.door.take_events()
+        acted = next((e for e in events if e["kind"] in ("grant", "deny")
+                      and e.get("decision_event_id") == request.event_id), None)
+        self._log("decision", decision_record(request, verdict, door_outcome=acted["kind"] if acted else None,
+                                              door_reason=acted.get("reason") if acted else None, why_not=why))
+        self.flush(events)
 
     def remote_unlock(self, who: str) -> bool:
         return self.door.grant("", "remote_unlock", source=f"remote:{who}")
 
     def tick(self) -> None:
+        self._note_rules()
+        self._apply_schedule()
         self.door.tick()
         self.flush()
 
-    def flush(self) -> None:
-        """The door's events to the outbox, and its state (retained) when it changed."""
-        for e in self.door.take_events():
+    def _apply_schedule(self) -> None:
+        """The synced rules' scheduled mode, when it changes (so a later command could hold
+        until the next change). None (no synced rules in force) returns to the config's mode.
+        `[door] mode = "locked_down"` is an operator's hold: no schedule lifts it."""
+        if self.closed or self.s.door.mode == "locked_down":
+            return
+        target = self.rules.scheduled_mode(self.s.door.name, time.time())
+        if target == self._scheduled:
+            return
+        self._scheduled = target
+        self.door.set_mode(DoorMode(target or self.s.door.mode), "schedule" if target else "no_synced_rules")
+
+    def _note_rules(self) -> None:
+        """A `rules` record (and a log line) whenever the rules in force change."""
+        status = self.rules.status()
+        seen = (status["in_force"], status["version"], status["refused"])
+        if seen == self._rules_seen:
+            return
+        self._rules_seen = seen
+        (log.error if status["rules_invalid"] else log.info)(
+            "door %s: access rules in force: %s%s%s", self.s.door.name, status["in_force"],
+            f" version {status['version']}" if status["version"] else "",
+            f" (version {status['refused']} refused: {status['error']})" if status["refused"] else "")
+        self._log("rules", rules_record(status))
+
+    def _log(self, kind: str, fields: dict[str, Any]) -> None:
+        """Append to the access log; a log that fails is reported, the door goes on (its
+        decision is made; the event still goes out)."""
+        if self.access_log is None:
+            return
+        try:
+            self.access_log.append(kind, **fields)
+        except Exception:
+            log.exception("door %s: the access log could not take a %s record", self.s.door.name, kind)
+            return
+        if self.uploader is not None:
+            self.uploader.trigger()
+
+    def flush(self, events: list[dict[str, Any]] | None = None) -> None:
+        """The door's events to the access log and the outbox, and its state (retained) when it
+        changed."""
+        for e in self.door.take_events() if events is None else events:
             e = {k: v for k, v in e.items() if v is not None}
+            record = door_event_record(e)
+            if record is not None:
+                self._log(*record)
             self.events.publish_event(new_event(device=self.s.device.id, **e), leaf=f"door/{self.s.door.name}/event")
             self.published += 1
             if e["kind"] in ("grant", "forced_open", "held_open", "tamper", "relay_fault", "exit_stuck"):
@@ -133,7 +207,25 @@ class DoorLink:
             self.events.publish_retained(f"door/{self.s.door.name}/state", message)
 
     def health(self) -> dict[str, Any]:
-        return self.door.health()
+        """The controller's health, the rules in force and the access log (degraded: rules
+        invalid, or the hub refusing the log)."""
+        health = self.door.health()
+        rules = self.rules.status()
+        health["rules"] = rules
+        if self.access_log is not None:
+            try:
+                head = (self.access_log.head().get("head") or {}).get("seq", 0)
+                uploaded = self.access_log.uploaded
+                health["access_log"] = {"records": head, "uploaded": uploaded,
+                                        "lag": head - uploaded if self.uploader is not None else None,
+                                        "upload": _upload_state(self.uploader)}
+            except Exception as exc:  # health never fails on a part it reports
+                health["access_log"] = {"error": type(exc).__name__}
+        access = health.get("access_log") or {}
+        upload_refused = (access.get("upload") or {}).get("status") == "refused"
+        if rules["rules_invalid"] or upload_refused or "error" in access:
+            health["status"] = "degraded"
+        return health
 
     def close(self) -> None:
         self.closed = True
@@ -142,3 +234,19 @@ class DoorLink:
             self.flush()
         except Exception:  # best effort on the way out
             pass
+
+
+def evidence_of(out: Decided, event: dict[str, Any]) -> dict[str, Any]:
+    """What the access log keeps of a decision: score, liveness, the models and the gallery."""
+    prints = event.get("fingerprints") or {}
+    return {"score": out.score, "liveness": out.liveness.verdict if out.liveness is not None else None,
+            "liveness_score": out.liveness.score if out.liveness is not None else None,
+            "model_version": prints.get("pack"), "fingerprints": prints or None,
+            "gallery_version": event.get("cache_version")}
+
+
+def _upload_state(uploader: Uploader | None) -> dict[str, Any] | None:
+    if uploader is None:
+        return None
+    state = dict(uploader.state)
+    return {k: state.get(k) for k in ("status", "uploaded", "sent", "refused", "last_error", "last_run")}
