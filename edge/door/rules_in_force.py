@@ -34,16 +34,22 @@ class RulesInForce:
     def __init__(self, synced: Callable[[], RuleSet | None], status: Callable[[], dict[str, Any]],
                  groups: GroupRules):
         self._synced, self._status, self.groups = synced, status, groups
+        self._seen: tuple[Any, ...] | None = None  # the status the rules below were read at
+        self._rules: RuleSet | None = None
 
     def current(self) -> tuple[str, RuleSet | None]:
         try:
-            rules = self._synced()
-            if rules is not None:
-                return SYNCED, rules
             status = self._status()
+            seen = (status.get("version"), status.get("refused"))
+            if seen != self._seen:  # read again only when sync changed them: a damaged copy is
+                self._rules = self._synced()  # then reported once, not on every tick
+                self._seen = seen
         except Exception:  # a cache that cannot be read is no rules to open a door on
             log.exception("the synced access rules cannot be read; every door request is denied")
+            self._seen = None
             return INVALID, None
+        if self._rules is not None:
+            return SYNCED, self._rules
         ever_synced = bool(status.get("version")) or status.get("refused") is not None
         return (INVALID if ever_synced else GROUPS), None
 
