@@ -21,6 +21,7 @@ decision, the door's events and each change of the rules in force go into the ac
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -82,6 +83,8 @@ class DoorLink:
         self.uploader: Uploader | None = None  # set by the daemon when a hub takes the log
         self._rules_seen: tuple[Any, ...] | None = None
         self._scheduled: str | None = None  # the mode the rules' schedule set last
+        self.log_writable, self.log_lost = True, 0  # records the access log could not take
+        self._log_retry_at = 0.0
         self._last_state: dict[str, Any] | None = None
         self.published = 0
         self.closed = False
@@ -143,6 +146,11 @@ class DoorLink:
         return self.door.grant("", "remote_unlock", source=f"remote:{who}")
 
     def tick(self) -> None:
+        if not self.log_writable and time.monotonic() >= self._log_retry_at:
+            # a record of the loss is the probe: once it is in, the log is writable again
+            self._log_retry_at = time.monotonic() + 5.0
+            self._log("door", {"door": self.s.door.name, "reason": "access_log_lost",
+                               "detail": {"lost": self.log_lost}})
         self._note_rules()
         self._apply_schedule()
         self.door.tick()
@@ -180,9 +188,21 @@ class DoorLink:
             return
         try:
             self.access_log.append(kind, **fields)
-        except Exception:
+        except (sqlite3.Error, OSError) as exc:  # a full or failing disk: said once, counted
+            self.log_lost += 1
+            if self.log_writable:
+                self.log_writable = False
+                log.error("door %s: the access log cannot be written (%s): records are lost until it can",
+                          self.s.door.name, exc)
+            return
+        except Exception:  # a bug (a field the log does not know): loud
+            self.log_lost += 1
             log.exception("door %s: the access log could not take a %s record", self.s.door.name, kind)
             return
+        if not self.log_writable:
+            self.log_writable = True
+            log.warning("door %s: the access log is writable again (%d record(s) were lost while it was not)",
+                        self.s.door.name, self.log_lost)
         if self.uploader is not None:
             self.uploader.trigger()
 
@@ -216,14 +236,15 @@ class DoorLink:
             try:
                 head = (self.access_log.head().get("head") or {}).get("seq", 0)
                 uploaded = self.access_log.uploaded
-                health["access_log"] = {"records": head, "uploaded": uploaded,
+                health["access_log"] = {"records": head, "uploaded": uploaded, "writable": self.log_writable,
+                                        "lost": self.log_lost,
                                         "lag": head - uploaded if self.uploader is not None else None,
                                         "upload": _upload_state(self.uploader)}
             except Exception as exc:  # health never fails on a part it reports
                 health["access_log"] = {"error": type(exc).__name__}
         access = health.get("access_log") or {}
         upload_refused = (access.get("upload") or {}).get("status") == "refused"
-        if rules["rules_invalid"] or upload_refused or "error" in access:
+        if rules["rules_invalid"] or upload_refused or "error" in access or not self.log_writable:
             health["status"] = "degraded"
         return health
 

@@ -21,7 +21,7 @@ import pytest
 
 from tests.conftest import free_port, wait_until
 from tests.door.test_daemon_door import mock_pins, rises  # noqa: F401 (a fixture)
-from tests.support.broker import enrol_five, write_edge_config
+from tests.support.broker import enrol_five, schema_errors, write_edge_config
 from tests.support.hub import start_hub
 
 RELAY = 5
@@ -102,7 +102,9 @@ def test_the_hubs_rules_decide_the_door_and_the_record_reaches_the_hub(
             assert door["rules"] == {"in_force": "synced", "version": version, "refused": None, "error": None,
                                      "rules_invalid": False}
             assert wait_until(lambda: daemon.state()["door"]["access_log"]["lag"] == 0, 30)
-            assert daemon.state()["door"]["access_log"]["upload"]["status"] == "ok"
+            state = daemon.state()
+            assert state["door"]["access_log"]["upload"]["status"] == "ok" and state["door"]["status"] == "ok"
+            assert schema_errors("test/door-rules/state", json.dumps(state).encode()) == []
         finally:
             daemon.stop_event.set()
             loop.join(timeout=10)

@@ -180,3 +180,29 @@ def test_the_log_is_the_anti_passback_history(tmp_path):
     assert [(e["kind"], e["reason"]) for e in edge.door_events() if e["kind"] in ("grant", "deny")] \
         == [("grant", "granted"), ("deny", "anti_passback")]
     assert [r["outcome"] for r in edge.records("decision")] == ["grant", "deny"]
+
+
+def test_a_log_that_cannot_be_written_is_said_once_counted_and_recorded_when_it_can(tmp_path, caplog, monkeypatch):
+    import sqlite3
+
+    edge = Edge(tmp_path)
+    edge.link.start()
+    append = edge.log.append
+
+    def full_disk(kind, **fields):
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(edge.log, "append", full_disk)
+    edge.decide("ben", "d1")
+    edge.link.tick()
+    assert edge.door_events("grant")  # the door still acts; the event still goes out
+    health = edge.link.health()
+    assert health["status"] == "degraded" and health["access_log"]["writable"] is False
+    lost = health["access_log"]["lost"]
+    assert lost >= 2 and caplog.text.count("cannot be written") == 1
+    monkeypatch.setattr(edge.log, "append", append)
+    edge.link._log_retry_at = 0.0  # the next tick probes (every 5 s on the monotonic clock)
+    edge.link.tick()
+    assert edge.link.health()["access_log"]["writable"] is True and edge.link.health()["status"] == "ok"
+    assert edge.records("door")[-1]["reason"] == "access_log_lost"
+    assert edge.records("door")[-1]["detail"]["lost"] >= lost
