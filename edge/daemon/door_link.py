@@ -121,9 +121,12 @@ class DoorLink:
         person = out.person_id or ""
         # groups for an uncertain face too: the synced rules ask for a second factor only where
         # the person could pass now
+        # a face refused before matching (an attack, a withheld decision) is never a candidate
+        # for a second factor, whatever its decision says: the rules see a reject
         request = AccessRequest(event_id=event["event_id"], door=s.door.name, person_id=person,
                                 groups=groups_of(self.gallery(), person) if person else (),
-                                decision=str(out.decision), source=str(out.source), accept=ok,
+                                decision=str(out.decision) if out.reason is None else "reject",
+                                source=str(out.source), accept=ok,
                                 at=time.time(), evidence=evidence_of(out, event))
         verdict = self.rules.evaluate(request, self.history)
         alarm = bool(getattr(verdict, "alarm", False))
@@ -260,7 +263,8 @@ class DoorLink:
 def evidence_of(out: Decided, event: dict[str, Any]) -> dict[str, Any]:
     """What the access log keeps of a decision: score, liveness, the models and the gallery."""
     prints = event.get("fingerprints") or {}
-    return {"score": out.score, "liveness": out.liveness.verdict if out.liveness is not None else None,
+    return {"decision": str(out.decision), "score": out.score,
+            "liveness": out.liveness.verdict if out.liveness is not None else None,
             "liveness_score": out.liveness.score if out.liveness is not None else None,
             "model_version": prints.get("pack"), "fingerprints": prints or None,
             "gallery_version": event.get("cache_version")}

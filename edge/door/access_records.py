@@ -32,7 +32,8 @@ def decision_record(request: AccessRequest, verdict: Verdict, *, door_outcome: s
         "why_not": why_not or None, "liveness_score": ev.get("liveness_score"),
         "fingerprints": ev.get("fingerprints") or None, "claim": request.claim is not None or None,
     }.items() if v is not None}
-    return {"door": request.door, "person_id": request.person_id or None, "decision": request.decision,
+    return {"door": request.door, "person_id": request.person_id or None,
+            "decision": ev.get("decision", request.decision),  # the face's own, not what the rules saw
             "outcome": outcome, "reason": reason, "rule": verdict.rule, "event_id": request.event_id,
             "score": ev.get("score"), "liveness": ev.get("liveness"), "model_version": ev.get("model_version"),
             "gallery_version": ev.get("gallery_version"), "rules_version": getattr(verdict, "rules_version", None),

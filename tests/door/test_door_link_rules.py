@@ -206,3 +206,17 @@ def test_a_log_that_cannot_be_written_is_said_once_counted_and_recorded_when_it_
     assert edge.link.health()["access_log"]["writable"] is True and edge.link.health()["status"] == "ok"
     assert edge.records("door")[-1]["reason"] == "access_log_lost"
     assert edge.records("door")[-1]["detail"]["lost"] >= lost
+
+
+def test_an_uncertain_face_refused_before_matching_is_not_asked_for_a_second_factor(tmp_path):
+    edge = Edge(tmp_path)
+    edge.sync_rules(RULES, 1)
+    edge.link.start()
+    out = Outcome(Mode.IDENTIFY, Decision.UNCERTAIN, Source.LOCAL, "ben", score=0.5,
+                  liveness=TrackLiveness(0.1, 5, "attack"), reason="presentation_attack")
+    edge.link.decided(out, {"event_id": "d1"}, 0.05)
+    assert [(e["kind"], e["reason"]) for e in edge.door_events() if e["kind"] in ("grant", "deny")] \
+        == [("deny", "not_accepted:presentation_attack")]
+    record = edge.records("decision")[-1]
+    assert (record["decision"], record["outcome"], record["detail"]["why_not"]) == (
+        "uncertain", "deny", "presentation_attack")
