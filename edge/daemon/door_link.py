@@ -10,6 +10,11 @@ goes out as events through the durable outbox and as a retained state topic.
     <prefix>/<device>/door/<door>/state    retained: locked/unlocked/open/held/forced, tamper, alarm
     <prefix>/<device>/door/<door>/command  out, backend mqtt only (edge.door.backends.mqtt)
 
+The rules are edge.door.rules_in_force: the hub's synced rules (AccessPolicy, whose schedule
+also sets the door's mode on each tick) or, before any were synced, `[door] groups`. Every
+decision, the door's events and each change of the rules in force go into the access log
+(edge.door.access_log, when given), which is also the rules' anti-passback history.
+
 `accept` is true only for an accept of the shipped policy: decision accept, no refusal reason
 (an attack), live where `[liveness] mode = "require"`, not stale (frame to decision within
 `[policy] stale_accept_s`), a person this device knows, and not from the offline policy unless
@@ -19,21 +24,27 @@ goes out as events through the durable outbox and as a retained state topic.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
 from typing import TYPE_CHECKING, Any, Callable
 
 from edge.core.domain import Decision, Source
 from edge.daemon.decision_event import new_event
+from edge.door.access_records import decision_record, door_event_record, rules_record
 from edge.door.controller import DoorController, DoorMode, DoorTiming
-from edge.door.interface import AccessRequest, Outcome
+from edge.door.interface import AccessHistory, AccessRequest, Outcome
 from edge.door.rules import GroupRules, NoHistory
+from edge.door.rules_in_force import RulesInForce
 
 if TYPE_CHECKING:
+    from edge.core.access_rules import RuleSet
     from edge.core.credentials import Credential
     from edge.core.matcher import Gallery
     from edge.daemon.config import EdgeSettings
     from edge.daemon.decide import Outcome as Decided
     from edge.daemon.publisher import Publisher
+    from edge.door.access_log import AccessLog
+    from edge.door.access_upload import Uploader
 
 log = logging.getLogger("edge.daemon")
 
@@ -65,11 +76,18 @@ class DoorLink:
     """Owns the door's controller and rules; the main loop calls `decided` and `tick`."""
 
     def __init__(self, s: EdgeSettings, controller: DoorController, events: Publisher,
-                 gallery: Callable[[], Gallery]):
+                 gallery: Callable[[], Gallery], *, synced_rules: Callable[[], RuleSet | None] = lambda: None,
+                 rules_status: Callable[[], dict[str, Any]] = dict, access_log: AccessLog | None = None):
         self.s, self.door, self.events, self.gallery = s, controller, events, gallery
-        groups = s.door.groups or s.identify.groups
-        self.rules = GroupRules(groups, lambda door: str(self.door.mode))
-        self.history = NoHistory()
+        groups = GroupRules(s.door.groups or s.identify.groups, lambda door: str(self.door.mode))
+        self.rules = RulesInForce(synced_rules, rules_status, groups)
+        self.access_log = access_log
+        self.history: AccessHistory = access_log if access_log is not None else NoHistory()
+        self.uploader: Uploader | None = None  # set by the daemon when a hub takes the log
+        self._rules_seen: tuple[Any, ...] | None = None
+        self._scheduled: str | None = None  # the mode the rules' schedule set last
+        self.log_writable, self.log_lost = True, 0  # records the access log could not take
+        self._log_retry_at = 0.0
         self._last_state: dict[str, Any] | None = None
         self.published = 0
         self.closed = False
@@ -77,7 +95,7 @@ class DoorLink:
     @classmethod
     def from_settings(cls, s: EdgeSettings, events: Publisher, gallery: Callable[[], Gallery], *,
                       credentials_of: Callable[[str], tuple[Credential, ...]] | None = None,
-                      pin_factory: Any = None) -> DoorLink:
+                      pin_factory: Any = None, **rules_and_log: Any) -> DoorLink:
         from edge.door.backends import make_door_io
         from edge.door.controller import no_credentials
 
@@ -93,11 +111,15 @@ class DoorLink:
                                     timing=DoorTiming.from_settings(s.door), mode=DoorMode(s.door.mode),
                                     credentials_of=credentials_of or no_credentials)
         built.append(controller)
-        return cls(s, controller, events, gallery)
+        return cls(s, controller, events, gallery, **rules_and_log)
 
     def start(self) -> None:
+        """The door locked, the rules in force logged; no scheduled mode yet: starting never
+        unlocks (the first `tick` of the main loop applies the schedule)."""
         self.door.start()
-        self.tick()
+        self._note_rules()
+        self.door.tick()
+        self.flush()
 
     def decided(self, out: Decided, event: dict[str, Any], decided_s: float | None) -> None:
         """After the decision `event` was published: the rules' verdict drives the door."""
@@ -107,29 +129,104 @@ class DoorLink:
         ok, why = strict_accept(out, liveness_mode=s.liveness.mode, stale_s=s.policy.stale_accept_s,
                                 decided_s=decided_s, offline_allow_opens=s.door.open_on_offline_allow)
         person = out.person_id or ""
+        # groups for an uncertain face too: the synced rules ask for a second factor only where
+        # the person could pass now
+        # a face refused before matching (an attack, a withheld decision) is never a candidate
+        # for a second factor, whatever its decision says: the rules see a reject
         request = AccessRequest(event_id=event["event_id"], door=s.door.name, person_id=person,
-                                groups=groups_of(self.gallery(), person) if ok else (),
-                                decision=str(out.decision), source=str(out.source), accept=ok,
-                                at=time.time(), evidence={"score": out.score, "why_not": why or None})
+                                groups=groups_of(self.gallery(), person) if person else (),
+                                decision=str(out.decision) if out.reason is None else "reject",
+                                source=str(out.source), accept=ok,
+                                at=time.time(), evidence=evidence_of(out, event))
         verdict = self.rules.evaluate(request, self.history)
+        alarm = bool(getattr(verdict, "alarm", False))
         if verdict.outcome is Outcome.GRANT:
             self.door.grant(person, verdict.reason, event_id=request.event_id)
         elif ok or person:  # a face nobody knows is no door event; a known one refused is
-            self.door.deny(person, verdict.reason if ok else f"{verdict.reason}:{why}",
+            asked = ok or verdict.outcome is Outcome.STEP_UP  # the rules' own reason says it all
+            self.door.deny(person, verdict.reason if asked else f"{verdict.reason}:{why}",
                            event_id=request.event_id)
-        self.flush()
+        if alarm:  # a duress person: granted or not, the alarm goes out
+            self.door.alarm(person, "duress", event_id=request.event_id)
+        events = self.door.take_events()
+        acted = next((e for e in events if e["kind"] in ("grant", "deny")
+                      and e.get("decision_event_id") == request.event_id), None)
+        self._log("decision", decision_record(request, verdict, door_outcome=acted["kind"] if acted else None,
+                                              door_reason=acted.get("reason") if acted else None, why_not=why))
+        self.flush(events)
 
     def remote_unlock(self, who: str) -> bool:
         return self.door.grant("", "remote_unlock", source=f"remote:{who}")
 
     def tick(self) -> None:
+        if not self.log_writable and time.monotonic() >= self._log_retry_at:
+            # a record of the loss is the probe: once it is in, the log is writable again
+            self._log_retry_at = time.monotonic() + 5.0
+            self._log("door", {"door": self.s.door.name, "reason": "access_log_lost",
+                               "detail": {"lost": self.log_lost}})
+        self._note_rules()
+        self._apply_schedule()
         self.door.tick()
         self.flush()
 
-    def flush(self) -> None:
-        """The door's events to the outbox, and its state (retained) when it changed."""
-        for e in self.door.take_events():
+    def _apply_schedule(self) -> None:
+        """The synced rules' scheduled mode, when it changes (so a later command could hold
+        until the next change). None (no synced rules in force) returns to the config's mode.
+        `[door] mode = "locked_down"` is an operator's hold: no schedule lifts it."""
+        if self.closed or self.s.door.mode == "locked_down":
+            return
+        target = self.rules.scheduled_mode(self.s.door.name, time.time())
+        if target == self._scheduled:
+            return
+        self._scheduled = target
+        self.door.set_mode(DoorMode(target or self.s.door.mode), "schedule" if target else "no_synced_rules")
+
+    def _note_rules(self) -> None:
+        """A `rules` record (and a log line) whenever the rules in force change."""
+        status = self.rules.status()
+        seen = (status["in_force"], status["version"], status["refused"])
+        if seen == self._rules_seen:
+            return
+        self._rules_seen = seen
+        (log.error if status["rules_invalid"] else log.info)(
+            "door %s: access rules in force: %s%s%s", self.s.door.name, status["in_force"],
+            f" version {status['version']}" if status["version"] else "",
+            f" (version {status['refused']} refused: {status['error']})" if status["refused"] else "")
+        self._log("rules", rules_record(status))
+
+    def _log(self, kind: str, fields: dict[str, Any]) -> None:
+        """Append to the access log; a log that fails is reported, the door goes on (its
+        decision is made; the event still goes out)."""
+        if self.access_log is None:
+            return
+        try:
+            self.access_log.append(kind, **fields)
+        except (sqlite3.Error, OSError) as exc:  # a full or failing disk: said once, counted
+            self.log_lost += 1
+            if self.log_writable:
+                self.log_writable = False
+                log.error("door %s: the access log cannot be written (%s): records are lost until it can",
+                          self.s.door.name, exc)
+            return
+        except Exception:  # a bug (a field the log does not know): loud
+            self.log_lost += 1
+            log.exception("door %s: the access log could not take a %s record", self.s.door.name, kind)
+            return
+        if not self.log_writable:
+            self.log_writable = True
+            log.warning("door %s: the access log is writable again (%d record(s) were lost while it was not)",
+                        self.s.door.name, self.log_lost)
+        if self.uploader is not None:
+            self.uploader.trigger()
+
+    def flush(self, events: list[dict[str, Any]] | None = None) -> None:
+        """The door's events to the access log and the outbox, and its state (retained) when it
+        changed."""
+        for e in self.door.take_events() if events is None else events:
             e = {k: v for k, v in e.items() if v is not None}
+            record = door_event_record(e)
+            if record is not None:
+                self._log(*record)
             self.events.publish_event(new_event(device=self.s.device.id, **e), leaf=f"door/{self.s.door.name}/event")
             self.published += 1
             if e["kind"] in ("grant", "forced_open", "held_open", "tamper", "relay_fault", "exit_stuck",
@@ -145,7 +242,26 @@ class DoorLink:
             self.events.publish_retained(f"door/{self.s.door.name}/state", message)
 
     def health(self) -> dict[str, Any]:
-        return self.door.health()
+        """The controller's health, the rules in force and the access log (degraded: rules
+        invalid, or the hub refusing the log)."""
+        health = self.door.health()
+        rules = self.rules.status()
+        health["rules"] = rules
+        if self.access_log is not None:
+            try:
+                head = (self.access_log.head().get("head") or {}).get("seq", 0)
+                uploaded = self.access_log.uploaded
+                health["access_log"] = {"records": head, "uploaded": uploaded, "writable": self.log_writable,
+                                        "lost": self.log_lost,
+                                        "lag": head - uploaded if self.uploader is not None else None,
+                                        "upload": _upload_state(self.uploader)}
+            except Exception as exc:  # health never fails on a part it reports
+                health["access_log"] = {"error": type(exc).__name__}
+        access = health.get("access_log") or {}
+        upload_refused = (access.get("upload") or {}).get("status") == "refused"
+        if rules["rules_invalid"] or upload_refused or "error" in access or not self.log_writable:
+            health["status"] = "degraded"
+        return health
 
     def close(self) -> None:
         self.closed = True
@@ -154,3 +270,20 @@ class DoorLink:
             self.flush()
         except Exception:  # best effort on the way out
             pass
+
+
+def evidence_of(out: Decided, event: dict[str, Any]) -> dict[str, Any]:
+    """What the access log keeps of a decision: score, liveness, the models and the gallery."""
+    prints = event.get("fingerprints") or {}
+    return {"decision": str(out.decision), "score": out.score,
+            "liveness": out.liveness.verdict if out.liveness is not None else None,
+            "liveness_score": out.liveness.score if out.liveness is not None else None,
+            "model_version": prints.get("pack"), "fingerprints": prints or None,
+            "gallery_version": event.get("cache_version")}
+
+
+def _upload_state(uploader: Uploader | None) -> dict[str, Any] | None:
+    if uploader is None:
+        return None
+    state = dict(uploader.state)
+    return {k: state.get(k) for k in ("status", "uploaded", "sent", "refused", "last_error", "last_run")}

@@ -45,6 +45,8 @@ if TYPE_CHECKING:
     from edge.daemon.settle import Candidate, SettleWindow
     from edge.daemon.sync import Syncer
     from edge.daemon.tracker import Tracker
+    from edge.door.access_log import AccessLog
+    from edge.door.access_upload import Uploader
     from edge.vision.pipeline import Pipeline
 
 log = logging.getLogger("edge.daemon")
@@ -116,6 +118,8 @@ class Daemon:
         self.priority = CameraFirst()
         self.threads: list[threading.Thread] = []
         self.door: DoorLink | None = None  # built in start(), after the publisher
+        self.access_log: AccessLog | None = None  # the door's access log (start())
+        self.uploader: Uploader | None = None  # the log to the hub: None without a hub
 
     # -- start -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -189,11 +193,13 @@ class Daemon:
         # Locked before anything else can happen: DoorController.start never unlocks.
         # A grant's credentials (synced with the person) go to the panel: OSDP card read, Wiegand.
         self.door = DoorLink.from_settings(s, self.events, lambda: self.gallery_ref,
-                                           credentials_of=self.cache.credentials_of)
+                                           credentials_of=self.cache.credentials_of,
+                                           **self._access_rules_and_log())
         self.door.start()
         metrics.follow(self.camera, self.events, self.cloud, self.syncer)
         if self.cloud is not None:
             self._spawn("sync", self.syncer.run, self.stop_event)
+            self._start_log_upload()
         if s.api.enabled:
             self._start_api()
         self._watchdog_s = watchdog_interval_s()
@@ -203,6 +209,32 @@ class Daemon:
                  time.time() - self.started, self.camera.name,
                  f"{s.api.host}:{self.api.port}" if self.api and self.api.port else "off",
                  s.door.name, s.door.backend)
+
+    def _access_rules_and_log(self) -> dict[str, Any]:
+        """The door's rules (the hub's, synced into the cache) and its access log, signed with
+        the edge's own key (docs/access.md#in-the-daemon)."""
+        from edge.daemon.access_log_cli import LOG_FILE
+        from edge.daemon.api_key import own_credential
+        from edge.door.access_log import AccessLog
+
+        s = self.s
+        key = own_credential(s.storage.path, s.hub.appid).secret_key.encode()
+        self.access_log = AccessLog(Path(s.storage.path) / LOG_FILE, key,
+                                    retention_days=s.door.log_retention_days or None)
+        return {"synced_rules": self.cache.rules, "rules_status": self.cache.rules_status,
+                "access_log": self.access_log}
+
+    def _start_log_upload(self) -> None:
+        """The access log to the hub, in its own thread (every call bounded by the hub client's
+        timeouts; woken by each new record and at shutdown)."""
+        from edge.daemon.api_key import own_credential
+        from edge.door.access_upload import Uploader
+
+        assert self.cloud is not None and self.door is not None and self.access_log is not None
+        edge_id = own_credential(self.s.storage.path, self.s.hub.appid).secret_id
+        self.uploader = Uploader(self.cloud, self.access_log, edge_id, interval_s=self.s.hub.sync_interval_s)
+        self.door.uploader = self.uploader
+        self._spawn("log-upload", self.uploader.run, self.stop_event)
 
     def _spawn(self, name: str, target: Callable[..., object], *args: object) -> threading.Thread:
         t = threading.Thread(target=target, args=args, name=name, daemon=True)
@@ -327,6 +359,8 @@ class Daemon:
             self.door.close()
         if self.syncer is not None:
             self.syncer.trigger()
+        if self.uploader is not None:
+            self.uploader.trigger()  # wakes its thread, which sees the stop and ends
         self.camera.close()
         try:
             # the faces still in view get their decision
@@ -344,5 +378,7 @@ class Daemon:
             t.join(timeout=5)
         if self.cloud is not None:
             self.cloud.close()
+        if self.access_log is not None and not any(t.is_alive() for t in self.threads if t.name == "log-upload"):
+            self.access_log.close()
         log.info("edge daemon stopped after %d decisions", self.decisions)
 

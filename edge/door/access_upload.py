@@ -5,7 +5,8 @@ batches over the signed channel sync uses (edge.api.client), and moves the curso
 the hub reports after each batch it stored. A batch the hub already has (the answer was lost to
 an outage or a restart of either side) is stored once: the hub skips records it holds by seq
 and hash. The hub checks every batch against its copy of the chain; a refusal (-1520 gap,
--1521 edited, -1522 malformed) stops the upload and is reported, never skipped over.
+-1521 edited, -1522 malformed) stops the upload and is reported, never skipped over. After an
+upload the log is pruned to its retention (records the hub holds, older than retention_days).
 """
 
 from __future__ import annotations
@@ -64,6 +65,8 @@ class Uploader:
             self.state["refused"] += status == "refused"
         except CloudError as exc:
             status, error = "offline", str(exc)
+        if status == "ok":
+            self.log.prune()  # retention: only what the hub now holds may go
         self.state.update(status=status, last_error=error, uploaded=self.log.uploaded, sent=self.state["sent"] + sent,
                           last_run=time.time())
         return dict(self.state)

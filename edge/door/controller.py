@@ -205,6 +205,13 @@ class DoorController:
             self._emit("deny", person_id=person_id or None, reason=reason, decision_event_id=event_id)
         self._indicate("denied")
 
+    def alarm(self, person_id: str, reason: str, *, event_id: str = "") -> None:
+        """An alarm the rules raised (a duress person: `reason` = "duress"); the lock is not
+        touched, whatever the verdict did with it."""
+        with self._lock:
+            self._emit("alarm", person_id=person_id or None, reason=reason, decision_event_id=event_id)
+        self._indicate("alarm")
+
     def set_mode(self, mode: DoorMode, why: str = "") -> None:
         with self._lock:
             if mode is self.mode:

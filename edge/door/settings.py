@@ -93,6 +93,10 @@ class DoorSettings(BaseModel):
     simulate_inputs: str = Field("", description="none: a file whose appended lines (`contact open`, "
                                  "`exit press`, `tamper on`, ...)\nare read as inputs: for demos and "
                                  "tests only (empty: off).")
+    # access log (edge.door.access_log; docs/access.md#the-access-log)
+    log_retention_days: float = Field(
+        365.0, ge=0, description="Access log records older than this many days are deleted once the hub "
+        "holds them\n(without a hub nothing is deleted; 0: keep everything).")
 
     @model_validator(mode="after")
     def _consistent(self) -> DoorSettings:

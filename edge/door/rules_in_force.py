@@ -1,0 +1,82 @@
+"""Which access rules the door follows now, and the mode their schedule sets (docs/access.md).
+
+Three states, read afresh from the edge cache on each call (it keeps the parsed rules):
+
+    synced   the hub's rule document, the last that validated: AccessPolicy decides and its
+             schedule sets the door's mode
+    groups   no document was ever synced: the `[door] groups` rules of the config (GroupRules)
+    invalid  a document was synced but none that validates is left (the first one synced was
+             broken, or the stored copy is damaged): every request is denied, `rules_invalid`
+
+A synced document that fails validation while a good one is kept changes nothing here: the
+cache keeps the last good one (and says which version it refused, shown in `status`).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable
+
+from edge.core.access_rules import RuleSet
+from edge.door.access import RULES_INVALID, AccessPolicy, AccessVerdict, door_mode, local_time
+from edge.door.interface import AccessHistory, AccessRequest, Outcome, Verdict
+from edge.door.rules import GroupRules
+
+log = logging.getLogger(__name__)
+
+SYNCED, GROUPS, INVALID = "synced", "groups", "invalid"
+
+
+class RulesInForce:
+    """`synced()` is the cache's last good RuleSet (None: none); `status()` its rules_status()
+    ({"version": in use or 0, "refused": version or None, "error": why})."""
+
+    def __init__(self, synced: Callable[[], RuleSet | None], status: Callable[[], dict[str, Any]],
+                 groups: GroupRules):
+        self._synced, self._status, self.groups = synced, status, groups
+        self._seen: tuple[Any, ...] | None = None  # the status the rules below were read at
+        self._rules: RuleSet | None = None
+
+    def current(self) -> tuple[str, RuleSet | None]:
+        try:
+            status = self._status()
+            seen = (status.get("version"), status.get("refused"))
+            if seen != self._seen:  # read again only when sync changed them: a damaged copy is
+                self._rules = self._synced()  # then reported once, not on every tick
+                self._seen = seen
+        except Exception:  # a cache that cannot be read is no rules to open a door on
+            log.exception("the synced access rules cannot be read; every door request is denied")
+            self._seen = None
+            return INVALID, None
+        if self._rules is not None:
+            return SYNCED, self._rules
+        ever_synced = bool(status.get("version")) or status.get("refused") is not None
+        return (INVALID if ever_synced else GROUPS), None
+
+    def evaluate(self, request: AccessRequest, history: AccessHistory) -> Verdict:
+        which, rules = self.current()
+        if which == SYNCED:
+            return AccessPolicy(lambda: rules).evaluate(request, history)
+        if which == INVALID:
+            return AccessVerdict(Outcome.DENY, RULES_INVALID)
+        return self.groups.evaluate(request, history)
+
+    def scheduled_mode(self, door: str, at: float) -> str | None:
+        """normal | unlocked | locked_down by the synced rules' schedule at `at` (UTC epoch);
+        None when no synced rules are in force (the mode is then the config's)."""
+        which, rules = self.current()
+        if rules is None:
+            return None
+        found = rules.doors.get(door)
+        return "normal" if found is None else door_mode(rules, found, local_time(rules, at))
+
+    def status(self) -> dict[str, Any]:
+        """For /health and the log: which rules are in force, their version, what was refused."""
+        which, rules = self.current()
+        try:
+            synced = self._status()
+        except Exception:
+            synced = {}
+        return {"in_force": which, "version": rules.version if rules is not None else None,
+                "refused": synced.get("refused"), "error": synced.get("error") or None,
+                "rules_invalid": which == INVALID}

@@ -1,0 +1,222 @@
+"""The door link under the hub's synced access rules (edge.door.rules_in_force) and with its
+access log: which rules are in force, what a broken synced document does, the scheduled door
+modes, step-up, duress and anti-passback through the log. A real edge cache (SQLite) fed with
+sync pages as they come off the wire, a real access log; the backend `none` stands for the relay."""
+
+from __future__ import annotations
+
+import json
+
+from edge.core.domain import Decision, Mode, Source, TrackLiveness
+from edge.daemon.cache import EdgeCache
+from edge.daemon.config import EdgeSettings
+from edge.daemon.decide import Outcome
+from edge.daemon.door_link import DoorLink
+from edge.door.access_log import AccessLog
+from tests.door.test_door_link import Recorder, gallery
+from tests.support.broker import schema_errors
+
+ALL_WEEK = [{"days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"], "from": "00:00", "to": "24:00"}]
+RULES = {
+    "format": 1, "timezone": "UTC", "groups": ["staff", "visitors"],
+    "doors": [{"id": "main"}],
+    "schedules": {"always": ALL_WEEK},
+    "access_levels": [{"id": "staff-main", "groups": ["staff"], "doors": ["main"], "schedule": "always"}],
+}
+BROKEN = {**RULES, "access_levels": [{"id": "x", "groups": ["nobody"], "doors": ["main"], "schedule": "always"}]}
+
+
+class Edge:
+    """A door link wired as the daemon wires it: the cache's rules, a real access log."""
+
+    def __init__(self, tmp_path, **door):
+        self.cache = EdgeCache(tmp_path / "cache.db")
+        self.log = AccessLog(tmp_path / "access-log.db", b"the-edge-key-for-tests-0123456789")
+        self.rec = Recorder()
+        s = EdgeSettings(storage={"path": tmp_path}, mqtt={"enabled": False}, identify={"groups": ["staff"]},
+                         door=door)
+        self.link = DoorLink.from_settings(s, self.rec, gallery, synced_rules=self.cache.rules,
+                                           rules_status=self.cache.rules_status, access_log=self.log)
+        self.seq = 0
+
+    def sync_rules(self, doc: dict, version: int) -> None:
+        self.seq += 1
+        self.cache.apply_page([{"seq": self.seq, "type": "rules", "version": version, "rules": json.dumps(doc)}],
+                              self.seq)
+
+    def decide(self, person: str, event_id: str, decision: Decision = Decision.ACCEPT) -> None:
+        out = Outcome(Mode.IDENTIFY, decision, Source.LOCAL, person, score=0.7,
+                      liveness=TrackLiveness(0.9, 5, "live"))
+        self.link.decided(out, {"event_id": event_id, "fingerprints": {"pack": "pack-fp"},
+                                "cache_version": "sync-3"}, 0.05)
+
+    def door_events(self, kind: str | None = None) -> list[dict]:
+        return [e for leaf, e in self.rec.events if leaf == "door/main/event" and kind in (None, e["kind"])]
+
+    def records(self, kind: str | None = None) -> list[dict]:
+        return [r for r in self.log.records(0, 1000) if kind in (None, r["kind"])]
+
+    @property
+    def energised(self) -> bool:
+        return bool(self.link.door.io.energised)  # type: ignore[attr-defined]
+
+
+def test_without_synced_rules_the_config_groups_decide_and_health_says_so(tmp_path):
+    edge = Edge(tmp_path)
+    edge.link.start()
+    edge.decide("eve", "d1")
+    edge.decide("ben", "d2")
+    assert [(e["person_id"], e["kind"], e["reason"]) for e in edge.door_events() if e["kind"] in ("grant", "deny")] \
+        == [("eve", "deny", "not_in_groups"), ("ben", "grant", "granted")]
+    rules = edge.link.health()["rules"]
+    assert (rules["in_force"], rules["version"], rules["rules_invalid"]) == ("groups", None, False)
+    assert edge.records("rules")[0]["reason"] == "groups"
+    ben = edge.records("decision")[-1]
+    assert (ben["person_id"], ben["outcome"], ben["event_id"], ben["score"], ben["liveness"], ben["model_version"],
+            ben["gallery_version"]) == ("ben", "grant", "d2", 0.7, "live", "pack-fp", "sync-3")
+
+
+def test_a_broken_synced_document_keeps_the_last_good_rules(tmp_path):
+    edge = Edge(tmp_path)
+    edge.sync_rules(RULES, 1)
+    edge.link.start()
+    edge.decide("eve", "d1")  # no access level for visitors
+    edge.sync_rules(BROKEN, 2)  # refused by the cache: version 1 stays
+    edge.link.tick()
+    edge.decide("ben", "d2")
+    decided = [(e["person_id"], e["kind"], e["reason"]) for e in edge.door_events() if e["kind"] in ("grant", "deny")]
+    assert decided == [("eve", "deny", "no_access_level"), ("ben", "grant", "granted")]
+    assert edge.energised
+    health = edge.link.health()
+    assert health["rules"] == {"in_force": "synced", "version": 1, "refused": 2, "error": health["rules"]["error"],
+                               "rules_invalid": False}
+    assert "nobody" in health["rules"]["error"] and health["status"] == "ok"
+    assert [(r["reason"], r.get("rules_version"), r["detail"].get("refused")) for r in edge.records("rules")] \
+        == [("synced", 1, None), ("synced", 1, 2)]
+    ben = edge.records("decision")[-1]
+    assert (ben["rules_version"], ben["rule"]) == (1, "level:staff-main")
+    assert edge.log.verify().ok
+
+
+def test_no_good_rules_and_a_broken_document_denies_rules_invalid(tmp_path):
+    edge = Edge(tmp_path)
+    edge.sync_rules(BROKEN, 1)  # the first document synced is broken: no good rules at all
+    edge.link.start()
+    edge.decide("ben", "d1")  # would pass under the config's groups: never here
+    assert [(e["kind"], e["reason"]) for e in edge.door_events() if e["kind"] in ("grant", "deny")] \
+        == [("deny", "rules_invalid")]
+    assert not edge.energised and not edge.door_events("grant")
+    health = edge.link.health()
+    assert health["rules"]["in_force"] == "invalid" and health["rules"]["rules_invalid"] is True
+    assert health["status"] == "degraded"
+    record = edge.records("decision")[-1]
+    assert (record["outcome"], record["reason"]) == ("deny", "rules_invalid")
+    edge.sync_rules(RULES, 2)  # a good one arrives: it decides from then on
+    edge.link.tick()
+    edge.decide("ben", "d2")
+    assert edge.door_events("grant")[-1]["decision_event_id"] == "d2"
+
+
+def test_the_schedule_sets_the_door_mode_on_ticks_never_at_start(tmp_path):
+    edge = Edge(tmp_path)
+    edge.sync_rules({**RULES, "doors": [{"id": "main", "modes": [{"schedule": "always", "mode": "unlocked"}]}]}, 1)
+    edge.link.start()
+    assert not edge.energised and edge.link.door.mode == "normal"  # starting never unlocks
+    edge.link.tick()
+    assert edge.energised and edge.link.door.mode == "unlocked"
+    assert edge.door_events("mode")[-1]["reason"] == "schedule"
+    edge.sync_rules({**RULES, "doors": [{"id": "main", "modes": [{"schedule": "always", "mode": "locked_down"}]}]}, 2)
+    edge.link.tick()
+    assert not edge.energised and edge.link.door.mode == "locked_down"
+    edge.decide("ben", "d1")
+    assert edge.door_events()[-1]["reason"] == "locked_down" and not edge.energised
+    for e in edge.door_events():
+        assert schema_errors("p/dev/door/main/event", json.dumps(e).encode()) == []
+
+
+def test_an_operators_lockdown_in_the_config_is_not_lifted_by_a_schedule(tmp_path):
+    edge = Edge(tmp_path, mode="locked_down")
+    edge.sync_rules({**RULES, "doors": [{"id": "main", "modes": [{"schedule": "always", "mode": "unlocked"}]}]}, 1)
+    edge.link.start()
+    edge.link.tick()
+    assert edge.link.door.mode == "locked_down" and not edge.energised
+
+
+def test_step_up_asks_for_a_second_factor_and_opens_nothing(tmp_path):
+    edge = Edge(tmp_path)
+    edge.sync_rules(RULES, 1)
+    edge.link.start()
+    edge.decide("ben", "d1", Decision.UNCERTAIN)
+    assert [(e["kind"], e["reason"]) for e in edge.door_events() if e["kind"] in ("grant", "deny")] \
+        == [("deny", "second_factor_needed")]
+    assert not edge.energised
+    record = edge.records("decision")[-1]
+    assert (record["outcome"], record["reason"], record["decision"]) == ("step_up", "second_factor_needed", "uncertain")
+
+
+def test_duress_grants_and_raises_an_alarm_event_and_record(tmp_path):
+    edge = Edge(tmp_path)
+    edge.sync_rules({**RULES, "duress_persons": ["ben"]}, 1)
+    edge.link.start()
+    edge.decide("ben", "d1")
+    grant, alarm = edge.door_events("grant")[-1], edge.door_events("alarm")[-1]
+    assert (grant["reason"], alarm["reason"], alarm["decision_event_id"]) == ("duress", "duress", "d1")
+    assert edge.energised
+    assert schema_errors("p/dev/door/main/event", json.dumps(alarm).encode()) == []
+    assert edge.records("decision")[-1]["alarm"] is True
+    assert [(r["reason"], r["event_id"]) for r in edge.records("alarm")] == [("duress", "d1")]
+
+
+def test_the_log_is_the_anti_passback_history(tmp_path):
+    edge = Edge(tmp_path)
+    edge.sync_rules({**RULES, "anti_passback": {"timed_s": 300, "response": "hard"}}, 1)
+    door_clock = [1000.0]
+    edge.link.door.clock = lambda: door_clock[0]
+    edge.link.start()
+    edge.decide("ben", "d1")
+    door_clock[0] += 60  # the door relocked long ago: only the rules can refuse him now
+    edge.link.tick()
+    edge.decide("ben", "d2")
+    assert [(e["kind"], e["reason"]) for e in edge.door_events() if e["kind"] in ("grant", "deny")] \
+        == [("grant", "granted"), ("deny", "anti_passback")]
+    assert [r["outcome"] for r in edge.records("decision")] == ["grant", "deny"]
+
+
+def test_a_log_that_cannot_be_written_is_said_once_counted_and_recorded_when_it_can(tmp_path, caplog, monkeypatch):
+    import sqlite3
+
+    edge = Edge(tmp_path)
+    edge.link.start()
+    append = edge.log.append
+
+    def full_disk(kind, **fields):
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(edge.log, "append", full_disk)
+    edge.decide("ben", "d1")
+    edge.link.tick()
+    assert edge.door_events("grant")  # the door still acts; the event still goes out
+    health = edge.link.health()
+    assert health["status"] == "degraded" and health["access_log"]["writable"] is False
+    lost = health["access_log"]["lost"]
+    assert lost >= 2 and caplog.text.count("cannot be written") == 1
+    monkeypatch.setattr(edge.log, "append", append)
+    edge.link._log_retry_at = 0.0  # the next tick probes (every 5 s on the monotonic clock)
+    edge.link.tick()
+    assert edge.link.health()["access_log"]["writable"] is True and edge.link.health()["status"] == "ok"
+    assert edge.records("door")[-1]["reason"] == "access_log_lost"
+    assert edge.records("door")[-1]["detail"]["lost"] >= lost
+
+
+def test_an_uncertain_face_refused_before_matching_is_not_asked_for_a_second_factor(tmp_path):
+    edge = Edge(tmp_path)
+    edge.sync_rules(RULES, 1)
+    edge.link.start()
+    out = Outcome(Mode.IDENTIFY, Decision.UNCERTAIN, Source.LOCAL, "ben", score=0.5,
+                  liveness=TrackLiveness(0.1, 5, "attack"), reason="presentation_attack")
+    edge.link.decided(out, {"event_id": "d1"}, 0.05)
+    assert [(e["kind"], e["reason"]) for e in edge.door_events() if e["kind"] in ("grant", "deny")] \
+        == [("deny", "not_accepted:presentation_attack")]
+    record = edge.records("decision")[-1]
+    assert (record["decision"], record["outcome"], record["detail"]["why_not"]) == (
+        "uncertain", "deny", "presentation_attack")
