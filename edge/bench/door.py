@@ -241,7 +241,6 @@ def det_curve(nm: np.ndarray, mated: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 def run(args) -> int:
     from edge.bench.lfw import default_data_dir, lfw_embeddings
-    from edge.core.false_admit import DEFAULT_FALSE_ADMIT_RATE
     from edge.core.matcher import thresholds_for
     from edge.vision.pipeline import Pipeline
 
@@ -254,11 +253,7 @@ def run(args) -> int:
     if any(f not in FALLBACKS for f in fallbacks):
         print(f"edge-verifier bench door: error: --fallback takes {', '.join(FALLBACKS)}", file=sys.stderr)
         return 2
-    workers = args.workers or os.cpu_count() or 1
-    packs = ["int8", "fp32"] if args.precision == "both" else [args.precision]
-    rate = DEFAULT_FALSE_ADMIT_RATE if args.false_admit_rate is None else args.false_admit_rate
-    sizes = [int(v) for v in args.persons.split(",")]
-    photos = [int(v) for v in args.photos.split(",")]
+    workers, packs, rate, sizes, photos = door_options(args)
     frames_list = [int(v) for v in args.frames.split(",")]
     embeddings, face_sets = {}, {}
     for pack in sorted(set(packs) | ({"fp32"} if "hub-fp32" in fallbacks else set())):
@@ -344,3 +339,14 @@ def plot_det(curves: dict, path: Path, meta: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def door_options(args) -> tuple[int, list[str], float, list[int], list[int]]:
+    """What both door benches (LFW's and any folder's) read the same way from their options:
+    workers, packs, the false-admit rate, gallery sizes and photos per person."""
+    from edge.core.false_admit import DEFAULT_FALSE_ADMIT_RATE
+
+    workers = args.workers or os.cpu_count() or 1
+    packs = ["int8", "fp32"] if args.precision == "both" else [args.precision]
+    rate = DEFAULT_FALSE_ADMIT_RATE if args.false_admit_rate is None else args.false_admit_rate
+    return workers, packs, rate, [int(v) for v in args.persons.split(",")], [int(v) for v in args.photos.split(",")]

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
 from pathlib import Path
 
@@ -92,10 +91,10 @@ def _per_band(labels: dict[str, np.ndarray], nm_rows, m_rows, nm_admit, nm_withh
 
 
 def run_wild(args, data: Path) -> int:
-    from edge.bench.door import _Progress, det_curve, draw_door, fnir_at_fpir, run_door
+    from edge.bench.door import _Progress, det_curve, door_options, draw_door, fnir_at_fpir, run_door
     from edge.bench.lfw import cache_dir, identity
     from edge.bench.wild import Degrade, fit_margins, folder_faces, folder_names, pair_tails
-    from edge.core.false_admit import DEFAULT_FALSE_ADMIT_RATE, IMPOSTOR_TAILS, score_at_far
+    from edge.core.false_admit import IMPOSTOR_TAILS, score_at_far
     from edge.vision.pipeline import Pipeline
 
     try:
@@ -108,11 +107,7 @@ def run_wild(args, data: Path) -> int:
         print("edge-verifier bench door: error: by condition band, approaches are one photo (--frames 1)",
               file=sys.stderr)
         return 2
-    workers = args.workers or os.cpu_count() or 1
-    packs = ["int8", "fp32"] if args.precision == "both" else [args.precision]
-    rate = DEFAULT_FALSE_ADMIT_RATE if args.false_admit_rate is None else args.false_admit_rate
-    sizes = [int(v) for v in args.persons.split(",")]
-    photos = [int(v) for v in args.photos.split(",")]
+    workers, packs, rate, sizes, photos = door_options(args)
     names = folder_names(data, args.identities, args.seed)
     result: dict = {"data": str(data), "degrade": degrade.label() if degrade else None,
                     "identities_drawn": args.identities, "photos": len(names), "galleries": args.galleries,

@@ -108,18 +108,7 @@ class CommandGate:
             # The whole command is checked before its single-use signature is used up: a copy
             # sniffed and republished with another person_id (or any field off its schema) is
             # refused without burning the signature of the genuine command still on its way.
-            try:
-                now = self.clock()
-                sig = self.verifier.verify(_text(payload.get("authorization")), now)
-            except ApiError as exc:
-                raise _Refused("signature", f"code {exc.code}: {exc.message}") from None
-            bound = command_purpose(name, person_id)
-            if not sig.single_use or sig.fields.get("f") != bound:
-                raise _Refused("signature", f"needs a single-use signature (e=0) with f={bound}")
-            try:
-                self.verifier.consume(sig, now)
-            except ApiError as exc:
-                raise _Refused("signature", f"code {exc.code}: {exc.message}") from None
+            self._use_signature(payload, command_purpose(name, person_id))
         if not self.limiter.allow("mqtt"):
             raise _Refused("rate_limited", "too many commands")
         return person_id
@@ -131,20 +120,25 @@ class CommandGate:
         if payload.get("door") != self.door:
             raise _Refused("bad_door", "not this device's door")
         _check_fields(payload)
+        appid = self._use_signature(payload, command_purpose("unlock", self.door))
+        if not self.limiter.allow("mqtt"):
+            raise _Refused("rate_limited", "too many commands")
+        return appid
+
+    def _use_signature(self, payload: dict[str, Any], bound: str) -> str:
+        """Checks the command's single-use signature made for `bound` and uses it up (the last
+        step of a command's checks); the signer's appid."""
         try:
             now = self.clock()
             sig = self.verifier.verify(_text(payload.get("authorization")), now)
         except ApiError as exc:
             raise _Refused("signature", f"code {exc.code}: {exc.message}") from None
-        bound = command_purpose("unlock", self.door)
         if not sig.single_use or sig.fields.get("f") != bound:
             raise _Refused("signature", f"needs a single-use signature (e=0) with f={bound}")
         try:
             self.verifier.consume(sig, now)
         except ApiError as exc:
             raise _Refused("signature", f"code {exc.code}: {exc.message}") from None
-        if not self.limiter.allow("mqtt"):
-            raise _Refused("rate_limited", "too many commands")
         return sig.appid
 
     def _refused(self, name: str, reason: str, detail: str) -> None:

@@ -23,16 +23,9 @@ FP = "fingerprint-a"
 TEXT = json.dumps(DOC)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request, tmp_path):
-    if request.param == "sqlite":
-        s = SqliteStore(tmp_path / "hub.sqlite3")
-    else:
-        from edge.hub.store.postgres import PostgresStore
-
-        s = PostgresStore(request.getfixturevalue("pg_url"), pool_size=2)
-    yield s
-    s.close()
+@pytest.fixture
+def store(hub_store):
+    return hub_store
 
 
 def test_rules_are_versioned_per_appid_with_a_change_row(store) -> None:

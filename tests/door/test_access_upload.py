@@ -35,16 +35,9 @@ def filled_log(path, n: int, start: float = T0) -> AccessLog:
     return log
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request, tmp_path):
-    if request.param == "sqlite":
-        s = SqliteStore(tmp_path / "hub.sqlite3")
-    else:
-        from edge.hub.store.postgres import PostgresStore
-
-        s = PostgresStore(request.getfixturevalue("pg_url"), pool_size=2)
-    yield s
-    s.close()
+@pytest.fixture
+def store(hub_store):
+    return hub_store
 
 
 def refused(fn, *args) -> int:

@@ -48,18 +48,6 @@ class Recorder:
 
 
 @pytest.fixture
-def pty():
-    bus = Pty.open()
-    yield bus
-    bus.close()
-
-
-@pytest.fixture
-def key() -> bytes:
-    return secrets.token_bytes(16)
-
-
-@pytest.fixture
 def secrets_file(tmp_path: Path, key: bytes) -> Path:
     path = tmp_path / "secrets.toml"
     path.write_text('[hub]\nsecret_key = "kept-as-it-is"\n')

@@ -12,7 +12,6 @@ panel over a pseudo-terminal; and Wiegand out composed beside them. Every wait h
 from __future__ import annotations
 
 import json
-import secrets
 from pathlib import Path
 
 import osdp
@@ -32,18 +31,6 @@ from tests.support.broker import schema_errors
 ADDRESS = 7
 RELAY, EXIT, D0, D1 = 17, 22, 5, 6
 CARD = Credential("h10301", 12345, facility=42)
-
-
-@pytest.fixture
-def pty():
-    bus = Pty.open()
-    yield bus
-    bus.close()
-
-
-@pytest.fixture
-def key() -> bytes:
-    return secrets.token_bytes(16)
 
 
 @pytest.fixture

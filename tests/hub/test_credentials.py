@@ -9,7 +9,7 @@ import pytest
 
 from edge.core import errors
 from edge.core.credentials import Credential
-from edge.hub.store import FaceRecord, Limits, SqliteStore
+from edge.hub.store import FaceRecord, Limits
 from tests.conftest import code_of
 
 FP = "fingerprint-a"
@@ -23,18 +23,12 @@ def face(store, person_id: str, seed: int = 0) -> FaceRecord:
                       landmarks=[[1.0, 2.0]] * 5, quality=0.9, embeddings={FP: vec / np.linalg.norm(vec)})
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request, tmp_path):
-    if request.param == "sqlite":
-        s = SqliteStore(tmp_path / "hub.sqlite3")
-    else:
-        from edge.hub.store.postgres import PostgresStore
-
-        s = PostgresStore(request.getfixturevalue("pg_url"), pool_size=2)
+@pytest.fixture
+def store(hub_store):
+    s = hub_store
     for pid in ("ann", "ben"):
         s.create_person("app", pid, ["staff"], pid.title(), "", face(s, pid), Limits())
-    yield s
-    s.close()
+    return s
 
 
 def test_set_get_replace_and_remove(store) -> None:

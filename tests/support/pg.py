@@ -136,3 +136,14 @@ def hub_processes(tmp_dir: Path, store_url: str, count: int = 2, **sections) -> 
                 hub.proc.wait(timeout=10)
 
 
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def hub_store(request, tmp_path):
+    """An empty hub store, once on SQLite (in tmp_path) and once on a fresh PostgreSQL database."""
+    from edge.hub.store import open_store
+
+    url = request.getfixturevalue("pg_url") if request.param == "postgresql" else ""
+    store = open_store(url, str(tmp_path / "hub.sqlite3"))
+    yield store
+    store.close()

@@ -11,17 +11,9 @@ from edge.hub.store import FaceRecord, Limits, open_store
 from edge.hub.store.console import Account
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request, tmp_path):
-    if request.param == "postgresql":
-        from tests.support.pg import new_database
-
-        url = new_database(request.getfixturevalue("pg_cluster"))
-        s = open_store(url)
-    else:
-        s = open_store("", str(tmp_path / "hub.sqlite3"))
-    yield s
-    s.close()
+@pytest.fixture
+def store(hub_store):
+    return hub_store
 
 
 def person(store, appid, person_id, name="", crop=None) -> str:
