@@ -16,9 +16,10 @@ decision, the door's events and each change of the rules in force go into the ac
 (edge.door.access_log, when given), which is also the rules' anti-passback history.
 
 `accept` is true only for an accept of the shipped policy: decision accept, no refusal reason
-(an attack), live where `[liveness] mode = "require"`, not stale (frame to decision within
-`[policy] stale_accept_s`), a person this device knows, and not from the offline policy unless
-`[door] open_on_offline_allow` (docs/door.md#which-decisions-open-the-door).
+(an attack), never judged an attack (in any liveness mode), live where `[liveness] mode =
+"require"`, not stale (frame to decision within `[policy] stale_accept_s`), a person this device
+knows, and not from the offline policy unless `[door] open_on_offline_allow`
+(docs/door.md#which-decisions-open-the-door).
 """
 
 from __future__ import annotations
@@ -58,6 +59,9 @@ def strict_accept(out: Decided, *, liveness_mode: str, stale_s: float, decided_s
         return False, f"decision_{out.decision}"
     if out.unknown_person or not out.person_id:
         return False, "unknown_person"
+    if out.liveness is not None and out.liveness.verdict == "attack":
+        # `flag` lets an attack's decision stand for the record; a door never opens on one
+        return False, "presentation_attack"
     if liveness_mode == "require" and (out.liveness is None or out.liveness.verdict != "live"):
         return False, "not_live"
     if stale_s > 0 and decided_s is not None and decided_s > stale_s:

@@ -81,3 +81,13 @@ def test_a_fresh_live_accept_is_one_and_offline_allow_only_when_the_site_says_so
                          offline_allow_opens=False) == (True, "")
     assert strict_accept(decided(source=Source.OFFLINE_POLICY), liveness_mode="require", stale_s=10,
                          decided_s=0.2, offline_allow_opens=True) == (True, "")
+
+
+@pytest.mark.parametrize("mode", ["flag", "off"])
+def test_an_accept_judged_an_attack_never_opens_in_any_liveness_mode(mode):
+    """`flag` records the verdict and lets the decision stand: a printed photo of a member was
+    an accept, and the door opened for it. A door never opens on a face judged an attack."""
+    assert strict_accept(decided(verdict="attack"), liveness_mode=mode, stale_s=10, decided_s=0.2,
+                         offline_allow_opens=False) == (False, "presentation_attack")
+    assert strict_accept(decided(verdict=None), liveness_mode=mode, stale_s=10, decided_s=0.2,
+                         offline_allow_opens=False) == (True, "")
