@@ -17,7 +17,7 @@ from edge.api.ops import ApiLimits, check_ident
 from edge.core import errors
 from edge.core.errors import ApiError
 from edge.hub import enrolment
-from edge.hub.ui import accounts
+from edge.hub.ui import accounts, decisions, doors
 from edge.hub.ui.guard import Ctx, cross_site, page, read_form, refused
 from edge.hub.ui.roles import ROLES
 from edge.hub.ui.sessions import LoginRefused
@@ -306,6 +306,11 @@ ROUTES = [
     ("GET", "/enrol", enrol_form),
     ("POST", "/enrol/check", enrol_check),
     ("POST", "/enrol", enrol),
+    ("GET", "/decisions", decisions.decisions),
+    ("GET", "/decisions/{edge_id}/{seq}", decisions.decision),
+    ("POST", "/decisions/{edge_id}/{seq}/compare", decisions.compare),
+    ("POST", "/decisions/{edge_id}/{seq}/train", decisions.train),
+    ("GET", "/doors", doors.doors),
     ("GET", "/admin/accounts", accounts_list),
     ("POST", "/admin/accounts", account_add),
     ("POST", "/admin/accounts/{username}/delete", account_delete),
