@@ -89,7 +89,10 @@ class Syncer:
                         raise CacheError(f"has_more with a cursor that does not advance ({since} -> {cursor})")
                     changes += self.cache.apply_page(batch, cursor)
                     pages += 1
-                    if not data.get("has_more") or not batch:
+                    # A reporting edge asks once more after applying changes (an empty page,
+                    # normally): the hub then knows the cursor it has now, not the one before
+                    # (a deletion is seen to have reached this door without waiting an interval).
+                    if not batch or (not data.get("has_more") and (report is None or cursor <= since)):
                         break
                     if pages >= self.max_pages:
                         more = True
