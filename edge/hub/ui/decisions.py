@@ -10,6 +10,7 @@ someone else, or when they confirm. The face is tagged with the decision it corr
 
 from __future__ import annotations
 
+import dataclasses
 from urllib.parse import urlencode
 
 from starlette.responses import Response
@@ -103,17 +104,12 @@ def _compare(console, ctx: Ctx, record: dict) -> tuple[dict, enrolment.PhotoVerd
         console.service.getinfo(ctx.appid, form["person_id"])
     except ApiError as exc:
         return form, None, None, f"{form['person_id'] or 'the person'}: {exc.message}"
-    tag = f"decision {record['edge_id']}/{record['seq']}"[:200]
-    name, data = ctx.files[0]
-    try:
-        record_, quality, faces = console.service.examine(ctx.appid, data, form["person_id"], tag)
-    except ApiError:
-        record_ = None
-    if record_ is None or not quality["ok"]:
-        verdict = enrolment.examine(console.service, ctx.appid, form["person_id"], [(name, data)])[0]
+    verdict = enrolment.examine(console.service, ctx.appid, form["person_id"], ctx.files)[0]
+    if not verdict.ok or verdict.record is None:
         return form, verdict, None, f"the photo cannot be used: {verdict.explanation}"
-    verdict = enrolment.PhotoVerdict(name, "", True, None, faces, quality, [], record_)
-    return form, verdict, console.service.against(ctx.appid, record_, form["person_id"]), ""
+    # the face remembers the decision it corrects
+    verdict.record = dataclasses.replace(verdict.record, tag=f"decision {record['edge_id']}/{record['seq']}"[:200])
+    return form, verdict, console.service.against(ctx.appid, verdict.record, form["person_id"]), ""
 
 
 def holds(comparison: dict) -> str:
