@@ -61,7 +61,8 @@ def decisions(console, ctx: Ctx) -> Response:
         _complete(r, zone)
     shared = {k: v for k, v in query.items() if v}
     older = "/ui/decisions?" + urlencode({**shared, "after": access_chain.encode_cursor(nxt)}) if nxt else ""
-    template = "decision_rows.html" if ctx.request.headers.get("hx-request") else "decisions.html"
+    # only the rows for the filter form's own htmx request; a boosted link or a plain GET gets the page
+    template = "decision_rows.html" if ctx.request.headers.get("hx-target") == "decisions" else "decisions.html"
     return console.render(template, ctx, records=records, query=query, zone=zone_name, older=older,
                           first=after is None, error=error)
 
@@ -136,7 +137,7 @@ def compare(console, ctx: Ctx) -> Response:
         return refused(console, ctx, 404, "no such decision")
     form, verdict, comparison, error = _compare(console, ctx, record)
     hold = holds(comparison) if comparison else ""
-    if ctx.request.headers.get("hx-request"):
+    if ctx.request.headers.get("hx-target") == "comparison":
         return console.render("comparison.html", ctx, form=form, comparison=comparison, error=error, hold=hold,
                               saved="", record=record)
     return _decision_page(console, ctx, record, form=form, verdict=verdict, comparison=comparison, error=error,

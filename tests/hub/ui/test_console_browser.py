@@ -141,3 +141,42 @@ def test_a_cross_site_form_from_another_loopback_origin_is_refused(browser, hub,
         context.close()
     finally:
         server.shutdown()
+
+
+def test_a_viewer_filters_the_decisions_and_sees_the_doors(browser, hub, tmp_path):
+    """Decisions from a real edge access log and a real edge sync report, in the browser: the
+    filter form and the pages (htmx when served, plain GETs otherwise), the address follows."""
+    import json
+
+    from edge.door.access_log import AccessLog
+    from edge.hub.store.edges import EdgeReport
+
+    hub.store.set_rules(APPID, json.dumps({"format": 1, "timezone": "Europe/Berlin", "groups": ["staff"],
+                                           "doors": [{"id": "main"}], "schedules": {}, "access_levels": []}))
+    clock = iter(1_780_000_000.0 + 60 * i for i in range(70))
+    log = AccessLog(tmp_path / "edge.db", b"k" * 32, clock=lambda: next(clock))
+    records = [log.append("decision", door="main", person_id="ann" if i % 2 else None,
+                          decision="accept" if i % 2 else "reject", outcome="grant" if i % 2 else "deny",
+                          reason="granted" if i % 2 else "not_accepted", score=0.7 if i % 2 else 0.2,
+                          liveness="live") for i in range(70)]
+    hub.store.store_access_records(APPID, "edge-a", records)
+    hub.store.record_edge(APPID, EdgeReport("edge-a", 1_780_004_200.0, hub.store.last_seq(APPID), "fp", "require",
+                                            "locked, mode normal", "ok"))
+    context = browser.new_context(viewport=DESKTOP)
+    page = log_in(context, hub, "vera")
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.click("text=Decisions")
+    page.wait_for_url("**/ui/decisions")
+    assert page.locator("#decisions tbody tr").count() == 50 and "(Europe/Berlin)" in page.content()
+    page.select_option("select[name=outcome]", "deny")
+    page.click("button:text-is('Show')")
+    page.wait_for_url("**/ui/decisions?*outcome=deny*")
+    page.wait_for_function("document.querySelectorAll('#decisions tbody tr').length === 35")
+    assert page.locator("#decisions >> text=grant").count() == 0
+    shoot(page, "decisions")
+    page.click("text=Doors")
+    page.wait_for_url("**/ui/doors")
+    assert "up to date" in page.content() and "locked, mode normal" in page.content()
+    shoot(page, "doors")
+    assert not [e for e in errors if "Content Security Policy" in e], errors

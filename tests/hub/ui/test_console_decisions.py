@@ -90,7 +90,7 @@ def test_decisions_come_in_pages_of_fifty_with_and_without_htmx(hub, tmp_path):
     url = "/ui/decisions?outcome=deny"
     pages = 0
     while url:
-        page = browser.get(url, headers={"HX-Request": "true"} if pages % 2 else {})
+        page = browser.get(url, headers={"HX-Request": "true", "HX-Target": "decisions"} if pages % 2 else {})
         assert page.status_code == 200
         # htmx asks for the rows only: no whole page around them
         assert ("<html" in page.text) == (pages % 2 == 0) and '<div id="decisions">' in page.text
@@ -98,6 +98,9 @@ def test_decisions_come_in_pages_of_fifty_with_and_without_htmx(hub, tmp_path):
         nxt = re.search(r'<a href="([^"]+)">Older</a>', page.text)
         url = nxt[1].replace("&amp;", "&") if nxt else ""
         pages += 1
+    # a boosted link (htmx, the whole body swapped) gets the whole page
+    boosted = browser.get("/ui/decisions", headers={"HX-Request": "true", "HX-Boosted": "true"})
+    assert "<html" in boosted.text and 'name="outcome"' in boosted.text
     assert pages == 3 and seen == [f"p{i:03d}" for i in reversed(range(120))]  # each once, newest first
 
 
@@ -128,7 +131,7 @@ def test_this_was_shows_the_scores_before_saving_and_keeps_a_look_alike_out(mode
     # Madonna's photo named Elton John: the comparison shows it is closer to Madonna
     files = {"photo": ("moment.jpg", photo, "image/jpeg")}
     shown = browser.post("/ui/decisions/edge-a/1/compare", {"person_id": "elton_john"}, files=files,
-                         headers={"HX-Request": "true"})
+                         headers={"HX-Request": "true", "HX-Target": "comparison"})
     assert shown.status_code == 200 and shown.text.startswith('<div id="comparison">')
     assert "Nearest other person" in shown.text and "madonna" in shown.text and "Careful" in shown.text
     margin = float(re.search(r"<th>Margin</th><td>(-?[0-9.]+)", shown.text)[1])
