@@ -291,10 +291,13 @@ class CloudClient:
         return self.call("packfile", {"pack": pack, "name": name, "offset": int(offset)})
 
     def sync(self, since: int, fingerprint: str, group_ids: list[str] | None = None, limit: int = 500,
-             rules: bool = False) -> dict:
+             rules: bool = False, report: dict[str, str] | None = None) -> dict:
+        """`report`: edge_id and the edge_* fields (edge.core.syncwire) the hub keeps for its console."""
         fields: dict = {"since": int(since), "fingerprint": fingerprint, "limit": int(limit)}
         if rules:  # this edge reads `rules` changes (edge.core.syncwire)
             fields["rules"] = 1
+        if report:
+            fields.update(report)
         if group_ids:
             fields["group_ids"] = list(group_ids)
         try:

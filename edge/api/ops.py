@@ -19,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from edge.api.body import Params
 from edge.api.service import FaceService
 from edge.api.urlfetch import FetchGate, FetchPolicy
-from edge.core import errors
+from edge.core import errors, syncwire
 from edge.core.access_chain import decode_cursor
 from edge.core.credentials import Credential, CredentialError
 from edge.core.errors import MAX_BODY_BYTES, ApiError
@@ -350,9 +350,15 @@ async def sync(appid: str, p: Params, ctx: Ctx) -> dict:
     limit = integer(p, "limit", 500, 1, 1000)
     fingerprint = text(p, "fingerprint", ctx, required=True)
     group_ids = ident_list(p, "group_ids", ctx, required=False)
-    if integer(p, "rules", 0, 0, 1):  # an edge that reads rules changes (edge.core.syncwire)
-        return await call(ctx.service.sync, appid, since, fingerprint, group_ids, limit, True)
-    return await call(ctx.service.sync, appid, since, fingerprint, group_ids, limit)
+    with_rules = bool(integer(p, "rules", 0, 0, 1))  # an edge that reads rules changes (edge.core.syncwire)
+    if p.get("edge_id") in (None, ""):
+        return await call(ctx.service.sync, appid, since, fingerprint, group_ids, limit, with_rules)
+    edge_id = ident(p, "edge_id", ctx)  # an edge reporting what it runs (edge.core.syncwire)
+    try:
+        report = {"edge_id": edge_id, **syncwire.check_report(p)}
+    except ValueError as exc:
+        raise ApiError(errors.INVALID_PARAMETER, str(exc)) from None
+    return await call(ctx.service.sync, appid, since, fingerprint, group_ids, limit, with_rules, report)
 
 
 async def claim(appid: str, p: Params, ctx: Ctx) -> dict:

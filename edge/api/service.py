@@ -100,7 +100,10 @@ class FaceService:
     def detect(self, appid: str, image: bytes, mode: int) -> dict:
         raise _not_served("detect")
 
-    def sync(self, appid: str, since: int, fingerprint: str, group_ids: Sequence[str], limit: int) -> dict:
+    def sync(self, appid: str, since: int, fingerprint: str, group_ids: Sequence[str], limit: int,
+             with_rules: bool = False, report: dict | None = None) -> dict:
+        """`report`: what the edge says it runs (edge.core.syncwire: edge_id and the edge_*
+        fields), kept by a hub for its console."""
         raise _not_served("sync")
 
     def claim(self, appid: str, person_id: str, timeout_s: object, request_id: object) -> dict:

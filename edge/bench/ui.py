@@ -3,8 +3,10 @@
 Fills a temp SQLite store with `--persons` persons (one face each, random embeddings: the pages
 read no model), serves a hub in this process on loopback (uvicorn thread), logs in as an admin
 and fetches each page `--rounds` times, one request at a time: the first and the last page of
-persons, a search, a person's page, the groups. Prints {"persons": N, "page_ms": {"p50", "p95",
-"max"}, "pages": {name: {"p50", "p95"}}} on stdout. Run it with `nice` on a shared machine.
+persons, a search, a person's page, the groups, the decisions (2,000 of them from a real access log:
+newest, one person's, a day's denials) and the doors (three edges' reports, a person's reach).
+Prints {"persons": N, "page_ms": {"p50", "p95", "max"}, "pages": {name: {"p50", "p95"}}} on stdout.
+Run it with `nice` on a shared machine.
 """
 
 from __future__ import annotations
@@ -46,8 +48,30 @@ def fill(path: str, persons: int) -> None:
             face = FaceRecord(store.new_face_id(), f"p{i:06d}", (10, 10, 90, 90), [[1.0, 2.0]] * 5, quality=0.9,
                               embeddings={"bench": vec / np.linalg.norm(vec)})
             store.create_person("1", f"p{i:06d}", [f"group{i % 4}"], f"Person {i}", "", face, limits)
+        fill_doors(store, persons, f"{path}.access-log")
     finally:
         store.close()
+
+
+def fill_doors(store, persons: int, log_path: str, decisions: int = 2000) -> None:
+    """`decisions` door decisions of the persons over the last days from a real edge access log
+    (hash-chained, stored as an upload is), and three edges' sync reports."""
+    import time
+
+    from edge.door.access_log import AccessLog
+    from edge.hub.store.edges import EdgeReport
+
+    start = time.time() - 7 * 86400
+    clock = iter(start + i * (7 * 86400 / decisions) for i in range(decisions))
+    log = AccessLog(log_path, secrets.token_bytes(32), clock=lambda: next(clock))
+    records = [log.append("decision", door=f"door{i % 3}", person_id=f"p{i * 7 % persons:06d}",
+                          decision="accept" if i % 5 else "reject", outcome="grant" if i % 5 else "deny",
+                          reason="granted" if i % 5 else "not_recognised", score=0.7 if i % 5 else 0.2,
+                          liveness="live") for i in range(decisions)]
+    for at in range(0, len(records), 1000):
+        store.store_access_records("1", "edge-bench", records[at:at + 1000])
+    for n in range(3):
+        store.record_edge("1", EdgeReport(f"edge-{n}", time.time(), n, "bench", "on", "locked, mode normal", "ok"))
 
 
 def run(args) -> int:
@@ -78,7 +102,10 @@ def run(args) -> int:
         base = f"http://127.0.0.1:{port}"
         pages = {"persons": "/ui/persons", "persons_last": f"/ui/persons?page={-(-args.persons // 50)}",
                  "search": "/ui/persons?q=person%2012", "person": f"/ui/persons/p{args.persons // 2:06d}",
-                 "groups": "/ui/groups"}
+                 "groups": "/ui/groups", "decisions": "/ui/decisions",
+                 "decisions_person": f"/ui/decisions?person=p{args.persons // 2:06d}",
+                 "decisions_day": "/ui/decisions?outcome=deny&since=" + time.strftime("%Y-%m-%d"),
+                 "doors": "/ui/doors", "doors_person": f"/ui/doors?person=p{args.persons // 2:06d}"}
         times: dict[str, list[float]] = {name: [] for name in pages}
         try:
             with httpx.Client(base_url=base, timeout=30, headers={"Origin": base, "Sec-Fetch-Site": "same-origin"}

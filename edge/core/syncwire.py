@@ -18,6 +18,12 @@ fingerprint asked for) carries its seq, type, ids and "deleted": true only. A pe
 `credentials` (card numbers, edge.core.credentials) are its whole current set: an empty list
 removes them; a hub that predates them sends none, which reads as none.
 
+An edge may say what it is with its sync request (all optional, the hub keeps the last report
+per edge for the console's doors at a glance): `edge_id` (the id its access log uploads under),
+`edge_pack` (its embedder's fingerprint), `edge_liveness` (its liveness mode), `edge_door` (its
+door's state in a few words), `edge_health` (ok or degraded); `since` is then the cursor it has
+applied. `report_fields` builds them, `check_report` checks what arrives (short printable text).
+
 The change records themselves (`PersonChange`, `FaceChange`) live here too: the hub's store
 builds them, the edge's cache applies them, and neither role reaches into the other for them.
 """
@@ -25,6 +31,7 @@ builds them, the edge's cache applies them, and neither role reaches into the ot
 from __future__ import annotations
 
 import base64
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -135,3 +142,28 @@ def decode(data: object) -> Change:
         raise
     except (KeyError, TypeError, ValueError) as exc:
         raise MalformedChange(f"malformed change {data.get('seq', '?')}: {exc}") from None
+
+
+# The edge's report in a sync request: field -> what it says (docs/console.md, doors at a glance).
+REPORT_FIELDS = ("edge_pack", "edge_liveness", "edge_door", "edge_health")
+_REPORT_TEXT = re.compile(r"[\x20-\x7e]{0,128}")  # printable ASCII: the console shows it as text
+
+
+def report_fields(pack: str, liveness: str, door: str, health: str) -> dict[str, str]:
+    """The report's fields as the edge sends them (each cut to 128 printable characters)."""
+    values = (pack, liveness, door, health)
+    return {name: re.sub(r"[^\x20-\x7e]", "?", str(v))[:128] for name, v in zip(REPORT_FIELDS, values)}
+
+
+def check_report(fields: dict) -> dict[str, str]:
+    """The report fields present in a sync request, or ValueError naming the one that is not
+    short printable text."""
+    out = {}
+    for name in REPORT_FIELDS:
+        value = fields.get(name)
+        if value is None:
+            continue
+        if not isinstance(value, str) or not _REPORT_TEXT.fullmatch(value):
+            raise ValueError(f"{name} must be at most 128 printable ASCII characters")
+        out[name] = value
+    return out

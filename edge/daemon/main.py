@@ -162,7 +162,7 @@ class Daemon:
         self.syncer = Syncer(self.cloud, self.cache, self.pipeline.fingerprint,
                              group_ids=s.identify.groups, page_size=s.hub.sync_page,
                              interval_s=s.hub.sync_interval_s, thresholds=self.thresholds,
-                             on_gallery=self._swap_gallery)
+                             on_gallery=self._swap_gallery, report=self._sync_report)
         self.syncer.load()  # offline-capable: the last synced state, before the hub answers
         self.decider = Decider(self.cloud, offline=s.policy.offline,
                                cloud_fallback=s.policy.cloud_fallback,
@@ -330,6 +330,21 @@ class Daemon:
                  out.person_id or "-", out.source, out.score)
 
     # -- state / health --------------------------------------------------------------------
+    def _sync_report(self) -> dict[str, str]:
+        """What this edge tells the hub with each sync (docs/console.md, doors at a glance): the
+        id its access log uploads under, its pack, liveness mode, door state and health."""
+        from edge.core.syncwire import report_fields
+        from edge.daemon.api_key import own_credential
+
+        state = self.state()
+        door = state.get("door") or {}
+        words = []  # e.g. "locked, mode normal" or "held, mode normal, relay: stuck"
+        if door:
+            words = [str(door.get("state")), f"mode {door.get('mode')}", *(str(f) for f in door.get("faults") or [])]
+        edge_id = own_credential(self.s.storage.path, self.s.hub.appid).secret_id
+        return {"edge_id": edge_id, **report_fields(self.pipeline.fingerprint, self.s.liveness.mode,
+                                                    ", ".join(words), state["status"])}
+
     def snapshot(self) -> DaemonSnapshot:
         """What health is made of, read from the parts now; reading them changes nothing."""
         s, events = self.s, self.events

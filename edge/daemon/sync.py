@@ -28,7 +28,8 @@ class Syncer:
     def __init__(self, client: CloudClient | None, cache: EdgeCache, fingerprint: str, *,
                  group_ids: list[str] | None = None, page_size: int = 500,
                  interval_s: float = 60.0, thresholds: Thresholds = DEFAULT_THRESHOLDS,
-                 on_gallery: Callable[[Gallery], None] | None = None, max_pages: int = 100):
+                 on_gallery: Callable[[Gallery], None] | None = None, max_pages: int = 100,
+                 report: Callable[[], dict[str, str]] | None = None):
         self.client = client
         self.cache = cache
         self.fingerprint = fingerprint
@@ -37,6 +38,9 @@ class Syncer:
         self.interval_s = interval_s
         self.thresholds = thresholds
         self.on_gallery = on_gallery
+        # What the edge tells the hub with each sync (edge_id, pack, liveness, door, health:
+        # edge.core.syncwire), asked anew each time; `since` then says what it has applied.
+        self.report = report
         # Pages per sync_once: a hub answering has_more forever must not hold the sync lock
         # (and a cmd/sync) for ever; a long backlog continues in the next round at once.
         self.max_pages = max_pages
@@ -70,11 +74,12 @@ class Syncer:
             more = False
             fields: dict[str, Any] = {}
             try:
+                report = self._report()
                 while True:
                     since = self.cache.cursor
                     data = client.sync(since, self.fingerprint,
                                             group_ids=self.group_ids or None, limit=self.page_size,
-                                            rules=True)
+                                            rules=True, report=report)
                     batch = data.get("changes") or []
                     if not isinstance(batch, list):
                         raise CacheError("changes is not a list")
@@ -84,7 +89,10 @@ class Syncer:
                         raise CacheError(f"has_more with a cursor that does not advance ({since} -> {cursor})")
                     changes += self.cache.apply_page(batch, cursor)
                     pages += 1
-                    if not data.get("has_more") or not batch:
+                    # A reporting edge asks once more after applying changes (an empty page,
+                    # normally): the hub then knows the cursor it has now, not the one before
+                    # (a deletion is seen to have reached this door without waiting an interval).
+                    if not batch or (not data.get("has_more") and (report is None or cursor <= since)):
                         break
                     if pages >= self.max_pages:
                         more = True
@@ -111,6 +119,15 @@ class Syncer:
             self.state.update(fields, changes=self.state["changes"] + changes, cursor=self.cache.cursor,
                               pages_last=pages)
             return dict(self.state)
+
+    def _report(self) -> dict[str, str] | None:
+        if self.report is None:
+            return None
+        try:
+            return self.report()
+        except Exception:  # a report that fails to build never stops the sync
+            log.exception("sync report failed")
+            return None
 
     def _failed(self, status: str, message: str) -> dict[str, Any]:
         """The state fields of a failed sync (logged here, applied by the caller)."""

@@ -32,6 +32,7 @@ from edge.core.errors import ApiError
 from edge.core.matcher import DEFAULT_THRESHOLDS, Decision, Gallery, Thresholds, confidence, cosine
 from edge.hub.face_crops import CropCipher
 from edge.hub.store import FaceRecord, Limits, NearIdentical, Store, VerifyRecord
+from edge.hub.store.edges import EdgeReport
 from edge.vision.image import decode_slots
 
 log = logging.getLogger("edge.hub")
@@ -175,6 +176,24 @@ class HubService(FaceService):
         return [{"person_id": c.person_id, "person_name": c.person_name, "score": round(c.score, 4),
                  "confidence": confidence(c.score, self.thresholds)}
                 for c in found if c.person_id != record.person_id and c.score >= self.thresholds.accept][:top_k]
+
+    def against(self, appid: str, record: FaceRecord, person_id: str) -> dict:
+        """How this face scores against `person_id` and against the nearest other person of the
+        appid, and the margin between (the console's "this was ...": a face closer to someone
+        else must not be added to `person_id`). Scores are cosine, thresholds the 1:1 ones."""
+        embedding = record.embeddings[self.vision.primary.fingerprint]
+        gallery = self._gallery(appid)
+        own = gallery.verify(embedding, person_id)
+        others = [c for c in gallery.identify(embedding, None, top_k=2).candidates if c.person_id != person_id]
+        nearest = others[0] if others else None
+        claimed = None if own is None else round(float(own.score), 4)
+        other = None if nearest is None else round(float(nearest.score), 4)
+        return {"person_id": person_id, "score": claimed,
+                "nearest": None if nearest is None else {"person_id": nearest.person_id,
+                                                         "person_name": nearest.person_name, "score": other},
+                "margin": None if claimed is None else round(claimed - (other if other is not None else 0.0), 4),
+                "accept": self.thresholds.accept, "reject": self.thresholds.reject,
+                "margin_needed": self.thresholds.margin}
 
     def store_faces(self, appid: str, person_id: str, records: Sequence[FaceRecord], person_name: str,
                     group_ids: Sequence[str], tag: str = "") -> tuple[bool, list[str]]:
@@ -445,8 +464,12 @@ class HubService(FaceService):
                                                 limit)
         return {"records": records, "next": access_chain.encode_cursor(nxt)}
 
-    def sync(self, appid, since, fingerprint, group_ids, limit, with_rules=False) -> dict:
+    def sync(self, appid, since, fingerprint, group_ids, limit, with_rules=False, report=None) -> dict:
         served = self.vision.fingerprints
+        if report is not None:  # kept first: an edge with the wrong fingerprint is worth seeing too
+            self.store.record_edge(appid, EdgeReport(
+                report["edge_id"], time.time(), int(since), report.get("edge_pack", fingerprint),
+                report.get("edge_liveness", ""), report.get("edge_door", ""), report.get("edge_health", "")))
         if fingerprint not in served:
             # The data names what is stored, so an edge tells this from any other code 21.
             raise ApiErrorWithData(

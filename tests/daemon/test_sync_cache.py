@@ -187,3 +187,26 @@ def test_an_endless_backlog_is_pulled_in_bounded_rounds_and_bad_changes_do_not_r
         client.close()
     finally:
         junk.close()
+
+
+def test_a_reporting_edge_tells_the_hub_the_cursor_it_has_applied_and_what_it_runs(hub, pipeline, tmp_path):
+    from edge.core.syncwire import report_fields
+
+    server, client = hub
+    sent = []
+
+    def report() -> dict:
+        sent.append(1)
+        return {"edge_id": "edge-report", **report_fields(pipeline.fingerprint, "require", "locked, mode normal",
+                                                          "ok")}
+
+    syncer = Syncer(client, EdgeCache(tmp_path / "c.db"), pipeline.fingerprint, page_size=4, report=report)
+    assert syncer.sync_once()["status"] == "ok"
+    (mine,) = [r for r in server.store.edge_reports(server.appid) if r.edge_id == "edge-report"]
+    # the pages of the backlog, then one more: the hub knows the cursor applied, not the one before
+    assert mine.cursor == syncer.cache.cursor == server.store.last_seq(server.appid) and len(sent) == 1
+    assert (mine.pack, mine.liveness, mine.door, mine.health) == (pipeline.fingerprint, "require",
+                                                                  "locked, mode normal", "ok")
+    # a report that cannot be built never stops the sync
+    broken = Syncer(client, EdgeCache(tmp_path / "d.db"), pipeline.fingerprint, report=lambda: 1 / 0)
+    assert broken.sync_once()["status"] == "ok" and broken.cache.cursor > 0

@@ -98,6 +98,13 @@ def test_the_hubs_rules_decide_the_door_and_the_record_reaches_the_hub(
                 event["kind"], event["reason"], version, "main")
             assert record.get("rule") == ("level:staff-main" if now_allowed else None)
             assert record["score"] > 0 and record["model_version"] and record["gallery_version"].startswith("sync-")
+            # the edge said what it runs with its syncs, under the id its log uploads with
+            from tests.support.hub import APPID
+
+            (report,) = hub.store.edge_reports(APPID)
+            assert (report.edge_id, report.pack, report.liveness) == (
+                record["edge_id"], daemon.pipeline.fingerprint, daemon.s.liveness.mode)
+            assert "mode normal" in report.door and report.health in ("ok", "degraded") and report.cursor > 0
             door = daemon.state()["door"]
             assert door["rules"] == {"in_force": "synced", "version": version, "refused": None, "error": None,
                                      "rules_invalid": False}

@@ -141,11 +141,20 @@ class AccessSql:
         return {"edge_id": edge_id, "seq": int(row[0]), "hash": row[1], "refused": int(row[2]),
                 "last_refusal": row[3]}
 
+    def access_record(self, appid: str, edge_id: str, seq: int) -> dict[str, Any] | None:
+        """One stored record (with its edge_id), or None."""
+        with self._read() as c:
+            row = self._q(c, "SELECT body FROM access_records WHERE appid = ? AND edge_id = ? AND seq = ?",
+                          (appid, edge_id, seq)).fetchone()
+        return None if row is None else {"edge_id": edge_id, **json.loads(row[0])}
+
     def search_access(self, appid: str, filters: dict[str, str], since: float | None = None,
                       until: float | None = None, after: tuple[float, str, int] | None = None,
-                      limit: int = 100) -> tuple[list[dict[str, Any]], tuple[float, str, int] | None]:
+                      limit: int = 100, newest_first: bool = False,
+                      ) -> tuple[list[dict[str, Any]], tuple[float, str, int] | None]:
         """Records of the appid matching every filter (FILTERS) with since <= at < until, in
-        (at, edge_id, seq) order after the keyset `after`; (records, the next `after` or None)."""
+        (at, edge_id, seq) order after the keyset `after` (`newest_first`: the reverse order,
+        before it); (records, the next `after` or None)."""
         where, args = ["appid = ?"], [appid]
         for name, value in filters.items():
             where.append(f"{FILTERS[name]} = ?")
@@ -157,10 +166,12 @@ class AccessSql:
             where.append("at < ?")
             args.append(until)
         if after is not None:
-            where.append("(at > ? OR (at = ? AND (edge_id > ? OR (edge_id = ? AND seq > ?))))")
+            beyond = "<" if newest_first else ">"
+            where.append(f"(at {beyond} ? OR (at = ? AND (edge_id {beyond} ? OR (edge_id = ? AND seq {beyond} ?))))")
             args += [after[0], after[0], after[1], after[1], after[2]]
+        order = "at DESC, edge_id DESC, seq DESC" if newest_first else "at, edge_id, seq"
         sql = ("SELECT edge_id, body FROM access_records WHERE " + " AND ".join(where)  # noqa: S608 (names from FILTERS)
-               + " ORDER BY at, edge_id, seq LIMIT ?")
+               + f" ORDER BY {order} LIMIT ?")
         with self._read() as c:
             rows = self._q(c, sql, (*args, limit + 1)).fetchall()
         out = [{"edge_id": e, **json.loads(b)} for e, b in rows[:limit]]

@@ -247,11 +247,28 @@ class Store(abc.ABC):
         """{edge_id, seq, hash, refused, last_refusal} of the edge's chain; None if unknown."""
 
     @abc.abstractmethod
+    def access_record(self, appid: str, edge_id: str, seq: int) -> dict | None:
+        """One stored record of the edge's log (with its edge_id), or None."""
+
+    @abc.abstractmethod
     def search_access(self, appid: str, filters: dict[str, str], since: float | None = None,
                       until: float | None = None, after: tuple[float, str, int] | None = None,
-                      limit: int = 100) -> tuple[list[dict], tuple[float, str, int] | None]:
+                      limit: int = 100, newest_first: bool = False) -> tuple[list[dict], tuple[float, str, int] | None]:
         """Records matching every filter in since <= at < until, in (at, edge_id, seq) order
-        after the keyset `after`; (records, the next keyset or None)."""
+        after the keyset `after` (`newest_first`: reversed, before it); (records, the next keyset or None)."""
+
+    # --- what the edges report when they sync (edge.hub.store.edges) ---------------------------
+    @abc.abstractmethod
+    def record_edge(self, appid: str, report) -> None:
+        """Keep an edge's report (edge.hub.store.edges.EdgeReport), replacing its last one."""
+
+    @abc.abstractmethod
+    def edge_reports(self, appid: str) -> list:
+        """The appid's edges' last reports (EdgeReport), by edge_id."""
+
+    @abc.abstractmethod
+    def person_last_seq(self, appid: str, person_id: str) -> int:
+        """The seq of the last change naming the person (0: none)."""
 
     def rate_limiter(self, rate_per_s: float, burst: int):
         """A per-appid rate limiter shared by every process on this store, or None when one

@@ -34,6 +34,7 @@ from edge.hub.store.access import AccessSql
 from edge.hub.store.base import FaceRecord, Limits, NearIdentical, PersonRecord, Store, SyncPage, VerifyRecord
 from edge.hub.store.console import ConsoleSql
 from edge.hub.store.crops import FaceCropSql
+from edge.hub.store.edges import EdgesSql
 
 
 def blob(vector: np.ndarray) -> bytes:
@@ -54,7 +55,7 @@ def credential_of(text: str) -> Credential:
     return Credential.from_json(json.loads(text))
 
 
-class SqlStore(FaceCropSql, ConsoleSql, AccessSql, Store):
+class SqlStore(FaceCropSql, ConsoleSql, AccessSql, EdgesSql, Store):
     PARAM = "?"
     _failure: tuple[float, str] | None = None  # (when, why) of the last failed write
 

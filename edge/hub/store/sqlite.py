@@ -21,13 +21,15 @@ from typing import Iterator
 from edge.core.sqlitedb import create_private, transaction
 from edge.hub.store.access import SQLITE_SCHEMA as ACCESS_SCHEMA
 from edge.hub.store.console import SQLITE_SCHEMA as CONSOLE_SCHEMA
+from edge.hub.store.edges import SQLITE_SCHEMA as EDGES_SCHEMA
 from edge.hub.store.sql import SqlStore
 
 # 2: face_crops (a file of version 1 gets the table at open; older code refuses a version 2 file)
 # 3: credentials (likewise: an older file gets the table at open)
 # 4: the console's accounts, sessions and login failures (edge.hub.store.console), likewise
 # 5: access rules and the edges' access log (edge.hub.store.access), likewise
-SCHEMA_VERSION = 5
+# 6: what each edge reports when it syncs (edge.hub.store.edges), likewise
+SCHEMA_VERSION = 6
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS persons (
@@ -103,7 +105,7 @@ class SqliteStore(SqlStore):
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
             raise RuntimeError(f"{self.path}: schema version {version} is newer than this code ({SCHEMA_VERSION})")
-        conn.executescript(_SCHEMA + CONSOLE_SCHEMA + ACCESS_SCHEMA)
+        conn.executescript(_SCHEMA + CONSOLE_SCHEMA + ACCESS_SCHEMA + EDGES_SCHEMA)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     # --- connections and transactions -----------------------------------------------------

@@ -86,7 +86,7 @@ def create_console(service, credentials, *, scheme: str, host: str, tls_proxy: b
         log.warning("console served over plain http on loopback (%s): its cookie is edge-console, not "
                     "__Host- and Secure; use TLS to reach it from another machine", host)
     policy = SessionPolicy(idle_s=idle_s, absolute_s=absolute_s)
-    files = static.load(static_dir or static.default_dir())
+    files = {**static.load(static_dir or static.default_dir()), **static.own()}
     console = Console(service, Sessions(service.store, policy, clock), credentials, files, secure=secure)
     app = Starlette(routes=[Route(path, endpoint, methods=[method]) for method, path, endpoint in ROUTES])
     app.router.redirect_slashes = False

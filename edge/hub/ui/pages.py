@@ -17,7 +17,7 @@ from edge.api.ops import ApiLimits, check_ident
 from edge.core import errors
 from edge.core.errors import ApiError
 from edge.hub import enrolment
-from edge.hub.ui import accounts
+from edge.hub.ui import accounts, decisions, doors
 from edge.hub.ui.guard import Ctx, cross_site, page, read_form, refused
 from edge.hub.ui.roles import ROLES
 from edge.hub.ui.sessions import LoginRefused
@@ -201,6 +201,17 @@ def enrol_form(console, ctx: Ctx) -> Response:
     return console.render("enrol.html", ctx, form=prefill, verdicts=[], held="", error="", outcome=None)
 
 
+@page("operator")
+def enrol_webcam(console, ctx: Ctx) -> Response:
+    """Enrolment by webcam: this page alone may use the camera (and only this site's scripts)."""
+    prefill = {"person_id": ctx.request.query_params.get("person_id", "")[:64]}
+    found = console.static.get("webcam.js")
+    response = console.render("enrol_webcam.html", ctx, form=prefill, verdicts=[], held="", error="",
+                              outcome=None, script=found.url if found else "")
+    response.headers["Permissions-Policy"] = "camera=(self), microphone=(), geolocation=()"
+    return response
+
+
 def _enrol_fields(ctx: Ctx) -> tuple[str, str, list[str]]:
     return (ctx.form.get("person_id", "").strip(), ctx.form.get("person_name", "").strip(),
             [g for g in re.split(r"[,\s]+", ctx.form.get("group_ids", "").strip()) if g])
@@ -304,8 +315,14 @@ ROUTES = [
     ("GET", "/faces/{face_id}", face_image),
     ("GET", "/groups", groups),
     ("GET", "/enrol", enrol_form),
+    ("GET", "/enrol/webcam", enrol_webcam),
     ("POST", "/enrol/check", enrol_check),
     ("POST", "/enrol", enrol),
+    ("GET", "/decisions", decisions.decisions),
+    ("GET", "/decisions/{edge_id}/{seq}", decisions.decision),
+    ("POST", "/decisions/{edge_id}/{seq}/compare", decisions.compare),
+    ("POST", "/decisions/{edge_id}/{seq}/train", decisions.train),
+    ("GET", "/doors", doors.doors),
     ("GET", "/admin/accounts", accounts_list),
     ("POST", "/admin/accounts", account_add),
     ("POST", "/admin/accounts/{username}/delete", account_delete),

@@ -71,6 +71,18 @@ def load(directory: Path) -> dict[str, StaticFile]:
     return found
 
 
+OWN = Path(__file__).with_name("js")  # the console's own scripts, committed with it
+
+
+def own() -> dict[str, StaticFile]:
+    """The console's own scripts (edge/hub/ui/js/), served like the fetched files."""
+    found = {}
+    for path in sorted(OWN.glob("*.js")):
+        body = path.read_bytes()
+        found[path.name] = StaticFile(path.name, body, hashlib.sha256(body).hexdigest())
+    return found
+
+
 def fetch(dest: Path, cache: Path, say=print) -> list[Path]:
     """Fetch, check and write every static file into `dest`; the paths written."""
     from edge.modelpack.fetch import fetch_files

@@ -14,7 +14,8 @@ from edge.hub.ui.roles import allows
 from tests.hub.ui.support import PASSWORD, Browser, console_hub
 from tests.support.hub import APPID, OTHER_APPID
 
-CONCRETE = {"{person_id}": "nobody", "{face_id}": "1", "{username}": "nobody", "{digest}": "0", "{name}": "x"}
+CONCRETE = {"{person_id}": "nobody", "{face_id}": "1", "{username}": "nobody", "{digest}": "0", "{name}": "x",
+            "{edge_id}": "edge-x", "{seq}": "1"}
 
 
 def concrete(path: str) -> str:

@@ -13,5 +13,6 @@ def test_bench_ui_prints_the_page_latencies():
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
     assert result["persons"] == 120 and set(result["page_ms"]) == {"p50", "p95", "max"}
-    assert set(result["pages"]) == {"persons", "persons_last", "search", "person", "groups"}
+    assert set(result["pages"]) == {"persons", "persons_last", "search", "person", "groups", "decisions",
+                                   "decisions_person", "decisions_day", "doors", "doors_person"}
     assert 0 < result["page_ms"]["p50"] <= result["page_ms"]["p95"] <= result["page_ms"]["max"]

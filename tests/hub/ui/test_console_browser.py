@@ -141,3 +141,76 @@ def test_a_cross_site_form_from_another_loopback_origin_is_refused(browser, hub,
         context.close()
     finally:
         server.shutdown()
+
+
+def test_a_viewer_filters_the_decisions_and_sees_the_doors(browser, hub, tmp_path):
+    """Decisions from a real edge access log and a real edge sync report, in the browser: the
+    filter form and the pages (htmx when served, plain GETs otherwise), the address follows."""
+    import json
+
+    from edge.door.access_log import AccessLog
+    from edge.hub.store.edges import EdgeReport
+
+    hub.store.set_rules(APPID, json.dumps({"format": 1, "timezone": "Europe/Berlin", "groups": ["staff"],
+                                           "doors": [{"id": "main"}], "schedules": {}, "access_levels": []}))
+    clock = iter(1_780_000_000.0 + 60 * i for i in range(70))
+    log = AccessLog(tmp_path / "edge.db", b"k" * 32, clock=lambda: next(clock))
+    records = [log.append("decision", door="main", person_id="ann" if i % 2 else None,
+                          decision="accept" if i % 2 else "reject", outcome="grant" if i % 2 else "deny",
+                          reason="granted" if i % 2 else "not_accepted", score=0.7 if i % 2 else 0.2,
+                          liveness="live") for i in range(70)]
+    hub.store.store_access_records(APPID, "edge-a", records)
+    hub.store.record_edge(APPID, EdgeReport("edge-a", 1_780_004_200.0, hub.store.last_seq(APPID), "fp", "require",
+                                            "locked, mode normal", "ok"))
+    context = browser.new_context(viewport=DESKTOP)
+    page = log_in(context, hub, "vera")
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.click("text=Decisions")
+    page.wait_for_url("**/ui/decisions")
+    assert page.locator("#decisions tbody tr").count() == 50 and "(Europe/Berlin)" in page.content()
+    page.select_option("select[name=outcome]", "deny")
+    page.click("button:text-is('Show')")
+    page.wait_for_url("**/ui/decisions?*outcome=deny*")
+    page.wait_for_function("document.querySelectorAll('#decisions tbody tr').length === 35")
+    assert page.locator("#decisions >> text=grant").count() == 0
+    shoot(page, "decisions")
+    page.click("text=Doors")
+    page.wait_for_url("**/ui/doors")
+    assert "up to date" in page.content() and "locked, mode normal" in page.content()
+    shoot(page, "doors")
+    assert not [e for e in errors if "Content Security Policy" in e], errors
+
+
+def test_an_operator_compares_a_photo_with_a_decision_before_adding_it(browser, hub, photos, tmp_path):
+    """"This was ...": the comparison comes back into the page (htmx: the chosen photo stays),
+    a photo closer to someone else is held back, the right person gets it."""
+    from edge.door.access_log import AccessLog
+
+    client = hub.client(timeout=60.0, retries=0)
+    try:
+        client.newperson("madonna", ["staff"], photos("Madonna", "train_1"))
+        client.newperson("elton_john", ["staff"], photos("Elton_John", "train_2"))
+    finally:
+        client.close()
+    log = AccessLog(tmp_path / "edge.db", b"k" * 32)
+    hub.store.store_access_records(APPID, "edge-a", [log.append(
+        "decision", door="main", decision="reject", outcome="deny", reason="not_accepted", score=0.3)])
+    context = browser.new_context(viewport=DESKTOP)
+    page = log_in(context, hub, "otto")
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.goto(f"{hub.url}/ui/decisions/edge-a/1")
+    page.fill("input[name=person_id]", "elton_john")
+    page.set_input_files("input[name=photo]", str(photos.path("Madonna", "val_1")))
+    page.click("button:text-is('Compare')")
+    page.wait_for_selector("#comparison th:text-is('Margin')")
+    assert "Careful" in page.content() and len(hub.store.get_person(APPID, "elton_john").face_ids) == 1
+    if page.locator("script[src*='htmx']").count() == 0:
+        page.set_input_files("input[name=photo]", str(photos.path("Madonna", "val_1")))  # a whole page: again
+    shoot(page, "decision-compare")
+    page.fill("input[name=person_id]", "madonna")
+    page.click("button:text-is('Add the photo to this person')")
+    page.wait_for_selector("text=added to madonna")
+    assert len(hub.store.get_person(APPID, "madonna").face_ids) == 2
+    assert not [e for e in errors if "Content Security Policy" in e], errors

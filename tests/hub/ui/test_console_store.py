@@ -92,3 +92,34 @@ def test_an_older_sqlite_file_gets_the_console_tables_at_open(tmp_path):
     finally:
         store.close()
     assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+def test_edge_reports_a_persons_last_change_and_decisions_newest_first(store, tmp_path):
+    """The doors page's and the decisions page's reads, on SQLite and PostgreSQL alike."""
+    from edge.door.access_log import AccessLog
+    from edge.hub.store.edges import EdgeReport
+
+    store.record_edge("a", EdgeReport("edge-1", 100.0, 3, "fp", "on", "locked, mode normal", "ok"))
+    store.record_edge("a", EdgeReport("edge-1", 160.0, 7, "fp", "require", "open, mode normal, tamper", "degraded"))
+    store.record_edge("b", EdgeReport("edge-1", 50.0, 1, "fp", "off", "", "ok"))
+    assert store.edge_reports("a") == [EdgeReport("edge-1", 160.0, 7, "fp", "require", "open, mode normal, tamper",
+                                                  "degraded")]
+    assert [r.cursor for r in store.edge_reports("b")] == [1]
+    vec = np.ones(4, np.float32) / 2
+    face = FaceRecord(store.new_face_id(), "ann", (1, 2, 80, 80), [[1.0, 2.0]] * 5, quality=0.9,
+                      embeddings={"fp": vec})
+    store.create_person("a", "ann", ["staff"], "Ann", "", face, Limits())
+    assert store.person_last_seq("a", "ann") == store.last_seq("a") > 0
+    store.delete_person("a", "ann")
+    assert store.person_last_seq("a", "ann") == store.last_seq("a") and store.person_last_seq("a", "nobody") == 0
+    clock = iter(float(t) for t in range(1000, 1005))
+    log = AccessLog(tmp_path / "log.db", b"k" * 32, clock=lambda: next(clock))
+    records = [log.append("decision", door="main", person_id="ann", decision="accept", outcome="grant")
+               for _ in range(5)]
+    store.store_access_records("a", "edge-1", records)
+    first, after = store.search_access("a", {"kind": "decision"}, limit=2, newest_first=True)
+    assert [r["seq"] for r in first] == [5, 4]
+    second, after = store.search_access("a", {"kind": "decision"}, after=after, limit=2, newest_first=True)
+    third, end = store.search_access("a", {"kind": "decision"}, after=after, limit=2, newest_first=True)
+    assert [r["seq"] for r in second + third] == [3, 2, 1] and end is None
+    assert store.access_record("a", "edge-1", 3)["at"] == 1002.0 and store.access_record("b", "edge-1", 3) is None

@@ -1,0 +1,43 @@
+"""The site's wall clock for the console: times shown and typed in the time zone of the appid's
+access rules (edge.core.access_rules: `timezone`), UTC when it has none or an unknown one."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+
+def site_zone(store, appid: str) -> tuple[ZoneInfo | timezone, str]:
+    """(the zone, its name) of the appid's rules; (UTC, "UTC") without rules."""
+    stored = store.get_rules(appid)
+    if stored is not None:
+        try:
+            name = json.loads(stored[1]).get("timezone")
+            if isinstance(name, str) and name:
+                return ZoneInfo(name), name
+        except (ValueError, ZoneInfoNotFoundError, AttributeError):
+            pass  # the hub validated it when stored; a zone this machine lacks falls back to UTC
+    return timezone.utc, "UTC"
+
+
+def shown(at: float | None, zone) -> str:
+    if at is None:
+        return ""
+    return datetime.fromtimestamp(float(at), zone).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def parsed(text: str, zone, *, end_of_day: bool = False) -> float | None:
+    """Epoch seconds of `YYYY-MM-DD` or `YYYY-MM-DDTHH:MM` in the site's zone (a bare date as
+    `until` means the end of that day); None for empty; ValueError for anything else."""
+    text = text.strip()
+    if not text:
+        return None
+    if len(text) > 19:
+        raise ValueError("a time is YYYY-MM-DD or YYYY-MM-DDTHH:MM")
+    value = datetime.fromisoformat(text)
+    if value.tzinfo is not None:
+        raise ValueError("a time is given in the site's time zone, without an offset")
+    if end_of_day and len(text) == 10:  # the next midnight: a daylight-saving day is 23 or 25 h
+        value += timedelta(days=1)
+    return value.replace(tzinfo=zone).timestamp()

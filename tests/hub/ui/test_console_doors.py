@@ -1,0 +1,102 @@
+"""Doors at a glance over HTTP on a real hub on loopback, fed by real edge syncs (the daemon's
+Syncer and EdgeCache, reporting what they run): last contact, applied cursor against the hub's
+head, pack, liveness, door, health; and whether a deleted person is gone from every door."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from edge.api.client import CloudApiError
+from edge.core.syncwire import report_fields
+from edge.daemon.cache import EdgeCache
+from edge.daemon.sync import Syncer
+from tests.hub.ui.support import Browser, console_hub
+from tests.support.broker import enrol_five
+from tests.support.hub import APPID, OTHER_APPID
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory, faces_dir, models_dir):
+    with console_hub(tmp_path_factory.mktemp("doors")) as hub:
+        client = hub.client(timeout=60.0, retries=0)
+        enrol_five(client, faces_dir)
+        yield hub, client
+        client.close()
+
+
+def edge(client, fingerprint: str, tmp_path, edge_id: str, door: str = "locked, mode normal") -> Syncer:
+    return Syncer(client, EdgeCache(tmp_path / f"{edge_id}.db"), fingerprint,
+                  report=lambda: {"edge_id": edge_id, **report_fields(fingerprint, "on", door, "ok")})
+
+
+def served(client) -> str:
+    """The fingerprint the hub stores (it names it when asked for another)."""
+    with pytest.raises(CloudApiError) as mismatch:
+        client.sync(0, "no-such-fingerprint")
+    return mismatch.value.data["fingerprints"][0]
+
+
+def row_of(html: str, edge_id: str) -> str:
+    return re.search(rf"<tr>\s*<td>{edge_id}</td>(.*?)</tr>", html, re.S)[1]
+
+
+def test_each_edge_reports_its_sync_and_a_deletion_is_seen_reaching_every_door(hub, tmp_path):
+    server, client = hub
+    fingerprint = served(client)
+    a = edge(client, fingerprint, tmp_path, "edge-a")
+    b = edge(client, fingerprint, tmp_path, "edge-b", door="held, mode normal, relay: no feedback")
+    head = server.store.last_seq(APPID)
+    # a reporting edge asks once more after applying a page: the hub learns the cursor it has now
+    assert a.sync_once()["status"] == "ok"
+    # edge-b is in the middle of its backlog: one page of two changes per round
+    b.page_size, b.max_pages = 2, 1
+    assert b.sync_once()["status"] == "syncing"
+    browser = Browser(server.url)
+    browser.login("vera")
+    page = browser.get("/ui/doors").text
+    assert "up to date" in row_of(page, "edge-a") and f"applied {head} of {head}" in row_of(page, "edge-a")
+    assert "change(s) behind" in row_of(page, "edge-b") and "applied 0 of" in row_of(page, "edge-b")
+    assert fingerprint in row_of(page, "edge-a") and "not served" not in row_of(page, "edge-a")
+    assert "held, mode normal, relay: no feedback" in row_of(page, "edge-b") and "s ago" in row_of(page, "edge-a")
+
+    client.delperson("madonna")
+    gone_at = server.store.last_seq(APPID)
+    reach = browser.get("/ui/doors?person=madonna").text
+    assert f"change {gone_at}" in reach and "deleted" in reach
+    assert re.search(r"Not yet applied by: edge-a, edge-b", reach) and "may still pass there" in reach
+    a.sync_once()  # pulls the deletion and says so
+    assert a.cache.gallery(a.thresholds).person_ids.isdisjoint({"madonna"})
+    reach = browser.get("/ui/doors?person=madonna").text
+    assert "Not yet applied by: edge-b" in reach
+    b.page_size, b.max_pages = 500, 100
+    assert b.sync_once()["status"] == "ok"
+    reach = browser.get("/ui/doors?person=madonna").text
+    assert "madonna is gone from every door" in reach
+    assert "No change names" in browser.get("/ui/doors?person=never-here").text
+    # the other tenant sees none of these edges
+    other = Browser(server.url)
+    other.login("zed")
+    assert "No edge has reported yet" in other.get("/ui/doors").text
+    assert server.store.edge_reports(OTHER_APPID) == []
+
+
+def test_a_report_that_is_not_short_printable_text_is_refused_and_markup_is_shown_as_text(hub, tmp_path):
+    server, client = hub
+    with pytest.raises(CloudApiError) as refused:
+        client.sync(0, "x", report={"edge_id": "edge-evil", "edge_door": "bell\x07"})
+    assert refused.value.code == 21 and "edge_door" in refused.value.message
+    with pytest.raises(CloudApiError):
+        client.sync(0, "x", report={"edge_id": "edge-evil", "edge_pack": "p" * 129})
+    with pytest.raises(CloudApiError):
+        client.sync(0, "x", report={"edge_id": "bad id with spaces"})
+    assert "edge-evil" not in [r.edge_id for r in server.store.edge_reports(APPID)]
+    # a fingerprint the hub does not store is refused, but the edge is seen (it is worth knowing)
+    with pytest.raises(CloudApiError):
+        client.sync(0, "not-served", report={"edge_id": "edge-old", **report_fields("not-served", "off",
+                                                                                        "<b>open</b>", "degraded")})
+    browser = Browser(server.url)
+    browser.login("vera")
+    row = row_of(browser.get("/ui/doors").text, "edge-old")
+    assert "not served by this hub" in row and "&lt;b&gt;open&lt;/b&gt;" in row and "<strong>degraded</strong>" in row
