@@ -39,6 +39,7 @@ from edge.door.rules_in_force import RulesInForce
 if TYPE_CHECKING:
     from edge.core.access_rules import RuleSet
     from edge.core.credentials import Credential
+    from edge.core.domain import Claim
     from edge.core.matcher import Gallery
     from edge.daemon.config import EdgeSettings
     from edge.daemon.decide import Outcome as Decided
@@ -121,8 +122,13 @@ class DoorLink:
         self.door.tick()
         self.flush()
 
-    def decided(self, out: Decided, event: dict[str, Any], decided_s: float | None) -> None:
-        """After the decision `event` was published: the rules' verdict drives the door."""
+    def decided(self, out: Decided, event: dict[str, Any], decided_s: float | None,
+                claim: Claim | None = None) -> None:
+        """After the decision `event` was published: the rules' verdict drives the door.
+
+        `claim` is the verify claim (badge, PIN) this decision was made for, if any: it reaches
+        the rules as the second factor only when its person is the decided person, so a claim
+        for someone else never counts (docs/access.md#second-factor)."""
         if self.closed:  # the last tracks settled while stopping: the door stays locked
             return
         s = self.s
@@ -133,11 +139,15 @@ class DoorLink:
         # the person could pass now
         # a face refused before matching (an attack, a withheld decision) is never a candidate
         # for a second factor, whatever its decision says: the rules see a reject
+        evidence = evidence_of(out, event)
+        claimed = claim.person_id if claim is not None and claim.person_id else None
+        if claimed is not None and claimed != person:  # logged, never a second factor
+            evidence["claim_ignored"], claimed = claimed, None
         request = AccessRequest(event_id=event["event_id"], door=s.door.name, person_id=person,
                                 groups=groups_of(self.gallery(), person) if person else (),
                                 decision=str(out.decision) if out.reason is None else "reject",
-                                source=str(out.source), accept=ok,
-                                at=time.time(), evidence=evidence_of(out, event))
+                                source=str(out.source), accept=ok, at=time.time(), claim=claimed,
+                                evidence=evidence)
         verdict = self.rules.evaluate(request, self.history)
         alarm = bool(getattr(verdict, "alarm", False))
         if verdict.outcome is Outcome.GRANT:

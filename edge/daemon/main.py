@@ -321,7 +321,8 @@ class Daemon:
         if self.door is not None:
             try:  # the decision is out; the door follows it (a bug here never opens it: rules grant)
                 t_frame = fields.get("t_frame")
-                self.door.decided(out, event, None if t_frame is None else time.perf_counter() - t_frame)
+                self.door.decided(out, event, None if t_frame is None else time.perf_counter() - t_frame,
+                                  claim=fields.get("claim"))
             except Exception:
                 log.exception("the door could not act on decision %s", event["event_id"])
         self.decisions += 1
