@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from edge.daemon.publisher import Publisher
     from edge.door.access_log import AccessLog
     from edge.door.access_upload import Uploader
+    from edge.door.log_crops import CropSeal
 
 log = logging.getLogger("edge.daemon")
 
@@ -78,13 +79,15 @@ class DoorLink:
 
     def __init__(self, s: EdgeSettings, controller: DoorController, events: Publisher,
                  gallery: Callable[[], Gallery], *, synced_rules: Callable[[], RuleSet | None] = lambda: None,
-                 rules_status: Callable[[], dict[str, Any]] = dict, access_log: AccessLog | None = None):
+                 rules_status: Callable[[], dict[str, Any]] = dict, access_log: AccessLog | None = None,
+                 crop_seal: CropSeal | None = None):
         self.s, self.door, self.events, self.gallery = s, controller, events, gallery
         groups = GroupRules(s.door.groups or s.identify.groups, lambda door: str(self.door.mode))
         self.rules = RulesInForce(synced_rules, rules_status, groups)
         self.access_log = access_log
         self.history: AccessHistory = access_log if access_log is not None else NoHistory()
         self.uploader: Uploader | None = None  # set by the daemon when a hub takes the log
+        self.crop_seal = crop_seal  # [door] log_face_crops: the decisions' face crops, sealed
         self._rules_seen: tuple[Any, ...] | None = None
         self._scheduled: str | None = None  # the mode the rules' schedule set last
         self.log_writable, self.log_lost = True, 0  # records the access log could not take
@@ -123,12 +126,13 @@ class DoorLink:
         self.flush()
 
     def decided(self, out: Decided, event: dict[str, Any], decided_s: float | None,
-                claim: Claim | None = None) -> None:
+                claim: Claim | None = None, face_crop: bytes | None = None) -> None:
         """After the decision `event` was published: the rules' verdict drives the door.
 
         `claim` is the verify claim (badge, PIN) this decision was made for, if any: it reaches
         the rules as the second factor only when its person is the decided person, so a claim
-        for someone else never counts (docs/access.md#second-factor)."""
+        for someone else never counts (docs/access.md#second-factor). `face_crop` (a JPEG) is
+        kept sealed with the decision's record where the site enables face crops."""
         if self.closed:  # the last tracks settled while stopping: the door stays locked
             return
         s = self.s
@@ -162,7 +166,8 @@ class DoorLink:
         acted = next((e for e in events if e["kind"] in ("grant", "deny")
                       and e.get("decision_event_id") == request.event_id), None)
         self._log("decision", decision_record(request, verdict, door_outcome=acted["kind"] if acted else None,
-                                              door_reason=acted.get("reason") if acted else None, why_not=why))
+                                              door_reason=acted.get("reason") if acted else None, why_not=why),
+                  face_crop=self._sealed(request.event_id, face_crop))
         self.flush(events)
 
     def remote_unlock(self, who: str) -> bool:
@@ -204,13 +209,24 @@ class DoorLink:
             f" (version {status['refused']} refused: {status['error']})" if status["refused"] else "")
         self._log("rules", rules_record(status))
 
-    def _log(self, kind: str, fields: dict[str, Any]) -> None:
+    def _sealed(self, event_id: str, face_crop: bytes | None) -> bytes | None:
+        """The crop sealed for the log, or None (crops off, no face, or a crop that cannot be
+        sealed: the record goes in without it)."""
+        if self.crop_seal is None or not face_crop:
+            return None
+        try:
+            return self.crop_seal.seal(event_id, face_crop)
+        except ValueError as exc:
+            log.warning("door %s: the face crop of %s is not kept: %s", self.s.door.name, event_id, exc)
+            return None
+
+    def _log(self, kind: str, fields: dict[str, Any], face_crop: bytes | None = None) -> None:
         """Append to the access log; a log that fails is reported, the door goes on (its
         decision is made; the event still goes out)."""
         if self.access_log is None:
             return
         try:
-            self.access_log.append(kind, **fields)
+            self.access_log.append(kind, face_crop=face_crop, **fields)
         except (sqlite3.Error, OSError) as exc:  # a full or failing disk: said once, counted
             self.log_lost += 1
             if self.log_writable:

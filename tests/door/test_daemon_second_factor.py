@@ -59,7 +59,8 @@ def test_face_and_claim_in_a_real_daemon_badge_of_another_and_replay_never_open(
         cfg = write_edge_config(tmp_path / "edge.toml", device="door-2f", camera=f"files:{drop}/*",
                                 broker=mosquitto, hub=hub, storage=tmp_path / "data", api_port=port, loop=True,
                                 sections={"identify": {"enabled": False},
-                                          "door": {"backend": "none", "name": "main", "unlock_s": 1}})
+                                          "door": {"backend": "none", "name": "main", "unlock_s": 1,
+                                                   "log_face_crops": True}})
         daemon = DaemonProc(cfg, port, tmp_path / "daemon.log").start()
         try:
             daemon.wait_health(lambda h: h["sync"].get("status") == "ok" and h["mqtt"]["connected"]
@@ -87,3 +88,17 @@ def test_face_and_claim_in_a_real_daemon_badge_of_another_and_replay_never_open(
             cmd.loop_stop()
     assert acted() == [("madonna", "deny", "not_accepted:decision_reject"), ("madonna", "grant", "granted"),
                        ("elton_john", "deny", "not_accepted:decision_reject")]
+    # [door] log_face_crops: each decision's face is in the log, sealed with the edge's key
+    from edge.daemon.api_key import own_credential
+    from edge.door.access_log import AccessLog
+    from edge.door.log_crops import CropSeal
+
+    key = own_credential(tmp_path / "data").secret_key.encode()
+    log = AccessLog(tmp_path / "data" / "access-log.db", key)
+    decisions = [r for r in log.records(0, 1000) if r["kind"] == "decision"]
+    assert [(r["person_id"], r["outcome"], r["detail"].get("claim")) for r in decisions] == [
+        ("madonna", "deny", "madonna"), ("madonna", "grant", "madonna"), ("elton_john", "deny", "elton_john")]
+    crops = log.crops(0, 1000)
+    assert sorted(crops) == [r["seq"] for r in decisions] and log.verify().ok
+    jpeg = CropSeal.from_edge_key(key).open(decisions[1]["event_id"], crops[decisions[1]["seq"]])
+    assert jpeg.startswith(b"\xff\xd8")  # a JPEG of the face

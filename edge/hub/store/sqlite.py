@@ -27,7 +27,7 @@ from edge.hub.store.sql import SqlStore
 # 3: credentials (likewise: an older file gets the table at open)
 # 4: the console's accounts, sessions and login failures (edge.hub.store.console), likewise
 # 5: access rules and the edges' access log (edge.hub.store.access), likewise
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS persons (
