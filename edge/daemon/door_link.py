@@ -23,6 +23,7 @@ decision, the door's events and each change of the rules in force go into the ac
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sqlite3
 import time
@@ -140,16 +141,16 @@ class DoorLink:
                                 decided_s=decided_s, offline_allow_opens=s.door.open_on_offline_allow)
         person = out.person_id or ""
         # groups for an uncertain face too: the synced rules ask for a second factor only where
-        # the person could pass now
-        # a face refused before matching (an attack, a withheld decision) is never a candidate
-        # for a second factor, whatever its decision says: the rules see a reject
+        # the person could pass now; a face refused before matching (an attack, a withheld
+        # decision) or one that is no accept for other reasons is never a candidate for a
+        # second factor, whatever its decision says: the rules see a reject (_rules_decision)
         evidence = evidence_of(out, event)
         claimed = claim.person_id if claim is not None and claim.person_id else None
         if claimed is not None and claimed != person:  # logged, never a second factor
             evidence["claim_ignored"], claimed = claimed, None
         request = AccessRequest(event_id=event["event_id"], door=s.door.name, person_id=person,
                                 groups=groups_of(self.gallery(), person) if person else (),
-                                decision=str(out.decision) if out.reason is None else "reject",
+                                decision=self._rules_decision(out, decided_s),
                                 source=str(out.source), accept=ok, at=time.time(), claim=claimed,
                                 evidence=evidence)
         verdict = self.rules.evaluate(request, self.history)
@@ -169,6 +170,21 @@ class DoorLink:
                                               door_reason=acted.get("reason") if acted else None, why_not=why),
                   face_crop=self._sealed(request.event_id, face_crop))
         self.flush(events)
+
+    def _rules_decision(self, out: Decided, decided_s: float | None) -> str:
+        """The face's decision as the rules see it. An uncertain face is a candidate for a second
+        factor only when it meets everything else an accept must (live where liveness is
+        required, fresh, a person this device knows, not the offline policy): otherwise a claim
+        would open the door for a face the door would refuse even as an accept."""
+        if out.reason is not None:
+            return "reject"
+        if out.decision is Decision.UNCERTAIN:
+            s = self.s
+            fit, _ = strict_accept(dataclasses.replace(out, decision=Decision.ACCEPT), liveness_mode=s.liveness.mode,
+                                   stale_s=s.policy.stale_accept_s, decided_s=decided_s,
+                                   offline_allow_opens=s.door.open_on_offline_allow)
+            return "uncertain" if fit else "reject"
+        return str(out.decision)
 
     def remote_unlock(self, who: str) -> bool:
         return self.door.grant("", "remote_unlock", source=f"remote:{who}")

@@ -108,3 +108,25 @@ def test_an_uncertain_face_with_its_claim_is_refused_where_the_schedule_does_not
         decide(edge, "ben", "d2", Decision.UNCERTAIN, mode=Mode.IDENTIFY)
         assert acted(edge) == [("ben", "deny", "not_accepted:decision_uncertain")] * 2, auth
         assert not edge.energised
+
+
+def test_attack_an_uncertain_face_that_is_no_accept_otherwise_is_not_opened_by_its_claim(tmp_path):
+    # a claim lifts the face's uncertainty, nothing else: not a face that is not live (liveness
+    # require, the default), a decision delivered late, nor one of the offline policy
+    edge = edge_with(tmp_path, "claim_if_uncertain")
+    cases = {"not_live": dict(liveness=TrackLiveness(0.2, 5, "attack")),
+             "undecided_liveness": dict(liveness=None),
+             "offline": dict(source=Source.OFFLINE_POLICY)}
+    for event_id, kw in cases.items():
+        claims, _, _ = opened_claim("ben")
+        out = Outcome(Mode.VERIFY, Decision.UNCERTAIN, kw.get("source", Source.LOCAL), "ben", score=0.6,
+                      liveness=kw.get("liveness", TrackLiveness(0.9, 5, "live")))
+        edge.link.decided(out, {"event_id": event_id}, 0.05, claim=claims.take())
+    claims, _, _ = opened_claim("ben")
+    decide(edge, "ben", "stale", Decision.UNCERTAIN, claim=None)  # the same, fresh and live: asked
+    out = Outcome(Mode.VERIFY, Decision.UNCERTAIN, Source.LOCAL, "ben", score=0.6,
+                  liveness=TrackLiveness(0.9, 5, "live"))
+    edge.link.decided(out, {"event_id": "late"}, 60.0, claim=claims.take())  # stale_accept_s: 10 s
+    assert [reason for _, kind, reason in acted(edge)] == ["not_accepted:decision_uncertain"] * 3 + [
+        "second_factor_needed", "not_accepted:decision_uncertain"]
+    assert not edge.door_events("grant") and not edge.energised
