@@ -235,9 +235,13 @@ class CloudClient:
     def getrules(self) -> dict:
         return self.call("getrules", {})
 
-    def uploadlog(self, edge_id: str, records: str) -> dict:
-        """Send a batch of this edge's access log (JSON text of a list of records)."""
-        return self.call("uploadlog", {"edge_id": edge_id, "records": records})
+    def uploadlog(self, edge_id: str, records: str, crops: str | None = None) -> dict:
+        """Send a batch of this edge's access log (JSON text of a list of records) and, when
+        given, their sealed face crops (JSON text of a list of {seq, sealed: base64})."""
+        params = {"edge_id": edge_id, "records": records}
+        if crops is not None:
+            params["crops"] = crops
+        return self.call("uploadlog", params)
 
     def searchlog(self, **query: Any) -> dict:
         """Search the hub's access log: person_id, door, edge_id, decision, outcome, reason,

@@ -263,14 +263,18 @@ MAX_UPLOAD_BYTES = 1_048_576  # one batch of access log records (at most 1000)
 
 
 async def uploadlog(appid: str, p: Params, ctx: Ctx) -> dict:
-    """`edge_id`: the uploading edge; `records`: a batch of its access log as JSON text."""
+    """`edge_id`: the uploading edge; `records`: a batch of its access log as JSON text;
+    `crops` (optional): the records' sealed face crops as JSON text."""
     edge_id = ident(p, "edge_id", ctx)
     records = p.get("records")
     if records is None or records == "":
         raise ApiError(errors.PARAMETER_EMPTY, "records is required")
     if not isinstance(records, str):
         raise ApiError(errors.INVALID_PARAMETER, "records must be the batch as JSON text")
-    return await call(ctx.service.uploadlog, appid, edge_id, records)
+    crops = p.get("crops")
+    if crops is not None and not isinstance(crops, str):
+        raise ApiError(errors.INVALID_PARAMETER, "crops must be JSON text")
+    return await call(ctx.service.uploadlog, appid, edge_id, records, crops or None)
 
 
 SEARCH_FILTERS = ("person_id", "door", "edge_id", "decision", "outcome", "reason", "kind")

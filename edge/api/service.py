@@ -63,7 +63,7 @@ class FaceService:
     def getrules(self, appid: str) -> dict:
         raise _not_served("getrules")
 
-    def uploadlog(self, appid: str, edge_id: str, records: str) -> dict:
+    def uploadlog(self, appid: str, edge_id: str, records: str, crops: str | None = None) -> dict:
         raise _not_served("uploadlog")
 
     def searchlog(self, appid: str, filters: dict[str, str], since: float | None, until: float | None,

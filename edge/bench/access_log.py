@@ -2,10 +2,12 @@
 
 - evaluate_us: rule evaluation per decision (edge.door.access, a site of 24 doors, 48 access
   levels, holidays, anti-passback), p50/p99 over `--evaluations` requests at random times.
-- lost: records missing at the hub after `--decisions` records were appended on an edge while
-  its uploader ran against a real hub process (`edge-verifier hub`) killed with SIGKILL
-  `--kills` times at random moments and started again; 0 is the goal. The broker plays no
-  part in this path (the log does not pass through MQTT), so it is not killed here.
+- lost: what never arrived of `--decisions` decisions made by the daemon's own door link
+  (edge.daemon.door_link: the decision's record in the access log, its door events through the
+  durable MQTT outbox) while a real hub process (`edge-verifier hub`) and a real mosquitto were
+  each killed with SIGKILL `--kills` times at random moments and started again: log records
+  missing at the hub (`lost_records`, the uploader's path) plus door events missing at a
+  persistent-session subscriber (`lost_door_events`, the outbox's path); 0 is the goal.
 - search_ms: a person + day query (`search_access`) over `--records` stored records, p99 over
   `--queries` queries, on SQLite and on PostgreSQL (a throwaway cluster; skipped with the
   reason when none can start here).
@@ -31,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the result as JSON (the default output)")
     parser.add_argument("--evaluations", type=int, default=20000, help="rule evaluations timed")
     parser.add_argument("--decisions", type=int, default=1000, help="records appended while the hub is killed")
-    parser.add_argument("--kills", type=int, default=3, help="SIGKILLs of the hub during the upload run")
+    parser.add_argument("--kills", type=int, default=3, help="SIGKILLs of the hub, and of the broker, during the run")
     parser.add_argument("--records", type=int, default=1_000_000, help="records stored for the search measure")
     parser.add_argument("--queries", type=int, default=300, help="person + day queries timed per store")
     parser.add_argument("--skip", default="", help="comma-separated parts to skip: evaluate,lost,search")
@@ -91,41 +93,114 @@ def measure_evaluate(n: int) -> dict:
     return {"p50": round(_pct(times, 0.5), 1), "p99": round(_pct(times, 0.99), 1), "n": n}
 
 
+class DoorEventFeed:
+    """A site's consumer of the door events: a persistent MQTT session (QoS 1, its queue kept by
+    the broker while it is away), counting distinct event_ids (QoS 1 may deliver twice)."""
+
+    def __init__(self, port: int, topic: str):
+        import paho.mqtt.client as mqtt
+
+        self.seen: set[str] = set()
+        self.lock = threading.Lock()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-door-feed-{time.time_ns()}",
+                                  clean_session=False)
+        self.client.reconnect_delay_set(0.2, 1)
+        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(topic, qos=1)
+        self.client.on_message = self._on_message
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+
+    def _on_message(self, client, userdata, msg) -> None:
+        try:
+            event_id = json.loads(msg.payload).get("event_id")
+        except (ValueError, AttributeError):
+            return
+        with self.lock:
+            self.seen.add(event_id)
+
+    def count(self) -> int:
+        with self.lock:
+            return len(self.seen)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def _door_link(workdir: Path, broker_port: int, log):
+    """The daemon's door link (backend none), publishing through a real outbox and MQTT."""
+    import numpy as np
+
+    from edge.core.matcher import Enrolled, Gallery
+    from edge.daemon.config import EdgeSettings
+    from edge.daemon.door_link import DoorLink
+    from edge.daemon.mqtt import MqttPublisher
+    from edge.daemon.outbox import Outbox
+
+    s = EdgeSettings(storage={"path": workdir}, identify={"groups": ["staff"]},
+                     mqtt={"host": "127.0.0.1", "port": broker_port, "prefix": "bench", "keepalive": 5,
+                           "reconnect_max_s": 1},
+                     door={"backend": "none", "name": "front", "unlock_s": 1})
+    events = MqttPublisher(s.mqtt, "bench-door", Outbox(workdir / "outbox.db"), door="front")
+    vector = np.ones(128, dtype=np.float32)
+    gallery = Gallery([Enrolled(f"p{i}", str(i), vector, ("staff",)) for i in range(50)])
+    return DoorLink.from_settings(s, events, lambda: gallery, access_log=log), events
+
+
 def measure_lost(decisions: int, kills: int, workdir: Path) -> dict:
-    """Append `decisions` records at a steady pace while the hub is SIGKILLed `kills` times."""
-    from edge.dev.devstack import HubProc
+    """`decisions` decisions through the door link at a steady pace while the hub and the broker
+    are each SIGKILLed `kills` times at random moments."""
+    from edge.core.domain import Decision, Mode, Source, TrackLiveness
+    from edge.daemon.decide import Outcome
+    from edge.dev.devstack import Broker, HubProc
     from edge.door.access_log import AccessLog
     from edge.door.access_upload import Uploader
 
     hub = HubProc(workdir / "hub").start(timeout=120)
+    (workdir / "broker").mkdir()
+    broker = Broker(workdir / "broker", persistence=True)
+    # a broker killed loses what it has not saved: save at once, as a site's broker should be
+    broker.conf.write_text(broker.conf.read_text() + "autosave_interval 1\nautosave_on_changes true\n")
+    broker.start()
+    feed = DoorEventFeed(broker.port, "bench/bench-door/door/front/event")
     client = hub.client(timeout=5.0, retries=0)
     log = AccessLog(workdir / "edge-log.db", b"bench-edge-key")
+    link, events = _door_link(workdir, broker.port, log)
+    events.start()
+    link.start()
     uploader = Uploader(client, log, "bench-edge", batch=50, interval_s=0.2)
+    link.uploader = uploader
     stop = threading.Event()
     thread = threading.Thread(target=uploader.run, args=(stop,), daemon=True)
     thread.start()
     rng = random.Random(11)
-    kill_at = sorted(rng.sample(range(decisions // 10, decisions), kills))
+    kill_at = sorted(rng.sample(range(decisions // 10, decisions), 2 * kills))
+    kill_what = dict(zip(kill_at, rng.sample(["hub"] * kills + ["broker"] * kills, 2 * kills)))
     t0 = time.monotonic()
     try:
         for i in range(decisions):
-            log.append("decision", door="front", person_id=f"p{i % 50}", decision="accept", outcome="grant",
-                       reason="granted", event_id=f"bench-{i}", score=0.7)
-            if kill_at and i == kill_at[0]:
-                kill_at.pop(0)
-                assert hub.proc is not None
-                hub.proc.send_signal(signal.SIGKILL)
-                hub.proc.wait(10)
-                hub.start(timeout=120)
+            out = Outcome(Mode.IDENTIFY, Decision.ACCEPT, Source.LOCAL, f"p{i % 50}", score=0.7,
+                          liveness=TrackLiveness(0.9, 5, "live"))
+            link.decided(out, {"event_id": f"bench-{i}"}, 0.01)
+            link.tick()
+            what = kill_what.get(i)
+            proc = hub.proc if what == "hub" else broker.proc if what == "broker" else None
+            if proc is not None:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait(10)
+                hub.start(timeout=120) if what == "hub" else broker.start()
             time.sleep(0.005)
         deadline = time.monotonic() + 120
-        while log.uploaded < decisions and time.monotonic() < deadline:
+        while time.monotonic() < deadline and (log.uploaded < int((log.head().get("head") or {}).get("seq", 0))
+                                               or feed.count() < link.published):
             uploader.trigger()
+            link.tick()
             time.sleep(0.2)
     finally:
         stop.set()
         uploader.trigger()
         thread.join(10)
+    head = int((log.head().get("head") or {}).get("seq", 0))
     stored = 0
     after = None
     while True:
@@ -134,12 +209,20 @@ def measure_lost(decisions: int, kills: int, workdir: Path) -> dict:
         after = page["next"]
         if not after:
             break
+    published, received = link.published, feed.count()
+    link.close()
+    events.stop()
+    feed.close()
     client.close()
     hub.stop()
+    broker.stop()
     report = log.verify()
     log.close()
-    return {"lost": decisions - stored, "decisions": decisions, "hub_kills": kills, "stored": stored,
-            "edge_chain_ok": report.ok, "seconds": round(time.monotonic() - t0, 1),
+    return {"lost": (head - stored) + (published - received), "lost_records": head - stored,
+            "lost_door_events": published - received, "decisions": decisions, "records": head,
+            "stored": stored, "door_events": published, "received": received,
+            "hub_kills": kills, "broker_kills": kills, "edge_chain_ok": report.ok,
+            "seconds": round(time.monotonic() - t0, 1),
             "uploader": {k: uploader.state[k] for k in ("refused", "sent")}}
 
 

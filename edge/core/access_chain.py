@@ -24,7 +24,10 @@ GENESIS = "0" * 64
 LOG_GAP = -1520  # the batch does not start where the hub's copy of the chain ends (records missing)
 LOG_EDITED = -1521  # a record's hash does not match, a link is broken, or it differs from the stored one
 LOG_MALFORMED = -1522  # not a list of records of the format
-PROBLEM_CODES = {"gap": LOG_GAP, "edited": LOG_EDITED, "reordered": LOG_EDITED, "malformed": LOG_MALFORMED}
+LOG_CROP = -1523  # a face crop that is not the one its record names (or crops that are no list of them)
+PROBLEM_CODES = {"gap": LOG_GAP, "edited": LOG_EDITED, "reordered": LOG_EDITED, "malformed": LOG_MALFORMED,
+                 "crop": LOG_CROP}
+MAX_SEALED_CROP = 1 + 12 + 256 * 1024 + 16  # edge.door.log_crops.MAX_SEALED_BYTES
 
 # Fields a record may carry besides seq, record_id, at, kind, prev and hash (docs/access.md).
 EVIDENCE_FIELDS = frozenset({
@@ -128,3 +131,35 @@ def decode_cursor(text: str | None) -> tuple[float, str, int] | None:
     if not isinstance(at, (int, float)) or not isinstance(edge_id, str) or not isinstance(seq, int):
         raise ValueError("after is not a cursor this hub gave")
     return float(at), edge_id, seq
+
+
+def parse_crops(text: str, batch: list[Any]) -> dict[int, bytes]:
+    """The sealed face crops sent with `batch` (JSON text of [{seq, sealed: base64}]), by seq;
+    ChainError("crop") unless each is the one its record in the batch names (detail.face_crop
+    = the sha256 of the sealed bytes). The hub cannot open them: it checks they are the records'."""
+    import base64
+    import binascii
+
+    try:
+        items = json.loads(text)
+    except (ValueError, RecursionError):
+        raise ChainError("crop", None, "crops is not JSON") from None
+    if not isinstance(items, list) or len(items) > MAX_BATCH:
+        raise ChainError("crop", None, "crops must be a list of {seq, sealed}")
+    named = {r.get("seq"): (r.get("detail") or {}).get("face_crop") for r in batch
+             if isinstance(r, dict) and isinstance(r.get("detail") or {}, dict)}
+    crops: dict[int, bytes] = {}
+    for item in items:
+        seq = item.get("seq") if isinstance(item, dict) else None
+        if not isinstance(seq, int) or isinstance(seq, bool) or not isinstance(item.get("sealed"), str):
+            raise ChainError("crop", None, "a crop is {seq, sealed: base64}")
+        if len(item["sealed"]) > 4 * MAX_SEALED_CROP // 3 + 4:
+            raise ChainError("crop", seq, "the crop is too large")
+        try:
+            sealed = base64.b64decode(item["sealed"], validate=True)
+        except (binascii.Error, ValueError):
+            raise ChainError("crop", seq, "the crop is not base64") from None
+        if seq in crops or named.get(seq) != hashlib.sha256(sealed).hexdigest():
+            raise ChainError("crop", seq, "the crop is not the one its record names")
+        crops[seq] = sealed
+    return crops

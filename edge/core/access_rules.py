@@ -43,7 +43,9 @@ FORMAT = 1  # the document format this parser reads
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")  # index = datetime.weekday()
 WEEK_MIN = 7 * 1440
 MODES = ("normal", "unlocked", "locked_down")
-AUTHS = ("face", "face+claim")
+# face: an accepted face alone; face+claim: an accepted face and a claim for the same person;
+# claim_if_uncertain: an accepted face alone, or an uncertain one with a claim for that person
+AUTHS = ("face", "face+claim", "claim_if_uncertain")
 RESPONSES = ("hard", "soft")
 # Hostile-input caps: a rule document is small (a site has tens of doors, not thousands).
 MAX_ITEMS = 512

@@ -24,6 +24,7 @@ knows, and not from the offline policy unless `[door] open_on_offline_allow`
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sqlite3
 import time
@@ -40,12 +41,14 @@ from edge.door.rules_in_force import RulesInForce
 if TYPE_CHECKING:
     from edge.core.access_rules import RuleSet
     from edge.core.credentials import Credential
+    from edge.core.domain import Claim
     from edge.core.matcher import Gallery
     from edge.daemon.config import EdgeSettings
     from edge.daemon.decide import Outcome as Decided
     from edge.daemon.publisher import Publisher
     from edge.door.access_log import AccessLog
     from edge.door.access_upload import Uploader
+    from edge.door.log_crops import CropSeal
 
 log = logging.getLogger("edge.daemon")
 
@@ -81,13 +84,15 @@ class DoorLink:
 
     def __init__(self, s: EdgeSettings, controller: DoorController, events: Publisher,
                  gallery: Callable[[], Gallery], *, synced_rules: Callable[[], RuleSet | None] = lambda: None,
-                 rules_status: Callable[[], dict[str, Any]] = dict, access_log: AccessLog | None = None):
+                 rules_status: Callable[[], dict[str, Any]] = dict, access_log: AccessLog | None = None,
+                 crop_seal: CropSeal | None = None):
         self.s, self.door, self.events, self.gallery = s, controller, events, gallery
         groups = GroupRules(s.door.groups or s.identify.groups, lambda door: str(self.door.mode))
         self.rules = RulesInForce(synced_rules, rules_status, groups)
         self.access_log = access_log
         self.history: AccessHistory = access_log if access_log is not None else NoHistory()
         self.uploader: Uploader | None = None  # set by the daemon when a hub takes the log
+        self.crop_seal = crop_seal  # [door] log_face_crops: the decisions' face crops, sealed
         self._rules_seen: tuple[Any, ...] | None = None
         self._scheduled: str | None = None  # the mode the rules' schedule set last
         self.log_writable, self.log_lost = True, 0  # records the access log could not take
@@ -125,8 +130,14 @@ class DoorLink:
         self.door.tick()
         self.flush()
 
-    def decided(self, out: Decided, event: dict[str, Any], decided_s: float | None) -> None:
-        """After the decision `event` was published: the rules' verdict drives the door."""
+    def decided(self, out: Decided, event: dict[str, Any], decided_s: float | None,
+                claim: Claim | None = None, face_crop: bytes | None = None) -> None:
+        """After the decision `event` was published: the rules' verdict drives the door.
+
+        `claim` is the verify claim (badge, PIN) this decision was made for, if any: it reaches
+        the rules as the second factor only when its person is the decided person, so a claim
+        for someone else never counts (docs/access.md#second-factor). `face_crop` (a JPEG) is
+        kept sealed with the decision's record where the site enables face crops."""
         if self.closed:  # the last tracks settled while stopping: the door stays locked
             return
         s = self.s
@@ -134,14 +145,18 @@ class DoorLink:
                                 decided_s=decided_s, offline_allow_opens=s.door.open_on_offline_allow)
         person = out.person_id or ""
         # groups for an uncertain face too: the synced rules ask for a second factor only where
-        # the person could pass now
-        # a face refused before matching (an attack, a withheld decision) is never a candidate
-        # for a second factor, whatever its decision says: the rules see a reject
+        # the person could pass now; a face refused before matching (an attack, a withheld
+        # decision) or one that is no accept for other reasons is never a candidate for a
+        # second factor, whatever its decision says: the rules see a reject (_rules_decision)
+        evidence = evidence_of(out, event)
+        claimed = claim.person_id if claim is not None and claim.person_id else None
+        if claimed is not None and claimed != person:  # logged, never a second factor
+            evidence["claim_ignored"], claimed = claimed, None
         request = AccessRequest(event_id=event["event_id"], door=s.door.name, person_id=person,
                                 groups=groups_of(self.gallery(), person) if person else (),
-                                decision=str(out.decision) if out.reason is None else "reject",
-                                source=str(out.source), accept=ok,
-                                at=time.time(), evidence=evidence_of(out, event))
+                                decision=self._rules_decision(out, decided_s),
+                                source=str(out.source), accept=ok, at=time.time(), claim=claimed,
+                                evidence=evidence)
         verdict = self.rules.evaluate(request, self.history)
         alarm = bool(getattr(verdict, "alarm", False))
         if verdict.outcome is Outcome.GRANT:
@@ -156,8 +171,24 @@ class DoorLink:
         acted = next((e for e in events if e["kind"] in ("grant", "deny")
                       and e.get("decision_event_id") == request.event_id), None)
         self._log("decision", decision_record(request, verdict, door_outcome=acted["kind"] if acted else None,
-                                              door_reason=acted.get("reason") if acted else None, why_not=why))
+                                              door_reason=acted.get("reason") if acted else None, why_not=why),
+                  face_crop=self._sealed(request.event_id, face_crop))
         self.flush(events)
+
+    def _rules_decision(self, out: Decided, decided_s: float | None) -> str:
+        """The face's decision as the rules see it. An uncertain face is a candidate for a second
+        factor only when it meets everything else an accept must (live where liveness is
+        required, fresh, a person this device knows, not the offline policy): otherwise a claim
+        would open the door for a face the door would refuse even as an accept."""
+        if out.reason is not None:
+            return "reject"
+        if out.decision is Decision.UNCERTAIN:
+            s = self.s
+            fit, _ = strict_accept(dataclasses.replace(out, decision=Decision.ACCEPT), liveness_mode=s.liveness.mode,
+                                   stale_s=s.policy.stale_accept_s, decided_s=decided_s,
+                                   offline_allow_opens=s.door.open_on_offline_allow)
+            return "uncertain" if fit else "reject"
+        return str(out.decision)
 
     def remote_unlock(self, who: str) -> bool:
         return self.door.grant("", "remote_unlock", source=f"remote:{who}")
@@ -198,13 +229,24 @@ class DoorLink:
             f" (version {status['refused']} refused: {status['error']})" if status["refused"] else "")
         self._log("rules", rules_record(status))
 
-    def _log(self, kind: str, fields: dict[str, Any]) -> None:
+    def _sealed(self, event_id: str, face_crop: bytes | None) -> bytes | None:
+        """The crop sealed for the log, or None (crops off, no face, or a crop that cannot be
+        sealed: the record goes in without it)."""
+        if self.crop_seal is None or not face_crop:
+            return None
+        try:
+            return self.crop_seal.seal(event_id, face_crop)
+        except ValueError as exc:
+            log.warning("door %s: the face crop of %s is not kept: %s", self.s.door.name, event_id, exc)
+            return None
+
+    def _log(self, kind: str, fields: dict[str, Any], face_crop: bytes | None = None) -> None:
         """Append to the access log; a log that fails is reported, the door goes on (its
         decision is made; the event still goes out)."""
         if self.access_log is None:
             return
         try:
-            self.access_log.append(kind, **fields)
+            self.access_log.append(kind, face_crop=face_crop, **fields)
         except (sqlite3.Error, OSError) as exc:  # a full or failing disk: said once, counted
             self.log_lost += 1
             if self.log_writable:

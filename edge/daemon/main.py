@@ -221,8 +221,13 @@ class Daemon:
         key = own_credential(s.storage.path, s.hub.appid).secret_key.encode()
         self.access_log = AccessLog(Path(s.storage.path) / LOG_FILE, key,
                                     retention_days=s.door.log_retention_days or None)
+        crop_seal = None
+        if s.door.log_face_crops:
+            from edge.door.log_crops import CropSeal
+
+            crop_seal = CropSeal.from_edge_key(key)
         return {"synced_rules": self.cache.rules, "rules_status": self.cache.rules_status,
-                "access_log": self.access_log}
+                "access_log": self.access_log, "crop_seal": crop_seal}
 
     def _start_log_upload(self) -> None:
         """The access log to the hub, in its own thread (every call bounded by the hub client's
@@ -232,7 +237,8 @@ class Daemon:
 
         assert self.cloud is not None and self.door is not None and self.access_log is not None
         edge_id = own_credential(self.s.storage.path, self.s.hub.appid).secret_id
-        self.uploader = Uploader(self.cloud, self.access_log, edge_id, interval_s=self.s.hub.sync_interval_s)
+        self.uploader = Uploader(self.cloud, self.access_log, edge_id, interval_s=self.s.hub.sync_interval_s,
+                                 with_crops=self.s.door.log_face_crops and self.s.door.upload_face_crops)
         self.door.uploader = self.uploader
         self._spawn("log-upload", self.uploader.run, self.stop_event)
 
@@ -308,6 +314,15 @@ class Daemon:
                       track_id=c.track.id, frames=c.frames, latency=c.latency,
                       cache_version=c.gallery.version)
 
+    def _face_crop(self, fields: dict[str, Any]) -> bytes | None:
+        """The decision's face as JPEG for the access log, only where the site enables it."""
+        face, frame = fields.get("face"), fields.get("frame")
+        if self.door is None or self.door.crop_seal is None or face is None or frame is None:
+            return None
+        from edge.vision import crop_jpeg
+
+        return crop_jpeg(frame, face.box) or None
+
     def _publish(self, out: Outcome, *, cache_version: str | None = None, **fields: Any) -> None:
         from edge.daemon.decision_event import decision_event
 
@@ -321,7 +336,8 @@ class Daemon:
         if self.door is not None:
             try:  # the decision is out; the door follows it (a bug here never opens it: rules grant)
                 t_frame = fields.get("t_frame")
-                self.door.decided(out, event, None if t_frame is None else time.perf_counter() - t_frame)
+                self.door.decided(out, event, None if t_frame is None else time.perf_counter() - t_frame,
+                                  claim=fields.get("claim"), face_crop=self._face_crop(fields))
             except Exception:
                 log.exception("the door could not act on decision %s", event["event_id"])
         self.decisions += 1

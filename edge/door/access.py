@@ -65,8 +65,17 @@ def door_mode(rules: RuleSet, door: Door, now: LocalTime) -> str:
     return "locked_down" if "locked_down" in active else (active[0] if active else "normal")
 
 
-def needs_claim(rules: RuleSet, door: Door, now: LocalTime) -> bool:
-    return any(a.value == "face+claim" and _active(a, rules, now) for a in door.auth)
+def door_auth(rules: RuleSet, door: Door, now: LocalTime) -> str:
+    """face | face+claim | claim_if_uncertain: the strictest of the door's authentication modes
+    that apply now (face+claim wins over claim_if_uncertain, which wins over plain face)."""
+    active = {a.value for a in door.auth if _active(a, rules, now)}
+    return next((a for a in ("face+claim", "claim_if_uncertain") if a in active), "face")
+
+
+def claim_matches(request: AccessRequest) -> bool:
+    """A second factor counts only for the person the face was decided for: a claim (a badge or
+    PIN naming a person) for anyone else is no second factor at all."""
+    return bool(request.claim) and bool(request.person_id) and request.claim == request.person_id
 
 
 def level_check(rules: RuleSet, request: AccessRequest, now: LocalTime) -> tuple[str, AccessLevel | None]:
@@ -137,18 +146,23 @@ class AccessPolicy:
         mode = door_mode(rules, door, now)
         if mode == "locked_down":
             return AccessVerdict(Outcome.DENY, LOCKED_DOWN, f"mode:{door.id}")
-        face_ok = request.accept
+        auth = door_auth(rules, door, now)
+        claimed = claim_matches(request)
         uncertain = request.decision == "uncertain" and not request.accept
-        if not face_ok and not (uncertain and request.claim):
-            if uncertain and mode == "normal" and level_check(rules, request, now)[0] == GRANTED:
-                return AccessVerdict(Outcome.STEP_UP, SECOND_FACTOR_NEEDED, "uncertain")
+        # an uncertain face never passes on its own: only with a matching claim, and only where
+        # the schedule's authentication is claim_if_uncertain
+        face_ok = request.accept or (uncertain and claimed and auth == "claim_if_uncertain")
+        if not face_ok:
+            if (uncertain and auth == "claim_if_uncertain" and mode == "normal"
+                    and level_check(rules, request, now)[0] == GRANTED):
+                return AccessVerdict(Outcome.STEP_UP, SECOND_FACTOR_NEEDED, f"uncertain:{door.id}")
             return AccessVerdict(Outcome.DENY, NOT_ACCEPTED)
         if mode == "unlocked":  # the door stands open on schedule: an accepted face just passes
             return AccessVerdict(Outcome.GRANT, GRANTED, f"mode:{door.id}")
         reason, level = level_check(rules, request, now)
         if level is None:
             return AccessVerdict(Outcome.DENY, reason)
-        if needs_claim(rules, door, now) and not request.claim:
+        if auth == "face+claim" and not claimed:
             return AccessVerdict(Outcome.STEP_UP, SECOND_FACTOR_NEEDED, f"auth:{door.id}")
         if timed_passback(rules, request, history):
             return AccessVerdict(Outcome.DENY, ANTI_PASSBACK, "timed")

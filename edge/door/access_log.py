@@ -37,6 +37,7 @@ from edge.core.access_chain import (
     sign_head,
 )
 from edge.core.sqlitedb import open_durable, transaction
+from edge.door.log_crops import sha256_of
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,10 @@ CREATE TABLE IF NOT EXISTS records (seq INTEGER PRIMARY KEY, body TEXT NOT NULL,
     granted INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS records_grants ON records (person_id, door, at) WHERE granted = 1;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS crops (seq INTEGER PRIMARY KEY, sha256 TEXT NOT NULL, sealed BLOB NOT NULL);
 """
+# `crops`: a decision's sealed face crop (edge.door.log_crops), only where the site enables them;
+# the record's detail.face_crop is its sha256, so the chain covers the hash, not the image.
 
 
 @dataclass
@@ -101,24 +105,34 @@ class AccessLog:
         self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (name, canonical(value)))
 
     # --- writing ----------------------------------------------------------------------------
-    def append(self, kind: str, **fields: Any) -> dict[str, Any]:
+    def append(self, kind: str, *, face_crop: bytes | None = None, **fields: Any) -> dict[str, Any]:
         """Append one record (fields from EVIDENCE_FIELDS; None values are left out) and sign the
-        new head; the record as stored. ValueError for an unknown kind or field."""
+        new head; the record as stored. ValueError for an unknown kind or field. `face_crop` (a
+        sealed crop, edge.door.log_crops) is kept beside the record, which names its sha256 in
+        `detail.face_crop`."""
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {sorted(KINDS)}")
         unknown = set(fields) - EVIDENCE_FIELDS
         if unknown:
             raise ValueError(f"unknown access log field {sorted(unknown)[0]!r}")
+        if face_crop is not None and not (isinstance(face_crop, bytes) and face_crop):
+            raise ValueError("face_crop is a sealed crop's bytes (edge.door.log_crops)")
         with self._lock, transaction(self._db):
             head = self._end("head")
             record: dict[str, Any] = {k: v for k, v in fields.items() if v is not None}
             record.update(seq=head.seq + 1, record_id=uuid.uuid4().hex, at=float(self._clock()), kind=kind,
                           prev=head.hash)
             self._note_clock_jump(head, record)
+            if face_crop is not None:
+                detail = record.get("detail")
+                record["detail"] = {**(detail if isinstance(detail, dict) else {}), "face_crop": sha256_of(face_crop)}
             record["hash"] = record_hash(record)  # ValueError for NaN or what JSON cannot hold
             self._db.execute("INSERT INTO records (seq, body, person_id, door, at, granted) VALUES (?, ?, ?, ?, ?, ?)",
                              (record["seq"], canonical(record), str(record.get("person_id", "")),
                               str(record.get("door", "")), record["at"], int(record.get("outcome") == "grant")))
+            if face_crop is not None:
+                self._db.execute("INSERT INTO crops (seq, sha256, sealed) VALUES (?, ?, ?)",
+                                 (record["seq"], record["detail"]["face_crop"], bytes(face_crop)))
             self._store_end("head", ChainEnd(record["seq"], record["hash"]))
         return record
 
@@ -164,6 +178,7 @@ class AccessLog:
             if last is None:
                 return 0
             gone = self._db.execute("DELETE FROM records WHERE seq <= ?", (last[0],)).rowcount
+            self._db.execute("DELETE FROM crops WHERE seq <= ?", (last[0],))  # a crop goes with its record
             self._store_end("anchor", ChainEnd(*last))
         log.info("access log: %d record(s) older than %g days pruned", gone, self.retention_days)
         return gone
@@ -186,6 +201,13 @@ class AccessLog:
                                     (after, limit)).fetchall()
         return [json.loads(body) for (body,) in rows]
 
+    def crops(self, first: int, last: int) -> dict[int, bytes]:
+        """The sealed face crops of the records `first`..`last`, by seq (those that have one)."""
+        with self._lock:
+            rows = self._db.execute("SELECT seq, sealed FROM crops WHERE seq BETWEEN ? AND ? ORDER BY seq",
+                                    (first, last)).fetchall()
+        return {int(seq): bytes(sealed) for seq, sealed in rows}
+
     def head(self) -> dict[str, Any]:
         """The signed head and anchor, as stored: {"head": {seq, hash, hmac}, "anchor": ...}."""
         with self._lock:
@@ -206,7 +228,8 @@ class AccessLog:
             except (ValueError, KeyError, TypeError, AttributeError):
                 return VerifyReport(False, 0, 0, 0, ["head or anchor unreadable"])
             rows = self._db.execute("SELECT seq, body FROM records ORDER BY seq").fetchall()
-        end, count = anchor, 0
+            crops = self._db.execute("SELECT seq, sealed FROM crops ORDER BY seq").fetchall()
+        end, count, linked = anchor, 0, {}
         for seq, body in rows:
             try:
                 record = json.loads(body)
@@ -214,6 +237,8 @@ class AccessLog:
                     raise ChainError("reordered", seq, "the record stored at this place names another seq")
                 end = follow([record], end)
                 count += 1
+                detail = record.get("detail")
+                linked[seq] = detail.get("face_crop") if isinstance(detail, dict) else None
             except ChainError as exc:
                 problems.append(str(exc))
                 break
@@ -223,6 +248,9 @@ class AccessLog:
         if not problems and (end.seq, end.hash) != (head.seq, head.hash):
             problems.append(f"the signed head is record {head.seq}, the chain ends at {end.seq}"
                             " (records deleted at the end, or the head edited)")
+        if not problems:  # a crop is the one its record names (swapped or altered ones are not)
+            problems += [f"face crop of record {seq} does not match its record" for seq, sealed in crops
+                         if linked.get(seq) != sha256_of(bytes(sealed))][:1]
         return VerifyReport(not problems, count, anchor.seq + 1, end.seq, problems)
 
     def close(self) -> None:

@@ -30,7 +30,8 @@ def decision_record(request: AccessRequest, verdict: Verdict, *, door_outcome: s
         "verdict": str(verdict.outcome) if outcome != str(verdict.outcome) else None,
         "verdict_reason": verdict.reason if reason != verdict.reason else None,
         "why_not": why_not or None, "liveness_score": ev.get("liveness_score"),
-        "fingerprints": ev.get("fingerprints") or None, "claim": request.claim is not None or None,
+        "fingerprints": ev.get("fingerprints") or None, "claim": request.claim,
+        "claim_ignored": ev.get("claim_ignored"),
     }.items() if v is not None}
     return {"door": request.door, "person_id": request.person_id or None,
             "decision": ev.get("decision", request.decision),  # the face's own, not what the rules saw

@@ -7,10 +7,15 @@ an outage or a restart of either side) is stored once: the hub skips records it 
 and hash. The hub checks every batch against its copy of the chain; a refusal (-1520 gap,
 -1521 edited, -1522 malformed) stops the upload and is reported, never skipped over. After an
 upload the log is pruned to its retention (records the hub holds, older than retention_days).
+
+With `with_crops` (`[door] log_face_crops` and `upload_face_crops`), each batch also carries the
+sealed face crops of its records (base64), and is cut short so that the request stays under
+the hub's body cap; the hub checks each crop against the sha256 its record names.
 """
 
 from __future__ import annotations
 
+import base64
 import logging
 import threading
 import time
@@ -24,16 +29,19 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+CROP_BUDGET = 512 * 1024  # sealed crop bytes per batch: base64 and the records stay under the hub's 1 MiB
+
 
 class Uploader:
     def __init__(self, client: CloudClient, access_log: AccessLog, edge_id: str, *, batch: int = 200,
-                 interval_s: float = 30.0, max_batches: int = 50):
+                 interval_s: float = 30.0, max_batches: int = 50, with_crops: bool = False):
         self.client = client
         self.log = access_log
         self.edge_id = edge_id
         self.batch = batch
         self.interval_s = interval_s
         self.max_batches = max_batches  # per run: a long backlog goes on next round
+        self.with_crops = with_crops
         self.state: dict[str, Any] = {"status": "never", "uploaded": access_log.uploaded, "sent": 0,
                                       "refused": 0, "last_error": ""}
         self._trigger = threading.Event()
@@ -49,7 +57,10 @@ class Uploader:
                 records = self.log.records(self.log.uploaded, self.batch)
                 if not records:
                     break
-                answer = self.client.uploadlog(self.edge_id, canonical(records))
+                crops = None
+                if self.with_crops:
+                    records, crops = self._crops_of(records)
+                answer = self.client.uploadlog(self.edge_id, canonical(records), crops=crops)
                 head = int(answer.get("head", 0))
                 if head < records[-1]["seq"]:  # the hub must hold the whole batch now
                     raise CloudError(f"the hub's chain ends at {head}, not {records[-1]['seq']}")
@@ -70,6 +81,23 @@ class Uploader:
         self.state.update(status=status, last_error=error, uploaded=self.log.uploaded, sent=self.state["sent"] + sent,
                           last_run=time.time())
         return dict(self.state)
+
+    def _crops_of(self, records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str | None]:
+        """The batch, cut where its crops would pass CROP_BUDGET (one record at least), and its
+        crops as JSON text (None when it has none)."""
+        sealed = self.log.crops(records[0]["seq"], records[-1]["seq"])
+        crops: list[dict[str, Any]] = []
+        size = 0
+        for i, record in enumerate(records):
+            crop = sealed.get(record["seq"])
+            if crop is None:
+                continue
+            size += len(crop)
+            if crops and size > CROP_BUDGET:
+                records = records[:i]
+                break
+            crops.append({"seq": record["seq"], "sealed": base64.b64encode(crop).decode()})
+        return records, canonical(crops) if crops else None
 
     def trigger(self) -> None:
         self._trigger.set()

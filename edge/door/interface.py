@@ -33,7 +33,9 @@ class AccessRequest:
     source: str  # local | cloud | offline-policy
     accept: bool
     at: float  # wall-clock seconds (UTC epoch) from the injected clock
-    claim: str | None = None  # a second factor waiting for this face (card, PIN), if any
+    # the person a second factor (a badge or PIN: a verify claim) named for this face, if any;
+    # the door link sets it only when it is the decided person (docs/access.md#second-factor)
+    claim: str | None = None
     evidence: dict[str, Any] = field(default_factory=dict)  # score, liveness, versions: for the log
 
 

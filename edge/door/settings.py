@@ -97,6 +97,12 @@ class DoorSettings(BaseModel):
     log_retention_days: float = Field(
         365.0, ge=0, description="Access log records older than this many days are deleted once the hub "
         "holds them\n(without a hub nothing is deleted; 0: keep everything).")
+    log_face_crops: bool = Field(
+        False, description="Keep each decision's face crop with its access log record, sealed (AES-256-GCM\n"
+        "under a key derived from the edge's own key; the record holds its sha256). Off: no image is kept.")
+    upload_face_crops: bool = Field(
+        False, description="Send the sealed face crops to the hub with their records (log_face_crops on);\n"
+        "the hub stores them sealed and cannot open them.")
 
     @model_validator(mode="after")
     def _consistent(self) -> DoorSettings:

@@ -438,10 +438,11 @@ class HubService(FaceService):
         return {"version": stored[0], "rules": stored[1]}
 
     # --- access log (docs/access.md) ---------------------------------------------------------
-    def uploadlog(self, appid, edge_id, records) -> dict:
+    def uploadlog(self, appid, edge_id, records, crops=None) -> dict:
         """Store a batch of an edge's access log records (JSON text of a list) if it continues
-        the edge's chain; a refused batch (-1520 gap, -1521 edited, -1522 malformed) is
-        counted on the chain and logged, never stored in part."""
+        the edge's chain, with their sealed face crops when sent; a refused batch (-1520 gap,
+        -1521 edited, -1522 malformed, -1523 a crop not its record's) is counted on the chain
+        and logged, never stored in part."""
         try:
             try:
                 batch = json.loads(records)
@@ -450,7 +451,11 @@ class HubService(FaceService):
             if not isinstance(batch, list) or len(batch) > access_chain.MAX_BATCH:
                 raise ApiError(access_chain.LOG_MALFORMED,
                                f"records must be a list of at most {access_chain.MAX_BATCH} records")
-            stored, head = self.store.store_access_records(appid, edge_id, batch)
+            try:
+                sealed = access_chain.parse_crops(crops, batch) if crops is not None else {}
+            except access_chain.ChainError as exc:
+                raise ApiError(access_chain.LOG_CROP, f"access log of {edge_id}: {exc}") from None
+            stored, head = self.store.store_access_records(appid, edge_id, batch, sealed)
         except ApiError as exc:
             if exc.code not in access_chain.PROBLEM_CODES.values():
                 raise

@@ -23,7 +23,7 @@ DOC = {
     "doors": [
         {"id": "front", "modes": [{"schedule": "night", "mode": "locked_down"},
                                   {"schedule": "open-hours", "mode": "unlocked"}],
-         "auth": [{"schedule": "weekend", "auth": "face+claim"}]},
+         "auth": [{"schedule": "weekend", "auth": "face+claim"}, {"schedule": "office", "auth": "claim_if_uncertain"}]},
         {"id": "lab-in", "pair": "lab-out", "direction": "in"},
         {"id": "lab-out", "pair": "lab-in", "direction": "out"},
     ],
@@ -115,20 +115,48 @@ def test_not_accepted_with_a_stale_accept_never_grants() -> None:
     assert policy().evaluate(request, History()).reason == "not_accepted"
 
 
-def test_uncertain_asks_for_a_second_factor_where_the_person_could_pass() -> None:
-    v = verdict(TUESDAY_9, decision="uncertain")
-    assert (v.outcome, v.reason) == (Outcome.STEP_UP, "second_factor_needed")
+def test_uncertain_asks_for_a_second_factor_where_the_schedule_allows_one() -> None:
+    v = verdict(TUESDAY_9, decision="uncertain")  # front, office hours: claim_if_uncertain
+    assert (v.outcome, v.reason, v.rule) == (Outcome.STEP_UP, "second_factor_needed", "uncertain:front")
     # ... but not where the person could not pass anyway: a flat deny.
     assert verdict(local(2026, 12, 1, 20, 0), decision="uncertain").outcome is Outcome.DENY
-    # A claim already waiting decides: uncertain face + claim passes.
-    assert verdict(TUESDAY_9, decision="uncertain", claim="card:123").granted
+    # A claim for the decided person decides: uncertain face + its claim passes.
+    v = verdict(TUESDAY_9, decision="uncertain", claim="ann")
+    assert (v.outcome, v.reason, v.rule) == (Outcome.GRANT, "granted", "level:staff-office")
+
+
+def test_uncertain_without_claim_if_uncertain_is_a_flat_deny_claim_or_not() -> None:
+    # lab-in has no authentication setting (face): an uncertain face is never asked for more
+    for claim in (None, "ann"):
+        v = verdict(TUESDAY_9, door="lab-in", decision="uncertain", claim=claim)
+        assert (v.outcome, v.reason) == (Outcome.DENY, "not_accepted")
+    # face+claim (front, the weekend) wants an accepted face: uncertain + claim is not enough
+    saturday = local(2026, 12, 5, 9, 0)
+    assert verdict(saturday, decision="uncertain", claim="ann").reason == "not_accepted"
+
+
+@pytest.mark.parametrize("decision", ["accept", "uncertain"])
+def test_attack_a_claim_for_someone_else_is_no_second_factor(decision: str) -> None:
+    # Badge of ben, face of ann: the claim names another person, so it counts for nothing.
+    saturday = local(2026, 12, 5, 9, 0)  # face+claim
+    v = verdict(saturday, decision=decision, claim="ben")
+    assert not v.granted and v.reason in ("second_factor_needed", "not_accepted")
+    v = verdict(TUESDAY_9, decision=decision, claim="ben")  # claim_if_uncertain
+    assert v.granted is (decision == "accept")  # an accepted face passes on its own face only
+    assert not verdict(TUESDAY_9, decision="uncertain", claim="ann", person="").granted  # no person, no match
+
+
+@pytest.mark.parametrize("decision", ["reject", "unknown"])
+def test_a_claim_never_lifts_a_reject_or_unknown(decision: str) -> None:
+    assert verdict(TUESDAY_9, decision=decision, claim="ann").reason == "not_accepted"
 
 
 def test_schedule_with_face_and_claim_steps_up_an_accepted_face() -> None:
     saturday = local(2026, 12, 5, 9, 0)
     v = verdict(saturday)
     assert (v.outcome, v.reason, v.rule) == (Outcome.STEP_UP, "second_factor_needed", "auth:front")
-    assert verdict(saturday, claim="pin:1234").reason == "granted"
+    assert verdict(saturday, claim="ann").reason == "granted"
+    assert verdict(saturday, claim="pin:1234").reason == "second_factor_needed"  # not ann's
 
 
 def test_unlocked_mode_lets_an_accepted_face_pass_without_a_level() -> None:

@@ -145,7 +145,9 @@ def test_append_refuses_unknown_kinds_and_fields_and_nan(log) -> None:
     with pytest.raises(ValueError):
         log.append("party", door="front")
     with pytest.raises(ValueError):
-        log.append("decision", face_crop="...")
+        log.append("decision", face_crop="...")  # a crop is sealed bytes, never text (log_crops)
+    with pytest.raises(ValueError):
+        log.append("decision", image="...")
     with pytest.raises(ValueError):
         log.append("decision", score=float("nan"))
     assert log.verify().ok and log.records()[-1]["seq"] == 6  # nothing half-written

@@ -46,16 +46,18 @@ def test_rules_are_versioned_per_appid_with_a_change_row(store) -> None:
 
 
 def test_sqlite_schema_5_is_added_to_a_version_4_file(tmp_path) -> None:
+    from edge.hub.store.sqlite import SCHEMA_VERSION
+
     path = tmp_path / "old.sqlite3"
     SqliteStore(path).close()
     conn = sqlite3.connect(path)
     conn.executescript("DROP TABLE access_rules; DROP TABLE access_records; DROP TABLE access_chains;"
-                       " PRAGMA user_version = 4;")
+                       " DROP TABLE access_crops; PRAGMA user_version = 4;")
     conn.close()
     s = SqliteStore(path)
     assert s.set_rules("app", TEXT) == 1
     s.close()
-    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 5
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 7
 
 
 @pytest.fixture(scope="module")

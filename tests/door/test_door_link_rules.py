@@ -23,6 +23,8 @@ RULES = {
     "schedules": {"always": ALL_WEEK},
     "access_levels": [{"id": "staff-main", "groups": ["staff"], "doors": ["main"], "schedule": "always"}],
 }
+# an uncertain face may be decided by a second factor (docs/access.md#second-factor)
+SECOND_FACTOR = {**RULES, "doors": [{"id": "main", "auth": [{"schedule": "always", "auth": "claim_if_uncertain"}]}]}
 BROKEN = {**RULES, "access_levels": [{"id": "x", "groups": ["nobody"], "doors": ["main"], "schedule": "always"}]}
 
 
@@ -144,7 +146,7 @@ def test_an_operators_lockdown_in_the_config_is_not_lifted_by_a_schedule(tmp_pat
 
 def test_step_up_asks_for_a_second_factor_and_opens_nothing(tmp_path):
     edge = Edge(tmp_path)
-    edge.sync_rules(RULES, 1)
+    edge.sync_rules(SECOND_FACTOR, 1)
     edge.link.start()
     edge.decide("ben", "d1", Decision.UNCERTAIN)
     assert [(e["kind"], e["reason"]) for e in edge.door_events() if e["kind"] in ("grant", "deny")] \
@@ -209,14 +211,17 @@ def test_a_log_that_cannot_be_written_is_said_once_counted_and_recorded_when_it_
 
 
 def test_an_uncertain_face_refused_before_matching_is_not_asked_for_a_second_factor(tmp_path):
+    from edge.core.domain import Claim
+
     edge = Edge(tmp_path)
-    edge.sync_rules(RULES, 1)
+    edge.sync_rules(SECOND_FACTOR, 1)
     edge.link.start()
     out = Outcome(Mode.IDENTIFY, Decision.UNCERTAIN, Source.LOCAL, "ben", score=0.5,
                   liveness=TrackLiveness(0.1, 5, "attack"), reason="presentation_attack")
     edge.link.decided(out, {"event_id": "d1"}, 0.05)
+    edge.link.decided(out, {"event_id": "d2"}, 0.05, claim=Claim("ben", 0.0))  # nor opened by one
     assert [(e["kind"], e["reason"]) for e in edge.door_events() if e["kind"] in ("grant", "deny")] \
-        == [("deny", "not_accepted:presentation_attack")]
+        == [("deny", "not_accepted:presentation_attack")] * 2
     record = edge.records("decision")[-1]
     assert (record["decision"], record["outcome"], record["detail"]["why_not"]) == (
         "uncertain", "deny", "presentation_attack")

@@ -11,12 +11,13 @@ it: records already stored (same seq, same hash) are skipped, so a batch sent tw
 nothing twice; a record that differs from the stored one, a gap, or a broken link refuses the
 whole batch, and the refusal is counted on the chain (`access_chain`).
 
-The tables are created by the PostgreSQL migration 0005_access.sql and, on SQLite, by
-SQLITE_SCHEMA below (the same rows).
+The tables are created by the PostgreSQL migrations 0005_access.sql and 0007_access_crops.sql
+and, on SQLite, by SQLITE_SCHEMA below (the same rows).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from typing import Any, Sequence
@@ -50,6 +51,11 @@ CREATE UNIQUE INDEX IF NOT EXISTS access_records_by_id ON access_records (appid,
 CREATE INDEX IF NOT EXISTS access_records_by_person ON access_records (appid, person_id, at);
 CREATE INDEX IF NOT EXISTS access_records_by_door ON access_records (appid, door, at);
 CREATE INDEX IF NOT EXISTS access_records_by_time ON access_records (appid, at);
+CREATE TABLE IF NOT EXISTS access_crops (
+    appid TEXT NOT NULL, edge_id TEXT NOT NULL, seq INTEGER NOT NULL, sha256 TEXT NOT NULL,
+    sealed BLOB NOT NULL,
+    PRIMARY KEY (appid, edge_id, seq)
+);
 """
 
 
@@ -85,10 +91,13 @@ class AccessSql:
         return None if row is None else (int(row[0]), str(row[1]))
 
     # --- access log ---------------------------------------------------------------------------
-    def store_access_records(self, appid: str, edge_id: str, records: Sequence[dict[str, Any]]) -> tuple[int, int]:
+    def store_access_records(self, appid: str, edge_id: str, records: Sequence[dict[str, Any]],
+                             crops: dict[int, bytes] | None = None) -> tuple[int, int]:
         """Store a batch of an edge's records that continues its chain; (stored, chain head seq).
         ApiErrorWithData -1520/-1521/-1522 (data: the head seq the hub has) for a batch that
-        does not: nothing of it is stored."""
+        does not: nothing of it is stored. `crops`: the records' sealed face crops by seq,
+        checked against their records by the caller (access_chain.parse_crops); stored as they
+        are (the hub has no key to open them), once."""
         with self._write(appid) as c:
             row = self._q(c, "SELECT seq, hash FROM access_chains WHERE appid = ? AND edge_id = ?",
                           (appid, edge_id)).fetchone()
@@ -106,6 +115,10 @@ class AccessSql:
                         (appid, edge_id, r["seq"], r["record_id"], float(r["at"]), r["kind"], str(r.get("door", "")),
                          str(r.get("person_id", "")), str(r.get("decision", "")), outcome,
                          str(r.get("reason", "")), r["hash"], canonical(r)))
+            for seq, sealed in (crops or {}).items():
+                self._q(c, "INSERT INTO access_crops (appid, edge_id, seq, sha256, sealed) VALUES (?, ?, ?, ?, ?)"
+                           " ON CONFLICT (appid, edge_id, seq) DO NOTHING",
+                        (appid, edge_id, seq, hashlib.sha256(sealed).hexdigest(), sealed))
             if fresh:
                 self._q(c, "INSERT INTO access_chains (appid, edge_id, seq, hash) VALUES (?, ?, ?, ?)"
                            " ON CONFLICT (appid, edge_id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
@@ -123,6 +136,13 @@ class AccessSql:
         if row is not None and row[0] == record.get("hash"):
             return True
         raise ChainError("edited", seq, "differs from the record the hub stored at this place")
+
+    def access_crop(self, appid: str, edge_id: str, seq: int) -> bytes | None:
+        """The sealed face crop of one record, as the edge sent it (only the edge can open it)."""
+        with self._read() as c:
+            row = self._q(c, "SELECT sealed FROM access_crops WHERE appid = ? AND edge_id = ? AND seq = ?",
+                          (appid, edge_id, seq)).fetchone()
+        return None if row is None else bytes(row[0])
 
     def refuse_access_upload(self, appid: str, edge_id: str, why: str) -> None:
         """Count a refused upload on the edge's chain (kept even before any record arrived)."""

@@ -36,6 +36,7 @@ TABLES: dict[str, tuple[str, ...]] = {
     "access_chains": ("appid", "edge_id", "seq", "hash", "refused", "last_refusal"),
     "access_records": ("appid", "edge_id", "seq", "record_id", "at", "kind", "door", "person_id", "decision",
                        "outcome", "reason", "hash", "body"),
+    "access_crops": ("appid", "edge_id", "seq", "sha256", "sealed"),  # sealed by the edge: copied as they are
 }
 
 

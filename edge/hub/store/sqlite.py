@@ -29,7 +29,8 @@ from edge.hub.store.sql import SqlStore
 # 4: the console's accounts, sessions and login failures (edge.hub.store.console), likewise
 # 5: access rules and the edges' access log (edge.hub.store.access), likewise
 # 6: what each edge reports when it syncs (edge.hub.store.edges), likewise
-SCHEMA_VERSION = 6
+# 7: the access log's sealed face crops (access_crops in edge.hub.store.access), likewise
+SCHEMA_VERSION = 7
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS persons (
