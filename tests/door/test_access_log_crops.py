@@ -177,17 +177,19 @@ def test_both_stores_keep_the_sealed_crops_once(hub_store, tmp_path, jpeg) -> No
     assert hub_store.access_crop("another-app", "e1", 1) is None
 
 
-def test_a_version_5_sqlite_store_gets_the_crops_table(tmp_path) -> None:
+def test_a_version_6_sqlite_store_gets_the_crops_table(tmp_path) -> None:
+    """A store of the version before the crops (6: edge reports) gets their table at open."""
     import sqlite3
 
     from edge.hub.store import SqliteStore
+    from edge.hub.store.sqlite import SCHEMA_VERSION
 
-    path = tmp_path / "v5.sqlite3"
+    path = tmp_path / "v6.sqlite3"
     SqliteStore(path).close()
     conn = sqlite3.connect(path)
-    conn.executescript("DROP TABLE access_crops; PRAGMA user_version = 5;")
+    conn.executescript("DROP TABLE access_crops; PRAGMA user_version = 6;")
     conn.close()
     store = SqliteStore(path)
     assert store.access_crop("app", "e1", 1) is None  # the table is there again
     store.close()
-    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 6
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 7
