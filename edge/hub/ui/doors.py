@@ -29,7 +29,10 @@ def _age(seconds: float) -> str:
 def doors(console, ctx: Ctx) -> Response:
     zone, zone_name = site_zone(console.store, ctx.appid)
     head = console.store.last_seq(ctx.appid)
-    served = set(getattr(console.service.vision, "fingerprints", ()) or ())
+    try:
+        served = set(getattr(console.service.vision, "fingerprints", ()) or ())
+    except ApiError:  # the hub's models cannot load: no pack is served, the page still shows the doors
+        served = set()
     now = time.time()
     rows = []
     for report in console.store.edge_reports(ctx.appid):

@@ -158,7 +158,11 @@ def page(role: str, *, upload_bytes: int = 0):
                     return refused(console, ctx, 403, "the form's security token is missing or wrong: reload the page")
             if not allows(session.account.role, role):
                 return refused(console, ctx, 403, f"this needs the {role} role; you are {session.account.role}")
-            return await run_in_threadpool(fn, console, ctx)
+            try:
+                return await run_in_threadpool(fn, console, ctx)
+            except ApiError as exc:  # what a page did not expect (the models cannot load): said, not a crash
+                log.error("console: %s %s: %s", request.method, request.url.path, exc.message)
+                return refused(console, ctx, 503, exc.message)
 
         endpoint.role = role  # type: ignore[attr-defined]  # read by the role x route tests
         return endpoint

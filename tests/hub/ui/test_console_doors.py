@@ -100,3 +100,21 @@ def test_a_report_that_is_not_short_printable_text_is_refused_and_markup_is_show
     browser.login("vera")
     row = row_of(browser.get("/ui/doors").text, "edge-old")
     assert "not served by this hub" in row and "&lt;b&gt;open&lt;/b&gt;" in row and "<strong>degraded</strong>" in row
+
+
+@pytest.mark.fast
+def test_without_its_models_the_hub_still_shows_the_doors_and_a_page_that_needs_them_says_why(tmp_path):
+    """The doors page asked the models which pack the hub serves and crashed the request when
+    they could not load (a reset connection, no answer); an unexpected API error of any page is
+    now a page that says what is wrong."""
+    with console_hub(tmp_path, vision={"models_dir": str(tmp_path / "no-models")}) as hub:
+        browser = Browser(hub.url)
+        assert browser.login("otto").status_code == 303
+        doors = browser.get("/ui/doors")
+        assert doors.status_code == 200 and "Doors" in doors.text
+        import cv2
+        import numpy as np
+
+        photo = cv2.imencode(".jpg", np.full((96, 96, 3), 128, np.uint8))[1].tobytes()  # decodes; no face
+        check = browser.post("/ui/enrol/check", {"person_id": "x"}, files=[("photos", ("a.jpg", photo, "image/jpeg"))])
+        assert check.status_code in (200, 400, 503) and "face models unavailable" in check.text, check.text[:300]
