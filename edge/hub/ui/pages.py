@@ -131,6 +131,28 @@ def rename(console, ctx: Ctx) -> Response:
     return _see_other(f"/ui/persons/{_q(person_id)}")
 
 
+@page("operator")
+def cards(console, ctx: Ctx) -> Response:
+    """Add a card to the person (format, facility, number: the OSDP / Wiegand backends send it to
+    the site's panel on a grant), or remove all of them. The numbers are never shown again."""
+    from edge.core.credentials import Credential, CredentialError
+
+    person_id = ctx.request.path_params["person_id"]
+    try:
+        kept = [] if ctx.form.get("action") == "remove_all" else console.store.get_credentials(ctx.appid, person_id)
+        if ctx.form.get("action") != "remove_all":
+            fields = {k: ctx.form.get(k, "").strip() for k in ("format", "facility", "number", "bits")}
+            data = {k: int(v) if k != "format" else v for k, v in fields.items() if v}
+            kept = [*kept, Credential.from_json(data)]
+        console.service.setcredentials(ctx.appid, person_id, kept)
+    except ValueError as exc:  # CredentialError, or a field that is not a whole number
+        message = str(exc) if isinstance(exc, CredentialError) else "facility, number and bits are whole numbers"
+        return _person_page(console, ctx, person_id, message, 400)
+    except ApiError as exc:
+        return _person_page(console, ctx, person_id, exc.message, 400)
+    return _see_other(f"/ui/persons/{_q(person_id)}")
+
+
 def split_groups(text: str, id_bytes: int) -> list[str]:
     groups = [g for g in re.split(r"[,\s]+", text.strip()) if g]
     return list(dict.fromkeys(check_ident("group_id", g, id_bytes) for g in groups))
@@ -310,6 +332,7 @@ ROUTES = [
     ("GET", "/persons/{person_id}", person),
     ("POST", "/persons/{person_id}/rename", rename),
     ("POST", "/persons/{person_id}/groups", move),
+    ("POST", "/persons/{person_id}/cards", cards),
     ("POST", "/persons/{person_id}/delete", delete_person),
     ("POST", "/persons/{person_id}/faces/{face_id}/delete", delete_face),
     ("GET", "/faces/{face_id}", face_image),

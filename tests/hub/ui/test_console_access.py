@@ -275,3 +275,23 @@ def test_an_admin_adds_and_deletes_accounts_of_their_appid_and_sees_no_secret(hu
     assert hub.store.account("newbie") is None
     keys = ada.get("/ui/admin/credentials").text
     assert hub.secret_id in keys and hub.secret_key not in keys and hub.other_secret_id not in keys
+
+
+def test_an_operator_adds_and_removes_cards_and_the_page_never_shows_a_number(hub):
+    from edge.core.credentials import Credential
+
+    enrol_directly(hub.store, APPID, "carla")
+    browser = Browser(hub.url)
+    assert browser.login("otto").status_code == 303
+    assert browser.get("/ui/persons/carla").status_code == 200
+    added = browser.post("/ui/persons/carla/cards", {"format": "h10301", "facility": "42", "number": "12345"})
+    assert added.status_code == 303
+    assert hub.store.get_credentials(APPID, "carla") == [Credential("h10301", 12345, facility=42)]
+    page = browser.get("/ui/persons/carla")
+    assert "Cards: 1 (h10301" in page.text and "12345" not in page.text
+    wrong = browser.post("/ui/persons/carla/cards", {"format": "h10301", "facility": "256", "number": "1"})
+    assert wrong.status_code == 400 and "facility" in wrong.text  # H10301's facility is 8 bits
+    assert browser.post("/ui/persons/carla/cards", {"format": "h10301", "number": "x1"}).status_code == 400
+    assert len(hub.store.get_credentials(APPID, "carla")) == 1  # nothing half-added
+    assert browser.post("/ui/persons/carla/cards", {"action": "remove_all"}).status_code == 303
+    assert hub.store.get_credentials(APPID, "carla") == []
