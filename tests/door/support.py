@@ -3,6 +3,8 @@ events it produced by kind."""
 
 from __future__ import annotations
 
+from gpiozero.pins.mock import MockPin
+
 from edge.door.backends.none import NoHardware
 from edge.door.controller import DoorController, DoorMode, DoorTiming
 from edge.door.interface import DoorInput, InputKind
@@ -54,3 +56,16 @@ class BrokenRelay(NoHardware):
         if self.exc is not None:
             raise self.exc
         super().set_relay(energised)
+
+
+class RecordingPin(MockPin):
+    """A mock pin that also appends each change to one log shared by every pin, in the order
+    the changes happen (each MockPin's own `states` only orders its own changes)."""
+
+    log: list[tuple[str, bool]] = []
+
+    def _change_state(self, value):
+        changed = super()._change_state(value)
+        if changed:
+            RecordingPin.log.append((self.info.name, value))
+        return changed

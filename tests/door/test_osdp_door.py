@@ -24,8 +24,9 @@ from edge.daemon.config import EdgeSettings
 from edge.daemon.door_link import DoorLink
 from edge.door.osdp import write_scbk
 from tests.conftest import wait_until
+from tests.door.support import RecordingPin
 from tests.door.test_door_link import Recorder, accept, gallery
-from tests.door.test_wiegand import RecordingPin, bits_from_changes
+from tests.door.test_wiegand import bits_from_changes
 from tests.support.broker import schema_errors
 
 ADDRESS = 7
@@ -38,14 +39,6 @@ def secrets_file(tmp_path: Path, key: bytes) -> Path:
     path = tmp_path / "secrets.toml"
     write_scbk(path, key)
     return path
-
-
-@pytest.fixture
-def pins():
-    RecordingPin.log = []
-    factory = MockFactory(pin_class=RecordingPin)
-    yield factory
-    factory.close()
 
 
 class Rig:
@@ -94,8 +87,8 @@ class Rig:
 
 
 @pytest.fixture
-def rig(tmp_path, pty, secrets_file, pins):
-    r = Rig(tmp_path, pty, secrets_file, pins)
+def rig(tmp_path, pty, secrets_file, recording_pins):
+    r = Rig(tmp_path, pty, secrets_file, recording_pins)
     yield r
     r.close()
 
@@ -257,13 +250,13 @@ def test_wiegand_beside_osdp_gets_the_same_card_and_is_never_a_relay(rig, key) -
     assert lk.health()["backend"]["wiegand"]["sent"] == 1
 
 
-def test_wiegand_beside_gpio_a_grant_is_the_bit_train(tmp_path, pins) -> None:
+def test_wiegand_beside_gpio_a_grant_is_the_bit_train(tmp_path, recording_pins) -> None:
     s = EdgeSettings(storage={"path": tmp_path}, mqtt={"enabled": False}, identify={"groups": ["staff"]},
                      door={"backend": "gpio", "relay_pin": RELAY, "contact_pin": -1, "exit_pin": -1,
                            "tamper_pin": -1, "wiegand": {"enabled": True, "d0_pin": D0, "d1_pin": D1,
                                                          "driver": "gpiozero"}})
     rec = Recorder()
-    lk = DoorLink.from_settings(s, rec, gallery, pin_factory=pins,
+    lk = DoorLink.from_settings(s, rec, gallery, pin_factory=recording_pins,
                                 credentials_of=lambda pid: (CARD,) if pid == "ben" else ())
     lk.start()
     try:
@@ -277,7 +270,7 @@ def test_wiegand_beside_gpio_a_grant_is_the_bit_train(tmp_path, pins) -> None:
         assert lk.health()["backend"]["name"] == "gpio" and lk.health()["status"] == "ok"
     finally:
         lk.close()
-    assert not pins.pin(RELAY).state
+    assert not recording_pins.pin(RELAY).state
 
 
 def test_a_panel_command_is_published_only_as_short_plain_fields() -> None:

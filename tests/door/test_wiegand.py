@@ -7,36 +7,15 @@ from __future__ import annotations
 import struct
 
 import pytest
-from gpiozero.pins.mock import MockFactory, MockPin
 
 from edge.core.credentials import Credential, decode_wiegand, wiegand_bits
 from edge.door.interface import DoorIOError, GrantNotice
 from edge.door.wiegand import GpiozeroWiegand, WiegandOut, WiegandSettings, train_seconds, wave_steps
+from tests.door.support import RecordingPin
 
 SETTINGS = WiegandSettings(d0_pin=5, d1_pin=6, driver="gpiozero")
 CREDS = [Credential("h10301", 12345, facility=42), Credential("34bit", 0x1B81, facility=0x89D4),
          Credential("h10304", 424242, facility=31337), Credential("raw", 0b10110, bits=5)]
-
-
-class RecordingPin(MockPin):
-    """A mock pin that also appends each change to one log shared by every pin, in the order
-    the changes happen (each MockPin's own `states` only orders its own changes)."""
-
-    log: list[tuple[str, bool]] = []
-
-    def _change_state(self, value):
-        changed = super()._change_state(value)
-        if changed:
-            RecordingPin.log.append((self.info.name, value))
-        return changed
-
-
-@pytest.fixture
-def factory():
-    RecordingPin.log = []
-    f = MockFactory(pin_class=RecordingPin)
-    yield f
-    f.close()
 
 
 def bits_from_changes(log: list[tuple[str, bool]]) -> list[int]:
@@ -56,11 +35,11 @@ def bits_from_changes(log: list[tuple[str, bool]]) -> list[int]:
 
 
 @pytest.mark.parametrize("cred", CREDS)
-def test_bit_order_on_mock_pins(factory, cred: Credential) -> None:
+def test_bit_order_on_mock_pins(recording_pins, cred: Credential) -> None:
     sleeps: list[float] = []
-    out = WiegandOut(SETTINGS, GpiozeroWiegand(SETTINGS, pin_factory=factory, sleep=sleeps.append))
+    out = WiegandOut(SETTINGS, GpiozeroWiegand(SETTINGS, pin_factory=recording_pins, sleep=sleeps.append))
     try:
-        d0, d1 = factory.pin(5), factory.pin(6)
+        d0, d1 = recording_pins.pin(5), recording_pins.pin(6)
         assert d0.state and d1.state  # both idle high from the start
         RecordingPin.log.clear()
         d0.clear_states()
@@ -79,8 +58,8 @@ def test_bit_order_on_mock_pins(factory, cred: Credential) -> None:
         out.close()
 
 
-def test_no_credential_is_an_error(factory) -> None:
-    out = WiegandOut(SETTINGS, GpiozeroWiegand(SETTINGS, pin_factory=factory, sleep=lambda s: None))
+def test_no_credential_is_an_error(recording_pins) -> None:
+    out = WiegandOut(SETTINGS, GpiozeroWiegand(SETTINGS, pin_factory=recording_pins, sleep=lambda s: None))
     RecordingPin.log.clear()  # the pins going high (idle) at set-up
     try:
         with pytest.raises(DoorIOError, match="no credential"):
@@ -90,8 +69,8 @@ def test_no_credential_is_an_error(factory) -> None:
         out.close()
 
 
-def test_a_failing_pin_is_a_door_io_error(factory) -> None:
-    driver = GpiozeroWiegand(SETTINGS, pin_factory=factory, sleep=lambda s: None)
+def test_a_failing_pin_is_a_door_io_error(recording_pins) -> None:
+    driver = GpiozeroWiegand(SETTINGS, pin_factory=recording_pins, sleep=lambda s: None)
     out = WiegandOut(SETTINGS, driver)
     driver._d1.close()  # the pin is gone (closed device): its next use raises
     with pytest.raises(DoorIOError, match="wiegand"):
