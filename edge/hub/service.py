@@ -417,7 +417,6 @@ class HubService(FaceService):
             "face": [self._face_info("", f.box, f.quality.yaw, f.quality.pitch, f.quality.roll) for f in faces],
         }
 
-    # --- sync ------------------------------------------------------------------------------
     # --- access rules (docs/access.md) ------------------------------------------------------------
     def setrules(self, appid, document, expected_version=None) -> dict:
         """Validate the rule document (JSON text) as every edge will, store its canonical JSON as
@@ -469,6 +468,7 @@ class HubService(FaceService):
                                                 limit)
         return {"records": records, "next": access_chain.encode_cursor(nxt)}
 
+    # --- sync ------------------------------------------------------------------------------
     def sync(self, appid, since, fingerprint, group_ids, limit, with_rules=False, report=None) -> dict:
         served = self.vision.fingerprints
         if report is not None:  # kept first: an edge with the wrong fingerprint is worth seeing too
