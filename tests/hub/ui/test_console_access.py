@@ -11,7 +11,7 @@ import pytest
 from edge.hub.store import FaceRecord, Limits
 from edge.hub.ui.pages import ROUTES
 from edge.hub.ui.roles import allows
-from tests.hub.ui.support import PASSWORD, Browser, console_hub
+from tests.hub.ui.support import PASSWORD, Browser, console_hub, without_tokens
 from tests.support.hub import APPID, OTHER_APPID
 
 CONCRETE = {"{person_id}": "nobody", "{face_id}": "1", "{username}": "nobody", "{digest}": "0", "{name}": "x",
@@ -201,7 +201,7 @@ def test_tenants_stay_apart(hub):
     assert zed.get(f"/ui/faces/{face_id}").status_code == 404
     assert zed.post("/ui/persons/alice/delete").status_code == 404
     assert zed.post("/ui/admin/accounts/ada/delete").status_code == 404
-    accounts = zed.get("/ui/admin/accounts").text
+    accounts = without_tokens(zed.get("/ui/admin/accounts").text)
     assert "zed" in accounts and "ada" not in accounts and "otto" not in accounts
     assert hub.store.get_person(APPID, "alice").person_name == "Alice"
     ada = Browser(hub.url)
@@ -229,7 +229,7 @@ def test_a_persons_cards_are_counted_but_their_numbers_never_shown(hub):
     hub.store.set_credentials(APPID, "alice", [Credential("h10301", 48213, facility=77)])
     browser = Browser(hub.url)
     browser.login("vera")
-    page = browser.get("/ui/persons/alice").text
+    page = without_tokens(browser.get("/ui/persons/alice").text)
     assert "Cards: 1 (h10301" in page and "48213" not in page
 
 
@@ -287,8 +287,8 @@ def test_an_operator_adds_and_removes_cards_and_the_page_never_shows_a_number(hu
     added = browser.post("/ui/persons/carla/cards", {"format": "h10301", "facility": "42", "number": "12345"})
     assert added.status_code == 303
     assert hub.store.get_credentials(APPID, "carla") == [Credential("h10301", 12345, facility=42)]
-    page = browser.get("/ui/persons/carla")
-    assert "Cards: 1 (h10301" in page.text and "12345" not in page.text
+    page = without_tokens(browser.get("/ui/persons/carla").text)
+    assert "Cards: 1 (h10301" in page and "12345" not in page
     wrong = browser.post("/ui/persons/carla/cards", {"format": "h10301", "facility": "256", "number": "1"})
     assert wrong.status_code == 400 and "facility" in wrong.text  # H10301's facility is 8 bits
     assert browser.post("/ui/persons/carla/cards", {"format": "h10301", "number": "x1"}).status_code == 400
