@@ -202,6 +202,11 @@ class Gallery:
     def group_ids(self) -> set[str]:
         return set(self._rows_of_group)
 
+    def groups_of(self, person_id: str) -> tuple[str, ...]:
+        """The groups of `person_id`'s faces, sorted; () for a person not in the gallery."""
+        rows = self._rows_of_person.get(person_id, ())
+        return tuple(sorted({g for row in rows for g in self.faces[row].group_ids}))
+
     def _unit(self, embedding: np.ndarray) -> np.ndarray:
         v = np.asarray(embedding, dtype=np.float32)
         return v / max(float(np.linalg.norm(v)), 1e-12)

@@ -74,11 +74,6 @@ def strict_accept(out: Decided, *, liveness_mode: str, stale_s: float, decided_s
     return True, ""
 
 
-def groups_of(gallery: Gallery, person_id: str) -> tuple[str, ...]:
-    """The groups of `person_id`'s faces in the synced gallery."""
-    return tuple(sorted({g for f in gallery.faces if f.person_id == person_id for g in f.group_ids}))
-
-
 class DoorLink:
     """Owns the door's controller and rules; the main loop calls `decided` and `tick`."""
 
@@ -153,7 +148,7 @@ class DoorLink:
         if claimed is not None and claimed != person:  # logged, never a second factor
             evidence["claim_ignored"], claimed = claimed, None
         request = AccessRequest(event_id=event["event_id"], door=s.door.name, person_id=person,
-                                groups=groups_of(self.gallery(), person) if person else (),
+                                groups=self.gallery().groups_of(person) if person else (),
                                 decision=self._rules_decision(out, decided_s),
                                 source=str(out.source), accept=ok, at=time.time(), claim=claimed,
                                 evidence=evidence)

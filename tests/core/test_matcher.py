@@ -45,6 +45,15 @@ def test_identify_in_unknown_groups_finds_nobody():
     assert result.candidates == [] and result.decision is Decision.REJECT
 
 
+def test_a_persons_groups_are_the_union_of_their_faces_groups():
+    v = np.ones(8, np.float32)
+    gallery = Gallery([Enrolled("ann", "f1", v, ("night", "staff")), Enrolled("bob", "f2", v, ("guests",)),
+                       Enrolled("ann", "f3", v, ("cleaners", "staff"))])
+    assert gallery.groups_of("ann") == ("cleaners", "night", "staff")
+    assert gallery.groups_of("bob") == ("guests",)
+    assert gallery.groups_of("nobody") == ()
+
+
 def test_verify_uses_the_best_of_the_claimed_persons_faces():
     rng = np.random.default_rng(3)
     gallery = _gallery(rng)
