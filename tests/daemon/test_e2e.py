@@ -12,9 +12,7 @@ import shutil
 
 import pytest
 
-from tests.conftest import free_port
-from tests.support.broker import Broker, DaemonProc, Subscriber, edge_client, enrol_five, write_edge_config
-from tests.support.hub import start_hub
+from tests.support.broker import Subscriber, daemon_over_frames, edge_client, enrol_five
 
 STRANGER = "lfw/Aaron_Peirsol/Aaron_Peirsol_0001.jpg"
 SCENES = ["nonface/skimage_coffee.png", "nonface/opencv_course_cat.jpg", "nonface/opencv_course_park.jpg"]
@@ -41,29 +39,14 @@ def run(tmp_path_factory, faces_dir, models_dir):
     (frames / f"{n + 1:02d}_garbage.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated jpeg")
     (frames / f"{n + 2:02d}_noise.png").write_bytes(bytes(range(256)) * 4)
 
-    broker = Broker(tmp_path_factory.mktemp("broker"))
-    broker.start()
-    with start_hub(tmp_path_factory.mktemp("hub")) as hub:
-        client = hub.client(timeout=30.0, retries=0)
-        enrolled = enrol_five(client, faces_dir)
-        sub = Subscriber(broker, "test/door-e2e/#")
-        port = free_port()
-        cfg = write_edge_config(tmp / "edge.toml", device="door-e2e", camera=f"files:{frames}/*",
-                                broker=broker, hub=hub, storage=tmp / "data", api_port=port,
-                                sections={"identify": {"groups": ["staff"]}})
-        daemon = DaemonProc(cfg, port, tmp / "daemon.log").start()
-        health = daemon.wait_health(
-            lambda h: h["camera"]["status"] == "ended" and h["pending"] == 0
-            and h["mqtt"]["outbox_depth"] == 0, 120)
-        assert sub.wait_for(lambda: len(sub.json("/event")) >= health["decisions"], 15)
-        yield {"events": sub.json("/event"), "health": health, "daemon": daemon, "hub": hub,
-               "enrolled": enrolled, "sub": sub, "broker": broker, "faces": faces_dir}
-        assert daemon.terminate() == 0
-        assert sub.wait_for(lambda: sub.messages[-1][1] == b"offline" or any(
-            t.endswith("/availability") and p == b"offline" for t, p, _ in sub.messages), 10)
-        sub.close()
-        client.close()
-    broker.stop()
+    enrolled: dict[str, str] = {}
+    with daemon_over_frames(tmp, frames, device="door-e2e", enrol=lambda c: enrolled.update(enrol_five(c, faces_dir)),
+                            sections={"identify": {"groups": ["staff"]}}) as ran:
+        yield {"events": ran.events, "health": ran.health, "daemon": ran.daemon, "hub": ran.hub,
+               "enrolled": enrolled, "sub": ran.sub, "broker": ran.broker, "faces": faces_dir}
+        assert ran.daemon.terminate() == 0
+        assert ran.sub.wait_for(lambda: ran.sub.messages[-1][1] == b"offline" or any(
+            t.endswith("/availability") and p == b"offline" for t, p, _ in ran.sub.messages), 10)
 
 
 def test_each_enrolled_person_is_accepted_with_the_right_person_id(run):

@@ -18,7 +18,7 @@ import pytest
 
 from edge.dev.localenv import shared_faces_dir
 from tests.conftest import free_port
-from tests.support.broker import Broker, DaemonProc, Subscriber, edge_auth, write_edge_config
+from tests.support.broker import DaemonProc, daemon_over_frames, edge_auth, write_edge_config
 from tests.support.hub import start_hub
 
 NUAA = shared_faces_dir() / "liveness" / "nuaa"
@@ -42,39 +42,20 @@ def _frames(folder, faces_dir, with_live: bool = True):
     return folder
 
 
+def _enrol(client) -> None:
+    client.newperson("nuaa-0001", ["staff"], (NUAA / "live" / "0001" / ENROL[0]).read_bytes(), person_name="NUAA 0001")
+    client.addface("nuaa-0001", [(NUAA / "live" / "0001" / ENROL[1]).read_bytes()])
+
+
 def _run(tmp, faces_dir, liveness: dict, with_live: bool = True) -> dict:
     frames = _frames(tmp / "frames", faces_dir, with_live)
-    (tmp / "broker").mkdir()
-    broker = Broker(tmp / "broker")
-    broker.start()
-    try:
-        with start_hub(tmp / "hub") as hub:
-            client = hub.client(timeout=30.0, retries=0)
-            client.newperson("nuaa-0001", ["staff"], (NUAA / "live" / "0001" / ENROL[0]).read_bytes(),
-                             person_name="NUAA 0001")
-            client.addface("nuaa-0001", [(NUAA / "live" / "0001" / ENROL[1]).read_bytes()])
-            sub = Subscriber(broker, "test/door-live/#")
-            port = free_port()
-            cfg = write_edge_config(tmp / "edge.toml", device="door-live", camera=f"files:{frames}/*",
-                                    broker=broker, hub=hub, storage=tmp / "data", api_port=port,
-                                    # The scene between them ends the live person's track at once.
-                                    sections={"identify": {"groups": ["staff"]}, "tracker": {"max_missed": 0},
-                                              "liveness": liveness})
-            daemon = DaemonProc(cfg, port, tmp / "daemon.log").start()
-            try:
-                health = daemon.wait_health(
-                    lambda h: h["camera"]["status"] == "ended" and h["pending"] == 0
-                    and h["mqtt"]["outbox_depth"] == 0, 120)
-                assert sub.wait_for(lambda: len(sub.json("/event")) >= health["decisions"], 15)
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-                    metrics = r.read().decode()
-                return {"events": sub.json("/event"), "health": health, "metrics": metrics}
-            finally:
-                assert daemon.terminate() == 0
-                sub.close()
-                client.close()
-    finally:
-        broker.stop()
+    # The scene between them ends the live person's track at once.
+    with daemon_over_frames(tmp, frames, device="door-live", enrol=_enrol,
+                            sections={"identify": {"groups": ["staff"]}, "tracker": {"max_missed": 0},
+                                      "liveness": liveness}) as run:
+        with urllib.request.urlopen(f"http://127.0.0.1:{run.api_port}/metrics", timeout=5) as r:
+            metrics = r.read().decode()
+        return {"events": run.events, "health": run.health, "metrics": metrics}
 
 
 @pytest.fixture(scope="module")

@@ -16,8 +16,7 @@ from __future__ import annotations
 import pytest
 
 from edge.dev.localenv import shared_faces_dir
-from tests.support.broker import Broker, DaemonProc, Subscriber, write_edge_config
-from tests.support.hub import start_hub
+from tests.support.broker import daemon_over_frames
 
 SOURCE = shared_faces_dir() / "liveness" / "sources" / "trainingdata_replay" / "replay"
 VIDEO = "shot-realme-c-21_screen-Samsung-galaxsi-A12"
@@ -59,35 +58,15 @@ def _run(tmp, faces_dir, mode: str) -> list[dict]:
     for n, i in enumerate(REPLAY):
         (drop / f"{n:02d}_replay.jpg").write_bytes(frames[i])
     (drop / f"{len(REPLAY):02d}_scene.png").write_bytes((faces_dir / SCENE).read_bytes())  # the track ends
-    (tmp / "broker").mkdir()
-    broker = Broker(tmp / "broker")
-    broker.start()
-    try:
-        with start_hub(tmp / "hub") as hub:
-            client = hub.client(timeout=30.0, retries=0)
-            client.newperson("replayed", ["staff"], frames[ENROL[0]], person_name="Replayed person")
-            client.addface("replayed", [frames[ENROL[1]]])
-            sub = Subscriber(broker, "test/door-unseen/#")
-            from tests.conftest import free_port
 
-            port = free_port()
-            cfg = write_edge_config(tmp / "edge.toml", device="door-unseen", camera=f"files:{drop}/*",
-                                    broker=broker, hub=hub, storage=tmp / "data", api_port=port,
-                                    sections={"identify": {"groups": ["staff"]}, "tracker": {"max_missed": 0},
-                                              "liveness": {"mode": mode}})
-            daemon = DaemonProc(cfg, port, tmp / "daemon.log").start()
-            try:
-                health = daemon.wait_health(
-                    lambda h: h["camera"]["status"] == "ended" and h["pending"] == 0
-                    and h["mqtt"]["outbox_depth"] == 0, 120)
-                assert sub.wait_for(lambda: len(sub.json("/event")) >= health["decisions"], 15)
-                return sub.json("/event")
-            finally:
-                assert daemon.terminate() == 0
-                sub.close()
-                client.close()
-    finally:
-        broker.stop()
+    def enrol(client) -> None:
+        client.newperson("replayed", ["staff"], frames[ENROL[0]], person_name="Replayed person")
+        client.addface("replayed", [frames[ENROL[1]]])
+
+    with daemon_over_frames(tmp, drop, device="door-unseen", enrol=enrol,
+                            sections={"identify": {"groups": ["staff"]}, "tracker": {"max_missed": 0},
+                                      "liveness": {"mode": mode}}) as run:
+        return run.events
 
 
 def test_an_unseen_phone_replay_is_refused_and_would_pass_without_liveness(tmp_path, faces_dir, models_dir):

@@ -12,8 +12,9 @@ import json
 import secrets
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -21,9 +22,9 @@ import pytest
 from edge.dev.devstack import MOSQUITTO, Broker, DaemonProc, edge_config, enrol_five, write_toml
 from tests.conftest import MODELS, wait_until
 
-__all__ = ["EDGE_API", "EDGE_VERIFIER", "MOSQUITTO", "Broker", "DaemonProc", "Subscriber", "broker_with_clients",
-           "edge_auth", "edge_client", "edge_command", "enrol_five", "sample_event", "schema_errors",
-           "write_edge_config"]
+__all__ = ["EDGE_API", "EDGE_VERIFIER", "MOSQUITTO", "Broker", "DaemonProc", "FramesRun", "Subscriber",
+           "broker_with_clients", "daemon_over_frames", "edge_auth", "edge_client", "edge_command", "enrol_five",
+           "sample_event", "schema_errors", "write_edge_config"]
 
 
 class EDGE_API:  # noqa: N801 - a constant credential, read like one
@@ -225,4 +226,55 @@ def broker_with_clients(tmp: Path, topic: str) -> Iterator[tuple[Broker, Subscri
     finally:
         pub.loop_stop()
         sub.close()
+        broker.stop()
+
+
+@dataclass
+class FramesRun:
+    """What a daemon run over a folder of frames left: the decisions it published, its last
+    /health, and the parts still running inside `daemon_over_frames`'s block."""
+
+    events: list[dict]
+    health: dict
+    api_port: int
+    daemon: DaemonProc
+    hub: object
+    client: object  # the hub's API client that enrolled
+    sub: Subscriber
+    broker: Broker
+
+
+@contextmanager
+def daemon_over_frames(tmp: Path, frames: Path, *, device: str, enrol: Callable[[object], object],
+                       sections: dict[str, dict], deadline_s: float = 120) -> Iterator[FramesRun]:
+    """A real mosquitto and a real hub in `tmp`, `enrol(client)` done on the hub, then the daemon
+    as its own process reading `frames` through a `files:` camera until the camera has ended,
+    nothing is pending and the outbox is empty; every decision published is in the run's
+    `events`. The daemon must exit cleanly (code 0) when the block ends."""
+    from tests.conftest import free_port
+    from tests.support.hub import start_hub  # it imports this module
+
+    (tmp / "broker").mkdir(parents=True)
+    broker = Broker(tmp / "broker")
+    broker.start()
+    try:
+        with start_hub(tmp / "hub") as hub:
+            client = hub.client(timeout=30.0, retries=0)
+            enrol(client)
+            sub = Subscriber(broker, f"test/{device}/#")
+            port = free_port()
+            cfg = write_edge_config(tmp / "edge.toml", device=device, camera=f"files:{frames}/*", broker=broker,
+                                    hub=hub, storage=tmp / "data", api_port=port, sections=sections)
+            daemon = DaemonProc(cfg, port, tmp / "daemon.log").start()
+            try:
+                health = daemon.wait_health(
+                    lambda h: h["camera"]["status"] == "ended" and h["pending"] == 0
+                    and h["mqtt"]["outbox_depth"] == 0, deadline_s)
+                assert sub.wait_for(lambda: len(sub.json("/event")) >= health["decisions"], 15)
+                yield FramesRun(sub.json("/event"), health, port, daemon, hub, client, sub, broker)
+            finally:
+                assert daemon.terminate() == 0
+                sub.close()
+                client.close()
+    finally:
         broker.stop()
