@@ -114,10 +114,17 @@ class Subscriber:
                                   client_id=client_id or f"test-sub-{time.monotonic_ns()}",
                                   clean_session=client_id is None)
         self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(topic, qos=1)
+        subscribed = threading.Event()
+        self.client.on_subscribe = lambda c, u, mid, codes, p: subscribed.set()
         self.client.on_message = self._on_message
         self.client.reconnect_delay_set(0.2, 1)
         self.client.connect(broker.host, broker.port, keepalive=10)
         self.client.loop_start()
+        # Returned only once the broker has the subscription: a message published right after
+        # (not retained) would otherwise be lost on a loaded machine, and the test fail by chance.
+        if not subscribed.wait(15):
+            self.close(check=False)
+            raise TimeoutError(f"the broker did not acknowledge the subscription to {topic!r} within 15 s")
 
     def _on_message(self, client, userdata, msg) -> None:
         errors = schema_errors(msg.topic, bytes(msg.payload))
