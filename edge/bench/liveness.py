@@ -25,7 +25,9 @@ Figures, per model:
   each folder of sources/, liveness_sources), each left out of the fitting in turn
   (liveness_loso): per left-out source and pooled, per attack type, per frame and per track, the
   coverage (tight face crops get no verdict from the context model), for the model alone, fused
-  with the screen cues (edge.vision.screen_cues), and each cue alone; the shipped threshold on
+  with the screen cues (edge.vision.screen_cues), and each cue alone; the track cue of
+  edge.vision.track_motion (does the face move with its surroundings?) alone, fused, as a veto,
+  and silenced on the probably hand-held sources (`loso.motion`); the shipped threshold on
   every source; the DET figures (`--det-dir`); the fusion fitted on every source for the daemon
   (`--fusion-out`); the cost of the model and every cue beside the face pipeline's.
 Detections are cached in ~/.cache/edge-verifier (keyed by the detector and landmark models), and

@@ -240,7 +240,8 @@ def loso(records: list[dict], scorer_features: list[str], target: float, window:
                             target)
             test_scores = vetoed(test_scores, veto_of[test], vthr)
             entry["veto_threshold"] = round(vthr, 4)
-        entry["frame"] = {"threshold": round(thr, 4), **rates(test_scores, kinds[test], thr)}
+        entry["frame"] = {"threshold": round(thr, 4), **rates(test_scores, kinds[test], thr),
+                          "auc": _auc(test_scores, kinds[test])}
         pooled_frames += [(s, k, thr) for s, k in zip(test_scores, kinds[test])]
         curves[g] = (test_scores, kinds[test], thr)
         # Tracks: the track threshold fitted on the training sources' windows, same rule.
@@ -262,12 +263,21 @@ def loso(records: list[dict], scorer_features: list[str], target: float, window:
                 tvthr = fit_veto(tr_live, tthr, tr_veto, tr_groups, target)
                 ts = vetoed(ts, np.array([v for _, v, _ in te]), tvthr)
                 entry["track"]["veto_threshold"] = round(tvthr, 4)
-            entry["track"].update(rates(ts, tk, tthr))
+            entry["track"].update(rates(ts, tk, tthr), auc=_auc(ts, tk))
             pooled_tracks += [(s, k, tthr) for s, k in zip(ts, tk)]
     return {"features": list(scorer_features), "veto": veto, "target_bpcer": target, "window": window,
             "track_rule": track_rule, "groups": per,
             "pooled": {"frame": _pooled(pooled_frames), "track": _pooled(pooled_tracks)},
             "worst": _worst(per), "_curves": curves}
+
+
+def _auc(scores: np.ndarray, kinds: np.ndarray) -> float | None:
+    """AUC of live against attack scores of one left-out group (None without both kinds): how
+    well the fold's scorer ranks them, whatever its threshold."""
+    live, attack = scores[kinds == "live"][:, None], scores[kinds != "live"][None, :]
+    if not live.size or not attack.size:
+        return None
+    return round(float((live > attack).mean() + 0.5 * (live == attack).mean()), 3)
 
 
 def _pooled(items: list[tuple[float, str, float]]) -> dict:

@@ -81,11 +81,14 @@ def nuaa(faces_dir) -> Path:
     return root
 
 
-def _session_independence(pipeline, paths: list[Path]) -> tuple[float | None, int]:
-    """The track cue over a session's neighbouring files, each pair with the earlier frame's
-    face box; and how many pairs gave a verdict."""
+def _subject_independence(pipeline, paths: list[Path]) -> tuple[float | None, int]:
+    """The track cue over one subject's files, each with the next file of its session (NUAA
+    keeps every 5th frame), with the earlier frame's face box; and how many pairs gave a verdict."""
+    ordered = sorted(paths, key=_nuaa_order)
     motions = []
-    for a, b in zip(paths, paths[1:]):
+    for a, b in zip(ordered, ordered[1:]):
+        if _nuaa_order(a)[0] != _nuaa_order(b)[0]:
+            continue  # the next session
         first, second = cv2.imread(str(a)), cv2.imread(str(b))
         faces = pipeline.detect(first)
         if faces:
@@ -93,17 +96,12 @@ def _session_independence(pipeline, paths: list[Path]) -> tuple[float | None, in
     return track_motion.track_independence(motions), sum(m is not None for m in motions)
 
 
-@pytest.mark.parametrize("subject", ["0001", "0004"])
+@pytest.mark.parametrize("subject", ["0001", "0006"])
 def test_nuaa_live_moves_against_its_background_a_print_with_it(pipeline, nuaa, subject):
-    """One subject at one webcam: the live session's face moves against the room, the printed
-    photo's face moves with the paper. Twelve neighbouring files of each session."""
-    sessions = {}
-    for kind in ("live", "print"):
-        paths = sorted((nuaa / kind / subject).glob("*.jpg"), key=_nuaa_order)
-        first_session = _nuaa_order(paths[0])[0]
-        sessions[kind] = [p for p in paths if _nuaa_order(p)[0] == first_session][:12]
-    live, live_n = _session_independence(pipeline, sessions["live"])
-    attack, attack_n = _session_independence(pipeline, sessions["print"])
-    assert live_n >= 3 and attack_n >= 3, (live_n, attack_n)
+    """One subject at one webcam: the live face moves against the room, the printed photo's face
+    with the paper (`bench liveness` measured the same direction on all nine subjects)."""
+    live, live_n = _subject_independence(pipeline, list((nuaa / "live" / subject).glob("*.jpg")))
+    attack, attack_n = _subject_independence(pipeline, list((nuaa / "print" / subject).glob("*.jpg")))
+    assert live_n >= 5 and attack_n >= 5, (live_n, attack_n)
     assert live is not None and attack is not None
-    assert live > attack + 0.2, (live, attack)
+    assert live > 0.3 > 0.1 > attack, (live, attack)
