@@ -25,7 +25,9 @@ Figures, per model:
   each folder of sources/, liveness_sources), each left out of the fitting in turn
   (liveness_loso): per left-out source and pooled, per attack type, per frame and per track, the
   coverage (tight face crops get no verdict from the context model), for the model alone, fused
-  with the screen cues (edge.vision.screen_cues), and each cue alone; the shipped threshold on
+  with the screen cues (edge.vision.screen_cues), and each cue alone; the track cue of
+  edge.vision.track_motion (does the face move with its surroundings?) alone, fused, as a veto,
+  and silenced on the probably hand-held sources (`loso.motion`); the shipped threshold on
   every source; the DET figures (`--det-dir`); the fusion fitted on every source for the daemon
   (`--fusion-out`); the cost of the model and every cue beside the face pipeline's.
 Detections are cached in ~/.cache/edge-verifier (keyed by the detector and landmark models), and
@@ -268,9 +270,17 @@ def _loso(root: Path, models_dir: Path, args) -> dict:
         # Faces the network scores (context available), spread over every source, one in `step`.
         scored = [i for i, r in enumerate(records) if r["gate"] is None]
         keep = set(scored[:: max(1, len(scored) // args.timing_frames)])
-        frames = [f for i, (*_, f) in enumerate(liveness_sources.iter_source_frames(root, args.limit or 1))
-                  if i in keep]
-        out["speed"] = cue_speed(Pipeline.load(models_dir, precision="int8", threads=1), frames)
+        # Each with the frame the motion cue compares it with (as `liveness_sources.motion`;
+        # the neighbouring file in a folder of evenly spaced frames, for the cost only).
+        gaps = liveness_sources.motion_gaps(root, args.limit or 1)
+        pairs, recent = [], {}
+        for i, (_, _, sequence, f) in enumerate(liveness_sources.iter_source_frames(root, args.limit or 1)):
+            held = recent.setdefault(sequence, [])
+            held.append(f)
+            del held[:-gaps.get(sequence, 1) - 1]
+            if i in keep:
+                pairs.append((held[0] if len(held) > 1 else None, f))
+        out["speed"] = cue_speed(Pipeline.load(models_dir, precision="int8", threads=1), pairs)
         _log(f"speed: {out['speed']}")
     return out
 
@@ -286,17 +296,18 @@ def _provenance(records: list[dict], args, models_dir: Path) -> dict:
             "net": {"file": "liveness.int8.onnx", "fingerprint": meta["models"]["liveness.int8.onnx"]["fingerprint"]}}
 
 
-def cue_speed(pipe, frames: list) -> dict:
+def cue_speed(pipe, pairs: list[tuple[np.ndarray | None, np.ndarray]]) -> dict:
     """ms per face of the face pipeline (detect, landmarks, quality, embed), then, on the same
     frame, of the liveness network (gate, crop, inference), of the five cues on its context crop
-    (what `[liveness] cues` runs, four of them) and of the five on the face box: medians, and
-    liveness with them as a share of the face pipeline."""
-    from edge.vision import screen_cues
+    (what `[liveness] cues` runs, four of them), of the five on the face box, and of the motion
+    cue against the earlier frame of the pair (when there is one): medians, and liveness with
+    them as a share of the face pipeline."""
+    from edge.vision import screen_cues, track_motion
     from edge.vision.liveness import LivenessNet
 
     net = pipe.liveness
-    ms: dict[str, list[float]] = {"pipeline": [], "net": [], "context cues": [], "face cues": []}
-    for frame in frames:
+    ms: dict[str, list[float]] = {"pipeline": [], "net": [], "context cues": [], "face cues": [], "motion": []}
+    for earlier, frame in pairs:
         t0 = time.perf_counter()
         faces = pipe.analyze(frame)
         t1 = time.perf_counter()
@@ -312,13 +323,21 @@ def cue_speed(pipe, frames: list) -> dict:
         for key, (a, b) in {"pipeline": (t0, t1), "net": (t1, t2), "context cues": (t2, t3),
                             "face cues": (t3, t4)}.items():
             ms[key].append((b - a) * 1000)
+        if earlier is not None and earlier.shape == frame.shape:
+            t5 = time.perf_counter()
+            track_motion.pair_motion(earlier, frame, box)
+            ms["motion"].append((time.perf_counter() - t5) * 1000)
     if not ms["pipeline"]:
         return {}
-    med = {k: statistics.median(v) for k, v in ms.items()}
+    med = {k: statistics.median(v) if v else 0.0 for k, v in ms.items()}
     face = med["pipeline"]
-    return {"threads": 1, "faces": len(ms["pipeline"]), "ms": {k: round(v, 2) for k, v in med.items()},
+    return {"threads": 1, "faces": len(ms["pipeline"]), "motion_pairs": len(ms["motion"]),
+            "ms": {k: round(v, 2) for k, v in med.items()},
             "x_pipeline": {"net": round(med["net"] / face, 3),
+                           "motion": round(med["motion"] / face, 3),
                            "net+context cues": round((med["net"] + med["context cues"]) / face, 3),
+                           "net+context cues+motion":
+                               round((med["net"] + med["context cues"] + med["motion"]) / face, 3),
                            "net+all cues": round((med["net"] + med["context cues"] + med["face cues"]) / face, 3)}}
 
 

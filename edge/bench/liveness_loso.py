@@ -25,6 +25,16 @@ from edge.vision.liveness import FusedLiveness
 
 TYPES = ("print", "replay")
 CUES = tuple(f"context.{n}" for n in screen_cues.NAMES) + tuple(f"face.{n}" for n in screen_cues.NAMES)
+# The track cue (edge.vision.track_motion): does the face move against a still background? It
+# has a value only on frames of a continuous sequence where the face moved.
+MOTION = "motion.independence"
+# Features that may be missing on a frame that still gets a verdict when fused with others: a
+# missing value is the training mean (it adds nothing; the frame keeps the other features'
+# verdict). Alone, such a feature gives a verdict only where it has a value.
+OPTIONAL = {MOTION}
+# Sources whose camera was probably hand-held (full-frame phone videos): a moving camera moves
+# the background too, which the motion cue reads as a picture. A door's camera is fixed.
+HANDHELD = ("krzysiek", "trainingdata_replay")
 
 
 def feature_value(rec: dict, name: str, model: str = "int8") -> float | None:
@@ -33,21 +43,34 @@ def feature_value(rec: dict, name: str, model: str = "int8") -> float | None:
         p = rec["score"].get(model)
         return None if p is None else FusedLiveness.logit(p)
     part, cue = name.split(".", 1)
-    return rec[part].get(cue)
+    return rec.get(part, {}).get(cue)
 
 
 def matrix(records: list[dict], names: list[str], model: str = "int8") -> tuple[np.ndarray, np.ndarray]:
-    """(X, ok): the features of every record, ok where all of them exist."""
+    """(X, ok): the features of every record, ok where all of them exist; with several
+    features, a missing OPTIONAL one is NaN in X and does not clear ok."""
+    optional = OPTIONAL.intersection(names) if len(names) > 1 else set()
     X = np.zeros((len(records), len(names)))
     ok = np.ones(len(records), bool)
     for i, rec in enumerate(records):
         for j, name in enumerate(names):
             v = feature_value(rec, name, model)
-            if v is None:
-                ok[i] = False
-            else:
+            if v is not None:
                 X[i, j] = v
+            elif name in optional:
+                X[i, j] = np.nan
+            else:
+                ok[i] = False
     return X, ok
+
+
+def impute(X: np.ndarray, fill: np.ndarray | None = None) -> np.ndarray:
+    """X with each NaN replaced by its column's `fill` (default: the mean of its values)."""
+    if not np.isnan(X).any():
+        return X
+    if fill is None:
+        fill = np.array([np.nanmean(c) if (~np.isnan(c)).any() else 0.0 for c in X.T])
+    return np.where(np.isnan(X), fill[None, :], X)
 
 
 def balanced_weights(groups: np.ndarray, live: np.ndarray) -> np.ndarray:
@@ -132,7 +155,7 @@ class Scorer:
 
     def fit(self, records: list[dict], target: float) -> np.ndarray:
         """Fits on `records` (all usable); returns their scores."""
-        X, _ = matrix(records, self.features, self.model)
+        X = impute(matrix(records, self.features, self.model)[0])
         live = np.array([r["kind"] == "live" for r in records], float)
         groups = np.array([r["group"] for r in records])
         fusion = fit_logistic(X, live, balanced_weights(groups, live), self.l2)
@@ -146,7 +169,7 @@ class Scorer:
     def score(self, records: list[dict]) -> np.ndarray:
         assert self.fusion is not None
         X, _ = matrix(records, self.features, self.model)
-        return self.fusion.logits(X)
+        return self.fusion.logits(impute(X, np.asarray(self.fusion.mean)))
 
 
 def folds(groups: np.ndarray, usable: np.ndarray) -> Iterator[tuple[str, list[int], list[int]]]:
@@ -156,12 +179,44 @@ def folds(groups: np.ndarray, usable: np.ndarray) -> Iterator[tuple[str, list[in
         yield g, np.flatnonzero(usable & (groups != g)).tolist(), np.flatnonzero(usable & (groups == g)).tolist()
 
 
+def fit_veto(scores: np.ndarray, threshold: float, veto: np.ndarray, groups: np.ndarray, target: float) -> float:
+    """The highest veto threshold (a live item with a veto value under it is refused; NaN: no
+    value, never refused by it) that keeps every group's BPCER of the combined rule (refused by
+    the score or by the veto) at or under `target`; -inf when no veto fits. All items live."""
+    best = -np.inf
+    for t in np.unique(veto[~np.isnan(veto)]):
+        refused = (scores < threshold) | (veto < t)  # NaN < t is False: no value, no veto
+        if all(refused[groups == g].mean() <= target for g in np.unique(groups)):
+            best = float(t)
+        else:
+            break  # refusals only grow with t
+    return best
+
+
+def vetoed(scores: np.ndarray, veto: np.ndarray, veto_threshold: float) -> np.ndarray:
+    """The scores with every item the veto refuses set to -inf (refused at any threshold)."""
+    return np.where(veto < veto_threshold, -np.inf, scores)
+
+
+def _track_veto(values: np.ndarray) -> float:
+    """A track's veto value: the median of its frames' values that exist, NaN when none does."""
+    have = values[~np.isnan(values)]
+    return float(np.median(have)) if len(have) else float("nan")
+
+
 def loso(records: list[dict], scorer_features: list[str], target: float, window: int,
-         track_rule: str = "mean", model: str = "int8", l2: float = 1.0) -> dict:
-    """The leave-one-group-out figures of one scorer, per group and pooled over the folds."""
+         track_rule: str = "mean", model: str = "int8", l2: float = 1.0, veto: str | None = None) -> dict:
+    """The leave-one-group-out figures of one scorer, per group and pooled over the folds.
+
+    With `veto` (a feature, e.g. MOTION): a frame (track) the scorer calls live is refused when
+    the feature's value (the median of the track's values) is under a threshold fitted, after the
+    scorer's, as the highest that keeps every training group's BPCER of the two together at or
+    under `target`; a frame (track) without a value is decided by the scorer alone."""
     _, usable = matrix(records, scorer_features, model)
     groups = np.array([r["group"] for r in records])
     kinds = np.array([r["kind"] for r in records])
+    veto_of = np.array([np.nan if (v := feature_value(r, veto, model)) is None else v for r in records]) \
+        if veto else np.full(len(records), np.nan)
     wins = list(windows(records, usable, window))
     per: dict = {}
     pooled_frames: list[tuple[float, str, float]] = []  # (score, kind, fold threshold)
@@ -179,27 +234,50 @@ def loso(records: list[dict], scorer_features: list[str], target: float, window:
         assert scorer.fusion is not None
         thr = scorer.fusion.threshold
         test_scores = scorer.score([records[i] for i in test])
-        entry["frame"] = {"threshold": round(thr, 4), **rates(test_scores, kinds[test], thr)}
+        if veto:
+            live_train = kinds[train] == "live"
+            vthr = fit_veto(train_scores[live_train], thr, veto_of[train][live_train], groups[train][live_train],
+                            target)
+            test_scores = vetoed(test_scores, veto_of[test], vthr)
+            entry["veto_threshold"] = round(vthr, 4)
+        entry["frame"] = {"threshold": round(thr, 4), **rates(test_scores, kinds[test], thr),
+                          "auc": _auc(test_scores, kinds[test])}
         pooled_frames += [(s, k, thr) for s, k in zip(test_scores, kinds[test])]
         curves[g] = (test_scores, kinds[test], thr)
         # Tracks: the track threshold fitted on the training sources' windows, same rule.
         score_of = dict(zip(train, train_scores)) | dict(zip(test, test_scores))
         train_set, test_set = set(train), set(test)
-        tr = [(track_score(np.array([score_of[i] for i in w]), track_rule), records[w[0]])
+        tr = [(track_score(np.array([score_of[i] for i in w]), track_rule), _track_veto(veto_of[w]), records[w[0]])
               for w in wins if w[0] in train_set]
-        te = [(track_score(np.array([score_of[i] for i in w]), track_rule), records[w[0]]["kind"])
-              for w in wins if w[0] in test_set]
-        tr_live = np.array([s for s, r in tr if r["kind"] == "live"])
-        tr_groups = np.array([r["group"] for s, r in tr if r["kind"] == "live"])
+        te = [(track_score(np.array([score_of[i] for i in w]), track_rule), _track_veto(veto_of[w]),
+               records[w[0]]["kind"]) for w in wins if w[0] in test_set]
+        tr_live = np.array([s for s, _, r in tr if r["kind"] == "live"])
+        tr_veto = np.array([v for _, v, r in tr if r["kind"] == "live"])
+        tr_groups = np.array([r["group"] for s, _, r in tr if r["kind"] == "live"])
         if len(tr_live) and te:
             tthr = threshold_worst_source(tr_live, tr_groups, target)
-            ts = np.array([s for s, _ in te])
-            tk = np.array([k for _, k in te])
-            entry["track"] = {"threshold": round(tthr, 4), **rates(ts, tk, tthr)}
-            pooled_tracks += [(s, k, tthr) for s, k in te]
-    return {"features": list(scorer_features), "target_bpcer": target, "window": window, "track_rule": track_rule,
-            "groups": per, "pooled": {"frame": _pooled(pooled_frames), "track": _pooled(pooled_tracks)},
+            ts = np.array([s for s, _, _ in te])
+            tk = np.array([k for _, _, k in te])
+            entry["track"] = {"threshold": round(tthr, 4)}
+            if veto:
+                tvthr = fit_veto(tr_live, tthr, tr_veto, tr_groups, target)
+                ts = vetoed(ts, np.array([v for _, v, _ in te]), tvthr)
+                entry["track"]["veto_threshold"] = round(tvthr, 4)
+            entry["track"].update(rates(ts, tk, tthr), auc=_auc(ts, tk))
+            pooled_tracks += [(s, k, tthr) for s, k in zip(ts, tk)]
+    return {"features": list(scorer_features), "veto": veto, "target_bpcer": target, "window": window,
+            "track_rule": track_rule, "groups": per,
+            "pooled": {"frame": _pooled(pooled_frames), "track": _pooled(pooled_tracks)},
             "worst": _worst(per), "_curves": curves}
+
+
+def _auc(scores: np.ndarray, kinds: np.ndarray) -> float | None:
+    """AUC of live against attack scores of one left-out group (None without both kinds): how
+    well the fold's scorer ranks them, whatever its threshold."""
+    live, attack = scores[kinds == "live"][:, None], scores[kinds != "live"][None, :]
+    if not live.size or not attack.size:
+        return None
+    return round(float((live > attack).mean() + 0.5 * (live == attack).mean()), 3)
 
 
 def _pooled(items: list[tuple[float, str, float]]) -> dict:
@@ -264,7 +342,19 @@ SCORERS = {
     "net+context": ["net", "context.straight_edges", "context.saturation", "context.glare", "context.spectral_peaks"],
     "net+all-context": ["net", *CONTEXT_CUES],
     "face": FACE_CUES,
+    # The track cue alone (a verdict only where the face moved in a continuous sequence), and
+    # fused: where it has no value the frame keeps the others' verdict.
+    "motion": [MOTION],
+    "net+motion": ["net", MOTION],
+    "net+context+motion": ["net", "context.straight_edges", "context.saturation", "context.glare",
+                           "context.spectral_peaks", MOTION],
 }
+# The scorers re-measured with the motion cue silenced on the HANDHELD sources (no verdict from
+# it there, as on the evenly spaced ones): what it does where the camera is fixed.
+FIXED_CAMERA_SCORERS = ("net", "net+motion", "net+context", "net+context+motion", "motion")
+# The scorers measured with the motion cue as a veto (live only if the cue, where it has a
+# value, is not under its own threshold), on every source and with it silenced on HANDHELD.
+VETO_SCORERS = ("net", "net+context")
 
 
 def _public(result: dict) -> dict:
@@ -289,11 +379,71 @@ def report(records: list[dict], target: float, window: int, track_rules: tuple[s
             r = by_rule[track_rules[0]]
             log(f"{name}: worst left-out {r['worst']}; pooled {r['pooled']}")
     out["shipped"] = shipped(records, window)
+    out["motion"] = motion_report(records, target, window, track_rules[0], log)
     for cue in CUES:
         res = loso(records, [cue], target, window, track_rules[0])
         out["cues_alone"][cue] = {"auc_within_group": auc_per_group(records, cue), "worst": res["worst"],
                                   "pooled": res["pooled"]}
     return out, curves
+
+
+def without_motion(records: list[dict], groups: tuple[str, ...] = HANDHELD) -> list[dict]:
+    """The records with the motion cue removed on `groups`' frames (no verdict from it there)."""
+    return [{**r, "motion": {}} if r["group"] in groups else r for r in records]
+
+
+def track_auc_per_group(records: list[dict], feature: str, window: int) -> dict:
+    """AUC of live against attack tracks (windows of `window` frames with a value, their median)
+    inside each group that has both."""
+    X, ok = matrix(records, [feature])
+    kinds = np.array([r["kind"] for r in records])
+    groups = np.array([r["group"] for r in records])
+    out = {}
+    for g in sorted(set(groups.tolist())):
+        wins = [w for w in windows(records, ok & (groups == g), window)]
+        live = [float(np.median(X[w, 0])) for w in wins if kinds[w[0]] == "live"]
+        attack = [float(np.median(X[w, 0])) for w in wins if kinds[w[0]] != "live"]
+        if live and attack:
+            a = np.array(live)[:, None], np.array(attack)[None, :]
+            out[g] = {"auc": round(float((a[0] > a[1]).mean() + 0.5 * (a[0] == a[1]).mean()), 3),
+                      "tracks": {"live": len(live), "attack": len(attack)}}
+    return out
+
+
+def motion_report(records: list[dict], target: float, window: int, track_rule: str, log=None) -> dict:
+    """The motion cue: per group, the share of frames it judges and its median by kind; AUC
+    inside groups with both kinds, per frame and per track; the LOSO figures of
+    FIXED_CAMERA_SCORERS with the cue silenced on the HANDHELD sources; and of VETO_SCORERS with
+    the cue as a veto, on every source and with it silenced on HANDHELD."""
+    X, ok = matrix(records, [MOTION])
+    per: dict = {}
+    for i, r in enumerate(records):
+        e = per.setdefault(r["group"], {}).setdefault(r["kind"], {"frames": 0, "judged": 0, "_v": []})
+        e["frames"] += 1
+        if ok[i]:
+            e["judged"] += 1
+            e["_v"].append(X[i, 0])
+    for kinds in per.values():
+        for e in kinds.values():
+            v = e.pop("_v")
+            e["median"] = round(float(np.median(v)), 3) if v else None
+    per = {g: k for g, k in per.items() if any(e["judged"] for e in k.values())}
+    fixed = without_motion(records)
+    out = {"per_group": per, "auc_frames": auc_per_group(records, MOTION),
+           "auc_tracks": track_auc_per_group(records, MOTION, window), "handheld": list(HANDHELD),
+           "fixed_camera": {}}
+    for name in FIXED_CAMERA_SCORERS:
+        res = _public(loso(fixed, SCORERS[name], target, window, track_rule))
+        out["fixed_camera"][name] = res
+        if log:
+            log(f"fixed camera, {name}: worst left-out {res['worst']}")
+    for variant, recs in (("all", records), ("fixed_camera", fixed)):
+        for name in VETO_SCORERS:
+            res = _public(loso(recs, SCORERS[name], target, window, track_rule, veto=MOTION))
+            out.setdefault("veto", {}).setdefault(variant, {})[name] = res
+            if log:
+                log(f"{name} with the motion veto ({variant}): worst left-out {res['worst']}")
+    return out
 
 
 def shipped(records: list[dict], window: int, model: str = "int8") -> dict:

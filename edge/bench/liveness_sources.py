@@ -13,6 +13,12 @@ hand-crafted cues (`edge.vision.screen_cues`) on the face box (`face.*`, always 
 face) and on the network's context crop (`context.*`, only when the gate lets it). Cached in
 ~/.cache/edge-verifier/ keyed by the models and the versions of the cues and records, so
 re-fitting never re-runs models.
+
+Per frame of a continuous sequence (NUAA's sessions, every video), `motion`: how its face moved
+against its surroundings since the frame the daemon would have processed before it
+(`edge.vision.track_motion`; `MOTION_RATE` frames a second), `{}` when there is nothing to tell
+(the face did not move, too few points, the first frame, or a folder of evenly spaced frames,
+which are too far apart). Cached beside the features.
 """
 
 from __future__ import annotations
@@ -33,6 +39,9 @@ VIDEO_SUFFIXES = (".webm", ".mp4", ".avi", ".mov")
 # Part of the cache's key with the models' fingerprints and screen_cues.VERSION: raise it when
 # what a record holds changes.
 FEATURES_VERSION = 1
+# Frames a second the daemon processes by default (`[camera] rate`): the motion cue compares a
+# video frame with the one this long before it, as the daemon would see them.
+MOTION_RATE = 5.0
 
 
 def _log(msg: str) -> None:
@@ -48,6 +57,36 @@ def _nuaa_order(path: Path) -> tuple[str, int, str]:
     session, frame = path.stem.rsplit("_", 1)
     digits = frame.split("(", 1)[0]
     return session, int(digits) if digits.isdigit() else 0, frame
+
+
+def _fps(path: Path) -> float:
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    try:
+        return float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+    finally:
+        cap.release()
+
+
+def motion_gaps(root: Path, every: int = 1) -> dict[str, int]:
+    """Per continuous sequence, how many yielded frames back the motion cue looks: a video's
+    frames 1 / MOTION_RATE seconds apart, NUAA's neighbouring files (already every 5th frame of
+    its webcam). Folders of `sources/` are evenly spaced frames, seconds apart: not listed."""
+    gaps = {}
+    for kind in ("live", "print"):
+        for session in {p.stem.rsplit("_", 1)[0] for p in (root / "nuaa" / kind).glob("*/*.jpg")}:
+            gaps[f"nuaa/{kind}/{session}"] = 1
+    videos = [(f"webcam/{n}", root / "webcam" / f"{n}.webm") for n in ("real2", "fake2")]
+    base = root / "sources"
+    for path in sorted(base.glob("*/*/*")) if base.is_dir() else []:
+        if path.suffix.lower() in VIDEO_SUFFIXES:
+            source, kind = path.parent.parent.name, path.parent.name
+            videos.append((f"{source}/{kind}/{path.stem}", path))
+    for sequence, path in videos:
+        if path.is_file():
+            gaps[sequence] = max(1, round(_fps(path) / MOTION_RATE / every))
+    return gaps
 
 
 def _video(path: Path, every: int) -> Iterator[np.ndarray]:
@@ -127,10 +166,8 @@ def frame_features(frame: np.ndarray, face, nets: dict) -> dict:
 
 def features(root: Path, models_dir: Path, every: int = 1) -> list[dict]:
     """Every frame's record (source, kind, sequence + `frame_features`), cached on disk."""
-    from edge.vision import screen_cues
-    from edge.vision.liveness import LivenessNet
+    from edge.vision import screen_cues, track_motion
     from edge.vision.pipeline import Pipeline
-    from edge.vision.runtime import make_session
 
     pipe = Pipeline.load(models_dir, precision="fp32", threads=1)
     code = f"v{screen_cues.VERSION}-{FEATURES_VERSION}"
@@ -139,7 +176,22 @@ def features(root: Path, models_dir: Path, every: int = 1) -> list[dict]:
              / f"liveness-features-{models}-{code}-{every}.json")
     if cache.is_file():
         _log(f"features from {cache}")
-        return json.loads(cache.read_text())
+        out = json.loads(cache.read_text())
+    else:
+        out = _compute_features(root, models_dir, pipe, every)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_text(json.dumps(out))
+        _log(f"features of {len(out)} frames cached in {cache}")
+    moves = motion(root, out, cache.parent / f"liveness-motion-{models}-m{track_motion.VERSION}-{every}.json", every)
+    for rec, m in zip(out, moves):
+        rec["motion"] = m
+    return out
+
+
+def _compute_features(root: Path, models_dir: Path, pipe, every: int) -> list[dict]:
+    from edge.vision.liveness import LivenessNet
+    from edge.vision.runtime import make_session
+
     nets = {p: LivenessNet(make_session(models_dir / f"liveness.{p}.onnx", 1)) for p in ("fp32", "int8")}
     out = []
     for i, (source, kind, sequence, frame) in enumerate(iter_source_frames(root, every)):
@@ -148,7 +200,41 @@ def features(root: Path, models_dir: Path, every: int = 1) -> list[dict]:
                     **frame_features(frame, faces[0] if faces else None, nets)})
         if (i + 1) % 200 == 0:
             _log(f"features of {i + 1} frames ({source})")
+    return out
+
+
+def motion(root: Path, records: list[dict], cache: Path, every: int = 1) -> list[dict]:
+    """Per record (same order as `iter_source_frames`), the motion cue of its frame against the
+    frame `motion_gaps` before it in its sequence, with the earlier frame's face box: `{}` when
+    there is none. Cached in `cache`."""
+    from edge.vision import track_motion
+
+    if cache.is_file():
+        _log(f"motion from {cache}")
+        return json.loads(cache.read_text())
+    gaps = motion_gaps(root, every)
+    out: list[dict] = []
+    recent: dict[str, list[tuple[int, np.ndarray]]] = {}
+    for i, (_, _, sequence, frame) in enumerate(iter_source_frames(root, every)):
+        if records[i]["sequence"] != sequence:
+            raise ValueError(f"frame {i} is {sequence}, its record {records[i]['sequence']}: stale cache?")
+        out.append({})
+        gap = gaps.get(sequence)
+        if gap is None:
+            continue
+        held = recent.setdefault(sequence, [])
+        held.append((i, frame))
+        del held[:-gap - 1]
+        if len(held) <= gap:
+            continue
+        j, earlier = held[0]
+        if records[j]["box"] is None:
+            continue
+        m = track_motion.pair_motion(earlier, frame, tuple(records[j]["box"]))
+        if m is not None:
+            out[-1] = {"independence": m.independence, "static": m.ring_static, "follow": m.ring_follow,
+                       "shift": m.face_shift}
     cache.parent.mkdir(parents=True, exist_ok=True)
     cache.write_text(json.dumps(out))
-    _log(f"features of {len(out)} frames cached in {cache}")
+    _log(f"motion of {sum(bool(m) for m in out)} of {len(out)} frames cached in {cache}")
     return out

@@ -96,3 +96,82 @@ def test_tracks_are_windows_of_one_sequence():
     assert all(len(w) == 5 for w in wins)
     assert 3 not in {i for w in wins for i in w}
     assert len(wins) == 4  # 11 usable live frames give 2 windows, 12 replay frames 2
+
+
+def _with_motion(recs: list[dict], seed: int = 1, every: int = 3) -> list[dict]:
+    """The records with the motion cue on one frame in `every` (a still face gives none): higher
+    on live frames, shifted per group like the other cues."""
+    rng = np.random.default_rng(seed)
+    out = copy.deepcopy(recs)
+    for i, r in enumerate(out):
+        gi = "abcd".index(r["group"])
+        r["motion"] = {} if i % every else {"independence": float(rng.normal(0.6 if r["kind"] == "live" else 0.0, 0.3)
+                                                                   + 0.1 * gi)}
+    return out
+
+
+def test_a_missing_motion_value_keeps_the_frame_and_adds_nothing():
+    """Fused with the network, a frame without the track cue still gets a verdict (the network's
+    share of it); alone, the cue judges only the frames where it has a value."""
+    recs = _with_motion(_records())
+    _, ok_net = loso.matrix(recs, ["net"])
+    X, ok_fused = loso.matrix(recs, ["net", loso.MOTION])
+    assert (ok_fused == ok_net).all()
+    missing = np.array([not r["motion"] for r in recs])
+    assert np.isnan(X[missing, 1]).all() and not np.isnan(X[~missing, 1]).any()
+    _, ok_alone = loso.matrix(recs, [loso.MOTION])
+    assert (ok_alone == ~missing).all()
+    scorer = loso.Scorer("x", ["net", loso.MOTION])
+    scorer.fit(recs, 0.05)
+    assert scorer.fusion is not None
+    one = copy.deepcopy(recs[1])
+    assert not one["motion"]
+    # Missing: the motion term is zero, the value is the network's term and the bias only.
+    f = scorer.fusion
+    net_only = (loso.feature_value(one, "net") - f.mean[0]) / f.scale[0] * f.weights[0] + f.bias
+    assert scorer.score([one])[0] == pytest.approx(net_only)
+
+
+def test_the_veto_keeps_every_training_group_within_target_and_never_refuses_without_a_value():
+    rng = np.random.default_rng(5)
+    scores = rng.normal(1.0, 1.0, 400)
+    veto = rng.normal(0.5, 0.3, 400)
+    veto[::4] = np.nan
+    groups = np.array(["a", "b"] * 200)
+    threshold = loso.threshold_worst_source(scores, groups, 0.03)
+    t = loso.fit_veto(scores, threshold, veto, groups, 0.05)
+    assert np.isfinite(t)
+    refused = (scores < threshold) | (veto < t)
+    for g in ("a", "b"):
+        assert refused[groups == g].mean() <= 0.05
+    after = loso.vetoed(scores, veto, t)
+    assert np.array_equal(after[np.isnan(veto)], scores[np.isnan(veto)])
+    # No room left (the scorer alone already refuses the whole budget): no veto at all.
+    assert loso.fit_veto(scores, loso.threshold_worst_source(scores, groups, 0.05), veto, groups, 0.0) == -np.inf
+
+
+@pytest.mark.parametrize("veto", [None, loso.MOTION])
+def test_a_motion_fold_does_not_change_when_its_left_out_group_changes(veto):
+    features = ["net", loso.MOTION] if veto is None else ["net"]
+    recs = _with_motion(_records())
+    base = loso.loso(recs, features, target=0.05, window=5, veto=veto)
+    altered = copy.deepcopy(recs)
+    for r in altered:
+        if r["group"] == "c" and r["motion"]:
+            r["motion"]["independence"] = -5.0 if r["kind"] == "live" else 5.0
+    changed = loso.loso(altered, features, target=0.05, window=5, veto=veto)
+    for level in ("frame", "track"):
+        for key in ("threshold", "veto_threshold"):
+            assert changed["groups"]["c"][level].get(key, changed["groups"]["c"].get(key)) == \
+                base["groups"]["c"][level].get(key, base["groups"]["c"].get(key))
+    assert changed["groups"]["c"]["frame"]["bpcer"] > base["groups"]["c"]["frame"]["bpcer"]
+
+
+def test_without_motion_silences_only_the_handheld_sources():
+    recs = _with_motion(_records(groups=("a", "b")))
+    for r in recs[:10]:
+        r["group"] = "trainingdata_replay"
+    out = loso.without_motion(recs)
+    assert all(not r["motion"] for r in out[:10])
+    assert [r["motion"] for r in out[10:]] == [r["motion"] for r in recs[10:]]
+    assert recs[0]["motion"] or recs[3]["motion"]  # the input is left as it was
