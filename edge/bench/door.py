@@ -53,6 +53,19 @@ def add_arguments(parser) -> None:
                              "(e.g. the `fitted` entry of another set's run: cross-set); comma-separated: side by side")
     parser.add_argument("--mirror", action="store_true",
                         help="also measure mirror-averaged embeddings (crop + its horizontal mirror) side by side")
+    parser.add_argument("--templates", action="store_true",
+                        help="person templates (mean of a person's enrolled embeddings) against the best face, "
+                        "each rule on its own impostor tail fitted on one set and applied to the other "
+                        "(edge.bench.door_templates)")
+    parser.add_argument("--cross", type=Path, default=None,
+                        help="with --templates: the other identity-labelled folder (same --degrade): fit on "
+                        "each, test on both")
+    parser.add_argument("--looks", default="1",
+                        help="with --templates: looks per approach T (comma-separated; the looks are different "
+                        "photos of one person): the rate spent per look or over the T looks")
+    parser.add_argument("--units", type=int, default=8,
+                        help="with --templates: enrolment units of K photos drawn per person for the tails")
+    parser.add_argument("--templates-out", type=Path, default=None, help="with --templates: also write the JSON here")
     parser.add_argument("--pairs", type=int, default=20_000_000,
                         help="at most this many 1:1 probe x photo pairs for the per-band tails")
     parser.add_argument("--models-dir", type=Path, default=None)

@@ -32,11 +32,16 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    """`bench door`: by condition band with --degrade, --identities or --bands, else on LFW as before."""
+    """`bench door`: rules against templates with --templates (edge.bench.door_templates); by
+    condition band with --degrade, --identities or --bands; else on LFW as before."""
     from edge.bench import door
     from edge.bench.lfw import default_data_dir
 
     data = args.data or default_data_dir()
+    if args.templates:
+        from edge.bench import door_templates
+
+        return door_templates.run(args, data)
     if data.is_dir() and (args.degrade or args.identities or args.bands):
         return run_wild(args, data)
     return door.run(args)
