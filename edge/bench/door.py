@@ -252,6 +252,24 @@ def det_curve(nm: np.ndarray, mated: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return fpir, fnir
 
 
+def per_band(labels: dict[str, np.ndarray], nm_rows, m_rows, nm_admit, nm_withheld, m_ok, m_withheld) -> dict:
+    """FPIR / FNIR per condition band of the approaches' probe photos."""
+    from edge.core.conditions import all_bands
+
+    out = {}
+    for measure, names in all_bands().items():
+        for band in names:
+            nsel = labels[measure][nm_rows] == band
+            msel = labels[measure][m_rows] == band
+            e = {"non_mated": int(nsel.sum()), "false_admits": int(nm_admit[nsel].sum()),
+                 "mated": int(msel.sum()), "misses": int((~m_ok[msel]).sum()),
+                 "withheld_non_mated": int(nm_withheld[nsel].sum()), "withheld_mated": int(m_withheld[msel].sum())}
+            e["fpir"] = round(e["false_admits"] / e["non_mated"], 6) if e["non_mated"] else None
+            e["fnir"] = round(e["misses"] / e["mated"], 4) if e["mated"] else None
+            out[f"{measure}:{band}"] = e
+    return out
+
+
 def run(args) -> int:
     from edge.bench.lfw import default_data_dir, lfw_embeddings
     from edge.core.matcher import thresholds_for

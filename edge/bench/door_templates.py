@@ -248,8 +248,7 @@ def run_policy(probe: np.ndarray, clean: np.ndarray, doors: list, policy: Policy
                labels: dict[str, np.ndarray], looks_t: int) -> dict:
     """FPIR, FNIR, misidentified and per band (by the deciding look) over `doors`
     [(enrolled {person: rows}, mated [(person, rows)], non-mated [rows])]."""
-    from edge.bench.door import fnir_at_fpir
-    from edge.bench.door_wild import _per_band
+    from edge.bench.door import fnir_at_fpir, per_band
 
     nm_ok, nm_row, m_ok, m_mis, m_row, nm_top, m_top = [], [], [], [], [], [], []
     for enrolled, mated, non_mated in doors:
@@ -289,7 +288,7 @@ def run_policy(probe: np.ndarray, clean: np.ndarray, doors: list, policy: Policy
         v = fnir_at_fpir(nmt, mt, 1e-3)
         out["fnir_at_fpir_0.001"] = None if v is None else round(v, 4)
     none = np.zeros(nm_admit.size, bool)
-    out["bands"] = _per_band(labels, nm_rows, m_rows, nm_admit, none, m_okv, np.zeros(m_okv.size, bool))
+    out["bands"] = per_band(labels, nm_rows, m_rows, nm_admit, none, m_okv, np.zeros(m_okv.size, bool))
     for e in out["bands"].values():
         e.pop("withheld_non_mated"), e.pop("withheld_mated")
     return out

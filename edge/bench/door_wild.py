@@ -79,24 +79,8 @@ def _thresholds(pack: str, rate: float, variant: dict):
                    limits=tuple(sorted(variant["limits"].items())))
 
 
-def _per_band(labels: dict[str, np.ndarray], nm_rows, m_rows, nm_admit, nm_withheld, m_ok, m_withheld) -> dict:
-    """FPIR / FNIR per condition band of the approaches' probe photos."""
-    out = {}
-    for measure, names in all_bands().items():
-        for band in names:
-            nsel = labels[measure][nm_rows] == band
-            msel = labels[measure][m_rows] == band
-            e = {"non_mated": int(nsel.sum()), "false_admits": int(nm_admit[nsel].sum()),
-                 "mated": int(msel.sum()), "misses": int((~m_ok[msel]).sum()),
-                 "withheld_non_mated": int(nm_withheld[nsel].sum()), "withheld_mated": int(m_withheld[msel].sum())}
-            e["fpir"] = round(e["false_admits"] / e["non_mated"], 6) if e["non_mated"] else None
-            e["fnir"] = round(e["misses"] / e["mated"], 4) if e["mated"] else None
-            out[f"{measure}:{band}"] = e
-    return out
-
-
 def run_wild(args, data: Path) -> int:
-    from edge.bench.door import _Progress, det_curve, door_options, draw_door, fnir_at_fpir, run_door
+    from edge.bench.door import _Progress, det_curve, door_options, draw_door, fnir_at_fpir, per_band, run_door
     from edge.bench.lfw import cache_dir, identity
     from edge.bench.wild import Degrade, fit_margins, folder_faces, folder_names, pair_tails
     from edge.core.false_admit import IMPOSTOR_TAILS, score_at_far
@@ -190,7 +174,7 @@ def run_wild(args, data: Path) -> int:
                            "misidentified": sum(r["misidentified"] for r in runs),
                            "fnir_at_fpir": {f"{f:g}": (None if (v := fnir_at_fpir(cat["_nm"], cat["_mated"], f))
                                                        is None else round(v, 4)) for f in (1e-2, 1e-3)},
-                           "bands": _per_band(labels, nm_rows, m_rows, cat["_nm_admit"], cat["_nm_withheld"],
+                           "bands": per_band(labels, nm_rows, m_rows, cat["_nm_admit"], cat["_nm_withheld"],
                                               cat["_m_ok"], cat["_m_withheld"])}
                     if vname == "none":  # identify's own tail per band, at today's threshold
                         for band, m in _door_margins(labels, nm_rows, cat["_nm"], res["threshold"], rate).items():
