@@ -270,6 +270,25 @@ def per_band(labels: dict[str, np.ndarray], nm_rows, m_rows, nm_admit, nm_withhe
     return out
 
 
+def door_margins(labels: dict[str, np.ndarray], nm_rows: np.ndarray, nm_top: np.ndarray, threshold: float,
+                  rate: float) -> dict[str, float]:
+    """Per band, how far above `threshold` identify's accept must sit for the band's strangers
+    (their rank-1 scores `nm_top`) to be admitted at most at `rate`; bands with fewer than
+    1 / rate strangers are left out (the rate cannot be read there)."""
+    from edge.core.conditions import all_bands
+
+    out = {}
+    for measure, names in all_bands().items():
+        for band in names:
+            top = np.sort(nm_top[labels[measure][nm_rows] == band])[::-1]
+            if len(top) * rate < 1:
+                continue
+            allowed = int(math.floor(rate * len(top)))
+            need = float(np.nextafter(np.float32(top[allowed]), np.float32(np.inf))) if allowed < len(top) else -1.0
+            out[f"{measure}:{band}"] = max(0.0, math.ceil((need - threshold) * 1e4 - 1e-9) / 1e4)
+    return out
+
+
 def run(args) -> int:
     from edge.bench.lfw import default_data_dir, lfw_embeddings
     from edge.core.matcher import thresholds_for

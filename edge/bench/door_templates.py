@@ -11,10 +11,12 @@ fitting set (`fit_rule`): its **impostor tail per enrolled person** (a decided p
 against an enrolment unit of K clean photos of another, several units drawn per person), from
 which the accept threshold for N persons is read at the per-person FAR that keeps the whole
 search at the false-admit rate (edge.core.false_admit.per_pair_far with N trials: each person is
-one trial whatever the rule), and its **band margins** (each condition band's tail over the
-set's own at FAR 1e-4 and 1e-5, as edge.bench.wild.fit_margins does for today's). `best` fitted
-this way differs from the shipped rule only in the threshold's fit; the shipped thresholds
-(LFW's tail per face with N x K trials, BAND_MARGINS) are decided beside it as `best-shipped`.
+one trial whatever the rule), and its **band margins**, as the shipped ones were made: per
+condition band, the larger of the band's tail over the set's own at FAR 1e-4 and 1e-5 and
+identify's own excess (the band's strangers' rank-1 scores at the doors of one look at each N,
+edge.bench.door.door_margins). `best` fitted this way differs from the shipped rule only in the
+fit; the shipped thresholds (LFW's tail per face with N x K trials, BAND_MARGINS) are decided
+beside it as `best-shipped`.
 
 Each rule fitted on one set is applied to the other (`--cross DIR`, the same `--degrade`) and
 to itself (in-sample), on the same galleries and probes as `bench door --data ... --degrade`
@@ -28,7 +30,9 @@ published (the daemon's `best` track rule). `per-look` spends the whole rate on 
 (today); `spent` decides each look at the per-look rate 1 - (1 - rate)^(1/T) (a track capped at
 T looks). The looks of an approach are T different photos of one person, each degraded on its
 own: more independent than the frames of one track (the harsh case for strangers, the
-generous one for members); degraded copies of one photo are never used as several looks.
+generous one for members); degraded copies of one photo are never used as several looks. The
+other bound, T frames all alike, is one look decided at the spent threshold (`spent/T` at T = 1):
+what spending over T looks costs a member whose frames add nothing.
 """
 
 from __future__ import annotations
@@ -112,6 +116,7 @@ class RuleFit:
     impostor_pairs: int = 0
     genuine_pairs: int = 0
     tar: dict[str, float] = field(default_factory=dict)  # genuine share over the tail at each FAR
+    pair_margins: dict[str, float] = field(default_factory=dict)  # before the door's own (fit_door_margins)
 
     def threshold(self, rate: float, persons: int) -> float:
         """Accept threshold for a search of `persons` persons holding `rate` per look (the tail
@@ -121,7 +126,8 @@ class RuleFit:
         return round(min(score_at_far(self.tail, per_pair_far(rate, max(persons, 1))), 1.0), 4)
 
     def as_dict(self) -> dict:
-        return {"tail": [[f, round(s, 4)] for f, s in self.tail], "margins": self.margins,
+        return {"tail": [[f, s] for f, s in self.tail], "margins": self.margins,
+                "pair_margins": self.pair_margins,
                 "impostor_pairs": self.impostor_pairs, "genuine_pairs": self.genuine_pairs, "tar": self.tar}
 
     @classmethod
@@ -287,10 +293,33 @@ def run_policy(probe: np.ndarray, clean: np.ndarray, doors: list, policy: Policy
         nmt, mt = np.concatenate(nm_top), np.concatenate(m_top)
         v = fnir_at_fpir(nmt, mt, 1e-3)
         out["fnir_at_fpir_0.001"] = None if v is None else round(v, 4)
+        out["_nm_top"], out["_nm_rows"] = nmt, nm_rows  # for the door margins (fit_door_margins)
     none = np.zeros(nm_admit.size, bool)
     out["bands"] = per_band(labels, nm_rows, m_rows, nm_admit, none, m_okv, np.zeros(m_okv.size, bool))
     for e in out["bands"].values():
         e.pop("withheld_non_mated"), e.pop("withheld_mated")
+    return out
+
+
+def fit_door_margins(s: "SetFaces", fit: RuleFit, pack: str, rate: float, sizes: list[int], k: int,
+                     galleries: int, seed: int, second_margin: float) -> dict[str, float]:
+    """The rule's band margins raised to identify's own excess on the fitting set (as the
+    shipped margins were: edge.bench.door.door_margins), over its doors of one look at each N:
+    per band, how far over the rule's threshold its strangers' rank-1 scores ask for."""
+    from edge.bench.door import door_margins
+
+    out = dict(fit.margins)
+    zero = np.zeros(len(s.conds), np.float32)
+    for n in sizes:
+        try:
+            doors = draw_doors(s, n, k, 1, galleries, seed)
+        except ValueError:
+            continue
+        thr = fit.threshold(rate, n)
+        res = run_policy(s.ff.probe, s.ff.clean, doors, Policy(fit.rule, [thr], {}, second_margin), zero,
+                         s.labels, 1)
+        for band, m in door_margins(s.labels, res["_nm_rows"], res["_nm_top"], thr, rate).items():
+            out[band] = max(out.get(band, 0.0), m)
     return out
 
 
@@ -346,7 +375,8 @@ def policies(fits: dict[str, RuleFit], pack: str, rate: float, n: int, k: int, l
     from edge.core.false_admit import band_margins, identify_accept, per_pair_far
     from edge.core.matcher import thresholds_for
 
-    per_look = rate if spend == "per-look" else per_pair_far(rate, looks_t)
+    spread = looks_t if spend == "spent" else int(spend.split("/")[1]) if spend.startswith("spent/") else 1
+    per_look = per_pair_far(rate, spread)
     out = {r: Policy(r, [f.threshold(per_look, n)], f.margins, second_margin) for r, f in fits.items()}
     verify = thresholds_for(pack).accept
     out["best-shipped"] = Policy("best", [identify_accept(pack, per_look, n * k, verify)], band_margins(pack),
@@ -390,6 +420,10 @@ def run(args, data: Path) -> int:
                 _log(f"{pack}: fitting {', '.join(RULES)} on {s.name}, K={k} ({args.units} units per person)")
                 f = fit_rules(s.ff.probe, s.ff.clean, s.person, s.usable, s.by_person, k, args.units,
                               args.seed, s.labels)
+                for rule_fit in f.values():
+                    rule_fit.pair_margins = dict(rule_fit.margins)
+                    rule_fit.margins = fit_door_margins(s, rule_fit, pack, rate, sizes, k, args.galleries,
+                                                        args.seed, second_margin)
                 fits[s.name][str(k)] = f
                 entry["fits"][f"{s.name}/K={k}"] = {r: v.as_dict() for r, v in f.items()}
                 _log(f"{pack}: {s.name} K={k}: " + "; ".join(
@@ -407,7 +441,11 @@ def run(args, data: Path) -> int:
                                                          "photos_per_person": k, "looks": looks_t,
                                                          "skipped": str(exc)})
                                 continue
-                            for spend in (SPENDS if looks_t > 1 else SPENDS[:1]):
+                            # one look at the threshold of T looks: the bound where a track's
+                            # T frames are all alike (the member's cost of spending over T looks)
+                            spends = list(SPENDS) if looks_t > 1 else \
+                                ["per-look"] + [f"spent/{t}" for t in looks_list if t > 1]
+                            for spend in spends:
                                 pols = policies(fits[fit_on.name][str(k)], pack, rate, n, k, looks_t, spend,
                                                 second_margin)
                                 for name, pol in pols.items():
@@ -418,6 +456,7 @@ def run(args, data: Path) -> int:
                                         margin_cache[key] = face_margins(test.conds, pol.margins)
                                     res = run_policy(test.ff.probe, test.ff.clean, doors, pol, margin_cache[key],
                                                      test.labels, looks_t)
+                                    res.pop("_nm_top", None), res.pop("_nm_rows", None)
                                     worst = max(((b, e["fpir"]) for b, e in res["bands"].items()
                                                  if e["fpir"] is not None), key=lambda x: x[1], default=("-", 0.0))
                                     res = {"test": test.name, "fit": "shipped (LFW tail per face)"

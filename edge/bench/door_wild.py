@@ -16,7 +16,6 @@ margins this set asks for over the shipped LFW tail (edge.bench.wild.fit_margins
 from __future__ import annotations
 
 import json
-import math
 import sys
 from pathlib import Path
 
@@ -80,7 +79,16 @@ def _thresholds(pack: str, rate: float, variant: dict):
 
 
 def run_wild(args, data: Path) -> int:
-    from edge.bench.door import _Progress, det_curve, door_options, draw_door, fnir_at_fpir, per_band, run_door
+    from edge.bench.door import (
+        _Progress,
+        det_curve,
+        door_margins,
+        door_options,
+        draw_door,
+        fnir_at_fpir,
+        per_band,
+        run_door,
+    )
     from edge.bench.lfw import cache_dir, identity
     from edge.bench.wild import Degrade, fit_margins, folder_faces, folder_names, pair_tails
     from edge.core.false_admit import IMPOSTOR_TAILS, score_at_far
@@ -177,7 +185,7 @@ def run_wild(args, data: Path) -> int:
                            "bands": per_band(labels, nm_rows, m_rows, cat["_nm_admit"], cat["_nm_withheld"],
                                               cat["_m_ok"], cat["_m_withheld"])}
                     if vname == "none":  # identify's own tail per band, at today's threshold
-                        for band, m in _door_margins(labels, nm_rows, cat["_nm"], res["threshold"], rate).items():
+                        for band, m in door_margins(labels, nm_rows, cat["_nm"], res["threshold"], rate).items():
                             door_fit[band] = max(door_fit.get(band, 0.0), m)
                     entry["results"].append(res)
                     worst = max(((b, e["fpir"]) for b, e in res["bands"].items() if e["fpir"] is not None),
@@ -205,23 +213,6 @@ def run_wild(args, data: Path) -> int:
         result["plots"] = plot_bands(curves, args.plot, result)
     print(json.dumps(result))
     return 0
-
-
-def _door_margins(labels: dict[str, np.ndarray], nm_rows: np.ndarray, nm_top: np.ndarray, threshold: float,
-                  rate: float) -> dict[str, float]:
-    """Per band, how far above `threshold` identify's accept must sit for the band's strangers
-    (their rank-1 scores `nm_top`) to be admitted at most at `rate`; bands with fewer than
-    1 / rate strangers are left out (the rate cannot be read there)."""
-    out = {}
-    for measure, names in all_bands().items():
-        for band in names:
-            top = np.sort(nm_top[labels[measure][nm_rows] == band])[::-1]
-            if len(top) * rate < 1:
-                continue
-            allowed = int(math.floor(rate * len(top)))
-            need = float(np.nextafter(np.float32(top[allowed]), np.float32(np.inf))) if allowed < len(top) else -1.0
-            out[f"{measure}:{band}"] = max(0.0, math.ceil((need - threshold) * 1e4 - 1e-9) / 1e4)
-    return out
 
 
 def _tar_at_far(probe, clean, person, usable, has_face, fars=(1e-4, 1e-3), accept: float | None = None) -> dict:

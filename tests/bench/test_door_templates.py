@@ -192,10 +192,14 @@ def test_bench_door_templates_on_a_few_cfp_persons_fits_each_set_and_tests_both(
             for rule in ("best", "template", "max"):
                 assert (test, fit, rule, 1, "per-look") in seen
                 assert (test, fit, rule, 2, "spent") in seen
+                assert (test, fit, rule, 1, "spent/2") in seen  # two alike frames: one look, the stricter threshold
         assert (test, "shipped (LFW tail per face)", "best-shipped", 1, "per-look") in seen
+    for fits in e["fits"].values():  # the door's own excess only raises the pairs' margins
+        for f in fits.values():
+            assert all(f["margins"][b] >= m >= 0 for b, m in f["pair_margins"].items())
     for r in results:
         fit = e["fits"].get(f"{r['fit']}/K=2", {}).get(r["rule"])
-        if fit and r["looks"] == 1:  # each rule is decided at its own tail's threshold
+        if fit and r["looks"] == 1 and r["spend"] == "per-look":  # each rule at its own tail's threshold
             tail = RuleFit.from_dict(r["rule"], fit)
             assert r["threshold"] == tail.threshold(out["false_admit_rate"], 4)
         for measure in ("size", "pose", "sharpness"):
