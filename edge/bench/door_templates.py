@@ -203,7 +203,7 @@ class Policy:
     """How one rule is decided at one door: its threshold per look and its band margins."""
 
     rule: str
-    thresholds: list[float]  # per look index
+    threshold: float  # every look's (spent over the looks or not: edge.bench.door_templates.policies)
     margins: dict[str, float]
     second_margin: float  # the best person must beat the second by this (Thresholds.margin)
 
@@ -218,8 +218,7 @@ def person_scores(rule: str, probe: np.ndarray, clean: np.ndarray, enrolled: dic
 def decide_looks(scores: np.ndarray, looks: np.ndarray, face_margin: np.ndarray, policy: Policy):
     """Approaches of up to T looks (`looks`: (a, T) indexes into the rows of `scores`, -1 for
     none), decided look by look: the first accepted look decides. Returns (accepted (a,),
-    person index (a,), deciding look's row (a,): the accepted one, else the best-scoring one;
-    rank-1 score of the first look (a,))."""
+    person index (a,), deciding look's row (a,): the accepted one, else the best-scoring one)."""
     order = np.argsort(-scores, axis=1, kind="stable")  # ties: the first enrolled person, as Gallery ranks
     top = order[:, 0]
     s1 = scores[np.arange(len(scores)), top]
@@ -235,14 +234,14 @@ def decide_looks(scores: np.ndarray, looks: np.ndarray, face_margin: np.ndarray,
         live = (idx >= 0) & ~accepted
         j = np.where(idx >= 0, idx, 0)
         # the accept threshold plus the face's band margin, rounded as Gallery.identify rounds it
-        accept = np.round(np.minimum(policy.thresholds[min(i, len(policy.thresholds) - 1)] + face_margin[j], 1.0), 4)
+        accept = np.round(np.minimum(policy.threshold + face_margin[j], 1.0), 4)
         ok = live & (s1[j] >= accept) & (s1[j] - s2[j] >= policy.second_margin)
         accepted |= ok
         who = np.where(ok, top[j], who)
         better = live & ~ok & (s1[j] > best_seen)
         best_seen = np.where(better, s1[j], best_seen)
         deciding = np.where(ok | better, j, deciding)
-    return accepted, who, deciding, s1[np.where(looks[:, 0] >= 0, looks[:, 0], 0)]
+    return accepted, who, deciding
 
 
 def face_margins(conds: list, margins: dict[str, float]) -> np.ndarray:
@@ -267,7 +266,7 @@ def run_policy(probe: np.ndarray, clean: np.ndarray, doors: list, policy: Policy
         looks = np.full((len(approaches), looks_t), -1)
         for a, rows in enumerate(approaches):
             looks[a, :len(rows)] = [pos[int(r)] for r in rows[:looks_t]]
-        accepted, who, deciding, first = decide_looks(scores, looks, margin_of_row[flat], policy)
+        accepted, who, deciding = decide_looks(scores, looks, margin_of_row[flat], policy)
         nm = slice(len(mated), None)
         truth = np.array([persons.index(p) for p, _ in mated], int)
         mm = slice(0, len(mated))
@@ -301,7 +300,7 @@ def run_policy(probe: np.ndarray, clean: np.ndarray, doors: list, policy: Policy
     return out
 
 
-def fit_door_margins(s: "SetFaces", fit: RuleFit, pack: str, rate: float, sizes: list[int], k: int,
+def fit_door_margins(s: "SetFaces", fit: RuleFit, rate: float, sizes: list[int], k: int,
                      galleries: int, seed: int, second_margin: float) -> dict[str, float]:
     """The rule's band margins raised to identify's own excess on the fitting set (as the
     shipped margins were: edge.bench.door.door_margins), over its doors of one look at each N:
@@ -316,7 +315,7 @@ def fit_door_margins(s: "SetFaces", fit: RuleFit, pack: str, rate: float, sizes:
         except ValueError:
             continue
         thr = fit.threshold(rate, n)
-        res = run_policy(s.ff.probe, s.ff.clean, doors, Policy(fit.rule, [thr], {}, second_margin), zero,
+        res = run_policy(s.ff.probe, s.ff.clean, doors, Policy(fit.rule, thr, {}, second_margin), zero,
                          s.labels, 1)
         for band, m in door_margins(s.labels, res["_nm_rows"], res["_nm_top"], thr, rate).items():
             out[band] = max(out.get(band, 0.0), m)
@@ -377,9 +376,9 @@ def policies(fits: dict[str, RuleFit], pack: str, rate: float, n: int, k: int, l
 
     spread = looks_t if spend == "spent" else int(spend.split("/")[1]) if spend.startswith("spent/") else 1
     per_look = per_pair_far(rate, spread)
-    out = {r: Policy(r, [f.threshold(per_look, n)], f.margins, second_margin) for r, f in fits.items()}
+    out = {r: Policy(r, f.threshold(per_look, n), f.margins, second_margin) for r, f in fits.items()}
     verify = thresholds_for(pack).accept
-    out["best-shipped"] = Policy("best", [identify_accept(pack, per_look, n * k, verify)], band_margins(pack),
+    out["best-shipped"] = Policy("best", identify_accept(pack, per_look, n * k, verify), band_margins(pack),
                                  second_margin)
     return out
 
@@ -422,7 +421,7 @@ def run(args, data: Path) -> int:
                               args.seed, s.labels)
                 for rule_fit in f.values():
                     rule_fit.pair_margins = dict(rule_fit.margins)
-                    rule_fit.margins = fit_door_margins(s, rule_fit, pack, rate, sizes, k, args.galleries,
+                    rule_fit.margins = fit_door_margins(s, rule_fit, rate, sizes, k, args.galleries,
                                                         args.seed, second_margin)
                 fits[s.name][str(k)] = f
                 entry["fits"][f"{s.name}/K={k}"] = {r: v.as_dict() for r, v in f.items()}
@@ -462,7 +461,7 @@ def run(args, data: Path) -> int:
                                     res = {"test": test.name, "fit": "shipped (LFW tail per face)"
                                            if name == "best-shipped" else fit_on.name, "rule": name,
                                            "persons": n, "photos_per_person": k, "looks": looks_t, "spend": spend,
-                                           "threshold": pol.thresholds[0], "worst_band": list(worst), **res}
+                                           "threshold": pol.threshold, "worst_band": list(worst), **res}
                                     entry["results"].append(res)
                                     _log(f"{pack} test {test.name} fit {res['fit']} {name} N={n} K={k} T={looks_t} "
                                          f"{spend}: threshold {res['threshold']}, FPIR "

@@ -100,8 +100,8 @@ def test_spending_the_rate_over_the_looks_holds_it_per_approach():
     z = np.sort(0.1 * rng.normal(size=2_000_000))[::-1]
     fit = RuleFit("best", [(f, float(z[int(f * z.size)])) for f in (1e-1, 3e-2, 1e-2, 3e-3, 1e-3)])
     zero = np.zeros(n * t, np.float32)
-    each = decide_looks(scores, looks, zero, Policy("best", [fit.threshold(rate, 1)], {}, 0.05))[0]
-    spent = decide_looks(scores, looks, zero, Policy("best", [fit.threshold(per_pair_far(rate, t), 1)], {}, 0.05))[0]
+    each = decide_looks(scores, looks, zero, Policy("best", fit.threshold(rate, 1), {}, 0.05))[0]
+    spent = decide_looks(scores, looks, zero, Policy("best", fit.threshold(per_pair_far(rate, t), 1), {}, 0.05))[0]
     assert each.mean() == pytest.approx(1 - (1 - rate) ** t, rel=0.1)
     assert spent.mean() == pytest.approx(rate, rel=0.15)
 
@@ -114,13 +114,13 @@ def test_the_first_accepted_look_decides_and_a_close_second_person_is_not_accept
                        [0.20, 0.80]],  # 3: accepted as person 1
                       np.float32)
     looks = np.array([[0, 2, 3], [1, 3, -1], [0, -1, -1]])
-    pol = Policy("best", [0.5], {}, 0.05)
-    accepted, who, deciding, first = decide_looks(scores, looks, np.zeros(4, np.float32), pol)
+    pol = Policy("best", 0.5, {}, 0.05)
+    accepted, who, deciding = decide_looks(scores, looks, np.zeros(4, np.float32), pol)
     assert accepted.tolist() == [True, True, False]
     assert who.tolist() == [0, 1, -1]  # the first accepted look decides, not the highest
     assert deciding.tolist() == [2, 3, 0]
     margin = np.array([0.0, 0.0, 0.25, 0.0], np.float32)  # look 2's band raises its threshold
-    accepted, who, _, _ = decide_looks(scores, looks, margin, pol)
+    accepted, who, _ = decide_looks(scores, looks, margin, pol)
     assert accepted.tolist() == [True, True, False] and who.tolist() == [1, 1, -1]
 
 
