@@ -40,6 +40,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -149,7 +150,11 @@ def fit_rules(probe: np.ndarray, clean: np.ndarray, person: np.ndarray, usable: 
     imp: dict[str, list[np.ndarray]] = {r: [] for r in RULES}
     imp_rows: list[np.ndarray] = []
     gen: dict[str, list[np.ndarray]] = {r: [] for r in RULES}
+    t0 = last = time.monotonic()
     for start in range(0, len(rows), chunk):
+        if time.monotonic() - last >= 10:
+            last = time.monotonic()
+            _log(f"  tails: {start}/{len(rows)} probes x {len(units)} units ({last - t0:.0f} s)")
         part = rows[start:start + chunk]
         s = rule_scores(probe[part], clean, units)
         other = person[part][:, None] != owner[None, :]
