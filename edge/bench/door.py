@@ -53,6 +53,19 @@ def add_arguments(parser) -> None:
                              "(e.g. the `fitted` entry of another set's run: cross-set); comma-separated: side by side")
     parser.add_argument("--mirror", action="store_true",
                         help="also measure mirror-averaged embeddings (crop + its horizontal mirror) side by side")
+    parser.add_argument("--templates", action="store_true",
+                        help="person templates (mean of a person's enrolled embeddings) against the best face, "
+                        "each rule on its own impostor tail fitted on one set and applied to the other "
+                        "(edge.bench.door_templates)")
+    parser.add_argument("--cross", type=Path, default=None,
+                        help="with --templates: the other identity-labelled folder (same --degrade): fit on "
+                        "each, test on both")
+    parser.add_argument("--looks", default="1",
+                        help="with --templates: looks per approach T (comma-separated; the looks are different "
+                        "photos of one person): the rate spent per look or over the T looks")
+    parser.add_argument("--units", type=int, default=8,
+                        help="with --templates: enrolment units of K photos drawn per person for the tails")
+    parser.add_argument("--templates-out", type=Path, default=None, help="with --templates: also write the JSON here")
     parser.add_argument("--pairs", type=int, default=20_000_000,
                         help="at most this many 1:1 probe x photo pairs for the per-band tails")
     parser.add_argument("--models-dir", type=Path, default=None)
@@ -237,6 +250,43 @@ def det_curve(nm: np.ndarray, mated: np.ndarray) -> tuple[np.ndarray, np.ndarray
     fpir = np.array([np.mean(nm >= t) for t in ts])
     fnir = np.array([np.mean(mated < t) for t in ts])
     return fpir, fnir
+
+
+def per_band(labels: dict[str, np.ndarray], nm_rows, m_rows, nm_admit, nm_withheld, m_ok, m_withheld) -> dict:
+    """FPIR / FNIR per condition band of the approaches' probe photos."""
+    from edge.core.conditions import all_bands
+
+    out = {}
+    for measure, names in all_bands().items():
+        for band in names:
+            nsel = labels[measure][nm_rows] == band
+            msel = labels[measure][m_rows] == band
+            e = {"non_mated": int(nsel.sum()), "false_admits": int(nm_admit[nsel].sum()),
+                 "mated": int(msel.sum()), "misses": int((~m_ok[msel]).sum()),
+                 "withheld_non_mated": int(nm_withheld[nsel].sum()), "withheld_mated": int(m_withheld[msel].sum())}
+            e["fpir"] = round(e["false_admits"] / e["non_mated"], 6) if e["non_mated"] else None
+            e["fnir"] = round(e["misses"] / e["mated"], 4) if e["mated"] else None
+            out[f"{measure}:{band}"] = e
+    return out
+
+
+def door_margins(labels: dict[str, np.ndarray], nm_rows: np.ndarray, nm_top: np.ndarray, threshold: float,
+                  rate: float) -> dict[str, float]:
+    """Per band, how far above `threshold` identify's accept must sit for the band's strangers
+    (their rank-1 scores `nm_top`) to be admitted at most at `rate`; bands with fewer than
+    1 / rate strangers are left out (the rate cannot be read there)."""
+    from edge.core.conditions import all_bands
+
+    out = {}
+    for measure, names in all_bands().items():
+        for band in names:
+            top = np.sort(nm_top[labels[measure][nm_rows] == band])[::-1]
+            if len(top) * rate < 1:
+                continue
+            allowed = int(math.floor(rate * len(top)))
+            need = float(np.nextafter(np.float32(top[allowed]), np.float32(np.inf))) if allowed < len(top) else -1.0
+            out[f"{measure}:{band}"] = max(0.0, math.ceil((need - threshold) * 1e4 - 1e-9) / 1e4)
+    return out
 
 
 def run(args) -> int:

@@ -16,7 +16,6 @@ margins this set asks for over the shipped LFW tail (edge.bench.wild.fit_margins
 from __future__ import annotations
 
 import json
-import math
 import sys
 from pathlib import Path
 
@@ -32,11 +31,16 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    """`bench door`: by condition band with --degrade, --identities or --bands, else on LFW as before."""
+    """`bench door`: rules against templates with --templates (edge.bench.door_templates); by
+    condition band with --degrade, --identities or --bands; else on LFW as before."""
     from edge.bench import door
     from edge.bench.lfw import default_data_dir
 
     data = args.data or default_data_dir()
+    if args.templates:
+        from edge.bench import door_templates
+
+        return door_templates.run(args, data)
     if data.is_dir() and (args.degrade or args.identities or args.bands):
         return run_wild(args, data)
     return door.run(args)
@@ -74,24 +78,17 @@ def _thresholds(pack: str, rate: float, variant: dict):
                    limits=tuple(sorted(variant["limits"].items())))
 
 
-def _per_band(labels: dict[str, np.ndarray], nm_rows, m_rows, nm_admit, nm_withheld, m_ok, m_withheld) -> dict:
-    """FPIR / FNIR per condition band of the approaches' probe photos."""
-    out = {}
-    for measure, names in all_bands().items():
-        for band in names:
-            nsel = labels[measure][nm_rows] == band
-            msel = labels[measure][m_rows] == band
-            e = {"non_mated": int(nsel.sum()), "false_admits": int(nm_admit[nsel].sum()),
-                 "mated": int(msel.sum()), "misses": int((~m_ok[msel]).sum()),
-                 "withheld_non_mated": int(nm_withheld[nsel].sum()), "withheld_mated": int(m_withheld[msel].sum())}
-            e["fpir"] = round(e["false_admits"] / e["non_mated"], 6) if e["non_mated"] else None
-            e["fnir"] = round(e["misses"] / e["mated"], 4) if e["mated"] else None
-            out[f"{measure}:{band}"] = e
-    return out
-
-
 def run_wild(args, data: Path) -> int:
-    from edge.bench.door import _Progress, det_curve, door_options, draw_door, fnir_at_fpir, run_door
+    from edge.bench.door import (
+        _Progress,
+        det_curve,
+        door_margins,
+        door_options,
+        draw_door,
+        fnir_at_fpir,
+        per_band,
+        run_door,
+    )
     from edge.bench.lfw import cache_dir, identity
     from edge.bench.wild import Degrade, fit_margins, folder_faces, folder_names, pair_tails
     from edge.core.false_admit import IMPOSTOR_TAILS, score_at_far
@@ -185,10 +182,10 @@ def run_wild(args, data: Path) -> int:
                            "misidentified": sum(r["misidentified"] for r in runs),
                            "fnir_at_fpir": {f"{f:g}": (None if (v := fnir_at_fpir(cat["_nm"], cat["_mated"], f))
                                                        is None else round(v, 4)) for f in (1e-2, 1e-3)},
-                           "bands": _per_band(labels, nm_rows, m_rows, cat["_nm_admit"], cat["_nm_withheld"],
+                           "bands": per_band(labels, nm_rows, m_rows, cat["_nm_admit"], cat["_nm_withheld"],
                                               cat["_m_ok"], cat["_m_withheld"])}
                     if vname == "none":  # identify's own tail per band, at today's threshold
-                        for band, m in _door_margins(labels, nm_rows, cat["_nm"], res["threshold"], rate).items():
+                        for band, m in door_margins(labels, nm_rows, cat["_nm"], res["threshold"], rate).items():
                             door_fit[band] = max(door_fit.get(band, 0.0), m)
                     entry["results"].append(res)
                     worst = max(((b, e["fpir"]) for b, e in res["bands"].items() if e["fpir"] is not None),
@@ -216,23 +213,6 @@ def run_wild(args, data: Path) -> int:
         result["plots"] = plot_bands(curves, args.plot, result)
     print(json.dumps(result))
     return 0
-
-
-def _door_margins(labels: dict[str, np.ndarray], nm_rows: np.ndarray, nm_top: np.ndarray, threshold: float,
-                  rate: float) -> dict[str, float]:
-    """Per band, how far above `threshold` identify's accept must sit for the band's strangers
-    (their rank-1 scores `nm_top`) to be admitted at most at `rate`; bands with fewer than
-    1 / rate strangers are left out (the rate cannot be read there)."""
-    out = {}
-    for measure, names in all_bands().items():
-        for band in names:
-            top = np.sort(nm_top[labels[measure][nm_rows] == band])[::-1]
-            if len(top) * rate < 1:
-                continue
-            allowed = int(math.floor(rate * len(top)))
-            need = float(np.nextafter(np.float32(top[allowed]), np.float32(np.inf))) if allowed < len(top) else -1.0
-            out[f"{measure}:{band}"] = max(0.0, math.ceil((need - threshold) * 1e4 - 1e-9) / 1e4)
-    return out
 
 
 def _tar_at_far(probe, clean, person, usable, has_face, fars=(1e-4, 1e-3), accept: float | None = None) -> dict:

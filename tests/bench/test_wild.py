@@ -164,7 +164,7 @@ def test_bench_lfw_on_a_folder_without_pairs_measures_1to1_by_band(faces_dir, mo
 
 
 def test_identify_margin_per_band_lets_at_most_the_rate_of_the_bands_strangers_through():
-    from edge.bench.door_wild import _door_margins
+    from edge.bench.door import door_margins
 
     rng = np.random.default_rng(1)
     n = 4000
@@ -172,7 +172,7 @@ def test_identify_margin_per_band_lets_at_most_the_rate_of_the_bands_strangers_t
               "sharpness": np.full(n, "150+")}
     top = rng.uniform(0.0, 0.45, n)
     top[:6] = [0.60, 0.58, 0.57, 0.55, 0.52, 0.51]  # six small strangers above a threshold of 0.50
-    margins = _door_margins(labels, np.arange(n), top, threshold=0.50, rate=1e-3)
+    margins = door_margins(labels, np.arange(n), top, threshold=0.50, rate=1e-3)
     assert margins["size:96+"] == 0.0  # nobody there reaches the threshold: never negative
     raised = 0.50 + margins["size:0-64"]
     small = top[:2000]
