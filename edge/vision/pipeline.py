@@ -68,10 +68,7 @@ class Pipeline:
         if meta.get("format") != MODELS_FORMAT:
             raise ModelPackError(f"the models in {models_dir} are in format {meta.get('format')}, this code reads "
                                  f"{MODELS_FORMAT}: run `edge-verifier models build`")
-        pack = meta["packs"].get(precision)
-        if pack is None:
-            raise ModelPackError(f"the models in {models_dir} have no pack {precision!r}: run `edge-verifier models "
-                                 "build`, or `edge-verifier models pull` on an edge")
+        pack = meta["packs"][precision]  # KeyError: callers say which folder lacks the pack
         embedding = pack.get("embedding", "single")
         if embedding not in EMBEDDINGS:  # a pulled index is the hub's word: never guess how to embed
             raise ModelPackError(f"pack {precision!r} in {models_dir} embeds by {embedding!r}, which this code "
