@@ -4,6 +4,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 
 def test_bench_speed_reports_every_stage_and_the_mac_cost_of_each_pack(models_dir, faces_dir):
     out = subprocess.run(
@@ -28,7 +30,7 @@ def test_bench_speed_reports_every_stage_and_the_mac_cost_of_each_pack(models_di
     assert report["ratios"]["fp32_over_int8_per_face_1thread"] > 0
     # int8-mirror runs int8's files and its embedder twice a face: twice the embedding MACs.
     mirror = report["int8-mirror"]
-    assert mirror["gmac"]["embed"] == 2 * report["int8"]["gmac"]["embed"]
+    assert mirror["gmac"]["embed"] == pytest.approx(2 * report["int8"]["gmac"]["embed"], abs=2e-4)  # each rounded
     assert mirror["gmac"]["detect"] == report["int8"]["gmac"]["detect"]
     assert mirror["fingerprint"] != report["int8"]["fingerprint"]
     assert report["ratios"]["int8-mirror_over_int8_embed_1thread"] > 0
