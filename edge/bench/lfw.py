@@ -212,6 +212,8 @@ def pack_key(pipe) -> str:
     import hashlib
 
     parts = sorted((role, fp) for role, fp in pipe.fingerprints.items() if role != "liveness")
+    if getattr(pipe.embedder, "mirror", False):  # the same files embedding crop + mirror (int8-mirror)
+        parts.append(("embedding", "mirror-mean"))
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
 
 

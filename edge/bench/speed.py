@@ -26,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from edge.vision.packs import MIRROR_PACKS
+
 FRAME_SIZE = (640, 480)
 DEFAULT_PHOTO = "five_celebrity/Ben_Afflek/val_1.jpg"
 
@@ -172,22 +174,30 @@ def _macs(models_dir: str | None, pack: str) -> dict:
 
     root = Path(models_dir) if models_dir else default_models_dir()
     meta = json.loads((root / "models.json").read_text())
-    float_pack = pack.replace("int8", "fp32")
+    passes = 2 if pack in MIRROR_PACKS else 1  # a mirror pack embeds each crop and its mirror
+    float_pack = MIRROR_PACKS.get(pack, pack).replace("int8", "fp32")
     files = meta["packs"].get(float_pack, meta["packs"][pack])["files"]
     gmac = {
         "detect": count_macs(root / files["detector"], meta["models"][files["detector"]]["input"]["shape"]),
         # O-Net runs once plus once per refinement pass for each face
         "landmarks": count_macs(root / files["landmarks"], [1, 48, 48, 3]) * (LandmarkNet.refine_passes + 1),
-        "embed": count_macs(root / files["embedder"], [1, 3, 112, 112]),
+        "embed": count_macs(root / files["embedder"], [1, 3, 112, 112]) * passes,
     }
     gmac = {k: round(v / 1e9, 4) for k, v in gmac.items()}
     return {"gmac": gmac, "gmac_per_face": round(sum(gmac.values()), 4)}
 
 
 def _ratios(results: dict, packs: list[str]) -> dict:
-    """fp32 over int8 for each int8 pack whose fp32 twin ran, and each reference over the first pack."""
+    """fp32 over int8 for each int8 pack whose fp32 twin ran, a mirror pack over the pack whose
+    files it runs, and each reference over every pack (the goal reads the first pack's)."""
     ratios = {}
     for pack in packs:
+        plain = MIRROR_PACKS.get(pack)
+        if plain in results:
+            a, b = results[plain], results[pack]
+            ratios[f"{pack}_over_{plain}_per_face_1thread"] = round(b["per_face_ms"] / a["per_face_ms"], 2)
+            ratios[f"{pack}_over_{plain}_embed_1thread"] = round(
+                b["threads"]["1"]["embed_ms"] / a["threads"]["1"]["embed_ms"], 2)
         twin = pack.replace("int8", "fp32")
         if "int8" in pack and twin in results:
             a, b = results[pack], results[twin]
@@ -196,8 +206,9 @@ def _ratios(results: dict, packs: list[str]) -> dict:
                 b["threads"]["1"]["embed_ms"] / a["threads"]["1"]["embed_ms"], 2)
     for reference in WORKERS:
         if reference in results:
-            ratios[f"{reference}_over_{packs[0]}_per_face"] = round(
-                results[reference]["per_face_ms"] / results[packs[0]]["per_face_ms"], 2)
+            for pack in packs:
+                ratios[f"{reference}_over_{pack}_per_face"] = round(
+                    results[reference]["per_face_ms"] / results[pack]["per_face_ms"], 2)
     return ratios
 
 

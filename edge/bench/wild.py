@@ -168,6 +168,8 @@ def folder_faces(pipe, data: Path, names: list[str], degrade: Degrade | None, se
 
     # The models that decide an embedding (not the liveness model), the photos and the degradation.
     models = sorted((role, fp) for role, fp in pipe.fingerprints.items() if role != "liveness")
+    if getattr(pipe.embedder, "mirror", False):  # the same files embedding crop + mirror (int8-mirror)
+        models.append(("embedding", "mirror-mean"))
     key = hashlib.sha256("\n".join([repr(models), str(data.resolve()), *names,
                                     degrade.label() if degrade else "", str(seed)]
                                    + (["mirror"] if mirror else [])).encode()).hexdigest()[:16]

@@ -186,8 +186,10 @@ class VisionSettings(BaseModel):
     models_dir: Path | None = Field(None, description="Built models (unset: EDGE_VERIFIER_MODELS "
                                     "or <repo>/models).")
     precision: Pack = Field(
-        "int8", description="Model pack: int8 (default, SFace), fp32, or the cheaper int8-lite /\n"
-        "fp32-lite (half the MACs per face); each pack has its own calibrated thresholds.")
+        "int8", description="Model pack: int8 (default, SFace), fp32, the cheaper int8-lite /\n"
+        "fp32-lite (half the MACs per face), or int8-mirror (int8 embedding each face and its mirror:\n"
+        "more members in on the first try, the embedder twice per face); each pack has its own\n"
+        "calibrated thresholds. It must be the hub's pack (see docs/models.md).")
     threads: int | None = Field(None, description="ONNX Runtime threads (unset: all cores).")
     max_faces: int = Field(4, ge=1, description="Faces handled per frame (largest first).")
 

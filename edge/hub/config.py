@@ -90,7 +90,8 @@ class HubLimits(ApiLimits, Limits):  # this order lists the count limits first
 class VisionSection(BaseModel):
     models_dir: str = Field("", description="Built model pack directory; empty = the package's models/.")
     precision: Pack = Field("int8", description="Model pack for matching: the edges' pack (so sync works): int8,\n"
-                            "fp32, int8-lite or fp32-lite; [matching] defaults to its calibrated thresholds.")
+                            "fp32, int8-lite, fp32-lite or int8-mirror; [matching] defaults to its calibrated\n"
+                            "thresholds.")
     also_embed: list[Pack] = Field(
         default_factory=list,
         description="Extra precisions whose embeddings are also stored, for edges running another pack.",

@@ -34,9 +34,8 @@ from edge.modelpack.liveness import RECIPE as LIVENESS_RECIPE
 from edge.modelpack.manifest import Source, load_manifest
 from edge.modelpack.prelu import unfold_prelu
 from edge.modelpack.table import CalibrationTable, default_table, graph_sha256, load_table, table_sha256
-from edge.modelpack.versions import BUILD_VERSION, LIVENESS_BUILD_VERSION, pack_fingerprint
-from edge.modelpack.versions import fingerprint as _fingerprint
-from edge.vision.packs import MODELS_FORMAT
+from edge.modelpack.versions import BUILD_VERSION, LIVENESS_BUILD_VERSION, embedder_fingerprint, pack_fingerprint
+from edge.vision.packs import MIRROR_MEAN, MIRROR_PACKS, MODELS_FORMAT
 
 __all__ = ["BUILD_VERSION", "LIVENESS_BUILD_VERSION", "build", "default_manifest", "is_up_to_date", "pack_fingerprint"]
 
@@ -140,8 +139,9 @@ def build(models_dir: Path, manifest_path: Path | None = None, cache_dir: Path |
     meta = _read_meta(models_dir)
     faces_current = not force and _step_is_current(models_dir, meta, sources, FACE_MODELS, table_path)
     if faces_current and _step_is_current(models_dir, meta, sources, LIVENESS_MODELS, table_path):
+        assert meta is not None  # _step_is_current is False without one
         _log(f"models in {models_dir} are up to date (all sha256 verified)")
-        return meta
+        return _with_current_packs(models_dir, meta)
     if not faces_current:
         meta = _build_face_models(models_dir, manifest_path, sources, cache_dir, table)
     else:
@@ -149,6 +149,19 @@ def build(models_dir: Path, manifest_path: Path | None = None, cache_dir: Path |
     from edge.modelpack.liveness import build_liveness
 
     return build_liveness(models_dir, sources, cache_dir, meta, _log, table)
+
+
+def _with_current_packs(models_dir: Path, meta: dict) -> dict:
+    """`meta` with the packs this code makes of its files: a folder built before a pack was added
+    (int8-mirror runs the int8 files) gets it without rebuilding any file."""
+    from edge.modelpack.liveness import add_liveness
+
+    packs = add_liveness(face_packs(meta["models"]), meta["models"])
+    if packs != meta["packs"]:
+        meta = {**meta, "packs": packs}
+        (models_dir / "models.json").write_text(json.dumps(meta, indent=2) + "\n")
+        _log(f"packs of {models_dir} updated: {', '.join(packs)}")
+    return meta
 
 
 def _build_face_models(models_dir: Path, manifest_path: Path, sources: list[Source], cache_dir: Path,
@@ -273,12 +286,6 @@ def _models_json(entries: dict[str, dict], table: CalibrationTable) -> dict:
     # slower (0.46 against 0.34 ms), and its rounding would move every alignment.
     # "-lite": the 512-d embedder, half the MACs per face, for devices that need the speed
     # more than SFace's accuracy (each pack has its own thresholds: edge/core/matcher.py).
-    packs = {
-        precision + suffix: {"detector": "detector.fp32.onnx", "landmarks": "landmarks.fp32.onnx",
-                             "embedder": f"{role}.{precision}.onnx"}
-        for suffix, role in EMBEDDERS.items()
-        for precision in ("int8", "fp32")
-    }
     return {
         "format": MODELS_FORMAT,
         "alignment": ALIGNMENT,
@@ -288,18 +295,29 @@ def _models_json(entries: dict[str, dict], table: CalibrationTable) -> dict:
                         "table": table.path.name, "table_sha256": table.sha256,
                         "measured": table.measured},
         "models": entries,
-        "packs": {
-            name: {
-                "files": files,
-                "fingerprint": pack_fingerprint(files, entries),
-                # What makes an embedding: the embedder, the landmarks that align its input,
-                # and the alignment itself. Embeddings of different values never compare.
-                "embedder_fingerprint": _fingerprint(entries[files["embedder"]]["sha256"],
-                                                     entries[files["landmarks"]]["sha256"], ALIGNMENT),
-            }
-            for name, files in packs.items()
-        },
+        "packs": face_packs(entries),
     }
+
+
+def face_packs(entries: dict[str, dict]) -> dict[str, dict]:
+    """The packs made of the face models in `entries` (the liveness step adds its file to each)."""
+    packs: dict[str, dict] = {
+        precision + suffix: {"files": {"detector": "detector.fp32.onnx", "landmarks": "landmarks.fp32.onnx",
+                                       "embedder": f"{role}.{precision}.onnx"}}
+        for suffix, role in EMBEDDERS.items()
+        for precision in ("int8", "fp32")
+    }
+    # The same files embedding each crop and its mirror (edge.vision.packs.MIRROR_PACKS): a pack
+    # of its own, so its fingerprints differ and its embeddings never meet the one-pass pack's.
+    for mirror, plain in MIRROR_PACKS.items():
+        packs[mirror] = {"files": dict(packs[plain]["files"]), "embedding": MIRROR_MEAN}
+    for pack in packs.values():
+        files, embedding = pack["files"], pack.get("embedding")
+        pack["fingerprint"] = pack_fingerprint(files, entries, embedding)
+        pack["embedder_fingerprint"] = embedder_fingerprint(entries[files["embedder"]]["sha256"],
+                                                            entries[files["landmarks"]]["sha256"], ALIGNMENT,
+                                                            embedding)
+    return packs
 
 
 def default_manifest(models_dir: Path) -> Path:

@@ -44,6 +44,14 @@ def liveness_file(pack: str) -> str:
     return "liveness.int8.onnx" if pack.startswith("int8") else "liveness.fp32.onnx"
 
 
+def add_liveness(packs: dict[str, dict], entries: dict[str, dict]) -> dict[str, dict]:
+    """Each pack runs the liveness file of its precision, and its fingerprint covers it."""
+    for name, pack in packs.items():
+        pack["files"][ROLE] = liveness_file(name)
+        pack["fingerprint"] = pack_fingerprint(pack["files"], entries, pack.get("embedding"))
+    return packs
+
+
 def prepare(data: bytes, log) -> tuple:
     """The float graph of both liveness files from the source bytes: opset 13, inner channels
     padded, PRelu in its Relu form; with its rewritten PRelu nodes and the nodes kept float in int8."""
@@ -92,9 +100,7 @@ def build_liveness(models_dir: Path, sources: list[Source], cache_dir: Path, met
                                     "fingerprint": sha[:16], "input": INPUT, "source": source,
                                     "build_version": LIVENESS_BUILD_VERSION, **extra}
             log(f"wrote {file} ({len(blob) / 1e6:.1f} MB)")
-        for name, pack in meta["packs"].items():
-            pack["files"][ROLE] = liveness_file(name)
-            pack["fingerprint"] = pack_fingerprint(pack["files"], meta["models"])
+        add_liveness(meta["packs"], meta["models"])
         for file in built:
             shutil.move(str(Path(tmp) / file), models_dir / file)
         (models_dir / "models.json").write_text(json.dumps(meta, indent=2) + "\n")

@@ -36,10 +36,13 @@ def _index(models_dir: Path) -> dict:
     return json.loads((Path(models_dir) / "models.json").read_text())
 
 
-def pack_fingerprint(files: dict[str, str], sha256: dict[str, str]) -> str:
-    """A pack's fingerprint from its role -> file map and the files' sha256 (as models build makes it)."""
-    text = "\n".join(f"{role}:{sha256[name]}" for role, name in sorted(files.items()))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+def pack_fingerprint(files: dict[str, str], sha256: dict[str, str], embedding: str | None = None) -> str:
+    """A pack's fingerprint from its role -> file map and the files' sha256, and its models.json
+    "embedding" when it has one (as models build makes it: versions.pack_fingerprint)."""
+    lines = [f"{role}:{sha256[name]}" for role, name in sorted(files.items())]
+    if embedding:
+        lines.append(f"embedding:{embedding}")
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
 
 
 def listing(models_dir: Path, packs: Iterable[str]) -> list[dict]:
@@ -135,7 +138,7 @@ def pull(client, models_dir: Path, pack_name: str, log: Callable[[str], None] = 
         raise PullError(f"the hub's listing of {pack_name} is malformed")
     sha = {f["name"]: f["sha256"] for f in pack["files"]}
     files = index["packs"][pack_name]["files"]
-    if (pack_fingerprint(files, sha) != pack["fingerprint"]
+    if (pack_fingerprint(files, sha, index["packs"][pack_name].get("embedding")) != pack["fingerprint"]
             or index["packs"][pack_name]["fingerprint"] != pack["fingerprint"]
             or any(index["models"][n].get("sha256") != sha[n] for n in names)):
         raise PullError(f"{pack_name}: the listed files do not make the listed fingerprint {pack['fingerprint']}")

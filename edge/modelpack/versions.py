@@ -29,7 +29,17 @@ def fingerprint(*parts: str) -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
-def pack_fingerprint(files: dict[str, str], entries: dict[str, dict]) -> str:
+def pack_fingerprint(files: dict[str, str], entries: dict[str, dict], embedding: str | None = None) -> str:
     """A pack's fingerprint from its role -> file map and the files' models.json entries (their
-    sha256); the same value as share.pack_fingerprint, which takes the hashes themselves."""
-    return fingerprint(*(f"{r}:{entries[f]['sha256']}" for r, f in sorted(files.items())))
+    sha256), and how it embeds when that is not one pass (`embedding`, e.g. "mirror-mean": the
+    same files embedding another way are another pack); the same value as
+    share.pack_fingerprint, which takes the hashes themselves."""
+    return fingerprint(*(f"{r}:{entries[f]['sha256']}" for r, f in sorted(files.items())),
+                       *([f"embedding:{embedding}"] if embedding else []))
+
+
+def embedder_fingerprint(embedder_sha256: str, landmarks_sha256: str, alignment: str,
+                         embedding: str | None = None) -> str:
+    """What makes an embedding: the embedder, the landmarks that align its input, the alignment,
+    and how the crop is embedded when not in one pass. Embeddings of different values never compare."""
+    return fingerprint(embedder_sha256, landmarks_sha256, alignment, *([embedding] if embedding else []))

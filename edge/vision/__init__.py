@@ -14,7 +14,9 @@ hub, the daemon and the benchmarks:
     crop_jpeg(bgr, face.box)    # the face with margin, JPEG bytes (for the hub, events)
 
 Precisions (packs in models/models.json): "int8" (edge default) and "fp32" embed with SFace
-(128-d); "int8-lite" / "fp32-lite" with the cheaper 512-d MobileFaceNet-like network.
+(128-d); "int8-lite" / "fp32-lite" with the cheaper 512-d MobileFaceNet-like network;
+"int8-mirror" runs int8's files and embeds each crop with its horizontal mirror (mean, renormalised),
+under an embedder fingerprint of its own.
 Embedding length therefore depends on the pack: never assume one, compare by fingerprint.
 
 Stages for timing: pipe.detector.infer(bgr), pipe.landmarks.infer(bgr, boxes),

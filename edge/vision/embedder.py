@@ -4,6 +4,9 @@
 mean and std recorded per model in models.json. The int8/fp32 packs run SFace (128-d, raw 0-255
 input: mean 0, std 1), the -lite packs the MobileFaceNet-like 512-d network of the faceplugin
 npm package ((x - 127) / 128).
+
+With `mirror` (the int8-mirror pack) the embedding is the mean of the crop's and of its
+horizontal mirror's, renormalised: two runs, as the networks are exported with a batch of one.
 """
 
 from __future__ import annotations
@@ -14,13 +17,21 @@ import numpy as np
 class Embedder:
     input_size = 112
 
-    def __init__(self, session, mean: float, std: float):
+    def __init__(self, session, mean: float, std: float, mirror: bool = False):
         self.session = session
         self.mean = mean
         self.std = std
+        self.mirror = mirror
         self._input = session.get_inputs()[0].name
 
     def infer(self, aligned_bgr: np.ndarray) -> np.ndarray:
+        vec = self.infer_once(aligned_bgr)
+        if not self.mirror:
+            return vec
+        return self._postprocess(vec + self.infer_once(aligned_bgr[:, ::-1]))
+
+    def infer_once(self, aligned_bgr: np.ndarray) -> np.ndarray:
+        """The unit embedding of this crop alone (no mirror), whatever the pack."""
         out = self.session.run(None, {self._input: self._preprocess(aligned_bgr, self.mean, self.std)})[0]
         return self._postprocess(out[0])
 

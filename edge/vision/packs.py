@@ -11,8 +11,18 @@ from typing import Literal
 
 # 2 (models build 8): one "embedder" per pack, each embedder's input mean AND std recorded.
 MODELS_FORMAT = 2
-PACKS = ("int8", "fp32", "int8-lite", "fp32-lite")
+PACKS = ("int8", "fp32", "int8-lite", "fp32-lite", "int8-mirror")
 Pack = Literal[PACKS]  # for settings: any one of PACKS
+
+# How a pack turns an aligned crop into its embedding (models.json "embedding"; absent: one pass).
+# "mirror-mean": the embeddings of the crop and of its horizontal mirror, averaged and
+# renormalised (issue 25: members' first tries on small and turned faces, at twice the embedder's
+# time). It is part of the pack's fingerprints, so its embeddings never meet one-pass embeddings
+# of the same network.
+MIRROR_MEAN = "mirror-mean"
+EMBEDDINGS = ("single", MIRROR_MEAN)
+# The mirror packs and the one-pass pack whose files they run.
+MIRROR_PACKS = {"int8-mirror": "int8"}
 
 
 class ModelPackError(Exception):

@@ -21,7 +21,7 @@ from edge.vision.embedder import Embedder
 from edge.vision.face import Face
 from edge.vision.landmarks import LandmarkNet
 from edge.vision.liveness import Liveness, LivenessNet
-from edge.vision.packs import MODELS_FORMAT, PACKS, ModelPackError
+from edge.vision.packs import EMBEDDINGS, MIRROR_MEAN, MODELS_FORMAT, PACKS, ModelPackError
 from edge.vision.runtime import make_session
 
 
@@ -68,7 +68,11 @@ class Pipeline:
         if meta.get("format") != MODELS_FORMAT:
             raise ModelPackError(f"the models in {models_dir} are in format {meta.get('format')}, this code reads "
                                  f"{MODELS_FORMAT}: run `edge-verifier models build`")
-        pack = meta["packs"][precision]
+        pack = meta["packs"][precision]  # KeyError: callers say which folder lacks the pack
+        embedding = pack.get("embedding", "single")
+        if embedding not in EMBEDDINGS:  # a pulled index is the hub's word: never guess how to embed
+            raise ModelPackError(f"pack {precision!r} in {models_dir} embeds by {embedding!r}, which this code "
+                                 f"does not know ({', '.join(EMBEDDINGS)})")
         embedder_input = meta["models"][pack["files"]["embedder"]]["input"]
         sessions = {}
         for role, name in pack["files"].items():
@@ -79,7 +83,8 @@ class Pipeline:
         return cls(
             FaceDetector(sessions["detector"]),
             LandmarkNet(sessions["landmarks"]),
-            Embedder(sessions["embedder"], float(embedder_input["mean"]), float(embedder_input["std"])),
+            Embedder(sessions["embedder"], float(embedder_input["mean"]), float(embedder_input["std"]),
+                     mirror=embedding == MIRROR_MEAN),
             fingerprint=pack["embedder_fingerprint"],
             fingerprints={role: meta["models"][name]["fingerprint"] for role, name in pack["files"].items()},
             precision=precision,

@@ -114,7 +114,7 @@ def test_a_withheld_face_is_never_admitted_and_gives_no_score():
 def test_the_shipped_margins_and_limits_reach_every_pack_and_are_never_negative():
     from edge.core.false_admit import BAND_MARGINS, DOOR_LIMITS
 
-    for pack in ("int8", "fp32", "int8-lite", "fp32-lite"):
+    for pack in ("int8", "fp32", "int8-lite", "fp32-lite", "int8-mirror"):
         t = thresholds_for(pack, false_admit_rate=1e-3)
         assert dict(t.band_margins) == (BAND_MARGINS.get(pack) or BAND_MARGINS["int8"])
         assert dict(t.limits) == DOOR_LIMITS

@@ -110,7 +110,10 @@ def test_models_pull_installs_verifies_and_repairs(hub_server, tmp_path, models_
     assert json.loads((target / "models.json").read_text())["recipe"] == "pulled"
 
 
-def test_an_edge_with_an_empty_models_dir_reaches_its_first_accept_without_building(tmp_path_factory, faces_dir):
+@pytest.mark.parametrize("pack", ["int8", "int8-mirror"])
+def test_an_edge_with_an_empty_models_dir_reaches_its_first_accept_without_building(tmp_path_factory, faces_dir,
+                                                                                    pack):
+    # int8-mirror: a hub that enrols on the mirror pack, an edge that pulls it and embeds that way.
     tmp = tmp_path_factory.mktemp("pull-e2e")
     frames, empty = tmp / "frames", tmp / "models"
     frames.mkdir()
@@ -119,13 +122,15 @@ def test_an_edge_with_an_empty_models_dir_reaches_its_first_accept_without_build
     broker = Broker(tmp_path_factory.mktemp("broker"))
     broker.start()
     try:
-        with start_hub(tmp_path_factory.mktemp("hub")) as hub, hub.client(timeout=30.0, retries=0) as client:
+        with (start_hub(tmp_path_factory.mktemp("hub"), vision={"precision": pack}) as hub,
+              hub.client(timeout=30.0, retries=0) as client):
             enrolled = enrol_five(client, faces_dir, photos=1)
             sub = Subscriber(broker, "test/door-pull/#")
             port = free_port()
             cfg = write_edge_config(tmp / "edge.toml", device="door-pull", camera=f"files:{frames}/*",
                                     broker=broker, hub=hub, storage=tmp / "data", api_port=port,
-                                    sections={"identify": {"groups": ["staff"]}, "vision": {"models_dir": str(empty)}})
+                                    sections={"identify": {"groups": ["staff"]},
+                                              "vision": {"models_dir": str(empty), "precision": pack}})
             daemon = DaemonProc(cfg, port, tmp / "daemon.log").start()
             try:
                 daemon.wait_health(lambda h: h["decisions"] >= 1, 120)
@@ -136,8 +141,10 @@ def test_an_edge_with_an_empty_models_dir_reaches_its_first_accept_without_build
             event = sub.json("/event")[0]
             assert event["decision"] == "accept" and event["person_id"] == person.name.lower() in enrolled
             log = (tmp / "daemon.log").read_text()
-            assert "pulling pack int8" in log and "installed pack int8" in log
+            assert f"pulling pack {pack} (" in log and f"installed pack {pack} (" in log
             assert not (empty / "cache").exists()  # nothing was fetched from a registry or built
+            assert json.loads((empty / "models.json").read_text())["packs"][pack].get("embedding") == (
+                "mirror-mean" if pack == "int8-mirror" else None)
             assert {p.name for p in empty.iterdir()} == {"models.json", *_int8_files(MODELS)}
     finally:
         broker.stop()

@@ -2,9 +2,9 @@
 and `edge-verifier hub reembed` (real hub on loopback, SQLite and PostgreSQL, real models on
 five_celebrity photos).
 
-The hub enrols on int8; reembed embeds every stored crop with fp32 (another embedder
-fingerprint) while the int8 hub keeps serving; a hub restarted on fp32 then accepts an enrolled
-person's held-out photo, and an edge syncing fp32 matches it too. The crops are AES-GCM sealed
+The hub enrols on int8; reembed embeds every stored crop with fp32 or int8-mirror (another
+embedder fingerprint) while the int8 hub keeps serving; a hub restarted on that pack then accepts
+an enrolled person's held-out photo, and an edge syncing that pack matches it too. The crops are AES-GCM sealed
 with the appid and face_id bound: copied onto another face they do not open (the attack: that
 face would otherwise be embedded from someone else's crop).
 """
@@ -86,7 +86,16 @@ def hub_key(tmp_path: Path) -> bytes:
     return read_crop_key(tmp_path / "hub-secrets.toml")  # where start_hub keeps it
 
 
-def test_a_hub_moved_to_another_pack_keeps_its_people_without_new_photos(tmp_path, store_url, photos, fp32):
+@pytest.fixture(scope="module", params=["fp32", "int8-mirror"])
+def target(request, models_dir):
+    """The pack a hub on int8 moves to: fp32 (another embedder), or int8-mirror (the same int8
+    files embedding each crop with its mirror: another embedder fingerprint all the same)."""
+    from edge.vision import Pipeline
+
+    return Pipeline.load(models_dir, precision=request.param)
+
+
+def test_a_hub_moved_to_another_pack_keeps_its_people_without_new_photos(tmp_path, store_url, photos, target):
     from edge.core.matcher import Decision, thresholds_for
     from edge.daemon.cache import EdgeCache
     from edge.daemon.sync import Syncer
@@ -97,7 +106,7 @@ def test_a_hub_moved_to_another_pack_keeps_its_people_without_new_photos(tmp_pat
         faces = enrol(client, photos)
         store = open_store(store_url, str(hub.store_path))  # the command's own connection, as a second process
         try:
-            assert store.embedding_coverage(fp32.fingerprint) == (4, 0)
+            assert store.embedding_coverage(target.fingerprint) == (4, 0)
             late: list[str] = []
 
             def enrol_during_the_run(msg: str) -> None:  # a face enrolled while reembed runs
@@ -106,34 +115,34 @@ def test_a_hub_moved_to_another_pack_keeps_its_people_without_new_photos(tmp_pat
                     # the int8 hub keeps serving its own pack meanwhile
                     assert client.verify("ben", ben_val)["ismatch"] is True
 
-            report = reembed(store, fp32, CropCipher(hub_key(tmp_path)), "fp32", batch=1,
+            report = reembed(store, target, CropCipher(hub_key(tmp_path)), target.precision, batch=1,
                              progress=enrol_during_the_run)
             assert late and report.embedded == 5 and report.complete
             assert not report.no_crop and not report.unreadable
-            assert store.embedding_coverage(fp32.fingerprint) == (5, 5)
-            again = reembed(store, fp32, CropCipher(hub_key(tmp_path)), "fp32")
+            assert store.embedding_coverage(target.fingerprint) == (5, 5)
+            again = reembed(store, target, CropCipher(hub_key(tmp_path)), target.precision)
             assert again.embedded == 0 and again.had_it == 5 and again.complete
         finally:
             store.close()
         client.close()
 
-    with start_hub(tmp_path, store_url, vision={"precision": "fp32"}) as hub:
+    with start_hub(tmp_path, store_url, vision={"precision": target.precision}) as hub:
         with hub.client(timeout=60, retries=0) as client:
             assert client.verify("ben", ben_val)["ismatch"] is True
             assert client.verify("madonna", ben_val)["ismatch"] is False
             assert client.identify(photos("Madonna", "val_1"), ["staff"])["candidates"][0][
                 "person_id"] == "madonna"
-            cache = EdgeCache(tmp_path / "edge-cache.db")  # an edge on the fp32 pack syncs them
+            cache = EdgeCache(tmp_path / "edge-cache.db")  # an edge on that pack syncs them
             try:
-                syncer = Syncer(client, cache, fp32.fingerprint, thresholds=thresholds_for("fp32"))
+                syncer = Syncer(client, cache, target.fingerprint, thresholds=thresholds_for(target.precision))
                 assert syncer.sync_once()["status"] == "ok"
-                gallery = cache.gallery(thresholds_for("fp32"))
+                gallery = cache.gallery(thresholds_for(target.precision))
             finally:
                 cache.close()
     assert sorted(f.face_id for f in gallery.faces) == sorted([*faces["ben"], *faces["madonna"], *late])
-    probe = fp32.analyze(cv2.imdecode(np.frombuffer(ben_val, np.uint8), cv2.IMREAD_COLOR), max_faces=1)[0]
+    probe = target.analyze(cv2.imdecode(np.frombuffer(ben_val, np.uint8), cv2.IMREAD_COLOR), max_faces=1)[0]
     best = gallery.verify(probe.embedding, "ben")
-    assert thresholds_for("fp32").decide(best.score) is Decision.ACCEPT
+    assert thresholds_for(target.precision).decide(best.score) is Decision.ACCEPT
 
 
 def _reembed_cli(cfg: Path, *extra: str) -> tuple[dict, str]:

@@ -93,13 +93,15 @@ def test_manifest_pins_version_and_both_hashes_for_every_source():
 
 
 def test_second_build_verifies_and_changes_nothing(models_dir):
-    before = {p.name: p.stat().st_mtime_ns for p in models_dir.glob("*.onnx")}
+    from edge.vision.packs import PACKS
+
+    before = {p.name: p.stat().st_mtime_ns for p in [*models_dir.glob("*.onnx"), models_dir / "models.json"]}
     index = json.loads((models_dir / "models.json").read_text())
     proc = _build("--models-dir", str(models_dir))
     assert proc.returncode == 0, proc.stderr
     assert "up to date" in proc.stderr
-    assert {p.name: p.stat().st_mtime_ns for p in models_dir.glob("*.onnx")} == before
-    assert {"int8", "fp32", "int8-lite", "fp32-lite"} == set(index["packs"])
+    assert {p.name: p.stat().st_mtime_ns for p in [*models_dir.glob("*.onnx"), models_dir / "models.json"]} == before
+    assert set(PACKS) == set(index["packs"])
     for info in index["models"].values():
         assert {"sha256", "fingerprint", "input", "source", "precision", "role"} <= set(info)
         # Only the liveness model reads BGR (as it was trained; see edge/vision/liveness.py).
@@ -232,3 +234,22 @@ def test_models_build_check_names_a_changed_file_and_an_undocumented_pack(models
     (tmp_path / "detector.fp32.onnx").write_bytes((models_dir / "detector.fp32.onnx").read_bytes()[:-1] + b"\0")
     proc = _build("--check", "--models-dir", str(tmp_path))
     assert proc.returncode == 1 and "detector.fp32.onnx: sha256 differs" in proc.stderr
+
+
+def test_a_folder_built_before_the_mirror_pack_gets_it_without_rebuilding_a_file(models_dir, tmp_path):
+    meta = json.loads((models_dir / "models.json").read_text())
+    for name in meta["models"]:
+        (tmp_path / name).symlink_to(models_dir / name)
+    older = {**meta, "packs": {k: v for k, v in meta["packs"].items() if k != "int8-mirror"}}
+    (tmp_path / "models.json").write_text(json.dumps(older))
+    proc = _build("--models-dir", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert "up to date" in proc.stderr and "packs of" in proc.stderr
+    assert all((tmp_path / name).is_symlink() for name in meta["models"])  # no file rebuilt
+    index = json.loads((tmp_path / "models.json").read_text())
+    assert index["packs"] == meta["packs"]
+    mirror, plain = index["packs"]["int8-mirror"], index["packs"]["int8"]
+    # The same files, embedding another way: both fingerprints its own.
+    assert mirror["files"] == plain["files"] and mirror["embedding"] == "mirror-mean" and "embedding" not in plain
+    assert mirror["fingerprint"] != plain["fingerprint"]
+    assert mirror["embedder_fingerprint"] != plain["embedder_fingerprint"]
