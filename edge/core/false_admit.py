@@ -54,10 +54,12 @@ IMPOSTOR_TAILS: dict[str, tuple[tuple[float, float], ...]] = {
 # Measured 2026-12-06 on models build 10 (AMD EPYC): LFW (7,701 photos) and CFP (3,000), each as
 # it is and degraded (size=32:128,blur=0:1.2,rotate=-8:8); per band the larger of the 1:1 tail's
 # excess at FAR 1e-4 and 1e-5 over the shipped tail and identify's own excess at 100 x 3 and 400 x 3.
-# Every margin comes from LFW: CFP's tails are lighter than LFW's in every band.
+# Every margin comes from LFW: CFP's tails are lighter than LFW's in every band. size:0-64 was
+# re-fitted on 10 galleries per point instead of 3 (0.0020 -> 0.0066): with 0.0020, LFW degraded's
+# small faces at 400 x 3 let 0.107 % of strangers in (15 of 13,976).
 BAND_MARGINS: dict[str, dict[str, float]] = {
     "int8": {"pose:15-25": 0.0046, "pose:25+": 0.0127, "sharpness:50-150": 0.0024,
-             "sharpness:150+": 0.0028, "size:0-64": 0.0020, "size:64-96": 0.0012},
+             "sharpness:150+": 0.0028, "size:0-64": 0.0066, "size:64-96": 0.0012},
     # Its own: averaging with the mirror makes turned faces' impostor tail heavier than int8's
     # against its own shipped tail (LFW pose 25+: +0.0162 over 0.4301, int8 +0.0127 over 0.4285),
     # so int8's margins let 0.122 % of LFW's turned strangers in at 400 x 3. The same runs and
