@@ -9,15 +9,13 @@ from edge.api.client import CloudClient
 from edge.daemon.cache import CacheError, EdgeCache
 from edge.daemon.sync import Syncer
 from tests.conftest import free_port
-from tests.support.broker import enrol_five
-from tests.support.hub import start_hub
+from tests.support.hub import hub_with_five_enrolled
 
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory, faces_dir, models_dir):
-    with start_hub(tmp_path_factory.mktemp("synchub")) as hub:
+    with hub_with_five_enrolled(tmp_path_factory.mktemp("synchub"), faces_dir) as hub:
         client = hub.client(timeout=30.0, retries=0)
-        enrol_five(client, faces_dir)
         yield hub, client
         client.close()
 

@@ -10,15 +10,14 @@ import pytest
 from edge.daemon.cache import EdgeCache
 from edge.daemon.sync import Syncer
 from edge.modelpack.share import PullError, pull
-from tests.support.broker import enrol_five
-from tests.support.hub import start_hub
+from tests.support.hub import hub_with_five_enrolled
 
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory, faces_dir, models_dir):
-    with start_hub(tmp_path_factory.mktemp("mirrorhub"), vision={"precision": "int8-mirror"}) as hub:
+    mirror = {"precision": "int8-mirror"}
+    with hub_with_five_enrolled(tmp_path_factory.mktemp("mirrorhub"), faces_dir, vision=mirror) as hub:
         client = hub.client(timeout=30.0, retries=0)
-        enrol_five(client, faces_dir)
         yield hub, client
         client.close()
 

@@ -93,9 +93,10 @@ def start_hub(tmp_dir: Path, store_url: str = "", **sections) -> Iterator[HubSer
 
 
 @contextmanager
-def hub_with_five_enrolled(tmp_dir: Path, faces_dir: Path) -> Iterator[HubServer]:
-    """start_hub with the five_celebrity people enrolled (enrol_five); its client is closed."""
-    with start_hub(tmp_dir) as hub:
+def hub_with_five_enrolled(tmp_dir: Path, faces_dir: Path, **sections) -> Iterator[HubServer]:
+    """start_hub (with `sections`) and the five_celebrity people enrolled (enrol_five); the
+    enrolling client is closed."""
+    with start_hub(tmp_dir, **sections) as hub:
         client = hub.client(timeout=30.0, retries=0)
         try:
             enrol_five(client, faces_dir)
