@@ -5,13 +5,11 @@ from __future__ import annotations
 import json
 import time
 
-import paho.mqtt.client as mqtt
-
 from edge.daemon.config import MqttSettings
 from edge.daemon.mqtt import MqttPublisher
 from edge.daemon.outbox import Outbox
 from tests.conftest import wait_until
-from tests.support.broker import sample_event
+from tests.support.broker import mqtt_client, sample_event
 
 
 def _publisher(broker, tmp_path, device="door-t", **kw):
@@ -102,17 +100,13 @@ def test_commands_reach_the_handler_and_bad_payloads_are_ignored(mosquitto, tmp_
     pub.start()
     assert wait_until(lambda: pub.connected)
     time.sleep(0.3)  # subscription settles
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
-    c.connect(mosquitto.host, mosquitto.port)
-    c.loop_start()
-    c.publish("ev/door-t/cmd/verify", b"not json", qos=1).wait_for_publish(5)
-    c.publish("ev/door-t/cmd/verify", json.dumps({"person_id": "p1"}), qos=1).wait_for_publish(5)
-    c.publish("ev/door-t/cmd/sync", b"", qos=1).wait_for_publish(5)
-    assert wait_until(lambda: len(got) == 2)
-    assert got == [("verify", {"person_id": "p1"}), ("sync", {})]
-    assert pub.connected  # the bad payload did not break the client
-    c.disconnect()
-    c.loop_stop()
+    with mqtt_client(mosquitto) as c:
+        c.publish("ev/door-t/cmd/verify", b"not json", qos=1).wait_for_publish(5)
+        c.publish("ev/door-t/cmd/verify", json.dumps({"person_id": "p1"}), qos=1).wait_for_publish(5)
+        c.publish("ev/door-t/cmd/sync", b"", qos=1).wait_for_publish(5)
+        assert wait_until(lambda: len(got) == 2)
+        assert got == [("verify", {"person_id": "p1"}), ("sync", {})]
+        assert pub.connected  # the bad payload did not break the client
     pub.stop()
 
 
@@ -125,10 +119,8 @@ def test_home_assistant_discovery_is_republished_when_home_assistant_comes_onlin
     cfg = json.loads(sub.messages[0][1])
     assert cfg["state_topic"] == "ev/door-t/event" and cfg["availability_topic"] == "ev/door-t/availability"
     n = len(sub.messages)
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
-    c.connect(mosquitto.host, mosquitto.port)
-    c.publish("homeassistant/status", "online", qos=1).wait_for_publish(5)
-    c.disconnect()
+    with mqtt_client(mosquitto) as c:
+        c.publish("homeassistant/status", "online", qos=1).wait_for_publish(5)
     assert sub.wait_for(lambda: len(sub.messages) >= n + 2, 10)
     pub.stop()
 

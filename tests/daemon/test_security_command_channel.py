@@ -17,7 +17,7 @@ from edge.daemon.config import MqttSettings
 from edge.daemon.mqtt import MqttPublisher
 from edge.daemon.outbox import Outbox
 from tests.conftest import free_port, wait_until
-from tests.support.broker import DaemonProc, broker_with_clients, edge_command, write_edge_config
+from tests.support.broker import DaemonProc, broker_with_clients, edge_command, mqtt_client, write_edge_config
 
 DEVICE = "door-chan"
 TOPIC = f"test/{DEVICE}/cmd/verify"
@@ -119,8 +119,6 @@ def transport(mosquitto, tmp_path, monkeypatch):
     """An MqttPublisher on a real broker whose command handler records what it gets and, by
     person_id, raises (`boom`), ends the network thread (`die`) or blocks (`hang`); and a paho
     client publishing commands to it."""
-    import paho.mqtt.client as mqtt
-
     got: list[str] = []
     release = threading.Event()
     monkeypatch.setattr(threading, "excepthook", lambda args: None)  # `die` is meant to end a thread
@@ -140,23 +138,20 @@ def transport(mosquitto, tmp_path, monkeypatch):
     events.restarted_shown_s = 5.0
     events.stuck_after_s = 1.0
     events.start()
-    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
-    pub.connect(mosquitto.host, mosquitto.port)
-    pub.loop_start()
 
     def send(person_id: str) -> None:
         payload = json.dumps({"person_id": person_id, "authorization": SECRET})
         pub.publish("loop/door-loop/cmd/verify", payload, qos=1).wait_for_publish(5)
 
     try:
-        assert wait_until(lambda: events.connected, 15)
-        # connected is not subscribed yet: commands until one arrives
-        assert wait_until(lambda: send("ready") or "ready" in got, 15, every=0.2)
-        got.clear()
-        yield events, send, got, release
+        with mqtt_client(mosquitto) as pub:
+            assert wait_until(lambda: events.connected, 15)
+            # connected is not subscribed yet: commands until one arrives
+            assert wait_until(lambda: send("ready") or "ready" in got, 15, every=0.2)
+            got.clear()
+            yield events, send, got, release
     finally:
         release.set()
-        pub.loop_stop()
         events.stop()
 
 

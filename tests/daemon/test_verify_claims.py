@@ -7,7 +7,6 @@ import shutil
 import time
 
 import jsonschema
-import paho.mqtt.client as mqtt
 
 from edge.schemas import schema
 from tests.conftest import free_port
@@ -25,18 +24,15 @@ def _start_verify_only_daemon(tmp_path, hub, drop, device: str, broker) -> Daemo
 
 
 def test_claims_from_mqtt_accept_the_right_person_reject_another_and_time_out(
-        mosquitto, subscribe, faces_dir, models_dir, tmp_path):
+        mosquitto, subscribe, mqtt_sender, faces_dir, models_dir, tmp_path):
     drop = tmp_path / "drop"
     drop.mkdir()
     sub = subscribe("test/door-v/event")
-    cmd = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
-    cmd.connect(mosquitto.host, mosquitto.port)
-    cmd.loop_start()
 
     def claim(person_id, **extra):
         payload = edge_command("verify", person_id=person_id, **extra)
         jsonschema.validate(payload, schema("cmd-verify"))  # what consumers are told to send
-        cmd.publish("test/door-v/cmd/verify", json.dumps(payload), qos=1).wait_for_publish(5)
+        mqtt_sender.publish("test/door-v/cmd/verify", json.dumps(payload), qos=1).wait_for_publish(5)
         time.sleep(0.5)  # the daemon holds the claim before the face shows up
 
     def leave():
@@ -67,7 +63,6 @@ def test_claims_from_mqtt_accept_the_right_person_reject_another_and_time_out(
             assert len(sub.json()) == 3  # one decision per claim, not one per frame
         finally:
             assert daemon.terminate() == 0
-            cmd.loop_stop()
     assert (right["mode"], right["decision"], right["person_id"]) == ("verify", "accept", "madonna")
     assert right["claim"]["request_id"] == "badge-1"
     assert right["frames"] == 1  # an accept is never held back by the settle window

@@ -16,7 +16,7 @@ import threading
 import pytest
 
 from tests.conftest import free_port, wait_until
-from tests.support.broker import edge_command, enrol_five, write_edge_config
+from tests.support.broker import edge_command, enrol_five, mqtt_client, write_edge_config
 from tests.support.hub import start_hub
 
 RELAY = 5
@@ -101,12 +101,7 @@ def test_the_relay_opens_for_an_enrolled_person_and_not_for_a_stranger(
 def _remote_unlock(broker, sub, relay, daemon) -> None:
     import json
 
-    import paho.mqtt.client as mqtt
-
-    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
-    pub.connect(broker.host, broker.port)
-    pub.loop_start()
-    try:
+    with mqtt_client(broker) as pub:
         topic = "test/door-io/cmd/unlock"
         pub.publish(topic, json.dumps({"door": "main"}), qos=1).wait_for_publish(5)
         signed = edge_command("unlock", door="main")  # the edge's own key, as for every command
@@ -118,9 +113,6 @@ def _remote_unlock(broker, sub, relay, daemon) -> None:
         assert wait_until(lambda: daemon.commands.refused.get("signature", 0) >= 2, 10)  # unsigned, replayed
         assert rises(relay) == 2
         assert wait_until(lambda: not relay.state, 10)
-    finally:
-        pub.loop_stop()
-        pub.disconnect()
 
 
 def test_osdp_an_enrolled_persons_accept_reaches_the_panel_as_his_synced_card(

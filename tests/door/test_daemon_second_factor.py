@@ -14,8 +14,6 @@ import json
 import shutil
 import time
 
-import paho.mqtt.client as mqtt
-
 from tests.conftest import free_port, wait_until
 from tests.support.broker import DaemonProc, edge_command, write_edge_config
 from tests.support.hub import hub_with_five_enrolled
@@ -28,16 +26,12 @@ RULES = {"format": 1, "timezone": "UTC", "groups": ["staff"],
 
 
 def test_face_and_claim_in_a_real_daemon_badge_of_another_and_replay_never_open(
-        mosquitto, subscribe, faces_dir, models_dir, tmp_path):
+        mosquitto, subscribe, mqtt_sender, faces_dir, models_dir, tmp_path):
     drop = tmp_path / "drop"
     drop.mkdir()
     sub = subscribe("test/door-2f/door/main/event")
-    cmd = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
-    cmd.connect(mosquitto.host, mosquitto.port)
-    cmd.loop_start()
-
     def send(payload: dict) -> None:
-        cmd.publish("test/door-2f/cmd/verify", json.dumps(payload), qos=1).wait_for_publish(5)
+        mqtt_sender.publish("test/door-2f/cmd/verify", json.dumps(payload), qos=1).wait_for_publish(5)
         time.sleep(0.5)  # the daemon holds the claim before the face shows up
 
     def show(photo: str | None) -> None:
@@ -85,7 +79,6 @@ def test_face_and_claim_in_a_real_daemon_badge_of_another_and_replay_never_open(
             assert sub.wait_for(lambda: len(acted()) >= 3, 30), daemon.log.read_text()[-2000:]
         finally:
             assert daemon.terminate() == 0
-            cmd.loop_stop()
     assert acted() == [("madonna", "deny", "not_accepted:decision_reject"), ("madonna", "grant", "granted"),
                        ("elton_john", "deny", "not_accepted:decision_reject")]
     # [door] log_face_crops: each decision's face is in the log, sealed with the edge's key

@@ -24,7 +24,7 @@ from tests.conftest import MODELS, wait_until
 
 __all__ = ["EDGE_API", "EDGE_VERIFIER", "MOSQUITTO", "Broker", "DaemonProc", "FramesRun", "Subscriber",
            "broker_with_clients", "daemon_over_frames", "edge_auth", "edge_client", "edge_command", "enrol_five",
-           "sample_event", "schema_errors", "write_edge_config"]
+           "mqtt_client", "sample_event", "schema_errors", "write_edge_config"]
 
 
 class EDGE_API:  # noqa: N801 - a constant credential, read like one
@@ -186,6 +186,13 @@ def subscribe(mosquitto):
         s.assert_conform()
 
 
+@pytest.fixture
+def mqtt_sender(mosquitto):
+    """A paho client connected to the test's mosquitto (mqtt_client), stopped after the test."""
+    with mqtt_client(mosquitto) as client:
+        yield client
+
+
 # -- the edge daemon as a real process (daemon tests) ---------------------------------------
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -220,20 +227,31 @@ def write_edge_config(path: Path, *, device: str, camera: str, broker: Broker | 
 def broker_with_clients(tmp: Path, topic: str) -> Iterator[tuple[Broker, Subscriber, object]]:
     """A fresh mosquitto in `tmp`, a Subscriber on `topic` and a connected paho publisher (what a
     badge reader would be); all stopped when the block ends."""
-    import paho.mqtt.client as mqtt
-
     broker = Broker(tmp)
     broker.start()
     sub = Subscriber(broker, topic)
-    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
-    pub.connect(broker.host, broker.port)
-    pub.loop_start()
     try:
-        yield broker, sub, pub
+        with mqtt_client(broker) as pub:
+            yield broker, sub, pub
     finally:
-        pub.loop_stop()
         sub.close()
         broker.stop()
+
+
+@contextmanager
+def mqtt_client(broker: Broker) -> Iterator[object]:
+    """A paho client connected to `broker` with its network loop running (a badge reader, a
+    home-automation script sending commands); stopped and disconnected when the block ends."""
+    import paho.mqtt.client as mqtt
+
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+    try:
+        yield client
+    finally:
+        client.disconnect()
+        client.loop_stop()
 
 
 @dataclass
