@@ -65,6 +65,9 @@ def add_arguments(parser) -> None:
                         "photos of one person): the rate spent per look or over the T looks")
     parser.add_argument("--units", type=int, default=8,
                         help="with --templates: enrolment units of K photos drawn per person for the tails")
+    parser.add_argument("--shipped-only", action="store_true",
+                        help="with --templates: fit nothing, decide only the daemon's own rules (best-shipped, "
+                        "max-shipped: the shipped tables) on every set: the check of what ships")
     parser.add_argument("--templates-out", type=Path, default=None, help="with --templates: also write the JSON here")
     parser.add_argument("--pairs", type=int, default=20_000_000,
                         help="at most this many 1:1 probe x photo pairs for the per-band tails")
@@ -78,6 +81,9 @@ def add_arguments(parser) -> None:
                         "T > 1 runs only N=100, K=3")
     parser.add_argument("--rule", choices=["best", "fused"], default="best",
                         help="how a track's frames are combined (edge.daemon.evidence)")
+    parser.add_argument("--identify-rule", choices=["best", "best-or-template"], default="best",
+                        help="[identify] rule the doors decide by (LFW's door; a folder's: --templates "
+                        "--shipped-only)")
     parser.add_argument("--fallback", default="off", help=f"hub fallback for an uncertain identify: "
                         f"{', '.join(FALLBACKS)}; several comma-separated are measured side by side")
     parser.add_argument("--false-admit-rate", type=float, default=None,
@@ -311,7 +317,7 @@ def run(args) -> int:
         names, embeddings[pack], _ = lfw_embeddings(pipe, data, workers, face_sets)
     by_person = photos_by_person(names)
     result: dict = {"data": "LFW", "photos": len(names), "identities": len(by_person), "galleries": args.galleries,
-                    "false_admit_rate": rate, "rule": args.rule, "seed": args.seed,
+                    "false_admit_rate": rate, "rule": args.rule, "identify_rule": args.identify_rule, "seed": args.seed,
                     "decision_code": "in-process: edge.core.matcher, edge.daemon.decide, edge.daemon.evidence, "
                                     "the hub's verify decision", "results": []}
     configs = []
@@ -324,7 +330,7 @@ def run(args) -> int:
                     configs.append((frames, n, k, fallback))
     curves: dict = {}
     for pack in packs:
-        thresholds = thresholds_for(pack, false_admit_rate=rate or None)
+        thresholds = thresholds_for(pack, false_admit_rate=rate or None, rule=args.identify_rule)
         for frames, n, k, fallback in configs:
             rng = np.random.default_rng([args.seed, n, k, frames])
             try:

@@ -53,6 +53,9 @@ if TYPE_CHECKING:
     from edge.bench.wild import FolderFaces
 
 RULES = ("best", "template", "max")
+# the daemon's own rules, decided beside the fitted ones (policies)
+SHIPPED_FITS = {"best-shipped": "shipped (LFW tail per face)",
+                "max-shipped": "shipped (TEMPLATE_TAILS per person)"}
 SPENDS = ("per-look", "spent")
 TAIL_FARS = (1e-2, 3e-3, 1e-3, 3e-4, 1e-4, 3e-5, 1e-5, 3e-6, 1e-6, 3e-7)
 MARGIN_FARS = (1e-4, 1e-5)
@@ -374,17 +377,29 @@ def draw_doors(s: SetFaces, n: int, k: int, looks_t: int, galleries: int, seed: 
 
 def policies(fits: dict[str, RuleFit], pack: str, rate: float, n: int, k: int, looks_t: int, spend: str,
              second_margin: float) -> dict[str, Policy]:
-    """Every rule's policy at N persons, K photos, T looks: the fitted rules, and `best-shipped`
-    (the daemon's thresholds: LFW's tail per face, N x K faces, BAND_MARGINS)."""
-    from edge.core.false_admit import band_margins, identify_accept, per_pair_far
+    """Every rule's policy at N persons, K photos, T looks: the fitted rules, `best-shipped`
+    (the daemon's thresholds: LFW's tail per face, N x K faces, BAND_MARGINS) and, where the pack
+    has a template tail for K, `max-shipped` (the daemon's `best-or-template`: TEMPLATE_TAILS,
+    N persons, never under best-shipped's threshold, template_band_margins at K)."""
+    from edge.core.false_admit import (
+        band_margins,
+        identify_accept,
+        per_pair_far,
+        template_accept,
+        template_band_margins,
+        template_photos,
+    )
     from edge.core.matcher import thresholds_for
 
     spread = looks_t if spend == "spent" else int(spend.split("/")[1]) if spend.startswith("spent/") else 1
     per_look = per_pair_far(rate, spread)
     out = {r: Policy(r, f.threshold(per_look, n), f.margins, second_margin) for r, f in fits.items()}
     verify = thresholds_for(pack).accept
-    out["best-shipped"] = Policy("best", identify_accept(pack, per_look, n * k, verify), band_margins(pack),
-                                 second_margin)
+    today = identify_accept(pack, per_look, n * k, verify)
+    out["best-shipped"] = Policy("best", today, band_margins(pack), second_margin)
+    if 0 < k <= template_photos(pack):  # the daemon's `[identify] rule = "best-or-template"`
+        out["max-shipped"] = Policy("max", template_accept(pack, per_look, n, k, today),
+                                    template_band_margins(pack, k), second_margin)
     return out
 
 
@@ -410,7 +425,8 @@ def run(args, data: Path) -> int:
     workers, packs, rate, sizes, photos = door_options(args)
     result: dict = {"data": [str(d) for d in sets_dirs], "degrade": degrade.label() if degrade else None,
                     "false_admit_rate": rate, "galleries": args.galleries, "seed": args.seed,
-                    "units_per_person": args.units, "rules": list(RULES) + ["best-shipped"],
+                    "units_per_person": args.units,
+                    "rules": ([] if args.shipped_only else list(RULES)) + list(SHIPPED_FITS),
                     "looks_are": "different photos of one person, each degraded on its own", "packs": {}}
     for pack in packs:
         pipe = Pipeline.load(args.models_dir, precision=pack, threads=1)
@@ -419,8 +435,8 @@ def run(args, data: Path) -> int:
         entry: dict = {"fits": {}, "results": []}
         fits: dict[str, dict[str, dict[str, RuleFit]]] = {}
         for s in sets:
-            fits[s.name] = {}
-            for k in photos:
+            fits[s.name] = {str(k): {} for k in photos}
+            for k in photos if not args.shipped_only else ():
                 _log(f"{pack}: fitting {', '.join(RULES)} on {s.name}, K={k} ({args.units} units per person)")
                 f = fit_rules(s.ff.probe, s.ff.clean, s.person, s.usable, s.by_person, k, args.units,
                               args.seed, s.labels)
@@ -434,7 +450,7 @@ def run(args, data: Path) -> int:
                     f"{r} 1e-5 at {dict(v.tail).get(1e-5, float('nan')):.4f}, TAR {v.tar}" for r, v in f.items()))
         for test in sets:
             margin_cache: dict = {}
-            for fit_on in sets:
+            for fit_on in sets if not args.shipped_only else [test]:
                 for k in photos:
                     for n in sizes:
                         for looks_t in looks_list:
@@ -453,7 +469,7 @@ def run(args, data: Path) -> int:
                                 pols = policies(fits[fit_on.name][str(k)], pack, rate, n, k, looks_t, spend,
                                                 second_margin)
                                 for name, pol in pols.items():
-                                    if name == "best-shipped" and fit_on is not test:
+                                    if name.endswith("-shipped") and fit_on is not test:
                                         continue  # fitted on neither set: once per test set
                                     key = tuple(sorted(pol.margins.items()))
                                     if key not in margin_cache:
@@ -463,8 +479,7 @@ def run(args, data: Path) -> int:
                                     res.pop("_nm_top", None), res.pop("_nm_rows", None)
                                     worst = max(((b, e["fpir"]) for b, e in res["bands"].items()
                                                  if e["fpir"] is not None), key=lambda x: x[1], default=("-", 0.0))
-                                    res = {"test": test.name, "fit": "shipped (LFW tail per face)"
-                                           if name == "best-shipped" else fit_on.name, "rule": name,
+                                    res = {"test": test.name, "fit": SHIPPED_FITS.get(name, fit_on.name), "rule": name,
                                            "persons": n, "photos_per_person": k, "looks": looks_t, "spend": spend,
                                            "threshold": pol.threshold, "worst_band": list(worst), **res}
                                     entry["results"].append(res)

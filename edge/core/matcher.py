@@ -17,7 +17,7 @@ person" keep working.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -47,6 +47,13 @@ class Thresholds:
     # the limits beyond which the door withholds its decision ({"min_size": px, "max_turn": deg}).
     band_margins: tuple[tuple[str, float], ...] = ()
     limits: tuple[tuple[str, float], ...] = ()
+    # identify: how a face is scored against one person (edge.core.false_admit.IDENTIFY_RULES):
+    # "best", their best face; "best-or-template", the larger of that and their template, with a
+    # threshold per person from the pack's per-person tail for their photo count
+    rule: str = "best"
+    # best-or-template: per photo count K, the band margins of a person scored by template
+    # ((K, (("size:0-64", 0.012), ...)), ...), applied when larger than `band_margins`
+    person_margins: tuple[tuple[int, tuple[tuple[str, float], ...]], ...] = ()
 
     def decide(self, score: float, accept: float | None = None) -> Decision:
         if score >= (self.accept if accept is None else accept):
@@ -68,6 +75,31 @@ class Thresholds:
         from edge.core.false_admit import identify_accept
 
         return identify_accept(self.pack, self.false_admit_rate, faces, self.accept)
+
+    @property
+    def template_photos(self) -> int:
+        """Persons with up to this many faces are scored by `best-or-template` (0: nobody)."""
+        if self.rule != "best-or-template" or self.false_admit_rate is None:
+            return 0
+        from edge.core.false_admit import template_photos
+
+        return template_photos(self.pack)
+
+    def person_margin(self, photos: int, bands: Mapping[str, str]) -> tuple[float, str]:
+        """(margin, band): the largest margin of a face in `bands` ({"size": "0-64", ...}) for a
+        person of `photos` faces scored by template; (0.0, "") for anyone else."""
+        margins = dict(dict(self.person_margins).get(photos, ()))
+        return max(((margins.get(f"{m}:{b}", 0.0), f"{m}:{b}") for m, b in bands.items()), default=(0.0, ""))
+
+    def person_accept(self, persons: int, photos: int, faces: int) -> float:
+        """Identify's accept threshold for one person of `photos` faces, `persons` persons and
+        `faces` faces searched: today's (faces counted) unless the person is scored by template."""
+        today = self.identify_accept(faces)
+        if self.false_admit_rate is None or photos > self.template_photos:
+            return today
+        from edge.core.false_admit import template_accept
+
+        return template_accept(self.pack, self.false_admit_rate, persons, photos, today)
 
 
 # Calibrated for each model pack on every cross-identity pair among the 7,701 LFW images (29.6
@@ -94,19 +126,36 @@ DEFAULT_THRESHOLDS = CALIBRATED_THRESHOLDS["int8"]
 
 
 def thresholds_for(pack: str, accept: float | None = None, reject: float | None = None,
-                   false_admit_rate: float | None = None, conditions: bool = True) -> Thresholds:
+                   false_admit_rate: float | None = None, conditions: bool = True,
+                   rule: str = "best") -> Thresholds:
     """The calibrated thresholds of a model pack, with the configured overrides applied;
     with a false-admit rate, identify derives its own accept threshold (edge.core.false_admit);
     with `conditions`, the thresholds follow the condition a face was seen in (BAND_MARGINS and
-    DOOR_LIMITS there, issue 25)."""
-    from edge.core.false_admit import band_margins, door_limits
+    DOOR_LIMITS there, issue 25); `rule` is identify's (ValueError for a pack it was not
+    measured on)."""
+    from edge.core.false_admit import (
+        IDENTIFY_RULES,
+        TEMPLATE_RULE,
+        band_margins,
+        door_limits,
+        template_band_margins,
+        template_photos,
+    )
 
+    if rule not in IDENTIFY_RULES:
+        raise ValueError(f"identify rule {rule!r}: one of {', '.join(IDENTIFY_RULES)}")
+    if rule == TEMPLATE_RULE and not template_photos(pack):
+        raise ValueError(f"identify rule {rule!r} has no measured tail for pack {pack!r}")
+    per_k: tuple[tuple[int, tuple[tuple[str, float], ...]], ...] = ()
+    if conditions and rule == TEMPLATE_RULE:
+        per_k = tuple((k, tuple(sorted(template_band_margins(pack, k).items())))
+                      for k in range(1, template_photos(pack) + 1))
     base = CALIBRATED_THRESHOLDS[pack]
     return Thresholds(base.accept if accept is None else accept,
                       base.reject if reject is None else reject, base.margin,
                       base.pack, false_admit_rate,
                       tuple(sorted(band_margins(pack).items())) if conditions else (),
-                      tuple(sorted(door_limits().items())) if conditions else ())
+                      tuple(sorted(door_limits().items())) if conditions else (), rule, per_k)
 
 
 CONFIDENCE_AT_REJECT = 40.0
@@ -155,6 +204,9 @@ class IdentifyResult:
     decision: Decision
     margin: float | None  # best minus second-best person, None with fewer than two
     threshold: float | None = None  # the accept threshold applied (it follows the faces searched)
+    # best-or-template: the condition margin that raised `threshold` when the first person's own
+    # (by their photo count) was larger than the one asked for, and its band
+    raised: tuple[float, str] | None = None
 
 
 @dataclass
@@ -173,6 +225,10 @@ class Gallery:
     _rows_of_person: dict[str, np.ndarray] = field(init=False, repr=False)
     _rows_of_group: dict[str, np.ndarray] = field(init=False, repr=False)
     _most_faces: int = field(init=False, repr=False)  # of any one person
+    # per person index: their faces' count and (rule best-or-template) their template
+    _person_order: list[str] = field(init=False, repr=False)
+    _photos: np.ndarray = field(init=False, repr=False)
+    _templates: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.faces = tuple(self.faces)
@@ -193,6 +249,13 @@ class Gallery:
         self._rows_of_person = {pid: np.array(rows, dtype=np.int64) for pid, rows in persons.items()}
         self._rows_of_group = {g: np.array(rows, dtype=np.int64) for g, rows in groups.items()}
         self._most_faces = max((len(rows) for rows in persons.values()), default=0)
+        self._person_order = list(persons)
+        self._photos = np.array([len(rows) for rows in persons.values()], dtype=np.int64)
+        self._templates = np.zeros((0, 0), dtype=np.float32)
+        if self.thresholds.template_photos and self.faces:
+            t = np.zeros((len(persons), m.shape[1]), dtype=np.float32)
+            np.add.at(t, self._person_of_face, m)
+            self._templates = t / np.maximum(np.linalg.norm(t, axis=1, keepdims=True), 1e-12)
 
     def __len__(self) -> int:
         return len(self.faces)
@@ -260,13 +323,16 @@ class Gallery:
 
     def identify(
         self, embedding: np.ndarray, group_ids: Iterable[str] | None = None, top_k: int = 5,
-        raise_by: float = 0.0,
+        raise_by: float = 0.0, bands: Mapping[str, str] | None = None,
     ) -> IdentifyResult:
         """Rank persons (best face each) within `group_ids` (None: all) and decide on the best;
-        `raise_by` (>= 0, the face's condition margin) is added to the accept threshold."""
+        `raise_by` (>= 0, the face's condition margin) is added to the accept threshold, or
+        under `best-or-template` the first person's own margin for the face's `bands` if larger."""
         rows = self._rows(group_ids)
         if len(rows) == 0:
             return IdentifyResult([], Decision.REJECT, None, self.thresholds.identify_accept(0))
+        if self.thresholds.template_photos:
+            return self._identify_by_template(self._unit(embedding), rows, top_k, raise_by, bands or {})
         # Score every row, then pick: cheaper than copying the group's rows out of the matrix.
         scores = (self._matrix @ self._unit(embedding))[rows]
         best_rows = self._best_faces(rows, scores, max(top_k, 2))
@@ -279,9 +345,45 @@ class Gallery:
             decision = Decision.UNCERTAIN
         return IdentifyResult(ranked[:top_k], decision, margin, accept)
 
+    def _identify_by_template(self, unit: np.ndarray, rows: np.ndarray, top_k: int,
+                              raise_by: float, bands: Mapping[str, str]) -> IdentifyResult:
+        """Identify under `best-or-template`: each person searched scores the larger of their best
+        face and their template (persons with more faces than the rule was measured for: the best
+        face), is ranked by it, and the first is decided at their own threshold (their photo
+        count's tail at the per-person rate, never under today's for the same search)."""
+        face_scores = self._matrix @ unit
+        persons = np.unique(self._person_of_face[rows])
+        best = np.full(len(self._photos), -np.inf, dtype=np.float32)
+        np.maximum.at(best, self._person_of_face[rows], face_scores[rows])
+        by_template = self._photos[persons] <= self.thresholds.template_photos
+        score = best[persons]
+        score[by_template] = np.maximum(score[by_template], self._templates[persons[by_template]] @ unit)
+        k = min(max(top_k, 2), len(persons))
+        top = np.argpartition(-score, k - 1)[:k] if k < len(persons) else np.arange(len(persons))
+        top = top[np.lexsort((persons[top], -score[top]))]  # score descending; ties: first enrolled
+        ranked = []
+        for i in top:
+            person_rows = self._rows_of_person[self._person_order[int(persons[i])]]
+            face_row = int(person_rows[np.argmax(face_scores[person_rows])])
+            ranked.append(self._candidate(face_row, score[i]))
+        first = int(persons[top[0]])
+        photos = int(self._photos[first])
+        own = self.thresholds.person_accept(len(persons), photos, len(rows))
+        raised = self.thresholds.person_margin(photos, bands)  # (0.0, "") past the measured K
+        accept = round(min(own + max(raise_by, raised[0], 0.0), 1.0), 4)
+        decision = self.thresholds.decide(ranked[0].score, accept)
+        margin = ranked[0].score - ranked[1].score if len(ranked) > 1 else None
+        if decision is Decision.ACCEPT and margin is not None and margin < self.thresholds.margin:
+            decision = Decision.UNCERTAIN
+        return IdentifyResult(ranked[:top_k], decision, margin, accept,
+                              raised if raised[0] > max(raise_by, 0.0) else None)
+
     def identify_threshold(self, group_ids: Iterable[str] | None = None) -> float:
-        """The accept threshold identify applies now in `group_ids` (None: all faces)."""
-        if group_ids is None:
-            return self.thresholds.identify_accept(len(self.faces))
-        parts = [self._rows_of_group[g] for g in set(group_ids) if g in self._rows_of_group]
-        return self.thresholds.identify_accept(len(np.unique(np.concatenate(parts))) if parts else 0)
+        """The accept threshold identify applies now in `group_ids` (None: all faces); under
+        `best-or-template` the strictest of the persons searched."""
+        rows = self._rows(group_ids)
+        if not self.thresholds.template_photos or len(rows) == 0:
+            return self.thresholds.identify_accept(len(rows))
+        persons = np.unique(self._person_of_face[rows])
+        return max(self.thresholds.person_accept(len(persons), int(k), len(rows))
+                   for k in np.unique(self._photos[persons]))

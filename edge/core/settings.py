@@ -116,12 +116,16 @@ class DecidingRole(RoleSettings):
         the 1:1 threshold (the hub, whose /face/identify only ranks candidates)."""
         return None
 
+    def identify_rule(self) -> str:
+        """The role's [identify] rule (edge.core.false_admit.IDENTIFY_RULES): "best" unless set."""
+        return "best"
+
     def thresholds(self) -> Thresholds:
         """The matching thresholds: those calibrated for the pack, with the configured overrides."""
         section = self.THRESHOLDS_SECTION
         overrides: ThresholdOverrides = getattr(self, section)
         t = thresholds_for(self.vision.precision, overrides.accept, overrides.reject,
-                           self.identify_false_admit_rate())
+                           self.identify_false_admit_rate(), rule=self.identify_rule())
         if t.reject > t.accept:
             raise ValueError(f"{section}.reject ({t.reject}) must not exceed {section}.accept ({t.accept})")
         return t

@@ -70,6 +70,12 @@ class IdentifySettings(BaseModel):
         "accept threshold is derived from it, the pack's impostor score tail and the number of\n"
         "faces searched, at every gallery swap (docs/daemon.md#identifys-threshold-follows-the-gallery;\n"
         "claims keep FAR 1e-4).")
+    rule: Literal["auto", "best", "best-or-template"] = Field(
+        "auto", description="How a face is scored against an enrolled person: best = their best face;\n"
+        "best-or-template = the larger of that and their template (the mean of their faces), each person\n"
+        "at the threshold and band margins of their own photo count: more members in on the first look,\n"
+        "the false-admit rate held in every condition band (measured for the int8 pack only);\n"
+        "auto = best-or-template where the pack has it, else best (docs/daemon.md#identify-rules).")
     cloud_fallback: bool = Field(
         False, description="Ask the hub's /face/verify about an uncertain identify. Off: it is unknown.\n"
         "The hub runs the same network on a crop of the same frame: near the threshold it\n"
@@ -251,6 +257,13 @@ class EdgeSettings(DecidingRole):
 
     def identify_false_admit_rate(self) -> float:
         return self.identify.false_admit_rate
+
+    def identify_rule(self) -> str:
+        from edge.core.false_admit import TEMPLATE_RULE, template_photos
+
+        if self.identify.rule == "auto":
+            return TEMPLATE_RULE if template_photos(self.vision.precision) else "best"
+        return self.identify.rule
 
 
 def load(path: str | Path | None, **overrides: Any) -> EdgeSettings:

@@ -14,7 +14,7 @@ frame to the hub.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Callable
 
 import numpy as np
@@ -46,6 +46,7 @@ class Outcome:
     # The face's condition bands and what they changed: the margin added to the threshold and
     # the band it came from, or the reason the decision was withheld (edge.core.conditions).
     condition: Judgement | None = None
+    rule: str | None = None  # identify: how the face was scored against each person ([identify] rule)
 
 
 ImageForCloud = Callable[[], bytes]
@@ -93,9 +94,11 @@ class Decider:
         judged = gallery.thresholds.judge(condition)
         if judged.withhold:
             return _withheld(Mode.IDENTIFY, judged)
-        res = gallery.identify(embedding, group_ids or None, raise_by=judged.margin)
+        res = gallery.identify(embedding, group_ids or None, raise_by=judged.margin, bands=judged.bands)
+        if res.raised is not None:  # best-or-template: the first person's own margin, larger
+            judged = replace(judged, margin=round(res.raised[0], 4), band=res.raised[1])
         out = Outcome(Mode.IDENTIFY, Decision.UNKNOWN, Source.LOCAL, threshold=res.threshold,
-                      condition=judged if condition is not None else None)
+                      condition=judged if condition is not None else None, rule=gallery.thresholds.rule)
         out.candidates = [{"person_id": c.person_id, "face_id": c.face_id,
                            "confidence": confidence(c.score, gallery.thresholds),
                            "score": round(c.score, 4), "tag": c.tag} for c in res.candidates]

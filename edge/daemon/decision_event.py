@@ -45,6 +45,7 @@ def decision_event(out: Outcome, *, device: str, camera: str, fingerprints: dict
         person_name=out.person_name or None, score=out.score, confidence=out.confidence,
         source=out.source, cloud=out.cloud.as_dict() if out.cloud else None, track_id=track_id,
         threshold=out.threshold,  # the accept threshold applied (identify: follows the gallery)
+        rule=out.rule,  # identify: best face, or best face or template ([identify] rule)
         # which condition bands the face fell in, the margin that raised the threshold and why,
         # or the reason the decision was withheld (edge.core.conditions)
         condition=out.condition.as_dict() if out.condition is not None else None,

@@ -77,6 +77,7 @@ def daemon_state(d: DaemonSnapshot) -> dict[str, Any]:
             "thresholds": {"accept": d.thresholds.accept, "reject": d.thresholds.reject,
                            # identify's accept for the gallery in use (edge.core.false_admit)
                            "identify": gallery.identify_threshold(d.identify_groups or None),
+                           "identify_rule": d.thresholds.rule,
                            "false_admit_rate": d.thresholds.false_admit_rate,
                            # the face's condition moves them (edge.core.conditions): the cosine
                            # added per band and the limits beyond which the door withholds

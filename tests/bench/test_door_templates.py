@@ -134,11 +134,13 @@ def _folder(emb: np.ndarray, person: np.ndarray, seed: int) -> FolderFaces:
                        np.ones(n, bool), size, size / 2, yaw, zeros, zeros + 300)
 
 
-def test_the_matrix_decision_is_the_daemons_for_todays_rule():
-    """best-shipped decided with matrices gives exactly what edge.daemon's Decider and Gallery
-    decide on the same galleries (edge.bench.door.run_door): admits, misses, misidentified."""
+@pytest.mark.parametrize("shipped, rule", [("best-shipped", "best"), ("max-shipped", "best-or-template")])
+def test_the_matrix_decision_is_the_daemons(shipped, rule):
+    """best-shipped and max-shipped decided with matrices give exactly what edge.daemon's Decider
+    and Gallery decide on the same galleries under `[identify] rule` best and best-or-template
+    (edge.bench.door.run_door): admits, misses, misidentified."""
     from edge.bench.door import draw_door, run_door
-    from edge.bench.door_wild import _thresholds
+    from edge.core.matcher import thresholds_for
 
     emb, person, by_person = _people(150, 5, 16, 0.75, seed=11)
     ff = _folder(emb, person, seed=2)
@@ -147,9 +149,9 @@ def test_the_matrix_decision_is_the_daemons_for_todays_rule():
     rng = np.random.default_rng(4)
     for looks_t in (1, 2):
         doors = [draw_door(rng, by_person, 40, 3, looks_t) for _ in range(2)]
-        pol = policies({}, "int8", 1e-3, 40, 3, looks_t, "per-look", 0.05)["best-shipped"]
+        pol = policies({}, "int8", 1e-3, 40, 3, looks_t, "per-look", 0.05)[shipped]
         mine = run_policy(ff.probe, ff.clean, doors, pol, face_margins(conds, pol.margins), labels, looks_t)
-        t = _thresholds("int8", 1e-3, {})
+        t = thresholds_for("int8", false_admit_rate=1e-3, rule=rule)
         runs = [run_door(ff.clean, e, m, nm, t, "off", "best", None, probe=ff.probe, conditions=conds)
                 for e, m, nm in doors]
         assert mine["false_admits"] == sum(r["false_admits"] for r in runs) > 0
