@@ -74,7 +74,7 @@ class IdentifySettings(BaseModel):
         "auto", description="How a face is scored against an enrolled person: best = their best face;\n"
         "best-or-template = the larger of that and their template (the mean of their faces), each person\n"
         "at the threshold and band margins of their own photo count: more members in on the first look,\n"
-        "the false-admit rate held in every condition band (measured for the int8 packs);\n"
+        "the false-admit rate held in every condition band (measured for int8 and int8-mirror);\n"
         "auto = best-or-template where the pack has it, else best (docs/daemon.md#identify-rules).")
     cloud_fallback: bool = Field(
         False, description="Ask the hub's /face/verify about an uncertain identify. Off: it is unknown.\n"
