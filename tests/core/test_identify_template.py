@@ -57,9 +57,11 @@ def _brute_force(gallery: Gallery, v: np.ndarray) -> list[tuple[float, str, str]
     return sorted(out, key=lambda x: (-x[0], x[1]))
 
 
-def test_the_shipped_tables_are_measured_for_int8_and_grow_with_the_photos():
-    assert K_MAX >= 3  # enrolment takes three photos by default
-    tails = TEMPLATE_TAILS["int8"]
+@pytest.mark.parametrize("pack", ["int8", "int8-mirror"])
+def test_the_shipped_tables_are_measured_and_grow_with_the_photos(pack):
+    assert template_photos(pack) == K_MAX >= 3  # enrolment takes three photos by default
+    tails = TEMPLATE_TAILS[pack]
+    rule = thresholds_for(pack, false_admit_rate=1e-3, rule=TEMPLATE_RULE)
     for k in range(1, K_MAX + 1):
         fars = [f for f, _ in tails[k]]
         scores = [s for _, s in tails[k]]
@@ -68,14 +70,14 @@ def test_the_shipped_tables_are_measured_for_int8_and_grow_with_the_photos():
         assert all(a <= b for (_, a), (_, b) in zip(tails[k - 1], tails[k]))
     # one photo: the rule is the best face, its tail the per-face one measured on a subset of
     # the pairs (within sampling noise; the threshold never goes under today's anyway)
-    per_face = dict(IMPOSTOR_TAILS["int8"])
+    per_face = dict(IMPOSTOR_TAILS[pack])
     assert all(abs(s - per_face[f]) < 2e-3 for f, s in tails[1] if f in per_face and f >= 1e-6)
-    assert dict(RULE.band_margins) == BAND_MARGINS["int8"]  # a person scored by best face: today's
-    per_k = dict(RULE.person_margins)
+    assert dict(rule.band_margins) == BAND_MARGINS[pack]  # a person scored by best face: today's
+    per_k = dict(rule.person_margins)
     assert sorted(per_k) == list(range(1, K_MAX + 1))
-    for k, own in TEMPLATE_BAND_MARGINS["int8"].items():
+    for k, own in TEMPLATE_BAND_MARGINS[pack].items():
         margins = dict(per_k[k])
-        assert all(margins[b] >= m for b, m in BAND_MARGINS["int8"].items())
+        assert all(margins[b] >= m for b, m in BAND_MARGINS[pack].items())
         assert all(margins[b] >= m for b, m in own.items())
 
 
