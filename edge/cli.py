@@ -34,6 +34,8 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("bench", "pi-first-accept"): ("edge.bench.pi_first_accept",
                                   "by hand: an emulated Raspberry Pi with no models pulls the hub's pack and "
                                   "reaches its first accept"),
+    ("bench", "matching"): ("edge.bench.matching",
+                            "identify alone over N persons x K faces, per [identify] rule, side by side"),
     ("bench", "log"): ("edge.bench.access_log",
                        "access rules and log: evaluation cost, records lost with the hub killed, search time"),
     ("bench", "ui"): ("edge.bench.ui", "web console page latency with many persons (p50, p95)"),

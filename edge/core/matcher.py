@@ -229,6 +229,10 @@ class Gallery:
     _person_order: list[str] = field(init=False, repr=False)
     _photos: np.ndarray = field(init=False, repr=False)
     _templates: np.ndarray = field(init=False, repr=False)
+    # groups searched -> their rows sorted by person, where each person's run starts, the persons
+    # (best-or-template: a best face per person by one reduceat instead of a sort per identify)
+    _segments: dict[tuple[str, ...] | None, tuple[np.ndarray, np.ndarray, np.ndarray]] = field(
+        init=False, repr=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self.faces = tuple(self.faces)
@@ -332,7 +336,9 @@ class Gallery:
         if len(rows) == 0:
             return IdentifyResult([], Decision.REJECT, None, self.thresholds.identify_accept(0))
         if self.thresholds.template_photos:
-            return self._identify_by_template(self._unit(embedding), rows, top_k, raise_by, bands or {})
+            key = None if group_ids is None else tuple(sorted(set(group_ids)))
+            return self._identify_by_template(self._unit(embedding), self._person_runs(key, rows), top_k,
+                                              raise_by, bands or {})
         # Score every row, then pick: cheaper than copying the group's rows out of the matrix.
         scores = (self._matrix @ self._unit(embedding))[rows]
         best_rows = self._best_faces(rows, scores, max(top_k, 2))
@@ -345,19 +351,34 @@ class Gallery:
             decision = Decision.UNCERTAIN
         return IdentifyResult(ranked[:top_k], decision, margin, accept)
 
-    def _identify_by_template(self, unit: np.ndarray, rows: np.ndarray, top_k: int,
-                              raise_by: float, bands: Mapping[str, str]) -> IdentifyResult:
+    def _person_runs(self, key: tuple[str, ...] | None,
+                     rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """`rows` sorted by person, where each person's run starts, and those persons (ascending);
+        kept per group set searched (a few: the daemon's groups; at most 32, as API callers may
+        name any set)."""
+        runs = self._segments.get(key)
+        if runs is None:
+            by_person = rows[np.argsort(self._person_of_face[rows], kind="stable")]
+            owners = self._person_of_face[by_person]
+            starts = np.flatnonzero(np.r_[True, owners[1:] != owners[:-1]])
+            runs = (by_person, starts, owners[starts])
+            if len(self._segments) >= 32:
+                self._segments.clear()
+            self._segments[key] = runs
+        return runs
+
+    def _identify_by_template(self, unit: np.ndarray, runs: tuple[np.ndarray, np.ndarray, np.ndarray],
+                              top_k: int, raise_by: float, bands: Mapping[str, str]) -> IdentifyResult:
         """Identify under `best-or-template`: each person searched scores the larger of their best
         face and their template (persons with more faces than the rule was measured for: the best
         face), is ranked by it, and the first is decided at their own threshold (their photo
         count's tail at the per-person rate, never under today's for the same search)."""
+        rows, starts, persons = runs
         face_scores = self._matrix @ unit
-        persons = np.unique(self._person_of_face[rows])
-        best = np.full(len(self._photos), -np.inf, dtype=np.float32)
-        np.maximum.at(best, self._person_of_face[rows], face_scores[rows])
+        score = np.maximum.reduceat(face_scores[rows], starts)  # each person's best face
         by_template = self._photos[persons] <= self.thresholds.template_photos
-        score = best[persons]
-        score[by_template] = np.maximum(score[by_template], self._templates[persons[by_template]] @ unit)
+        # every template scored, then picked: cheaper than copying the searched ones out
+        score[by_template] = np.maximum(score[by_template], (self._templates @ unit)[persons[by_template]])
         k = min(max(top_k, 2), len(persons))
         top = np.argpartition(-score, k - 1)[:k] if k < len(persons) else np.arange(len(persons))
         top = top[np.lexsort((persons[top], -score[top]))]  # score descending; ties: first enrolled
