@@ -184,3 +184,21 @@ def test_a_face_in_a_band_is_decided_at_its_persons_own_margin_and_the_event_say
     assert out.threshold == round(base + own, 4)
     assert out.condition.margin == round(own, 4) and out.condition.band == band
     assert out.rule == TEMPLATE_RULE and out.person_id == "ann"
+
+
+def test_any_number_of_group_sets_asked_keeps_results_exact_and_memory_bounded():
+    """The rows sorted by person are kept per group set searched; API callers may name any set,
+    so at most 32 are kept, and a set asked again after a clear gives the same answer."""
+    rng = np.random.default_rng(10)
+    names = [f"g{i}" for i in range(40)]
+    faces = [Enrolled(f"p{p}", f"p{p}#{f}", _unit(rng.standard_normal(32)), (names[p % 40], names[(p + 1) % 40]))
+             for p in range(120) for f in range(3)]
+    gallery = Gallery(faces, RULE)
+    v = _unit(rng.standard_normal(32))
+    first = [gallery.identify(v, [g]).candidates for g in names]
+    assert len(gallery._segments) <= 32
+    again = [gallery.identify(v, [g]).candidates for g in names]
+    assert again == first
+    for g, got in zip(names, first):
+        expected = _brute_force(Gallery([f for f in faces if g in f.group_ids], RULE), v)[:5]
+        assert [c.person_id for c in got] == [pid for _, pid, _ in expected]
