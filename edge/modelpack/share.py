@@ -22,6 +22,7 @@ import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from edge.modelpack import versions
 from edge.modelpack.fetch import sha256_file
 
 CHUNK = 1 << 20  # bytes per /face/packfile answer (1.4 MB of JSON)
@@ -37,12 +38,10 @@ def _index(models_dir: Path) -> dict:
 
 
 def pack_fingerprint(files: dict[str, str], sha256: dict[str, str], embedding: str | None = None) -> str:
-    """A pack's fingerprint from its role -> file map and the files' sha256, and its models.json
-    "embedding" when it has one (as models build makes it: versions.pack_fingerprint)."""
-    lines = [f"{role}:{sha256[name]}" for role, name in sorted(files.items())]
-    if embedding:
-        lines.append(f"embedding:{embedding}")
-    return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
+    """A pack's fingerprint from its role -> file map and the files' sha256 themselves, and its
+    models.json "embedding" when it has one: versions.pack_fingerprint, which models build uses."""
+    return versions.pack_fingerprint(files, {name: {"sha256": digest} for name, digest in sha256.items()},
+                                     embedding)
 
 
 def listing(models_dir: Path, packs: Iterable[str]) -> list[dict]:
