@@ -207,13 +207,12 @@ def cache_dir() -> Path:
 
 
 def pack_key(pipe) -> str:
-    """The models that decide an embedding: detector, landmarks and embedder fingerprints (not
-    the pack's liveness model, so rebuilding only that one reuses the cached embeddings)."""
+    """A cache key of the models that decide an embedding (edge.bench.wild.embedding_models)."""
     import hashlib
 
-    parts = sorted((role, fp) for role, fp in pipe.fingerprints.items() if role != "liveness")
-    if getattr(pipe.embedder, "mirror", False):  # the same files embedding crop + mirror (int8-mirror)
-        parts.append(("embedding", "mirror-mean"))
+    from edge.bench.wild import embedding_models
+
+    parts = embedding_models(pipe)
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
 
 

@@ -160,16 +160,24 @@ def _embed(pipe, crop: np.ndarray, mirror: bool, clock: list[float]) -> tuple[np
     return v, m / max(float(np.linalg.norm(m)), 1e-12)
 
 
+def embedding_models(pipe) -> list[tuple[str, str]]:
+    """The models that decide an embedding: detector, landmarks and embedder fingerprints (not
+    the pack's liveness model, so rebuilding only that one reuses the cached embeddings), and the
+    mirror pass when the pack has one (the same files embedding crop + mirror: int8-mirror)."""
+    parts = sorted((role, fp) for role, fp in pipe.fingerprints.items() if role != "liveness")
+    if getattr(pipe.embedder, "mirror", False):
+        parts.append(("embedding", "mirror-mean"))
+    return parts
+
+
 def folder_faces(pipe, data: Path, names: list[str], degrade: Degrade | None, seed: int,
                  workers: int, cache: Path | None, mirror: bool = False) -> FolderFaces:
     """Clean and probe embeddings with the probes' measures (see the module docstring); kept
     under `cache` keyed by the models, the photos and the degradation."""
     from edge.vision.image import load_image
 
-    # The models that decide an embedding (not the liveness model), the photos and the degradation.
-    models = sorted((role, fp) for role, fp in pipe.fingerprints.items() if role != "liveness")
-    if getattr(pipe.embedder, "mirror", False):  # the same files embedding crop + mirror (int8-mirror)
-        models.append(("embedding", "mirror-mean"))
+    # The models that decide an embedding, the photos and the degradation.
+    models = embedding_models(pipe)
     key = hashlib.sha256("\n".join([repr(models), str(data.resolve()), *names,
                                     degrade.label() if degrade else "", str(seed)]
                                    + (["mirror"] if mirror else [])).encode()).hexdigest()[:16]
