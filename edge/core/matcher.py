@@ -336,26 +336,31 @@ class Gallery:
         if len(rows) == 0:
             return IdentifyResult([], Decision.REJECT, None, self.thresholds.identify_accept(0))
         if self.thresholds.template_photos:
-            key = None if group_ids is None else tuple(sorted(set(group_ids)))
-            return self._identify_by_template(self._unit(embedding), self._person_runs(key, rows), top_k,
+            return self._identify_by_template(self._unit(embedding), self._person_runs(group_ids, rows), top_k,
                                               raise_by, bands or {})
         # Score every row, then pick: cheaper than copying the group's rows out of the matrix.
         scores = (self._matrix @ self._unit(embedding))[rows]
         best_rows = self._best_faces(rows, scores, max(top_k, 2))
         ranked = [self._candidate(int(rows[i]), scores[i]) for i in best_rows]
         accept = round(min(self.thresholds.identify_accept(len(rows)) + max(raise_by, 0.0), 1.0), 4)
+        return self._decided(ranked, top_k, accept)
+
+    def _decided(self, ranked: list[Candidate], top_k: int, accept: float,
+                 raised: tuple[float, str] | None = None) -> IdentifyResult:
+        """The first of `ranked` (persons, best first) decided at `accept`."""
         decision = self.thresholds.decide(ranked[0].score, accept)
         margin = ranked[0].score - ranked[1].score if len(ranked) > 1 else None
         # Two enrolled people both close to the face: not safe to accept either locally.
         if decision is Decision.ACCEPT and margin is not None and margin < self.thresholds.margin:
             decision = Decision.UNCERTAIN
-        return IdentifyResult(ranked[:top_k], decision, margin, accept)
+        return IdentifyResult(ranked[:top_k], decision, margin, accept, raised)
 
-    def _person_runs(self, key: tuple[str, ...] | None,
+    def _person_runs(self, group_ids: Iterable[str] | None,
                      rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """`rows` sorted by person, where each person's run starts, and those persons (ascending);
-        kept per group set searched (a few: the daemon's groups; at most 32, as API callers may
-        name any set)."""
+        """`rows` (those of `group_ids`) sorted by person, where each person's run starts, and
+        those persons (ascending); kept per group set searched (a few: the daemon's groups; at
+        most 32, as API callers may name any set)."""
+        key = None if group_ids is None else tuple(sorted(set(group_ids)))
         runs = self._segments.get(key)
         if runs is None:
             by_person = rows[np.argsort(self._person_of_face[rows], kind="stable")]
@@ -392,12 +397,7 @@ class Gallery:
         own = self.thresholds.person_accept(len(persons), photos, len(rows))
         raised = self.thresholds.person_margin(photos, bands)  # (0.0, "") past the measured K
         accept = round(min(own + max(raise_by, raised[0], 0.0), 1.0), 4)
-        decision = self.thresholds.decide(ranked[0].score, accept)
-        margin = ranked[0].score - ranked[1].score if len(ranked) > 1 else None
-        if decision is Decision.ACCEPT and margin is not None and margin < self.thresholds.margin:
-            decision = Decision.UNCERTAIN
-        return IdentifyResult(ranked[:top_k], decision, margin, accept,
-                              raised if raised[0] > max(raise_by, 0.0) else None)
+        return self._decided(ranked, top_k, accept, raised if raised[0] > max(raise_by, 0.0) else None)
 
     def identify_threshold(self, group_ids: Iterable[str] | None = None) -> float:
         """The accept threshold identify applies now in `group_ids` (None: all faces); under
@@ -405,6 +405,6 @@ class Gallery:
         rows = self._rows(group_ids)
         if not self.thresholds.template_photos or len(rows) == 0:
             return self.thresholds.identify_accept(len(rows))
-        persons = np.unique(self._person_of_face[rows])
+        persons = self._person_runs(group_ids, rows)[2]
         return max(self.thresholds.person_accept(len(persons), int(k), len(rows))
                    for k in np.unique(self._photos[persons]))
