@@ -381,25 +381,19 @@ def policies(fits: dict[str, RuleFit], pack: str, rate: float, n: int, k: int, l
     (the daemon's thresholds: LFW's tail per face, N x K faces, BAND_MARGINS) and, where the pack
     has a template tail for K, `max-shipped` (the daemon's `best-or-template`: TEMPLATE_TAILS,
     N persons, never under best-shipped's threshold, template_band_margins at K)."""
-    from edge.core.false_admit import (
-        band_margins,
-        identify_accept,
-        per_pair_far,
-        template_accept,
-        template_band_margins,
-        template_photos,
-    )
+    from edge.core.false_admit import TEMPLATE_RULE, per_pair_far, template_photos
     from edge.core.matcher import thresholds_for
 
     spread = looks_t if spend == "spent" else int(spend.split("/")[1]) if spend.startswith("spent/") else 1
     per_look = per_pair_far(rate, spread)
     out = {r: Policy(r, f.threshold(per_look, n), f.margins, second_margin) for r, f in fits.items()}
-    verify = thresholds_for(pack).accept
-    today = identify_accept(pack, per_look, n * k, verify)
-    out["best-shipped"] = Policy("best", today, band_margins(pack), second_margin)
+    # the daemon's own thresholds at this door, from its own code (edge.core.matcher)
+    today = thresholds_for(pack, false_admit_rate=per_look)
+    out["best-shipped"] = Policy("best", today.identify_accept(n * k), dict(today.band_margins), second_margin)
     if 0 < k <= template_photos(pack):  # the daemon's `[identify] rule = "best-or-template"`
-        out["max-shipped"] = Policy("max", template_accept(pack, per_look, n, k, today),
-                                    template_band_margins(pack, k), second_margin)
+        rule = thresholds_for(pack, false_admit_rate=per_look, rule=TEMPLATE_RULE)
+        out["max-shipped"] = Policy("max", rule.person_accept(n, k, n * k), dict(dict(rule.person_margins)[k]),
+                                    second_margin)
     return out
 
 
