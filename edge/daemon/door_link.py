@@ -153,14 +153,13 @@ class DoorLink:
                                 source=str(out.source), accept=ok, at=time.time(), claim=claimed,
                                 evidence=evidence)
         verdict = self.rules.evaluate(request, self.history)
-        alarm = bool(getattr(verdict, "alarm", False))
         if verdict.outcome is Outcome.GRANT:
             self.door.grant(person, verdict.reason, event_id=request.event_id)
         elif ok or person:  # a face nobody knows is no door event; a known one refused is
             asked = ok or verdict.outcome is Outcome.STEP_UP  # the rules' own reason says it all
             self.door.deny(person, verdict.reason if asked else f"{verdict.reason}:{why}",
                            event_id=request.event_id)
-        if alarm:  # a duress person: granted or not, the alarm goes out
+        if verdict.alarm:  # a duress person: granted or not, the alarm goes out
             self.door.alarm(person, "duress", event_id=request.event_id)
         events = self.door.take_events()
         acted = next((e for e in events if e["kind"] in ("grant", "deny")

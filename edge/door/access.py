@@ -30,16 +30,6 @@ RULES_INVALID = "rules_invalid"
 
 
 @dataclass(frozen=True)
-class AccessVerdict(Verdict):
-    """A Verdict with what the log and the event need beyond grant/deny: `alarm` is raised for a
-    duress person (whatever the outcome); `warning` names a soft rule that let the grant pass
-    (`anti_passback` with response = soft)."""
-    alarm: bool = False
-    warning: str | None = None
-    rules_version: int | None = None
-
-
-@dataclass(frozen=True)
 class LocalTime:
     """The request's instant in the site's time zone, as the rules read it."""
     minute_of_week: int
@@ -116,7 +106,7 @@ def paired_passback(door: Door, request: AccessRequest, history: AccessHistory) 
 
 
 class AccessPolicy:
-    """`AccessPolicy(rules).evaluate(request, history) -> AccessVerdict`.
+    """`AccessPolicy(rules).evaluate(request, history) -> Verdict`.
 
     `rules` is a callable returning the current RuleSet, or None when there is none that can be
     trusted (never synced, or the synced one failed validation and no good one was kept)."""
@@ -124,28 +114,28 @@ class AccessPolicy:
     def __init__(self, rules: Callable[[], RuleSet | None]):
         self._rules = rules
 
-    def evaluate(self, request: AccessRequest, history: AccessHistory) -> AccessVerdict:
+    def evaluate(self, request: AccessRequest, history: AccessHistory) -> Verdict:
         try:
             rules = self._rules()
         except Exception:  # a provider that fails is a broken rule set: deny, never open
             rules = None
         if rules is None:
-            return AccessVerdict(Outcome.DENY, RULES_INVALID)
+            return Verdict(Outcome.DENY, RULES_INVALID)
         verdict = self._evaluate(rules, request, history)
         alarm = request.person_id in rules.duress_persons
         if alarm and verdict.granted:
-            return AccessVerdict(Outcome.GRANT, DURESS, verdict.rule, True, verdict.warning, rules.version)
-        return AccessVerdict(verdict.outcome, verdict.reason, verdict.rule, alarm, verdict.warning,
+            return Verdict(Outcome.GRANT, DURESS, verdict.rule, True, verdict.warning, rules.version)
+        return Verdict(verdict.outcome, verdict.reason, verdict.rule, alarm, verdict.warning,
                              rules.version)
 
-    def _evaluate(self, rules: RuleSet, request: AccessRequest, history: AccessHistory) -> AccessVerdict:
+    def _evaluate(self, rules: RuleSet, request: AccessRequest, history: AccessHistory) -> Verdict:
         door = rules.doors.get(request.door)
         if door is None:
-            return AccessVerdict(Outcome.DENY, NO_ACCESS_LEVEL, f"door:{request.door}")
+            return Verdict(Outcome.DENY, NO_ACCESS_LEVEL, f"door:{request.door}")
         now = local_time(rules, request.at)
         mode = door_mode(rules, door, now)
         if mode == "locked_down":
-            return AccessVerdict(Outcome.DENY, LOCKED_DOWN, f"mode:{door.id}")
+            return Verdict(Outcome.DENY, LOCKED_DOWN, f"mode:{door.id}")
         auth = door_auth(rules, door, now)
         claimed = claim_matches(request)
         uncertain = request.decision == "uncertain" and not request.accept
@@ -155,19 +145,19 @@ class AccessPolicy:
         if not face_ok:
             if (uncertain and auth == "claim_if_uncertain" and mode == "normal"
                     and level_check(rules, request, now)[0] == GRANTED):
-                return AccessVerdict(Outcome.STEP_UP, SECOND_FACTOR_NEEDED, f"uncertain:{door.id}")
-            return AccessVerdict(Outcome.DENY, NOT_ACCEPTED)
+                return Verdict(Outcome.STEP_UP, SECOND_FACTOR_NEEDED, f"uncertain:{door.id}")
+            return Verdict(Outcome.DENY, NOT_ACCEPTED)
         if mode == "unlocked":  # the door stands open on schedule: an accepted face just passes
-            return AccessVerdict(Outcome.GRANT, GRANTED, f"mode:{door.id}")
+            return Verdict(Outcome.GRANT, GRANTED, f"mode:{door.id}")
         reason, level = level_check(rules, request, now)
         if level is None:
-            return AccessVerdict(Outcome.DENY, reason)
+            return Verdict(Outcome.DENY, reason)
         if auth == "face+claim" and not claimed:
-            return AccessVerdict(Outcome.STEP_UP, SECOND_FACTOR_NEEDED, f"auth:{door.id}")
+            return Verdict(Outcome.STEP_UP, SECOND_FACTOR_NEEDED, f"auth:{door.id}")
         if timed_passback(rules, request, history):
-            return AccessVerdict(Outcome.DENY, ANTI_PASSBACK, "timed")
+            return Verdict(Outcome.DENY, ANTI_PASSBACK, "timed")
         if paired_passback(door, request, history):
             if rules.passback_response == "hard":
-                return AccessVerdict(Outcome.DENY, ANTI_PASSBACK, f"pair:{door.id}")
-            return AccessVerdict(Outcome.GRANT, GRANTED, f"level:{level.id}", warning=ANTI_PASSBACK)
-        return AccessVerdict(Outcome.GRANT, GRANTED, f"level:{level.id}")
+                return Verdict(Outcome.DENY, ANTI_PASSBACK, f"pair:{door.id}")
+            return Verdict(Outcome.GRANT, GRANTED, f"level:{level.id}", warning=ANTI_PASSBACK)
+        return Verdict(Outcome.GRANT, GRANTED, f"level:{level.id}")

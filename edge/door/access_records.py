@@ -37,9 +37,9 @@ def decision_record(request: AccessRequest, verdict: Verdict, *, door_outcome: s
             "decision": ev.get("decision", request.decision),  # the face's own, not what the rules saw
             "outcome": outcome, "reason": reason, "rule": verdict.rule, "event_id": request.event_id,
             "score": ev.get("score"), "liveness": ev.get("liveness"), "model_version": ev.get("model_version"),
-            "gallery_version": ev.get("gallery_version"), "rules_version": getattr(verdict, "rules_version", None),
-            "source": request.source, "alarm": bool(getattr(verdict, "alarm", False)) or None,
-            "warning": getattr(verdict, "warning", None), "detail": detail or None}
+            "gallery_version": ev.get("gallery_version"), "rules_version": verdict.rules_version,
+            "source": request.source, "alarm": verdict.alarm or None,
+            "warning": verdict.warning, "detail": detail or None}
 
 
 def door_event_record(event: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:

@@ -44,6 +44,9 @@ class Verdict:
     outcome: Outcome
     reason: str  # "granted", "not_accepted", "not_in_groups", "locked_down", ... (snake_case)
     rule: str | None = None  # which rule allowed or refused it, for the log
+    alarm: bool = False  # a duress person: raised whatever the outcome
+    warning: str | None = None  # a soft rule that let the grant pass (anti_passback, response soft)
+    rules_version: int | None = None  # the synced rule set that decided, for the log
 
     @property
     def granted(self) -> bool:

@@ -18,7 +18,7 @@ import logging
 from typing import Any, Callable
 
 from edge.core.access_rules import RuleSet
-from edge.door.access import RULES_INVALID, AccessPolicy, AccessVerdict, door_mode, local_time
+from edge.door.access import RULES_INVALID, AccessPolicy, door_mode, local_time
 from edge.door.interface import AccessHistory, AccessRequest, Outcome, Verdict
 from edge.door.rules import GroupRules
 
@@ -58,7 +58,7 @@ class RulesInForce:
         if which == SYNCED:
             return AccessPolicy(lambda: rules).evaluate(request, history)
         if which == INVALID:
-            return AccessVerdict(Outcome.DENY, RULES_INVALID)
+            return Verdict(Outcome.DENY, RULES_INVALID)
         return self.groups.evaluate(request, history)
 
     def scheduled_mode(self, door: str, at: float) -> str | None:

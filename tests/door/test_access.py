@@ -9,8 +9,8 @@ import zoneinfo
 import pytest
 
 from edge.core import access_rules as ar
-from edge.door.access import AccessPolicy, AccessVerdict
-from edge.door.interface import AccessRequest, Outcome
+from edge.door.access import AccessPolicy
+from edge.door.interface import AccessRequest, Outcome, Verdict
 
 BERLIN = zoneinfo.ZoneInfo("Europe/Berlin")
 WEEKDAYS = ["mon", "tue", "wed", "thu", "fri"]
@@ -76,7 +76,7 @@ def policy(doc: dict | None = None, version: int = 3) -> AccessPolicy:
     return AccessPolicy(lambda: rules)
 
 
-def verdict(at: float, history: History | None = None, doc: dict | None = None, **kw) -> AccessVerdict:
+def verdict(at: float, history: History | None = None, doc: dict | None = None, **kw) -> Verdict:
     return policy(doc).evaluate(req(at, **kw), history or History())
 
 
