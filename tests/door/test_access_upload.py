@@ -66,6 +66,9 @@ def test_store_verifies_the_chain_and_is_idempotent(store, tmp_path) -> None:
     # Another edge's chain (and another appid's) is its own.
     assert store.store_access_records("app", "edge-2", records[:1]) == (1, 1)
     assert store.store_access_records("other", "edge-1", records[:1]) == (1, 1)
+    chains = store.access_chains("app")  # the doors page's one query: this appid's edges only
+    assert {e: c["seq"] for e, c in chains.items()} == {"edge-1": 12, "edge-2": 1}
+    assert chains["edge-1"] == store.access_chain("app", "edge-1") and store.access_chain("app", "edge-3") is None
 
     page, nxt = store.search_access("app", {"person_id": "p1", "edge_id": "edge-1"}, limit=2)
     assert [r["seq"] for r in page] == [2, 6] and nxt is not None

@@ -153,13 +153,18 @@ class AccessSql:
                     (appid, edge_id, GENESIS, why[:500]))
 
     def access_chain(self, appid: str, edge_id: str) -> dict[str, Any] | None:
+        return self._access_chains(appid, edge_id).get(edge_id)
+
+    def access_chains(self, appid: str) -> dict[str, dict[str, Any]]:
+        return self._access_chains(appid, None)
+
+    def _access_chains(self, appid: str, edge_id: str | None) -> dict[str, dict[str, Any]]:
+        one = " AND edge_id = ?" if edge_id is not None else ""
         with self._read() as c:
-            row = self._q(c, "SELECT seq, hash, refused, last_refusal FROM access_chains"
-                             " WHERE appid = ? AND edge_id = ?", (appid, edge_id)).fetchone()
-        if row is None:
-            return None
-        return {"edge_id": edge_id, "seq": int(row[0]), "hash": row[1], "refused": int(row[2]),
-                "last_refusal": row[3]}
+            rows = self._q(c, "SELECT edge_id, seq, hash, refused, last_refusal FROM access_chains"
+                              " WHERE appid = ?" + one, (appid,) + ((edge_id,) if one else ())).fetchall()
+        return {row[0]: {"edge_id": row[0], "seq": int(row[1]), "hash": row[2], "refused": int(row[3]),
+                         "last_refusal": row[4]} for row in rows}
 
     def access_record(self, appid: str, edge_id: str, seq: int) -> dict[str, Any] | None:
         """One stored record (with its edge_id), or None."""

@@ -247,6 +247,10 @@ class Store(abc.ABC):
         """{edge_id, seq, hash, refused, last_refusal} of the edge's chain; None if unknown."""
 
     @abc.abstractmethod
+    def access_chains(self, appid: str) -> dict[str, dict]:
+        """Every edge's chain of the appid (as access_chain), by edge_id: one query for a page of doors."""
+
+    @abc.abstractmethod
     def access_record(self, appid: str, edge_id: str, seq: int) -> dict | None:
         """One stored record of the edge's log (with its edge_id), or None."""
 

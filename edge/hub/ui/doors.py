@@ -30,13 +30,14 @@ def doors(console, ctx: Ctx) -> Response:
     zone, zone_name = site_zone(console.store, ctx.appid)
     head = console.store.last_seq(ctx.appid)
     try:
-        served = set(getattr(console.service.vision, "fingerprints", ()) or ())
+        served = set(console.service.vision.fingerprints)
     except ApiError:  # the hub's models cannot load: no pack is served, the page still shows the doors
         served = set()
     now = time.time()
     rows = []
+    chains = console.store.access_chains(ctx.appid)
     for report in console.store.edge_reports(ctx.appid):
-        chain = console.store.access_chain(ctx.appid, report.edge_id) or {}
+        chain = chains.get(report.edge_id, {})
         rows.append({"report": report, "contact": shown(report.last_contact, zone),
                      "age": _age(now - report.last_contact), "behind": max(0, head - report.cursor),
                      "pack_served": report.pack in served, "log_seq": chain.get("seq"),
