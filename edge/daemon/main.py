@@ -52,6 +52,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("edge.daemon")
 
 STATE_EVERY_S = 10.0
+# A fresh edge (nothing synced yet) holds its camera until its first sync ends, at most this
+# long: a member at the door while it boots would otherwise meet an empty gallery and be turned
+# away; a hub that does not answer must not keep the door blind for longer.
+FIRST_SYNC_WAIT_S = 15.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -120,6 +124,7 @@ class Daemon:
         self.door: DoorLink | None = None  # built in start(), after the publisher
         self.access_log: AccessLog | None = None  # the door's access log (start())
         self.uploader: Uploader | None = None  # the log to the hub: None without a hub
+        self._first_sync_by: float | None = None  # monotonic deadline while a fresh edge waits
 
     # -- start -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -198,6 +203,10 @@ class Daemon:
         self.door.start()
         metrics.follow(self.camera, self.events, self.cloud, self.syncer)
         if self.cloud is not None:
+            if self.cache.cursor == 0:
+                self._first_sync_by = time.monotonic() + FIRST_SYNC_WAIT_S
+                log.info("nothing synced yet: the camera waits for the first sync (at most %.0f s)",
+                         FIRST_SYNC_WAIT_S)
             self._spawn("sync", self.syncer.run, self.stop_event)
             self._start_log_upload()
         if s.api.enabled:
@@ -268,7 +277,11 @@ class Daemon:
     def loop(self) -> None:
         last_ping = last_state = 0.0
         while not self.stop_event.is_set():
-            frame = self.camera.read(self.stop_event, max_block_s=0.5)
+            if self._awaiting_first_sync():
+                frame = None
+                self.stop_event.wait(0.05)
+            else:
+                frame = self.camera.read(self.stop_event, max_block_s=0.5)
             t_frame = time.perf_counter()
             if frame is not None:
                 try:
@@ -296,6 +309,18 @@ class Daemon:
                 if self.events.loop_health()["status"] != "stuck":
                     notify("WATCHDOG=1")
                 last_ping = now
+
+    def _awaiting_first_sync(self) -> bool:
+        """True while a fresh edge holds its camera for its first sync (FIRST_SYNC_WAIT_S): until
+        a sync has succeeded or failed once, or the deadline passed. The rest of the loop (door
+        inputs, claims, state, watchdog) runs meanwhile."""
+        if self._first_sync_by is None:
+            return False
+        state = self.syncer.state if self.syncer is not None else {}
+        if state.get("syncs") or state.get("failures") or time.monotonic() >= self._first_sync_by:
+            self._first_sync_by = None
+            return False
+        return True
 
     def _tick_door(self) -> None:
         """Every turn, with or without a frame: relock on time, held-open alarms, door events out."""

@@ -19,29 +19,17 @@ from edge.core import errors
 from edge.core.errors import ApiError
 from tests.conftest import wait_until
 from tests.support.hub import post, start_hub
+from tests.support.loopback import LoopbackServer
 
 
-class SlowHeaderServer:
+class SlowHeaderServer(LoopbackServer):
     """Answers every connection with a status line, then one header byte every `every_s` seconds."""
 
     def __init__(self, every_s: float = 0.2, lasting_s: float = 30.0):
         self.every_s, self.lasting_s = every_s, lasting_s
-        self.sock = socket.create_server(("127.0.0.1", 0), backlog=128)
-        self.port = self.sock.getsockname()[1]
-        self.stopped = threading.Event()
-        self.connections = 0
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__()
 
-    def _accept(self) -> None:
-        while not self.stopped.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.connections += 1
-            threading.Thread(target=self._trickle, args=(conn,), daemon=True).start()
-
-    def _trickle(self, conn: socket.socket) -> None:
+    def handle(self, conn: socket.socket) -> None:
         end = time.monotonic() + self.lasting_s
         try:
             conn.recv(65536)
@@ -53,10 +41,6 @@ class SlowHeaderServer:
             pass
         finally:
             conn.close()
-
-    def close(self) -> None:
-        self.stopped.set()
-        self.sock.close()
 
 
 @pytest.fixture

@@ -1,9 +1,11 @@
-"""Small HTTP servers on loopback for the tests of what talks to one (the hub's client, url
-downloads, the edge's sync): a handler that logs nothing and answers with a length, served in a
-thread until the block ends."""
+"""Small servers on loopback for the tests of what talks to one (the hub's client, url
+downloads, the edge's sync): an HTTP handler that logs nothing and answers with a length, served
+in a thread until the block ends; a raw TCP server for a peer that misbehaves on purpose (slow,
+late), each connection handled in its own thread."""
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -42,3 +44,30 @@ def serving(handler: type[BaseHTTPRequestHandler], host: str = "127.0.0.1",
     finally:
         server.shutdown()
         server.server_close()
+
+
+class LoopbackServer:
+    """Listens on 127.0.0.1 (a free port: `.port`) until `close()`; counts `connections`."""
+
+    def __init__(self, backlog: int = 128):
+        self.sock = socket.create_server(("127.0.0.1", 0), backlog=backlog)
+        self.port = self.sock.getsockname()[1]
+        self.stopped = threading.Event()
+        self.connections = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def handle(self, conn: socket.socket) -> None:
+        raise NotImplementedError
+
+    def _accept(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:  # closed
+                return
+            self.connections += 1
+            threading.Thread(target=self.handle, args=(conn,), daemon=True).start()
+
+    def close(self) -> None:
+        self.stopped.set()
+        self.sock.close()
