@@ -84,6 +84,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--identify-rule", choices=["best", "best-or-template"], default="best",
                         help="[identify] rule the doors decide by (LFW's door; a folder's: --templates "
                         "--shipped-only)")
+    parser.add_argument("--rate-per", choices=["approach", "look"], default="approach",
+                        help="[identify] rate_per the doors decide by: approach (a track's looks share the "
+                        "rate: the first 1/2, ...; the daemon's default) or look")
     parser.add_argument("--fallback", default="off", help=f"hub fallback for an uncertain identify: "
                         f"{', '.join(FALLBACKS)}; several comma-separated are measured side by side")
     parser.add_argument("--false-admit-rate", type=float, default=None,
@@ -173,7 +176,7 @@ class InProcessHub:
 
 def run_door(emb: np.ndarray, enrolled: dict[str, np.ndarray], mated, non_mated, thresholds,
              fallback: str, rule: str, hub_emb: np.ndarray | None, progress: _Progress | None = None,
-             probe: np.ndarray | None = None, conditions: list | None = None) -> dict:
+             probe: np.ndarray | None = None, conditions: list | None = None, rate_per: str = "approach") -> dict:
     """Decide every approach of one door with the daemon's code; counts and rank-1 scores.
     With `probe`, approaches are scored on those embeddings (a door's view of the photo) while
     the gallery enrols `emb`; `conditions` (per row) are what the quality gate measured."""
@@ -186,16 +189,18 @@ def run_door(emb: np.ndarray, enrolled: dict[str, np.ndarray], mated, non_mated,
     hub = None
     if fallback != "off":
         hub = InProcessHub(enrolled, emb if fallback == "hub" else hub_emb, thresholds)
-    decider = Decider(hub, offline="deny", cloud_fallback=hub is not None, identify_fallback=hub is not None)
+    decider = Decider(hub, offline="deny", cloud_fallback=hub is not None, identify_fallback=hub is not None,
+                      rate_per=rate_per)
 
     seen = emb if probe is None else probe
 
     def approach(rows):
-        frames = iter(rows)  # decide_approach scores the frames in order: their conditions follow
+        frames = iter(enumerate(rows))  # decide_approach scores the frames in order: their conditions follow
 
         def one(v):
-            r = int(next(frames))
-            return decider.identify(gallery, v, ["door"], condition=None if conditions is None else conditions[r])
+            look, r = next(frames)
+            return decider.identify(gallery, v, ["door"], condition=None if conditions is None else conditions[int(r)],
+                                    look=look)
 
         out = decide_approach(one, seen[rows], rule)
         out = decider.settle(out, lambda: ",".join(str(int(r)) for r in rows).encode())
@@ -317,7 +322,8 @@ def run(args) -> int:
         names, embeddings[pack], _ = lfw_embeddings(pipe, data, workers, face_sets)
     by_person = photos_by_person(names)
     result: dict = {"data": "LFW", "photos": len(names), "identities": len(by_person), "galleries": args.galleries,
-                    "false_admit_rate": rate, "rule": args.rule, "identify_rule": args.identify_rule, "seed": args.seed,
+                    "false_admit_rate": rate, "rule": args.rule, "identify_rule": args.identify_rule,
+                    "rate_per": args.rate_per, "seed": args.seed,
                     "decision_code": "in-process: edge.core.matcher, edge.daemon.decide, edge.daemon.evidence, "
                                     "the hub's verify decision", "results": []}
     configs = []
@@ -342,7 +348,7 @@ def run(args) -> int:
             total = sum(len(m) + len(nm) for _, m, nm in doors)
             progress = _Progress(total, f"{pack} N={n} K={k} T={frames} fallback={fallback}")
             runs = [run_door(embeddings[pack], e, m, nm, thresholds, fallback, args.rule,
-                             embeddings.get("fp32"), progress) for e, m, nm in doors]
+                             embeddings.get("fp32"), progress, rate_per=args.rate_per) for e, m, nm in doors]
             nm_all = np.concatenate([r["_nm"] for r in runs])
             mated_all = np.concatenate([r["_mated"] for r in runs])
             non_mated, mated = sum(r["non_mated"] for r in runs), sum(r["mated"] for r in runs)

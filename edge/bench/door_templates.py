@@ -32,7 +32,9 @@ T looks). The looks of an approach are T different photos of one person, each de
 own: more independent than the frames of one track (the harsh case for strangers, the
 generous one for members); degraded copies of one photo are never used as several looks. The
 other bound, T frames all alike, is one look decided at the spent threshold (`spent/T` at T = 1):
-what spending over T looks costs a member whose frames add nothing.
+what spending over T looks costs a member whose frames add nothing. With `--rate-per approach`
+(the daemon's default) each single look is also decided as the daemon decides a track's first
+look (`first-look`: at the share edge.core.false_admit.look_share(0) of the rate).
 """
 
 from __future__ import annotations
@@ -57,6 +59,8 @@ RULES = ("best", "template", "max")
 SHIPPED_FITS = {"best-shipped": "shipped (LFW tail per face)",
                 "max-shipped": "shipped (TEMPLATE_TAILS per person)"}
 SPENDS = ("per-look", "spent")
+FIRST_LOOK = "first-look"  # one look at the share the daemon's first look spends (rate_per approach)
+APPROACH = "approach"  # T looks, each at the daemon's share of the rate (rate_per approach)
 TAIL_FARS = (1e-2, 3e-3, 1e-3, 3e-4, 1e-4, 3e-5, 1e-5, 3e-6, 1e-6, 3e-7)
 MARGIN_FARS = (1e-4, 1e-5)
 
@@ -214,6 +218,8 @@ class Policy:
     threshold: float  # every look's (spent over the looks or not: edge.bench.door_templates.policies)
     margins: dict[str, float]
     second_margin: float  # the best person must beat the second by this (Thresholds.margin)
+    # spend `approach`: look i's own threshold (the daemon's look_share(i) of the rate), else ()
+    by_look: tuple[float, ...] = ()
 
 
 def person_scores(rule: str, probe: np.ndarray, clean: np.ndarray, enrolled: dict[str, np.ndarray]):
@@ -242,7 +248,8 @@ def decide_looks(scores: np.ndarray, looks: np.ndarray, face_margin: np.ndarray,
         live = (idx >= 0) & ~accepted
         j = np.where(idx >= 0, idx, 0)
         # the accept threshold plus the face's band margin, rounded as Gallery.identify rounds it
-        accept = np.round(np.minimum(policy.threshold + face_margin[j], 1.0), 4)
+        threshold = policy.by_look[i] if policy.by_look else policy.threshold
+        accept = np.round(np.minimum(threshold + face_margin[j], 1.0), 4)
         ok = live & (s1[j] >= accept) & (s1[j] - s2[j] >= policy.second_margin)
         accepted |= ok
         who = np.where(ok, top[j], who)
@@ -381,19 +388,27 @@ def policies(fits: dict[str, RuleFit], pack: str, rate: float, n: int, k: int, l
     (the daemon's thresholds: LFW's tail per face, N x K faces, BAND_MARGINS) and, where the pack
     has a template tail for K, `max-shipped` (the daemon's `best-or-template`: TEMPLATE_TAILS,
     N persons, never under best-shipped's threshold, template_band_margins at K)."""
-    from edge.core.false_admit import TEMPLATE_RULE, per_pair_far, template_photos
+    from edge.core.false_admit import TEMPLATE_RULE, look_share, per_pair_far, template_photos
     from edge.core.matcher import thresholds_for
 
     spread = looks_t if spend == "spent" else int(spend.split("/")[1]) if spend.startswith("spent/") else 1
-    per_look = per_pair_far(rate, spread)
-    out = {r: Policy(r, f.threshold(per_look, n), f.margins, second_margin) for r, f in fits.items()}
+    # first-look: a track's first look under the daemon's [identify] rate_per = "approach";
+    # approach: every look i at the daemon's share look_share(i); else one rate for every look
+    rates = [rate * look_share(i) for i in range(looks_t if spend == APPROACH else 1)] \
+        if spend in (FIRST_LOOK, APPROACH) else [per_pair_far(rate, spread)]
+
+    def policy(name: str, threshold_at, margins: dict[str, float]) -> Policy:
+        by_look = tuple(threshold_at(a) for a in rates)
+        return Policy(name, by_look[0], margins, second_margin, by_look if spend == APPROACH else ())
+
+    out = {r: policy(r, lambda a, f=f: f.threshold(a, n), f.margins) for r, f in fits.items()}
     # the daemon's own thresholds at this door, from its own code (edge.core.matcher)
-    today = thresholds_for(pack, false_admit_rate=per_look)
-    out["best-shipped"] = Policy("best", today.identify_accept(n * k), dict(today.band_margins), second_margin)
+    out["best-shipped"] = policy("best", lambda a: thresholds_for(pack, false_admit_rate=a).identify_accept(n * k),
+                                 dict(thresholds_for(pack).band_margins))
     if 0 < k <= template_photos(pack):  # the daemon's `[identify] rule = "best-or-template"`
-        rule = thresholds_for(pack, false_admit_rate=per_look, rule=TEMPLATE_RULE)
-        out["max-shipped"] = Policy("max", rule.person_accept(n, k, n * k), dict(dict(rule.person_margins)[k]),
-                                    second_margin)
+        margins = dict(thresholds_for(pack, false_admit_rate=rate, rule=TEMPLATE_RULE).person_margins)[k]
+        out["max-shipped"] = policy("max", lambda a: thresholds_for(pack, false_admit_rate=a, rule=TEMPLATE_RULE)
+                                    .person_accept(n, k, n * k), dict(margins))
     return out
 
 
@@ -457,8 +472,10 @@ def run(args, data: Path) -> int:
                                 continue
                             # one look at the threshold of T looks: the bound where a track's
                             # T frames are all alike (the member's cost of spending over T looks)
-                            spends = list(SPENDS) if looks_t > 1 else \
-                                ["per-look"] + [f"spent/{t}" for t in looks_list if t > 1]
+                            spends = list(SPENDS) + ([APPROACH] if args.rate_per == "approach" else []) \
+                                if looks_t > 1 else \
+                                ["per-look"] + [f"spent/{t}" for t in looks_list if t > 1] + \
+                                ([FIRST_LOOK] if args.rate_per == "approach" else [])
                             for spend in spends:
                                 pols = policies(fits[fit_on.name][str(k)], pack, rate, n, k, looks_t, spend,
                                                 second_margin)

@@ -26,17 +26,24 @@ from edge.core.conditions import all_bands
 
 def add_arguments(parser) -> None:
     from edge.bench.door import add_arguments as door_arguments
+    from edge.bench.door_tracks import add_arguments as tracks_arguments
 
     door_arguments(parser)
+    tracks_arguments(parser)
 
 
 def run(args) -> int:
-    """`bench door`: rules against templates with --templates (edge.bench.door_templates); by
+    """`bench door`: strangers' real recordings with --tracks (edge.bench.door_tracks); rules
+    against templates with --templates (edge.bench.door_templates); by
     condition band with --degrade, --identities or --bands; else on LFW as before."""
     from edge.bench import door
     from edge.bench.lfw import default_data_dir
 
     data = args.data or default_data_dir()
+    if args.tracks is not None:
+        from edge.bench import door_tracks
+
+        return door_tracks.run(args)
     if args.templates:
         from edge.bench import door_templates
 
@@ -166,7 +173,7 @@ def run_wild(args, data: Path) -> int:
                     total = sum(len(m) + len(nm) for _, m, nm in doors)
                     progress = _Progress(total, f"{pack} N={n} K={k} conditions={vname}")
                     runs = [run_door(ff.clean, e, m, nm, t, "off", "best", None, progress, probe=ff.probe,
-                                     conditions=conds) for e, m, nm in doors]
+                                     conditions=conds, rate_per=args.rate_per) for e, m, nm in doors]
                     nm_rows = np.concatenate([[int(r[0]) for r in nm] for _, _, nm in doors])
                     m_rows = np.concatenate([[int(r[0]) for _, r in m] for _, m, _ in doors])
                     cat = {key: np.concatenate([r[key] for r in runs]) for key in
@@ -251,7 +258,8 @@ def _mirror(ff, person, usable, has_face, by_person, pack: str, rate: float, arg
                 continue
             doors = [(e, [(p, r) for p, r in m if usable[r].all()], [r for r in nm if usable[r].all()])
                      for e, m, nm in doors]
-            runs = [run_door(clean, e, m, nm, t, "off", "best", None, probe=probe) for e, m, nm in doors]
+            runs = [run_door(clean, e, m, nm, t, "off", "best", None, probe=probe, rate_per=args.rate_per)
+                    for e, m, nm in doors]
             nm_all = np.concatenate([r["_nm"] for r in runs])
             m_all = np.concatenate([r["_mated"] for r in runs])
             fa = sum(r["false_admits"] for r in runs)

@@ -84,6 +84,17 @@ def door_limits() -> dict[str, float]:
     return dict(DOOR_LIMITS)
 
 
+def look_share(look: int) -> float:
+    """The share of the per-approach rate that a track's look number `look` (0: its first scored
+    frame) may spend under `[identify] rate_per = "approach"`: 1/2, 1/4, 1/8, ... A stranger's
+    real frames are nearly independent trials at the threshold (`bench door --tracks`: 5 looks
+    worth 4.8 at the door's per-person FAR), so every look is one more chance; these shares sum
+    to under 1 however many looks a track gives, and the first look keeps the largest."""
+    if look < 0:
+        raise ValueError("look counts from 0")
+    return 0.5 ** (look + 1)
+
+
 def per_pair_far(false_admit_rate: float, faces: int) -> float:
     """The per-pair FAR at which a search of `faces` faces admits a stranger at the given rate."""
     if faces <= 1:

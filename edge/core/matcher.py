@@ -16,7 +16,7 @@ person" keep working.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -327,23 +327,34 @@ class Gallery:
 
     def identify(
         self, embedding: np.ndarray, group_ids: Iterable[str] | None = None, top_k: int = 5,
-        raise_by: float = 0.0, bands: Mapping[str, str] | None = None,
+        raise_by: float = 0.0, bands: Mapping[str, str] | None = None, share: float = 1.0,
     ) -> IdentifyResult:
         """Rank persons (best face each) within `group_ids` (None: all) and decide on the best;
         `raise_by` (>= 0, the face's condition margin) is added to the accept threshold, or
-        under `best-or-template` the first person's own margin for the face's `bands` if larger."""
+        under `best-or-template` the first person's own margin for the face's `bands` if larger;
+        `share` (0 < share <= 1) of the false-admit rate is what this look may spend."""
+        thresholds = self._spending(share)
         rows = self._rows(group_ids)
         if len(rows) == 0:
-            return IdentifyResult([], Decision.REJECT, None, self.thresholds.identify_accept(0))
-        if self.thresholds.template_photos:
+            return IdentifyResult([], Decision.REJECT, None, thresholds.identify_accept(0))
+        if thresholds.template_photos:
             return self._identify_by_template(self._unit(embedding), self._person_runs(group_ids, rows), top_k,
-                                              raise_by, bands or {})
+                                              raise_by, bands or {}, thresholds)
         # Score every row, then pick: cheaper than copying the group's rows out of the matrix.
         scores = (self._matrix @ self._unit(embedding))[rows]
         best_rows = self._best_faces(rows, scores, max(top_k, 2))
         ranked = [self._candidate(int(rows[i]), scores[i]) for i in best_rows]
-        accept = round(min(self.thresholds.identify_accept(len(rows)) + max(raise_by, 0.0), 1.0), 4)
+        accept = round(min(thresholds.identify_accept(len(rows)) + max(raise_by, 0.0), 1.0), 4)
         return self._decided(ranked, top_k, accept)
+
+    def _spending(self, share: float) -> Thresholds:
+        """The thresholds of a look that may spend `share` of the false-admit rate."""
+        if not 0.0 < share <= 1.0:
+            raise ValueError("share must be in (0, 1]")
+        rate = self.thresholds.false_admit_rate
+        if share == 1.0 or rate is None:
+            return self.thresholds
+        return replace(self.thresholds, false_admit_rate=rate * share)
 
     def _decided(self, ranked: list[Candidate], top_k: int, accept: float,
                  raised: tuple[float, str] | None = None) -> IdentifyResult:
@@ -373,7 +384,8 @@ class Gallery:
         return runs
 
     def _identify_by_template(self, unit: np.ndarray, runs: tuple[np.ndarray, np.ndarray, np.ndarray],
-                              top_k: int, raise_by: float, bands: Mapping[str, str]) -> IdentifyResult:
+                              top_k: int, raise_by: float, bands: Mapping[str, str],
+                              thresholds: Thresholds) -> IdentifyResult:
         """Identify under `best-or-template`: each person searched scores the larger of their best
         face and their template (persons with more faces than the rule was measured for: the best
         face), is ranked by it, and the first is decided at their own threshold (their photo
@@ -381,7 +393,7 @@ class Gallery:
         rows, starts, persons = runs
         face_scores = self._matrix @ unit
         score = np.maximum.reduceat(face_scores[rows], starts)  # each person's best face
-        by_template = self._photos[persons] <= self.thresholds.template_photos
+        by_template = self._photos[persons] <= thresholds.template_photos
         # every template scored, then picked: cheaper than copying the searched ones out
         score[by_template] = np.maximum(score[by_template], (self._templates @ unit)[persons[by_template]])
         k = min(max(top_k, 2), len(persons))
@@ -394,17 +406,18 @@ class Gallery:
             ranked.append(self._candidate(face_row, score[i]))
         first = int(persons[top[0]])
         photos = int(self._photos[first])
-        own = self.thresholds.person_accept(len(persons), photos, len(rows))
-        raised = self.thresholds.person_margin(photos, bands)  # (0.0, "") past the measured K
+        own = thresholds.person_accept(len(persons), photos, len(rows))
+        raised = thresholds.person_margin(photos, bands)  # (0.0, "") past the measured K
         accept = round(min(own + max(raise_by, raised[0], 0.0), 1.0), 4)
         return self._decided(ranked, top_k, accept, raised if raised[0] > max(raise_by, 0.0) else None)
 
-    def identify_threshold(self, group_ids: Iterable[str] | None = None) -> float:
-        """The accept threshold identify applies now in `group_ids` (None: all faces); under
-        `best-or-template` the strictest of the persons searched."""
+    def identify_threshold(self, group_ids: Iterable[str] | None = None, share: float = 1.0) -> float:
+        """The accept threshold identify applies now in `group_ids` (None: all faces) to a look
+        spending `share` of the rate; under `best-or-template` the strictest of the persons searched."""
+        thresholds = self._spending(share)
         rows = self._rows(group_ids)
-        if not self.thresholds.template_photos or len(rows) == 0:
-            return self.thresholds.identify_accept(len(rows))
+        if not thresholds.template_photos or len(rows) == 0:
+            return thresholds.identify_accept(len(rows))
         persons = self._person_runs(group_ids, rows)[2]
-        return max(self.thresholds.person_accept(len(persons), int(k), len(rows))
+        return max(thresholds.person_accept(len(persons), int(k), len(rows))
                    for k in np.unique(self._photos[persons]))

@@ -76,6 +76,11 @@ class IdentifySettings(BaseModel):
         "at the threshold and band margins of their own photo count: more members in on the first look,\n"
         "the false-admit rate held in every condition band (measured for int8 and int8-mirror);\n"
         "auto = best-or-template where the pack has it, else best (docs/daemon.md#identify-rules).")
+    rate_per: Literal["approach", "look"] = Field(
+        "approach", description="What false_admit_rate holds for: approach = the whole track (its first scored\n"
+        "frame may spend half the rate, the next a quarter, ...: a stranger's frames are nearly\n"
+        "independent chances, bench door --tracks); look = every scored frame alone, the rate then\n"
+        "grows with the frames a stranger shows (docs/daemon.md#looks-per-approach).")
     cloud_fallback: bool = Field(
         False, description="Ask the hub's /face/verify about an uncertain identify. Off: it is unknown.\n"
         "The hub runs the same network on a crop of the same frame: near the threshold it\n"

@@ -21,6 +21,7 @@ import numpy as np
 
 from edge.core.conditions import Condition, Judgement
 from edge.core.domain import CloudAnswer, Decision, Mode, Source, TrackLiveness
+from edge.core.false_admit import look_share
 from edge.core.matcher import Gallery, confidence
 
 if TYPE_CHECKING:
@@ -47,6 +48,10 @@ class Outcome:
     # the band it came from, or the reason the decision was withheld (edge.core.conditions).
     condition: Judgement | None = None
     rule: str | None = None  # identify: how the face was scored against each person ([identify] rule)
+    # identify in a track: which look of the approach this frame was (1: its first scored frame)
+    # and the share of the false-admit rate it could spend ([identify] rate_per)
+    look: int | None = None
+    rate_share: float | None = None
 
 
 ImageForCloud = Callable[[], bytes]
@@ -62,8 +67,13 @@ class Decider:
     """Applies the policy; `image_for_cloud()` is only called when the cloud is asked."""
 
     def __init__(self, cloud: CloudClient | None, *, offline: str = "deny", cloud_fallback: bool = True,
-                 identify_fallback: bool = False):
+                 identify_fallback: bool = False, rate_per: str = "approach"):
         self.cloud = cloud
+        # "approach": a track's looks spend the false-admit rate between them (look_share);
+        # "look": every look may spend all of it (the rate then holds per look only)
+        if rate_per not in ("approach", "look"):
+            raise ValueError(f"rate_per is approach or look, not {rate_per!r}")
+        self.rate_per = rate_per
         self.offline = offline
         self.cloud_fallback = cloud_fallback and cloud is not None
         # The hub's verify runs the same network on a crop of the same frame: for identify it
@@ -89,16 +99,25 @@ class Decider:
         out.condition = judged if condition is not None else None
         return self.settle(out, image_for_cloud) if image_for_cloud else out
 
+    def look_share(self, look: int | None) -> float:
+        """The share of the false-admit rate look number `look` of a track may spend (None: a
+        single image, not part of a track: all of it)."""
+        return 1.0 if look is None or self.rate_per == "look" else look_share(look)
+
     def identify(self, gallery: Gallery, embedding: np.ndarray, group_ids: list[str] | None,
-                 image_for_cloud: ImageForCloud | None = None, condition: Condition | None = None) -> Outcome:
+                 image_for_cloud: ImageForCloud | None = None, condition: Condition | None = None,
+                 look: int | None = None) -> Outcome:
+        """Identify one frame; `look` is its number among the track's scored frames (0: the first)."""
         judged = gallery.thresholds.judge(condition)
         if judged.withhold:
             return _withheld(Mode.IDENTIFY, judged)
-        res = gallery.identify(embedding, group_ids or None, raise_by=judged.margin, bands=judged.bands)
+        share = self.look_share(look)
+        res = gallery.identify(embedding, group_ids or None, raise_by=judged.margin, bands=judged.bands, share=share)
         if res.raised is not None:  # best-or-template: the first person's own margin, larger
             judged = replace(judged, margin=round(res.raised[0], 4), band=res.raised[1])
         out = Outcome(Mode.IDENTIFY, Decision.UNKNOWN, Source.LOCAL, threshold=res.threshold,
-                      condition=judged if condition is not None else None, rule=gallery.thresholds.rule)
+                      condition=judged if condition is not None else None, rule=gallery.thresholds.rule,
+                      look=None if look is None else look + 1, rate_share=None if look is None else share)
         out.candidates = [{"person_id": c.person_id, "face_id": c.face_id,
                            "confidence": confidence(c.score, gallery.thresholds),
                            "score": round(c.score, 4), "tag": c.tag} for c in res.candidates]

@@ -46,6 +46,8 @@ def decision_event(out: Outcome, *, device: str, camera: str, fingerprints: dict
         source=out.source, cloud=out.cloud.as_dict() if out.cloud else None, track_id=track_id,
         threshold=out.threshold,  # the accept threshold applied (identify: follows the gallery)
         rule=out.rule,  # identify: best face, or best face or template ([identify] rule)
+        # identify: the look of the track this frame was and the share of the rate it could spend
+        look=out.look, rate_share=out.rate_share,
         # which condition bands the face fell in, the margin that raised the threshold and why,
         # or the reason the decision was withheld (edge.core.conditions)
         condition=out.condition.as_dict() if out.condition is not None else None,

@@ -41,6 +41,8 @@ class DaemonSnapshot:
     precision: str  # the model pack
     fingerprint: str  # its embedder's fingerprint
     thresholds: Thresholds
+    identify_rate_per: str  # [identify] rate_per: "approach" (a track's looks share the rate) or "look"
+    identify_first_share: float  # the share of the rate a track's first look may spend
     liveness: Mapping[str, Any]  # edge.daemon.liveness.LivenessPolicy.health()
     door: Mapping[str, Any] | None = None  # edge.door.controller.DoorController.health()
 
@@ -76,8 +78,10 @@ def daemon_state(d: DaemonSnapshot) -> dict[str, Any]:
             "pack": d.precision, "fingerprint": d.fingerprint,
             "thresholds": {"accept": d.thresholds.accept, "reject": d.thresholds.reject,
                            # identify's accept for the gallery in use (edge.core.false_admit)
-                           "identify": gallery.identify_threshold(d.identify_groups or None),
-                           "identify_rule": d.thresholds.rule,
+                           # at a track's first look (later looks spend less of the rate: stricter)
+                           "identify": gallery.identify_threshold(d.identify_groups or None,
+                                                                  share=d.identify_first_share),
+                           "identify_rule": d.thresholds.rule, "identify_rate_per": d.identify_rate_per,
                            "false_admit_rate": d.thresholds.false_admit_rate,
                            # the face's condition moves them (edge.core.conditions): the cosine
                            # added per band and the limits beyond which the door withholds

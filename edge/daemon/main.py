@@ -171,7 +171,7 @@ class Daemon:
         self.syncer.load()  # offline-capable: the last synced state, before the hub answers
         self.decider = Decider(self.cloud, offline=s.policy.offline,
                                cloud_fallback=s.policy.cloud_fallback,
-                               identify_fallback=s.identify.cloud_fallback)
+                               identify_fallback=s.identify.cloud_fallback, rate_per=s.identify.rate_per)
         self.tracker = Tracker(s.tracker.iou, s.tracker.max_missed)
         self.window = SettleWindow(self.decider, s.tracker.settle_s, self._decided, s.tracker.evidence)
         if s.liveness.cues and s.liveness.mode != "off" and self.pipeline.liveness is not None:
@@ -401,7 +401,8 @@ class Daemon:
             gallery=self.gallery_ref, identify_groups=s.identify.groups,
             breaker=metrics.breaker_state(self.cloud), decisions=self.decisions, pending=len(self.window),
             precision=s.vision.precision, fingerprint=self.pipeline.fingerprint,
-            thresholds=self.thresholds, liveness=self.liveness.health(),
+            thresholds=self.thresholds, identify_rate_per=s.identify.rate_per,
+            identify_first_share=self.decider.look_share(0), liveness=self.liveness.health(),
             door=self.door.health() if self.door is not None else None)
 
     def state(self) -> dict[str, Any]:

@@ -94,7 +94,8 @@ class FrameScorer:
             if claim is not None:
                 out = self.decider.verify(gallery, embedding, claim.person_id, condition=condition)
             else:
-                out = self.decider.identify(gallery, embedding, self.groups, condition=condition)
+                out = self.decider.identify(gallery, embedding, self.groups, condition=condition, look=state.looks)
+                state.looks += 1
             out = self.liveness.apply(out, liveness)
             latency = Latency((t_detect - t0) * 1000, (t_embed - t_detect) * 1000,
                               (time.perf_counter() - t_match) * 1000)

@@ -59,6 +59,7 @@ class TrackState:
     # derives the verdict from them); None before the first score and once forgotten.
     liveness: deque[float] | None = None
     evidence: TrackEvidence | None = None  # what it is scored on, from its first scored frame (scoring)
+    looks: int = 0  # frames identify has scored: each spends its share of the rate (scoring)
 
 
 @dataclass

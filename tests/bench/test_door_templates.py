@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 
 from edge.bench.door_templates import (
+    APPROACH,
+    FIRST_LOOK,
     Policy,
     RuleFit,
     decide_looks,
@@ -147,13 +149,16 @@ def test_the_matrix_decision_is_the_daemons(shipped, rule):
     conds = [ff.condition(i) for i in range(len(person))]
     labels = ff.band_labels()
     rng = np.random.default_rng(4)
-    for looks_t in (1, 2):
+    # per-look against the daemon's [identify] rate_per = "look"; one look at the first look's
+    # share (first-look) and two looks at theirs (approach) against rate_per = "approach"
+    for looks_t, spend, rate_per in ((1, "per-look", "look"), (2, "per-look", "look"), (1, FIRST_LOOK, "approach"),
+                                     (2, APPROACH, "approach")):
         doors = [draw_door(rng, by_person, 40, 3, looks_t) for _ in range(2)]
-        pol = policies({}, "int8", 1e-3, 40, 3, looks_t, "per-look", 0.05)[shipped]
+        pol = policies({}, "int8", 1e-3, 40, 3, looks_t, spend, 0.05)[shipped]
         mine = run_policy(ff.probe, ff.clean, doors, pol, face_margins(conds, pol.margins), labels, looks_t)
         t = thresholds_for("int8", false_admit_rate=1e-3, rule=rule)
-        runs = [run_door(ff.clean, e, m, nm, t, "off", "best", None, probe=ff.probe, conditions=conds)
-                for e, m, nm in doors]
+        runs = [run_door(ff.clean, e, m, nm, t, "off", "best", None, probe=ff.probe, conditions=conds,
+                         rate_per=rate_per) for e, m, nm in doors]
         assert mine["false_admits"] == sum(r["false_admits"] for r in runs) > 0
         assert round(mine["fnir"] * mine["mated"]) == sum(r["misses"] for r in runs) > 0
         assert mine["misidentified"] == sum(r["misidentified"] for r in runs)

@@ -179,3 +179,57 @@ def test_identify_margin_per_band_lets_at_most_the_rate_of_the_bands_strangers_t
     # 2 = 1e-3 x 2,000; and the margin is the least that does it (to its 4 decimals)
     assert np.sum(small >= raised) <= 2 < np.sum(small >= raised - 2e-4)
     assert "size:64-96" not in margins  # no strangers there: the rate cannot be read
+
+
+def test_bench_door_tracks_counts_looks_and_never_admits_more_per_approach(faces_dir, models_dir, tmp_path):
+    """`bench door --tracks` on two NUAA live sessions as strangers at doors of 8 LFW persons: the
+    approaches are the sessions' good frames cut into runs of T, the per-pair shares are read at
+    every threshold, and the daemon's decision with rate_per approach admits no approach that
+    rate_per look refused (every look's threshold is at least as strict)."""
+    import os
+    import shutil
+
+    nuaa = faces_dir / "liveness" / "nuaa" / "live"
+    if not nuaa.is_dir():
+        pytest.skip(f"{nuaa} absent")
+    root = tmp_path / "liveness"
+    for subject in ("0001", "0002"):
+        (root / "nuaa" / "live" / subject).mkdir(parents=True)
+        session = sorted(p for p in (nuaa / subject).glob("*.jpg"))[:9]
+        for p in session:
+            shutil.copy(p, root / "nuaa" / "live" / subject / p.name)
+    lfw = tmp_path / "lfw"
+    people = ["Abdullah_Gul", "Adrien_Brody", "Al_Sharpton", "Alan_Greenspan", "Alejandro_Toledo",
+              "Abdoulaye_Wade", "Adam_Sandler", "Alastair_Campbell"]
+    for person in people:
+        (lfw / person).mkdir(parents=True)
+        for p in sorted((faces_dir / "lfw" / person).glob("*.jpg"))[:4]:
+            shutil.copy(p, lfw / person / p.name)
+    cmd = [sys.executable, "-m", "edge", "bench", "door", "--tracks", str(root), "--data", str(lfw),
+           "--persons", "4", "--galleries", "2", "--precision", "int8", "--models-dir", str(models_dir),
+           "--track-looks", "1,3", "--rates", "0.001,0.2", "--workers", "1", "--plot", str(tmp_path / "t.png")]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")})
+    assert run.returncode == 0, run.stderr[-2000:]
+    out = json.loads(run.stdout)
+    recs = out["recordings"]
+    assert [r["group"] for r in recs] == ["live", "live"] and all(r["good"] <= r["faces"] <= 9 for r in recs)
+    good = [r["good"] for r in recs]
+    for rule in ("best", "best-or-template"):
+        curve = out["pairs"][rule]
+        assert curve["persons"] == 8
+        one, three = curve["per_T"]["1"], curve["per_T"]["3"]
+        assert one["approaches"] == sum(good) and three["approaches"] == sum(g // 3 for g in good)
+        assert one["pairs"] == 8 * sum(good)
+        for entry in (one, three):
+            assert all(a >= b for a, b in zip(entry["share_over"], entry["share_over"][1:]))  # per threshold
+        door = out["door"][rule]
+        assert {(d["rate"], d["rate_per"], d["looks"]) for d in door} == {
+            (r, p, t) for r in (0.001, 0.2) for p in ("look", "approach") for t in (1, 3)}
+        for d in door:
+            assert d["approaches"] == 2 * (sum(good) if d["looks"] == 1 else sum(g // 3 for g in good))
+            if d["rate_per"] == "approach":
+                per_look = next(e for e in door if (e["rate"], e["looks"], e["rate_per"]) ==
+                                (d["rate"], d["looks"], "look"))
+                assert d["admitted"] <= per_look["admitted"]
+    assert (tmp_path / "t.png").stat().st_size > 0

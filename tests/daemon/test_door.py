@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import shutil
 
+from edge.core.false_admit import TEMPLATE_RULE
+from edge.core.matcher import thresholds_for
 from tests.daemon.test_settle import _framed, play_to_the_end
 from tests.support.hub import hub_with_five_enrolled
 
@@ -60,4 +62,12 @@ def test_each_approach_is_one_decision_on_its_frames_with_the_threshold_applied(
     # The stranger is decided on all three frames, locally: the hub is not asked about identify.
     assert (stranger["decision"], stranger["frames"], stranger["source"]) == ("unknown", 3, "local")
     assert stranger["cloud"] is None
-    assert stranger["threshold"] == round(identify + stranger["condition"]["margin"], 4) > stranger["score"]
+    # A track's looks share the false-admit rate ([identify] rate_per = approach): the member was
+    # admitted on the first look, at /health's threshold; the stranger's decision is its best
+    # frame's, which spent 1/2, 1/4 or 1/8 of the rate as the track's look 1, 2 or 3.
+    assert (member["look"], member["rate_share"]) == (1, 0.5)
+    assert stranger["look"] in (1, 2, 3) and stranger["rate_share"] == 0.5 ** stranger["look"]
+    spent = thresholds_for("int8", false_admit_rate=1e-3 * stranger["rate_share"], rule=TEMPLATE_RULE)
+    own = spent.person_accept(persons=5, photos=2, faces=10)  # five enrolled with two photos each
+    assert own >= identify and (stranger["look"] == 1) == (own == identify)
+    assert stranger["threshold"] == round(own + stranger["condition"]["margin"], 4) > stranger["score"]

@@ -31,9 +31,11 @@ def test_the_template_rule_admits_the_enrolled_and_says_which_threshold_applied(
                             sections={"identify": {"groups": ["staff"], "rule": TEMPLATE_RULE}}) as ran:
         events, health = ran.events, ran.health
 
-    rule = thresholds_for("int8", false_admit_rate=1e-3, rule=TEMPLATE_RULE)
+    # each photo is a track of one look: it may spend half the rate ([identify] rate_per = approach)
+    rule = thresholds_for("int8", false_admit_rate=1e-3 * 0.5, rule=TEMPLATE_RULE)
     own = rule.person_accept(persons=5, photos=3, faces=15)  # everyone enrolled with three photos
     assert health["thresholds"]["identify_rule"] == TEMPLATE_RULE
+    assert health["thresholds"]["identify_rate_per"] == "approach"
     assert health["thresholds"]["identify"] == own
     assert len(events) == len(enrolled) + 1
     accepted = {e["person_id"] for e in events if e["decision"] == "accept"}
@@ -42,6 +44,7 @@ def test_the_template_rule_admits_the_enrolled_and_says_which_threshold_applied(
     assert len(stranger) == 1 and stranger[0]["decision"] in ("unknown", "reject")
     for e in events:
         assert e["mode"] == "identify" and e["rule"] == TEMPLATE_RULE
+        assert (e["look"], e["rate_share"]) == (1, 0.5)
         assert e["threshold"] == round(own + e["condition"]["margin"], 4)
         if e["decision"] == "accept":
             assert e["score"] >= e["threshold"]
