@@ -63,9 +63,9 @@ class Recording:
 def _recordings(root: Path) -> Iterator[tuple[Recording, Iterator[np.ndarray]]]:
     import cv2
 
-    from edge.bench.liveness_sources import VIDEO_SUFFIXES, _fps, _nuaa_order, _video
+    from edge.bench.liveness_sources import VIDEO_SUFFIXES, nuaa_order, video_fps, video_frames
 
-    live = sorted((root / "nuaa" / "live").glob("*/*.jpg"), key=_nuaa_order)
+    live = sorted((root / "nuaa" / "live").glob("*/*.jpg"), key=nuaa_order)
     sessions: dict[str, list[Path]] = {}
     for path in live:
         sessions.setdefault(path.stem.rsplit("_", 1)[0], []).append(path)
@@ -80,7 +80,7 @@ def _recordings(root: Path) -> Iterator[tuple[Recording, Iterator[np.ndarray]]]:
                            "live" if kind == "live" else "replayed video", path))
     for name, group, path in videos:
         if path.is_file():
-            yield Recording(name, group, _fps(path)), _video(path, 1)
+            yield Recording(name, group, video_fps(path)), video_frames(path, 1)
 
 
 @dataclass
@@ -271,8 +271,15 @@ def run(args) -> int:
               "(pass a folder or set EDGE_VERIFIER_SHARED)", file=sys.stderr)
         return 2
     pack = "int8" if args.precision == "both" else args.precision
-    looks = [int(v) for v in args.track_looks.split(",")]
-    rates = [float(v) for v in args.rates.split(",")]
+    try:
+        looks = [int(v) for v in args.track_looks.split(",")]
+        rates = [float(v) for v in args.rates.split(",")]
+    except ValueError:
+        looks, rates = [], []
+    if not looks or min(looks) < 1 or not rates or not all(0 < r < 1 for r in rates) or not args.look_fps > 0:
+        print("edge-verifier bench door --tracks: error: --track-looks takes whole numbers >= 1, --rates "
+              "numbers in (0, 1), --look-fps a number > 0", file=sys.stderr)
+        return 2
     pipe = Pipeline.load(args.models_dir, precision=pack, threads=1)
     names, lfw, _ = lfw_embeddings(pipe, data, args.workers or os.cpu_count() or 1)
     by_person = photos_by_person(names)

@@ -46,6 +46,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge.bench.liveness_sources import nuaa_order, video_frames
 from edge.dev.localenv import shared_faces_dir
 
 TYPES = ("print", "replay")
@@ -83,28 +84,13 @@ def iter_frames(root: Path, every: int = 1) -> Iterator[tuple[str, str, np.ndarr
     import cv2
 
     for kind, folder in (("live", "live"), ("print", "print")):
-        paths = sorted((root / "nuaa" / folder).glob("*/*.jpg"), key=_nuaa_order)
+        paths = sorted((root / "nuaa" / folder).glob("*/*.jpg"), key=nuaa_order)
         for path in paths[::every]:
             session = path.stem.rsplit("_", 1)[0]  # subject_glasses_place_session
             yield kind, f"nuaa/{folder}/{session}", cv2.imread(str(path))
     for kind, name in (("live", "real2"), ("replay", "fake2")):
-        cap = cv2.VideoCapture(str(root / "webcam" / f"{name}.webm"))
-        i = 0
-        while True:
-            ok, frame = cap.read()
-            if not ok:
-                break
-            if i % every == 0:
-                yield kind, f"webcam/{name}", frame
-            i += 1
-        cap.release()
-
-
-def _nuaa_order(path: Path) -> tuple[str, int, str]:
-    # A few copies are named like "..._402(1).jpg": ordered beside their frame number.
-    session, frame = path.stem.rsplit("_", 1)
-    digits = frame.split("(", 1)[0]
-    return session, int(digits) if digits.isdigit() else 0, frame
+        for frame in video_frames(root / "webcam" / f"{name}.webm", every):
+            yield kind, f"webcam/{name}", frame
 
 
 def auc(live: np.ndarray, attack: np.ndarray) -> float | None:

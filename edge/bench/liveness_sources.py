@@ -52,14 +52,14 @@ def _natural(path: Path) -> list:
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.name)]
 
 
-def _nuaa_order(path: Path) -> tuple[str, int, str]:
+def nuaa_order(path: Path) -> tuple[str, int, str]:
     # A few copies are named like "..._402(1).jpg": ordered beside their frame number.
     session, frame = path.stem.rsplit("_", 1)
     digits = frame.split("(", 1)[0]
     return session, int(digits) if digits.isdigit() else 0, frame
 
 
-def _fps(path: Path) -> float:
+def video_fps(path: Path) -> float:
     import cv2
 
     cap = cv2.VideoCapture(str(path))
@@ -85,11 +85,11 @@ def motion_gaps(root: Path, every: int = 1) -> dict[str, int]:
             videos.append((f"{source}/{kind}/{path.stem}", path))
     for sequence, path in videos:
         if path.is_file():
-            gaps[sequence] = max(1, round(_fps(path) / MOTION_RATE / every))
+            gaps[sequence] = max(1, round(video_fps(path) / MOTION_RATE / every))
     return gaps
 
 
-def _video(path: Path, every: int) -> Iterator[np.ndarray]:
+def video_frames(path: Path, every: int) -> Iterator[np.ndarray]:
     import cv2
 
     cap = cv2.VideoCapture(str(path))
@@ -114,11 +114,11 @@ def iter_source_frames(root: Path, every: int = 1) -> Iterator[tuple[str, str, s
     import cv2
 
     for kind in ("live", "print"):
-        paths = sorted((root / "nuaa" / kind).glob("*/*.jpg"), key=_nuaa_order)
+        paths = sorted((root / "nuaa" / kind).glob("*/*.jpg"), key=nuaa_order)
         for path in paths[::every]:
             yield "nuaa", kind, f"nuaa/{kind}/{path.stem.rsplit('_', 1)[0]}", cv2.imread(str(path))
     for kind, name in (("live", "real2"), ("replay", "fake2")):
-        for frame in _video(root / "webcam" / f"{name}.webm", every):
+        for frame in video_frames(root / "webcam" / f"{name}.webm", every):
             yield "webcam", kind, f"webcam/{name}", frame
     base = root / "sources"
     for source in sorted(p.name for p in base.iterdir() if p.is_dir()) if base.is_dir() else []:
@@ -133,7 +133,7 @@ def iter_source_frames(root: Path, every: int = 1) -> Iterator[tuple[str, str, s
                 if frame is not None:
                     yield source, kind, f"{source}/{kind}", frame
             for path in (p for p in files if p.suffix.lower() in VIDEO_SUFFIXES):
-                for frame in _video(path, every):
+                for frame in video_frames(path, every):
                     yield source, kind, f"{source}/{kind}/{path.stem}", frame
 
 

@@ -233,3 +233,6 @@ def test_bench_door_tracks_counts_looks_and_never_admits_more_per_approach(faces
                                 (d["rate"], d["looks"], "look"))
                 assert d["admitted"] <= per_look["admitted"]
     assert (tmp_path / "t.png").stat().st_size > 0
+    for bad in (["--look-fps", "0"], ["--track-looks", "0,3"], ["--rates", "1.5"], ["--track-looks", "two"]):
+        refused = subprocess.run(cmd + bad, capture_output=True, text=True, timeout=120)
+        assert refused.returncode == 2 and "error:" in refused.stderr and "Traceback" not in refused.stderr

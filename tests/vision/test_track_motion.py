@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.bench.liveness_sources import _nuaa_order
+from edge.bench.liveness_sources import nuaa_order
 from edge.vision import track_motion
 
 BOX = (260.0, 150.0, 120.0, 150.0)
@@ -84,10 +84,10 @@ def nuaa(faces_dir) -> Path:
 def _subject_independence(pipeline, paths: list[Path]) -> tuple[float | None, int]:
     """The track cue over one subject's files, each with the next file of its session (NUAA
     keeps every 5th frame), with the earlier frame's face box; and how many pairs gave a verdict."""
-    ordered = sorted(paths, key=_nuaa_order)
+    ordered = sorted(paths, key=nuaa_order)
     motions = []
     for a, b in zip(ordered, ordered[1:]):
-        if _nuaa_order(a)[0] != _nuaa_order(b)[0]:
+        if nuaa_order(a)[0] != nuaa_order(b)[0]:
             continue  # the next session
         first, second = cv2.imread(str(a)), cv2.imread(str(b))
         faces = pipeline.detect(first)
