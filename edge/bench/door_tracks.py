@@ -126,6 +126,8 @@ def track_faces(pipe, root: Path, cache: Path | None) -> TrackFaces:
                 rows.append((i, j, pipe.embedder.infer(face.aligned), q.ok, q.size, q.yaw, q.pitch, q.sharpness))
             n += 1
         _log(f"{rec.name}: {n} frames ({i + 1}/{len(found)} recordings, {time.monotonic() - t0:.0f} s)")
+    if not rows:
+        raise ValueError(f"no face in any recording under {root}")
     out = TrackFaces(recordings, np.array([r[0] for r in rows]), np.array([r[1] for r in rows]),
                      np.stack([r[2] for r in rows]).astype(np.float32), np.array([r[3] for r in rows], bool),
                      *(np.array([r[k] for r in rows], np.float32) for k in range(4, 8)))
@@ -283,7 +285,11 @@ def run(args) -> int:
     pipe = Pipeline.load(args.models_dir, precision=pack, threads=1)
     names, lfw, _ = lfw_embeddings(pipe, data, args.workers or os.cpu_count() or 1)
     by_person = photos_by_person(names)
-    tf = track_faces(pipe, root, cache_dir())
+    try:
+        tf = track_faces(pipe, root, cache_dir())
+    except ValueError as exc:
+        print(f"edge-verifier bench door --tracks: error: {exc}", file=sys.stderr)
+        return 2
     result: dict = {"pack": pack, "look_fps": args.look_fps, "lfw": str(data), "recordings": [
         {"name": r.name, "group": r.group, "fps": round(r.fps, 2),
          "faces": int((tf.rec == i).sum()), "good": int(tf.gate_ok[tf.rec == i].sum())}
