@@ -15,7 +15,7 @@ them in LFW, taken as strangers at LFW doors.
   the daemon's identify rule scores a person (best face, or the larger of best face and template);
   the share of (approach, person) pairs over a threshold for T looks against one look, and their
   ratio: the number of looks an approach is worth at that threshold (1 when frames are alike, T
-  when they are independent).
+  when they are independent); pooled, and per group of recordings (`pairs_by_group`).
 - **At the door**: random LFW galleries of N x K, every approach decided with the daemon's own
   code (edge.core.matcher, edge.daemon.decide, edge.daemon.evidence: band margins from each
   frame's condition, the first accept wins), with `[identify] rate_per` look and approach side by
@@ -137,6 +137,13 @@ def track_faces(pipe, root: Path, cache: Path | None) -> TrackFaces:
         np.savez(tmp, **{f: getattr(out, f) for f in fields})
         tmp.replace(path)
     return out
+
+
+def of_group(tf: TrackFaces, group: str) -> TrackFaces:
+    """The frames of the recordings of one group."""
+    keep = np.isin(tf.rec, [i for i, r in enumerate(tf.recordings) if r.group == group])
+    return TrackFaces(tf.recordings, *(getattr(tf, f)[keep] for f in
+                                       ("rec", "frame", "emb", "gate_ok", "size", "yaw", "pitch", "sharpness")))
 
 
 def approaches(tf: TrackFaces, looks: int, look_fps: float) -> list[tuple[int, np.ndarray]]:
@@ -293,7 +300,7 @@ def run(args) -> int:
     result: dict = {"pack": pack, "look_fps": args.look_fps, "lfw": str(data), "recordings": [
         {"name": r.name, "group": r.group, "fps": round(r.fps, 2),
          "faces": int((tf.rec == i).sum()), "good": int(tf.gate_ok[tf.rec == i].sum())}
-        for i, r in enumerate(tf.recordings)], "pairs": {}, "door": {}}
+        for i, r in enumerate(tf.recordings)], "pairs": {}, "pairs_by_group": {}, "door": {}}
     rules = ["best", "best-or-template"] if args.identify_rule == "best" else [args.identify_rule]
     curves = {}
     for rule in rules:
@@ -303,6 +310,11 @@ def run(args) -> int:
         curves[f"{rule}, K = 3, {curve['persons']} LFW persons"] = curve
         _log(f"{rule}: looks an approach is worth, per T: " + ", ".join(
             f"T={t}: {e['looks_worth']}" for t, e in curve["per_T"].items()))
+        # each group of recordings alone (live, replayed videos): the same persons and photos
+        result["pairs_by_group"][rule] = {
+            group: pair_curve(of_group(tf, group), lfw, by_person, 3, looks, args.look_fps, rule != "best",
+                              np.random.default_rng([args.seed, 3]))
+            for group in sorted({r.group for r in tf.recordings})}
         result["door"][rule] = [r for n in (int(v) for v in args.persons.split(","))
                                 for r in door_check(tf, lfw, by_person, pack, rule, n, 3, args.galleries, looks,
                                                     args.look_fps, rates, args.seed)]

@@ -223,6 +223,7 @@ def test_bench_door_tracks_counts_looks_and_never_admits_more_per_approach(faces
         assert one["pairs"] == 8 * sum(good)
         for entry in (one, three):
             assert all(a >= b for a, b in zip(entry["share_over"], entry["share_over"][1:]))  # per threshold
+        assert out["pairs_by_group"][rule]["live"]["per_T"]["1"]["pairs"] == one["pairs"]  # only live here
         door = out["door"][rule]
         assert {(d["rate"], d["rate_per"], d["looks"]) for d in door} == {
             (r, p, t) for r in (0.001, 0.2) for p in ("look", "approach") for t in (1, 3)}
