@@ -174,6 +174,17 @@ class InProcessHub:
         return {"ismatch": ismatch, "confidence": confidence(cand.score, self.thresholds)}
 
 
+def identify_looks(decider, gallery, conditions: list):
+    """The daemon's identify for one approach's frames, which edge.daemon.evidence.decide_approach
+    scores in order: each look with its number and its condition (None: not measured)."""
+    looks = iter(enumerate(conditions))
+
+    def one(v):
+        look, condition = next(looks)
+        return decider.identify(gallery, v, ["door"], condition=condition, look=look)
+    return one
+
+
 def run_door(emb: np.ndarray, enrolled: dict[str, np.ndarray], mated, non_mated, thresholds,
              fallback: str, rule: str, hub_emb: np.ndarray | None, progress: _Progress | None = None,
              probe: np.ndarray | None = None, conditions: list | None = None, rate_per: str = "approach") -> dict:
@@ -195,14 +206,8 @@ def run_door(emb: np.ndarray, enrolled: dict[str, np.ndarray], mated, non_mated,
     seen = emb if probe is None else probe
 
     def approach(rows):
-        frames = iter(enumerate(rows))  # decide_approach scores the frames in order: their conditions follow
-
-        def one(v):
-            look, r = next(frames)
-            return decider.identify(gallery, v, ["door"], condition=None if conditions is None else conditions[int(r)],
-                                    look=look)
-
-        out = decide_approach(one, seen[rows], rule)
+        looks = [None if conditions is None else conditions[int(r)] for r in rows]
+        out = decide_approach(identify_looks(decider, gallery, looks), seen[rows], rule)
         out = decider.settle(out, lambda: ",".join(str(int(r)) for r in rows).encode())
         if progress:
             progress.step()

@@ -188,20 +188,10 @@ def pair_curve(tf: TrackFaces, lfw: np.ndarray, by_person: dict, k: int, looks: 
     return out
 
 
-def _scorer(decider, gallery, conditions: list):
-    """The daemon's per-frame identify for one approach, each look with its own condition and number."""
-    looks = iter(enumerate(conditions))
-
-    def one(v):
-        look, condition = next(looks)
-        return decider.identify(gallery, v, ["door"], condition=condition, look=look)
-    return one
-
-
 def door_check(tf: TrackFaces, lfw: np.ndarray, by_person: dict, pack: str, rule: str, n: int, k: int,
                galleries: int, looks: list[int], look_fps: float, rates: list[float], seed: int) -> list[dict]:
     """FPIR per T through the daemon's decision code at LFW doors of n x k."""
-    from edge.bench.door import draw_door
+    from edge.bench.door import draw_door, identify_looks
     from edge.core.conditions import Condition
     from edge.core.matcher import Enrolled, Gallery, thresholds_for
     from edge.daemon.decide import Decider
@@ -225,7 +215,8 @@ def door_check(tf: TrackFaces, lfw: np.ndarray, by_person: dict, pack: str, rule
                                    for i, r in enumerate(rs)], thresholds, version="bench")
                 threshold = gallery.identify_threshold()
                 for rec, rows in apps:
-                    out = decide_approach(_scorer(decider, gallery, [cond[int(r)] for r in rows]), tf.emb[rows], "best")
+                    scorer = identify_looks(decider, gallery, [cond[int(r)] for r in rows])
+                    out = decide_approach(scorer, tf.emb[rows], "best")
                     hit = out is not None and out.decision == "accept"
                     admitted += hit
                     g = per_group.setdefault(tf.recordings[rec].group, [0, 0])

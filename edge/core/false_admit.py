@@ -118,14 +118,20 @@ def score_at_far(tail: Sequence[tuple[float, float]], far: float) -> float:
     return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
 
 
+def accept_on_tail(tail: Sequence[tuple[float, float]] | None, false_admit_rate: float, trials: int,
+                   floor: float) -> float:
+    """The score `tail` reaches at the per-trial FAR that keeps `trials` trials at the rate,
+    never under `floor` (nor over 1.0); `floor` itself without a tail."""
+    if not tail:
+        return floor
+    derived = score_at_far(tail, per_pair_far(false_admit_rate, max(trials, 1)))
+    # Past 1.0 no face can be accepted: a gallery too large for this rate with this embedder.
+    return round(min(max(derived, floor), 1.0), 4)
+
+
 def identify_accept(pack: str, false_admit_rate: float, faces: int, verify_accept: float) -> float:
     """Identify's accept threshold for `faces` searched faces (see the module docstring)."""
-    tail = IMPOSTOR_TAILS.get(pack)
-    if not tail:
-        return verify_accept
-    derived = score_at_far(tail, per_pair_far(false_admit_rate, max(faces, 1)))
-    # Past 1.0 no face can be accepted: a gallery too large for this rate with this embedder.
-    return round(min(max(derived, verify_accept), 1.0), 4)
+    return accept_on_tail(IMPOSTOR_TAILS.get(pack), false_admit_rate, faces, verify_accept)
 
 
 # --- identify rule `best-or-template` (issue 25, members in first try) -------------------------
@@ -227,8 +233,4 @@ def template_accept(pack: str, false_admit_rate: float, persons: int, photos: in
     """The accept threshold of one person of `photos` photos in a search of `persons` persons
     under `best-or-template`; `today` is the best-face threshold of the same search (faces
     counted), which it never goes under. None of it applies past the measured K: then `today`."""
-    tail = TEMPLATE_TAILS.get(pack, {}).get(photos)
-    if not tail:
-        return today
-    derived = score_at_far(tail, per_pair_far(false_admit_rate, max(persons, 1)))
-    return round(min(max(derived, today), 1.0), 4)
+    return accept_on_tail(TEMPLATE_TAILS.get(pack, {}).get(photos), false_admit_rate, persons, today)
