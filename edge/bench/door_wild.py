@@ -26,10 +26,12 @@ from edge.core.conditions import all_bands
 
 def add_arguments(parser) -> None:
     from edge.bench.door import add_arguments as door_arguments
+    from edge.bench.door_claims import add_arguments as claims_arguments
     from edge.bench.door_tracks import add_arguments as tracks_arguments
 
     door_arguments(parser)
     tracks_arguments(parser)
+    claims_arguments(parser)
 
 
 def run(args) -> int:
@@ -44,6 +46,10 @@ def run(args) -> int:
         from edge.bench import door_tracks
 
         return door_tracks.run(args)
+    if args.claims:
+        from edge.bench import door_claims
+
+        return door_claims.run(args, data)
     if args.templates:
         from edge.bench import door_templates
 

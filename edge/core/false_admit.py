@@ -118,6 +118,22 @@ def score_at_far(tail: Sequence[tuple[float, float]], far: float) -> float:
     return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
 
 
+def far_at_score(tail: Sequence[tuple[float, float]], score: float) -> float:
+    """The per-pair FAR at which impostor pairs reach `score`: score_at_far's inverse on the same
+    segments (log10 FAR linear in the score), extended beyond the table's ends likewise."""
+    pts = sorted(tail, reverse=True)  # FAR descending: scores ascending
+    ys = [y for _, y in pts]
+    if score <= ys[0]:
+        i = 0
+    elif score >= ys[-1]:
+        i = len(pts) - 2
+    else:
+        i = next(k for k in range(len(pts) - 1) if ys[k] <= score <= ys[k + 1])
+    (f0, y0), (f1, y1) = pts[i], pts[i + 1]
+    x0, x1 = math.log10(f0), math.log10(f1)
+    return 10 ** (x0 + (x1 - x0) * (score - y0) / (y1 - y0))
+
+
 def accept_on_tail(tail: Sequence[tuple[float, float]] | None, false_admit_rate: float, trials: int,
                    floor: float) -> float:
     """The score `tail` reaches at the per-trial FAR that keeps `trials` trials at the rate,
@@ -132,6 +148,19 @@ def accept_on_tail(tail: Sequence[tuple[float, float]] | None, false_admit_rate:
 def identify_accept(pack: str, false_admit_rate: float, faces: int, verify_accept: float) -> float:
     """Identify's accept threshold for `faces` searched faces (see the module docstring)."""
     return accept_on_tail(IMPOSTOR_TAILS.get(pack), false_admit_rate, faces, verify_accept)
+
+
+def claim_accept(pack: str, accept: float, faces: int, share: float = 1.0) -> float:
+    """A 1:1 claim's accept threshold under `[verify] rate_per = "claim"`: the FAR that `accept`
+    stands for on the pack's impostor tail held per claim, not per pair and look. The claimed
+    person's `faces` are that many trials (the claim is scored on the best of them: at the pack's
+    accept, a person of 3 photos let 2.5e-4 of LFW's strangers in, of 5 photos 3.7e-4), and this
+    look may spend `share` of it (look_share: a claim's frames are nearly independent chances).
+    Never under `accept`; `accept` itself for a pack without a tail."""
+    tail = IMPOSTOR_TAILS.get(pack)
+    if not tail:
+        return accept
+    return accept_on_tail(tail, far_at_score(tail, accept) * share, faces, accept)
 
 
 # --- identify rule `best-or-template` (issue 25, members in first try) -------------------------

@@ -9,9 +9,10 @@ Scores are cosine similarities of unit vectors. Two thresholds split the score l
     otherwise        -> uncertain   (ask the cloud, or apply the offline policy)
 
 `confidence` is the API's 0-100 figure: a monotone piecewise-linear map of the score that puts
-the reject threshold at 40 and the accept threshold at 70, so `ismatch` (accept met) is
-exactly `confidence >= 70` and clients that used the vendor's habit of "70 means the same
-person" keep working.
+the reject threshold at 40 and the accept threshold at 70, so the hub's `ismatch` (accept met)
+is exactly `confidence >= 70` and clients that used the vendor's habit of "70 means the same
+person" keep working. The edge may decide above accept (a face's condition, a claim's faces and
+looks, identify's gallery): its `ismatch` follows that decision.
 """
 
 from __future__ import annotations
@@ -75,6 +76,16 @@ class Thresholds:
         from edge.core.false_admit import identify_accept
 
         return identify_accept(self.pack, self.false_admit_rate, faces, self.accept)
+
+    def claim_accept(self, faces: int, share: float = 1.0) -> float:
+        """A claim's accept threshold for a person of `faces` faces on a look spending `share`
+        of the claim's FAR (edge.core.false_admit.claim_accept); `accept` for one face and the
+        whole share, or without a pack."""
+        if (faces <= 1 and share >= 1.0) or not self.pack:
+            return self.accept
+        from edge.core.false_admit import claim_accept
+
+        return claim_accept(self.pack, self.accept, faces, share)
 
     @property
     def template_photos(self) -> int:
@@ -167,6 +178,15 @@ def confidence(score: float, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> flo
     xs = [-1.0, 0.0, thresholds.reject, thresholds.accept, 1.0]
     ys = [0.0, 0.0, CONFIDENCE_AT_REJECT, CONFIDENCE_AT_ACCEPT, 100.0]
     return round(float(np.interp(float(score), xs, ys)), 2)
+
+
+def hub_confidence_needed(threshold: float, thresholds: Thresholds) -> float:
+    """The confidence a hub's answer must reach to admit at the edge's `threshold`: the pack's
+    calibrated accept (where the hub's confidence is 70) raised by as much as `threshold` is over
+    the edge's own accept, on the pack's calibrated scale (the hub's unless it overrides it). An
+    edge that moves its accept ([policy] accept) moves its local cut, not the hub's."""
+    base = CALIBRATED_THRESHOLDS.get(thresholds.pack, thresholds)
+    return confidence(base.accept + max(threshold - thresholds.accept, 0.0), base)
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
@@ -284,6 +304,11 @@ class Gallery:
     def _candidate(self, row: int, score: float) -> Candidate:
         f = self.faces[row]
         return Candidate(f.person_id, f.face_id, float(score), f.person_name, f.tag)
+
+    def photos_of(self, person_id: str) -> int:
+        """How many faces `person_id` has in the gallery (0: none)."""
+        rows = self._rows_of_person.get(person_id)
+        return 0 if rows is None else len(rows)
 
     def verify(self, embedding: np.ndarray, person_id: str) -> Candidate | None:
         """Best of the person's faces against `embedding`; None if the person has no face."""

@@ -72,6 +72,7 @@ class Claims:
         if claim is not None:
             end_pending(track.id)
             state.claim = claim
+            state.claim_looks = 0  # a new claim spends its own FAR
             state.decided = False
             return claim
         return held

@@ -69,7 +69,7 @@ class IdentifySettings(BaseModel):
         1e-3, gt=0, lt=1, description="Chance that a stranger is admitted as someone, per approach: identify's\n"
         "accept threshold is derived from it, the pack's impostor score tail and the number of\n"
         "faces searched, at every gallery swap (docs/daemon.md#identifys-threshold-follows-the-gallery;\n"
-        "claims keep FAR 1e-4).")
+        "claims hold FAR 1e-4: [verify] rate_per).")
     rule: Literal["auto", "best", "best-or-template"] = Field(
         "auto", description="How a face is scored against an enrolled person: best = their best face;\n"
         "best-or-template = the larger of that and their template (the mean of their faces), each person\n"
@@ -90,6 +90,11 @@ class IdentifySettings(BaseModel):
 class VerifySettings(BaseModel):
     claim_timeout_s: float = Field(10.0, gt=0, description="How long a verify claim (MQTT "
                                    "cmd/verify) waits for a face before it ends as unknown.")
+    rate_per: Literal["claim", "look"] = Field(
+        "claim", description="What the accept threshold's false-accept rate (FAR 1e-4 on the pack's impostor\n"
+        "tail) holds for: claim = the whole claim (the claimed person's faces counted as trials, its first\n"
+        "scored frame spending half the rate, the next a quarter, ...); look = each enrolled face and each\n"
+        "scored frame alone, the rate then grows with both (docs/daemon.md#claims-hold-their-rate).")
 
 
 class PolicySettings(ThresholdOverrides):

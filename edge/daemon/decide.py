@@ -13,6 +13,7 @@ frame to the hub.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Callable
@@ -22,7 +23,7 @@ import numpy as np
 from edge.core.conditions import Condition, Judgement
 from edge.core.domain import CloudAnswer, Decision, Mode, Source, TrackLiveness
 from edge.core.false_admit import look_share
-from edge.core.matcher import Gallery, confidence
+from edge.core.matcher import CONFIDENCE_AT_ACCEPT, Gallery, confidence, hub_confidence_needed
 
 if TYPE_CHECKING:
     from edge.api.client import CloudClient
@@ -48,13 +49,35 @@ class Outcome:
     # the band it came from, or the reason the decision was withheld (edge.core.conditions).
     condition: Judgement | None = None
     rule: str | None = None  # identify: how the face was scored against each person ([identify] rule)
-    # identify in a track: which look of the approach this frame was (1: its first scored frame)
-    # and the share of the false-admit rate it could spend ([identify] rate_per)
+    # in a track: which look of the approach (identify) or of the claim (verify) this frame was
+    # (1: its first scored frame) and the share of the rate it could spend ([identify] rate_per,
+    # [verify] rate_per)
     look: int | None = None
     rate_share: float | None = None
+    # The confidence the hub's answer must reach to admit (edge.core.matcher.hub_confidence_needed):
+    # the hub answers at the pack's accept, confidence 70, and `threshold` may be higher (the
+    # face's condition, the claimed person's faces, the gallery, the look). None: its ismatch.
+    cloud_confidence_needed: float | None = None
 
 
 ImageForCloud = Callable[[], bytes]
+
+
+def _reaches(out: Outcome) -> bool:
+    """Whether the hub's answer admits: its ismatch, and its confidence raised as far over 70 as
+    the edge raised its threshold over accept. The hub decides at the pack's accept (confidence
+    70) on the best of the person's faces; without this a face the edge held under a raised
+    threshold (a claimed person's faces counted, a later look, a small or turned face, identify's
+    gallery) would be admitted by the hub at the plain one. Both sides run the same pack
+    ([vision] precision must be the hub's), so a confidence stands for the same cosine."""
+    assert out.cloud is not None
+    if not out.cloud.ismatch:
+        return False
+    need = out.cloud_confidence_needed
+    if need is None or need <= CONFIDENCE_AT_ACCEPT:
+        return True
+    conf = out.cloud.confidence
+    return isinstance(conf, (int, float)) and not isinstance(conf, bool) and math.isfinite(conf) and conf >= need
 
 
 def _withheld(mode: Mode, judged: Judgement, person_id: str = "") -> Outcome:
@@ -67,13 +90,18 @@ class Decider:
     """Applies the policy; `image_for_cloud()` is only called when the cloud is asked."""
 
     def __init__(self, cloud: CloudClient | None, *, offline: str = "deny", cloud_fallback: bool = True,
-                 identify_fallback: bool = False, rate_per: str = "approach"):
+                 identify_fallback: bool = False, rate_per: str = "approach", claim_rate_per: str = "claim"):
         self.cloud = cloud
         # "approach": a track's looks spend the false-admit rate between them (look_share);
         # "look": every look may spend all of it (the rate then holds per look only)
         if rate_per not in ("approach", "look"):
             raise ValueError(f"rate_per is approach or look, not {rate_per!r}")
         self.rate_per = rate_per
+        # "claim": a claim holds the accept threshold's FAR whatever the person's faces and its
+        # looks (edge.core.false_admit.claim_accept); "look": per enrolled face and look
+        if claim_rate_per not in ("claim", "look"):
+            raise ValueError(f"claim_rate_per is claim or look, not {claim_rate_per!r}")
+        self.claim_rate_per = claim_rate_per
         self.offline = offline
         self.cloud_fallback = cloud_fallback and cloud is not None
         # The hub's verify runs the same network on a crop of the same frame: for identify it
@@ -82,11 +110,16 @@ class Decider:
         self.identify_fallback = identify_fallback
 
     def verify(self, gallery: Gallery, embedding: np.ndarray, person_id: str,
-               image_for_cloud: ImageForCloud | None = None, condition: Condition | None = None) -> Outcome:
+               image_for_cloud: ImageForCloud | None = None, condition: Condition | None = None,
+               look: int | None = None) -> Outcome:
+        """Verify one frame against the claimed person; `look` is its number among the claim's
+        scored frames (0: the first; None: a single image, one look with the whole FAR)."""
         judged = gallery.thresholds.judge(condition)
         if judged.withhold:
             return _withheld(Mode.VERIFY, judged, person_id)
-        accept = round(gallery.thresholds.accept + judged.margin, 4)
+        share = self.claim_share(look)
+        faces = gallery.photos_of(person_id) if self.claim_rate_per == "claim" else 1
+        accept = round(min(gallery.thresholds.claim_accept(faces, share) + judged.margin, 1.0), 4)
         cand = gallery.verify(embedding, person_id)
         if cand is None:
             # Not in the local cache (yet): only the hub can say.
@@ -95,9 +128,16 @@ class Decider:
             out = Outcome(Mode.VERIFY, gallery.thresholds.decide(cand.score, accept), Source.LOCAL,
                           cand.person_id, cand.person_name, round(cand.score, 4),
                           confidence(cand.score, gallery.thresholds),
-                          threshold=accept)
+                          threshold=accept,
+                          cloud_confidence_needed=hub_confidence_needed(accept, gallery.thresholds))
         out.condition = judged if condition is not None else None
+        if look is not None:
+            out.look, out.rate_share = look + 1, share
         return self.settle(out, image_for_cloud) if image_for_cloud else out
+
+    def claim_share(self, look: int | None) -> float:
+        """The share of a claim's FAR its look number `look` may spend (None: a single image)."""
+        return 1.0 if look is None or self.claim_rate_per == "look" else look_share(look)
 
     def look_share(self, look: int | None) -> float:
         """The share of the false-admit rate look number `look` of a track may spend (None: a
@@ -117,7 +157,9 @@ class Decider:
             judged = replace(judged, margin=round(res.raised[0], 4), band=res.raised[1])
         out = Outcome(Mode.IDENTIFY, Decision.UNKNOWN, Source.LOCAL, threshold=res.threshold,
                       condition=judged if condition is not None else None, rule=gallery.thresholds.rule,
-                      look=None if look is None else look + 1, rate_share=None if look is None else share)
+                      look=None if look is None else look + 1, rate_share=None if look is None else share,
+                      cloud_confidence_needed=None if res.threshold is None
+                      else hub_confidence_needed(res.threshold, gallery.thresholds))
         out.candidates = [{"person_id": c.person_id, "face_id": c.face_id,
                            "confidence": confidence(c.score, gallery.thresholds),
                            "score": round(c.score, 4), "tag": c.tag} for c in res.candidates]
@@ -156,7 +198,7 @@ class Decider:
                 out.cloud = CloudAnswer(out.cloud_ms, data.get("session_id", ""), 0,
                                         bool(data.get("ismatch")), data.get("confidence"))
                 out.source = Source.CLOUD
-                out.decision = Decision.ACCEPT if out.cloud.ismatch else negative
+                out.decision = Decision.ACCEPT if _reaches(out) else negative
                 return out
             except CloudApiError as exc:
                 # The hub answered: e.g. no face in our crop (-1101) or unknown person (-1303).

@@ -43,6 +43,7 @@ class DaemonSnapshot:
     thresholds: Thresholds
     identify_rate_per: str  # [identify] rate_per: "approach" (a track's looks share the rate) or "look"
     identify_first_share: float  # the share of the rate a track's first look may spend
+    verify_rate_per: str  # [verify] rate_per: "claim" (a claim holds the accept's FAR) or "look"
     liveness: Mapping[str, Any]  # edge.daemon.liveness.LivenessPolicy.health()
     door: Mapping[str, Any] | None = None  # edge.door.controller.DoorController.health()
 
@@ -82,6 +83,9 @@ def daemon_state(d: DaemonSnapshot) -> dict[str, Any]:
                            "identify": gallery.identify_threshold(d.identify_groups or None,
                                                                   share=d.identify_first_share),
                            "identify_rule": d.thresholds.rule, "identify_rate_per": d.identify_rate_per,
+                           # claims: "claim" raises `accept` per claimed person and look (the
+                           # event's threshold says which applied)
+                           "verify_rate_per": d.verify_rate_per,
                            "false_admit_rate": d.thresholds.false_admit_rate,
                            # the face's condition moves them (edge.core.conditions): the cosine
                            # added per band and the limits beyond which the door withholds

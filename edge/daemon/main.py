@@ -171,7 +171,8 @@ class Daemon:
         self.syncer.load()  # offline-capable: the last synced state, before the hub answers
         self.decider = Decider(self.cloud, offline=s.policy.offline,
                                cloud_fallback=s.policy.cloud_fallback,
-                               identify_fallback=s.identify.cloud_fallback, rate_per=s.identify.rate_per)
+                               identify_fallback=s.identify.cloud_fallback, rate_per=s.identify.rate_per,
+                               claim_rate_per=s.verify.rate_per)
         self.tracker = Tracker(s.tracker.iou, s.tracker.max_missed)
         self.window = SettleWindow(self.decider, s.tracker.settle_s, self._decided, s.tracker.evidence)
         if s.liveness.cues and s.liveness.mode != "off" and self.pipeline.liveness is not None:
@@ -402,7 +403,8 @@ class Daemon:
             breaker=metrics.breaker_state(self.cloud), decisions=self.decisions, pending=len(self.window),
             precision=s.vision.precision, fingerprint=self.pipeline.fingerprint,
             thresholds=self.thresholds, identify_rate_per=s.identify.rate_per,
-            identify_first_share=self.decider.look_share(0), liveness=self.liveness.health(),
+            identify_first_share=self.decider.look_share(0), verify_rate_per=s.verify.rate_per,
+            liveness=self.liveness.health(),
             door=self.door.health() if self.door is not None else None)
 
     def state(self) -> dict[str, Any]:

@@ -92,7 +92,9 @@ class FrameScorer:
             # the decision (edge.core.conditions).
             condition = Condition.of(face.quality)
             if claim is not None:
-                out = self.decider.verify(gallery, embedding, claim.person_id, condition=condition)
+                out = self.decider.verify(gallery, embedding, claim.person_id, condition=condition,
+                                          look=state.claim_looks)
+                state.claim_looks += 1
             else:
                 out = self.decider.identify(gallery, embedding, self.groups, condition=condition, look=state.looks)
                 state.looks += 1

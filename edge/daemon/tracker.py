@@ -60,6 +60,7 @@ class TrackState:
     liveness: deque[float] | None = None
     evidence: TrackEvidence | None = None  # what it is scored on, from its first scored frame (scoring)
     looks: int = 0  # frames identify has scored: each spends its share of the rate (scoring)
+    claim_looks: int = 0  # frames verified against its claim (scoring; a claim taken restarts it: claims)
 
 
 @dataclass

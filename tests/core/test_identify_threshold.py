@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from edge.core.false_admit import IMPOSTOR_TAILS, identify_accept, per_pair_far, score_at_far
-from edge.core.matcher import CALIBRATED_THRESHOLDS, Enrolled, Gallery, thresholds_for
+from edge.core.matcher import CALIBRATED_THRESHOLDS, Enrolled, Gallery, confidence, thresholds_for
 from edge.vision.packs import PACKS
 
 
@@ -116,7 +116,9 @@ def test_a_growing_gallery_raises_the_threshold_and_keeps_the_strangers_out(door
 def test_an_uncertain_stranger_is_not_admitted_by_the_hub_fallback(door_photos, faces_dir, hub_server):
     """A stranger the derived threshold holds back at a 400-person door, but who clears the
     1:1 threshold against the best candidate: the hub's verify of that candidate (same
-    network, same photo) says yes. The daemon's shipped policy does not ask it."""
+    network, same photo) says yes. The daemon's shipped policy does not ask it; asked
+    (`[identify] cloud_fallback = true`), its yes admits only at the confidence of the edge's
+    own threshold, which this stranger's does not reach."""
     from edge.daemon.decide import Decider
 
     persons, enrolled, _, strangers, stranger_photos = door_photos
@@ -140,10 +142,14 @@ def test_an_uncertain_stranger_is_not_admitted_by_the_hub_fallback(door_photos, 
         shipped = Decider(client, offline="deny").identify(gallery, stranger, ["door"], lambda: photo)
         assert (shipped.decision, shipped.source, shipped.cloud) == ("unknown", "local", None)
         assert shipped.threshold == gallery.identify_threshold(["door"]) > shipped.score >= fixed
-        # The old policy: the hub re-rolls the same network near the threshold, and lets them in.
-        old = Decider(client, offline="deny", identify_fallback=True).identify(
+        # Asking the hub: it re-rolls the same network near the threshold and says yes at the
+        # pack's accept (the old policy let them in on that yes), but not at the edge's threshold.
+        asked = Decider(client, offline="deny", identify_fallback=True).identify(
             gallery, stranger, ["door"], lambda: photo)
-        assert old.source == "cloud" and old.decision == "accept", old.cloud
+        assert asked.source == "cloud" and asked.cloud is not None and asked.cloud.ismatch, asked.cloud
+        assert asked.cloud.confidence < asked.cloud_confidence_needed == confidence(asked.threshold,
+                                                                                      gallery.thresholds)
+        assert asked.decision == "unknown", asked.cloud
 
 
 def test_bench_door_counts_and_draws_a_door_of_real_embeddings(door_photos, tmp_path):

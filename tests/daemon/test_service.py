@@ -210,7 +210,8 @@ def test_the_daemon_runs_the_lite_pack_with_its_own_calibrated_thresholds(models
         # the override, else the pack's own; identify's (no face synced yet) is never under accept
         # [identify] rule auto: the lite pack has no template tables, so the best face
         assert h["thresholds"] == {"accept": 0.45, "reject": lite.reject, "identify": 0.45,
-                                   "identify_rule": "best", "identify_rate_per": "approach", "false_admit_rate": 1e-3,
+                                   "identify_rule": "best", "identify_rate_per": "approach", "verify_rate_per": "claim",
+                                   "false_admit_rate": 1e-3,
                                    # the pack's condition margins and the door's limits (edge.core.false_admit)
                                    "conditions": {"margins": band_margins("int8-lite"), "limits": door_limits()}}
         # This same-person pair scores 0.284 on the lite pack: confidence >= 40 (uncertain) under

@@ -1,0 +1,212 @@
+"""`edge-verifier bench door --claims`: what a 1:1 claim (a badge, then a face) really admits.
+
+A claim is scored on the best of the claimed person's K enrolled faces, and every frame the
+camera scores before the claim settles is one more look. At the pack's accept threshold (FAR
+1e-4 per pair of photos) a stranger holding a member's badge therefore had about K times that
+chance on one look, and more over several. `[verify] rate_per = "claim"` holds the accept's FAR
+per claim instead (edge.core.false_admit.claim_accept). This bench measures both side by side.
+
+- Every identity with at least K + T photos is enrolled with K of them (drawn at random); its
+  next T photos are its own claim (genuine). Every other identity's photos, in runs of T, are
+  claims against every enrolled person (impostor): each run is one stranger's T looks, different
+  photos (the harsh case: a real approach's frames are somewhat alike, `bench door --tracks`).
+- A claim is admitted when any of its looks reaches that look's threshold, as the daemon's
+  settle window publishes the first local accept (the hub's answer is held to the same threshold,
+  edge.daemon.decide). Thresholds per look come from the daemon's own code
+  (Thresholds.claim_accept, Decider.claim_share); faces are taken as photographed (no condition
+  band: `bench door --bands` measures those margins, which add to these thresholds).
+- Reported per K and T, for `look` and `claim`: impostor claims and how many were admitted (FAR
+  per claim; and on their first look alone, which shows how heavy the tail of the strangers with
+  T photos or more is: for T > 1 they are not the whole set), genuine claims (every run of T of a
+  member's photos not enrolled) admitted, admitted on their first look, and rejected (best look
+  under the reject threshold), the threshold of each look; and the curve: per-claim FAR against
+  FRR of the claim's best look over one threshold, with both rules' operating points.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+RULES = ("look", "claim")
+
+
+def _log(msg: str) -> None:
+    print(f"[door claims] {msg}", file=sys.stderr, flush=True)
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--claims", action="store_true",
+                        help="1:1 claims (a badge, then a face): FAR per claim and genuine accepts, [verify] "
+                        "rate_per look and claim side by side (edge.bench.door_claims); --photos K, --frames T")
+
+
+def look_thresholds(thresholds, decider, faces: int, looks: int) -> list[float]:
+    """The accept threshold of each of a claim's `looks` looks for a person of `faces` faces,
+    as Decider.verify computes it (no condition margin)."""
+    counted = faces if decider.claim_rate_per == "claim" else 1
+    return [round(min(thresholds.claim_accept(counted, decider.claim_share(n)), 1.0), 4) for n in range(looks)]
+
+
+def admitted(scores: np.ndarray, per_look: list[float]) -> np.ndarray:
+    """Claims (rows) whose looks (columns, in order) reach any look's threshold."""
+    return (scores >= np.asarray(per_look, np.float32)[: scores.shape[1]]).any(axis=1)
+
+
+def _claims(emb: np.ndarray, person: np.ndarray, k: int, t: int, seed: int):
+    """(enrolled rows [P, K], genuine runs [G, T] with the enrolled person of each [G], impostor
+    runs [M, T], each run's identity index, the identity index of each enrolled person)."""
+    rng = np.random.default_rng([seed, k, t])
+    ids = {p: i for i, p in enumerate(sorted(set(person.tolist())))}
+    rows_of: dict[int, list[int]] = {}
+    for r in np.flatnonzero(np.linalg.norm(emb, axis=1) > 0):
+        rows_of.setdefault(ids[str(person[r])], []).append(int(r))
+    enrolled, genuine, genuine_of, owners, runs, run_owner = [], [], [], [], [], []
+    for pid in sorted(rows_of):
+        rows = rng.permutation(rows_of[pid])
+        if len(rows) >= k + t:
+            rest = rows[k:]
+            genuine += [rest[i: i + t] for i in range(0, len(rest) - t + 1, t)]  # every run of T left
+            genuine_of += [len(enrolled)] * (len(rest) // t)
+            enrolled.append(rows[:k])
+            owners.append(pid)
+        for i in range(0, len(rows) - t + 1, t):  # a stranger's photos as runs of T looks
+            runs.append(rows[i: i + t])
+            run_owner.append(pid)
+    if not enrolled:
+        raise ValueError(f"no identity has {k + t} photos with a face")
+    return (np.array(enrolled), np.array(genuine), np.array(genuine_of), np.array(runs), np.array(run_owner),
+            np.array(owners))
+
+
+def measure(emb: np.ndarray, person: np.ndarray, pack: str, k: int, t: int, seed: int, block: int = 512) -> dict:
+    """One K x T point: both rules on the same claims (see the module docstring)."""
+    from edge.core.matcher import thresholds_for
+    from edge.daemon.decide import Decider
+
+    thresholds = thresholds_for(pack)
+    enrolled, genuine, genuine_of, runs, run_owner, owners = _claims(emb, person, k, t, seed)
+    p = len(enrolled)
+    gallery = emb[enrolled.reshape(-1)]  # person-major: person i's faces at i*K ... i*K+K-1
+    rules = {r: look_thresholds(thresholds, Decider(None, claim_rate_per=r), k, t) for r in RULES}
+    fa, fa_first = dict.fromkeys(RULES, 0), dict.fromkeys(RULES, 0)
+    impostor_best = []  # each impostor claim's best look, for the curve
+    claims = 0
+    for start in range(0, len(runs), block):
+        chunk = runs[start: start + block]
+        per_look = (emb[chunk.reshape(-1)] @ gallery.T).reshape(len(chunk), t, p, k).max(axis=3)  # [runs, T, P]
+        other = run_owner[start: start + block, None] != owners[None, :]  # a stranger's claims only
+        looks = per_look.transpose(0, 2, 1)[other]  # [claims, T]
+        claims += len(looks)
+        for r in RULES:
+            fa[r] += int(admitted(looks, rules[r]).sum())
+            fa_first[r] += int((looks[:, 0] >= rules[r][0]).sum())
+        impostor_best.append(looks.max(axis=1))
+    own = np.einsum("gtd,gkd->gtk", emb[genuine], emb[enrolled[genuine_of]]).max(axis=2)  # [G, T]
+    out: dict = {"photos_per_person": k, "looks": t, "persons": p, "impostor_claims": claims,
+                 "genuine_claims": len(genuine), "rules": {}}
+    for r in RULES:
+        ok = admitted(own, rules[r])
+        out["rules"][r] = {"thresholds": rules[r], "false_accepts": fa[r], "far_per_claim": fa[r] / claims,
+                           # the same claims' first looks alone: how heavy these strangers' tail
+                           # is (identities with T photos or more are not LFW as a whole)
+                           "far_first_look": fa_first[r] / claims,
+                           "genuine_accept": round(float(ok.mean()), 4),
+                           "genuine_accept_first_look": round(float((own[:, 0] >= rules[r][0]).mean()), 4),
+                           "genuine_reject": round(float((own.max(axis=1) < thresholds.reject).mean()), 4)}
+    out["_curve"] = (np.concatenate(impostor_best), own.max(axis=1))
+    return out
+
+
+def run(args, data: Path) -> int:
+    from edge.bench.door import door_options
+    from edge.bench.lfw import identity, lfw_embeddings
+    from edge.bench.wild import folder_names
+    from edge.vision.pipeline import Pipeline
+
+    if not data.is_dir():
+        print(f"edge-verifier bench door: error: {data} not found (pass --data or set EDGE_VERIFIER_SHARED)",
+              file=sys.stderr)
+        return 2
+    try:
+        workers, packs, _, _, photos = door_options(args)
+        looks = [int(v) for v in args.frames.split(",")]
+        if min(photos) < 1 or min(looks) < 1:
+            raise ValueError("--photos and --frames count from 1")
+    except ValueError as exc:
+        print(f"edge-verifier bench door: error: {exc}", file=sys.stderr)
+        return 2
+    names = folder_names(data, args.identities, args.seed)
+    person = np.array([identity(n) for n in names])
+    result: dict = {"data": str(data), "photos": len(names), "identities": len(set(person.tolist())),
+                    "seed": args.seed, "looks_are": "different photos of one identity",
+                    "decision_code": "in-process: Thresholds.claim_accept, Decider.claim_share", "packs": {}}
+    curves = {}
+    for pack in packs:
+        pipe = Pipeline.load(args.models_dir, precision=pack, threads=1)
+        _, emb, _ = lfw_embeddings(pipe, data, workers, names=names)
+        points = []
+        for k in photos:
+            for t in looks:
+                try:
+                    point = measure(emb, person, pack, k, t, args.seed)
+                except ValueError as exc:
+                    points.append({"photos_per_person": k, "looks": t, "skipped": str(exc)})
+                    continue
+                curves[(pack, k, t)] = (point.pop("_curve"), point)
+                points.append(point)
+                look, claim = point["rules"]["look"], point["rules"]["claim"]
+                _log(f"{pack} K={k} T={t}: {point['impostor_claims']} stranger claims, FAR per claim "
+                     f"{look['far_per_claim']:.2e} per look -> {claim['far_per_claim']:.2e} per claim; members "
+                     f"admitted {look['genuine_accept'] * 100:.2f} -> {claim['genuine_accept'] * 100:.2f} % "
+                     f"(first look {look['genuine_accept_first_look'] * 100:.2f} -> "
+                     f"{claim['genuine_accept_first_look'] * 100:.2f} %)")
+        result["packs"][pack] = points
+    if args.plot:
+        result["plots"] = plot_claims(curves, args.plot, result)
+    print(json.dumps(result))
+    return 0
+
+
+def plot_claims(curves: dict, path: Path, meta: dict) -> list[str]:
+    """Per pack: FRR against per-claim FAR (log-log) of the claim's best look, a curve per K x T,
+    each rule's operating point marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    for pack in sorted({key[0] for key in curves}):
+        fig, ax = plt.subplots(figsize=(7, 5))
+        for (pk, k, t), ((imp, gen), point) in sorted(curves.items()):
+            if pk != pack:
+                continue
+            grid = np.linspace(0.3, 0.7, 401)
+            imp_s, gen_s = np.sort(imp), np.sort(gen)
+            far = 1 - np.searchsorted(imp_s, grid, side="left") / imp_s.size
+            frr = np.searchsorted(gen_s, grid, side="left") / gen_s.size
+            keep = far > 0
+            line, = ax.plot(far[keep], np.maximum(frr[keep], 1e-3), label=f"K={k} T={t}")
+            for rule, marker in (("look", "o"), ("claim", "s")):
+                r = point["rules"][rule]
+                ax.plot(max(r["far_per_claim"], 1e-8), max(1 - r["genuine_accept"], 1e-3), marker,
+                        color=line.get_color(), markersize=6, fillstyle="none" if rule == "look" else "full")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.axvline(1e-4, color="grey", linewidth=0.8)
+        ax.set_xlabel("FAR per claim (strangers with a member's badge admitted)")
+        ax.set_ylabel("FRR per claim (members not admitted)")
+        ax.set_title(f"bench door --claims {Path(meta['data']).name}: {pack} (o per look, ■ per claim)", fontsize=9)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        out = path.with_name(f"{path.stem}-{pack}.png")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(out, dpi=110)
+        plt.close(fig)
+        written.append(str(out))
+    return written
