@@ -389,23 +389,17 @@ def plot_det(curves: dict, path: Path, meta: dict) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from edge.bench.det_plot import save_det
+
     fig, ax = plt.subplots(figsize=(7, 5))
     for (pack, n, k), (fpir, fnir) in sorted(curves.items()):
         keep = fpir > 0
         ax.plot(fpir[keep], np.maximum(fnir[keep], 1e-4), label=f"{pack} N={n} K={k}",
                 linestyle="-" if pack == "int8" else "--")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.axvline(meta["false_admit_rate"], color="grey", linewidth=0.8)
-    ax.set_xlabel("FPIR (strangers admitted)")
-    ax.set_ylabel("FNIR (members not admitted as themselves)")
-    ax.set_title(f"bench door on LFW, {meta['galleries']} galleries per point, rank-1 score sweep")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_det(fig, ax, path, vline=meta["false_admit_rate"], xlabel="FPIR (strangers admitted)",
+             ylabel="FNIR (members not admitted as themselves)",
+             title=f"bench door on LFW, {meta['galleries']} galleries per point, rank-1 score sweep",
+             legend={"fontsize": 7, "ncol": 2}, dpi=120, title_size=None)
 
 
 def door_options(args) -> tuple[int, list[str], float, list[int], list[int]]:

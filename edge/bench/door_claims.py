@@ -179,6 +179,8 @@ def plot_claims(curves: dict, path: Path, meta: dict) -> list[str]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from edge.bench.det_plot import save_det
+
     written = []
     for pack in sorted({key[0] for key in curves}):
         fig, ax = plt.subplots(figsize=(7, 5))
@@ -195,18 +197,9 @@ def plot_claims(curves: dict, path: Path, meta: dict) -> list[str]:
                 r = point["rules"][rule]
                 ax.plot(max(r["far_per_claim"], 1e-8), max(1 - r["genuine_accept"], 1e-3), marker,
                         color=line.get_color(), markersize=6, fillstyle="none" if rule == "look" else "full")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.axvline(1e-4, color="grey", linewidth=0.8)
-        ax.set_xlabel("FAR per claim (strangers with a member's badge admitted)")
-        ax.set_ylabel("FRR per claim (members not admitted)")
-        ax.set_title(f"bench door --claims {Path(meta['data']).name}: {pack} (o per look, ■ per claim)", fontsize=9)
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        out = path.with_name(f"{path.stem}-{pack}.png")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(out, dpi=110)
-        plt.close(fig)
-        written.append(str(out))
+        written.append(save_det(
+            fig, ax, path.with_name(f"{path.stem}-{pack}.png"), vline=1e-4,
+            xlabel="FAR per claim (strangers with a member's badge admitted)",
+            ylabel="FRR per claim (members not admitted)",
+            title=f"bench door --claims {Path(meta['data']).name}: {pack} (o per look, ■ per claim)"))
     return written

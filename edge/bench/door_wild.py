@@ -285,26 +285,17 @@ def plot_bands(curves: dict, path: Path, meta: dict) -> list[str]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from edge.bench.det_plot import save_det
+
     written = []
     for (pack, n, k, measure), per_band in sorted(curves.items()):
         fig, ax = plt.subplots(figsize=(7, 5))
         for band, (fpir, fnir) in per_band.items():
             keep = fpir > 0
             ax.plot(fpir[keep], np.maximum(fnir[keep], 1e-4), label=f"{measure} {band}")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.axvline(meta["false_admit_rate"], color="grey", linewidth=0.8)
-        ax.set_xlabel("FPIR (strangers admitted)")
-        ax.set_ylabel("FNIR (members not admitted as themselves)")
-        ax.set_title(f"bench door {Path(meta['data']).name} {meta['degrade'] or 'clean'}: {pack} N={n} K={k}",
-                     fontsize=9)
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        out = path.with_name(f"{path.stem}-{pack}-{n}x{k}-{measure}.png")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(out, dpi=110)
-        plt.close(fig)
-        written.append(str(out))
+        written.append(save_det(
+            fig, ax, path.with_name(f"{path.stem}-{pack}-{n}x{k}-{measure}.png"), vline=meta["false_admit_rate"],
+            xlabel="FPIR (strangers admitted)", ylabel="FNIR (members not admitted as themselves)",
+            title=f"bench door {Path(meta['data']).name} {meta['degrade'] or 'clean'}: {pack} N={n} K={k}"))
     return written
 

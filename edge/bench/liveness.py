@@ -405,6 +405,8 @@ def plot_det(curves: dict, path: Path, threshold: float) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from edge.bench.det_plot import save_det
+
     fig, ax = plt.subplots(figsize=(7, 5))
     for p, (live, attacks) in curves.items():
         for t, scores in attacks.items():
@@ -415,17 +417,9 @@ def plot_det(curves: dict, path: Path, threshold: float) -> None:
                     linestyle="-" if p == "fp32" else "--")
         at = (live < threshold).mean()
         ax.axvline(max(at, 1e-4), color="grey", linewidth=0.8)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("BPCER (live frames refused)")
-    ax.set_ylabel("APCER (attack frames accepted)")
-    ax.set_title(f"bench liveness, per frame; grey: the shipped threshold {threshold:g} (fp32, int8)")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_det(fig, ax, path, xlabel="BPCER (live frames refused)", ylabel="APCER (attack frames accepted)",
+             title=f"bench liveness, per frame; grey: the shipped threshold {threshold:g} (fp32, int8)",
+             dpi=120, title_size=None)
 
 
 def _machine() -> dict:
