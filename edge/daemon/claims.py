@@ -2,8 +2,10 @@
 
 One claim waits at a time (a newer one replaces it). It goes to the first face track ready to
 be scored, which keeps it until that decision is published; a claim no face took before its
-timeout ends as `unknown` with reason `no_face_before_timeout`. Opened from paho's thread or
-the API's, taken and expired from the main loop: hence the lock.
+timeout ends as `unknown` with reason `no_face_before_timeout`. A claim of a person locked out
+after too many refusals (edge.daemon.claim_lockout) never waits: it is refused at once, reason
+`claim_locked_out`. Opened from paho's thread or the API's, taken and expired from the main
+loop: hence the lock.
 """
 
 from __future__ import annotations
@@ -18,18 +20,24 @@ from typing import TYPE_CHECKING
 from edge.core.domain import Claim, Decision, Mode, Source
 
 if TYPE_CHECKING:
+    from edge.daemon.claim_lockout import ClaimLockout
     from edge.daemon.decide import Outcome
     from edge.daemon.tracker import Track
 
 log = logging.getLogger("edge.daemon")
 
 MIN_TIMEOUT_S, MAX_TIMEOUT_S = 0.5, 300.0
+# Claims refused at open wait in memory for the next turn of the loop: of a flood of them (each
+# a signed command) this many are answered per turn, the rest dropped with a log line.
+MAX_REFUSED_PENDING = 64
 
 
 class Claims:
-    def __init__(self, default_timeout_s: float):
+    def __init__(self, default_timeout_s: float, lockout: ClaimLockout | None = None):
         self.default_timeout_s = default_timeout_s
+        self.lockout = lockout
         self._claim: Claim | None = None
+        self._refused: list[Claim] = []  # claims of locked-out persons, answered by the main loop
         self._lock = threading.Lock()
 
     def open(self, person_id: str, timeout_s: object = None, request_id: object = None) -> None:
@@ -42,9 +50,20 @@ class Claims:
             timeout = self.default_timeout_s
         if not math.isfinite(timeout):  # NaN passes min/max unchanged and would never expire
             timeout = self.default_timeout_s
+        rid = "" if request_id is None else str(request_id)[:128]
+        if self.lockout is not None and (left := self.lockout.locked(person_id)) > 0:
+            with self._lock:  # refused at once; the claim waiting (if any) keeps waiting
+                kept = len(self._refused) < MAX_REFUSED_PENDING
+                if kept:
+                    self._refused.append(Claim(person_id, time.monotonic(), rid))
+            if kept:
+                log.info("verify claim for %s refused: locked out for %.0f s more", person_id, left)
+            else:
+                log.warning("verify claim for %s dropped: %d refused claims wait to be answered",
+                            person_id, MAX_REFUSED_PENDING)
+            return
         with self._lock:
-            self._claim = Claim(person_id, time.monotonic() + timeout,
-                                "" if request_id is None else str(request_id)[:128])
+            self._claim = Claim(person_id, time.monotonic() + timeout, rid)
         log.info("verify claim for %s (%.1fs)", person_id, timeout)
 
     @property
@@ -77,6 +96,24 @@ class Claims:
             return claim
         return held
 
+    def refused(self) -> list[Claim]:
+        """The claims refused at open since the last call (locked-out persons), removed."""
+        if not self._refused:  # unlocked peek: the common case costs no lock
+            return []
+        with self._lock:
+            out, self._refused = self._refused, []
+            return out
+
+    def decided(self, claim: Claim, out: Outcome) -> None:
+        """A claim's decision is out: a refusal on the face counts towards its person's lockout,
+        an admission clears it (the offline policy's refusals never count: edge.daemon.claim_lockout)."""
+        if self.lockout is None:
+            return
+        if out.decision is Decision.ACCEPT:
+            self.lockout.admitted(claim.person_id)
+        elif out.decision is Decision.REJECT and out.source is not Source.OFFLINE_POLICY:
+            self.lockout.refused(claim.person_id)
+
     def expired(self) -> Claim | None:
         """The waiting claim, removed, once its timeout has passed; else None."""
         with self._lock:
@@ -95,3 +132,12 @@ def unanswered(claim: Claim) -> Outcome:
     from edge.daemon.decide import Outcome
 
     return Outcome(Mode.VERIFY, Decision.UNKNOWN, Source.LOCAL, claim.person_id)
+
+
+def locked_out(claim: Claim) -> Outcome:
+    """The decision for a claim of a person locked out after too many refusals: refused, no face
+    (the reason also tells the door why it stays shut)."""
+    from edge.daemon.claim_lockout import LOCKED_OUT
+    from edge.daemon.decide import Outcome
+
+    return Outcome(Mode.VERIFY, Decision.REJECT, Source.LOCAL, claim.person_id, reason=LOCKED_OUT)

@@ -95,6 +95,12 @@ class VerifySettings(BaseModel):
         "tail) holds for: claim = the whole claim (the claimed person's faces counted as trials, its first\n"
         "scored frame spending half the rate, the next a quarter, ...); look = each enrolled face and each\n"
         "scored frame alone, the rate then grows with both (docs/daemon.md#claims-hold-their-rate).")
+    max_refusals: int = Field(5, ge=0, le=1000, description="Claims of one person refused on the face within\n"
+                              "refusal_window_s after which that person's claims are refused at once for lockout_s\n"
+                              "(reason claim_locked_out): a stolen badge gets a few tries; 0 = no limit. An admitted\n"
+                              "claim clears the count; the offline policy's refusals never count.")
+    refusal_window_s: float = Field(600.0, gt=0, le=86400, description="The window max_refusals is counted in.")
+    lockout_s: float = Field(300.0, gt=0, le=86400, description="How long a locked-out person's claims are refused.")
 
 
 class PolicySettings(ThresholdOverrides):

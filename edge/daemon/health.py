@@ -46,6 +46,7 @@ class DaemonSnapshot:
     verify_rate_per: str  # [verify] rate_per: "claim" (a claim holds the accept's FAR) or "look"
     liveness: Mapping[str, Any]  # edge.daemon.liveness.LivenessPolicy.health()
     door: Mapping[str, Any] | None = None  # edge.door.controller.DoorController.health()
+    claims: Mapping[str, Any] | None = None  # edge.daemon.claim_lockout.ClaimLockout.health()
 
 
 def daemon_state(d: DaemonSnapshot) -> dict[str, Any]:
@@ -91,5 +92,6 @@ def daemon_state(d: DaemonSnapshot) -> dict[str, Any]:
                            # added per band and the limits beyond which the door withholds
                            "conditions": {"margins": dict(d.thresholds.band_margins),
                                           "limits": dict(d.thresholds.limits)}},
+            **({} if d.claims is None else {"claims": dict(d.claims)}),
             "liveness": dict(d.liveness),
             "door": dict(d.door) if d.door is not None else None}

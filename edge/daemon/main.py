@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from edge.daemon import metrics
-from edge.daemon.claims import NO_FACE, Claims, unanswered
+from edge.daemon.claim_lockout import ClaimLockout
+from edge.daemon.claims import NO_FACE, Claims, locked_out, unanswered
 from edge.daemon.health import DaemonSnapshot, daemon_state
 from edge.daemon.priority import CameraFirst
 from edge.daemon.sdnotify import notify, watchdog_interval_s
@@ -118,7 +119,8 @@ class Daemon:
         self.syncer: Syncer | None = None
         self.api: LocalApi | None = None  # None with the local API off
         self.decisions = 0
-        self.claims = Claims(settings.verify.claim_timeout_s)
+        v = settings.verify
+        self.claims = Claims(v.claim_timeout_s, ClaimLockout(v.max_refusals, v.refusal_window_s, v.lockout_s))
         self.priority = CameraFirst()
         self.threads: list[threading.Thread] = []
         self.door: DoorLink | None = None  # built in start(), after the publisher
@@ -298,6 +300,8 @@ class Daemon:
                 claim = self.claims.expired()
                 if claim is not None:  # publishes (outbox on disk): may fail like a frame
                     self._publish(unanswered(claim), claim=claim, reason=NO_FACE)
+                for claim in self.claims.refused():
+                    self._publish(locked_out(claim), claim=claim)
                 if now - last_state >= STATE_EVERY_S:
                     last_state = now
                     self.events.publish_state(self.state())
@@ -339,6 +343,8 @@ class Daemon:
         self._publish(out, claim=c.claim, face=c.face, frame=c.frame, t_frame=c.t_frame,
                       track_id=c.track.id, frames=c.frames, latency=c.latency,
                       cache_version=c.gallery.version)
+        if c.claim is not None:
+            self.claims.decided(c.claim, out)
 
     def _face_crop(self, fields: dict[str, Any]) -> bytes | None:
         """The decision's face as JPEG for the access log, only where the site enables it."""
@@ -405,7 +411,8 @@ class Daemon:
             thresholds=self.thresholds, identify_rate_per=s.identify.rate_per,
             identify_first_share=self.decider.look_share(0), verify_rate_per=s.verify.rate_per,
             liveness=self.liveness.health(),
-            door=self.door.health() if self.door is not None else None)
+            door=self.door.health() if self.door is not None else None,
+            claims=self.claims.lockout.health() if self.claims.lockout is not None else None)
 
     def state(self) -> dict[str, Any]:
         return daemon_state(self.snapshot())

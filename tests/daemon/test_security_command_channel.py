@@ -215,7 +215,8 @@ def test_health_is_degraded_with_the_reason_while_the_network_loop_is_not_ok(sta
             outbox_depth=0, outbox_rejected=0, outbox={"writable": True, "held_in_memory": 0, "dropped": 0},
             gallery=Gallery((), Thresholds(0.5, 0.3), version="empty"), identify_groups=[], breaker="disabled",
             decisions=0, pending=0, precision="int8", fingerprint="0" * 16, thresholds=Thresholds(0.5, 0.3),
-            identify_rate_per="approach", identify_first_share=0.5, verify_rate_per="claim", liveness={})
+            identify_rate_per="approach", identify_first_share=0.5, verify_rate_per="claim", liveness={},
+            claims={"max_refusals": 5, "locked_out": 0})
         return daemon_state(snap)
 
     ok = state({"status": "ok", "reason": "", "restarts": 0, "handler_errors": 0})

@@ -1,0 +1,148 @@
+"""A stolen badge gets a few tries ([verify] max_refusals, edge.daemon.claim_lockout).
+
+A claim holds FAR 1e-4, but nothing stopped a stranger holding a member's badge from presenting
+it again and again, each claim one more chance. After max_refusals claims of one person refused
+on the face within refusal_window_s, that person's claims are refused at once for lockout_s."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+
+import jsonschema
+
+from edge.core.domain import Claim, Decision, Mode, Source
+from edge.daemon.claim_lockout import LOCKED_OUT, MAX_PERSONS, ClaimLockout
+from edge.daemon.claims import Claims
+from edge.daemon.decide import Outcome
+from edge.schemas import schema
+from tests.conftest import free_port
+from tests.support.broker import DaemonProc, edge_command, write_edge_config
+from tests.support.hub import hub_with_five_enrolled
+
+
+class _Clock:
+    def __init__(self):
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_the_nth_refusal_within_the_window_locks_the_person_out_for_a_while():
+    clock = _Clock()
+    lock = ClaimLockout(3, window_s=60, lockout_s=300, clock=clock)
+    assert [lock.refused("alice") for _ in range(2)] == [False, False] and lock.locked("alice") == 0
+    clock.t += 10
+    assert lock.refused("alice") is True
+    assert lock.locked("alice") == 300 and lock.locked("bob") == 0  # only alice
+    assert lock.health() == {"max_refusals": 3, "locked_out": 1}
+    clock.t += 299
+    assert lock.locked("alice") == 1
+    clock.t += 1
+    assert lock.locked("alice") == 0 and lock.health()["locked_out"] == 0
+    # the count starts again after a lockout: one refusal does not lock again
+    assert lock.refused("alice") is False and lock.locked("alice") == 0
+
+
+def test_refusals_older_than_the_window_and_an_admission_start_the_count_again():
+    clock = _Clock()
+    lock = ClaimLockout(2, window_s=60, lockout_s=30, clock=clock)
+    lock.refused("alice")
+    clock.t += 61
+    assert lock.refused("alice") is False  # the first is out of the window
+    lock.admitted("alice")
+    assert lock.refused("alice") is False  # an admitted claim cleared the count
+    assert lock.refused("alice") is True
+    off = ClaimLockout(0, window_s=60, lockout_s=30, clock=clock)
+    assert not off.enabled and not any(off.refused("alice") for _ in range(100)) and off.locked("alice") == 0
+
+
+def test_the_persons_followed_are_bounded():
+    lock = ClaimLockout(2, window_s=60, lockout_s=30, clock=_Clock())
+    for i in range(MAX_PERSONS + 50):
+        lock.refused(f"p{i}")
+    assert len(lock._refusals) == MAX_PERSONS
+    assert lock.refused("p0") is False  # the oldest were forgotten first
+    assert lock.refused(f"p{MAX_PERSONS + 49}") is True
+
+
+def _out(decision: Decision, source: Source = Source.LOCAL) -> Outcome:
+    return Outcome(Mode.VERIFY, decision, source, "alice")
+
+
+def test_claims_count_refusals_on_the_face_and_refuse_a_locked_persons_claim_at_open():
+    clock = _Clock()
+    claims = Claims(10.0, ClaimLockout(2, window_s=60, lockout_s=30, clock=clock))
+    claim = Claim("alice", time.monotonic() + 10)
+    claims.decided(claim, _out(Decision.REJECT, Source.OFFLINE_POLICY))  # a hub outage: not counted
+    claims.decided(claim, _out(Decision.UNKNOWN))  # no face in time: not counted
+    claims.decided(claim, _out(Decision.REJECT, Source.CLOUD))
+    claims.open("bob", 5, "waiting")
+    assert claims.refused() == [] and claims.waiting
+    claims.decided(claim, _out(Decision.REJECT))
+    claims.open("alice", 5, "badge-7")
+    refused = claims.refused()
+    assert [(c.person_id, c.request_id) for c in refused] == [("alice", "badge-7")]
+    assert claims.take() is not None and claims.take() is None  # bob's claim kept waiting, alone
+    assert claims.refused() == []
+
+
+def test_a_stolen_badge_is_locked_out_after_two_refusals_in_a_real_daemon(
+        mosquitto, subscribe, mqtt_sender, faces_dir, models_dir, tmp_path):
+    """A real daemon, max_refusals 2: Madonna's badge shown twice with Elton John's face (two
+    rejects), then once more: refused at once, reason claim_locked_out, no face scored; another
+    member's claim is decided as ever. Without the limit the third claim is decided on the face
+    (the attack: as many chances as the reader sends)."""
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    sub = subscribe("test/door-lock/event")
+
+    def claim(person_id, request_id):
+        payload = edge_command("verify", person_id=person_id, request_id=request_id)
+        mqtt_sender.publish("test/door-lock/cmd/verify", json.dumps(payload), qos=1).wait_for_publish(5)
+        time.sleep(0.5)
+
+    def show(photo):
+        shutil.copy(faces_dir / photo, drop / "face.jpg")
+
+    def leave():
+        for f in drop.iterdir():
+            f.unlink()
+        time.sleep(0.6)
+
+    with hub_with_five_enrolled(tmp_path / "hub", faces_dir) as hub:
+        port = free_port()
+        cfg = write_edge_config(tmp_path / "edge.toml", device="door-lock", camera=f"files:{drop}/*",
+                                broker=mosquitto, hub=hub, storage=tmp_path / "data", api_port=port, loop=True,
+                                sections={"identify": {"enabled": False},
+                                          "verify": {"max_refusals": 2, "lockout_s": 120}})
+        daemon = DaemonProc(cfg, port, tmp_path / "daemon.log").start()
+        try:
+            daemon.wait_health(lambda h: h["sync"].get("status") == "ok" and h["mqtt"]["connected"], 60)
+            for i in (1, 2):
+                claim("madonna", f"stolen-{i}")
+                show("five_celebrity/Elton_John/val_1.jpg")
+                assert sub.wait_for(lambda n=i: len(sub.json()) >= n, 30)
+                leave()
+            health = daemon.wait_health(lambda h: h["claims"]["locked_out"] == 1, 10)
+            assert health["claims"] == {"max_refusals": 2, "locked_out": 1}
+            show("five_celebrity/Madonna/val_1.jpg")  # even her own face: the badge is locked
+            claim("madonna", "stolen-3")
+            assert sub.wait_for(lambda: len(sub.json()) >= 3, 30)
+            leave()
+            claim("ben_afflek", "member")
+            show("five_celebrity/Ben_Afflek/val_1.jpg")
+            assert sub.wait_for(lambda: len(sub.json()) >= 4, 30)
+            events = sub.json()
+        finally:
+            assert daemon.terminate() == 0
+    for e in events:
+        jsonschema.validate(e, schema("event"))
+    first, second, locked, member = events[:4]
+    assert [(e["decision"], e.get("reason")) for e in (first, second)] == [("reject", None)] * 2
+    assert all(e["face"] is not None and e["score"] is not None for e in (first, second))
+    assert (locked["decision"], locked["reason"], locked["person_id"]) == ("reject", LOCKED_OUT, "madonna")
+    assert locked["claim"]["request_id"] == "stolen-3" and locked["face"] is None and locked["score"] is None
+    assert (member["decision"], member["person_id"]) == ("accept", "ben_afflek")
