@@ -20,6 +20,9 @@ them in LFW, taken as strangers at LFW doors.
   code (edge.core.matcher, edge.daemon.decide, edge.daemon.evidence: band margins from each
   frame's condition, the first accept wins), with `[identify] rate_per` look and approach side by
   side; FPIR per T at the shipped rate and at looser rates (more admits to count).
+- **Claims** (`claims`): each approach claims each LFW person of K = 3 photos (a stranger with
+  their badge), decided look by look at `[verify] rate_per` look's and claim's thresholds
+  (edge.bench.door_claims): admitted per claim, pooled and per group.
 """
 
 from __future__ import annotations
@@ -188,6 +191,42 @@ def pair_curve(tf: TrackFaces, lfw: np.ndarray, by_person: dict, k: int, looks: 
     return out
 
 
+def claim_check(tf: TrackFaces, lfw: np.ndarray, by_person: dict, pack: str, k: int, looks: list[int],
+                look_fps: float, rng: np.random.Generator) -> dict:
+    """1:1 claims on real approaches: each approach of T looks claims each LFW person of k photos
+    (scored on their best face, as Gallery.verify scores a claim); admitted when a look reaches its
+    threshold, `[verify] rate_per` look and claim side by side (edge.bench.door_claims), per group."""
+    from edge.bench.door_claims import RULES, admitted, look_thresholds
+    from edge.bench.door_templates import rule_scores
+    from edge.core.matcher import thresholds_for
+    from edge.daemon.decide import Decider
+
+    persons = sorted(p for p, rows in by_person.items() if len(rows) >= k)
+    units = np.stack([rng.choice(by_person[p], size=k, replace=False) for p in persons])
+    scores = rule_scores(tf.emb, lfw, units)["best"]  # (frames, persons)
+    thresholds = thresholds_for(pack)
+    out: dict = {"persons": len(persons), "photos": k, "per_T": {}}
+    for t_looks in looks:
+        apps = approaches(tf, t_looks, look_fps)
+        if not apps:
+            continue
+        rules = {r: look_thresholds(thresholds, Decider(None, claim_rate_per=r), k, t_looks) for r in RULES}
+        entry: dict = {"approaches": len(apps), "claims": len(apps) * len(persons), "rules": {}}
+        groups = np.array([tf.recordings[rec].group for rec, _ in apps])
+        looks_of = np.stack([scores[rows] for _, rows in apps]).transpose(0, 2, 1)  # (approaches, persons, T)
+        for r in RULES:
+            hit = admitted(looks_of.reshape(-1, t_looks), rules[r]).reshape(len(apps), len(persons))
+            entry["rules"][r] = {"thresholds": rules[r], "admitted": int(hit.sum()),
+                                 "far_per_claim": float(hit.mean()),
+                                 "by_group": {g: {"claims": int(hit[groups == g].size),
+                                                  "admitted": int(hit[groups == g].sum())}
+                                              for g in sorted(set(groups.tolist()))}}
+        out["per_T"][str(t_looks)] = entry
+        _log(f"claims on real approaches, K={k} T={t_looks}: " + ", ".join(
+            f"per {r} {e['admitted']}/{entry['claims']}" for r, e in entry["rules"].items()))
+    return out
+
+
 def door_check(tf: TrackFaces, lfw: np.ndarray, by_person: dict, pack: str, rule: str, n: int, k: int,
                galleries: int, looks: list[int], look_fps: float, rates: list[float], seed: int) -> list[dict]:
     """FPIR per T through the daemon's decision code at LFW doors of n x k."""
@@ -309,6 +348,8 @@ def run(args) -> int:
         result["door"][rule] = [r for n in (int(v) for v in args.persons.split(","))
                                 for r in door_check(tf, lfw, by_person, pack, rule, n, 3, args.galleries, looks,
                                                     args.look_fps, rates, args.seed)]
+    result["claims"] = claim_check(tf, lfw, by_person, pack, 3, looks, args.look_fps,
+                                   np.random.default_rng([args.seed, 3]))
     if args.plot:
         plot(curves, args.plot, result)
         result["plot"] = str(args.plot)

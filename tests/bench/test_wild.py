@@ -233,6 +233,14 @@ def test_bench_door_tracks_counts_looks_and_never_admits_more_per_approach(faces
                 per_look = next(e for e in door if (e["rate"], e["looks"], e["rate_per"]) ==
                                 (d["rate"], d["looks"], "look"))
                 assert d["admitted"] <= per_look["admitted"]
+    claims = out["claims"]  # each approach claims each of the 8 persons (K = 3), per look and per claim
+    assert claims["persons"] == 8
+    for t_looks, apps in (("1", sum(good)), ("3", sum(g // 3 for g in good))):
+        entry = claims["per_T"][t_looks]
+        assert (entry["approaches"], entry["claims"]) == (apps, apps * 8)
+        look, claim = entry["rules"]["look"], entry["rules"]["claim"]
+        assert claim["admitted"] <= look["admitted"] and claim["thresholds"][0] > look["thresholds"][0]
+        assert look["by_group"]["live"]["claims"] == entry["claims"]
     assert (tmp_path / "t.png").stat().st_size > 0
     for bad in (["--look-fps", "0"], ["--track-looks", "0,3"], ["--rates", "1.5"], ["--track-looks", "two"]):
         refused = subprocess.run(cmd + bad, capture_output=True, text=True, timeout=120)
