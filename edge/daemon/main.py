@@ -340,11 +340,11 @@ class Daemon:
         return self.door is not None and self.door.remote_unlock(who)
 
     def _decided(self, c: Candidate, out: Outcome) -> None:
+        if c.claim is not None:  # counted first: a publication that fails still was a try
+            self.claims.decided(c.claim, out)
         self._publish(out, claim=c.claim, face=c.face, frame=c.frame, t_frame=c.t_frame,
                       track_id=c.track.id, frames=c.frames, latency=c.latency,
                       cache_version=c.gallery.version)
-        if c.claim is not None:
-            self.claims.decided(c.claim, out)
 
     def _face_crop(self, fields: dict[str, Any]) -> bytes | None:
         """The decision's face as JPEG for the access log, only where the site enables it."""
