@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +42,9 @@ def _log(msg: str) -> None:
 def add_arguments(parser) -> None:
     parser.add_argument("--claims", action="store_true",
                         help="1:1 claims (a badge, then a face): FAR per claim and genuine accepts, [verify] "
-                        "rate_per look and claim side by side (edge.bench.door_claims); --photos K, --frames T")
+                        "rate_per look and claim side by side (edge.bench.door_claims); --photos K, --frames T; "
+                        "with --degrade or --bands, probes as a door sees them, the shipped condition margins, "
+                        "FAR per band")
 
 
 def look_thresholds(thresholds, decider, faces: int, looks: int) -> list[float]:
@@ -51,80 +54,125 @@ def look_thresholds(thresholds, decider, faces: int, looks: int) -> list[float]:
     return [round(min(thresholds.claim_accept(counted, decider.claim_share(n)), 1.0), 4) for n in range(looks)]
 
 
-def admitted(scores: np.ndarray, per_look: list[float]) -> np.ndarray:
-    """Claims (rows) whose looks (columns, in order) reach any look's threshold."""
-    return (scores >= np.asarray(per_look, np.float32)[: scores.shape[1]]).any(axis=1)
+def admitted(scores: np.ndarray, per_look: list[float], margins: np.ndarray | None = None) -> np.ndarray:
+    """Claims (rows) whose looks (columns, in order) reach any look's threshold, each look's
+    raised by its face's condition margin (`margins`, the shape of `scores`) where given."""
+    thresholds = np.asarray(per_look, np.float32)[: scores.shape[1]]
+    return (scores >= (thresholds if margins is None else thresholds + margins)).any(axis=1)
 
 
-def _claims(emb: np.ndarray, person: np.ndarray, k: int, t: int, seed: int):
+@dataclass
+class ClaimFaces:
+    """Per photo: the embedding a hub enrols, the one the door sees, and what the door makes of
+    it (as taken, both are the photo's own; with --degrade the probe is the degraded photo)."""
+
+    enrol: np.ndarray  # (n, d); zeros where no face was found
+    probe: np.ndarray  # (n, d)
+    usable: np.ndarray  # (n,) bool: the door decides on this probe (a face, past the quality gate)
+    margin: np.ndarray  # (n,) cosine its condition adds to the accept threshold (0 without bands)
+    bands: dict[str, np.ndarray] | None = None  # {measure: band label per photo}, with --degrade
+
+    @classmethod
+    def as_taken(cls, emb: np.ndarray) -> "ClaimFaces":
+        has_face = np.linalg.norm(emb, axis=1) > 0
+        return cls(emb, emb, has_face, np.zeros(len(emb), np.float32))
+
+
+def _claims(faces: ClaimFaces, person: np.ndarray, k: int, t: int, seed: int):
     """(enrolled rows [P, K], genuine runs [G, T] with the enrolled person of each [G], impostor
-    runs [M, T], each run's identity index, the identity index of each enrolled person)."""
+    runs [M, T], each run's identity index, the identity index of each enrolled person). Enrolled
+    photos need a face; the looks of a claim are probes the door decides on."""
     rng = np.random.default_rng([seed, k, t])
     ids = {p: i for i, p in enumerate(sorted(set(person.tolist())))}
     rows_of: dict[int, list[int]] = {}
-    for r in np.flatnonzero(np.linalg.norm(emb, axis=1) > 0):
+    for r in np.flatnonzero(np.linalg.norm(faces.enrol, axis=1) > 0):
         rows_of.setdefault(ids[str(person[r])], []).append(int(r))
     enrolled, genuine, genuine_of, owners, runs, run_owner = [], [], [], [], [], []
     for pid in sorted(rows_of):
         rows = rng.permutation(rows_of[pid])
-        if len(rows) >= k + t:
-            rest = rows[k:]
+        seen = rows[faces.usable[rows]]
+        rest = rows[k:][faces.usable[rows[k:]]]
+        if len(rows) >= k and len(rest) >= t:
             genuine += [rest[i: i + t] for i in range(0, len(rest) - t + 1, t)]  # every run of T left
             genuine_of += [len(enrolled)] * (len(rest) // t)
             enrolled.append(rows[:k])
             owners.append(pid)
-        for i in range(0, len(rows) - t + 1, t):  # a stranger's photos as runs of T looks
-            runs.append(rows[i: i + t])
+        for i in range(0, len(seen) - t + 1, t):  # a stranger's photos as runs of T looks
+            runs.append(seen[i: i + t])
             run_owner.append(pid)
     if not enrolled:
-        raise ValueError(f"no identity has {k + t} photos with a face")
+        raise ValueError(f"no identity has {k} photos with a face and {t} more the door decides on")
     return (np.array(enrolled), np.array(genuine), np.array(genuine_of), np.array(runs), np.array(run_owner),
             np.array(owners))
 
 
-def measure(emb: np.ndarray, person: np.ndarray, pack: str, k: int, t: int, seed: int, block: int = 512) -> dict:
-    """One K x T point: both rules on the same claims (see the module docstring)."""
+def measure(faces: ClaimFaces, person: np.ndarray, pack: str, k: int, t: int, seed: int,
+            block: int = 512) -> dict:
+    """One K x T point: both rules on the same claims (see the module docstring); with band
+    labels and T = 1, also per condition band of the probe."""
     from edge.core.matcher import thresholds_for
     from edge.daemon.decide import Decider
 
     thresholds = thresholds_for(pack)
-    enrolled, genuine, genuine_of, runs, run_owner, owners = _claims(emb, person, k, t, seed)
+    enrolled, genuine, genuine_of, runs, run_owner, owners = _claims(faces, person, k, t, seed)
     p = len(enrolled)
-    gallery = emb[enrolled.reshape(-1)]  # person-major: person i's faces at i*K ... i*K+K-1
+    gallery = faces.enrol[enrolled.reshape(-1)]  # person-major: person i's faces at i*K ... i*K+K-1
     rules = {r: look_thresholds(thresholds, Decider(None, claim_rate_per=r), k, t) for r in RULES}
     fa, fa_first = dict.fromkeys(RULES, 0), dict.fromkeys(RULES, 0)
+    by_band = faces.bands is not None and t == 1
+    band_counts: dict[tuple[str, str], dict[str, int]] = {}
     impostor_best = []  # each impostor claim's best look, for the curve
     claims = 0
     for start in range(0, len(runs), block):
         chunk = runs[start: start + block]
-        per_look = (emb[chunk.reshape(-1)] @ gallery.T).reshape(len(chunk), t, p, k).max(axis=3)  # [runs, T, P]
+        per_look = (faces.probe[chunk.reshape(-1)] @ gallery.T).reshape(len(chunk), t, p, k).max(axis=3)
         other = run_owner[start: start + block, None] != owners[None, :]  # a stranger's claims only
         looks = per_look.transpose(0, 2, 1)[other]  # [claims, T]
+        margins = np.broadcast_to(faces.margin[chunk][:, None, :], (len(chunk), p, t))[other]
         claims += len(looks)
+        hits = {r: admitted(looks, rules[r], margins) for r in RULES}
         for r in RULES:
-            fa[r] += int(admitted(looks, rules[r]).sum())
-            fa_first[r] += int((looks[:, 0] >= rules[r][0]).sum())
+            fa[r] += int(hits[r].sum())
+            fa_first[r] += int((looks[:, 0] >= rules[r][0] + margins[:, 0]).sum())
+        if by_band:
+            assert faces.bands is not None
+            row = np.broadcast_to(chunk[:, None, 0], (len(chunk), p))[other]  # each claim's probe
+            for measure_, labels in faces.bands.items():
+                of_claim = labels[row]
+                for band in np.unique(of_claim):
+                    sel = of_claim == band
+                    counts = band_counts.setdefault((measure_, str(band)), {"claims": 0, **dict.fromkeys(RULES, 0)})
+                    counts["claims"] += int(sel.sum())
+                    for r in RULES:
+                        counts[r] += int(hits[r][sel].sum())
         impostor_best.append(looks.max(axis=1))
-    own = np.einsum("gtd,gkd->gtk", emb[genuine], emb[enrolled[genuine_of]]).max(axis=2)  # [G, T]
+    own = np.einsum("gtd,gkd->gtk", faces.probe[genuine], faces.enrol[enrolled[genuine_of]]).max(axis=2)  # [G, T]
+    own_margin = faces.margin[genuine]
     out: dict = {"photos_per_person": k, "looks": t, "persons": p, "impostor_claims": claims,
                  "genuine_claims": len(genuine), "rules": {}}
     for r in RULES:
-        ok = admitted(own, rules[r])
+        ok = admitted(own, rules[r], own_margin)
         out["rules"][r] = {"thresholds": rules[r], "false_accepts": fa[r], "far_per_claim": fa[r] / claims,
                            # the same claims' first looks alone: how heavy these strangers' tail
                            # is (identities with T photos or more are not LFW as a whole)
                            "far_first_look": fa_first[r] / claims,
                            "genuine_accept": round(float(ok.mean()), 4),
-                           "genuine_accept_first_look": round(float((own[:, 0] >= rules[r][0]).mean()), 4),
+                           "genuine_accept_first_look": round(float(
+                               (own[:, 0] >= rules[r][0] + own_margin[:, 0]).mean()), 4),
                            "genuine_reject": round(float((own.max(axis=1) < thresholds.reject).mean()), 4)}
+    if by_band:
+        out["bands"] = {f"{m}:{b}": {"claims": c["claims"], **{r: {"false_accepts": c[r],
+                                                                    "far_per_claim": c[r] / c["claims"]}
+                                                                for r in RULES}}
+                        for (m, b), c in sorted(band_counts.items())}
     out["_curve"] = (np.concatenate(impostor_best), own.max(axis=1))
     return out
 
 
 def run(args, data: Path) -> int:
     from edge.bench.door import door_options
-    from edge.bench.lfw import identity, lfw_embeddings
-    from edge.bench.wild import folder_names
+    from edge.bench.lfw import identity
+    from edge.bench.wild import Degrade, folder_names
     from edge.vision.pipeline import Pipeline
 
     if not data.is_dir():
@@ -136,23 +184,26 @@ def run(args, data: Path) -> int:
         looks = [int(v) for v in args.frames.split(",")]
         if min(photos) < 1 or min(looks) < 1:
             raise ValueError("--photos and --frames count from 1")
+        degrade = Degrade.parse(args.degrade)
     except ValueError as exc:
         print(f"edge-verifier bench door: error: {exc}", file=sys.stderr)
         return 2
     names = folder_names(data, args.identities, args.seed)
     person = np.array([identity(n) for n in names])
+    by_band = bool(degrade or args.bands)
     result: dict = {"data": str(data), "photos": len(names), "identities": len(set(person.tolist())),
+                    "degrade": degrade.label() if degrade else None, "bands": by_band,
                     "seed": args.seed, "looks_are": "different photos of one identity",
                     "decision_code": "in-process: Thresholds.claim_accept, Decider.claim_share", "packs": {}}
     curves = {}
     for pack in packs:
         pipe = Pipeline.load(args.models_dir, precision=pack, threads=1)
-        _, emb, _ = lfw_embeddings(pipe, data, workers, names=names)
+        faces = _faces(pipe, data, names, degrade, by_band, workers, args.seed)
         points = []
         for k in photos:
             for t in looks:
                 try:
-                    point = measure(emb, person, pack, k, t, args.seed)
+                    point = measure(faces, person, pack, k, t, args.seed)
                 except ValueError as exc:
                     points.append({"photos_per_person": k, "looks": t, "skipped": str(exc)})
                     continue
@@ -169,6 +220,24 @@ def run(args, data: Path) -> int:
         result["plots"] = plot_claims(curves, args.plot, result)
     print(json.dumps(result))
     return 0
+
+
+def _faces(pipe, data: Path, names: list[str], degrade, by_band: bool, workers: int, seed: int) -> ClaimFaces:
+    """The photos as taken (lfw_embeddings), or with bands: enrolled clean and seen as the door
+    sees them (edge.bench.wild.folder_faces, degraded with --degrade), each probe's condition
+    margin and limits as the daemon applies them (the pack's shipped tables)."""
+    from edge.bench.lfw import cache_dir, lfw_embeddings
+    from edge.bench.wild import folder_faces
+    from edge.core.matcher import thresholds_for
+
+    if not by_band:
+        return ClaimFaces.as_taken(lfw_embeddings(pipe, data, workers, names=names)[1])
+    ff = folder_faces(pipe, data, names, degrade, seed, workers, cache_dir())
+    judged = [thresholds_for(pipe.precision).judge(ff.condition(i)) for i in range(len(names))]
+    has_face = np.linalg.norm(ff.clean, axis=1) > 0
+    decided = np.array([j.withhold is None for j in judged])
+    return ClaimFaces(ff.clean, ff.probe, has_face & ff.found & ff.gate_ok & decided,
+                      np.array([j.margin for j in judged], np.float32), ff.band_labels())
 
 
 def plot_claims(curves: dict, path: Path, meta: dict) -> list[str]:

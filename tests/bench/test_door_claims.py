@@ -84,6 +84,18 @@ def test_bench_door_claims_counts_every_claim_on_real_photos(faces_dir, models_d
         assert claim["far_first_look"] <= claim["far_per_claim"] <= 1
         assert 0 < look["genuine_accept"] <= 1  # the members' own photos are admitted
     assert out["plots"] and all(os.path.getsize(p) > 0 for p in out["plots"])
+    # by condition band (each probe as the door sees it, the shipped margins): every claim in one
+    # band of each measure, the band counts adding up to the whole
+    banded = subprocess.run(cmd[:cmd.index("--frames")] + ["--frames", "1", "--bands"], capture_output=True,
+                            text=True, timeout=300, env=env)
+    assert banded.returncode == 0, banded.stderr[-2000:]
+    for p in json.loads(banded.stdout)["packs"]["int8"]:
+        assert p["impostor_claims"] > 0 and p["bands"]
+        for measure in ("size", "pose", "sharpness"):
+            per = [b for name, b in p["bands"].items() if name.startswith(measure + ":")]
+            assert sum(b["claims"] for b in per) == p["impostor_claims"]
+            for rule in ("look", "claim"):
+                assert sum(b[rule]["false_accepts"] for b in per) == p["rules"][rule]["false_accepts"]
     for bad in (["--frames", "0"], ["--photos", "x"]):
         refused = subprocess.run(cmd + bad, capture_output=True, text=True, timeout=120, env=env)
         assert refused.returncode == 2 and "error:" in refused.stderr and "Traceback" not in refused.stderr
