@@ -1,20 +1,26 @@
 """`edge-verifier bench door --claims`: what a 1:1 claim (a badge, then a face) really admits.
 
-A claim is scored on the best of the claimed person's K enrolled faces, and every frame the
+A claim was scored on the best of the claimed person's K enrolled faces, and every frame the
 camera scores before the claim settles is one more look. At the pack's accept threshold (FAR
 1e-4 per pair of photos) a stranger holding a member's badge therefore had about K times that
 chance on one look, and more over several. `[verify] rate_per = "claim"` holds the accept's FAR
-per claim instead (edge.core.false_admit.claim_accept). This bench measures both side by side.
+per claim instead (edge.core.false_admit.claim_accept, and under the shipped `best-or-template`
+a person of 2 to 5 photos scored by best face or template at their own tail,
+claim_template_accept). This bench measures both side by side, with the daemon's default
+thresholds (daemon_thresholds).
 
-- Every identity with at least K + T photos is enrolled with K of them (drawn at random); its
-  next T photos are its own claim (genuine). Every other identity's photos, in runs of T, are
-  claims against every enrolled person (impostor): each run is one stranger's T looks, different
-  photos (the harsh case: a real approach's frames are somewhat alike, `bench door --tracks`).
+- Every identity with K photos with a face and T more the door decides on enrols K (drawn at
+  random); its other photos, in runs of T, are its own claims (genuine). Every identity's photos,
+  in runs of T, are claims against every other enrolled person (impostor): each run is one
+  stranger's T looks, different photos (the harsh case: a real approach's frames are somewhat
+  alike, `bench door --tracks`).
 - A claim is admitted when any of its looks reaches that look's threshold, as the daemon's
   settle window publishes the first local accept (the hub's answer is held to the same threshold,
-  edge.daemon.decide). Thresholds per look come from the daemon's own code
-  (Thresholds.claim_accept, Decider.claim_share); faces are taken as photographed (no condition
-  band: `bench door --bands` measures those margins, which add to these thresholds).
+  edge.daemon.decide). Thresholds per look come from the daemon's own code (Thresholds.claim_accept
+  and claim_template_accept, Decider.claim_share). Photos are taken as they are (no condition
+  band), or with --bands / --degrade as the door sees them (edge.bench.wild.folder_faces: enrolled
+  clean, probes through the quality gate, each look's threshold raised by its condition's margin
+  as Decider.verify raises it), with FAR per band for T = 1.
 - Reported per K and T, for `look` and `claim`: impostor claims and how many were admitted (FAR
   per claim; and on their first look alone, which shows how heavy the tail of the strangers with
   T photos or more is: for T > 1 they are not the whole set), genuine claims (every run of T of a
@@ -47,11 +53,27 @@ def add_arguments(parser) -> None:
                         "FAR per band")
 
 
+def daemon_thresholds(pack: str):
+    """The thresholds a daemon with the default settings decides by ([identify] rule auto)."""
+    from edge.core.false_admit import DEFAULT_FALSE_ADMIT_RATE, TEMPLATE_RULE, template_photos
+    from edge.core.matcher import thresholds_for
+
+    return thresholds_for(pack, false_admit_rate=DEFAULT_FALSE_ADMIT_RATE,
+                          rule=TEMPLATE_RULE if template_photos(pack) else "best")
+
+
+def by_template(thresholds, decider, faces: int) -> bool:
+    """Whether Decider.verify scores a claim of a person of `faces` faces by best face or template."""
+    return decider.claim_rate_per == "claim" and 2 <= faces <= thresholds.template_photos
+
+
 def look_thresholds(thresholds, decider, faces: int, looks: int) -> list[float]:
     """The accept threshold of each of a claim's `looks` looks for a person of `faces` faces,
     as Decider.verify computes it (no condition margin)."""
-    counted = faces if decider.claim_rate_per == "claim" else 1
-    return [round(min(thresholds.claim_accept(counted, decider.claim_share(n)), 1.0), 4) for n in range(looks)]
+    if decider.claim_rate_per == "look":
+        return [thresholds.accept] * looks
+    accept = thresholds.claim_template_accept if by_template(thresholds, decider, faces) else thresholds.claim_accept
+    return [round(min(accept(faces, decider.claim_share(n)), 1.0), 4) for n in range(looks)]
 
 
 def admitted(scores: np.ndarray, per_look: list[float], margins: np.ndarray | None = None) -> np.ndarray:
@@ -69,13 +91,21 @@ class ClaimFaces:
     enrol: np.ndarray  # (n, d); zeros where no face was found
     probe: np.ndarray  # (n, d)
     usable: np.ndarray  # (n,) bool: the door decides on this probe (a face, past the quality gate)
-    margin: np.ndarray  # (n,) cosine its condition adds to the accept threshold (0 without bands)
+    judged: list | None = None  # per photo the door's Judgement of its condition (None: no bands)
     bands: dict[str, np.ndarray] | None = None  # {measure: band label per photo}, with --degrade
 
     @classmethod
     def as_taken(cls, emb: np.ndarray) -> "ClaimFaces":
-        has_face = np.linalg.norm(emb, axis=1) > 0
-        return cls(emb, emb, has_face, np.zeros(len(emb), np.float32))
+        return cls(emb, emb, np.linalg.norm(emb, axis=1) > 0)
+
+    def margins(self, thresholds, photos: int, template: bool) -> np.ndarray:
+        """(n,) cosine each probe's condition adds to a claim's threshold, as Decider.verify adds
+        it: its band's margin, or under the template rule the larger of that and the rule's own
+        margin for `photos` photos (0 without bands)."""
+        if self.judged is None:
+            return np.zeros(len(self.enrol), np.float32)
+        return np.array([max(j.margin, thresholds.person_margin(photos, j.bands)[0]) if template else j.margin
+                         for j in self.judged], np.float32)
 
 
 def _claims(faces: ClaimFaces, person: np.ndarray, k: int, t: int, seed: int):
@@ -110,14 +140,18 @@ def measure(faces: ClaimFaces, person: np.ndarray, pack: str, k: int, t: int, se
             block: int = 512) -> dict:
     """One K x T point: both rules on the same claims (see the module docstring); with band
     labels and T = 1, also per condition band of the probe."""
-    from edge.core.matcher import thresholds_for
     from edge.daemon.decide import Decider
 
-    thresholds = thresholds_for(pack)
+    thresholds = daemon_thresholds(pack)
     enrolled, genuine, genuine_of, runs, run_owner, owners = _claims(faces, person, k, t, seed)
     p = len(enrolled)
     gallery = faces.enrol[enrolled.reshape(-1)]  # person-major: person i's faces at i*K ... i*K+K-1
-    rules = {r: look_thresholds(thresholds, Decider(None, claim_rate_per=r), k, t) for r in RULES}
+    deciders = {r: Decider(None, claim_rate_per=r) for r in RULES}
+    rules = {r: look_thresholds(thresholds, deciders[r], k, t) for r in RULES}
+    template = {r: by_template(thresholds, deciders[r], k) for r in RULES}
+    row_margin = {r: faces.margins(thresholds, k, template[r]) for r in RULES}
+    templates = faces.enrol[enrolled].sum(axis=1)
+    templates /= np.maximum(np.linalg.norm(templates, axis=1, keepdims=True), 1e-12)
     fa, fa_first = dict.fromkeys(RULES, 0), dict.fromkeys(RULES, 0)
     by_band = faces.bands is not None and t == 1
     band_counts: dict[tuple[str, str], dict[str, int]] = {}
@@ -125,15 +159,18 @@ def measure(faces: ClaimFaces, person: np.ndarray, pack: str, k: int, t: int, se
     claims = 0
     for start in range(0, len(runs), block):
         chunk = runs[start: start + block]
-        per_look = (faces.probe[chunk.reshape(-1)] @ gallery.T).reshape(len(chunk), t, p, k).max(axis=3)
+        probes = faces.probe[chunk.reshape(-1)]
+        best = (probes @ gallery.T).reshape(len(chunk), t, p, k).max(axis=3)  # [runs, T, P]
         other = run_owner[start: start + block, None] != owners[None, :]  # a stranger's claims only
-        looks = per_look.transpose(0, 2, 1)[other]  # [claims, T]
-        margins = np.broadcast_to(faces.margin[chunk][:, None, :], (len(chunk), p, t))[other]
-        claims += len(looks)
-        hits = {r: admitted(looks, rules[r], margins) for r in RULES}
+        hits = {}
         for r in RULES:
+            scored = np.maximum(best, (probes @ templates.T).reshape(len(chunk), t, p)) if template[r] else best
+            looks = scored.transpose(0, 2, 1)[other]  # [claims, T]
+            margins = np.broadcast_to(row_margin[r][chunk][:, None, :], (len(chunk), p, t))[other]
+            hits[r] = admitted(looks, rules[r], margins)
             fa[r] += int(hits[r].sum())
             fa_first[r] += int((looks[:, 0] >= rules[r][0] + margins[:, 0]).sum())
+        claims += len(looks)
         if by_band:
             assert faces.bands is not None
             row = np.broadcast_to(chunk[:, None, 0], (len(chunk), p))[other]  # each claim's probe
@@ -145,27 +182,30 @@ def measure(faces: ClaimFaces, person: np.ndarray, pack: str, k: int, t: int, se
                     counts["claims"] += int(sel.sum())
                     for r in RULES:
                         counts[r] += int(hits[r][sel].sum())
-        impostor_best.append(looks.max(axis=1))
-    own = np.einsum("gtd,gkd->gtk", faces.probe[genuine], faces.enrol[enrolled[genuine_of]]).max(axis=2)  # [G, T]
-    own_margin = faces.margin[genuine]
+        impostor_best.append(looks.max(axis=1))  # the shipped rule's (claim, the last)
+    own_best = np.einsum("gtd,gkd->gtk", faces.probe[genuine], faces.enrol[enrolled[genuine_of]]).max(axis=2)
+    own_template = np.einsum("gtd,gd->gt", faces.probe[genuine], templates[genuine_of])
     out: dict = {"photos_per_person": k, "looks": t, "persons": p, "impostor_claims": claims,
                  "genuine_claims": len(genuine), "rules": {}}
     for r in RULES:
+        own = np.maximum(own_best, own_template) if template[r] else own_best  # [G, T]
+        own_margin = row_margin[r][genuine]
         ok = admitted(own, rules[r], own_margin)
-        out["rules"][r] = {"thresholds": rules[r], "false_accepts": fa[r], "far_per_claim": fa[r] / claims,
+        out["rules"][r] = {"thresholds": rules[r], "scored_by": "best-or-template" if template[r] else "best",
+                           "false_accepts": fa[r], "far_per_claim": fa[r] / claims,
                            # the same claims' first looks alone: how heavy these strangers' tail
                            # is (identities with T photos or more are not LFW as a whole)
                            "far_first_look": fa_first[r] / claims,
                            "genuine_accept": round(float(ok.mean()), 4),
                            "genuine_accept_first_look": round(float(
                                (own[:, 0] >= rules[r][0] + own_margin[:, 0]).mean()), 4),
-                           "genuine_reject": round(float((own.max(axis=1) < thresholds.reject).mean()), 4)}
+                           "genuine_reject": round(float((own_best.max(axis=1) < thresholds.reject).mean()), 4)}
     if by_band:
         out["bands"] = {f"{m}:{b}": {"claims": c["claims"], **{r: {"false_accepts": c[r],
                                                                     "far_per_claim": c[r] / c["claims"]}
                                                                 for r in RULES}}
                         for (m, b), c in sorted(band_counts.items())}
-    out["_curve"] = (np.concatenate(impostor_best), own.max(axis=1))
+    out["_curve"] = (np.concatenate(impostor_best), own.max(axis=1))  # own: the claim rule's, the last
     return out
 
 
@@ -228,16 +268,14 @@ def _faces(pipe, data: Path, names: list[str], degrade, by_band: bool, workers: 
     margin and limits as the daemon applies them (the pack's shipped tables)."""
     from edge.bench.lfw import cache_dir, lfw_embeddings
     from edge.bench.wild import folder_faces
-    from edge.core.matcher import thresholds_for
 
     if not by_band:
         return ClaimFaces.as_taken(lfw_embeddings(pipe, data, workers, names=names)[1])
     ff = folder_faces(pipe, data, names, degrade, seed, workers, cache_dir())
-    judged = [thresholds_for(pipe.precision).judge(ff.condition(i)) for i in range(len(names))]
+    judged = [daemon_thresholds(pipe.precision).judge(ff.condition(i)) for i in range(len(names))]
     has_face = np.linalg.norm(ff.clean, axis=1) > 0
     decided = np.array([j.withhold is None for j in judged])
-    return ClaimFaces(ff.clean, ff.probe, has_face & ff.found & ff.gate_ok & decided,
-                      np.array([j.margin for j in judged], np.float32), ff.band_labels())
+    return ClaimFaces(ff.clean, ff.probe, has_face & ff.found & ff.gate_ok & decided, judged, ff.band_labels())
 
 
 def plot_claims(curves: dict, path: Path, meta: dict) -> list[str]:

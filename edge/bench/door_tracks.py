@@ -194,27 +194,29 @@ def pair_curve(tf: TrackFaces, lfw: np.ndarray, by_person: dict, k: int, looks: 
 def claim_check(tf: TrackFaces, lfw: np.ndarray, by_person: dict, pack: str, k: int, looks: list[int],
                 look_fps: float, rng: np.random.Generator) -> dict:
     """1:1 claims on real approaches: each approach of T looks claims each LFW person of k photos
-    (scored on their best face, as Gallery.verify scores a claim); admitted when a look reaches its
-    threshold, `[verify] rate_per` look and claim side by side (edge.bench.door_claims), per group."""
-    from edge.bench.door_claims import RULES, admitted, look_thresholds
+    (scored as Decider.verify scores a claim under each rule: the best face per look, per claim
+    the larger of that and the template); admitted when a look reaches its threshold, `[verify]
+    rate_per` look and claim side by side (edge.bench.door_claims), per group."""
+    from edge.bench.door_claims import RULES, admitted, by_template, daemon_thresholds, look_thresholds
     from edge.bench.door_templates import rule_scores
-    from edge.core.matcher import thresholds_for
     from edge.daemon.decide import Decider
 
     persons = sorted(p for p, rows in by_person.items() if len(rows) >= k)
     units = np.stack([rng.choice(by_person[p], size=k, replace=False) for p in persons])
-    scores = rule_scores(tf.emb, lfw, units)["best"]  # (frames, persons)
-    thresholds = thresholds_for(pack)
+    scores = rule_scores(tf.emb, lfw, units)  # {"best": (frames, persons), "max": with the template}
+    thresholds = daemon_thresholds(pack)
+    deciders = {r: Decider(None, claim_rate_per=r) for r in RULES}
     out: dict = {"persons": len(persons), "photos": k, "per_T": {}}
     for t_looks in looks:
         apps = approaches(tf, t_looks, look_fps)
         if not apps:
             continue
-        rules = {r: look_thresholds(thresholds, Decider(None, claim_rate_per=r), k, t_looks) for r in RULES}
+        rules = {r: look_thresholds(thresholds, deciders[r], k, t_looks) for r in RULES}
         entry: dict = {"approaches": len(apps), "claims": len(apps) * len(persons), "rules": {}}
         groups = np.array([tf.recordings[rec].group for rec, _ in apps])
-        looks_of = np.stack([scores[rows] for _, rows in apps]).transpose(0, 2, 1)  # (approaches, persons, T)
         for r in RULES:
+            scored = scores["max" if by_template(thresholds, deciders[r], k) else "best"]
+            looks_of = np.stack([scored[rows] for _, rows in apps]).transpose(0, 2, 1)  # (approaches, persons, T)
             hit = admitted(looks_of.reshape(-1, t_looks), rules[r]).reshape(len(apps), len(persons))
             entry["rules"][r] = {"thresholds": rules[r], "admitted": int(hit.sum()),
                                  "far_per_claim": float(hit.mean()),

@@ -258,6 +258,18 @@ def template_band_margins(pack: str, photos: int) -> dict[str, float]:
     return out
 
 
+def claim_template_accept(pack: str, accept: float, photos: int, share: float = 1.0) -> float:
+    """A claim's accept threshold for a person of `photos` photos scored by `best-or-template`
+    (the larger of their best face and their template): their photo count's per-person tail at
+    the claim's share of the FAR `accept` stands for, never under the best-face claim threshold
+    (claim_accept: the faces counted). That threshold itself past the measured K."""
+    floor = claim_accept(pack, accept, photos, share)
+    tail, pack_tail = TEMPLATE_TAILS.get(pack, {}).get(photos), IMPOSTOR_TAILS.get(pack)
+    if not tail or not pack_tail:
+        return floor
+    return accept_on_tail(tail, far_at_score(pack_tail, accept) * share, 1, floor)
+
+
 def template_accept(pack: str, false_admit_rate: float, persons: int, photos: int, today: float) -> float:
     """The accept threshold of one person of `photos` photos in a search of `persons` persons
     under `best-or-template`; `today` is the best-face threshold of the same search (faces

@@ -87,6 +87,15 @@ class Thresholds:
 
         return claim_accept(self.pack, self.accept, faces, share)
 
+    def claim_template_accept(self, photos: int, share: float = 1.0) -> float:
+        """A claim's accept threshold for a person of `photos` photos scored by their best face or
+        template (edge.core.false_admit.claim_template_accept)."""
+        if not self.pack:
+            return self.accept
+        from edge.core.false_admit import claim_template_accept
+
+        return claim_template_accept(self.pack, self.accept, photos, share)
+
     @property
     def template_photos(self) -> int:
         """Persons with up to this many faces are scored by `best-or-template` (0: nobody)."""
@@ -247,6 +256,7 @@ class Gallery:
     _most_faces: int = field(init=False, repr=False)  # of any one person
     # per person index: their faces' count and (rule best-or-template) their template
     _person_order: list[str] = field(init=False, repr=False)
+    _person_index: dict[str, int] = field(init=False, repr=False)
     _photos: np.ndarray = field(init=False, repr=False)
     _templates: np.ndarray = field(init=False, repr=False)
     # groups searched -> their rows sorted by person, where each person's run starts, the persons
@@ -268,7 +278,7 @@ class Gallery:
             persons.setdefault(f.person_id, []).append(row)
             for g in f.group_ids:
                 groups.setdefault(g, []).append(row)
-        person_index = {pid: i for i, pid in enumerate(persons)}
+        person_index = self._person_index = {pid: i for i, pid in enumerate(persons)}
         self._person_of_face = np.array([person_index[f.person_id] for f in self.faces], dtype=np.int64)
         self._rows_of_person = {pid: np.array(rows, dtype=np.int64) for pid, rows in persons.items()}
         self._rows_of_group = {g: np.array(rows, dtype=np.int64) for g, rows in groups.items()}
@@ -318,6 +328,23 @@ class Gallery:
         scores = self._matrix[rows] @ self._unit(embedding)
         best = int(np.argmax(scores))
         return self._candidate(int(rows[best]), scores[best])
+
+    def claim(self, embedding: np.ndarray, person_id: str) -> tuple[Candidate, bool] | None:
+        """A claim's score against `person_id`: their best face, or under `best-or-template` (a
+        person of 2 to `template_photos` faces) the larger of that and their template, as
+        identify scores a person; and whether the template rule applied. None if the person has
+        no face. The candidate names the best face. A person of one photo is scored by it, at
+        the best face's margins: the template of one photo is that photo, and the rule's margins
+        for one photo (fitted for identify) cost claims 0.3-2.8 points of members on the first
+        look for nothing measurable (`bench door --claims --bands`, docs/benchmarks.md)."""
+        best = self.verify(embedding, person_id)
+        if best is None:
+            return None
+        photos = self.photos_of(person_id)
+        if not 2 <= photos <= self.thresholds.template_photos:
+            return best, False
+        by_template = float(self._templates[self._person_index[person_id]] @ self._unit(embedding))
+        return replace(best, score=max(best.score, by_template)), True
 
     def _rows(self, group_ids: Iterable[str] | None) -> np.ndarray:
         """Rows of the faces in any of `group_ids` (None: all), ascending, each once."""

@@ -114,22 +114,33 @@ class Decider:
                look: int | None = None) -> Outcome:
         """Verify one frame against the claimed person; `look` is its number among the claim's
         scored frames (0: the first; None: a single image, one look with the whole FAR)."""
-        judged = gallery.thresholds.judge(condition)
+        t = gallery.thresholds
+        judged = t.judge(condition)
         if judged.withhold:
             return _withheld(Mode.VERIFY, judged, person_id)
         share = self.claim_share(look)
-        faces = gallery.photos_of(person_id) if self.claim_rate_per == "claim" else 1
-        accept = round(min(gallery.thresholds.claim_accept(faces, share) + judged.margin, 1.0), 4)
-        cand = gallery.verify(embedding, person_id)
+        if self.claim_rate_per == "look":  # the behaviour before: the best face, at accept
+            cand, by_template = gallery.verify(embedding, person_id), False
+            base = t.accept
+        else:  # per claim: the person scored as identify scores them, at their own threshold
+            scored = gallery.claim(embedding, person_id)
+            cand, by_template = scored if scored is not None else (None, False)
+            photos = gallery.photos_of(person_id)
+            base = t.claim_template_accept(photos, share) if by_template else t.claim_accept(photos, share)
+            if by_template:  # the template rule's own margin for this photo count, when larger
+                raised = t.person_margin(photos, judged.bands)
+                if raised[0] > judged.margin:
+                    judged = replace(judged, margin=round(raised[0], 4), band=raised[1])
+        accept = round(min(base + judged.margin, 1.0), 4)
         if cand is None:
             # Not in the local cache (yet): only the hub can say.
             out = Outcome(Mode.VERIFY, Decision.UNCERTAIN, Source.LOCAL, person_id, unknown_person=True)
         else:
-            out = Outcome(Mode.VERIFY, gallery.thresholds.decide(cand.score, accept), Source.LOCAL,
+            out = Outcome(Mode.VERIFY, t.decide(cand.score, accept), Source.LOCAL,
                           cand.person_id, cand.person_name, round(cand.score, 4),
-                          confidence(cand.score, gallery.thresholds),
-                          threshold=accept,
-                          cloud_confidence_needed=hub_confidence_needed(accept, gallery.thresholds))
+                          confidence(cand.score, t), threshold=accept,
+                          cloud_confidence_needed=hub_confidence_needed(accept, t),
+                          rule=t.rule if by_template else "best")
         out.condition = judged if condition is not None else None
         if look is not None:
             out.look, out.rate_share = look + 1, share

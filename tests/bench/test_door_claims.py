@@ -11,43 +11,51 @@ import sys
 
 import numpy as np
 
-from edge.bench.door_claims import admitted, look_thresholds
-from edge.core.matcher import CALIBRATED_THRESHOLDS, Enrolled, Gallery, thresholds_for
+from edge.bench.door_claims import admitted, by_template, daemon_thresholds, look_thresholds
+from edge.core.matcher import CALIBRATED_THRESHOLDS, Enrolled, Gallery
 from edge.daemon.decide import Decider
 
 
 def test_the_benchs_matrix_decisions_are_the_daemons():
     """The bench decides claims with matrices; the daemon one look at a time (Decider.verify,
-    the first accept published): the same claims admitted, for both rules, with admits and
-    refusals on both sides of every look's threshold."""
+    the first accept published): the same claims admitted, for both rules, by the best face and
+    (a person of up to 5 photos, per claim) by best face or template, with admits and refusals on
+    both sides of every look's threshold."""
     rng = np.random.default_rng(7)
-    thresholds = thresholds_for("int8")
-    for k, t in ((1, 1), (3, 1), (2, 4), (5, 3)):
+    thresholds = daemon_thresholds("int8")
+    assert thresholds.template_photos == 5
+    assert not by_template(thresholds, Decider(None), 1) and by_template(thresholds, Decider(None), 2)
+    for k, t in ((1, 1), (3, 1), (2, 4), (5, 3), (6, 2)):
         faces = rng.normal(size=(k, 128))
         faces /= np.linalg.norm(faces, axis=1, keepdims=True)
+        template = faces.sum(axis=0) / np.linalg.norm(faces.sum(axis=0))
         gallery = Gallery([Enrolled("alice", f"a{i}", f.astype(np.float32)) for i, f in enumerate(faces)], thresholds)
-        scores = rng.uniform(0.40, 0.56, size=(300, t)).astype(np.float32)  # each look's best-face score
+        targets = rng.uniform(0.30, 0.56, size=(300, t))
+        probes = []
+        for claim in targets:  # a unit vector at cosine s of the first face, per look
+            looks = []
+            for s in claim:
+                noise = rng.normal(size=128)
+                noise -= (noise @ faces[0]) * faces[0]
+                looks.append(s * faces[0] + math.sqrt(1 - s * s) * noise / np.linalg.norm(noise))
+            probes.append(looks)
+        probes = np.array(probes, np.float32)  # (claims, T, d)
+        best = (probes @ faces.T).max(axis=2)
         for rule in ("look", "claim"):
             decider = Decider(None, claim_rate_per=rule)
-            per_look = look_thresholds(thresholds, decider, k, t)
-            bench = admitted(scores, per_look)
-            daemon = []
-            for claim in scores:
-                outs = []
-                for n, s in enumerate(claim):
-                    noise = rng.normal(size=128)
-                    noise -= (noise @ faces[0]) * faces[0]
-                    v = s * faces[0] + math.sqrt(1 - s * s) * noise / np.linalg.norm(noise)
-                    assert (faces[1:] @ v < s).all()  # the first face is the claim's best, at score s
-                    outs.append(decider.verify(gallery, v.astype(np.float32), "alice", look=n).decision)
-                daemon.append("accept" in outs)
+            scores = np.maximum(best, probes @ template) if by_template(thresholds, decider, k) else best
+            bench = admitted(scores, look_thresholds(thresholds, decider, k, t))
+            daemon = ["accept" in [decider.verify(gallery, v, "alice", look=n).decision for n, v in enumerate(claim)]
+                      for claim in probes]
             assert list(bench) == daemon, (k, t, rule)
             assert 0 < bench.sum() < len(bench)
-    # per claim never admits more than per look, and its looks grow stricter
+    # per claim its looks grow stricter; per look every look at accept
     pack = CALIBRATED_THRESHOLDS["int8"]
-    assert look_thresholds(pack, Decider(None, claim_rate_per="look"), 3, 3) == [pack.accept] * 3
-    claim = look_thresholds(pack, Decider(None), 3, 3)
-    assert claim == sorted(claim) and claim[0] == pack.claim_accept(3, 0.5) > pack.accept
+    assert look_thresholds(thresholds, Decider(None, claim_rate_per="look"), 3, 3) == [pack.accept] * 3
+    claim = look_thresholds(thresholds, Decider(None), 3, 3)
+    assert claim == sorted(claim) and claim[0] == thresholds.claim_template_accept(3, 0.5) >= \
+        thresholds.claim_accept(3, 0.5) > pack.accept
+    assert look_thresholds(thresholds, Decider(None), 6, 1) == [thresholds.claim_accept(6, 0.5)]  # past K = 5
 
 
 def test_bench_door_claims_counts_every_claim_on_real_photos(faces_dir, models_dir, tmp_path):
@@ -78,9 +86,11 @@ def test_bench_door_claims_counts_every_claim_on_real_photos(faces_dir, models_d
         assert (p["persons"], p["genuine_claims"], p["impostor_claims"]) == (6, genuine, impostor)
         look, claim = p["rules"]["look"], p["rules"]["claim"]
         assert look["thresholds"] == [pack.accept] * t
-        assert claim["thresholds"] == [pack.claim_accept(k, 0.5 ** (n + 1)) for n in range(t)]
+        shipped = daemon_thresholds("int8")
+        accept = shipped.claim_template_accept if k > 1 else shipped.claim_accept  # one photo: its own face
+        assert claim["thresholds"] == [accept(k, 0.5 ** (n + 1)) for n in range(t)]
+        assert claim["scored_by"] == ("best-or-template" if k > 1 else "best") and look["scored_by"] == "best"
         assert claim["false_accepts"] <= look["false_accepts"]
-        assert claim["genuine_accept"] <= look["genuine_accept"]
         assert claim["far_first_look"] <= claim["far_per_claim"] <= 1
         assert 0 < look["genuine_accept"] <= 1  # the members' own photos are admitted
     assert out["plots"] and all(os.path.getsize(p) > 0 for p in out["plots"])

@@ -150,6 +150,33 @@ def test_the_hub_is_held_to_the_edges_raise_not_to_its_moved_accept():
     assert hub_confidence_needed(0.99 + 0.02, moved) == confidence(INT8.accept + 0.02, INT8)
 
 
+def test_under_best_or_template_a_claim_scores_the_person_as_identify_does():
+    """[identify] rule best-or-template (the int8 default): a claimed person of up to 5 photos is
+    scored by the larger of their best face and their template, at their photo count's own
+    per-person tail (never under the best-face claim threshold); past 5 photos, the best face."""
+    t = thresholds_for("int8", false_admit_rate=1e-3, rule="best-or-template")
+    rng = np.random.default_rng(8)
+    faces = _person(rng, 3)
+    template = np.sum([f.embedding for f in faces], axis=0)
+    template /= np.linalg.norm(template)
+    gallery = Gallery(faces, t)
+    # a member close to all three photos, nearer the template than any one of them
+    member = (template + 0.2 * rng.normal(size=128) / math.sqrt(128)).astype(np.float32)
+    member /= np.linalg.norm(member)
+    best = max(float(f.embedding @ member) for f in faces)
+    out = Decider(None).verify(gallery, member, "alice", look=0)
+    assert out.rule == "best-or-template" and out.score == round(float(template @ member), 4) > best
+    assert out.threshold == t.claim_template_accept(3, 0.5) >= t.claim_accept(3, 0.5)
+    assert out.decision == "accept"
+    # per look (the behaviour before): the best face at accept
+    old = Decider(None, claim_rate_per="look").verify(gallery, member, "alice", look=0)
+    assert (old.rule, old.score, old.threshold) == ("best", round(best, 4), INT8.accept)
+    # six photos: past the measured K, the best face at the faces-counted threshold
+    many = Gallery(_person(rng, 6, "bob"), t)
+    six = Decider(None).verify(many, many.faces[0].embedding, "bob", look=0)
+    assert (six.rule, six.threshold) == ("best", t.claim_accept(6, 0.5))
+
+
 def test_rate_per_is_checked():
     with pytest.raises(ValueError):
         Decider(None, claim_rate_per="person")

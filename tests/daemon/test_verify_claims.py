@@ -8,7 +8,7 @@ import time
 
 import jsonschema
 
-from edge.core.matcher import CALIBRATED_THRESHOLDS
+from edge.core.matcher import CALIBRATED_THRESHOLDS, thresholds_for
 from edge.schemas import schema
 from tests.conftest import free_port
 from tests.support.broker import DaemonProc, edge_auth, edge_command, write_edge_config
@@ -72,15 +72,18 @@ def test_claims_from_mqtt_accept_the_right_person_reject_another_and_time_out(
     assert wrong["frames"] >= 2  # a reject waits the settle window for a better frame
     assert (nobody["decision"], nobody["reason"], nobody["face"]) == ("unknown", "no_face_before_timeout", None)
     # [verify] rate_per = "claim": Madonna has two faces enrolled (enrol_five), so the claim's
-    # first look is decided at the FAR of the pack's accept halved and spread over her two faces;
+    # first look is decided at half the FAR of the pack's accept, per person: scored as identify
+    # scores her (best face or template, [identify] rule auto), at her photo count's own tail;
     # the refused claim's best frame was a later look, at a smaller share and a higher threshold.
     pack = CALIBRATED_THRESHOLDS["int8"]
-    assert (right["look"], right["rate_share"]) == (1, 0.5)
-    assert pack.claim_accept(2, 0.5) > pack.claim_accept(2) > pack.accept
-    # (plus the margin of the face's condition, as ever)
-    assert right["threshold"] == round(pack.claim_accept(2, 0.5) + right["condition"]["margin"], 4)
+    shipped = thresholds_for("int8", false_admit_rate=1e-3, rule="best-or-template")
+    assert (right["look"], right["rate_share"], right["rule"]) == (1, 0.5, "best-or-template")
+    assert shipped.claim_template_accept(2, 0.5) >= shipped.claim_accept(2, 0.5) > shipped.claim_accept(2) > pack.accept
+    # (plus the margin of the face's condition, as ever: the event's is the one applied)
+    assert right["threshold"] == round(shipped.claim_template_accept(2, 0.5) + right["condition"]["margin"], 4)
     assert wrong["look"] >= 1 and wrong["rate_share"] == 0.5 ** wrong["look"]
-    assert wrong["threshold"] == round(pack.claim_accept(2, wrong["rate_share"]) + wrong["condition"]["margin"], 4)
+    assert wrong["threshold"] == round(shipped.claim_template_accept(2, wrong["rate_share"])
+                                       + wrong["condition"]["margin"], 4)
 
 
 def test_a_signed_http_claim_is_decided_on_the_next_face_and_unsigned_ones_are_refused(faces_dir, models_dir, tmp_path):
