@@ -154,7 +154,7 @@ def claim_accept(pack: str, accept: float, faces: int, share: float = 1.0) -> fl
     """A 1:1 claim's accept threshold under `[verify] rate_per = "claim"`: the FAR that `accept`
     stands for on the pack's impostor tail held per claim, not per pair and look. The claimed
     person's `faces` are that many trials (the claim is scored on the best of them: at the pack's
-    accept, a person of 3 photos let 2.5e-4 of LFW's strangers in, of 5 photos 3.7e-4), and this
+    accept, a person of 3 photos let 2.6e-4 of LFW's strangers in, of 5 photos 4.2e-4), and this
     look may spend `share` of it (look_share: a claim's frames are nearly independent chances).
     Never under `accept`; `accept` itself for a pack without a tail."""
     tail = IMPOSTOR_TAILS.get(pack)

@@ -92,9 +92,11 @@ class VerifySettings(BaseModel):
                                    "cmd/verify) waits for a face before it ends as unknown.")
     rate_per: Literal["claim", "look"] = Field(
         "claim", description="What the accept threshold's false-accept rate (FAR 1e-4 on the pack's impostor\n"
-        "tail) holds for: claim = the whole claim (the claimed person's faces counted as trials, its first\n"
-        "scored frame spending half the rate, the next a quarter, ...); look = each enrolled face and each\n"
-        "scored frame alone, the rate then grows with both (docs/daemon.md#claims-hold-their-rate).")
+        "tail) holds for: claim = the whole claim (the claimed person scored as identify scores them: by\n"
+        "best face or template at their photo count's own tail under best-or-template, else their faces\n"
+        "counted as trials; its first scored frame spending half the rate, the next a quarter, ...);\n"
+        "look = each enrolled face and each scored frame alone, the rate then grows with both\n"
+        "(docs/daemon.md#claims-hold-their-rate).")
     max_refusals: int = Field(5, ge=0, le=1000, description="Claims of one person refused on the face within\n"
                               "refusal_window_s after which that person's claims are refused at once for lockout_s\n"
                               "(reason claim_locked_out): a stolen badge gets a few tries; 0 = no limit. An admitted\n"
