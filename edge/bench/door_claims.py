@@ -183,6 +183,8 @@ def measure(faces: ClaimFaces, person: np.ndarray, pack: str, k: int, t: int, se
                     for r in RULES:
                         counts[r] += int(hits[r][sel].sum())
         impostor_best.append(looks.max(axis=1))  # the shipped rule's (claim, the last)
+    if not claims:
+        raise ValueError(f"no stranger has {t} photos the door decides on to claim someone else with")
     own_best = np.einsum("gtd,gkd->gtk", faces.probe[genuine], faces.enrol[enrolled[genuine_of]]).max(axis=2)
     own_template = np.einsum("gtd,gd->gt", faces.probe[genuine], templates[genuine_of])
     out: dict = {"photos_per_person": k, "looks": t, "persons": p, "impostor_claims": claims,
