@@ -146,3 +146,10 @@ def test_a_stolen_badge_is_locked_out_after_two_refusals_in_a_real_daemon(
     assert (locked["decision"], locked["reason"], locked["person_id"]) == ("reject", LOCKED_OUT, "madonna")
     assert locked["claim"]["request_id"] == "stolen-3" and locked["face"] is None and locked["score"] is None
     assert (member["decision"], member["person_id"]) == ("accept", "ben_afflek")
+    # the door stayed shut, and its access log says why
+    from edge.door.access_log import AccessLog
+
+    records = {r.get("event_id"): r for r in AccessLog(tmp_path / "data" / "access-log.db", b"read-only").records()}
+    shut = records[locked["event_id"]]
+    assert (shut["outcome"], shut["person_id"], shut["detail"]["why_not"]) == ("deny", "madonna", LOCKED_OUT)
+    assert records[member["event_id"]]["outcome"] == "grant"
