@@ -213,8 +213,8 @@ def measure(faces: ClaimFaces, person: np.ndarray, pack: str, k: int, t: int, se
 
 def run(args, data: Path) -> int:
     from edge.bench.door import door_options
-    from edge.bench.lfw import identity
-    from edge.bench.wild import Degrade, folder_names
+    from edge.bench.lfw import labelled_photos
+    from edge.bench.wild import Degrade
     from edge.vision.pipeline import Pipeline
 
     if not data.is_dir():
@@ -230,8 +230,7 @@ def run(args, data: Path) -> int:
     except ValueError as exc:
         print(f"edge-verifier bench door: error: {exc}", file=sys.stderr)
         return 2
-    names = folder_names(data, args.identities, args.seed)
-    person = np.array([identity(n) for n in names])
+    names, person = labelled_photos(data, args.identities, args.seed)
     by_band = bool(degrade or args.bands)
     result: dict = {"data": str(data), "photos": len(names), "identities": len(set(person.tolist())),
                     "degrade": degrade.label() if degrade else None, "bands": by_band,
@@ -275,9 +274,8 @@ def _faces(pipe, data: Path, names: list[str], degrade, by_band: bool, workers: 
         return ClaimFaces.as_taken(lfw_embeddings(pipe, data, workers, names=names)[1])
     ff = folder_faces(pipe, data, names, degrade, seed, workers, cache_dir())
     judged = [daemon_thresholds(pipe.precision).judge(ff.condition(i)) for i in range(len(names))]
-    has_face = np.linalg.norm(ff.clean, axis=1) > 0
     decided = np.array([j.withhold is None for j in judged])
-    return ClaimFaces(ff.clean, ff.probe, has_face & ff.found & ff.gate_ok & decided, judged, ff.band_labels())
+    return ClaimFaces(ff.clean, ff.probe, ff.usable & decided, judged, ff.band_labels())
 
 
 def plot_claims(curves: dict, path: Path, meta: dict) -> list[str]:

@@ -353,16 +353,14 @@ class SetFaces:
 
 
 def load_set(pipe, data: Path, args, degrade, workers: int) -> SetFaces:
-    from edge.bench.lfw import cache_dir, identity
-    from edge.bench.wild import folder_faces, folder_names
+    from edge.bench.lfw import cache_dir, labelled_photos
+    from edge.bench.wild import folder_faces
 
-    names = folder_names(data, args.identities, args.seed)
+    names, person = labelled_photos(data, args.identities, args.seed)
     ff = folder_faces(pipe, data, names, degrade, args.seed, workers, cache_dir(), mirror=args.mirror)
-    has_face = np.linalg.norm(ff.clean, axis=1) > 0
-    usable = ff.found & ff.gate_ok & has_face
-    person = np.array([identity(n) for n in names])
+    usable = ff.usable
     by_person: dict[str, list[int]] = {}
-    for i in np.flatnonzero(has_face):
+    for i in np.flatnonzero(ff.has_face):
         by_person.setdefault(str(person[i]), []).append(int(i))
     return SetFaces(data.name, ff, person, usable, {p: np.array(r) for p, r in by_person.items()},
                     ff.band_labels(), [ff.condition(i) for i in range(len(names))])

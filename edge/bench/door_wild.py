@@ -102,8 +102,8 @@ def run_wild(args, data: Path) -> int:
         per_band,
         run_door,
     )
-    from edge.bench.lfw import cache_dir, identity
-    from edge.bench.wild import Degrade, fit_margins, folder_faces, folder_names, pair_tails
+    from edge.bench.lfw import cache_dir, labelled_photos
+    from edge.bench.wild import Degrade, fit_margins, folder_faces, pair_tails
     from edge.core.false_admit import IMPOSTOR_TAILS, score_at_far
     from edge.vision.pipeline import Pipeline
 
@@ -118,7 +118,7 @@ def run_wild(args, data: Path) -> int:
               file=sys.stderr)
         return 2
     workers, packs, rate, sizes, photos = door_options(args)
-    names = folder_names(data, args.identities, args.seed)
+    names, person = labelled_photos(data, args.identities, args.seed)
     result: dict = {"data": str(data), "degrade": degrade.label() if degrade else None,
                     "identities_drawn": args.identities, "photos": len(names), "galleries": args.galleries,
                     "false_admit_rate": rate, "seed": args.seed,
@@ -130,11 +130,9 @@ def run_wild(args, data: Path) -> int:
     for pack in packs:
         pipe = Pipeline.load(args.models_dir, precision=pack, threads=1)
         ff = folder_faces(pipe, data, names, degrade, args.seed, workers, cache_dir(), mirror=args.mirror)
-        has_face = np.linalg.norm(ff.clean, axis=1) > 0
-        usable = ff.found & ff.gate_ok & has_face
+        has_face, usable = ff.has_face, ff.usable
         gate_reasons = {"no_face_clean": int((~has_face).sum()), "no_face_probe": int((has_face & ~ff.found).sum()),
                         "quality_gate": int((has_face & ff.found & ~ff.gate_ok).sum())}
-        person = np.array([identity(n) for n in names])
         labels = ff.band_labels()
         conds = [ff.condition(i) for i in range(len(names))]
         by_person: dict[str, list[int]] = {}

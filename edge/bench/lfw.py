@@ -51,6 +51,15 @@ def identity(name: str) -> str:
     return SAME_PERSON.get(person, person)
 
 
+def labelled_photos(data: Path, identities: int | None, seed: int) -> tuple[list[str], np.ndarray]:
+    """person/file of an identity-labelled folder's photos (edge.bench.wild.folder_names) and
+    each photo's identity (one person filed under two names is one)."""
+    from edge.bench.wild import folder_names
+
+    names = folder_names(data, identities, seed)
+    return names, np.array([identity(n) for n in names])
+
+
 def add_arguments(parser) -> None:
     parser.add_argument("--data", type=Path, default=None,
                         help="LFW folder with pairs.txt (default ../shared/faces/lfw)")
@@ -73,7 +82,7 @@ def run_folder(args, data: Path) -> int:
     """1:1 on every probe x photo pair of an identity-labelled folder, by condition band: the
     impostor tail (score at FAR 1e-3/1e-4/1e-5), the FAR and the genuine accept/reject rates at
     the pack's thresholds (edge.bench.wild.pair_tails)."""
-    from edge.bench.wild import Degrade, folder_faces, folder_names, pair_tails
+    from edge.bench.wild import Degrade, folder_faces, pair_tails
     from edge.core.matcher import thresholds_for
     from edge.vision.pipeline import Pipeline
 
@@ -82,8 +91,7 @@ def run_folder(args, data: Path) -> int:
     except ValueError as exc:
         print(f"edge-verifier bench lfw: error: {exc}", file=sys.stderr)
         return 2
-    names = folder_names(data, args.identities, args.seed)
-    person = np.array([identity(n) for n in names])
+    names, person = labelled_photos(data, args.identities, args.seed)
     precisions = {"both": ["int8", "fp32"], "all": list(PACKS)}.get(args.precision, [args.precision])
     result: dict = {"data": str(data), "degrade": degrade.label() if degrade else None, "photos": len(names)}
     for precision in precisions:

@@ -126,6 +126,17 @@ class FolderFaces:
     probe_m: np.ndarray | None = None
     embed_s: np.ndarray | None = None  # [crops, mirrors]
 
+    @property
+    def has_face(self) -> np.ndarray:
+        """(n,) bool: a face was found in the clean photo (it can be enrolled)."""
+        return np.linalg.norm(self.clean, axis=1) > 0
+
+    @property
+    def usable(self) -> np.ndarray:
+        """(n,) bool: a probe the door decides on (a face in the clean photo and in the probe,
+        past the quality gate)."""
+        return self.found & self.gate_ok & self.has_face
+
     def condition(self, i: int) -> Condition:
         return Condition(float(self.size[i]), float(self.yaw[i]), float(self.pitch[i]), float(self.sharpness[i]))
 
@@ -269,7 +280,7 @@ def pair_tails(ff: FolderFaces, person: np.ndarray, accept: float | np.ndarray, 
     those a door would decide on (`keep`, default: found and passing the quality gate). Per
     band: impostor pairs, the score at each FAR, the share accepted at `accept` (one threshold,
     or one per photo: the condition's), and the genuine accept rate there."""
-    has_face = np.linalg.norm(ff.clean, axis=1) > 0
+    has_face = ff.has_face
     usable = ff.found & ff.gate_ok if keep is None else keep
     probes = np.flatnonzero(usable)
     accept_of = np.broadcast_to(np.asarray(accept, np.float32), (len(ff.names),))

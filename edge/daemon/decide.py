@@ -48,7 +48,7 @@ class Outcome:
     # The face's condition bands and what they changed: the margin added to the threshold and
     # the band it came from, or the reason the decision was withheld (edge.core.conditions).
     condition: Judgement | None = None
-    rule: str | None = None  # identify: how the face was scored against each person ([identify] rule)
+    rule: str | None = None  # how the face was scored against a person ([identify] rule; verify too)
     # in a track: which look of the approach (identify) or of the claim (verify) this frame was
     # (1: its first scored frame) and the share of the rate it could spend ([identify] rate_per,
     # [verify] rate_per)

@@ -45,8 +45,9 @@ def decision_event(out: Outcome, *, device: str, camera: str, fingerprints: dict
         person_name=out.person_name or None, score=out.score, confidence=out.confidence,
         source=out.source, cloud=out.cloud.as_dict() if out.cloud else None, track_id=track_id,
         threshold=out.threshold,  # the accept threshold applied (identify: follows the gallery)
-        rule=out.rule,  # identify: best face, or best face or template ([identify] rule)
-        # identify: the look of the track this frame was and the share of the rate it could spend
+        rule=out.rule,  # best face, or best face or template ([identify] rule; a claim's too)
+        # the look of the track (identify) or of the claim (verify) this frame was, and the share
+        # of the rate it could spend
         look=out.look, rate_share=out.rate_share,
         # which condition bands the face fell in, the margin that raised the threshold and why,
         # or the reason the decision was withheld (edge.core.conditions)
