@@ -11,15 +11,25 @@ members out.
 Counted from the main loop (decisions), asked from paho's and the API's threads (claims): hence
 the lock. At most MAX_PERSONS people are followed (a signed sender naming random ids cannot grow
 it without bound); the oldest entry goes first.
+
+The counts and lockouts are kept on disk (LockoutStore) as well: an attacker at the door can cut
+its power, and a restart that forgot them would give the badge new tries every boot. In memory
+the times are monotonic (an NTP jump after boot must not end or stretch a lockout); on disk they
+are wall-clock, read back conservatively (a time in the future counts as now, a lockout never
+longer than lockout_s from the restart).
 """
 
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
 from collections import OrderedDict, deque
+from pathlib import Path
 from typing import Callable
+
+from edge.core.sqlitedb import open_durable, transaction
 
 log = logging.getLogger("edge.daemon")
 
@@ -27,14 +37,81 @@ LOCKED_OUT = "claim_locked_out"
 MAX_PERSONS = 10_000
 
 
+class LockoutStore:
+    """The lockout's counts on disk (SQLite, durable): what a restart must not forget.
+
+    A write that fails (full or read-only disk) is logged and the lockout goes on in memory: a
+    door must keep deciding, and the loss is only what a restart would forget.
+    """
+
+    def __init__(self, path: str | Path):
+        self._db = open_durable(path)
+        self._db.execute("CREATE TABLE IF NOT EXISTS refusal (person_id TEXT NOT NULL, at REAL NOT NULL)")
+        self._db.execute("CREATE INDEX IF NOT EXISTS refusal_person ON refusal (person_id)")
+        self._db.execute("CREATE TABLE IF NOT EXISTS locked (person_id TEXT PRIMARY KEY, until REAL NOT NULL)")
+        self._failing = False
+
+    def load(self) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
+        """(person, wall time) of every refusal in order, and (person, wall end) of every lockout."""
+        refusals = self._db.execute("SELECT person_id, at FROM refusal ORDER BY rowid").fetchall()
+        locked = self._db.execute("SELECT person_id, until FROM locked").fetchall()
+        return [(str(p), float(t)) for p, t in refusals], [(str(p), float(t)) for p, t in locked]
+
+    def write(self, *statements: tuple[str, tuple]) -> None:
+        try:
+            with transaction(self._db) as db:
+                for sql, args in statements:
+                    db.execute(sql, args)
+        except sqlite3.Error as e:
+            if not self._failing:
+                log.warning("claim lockout not saved (kept in memory until a restart): %s", e)
+            self._failing = True
+        else:
+            self._failing = False
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def _forget_refusals(person_id: str) -> tuple[str, tuple]:
+    return "DELETE FROM refusal WHERE person_id = ?", (person_id,)
+
+
 class ClaimLockout:
     def __init__(self, max_refusals: int, window_s: float, lockout_s: float,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, store: LockoutStore | None = None,
+                 wall: Callable[[], float] = time.time):
         self.max_refusals, self.window_s, self.lockout_s = max_refusals, window_s, lockout_s
-        self._clock = clock
+        self._clock, self._wall = clock, wall
         self._refusals: OrderedDict[str, deque[float]] = OrderedDict()  # person -> refusal times
         self._until: dict[str, float] = {}  # person -> end of their lockout
         self._lock = threading.Lock()
+        self._store = store
+        if store is not None:
+            self._restore(store)
+
+    def _restore(self, store: LockoutStore) -> None:
+        """Take back what the last run saved, on this run's monotonic clock, and drop from disk
+        what has ended (a lockout turned off by `max_refusals = 0` is dropped too)."""
+        refusals, locked = store.load()
+        now, wall = self._clock(), self._wall()
+        for person_id, at in refusals:
+            age = max(wall - at, 0.0)  # a time in the future (the clock set back) counts as now
+            if self.enabled and age <= self.window_s:
+                self._refusals.setdefault(person_id, deque()).append(now - age)
+        for person_id, until in locked:
+            left = min(until - wall, self.lockout_s)  # a clock set back never stretches it
+            if self.enabled and left > 0:
+                self._until[person_id] = now + left
+        while len(self._refusals) > MAX_PERSONS:
+            self._refusals.popitem(last=False)
+        store.write(("DELETE FROM refusal", ()), ("DELETE FROM locked", ()),
+                    *[("INSERT INTO refusal (person_id, at) VALUES (?, ?)", (p, wall - (now - t)))
+                      for p, times in self._refusals.items() for t in times],
+                    *[("INSERT INTO locked (person_id, until) VALUES (?, ?)", (p, wall + (u - now)))
+                      for p, u in self._until.items()])
+        if self._until:
+            log.warning("claims of %d person(s) still locked out from before the restart", len(self._until))
 
     @property
     def enabled(self) -> bool:
@@ -52,11 +129,18 @@ class ClaimLockout:
                 times.popleft()
             if len(times) < self.max_refusals:
                 self._refusals[person_id] = times  # most recent last: the oldest is dropped first
+                wall = self._wall()
+                saved = [("DELETE FROM refusal WHERE person_id = ? AND at < ?", (person_id, wall - self.window_s)),
+                         ("INSERT INTO refusal (person_id, at) VALUES (?, ?)", (person_id, wall))]
                 if len(self._refusals) > MAX_PERSONS:
-                    self._refusals.popitem(last=False)
+                    saved.append(_forget_refusals(self._refusals.popitem(last=False)[0]))
+                self._save(*saved)
                 return False
             self._until[person_id] = now + self.lockout_s  # the count starts again after it
             self._forget_ended(now)
+            self._save(_forget_refusals(person_id),
+                       ("INSERT OR REPLACE INTO locked (person_id, until) VALUES (?, ?)",
+                        (person_id, self._wall() + self.lockout_s)))
         log.warning("claims for %s refused for %.0f s: %d refused within %.0f s", person_id,
                     self.lockout_s, self.max_refusals, self.window_s)
         return True
@@ -64,7 +148,8 @@ class ClaimLockout:
     def admitted(self, person_id: str) -> None:
         """A claim of `person_id` was admitted: their count starts again."""
         with self._lock:
-            self._refusals.pop(person_id, None)
+            if self._refusals.pop(person_id, None) is not None:
+                self._save(_forget_refusals(person_id))
 
     def locked(self, person_id: str) -> float:
         """Seconds left of `person_id`'s lockout (0: their claims are decided as usual)."""
@@ -78,6 +163,16 @@ class ClaimLockout:
     def _forget_ended(self, now: float) -> None:
         for person_id in [p for p, until in self._until.items() if until <= now]:
             del self._until[person_id]
+
+    def _save(self, *statements: tuple[str, tuple]) -> None:
+        if self._store is not None:
+            self._store.write(*statements)
+
+    def close(self) -> None:
+        if self._store is not None:
+            with self._lock:
+                self._store.close()
+                self._store = None
 
     def health(self) -> dict:
         with self._lock:

@@ -203,7 +203,7 @@ class ApiSettings(ListenerSettings):
 
 class StorageSettings(BaseModel):
     path: Path = Field(Path("/var/lib/edge-verifier"), description="Data directory: the synced "
-                       "cache (cache.db) and the event outbox (outbox.db).")
+                       "cache (cache.db), the event outbox (outbox.db) and the claims' lockout (lockout.db).")
 
 
 class VisionSettings(BaseModel):

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from edge.daemon import metrics
-from edge.daemon.claim_lockout import ClaimLockout
+from edge.daemon.claim_lockout import ClaimLockout, LockoutStore
 from edge.daemon.claims import NO_FACE, Claims, locked_out, unanswered
 from edge.daemon.health import DaemonSnapshot, daemon_state
 from edge.daemon.priority import CameraFirst
@@ -108,6 +108,7 @@ class Daemon:
     # Beside the frame's path.
     thresholds: Thresholds
     gallery_ref: Gallery  # swapped atomically by the syncer; readers just read it
+    claims: Claims  # with its lockout, read back from the data directory
     cache: EdgeCache
     commands: CommandGate
 
@@ -119,8 +120,6 @@ class Daemon:
         self.syncer: Syncer | None = None
         self.api: LocalApi | None = None  # None with the local API off
         self.decisions = 0
-        v = settings.verify
-        self.claims = Claims(v.claim_timeout_s, ClaimLockout(v.max_refusals, v.refusal_window_s, v.lockout_s))
         self.priority = CameraFirst()
         self.threads: list[threading.Thread] = []
         self.door: DoorLink | None = None  # built in start(), after the publisher
@@ -154,6 +153,9 @@ class Daemon:
         data.mkdir(parents=True, exist_ok=True)
         if s.api.enabled or s.mqtt.commands == "signed":
             credentials(s)  # the edge's own key made (or a broken one refused) before anything starts
+        v = s.verify  # the lockout's counts come back from disk: a power cut gives no new tries
+        self.claims = Claims(v.claim_timeout_s, ClaimLockout(v.max_refusals, v.refusal_window_s, v.lockout_s,
+                                                             store=LockoutStore(data / "lockout.db")))
         if s.hub.url:
             pull_or_keep(s.hub, s.vision.models_dir, s.vision.precision, log.info)
         t0 = time.perf_counter()
@@ -446,5 +448,7 @@ class Daemon:
             self.cloud.close()
         if self.access_log is not None and not any(t.is_alive() for t in self.threads if t.name == "log-upload"):
             self.access_log.close()
+        if self.claims.lockout is not None:
+            self.claims.lockout.close()
         log.info("edge daemon stopped after %d decisions", self.decisions)
 

@@ -2,7 +2,8 @@
 
 A claim holds FAR 1e-4, but nothing stopped a stranger holding a member's badge from presenting
 it again and again, each claim one more chance. After max_refusals claims of one person refused
-on the face within refusal_window_s, that person's claims are refused at once for lockout_s."""
+on the face within refusal_window_s, that person's claims are refused at once for lockout_s.
+The counts survive a restart (a power cut at the door must not give the badge new tries)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import time
 import jsonschema
 
 from edge.core.domain import Claim, Decision, Mode, Source
-from edge.daemon.claim_lockout import LOCKED_OUT, MAX_PERSONS, ClaimLockout
+from edge.daemon.claim_lockout import LOCKED_OUT, MAX_PERSONS, ClaimLockout, LockoutStore
 from edge.daemon.claims import Claims
 from edge.daemon.decide import Outcome
 from edge.schemas import schema
@@ -68,6 +69,69 @@ def test_the_persons_followed_are_bounded():
     assert lock.refused(f"p{MAX_PERSONS + 49}") is True
 
 
+def _restarted(path, clock: _Clock, wall: _Clock, max_refusals: int = 3) -> ClaimLockout:
+    """A new process: a new monotonic clock origin, the same file."""
+    clock.t = 5.0
+    return ClaimLockout(max_refusals, window_s=60, lockout_s=300, clock=clock, store=LockoutStore(path), wall=wall)
+
+
+def test_a_restart_gives_a_stolen_badge_no_new_tries(tmp_path):
+    """The attack: two refusals, cut the door's power, two more, again... Without the counts on
+    disk every boot starts from zero and the badge gets max_refusals - 1 tries per restart."""
+    path, clock, wall = tmp_path / "lockout.db", _Clock(), _Clock()
+    wall.t = 1_700_000_000.0
+    lock = ClaimLockout(3, window_s=60, lockout_s=300, clock=clock, store=LockoutStore(path), wall=wall)
+    assert [lock.refused("alice"), lock.refused("alice")] == [False, False]
+    lock.refused("bob")
+    lock.close()
+    wall.t += 20  # the restart took 20 s
+    lock = _restarted(path, clock, wall)
+    assert lock.refused("alice") is True  # the third within the window, across the restart
+    assert lock.refused("bob") is False and lock.locked("bob") == 0
+    lock.close()
+    wall.t += 100
+    lock = _restarted(path, clock, wall)
+    assert lock.locked("alice") == 200  # the lockout goes on where it was
+    assert lock.health() == {"max_refusals": 3, "locked_out": 1}
+    assert lock.refused("bob") is False  # bob's one refusal is 120 s old: out of the window
+    lock.admitted("bob")
+    lock.close()
+    wall.t += 200
+    lock = _restarted(path, clock, wall)
+    assert lock.locked("alice") == 0 and lock.refused("bob") is False  # ended; bob's count cleared
+    lock.close()
+
+
+def test_a_clock_set_back_never_stretches_a_saved_lockout_and_off_forgets_it(tmp_path):
+    """A Pi without a clock boots at the last saved time and NTP moves it later: a saved time
+    in the future counts as now, a lockout never runs longer than lockout_s after the restart."""
+    path, clock, wall = tmp_path / "lockout.db", _Clock(), _Clock()
+    wall.t = 1_700_000_000.0
+    lock = ClaimLockout(2, window_s=60, lockout_s=300, clock=clock, store=LockoutStore(path), wall=wall)
+    lock.refused("carol")
+    assert lock.refused("alice") is False and lock.refused("alice") is True
+    lock.close()
+    wall.t -= 10_000  # booted with the clock far behind
+    lock = _restarted(path, clock, wall, max_refusals=2)
+    assert lock.locked("alice") == 300
+    assert lock.refused("carol") is True  # carol's saved refusal counts as just now
+    lock.close()
+    off = _restarted(path, clock, wall, max_refusals=0)
+    assert off.locked("alice") == 0 and off.health()["locked_out"] == 0
+    off.close()
+    assert _restarted(path, clock, wall, max_refusals=2).locked("alice") == 0  # dropped from disk
+
+
+def test_a_lockout_that_cannot_be_saved_still_holds_in_memory(tmp_path):
+    path, clock, wall = tmp_path / "lockout.db", _Clock(), _Clock()
+    store = LockoutStore(path)
+    lock = ClaimLockout(2, window_s=60, lockout_s=300, clock=clock, store=store, wall=wall)
+    store._db.execute("DROP TABLE refusal")  # every write now fails, as on a broken disk
+    assert lock.refused("alice") is False and lock.refused("alice") is True
+    assert lock.locked("alice") == 300
+    lock.close()
+
+
 def _out(decision: Decision, source: Source = Source.LOCAL) -> Outcome:
     return Outcome(Mode.VERIFY, decision, source, "alice")
 
@@ -92,9 +156,10 @@ def test_claims_count_refusals_on_the_face_and_refuse_a_locked_persons_claim_at_
 def test_a_stolen_badge_is_locked_out_after_two_refusals_in_a_real_daemon(
         mosquitto, subscribe, mqtt_sender, faces_dir, models_dir, tmp_path):
     """A real daemon, max_refusals 2: Madonna's badge shown twice with Elton John's face (two
-    rejects), then once more: refused at once, reason claim_locked_out, no face scored; another
-    member's claim is decided as ever. Without the limit the third claim is decided on the face
-    (the attack: as many chances as the reader sends)."""
+    rejects, the daemon restarted between them), then once more after another restart: refused
+    at once, reason claim_locked_out, no face scored; another member's claim is decided as ever.
+    Without the limit the third claim is decided on the face (the attack: as many chances as the
+    reader sends), and without the counts on disk every restart starts them again."""
     drop = tmp_path / "drop"
     drop.mkdir()
     sub = subscribe("test/door-lock/event")
@@ -118,16 +183,27 @@ def test_a_stolen_badge_is_locked_out_after_two_refusals_in_a_real_daemon(
                                 broker=mosquitto, hub=hub, storage=tmp_path / "data", api_port=port, loop=True,
                                 sections={"identify": {"enabled": False},
                                           "verify": {"max_refusals": 2, "lockout_s": 120}})
-        daemon = DaemonProc(cfg, port, tmp_path / "daemon.log").start()
-        try:
+
+        def restart(daemon=None):
+            if daemon is not None:
+                assert daemon.terminate() == 0
+            daemon = DaemonProc(cfg, port, tmp_path / "daemon.log").start()
             daemon.wait_health(lambda h: h["sync"].get("status") == "ok" and h["mqtt"]["connected"], 60)
+            return daemon
+
+        daemon = restart()
+        try:
             for i in (1, 2):
                 claim("madonna", f"stolen-{i}")
                 show("five_celebrity/Elton_John/val_1.jpg")
                 assert sub.wait_for(lambda n=i: len(sub.json()) >= n, 30)
                 leave()
+                if i == 1:
+                    daemon = restart(daemon)  # the power cut an attacker can cause
             health = daemon.wait_health(lambda h: h["claims"]["locked_out"] == 1, 10)
             assert health["claims"] == {"max_refusals": 2, "locked_out": 1}
+            daemon = restart(daemon)
+            assert daemon.health()["claims"] == {"max_refusals": 2, "locked_out": 1}
             show("five_celebrity/Madonna/val_1.jpg")  # even her own face: the badge is locked
             claim("madonna", "stolen-3")
             assert sub.wait_for(lambda: len(sub.json()) >= 3, 30)
@@ -149,6 +225,7 @@ def test_a_stolen_badge_is_locked_out_after_two_refusals_in_a_real_daemon(
     # the door stayed shut, and its access log says why
     from edge.door.access_log import AccessLog
 
+    assert (tmp_path / "data" / "lockout.db").stat().st_mode & 0o077 == 0  # whose badge, for its owner only
     records = {r.get("event_id"): r for r in AccessLog(tmp_path / "data" / "access-log.db", b"read-only").records()}
     shut = records[locked["event_id"]]
     assert (shut["outcome"], shut["person_id"], shut["detail"]["why_not"]) == ("deny", "madonna", LOCKED_OUT)
