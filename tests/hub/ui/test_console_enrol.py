@@ -136,3 +136,34 @@ def test_bulk_enrolment_from_folders_reports_and_resumes(hub, faces_dir, tmp_pat
                              )["ismatch"] is True
     finally:
         client.close()
+
+
+def test_the_person_page_says_when_a_person_has_too_few_or_too_many_photos_for_the_doors(hub, photos):
+    """The doors admit a person of three to five photos most often (one or two: more members turned
+    away; past five: scored by their best face alone): the operator sees it where they add photos."""
+    otto = Browser(hub.url)
+    otto.login("otto")
+    otto.get("/ui/enrol")
+    elton = iter(enumerate(photos.train("Elton_John"), 1))
+
+    def add_one() -> int:
+        """Enrol the next photo that passes the quality gate; the person's face count after it."""
+        for i, data in elton:
+            resp = upload(otto, "/ui/enrol", {"person_id": "elton", "person_name": "Elton", "group_ids": "staff"},
+                          [(f"train_{i}.jpg", data)])
+            if resp.status_code == 200:
+                return len(hub.store.get_person(APPID, "elton").face_ids)
+            assert resp.status_code == 409 and "quality gate" in resp.text, resp.text
+        raise AssertionError("too few of Elton John's photos pass the quality gate")
+
+    def hint():
+        found = re.search(r'id="photo-count">([^<]*)<', otto.get("/ui/persons/elton").text)
+        return " ".join(found.group(1).split()) if found else None
+
+    assert add_one() == 1
+    assert hint().startswith("1 photo: with three to five, the doors admit a person more often")
+    assert add_one() == 2 and hint().startswith("2 photos: with three to five")
+    for count in (3, 4, 5):
+        assert add_one() == count and hint() is None
+    assert add_one() == 6
+    assert hint().startswith("6 photos: past five, the doors score a person by their best face alone")
