@@ -8,7 +8,10 @@ Reads the hub's store (no models run) and reports, per appid:
   stranger resembling both has two chances;
 - weak faces: enrolled faces that fail the daemon's quality gate (too small, off frontal,
   blurred), re-checked from the geometry and sharpness stored at enrolment. A poor enrolment
-  photo lowers the person's own scores and sits closer to everyone else's.
+  photo lowers the person's own scores and sits closer to everyone else's;
+- photo counts: persons with fewer than 3 faces (more members turned away on the first try) or
+  more than 5 (past five the edge's default rule scores a person by their best face alone, which
+  admits them less often): docs/daemon.md, Known limits.
 
 JSON on stdout; exit 0 whatever is found (it is a report, not a check).
 """
@@ -17,10 +20,15 @@ from __future__ import annotations
 
 import json
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Iterable
 
 import numpy as np
+
+# The photo counts the edge's identify rule admits members best at (edge.core.false_admit's
+# template tables cover 1..5; 1 and 2 cost members the per-K margins, bench door --templates).
+GOOD_PHOTO_COUNTS = range(3, 6)
 
 
 def add_arguments(parser) -> None:
@@ -67,6 +75,18 @@ def weak_face(face) -> str | None:
     return None
 
 
+def photo_counts(faces: Iterable) -> dict[str, list[dict]]:
+    """Persons whose face count is under or over GOOD_PHOTO_COUNTS, fewest / most first."""
+    counts = Counter(r.person_id for r in faces)
+    out: dict[str, list[dict]] = {"under_3": [], "over_5": []}
+    for person_id, n in sorted(counts.items(), key=lambda kv: (kv[1], kv[0])):
+        if n < GOOD_PHOTO_COUNTS.start:
+            out["under_3"].append({"person_id": person_id, "faces": n})
+        elif n >= GOOD_PHOTO_COUNTS.stop:
+            out["over_5"].insert(0, {"person_id": person_id, "faces": n})
+    return out
+
+
 def audit(store, appid: str, fingerprint: str, threshold: float) -> dict:
     rows = store.embeddings(appid, fingerprint)
     weak = []
@@ -75,7 +95,7 @@ def audit(store, appid: str, fingerprint: str, threshold: float) -> dict:
         if reason:
             weak.append({"person_id": face.person_id, "face_id": face.face_id, "reason": reason})
     return {"persons": len({r.person_id for r in rows}), "faces": len(rows), "threshold": threshold,
-            "look_alikes": look_alikes(rows, threshold), "weak_faces": weak}
+            "look_alikes": look_alikes(rows, threshold), "weak_faces": weak, "photo_counts": photo_counts(rows)}
 
 
 def run(args) -> int:

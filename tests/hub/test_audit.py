@@ -39,6 +39,10 @@ def test_the_audit_reports_a_person_enrolled_twice_and_a_face_under_the_quality_
         assert report["look_alikes"][0]["score"] >= CALIBRATED_THRESHOLDS["int8"].accept
         assert report["weak_faces"] == [{"person_id": "elton", "face_id": added["face_ids"][0],
                                          "reason": "too_small"}]
+        # one face each for the Madonnas, two for Elton: all three under the counts doors do best at
+        assert report["photo_counts"] == {"under_3": [{"person_id": "madonna", "faces": 1},
+                                                      {"person_id": "madonna-2", "faces": 1},
+                                                      {"person_id": "elton", "faces": 2}], "over_5": []}
 
         # The same through the command line, from the hub's own config file.
         config = tmp_path / "hub.toml"
@@ -50,3 +54,15 @@ def test_the_audit_reports_a_person_enrolled_twice_and_a_face_under_the_quality_
         out = json.loads(capsys.readouterr().out)
         assert out["fingerprint"] == fingerprint
         assert out["appids"][APPID]["look_alikes"] == report["look_alikes"]
+
+
+def test_photo_counts_lists_persons_under_three_and_over_five_faces():
+    from types import SimpleNamespace
+
+    from edge.hub.audit import photo_counts
+
+    faces = [SimpleNamespace(person_id=p) for p, n in (("ann", 1), ("bo", 3), ("cy", 5), ("di", 6), ("ed", 9),
+                                                        ("fay", 2)) for _ in range(n)]
+    assert photo_counts(faces) == {"under_3": [{"person_id": "ann", "faces": 1}, {"person_id": "fay", "faces": 2}],
+                                   "over_5": [{"person_id": "ed", "faces": 9}, {"person_id": "di", "faces": 6}]}
+    assert photo_counts([]) == {"under_3": [], "over_5": []}
