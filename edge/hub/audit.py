@@ -26,9 +26,12 @@ from typing import Iterable
 
 import numpy as np
 
-# The photo counts the edge's identify rule admits members best at (edge.core.false_admit's
-# template tables cover 1..5; 1 and 2 cost members the per-K margins, bench door --templates).
-GOOD_PHOTO_COUNTS = range(3, 6)
+from edge.core.false_admit import template_photos
+
+# The photo counts the edge's default identify rule admits members best at: its template tables
+# cover 1..5 (past them a person is scored by best face alone) and at 1 and 2 the per-K margins
+# cost members (bench door --templates). The console's person page says the same.
+GOOD_PHOTO_COUNTS = range(3, template_photos("int8") + 1)
 
 
 def add_arguments(parser) -> None:

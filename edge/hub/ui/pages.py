@@ -17,6 +17,7 @@ from edge.api.ops import ApiLimits, check_ident
 from edge.core import errors
 from edge.core.errors import ApiError
 from edge.hub import enrolment
+from edge.hub.audit import GOOD_PHOTO_COUNTS
 from edge.hub.ui import accounts, decisions, doors
 from edge.hub.ui.guard import Ctx, cross_site, page, read_form, refused
 from edge.hub.ui.roles import ROLES
@@ -110,7 +111,8 @@ def _person_page(console, ctx: Ctx, person_id: str, error: str = "", status: int
             return refused(console, ctx, 404, "no such person")
         raise
     cards = [c.fmt for c in console.store.get_credentials(ctx.appid, person_id)]  # formats, never numbers
-    return console.render("person.html", ctx, status=status, person=info, cards=cards, error=error)
+    return console.render("person.html", ctx, status=status, person=info, cards=cards, error=error,
+                          good_photos=GOOD_PHOTO_COUNTS)
 
 
 @page("viewer")
