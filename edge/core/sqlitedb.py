@@ -24,16 +24,33 @@ def create_private(path: str | Path) -> None:
     os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
 
 
+class DamagedDatabase(sqlite3.DatabaseError):
+    """A data file SQLite cannot read: not a database, or its header or schema damaged (a failing
+    SD card, a file copied over it). Says which file and what to do, instead of a traceback."""
+
+    def __init__(self, path: Path, cause: sqlite3.DatabaseError):
+        super().__init__(f"{path}: {cause}: the file is damaged or not an SQLite database. Stop the "
+                         "daemon, move the file aside (keep it: it may hold records not sent yet) and "
+                         "start again")
+        self.path, self.cause = path, cause
+
+
 def open_durable(path: str | Path) -> sqlite3.Connection:
     """A connection in WAL mode with synchronous=FULL: a committed row survives a power cut.
 
     Autocommit (isolation_level=None) so callers open their transactions explicitly; shared
-    across threads, so callers serialise access with their own lock.
+    across threads, so callers serialise access with their own lock. DamagedDatabase when the
+    file's header or schema cannot be read.
     """
     path = Path(path)
     create_private(path)
     db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-    db.execute("PRAGMA journal_mode=WAL")
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("SELECT count(*) FROM sqlite_master").fetchone()  # reads the schema page
+    except sqlite3.DatabaseError as exc:
+        db.close()
+        raise DamagedDatabase(path, exc) from None
     db.execute("PRAGMA synchronous=FULL")
     db.execute("PRAGMA busy_timeout=5000")
     return db

@@ -23,6 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from edge.core.settings import ConfigError
+    from edge.core.sqlitedb import DamagedDatabase
     from edge.daemon.api_key import FILE_NAME, own_credential
     from edge.daemon.config import load
     from edge.door.access_log import AccessLog
@@ -40,7 +41,12 @@ def run(args: argparse.Namespace) -> int:
     if not path.is_file():
         print(f"edge-verifier log verify: error: {path} does not exist", file=sys.stderr)
         return 2
-    log = AccessLog(path, key)
+    try:
+        log = AccessLog(path, key)
+    except DamagedDatabase as exc:
+        print(f"edge-verifier log verify: error: {path}: {exc.cause}: damaged or not an SQLite database",
+              file=sys.stderr)
+        return 2
     try:
         report = log.verify()
     finally:

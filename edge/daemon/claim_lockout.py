@@ -29,7 +29,7 @@ from collections import OrderedDict, deque
 from pathlib import Path
 from typing import Callable
 
-from edge.core.sqlitedb import open_durable, transaction
+from edge.core.sqlitedb import DamagedDatabase, open_durable, transaction
 
 log = logging.getLogger("edge.daemon")
 
@@ -45,7 +45,15 @@ class LockoutStore:
     """
 
     def __init__(self, path: str | Path):
-        self._db = open_durable(path)
+        try:
+            self._db = open_durable(path)
+        except DamagedDatabase as exc:  # only counts in it: set aside, a fresh one, the door goes on
+            aside = Path(path).with_name(f"{Path(path).name}.damaged-{int(time.time())}")
+            Path(path).rename(aside)
+            for suffix in ("-wal", "-shm"):
+                Path(f"{path}{suffix}").unlink(missing_ok=True)
+            log.error("%s: %s; moved to %s, claim refusals counted before it are forgotten", path, exc.cause, aside)
+            self._db = open_durable(path)
         self._db.execute("CREATE TABLE IF NOT EXISTS refusal (person_id TEXT NOT NULL, at REAL NOT NULL)")
         self._db.execute("CREATE INDEX IF NOT EXISTS refusal_person ON refusal (person_id)")
         self._db.execute("CREATE TABLE IF NOT EXISTS locked (person_id TEXT PRIMARY KEY, until REAL NOT NULL)")

@@ -132,6 +132,23 @@ def test_a_lockout_that_cannot_be_saved_still_holds_in_memory(tmp_path):
     lock.close()
 
 
+
+def test_a_damaged_lockout_file_is_set_aside_and_counting_starts_afresh(tmp_path, caplog):
+    """Only counts live in it: the door must start, not stop on a traceback (other data files
+    stop the daemon with a clear error: test_security_disk)."""
+    path = tmp_path / "lockout.db"
+    path.write_bytes(b"\x00not sqlite\xff" * 400)
+    with caplog.at_level("ERROR", logger="edge.daemon"):
+        lock = ClaimLockout(2, window_s=60, lockout_s=300, clock=_Clock(), store=LockoutStore(path), wall=_Clock())
+    aside = [p.name for p in tmp_path.iterdir() if p.name.startswith("lockout.db.damaged-")]
+    assert len(aside) == 1 and (tmp_path / aside[0]).read_bytes().startswith(b"\x00not sqlite")
+    assert "file is not a database" in caplog.text and aside[0] in caplog.text
+    assert lock.refused("alice") is False and lock.refused("alice") is True
+    lock.close()
+    reopened = _restarted(path, _Clock(), _Clock(), max_refusals=2)
+    assert reopened.locked("alice") > 0  # the fresh file keeps what follows
+    reopened.close()
+
 def _out(decision: Decision, source: Source = Source.LOCAL) -> Outcome:
     return Outcome(Mode.VERIFY, decision, source, "alice")
 

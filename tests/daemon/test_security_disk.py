@@ -133,3 +133,22 @@ def test_a_full_disk_neither_delays_nor_refreshes_an_accept_and_a_late_one_goes_
     assert log.count("Traceback") == 0, log[-3000:]
     assert len(log.splitlines()) < 60, log[-3000:]
     assert all(json.loads(p) for _, p, _ in sub.messages)
+
+
+def test_a_damaged_data_file_stops_the_daemon_with_a_clear_error_not_a_traceback(models_dir, tmp_path):
+    """The synced cache replaced by garbage (a failing SD card, a file copied over it): the daemon
+    says which file and what to do, exits 1 (systemd restarts it; the door stays locked) and
+    leaves the file where it is for a human."""
+    data = tmp_path / "data"
+    data.mkdir()
+    garbage = b"\x00not sqlite\xff" * 400
+    (data / "cache.db").write_bytes(garbage)
+    cfg = write_edge_config(tmp_path / "edge.toml", device="door-damaged", camera="files:/nonexistent/*",
+                            broker=None, hub=None, storage=data, api_port=free_port())
+    run = subprocess.run([str(EDGE_VERIFIER), "run", "--config", str(cfg)], capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 1, run.stderr[-2000:]
+    assert f"{data / 'cache.db'}: file is not a database" in run.stderr and "move the file aside" in run.stderr
+    assert "Traceback" not in run.stderr
+    assert (data / "cache.db").read_bytes() == garbage
+

@@ -173,6 +173,14 @@ def test_cli_log_verify_with_the_edges_key_file(tmp_path, capsys) -> None:
     (storage / "api-key.toml").unlink()  # no key: refused, and no new key made
     assert main(["log", "verify", "--config", str(config)]) == 2
     assert not (storage / "api-key.toml").exists()
+    own_credential(storage, "app")  # a key again; the log file damaged: a clear error, exit 2
+    capsys.readouterr()
+    for f in storage.glob("access-log.db*"):
+        f.unlink()
+    (storage / "access-log.db").write_bytes(b"\x00not sqlite\xff" * 400)
+    assert main(["log", "verify", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "access-log.db: file is not a database: damaged or not an SQLite database" in err and "Traceback" not in err
 
 
 def test_a_clock_that_went_back_is_recorded_and_the_chain_stays_sound(log, clock) -> None:
