@@ -73,6 +73,8 @@ def _module(name: str):
 
 
 def main(argv: list[str] | None = None) -> int:
+    from edge.core.sqlitedb import DamagedDatabase
+
     args = build_parser().parse_args(argv)
     try:
         return int(_module(args._module).run(args) or 0)
@@ -80,6 +82,9 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except DamagedDatabase as exc:  # any command on a damaged store: which file and what to do
+        print(f"edge-verifier {args.command}: error: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

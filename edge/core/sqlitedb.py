@@ -30,8 +30,8 @@ class DamagedDatabase(sqlite3.DatabaseError):
 
     def __init__(self, path: Path, cause: sqlite3.DatabaseError):
         super().__init__(f"{path}: {cause}: the file is damaged or not an SQLite database. Stop the "
-                         "daemon, move the file aside (keep it: it may hold records not sent yet) and "
-                         "start again")
+                         "service, then restore the file from a backup, or move it aside (keep it: what "
+                         "it holds may still be recovered) and start afresh")
         self.path, self.cause = path, cause
 
 

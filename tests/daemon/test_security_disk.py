@@ -148,7 +148,7 @@ def test_a_damaged_data_file_stops_the_daemon_with_a_clear_error_not_a_traceback
     run = subprocess.run([str(EDGE_VERIFIER), "run", "--config", str(cfg)], capture_output=True, text=True,
                          timeout=120)
     assert run.returncode == 1, run.stderr[-2000:]
-    assert f"{data / 'cache.db'}: file is not a database" in run.stderr and "move the file aside" in run.stderr
+    assert f"{data / 'cache.db'}: file is not a database" in run.stderr and "move it aside" in run.stderr
     assert "Traceback" not in run.stderr
     assert (data / "cache.db").read_bytes() == garbage
 

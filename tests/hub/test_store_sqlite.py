@@ -168,3 +168,26 @@ def test_concurrent_writers_from_many_threads_lose_nothing(store):
     page = store.sync_page("app", 0, FP, None, 1000)
     seqs = [c.seq for c in page.changes]
     assert len(seqs) == 80 and seqs == sorted(set(seqs))
+
+
+def test_a_damaged_store_file_is_a_clear_error_for_every_command_not_a_traceback(tmp_path, models_dir, capsys):
+    """A hub.sqlite3 that is not SQLite (a failing disk, a file copied over it): the store says
+    which file and what to do; `edge-verifier` commands exit 1 with that line, the file untouched."""
+    from edge.cli import main
+    from edge.core.sqlitedb import DamagedDatabase
+
+    path = tmp_path / "hub.sqlite3"
+    garbage = b"\x00not sqlite\xff" * 400
+    path.write_bytes(garbage)
+    with pytest.raises(DamagedDatabase, match="hub.sqlite3: file is not a database") as raised:
+        SqliteStore(path)
+    assert raised.value.path == path and "restore the file from a backup" in str(raised.value)
+    config = tmp_path / "hub.toml"
+    config.write_text(f'[storage]\npath = "{path}"\n[vision]\nmodels_dir = "{models_dir}"\n'
+                      '[[credentials]]\nappid = "1000001"\nsecret_id = "AKIDtest"\nsecret_key = "' + "k" * 40 + '"\n')
+    config.chmod(0o600)
+    capsys.readouterr()
+    assert main(["audit", "--config", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("edge-verifier audit: error: ") and "file is not a database" in err
+    assert path.read_bytes() == garbage

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from edge.core.sqlitedb import create_private, transaction
+from edge.core.sqlitedb import DamagedDatabase, create_private, transaction
 from edge.hub.store.access import SQLITE_SCHEMA as ACCESS_SCHEMA
 from edge.hub.store.console import SQLITE_SCHEMA as CONSOLE_SCHEMA
 from edge.hub.store.edges import SQLITE_SCHEMA as EDGES_SCHEMA
@@ -102,8 +102,13 @@ class SqliteStore(SqlStore):
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
-        conn = self._conn()
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        try:
+            conn = self._conn()
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()  # reads the schema page
+        except sqlite3.DatabaseError as exc:
+            self.close()
+            raise DamagedDatabase(Path(self.path), exc) from None
         if version > SCHEMA_VERSION:
             raise RuntimeError(f"{self.path}: schema version {version} is newer than this code ({SCHEMA_VERSION})")
         conn.executescript(_SCHEMA + CONSOLE_SCHEMA + ACCESS_SCHEMA + EDGES_SCHEMA)
