@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from edge.core.sqlitedb import DamagedDatabase
 from edge.daemon import metrics
 from edge.daemon.claim_lockout import ClaimLockout, LockoutStore
 from edge.daemon.claims import NO_FACE, Claims, locked_out, unanswered
@@ -84,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:  # found at start: the edge's own key file, the door's pins or backend
         print(json.dumps({"code": 21, "message": str(exc)}), file=sys.stderr)
         return 2
-    except (ModelPackError, DamagedDatabase) as exc:  # the door stays locked; the log says why
+    except ModelPackError as exc:
         log.error("%s", exc)
         return 1
     try:
