@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from edge.core.false_admit import RATE_NOT_HELD
 from edge.daemon import metrics
 from edge.daemon.claim_lockout import ClaimLockout, LockoutStore
 from edge.daemon.claims import NO_FACE, Claims, locked_out, unanswered
@@ -164,6 +165,10 @@ class Daemon:
         log.info("models loaded in %.2fs (embedder fingerprint %s)", time.perf_counter() - t0,
                  self.pipeline.fingerprint)
         self.thresholds = s.thresholds()
+        if s.identify.enabled and s.vision.precision in RATE_NOT_HELD:
+            log.warning("pack %s: false_admit_rate %g may not hold: %s (docs/benchmarks.md, the other packs); "
+                        "use int8 where it matters", s.vision.precision, s.identify.false_admit_rate,
+                        RATE_NOT_HELD[s.vision.precision])
         self.gallery_ref = Gallery((), self.thresholds, version="empty")
         if s.hub.url:
             self.cloud = CloudClient.from_settings(s.hub)

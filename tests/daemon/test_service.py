@@ -222,6 +222,9 @@ def test_the_daemon_runs_the_lite_pack_with_its_own_calibrated_thresholds(models
     finally:
         edge.close()
         assert daemon.terminate() == 0
+    # measured not to hold its false-admit rate on CFP: the installer is told at start
+    log = (tmp_path / "d.log").read_text()
+    assert "pack int8-lite: false_admit_rate 0.001 may not hold: on CFP, held out" in log and "use int8" in log
 
 
 def test_a_pack_that_does_not_exist_or_thresholds_out_of_order_fail_at_start(tmp_path):
