@@ -87,7 +87,7 @@ def band_margins(pack: str) -> dict[str, float]:
 RATE_NOT_HELD: dict[str, str] = {
     "int8-lite": "on CFP, held out, strangers were admitted at up to 0.13 % on a track's first look "
                  "and 0.21 % per look at false_admit_rate 1e-3 (up to 0.52 % in a condition band): "
-                 "its impostor tail, read on LFW, is lighter than CFP's",
+                 "its embedder confuses a few look-alikes within a group that SFace tells apart",
     "fp32-lite": "not measured beyond LFW; it is int8-lite's network, whose rate did not hold on CFP",
 }
 
