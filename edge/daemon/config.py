@@ -211,7 +211,8 @@ class VisionSettings(BaseModel):
                                     "or <repo>/models).")
     precision: Pack = Field(
         "int8", description="Model pack: int8 (default, SFace), fp32, the cheaper int8-lite /\n"
-        "fp32-lite (half the MACs per face), or int8-mirror (int8 embedding each face and its mirror:\n"
+        "fp32-lite (half the MACs per face; identify's false-admit rate does not hold on CFP with\n"
+        "them: docs/daemon.md, Known limits), or int8-mirror (int8 embedding each face and its mirror:\n"
         "more members in on the first try, the embedder twice per face); each pack has its own\n"
         "calibrated thresholds. It must be the hub's pack (see docs/models.md).")
     threads: int | None = Field(None, description="ONNX Runtime threads (unset: all cores).")
