@@ -104,7 +104,7 @@ class ClaimFaces:
         margin for `photos` photos (0 without bands)."""
         if self.judged is None:
             return np.zeros(len(self.enrol), np.float32)
-        return np.array([max(j.margin, thresholds.person_margin(photos, j.bands)[0]) if template else j.margin
+        return np.array([(thresholds.raised_for_person(j, photos) if template else j).margin
                          for j in self.judged], np.float32)
 
 
@@ -162,15 +162,15 @@ def measure(faces: ClaimFaces, person: np.ndarray, pack: str, k: int, t: int, se
         probes = faces.probe[chunk.reshape(-1)]
         best = (probes @ gallery.T).reshape(len(chunk), t, p, k).max(axis=3)  # [runs, T, P]
         other = run_owner[start: start + block, None] != owners[None, :]  # a stranger's claims only
-        hits = {}
+        hits, looks = {}, {}
         for r in RULES:
             scored = np.maximum(best, (probes @ templates.T).reshape(len(chunk), t, p)) if template[r] else best
-            looks = scored.transpose(0, 2, 1)[other]  # [claims, T]
+            looks[r] = scored.transpose(0, 2, 1)[other]  # [claims, T]
             margins = np.broadcast_to(row_margin[r][chunk][:, None, :], (len(chunk), p, t))[other]
-            hits[r] = admitted(looks, rules[r], margins)
+            hits[r] = admitted(looks[r], rules[r], margins)
             fa[r] += int(hits[r].sum())
-            fa_first[r] += int((looks[:, 0] >= rules[r][0] + margins[:, 0]).sum())
-        claims += len(looks)
+            fa_first[r] += int((looks[r][:, 0] >= rules[r][0] + margins[:, 0]).sum())
+        claims += len(looks["claim"])
         if by_band:
             assert faces.bands is not None
             row = np.broadcast_to(chunk[:, None, 0], (len(chunk), p))[other]  # each claim's probe
@@ -182,15 +182,16 @@ def measure(faces: ClaimFaces, person: np.ndarray, pack: str, k: int, t: int, se
                     counts["claims"] += int(sel.sum())
                     for r in RULES:
                         counts[r] += int(hits[r][sel].sum())
-        impostor_best.append(looks.max(axis=1))  # the shipped rule's (claim, the last)
+        impostor_best.append(looks["claim"].max(axis=1))  # the shipped rule's
     if not claims:
         raise ValueError(f"no stranger has {t} photos the door decides on to claim someone else with")
     own_best = np.einsum("gtd,gkd->gtk", faces.probe[genuine], faces.enrol[enrolled[genuine_of]]).max(axis=2)
     own_template = np.einsum("gtd,gd->gt", faces.probe[genuine], templates[genuine_of])
     out: dict = {"photos_per_person": k, "looks": t, "persons": p, "impostor_claims": claims,
                  "genuine_claims": len(genuine), "rules": {}}
+    own_of = {}
     for r in RULES:
-        own = np.maximum(own_best, own_template) if template[r] else own_best  # [G, T]
+        own = own_of[r] = np.maximum(own_best, own_template) if template[r] else own_best  # [G, T]
         own_margin = row_margin[r][genuine]
         ok = admitted(own, rules[r], own_margin)
         out["rules"][r] = {"thresholds": rules[r], "scored_by": "best-or-template" if template[r] else "best",
@@ -207,7 +208,7 @@ def measure(faces: ClaimFaces, person: np.ndarray, pack: str, k: int, t: int, se
                                                                     "far_per_claim": c[r] / c["claims"]}
                                                                 for r in RULES}}
                         for (m, b), c in sorted(band_counts.items())}
-    out["_curve"] = (np.concatenate(impostor_best), own.max(axis=1))  # own: the claim rule's, the last
+    out["_curve"] = (np.concatenate(impostor_best), own_of["claim"].max(axis=1))  # the shipped rule's
     return out
 
 

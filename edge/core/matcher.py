@@ -111,6 +111,13 @@ class Thresholds:
         margins = dict(dict(self.person_margins).get(photos, ()))
         return max(((margins.get(f"{m}:{b}", 0.0), f"{m}:{b}") for m, b in bands.items()), default=(0.0, ""))
 
+    def raised_for_person(self, judged: Judgement, photos: int) -> Judgement:
+        """`judged` with its margin raised to the template rule's own for a person of `photos`
+        faces (person_margin) where that is larger: how a claim scored by best face or template
+        is judged (Decider.verify, and bench door --claims through it)."""
+        margin, band = self.person_margin(photos, judged.bands)
+        return replace(judged, margin=round(margin, 4), band=band) if margin > judged.margin else judged
+
     def person_accept(self, persons: int, photos: int, faces: int) -> float:
         """Identify's accept threshold for one person of `photos` faces, `persons` persons and
         `faces` faces searched: today's (faces counted) unless the person is scored by template."""

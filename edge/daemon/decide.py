@@ -128,9 +128,7 @@ class Decider:
             photos = gallery.photos_of(person_id)
             base = t.claim_template_accept(photos, share) if by_template else t.claim_accept(photos, share)
             if by_template:  # the template rule's own margin for this photo count, when larger
-                raised = t.person_margin(photos, judged.bands)
-                if raised[0] > judged.margin:
-                    judged = replace(judged, margin=round(raised[0], 4), band=raised[1])
+                judged = t.raised_for_person(judged, photos)
         accept = round(min(base + judged.margin, 1.0), 4)
         if cand is None:
             # Not in the local cache (yet): only the hub can say.
