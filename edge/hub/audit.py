@@ -86,7 +86,8 @@ def photo_counts(faces: Iterable) -> dict[str, list[dict]]:
         if n < GOOD_PHOTO_COUNTS.start:
             out["under_3"].append({"person_id": person_id, "faces": n})
         elif n >= GOOD_PHOTO_COUNTS.stop:
-            out["over_5"].insert(0, {"person_id": person_id, "faces": n})
+            out["over_5"].append({"person_id": person_id, "faces": n})
+    out["over_5"].reverse()  # most first
     return out
 
 
