@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from edge.core import errors
+from edge.core import errors, syncwire
 from edge.core.signature import sign
 
 # Codes that mean the service itself is in trouble, not the request: retried, counted by the
@@ -295,11 +295,15 @@ class CloudClient:
         return self.call("packfile", {"pack": pack, "name": name, "offset": int(offset)})
 
     def sync(self, since: int, fingerprint: str, group_ids: list[str] | None = None, limit: int = 500,
-             rules: bool = False, report: dict[str, str] | None = None) -> dict:
-        """`report`: edge_id and the edge_* fields (edge.core.syncwire) the hub keeps for its console."""
+             rules: bool = False, report: dict[str, str] | None = None,
+             refusals_since: float | None = None) -> dict:
+        """`report`: edge_id and the edge_* fields (edge.core.syncwire) the hub keeps for its console;
+        with it, `refusals_since` asks for the claims other doors refused since that Unix time."""
         fields: dict = {"since": int(since), "fingerprint": fingerprint, "limit": int(limit)}
         if rules:  # this edge reads `rules` changes (edge.core.syncwire)
             fields["rules"] = 1
+        if refusals_since is not None:
+            fields[syncwire.REFUSALS_SINCE] = max(int(refusals_since), 1)
         if report:
             fields.update(report)
         if group_ids:

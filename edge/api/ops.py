@@ -362,7 +362,10 @@ async def sync(appid: str, p: Params, ctx: Ctx) -> dict:
         report = {"edge_id": edge_id, **syncwire.check_report(p)}
     except ValueError as exc:
         raise ApiError(errors.INVALID_PARAMETER, str(exc)) from None
-    return await call(ctx.service.sync, appid, since, fingerprint, group_ids, limit, with_rules, report)
+    # the claims other doors refused since then, for the edge's lockout (0 or absent: not asked)
+    refusals_since = integer(p, syncwire.REFUSALS_SINCE, 0, 0, 2**40) or None
+    return await call(ctx.service.sync, appid, since, fingerprint, group_ids, limit, with_rules, report,
+                      refusals_since)
 
 
 async def claim(appid: str, p: Params, ctx: Ctx) -> dict:

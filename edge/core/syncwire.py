@@ -24,6 +24,13 @@ per edge for the console's doors at a glance): `edge_id` (the id its access log 
 door's state in a few words), `edge_health` (ok or degraded); `since` is then the cursor it has
 applied. `report_fields` builds them, `check_report` checks what arrives (short printable text).
 
+A reporting edge may also ask for the claims the site's other doors refused on the face
+(`claim_refusals_since`: a Unix time); the answer then carries them, after each person's last
+admitted claim at any door, so that a stolen badge's tries add up across doors
+(edge.daemon.claim_lockout, edge.hub.claim_refusals):
+
+    "claim_refusals": [{"person_id": "p1", "at": 1800000000.5, "edge_id": "AKIDedge..."}]
+
 The change records themselves (`PersonChange`, `FaceChange`) live here too: the hub's store
 builds them, the edge's cache applies them, and neither role reaches into the other for them.
 """
@@ -31,6 +38,7 @@ builds them, the edge's cache applies them, and neither role reaches into the ot
 from __future__ import annotations
 
 import base64
+import math
 import re
 from dataclasses import dataclass
 
@@ -166,4 +174,35 @@ def check_report(fields: dict) -> dict[str, str]:
         if not isinstance(value, str) or not _REPORT_TEXT.fullmatch(value):
             raise ValueError(f"{name} must be at most 128 printable ASCII characters")
         out[name] = value
+    return out
+
+
+# The claims other doors refused on the face (docs/daemon.md#a-stolen-badge-gets-a-few-tries).
+REFUSALS_SINCE = "claim_refusals_since"  # request: a Unix time, whole seconds
+REFUSALS = "claim_refusals"  # answer: [{person_id, at, edge_id}]
+MAX_REFUSALS = 1000  # a hub sends at most this many (the newest): what an edge reads
+# How an edge's lockout counted a claim's decision, in its access log record's detail
+# (`claim_lockout`): what the hub reads the refusals from.
+COUNTED, REFUSED, ADMITTED = "claim_lockout", "refused", "admitted"
+
+
+def encode_refusals(refusals: list[tuple[str, float, str]]) -> list[dict]:
+    """(person_id, wall time, edge_id) of each refusal, as the answer carries them."""
+    return [{"person_id": p, "at": at, "edge_id": e} for p, at, e in refusals]
+
+
+def decode_refusals(data: object) -> list[tuple[str, float]]:
+    """(person_id, wall time) of each refusal an answer carries, or MalformedChange: a hub's
+    answer is checked like any input (at most MAX_REFUSALS, ids of at most 128 characters,
+    finite times)."""
+    if not isinstance(data, list) or len(data) > MAX_REFUSALS:
+        raise MalformedChange(f"{REFUSALS} is not a list of at most {MAX_REFUSALS}")
+    out = []
+    for item in data:
+        person, at = (item.get("person_id"), item.get("at")) if isinstance(item, dict) else (None, None)
+        if not isinstance(person, str) or not 0 < len(person) <= 128:
+            raise MalformedChange(f"{REFUSALS}: person_id is not an id")
+        if isinstance(at, bool) or not isinstance(at, int | float) or not math.isfinite(at):
+            raise MalformedChange(f"{REFUSALS}: at is not a finite number")
+        out.append((person, float(at)))
     return out

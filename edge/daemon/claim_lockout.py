@@ -12,6 +12,11 @@ Counted from the main loop (decisions), asked from paho's and the API's threads 
 the lock. At most MAX_PERSONS people are followed (a signed sender naming random ids cannot grow
 it without bound); the oldest entry goes first.
 
+A site of several doors shares its counts through the hub: each sync brings the claims the other
+doors refused on the face (edge.hub.claim_refusals, from their access logs), and a person's
+refusals here and there add up (`other_doors`). They stay in memory only: the next sync brings
+them again.
+
 The counts and lockouts are kept on disk (LockoutStore) as well: an attacker at the door can cut
 its power, and a restart that forgot them would give the badge new tries every boot. In memory
 the times are monotonic (an NTP jump after boot must not end or stretch a lockout); on disk they
@@ -92,6 +97,10 @@ class ClaimLockout:
         self.max_refusals, self.window_s, self.lockout_s = max_refusals, window_s, lockout_s
         self._clock, self._wall = clock, wall
         self._refusals: OrderedDict[str, deque[float]] = OrderedDict()  # person -> refusal times
+        self._remote: dict[str, list[float]] = {}  # person -> other doors' refusal times (the last sync's)
+        # person -> the time their count started again (an admission here, a lockout's start):
+        # other doors' refusals up to it no longer count, though the hub may send them once more
+        self._fresh_from: dict[str, float] = {}
         self._until: dict[str, float] = {}  # person -> end of their lockout
         self._lock = threading.Lock()
         self._store = store
@@ -111,6 +120,7 @@ class ClaimLockout:
             left = min(until - wall, self.lockout_s)  # a clock set back never stretches it
             if self.enabled and left > 0:
                 self._until[person_id] = now + left
+                self._fresh_from[person_id] = now + left - self.lockout_s
         while len(self._refusals) > MAX_PERSONS:
             self._refusals.popitem(last=False)
         store.write(("DELETE FROM refusal", ()), ("DELETE FROM locked", ()),
@@ -135,7 +145,8 @@ class ClaimLockout:
             times.append(now)
             while times and now - times[0] > self.window_s:
                 times.popleft()
-            if len(times) < self.max_refusals:
+            others = len(self._other_doors(person_id, now))
+            if len(times) + others < self.max_refusals:
                 self._refusals[person_id] = times  # most recent last: the oldest is dropped first
                 wall = self._wall()
                 saved = [("DELETE FROM refusal WHERE person_id = ? AND at < ?", (person_id, wall - self.window_s)),
@@ -144,18 +155,68 @@ class ClaimLockout:
                     saved.append(_forget_refusals(self._refusals.popitem(last=False)[0]))
                 self._save(*saved)
                 return False
-            self._until[person_id] = now + self.lockout_s  # the count starts again after it
-            self._forget_ended(now)
-            self._save(_forget_refusals(person_id),
-                       ("INSERT OR REPLACE INTO locked (person_id, until) VALUES (?, ?)",
-                        (person_id, self._wall() + self.lockout_s)))
-        log.warning("claims for %s refused for %.0f s: %d refused within %.0f s", person_id,
-                    self.lockout_s, self.max_refusals, self.window_s)
+            self._lock_out(person_id, now, now + self.lockout_s)
+        log.warning("claims for %s refused for %.0f s: %d refused within %.0f s%s", person_id,
+                    self.lockout_s, self.max_refusals, self.window_s, f", {others} at other doors" if others else "")
         return True
 
-    def admitted(self, person_id: str) -> None:
-        """A claim of `person_id` was admitted: their count starts again."""
+    def _lock_out(self, person_id: str, start: float, until: float) -> None:
+        """Lock `person_id` out until `until`; their count starts again after `start` (under the lock)."""
+        now = self._clock()
+        self._until[person_id] = until
+        self._fresh_from[person_id] = start
+        self._refusals.pop(person_id, None)
+        self._forget_ended(now)
+        self._save(_forget_refusals(person_id),
+                   ("INSERT OR REPLACE INTO locked (person_id, until) VALUES (?, ?)",
+                    (person_id, self._wall() + (until - now))))
+
+    def _other_doors(self, person_id: str, now: float) -> list[float]:
+        """The other doors' refusals of `person_id` that count now (under the lock)."""
+        fresh = self._fresh_from.get(person_id, -float("inf"))
+        return [t for t in self._remote.get(person_id, ()) if t > fresh and now - t <= self.window_s]
+
+    def remote_since(self) -> float | None:
+        """From when the other doors' refusals count (a Unix time), or None with the limit off."""
+        return self._wall() - self.window_s if self.enabled else None
+
+    def other_doors(self, refusals: list[tuple[str, float]]) -> None:
+        """The refusals the site's other doors made, (person, wall time) as the hub sent them:
+        they replace the last sync's, and a person whose refusals here and there reach
+        `max_refusals` within the window is locked out until `lockout_s` after the last one.
+        A time in the future (another edge's clock ahead) counts as now."""
+        if not self.enabled:
+            return
+        now, wall = self._clock(), self._wall()
+        remote: dict[str, list[float]] = {}
+        for person_id, at in refusals:
+            age = max(wall - at, 0.0)
+            if age <= self.window_s:
+                remote.setdefault(person_id, []).append(now - age)
+        locked = []
         with self._lock:
+            for person_id in [p for p, t in self._fresh_from.items() if now - t > self.window_s]:
+                del self._fresh_from[person_id]  # older than any refusal that still counts
+            self._remote = remote
+            for person_id in remote:
+                counted = [*self._other_doors(person_id, now),
+                           *(t for t in self._refusals.get(person_id, ()) if now - t <= self.window_s)]
+                last = max(counted, default=now)
+                if (len(counted) >= self.max_refusals and last + self.lockout_s > now
+                        and self._until.get(person_id, 0.0) <= now):
+                    self._lock_out(person_id, last, last + self.lockout_s)
+                    locked.append((person_id, last + self.lockout_s - now))
+        for person_id, left in locked:
+            log.warning("claims for %s refused for %.0f s: %d refused within %.0f s at this door and others",
+                        person_id, left, self.max_refusals, self.window_s)
+
+    def admitted(self, person_id: str) -> None:
+        """A claim of `person_id` was admitted: their count starts again (the other doors'
+        refusals before it no longer count)."""
+        with self._lock:
+            self._fresh_from[person_id] = self._clock()
+            if len(self._fresh_from) > MAX_PERSONS:
+                del self._fresh_from[next(iter(self._fresh_from))]
             if self._refusals.pop(person_id, None) is not None:
                 self._save(_forget_refusals(person_id))
 

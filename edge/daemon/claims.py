@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from edge.core.domain import Claim, Decision, Mode, Source
+from edge.core.syncwire import ADMITTED, REFUSED
 
 if TYPE_CHECKING:
     from edge.daemon.claim_lockout import ClaimLockout
@@ -104,15 +105,20 @@ class Claims:
             out, self._refused = self._refused, []
             return out
 
-    def decided(self, claim: Claim, out: Outcome) -> None:
+    def decided(self, claim: Claim, out: Outcome) -> str | None:
         """A claim's decision is out: a refusal on the face counts towards its person's lockout,
-        an admission clears it (the offline policy's refusals never count: edge.daemon.claim_lockout)."""
-        if self.lockout is None:
-            return
+        an admission clears it (the offline policy's refusals never count: edge.daemon.claim_lockout).
+        Returns how it counted (REFUSED, ADMITTED or None), which its access log record says so
+        that the site's other doors count it too (edge.hub.claim_refusals)."""
+        if self.lockout is None or not self.lockout.enabled:
+            return None
         if out.decision is Decision.ACCEPT:
             self.lockout.admitted(claim.person_id)
-        elif out.decision is Decision.REJECT and out.source is not Source.OFFLINE_POLICY:
+            return ADMITTED
+        if out.decision is Decision.REJECT and out.source is not Source.OFFLINE_POLICY:
             self.lockout.refused(claim.person_id)
+            return REFUSED
+        return None
 
     def expired(self) -> Claim | None:
         """The waiting claim, removed, once its timeout has passed; else None."""

@@ -31,6 +31,7 @@ import time
 from typing import TYPE_CHECKING, Any, Callable
 
 from edge.core.domain import Decision, Source
+from edge.core.syncwire import COUNTED
 from edge.daemon.decision_event import new_event
 from edge.door.access_records import decision_record, door_event_record, rules_record
 from edge.door.controller import DoorController, DoorMode, DoorTiming
@@ -126,13 +127,16 @@ class DoorLink:
         self.flush()
 
     def decided(self, out: Decided, event: dict[str, Any], decided_s: float | None,
-                claim: Claim | None = None, face_crop: bytes | None = None) -> None:
+                claim: Claim | None = None, face_crop: bytes | None = None,
+                claim_counted: str | None = None) -> None:
         """After the decision `event` was published: the rules' verdict drives the door.
 
         `claim` is the verify claim (badge, PIN) this decision was made for, if any: it reaches
         the rules as the second factor only when its person is the decided person, so a claim
         for someone else never counts (docs/access.md#second-factor). `face_crop` (a JPEG) is
-        kept sealed with the decision's record where the site enables face crops."""
+        kept sealed with the decision's record where the site enables face crops; `claim_counted`
+        how the claim's lockout counted it (edge.daemon.claims.Claims.decided), which the record
+        says for the site's other doors (edge.hub.claim_refusals)."""
         if self.closed:  # the last tracks settled while stopping: the door stays locked
             return
         s = self.s
@@ -147,6 +151,8 @@ class DoorLink:
         claimed = claim.person_id if claim is not None and claim.person_id else None
         if claimed is not None and claimed != person:  # logged, never a second factor
             evidence["claim_ignored"], claimed = claimed, None
+        if claimed is not None and claim_counted is not None:
+            evidence[COUNTED] = claim_counted
         request = AccessRequest(event_id=event["event_id"], door=s.door.name, person_id=person,
                                 groups=self.gallery().groups_of(person) if person else (),
                                 decision=self._rules_decision(out, decided_s),

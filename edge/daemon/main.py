@@ -176,7 +176,8 @@ class Daemon:
         self.syncer = Syncer(self.cloud, self.cache, self.pipeline.fingerprint,
                              group_ids=s.identify.groups, page_size=s.hub.sync_page,
                              interval_s=s.hub.sync_interval_s, thresholds=self.thresholds,
-                             on_gallery=self._swap_gallery, report=self._sync_report)
+                             on_gallery=self._swap_gallery, report=self._sync_report,
+                             site_refusals=self.claims.lockout if s.verify.share_refusals else None)
         self.syncer.load()  # offline-capable: the last synced state, before the hub answers
         self.decider = Decider(self.cloud, offline=s.policy.offline,
                                cloud_fallback=s.policy.cloud_fallback,
@@ -347,11 +348,11 @@ class Daemon:
         return self.door is not None and self.door.remote_unlock(who)
 
     def _decided(self, c: Candidate, out: Outcome) -> None:
-        if c.claim is not None:  # counted first: a publication that fails still was a try
-            self.claims.decided(c.claim, out)
+        # counted first: a publication that fails still was a try
+        counted = self.claims.decided(c.claim, out) if c.claim is not None else None
         self._publish(out, claim=c.claim, face=c.face, frame=c.frame, t_frame=c.t_frame,
                       track_id=c.track.id, frames=c.frames, latency=c.latency,
-                      cache_version=c.gallery.version)
+                      cache_version=c.gallery.version, claim_counted=counted)
 
     def _face_crop(self, fields: dict[str, Any]) -> bytes | None:
         """The decision's face as JPEG for the access log, only where the site enables it."""
@@ -362,7 +363,8 @@ class Daemon:
 
         return crop_jpeg(frame, face.box) or None
 
-    def _publish(self, out: Outcome, *, cache_version: str | None = None, **fields: Any) -> None:
+    def _publish(self, out: Outcome, *, cache_version: str | None = None, claim_counted: str | None = None,
+                 **fields: Any) -> None:
         from edge.daemon.decision_event import decision_event
 
         s = self.s
@@ -376,7 +378,8 @@ class Daemon:
             try:  # the decision is out; the door follows it (a bug here never opens it: rules grant)
                 t_frame = fields.get("t_frame")
                 self.door.decided(out, event, None if t_frame is None else time.perf_counter() - t_frame,
-                                  claim=fields.get("claim"), face_crop=self._face_crop(fields))
+                                  claim=fields.get("claim"), face_crop=self._face_crop(fields),
+                                  claim_counted=claim_counted)
             except Exception:
                 log.exception("the door could not act on decision %s", event["event_id"])
         self.decisions += 1

@@ -3,7 +3,9 @@
 `Syncer.sync_once()` pulls pages from the stored cursor until `has_more` is false; each page is
 applied with its cursor in one transaction (edge.daemon.cache), then a new `Gallery` is built and
 handed to `on_gallery` (the daemon swaps one reference: readers never lock). `run()` does that
-on start, every `interval_s`, and whenever `trigger()` is called (MQTT cmd/sync). A hub that is
+on start, every `interval_s`, and whenever `trigger()` is called (MQTT cmd/sync). With
+`site_refusals` (the claims' lockout) the first request also asks for the claims the site's other
+doors refused on the face, and hands them over (edge.daemon.claim_lockout). A hub that is
 down leaves the last synced gallery in use: the edge keeps working offline. A hub that rate
 limits us (code 15) is asked again after a short, doubling backoff.
 """
@@ -13,8 +15,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
+from edge.core import syncwire
 from edge.core.matcher import DEFAULT_THRESHOLDS, Gallery, Thresholds
 from edge.daemon.cache import CacheError, EdgeCache
 
@@ -24,12 +27,20 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+class SiteRefusals(Protocol):
+    """Who takes the other doors' refusals (edge.daemon.claim_lockout.ClaimLockout)."""
+
+    def remote_since(self) -> float | None: ...
+
+    def other_doors(self, refusals: list[tuple[str, float]]) -> None: ...
+
+
 class Syncer:
     def __init__(self, client: CloudClient | None, cache: EdgeCache, fingerprint: str, *,
                  group_ids: list[str] | None = None, page_size: int = 500,
                  interval_s: float = 60.0, thresholds: Thresholds = DEFAULT_THRESHOLDS,
                  on_gallery: Callable[[Gallery], None] | None = None, max_pages: int = 100,
-                 report: Callable[[], dict[str, str]] | None = None):
+                 report: Callable[[], dict[str, str]] | None = None, site_refusals: SiteRefusals | None = None):
         self.client = client
         self.cache = cache
         self.fingerprint = fingerprint
@@ -41,6 +52,7 @@ class Syncer:
         # What the edge tells the hub with each sync (edge_id, pack, liveness, door, health:
         # edge.core.syncwire), asked anew each time; `since` then says what it has applied.
         self.report = report
+        self.site_refusals = site_refusals  # asked for with a report only: the hub leaves out the edge's own
         # Pages per sync_once: a hub answering has_more forever must not hold the sync lock
         # (and a cmd/sync) for ever; a long backlog continues in the next round at once.
         self.max_pages = max_pages
@@ -75,11 +87,14 @@ class Syncer:
             fields: dict[str, Any] = {}
             try:
                 report = self._report()
+                refusals_since = self.site_refusals.remote_since() if self.site_refusals and report else None
                 while True:
                     since = self.cache.cursor
                     data = client.sync(since, self.fingerprint,
-                                            group_ids=self.group_ids or None, limit=self.page_size,
-                                            rules=True, report=report)
+                                       group_ids=self.group_ids or None, limit=self.page_size,
+                                       rules=True, report=report, refusals_since=None if pages else refusals_since)
+                    if self.site_refusals is not None and syncwire.REFUSALS in data:
+                        self.site_refusals.other_doors(syncwire.decode_refusals(data[syncwire.REFUSALS]))
                     batch = data.get("changes") or []
                     if not isinstance(batch, list):
                         raise CacheError("changes is not a list")
@@ -105,7 +120,7 @@ class Syncer:
                 fields = self._failed("rate_limited", f"hub rate limit: {exc}")
             except CloudError as exc:
                 fields = self._failed("offline", f"hub unreachable: {exc}")
-            except (CacheError, KeyError, TypeError, ValueError) as exc:
+            except (CacheError, syncwire.MalformedChange, KeyError, TypeError, ValueError) as exc:
                 fields = self._failed("error", f"bad sync page: {exc}")
             else:
                 if more:  # "ok" means caught up with the hub; not yet

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from edge.core.syncwire import COUNTED
 from edge.door.interface import AccessRequest, Outcome, Verdict
 
 # The controller's events (edge.door.controller) by the log kind they are recorded as; a grant
@@ -31,7 +32,7 @@ def decision_record(request: AccessRequest, verdict: Verdict, *, door_outcome: s
         "verdict_reason": verdict.reason if reason != verdict.reason else None,
         "why_not": why_not or None, "liveness_score": ev.get("liveness_score"),
         "fingerprints": ev.get("fingerprints") or None, "claim": request.claim,
-        "claim_ignored": ev.get("claim_ignored"),
+        "claim_ignored": ev.get("claim_ignored"), COUNTED: ev.get(COUNTED),
     }.items() if v is not None}
     return {"door": request.door, "person_id": request.person_id or None,
             "decision": ev.get("decision", request.decision),  # the face's own, not what the rules saw

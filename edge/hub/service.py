@@ -30,6 +30,7 @@ from edge.api.service import ApiErrorWithData, FaceService, compare_images, judg
 from edge.core import access_chain, access_rules, errors, syncwire
 from edge.core.errors import ApiError
 from edge.core.matcher import DEFAULT_THRESHOLDS, Decision, Gallery, Thresholds, confidence, cosine
+from edge.hub.claim_refusals import site_refusals
 from edge.hub.face_crops import CropCipher
 from edge.hub.store import FaceRecord, Limits, NearIdentical, Store, VerifyRecord
 from edge.hub.store.edges import EdgeReport
@@ -469,7 +470,10 @@ class HubService(FaceService):
         return {"records": records, "next": access_chain.encode_cursor(nxt)}
 
     # --- sync ------------------------------------------------------------------------------
-    def sync(self, appid, since, fingerprint, group_ids, limit, with_rules=False, report=None) -> dict:
+    def sync(self, appid, since, fingerprint, group_ids, limit, with_rules=False, report=None,
+             refusals_since=None) -> dict:
+        """A page of changes; for a reporting edge that asks (`refusals_since`), also the claims
+        the site's other doors refused on the face since then (edge.hub.claim_refusals)."""
         served = self.vision.fingerprints
         if report is not None:  # kept first: an edge with the wrong fingerprint is worth seeing too
             self.store.record_edge(appid, EdgeReport(
@@ -483,10 +487,14 @@ class HubService(FaceService):
                 {"fingerprints": list(served)},
             )
         page = self.store.sync_page(appid, since, fingerprint, group_ids or None, limit, with_rules)
-        return {
+        out = {
             "cursor": page.cursor, "has_more": page.has_more, "fingerprint": fingerprint,
             "changes": [syncwire.encode(c) for c in page.changes],
         }
+        if report is not None and refusals_since is not None:
+            refused = site_refusals(self.store, appid, report["edge_id"], refusals_since)
+            out[syncwire.REFUSALS] = syncwire.encode_refusals(refused)
+        return out
 
     def _trim_verify_log(self) -> None:
         now = time.monotonic()

@@ -69,6 +69,71 @@ def test_the_persons_followed_are_bounded():
     assert lock.refused(f"p{MAX_PERSONS + 49}") is True
 
 
+def test_refusals_at_the_sites_other_doors_add_up_with_this_doors():
+    """The attack: a stolen badge tried at door after door, max_refusals - 1 times at each.
+    Without the other doors' refusals (the hub's, at each sync) the third refusal here would be
+    this door's first and lock nothing."""
+    clock, wall = _Clock(), _Clock()
+    wall.t = 1_800_000_000.0
+    lock = ClaimLockout(3, window_s=600, lockout_s=300, clock=clock, wall=wall)
+    assert lock.remote_since() == wall.t - 600
+    lock.other_doors([("alice", wall.t - 100), ("alice", wall.t - 50), ("bob", wall.t - 10)])
+    assert lock.locked("alice") == 0 and lock.health()["locked_out"] == 0  # two are not three
+    assert lock.refused("alice") is True and lock.locked("alice") == 300  # the third, here
+    assert lock.refused("bob") is False  # bob's one and this one
+    alone = ClaimLockout(3, window_s=600, lockout_s=300, clock=clock, wall=wall)
+    assert alone.refused("alice") is False  # a door on its own: the first of three
+
+
+def test_the_other_doors_refusals_alone_lock_until_lockout_s_after_the_last_and_only_once():
+    clock, wall = _Clock(), _Clock()
+    wall.t = 1_800_000_000.0
+    lock = ClaimLockout(3, window_s=600, lockout_s=300, clock=clock, wall=wall)
+    refusals = [("alice", wall.t - 100), ("alice", wall.t - 50), ("alice", wall.t - 20),
+                ("carol", wall.t - 700), ("carol", wall.t - 650), ("carol", wall.t - 5)]  # two out of the window
+    lock.other_doors(refusals)
+    assert lock.locked("alice") == 280 and lock.locked("carol") == 0
+    lock.other_doors(refusals)  # the next sync brings them again: nothing stretched
+    assert lock.locked("alice") == 280
+    clock.t += 281
+    wall.t += 281
+    lock.other_doors(refusals)  # still in the window, but they were spent on the lockout
+    assert lock.locked("alice") == 0
+    assert lock.refused("alice") is False  # the count starts again after a lockout, as here
+    # another edge's clock ahead of this one's: its refusals count as now, never longer
+    lock.other_doors([("dave", wall.t + 3600)] * 3)
+    assert lock.locked("dave") == 300
+
+
+def test_an_admission_here_ends_the_other_doors_count_and_off_ignores_them():
+    clock, wall = _Clock(), _Clock()
+    wall.t = 1_800_000_000.0
+    lock = ClaimLockout(3, window_s=600, lockout_s=300, clock=clock, wall=wall)
+    before = [("alice", wall.t - 100), ("alice", wall.t - 50)]
+    lock.other_doors(before)
+    clock.t += 1
+    wall.t += 1
+    lock.admitted("alice")  # alice herself, on her own badge
+    lock.other_doors(before)  # the hub has not heard of the admission yet
+    assert lock.refused("alice") is False and lock.refused("alice") is False  # the count started again
+    assert lock.refused("alice") is True
+    off = ClaimLockout(0, window_s=600, lockout_s=300, clock=clock, wall=wall)
+    off.other_doors([("bob", wall.t)] * 10)
+    assert off.remote_since() is None and off.locked("bob") == 0
+
+
+def test_a_lockout_from_the_other_doors_survives_a_restart(tmp_path):
+    clock, wall = _Clock(), _Clock()
+    wall.t = 1_800_000_000.0
+    lock = ClaimLockout(2, window_s=600, lockout_s=300, clock=clock, store=LockoutStore(tmp_path / "l.db"), wall=wall)
+    lock.other_doors([("alice", wall.t - 30), ("alice", wall.t - 10)])
+    assert lock.locked("alice") == 290
+    lock.close()
+    wall.t += 60
+    again = _restarted(tmp_path / "l.db", clock, wall, max_refusals=2)
+    assert again.locked("alice") == 230
+
+
 def _restarted(path, clock: _Clock, wall: _Clock, max_refusals: int = 3) -> ClaimLockout:
     """A new process: a new monotonic clock origin, the same file."""
     clock.t = 5.0
@@ -157,9 +222,9 @@ def test_claims_count_refusals_on_the_face_and_refuse_a_locked_persons_claim_at_
     clock = _Clock()
     claims = Claims(10.0, ClaimLockout(2, window_s=60, lockout_s=30, clock=clock))
     claim = Claim("alice", time.monotonic() + 10)
-    claims.decided(claim, _out(Decision.REJECT, Source.OFFLINE_POLICY))  # a hub outage: not counted
-    claims.decided(claim, _out(Decision.UNKNOWN))  # no face in time: not counted
-    claims.decided(claim, _out(Decision.REJECT, Source.CLOUD))
+    assert claims.decided(claim, _out(Decision.REJECT, Source.OFFLINE_POLICY)) is None  # a hub outage: not counted
+    assert claims.decided(claim, _out(Decision.UNKNOWN)) is None  # no face in time: not counted
+    assert claims.decided(claim, _out(Decision.REJECT, Source.CLOUD)) == "refused"  # what its record says
     claims.open("bob", 5, "waiting")
     assert claims.refused() == [] and claims.waiting
     claims.decided(claim, _out(Decision.REJECT))
@@ -168,6 +233,8 @@ def test_claims_count_refusals_on_the_face_and_refuse_a_locked_persons_claim_at_
     assert [(c.person_id, c.request_id) for c in refused] == [("alice", "badge-7")]
     assert claims.take() is not None and claims.take() is None  # bob's claim kept waiting, alone
     assert claims.refused() == []
+    assert claims.decided(claim, _out(Decision.ACCEPT)) == "admitted"
+    assert Claims(10.0, ClaimLockout(0, 60, 30)).decided(claim, _out(Decision.REJECT)) is None  # no limit: not counted
 
 
 def test_a_stolen_badge_is_locked_out_after_two_refusals_in_a_real_daemon(
@@ -247,3 +314,65 @@ def test_a_stolen_badge_is_locked_out_after_two_refusals_in_a_real_daemon(
     shut = records[locked["event_id"]]
     assert (shut["outcome"], shut["person_id"], shut["detail"]["why_not"]) == ("deny", "madonna", LOCKED_OUT)
     assert records[member["event_id"]]["outcome"] == "grant"
+
+
+def test_a_badge_refused_at_one_door_counts_at_the_next_in_real_daemons(
+        mosquitto, subscribe, mqtt_sender, faces_dir, models_dir, tmp_path):
+    """Two real daemons, doors A and B (max_refusals 2), one real hub: Madonna's badge with Elton
+    John's face refused once at A; A's access log reaches the hub; B counts it at its first sync,
+    and its own first refusal locks the badge: the next claim at B is refused at once. Without the
+    site's count each door would give the badge two tries of its own."""
+    drop = tmp_path / "drop"
+    drop.mkdir()
+
+    def claim(device, request_id):
+        payload = edge_command("verify", person_id="madonna", request_id=request_id)
+        mqtt_sender.publish(f"test/{device}/cmd/verify", json.dumps(payload), qos=1).wait_for_publish(5)
+        time.sleep(0.5)
+
+    def stranger_shows_up(sub, n):
+        shutil.copy(faces_dir / "five_celebrity/Elton_John/val_1.jpg", drop / "face.jpg")
+        assert sub.wait_for(lambda: len(sub.json()) >= n, 30)
+        for f in drop.iterdir():
+            f.unlink()
+        time.sleep(0.6)
+
+    with hub_with_five_enrolled(tmp_path / "hub", faces_dir) as hub:
+        def door(name):
+            port = free_port()
+            cfg = write_edge_config(tmp_path / f"{name}.toml", device=name, camera=f"files:{drop}/*",
+                                    broker=mosquitto, hub=hub, storage=tmp_path / name, api_port=port, loop=True,
+                                    sections={"identify": {"enabled": False},
+                                              "verify": {"max_refusals": 2, "lockout_s": 120}})
+            daemon = DaemonProc(cfg, port, tmp_path / f"{name}.log").start()
+            daemon.wait_health(lambda h: h["sync"].get("status") == "ok" and h["mqtt"]["connected"], 60)
+            return daemon
+
+        sub_a, sub_b = subscribe("test/door-site-a/event"), subscribe("test/door-site-b/event")
+        a = door("door-site-a")
+        try:
+            claim("door-site-a", "at-a")
+            stranger_shows_up(sub_a, 1)
+            a.wait_health(lambda h: h["door"]["access_log"]["uploaded"] == h["door"]["access_log"]["records"], 30)
+        finally:
+            assert a.terminate() == 0
+        b = door("door-site-b")
+        try:
+            assert b.health()["claims"]["locked_out"] == 0  # one refusal at the site: not yet
+            claim("door-site-b", "at-b")
+            stranger_shows_up(sub_b, 1)
+            b.wait_health(lambda h: h["claims"]["locked_out"] == 1, 10)
+            claim("door-site-b", "at-b-again")
+            assert sub_b.wait_for(lambda: len(sub_b.json()) >= 2, 30)
+            events = sub_b.json()
+        finally:
+            assert b.terminate() == 0
+    assert (sub_a.json()[0]["decision"], sub_a.json()[0].get("reason")) == ("reject", None)
+    refused, locked = events[:2]
+    assert (refused["decision"], refused.get("reason"), refused["person_id"]) == ("reject", None, "madonna")
+    assert (locked["decision"], locked["reason"], locked["claim"]["request_id"]) == ("reject", LOCKED_OUT, "at-b-again")
+    from edge.door.access_log import AccessLog
+
+    records = {r.get("event_id"): r for r in AccessLog(tmp_path / "door-site-b" / "access-log.db", b"ro").records()}
+    assert records[refused["event_id"]]["detail"]["claim_lockout"] == "refused"  # what the hub reads
+    assert "claim_lockout" not in records[locked["event_id"]]["detail"]  # a lockout's refusal is no try

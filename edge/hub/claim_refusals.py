@@ -1,0 +1,56 @@
+"""The claims the site's doors refused on the face, for an edge's lockout to count
+(docs/daemon.md#a-stolen-badge-gets-a-few-tries).
+
+Each edge counts a claimed person's refusals and locks their badge after `max_refusals`; on its
+own, a site of several doors would give a stolen badge that many tries at each. The edges' access
+logs reach the hub, so the hub can tell an edge what the others refused: every `decision` record
+an edge marked as counted by its lockout (`detail.claim_lockout`: `refused`, or `admitted`, which
+starts that person's count again at every door) since the time the edge asks from. The asking
+edge's own refusals are left out (it counts them itself); its admissions are not.
+
+The records are read newest first and at most SCANNED of them: the refusals of the last minutes
+are what a lockout needs, and a site deciding more than that within an edge's window has its
+oldest refusals left out (logged).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from edge.core.syncwire import ADMITTED, COUNTED, MAX_REFUSALS, REFUSED
+
+if TYPE_CHECKING:
+    from edge.hub.store import Store
+
+log = logging.getLogger(__name__)
+
+SCANNED = 20_000  # decision records read per request at most
+LONGEST_WINDOW_S = 86_400.0  # the edge's refusal_window_s is at most a day (edge.daemon.config)
+
+
+def site_refusals(store: Store, appid: str, edge_id: str, since: float,
+                  now: float | None = None) -> list[tuple[str, float, str]]:
+    """(person_id, wall time, edge_id) of the claims other edges than `edge_id` refused on the
+    face since `since`, after each person's last admitted claim at any door; oldest first, the
+    newest MAX_REFUSALS of them."""
+    now = time.time() if now is None else now
+    since = max(since, now - LONGEST_WINDOW_S)
+    records, more = store.search_access(appid, {"kind": "decision"}, since=since, limit=SCANNED,
+                                        newest_first=True)
+    if more is not None:
+        log.warning("claim refusals for %s: more than %d decisions since %.0f, the oldest left out",
+                    edge_id, SCANNED, since)
+    refused: dict[str, list[tuple[str, float, str]]] = {}
+    for record in reversed(records):  # oldest first: an admission clears what came before it
+        counted = (record.get("detail") or {}).get(COUNTED)
+        person = record.get("person_id")
+        if not person:
+            continue
+        if counted == ADMITTED:
+            refused.pop(person, None)
+        elif counted == REFUSED and record["edge_id"] != edge_id:
+            refused.setdefault(person, []).append((person, float(record["at"]), record["edge_id"]))
+    out = sorted((r for rs in refused.values() for r in rs), key=lambda r: r[1])
+    return out[-MAX_REFUSALS:]

@@ -1,0 +1,92 @@
+"""The claims the site's doors refused, for each edge's lockout (edge.hub.claim_refusals): from
+the access logs the edges uploaded, on SQLite and on PostgreSQL; and through a real hub's sync,
+to an edge's lockout (docs/daemon.md#a-stolen-badge-gets-a-few-tries)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from edge.core.access_chain import canonical
+from edge.core.syncwire import MAX_REFUSALS, MalformedChange, decode_refusals
+from edge.daemon.cache import EdgeCache
+from edge.daemon.claim_lockout import ClaimLockout
+from edge.daemon.sync import Syncer
+from edge.door.access_log import AccessLog
+from edge.hub.claim_refusals import site_refusals
+from tests.support.hub import hub_with_five_enrolled
+
+T0 = 1_800_000_000.0
+
+
+def _door_log(path, entries, key=b"edge-key-refusal-tests") -> AccessLog:
+    """An edge's access log holding `entries`: (at, person_id, decision, how its lockout counted)."""
+    times = iter([at for at, *_ in entries])
+    log = AccessLog(path, key, clock=lambda: next(times))
+    for _, person, decision, counted in entries:
+        detail = {"claim": person, "claim_lockout": counted} if counted else None
+        log.append("decision", door="main", person_id=person, decision=decision,
+                   outcome="grant" if decision == "accept" else "deny", reason="r", detail=detail)
+    return log
+
+
+def test_the_other_doors_refusals_after_each_persons_last_admission(hub_store, tmp_path):
+    a = _door_log(tmp_path / "a.db", [
+        (T0 + 1, "alice", "reject", "refused"),
+        (T0 + 2, "bob", "reject", "refused"),
+        (T0 + 3, "alice", "reject", "refused"),
+        (T0 + 4, "carol", "reject", None),  # identify's reject, or the offline policy's: not counted
+        (T0 + 6, "bob", "accept", "admitted"),  # bob on his own badge: his count starts again
+        (T0 + 7, "dave", "reject", "refused")])
+    b = _door_log(tmp_path / "b.db", [
+        (T0 + 5, "alice", "reject", "refused"),
+        (T0 + 8, "dave", "accept", "admitted")])  # the asking edge's admission counts too
+    assert hub_store.store_access_records("app", "edge-a", a.records())[1] == 6
+    assert hub_store.store_access_records("app", "edge-b", b.records())[1] == 2
+    hub_store.store_access_records("other-app", "edge-a", a.records())  # another tenant's: never
+    assert site_refusals(hub_store, "app", "edge-b", T0, now=T0 + 10) == [
+        ("alice", T0 + 1, "edge-a"), ("alice", T0 + 3, "edge-a")]  # edge-b's own left out
+    assert site_refusals(hub_store, "app", "edge-a", T0, now=T0 + 10) == [("alice", T0 + 5, "edge-b")]
+    assert site_refusals(hub_store, "app", "edge-b", T0 + 2, now=T0 + 10) == [("alice", T0 + 3, "edge-a")]
+    assert site_refusals(hub_store, "app", "edge-c", T0, now=T0 + 10) == [
+        ("alice", T0 + 1, "edge-a"), ("alice", T0 + 3, "edge-a"), ("alice", T0 + 5, "edge-b")]
+    # never further back than a day, whatever the edge asks
+    assert site_refusals(hub_store, "app", "edge-c", 0, now=T0 + 86_400 + 4) == [("alice", T0 + 5, "edge-b")]
+
+
+def test_what_an_edge_reads_is_checked():
+    assert decode_refusals([{"person_id": "alice", "at": 5, "edge_id": "x"}]) == [("alice", 5.0)]
+    for bad in ({}, [{"person_id": "", "at": 1}], [{"person_id": "a" * 129, "at": 1}], [{"person_id": "a"}],
+                [{"person_id": "a", "at": float("nan")}], [{"person_id": "a", "at": True}], ["a"],
+                [{"person_id": "a", "at": 1}] * (MAX_REFUSALS + 1)):
+        with pytest.raises(MalformedChange):
+            decode_refusals(bad)
+
+
+def test_a_real_hub_tells_each_edge_the_others_refusals_and_its_lockout_counts_them(
+        faces_dir, models_dir, tmp_path):
+    """Door A refused Madonna's badge twice; door B syncs from a real hub (signed HTTP) and, with
+    max_refusals 3, locks her badge at its own first refusal (without the hub's answer it would
+    be the first of three); door A is not sent its own refusals back."""
+    now = time.time()
+    a = _door_log(tmp_path / "a.db", [(now - 60, "madonna", "reject", "refused"),
+                                      (now - 30, "madonna", "reject", "refused")])
+    with hub_with_five_enrolled(tmp_path / "hub", faces_dir) as hub:
+        client = hub.client(timeout=30.0, retries=0)
+        try:
+            assert client.uploadlog("edge-a", canonical(a.records()))["head"] == 2
+            lockout = ClaimLockout(3, window_s=600, lockout_s=300)
+            from edge.vision import Pipeline
+
+            syncer = Syncer(client, EdgeCache(tmp_path / "b-cache.db"), Pipeline.load(models_dir).fingerprint,
+                            report=lambda: {"edge_id": "edge-b"}, site_refusals=lockout)
+            assert syncer.sync_once()["status"] == "ok"
+            assert lockout.locked("madonna") == 0 and lockout.refused("madonna") is True
+            assert 299 < lockout.locked("madonna") <= 300
+            own = Syncer(client, EdgeCache(tmp_path / "a-cache.db"), syncer.fingerprint,
+                         report=lambda: {"edge_id": "edge-a"}, site_refusals=(own_lock := ClaimLockout(2, 600, 300)))
+            assert own.sync_once()["status"] == "ok"
+            assert own_lock.refused("madonna") is False  # its own refusals are not sent back to it
+        finally:
+            client.close()
