@@ -243,6 +243,10 @@ class CloudClient:
             params["crops"] = crops
         return self.call("uploadlog", params)
 
+    def liftclaims(self, person_id: str) -> dict:
+        """Lift the lockout of the person's claims at every door (docs/daemon.md)."""
+        return self.call("liftclaims", {"person_id": person_id})
+
     def searchlog(self, **query: Any) -> dict:
         """Search the hub's access log: person_id, door, edge_id, decision, outcome, reason,
         kind, since, until (epoch seconds), limit, after (the `next` of the page before)."""

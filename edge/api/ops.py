@@ -383,6 +383,11 @@ async def packfile(appid: str, p: Params, ctx: Ctx) -> dict:
     return await call(ctx.service.packfile, appid, pack, name, integer(p, "offset", 0, 0, 2**40))
 
 
+async def liftclaims(appid: str, p: Params, ctx: Ctx) -> dict:
+    # a signed request of the appid (its key holder); the console names its account instead
+    return await call(ctx.service.liftclaims, appid, ident(p, "person_id", ctx), "api")
+
+
 OPS: dict[str, Callable[[str, Params, Ctx], Awaitable[dict]]] = {
     "newperson": newperson, "delperson": delperson, "addface": addface, "delface": delface,
     "setinfo": setinfo, "getinfo": getinfo, "getgroupids": getgroupids,
@@ -391,6 +396,7 @@ OPS: dict[str, Callable[[str, Params, Ctx], Awaitable[dict]]] = {
     "identify": identify, "compare": compare, "detect": detect, "sync": sync, "claim": claim,
     "packs": packs, "packfile": packfile, "setcredentials": setcredentials, "getcredentials": getcredentials,
     "setrules": setrules, "getrules": getrules, "uploadlog": uploadlog, "searchlog": searchlog,
+    "liftclaims": liftclaims,
 }
 # Every operation is POST /face/<op> but these, which are the edge's own (not the cloud API's).
 AREA = {"claim": "edge"}
@@ -398,4 +404,4 @@ AREA = {"claim": "edge"}
 SMALL_BODY = {"claim": (4096, 10.0), "packs": (4096, 10.0), "packfile": (4096, 10.0),  # bytes, seconds
               "setcredentials": (16384, 10.0), "getcredentials": (4096, 10.0),
               "setrules": (MAX_RULES_BYTES + 4096, 10.0), "getrules": (4096, 10.0),
-              "uploadlog": (MAX_UPLOAD_BYTES, 30.0), "searchlog": (4096, 10.0)}
+              "uploadlog": (MAX_UPLOAD_BYTES, 30.0), "searchlog": (4096, 10.0), "liftclaims": (4096, 10.0)}

@@ -70,6 +70,9 @@ class FaceService:
                   after: str | None, limit: int) -> dict:
         raise _not_served("searchlog")
 
+    def liftclaims(self, appid: str, person_id: str, lifted_by: str) -> dict:
+        raise _not_served("liftclaims")
+
     def getgroupids(self, appid: str) -> dict:
         raise _not_served("getgroupids")
 

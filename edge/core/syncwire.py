@@ -31,6 +31,11 @@ admitted claim at any door, so that a stolen badge's tries add up across doors
 
     "claim_refusals": [{"person_id": "p1", "at": 1800000000.5, "edge_id": "AKIDedge..."}]
 
+and the lockouts an operator lifted on the hub since then (each ends a lockout it followed and
+starts the count again):
+
+    "claim_lifts": [{"person_id": "p1", "at": 1800000100.0}]
+
 The change records themselves (`PersonChange`, `FaceChange`) live here too: the hub's store
 builds them, the edge's cache applies them, and neither role reaches into the other for them.
 """
@@ -180,6 +185,7 @@ def check_report(fields: dict) -> dict[str, str]:
 # The claims other doors refused on the face (docs/daemon.md#a-stolen-badge-gets-a-few-tries).
 REFUSALS_SINCE = "claim_refusals_since"  # request: a Unix time, whole seconds
 REFUSALS = "claim_refusals"  # answer: [{person_id, at, edge_id}]
+LIFTS = "claim_lifts"  # answer: [{person_id, at}]
 MAX_REFUSALS = 1000  # a hub sends at most this many (the newest): what an edge reads
 # How an edge's lockout counted a claim's decision, in its access log record's detail
 # (`claim_lockout`): what the hub reads the refusals from.
@@ -191,18 +197,23 @@ def encode_refusals(refusals: list[tuple[str, float, str]]) -> list[dict]:
     return [{"person_id": p, "at": at, "edge_id": e} for p, at, e in refusals]
 
 
-def decode_refusals(data: object) -> list[tuple[str, float]]:
-    """(person_id, wall time) of each refusal an answer carries, or MalformedChange: a hub's
-    answer is checked like any input (at most MAX_REFUSALS, ids of at most 128 characters,
-    finite times)."""
+def encode_lifts(lifts: list[tuple[str, float]]) -> list[dict]:
+    """(person_id, wall time) of each lift, as the answer carries them."""
+    return [{"person_id": p, "at": at} for p, at in lifts]
+
+
+def decode_refusals(data: object, name: str = REFUSALS) -> list[tuple[str, float]]:
+    """(person_id, wall time) of each refusal (or lift: `name` LIFTS) an answer carries, or
+    MalformedChange: a hub's answer is checked like any input (at most MAX_REFUSALS, ids of at
+    most 128 characters, finite times)."""
     if not isinstance(data, list) or len(data) > MAX_REFUSALS:
-        raise MalformedChange(f"{REFUSALS} is not a list of at most {MAX_REFUSALS}")
+        raise MalformedChange(f"{name} is not a list of at most {MAX_REFUSALS}")
     out = []
     for item in data:
         person, at = (item.get("person_id"), item.get("at")) if isinstance(item, dict) else (None, None)
         if not isinstance(person, str) or not 0 < len(person) <= 128:
-            raise MalformedChange(f"{REFUSALS}: person_id is not an id")
+            raise MalformedChange(f"{name}: person_id is not an id")
         if isinstance(at, bool) or not isinstance(at, int | float) or not math.isfinite(at):
-            raise MalformedChange(f"{REFUSALS}: at is not a finite number")
+            raise MalformedChange(f"{name}: at is not a finite number")
         out.append((person, float(at)))
     return out

@@ -32,7 +32,7 @@ import threading
 import time
 from collections import OrderedDict, deque
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 from edge.core.sqlitedb import DamagedDatabase, open_durable, transaction
 
@@ -177,14 +177,16 @@ class ClaimLockout:
         return [t for t in self._remote.get(person_id, ()) if t > fresh and now - t <= self.window_s]
 
     def remote_since(self) -> float | None:
-        """From when the other doors' refusals count (a Unix time), or None with the limit off."""
-        return self._wall() - self.window_s if self.enabled else None
+        """From when the other doors' refusals and the hub's lifts matter (a Unix time: the
+        window, or a lockout's length if longer), or None with the limit off."""
+        return self._wall() - max(self.window_s, self.lockout_s) if self.enabled else None
 
-    def other_doors(self, refusals: list[tuple[str, float]]) -> None:
-        """The refusals the site's other doors made, (person, wall time) as the hub sent them:
-        they replace the last sync's, and a person whose refusals here and there reach
-        `max_refusals` within the window is locked out until `lockout_s` after the last one.
-        A time in the future (another edge's clock ahead) counts as now."""
+    def other_doors(self, refusals: Sequence[tuple[str, float]], lifts: Sequence[tuple[str, float]] = ()) -> None:
+        """The refusals the site's other doors made and the lockouts lifted on the hub, (person,
+        wall time) as the hub sent them. A lift ends a lockout that started before it and starts
+        the person's count again. The refusals replace the last sync's, and a person whose
+        refusals here and there reach `max_refusals` within the window is locked out until
+        `lockout_s` after the last one. A time in the future (another clock ahead) counts as now."""
         if not self.enabled:
             return
         now, wall = self._clock(), self._wall()
@@ -195,8 +197,11 @@ class ClaimLockout:
                 remote.setdefault(person_id, []).append(now - age)
         locked = []
         with self._lock:
-            for person_id in [p for p, t in self._fresh_from.items() if now - t > self.window_s]:
-                del self._fresh_from[person_id]  # older than any refusal that still counts
+            for person_id, at in lifts:
+                self._lift(person_id, now - max(wall - at, 0.0))
+            kept_s = max(self.window_s, self.lockout_s)  # older than any refusal, lockout or lift that matters
+            for person_id in [p for p, t in self._fresh_from.items() if now - t > kept_s]:
+                del self._fresh_from[person_id]
             self._remote = remote
             for person_id in remote:
                 counted = [*self._other_doors(person_id, now),
@@ -209,6 +214,30 @@ class ClaimLockout:
         for person_id, left in locked:
             log.warning("claims for %s refused for %.0f s: %d refused within %.0f s at this door and others",
                         person_id, left, self.max_refusals, self.window_s)
+
+    def _lift(self, person_id: str, at: float) -> None:
+        """A lift made at `at` (this run's clock): the lockout it followed ends, the refusals
+        before it no longer count; one seen before changes nothing (under the lock)."""
+        if at <= self._fresh_from.get(person_id, -float("inf")):
+            return
+        self._fresh_from[person_id] = at
+        until = self._until.get(person_id)
+        ended = until is not None and until - self.lockout_s <= at
+        if ended:
+            del self._until[person_id]
+        times = self._refusals.get(person_id) or deque()
+        forgotten = 0
+        while times and times[0] <= at:
+            times.popleft()
+            forgotten += 1
+        if forgotten and not times:
+            del self._refusals[person_id]
+        if ended or forgotten:  # else nothing to write (each restart's first sync sees every lift again)
+            wall_at = self._wall() - (self._clock() - at)
+            self._save(("DELETE FROM refusal WHERE person_id = ? AND at <= ?", (person_id, wall_at)),
+                       *([("DELETE FROM locked WHERE person_id = ?", (person_id,))] if ended else []))
+        if ended:
+            log.warning("claims for %s: lockout lifted on the hub; their count starts again", person_id)
 
     def admitted(self, person_id: str) -> None:
         """A claim of `person_id` was admitted: their count starts again (the other doors'

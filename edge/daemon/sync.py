@@ -5,7 +5,8 @@ applied with its cursor in one transaction (edge.daemon.cache), then a new `Gall
 handed to `on_gallery` (the daemon swaps one reference: readers never lock). `run()` does that
 on start, every `interval_s`, and whenever `trigger()` is called (MQTT cmd/sync). With
 `site_refusals` (the claims' lockout) the first request also asks for the claims the site's other
-doors refused on the face, and hands them over (edge.daemon.claim_lockout). A hub that is
+doors refused on the face and the lockouts lifted on the hub, and hands them over
+(edge.daemon.claim_lockout). A hub that is
 down leaves the last synced gallery in use: the edge keeps working offline. A hub that rate
 limits us (code 15) is asked again after a short, doubling backoff.
 """
@@ -15,7 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
 
 from edge.core import syncwire
 from edge.core.matcher import DEFAULT_THRESHOLDS, Gallery, Thresholds
@@ -32,7 +33,7 @@ class SiteRefusals(Protocol):
 
     def remote_since(self) -> float | None: ...
 
-    def other_doors(self, refusals: list[tuple[str, float]]) -> None: ...
+    def other_doors(self, refusals: Sequence[tuple[str, float]], lifts: Sequence[tuple[str, float]]) -> None: ...
 
 
 class Syncer:
@@ -94,7 +95,9 @@ class Syncer:
                                        group_ids=self.group_ids or None, limit=self.page_size,
                                        rules=True, report=report, refusals_since=None if pages else refusals_since)
                     if self.site_refusals is not None and syncwire.REFUSALS in data:
-                        self.site_refusals.other_doors(syncwire.decode_refusals(data[syncwire.REFUSALS]))
+                        self.site_refusals.other_doors(
+                            syncwire.decode_refusals(data[syncwire.REFUSALS]),
+                            syncwire.decode_refusals(data.get(syncwire.LIFTS, []), syncwire.LIFTS))
                     batch = data.get("changes") or []
                     if not isinstance(batch, list):
                         raise CacheError("changes is not a list")

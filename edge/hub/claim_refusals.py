@@ -6,7 +6,9 @@ own, a site of several doors would give a stolen badge that many tries at each. 
 logs reach the hub, so the hub can tell an edge what the others refused: every `decision` record
 an edge marked as counted by its lockout (`detail.claim_lockout`: `refused`, or `admitted`, which
 starts that person's count again at every door) since the time the edge asks from. The asking
-edge's own refusals are left out (it counts them itself); its admissions are not.
+edge's own refusals are left out (it counts them itself); its admissions are not. A lockout
+lifted on the hub (edge.hub.store.claim_lifts: an operator's word) counts as an admission at
+every door, and goes to every edge as well (`site_lifts`): it ends a lockout it followed.
 
 The records are read newest first and at most SCANNED of them: the refusals of the last minutes
 are what a lockout needs, and a site deciding more than that within an edge's window has its
@@ -30,23 +32,24 @@ SCANNED = 20_000  # decision records read per request at most
 LONGEST_WINDOW_S = 86_400.0  # the edge's refusal_window_s is at most a day (edge.daemon.config)
 
 
-def site_refusals(store: Store, appid: str, edge_id: str, since: float,
-                  now: float | None = None) -> list[tuple[str, float, str]]:
+def site_refusals(store: Store, appid: str, edge_id: str, since: float, now: float | None = None,
+                  person_id: str | None = None) -> list[tuple[str, float, str]]:
     """(person_id, wall time, edge_id) of the claims other edges than `edge_id` refused on the
-    face since `since`, after each person's last admitted claim at any door; oldest first, the
-    newest MAX_REFUSALS of them."""
+    face since `since` (of `person_id` only, when given), after each person's last admitted claim
+    at any door or lift; oldest first, the newest MAX_REFUSALS of them."""
     now = time.time() if now is None else now
     since = max(since, now - LONGEST_WINDOW_S)
-    records, more = store.search_access(appid, {"kind": "decision"}, since=since, limit=SCANNED,
-                                        newest_first=True)
+    wanted = {"kind": "decision", **({"person_id": person_id} if person_id else {})}
+    records, more = store.search_access(appid, wanted, since=since, limit=SCANNED, newest_first=True)
     if more is not None:
         log.warning("claim refusals for %s: more than %d decisions since %.0f, the oldest left out",
                     edge_id, SCANNED, since)
+    lifted = store.claim_lifts(appid, since)
     refused: dict[str, list[tuple[str, float, str]]] = {}
     for record in reversed(records):  # oldest first: an admission clears what came before it
         counted = (record.get("detail") or {}).get(COUNTED)
         person = record.get("person_id")
-        if not person:
+        if not person or (person in lifted and float(record["at"]) <= lifted[person][0]):
             continue
         if counted == ADMITTED:
             refused.pop(person, None)
@@ -54,3 +57,11 @@ def site_refusals(store: Store, appid: str, edge_id: str, since: float,
             refused.setdefault(person, []).append((person, float(record["at"]), record["edge_id"]))
     out = sorted((r for rs in refused.values() for r in rs), key=lambda r: r[1])
     return out[-MAX_REFUSALS:]
+
+
+def site_lifts(store: Store, appid: str, since: float, now: float | None = None) -> list[tuple[str, float]]:
+    """(person_id, wall time) of the lockouts lifted on the hub since `since` (at most a day back),
+    oldest first, the newest MAX_REFUSALS of them."""
+    now = time.time() if now is None else now
+    lifted = store.claim_lifts(appid, max(since, now - LONGEST_WINDOW_S))
+    return sorted(((p, at) for p, (at, _) in lifted.items()), key=lambda r: r[1])[-MAX_REFUSALS:]

@@ -30,7 +30,7 @@ from edge.api.service import ApiErrorWithData, FaceService, compare_images, judg
 from edge.core import access_chain, access_rules, errors, syncwire
 from edge.core.errors import ApiError
 from edge.core.matcher import DEFAULT_THRESHOLDS, Decision, Gallery, Thresholds, confidence, cosine
-from edge.hub.claim_refusals import site_refusals
+from edge.hub.claim_refusals import site_lifts, site_refusals
 from edge.hub.face_crops import CropCipher
 from edge.hub.store import FaceRecord, Limits, NearIdentical, Store, VerifyRecord
 from edge.hub.store.edges import EdgeReport
@@ -494,7 +494,17 @@ class HubService(FaceService):
         if report is not None and refusals_since is not None:
             refused = site_refusals(self.store, appid, report["edge_id"], refusals_since)
             out[syncwire.REFUSALS] = syncwire.encode_refusals(refused)
+            out[syncwire.LIFTS] = syncwire.encode_lifts(site_lifts(self.store, appid, refusals_since))
         return out
+
+    def liftclaims(self, appid, person_id, lifted_by) -> dict:
+        """Lift the lockout of `person_id`'s claims at every door (each at its next sync) and start
+        their count again (docs/daemon.md#a-stolen-badge-gets-a-few-tries)."""
+        self.store.get_person(appid, person_id)  # a person of this appid, else PERSON_UNKNOWN
+        at = time.time()
+        self.store.lift_claims(appid, person_id, at, lifted_by)
+        log.warning("claims of %s: lockout lifted by %s; every door takes it at its next sync", person_id, lifted_by)
+        return {"person_id": person_id, "lifted_at": at}
 
     def _trim_verify_log(self) -> None:
         now = time.monotonic()

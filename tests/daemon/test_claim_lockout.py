@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from contextlib import closing
 
 import jsonschema
 
@@ -132,6 +133,29 @@ def test_a_lockout_from_the_other_doors_survives_a_restart(tmp_path):
     wall.t += 60
     again = _restarted(tmp_path / "l.db", clock, wall, max_refusals=2)
     assert again.locked("alice") == 230
+
+
+def test_a_lift_on_the_hub_ends_the_lockout_it_followed_and_only_that_one(tmp_path):
+    clock, wall = _Clock(), _Clock()
+    wall.t = 1_800_000_000.0
+    lock = ClaimLockout(2, window_s=600, lockout_s=300, clock=clock, store=LockoutStore(tmp_path / "l.db"), wall=wall)
+    assert lock.remote_since() == wall.t - 600
+    lock.refused("alice")
+    assert lock.refused("alice") is True and lock.locked("alice") == 300
+    clock.t += 10
+    wall.t += 10
+    lock.other_doors([], [("alice", wall.t - 5)])  # lifted 5 s ago, after the lockout began
+    assert lock.locked("alice") == 0
+    assert lock.refused("alice") is False  # the count started again at the lift
+    assert lock.refused("alice") is True  # a new lockout
+    lock.other_doors([], [("alice", wall.t - 5)])  # the same lift again (each sync sends it): nothing
+    assert lock.locked("alice") == 300
+    lock.close()
+    again = _restarted(tmp_path / "l.db", clock, wall, max_refusals=2)  # the new lockout is on disk,
+    again.other_doors([], [("alice", wall.t - 5)])  # the lift that came before it does not end it
+    assert again.locked("alice") == 300
+    off = ClaimLockout(0, window_s=600, lockout_s=300, clock=clock, wall=wall)
+    assert off.remote_since() is None
 
 
 def _restarted(path, clock: _Clock, wall: _Clock, max_refusals: int = 3) -> ClaimLockout:
@@ -321,7 +345,9 @@ def test_a_badge_refused_at_one_door_counts_at_the_next_in_real_daemons(
     """Two real daemons, doors A and B (max_refusals 2), one real hub: Madonna's badge with Elton
     John's face refused once at A; A's access log reaches the hub; B counts it at its first sync,
     and its own first refusal locks the badge: the next claim at B is refused at once. Without the
-    site's count each door would give the badge two tries of its own."""
+    site's count each door would give the badge two tries of its own. Then an operator lifts the
+    lockout on the hub: at B's next sync (a signed cmd/sync) Madonna's own face with her badge
+    opens again."""
     drop = tmp_path / "drop"
     drop.mkdir()
 
@@ -330,8 +356,8 @@ def test_a_badge_refused_at_one_door_counts_at_the_next_in_real_daemons(
         mqtt_sender.publish(f"test/{device}/cmd/verify", json.dumps(payload), qos=1).wait_for_publish(5)
         time.sleep(0.5)
 
-    def stranger_shows_up(sub, n):
-        shutil.copy(faces_dir / "five_celebrity/Elton_John/val_1.jpg", drop / "face.jpg")
+    def stranger_shows_up(sub, n, photo="Elton_John/val_1.jpg"):
+        shutil.copy(faces_dir / "five_celebrity" / photo, drop / "face.jpg")
         assert sub.wait_for(lambda: len(sub.json()) >= n, 30)
         for f in drop.iterdir():
             f.unlink()
@@ -364,11 +390,19 @@ def test_a_badge_refused_at_one_door_counts_at_the_next_in_real_daemons(
             b.wait_health(lambda h: h["claims"]["locked_out"] == 1, 10)
             claim("door-site-b", "at-b-again")
             assert sub_b.wait_for(lambda: len(sub_b.json()) >= 2, 30)
+            with closing(hub.client(timeout=30.0, retries=0)) as client:
+                client.liftclaims("madonna")  # the badge is back with her: an operator lifts the lockout
+            sync = json.dumps(edge_command("sync"))
+            mqtt_sender.publish("test/door-site-b/cmd/sync", sync, qos=1).wait_for_publish(5)
+            b.wait_health(lambda h: h["claims"]["locked_out"] == 0, 30)
+            claim("door-site-b", "her-own")
+            stranger_shows_up(sub_b, 3, photo="Madonna/val_1.jpg")
             events = sub_b.json()
         finally:
             assert b.terminate() == 0
     assert (sub_a.json()[0]["decision"], sub_a.json()[0].get("reason")) == ("reject", None)
-    refused, locked = events[:2]
+    refused, locked, own = events[:3]
+    assert (own["decision"], own["person_id"], own["claim"]["request_id"]) == ("accept", "madonna", "her-own")
     assert (refused["decision"], refused.get("reason"), refused["person_id"]) == ("reject", None, "madonna")
     assert (locked["decision"], locked["reason"], locked["claim"]["request_id"]) == ("reject", LOCKED_OUT, "at-b-again")
     from edge.door.access_log import AccessLog

@@ -187,9 +187,9 @@ def test_a_version_6_sqlite_store_gets_the_crops_table(tmp_path) -> None:
     path = tmp_path / "v6.sqlite3"
     SqliteStore(path).close()
     conn = sqlite3.connect(path)
-    conn.executescript("DROP TABLE access_crops; PRAGMA user_version = 6;")
+    conn.executescript("DROP TABLE access_crops; DROP TABLE claim_lifts; PRAGMA user_version = 6;")
     conn.close()
     store = SqliteStore(path)
     assert store.access_crop("app", "e1", 1) is None  # the table is there again
     store.close()
-    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 7
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 8

@@ -52,12 +52,12 @@ def test_sqlite_schema_5_is_added_to_a_version_4_file(tmp_path) -> None:
     SqliteStore(path).close()
     conn = sqlite3.connect(path)
     conn.executescript("DROP TABLE access_rules; DROP TABLE access_records; DROP TABLE access_chains;"
-                       " DROP TABLE access_crops; PRAGMA user_version = 4;")
+                       " DROP TABLE access_crops; DROP TABLE claim_lifts; PRAGMA user_version = 4;")
     conn.close()
     s = SqliteStore(path)
     assert s.set_rules("app", TEXT) == 1
     s.close()
-    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 7
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 8
 
 
 @pytest.fixture(scope="module")

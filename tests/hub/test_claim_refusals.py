@@ -8,13 +8,15 @@ import time
 
 import pytest
 
+from edge.api.client import CloudApiError
+from edge.core import errors
 from edge.core.access_chain import canonical
 from edge.core.syncwire import MAX_REFUSALS, MalformedChange, decode_refusals
 from edge.daemon.cache import EdgeCache
 from edge.daemon.claim_lockout import ClaimLockout
 from edge.daemon.sync import Syncer
 from edge.door.access_log import AccessLog
-from edge.hub.claim_refusals import site_refusals
+from edge.hub.claim_refusals import site_lifts, site_refusals
 from tests.support.hub import hub_with_five_enrolled
 
 T0 = 1_800_000_000.0
@@ -49,10 +51,21 @@ def test_the_other_doors_refusals_after_each_persons_last_admission(hub_store, t
         ("alice", T0 + 1, "edge-a"), ("alice", T0 + 3, "edge-a")]  # edge-b's own left out
     assert site_refusals(hub_store, "app", "edge-a", T0, now=T0 + 10) == [("alice", T0 + 5, "edge-b")]
     assert site_refusals(hub_store, "app", "edge-b", T0 + 2, now=T0 + 10) == [("alice", T0 + 3, "edge-a")]
+    assert site_refusals(hub_store, "app", "edge-b", T0, now=T0 + 10, person_id="bob") == []  # admitted since
+    assert site_refusals(hub_store, "app", "edge-c", T0, now=T0 + 10, person_id="alice") == [
+        ("alice", T0 + 1, "edge-a"), ("alice", T0 + 3, "edge-a"), ("alice", T0 + 5, "edge-b")]
     assert site_refusals(hub_store, "app", "edge-c", T0, now=T0 + 10) == [
         ("alice", T0 + 1, "edge-a"), ("alice", T0 + 3, "edge-a"), ("alice", T0 + 5, "edge-b")]
     # never further back than a day, whatever the edge asks
     assert site_refusals(hub_store, "app", "edge-c", 0, now=T0 + 86_400 + 4) == [("alice", T0 + 5, "edge-b")]
+    # an operator lifts alice's lockout: her refusals before it count nowhere, and every edge is told
+    hub_store.lift_claims("app", "alice", T0 + 3.5, "console:otto")
+    assert site_refusals(hub_store, "app", "edge-c", T0, now=T0 + 10) == [("alice", T0 + 5, "edge-b")]
+    assert site_lifts(hub_store, "app", T0, now=T0 + 10) == [("alice", T0 + 3.5)]
+    assert site_lifts(hub_store, "app", T0 + 4, now=T0 + 10) == [] and site_lifts(hub_store, "other-app", T0) == []
+    hub_store.lift_claims("app", "alice", T0 + 9, "api")  # the latest lift is what counts
+    assert hub_store.claim_lifts("app", 0) == {"alice": (T0 + 9, "api")}
+    assert site_refusals(hub_store, "app", "edge-c", T0, now=T0 + 10) == []
 
 
 def test_what_an_edge_reads_is_checked():
@@ -88,5 +101,31 @@ def test_a_real_hub_tells_each_edge_the_others_refusals_and_its_lockout_counts_t
                          report=lambda: {"edge_id": "edge-a"}, site_refusals=(own_lock := ClaimLockout(2, 600, 300)))
             assert own.sync_once()["status"] == "ok"
             assert own_lock.refused("madonna") is False  # its own refusals are not sent back to it
+            # the badge is back with its owner: lifted on the hub, every door lets her claims be decided
+            assert client.liftclaims("madonna")["person_id"] == "madonna"
+            assert syncer.sync_once()["status"] == "ok" and lockout.locked("madonna") == 0
+            assert lockout.refused("madonna") is False  # and her count starts again
+            with pytest.raises(CloudApiError) as unknown:
+                client.liftclaims("nobody")
+            assert unknown.value.code == errors.PERSON_UNKNOWN
         finally:
             client.close()
+
+
+def test_a_version_7_sqlite_store_gets_the_lifts_table(tmp_path):
+    """A hub store of the version before the lifts (7: access crops) gets their table at open."""
+    import sqlite3
+
+    from edge.hub.store import SqliteStore
+    from edge.hub.store.sqlite import SCHEMA_VERSION
+
+    path = tmp_path / "v7.sqlite3"
+    SqliteStore(path).close()
+    conn = sqlite3.connect(path)
+    conn.executescript("DROP TABLE claim_lifts; PRAGMA user_version = 7;")
+    conn.close()
+    store = SqliteStore(path)
+    store.lift_claims("app", "alice", T0, "api")
+    assert store.claim_lifts("app", 0) == {"alice": (T0, "api")}
+    store.close()
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 8

@@ -39,6 +39,7 @@ def filled_sqlite(path) -> SqliteStore:
         store.add_groups(app, "p7", ["g9"], Limits())
         store.set_credentials(app, "p8", [Credential("h10301", 12345, facility=42), Credential("raw", 5, bits=4)])
     store.log_verify(VerifyRecord("s1", "app1", "p1", 0.7, 81.0, True, 1.0))
+    store.lift_claims("app1", "p3", 1_800_000_000.5, "console:otto")
     return store
 
 
@@ -76,6 +77,7 @@ def test_migrated_store_answers_like_the_sqlite_one_and_sync_cursors_stay_valid(
                         for e in lite.embeddings(app, "other-fp"))
         assert ours == theirs
     assert pg.get_verify("s1") == lite.get_verify("s1")
+    assert pg.claim_lifts("app1", 0) == lite.claim_lifts("app1", 0) == {"p3": (1_800_000_000.5, "console:otto")}
     crops = [sorted(s.faces_to_embed("new-fp", "", 1000), key=lambda c: c.face_id) for s in (pg, lite)]
     assert crops[0] == crops[1] and len(crops[0]) == 2 * (29 + 8) and all(c.crop for c in crops[0])
     before = max(pg.last_seq("app1"), pg.last_seq("app2"))

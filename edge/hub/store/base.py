@@ -274,6 +274,15 @@ class Store(abc.ABC):
     def person_last_seq(self, appid: str, person_id: str) -> int:
         """The seq of the last change naming the person (0: none)."""
 
+    # --- lockouts lifted on the hub (edge.hub.store.claim_lifts) -------------------------------
+    @abc.abstractmethod
+    def lift_claims(self, appid: str, person_id: str, at: float, lifted_by: str) -> None:
+        """Keep the person's latest lift of their claims' lockout, replacing the one before."""
+
+    @abc.abstractmethod
+    def claim_lifts(self, appid: str, since: float) -> dict[str, tuple[float, str]]:
+        """person_id -> (time, by whom) of the lifts at or after `since`."""
+
     def rate_limiter(self, rate_per_s: float, burst: int):
         """A per-appid rate limiter shared by every process on this store, or None when one
         process's own (in memory, edge.api.ratelimit) is the right one (an embedded store)."""

@@ -37,6 +37,7 @@ TABLES: dict[str, tuple[str, ...]] = {
     "access_records": ("appid", "edge_id", "seq", "record_id", "at", "kind", "door", "person_id", "decision",
                        "outcome", "reason", "hash", "body"),
     "access_crops": ("appid", "edge_id", "seq", "sha256", "sealed"),  # sealed by the edge: copied as they are
+    "claim_lifts": ("appid", "person_id", "at", "lifted_by"),
 }
 
 

@@ -32,6 +32,7 @@ from edge.core.matcher import Enrolled
 from edge.core.syncwire import Change, FaceChange, PersonChange, RulesChange
 from edge.hub.store.access import AccessSql
 from edge.hub.store.base import FaceRecord, Limits, NearIdentical, PersonRecord, Store, SyncPage, VerifyRecord
+from edge.hub.store.claim_lifts import ClaimLiftsSql
 from edge.hub.store.console import ConsoleSql
 from edge.hub.store.crops import FaceCropSql
 from edge.hub.store.edges import EdgesSql
@@ -55,7 +56,7 @@ def credential_of(text: str) -> Credential:
     return Credential.from_json(json.loads(text))
 
 
-class SqlStore(FaceCropSql, ConsoleSql, AccessSql, EdgesSql, Store):
+class SqlStore(FaceCropSql, ConsoleSql, AccessSql, EdgesSql, ClaimLiftsSql, Store):
     PARAM = "?"
     _failure: tuple[float, str] | None = None  # (when, why) of the last failed write
 

@@ -20,6 +20,7 @@ from typing import Iterator
 
 from edge.core.sqlitedb import DamagedDatabase, create_private, transaction
 from edge.hub.store.access import SQLITE_SCHEMA as ACCESS_SCHEMA
+from edge.hub.store.claim_lifts import SQLITE_SCHEMA as LIFTS_SCHEMA
 from edge.hub.store.console import SQLITE_SCHEMA as CONSOLE_SCHEMA
 from edge.hub.store.edges import SQLITE_SCHEMA as EDGES_SCHEMA
 from edge.hub.store.sql import SqlStore
@@ -30,7 +31,7 @@ from edge.hub.store.sql import SqlStore
 # 5: access rules and the edges' access log (edge.hub.store.access), likewise
 # 6: what each edge reports when it syncs (edge.hub.store.edges), likewise
 # 7: the access log's sealed face crops (access_crops in edge.hub.store.access), likewise
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS persons (
@@ -111,7 +112,7 @@ class SqliteStore(SqlStore):
             raise DamagedDatabase(Path(self.path), exc) from None
         if version > SCHEMA_VERSION:
             raise RuntimeError(f"{self.path}: schema version {version} is newer than this code ({SCHEMA_VERSION})")
-        conn.executescript(_SCHEMA + CONSOLE_SCHEMA + ACCESS_SCHEMA + EDGES_SCHEMA)
+        conn.executescript(_SCHEMA + CONSOLE_SCHEMA + ACCESS_SCHEMA + EDGES_SCHEMA + LIFTS_SCHEMA)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     # --- connections and transactions -----------------------------------------------------

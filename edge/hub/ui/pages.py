@@ -7,6 +7,7 @@ from __future__ import annotations
 import hmac
 import re
 import secrets
+import time
 
 from starlette.concurrency import run_in_threadpool
 from starlette.formparsers import MultiPartException
@@ -112,7 +113,21 @@ def _person_page(console, ctx: Ctx, person_id: str, error: str = "", status: int
         raise
     cards = [c.fmt for c in console.store.get_credentials(ctx.appid, person_id)]  # formats, never numbers
     return console.render("person.html", ctx, status=status, person=info, cards=cards, error=error,
-                          good_photos=GOOD_PHOTO_COUNTS)
+                          good_photos=GOOD_PHOTO_COUNTS, claims=_claims_at_the_doors(console, ctx.appid, person_id))
+
+
+def _claims_at_the_doors(console, appid: str, person_id: str) -> dict:
+    """The person's claims refused on the face at the site's doors in the last day (after their
+    last admission or lift), and their last lift: what an operator weighs before lifting."""
+    from edge.hub.claim_refusals import site_refusals
+    from edge.hub.ui.sitetime import shown, site_zone
+
+    now = time.time()
+    refused = [at for _, at, _ in site_refusals(console.store, appid, "", now - 86_400, now, person_id)]
+    lift = console.store.claim_lifts(appid, now - 86_400).get(person_id)
+    zone, _ = site_zone(console.store, appid)
+    return {"refused": len(refused), "last_refused": shown(refused[-1], zone) if refused else "",
+            "lifted": shown(lift[0], zone) if lift else "", "lifted_by": lift[1] if lift else ""}
 
 
 @page("viewer")
@@ -150,6 +165,17 @@ def cards(console, ctx: Ctx) -> Response:
     except ValueError as exc:  # CredentialError, or a field that is not a whole number
         message = str(exc) if isinstance(exc, CredentialError) else "facility, number and bits are whole numbers"
         return _person_page(console, ctx, person_id, message, 400)
+    except ApiError as exc:
+        return _person_page(console, ctx, person_id, exc.message, 400)
+    return _see_other(f"/ui/persons/{_q(person_id)}")
+
+
+@page("operator")
+def lift_claims(console, ctx: Ctx) -> Response:
+    """Lift the lockout of the person's badge at every door (each at its next sync)."""
+    person_id = ctx.request.path_params["person_id"]
+    try:
+        console.service.liftclaims(ctx.appid, person_id, f"console:{ctx.account.username}")
     except ApiError as exc:
         return _person_page(console, ctx, person_id, exc.message, 400)
     return _see_other(f"/ui/persons/{_q(person_id)}")
@@ -335,6 +361,7 @@ ROUTES = [
     ("POST", "/persons/{person_id}/rename", rename),
     ("POST", "/persons/{person_id}/groups", move),
     ("POST", "/persons/{person_id}/cards", cards),
+    ("POST", "/persons/{person_id}/lift", lift_claims),
     ("POST", "/persons/{person_id}/delete", delete_person),
     ("POST", "/persons/{person_id}/faces/{face_id}/delete", delete_face),
     ("GET", "/faces/{face_id}", face_image),
