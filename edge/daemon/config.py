@@ -103,9 +103,10 @@ class VerifySettings(BaseModel):
                               "claim clears the count; the offline policy's refusals never count.")
     refusal_window_s: float = Field(600.0, gt=0, le=86400, description="The window max_refusals is counted in.")
     lockout_s: float = Field(300.0, gt=0, le=86400, description="How long a locked-out person's claims are refused.")
-    share_refusals: bool = Field(True, description="Count the claims the site's other doors refused on the\n"
-                                 "face too (the hub sends them with each sync, from their access logs): a stolen\n"
-                                 "badge then gets max_refusals tries at the site, not at each door.")
+    share_refusals: bool = Field(True, description="Take part in the site's count: this door's refusals reach\n"
+                                 "the other doors (its access log says which claims it counted) and theirs count\n"
+                                 "here (the hub sends them with each sync): a stolen badge then gets max_refusals\n"
+                                 "tries at the site, not at each door. Off: this door counts alone.")
 
 
 class PolicySettings(ThresholdOverrides):

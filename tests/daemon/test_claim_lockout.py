@@ -266,6 +266,7 @@ def test_a_stolen_badge_is_locked_out_after_two_refusals_in_a_real_daemon(
     """A real daemon, max_refusals 2: Madonna's badge shown twice with Elton John's face (two
     rejects, the daemon restarted between them), then once more after another restart: refused
     at once, reason claim_locked_out, no face scored; another member's claim is decided as ever.
+    The door counts alone here (share_refusals off).
     Without the limit the third claim is decided on the face (the attack: as many chances as the
     reader sends), and without the counts on disk every restart starts them again."""
     drop = tmp_path / "drop"
@@ -290,7 +291,7 @@ def test_a_stolen_badge_is_locked_out_after_two_refusals_in_a_real_daemon(
         cfg = write_edge_config(tmp_path / "edge.toml", device="door-lock", camera=f"files:{drop}/*",
                                 broker=mosquitto, hub=hub, storage=tmp_path / "data", api_port=port, loop=True,
                                 sections={"identify": {"enabled": False},
-                                          "verify": {"max_refusals": 2, "lockout_s": 120}})
+                                          "verify": {"max_refusals": 2, "lockout_s": 120, "share_refusals": False}})
 
         def restart(daemon=None):
             if daemon is not None:
@@ -338,6 +339,8 @@ def test_a_stolen_badge_is_locked_out_after_two_refusals_in_a_real_daemon(
     shut = records[locked["event_id"]]
     assert (shut["outcome"], shut["person_id"], shut["detail"]["why_not"]) == ("deny", "madonna", LOCKED_OUT)
     assert records[member["event_id"]]["outcome"] == "grant"
+    # a door that counts alone (share_refusals off) tells the other doors nothing of its refusals
+    assert "claim_lockout" not in records[first["event_id"]]["detail"]
 
 
 def test_a_badge_refused_at_one_door_counts_at_the_next_in_real_daemons(
