@@ -23,7 +23,7 @@ from edge.door.access_log import AccessLog
 from edge.door.access_upload import Uploader
 from edge.door.log_crops import CropError, CropSeal
 from tests.door.test_door_link import Recorder, gallery
-from tests.support.hub import start_hub
+from tests.support.hub import older_sqlite_store, start_hub
 
 KEY = b"the-edge-key-for-crop-tests-0123456789"
 T0 = 1_800_000_000.0
@@ -182,14 +182,10 @@ def test_a_version_6_sqlite_store_gets_the_crops_table(tmp_path) -> None:
     import sqlite3
 
     from edge.hub.store import SqliteStore
-    from edge.hub.store.sqlite import SCHEMA_VERSION
 
     path = tmp_path / "v6.sqlite3"
-    SqliteStore(path).close()
-    conn = sqlite3.connect(path)
-    conn.executescript("DROP TABLE access_crops; DROP TABLE claim_lifts; PRAGMA user_version = 6;")
-    conn.close()
+    current = older_sqlite_store(path, 6, "access_crops", "claim_lifts")
     store = SqliteStore(path)
     assert store.access_crop("app", "e1", 1) is None  # the table is there again
     store.close()
-    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 8
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == current == 8

@@ -17,7 +17,7 @@ from edge.daemon.sync import Syncer
 from edge.door.access import AccessPolicy
 from edge.hub.store import SqliteStore
 from tests.door.test_access import DOC, TUESDAY_9, History, req
-from tests.support.hub import start_hub
+from tests.support.hub import older_sqlite_store, start_hub
 
 FP = "fingerprint-a"
 TEXT = json.dumps(DOC)
@@ -46,18 +46,13 @@ def test_rules_are_versioned_per_appid_with_a_change_row(store) -> None:
 
 
 def test_sqlite_schema_5_is_added_to_a_version_4_file(tmp_path) -> None:
-    from edge.hub.store.sqlite import SCHEMA_VERSION
-
     path = tmp_path / "old.sqlite3"
-    SqliteStore(path).close()
-    conn = sqlite3.connect(path)
-    conn.executescript("DROP TABLE access_rules; DROP TABLE access_records; DROP TABLE access_chains;"
-                       " DROP TABLE access_crops; DROP TABLE claim_lifts; PRAGMA user_version = 4;")
-    conn.close()
+    current = older_sqlite_store(path, 4, "access_rules", "access_records", "access_chains", "access_crops",
+                                 "claim_lifts")
     s = SqliteStore(path)
     assert s.set_rules("app", TEXT) == 1
     s.close()
-    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 8
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == current == 8
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from edge.daemon.claim_lockout import ClaimLockout
 from edge.daemon.sync import Syncer
 from edge.door.access_log import AccessLog
 from edge.hub.claim_refusals import site_lifts, site_refusals
-from tests.support.hub import hub_with_five_enrolled
+from tests.support.hub import hub_with_five_enrolled, older_sqlite_store
 
 T0 = 1_800_000_000.0
 
@@ -117,15 +117,11 @@ def test_a_version_7_sqlite_store_gets_the_lifts_table(tmp_path):
     import sqlite3
 
     from edge.hub.store import SqliteStore
-    from edge.hub.store.sqlite import SCHEMA_VERSION
 
     path = tmp_path / "v7.sqlite3"
-    SqliteStore(path).close()
-    conn = sqlite3.connect(path)
-    conn.executescript("DROP TABLE claim_lifts; PRAGMA user_version = 7;")
-    conn.close()
+    current = older_sqlite_store(path, 7, "claim_lifts")
     store = SqliteStore(path)
     store.lift_claims("app", "alice", T0, "api")
     assert store.claim_lifts("app", 0) == {"alice": (T0, "api")}
     store.close()
-    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 8
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == current == 8

@@ -212,3 +212,19 @@ def closed_within(sock: socket.socket, seconds: float) -> bool:
         return True
     except TimeoutError:
         return False
+
+
+def older_sqlite_store(path: Path, version: int, *without: str) -> int:
+    """A hub SQLite store at `path` as a version before this code's wrote it (the tables
+    `without` not yet there, `PRAGMA user_version` = `version`); this code's version, which the
+    next open upgrades it to."""
+    import sqlite3
+
+    from edge.hub.store import SqliteStore
+    from edge.hub.store.sqlite import SCHEMA_VERSION
+
+    SqliteStore(path).close()
+    conn = sqlite3.connect(path)
+    conn.executescript("".join(f"DROP TABLE {t}; " for t in without) + f"PRAGMA user_version = {version};")
+    conn.close()
+    return SCHEMA_VERSION
