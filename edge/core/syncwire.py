@@ -26,7 +26,7 @@ applied. `report_fields` builds them, `check_report` checks what arrives (short 
 
 A reporting edge may also ask for the claims the site's other doors refused on the face
 (`claim_refusals_since`: a Unix time); the answer then carries them, after each person's last
-admitted claim at any door, so that a stolen badge's tries add up across doors
+admitted claim at any door or lift, so that a stolen badge's tries add up across doors
 (edge.daemon.claim_lockout, edge.hub.claim_refusals):
 
     "claim_refusals": [{"person_id": "p1", "at": 1800000000.5, "edge_id": "AKIDedge..."}]
