@@ -95,9 +95,7 @@ class Syncer:
                                        group_ids=self.group_ids or None, limit=self.page_size,
                                        rules=True, report=report, refusals_since=None if pages else refusals_since)
                     if self.site_refusals is not None and syncwire.REFUSALS in data:
-                        self.site_refusals.other_doors(
-                            syncwire.decode_refusals(data[syncwire.REFUSALS]),
-                            syncwire.decode_refusals(data.get(syncwire.LIFTS, []), syncwire.LIFTS))
+                        self._take_site_refusals(self.site_refusals, data)
                     batch = data.get("changes") or []
                     if not isinstance(batch, list):
                         raise CacheError("changes is not a list")
@@ -123,7 +121,7 @@ class Syncer:
                 fields = self._failed("rate_limited", f"hub rate limit: {exc}")
             except CloudError as exc:
                 fields = self._failed("offline", f"hub unreachable: {exc}")
-            except (CacheError, syncwire.MalformedChange, KeyError, TypeError, ValueError) as exc:
+            except (CacheError, KeyError, TypeError, ValueError) as exc:
                 fields = self._failed("error", f"bad sync page: {exc}")
             else:
                 if more:  # "ok" means caught up with the hub; not yet
@@ -137,6 +135,18 @@ class Syncer:
             self.state.update(fields, changes=self.state["changes"] + changes, cursor=self.cache.cursor,
                               pages_last=pages)
             return dict(self.state)
+
+    @staticmethod
+    def _take_site_refusals(site: SiteRefusals, data: dict) -> None:
+        """Hand the other doors' refusals and the lifts over; a malformed list is logged and
+        left out, never in the way of the changes (a deletion must reach the door)."""
+        try:
+            refusals = syncwire.decode_refusals(data[syncwire.REFUSALS])
+            lifts = syncwire.decode_refusals(data.get(syncwire.LIFTS, []), syncwire.LIFTS)
+        except syncwire.MalformedChange as exc:
+            log.warning("the hub's claim refusals left out: %s", exc)
+            return
+        site.other_doors(refusals, lifts)
 
     def _report(self) -> dict[str, str] | None:
         if self.report is None:

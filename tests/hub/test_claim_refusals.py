@@ -125,3 +125,27 @@ def test_a_version_7_sqlite_store_gets_the_lifts_table(tmp_path):
     assert store.claim_lifts("app", 0) == {"alice": (T0, "api")}
     store.close()
     assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == current == 8
+
+
+def test_a_malformed_list_of_refusals_is_left_out_and_the_changes_still_apply(
+        faces_dir, models_dir, tmp_path, monkeypatch, caplog):
+    """A hub answering refusals an edge cannot read (a bug, a hostile hub): the edge logs it and
+    applies the page's changes all the same (a deletion must reach the door); nothing locked."""
+    import edge.hub.service as hub_service
+
+    monkeypatch.setattr(hub_service.syncwire, "encode_refusals",
+                        lambda refusals: [{"person_id": "madonna", "at": "yesterday"}] * 3)
+    with hub_with_five_enrolled(tmp_path / "hub", faces_dir) as hub:
+        client = hub.client(timeout=30.0, retries=0)
+        try:
+            from edge.vision import Pipeline
+
+            lockout = ClaimLockout(1, window_s=600, lockout_s=300)
+            gallery = []
+            syncer = Syncer(client, EdgeCache(tmp_path / "cache.db"), Pipeline.load(models_dir).fingerprint,
+                            report=lambda: {"edge_id": "edge-b"}, site_refusals=lockout, on_gallery=gallery.append)
+            assert syncer.sync_once()["status"] == "ok"
+        finally:
+            client.close()
+    assert "madonna" in gallery[-1].person_ids and lockout.locked("madonna") == 0
+    assert "claim refusals left out: claim_refusals: at is not a finite number" in caplog.text
