@@ -29,6 +29,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SCANNED = 20_000  # decision records read per request at most
+# An edge's clock ahead of the hub's by more than this: its refusals are not sent (an edge counts
+# a time in the future as now, so such a refusal would never age out nor yield to a lift).
+AHEAD_S = 300.0
 LONGEST_WINDOW_S = 86_400.0  # the edge's refusal_window_s is at most a day (edge.daemon.config)
 
 
@@ -46,15 +49,22 @@ def site_refusals(store: Store, appid: str, edge_id: str, since: float, now: flo
                     edge_id, SCANNED, since)
     lifted = store.claim_lifts(appid, since)
     refused: dict[str, list[tuple[str, float, str]]] = {}
+    ahead = 0
     for record in reversed(records):  # oldest first: an admission clears what came before it
         counted = (record.get("detail") or {}).get(COUNTED)
-        person = record.get("person_id")
-        if not person or (person in lifted and float(record["at"]) <= lifted[person][0]):
+        person, at = record.get("person_id"), float(record["at"])
+        if at > now + AHEAD_S:
+            ahead += 1
+            continue
+        if not person or (person in lifted and at <= lifted[person][0]):
             continue
         if counted == ADMITTED:
             refused.pop(person, None)
         elif counted == REFUSED and record["edge_id"] != edge_id:
-            refused.setdefault(person, []).append((person, float(record["at"]), record["edge_id"]))
+            refused.setdefault(person, []).append((person, at, record["edge_id"]))
+    if ahead:
+        log.warning("claim refusals for %s: %d decision(s) dated more than %.0f s ahead of this hub's clock "
+                    "left out (an edge's clock is wrong)", edge_id, ahead, AHEAD_S)
     out = sorted((r for rs in refused.values() for r in rs), key=lambda r: r[1])
     return out[-MAX_REFUSALS:]
 

@@ -40,11 +40,12 @@ def test_the_other_doors_refusals_after_each_persons_last_admission(hub_store, t
         (T0 + 3, "alice", "reject", "refused"),
         (T0 + 4, "carol", "reject", None),  # identify's reject, or the offline policy's: not counted
         (T0 + 6, "bob", "accept", "admitted"),  # bob on his own badge: his count starts again
-        (T0 + 7, "dave", "reject", "refused")])
+        (T0 + 7, "dave", "reject", "refused"),
+        (T0 + 400, "erin", "reject", "refused")])  # this edge's clock ahead: never sent (no aging out)
     b = _door_log(tmp_path / "b.db", [
         (T0 + 5, "alice", "reject", "refused"),
         (T0 + 8, "dave", "accept", "admitted")])  # the asking edge's admission counts too
-    assert hub_store.store_access_records("app", "edge-a", a.records())[1] == 6
+    assert hub_store.store_access_records("app", "edge-a", a.records())[1] == 7
     assert hub_store.store_access_records("app", "edge-b", b.records())[1] == 2
     hub_store.store_access_records("other-app", "edge-a", a.records())  # another tenant's: never
     assert site_refusals(hub_store, "app", "edge-b", T0, now=T0 + 10) == [
@@ -57,7 +58,8 @@ def test_the_other_doors_refusals_after_each_persons_last_admission(hub_store, t
     assert site_refusals(hub_store, "app", "edge-c", T0, now=T0 + 10) == [
         ("alice", T0 + 1, "edge-a"), ("alice", T0 + 3, "edge-a"), ("alice", T0 + 5, "edge-b")]
     # never further back than a day, whatever the edge asks
-    assert site_refusals(hub_store, "app", "edge-c", 0, now=T0 + 86_400 + 4) == [("alice", T0 + 5, "edge-b")]
+    assert site_refusals(hub_store, "app", "edge-c", 0, now=T0 + 86_400 + 4) == [
+        ("alice", T0 + 5, "edge-b"), ("erin", T0 + 400, "edge-a")]  # erin's now in the past
     # an operator lifts alice's lockout: her refusals before it count nowhere, and every edge is told
     hub_store.lift_claims("app", "alice", T0 + 3.5, "console:otto")
     assert site_refusals(hub_store, "app", "edge-c", T0, now=T0 + 10) == [("alice", T0 + 5, "edge-b")]
