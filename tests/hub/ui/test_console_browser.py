@@ -82,6 +82,12 @@ def test_an_operator_enrols_by_upload_and_the_person_is_then_verified(browser, h
     page.wait_for_url("**/ui/persons/madonna")
     page.wait_for_function("() => [...document.images].every(i => i.complete && i.naturalWidth > 0)")
     shoot(page, "person")
+    # the badge: nothing refused yet; lifting asks first (htmx's confirm) and is kept with who did it
+    assert "No claim refused on the face at the doors in the last day." in page.inner_text("#claims")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("text=Lift the badge's lockout")
+    page.wait_for_selector("text=by console:otto")
+    assert [by for _, by in hub.store.claim_lifts(APPID, 0).values()] == ["console:otto"]
     page.click("text=Persons")
     page.wait_for_url("**/ui/persons")
     shoot(page, "persons")
