@@ -86,6 +86,12 @@ class LockoutStore:
         self._db.close()
 
 
+def _on_this_run(at: float, now: float, wall: float) -> float:
+    """A wall-clock time `at` (saved, or another machine's) on this run's monotonic clock, whose
+    `now` is the wall clock's `wall`; a time in the future counts as now (never stretches a count)."""
+    return now - max(wall - at, 0.0)
+
+
 def _forget_refusals(person_id: str) -> tuple[str, tuple]:
     return "DELETE FROM refusal WHERE person_id = ?", (person_id,)
 
@@ -113,9 +119,9 @@ class ClaimLockout:
         refusals, locked = store.load()
         now, wall = self._clock(), self._wall()
         for person_id, at in refusals:
-            age = max(wall - at, 0.0)  # a time in the future (the clock set back) counts as now
-            if self.enabled and age <= self.window_s:
-                self._refusals.setdefault(person_id, deque()).append(now - age)
+            t = _on_this_run(at, now, wall)  # a time in the future (the clock set back) counts as now
+            if self.enabled and now - t <= self.window_s:
+                self._refusals.setdefault(person_id, deque()).append(t)
         for person_id, until in locked:
             left = min(until - wall, self.lockout_s)  # a clock set back never stretches it
             if self.enabled and left > 0:
@@ -124,9 +130,9 @@ class ClaimLockout:
         while len(self._refusals) > MAX_PERSONS:
             self._refusals.popitem(last=False)
         store.write(("DELETE FROM refusal", ()), ("DELETE FROM locked", ()),
-                    *[("INSERT INTO refusal (person_id, at) VALUES (?, ?)", (p, wall - (now - t)))
+                    *[("INSERT INTO refusal (person_id, at) VALUES (?, ?)", (p, self._wall_of(t)))
                       for p, times in self._refusals.items() for t in times],
-                    *[("INSERT INTO locked (person_id, until) VALUES (?, ?)", (p, wall + (u - now)))
+                    *[("INSERT INTO locked (person_id, until) VALUES (?, ?)", (p, self._wall_of(u)))
                       for p, u in self._until.items()])
         if self._until:
             log.warning("claims of %d person(s) still locked out from before the restart", len(self._until))
@@ -162,14 +168,17 @@ class ClaimLockout:
 
     def _lock_out(self, person_id: str, start: float, until: float) -> None:
         """Lock `person_id` out until `until`; their count starts again after `start` (under the lock)."""
-        now = self._clock()
         self._until[person_id] = until
         self._fresh_from[person_id] = start
         self._refusals.pop(person_id, None)
-        self._forget_ended(now)
+        self._forget_ended(self._clock())
         self._save(_forget_refusals(person_id),
                    ("INSERT OR REPLACE INTO locked (person_id, until) VALUES (?, ?)",
-                    (person_id, self._wall() + (until - now))))
+                    (person_id, self._wall_of(until))))
+
+    def _wall_of(self, t: float) -> float:
+        """The wall-clock time of `t` (this run's monotonic clock): what is saved on disk."""
+        return self._wall() - (self._clock() - t)
 
     def _other_doors(self, person_id: str, now: float) -> list[float]:
         """The other doors' refusals of `person_id` that count now (under the lock)."""
@@ -192,13 +201,13 @@ class ClaimLockout:
         now, wall = self._clock(), self._wall()
         remote: dict[str, list[float]] = {}
         for person_id, at in refusals:
-            age = max(wall - at, 0.0)
-            if age <= self.window_s:
-                remote.setdefault(person_id, []).append(now - age)
+            t = _on_this_run(at, now, wall)
+            if now - t <= self.window_s:
+                remote.setdefault(person_id, []).append(t)
         locked = []
         with self._lock:
             for person_id, at in lifts:
-                self._lift(person_id, now - max(wall - at, 0.0))
+                self._lift(person_id, _on_this_run(at, now, wall))
             kept_s = max(self.window_s, self.lockout_s)  # older than any refusal, lockout or lift that matters
             for person_id in [p for p, t in self._fresh_from.items() if now - t > kept_s]:
                 del self._fresh_from[person_id]
@@ -233,8 +242,7 @@ class ClaimLockout:
         if forgotten and not times:
             del self._refusals[person_id]
         if ended or forgotten:  # else nothing to write (each restart's first sync sees every lift again)
-            wall_at = self._wall() - (self._clock() - at)
-            self._save(("DELETE FROM refusal WHERE person_id = ? AND at <= ?", (person_id, wall_at)),
+            self._save(("DELETE FROM refusal WHERE person_id = ? AND at <= ?", (person_id, self._wall_of(at))),
                        *([("DELETE FROM locked WHERE person_id = ?", (person_id,))] if ended else []))
         if ended:
             log.warning("claims for %s: lockout lifted on the hub; their count starts again", person_id)
