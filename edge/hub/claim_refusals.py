@@ -8,7 +8,8 @@ an edge marked as counted by its lockout (`detail.claim_lockout`: `refused`, or 
 starts that person's count again at every door) since the time the edge asks from. The asking
 edge's own refusals are left out (it counts them itself); its admissions are not. A lockout
 lifted on the hub (edge.hub.store.claim_lifts: an operator's word) counts as an admission at
-every door, and goes to every edge as well (`site_lifts`): it ends a lockout it followed.
+every door, and goes to every edge as well (`site_lifts`): it ends a lockout it followed. The
+lifts are read once per request (`lifts_since`) for both.
 
 The records are read newest first and at most SCANNED of them: the refusals of the last minutes
 are what a lockout needs, and a site deciding more than that within an edge's window has its
@@ -35,11 +36,18 @@ AHEAD_S = 300.0
 LONGEST_WINDOW_S = 86_400.0  # the edge's refusal_window_s is at most a day (edge.daemon.config)
 
 
-def site_refusals(store: Store, appid: str, edge_id: str, since: float, now: float | None = None,
-                  person_id: str | None = None) -> list[tuple[str, float, str]]:
+def lifts_since(store: Store, appid: str, since: float, now: float | None = None) -> dict[str, tuple[float, str]]:
+    """person_id -> (time, by whom) of the lockouts lifted on the hub since `since` (at most a
+    day back): read once, for `site_refusals` and `site_lifts` both."""
+    now = time.time() if now is None else now
+    return store.claim_lifts(appid, max(since, now - LONGEST_WINDOW_S))
+
+
+def site_refusals(store: Store, appid: str, edge_id: str, since: float, lifted: dict[str, tuple[float, str]],
+                  now: float | None = None, person_id: str | None = None) -> list[tuple[str, float, str]]:
     """(person_id, wall time, edge_id) of the claims other edges than `edge_id` refused on the
     face since `since` (of `person_id` only, when given), after each person's last admitted claim
-    at any door or lift; oldest first, the newest MAX_REFUSALS of them."""
+    at any door or lift (`lifted`: lifts_since's); oldest first, the newest MAX_REFUSALS of them."""
     now = time.time() if now is None else now
     since = max(since, now - LONGEST_WINDOW_S)
     wanted = {"kind": "decision", **({"person_id": person_id} if person_id else {})}
@@ -47,7 +55,6 @@ def site_refusals(store: Store, appid: str, edge_id: str, since: float, now: flo
     if more is not None:
         log.warning("claim refusals for %s: more than %d decisions since %.0f, the oldest left out",
                     edge_id, SCANNED, since)
-    lifted = store.claim_lifts(appid, since)
     refused: dict[str, list[tuple[str, float, str]]] = {}
     ahead = 0
     for record in reversed(records):  # oldest first: an admission clears what came before it
@@ -69,9 +76,7 @@ def site_refusals(store: Store, appid: str, edge_id: str, since: float, now: flo
     return out[-MAX_REFUSALS:]
 
 
-def site_lifts(store: Store, appid: str, since: float, now: float | None = None) -> list[tuple[str, float]]:
-    """(person_id, wall time) of the lockouts lifted on the hub since `since` (at most a day back),
-    oldest first, the newest MAX_REFUSALS of them."""
-    now = time.time() if now is None else now
-    lifted = store.claim_lifts(appid, max(since, now - LONGEST_WINDOW_S))
+def site_lifts(lifted: dict[str, tuple[float, str]]) -> list[tuple[str, float]]:
+    """(person_id, wall time) of the lifts (lifts_since's) as an edge is sent them: oldest first,
+    the newest MAX_REFUSALS of them."""
     return sorted(((p, at) for p, (at, _) in lifted.items()), key=lambda r: r[1])[-MAX_REFUSALS:]

@@ -30,7 +30,7 @@ from edge.api.service import ApiErrorWithData, FaceService, compare_images, judg
 from edge.core import access_chain, access_rules, errors, syncwire
 from edge.core.errors import ApiError
 from edge.core.matcher import DEFAULT_THRESHOLDS, Decision, Gallery, Thresholds, confidence, cosine
-from edge.hub.claim_refusals import site_lifts, site_refusals
+from edge.hub.claim_refusals import lifts_since, site_lifts, site_refusals
 from edge.hub.face_crops import CropCipher
 from edge.hub.store import FaceRecord, Limits, NearIdentical, Store, VerifyRecord
 from edge.hub.store.edges import EdgeReport
@@ -492,9 +492,10 @@ class HubService(FaceService):
             "changes": [syncwire.encode(c) for c in page.changes],
         }
         if report is not None and refusals_since is not None:
-            refused = site_refusals(self.store, appid, report["edge_id"], refusals_since)
+            lifted = lifts_since(self.store, appid, refusals_since)
+            refused = site_refusals(self.store, appid, report["edge_id"], refusals_since, lifted)
             out[syncwire.REFUSALS] = syncwire.encode_refusals(refused)
-            out[syncwire.LIFTS] = syncwire.encode_lifts(site_lifts(self.store, appid, refusals_since))
+            out[syncwire.LIFTS] = syncwire.encode_lifts(site_lifts(lifted))
         return out
 
     def liftclaims(self, appid, person_id, lifted_by) -> dict:

@@ -16,7 +16,7 @@ from edge.daemon.cache import EdgeCache
 from edge.daemon.claim_lockout import ClaimLockout
 from edge.daemon.sync import Syncer
 from edge.door.access_log import AccessLog
-from edge.hub.claim_refusals import site_lifts, site_refusals
+from edge.hub.claim_refusals import lifts_since, site_lifts, site_refusals
 from tests.support.hub import hub_with_five_enrolled, older_sqlite_store
 
 T0 = 1_800_000_000.0
@@ -48,26 +48,33 @@ def test_the_other_doors_refusals_after_each_persons_last_admission(hub_store, t
     assert hub_store.store_access_records("app", "edge-a", a.records())[1] == 7
     assert hub_store.store_access_records("app", "edge-b", b.records())[1] == 2
     hub_store.store_access_records("other-app", "edge-a", a.records())  # another tenant's: never
-    assert site_refusals(hub_store, "app", "edge-b", T0, now=T0 + 10) == [
+
+    def refusals(edge_id, since, now=T0 + 10, person_id=None):
+        """What the hub sends `edge_id` (the lifts read once, as the hub's sync does)."""
+        lifted = lifts_since(hub_store, "app", since, now)
+        return site_refusals(hub_store, "app", edge_id, since, lifted, now, person_id)
+
+    assert refusals("edge-b", T0) == [
         ("alice", T0 + 1, "edge-a"), ("alice", T0 + 3, "edge-a")]  # edge-b's own left out
-    assert site_refusals(hub_store, "app", "edge-a", T0, now=T0 + 10) == [("alice", T0 + 5, "edge-b")]
-    assert site_refusals(hub_store, "app", "edge-b", T0 + 2, now=T0 + 10) == [("alice", T0 + 3, "edge-a")]
-    assert site_refusals(hub_store, "app", "edge-b", T0, now=T0 + 10, person_id="bob") == []  # admitted since
-    assert site_refusals(hub_store, "app", "edge-c", T0, now=T0 + 10, person_id="alice") == [
+    assert refusals("edge-a", T0) == [("alice", T0 + 5, "edge-b")]
+    assert refusals("edge-b", T0 + 2) == [("alice", T0 + 3, "edge-a")]
+    assert refusals("edge-b", T0, person_id="bob") == []  # admitted since
+    assert refusals("edge-c", T0, person_id="alice") == [
         ("alice", T0 + 1, "edge-a"), ("alice", T0 + 3, "edge-a"), ("alice", T0 + 5, "edge-b")]
-    assert site_refusals(hub_store, "app", "edge-c", T0, now=T0 + 10) == [
+    assert refusals("edge-c", T0) == [
         ("alice", T0 + 1, "edge-a"), ("alice", T0 + 3, "edge-a"), ("alice", T0 + 5, "edge-b")]
     # never further back than a day, whatever the edge asks
-    assert site_refusals(hub_store, "app", "edge-c", 0, now=T0 + 86_400 + 4) == [
+    assert refusals("edge-c", 0, now=T0 + 86_400 + 4) == [
         ("alice", T0 + 5, "edge-b"), ("erin", T0 + 400, "edge-a")]  # erin's now in the past
     # an operator lifts alice's lockout: her refusals before it count nowhere, and every edge is told
     hub_store.lift_claims("app", "alice", T0 + 3.5, "console:otto")
-    assert site_refusals(hub_store, "app", "edge-c", T0, now=T0 + 10) == [("alice", T0 + 5, "edge-b")]
-    assert site_lifts(hub_store, "app", T0, now=T0 + 10) == [("alice", T0 + 3.5)]
-    assert site_lifts(hub_store, "app", T0 + 4, now=T0 + 10) == [] and site_lifts(hub_store, "other-app", T0) == []
+    assert refusals("edge-c", T0) == [("alice", T0 + 5, "edge-b")]
+    assert site_lifts(lifts_since(hub_store, "app", T0, T0 + 10)) == [("alice", T0 + 3.5)]
+    assert site_lifts(lifts_since(hub_store, "app", T0 + 4, T0 + 10)) == []
+    assert site_lifts(lifts_since(hub_store, "other-app", T0)) == []
     hub_store.lift_claims("app", "alice", T0 + 9, "api")  # the latest lift is what counts
     assert hub_store.claim_lifts("app", 0) == {"alice": (T0 + 9, "api")}
-    assert site_refusals(hub_store, "app", "edge-c", T0, now=T0 + 10) == []
+    assert refusals("edge-c", T0) == []
 
 
 def test_what_an_edge_reads_is_checked():
