@@ -351,11 +351,9 @@ class Daemon:
         # counted first: a publication that fails still was a try; the access log says how for
         # the site's other doors, where this door takes part in their count
         counted = self.claims.decided(c.claim, out) if c.claim is not None else None
-        if not self.s.verify.share_refusals:
-            counted = None
         self._publish(out, claim=c.claim, face=c.face, frame=c.frame, t_frame=c.t_frame,
-                      track_id=c.track.id, frames=c.frames, latency=c.latency,
-                      cache_version=c.gallery.version, claim_counted=counted)
+                      track_id=c.track.id, frames=c.frames, latency=c.latency, cache_version=c.gallery.version,
+                      claim_counted=counted if self.s.verify.share_refusals else None)
 
     def _face_crop(self, fields: dict[str, Any]) -> bytes | None:
         """The decision's face as JPEG for the access log, only where the site enables it."""
