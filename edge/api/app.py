@@ -4,13 +4,14 @@
 
 Order of checks per request, cheapest first so unauthenticated callers cost little:
 unknown endpoint (code 21) -> signature (4/5/10/11/12/14/9; a single-use one must name this
-endpoint in its `f`, 14) -> rate limit per appid (15) -> op not served by this role (24) -> body
-read with the cap and a time limit (23 / 3) -> parse (3/21) -> body appid present (-1301) and
-equal to the signed one (6) -> a single-use signature used up (13 if it was before) -> the
-endpoint (url inputs fetched here, then the service in a worker thread). Business and auth errors, and an
-unknown /face/<op>, answer HTTP 200 with the code in the envelope (the Python SDK parses the body
-whatever the status, but the Java SDK throws on any non-2xx one); so does an unexpected exception
-(code 213, logged): JSON can still be produced, so the API's every-answer-an-envelope rule holds there too.
+endpoint in its `f`, 14) -> a key bound to one edge calls an edge's endpoint (-1530) -> rate
+limit per appid (15) -> op not served by this role (24) -> body read with the cap and a time
+limit (23 / 3) -> parse (3/21) -> body appid present (-1301) and equal to the signed one (6) -> a
+single-use signature used up (13 if it was before) -> the endpoint (url inputs fetched here,
+then the service in a worker thread). Business and auth errors, and an unknown /face/<op>,
+answer HTTP 200 with the code in the envelope (the Python SDK parses the body whatever the
+status, but the Java SDK throws on any non-2xx one); so does an unexpected exception (code 213,
+logged): JSON can still be produced, so the API's every-answer-an-envelope rule holds there too.
 The edge's own operations (POST /edge/claim) take the same path with their own smaller body cap.
 Any other unmatched request (unknown path, wrong method) gets the JSON envelope with code 21 and
 its HTTP status (404, 405); a path with a trailing slash (`/face/verify/`) is one too (HTTP 200 under
@@ -37,7 +38,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from edge.api.body import parse_body, read_capped
-from edge.api.ops import AREA, OPS, SMALL_BODY, ApiLimits, Ctx, current_appid, text
+from edge.api.ops import AREA, EDGE_OPS, OPS, SMALL_BODY, ApiLimits, Ctx, current_appid, current_edge_key, text
 from edge.api.ratelimit import RateLimiter
 from edge.api.service import ApiErrorWithData, FaceService
 from edge.api.urlfetch import FetchPolicy
@@ -91,6 +92,10 @@ def create_app(
         try:
             sig = verifier.verify(request.headers.get("authorization"))
             check_bound_to(sig, f"/{area}/{op}")
+            edge_key = verifier.credential_of(sig).edge_id
+            if edge_key and op not in EDGE_OPS:  # before the body is read or a signature used up
+                raise ApiError(errors.EDGE_KEY_REFUSED, f"this key belongs to edge {edge_key}: /{area}/{op} is not "
+                               f"an edge's call (it may call {', '.join(sorted(EDGE_OPS))})")
             if limiter_blocks:  # the database's bucket: a round trip, off the event loop
                 allowed = await run_in_threadpool(limiter.allow, sig.appid)
             else:
@@ -111,6 +116,7 @@ def create_app(
             # the store (fsync, round trip).
             await run_in_threadpool(verifier.consume, sig)
             current_appid.set(appid)
+            current_edge_key.set(edge_key)
             data = await handler(appid, params, ctx)
             code, message = 0, "OK"
         except ApiErrorWithData as exc:

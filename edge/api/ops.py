@@ -27,6 +27,12 @@ from edge.core.errors import MAX_BODY_BYTES, ApiError
 # The appid of the request being served (set by the app before the handler runs): url
 # downloads are bounded per appid.
 current_appid: ContextVar[str] = ContextVar("current_appid", default="")
+# The edge the request's key is bound to ([[credentials]] edge_id on the hub), "" for a key of
+# the whole appid. A door's Pi hangs by the door: whoever takes its card has its hub key, so that
+# key serves only what an edge does (sync, the cloud fallback, its own log, the model packs) and
+# speaks for that one edge; never enrols, deletes, changes rules or lifts lockouts.
+current_edge_key: ContextVar[str] = ContextVar("current_edge_key", default="")
+EDGE_OPS = frozenset({"sync", "verify", "uploadlog", "packs", "packfile"})
 
 _ILLEGAL = set(" /\\\t\r\n\x0b\x0c")
 MAX_LIST = 1000
@@ -262,10 +268,20 @@ async def getrules(appid: str, p: Params, ctx: Ctx) -> dict:
 MAX_UPLOAD_BYTES = 1_048_576  # one batch of access log records (at most 1000)
 
 
+def own_edge(edge_id: str) -> str:
+    """`edge_id`, unless the request's key is bound to another edge (EDGE_KEY_REFUSED): a door's
+    key uploads and reports for that door only, so a stolen one cannot write another door's log
+    or its claim refusals (edge.hub.claim_refusals)."""
+    bound = current_edge_key.get()
+    if bound and edge_id != bound:
+        raise ApiError(errors.EDGE_KEY_REFUSED, f"this key belongs to edge {bound}: it cannot speak for {edge_id}")
+    return edge_id
+
+
 async def uploadlog(appid: str, p: Params, ctx: Ctx) -> dict:
     """`edge_id`: the uploading edge; `records`: a batch of its access log as JSON text;
     `crops` (optional): the records' sealed face crops as JSON text."""
-    edge_id = ident(p, "edge_id", ctx)
+    edge_id = own_edge(ident(p, "edge_id", ctx))
     records = p.get("records")
     if records is None or records == "":
         raise ApiError(errors.PARAMETER_EMPTY, "records is required")
@@ -357,9 +373,10 @@ async def sync(appid: str, p: Params, ctx: Ctx) -> dict:
     with_rules = bool(integer(p, "rules", 0, 0, 1))  # an edge that reads rules changes (edge.core.syncwire)
     if p.get("edge_id") in (None, ""):
         return await call(ctx.service.sync, appid, since, fingerprint, group_ids, limit, with_rules)
-    edge_id = ident(p, "edge_id", ctx)  # an edge reporting what it runs (edge.core.syncwire)
+    edge_id = own_edge(ident(p, "edge_id", ctx))  # an edge reporting what it runs (edge.core.syncwire)
     try:
-        report = {"edge_id": edge_id, **syncwire.check_report(p)}
+        report = {"edge_id": edge_id, **syncwire.check_report(p),
+                  syncwire.REPORT_KEY: syncwire.KEY_EDGE if current_edge_key.get() else syncwire.KEY_APPID}
     except ValueError as exc:
         raise ApiError(errors.INVALID_PARAMETER, str(exc)) from None
     # the claims other doors refused since then, for the edge's lockout (0 or absent: not asked)

@@ -32,6 +32,9 @@ FEATURE_FAILED = -1103
 # Not the vendor's (its -1104..-1109 are attribute failures): [liveness] mode = require refused the
 # face on an API call, a print or a screen, or a face the liveness model cannot judge.
 PRESENTATION_ATTACK = -1110
+# This project's too: a hub key bound to one edge ([[credentials]] edge_id) called an endpoint an
+# edge does not need, or spoke for another edge (edge.api.ops.EDGE_OPS).
+EDGE_KEY_REFUSED = -1530
 FEATURE_STORAGE = -1200
 IMAGE_EMPTY = -1300
 PARAMETER_EMPTY = -1301
@@ -72,6 +75,7 @@ MESSAGES: dict[int, str] = {
     NO_FACE: "face detection failed: no face found",
     IMAGE_DECODE_FAILED: "image decode failed",
     FEATURE_FAILED: "feature processing failed",
+    EDGE_KEY_REFUSED: "this key belongs to one edge: it serves only that edge's calls",
     PRESENTATION_ATTACK: "presentation attack: the face is a print or a screen, or cannot be judged live",
     FEATURE_STORAGE: "feature storage error",
     IMAGE_EMPTY: "image empty",

@@ -13,6 +13,7 @@ Environment overrides: `EDGE_VERIFIER_<SECTION>__<KEY>`, e.g. `EDGE_VERIFIER_MQT
 
 from __future__ import annotations
 
+import os
 import stat
 import tomllib
 from pathlib import Path
@@ -67,6 +68,22 @@ def require_private(path: str | Path, what: str) -> None:
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise ConfigError(f"{path}: {what} holds a secret key but is accessible by group/others "
                           f"(mode {stat.S_IMODE(mode):o}); chmod 600 it")
+
+
+def append_private(path: str | Path, block: str) -> None:
+    """`block` added at the end of the private file `path` (created 0600, a new directory 0700),
+    whole or not at all: written beside it, synced, then renamed over it."""
+    path = Path(path)
+    text = path.read_text() if path.exists() else ""
+    text = (f"{text.rstrip()}\n\n" if text.strip() else "") + block
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.new")
+    fd = os.open(tmp, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, path)
 
 
 # Keys printed in the example configs or the docs (`config example hub|edge`): anyone can sign

@@ -37,11 +37,13 @@ SINGLE_USE_WINDOW_S = 3600
 
 @dataclass(frozen=True)
 class Credential:
-    """One API key: the appid it belongs to, its public SecretId and its SecretKey."""
+    """One API key: the appid it belongs to, its public SecretId and its SecretKey; `edge_id`
+    (the hub's) binds it to one edge: it then serves that edge's calls only (edge.api.ops.EDGE_OPS)."""
 
     appid: str
     secret_id: str
     secret_key: str
+    edge_id: str = ""
 
 
 def sign(
@@ -281,6 +283,10 @@ class Verifier:
             if sig.expiry - int(now) > MAX_VALIDITY_S:
                 raise ApiError(errors.SIGNATURE_EXPIRED, "signature valid for more than three months")
         return sig
+
+    def credential_of(self, sig: Signature) -> Credential:
+        """The credential whose key `verify` accepted `sig` under."""
+        return self._by_secret_id[sig.secret_id]
 
     def consume(self, sig: Signature, now: float | None = None) -> None:
         """Use up a single-use signature `verify` accepted (ApiError 13 if it was used before);

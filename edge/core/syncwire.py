@@ -160,6 +160,10 @@ def decode(data: object) -> Change:
 # The edge's report in a sync request: field -> what it says (docs/console.md, doors at a glance).
 REPORT_FIELDS = ("edge_pack", "edge_liveness", "edge_door", "edge_health")
 _REPORT_TEXT = re.compile(r"[\x20-\x7e]{0,128}")  # printable ASCII: the console shows it as text
+# Not sent by the edge: what the hub adds to a report, the kind of key the sync was signed with
+# (edge.api.ops.EDGE_OPS): one bound to the edge, or one of the whole appid.
+REPORT_KEY = "key"
+KEY_EDGE, KEY_APPID = "edge", "appid"
 
 
 def report_fields(pack: str, liveness: str, door: str, health: str) -> dict[str, str]:

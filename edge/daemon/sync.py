@@ -94,6 +94,7 @@ class Syncer:
                     data = client.sync(since, self.fingerprint,
                                        group_ids=self.group_ids or None, limit=self.page_size,
                                        rules=True, report=report, refusals_since=None if pages else refusals_since)
+                    self._note_key(data.get(syncwire.REPORT_KEY), report)
                     if self.site_refusals is not None and syncwire.REFUSALS in data:
                         self._take_site_refusals(self.site_refusals, data)
                     batch = data.get("changes") or []
@@ -135,6 +136,17 @@ class Syncer:
             self.state.update(fields, changes=self.state["changes"] + changes, cursor=self.cache.cursor,
                               pages_last=pages)
             return dict(self.state)
+
+    def _note_key(self, kind: object, report: dict[str, str] | None) -> None:
+        """What the hub says of the key this edge syncs with (`sync.hub_key` in /health); a key
+        of the whole appid is logged once: whoever takes this card could enrol anyone with it."""
+        if kind not in (syncwire.KEY_EDGE, syncwire.KEY_APPID) or kind == self.state.get("hub_key"):
+            return
+        self.state["hub_key"] = kind
+        if kind == syncwire.KEY_APPID:
+            log.warning("this edge syncs with a hub key of its whole appid: whoever takes its card could enrol "
+                        "anyone with it. Give it a key of its own: `edge-verifier hub edgekey --edge-id %s` on "
+                        "the hub (docs/security.md#keys-and-files)", (report or {}).get("edge_id", "ID"))
 
     @staticmethod
     def _take_site_refusals(site: SiteRefusals, data: dict) -> None:

@@ -140,14 +140,16 @@ def run(args) -> int:
         broker = Broker(work).start()
         parts.append(broker)
         _say(f"broker: mosquitto on {broker.host}:{broker.port}")
-        hub = HubProc(work, models_dir=args.models_dir).start()
-        parts.append(hub)
+        hub = HubProc(work, models_dir=args.models_dir)
+        # the door syncs with a key of its own, bound to it: one taken off the door enrols nobody
+        door_key = hub.edge_key(work / "edge")
+        parts.append(hub.start())
         _say(f"hub: {hub.url}")
         _enrol(hub, enrol)
         aport = free_port()
         cfg = write_toml(work / "edge.toml", edge_config(
             device="demo-door", source=f"files:{frames}/*", storage=work / "edge", api_port=aport,
-            broker=broker, hub=hub, models_dir=args.models_dir,
+            broker=broker, hub=door_key, models_dir=args.models_dir,
             camera={"name": "demo-camera", "rate": args.rate}, identify={"groups": ["staff"]},
             # Each photo is someone new in front of the door, judged on its one frame.
             tracker={"max_missed": 0}, liveness={"mode": "require", "frames": 1},

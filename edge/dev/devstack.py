@@ -28,6 +28,7 @@ import sys
 import threading
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 import tomli_w
@@ -172,6 +173,17 @@ class HubProc:
                 "vision": {"models_dir": str(self.models_dir)} if self.models_dir else {},
                 **self.sections}
 
+    def edge_key(self, storage: Path) -> HubKey:
+        """A key of this hub bound to the edge whose [storage] path is `storage` (its id learnt
+        from its own key there, made as its daemon would make it), as a door is installed
+        (docs/security.md): added to the secrets file, so call it before `start` (or restart)."""
+        from edge.daemon.api_key import own_credential
+        from edge.hub.edge_keys import add_edge_key
+
+        edge_id = own_credential(storage, self.appid).secret_id
+        cred = add_edge_key(self.workdir / "hub-secrets.toml", self.appid, edge_id)
+        return HubKey(self.url, cred.appid, cred.secret_id, cred.secret_key)
+
     def start(self, timeout: float = 60) -> HubProc:
         cfg = write_toml(self.workdir / "hub.toml", self.config(), private=True)
         self._log = (self.workdir / "hub.log").open("wb")
@@ -190,6 +202,16 @@ class HubProc:
         if self.proc is not None:
             self._log.close()
         self.proc = None
+
+
+@dataclass(frozen=True)
+class HubKey:
+    """What an edge's [hub] section needs (edge_config's `hub`): the url and one key."""
+
+    url: str
+    appid: str
+    secret_id: str
+    secret_key: str
 
 
 def enrol_five(client, faces_dir: Path, group: str = "staff", photos: int = 2) -> dict[str, str]:

@@ -7,6 +7,7 @@ can be read by group or others, as ssh does with keys.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -58,16 +59,29 @@ class StorageSection(BaseModel):
         return url
 
 
+# An edge's id as it uploads and reports under it (edge.daemon.api_key: "AKIDedge" and hex), or
+# any id the face API would accept (edge.api.ops.ident): printable ASCII, no space or slash.
+EDGE_ID = re.compile(r"[!-.0-\[\]-~]{1,128}")
+
+
 class CredentialSection(BaseModel):
     appid: str = Field(description="Application id the key belongs to (sent as `appid`).")
     secret_id: str = Field(description="Public key id (`k=` in the signature).")
     secret_key: str = Field(description="Shared secret of the HMAC-SHA1 signature; generate one, e.g. with\n"
                             "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'.\n"
                             "Keep it out of shared files.")
+    edge_id: str = Field(
+        "", description="Bind the key to one edge: the id that edge uploads its access log under\n"
+        "(`edge-verifier edge-id` on it). Such a key syncs, asks the cloud fallback, uploads and\n"
+        "reports for that edge only and pulls model packs; every other call is refused (-1530), so\n"
+        "a door's stolen key cannot enrol anyone (`edge-verifier hub edgekey` adds one). Empty: the\n"
+        "key may do anything for its appid (an operator's or an enrolment tool's key).")
 
     @model_validator(mode="after")
     def _usable_key(self) -> "CredentialSection":
         require_usable_key(self.secret_key, f"appid {self.appid}")
+        if self.edge_id and not EDGE_ID.fullmatch(self.edge_id):
+            raise ValueError(f"edge_id {self.edge_id!r}: 1 to 128 printable ASCII characters, no space or slash")
         return self
 
 
@@ -144,7 +158,7 @@ class HubSettings(DecidingRole):
 
     def all_credentials(self) -> list[Credential]:
         """Credentials of the config plus those of `secrets_file` (checked for permissions)."""
-        creds = [Credential(c.appid, c.secret_id, c.secret_key) for c in self.credentials]
+        creds = [Credential(**c.model_dump()) for c in self.credentials]
         if self.secrets_file:
             creds += read_secrets_file(self.secrets_file)
         return creds

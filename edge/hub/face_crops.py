@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edge.core.settings import append_private
+
 KEY_BYTES = 32
 NONCE_BYTES = 12
 VERSION = b"\x01"
@@ -116,22 +118,10 @@ def add_key(secrets_file: Path) -> bool:
     directory 0700, if missing); False when it has one already: replacing it would make every
     stored crop unreadable."""
     secrets_file = Path(secrets_file)
-    if secrets_file.exists():
-        if read_crop_key(secrets_file) is not None:
-            return False
-        text = secrets_file.read_text()
-    else:
-        text = ""
-    text = f"{text.rstrip()}\n\n" if text.strip() else ""
-    text += ("# AES-256-GCM key of the stored face crops (edge-verifier hub reembed). Losing it makes the\n"
-             "# crops unreadable; keep a copy with the database's backups, not beside them.\n"
-             f"[face_crops]\nkey = \"{new_key_text()}\"\n")
-    secrets_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    tmp = secrets_file.with_name(f".{secrets_file.name}.new")
-    fd = os.open(tmp, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(text)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, secrets_file)
+    if secrets_file.exists() and read_crop_key(secrets_file) is not None:
+        return False
+    append_private(secrets_file,
+                   "# AES-256-GCM key of the stored face crops (edge-verifier hub reembed). Losing it makes the\n"
+                   "# crops unreadable; keep a copy with the database's backups, not beside them.\n"
+                   f"[face_crops]\nkey = \"{new_key_text()}\"\n")
     return True

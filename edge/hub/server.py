@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=1,
                         help="hub processes on this port (more than 1 needs a PostgreSQL [storage] url)")
     parser.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)  # one of --workers
-    actions = parser.add_subparsers(dest="hub_action", metavar="[migrate|keygen|reembed|user]")
+    actions = parser.add_subparsers(dest="hub_action", metavar="[migrate|keygen|edgekey|reembed|user]")
     migrate.add_arguments(actions.add_parser(
         "migrate", help="copy a SQLite hub store into PostgreSQL, with progress and a count check",
         description=migrate.__doc__.splitlines()[0]))
@@ -39,6 +39,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "keygen", help="add the face crop key to the hub's secrets_file",
         description="add [face_crops] key (AES-256-GCM, random) to the hub's secrets_file, once",
     ).add_argument("--config", required=True, help="hub TOML whose secrets_file receives the key")
+    from edge.hub import edge_keys
+
+    edge_keys.add_arguments(actions.add_parser(
+        "edgekey", help="add a key bound to one edge (sync, its log, packs: never enrolment) to secrets_file",
+        description=edge_keys.__doc__.splitlines()[0]))
     reembed.add_arguments(actions.add_parser(
         "reembed", help="embed every stored face again with another model pack (no new photos)",
         description=reembed.__doc__.splitlines()[0]))
@@ -152,6 +157,10 @@ def run(args) -> int:
         return migrate.run(args)
     if getattr(args, "hub_action", None) == "keygen":
         return run_keygen(args)
+    if getattr(args, "hub_action", None) == "edgekey":
+        from edge.hub import edge_keys
+
+        return edge_keys.run(args)
     if getattr(args, "hub_action", None) == "reembed":
         from edge.hub import reembed
 

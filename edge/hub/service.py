@@ -478,7 +478,8 @@ class HubService(FaceService):
         if report is not None:  # kept first: an edge with the wrong fingerprint is worth seeing too
             self.store.record_edge(appid, EdgeReport(
                 report["edge_id"], time.time(), int(since), report.get("edge_pack", fingerprint),
-                report.get("edge_liveness", ""), report.get("edge_door", ""), report.get("edge_health", "")))
+                report.get("edge_liveness", ""), report.get("edge_door", ""), report.get("edge_health", ""),
+                report.get(syncwire.REPORT_KEY, "")))
         if fingerprint not in served:
             # The data names what is stored, so an edge tells this from any other code 21.
             raise ApiErrorWithData(
@@ -491,6 +492,8 @@ class HubService(FaceService):
             "cursor": page.cursor, "has_more": page.has_more, "fingerprint": fingerprint,
             "changes": [syncwire.encode(c) for c in page.changes],
         }
+        if report is not None:  # the kind of key it signs with: an edge warns when it is the appid's
+            out[syncwire.REPORT_KEY] = report.get(syncwire.REPORT_KEY, "")
         if report is not None and refusals_since is not None:
             lifted = lifts_since(self.store, appid, refusals_since)
             refused = site_refusals(self.store, appid, report["edge_id"], refusals_since, lifted)

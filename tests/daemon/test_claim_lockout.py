@@ -21,7 +21,7 @@ from edge.daemon.decide import Outcome
 from edge.schemas import schema
 from tests.conftest import free_port
 from tests.support.broker import DaemonProc, edge_command, write_edge_config
-from tests.support.hub import hub_with_five_enrolled
+from tests.support.hub import bind_edge_key, hub_with_five_enrolled
 
 
 class _Clock:
@@ -350,7 +350,7 @@ def test_a_badge_refused_at_one_door_counts_at_the_next_in_real_daemons(
     and its own first refusal locks the badge: the next claim at B is refused at once. Without the
     site's count each door would give the badge two tries of its own. Then an operator lifts the
     lockout on the hub: at B's next sync (a signed cmd/sync) Madonna's own face with her badge
-    opens again."""
+    opens again. Each door holds a hub key bound to it, which does all of that."""
     drop = tmp_path / "drop"
     drop.mkdir()
 
@@ -366,11 +366,14 @@ def test_a_badge_refused_at_one_door_counts_at_the_next_in_real_daemons(
             f.unlink()
         time.sleep(0.6)
 
+    # each door syncs and uploads with a hub key bound to it, as installed (docs/security.md)
+    keys = {name: bind_edge_key(tmp_path / "hub", tmp_path / name) for name in ("door-site-a", "door-site-b")}
     with hub_with_five_enrolled(tmp_path / "hub", faces_dir) as hub:
         def door(name):
             port = free_port()
             cfg = write_edge_config(tmp_path / f"{name}.toml", device=name, camera=f"files:{drop}/*",
-                                    broker=mosquitto, hub=hub, storage=tmp_path / name, api_port=port, loop=True,
+                                    broker=mosquitto, hub=hub.key_for(keys[name]), storage=tmp_path / name,
+                                    api_port=port, loop=True,
                                     sections={"identify": {"enabled": False},
                                               "verify": {"max_refusals": 2, "lockout_s": 120}})
             daemon = DaemonProc(cfg, port, tmp_path / f"{name}.log").start()

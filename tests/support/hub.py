@@ -47,6 +47,21 @@ class HubServer:
 
         return CloudClient(self.url, self.appid, self.secret_id, self.secret_key, **kw)
 
+    def key_for(self, cred):
+        """An edge's [hub] (write_edge_config's `hub`): this hub's url and the key `cred`."""
+        from edge.dev.devstack import HubKey
+
+        return HubKey(self.url, cred.appid, cred.secret_id, cred.secret_key)
+
+
+def bind_edge_key(hub_dir: Path, storage: Path):
+    """A key of APPID bound to the edge whose [storage] path is `storage` (its id made there as
+    its daemon would), in the secrets file of the hub start_hub(hub_dir) starts: call it before."""
+    from edge.daemon.api_key import own_credential
+    from edge.hub.edge_keys import add_edge_key
+
+    return add_edge_key(Path(hub_dir) / "hub-secrets.toml", APPID, own_credential(storage, APPID).secret_id)
+
 
 def hub_settings(store_path: Path, port: int, secret_key: str, other_key: str, store_url: str = "", **sections):
     """HubSettings for a test hub; `sections` maps a section name to overrides. Its secrets file

@@ -5,6 +5,7 @@ whose applied cursor is at or past that change's seq has it."""
 
 from __future__ import annotations
 
+import shlex
 import time
 
 from starlette.responses import Response
@@ -39,6 +40,8 @@ def doors(console, ctx: Ctx) -> Response:
     for report in console.store.edge_reports(ctx.appid):
         chain = chains.get(report.edge_id, {})
         rows.append({"report": report, "contact": shown(report.last_contact, zone),
+                     # quoted for a shell: a reported id may hold `$(...)` and the operator pastes this as root
+                     "edgekey": f"edge-verifier hub edgekey --edge-id {shlex.quote(report.edge_id)}",
                      "age": _age(now - report.last_contact), "behind": max(0, head - report.cursor),
                      "pack_served": report.pack in served, "log_seq": chain.get("seq"),
                      "log_refused": chain.get("refused", 0)})

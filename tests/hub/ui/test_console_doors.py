@@ -4,6 +4,7 @@ head, pack, liveness, door, health; and whether a deleted person is gone from ev
 
 from __future__ import annotations
 
+import html
 import re
 
 import pytest
@@ -60,6 +61,9 @@ def test_each_edge_reports_its_sync_and_a_deletion_is_seen_reaching_every_door(h
     assert "change(s) behind" in row_of(page, "edge-b") and "applied 0 of" in row_of(page, "edge-b")
     assert fingerprint in row_of(page, "edge-a") and "not served" not in row_of(page, "edge-a")
     assert "held, mode normal, relay: no feedback" in row_of(page, "edge-b") and "s ago" in row_of(page, "edge-a")
+    # both synced with the appid's key, not one bound to them: the page says what that risks and the fix
+    assert "whoever takes this edge" in row_of(page, "edge-a")
+    assert "hub edgekey --edge-id edge-b" in row_of(page, "edge-b")
 
     client.delperson("madonna")
     gone_at = server.store.last_seq(APPID)
@@ -100,6 +104,12 @@ def test_a_report_that_is_not_short_printable_text_is_refused_and_markup_is_show
     browser.login("vera")
     row = row_of(browser.get("/ui/doors").text, "edge-old")
     assert "not served by this hub" in row and "&lt;b&gt;open&lt;/b&gt;" in row and "<strong>degraded</strong>" in row
+    # the command the page gives for a door on the appid's key names the edge as reported: an id
+    # the API accepts may hold shell syntax, which an operator would paste into a root shell
+    with pytest.raises(CloudApiError):
+        client.sync(0, "not-served", report={"edge_id": "door$(reboot);'", "edge_health": "ok"})
+    page = html.unescape(browser.get("/ui/doors").text)
+    assert "edge-verifier hub edgekey --edge-id 'door$(reboot);'\"'\"''" in page
 
 
 @pytest.mark.fast

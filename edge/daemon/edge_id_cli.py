@@ -1,0 +1,38 @@
+"""`edge-verifier edge-id --config edge.toml`: this edge's id, as the hub knows it.
+
+The id its access log uploads under and its syncs report (the SecretId of its own key,
+<storage>/api-key.toml; not a secret). The hub binds a key to it (`edge-verifier hub edgekey
+--edge-id ID`). The key file is made here as the daemon would make it at its first start;
+run as root, the new file is given to the owner of the storage directory (the service user).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, help="the edge's TOML config ([storage] path holds its key)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from edge.core.settings import ConfigError
+    from edge.daemon.api_key import FILE_NAME, own_credential
+    from edge.daemon.config import load
+
+    try:
+        settings = load(args.config)
+        storage = Path(settings.storage.path)
+        made = not (storage / FILE_NAME).exists()
+        cred = own_credential(storage, settings.hub.appid)
+        if made and os.geteuid() == 0:
+            owner = storage.stat()
+            os.chown(storage / FILE_NAME, owner.st_uid, owner.st_gid)
+    except (ConfigError, OSError) as exc:
+        print(f"edge-verifier edge-id: error: {exc}", file=sys.stderr)
+        return 2
+    print(cred.secret_id)
+    return 0

@@ -1,0 +1,177 @@
+"""A hub key bound to one edge ([[credentials]] edge_id, edge.api.ops.EDGE_OPS): the key a door's
+Pi holds, taken off its card, enrols nobody and speaks for no other door. Attacks against a real
+hub on loopback; then the `hub edgekey` and `edge-id` commands that set such a key up."""
+
+from __future__ import annotations
+
+import json
+import stat
+import subprocess
+import tomllib
+from contextlib import closing
+
+import pytest
+
+from edge.api.client import CloudApiError, CloudClient
+from edge.api.ops import EDGE_OPS, OPS
+from edge.core import errors
+from edge.core.access_chain import canonical
+from edge.core.signature import sign
+from edge.door.access_log import AccessLog
+from tests.support.hub import APPID, bind_edge_key, hub_with_five_enrolled, post
+
+DOOR = "AKIDedge" + "d" * 28  # the door the stolen key is bound to
+OTHER_DOOR = "AKIDedge" + "e" * 28
+
+
+def _refused(call) -> CloudApiError:
+    with pytest.raises(CloudApiError) as caught:
+        call()
+    assert caught.value.code == errors.EDGE_KEY_REFUSED, caught.value
+    return caught.value
+
+
+def _log_of(path, person_id: str) -> str:
+    log = AccessLog(path, b"a door's own key")
+    log.append("decision", door="main", person_id=person_id, decision="reject", outcome="deny", reason="r",
+               detail={"claim": person_id, "claim_lockout": "refused"})
+    return canonical(log.records())
+
+
+def test_a_key_taken_off_a_door_enrols_nobody_and_speaks_for_no_other_door(tmp_path, faces_dir, photos):
+    """With the appid's key on every door, whoever read one door's card enrolled their own face
+    (or added it to a member), lifted lockouts, rewrote the rules and read every door's log. The
+    door's key now does what a door does, for that door only."""
+    (tmp_path / "door").mkdir(mode=0o700)
+    (tmp_path / "door" / "api-key.toml").write_text(
+        f'appid = "{APPID}"\nsecret_id = "{DOOR}"\nsecret_key = "{"k" * 43}"\n')
+    (tmp_path / "door" / "api-key.toml").chmod(0o600)
+    stolen = bind_edge_key(tmp_path / "hub", tmp_path / "door")
+    assert stolen.edge_id == DOOR
+    with hub_with_five_enrolled(tmp_path / "hub", faces_dir) as hub, \
+            closing(CloudClient(hub.url, stolen.appid, stolen.secret_id, stolen.secret_key, timeout=30,
+                                retries=0)) as door, \
+            closing(hub.client(timeout=30, retries=0)) as operator:
+        intruder = photos("Elton_John", "val_1")
+        _refused(lambda: door.newperson("intruder", ["staff"], intruder))
+        _refused(lambda: door.addface("madonna", [intruder]))
+        _refused(lambda: door.delperson("madonna"))
+        _refused(lambda: door.setcredentials("madonna", [{"format": "wiegand26", "facility": 1, "number": 7}]))
+        _refused(lambda: door.setrules(json.dumps({"groups": {}})))
+        _refused(lambda: door.liftclaims("madonna"))
+        _refused(lambda: door.searchlog(person_id="madonna"))
+        with pytest.raises(CloudApiError) as caught:
+            operator.getinfo("intruder")
+        assert caught.value.code == errors.PERSON_UNKNOWN
+        assert len(operator.getfaceids("madonna")["face_ids"]) == 2  # enrol_five's two, none added
+
+        # every endpoint an edge does not call, raw as an SDK sends it, before its body is read
+        for op in sorted(set(OPS) - EDGE_OPS - {"claim"}):
+            answer = post(hub, op, json={"appid": APPID},
+                          authorization=sign(APPID, stolen.secret_id, stolen.secret_key))
+            assert answer["code"] == errors.EDGE_KEY_REFUSED, (op, answer)
+
+        # what a door does, it still does: sync and report as itself, the cloud fallback, packs, its log
+        fingerprint = _fingerprint(operator)
+        page = door.sync(0, fingerprint, report={"edge_id": DOOR, "edge_health": "ok"})
+        assert {c["person_id"] for c in page["changes"]} >= {"madonna", "elton_john"}
+        assert door.verify("madonna", photos("Madonna", "val_1"))["ismatch"] is True
+        assert door.packs()["packs"]
+        stored = door.uploadlog(DOOR, _log_of(tmp_path / "door.db", "madonna"))
+        assert stored["stored"] == 1
+        # ... never as another door: not its log, not its report, not its claim refusals
+        _refused(lambda: door.uploadlog(OTHER_DOOR, _log_of(tmp_path / "other.db", "jerry_seinfield")))
+        _refused(lambda: door.sync(0, fingerprint, report={"edge_id": OTHER_DOOR, "edge_health": "ok"},
+                                   refusals_since=1))
+        assert [r["edge_id"] for r in operator.searchlog()["records"]] == [DOOR]
+        assert [(r.edge_id, r.key) for r in hub.store.edge_reports(APPID)] == [(DOOR, "edge")]  # console: its own
+        # the appid's own key (an operator's) is not bound: it still does everything
+        operator.uploadlog(OTHER_DOOR, _log_of(tmp_path / "other2.db", "jerry_seinfield"))
+        operator.sync(0, fingerprint, report={"edge_id": OTHER_DOOR, "key": "edge"})  # what it sends is ignored
+        assert {r.edge_id: r.key for r in hub.store.edge_reports(APPID)} == {DOOR: "edge", OTHER_DOOR: "appid"}
+
+
+def test_an_edge_syncing_with_the_appids_key_says_so_once(tmp_path, faces_dir, caplog):
+    """The hub tells a reporting edge which kind of key it signed with: a door still on the
+    appid's key logs, once, what that risks and the command that fixes it; /health shows it."""
+    from edge.daemon.cache import EdgeCache
+    from edge.daemon.sync import Syncer
+
+    (tmp_path / "door").mkdir(mode=0o700)
+    door_key = bind_edge_key(tmp_path / "hub", tmp_path / "door")
+    with hub_with_five_enrolled(tmp_path / "hub", faces_dir) as hub, \
+            closing(hub.client(timeout=30, retries=0)) as operator, \
+            closing(CloudClient(hub.url, door_key.appid, door_key.secret_id, door_key.secret_key, timeout=30,
+                                retries=0)) as door:
+        fingerprint = _fingerprint(operator)
+
+        def syncer(client, edge_id, name):
+            return Syncer(client, EdgeCache(tmp_path / name), fingerprint,
+                          report=lambda: {"edge_id": edge_id, "edge_health": "ok"})
+
+        own = syncer(door, door_key.edge_id, "own.db")
+        assert own.sync_once()["status"] == "ok" and own.state["hub_key"] == "edge"
+        assert "whole appid" not in caplog.text
+        shared = syncer(operator, "AKIDedge-on-the-appid-key", "shared.db")
+        for _ in range(2):
+            assert shared.sync_once()["status"] == "ok" and shared.state["hub_key"] == "appid"
+        warned = [r.getMessage() for r in caplog.records if "whole appid" in r.getMessage()]
+        assert len(warned) == 1 and "hub edgekey --edge-id AKIDedge-on-the-appid-key" in warned[0]
+        assert door_key.secret_key not in caplog.text and hub.secret_key not in caplog.text
+
+
+def _fingerprint(client) -> str:
+    """The fingerprint the hub stores (a sync asking with an unknown one is told them, code 21)."""
+    with pytest.raises(CloudApiError) as caught:
+        client.sync(0, "unknown")
+    return caught.value.data["fingerprints"][0]
+
+
+def _cli(*args: str, check: bool = False) -> subprocess.CompletedProcess:
+    from edge.dev.devstack import cli
+
+    return subprocess.run([*cli(), *args], capture_output=True, text=True, timeout=120, check=check)
+
+
+def test_edgekey_binds_a_new_key_to_the_id_edge_id_prints(tmp_path):
+    """Installing a door: `edge-verifier edge-id` on it, `hub edgekey --edge-id` on the hub, the
+    printed [hub] lines into the door's config. Bad input changes nothing."""
+    from edge.core.settings import ConfigError
+    from edge.dev.devstack import write_toml
+    from edge.hub import config
+
+    edge_cfg = write_toml(tmp_path / "edge.toml", {"storage": {"path": str(tmp_path / "edge")}}, private=True)
+    printed = _cli("edge-id", "--config", str(edge_cfg), check=True).stdout.strip()
+    assert printed.startswith("AKIDedge") and printed == _cli("edge-id", "--config", str(edge_cfg)).stdout.strip()
+    key_file = tmp_path / "edge" / "api-key.toml"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert tomllib.loads(key_file.read_text())["secret_id"] == printed  # the id it uploads and reports under
+
+    secrets_file = tmp_path / "hub-secrets.toml"
+    hub_cfg = write_toml(tmp_path / "hub.toml", {
+        "secrets_file": str(secrets_file),
+        "credentials": [{"appid": "site", "secret_id": "AKIDoperator", "secret_key": "o" * 43}]}, private=True)
+    made = _cli("hub", "edgekey", "--config", str(hub_cfg), "--edge-id", printed)
+    assert made.returncode == 0, made.stderr
+    assert "restart the hub" in made.stderr and "secret_key" not in made.stderr
+    lines = tomllib.loads(made.stdout)["hub"]
+    assert stat.S_IMODE(secrets_file.stat().st_mode) == 0o600
+    bound = [c for c in config.load(hub_cfg).all_credentials() if c.secret_id == lines["secret_id"]]
+    assert [(c.appid, c.secret_key, c.edge_id) for c in bound] == [("site", lines["secret_key"], printed)]
+
+    # an id the API accepts may hold a quote: written quoted, the file (and every key in it) still reads
+    quoted = _cli("hub", "edgekey", "--config", str(hub_cfg), "--edge-id", 'door"7')
+    assert quoted.returncode == 0, quoted.stderr
+    assert [c.edge_id for c in config.load(hub_cfg).all_credentials()] == ["", printed, 'door"7']
+
+    before = secrets_file.read_text()
+    for bad in ("a door", "../door", "x" * 129):
+        refused = _cli("hub", "edgekey", "--config", str(hub_cfg), "--edge-id", bad)
+        assert refused.returncode == 2 and "edge_id" in refused.stderr, refused
+    assert _cli("hub", "edgekey", "--config", str(hub_cfg), "--edge-id", printed, "--appid", "nope").returncode == 2
+    assert secrets_file.read_text() == before
+    # a hand-written entry is checked as strictly when the hub starts
+    secrets_file.write_text(before + '\n[[credentials]]\nappid = "site"\nsecret_id = "AKIDx"\n'
+                            f'secret_key = "{"y" * 43}"\nedge_id = "a door"\n')
+    with pytest.raises(ConfigError, match="edge_id"):
+        config.load(hub_cfg).all_credentials()
