@@ -20,6 +20,8 @@ import secrets
 import tomllib
 from pathlib import Path
 
+import tomli_w
+
 from edge.core.settings import ConfigError, refuse_example_key
 from edge.core.signature import Credential
 
@@ -55,7 +57,8 @@ def _make(path: Path, appid: str) -> None:
     secret_id = "AKIDedge" + secrets.token_hex(14)
     text = (f"# The edge's own key for its local API and MQTT commands ({__name__}).\n"
             f"# Sign with it, never with the hub's key; set [api] credentials to replace it.\n"
-            f'appid = "{appid}"\nsecret_id = "{secret_id}"\nsecret_key = "{secrets.token_urlsafe(32)}"\n')
+            # quoted by tomli_w: an appid written as is with a quote in it made a file no start could read
+            + tomli_w.dumps({"appid": appid, "secret_id": secret_id, "secret_key": secrets.token_urlsafe(32)}))
     try:  # O_EXCL: two starts at once make one key, never half of two
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:

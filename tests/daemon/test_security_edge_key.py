@@ -98,3 +98,10 @@ def test_a_key_file_others_can_read_is_refused(tmp_path):
     (tmp_path / FILE_NAME).chmod(0o644)
     with pytest.raises(ConfigError, match="readable by others"):
         own_credential(tmp_path, "1000001")
+
+
+def test_an_appid_with_a_quote_makes_a_key_file_the_next_start_reads(tmp_path):
+    """The file was written with the appid between quotes as is: an appid holding one made a
+    file no start could read (each start refused it, nothing made a new one)."""
+    made = own_credential(tmp_path, 'site"1')
+    assert made.appid == 'site"1' and own_credential(tmp_path, 'site"1') == made
