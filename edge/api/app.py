@@ -5,10 +5,10 @@
 Order of checks per request, cheapest first so unauthenticated callers cost little:
 unknown endpoint (code 21) -> signature (4/5/10/11/12/14/9; a single-use one must name this
 endpoint in its `f`, 14) -> a key bound to one edge calls an edge's endpoint (-1530) -> rate
-limit per appid (15) -> op not served by this role (24) -> body read with the cap and a time
-limit (23 / 3) -> parse (3/21) -> body appid present (-1301) and equal to the signed one (6) -> a
-single-use signature used up (13 if it was before) -> the endpoint (url inputs fetched here,
-then the service in a worker thread). Business and auth errors, and an unknown /face/<op>,
+limit per appid, or per bound key (15) -> op not served by this role (24) -> body read with the
+cap and a time limit (23 / 3) -> parse (3/21) -> body appid present (-1301) and equal to the
+signed one (6) -> a single-use signature used up (13 if it was before) -> the endpoint (url
+inputs fetched here, then the service in a worker thread). Business and auth errors, and an unknown /face/<op>,
 answer HTTP 200 with the code in the envelope (the Python SDK parses the body whatever the
 status, but the Java SDK throws on any non-2xx one); so does an unexpected exception (code 213,
 logged): JSON can still be produced, so the API's every-answer-an-envelope rule holds there too.
@@ -96,12 +96,16 @@ def create_app(
             if edge_key and op not in EDGE_OPS:  # before the body is read or a signature used up
                 raise ApiError(errors.EDGE_KEY_REFUSED, f"this key belongs to edge {edge_key}: /{area}/{op} is not "
                                f"an edge's call (it may call {', '.join(sorted(EDGE_OPS))})")
+            # A door's bound key has a bucket of its own: one taken off a door must not use up
+            # the appid's and hold back the site's other doors and its operators.
+            bucket = f"{sig.appid}\nedge {edge_key}" if edge_key else sig.appid
             if limiter_blocks:  # the database's bucket: a round trip, off the event loop
-                allowed = await run_in_threadpool(limiter.allow, sig.appid)
+                allowed = await run_in_threadpool(limiter.allow, bucket)
             else:
-                allowed = limiter.allow(sig.appid)
+                allowed = limiter.allow(bucket)
             if not allowed:
-                raise ApiError(errors.RATE_LIMITED, "too many requests for this appid")
+                raise ApiError(errors.RATE_LIMITED, "too many requests for this key" if edge_key
+                               else "too many requests for this appid")
             if not service.serves(op):
                 raise ApiError(errors.ENDPOINT_RETIRED, f"/{area}/{op} is not served by this role ({service.role})")
             cap, timeout_s = SMALL_BODY.get(op, (limits.body_bytes, limits.body_timeout_s))

@@ -120,6 +120,37 @@ def test_an_edge_syncing_with_the_appids_key_says_so_once(tmp_path, faces_dir, c
         assert door_key.secret_key not in caplog.text and hub.secret_key not in caplog.text
 
 
+def test_a_door_key_spends_its_own_rate_not_the_sites(tmp_path):
+    """Every key of an appid drew from one bucket: a key taken off a door, sending as fast as the
+    limit lets it, left the site's other doors (their syncs, their cloud fallback) and its
+    operators with code 15. A bound key has a bucket of its own."""
+    from edge.api.client import CloudRateLimited
+    from tests.support.hub import start_hub
+
+    def answered(call) -> int:
+        try:
+            call()
+        except CloudRateLimited:
+            return errors.RATE_LIMITED
+        return 0
+
+    storages = [tmp_path / name for name in ("door-a", "door-b")]
+    keys = [bind_edge_key(tmp_path / "hub", storage) for storage in storages]
+    # a negligible refill: each bucket passes `burst` requests
+    with start_hub(tmp_path / "hub", limits={"rate_per_s": 0.001, "burst": 3}) as hub:
+        door_a, door_b = (CloudClient(hub.url, k.appid, k.secret_id, k.secret_key, timeout=30, retries=0)
+                          for k in keys)
+        operator = hub.client(timeout=30, retries=0)
+        try:
+            assert [answered(door_a.packs) for _ in range(5)] == [0, 0, 0, 15, 15]
+            assert [answered(operator.getgroupids) for _ in range(3)] == [0, 0, 0]
+            assert answered(door_b.packs) == 0
+            assert answered(operator.getgroupids) == 15  # the appid's own bucket is still one
+        finally:
+            for client in (door_a, door_b, operator):
+                client.close()
+
+
 def _fingerprint(client) -> str:
     """The fingerprint the hub stores (a sync asking with an unknown one is told them, code 21)."""
     with pytest.raises(CloudApiError) as caught:
