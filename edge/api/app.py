@@ -38,7 +38,18 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from edge.api.body import parse_body, read_capped
-from edge.api.ops import AREA, EDGE_OPS, OPS, SMALL_BODY, ApiLimits, Ctx, current_appid, current_edge_key, text
+from edge.api.ops import (
+    AREA,
+    EDGE_OPS,
+    OPS,
+    SMALL_BODY,
+    ApiLimits,
+    Ctx,
+    current_appid,
+    current_edge_groups,
+    current_edge_key,
+    text,
+)
 from edge.api.ratelimit import RateLimiter
 from edge.api.service import ApiErrorWithData, FaceService
 from edge.api.urlfetch import FetchPolicy
@@ -92,7 +103,8 @@ def create_app(
         try:
             sig = verifier.verify(request.headers.get("authorization"))
             check_bound_to(sig, f"/{area}/{op}")
-            edge_key = verifier.credential_of(sig).edge_id
+            key = verifier.credential_of(sig)
+            edge_key = key.edge_id
             if edge_key and op not in EDGE_OPS:  # before the body is read or a signature used up
                 raise ApiError(errors.EDGE_KEY_REFUSED, f"this key belongs to edge {edge_key}: /{area}/{op} is not "
                                f"an edge's call (it may call {', '.join(sorted(EDGE_OPS))})")
@@ -121,6 +133,7 @@ def create_app(
             await run_in_threadpool(verifier.consume, sig)
             current_appid.set(appid)
             current_edge_key.set(edge_key)
+            current_edge_groups.set(key.groups)
             data = await handler(appid, params, ctx)
             code, message = 0, "OK"
         except ApiErrorWithData as exc:

@@ -32,6 +32,9 @@ current_appid: ContextVar[str] = ContextVar("current_appid", default="")
 # key serves only what an edge does (sync, the cloud fallback, its own log, the model packs) and
 # speaks for that one edge; never enrols, deletes, changes rules or lifts lockouts.
 current_edge_key: ContextVar[str] = ContextVar("current_edge_key", default="")
+# The groups that key is bound to ([[credentials]] groups), () for every group: it syncs those
+# groups only and the cloud fallback verifies their persons only.
+current_edge_groups: ContextVar[tuple[str, ...]] = ContextVar("current_edge_groups", default=())
 EDGE_OPS = frozenset({"sync", "verify", "uploadlog", "packs", "packfile"})
 
 _ILLEGAL = set(" /\\\t\r\n\x0b\x0c")
@@ -342,6 +345,11 @@ async def delgroupids(appid: str, p: Params, ctx: Ctx) -> dict:
 
 async def verify(appid: str, p: Params, ctx: Ctx) -> dict:
     person_id = ident(p, "person_id", ctx)
+    groups = current_edge_groups.get()
+    if groups:  # a door's key asks about the people of its groups only; the others "do not exist" to it
+        info = await call(ctx.service.getinfo, appid, person_id)
+        if not set(info.get("group_ids") or ()) & set(groups):
+            raise ApiError(errors.PERSON_UNKNOWN, f"person {person_id} is in none of this key's groups")
     return await call(ctx.service.verify, appid, person_id, await image(p, ctx))
 
 
@@ -370,6 +378,10 @@ async def sync(appid: str, p: Params, ctx: Ctx) -> dict:
     limit = integer(p, "limit", 500, 1, 1000)
     fingerprint = text(p, "fingerprint", ctx, required=True)
     group_ids = ident_list(p, "group_ids", ctx, required=False)
+    allowed = current_edge_groups.get()
+    if allowed and (not group_ids or not set(group_ids) <= set(allowed)):
+        raise ApiError(errors.EDGE_KEY_REFUSED, f"this key syncs the groups {', '.join(allowed)} only: set "
+                       "[identify] groups on the edge to them (asked: " + (", ".join(group_ids) or "every group") + ")")
     with_rules = bool(integer(p, "rules", 0, 0, 1))  # an edge that reads rules changes (edge.core.syncwire)
     if p.get("edge_id") in (None, ""):
         return await call(ctx.service.sync, appid, since, fingerprint, group_ids, limit, with_rules)

@@ -159,6 +159,13 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
 
 
+def problems(exc: ValidationError) -> str:
+    """Where and what, never the input: pydantic's own text quotes the values it was given, and a
+    table of settings holds keys."""
+    return "; ".join(": ".join(filter(None, (".".join(str(p) for p in err["loc"]), err["msg"])))
+                     for err in exc.errors())
+
+
 def load_settings(cls: type[S], path: str | Path | None, **overrides: Any) -> S:
     """Build `cls` from the TOML file at `path` (optional), env overrides, then `overrides`."""
     values = read_toml(path) if path else {}
@@ -166,11 +173,8 @@ def load_settings(cls: type[S], path: str | Path | None, **overrides: Any) -> S:
     try:
         settings = cls(**values)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-        )
         where = f"{path}: " if path else ""
-        raise ConfigError(f"{where}invalid configuration: {problems}") from None
+        raise ConfigError(f"{where}invalid configuration: {problems(exc)}") from None
     if path and isinstance(settings, RoleSettings) and settings.holds_secrets():
         require_private(path, "config file")
     return settings

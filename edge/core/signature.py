@@ -38,12 +38,14 @@ SINGLE_USE_WINDOW_S = 3600
 @dataclass(frozen=True)
 class Credential:
     """One API key: the appid it belongs to, its public SecretId and its SecretKey; `edge_id`
-    (the hub's) binds it to one edge: it then serves that edge's calls only (edge.api.ops.EDGE_OPS)."""
+    (the hub's) binds it to one edge: it then serves that edge's calls only (edge.api.ops.EDGE_OPS),
+    for the persons of `groups` only when it names any."""
 
     appid: str
     secret_id: str
     secret_key: str
     edge_id: str = ""
+    groups: tuple[str, ...] = ()
 
 
 def sign(

@@ -141,8 +141,9 @@ def run(args) -> int:
         parts.append(broker)
         _say(f"broker: mosquitto on {broker.host}:{broker.port}")
         hub = HubProc(work, models_dir=args.models_dir)
-        # the door syncs with a key of its own, bound to it: one taken off the door enrols nobody
-        door_key = hub.edge_key(work / "edge")
+        # the door syncs with a key of its own, bound to it and its group: one taken off the door
+        # enrols nobody and holds the faces of the staff group only
+        door_key = hub.edge_key(work / "edge", ("staff",))
         parts.append(hub.start())
         _say(f"hub: {hub.url}")
         _enrol(hub, enrol)

@@ -173,15 +173,16 @@ class HubProc:
                 "vision": {"models_dir": str(self.models_dir)} if self.models_dir else {},
                 **self.sections}
 
-    def edge_key(self, storage: Path) -> HubKey:
+    def edge_key(self, storage: Path, groups: tuple[str, ...] = ()) -> HubKey:
         """A key of this hub bound to the edge whose [storage] path is `storage` (its id learnt
-        from its own key there, made as its daemon would make it), as a door is installed
-        (docs/security.md): added to the secrets file, so call it before `start` (or restart)."""
+        from its own key there, made as its daemon would make it) and to the `groups` it serves,
+        as a door is installed (docs/security.md): added to the secrets file, so call it before
+        `start` (or restart)."""
         from edge.daemon.api_key import own_credential
         from edge.hub.edge_keys import add_edge_key
 
         edge_id = own_credential(storage, self.appid).secret_id
-        cred = add_edge_key(self.workdir / "hub-secrets.toml", self.appid, edge_id)
+        cred = add_edge_key(self.workdir / "hub-secrets.toml", self.appid, edge_id, groups)
         return HubKey(self.url, cred.appid, cred.secret_id, cred.secret_key)
 
     def start(self, timeout: float = 60) -> HubProc:

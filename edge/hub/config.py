@@ -7,20 +7,21 @@ can be read by group or others, as ssh does with keys.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
-from edge.api.ops import ApiLimits
+from edge.api.ops import ApiLimits, check_ident
 from edge.api.serving import ListenerSettings
 from edge.api.urlfetch import FetchSettings
+from edge.core.errors import ApiError
 from edge.core.settings import (
     ConfigError,
     DecidingRole,
     ThresholdOverrides,
     load_settings,
+    problems,
     read_toml,
     render_example,
     require_private,
@@ -59,11 +60,6 @@ class StorageSection(BaseModel):
         return url
 
 
-# An edge's id as it uploads and reports under it (edge.daemon.api_key: "AKIDedge" and hex), or
-# any id the face API would accept (edge.api.ops.ident): printable ASCII, no space or slash.
-EDGE_ID = re.compile(r"[!-.0-\[\]-~]{1,128}")
-
-
 class CredentialSection(BaseModel):
     appid: str = Field(description="Application id the key belongs to (sent as `appid`).")
     secret_id: str = Field(description="Public key id (`k=` in the signature).")
@@ -76,12 +72,23 @@ class CredentialSection(BaseModel):
         "reports for that edge only and pulls model packs; every other call is refused (-1530), so\n"
         "a door's stolen key cannot enrol anyone (`edge-verifier hub edgekey` adds one). Empty: the\n"
         "key may do anything for its appid (an operator's or an enrolment tool's key).")
+    groups: tuple[str, ...] = Field(
+        (), description="With edge_id: the groups that edge serves ([identify] groups there). Its key then\n"
+        "syncs those groups only and the cloud fallback verifies their persons only: a door's\n"
+        "key taken holds the faces and cards of the people who may pass that door, not the\n"
+        "site's. Empty: every group.")
 
     @model_validator(mode="after")
     def _usable_key(self) -> "CredentialSection":
         require_usable_key(self.secret_key, f"appid {self.appid}")
-        if self.edge_id and not EDGE_ID.fullmatch(self.edge_id):
-            raise ValueError(f"edge_id {self.edge_id!r}: 1 to 128 printable ASCII characters, no space or slash")
+        if self.groups and not self.edge_id:
+            raise ValueError("groups bind an edge's key: set edge_id too (a key of the whole appid serves every group)")
+        # the face API's id rules: the edge reports its id and asks for its groups as ids
+        for name, value in ([("edge_id", self.edge_id)] if self.edge_id else []) + [("groups", g) for g in self.groups]:
+            try:
+                check_ident(name, value, ApiLimits().id_bytes)
+            except ApiError as exc:
+                raise ValueError(f"{name} {value!r}: {exc.message}") from None
         return self
 
 
@@ -174,8 +181,10 @@ def read_secrets_file(path: str | Path) -> list[Credential]:
                           f"found {sorted(extra)}")
     try:
         return [Credential(**CredentialSection(**c).model_dump()) for c in data.get("credentials", [])]
-    except Exception as exc:  # pydantic ValidationError or a non-table entry
-        raise ConfigError(f"{path}: invalid credentials: {exc}") from None
+    except ValidationError as exc:  # its own text would quote the table, secret_key and all
+        raise ConfigError(f"{path}: invalid credentials: {problems(exc)}") from None
+    except TypeError:  # an entry that is no table
+        raise ConfigError(f"{path}: invalid credentials: each [[credentials]] must be a table") from None
 
 
 def load(path: str | Path | None, **overrides) -> HubSettings:

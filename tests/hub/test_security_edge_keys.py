@@ -91,6 +91,41 @@ def test_a_key_taken_off_a_door_enrols_nobody_and_speaks_for_no_other_door(tmp_p
         assert {r.edge_id: r.key for r in hub.store.edge_reports(APPID)} == {DOOR: "edge", OTHER_DOOR: "appid"}
 
 
+def test_a_door_key_bound_to_its_groups_holds_only_their_people(tmp_path, faces_dir, photos):
+    """A door serves some groups; its key taken gave every person's face and card (sync) and a
+    yes/no on any of them (the cloud fallback). Bound to the door's groups it gives theirs only."""
+    (tmp_path / "door").mkdir(mode=0o700)
+    from edge.daemon.api_key import own_credential
+    from edge.hub.edge_keys import add_edge_key
+
+    edge_id = own_credential(tmp_path / "door", APPID).secret_id
+    key = add_edge_key(tmp_path / "hub" / "hub-secrets.toml", APPID, edge_id, ("staff",))
+    with hub_with_five_enrolled(tmp_path / "hub", faces_dir) as hub, \
+            closing(hub.client(timeout=30, retries=0)) as operator, \
+            closing(CloudClient(hub.url, key.appid, key.secret_id, key.secret_key, timeout=30, retries=0)) as door:
+        ceo = photos("Madonna", "train_2")
+        operator.newperson("ceo", ["board"], ceo)  # a person of another group, her face Madonna's
+        fingerprint = _fingerprint(operator)
+        everyone = {c["person_id"] for c in operator.sync(0, fingerprint)["changes"]}
+        assert "ceo" in everyone
+        page = door.sync(0, fingerprint, group_ids=["staff"], report={"edge_id": edge_id})
+        # her rows come as deletions (an edge whose groups changed drops her): her id, no face, no card
+        held = {c["person_id"] for c in page["changes"] if not c["deleted"]}
+        assert held == everyone - {"ceo"}
+        hers = [c for c in page["changes"] if c["person_id"] == "ceo"]
+        assert hers and all(set(c) <= {"seq", "type", "face_id", "person_id", "deleted"} for c in hers)
+        for groups in (None, ["staff", "board"], ["board"]):
+            _refused(lambda g=groups: door.sync(0, fingerprint, group_ids=g, report={"edge_id": edge_id}))
+        with pytest.raises(CloudApiError) as caught:
+            door.verify("ceo", ceo)
+        assert caught.value.code == errors.PERSON_UNKNOWN  # as if she did not exist
+        with pytest.raises(CloudApiError) as caught:
+            door.verify("nobody", ceo)
+        assert caught.value.code == errors.PERSON_UNKNOWN
+        assert door.verify("madonna", photos("Madonna", "val_1"))["ismatch"] is True
+        assert operator.verify("ceo", ceo)["ismatch"] is True  # the appid's key is not bound
+
+
 def test_an_edge_syncing_with_the_appids_key_says_so_once(tmp_path, faces_dir, caplog):
     """The hub tells a reporting edge which kind of key it signed with: a door still on the
     appid's key logs, once, what that risks and the command that fixes it; /health shows it."""
@@ -194,6 +229,13 @@ def test_edgekey_binds_a_new_key_to_the_id_edge_id_prints(tmp_path):
     quoted = _cli("hub", "edgekey", "--config", str(hub_cfg), "--edge-id", 'door"7')
     assert quoted.returncode == 0, quoted.stderr
     assert [c.edge_id for c in config.load(hub_cfg).all_credentials()] == ["", printed, 'door"7']
+    grouped = _cli("hub", "edgekey", "--config", str(hub_cfg), "--edge-id", "door-8", "--group", "staff",
+                   "--group", "night shift")
+    assert grouped.returncode == 2 and "groups" in grouped.stderr  # a space: no group id
+    grouped = _cli("hub", "edgekey", "--config", str(hub_cfg), "--edge-id", "door-8", "--group", "staff",
+                   "--group", "night")
+    assert grouped.returncode == 0 and "the groups staff, night" in grouped.stderr
+    assert config.load(hub_cfg).all_credentials()[-1].groups == ("staff", "night")
 
     before = secrets_file.read_text()
     for bad in ("a door", "../door", "x" * 129):
@@ -206,3 +248,29 @@ def test_edgekey_binds_a_new_key_to_the_id_edge_id_prints(tmp_path):
                             f'secret_key = "{"y" * 43}"\nedge_id = "a door"\n')
     with pytest.raises(ConfigError, match="edge_id"):
         config.load(hub_cfg).all_credentials()
+
+
+@pytest.mark.fast
+def test_a_broken_credentials_entry_is_named_and_its_key_never_shown(tmp_path):
+    """The hub said what was wrong with a [[credentials]] entry of its secrets file in pydantic's
+    own words, which quote the table: an entry missing its secret_id printed the last 21
+    characters of its secret_key to the journal. Now where and what, never a value."""
+    from edge.core.settings import ConfigError
+    from edge.hub.config import read_secrets_file
+
+    key = "Zq8" + "k3y-" * 10
+    secrets_file = tmp_path / "secrets.toml"
+    entries = {
+        "secret_id: Field required": f'appid = "site"\nsecret_key = "{key}"\n',
+        "edge_id 'a door'": f'appid = "site"\nsecret_id = "AKIDx"\nsecret_key = "{key}"\nedge_id = "a door"\n',
+        "set edge_id too": f'appid = "site"\nsecret_id = "AKIDx"\nsecret_key = "{key}"\ngroups = ["staff"]\n',
+        "groups 'a/b'": f'appid = "s"\nsecret_id = "AKIDx"\nsecret_key = "{key}"\nedge_id = "e"\ngroups = ["a/b"]\n',
+    }
+    for said, entry in entries.items():
+        secrets_file.write_text("[[credentials]]\n" + entry)
+        secrets_file.chmod(0o600)
+        with pytest.raises(ConfigError) as refused:
+            read_secrets_file(secrets_file)
+        message = str(refused.value)
+        assert said in message, message
+        assert not any(key[i:i + 6] in message for i in range(len(key) - 5)), message
