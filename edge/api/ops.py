@@ -346,10 +346,10 @@ async def delgroupids(appid: str, p: Params, ctx: Ctx) -> dict:
 async def verify(appid: str, p: Params, ctx: Ctx) -> dict:
     person_id = ident(p, "person_id", ctx)
     groups = current_edge_groups.get()
-    if groups:  # a door's key asks about the people of its groups only; the others "do not exist" to it
-        info = await call(ctx.service.getinfo, appid, person_id)
-        if not set(info.get("group_ids") or ()) & set(groups):
-            raise ApiError(errors.PERSON_UNKNOWN, f"person {person_id} is in none of this key's groups")
+    if groups:  # a door's key asks about the people of its groups only; the others do not exist to it
+        info = await call(ctx.service.getinfo, appid, person_id)  # PERSON_UNKNOWN for no one
+        if not set(info.get("group_ids") or ()) & set(groups):  # the store's words: nothing told apart
+            raise ApiError(errors.PERSON_UNKNOWN, f"person {person_id!r} does not exist")
     return await call(ctx.service.verify, appid, person_id, await image(p, ctx))
 
 
