@@ -394,7 +394,7 @@ async def sync(appid: str, p: Params, ctx: Ctx) -> dict:
     # the claims other doors refused since then, for the edge's lockout (0 or absent: not asked)
     refusals_since = integer(p, syncwire.REFUSALS_SINCE, 0, 0, 2**40) or None
     return await call(ctx.service.sync, appid, since, fingerprint, group_ids, limit, with_rules, report,
-                      refusals_since)
+                      refusals_since, bool(allowed))
 
 
 async def claim(appid: str, p: Params, ctx: Ctx) -> dict:

@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
+from edge.core import errors
+from edge.core.errors import ApiError
 from edge.core.syncwire import ADMITTED, COUNTED, MAX_REFUSALS, REFUSED
 
 if TYPE_CHECKING:
@@ -80,3 +82,17 @@ def site_lifts(lifted: dict[str, tuple[float, str]]) -> list[tuple[str, float]]:
     """(person_id, wall time) of the lifts (lifts_since's) as an edge is sent them: oldest first,
     the newest MAX_REFUSALS of them."""
     return sorted(((p, at) for p, (at, _) in lifted.items()), key=lambda r: r[1])[-MAX_REFUSALS:]
+
+
+def members_of(store: Store, appid: str, person_ids: set[str], group_ids: Sequence[str]) -> set[str]:
+    """Those of `person_ids` in one of `group_ids` (a deleted person in none): what an edge whose
+    key is bound to those groups hears of, the site's other persons' refusals and lifts left out."""
+    wanted, members = set(group_ids), set()
+    for person_id in person_ids:
+        try:
+            if wanted & set(store.get_person(appid, person_id).group_ids):
+                members.add(person_id)
+        except ApiError as exc:
+            if exc.code != errors.PERSON_UNKNOWN:
+                raise
+    return members

@@ -30,7 +30,7 @@ from edge.api.service import ApiErrorWithData, FaceService, compare_images, judg
 from edge.core import access_chain, access_rules, errors, syncwire
 from edge.core.errors import ApiError
 from edge.core.matcher import DEFAULT_THRESHOLDS, Decision, Gallery, Thresholds, confidence, cosine
-from edge.hub.claim_refusals import lifts_since, site_lifts, site_refusals
+from edge.hub.claim_refusals import lifts_since, members_of, site_lifts, site_refusals
 from edge.hub.face_crops import CropCipher
 from edge.hub.store import FaceRecord, Limits, NearIdentical, Store, VerifyRecord
 from edge.hub.store.edges import EdgeReport
@@ -471,9 +471,10 @@ class HubService(FaceService):
 
     # --- sync ------------------------------------------------------------------------------
     def sync(self, appid, since, fingerprint, group_ids, limit, with_rules=False, report=None,
-             refusals_since=None) -> dict:
+             refusals_since=None, only_groups=False) -> dict:
         """A page of changes; for a reporting edge that asks (`refusals_since`), also the claims
-        the site's other doors refused on the face since then (edge.hub.claim_refusals)."""
+        the site's other doors refused on the face since then (edge.hub.claim_refusals): with
+        `only_groups` (a key bound to the groups asked for), of those groups' persons only."""
         served = self.vision.fingerprints
         if report is not None:  # kept first: an edge with the wrong fingerprint is worth seeing too
             self.store.record_edge(appid, EdgeReport(
@@ -497,8 +498,12 @@ class HubService(FaceService):
         if report is not None and refusals_since is not None:
             lifted = lifts_since(self.store, appid, refusals_since)
             refused = site_refusals(self.store, appid, report["edge_id"], refusals_since, lifted)
+            lifts = site_lifts(lifted)
+            if only_groups and (refused or lifts):
+                keep = members_of(self.store, appid, {r[0] for r in refused} | {lift[0] for lift in lifts}, group_ids)
+                refused, lifts = [r for r in refused if r[0] in keep], [lift for lift in lifts if lift[0] in keep]
             out[syncwire.REFUSALS] = syncwire.encode_refusals(refused)
-            out[syncwire.LIFTS] = syncwire.encode_lifts(site_lifts(lifted))
+            out[syncwire.LIFTS] = syncwire.encode_lifts(lifts)
         return out
 
     def liftclaims(self, appid, person_id, lifted_by) -> dict:

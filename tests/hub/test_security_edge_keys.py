@@ -125,6 +125,26 @@ def test_a_door_key_bound_to_its_groups_holds_only_their_people(tmp_path, faces_
         assert answers[0] == answers[1] == (errors.PERSON_UNKNOWN, "person 'X' does not exist")  # told apart by nothing
         assert door.verify("madonna", photos("Madonna", "val_1"))["ismatch"] is True
         assert operator.verify("ceo", ceo)["ismatch"] is True  # the appid's key is not bound
+        # the other doors' claim refusals and the lifts: of its groups' persons only
+        other = AccessLog(tmp_path / "other.db", b"another door's key")
+        for person in ("ceo", "madonna"):
+            other.append("decision", door="main", person_id=person, decision="reject", outcome="deny", reason="r",
+                         detail={"claim": person, "claim_lockout": "refused"})
+        operator.uploadlog(OTHER_DOOR, canonical(other.records()))
+        for person in ("ceo", "madonna"):
+            operator.liftclaims(person)
+        heard = door.sync(0, fingerprint, group_ids=["staff"], report={"edge_id": edge_id}, refusals_since=1)
+        assert [r["person_id"] for r in heard["claim_refusals"]] == []  # lifted since, both
+        assert [lift["person_id"] for lift in heard["claim_lifts"]] == ["madonna"]
+        other.append("decision", door="main", person_id="ceo", decision="reject", outcome="deny", reason="r",
+                     detail={"claim": "ceo", "claim_lockout": "refused"})
+        other.append("decision", door="main", person_id="madonna", decision="reject", outcome="deny", reason="r",
+                     detail={"claim": "madonna", "claim_lockout": "refused"})
+        operator.uploadlog(OTHER_DOOR, canonical(other.records()))
+        heard = door.sync(0, fingerprint, group_ids=["staff"], report={"edge_id": edge_id}, refusals_since=1)
+        assert [r["person_id"] for r in heard["claim_refusals"]] == ["madonna"]
+        told = operator.sync(0, fingerprint, report={"edge_id": "AKIDedge-unbound"}, refusals_since=1)
+        assert sorted(r["person_id"] for r in told["claim_refusals"]) == ["ceo", "madonna"]  # unbound: all
 
 
 def test_an_edge_syncing_with_the_appids_key_says_so_once(tmp_path, faces_dir, caplog):
