@@ -1,6 +1,8 @@
 """A hub key bound to one edge ([[credentials]] edge_id, edge.api.ops.EDGE_OPS): the key a door's
-Pi holds, taken off its card, enrols nobody and speaks for no other door. Attacks against a real
-hub on loopback; then the `hub edgekey` and `edge-id` commands that set such a key up."""
+Pi holds, taken off its card, enrols nobody, speaks for no other door, holds the people of its
+groups only and spends a rate of its own. Attacks against a real hub on loopback; the edge told
+which key it syncs with; then the `hub edgekey` and `edge-id` commands that set such a key up,
+and a broken key entry reported without its key."""
 
 from __future__ import annotations
 
