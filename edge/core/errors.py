@@ -33,7 +33,7 @@ FEATURE_FAILED = -1103
 # face on an API call, a print or a screen, or a face the liveness model cannot judge.
 PRESENTATION_ATTACK = -1110
 # This project's too: a hub key bound to one edge ([[credentials]] edge_id) called an endpoint an
-# edge does not need, or spoke for another edge (edge.api.ops.EDGE_OPS).
+# edge does not need, spoke for another edge, or synced other groups than its own (edge.api.ops).
 EDGE_KEY_REFUSED = -1530
 FEATURE_STORAGE = -1200
 IMAGE_EMPTY = -1300
