@@ -178,7 +178,7 @@ def test_an_edge_syncing_with_the_appids_key_says_so_once(tmp_path, faces_dir, c
         assert door_key.secret_key not in caplog.text and hub.secret_key not in caplog.text
 
 
-def test_a_door_key_spends_its_own_rate_not_the_sites(tmp_path):
+def test_a_door_key_spends_its_own_rate_not_the_sites(tmp_path, models_dir):
     """Every key of an appid drew from one bucket: a key taken off a door, sending as fast as the
     limit lets it, left the site's other doors (their syncs, their cloud fallback) and its
     operators with code 15. A bound key has a bucket of its own."""
