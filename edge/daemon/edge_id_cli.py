@@ -4,7 +4,7 @@ The id its access log uploads under and its syncs report (the SecretId of its ow
 <storage>/api-key.toml; not a secret). The hub binds a key to it (`edge-verifier hub edgekey
 --edge-id ID`). The key file is made here as the daemon would make it at its first start;
 run as root, the new file is given to the owner of the storage directory (the service user),
-which must exist then.
+which must exist then; `[hub] appid` must be set (the key takes it, as the daemon's would).
 """
 
 from __future__ import annotations
@@ -28,6 +28,9 @@ def run(args: argparse.Namespace) -> int:
         settings = load(args.config)
         storage = Path(settings.storage.path)
         made = not (storage / FILE_NAME).exists()
+        if made and not settings.hub.appid:  # the key takes it: local clients sign with the site's appid
+            raise ConfigError("set [hub] appid (the site's appid on the hub) first: this edge's own key is made "
+                              "with it")
         if made and os.geteuid() == 0 and not storage.is_dir():  # root would make it root's: the daemon locked out
             raise ConfigError(f"{storage} does not exist: run this as the service user (sudo -u edge-verifier ...), "
                               "or once the daemon has started (systemd makes its state directory)")

@@ -230,6 +230,11 @@ def test_edgekey_binds_a_new_key_to_the_id_edge_id_prints(tmp_path):
     from edge.hub import config
 
     edge_cfg = write_toml(tmp_path / "edge.toml", {"storage": {"path": str(tmp_path / "edge")}}, private=True)
+    # without the site's appid the key would be made with another, and local clients refused with theirs
+    unset = _cli("edge-id", "--config", str(edge_cfg))
+    assert unset.returncode == 2 and "[hub] appid" in unset.stderr and not (tmp_path / "edge").exists()
+    edge_cfg = write_toml(tmp_path / "edge.toml", {"storage": {"path": str(tmp_path / "edge")},
+                                                   "hub": {"appid": "site"}}, private=True)
     if os.geteuid() == 0:  # root would make the storage directory root's, and the daemon could not read its key
         refused = _cli("edge-id", "--config", str(edge_cfg))
         assert refused.returncode == 2 and "service user" in refused.stderr and not (tmp_path / "edge").exists()
@@ -238,7 +243,8 @@ def test_edgekey_binds_a_new_key_to_the_id_edge_id_prints(tmp_path):
     assert printed.startswith("AKIDedge") and printed == _cli("edge-id", "--config", str(edge_cfg)).stdout.strip()
     key_file = tmp_path / "edge" / "api-key.toml"
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
-    assert tomllib.loads(key_file.read_text())["secret_id"] == printed  # the id it uploads and reports under
+    made = tomllib.loads(key_file.read_text())
+    assert (made["secret_id"], made["appid"]) == (printed, "site")  # the id it uploads and reports under
 
     secrets_file = tmp_path / "hub-secrets.toml"
     hub_cfg = write_toml(tmp_path / "hub.toml", {
