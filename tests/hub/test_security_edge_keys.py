@@ -20,7 +20,9 @@ from edge.api.ops import EDGE_OPS, OPS
 from edge.core import errors
 from edge.core.access_chain import canonical
 from edge.core.signature import sign
+from edge.daemon.api_key import own_credential
 from edge.door.access_log import AccessLog
+from edge.hub.edge_keys import add_edge_key
 from tests.support.hub import APPID, bind_edge_key, hub_with_five_enrolled, post
 
 DOOR = "AKIDedge" + "d" * 28  # the door the stolen key is bound to
@@ -68,7 +70,7 @@ def test_a_key_taken_off_a_door_enrols_nobody_and_speaks_for_no_other_door(tmp_p
         assert caught.value.code == errors.PERSON_UNKNOWN
         assert len(operator.getfaceids("madonna")["face_ids"]) == 2  # enrol_five's two, none added
 
-        # every endpoint an edge does not call, raw as an SDK sends it, before its body is read
+        # every endpoint an edge does not call, raw as an SDK sends it
         for op in sorted(set(OPS) - EDGE_OPS - {"claim"}):
             answer = post(hub, op, json={"appid": APPID},
                           authorization=sign(APPID, stolen.secret_id, stolen.secret_key))
@@ -98,9 +100,6 @@ def test_a_door_key_bound_to_its_groups_holds_only_their_people(tmp_path, faces_
     """A door serves some groups; its key taken gave every person's face and card (sync) and a
     yes/no on any of them (the cloud fallback). Bound to the door's groups it gives theirs only."""
     (tmp_path / "door").mkdir(mode=0o700)
-    from edge.daemon.api_key import own_credential
-    from edge.hub.edge_keys import add_edge_key
-
     edge_id = own_credential(tmp_path / "door", APPID).secret_id
     key = add_edge_key(tmp_path / "hub" / "hub-secrets.toml", APPID, edge_id, ("staff",))
     with hub_with_five_enrolled(tmp_path / "hub", faces_dir) as hub, \
