@@ -177,10 +177,12 @@ def test_an_edge_syncing_with_the_appids_key_says_so_once(tmp_path, faces_dir, c
         assert door_key.secret_key not in caplog.text and hub.secret_key not in caplog.text
 
 
-def test_a_door_key_spends_its_own_rate_not_the_sites(tmp_path, models_dir):
+@pytest.mark.parametrize("store", ["sqlite", "postgresql"])
+def test_a_door_key_spends_its_own_rate_not_the_sites(tmp_path, models_dir, store, request):
     """Every key of an appid drew from one bucket: a key taken off a door, sending as fast as the
     limit lets it, left the site's other doors (their syncs, their cloud fallback) and its
-    operators with code 15. A bound key has a bucket of its own."""
+    operators with code 15. A bound key has a bucket of its own: in the process's limiter, and in
+    PostgreSQL's, which several hub processes share."""
     from edge.api.client import CloudRateLimited
     from tests.support.hub import start_hub
 
@@ -194,7 +196,8 @@ def test_a_door_key_spends_its_own_rate_not_the_sites(tmp_path, models_dir):
     storages = [tmp_path / name for name in ("door-a", "door-b")]
     keys = [bind_edge_key(tmp_path / "hub", storage) for storage in storages]
     # a negligible refill: each bucket passes `burst` requests
-    with start_hub(tmp_path / "hub", limits={"rate_per_s": 0.001, "burst": 3}) as hub:
+    store_url = request.getfixturevalue("pg_url") if store == "postgresql" else ""
+    with start_hub(tmp_path / "hub", store_url, limits={"rate_per_s": 0.001, "burst": 3}) as hub:
         door_a, door_b = (CloudClient(hub.url, k.appid, k.secret_id, k.secret_key, timeout=30, retries=0)
                           for k in keys)
         operator = hub.client(timeout=30, retries=0)
