@@ -9,7 +9,7 @@ import sqlite3
 
 import pytest
 
-from edge.api.client import CloudApiError, FingerprintMismatch
+from edge.api.client import CloudApiError
 from edge.core import access_rules as ar
 from edge.core import syncwire
 from edge.daemon.cache import CacheError, EdgeCache
@@ -17,7 +17,7 @@ from edge.daemon.sync import Syncer
 from edge.door.access import AccessPolicy
 from edge.hub.store import SqliteStore
 from tests.door.test_access import DOC, TUESDAY_9, History, req
-from tests.support.hub import older_sqlite_store, start_hub
+from tests.support.hub import older_sqlite_store, served_fingerprint, start_hub
 
 FP = "fingerprint-a"
 TEXT = json.dumps(DOC)
@@ -61,12 +61,6 @@ def hub(tmp_path_factory, models_dir):
         client = hub.client(timeout=30.0, retries=0)
         yield hub, client
         client.close()
-
-
-def served_fingerprint(client) -> str:
-    with pytest.raises(FingerprintMismatch) as err:
-        client.sync(0, "0000000000000000")
-    return err.value.data["fingerprints"][0]
 
 
 def code(fn, *args) -> int:

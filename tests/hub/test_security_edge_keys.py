@@ -23,7 +23,7 @@ from edge.core.signature import sign
 from edge.daemon.api_key import own_credential
 from edge.door.access_log import AccessLog
 from edge.hub.edge_keys import add_edge_key
-from tests.support.hub import APPID, bind_edge_key, hub_with_five_enrolled, post
+from tests.support.hub import APPID, bind_edge_key, hub_with_five_enrolled, post, served_fingerprint
 
 DOOR = "AKIDedge" + "d" * 28  # the door the stolen key is bound to
 OTHER_DOOR = "AKIDedge" + "e" * 28
@@ -77,7 +77,7 @@ def test_a_key_taken_off_a_door_enrols_nobody_and_speaks_for_no_other_door(tmp_p
             assert answer["code"] == errors.EDGE_KEY_REFUSED, (op, answer)
 
         # what a door does, it still does: sync and report as itself, the cloud fallback, packs, its log
-        fingerprint = _fingerprint(operator)
+        fingerprint = served_fingerprint(operator)
         page = door.sync(0, fingerprint, report={"edge_id": DOOR, "edge_health": "ok"})
         assert {c["person_id"] for c in page["changes"]} >= {"madonna", "elton_john"}
         assert door.verify("madonna", photos("Madonna", "val_1"))["ismatch"] is True
@@ -107,7 +107,7 @@ def test_a_door_key_bound_to_its_groups_holds_only_their_people(tmp_path, faces_
             closing(CloudClient(hub.url, key.appid, key.secret_id, key.secret_key, timeout=30, retries=0)) as door:
         ceo = photos("Madonna", "train_2")
         operator.newperson("ceo", ["board"], ceo)  # a person of another group, her face Madonna's
-        fingerprint = _fingerprint(operator)
+        fingerprint = served_fingerprint(operator)
         everyone = {c["person_id"] for c in operator.sync(0, fingerprint)["changes"]}
         assert "ceo" in everyone
         page = door.sync(0, fingerprint, group_ids=["staff"], report={"edge_id": edge_id})
@@ -160,7 +160,7 @@ def test_an_edge_syncing_with_the_appids_key_says_so_once(tmp_path, faces_dir, c
             closing(hub.client(timeout=30, retries=0)) as operator, \
             closing(CloudClient(hub.url, door_key.appid, door_key.secret_id, door_key.secret_key, timeout=30,
                                 retries=0)) as door:
-        fingerprint = _fingerprint(operator)
+        fingerprint = served_fingerprint(operator)
 
         def syncer(client, edge_id, name):
             return Syncer(client, EdgeCache(tmp_path / name), fingerprint,
@@ -209,13 +209,6 @@ def test_a_door_key_spends_its_own_rate_not_the_sites(tmp_path, models_dir, stor
         finally:
             for client in (door_a, door_b, operator):
                 client.close()
-
-
-def _fingerprint(client) -> str:
-    """The fingerprint the hub stores (a sync asking with an unknown one is told them, code 21)."""
-    with pytest.raises(CloudApiError) as caught:
-        client.sync(0, "unknown")
-    return caught.value.data["fingerprints"][0]
 
 
 def _cli(*args: str, check: bool = False) -> subprocess.CompletedProcess:

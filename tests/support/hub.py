@@ -54,6 +54,15 @@ class HubServer:
         return HubKey(self.url, cred.appid, cred.secret_id, cred.secret_key)
 
 
+def served_fingerprint(client) -> str:
+    """The fingerprint the hub stores: a sync asking with another is told them (code 21)."""
+    from edge.api.client import FingerprintMismatch
+
+    with pytest.raises(FingerprintMismatch) as mismatch:
+        client.sync(0, "no-such-fingerprint")
+    return mismatch.value.data["fingerprints"][0]
+
+
 def bind_edge_key(hub_dir: Path, storage: Path):
     """A key of APPID bound to the edge whose [storage] path is `storage` (its id made there as
     its daemon would), in the secrets file of the hub start_hub(hub_dir) starts: call it before."""

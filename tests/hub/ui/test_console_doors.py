@@ -15,7 +15,7 @@ from edge.daemon.cache import EdgeCache
 from edge.daemon.sync import Syncer
 from tests.hub.ui.support import Browser, console_hub
 from tests.support.broker import enrol_five
-from tests.support.hub import APPID, OTHER_APPID
+from tests.support.hub import APPID, OTHER_APPID, served_fingerprint
 
 
 @pytest.fixture(scope="module")
@@ -32,20 +32,13 @@ def edge(client, fingerprint: str, tmp_path, edge_id: str, door: str = "locked, 
                   report=lambda: {"edge_id": edge_id, **report_fields(fingerprint, "on", door, "ok")})
 
 
-def served(client) -> str:
-    """The fingerprint the hub stores (it names it when asked for another)."""
-    with pytest.raises(CloudApiError) as mismatch:
-        client.sync(0, "no-such-fingerprint")
-    return mismatch.value.data["fingerprints"][0]
-
-
 def row_of(html: str, edge_id: str) -> str:
     return re.search(rf"<tr>\s*<td>{edge_id}</td>(.*?)</tr>", html, re.S)[1]
 
 
 def test_each_edge_reports_its_sync_and_a_deletion_is_seen_reaching_every_door(hub, tmp_path):
     server, client = hub
-    fingerprint = served(client)
+    fingerprint = served_fingerprint(client)
     a = edge(client, fingerprint, tmp_path, "edge-a")
     b = edge(client, fingerprint, tmp_path, "edge-b", door="held, mode normal, relay: no feedback")
     head = server.store.last_seq(APPID)
