@@ -6,9 +6,9 @@ handed to `on_gallery` (the daemon swaps one reference: readers never lock). `ru
 on start, every `interval_s`, and whenever `trigger()` is called (MQTT cmd/sync). With
 `site_refusals` (the claims' lockout) the first request also asks for the claims the site's other
 doors refused on the face and the lockouts lifted on the hub, and hands them over
-(edge.daemon.claim_lockout). A hub that is
-down leaves the last synced gallery in use: the edge keeps working offline. A hub that rate
-limits us (code 15) is asked again after a short, doubling backoff.
+(edge.daemon.claim_lockout). A hub that is down leaves the last synced gallery in use: the edge
+keeps working offline. A hub that rate limits us (code 15) is asked again after a short,
+doubling backoff.
 """
 
 from __future__ import annotations

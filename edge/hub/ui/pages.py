@@ -119,12 +119,13 @@ def _person_page(console, ctx: Ctx, person_id: str, error: str = "", status: int
 def _claims_at_the_doors(console, appid: str, person_id: str) -> dict:
     """The person's claims refused on the face at the site's doors in the last day (after their
     last admission or lift), and their last lift: what an operator weighs before lifting."""
-    from edge.hub.claim_refusals import lifts_since, site_refusals
+    from edge.hub.claim_refusals import LONGEST_WINDOW_S, lifts_since, site_refusals
     from edge.hub.ui.sitetime import shown, site_zone
 
     now = time.time()
-    lifted = lifts_since(console.store, appid, now - 86_400, now)
-    refused = [at for _, at, _ in site_refusals(console.store, appid, "", now - 86_400, lifted, now, person_id)]
+    day = now - LONGEST_WINDOW_S  # as far back as the doors' counts go
+    lifted = lifts_since(console.store, appid, day, now)
+    refused = [at for _, at, _ in site_refusals(console.store, appid, "", day, lifted, now, person_id)]
     lift = lifted.get(person_id)
     zone, _ = site_zone(console.store, appid)
     return {"refused": len(refused), "last_refused": shown(refused[-1], zone) if refused else "",
