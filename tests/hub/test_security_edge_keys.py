@@ -36,11 +36,16 @@ def _refused(call) -> CloudApiError:
     return caught.value
 
 
-def _log_of(path, person_id: str) -> str:
-    log = AccessLog(path, b"a door's own key")
-    log.append("decision", door="main", person_id=person_id, decision="reject", outcome="deny", reason="r",
-               detail={"claim": person_id, "claim_lockout": "refused"})
+def _refused_claims(log: AccessLog, *person_ids: str) -> str:
+    """`log` with a claim of each person refused and counted by the door's lockout, as JSON text."""
+    for person_id in person_ids:
+        log.append("decision", door="main", person_id=person_id, decision="reject", outcome="deny", reason="r",
+                   detail={"claim": person_id, "claim_lockout": "refused"})
     return canonical(log.records())
+
+
+def _log_of(path, person_id: str) -> str:
+    return _refused_claims(AccessLog(path, b"a door's own key"), person_id)
 
 
 def test_a_key_taken_off_a_door_enrols_nobody_and_speaks_for_no_other_door(tmp_path, faces_dir, photos):
@@ -128,20 +133,13 @@ def test_a_door_key_bound_to_its_groups_holds_only_their_people(tmp_path, faces_
         assert operator.verify("ceo", ceo)["ismatch"] is True  # the appid's key is not bound
         # the other doors' claim refusals and the lifts: of its groups' persons only
         other = AccessLog(tmp_path / "other.db", b"another door's key")
-        for person in ("ceo", "madonna"):
-            other.append("decision", door="main", person_id=person, decision="reject", outcome="deny", reason="r",
-                         detail={"claim": person, "claim_lockout": "refused"})
-        operator.uploadlog(OTHER_DOOR, canonical(other.records()))
+        operator.uploadlog(OTHER_DOOR, _refused_claims(other, "ceo", "madonna"))
         for person in ("ceo", "madonna"):
             operator.liftclaims(person)
         heard = door.sync(0, fingerprint, group_ids=["staff"], report={"edge_id": edge_id}, refusals_since=1)
         assert [r["person_id"] for r in heard["claim_refusals"]] == []  # lifted since, both
         assert [lift["person_id"] for lift in heard["claim_lifts"]] == ["madonna"]
-        other.append("decision", door="main", person_id="ceo", decision="reject", outcome="deny", reason="r",
-                     detail={"claim": "ceo", "claim_lockout": "refused"})
-        other.append("decision", door="main", person_id="madonna", decision="reject", outcome="deny", reason="r",
-                     detail={"claim": "madonna", "claim_lockout": "refused"})
-        operator.uploadlog(OTHER_DOOR, canonical(other.records()))
+        operator.uploadlog(OTHER_DOOR, _refused_claims(other, "ceo", "madonna"))
         heard = door.sync(0, fingerprint, group_ids=["staff"], report={"edge_id": edge_id}, refusals_since=1)
         assert [r["person_id"] for r in heard["claim_refusals"]] == ["madonna"]
         told = operator.sync(0, fingerprint, report={"edge_id": "AKIDedge-unbound"}, refusals_since=1)
