@@ -72,13 +72,20 @@ def require_private(path: str | Path, what: str) -> None:
 
 def append_private(path: str | Path, block: str) -> None:
     """`block` added at the end of the private file `path` (created 0600, a new directory 0700),
-    whole or not at all: written beside it, synced, then renamed over it."""
+    whole or not at all (`write_private`)."""
     path = Path(path)
     text = path.read_text() if path.exists() else ""
-    text = (f"{text.rstrip()}\n\n" if text.strip() else "") + block
+    write_private(path, (f"{text.rstrip()}\n\n" if text.strip() else "") + block)
+
+
+def write_private(path: str | Path, text: str) -> None:
+    """`text` as the private file `path` (0600, a new directory 0700), whole or not at all:
+    written beside it, synced, then renamed over it."""
+    path = Path(path)
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.new")
     fd = os.open(tmp, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o600)
+    os.fchmod(fd, 0o600)  # a leftover of an interrupted write keeps its mode otherwise
     with os.fdopen(fd, "w") as out:
         out.write(text)
         out.flush()

@@ -276,6 +276,58 @@ def test_edgekey_binds_a_new_key_to_the_id_edge_id_prints(tmp_path):
         config.load(hub_cfg).all_credentials()
 
 
+def test_a_taken_doors_keys_are_revoked_and_the_hub_refuses_them(tmp_path, models_dir):
+    """A door was taken off the wall: its key must stop working. The operator edited the secrets
+    file by hand (a missed table, a broken file, one readable by all). `hub edgekey --revoke`
+    removes that door's keys, every other key and the face crop key kept; the restarted hub
+    refuses the taken key as unknown and serves the other door and the operator."""
+    from edge.dev.devstack import write_toml
+    from edge.hub.face_crops import read_crop_key
+    from tests.support.hub import start_hub
+
+    secrets_file = tmp_path / "hub" / "hub-secrets.toml"
+    taken = [add_edge_key(secrets_file, APPID, DOOR), add_edge_key(secrets_file, APPID, DOOR, ("staff",))]
+    other = add_edge_key(secrets_file, APPID, OTHER_DOOR)
+    hub_cfg = write_toml(tmp_path / "hub.toml", {"secrets_file": str(secrets_file)}, private=True)
+
+    def door(hub, cred):
+        return closing(CloudClient(hub.url, cred.appid, cred.secret_id, cred.secret_key, timeout=30, retries=0))
+
+    with start_hub(tmp_path / "hub") as hub, door(hub, taken[1]) as thief:
+        assert thief.packs()["packs"]  # the taken key works until revoked
+    crop_key = read_crop_key(secrets_file)
+    assert crop_key is not None
+
+    listed = _cli("hub", "edgekey", "--config", str(hub_cfg), "--list")
+    assert listed.returncode == 0, listed.stderr
+    rows = [line.split("\t") for line in listed.stdout.splitlines()[1:]]
+    assert [(r[0], r[2], r[3]) for r in rows] == [(DOOR, "(every group)", taken[0].secret_id),
+                                                   (DOOR, "staff", taken[1].secret_id),
+                                                   (OTHER_DOOR, "(every group)", other.secret_id)]
+    assert not any(c.secret_key in listed.stdout + listed.stderr for c in [*taken, other])
+
+    before = secrets_file.read_text()
+    assert _cli("hub", "edgekey", "--config", str(hub_cfg), "--revoke", "--edge-id", DOOR,
+                "--group", "staff").returncode == 2  # not "only its staff key": refused, nothing removed
+    revoked = _cli("hub", "edgekey", "--config", str(hub_cfg), "--revoke", "--edge-id", DOOR)
+    assert revoked.returncode == 0, revoked.stderr
+    assert "2 key(s)" in revoked.stderr and "restart the hub" in revoked.stderr
+    assert before != secrets_file.read_text()
+    assert stat.S_IMODE(secrets_file.stat().st_mode) == 0o600
+    assert read_crop_key(secrets_file) == crop_key  # the hub still reads the crops it kept
+    again = _cli("hub", "edgekey", "--config", str(hub_cfg), "--revoke", "--edge-id", DOOR)
+    assert again.returncode == 2 and OTHER_DOOR in again.stderr  # names the doors that have keys
+
+    with start_hub(tmp_path / "hub") as hub, door(hub, taken[0]) as thief, door(hub, taken[1]) as thief2, \
+            door(hub, other) as other_door, closing(hub.client(timeout=30, retries=0)) as operator:
+        for stolen in (thief, thief2):
+            with pytest.raises(CloudApiError) as refused:
+                stolen.packs()
+            assert refused.value.code == errors.SECRET_ID_UNKNOWN
+        assert other_door.packs()["packs"]
+        assert operator.getgroupids()["group_ids"] == []
+
+
 @pytest.mark.fast
 def test_a_broken_credentials_entry_is_named_and_its_key_never_shown(tmp_path):
     """The hub said what was wrong with a [[credentials]] entry of its secrets file in pydantic's
