@@ -480,7 +480,7 @@ class HubService(FaceService):
             self.store.record_edge(appid, EdgeReport(
                 report["edge_id"], time.time(), int(since), report.get("edge_pack", fingerprint),
                 report.get("edge_liveness", ""), report.get("edge_door", ""), report.get("edge_health", ""),
-                report.get(syncwire.REPORT_KEY, "")))
+                report.get(syncwire.REPORT_KEY, ""), tuple(group_ids or ())))
         if fingerprint not in served:
             # The data names what is stored, so an edge tells this from any other code 21.
             raise ApiErrorWithData(

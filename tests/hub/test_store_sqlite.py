@@ -31,7 +31,7 @@ def store(tmp_path):
 def test_database_is_wal_with_foreign_keys_and_a_schema_version(store, tmp_path):
     conn = sqlite3.connect(tmp_path / "hub.sqlite3")
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 9
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 10
     assert store._conn().execute("PRAGMA foreign_keys").fetchone()[0] == 1
 
 
@@ -61,23 +61,27 @@ def test_a_version_1_file_gets_the_crops_table_and_its_faces_are_listed_without_
     assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
 
-def test_a_version_8_file_gets_the_key_of_each_edges_report(tmp_path):
-    """Schema 9 keeps which kind of hub key an edge synced with; the rows an older hub wrote
-    keep what they said, with the kind not known."""
+@pytest.mark.parametrize("version", [8, 9])
+def test_an_older_file_gets_the_key_and_groups_of_each_edges_report(tmp_path, version):
+    """Schema 9 keeps which kind of hub key an edge synced with, 10 the groups it asked for; the
+    rows an older hub wrote keep what they said, with the kind and groups not known."""
     from edge.hub.store.edges import EdgeReport
 
-    path = tmp_path / "v8.sqlite3"
+    path = tmp_path / f"v{version}.sqlite3"
     s = SqliteStore(path)
     s.record_edge("app", EdgeReport("edge-old", 100.0, 3, "fp", "require", "locked, mode normal", "ok"))
     s.close()
-    with sqlite3.connect(path) as conn:  # as the code before the key's kind left it
-        conn.execute("ALTER TABLE edge_reports DROP COLUMN key")
-        conn.execute("PRAGMA user_version = 8")
+    with sqlite3.connect(path) as conn:  # as the code before them left it
+        conn.execute("ALTER TABLE edge_reports DROP COLUMN groups")
+        if version == 8:
+            conn.execute("ALTER TABLE edge_reports DROP COLUMN key")
+        conn.execute(f"PRAGMA user_version = {version}")
     s = SqliteStore(path)
     try:
-        s.record_edge("app", EdgeReport("edge-new", 160.0, 7, "fp", "require", "", "ok", "edge"))
-        assert s.edge_reports("app") == [EdgeReport("edge-new", 160.0, 7, "fp", "require", "", "ok", "edge"),
-                                         EdgeReport("edge-old", 100.0, 3, "fp", "require", "locked, mode normal", "ok")]
+        s.record_edge("app", EdgeReport("edge-new", 160.0, 7, "fp", "require", "", "ok", "edge", ("staff", "x,y")))
+        assert s.edge_reports("app") == [
+            EdgeReport("edge-new", 160.0, 7, "fp", "require", "", "ok", "edge", ("staff", "x,y")),
+            EdgeReport("edge-old", 100.0, 3, "fp", "require", "locked, mode normal", "ok")]
     finally:
         s.close()
     assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION

@@ -23,7 +23,7 @@ from edge.hub.store.access import SQLITE_SCHEMA as ACCESS_SCHEMA
 from edge.hub.store.claim_lifts import SQLITE_SCHEMA as LIFTS_SCHEMA
 from edge.hub.store.console import SQLITE_SCHEMA as CONSOLE_SCHEMA
 from edge.hub.store.edges import SQLITE_SCHEMA as EDGES_SCHEMA
-from edge.hub.store.edges import add_key_column
+from edge.hub.store.edges import add_columns
 from edge.hub.store.sql import SqlStore
 
 # 2: face_crops (a file of version 1 gets the table at open; older code refuses a version 2 file)
@@ -33,8 +33,9 @@ from edge.hub.store.sql import SqlStore
 # 6: what each edge reports when it syncs (edge.hub.store.edges), likewise
 # 7: the access log's sealed face crops (access_crops in edge.hub.store.access), likewise
 # 8: the lifts of claim lockouts (edge.hub.store.claim_lifts), likewise
-# 9: the kind of hub key each edge synced with (edge_reports.key: edges.add_key_column adds it)
-SCHEMA_VERSION = 9
+# 9: the kind of hub key each edge synced with (edge_reports.key: edges.add_columns adds it)
+# 10: the groups each edge's sync asked for (edge_reports.groups: edges.add_columns)
+SCHEMA_VERSION = 10
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS persons (
@@ -116,7 +117,7 @@ class SqliteStore(SqlStore):
         if version > SCHEMA_VERSION:
             raise RuntimeError(f"{self.path}: schema version {version} is newer than this code ({SCHEMA_VERSION})")
         conn.executescript(_SCHEMA + CONSOLE_SCHEMA + ACCESS_SCHEMA + EDGES_SCHEMA + LIFTS_SCHEMA)
-        add_key_column(conn)
+        add_columns(conn)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     # --- connections and transactions -----------------------------------------------------

@@ -26,6 +26,14 @@ def _age(seconds: float) -> str:
     return f"{seconds / 86400:.0f} days ago"
 
 
+def _edgekey_command(report) -> str:
+    """The command that makes the door a key of its own, for the groups its sync asks for (a key
+    without them would hold every group's people). Quoted for a shell: a reported id or group
+    may hold `$(...)`, and the operator pastes this as root."""
+    groups = "".join(f" --group {shlex.quote(g)}" for g in report.groups)
+    return f"edge-verifier hub edgekey --edge-id {shlex.quote(report.edge_id)}{groups}"
+
+
 @page("viewer")
 def doors(console, ctx: Ctx) -> Response:
     zone, zone_name = site_zone(console.store, ctx.appid)
@@ -40,8 +48,7 @@ def doors(console, ctx: Ctx) -> Response:
     for report in console.store.edge_reports(ctx.appid):
         chain = chains.get(report.edge_id, {})
         rows.append({"report": report, "contact": shown(report.last_contact, zone),
-                     # quoted for a shell: a reported id may hold `$(...)` and the operator pastes this as root
-                     "edgekey": f"edge-verifier hub edgekey --edge-id {shlex.quote(report.edge_id)}",
+                     "edgekey": _edgekey_command(report),
                      "age": _age(now - report.last_contact), "behind": max(0, head - report.cursor),
                      "pack_served": report.pack in served, "log_seq": chain.get("seq"),
                      "log_refused": chain.get("refused", 0)})

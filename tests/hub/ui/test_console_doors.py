@@ -27,8 +27,9 @@ def hub(tmp_path_factory, faces_dir, models_dir):
         client.close()
 
 
-def edge(client, fingerprint: str, tmp_path, edge_id: str, door: str = "locked, mode normal") -> Syncer:
-    return Syncer(client, EdgeCache(tmp_path / f"{edge_id}.db"), fingerprint,
+def edge(client, fingerprint: str, tmp_path, edge_id: str, door: str = "locked, mode normal",
+         groups: list[str] | None = None) -> Syncer:
+    return Syncer(client, EdgeCache(tmp_path / f"{edge_id}.db"), fingerprint, group_ids=groups,
                   report=lambda: {"edge_id": edge_id, **report_fields(fingerprint, "on", door, "ok")})
 
 
@@ -40,7 +41,8 @@ def test_each_edge_reports_its_sync_and_a_deletion_is_seen_reaching_every_door(h
     server, client = hub
     fingerprint = served_fingerprint(client)
     a = edge(client, fingerprint, tmp_path, "edge-a")
-    b = edge(client, fingerprint, tmp_path, "edge-b", door="held, mode normal, relay: no feedback")
+    b = edge(client, fingerprint, tmp_path, "edge-b", door="held, mode normal, relay: no feedback",
+             groups=["staff", "night"])
     head = server.store.last_seq(APPID)
     # a reporting edge asks once more after applying a page: the hub learns the cursor it has now
     assert a.sync_once()["status"] == "ok"
@@ -55,8 +57,12 @@ def test_each_edge_reports_its_sync_and_a_deletion_is_seen_reaching_every_door(h
     assert fingerprint in row_of(page, "edge-a") and "not served" not in row_of(page, "edge-a")
     assert "held, mode normal, relay: no feedback" in row_of(page, "edge-b") and "s ago" in row_of(page, "edge-a")
     # both synced with the appid's key, not one bound to them: the page says what that risks and the fix
-    assert "whoever takes this edge" in row_of(page, "edge-a")
-    assert "hub edgekey --edge-id edge-b" in row_of(page, "edge-b")
+    # the command makes it a key for the groups it serves: one without them would hold everyone
+    assert "whoever takes this edge" in row_of(page, "edge-a") and "every group" in row_of(page, "edge-a")
+    assert "<code>edge-verifier hub edgekey --edge-id edge-a</code>" in row_of(page, "edge-a")
+    row_b = row_of(page, "edge-b")
+    assert "<td>night, staff</td>" in row_b
+    assert "<code>edge-verifier hub edgekey --edge-id edge-b --group night --group staff</code>" in row_b
 
     client.delperson("madonna")
     gone_at = server.store.last_seq(APPID)
@@ -97,12 +103,12 @@ def test_a_report_that_is_not_short_printable_text_is_refused_and_markup_is_show
     browser.login("vera")
     row = row_of(browser.get("/ui/doors").text, "edge-old")
     assert "not served by this hub" in row and "&lt;b&gt;open&lt;/b&gt;" in row and "<strong>degraded</strong>" in row
-    # the command the page gives for a door on the appid's key names the edge as reported: an id
-    # the API accepts may hold shell syntax, which an operator would paste into a root shell
+    # the command the page gives for a door on the appid's key names the edge and its groups as
+    # reported: ids the API accepts may hold shell syntax, which an operator would paste into a root shell
     with pytest.raises(CloudApiError):
-        client.sync(0, "not-served", report={"edge_id": "door$(reboot);'", "edge_health": "ok"})
+        client.sync(0, "not-served", group_ids=["g`id`"], report={"edge_id": "door$(reboot);'", "edge_health": "ok"})
     page = html.unescape(browser.get("/ui/doors").text)
-    assert "edge-verifier hub edgekey --edge-id 'door$(reboot);'\"'\"''" in page
+    assert "edge-verifier hub edgekey --edge-id 'door$(reboot);'\"'\"'' --group 'g`id`'" in page
 
 
 @pytest.mark.fast

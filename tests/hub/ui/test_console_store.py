@@ -101,11 +101,11 @@ def test_edge_reports_a_persons_last_change_and_decisions_newest_first(store, tm
 
     store.record_edge("a", EdgeReport("edge-1", 100.0, 3, "fp", "on", "locked, mode normal", "ok"))
     store.record_edge("a", EdgeReport("edge-1", 160.0, 7, "fp", "require", "open, mode normal, tamper", "degraded",
-                                      "edge"))
+                                      "edge", ("staff", "night")))
     store.record_edge("b", EdgeReport("edge-1", 50.0, 1, "fp", "off", "", "ok", "appid"))
     assert store.edge_reports("a") == [EdgeReport("edge-1", 160.0, 7, "fp", "require", "open, mode normal, tamper",
-                                                  "degraded", "edge")]
-    assert [r.key for r in store.edge_reports("b")] == ["appid"]
+                                                  "degraded", "edge", ("staff", "night"))]
+    assert [(r.key, r.groups) for r in store.edge_reports("b")] == [("appid", ())]
     assert [r.cursor for r in store.edge_reports("b")] == [1]
     vec = np.ones(4, np.float32) / 2
     face = FaceRecord(store.new_face_id(), "ann", (1, 2, 80, 80), [[1.0, 2.0]] * 5, quality=0.9,
