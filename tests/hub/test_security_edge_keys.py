@@ -116,11 +116,8 @@ def test_a_door_key_bound_to_its_groups_holds_only_their_people(tmp_path, faces_
         everyone = {c["person_id"] for c in operator.sync(0, fingerprint)["changes"]}
         assert "ceo" in everyone
         page = door.sync(0, fingerprint, group_ids=["staff"], report={"edge_id": edge_id})
-        # her rows come as deletions (an edge whose groups changed drops her): her id, no face, no card
-        held = {c["person_id"] for c in page["changes"] if not c["deleted"]}
-        assert held == everyone - {"ceo"}
-        hers = [c for c in page["changes"] if c["person_id"] == "ceo"]
-        assert hers and all(set(c) <= {"seq", "type", "face_id", "person_id", "deleted"} for c in hers)
+        # never in its groups: no face, no card, not even her id (her rows came as deletions)
+        assert {c["person_id"] for c in page["changes"]} == everyone - {"ceo"}
         for groups in (None, ["staff", "board"], ["board"]):
             _refused(lambda g=groups: door.sync(0, fingerprint, group_ids=g, report={"edge_id": edge_id}))
         answers = []
@@ -144,6 +141,24 @@ def test_a_door_key_bound_to_its_groups_holds_only_their_people(tmp_path, faces_
         assert [r["person_id"] for r in heard["claim_refusals"]] == ["madonna"]
         told = operator.sync(0, fingerprint, report={"edge_id": "AKIDedge-unbound"}, refusals_since=1)
         assert sorted(r["person_id"] for r in told["claim_refusals"]) == ["ceo", "madonna"]  # unbound: all
+
+        # a member who leaves its groups comes as a deletion and the door drops her; the board's
+        # own changes (the CEO deleted) stay unseen
+        from edge.daemon.cache import EdgeCache
+        from edge.daemon.sync import Syncer
+
+        cache = EdgeCache(tmp_path / "door-cache.db")
+        syncer = Syncer(door, cache, fingerprint, group_ids=["staff"], report=lambda: {"edge_id": edge_id})
+        assert syncer.sync_once()["status"] == "ok"
+        assert "madonna" in cache.gallery(syncer.thresholds).person_ids
+        cursor = cache.cursor
+        operator.addgroupids("madonna", ["board"])
+        operator.delgroupids("madonna", ["staff"])
+        operator.delperson("ceo")
+        seen = door.sync(cursor, fingerprint, group_ids=["staff"], report={"edge_id": edge_id})["changes"]
+        assert {c["person_id"] for c in seen} == {"madonna"} and all(c["deleted"] for c in seen)
+        assert syncer.sync_once()["status"] == "ok"
+        assert "madonna" not in cache.gallery(syncer.thresholds).person_ids
 
 
 def test_an_edge_syncing_with_the_appids_key_says_so_once(tmp_path, faces_dir, caplog):

@@ -37,6 +37,8 @@ def filled_sqlite(path) -> SqliteStore:
         store.delete_person(app, "p5")
         store.set_info(app, "p6", "renamed", None)
         store.add_groups(app, "p7", ["g9"], Limits())
+        store.add_groups(app, "p10", ["g2"], Limits())  # and out of g1: an edge of g1 is told to drop p10
+        store.remove_groups(app, "p10", ["g1"])
         store.set_credentials(app, "p8", [Credential("h10301", 12345, facility=42), Credential("raw", 5, bits=4)])
     store.log_verify(VerifyRecord("s1", "app1", "p1", 0.7, 81.0, True, 1.0))
     store.lift_claims("app1", "p3", 1_800_000_000.5, "console:otto")
@@ -71,6 +73,9 @@ def test_migrated_store_answers_like_the_sqlite_one_and_sync_cursors_stay_valid(
             for groups in (None, ["g1"]):
                 assert wire(pg.sync_page(app, since, FP, groups, 1000)) == wire(lite.sync_page(app, since, FP, groups,
                                                                                              1000))
+        # who has been in which group came along: p10 (left g1) is a deletion there, p5 (g2) unseen
+        g1 = [c for c in pg.sync_page(app, 0, FP, ["g1"], 1000).changes if c.deleted]
+        assert {c.person_id for c in g1} == {"p10"}
         ours = sorted((e.person_id, e.face_id, e.embedding.tobytes(), e.group_ids)
                       for e in pg.embeddings(app, "other-fp"))
         theirs = sorted((e.person_id, e.face_id, e.embedding.tobytes(), e.group_ids)
@@ -85,6 +90,32 @@ def test_migrated_store_answers_like_the_sqlite_one_and_sync_cursors_stay_valid(
     assert pg.last_seq("app1") == before + 1  # the sequence continues after the copied numbers
     pg.close()
     lite.close()
+
+
+def test_a_file_of_older_code_is_brought_up_to_date_and_moved_whole(pg_url, tmp_path):
+    """A file the hub before schema 11 wrote has no record of who was in which group: migrated
+    as it is, the copy had none either (the edges of a group never told of a deletion). It is
+    brought up to date first, as the hub does when it opens it: its persons as of any group."""
+    import sqlite3
+
+    path = tmp_path / "hub.sqlite3"
+    filled_sqlite(path).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("DROP TABLE group_members_seen")
+        conn.execute("PRAGMA user_version = 10")
+    done = migrate(path, pg_url)
+    assert done.returncode == 0, done.stderr
+    pg, lite = open_store(pg_url), SqliteStore(path)
+    try:
+        for groups in (["g1"], ["g0"]):
+            page = pg.sync_page("app1", 0, FP, groups, 1000)
+            assert wire(page) == wire(lite.sync_page("app1", 0, FP, groups, 1000))
+            assert {c.person_id for c in page.changes if c.deleted} >= {"p5", "p10"}  # any of them may be held
+    finally:
+        pg.close()
+        lite.close()
+    assert migrate(tmp_path / "none.sqlite3", pg_url).returncode == 1
+    assert not (tmp_path / "none.sqlite3").exists()
 
 
 def test_a_target_holding_data_is_refused(pg_url, tmp_path):

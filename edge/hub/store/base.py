@@ -219,8 +219,9 @@ class Store(abc.ABC):
         with_rules: bool = False,
     ) -> SyncPage:
         """Changes after `since` in seq order, each with the entity's current state (or deleted
-        when it is gone or outside `group_ids`). The API layer puts them on the wire. Rules
-        changes (the appid's current rule document) only `with_rules` (an edge that knows them)."""
+        when it is gone or outside `group_ids`, and was ever in one of them: the others' rows are
+        left out). The API layer puts them on the wire. Rules changes (the appid's current rule
+        document) only `with_rules` (an edge that knows them)."""
 
     # --- access rules (edge.hub.store.access implements them for both stores) -----------------
     @abc.abstractmethod

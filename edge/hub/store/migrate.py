@@ -38,6 +38,8 @@ TABLES: dict[str, tuple[str, ...]] = {
                        "outcome", "reason", "hash", "body"),
     "access_crops": ("appid", "edge_id", "seq", "sha256", "sealed"),  # sealed by the edge: copied as they are
     "claim_lifts": ("appid", "person_id", "at", "lifted_by"),
+    # who has been in which group: a filtered sync's deletions (edge.hub.store.sql.sync_page)
+    "group_members_seen": ("appid", "group_id", "person_id"),
 }
 
 
@@ -68,6 +70,7 @@ def migrate_store(source_url: str, target_url: str, progress=None) -> Report:
         raise MigrationError("--to must be postgresql://...")
     progress = progress or (lambda msg: None)
     t0 = time.monotonic()
+    _upgrade(path)
     try:
         src = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     except sqlite3.OperationalError as exc:
@@ -92,6 +95,22 @@ def migrate_store(source_url: str, target_url: str, progress=None) -> Report:
     if wrong:
         raise MigrationError(f"row counts differ (source, target): {wrong}")
     return Report(totals, time.monotonic() - t0)
+
+
+def _upgrade(path: str) -> None:
+    """Bring a file an older hub wrote to this code's schema, as the hub does when it opens it:
+    tables added since are made (and the groups its persons were in filled in), so every table is
+    there to copy and the copy answers like the file would."""
+    from pathlib import Path
+
+    from edge.hub.store.sqlite import SqliteStore
+
+    if not Path(path).is_file():
+        raise MigrationError(f"cannot open {path}: no such file")
+    try:
+        SqliteStore(path).close()
+    except (RuntimeError, sqlite3.Error) as exc:  # a damaged file, one of newer code
+        raise MigrationError(f"cannot open {path}: {exc}") from None
 
 
 def _copy(src: sqlite3.Connection, dst, table: str, cols: tuple[str, ...], total: int, progress) -> None:

@@ -56,6 +56,12 @@ def credential_of(text: str) -> Credential:
     return Credential.from_json(json.loads(text))
 
 
+# Persons changed before the hub kept the groups each one has been in (SQLite schema 11,
+# PostgreSQL 0011): "in any group" (''), so an edge that held one still hears of their deletion.
+SEEN_BEFORE_KEPT = ("INSERT INTO group_members_seen (appid, group_id, person_id) SELECT DISTINCT appid, '', person_id"
+                    " FROM changes WHERE kind <> 'rules' ON CONFLICT DO NOTHING")
+
+
 class SqlStore(FaceCropSql, ConsoleSql, AccessSql, EdgesSql, ClaimLiftsSql, Store):
     PARAM = "?"
     _failure: tuple[float, str] | None = None  # (when, why) of the last failed write
@@ -129,6 +135,8 @@ class SqlStore(FaceCropSql, ConsoleSql, AccessSql, EdgesSql, ClaimLiftsSql, Stor
                           [(appid, g, now) for g in new_groups])
         self._executemany(c, "INSERT INTO person_groups (appid, person_id, group_id) VALUES (?, ?, ?)",
                           [(appid, person_id, g) for g in wanted])
+        self._executemany(c, "INSERT INTO group_members_seen (appid, group_id, person_id) VALUES (?, ?, ?)"
+                             " ON CONFLICT DO NOTHING", [(appid, g, person_id) for g in wanted])
         return wanted
 
     def _drop_empty_groups(self, c, appid: str) -> None:
@@ -401,6 +409,20 @@ class SqlStore(FaceCropSql, ConsoleSql, AccessSql, EdgesSql, ClaimLiftsSql, Stor
                                         "credentials": tuple(self._credentials(c, appid, pid))}
                 return visible[pid]
 
+            held: dict[str, bool] = {}
+
+            def maybe_held(pid: str) -> bool:
+                """Could a filtered edge hold this person (now outside its groups, or deleted)?
+                Only if they were ever in one of its groups: an edge starts afresh when its groups
+                change. Others' rows are left out, not sent as deletions: a door's key taken
+                learns no one else's id."""
+                if pid not in held:
+                    held[pid] = self._q(
+                        c, "SELECT 1 FROM group_members_seen WHERE appid = ? AND person_id = ? AND group_id IN"
+                           f" ({', '.join('?' * (len(wanted) + 1))})", (appid, pid, "", *sorted(wanted or ())),
+                    ).fetchone() is not None
+                return held[pid]
+
             changes: list[Change] = []
             for seq, kind, pid, fid in rows:
                 if kind == "rules":  # an edge that does not ask for rules skips the row (its cursor moves on)
@@ -409,6 +431,8 @@ class SqlStore(FaceCropSql, ConsoleSql, AccessSql, EdgesSql, ClaimLiftsSql, Stor
                         changes.append(RulesChange(seq, stored[0], stored[1]))
                     continue
                 state = person_state(pid)
+                if state is None and wanted is not None and not maybe_held(pid):
+                    continue
                 if kind == "person":
                     if state is None:
                         changes.append(PersonChange(seq, pid, deleted=True))

@@ -24,7 +24,7 @@ from edge.hub.store.claim_lifts import SQLITE_SCHEMA as LIFTS_SCHEMA
 from edge.hub.store.console import SQLITE_SCHEMA as CONSOLE_SCHEMA
 from edge.hub.store.edges import SQLITE_SCHEMA as EDGES_SCHEMA
 from edge.hub.store.edges import add_columns
-from edge.hub.store.sql import SqlStore
+from edge.hub.store.sql import SEEN_BEFORE_KEPT, SqlStore
 
 # 2: face_crops (a file of version 1 gets the table at open; older code refuses a version 2 file)
 # 3: credentials (likewise: an older file gets the table at open)
@@ -35,7 +35,9 @@ from edge.hub.store.sql import SqlStore
 # 8: the lifts of claim lockouts (edge.hub.store.claim_lifts), likewise
 # 9: the kind of hub key each edge synced with (edge_reports.key: edges.add_columns adds it)
 # 10: the groups each edge's sync asked for (edge_reports.groups: edges.add_columns)
-SCHEMA_VERSION = 10
+# 11: the groups each person has ever been in (group_members_seen; an older file's persons get
+#     the group '', any: see SqlStore.sync_page)
+SCHEMA_VERSION = 11
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS persons (
@@ -93,6 +95,10 @@ CREATE TABLE IF NOT EXISTS credentials (
     FOREIGN KEY (appid, person_id) REFERENCES persons (appid, person_id) ON DELETE CASCADE
 );
 CREATE UNIQUE INDEX IF NOT EXISTS credentials_unique ON credentials (appid, credential);
+CREATE TABLE IF NOT EXISTS group_members_seen (
+    appid TEXT NOT NULL, group_id TEXT NOT NULL, person_id TEXT NOT NULL,
+    PRIMARY KEY (appid, person_id, group_id)
+);
 """
 
 
@@ -118,6 +124,8 @@ class SqliteStore(SqlStore):
             raise RuntimeError(f"{self.path}: schema version {version} is newer than this code ({SCHEMA_VERSION})")
         conn.executescript(_SCHEMA + CONSOLE_SCHEMA + ACCESS_SCHEMA + EDGES_SCHEMA + LIFTS_SCHEMA)
         add_columns(conn)
+        if version < 11:  # (a new file has no changes: nothing to add)
+            conn.execute(SEEN_BEFORE_KEPT)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     # --- connections and transactions -----------------------------------------------------
