@@ -5,7 +5,8 @@ transaction: a failed copy leaves the target as it was. The change log keeps its
 edges' sync cursors stay valid, and the target's sequence continues after the highest one. At the
 end each table's rows are counted on both sides; any difference fails the command. A target that
 already holds persons, faces or changes is refused. Stop the hub before: a write during the copy
-would be missed (the source is read in one snapshot).
+would be missed (the source is read in one snapshot). A file of older code is first brought up
+to this code's schema, as the hub does when it opens it.
 """
 
 from __future__ import annotations
