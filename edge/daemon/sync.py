@@ -109,7 +109,9 @@ class Syncer:
                     # A reporting edge asks once more after applying changes (an empty page,
                     # normally): the hub then knows the cursor it has now, not the one before
                     # (a deletion is seen to have reached this door without waiting an interval).
-                    if not batch or (not data.get("has_more") and (report is None or cursor <= since)):
+                    # An empty page with more after it: rows of other groups the hub left out.
+                    more_pages = bool(data.get("has_more")) and cursor > since
+                    if not more_pages and (not batch or report is None or cursor <= since):
                         break
                     if pages >= self.max_pages:
                         more = True

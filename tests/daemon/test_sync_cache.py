@@ -208,3 +208,45 @@ def test_a_reporting_edge_tells_the_hub_the_cursor_it_has_applied_and_what_it_ru
     # a report that cannot be built never stops the sync
     broken = Syncer(client, EdgeCache(tmp_path / "d.db"), pipeline.fingerprint, report=lambda: 1 / 0)
     assert broken.sync_once()["status"] == "ok" and broken.cache.cursor > 0
+
+
+def test_a_door_behind_many_rows_of_other_groups_still_gets_its_own_in_one_sync(hub, pipeline, faces_dir, tmp_path):
+    """A sync for some groups leaves other groups' rows out (a door's key learns no one else's
+    id), so a page could come back empty with more after it: the edge stopped there, and a
+    member enrolled after a batch of another group's reached the door only syncs later. The hub
+    reads on until its page is full (within a bound), and the edge goes on past an empty page."""
+    from edge.hub.store import FaceRecord, Limits
+
+    server, client = hub
+    store, fingerprint = server.store, pipeline.fingerprint
+    vec = _embedding(pipeline, faces_dir / "five_celebrity/Madonna/train_1.jpg")
+
+    def enrol(pid: str, group: str) -> None:
+        record = FaceRecord(store.new_face_id(), pid, (1, 2, 90, 90), [[1.0, 2.0]] * 5, quality=0.9,
+                            embeddings={fingerprint: vec})
+        store.create_person(server.appid, pid, [group], "", "", record, Limits())
+
+    syncer = Syncer(client, EdgeCache(tmp_path / "door.db"), fingerprint, group_ids=["staff"], page_size=2,
+                    report=lambda: {"edge_id": "door-behind"})
+    assert syncer.sync_once()["status"] == "ok"
+    cursor = syncer.cache.cursor
+    board = [f"board_{i}" for i in range(30)]
+    try:
+        for pid in board:
+            enrol(pid, "board")
+        enrol("late_member", "staff")
+        # two rows a person: a page of 2 reads at most 40 rows, all the board's; the next one hers
+        page = store.sync_page(server.appid, cursor, fingerprint, ["staff"], 2)
+        assert page.changes == [] and page.has_more and page.cursor == cursor + 40
+        page = store.sync_page(server.appid, page.cursor, fingerprint, ["staff"], 2)
+        assert [c.person_id for c in page.changes] == ["late_member"] * 2 and not page.has_more
+        state = syncer.sync_once()
+        assert state["status"] == "ok" and syncer.cache.cursor == store.last_seq(server.appid)
+        held = syncer.cache.gallery(syncer.thresholds).person_ids
+        assert "late_member" in held and not any(pid.startswith("board_") for pid in held)
+    finally:
+        for pid in [*board, "late_member"]:
+            try:
+                store.delete_person(server.appid, pid)
+            except Exception:
+                pass  # not made: the test failed before

@@ -56,6 +56,9 @@ def credential_of(text: str) -> Credential:
     return Credential.from_json(json.loads(text))
 
 
+# A sync page reads at most this many times its limit of change rows (sync_page).
+SCAN_PAGES = 20
+
 # Persons changed before the hub kept the groups each one has been in (SQLite schema 11,
 # PostgreSQL 0011): "in any group" (''), so an edge that held one still hears of their deletion.
 SEEN_BEFORE_KEPT = ("INSERT INTO group_members_seen (appid, group_id, person_id) SELECT DISTINCT appid, '', person_id"
@@ -390,10 +393,6 @@ class SqlStore(FaceCropSql, ConsoleSql, AccessSql, EdgesSql, ClaimLiftsSql, Stor
     def sync_page(self, appid, since, fingerprint, group_ids, limit, with_rules: bool = False) -> SyncPage:
         wanted = set(group_ids) if group_ids else None
         with self._read() as c:
-            rows = self._q(c, "SELECT seq, kind, person_id, face_id FROM changes WHERE appid = ? AND seq > ?"
-                              " ORDER BY seq LIMIT ?", (appid, since, limit + 1)).fetchall()
-            has_more = len(rows) > limit
-            rows = rows[:limit]
             visible: dict[str, dict | None] = {}
 
             def person_state(pid: str) -> dict | None:
@@ -423,30 +422,38 @@ class SqlStore(FaceCropSql, ConsoleSql, AccessSql, EdgesSql, ClaimLiftsSql, Stor
                     ).fetchone() is not None
                 return held[pid]
 
-            changes: list[Change] = []
-            for seq, kind, pid, fid in rows:
+            def change_of(seq, kind, pid, fid) -> Change | None:
                 if kind == "rules":  # an edge that does not ask for rules skips the row (its cursor moves on)
                     stored = self._rules_in(c, appid) if with_rules else None
-                    if stored is not None:
-                        changes.append(RulesChange(seq, stored[0], stored[1]))
-                    continue
+                    return None if stored is None else RulesChange(seq, stored[0], stored[1])
                 state = person_state(pid)
                 if state is None and wanted is not None and not maybe_held(pid):
-                    continue
+                    return None
                 if kind == "person":
-                    if state is None:
-                        changes.append(PersonChange(seq, pid, deleted=True))
-                    else:
-                        changes.append(PersonChange(seq, pid, **state))
-                    continue
+                    return PersonChange(seq, pid, deleted=True) if state is None else PersonChange(seq, pid, **state)
                 row = None
                 if state is not None:
                     row = self._q(c, "SELECT e.vector, f.quality FROM faces f JOIN embeddings e"
                                      " ON e.face_id = f.face_id AND e.fingerprint = ?"
                                      " WHERE f.face_id = ? AND f.appid = ?", (fingerprint, fid, appid)).fetchone()
                 if row is None:
-                    changes.append(FaceChange(seq, fid, pid, deleted=True))
-                else:
-                    changes.append(FaceChange(seq, fid, pid, embedding=vector(row[0]), quality=float(row[1])))
-        cursor = rows[-1][0] if rows else since
+                    return FaceChange(seq, fid, pid, deleted=True)
+                return FaceChange(seq, fid, pid, embedding=vector(row[0]), quality=float(row[1]))
+
+            # Rows left out do not count: read on until the page holds `limit` changes, so that a
+            # filtered edge behind thousands of other groups' rows does not get empty pages (an
+            # edge stops at one). At most SCAN_PAGES × limit rows for one page: bounded work.
+            changes: list[Change] = []
+            cursor, has_more, scanned = since, True, 0
+            while has_more and len(changes) < limit and scanned < SCAN_PAGES * limit:
+                need = limit - len(changes)
+                rows = self._q(c, "SELECT seq, kind, person_id, face_id FROM changes WHERE appid = ? AND seq > ?"
+                                  " ORDER BY seq LIMIT ?", (appid, cursor, need + 1)).fetchall()
+                has_more = len(rows) > need
+                for seq, kind, pid, fid in rows[:need]:
+                    change = change_of(seq, kind, pid, fid)
+                    if change is not None:
+                        changes.append(change)
+                    cursor = seq
+                scanned += min(len(rows), need)
         return SyncPage(changes, cursor, has_more)
