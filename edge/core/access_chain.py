@@ -35,6 +35,11 @@ EVIDENCE_FIELDS = frozenset({
     "model_version", "gallery_version", "rules_version", "source", "alarm", "warning", "detail",
 })
 KINDS = frozenset({"decision", "exit", "alarm", "door", "rules"})
+# The evidence the hub files, filters and counts by (its columns, claim_refusals): text when present.
+TEXT_FIELDS = ("door", "person_id", "decision", "outcome", "reason")
+# A record's time: within what a clock can say and a date can show (up to the year 3058); a
+# record dated 1e300 made every page of the site's decisions fail to render.
+MAX_AT = 2.0 ** 35
 MAX_RECORD_CHARS = 8192
 MAX_BATCH = 1000  # records per upload
 
@@ -73,8 +78,13 @@ def check_shape(record: Any) -> dict[str, Any]:
     if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
         raise ChainError("malformed", None, "seq is a positive integer")
     at = record.get("at")
-    if isinstance(at, bool) or not isinstance(at, (int, float)) or not math.isfinite(at):
-        raise ChainError("malformed", where, "at is a number")
+    if isinstance(at, bool) or not isinstance(at, (int, float)) or not math.isfinite(at) or not 0 <= at < MAX_AT:
+        raise ChainError("malformed", where, f"at is a number of seconds since 1970, below {MAX_AT:.0f}")
+    for name in TEXT_FIELDS:
+        if name in record and not isinstance(record[name], str):
+            raise ChainError("malformed", where, f"{name} is a string")
+    if "detail" in record and not isinstance(record["detail"], dict):
+        raise ChainError("malformed", where, "detail is a JSON object")
     for name in ("record_id", "kind", "prev", "hash"):
         if not isinstance(record.get(name), str) or not 0 < len(record[name]) <= 128:
             raise ChainError("malformed", where, f"{name} is a string")

@@ -60,8 +60,11 @@ def site_refusals(store: Store, appid: str, edge_id: str, since: float, lifted: 
     refused: dict[str, list[tuple[str, float, str]]] = {}
     ahead = 0
     for record in reversed(records):  # oldest first: an admission clears what came before it
-        counted = (record.get("detail") or {}).get(COUNTED)
+        detail = record.get("detail")  # checked on upload; a record stored before may be anything
+        counted = detail.get(COUNTED) if isinstance(detail, dict) else None
         person, at = record.get("person_id"), float(record["at"])
+        if not isinstance(person, str):
+            continue
         if at > now + AHEAD_S:
             ahead += 1
             continue

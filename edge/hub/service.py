@@ -496,15 +496,21 @@ class HubService(FaceService):
         if report is not None:  # the kind of key it signs with: an edge warns when it is the appid's
             out[syncwire.REPORT_KEY] = report.get(syncwire.REPORT_KEY, "")
         if report is not None and refusals_since is not None:
-            lifted = lifts_since(self.store, appid, refusals_since)
-            refused = site_refusals(self.store, appid, report["edge_id"], refusals_since, lifted)
-            lifts = site_lifts(lifted)
-            if only_groups and (refused or lifts):
-                keep = members_of(self.store, appid, {r[0] for r in refused} | {lift[0] for lift in lifts}, group_ids)
-                refused, lifts = [r for r in refused if r[0] in keep], [lift for lift in lifts if lift[0] in keep]
-            out[syncwire.REFUSALS] = syncwire.encode_refusals(refused)
-            out[syncwire.LIFTS] = syncwire.encode_lifts(lifts)
+            try:
+                out.update(self._site_claims(appid, report["edge_id"], refusals_since, group_ids, only_groups))
+            except Exception:  # noqa: BLE001 - the page's changes (a deletion) must reach the door regardless
+                log.exception("claim refusals for %s left out of its sync", report["edge_id"])
         return out
+
+    def _site_claims(self, appid, edge_id, since, group_ids, only_groups) -> dict:
+        """The sync answer's claim_refusals and claim_lifts for `edge_id` (sync's docstring)."""
+        lifted = lifts_since(self.store, appid, since)
+        refused = site_refusals(self.store, appid, edge_id, since, lifted)
+        lifts = site_lifts(lifted)
+        if only_groups and (refused or lifts):
+            keep = members_of(self.store, appid, {r[0] for r in refused} | {lift[0] for lift in lifts}, group_ids)
+            refused, lifts = [r for r in refused if r[0] in keep], [lift for lift in lifts if lift[0] in keep]
+        return {syncwire.REFUSALS: syncwire.encode_refusals(refused), syncwire.LIFTS: syncwire.encode_lifts(lifts)}
 
     def liftclaims(self, appid, person_id, lifted_by) -> dict:
         """Lift the lockout of `person_id`'s claims at every door (each at its next sync) and start

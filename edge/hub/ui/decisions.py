@@ -28,9 +28,14 @@ MAX_FILTER = 128
 
 
 def _complete(record: dict, zone) -> dict:
-    """Every evidence field present (None when the edge did not write it) and the local time."""
+    """Every evidence field present (None when the edge did not write it) and the local time.
+    A record stored before the hub checked its shapes may hold anything: its text fields are
+    shown as text (a list in person_id made the page's links fail)."""
     for name in access_chain.EVIDENCE_FIELDS:
         record.setdefault(name, None)
+    for name in access_chain.TEXT_FIELDS:
+        if record[name] is not None and not isinstance(record[name], str):
+            record[name] = access_chain.canonical(record[name])[:200]
     record["shown_at"] = shown(record.get("at"), zone)
     return record
 

@@ -24,7 +24,10 @@ def site_zone(store, appid: str) -> tuple[ZoneInfo | timezone, str]:
 def shown(at: float | None, zone) -> str:
     if at is None:
         return ""
-    return datetime.fromtimestamp(float(at), zone).strftime("%Y-%m-%d %H:%M:%S")
+    try:
+        return datetime.fromtimestamp(float(at), zone).strftime("%Y-%m-%d %H:%M:%S")
+    except (OverflowError, OSError, ValueError):  # a time no date can show: the page still renders
+        return f"(not a date: {at!r:.32})"
 
 
 def parsed(text: str, zone, *, end_of_day: bool = False) -> float | None:
@@ -38,6 +41,9 @@ def parsed(text: str, zone, *, end_of_day: bool = False) -> float | None:
     value = datetime.fromisoformat(text)
     if value.tzinfo is not None:
         raise ValueError("a time is given in the site's time zone, without an offset")
-    if end_of_day and len(text) == 10:  # the next midnight: a daylight-saving day is 23 or 25 h
-        value += timedelta(days=1)
-    return value.replace(tzinfo=zone).timestamp()
+    try:
+        if end_of_day and len(text) == 10:  # the next midnight: a daylight-saving day is 23 or 25 h
+            value += timedelta(days=1)
+        return value.replace(tzinfo=zone).timestamp()
+    except (OverflowError, OSError) as exc:  # 9999-12-31 and its next midnight
+        raise ValueError(f"{text!r} is past the last date a time can say") from exc
