@@ -187,6 +187,10 @@ def check_report(fields: dict) -> dict[str, str]:
 
 
 # The claims other doors refused on the face (docs/daemon.md#a-stolen-badge-gets-a-few-tries).
+# Answer to an edge that reads rules: the version of the hub's rule document now (0: none). An
+# edge that has not applied (or refused) that version denies every door request until it has.
+RULES_VERSION = "rules_version"
+
 REFUSALS_SINCE = "claim_refusals_since"  # request: a Unix time, whole seconds
 REFUSALS = "claim_refusals"  # answer: [{person_id, at, edge_id}]
 LIFTS = "claim_lifts"  # answer: [{person_id, at}]

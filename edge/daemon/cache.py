@@ -110,9 +110,13 @@ class EdgeCache:
             self._db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
                                  [("cursor", "0"), ("fingerprint", fingerprint), ("scope", scope)])
 
-    def apply_page(self, changes: Iterable[object], cursor: int) -> int:
+    def apply_page(self, changes: Iterable[object], cursor: int, hub_rules: int | None = None) -> int:
         """Apply one page of hub changes (as on the wire) and its cursor atomically; returns
-        changes applied. CacheError for a malformed one: the whole page is rolled back."""
+        changes applied. CacheError for a malformed one: the whole page is rolled back.
+        `hub_rules`: the version of the hub's rule document the page came with (syncwire.
+        RULES_VERSION), kept across a reset: until this cache has that version (or refused it),
+        the door denies (edge.door.rules_in_force), so a resync cut before the rules row reached
+        it never leaves the door on the config's groups."""
         n = 0
         with self._lock:
             try:
@@ -121,6 +125,8 @@ class EdgeCache:
                         self._apply(change)
                         n += 1
                     self._db.execute("INSERT OR REPLACE INTO meta VALUES ('cursor', ?)", (str(int(cursor)),))
+                    if hub_rules is not None:
+                        self._db.execute("INSERT OR REPLACE INTO meta VALUES ('hub_rules', ?)", (str(int(hub_rules)),))
             finally:
                 self._rules = None  # re-read after commit or rollback alike
         return n
@@ -181,12 +187,13 @@ class EdgeCache:
             return self._rules
 
     def rules_status(self) -> dict:
-        """For /health: the version in use (0: none), and the last refused version and why."""
+        """For /health: the version in use (0: none), the last refused version and why, and the
+        hub's version at the last sync (`hub`, 0: none or not told)."""
         with self._lock:
             row = self._db.execute("SELECT version FROM rules WHERE id = 1").fetchone()
             refused = self._meta("rules_refused")
             return {"version": int(row[0]) if row else 0, "refused": int(refused) if refused else None,
-                    "error": self._meta("rules_error")}
+                    "error": self._meta("rules_error"), "hub": int(self._meta("hub_rules", "0"))}
 
     def gallery(self, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> Gallery:
         """An immutable gallery of every face whose person is known (version = the cursor)."""

@@ -37,7 +37,7 @@ from edge.door.access_records import decision_record, door_event_record, rules_r
 from edge.door.controller import DoorController, DoorMode, DoorTiming
 from edge.door.interface import AccessHistory, AccessRequest, Outcome
 from edge.door.rules import GroupRules, NoHistory
-from edge.door.rules_in_force import RulesInForce
+from edge.door.rules_in_force import PENDING, RulesInForce
 
 if TYPE_CHECKING:
     from edge.core.access_rules import RuleSet
@@ -223,10 +223,12 @@ class DoorLink:
         if seen == self._rules_seen:
             return
         self._rules_seen = seen
-        (log.error if status["rules_invalid"] else log.info)(
-            "door %s: access rules in force: %s%s%s", self.s.door.name, status["in_force"],
+        pending = status["in_force"] == PENDING  # every request denied until the sync brings them
+        (log.error if status["rules_invalid"] else log.warning if pending else log.info)(
+            "door %s: access rules in force: %s%s%s%s", self.s.door.name, status["in_force"],
             f" version {status['version']}" if status["version"] else "",
-            f" (version {status['refused']} refused: {status['error']})" if status["refused"] else "")
+            f" (version {status['refused']} refused: {status['error']})" if status["refused"] else "",
+            f" (the hub's version {status['hub_version']} not synced yet: every request denied)" if pending else "")
         self._log("rules", rules_record(status))
 
     def _sealed(self, event_id: str, face_crop: bytes | None) -> bytes | None:
@@ -305,7 +307,8 @@ class DoorLink:
                 health["access_log"] = {"error": type(exc).__name__}
         access = health.get("access_log") or {}
         upload_refused = (access.get("upload") or {}).get("status") == "refused"
-        if rules["rules_invalid"] or upload_refused or "error" in access or not self.log_writable:
+        if rules["rules_invalid"] or rules["in_force"] == PENDING or upload_refused or "error" in access \
+                or not self.log_writable:
             health["status"] = "degraded"
         return health
 

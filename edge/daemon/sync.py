@@ -104,7 +104,11 @@ class Syncer:
                     if data.get("has_more") and batch and cursor <= since:
                         # Same page again and again: applying it would loop for ever.
                         raise CacheError(f"has_more with a cursor that does not advance ({since} -> {cursor})")
-                    changes += self.cache.apply_page(batch, cursor)
+                    hub_rules = data.get(syncwire.RULES_VERSION)
+                    if hub_rules is not None and (isinstance(hub_rules, bool) or not isinstance(hub_rules, int)
+                                                  or hub_rules < 0):
+                        raise CacheError(f"{syncwire.RULES_VERSION} is not a version: {hub_rules!r:.40}")
+                    changes += self.cache.apply_page(batch, cursor, hub_rules)
                     pages += 1
                     # A reporting edge asks once more after applying changes (an empty page,
                     # normally): the hub then knows the cursor it has now, not the one before

@@ -1,12 +1,19 @@
 """Which access rules the door follows now, and the mode their schedule sets (docs/access.md).
 
-Three states, read afresh from the edge cache on each call (it keeps the parsed rules):
+Four states, read afresh from the edge cache on each call (it keeps the parsed rules):
 
     synced   the hub's rule document, the last that validated: AccessPolicy decides and its
              schedule sets the door's mode
-    groups   no document was ever synced: the `[door] groups` rules of the config (GroupRules)
+    groups   no document was ever synced and the hub has none: the `[door] groups` rules of
+             the config (GroupRules)
     invalid  a document was synced but none that validates is left (the first one synced was
              broken, or the stored copy is damaged): every request is denied, `rules_invalid`
+    pending  the hub said it has a version this cache has neither applied nor refused (a resync
+             cut before the rules row came, after the cache was emptied for a new model pack or
+             new groups; a sync cut between a page and the rules change): every request is
+             denied, `rules_pending`, and no schedule sets the mode, until the sync brings it.
+             Before, such a door decided on the config's groups, ignoring the site's schedules,
+             levels, lockdowns and second factors.
 
 A synced document that fails validation while a good one is kept changes nothing here: the
 cache keeps the last good one (and says which version it refused, shown in `status`).
@@ -24,7 +31,8 @@ from edge.door.rules import GroupRules
 
 log = logging.getLogger(__name__)
 
-SYNCED, GROUPS, INVALID = "synced", "groups", "invalid"
+SYNCED, GROUPS, INVALID, PENDING = "synced", "groups", "invalid", "pending"
+RULES_PENDING = "rules_pending"
 
 
 class RulesInForce:
@@ -48,6 +56,9 @@ class RulesInForce:
             log.exception("the synced access rules cannot be read; every door request is denied")
             self._seen = None
             return INVALID, None
+        seen_here = max(int(status.get("version") or 0), int(status.get("refused") or 0))
+        if int(status.get("hub") or 0) > seen_here:
+            return PENDING, None
         if self._rules is not None:
             return SYNCED, self._rules
         ever_synced = bool(status.get("version")) or status.get("refused") is not None
@@ -59,13 +70,15 @@ class RulesInForce:
             return AccessPolicy(lambda: rules).evaluate(request, history)
         if which == INVALID:
             return Verdict(Outcome.DENY, RULES_INVALID)
+        if which == PENDING:
+            return Verdict(Outcome.DENY, RULES_PENDING)
         return self.groups.evaluate(request, history)
 
     def scheduled_mode(self, door: str, at: float) -> str | None:
         """normal | unlocked | locked_down by the synced rules' schedule at `at` (UTC epoch);
         None when no synced rules are in force (the mode is then the config's)."""
         which, rules = self.current()
-        if rules is None:
+        if rules is None:  # none in force, or pending: the config's mode
             return None
         found = rules.doors.get(door)
         return "normal" if found is None else door_mode(rules, found, local_time(rules, at))
@@ -79,4 +92,4 @@ class RulesInForce:
             synced = {}
         return {"in_force": which, "version": rules.version if rules is not None else None,
                 "refused": synced.get("refused"), "error": synced.get("error") or None,
-                "rules_invalid": which == INVALID}
+                "rules_invalid": which == INVALID, "hub_version": synced.get("hub") or None}

@@ -493,6 +493,8 @@ class HubService(FaceService):
             "cursor": page.cursor, "has_more": page.has_more, "fingerprint": fingerprint,
             "changes": [syncwire.encode(c) for c in page.changes],
         }
+        if page.rules_version is not None:
+            out[syncwire.RULES_VERSION] = page.rules_version
         if report is not None:  # the kind of key it signs with: an edge warns when it is the appid's
             out[syncwire.REPORT_KEY] = report.get(syncwire.REPORT_KEY, "")
         if report is not None and refusals_since is not None:

@@ -95,13 +95,13 @@ def test_api_validates_on_write_and_an_edge_syncs_the_rules(hub, tmp_path) -> No
     bad = hub_server.store.set_rules(hub_server.appid, json.dumps({**DOC, "timezone": "Nowhere/Void"}))
     assert syncer.sync_once()["status"] == "ok"  # the cursor moves on: the feed is not stuck
     assert cache.rules_status() == {"version": first, "refused": bad,
-                                    "error": "time zone does not exist: 'Nowhere/Void'"}
+                                    "error": "time zone does not exist: 'Nowhere/Void'", "hub": bad}
     assert cache.rules().version == first and policy.evaluate(req(TUESDAY_9), History()).granted
 
     # The next good document replaces it, and survives a restart of the edge.
     fixed = client.setrules(TEXT)["version"]
     syncer.sync_once()
-    assert cache.rules_status() == {"version": fixed, "refused": None, "error": ""}
+    assert cache.rules_status() == {"version": fixed, "refused": None, "error": "", "hub": fixed}
     cache.close()
     assert EdgeCache(tmp_path / "cache.db").rules().version == fixed
 
@@ -132,3 +132,33 @@ def test_a_cache_from_before_rules_syncs_again_from_zero_once(tmp_path) -> None:
     cache.close()
     cache = EdgeCache(tmp_path / "c.db")
     assert cache.cursor == 9 and cache.rules().version == 1  # once
+
+
+def test_a_sync_cut_before_the_hubs_rules_leaves_the_door_denying(tmp_path, models_dir) -> None:
+    """Through a real hub: the site enrolled its people, then set its rules, so a fresh edge's
+    sync brings the persons first. Each page says the hub's rules version; an edge whose sync
+    stopped before the rules row denies every request (it decided on the config's groups), and
+    decides by the rules once it has them."""
+    import numpy as np
+
+    from edge.door.rules import GroupRules
+    from edge.door.rules_in_force import GROUPS, PENDING, RULES_PENDING, SYNCED, RulesInForce
+    from edge.hub.store import FaceRecord, Limits
+
+    with start_hub(tmp_path / "hub") as hub, hub.client(timeout=30.0, retries=0) as client:
+        for pid in ("ann", "ben", "cas"):
+            hub.store.create_person(hub.appid, pid, ["staff"], "", "", FaceRecord(
+                hub.store.new_face_id(), pid, (1, 2, 90, 90), [[1.0, 2.0]] * 5, quality=0.9,
+                embeddings={"another-pack": np.ones(4, np.float32) / 2}), Limits())
+        cache = EdgeCache(tmp_path / "cut.db")
+        rules = RulesInForce(cache.rules, cache.rules_status, GroupRules(["staff"]))
+        syncer = Syncer(client, cache, served_fingerprint(client), page_size=2, max_pages=1)
+        assert syncer.sync_once()["status"] == "syncing" and rules.current()[0] == GROUPS  # the hub has none yet
+        version = client.setrules(TEXT)["version"]
+        assert syncer.sync_once()["status"] == "syncing"  # one more page of persons: cut there
+        assert cache.rules_status()["hub"] == version and cache.rules_status()["version"] == 0
+        assert rules.current()[0] == PENDING
+        assert rules.evaluate(req(TUESDAY_9), History()).reason == RULES_PENDING
+        syncer.page_size, syncer.max_pages = 500, 100
+        assert syncer.sync_once()["status"] == "ok"
+        assert rules.current()[0] == SYNCED and rules.evaluate(req(TUESDAY_9), History()).granted

@@ -107,7 +107,7 @@ def test_the_hubs_rules_decide_the_door_and_the_record_reaches_the_hub(
             assert "mode normal" in report.door and report.health in ("ok", "degraded") and report.cursor > 0
             door = daemon.state()["door"]
             assert door["rules"] == {"in_force": "synced", "version": version, "refused": None, "error": None,
-                                     "rules_invalid": False}
+                                     "rules_invalid": False, "hub_version": version}
             assert wait_until(lambda: daemon.state()["door"]["access_log"]["lag"] == 0, 30)
             state = daemon.state()
             assert state["door"]["access_log"]["upload"]["status"] == "ok" and state["door"]["status"] == "ok"

@@ -91,7 +91,7 @@ def test_a_broken_synced_document_keeps_the_last_good_rules(tmp_path):
     assert edge.energised
     health = edge.link.health()
     assert health["rules"] == {"in_force": "synced", "version": 1, "refused": 2, "error": health["rules"]["error"],
-                               "rules_invalid": False}
+                               "rules_invalid": False, "hub_version": None}
     assert "nobody" in health["rules"]["error"] and health["status"] == "ok"
     assert [(r["reason"], r.get("rules_version"), r["detail"].get("refused")) for r in edge.records("rules")] \
         == [("synced", 1, None), ("synced", 1, 2)]
@@ -117,6 +117,43 @@ def test_no_good_rules_and_a_broken_document_denies_rules_invalid(tmp_path):
     edge.link.tick()
     edge.decide("ben", "d2")
     assert edge.door_events("grant")[-1]["decision_event_id"] == "d2"
+
+
+def test_a_resync_cut_before_the_hubs_rules_came_denies_rather_than_deciding_on_the_groups(tmp_path):
+    """The cache is emptied for a new model pack or new groups and syncs from 0: the persons'
+    pages come first, the rules row later. A sync cut between them (the hub out of reach, the
+    rate limit, the page cap) left persons and no rules: the door decided on the config's
+    groups, whatever the site's rules said (a lockdown, a schedule, a second factor). The hub
+    now says its rules' version with each page; until the cache has it, every request is denied."""
+    edge = Edge(tmp_path)
+    edge.cache.apply_page([], 40, hub_rules=3)  # a page of persons; the hub's rules are version 3
+    edge.link.start()
+    edge.decide("ben", "d1")  # staff: the config's groups would grant him
+    assert [(e["kind"], e["reason"]) for e in edge.door_events() if e["kind"] in ("grant", "deny")] \
+        == [("deny", "rules_pending")]
+    assert not edge.energised
+    health = edge.link.health()
+    assert (health["rules"]["in_force"], health["rules"]["hub_version"], health["status"]) == ("pending", 3, "degraded")
+    from jsonschema import Draft202012Validator
+
+    from edge.schemas import schema
+
+    # as the device's state publishes it (its `door`)
+    assert not list(Draft202012Validator(schema("state")["properties"]["door"]).iter_errors(health))
+    assert edge.records("rules")[0]["reason"] == "pending"
+    edge.sync_rules(RULES, 3)  # the rules row arrives: they decide
+    edge.link.tick()
+    edge.decide("ben", "d2")
+    assert edge.door_events("grant")[-1]["decision_event_id"] == "d2"
+    # a version this edge refused counts as seen: the last good one stays in force
+    edge.cache.apply_page([{"seq": 41, "type": "rules", "version": 4, "rules": json.dumps(BROKEN)}], 41, hub_rules=4)
+    edge.link.tick()
+    assert edge.link.health()["rules"]["in_force"] == "synced"
+    # emptied again: what the hub has is remembered, so nothing is decided before it comes back
+    edge.cache.reset("another-pack", "staff")
+    edge.link.tick()
+    edge.decide("ben", "d3")
+    assert [e["reason"] for e in edge.door_events("deny")][-1] == "rules_pending"
 
 
 def test_the_schedule_sets_the_door_mode_on_ticks_never_at_start(tmp_path):

@@ -92,11 +92,13 @@ class VerifyRecord:
 
 @dataclass(frozen=True)
 class SyncPage:
-    """Changes in seq order; `cursor` is the last seq served (the next `since`)."""
+    """Changes in seq order; `cursor` is the last seq served (the next `since`); `rules_version`
+    (asked with rules) the appid's rule document's version now, 0 for none."""
 
     changes: list[Change]
     cursor: int
     has_more: bool
+    rules_version: int | None = None
 
 
 class Store(abc.ABC):

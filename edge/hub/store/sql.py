@@ -456,4 +456,7 @@ class SqlStore(FaceCropSql, ConsoleSql, AccessSql, EdgesSql, ClaimLiftsSql, Stor
                         changes.append(change)
                     cursor = seq
                 scanned += min(len(rows), need)
-        return SyncPage(changes, cursor, has_more)
+            # read in the page's snapshot: an edge that has not applied this version yet must
+            # not open on the rules it has (or on none: edge.door.rules_in_force)
+            stored = self._rules_in(c, appid) if with_rules else None
+        return SyncPage(changes, cursor, has_more, (stored[0] if stored else 0) if with_rules else None)
