@@ -124,7 +124,8 @@ def integer(p: Params, name: str, default: int, lo: int, hi: int) -> int:
     value = p.get(name)
     if value is None or value == "":
         return default
-    if not isinstance(value, str) or not value.strip().lstrip("-").isdigit() or len(value) > 20:
+    digits = value.strip().lstrip("-") if isinstance(value, str) else ""
+    if not (digits.isascii() and digits.isdigit()) or len(value) > 20:  # "²" is a digit int() refuses
         raise ApiError(errors.INVALID_PARAMETER, f"{name} must be an integer")
     number = int(value)
     if not lo <= number <= hi:

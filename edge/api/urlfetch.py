@@ -93,7 +93,7 @@ def _split_port(entry: str) -> tuple[str, int | None]:
     except ValueError:
         pass
     name, sep, port = entry.rpartition(":")
-    if sep and port.isdigit():
+    if sep and port.isascii() and port.isdigit():
         return name.strip("[]"), int(port)
     return entry.strip("[]"), None
 
@@ -261,7 +261,7 @@ async def _body(resp: httpx.Response, policy: FetchPolicy) -> bytes:
     if resp.headers.get("content-encoding", "identity").strip().lower() not in ("", "identity"):
         raise ApiError(errors.IMAGE_DOWNLOAD_FAILED, "image url answered with a compressed body")
     declared = resp.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > policy.max_bytes:
+    if declared and declared.isascii() and declared.isdigit() and int(declared) > policy.max_bytes:
         raise ApiError(errors.IMAGE_DOWNLOAD_FAILED, f"image larger than {policy.max_bytes} bytes")
     chunks: list[bytes] = []
     size = 0

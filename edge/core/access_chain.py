@@ -140,6 +140,9 @@ def decode_cursor(text: str | None) -> tuple[float, str, int] | None:
         raise ValueError("after is not a cursor this hub gave") from None
     if not isinstance(at, (int, float)) or not isinstance(edge_id, str) or not isinstance(seq, int):
         raise ValueError("after is not a cursor this hub gave")
+    # within what a stored record can hold: a seq past 64 bits made the query itself fail
+    if isinstance(seq, bool) or not 0 <= seq < 2**62 or not math.isfinite(at) or abs(at) > MAX_AT:
+        raise ValueError("after is not a cursor this hub gave")
     return float(at), edge_id, seq
 
 

@@ -91,16 +91,17 @@ class OpenCVSource(FrameSource):
         self.target = target
         self.width, self.height = width, height
         self._cap: cv2.VideoCapture | None = None
-        self._is_file = not target.isdigit() and "://" not in target
+        self._device = target.isascii() and target.isdigit()  # "0": /dev/video0 ("²" is a digit, no index)
+        self._is_file = not self._device and "://" not in target
 
     def open(self) -> None:
         import cv2
 
-        cap = cv2.VideoCapture(int(self.target) if self.target.isdigit() else self.target)
+        cap = cv2.VideoCapture(int(self.target) if self._device else self.target)
         if not cap.isOpened():
             cap.release()
             raise CameraError(f"cannot open opencv source {without_password(self.target)!r}")
-        if self.width and self.target.isdigit():
+        if self.width and self._device:
             cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.width)
             cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self.height)
         if not self._is_file:

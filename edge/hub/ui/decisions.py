@@ -74,7 +74,7 @@ def decisions(console, ctx: Ctx) -> Response:
 
 def _record(console, ctx: Ctx) -> dict | None:
     seq = ctx.request.path_params["seq"]
-    if not seq.isdigit() or len(seq) > 18:
+    if not (seq.isascii() and seq.isdigit()) or len(seq) > 18:  # '²' is a digit int() refuses
         return None
     record = console.store.access_record(ctx.appid, ctx.request.path_params["edge_id"][:128], int(seq))
     return record if record is not None and record.get("kind") == "decision" else None

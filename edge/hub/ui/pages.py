@@ -97,7 +97,7 @@ def index(console, ctx: Ctx) -> Response:
 def persons(console, ctx: Ctx) -> Response:
     query = ctx.request.query_params.get("q", "")[:100]
     number = ctx.request.query_params.get("page", "1")
-    number = int(number) if number.isdigit() and len(number) < 7 else 1
+    number = int(number) if number.isascii() and number.isdigit() and len(number) < 7 else 1
     total, rows = console.store.persons_page(ctx.appid, query, (max(number, 1) - 1) * PAGE_SIZE, PAGE_SIZE)
     pages = max(1, -(-total // PAGE_SIZE))
     return console.render("persons.html", ctx, rows=rows, total=total, query=query, page=min(number, pages),

@@ -153,3 +153,22 @@ def test_this_was_shows_the_scores_before_saving_and_keeps_a_look_alike_out(mode
                                      files=files).text.lower()
     assert browser.post("/ui/decisions/edge-a/1/train", {"person_id": "madonna"}).status_code == 400
     assert faces_of(client, "madonna") == before[0] + 1
+
+
+def test_crafted_numbers_and_dates_get_a_page_not_a_500(hub, tmp_path):
+    """'²' is a digit Python's int() refuses; 9999-12-31's next midnight is past the last date;
+    a cursor's seq past 64 bits fails the query itself: each was a 500 for a logged-in user."""
+    import base64
+
+    upload(hub.store, tmp_path, "edge-a", [{"at": T0, "door": "main", "person_id": "ann", "decision": "accept",
+                                            "outcome": "grant", "reason": "granted"}])
+    browser = Browser(hub.url)
+    browser.login("vera")
+    assert browser.get("/ui/persons?page=²").status_code == 200
+    assert browser.get("/ui/decisions/edge-a/²").status_code == 404
+    until = browser.get("/ui/decisions?until=9999-12-31")
+    assert until.status_code == 200 and "past the last date" in until.text, until.status_code  # said on the page
+    for cursor in ([T0, "edge-a", 10**30], [float("inf"), "edge-a", 1], [T0, "edge-a", True]):
+        after = base64.urlsafe_b64encode(json.dumps(cursor).encode()).decode()
+        answer = browser.get(f"/ui/decisions?after={after}")
+        assert answer.status_code == 200 and "not a cursor this hub gave" in answer.text, (cursor, answer.status_code)
