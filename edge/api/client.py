@@ -13,6 +13,7 @@ passed, then one probe goes through (half open); its success closes the circuit.
 
 from __future__ import annotations
 
+import json
 import ssl
 import threading
 import time
@@ -26,6 +27,9 @@ from edge.core.signature import sign
 # Codes that mean the service itself is in trouble, not the request: retried, counted by the
 # circuit breaker and reported as unavailability, like an HTTP 5xx.
 SERVER_TROUBLE_CODES = frozenset({errors.AUTH_UNAVAILABLE, 108, errors.INTERNAL_ERROR})
+# The largest answer read (a sync page of 1,000 changes, a 1 MiB pack chunk in base64, are far
+# below): a hub or a man in the middle sending more is cut off, not kept in memory.
+MAX_ANSWER_BYTES = 32 << 20
 
 
 class CloudError(Exception):
@@ -61,6 +65,7 @@ class CloudClient:
                  breaker_failures: int = 5, breaker_reset_s: float = 30.0, ca_file: str = "",
                  keepalive: bool = True):
         self.url = url.rstrip("/")
+        self.timeout = timeout
         self.appid = appid
         self.secret_id = secret_id
         self.secret_key = secret_key
@@ -115,7 +120,7 @@ class CloudClient:
                 self._opened_at = time.monotonic()
 
     # --- transport -------------------------------------------------------------------------
-    def _post(self, op: str, fields: dict, files: dict[str, bytes] | None) -> dict:
+    def _post(self, op: str, fields: dict, files: dict[str, bytes] | None, deadline: float | None) -> dict:
         headers = {"Authorization": sign(self.appid, self.secret_id, self.secret_key)}
         url = f"{self.url}/face/{op}"
         body = {"appid": self.appid, **fields}
@@ -130,16 +135,21 @@ class CloudClient:
                 parts = [(name, (name.replace("[", "_").replace("]", "") + ".jpg", blob, "application/octet-stream"))
                          for name, blob in files.items()]
                 parts += [(k, (None, v)) for k, v in data]
-                resp = self._http.post(url, files=parts, headers=headers)
+                request = self._http.build_request("POST", url, files=parts, headers=headers)
             else:
-                resp = self._http.post(url, json=body, headers=headers)
+                request = self._http.build_request("POST", url, json=body, headers=headers)
+            resp = self._http.send(request, stream=True)
+            try:
+                answer = _read_answer(resp, op, deadline)
+            finally:
+                resp.close()
         except httpx.TimeoutException as exc:
             raise CloudUnavailable(f"/face/{op}: timeout ({type(exc).__name__})") from None
         except httpx.HTTPError as exc:
             raise CloudUnavailable(f"/face/{op}: {type(exc).__name__}: {exc}") from None
         try:
-            payload = resp.json()
-        except ValueError:
+            payload = json.loads(answer)
+        except (ValueError, RecursionError):
             payload = None
         if not isinstance(payload, dict) or "code" not in payload:
             raise CloudUnavailable(f"/face/{op}: HTTP {resp.status_code} without a JSON envelope")
@@ -149,13 +159,17 @@ class CloudClient:
             )
         return payload
 
-    def call(self, op: str, fields: dict, files: dict[str, bytes] | None = None) -> dict:
-        """POST /face/<op>; the envelope's `data` on code 0, else CloudApiError / CloudUnavailable."""
+    def call(self, op: str, fields: dict, files: dict[str, bytes] | None = None,
+             deadline_s: float | None = None) -> dict:
+        """POST /face/<op>; the envelope's `data` on code 0, else CloudApiError / CloudUnavailable.
+        `deadline_s`: each attempt's whole answer within it (the timeout alone bounds each read,
+        so a hub answering a byte at a time held the caller for as long as it liked)."""
         delay = 0.2
         for attempt in range(self.retries + 1):
             self._admit()
             try:
-                payload = self._post(op, fields, files)
+                deadline = None if deadline_s is None else time.monotonic() + deadline_s
+                payload = self._post(op, fields, files, deadline)
             except CloudUnavailable:
                 self._record(False)
                 if attempt >= self.retries or self.breaker_state != "closed":
@@ -274,8 +288,10 @@ class CloudClient:
         return self.call("delgroupids", {"person_id": person_id, "group_ids": list(group_ids)})
 
     def verify(self, person_id: str, image: bytes | None = None, url: str | None = None) -> dict:
+        """The cloud fallback, on a door's decision path: each attempt's answer whole within
+        twice the timeout."""
         fields: dict = {"person_id": person_id}
-        return self.call("verify", fields, self._image(fields, image, url))
+        return self.call("verify", fields, self._image(fields, image, url), deadline_s=2 * self.timeout)
 
     def identify(self, image: bytes | None = None, group_ids: list[str] | None = None, url: str | None = None) -> dict:
         fields: dict = {"group_ids": list(group_ids or [])}
@@ -318,3 +334,18 @@ class CloudClient:
             if exc.code == errors.INVALID_PARAMETER and "fingerprints" in exc.data:
                 raise FingerprintMismatch(exc.code, exc.message, exc.data) from None
             raise
+
+
+def _read_answer(resp: httpx.Response, op: str, deadline: float | None) -> bytes:
+    """The answer's body, at most MAX_ANSWER_BYTES, whole before `deadline` (monotonic) if given;
+    CloudUnavailable otherwise."""
+    chunks, size = [], 0
+    for chunk in resp.iter_bytes():
+        size += len(chunk)
+        if size > MAX_ANSWER_BYTES:
+            raise CloudUnavailable(f"/face/{op}: answer larger than {MAX_ANSWER_BYTES} bytes")
+        if deadline is not None and time.monotonic() > deadline:
+            raise CloudUnavailable(f"/face/{op}: no whole answer within its deadline")
+        chunks.append(chunk)
+    return b"".join(chunks)
+

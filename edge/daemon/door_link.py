@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import sqlite3
+import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -52,6 +53,9 @@ if TYPE_CHECKING:
     from edge.door.log_crops import CropSeal
 
 log = logging.getLogger("edge.daemon")
+
+# How often the door's own clock ticks the controller (keep_time), beside the main loop's turns.
+DOOR_CLOCK_S = 0.1
 
 
 def strict_accept(out: Decided, *, liveness_mode: str, stale_s: float, decided_s: float | None,
@@ -203,6 +207,22 @@ class DoorLink:
         self._apply_schedule()
         self.door.tick()
         self.flush()
+
+    def keep_time(self, stop: threading.Event) -> None:
+        """The controller's timing on a clock of its own (a thread until `stop`): the relock on
+        time, the max_unlock_s bound and the held-open alarms. On the main loop's turns alone
+        they waited for whatever the loop was in: a cloud fallback to a hub answering slowly held
+        a door unlocked past unlock_s and max_unlock_s. The controller is thread-safe; its events
+        wait in its queue for the loop's `tick` to log and publish them."""
+        failed = ""
+        while not stop.wait(DOOR_CLOCK_S) and not self.closed:
+            try:
+                self.door.tick()
+                failed = ""
+            except Exception as exc:  # the controller locks on its own errors; said once, not ten times a second
+                if repr(exc) != failed:
+                    log.exception("door %s: timed tick failed", self.s.door.name)
+                failed = repr(exc)
 
     def _apply_schedule(self) -> None:
         """The synced rules' scheduled mode, when it changes (so a later command could hold

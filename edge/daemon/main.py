@@ -212,6 +212,7 @@ class Daemon:
                                            credentials_of=self.cache.credentials_of,
                                            **self._access_rules_and_log())
         self.door.start()
+        self._spawn("door-clock", self.door.keep_time, self.stop_event)
         metrics.follow(self.camera, self.events, self.cloud, self.syncer)
         if self.cloud is not None:
             if self.cache.cursor == 0:

@@ -125,3 +125,44 @@ def test_failed_probe_reopens_the_breaker(flaky):
         client.getgroupids()  # the probe, which fails
     assert client.breaker_state == "open"
     client.close()
+
+
+class _Dribbling(QuietHandler):
+    """A hub that answers a byte at a time, each well within the read timeout, for a minute;
+    or, `huge`, an answer of 40 MiB at once."""
+
+    huge = False
+
+    def do_POST(self):  # noqa: N802
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if self.huge:
+            self.reply(200, b" " * (40 << 20))
+            return
+        body = json.dumps({"data": {"ismatch": True}, "code": 0, "message": "OK"}).encode().ljust(600)
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        try:
+            for i in range(len(body)):
+                self.wfile.write(body[i:i + 1])
+                self.wfile.flush()
+                time.sleep(0.1)
+        except OSError:
+            pass  # the client gave up
+
+
+def test_the_cloud_fallback_gives_up_at_its_deadline_and_a_huge_answer_is_cut_off():
+    """The timeout bounded each read, not the answer: a hub answering a byte at a time held a
+    door's cloud fallback (and its main loop) for as long as it liked. `verify` now has its whole
+    answer within twice the timeout, or none; no answer is read past 32 MiB."""
+    _Dribbling.huge = False
+    with serving(_Dribbling) as server:
+        client = CloudClient(f"http://127.0.0.1:{server.server_address[1]}", "a", "b", "c", timeout=1.0, retries=0)
+        t0 = time.monotonic()
+        with pytest.raises(CloudUnavailable, match="deadline"):
+            client.verify("ben", b"jpeg")
+        assert time.monotonic() - t0 < 10  # the dribble lasts a minute
+        _Dribbling.huge = True
+        with pytest.raises(CloudUnavailable, match="larger than"):
+            client.getgroupids()
+        client.close()

@@ -97,3 +97,31 @@ def test_a_grant_passes_the_persons_synced_credentials_to_the_backend(tmp_path):
     lk.decided(accept("ben"), {"event_id": "d1"}, 0.05)
     lk.decided(accept("eve"), {"event_id": "d2"}, 0.05)  # denied: nothing announced
     assert asked == ["ben"] and [n.credentials for n in notices] == [(card,)]
+
+
+def test_the_door_relocks_on_time_while_the_main_loop_is_held_up(tmp_path):
+    """The relock on time ran on the main loop's turns only: a cloud fallback to a hub that
+    answered slowly (each read under its timeout, no overall deadline) held the loop, and a door
+    granted just before stayed unlocked past unlock_s and max_unlock_s. The door keeps its own
+    time now; its events wait for the loop."""
+    import threading
+    import time
+
+    lk, rec = link(tmp_path, unlock_s=0.3, max_unlock_s=1)
+    stop = threading.Event()
+    clock = threading.Thread(target=lk.keep_time, args=(stop,), daemon=True)
+    clock.start()
+    try:
+        lk.decided(accept("ben"), {"event_id": "d1"}, 0.05)
+        assert lk.door.io.energised  # type: ignore[attr-defined]
+        deadline = time.monotonic() + 10
+        while lk.door.io.energised and time.monotonic() < deadline:  # type: ignore[attr-defined]
+            time.sleep(0.05)  # the main loop is held up: nothing but the door's clock ticks
+        assert not lk.door.io.energised  # type: ignore[attr-defined]
+        assert lk.door.snapshot()["state"] == "locked"
+        lk.tick()  # the loop turns again: the relock goes out as the door's state
+        assert rec.retained["door/main/state"]["state"] == "locked"
+    finally:
+        stop.set()
+        clock.join(5)
+    assert not clock.is_alive()
