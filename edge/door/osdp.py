@@ -51,6 +51,8 @@ _OUTPUT_ON = {2, 4}  # permanent on (aborting / completing a timed one)
 _OUTPUT_OFF = {1, 3, 6}  # permanent off (...), temporary off
 _OUTPUT_TIMED_ON = 5  # temporary on for timer_count x 100 ms, then back
 _LOG_LEVELS = {"error": 3, "warning": 4, "notice": 5, "info": 6, "debug": 7}  # libosdp's (syslog's)
+# The install key every OSDP device knows (the standard's SCBK-D): never kept as the key.
+SCBK_D = bytes.fromhex("303132333435363738393a3b3c3d3e3f")
 
 
 class OsdpSettings(BaseModel):
@@ -438,12 +440,15 @@ class OsdpReader:
     def _link_state(self) -> str:
         """offline: nothing from the panel for offline_after_s (or no device); no_secure_channel:
         frames arrive but no session with our key (a wrong key, a handshake under way, noise);
-        online: a secure session with a panel that polls. Only online carries card reads."""
+        install: a session under the published install key (SCBK-D), good for the panel's KEYSET
+        only; online: a secure session with a panel that polls. Only online carries card reads."""
         last = self._link.last_rx
         if (self._link.fd is None or self._pd is None or not last
                 or self._clock() - last >= self.settings.offline_after_s):
             return "offline"
-        return "online" if self._pd.is_sc_active() else "no_secure_channel"
+        if not self._pd.is_sc_active():
+            return "no_secure_channel"
+        return "install" if self._installing else "online"
 
     def _run(self) -> None:
         period = self.settings.refresh_ms / 1000.0
@@ -509,6 +514,11 @@ class OsdpReader:
         self._state.panel_commands += 1
         if kind == osdp.Command.Keyset:
             return self._keyset(cmd)
+        if self._installing:
+            # The install session runs under SCBK-D, a key anyone can read in the standard: any
+            # device on the bus could open one and drive the lock's output. Only KEYSET is taken.
+            log.warning("osdp: panel command %s refused in install mode (only KEYSET is taken)", kind)
+            return False
         if kind == osdp.Command.Output:
             return self._output(cmd)
         names = {osdp.Command.LED: "panel_led", osdp.Command.Buzzer: "panel_buzzer", osdp.Command.Text: "panel_text"}
@@ -553,6 +563,12 @@ class OsdpReader:
         if cmd.get("type") != 1 or not isinstance(key, bytes) or len(key) != 16:
             log.warning("osdp: KEYSET refused: not a 16-byte SCBK")
             self._emit("keyset", {"accepted": False, "reason": "malformed"})
+            return False
+        if key == SCBK_D or len(set(key)) == 1:
+            # the published install key (or 16 equal bytes) kept as the key would make every
+            # later session one anybody on the bus can open
+            log.warning("osdp: KEYSET refused: the panel offered the published install key or a constant one")
+            self._emit("keyset", {"accepted": False, "reason": "weak_key"})
             return False
         try:
             write_scbk(self.settings.secrets_file, key)

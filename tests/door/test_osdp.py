@@ -9,6 +9,7 @@ import os
 import secrets
 import stat
 import threading
+import time
 from pathlib import Path
 
 import osdp
@@ -21,6 +22,7 @@ from edge.door.osdp import KeyStoreError, OsdpReader, OsdpSettings, read_scbk, w
 from tests.conftest import wait_until
 
 ADDRESS = 101
+SCBK_D = bytes.fromhex("303132333435363738393a3b3c3d3e3f")  # the install key the standard publishes
 H10301 = Credential("h10301", 12345, facility=42)
 H10304 = Credential("h10304", 424242, facility=31337)
 RAW = Credential("raw", 0b1011001110001, bits=13)
@@ -180,6 +182,30 @@ def test_install_mode_keyset_is_stored_once_and_survives_a_restart(rig, tmp_path
     reader2.announce_grant(GrantNotice("ev-5", "ben", (H10301,)))
     event = card_read(panel2)
     assert event is not None and event["data"] == to_bytes(H10301)[0]
+
+
+def test_in_install_mode_a_device_with_the_published_key_neither_keeps_it_nor_moves_the_lock(rig, tmp_path) -> None:
+    """In install mode the reader takes the first KEYSET, over a session under SCBK-D, a key the
+    OSDP standard publishes. A device on the bus offering SCBK-D itself as the new key had it
+    stored: every later session was one anybody could open, and its output commands moved the
+    lock (reproduced with libosdp's own panel: the relay input came 30 times). Now that key (or
+    16 equal bytes) is refused, no output command is taken before a key is set, and the link
+    under the install key is `install`, never `online`, so no card read goes to it."""
+    path = tmp_path / "secrets.toml"
+    rec = Recorder()
+    reader = rig.reader(path, rec, install_mode=True, panel_output=0)
+    rogue = rig.panel(SCBK_D)
+    links = set()
+    for _ in range(30):
+        rogue.command({"command": osdp.Command.Output, "output_no": 0, "control_code": 2, "timer_count": 0})
+        links.add(reader.health()["link"])
+        time.sleep(0.1)
+    assert wait_until(lambda: rec.of("keyset"), timeout=5.0)
+    assert rec.of("keyset")[0] == {"accepted": False, "reason": "weak_key"}
+    assert rec.inputs == [] and "online" not in links
+    assert reader.health()["install_mode"] is True and not path.exists()  # still waiting for a real key
+    with pytest.raises(DoorIOError, match="not up"):
+        reader.announce_grant(GrantNotice("ev-1", "ben", (H10301,)))
 
 
 def test_keyset_outside_install_mode_is_refused_and_the_key_kept(rig, secrets_file, key) -> None:
