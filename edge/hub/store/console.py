@@ -116,25 +116,30 @@ class ConsoleSql:
             self._q(c, "DELETE FROM console_sessions WHERE token_hash = ?", (token_hash,))
 
     # --- login failures (the login rate limit) -----------------------------------------------
-    def login_failures(self, keys: list[str], since: float) -> dict[str, int]:
-        """Failures of each key at or after `since`."""
-        out = dict.fromkeys(keys, 0)
-        with self._read() as c:
-            for key in keys:
+    def claim_login_attempt(self, limits: dict[str, int], now: float, since: float) -> bool:
+        """Count an attempt of each key (`limits`: key -> its most failures since `since`) as a
+        failure before its password is checked, in one transaction with the count: False,
+        nothing written, when any key is at its limit. Checked first and counted after, N logins
+        sent at once were all checked (12 of 12 with a limit of 5). A success takes its attempt
+        back (`login_succeeded`)."""
+        # the writer lock of a name no appid can have (ids hold no newline): PostgreSQL's hub
+        # processes count one login at a time; SQLite has one writer anyway
+        with self._write("\nconsole-login") as c:
+            self._q(c, "DELETE FROM console_login_failures WHERE time < ?", (since,))
+            for key, limit in limits.items():
                 (n,) = self._q(c, "SELECT COUNT(*) FROM console_login_failures WHERE key = ? AND time >= ?",
                                (key, since)).fetchone()
-                out[key] = int(n)
-        return out
-
-    def record_login_failure(self, keys: list[str], now: float, *, forget_before: float) -> None:
-        with self._write() as c:
-            self._q(c, "DELETE FROM console_login_failures WHERE time < ?", (forget_before,))
-            for key in keys:
+                if int(n) >= limit:
+                    return False
+            for key in limits:
                 self._q(c, "INSERT INTO console_login_failures (key, time) VALUES (?, ?)", (key, now))
+        return True
 
-    def clear_login_failures(self, key: str) -> None:
+    def login_succeeded(self, account_key: str, address_key: str, at: float) -> None:
+        """A login that passed: the account's failures cleared, its address's attempt taken back."""
         with self._write() as c:
-            self._q(c, "DELETE FROM console_login_failures WHERE key = ?", (key,))
+            self._q(c, "DELETE FROM console_login_failures WHERE key = ?", (account_key,))
+            self._q(c, "DELETE FROM console_login_failures WHERE key = ? AND time = ?", (address_key, at))
 
     # --- read-only views of the appid's persons -----------------------------------------------
     def persons_page(self, appid: str, query: str, offset: int, limit: int) -> tuple[int, list[PersonRow]]:

@@ -6,16 +6,23 @@ without a request, `absolute_s` after its login, at logout, when the account's p
 reset, and when the account is deleted. Its last use is written at most once a minute.
 
 Login rate limit, counted in the store (so over every hub process): at most 5 failed logins per
-username and 20 per client address in any 15 minutes; beyond, a login is refused before the
-password is checked, until the oldest failure leaves the window. A success clears the username's
-failures. The per-session CSRF token is an HMAC of the session token: nothing more to store.
+username and 20 per client address (an IPv6 one by its /64, which one host holds whole) in any
+15 minutes; beyond, a login is refused before the password is checked, until the oldest failure
+leaves the window. Each attempt is counted before its password is checked, in one transaction
+with the count, so logins sent at once get no more checks than the limit; a success takes its
+attempt back and clears the username's failures. At most PASSWORD_CHECKS_AT_ONCE passwords are
+checked at once in a process (scrypt: 32 MiB and a third of a second each), so logins from many
+addresses cannot take every core and the face API's worker threads. The per-session CSRF token
+is an HMAC of the session token: nothing more to store.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import secrets
+import threading
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -32,6 +39,24 @@ class SessionPolicy:
     account_failures: int = 5
     address_failures: int = 20
     failure_window_s: float = 15 * 60
+
+
+PASSWORD_CHECKS_AT_ONCE = 2
+CHECK_WAIT_S = 10.0  # a login waits this long for its turn to be checked, then is told to retry
+
+
+def address_key(address: str) -> str:
+    """The rate limit's key of a client address: an IPv6 address by its /64 (a host is handed a
+    whole /64: counted per address, it had billions of fresh ones), any other as it is."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return f"addr:{address[:64]}"
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return f"addr:{ip.ipv4_mapped}"
+        return f"addr:{ipaddress.ip_network(f'{ip}/64', strict=False)}"
+    return f"addr:{ip}"
 
 
 class LoginRefused(Exception):
@@ -55,20 +80,26 @@ class Sessions:
         self.store = store
         self.policy = policy or SessionPolicy()
         self.clock = clock
+        self._checking = threading.BoundedSemaphore(PASSWORD_CHECKS_AT_ONCE)
 
     def login(self, username: str, password: str, address: str) -> tuple[str, Account]:
         """(new session token, account); LoginRefused otherwise (one message for a wrong
         username and a wrong password)."""
         now, p = self.clock(), self.policy
-        keys = [f"user:{username}", f"addr:{address}"]
-        counts = self.store.login_failures(keys, now - p.failure_window_s)
-        if counts[keys[0]] >= p.account_failures or counts[keys[1]] >= p.address_failures:
+        user, addr = f"user:{username}", address_key(address)
+        if not self.store.claim_login_attempt({user: p.account_failures, addr: p.address_failures}, now,
+                                              now - p.failure_window_s):
             raise LoginRefused("too many failed logins: wait a few minutes", limited=True)
-        account = self.store.account(username) if username else None
-        if not verify_password(password, account.password if account else None) or account is None:
-            self.store.record_login_failure(keys, now, forget_before=now - p.failure_window_s)
+        if not self._checking.acquire(timeout=CHECK_WAIT_S):
+            raise LoginRefused("the console is busy checking other logins: try again in a moment", limited=True)
+        try:
+            account = self.store.account(username) if username else None
+            passed = verify_password(password, account.password if account else None) and account is not None
+        finally:
+            self._checking.release()
+        if not passed or account is None:
             raise LoginRefused("wrong username or password")
-        self.store.clear_login_failures(keys[0])
+        self.store.login_succeeded(user, addr, now)
         token = secrets.token_urlsafe(32)
         self.store.create_session(token_hash(token), account.username, now,
                                   expired_before=now - max(p.idle_s, p.absolute_s))

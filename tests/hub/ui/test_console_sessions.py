@@ -156,3 +156,53 @@ def test_the_account_cli_prompts_twice_on_a_terminal_and_echoes_nothing(hub, tmp
     assert os.waitstatus_to_exitcode(status) == 0, seen
     assert b"New password:" in seen and b"Again:" in seen and b"typed at a prompt" not in seen
     assert Browser(hub.url).login("tty-user", "typed at a prompt").status_code == 303
+
+
+def test_logins_sent_at_once_get_no_more_password_checks_than_the_limit(hub):
+    """The limit was read, the password checked (a third of a second), and only then the
+    failure written: twelve logins sent at once were all checked against a limit of five. Each
+    attempt is now counted before its check, in one transaction with the count."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    policy = SessionPolicy()
+    browsers = [Browser(hub.url) for _ in range(12)]
+    for b in browsers:
+        b.get("/ui/login")  # each its login form's token first, as a browser has it
+    with ThreadPoolExecutor(len(browsers)) as pool:
+        codes = sorted(pool.map(lambda b: b.login("ada", "a wrong password!").status_code, browsers))
+    assert codes.count(401) == policy.account_failures and codes.count(429) == 12 - policy.account_failures
+
+
+def test_an_ipv6_host_is_counted_by_its_64_and_checks_wait_their_turn(hub, monkeypatch):
+    """A host holds a whole /64: counted per address, it had billions of fresh ones to guess
+    from. And a process checks at most PASSWORD_CHECKS_AT_ONCE passwords at once (scrypt: 32 MiB
+    and a third of a second each): logins from many addresses took every core and the threads
+    the face API shares; one that cannot get its turn is told to retry, its attempt counted."""
+    from edge.hub.ui import sessions as sessions_module
+    from edge.hub.ui.sessions import PASSWORD_CHECKS_AT_ONCE, LoginRefused, address_key
+
+    assert address_key("2001:db8::1") == address_key("2001:db8::ffff:1") == "addr:2001:db8::/64"
+    assert address_key("2001:db8:0:1::1") != address_key("2001:db8::1")
+    assert address_key("::ffff:192.0.2.7") == address_key("192.0.2.7") == "addr:192.0.2.7"
+    sessions = hub.app.state.console.sessions
+    policy = SessionPolicy()
+    for i in range(policy.address_failures):  # one host, a fresh address each time
+        with pytest.raises(LoginRefused) as refused:
+            sessions.login(f"guess{i}", "a wrong password!", f"2001:db8::{i + 1:x}")
+        assert not refused.value.limited
+    with pytest.raises(LoginRefused) as refused:
+        sessions.login("ada", PASSWORD, "2001:db8::beef")
+    assert refused.value.limited
+    assert sessions.login("ada", PASSWORD, "2001:db8:0:1::1")[1].username == "ada"  # the next /64
+
+    monkeypatch.setattr(sessions_module, "CHECK_WAIT_S", 0.2)
+    for _ in range(PASSWORD_CHECKS_AT_ONCE):  # every turn taken, as by slow checks in flight
+        sessions._checking.acquire()
+    try:
+        with pytest.raises(LoginRefused, match="busy") as refused:
+            sessions.login("ada", PASSWORD, "192.0.2.9")
+        assert refused.value.limited
+    finally:
+        for _ in range(PASSWORD_CHECKS_AT_ONCE):
+            sessions._checking.release()
+    assert sessions.login("ada", PASSWORD, "192.0.2.9")[1].username == "ada"

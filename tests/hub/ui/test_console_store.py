@@ -47,14 +47,19 @@ def test_accounts_and_sessions(store):
     assert store.session("t4") is None and store.session("t5") is not None
 
 
-def test_login_failures_are_counted_in_their_window(store):
-    for t in (10.0, 20.0, 30.0):
-        store.record_login_failure(["user:a", "addr:x"], t, forget_before=0.0)
-    assert store.login_failures(["user:a", "addr:x", "user:b"], 15.0) == {"user:a": 2, "addr:x": 2, "user:b": 0}
-    store.clear_login_failures("user:a")
-    assert store.login_failures(["user:a", "addr:x"], 0.0) == {"user:a": 0, "addr:x": 3}
-    store.record_login_failure(["addr:x"], 100.0, forget_before=25.0)  # old rows go
-    assert store.login_failures(["addr:x"], 0.0) == {"addr:x": 2}
+def test_login_attempts_are_counted_before_the_check_and_a_success_takes_its_own_back(store):
+    limits = {"user:a": 2, "addr:x": 3}
+    assert store.claim_login_attempt(limits, 10.0, 0.0) and store.claim_login_attempt(limits, 20.0, 0.0)
+    assert not store.claim_login_attempt(limits, 25.0, 0.0)  # user:a has 2: refused, nothing written
+    assert store.claim_login_attempt({"user:b": 2, "addr:x": 3}, 30.0, 0.0)  # addr:x now 3
+    assert not store.claim_login_attempt({"user:c": 2, "addr:x": 3}, 35.0, 0.0)
+    store.login_succeeded("user:b", "addr:x", 30.0)  # b's attempt at 30 passed: taken back
+    assert store.claim_login_attempt({"user:c": 2, "addr:x": 3}, 36.0, 0.0)
+    assert store.claim_login_attempt({"user:d": 2, "addr:x": 3}, 37.0, 15.0)  # the one at 10.0 left the window
+    assert store.claim_login_attempt({"user:a": 2, "addr:y": 3}, 38.0, 0.0)  # a: 20.0 left, and this one
+    assert not store.claim_login_attempt({"user:a": 2, "addr:z": 3}, 39.0, 0.0)
+    store.login_succeeded("user:a", "addr:x", 99.0)  # clears a's failures, no attempt at 99 to take back
+    assert store.claim_login_attempt({"user:a": 2, "addr:z": 3}, 40.0, 0.0)
 
 
 def test_persons_page_and_crops_per_appid(store):
