@@ -21,7 +21,7 @@ from edge.api.service import FaceService
 from edge.api.urlfetch import FetchGate, FetchPolicy
 from edge.core import errors, syncwire
 from edge.core.access_chain import decode_cursor
-from edge.core.credentials import Credential, CredentialError
+from edge.core.credentials import MAX_CREDENTIALS, Credential, CredentialError
 from edge.core.errors import MAX_BODY_BYTES, ApiError
 
 # The appid of the request being served (set by the app before the handler runs): url
@@ -217,9 +217,6 @@ async def delface(appid: str, p: Params, ctx: Ctx) -> dict:
 async def setinfo(appid: str, p: Params, ctx: Ctx) -> dict:
     person_id = ident(p, "person_id", ctx)
     return await call(ctx.service.setinfo, appid, person_id, text(p, "person_name", ctx), text(p, "tag", ctx))
-
-
-MAX_CREDENTIALS = 16  # per person: cards, fobs, a phone; more is a data error
 
 
 def credential_list(p: Params, name: str) -> list[Credential]:

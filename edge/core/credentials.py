@@ -39,6 +39,7 @@ LAYOUTS: dict[str, _Layout] = {
     "h10304": _Layout(37, 16, 19, (1, 18), (18, 35)),
 }
 FORMATS = (*LAYOUTS, "raw")
+MAX_CREDENTIALS = 16  # per person: cards, fobs, a phone; more is a data error (API and console alike)
 MAX_RAW_BITS = 128  # OSDP carries up to 64 bytes of card data; no panel reads more than this
 
 

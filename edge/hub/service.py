@@ -28,6 +28,7 @@ import numpy as np
 
 from edge.api.service import ApiErrorWithData, FaceService, compare_images, judged_liveness, session_id
 from edge.core import access_chain, access_rules, errors, syncwire
+from edge.core.credentials import MAX_CREDENTIALS
 from edge.core.errors import ApiError
 from edge.core.matcher import DEFAULT_THRESHOLDS, Decision, Gallery, Thresholds, confidence, cosine
 from edge.hub.claim_refusals import lifts_since, members_of, site_lifts, site_refusals
@@ -282,6 +283,9 @@ class HubService(FaceService):
 
     def setcredentials(self, appid, person_id, credentials) -> dict:
         # The answer counts them and never repeats a number (getcredentials is the one read).
+        # Checked here, not only by the API: the console adds one card a request.
+        if len(credentials) > MAX_CREDENTIALS:
+            raise ApiError(errors.INVALID_PARAMETER, f"credentials: at most {MAX_CREDENTIALS} per person")
         self.store.set_credentials(appid, person_id, credentials)
         return {"session_id": session_id(), "person_id": person_id, "credentials": len(credentials)}
 

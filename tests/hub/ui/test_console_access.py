@@ -293,5 +293,12 @@ def test_an_operator_adds_and_removes_cards_and_the_page_never_shows_a_number(hu
     assert wrong.status_code == 400 and "facility" in wrong.text  # H10301's facility is 8 bits
     assert browser.post("/ui/persons/carla/cards", {"format": "h10301", "number": "x1"}).status_code == 400
     assert len(hub.store.get_credentials(APPID, "carla")) == 1  # nothing half-added
+    # a card a request: the API's 16 a person held for the console too (it added without end)
+    for number in range(2, 17):
+        assert browser.post("/ui/persons/carla/cards", {"format": "h10301", "facility": "42",
+                                                         "number": str(number)}).status_code == 303
+    too_many = browser.post("/ui/persons/carla/cards", {"format": "h10301", "facility": "42", "number": "99"})
+    assert too_many.status_code == 400 and "at most 16" in too_many.text
+    assert len(hub.store.get_credentials(APPID, "carla")) == 16
     assert browser.post("/ui/persons/carla/cards", {"action": "remove_all"}).status_code == 303
     assert hub.store.get_credentials(APPID, "carla") == []
