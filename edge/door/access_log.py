@@ -186,13 +186,16 @@ class AccessLog:
     # --- reading ----------------------------------------------------------------------------
     def last_grant(self, person_id: str, door: str | None = None) -> float | None:
         """The `AccessHistory` of the evaluator: when the person was last granted (at `door`, or
-        at any door), from the records with outcome = "grant"; None when never (or pruned)."""
-        sql, args = "SELECT MAX(at) FROM records WHERE granted = 1 AND person_id = ?", [person_id]
+        at any door), from the records with outcome = "grant"; None when never (or pruned).
+        The last grant is the last one written (by seq), not the one of the latest time: after
+        the clock was set back, the latest time stayed the one before the jump, and grants a
+        few seconds apart each looked far from it (timed anti-passback let both through)."""
+        sql, args = "SELECT at FROM records WHERE granted = 1 AND person_id = ?", [person_id]
         if door is not None:
             sql, args = sql + " AND door = ?", [*args, door]
         with self._lock:
-            (at,) = self._db.execute(sql, args).fetchone()
-        return None if at is None else float(at)
+            row = self._db.execute(sql + " ORDER BY seq DESC LIMIT 1", args).fetchone()
+        return None if row is None else float(row[0])
 
     def records(self, after: int = 0, limit: int = 500) -> list[dict[str, Any]]:
         """Records with seq > `after` in order (the uploader's batches)."""

@@ -206,3 +206,21 @@ def test_the_log_is_the_evaluators_history(tmp_path, clock) -> None:
     assert p.evaluate(req(TUESDAY_9), log).reason == "anti_passback"  # 100 s < timed_s 300
     assert p.evaluate(req(TUESDAY_9 + 300), log).granted
     log.close()
+
+
+def test_after_the_clock_went_back_the_last_grant_is_the_last_written(tmp_path, clock) -> None:
+    """The history was the grant of the latest time: after the clock was set back 500 s, that
+    stayed the grant before the jump, and two grants 10 s apart each looked 500 s from it (timed
+    anti-passback let a face through twice). The last grant is now the last one written."""
+    from tests.door.test_access import DOC, TUESDAY_9, policy, req
+
+    clock.t = TUESDAY_9
+    log = AccessLog(tmp_path / "back.db", KEY, clock=clock)
+    log.append("decision", door="front", person_id="ann", outcome="grant", reason="granted")
+    clock.t = TUESDAY_9 - 500  # set back (an NTP step, a reboot without a real-time clock)
+    p = policy(DOC)
+    assert p.evaluate(req(clock.t), log).granted  # 500 s from the last grant either way
+    log.append("decision", door="front", person_id="ann", outcome="grant", reason="granted")
+    assert log.last_grant("ann", "front") == log.last_grant("ann") == TUESDAY_9 - 500
+    assert p.evaluate(req(clock.t + 10), log).reason == "anti_passback"  # the same face 10 s later
+    log.close()
