@@ -195,6 +195,12 @@ class DoorLink:
         return str(out.decision)
 
     def remote_unlock(self, who: str) -> bool:
+        """A signed `cmd/unlock`; refused once the door was locked for the stop (the command
+        arrives on the broker's thread, which runs until the very end: an unlock then would be
+        neither relocked by this edge nor logged)."""
+        if self.closed:
+            log.warning("door %s: remote unlock by %s refused: the edge is stopping", self.s.door.name, who)
+            return False
         return self.door.grant("", "remote_unlock", source=f"remote:{who}")
 
     def tick(self) -> None:

@@ -125,3 +125,16 @@ def test_the_door_relocks_on_time_while_the_main_loop_is_held_up(tmp_path):
         stop.set()
         clock.join(5)
     assert not clock.is_alive()
+
+
+def test_a_remote_unlock_after_the_door_was_locked_for_the_stop_is_refused(tmp_path):
+    """cmd/unlock arrives on the broker's thread, which runs until the very end of a stop: an
+    unlock taken after the door was locked for it was never relocked by this edge nor logged."""
+    lk, rec = link(tmp_path)
+    assert lk.remote_unlock("ops") is True and lk.door.io.energised  # type: ignore[attr-defined]
+    lk.close()
+    assert not lk.door.io.energised  # type: ignore[attr-defined]
+    granted = len([e for leaf, e in rec.events if leaf == "door/main/event" and e["kind"] == "grant"])
+    assert lk.remote_unlock("ops") is False
+    assert not lk.door.io.energised  # type: ignore[attr-defined]
+    assert len([e for leaf, e in rec.events if leaf == "door/main/event" and e["kind"] == "grant"]) == granted
