@@ -88,3 +88,25 @@ def test_every_consumer_keeps_a_signature_at_least_as_long_as_it_accepts_it(tmp_
         assert cache.keep_s == KEEP_S >= cache.window_s
     with pytest.raises(ValueError):
         replay_cache(tmp_path, KEEP_S + 1)
+
+
+def test_a_command_played_again_after_the_clock_was_set_back_is_refused(edge):
+    """A used signature's row goes once its time is past. With the clock then set back to when a
+    captured command was signed (an NTP step, a reboot without a real-time clock), the command
+    was valid again and nothing remembered it: a sniffed cmd/verify (or cmd/unlock) worked a
+    second time. Rows forgotten are now remembered as a time: older signatures are refused."""
+    gate, api, clock, data = edge
+    t0 = clock.now
+    command = _command(t0, "dave")
+    assert gate.handle("verify", command) is True
+    clock.now = t0 + KEEP_S + 10  # later, another command: the row of the first one is forgotten
+    assert gate.handle("verify", _command(clock.now, "erin")) is True
+    with sqlite3.connect(data / FILE_NAME) as db:
+        assert db.execute("SELECT COUNT(*) FROM used_signatures").fetchone()[0] == 1
+    clock.now = t0 + 5  # the clock set back to when the captured command was signed
+    assert gate.handle("verify", command) is False and gate.refused == {"signature": 1}
+    # fail closed: for as long as the clock is more than KEEP_S behind where it was, fresh
+    # commands are refused too (the log says for how long); then taken again
+    assert gate.handle("verify", _command(clock.now, "fred")) is False
+    clock.now = t0 + 11
+    assert gate.handle("verify", _command(clock.now, "gina")) is True
