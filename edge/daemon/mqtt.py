@@ -218,7 +218,10 @@ class MqttPublisher(Publisher):
     def publish_direct(self, leaf: str, payload: bytes) -> bool:
         if not self.connected:
             return False
-        info = self.client.publish(self.topic(leaf), payload, qos=1, retain=False)
+        # QoS 0: paho sends it now or drops it; a QoS 1 message it could not deliver (more than
+        # 20 in flight, a connection gone quiet) was kept and sent after the reconnect: a late
+        # unlock the edge had already reported as a relay fault
+        info = self.client.publish(self.topic(leaf), payload, qos=0, retain=False)
         return bool(info.rc == 0)
 
     def outbox_depth(self) -> int:

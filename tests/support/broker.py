@@ -107,6 +107,7 @@ class Subscriber:
         import paho.mqtt.client as mqtt
 
         self.messages: list[tuple[str, bytes, bool]] = []
+        self.qos: list[tuple[str, int]] = []  # (topic, the QoS it was delivered with) of each message
         self.schema_errors: list[str] = []
         self._cond = threading.Condition()
         self.topic = topic
@@ -130,6 +131,7 @@ class Subscriber:
         errors = schema_errors(msg.topic, bytes(msg.payload))
         with self._cond:
             self.messages.append((msg.topic, bytes(msg.payload), bool(msg.retain)))
+            self.qos.append((msg.topic, msg.qos))
             self.schema_errors += errors
             self._cond.notify_all()
 

@@ -1,6 +1,6 @@
 """`[door] backend = "mqtt"`: the lock belongs to an external controller (a relay board with
 its own MQTT client, a PLC); each lock change is a signed single-use command to it on
-`<prefix>/<device>/door/<door>/command` (QoS 1, not retained, never queued: a command that
+`<prefix>/<device>/door/<door>/command` (QoS 0, not retained, never queued: a command that
 cannot leave now is an error, not a late unlock).
 
     {"door": "main", "action": "unlock", "relay": "energise", "relock_after_s": 10,
