@@ -57,6 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def build_app(settings):
     """The Starlette app and its store for `settings` (a HubSettings)."""
     from edge.api.app import create_app
+    from edge.api.ratelimit import RateLimiter
     from edge.api.urlfetch import FetchPolicy
     from edge.core.signature import ReplayCache, Verifier
     from edge.hub.service import HubService, VisionPacks
@@ -75,18 +76,20 @@ def build_app(settings):
     service = HubService(store, vision, limits, settings.thresholds(),
                          verify_log_s=settings.storage.verify_log_days * 86400, crops=crops,
                          liveness=settings.liveness.mode)
+    # one set of per-appid buckets for the API and the console's photo uploads
+    limiter = store.rate_limiter(limits.rate_per_s, limits.burst) or RateLimiter(limits.rate_per_s, limits.burst)
     app = create_app(
-        service, credentials, limits=limits, limiter=store.rate_limiter(limits.rate_per_s, limits.burst),
+        service, credentials, limits=limits, limiter=limiter,
         fetch_policy=FetchPolicy(**settings.url_fetch.model_dump(), max_bytes=limits.body_bytes),
         # single-use signatures are remembered in the store: a restart does not reopen them
         verifier=Verifier(credentials, ReplayCache(store=store)),
     )
     if settings.console.enabled:
-        mount_console(app, service, credentials, settings)
+        mount_console(app, service, credentials, settings, limiter)
     return app, store
 
 
-def mount_console(app, service, credentials, settings) -> None:
+def mount_console(app, service, credentials, settings, limiter=None) -> None:
     """The web console at /ui/ (edge.hub.ui), when it can be served safely (it logs why not)."""
     from edge.hub.ui import static
     from edge.hub.ui.app import create_console, mount
@@ -96,7 +99,7 @@ def mount_console(app, service, credentials, settings) -> None:
     static_dir = Path(console.static_dir) if console.static_dir else static.default_dir(settings.vision.models_dir)
     ui = create_console(service, credentials, scheme=listener.scheme, host=listener.host, tls_proxy=console.tls_proxy,
                         idle_s=console.idle_minutes * 60, absolute_s=console.absolute_hours * 3600,
-                        static_dir=static_dir)
+                        static_dir=static_dir, limiter=limiter)
     if ui is not None:
         mount(app, ui)
 

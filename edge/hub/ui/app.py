@@ -40,8 +40,10 @@ def is_loopback(host: str) -> bool:
 
 
 class Console:
-    def __init__(self, service, sessions: Sessions, credentials, static_files: dict, *, secure: bool):
+    def __init__(self, service, sessions: Sessions, credentials, static_files: dict, *, secure: bool,
+                 limiter=None):
         self.service = service
+        self.limiter = limiter  # the face API's per-appid buckets (edge.api.ratelimit); None: no limit
         self.sessions = sessions
         self.credentials = list(credentials)
         self.static = static_files
@@ -73,8 +75,9 @@ class Console:
 
 def create_console(service, credentials, *, scheme: str, host: str, tls_proxy: bool = False,
                    idle_s: float = 1800, absolute_s: float = 43200, static_dir: Path | None = None,
-                   clock: Callable[[], float] = time.time) -> Starlette | None:
-    """The /ui sub-application, or None (logged) when it cannot be served safely."""
+                   clock: Callable[[], float] = time.time, limiter=None) -> Starlette | None:
+    """The /ui sub-application, or None (logged) when it cannot be served safely. `limiter`:
+    the face API's per-appid rate buckets, which photo uploads draw from too."""
     from edge.hub.ui.pages import ROUTES
 
     secure = scheme == "https" or tls_proxy
@@ -87,7 +90,8 @@ def create_console(service, credentials, *, scheme: str, host: str, tls_proxy: b
                     "__Host- and Secure; use TLS to reach it from another machine", host)
     policy = SessionPolicy(idle_s=idle_s, absolute_s=absolute_s)
     files = {**static.load(static_dir or static.default_dir()), **static.own()}
-    console = Console(service, Sessions(service.store, policy, clock), credentials, files, secure=secure)
+    console = Console(service, Sessions(service.store, policy, clock), credentials, files, secure=secure,
+                      limiter=limiter)
     app = Starlette(routes=[Route(path, endpoint, methods=[method]) for method, path, endpoint in ROUTES])
     app.router.redirect_slashes = False
     app.state.console = console

@@ -158,6 +158,9 @@ def page(role: str, *, upload_bytes: int = 0):
                     return refused(console, ctx, 403, "the form's security token is missing or wrong: reload the page")
             if not allows(session.account.role, role):
                 return refused(console, ctx, 403, f"this needs the {role} role; you are {session.account.role}")
+            if ctx.files and not await _photos_allowed(console, session.account.appid, len(ctx.files)):
+                return refused(console, ctx, 429, "too many requests for this appid: wait a moment, then send "
+                               "the photos again")
             try:
                 return await run_in_threadpool(fn, console, ctx)
             except ApiError as exc:  # what a page did not expect (the models cannot load): said, not a crash
@@ -168,6 +171,21 @@ def page(role: str, *, upload_bytes: int = 0):
         return endpoint
 
     return wrap
+
+
+async def _photos_allowed(console, appid: str, photos: int) -> bool:
+    """A token of the appid's face API bucket for each photo: photos are decoded and embedded in
+    the slots every tenant's API shares, and one operator sending them without end held the
+    other tenants' requests until they failed (-1102)."""
+    limiter = console.limiter
+    if limiter is None:
+        return True
+    for _ in range(photos):
+        ok = (await run_in_threadpool(limiter.allow, appid)) if getattr(limiter, "blocking", False) \
+            else limiter.allow(appid)
+        if not ok:
+            return False
+    return True
 
 
 async def read_form(request: Request, ctx: Ctx, cap: int, with_files: bool) -> None:

@@ -167,3 +167,27 @@ def test_the_person_page_says_when_a_person_has_too_few_or_too_many_photos_for_t
         assert add_one() == count and hint() is None
     assert add_one() == 6
     assert hint().startswith("6 photos: past five, the doors score a person by their best face alone")
+
+
+def test_photo_uploads_draw_from_the_appids_rate_bucket_with_its_api(tmp_path, models_dir, photos):
+    """Photos sent through the console are decoded and embedded in the slots every tenant's API
+    shares, and the console had no rate limit: one operator sending them without end held the
+    other tenants' requests until they failed. Each photo now takes a token of the appid's bucket,
+    the one its face API requests take."""
+    from edge.api.client import CloudClient, CloudRateLimited
+
+    with console_hub(tmp_path, limits={"rate_per_s": 0.001, "burst": 3}) as hub:
+        otto = Browser(hub.url)
+        otto.login("otto")
+        otto.get("/ui/enrol")
+        two = [("a.jpg", photos("Madonna", "train_1")), ("b.jpg", photos("Madonna", "train_2"))]
+        assert upload(otto, "/ui/enrol/check", {"person_id": "m"}, two).status_code == 200
+        refused = upload(otto, "/ui/enrol/check", {"person_id": "m"}, two)  # one token left, two photos
+        assert refused.status_code == 429 and "too many requests for this appid" in refused.text
+        with CloudClient(hub.url, APPID, hub.secret_id, hub.secret_key, timeout=30, retries=0) as api:
+            with pytest.raises(CloudRateLimited):  # the same bucket: the appid's API waits too
+                api.getgroupids()
+        # another tenant's bucket is its own
+        with CloudClient(hub.url, hub.other_appid, hub.other_secret_id, hub.other_secret_key, timeout=30,
+                         retries=0) as other:
+            assert other.getgroupids()["group_ids"] == []
