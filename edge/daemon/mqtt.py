@@ -65,6 +65,8 @@ SUPERVISE_EVERY_S = 1.0  # how often the supervisor looks at paho's network thre
 STUCK_AFTER_S = 20.0  # a callback running longer than this: the loop is stuck (WatchdogSec is 30)
 RESTARTED_SHOWN_S = 60.0  # health stays degraded this long after the loop was restarted
 LIVE_MAX = 1000  # events of this run remembered for the live lane (older ones wait their turn)
+PAHO_QUEUE_MAX = 1000  # messages paho holds (our window is 20; retained state and discovery besides)
+DISCOVERY_EVERY_S = 30.0  # Home Assistant's requests for discovery answered at most this often
 
 
 class MqttPublisher(Publisher):
@@ -90,6 +92,8 @@ class MqttPublisher(Publisher):
         # The live lane: events of this run go out before the backlog, which follows in order.
         self._live: deque[tuple[int, str, bytes]] = deque(maxlen=LIVE_MAX)
         self._sent_ahead: set[int] = set()  # rows the live lane sent past the backlog cursor
+        self._discovery_asked = False  # Home Assistant asked for discovery again (its status topic)
+        self._discovery_at = -DISCOVERY_EVERY_S  # when the last such request was answered (monotonic)
         # A full disk: events wait here (bounded) and go to the broker directly meanwhile.
         self.held = HeldEvents(HELD_MAX)
         self.writable = True
@@ -128,8 +132,10 @@ class MqttPublisher(Publisher):
                            keyfile=s.key_file or None)
             client.tls_insecure_set(s.tls_insecure)
         client.reconnect_delay_set(min_delay=1, max_delay=max(1, int(s.reconnect_max_s)))
-        # paho's own queue holds at most our window; the outbox holds the rest on disk.
+        # paho's own queue holds at most our window; the outbox holds the rest on disk. Its
+        # queue is bounded too: a publish beyond is refused (and retried), never held unbounded.
         client.max_inflight_messages_set(20)
+        client.max_queued_messages_set(PAHO_QUEUE_MAX)
         client.on_connect = self._guard("on_connect", self._on_connect)
         client.on_disconnect = self._guard("on_disconnect", self._on_disconnect)
         client.on_publish = self._guard("on_publish", self._on_publish)
@@ -312,6 +318,7 @@ class MqttPublisher(Publisher):
         self._drain_acks()
         if not self.connected:
             return
+        self._discovery_when_due()
         while self._live and len(self._inflight) < self.window:  # live lane first
             row_id, topic, payload = self._live.popleft()
             if (row_id > max(self._last_row, self.outbox.dropped_through)
@@ -323,12 +330,14 @@ class MqttPublisher(Publisher):
             for row_id, topic, payload in self.outbox.pending(self._last_row, room):
                 if row_id in self._sent_ahead:
                     self._sent_ahead.discard(row_id)
-                else:
-                    self._publish_row(row_id, topic, payload)
+                elif self._publish_row(row_id, topic, payload) is None:
+                    break  # paho's queue is full: this row and the rest on the next pass
                 self._last_row = row_id
         self._drain_acks()
 
-    def _publish_row(self, row_id: int, topic: str, payload: bytes) -> bool:
+    def _publish_row(self, row_id: int, topic: str, payload: bytes) -> bool | None:
+        """True: on its way (its acknowledgement deletes the row); False: refused for good (set
+        aside); None: paho did not take it now (its queue full): the row stays, sent later."""
         try:
             info = self.client.publish(topic, mark_stale(payload, self.stale_accept_s), qos=1,
                                        retain=False)
@@ -337,6 +346,10 @@ class MqttPublisher(Publisher):
                       row_id, exc)
             self.outbox.reject(row_id, str(exc))
             return False
+        if not _taken(info):
+            # Not queued, yet it has a message id: mapped, the acknowledgement of another
+            # message with that id (ids wrap at 65,535) deleted this event unsent.
+            return None
         self._inflight[info.mid] = row_id
         return True
 
@@ -372,6 +385,8 @@ class MqttPublisher(Publisher):
                 break
             info = self.client.publish(topic, mark_stale(payload, self.stale_accept_s), qos=1,
                                        retain=False)
+            if not _taken(info):  # paho's queue is full: held, sent on a later pass
+                break
             self._inflight[info.mid] = event_id
             self.held.sending(event_id)
 
@@ -428,7 +443,11 @@ class MqttPublisher(Publisher):
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         if msg.topic == discovery.status_topic(self.s.ha_prefix):
             if discovery.asks_again(msg.payload):
-                self._publish_discovery()  # Home Assistant restarted: it forgot our entities
+                # Home Assistant restarted: it forgot our entities. Answered by the sender at
+                # most once per DISCOVERY_EVERY_S: anyone can publish `online` there, and each
+                # answer is six retained messages (a flood of 30,000 filled paho's queue).
+                self._discovery_asked = True
+                self._wake.set()
             return
         leaf = msg.topic[len(self.base) + 1:]
         if not leaf.startswith("cmd/") or self.on_command is None:
@@ -463,6 +482,14 @@ class MqttPublisher(Publisher):
         for topic, config in discovery.messages(self.s.ha_prefix, self.device_id, self.topic, self.door):
             self.client.publish(topic, config, qos=1, retain=True)
 
+    def _discovery_when_due(self) -> None:
+        """Home Assistant's request for discovery, once the last answer is DISCOVERY_EVERY_S old
+        (however many requests came meanwhile: one answer)."""
+        now = time.monotonic()
+        if self._discovery_asked and now - self._discovery_at >= DISCOVERY_EVERY_S:
+            self._discovery_asked, self._discovery_at = False, now
+            self._publish_discovery()
+
 
 def json_depth(data: bytes | bytearray) -> int:
     """The deepest nesting of `[` and `{` in `data` outside JSON strings (not a validation:
@@ -494,3 +521,12 @@ def _where(exc: BaseException) -> str:
         return "?"
     last = frames[-1]
     return f"{last.filename.rsplit('/', 1)[-1]}:{last.lineno}"
+
+
+def _taken(info) -> bool:
+    """Did paho take the message (sent, or queued for the connection to come back)? A full
+    queue (or a message id still in use) is not taken, yet the answer carries an id."""
+    import paho.mqtt.client as mqtt
+
+    return info.rc in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN)
+

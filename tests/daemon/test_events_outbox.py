@@ -143,3 +143,36 @@ def test_an_unpublishable_outbox_row_is_set_aside_and_the_events_after_it_still_
     assert pub.outbox_rejected() == 1  # kept aside for a human, not dropped
     assert pub.sender_alive()
     pub.stop()
+
+
+def test_a_flood_of_discovery_requests_loses_no_decision_event(mosquitto, subscribe, tmp_path):
+    """Anyone on the broker can publish `online` on Home Assistant's status topic, and each was
+    answered at once with six retained messages into paho's unbounded queue. 30,000 of them
+    filled it to its 65,535 message ids; paho then refused the next event's publish (not queued)
+    yet gave it an id, the edge mapped that id to the event's outbox row, and the broker's
+    acknowledgement of another message with that id deleted the row: 0 of 20 events arrived.
+    Now a refused publish keeps its row for the next pass, requests are answered at most once per
+    DISCOVERY_EVERY_S, and paho's queue is bounded."""
+    pub = _publisher(mosquitto, tmp_path, ha_discovery=True)
+    pub.start()
+    assert wait_until(lambda: pub.connected)
+    configs = subscribe("homeassistant/+/+/config")
+    events = subscribe("ev/door-t/event")
+    assert configs.wait_for(lambda: len(configs.messages) >= 2, 10)  # retained, on connect
+    first = len(configs.messages)
+    with mqtt_client(mosquitto) as flood:
+        for _ in range(30_000):
+            flood.publish("homeassistant/status", "online", qos=0)
+        flood.publish("homeassistant/status", "online", qos=1).wait_for_publish(30)
+    sent = [sample_event() for _ in range(20)]
+    for e in sent:
+        pub.publish_event(e)
+    try:
+        assert events.wait_for(lambda: len(events.messages) >= 20, 60), len(events.messages)
+        assert sorted(m["event_id"] for m in events.json()) == sorted(e["event_id"] for e in sent)
+        assert wait_until(lambda: pub.outbox_depth() == 0, 30)
+        time.sleep(1)
+        # the first request answered, the other 30,000 within DISCOVERY_EVERY_S at most once more
+        assert first < len(configs.messages) <= 3 * first, (first, len(configs.messages))
+    finally:
+        pub.stop()
