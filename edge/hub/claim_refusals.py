@@ -11,9 +11,11 @@ lifted on the hub (edge.hub.store.claim_lifts: an operator's word) counts as an 
 every door, and goes to every edge as well (`site_lifts`): it ends a lockout it followed. The
 lifts are read once per request (`lifts_since`) for both.
 
-The records are read newest first and at most SCANNED of them: the refusals of the last minutes
-are what a lockout needs, and a site deciding more than that within an edge's window has its
-oldest refusals left out (logged).
+The marks are read by their own column (edge.hub.store.access: no record's body is parsed),
+dated at most AHEAD_S past the hub's clock, the newest PER_EDGE of each edge: the refusals of the
+last minutes are what a lockout needs. Read from every decision, newest first, at most 20,000, a
+door's key taken could upload 20,000 records dated far ahead (or merely many) and so push every
+other door's refusals out of the read, switching the site's badge lockout off for good.
 """
 
 from __future__ import annotations
@@ -24,14 +26,14 @@ from typing import TYPE_CHECKING, Sequence
 
 from edge.core import errors
 from edge.core.errors import ApiError
-from edge.core.syncwire import ADMITTED, COUNTED, MAX_REFUSALS, REFUSED
+from edge.core.syncwire import ADMITTED, MAX_REFUSALS, REFUSED
 
 if TYPE_CHECKING:
     from edge.hub.store import Store
 
 log = logging.getLogger(__name__)
 
-SCANNED = 20_000  # decision records read per request at most
+PER_EDGE = 5_000  # marked decisions of each edge read per request at most
 # An edge's clock ahead of the hub's by more than this: its refusals are not sent (an edge counts
 # a time in the future as now, so such a refusal would never age out nor yield to a lift).
 AHEAD_S = 300.0
@@ -52,31 +54,17 @@ def site_refusals(store: Store, appid: str, edge_id: str, since: float, lifted: 
     at any door or lift (`lifted`: lifts_since's); oldest first, the newest MAX_REFUSALS of them."""
     now = time.time() if now is None else now
     since = max(since, now - LONGEST_WINDOW_S)
-    wanted = {"kind": "decision", **({"person_id": person_id} if person_id else {})}
-    records, more = store.search_access(appid, wanted, since=since, limit=SCANNED, newest_first=True)
-    if more is not None:
-        log.warning("claim refusals for %s: more than %d decisions since %.0f, the oldest left out",
-                    edge_id, SCANNED, since)
+    # dated ahead of the hub's clock: left out (an edge counts a future time as now, so such a
+    # refusal would never age out nor yield to a lift)
+    marks = store.counted_claims(appid, since, now + AHEAD_S, PER_EDGE, person_id)
     refused: dict[str, list[tuple[str, float, str]]] = {}
-    ahead = 0
-    for record in reversed(records):  # oldest first: an admission clears what came before it
-        detail = record.get("detail")  # checked on upload; a record stored before may be anything
-        counted = detail.get(COUNTED) if isinstance(detail, dict) else None
-        person, at = record.get("person_id"), float(record["at"])
-        if not isinstance(person, str):
-            continue
-        if at > now + AHEAD_S:
-            ahead += 1
-            continue
+    for person, at, edge, mark in marks:  # oldest first: an admission clears what came before it
         if not person or (person in lifted and at <= lifted[person][0]):
             continue
-        if counted == ADMITTED:
+        if mark == ADMITTED:
             refused.pop(person, None)
-        elif counted == REFUSED and record["edge_id"] != edge_id:
-            refused.setdefault(person, []).append((person, at, record["edge_id"]))
-    if ahead:
-        log.warning("claim refusals for %s: %d decision(s) dated more than %.0f s ahead of this hub's clock "
-                    "left out (an edge's clock is wrong)", edge_id, ahead, AHEAD_S)
+        elif mark == REFUSED and edge != edge_id:
+            refused.setdefault(person, []).append((person, at, edge))
     out = sorted((r for rs in refused.values() for r in rs), key=lambda r: r[1])
     return out[-MAX_REFUSALS:]
 

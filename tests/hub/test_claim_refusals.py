@@ -133,7 +133,7 @@ def test_a_version_7_sqlite_store_gets_the_lifts_table(tmp_path):
     store.lift_claims("app", "alice", T0, "api")
     assert store.claim_lifts("app", 0) == {"alice": (T0, "api")}
     store.close()
-    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == current == 11
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == current == 12
 
 
 def test_a_malformed_list_of_refusals_is_left_out_and_the_changes_still_apply(
@@ -158,3 +158,50 @@ def test_a_malformed_list_of_refusals_is_left_out_and_the_changes_still_apply(
             client.close()
     assert "madonna" in gallery[-1].person_ids and lockout.locked("madonna") == 0
     assert "claim refusals left out: claim_refusals: at is not a finite number" in caplog.text
+
+
+def test_a_door_flooding_the_log_cannot_push_the_other_doors_refusals_out(hub_store, tmp_path, monkeypatch):
+    """The refusals were read from the newest 20,000 decisions of every door, with no upper
+    time bound: one door's key (a terminal taken off the wall) uploading records dated far ahead
+    (or merely many) filled the read, and no other door's refusal was ever sent again: the
+    site's badge lockout switched off for good. The marks are now read by their own column,
+    up to the hub's clock (+ AHEAD_S), the newest PER_EDGE of each door."""
+    import edge.hub.claim_refusals as claim_refusals
+
+    # 20,000 records in small: the read's bound then (SCANNED) and now (PER_EDGE) set to 50
+    monkeypatch.setattr(claim_refusals, "PER_EDGE", 50, raising=False)
+    monkeypatch.setattr(claim_refusals, "SCANNED", 50, raising=False)
+    far = 2.0 ** 35 - 100  # the latest time an upload may carry
+    flood = [(far + i, f"nobody{i}", "reject", "refused") for i in range(60)]  # ahead: never read
+    flood += [(T0 + 1 + i / 100, f"ghost{i}", "reject", None) for i in range(200)]  # unmarked: never read
+    flood += [(T0 + 3 + i / 100, f"fake{i}", "reject", "refused") for i in range(120)]  # marked: its own 50
+    hub_store.store_access_records("app", "door-taken", _door_log(tmp_path / "taken.db", flood).records())
+    real = _door_log(tmp_path / "b.db", [(T0 + 2, "madonna", "reject", "refused")])
+    hub_store.store_access_records("app", "door-b", real.records())
+    lifted = lifts_since(hub_store, "app", T0, T0 + 10)
+    heard = site_refusals(hub_store, "app", "door-c", T0, lifted, T0 + 10)
+    assert ("madonna", T0 + 2, "door-b") in heard
+    assert {e for _, _, e in heard} == {"door-b", "door-taken"}
+    assert not any(p.startswith(("nobody", "ghost")) for p, _, _ in heard)
+    assert len([p for p, _, _ in heard if p.startswith("fake")]) <= 50
+
+
+def test_a_version_11_sqlite_store_gets_the_lockout_marks_of_the_records_it_holds(tmp_path):
+    from edge.hub.store import SqliteStore
+
+    path = tmp_path / "v11.sqlite3"
+    store = SqliteStore(path)
+    log = _door_log(tmp_path / "a.db", [(T0 + 1, "alice", "reject", "refused"), (T0 + 2, "bob", "reject", None)])
+    store.store_access_records("app", "edge-a", log.records())
+    store.close()
+    import sqlite3
+
+    with sqlite3.connect(path) as conn:  # as schema 11 had it: no column, no index
+        conn.execute("DROP INDEX access_records_counted")
+        conn.execute("ALTER TABLE access_records DROP COLUMN counted")
+        conn.execute("PRAGMA user_version = 11")
+    store = SqliteStore(path)
+    try:
+        assert site_refusals(store, "app", "edge-b", T0, {}, T0 + 10) == [("alice", T0 + 1, "edge-a")]
+    finally:
+        store.close()

@@ -31,7 +31,7 @@ def store(tmp_path):
 def test_database_is_wal_with_foreign_keys_and_a_schema_version(store, tmp_path):
     conn = sqlite3.connect(tmp_path / "hub.sqlite3")
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 11
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 12
     assert store._conn().execute("PRAGMA foreign_keys").fetchone()[0] == 1
 
 

@@ -11,8 +11,13 @@ it: records already stored (same seq, same hash) are skipped, so a batch sent tw
 nothing twice; a record that differs from the stored one, a gap, or a broken link refuses the
 whole batch, and the refusal is counted on the chain (`access_chain`).
 
-The tables are created by the PostgreSQL migrations 0005_access.sql and 0007_access_crops.sql
-and, on SQLite, by SQLITE_SCHEMA below (the same rows).
+Each decision record's lockout mark (`detail.claim_lockout`, `refused` or `admitted`: edge.hub.
+claim_refusals) is kept in a column of its own, `counted`, so the other doors' refusals are read
+by it with an index, a bounded number per edge, and no record's body is parsed for them.
+
+The tables are created by the PostgreSQL migrations 0005_access.sql, 0007_access_crops.sql and
+0012_access_counted.sql and, on SQLite, by SQLITE_SCHEMA and add_counted_column below (the same
+rows).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from typing import Any, Sequence
 from edge.api.service import ApiErrorWithData
 from edge.core.access_chain import GENESIS, PROBLEM_CODES, ChainEnd, ChainError, canonical, follow
 from edge.core.access_rules import RULES_VERSION_CONFLICT, RulesError
+from edge.core.syncwire import ADMITTED, COUNTED, REFUSED
 
 # Search filters: API name -> column (all equality, each backed by the (appid, column, at) or
 # (appid, at) index with the time range).
@@ -44,19 +50,38 @@ CREATE TABLE IF NOT EXISTS access_records (
     appid TEXT NOT NULL, edge_id TEXT NOT NULL, seq INTEGER NOT NULL, record_id TEXT NOT NULL,
     at REAL NOT NULL, kind TEXT NOT NULL, door TEXT NOT NULL, person_id TEXT NOT NULL,
     decision TEXT NOT NULL, outcome TEXT NOT NULL, reason TEXT NOT NULL, hash TEXT NOT NULL,
-    body TEXT NOT NULL,
+    body TEXT NOT NULL, counted TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (appid, edge_id, seq)
 );
 CREATE UNIQUE INDEX IF NOT EXISTS access_records_by_id ON access_records (appid, edge_id, record_id);
 CREATE INDEX IF NOT EXISTS access_records_by_person ON access_records (appid, person_id, at);
 CREATE INDEX IF NOT EXISTS access_records_by_door ON access_records (appid, door, at);
 CREATE INDEX IF NOT EXISTS access_records_by_time ON access_records (appid, at);
+CREATE INDEX IF NOT EXISTS access_records_counted ON access_records (appid, at) WHERE counted <> '';
 CREATE TABLE IF NOT EXISTS access_crops (
     appid TEXT NOT NULL, edge_id TEXT NOT NULL, seq INTEGER NOT NULL, sha256 TEXT NOT NULL,
     sealed BLOB NOT NULL,
     PRIMARY KEY (appid, edge_id, seq)
 );
 """
+
+
+def add_counted_column(conn) -> None:
+    """An SQLite file of schema 5 to 11 has access_records without `counted`: add it, filled from
+    the records' bodies, before SQLITE_SCHEMA's index on it is made."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(access_records)")}
+    if columns and "counted" not in columns:
+        conn.execute("ALTER TABLE access_records ADD COLUMN counted TEXT NOT NULL DEFAULT ''")
+        conn.execute(f"UPDATE access_records SET counted = json_extract(body, '$.detail.{COUNTED}')"
+                     f" WHERE kind = 'decision' AND json_extract(body, '$.detail.{COUNTED}') IN (?, ?)",
+                     (REFUSED, ADMITTED))
+
+
+def counted_mark(record: dict[str, Any]) -> str:
+    """The lockout's mark of a decision record (REFUSED, ADMITTED), "" for any other."""
+    detail = record.get("detail")
+    mark = detail.get(COUNTED) if isinstance(detail, dict) and record.get("kind") == "decision" else None
+    return mark if mark in (REFUSED, ADMITTED) else ""
 
 
 class AccessSql:
@@ -111,10 +136,11 @@ class AccessSql:
             for r in fresh:
                 outcome = str(r.get("outcome", ""))
                 self._q(c, "INSERT INTO access_records (appid, edge_id, seq, record_id, at, kind, door, person_id,"
-                           " decision, outcome, reason, hash, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                           " decision, outcome, reason, hash, body, counted)"
+                           " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         (appid, edge_id, r["seq"], r["record_id"], float(r["at"]), r["kind"], str(r.get("door", "")),
                          str(r.get("person_id", "")), str(r.get("decision", "")), outcome,
-                         str(r.get("reason", "")), r["hash"], canonical(r)))
+                         str(r.get("reason", "")), r["hash"], canonical(r), counted_mark(r)))
             for seq, sealed in (crops or {}).items():
                 self._q(c, "INSERT INTO access_crops (appid, edge_id, seq, sha256, sealed) VALUES (?, ?, ?, ?, ?)"
                            " ON CONFLICT (appid, edge_id, seq) DO NOTHING",
@@ -172,6 +198,24 @@ class AccessSql:
             row = self._q(c, "SELECT body FROM access_records WHERE appid = ? AND edge_id = ? AND seq = ?",
                           (appid, edge_id, seq)).fetchone()
         return None if row is None else {"edge_id": edge_id, **json.loads(row[0])}
+
+    def counted_claims(self, appid: str, since: float, until: float, per_edge: int,
+                       person_id: str | None = None) -> list[tuple[str, float, str, str]]:
+        """(person_id, at, edge_id, mark) of the decisions the edges' lockouts counted (the
+        `counted` column: REFUSED or ADMITTED) with since <= at < until, of `person_id` only when
+        given, the newest `per_edge` of each edge, oldest first. Read by the column and bounded
+        per edge: a door uploading thousands of other records (or records dated far ahead) no
+        longer pushes the other doors' refusals out of what is read."""
+        where, args = "appid = ? AND counted <> '' AND at >= ? AND at < ?", [appid, since, until]
+        if person_id is not None:
+            where += " AND person_id = ?"
+            args.append(person_id)
+        sql = ("SELECT person_id, at, edge_id, counted FROM (SELECT person_id, at, edge_id, counted, seq,"
+               " ROW_NUMBER() OVER (PARTITION BY edge_id ORDER BY at DESC, seq DESC) AS newest"
+               f" FROM access_records WHERE {where}) AS c WHERE newest <= ? ORDER BY at, edge_id, seq")  # noqa: S608
+        with self._read() as c:
+            rows = self._q(c, sql, (*args, per_edge)).fetchall()
+        return [(str(p), float(at), str(e), str(mark)) for p, at, e, mark in rows]
 
     def search_access(self, appid: str, filters: dict[str, str], since: float | None = None,
                       until: float | None = None, after: tuple[float, str, int] | None = None,

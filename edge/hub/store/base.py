@@ -258,6 +258,12 @@ class Store(abc.ABC):
         """One stored record of the edge's log (with its edge_id), or None."""
 
     @abc.abstractmethod
+    def counted_claims(self, appid: str, since: float, until: float, per_edge: int,
+                       person_id: str | None = None) -> list[tuple[str, float, str, str]]:
+        """(person_id, at, edge_id, REFUSED or ADMITTED) of the decisions the edges' lockouts
+        counted, since <= at < until, the newest `per_edge` of each edge, oldest first."""
+
+    @abc.abstractmethod
     def search_access(self, appid: str, filters: dict[str, str], since: float | None = None,
                       until: float | None = None, after: tuple[float, str, int] | None = None,
                       limit: int = 100, newest_first: bool = False) -> tuple[list[dict], tuple[float, str, int] | None]:

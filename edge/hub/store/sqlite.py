@@ -20,6 +20,7 @@ from typing import Iterator
 
 from edge.core.sqlitedb import DamagedDatabase, create_private, transaction
 from edge.hub.store.access import SQLITE_SCHEMA as ACCESS_SCHEMA
+from edge.hub.store.access import add_counted_column
 from edge.hub.store.claim_lifts import SQLITE_SCHEMA as LIFTS_SCHEMA
 from edge.hub.store.console import SQLITE_SCHEMA as CONSOLE_SCHEMA
 from edge.hub.store.edges import SQLITE_SCHEMA as EDGES_SCHEMA
@@ -37,7 +38,8 @@ from edge.hub.store.sql import SEEN_BEFORE_KEPT, SqlStore
 # 10: the groups each edge's sync asked for (edge_reports.groups: edges.add_columns)
 # 11: the groups each person has ever been in (group_members_seen; an older file's persons get
 #     the group '', any: see SqlStore.sync_page)
-SCHEMA_VERSION = 11
+# 12: each access record's lockout mark in a column (access_records.counted: access.add_counted_column)
+SCHEMA_VERSION = 12
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS persons (
@@ -122,6 +124,7 @@ class SqliteStore(SqlStore):
             raise DamagedDatabase(Path(self.path), exc) from None
         if version > SCHEMA_VERSION:
             raise RuntimeError(f"{self.path}: schema version {version} is newer than this code ({SCHEMA_VERSION})")
+        add_counted_column(conn)  # before ACCESS_SCHEMA's index on it
         conn.executescript(_SCHEMA + CONSOLE_SCHEMA + ACCESS_SCHEMA + EDGES_SCHEMA + LIFTS_SCHEMA)
         add_columns(conn)
         if version < 11:  # (a new file has no changes: nothing to add)
