@@ -37,10 +37,12 @@ def test_rules_are_versioned_per_appid_with_a_change_row(store) -> None:
     assert err.value.code == ar.RULES_VERSION_CONFLICT
     assert store.get_rules("app") == (2, TEXT)
     assert store.get_rules("other") is None  # another tenant has none
-    # The feed carries the current document once per write, only to an edge asking for rules.
+    # The feed carries the current document once, at the last write's row, only to an edge
+    # asking for rules (each row carried it: 1,000 edits of a 256 KB document, a page of 256 MB).
     page = store.sync_page("app", 0, FP, None, 100, with_rules=True)
-    assert [(type(c).__name__, c.version) for c in page.changes] == [("RulesChange", 2), ("RulesChange", 2)]
+    assert [(type(c).__name__, c.version, c.seq) for c in page.changes] == [("RulesChange", 2, page.cursor)]
     assert [syncwire.decode(syncwire.encode(c)) for c in page.changes] == page.changes
+    assert page.rules_version == 2
     plain = store.sync_page("app", 0, FP, None, 100)
     assert plain.changes == [] and plain.cursor == page.cursor  # skipped, but the cursor moves on
 
