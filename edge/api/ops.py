@@ -134,6 +134,10 @@ def integer(p: Params, name: str, default: int, lo: int, hi: int) -> int:
 
 
 async def _fetch(url: object, name: str, ctx: Ctx) -> bytes:
+    if current_edge_key.get():
+        # A door sends the image's bytes; a url from its key would draw on the appid's download
+        # slots (8), which a key taken off a door could hold with a slow server of its own.
+        raise ApiError(errors.EDGE_KEY_REFUSED, f"{name}: a key bound to an edge sends the image, not a url")
     if not isinstance(url, str):
         raise ApiError(errors.INVALID_PARAMETER, f"{name} must be a string")
     return await ctx.fetch_gate.fetch(current_appid.get(), url)
