@@ -79,7 +79,13 @@ def text(p: Params, name: str, ctx: Ctx, *, required: bool = False) -> str | Non
         return None if value is None else ""
     if not isinstance(value, str):
         raise ApiError(errors.INVALID_PARAMETER, f"{name} must be a string")
-    if len(value.encode("utf-8")) > ctx.limits.text_bytes:
+    if "\x00" in value:  # PostgreSQL refuses it in text: the hub then said its storage failed
+        raise ApiError(errors.ILLEGAL_CHARACTERS, f"{name} contains a NUL character")
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError:  # a lone surrogate: valid JSON text, no UTF-8 to store
+        raise ApiError(errors.ILLEGAL_CHARACTERS, f"{name} is not UTF-8 text (a lone surrogate)") from None
+    if size > ctx.limits.text_bytes:
         raise ApiError(errors.PARAMETER_TOO_LONG, f"{name} longer than {ctx.limits.text_bytes} bytes")
     return value
 

@@ -88,12 +88,15 @@ def check_shape(record: Any) -> dict[str, Any]:
     for name in ("record_id", "kind", "prev", "hash"):
         if not isinstance(record.get(name), str) or not 0 < len(record[name]) <= 128:
             raise ChainError("malformed", where, f"{name} is a string")
+    for name in ("record_id", "kind", *TEXT_FIELDS):  # filed as text: PostgreSQL refuses a NUL there
+        if "\x00" in record.get(name, ""):
+            raise ChainError("malformed", where, f"{name} holds a NUL character")
     if record["kind"] not in KINDS:
         raise ChainError("malformed", where, f"kind must be one of {sorted(KINDS)}")
-    try:
-        size = len(canonical(record))
-    except (TypeError, ValueError):
-        raise ChainError("malformed", where, "not JSON (or NaN)") from None
+    try:  # a lone surrogate has no UTF-8 (its hash could not be taken); too deep a detail recurses
+        size = len(canonical(record).encode("utf-8"))
+    except (TypeError, ValueError, RecursionError):
+        raise ChainError("malformed", where, "not JSON (or NaN, or a lone surrogate, or nested too deep)") from None
     if size > MAX_RECORD_CHARS:
         raise ChainError("malformed", where, f"longer than {MAX_RECORD_CHARS} characters")
     return record
@@ -140,8 +143,9 @@ def decode_cursor(text: str | None) -> tuple[float, str, int] | None:
         raise ValueError("after is not a cursor this hub gave") from None
     if not isinstance(at, (int, float)) or not isinstance(edge_id, str) or not isinstance(seq, int):
         raise ValueError("after is not a cursor this hub gave")
-    # within what a stored record can hold: a seq past 64 bits made the query itself fail
-    if isinstance(seq, bool) or not 0 <= seq < 2**62 or not math.isfinite(at) or abs(at) > MAX_AT:
+    # within what a stored record can hold: a seq past 64 bits made the query itself fail, a
+    # time of 400 digits math.isfinite
+    if isinstance(seq, bool) or not 0 <= seq < 2**62 or not -MAX_AT <= at <= MAX_AT:
         raise ValueError("after is not a cursor this hub gave")
     return float(at), edge_id, seq
 
@@ -159,8 +163,8 @@ def parse_crops(text: str, batch: list[Any]) -> dict[int, bytes]:
         raise ChainError("crop", None, "crops is not JSON") from None
     if not isinstance(items, list) or len(items) > MAX_BATCH:
         raise ChainError("crop", None, "crops must be a list of {seq, sealed}")
-    named = {r.get("seq"): (r.get("detail") or {}).get("face_crop") for r in batch
-             if isinstance(r, dict) and isinstance(r.get("detail") or {}, dict)}
+    named = {r["seq"]: (r.get("detail") or {}).get("face_crop") for r in batch
+             if isinstance(r, dict) and isinstance(r.get("seq"), int) and isinstance(r.get("detail") or {}, dict)}
     crops: dict[int, bytes] = {}
     for item in items:
         seq = item.get("seq") if isinstance(item, dict) else None

@@ -432,6 +432,10 @@ class HubService(FaceService):
             raise access_rules.RulesError(access_rules.RULES_MALFORMED, "not JSON") from None
         access_rules.parse_rules(doc)
         canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        try:  # a lone surrogate (valid JSON, no UTF-8) failed the store's write: 213
+            canonical.encode("utf-8")
+        except UnicodeEncodeError:
+            raise access_rules.RulesError(access_rules.RULES_MALFORMED, "not UTF-8 text (a lone surrogate)") from None
         version = self.store.set_rules(appid, canonical, expected_version)
         return {"session_id": session_id(), "version": version}
 

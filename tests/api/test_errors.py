@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import base64
+import json
 import uuid
 
 import pytest
 
+from edge.core import errors
 from tests.support.hub import post, sdk_files, start_hub
 
 
@@ -227,3 +229,22 @@ def test_an_integer_in_other_scripts_digits_is_21_not_an_internal_error(hub_serv
     a traceback in the hub's log) where any other bad integer answers 21."""
     answer = post(hub_server, "sync", json={"appid": hub_server.appid, "since": value, "fingerprint": "x"})
     assert answer["code"] == 21 and "integer" in answer["message"], answer
+
+
+def test_a_name_with_a_nul_is_refused_not_a_storage_failure(hub_server):
+    """A NUL made PostgreSQL refuse the write: the hub answered -1200 and reported its storage
+    failing until the next good write."""
+    answer = post(hub_server, "setinfo", json={"appid": hub_server.appid, "person_id": "nobody-here",
+                                               "person_name": "ann\x00"})
+    assert answer["code"] == errors.ILLEGAL_CHARACTERS, answer  # before the person is looked up
+    health = hub_server.app.state.service.health()
+    assert health["store"]["ok"] is True
+
+
+def test_a_rule_document_with_a_lone_surrogate_is_malformed_not_an_internal_error(hub_server):
+    from edge.core import access_rules as ar
+
+    doc = {"format": 1, "timezone": "UTC", "groups": [], "doors": [{"id": "front", "name": "\ud800"}],
+           "schedules": {}, "access_levels": []}
+    answer = post(hub_server, "setrules", json={"appid": hub_server.appid, "rules": json.dumps(doc)})
+    assert answer["code"] in (ar.RULES_MALFORMED,), answer

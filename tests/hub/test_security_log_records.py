@@ -8,6 +8,7 @@ readers survive a record stored before that check."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import numpy as np
@@ -87,3 +88,87 @@ def test_a_bad_record_stored_before_breaks_no_sync_and_no_page(tmp_path, models_
         page = client.sync(0, served_fingerprint(client), report={"edge_id": "door-good"}, refusals_since=now - 3600)
         assert page["claim_refusals"] == [] and any(c["person_id"] == "madonna" for c in page["changes"])
     assert shown(1e300, None).startswith("(not a date")
+
+
+def _one_record(**fields) -> list[dict]:
+    """A chain of one decision record holding `fields`, its hash taken where one can be."""
+    from edge.core.access_chain import GENESIS, record_hash
+
+    r = {"seq": 1, "record_id": "r1", "at": time.time(), "kind": "decision", "prev": GENESIS, "door": "front",
+         **fields}
+    try:
+        r["hash"] = record_hash(r)
+    except (ValueError, RecursionError):  # none can be taken of it: sent as a hostile upload sends it
+        r["hash"] = "f" * 64
+    return [r]
+
+
+def _nested(depth: int) -> list:
+    out: list = []
+    for _ in range(depth):
+        out = [out]
+    return out
+
+
+@pytest.mark.parametrize("why", ["lone surrogate", "NUL", "nested too deep"])
+def test_records_that_failed_the_hub_with_an_internal_error_are_malformed(store, why):
+    """Each of these answered 213 with a traceback in the hub's log (50 a second from a door's
+    key): a lone surrogate (valid JSON text, no UTF-8: no hash could be taken), a NUL (PostgreSQL
+    refuses it in text: the hub then also said its storage was failing), a `detail` nested deeper
+    than the JSON writer recurses."""
+    import sys
+
+    fields = {"lone surrogate": {"reason": "\ud800"}, "NUL": {"person_id": "ma\x00donna"},
+              "nested too deep": {"detail": {"a": _nested(sys.getrecursionlimit() + 10)}}}[why]
+    with pytest.raises(Exception) as refused:
+        store.store_access_records("app", "door-1", _one_record(**fields))
+    assert refused.value.code == LOG_MALFORMED, refused.value  # type: ignore[attr-defined]
+    assert store.access_chain("app", "door-1") is None
+
+
+def test_a_record_id_used_twice_is_malformed_not_an_internal_error(store, tmp_path):
+    from edge.core.access_chain import record_hash
+
+    records = _log_with(tmp_path / "a.db", time.time(), person_id="madonna")
+    assert store.store_access_records("app", "door-1", records) == (1, 1)
+    twin = _log_with(tmp_path / "b.db", time.time(), person_id="ann")  # a fresh chain's first record ...
+    second = dict(twin[0], seq=2, prev=records[0]["hash"], record_id=records[0]["record_id"])  # ... reusing an id
+    second["hash"] = record_hash(second)
+    with pytest.raises(Exception) as refused:
+        store.store_access_records("app", "door-1", [second])
+    assert refused.value.code == LOG_MALFORMED and "record_id" in str(refused.value)  # type: ignore[attr-defined]
+    assert store.access_chain("app", "door-1")["seq"] == 1
+
+
+def test_a_record_sent_again_with_a_forged_crop_files_no_crop(store, tmp_path):
+    """A record sent again (a lost answer) was taken as the stored one when its `hash` field
+    alone matched; the crop check then read the copy's `detail`: a forged face crop was filed
+    under a stored record that names none."""
+    import base64
+    import hashlib
+
+    from edge.core.access_chain import LOG_EDITED, parse_crops
+
+    records = _log_with(tmp_path / "a.db", time.time(), person_id="madonna")
+    assert store.store_access_records("app", "door-1", records) == (1, 1)
+    forged = b"a face that was never there"
+    copy = dict(records[0], detail={"face_crop": hashlib.sha256(forged).hexdigest()})  # hash field kept
+    crops = parse_crops(json.dumps([{"seq": 1, "sealed": base64.b64encode(forged).decode()}]), [copy])
+    with pytest.raises(Exception) as refused:
+        store.store_access_records("app", "door-1", [copy], crops)
+    assert refused.value.code == LOG_EDITED  # type: ignore[attr-defined]
+    assert store.access_crop("app", "door-1", 1) is None
+
+
+def test_a_crop_list_naming_no_number_and_a_huge_cursor_time_are_bad_input():
+    import base64
+
+    from edge.core.access_chain import ChainError, decode_cursor, parse_crops
+
+    with pytest.raises(ChainError):  # a record's seq that is a list made the crop check raise TypeError
+        parse_crops('[{"seq": 1, "sealed": ""}]', [{"seq": [1]}])
+
+    for at in (10 ** 400, float("inf")):
+        text = base64.urlsafe_b64encode(json.dumps([at, "e", 1]).encode()).decode()
+        with pytest.raises(ValueError, match="not a cursor"):
+            decode_cursor(text)

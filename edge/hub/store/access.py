@@ -28,7 +28,7 @@ import time
 from typing import Any, Sequence
 
 from edge.api.service import ApiErrorWithData
-from edge.core.access_chain import GENESIS, PROBLEM_CODES, ChainEnd, ChainError, canonical, follow
+from edge.core.access_chain import GENESIS, PROBLEM_CODES, ChainEnd, ChainError, canonical, follow, record_hash
 from edge.core.access_rules import RULES_VERSION_CONFLICT, RulesError
 from edge.core.syncwire import ADMITTED, COUNTED, REFUSED
 
@@ -133,14 +133,19 @@ class AccessSql:
             except ChainError as exc:
                 raise ApiErrorWithData(PROBLEM_CODES[exc.problem], f"access log of {edge_id}: {exc}",
                                        {"head": end.seq}) from None
+            integrity = self._driver_errors()[0]
             for r in fresh:
-                outcome = str(r.get("outcome", ""))
-                self._q(c, "INSERT INTO access_records (appid, edge_id, seq, record_id, at, kind, door, person_id,"
-                           " decision, outcome, reason, hash, body, counted)"
-                           " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        (appid, edge_id, r["seq"], r["record_id"], float(r["at"]), r["kind"], str(r.get("door", "")),
-                         str(r.get("person_id", "")), str(r.get("decision", "")), outcome,
-                         str(r.get("reason", "")), r["hash"], canonical(r), counted_mark(r)))
+                try:
+                    self._q(c, "INSERT INTO access_records (appid, edge_id, seq, record_id, at, kind, door, person_id,"
+                               " decision, outcome, reason, hash, body, counted)"
+                               " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                            (appid, edge_id, r["seq"], r["record_id"], float(r["at"]), r["kind"],
+                             str(r.get("door", "")), str(r.get("person_id", "")), str(r.get("decision", "")),
+                             str(r.get("outcome", "")), str(r.get("reason", "")), r["hash"], canonical(r),
+                             counted_mark(r)))
+                except integrity:  # the unique (appid, edge_id, record_id): a record_id used twice
+                    raise ApiErrorWithData(PROBLEM_CODES["malformed"], f"access log of {edge_id}: record {r['seq']}:"
+                                           " its record_id is another record's", {"head": end.seq}) from None
             for seq, sealed in (crops or {}).items():
                 self._q(c, "INSERT INTO access_crops (appid, edge_id, seq, sha256, sealed) VALUES (?, ?, ?, ?, ?)"
                            " ON CONFLICT (appid, edge_id, seq) DO NOTHING",
@@ -152,15 +157,22 @@ class AccessSql:
         return len(fresh), new_end.seq
 
     def _already_stored(self, c, appid: str, edge_id: str, end: ChainEnd, record: Any) -> bool:
-        """True for a record the hub has (same seq and hash: a batch sent again after a lost
-        answer); ChainError for one at a stored seq that differs."""
+        """True for a record the hub has (same seq and hash, its content that hash's: a batch sent
+        again after a lost answer); ChainError for one at a stored seq that differs. The content
+        is hashed again: a copy whose hash alone matched once had a forged face crop filed under
+        the stored record, checked against the copy's `detail`."""
         seq = record.get("seq") if isinstance(record, dict) else None
         if not isinstance(seq, int) or isinstance(seq, bool) or seq > end.seq:
             return False
         row = self._q(c, "SELECT hash FROM access_records WHERE appid = ? AND edge_id = ? AND seq = ?",
                       (appid, edge_id, seq)).fetchone()
         if row is not None and row[0] == record.get("hash"):
-            return True
+            try:
+                intact = record_hash(record) == row[0]
+            except (TypeError, ValueError, RecursionError):
+                intact = False
+            if intact:
+                return True
         raise ChainError("edited", seq, "differs from the record the hub stored at this place")
 
     def access_crop(self, appid: str, edge_id: str, seq: int) -> bytes | None:
