@@ -30,6 +30,9 @@ SERVER_TROUBLE_CODES = frozenset({errors.AUTH_UNAVAILABLE, 108, errors.INTERNAL_
 # The largest answer read (a sync page of 1,000 changes, a 1 MiB pack chunk in base64, are far
 # below): a hub or a man in the middle sending more is cut off, not kept in memory.
 MAX_ANSWER_BYTES = 32 << 20
+# A sync page's whole answer within this (a few MB: 50 kB/s still gets one through); a hub sending
+# a byte at a time held the sync thread, its status "ok" meanwhile, for as long as it liked.
+SYNC_DEADLINE_S = 120.0
 
 
 class CloudError(Exception):
@@ -328,8 +331,8 @@ class CloudClient:
             fields.update(report)
         if group_ids:
             fields["group_ids"] = list(group_ids)
-        try:
-            return self.call("sync", fields)
+        try:  # a page of 1,000 changes in at most SYNC_DEADLINE_S, however slowly it comes
+            return self.call("sync", fields, deadline_s=SYNC_DEADLINE_S)
         except CloudApiError as exc:
             if exc.code == errors.INVALID_PARAMETER and "fingerprints" in exc.data:
                 raise FingerprintMismatch(exc.code, exc.message, exc.data) from None

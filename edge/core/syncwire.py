@@ -130,9 +130,14 @@ def decode(data: object) -> Change:
                 creds = tuple(Credential.from_json(c) for c in credentials)
             except CredentialError as exc:  # the message names the field, never the number
                 raise MalformedChange(f"person {person_id}: {exc}") from None
-            return PersonChange(seq, person_id, person_name=data.get("person_name") or "",
-                                tag=data.get("tag") or "",
-                                group_ids=tuple(str(g) for g in data.get("group_ids") or []),
+            name, tag, groups = data.get("person_name") or "", data.get("tag") or "", data.get("group_ids") or []
+            # a name that is no text failed the cache's write (not a CacheError: the page's
+            # gallery was then never loaded), and a group list given as text became its letters
+            if not isinstance(name, str) or not isinstance(tag, str):
+                raise MalformedChange(f"person {person_id}: person_name and tag are text")
+            if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
+                raise MalformedChange(f"person {person_id}: group_ids is a list of ids")
+            return PersonChange(seq, person_id, person_name=name, tag=tag, group_ids=tuple(groups),
                                 credentials=creds)
         if kind == "face":
             face_id = str(data["face_id"])

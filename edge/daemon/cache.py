@@ -59,6 +59,7 @@ class EdgeCache:
                 version INTEGER NOT NULL, document TEXT NOT NULL);
             """)
         self._rules: RuleSet | None = None  # parsed once per version (the evaluator asks per decision)
+        self._page_dim: int | None = None  # the embeddings' length while a page is applied
         with transaction(self._db):
             version = self._meta("schema_version")
             if version and int(version) < SCHEMA_VERSION:
@@ -121,6 +122,8 @@ class EdgeCache:
         with self._lock:
             try:
                 with transaction(self._db):
+                    row = self._db.execute("SELECT length(embedding) FROM faces LIMIT 1").fetchone()
+                    self._page_dim = row[0] // 4 if row else None
                     for change in changes:
                         self._apply(change)
                         n += 1
@@ -154,6 +157,13 @@ class EdgeCache:
             self._db.execute("DELETE FROM faces WHERE face_id = ?", (change.face_id,))
         else:
             assert change.embedding is not None  # decode() gives every face not deleted its vector
+            # One face of another length made the gallery drop every face (silently: everyone
+            # unknown at the door). The page is refused instead.
+            if self._page_dim is None:
+                self._page_dim = int(change.embedding.size)
+            elif change.embedding.size != self._page_dim:
+                raise CacheError(f"face {change.face_id}: an embedding of {change.embedding.size} values where the "
+                                 f"gallery's have {self._page_dim}")
             self._db.execute("INSERT OR REPLACE INTO faces VALUES (?, ?, ?, ?)",
                              (change.face_id, change.person_id, change.embedding.astype("<f4").tobytes(),
                               change.quality))

@@ -100,7 +100,9 @@ class Syncer:
                     batch = data.get("changes") or []
                     if not isinstance(batch, list):
                         raise CacheError("changes is not a list")
-                    cursor = int(data["cursor"])
+                    cursor = data["cursor"]
+                    if isinstance(cursor, bool) or not isinstance(cursor, int) or cursor < 0:
+                        raise CacheError(f"cursor is not a change number: {cursor!r:.40}")
                     if data.get("has_more") and batch and cursor <= since:
                         # Same page again and again: applying it would loop for ever.
                         raise CacheError(f"has_more with a cursor that does not advance ({since} -> {cursor})")
@@ -130,6 +132,9 @@ class Syncer:
                 fields = self._failed("offline", f"hub unreachable: {exc}")
             except (CacheError, KeyError, TypeError, ValueError) as exc:
                 fields = self._failed("error", f"bad sync page: {exc}")
+            except Exception as exc:  # anything else a page caused: the pages applied so far are loaded below
+                log.exception("sync: a page could not be applied")
+                fields = self._failed("error", f"bad sync page: {type(exc).__name__}: {exc}"[:300])
             else:
                 if more:  # "ok" means caught up with the hub; not yet
                     fields = {"status": "syncing", "last_error": ""}

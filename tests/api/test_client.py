@@ -166,3 +166,19 @@ def test_the_cloud_fallback_gives_up_at_its_deadline_and_a_huge_answer_is_cut_of
         with pytest.raises(CloudUnavailable, match="larger than"):
             client.getgroupids()
         client.close()
+
+
+def test_a_sync_page_coming_a_byte_at_a_time_gives_up_at_its_deadline(monkeypatch):
+    """The sync thread waited as long as a hub (or the path to it) dribbled its answer, its
+    status "ok" all along: a sync page now comes whole within SYNC_DEADLINE_S (here 1 s)."""
+    import edge.api.client as client_module
+
+    monkeypatch.setattr(client_module, "SYNC_DEADLINE_S", 1.0)
+    _Dribbling.huge = False
+    with serving(_Dribbling) as server:
+        client = CloudClient(f"http://127.0.0.1:{server.server_address[1]}", "a", "b", "c", timeout=1.0, retries=0)
+        t0 = time.monotonic()
+        with pytest.raises(CloudUnavailable, match="deadline"):
+            client.sync(0, "fp")
+        assert time.monotonic() - t0 < 10  # the dribble lasts a minute
+        client.close()

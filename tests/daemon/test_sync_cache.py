@@ -134,6 +134,14 @@ class _BrokenHub:
         self._serving.close()
 
 
+def _face(seq, values):
+    import base64
+
+    vector = np.ones(values, "<f4") / np.sqrt(values)
+    return {"seq": seq, "type": "face", "face_id": f"f{seq}", "person_id": "p1", "deleted": False,
+            "embedding": base64.b64encode(vector.tobytes()).decode(), "quality": 0.9}
+
+
 def _person(seq):
     return {"seq": seq, "type": "person", "person_id": f"p{seq}", "deleted": False,
             "person_name": "", "tag": "", "group_ids": ["g"]}
@@ -160,6 +168,36 @@ def test_a_hub_repeating_has_more_with_the_same_cursor_ends_the_sync_with_an_err
         assert state["status"] == "error" and "does not advance" in state["last_error"]
         assert state["cursor"] == 7  # the first page was good and is kept
         assert hub.requests == 2
+        client.close()
+    finally:
+        hub.close()
+
+
+@pytest.mark.parametrize("bad", [
+    {"cursor": 3, "has_more": False, "changes": [dict(_person(3), person_name=["not", "text"])]},
+    {"cursor": 3, "has_more": False, "changes": [dict(_person(3), group_ids="staff")]},
+    {"cursor": float("inf"), "has_more": False, "changes": []},
+    {"cursor": 4, "has_more": False, "changes": [_person(9), dict(_face(4, 1), person_id="p9")]},  # 1 value, not 4
+])
+def test_a_bad_page_after_a_good_one_leaves_the_good_ones_in_the_gallery(tmp_path, bad):
+    """Page 1 deletes p1; page 2 is bad in a way the cache's checks did not catch (a name that is
+    no text failed the database write, an infinite cursor int(), a face of another length emptied
+    the whole gallery): the sync ended on an exception it did not expect, the gallery in use was
+    never reloaded, and p1 kept matching at the door while the hub saw the deletion applied."""
+    pages = {0: {"cursor": 2, "has_more": False, "changes": [_person(1), _face(2, 4), _person(5),
+                                                             dict(_face(6, 4), person_id="p5")]}}
+    hub = _BrokenHub(lambda since: pages.get(since, {"cursor": since, "has_more": False, "changes": []}))
+    try:
+        client = CloudClient(hub.url, "a", "b", "c", timeout=5, retries=0)
+        loaded = []
+        syncer = Syncer(client, EdgeCache(tmp_path / "c.db"), "fp", on_gallery=loaded.append)
+        assert _sync_in_thread(syncer)["status"] == "ok" and loaded[-1].person_ids == {"p1", "p5"}
+        # the next round: p1 deleted (and another member enrolled), then the bad page
+        pages.update({2: {"cursor": 3, "has_more": True, "changes": [dict(_person(1), deleted=True)]}, 3: bad})
+        state = _sync_in_thread(syncer)
+        assert state["status"] == "error" and "bad sync page" in state["last_error"], state
+        assert syncer.cache.cursor == 3
+        assert loaded[-1].person_ids == {"p5"}  # the deletion is in the gallery the door matches with
         client.close()
     finally:
         hub.close()
