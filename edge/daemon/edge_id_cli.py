@@ -37,7 +37,14 @@ def run(args: argparse.Namespace) -> int:
         cred = own_credential(storage, settings.hub.appid)
         if made and os.geteuid() == 0:
             owner = storage.stat()
-            os.chown(storage / FILE_NAME, owner.st_uid, owner.st_gid)
+            # Given by its open descriptor, never followed: the service user owns the directory
+            # and could put a symlink to /etc/shadow in the key's place between its making and
+            # this, and a chown by name would hand root's file to that user.
+            fd = os.open(storage / FILE_NAME, os.O_RDONLY | os.O_NOFOLLOW)
+            try:
+                os.fchown(fd, owner.st_uid, owner.st_gid)
+            finally:
+                os.close(fd)
     except (ConfigError, OSError) as exc:
         print(f"edge-verifier edge-id: error: {exc}", file=sys.stderr)
         return 2

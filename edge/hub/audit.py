@@ -105,7 +105,7 @@ def audit(store, appid: str, fingerprint: str, threshold: float) -> dict:
 def run(args) -> int:
     from edge.core.settings import ConfigError
     from edge.hub import config
-    from edge.hub.store import SqliteStore
+    from edge.hub.store import open_store
     from edge.vision.pipeline import default_models_dir
 
     try:
@@ -123,7 +123,12 @@ def run(args) -> int:
               file=sys.stderr)
         return 1
     threshold = settings.thresholds().accept if args.threshold is None else args.threshold
-    store = SqliteStore(settings.storage.path)
+    # the hub's own store ([storage] url, else path): opening the path alone audited an empty
+    # file made on the spot when the hub keeps its persons elsewhere, and reported none
+    if not settings.storage.url and not Path(settings.storage.path).is_file():
+        print(f"edge-verifier audit: no hub store at {settings.storage.path}", file=sys.stderr)
+        return 1
+    store = open_store(settings.storage.url, settings.storage.path)
     try:
         report = {"fingerprint": fingerprint,
                   "appids": {a: audit(store, a, fingerprint, threshold) for a in appids}}

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import itertools
 import json
 import sys
 import time
@@ -50,11 +51,20 @@ def read_source(source: Path, group: str | None) -> dict[str, dict]:
                 persons[folder.name] = {"name": folder.name.replace("_", " "), "group": group, "paths": paths}
         return persons
     with open(source, newline="") as fh:
-        for i, row in enumerate(csv.reader(fh)):
+        rows = csv.reader(fh)
+        for i in itertools.count():
+            try:
+                row = next(rows, None)
+            except csv.Error as exc:  # a field over the csv module's 128 KB: a traceback before
+                raise ValueError(f"{source}:{i + 1}: {exc}") from None
+            if row is None:
+                break
             if not row or (i == 0 and row[0].strip().lower() == "path"):
                 continue
             if len(row) != 4:
                 raise ValueError(f"{source}:{i + 1}: expected path,person_id,name,group")
+            if any("\x00" in c for c in row):  # the API refuses it; stored, PostgreSQL failed the write
+                raise ValueError(f"{source}:{i + 1}: a NUL character")
             path, person_id, name, row_group = (c.strip() for c in row)
             entry = persons.setdefault(person_id, {"name": name, "group": row_group or group, "paths": []})
             entry["paths"].append((source.parent / path).resolve())
@@ -87,6 +97,7 @@ def run(args) -> int:
     from edge.core.errors import ApiError
     from edge.core.settings import ConfigError
     from edge.hub import config, enrolment
+    from edge.vision.image import read_image_file
 
     def say(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
@@ -114,9 +125,9 @@ def run(args) -> int:
                 photos = []
                 for path in entry["paths"][: service.limits.faces_per_person]:
                     try:
-                        data = Path(path).read_bytes()
-                    except OSError as exc:
-                        say(f"  {path}: unreadable ({exc.strerror})")
+                        data = read_image_file(path)
+                    except ApiError as exc:
+                        say(f"  {path}: unreadable ({exc.message})")
                         summary["unreadable_files"] += 1
                         continue
                     if hashlib.sha256(data).hexdigest() not in done:

@@ -17,6 +17,8 @@ multiplying the peak (services hold the slot while they analyse the full-size im
 
 from __future__ import annotations
 
+import os
+import stat
 import struct
 import threading
 from dataclasses import dataclass
@@ -121,6 +123,10 @@ def decode_image(data: bytes) -> np.ndarray:
         raise ApiError(IMAGE_EMPTY, "image empty: zero bytes")
     data = bytes(data)
     kind = _sniff(data)
+    if _animated(kind, data):
+        # OpenCV decodes an animated PNG or WebP through buffers of four channels at full size:
+        # 2 to 3.5 times what the header's budget counted (401 MB for a 233 KB 16-bit APNG).
+        raise ApiError(ILLEGAL_IMAGE_FORMAT, f"illegal image format: an animated {kind} is not accepted")
     head = _header(kind, data)
     width, height = head.width, head.height
     if width <= 0 or height <= 0:
@@ -158,11 +164,30 @@ def decode_image(data: bytes) -> np.ndarray:
 
 def load_image(path: str | Path) -> np.ndarray:
     """Read and decode an image file (same errors as decode_image; -1102 if unreadable)."""
+    return decode_image(read_image_file(path))
+
+
+# The largest image file read from disk (a camera's photo is a few MB).
+MAX_FILE_BYTES = 50 << 20
+
+
+def read_image_file(path: str | Path) -> bytes:
+    """The bytes of an image file; ApiError -1102 for anything that is not a regular file of at
+    most MAX_FILE_BYTES or cannot be read. A FIFO named x.jpg hung the CLIs, a link to /dev/zero
+    read without end, and a link loop or a NUL in a name ended a whole batch with a traceback."""
     try:
-        data = Path(path).read_bytes()
-    except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
-        raise ApiError(IMAGE_DECODE_FAILED, f"image decode failed: cannot read {path}: {exc.strerror}") from None
-    return decode_image(data)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO's open does not wait for a writer
+        with os.fdopen(fd, "rb") as fh:
+            st = os.fstat(fh.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                raise ApiError(IMAGE_DECODE_FAILED, f"image decode failed: {path} is not a regular file")
+            if st.st_size > MAX_FILE_BYTES:
+                raise ApiError(IMAGE_DECODE_FAILED, f"image decode failed: {path} is over {MAX_FILE_BYTES >> 20} MB")
+            return fh.read(MAX_FILE_BYTES + 1)[:MAX_FILE_BYTES]
+    except OSError as exc:
+        raise ApiError(IMAGE_DECODE_FAILED, f"image decode failed: cannot read {path}: {exc.strerror or exc}") from None
+    except ValueError as exc:  # a NUL in the path
+        raise ApiError(IMAGE_DECODE_FAILED, f"image decode failed: cannot read {path!r}: {exc}") from None
 
 
 def _sniff(data: bytes) -> str:
@@ -240,16 +265,35 @@ _SOF_BUFFERED = {0xC2, 0xC6, 0xCA, 0xCE}
 
 
 def _jpeg_header(data: bytes) -> Header:
+    frame: tuple[int, int, int, bool] | None = None
     for marker, i in _jpeg_segments(data):
-        if marker in _SOF:
+        if marker in _SOF and frame is None:
             if i + 10 > len(data):
                 raise ApiError(IMAGE_DECODE_FAILED, "image decode failed: truncated JPEG frame header")
             precision = data[i + 4]
             height, width = struct.unpack(">HH", data[i + 5 : i + 9])
-            components = data[i + 9]
-            buffered = marker in _SOF_BUFFERED or precision > 8
+            frame = (width, height, data[i + 9], marker in _SOF_BUFFERED or precision > 8)
+        elif marker == 0xDA and frame is not None:
+            width, height, components, buffered = frame
+            # A first scan of fewer components than the frame (one scan per colour, baseline
+            # or not) makes libjpeg keep every coefficient too: 343 MB where 229 were counted.
+            if i + 5 <= len(data) and data[i + 4] < components:
+                buffered = True
             return Header(width, height, max(3, components), 2 if buffered else 1)
+    if frame is not None:  # no scan: the decoder says what is wrong
+        width, height, components, buffered = frame
+        return Header(width, height, max(3, components), 2 if buffered else 1)
     raise ApiError(IMAGE_DECODE_FAILED, "image decode failed: JPEG without a frame header")
+
+
+def _animated(kind: str, data: bytes) -> bool:
+    """An animated PNG (its acTL chunk comes before the first IDAT) or WebP (VP8X's animation flag)."""
+    if kind == "PNG":
+        idat = data.find(b"IDAT")
+        return b"acTL" in data[:idat if idat >= 0 else len(data)]
+    if kind == "WebP":
+        return data[12:16] == b"VP8X" and len(data) > 20 and bool(data[20] & 0x02)
+    return False
 
 
 def _jpeg_scans(data: bytes) -> int:

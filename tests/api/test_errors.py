@@ -248,3 +248,13 @@ def test_a_rule_document_with_a_lone_surrogate_is_malformed_not_an_internal_erro
            "schedules": {}, "access_levels": []}
     answer = post(hub_server, "setrules", json={"appid": hub_server.appid, "rules": json.dumps(doc)})
     assert answer["code"] in (ar.RULES_MALFORMED,), answer
+
+
+def test_more_images_than_a_person_can_hold_is_refused_before_any_is_decoded(hub_server):
+    """JSON took any number of images (only multipart was capped): 30,838 copies of a 36-byte
+    image whose header says 5400x5400 fit one 1.5 MB body, each a quarter of a second of
+    detection, hours of CPU for one request. At most 20, as urls."""
+    tiny = base64.b64encode(b"\x89PNG\r\n\x1a\n" + bytes(28)).decode()
+    answer = post(hub_server, "addface", json={"appid": hub_server.appid, "person_id": "nobody-here",
+                                               "images": [tiny] * 21})
+    assert answer["code"] == 21 and "at most 20" in answer["message"], answer

@@ -7,6 +7,7 @@ hub too, and the hub's signatures opened the door's channels. A real hub, mosqui
 from __future__ import annotations
 
 import json
+import os
 import tomllib
 
 import httpx
@@ -105,3 +106,33 @@ def test_an_appid_with_a_quote_makes_a_key_file_the_next_start_reads(tmp_path):
     file no start could read (each start refused it, nothing made a new one)."""
     made = own_credential(tmp_path, 'site"1')
     assert made.appid == 'site"1' and own_credential(tmp_path, 'site"1') == made
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the chown happens as root only")
+def test_edge_id_as_root_never_hands_the_file_a_symlink_points_to(tmp_path, monkeypatch):
+    """Run as root, `edge-id` made the key in the service user's directory, then chowned it by
+    name to that user: swapped for a symlink in between (the user owns the directory), root's
+    file it points to was handed over. Now by the open file, never following a link."""
+    import argparse
+
+    from edge.daemon import api_key, edge_id_cli
+    from edge.dev.devstack import write_toml
+
+    storage = tmp_path / "edge"
+    storage.mkdir(mode=0o700)
+    os.chown(storage, 4321, 4321)  # the service user's directory
+    victim = tmp_path / "shadow"
+    victim.write_text("root's")
+    made = api_key.own_credential
+
+    def made_then_swapped(path, appid):  # the service user's move, between the making and the chown
+        cred = made(path, appid)
+        (path / api_key.FILE_NAME).unlink()
+        (path / api_key.FILE_NAME).symlink_to(victim)
+        return cred
+
+    monkeypatch.setattr(api_key, "own_credential", made_then_swapped)
+    cfg = write_toml(tmp_path / "edge.toml", {"storage": {"path": str(storage)}, "hub": {"appid": "site"}},
+                     private=True)
+    assert edge_id_cli.run(argparse.Namespace(config=str(cfg))) == 2
+    assert victim.stat().st_uid == 0  # still root's

@@ -54,6 +54,15 @@ def test_the_audit_reports_a_person_enrolled_twice_and_a_face_under_the_quality_
         out = json.loads(capsys.readouterr().out)
         assert out["fingerprint"] == fingerprint
         assert out["appids"][APPID]["look_alikes"] == report["look_alikes"]
+        # a hub whose store is named by [storage] url: the audit reads that one (it opened the
+        # path alone, made an empty file there and reported no one: a false all-clear)
+        config.write_text(
+            f'[storage]\nurl = "sqlite:///{hub.store_path}"\npath = "{tmp_path / "elsewhere.sqlite3"}"\n'
+            f'[vision]\nmodels_dir = "{models_dir}"\n'
+            f'[[credentials]]\nappid = "{APPID}"\nsecret_id = "{hub.secret_id}"\nsecret_key = "{hub.secret_key}"\n')
+        assert main(["audit", "--config", str(config)]) == 0
+        assert json.loads(capsys.readouterr().out)["appids"][APPID]["look_alikes"] == report["look_alikes"]
+        assert not (tmp_path / "elsewhere.sqlite3").exists()
 
 
 def test_photo_counts_lists_persons_under_three_and_over_five_faces():

@@ -4,6 +4,7 @@ when several hub processes start together, a newer schema refused) and the store
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -72,6 +73,17 @@ def test_open_store_picks_the_backend_from_the_url(pg_url, tmp_path):
         s.close()
     with pytest.raises(ValueError, match="expected sqlite"):
         open_store("mysql://u:secret@h/db")
+
+
+def test_a_url_libpq_cannot_read_never_puts_its_password_in_the_log(capfd, caplog):
+    """A password with an unencoded % (`pa%ssw0rd`): the pool's connection thread logged libpq's
+    `invalid percent-encoded token: "pa%ssw0rd"` to the journal. Refused before any connection."""
+    with pytest.raises(RuntimeError, match="percent-encode") as refused:
+        open_store("postgresql://edge:pa%ssw0rd@127.0.0.1:9/hub")
+    assert "ssw0rd" not in str(refused.value)
+    time.sleep(0.5)  # a pool thread, had one started, would have logged by now
+    seen = capfd.readouterr()
+    assert "ssw0rd" not in seen.out + seen.err + caplog.text
 
 
 def test_limits_and_rollback_on_postgresql(pg_url):

@@ -148,3 +148,47 @@ def test_a_burst_of_large_images_costs_at_most_the_slots_and_memory_returns(tmp_
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_an_animated_png_or_webp_is_refused_before_decoding():
+    """OpenCV decodes an animated PNG or WebP through four-channel buffers at full size: a
+    233 KB 16-bit APNG within the budget took 401 MB where 115 MB were counted. Refused (-1400)."""
+    ok, png = cv2.imencode(".png", np.zeros((8, 8, 3), np.uint8))
+    png = png.tobytes()
+    actl = _png_chunk(b"acTL", struct.pack(">II", 1, 0))  # one frame, played for ever
+    apng = png[:33] + actl + png[33:]  # after the signature (8) and IHDR (25)
+    assert image_mod.decode_image(png).shape == (8, 8, 3)
+    for data in (apng, _animated_webp()):
+        try:
+            image_mod.decode_image(data)
+        except errors.ApiError as exc:
+            assert exc.code == errors.ILLEGAL_IMAGE_FORMAT and "animated" in exc.message
+        else:
+            raise AssertionError("an animated image was decoded")
+
+
+def _animated_webp() -> bytes:
+    """The header of an animated WebP: RIFF, WEBP, a VP8X chunk whose flags have the animation bit."""
+    vp8x = b"VP8X" + struct.pack("<I", 10) + bytes([0x02, 0, 0, 0]) + (99).to_bytes(3, "little") * 2
+    anim = b"ANIM" + struct.pack("<I", 6) + bytes(6)
+    body = b"WEBP" + vp8x + anim
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+def test_a_jpeg_with_a_scan_per_colour_is_counted_as_keeping_its_coefficients(photo):
+    """libjpeg keeps every coefficient of a JPEG whose first scan holds fewer colours than the
+    frame, baseline or not: a 468 KB one of 6400x6240 took 343 MB where 229 (one byte a sample)
+    were counted. Counted at two bytes a sample now, so that size is over the budget."""
+    data = bytearray(cv2.imencode(".jpg", photo)[1].tobytes())  # baseline, one interleaved scan
+    sof = next(i for m, i in image_mod._jpeg_segments(bytes(data)) if m in image_mod._SOF)
+    sos = next(i for m, i in image_mod._jpeg_segments(bytes(data)) if m == 0xDA)
+    assert image_mod._jpeg_header(bytes(data)).sample_bytes == 1  # interleaved: as before
+    data[sos + 4] = 1  # the first scan: one colour of three
+    assert image_mod._jpeg_header(bytes(data)).sample_bytes == 2
+    data[sof + 5:sof + 9] = struct.pack(">HH", 6240, 6400)  # 6400x6240: 120 MB at one byte, 240 at two
+    try:
+        image_mod.decode_image(bytes(data))
+    except errors.ApiError as exc:
+        assert exc.code == errors.IMAGE_DECODE_FAILED and "budget" in exc.message
+    else:
+        raise AssertionError("decoded past the budget")

@@ -75,8 +75,15 @@ class PostgresStore(SqlStore):
     PARAM = "%s"
 
     def __init__(self, url: str, *, pool_size: int = 10, connect_timeout_s: float = 10.0):
+        import psycopg
+        from psycopg.conninfo import conninfo_to_dict
         from psycopg_pool import ConnectionPool
 
+        try:  # before the pool: its connection thread logged libpq's words, which quote the password
+            conninfo_to_dict(url)
+        except psycopg.ProgrammingError:
+            raise RuntimeError("[storage] url is not a PostgreSQL URL libpq can read (percent-encode the "
+                               "password's special characters: % as %25, @ as %40, / as %2F)") from None
         self.url = url
         self._failure: tuple[float, str] | None = None  # (when, why) of the last failed write
         self._pool = ConnectionPool(url, min_size=1, max_size=pool_size, timeout=connect_timeout_s,
