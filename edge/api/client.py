@@ -351,4 +351,3 @@ def _read_answer(resp: httpx.Response, op: str, deadline: float | None) -> bytes
             raise CloudUnavailable(f"/face/{op}: no whole answer within its deadline")
         chunks.append(chunk)
     return b"".join(chunks)
-

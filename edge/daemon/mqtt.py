@@ -529,4 +529,3 @@ def _taken(info) -> bool:
     import paho.mqtt.client as mqtt
 
     return info.rc in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN)
-
