@@ -14,7 +14,6 @@ import binascii
 import hashlib
 import hmac
 import json
-import math
 from dataclasses import dataclass
 from typing import Any, Iterable
 
@@ -78,7 +77,8 @@ def check_shape(record: Any) -> dict[str, Any]:
     if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
         raise ChainError("malformed", None, "seq is a positive integer")
     at = record.get("at")
-    if isinstance(at, bool) or not isinstance(at, (int, float)) or not math.isfinite(at) or not 0 <= at < MAX_AT:
+    # the range first: math.isfinite of a 400-digit integer raises; NaN and infinity fail it too
+    if isinstance(at, bool) or not isinstance(at, (int, float)) or not 0 <= at < MAX_AT:
         raise ChainError("malformed", where, f"at is a number of seconds since 1970, below {MAX_AT:.0f}")
     for name in TEXT_FIELDS:
         if name in record and not isinstance(record[name], str):
@@ -143,8 +143,8 @@ def decode_cursor(text: str | None) -> tuple[float, str, int] | None:
         raise ValueError("after is not a cursor this hub gave") from None
     if not isinstance(at, (int, float)) or not isinstance(edge_id, str) or not isinstance(seq, int):
         raise ValueError("after is not a cursor this hub gave")
-    # within what a stored record can hold: a seq past 64 bits made the query itself fail, a
-    # time of 400 digits math.isfinite
+    # within what a stored record can hold: a seq past 64 bits made the query itself fail, and
+    # math.isfinite of a 400-digit time raised
     if isinstance(seq, bool) or not 0 <= seq < 2**62 or not -MAX_AT <= at <= MAX_AT:
         raise ValueError("after is not a cursor this hub gave")
     return float(at), edge_id, seq

@@ -110,7 +110,7 @@ def _nested(depth: int) -> list:
     return out
 
 
-@pytest.mark.parametrize("why", ["lone surrogate", "NUL", "nested too deep"])
+@pytest.mark.parametrize("why", ["lone surrogate", "NUL", "nested too deep", "a time of 400 digits"])
 def test_records_that_failed_the_hub_with_an_internal_error_are_malformed(store, why):
     """Each of these answered 213 with a traceback in the hub's log (50 a second from a door's
     key): a lone surrogate (valid JSON text, no UTF-8: no hash could be taken), a NUL (PostgreSQL
@@ -119,7 +119,8 @@ def test_records_that_failed_the_hub_with_an_internal_error_are_malformed(store,
     import sys
 
     fields = {"lone surrogate": {"reason": "\ud800"}, "NUL": {"person_id": "ma\x00donna"},
-              "nested too deep": {"detail": {"a": _nested(sys.getrecursionlimit() + 10)}}}[why]
+              "nested too deep": {"detail": {"a": _nested(sys.getrecursionlimit() + 10)}},
+              "a time of 400 digits": {"at": 10 ** 400}}[why]  # math.isfinite of it raised
     with pytest.raises(Exception) as refused:
         store.store_access_records("app", "door-1", _one_record(**fields))
     assert refused.value.code == LOG_MALFORMED, refused.value  # type: ignore[attr-defined]
