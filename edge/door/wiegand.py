@@ -54,8 +54,11 @@ def wave_steps(bits: list[int], settings: WiegandSettings) -> list[Step]:
     """The lgpio wave of `bits`: per bit, its line low for pulse_us, then both high for gap_us."""
     steps: list[Step] = []
     for bit in bits:
-        low = 0b10 if bit else 0b01  # a 1 pulls D1 low (D0 stays high), a 0 pulls D0 low
-        steps.append((low, IDLE, settings.pulse_us))
+        # levels, not the pins pulled: a 1 pulls D1 low (D0 stays high: 0b01), a 0 pulls D0 low
+        # (0b10). The two were swapped: every bit reached the panel inverted (parity errors; a
+        # raw card N of k bits read as 2^k - 1 - N, another card).
+        levels = 0b01 if bit else 0b10
+        steps.append((levels, IDLE, settings.pulse_us))
         steps.append((IDLE, IDLE, settings.gap_us))
     return steps
 
@@ -144,7 +147,10 @@ class GpiozeroWiegand:
 
 
 def open_driver(settings: WiegandSettings, pin_factory: Any = None) -> WiegandDriver:
-    if settings.driver == "gpiozero" or pin_factory is not None:
+    # gpiozero's untimed pulses for tests (a mock pin factory) or when asked: any pin factory
+    # chose them, also `[door] pin_factory = "lgpio"` on a real Pi, silently giving a panel
+    # pulses of 126-279 µs where it takes 20-100
+    if settings.driver == "gpiozero" or (settings.driver == "auto" and _is_mock(pin_factory)):
         return GpiozeroWiegand(settings, pin_factory)
     try:
         return LgpioWiegand(settings)
@@ -153,7 +159,15 @@ def open_driver(settings: WiegandSettings, pin_factory: Any = None) -> WiegandDr
             raise DoorIOError("wiegand: driver = \"lgpio\" but lgpio is not installed "
                               "(pip install 'edge-verifier[pi]' or apt install python3-lgpio)") from None
     log.warning("wiegand: lgpio not installed; pulses through gpiozero, untimed (not for a real panel)")
-    return GpiozeroWiegand(settings)
+    return GpiozeroWiegand(settings, pin_factory)
+
+
+def _is_mock(pin_factory: Any) -> bool:
+    if pin_factory is None:
+        return False
+    from gpiozero.pins.mock import MockFactory
+
+    return isinstance(pin_factory, MockFactory)
 
 
 class WiegandOut:

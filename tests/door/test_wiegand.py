@@ -82,9 +82,11 @@ def test_a_failing_pin_is_a_door_io_error(recording_pins) -> None:
 def test_wave_steps_follow_the_bits_and_settings() -> None:
     settings = WiegandSettings(pulse_us=40, gap_us=2000)
     steps = wave_steps([0, 1, 1], settings)
-    assert steps == [(0b01, 0b11, 40), (0b11, 0b11, 2000),  # a 0: D0 (bit 0) low
-                     (0b10, 0b11, 40), (0b11, 0b11, 2000),  # a 1: D1 (bit 1) low
-                     (0b10, 0b11, 40), (0b11, 0b11, 2000)]
+    # levels by lgpio's rule, bit 0 = D0's: a 0 bit is D0 low (0b10), a 1 bit is D1 low (0b01);
+    # this test once read them the other way round, and so did the code (every bit inverted)
+    assert steps == [(0b10, 0b11, 40), (0b11, 0b11, 2000),  # a 0: D0 (bit 0) low
+                     (0b01, 0b11, 40), (0b11, 0b11, 2000),  # a 1: D1 (bit 1) low
+                     (0b01, 0b11, 40), (0b11, 0b11, 2000)]
     assert train_seconds(26, WiegandSettings()) == pytest.approx(26 * 1050e-6)
 
 
@@ -114,4 +116,26 @@ def test_lgpio_driver_hands_lgpio_one_wave(monkeypatch) -> None:
     steps = [struct.unpack_from("QQQ", packed, i) for i in range(0, len(packed), 24)]
     assert steps == [tuple(s) for s in wave_steps(wiegand_bits(cred), settings)]
     lows = [levels for levels, _, delay in steps if levels != 0b11]
-    assert [0 if levels == 0b01 else 1 for levels in lows] == wiegand_bits(cred)
+    # the panel's reading: a pulse on D0 (its level, bit 0, low) is a 0, on D1 a 1
+    assert [0 if not levels & 0b01 else 1 for levels in lows] == wiegand_bits(cred)
+
+
+def test_a_real_pin_factory_keeps_the_timed_lgpio_wave(monkeypatch, recording_pins) -> None:
+    """Any pin factory chose gpiozero's untimed pulses: `[door] pin_factory = "lgpio"` on a Pi
+    (also with driver = "lgpio") gave the panel pulses far outside its 20-100 µs, silently.
+    Only a mock factory (tests) or driver = "gpiozero" does now."""
+    lgpio = pytest.importorskip("lgpio")
+    from edge.door.wiegand import LgpioWiegand, open_driver
+
+    for name, answer in (("_gpiochip_open", 0), ("_gpiochip_close", 0), ("_group_claim_output", 0),
+                         ("_group_free", 0)):
+        monkeypatch.setattr(lgpio._lgpio, name, lambda *a, answer=answer: answer)
+    real_factory = object()  # stands for gpiozero's LGPIOFactory on a Pi
+    for driver in ("auto", "lgpio"):
+        opened = open_driver(WiegandSettings(driver=driver, chip=0), pin_factory=real_factory)
+        assert isinstance(opened, LgpioWiegand), driver
+        opened.close()
+    mocked = open_driver(WiegandSettings(), pin_factory=recording_pins)
+    assert isinstance(mocked, GpiozeroWiegand)
+    mocked.close()
+
