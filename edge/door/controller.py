@@ -158,13 +158,12 @@ class DoorController:
             else:
                 opened = self._unlock(now, self.t.unlock_s, source)
             if opened:
-                self._emit("grant", person_id=person_id or None, reason=reason,
-                           unlock_s=round(self.unlock_until - now, 3),
+                self._emit("grant", person_id=person_id or None, reason=reason, unlock_s=self._unlock_s(now),
                            decision_event_id=event_id, source=source)
         if self.relay_by_panel:
             return self._grant_by_panel(person_id, reason, event_id, source)
         if opened and source == "face":
-            self._announce(GrantNotice(event_id, person_id, self.credentials_of(person_id)))
+            self._announce(GrantNotice(event_id, person_id, self._credentials(person_id)))
         self._indicate("granted" if opened else "denied")
         return opened
 
@@ -175,7 +174,7 @@ class DoorController:
         if source != "face":
             self.deny(person_id, "relay_by_panel", event_id=event_id)
             return False
-        if not self._announce(GrantNotice(event_id, person_id, self.credentials_of(person_id))):
+        if not self._announce(GrantNotice(event_id, person_id, self._credentials(person_id))):
             self.deny(person_id, "panel_unreachable", event_id=event_id)
             return False
         with self._lock:
@@ -251,7 +250,13 @@ class DoorController:
             else:
                 self._closed(now)
         elif e.kind is InputKind.EXIT:
-            self._exit(e.active, now)
+            if e.active and e.detail.get("initial"):
+                # Pressed when the edge started (held, or a short): taken as stuck, not as a
+                # request: it unlocked the door at every start, before the start's own state.
+                self.exit_pressed_at, self.exit_stuck = now, True
+                self._emit("exit_stuck", held_s=0.0, reason="pressed_at_start")
+            else:
+                self._exit(e.active, now)
         elif e.kind is InputKind.TAMPER:
             if e.active != self.tamper:
                 self.tamper = e.active
@@ -262,8 +267,7 @@ class DoorController:
         elif e.kind is InputKind.PANEL_RELAY:
             if e.active and self.mode is not DoorMode.LOCKED_DOWN:
                 if self._unlock(now, min(e.duration_s or self.t.unlock_s, self.t.max_unlock_s), "panel"):
-                    self._emit("grant", person_id=None, reason="panel", unlock_s=round(self.unlock_until - now, 3),
-                               source="panel")
+                    self._emit("grant", person_id=None, reason="panel", unlock_s=self._unlock_s(now), source="panel")
             elif not e.active and self.mode is not DoorMode.UNLOCKED:
                 self._lock_now(now, "panel")
 
@@ -311,6 +315,13 @@ class DoorController:
             self.authorised_until = max(self.authorised_until, now + self.t.unlock_s)
             self._emit("exit_request", unlocked=False, reason="relay_by_panel")
             return
+        if not self._rate_ok(InputKind.EXIT, now):
+            return  # a chattering button (a loose wire, a hand on it): one input_flapping, no unlock
+        if self.t.exit_unlocks and now < self.rearm_at and self.mode is DoorMode.NORMAL:
+            # as a grant: after max_unlock_s of unbroken unlock, not again until presses pause
+            self.rearm_at = now + self.t.unlock_s
+            self._emit("exit_request", unlocked=False, reason="max_unlock")
+            return
         if self.t.exit_unlocks:
             self._unlock(now, self.t.unlock_s, "exit")
         else:
@@ -351,6 +362,21 @@ class DoorController:
                     del self._flapping[kind]
 
     # -- the relay --------------------------------------------------------------------------
+    def _unlock_s(self, now: float) -> float | None:
+        """What a grant event says of its time: None in unlocked mode (no end: Infinity is no
+        JSON, and the access log refused the record of such a grant)."""
+        left = self.unlock_until - now
+        return round(left, 3) if left != float("inf") else None
+
+    def _credentials(self, person_id: str) -> tuple:
+        """The person's credentials for the panel; () when they cannot be read: the door is open
+        by then, and an exception here lost the grant's record and event."""
+        try:
+            return tuple(self.credentials_of(person_id))
+        except Exception:
+            log.exception("door %s: the credentials of %s could not be read; no card is sent", self.door, person_id)
+            return ()
+
     def _unlock(self, now: float, seconds: float, why: str) -> bool:
         if self.mode is DoorMode.UNLOCKED:
             return self.unlocked

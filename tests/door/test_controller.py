@@ -287,3 +287,64 @@ def test_health_asks_the_backend_without_holding_the_controller_lock():
     c, clock, io = door(Backend())
     assert c.health()["tamper"] is True  # the input went in while health() asked the backend
     assert io.got_through is True
+
+
+def test_an_exit_button_pressed_at_start_is_stuck_not_a_request():
+    """A button held (or shorted) when the edge started unlocked the door at every start, before
+    the start's own state went out: starting must never unlock."""
+    from edge.door.backends.none import NoHardware
+
+    class PressedAtStart(NoHardware):
+        def start(self, on_input):
+            on_input(DoorInput(InputKind.EXIT, True, 0.0, detail={"initial": True}))
+
+    c, clock, io = door(PressedAtStart())
+    assert not io.energised and c.state is DoorState.LOCKED
+    stuck = [e for e in c.take_events() if e["kind"] == "exit_stuck"]
+    assert stuck and stuck[0]["reason"] == "pressed_at_start"
+    press_exit(c, False)  # released: the next press is a request again
+    press_exit(c)
+    assert io.energised
+
+
+def test_a_chattering_exit_button_does_not_hold_the_door_open():
+    """Pressed and released every half second, the button unlocked the door again each time:
+    unlocked 58 s of 60, no fault. Exit unlocks now re-arm like grants after max_unlock_s, and a
+    chattering input is muted behind one input_flapping."""
+    c, clock, io = door(unlock_s=3, max_unlock_s=10)
+    c.take_events()
+    unlocked = 0.0
+    for _ in range(120):
+        press_exit(c)
+        c.tick(clock.advance(0.25))
+        press_exit(c, False)
+        c.tick(clock.advance(0.25))
+        unlocked += 0.5 if io.energised else 0.0
+    assert unlocked <= 20, unlocked
+    assert "input_flapping" in kinds(c)
+
+
+def test_a_grant_in_unlocked_mode_says_no_end_not_infinity():
+    import json
+
+    c, clock, io = door()
+    c.set_mode(DoorMode.UNLOCKED, "schedule")
+    c.take_events()
+    assert c.grant("p", "granted", source="remote:ops")
+    grant = next(e for e in c.take_events() if e["kind"] == "grant")
+    assert grant["unlock_s"] is None
+    json.dumps(grant, allow_nan=False)  # Infinity is no JSON: strict parsers and the access log refused it
+
+
+def test_credentials_that_cannot_be_read_lose_neither_the_grant_nor_its_event():
+    from edge.door.backends.none import NoHardware
+    from edge.door.controller import DoorTiming
+
+    def broken(person_id):
+        raise RuntimeError("the cache is unreadable")
+
+    c = DoorController(NoHardware(), timing=DoorTiming(unlock_s=3), credentials_of=broken)
+    c.start()
+    c.take_events()
+    assert c.grant("ben", "granted", event_id="e1") is True  # raised here, after the relay opened
+    assert "grant" in [e["kind"] for e in c.take_events()]
