@@ -54,8 +54,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("edge.daemon")
 
-# How often the door's own clock ticks the controller (keep_time), beside the main loop's turns.
+# How often the door's own clock ticks the controller (keep_time), beside the main loop's turns,
+# and applies the schedule (every tenth turn: once a second).
 DOOR_CLOCK_S = 0.1
+SCHEDULE_EVERY_TURNS = 10
 
 
 def strict_accept(out: Decided, *, liveness_mode: str, stale_s: float, decided_s: float | None,
@@ -95,6 +97,7 @@ class DoorLink:
         self.crop_seal = crop_seal  # [door] log_face_crops: the decisions' face crops, sealed
         self._rules_seen: tuple[Any, ...] | None = None
         self._scheduled: str | None = None  # the mode the rules' schedule set last
+        self._schedule_lock = threading.Lock()
         self.log_writable, self.log_lost = True, 0  # records the access log could not take
         self._log_retry_at = 0.0
         self._last_state: dict[str, Any] | None = None
@@ -220,9 +223,12 @@ class DoorLink:
         they waited for whatever the loop was in: a cloud fallback to a hub answering slowly held
         a door unlocked past unlock_s and max_unlock_s. The controller is thread-safe; its events
         wait in its queue for the loop's `tick` to log and publish them."""
-        failed = ""
+        failed, turns = "", 0
         while not stop.wait(DOOR_CLOCK_S) and not self.closed:
+            turns += 1
             try:
+                if turns % SCHEDULE_EVERY_TURNS == 0:  # a schedule's end waited for the loop too
+                    self._apply_schedule()
                 self.door.tick()
                 failed = ""
             except Exception as exc:  # the controller locks on its own errors; said once, not ten times a second
@@ -236,11 +242,12 @@ class DoorLink:
         `[door] mode = "locked_down"` is an operator's hold: no schedule lifts it."""
         if self.closed or self.s.door.mode == "locked_down":
             return
-        target = self.rules.scheduled_mode(self.s.door.name, time.time())
-        if target == self._scheduled:
-            return
-        self._scheduled = target
-        self.door.set_mode(DoorMode(target or self.s.door.mode), "schedule" if target else "no_synced_rules")
+        with self._schedule_lock:  # the main loop's turns and the door's clock both apply it
+            target = self.rules.scheduled_mode(self.s.door.name, time.time())
+            if target == self._scheduled:
+                return
+            self._scheduled = target
+            self.door.set_mode(DoorMode(target or self.s.door.mode), "schedule" if target else "no_synced_rules")
 
     def _note_rules(self) -> None:
         """A `rules` record (and a log line) whenever the rules in force change."""

@@ -173,6 +173,32 @@ def test_the_schedule_sets_the_door_mode_on_ticks_never_at_start(tmp_path):
         assert schema_errors("p/dev/door/main/event", json.dumps(e).encode()) == []
 
 
+def test_a_schedules_end_locks_the_door_while_the_main_loop_is_held_up(tmp_path):
+    """The schedule was applied on the main loop's turns only: a loop held by a slow cloud
+    fallback kept an unlocked window's door unlocked past its end. The door's own clock applies
+    it too (once a second)."""
+    import threading
+    import time
+
+    edge = Edge(tmp_path)
+    edge.sync_rules({**RULES, "doors": [{"id": "main", "modes": [{"schedule": "always", "mode": "unlocked"}]}]}, 1)
+    edge.link.start()
+    edge.link.tick()
+    assert edge.energised
+    stop = threading.Event()
+    clock = threading.Thread(target=edge.link.keep_time, args=(stop,), daemon=True)
+    clock.start()
+    try:  # the window ends (the rules change) while nothing but the door's clock runs
+        edge.sync_rules({**RULES, "doors": [{"id": "main"}]}, 2)
+        deadline = time.monotonic() + 10
+        while edge.energised and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not edge.energised and edge.link.door.mode == "normal"
+    finally:
+        stop.set()
+        clock.join(5)
+
+
 def test_an_operators_lockdown_in_the_config_is_not_lifted_by_a_schedule(tmp_path):
     edge = Edge(tmp_path, mode="locked_down")
     edge.sync_rules({**RULES, "doors": [{"id": "main", "modes": [{"schedule": "always", "mode": "unlocked"}]}]}, 1)
