@@ -1,11 +1,12 @@
-"""A throwaway PostgreSQL cluster on a free loopback port, for the tests and `bench hub --store`.
+"""A throwaway PostgreSQL cluster, for the tests and `bench hub --store`.
 
-    with throwaway_cluster() as url:     # postgresql://edge@127.0.0.1:PORT/postgres
+    with throwaway_cluster() as url:     # postgresql://edge@%2Ftmp%2Fedge-pg-XXXX:PORT/postgres
         ...
 
-`initdb` makes a cluster in a temporary folder, `pg_ctl` starts it on 127.0.0.1 only (trust
-authentication: nothing but this machine's loopback can reach it, and it lives for one run) and
-stops it, and the folder goes. Durability is switched off (fsync, synchronous_commit): nothing in
+`initdb` makes a cluster in a temporary folder, `pg_ctl` starts it with its socket in that
+private folder and no TCP listener (trust authentication: only the account that runs it, and
+root, can reach the socket; on 127.0.0.1 any local user could log in as its superuser) and stops
+it, and the folder goes. Durability is switched off (fsync, synchronous_commit): nothing in
 a throwaway cluster must survive a power cut, and the tests stay quick.
 
 initdb refuses to run as root, so as root the cluster belongs to the `postgres` account (Debian's
@@ -24,6 +25,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import quote
 
 from edge.dev.localenv import free_port
 
@@ -74,7 +76,9 @@ def throwaway_cluster(parent: str | Path | None = None, *, start_timeout_s: int 
               "--no-instructions"], base, run_as)
         port = _start(pg_ctl, data, base, run_as, start_timeout_s)
         try:
-            yield f"postgresql://{SUPERUSER}@127.0.0.1:{port}/postgres"
+            # its socket in the private folder, no TCP listener: with trust auth, a listener on
+            # 127.0.0.1 let any local user in as the superuser (COPY ... FROM PROGRAM runs commands)
+            yield f"postgresql://{SUPERUSER}@{quote(str(base), safe='')}:{port}/postgres"
         finally:
             subprocess.run([pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop"], check=False, cwd=base,
                            capture_output=True, timeout=60, **run_as)
@@ -86,7 +90,7 @@ def _start(pg_ctl: str, data: Path, base: Path, run_as: dict, timeout_s: int) ->
     """pg_ctl start on a free port (another one when a racing process took it); returns it."""
     for _ in range(3):
         port = free_port()
-        options = (f"-c listen_addresses=127.0.0.1 -p {port} -k {base} -c fsync=off "
+        options = (f"-c listen_addresses='' -p {port} -k {base} -c fsync=off "
                    "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
         done = subprocess.run([pg_ctl, "-D", str(data), "-l", str(base / "server.log"), "-w",
                                "-t", str(timeout_s), "-o", options, "start"],

@@ -147,3 +147,18 @@ def test_a_lost_database_is_storage_error_1200_and_health_says_so(pg_url):
     store.create_person("app", "p", ["g"], "", "", face("f0", "p"), Limits())  # the pool reconnects
     assert store.health() == {"ok": True}
     store.close()
+
+
+def test_the_test_cluster_takes_no_tcp_connection(pg_url):
+    """The throwaway cluster trusts whoever reaches it: on 127.0.0.1 any local user could log in
+    as its superuser while `make test` ran (COPY ... FROM PROGRAM runs commands). Its socket lives
+    in a private folder now, and nothing listens on TCP."""
+    import socket
+    from urllib.parse import unquote, urlsplit
+
+    where = urlsplit(pg_url)
+    assert unquote(where.hostname or "").startswith("/")  # a socket's folder, not an address
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", where.port), timeout=5).close()
+    store = open_store(pg_url)  # and the hub reaches it as ever
+    store.close()
