@@ -49,8 +49,8 @@ def door_event_record(event: dict[str, Any]) -> tuple[str, dict[str, Any]] | Non
     if kind in ("grant", "deny") and event.get("decision_event_id"):
         return None
     detail = {k: v for k, v in event.items()
-              if k not in ("kind", "door", "person_id", "reason", "decision_event_id", "door_state", "source")
-              and v is not None}
+              if k not in ("kind", "door", "person_id", "reason", "decision_event_id", "door_state", "source",
+                           "timestamp") and v is not None}
     log_kind = "alarm" if kind in ALARMS else "exit" if kind in EXITS else "door"
     return log_kind, {"door": event.get("door"), "person_id": event.get("person_id"),
                       "outcome": kind if kind in ("grant", "deny") else None,

@@ -25,6 +25,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from enum import StrEnum
 from typing import Any, Callable
 
@@ -477,6 +478,8 @@ class DoorController:
             return {**self.snapshot(), "backend": {"name": self.io.name, **backend},
                     "lock_type": self.lock_type, "relay_errors": self.relay_errors,
                     "faults": faults, "events_suppressed": self.suppressed,
+                    # events lost because the loop did not take them in time (the queue's bound)
+                    "events_dropped": self.events_dropped,
                     "status": "ok" if not faults and backend.get("status", "ok") == "ok" else "degraded"}
 
     def take_events(self) -> list[dict[str, Any]]:
@@ -489,7 +492,11 @@ class DoorController:
     def _emit(self, kind: str, **fields: Any) -> None:
         if len(self._events) == self._events.maxlen:
             self.events_dropped += 1
-        self._events.append({"kind": kind, "door": self.door, **fields, "door_state": self.snapshot()})
+        # stamped now, not when the main loop publishes it: an alarm raised while the loop was
+        # held up carried the loop's later time, after the decision that had held it
+        stamp = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+        self._events.append({"kind": kind, "door": self.door, **fields, "door_state": self.snapshot(),
+                             "timestamp": stamp})
 
     def _rate_ok(self, kind: InputKind, now: float) -> bool:
         """At most input_events_max events per input per window; then one `input_flapping`

@@ -348,3 +348,23 @@ def test_credentials_that_cannot_be_read_lose_neither_the_grant_nor_its_event():
     c.take_events()
     assert c.grant("ben", "granted", event_id="e1") is True  # raised here, after the relay opened
     assert "grant" in [e["kind"] for e in c.take_events()]
+
+
+def test_an_event_carries_the_time_it_happened_and_lost_ones_are_counted():
+    """Door events were stamped when the main loop published them: an alarm raised while the loop
+    was held up carried its later time. And events lost to the queue's bound were counted where
+    nobody looked."""
+    import time as wall
+
+    c, clock, io = door()
+    c.take_events()
+    from datetime import datetime
+
+    before = wall.time()
+    contact(c, True)  # forced open
+    wall.sleep(0.3)  # the loop takes its events later
+    taken = wall.time()
+    forced = next(e for e in c.take_events() if e["kind"] == "forced_open")
+    stamped = datetime.fromisoformat(forced["timestamp"]).timestamp()
+    assert before - 0.01 <= stamped <= taken - 0.25  # when it happened, not when it was taken
+    assert c.health()["events_dropped"] == 0
