@@ -80,17 +80,27 @@ def append_private(path: str | Path, block: str) -> None:
 
 def write_private(path: str | Path, text: str) -> None:
     """`text` as the private file `path` (0600, a new directory 0700), whole or not at all:
-    written beside it, synced, then renamed over it."""
+    written beside it, synced, renamed over it, the directory synced (a crash leaves the old
+    file or the new one, never half of one; a failed write leaves no temporary file)."""
     path = Path(path)
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.new")
     fd = os.open(tmp, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o600)
-    os.fchmod(fd, 0o600)  # a leftover of an interrupted write keeps its mode otherwise
-    with os.fdopen(fd, "w") as out:
-        out.write(text)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, path)
+    try:
+        os.fchmod(fd, 0o600)  # a leftover of an interrupted write keeps its mode otherwise
+        with os.fdopen(fd, "w") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)  # the rename itself survives a power cut
+    finally:
+        os.close(dir_fd)
 
 
 # Keys printed in the example configs or the docs (`config example hub|edge`): anyone can sign

@@ -40,6 +40,7 @@ from typing import Any, Callable, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from edge.core.credentials import Credential, to_bytes
+from edge.core.settings import write_private
 from edge.door.interface import DoorInput, DoorIOError, GrantNotice, InputKind
 
 log = logging.getLogger(__name__)
@@ -132,24 +133,7 @@ def write_scbk(path: str | Path, key: bytes) -> None:
     before.pop("osdp", None)
     if after.pop("osdp", None) != {"scbk": key.hex()} or after != before:
         raise KeyStoreError(f"{path}: cannot rewrite [osdp] without touching the rest; edit it by hand")
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.new")
-    fd = os.open(tmp, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o600)
-    try:
-        os.fchmod(fd, 0o600)  # a leftover temp file of another mode keeps it otherwise
-        with os.fdopen(fd, "w") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)  # the rename itself survives a power cut
-    finally:
-        os.close(dir_fd)
+    write_private(path, text)
 
 
 def _without_table(text: str, name: str) -> str:
