@@ -424,13 +424,17 @@ class SqlStore(FaceCropSql, ConsoleSql, AccessSql, EdgesSql, ClaimLiftsSql, Stor
 
             # Every rules row would carry the document as it is now: only the last one does (the
             # edge applies that one), or 1,000 edits of a 256 KB document made one page of 256 MB.
+            # Read once, in the page's snapshot: the page also says its version (an edge that has
+            # not applied it must not open on the rules it has, or on none: edge.door.rules_in_force).
+            rules_now = self._rules_in(c, appid) if with_rules else None
             last_rules = self._q(c, "SELECT MAX(seq) FROM changes WHERE appid = ? AND kind = 'rules'",
                                  (appid,)).fetchone()[0] if with_rules else None
 
             def change_of(seq, kind, pid, fid) -> Change | None:
                 if kind == "rules":  # an edge that does not ask for rules skips the row (its cursor moves on)
-                    stored = self._rules_in(c, appid) if with_rules and seq == last_rules else None
-                    return None if stored is None else RulesChange(seq, stored[0], stored[1])
+                    if rules_now is None or seq != last_rules:
+                        return None
+                    return RulesChange(seq, rules_now[0], rules_now[1])
                 state = person_state(pid)
                 if state is None and wanted is not None and not maybe_held(pid):
                     return None
@@ -461,7 +465,4 @@ class SqlStore(FaceCropSql, ConsoleSql, AccessSql, EdgesSql, ClaimLiftsSql, Stor
                         changes.append(change)
                     cursor = seq
                 scanned += min(len(rows), need)
-            # read in the page's snapshot: an edge that has not applied this version yet must
-            # not open on the rules it has (or on none: edge.door.rules_in_force)
-            stored = self._rules_in(c, appid) if with_rules else None
-        return SyncPage(changes, cursor, has_more, (stored[0] if stored else 0) if with_rules else None)
+        return SyncPage(changes, cursor, has_more, (rules_now[0] if rules_now else 0) if with_rules else None)
