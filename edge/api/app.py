@@ -50,7 +50,7 @@ from edge.api.ops import (
     current_edge_key,
     text,
 )
-from edge.api.ratelimit import RateLimiter
+from edge.api.ratelimit import RateLimiter, take_token
 from edge.api.service import ApiErrorWithData, FaceService
 from edge.api.urlfetch import FetchPolicy
 from edge.core import errors
@@ -80,7 +80,6 @@ def create_app(
     ctx = Ctx(service, limits, fetch_policy)
     # Several processes on one database share the store's limiter; one process keeps its own.
     limiter = limiter or RateLimiter(limits.rate_per_s, limits.burst)
-    limiter_blocks = getattr(limiter, "blocking", False)
     registry = CollectorRegistry()
     requests_total = Counter("face_api_requests", "Face API requests by endpoint and code", ["op", "code"],
                              registry=registry)
@@ -111,11 +110,7 @@ def create_app(
             # A door's bound key has a bucket of its own: one taken off a door must not use up
             # the appid's and hold back the site's other doors and its operators.
             bucket = f"{sig.appid}\nedge {edge_key}" if edge_key else sig.appid
-            if limiter_blocks:  # the database's bucket: a round trip, off the event loop
-                allowed = await run_in_threadpool(limiter.allow, bucket)
-            else:
-                allowed = limiter.allow(bucket)
-            if not allowed:
+            if not await take_token(limiter, bucket):
                 raise ApiError(errors.RATE_LIMITED, "too many requests for this key" if edge_key
                                else "too many requests for this appid")
             if not service.serves(op):

@@ -26,3 +26,14 @@ class RateLimiter:
                 return False
             self._buckets[key] = (tokens - 1.0, now)
             return True
+
+
+async def take_token(limiter, key: str) -> bool:
+    """`limiter.allow(key)` from async code: a limiter kept in the database (`blocking`, one
+    round trip) is asked off the event loop, the in-memory one directly."""
+    if getattr(limiter, "blocking", False):
+        from starlette.concurrency import run_in_threadpool
+
+        return await run_in_threadpool(limiter.allow, key)
+    return limiter.allow(key)
+

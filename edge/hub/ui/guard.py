@@ -31,6 +31,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from edge.api.body import read_capped
+from edge.api.ratelimit import take_token
 from edge.core.errors import ApiError
 from edge.hub.store.console import Account, ConsoleSession
 from edge.hub.ui.roles import allows
@@ -181,9 +182,7 @@ async def _photos_allowed(console, appid: str, photos: int) -> bool:
     if limiter is None:
         return True
     for _ in range(photos):
-        ok = (await run_in_threadpool(limiter.allow, appid)) if getattr(limiter, "blocking", False) \
-            else limiter.allow(appid)
-        if not ok:
+        if not await take_token(limiter, appid):
             return False
     return True
 
