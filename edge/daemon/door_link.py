@@ -35,6 +35,7 @@ from edge.core.domain import Decision, Source
 from edge.core.syncwire import COUNTED
 from edge.daemon.decision_event import new_event
 from edge.door.access_records import decision_record, door_event_record, rules_record
+from edge.door.clock_sync import kernel_clock_synchronised
 from edge.door.controller import DoorController, DoorMode, DoorTiming
 from edge.door.interface import AccessHistory, AccessRequest, Outcome
 from edge.door.rules import GroupRules, NoHistory
@@ -58,6 +59,8 @@ log = logging.getLogger("edge.daemon")
 # and applies the schedule (every tenth turn: once a second).
 DOOR_CLOCK_S = 0.1
 SCHEDULE_EVERY_TURNS = 10
+# why a scheduled unlocked window was not taken (a mode event's reason, /health's schedule_held)
+CLOCK_UNSYNCHRONISED = "clock_unsynchronised"
 
 
 def strict_accept(out: Decided, *, liveness_mode: str, stale_s: float, decided_s: float | None,
@@ -87,8 +90,12 @@ class DoorLink:
     def __init__(self, s: EdgeSettings, controller: DoorController, events: Publisher,
                  gallery: Callable[[], Gallery], *, synced_rules: Callable[[], RuleSet | None] = lambda: None,
                  rules_status: Callable[[], dict[str, Any]] = dict, access_log: AccessLog | None = None,
-                 crop_seal: CropSeal | None = None):
+                 crop_seal: CropSeal | None = None, clock_synchronised: Callable[[], bool] | None = None):
         self.s, self.door, self.events, self.gallery = s, controller, events, gallery
+        # [door] clock_check: whether the wall clock may open an unlocked window (edge.door.clock_sync)
+        self.clock_synchronised = clock_synchronised or (
+            kernel_clock_synchronised if s.door.clock_check == "kernel" else lambda: True)
+        self.schedule_held: str | None = None  # the scheduled mode not taken, while it is not
         groups = GroupRules(s.door.groups or s.identify.groups, lambda door: str(self.door.mode))
         self.rules = RulesInForce(synced_rules, rules_status, groups)
         self.access_log = access_log
@@ -96,7 +103,7 @@ class DoorLink:
         self.uploader: Uploader | None = None  # set by the daemon when a hub takes the log
         self.crop_seal = crop_seal  # [door] log_face_crops: the decisions' face crops, sealed
         self._rules_seen: tuple[Any, ...] | None = None
-        self._scheduled: str | None = None  # the mode the rules' schedule set last
+        self._scheduled: tuple[str | None, str | None] | None = None  # the schedule's mode, the mode held back
         self._schedule_lock = threading.Lock()
         self.log_writable, self.log_lost = True, 0  # records the access log could not take
         self._log_retry_at = 0.0
@@ -239,15 +246,28 @@ class DoorLink:
     def _apply_schedule(self) -> None:
         """The synced rules' scheduled mode, when it changes (so a later command could hold
         until the next change). None (no synced rules in force) returns to the config's mode.
-        `[door] mode = "locked_down"` is an operator's hold: no schedule lifts it."""
+        `[door] mode = "locked_down"` is an operator's hold: no schedule lifts it.
+
+        An unlocked window is taken only on a synchronised clock (`[door] clock_check`): a Pi
+        booting on a stale time, or on a clock set back or ahead, would otherwise stand open to
+        anyone at a time nobody scheduled. The door stays in normal mode (faces still decide)
+        until the clock is synchronised; a locked-down window is taken on any clock (it opens
+        nothing)."""
         if self.closed or self.s.door.mode == "locked_down":
             return
         with self._schedule_lock:  # the main loop's turns and the door's clock both apply it
             target = self.rules.scheduled_mode(self.s.door.name, time.time())
-            if target == self._scheduled:
+            held = target if target == "unlocked" and not self.clock_synchronised() else None
+            if (target, held) == self._scheduled:
                 return
-            self._scheduled = target
-            self.door.set_mode(DoorMode(target or self.s.door.mode), "schedule" if target else "no_synced_rules")
+            self._scheduled, self.schedule_held = (target, held), held
+            if held:
+                log.warning("door %s: the schedule sets the door unlocked, but the clock is not synchronised "
+                            "([door] clock_check = \"kernel\"): normal mode until it is", self.s.door.name)
+                self.door.set_mode(DoorMode.NORMAL, CLOCK_UNSYNCHRONISED)
+            else:
+                self.door.set_mode(DoorMode(target or self.s.door.mode),
+                                   "schedule" if target else "no_synced_rules")
 
     def _note_rules(self) -> None:
         """A `rules` record (and a log line) whenever the rules in force change."""
@@ -328,6 +348,8 @@ class DoorLink:
         health = self.door.health()
         rules = self.rules.status()
         health["rules"] = rules
+        health["schedule"] = {"clock_check": self.s.door.clock_check, "held": self.schedule_held,
+                              "why": CLOCK_UNSYNCHRONISED if self.schedule_held else None}
         if self.access_log is not None:
             try:
                 head = (self.access_log.head().get("head") or {}).get("seq", 0)
@@ -341,7 +363,7 @@ class DoorLink:
         access = health.get("access_log") or {}
         upload_refused = (access.get("upload") or {}).get("status") == "refused"
         if rules["rules_invalid"] or rules["in_force"] == PENDING or upload_refused or "error" in access \
-                or not self.log_writable:
+                or not self.log_writable or self.schedule_held:
             health["status"] = "degraded"
         return health
 

@@ -34,6 +34,10 @@ class DoorSettings(BaseModel):
     mode: Literal["normal", "locked_down"] = Field(
         "normal", description="Mode at start: normal (the access rules grant) | locked_down (nobody is "
         "granted).\nThe door always starts locked; `unlocked` mode is never a start-up state.")
+    clock_check: Literal["kernel", "off"] = Field(
+        "kernel", description="kernel: the synced rules' unlocked windows open the door only while the kernel "
+        "says the clock is\nsynchronised (an NTP client: timesyncd, chrony); the door stays in normal mode "
+        "meanwhile. off: the\nwall clock is trusted as it is (a real-time clock kept by hand; docs/door.md).")
     groups: list[str] = Field(default_factory=list, description="Groups whose accepted persons may pass "
                               "(empty: [identify] groups; both empty: every accepted person).")
     unlock_s: float = Field(3.0, gt=0, le=60, description="How long a grant unlocks the door.")

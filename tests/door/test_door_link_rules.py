@@ -31,14 +31,15 @@ BROKEN = {**RULES, "access_levels": [{"id": "x", "groups": ["nobody"], "doors": 
 class Edge:
     """A door link wired as the daemon wires it: the cache's rules, a real access log."""
 
-    def __init__(self, tmp_path, **door):
+    def __init__(self, tmp_path, clock_synchronised=lambda: True, **door):
         self.cache = EdgeCache(tmp_path / "cache.db")
         self.log = AccessLog(tmp_path / "access-log.db", b"the-edge-key-for-tests-0123456789")
         self.rec = Recorder()
         s = EdgeSettings(storage={"path": tmp_path}, mqtt={"enabled": False}, identify={"groups": ["staff"]},
                          door=door)
         self.link = DoorLink.from_settings(s, self.rec, gallery, synced_rules=self.cache.rules,
-                                           rules_status=self.cache.rules_status, access_log=self.log)
+                                           rules_status=self.cache.rules_status, access_log=self.log,
+                                           clock_synchronised=clock_synchronised)
         self.seq = 0
 
     def sync_rules(self, doc: dict, version: int) -> None:
@@ -197,6 +198,70 @@ def test_a_schedules_end_locks_the_door_while_the_main_loop_is_held_up(tmp_path)
     finally:
         stop.set()
         clock.join(5)
+
+
+UNLOCKED_ALWAYS = {**RULES, "doors": [{"id": "main", "modes": [{"schedule": "always", "mode": "unlocked"}]}]}
+
+
+def test_an_unlocked_window_waits_for_a_synchronised_clock(tmp_path):
+    """A Pi has no real-time clock: booted on the time it was shut down at (or on a clock set by
+    hand) inside an unlocked window, the door stood open to anyone before NTP set the time. The
+    window is taken only once the clock is synchronised; faces still decide meanwhile."""
+    synced = [False]
+    edge = Edge(tmp_path, clock_synchronised=lambda: synced[0])
+    edge.sync_rules(UNLOCKED_ALWAYS, 1)
+    edge.link.start()
+    edge.link.tick()
+    assert not edge.energised and edge.link.door.mode == "normal"
+    health = edge.link.health()
+    assert health["schedule"] == {"clock_check": "kernel", "held": "unlocked", "why": "clock_unsynchronised"}
+    assert health["status"] == "degraded"
+    edge.decide("ben", "d1")  # staff: granted as in normal mode, and locked again after unlock_s
+    assert edge.door_events("grant")[-1]["unlock_s"] == 3.0
+    synced[0] = True
+    edge.link.tick()
+    assert edge.energised and edge.link.door.mode == "unlocked"
+    assert edge.door_events("mode")[-1]["reason"] == "schedule"
+    assert edge.link.health()["schedule"] == {"clock_check": "kernel", "held": None, "why": None}
+    assert edge.link.health()["status"] == "ok"
+
+
+def test_a_door_unlocked_on_schedule_locks_when_its_clock_loses_synchronisation(tmp_path):
+    """The kernel marks the clock unsynchronised again once its error passes 16 s without the NTP
+    client (hours offline, or the time set by hand): the open window closes until it is back."""
+    synced = [True]
+    edge = Edge(tmp_path, clock_synchronised=lambda: synced[0])
+    edge.sync_rules(UNLOCKED_ALWAYS, 1)
+    edge.link.start()
+    edge.link.tick()
+    assert edge.energised
+    synced[0] = False
+    edge.link.tick()
+    assert not edge.energised and edge.link.door.mode == "normal"
+    mode = edge.door_events("mode")[-1]
+    assert (mode["mode"], mode["reason"]) == ("normal", "clock_unsynchronised")
+    for e in edge.door_events():
+        assert schema_errors("p/dev/door/main/event", json.dumps(e).encode()) == []
+
+
+def test_a_locked_down_window_is_taken_on_any_clock(tmp_path):
+    edge = Edge(tmp_path, clock_synchronised=lambda: False)
+    edge.sync_rules({**RULES, "doors": [{"id": "main", "modes": [{"schedule": "always", "mode": "locked_down"}]}]},
+                    1)
+    edge.link.start()
+    edge.link.tick()
+    assert edge.link.door.mode == "locked_down"
+    assert edge.link.health()["schedule"]["held"] is None
+
+
+def test_the_clock_check_follows_the_config(tmp_path):
+    from edge.door.clock_sync import kernel_clock_synchronised
+
+    s = EdgeSettings(storage={"path": tmp_path}, mqtt={"enabled": False})
+    assert s.door.clock_check == "kernel"  # the default: the kernel's word, never the bare wall clock
+    assert DoorLink.from_settings(s, Recorder(), gallery).clock_synchronised is kernel_clock_synchronised
+    off = EdgeSettings(storage={"path": tmp_path}, mqtt={"enabled": False}, door={"clock_check": "off"})
+    assert DoorLink.from_settings(off, Recorder(), gallery).clock_synchronised() is True
 
 
 def test_an_operators_lockdown_in_the_config_is_not_lifted_by_a_schedule(tmp_path):
