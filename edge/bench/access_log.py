@@ -81,6 +81,10 @@ def measure_evaluate(n: int) -> dict:
         def last_grant(self, person_id: str, door: str | None = None) -> float | None:
             return grants.get((person_id, door or ""))
 
+        def last_door(self, person_id: str, doors: tuple[str, ...]) -> str | None:
+            seen = [(at, door) for door in doors if (at := grants.get((person_id, door))) is not None]
+            return max(seen)[1] if seen else None
+
     history = History()
     requests = [AccessRequest(f"e{i}", f"d{rng.randrange(24)}", f"p{rng.randrange(1000)}",
                               (f"g{rng.randrange(16)}",), rng.choice(["accept"] * 8 + ["uncertain", "reject"]),

@@ -47,6 +47,9 @@ MODES = ("normal", "unlocked", "locked_down")
 # claim_if_uncertain: an accepted face alone, or an uncertain one with a claim for that person
 AUTHS = ("face", "face+claim", "claim_if_uncertain")
 RESPONSES = ("hard", "soft")
+# The door modes and authentications that apply on holidays when their entry does not say: those
+# that restrict (docs/access.md#holidays)
+HOLIDAY_DEFAULT = ("normal", "locked_down", "face", "face+claim")
 # Hostile-input caps: a rule document is small (a site has tens of doors, not thousands).
 MAX_ITEMS = 512
 MAX_INTERVALS = 64
@@ -69,8 +72,16 @@ class Schedule:
     windows: tuple[tuple[int, int], ...]
 
     def covers(self, minute_of_week: int) -> bool:
-        return any(s <= minute_of_week < e or s <= minute_of_week + WEEK_MIN < e
-                   for s, e in self.windows)
+        return self.since_start(minute_of_week) is not None
+
+    def since_start(self, minute_of_week: int) -> int | None:
+        """Minutes since the start of the window covering `minute_of_week`, None if none does
+        (a window belongs to the day it starts: its holiday is that day's)."""
+        for s, e in self.windows:
+            for m in (minute_of_week, minute_of_week + WEEK_MIN):
+                if s <= m < e:
+                    return m - s
+        return None
 
 
 @dataclass(frozen=True)
@@ -118,9 +129,16 @@ def _fail(code: int, detail: str) -> RulesError:
     return RulesError(code, detail)
 
 
-def _obj(value: Any, where: str) -> dict:
+def _obj(value: Any, where: str, fields: tuple[str, ...] | None = None) -> dict:
+    """`value` as an object; with `fields`, one holding no other key: a misspelt key ignored
+    would be read more permissively than its author meant (`"mode"` for `"modes"` drops a
+    lockdown, `"authentication"` a second factor)."""
     if not isinstance(value, dict):
         raise _fail(RULES_MALFORMED, f"{where} must be an object")
+    if fields is not None:
+        unknown = set(value) - set(fields)
+        if unknown:
+            raise _fail(RULES_MALFORMED, f"{where}: unknown field {str(sorted(unknown)[0])[:32]!r}")
     return value
 
 
@@ -164,8 +182,15 @@ def _date(value: Any) -> dt.date:
     raise _fail(RULES_MALFORMED, f"holiday {str(value)[:16]!r} is not YYYY-MM-DD")
 
 
+# Zone names that mean another zone on each machine (`localtime`: the system's own zone, on
+# Debian a link to /etc/localtime) or are no civil time (`right/`: clocks counting leap seconds).
+_MACHINE_ZONES = ("localtime", "posixrules", "Factory")
+_MACHINE_ZONE_DIRS = ("right/", "posix/")
+
+
 def _zone(name: Any) -> zoneinfo.ZoneInfo:
-    if not isinstance(name, str) or not name or len(name) > 64:
+    if not isinstance(name, str) or not name or len(name) > 64 or name in _MACHINE_ZONES \
+            or name.startswith(_MACHINE_ZONE_DIRS):
         raise _fail(RULES_UNKNOWN_TIMEZONE, repr(name)[:80])
     try:
         return zoneinfo.ZoneInfo(name)
@@ -180,7 +205,7 @@ def _schedule(sid: str, raw: Any) -> Schedule:
         raise _fail(RULES_EMPTY_SCHEDULE, f"schedule {sid} has no interval")
     for i, item in enumerate(intervals):
         where = f"schedules.{sid}[{i}]"
-        item = _obj(item, where)
+        item = _obj(item, where, ("days", "from", "to"))
         days = _list(item.get("days"), f"{where}.days", 7)
         if not days:
             raise _fail(RULES_EMPTY_SCHEDULE, f"{where} has no day")
@@ -212,15 +237,17 @@ def _settings(raw: Any, where: str, allowed: tuple[str, ...], key: str,
               schedules: dict[str, Schedule]) -> tuple[ScheduledSetting, ...]:
     out = []
     for i, item in enumerate(_list(raw, where)):
-        item = _obj(item, f"{where}[{i}]")
+        item = _obj(item, f"{where}[{i}]", ("schedule", key, "on_holidays"))
         sched = _id(item.get("schedule"), f"{where}[{i}].schedule")
         if sched not in schedules:
             raise _fail(RULES_UNKNOWN_SCHEDULE, f"{where}[{i}]: {sched}")
         value = item.get(key)
         if value not in allowed:
             raise _fail(RULES_MALFORMED, f"{where}[{i}].{key} must be one of {allowed}")
-        # A lockdown holds on holidays unless said otherwise; an unlocked door does not.
-        on_holidays = _bool(item.get("on_holidays"), f"{where}[{i}].on_holidays", value == "locked_down")
+        # What restricts holds on holidays unless said otherwise (a lockdown, a second factor asked
+        # for): a holiday lifted them. What opens does not (an unlocked door, a claim making up for
+        # an uncertain face).
+        on_holidays = _bool(item.get("on_holidays"), f"{where}[{i}].on_holidays", value in HOLIDAY_DEFAULT)
         out.append(ScheduledSetting(sched, value, on_holidays))
     return tuple(out)
 
@@ -244,7 +271,7 @@ def parse_rules(doc: Any, version: int = 0) -> RuleSet:
 
     doors: dict[str, Door] = {}
     for i, raw in enumerate(_list(doc.get("doors"), "doors")):
-        raw = _obj(raw, f"doors[{i}]")
+        raw = _obj(raw, f"doors[{i}]", ("id", "modes", "auth", "pair", "direction"))
         did = _id(raw.get("id"), f"doors[{i}].id")
         if did in doors:
             raise _fail(RULES_MALFORMED, f"door {did} declared twice")
@@ -265,7 +292,7 @@ def parse_rules(doc: Any, version: int = 0) -> RuleSet:
 
     levels = []
     for i, raw in enumerate(_list(doc.get("access_levels"), "access_levels")):
-        raw = _obj(raw, f"access_levels[{i}]")
+        raw = _obj(raw, f"access_levels[{i}]", ("id", "groups", "doors", "schedule", "on_holidays"))
         lid = _id(raw.get("id"), f"access_levels[{i}].id")
         lgroups = frozenset(_id(g, f"access_levels[{i}].groups[]") for g in _list(raw.get("groups"), "groups"))
         ldoors = frozenset(_id(d, f"access_levels[{i}].doors[]") for d in _list(raw.get("doors"), "doors"))
@@ -284,7 +311,7 @@ def parse_rules(doc: Any, version: int = 0) -> RuleSet:
     holidays = set()
     for h in _list(doc.get("holidays"), "holidays", 4 * MAX_ITEMS):
         holidays.add(_date(h))
-    apb = _obj(doc.get("anti_passback") or {}, "anti_passback")
+    apb = _obj(doc.get("anti_passback") or {}, "anti_passback", ("timed_s", "response"))
     seconds = apb.get("timed_s", 0)
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 <= seconds <= 86400:
         raise _fail(RULES_MALFORMED, "anti_passback.timed_s must be 0..86400 seconds")

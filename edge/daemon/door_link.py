@@ -97,7 +97,7 @@ class DoorLink:
             kernel_clock_synchronised if s.door.clock_check == "kernel" else lambda: True)
         self.schedule_held: str | None = None  # the scheduled mode not taken, while it is not
         groups = GroupRules(s.door.groups or s.identify.groups, lambda door: str(self.door.mode))
-        self.rules = RulesInForce(synced_rules, rules_status, groups)
+        self.rules = RulesInForce(synced_rules, rules_status, groups, self.clock_synchronised)
         self.access_log = access_log
         self.history: AccessHistory = access_log if access_log is not None else NoHistory()
         self.uploader: Uploader | None = None  # set by the daemon when a hub takes the log
@@ -362,8 +362,10 @@ class DoorLink:
                 health["access_log"] = {"error": type(exc).__name__}
         access = health.get("access_log") or {}
         upload_refused = (access.get("upload") or {}).get("status") == "refused"
+        # a newer version refused leaves the door on older rules: a revocation in it is not in force
+        newer_refused = (rules["refused"] or 0) > (rules["version"] or 0)
         if rules["rules_invalid"] or rules["in_force"] == PENDING or upload_refused or "error" in access \
-                or not self.log_writable or self.schedule_held:
+                or not self.log_writable or self.schedule_held or newer_refused:
             health["status"] = "degraded"
         return health
 

@@ -34,7 +34,7 @@ class LocalTime:
     """The request's instant in the site's time zone, as the rules read it."""
     minute_of_week: int
     date: dt.date
-    holiday: bool
+    holiday: bool  # today's local date is one (a schedule window asks about the day it started)
 
 
 def local_time(rules: RuleSet, at: float) -> LocalTime:
@@ -44,8 +44,17 @@ def local_time(rules: RuleSet, at: float) -> LocalTime:
     return LocalTime(t.weekday() * 1440 + t.hour * 60 + t.minute, t.date(), t.date() in rules.holidays)
 
 
+def window_on_holiday(rules: RuleSet, now: LocalTime, since_start: int) -> bool:
+    """Whether the schedule window that started `since_start` minutes before `now` started on a
+    holiday. A window belongs to the day it starts: a Friday-night window on a Friday holiday
+    does not open at midnight into Saturday, and Thursday's night shift runs into a holiday."""
+    days_back = (now.minute_of_week % 1440 - since_start) // 1440  # 0 today, -1 yesterday, ...
+    return now.date + dt.timedelta(days=days_back) in rules.holidays
+
+
 def _active(setting: ScheduledSetting, rules: RuleSet, now: LocalTime) -> bool:
-    return (now.holiday <= setting.on_holidays) and rules.schedules[setting.schedule].covers(now.minute_of_week)
+    since = rules.schedules[setting.schedule].since_start(now.minute_of_week)
+    return since is not None and (setting.on_holidays or not window_on_holiday(rules, now, since))
 
 
 def door_mode(rules: RuleSet, door: Door, now: LocalTime) -> str:
@@ -76,9 +85,10 @@ def level_check(rules: RuleSet, request: AccessRequest, now: LocalTime) -> tuple
     for level in rules.levels:
         if request.door not in level.doors or not groups & level.groups:
             continue
-        if not rules.schedules[level.schedule].covers(now.minute_of_week):
+        since = rules.schedules[level.schedule].since_start(now.minute_of_week)
+        if since is None:
             reason = reason if reason == HOLIDAY else OUTSIDE_SCHEDULE
-        elif now.holiday and not level.on_holidays:
+        elif not level.on_holidays and window_on_holiday(rules, now, since):
             reason = HOLIDAY
         else:
             return GRANTED, level
@@ -100,19 +110,21 @@ def paired_passback(door: Door, request: AccessRequest, history: AccessHistory) 
     entering. Only a known violation counts: a person never seen at the pair may pass."""
     if door.pair is None:
         return False
-    here = history.last_grant(request.person_id, door.id)
-    there = history.last_grant(request.person_id, door.pair)
-    return here is not None and (there is None or there < here)
+    return history.last_door(request.person_id, (door.id, door.pair)) == door.id
 
 
 class AccessPolicy:
     """`AccessPolicy(rules).evaluate(request, history) -> Verdict`.
 
     `rules` is a callable returning the current RuleSet, or None when there is none that can be
-    trusted (never synced, or the synced one failed validation and no good one was kept)."""
+    trusted (never synced, or the synced one failed validation and no good one was kept).
+    `clock_synchronised` says whether an unlocked window may be taken now (edge.door.clock_sync):
+    while not, the door is in normal mode, and so are its rules (levels, second factor,
+    anti-passback), not only its lock."""
 
-    def __init__(self, rules: Callable[[], RuleSet | None]):
+    def __init__(self, rules: Callable[[], RuleSet | None], clock_synchronised: Callable[[], bool] = lambda: True):
         self._rules = rules
+        self._clock_synchronised = clock_synchronised
 
     def evaluate(self, request: AccessRequest, history: AccessHistory) -> Verdict:
         try:
@@ -134,6 +146,8 @@ class AccessPolicy:
             return Verdict(Outcome.DENY, NO_ACCESS_LEVEL, f"door:{request.door}")
         now = local_time(rules, request.at)
         mode = door_mode(rules, door, now)
+        if mode == "unlocked" and not self._clock_synchronised():
+            mode = "normal"
         if mode == "locked_down":
             return Verdict(Outcome.DENY, LOCKED_DOWN, f"mode:{door.id}")
         auth = door_auth(rules, door, now)

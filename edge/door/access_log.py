@@ -197,6 +197,18 @@ class AccessLog:
             row = self._db.execute(sql + " ORDER BY seq DESC LIMIT 1", args).fetchone()
         return None if row is None else float(row[0])
 
+    def last_door(self, person_id: str, doors: tuple[str, ...]) -> str | None:
+        """The `AccessHistory` of in/out anti-passback: which of `doors` the person was last
+        granted at, by seq (by time, a clock set back made the entry before the jump the last
+        one, and the person could enter again and again without leaving)."""
+        if not doors:
+            return None
+        marks = ", ".join("?" * len(doors))
+        with self._lock:
+            row = self._db.execute(f"SELECT door FROM records WHERE granted = 1 AND person_id = ? AND door IN ({marks})"
+                                   " ORDER BY seq DESC LIMIT 1", (person_id, *doors)).fetchone()
+        return None if row is None else str(row[0])
+
     def records(self, after: int = 0, limit: int = 500) -> list[dict[str, Any]]:
         """Records with seq > `after` in order (the uploader's batches)."""
         with self._lock:

@@ -64,6 +64,11 @@ class AccessHistory(Protocol):
 
     def last_grant(self, person_id: str, door: str | None = None) -> float | None: ...
 
+    def last_door(self, person_id: str, doors: tuple[str, ...]) -> str | None:
+        """Which of `doors` the person was last granted at (the last grant written, whatever
+        the clock said), None when at none of them."""
+        ...
+
 
 class InputKind(StrEnum):
     CONTACT = "contact"  # active = door open

@@ -40,8 +40,9 @@ class RulesInForce:
     ({"version": in use or 0, "refused": version or None, "error": why})."""
 
     def __init__(self, synced: Callable[[], RuleSet | None], status: Callable[[], dict[str, Any]],
-                 groups: GroupRules):
+                 groups: GroupRules, clock_synchronised: Callable[[], bool] = lambda: True):
         self._synced, self._status, self.groups = synced, status, groups
+        self._clock_synchronised = clock_synchronised  # may an unlocked window be taken (AccessPolicy)
         self._seen: tuple[Any, ...] | None = None  # the status the rules below were read at
         self._rules: RuleSet | None = None
 
@@ -67,7 +68,7 @@ class RulesInForce:
     def evaluate(self, request: AccessRequest, history: AccessHistory) -> Verdict:
         which, rules = self.current()
         if which == SYNCED:
-            return AccessPolicy(lambda: rules).evaluate(request, history)
+            return AccessPolicy(lambda: rules, self._clock_synchronised).evaluate(request, history)
         if which == INVALID:
             return Verdict(Outcome.DENY, RULES_INVALID)
         if which == PENDING:

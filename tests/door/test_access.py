@@ -64,6 +64,11 @@ class History:
     def last_grant(self, person_id: str, door: str | None = None) -> float | None:
         return self.grants.get((person_id, door or ""))
 
+    def last_door(self, person_id: str, doors: tuple[str, ...]) -> str | None:
+        """The grants here are written in time order: the latest is the last written."""
+        seen = [(at, door) for door in doors if (at := self.grants.get((person_id, door))) is not None]
+        return max(seen)[1] if seen else None
+
 
 def req(at: float, door: str = "front", person: str = "ann", groups=("staff",), decision: str = "accept",
         claim: str | None = None) -> AccessRequest:
@@ -297,3 +302,72 @@ def test_adjacent_intervals_do_not_overlap() -> None:
     ok = broken("schedules.office", [{"days": ["sun"], "from": "22:00", "to": "06:00"},
                                      {"days": ["mon"], "from": "06:00", "to": "07:00"}])
     assert ar.parse_rules(ok).schedules["office"].covers(0)
+
+
+def test_a_second_factor_holds_on_holidays_unless_the_entry_says_otherwise() -> None:
+    """An auth entry's `on_holidays` defaulted to false for every kind: a door asking for
+    face+claim at all times asked for the face alone on every holiday."""
+    doc = {**DOC, "doors": [{"id": "front", "auth": [{"schedule": "always", "auth": "face+claim"}]},
+                            *DOC["doors"][1:]],
+           "access_levels": [{"id": "all", "groups": ["staff"], "doors": ["front"], "schedule": "always",
+                              "on_holidays": True}]}
+    christmas_eve, christmas = local(2026, 12, 24, 10, 0), local(2026, 12, 25, 10, 0)
+    assert verdict(christmas_eve, doc=doc).reason == "second_factor_needed"
+    assert verdict(christmas, doc=doc).reason == "second_factor_needed"
+    assert verdict(christmas, doc=doc, claim="ann").granted
+    lifted = copy.deepcopy(doc)
+    lifted["doors"][0]["auth"][0]["on_holidays"] = False  # said explicitly: lifted on holidays
+    assert verdict(christmas, doc=lifted).granted
+    # what opens stays off on holidays unless said: claim_if_uncertain, unlocked
+    rules = ar.parse_rules(copy.deepcopy(DOC))
+    assert [(m.value, m.on_holidays) for m in rules.doors["front"].modes] == [("locked_down", True),
+                                                                             ("unlocked", False)]
+    assert [(a.value, a.on_holidays) for a in rules.doors["front"].auth] == [("face+claim", True),
+                                                                            ("claim_if_uncertain", False)]
+
+
+def test_a_window_belongs_to_the_day_it_starts_holidays_too() -> None:
+    """The holiday was the date of the moment asked about: a Friday-night window on a Friday
+    holiday opened at midnight into Saturday, and Thursday's night shift stopped at midnight
+    before a Friday holiday."""
+    doc = copy.deepcopy(DOC)
+    doc["schedules"]["nights"] = [{"days": ["thu", "fri"], "from": "22:00", "to": "06:00"}]
+    doc["doors"][0]["modes"] = [{"schedule": "nights", "mode": "unlocked"}]
+    doc["access_levels"].append({"id": "night-staff", "groups": ["cleaners"], "doors": ["lab-in"],
+                                 "schedule": "nights"})
+    doc["holidays"] = ["2026-12-25"]  # a Friday
+    policy_ = policy(doc)
+    from edge.door.access import door_mode, local_time
+
+    rules = ar.parse_rules(copy.deepcopy(doc))
+    mode = [door_mode(rules, rules.doors["front"], local_time(rules, local(2026, 12, d, h, 0)))
+            for d, h in ((24, 23), (25, 1), (25, 23), (26, 1))]
+    assert mode == ["unlocked", "unlocked", "normal", "normal"]  # Thursday's runs on, Friday's never opens
+    night = [policy_.evaluate(req(local(2026, 12, d, h, 0), door="lab-in", groups=("cleaners",)), History())
+             for d, h in ((25, 1), (26, 1))]
+    assert [(v.granted, v.reason) for v in night] == [(True, "granted"), (False, "holiday")]
+
+
+@pytest.mark.parametrize("where, key", [
+    ("doors.0", "mode"), ("doors.0", "authentication"), ("doors.0.modes.0", "on_holiday"),
+    ("access_levels.0", "valid_until"), ("anti_passback", "timed"), ("schedules.office.0", "day"),
+])
+def test_a_misspelt_key_anywhere_is_refused_never_ignored(where, key) -> None:
+    """Only the document's top level was checked: `"mode"` for `"modes"` dropped a lockdown,
+    `"authentication"` a second factor, `"timed"` the anti-passback, a level's `valid_until`
+    was no expiry at all, and each validated."""
+    doc = copy.deepcopy(DOC)
+    target = doc
+    for part in where.split("."):
+        target = target[int(part)] if part.isdigit() else target[part]
+    target[key] = "x"
+    with pytest.raises(ar.RulesError) as err:
+        ar.parse_rules(doc)
+    assert err.value.code == ar.RULES_MALFORMED and repr(key) in str(err.value)
+
+
+@pytest.mark.parametrize("zone", ["localtime", "posixrules", "Factory", "right/Europe/Berlin", "posix/UTC"])
+def test_a_time_zone_that_means_another_on_each_machine_is_refused(zone) -> None:
+    with pytest.raises(ar.RulesError) as err:
+        ar.parse_rules({**DOC, "timezone": zone})
+    assert err.value.code == ar.RULES_UNKNOWN_TIMEZONE

@@ -224,3 +224,27 @@ def test_after_the_clock_went_back_the_last_grant_is_the_last_written(tmp_path, 
     assert log.last_grant("ann", "front") == log.last_grant("ann") == TUESDAY_9 - 500
     assert p.evaluate(req(clock.t + 10), log).reason == "anti_passback"  # the same face 10 s later
     log.close()
+
+
+def test_after_the_clock_went_back_in_out_anti_passback_still_knows_who_is_inside(tmp_path, clock) -> None:
+    """In/out anti-passback compared the times of the last grants at the two doors: after the
+    clock was set back an hour, an entry written after the jump looked older than the exit
+    before it, and the same face entered again and again without leaving."""
+    from tests.door.test_access import DOC, TUESDAY_9, policy, req
+
+    p = policy({**DOC, "anti_passback": {"timed_s": 0, "response": "hard"}})
+    log = AccessLog(tmp_path / "pair.db", KEY, clock=clock)
+    clock.t = TUESDAY_9 + 3600
+    log.append("decision", door="lab-in", person_id="ann", outcome="grant", reason="granted")
+    clock.t += 60
+    log.append("decision", door="lab-out", person_id="ann", outcome="grant", reason="granted")
+    clock.t -= 3600  # set back
+    assert p.evaluate(req(clock.t, door="lab-in"), log).granted  # she left: she may enter
+    log.append("decision", door="lab-in", person_id="ann", outcome="grant", reason="granted")
+    assert log.last_door("ann", ("lab-in", "lab-out")) == "lab-in"
+    clock.t += 30
+    v = p.evaluate(req(clock.t, door="lab-in"), log)
+    assert (v.granted, v.reason) == (False, "anti_passback")  # inside: not again without leaving
+    assert p.evaluate(req(clock.t, door="lab-out"), log).granted
+    assert log.last_door("bob", ("lab-in", "lab-out")) is None and log.last_door("ann", ()) is None
+    log.close()

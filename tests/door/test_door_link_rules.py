@@ -93,7 +93,8 @@ def test_a_broken_synced_document_keeps_the_last_good_rules(tmp_path):
     health = edge.link.health()
     assert health["rules"] == {"in_force": "synced", "version": 1, "refused": 2, "error": health["rules"]["error"],
                                "rules_invalid": False, "hub_version": None}
-    assert "nobody" in health["rules"]["error"] and health["status"] == "ok"
+    # the door goes on with version 1, but a revocation in version 2 is not in force: said, not hidden
+    assert "nobody" in health["rules"]["error"] and health["status"] == "degraded"
     assert [(r["reason"], r.get("rules_version"), r["detail"].get("refused")) for r in edge.records("rules")] \
         == [("synced", 1, None), ("synced", 1, 2)]
     ben = edge.records("decision")[-1]
@@ -224,6 +225,21 @@ def test_an_unlocked_window_waits_for_a_synchronised_clock(tmp_path):
     assert edge.door_events("mode")[-1]["reason"] == "schedule"
     assert edge.link.health()["schedule"] == {"clock_check": "kernel", "held": None, "why": None}
     assert edge.link.health()["status"] == "ok"
+
+
+def test_while_an_unlocked_window_is_held_the_rules_are_normal_modes_too(tmp_path):
+    """The lock stayed in normal mode, but the rules still read the window as unlocked and
+    granted any accepted face before looking at levels, second factors or anti-passback."""
+    edge = Edge(tmp_path, clock_synchronised=lambda: False)
+    edge.sync_rules({**UNLOCKED_ALWAYS, "doors": [{"id": "main", "modes": [{"schedule": "always", "mode": "unlocked"}],
+                                                   "auth": [{"schedule": "always", "auth": "face+claim"}]}]}, 1)
+    edge.link.start()
+    edge.link.tick()
+    edge.decide("eve", "d1")  # a visitor: no access level here
+    edge.decide("ben", "d2")  # staff, but no badge shown
+    assert [(e["person_id"], e["kind"], e["reason"]) for e in edge.door_events() if e["kind"] in ("grant", "deny")] \
+        == [("eve", "deny", "no_access_level"), ("ben", "deny", "second_factor_needed")]
+    assert not edge.energised
 
 
 def test_a_door_unlocked_on_schedule_locks_when_its_clock_loses_synchronisation(tmp_path):
