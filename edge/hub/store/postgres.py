@@ -113,7 +113,8 @@ class PostgresStore(SqlStore):
         import psycopg
         from psycopg_pool import PoolTimeout
 
-        return psycopg.IntegrityError, (psycopg.Error, PoolTimeout)
+        # DataError: a value of the request PostgreSQL refuses (NUL in text, a number out of range)
+        return psycopg.IntegrityError, psycopg.DataError, (psycopg.Error, PoolTimeout)
 
     def close(self) -> None:
         self._pool.close()

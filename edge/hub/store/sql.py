@@ -70,17 +70,22 @@ class SqlStore(FaceCropSql, ConsoleSql, AccessSql, EdgesSql, ClaimLiftsSql, Stor
     _failure: tuple[float, str] | None = None  # (when, why) of the last failed write
 
     def _driver_errors(self) -> tuple:
-        """(the driver's constraint violation, its other errors): the first is a bug, not a
-        storage failure, and goes on as it is."""
+        """(the driver's constraint violation, the errors of a value it cannot store, its other
+        errors): the first is a bug, not a storage failure, and goes on as it is; the second is
+        the client's input (a NUL in text for PostgreSQL), answered as such: counted as a
+        storage failure, anyone could turn every process's /health degraded with one request."""
         raise NotImplementedError
 
     @contextmanager
     def _storage_errors(self, what: str) -> Iterator[None]:
-        integrity, failure = self._driver_errors()
+        integrity, refused, failure = self._driver_errors()
         try:
             yield
         except integrity:
             raise
+        except refused as exc:
+            raise ApiError(errors.ILLEGAL_CHARACTERS, f"a value the store cannot hold: {type(exc).__name__}") \
+                from None
         except failure as exc:
             message = f"{type(exc).__name__}: {str(exc).strip()}"
             if what == "write":

@@ -159,7 +159,7 @@ class SqliteStore(SqlStore):
             yield conn
 
     def _driver_errors(self) -> tuple:
-        return sqlite3.IntegrityError, sqlite3.Error
+        return sqlite3.IntegrityError, sqlite3.DataError, sqlite3.Error
 
     def health(self) -> dict:
         out = super().health()

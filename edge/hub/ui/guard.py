@@ -32,6 +32,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from edge.api.body import read_capped
 from edge.api.ratelimit import take_token
+from edge.core import errors
 from edge.core.errors import ApiError
 from edge.hub.store.console import Account, ConsoleSession
 from edge.hub.ui.roles import allows
@@ -121,6 +122,17 @@ def refused(console, ctx_or_request, status: int, message: str) -> Response:
     return console.render("refused.html", ctx_or_request, status=status, message=message)
 
 
+# ApiErrors a page raises on the request's own values (400), not on the hub failing (503)
+INPUT_ERRORS = frozenset({errors.BAD_REQUEST, errors.INVALID_PARAMETER, errors.ILLEGAL_CHARACTERS,
+                          errors.PARAMETER_TOO_LONG, errors.PARAMETER_EMPTY})
+
+
+def _holds_nul(request: Request) -> bool:
+    """A NUL in the decoded path or a query value: no page can look it up (PostgreSQL refuses it)."""
+    return "\x00" in request.scope.get("path", "") or any("\x00" in k or "\x00" in v
+                                                            for k, v in request.query_params.multi_items())
+
+
 def page(role: str, *, upload_bytes: int = 0):
     """Wrap a sync handler `fn(console, ctx) -> Response` as a route needing `role`: no session
     leads to the login page (401 for a POST or htmx), a lesser role gets 403, a POST passes the
@@ -130,6 +142,8 @@ def page(role: str, *, upload_bytes: int = 0):
         @functools.wraps(fn)
         async def endpoint(request: Request) -> Response:
             console = request.app.state.console
+            if _holds_nul(request):
+                return refused(console, request, 400, "the address holds a NUL character")
             unsafe = request.method not in ("GET", "HEAD")
             if unsafe:
                 why = cross_site(request, console.scheme)
@@ -150,7 +164,7 @@ def page(role: str, *, upload_bytes: int = 0):
                 try:
                     await read_form(request, ctx, upload_bytes or FORM_BYTES, with_files=bool(upload_bytes))
                 except ApiError as exc:
-                    return refused(console, ctx, 413, exc.message)
+                    return refused(console, ctx, 413 if exc.code == errors.BODY_TOO_LARGE else 400, exc.message)
                 except MultiPartException as exc:
                     return refused(console, ctx, 400, f"malformed form: {exc.message}")
                 sent = ctx.form.get("csrf") or request.headers.get("x-csrf-token") or ""
@@ -165,6 +179,8 @@ def page(role: str, *, upload_bytes: int = 0):
             try:
                 return await run_in_threadpool(fn, console, ctx)
             except ApiError as exc:  # what a page did not expect (the models cannot load): said, not a crash
+                if exc.code in INPUT_ERRORS:  # the request's own values: not the hub's failure
+                    return refused(console, ctx, 400, exc.message)
                 log.error("console: %s %s: %s", request.method, request.url.path, exc.message)
                 return refused(console, ctx, 503, exc.message)
 
@@ -193,6 +209,8 @@ async def read_form(request: Request, ctx: Ctx, cap: int, with_files: bool) -> N
     form = await request.form(max_files=50 if with_files else 0, max_fields=100)
     for key, value in form.multi_items():
         if isinstance(value, str):
+            if "\x00" in value or "\x00" in key:  # no text field stores it (PostgreSQL refuses it)
+                raise ApiError(errors.ILLEGAL_CHARACTERS, "a form field holds a NUL character")
             ctx.form.setdefault(key, value)  # the first of a repeated field
         elif with_files and value.filename:
             ctx.files.append((value.filename[:200], await value.read()))
