@@ -162,3 +162,46 @@ def test_the_test_cluster_takes_no_tcp_connection(pg_url):
         socket.create_connection(("127.0.0.1", where.port), timeout=5).close()
     store = open_store(pg_url)  # and the hub reaches it as ever
     store.close()
+
+
+def test_one_appid_waiting_for_its_writer_lock_leaves_connections_for_the_others(pg_url):
+    """A writer holds its pooled connection while it waits for its appid's lock: one appid's
+    writes queued behind that lock (a door key re-sending its access log in a loop) took all
+    of a process's connections, and every other tenant's request, the rate limiter's too,
+    failed with -1200 after the pool's timeout. An appid now waits on at most a share of them."""
+    import psycopg
+
+    from edge.hub.store.edges import EdgeReport
+    from edge.hub.store.postgres import APPID_LOCK, PostgresStore
+
+    store = PostgresStore(pg_url, pool_size=10, connect_timeout_s=3.0)
+    holder = psycopg.connect(pg_url)  # another process in the middle of appid A's long write
+    holder.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (APPID_LOCK, "A"))
+    outcomes: list[str] = []
+
+    def sync_report() -> None:
+        try:
+            store.record_edge("A", EdgeReport("e1", time.time(), 0, "fp", "flag", "", "ok"))
+            outcomes.append("stored")
+        except ApiError as exc:
+            outcomes.append(str(exc.code))
+
+    writers = [threading.Thread(target=sync_report) for _ in range(10)]
+    try:
+        for w in writers:
+            w.start()
+        time.sleep(1.0)  # every writer of A is queued by now
+        started = time.monotonic()
+        assert store.rate_limiter(50, 100).allow("B")  # another tenant is served at once
+        with store._write("B") as conn:
+            conn.execute("SELECT 1")
+        assert time.monotonic() - started < 2.0
+        assert store.health()["ok"]
+    finally:
+        holder.rollback()
+        holder.close()
+        for w in writers:
+            w.join(30)
+        store.close()
+    # A's writers past its share were told to retry (-15), not that the store failed; the rest stored
+    assert set(outcomes) <= {"15", "stored"} and "stored" in outcomes

@@ -23,6 +23,7 @@ write succeeds again.
 from __future__ import annotations
 
 import re
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -36,6 +37,11 @@ MIGRATIONS = Path(__file__).parent / "migrations" / "postgresql"
 # Advisory lock namespaces (first key of the two-key form): migrations, and writers per appid.
 MIGRATION_LOCK = 1701
 APPID_LOCK = 1702
+# Of a process's pooled connections, at most this share may wait for one appid's writer lock.
+# A writer holds its connection while it waits: one appid's writes queued behind its lock (a
+# door's key re-sending its access log batch in a loop) took every connection, and every
+# tenant's requests, the rate limiter's included, failed after the pool's timeout.
+APPID_WRITERS_SHARE = 0.3
 
 
 
@@ -86,6 +92,10 @@ class PostgresStore(SqlStore):
                                "password's special characters: % as %25, @ as %40, / as %2F)") from None
         self.url = url
         self._failure: tuple[float, str] | None = None  # (when, why) of the last failed write
+        self._wait_s = connect_timeout_s
+        self._writers_per_appid = max(1, int(pool_size * APPID_WRITERS_SHARE))
+        self._writers: dict[str, threading.BoundedSemaphore] = {}
+        self._writers_lock = threading.Lock()
         self._pool = ConnectionPool(url, min_size=1, max_size=pool_size, timeout=connect_timeout_s,
                                     open=False, name="edge-hub")
         self._pool.open(wait=True, timeout=connect_timeout_s)
@@ -95,12 +105,29 @@ class PostgresStore(SqlStore):
     # --- connections and transactions -----------------------------------------------------
     @contextmanager
     def _write(self, appid: str | None = None) -> Iterator:
-        """One transaction; with `appid`, holding that appid's writer lock (module docstring)."""
-        with self._storage_errors("write"), self._pool.connection() as conn:
+        """One transaction; with `appid`, holding that appid's writer lock (module docstring),
+        on one of the connections that appid may hold (APPID_WRITERS_SHARE)."""
+        with self._appid_slot(appid), self._storage_errors("write"), self._pool.connection() as conn:
             if appid is not None:
                 conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (APPID_LOCK, appid))
             yield conn
         self._failure = None
+
+    @contextmanager
+    def _appid_slot(self, appid: str | None) -> Iterator[None]:
+        """One of the appid's writer slots in this process, waited for at most the pool's
+        timeout; busy is -15, the appid's own (not a storage failure: health stays ok)."""
+        if appid is None:
+            yield
+            return
+        with self._writers_lock:
+            slots = self._writers.setdefault(appid, threading.BoundedSemaphore(self._writers_per_appid))
+        if not slots.acquire(timeout=self._wait_s):
+            raise ApiError(errors.RATE_LIMITED, "too many writes of this appid at once: try again")
+        try:
+            yield
+        finally:
+            slots.release()
 
     @contextmanager
     def _read(self) -> Iterator:
