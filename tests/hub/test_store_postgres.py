@@ -205,3 +205,31 @@ def test_one_appid_waiting_for_its_writer_lock_leaves_connections_for_the_others
         store.close()
     # A's writers past its share were told to retry (-15), not that the store failed; the rest stored
     assert set(outcomes) <= {"15", "stored"} and "stored" in outcomes
+
+
+def test_the_counted_migration_reads_bodies_holding_an_escaped_nul(pg_url, monkeypatch):
+    """A record's detail may hold a NUL (the edge's text, stored as sent: JSON `\\u0000` in the
+    body), which jsonb refuses: one such record made migration 0012 fail, and with it every hub
+    process's start at the upgrade."""
+    import json
+
+    import psycopg
+
+    from edge.hub.store import postgres
+
+    every = postgres.migrations()
+    monkeypatch.setattr(postgres, "migrations", lambda: [m for m in every if m[0] < 12])
+    with psycopg.connect(pg_url) as conn:
+        postgres.migrate(conn)
+        for seq, detail in ((1, {"claim_lockout": "refused", "text": "a\x00b"}), (2, {"text": "\\u0000 as text"})):
+            body = json.dumps({"seq": seq, "kind": "decision", "detail": detail})
+            assert "\\u0000" in body
+            conn.execute("INSERT INTO access_records VALUES ('app', 'e1', %s, %s, 1.8e9, 'decision', 'front',"
+                         " 'p1', 'reject', 'deny', 'x', 'h', %s)", (seq, f"r{seq}", body))
+        conn.commit()
+    monkeypatch.setattr(postgres, "migrations", lambda: every)
+    with psycopg.connect(pg_url) as conn:
+        assert postgres.migrate(conn) == [m[0] for m in every if m[0] >= 12]
+        counted = conn.execute("SELECT seq, counted, body FROM access_records ORDER BY seq").fetchall()
+    assert [(seq, mark) for seq, mark, _ in counted] == [(1, "refused"), (2, "")]
+    assert json.loads(counted[0][2])["detail"]["text"] == "a\x00b"  # the body itself is kept as sent
