@@ -11,6 +11,7 @@ import pytest
 
 from edge.core.errors import ApiError
 from edge.hub.store import FaceRecord, Limits, open_store
+from edge.hub.store.sql import SIGNATURE_CLOCK_GRACE_S
 
 FP = "test-fp"
 
@@ -127,9 +128,28 @@ def test_a_single_use_signature_is_claimed_once_across_processes_sharing_the_dat
         t.join(timeout=60)
     assert sorted(wins) == sorted(keys)  # each key won exactly once
     assert stores[0].claim_signature(b"sig-0", 2500.0, now=1999.0) is False  # still valid: a replay
-    assert stores[1].claim_signature(b"sig-0", 3000.0, now=2000.0) is True  # expired: may be used anew
+    # a process whose clock runs ahead of the one that took it (here by 60 s) still refuses it
+    assert stores[1].claim_signature(b"sig-0", 3000.0, now=2000.0 + 60) is False
+    # expired past the clocks' grace: may be taken over
+    assert stores[1].claim_signature(b"sig-0", 3000.0, now=2000.0 + SIGNATURE_CLOCK_GRACE_S) is True
     for s in stores:
         s.close()
+
+
+def test_a_process_with_its_clock_ahead_does_not_forget_another_process_used_signature(pg_url):
+    """Rows were deleted by the calling process's clock: a process 2 s ahead, serving another
+    single-use request, deleted a row another process still took as valid, and a replay of
+    that signature passed there."""
+    from edge.hub.store.postgres import PostgresStore
+
+    behind, ahead = PostgresStore(pg_url, pool_size=2), PostgresStore(pg_url, pool_size=2)
+    try:
+        assert behind.claim_signature(b"used", valid_until=1060.0, now=1000.0)
+        assert ahead.claim_signature(b"other", valid_until=1122.0, now=1062.0)  # deletes what it takes as expired
+        assert behind.claim_signature(b"used", valid_until=1060.0, now=1059.0) is False  # the replay
+    finally:
+        behind.close()
+        ahead.close()
 
 
 def test_a_lost_database_is_storage_error_1200_and_health_says_so(pg_url):

@@ -65,6 +65,10 @@ SEEN_BEFORE_KEPT = ("INSERT INTO group_members_seen (appid, group_id, person_id)
                     " FROM changes WHERE kind <> 'rules' ON CONFLICT DO NOTHING")
 
 
+# How far the clocks of hub processes sharing a store may disagree without a used single-use
+# signature being forgotten early (claim_signature)
+SIGNATURE_CLOCK_GRACE_S = 300.0
+
 class SqlStore(FaceCropSql, ConsoleSql, AccessSql, EdgesSql, ClaimLiftsSql, Store):
     PARAM = "?"
     _failure: tuple[float, str] | None = None  # (when, why) of the last failed write
@@ -380,6 +384,10 @@ class SqlStore(FaceCropSql, ConsoleSql, AccessSql, EdgesSql, ClaimLiftsSql, Stor
             return self._q(c, "DELETE FROM verify_log WHERE time < ?", (before,)).rowcount
 
     def claim_signature(self, key: bytes, valid_until: float, now: float) -> bool:
+        # `now` is the calling process's clock: a process whose clock ran ahead of the one that
+        # accepted a signature deleted its row while the other still took the signature as
+        # valid, and a replay passed there. Rows are kept a grace past their validity.
+        now -= SIGNATURE_CLOCK_GRACE_S
         with self._write() as c:
             self._q(c, "DELETE FROM used_signatures WHERE valid_until <= ?", (now,))
             # Atomic across processes: of two concurrent inserts of one key the second waits for
