@@ -11,7 +11,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint venv models ui broker postgresql chromium bench clean
+.PHONY: demo test test-fast lint venv lock models ui broker postgresql chromium bench clean
 
 demo: venv models ui broker
 	$(BIN)/edge-verifier demo
@@ -37,7 +37,12 @@ venv: $(STAMP)
 
 # Debian's python3 makes venvs only with python3-venv installed (ensurepip); a failed attempt
 # leaves a .venv without pip, so it is removed before trying again.
-$(STAMP): pyproject.toml
+# Every package comes from requirements.lock, each pinned with the sha256 of every file it may
+# be (pip --require-hashes): a package mirror serving altered code is refused before any of it
+# runs. The project itself is installed without its dependencies and without fetching a build
+# backend (setuptools is in the lock; its notice about editable installs is not shown). The
+# venv's own pip is used as Python ships it.
+$(STAMP): pyproject.toml requirements.lock
 	@if ! test -x $(BIN)/pip; then \
 		rm -rf $(VENV); \
 		if ! $(PYTHON) -m venv $(VENV_FLAGS) $(VENV) >/dev/null 2>&1; then \
@@ -51,9 +56,15 @@ $(STAMP): pyproject.toml
 			fi; \
 		fi; \
 	fi
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,build]'
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements.lock
+	PYTHONWARNINGS="ignore:Editable installation" $(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
+
+# requirements.lock again from pyproject.toml, for every platform and Python from 3.11 (needs uv:
+# `pip install uv`); the lock's test (tests/dev/test_requirements_lock.py) says when pyproject.toml moved past it.
+lock:
+	uv pip compile pyproject.toml --extra test --extra build --universal --python-version 3.11 \
+		--generate-hashes -q -o requirements.lock
 
 # Idempotent: verifies what is there and rebuilds only what is missing or stale.
 models: venv
