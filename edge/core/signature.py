@@ -116,13 +116,16 @@ class Signature:
             raise ApiError(errors.APPID_MISMATCH, "appid in the signature does not match the request's appid")
 
 
-def command_purpose(name: str, subject: str | None = None) -> str:
+def command_purpose(name: str, subject: str | None = None, device: str = "") -> str:
     """The `f` a single-use signature of an MQTT command carries: `sync`, `verify:<person_id>`
-    (the claim it opens) or `unlock:<door>`. The HTTP APIs refuse signatures bound so, whatever
-    their endpoint."""
+    (the claim it opens) or `unlock:<door>`, each followed by `/<device id>` when bound to one
+    device (neither ids nor device ids hold a `/`). The HTTP APIs refuse signatures bound so,
+    whatever their endpoint."""
     if name == "sync":
-        return "sync"
-    return f"unlock:{subject}" if name == "unlock" else f"verify:{subject}"
+        purpose = "sync"
+    else:
+        purpose = f"unlock:{subject}" if name == "unlock" else f"verify:{subject}"
+    return f"{purpose}/{device}" if device else purpose
 
 
 # The relay commands the edge sends an external controller (edge.door.backends.mqtt) are bound
@@ -131,7 +134,7 @@ COMMAND_PREFIXES = ("verify:", "unlock:", "door-relay:")
 
 
 def is_command_purpose(f: str) -> bool:
-    return f == "sync" or f.startswith(COMMAND_PREFIXES)
+    return f == "sync" or f.startswith(("sync/", *COMMAND_PREFIXES))
 
 
 def parse(header: str | bytes | None) -> Signature:

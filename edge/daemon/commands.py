@@ -42,8 +42,12 @@ class CommandGate:
     def __init__(self, mode: str, credentials: Iterable[Credential], *, rate_per_s: float, burst: int,
                  claims: Claims | None = None, syncer: Syncer | None = None,
                  replay: ReplayCache | None = None, clock: Callable[[], float] = time.time,
-                 unlock: Callable[[str, str], bool] | None = None, door: str = "main"):
+                 unlock: Callable[[str, str], bool] | None = None, door: str = "main",
+                 device: str = "", device_bound: bool = False):
         self.mode = mode
+        # `f` may name this device (`…/<device>`); with device_bound it must: a command signed
+        # for one door is then never taken by another holding the same [api] key
+        self.device, self.device_bound = device, device_bound
         self.clock = clock  # the wall clock signatures' `t` is measured against (tests inject one)
         self.verifier = Verifier(credentials, replay or ReplayCache(window_s=MAX_AGE_S, capacity=10_000))
         self.limiter = RateLimiter(rate_per_s, burst)
@@ -66,7 +70,8 @@ class CommandGate:
         return cls(s.mqtt.commands, keys, rate_per_s=s.mqtt.commands_per_s,
                    burst=s.mqtt.commands_burst, claims=claims, syncer=syncer,
                    replay=replay_cache(s.storage.path, MAX_AGE_S), clock=clock,
-                   unlock=unlock if s.door.remote_unlock else None, door=s.door.name)
+                   unlock=unlock if s.door.remote_unlock else None, door=s.door.name,
+                   device=s.device.id, device_bound=s.mqtt.commands_device_bound)
 
     def handle(self, name: str, payload: dict[str, Any]) -> bool:
         """Apply a command (paho's thread) if it is allowed; False (counted, logged at most
@@ -133,8 +138,13 @@ class CommandGate:
             sig = self.verifier.verify(_text(payload.get("authorization")), now)
         except ApiError as exc:
             raise _Refused("signature", f"code {exc.code}: {exc.message}") from None
-        if not sig.single_use or sig.fields.get("f") != bound:
-            raise _Refused("signature", f"needs a single-use signature (e=0) with f={bound}")
+        f = sig.fields.get("f")
+        here = f"{bound}/{self.device}"
+        if sig.single_use and isinstance(f, str) and f.startswith(f"{bound}/") and f != here:
+            raise _Refused("other_device", f"signed for another device ({f}), not {self.device}")
+        if not sig.single_use or f not in ((here,) if self.device_bound else (here, bound)):
+            raise _Refused("signature", f"needs a single-use signature (e=0) with f={here}"
+                                        + ("" if self.device_bound else f" or f={bound}"))
         try:
             self.verifier.consume(sig, now)
         except ApiError as exc:
@@ -179,10 +189,11 @@ def _text(value: object) -> str | None:
 
 
 def signed_command(name: str, appid: str, secret_id: str, secret_key: str, *,
-                   person_id: str = "", **fields: Any) -> dict[str, Any]:
-    """The payload of a signed command, as a badge reader would publish it on cmd/<name>."""
+                   person_id: str = "", device: str = "", **fields: Any) -> dict[str, Any]:
+    """The payload of a signed command, as a badge reader would publish it on cmd/<name>
+    (for `device` only, when given)."""
     from edge.core.signature import sign
 
-    bound = command_purpose(name, fields.get("door") if name == "unlock" else person_id)
+    bound = command_purpose(name, fields.get("door") if name == "unlock" else person_id, device)
     auth = sign(appid, secret_id, secret_key, expiry=0, fileid=bound)
     return {**({"person_id": person_id} if name == "verify" else {}), **fields, "authorization": auth}

@@ -74,3 +74,40 @@ def test_remote_unlock_settings_wire_the_gate(tmp_path):
                      door={"remote_unlock": True, "name": "front"})
     g = CommandGate.from_settings(s, Claims(5), None, unlock=lambda d, w: True)
     assert g.unlock is not None and g.door == "front"
+
+
+def test_a_command_for_another_device_sharing_the_key_is_refused():
+    """Two doors named "main" on two devices with the same [api] credentials (one access system
+    signing for both): an unlock signed for one, sniffed on the broker, opened the other within
+    its 60 s. A command naming its device is taken only there; with commands_device_bound, a
+    command that names no device is refused too."""
+    opened: list[str] = []
+
+    def device(name: str, bound: bool) -> CommandGate:
+        return CommandGate("signed", [CRED], rate_per_s=0, burst=5, door="main", device=name, device_bound=bound,
+                           unlock=lambda door, who: opened.append(name) or True)
+
+    for_lobby = unlock(device="lobby")
+    assert command_purpose("unlock", "main", "lobby") == "unlock:main/lobby"
+    garage = device("garage", bound=False)
+    assert not garage.handle("unlock", for_lobby) and garage.refused == {"other_device": 1}
+    assert device("lobby", bound=True).handle("unlock", for_lobby) and opened == ["lobby"]
+    legacy = unlock()  # f = unlock:main: any device holding the key takes it, unless bound
+    assert not device("lobby", bound=True).handle("unlock", legacy)
+    assert device("garage", bound=False).handle("unlock", legacy) and opened == ["lobby", "garage"]
+    verify = signed_command("verify", CRED.appid, CRED.secret_id, CRED.secret_key, person_id="ann",
+                            device="lobby")
+    assert not device("garage", bound=True).handle("verify", verify)  # claims and syncs alike
+    assert is_command_purpose(command_purpose("sync", None, "lobby"))  # and none is good for the HTTP APIs
+    assert is_command_purpose(command_purpose("verify", "ann", "lobby"))
+
+
+def test_commands_device_bound_comes_from_the_config(tmp_path):
+    from edge.daemon.claims import Claims
+    from edge.daemon.config import EdgeSettings
+
+    s = EdgeSettings(storage={"path": tmp_path}, device={"id": "lobby"}, api={"credentials": [CRED.__dict__]},
+                     mqtt={"commands_device_bound": True})
+    g = CommandGate.from_settings(s, Claims(5), None)
+    assert (g.device, g.device_bound) == ("lobby", True)
+    assert EdgeSettings(storage={"path": tmp_path}).mqtt.commands_device_bound is False
