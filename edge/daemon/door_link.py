@@ -77,6 +77,8 @@ def strict_accept(out: Decided, *, liveness_mode: str, stale_s: float, decided_s
         return False, "presentation_attack"
     if liveness_mode == "require" and (out.liveness is None or out.liveness.verdict != "live"):
         return False, "not_live"
+    if liveness_mode != "off" and (out.liveness is None or out.liveness.verdict is None):
+        return False, "no_liveness_verdict"  # flag: a decision before any verdict opens nothing
     if stale_s > 0 and decided_s is not None and decided_s > stale_s:
         return False, "stale"
     if out.source is Source.OFFLINE_POLICY and not offline_allow_opens:

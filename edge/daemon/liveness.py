@@ -3,9 +3,18 @@
 `[liveness] mode`:
 - require (the default): a track is decided only once `frames` of its good frames carry a
   liveness score; when their median is under the model's threshold the track ends as `reject`
-  with reason `presentation_attack`, decided here and never sent to the hub as uncertain;
-- flag: decisions are made as without liveness, the events carry the verdict;
+  with reason `presentation_attack`, decided here and never sent to the hub as uncertain; a live
+  track is decided only on a frame that is itself scored live;
+- flag: decisions wait for a verdict too, but an attack's decision stands (the event carries the
+  verdict; a door never opens on one, nor on a decision without a verdict);
 - off: no liveness is computed (the behaviour before it existed).
+
+**The verdict is the decided person's.** Each score is kept with the embedding of its frame, and
+the verdict of a decision counts only the frames that could be the person decided (their face
+scores at least the reject threshold against that person): a live face shown for the first
+frames and a member's photo slid over it for the last kept one track (each frame like the one
+before), and the live frames outvoted the photo (reproduced with the real models: the door
+opened for five of five pairs).
 How a track is decided (LivenessNet.track): the network alone on the median p(live) of the
 last frames; with `[liveness] cues = true`, the network fused with the context crop's cues
 (edge/vision/liveness_fusion.json) on the mean of the frames' fused log-odds. `bench liveness`
@@ -21,7 +30,8 @@ when a claim waits for a face (`forget`).
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable
 
 from edge.core.domain import Decision, Source, TrackLiveness
 from edge.daemon import metrics
@@ -39,6 +49,13 @@ PRESENTATION_ATTACK = "presentation_attack"
 MODES = ("require", "flag", "off")
 
 
+@dataclass(frozen=True)
+class LivenessLook:
+    """One scored frame of a track: its p(live) and the face it was scored on."""
+    score: float
+    embedding: np.ndarray | None
+
+
 class LivenessPolicy:
     def __init__(self, mode: str, frames: int, net: LivenessNet | None, fingerprint: str | None):
         if mode not in MODES:
@@ -52,14 +69,16 @@ class LivenessPolicy:
     def enabled(self) -> bool:
         return self.mode != "off"
 
-    def observe(self, pipeline: Pipeline, frame: np.ndarray, face: Face, track: Track) -> None:
-        """Score one good frame of the track (a gate may withhold it) and count its verdict."""
+    def observe(self, pipeline: Pipeline, frame: np.ndarray, face: Face, track: Track) -> str | None:
+        """Score one good frame of the track (a gate may withhold it) and count its verdict;
+        this frame's verdict ("live", "attack", None when withheld)."""
         result = pipeline.check_liveness(frame, face)
         metrics.LIVENESS_FRAMES.labels(result.verdict or result.reason).inc()
         if result.score is not None:
             if track.state.liveness is None:
                 track.state.liveness = deque(maxlen=self.frames)
-            track.state.liveness.append(result.score)
+            track.state.liveness.append(LivenessLook(result.score, face.embedding))
+        return result.verdict
 
     def forget(self, track: Track) -> None:
         """A decided track with no claim waiting is not scored (the model would run for nothing
@@ -67,10 +86,13 @@ class LivenessPolicy:
         later re-opens it is decided on `frames` fresh frames, not on frames from before."""
         track.state.liveness = None
 
-    def of(self, track: Track) -> TrackLiveness | None:
+    def of(self, track: Track, could_be: Callable[[np.ndarray], bool] | None = None) -> TrackLiveness | None:
+        """The track's liveness; with `could_be`, from the frames whose face could be the person
+        decided only (a frame without its face counts for no one)."""
         if not self.enabled:
             return None
-        scores = track.state.liveness or ()
+        scores = [look.score for look in track.state.liveness or ()
+                  if could_be is None or (look.embedding is not None and could_be(look.embedding))]
         if not scores:
             return TrackLiveness(None, 0, None)
         net = self.net
@@ -79,8 +101,16 @@ class LivenessPolicy:
         return TrackLiveness(score, len(scores), verdict if len(scores) >= self.frames else None)
 
     def ready(self, liveness: TrackLiveness | None) -> bool:
-        """Whether the track may be decided now: in require mode only with a verdict."""
-        return self.mode != "require" or (liveness is not None and liveness.verdict is not None)
+        """Whether the track may be decided now: with liveness on, only with a verdict (in flag
+        mode too: decided on its first frame, a print's accept reached the door before any
+        verdict could refuse it)."""
+        return not self.enabled or (liveness is not None and liveness.verdict is not None)
+
+    def frame_may_decide(self, frame_verdict: str | None, liveness: TrackLiveness | None) -> bool:
+        """In require mode a live track is decided only on a frame itself scored live (a track
+        judged an attack is refused on any frame)."""
+        return (self.mode != "require" or frame_verdict == "live"
+                or (liveness is not None and liveness.verdict == "attack"))
 
     def apply(self, out: Outcome, liveness: TrackLiveness | None) -> Outcome:
         """The local outcome with the track's liveness; an attack, in require mode, is refused."""

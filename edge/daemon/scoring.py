@@ -67,18 +67,19 @@ class FrameScorer:
                 continue  # quality gate: wait for a better frame of this track
             state = track.state
             state.good_frames += 1
+            frame_verdict = None
             if self.liveness.enabled:
                 if state.decided and not self.claims.waiting:
                     self.liveness.forget(track)  # nothing left to decide for it: spare the model
                 else:
                     t_live = time.perf_counter()
-                    self.liveness.observe(self.pipeline, frame, face, track)
+                    frame_verdict = self.liveness.observe(self.pipeline, frame, face, track)
                     metrics.STAGE.labels("liveness").observe(time.perf_counter() - t_live)
             if state.good_frames < self.min_frames:
                 continue
             liveness = self.liveness.of(track)
-            if not self.liveness.ready(liveness):
-                continue  # require: wait until enough frames of this track are scored
+            if not self.liveness.ready(liveness) or not self.liveness.frame_may_decide(frame_verdict, liveness):
+                continue  # wait until enough frames of this track are scored, and this one is live
             # Only a track ready to be scored takes a claim: a claim taken is always decided.
             claim = self.claims.for_track(track, self.window.settle)
             if state.decided or (claim is None and not self.identify):
@@ -98,8 +99,26 @@ class FrameScorer:
             else:
                 out = self.decider.identify(gallery, embedding, self.groups, condition=condition, look=state.looks)
                 state.looks += 1
+            if self.liveness.enabled and out.person_id and gallery.photos_of(out.person_id):
+                # the verdict of the frames whose face could be the person decided: not a live
+                # face shown before a photo of them was slid over it (edge.daemon.liveness)
+                liveness = self.liveness.of(track, _could_be(gallery, out.person_id))
+                if not self.liveness.ready(liveness) or not self.liveness.frame_may_decide(frame_verdict, liveness):
+                    continue
             out = self.liveness.apply(out, liveness)
             latency = Latency((t_detect - t0) * 1000, (t_embed - t_detect) * 1000,
                               (time.perf_counter() - t_match) * 1000)
             metrics.STAGE.labels("match").observe(latency.match_ms / 1000)
             self.window.consider(Candidate(track, out, face, frame, t_frame, latency, claim, gallery))
+
+
+def _could_be(gallery: Gallery, person_id: str) -> Callable[[np.ndarray], bool]:
+    """Whether a face could be `person_id`: it scores at least the reject threshold against
+    their best face (a face under it is refused as them on its own)."""
+    reject = gallery.thresholds.reject
+
+    def could_be(embedding: np.ndarray) -> bool:
+        found = gallery.verify(embedding, person_id)
+        return found is not None and found.score >= reject
+
+    return could_be

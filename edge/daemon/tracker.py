@@ -26,6 +26,7 @@ from edge.core.matcher import cosine
 if TYPE_CHECKING:
     from edge.core.domain import Claim
     from edge.daemon.evidence import TrackEvidence
+    from edge.daemon.liveness import LivenessLook
 
 Box = tuple[int, int, int, int]  # x, y, w, h
 
@@ -55,9 +56,10 @@ class TrackState:
     # Its decision is published (edge.daemon.settle); a claim taken reopens it (edge.daemon.claims).
     decided: bool = False
     claim: Claim | None = None  # the verify claim it carries until decided (edge.daemon.claims)
-    # p(live) of its last scored frames, at most [liveness] frames (edge.daemon.liveness, which
-    # derives the verdict from them); None before the first score and once forgotten.
-    liveness: deque[float] | None = None
+    # its last scored frames, at most [liveness] frames: p(live) and the face scored
+    # (edge.daemon.liveness, which derives the verdict from them); None before the first score
+    # and once forgotten.
+    liveness: deque[LivenessLook] | None = None
     evidence: TrackEvidence | None = None  # what it is scored on, from its first scored frame (scoring)
     looks: int = 0  # frames identify has scored: each spends its share of the rate (scoring)
     claim_looks: int = 0  # frames verified against its claim (scoring; a claim taken restarts it: claims)

@@ -223,3 +223,70 @@ def test_with_cues_the_daemon_runs_the_fusion_and_refuses_the_print(tmp_path, fa
     health = result["health"]["liveness"]
     assert health["cues"] is True
     assert health["threshold"] == pytest.approx(1 / (1 + math.exp(-FusedLiveness.load().threshold)))
+
+
+def _slid_over(attacker, member, fraction: float, pipeline):
+    """`attacker`'s frame with the left `fraction` of the region around their face replaced by
+    `member`'s face, warped onto theirs by the landmarks: a photo slid across a live face."""
+    import cv2
+    import numpy as np
+
+    (af,), (mf,) = pipeline.detect(attacker)[:1], pipeline.detect(member)[:1]
+    warp, _ = cv2.estimateAffinePartial2D(mf.landmarks.astype(np.float32), af.landmarks.astype(np.float32))
+    warped = cv2.warpAffine(member, warp, (attacker.shape[1], attacker.shape[0]))
+    x, y, w, h = af.box
+    x0, x1, y0, y1 = max(0, int(x - 0.25 * w)), int(x + 1.25 * w), max(0, int(y - 0.3 * h)), int(y + 1.2 * h)
+    cut = int(x0 + fraction * (x1 - x0))
+    out = attacker.copy()
+    out[y0:y1, x0:cut] = warped[y0:y1, x0:cut]
+    return out
+
+
+def test_a_members_photo_slid_over_a_live_face_is_not_let_in(tmp_path, faces_dir, models_dir):
+    """A stranger shows their own live face, then slides a member's photo across it: each frame
+    looked enough like the one before to stay one track, and the verdict of the track's last
+    five scored frames was the stranger's live face while identity was decided on the last frame
+    alone: the door opened for the member. The verdict now counts only frames that could be the
+    person decided: three such frames are no verdict, so no decision for the member."""
+    import cv2
+
+    from edge.vision import Pipeline
+
+    if not NUAA.is_dir():
+        pytest.skip(f"liveness frames not found at {NUAA} (set EDGE_VERIFIER_SHARED)")
+    pipeline = Pipeline.load(models_dir, precision="int8", threads=1)
+    stranger = sorted((NUAA / "live" / "0002").glob("*.jpg"))[:6]
+    member = cv2.imread(str(NUAA / "live" / "0001" / LIVE[0]))
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for n, path in enumerate(stranger[:5]):
+        shutil.copy(path, frames / f"{n:02d}_live.jpg")
+    base = cv2.imread(str(stranger[5]))
+    for n, fraction in enumerate((0.5, 0.6, 0.7), start=5):
+        cv2.imwrite(str(frames / f"{n:02d}_slid.png"), _slid_over(base, member, fraction, pipeline))
+    shutil.copy(faces_dir / SCENE, frames / "09_scene.png")
+    with daemon_over_frames(tmp_path, frames, device="door-slide", enrol=_enrol,
+                            sections={"identify": {"groups": ["staff"]}, "tracker": {"max_missed": 0},
+                                      "liveness": {"mode": "require", "frames": 5}}) as run:
+        events = run.events
+    assert not [e for e in events if e.get("person_id") == "nuaa-0001" and e["decision"] == "accept"], events
+
+
+def test_flag_mode_decides_a_print_with_its_verdict_and_the_door_refuses_it(tmp_path, faces_dir, models_dir):
+    """In flag mode a track was decided on its first frame, before any verdict: the print of a
+    member was an accept with no verdict, and the door opened for it (it refuses only a verdict
+    of attack). Flag mode now waits for the verdict like require; the decision stands for the
+    record, the door refuses it."""
+    if not NUAA.is_dir():
+        pytest.skip(f"liveness frames not found at {NUAA} (set EDGE_VERIFIER_SHARED)")
+    frames = _frames(tmp_path / "run", faces_dir, with_live=False)
+    with daemon_over_frames(tmp_path, frames, device="door-flag", enrol=_enrol,
+                            sections={"identify": {"groups": ["staff"]}, "tracker": {"max_missed": 0},
+                                      "liveness": {"mode": "flag", "frames": 3}, "door": {"backend": "none"}}) as run:
+        decided = run.events
+        assert run.sub.wait_for(lambda: any(e.get("kind") in ("grant", "deny")
+                                            for e in run.sub.json("/door/main/event")), 15)
+        door = [e for e in run.sub.json("/door/main/event") if e.get("kind") in ("grant", "deny")]
+    assert [(e["decision"], e["person_id"], e["liveness"]["verdict"]) for e in decided] \
+        == [("accept", "nuaa-0001", "attack")]
+    assert [(e["kind"], e["reason"]) for e in door] == [("deny", "not_accepted:presentation_attack")]
