@@ -89,7 +89,8 @@ class SettleWindow:
         c = self._pending.get(track_id)
         if c is None:
             return
-        out = self.decider.settle(c.out, lambda: crop_jpeg(c.frame, c.face.box))
+        # only this track's face: the hub verifies the largest face it finds in what it is sent
+        out = self.decider.settle(c.out, lambda: crop_jpeg(c.frame, c.face.box, only_face=True))
         c.latency.cloud_ms = out.cloud_ms
         c.track.state.decided = True
         self.on_decided(c, out)
