@@ -77,16 +77,18 @@ class Claims:
             claim, self._claim = self._claim, None
             return claim
 
-    def for_track(self, track: Track, end_pending: Callable[[int], None]) -> Claim | None:
+    def for_track(self, track: Track, end_pending: Callable[[int], None], nearest: bool = True) -> Claim | None:
         """The claim this track is verified against: a waiting claim goes to the first track
-        with a good face, and starts a new decision for it (even when it was identified
-        already; `end_pending(track.id)` first finishes a decision still settling); a track
-        keeps its own claim until that one is decided."""
+        with a good face that is the `nearest` (the frame's largest face), and starts a new
+        decision for it (even when it was identified already; `end_pending(track.id)` first
+        finishes a decision still settling); a track keeps its own claim until that one is
+        decided. Only the nearest face: a stranger badging with a stolen card while keeping
+        their own face back had the claim answered by a member's face further away."""
         state = track.state
         held = state.claim
         if held is not None and not state.decided:
             return held
-        if self._claim is None:  # unlocked peek: the common case costs no lock
+        if self._claim is None or not nearest:  # unlocked peek: the common case costs no lock
             return held
         claim = self.take()
         if claim is not None:

@@ -62,7 +62,9 @@ class FrameScorer:
         tracks = self.tracker.update([f.box for f in faces],
                                      [f.embedding if f.quality.ok else None for f in faces])
         gallery = self.gallery()
-        for face, track in zip(faces, tracks):
+        # the face nearest the camera: the only one a waiting claim may go to (edge.daemon.claims)
+        nearest = max(range(len(faces)), key=lambda i: faces[i].box[2] * faces[i].box[3], default=-1)
+        for index, (face, track) in enumerate(zip(faces, tracks)):
             if not face.quality.ok:
                 continue  # quality gate: wait for a better frame of this track
             state = track.state
@@ -81,7 +83,7 @@ class FrameScorer:
             if not self.liveness.ready(liveness) or not self.liveness.frame_may_decide(frame_verdict, liveness):
                 continue  # wait until enough frames of this track are scored, and this one is live
             # Only a track ready to be scored takes a claim: a claim taken is always decided.
-            claim = self.claims.for_track(track, self.window.settle)
+            claim = self.claims.for_track(track, self.window.settle, nearest=index == nearest)
             if state.decided or (claim is None and not self.identify):
                 continue
             t_match = time.perf_counter()
