@@ -64,7 +64,9 @@ class Uploader:
                 head = int(answer.get("head", 0))
                 if head < records[-1]["seq"]:  # the hub must hold the whole batch now
                     raise CloudError(f"the hub's chain ends at {head}, not {records[-1]['seq']}")
-                self.log.mark_uploaded(head)
+                # the batch's end, never the hub's head: a log restored from a backup is behind the
+                # hub, which answered its own head, and the records written next were skipped
+                self.log.mark_uploaded(records[-1]["seq"])
                 sent += int(answer.get("stored", 0))
             else:
                 self._trigger.set()  # more to send: the next round starts at once

@@ -194,3 +194,35 @@ def test_another_tenant_neither_sees_nor_extends_the_log(hub, tmp_path) -> None:
         # The same edge_id under another appid is another chain: it starts at 1, not at 3.
         assert code(other.uploadlog, "e1", canonical(records[2:])) == LOG_GAP
         assert [r["seq"] for r in mine.searchlog(edge_id="e1")["records"]] == [1, 2]
+
+
+def test_an_edge_log_restored_from_a_backup_does_not_skip_its_new_records(hub, tmp_path) -> None:
+    """The edge's cursor took whatever head the hub answered: with its log restored from a
+    backup (head 15, uploaded 10) while the hub held 1..30, one upload of what the hub had moved
+    the cursor to 30, and the 5 records written next (16..20) were never sent, with status ok
+    (then pruned by retention). The cursor now moves to the batch's end, and the fork shows."""
+    import shutil
+
+    path = tmp_path / "edge.db"
+    log = filled_log(path, 15)
+    with hub.client(timeout=10.0, retries=0) as client:
+        Uploader(client, log, "door-restored", batch=10, max_batches=1).run_once()  # the hub: 1..10
+        log.close()
+        shutil.copy(path, tmp_path / "backup.db")  # head 15, uploaded 10
+        log = AccessLog(path, KEY)
+        for i in range(15):
+            log.append("exit", door="front", detail={"button": i})
+        assert Uploader(client, log, "door-restored", batch=100).run_once()["uploaded"] == 30  # the hub: 1..30
+        log.close()
+        for suffix in ("-wal", "-shm"):
+            (tmp_path / f"edge.db{suffix}").unlink(missing_ok=True)
+        shutil.copy(tmp_path / "backup.db", path)  # the SD card restored
+        log = AccessLog(path, KEY)
+        up = Uploader(client, log, "door-restored", batch=100)
+        assert up.run_once()["uploaded"] == 15  # what it holds and the hub has: never past its own head
+        for i in range(5):
+            log.append("exit", door="lab", detail={"after_restore": i})
+        state = up.run_once()
+        assert state["status"] == "refused" and log.uploaded == 15  # the fork is said, nothing skipped
+        assert len(log.records(15, 100)) == 5  # kept until the hub can take them
+    log.close()
