@@ -92,6 +92,7 @@ class MqttPublisher(Publisher):
         # The live lane: events of this run go out before the backlog, which follows in order.
         self._live: deque[tuple[int, str, bytes]] = deque(maxlen=LIVE_MAX)
         self._sent_ahead: set[int] = set()  # rows the live lane sent past the backlog cursor
+        self._rewind = False  # set on each connection: resend whatever is not acknowledged
         self._discovery_asked = False  # Home Assistant asked for discovery again (its status topic)
         self._discovery_at = -DISCOVERY_EVERY_S  # when the last such request was answered (monotonic)
         # A full disk: events wait here (bounded) and go to the broker directly meanwhile.
@@ -274,8 +275,8 @@ class MqttPublisher(Publisher):
         if getattr(self.client, "_thread", None) is not None:  # ended, not yet cleared
             self.client.loop_stop()
         # On a fresh connection: the packet whose handling ended the thread is still in paho's
-        # input buffer, and the same loop would hand it to the same callback again. paho resends
-        # its unacknowledged events after the reconnect, as after any other.
+        # input buffer, and the same loop would hand it to the same callback again. The events
+        # not acknowledged go again from the outbox after the reconnect, as after any other.
         self.connected = False
         try:
             self.client.reconnect()
@@ -318,6 +319,12 @@ class MqttPublisher(Publisher):
         self._drain_acks()
         if not self.connected:
             return
+        if self._rewind:  # a new connection: paho dropped what it had of ours (_on_connect)
+            self._rewind = False
+            self._inflight.clear()
+            self._sent_ahead.clear()
+            self._last_row = 0  # every row still in the outbox goes again, in order
+            self.held.unsend_all()
         self._discovery_when_due()
         while self._live and len(self._inflight) < self.window:  # live lane first
             row_id, topic, payload = self._live.popleft()
@@ -416,6 +423,13 @@ class MqttPublisher(Publisher):
         if reason_code.is_failure:
             log.warning("mqtt connect refused: %s", reason_code)
             return
+        # What paho kept from before goes, before it resends it (right after this callback):
+        # events go again from the outbox, marked stale by then if they are (paho resent the
+        # bytes of the time, so a link that went quiet delivered an accept as an accept long
+        # after stale_accept_s), and retained states as they are now (paho's older copies,
+        # resent after the new ones, were what the broker kept: a door shown unlocked).
+        forget_unsent(client)
+        self._rewind = True  # the sender resends from the outbox (before anything else)
         self.connected = True
         log.info("mqtt connected to %s:%s", self.s.host, self.s.port)
         client.publish(self.topic("availability"), "online", qos=1, retain=True)
@@ -529,3 +543,14 @@ def _taken(info) -> bool:
     import paho.mqtt.client as mqtt
 
     return info.rc in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN)
+
+
+def forget_unsent(client: mqtt.Client) -> int:
+    """Drop every message paho holds for sending or awaiting acknowledgement (how many). paho
+    has no call for it: its own queue and in-flight count, under its own lock (paho-mqtt 2.x,
+    pinned in requirements.lock; the reconnect tests fail if that changes)."""
+    with client._out_message_mutex:
+        dropped = len(client._out_messages)
+        client._out_messages.clear()
+        client._inflight_messages = 0
+    return dropped

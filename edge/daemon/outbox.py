@@ -168,6 +168,10 @@ class HeldEvents:
     def is_sending(self, event_id: str) -> bool:
         return event_id in self._sending
 
+    def unsend_all(self) -> None:
+        """A new connection: none of them is on its way any more."""
+        self._sending.clear()
+
     def delivered(self, event_id: str) -> None:
         """The broker acknowledged `event_id`: nothing left to keep of it."""
         with self._lock:

@@ -176,3 +176,48 @@ def test_a_flood_of_discovery_requests_loses_no_decision_event(mosquitto, subscr
         assert first < len(configs.messages) <= 3 * first, (first, len(configs.messages))
     finally:
         pub.stop()
+
+
+def door_state(state: str, second: int) -> dict:
+    return {"timestamp": f"2026-12-07T10:00:0{second}.000+00:00", "device": "door-t", "door": "main", "state": state,
+            "mode": "normal", "locked": state == "locked", "contact": "closed", "tamper": False, "alarm": False,
+            "prealarm": False}
+
+
+def test_after_a_link_that_went_quiet_events_are_marked_stale_and_the_door_state_is_the_latest(
+        mosquitto, subscribe, tmp_path):
+    """A link that goes quiet (Wi-Fi lost: TCP notices nothing until the keepalive does): paho
+    kept what it had been handed and resent the same bytes after the reconnect. An accept
+    decided before the outage arrived as an accept long after stale_accept_s (a controller
+    would open for someone long gone), and the door's retained state went back to `unlocked`
+    (paho's older copy, resent after the latest). Now the outbox sends the events again, judged
+    when they leave, and the latest state is the one the broker keeps."""
+    from tests.support.link import QuietLink
+
+    link = QuietLink(mosquitto.port, mosquitto.host)
+    sub = subscribe("ev/door-t/event")
+    settings = MqttSettings(host=mosquitto.host, port=link.port, prefix="ev", keepalive=5, reconnect_max_s=1)
+    pub = MqttPublisher(settings, "door-t", Outbox(tmp_path / "outbox.db"), stale_accept_s=2.0)
+    pub.start()
+    try:
+        assert wait_until(lambda: pub.connected)
+        link.mode = "quiet"
+        accept = sample_event(decision="accept", person_id="alice")
+        pub.publish_event(accept)
+        pub.publish_retained("door/main/state", door_state("unlocked", 1))
+        assert wait_until(lambda: not pub.connected, 20)  # the keepalive noticed
+        pub.publish_retained("door/main/state", door_state("locked", 2))  # relocked meanwhile
+        link.mode = "refuse"
+        time.sleep(1.0)
+        link.mode = "pass"
+        assert sub.wait_for(lambda: any(m["event_id"] == accept["event_id"] for m in sub.json()), 30)
+        (arrived,) = [m for m in sub.json() if m["event_id"] == accept["event_id"]]
+        assert (arrived["decision"], arrived["reason"]) == ("unknown", "stale_accept")
+        assert wait_until(lambda: pub.outbox_depth() == 0)
+        state = subscribe("ev/door-t/door/main/state")  # what the broker keeps, read by a newcomer
+        assert state.wait_for(lambda: len(state.json("/door/main/state")) >= 1, 10)
+        time.sleep(0.5)
+        assert state.json("/door/main/state")[-1] == door_state("locked", 2)
+    finally:
+        pub.stop()
+        link.close()
