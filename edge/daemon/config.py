@@ -159,6 +159,11 @@ class MqttSettings(BaseModel):
                                   "(beyond: ignored); 0 = unlimited.")
     commands_burst: int = Field(5, ge=1, description="MQTT commands applied at once before "
                                 "commands_per_s applies.")
+    max_message_bytes: int = Field(
+        262_144, ge=4096, description="The largest message the broker takes (mosquitto's max_packet_size, a cloud\n"
+        "broker's limit). An event over it goes without its face image; one still over it is set\n"
+        "aside (outbox_rejected): a broker drops the connection on a message over its limit, and the\n"
+        "event, sent first again after every reconnect, held back every event after it.")
     outbox_max: int = Field(100_000, ge=100, description="Events the outbox holds at most; when "
                             "full, the oldest is dropped\n(counted in /health) so the newest "
                             "decisions still go out.")

@@ -75,6 +75,22 @@ def decision_event(out: Outcome, *, device: str, camera: str, fingerprints: dict
     return event
 
 
+def fit_message(payload: bytes, max_bytes: int) -> bytes | None:
+    """The event within the broker's message size (`[mqtt] max_message_bytes`): over it, without
+    its face image (the decision still goes); None when it is over it even so."""
+    if len(payload) <= max_bytes:
+        return payload
+    try:
+        event = json.loads(payload)
+    except ValueError:
+        return None
+    if isinstance(event, dict) and event.pop("face_image", None) is not None:
+        smaller = json.dumps(event, separators=(",", ":")).encode()
+        if len(smaller) <= max_bytes:
+            return smaller
+    return None
+
+
 def mark_stale(payload: bytes, max_age_s: float, now: float | None = None) -> bytes:
     """An accept older than `max_age_s` (by its decision timestamp) leaves as decision
     `unknown`, reason `stale_accept`, with its age: a controller must not open the door for

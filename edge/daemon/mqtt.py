@@ -47,7 +47,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, Callable
 
 from edge.daemon import discovery
-from edge.daemon.decision_event import mark_stale
+from edge.daemon.decision_event import fit_message, mark_stale
 from edge.daemon.outbox import HELD_MAX, HeldEvents, Outbox
 from edge.daemon.publisher import Publisher
 
@@ -345,9 +345,12 @@ class MqttPublisher(Publisher):
     def _publish_row(self, row_id: int, topic: str, payload: bytes) -> bool | None:
         """True: on its way (its acknowledgement deletes the row); False: refused for good (set
         aside); None: paho did not take it now (its queue full): the row stays, sent later."""
+        message = self._fit(payload)
+        if message is None:  # the broker would drop the connection on it, again and again
+            self.outbox.reject(row_id, f"over [mqtt] max_message_bytes ({self.s.max_message_bytes})")
+            return False
         try:
-            info = self.client.publish(topic, mark_stale(payload, self.stale_accept_s), qos=1,
-                                       retain=False)
+            info = self.client.publish(topic, message, qos=1, retain=False)
         except (TypeError, ValueError) as exc:  # paho refuses it: it never will accept it
             log.error("outbox row %d cannot be published (%s): moved to outbox_rejected",
                       row_id, exc)
@@ -359,6 +362,16 @@ class MqttPublisher(Publisher):
             return None
         self._inflight[info.mid] = row_id
         return True
+
+    def _fit(self, payload: bytes) -> bytes | None:
+        """The event as it leaves now: judged stale or not, within the broker's message size
+        (without its face image if need be; None when even that is over it)."""
+        judged = mark_stale(payload, self.stale_accept_s)
+        message = fit_message(judged, self.s.max_message_bytes)
+        if message is not judged:
+            log.warning("an event over [mqtt] max_message_bytes (%d) %s", self.s.max_message_bytes,
+                        "is set aside" if message is None else "goes without its face image")
+        return message
 
     def _save_held(self) -> None:
         """Move held events into the outbox, oldest first, once it can be written again."""
@@ -390,8 +403,11 @@ class MqttPublisher(Publisher):
         for event_id, topic, payload in self.held.unsent():
             if len(self._inflight) >= self.window:
                 break
-            info = self.client.publish(topic, mark_stale(payload, self.stale_accept_s), qos=1,
-                                       retain=False)
+            message = self._fit(payload)
+            if message is None:  # never deliverable: as set aside as an outbox row would be
+                self.held.delivered(event_id)
+                continue
+            info = self.client.publish(topic, message, qos=1, retain=False)
             if not _taken(info):  # paho's queue is full: held, sent on a later pass
                 break
             self._inflight[info.mid] = event_id

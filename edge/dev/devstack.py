@@ -106,9 +106,9 @@ def _end(proc: subprocess.Popen | None, timeout: float) -> int | None:
 class Broker:
     """mosquitto on a free loopback port, stoppable and restartable on that port. With
     `persistence`, a subscriber's persistent session keeps its queued QoS 1 messages across a
-    restart, like a production broker."""
+    restart, like a production broker. `conf`: more lines of its configuration."""
 
-    def __init__(self, workdir: Path, *, persistence: bool = False):
+    def __init__(self, workdir: Path, *, persistence: bool = False, conf: str = ""):
         self.workdir = Path(workdir)
         self.host = LOOPBACK
         self.port = free_port()
@@ -119,7 +119,7 @@ class Broker:
             f"listener {self.port} {LOOPBACK}\nallow_anonymous true\n"
             + (f"persistence true\npersistence_location {self.workdir}/\n" if persistence
                else "persistence false\n")
-            + f"log_dest file {self.log}\n"
+            + f"log_dest file {self.log}\n" + conf
             # As root mosquitto drops to the `mosquitto` user, which cannot write our temp dir.
             + ("user root\n" if os.geteuid() == 0 else ""))
 

@@ -221,3 +221,35 @@ def test_after_a_link_that_went_quiet_events_are_marked_stale_and_the_door_state
     finally:
         pub.stop()
         link.close()
+
+
+def test_an_event_over_the_brokers_message_limit_holds_back_no_other(tmp_path):
+    """A broker drops the connection on a message over its limit (mosquitto's max_packet_size,
+    a cloud broker's 128 KB), and paho sent that event first again after every reconnect: one
+    event with a large face image held back every event after it, across restarts. Over
+    `[mqtt] max_message_bytes` it now goes without its face image, or is set aside."""
+    from edge.dev.devstack import Broker
+    from tests.support.broker import Subscriber
+
+    (tmp_path / "broker").mkdir()
+    broker = Broker(tmp_path / "broker", conf="max_packet_size 8192\n").start()
+    try:
+        sub = Subscriber(broker, "ev/door-t/event")
+        settings = MqttSettings(host=broker.host, port=broker.port, prefix="ev", keepalive=5, reconnect_max_s=1,
+                                max_message_bytes=8000)
+        pub = MqttPublisher(settings, "door-t", Outbox(tmp_path / "outbox.db"))
+        pub.start()
+        assert wait_until(lambda: pub.connected)
+        events = [sample_event(), sample_event(face_image="QUJD" * 3000), sample_event(camera="x" * 9000),
+                  *[sample_event() for _ in range(3)]]
+        for e in events:
+            pub.publish_event(e)
+        wanted = {e["event_id"] for i, e in enumerate(events) if i != 2}
+        assert sub.wait_for(lambda: {m["event_id"] for m in sub.json()} >= wanted, 20)
+        (with_image,) = [m for m in sub.json() if m["event_id"] == events[1]["event_id"]]
+        assert "face_image" not in with_image  # the decision went, without its image
+        assert wait_until(lambda: pub.outbox_depth() == 0 and pub.outbox_rejected() == 1)  # the other set aside
+        pub.stop()
+        sub.close()
+    finally:
+        broker.stop()
