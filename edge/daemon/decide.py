@@ -63,6 +63,18 @@ class Outcome:
 ImageForCloud = Callable[[], bytes]
 
 
+def _answer(data: dict, cloud_ms: float) -> CloudAnswer:
+    """The hub's verify answer as the event carries it, taken strictly (CLOUD_API: ismatch a
+    bool, confidence 0-100, session_id text): `"ismatch": "false"` was a yes, and a NaN or a
+    text confidence made an event off its schema."""
+    session, confidence = data.get("session_id"), data.get("confidence")
+    if not isinstance(confidence, (int, float)) or isinstance(confidence, bool) \
+            or not (math.isfinite(confidence) and 0 <= confidence <= 100):
+        confidence = None
+    return CloudAnswer(cloud_ms, session[:128] if isinstance(session, str) else "", 0,
+                       data.get("ismatch") is True, confidence)
+
+
 def _reaches(out: Outcome) -> bool:
     """Whether the hub's answer admits: its ismatch, and its confidence raised as far over 70 as
     the edge raised its threshold over accept. The hub decides at the pack's accept (confidence
@@ -204,8 +216,7 @@ class Decider:
             try:
                 data = cloud.verify(person_id, image=image_for_cloud())
                 out.cloud_ms = (time.perf_counter() - t0) * 1000
-                out.cloud = CloudAnswer(out.cloud_ms, data.get("session_id", ""), 0,
-                                        bool(data.get("ismatch")), data.get("confidence"))
+                out.cloud = _answer(data, out.cloud_ms)
                 out.source = Source.CLOUD
                 out.decision = Decision.ACCEPT if _reaches(out) else negative
                 return out

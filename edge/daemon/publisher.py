@@ -65,7 +65,8 @@ class NullPublisher(Publisher):
         pass
 
     def publish_event(self, event: dict[str, Any], leaf: str = "event") -> None:
-        log.info("%s %s", leaf, json.dumps(event))
+        # never the face image into the log ([mqtt] include_face_image with MQTT off)
+        log.info("%s %s", leaf, json.dumps({k: v for k, v in event.items() if k != "face_image"}))
 
     def publish_state(self, state: dict[str, Any]) -> None:
         pass

@@ -85,3 +85,40 @@ def test_a_face_like_nobody_enrolled_is_unknown_in_identify(dead_cloud):
 def test_without_cloud_fallback_uncertain_goes_straight_to_the_policy():
     out = Decider(None, offline="deny").verify(GALLERY, UNSURE, "alice", _image)
     assert (out.decision, out.source, out.cloud) == ("reject", "offline-policy", None)
+
+
+@pytest.mark.parametrize("answer, admitted, confidence, session", [
+    ({"ismatch": "false", "confidence": 91.0, "session_id": "s1"}, False, 91.0, "s1"),  # text is no yes
+    ({"ismatch": 1, "confidence": 91.0}, False, 91.0, ""),
+    ({"ismatch": True, "confidence": float("nan"), "session_id": None}, True, None, ""),
+    ({"ismatch": True, "confidence": "91", "session_id": 7}, True, None, ""),
+    ({"ismatch": True, "confidence": 150.0, "session_id": "x" * 500}, True, None, "x" * 128),
+])
+def test_the_hubs_answer_is_taken_strictly(answer, admitted, confidence, session):
+    """`bool(data["ismatch"])` made `"false"` a yes, and a NaN or a text confidence, a null
+    session went into the event off its schema. The answer is the documented types or nothing."""
+    import json
+
+    from edge.daemon.decision_event import decision_event
+    from tests.support.broker import schema_errors
+
+    class Hub:
+        def verify(self, person_id, image):
+            return answer
+
+    out = Decider(Hub()).verify(GALLERY, UNSURE, "alice", _image)
+    assert (out.decision == "accept", out.cloud.confidence, out.cloud.session_id) == (admitted, confidence, session)
+    event = decision_event(out, device="door-1", camera="test", fingerprints={"pack": "0" * 16}, cache_version="v")
+    assert schema_errors("p/door-1/event", json.dumps(event, allow_nan=False).encode()) == []
+
+
+def test_with_mqtt_off_the_logged_event_holds_no_face_image(caplog):
+    """With MQTT off each event is logged: with [mqtt] include_face_image the face went into the
+    log too (journald keeps it, whoever reads logs sees faces)."""
+    import logging
+
+    from edge.daemon.publisher import NullPublisher
+
+    with caplog.at_level(logging.INFO):
+        NullPublisher().publish_event({"event_id": "e1", "decision": "accept", "face_image": "/9j/4AAQSkZJRg=="})
+    assert "e1" in caplog.text and "/9j/" not in caplog.text and "face_image" not in caplog.text
