@@ -195,6 +195,20 @@ def check_report(fields: dict) -> dict[str, str]:
 # Answer to an edge that reads rules: the version of the hub's rule document now (0: none). An
 # edge that has not applied (or refused) that version denies every door request until it has.
 RULES_VERSION = "rules_version"
+# With each page: the appid's newest change number on the hub, and the marks (when they were
+# made) of its changes at the page's `since` and `cursor`. An edge keeps the mark of the change
+# its cursor stands at; when the hub's change at that number is another (a hub restored from a
+# backup, reinstalled at the same url, numbers its next changes again from where it was) or is
+# gone, the edge empties its cache and syncs anew: changes under reused numbers were taken as
+# seen, and a person deleted after the restore kept passing.
+HEAD = "head"
+SINCE_MARK = "since_mark"
+CURSOR_MARK = "cursor_mark"
+
+
+def change_mark(made_at: float | None) -> str:
+    """A change's mark: the time the hub made it, to the microsecond ("" for none)."""
+    return "" if made_at is None else f"{float(made_at):.6f}"
 
 REFUSALS_SINCE = "claim_refusals_since"  # request: a Unix time, whole seconds
 REFUSALS = "claim_refusals"  # answer: [{person_id, at, edge_id}]

@@ -109,9 +109,17 @@ class EdgeCache:
             self._db.execute("DELETE FROM credentials")
             self._db.execute("DELETE FROM persons")
             self._db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
-                                 [("cursor", "0"), ("fingerprint", fingerprint), ("scope", scope)])
+                                 [("cursor", "0"), ("cursor_mark", ""), ("fingerprint", fingerprint),
+                                  ("scope", scope)])
 
-    def apply_page(self, changes: Iterable[object], cursor: int, hub_rules: int | None = None) -> int:
+    @property
+    def cursor_mark(self) -> str:
+        """The hub's mark of the change the cursor stands at (syncwire.CURSOR_MARK); "" unknown."""
+        with self._lock:
+            return self._meta("cursor_mark")
+
+    def apply_page(self, changes: Iterable[object], cursor: int, hub_rules: int | None = None,
+                   cursor_mark: str | None = None) -> int:
         """Apply one page of hub changes (as on the wire) and its cursor atomically; returns
         changes applied. CacheError for a malformed one: the whole page is rolled back.
         `hub_rules`: the version of the hub's rule document the page came with (syncwire.
@@ -128,6 +136,7 @@ class EdgeCache:
                         self._apply(change)
                         n += 1
                     self._db.execute("INSERT OR REPLACE INTO meta VALUES ('cursor', ?)", (str(int(cursor)),))
+                    self._db.execute("INSERT OR REPLACE INTO meta VALUES ('cursor_mark', ?)", (cursor_mark or "",))
                     if hub_rules is not None:
                         self._db.execute("INSERT OR REPLACE INTO meta VALUES ('hub_rules', ?)", (str(int(hub_rules)),))
             finally:

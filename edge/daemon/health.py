@@ -3,9 +3,9 @@
 Built from a `DaemonSnapshot`, the values the daemon reads from its parts at one moment
 (edge.daemon.main.Daemon.snapshot), so this module knows the health rules and nothing of the
 parts: `degraded` when the camera is failing, the gallery cannot be synced (another embedder
-fingerprint), a helper thread has ended, events cannot be written to disk, or MQTT's network
-loop (commands, acknowledgements) has ended, is stuck or was restarted lately, or the door
-has a fault (relay, stuck exit button, flapping input, tamper).
+fingerprint, a page the edge cannot apply), a helper thread has ended, events cannot be
+written to disk, or MQTT's network loop (commands, acknowledgements) has ended, is stuck or was
+restarted lately, or the door has a fault (relay, stuck exit button, flapping input, tamper).
 """
 
 from __future__ import annotations
@@ -64,7 +64,9 @@ def daemon_state(d: DaemonSnapshot) -> dict[str, Any]:
                             "outbox_rejected": d.outbox_rejected, "outbox": outbox}
     if d.mqtt_loop is not None:
         mqtt["loop"] = dict(d.mqtt_loop)
-    ok = (cam["status"] in ("ok", "ended") and sync.get("status") != "fingerprint_mismatch"
+    # a sync in error: the door decides on data that grows older while changes (a deletion among
+    # them) wait behind a page this edge cannot apply
+    ok = (cam["status"] in ("ok", "ended") and sync.get("status") not in ("fingerprint_mismatch", "error")
           and all(threads.values()) and outbox["writable"] and not outbox["held_in_memory"]
           and (d.mqtt_loop is None or d.mqtt_loop["status"] == "ok" or d.stopping)
           # a relay that does not obey, a stuck exit button, a flapping input, tamper

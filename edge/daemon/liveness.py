@@ -30,11 +30,11 @@ when a claim waits for a face (`forget`).
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
 from edge.core.domain import Decision, Source, TrackLiveness
 from edge.daemon import metrics
+from edge.daemon.tracker import LivenessLook
 
 if TYPE_CHECKING:
     import numpy as np
@@ -47,13 +47,6 @@ if TYPE_CHECKING:
 
 PRESENTATION_ATTACK = "presentation_attack"
 MODES = ("require", "flag", "off")
-
-
-@dataclass(frozen=True)
-class LivenessLook:
-    """One scored frame of a track: its p(live) and the face it was scored on."""
-    score: float
-    embedding: np.ndarray | None
 
 
 class LivenessPolicy:

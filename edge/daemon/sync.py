@@ -103,6 +103,23 @@ class Syncer:
                     cursor = data["cursor"]
                     if isinstance(cursor, bool) or not isinstance(cursor, int) or cursor < 0:
                         raise CacheError(f"cursor is not a change number: {cursor!r:.40}")
+                    head = data.get(syncwire.HEAD)
+                    if head is not None and (isinstance(head, bool) or not isinstance(head, int) or head < 0):
+                        raise CacheError(f"{syncwire.HEAD} is not a change number: {head!r:.40}")
+                    if head is not None and cursor > head:
+                        raise CacheError(f"the hub's cursor {cursor} is past its own newest change {head}")
+                    since_mark, cursor_mark = data.get(syncwire.SINCE_MARK), data.get(syncwire.CURSOR_MARK)
+                    if not isinstance(cursor_mark, (str, type(None))) or not isinstance(since_mark, (str, type(None))):
+                        raise CacheError("the change marks are not text")
+                    held = self.cache.cursor_mark
+                    if since > 0 and ((head is not None and since > head)
+                                      or (held and since_mark is not None and since_mark != held)):
+                        # The hub went back (restored from a backup, reinstalled at the same url):
+                        # its change at this cursor is another one or none, its next changes
+                        # reuse numbers this cache took as seen (a deletion among them: the
+                        # person kept passing). Start again from 0.
+                        self._hub_went_back(since, head)
+                        continue
                     if data.get("has_more") and batch and cursor <= since:
                         # Same page again and again: applying it would loop for ever.
                         raise CacheError(f"has_more with a cursor that does not advance ({since} -> {cursor})")
@@ -110,7 +127,7 @@ class Syncer:
                     if hub_rules is not None and (isinstance(hub_rules, bool) or not isinstance(hub_rules, int)
                                                   or hub_rules < 0):
                         raise CacheError(f"{syncwire.RULES_VERSION} is not a version: {hub_rules!r:.40}")
-                    changes += self.cache.apply_page(batch, cursor, hub_rules)
+                    changes += self.cache.apply_page(batch, cursor, hub_rules, cursor_mark)
                     pages += 1
                     # A reporting edge asks once more after applying changes (an empty page,
                     # normally): the hub then knows the cursor it has now, not the one before
@@ -147,6 +164,14 @@ class Syncer:
             self.state.update(fields, changes=self.state["changes"] + changes, cursor=self.cache.cursor,
                               pages_last=pages)
             return dict(self.state)
+
+    def _hub_went_back(self, since: int, head: int | None) -> None:
+        log.error("the hub's change %d is not the one this edge synced up to (its newest is %s): the hub went "
+                  "back (restored from a backup?); the cache is emptied and synced again from 0 (nobody passes "
+                  "meanwhile)", since, head)
+        self.cache.reset(self.fingerprint, ",".join(self.group_ids))
+        self.load()  # the door stops deciding on persons the hub may no longer have
+        self.state["resyncs"] = self.state.get("resyncs", 0) + 1
 
     def _note_key(self, kind: object, report: dict[str, str] | None) -> None:
         """What the hub says of the key this edge syncs with (`sync.hub_key` in /health); a key

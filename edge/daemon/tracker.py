@@ -26,7 +26,6 @@ from edge.core.matcher import cosine
 if TYPE_CHECKING:
     from edge.core.domain import Claim
     from edge.daemon.evidence import TrackEvidence
-    from edge.daemon.liveness import LivenessLook
 
 Box = tuple[int, int, int, int]  # x, y, w, h
 
@@ -47,6 +46,13 @@ def centre_distance(a: Box, b: Box) -> float:
     bx, by, bw, bh = b
     d = ((ax + aw / 2 - bx - bw / 2) ** 2 + (ay + ah / 2 - by - bh / 2) ** 2) ** 0.5
     return d / max(aw, ah, bw, bh, 1)
+
+
+@dataclass(frozen=True)
+class LivenessLook:
+    """One scored frame of a track: its p(live) and the face it was scored on (edge.daemon.liveness)."""
+    score: float
+    embedding: np.ndarray | None
 
 
 @dataclass

@@ -503,6 +503,9 @@ class HubService(FaceService):
         }
         if page.rules_version is not None:
             out[syncwire.RULES_VERSION] = page.rules_version
+        if page.head is not None:
+            out.update({syncwire.HEAD: page.head, syncwire.SINCE_MARK: page.since_mark,
+                        syncwire.CURSOR_MARK: page.cursor_mark})
         if report is not None:  # the kind of key it signs with: an edge warns when it is the appid's
             out[syncwire.REPORT_KEY] = report.get(syncwire.REPORT_KEY, "")
         if report is not None and refusals_since is not None:

@@ -288,3 +288,60 @@ def test_a_door_behind_many_rows_of_other_groups_still_gets_its_own_in_one_sync(
                 store.delete_person(server.appid, pid)
             except Exception:
                 pass  # not made: the test failed before
+
+
+def test_a_hub_restored_from_a_backup_is_noticed_and_its_deletions_reach_the_door(pipeline, faces_dir, tmp_path):
+    """The hub restored from last night's backup (or reinstalled at the same url) numbers its
+    next changes from where the backup ended: an edge past that took them as seen. A person
+    deleted after the restore kept passing at the door, and one enrolled never arrived, with
+    sync `ok`. Each page now says the hub's newest change; an edge past it syncs anew from 0."""
+    import shutil
+    import sqlite3
+
+    from tests.support.hub import start_hub
+
+    celebrity = faces_dir / "five_celebrity"
+    photo = {p: (celebrity / p / "train_1.jpg").read_bytes() for p in ("Madonna", "Ben_Afflek", "Elton_John")}
+    cache = EdgeCache(tmp_path / "edge.db")
+    with start_hub(tmp_path / "hub") as hub, hub.client(timeout=30.0, retries=0) as client:
+        client.newperson("alice", ["staff"], photo["Madonna"])
+        with sqlite3.connect(hub.store_path) as live, sqlite3.connect(tmp_path / "backup.sqlite3") as backup:
+            live.backup(backup)  # last night's backup
+        client.newperson("bob", ["staff"], photo["Ben_Afflek"])
+        client.newperson("carol", ["staff"], photo["Elton_John"])
+        syncer = Syncer(client, cache, pipeline.fingerprint, group_ids=["staff"])
+        assert syncer.sync_once()["status"] == "ok"
+        assert syncer.load().person_ids == {"alice", "bob", "carol"}
+    for suffix in ("", "-wal", "-shm"):
+        (tmp_path / "hub" / f"hub.sqlite3{suffix}").unlink(missing_ok=True)
+    shutil.copy(tmp_path / "backup.sqlite3", tmp_path / "hub" / "hub.sqlite3")  # the hub restored
+    with start_hub(tmp_path / "hub") as hub, hub.client(timeout=30.0, retries=0) as client:
+        client.delperson("alice")  # revoked after the restore
+        client.newperson("dave", ["staff"], photo["Ben_Afflek"])
+        syncer.client = client
+        state = syncer.sync_once()
+        assert state["status"] == "ok" and state["resyncs"] == 1
+        assert syncer.load().person_ids == {"dave"}  # what the hub holds now, alice gone
+        assert syncer.sync_once()["resyncs"] == 1  # once: it is caught up now
+
+
+@pytest.mark.parametrize("status, health", [("ok", "ok"), ("offline", "ok"), ("error", "degraded"),
+                                            ("fingerprint_mismatch", "degraded")])
+def test_a_sync_that_cannot_apply_the_hubs_changes_makes_the_edge_degraded(status, health):
+    """A change this edge cannot read (a card format of a newer hub) rolls its page back on
+    every sync, and the deletions behind it never arrive: the door decided on ever older data
+    while /health said ok. An offline hub is not that (the door keeps its last synced state)."""
+    from edge.core.matcher import Gallery, Thresholds
+    from edge.daemon.health import DaemonSnapshot, daemon_state
+
+    snap = DaemonSnapshot(
+        device="door", uptime_s=1.0, camera={"status": "ok", "frames": 0, "bad_frames": 0, "failures": 0,
+                                             "last_error": ""},
+        sync={"status": status, "last_error": "bad sync page" if status == "error" else ""}, threads={},
+        stopping=False, outbox_sender=True, mqtt_loop=None, mqtt_connected=True, outbox_depth=0, outbox_rejected=0,
+        outbox={"writable": True, "held_in_memory": 0, "dropped": 0},
+        gallery=Gallery((), Thresholds(0.5, 0.3), version="empty"), identify_groups=[], breaker="disabled",
+        decisions=0, pending=0, precision="int8", fingerprint="0" * 16, thresholds=Thresholds(0.5, 0.3),
+        identify_rate_per="approach", identify_first_share=0.5, verify_rate_per="claim", liveness={},
+        claims={"max_refusals": 5, "locked_out": 0})
+    assert daemon_state(snap)["status"] == health

@@ -146,4 +146,9 @@ def test_cursor_past_the_end_returns_an_empty_page(hub):
     hub, client, fp = hub
     last = hub.store.last_seq(hub.appid)
     page = client.sync(last, fp)
-    assert page == {"cursor": last, "has_more": False, "fingerprint": fp, "changes": []}
+    mark = page["cursor_mark"]
+    assert page == {"cursor": last, "has_more": False, "fingerprint": fp, "changes": [], "head": last,
+                    "since_mark": mark, "cursor_mark": mark}
+    assert len(mark) > 10  # the time the hub made change `last`
+    past = client.sync(last + 5, fp)  # past its newest: no change there, the edge learns the hub went back
+    assert (past["changes"], past["head"], past["since_mark"]) == ([], last, "")

@@ -99,6 +99,9 @@ class SyncPage:
     cursor: int
     has_more: bool
     rules_version: int | None = None
+    head: int | None = None  # the appid's newest change number (syncwire.HEAD)
+    since_mark: str = ""  # syncwire.change_mark of the change at `since` ("" when there is none)
+    cursor_mark: str = ""  # and of the change at `cursor`
 
 
 class Store(abc.ABC):

@@ -29,7 +29,7 @@ from edge.core import errors
 from edge.core.credentials import Credential
 from edge.core.errors import ApiError
 from edge.core.matcher import Enrolled
-from edge.core.syncwire import Change, FaceChange, PersonChange, RulesChange
+from edge.core.syncwire import Change, FaceChange, PersonChange, RulesChange, change_mark
 from edge.hub.store.access import AccessSql
 from edge.hub.store.base import FaceRecord, Limits, NearIdentical, PersonRecord, Store, SyncPage, VerifyRecord
 from edge.hub.store.claim_lifts import ClaimLiftsSql
@@ -440,6 +440,12 @@ class SqlStore(FaceCropSql, ConsoleSql, AccessSql, EdgesSql, ClaimLiftsSql, Stor
             # Read once, in the page's snapshot: the page also says its version (an edge that has
             # not applied it must not open on the rules it has, or on none: edge.door.rules_in_force).
             rules_now = self._rules_in(c, appid) if with_rules else None
+            head = int(self._q(c, "SELECT COALESCE(MAX(seq), 0) FROM changes WHERE appid = ?", (appid,)).fetchone()[0])
+
+            def mark(seq: int) -> str:
+                row = self._q(c, "SELECT time FROM changes WHERE appid = ? AND seq = ?", (appid, seq)).fetchone()
+                return change_mark(row[0] if row else None)
+
             last_rules = self._q(c, "SELECT MAX(seq) FROM changes WHERE appid = ? AND kind = 'rules'",
                                  (appid,)).fetchone()[0] if with_rules else None
 
@@ -478,4 +484,6 @@ class SqlStore(FaceCropSql, ConsoleSql, AccessSql, EdgesSql, ClaimLiftsSql, Stor
                         changes.append(change)
                     cursor = seq
                 scanned += min(len(rows), need)
-        return SyncPage(changes, cursor, has_more, (rules_now[0] if rules_now else 0) if with_rules else None)
+            since_mark, cursor_mark = mark(since), mark(cursor)
+        return SyncPage(changes, cursor, has_more, (rules_now[0] if rules_now else 0) if with_rules else None, head,
+                        since_mark, cursor_mark)
