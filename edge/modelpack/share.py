@@ -17,6 +17,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Iterable
@@ -27,6 +28,10 @@ from edge.modelpack.fetch import sha256_file
 
 CHUNK = 1 << 20  # bytes per /face/packfile answer (1.4 MB of JSON)
 PULL_TIMEOUT_S = 30.0  # per chunk: a Pi on a slow link still gets 1 MB through
+# At start, with models installed: how long the hub may take to list its packs before the edge
+# starts on the models it has. A hub that accepted and never answered held the start 2 minutes
+# (a 30 s timeout, 4 tries): past systemd's start timeout, the door never came up.
+START_CHECK_S = 10.0
 
 
 class PullError(Exception):
@@ -155,14 +160,16 @@ def pull(client, models_dir: Path, pack_name: str, log: Callable[[str], None] = 
     return pack
 
 
-def pull_from_hub(hub, models_dir: Path, pack_name: str, log: Callable[[str], None] = _log) -> dict:
-    """`pull` with a client made from the edge's [hub] settings (longer timeout, more retries)."""
+def pull_from_hub(hub, models_dir: Path, pack_name: str, log: Callable[[str], None] = _log,
+                  quick: bool = False) -> dict:
+    """`pull` with a client made from the edge's [hub] settings (longer timeout, more retries;
+    `quick`: one try of START_CHECK_S, for a start that has models to fall back on)."""
     from edge.api.client import CloudClient
 
     if not hub.url:
         raise PullError("[hub] url is not set: there is no hub to pull the models from")
-    with CloudClient(hub.url, hub.appid, hub.secret_id, hub.secret_key, timeout=max(PULL_TIMEOUT_S, hub.timeout),
-                     retries=max(3, hub.retries)) as client:
+    timeout, retries = (START_CHECK_S, 0) if quick else (max(PULL_TIMEOUT_S, hub.timeout), max(3, hub.retries))
+    with CloudClient(hub.url, hub.appid, hub.secret_id, hub.secret_key, timeout=timeout, retries=retries) as client:
         return pull(client, models_dir, pack_name, log)
 
 
@@ -175,10 +182,14 @@ def pull_or_keep(hub, models_dir: Path | None, pack_name: str, log: Callable[[st
     from edge.vision.pipeline import default_models_dir
 
     models_dir = Path(models_dir or default_models_dir())
+    for left in models_dir.glob(".pull-*"):  # a pull killed part-way (a power cut) left it: nothing uses it
+        shutil.rmtree(left, ignore_errors=True)
+    has_models = (models_dir / "models.json").is_file()
     try:
-        pull_from_hub(hub, models_dir, pack_name, log)
-    except (CloudError, PullError, OSError) as exc:
-        if not (models_dir / "models.json").is_file():
+        pull_from_hub(hub, models_dir, pack_name, log, quick=has_models)
+    except (CloudError, PullError, OSError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        # a malformed listing (a field missing, of another type) is a hub problem like any other
+        if not has_models:
             raise ModelPackError(f"no models in {models_dir} and the hub's pack could not be pulled: {exc}") from None
         logging.getLogger("edge.modelpack").warning(
             "keeping the models in %s: the hub's pack could not be pulled: %s", models_dir, exc)

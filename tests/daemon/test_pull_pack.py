@@ -162,3 +162,58 @@ def test_an_edge_with_no_models_and_no_hub_exits_with_a_clear_error(tmp_path):
     assert run.returncode == 1
     assert "no models in" in run.stderr and "could not be pulled" in run.stderr
     assert "Traceback" not in run.stderr
+
+
+def _hub_answering(answer):
+    """A real HTTP server on loopback that answers every call like a hub would, with
+    `answer(handler)`: the data dict of the envelope, or None to hold the request unanswered."""
+    import threading
+    from contextlib import contextmanager
+
+    from tests.support.loopback import QuietHandler, serving
+
+    release = threading.Event()
+
+    class Handler(QuietHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            data = answer(self)
+            if data is None:
+                release.wait(60)  # accepted, never answered
+                return
+            self.reply(200, json.dumps({"code": 0, "message": "OK", "data": data}).encode(),
+                       {"Content-Type": "application/json"})
+
+    @contextmanager
+    def run():
+        with serving(Handler) as server:
+            try:
+                yield f"http://127.0.0.1:{server.server_address[1]}"
+            finally:
+                release.set()
+
+    return run()
+
+
+@pytest.mark.parametrize("listing", [None, {"packs": [{"name": "int8"}]}, {"packs": "not a list"},
+                                     {"packs": [{"name": "int8", "fingerprint": "x", "files": [{"name": "a"}]}]}])
+def test_a_start_with_models_keeps_them_when_the_hub_hangs_or_lists_nonsense(tmp_path, listing):
+    """At each start the edge asks its hub for the pack: a hub that accepted the connection and
+    never answered held the start 2 minutes (30 s, 4 tries), past systemd's start timeout, and
+    the door never came up; a listing without `files` ended the start with a KeyError. With
+    models installed the edge now asks for at most START_CHECK_S and starts on what it has; a
+    pull killed part-way is cleaned up."""
+    import time
+
+    from edge.modelpack.share import START_CHECK_S, pull_or_keep
+
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "models.json").write_text("{}")
+    (models / ".pull-left-by-a-power-cut").mkdir()
+    with _hub_answering(lambda handler: listing) as url:
+        hub = SimpleNamespace(url=url, appid="1", secret_id="k", secret_key="s" * 32, timeout=5.0, retries=2)
+        started = time.monotonic()
+        pull_or_keep(hub, models, "int8", lambda message: None)
+        assert time.monotonic() - started < START_CHECK_S + 5
+    assert (models / "models.json").read_text() == "{}" and not list(models.glob(".pull-*"))
