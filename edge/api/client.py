@@ -30,6 +30,11 @@ SERVER_TROUBLE_CODES = frozenset({errors.AUTH_UNAVAILABLE, 108, errors.INTERNAL_
 # The largest answer read (a sync page of 1,000 changes, a 1 MiB pack chunk in base64, are far
 # below): a hub or a man in the middle sending more is cut off, not kept in memory.
 MAX_ANSWER_BYTES = 32 << 20
+# Tighter for what an edge asks: its JSON, once parsed, takes up to 25 times its size in memory (a
+# 31 KiB gzip answer of 31 MiB of `[],` grew the daemon by 846 MB, past the unit's MemoryMax: a
+# crash at every sync). A sync page of 1,000 changes of 512 values is about 4 MB.
+MAX_ANSWER_BYTES_OF = {"sync": 8 << 20, "verify": 1 << 20, "uploadlog": 1 << 20, "packs": 4 << 20,
+                       "packfile": 2 << 20}
 # A sync page's whole answer within this (a few MB: 50 kB/s still gets one through); a hub sending
 # a byte at a time held the sync thread, its status "ok" meanwhile, for as long as it liked.
 SYNC_DEADLINE_S = 120.0
@@ -340,13 +345,13 @@ class CloudClient:
 
 
 def _read_answer(resp: httpx.Response, op: str, deadline: float | None) -> bytes:
-    """The answer's body, at most MAX_ANSWER_BYTES, whole before `deadline` (monotonic) if given;
-    CloudUnavailable otherwise."""
-    chunks, size = [], 0
+    """The answer's body, at most MAX_ANSWER_BYTES (MAX_ANSWER_BYTES_OF the op), whole before
+    `deadline` (monotonic) if given; CloudUnavailable otherwise."""
+    chunks, size, cap = [], 0, MAX_ANSWER_BYTES_OF.get(op, MAX_ANSWER_BYTES)
     for chunk in resp.iter_bytes():
         size += len(chunk)
-        if size > MAX_ANSWER_BYTES:
-            raise CloudUnavailable(f"/face/{op}: answer larger than {MAX_ANSWER_BYTES} bytes")
+        if size > cap:
+            raise CloudUnavailable(f"/face/{op}: answer larger than {cap} bytes")
         if deadline is not None and time.monotonic() > deadline:
             raise CloudUnavailable(f"/face/{op}: no whole answer within its deadline")
         chunks.append(chunk)

@@ -182,3 +182,29 @@ def test_a_sync_page_coming_a_byte_at_a_time_gives_up_at_its_deadline(monkeypatc
             client.sync(0, "fp")
         assert time.monotonic() - t0 < 10  # the dribble lasts a minute
         client.close()
+
+
+def test_a_sync_answer_that_would_swell_the_edge_is_cut_off():
+    """31 KiB of gzip, 31 MiB of `[],` once inflated: under the 32 MiB cap, so it was read and
+    parsed, and the daemon grew by 846 MB (past its unit's MemoryMax: killed, and again at the
+    next sync). What an edge asks for is capped by what it can be: a sync page at 8 MiB."""
+    import gzip
+
+    from edge.api.client import MAX_ANSWER_BYTES_OF
+
+    head = b'{"code":0,"message":"OK","data":{"cursor":1,"has_more":false,"changes":['
+    inflated = head + b"[]," * ((10 << 20) // 3) + b"[]]}}"
+    body = gzip.compress(inflated, 9)
+    assert len(body) < 1 << 20 < MAX_ANSWER_BYTES_OF["sync"] < len(inflated)
+
+    class Bomb(QuietHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.reply(200, body, {"Content-Type": "application/json", "Content-Encoding": "gzip"})
+
+    with serving(Bomb) as server:
+        client = CloudClient(f"http://127.0.0.1:{server.server_address[1]}", "a", "b", "c", timeout=5.0, retries=0)
+        with pytest.raises(CloudUnavailable, match="larger than"):
+            client.sync(0, "fp")
+        client.close()
+    assert json.loads(inflated)["data"]["cursor"] == 1  # a well-formed answer, only too big
