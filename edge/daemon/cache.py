@@ -41,8 +41,11 @@ class CacheError(Exception):
 
 
 class EdgeCache:
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, dim: int | None = None):
         self.path = Path(path)
+        # the length of this device's embeddings, when known: a face of another length from the hub
+        # is refused (into an empty cache it was taken, and every decision then failed on it)
+        self.dim = dim
         self._lock = threading.Lock()
         self._db = open_durable(self.path)
         self._db.executescript(
@@ -168,6 +171,9 @@ class EdgeCache:
             assert change.embedding is not None  # decode() gives every face not deleted its vector
             # One face of another length made the gallery drop every face (silently: everyone
             # unknown at the door). The page is refused instead.
+            if self.dim is not None and change.embedding.size != self.dim:
+                raise CacheError(f"face {change.face_id}: an embedding of {change.embedding.size} values where this "
+                                 f"device's embedder gives {self.dim}")
             if self._page_dim is None:
                 self._page_dim = int(change.embedding.size)
             elif change.embedding.size != self._page_dim:

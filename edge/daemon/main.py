@@ -172,7 +172,7 @@ class Daemon:
         self.gallery_ref = Gallery((), self.thresholds, version="empty")
         if s.hub.url:
             self.cloud = CloudClient.from_settings(s.hub)
-        self.cache = EdgeCache(data / "cache.db")
+        self.cache = EdgeCache(data / "cache.db", dim=self.pipeline.embedder.dim)
         self.syncer = Syncer(self.cloud, self.cache, self.pipeline.fingerprint,
                              group_ids=s.identify.groups, page_size=s.hub.sync_page,
                              interval_s=s.hub.sync_interval_s, thresholds=self.thresholds,

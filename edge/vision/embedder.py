@@ -24,6 +24,12 @@ class Embedder:
         self.mirror = mirror
         self._input = session.get_inputs()[0].name
 
+    @property
+    def dim(self) -> int | None:
+        """The length of the embeddings it gives (None when the model does not say)."""
+        last = self.session.get_outputs()[0].shape[-1]
+        return last if isinstance(last, int) else None
+
     def infer(self, aligned_bgr: np.ndarray) -> np.ndarray:
         vec = self.infer_once(aligned_bgr)
         if not self.mirror:

@@ -345,3 +345,14 @@ def test_a_sync_that_cannot_apply_the_hubs_changes_makes_the_edge_degraded(statu
         identify_rate_per="approach", identify_first_share=0.5, verify_rate_per="claim", liveness={},
         claims={"max_refusals": 5, "locked_out": 0})
     assert daemon_state(snap)["status"] == health
+
+
+def test_an_empty_cache_refuses_faces_of_another_length_than_the_devices_embedder(tmp_path):
+    """The length check compared a face with the faces already cached: an empty cache took 64
+    values from the hub, and every decision then raised on them (a traceback per frame, the door
+    shut, /health ok). The cache knows the length its device's embedder gives."""
+    cache = EdgeCache(tmp_path / "c.db", dim=128)
+    with pytest.raises(CacheError, match="64 values where this device's embedder gives 128"):
+        cache.apply_page([_person(1), _face(2, 32)], 2)  # (_face's values are float64: 32 of them, 64 float32)
+    assert cache.cursor == 0
+    assert cache.apply_page([_person(1), _face(2, 64)], 2) == 2
