@@ -13,7 +13,7 @@ import time
 from typing import TYPE_CHECKING, Callable
 
 from edge.core.conditions import Condition
-from edge.core.domain import Latency
+from edge.core.domain import Decision, Latency
 from edge.daemon import metrics
 from edge.daemon.evidence import TrackEvidence
 from edge.daemon.settle import Candidate
@@ -101,9 +101,11 @@ class FrameScorer:
             else:
                 out = self.decider.identify(gallery, embedding, self.groups, condition=condition, look=state.looks)
                 state.looks += 1
-            if self.liveness.enabled and out.person_id and gallery.photos_of(out.person_id):
-                # the verdict of the frames whose face could be the person decided: not a live
-                # face shown before a photo of them was slid over it (edge.daemon.liveness)
+            if (self.liveness.enabled and out.decision in (Decision.ACCEPT, Decision.UNCERTAIN)
+                    and out.person_id and gallery.photos_of(out.person_id)):
+                # the verdict of the frames whose face could be the person decided (a refusal
+                # opens nothing: it needs none): not a live face shown before a photo of them was
+                # slid over it (edge.daemon.liveness)
                 liveness = self.liveness.of(track, _could_be(gallery, out.person_id))
                 if not self.liveness.ready(liveness) or not self.liveness.frame_may_decide(frame_verdict, liveness):
                     continue
