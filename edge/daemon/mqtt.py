@@ -404,8 +404,9 @@ class MqttPublisher(Publisher):
             if len(self._inflight) >= self.window:
                 break
             message = self._fit(payload)
-            if message is None:  # never deliverable: as set aside as an outbox row would be
+            if message is None:  # never deliverable (the disk is full: no outbox_rejected to keep it in)
                 self.held.delivered(event_id)
+                self.held.dropped += 1  # counted in mqtt.outbox.dropped
                 continue
             info = self.client.publish(topic, message, qos=1, retain=False)
             if not _taken(info):  # paho's queue is full: held, sent on a later pass
