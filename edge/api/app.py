@@ -23,9 +23,10 @@ HTTP/1.1`, RFC 9112 section 3.2.2): the path is taken from it.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from typing import Iterable
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import anyio.to_thread
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
@@ -174,13 +175,15 @@ def create_app(
         # client's Host header, before any signature check: a refusal like any unknown endpoint
         # (HTTP 200, as the Java SDK reads only those), which names the right path.
         requests_total.labels("unknown", str(errors.INVALID_PARAMETER)).inc()
-        path = request.url.path[:200]
-        return envelope(code=errors.INVALID_PARAMETER,
-                        message=f"no such endpoint {path} (no trailing slash: {path.rstrip('/')})")
+        # Named only when it is an endpoint's own path: the client's path was repeated as it
+        # came, markup included, and a console link taken there showed it as HTML
+        slashless = request.url.path.rstrip("/")
+        named = f" (no trailing slash: {slashless})" if re.fullmatch(r"/(face|edge)/[a-z]{1,32}", slashless) else ""
+        return envelope(code=errors.INVALID_PARAMETER, message=f"no such endpoint{named}")
 
     async def unmatched(request: Request, exc: HTTPException) -> Response:
         return envelope(code=errors.INVALID_PARAMETER,
-                        message=f"no such endpoint: {request.method} {request.url.path[:200]}",
+                        message=f"no such endpoint: {request.method} {quote(request.url.path[:200], safe='/')}",
                         status=exc.status_code)
 
     app = Starlette(routes=[

@@ -40,6 +40,12 @@ TEXT_FIELDS = ("door", "person_id", "decision", "outcome", "reason")
 # record dated 1e300 made every page of the site's decisions fail to render.
 MAX_AT = 2.0 ** 35
 MAX_RECORD_CHARS = 8192
+# What an id may not hold (the API's id rules, edge.api.ops.check_ident): a record's person_id
+# and door are ids, and operators follow links built from them. A door key uploaded a person_id
+# of `../../face/<form hx-post=…>`: its link on the Decisions page left /ui and came back as HTML
+# that made an admin account in the clicking admin's name.
+_NOT_IN_IDS = frozenset(" /\\\t\r\n\x0b\x0c")
+ID_FIELDS = ("door", "person_id")
 MAX_BATCH = 1000  # records per upload
 
 
@@ -91,6 +97,13 @@ def check_shape(record: Any) -> dict[str, Any]:
     for name in ("record_id", "kind", *TEXT_FIELDS):  # filed as text: PostgreSQL refuses a NUL there
         if "\x00" in record.get(name, ""):
             raise ChainError("malformed", where, f"{name} holds a NUL character")
+    for name, value in record.items():  # text shown to operators: no control or bidi characters
+        if isinstance(value, str) and not value.isprintable():
+            raise ChainError("malformed", where, f"{name} holds a control or bidi character")
+    for name in ID_FIELDS:
+        value = record.get(name, "")
+        if len(value) > 128 or _NOT_IN_IDS.intersection(value):
+            raise ChainError("malformed", where, f"{name} is no id (a space, slash, backslash, or over 128)")
     if record["kind"] not in KINDS:
         raise ChainError("malformed", where, f"kind must be one of {sorted(KINDS)}")
     try:  # a lone surrogate has no UTF-8 (its hash could not be taken); too deep a detail recurses

@@ -238,7 +238,10 @@ def decode_refusals(data: object, name: str = REFUSALS) -> list[tuple[str, float
     out = []
     for item in data:
         person, at = (item.get("person_id"), item.get("at")) if isinstance(item, dict) else (None, None)
-        if not isinstance(person, str) or not 0 < len(person) <= 128:
+        # an id (printable, no space or slash): a door key's forged record put a newline in one,
+        # and the edge's log line about it became two, the second made up
+        if (not isinstance(person, str) or not 0 < len(person) <= 128 or not person.isprintable()
+                or set(person) & set(" /\\")):
             raise MalformedChange(f"{name}: person_id is not an id")
         if isinstance(at, bool) or not isinstance(at, int | float) or not math.isfinite(at):
             raise MalformedChange(f"{name}: at is not a finite number")

@@ -11,7 +11,7 @@ import pytest
 
 from edge.api.client import CloudApiError
 from edge.core import errors
-from edge.core.access_chain import LOG_EDITED, LOG_GAP, LOG_MALFORMED, canonical, record_hash
+from edge.core.access_chain import GENESIS, LOG_EDITED, LOG_GAP, LOG_MALFORMED, canonical, record_hash
 from edge.door.access_log import AccessLog
 from edge.door.access_upload import Uploader
 from edge.hub.store import SqliteStore
@@ -226,3 +226,18 @@ def test_an_edge_log_restored_from_a_backup_does_not_skip_its_new_records(hub, t
         assert state["status"] == "refused" and log.uploaded == 15  # the fork is said, nothing skipped
         assert len(log.records(15, 100)) == 5  # kept until the hub can take them
     log.close()
+
+
+@pytest.mark.parametrize("field, value", [
+    ("person_id", "../../face/<form hx-post=x>"), ("person_id", "ann bob"), ("door", "lab/in"),
+    ("reason", "granted\u202e"), ("reason", "two\nlines"), ("person_id", "p" * 129),
+])
+def test_a_record_whose_ids_are_no_ids_or_whose_text_holds_controls_is_refused(store, field, value) -> None:
+    """A door key's record is shown to operators: its person_id and door become console links,
+    its text is read by people. A person_id that was a path (`../../face/<form …>`) took an
+    admin's click out of the console into an HTML answer that made an admin account; bidi
+    controls made `Lobby ‮detnarg‬` read "Lobby granted"; a newline forged a log line."""
+    record = {"seq": 1, "record_id": "r1", "at": T0, "kind": "decision", "prev": GENESIS, "door": "front",
+              "person_id": "p1", "decision": "accept", "outcome": "grant", "reason": "granted", field: value}
+    record["hash"] = record_hash(record)
+    assert refused(store.store_access_records, "app", "door-edge-1", [record]) == LOG_MALFORMED

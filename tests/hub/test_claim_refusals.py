@@ -205,3 +205,16 @@ def test_a_version_11_sqlite_store_gets_the_lockout_marks_of_the_records_it_hold
         assert site_refusals(store, "app", "edge-b", T0, {}, T0 + 10) == [("alice", T0 + 1, "edge-a")]
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("person", ["ann\n2030-01-01 WARNING edge.daemon: remote unlock by admin", "a b", "x/y",
+                                    "ann\u202e"])
+def test_a_refusal_naming_no_id_is_refused_by_the_edge(person):
+    """The edge logs the refusals the hub hands it: a door key's forged record with a newline in
+    its person_id made that log line two, the second one made up (journald starts a line at
+    each newline). A refusal's person_id is an id, or the hub's list is left out."""
+    from edge.core import syncwire
+
+    with pytest.raises(syncwire.MalformedChange):
+        syncwire.decode_refusals([{"person_id": person, "at": 1.8e9}])
+    assert syncwire.decode_refusals([{"person_id": "ann", "at": 1.8e9}]) == [("ann", 1.8e9)]

@@ -15,6 +15,7 @@ import logging
 import time
 from pathlib import Path
 from typing import Callable
+from urllib.parse import quote
 
 import jinja2
 from starlette.applications import Starlette
@@ -53,6 +54,9 @@ class Console:
         self.login_cookie = "__Host-edge-console-login" if secure else "edge-console-login"
         self.env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
                                       undefined=jinja2.StrictUndefined)
+        # One path segment of a link: Jinja's `urlencode` leaves `/` as it is, and a person id
+        # of `../../face/…` took a console link out of /ui (every link from data uses this)
+        self.env.filters["segment"] = lambda value: quote(str(value), safe="")
 
     @property
     def store(self):

@@ -148,7 +148,7 @@ def page(role: str, *, upload_bytes: int = 0):
             if unsafe:
                 why = cross_site(request, console.scheme)
                 if why:
-                    log.warning("console: cross-site %s %s refused (%s)", request.method, request.url.path, why)
+                    log.warning("console: cross-site %s %r refused (%s)", request.method, request.url.path[:200], why)
                     return refused(console, request, 403, "cross-site request refused")
             token = request.cookies.get(console.cookie_name)
             session = await run_in_threadpool(console.sessions.resolve, token)

@@ -220,3 +220,51 @@ def test_an_operator_compares_a_photo_with_a_decision_before_adding_it(browser, 
     page.wait_for_selector("text=added to madonna")
     assert len(hub.store.get_person(APPID, "madonna").face_ids) == 2
     assert not [e for e in errors if "Content Security Policy" in e], errors
+
+
+CRAFTED_PERSON = ("../../face/<form hx-post=&sol;ui&sol;admin&sol;accounts hx-trigger=load>"
+                  "<input name=username value=mallory><input name=role value=admin>"
+                  "<input name=password value=mallory-pass1>/")
+
+
+def test_a_door_keys_crafted_record_gives_no_admin_account_to_whoever_clicks_it(browser, tmp_path, monkeypatch):
+    """A door's key uploaded a decision whose person_id was a path out of /ui: Jinja's urlencode
+    kept its slashes, the face API answered the path it got with a 200 and repeated it, htmx
+    swapped that answer in as HTML under the page's CSRF header, and the form in it made an
+    admin account when an admin clicked the person's link. Such a record is refused at upload
+    now (test_access_upload); one stored before is a link that stays in /ui, the API no longer
+    repeats what it was sent, and only HTML is swapped into a page."""
+    import json
+    import time
+
+    from edge.api.client import CloudClient
+    from edge.core import access_chain
+    from edge.hub.edge_keys import add_edge_key
+
+    (tmp_path / "hub").mkdir()
+    door = add_edge_key(tmp_path / "hub" / "hub-secrets.toml", APPID, "edge-evil")
+    record = {"seq": 1, "record_id": "r1", "kind": "decision", "prev": access_chain.GENESIS, "at": time.time(),
+              "door": "main", "person_id": CRAFTED_PERSON, "decision": "reject", "outcome": "deny",
+              "reason": "face_mismatch"}
+    record["hash"] = access_chain.record_hash(record)
+    with console_hub(tmp_path / "hub") as hub:
+        with monkeypatch.context() as older_code:  # stored as a hub before this check stored it
+            older_code.setattr(access_chain, "ID_FIELDS", ())
+            with CloudClient(hub.url, APPID, door.secret_id, door.secret_key, timeout=60.0, retries=0) as evil:
+                assert evil.uploadlog("edge-evil", json.dumps([record]))["stored"] == 1
+        before = sorted((a.username, a.role) for a in hub.store.accounts(APPID))
+        context = browser.new_context(viewport=DESKTOP)
+        page = log_in(context, hub, "ada")
+        page.goto(f"{hub.url}/ui/decisions")
+        link = page.locator("a[href^='/ui/persons/']").first
+        assert "%2F" in link.get_attribute("href")  # one path segment, slashes and all
+        link.click()
+        page.wait_for_timeout(2000)
+        assert sorted((a.username, a.role) for a in hub.store.accounts(APPID)) == before
+        assert page.url.startswith(f"{hub.url}/ui/")
+        context.close()
+        import requests
+
+        for path in ("/face/<b>x/", "/face/<b>x</b>/"):  # the API's refusals no longer repeat markup they got
+            answer = requests.post(hub.url + path, timeout=10)
+            assert "<b>" not in answer.text and answer.json()["code"] != 0
