@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from edge.api.service import FaceService, compare_images, judged_liveness
 from edge.core import errors
+from edge.core.conditions import Condition
 from edge.core.domain import Decision, Source
 from edge.core.errors import ApiError
 from edge.core.matcher import Gallery, confidence
@@ -43,12 +44,15 @@ class EdgeService(FaceService):
         self.liveness = liveness  # [liveness] mode, as at the camera: one image is judged as one frame
 
     def _embed(self, image: bytes) -> np.ndarray:
-        return self._probe(image, liveness=False)[0]
+        return self._probe(image, liveness=False, gate=False)[0]  # compare: a similarity, no decision
 
-    def _probe(self, image: bytes, liveness: bool = True) -> tuple[np.ndarray, dict | None]:
-        """The largest face's embedding and, unless [liveness] mode is off, its `liveness`
-        answer field, judged on the face's x2.7 context crop of the whole image (require mode
-        refuses an attack with -1110, edge.api.service.judged_liveness)."""
+    def _probe(self, image: bytes, liveness: bool = True,
+               gate: bool = True) -> tuple[np.ndarray, dict | None, Condition]:
+        """The largest face's embedding, unless [liveness] mode is off its `liveness` answer
+        field, judged on the face's x2.7 context crop of the whole image (require mode refuses an
+        attack with -1110, edge.api.service.judged_liveness), and its condition. A face the
+        camera path would not decide on (the quality gate: too small, blurred, turned) is -1101
+        here too: it was decided, at the threshold of a large frontal face."""
         from edge.vision import decode_image
         from edge.vision.image import decode_slots
 
@@ -65,12 +69,20 @@ class EdgeService(FaceService):
             del bgr
         if not faces or faces[0].embedding is None:
             raise ApiError(errors.NO_FACE)
-        return faces[0].embedding, None if result is None else judged_liveness(self.liveness, result)
+        quality = faces[0].quality
+        if gate and not quality.ok:
+            raise ApiError(errors.NO_FACE, f"the face cannot be decided on: {quality.reason} (the quality gate)")
+        return (faces[0].embedding, None if result is None else judged_liveness(self.liveness, result),
+                Condition.of(quality))
 
     def verify(self, appid: str, person_id: str, image: bytes) -> dict:
-        emb, liveness = self._probe(image)
+        emb, liveness, condition = self._probe(image)
         extra = {} if liveness is None else {"liveness": liveness}
-        out = self.decider.verify(self.gallery(), emb, person_id, lambda: image)
+        # the face's condition: its band's margin, as on the camera path (without it a small or
+        # turned face was decided at a large frontal face's threshold)
+        out = self.decider.verify(self.gallery(), emb, person_id, lambda: image, condition=condition)
+        if out.reason is not None and out.score is None:  # withheld: beyond what the door decides on
+            raise ApiError(errors.NO_FACE, f"the face cannot be decided on: {out.reason}")
         cloud = out.cloud
         if cloud is not None and cloud.code:  # the hub answered with an error (e.g. -1303): pass it on
             raise ApiError(cloud.code, cloud.message)
@@ -85,7 +97,7 @@ class EdgeService(FaceService):
                 "ismatch": out.decision is Decision.ACCEPT, **extra}
 
     def identify(self, appid: str, group_ids: Sequence[str], image: bytes) -> dict:
-        emb, liveness = self._probe(image)
+        emb, liveness, _condition = self._probe(image)
         gallery = self.gallery()
         groups = list(group_ids) or self.identify_groups
         if groups and not gallery.group_ids.intersection(groups):
