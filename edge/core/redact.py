@@ -17,7 +17,7 @@ import re
 # A parameter whose name says it holds a credential; its value goes, whatever it contains. After
 # `?`, `&`, `;` or `/`: some cameras take `/user=admin&password=...&channel=1` in the path.
 _CREDENTIAL_PARAM = re.compile(
-    r"(?i)(?<=[?&;/])([a-z0-9_.-]*(?:user|login|pass|pwd|token|key|secret|auth|sig|cred|session)"
+    r"(?i)(?<=[?&;/])([a-z0-9_.-]*(?:user|login|pass|pwd|pw|token|key|secret|auth|sig|cred|session)"
     r"[a-z0-9_.-]*=)[^&;\s'\"<>]*")
 # The userinfo runs to the LAST `@` of the url: a password may itself hold `@`, `/`, `?` or `#`.
 _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^\s'\"<>]*@")
@@ -27,3 +27,15 @@ def without_password(text: str) -> str:
     """`text` with every url's userinfo replaced by `***@` and every credential-like parameter's
     value by `***` (query first: a value holding `@` must not pass for a userinfo)."""
     return _USERINFO.sub(r"\1***@", _CREDENTIAL_PARAM.sub(r"\1***", text))
+
+
+# A url given alone (a camera source as configured): its userinfo runs to the last `@`, whatever
+# it holds. Inside a message, quotes and spaces end a url; alone, a password may hold them
+# (`rtsp://admin:pa'ss@cam` was shown whole).
+_WHOLE_USERINFO = re.compile(r"(?s)^(.*?://).*@")  # from the first `://` (after `opencv:`) to the last `@`
+
+
+def url_without_password(url: str) -> str:
+    """`without_password` of a text that is one url as a whole (a configured source)."""
+    # the query first, as without_password does: a value holding `@` must not pass for a userinfo
+    return _WHOLE_USERINFO.sub(r"\1***@", _CREDENTIAL_PARAM.sub(r"\1***", url))

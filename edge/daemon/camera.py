@@ -15,11 +15,11 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from edge.core.redact import without_password
+from edge.core.redact import url_without_password, without_password
 
 if TYPE_CHECKING:
     import cv2
@@ -39,6 +39,17 @@ class CameraError(Exception):
 class CameraEnded(Exception):
     """A finite source (files, video file) has no more frames."""
 
+
+class NoFrameYet(Exception):
+    """A live source has no new frame within its wait (not a failure: the caller's loop turns)."""
+
+
+# A stream's frame above this many pixels is a failure (the camera reconnects): a spoofed or
+# broken camera sent 8000x6000 frames, 531 MB before any model ran, near the unit's MemoryMax.
+MAX_FRAME_PIXELS = 16_000_000
+# OpenCV's FFmpeg waits 30 s by default to open a stream and for each frame: a camera that
+# accepted and never answered held the grab thread that long.
+STREAM_OPEN_TIMEOUT_MS, STREAM_READ_TIMEOUT_MS = 10_000, 5_000
 
 class FrameSource(ABC):
     @abstractmethod
@@ -78,10 +89,16 @@ class FilesSource(FrameSource):
                 raise CameraError(f"no files match {self.pattern!r}")
         path = self._paths[self._i]
         self._i += 1
-        import cv2
+        from edge.core.errors import ApiError
+        from edge.vision.image import load_image
 
-        # imread returns None for unreadable or non-image files: a bad frame, not a dead camera.
-        return cv2.imread(path, cv2.IMREAD_COLOR)
+        # Regular files of at most 50 MB, decoded within the pixel limits (a FIFO named b.jpg hung
+        # the camera, an image bomb decoded past the unit's memory); an unreadable or non-image
+        # file is a bad frame, not a dead camera.
+        try:
+            return load_image(path)
+        except ApiError:
+            return None
 
 
 class OpenCVSource(FrameSource):
@@ -91,16 +108,24 @@ class OpenCVSource(FrameSource):
         self.target = target
         self.width, self.height = width, height
         self._cap: cv2.VideoCapture | None = None
-        self._device = target.isascii() and target.isdigit()  # "0": /dev/video0 ("²" is a digit, no index)
-        self._is_file = not self._device and "://" not in target
+        self._index = target.isascii() and target.isdigit()  # "0": /dev/video0 ("²" is a digit, no index)
+        # a device by its path (/dev/video0, /dev/v4l/by-id/...) is live like an index: it was taken
+        # for a video file, played unbuffered, and ended for good at its first glitch
+        self._device = self._index or target.startswith("/dev/")
+        self._stream = "://" in target
+        self._is_file = not self._device and not self._stream
 
     def open(self) -> None:
         import cv2
 
-        cap = cv2.VideoCapture(int(self.target) if self._device else self.target)
+        if self._stream:  # bounded waits (OpenCV's FFmpeg: 30 s by default for each)
+            cap = cv2.VideoCapture(self.target, cv2.CAP_ANY, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, STREAM_OPEN_TIMEOUT_MS,
+                                                              cv2.CAP_PROP_READ_TIMEOUT_MSEC, STREAM_READ_TIMEOUT_MS])
+        else:
+            cap = cv2.VideoCapture(int(self.target) if self._index else self.target)
         if not cap.isOpened():
             cap.release()
-            raise CameraError(f"cannot open opencv source {without_password(self.target)!r}")
+            raise CameraError(f"cannot open opencv source {url_without_password(self.target)!r}")
         if self.width and self._device:
             cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.width)
             cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self.height)
@@ -116,8 +141,11 @@ class OpenCVSource(FrameSource):
         ok, frame = self._cap.read()
         if not ok:
             if self._is_file:
-                raise CameraEnded(without_password(self.target))
-            raise CameraError(f"opencv source {without_password(self.target)!r} returned no frame")
+                raise CameraEnded(url_without_password(self.target))
+            raise CameraError(f"opencv source {url_without_password(self.target)!r} returned no frame")
+        if frame is not None and frame.shape[0] * frame.shape[1] > MAX_FRAME_PIXELS:
+            raise CameraError(f"opencv source {url_without_password(self.target)!r} sent a frame of "
+                              f"{frame.shape[1]}x{frame.shape[0]}, over {MAX_FRAME_PIXELS} pixels")
         return frame
 
     def close(self) -> None:
@@ -140,8 +168,10 @@ class PiCameraSource(FrameSource):
             raise CameraError(f"picamera2 is not installed (pip install 'edge-verifier[pi]'): {exc}") from None
         try:
             cam = Picamera2()
+            # picamera2's "RGB888" is laid out B, G, R in memory, OpenCV's order ("BGR888" is
+            # R, G, B: every Pi frame reached the models with red and blue swapped)
             cam.configure(cam.create_video_configuration(
-                main={"size": (self.width, self.height), "format": "BGR888"}))
+                main={"size": (self.width, self.height), "format": "RGB888"}))
             cam.start()
         except Exception as exc:  # the library raises plain RuntimeError/IndexError for no camera
             raise CameraError(f"picamera2: {exc}") from None
@@ -168,58 +198,92 @@ class LatestFrame(FrameSource):
 
     A live camera keeps producing while the daemon works on a frame; read in the daemon's loop,
     the driver's (or an RTSP client's) queue would hand out ever older frames. Here the queue is
-    drained all the time and `read()` returns the frame the camera delivered last.
+    drained all the time and `read()` returns the frame the camera delivered last, with the time
+    it arrived (`frame_at`, perf_counter), so a frame that waited counts its wait.
+
+    Each `open()` is a session of its own: a source made for it (`inner` is a factory, or one
+    source reused), opened and read in the session's thread, closed by that thread when its read
+    returns. The daemon's loop never waits for the device: a stream that accepted and never
+    answered held the loop 30 s (the systemd watchdog's interval: killed, again and again), and a
+    stream that stalled was released while its read still ran (a segfault) and left a frame
+    of the old session to be decided as new.
     """
 
-    def __init__(self, inner: FrameSource, stall_s: float = 5.0):
-        self.inner = inner
-        self.stall_s = stall_s
+    def __init__(self, inner: FrameSource | Callable[[], FrameSource], stall_s: float = 5.0, wait_s: float = 0.5):
+        self._make: Callable[[], FrameSource] = (lambda: inner) if isinstance(inner, FrameSource) else inner
+        self.stall_s, self.wait_s = stall_s, wait_s
         self._cond = threading.Condition()
+        self._session = 0
         self._frame: np.ndarray | None = None
+        self._arrived = 0.0
         self._seq = self._seen = 0
         self._error: Exception | None = None
-        self._running = False
-        self._thread: threading.Thread | None = None
+        self._since = 0.0  # monotonic: the session's start or its last frame
+        self.frame_at = 0.0
 
     def open(self) -> None:
-        self.inner.open()
-        self._frame, self._seq, self._seen, self._error = None, 0, 0, None
-        self._running = True
-        self._thread = threading.Thread(target=self._grab, name="camera-grab", daemon=True)
-        self._thread.start()
+        with self._cond:
+            self._session += 1
+            self._frame, self._seq, self._seen, self._error = None, 0, 0, None
+            self._since = time.monotonic()
+            session = self._session
+        threading.Thread(target=self._grab, args=(session,), name="camera-grab", daemon=True).start()
 
-    def _grab(self) -> None:
-        while self._running:
-            try:
-                frame = self.inner.read()
-            except (CameraError, CameraEnded) as exc:
+    def _current(self, session: int) -> bool:
+        with self._cond:
+            return session == self._session
+
+    def _grab(self, session: int) -> None:
+        error: Exception | None = None
+        source: FrameSource | None = None
+        try:
+            source = self._make()
+            source.open()
+            while self._current(session):
+                frame = source.read()
+                arrived = time.perf_counter()
                 with self._cond:
-                    self._error = exc
-                    self._cond.notify_all()
-                return
+                    if session != self._session:
+                        return  # closed meanwhile: its frame is not this session's
+                    if frame is not None:  # None: a bad frame, skipped
+                        self._frame, self._arrived, self._seq = frame, arrived, self._seq + 1
+                        self._since = time.monotonic()
+                        self._cond.notify_all()
+        except (CameraError, CameraEnded) as exc:
+            error = exc
+        except Exception as exc:  # drivers raise what they like (cv2.error, RuntimeError)
+            error = CameraError(f"{type(exc).__name__}: {without_password(str(exc))}")
+        finally:
+            if source is not None:
+                try:  # this thread's own source, after its read returned
+                    source.close()
+                except Exception:
+                    pass
             with self._cond:
-                if frame is None:
-                    self._error = None  # a bad frame: skip it, keep grabbing
-                    continue
-                self._frame, self._seq = frame, self._seq + 1
-                self._cond.notify_all()
+                if session == self._session and error is not None:
+                    self._error = error
+                    self._cond.notify_all()
 
     def read(self) -> np.ndarray | None:
+        """The newest frame; NoFrameYet when none came within `wait_s`, CameraError when none
+        came for `stall_s` or the session failed."""
         with self._cond:
             if not self._cond.wait_for(lambda: self._seq > self._seen or self._error is not None,
-                                       timeout=self.stall_s):
-                raise CameraError(f"no frame for {self.stall_s:.0f}s")
+                                       timeout=self.wait_s):
+                if time.monotonic() - self._since > self.stall_s:
+                    raise CameraError(f"no frame for {self.stall_s:.0f}s")
+                raise NoFrameYet()
             if self._seq > self._seen:
                 self._seen = self._seq
+                self.frame_at = self._arrived
                 return self._frame
             raise self._error  # type: ignore[misc]
 
     def close(self) -> None:
-        self._running = False
-        if self._thread is not None:
-            self._thread.join(timeout=self.stall_s)
-            self._thread = None
-        self.inner.close()
+        with self._cond:  # the session's thread stops after its read and closes its source
+            self._session += 1
+            self._frame = None
+            self._cond.notify_all()
 
 
 def make_source(spec: str, *, loop: bool = False, width: int = 0, height: int = 0) -> FrameSource:
@@ -229,13 +293,14 @@ def make_source(spec: str, *, loop: bool = False, width: int = 0, height: int = 
     a video file and image files are played frame by frame.
     """
     if spec == "picamera2":
-        return LatestFrame(PiCameraSource(width, height))
+        return LatestFrame(lambda: PiCameraSource(width, height))
     if spec.startswith("opencv:") and spec[7:]:
-        source = OpenCVSource(spec[7:], width, height)
-        return source if source._is_file else LatestFrame(source)
+        target = spec[7:]
+        source = OpenCVSource(target, width, height)
+        return source if source._is_file else LatestFrame(lambda: OpenCVSource(target, width, height))
     if spec.startswith("files:") and spec[6:]:
         return FilesSource(spec[6:], loop=loop)
-    raise ValueError(f"unknown camera source {without_password(spec)!r} (picamera2 | opencv:<...> | files:<glob>)")
+    raise ValueError(f"unknown camera source {url_without_password(spec)!r} (picamera2 | opencv:<...> | files:<glob>)")
 
 
 @dataclass
@@ -266,6 +331,7 @@ class Camera:
         self._next_at = 0.0
         self._delay = retry_initial_s
         self._retry_at = 0.0
+        self.frame_at = 0.0  # perf_counter when the frame `read` returned last came from the camera
 
     def read(self, stop: threading.Event, max_block_s: float = 1.0) -> np.ndarray | None:
         """The next good frame, or None if there is none within `max_block_s` (ended, retrying
@@ -306,6 +372,10 @@ class Camera:
             self._next_at = max(self._next_at, time.monotonic()) + self.period
             try:
                 frame = self.source.read()
+            except NoFrameYet:  # a live source with nothing new yet: the caller's loop turns
+                if time.monotonic() >= deadline:
+                    return None
+                continue
             except CameraEnded:
                 self.state.status = "ended"
                 self.close()
@@ -323,6 +393,8 @@ class Camera:
                 continue
             self.state.frames += 1
             self._delay = self.retry_initial_s
+            # when it arrived (a live source says; else now): a frame that waited counts its wait
+            self.frame_at = getattr(self.source, "frame_at", 0.0) or time.perf_counter()
             return frame
         return None
 
@@ -348,5 +420,5 @@ class Camera:
 def from_settings(cam: CameraSettings) -> Camera:
     """Build a `Camera` from `EdgeSettings.camera`."""
     source = make_source(cam.source, loop=cam.loop, width=cam.width, height=cam.height)
-    return Camera(source, name=cam.name or without_password(cam.source), rate=cam.rate,
+    return Camera(source, name=cam.name or url_without_password(cam.source), rate=cam.rate,
                   retry_initial_s=cam.retry_initial_s, retry_max_s=cam.retry_max_s)

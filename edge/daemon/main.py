@@ -294,7 +294,9 @@ class Daemon:
                 self.stop_event.wait(0.05)
             else:
                 frame = self.camera.read(self.stop_event, max_block_s=0.5)
-            t_frame = time.perf_counter()
+            # when the frame came from the camera, not when the loop got to it: its age counts
+            # towards [policy] stale_accept_s
+            t_frame = self.camera.frame_at if frame is not None and self.camera.frame_at else time.perf_counter()
             if frame is not None:
                 try:
                     with self.priority.camera():

@@ -105,3 +105,19 @@ def test_a_driver_error_quoting_the_url_is_cut_in_the_state_and_every_log_line(c
     assert cam.state.failures >= 1 and "close failed" in caplog.text
     shown = caplog.text + json.dumps(cam.state.as_dict())
     assert [s for s in SECRETS if s in shown] == [] and "***@10.0.0.5" in shown
+
+
+@pytest.mark.parametrize("source, secret", [
+    ("opencv:rtsp://admin:pa'ss@10.0.0.9:554/stream", "pa'ss"),
+    ('opencv:rtsp://admin:p a<s>s"@10.0.0.9/stream', "p a<s>s"),
+    ("opencv:http://10.0.0.9/snapshot.cgi?pw=Hunter22&chn=1", "Hunter22"),
+])
+def test_a_configured_camera_url_is_shown_without_its_password_whatever_it_holds(source, secret):
+    """A url alone (the configured source, the camera's name in every event and in /health): its
+    userinfo runs to the last `@` whatever it holds; inside messages quotes and spaces end a url,
+    and a password holding one was shown whole. `pw=` is a credential too."""
+    from edge.daemon.camera import from_settings
+    from edge.daemon.config import CameraSettings
+
+    camera = from_settings(CameraSettings(source=source))
+    assert secret not in camera.name and "***" in camera.name

@@ -164,3 +164,54 @@ def test_a_driver_raising_its_own_exceptions_is_retried_not_fatal():
             break
     assert frames and cam.state.status == "ok"
     assert cam.state.failures == 2 and "OSError" in cam.state.last_error
+
+
+def test_a_fifo_in_the_files_folder_is_a_bad_frame_not_a_hang(tmp_path):
+    """`files:` read each match with cv2.imread: a FIFO named b.jpg hung the camera (and the
+    daemon's start after the watchdog's restart). Files are read as the tools read them:
+    regular, at most 50 MB, decoded within the pixel limits."""
+    import os
+
+    _write_images(tmp_path, 1)
+    os.mkfifo(tmp_path / "b.png")
+    cam = Camera(FilesSource(str(tmp_path / "*.png")), rate=100)
+    frames = _frames(cam, threading.Event())
+    assert len(frames) == 1 and cam.state.bad_frames == 1 and cam.state.status == "ended"
+
+
+@pytest.mark.parametrize("target", ["/dev/video0", "/dev/v4l/by-id/usb-cam-video-index0"])
+def test_a_device_named_by_its_path_is_a_live_camera_not_a_video_file(target):
+    """`opencv:/dev/video0` was a video file: read unbuffered, and ended for good (health `ok`)
+    at its first glitch. A /dev path is a device, read by the newest-frame thread like an index."""
+    from edge.daemon.camera import LatestFrame, OpenCVSource, make_source
+
+    assert not OpenCVSource(target)._is_file
+    assert isinstance(make_source(f"opencv:{target}"), LatestFrame)
+    assert not isinstance(make_source("opencv:/srv/recording.mp4"), LatestFrame)
+
+
+def test_the_pi_camera_is_asked_for_frames_in_opencvs_byte_order(monkeypatch):
+    """picamera2's "BGR888" lays pixels out R, G, B: every Pi frame reached the models with red
+    and blue swapped. Its "RGB888" is B, G, R, OpenCV's order. No Pi camera here: a stand-in
+    for picamera2 records what the source asks it for."""
+    import sys
+    import types
+
+    from edge.daemon.camera import PiCameraSource
+
+    asked = {}
+
+    class Picamera2:
+        def create_video_configuration(self, main):
+            asked.update(main)
+            return main
+
+        def configure(self, config):
+            pass
+
+        def start(self):
+            pass
+
+    monkeypatch.setitem(sys.modules, "picamera2", types.SimpleNamespace(Picamera2=Picamera2))
+    PiCameraSource(640, 480).open()
+    assert asked == {"size": (640, 480), "format": "RGB888"}
