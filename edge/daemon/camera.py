@@ -209,9 +209,11 @@ class LatestFrame(FrameSource):
     of the old session to be decided as new.
     """
 
-    def __init__(self, inner: FrameSource | Callable[[], FrameSource], stall_s: float = 5.0, wait_s: float = 0.5):
+    def __init__(self, inner: FrameSource | Callable[[], FrameSource], stall_s: float = 5.0, wait_s: float = 0.5,
+                 first_frame_s: float = STREAM_OPEN_TIMEOUT_MS / 1000 + 5.0):
         self._make: Callable[[], FrameSource] = (lambda: inner) if isinstance(inner, FrameSource) else inner
-        self.stall_s, self.wait_s = stall_s, wait_s
+        # no frame for stall_s is a failure; the first one may take first_frame_s (a stream opens)
+        self.stall_s, self.wait_s, self.first_frame_s = stall_s, wait_s, first_frame_s
         self._cond = threading.Condition()
         self._session = 0
         self._frame: np.ndarray | None = None
@@ -270,8 +272,9 @@ class LatestFrame(FrameSource):
         with self._cond:
             if not self._cond.wait_for(lambda: self._seq > self._seen or self._error is not None,
                                        timeout=self.wait_s):
-                if time.monotonic() - self._since > self.stall_s:
-                    raise CameraError(f"no frame for {self.stall_s:.0f}s")
+                limit = self.stall_s if self._seq else self.first_frame_s
+                if time.monotonic() - self._since > limit:
+                    raise CameraError(f"no frame for {limit:.0f}s")
                 raise NoFrameYet()
             if self._seq > self._seen:
                 self._seen = self._seq
@@ -355,7 +358,8 @@ class Camera:
                 try:
                     self.source.open()
                     self._open = True
-                    self.state.status = "ok"
+                    if not isinstance(self.source, LatestFrame):  # a live one opens in its thread:
+                        self.state.status = "ok"  # ok at its first frame
                 except CameraError as exc:
                     self._failed(exc)
                     continue
@@ -392,6 +396,7 @@ class Camera:
                     return None
                 continue
             self.state.frames += 1
+            self.state.status = "ok"
             self._delay = self.retry_initial_s
             # when it arrived (a live source says; else now): a frame that waited counts its wait
             self.frame_at = getattr(self.source, "frame_at", 0.0) or time.perf_counter()

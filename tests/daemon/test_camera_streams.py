@@ -23,7 +23,8 @@ SCRIPT = textwrap.dedent('''
         return cv2.imencode(".jpg", np.full((h, w, 3), 128, np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 10])[1].tobytes()
 
     def send(conn, data):
-        conn.sendall(b"--f\\r\\nContent-Type: image/jpeg\\r\\nContent-Length: %d\\r\\n\\r\\n" % len(data) + data + b"\\r\\n")
+        head = b"--f\\r\\nContent-Type: image/jpeg\\r\\nContent-Length: %d\\r\\n\\r\\n" % len(data)
+        conn.sendall(head + data + b"\\r\\n")
 
     def handle(conn):
         try:
@@ -77,7 +78,7 @@ def test_a_stream_that_stalls_or_never_answers_neither_holds_the_loop_nor_crashe
     watchdog's interval."""
     result = _run(mode, 14.0)
     assert result["worst"] < 2.0, result  # every turn of the loop comes back within its bound
-    assert "retrying" in result["statuses"], result
+    assert any(result["errors"]), result  # a failure, said (no frame, cannot open, returned no frame)
     if mode == "stall":
         assert result["frames"] > 0
     assert result["grabbers"] <= 3, result  # a thread stuck in a read ends with its read
