@@ -22,6 +22,7 @@ from edge.api.urlfetch import FetchGate, FetchPolicy
 from edge.core import errors, syncwire
 from edge.core.access_chain import decode_cursor
 from edge.core.credentials import MAX_CREDENTIALS, Credential, CredentialError
+from edge.core.domain import ID_FORBIDDEN
 from edge.core.errors import MAX_BODY_BYTES, ApiError
 
 # The appid of the request being served (set by the app before the handler runs): url
@@ -37,7 +38,6 @@ current_edge_key: ContextVar[str] = ContextVar("current_edge_key", default="")
 current_edge_groups: ContextVar[tuple[str, ...]] = ContextVar("current_edge_groups", default=())
 EDGE_OPS = frozenset({"sync", "verify", "uploadlog", "packs", "packfile"})
 
-_ILLEGAL = set(" /\\\t\r\n\x0b\x0c")
 MAX_LIST = 1000
 # urls[] of one addface: fetched in parallel, so the request lasts at most one download timeout
 MAX_URLS = 20  # images (or urls) of one addface: a person holds at most 20 faces
@@ -102,7 +102,7 @@ def check_ident(name: str, value: object, max_bytes: int) -> str:
         raise ApiError(errors.INVALID_PARAMETER, f"{name} must be a string")
     if len(value.encode("utf-8", "surrogatepass")) > max_bytes:  # a lone surrogate is refused below
         raise ApiError(errors.PARAMETER_TOO_LONG, f"{name} longer than {max_bytes} bytes")
-    if any(ch in _ILLEGAL for ch in value) or not value.isprintable():
+    if any(ch in ID_FORBIDDEN for ch in value) or not value.isprintable():
         raise ApiError(errors.ILLEGAL_CHARACTERS, f"{name} contains a space, slash, tab, newline or control character")
     return value
 

@@ -17,6 +17,8 @@ import json
 from dataclasses import dataclass
 from typing import Any, Iterable
 
+from edge.core.domain import is_id
+
 GENESIS = "0" * 64
 
 # Documented codes of a refused upload (docs/access.md, docs/hub.md).
@@ -40,11 +42,10 @@ TEXT_FIELDS = ("door", "person_id", "decision", "outcome", "reason")
 # record dated 1e300 made every page of the site's decisions fail to render.
 MAX_AT = 2.0 ** 35
 MAX_RECORD_CHARS = 8192
-# What an id may not hold (the API's id rules, edge.api.ops.check_ident): a record's person_id
-# and door are ids, and operators follow links built from them. A door key uploaded a person_id
-# of `../../face/<form hx-post=…>`: its link on the Decisions page left /ui and came back as HTML
-# that made an admin account in the clicking admin's name.
-_NOT_IN_IDS = frozenset(" /\\\t\r\n\x0b\x0c")
+# A record's person_id and door are ids (edge.core.domain.is_id; empty: none): operators follow
+# links built from them. A door key uploaded a person_id of `../../face/<form hx-post=…>`: its
+# link on the Decisions page left /ui and came back as HTML that made an admin account in the
+# clicking admin's name.
 ID_FIELDS = ("door", "person_id")
 MAX_BATCH = 1000  # records per upload
 
@@ -102,7 +103,7 @@ def check_shape(record: Any) -> dict[str, Any]:
             raise ChainError("malformed", where, f"{name} holds a control or bidi character")
     for name in ID_FIELDS:
         value = record.get(name, "")
-        if len(value) > 128 or _NOT_IN_IDS.intersection(value):
+        if value and not is_id(value):
             raise ChainError("malformed", where, f"{name} is no id (a space, slash, backslash, or over 128)")
     if record["kind"] not in KINDS:
         raise ChainError("malformed", where, f"kind must be one of {sorted(KINDS)}")

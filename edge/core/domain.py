@@ -9,6 +9,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TypeGuard
+
+# What an id (a person's, a group's, a door's) may not hold: the face API refuses it
+# (edge.api.ops.check_ident), and what other parts take as an id is checked by the same rule
+# (access-log records, the hub's claim refusals): ids become links, paths and log lines.
+ID_FORBIDDEN = frozenset(" /\\\t\r\n\x0b\x0c")
+
+
+def is_id(value: object, max_chars: int = 128) -> TypeGuard[str]:
+    """`value` is text an id may be: 1..max_chars printable characters, none of ID_FORBIDDEN."""
+    return (isinstance(value, str) and 0 < len(value) <= max_chars and value.isprintable()
+            and not ID_FORBIDDEN.intersection(value))
 
 
 class Mode(StrEnum):

@@ -50,6 +50,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge.core.credentials import Credential, CredentialError
+from edge.core.domain import is_id
 
 
 @dataclass(frozen=True)
@@ -177,6 +178,11 @@ def report_fields(pack: str, liveness: str, door: str, health: str) -> dict[str,
     return {name: re.sub(r"[^\x20-\x7e]", "?", str(v))[:128] for name, v in zip(REPORT_FIELDS, values)}
 
 
+def is_report_text(value: object) -> bool:
+    """Short printable ASCII, what a report field may be."""
+    return isinstance(value, str) and _REPORT_TEXT.fullmatch(value) is not None
+
+
 def check_report(fields: dict) -> dict[str, str]:
     """The report fields present in a sync request, or ValueError naming the one that is not
     short printable text."""
@@ -185,7 +191,7 @@ def check_report(fields: dict) -> dict[str, str]:
         value = fields.get(name)
         if value is None:
             continue
-        if not isinstance(value, str) or not _REPORT_TEXT.fullmatch(value):
+        if not is_report_text(value):
             raise ValueError(f"{name} must be at most 128 printable ASCII characters")
         out[name] = value
     return out
@@ -240,8 +246,7 @@ def decode_refusals(data: object, name: str = REFUSALS) -> list[tuple[str, float
         person, at = (item.get("person_id"), item.get("at")) if isinstance(item, dict) else (None, None)
         # an id (printable, no space or slash): a door key's forged record put a newline in one,
         # and the edge's log line about it became two, the second made up
-        if (not isinstance(person, str) or not 0 < len(person) <= 128 or not person.isprintable()
-                or set(person) & set(" /\\")):
+        if not is_id(person):
             raise MalformedChange(f"{name}: person_id is not an id")
         if isinstance(at, bool) or not isinstance(at, int | float) or not math.isfinite(at):
             raise MalformedChange(f"{name}: at is not a finite number")

@@ -99,11 +99,11 @@ class LivenessPolicy:
         verdict could refuse it)."""
         return not self.enabled or (liveness is not None and liveness.verdict is not None)
 
-    def frame_may_decide(self, frame_verdict: str | None, liveness: TrackLiveness | None) -> bool:
-        """In require mode a live track is decided only on a frame itself scored live (a track
-        judged an attack is refused on any frame)."""
-        return (self.mode != "require" or frame_verdict == "live"
-                or (liveness is not None and liveness.verdict == "attack"))
+    def may_decide(self, liveness: TrackLiveness | None, frame_verdict: str | None) -> bool:
+        """`ready`, and in require mode a live track is decided only on a frame itself scored
+        live (a track judged an attack is refused on any frame)."""
+        return self.ready(liveness) and (self.mode != "require" or frame_verdict == "live"
+                                         or (liveness is not None and liveness.verdict == "attack"))
 
     def apply(self, out: Outcome, liveness: TrackLiveness | None) -> Outcome:
         """The local outcome with the track's liveness; an attack, in require mode, is refused."""

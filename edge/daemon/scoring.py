@@ -80,7 +80,7 @@ class FrameScorer:
             if state.good_frames < self.min_frames:
                 continue
             liveness = self.liveness.of(track)
-            if not self.liveness.ready(liveness) or not self.liveness.frame_may_decide(frame_verdict, liveness):
+            if not self.liveness.may_decide(liveness, frame_verdict):
                 continue  # wait until enough frames of this track are scored, and this one is live
             # Only a track ready to be scored takes a claim: a claim taken is always decided.
             claim = self.claims.for_track(track, self.window.settle, nearest=index == nearest)
@@ -107,7 +107,7 @@ class FrameScorer:
                 # opens nothing: it needs none): not a live face shown before a photo of them was
                 # slid over it (edge.daemon.liveness)
                 liveness = self.liveness.of(track, _could_be(gallery, out.person_id))
-                if not self.liveness.ready(liveness) or not self.liveness.frame_may_decide(frame_verdict, liveness):
+                if not self.liveness.may_decide(liveness, frame_verdict):
                     continue
             out = self.liveness.apply(out, liveness)
             latency = Latency((t_detect - t0) * 1000, (t_embed - t_detect) * 1000,

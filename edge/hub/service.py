@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import threading
 import time
 from pathlib import Path
@@ -489,7 +488,7 @@ class HubService(FaceService):
             self.store.record_edge(appid, EdgeReport(
                 # the sync's fingerprint stands for the pack only when it is what a report field may be
                 report["edge_id"], time.time(), int(since),
-                report.get("edge_pack", fingerprint if re.fullmatch(r"[ -~]{1,128}", fingerprint) else "?"),
+                report.get("edge_pack", fingerprint if syncwire.is_report_text(fingerprint) else "?"),
                 report.get("edge_liveness", ""), report.get("edge_door", ""), report.get("edge_health", ""),
                 report.get(syncwire.REPORT_KEY, ""), tuple(group_ids or ())))
         if fingerprint not in served:
