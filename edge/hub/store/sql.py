@@ -400,7 +400,11 @@ class SqlStore(FaceCropSql, ConsoleSql, AccessSql, EdgesSql, ClaimLiftsSql, Stor
     # --- sync feed ------------------------------------------------------------------------
     def last_seq(self, appid: str) -> int:
         with self._read() as c:
-            (seq,) = self._q(c, "SELECT COALESCE(MAX(seq), 0) FROM changes WHERE appid = ?", (appid,)).fetchone()
+            return self._head(c, appid)
+
+    def _head(self, c, appid: str) -> int:
+        """The appid's newest change number (0: none), read on `c` (in its snapshot)."""
+        (seq,) = self._q(c, "SELECT COALESCE(MAX(seq), 0) FROM changes WHERE appid = ?", (appid,)).fetchone()
         return int(seq)
 
     def sync_page(self, appid, since, fingerprint, group_ids, limit, with_rules: bool = False) -> SyncPage:
@@ -440,7 +444,7 @@ class SqlStore(FaceCropSql, ConsoleSql, AccessSql, EdgesSql, ClaimLiftsSql, Stor
             # Read once, in the page's snapshot: the page also says its version (an edge that has
             # not applied it must not open on the rules it has, or on none: edge.door.rules_in_force).
             rules_now = self._rules_in(c, appid) if with_rules else None
-            head = int(self._q(c, "SELECT COALESCE(MAX(seq), 0) FROM changes WHERE appid = ?", (appid,)).fetchone()[0])
+            head = self._head(c, appid)
 
             def mark(seq: int) -> str:
                 row = self._q(c, "SELECT time FROM changes WHERE appid = ? AND seq = ?", (appid, seq)).fetchone()
