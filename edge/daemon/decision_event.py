@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from edge.core.domain import Claim, Latency
+from edge.daemon.event_age import Born, age_s
 
 if TYPE_CHECKING:
     import numpy as np
@@ -91,18 +92,22 @@ def fit_message(payload: bytes, max_bytes: int) -> bytes | None:
     return None
 
 
-def mark_stale(payload: bytes, max_age_s: float, now: float | None = None) -> bytes:
-    """An accept older than `max_age_s` (by its decision timestamp) leaves as decision
-    `unknown`, reason `stale_accept`, with its age: a controller must not open the door for
-    someone who may have left long ago. Anything else is returned as is."""
+def mark_stale(payload: bytes, max_age_s: float, now: float | None = None,
+               born: Born | None = None, born_now: Born | None = None) -> bytes:
+    """An accept older than `max_age_s` leaves as decision `unknown`, reason `stale_accept`,
+    with its age: a controller must not open the door for someone who may have left long ago.
+    Its age is read on the boot clock when it was stamped with one (`born`, edge.daemon.event_age:
+    a step of the wall clock moves neither end), else from its timestamp. Anything else is
+    returned as is."""
     if max_age_s <= 0 or b'"decision":"accept"' not in payload:
         return payload
     try:
         event = json.loads(payload)
-        age = (time.time() if now is None else now) - datetime.fromisoformat(event["timestamp"]).timestamp()
+        wall_age = (time.time() if now is None else now) - datetime.fromisoformat(event["timestamp"]).timestamp()
     except (ValueError, KeyError, TypeError):  # not one of our events: not ours to judge
         return payload
-    if age <= max_age_s:
+    age, across_boot = age_s(wall_age, born, born_now)
+    if age <= max_age_s and not across_boot:
         return payload
     event.update(decision="unknown", reason="stale_accept", stale_s=round(age, 1))
     return json.dumps(event, separators=(",", ":")).encode()

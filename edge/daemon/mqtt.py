@@ -48,7 +48,8 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from edge.daemon import discovery
 from edge.daemon.decision_event import fit_message, mark_stale
-from edge.daemon.outbox import HELD_MAX, HeldEvents, Outbox
+from edge.daemon.event_age import Born, born_now
+from edge.daemon.outbox import HELD_MAX, HeldEvents, Outbox, Row
 from edge.daemon.publisher import Publisher
 
 if TYPE_CHECKING:
@@ -74,7 +75,8 @@ class MqttPublisher(Publisher):
 
     def __init__(self, settings: MqttSettings, device_id: str, outbox: Outbox, *,
                  on_command: CommandHandler | None = None, window: int = 100,
-                 stale_accept_s: float = 0.0, door: str | None = None):
+                 stale_accept_s: float = 0.0, door: str | None = None,
+                 clock: Callable[[], Born | None] = born_now):
         self.s = settings
         self.device_id = device_id
         self.base = f"{settings.prefix}/{device_id}"
@@ -90,7 +92,7 @@ class MqttPublisher(Publisher):
         self._inflight: dict[int, int | str] = {}  # paho mid -> outbox row id (or held event_id)
         self._last_row = 0  # the backlog lane: every row up to this one has been handed to paho
         # The live lane: events of this run go out before the backlog, which follows in order.
-        self._live: deque[tuple[int, str, bytes]] = deque(maxlen=LIVE_MAX)
+        self._live: deque[Row] = deque(maxlen=LIVE_MAX)
         self._sent_ahead: set[int] = set()  # rows the live lane sent past the backlog cursor
         self._rewind = False  # set on each connection: resend whatever is not acknowledged
         self._discovery_asked = False  # Home Assistant asked for discovery again (its status topic)
@@ -100,6 +102,7 @@ class MqttPublisher(Publisher):
         self.writable = True
         self._unsaved_acks: list[int] = []
         self.stale_accept_s = stale_accept_s
+        self.clock = clock  # the boot clock events are stamped and aged by (event_age)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -201,14 +204,16 @@ class MqttPublisher(Publisher):
         """Commit the event to the outbox; when that fails (full disk) hold it in memory: the
         caller's decision is made, it must not be retried with a new timestamp."""
         topic, payload = self.topic(leaf), json.dumps(event, separators=(",", ":")).encode()
+        born = self.clock()  # its age on the boot clock, for stale_accept_s (event_age)
         if not self.held:  # events already held go first: order is kept
             try:
-                self._live.append((self.outbox.add(event["event_id"], topic, payload), topic, payload))
+                row_id = self.outbox.add(event["event_id"], topic, payload, born)
+                self._live.append((row_id, topic, payload, born))
                 self._wake.set()
                 return
             except sqlite3.Error as exc:
                 self._cannot_write(exc)
-        self.held.hold(event["event_id"], topic, payload)
+        self.held.hold(event["event_id"], topic, payload, born)
         self._wake.set()
 
     def publish_state(self, state: dict[str, Any]) -> None:
@@ -327,25 +332,25 @@ class MqttPublisher(Publisher):
             self.held.unsend_all()
         self._discovery_when_due()
         while self._live and len(self._inflight) < self.window:  # live lane first
-            row_id, topic, payload = self._live.popleft()
+            row_id, topic, payload, born = self._live.popleft()
             if (row_id > max(self._last_row, self.outbox.dropped_through)
-                    and self._publish_row(row_id, topic, payload)):
+                    and self._publish_row(row_id, topic, payload, born)):
                 self._sent_ahead.add(row_id)
         self._send_held()
         room = self.window - len(self._inflight)
         if room > 0:  # then the backlog, in order, skipping what the live lane sent
-            for row_id, topic, payload in self.outbox.pending(self._last_row, room):
+            for row_id, topic, payload, born in self.outbox.pending(self._last_row, room):
                 if row_id in self._sent_ahead:
                     self._sent_ahead.discard(row_id)
-                elif self._publish_row(row_id, topic, payload) is None:
+                elif self._publish_row(row_id, topic, payload, born) is None:
                     break  # paho's queue is full: this row and the rest on the next pass
                 self._last_row = row_id
         self._drain_acks()
 
-    def _publish_row(self, row_id: int, topic: str, payload: bytes) -> bool | None:
+    def _publish_row(self, row_id: int, topic: str, payload: bytes, born: Born | None) -> bool | None:
         """True: on its way (its acknowledgement deletes the row); False: refused for good (set
         aside); None: paho did not take it now (its queue full): the row stays, sent later."""
-        message = self._fit(payload)
+        message = self._fit(payload, born)
         if message is None:  # the broker would drop the connection on it, again and again
             self.outbox.reject(row_id, f"over [mqtt] max_message_bytes ({self.s.max_message_bytes})")
             return False
@@ -363,10 +368,10 @@ class MqttPublisher(Publisher):
         self._inflight[info.mid] = row_id
         return True
 
-    def _fit(self, payload: bytes) -> bytes | None:
+    def _fit(self, payload: bytes, born: Born | None) -> bytes | None:
         """The event as it leaves now: judged stale or not, within the broker's message size
         (without its face image if need be; None when even that is over it)."""
-        judged = mark_stale(payload, self.stale_accept_s)
+        judged = mark_stale(payload, self.stale_accept_s, born=born, born_now=self.clock())
         message = fit_message(judged, self.s.max_message_bytes)
         if message is not judged:
             log.warning("an event over [mqtt] max_message_bytes (%d) %s", self.s.max_message_bytes,
@@ -379,15 +384,15 @@ class MqttPublisher(Publisher):
             oldest = self.held.oldest()
             if oldest is None:
                 break
-            event_id, topic, payload = oldest
+            event_id, topic, payload, born = oldest
             try:
-                row_id = self.outbox.add(event_id, topic, payload)
+                row_id = self.outbox.add(event_id, topic, payload, born)
             except sqlite3.Error as exc:
                 self._cannot_write(exc)
                 return
             self.held.saved(event_id)
             if not self.held.is_sending(event_id):  # else already on its way: no second copy
-                self._live.append((row_id, topic, payload))
+                self._live.append((row_id, topic, payload, born))
         if self.writable or self._unsaved_acks:
             return
         try:  # nothing held (all delivered directly): is the disk back?
@@ -400,10 +405,10 @@ class MqttPublisher(Publisher):
 
     def _send_held(self) -> None:
         """While the disk is full, send the held events directly (QoS 1, kept until PUBACK)."""
-        for event_id, topic, payload in self.held.unsent():
+        for event_id, topic, payload, born in self.held.unsent():
             if len(self._inflight) >= self.window:
                 break
-            message = self._fit(payload)
+            message = self._fit(payload, born)
             if message is None:  # never deliverable (the disk is full: no outbox_rejected to keep it in)
                 self.held.delivered(event_id)
                 self.held.dropped += 1  # counted in mqtt.outbox.dropped

@@ -21,12 +21,14 @@ from collections import deque
 from pathlib import Path
 
 from edge.core.sqlitedb import open_durable, transaction
+from edge.daemon.event_age import Born
 
 log = logging.getLogger(__name__)
 
 HELD_MAX = 1000  # events held in memory while the outbox cannot be written (full disk)
 
-Held = tuple[str, str, bytes]  # event_id, topic, payload
+Held = tuple[str, str, bytes, Born | None]  # event_id, topic, payload, when decided (event_age)
+Row = tuple[int, str, bytes, Born | None]  # row id, topic, payload, when decided
 
 
 class Outbox:
@@ -52,21 +54,28 @@ class Outbox:
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS outbox_rejected (id INTEGER PRIMARY KEY,"
             " event_id TEXT NOT NULL, topic TEXT, payload BLOB, created TEXT, reason TEXT NOT NULL)")
+        # When each event was decided on the boot clock (edge.daemon.event_age): its age for
+        # stale_accept_s, which a step of the wall clock does not move. NULL in rows an older
+        # version stored: those are aged by their timestamp.
+        columns = {r[1] for r in self._db.execute("PRAGMA table_info(outbox)")}
+        for column, kind in (("born_boot", "TEXT"), ("born_at", "REAL")):
+            if column not in columns:
+                self._db.execute(f"ALTER TABLE outbox ADD COLUMN {column} {kind}")
         self._depth = int(self._db.execute("SELECT count(*) FROM outbox").fetchone()[0])
 
-    def add(self, event_id: str, topic: str, payload: bytes) -> int:
+    def add(self, event_id: str, topic: str, payload: bytes, born: Born | None = None) -> int:
+        row = (event_id, topic, payload, born.boot if born else None, born.at if born else None)
+        insert = "INSERT INTO outbox (event_id, topic, payload, born_boot, born_at) VALUES (?,?,?,?,?)"
         with self._lock:
             over = self._depth + 1 - self.max_rows
             if over <= 0:
-                cur = self._db.execute("INSERT INTO outbox (event_id, topic, payload) VALUES (?,?,?)",
-                                       (event_id, topic, payload))
+                cur = self._db.execute(insert, row)
             else:
                 with transaction(self._db):
                     cut = self._db.execute("SELECT id FROM outbox ORDER BY id LIMIT 1 OFFSET ?",
                                            (over - 1,)).fetchone()[0]
                     gone = self._db.execute("DELETE FROM outbox WHERE id <= ?", (cut,)).rowcount
-                    cur = self._db.execute("INSERT INTO outbox (event_id, topic, payload)"
-                                           " VALUES (?,?,?)", (event_id, topic, payload))
+                    cur = self._db.execute(insert, row)
                 if not self.dropped:
                     log.warning("outbox full (%d events): dropping the oldest to keep the newest",
                                 self.max_rows)
@@ -78,11 +87,13 @@ class Outbox:
             assert row_id is not None  # an INSERT that succeeded has one
             return int(row_id)
 
-    def pending(self, after_id: int = 0, limit: int = 100) -> list[tuple[int, str, bytes]]:
+    def pending(self, after_id: int = 0, limit: int = 100) -> list[Row]:
         with self._lock:
-            return list(self._db.execute(
-                "SELECT id, topic, payload FROM outbox WHERE id > ? ORDER BY id LIMIT ?",
-                (after_id, limit)))
+            rows = list(self._db.execute(
+                "SELECT id, topic, payload, born_boot, born_at FROM outbox WHERE id > ?"
+                " ORDER BY id LIMIT ?", (after_id, limit)))
+        return [(i, topic, payload, Born(boot, at) if boot is not None and at is not None else None)
+                for i, topic, payload, boot, at in rows]
 
     def delete(self, *row_ids: int) -> None:
         """Remove acknowledged rows; several in one transaction (one fsync, not one each)."""
@@ -140,12 +151,12 @@ class HeldEvents:
         with self._lock:
             return len(self._events)
 
-    def hold(self, event_id: str, topic: str, payload: bytes) -> None:
+    def hold(self, event_id: str, topic: str, payload: bytes, born: Born | None = None) -> None:
         with self._lock:
             if len(self._events) >= self.max_events:
                 self._events.popleft()
                 self.dropped += 1
-            self._events.append((event_id, topic, payload))
+            self._events.append((event_id, topic, payload, born))
 
     def oldest(self) -> Held | None:
         with self._lock:

@@ -253,3 +253,95 @@ def test_an_event_over_the_brokers_message_limit_holds_back_no_other(tmp_path):
         sub.close()
     finally:
         broker.stop()
+
+
+class BootClock:
+    """The boot clock a publisher stamps and ages events by (edge.daemon.event_age), moved by
+    hand: the wall clock stays the real one, so moving this one is a wall clock stepped back."""
+
+    def __init__(self, boot: str = "boot-a", at: float = 100.0):
+        self.boot, self.at = boot, at
+
+    def __call__(self):
+        from edge.daemon.event_age import Born
+
+        return Born(self.boot, self.at)
+
+
+def test_an_accept_that_waited_is_stale_even_when_the_wall_clock_was_set_back_meanwhile(
+        mosquitto, subscribe, tmp_path):
+    """A Pi has no real-time clock: NTP steps its wall clock after boot, backwards too. An accept
+    aged by its wall-clock timestamp looked as fresh after a step back as when it was decided:
+    decided, held 30 s while the broker was away, the clock set back 30 s meanwhile, it arrived
+    as an accept (stale_accept_s 2), and a controller opened for someone long gone. Aged on the
+    boot clock, which no time setting moves, it goes out stale."""
+    clock = BootClock()
+    sub = subscribe("ev/door-t/event")
+    settings = MqttSettings(host=mosquitto.host, port=mosquitto.port, prefix="ev", keepalive=5, reconnect_max_s=1)
+    pub = MqttPublisher(settings, "door-t", Outbox(tmp_path / "outbox.db"), stale_accept_s=2.0, clock=clock)
+    pub.start()
+    try:
+        assert wait_until(lambda: pub.connected)
+        mosquitto.stop()
+        assert wait_until(lambda: not pub.connected)
+        accept = sample_event(decision="accept", person_id="alice")
+        pub.publish_event(accept)
+        clock.at += 30.0  # 30 s went by; the wall clock, stepped back 30 s, shows no time passing
+        fresh = sample_event(decision="accept", person_id="bob")
+        pub.publish_event(fresh)  # decided just now: goes as the accept it is
+        mosquitto.start()
+        assert sub.wait_for(lambda: len(sub.json()) == 2, 30)
+        got = {m["event_id"]: m for m in sub.json()}
+        late = got[accept["event_id"]]
+        assert (late["decision"], late["reason"], late["stale_s"]) == ("unknown", "stale_accept", 30.0)
+        assert got[fresh["event_id"]]["decision"] == "accept"
+    finally:
+        pub.stop()
+
+
+def test_an_accept_left_in_the_outbox_before_a_reboot_goes_out_stale_and_older_rows_still_go(
+        mosquitto, subscribe, tmp_path):
+    """An accept stored before a reboot waited through it, however little its timestamp says
+    (a Pi boots on the time it was shut down at): it leaves stale. Rows of an outbox written by
+    an older version (no boot stamp) are read and sent, aged by their timestamp as before."""
+    import sqlite3
+
+    legacy = sample_event(decision="accept", person_id="carol")
+    db = sqlite3.connect(tmp_path / "outbox.db")
+    db.execute("CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL UNIQUE,"
+               " topic TEXT NOT NULL, payload BLOB NOT NULL, created TEXT NOT NULL DEFAULT '')")
+    db.execute("INSERT INTO outbox (event_id, topic, payload) VALUES (?,?,?)",
+               (legacy["event_id"], "ev/door-t/event", json.dumps(legacy, separators=(",", ":")).encode()))
+    db.commit()
+    db.close()
+    before = Outbox(tmp_path / "outbox.db")
+    rebooted = sample_event(decision="accept", person_id="alice")
+    before.add(rebooted["event_id"], "ev/door-t/event", json.dumps(rebooted, separators=(",", ":")).encode(),
+               BootClock("boot-a", 5000.0)())
+    before.close()
+
+    sub = subscribe("ev/door-t/event")
+    settings = MqttSettings(host=mosquitto.host, port=mosquitto.port, prefix="ev", keepalive=5, reconnect_max_s=1)
+    pub = MqttPublisher(settings, "door-t", Outbox(tmp_path / "outbox.db"), stale_accept_s=2.0,
+                        clock=BootClock("boot-b", 12.0))
+    pub.start()
+    try:
+        assert sub.wait_for(lambda: len(sub.json()) == 2, 30)
+        got = {m["event_id"]: m for m in sub.json()}
+        assert (got[rebooted["event_id"]]["decision"], got[rebooted["event_id"]]["reason"]) == (
+            "unknown", "stale_accept")
+        assert got[rebooted["event_id"]]["stale_s"] >= 12.0  # at least the time since this boot
+        assert got[legacy["event_id"]]["decision"] == "accept"  # seconds old by its timestamp
+        assert wait_until(lambda: pub.outbox_depth() == 0)
+    finally:
+        pub.stop()
+
+
+def test_events_are_stamped_with_the_kernels_boot_id_and_boot_clock():
+    from pathlib import Path
+
+    from edge.daemon.event_age import born_now
+
+    born = born_now()
+    assert born is not None and born.boot == Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    assert time.monotonic() - 1 <= born.at <= time.clock_gettime(time.CLOCK_BOOTTIME)  # never stepped
