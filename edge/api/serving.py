@@ -440,9 +440,12 @@ def uvicorn_config(app, listener: Listener, **kw) -> uvicorn.Config:
     """The uvicorn.Config serving `app` on `listener` (TLS when a certificate is configured)."""
     if bool(listener.tls_cert) != bool(listener.tls_key):
         raise ValueError("tls_cert and tls_key go together")
-    # TLS is not given to uvicorn: the protocol makes the handshake (see the module doc)
+    # TLS is not given to uvicorn: the protocol makes the handshake (see the module doc).
+    # proxy_headers off: uvicorn otherwise takes the client's address from X-Forwarded-For on
+    # any connection from the loopback, where the hub sits behind its TLS proxy, and a client
+    # that sent that header itself chose the address the login rate limit counts.
     return uvicorn.Config(
         app, host=listener.host, port=listener.port, http=guarded_protocol(listener),
         timeout_keep_alive=max(1, round(listener.keepalive_timeout_s)),
-        h11_max_incomplete_event_size=MAX_HEADER_BYTES, **kw,
+        h11_max_incomplete_event_size=MAX_HEADER_BYTES, proxy_headers=False, **kw,
     )

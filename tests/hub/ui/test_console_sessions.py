@@ -206,3 +206,19 @@ def test_an_ipv6_host_is_counted_by_its_64_and_checks_wait_their_turn(hub, monke
         for _ in range(PASSWORD_CHECKS_AT_ONCE):
             sessions._checking.release()
     assert sessions.login("ada", PASSWORD, "192.0.2.9")[1].username == "ada"
+
+
+def test_a_forwarded_for_header_neither_escapes_nor_aims_the_per_address_limit(hub):
+    """uvicorn believed `X-Forwarded-For` on every connection from the loopback, where the hub
+    sits behind its TLS proxy (`tls_proxy`): a client that sent its own header got a fresh
+    address for each guess (20 per address escaped: every username tried 5 times from anywhere),
+    or sent an admin's address in it to use up that address's failures. The hub takes the
+    address of the connection; behind a proxy, the proxy's (documented)."""
+    policy = SessionPolicy()
+    for i in range(policy.address_failures):
+        guesser = Browser(hub.url)
+        guesser.http.headers["X-Forwarded-For"] = f"203.0.113.{i}"
+        assert guesser.login(f"guess{i}", "a wrong password!").status_code == 401
+    spoofed = Browser(hub.url)
+    spoofed.http.headers["X-Forwarded-For"] = "198.51.100.7"
+    assert spoofed.login("otto").status_code == 429  # every guess was this address's
