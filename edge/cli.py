@@ -42,6 +42,8 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("hub",): ("edge.hub.server", "serve the face API (hub role)"),
     ("run",): ("edge.daemon.main", "run the edge daemon: camera -> decisions -> MQTT"),
     ("config", "example"): ("edge.config_example", "print a complete commented example config"),
+    ("door", "release"): ("edge.door.release", "leave the lock relay as a clean stop does, after any exit of the "
+                          "daemon (the unit's ExecStopPost)"),
     ("edge-id",): ("edge.daemon.edge_id_cli", "print this edge's id, the one a hub key is bound to (edge config)"),
     ("log", "verify"): ("edge.daemon.access_log_cli", "check the edge's access log chain end to end (edge config)"),
     ("log", "search"): ("edge.hub.access_cli", "search the access log the edges uploaded (hub config)"),

@@ -29,6 +29,7 @@ from edge.daemon.health import DaemonSnapshot, daemon_state
 from edge.daemon.priority import CameraFirst
 from edge.daemon.sdnotify import notify, watchdog_interval_s
 from edge.daemon.watchdog import warn_if_too_short
+from edge.door.release import relay_of, release_left_over, remember_relay
 from edge.vision.packs import ModelPackError
 
 if TYPE_CHECKING:
@@ -152,6 +153,7 @@ class Daemon:
         s = self.s
         data = Path(s.storage.path)
         data.mkdir(parents=True, exist_ok=True)
+        release_left_over(data)  # a previous run killed with its relay energised (edge.door.release)
         if s.api.enabled or s.mqtt.commands == "signed":
             credentials(s)  # the edge's own key made (or a broken one refused) before anything starts
         v = s.verify  # the lockout's counts come back from disk: a power cut gives no new tries
@@ -212,6 +214,7 @@ class Daemon:
                                            credentials_of=self.cache.credentials_of,
                                            **self._access_rules_and_log())
         self.door.start()
+        remember_relay(data, relay_of(s.door))  # for `door release` after any exit (the unit's ExecStopPost)
         self._spawn("door-clock", self.door.keep_time, self.stop_event)
         metrics.follow(self.camera, self.events, self.cloud, self.syncer)
         if self.cloud is not None:

@@ -10,6 +10,7 @@ Then a remote unlock: an unsigned cmd/unlock moves nothing, a signed one opens o
 
 from __future__ import annotations
 
+import json
 import shutil
 import threading
 
@@ -69,6 +70,9 @@ def test_the_relay_opens_for_an_enrolled_person_and_not_for_a_stranger(
             mock_pins.pin(pin).drive_low()
         relay = mock_pins.pin(RELAY)
         assert not relay.state  # started locked
+        # written down for `door release`, which the unit runs after any exit (edge.door.release)
+        assert json.loads((tmp_path / "data" / "door-relay.json").read_text()) == {
+            "pin": RELAY, "active_high": True, "locked_level": False, "pin_factory": ""}
         loop = threading.Thread(target=daemon.loop, daemon=True)
         loop.start()
         try:
