@@ -56,9 +56,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("edge.daemon")
 
 # How often the door's own clock ticks the controller (keep_time), beside the main loop's turns,
-# and applies the schedule (every tenth turn: once a second).
+# and how often the schedule is applied on its own thread (keep_schedule).
 DOOR_CLOCK_S = 0.1
-SCHEDULE_EVERY_TURNS = 10
+SCHEDULE_EVERY_S = 1.0
 # why a scheduled unlocked window was not taken (a mode event's reason, /health's schedule_held)
 CLOCK_UNSYNCHRONISED = "clock_unsynchronised"
 
@@ -231,18 +231,28 @@ class DoorLink:
         time, the max_unlock_s bound and the held-open alarms. On the main loop's turns alone
         they waited for whatever the loop was in: a cloud fallback to a hub answering slowly held
         a door unlocked past unlock_s and max_unlock_s. The controller is thread-safe; its events
-        wait in its queue for the loop's `tick` to log and publish them."""
-        failed, turns = "", 0
-        while not stop.wait(DOOR_CLOCK_S) and not self.closed:
-            turns += 1
+        wait in its queue for the loop's `tick` to log and publish them.
+
+        Nothing else runs here: whatever this thread waited for would hold a granted door
+        unlocked as long (the schedule, read from the local cache that a sync holds for a whole
+        page, has a thread of its own: keep_schedule)."""
+        self._every(stop, DOOR_CLOCK_S, self.door.tick, "timed tick")
+
+    def keep_schedule(self, stop: threading.Event) -> None:
+        """The schedule applied once a second (a thread until `stop`), beside the main loop's
+        turns: on the loop's turns alone an unlocked window's end waited for a loop held up by
+        a slow cloud fallback."""
+        self._every(stop, SCHEDULE_EVERY_S, self._apply_schedule, "scheduled mode")
+
+    def _every(self, stop: threading.Event, period_s: float, step: Callable[[], None], what: str) -> None:
+        failed = ""
+        while not stop.wait(period_s) and not self.closed:
             try:
-                if turns % SCHEDULE_EVERY_TURNS == 0:  # a schedule's end waited for the loop too
-                    self._apply_schedule()
-                self.door.tick()
+                step()
                 failed = ""
-            except Exception as exc:  # the controller locks on its own errors; said once, not ten times a second
+            except Exception as exc:  # the controller locks on its own errors; said once, not each turn
                 if repr(exc) != failed:
-                    log.exception("door %s: timed tick failed", self.s.door.name)
+                    log.exception("door %s: %s failed", self.s.door.name, what)
                 failed = repr(exc)
 
     def _apply_schedule(self) -> None:

@@ -178,7 +178,7 @@ def test_the_schedule_sets_the_door_mode_on_ticks_never_at_start(tmp_path):
 def test_a_schedules_end_locks_the_door_while_the_main_loop_is_held_up(tmp_path):
     """The schedule was applied on the main loop's turns only: a loop held by a slow cloud
     fallback kept an unlocked window's door unlocked past its end. The door's own clock applies
-    it too (once a second)."""
+    it too (once a second, on a thread of its own: keep_schedule)."""
     import threading
     import time
 
@@ -188,9 +188,9 @@ def test_a_schedules_end_locks_the_door_while_the_main_loop_is_held_up(tmp_path)
     edge.link.tick()
     assert edge.energised
     stop = threading.Event()
-    clock = threading.Thread(target=edge.link.keep_time, args=(stop,), daemon=True)
+    clock = threading.Thread(target=edge.link.keep_schedule, args=(stop,), daemon=True)
     clock.start()
-    try:  # the window ends (the rules change) while nothing but the door's clock runs
+    try:  # the window ends (the rules change) while nothing but the door's threads run
         edge.sync_rules({**RULES, "doors": [{"id": "main"}]}, 2)
         deadline = time.monotonic() + 10
         while edge.energised and time.monotonic() < deadline:
@@ -369,3 +369,43 @@ def test_an_uncertain_face_refused_before_matching_is_not_asked_for_a_second_fac
     record = edge.records("decision")[-1]
     assert (record["decision"], record["outcome"], record["detail"]["why_not"]) == (
         "uncertain", "deny", "presentation_attack")
+
+
+def test_the_door_relocks_on_time_while_a_sync_holds_the_cache(tmp_path):
+    """The door's clock read the schedule from the local cache every tenth turn, and a sync
+    holds the cache for a whole page (up to 1,000 changes and an fsync: seconds on an SD card
+    that stalls): a door granted meanwhile stayed unlocked past unlock_s and max_unlock_s, until
+    the page was in. The door's clock now only ticks the controller; the schedule has a thread
+    of its own."""
+    import threading
+    import time
+
+    edge = Edge(tmp_path, unlock_s=0.3, max_unlock_s=1)
+    edge.sync_rules(RULES, 1)
+    edge.link.start()
+    stop, held, release = threading.Event(), threading.Event(), threading.Event()
+
+    def sync_page_on_a_slow_card() -> None:
+        with edge.cache._lock:
+            held.set()
+            release.wait(10)
+
+    threads = [threading.Thread(target=edge.link.keep_time, args=(stop,), daemon=True),
+               threading.Thread(target=edge.link.keep_schedule, args=(stop,), daemon=True),
+               threading.Thread(target=sync_page_on_a_slow_card, daemon=True)]
+    for t in threads:
+        t.start()
+    try:
+        assert held.wait(5)
+        edge.link.door.grant("ben", "granted")  # as a decision grants: the controller, no cache read
+        assert edge.energised
+        granted = time.monotonic()
+        while edge.energised and time.monotonic() - granted < 5:
+            time.sleep(0.05)
+        assert not edge.energised and time.monotonic() - granted < 1.5  # unlock_s 0.3, max_unlock_s 1
+    finally:
+        release.set()
+        stop.set()
+        for t in threads:
+            t.join(5)
+    assert not any(t.is_alive() for t in threads)
