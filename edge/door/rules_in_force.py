@@ -45,6 +45,7 @@ class RulesInForce:
         self._clock_synchronised = clock_synchronised  # may an unlocked window be taken (AccessPolicy)
         self._seen: tuple[Any, ...] | None = None  # the status the rules below were read at
         self._rules: RuleSet | None = None
+        self._last_mode: dict[str, str] = {}  # door -> the mode rules in force last set (scheduled_mode)
 
     def current(self) -> tuple[str, RuleSet | None]:
         try:
@@ -77,10 +78,27 @@ class RulesInForce:
 
     def scheduled_mode(self, door: str, at: float) -> str | None:
         """normal | unlocked | locked_down by the synced rules' schedule at `at` (UTC epoch);
-        None when no synced rules are in force (the mode is then the config's)."""
+        None when no synced rules are in force (the mode is then the config's).
+
+        Pending or invalid, a lockdown holds: the one the last good rules, still kept while
+        newer ones are pending, set now; without them (a cache emptied for a new model pack, a
+        damaged copy) the one rules in force last set. These states follow a sync cut short,
+        and going back to the config's normal mode lifted a site's lockdown for the exit button,
+        the signed remote unlock and the panel's output. Nothing unlocks meanwhile."""
         which, rules = self.current()
-        if rules is None:  # none in force, or pending: the config's mode
+        if which in (PENDING, INVALID):
+            kept = self._rules if which == PENDING else None
+            last = self._mode(kept, door, at) if kept is not None else self._last_mode.get(door)
+            return "locked_down" if last == "locked_down" else None
+        if rules is None:  # never synced: the config's mode
+            self._last_mode.pop(door, None)
             return None
+        mode = self._mode(rules, door, at)
+        self._last_mode[door] = mode
+        return mode
+
+    @staticmethod
+    def _mode(rules: RuleSet, door: str, at: float) -> str:
         found = rules.doors.get(door)
         return "normal" if found is None else door_mode(rules, found, local_time(rules, at))
 

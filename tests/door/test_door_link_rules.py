@@ -409,3 +409,43 @@ def test_the_door_relocks_on_time_while_a_sync_holds_the_cache(tmp_path):
         for t in threads:
             t.join(5)
     assert not any(t.is_alive() for t in threads)
+
+
+LOCKED_DOWN_ALWAYS = {**RULES, "doors": [{"id": "main", "modes": [{"schedule": "always", "mode": "locked_down"}]}]}
+
+
+def test_a_scheduled_lockdown_holds_while_newer_rules_are_pending_or_none_is_left(tmp_path):
+    """Rules pending (the hub announced a version the sync has not brought: a sync cut between
+    pages, a cache emptied for a new model pack) or none valid left: no rules were in force, and
+    the door went back to the config's mode, normal. Faces were still denied, but the lockdown
+    no longer held the exit button, the signed remote unlock or the panel's output. A lockdown
+    holds until rules in force say otherwise; nothing unlocks meanwhile."""
+    edge = Edge(tmp_path, remote_unlock=True)
+    edge.sync_rules(LOCKED_DOWN_ALWAYS, 1)
+    edge.link.start()
+    edge.link.tick()
+    assert edge.link.door.mode == "locked_down"
+    edge.seq += 1
+    edge.cache.apply_page([], edge.seq, hub_rules=3)  # the hub has version 3: pending
+    edge.link.tick()
+    assert edge.link.health()["rules"]["in_force"] == "pending"
+    assert edge.link.door.mode == "locked_down"
+    assert edge.link.remote_unlock("ops") is False and not edge.energised
+    edge.cache.reset("another-embedder", "staff")  # emptied for a new model pack: the kept rules go too
+    edge.link.tick()
+    assert edge.link.door.mode == "locked_down" and not edge.energised
+    edge.sync_rules({**RULES, "doors": [{"id": "main"}]}, 3)  # the rules in force say normal
+    edge.link.tick()
+    assert edge.link.door.mode == "normal"
+
+
+def test_while_rules_are_pending_an_unlocked_window_is_not_taken(tmp_path):
+    edge = Edge(tmp_path)
+    edge.sync_rules(UNLOCKED_ALWAYS, 1)
+    edge.link.start()
+    edge.link.tick()
+    assert edge.energised
+    edge.seq += 1
+    edge.cache.apply_page([], edge.seq, hub_rules=3)
+    edge.link.tick()
+    assert edge.link.door.mode == "normal" and not edge.energised
