@@ -121,6 +121,7 @@ class DoorController:
         self._report_times: dict[str, deque[float]] = {}  # a backend's event kind -> when, lately
         self.suppressed = 0
         self.started = False
+        self.closed = False  # after close() nothing drives the relay to unlock again
 
     # -- life -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -135,6 +136,7 @@ class DoorController:
         """Lock and release the backend (a released fail-safe relay unlocks: docs/door.md)."""
         with self._lock:
             self._drive(False, "stop")
+            self.closed = True
         try:
             self.io.close()
         except Exception as exc:  # stopping must finish
@@ -147,6 +149,8 @@ class DoorController:
         bound, a relay fault)."""
         with self._lock:
             now = self.clock()
+            if self.closed:  # a grant racing a stop (cmd/unlock on the broker's thread)
+                return False
             if self.mode is DoorMode.LOCKED_DOWN:
                 self._emit("deny", person_id=person_id, reason="locked_down", decision_event_id=event_id)
                 return False
@@ -403,7 +407,10 @@ class DoorController:
 
     def _drive(self, unlocked: bool, why: str) -> bool:
         """Set the relay for `unlocked`; on a backend error the door is taken as locked when
-        asked to unlock (it is, or it fails that way), and locking is retried each tick."""
+        asked to unlock (it is, or it fails that way), and locking is retried each tick.
+        Closed, it unlocks for nothing (every unlock path comes here)."""
+        if unlocked and self.closed:
+            return False
         try:
             self.io.set_relay(relay_level(unlocked, self.lock_type))
         except Exception as exc:  # DoorIOError, or any bug of a backend: never an open door

@@ -368,3 +368,21 @@ def test_an_event_carries_the_time_it_happened_and_lost_ones_are_counted():
     stamped = datetime.fromisoformat(forced["timestamp"]).timestamp()
     assert before - 0.01 <= stamped <= taken - 0.25  # when it happened, not when it was taken
     assert c.health()["events_dropped"] == 0
+
+
+def test_after_close_no_path_unlocks_the_relay_again():
+    """close() locked the relay and released the backend, but a grant arriving after it (a
+    signed cmd/unlock on the broker's thread during a stop: MQTT is still connected then) drove
+    the relay again, and nothing was left to relock it. A closed door unlocks for nobody."""
+    from edge.door.backends.none import NoHardware
+
+    io = NoHardware()
+    c, clock, io = door(io)
+    c.close()
+    driven: list[bool] = []
+    io.set_relay = driven.append  # type: ignore[method-assign]  # what reaches the backend after close
+    assert c.grant("p", "remote_unlock", source="remote:ops") is False
+    c.set_mode(DoorMode.UNLOCKED, "schedule")
+    c.on_input(DoorInput(InputKind.EXIT, True, clock.advance(0.1)))
+    c.tick(clock.advance(1))
+    assert relay_level(True, "fail-secure") not in driven
