@@ -47,17 +47,17 @@ class DoorSettings(BaseModel):
                                  "(one grant, one passage).")
     open_grace_s: float = Field(1.0, ge=0, le=10, description="A door that opens this soon after it locked "
                                 "again still counts as opened by its grant (a slow latch).")
-    held_open_s: float = Field(30.0, gt=0, description="An authorised opening longer than this raises the "
+    held_open_s: float = Field(30.0, gt=0, le=3600, description="An authorised opening longer than this raises the "
                                "held-open alarm.")
-    held_prealarm_s: float = Field(10.0, ge=0, description="The held-open pre-alarm sounds this long before "
+    held_prealarm_s: float = Field(10.0, ge=0, le=3600, description="The held-open pre-alarm sounds this long before "
                                    "the alarm (0: none).")
     exit_unlocks: bool = Field(True, description="The exit button unlocks the door (else it only authorises "
                                "the opening: a mechanical exit).")
-    exit_stuck_s: float = Field(30.0, gt=0, description="An exit button held longer than this is stuck: "
+    exit_stuck_s: float = Field(30.0, gt=0, le=3600, description="An exit button held longer than this is stuck: "
                                 "ignored until released, reported.")
-    input_events_max: int = Field(10, ge=1, description="Contact and tamper events per input per "
+    input_events_max: int = Field(10, ge=1, le=1000, description="Contact and tamper events per input per "
                                   "input_events_window_s; beyond: one `input_flapping` event.")
-    input_events_window_s: float = Field(10.0, gt=0, description="Window of input_events_max.")
+    input_events_window_s: float = Field(10.0, gt=0, le=300, description="Window of input_events_max.")
     open_on_offline_allow: bool = Field(
         False, description="An accept made by [policy] offline = \"allow\" (the hub unreachable, the face\n"
         "between the thresholds) opens the door too. Off: it is published, the door stays locked\n"
@@ -68,7 +68,9 @@ class DoorSettings(BaseModel):
     pin_factory: Literal["", "lgpio", "mock"] = Field(
         "", description="gpio: gpiozero's pin factory: empty = gpiozero's choice (GPIOZERO_PIN_FACTORY, "
         "else lgpio\non a Pi) | lgpio | mock (no hardware: tests and demos).")
-    relay_pin: int = Field(17, ge=0, le=27, description="gpio: BCM pin of the lock relay.")
+    relay_pin: int = Field(17, ge=4, le=27, description="gpio: BCM pin of the lock relay (not 0-3: the "
+                           "board pulls 2 and 3 up, 0 and 1 are the HAT ID lines;\nnot 14 or 15: the serial "
+                           "console's lines; docs/door.md#wiring).")
     relay_active_high: bool = Field(True, description="gpio: the relay module energises on a high pin "
                                     "(false: on a low pin, as many opto-isolated boards).")
     contact_pin: int = Field(27, ge=-1, le=27, description="gpio: BCM pin of the door contact "
@@ -112,6 +114,9 @@ class DoorSettings(BaseModel):
     def _consistent(self) -> DoorSettings:
         if self.unlock_s > self.max_unlock_s:
             raise ValueError("unlock_s must not exceed max_unlock_s")
+        if self.relay_pin in (14, 15):
+            raise ValueError("relay_pin 14 and 15 are the serial console's lines (14 is high while it runs): "
+                             "the relay would be energised at boot; use another pin")
         if self.backend == "mqtt":  # its commands are signed: a key anyone knows signs nothing
             require_usable_key(self.mqtt_secret_key, "[door] mqtt_secret_key")
         pins = [p for p in (self.relay_pin, self.contact_pin, self.exit_pin, self.tamper_pin) if p >= 0]

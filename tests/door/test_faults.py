@@ -122,3 +122,20 @@ def test_mqtt_backend_needs_a_broker_and_a_key():
         DoorSettings(backend="mqtt")
     with pytest.raises(ConfigError, match="mqtt"):
         make_door_io(DoorSettings(backend="mqtt", mqtt_secret_key="k" * 32))
+
+
+@pytest.mark.parametrize("bad", [
+    {"held_open_s": float("inf")},  # no held-open alarm ever
+    {"exit_stuck_s": float("inf")},  # an exit button never reported stuck
+    {"input_events_window_s": 1e9},  # after input_events_max changes, a contact's events muted for good
+    {"held_prealarm_s": float("inf")},
+    {"relay_pin": 2},  # pulled up on the board: an active-high relay energised whenever the pin is released
+    {"relay_pin": 14},  # the serial console's TX, high while it runs
+])
+def test_config_values_that_silently_switch_off_an_alarm_or_energise_the_relay_at_boot_are_refused(bad):
+    from pydantic import ValidationError
+
+    from edge.door.settings import DoorSettings
+
+    with pytest.raises(ValidationError):
+        DoorSettings(backend="gpio", **bad)
