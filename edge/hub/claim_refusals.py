@@ -12,17 +12,26 @@ every door, and goes to every edge as well (`site_lifts`): it ends a lockout it 
 lifts are read once per request (`lifts_since`) for both.
 
 The marks are read by their own column (edge.hub.store.access: no record's body is parsed),
-dated at most AHEAD_S past the hub's clock, the newest PER_EDGE of each edge: the refusals of the
-last minutes are what a lockout needs. Read from every decision, newest first, at most 20,000, a
-door's key taken could upload 20,000 records dated far ahead (or merely many) and so push every
-other door's refusals out of the read, switching the site's badge lockout off for good.
+dated at most AHEAD_S past the hub's clock, of enrolled persons only, the newest PER_EDGE of each
+edge: the refusals of the last minutes are what a lockout needs. Read from every decision, newest
+first, at most 20,000, a door's key taken could upload 20,000 records dated far ahead (or merely
+many) and so push every other door's refusals out of the read, switching the site's badge
+lockout off for good. For the same reason the MAX_REFUSALS an edge is sent are shared fairly
+between the doors (`fair_newest`), after a group-bound key's persons are chosen: one door's 1,000
+made-up refusals dated a minute ahead filled the whole list.
+
+An admission clears the refusals made at the door that admitted, not at every door: any door's
+key could upload an `admitted` mark, and one forged mark of a person erased every other door's
+refusals of that person (a stolen badge and a stolen door key: endless tries). An edge that
+admits a person starts their count again itself (edge.daemon.claim_lockout).
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
 from edge.core import errors
 from edge.core.errors import ApiError
@@ -47,26 +56,47 @@ def lifts_since(store: Store, appid: str, since: float, now: float | None = None
     return store.claim_lifts(appid, max(since, now - LONGEST_WINDOW_S))
 
 
+Refusal = tuple[str, float, str]  # person_id, wall time, edge_id
+
+
 def site_refusals(store: Store, appid: str, edge_id: str, since: float, lifted: dict[str, tuple[float, str]],
-                  now: float | None = None, person_id: str | None = None) -> list[tuple[str, float, str]]:
+                  now: float | None = None, person_id: str | None = None,
+                  keep: Callable[[set[str]], set[str]] | None = None) -> list[Refusal]:
     """(person_id, wall time, edge_id) of the claims other edges than `edge_id` refused on the
-    face since `since` (of `person_id` only, when given), after each person's last admitted claim
-    at any door or lift (`lifted`: lifts_since's); oldest first, the newest MAX_REFUSALS of them."""
+    face since `since` (of `person_id` only, when given; of the persons `keep` keeps of those
+    refused, when given), after that door's last admitted claim of the person and any lift
+    (`lifted`: lifts_since's); oldest first, at most MAX_REFUSALS shared fairly by the doors."""
     now = time.time() if now is None else now
     since = max(since, now - LONGEST_WINDOW_S)
     # dated ahead of the hub's clock: left out (an edge counts a future time as now, so such a
     # refusal would never age out nor yield to a lift)
     marks = store.counted_claims(appid, since, now + AHEAD_S, PER_EDGE, person_id)
-    refused: dict[str, list[tuple[str, float, str]]] = {}
+    refused: dict[tuple[str, str], list[Refusal]] = {}  # (person, door) -> its refusals there
     for person, at, edge, mark in marks:  # oldest first: an admission clears what came before it
         if not person or (person in lifted and at <= lifted[person][0]):
             continue
         if mark == ADMITTED:
-            refused.pop(person, None)
+            refused.pop((person, edge), None)
         elif mark == REFUSED and edge != edge_id:
-            refused.setdefault(person, []).append((person, at, edge))
-    out = sorted((r for rs in refused.values() for r in rs), key=lambda r: r[1])
-    return out[-MAX_REFUSALS:]
+            refused.setdefault((person, edge), []).append((person, at, edge))
+    if keep is not None:
+        kept = keep({person for person, _ in refused})
+        refused = {k: rs for k, rs in refused.items() if k[0] in kept}
+    return fair_newest([r for rs in refused.values() for r in rs], MAX_REFUSALS)
+
+
+def fair_newest(refusals: Iterable[Refusal], limit: int) -> list[Refusal]:
+    """At most `limit` of `refusals`, oldest first: each door's newest in turn, so that a door
+    with more refusals than the limit (a key taken off the wall) takes only its share."""
+    by_door: dict[str, list[Refusal]] = {}
+    for r in sorted(refusals, key=lambda r: r[1], reverse=True):
+        by_door.setdefault(r[2], []).append(r)
+    out: list[Refusal] = []
+    for turn in itertools.zip_longest(*by_door.values()):
+        out.extend(r for r in turn if r is not None)
+        if len(out) >= limit:
+            break
+    return sorted(out[:limit], key=lambda r: r[1])
 
 
 def site_lifts(lifted: dict[str, tuple[float, str]]) -> list[tuple[str, float]]:

@@ -520,11 +520,14 @@ class HubService(FaceService):
     def _site_claims(self, appid, edge_id, since, group_ids, only_groups) -> dict:
         """The sync answer's claim_refusals and claim_lifts for `edge_id` (sync's docstring)."""
         lifted = lifts_since(self.store, appid, since)
-        refused = site_refusals(self.store, appid, edge_id, since, lifted)
+        # a group-bound key's persons chosen before the list is cut to its length, so that the
+        # other persons' refusals cannot take the places of its own
+        members = (lambda ids: members_of(self.store, appid, ids, group_ids)) if only_groups else None
+        refused = site_refusals(self.store, appid, edge_id, since, lifted, keep=members)
         lifts = site_lifts(lifted)
-        if only_groups and (refused or lifts):
-            keep = members_of(self.store, appid, {r[0] for r in refused} | {lift[0] for lift in lifts}, group_ids)
-            refused, lifts = [r for r in refused if r[0] in keep], [lift for lift in lifts if lift[0] in keep]
+        if members is not None and lifts:
+            keep = members({lift[0] for lift in lifts})
+            lifts = [lift for lift in lifts if lift[0] in keep]
         return {syncwire.REFUSALS: syncwire.encode_refusals(refused), syncwire.LIFTS: syncwire.encode_lifts(lifts)}
 
     def liftclaims(self, appid, person_id, lifted_by) -> dict:

@@ -33,7 +33,20 @@ def _door_log(path, entries, key=b"edge-key-refusal-tests") -> AccessLog:
     return log
 
 
-def test_the_other_doors_refusals_after_each_persons_last_admission(hub_store, tmp_path):
+def _enrol(store, appid: str, *person_ids: str, group: str = "staff") -> None:
+    """Persons the hub has (refusals of anyone else are not read)."""
+    import numpy as np
+
+    from edge.hub.store.base import FaceRecord, Limits
+
+    for pid in person_ids:
+        face = FaceRecord(store.new_face_id(), pid, (1, 2, 80, 80), [[1.0, 2.0]] * 5,
+                          embeddings={"fp": np.ones(8, np.float32) / np.sqrt(8)})
+        store.create_person(appid, pid, [group], "", "", face, Limits())
+
+
+def test_the_other_doors_refusals_after_that_doors_last_admission(hub_store, tmp_path):
+    _enrol(hub_store, "app", "alice", "bob", "carol", "dave", "erin")
     a = _door_log(tmp_path / "a.db", [
         (T0 + 1, "alice", "reject", "refused"),
         (T0 + 2, "bob", "reject", "refused"),
@@ -44,7 +57,7 @@ def test_the_other_doors_refusals_after_each_persons_last_admission(hub_store, t
         (T0 + 400, "erin", "reject", "refused")])  # this edge's clock ahead: never sent (no aging out)
     b = _door_log(tmp_path / "b.db", [
         (T0 + 5, "alice", "reject", "refused"),
-        (T0 + 8, "dave", "accept", "admitted")])  # the asking edge's admission counts too
+        (T0 + 8, "dave", "accept", "admitted")])  # clears b's own refusals only (b starts his count itself)
     assert hub_store.store_access_records("app", "edge-a", a.records())[1] == 7
     assert hub_store.store_access_records("app", "edge-b", b.records())[1] == 2
     hub_store.store_access_records("other-app", "edge-a", a.records())  # another tenant's: never
@@ -55,26 +68,27 @@ def test_the_other_doors_refusals_after_each_persons_last_admission(hub_store, t
         return site_refusals(hub_store, "app", edge_id, since, lifted, now, person_id)
 
     assert refusals("edge-b", T0) == [
-        ("alice", T0 + 1, "edge-a"), ("alice", T0 + 3, "edge-a")]  # edge-b's own left out
+        ("alice", T0 + 1, "edge-a"), ("alice", T0 + 3, "edge-a"), ("dave", T0 + 7, "edge-a")]  # edge-b's own left out
     assert refusals("edge-a", T0) == [("alice", T0 + 5, "edge-b")]
-    assert refusals("edge-b", T0 + 2) == [("alice", T0 + 3, "edge-a")]
-    assert refusals("edge-b", T0, person_id="bob") == []  # admitted since
+    assert refusals("edge-b", T0 + 2) == [("alice", T0 + 3, "edge-a"), ("dave", T0 + 7, "edge-a")]
+    assert refusals("edge-b", T0, person_id="bob") == []  # admitted since, at the door that refused him
     assert refusals("edge-c", T0, person_id="alice") == [
         ("alice", T0 + 1, "edge-a"), ("alice", T0 + 3, "edge-a"), ("alice", T0 + 5, "edge-b")]
     assert refusals("edge-c", T0) == [
-        ("alice", T0 + 1, "edge-a"), ("alice", T0 + 3, "edge-a"), ("alice", T0 + 5, "edge-b")]
+        ("alice", T0 + 1, "edge-a"), ("alice", T0 + 3, "edge-a"), ("alice", T0 + 5, "edge-b"),
+        ("dave", T0 + 7, "edge-a")]
     # never further back than a day, whatever the edge asks
     assert refusals("edge-c", 0, now=T0 + 86_400 + 4) == [
-        ("alice", T0 + 5, "edge-b"), ("erin", T0 + 400, "edge-a")]  # erin's now in the past
+        ("alice", T0 + 5, "edge-b"), ("dave", T0 + 7, "edge-a"), ("erin", T0 + 400, "edge-a")]  # erin's now past
     # an operator lifts alice's lockout: her refusals before it count nowhere, and every edge is told
     hub_store.lift_claims("app", "alice", T0 + 3.5, "console:otto")
-    assert refusals("edge-c", T0) == [("alice", T0 + 5, "edge-b")]
+    assert refusals("edge-c", T0) == [("alice", T0 + 5, "edge-b"), ("dave", T0 + 7, "edge-a")]
     assert site_lifts(lifts_since(hub_store, "app", T0, T0 + 10)) == [("alice", T0 + 3.5)]
     assert site_lifts(lifts_since(hub_store, "app", T0 + 4, T0 + 10)) == []
     assert site_lifts(lifts_since(hub_store, "other-app", T0)) == []
     hub_store.lift_claims("app", "alice", T0 + 9, "api")  # the latest lift is what counts
     assert hub_store.claim_lifts("app", 0) == {"alice": (T0 + 9, "api")}
-    assert refusals("edge-c", T0) == []
+    assert refusals("edge-c", T0) == [("dave", T0 + 7, "edge-a")]
 
 
 def test_what_an_edge_reads_is_checked():
@@ -172,6 +186,8 @@ def test_a_door_flooding_the_log_cannot_push_the_other_doors_refusals_out(hub_st
     monkeypatch.setattr(claim_refusals, "PER_EDGE", 50, raising=False)
     monkeypatch.setattr(claim_refusals, "SCANNED", 50, raising=False)
     far = 2.0 ** 35 - 100  # the latest time an upload may carry
+    _enrol(hub_store, "app", "madonna", *[f"nobody{i}" for i in range(60)], *[f"ghost{i}" for i in range(200)],
+           *[f"fake{i}" for i in range(120)])
     flood = [(far + i, f"nobody{i}", "reject", "refused") for i in range(60)]  # ahead: never read
     flood += [(T0 + 1 + i / 100, f"ghost{i}", "reject", None) for i in range(200)]  # unmarked: never read
     flood += [(T0 + 3 + i / 100, f"fake{i}", "reject", "refused") for i in range(120)]  # marked: its own 50
@@ -191,6 +207,7 @@ def test_a_version_11_sqlite_store_gets_the_lockout_marks_of_the_records_it_hold
 
     path = tmp_path / "v11.sqlite3"
     store = SqliteStore(path)
+    _enrol(store, "app", "alice", "bob")
     log = _door_log(tmp_path / "a.db", [(T0 + 1, "alice", "reject", "refused"), (T0 + 2, "bob", "reject", None)])
     store.store_access_records("app", "edge-a", log.records())
     store.close()
@@ -218,3 +235,35 @@ def test_a_refusal_naming_no_id_is_refused_by_the_edge(person):
     with pytest.raises(syncwire.MalformedChange):
         syncwire.decode_refusals([{"person_id": person, "at": 1.8e9}])
     assert syncwire.decode_refusals([{"person_id": "ann", "at": 1.8e9}]) == [("ann", 1.8e9)]
+
+
+def test_a_door_key_cannot_crowd_out_or_erase_the_other_doors_refusals(hub_store, tmp_path):
+    """The refusals were read per door (5,000 each), then cut to the newest 1,000 of all doors:
+    one door's key (a terminal taken off the wall) uploading 1,000 refusals of made-up persons
+    dated a minute ahead filled the list, and madonna's refusal at door b reached no other door;
+    a group-bound key's list was cut before its persons were chosen, so it came out empty. One
+    forged `admitted` mark of madonna erased every door's refusals of her. Now only enrolled
+    persons' marks are read, the list is shared fairly by the doors, a group-bound key's persons
+    are chosen first, and an admission clears the admitting door's refusals only."""
+    now = T0 + 10
+    _enrol(hub_store, "app", "madonna")
+    _enrol(hub_store, "app", *[f"member{i}" for i in range(MAX_REFUSALS)], group="vault")
+    made_up = [(now + 1 + i / 100, f"x{i}", "reject", "refused") for i in range(MAX_REFUSALS)]
+    real_ones = [(now + 1 + i / 100, f"member{i}", "reject", "refused") for i in range(MAX_REFUSALS)]
+    taken = _door_log(tmp_path / "taken.db", [*made_up, *real_ones, (now + 60, "madonna", "accept", "admitted")])
+    for after in range(0, 2 * MAX_REFUSALS + 1, 1000):  # uploads of 1,000 records at most
+        hub_store.store_access_records("app", "door-taken", taken.records(after, 1000))
+    b = _door_log(tmp_path / "b.db", [(T0 + 2, "madonna", "reject", "refused"), (T0 + 3, "madonna", "reject", "refused")])
+    hub_store.store_access_records("app", "door-b", b.records())
+
+    heard = site_refusals(hub_store, "app", "door-c", T0, {}, now)
+    assert [r for r in heard if r[0] == "madonna"] == [("madonna", T0 + 2, "door-b"), ("madonna", T0 + 3, "door-b")]
+    assert len(heard) == MAX_REFUSALS and not any(p.startswith("x") for p, _, _ in heard)
+
+    def staff_only(ids: set[str]) -> set[str]:  # what the hub's members_of keeps for a key bound to "staff"
+        from edge.hub.claim_refusals import members_of
+
+        return members_of(hub_store, "app", ids, ["staff"])
+
+    lobby = site_refusals(hub_store, "app", "door-c", T0, {}, now, keep=staff_only)
+    assert lobby == [("madonna", T0 + 2, "door-b"), ("madonna", T0 + 3, "door-b")]

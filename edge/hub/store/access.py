@@ -215,10 +215,13 @@ class AccessSql:
                        person_id: str | None = None) -> list[tuple[str, float, str, str]]:
         """(person_id, at, edge_id, mark) of the decisions the edges' lockouts counted (the
         `counted` column: REFUSED or ADMITTED) with since <= at < until, of `person_id` only when
-        given, the newest `per_edge` of each edge, oldest first. Read by the column and bounded
-        per edge: a door uploading thousands of other records (or records dated far ahead) no
-        longer pushes the other doors' refusals out of what is read."""
-        where, args = "appid = ? AND counted <> '' AND at >= ? AND at < ?", [appid, since, until]
+        given, of persons the appid has, the newest `per_edge` of each edge, oldest first. Read by
+        the column and bounded per edge: a door uploading thousands of other records (or records
+        dated far ahead, or naming persons nobody enrolled) no longer pushes the other doors'
+        refusals out of what is read."""
+        where = ("appid = ? AND counted <> '' AND at >= ? AND at < ? AND EXISTS (SELECT 1 FROM persons p"
+                 " WHERE p.appid = access_records.appid AND p.person_id = access_records.person_id)")
+        args: list = [appid, since, until]
         if person_id is not None:
             where += " AND person_id = ?"
             args.append(person_id)
