@@ -253,7 +253,8 @@ def test_a_door_key_cannot_crowd_out_or_erase_the_other_doors_refusals(hub_store
     taken = _door_log(tmp_path / "taken.db", [*made_up, *real_ones, (now + 60, "madonna", "accept", "admitted")])
     for after in range(0, 2 * MAX_REFUSALS + 1, 1000):  # uploads of 1,000 records at most
         hub_store.store_access_records("app", "door-taken", taken.records(after, 1000))
-    b = _door_log(tmp_path / "b.db", [(T0 + 2, "madonna", "reject", "refused"), (T0 + 3, "madonna", "reject", "refused")])
+    b = _door_log(tmp_path / "b.db", [(T0 + 2, "madonna", "reject", "refused"),
+                                      (T0 + 3, "madonna", "reject", "refused")])
     hub_store.store_access_records("app", "door-b", b.records())
 
     heard = site_refusals(hub_store, "app", "door-c", T0, {}, now)
