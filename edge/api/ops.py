@@ -9,6 +9,7 @@ empty one is -1300. When both an image and a url are given, the url wins.
 from __future__ import annotations
 
 import asyncio
+import re
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable
@@ -126,12 +127,15 @@ def ident_list(p: Params, name: str, ctx: Ctx, *, required: bool = True) -> list
     return list(dict.fromkeys(ident_value(f"{name}[{i}]", v, ctx) for i, v in enumerate(value)))
 
 
+INTEGER = re.compile(r"-?[0-9]+")
+
+
 def integer(p: Params, name: str, default: int, lo: int, hi: int) -> int:
     value = p.get(name)
     if value is None or value == "":
         return default
-    digits = value.strip().lstrip("-") if isinstance(value, str) else ""
-    if not (digits.isascii() and digits.isdigit()) or len(value) > 20:  # "²" is a digit int() refuses
+    # ASCII digits after at most one "-" ("²" is a digit int() refuses; "--5" one it fails on)
+    if not isinstance(value, str) or not INTEGER.fullmatch(value.strip()) or len(value) > 20:
         raise ApiError(errors.INVALID_PARAMETER, f"{name} must be an integer")
     number = int(value)
     if not lo <= number <= hi:

@@ -223,10 +223,11 @@ def test_addface_urls_are_limited(hub_server):
     assert body["code"] == 21
 
 
-@pytest.mark.parametrize("value", ["²", "-²", "٣"])
+@pytest.mark.parametrize("value", ["²", "-²", "٣", "--5", "-", "+5", "5_0"])
 def test_an_integer_in_other_scripts_digits_is_21_not_an_internal_error(hub_server, value):
     """'²'.isdigit() is True but int('²') raises: a `since` of '²' answered 213 (internal error,
-    a traceback in the hub's log) where any other bad integer answers 21."""
+    a traceback in the hub's log) where any other bad integer answers 21; so did '--5' (every
+    leading '-' was stripped before the digits were checked)."""
     answer = post(hub_server, "sync", json={"appid": hub_server.appid, "since": value, "fingerprint": "x"})
     assert answer["code"] == 21 and "integer" in answer["message"], answer
 
