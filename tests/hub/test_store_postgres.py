@@ -152,7 +152,9 @@ def test_a_process_with_its_clock_ahead_does_not_forget_another_process_used_sig
         ahead.close()
 
 
-def test_a_lost_database_is_storage_error_1200_and_health_says_so(pg_url):
+def test_a_lost_database_is_storage_error_1200_and_health_says_so(pg_url, caplog):
+    """The driver's text (it names the database's host or socket, port and user) goes to the
+    log only: it was in the answer, which any key gets (a door's too), and in /health."""
     import psycopg
 
     store = open_store(pg_url)
@@ -164,6 +166,9 @@ def test_a_lost_database_is_storage_error_1200_and_health_says_so(pg_url):
         store.set_info("app", "nobody", "x", None)
     assert err.value.code == -1200
     assert store.health()["ok"] is False and "storage" not in store.health()["error"]
+    driver_said = [r.getMessage() for r in caplog.records if r.name == "edge.hub.store.sql"]
+    assert driver_said and "terminat" in driver_said[0]  # the server's own words, logged
+    assert "terminat" not in err.value.message and "terminat" not in store.health()["error"]
     store.create_person("app", "p", ["g"], "", "", face("f0", "p"), Limits())  # the pool reconnects
     assert store.health() == {"ok": True}
     store.close()

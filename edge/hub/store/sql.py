@@ -17,6 +17,7 @@ the log from its cursor and sees the current state of what each row names (`sync
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 import time
 from collections.abc import Iterator
@@ -36,6 +37,8 @@ from edge.hub.store.claim_lifts import ClaimLiftsSql
 from edge.hub.store.console import ConsoleSql
 from edge.hub.store.crops import FaceCropSql
 from edge.hub.store.edges import EdgesSql
+
+log = logging.getLogger(__name__)
 
 
 def blob(vector: np.ndarray) -> bytes:
@@ -91,10 +94,21 @@ class SqlStore(FaceCropSql, ConsoleSql, AccessSql, EdgesSql, ClaimLiftsSql, Stor
             raise ApiError(errors.ILLEGAL_CHARACTERS, f"a value the store cannot hold: {type(exc).__name__}") \
                 from None
         except failure as exc:
-            message = f"{type(exc).__name__}: {str(exc).strip()}"
+            # The driver's text goes to the log only: it names the database's host, port, user
+            # and socket, and the answer goes to any key (a door's too), /health to anyone.
+            kind = type(exc).__name__
+            self._log_failure(what, f"{kind}: {str(exc).strip()}")
             if what == "write":
-                self._failure = (time.time(), message)
-            raise ApiError(errors.FEATURE_STORAGE, f"storage {what} failed: {message}") from None
+                self._failure = (time.time(), f"{kind} (the hub's log says more)")
+            raise ApiError(errors.FEATURE_STORAGE, f"storage {what} failed: {kind}") from None
+
+    def _log_failure(self, what: str, message: str) -> None:
+        """Log a storage failure: a new one at once, the same one at most once a minute."""
+        now = time.monotonic()
+        last = getattr(self, "_logged_failure", None)
+        if last is None or last[0] != message or now - last[1] >= 60.0:
+            log.error("storage %s failed: %s", what, message)
+            self._logged_failure = (message, now)
 
     def health(self) -> dict:
         out: dict = {"ok": self._failure is None}
