@@ -11,12 +11,12 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint venv lock models ui broker postgresql chromium bench clean
+.PHONY: demo test test-fast lint venv lock models ui broker postgresql chromium strace bench clean
 
 demo: venv models ui broker
 	$(BIN)/edge-verifier demo
 
-test: lint models ui broker postgresql chromium
+test: lint models ui broker postgresql chromium strace
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The tests that need no models, photos or broker (marker `fast`): seconds, nothing to build first.
@@ -104,6 +104,17 @@ chromium:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	else \
 		echo "chromium not found, the console's browser tests will skip: sudo apt-get install chromium" >&2; \
+	fi
+
+# The edge unit's system call filter is checked against a daemon run traced by strace
+# (tests/daemon/test_unit_sandbox.py); without it that test skips and says why.
+strace:
+	@if command -v strace >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing strace (Debian package)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq strace >/dev/null; \
+	else \
+		echo "strace not found, the unit's system call check will skip: sudo apt-get install strace" >&2; \
 	fi
 
 bench: venv models
