@@ -58,14 +58,29 @@ class RoleSettings(BaseSettings):
         return False
 
 
+def systemd_credential(path: str | Path) -> bool:
+    """Is `path` one of this service's systemd credentials (LoadCredential=, in
+    $CREDENTIALS_DIRECTORY)? Only the service can read those, whatever their mode says: systemd
+    252 makes them 0400 and chowns them, 254 and later on a tmpfs give the service user an ACL
+    entry instead, which `stat` shows as 0440 (the group bits are the ACL's mask)."""
+    directory = os.environ.get("CREDENTIALS_DIRECTORY")
+    if not directory:
+        return False
+    try:
+        return Path(path).resolve().parent == Path(directory).resolve()
+    except OSError:
+        return False
+
+
 def require_private(path: str | Path, what: str) -> None:
-    """ConfigError unless `path` exists and is not accessible by group or others (chmod 600)."""
+    """ConfigError unless `path` exists and is not accessible by group or others (chmod 600),
+    or is one of the service's systemd credentials."""
     path = Path(path)
     try:
         mode = path.stat().st_mode
     except FileNotFoundError:
         raise ConfigError(f"{what} not found: {path}") from None
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+    if mode & (stat.S_IRWXG | stat.S_IRWXO) and not systemd_credential(path):
         raise ConfigError(f"{path}: {what} holds a secret key but is accessible by group/others "
                           f"(mode {stat.S_IMODE(mode):o}); chmod 600 it")
 

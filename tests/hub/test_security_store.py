@@ -209,3 +209,36 @@ def test_a_storage_url_shows_no_password_in_any_form(url):
             open_store(url)
         assert "Secret42" not in str(refused.value) and "***" in str(refused.value)
     assert "Secret42" not in redact(url) and "db.lan" in redact(url).split("@")[-1]
+
+
+def test_a_systemd_credential_is_private_whatever_its_mode_says(tmp_path, monkeypatch):
+    """systemd 254 and later put a service's credentials (LoadCredential=) on a tmpfs and give
+    the service user an ACL entry, which `stat` shows as mode 0440: the hub refused its own
+    secrets file ("accessible by group/others"), and libpq ignored the PGPASSFILE of the cluster
+    unit. A file in $CREDENTIALS_DIRECTORY is the service's alone; anywhere else 0440 is still
+    refused, and libpq gets a 0600 copy of its password file."""
+    import os
+
+    from edge.core.settings import ConfigError, require_private
+    from edge.hub.store.postgres import private_pgpassfile
+
+    creds, elsewhere = tmp_path / "credentials", tmp_path / "etc"
+    creds.mkdir()
+    elsewhere.mkdir()
+    for folder in (creds, elsewhere):
+        for name, text in (("hub-secrets.toml", "[[credentials]]\n"), ("hub-pgpass", "db:5432:hub:hub:pw\n")):
+            (folder / name).write_text(text)
+            (folder / name).chmod(0o440)
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+    require_private(creds / "hub-secrets.toml", "secrets_file")
+    with pytest.raises(ConfigError, match="mode 440"):
+        require_private(elsewhere / "hub-secrets.toml", "secrets_file")
+
+    monkeypatch.setenv("PGPASSFILE", str(creds / "hub-pgpass"))
+    private_pgpassfile()
+    copy = os.environ["PGPASSFILE"]
+    assert copy != str(creds / "hub-pgpass") and os.stat(copy).st_mode & 0o777 == 0o600
+    assert open(copy).read() == "db:5432:hub:hub:pw\n"
+    monkeypatch.setenv("PGPASSFILE", str(elsewhere / "hub-pgpass"))  # not a credential: left to libpq
+    private_pgpassfile()
+    assert os.environ["PGPASSFILE"] == str(elsewhere / "hub-pgpass")

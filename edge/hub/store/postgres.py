@@ -77,6 +77,35 @@ def migrate(conn) -> list[int]:
     return applied
 
 
+def private_pgpassfile() -> None:
+    """libpq ignores a PGPASSFILE that group or others may read (its warning, then a login
+    without password), and systemd 254 and later hand the service its credentials on a tmpfs
+    with an ACL entry, which `stat` shows as 0440. A PGPASSFILE that is one of the service's
+    credentials (LoadCredential=, readable by the service alone) is copied to a 0600 file of
+    this process (in the unit's private /tmp) and PGPASSFILE pointed at it."""
+    import atexit
+    import os
+    import stat
+    import tempfile
+
+    from edge.core.settings import systemd_credential
+
+    path = os.environ.get("PGPASSFILE")
+    if not path or not systemd_credential(path):
+        return
+    try:
+        if not os.stat(path).st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+            return
+        text = Path(path).read_bytes()
+    except OSError:
+        return  # libpq says what is wrong with it
+    fd, copy = tempfile.mkstemp(prefix="edge-hub-pgpass-")  # 0600
+    with os.fdopen(fd, "wb") as out:
+        out.write(text)
+    atexit.register(lambda: Path(copy).unlink(missing_ok=True))
+    os.environ["PGPASSFILE"] = copy
+
+
 class PostgresStore(SqlStore):
     PARAM = "%s"
 
@@ -90,6 +119,7 @@ class PostgresStore(SqlStore):
         except psycopg.ProgrammingError:
             raise RuntimeError("[storage] url is not a PostgreSQL URL libpq can read (percent-encode the "
                                "password's special characters: % as %25, @ as %40, / as %2F)") from None
+        private_pgpassfile()
         self.url = url
         self._failure: tuple[float, str] | None = None  # (when, why) of the last failed write
         self._wait_s = connect_timeout_s
