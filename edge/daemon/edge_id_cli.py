@@ -20,12 +20,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge.core.settings import ConfigError
+    from edge.core.settings import ConfigError, read_toml
     from edge.daemon.api_key import FILE_NAME, own_credential
     from edge.daemon.config import load
 
     try:
-        settings = load(args.config)
+        # The door's [hub] key is made on the hub from the id printed here: until then its
+        # config holds the example's placeholder, which the daemon refuses. Not read here.
+        hub = {k: v for k, v in (read_toml(args.config).get("hub") or {}).items()
+               if k not in ("secret_id", "secret_key")}
+        settings = load(args.config, hub=hub)
         storage = Path(settings.storage.path)
         made = not (storage / FILE_NAME).exists()
         if made and not settings.hub.appid:  # the key takes it: local clients sign with the site's appid

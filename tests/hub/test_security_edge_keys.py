@@ -370,3 +370,21 @@ def test_a_broken_credentials_entry_is_named_and_its_key_never_shown(tmp_path):
         message = str(refused.value)
         assert said in message, message
         assert not any(key[i:i + 6] in message for i in range(len(key) - 5)), message
+
+
+def test_edge_id_works_on_the_example_config_before_the_door_has_its_hub_key(tmp_path):
+    """The door's [hub] key is made on the hub (`hub edgekey`) from the id `edge-id` prints, so
+    edge-id runs while the door's config still holds the example's placeholder key: it refused
+    it ("a published example key: generate one"), and the documented install could not start.
+    The daemon itself still refuses the placeholder."""
+    from edge.daemon.config import example_toml
+    from edge.dev.devstack import write_toml
+
+    values = tomllib.loads(example_toml())
+    values["storage"] = {"path": str(tmp_path / "edge")}
+    (tmp_path / "edge").mkdir(mode=0o700)
+    cfg = write_toml(tmp_path / "edge.toml", values, private=True)
+    printed = _cli("edge-id", "--config", str(cfg))
+    assert printed.returncode == 0 and printed.stdout.startswith("AKIDedge"), printed.stderr
+    run = _cli("run", "--config", str(cfg))
+    assert run.returncode == 2 and "published example key" in run.stderr
