@@ -33,7 +33,20 @@ lint: venv
 	$(BIN)/lint-imports
 	$(BIN)/mypy
 
+# VENV_FLAGS=--system-site-packages (a Pi: the camera's picamera2 and libcamera come from Raspberry
+# Pi OS's packages) also on a venv made without it: the flag is this one line of pyvenv.cfg. Then
+# the camera's import is tried where its package is installed, and a failure said at once.
 venv: $(STAMP)
+	@case "$(VENV_FLAGS)" in *--system-site-packages*) \
+		if ! grep -q '^include-system-site-packages = true' $(VENV)/pyvenv.cfg; then \
+			sed -i 's/^include-system-site-packages = .*/include-system-site-packages = true/' $(VENV)/pyvenv.cfg; \
+			echo "$(VENV) now sees the system's packages (VENV_FLAGS=--system-site-packages)"; \
+		fi; \
+		if test -d /usr/lib/python3/dist-packages/picamera2 && ! $(BIN)/python -c "import picamera2" 2>/dev/null; then \
+			echo "warning: the Pi camera's picamera2 does not import in $(VENV):" >&2; \
+			$(BIN)/python -c "import picamera2" 2>&1 | tail -1 >&2; \
+		fi;; \
+	esac
 
 # Debian's python3 makes venvs only with python3-venv installed (ensurepip); a failed attempt
 # leaves a .venv without pip, so it is removed before trying again.
