@@ -37,3 +37,23 @@ async def take_token(limiter, key: str) -> bool:
         return await run_in_threadpool(limiter.allow, key)
     return limiter.allow(key)
 
+
+
+class RecordBudget:
+    """Token buckets that take several tokens at once (a batch of records), per key: `rate_per_s`
+    refilled, at most `capacity` held. In memory, per process."""
+
+    def __init__(self, rate_per_s: float, capacity: float):
+        self.rate, self.capacity = float(rate_per_s), float(capacity)
+        self._buckets: dict[object, tuple[float, float]] = {}  # key -> (tokens, last time)
+        self._lock = threading.Lock()
+
+    def take(self, key: object, n: int, now: float | None = None) -> bool:
+        """Take `n` tokens for `key`; False (none taken) when it has fewer."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            tokens, last = self._buckets.get(key, (self.capacity, now))
+            tokens = min(self.capacity, tokens + (now - last) * self.rate)
+            ok = tokens >= n
+            self._buckets[key] = (tokens - n if ok else tokens, now)
+            return ok

@@ -26,6 +26,7 @@ from typing import Sequence
 
 import numpy as np
 
+from edge.api.ratelimit import RecordBudget
 from edge.api.service import ApiErrorWithData, FaceService, compare_images, judged_liveness, session_id
 from edge.core import access_chain, access_rules, errors, syncwire
 from edge.core.credentials import MAX_CREDENTIALS
@@ -108,6 +109,9 @@ class HubService(FaceService):
         self.thresholds = thresholds
         self._galleries: dict[tuple[str, str], tuple[int, Gallery]] = {}
         self._gallery_lock = threading.Lock()
+        # access log records per (appid, edge): a day's worth refilled a day, a week's at once
+        self.record_budget = RecordBudget(self.limits.access_records_per_day / 86_400.0,
+                                          7 * self.limits.access_records_per_day)
 
     # --- vision helpers --------------------------------------------------------------------
     def _decode(self, data: bytes) -> np.ndarray:
@@ -463,6 +467,9 @@ class HubService(FaceService):
                 sealed = access_chain.parse_crops(crops, batch) if crops is not None else {}
             except access_chain.ChainError as exc:
                 raise ApiError(access_chain.LOG_CROP, f"access log of {edge_id}: {exc}") from None
+            if not self.record_budget.take((appid, edge_id), len(batch)):
+                raise ApiError(errors.RATE_LIMITED, f"access log of {edge_id}: over "
+                               f"{self.limits.access_records_per_day} records a day; send the rest later")
             stored, head = self.store.store_access_records(appid, edge_id, batch, sealed)
         except ApiError as exc:
             if exc.code not in access_chain.PROBLEM_CODES.values():

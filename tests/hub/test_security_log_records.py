@@ -173,3 +173,33 @@ def test_a_crop_list_naming_no_number_and_a_huge_cursor_time_are_bad_input():
         text = base64.urlsafe_b64encode(json.dumps([at, "e", 1]).encode()).decode()
         with pytest.raises(ValueError, match="not a cursor"):
             decode_cursor(text)
+
+
+def test_a_door_key_cannot_fill_the_hubs_disk_with_access_records(store, tmp_path):
+    """Nothing bounded what a door's key uploaded but its request rate (50 a second, 1,000
+    records each): a key taken off the wall wrote tens of GB an hour into the store every
+    tenant shares. Each edge may upload [limits] access_records_per_day a day, a week's worth
+    at once (a door back from a week offline sends its backlog); beyond, code 15, the edge
+    sends the rest later; another door is not held back."""
+    from edge.api.ratelimit import RecordBudget
+    from edge.core import errors
+    from edge.core.errors import ApiError
+    from edge.hub.service import HubService
+
+    service = HubService(store, vision=None, limits=Limits(access_records_per_day=1000))  # type: ignore[arg-type]
+    log = AccessLog(tmp_path / "taken.db", KEY, clock=time.time)
+    for i in range(7001):
+        log.append("decision", door="front", person_id=f"p{i}", decision="reject", outcome="deny", reason="r")
+    for batch in range(7):  # a week's worth at once
+        records = log.records(batch * 1000, 1000)
+        assert service.uploadlog("app", "door-taken", canonical(records))["head"] == (batch + 1) * 1000
+    with pytest.raises(ApiError) as over:
+        service.uploadlog("app", "door-taken", canonical(log.records(7000, 1000)))
+    assert over.value.code == errors.RATE_LIMITED and store.access_chain("app", "door-taken")["seq"] == 7000
+    other = _log_with(tmp_path / "other.db", time.time(), person_id="madonna")
+    assert service.uploadlog("app", "door-b", canonical(other))["stored"] == 1
+
+    budget = RecordBudget(1000 / 86_400, 7000)  # a day's worth comes back in a day, never more than a week's
+    assert budget.take("k", 7000, now=0.0) and not budget.take("k", 1, now=1.0)
+    assert budget.take("k", 999, now=86_400.0) and not budget.take("k", 10, now=86_400.0)
+    assert budget.take("k", 7000, now=86_400.0 * 30) and not budget.take("k", 1, now=86_400.0 * 30)

@@ -29,6 +29,10 @@ class Limits(BaseModel):
     faces_per_person: int = Field(20, ge=1, description="Faces per person (code -1309 beyond).")
     persons_per_group: int = Field(20000, ge=1, description="Persons per group (code -1310 beyond).")
     groups_per_appid: int = Field(5000, ge=1, description="Groups per appid (code -1311 beyond).")
+    access_records_per_day: int = Field(
+        50_000, ge=1000, description="Access log records one edge may upload a day, a week's backlog at once\n"
+        "(code 15 beyond, the edge sends them later): a door's key taken off the wall otherwise fills\n"
+        "the hub's disk at the key's request rate, for every tenant.")
 
 
 @dataclass
