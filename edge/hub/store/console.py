@@ -90,6 +90,24 @@ class ConsoleSql:
             self._q(c, "DELETE FROM console_sessions WHERE username = ?", (username,))
             return self._q(c, "DELETE FROM console_accounts WHERE username = ?", (username,)).rowcount == 1
 
+    def delete_account_of(self, appid: str, username: str) -> str:
+        """Delete `username` of `appid` unless it is the appid's last admin, in one transaction
+        that holds the appid's writer lock: "deleted", "missing" (none, or another appid's) or
+        "last_admin". Two admins deleting each other at once left the appid with none."""
+        with self._write(appid) as c:
+            row = self._q(c, "SELECT role FROM console_accounts WHERE username = ? AND appid = ?",
+                          (username, appid)).fetchone()
+            if row is None:
+                return "missing"
+            if row[0] == "admin":
+                (admins,) = self._q(c, "SELECT COUNT(*) FROM console_accounts WHERE appid = ? AND role = 'admin'",
+                                    (appid,)).fetchone()
+                if admins <= 1:
+                    return "last_admin"
+            self._q(c, "DELETE FROM console_sessions WHERE username = ?", (username,))
+            self._q(c, "DELETE FROM console_accounts WHERE username = ?", (username,))
+            return "deleted"
+
     # --- sessions ---------------------------------------------------------------------------
     def create_session(self, token_hash: str, username: str, now: float, *, expired_before: float) -> None:
         """Store a new session; sessions last seen before `expired_before` go at the same time."""

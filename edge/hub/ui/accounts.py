@@ -30,9 +30,14 @@ def add(store, username: str, appid: str, role: str, password: str) -> Account:
         raise AccountError(f"role must be one of {', '.join(ROLES)}")
     if not appid:
         raise AccountError("an account belongs to an appid")
+    # Usernames are one namespace over every appid: "taken" alone, never whose (an admin learnt
+    # that a name existed in another tenant), and never one that differs only in case ("ADA"
+    # beside "ada" passes for her in the records that name who lifted a lockout).
+    if any(a.username.casefold() == username.casefold() for a in store.accounts()):
+        raise AccountError("that username is not available")
     account = Account(username, appid, role, hash_password(password), time.time())
     if not store.add_account(account):
-        raise AccountError(f"account {username!r} exists already")
+        raise AccountError("that username is not available")
     return account
 
 

@@ -160,6 +160,10 @@ def page(role: str, *, upload_bytes: int = 0):
                     return response
                 return RedirectResponse("/ui/login", status_code=303)
             ctx = Ctx(request, session, token)
+            # the role before the body: a viewer's 10 MB of photos for the operator's enrol page
+            # were read and parsed, then refused
+            if not allows(session.account.role, role):
+                return refused(console, ctx, 403, f"this needs the {role} role; you are {session.account.role}")
             if unsafe:
                 try:
                     await read_form(request, ctx, upload_bytes or FORM_BYTES, with_files=bool(upload_bytes))
@@ -171,13 +175,15 @@ def page(role: str, *, upload_bytes: int = 0):
                 if not hmac.compare_digest(sent.encode(), ctx.csrf.encode()):
                     log.warning("console: %s %s without its CSRF token refused", request.method, request.url.path)
                     return refused(console, ctx, 403, "the form's security token is missing or wrong: reload the page")
-            if not allows(session.account.role, role):
-                return refused(console, ctx, 403, f"this needs the {role} role; you are {session.account.role}")
             if ctx.files and not await _photos_allowed(console, session.account.appid, len(ctx.files)):
                 return refused(console, ctx, 429, "too many requests for this appid: wait a moment, then send "
                                "the photos again")
             try:
-                return await run_in_threadpool(fn, console, ctx)
+                response = await run_in_threadpool(fn, console, ctx)
+                if unsafe:  # who changed what (an account added, a person deleted, a lockout lifted)
+                    log.info("console: %s %r by %r of appid %s: %d", request.method, request.url.path[:200],
+                             session.account.username, session.account.appid, response.status_code)
+                return response
             except ApiError as exc:  # what a page did not expect (the models cannot load): said, not a crash
                 if exc.code in INPUT_ERRORS:  # the request's own values: not the hub's failure
                     return refused(console, ctx, 400, exc.message)

@@ -5,6 +5,7 @@ the session, CSRF and role checks before it runs. ROUTES lists every route with 
 from __future__ import annotations
 
 import hmac
+import logging
 import re
 import secrets
 import time
@@ -23,6 +24,8 @@ from edge.hub.ui import accounts, decisions, doors
 from edge.hub.ui.guard import Ctx, cross_site, page, read_form, refused
 from edge.hub.ui.roles import ROLES
 from edge.hub.ui.sessions import LoginRefused
+
+log = logging.getLogger("edge.hub.ui")
 
 PAGE_SIZE = 50
 MAX_PHOTOS = 10
@@ -69,10 +72,13 @@ async def login(request: Request) -> Response:
         return _login_page(console, request, "the login form expired: try again", 403)
     address = request.client.host if request.client else ""
     try:
-        token, _account = await run_in_threadpool(console.sessions.login, ctx.form.get("username", "")[:64],
+        token, account = await run_in_threadpool(console.sessions.login, ctx.form.get("username", "")[:64],
                                                   ctx.form.get("password", ""), address)
     except LoginRefused as exc:
+        log.warning("console: login as %r from %s refused%s", ctx.form.get("username", "")[:64], address,
+                    " (rate limited)" if exc.limited else "")
         return _login_page(console, request, str(exc), 429 if exc.limited else 401)
+    log.info("console: %r logged in from %s", account.username, address)
     response = _see_other("/ui/persons")
     console.set_cookie(response, console.cookie_name, token, max_age=None)  # ends with the browser
     console.clear_cookie(response, console.login_cookie)
@@ -321,12 +327,13 @@ def account_add(console, ctx: Ctx) -> Response:
 @page("admin")
 def account_delete(console, ctx: Ctx) -> Response:
     username = ctx.request.path_params["username"]
-    target = console.store.account(username)
-    if target is None or target.appid != ctx.appid:  # another tenant's account is "no such account"
-        return _accounts_page(console, ctx, "no such account", 404)
     if username == ctx.account.username:
         return _accounts_page(console, ctx, "you cannot delete your own account here", 400)
-    console.store.delete_account(username)
+    done = console.store.delete_account_of(ctx.appid, username)
+    if done == "missing":  # another tenant's account is "no such account"
+        return _accounts_page(console, ctx, "no such account", 404)
+    if done == "last_admin":
+        return _accounts_page(console, ctx, "this is the appid's last admin account", 400)
     return _see_other("/ui/admin/accounts")
 
 
