@@ -85,6 +85,11 @@ def create_console(service, credentials, *, scheme: str, host: str, tls_proxy: b
     from edge.hub.ui.pages import ROUTES
 
     secure = scheme == "https" or tls_proxy
+    if tls_proxy and scheme != "https" and not is_loopback(host):
+        # the proxy's TLS protects only what goes through the proxy: a browser pointed at the
+        # hub's own port sends the password in the clear before the Secure cookie is refused
+        log.warning("console behind a TLS proxy ([console] tls_proxy), but the hub listens in plain http on %s: "
+                    "let only the proxy reach its port (a firewall), or bind it to the loopback", host)
     if not secure:
         if not is_loopback(host):
             log.error("console not served: the hub serves plain http on %s; give it tls_cert/tls_key, or set "
