@@ -13,10 +13,10 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: demo test test-fast lint venv lock models ui broker postgresql chromium strace bench clean
 
-demo: venv models ui broker
+demo: broker venv models ui
 	$(BIN)/edge-verifier demo
 
-test: lint models ui broker postgresql chromium strace
+test: broker postgresql chromium strace lint models ui
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The tests that need no models, photos or broker (marker `fast`): seconds, nothing to build first.
