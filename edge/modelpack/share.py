@@ -7,7 +7,13 @@ file's bytes from an offset, at most CHUNK bytes a call (base64 in the JSON enve
 download is resumable, shows progress and needs no other route or framing. The edge checks each
 file's size and sha256 and the pack's fingerprint recomputed from them, then installs: files
 first (each by rename), models.json last, so a folder is never described by an index it does
-not match, and a crash mid-install is caught by the next start's sha256 check.
+not match; a failed install puts back the files it replaced, and a power cut mid-install is
+caught by the next start's sha256 check (edge.vision.Pipeline.load).
+
+The hub is trusted with the pack it serves, no further: its listing names model files only
+(MODEL_FILE), of a pack's roles, within MAX_FILE_BYTES each, checked before any file of this
+machine is read or written. A name like `manifest.toml` once installed the hub's build manifest
+in a checkout's models/, whose next `models build` ran the package it named.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -32,6 +39,10 @@ PULL_TIMEOUT_S = 30.0  # per chunk: a Pi on a slow link still gets 1 MB through
 # starts on the models it has. A hub that accepted and never answered held the start 2 minutes
 # (a 30 s timeout, 4 tries): past systemd's start timeout, the door never came up.
 START_CHECK_S = 10.0
+MODEL_FILE = re.compile(r"[a-z0-9][a-z0-9-]*\.(fp32|int8)\.onnx")
+ROLES = frozenset({"detector", "landmarks", "embedder", "liveness"})
+NEEDED_ROLES = frozenset({"detector", "landmarks", "embedder"})
+MAX_FILE_BYTES = 256 << 20  # the largest model is 37 MB
 
 
 class PullError(Exception):
@@ -132,20 +143,12 @@ def pull(client, models_dir: Path, pack_name: str, log: Callable[[str], None] = 
     pack = packs.get(pack_name)
     if pack is None:
         raise PullError(f"the hub serves no pack {pack_name!r} (it serves {', '.join(map(str, packs)) or 'none'})")
+    _check_listing(pack_name, pack)
     if installed(models_dir, pack):
         log(f"pack {pack_name} ({pack['fingerprint']}) is installed in {models_dir}")
         return pack
     names = [f["name"] for f in pack["files"]]
     index = pack["index"]
-    if (any(not isinstance(n, str) or "/" in n or "\\" in n or n.startswith(".") for n in names)
-            or set(names) != set(index["models"]) or set(index["packs"]) != {pack_name}):
-        raise PullError(f"the hub's listing of {pack_name} is malformed")
-    sha = {f["name"]: f["sha256"] for f in pack["files"]}
-    files = index["packs"][pack_name]["files"]
-    if (pack_fingerprint(files, sha, index["packs"][pack_name].get("embedding")) != pack["fingerprint"]
-            or index["packs"][pack_name]["fingerprint"] != pack["fingerprint"]
-            or any(index["models"][n].get("sha256") != sha[n] for n in names)):
-        raise PullError(f"{pack_name}: the listed files do not make the listed fingerprint {pack['fingerprint']}")
     total = sum(int(f["size"]) for f in pack["files"])
     log(f"pulling pack {pack_name} ({pack['fingerprint']}, {total / 1e6:.1f} MB) into {models_dir}")
     models_dir.mkdir(parents=True, exist_ok=True)
@@ -154,11 +157,59 @@ def pull(client, models_dir: Path, pack_name: str, log: Callable[[str], None] = 
             _download(client, pack_name, f, Path(tmp) / f["name"], log)
         # "recipe": a pulled folder is not a build of this machine's manifest: `models build` rebuilds it
         (Path(tmp) / "models.json").write_text(json.dumps({**index, "recipe": "pulled"}, indent=2) + "\n")
-        for name in [*names, "models.json"]:  # the index last: it describes files already in place
-            os.replace(Path(tmp) / name, models_dir / name)
+        _install(Path(tmp), models_dir, [*names, "models.json"])  # the index last
     log(f"installed pack {pack_name} ({pack['fingerprint']})")
     return pack
 
+
+def _check_listing(pack_name: str, pack: dict) -> None:
+    """PullError unless the hub's listing of `pack_name` is one this edge may install: model
+    files only, of the pack's roles, of sane sizes, whose sha256 make the listed fingerprints
+    (the pack's, each model's, the embedder's). Before any file here is read or written."""
+    files, index = pack["files"], pack["index"]
+    names = [f["name"] for f in files]
+    entry = index["packs"][pack_name] if set(index["packs"]) == {pack_name} else None
+    if (entry is None or any(not isinstance(n, str) or not MODEL_FILE.fullmatch(n) for n in names)
+            or len(set(names)) != len(names) or set(names) != set(index["models"])
+            or not NEEDED_ROLES <= set(entry["files"]) <= ROLES or set(entry["files"].values()) != set(names)
+            or any(not isinstance(f["size"], int) or not 0 < f["size"] <= MAX_FILE_BYTES for f in files)):
+        raise PullError(f"the hub's listing of {pack_name} is malformed")
+    sha = {f["name"]: f["sha256"] for f in files}
+    roles = entry["files"]
+    embedder = versions.embedder_fingerprint(sha[roles["embedder"]], sha[roles["landmarks"]],
+                                             index.get("alignment", ""), entry.get("embedding"))
+    if (pack_fingerprint(roles, sha, entry.get("embedding")) != pack["fingerprint"]
+            or entry["fingerprint"] != pack["fingerprint"]
+            or any(index["models"][n].get("sha256") != sha[n] or index["models"][n].get("fingerprint") != sha[n][:16]
+                   for n in names)
+            or entry.get("embedder_fingerprint") != embedder or pack.get("embedder_fingerprint") != embedder):
+        raise PullError(f"{pack_name}: the listed files do not make the listed fingerprint {pack['fingerprint']}")
+
+
+def _install(tmp: Path, models_dir: Path, names: list[str]) -> None:
+    """Move `names` from `tmp` into `models_dir`, each by rename; a step that fails puts back
+    every file already replaced (kept in `tmp` meanwhile), so a failed install leaves the folder
+    as it was. Only regular files are replaced."""
+    for name in names:
+        target = models_dir / name
+        if target.is_symlink() or (target.exists() and not target.is_file()):
+            raise PullError(f"{target} is not a regular file: not replaced")
+    done: list[tuple[Path, Path | None]] = []  # (target, its former file kept in tmp, or None)
+    try:
+        for name in names:
+            target, kept = models_dir / name, tmp / f"former-{name}"
+            had = target.exists()
+            if had:
+                os.replace(target, kept)
+            done.append((target, kept if had else None))
+            os.replace(tmp / name, target)
+    except OSError:
+        for target, kept in reversed(done):
+            if kept is not None:
+                os.replace(kept, target)
+            else:
+                target.unlink(missing_ok=True)
+        raise
 
 def pull_from_hub(hub, models_dir: Path, pack_name: str, log: Callable[[str], None] = _log,
                   quick: bool = False) -> dict:
@@ -169,7 +220,8 @@ def pull_from_hub(hub, models_dir: Path, pack_name: str, log: Callable[[str], No
     if not hub.url:
         raise PullError("[hub] url is not set: there is no hub to pull the models from")
     timeout, retries = (START_CHECK_S, 0) if quick else (max(PULL_TIMEOUT_S, hub.timeout), max(3, hub.retries))
-    with CloudClient(hub.url, hub.appid, hub.secret_id, hub.secret_key, timeout=timeout, retries=retries) as client:
+    with CloudClient(hub.url, hub.appid, hub.secret_id, hub.secret_key, timeout=timeout, retries=retries,
+                     ca_file=hub.ca_file) as client:
         return pull(client, models_dir, pack_name, log)
 
 

@@ -9,6 +9,7 @@ A Pipeline holds no per-call state: one instance serves several threads.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -74,19 +75,26 @@ class Pipeline:
             raise ModelPackError(f"pack {precision!r} in {models_dir} embeds by {embedding!r}, which this code "
                                  f"does not know ({', '.join(EMBEDDINGS)})")
         embedder_input = meta["models"][pack["files"]["embedder"]]["input"]
-        sessions = {}
+        sessions, fingerprints = {}, {}
         for role, name in pack["files"].items():
             path = models_dir / name
             if not path.is_file():
                 raise ModelPackError(f"model file {path} missing: run `edge-verifier models build`")
-            sessions[role] = make_session(path, threads)
+            # Read once, checked, and run from those bytes: the file models.json describes or
+            # none (a pull cut by a power cut, a file swapped in the folder).
+            data = path.read_bytes()
+            digest = hashlib.sha256(data).hexdigest()
+            if digest != meta["models"][name].get("sha256"):
+                raise ModelPackError(f"model file {path} is not the one models.json lists (sha256 {digest[:16]}…): "
+                                     "pull the pack again or run `edge-verifier models build`")
+            sessions[role], fingerprints[role] = make_session(data, threads), digest[:16]
         return cls(
             FaceDetector(sessions["detector"]),
             LandmarkNet(sessions["landmarks"]),
             Embedder(sessions["embedder"], float(embedder_input["mean"]), float(embedder_input["std"]),
                      mirror=embedding == MIRROR_MEAN),
             fingerprint=pack["embedder_fingerprint"],
-            fingerprints={role: meta["models"][name]["fingerprint"] for role, name in pack["files"].items()},
+            fingerprints=fingerprints,
             precision=precision,
             liveness=LivenessNet(sessions["liveness"]) if "liveness" in sessions else None,
         )

@@ -31,7 +31,8 @@ from pathlib import Path
 import onnxruntime as ort
 
 
-def make_session(path: str | Path, threads: int | None = None) -> ort.InferenceSession:
+def make_session(model: str | Path | bytes, threads: int | None = None) -> ort.InferenceSession:
+    """A session of the model at a path, or of its bytes."""
     opts = ort.SessionOptions()
     # float and int8 graphs alike measure best at ALL (table above)
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -39,4 +40,5 @@ def make_session(path: str | Path, threads: int | None = None) -> ort.InferenceS
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.log_severity_level = 3
-    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    source = model if isinstance(model, bytes) else str(model)
+    return ort.InferenceSession(source, sess_options=opts, providers=["CPUExecutionProvider"])

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -217,3 +219,89 @@ def test_a_start_with_models_keeps_them_when_the_hub_hangs_or_lists_nonsense(tmp
         pull_or_keep(hub, models, "int8", lambda message: None)
         assert time.monotonic() - started < START_CHECK_S + 5
     assert (models / "models.json").read_text() == "{}" and not list(models.glob(".pull-*"))
+
+
+class EditsTheListing:
+    """The real hub's answers, its listing of int8 changed by `edit` (a hub partly trusted)."""
+
+    def __init__(self, client, edit):
+        self.client, self.edit = client, edit
+
+    def packs(self):
+        answer = self.client.packs()
+        return {**answer, "packs": [self.edit(json.loads(json.dumps(p))) for p in answer["packs"]]}
+
+    def packfile(self, pack, name, offset=0):
+        return self.client.packfile(pack, name, offset)
+
+
+def _with_file(pack: dict, name: str, sha: str, size: int) -> dict:
+    pack["files"].append({"name": name, "size": size, "sha256": sha})
+    pack["index"]["models"][name] = {"sha256": sha, "fingerprint": sha[:16]}
+    return pack
+
+
+def test_a_listing_naming_anything_but_a_model_file_is_refused_before_a_file_here_is_touched(
+        hub_server, tmp_path, monkeypatch):
+    """The hub's listing was checked only for '/' and a leading dot: `manifest.toml` was
+    installed over a checkout's models/manifest.toml, whose next `models build` ran the package
+    it named; and before even that check, a listed `/etc/hostname` with its true sha256 was hashed
+    (the hub learnt whether its guess of the file was right). Names are model files of the pack's
+    roles now, checked first."""
+    import edge.modelpack.share as share
+
+    target = tmp_path / "models"
+    target.mkdir()
+    (target / "manifest.toml").write_text("# this checkout's manifest\n")
+    hashed: list[str] = []
+    real_hash = share.sha256_file
+    monkeypatch.setattr(share, "sha256_file", lambda p: hashed.append(str(p)) or real_hash(p))
+    planted = b"[models.detector]\npackage = 'evil-pkg'\n"
+    hostname = Path("/etc/hostname")
+    edits = [lambda p: _with_file(p, "manifest.toml", hashlib.sha256(planted).hexdigest(), len(planted)),
+             lambda p: _with_file(p, str(hostname), sha256_file(hostname) if hostname.is_file() else "0" * 64, 5),
+             lambda p: {**p, "files": [{**f, "size": 10 ** 12} for f in p["files"]]}]
+    with hub_server.client(timeout=30) as client:
+        for edit in edits:
+            with pytest.raises(PullError, match="malformed"):
+                pull(EditsTheListing(client, edit), target, "int8", log=lambda m: None)
+    assert hashed == [] and sorted(p.name for p in target.iterdir()) == ["manifest.toml"]
+    assert (target / "manifest.toml").read_text() == "# this checkout's manifest\n"
+
+
+def test_an_install_that_fails_part_way_leaves_the_folder_as_it_was(hub_server, models_dir, tmp_path, monkeypatch):
+    """Files were renamed into place one by one: a rename that failed (a directory where a file
+    goes, a full disk) left the files before it replaced under the old models.json, which the
+    start then kept ("keeping the models"), one model swapped and nothing said. A failed install
+    now puts back what it replaced; and a folder whose files are not those models.json lists
+    (a power cut mid-install) no longer loads."""
+    import edge.modelpack.share as share
+    from edge.vision import Pipeline
+    from edge.vision.packs import ModelPackError
+
+    target = tmp_path / "models"
+    shutil.copytree(models_dir, target, ignore=shutil.ignore_patterns("cache", "ui", "*lite*", "embedder.fp32.onnx"))
+    meta = json.loads((target / "models.json").read_text())
+    meta["packs"]["int8"]["fingerprint"] = "an-older-pack0000"  # so the hub's pack is pulled
+    (target / "models.json").write_text(json.dumps(meta))
+    before = {p.name: p.read_bytes() for p in target.iterdir() if p.is_file()}
+    calls = {"n": 0}
+    real_replace = os.replace
+
+    def fails_the_third_into_place(src, dst):
+        if Path(dst).parent == target:
+            calls["n"] += 1
+            if calls["n"] == 3:
+                raise OSError(28, "No space left on device")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(share.os, "replace", fails_the_third_into_place)
+    with hub_server.client(timeout=30) as client, pytest.raises(OSError):
+        pull(client, target, "int8", log=lambda m: None)
+    monkeypatch.undo()
+    assert {p.name: p.read_bytes() for p in target.iterdir() if p.is_file()} == before
+    assert not list(target.glob(".pull-*"))
+
+    (target / "liveness.int8.onnx").write_bytes((target / "liveness.fp32.onnx").read_bytes())  # swapped
+    with pytest.raises(ModelPackError, match="liveness.int8.onnx is not the one models.json lists"):
+        Pipeline.load(target, "int8")

@@ -51,3 +51,41 @@ def test_a_tampered_sdist_is_refused_before_any_of_its_code_runs(local_index, tm
     assert not ran.exists(), "the tampered archive's setup.py ran"
     assert "hash" in str(refused.value).lower() or "sha256" in str(refused.value)
     assert not (tmp_path / "cache" / pinned.archive).exists()
+
+
+FAKE_SETUPTOOLS = b"""import os, pathlib
+pathlib.Path(os.environ["FAKE_SETUPTOOLS_RAN"]).write_text("ran")
+raise SystemExit("a setuptools no lock pinned")
+"""
+
+
+def _sdist(path: Path, files: dict[str, bytes]) -> None:
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+
+def test_a_pinned_sdist_is_read_with_the_venvs_setuptools_never_one_the_index_serves(tmp_path, monkeypatch):
+    """pip reads an sdist's metadata by building it: without `wheel` installed (it is not in the
+    lock) the build was isolated, and pip fetched setuptools for it from the index, unhashed,
+    and ran it. A mirror serving its own "setuptools 999" ran its code under `make models` with
+    every archive's pin intact. The venv's setuptools, installed from the lock by its hash, reads
+    them now."""
+    import hashlib
+
+    index = tmp_path / "index"
+    index.mkdir()
+    _sdist(index / "setuptools-999.0.tar.gz", {"setuptools-999.0/setup.py": FAKE_SETUPTOOLS})
+    pkg = b"from setuptools import setup\nsetup(name='pinnedpkg', version='0.0.1')\n"
+    _sdist(index / "pinnedpkg-0.0.1.tar.gz", {"pinnedpkg-0.0.1/setup.py": pkg})
+    digest = hashlib.sha256((index / "pinnedpkg-0.0.1.tar.gz").read_bytes()).hexdigest()
+    ran = tmp_path / "fake-setuptools-ran"
+    monkeypatch.setenv("FAKE_SETUPTOOLS_RAN", str(ran))
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(index))
+    pinned = Source("pinned", "pinnedpkg", "pypi", "0.0.1", "MIT", "pinnedpkg-0.0.1.tar.gz", digest, ())
+    archive = fetch.fetch_archive(pinned, tmp_path / "cache", lambda message: None)
+    assert not ran.exists(), "the index's setuptools ran"
+    assert hashlib.sha256(Path(archive).read_bytes()).hexdigest() == digest
