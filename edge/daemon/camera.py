@@ -164,8 +164,9 @@ class PiCameraSource(FrameSource):
     def open(self) -> None:
         try:
             from picamera2 import Picamera2
-        except ImportError as exc:
-            raise CameraError(f"picamera2 is not installed (pip install 'edge-verifier[pi]'): {exc}") from None
+        except (ImportError, ValueError) as exc:  # ValueError: a module built for another numpy
+            raise CameraError(f"picamera2 cannot be imported (on Raspberry Pi OS: apt install python3-picamera2, "
+                              f"and the venv made with VENV_FLAGS=--system-site-packages): {exc}") from None
         try:
             cam = Picamera2()
             # picamera2's "RGB888" is laid out B, G, R in memory, OpenCV's order ("BGR888" is

@@ -40,7 +40,8 @@ def pin_factory_named(name: str) -> Any:
             return LGPIOFactory()
         except Exception as exc:  # no lgpio module, or no GPIO chip on this machine
             raise ConfigError(f"[door] pin_factory = \"lgpio\": {type(exc).__name__}: {exc} "
-                              "(on a Pi: pip install 'edge-verifier[pi]')") from None
+                              "(on a Pi: apt install python3-lgpio, and the venv made with "
+                              "VENV_FLAGS=--system-site-packages; docs/raspberry-pi.md)") from None
     return None
 
 
