@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from edge.core.domain import Decision, Source
 from edge.core.syncwire import COUNTED
 from edge.daemon.decision_event import new_event
+from edge.door.access_log import HeadNotSigned
 from edge.door.access_records import decision_record, door_event_record, rules_record
 from edge.door.clock_sync import kernel_clock_synchronised
 from edge.door.controller import DoorController, DoorMode, DoorTiming
@@ -314,7 +315,7 @@ class DoorLink:
             return
         try:
             self.access_log.append(kind, face_crop=face_crop, **fields)
-        except (sqlite3.Error, OSError) as exc:  # a full or failing disk: said once, counted
+        except (sqlite3.Error, OSError, HeadNotSigned) as exc:  # a full or failing disk, an edited file: said once
             self.log_lost += 1
             if self.log_writable:
                 self.log_writable = False

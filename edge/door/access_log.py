@@ -68,6 +68,11 @@ class VerifyReport:
                 "problems": self.problems}
 
 
+class HeadNotSigned(Exception):
+    """The stored head is not one this edge signed over its last record (the file edited, or
+    another key): no record is appended to it, since signing it would vouch for what was done."""
+
+
 class AccessLog:
     """`AccessLog(path, key).append(kind, **fields) -> record` (a dict, as stored and uploaded);
     also the evaluator's `AccessHistory` (`last_grant`).
@@ -100,6 +105,32 @@ class AccessLog:
         value = json.loads(raw)
         return ChainEnd(int(value["seq"]), str(value["hash"]))
 
+    def _signed_head(self) -> ChainEnd:
+        """The head to extend: signed by this edge's key and naming the last record stored (or
+        none, with no record). Without this check the daemon signed whatever head it found:
+        records rewritten in the file (their hashes recomputed, the head's signature left wrong)
+        passed `log verify` after the next record, and anyone who could write the file but
+        never read the key could rewrite every record not yet uploaded. HeadNotSigned else."""
+        raw = self._meta("head")
+        last = self._db.execute("SELECT seq, body FROM records ORDER BY seq DESC LIMIT 1").fetchone()
+        if not raw:
+            if last is not None:
+                raise HeadNotSigned("records without a signed head")
+            return ChainEnd(0, GENESIS)
+        try:
+            value = json.loads(raw)
+            end = ChainEnd(int(value["seq"]), str(value["hash"]))
+            signed = hmac.compare_digest(str(value.get("hmac", "")), sign_head(self._key, end.seq, end.hash))
+            matches = (last is None and end == self._end("anchor")) or (
+                last is not None and int(last[0]) == end.seq and json.loads(last[1]).get("hash") == end.hash)
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise HeadNotSigned("the head is unreadable") from None
+        if not signed:
+            raise HeadNotSigned("the head's signature does not match this edge's key")
+        if not matches:
+            raise HeadNotSigned(f"the signed head (record {end.seq}) is not the last record stored")
+        return end
+
     def _store_end(self, name: str, end: ChainEnd) -> None:
         value = {"seq": end.seq, "hash": end.hash, "hmac": sign_head(self._key, end.seq, end.hash)}
         self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (name, canonical(value)))
@@ -118,7 +149,7 @@ class AccessLog:
         if face_crop is not None and not (isinstance(face_crop, bytes) and face_crop):
             raise ValueError("face_crop is a sealed crop's bytes (edge.door.log_crops)")
         with self._lock, transaction(self._db):
-            head = self._end("head")
+            head = self._signed_head()
             record: dict[str, Any] = {k: v for k, v in fields.items() if v is not None}
             record.update(seq=head.seq + 1, record_id=uuid.uuid4().hex, at=float(self._clock()), kind=kind,
                           prev=head.hash)

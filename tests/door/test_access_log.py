@@ -88,6 +88,33 @@ def test_an_edit_with_its_hashes_recomputed_is_found_by_the_signed_head(log) -> 
            json.dumps({"seq": 6, "hash": prev, "hmac": head["hmac"]}))
     report = log.verify()
     assert not report.ok and "head signature does not match" in report.problems[0]
+    # ...and the daemon's next record does not sign it into a sound chain: the forged head is
+    # refused and stays found (before, one more record and `log verify` said ok, 7 records)
+    from edge.door.access_log import HeadNotSigned
+
+    with pytest.raises(HeadNotSigned, match="signature does not match"):
+        log.append("door", door="front", reason="contact_open")
+    report = log.verify()
+    assert not report.ok and report.records == 6 and "head signature does not match" in report.problems[0]
+
+
+def test_a_head_naming_another_record_than_the_last_or_none_is_not_extended(log) -> None:
+    from edge.door.access_log import HeadNotSigned
+
+    tamper(log, "DELETE FROM records WHERE seq = 6")  # the head still names record 6
+    with pytest.raises(HeadNotSigned, match="not the last record"):
+        log.append("door", door="front", reason="contact_open")
+    tamper(log, "DELETE FROM meta WHERE key = 'head'")  # records and no head
+    with pytest.raises(HeadNotSigned, match="without a signed head"):
+        log.append("door", door="front", reason="contact_open")
+
+
+def test_a_log_pruned_to_its_anchor_goes_on(log, clock) -> None:
+    log.mark_uploaded(6)
+    clock.t += 40 * 86400
+    assert log.prune() == 6
+    assert log.append("door", door="front", reason="contact_open")["seq"] == 7
+    assert log.verify().ok
 
 
 def test_a_deleted_record_is_found_in_the_middle_and_at_the_end(log) -> None:
