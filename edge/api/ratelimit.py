@@ -13,6 +13,15 @@ class RateLimiter:
         self._buckets: dict[str, tuple[float, float]] = {}  # appid -> (tokens, last time)
         self._lock = threading.Lock()
 
+    def would_allow(self, key: str, now: float | None = None) -> bool:
+        """Whether `key` has a token now (none taken)."""
+        if self.rate <= 0:
+            return True
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            tokens, last = self._buckets.get(key, (float(self.burst), now))
+            return min(float(self.burst), tokens + (now - last) * self.rate) >= 1.0
+
     def allow(self, key: str, now: float | None = None) -> bool:
         """Take one token for `key`; False when the bucket is empty. rate 0 = unlimited."""
         if self.rate <= 0:

@@ -113,8 +113,8 @@ class CommandGate:
             # The whole command is checked before its single-use signature is used up: a copy
             # sniffed and republished with another person_id (or any field off its schema) is
             # refused without burning the signature of the genuine command still on its way.
-            self._use_signature(payload, command_purpose(name, person_id))
-        if not self.limiter.allow("mqtt"):
+            self._use_signature(payload, command_purpose(name, person_id), "commands")
+        elif not self.limiter.allow("unsigned"):  # trusted mode: anyone on the broker shares this one
             raise _Refused("rate_limited", "too many commands")
         return person_id
 
@@ -125,14 +125,15 @@ class CommandGate:
         if payload.get("door") != self.door:
             raise _Refused("bad_door", "not this device's door")
         _check_fields(payload)
-        appid = self._use_signature(payload, command_purpose("unlock", self.door))
-        if not self.limiter.allow("mqtt"):
-            raise _Refused("rate_limited", "too many commands")
-        return appid
+        return self._use_signature(payload, command_purpose("unlock", self.door), "unlock")
 
-    def _use_signature(self, payload: dict[str, Any], bound: str) -> str:
+    def _use_signature(self, payload: dict[str, Any], bound: str, bucket: str) -> str:
         """Checks the command's single-use signature made for `bound` and uses it up (the last
-        step of a command's checks); the signer's appid."""
+        step of a command's checks), within the signer's own rate (`bucket`: unlocks apart);
+        the signer's appid. The rate is looked at before the signature is used and taken after:
+        one bucket for every command and sender, taken after the signature was used up, let
+        anyone on the broker keep the signed unlock refused with a few unsigned commands, and
+        each command so refused had lost its signature (a retry was a replay)."""
         try:
             now = self.clock()
             sig = self.verifier.verify(_text(payload.get("authorization")), now)
@@ -145,10 +146,14 @@ class CommandGate:
         if not sig.single_use or f not in ((here,) if self.device_bound else (here, bound)):
             raise _Refused("signature", f"needs a single-use signature (e=0) with f={here}"
                                         + ("" if self.device_bound else f" or f={bound}"))
+        rate_key = f"{bucket}:{sig.appid}:{sig.secret_id}"
+        if not self.limiter.would_allow(rate_key):
+            raise _Refused("rate_limited", "too many commands of this key")
         try:
             self.verifier.consume(sig, now)
         except ApiError as exc:
             raise _Refused("signature", f"code {exc.code}: {exc.message}") from None
+        self.limiter.allow(rate_key)
         return sig.appid
 
     def _refused(self, name: str, reason: str, detail: str) -> None:

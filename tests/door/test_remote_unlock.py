@@ -111,3 +111,27 @@ def test_commands_device_bound_comes_from_the_config(tmp_path):
     g = CommandGate.from_settings(s, Claims(5), None)
     assert (g.device, g.device_bound) == ("lobby", True)
     assert EdgeSettings(storage={"path": tmp_path}).mqtt.commands_device_bound is False
+
+
+def test_commands_from_others_cannot_use_up_a_signed_unlocks_rate_and_a_limited_one_keeps_its_signature():
+    """One bucket served every command and sender, taken after the signature was used up: five
+    unsigned verify commands (commands = "trusted": no key, anyone on the broker) kept the signed
+    unlock refused, rate_limited, and that unlock, its signature used, was a replay when sent
+    again. Each signer has its own rate now, unlocks apart, unsigned commands apart, and a command
+    refused for its rate keeps its signature for a retry."""
+    opened: list = []
+    g = CommandGate("trusted", [CRED], rate_per_s=0.001, burst=5, door="main",
+                    unlock=lambda door, who: opened.append(door) or True)
+    for i in range(5):
+        assert g.handle("verify", {"person_id": f"p{i}"})  # unsigned, anyone's
+    assert not g.handle("verify", {"person_id": "p5"}) and g.refused == {"rate_limited": 1}
+    assert g.handle("unlock", unlock()) and opened == ["main"]  # its own rate
+
+    signed = CommandGate("signed", [CRED], rate_per_s=0.001, burst=1, door="main",
+                         unlock=lambda door, who: opened.append(door) or True)
+    assert signed.handle("sync", signed_command("sync", CRED.appid, CRED.secret_id, CRED.secret_key))
+    assert signed.handle("unlock", unlock())  # syncs do not use up the unlocks' rate
+    limited = unlock()
+    assert not signed.handle("unlock", limited) and signed.refused == {"rate_limited": 1}
+    signed.limiter = type(signed.limiter)(1.0, 1)  # the rate comes back
+    assert signed.handle("unlock", limited) and opened == ["main", "main", "main"]  # not a replay
