@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 from edge.api.ops import check_ident
 from edge.api.ratelimit import RateLimiter
 from edge.core.errors import ApiError
-from edge.core.signature import Credential, ReplayCache, Verifier, command_purpose
+from edge.core.signature import Credential, ReplayCache, Signature, Verifier, command_purpose
 
 if TYPE_CHECKING:
     from edge.daemon.claims import Claims
@@ -89,7 +89,7 @@ class CommandGate:
             if self.syncer is not None:
                 self.syncer.trigger()
         elif name == "unlock":
-            if self.unlock is not None:  # _check gave the signer's appid
+            if self.unlock is not None:  # _check gave the signer
                 self.unlock(self.door, person_id or "")
         elif self.claims is not None and person_id is not None:  # verify: _check gave its person_id
             self.claims.open(person_id, payload.get("timeout_s"), payload.get("request_id"))
@@ -119,18 +119,21 @@ class CommandGate:
         return person_id
 
     def _check_unlock(self, payload: dict[str, Any]) -> str:
-        """A remote unlock: on only by config, always signed, bound to this door; the signer's appid."""
+        """A remote unlock: on only by config, always signed, bound to this door; the signer, as
+        `<appid>/<SecretId>`: every [api] credentials entry shares the site's appid, and the
+        access log said `remote:<appid>`, not which client opened the door."""
         if self.unlock is None:
             raise _Refused("disabled", "[door] remote_unlock = false")
         if payload.get("door") != self.door:
             raise _Refused("bad_door", "not this device's door")
         _check_fields(payload)
-        return self._use_signature(payload, command_purpose("unlock", self.door), "unlock")
+        sig = self._use_signature(payload, command_purpose("unlock", self.door), "unlock")
+        return f"{sig.appid}/{sig.secret_id}"
 
-    def _use_signature(self, payload: dict[str, Any], bound: str, bucket: str) -> str:
+    def _use_signature(self, payload: dict[str, Any], bound: str, bucket: str) -> Signature:
         """Checks the command's single-use signature made for `bound` and uses it up (the last
         step of a command's checks), within the signer's own rate (`bucket`: unlocks apart);
-        the signer's appid. The rate is looked at before the signature is used and taken after:
+        the signature. The rate is looked at before the signature is used and taken after:
         one bucket for every command and sender, taken after the signature was used up, let
         anyone on the broker keep the signed unlock refused with a few unsigned commands, and
         each command so refused had lost its signature (a retry was a replay)."""
@@ -154,7 +157,7 @@ class CommandGate:
         except ApiError as exc:
             raise _Refused("signature", f"code {exc.code}: {exc.message}") from None
         self.limiter.allow(rate_key)
-        return sig.appid
+        return sig
 
     def _refused(self, name: str, reason: str, detail: str) -> None:
         self.refused[reason] = self.refused.get(reason, 0) + 1

@@ -28,7 +28,7 @@ def unlock(door="main", **kw):
 def test_a_signed_unlock_opens_once():
     g, opened = gate()
     cmd = unlock()
-    assert g.handle("unlock", cmd) and opened == [("main", CRED.appid)]
+    assert g.handle("unlock", cmd) and opened == [("main", f"{CRED.appid}/{CRED.secret_id}")]  # which key opened
     assert not g.handle("unlock", cmd)  # replayed
     assert g.refused == {"signature": 1} and len(opened) == 1
 
