@@ -1,7 +1,8 @@
 """`edge-verifier log verify --config edge.toml`: check the edge's access log end to end.
 
 Every record's hash, every link, the run of numbers, and the head and anchor signatures with
-the edge's own key (<storage>/api-key.toml). Exit 0 when the chain is sound, 1 when it is not
+the log's own key (<storage>/log-key; a log no daemon has opened since it had one: the local
+API's key, <storage>/api-key.toml). Exit 0 when the chain is sound, 1 when it is not
 (the problems on stdout), 2 when the log or the key cannot be read.
 """
 
@@ -26,14 +27,20 @@ def run(args: argparse.Namespace) -> int:
     from edge.core.sqlitedb import DamagedDatabase
     from edge.daemon.api_key import FILE_NAME, own_credential
     from edge.daemon.config import load
+    from edge.daemon.log_key import FILE_NAME as LOG_KEY_FILE
+    from edge.daemon.log_key import own_log_key
     from edge.door.access_log import AccessLog
 
     try:
         settings = load(args.config)
         storage = Path(settings.storage.path)
-        if not (storage / FILE_NAME).exists():  # never make a new key here: it would verify nothing
-            raise ConfigError(f"{storage / FILE_NAME} does not exist: the log's key is gone")
-        key = own_credential(storage, settings.hub.appid).secret_key.encode()
+        # never make a new key here: it would verify nothing. A log no daemon has opened since the
+        # log had a key of its own is still signed under the local API's key.
+        key = own_log_key(storage, make=False)
+        if key is None:
+            if not (storage / FILE_NAME).exists():
+                raise ConfigError(f"{storage / LOG_KEY_FILE} does not exist: the log's key is gone")
+            key = own_credential(storage, settings.hub.appid).secret_key.encode()
     except ConfigError as exc:
         print(f"edge-verifier log verify: error: {exc}", file=sys.stderr)
         return 2

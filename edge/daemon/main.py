@@ -240,11 +240,14 @@ class Daemon:
         the edge's own key (docs/access.md#in-the-daemon)."""
         from edge.daemon.access_log_cli import LOG_FILE
         from edge.daemon.api_key import own_credential
+        from edge.daemon.log_key import own_log_key
         from edge.door.access_log import AccessLog
 
         s = self.s
-        key = own_credential(s.storage.path, s.hub.appid).secret_key.encode()
-        self.access_log = AccessLog(Path(s.storage.path) / LOG_FILE, key,
+        key = own_log_key(s.storage.path)
+        assert key is not None  # made if need be
+        former = own_credential(s.storage.path, s.hub.appid).secret_key.encode()
+        self.access_log = AccessLog(Path(s.storage.path) / LOG_FILE, key, former_key=former,
                                     retention_days=s.door.log_retention_days or None)
         crop_seal = None
         if s.door.log_face_crops:

@@ -81,7 +81,7 @@ class AccessLog:
     wall-clock time (injected in tests)."""
 
     def __init__(self, path: str | Path, key: bytes, *, retention_days: float | None = None,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, former_key: bytes | None = None):
         if not key:
             raise ValueError("the access log needs the edge's key to sign its head")
         self.path = Path(path)
@@ -91,6 +91,28 @@ class AccessLog:
         self._lock = threading.Lock()
         self._db = open_durable(self.path)
         self._db.executescript(SCHEMA)
+        if former_key:
+            self._sign_anew(former_key)
+
+    def _sign_anew(self, former_key: bytes) -> None:
+        """A head and anchor signed under `former_key` (the log's key before edge.daemon.log_key:
+        the local API's secret) and not under this key are signed again under this one, once."""
+        with self._lock, transaction(self._db):
+            ends = {name: json.loads(self._meta(name)) for name in ("head", "anchor") if self._meta(name)}
+            try:
+                if not ends or any(hmac.compare_digest(str(v.get("hmac", "")),
+                                                       sign_head(self._key, int(v["seq"]), str(v["hash"])))
+                                   for v in ends.values()):
+                    return
+                if not all(hmac.compare_digest(str(v.get("hmac", "")),
+                                               sign_head(former_key, int(v["seq"]), str(v["hash"])))
+                           for v in ends.values()):
+                    return  # signed by neither: left as it is, for `log verify` and the head check to find
+            except (ValueError, KeyError, TypeError, AttributeError):
+                return
+            for name, v in ends.items():
+                self._store_end(name, ChainEnd(int(v["seq"]), str(v["hash"])))
+        log.warning("access log %s: its head signed again under the log's own key (it was the local API's)", self.path)
 
     # --- meta -------------------------------------------------------------------------------
     def _meta(self, key: str, default: str = "") -> str:

@@ -9,9 +9,9 @@ The record carries only the sha256 of those sealed bytes (`detail.face_crop`): t
 the hash, not the image, so a crop can be pruned or withheld while the chain still verifies, and
 whoever holds a crop (the hub, when upload is enabled) can check it is the record's.
 
-The key is derived (HKDF-SHA256) from the edge's own secret key (`<storage>/api-key.toml`, 0600),
-which also signs the log's head: there is no second key file to lose, and the key never leaves
-the edge: the hub stores crops it cannot open.
+The key is derived (HKDF-SHA256) from the access log's own key (`<storage>/log-key`, 0600,
+edge.daemon.log_key), which also signs the log's head and is given to nobody: the hub stores
+crops it cannot open. (It was derived from the local API's key, which badge readers hold.)
 """
 
 from __future__ import annotations

@@ -275,3 +275,42 @@ def test_after_the_clock_went_back_in_out_anti_passback_still_knows_who_is_insid
     assert p.evaluate(req(clock.t, door="lab-out"), log).granted
     assert log.last_door("bob", ("lab-in", "lab-out")) is None and log.last_door("ann", ()) is None
     log.close()
+
+
+def test_a_log_signed_with_the_local_apis_key_is_signed_again_under_its_own(tmp_path, capsys) -> None:
+    """The log's head was signed, and its face crops sealed, with the secret of api-key.toml,
+    which the badge reader and every local client are given: the reader's key opened every
+    crop the hub stores and could re-sign a rewritten log. The log has a key of its own now
+    (<storage>/log-key, given to nobody); a log signed before is signed again under it once."""
+    from edge.cli import main
+    from edge.daemon.api_key import own_credential
+    from edge.daemon.log_key import own_log_key
+    from edge.door.log_crops import CropError, CropSeal
+
+    storage = tmp_path / "data"
+    readers = own_credential(storage, "app").secret_key.encode()
+    config = tmp_path / "edge.toml"
+    config.write_text(f'[storage]\npath = "{storage}"\n')
+    before = AccessLog(storage / "access-log.db", readers)
+    for i in range(3):
+        before.append("decision", door="front", person_id="ann", reason="granted", event_id=f"e{i}")
+    before.close()
+    assert main(["log", "verify", "--config", str(config)]) == 0  # no log-key yet: the key it was signed with
+    assert own_log_key(storage, make=False) is None
+
+    own = own_log_key(storage)
+    assert own is not None and own != readers and len(own) == 32
+    log = AccessLog(storage / "access-log.db", own, former_key=readers)  # the daemon's next start
+    log.append("door", door="front", reason="contact_open")
+    assert log.verify().ok and log.verify().records == 4
+    log.close()
+    assert main(["log", "verify", "--config", str(config)]) == 0
+    assert not AccessLog(storage / "access-log.db", readers).verify().ok  # the reader's key vouches for nothing
+    sealed = CropSeal.from_edge_key(own).seal("e9", b"\xff\xd8a face\xff\xd9")
+    with pytest.raises(CropError):
+        CropSeal.from_edge_key(readers).open("e9", sealed)
+    (storage / "log-key").chmod(0o644)
+    from edge.core.settings import ConfigError
+
+    with pytest.raises(ConfigError, match="readable by others"):
+        own_log_key(storage)

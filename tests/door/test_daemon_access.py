@@ -16,6 +16,7 @@ import json
 import shutil
 import threading
 import zoneinfo
+from pathlib import Path
 
 import pytest
 
@@ -119,3 +120,12 @@ def test_the_hubs_rules_decide_the_door_and_the_record_reaches_the_hub(
         assert not [t.name for t in daemon.threads if t.is_alive()]  # the upload thread ended too
     assert rises(relay) == (1 if now_allowed else 0) and not relay.state
     assert cli(["log", "verify", "--config", str(cfg)]) == 0
+    # signed with the log's own key, never with the local API's, which badge readers hold
+    from edge.daemon.api_key import own_credential
+    from edge.door.access_log import AccessLog
+
+    storage = daemon.s.storage.path
+    readers = AccessLog(Path(storage) / "access-log.db", own_credential(storage).secret_key.encode())
+    assert (Path(storage) / "log-key").stat().st_mode & 0o777 == 0o600
+    assert "head signature does not match" in " ".join(readers.verify().problems)
+    readers.close()
