@@ -9,7 +9,9 @@ API's key, <storage>/api-key.toml). Exit 0 when the chain is sound, 1 when it is
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -48,6 +50,18 @@ def run(args: argparse.Namespace) -> int:
     if not path.is_file():
         print(f"edge-verifier log verify: error: {path} does not exist", file=sys.stderr)
         return 2
+    # Looked at read-only first: another SQLite file passed as a sound, empty log (and got the
+    # log's tables added by opening it as one)
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as probe:
+            tables = {name for (name,) in probe.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.DatabaseError as exc:
+        print(f"edge-verifier log verify: error: {path}: {exc}: damaged or not an SQLite database", file=sys.stderr)
+        return 2
+    if not {"records", "meta"} <= tables:
+        print(f"edge-verifier log verify: error: {path} is not an access log (no records or meta table)",
+              file=sys.stderr)
+        return 2
     try:
         log = AccessLog(path, key)
     except DamagedDatabase as exc:
@@ -56,6 +70,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         report = log.verify()
+    except sqlite3.DatabaseError as exc:  # a page damaged in the middle of the walk
+        print(f"edge-verifier log verify: error: {path}: {exc}: damaged", file=sys.stderr)
+        return 2
     finally:
         log.close()
     if args.json:

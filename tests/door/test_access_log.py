@@ -208,6 +208,35 @@ def test_cli_log_verify_with_the_edges_key_file(tmp_path, capsys) -> None:
     assert main(["log", "verify", "--config", str(config)]) == 2
     err = capsys.readouterr().err
     assert "access-log.db: file is not a database: damaged or not an SQLite database" in err and "Traceback" not in err
+    other = tmp_path / "other.db"  # another SQLite file: not a sound empty log, and left as it was
+    sqlite3.connect(other).execute("CREATE TABLE t (x)").connection.commit()
+    before = other.read_bytes()
+    assert main(["log", "verify", "--config", str(config), "--log", str(other)]) == 2
+    assert "is not an access log" in capsys.readouterr().err and other.read_bytes() == before
+
+
+def test_log_verify_on_a_log_damaged_in_the_middle_says_so_with_exit_2(tmp_path, capsys) -> None:
+    """A page overwritten in the middle of a long log made `log verify` end in a traceback with
+    exit 1, the code of a broken chain, and no report."""
+    from edge.cli import main
+    from edge.daemon.api_key import own_credential
+
+    storage = tmp_path / "data"
+    key = own_credential(storage, "app").secret_key.encode()
+    config = tmp_path / "edge.toml"
+    config.write_text(f'[storage]\npath = "{storage}"\n')
+    a = AccessLog(storage / "access-log.db", key)
+    for i in range(3000):
+        a.append("decision", door="front", person_id="ann", reason="granted", event_id=f"e{i}", detail={"n": "x" * 200})
+    a.close()
+    data = bytearray((storage / "access-log.db").read_bytes())
+    page = 4096
+    data[100 * page: 100 * page + 64] = b"\xee" * 64
+    (storage / "access-log.db").write_bytes(bytes(data))
+    capsys.readouterr()
+    assert main(["log", "verify", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "damaged" in err and "Traceback" not in err
 
 
 def test_a_clock_that_went_back_is_recorded_and_the_chain_stays_sound(log, clock) -> None:
