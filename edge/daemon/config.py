@@ -143,6 +143,11 @@ class MqttSettings(BaseModel):
                            pattern=r"^[^#+\x00]{1,200}$")
     include_face_image: bool = Field(False, description="Put the face crop (base64 JPEG) into "
                                      "events. Off: events carry no biometric data.")
+    event_candidates: Literal["decided", "all"] = Field(
+        "decided", description="Which enrolled persons an event names in `candidates`: decided = the\n"
+        "person an accept admitted, nobody else (the broker is no safe place: every stranger's event\n"
+        "listed the three nearest members, with their tags and scores) | all = the three nearest in\n"
+        "every event (tuning, on a broker only operators read).")
     commands: Literal["signed", "trusted", "off"] = Field(
         "signed", description="MQTT commands (cmd/verify, cmd/sync): signed = each carries a "
         "single-use\nsignature of the local API's credentials, never the hub's key\n"

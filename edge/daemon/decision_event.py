@@ -37,7 +37,7 @@ def decision_event(out: Outcome, *, device: str, camera: str, fingerprints: dict
                    frame: np.ndarray | None = None, t_frame: float | None = None,
                    track_id: int | None = None, frames: int | None = None,
                    latency: Latency | None = None, reason: str | None = None,
-                   include_face_image: bool = False) -> dict[str, Any]:
+                   include_face_image: bool = False, candidates: str = "decided") -> dict[str, Any]:
     """`out` is the final Outcome; `face`/`frame` are absent for a claim no face took (then
     `reason` says why); `t_frame` (perf_counter at frame read) adds frame_to_event_ms."""
     event = new_event(
@@ -55,7 +55,7 @@ def decision_event(out: Outcome, *, device: str, camera: str, fingerprints: dict
         condition=out.condition.as_dict() if out.condition is not None else None,
         frames=frames,  # good frames of the track this decision chose from
         claim=claim.as_dict() if claim else None,
-        candidates=out.candidates[:3] or None,
+        candidates=_named(out, candidates),
         face=None if face is None else {
             "box": [int(v) for v in face.box], "score": round(float(face.score), 4),
             "quality": face.quality.as_dict()},
@@ -90,6 +90,16 @@ def fit_message(payload: bytes, max_bytes: int) -> bytes | None:
         if len(smaller) <= max_bytes:
             return smaller
     return None
+
+
+def _named(out: Outcome, which: str) -> list[dict] | None:
+    """The `candidates` an event names ([mqtt] event_candidates): `decided`, the person an
+    accept admitted and nobody else; `all`, the three nearest whatever the decision."""
+    if which == "all":
+        return out.candidates[:3] or None
+    if out.decision != "accept" or not out.person_id:
+        return None
+    return [c for c in out.candidates if c.get("person_id") == out.person_id][:1] or None
 
 
 def mark_stale(payload: bytes, max_age_s: float, now: float | None = None,

@@ -383,7 +383,7 @@ class Daemon:
             out, device=s.device.id, camera=self.camera.name,
             fingerprints={"pack": self.pipeline.fingerprint, **self.pipeline.fingerprints},
             cache_version=cache_version or self.gallery_ref.version,
-            include_face_image=s.mqtt.include_face_image, **fields)
+            include_face_image=s.mqtt.include_face_image, candidates=s.mqtt.event_candidates, **fields)
         self.events.publish_event(event)
         if self.door is not None:
             try:  # the decision is out; the door follows it (a bug here never opens it: rules grant)

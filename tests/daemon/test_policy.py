@@ -122,3 +122,28 @@ def test_with_mqtt_off_the_logged_event_holds_no_face_image(caplog):
     with caplog.at_level(logging.INFO):
         NullPublisher().publish_event({"event_id": "e1", "decision": "accept", "face_image": "/9j/4AAQSkZJRg=="})
     assert "e1" in caplog.text and "/9j/" not in caplog.text and "face_image" not in caplog.text
+
+
+def test_events_name_no_member_but_the_one_admitted(dead_cloud):
+    """The broker is no safe place (anyone who can read it), and every stranger's event listed
+    the three enrolled persons nearest to them, with their tags and scores: walking past the
+    door enumerated the members, and someone holding up a member's photo read how close it came.
+    An event names the person an accept admitted and nobody else, unless
+    [mqtt] event_candidates = "all"."""
+    import json
+
+    from edge.daemon.decision_event import decision_event
+    from tests.support.broker import schema_errors
+
+    def event(out, **kw):
+        e = decision_event(out, device="door-1", camera="test", fingerprints={"pack": "0" * 16}, cache_version="v",
+                           **kw)
+        assert schema_errors("p/door-1/event", json.dumps(e).encode()) == []
+        return e
+
+    stranger = Decider(dead_cloud).identify(GALLERY, FAR, ["staff"], _image)
+    assert stranger.candidates and event(stranger)["candidates"] is None
+    assert event(stranger, candidates="all")["candidates"][0]["person_id"] == "alice"
+    member = Decider(dead_cloud).identify(GALLERY, CLOSE, ["staff"], _image)
+    assert member.decision == "accept"
+    assert [c["person_id"] for c in event(member)["candidates"]] == [member.person_id]
