@@ -59,6 +59,7 @@ log = logging.getLogger("edge.daemon")
 # How often the door's own clock ticks the controller (keep_time), beside the main loop's turns,
 # and how often the schedule is applied on its own thread (keep_schedule).
 DOOR_CLOCK_S = 0.1
+CROP_PRUNE_EVERY_S = 3600.0  # face crops past [door] log_retention_days are deleted this often
 SCHEDULE_EVERY_S = 1.0
 # why a scheduled unlocked window was not taken (a mode event's reason, /health's schedule_held)
 CLOCK_UNSYNCHRONISED = "clock_unsynchronised"
@@ -110,6 +111,7 @@ class DoorLink:
         self._schedule_lock = threading.Lock()
         self.log_writable, self.log_lost = True, 0  # records the access log could not take
         self._log_retry_at = 0.0
+        self._crops_pruned_at = -CROP_PRUNE_EVERY_S  # monotonic: the first tick prunes
         self._last_state: dict[str, Any] | None = None
         self.published = 0
         self.closed = False
@@ -222,6 +224,12 @@ class DoorLink:
             self._log_retry_at = time.monotonic() + 5.0
             self._log("door", {"door": self.s.door.name, "reason": "access_log_lost",
                                "detail": {"lost": self.log_lost}})
+        if self.access_log is not None and time.monotonic() - self._crops_pruned_at >= CROP_PRUNE_EVERY_S:
+            self._crops_pruned_at = time.monotonic()
+            try:  # faces past retention go whether the hub has their records or not
+                self.access_log.prune_crops()
+            except (sqlite3.Error, OSError) as exc:
+                log.error("door %s: the access log's old face crops could not be deleted: %s", self.s.door.name, exc)
         self._note_rules()
         self._apply_schedule()
         self.door.tick()

@@ -236,6 +236,21 @@ class AccessLog:
         log.info("access log: %d record(s) older than %g days pruned", gone, self.retention_days)
         return gone
 
+    def prune_crops(self, now: float | None = None) -> int:
+        """Delete the face crops of records past retention, uploaded or not; how many went.
+        Records wait for the hub (their evidence is its copy), crops never did: without a hub, or
+        with uploads refused, every face was kept for good. The chain holds a crop's hash, not
+        the crop, so it still verifies."""
+        if self.retention_days is None:
+            return 0
+        cutoff = (self._clock() if now is None else now) - self.retention_days * 86400
+        with self._lock, transaction(self._db):
+            gone = self._db.execute("DELETE FROM crops WHERE seq IN (SELECT seq FROM records WHERE at < ?)",
+                                    (cutoff,)).rowcount
+        if gone:
+            log.info("access log: %d face crop(s) older than %g days deleted", gone, self.retention_days)
+        return gone
+
     # --- reading ----------------------------------------------------------------------------
     def last_grant(self, person_id: str, door: str | None = None) -> float | None:
         """The `AccessHistory` of the evaluator: when the person was last granted (at `door`, or

@@ -189,3 +189,24 @@ def test_a_version_6_sqlite_store_gets_the_crops_table(tmp_path) -> None:
     assert store.access_crop("app", "e1", 1) is None  # the table is there again
     store.close()
     assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == current == 12
+
+
+def test_face_crops_past_retention_go_even_when_no_hub_holds_their_records(tmp_path, jpeg) -> None:
+    """Records are pruned only once the hub holds them, and crops went only with their records:
+    an edge without a hub (or whose uploads were refused) kept every face for good, whatever
+    log_retention_days said. The door link deletes crops past retention by themselves (hourly);
+    the records stay, and the chain, which holds a crop's hash, still verifies."""
+    seal = CropSeal.from_edge_key(KEY)
+    log = clocked(tmp_path / "no-hub.db", retention_days=1)
+    for i in range(1, 4):
+        log.append("decision", person_id="ann", outcome="grant", event_id=f"ev{i}", face_crop=seal.seal(f"ev{i}", jpeg))
+    assert len(log.crops(0, 100)) == 3 and log.uploaded == 0
+    s = EdgeSettings(storage={"path": tmp_path}, mqtt={"enabled": False}, door={"log_face_crops": True})
+    link = DoorLink.from_settings(s, Recorder(), gallery, access_log=log, crop_seal=seal)
+    link.start()
+    link.tick()  # now: within a day of the records, kept
+    assert len(log.crops(0, 100)) == 3
+    log._clock = lambda: T0 + 2 * 600 + 86_400 + 1  # just over a day after the second one
+    link._crops_pruned_at = float("-inf")  # the hour has passed
+    link.tick()
+    assert sorted(log.crops(0, 100)) == [3] and log.verify().ok and log.verify().records >= 3
