@@ -310,14 +310,20 @@ class AccessLog:
                         problems.append(f"{name} signature does not match (not this edge's key, or edited)")
             except (ValueError, KeyError, TypeError, AttributeError):
                 return VerifyReport(False, 0, 0, 0, ["head or anchor unreadable"])
-            rows = self._db.execute("SELECT seq, body FROM records ORDER BY seq").fetchall()
+            rows = self._db.execute("SELECT seq, body, person_id, door, at, granted FROM records ORDER BY seq"
+                                    ).fetchall()
             crops = self._db.execute("SELECT seq, sealed FROM crops ORDER BY seq").fetchall()
         end, count, linked = anchor, 0, {}
-        for seq, body in rows:
+        for seq, body, *copied in rows:
             try:
                 record = json.loads(body)
                 if not isinstance(record, dict) or record.get("seq") != seq:
                     raise ChainError("reordered", seq, "the record stored at this place names another seq")
+                # the columns the evaluator reads (anti-passback's last grant) are copies of the
+                # body, outside the chain: one set to 0 let a passback through, the chain sound
+                if copied != [str(record.get("person_id", "")), str(record.get("door", "")), record.get("at"),
+                              int(record.get("outcome") == "grant")]:
+                    raise ChainError("edited", seq, "the columns the access rules read differ from the record")
                 end = follow([record], end)
                 count += 1
                 detail = record.get("detail")

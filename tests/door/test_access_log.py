@@ -95,7 +95,9 @@ def test_an_edit_with_its_hashes_recomputed_is_found_by_the_signed_head(log) -> 
     with pytest.raises(HeadNotSigned, match="signature does not match"):
         log.append("door", door="front", reason="contact_open")
     report = log.verify()
-    assert not report.ok and report.records == 6 and "head signature does not match" in report.problems[0]
+    assert not report.ok and "head signature does not match" in report.problems[0]
+    assert "edited at record 3" in report.problems[1]  # its person_id column is the one before the edit
+    assert log.records()[-1]["seq"] == 6  # nothing appended
 
 
 def test_a_head_naming_another_record_than_the_last_or_none_is_not_extended(log) -> None:
@@ -343,3 +345,14 @@ def test_a_log_signed_with_the_local_apis_key_is_signed_again_under_its_own(tmp_
 
     with pytest.raises(ConfigError, match="readable by others"):
         own_log_key(storage)
+
+
+def test_the_columns_anti_passback_reads_are_checked_against_their_records(log) -> None:
+    """`granted`, `person_id`, `door` and `at` are copied out of each record for the evaluator
+    (anti-passback's last grant), outside the chain: `UPDATE records SET granted = 0` let a
+    passback through and `log verify` still said ok."""
+    assert log.last_grant("p1") is not None
+    tamper(log, "UPDATE records SET granted = 0")
+    assert log.last_grant("p1") is None
+    report = log.verify()
+    assert not report.ok and "edited at record 1" in report.problems[0] and "access rules read" in report.problems[0]

@@ -82,11 +82,12 @@ def test_face_and_claim_in_a_real_daemon_badge_of_another_and_replay_never_open(
     assert acted() == [("madonna", "deny", "not_accepted:decision_reject"), ("madonna", "grant", "granted"),
                        ("elton_john", "deny", "not_accepted:decision_reject")]
     # [door] log_face_crops: each decision's face is in the log, sealed with the edge's key
-    from edge.daemon.api_key import own_credential
+    from edge.daemon.log_key import own_log_key
     from edge.door.access_log import AccessLog
     from edge.door.log_crops import CropSeal
 
-    key = own_credential(tmp_path / "data").secret_key.encode()
+    key = own_log_key(tmp_path / "data", make=False)  # the log's own key, never the local API's
+    assert key is not None
     log = AccessLog(tmp_path / "data" / "access-log.db", key)
     decisions = [r for r in log.records(0, 1000) if r["kind"] == "decision"]
     assert [(r["person_id"], r["outcome"], r["detail"].get("claim")) for r in decisions] == [
