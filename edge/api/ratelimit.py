@@ -15,26 +15,23 @@ class RateLimiter:
 
     def would_allow(self, key: str, now: float | None = None) -> bool:
         """Whether `key` has a token now (none taken)."""
-        if self.rate <= 0:
-            return True
-        now = time.monotonic() if now is None else now
-        with self._lock:
-            tokens, last = self._buckets.get(key, (float(self.burst), now))
-            return min(float(self.burst), tokens + (now - last) * self.rate) >= 1.0
+        return self._take(key, now, 0.0)
 
     def allow(self, key: str, now: float | None = None) -> bool:
         """Take one token for `key`; False when the bucket is empty. rate 0 = unlimited."""
+        return self._take(key, now, 1.0)
+
+    def _take(self, key: str, now: float | None, taken: float) -> bool:
+        """Whether `key` has a token now; `taken` of them go when it has."""
         if self.rate <= 0:
             return True
         now = time.monotonic() if now is None else now
         with self._lock:
             tokens, last = self._buckets.get(key, (float(self.burst), now))
             tokens = min(float(self.burst), tokens + (now - last) * self.rate)
-            if tokens < 1.0:
-                self._buckets[key] = (tokens, now)
-                return False
-            self._buckets[key] = (tokens - 1.0, now)
-            return True
+            ok = tokens >= 1.0
+            self._buckets[key] = (tokens - taken if ok else tokens, now)
+            return ok
 
 
 async def take_token(limiter, key: str) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from pathlib import Path
 
 import pytest
 
@@ -182,8 +183,9 @@ def test_append_refuses_unknown_kinds_and_fields_and_nan(log) -> None:
     assert log.verify().ok and log.records()[-1]["seq"] == 6  # nothing half-written
 
 
-def test_cli_log_verify_with_the_edges_key_file(tmp_path, capsys) -> None:
-    from edge.cli import main
+def _edge_with_a_log(tmp_path, records: int = 3, **fields) -> tuple[Path, bytes, Path]:
+    """An edge's storage (its local API key made) and config, and a log of `records` decisions
+    signed with that key, as logs were before they had a key of their own: (storage, key, config)."""
     from edge.daemon.api_key import own_credential
 
     storage = tmp_path / "data"
@@ -191,8 +193,18 @@ def test_cli_log_verify_with_the_edges_key_file(tmp_path, capsys) -> None:
     config = tmp_path / "edge.toml"
     config.write_text(f'[storage]\npath = "{storage}"\n')
     a = AccessLog(storage / "access-log.db", key)
-    for i in range(3):
-        a.append("decision", door="front", person_id="ann", reason="granted", event_id=f"e{i}")
+    for i in range(records):
+        a.append("decision", door="front", person_id="ann", reason="granted", event_id=f"e{i}", **fields)
+    a.close()
+    return storage, key, config
+
+
+def test_cli_log_verify_with_the_edges_key_file(tmp_path, capsys) -> None:
+    from edge.cli import main
+    from edge.daemon.api_key import own_credential
+
+    storage, key, config = _edge_with_a_log(tmp_path)
+    a = AccessLog(storage / "access-log.db", key)
     a.close()
     assert main(["log", "verify", "--config", str(config), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["records"] == 3
@@ -221,16 +233,8 @@ def test_log_verify_on_a_log_damaged_in_the_middle_says_so_with_exit_2(tmp_path,
     """A page overwritten in the middle of a long log made `log verify` end in a traceback with
     exit 1, the code of a broken chain, and no report."""
     from edge.cli import main
-    from edge.daemon.api_key import own_credential
 
-    storage = tmp_path / "data"
-    key = own_credential(storage, "app").secret_key.encode()
-    config = tmp_path / "edge.toml"
-    config.write_text(f'[storage]\npath = "{storage}"\n')
-    a = AccessLog(storage / "access-log.db", key)
-    for i in range(3000):
-        a.append("decision", door="front", person_id="ann", reason="granted", event_id=f"e{i}", detail={"n": "x" * 200})
-    a.close()
+    storage, _, config = _edge_with_a_log(tmp_path, 3000, detail={"n": "x" * 200})
     data = bytearray((storage / "access-log.db").read_bytes())
     page = 4096
     data[100 * page: 100 * page + 64] = b"\xee" * 64
@@ -314,18 +318,10 @@ def test_a_log_signed_with_the_local_apis_key_is_signed_again_under_its_own(tmp_
     crop the hub stores and could re-sign a rewritten log. The log has a key of its own now
     (<storage>/log-key, given to nobody); a log signed before is signed again under it once."""
     from edge.cli import main
-    from edge.daemon.api_key import own_credential
     from edge.daemon.log_key import own_log_key
     from edge.door.log_crops import CropError, CropSeal
 
-    storage = tmp_path / "data"
-    readers = own_credential(storage, "app").secret_key.encode()
-    config = tmp_path / "edge.toml"
-    config.write_text(f'[storage]\npath = "{storage}"\n')
-    before = AccessLog(storage / "access-log.db", readers)
-    for i in range(3):
-        before.append("decision", door="front", person_id="ann", reason="granted", event_id=f"e{i}")
-    before.close()
+    storage, readers, config = _edge_with_a_log(tmp_path)
     assert main(["log", "verify", "--config", str(config)]) == 0  # no log-key yet: the key it was signed with
     assert own_log_key(storage, make=False) is None
 
