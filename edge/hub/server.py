@@ -75,6 +75,7 @@ def build_app(settings):
                          settings.vision.threads)
     service = HubService(store, vision, limits, settings.thresholds(),
                          verify_log_s=settings.storage.verify_log_days * 86400, crops=crops,
+                         access_log_s=settings.storage.access_log_days * 86400,
                          liveness=settings.liveness.mode)
     # one set of per-appid buckets for the API and the console's photo uploads
     limiter = store.rate_limiter(limits.rate_per_s, limits.burst) or RateLimiter(limits.rate_per_s, limits.burst)

@@ -98,12 +98,14 @@ class HubService(FaceService):
 
     def __init__(self, store: Store, vision: VisionPacks, limits: Limits | None = None,
                  thresholds: Thresholds = DEFAULT_THRESHOLDS, verify_log_s: float = 30 * 86400,
-                 crops: CropCipher | None = None, liveness: str = "flag"):
+                 crops: CropCipher | None = None, liveness: str = "flag", access_log_s: float = 0.0):
         self.store = store
         self.liveness = liveness  # [liveness] mode for verify and identify (edge.api.service.judged_liveness)
         self.crops = crops
         self.verify_log_s = verify_log_s
         self._trimmed_at = float("-inf")
+        self.access_log_s = access_log_s  # 0: the edges' access records are kept for good
+        self._access_trimmed_at = float("-inf")
         self.vision = vision
         self.limits = limits or Limits()
         self.thresholds = thresholds
@@ -471,6 +473,7 @@ class HubService(FaceService):
                 raise ApiError(errors.RATE_LIMITED, f"access log of {edge_id}: over "
                                f"{self.limits.access_records_per_day} records a day; send the rest later")
             stored, head = self.store.store_access_records(appid, edge_id, batch, sealed)
+            self._trim_access_log()
         except ApiError as exc:
             if exc.code not in access_chain.PROBLEM_CODES.values():
                 raise
@@ -545,6 +548,17 @@ class HubService(FaceService):
         self.store.lift_claims(appid, person_id, at, lifted_by)
         log.warning("claims of %s: lockout lifted by %s; every door takes it at its next sync", person_id, lifted_by)
         return {"person_id": person_id, "lifted_at": at}
+
+    def _trim_access_log(self) -> None:
+        """Records past [storage] access_log_days go, with their crops (at most once per
+        TRIM_EVERY_S, on an upload): nothing ever deleted them, faces included."""
+        now = time.monotonic()
+        if self.access_log_s <= 0 or now - self._access_trimmed_at < TRIM_EVERY_S:
+            return
+        self._access_trimmed_at = now
+        removed = self.store.trim_access_log(time.time() - self.access_log_s)
+        if removed:
+            log.info("access log: %d record(s) older than %.0f days deleted", removed, self.access_log_s / 86400)
 
     def _trim_verify_log(self) -> None:
         now = time.monotonic()

@@ -203,3 +203,36 @@ def test_a_door_key_cannot_fill_the_hubs_disk_with_access_records(store, tmp_pat
     assert budget.take("k", 7000, now=0.0) and not budget.take("k", 1, now=1.0)
     assert budget.take("k", 999, now=86_400.0) and not budget.take("k", 10, now=86_400.0)
     assert budget.take("k", 7000, now=86_400.0 * 30) and not budget.take("k", 1, now=86_400.0 * 30)
+
+
+def test_access_records_and_faces_do_not_stay_for_good(store, tmp_path):
+    """Nothing deleted the edges' access records or their sealed face crops on the hub, and
+    deleting a person left their faces at the doors. Records past [storage] access_log_days go
+    with their crops (each edge's chain head stays: its next upload continues as ever), and a
+    deleted person's crops go with them."""
+    import base64
+
+    from edge.door.log_crops import CropSeal
+    from edge.hub.service import HubService
+
+    now = time.time()
+    times = iter([now - 400 * 86400, now - 10, now - 5, now])
+    log = AccessLog(tmp_path / "door.db", KEY, clock=lambda: next(times))
+    seal = CropSeal.from_edge_key(KEY)
+    for i, person in enumerate(("ann", "ann", "bob")):
+        log.append("decision", door="front", person_id=person, decision="accept", outcome="grant",
+                   reason="granted", event_id=f"e{i}", face_crop=seal.seal(f"e{i}", b"\xff\xd8face\xff\xd9"))
+    vec = np.ones(8, np.float32) / np.sqrt(8)
+    store.create_person("app", "bob", ["g"], "", "", FaceRecord(store.new_face_id(), "bob", (1, 2, 80, 80),
+                                                                 [[1.0, 2.0]] * 5, embeddings={"fp": vec}), Limits())
+    service = HubService(store, vision=None, access_log_s=365 * 86400)  # type: ignore[arg-type]
+    crops = json.dumps([{"seq": seq, "sealed": base64.b64encode(sealed).decode()}
+                        for seq, sealed in log.crops(0, 10).items()])
+    assert service.uploadlog("app", "door-1", canonical(log.records()), crops)["stored"] == 3
+    kept = [seq for seq in (1, 2, 3) if store.access_crop("app", "door-1", seq) is not None]
+    assert [r["seq"] for r in store.search_access("app", {})[0]] == [2, 3] and kept == [2, 3]  # the old one gone
+    store.delete_person("app", "bob")
+    assert store.access_crop("app", "door-1", 3) is None and store.access_crop("app", "door-1", 2) is not None
+    assert [r["seq"] for r in store.search_access("app", {})[0]] == [2, 3]  # bob's record kept, his face gone
+    log.append("door", door="front", reason="contact_open")
+    assert service.uploadlog("app", "door-1", canonical(log.records(3)))["head"] == 4  # the chain goes on

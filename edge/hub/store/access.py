@@ -211,6 +211,14 @@ class AccessSql:
                           (appid, edge_id, seq)).fetchone()
         return None if row is None else {"edge_id": edge_id, **json.loads(row[0])}
 
+    def trim_access_log(self, before: float) -> int:
+        """Delete every appid's access records dated before `before` and their sealed crops (the
+        chains' heads stay: the next upload is checked as ever); how many records went."""
+        with self._write() as c:
+            self._q(c, "DELETE FROM access_crops WHERE (appid, edge_id, seq) IN (SELECT appid, edge_id, seq"
+                       " FROM access_records WHERE at < ?)", (before,))
+            return int(self._q(c, "DELETE FROM access_records WHERE at < ?", (before,)).rowcount)
+
     def counted_claims(self, appid: str, since: float, until: float, per_edge: int,
                        person_id: str | None = None) -> list[tuple[str, float, str, str]]:
         """(person_id, at, edge_id, mark) of the decisions the edges' lockouts counted (the

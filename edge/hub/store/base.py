@@ -244,6 +244,10 @@ class Store(abc.ABC):
 
     # --- the edges' access log (edge.hub.store.access) -----------------------------------------
     @abc.abstractmethod
+    def trim_access_log(self, before: float) -> int:
+        """Delete every appid's access records dated before `before` and their crops; how many."""
+
+    @abc.abstractmethod
     def store_access_records(self, appid: str, edge_id: str, records: Sequence[dict]) -> tuple[int, int]:
         """Store a batch continuing the edge's hash chain (records held already are skipped);
         (stored, head seq). -1520 gap, -1521 edited, -1522 malformed: nothing stored."""

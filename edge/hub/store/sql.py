@@ -199,6 +199,9 @@ class SqlStore(FaceCropSql, ConsoleSql, AccessSql, EdgesSql, ClaimLiftsSql, Stor
             self._log_person_and_faces(c, appid, person_id)
             self._q(c, "DELETE FROM persons WHERE appid = ? AND person_id = ?", (appid, person_id))
             self._drop_empty_groups(c, appid)
+            # their faces at the doors go too (sealed, but a face); the records stay, as evidence
+            self._q(c, "DELETE FROM access_crops WHERE appid = ? AND (edge_id, seq) IN (SELECT edge_id, seq"
+                       " FROM access_records WHERE appid = ? AND person_id = ?)", (appid, appid, person_id))
 
     def set_info(self, appid, person_id, person_name, tag) -> None:
         with self._write(appid) as c:
