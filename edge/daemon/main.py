@@ -237,7 +237,7 @@ class Daemon:
 
     def _access_rules_and_log(self) -> dict[str, Any]:
         """The door's rules (the hub's, synced into the cache) and its access log, signed with
-        the edge's own key (docs/access.md#in-the-daemon)."""
+        the log's own key (edge.daemon.log_key; docs/access.md#in-the-daemon)."""
         from edge.daemon.access_log_cli import LOG_FILE
         from edge.daemon.api_key import own_credential
         from edge.daemon.log_key import own_log_key

@@ -2,7 +2,7 @@
 append-only, hash-chained SQLite file (docs/access.md).
 
 Each record carries the hash of the one before (edge.core.access_chain); the chain's head (the
-last seq and hash) is signed with the edge's own key (HMAC-SHA256) and stored with each append,
+last seq and hash) is signed with the log's own key (HMAC-SHA256) and stored with each append,
 in the same transaction. Whoever edits, deletes or reorders records without the key is found
 by `verify()`: a record's hash no longer matches, a link or a number is missing, or the head's
 signature does not match the last record. synchronous=FULL: a decision the door acted on is in

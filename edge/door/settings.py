@@ -105,7 +105,8 @@ class DoorSettings(BaseModel):
         "holds them\n(without a hub nothing is deleted; 0: keep everything).")
     log_face_crops: bool = Field(
         False, description="Keep each decision's face crop with its access log record, sealed (AES-256-GCM\n"
-        "under a key derived from the edge's own key; the record holds its sha256). Off: no image is kept.")
+        "under a key derived from the access log's own key, <storage>/log-key; the record holds its\nsha256). "
+        "Off: no image is kept.")
     upload_face_crops: bool = Field(
         False, description="Send the sealed face crops to the hub with their records (log_face_crops on);\n"
         "the hub stores them sealed and cannot open them.")
