@@ -300,7 +300,9 @@ class AccessLog:
         """Walk the whole chain from its anchor: every hash, link and number, then the signed
         head against the last record. Never raises for what it finds: it reports it."""
         problems: list[str] = []
-        with self._lock:
+        # one read transaction: its snapshot, whatever the daemon appends or prunes meanwhile
+        # (separate statements once read a head, then records past it: "broken", then sound)
+        with self._lock, transaction(self._db, immediate=False):
             try:
                 anchor, head = self._end("anchor"), self._end("head")
                 for name in ("anchor", "head"):

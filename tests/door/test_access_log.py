@@ -352,3 +352,25 @@ def test_the_columns_anti_passback_reads_are_checked_against_their_records(log) 
     assert log.last_grant("p1") is None
     report = log.verify()
     assert not report.ok and "edited at record 1" in report.problems[0] and "access rules read" in report.problems[0]
+
+
+def test_verify_reads_one_snapshot_while_the_daemon_appends(log, tmp_path, monkeypatch) -> None:
+    """`log verify` (another process) read the head, then the records in a statement of their
+    own: a record the daemon appended in between made a sound log read "the signed head is
+    record 6, the chain ends at 7". It reads one snapshot now."""
+    daemon = AccessLog(log.path, KEY)  # the daemon's own connection to the same file
+    real_end = log._end
+    appended = []
+
+    def end_then_an_append(name):
+        value = real_end(name)
+        if name == "head" and not appended:
+            appended.append(daemon.append("door", door="front", reason="contact_open"))
+        return value
+
+    monkeypatch.setattr(log, "_end", end_then_an_append)
+    report = log.verify()
+    assert appended and report.ok and report.records == 6, report.problems
+    monkeypatch.undo()
+    assert log.verify().records == 7
+    daemon.close()
