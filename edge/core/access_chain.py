@@ -67,8 +67,16 @@ def record_hash(record: dict[str, Any]) -> str:
     return hashlib.sha256(canonical({k: v for k, v in record.items() if k != "hash"}).encode()).hexdigest()
 
 
+def sign_end(key: bytes, role: str, seq: int, digest: str) -> str:
+    """The HMAC-SHA256 of a chain position in its role ("head", or "anchor" of a pruned prefix):
+    one signature is good for one role only. Signed alike, the anchor copied over the head of
+    a log whose remaining records were deleted verified as a sound empty log."""
+    return hmac.new(key, f"access-log:{role}:{seq}:{digest}".encode(), hashlib.sha256).hexdigest()
+
+
 def sign_head(key: bytes, seq: int, digest: str) -> str:
-    """The HMAC-SHA256 of a chain position (the head, or the anchor of a pruned prefix)."""
+    """The signature of a chain position before it named its role (logs written before 2026-12):
+    read only, where a log has never been signed by role (AccessLog's `signed_by_role` mark)."""
     return hmac.new(key, f"access-log:{seq}:{digest}".encode(), hashlib.sha256).hexdigest()
 
 

@@ -34,6 +34,7 @@ from edge.core.access_chain import (
     canonical,
     follow,
     record_hash,
+    sign_end,
     sign_head,
 )
 from edge.core.sqlitedb import open_durable, transaction
@@ -43,6 +44,10 @@ log = logging.getLogger(__name__)
 
 # `body` is the record (what the chain covers); person_id, door and granted are copies for the
 # anti-passback look-up (`last_grant`), not part of the chain.
+# meta key set once the head and anchor are signed by role (access_chain.sign_end): from then on
+# a signature made the way logs were before (no role) is not taken. New logs have it from the start.
+SIGNED_BY_ROLE = "signed_by_role"
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (seq INTEGER PRIMARY KEY, body TEXT NOT NULL,
     person_id TEXT NOT NULL DEFAULT '', door TEXT NOT NULL DEFAULT '', at REAL NOT NULL DEFAULT 0,
@@ -91,28 +96,43 @@ class AccessLog:
         self._lock = threading.Lock()
         self._db = open_durable(self.path)
         self._db.executescript(SCHEMA)
+        with transaction(self._db):  # a new log is signed by role from its first record
+            if not self._db.execute("SELECT 1 FROM meta UNION ALL SELECT 1 FROM records LIMIT 1").fetchone():
+                self._db.execute("INSERT INTO meta VALUES (?, '1')", (SIGNED_BY_ROLE,))
         if former_key:
             self._sign_anew(former_key)
 
     def _sign_anew(self, former_key: bytes) -> None:
-        """A head and anchor signed under `former_key` (the log's key before edge.daemon.log_key:
-        the local API's secret) and not under this key are signed again under this one, once."""
+        """A log written before (its head and anchor signed without their role, under this key
+        or under `former_key`, the local API's secret, before edge.daemon.log_key) is signed
+        again under this key by role, once: then it is marked, and neither the old way nor the
+        former key is taken for it again (the former key is the badge reader's: taken after,
+        it would re-sign a log its holder rewrote)."""
         with self._lock, transaction(self._db):
+            if self._meta(SIGNED_BY_ROLE):
+                return
             ends = {name: json.loads(self._meta(name)) for name in ("head", "anchor") if self._meta(name)}
             try:
-                if not ends or any(hmac.compare_digest(str(v.get("hmac", "")),
-                                                       sign_head(self._key, int(v["seq"]), str(v["hash"])))
-                                   for v in ends.values()):
-                    return
-                if not all(hmac.compare_digest(str(v.get("hmac", "")),
-                                               sign_head(former_key, int(v["seq"]), str(v["hash"])))
-                           for v in ends.values()):
-                    return  # signed by neither: left as it is, for `log verify` and the head check to find
+                for v in ends.values():
+                    seq, digest, mac = int(v["seq"]), str(v["hash"]), str(v.get("hmac", ""))
+                    if not any(hmac.compare_digest(mac, sig) for sig in (
+                            sign_head(self._key, seq, digest), sign_head(former_key, seq, digest))):
+                        return  # signed by none of them: left as it is, for `log verify` and the head check
             except (ValueError, KeyError, TypeError, AttributeError):
                 return
             for name, v in ends.items():
                 self._store_end(name, ChainEnd(int(v["seq"]), str(v["hash"])))
-        log.warning("access log %s: its head signed again under the log's own key (it was the local API's)", self.path)
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, '1')", (SIGNED_BY_ROLE,))
+        if ends:
+            log.warning("access log %s: its head signed again, by role, under the log's own key", self.path)
+
+    def _signed(self, name: str, value: dict[str, Any]) -> bool:
+        """Whether `value`, stored as `name`, is signed by this key in that role (or, in a log
+        never signed by role, the way logs were signed before)."""
+        seq, digest, mac = int(value["seq"]), str(value["hash"]), str(value.get("hmac", ""))
+        if hmac.compare_digest(mac, sign_end(self._key, name, seq, digest)):
+            return True
+        return not self._meta(SIGNED_BY_ROLE) and hmac.compare_digest(mac, sign_head(self._key, seq, digest))
 
     # --- meta -------------------------------------------------------------------------------
     def _meta(self, key: str, default: str = "") -> str:
@@ -142,7 +162,7 @@ class AccessLog:
         try:
             value = json.loads(raw)
             end = ChainEnd(int(value["seq"]), str(value["hash"]))
-            signed = hmac.compare_digest(str(value.get("hmac", "")), sign_head(self._key, end.seq, end.hash))
+            signed = self._signed("head", value)
             matches = (last is None and end == self._end("anchor")) or (
                 last is not None and int(last[0]) == end.seq and json.loads(last[1]).get("hash") == end.hash)
         except (ValueError, KeyError, TypeError, AttributeError):
@@ -154,7 +174,7 @@ class AccessLog:
         return end
 
     def _store_end(self, name: str, end: ChainEnd) -> None:
-        value = {"seq": end.seq, "hash": end.hash, "hmac": sign_head(self._key, end.seq, end.hash)}
+        value = {"seq": end.seq, "hash": end.hash, "hmac": sign_end(self._key, name, end.seq, end.hash)}
         self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (name, canonical(value)))
 
     # --- writing ----------------------------------------------------------------------------
@@ -307,8 +327,7 @@ class AccessLog:
                 anchor, head = self._end("anchor"), self._end("head")
                 for name in ("anchor", "head"):
                     value = json.loads(self._meta(name) or "null")
-                    if value is not None and not hmac.compare_digest(
-                            str(value.get("hmac", "")), sign_head(self._key, int(value["seq"]), str(value["hash"]))):
+                    if value is not None and not self._signed(name, value):
                         problems.append(f"{name} signature does not match (not this edge's key, or edited)")
             except (ValueError, KeyError, TypeError, AttributeError):
                 return VerifyReport(False, 0, 0, 0, ["head or anchor unreadable"])

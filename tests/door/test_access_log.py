@@ -196,7 +196,22 @@ def _edge_with_a_log(tmp_path, records: int = 3, **fields) -> tuple[Path, bytes,
     for i in range(records):
         a.append("decision", door="front", person_id="ann", reason="granted", event_id=f"e{i}", **fields)
     a.close()
+    written_before(storage / "access-log.db", key)
     return storage, key, config
+
+
+def written_before(path: Path, key: bytes) -> None:
+    """The log as code before 2026-12 left it: its head signed without its role, no mark."""
+    from edge.core.access_chain import sign_head
+
+    conn = sqlite3.connect(path)
+    for name, raw in conn.execute("SELECT key, value FROM meta WHERE key IN ('head', 'anchor')").fetchall():
+        value = json.loads(raw)
+        value["hmac"] = sign_head(key, value["seq"], value["hash"])
+        conn.execute("UPDATE meta SET value = ? WHERE key = ?", (json.dumps(value), name))
+    conn.execute("DELETE FROM meta WHERE key = 'signed_by_role'")
+    conn.commit()
+    conn.close()
 
 
 def test_cli_log_verify_with_the_edges_key_file(tmp_path, capsys) -> None:
@@ -374,3 +389,44 @@ def test_verify_reads_one_snapshot_while_the_daemon_appends(log, tmp_path, monke
     monkeypatch.undo()
     assert log.verify().records == 7
     daemon.close()
+
+
+def test_an_anchor_copied_over_the_head_of_an_emptied_log_does_not_verify(log, clock) -> None:
+    """Head and anchor were signed over the same message: after a prune, deleting the records
+    left and copying the anchor into the head made a sound log of none. Each is signed for its
+    role now."""
+    log.mark_uploaded(3)
+    clock.t += 40 * 86400
+    assert log.prune() == 3
+    tamper(log, "DELETE FROM records")
+    anchor = log.head()["anchor"]
+    tamper(log, "UPDATE meta SET value = ? WHERE key = 'head'", json.dumps(anchor))
+    report = log.verify()
+    assert not report.ok and "head signature does not match" in report.problems[0]
+
+
+def test_once_signed_by_role_under_its_own_key_a_log_takes_neither_the_old_way_nor_the_former_key(tmp_path) -> None:
+    """The former key is the local API's, which the badge reader holds: taken after the log was
+    moved to its own key, its holder could rewrite the log, sign its head the old way, and have
+    the daemon's next start sign it anew."""
+    from edge.core.access_chain import record_hash, sign_head
+    from edge.daemon.log_key import own_log_key
+    from edge.door.access_log import HeadNotSigned
+
+    storage, readers, _ = _edge_with_a_log(tmp_path)
+    own = own_log_key(storage)
+    AccessLog(storage / "access-log.db", own, former_key=readers).close()  # moved to its own key, by role
+    conn = sqlite3.connect(storage / "access-log.db")  # the reader's key holder rewrites record 3
+    record = json.loads(conn.execute("SELECT body FROM records WHERE seq = 3").fetchone()[0])
+    record["person_id"] = "someone-else"
+    record["hash"] = record_hash(record)
+    conn.execute("UPDATE records SET body = ?, person_id = 'someone-else' WHERE seq = 3", (json.dumps(record),))
+    conn.execute("UPDATE meta SET value = ? WHERE key = 'head'",
+                 (json.dumps({"seq": 3, "hash": record["hash"], "hmac": sign_head(readers, 3, record["hash"])}),))
+    conn.commit()
+    conn.close()
+    again = AccessLog(storage / "access-log.db", own, former_key=readers)  # the daemon's next start
+    with pytest.raises(HeadNotSigned):
+        again.append("door", door="front", reason="contact_open")
+    assert not again.verify().ok
+    again.close()
