@@ -5,8 +5,12 @@ largest face fails the quality gate (too small, off frontal, blurred), or it can
 a photo showing several faces is kept (its largest face) with a warning. Each usable face is
 compared with the appid's other persons: a score at or above the 1:1 accept threshold is a
 look-alike (the `audit` report's rule), and the enrolment is held back until the caller
-confirms (`accept_look_alikes`): a wrong or duplicate identity poisons the gallery. Storing goes
-through the hub service (limits, near-identical faces) like the API's newperson and addface.
+confirms (`accept_look_alikes`): a wrong or duplicate identity poisons the gallery. So is a
+face that is not the person's own: a photo scoring below the 1:1 reject threshold against the
+person's enrolled faces, or two photos of one upload scoring below it against each other, hold
+the enrolment the same way (a colliding id in a CSV, a wrong folder: the stranger in the photo
+was then let in as the person). Storing goes through the hub service (limits, near-identical
+faces) like the API's newperson and addface.
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ class EnrolOutcome:
     created: bool = False
     face_ids: list[str] = field(default_factory=list)
     held: str = ""  # why nothing was saved
+    unlike: list[str] = field(default_factory=list)  # photos that do not look like the person
 
     @property
     def look_alikes(self) -> list[dict]:
@@ -82,6 +87,22 @@ def examine(service, appid: str, person_id: str, photos: list[tuple[str, bytes]]
     return out
 
 
+def _unlike(service, appid: str, person_id: str, usable: list[PhotoVerdict]) -> list[str]:
+    """The usable photos that score below the 1:1 reject threshold against `person_id`'s
+    enrolled faces (when the person exists) or against another photo of the same upload."""
+    reject = service.thresholds.reject
+    fingerprint = service.vision.primary.fingerprint
+    out = []
+    for i, v in enumerate(usable):
+        assert v.record is not None
+        own = service.against(appid, v.record, person_id)["score"]
+        mine = v.record.embeddings[fingerprint]
+        others = [float(mine @ w.record.embeddings[fingerprint]) for w in usable[:i] if w.record is not None]
+        if (own is not None and own < reject) or any(score < reject for score in others):
+            out.append(v.name)
+    return out
+
+
 def enrol(service, appid: str, person_id: str, person_name: str, group_ids: list[str],
           photos: list[tuple[str, bytes]], *, accept_look_alikes: bool = False) -> EnrolOutcome:
     """Examine the photos, then store the usable ones unless a look-alike holds them back.
@@ -101,6 +122,11 @@ def enrol(service, appid: str, person_id: str, person_name: str, group_ids: list
     usable = [v.record for v in verdicts if v.ok and v.record is not None]
     if not usable:
         outcome.held = "no photo passed the quality gate"
+        return outcome
+    outcome.unlike = _unlike(service, appid, person_id, [v for v in verdicts if v.ok and v.record is not None])
+    if outcome.unlike and not accept_look_alikes:
+        outcome.held = (f"{', '.join(outcome.unlike)} may not show {person_id} (below the reject threshold against "
+                        f"{person_id}'s enrolled faces or the other photos): confirm to enrol anyway")
         return outcome
     if outcome.look_alikes and not accept_look_alikes:
         names = ", ".join(la["person_id"] for la in outcome.look_alikes)

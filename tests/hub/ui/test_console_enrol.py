@@ -92,6 +92,30 @@ def test_a_look_alike_of_another_person_holds_the_enrolment_until_confirmed(hub,
     assert confirmed.status_code == 200 and "Enrolled" in confirmed.text
 
 
+def test_a_photo_unlike_the_person_or_the_other_photos_holds_the_enrolment_until_confirmed(hub, photos):
+    """Nothing compared added photos with the person they were added to: Ben Afflek's photos
+    added to "madonna" were stored without a word (a colliding id in a CSV, a wrong folder), and
+    a verify of Ben as madonna then said yes; a new id given two people's photos was stored too."""
+    from edge.api.client import CloudClient
+
+    otto = Browser(hub.url)
+    otto.login("otto")
+    otto.get("/ui/enrol")
+    first = [("a.jpg", photos("Madonna", "train_1")), ("b.jpg", photos("Madonna", "train_2"))]
+    assert upload(otto, "/ui/enrol", {"person_id": "madonna", "group_ids": "staff"}, first).status_code == 200
+    wrong = [("ben.jpg", photos("Ben_Afflek", "train_1"))]
+    held = upload(otto, "/ui/enrol", {"person_id": "madonna", "group_ids": "staff"}, wrong)
+    assert held.status_code == 409 and "ben.jpg may not show madonna" in held.text
+    with CloudClient(hub.url, APPID, hub.secret_id, hub.secret_key, timeout=30, retries=0) as api:
+        assert api.verify("madonna", photos("Ben_Afflek", "train_2"))["ismatch"] is False
+    two = [("jerry.jpg", photos("Jerry_Seinfield", "train_1")), ("mindy.jpg", photos("Mindy_Kaling", "train_1"))]
+    mixed = upload(otto, "/ui/enrol", {"person_id": "bob", "group_ids": "staff"}, two)
+    assert mixed.status_code == 409 and "mindy.jpg may not show bob" in mixed.text
+    assert "bob" not in otto.get("/ui/persons").text
+    same = [("c.jpg", photos("Madonna", "train_3"))]  # her own: stored as ever
+    assert upload(otto, "/ui/enrol", {"person_id": "madonna", "group_ids": "staff"}, same).status_code == 200
+
+
 def write_config(hub, path) -> str:
     config = {"secrets_file": str(hub.store_path.parent / "hub-secrets.toml"),
               "storage": {"path": str(hub.store_path)}, "vision": {"models_dir": str(MODELS)},
