@@ -71,15 +71,41 @@ def read_source(source: Path, group: str | None) -> dict[str, dict]:
     return persons
 
 
+def done_key(appid: str, person_id: str, sha256: str) -> str:
+    """A photo done for this person of this appid: the state said "done" by the photo's hash
+    alone, so a person deleted since, another hub, or the same photo under another id read
+    "already done" and was never enrolled."""
+    return f"{appid}\x00{person_id}\x00{sha256}"
+
+
 def load_state(path: Path) -> set[str]:
     done: set[str] = set()
     if path.is_file():
         for line in path.read_text().splitlines():
             try:
-                done.update(json.loads(line).get("done", []))
-            except (ValueError, AttributeError):
+                entry = json.loads(line)
+                if isinstance(entry.get("appid"), str):  # lines of older versions: done again (near-identical)
+                    done.update(done_key(entry["appid"], str(entry["person_id"]), sha) for sha in entry["done"])
+            except (ValueError, AttributeError, KeyError, TypeError):
                 continue  # a line cut by a crash: its person is simply done again
     return done
+
+
+def _shown(text: str) -> str:
+    """`text` for the terminal: control characters escaped (a file named with an escape sequence
+    recoloured the operator's terminal); letters of any script as they are."""
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
+
+
+def _exists(service, appid: str, person_id: str) -> bool:
+    """Whether the store has the person (any refusal: not known to; enrol then says why)."""
+    from edge.core.errors import ApiError
+
+    try:
+        service.store.get_person(appid, person_id)
+    except ApiError:
+        return False
+    return True
 
 
 def open_service(settings):
@@ -122,43 +148,53 @@ def run(args) -> int:
     try:
         with open(state_path, "a") as state:
             for n, (person_id, entry) in enumerate(persons.items(), 1):
-                photos = []
-                for path in entry["paths"][: service.limits.faces_per_person]:
+                photos, readable = [], 0
+                enrolled = _exists(service, appid, person_id)  # done only for a person the store has
+                for path in entry["paths"]:
+                    if len(photos) == service.limits.faces_per_person:
+                        say(f"  {_shown(person_id)}: photos past [limits] faces_per_person "
+                            f"({service.limits.faces_per_person}) left out")
+                        break
                     try:
                         data = read_image_file(path)
                     except ApiError as exc:
-                        say(f"  {path}: unreadable ({exc.message})")
+                        say(f"  {_shown(str(path))}: unreadable ({exc.message})")
                         summary["unreadable_files"] += 1
                         continue
-                    if hashlib.sha256(data).hexdigest() not in done:
+                    readable += 1
+                    if not (enrolled and done_key(appid, person_id, hashlib.sha256(data).hexdigest()) in done):
                         photos.append((Path(path).name, data))
+                if not readable:
+                    summary["persons_failed"] += 1
+                    say(f"[{n}/{len(persons)}] {_shown(person_id)}: not enrolled: no readable photo")
+                    continue
                 if not photos:
                     summary["persons_skipped"] += 1
-                    say(f"[{n}/{len(persons)}] {person_id}: already done")
+                    say(f"[{n}/{len(persons)}] {_shown(person_id)}: already done")
                     continue
                 try:
                     outcome = enrolment.enrol(service, appid, person_id, entry["name"], [entry["group"]], photos,
                                               accept_look_alikes=args.accept_look_alikes)
                 except ApiError as exc:
                     summary["persons_failed"] += 1
-                    say(f"[{n}/{len(persons)}] {person_id}: not enrolled: {exc.message}")
+                    say(f"[{n}/{len(persons)}] {_shown(person_id)}: not enrolled: {exc.message}")
                     continue
                 for v in outcome.verdicts:
                     if not v.ok:
                         refused[v.reason or "?"] += 1
-                        say(f"  {v.name}: refused: {v.explanation}")
+                        say(f"  {_shown(v.name)}: refused: {v.explanation}")
                 if outcome.saved:
                     finished = [v.sha256 for v in outcome.verdicts if v.ok or v.reason in enrolment.REASONS]
-                    state.write(json.dumps({"person_id": person_id, "done": finished}) + "\n")
+                    state.write(json.dumps({"appid": appid, "person_id": person_id, "done": finished}) + "\n")
                     state.flush()
-                    done.update(finished)
+                    done.update(done_key(appid, person_id, sha) for sha in finished)
                     summary["persons_created" if outcome.created else "persons_extended"] += 1
                     summary["faces_stored"] += len(outcome.face_ids)
-                    say(f"[{n}/{len(persons)}] {person_id}: {len(outcome.face_ids)} face(s) stored")
+                    say(f"[{n}/{len(persons)}] {_shown(person_id)}: {len(outcome.face_ids)} face(s) stored")
                 else:
                     summary["persons_held"] += 1
                     held.append({"person_id": person_id, "why": outcome.held, "look_alikes": outcome.look_alikes})
-                    say(f"[{n}/{len(persons)}] {person_id}: not saved: {outcome.held}")
+                    say(f"[{n}/{len(persons)}] {_shown(person_id)}: not saved: {outcome.held}")
     finally:
         service.store.close()
     report = {"appid": appid, "persons": len(persons), **summary, "photos_refused": dict(refused), "held": held,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 
@@ -144,6 +145,17 @@ def test_bulk_enrolment_from_folders_reports_and_resumes(hub, faces_dir, tmp_pat
     assert hub.store.get_person(APPID, "Jerry_Seinfield").person_name == "Jerry Seinfield"
     again = json.loads(subprocess.run(cmd, capture_output=True, text=True, timeout=300).stdout)
     assert again["persons_skipped"] == 2 and again.get("faces_stored", 0) == 0
+    # "done" is this person's of this appid, and only while the store has them: the state said
+    # done by the photos' hashes alone, so a person deleted since was "already done", never again
+    hub.store.delete_person(APPID, "Jerry_Seinfield")
+    after = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert json.loads(after.stdout)["persons_created"] == 1 and "Jerry_Seinfield: 3 face(s) stored" in after.stderr
+    (source / "Nobody").mkdir()  # a folder whose photos cannot be read: failed, not "already done"
+    (source / "Nobody" / "gone.jpg").symlink_to(tmp_path / "does-not-exist.jpg")
+    missing = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert "Nobody: not enrolled: no readable photo" in missing.stderr
+    assert json.loads(missing.stdout)["persons_failed"] == 1
+    shutil.rmtree(source / "Nobody")
     # a CSV names each photo's person, name and group
     mindy = faces_dir / "five_celebrity" / "Mindy_Kaling"
     (tmp_path / "people.csv").write_text(f"path,person_id,name,group\n{mindy / 'train_1.jpg'},mindy,Mindy K,night\n"
