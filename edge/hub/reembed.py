@@ -31,7 +31,7 @@ class Report:
     embedded: int = 0  # embedded by this run
     no_crop: list[dict] = field(default_factory=list)
     unreadable: list[dict] = field(default_factory=list)
-    complete: bool = False  # every face with a usable crop has the fingerprint now
+    complete: bool = False  # every face has the fingerprint now, but those with no crop
     seconds: float = 0.0
     embed_seconds: float = 0.0  # of which in the embedder: the rest is reading, opening, storing
 
@@ -85,7 +85,9 @@ def reembed(store, pipeline, cipher, pack: str, *, batch: int = BATCH, limit: in
         passes_again = report.embedded > before
     report.seconds = time.monotonic() - t0
     faces, covered = store.embedding_coverage(fingerprint)
-    report.complete = covered + len(skipped) >= faces
+    # faces whose crop does not open (another key: a lost one replaced) are not done: the key
+    # they were sealed with may yet be restored
+    report.complete = covered + len(skipped) >= faces and not report.unreadable
     return report
 
 

@@ -71,6 +71,8 @@ def build_app(settings):
     limits = settings.limits  # both the store's count limits and the HTTP layer's
     crops = face_crop_cipher(settings)
     store = open_store(settings.storage.url, settings.storage.path)
+    if crops is not None:
+        say_if_the_crop_key_was_replaced(store, crops)
     vision = VisionPacks(settings.vision.models_dir, settings.vision.precision, settings.vision.also_embed,
                          settings.vision.threads)
     service = HubService(store, vision, limits, settings.thresholds(),
@@ -121,6 +123,26 @@ def face_crop_cipher(settings):
             "to keep no face images (a face then needs a new photo when the model pack changes; "
             "docs/hub.md#face-crops)")
     return CropCipher(key)
+
+
+def say_if_the_crop_key_was_replaced(store, crops) -> bool:
+    """Log an error when the face crop key does not open the newest stored crop (True then): a
+    lost key replaced by `hub keygen` left every crop sealed before unreadable, said nowhere but
+    in missing thumbnails and `hub reembed`'s "unreadable" list."""
+    from edge.hub.face_crops import CropError
+
+    newest = store.newest_face_crop()
+    if newest is None:
+        return False
+    try:
+        crops.open(*newest)
+    except CropError:
+        logging.getLogger("edge.hub").error(
+            "the [face_crops] key of secrets_file does not open the stored face crops: they were sealed with "
+            "another key. Restore that key from a backup of secrets_file; with this one, `hub reembed` cannot "
+            "move those faces to another model pack (they need new photos) and the console shows no thumbnail")
+        return True
+    return False
 
 
 def run_keygen(args) -> int:

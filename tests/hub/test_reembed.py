@@ -303,3 +303,26 @@ def test_a_pack_missing_from_the_models_folder_is_a_clear_error(tmp_path, models
                          capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert f"pack fp32 is not in {folder}/models.json" in out.stderr and "--models-dir" in out.stderr
+
+
+def test_a_lost_crop_key_replaced_by_a_new_one_is_said_at_start_and_reembed_is_not_complete(
+        tmp_path, store_url, photos, fp32, caplog):
+    """A lost secrets file, `hub keygen` again, and the hub started as ever: every crop sealed
+    before was unreadable, said by missing thumbnails alone, and `hub reembed` reported those
+    faces unreadable yet `complete: true`. The start now says the key does not open the stored
+    crops, and reembed is not complete while any crop does not open."""
+    from edge.hub.server import say_if_the_crop_key_was_replaced
+
+    with start_hub(tmp_path, store_url) as hub:
+        with hub.client(timeout=60, retries=0) as client:
+            enrol(client, photos)
+        store = open_store(store_url, str(hub.store_path))
+        try:
+            assert say_if_the_crop_key_was_replaced(store, CropCipher(hub_key(tmp_path))) is False
+            replaced = CropCipher(base64.b64decode(new_key_text()))
+            assert say_if_the_crop_key_was_replaced(store, replaced) is True
+            assert "does not open the stored face crops" in caplog.text
+            report = reembed(store, fp32, replaced, "fp32")
+            assert report.unreadable and report.complete is False
+        finally:
+            store.close()

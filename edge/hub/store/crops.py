@@ -26,6 +26,13 @@ class FaceCropSql:
             c.execute(self._sql("INSERT INTO face_crops (face_id, crop) VALUES (?, ?)"),
                       (face.face_id, bytes(face.crop)))
 
+    def newest_face_crop(self) -> tuple[str, str, bytes] | None:
+        """(appid, face_id, sealed crop) of the newest stored crop, of any appid; None without one."""
+        with self._read() as c:
+            row = c.execute(self._sql("SELECT f.appid, f.face_id, k.crop FROM face_crops k JOIN faces f"
+                                      " ON f.face_id = k.face_id ORDER BY f.created DESC LIMIT 1")).fetchone()
+        return None if row is None else (str(row[0]), str(row[1]), bytes(row[2]))
+
     def embedding_coverage(self, fingerprint: str) -> tuple[int, int]:
         """(faces, faces with an embedding of `fingerprint`) over every appid."""
         with self._read() as c:
