@@ -16,11 +16,14 @@ faces) like the API's newperson and addface.
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass, field
 
 from edge.core import errors
 from edge.core.errors import ApiError
 from edge.hub.store import FaceRecord
+
+log = logging.getLogger("edge.hub.enrolment")
 
 REASONS = {
     "no_face": "no face found", "too_small": "face too small", "blurred": "face blurred",
@@ -134,6 +137,11 @@ def enrol(service, appid: str, person_id: str, person_name: str, group_ids: list
         return outcome
     outcome.created, outcome.face_ids = service.store_faces(appid, person_id, usable, person_name, group_ids)
     outcome.saved = bool(outcome.face_ids)
+    if outcome.saved and (outcome.look_alikes or outcome.unlike):  # confirmed: said where it is audited
+        log.warning("appid %s: %s enrolled though confirmed against the warning: looks like %s; photos that may "
+                    "not show them: %s", appid, person_id,
+                    ", ".join(f"{la['person_id']} ({la['score']})" for la in outcome.look_alikes) or "nobody",
+                    ", ".join(outcome.unlike) or "none")
     if not outcome.saved:
         outcome.held = "every photo is already enrolled (near-identical faces)"
     return outcome

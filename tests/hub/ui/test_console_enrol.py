@@ -78,7 +78,7 @@ def test_the_check_shows_each_photos_verdict_and_stores_nothing(hub, photos):
     assert fragment.text.lstrip().startswith('<div id="verdicts">') and "<html" not in fragment.text
 
 
-def test_a_look_alike_of_another_person_holds_the_enrolment_until_confirmed(hub, photos):
+def test_a_look_alike_of_another_person_holds_the_enrolment_until_confirmed(hub, photos, caplog):
     otto = Browser(hub.url)
     otto.login("otto")
     otto.get("/ui/enrol")
@@ -91,6 +91,9 @@ def test_a_look_alike_of_another_person_holds_the_enrolment_until_confirmed(hub,
     confirmed = upload(otto, "/ui/enrol", {"person_id": "not-madonna", "group_ids": "staff",
                                            "accept_look_alikes": "yes"}, again)
     assert confirmed.status_code == 200 and "Enrolled" in confirmed.text
+    # the confirmation is in the hub's log, with whom the photo looked like (the guard's line said
+    # only "POST /ui/enrol by otto: 200")
+    assert "not-madonna enrolled though confirmed against the warning: looks like madonna" in caplog.text
 
 
 def test_a_photo_unlike_the_person_or_the_other_photos_holds_the_enrolment_until_confirmed(hub, photos):
