@@ -78,12 +78,18 @@ def test_the_check_shows_each_photos_verdict_and_stores_nothing(hub, photos):
     assert fragment.text.lstrip().startswith('<div id="verdicts">') and "<html" not in fragment.text
 
 
-def test_a_look_alike_of_another_person_holds_the_enrolment_until_confirmed(hub, photos, caplog):
+def operator_with_madonna_enrolled(hub, photos) -> Browser:
+    """Otto, an operator, logged in, who has enrolled Madonna with two photos."""
     otto = Browser(hub.url)
     otto.login("otto")
     otto.get("/ui/enrol")
     first = [("a.jpg", photos("Madonna", "train_1")), ("b.jpg", photos("Madonna", "train_2"))]
     assert upload(otto, "/ui/enrol", {"person_id": "madonna", "group_ids": "staff"}, first).status_code == 200
+    return otto
+
+
+def test_a_look_alike_of_another_person_holds_the_enrolment_until_confirmed(hub, photos, caplog):
+    otto = operator_with_madonna_enrolled(hub, photos)
     again = [("c.jpg", photos("Madonna", "train_4"))]
     held = upload(otto, "/ui/enrol", {"person_id": "not-madonna", "group_ids": "staff"}, again)
     assert held.status_code == 409 and "looks like madonna" in held.text
@@ -102,11 +108,7 @@ def test_a_photo_unlike_the_person_or_the_other_photos_holds_the_enrolment_until
     a verify of Ben as madonna then said yes; a new id given two people's photos was stored too."""
     from edge.api.client import CloudClient
 
-    otto = Browser(hub.url)
-    otto.login("otto")
-    otto.get("/ui/enrol")
-    first = [("a.jpg", photos("Madonna", "train_1")), ("b.jpg", photos("Madonna", "train_2"))]
-    assert upload(otto, "/ui/enrol", {"person_id": "madonna", "group_ids": "staff"}, first).status_code == 200
+    otto = operator_with_madonna_enrolled(hub, photos)
     wrong = [("ben.jpg", photos("Ben_Afflek", "train_1"))]
     held = upload(otto, "/ui/enrol", {"person_id": "madonna", "group_ids": "staff"}, wrong)
     assert held.status_code == 409 and "ben.jpg may not show madonna" in held.text
