@@ -22,6 +22,7 @@ import itertools
 import json
 import sys
 import time
+import unicodedata
 from collections import Counter
 from pathlib import Path
 
@@ -48,9 +49,11 @@ def read_source(source: Path, group: str | None) -> dict[str, dict]:
         for folder in sorted(p for p in source.iterdir() if p.is_dir()):
             paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES)
             if paths:
-                persons[folder.name] = {"name": folder.name.replace("_", " "), "group": group, "paths": paths}
+                person_id = unicodedata.normalize("NFC", folder.name)
+                persons[person_id] = {"name": person_id.replace("_", " "), "group": group, "paths": paths}
         return persons
-    with open(source, newline="") as fh:
+    # utf-8-sig: the byte order mark Excel's "CSV UTF-8" starts with made the header a person
+    with open(source, newline="", encoding="utf-8-sig") as fh:
         rows = csv.reader(fh)
         for i in itertools.count():
             try:
@@ -65,7 +68,8 @@ def read_source(source: Path, group: str | None) -> dict[str, dict]:
                 raise ValueError(f"{source}:{i + 1}: expected path,person_id,name,group")
             if any("\x00" in c for c in row):  # the API refuses it; stored, PostgreSQL failed the write
                 raise ValueError(f"{source}:{i + 1}: a NUL character")
-            path, person_id, name, row_group = (c.strip() for c in row)
+            # NFC: "zoë" typed and "zoë" from a macOS file name are one person, not two
+            path, person_id, name, row_group = (unicodedata.normalize("NFC", c.strip()) for c in row)
             entry = persons.setdefault(person_id, {"name": name, "group": row_group or group, "paths": []})
             entry["paths"].append((source.parent / path).resolve())
     return persons

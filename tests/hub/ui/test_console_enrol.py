@@ -232,3 +232,21 @@ def test_photo_uploads_draw_from_the_appids_rate_bucket_with_its_api(tmp_path, m
         with CloudClient(hub.url, hub.other_appid, hub.other_secret_id, hub.other_secret_key, timeout=30,
                          retries=0) as other:
             assert other.getgroupids()["group_ids"] == []
+
+
+def test_a_csv_saved_by_a_spreadsheet_and_ids_in_two_unicode_spellings_read_as_meant(tmp_path):
+    """Excel's "CSV UTF-8" starts with a byte order mark: the header became a row (a person
+    called "person_id"); and "zoë" typed (NFC) and "zoë" from a macOS file name (NFD) were two
+    persons."""
+    from edge.hub.enrol_cli import read_source
+
+    nfc, nfd = "zo\u00eb", "zoe\u0308"
+    csv_file = tmp_path / "people.csv"
+    csv_file.write_bytes("\ufeffpath,person_id,name,group\na.jpg,{},Zoë,staff\nb.jpg,{},Zoë,staff\n"
+                         .format(nfc, nfd).encode())
+    persons = read_source(csv_file, None)
+    assert list(persons) == [nfc] and len(persons[nfc]["paths"]) == 2
+    folder = tmp_path / "people"
+    (folder / nfd).mkdir(parents=True)
+    (folder / nfd / "a.jpg").write_bytes(b"x")
+    assert list(read_source(folder, "staff")) == [nfc]
