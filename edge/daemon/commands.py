@@ -43,7 +43,7 @@ class CommandGate:
                  claims: Claims | None = None, syncer: Syncer | None = None,
                  replay: ReplayCache | None = None, clock: Callable[[], float] = time.time,
                  unlock: Callable[[str, str], bool] | None = None, door: str = "main",
-                 device: str = "", device_bound: bool = False):
+                 device: str = "", device_bound: bool = False, unlock_keys: Iterable[str] = ()):
         self.mode = mode
         # `f` may name this device (`…/<device>`); with device_bound it must: a command signed
         # for one door is then never taken by another holding the same [api] key
@@ -53,6 +53,7 @@ class CommandGate:
         self.limiter = RateLimiter(rate_per_s, burst)
         self.claims, self.syncer = claims, syncer
         self.unlock, self.door = unlock, door  # unlock(door, appid): None with remote unlock off
+        self.unlock_keys = frozenset(unlock_keys)  # SecretIds whose unlocks open; empty: any local key
         self.refused: dict[str, int] = {}  # reason -> count (reported in state)
         self._logged_at: dict[str, float] = {}
 
@@ -67,11 +68,19 @@ class CommandGate:
         from edge.daemon.signature_log import replay_cache
 
         keys = credentials(s) if s.mqtt.commands == "signed" or s.door.remote_unlock else ()
+        if s.door.remote_unlock:
+            known = {k.secret_id for k in keys}
+            if not s.door.remote_unlock_keys:
+                log.warning("[door] remote_unlock is on for every local key (the badge reader's too): name the "
+                            "unlocking client's key in [door] remote_unlock_keys")
+            elif not known & set(s.door.remote_unlock_keys):
+                log.warning("[door] remote_unlock_keys names no key this edge has: no cmd/unlock will open the door")
         return cls(s.mqtt.commands, keys, rate_per_s=s.mqtt.commands_per_s,
                    burst=s.mqtt.commands_burst, claims=claims, syncer=syncer,
                    replay=replay_cache(s.storage.path, MAX_AGE_S), clock=clock,
                    unlock=unlock if s.door.remote_unlock else None, door=s.door.name,
-                   device=s.device.id, device_bound=s.mqtt.commands_device_bound)
+                   device=s.device.id, device_bound=s.mqtt.commands_device_bound,
+                   unlock_keys=s.door.remote_unlock_keys)
 
     def handle(self, name: str, payload: dict[str, Any]) -> bool:
         """Apply a command (paho's thread) if it is allowed; False (counted, logged at most
@@ -127,10 +136,11 @@ class CommandGate:
         if payload.get("door") != self.door:
             raise _Refused("bad_door", "not this device's door")
         _check_fields(payload)
-        sig = self._use_signature(payload, command_purpose("unlock", self.door), "unlock")
+        sig = self._use_signature(payload, command_purpose("unlock", self.door), "unlock", self.unlock_keys)
         return f"{sig.appid}/{sig.secret_id}"
 
-    def _use_signature(self, payload: dict[str, Any], bound: str, bucket: str) -> Signature:
+    def _use_signature(self, payload: dict[str, Any], bound: str, bucket: str,
+                       keys: frozenset[str] = frozenset()) -> Signature:
         """Checks the command's single-use signature made for `bound` and uses it up (the last
         step of a command's checks), within the signer's own rate (`bucket`: unlocks apart);
         the signature. The rate is looked at before the signature is used and taken after:
@@ -149,6 +159,8 @@ class CommandGate:
         if not sig.single_use or f not in ((here,) if self.device_bound else (here, bound)):
             raise _Refused("signature", f"needs a single-use signature (e=0) with f={here}"
                                         + ("" if self.device_bound else f" or f={bound}"))
+        if keys and sig.secret_id not in keys:  # checked before the signature is used up
+            raise _Refused("key_not_allowed", f"key {sig.secret_id} may not send this command")
         rate_key = f"{bucket}:{sig.appid}:{sig.secret_id}"
         if not self.limiter.would_allow(rate_key):
             raise _Refused("rate_limited", "too many commands of this key")

@@ -64,6 +64,10 @@ class DoorSettings(BaseModel):
         "(cutting the network must not be a way in; docs/door.md).")
     remote_unlock: bool = Field(False, description="Accept the signed single-use MQTT command cmd/unlock "
                                 "(off: ignored; docs/door.md#remote-unlock).")
+    remote_unlock_keys: list[str] = Field(
+        default_factory=list, description="The SecretIds of the local keys ([api] credentials, or "
+        "api-key.toml's) whose cmd/unlock opens\nthe door (empty: any local key's, the badge reader's "
+        "too: give the unlocking client a key of\nits own and name it here).")
     # gpio (BCM numbers; gpiozero)
     pin_factory: Literal["", "lgpio", "mock"] = Field(
         "", description="gpio: gpiozero's pin factory: empty = gpiozero's choice (GPIOZERO_PIN_FACTORY, "

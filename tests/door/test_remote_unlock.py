@@ -135,3 +135,16 @@ def test_commands_from_others_cannot_use_up_a_signed_unlocks_rate_and_a_limited_
     assert not signed.handle("unlock", limited) and signed.refused == {"rate_limited": 1}
     signed.limiter = type(signed.limiter)(1.0, 1)  # the rate comes back
     assert signed.handle("unlock", limited) and opened == ["main", "main", "main"]  # not a replay
+
+
+def test_only_the_keys_named_for_it_may_unlock_and_a_refused_one_keeps_its_signature():
+    """Every local key could send cmd/unlock: the badge reader's, which only needs to send
+    claims, opened the door as well. [door] remote_unlock_keys names the keys that may; another
+    key's unlock is refused before its signature is used up."""
+    opened: list = []
+    g = CommandGate("signed", [CRED], rate_per_s=0, burst=5, door="main", unlock_keys=["AKIDtheopener"],
+                    unlock=lambda door, who: opened.append(who) or True)
+    cmd = unlock()
+    assert not g.handle("unlock", cmd) and g.refused == {"key_not_allowed": 1} and opened == []
+    g.unlock_keys = frozenset({CRED.secret_id})
+    assert g.handle("unlock", cmd) and opened == [f"{CRED.appid}/{CRED.secret_id}"]  # not a replay
