@@ -265,8 +265,10 @@ class AccessLog:
             return 0
         cutoff = (self._clock() if now is None else now) - self.retention_days * 86400
         with self._lock, transaction(self._db):
-            gone = self._db.execute("DELETE FROM crops WHERE seq IN (SELECT seq FROM records WHERE at < ?)",
-                                    (cutoff,)).rowcount
+            # over the crops (few), each record found by its seq: `records` has no index on `at`,
+            # and this runs on the daemon's loop
+            gone = self._db.execute("DELETE FROM crops WHERE (SELECT at FROM records"
+                                    " WHERE records.seq = crops.seq) < ?", (cutoff,)).rowcount
         if gone:
             log.info("access log: %d face crop(s) older than %g days deleted", gone, self.retention_days)
         return gone
