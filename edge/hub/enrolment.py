@@ -98,7 +98,7 @@ def _unlike(service, appid: str, person_id: str, usable: list[PhotoVerdict]) -> 
     out = []
     for i, v in enumerate(usable):
         assert v.record is not None
-        own = service.against(appid, v.record, person_id)["score"]
+        own = service.score_against(appid, v.record, person_id)
         mine = v.record.embeddings[fingerprint]
         others = [float(mine @ w.record.embeddings[fingerprint]) for w in usable[:i] if w.record is not None]
         if (own is not None and own < reject) or any(score < reject for score in others):

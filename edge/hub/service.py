@@ -185,16 +185,20 @@ class HubService(FaceService):
                  "confidence": confidence(c.score, self.thresholds)}
                 for c in found if c.person_id != record.person_id and c.score >= self.thresholds.accept][:top_k]
 
+    def score_against(self, appid: str, record: FaceRecord, person_id: str) -> float | None:
+        """This face's 1:1 score against `person_id`'s enrolled faces (None: no such person)."""
+        own = self._gallery(appid).verify(record.embeddings[self.vision.primary.fingerprint], person_id)
+        return None if own is None else round(float(own.score), 4)
+
     def against(self, appid: str, record: FaceRecord, person_id: str) -> dict:
         """How this face scores against `person_id` and against the nearest other person of the
         appid, and the margin between (the console's "this was ...": a face closer to someone
         else must not be added to `person_id`). Scores are cosine, thresholds the 1:1 ones."""
         embedding = record.embeddings[self.vision.primary.fingerprint]
-        gallery = self._gallery(appid)
-        own = gallery.verify(embedding, person_id)
-        others = [c for c in gallery.identify(embedding, None, top_k=2).candidates if c.person_id != person_id]
+        claimed = self.score_against(appid, record, person_id)
+        others = [c for c in self._gallery(appid).identify(embedding, None, top_k=2).candidates
+                  if c.person_id != person_id]
         nearest = others[0] if others else None
-        claimed = None if own is None else round(float(own.score), 4)
         other = None if nearest is None else round(float(nearest.score), 4)
         return {"person_id": person_id, "score": claimed,
                 "nearest": None if nearest is None else {"person_id": nearest.person_id,
