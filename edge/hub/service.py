@@ -22,7 +22,7 @@ import logging
 import threading
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -103,9 +103,8 @@ class HubService(FaceService):
         self.liveness = liveness  # [liveness] mode for verify and identify (edge.api.service.judged_liveness)
         self.crops = crops
         self.verify_log_s = verify_log_s
-        self._trimmed_at = float("-inf")
+        self._trimmed_at: dict[str, float] = {}  # what was trimmed -> when (monotonic), see _trim
         self.access_log_s = access_log_s  # 0: the edges' access records are kept for good
-        self._access_trimmed_at = float("-inf")
         self.vision = vision
         self.limits = limits or Limits()
         self.thresholds = thresholds
@@ -554,24 +553,23 @@ class HubService(FaceService):
         return {"person_id": person_id, "lifted_at": at}
 
     def _trim_access_log(self) -> None:
-        """Records past [storage] access_log_days go, with their crops (at most once per
-        TRIM_EVERY_S, on an upload): nothing ever deleted them, faces included."""
-        now = time.monotonic()
-        if self.access_log_s <= 0 or now - self._access_trimmed_at < TRIM_EVERY_S:
-            return
-        self._access_trimmed_at = now
-        removed = self.store.trim_access_log(time.time() - self.access_log_s)
-        if removed:
-            log.info("access log: %d record(s) older than %.0f days deleted", removed, self.access_log_s / 86400)
+        """Records past [storage] access_log_days go, with their crops (on an upload): nothing
+        ever deleted them, faces included."""
+        if self.access_log_s > 0:
+            self._trim("access log", "record(s)", self.access_log_s, self.store.trim_access_log)
 
     def _trim_verify_log(self) -> None:
+        self._trim("verify log", "row(s)", self.verify_log_s, self.store.trim_verify_log)
+
+    def _trim(self, what: str, rows: str, keep_s: float, trim: Callable[[float], int]) -> None:
+        """`trim` what is older than `keep_s`, at most once per TRIM_EVERY_S for each `what`."""
         now = time.monotonic()
-        if now - self._trimmed_at < TRIM_EVERY_S:
+        if now - self._trimmed_at.get(what, float("-inf")) < TRIM_EVERY_S:
             return
-        self._trimmed_at = now
-        removed = self.store.trim_verify_log(time.time() - self.verify_log_s)
+        self._trimmed_at[what] = now
+        removed = trim(time.time() - keep_s)
         if removed:
-            log.info("verify log: %d row(s) older than %.0f days deleted", removed, self.verify_log_s / 86400)
+            log.info("%s: %d %s older than %.0f days deleted", what, removed, rows, keep_s / 86400)
 
     # --- model packs (one pack per site: edges pull the hub's) ------------------------------
     def _served_packs(self) -> tuple[Path, list[str]]:
