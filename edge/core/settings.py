@@ -93,6 +93,28 @@ def append_private(path: str | Path, block: str) -> None:
     write_private(path, (f"{text.rstrip()}\n\n" if text.strip() else "") + block)
 
 
+def make_private_once(path: Path, text: str) -> bool:
+    """Write `text` as the new private file `path` (0600, a new directory 0700, synced) unless
+    it exists; True when made here. O_EXCL: two starts at once make one file, never half of two."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    return True
+
+
+def refuse_readable_by_others(path: Path) -> None:
+    """ConfigError when group or others may read the key file `path`."""
+    mode = path.stat().st_mode
+    if mode & 0o077:
+        raise ConfigError(f"{path} is readable by others (mode {mode & 0o777:o}): chmod 600 it")
+
+
 def write_private(path: str | Path, text: str) -> None:
     """`text` as the private file `path` (0600, a new directory 0700), whole or not at all:
     written beside it, synced, renamed over it, the directory synced (a crash leaves the old

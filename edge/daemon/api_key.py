@@ -15,14 +15,13 @@ never holds the hub's key for checking its own channels.
 from __future__ import annotations
 
 import logging
-import os
 import secrets
 import tomllib
 from pathlib import Path
 
 import tomli_w
 
-from edge.core.settings import ConfigError, refuse_example_key
+from edge.core.settings import ConfigError, make_private_once, refuse_example_key, refuse_readable_by_others
 from edge.core.signature import Credential
 
 log = logging.getLogger("edge.daemon")
@@ -37,9 +36,7 @@ def own_credential(storage_dir: str | Path, hub_appid: str = "") -> Credential:
     path = Path(storage_dir) / FILE_NAME
     if not path.exists():
         _make(path, hub_appid or DEFAULT_APPID)
-    mode = path.stat().st_mode
-    if mode & 0o077:
-        raise ConfigError(f"{path} is readable by others (mode {mode & 0o777:o}): chmod 600 it")
+    refuse_readable_by_others(path)
     try:
         values = tomllib.loads(path.read_text())
         cred = Credential(str(values["appid"]), str(values["secret_id"]), str(values["secret_key"]))
@@ -53,19 +50,12 @@ def own_credential(storage_dir: str | Path, hub_appid: str = "") -> Credential:
 
 
 def _make(path: Path, appid: str) -> None:
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     secret_id = "AKIDedge" + secrets.token_hex(14)
     text = (f"# The edge's own key for its local API and MQTT commands ({__name__}).\n"
             f"# Sign with it, never with the hub's key; set [api] credentials to replace it.\n"
             # quoted by tomli_w: an appid written as is with a quote in it made a file no start could read
             + tomli_w.dumps({"appid": appid, "secret_id": secret_id, "secret_key": secrets.token_urlsafe(32)}))
-    try:  # O_EXCL: two starts at once make one key, never half of two
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
+    if not make_private_once(path, text):
         return
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
     log.warning("made the local API's and MQTT commands' own key in %s (appid %s, secret_id %s): "
                 "sign them with it, not with the hub's key", path, appid, secret_id)

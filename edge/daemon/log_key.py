@@ -11,11 +11,10 @@ at the first start that has it (edge.door.access_log.AccessLog's `former_key`).
 from __future__ import annotations
 
 import logging
-import os
 import secrets
 from pathlib import Path
 
-from edge.core.settings import ConfigError
+from edge.core.settings import ConfigError, make_private_once, refuse_readable_by_others
 
 log = logging.getLogger("edge.daemon")
 
@@ -30,10 +29,10 @@ def own_log_key(storage_dir: str | Path, *, make: bool = True) -> bytes | None:
     if not path.exists():
         if not make:
             return None
-        _make(path)
-    mode = path.stat().st_mode
-    if mode & 0o077:
-        raise ConfigError(f"{path} is readable by others (mode {mode & 0o777:o}): chmod 600 it")
+        if make_private_once(path, secrets.token_hex(KEY_BYTES) + "\n"):
+            log.warning("made the access log's own key in %s: back it up with the data directory, give it to nobody",
+                        path)
+    refuse_readable_by_others(path)
     try:
         key = bytes.fromhex(path.read_text().strip())
     except (OSError, UnicodeDecodeError, ValueError) as exc:
@@ -42,15 +41,3 @@ def own_log_key(storage_dir: str | Path, *, make: bool = True) -> bytes | None:
         raise ConfigError(f"{path} is not a key file (not {KEY_BYTES} bytes)")
     return key
 
-
-def _make(path: Path) -> None:
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    try:  # O_EXCL: two starts at once make one key, never half of two
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return
-    with os.fdopen(fd, "w") as fh:
-        fh.write(secrets.token_hex(KEY_BYTES) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    log.warning("made the access log's own key in %s: back it up with the data directory, give it to nobody", path)
