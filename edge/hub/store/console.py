@@ -85,6 +85,13 @@ class ConsoleSql:
             self._q(c, "DELETE FROM console_sessions WHERE username = ?", (username,))
             return cur.rowcount == 1
 
+    def rehash_password(self, username: str, old_hash: str, new_hash: str) -> bool:
+        """Store `new_hash` (the same password, today's parameters) unless the hash changed since
+        it was read: a reset meanwhile stays. Sessions are kept."""
+        with self._write() as c:
+            sql = "UPDATE console_accounts SET password = ? WHERE username = ? AND password = ?"
+            return self._q(c, sql, (new_hash, username, old_hash)).rowcount == 1
+
     def delete_account(self, username: str) -> bool:
         with self._write() as c:
             self._q(c, "DELETE FROM console_sessions WHERE username = ?", (username,))

@@ -11,7 +11,7 @@ username and 20 per client address (an IPv6 one by its /64, which one host holds
 leaves the window. Each attempt is counted before its password is checked, in one transaction
 with the count, so logins sent at once get no more checks than the limit; a success takes its
 attempt back and clears the username's failures. At most PASSWORD_CHECKS_AT_ONCE passwords are
-checked at once in a process (scrypt: 32 MiB and a third of a second each), so logins from many
+checked at once in a process (scrypt: 32 MiB and a quarter of a second each), so logins from many
 addresses cannot take every core and the face API's worker threads. The per-session CSRF token
 is an HMAC of the session token: nothing more to store.
 """
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from edge.hub.store.console import Account, ConsoleSession
-from edge.hub.ui.passwords import verify_password
+from edge.hub.ui.passwords import needs_rehash, rehash, verify_password
 
 
 @dataclass(frozen=True)
@@ -95,6 +95,10 @@ class Sessions:
         try:
             account = self.store.account(username) if username else None
             passed = verify_password(password, account.password if account else None) and account is not None
+            if passed and account is not None and needs_rehash(account.password):
+                # Hashes stored with older, weaker parameters are upgraded when their password is
+                # next known: the only time it can be.
+                self.store.rehash_password(account.username, account.password, rehash(password))
         finally:
             self._checking.release()
         if not passed or account is None:
