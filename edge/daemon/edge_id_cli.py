@@ -1,10 +1,11 @@
 """`edge-verifier edge-id --config edge.toml`: this edge's id, as the hub knows it.
 
-The id its access log uploads under and its syncs report (the SecretId of its own key,
-<storage>/api-key.toml; not a secret). The hub binds a key to it (`edge-verifier hub edgekey
---edge-id ID`). The key file is made here as the daemon would make it at its first start;
-run as root, the new file is given to the owner of the storage directory (the service user),
-which must exist then; `[hub] appid` must be set (the key takes it, as the daemon's would).
+The id its access log uploads under and its syncs report (<storage>/edge-id, first taken from
+the SecretId of its own key, <storage>/api-key.toml; not a secret: edge.daemon.edge_id). The
+hub binds a key to it (`edge-verifier hub edgekey --edge-id ID`). The files are made here as
+the daemon would make them at its first start; run as root, new files are given to the owner
+of the storage directory (the service user), which must exist then; `[hub] appid` must be set
+for a new key (it takes it, as the daemon's would).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from edge.core.settings import ConfigError, read_toml
-    from edge.daemon.api_key import FILE_NAME, own_credential
+    from edge.daemon import api_key, edge_id
     from edge.daemon.config import load
 
     try:
@@ -31,26 +32,29 @@ def run(args: argparse.Namespace) -> int:
                if k not in ("secret_id", "secret_key")}
         settings = load(args.config, hub=hub)
         storage = Path(settings.storage.path)
-        made = not (storage / FILE_NAME).exists()
-        if made and not settings.hub.appid:  # the key takes it: local clients sign with the site's appid
+        key_file, id_file = storage / api_key.FILE_NAME, storage / edge_id.FILE_NAME
+        to_make = [f for f in (key_file, id_file) if not f.exists()]
+        if key_file in to_make and id_file in to_make and not settings.hub.appid:
+            # the key takes it: local clients sign with the site's appid
             raise ConfigError("set [hub] appid (the site's appid on the hub) first: this edge's own key is made "
                               "with it")
-        if made and os.geteuid() == 0 and not storage.is_dir():  # root would make it root's: the daemon locked out
+        if to_make and os.geteuid() == 0 and not storage.is_dir():  # root would make them root's: the daemon locked out
             raise ConfigError(f"{storage} does not exist: run this as the service user (sudo -u edge-verifier ...), "
                               "or once the daemon has started (systemd makes its state directory)")
-        cred = own_credential(storage, settings.hub.appid)
-        if made and os.geteuid() == 0:
+        the_id = edge_id.own_edge_id(storage, settings.hub.appid)
+        if os.geteuid() == 0:
             owner = storage.stat()
-            # Given by its open descriptor, never followed: the service user owns the directory
-            # and could put a symlink to /etc/shadow in the key's place between its making and
-            # this, and a chown by name would hand root's file to that user.
-            fd = os.open(storage / FILE_NAME, os.O_RDONLY | os.O_NOFOLLOW)
-            try:
-                os.fchown(fd, owner.st_uid, owner.st_gid)
-            finally:
-                os.close(fd)
+            for made in (f for f in to_make if f.exists()):
+                # Given by its open descriptor, never followed: the service user owns the
+                # directory and could put a symlink to /etc/shadow in the file's place between
+                # its making and this, and a chown by name would hand root's file to that user.
+                fd = os.open(made, os.O_RDONLY | os.O_NOFOLLOW)
+                try:
+                    os.fchown(fd, owner.st_uid, owner.st_gid)
+                finally:
+                    os.close(fd)
     except (ConfigError, OSError) as exc:
         print(f"edge-verifier edge-id: error: {exc}", file=sys.stderr)
         return 2
-    print(cred.secret_id)
+    print(the_id)
     return 0

@@ -127,6 +127,7 @@ class Daemon:
         self.door: DoorLink | None = None  # built in start(), after the publisher
         self.access_log: AccessLog | None = None  # the door's access log (start())
         self.uploader: Uploader | None = None  # the log to the hub: None without a hub
+        self.edge_id = ""  # the id the hub knows this edge by (start(), with a hub)
         self._first_sync_by: float | None = None  # monotonic deadline while a fresh edge waits
 
     # -- start -----------------------------------------------------------------------------
@@ -138,6 +139,7 @@ class Daemon:
         from edge.daemon.commands import CommandGate
         from edge.daemon.decide import Decider
         from edge.daemon.door_link import DoorLink
+        from edge.daemon.edge_id import own_edge_id
         from edge.daemon.liveness import LivenessPolicy
         from edge.daemon.local_api import credentials
         from edge.daemon.mqtt import MqttPublisher
@@ -156,6 +158,9 @@ class Daemon:
         release_left_over(data)  # a previous run killed with its relay energised (edge.door.release)
         if s.api.enabled or s.mqtt.commands == "signed":
             credentials(s)  # the edge's own key made (or a broken one refused) before anything starts
+        # The id the hub binds this door's key to (edge.daemon.edge_id), read once: a broken
+        # file stops the start here, not a sync or an upload later.
+        self.edge_id = own_edge_id(data, s.hub.appid) if s.hub.url else ""
         v = s.verify  # the lockout's counts come back from disk: a power cut gives no new tries
         self.claims = Claims(v.claim_timeout_s, ClaimLockout(v.max_refusals, v.refusal_window_s, v.lockout_s,
                                                              store=LockoutStore(data / "lockout.db")))
@@ -260,12 +265,10 @@ class Daemon:
     def _start_log_upload(self) -> None:
         """The access log to the hub, in its own thread (every call bounded by the hub client's
         timeouts; woken by each new record and at shutdown)."""
-        from edge.daemon.api_key import own_credential
         from edge.door.access_upload import Uploader
 
         assert self.cloud is not None and self.door is not None and self.access_log is not None
-        edge_id = own_credential(self.s.storage.path, self.s.hub.appid).secret_id
-        self.uploader = Uploader(self.cloud, self.access_log, edge_id, interval_s=self.s.hub.sync_interval_s,
+        self.uploader = Uploader(self.cloud, self.access_log, self.edge_id, interval_s=self.s.hub.sync_interval_s,
                                  with_crops=self.s.door.log_face_crops and self.s.door.upload_face_crops)
         self.door.uploader = self.uploader
         self._spawn("log-upload", self.uploader.run, self.stop_event)
@@ -403,15 +406,13 @@ class Daemon:
         """What this edge tells the hub with each sync (docs/console.md, doors at a glance): the
         id its access log uploads under, its pack, liveness mode, door state and health."""
         from edge.core.syncwire import report_fields
-        from edge.daemon.api_key import own_credential
 
         state = self.state()
         door = state.get("door") or {}
         words = []  # e.g. "locked, mode normal" or "held, mode normal, relay: stuck"
         if door:
             words = [str(door.get("state")), f"mode {door.get('mode')}", *(str(f) for f in door.get("faults") or [])]
-        edge_id = own_credential(self.s.storage.path, self.s.hub.appid).secret_id
-        return {"edge_id": edge_id, **report_fields(self.pipeline.fingerprint, self.s.liveness.mode,
+        return {"edge_id": self.edge_id, **report_fields(self.pipeline.fingerprint, self.s.liveness.mode,
                                                     ", ".join(words), state["status"])}
 
     def snapshot(self) -> DaemonSnapshot:

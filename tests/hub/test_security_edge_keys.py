@@ -256,6 +256,9 @@ def test_edgekey_binds_a_new_key_to_the_id_edge_id_prints(tmp_path):
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     made = tomllib.loads(key_file.read_text())
     assert (made["secret_id"], made["appid"]) == (printed, "site")  # the id it uploads and reports under
+    key_file.rename(tmp_path / "old-key.toml")  # a new local key (a badge reader's taken): the id stays
+    assert _cli("edge-id", "--config", str(edge_cfg), check=True).stdout.strip() == printed
+    assert not key_file.exists()  # the daemon makes the new local key at its start
 
     secrets_file = tmp_path / "hub-secrets.toml"
     hub_cfg = write_toml(tmp_path / "hub.toml", {

@@ -66,10 +66,10 @@ def served_fingerprint(client) -> str:
 def bind_edge_key(hub_dir: Path, storage: Path):
     """A key of APPID bound to the edge whose [storage] path is `storage` (its id made there as
     its daemon would), in the secrets file of the hub start_hub(hub_dir) starts: call it before."""
-    from edge.daemon.api_key import own_credential
+    from edge.daemon.edge_id import own_edge_id
     from edge.hub.edge_keys import add_edge_key
 
-    return add_edge_key(Path(hub_dir) / "hub-secrets.toml", APPID, own_credential(storage, APPID).secret_id)
+    return add_edge_key(Path(hub_dir) / "hub-secrets.toml", APPID, own_edge_id(storage, APPID))
 
 
 def hub_settings(store_path: Path, port: int, secret_key: str, other_key: str, store_url: str = "", **sections):
