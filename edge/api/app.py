@@ -108,6 +108,9 @@ def create_app(
             if edge_key and op not in EDGE_OPS:  # before the body is read or a signature used up
                 raise ApiError(errors.EDGE_KEY_REFUSED, f"this key belongs to edge {edge_key}: /{area}/{op} is not "
                                f"an edge's call (it may call {', '.join(sorted(EDGE_OPS))})")
+            if not key.may_call(op):  # a key given only some calls (the badge reader's: claim)
+                raise ApiError(errors.KEY_CALL_REFUSED, f"this key may not call /{area}/{op} "
+                               f"(it may call {', '.join(key.calls)})")
             # A door's bound key has a bucket of its own: one taken off a door must not use up
             # the appid's and hold back the site's other doors and its operators.
             bucket = f"{sig.appid}\nedge {edge_key}" if edge_key else sig.appid

@@ -35,6 +35,8 @@ PRESENTATION_ATTACK = -1110
 # This project's too: a hub key bound to one edge ([[credentials]] edge_id) called an endpoint an
 # edge does not need, spoke for another edge, or synced other groups than its own (edge.api.ops).
 EDGE_KEY_REFUSED = -1530
+# This project's: a key limited to some calls (the edge's [api] credentials `calls`) made another.
+KEY_CALL_REFUSED = -1531
 FEATURE_STORAGE = -1200
 IMAGE_EMPTY = -1300
 PARAMETER_EMPTY = -1301
@@ -76,6 +78,7 @@ MESSAGES: dict[int, str] = {
     IMAGE_DECODE_FAILED: "image decode failed",
     FEATURE_FAILED: "feature processing failed",
     EDGE_KEY_REFUSED: "this key belongs to one edge: it serves only that edge's calls",
+    KEY_CALL_REFUSED: "this key may not make this call",
     PRESENTATION_ATTACK: "presentation attack: the face is a print or a screen, or cannot be judged live",
     FEATURE_STORAGE: "feature storage error",
     IMAGE_EMPTY: "image empty",

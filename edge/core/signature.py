@@ -39,13 +39,19 @@ SINGLE_USE_WINDOW_S = 3600
 class Credential:
     """One API key: the appid it belongs to, its public SecretId and its SecretKey; `edge_id`
     (the hub's) binds it to one edge: it then serves that edge's calls only (edge.api.ops.EDGE_OPS),
-    for the persons of `groups` only when it names any."""
+    for the persons of `groups` only when it names any. `calls` (the edge's [api] credentials),
+    when it names any, are the only calls it may make: local API endpoints by name (`verify`,
+    `claim`, ...) and MQTT commands as `cmd/<name>`."""
 
     appid: str
     secret_id: str
     secret_key: str
     edge_id: str = ""
     groups: tuple[str, ...] = ()
+    calls: tuple[str, ...] = ()
+
+    def may_call(self, call: str) -> bool:
+        return not self.calls or call in self.calls
 
 
 def sign(

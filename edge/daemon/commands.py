@@ -122,7 +122,7 @@ class CommandGate:
             # The whole command is checked before its single-use signature is used up: a copy
             # sniffed and republished with another person_id (or any field off its schema) is
             # refused without burning the signature of the genuine command still on its way.
-            self._use_signature(payload, command_purpose(name, person_id), "commands")
+            self._use_signature(payload, command_purpose(name, person_id), "commands", call=f"cmd/{name}")
         elif not self.limiter.allow("unsigned"):  # trusted mode: anyone on the broker shares this one
             raise _Refused("rate_limited", "too many commands")
         return person_id
@@ -136,15 +136,17 @@ class CommandGate:
         if payload.get("door") != self.door:
             raise _Refused("bad_door", "not this device's door")
         _check_fields(payload)
-        sig = self._use_signature(payload, command_purpose("unlock", self.door), "unlock", self.unlock_keys)
+        sig = self._use_signature(payload, command_purpose("unlock", self.door), "unlock", self.unlock_keys,
+                                  call="cmd/unlock")
         return f"{sig.appid}/{sig.secret_id}"
 
     def _use_signature(self, payload: dict[str, Any], bound: str, bucket: str,
-                       keys: frozenset[str] = frozenset()) -> Signature:
-        """Checks the command's single-use signature made for `bound` and uses it up (the last
-        step of a command's checks), within the signer's own rate (`bucket`: unlocks apart);
-        the signature. The rate is looked at before the signature is used and taken after:
-        one bucket for every command and sender, taken after the signature was used up, let
+                       keys: frozenset[str] = frozenset(), *, call: str) -> Signature:
+        """Checks the command's single-use signature made for `bound` by a key that may make
+        `call` and uses it up (the last step of a command's checks), within the signer's own
+        rate (`bucket`: unlocks apart); the signature. The rate is looked at before the
+        signature is used and taken after: one bucket for every command and sender, taken after
+        the signature was used up, let
         anyone on the broker keep the signed unlock refused with a few unsigned commands, and
         each command so refused had lost its signature (a retry was a replay)."""
         try:
@@ -159,8 +161,8 @@ class CommandGate:
         if not sig.single_use or f not in ((here,) if self.device_bound else (here, bound)):
             raise _Refused("signature", f"needs a single-use signature (e=0) with f={here}"
                                         + ("" if self.device_bound else f" or f={bound}"))
-        if keys and sig.secret_id not in keys:  # checked before the signature is used up
-            raise _Refused("key_not_allowed", f"key {sig.secret_id} may not send this command")
+        if (keys and sig.secret_id not in keys) or not self.verifier.credential_of(sig).may_call(call):
+            raise _Refused("key_not_allowed", f"key {sig.secret_id} may not send this command")  # its signature kept
         rate_key = f"{bucket}:{sig.appid}:{sig.secret_id}"
         if not self.limiter.would_allow(rate_key):
             raise _Refused("rate_limited", "too many commands of this key")

@@ -195,10 +195,21 @@ class HubClientSettings(BaseModel):
         return self
 
 
+# What a local key may be limited to ([api] credentials `calls`): the local API's endpoints and
+# the MQTT commands.
+LOCAL_CALLS = ("verify", "identify", "compare", "claim", "cmd/verify", "cmd/sync", "cmd/unlock")
+
+
 class ApiCredential(BaseModel):
     appid: str
     secret_id: str
     secret_key: str
+    calls: list[Literal[LOCAL_CALLS]] = Field(  # type: ignore[valid-type]
+        default_factory=list,
+        description="The only calls this key may make (others: -1531, a command refused), from\n"
+                    "verify, identify, compare, claim (the local API) and cmd/verify, cmd/sync, cmd/unlock\n"
+                    "(MQTT). Empty: every one. A badge reader's key: [\"claim\", \"cmd/verify\"], so that a\n"
+                    "key read out of a reader cannot identify faces or read their scores.")
 
     @model_validator(mode="after")
     def _usable_key(self) -> "ApiCredential":
@@ -213,7 +224,8 @@ class ApiSettings(ListenerSettings):
         default_factory=list,
         description="Signing credentials of the local API and the MQTT commands, as a list of tables\n"
                     "{appid, secret_id, secret_key}; never the [hub] key (refused). Empty: the edge's own\n"
-                    "key, made on first start in <storage>/api-key.toml (docs/security.md).")
+                    "key, made on first start in <storage>/api-key.toml (docs/security.md). A table's\n"
+                    "`calls` limits its key (the badge reader's: calls = [\"claim\", \"cmd/verify\"]).")
     rate_per_s: float = Field(5.0, ge=0, description="Local API requests per second per appid "
                               "(code 15 beyond); 0 = unlimited.\nThe camera keeps priority: "
                               "requests wait for the camera's frame in progress.")

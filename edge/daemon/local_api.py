@@ -27,7 +27,7 @@ def credentials(s: EdgeSettings) -> list[Credential]:
     from edge.daemon.api_key import own_credential
 
     if s.api.credentials:
-        return [Credential(**c.model_dump()) for c in s.api.credentials]
+        return [Credential(c.appid, c.secret_id, c.secret_key, calls=tuple(c.calls)) for c in s.api.credentials]
     return [own_credential(s.storage.path, s.hub.appid)]
 
 
