@@ -116,12 +116,16 @@ class ConsoleSql:
             return "deleted"
 
     # --- sessions ---------------------------------------------------------------------------
-    def create_session(self, token_hash: str, username: str, now: float, *, expired_before: float) -> None:
-        """Store a new session; sessions last seen before `expired_before` go at the same time."""
+    def create_session(self, token_hash: str, username: str, now: float, *, expired_before: float,
+                       password_hash: str) -> bool:
+        """Store a new session, only while the account's hash is still `password_hash` (the one
+        its login checked): a reset between the check and now ended every session and must end
+        this one too. Sessions last seen before `expired_before` go at the same time."""
         with self._write() as c:
             self._q(c, "DELETE FROM console_sessions WHERE last_seen < ?", (expired_before,))
-            self._q(c, "INSERT INTO console_sessions (token_hash, username, created, last_seen) VALUES (?, ?, ?, ?)",
-                    (token_hash, username, now, now))
+            return self._q(c, "INSERT INTO console_sessions (token_hash, username, created, last_seen)"
+                              " SELECT ?, ?, ?, ? FROM console_accounts WHERE username = ? AND password = ?",
+                           (token_hash, username, now, now, username, password_hash)).rowcount == 1
 
     def session(self, token_hash: str) -> ConsoleSession | None:
         with self._read() as c:

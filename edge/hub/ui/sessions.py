@@ -95,18 +95,24 @@ class Sessions:
         try:
             account = self.store.account(username) if username else None
             passed = verify_password(password, account.password if account else None) and account is not None
-            if passed and account is not None and needs_rehash(account.password):
+            checked = account.password if account else ""  # the hash this password was found to match
+            if passed and account is not None and needs_rehash(checked):
                 # Hashes stored with older, weaker parameters are upgraded when their password is
                 # next known: the only time it can be.
-                self.store.rehash_password(account.username, account.password, rehash(password))
+                upgraded = rehash(password)
+                if self.store.rehash_password(account.username, checked, upgraded):
+                    checked = upgraded
         finally:
             self._checking.release()
         if not passed or account is None:
             raise LoginRefused("wrong username or password")
         self.store.login_succeeded(user, addr, now)
         token = secrets.token_urlsafe(32)
-        self.store.create_session(token_hash(token), account.username, now,
-                                  expired_before=now - max(p.idle_s, p.absolute_s))
+        # Only while the hash is still the one checked: a reset that ran during the check (to
+        # lock out whoever knows the old password) left this login a session for 12 h.
+        if not self.store.create_session(token_hash(token), account.username, now,
+                                         expired_before=now - max(p.idle_s, p.absolute_s), password_hash=checked):
+            raise LoginRefused("wrong username or password")
         return token, account
 
     def resolve(self, token: str | None) -> ConsoleSession | None:

@@ -253,3 +253,29 @@ def test_a_hash_of_older_parameters_is_stored_again_at_the_next_login(hub):
 
     assert not store.rehash_password("ada", old_hash, rehash(PASSWORD))  # a reset came between
     assert store.account("ada").password == upgraded
+
+
+def test_a_login_checking_the_old_password_while_it_is_reset_gets_no_session(hub, monkeypatch):
+    """A reset (`hub user passwd`, to lock out whoever knows the old password) ended the
+    account's sessions, but a login whose password check was running then (a quarter of a
+    second of scrypt) made its session after: 12 h with the old password. Someone trying it
+    back to back always has one in flight. The reset is made to land inside the real check."""
+    from edge.hub.ui import accounts
+    from edge.hub.ui import sessions as sessions_module
+
+    real_check = sessions_module.verify_password
+    reset = []
+
+    def check_then_reset(password, encoded):
+        matched = real_check(password, encoded)
+        if not reset:
+            reset.append(True)
+            accounts.reset_password(hub.app.state.console.store, "ada", "a brand new password 42")
+        return matched
+
+    monkeypatch.setattr(sessions_module, "verify_password", check_then_reset)
+    racing = Browser(hub.url)
+    assert racing.login("ada").status_code == 401 and reset
+    assert racing.get("/ui/persons").status_code == 303  # no session: back to the login page
+    monkeypatch.setattr(sessions_module, "verify_password", real_check)
+    assert Browser(hub.url).login("ada", "a brand new password 42").status_code == 303

@@ -30,9 +30,9 @@ def test_accounts_and_sessions(store):
     assert store.add_account(Account("bob", "2", "viewer", "hash-b", 2.0))
     assert [a.username for a in store.accounts("1")] == ["ada"]
     assert [a.username for a in store.accounts()] == ["ada", "bob"]
-    store.create_session("t1", "ada", 100.0, expired_before=0.0)
-    store.create_session("t2", "ada", 100.0, expired_before=0.0)
-    store.create_session("t3", "bob", 100.0, expired_before=0.0)
+    assert store.create_session("t1", "ada", 100.0, expired_before=0.0, password_hash="hash-a")
+    assert store.create_session("t2", "ada", 100.0, expired_before=0.0, password_hash="hash-a")
+    assert store.create_session("t3", "bob", 100.0, expired_before=0.0, password_hash="hash-b")
     assert store.session("t1").account.appid == "1" and store.session("nope") is None
     store.touch_session("t1", 150.0)
     assert store.session("t1").last_seen == 150.0 and store.session("t1").created == 100.0
@@ -40,10 +40,13 @@ def test_accounts_and_sessions(store):
     assert store.session("t1") is None and store.session("t2") is not None
     assert store.set_password("ada", "hash-new")  # a reset ends every session of the account
     assert store.session("t2") is None and store.account("ada").password == "hash-new"
+    # a login that checked the old hash while the reset ran gets no session
+    assert not store.create_session("t2b", "ada", 100.0, expired_before=0.0, password_hash="hash-a")
+    assert store.session("t2b") is None
     assert store.session("t3") is not None
     assert store.delete_account("bob") and store.session("t3") is None and store.account("bob") is None
-    store.create_session("t4", "ada", 1000.0, expired_before=0.0)
-    store.create_session("t5", "ada", 5000.0, expired_before=2000.0)  # t4 was last seen too long ago
+    store.create_session("t4", "ada", 1000.0, expired_before=0.0, password_hash="hash-new")
+    store.create_session("t5", "ada", 5000.0, expired_before=2000.0, password_hash="hash-new")  # t4 seen too long ago
     assert store.session("t4") is None and store.session("t5") is not None
 
 
