@@ -24,7 +24,9 @@ def controller_accepts(payload: dict, verifier: Verifier) -> bool:
         sig = verifier.verify(payload["authorization"])
     except ApiError:
         return False
-    if not sig.single_use or sig.fields.get("f") != relay_purpose(payload["door"], payload["action"], payload["seq"]):
+    bound = relay_purpose(payload["door"], payload["action"], payload["relay"], payload["relock_after_s"],
+                          payload["seq"])
+    if not sig.single_use or sig.fields.get("f") != bound:
         return False
     try:
         verifier.consume(sig)
@@ -49,10 +51,15 @@ def test_commands_are_signed_single_use_and_bound_to_their_action():
     assert not controller_accepts(unlock, verifier)  # replayed
     forged = {**lock, "action": "unlock"}  # a lock command rewritten to unlock
     assert not controller_accepts(forged, Verifier([Credential(*KEY)], ReplayCache(window_s=60)))
+    # an unlock rewritten to stay open a day (relock_after_s was outside the signature), or to
+    # drive the relay the other way: each refused by the documented check
+    for field, value in (("relock_after_s", 86400), ("relay", "release")):
+        rewritten = {**unlock, field: value}
+        assert not controller_accepts(rewritten, Verifier([Credential(*KEY)], ReplayCache(window_s=60))), field
     wrong_key = Verifier([Credential(KEY[0], KEY[1], "x" * 40)], ReplayCache(window_s=60))
     assert not controller_accepts(lock, wrong_key)
     # never good for the HTTP APIs either
-    assert is_command_purpose(relay_purpose("main", "unlock", 1))
+    assert is_command_purpose(relay_purpose("main", "unlock", "energise", 10, 1))
     assert KEY[2] not in sent[0].decode()
 
 

@@ -7,15 +7,19 @@ cannot leave now is an error, not a late unlock).
      "seq": 7, "authorization": "<signature>"}
 
 The signature is edge.core.signature's single-use form (e=0) under `[door] mqtt_secret_key`,
-with `f = door-relay:<door>:<action>:<seq>`. A controller checks (docs/door.md#mqtt-backend):
-the HMAC under the shared key, `t` within 60 s of its clock, `r` (with `t`) not seen before,
-`f` equal to the payload's door, action and seq; and relocks by itself after `relock_after_s`
-whatever happens to the edge.
+with `f = door-relay:<door>:<action>:<relay>:<relock_after_s>:<seq>`: every field the controller
+acts on, so that a copy rewritten in any of them fails (`relock_after_s` was outside it: a copy
+set to 86400 and delivered first held the door open a day). `relock_after_s` is whole seconds,
+so that every controller writes it alike. A controller checks (docs/door.md#mqtt-backend): the
+HMAC under the shared key, `t` within 60 s of its clock, `r` (with `t`) not seen before, `f`
+equal to the payload's fields; and relocks by itself after `relock_after_s` whatever happens to
+the edge.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from typing import TYPE_CHECKING, Any, Callable
 
 from edge.core.signature import sign
@@ -25,9 +29,9 @@ if TYPE_CHECKING:
     from edge.door.settings import DoorSettings
 
 
-def relay_purpose(door: str, action: str, seq: int) -> str:
-    """The `f` a relay command's signature is bound to."""
-    return f"door-relay:{door}:{action}:{seq}"
+def relay_purpose(door: str, action: str, relay: str, relock_after_s: int, seq: int) -> str:
+    """The `f` a relay command's signature is bound to: every field of the command but itself."""
+    return f"door-relay:{door}:{action}:{relay}:{relock_after_s}:{seq}"
 
 
 class MqttDoor:
@@ -37,7 +41,7 @@ class MqttDoor:
                  secret_id: str, secret_key: str, relock_after_s: float):
         self.send, self.door, self.lock_type = send, door, lock_type
         self._cred = (appid, secret_id, secret_key)
-        self.relock_after_s = relock_after_s
+        self.relock_after_s = math.ceil(relock_after_s)  # never shorter than asked
         self.seq = 0
         self.sent = self.failed = 0
         self.energised: bool | None = None
@@ -54,10 +58,10 @@ class MqttDoor:
         self.seq += 1
         action = "unlock" if relay_level(True, self.lock_type) == energised else "lock"
         appid, secret_id, secret_key = self._cred
-        return {"door": self.door, "action": action, "relay": "energise" if energised else "release",
-                "relock_after_s": self.relock_after_s, "seq": self.seq,
-                "authorization": sign(appid, secret_id, secret_key, expiry=0,
-                                      fileid=relay_purpose(self.door, action, self.seq))}
+        relay = "energise" if energised else "release"
+        bound = relay_purpose(self.door, action, relay, self.relock_after_s, self.seq)
+        return {"door": self.door, "action": action, "relay": relay, "relock_after_s": self.relock_after_s,
+                "seq": self.seq, "authorization": sign(appid, secret_id, secret_key, expiry=0, fileid=bound)}
 
     def start(self, on_input: Callable[[DoorInput], None]) -> None:
         pass  # the external controller reports its contact itself
