@@ -24,6 +24,11 @@ An admission clears the refusals made at the door that admitted, not at every do
 key could upload an `admitted` mark, and one forged mark of a person erased every other door's
 refusals of that person (a stolen badge and a stolen door key: endless tries). An edge that
 admits a person starts their count again itself (edge.daemon.claim_lockout).
+
+A door whose keys are all bound to groups (`[[credentials]] groups`: `door_groups`) speaks for
+those groups' persons only: its refusals of anyone else are not counted. A lobby door's key for
+"staff", taken off the wall, uploaded refused claims of a "board" member, and the server room's
+door locked that member's badge out.
 """
 
 from __future__ import annotations
@@ -31,13 +36,14 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from typing import TYPE_CHECKING, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Mapping, Sequence
 
 from edge.core import errors
 from edge.core.errors import ApiError
 from edge.core.syncwire import ADMITTED, MAX_REFUSALS, REFUSED
 
 if TYPE_CHECKING:
+    from edge.core.signature import Credential
     from edge.hub.store import Store
 
 log = logging.getLogger(__name__)
@@ -59,13 +65,26 @@ def lifts_since(store: Store, appid: str, since: float, now: float | None = None
 Refusal = tuple[str, float, str]  # person_id, wall time, edge_id
 
 
+def door_groups(credentials: Iterable[Credential]) -> dict[str, frozenset[str]]:
+    """edge_id -> the groups its refusals may name, for each edge all of whose keys are bound to
+    groups (an edge with a key of every group, or the appid's, speaks for everyone)."""
+    groups: dict[str, set[str] | None] = {}
+    for cred in credentials:
+        if cred.edge_id:
+            known = groups.setdefault(cred.edge_id, set())
+            groups[cred.edge_id] = None if known is None or not cred.groups else known | set(cred.groups)
+    return {edge: frozenset(g) for edge, g in groups.items() if g}
+
+
 def site_refusals(store: Store, appid: str, edge_id: str, since: float, lifted: dict[str, tuple[float, str]],
                   now: float | None = None, person_id: str | None = None,
-                  keep: Callable[[set[str]], set[str]] | None = None) -> list[Refusal]:
+                  keep: Callable[[set[str]], set[str]] | None = None,
+                  edge_groups: Mapping[str, frozenset[str]] | None = None) -> list[Refusal]:
     """(person_id, wall time, edge_id) of the claims other edges than `edge_id` refused on the
     face since `since` (of `person_id` only, when given; of the persons `keep` keeps of those
-    refused, when given), after that door's last admitted claim of the person and any lift
-    (`lifted`: lifts_since's); oldest first, at most MAX_REFUSALS shared fairly by the doors."""
+    refused, when given; of an edge in `edge_groups` (door_groups'), of its groups' persons
+    only), after that door's last admitted claim of the person and any lift (`lifted`:
+    lifts_since's); oldest first, at most MAX_REFUSALS shared fairly by the doors."""
     now = time.time() if now is None else now
     since = max(since, now - LONGEST_WINDOW_S)
     # dated ahead of the hub's clock: left out (an edge counts a future time as now, so such a
@@ -79,6 +98,11 @@ def site_refusals(store: Store, appid: str, edge_id: str, since: float, lifted: 
             refused.pop((person, edge), None)
         elif mark == REFUSED and edge != edge_id:
             refused.setdefault((person, edge), []).append((person, at, edge))
+    for door, groups in (edge_groups or {}).items():
+        named = {person for person, edge in refused if edge == door}
+        if named:
+            theirs = members_of(store, appid, named, sorted(groups))
+            refused = {k: rs for k, rs in refused.items() if k[1] != door or k[0] in theirs}
     if keep is not None:
         kept = keep({person for person, _ in refused})
         refused = {k: rs for k, rs in refused.items() if k[0] in kept}

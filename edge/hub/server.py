@@ -60,6 +60,7 @@ def build_app(settings):
     from edge.api.ratelimit import RateLimiter
     from edge.api.urlfetch import FetchPolicy
     from edge.core.signature import ReplayCache, Verifier
+    from edge.hub.claim_refusals import door_groups
     from edge.hub.service import HubService, VisionPacks
     from edge.hub.store import open_store
 
@@ -78,7 +79,7 @@ def build_app(settings):
     service = HubService(store, vision, limits, settings.thresholds(),
                          verify_log_s=settings.storage.verify_log_days * 86400, crops=crops,
                          access_log_s=settings.storage.access_log_days * 86400,
-                         liveness=settings.liveness.mode)
+                         liveness=settings.liveness.mode, edge_groups=door_groups(credentials))
     # one set of per-appid buckets for the API and the console's photo uploads
     limiter = store.rate_limiter(limits.rate_per_s, limits.burst) or RateLimiter(limits.rate_per_s, limits.burst)
     app = create_app(

@@ -22,7 +22,7 @@ import logging
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -98,8 +98,11 @@ class HubService(FaceService):
 
     def __init__(self, store: Store, vision: VisionPacks, limits: Limits | None = None,
                  thresholds: Thresholds = DEFAULT_THRESHOLDS, verify_log_s: float = 30 * 86400,
-                 crops: CropCipher | None = None, liveness: str = "flag", access_log_s: float = 0.0):
+                 crops: CropCipher | None = None, liveness: str = "flag", access_log_s: float = 0.0,
+                 edge_groups: Mapping[str, frozenset[str]] | None = None):
         self.store = store
+        # edge_id -> the groups its claim refusals may name (edge.hub.claim_refusals.door_groups)
+        self.edge_groups = dict(edge_groups or {})
         self.liveness = liveness  # [liveness] mode for verify and identify (edge.api.service.judged_liveness)
         self.crops = crops
         self.verify_log_s = verify_log_s
@@ -536,7 +539,7 @@ class HubService(FaceService):
         # a group-bound key's persons chosen before the list is cut to its length, so that the
         # other persons' refusals cannot take the places of its own
         members = (lambda ids: members_of(self.store, appid, ids, group_ids)) if only_groups else None
-        refused = site_refusals(self.store, appid, edge_id, since, lifted, keep=members)
+        refused = site_refusals(self.store, appid, edge_id, since, lifted, keep=members, edge_groups=self.edge_groups)
         lifts = site_lifts(lifted)
         if members is not None and lifts:
             keep = members({lift[0] for lift in lifts})

@@ -268,3 +268,42 @@ def test_a_door_key_cannot_crowd_out_or_erase_the_other_doors_refusals(hub_store
 
     lobby = site_refusals(hub_store, "app", "door-c", T0, {}, now, keep=staff_only)
     assert lobby == [("madonna", T0 + 2, "door-b"), ("madonna", T0 + 3, "door-b")]
+
+
+def test_a_group_bound_door_speaks_for_its_groups_persons_only(tmp_path):
+    """A lobby door's key bound to "staff", taken off the wall, uploaded refused claims of the
+    CEO (in "board" only) under the lobby's own id, which its key may; the server room's door
+    (bound to "board") was sent them in its sync and counted them: the CEO's badge locked out
+    by a key that may speak for staff only. A real hub, keys as `hub edgekey --group` makes them."""
+    from contextlib import closing
+
+    from edge.api.client import CloudClient
+    from edge.core.signature import Credential
+    from edge.hub.claim_refusals import door_groups
+    from edge.hub.edge_keys import add_edge_key
+    from tests.support.hub import APPID, served_fingerprint, start_hub
+
+    lobby_id, room_id = "AKIDedge" + "1" * 28, "AKIDedge" + "2" * 28
+    secrets_file = tmp_path / "hub" / "hub-secrets.toml"
+    lobby = add_edge_key(secrets_file, APPID, lobby_id, ("staff",))
+    room = add_edge_key(secrets_file, APPID, room_id, ("board",))
+    with start_hub(tmp_path / "hub") as hub, closing(hub.client(timeout=60, retries=0)) as operator, \
+            closing(CloudClient(hub.url, APPID, lobby.secret_id, lobby.secret_key, timeout=60, retries=0)) as taken, \
+            closing(CloudClient(hub.url, APPID, room.secret_id, room.secret_key, timeout=60, retries=0)) as server_room:
+        _enrol(hub.store, APPID, "clerk", group="staff")
+        _enrol(hub.store, APPID, "ceo", group="board")
+        fingerprint = served_fingerprint(operator)
+        now = time.time()
+        forged = _door_log(tmp_path / "forged.db", [(now - 5 + i, who, "reject", "refused")
+                                                    for i, who in enumerate(["ceo"] * 5 + ["clerk"])],
+                           key=b"the taker's own chain key")
+        assert taken.uploadlog(lobby_id, canonical(forged.records()))["stored"] == 6  # its own id: stored
+        heard = server_room.sync(0, fingerprint, group_ids=["board"], report={"edge_id": room_id},
+                                 refusals_since=now - 60)
+        assert decode_refusals(heard["claim_refusals"]) == []  # the CEO's: not the lobby's to say
+        page = operator.sync(0, fingerprint, report={"edge_id": "AKIDedge-other"}, refusals_since=now - 60)
+        assert [p for p, _ in decode_refusals(page["claim_refusals"])] == ["clerk"]  # its own group's: counted
+
+    assert door_groups([Credential("a", "k1", "s", "door-1", ("staff",)), Credential("a", "k2", "s", "door-1", ("x",)),
+                        Credential("a", "k3", "s", "door-2", ("staff",)), Credential("a", "k4", "s", "door-2"),
+                        Credential("a", "k5", "s")]) == {"door-1": frozenset({"staff", "x"})}  # door-2: any group

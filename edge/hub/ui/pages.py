@@ -131,7 +131,8 @@ def _claims_at_the_doors(console, appid: str, person_id: str) -> dict:
     now = time.time()
     day = now - LONGEST_WINDOW_S  # as far back as the doors' counts go
     lifted = lifts_since(console.store, appid, day, now)
-    refused = [at for _, at, _ in site_refusals(console.store, appid, "", day, lifted, now, person_id)]
+    refused = [at for _, at, _ in site_refusals(console.store, appid, "", day, lifted, now, person_id,
+                                                edge_groups=console.service.edge_groups)]
     lift = lifted.get(person_id)
     zone, _ = site_zone(console.store, appid)
     return {"refused": len(refused), "last_refused": shown(refused[-1], zone) if refused else "",
