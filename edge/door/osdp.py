@@ -110,7 +110,22 @@ def read_scbk(path: str | Path) -> bytes | None:
         raise KeyStoreError(f"{path}: [osdp] scbk is not hexadecimal") from None
     if len(key) != 16:
         raise KeyStoreError(f"{path}: [osdp] scbk must be 16 bytes (32 hex digits), not {len(key)}")
+    refuse_weak_scbk(key, f"{path}: [osdp] scbk")
     return key
+
+
+def is_weak_scbk(key: bytes) -> bool:
+    """The published install key (SCBK-D, which some panel manuals print as "the default") or
+    16 equal bytes: kept as the key, every session is one anybody on the bus can open."""
+    return key == SCBK_D or len(set(key)) == 1
+
+
+def refuse_weak_scbk(key: bytes, where: str) -> None:
+    if is_weak_scbk(key):
+        # Taken, any device on the bus got a secure session: card reads went to it, and its
+        # output command moved the relay. KEYSET refused these; a key written by hand was not.
+        raise KeyStoreError(f"{where} is the published install key (SCBK-D) or a constant one: anyone on the bus "
+                            "can open a session with it; write a random key (docs/osdp-wiegand.md)")
 
 
 def write_scbk(path: str | Path, key: bytes) -> None:
@@ -119,6 +134,7 @@ def write_scbk(path: str | Path, key: bytes) -> None:
     and the directory fsync'd. A crash leaves the old file or the new one, never half of one."""
     if len(key) != 16:
         raise KeyStoreError("an SCBK is 16 bytes")
+    refuse_weak_scbk(key, "the new SCBK")
     path = Path(path)
     old_text = ""
     if path.exists():
@@ -548,9 +564,7 @@ class OsdpReader:
             log.warning("osdp: KEYSET refused: not a 16-byte SCBK")
             self._emit("keyset", {"accepted": False, "reason": "malformed"})
             return False
-        if key == SCBK_D or len(set(key)) == 1:
-            # the published install key (or 16 equal bytes) kept as the key would make every
-            # later session one anybody on the bus can open
+        if is_weak_scbk(key):
             log.warning("osdp: KEYSET refused: the panel offered the published install key or a constant one")
             self._emit("keyset", {"accepted": False, "reason": "weak_key"})
             return False

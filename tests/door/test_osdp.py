@@ -235,10 +235,27 @@ def test_write_scbk_refuses_a_short_key_and_keeps_other_tables(tmp_path) -> None
     path = tmp_path / "s.toml"
     with pytest.raises(KeyStoreError):
         write_scbk(path, b"short")
-    write_scbk(path, b"\x01" * 16)
-    write_scbk(path, b"\x02" * 16)  # replaced, not duplicated
-    assert read_scbk(path) == b"\x02" * 16
+    first, second = secrets.token_bytes(16), secrets.token_bytes(16)
+    write_scbk(path, first)
+    write_scbk(path, second)  # replaced, not duplicated
+    assert read_scbk(path) == second
     assert path.read_text().count("[osdp]") == 1
+
+
+@pytest.mark.parametrize("weak", [SCBK_D, bytes(16), b"\xaa" * 16], ids=["scbk_d", "zeros", "constant"])
+def test_the_published_or_a_constant_key_written_by_hand_is_refused(tmp_path, pty, weak) -> None:
+    """KEYSET refused these keys (`weak_key`); written by hand in the secrets file (the docs
+    say an operator may write it; some panel manuals print SCBK-D as "the default") the reader
+    took them, and any device on the bus opened a session: card reads went to it, and its
+    output command moved the relay. The reader's start refuses them now, and so does write_scbk."""
+    path = tmp_path / "secrets.toml"
+    path.write_text(f'[osdp]\nscbk = "{weak.hex()}"\n')
+    path.chmod(0o600)
+    with pytest.raises(DoorIOError, match="published install key"):
+        OsdpReader(OsdpSettings(device=pty.path, address=ADDRESS, secrets_file=str(path)))
+    with pytest.raises(KeyStoreError, match="published install key"):
+        write_scbk(tmp_path / "other.toml", weak)
+    assert not (tmp_path / "other.toml").exists()
 
 
 def test_panel_output_command_becomes_a_panel_relay_input(rig, secrets_file, key) -> None:
