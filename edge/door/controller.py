@@ -118,6 +118,7 @@ class DoorController:
         self._relay_wanted: bool | None = None  # a level the backend refused: retried each tick
         self._input_times: dict[InputKind, deque[float]] = {}
         self._flapping: dict[InputKind, float] = {}  # input -> until when its events are muted
+        self._clearing_muted = False  # an alarm's clearing fell in a contact's muted time
         self._report_times: dict[str, deque[float]] = {}  # a backend's event kind -> when, lately
         self.suppressed = 0
         self.started = False
@@ -298,8 +299,13 @@ class DoorController:
         self.forced = self.held = self.prealarm = False
         self.opened_at = None
         self.authorised_until = min(self.authorised_until, now)  # one passage per grant
-        if was or self._rate_ok(InputKind.CONTACT, now):
+        # Rate limited like every change: a clearing went past the limit, and a contact loop
+        # flapped by hand (a magnet at the reed) on a locked door, each opening forced, made
+        # a door_closed event per cycle. A clearing muted is said once the flapping ends.
+        if self._rate_ok(InputKind.CONTACT, now):
             self._emit("door_closed", alarm_cleared=was)
+        elif was:
+            self._clearing_muted = True
 
     def _exit(self, pressed: bool, now: float) -> None:
         if not pressed:
@@ -310,6 +316,12 @@ class DoorController:
         if self.exit_stuck or self.exit_pressed_at is not None:
             return  # still held (or stuck): one press, one request
         self.exit_pressed_at = now
+        if not self._rate_ok(InputKind.EXIT, now):
+            # A chattering button (a loose wire, a hand on it, the pair shorted from outside):
+            # one input_flapping, then nothing: no unlock, no request, no opening authorised.
+            # In locked_down mode and with the panel's relay its requests went out first, one
+            # event per press, each authorising the next opening (a forced one read as allowed).
+            return
         if self.mode is DoorMode.LOCKED_DOWN:
             # Free egress is mechanical (docs/door.md); the opening is still not forced.
             self.authorised_until = max(self.authorised_until, now + self.t.unlock_s)
@@ -320,8 +332,6 @@ class DoorController:
             self.authorised_until = max(self.authorised_until, now + self.t.unlock_s)
             self._emit("exit_request", unlocked=False, reason="relay_by_panel")
             return
-        if not self._rate_ok(InputKind.EXIT, now):
-            return  # a chattering button (a loose wire, a hand on it): one input_flapping, no unlock
         if self.t.exit_unlocks and now < self.rearm_at and self.mode is DoorMode.NORMAL:
             # as a grant: after max_unlock_s of unbroken unlock, not again until presses pause
             self.rearm_at = now + self.t.unlock_s
@@ -365,6 +375,9 @@ class DoorController:
             for kind, until in list(self._flapping.items()):
                 if now >= until:
                     del self._flapping[kind]
+            if self._clearing_muted and InputKind.CONTACT not in self._flapping and self.opened_at is None:
+                self._clearing_muted = False
+                self._emit("door_closed", alarm_cleared=True, after_flapping=True)
 
     # -- the relay --------------------------------------------------------------------------
     def _unlock_s(self, now: float) -> float | None:

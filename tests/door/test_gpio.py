@@ -114,11 +114,49 @@ def test_a_flapping_contact_pin_is_rate_limited_never_an_open_relay(pins):
         pins.pin(CONTACT).drive_low()
     events = c.take_events()
     assert sum(e["kind"] == "forced_open" for e in events) <= 4
+    # every closing cleared a forced alarm, and went past the limit: 50 door_closed events
+    assert sum(e["kind"] == "door_closed" for e in events) <= 4
     assert [e["kind"] for e in events].count("input_flapping") == 1
     assert c.forced_count == 50 and not relay_high(pins)
     assert "contact input flapping" in c.health()["faults"]
     c.tick(clock.advance(11))
     assert c.health()["faults"] == []
+    cleared = c.take_events()  # the clearing that fell in the muted time, said once
+    assert [(e["kind"], e.get("alarm_cleared"), e.get("after_flapping")) for e in cleared] == \
+        [("door_closed", True, True)]
+    c.tick(clock.advance(1))
+    assert c.take_events() == []
+    c.close()
+
+
+@pytest.mark.parametrize("how", ["locked_down", "relay_by_panel"])
+def test_a_chattering_exit_button_is_muted_where_it_cannot_unlock_too(pins, how):
+    """The exit pair shorted 200 times (from outside, or a loose wire): muted behind one
+    input_flapping in normal mode, but in locked_down mode and with the panel's relay each
+    press was an exit_request event (outbox, MQTT, the signed log) and authorised the next
+    opening, so a forced door read as an allowed one."""
+    from edge.door.backends.panel import PanelDoor
+    from edge.door.controller import DoorMode
+
+    s = DoorSettings(backend="gpio", bounce_s=0, input_events_max=10)
+    gpio = GpioDoor.from_settings(s, pin_factory=pins)
+    clock = Clock()
+    io = PanelDoor(gpio, relay_by_panel=True) if how == "relay_by_panel" else gpio
+    c = DoorController(io, timing=DoorTiming.from_settings(s), clock=clock,
+                       mode=DoorMode.LOCKED_DOWN if how == "locked_down" else DoorMode.NORMAL)
+    pins.pin(CONTACT).drive_low()
+    pins.pin(TAMPER).drive_low()
+    c.start()
+    c.take_events()
+    for _ in range(200):
+        pins.pin(EXIT).drive_low()  # pressed (pulled up at rest)
+        clock.advance(0.02)
+        pins.pin(EXIT).drive_high()
+        clock.advance(0.02)
+    kinds = [e["kind"] for e in c.take_events()]
+    assert kinds.count("exit_request") <= 10 and kinds.count("input_flapping") == 1
+    pins.pin(CONTACT).drive_high()  # opened during the muted chatter: not authorised by it
+    assert [e["kind"] for e in c.take_events()] == ["forced_open"]
     c.close()
 
 
