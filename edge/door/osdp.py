@@ -54,6 +54,13 @@ _OUTPUT_TIMED_ON = 5  # temporary on for timer_count x 100 ms, then back
 _LOG_LEVELS = {"error": 3, "warning": 4, "notice": 5, "info": 6, "debug": 7}  # libosdp's (syslog's)
 # The install key every OSDP device knows (the standard's SCBK-D): never kept as the key.
 SCBK_D = bytes.fromhex("303132333435363738393a3b3c3d3e3f")
+# A secure session that ends while the panel keeps talking: libosdp ends it on any frame with
+# sequence number 0 or a CHLNG before any MAC is checked (the standard's "the panel restarts"),
+# so one unauthenticated 7-byte frame from any device on the bus does it, and libosdp's own panel
+# waits minutes before a new handshake. A real panel restarts now and then; RESETS_ALARM within
+# RESETS_WINDOW_S is someone on the bus, and the door says so (health, docs/security.md).
+RESETS_WINDOW_S = 600.0
+RESETS_ALARM = 3
 
 
 class OsdpSettings(BaseModel):
@@ -266,6 +273,8 @@ class _State:
     panel_commands: int = 0
     refused_commands: int = 0
     last_panel_command: dict[str, Any] = field(default_factory=dict)
+    session_resets: list[float] = field(default_factory=list)  # when, within RESETS_WINDOW_S
+    session_resets_total: int = 0
 
 
 class OsdpReader:
@@ -385,6 +394,8 @@ class OsdpReader:
                 "install_mode": self._installing, "serial_error": self._link.error,
                 "panel_commands": state.panel_commands, "refused_commands": state.refused_commands,
                 "last_panel_command": dict(state.last_panel_command), "last_error": state.last_error,
+                "session_resets": state.session_resets_total,
+                "session_resets_recent": sum(self._clock() - t < RESETS_WINDOW_S for t in state.session_resets),
             }
 
     def close(self) -> None:
@@ -475,8 +486,13 @@ class OsdpReader:
             state = self._state
             if link == state.link:
                 return
+            reset = state.link == "online" and link == "no_secure_channel"  # ended, the panel still talking
             state.link = link
             state.changes += 1
+            if reset:
+                now = self._clock()
+                state.session_resets = [t for t in state.session_resets if now - t < RESETS_WINDOW_S] + [now]
+                state.session_resets_total += 1
             if link != "online" and self._pd is not None:
                 dropped = self._pd.flush_events()  # no stale card read when the panel comes back
                 if dropped:
@@ -484,8 +500,13 @@ class OsdpReader:
             elif self._pd is not None:  # the panel learns the inputs as they are now
                 self._pd.submit_event(self._status_event(local=False))
                 self._pd.submit_event(self._status_event(local=True))
-        log.warning("osdp: panel link %s", link.replace("_", " "))
-        self._emit("link", {"state": link})
+        if reset:
+            log.warning("osdp: panel link: the secure session ended while the panel kept talking (%d time(s) in "
+                        "%.0f min; more than a few: a device on the bus resetting it)",
+                        len(state.session_resets), RESETS_WINDOW_S / 60)
+        else:
+            log.warning("osdp: panel link %s", link.replace("_", " "))
+        self._emit("link", {"state": link, **({"reason": "session_reset"} if reset else {})})
 
     def _emit(self, kind: str, detail: dict[str, Any]) -> None:
         try:

@@ -23,6 +23,7 @@ import time
 from typing import TYPE_CHECKING, Any, Callable
 
 from edge.door.interface import DoorInput, DoorIOError, GrantNotice, InputKind
+from edge.door.osdp import RESETS_ALARM, RESETS_WINDOW_S
 
 if TYPE_CHECKING:
     from edge.door.backends import OnEvent
@@ -131,6 +132,10 @@ class PanelDoor:
                 status = "degraded"
                 out["reason"] = f"panel link {osdp['link'].replace('_', ' ')}" + (
                     f" ({osdp['serial_error']})" if osdp.get("serial_error") else "")
+            elif osdp.get("session_resets_recent", 0) >= RESETS_ALARM and status == "ok":
+                status = "degraded"  # up now, but someone on the bus keeps ending it
+                out["reason"] = (f"panel link: secure session reset {osdp['session_resets_recent']} times in "
+                                 f"{RESETS_WINDOW_S / 60:.0f} min while the panel kept talking (a device on the bus?)")
         if self.wiegand is not None:
             out.update(self.wiegand.health())
         out["status"] = status
@@ -156,7 +161,8 @@ class PanelDoor:
                 # The panel's output cannot be trusted to end from a link that is gone: lock now.
                 self._on_input(DoorInput(InputKind.PANEL_RELAY, False, time.monotonic(),
                                          detail={"reason": f"panel_link_{self.link}"}))
-            self._on_event("panel_link", {"link": self.link})
+            self._on_event("panel_link", {"link": self.link,
+                                          **({"reason": detail["reason"]} if detail.get("reason") else {})})
         elif kind in _PANEL_COMMANDS:
             self._on_event(kind, {"command": panel_command_fields(detail)})
         elif kind == "keyset":
