@@ -165,6 +165,14 @@ class SqlStore(FaceCropSql, ConsoleSql, AccessSql, EdgesSql, ClaimLiftsSql, Stor
                              " ON CONFLICT DO NOTHING", [(appid, g, person_id) for g in wanted])
         return wanted
 
+    def _seen_in_groups(self, c, appid: str, person_id: str) -> None:
+        """The groups the person is in now, as ever held (before they are deleted or leave): the
+        table was filled once at the upgrade, and a hub process of older code still running on
+        the store enrolled persons without rows there, whose deletion then never reached the
+        doors of their groups (sync_page leaves out persons a filtered door never held)."""
+        self._q(c, "INSERT INTO group_members_seen (appid, group_id, person_id) SELECT appid, group_id, person_id"
+                   " FROM person_groups WHERE appid = ? AND person_id = ? ON CONFLICT DO NOTHING", (appid, person_id))
+
     def _drop_empty_groups(self, c, appid: str) -> None:
         self._q(c, "DELETE FROM groups WHERE appid = ? AND NOT EXISTS (SELECT 1 FROM person_groups pg"
                    " WHERE pg.appid = groups.appid AND pg.group_id = groups.group_id)", (appid,))
@@ -196,6 +204,7 @@ class SqlStore(FaceCropSql, ConsoleSql, AccessSql, EdgesSql, ClaimLiftsSql, Stor
     def delete_person(self, appid, person_id) -> None:
         with self._write(appid) as c:
             self._require_person(c, appid, person_id)
+            self._seen_in_groups(c, appid, person_id)
             self._log_person_and_faces(c, appid, person_id)
             self._q(c, "DELETE FROM persons WHERE appid = ? AND person_id = ?", (appid, person_id))
             self._drop_empty_groups(c, appid)
@@ -255,6 +264,7 @@ class SqlStore(FaceCropSql, ConsoleSql, AccessSql, EdgesSql, ClaimLiftsSql, Stor
             leaving = [g for g in dict.fromkeys(group_ids) if g in current]
             if leaving and len(leaving) == len(current):
                 raise ApiError(errors.INVALID_PARAMETER, "a person must stay in at least one group (use delperson)")
+            self._seen_in_groups(c, appid, person_id)
             self._executemany(c, "DELETE FROM person_groups WHERE appid = ? AND person_id = ? AND group_id = ?",
                               [(appid, person_id, g) for g in leaving])
             if leaving:

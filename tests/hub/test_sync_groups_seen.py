@@ -1,0 +1,42 @@
+"""A door that syncs by group hears of a deletion only for persons once in one of its groups
+(`group_members_seen`, so that a door's key taken learns nobody else's id). That table was
+filled once, at the upgrade; a hub process of older code still running on the upgraded store
+(the reembed steps run the new code beside the serving hub) enrolled persons without a row
+there, and their deletion or their removal from a group never reached the group's doors: the
+person kept passing. The groups a person is in when they are deleted or leave are recorded then.
+On SQLite and on a real PostgreSQL cluster."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edge.hub.store.base import FaceRecord, Limits
+
+FP = "fp"
+
+
+def _enrol(store, person_id: str, groups: list[str]) -> None:
+    face = FaceRecord(store.new_face_id(), person_id, (1, 2, 80, 80), [[1.0, 2.0]] * 5,
+                      embeddings={FP: np.ones(8, np.float32) / np.sqrt(8)})
+    store.create_person("app", person_id, groups, "", "", face, Limits())
+
+
+def _as_older_code_left_it(store, person_id: str) -> None:
+    with store._write("app") as c:
+        store._q(c, "DELETE FROM group_members_seen WHERE person_id = ?", (person_id,))
+
+
+@pytest.mark.parametrize("how", ["deleted", "leaves_the_group"])
+def test_a_person_older_code_enrolled_is_dropped_by_the_groups_doors(hub_store, how):
+    _enrol(hub_store, "bob", ["vault", "staff"])
+    _as_older_code_left_it(hub_store, "bob")
+    page = hub_store.sync_page("app", 0, FP, ["vault"], 100)
+    assert {c.person_id for c in page.changes} == {"bob"}  # the vault door holds him
+    if how == "deleted":
+        hub_store.delete_person("app", "bob")
+    else:
+        hub_store.remove_groups("app", "bob", ["vault"])
+    later = hub_store.sync_page("app", page.cursor, FP, ["vault"], 100)
+    gone = [c for c in later.changes if c.person_id == "bob"]
+    assert gone and all(c.deleted for c in gone), later.changes  # he stops passing there
