@@ -224,6 +224,46 @@ def test_a_version_11_sqlite_store_gets_the_lockout_marks_of_the_records_it_hold
         store.close()
 
 
+def test_an_upgrade_stopped_midway_starts_again_from_the_old_schema(tmp_path, monkeypatch):
+    """The upgrade ran statement by statement: a process killed after adding the column and
+    before filling it (a long fill on a Pi, an operator's Ctrl-C) left it empty for good, since
+    the next start saw the column and skipped the fill, and the stored refusals no longer
+    counted at the other doors. The whole upgrade is one transaction now."""
+    import sqlite3
+
+    from edge.hub.store import SqliteStore, access, sqlite
+
+    path = tmp_path / "v11.sqlite3"
+    store = SqliteStore(path)
+    _enrol(store, "app", "alice")
+    store.store_access_records("app", "edge-a", _door_log(tmp_path / "a.db", [(T0 + 1, "alice", "reject",
+                                                                                 "refused")]).records())
+    store.close()
+    with sqlite3.connect(path) as conn:  # as schema 11 had it: no column, no index
+        conn.execute("DROP INDEX access_records_counted")
+        conn.execute("ALTER TABLE access_records DROP COLUMN counted")
+        conn.execute("PRAGMA user_version = 11")
+
+    class Killed(BaseException):
+        pass
+
+    def add_then_killed(conn):
+        conn.execute("ALTER TABLE access_records ADD COLUMN counted TEXT NOT NULL DEFAULT ''")
+        raise Killed  # as the process dying between the two statements
+
+    monkeypatch.setattr(sqlite, "add_counted_column", add_then_killed)
+    with pytest.raises(Killed):
+        SqliteStore(path)
+    monkeypatch.setattr(sqlite, "add_counted_column", access.add_counted_column)
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 11
+    store = SqliteStore(path)
+    try:
+        assert site_refusals(store, "app", "edge-b", T0, {}, T0 + 10) == [("alice", T0 + 1, "edge-a")]
+    finally:
+        store.close()
+
+
 @pytest.mark.parametrize("person", ["ann\n2030-01-01 WARNING edge.daemon: remote unlock by admin", "a b", "x/y",
                                     "ann\u202e"])
 def test_a_refusal_naming_no_id_is_refused_by_the_edge(person):

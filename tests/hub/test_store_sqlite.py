@@ -217,3 +217,36 @@ def test_a_damaged_store_file_is_a_clear_error_for_every_command_not_a_traceback
     err = capsys.readouterr().err
     assert err.startswith("edge-verifier audit: error: ") and "file is not a database" in err
     assert path.read_bytes() == garbage
+
+
+def test_idle_syncs_and_the_access_log_trim_find_their_rows_by_index(store, hub_store, tmp_path):
+    """An idle sync asking for rules read the appid's newest rules change by walking its whole
+    change log (44 ms at 200,000 changes on SQLite, 27 ms on PostgreSQL, every idle sync of every
+    door); the access log's trim scanned every record under the write lock (38 / 29 ms at
+    300,000, nothing to delete). Each now has an index; the trim goes in batches."""
+    import sqlite3
+
+    conn = sqlite3.connect(store.path)
+    plans = {name: " ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", args))
+             for name, (sql, args) in {
+                 "rules": ("SELECT MAX(seq) FROM changes WHERE appid = ? AND kind = 'rules'", ("a",)),
+                 "trim": ("SELECT appid, edge_id, seq FROM access_records WHERE at < ? LIMIT 5000", (1.0,)),
+             }.items()}
+    conn.close()
+    assert "changes_by_kind" in plans["rules"] and "access_records_at" in plans["trim"], plans
+    with hub_store._read() as c:  # both stores have them (PostgreSQL: migration 0013)
+        if hub_store.PARAM == "?":
+            names = {r[0] for r in hub_store._q(c, "SELECT name FROM sqlite_master WHERE type = 'index'")}
+        else:
+            names = {r[0] for r in hub_store._q(c, "SELECT indexname FROM pg_indexes")}
+    assert {"changes_by_kind", "access_records_at"} <= names
+
+    from edge.door.access_log import AccessLog
+
+    times = iter(range(1, 13))
+    log = AccessLog(tmp_path / "door.db", b"k" * 32, clock=lambda: float(next(times)))
+    for i in range(12):
+        log.append("decision", door="main", person_id=f"p{i}", decision="reject", outcome="deny", reason="r")
+    hub_store.store_access_records("app", "edge-a", log.records())
+    assert hub_store.trim_access_log(10.5, batch=5) == 10  # two full batches and a part
+    assert [r["seq"] for r in hub_store.search_access("app", {})[0]] == [11, 12]

@@ -11,6 +11,7 @@ sqlite3 error but a constraint violation is a storage failure: ApiError -1200, r
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import threading
@@ -26,6 +27,8 @@ from edge.hub.store.console import SQLITE_SCHEMA as CONSOLE_SCHEMA
 from edge.hub.store.edges import SQLITE_SCHEMA as EDGES_SCHEMA
 from edge.hub.store.edges import add_columns
 from edge.hub.store.sql import SEEN_BEFORE_KEPT, SqlStore
+
+log = logging.getLogger(__name__)
 
 # 2: face_crops (a file of version 1 gets the table at open; older code refuses a version 2 file)
 # 3: credentials (likewise: an older file gets the table at open)
@@ -79,6 +82,7 @@ CREATE TABLE IF NOT EXISTS changes (
     time REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS changes_by_appid ON changes (appid, seq);
+CREATE INDEX IF NOT EXISTS changes_by_kind ON changes (appid, kind, seq);
 CREATE TABLE IF NOT EXISTS verify_log (
     session_id TEXT PRIMARY KEY, appid TEXT NOT NULL, person_id TEXT NOT NULL,
     score REAL NOT NULL, confidence REAL NOT NULL, ismatch INTEGER NOT NULL, time REAL NOT NULL
@@ -105,6 +109,20 @@ CREATE TABLE IF NOT EXISTS group_members_seen (
 
 
 
+def _statements(script: str) -> list[str]:
+    """The SQL statements of `script`, one by one (executescript would commit the transaction
+    they run in)."""
+    out, current = [], ""
+    for line in script.splitlines(keepends=True):
+        current += line
+        if sqlite3.complete_statement(current):
+            out.append(current.strip())
+            current = ""
+    if current.strip():
+        raise ValueError(f"an incomplete SQL statement in the schema: {current.strip()[:60]}")
+    return [statement for statement in out if statement.rstrip(";").strip()]
+
+
 class SqliteStore(SqlStore):
     def __init__(self, path: str | Path, *, busy_timeout_s: float = 10.0, synchronous: str = "FULL"):
         self.path = str(path)
@@ -124,12 +142,26 @@ class SqliteStore(SqlStore):
             raise DamagedDatabase(Path(self.path), exc) from None
         if version > SCHEMA_VERSION:
             raise RuntimeError(f"{self.path}: schema version {version} is newer than this code ({SCHEMA_VERSION})")
-        add_counted_column(conn)  # before ACCESS_SCHEMA's index on it
-        conn.executescript(_SCHEMA + CONSOLE_SCHEMA + ACCESS_SCHEMA + EDGES_SCHEMA + LIFTS_SCHEMA)
-        add_columns(conn)
-        if version < 11:  # (a new file has no changes: nothing to add)
-            conn.execute(SEEN_BEFORE_KEPT)
-        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        if 0 < version < SCHEMA_VERSION:
+            log.warning("%s: upgrading the store from schema %d to %d (minutes for a large access log on a Pi: "
+                        "let it finish; stopped, it starts again from the old schema)", self.path, version,
+                        SCHEMA_VERSION)
+        # One transaction: the upgrade ran statement by statement, and a process killed between
+        # adding access_records.counted and filling it left the column empty for good (the next
+        # start saw the column and skipped the fill): the stored refusals no longer counted.
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            add_counted_column(conn)  # before ACCESS_SCHEMA's index on it
+            for statement in _statements(_SCHEMA + CONSOLE_SCHEMA + ACCESS_SCHEMA + EDGES_SCHEMA + LIFTS_SCHEMA):
+                conn.execute(statement)
+            add_columns(conn)
+            if version < 11:  # (a new file has no changes: nothing to add)
+                conn.execute(SEEN_BEFORE_KEPT)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
 
     # --- connections and transactions -----------------------------------------------------
     def _conn(self) -> sqlite3.Connection:
