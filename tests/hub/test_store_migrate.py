@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
 import numpy as np
 
 from edge.core.credentials import Credential
 from edge.core.syncwire import encode
 from edge.hub.store import FaceRecord, Limits, SqliteStore, VerifyRecord, open_store
+from edge.hub.store.edges import EdgeReport
 from tests.conftest import ROOT
 
 FP = "test-fp"
@@ -42,6 +44,10 @@ def filled_sqlite(path) -> SqliteStore:
         store.set_credentials(app, "p8", [Credential("h10301", 12345, facility=42), Credential("raw", 5, bits=4)])
     store.log_verify(VerifyRecord("s1", "app1", "p1", 0.7, 81.0, True, 1.0))
     store.lift_claims("app1", "p3", 1_800_000_000.5, "console:otto")
+    # a single-use signature used just before the move, and a door's last report
+    assert store.claim_signature(b"used-before-the-move", time.time() + 3600, time.time())
+    store.record_edge("app1", EdgeReport("door-1", 1_800_000_000.0, 7, FP, "flag", "locked, mode normal", "ok",
+                                         "edge", ("g1",)))
     return store
 
 
@@ -83,6 +89,10 @@ def test_migrated_store_answers_like_the_sqlite_one_and_sync_cursors_stay_valid(
         assert ours == theirs
     assert pg.get_verify("s1") == lite.get_verify("s1")
     assert pg.claim_lifts("app1", 0) == lite.claim_lifts("app1", 0) == {"p3": (1_800_000_000.5, "console:otto")}
+    # a signature used before the move stays used (it was good once more on the new store), and
+    # the console's Doors page still lists the doors
+    assert not pg.claim_signature(b"used-before-the-move", time.time() + 3600, time.time())
+    assert pg.edge_reports("app1") == lite.edge_reports("app1") != []
     crops = [sorted(s.faces_to_embed("new-fp", "", 1000), key=lambda c: c.face_id) for s in (pg, lite)]
     assert crops[0] == crops[1] and len(crops[0]) == 2 * (29 + 8) and all(c.crop for c in crops[0])
     before = max(pg.last_seq("app1"), pg.last_seq("app2"))

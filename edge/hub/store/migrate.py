@@ -41,6 +41,11 @@ TABLES: dict[str, tuple[str, ...]] = {
     "claim_lifts": ("appid", "person_id", "at", "lifted_by"),
     # who has been in which group: a filtered sync's deletions (edge.hub.store.sql.sync_page)
     "group_members_seen": ("appid", "group_id", "person_id"),
+    # single-use signatures already used (left behind, one sniffed before the move was good
+    # again after it), and what each door last reported (the console's Doors page)
+    "used_signatures": ("key", "valid_until"),
+    "edge_reports": ("appid", "edge_id", "last_contact", "cursor", "pack", "liveness", "door", "health", "key",
+                     "groups"),
 }
 
 
