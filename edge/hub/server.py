@@ -31,10 +31,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=1,
                         help="hub processes on this port (more than 1 needs a PostgreSQL [storage] url)")
     parser.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)  # one of --workers
-    actions = parser.add_subparsers(dest="hub_action", metavar="[migrate|keygen|edgekey|reembed|user]")
+    actions = parser.add_subparsers(dest="hub_action", metavar="[migrate|backup|keygen|edgekey|reembed|user]")
     migrate.add_arguments(actions.add_parser(
         "migrate", help="copy a SQLite hub store into PostgreSQL, with progress and a count check",
         description=migrate.__doc__.splitlines()[0]))
+    from edge.hub.store import backup
+
+    backup.add_arguments(actions.add_parser(
+        "backup", help="a consistent copy of the running hub's SQLite store (PostgreSQL: pg_dump)",
+        description=backup.__doc__.splitlines()[0]))
     actions.add_parser(
         "keygen", help="add the face crop key to the hub's secrets_file",
         description="add [face_crops] key (AES-256-GCM, random) to the hub's secrets_file, once",
@@ -182,6 +187,10 @@ def run(args) -> int:
         from edge.hub.store import migrate
 
         return migrate.run(args)
+    if getattr(args, "hub_action", None) == "backup":
+        from edge.hub.store import backup
+
+        return backup.run(args)
     if getattr(args, "hub_action", None) == "keygen":
         return run_keygen(args)
     if getattr(args, "hub_action", None) == "edgekey":
