@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     migrate.add_arguments(actions.add_parser(
         "migrate", help="copy a SQLite hub store into PostgreSQL, with progress and a count check",
         description=migrate.__doc__.splitlines()[0]))
-    from edge.hub.store import backup
+    from edge.hub import backup
 
     backup.add_arguments(actions.add_parser(
         "backup", help="a consistent copy of the running hub's SQLite store (PostgreSQL: pg_dump)",
@@ -188,7 +188,7 @@ def run(args) -> int:
 
         return migrate.run(args)
     if getattr(args, "hub_action", None) == "backup":
-        from edge.hub.store import backup
+        from edge.hub import backup
 
         return backup.run(args)
     if getattr(args, "hub_action", None) == "keygen":

@@ -68,7 +68,7 @@ def test_a_postgresql_store_is_pointed_to_pg_dump(tmp_path):
 
 @pytest.mark.parametrize("what", ["missing"])
 def test_no_store_is_a_clear_error(tmp_path, what):
-    from edge.hub.store.backup import BackupError, backup_sqlite
+    from edge.hub.backup import BackupError, backup_sqlite
 
     with pytest.raises(BackupError, match="no such store"):
         backup_sqlite(tmp_path / "none.sqlite3", tmp_path / "b.sqlite3")
