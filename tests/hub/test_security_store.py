@@ -242,3 +242,26 @@ def test_a_systemd_credential_is_private_whatever_its_mode_says(tmp_path, monkey
     monkeypatch.setenv("PGPASSFILE", str(elsewhere / "hub-pgpass"))  # not a credential: left to libpq
     private_pgpassfile()
     assert os.environ["PGPASSFILE"] == str(elsewhere / "hub-pgpass")
+
+
+def test_a_used_single_use_signature_stays_used_after_the_hubs_clock_goes_back(hub_store):
+    """Used signatures were deleted once past their validity and nothing kept: with the hub's
+    clock stepped back (an NTP correction, a VM snapshot restored) to when a captured signature
+    was made, it was accepted a second time. How far they were forgotten is kept now; on SQLite
+    and PostgreSQL, through the Verifier the hub uses."""
+    from edge.core.signature import Credential, ReplayCache, Verifier, sign
+
+    cred = Credential("1000001", "AKIDclockback", "k" * 40)
+    verifier = Verifier([cred], ReplayCache(store=hub_store))
+    t0 = 1_800_000_000
+
+    def single_use(at: float) -> str:
+        return sign(cred.appid, cred.secret_id, cred.secret_key, expiry=0, fileid="/face/verify", now=at)
+
+    captured = single_use(t0)
+    verifier.check(captured, now=t0)  # the genuine request
+    later = t0 + 3600 + 300 + 60  # past its hour and the clocks' grace: its row is deleted here
+    verifier.check(single_use(later), now=later)
+    with pytest.raises(ApiError) as replayed:
+        verifier.check(captured, now=t0 + 20)  # the clock set back near t0
+    assert replayed.value.code == errors.REPLAY

@@ -416,7 +416,16 @@ class SqlStore(FaceCropSql, ConsoleSql, AccessSql, EdgesSql, ClaimLiftsSql, Stor
         # valid, and a replay passed there. Rows are kept a grace past their validity.
         now -= SIGNATURE_CLOCK_GRACE_S
         with self._write() as c:
+            # How far rows have been forgotten is kept: a signature valid no longer than that may
+            # have been used, and is refused. With the clock stepped back (an NTP correction, a
+            # VM snapshot restored) a captured signature, its row long deleted, passed again.
+            (forgotten,) = self._q(c, "SELECT until FROM signatures_forgotten WHERE id = 1").fetchone()
+            if valid_until <= forgotten:
+                log.warning("a single-use signature older than what the hub remembers (its clock went back %.0f s?) "
+                            "refused as used", max(0.0, forgotten - now))
+                return False
             self._q(c, "DELETE FROM used_signatures WHERE valid_until <= ?", (now,))
+            self._q(c, "UPDATE signatures_forgotten SET until = ? WHERE id = 1 AND until < ?", (now, now))
             # Atomic across processes: of two concurrent inserts of one key the second waits for
             # the first to commit, then conflicts. A row past its validity is taken over.
             row = self._q(c, "INSERT INTO used_signatures AS u (key, valid_until) VALUES (?, ?) ON CONFLICT (key)"

@@ -92,6 +92,8 @@ CREATE TABLE IF NOT EXISTS used_signatures (
     key BLOB PRIMARY KEY, valid_until REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS used_signatures_by_expiry ON used_signatures (valid_until);
+CREATE TABLE IF NOT EXISTS signatures_forgotten (id INTEGER PRIMARY KEY CHECK (id = 1), until REAL NOT NULL);
+INSERT INTO signatures_forgotten (id, until) VALUES (1, 0) ON CONFLICT DO NOTHING;
 CREATE TABLE IF NOT EXISTS face_crops (
     face_id TEXT PRIMARY KEY REFERENCES faces (face_id) ON DELETE CASCADE, crop BLOB NOT NULL
 );
