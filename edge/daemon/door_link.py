@@ -38,7 +38,7 @@ from edge.door.access_log import HeadNotSigned
 from edge.door.access_records import decision_record, door_event_record, rules_record
 from edge.door.clock_sync import kernel_clock_synchronised
 from edge.door.controller import DoorController, DoorMode, DoorTiming
-from edge.door.interface import AccessHistory, AccessRequest, Outcome
+from edge.door.interface import AccessHistory, AccessRequest, Outcome, Verdict
 from edge.door.rules import GroupRules, NoHistory
 from edge.door.rules_in_force import PENDING, RulesInForce
 
@@ -113,6 +113,9 @@ class DoorLink:
         self._log_retry_at = 0.0
         self._crops_pruned_at = -CROP_PRUNE_EVERY_S  # monotonic: the first tick prunes
         self._last_state: dict[str, Any] | None = None
+        # flush runs on the main loop and on the door's publishing thread: one at a time, and a
+        # decision's door events are taken and published by the decision itself (decided)
+        self._publishing = threading.RLock()
         self.published = 0
         self.closed = False
 
@@ -178,6 +181,11 @@ class DoorLink:
                                 source=str(out.source), accept=ok, at=time.time(), claim=claimed,
                                 evidence=evidence)
         verdict = self.rules.evaluate(request, self.history)
+        with self._publishing:  # the decision's own grant or deny goes with its record, not the publisher's turn
+            self._act_on(request, verdict, ok, person, why, face_crop)
+
+    def _act_on(self, request: AccessRequest, verdict: Verdict, ok: bool, person: str, why: str,
+                face_crop: bytes | None) -> None:
         if verdict.outcome is Outcome.GRANT:
             self.door.grant(person, verdict.reason, event_id=request.event_id)
         elif ok or person:  # a face nobody knows is no door event; a known one refused is
@@ -246,6 +254,15 @@ class DoorLink:
         unlocked as long (the schedule, read from the local cache that a sync holds for a whole
         page, has a thread of its own: keep_schedule)."""
         self._every(stop, DOOR_CLOCK_S, self.door.tick, "timed tick")
+
+    def keep_publishing(self, stop: threading.Event) -> None:
+        """The door's events and state to the access log and the outbox as they happen (a thread
+        until `stop`): on the main loop's turns alone they waited for whatever the loop was in,
+        and a door relocked while a cloud fallback waited on a hub showed unlocked to every
+        consumer (a home-automation lock, the retained state) seconds after it had locked, an
+        alarm as late. Apart from the clock: a log or outbox write waiting on the SD card must
+        never hold a relock."""
+        self._every(stop, DOOR_CLOCK_S, self.flush, "publishing")
 
     def keep_schedule(self, stop: threading.Event) -> None:
         """The schedule applied once a second (a thread until `stop`), beside the main loop's
@@ -344,6 +361,10 @@ class DoorLink:
     def flush(self, events: list[dict[str, Any]] | None = None) -> None:
         """The door's events to the access log and the outbox, and its state (retained) when it
         changed."""
+        with self._publishing:
+            self._flush(events)
+
+    def _flush(self, events: list[dict[str, Any]] | None) -> None:
         for e in self.door.take_events() if events is None else events:
             e = {k: v for k, v in e.items() if v is not None}
             record = door_event_record(e)

@@ -222,6 +222,7 @@ class Daemon:
         remember_relay(data, relay_of(s.door))  # for `door release` after any exit (the unit's ExecStopPost)
         self._spawn("door-clock", self.door.keep_time, self.stop_event)
         self._spawn("door-schedule", self.door.keep_schedule, self.stop_event)
+        self._spawn("door-publish", self.door.keep_publishing, self.stop_event)
         metrics.follow(self.camera, self.events, self.cloud, self.syncer)
         if self.cloud is not None:
             if self.cache.cursor == 0:

@@ -138,3 +138,35 @@ def test_a_remote_unlock_after_the_door_was_locked_for_the_stop_is_refused(tmp_p
     assert lk.remote_unlock("ops") is False
     assert not lk.door.io.energised  # type: ignore[attr-defined]
     assert len([e for leaf, e in rec.events if leaf == "door/main/event" and e["kind"] == "grant"]) == granted
+
+
+def test_the_doors_state_and_events_go_out_while_the_main_loop_is_held(tmp_path):
+    """They went out on the main loop's turns only (tick -> flush): while the loop waited on a
+    hub that had stopped answering (a cloud fallback, seconds), a door the clock thread relocked
+    showed unlocked to every consumer (a home-automation lock, the retained state), and an alarm
+    waited as long. The publishing thread sends them as they happen; the main loop never ticks
+    here."""
+    import threading
+
+    from tests.conftest import wait_until
+
+    lk, rec = link(tmp_path, backend="none", unlock_s=0.5)
+    stop = threading.Event()
+    threads = [threading.Thread(target=run, args=(stop,), daemon=True)
+               for run in (lk.keep_time, lk.keep_publishing)]
+    for t in threads:
+        t.start()
+    try:
+        assert lk.remote_unlock("site/AKIDdesk")
+        assert wait_until(lambda: rec.retained.get("door/main/state", {}).get("locked") is False, 1.0)
+        assert wait_until(lambda: rec.retained["door/main/state"]["locked"] is True, 2.0)  # relocked, and said
+        kinds = [e["kind"] for leaf, e in rec.events if leaf == "door/main/event"]
+        assert "grant" in kinds and kinds.count("door_state") >= 2
+        lk.decided(accept("ben"), {"event_id": "d-1"}, 0.05)
+        grant = [e for _, e in rec.events if e.get("decision_event_id") == "d-1"]
+        assert [e["kind"] for e in grant] == ["grant"]  # once, whichever thread took it
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(5)
+        lk.close()

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from edge.core.signature import Credential
 from edge.dev.devstack import MOSQUITTO, Broker, DaemonProc, edge_config, enrol_five, write_toml
 from tests.conftest import MODELS, wait_until
 
@@ -27,13 +28,11 @@ __all__ = ["EDGE_API", "EDGE_VERIFIER", "MOSQUITTO", "Broker", "DaemonProc", "Fr
            "mqtt_client", "sample_event", "schema_errors", "write_edge_config"]
 
 
-class EDGE_API:  # noqa: N801 - a constant credential, read like one
-    """The key of the edge's own channels (its local API and MQTT commands) in the tests:
-    `write_edge_config` puts it in `[api] credentials`. Never the hub's key (the daemon refuses
-    that): sign local API requests with `edge_auth` / `edge_client`, commands with `edge_command`.
-    Its appid is the test hub's (tests.support.hub.APPID), so bodies keep that appid."""
-
-    appid, secret_id, secret_key = "1000001", "AKIDedgeapitest00000001", secrets.token_hex(16)
+# The key of the edge's own channels (its local API and MQTT commands) in the tests:
+# `write_edge_config` puts it in `[api] credentials`. Never the hub's key (the daemon refuses
+# that): sign local API requests with `edge_auth` / `edge_client`, commands with `edge_command`.
+# Its appid is the test hub's (tests.support.hub.APPID), so bodies keep that appid.
+EDGE_API = Credential("1000001", "AKIDedgeapitest00000001", secrets.token_hex(16))
 
 
 def edge_auth(**kw) -> str:
