@@ -102,6 +102,28 @@ def _named(out: Outcome, which: str) -> list[dict] | None:
     return [c for c in out.candidates if c.get("person_id") == out.person_id][:1] or None
 
 
+LATE_AFTER_S = 2.0  # an event sent later than this after it happened says so (late_s)
+
+
+def mark_late(payload: bytes, born: Born | None, born_now: Born | None, now: float | None = None) -> bytes:
+    """Any event (a decision, a door event) sent more than LATE_AFTER_S after it was made says
+    how late it is (`late_s`, on the boot clock where it was stamped with one): an outage's
+    backlog, a grant replayed after the live state, looked current to a consumer, which could
+    only compare the Pi's wall clock with its own. Anything else is returned as is."""
+    try:
+        event = json.loads(payload)
+        wall_age = (time.time() if now is None else now) - datetime.fromisoformat(event["timestamp"]).timestamp()
+    except (ValueError, KeyError, TypeError, AttributeError):  # not one of our events: not ours to mark
+        return payload
+    if not isinstance(event, dict) or "late_s" in event:
+        return payload
+    age, _ = age_s(wall_age, born, born_now)
+    if age <= LATE_AFTER_S:
+        return payload
+    event["late_s"] = round(age, 1)
+    return json.dumps(event, separators=(",", ":")).encode()
+
+
 def mark_stale(payload: bytes, max_age_s: float, now: float | None = None,
                born: Born | None = None, born_now: Born | None = None) -> bytes:
     """An accept older than `max_age_s` leaves as decision `unknown`, reason `stale_accept`,

@@ -47,7 +47,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, Callable
 
 from edge.daemon import discovery
-from edge.daemon.decision_event import fit_message, mark_stale
+from edge.daemon.decision_event import fit_message, mark_late, mark_stale
 from edge.daemon.event_age import Born, born_now
 from edge.daemon.outbox import HELD_MAX, HeldEvents, Outbox, Row
 from edge.daemon.publisher import Publisher
@@ -369,9 +369,10 @@ class MqttPublisher(Publisher):
         return True
 
     def _fit(self, payload: bytes, born: Born | None) -> bytes | None:
-        """The event as it leaves now: judged stale or not, within the broker's message size
+        """The event as it leaves now: judged stale or not, marked late or not, within the broker's message size
         (without its face image if need be; None when even that is over it)."""
-        judged = mark_stale(payload, self.stale_accept_s, born=born, born_now=self.clock())
+        born_now = self.clock()
+        judged = mark_late(mark_stale(payload, self.stale_accept_s, born=born, born_now=born_now), born, born_now)
         message = fit_message(judged, self.s.max_message_bytes)
         if message is not judged:
             log.warning("an event over [mqtt] max_message_bytes (%d) %s", self.s.max_message_bytes,

@@ -6,10 +6,11 @@ import json
 import time
 
 from edge.daemon.config import MqttSettings
+from edge.daemon.decision_event import mark_late
 from edge.daemon.mqtt import MqttPublisher
 from edge.daemon.outbox import Outbox
-from tests.conftest import wait_until
-from tests.support.broker import mqtt_client, sample_event
+from tests.conftest import ROOT, wait_until
+from tests.support.broker import mqtt_client, sample_event, schema_errors
 
 
 def _publisher(broker, tmp_path, device="door-t", **kw):
@@ -286,6 +287,7 @@ def test_an_accept_that_waited_is_stale_even_when_the_wall_clock_was_set_back_me
         assert wait_until(lambda: not pub.connected)
         accept = sample_event(decision="accept", person_id="alice")
         pub.publish_event(accept)
+        waited_from = clock()
         clock.at += 30.0  # 30 s went by; the wall clock, stepped back 30 s, shows no time passing
         fresh = sample_event(decision="accept", person_id="bob")
         pub.publish_event(fresh)  # decided just now: goes as the accept it is
@@ -295,6 +297,14 @@ def test_an_accept_that_waited_is_stale_even_when_the_wall_clock_was_set_back_me
         late = got[accept["event_id"]]
         assert (late["decision"], late["reason"], late["stale_s"]) == ("unknown", "stale_accept", 30.0)
         assert got[fresh["event_id"]]["decision"] == "accept"
+        # every message that waited says how long, a door event too (a backlog's grant sent
+        # after the door's current state looked current)
+        assert late["late_s"] == 30.0 and "late_s" not in got[fresh["event_id"]]
+        assert not schema_errors("ev/door-t/event", json.dumps(late).encode())
+        grant = json.loads((ROOT / "edge/schemas/examples/door-event.json").read_text())
+        grant["timestamp"] = sample_event()["timestamp"]
+        marked = json.loads(mark_late(json.dumps(grant).encode(), waited_from, clock()))
+        assert marked["late_s"] == 30.0 and not schema_errors("ev/door-t/door/main/event", json.dumps(marked).encode())
     finally:
         pub.stop()
 
