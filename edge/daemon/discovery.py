@@ -18,10 +18,21 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
+# "Last person" names a person only when the door's face accepted them: an event's person_id is
+# also the claimed person of a refused claim and the nearest member of a refused stranger, and
+# an automation on "Last person = Madonna" fired for whoever was refused as her.
 _SENSORS = {
     "decision": ("Last decision", "{{ value_json.decision }}"),
-    "person": ("Last person", "{{ value_json.person_name or value_json.person_id or 'unknown' }}"),
+    "person": ("Last person", "{{ (value_json.person_name or value_json.person_id) if value_json.decision == 'accept'"
+                              " else 'none' }}"),
 }
+# The attributes Home Assistant keeps (in its recorder, shown to its users): a few plain fields,
+# never the face image (base64, over HA's 16 KiB attribute limit) or the candidates, and a person
+# only when accepted (as above).
+_ATTRIBUTES = ("{{ {'decision': value_json.decision, 'reason': value_json.get('reason'),"
+               " 'mode': value_json.get('mode'), 'timestamp': value_json.timestamp,"
+               " 'person_id': value_json.person_id if value_json.decision == 'accept' else none,"
+               " 'late_s': value_json.get('late_s')} | tojson }}")
 
 
 def status_topic(ha_prefix: str) -> str:
@@ -48,10 +59,12 @@ def messages(ha_prefix: str, device_id: str, topic: Callable[[str], str],
     dev = {"identifiers": [f"edge-verifier-{device_id}"], "name": f"Door {device_id}",
            "manufacturer": "edge-verifier", "model": "edge daemon"}
     common = {"availability_topic": topic("availability"), "device": dev,
-              "state_topic": topic("event"), "json_attributes_topic": topic("event")}
+              "state_topic": topic("event"), "json_attributes_topic": topic("event"),
+              "json_attributes_template": _ATTRIBUTES,
+              "force_update": True}  # two accepts of one person in a row are two entries, not one state
     out = []
     for key, (name, template) in _SENSORS.items():
-        uid = f"edge_verifier_{device_id}_{key}".replace("-", "_").replace(".", "_")
+        uid = _uid(device_id, key)
         cfg = {**common, "name": name, "unique_id": uid, "value_template": template}
         out.append((f"{ha_prefix}/sensor/{uid}/config", json.dumps(cfg)))
     if door is None:

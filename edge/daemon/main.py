@@ -145,6 +145,7 @@ class Daemon:
         from edge.daemon.mqtt import MqttPublisher
         from edge.daemon.outbox import Outbox
         from edge.daemon.publisher import NullPublisher
+        from edge.daemon.retained_record import FILE_NAME as RETAINED_RECORD
         from edge.daemon.scoring import FrameScorer
         from edge.daemon.settle import SettleWindow
         from edge.daemon.sync import Syncer
@@ -209,7 +210,7 @@ class Daemon:
         if s.mqtt.enabled:
             self.events = MqttPublisher(s.mqtt, s.device.id, Outbox(data / "outbox.db", s.mqtt.outbox_max),
                                         on_command=self.commands.handle, stale_accept_s=s.policy.stale_accept_s,
-                                        door=s.door.name)
+                                        door=s.door.name, retained_record=data / RETAINED_RECORD)
         else:
             self.events = NullPublisher()
         self.events.start()

@@ -51,8 +51,11 @@ from edge.daemon.decision_event import fit_message, mark_late, mark_stale
 from edge.daemon.event_age import Born, born_now
 from edge.daemon.outbox import HELD_MAX, HeldEvents, Outbox, Row
 from edge.daemon.publisher import Publisher
+from edge.daemon.retained_record import stale_retained
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import paho.mqtt.client as mqtt
 
     from edge.daemon.config import MqttSettings
@@ -76,7 +79,7 @@ class MqttPublisher(Publisher):
     def __init__(self, settings: MqttSettings, device_id: str, outbox: Outbox, *,
                  on_command: CommandHandler | None = None, window: int = 100,
                  stale_accept_s: float = 0.0, door: str | None = None,
-                 clock: Callable[[], Born | None] = born_now):
+                 clock: Callable[[], Born | None] = born_now, retained_record: Path | None = None):
         self.s = settings
         self.device_id = device_id
         self.base = f"{settings.prefix}/{device_id}"
@@ -116,7 +119,17 @@ class MqttPublisher(Publisher):
         self._last_failure = ""
         self._loop_started = False
         self._supervisor: threading.Thread | None = None
+        # The retained topics an earlier run announced and this one does not (a door renamed,
+        # discovery turned off): emptied at connect, so that Home Assistant drops the entities
+        # and nobody reads a state that is no longer kept (edge.daemon.retained_record).
+        self._to_clear = stale_retained(retained_record, self._announced()) if retained_record else []
         self.client = self._make_client()
+
+    def _announced(self) -> list[str]:
+        """The retained topics this run keeps: discovery configs, the door's state."""
+        topics = [t for t, _ in discovery.messages(self.s.ha_prefix, self.device_id, self.topic, self.door)
+                  ] if self.s.ha_discovery else []
+        return topics + ([self.topic(f"door/{self.door}/state")] if self.door else [])
 
     def topic(self, leaf: str) -> str:
         return f"{self.base}/{leaf}"
@@ -457,6 +470,8 @@ class MqttPublisher(Publisher):
         log.info("mqtt connected to %s:%s", self.s.host, self.s.port)
         client.publish(self.topic("availability"), "online", qos=1, retain=True)
         client.subscribe(self.topic("cmd/+"), qos=1)
+        for gone in self._to_clear:  # an empty retained message deletes the broker's copy
+            client.publish(gone, b"", qos=1, retain=True)
         if self.s.ha_discovery:
             client.subscribe(discovery.status_topic(self.s.ha_prefix), qos=1)
             self._publish_discovery()

@@ -355,3 +355,61 @@ def test_events_are_stamped_with_the_kernels_boot_id_and_boot_clock():
     born = born_now()
     assert born is not None and born.boot == Path("/proc/sys/kernel/random/boot_id").read_text().strip()
     assert time.monotonic() - 1 <= born.at <= time.clock_gettime(time.CLOCK_BOOTTIME)  # never stepped
+
+
+def test_home_assistant_keeps_no_entity_of_a_door_renamed_and_names_only_accepted_persons(
+        mosquitto, subscribe, tmp_path):
+    """A door renamed (`[door] name`), discovery turned off or the device renamed left the last
+    run's discovery configs and door state retained: Home Assistant kept the old lock and
+    sensors, available, with their last state. The record of what was announced lets the next
+    run empty them. And "Last person" named the claimed person of a refused claim (an
+    automation on it fired for the impostor); the attributes carried the face image."""
+    import jinja2
+
+    from edge.daemon.retained_record import FILE_NAME
+
+    record = tmp_path / FILE_NAME
+
+    def publisher(door: str, discovery_on: bool = True) -> MqttPublisher:
+        settings = MqttSettings(host=mosquitto.host, port=mosquitto.port, prefix="ev", keepalive=5,
+                                reconnect_max_s=1, ha_discovery=discovery_on)
+        return MqttPublisher(settings, "door-t", Outbox(tmp_path / f"outbox-{door}.db"), door=door,
+                             retained_record=record)
+
+    first = publisher("main")
+    first.start()
+    first.publish_retained("door/main/state", {"door": "main", "locked": True})
+    assert wait_until(lambda: first.connected)
+    first.stop()
+    configs = subscribe("homeassistant/#")
+    assert configs.wait_for(lambda: any("door_main_lock" in t for t, _, _ in configs.messages), 10)
+    renamed = publisher("front")
+    renamed.start()
+    assert wait_until(lambda: renamed.connected)
+    try:
+        assert configs.wait_for(lambda: any(t.endswith("door_main_lock/config") and p == b""
+                                            for t, p, _ in configs.messages), 10)
+    finally:
+        renamed.stop()
+    with mqtt_client(mosquitto) as c:  # what a consumer connecting now is handed
+        kept: dict[str, bytes] = {}
+        c.on_message = lambda cl, u, m: kept.__setitem__(m.topic, m.payload)
+        c.subscribe("#", qos=1)
+        time.sleep(1.0)
+    assert not any("door_main" in t or "/door/main/" in t for t in kept), sorted(kept)
+    assert any("door_front_lock" in t for t in kept)
+
+    person = json.loads(kept["homeassistant/sensor/edge_verifier_door_t_person/config"])
+    assert person["force_update"] is True
+
+    def render(template: str, event: dict) -> str:
+        return jinja2.Environment().from_string(template).render(value_json=event)
+
+    refused_claim = {**sample_event(decision="reject", person_id="madonna"), "person_name": "Madonna"}
+    accepted = {**sample_event(decision="accept", person_id="madonna"), "person_name": "Madonna",
+                "face_image": "A" * 20_000}
+    assert render(person["value_template"], refused_claim) == "none"
+    assert render(person["value_template"], accepted) == "Madonna"
+    attributes = json.loads(render(person["json_attributes_template"], accepted))
+    assert attributes["person_id"] == "madonna" and "face_image" not in attributes
+    assert json.loads(render(person["json_attributes_template"], refused_claim))["person_id"] is None
