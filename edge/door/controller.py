@@ -375,6 +375,7 @@ class DoorController:
             for kind, until in list(self._flapping.items()):
                 if now >= until:
                     del self._flapping[kind]
+                    self._emit("input_flapping", input=str(kind), active=False)  # its events are heard again
             if self._clearing_muted and InputKind.CONTACT not in self._flapping and self.opened_at is None:
                 self._clearing_muted = False
                 self._emit("door_closed", alarm_cleared=True, after_flapping=True)
@@ -510,6 +511,8 @@ class DoorController:
             return out
 
     def _emit(self, kind: str, **fields: Any) -> None:
+        # no id is no id: a remote unlock has no person and no decision ("" read as a name)
+        fields = {k: None if k in ("person_id", "decision_event_id") and v == "" else v for k, v in fields.items()}
         if len(self._events) == self._events.maxlen:
             self.events_dropped += 1
         # stamped now, not when the main loop publishes it: an alarm raised while the loop was

@@ -148,3 +148,21 @@ def test_only_the_keys_named_for_it_may_unlock_and_a_refused_one_keeps_its_signa
     assert not g.handle("unlock", cmd) and g.refused == {"key_not_allowed": 1} and opened == []
     g.unlock_keys = frozenset({CRED.secret_id})
     assert g.handle("unlock", cmd) and opened == [f"{CRED.appid}/{CRED.secret_id}"]  # not a replay
+
+
+def test_a_remote_unlocks_door_events_name_no_empty_ids(tmp_path):
+    """A remote unlock has no person and no decision: its grant said `"decision_event_id": ""`
+    and, refused in locked_down mode, `"person_id": ""` too, where the schema and docs say the
+    field is null or absent."""
+    from edge.door.backends.none import NoHardware
+    from edge.door.controller import DoorController, DoorMode, DoorTiming
+    from tests.door.support import Clock
+
+    c = DoorController(NoHardware(), timing=DoorTiming(), clock=Clock())
+    c.start()
+    c.take_events()
+    assert c.grant("", "remote_unlock", source="remote:site/AKIDdesk")
+    c.set_mode(DoorMode.LOCKED_DOWN, "test")
+    assert not c.grant("", "remote_unlock", source="remote:site/AKIDdesk")
+    for e in c.take_events():
+        assert "" not in (e.get("person_id"), e.get("decision_event_id")), e
