@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -72,6 +73,9 @@ def daemon_state(d: DaemonSnapshot) -> dict[str, Any]:
           # a relay that does not obey, a stuck exit button, a flapping input, tamper
           and (d.door is None or d.door["status"] == "ok"))
     return {"status": "ok" if ok else "degraded", "device": d.device,
+            # when it was made: a retained state read after a crash (kill -9, power) said "ok"
+            # for good, and only its age tells a consumer it is old
+            "timestamp": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
             "uptime_s": round(d.uptime_s, 1), "camera": cam,
             "mqtt": mqtt,
             "threads": threads,
