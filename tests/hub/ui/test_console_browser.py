@@ -268,3 +268,35 @@ def test_a_door_keys_crafted_record_gives_no_admin_account_to_whoever_clicks_it(
         for path in ("/face/<b>x/", "/face/<b>x</b>/"):  # the API's refusals no longer repeat markup they got
             answer = requests.post(hub.url + path, timeout=10)
             assert "<b>" not in answer.text and answer.json()["code"] != 0
+
+
+def test_removing_a_face_or_every_card_asks_first(browser, hub, photos):
+    """Both acted on one click: a face deleted, or every card removed (card numbers are never
+    shown again, so they could not be typed back in). Dismissing the question keeps them."""
+    from edge.core.credentials import Credential
+
+    client = hub.client(timeout=60.0, retries=0)
+    try:
+        client.newperson("madonna", ["staff"], photos("Madonna", "train_1"))
+    finally:
+        client.close()
+    hub.store.set_credentials(APPID, "madonna", [Credential("h10301", 48213, facility=77)])
+    context = browser.new_context(viewport=DESKTOP)
+    page = log_in(context, hub, "ada")
+    page.goto(f"{hub.url}/ui/persons/madonna")
+    if page.locator("script[src*='htmx']").count() == 0:
+        pytest.skip("the console's static files are not fetched (`ui fetch`): no htmx to ask")
+    asked: list[str] = []
+
+    def dismiss(dialog) -> None:
+        asked.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", dismiss)
+    page.click("text=Delete this face")
+    page.click("text=Remove all cards")
+    page.wait_for_timeout(500)
+    assert len(asked) == 2 and "cannot be brought back" in asked[0] and "never shown again" in asked[1]
+    assert len(hub.store.get_person(APPID, "madonna").face_ids) == 1
+    assert len(hub.store.get_credentials(APPID, "madonna")) == 1
+    context.close()
