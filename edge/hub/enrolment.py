@@ -1,8 +1,10 @@
 """Enrolment with a verdict per photo, for the console's upload page and `edge-verifier enrol`.
 
 Each photo is examined once (detect, quality gate, embed): refused when it shows no face, its
-largest face fails the quality gate (too small, off frontal, blurred), or it cannot be read;
-a photo showing several faces is kept (its largest face) with a warning. Each usable face is
+largest face fails the quality gate (too small, off frontal, blurred), it cannot be read, or it
+shows another face of at least half the largest one's width: the largest face was taken, and a
+photo of Madonna beside a larger Ben Affleck enrolled Ben as madonna (nothing else could catch
+it while Ben was not enrolled); faces far smaller (the background) are left aside. Each usable face is
 compared with the appid's other persons: a score at or above the 1:1 accept threshold is a
 look-alike (the `audit` report's rule), and the enrolment is held back until the caller
 confirms (`accept_look_alikes`): a wrong or duplicate identity poisons the gallery. So is a
@@ -28,6 +30,7 @@ log = logging.getLogger("edge.hub.enrolment")
 REASONS = {
     "no_face": "no face found", "too_small": "face too small", "blurred": "face blurred",
     "off_frontal": "head turned too far", "unreadable": "not a readable image",
+    "several_faces": "more than one face: crop the photo to the person alone",
 }
 
 
@@ -82,6 +85,9 @@ def examine(service, appid: str, person_id: str, photos: list[tuple[str, bytes]]
             reason = {errors.NO_FACE: "no_face", errors.IMAGE_DECODE_FAILED: "unreadable",
                       errors.ILLEGAL_IMAGE_FORMAT: "unreadable", errors.IMAGE_EMPTY: "unreadable"}.get(exc.code)
             out.append(PhotoVerdict(name, digest, False, reason or exc.message))
+            continue
+        if faces > 1:
+            out.append(PhotoVerdict(name, digest, False, "several_faces", faces, quality))
             continue
         if not quality["ok"]:
             out.append(PhotoVerdict(name, digest, False, quality["reason"], faces, quality))

@@ -155,7 +155,8 @@ class HubService(FaceService):
 
     def examine(self, appid: str, data: bytes, person_id: str, tag: str = "") -> tuple[FaceRecord, dict, int]:
         """(the record of the image's largest face, the quality gate's verdict on it as
-        Quality.as_dict(), how many faces the image shows); -1101 when it shows none."""
+        Quality.as_dict(), how many faces the image shows of at least half its width: the
+        largest among them need not be the person's); -1101 when it shows none."""
         with decode_slots:
             bgr = self._decode(data)
             faces = self.vision.primary.detect(bgr)
@@ -176,7 +177,8 @@ class HubService(FaceService):
             tag=tag, created=time.time(), embeddings=embeddings,
             crop=None if self.crops is None else self.crops.seal(appid, face_id, face.aligned),
         )
-        return record, q.as_dict(), len(faces)
+        rivals = sum(1 for f in faces if f.box[2] * 2 >= face.box[2])  # background faces aside
+        return record, q.as_dict(), rivals
 
     def look_alikes(self, appid: str, record: FaceRecord, top_k: int = 3) -> list[dict]:
         """Other persons of the appid whose best face scores at or above the 1:1 accept threshold
