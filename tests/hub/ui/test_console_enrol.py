@@ -282,3 +282,22 @@ def test_a_photo_with_two_faces_of_a_size_is_refused_and_a_background_face_is_no
     background = upload(otto, "/ui/enrol", {"person_id": "madonna", "group_ids": "staff"},
                         [("with-a-passer-by.jpg", side_by_side(madonna, ben, 0.3))])
     assert "Enrolled" in background.text, background.text
+
+
+def test_a_group_typed_with_a_space_is_an_error_said_on_the_page(hub, photos):
+    """"staff, night shift" was split at the space: the person was put, without a word, in
+    groups `night` and `shift` that no rule names. Groups are comma-separated; an id with a space
+    is refused with the reason, at enrolment and when moving a person."""
+    otto = Browser(hub.url)
+    otto.login("otto")
+    otto.get("/ui/enrol")
+    train = [(f"train_{i}.jpg", data) for i, data in enumerate(photos.train("Madonna", 2), 1)]
+    refused = upload(otto, "/ui/enrol", {"person_id": "madonna", "group_ids": "staff, night shift"}, train)
+    assert refused.status_code == 400 and "contains a space" in refused.text
+    done = upload(otto, "/ui/enrol", {"person_id": "madonna", "group_ids": "staff, night-shift"}, train)
+    assert "Enrolled" in done.text
+    assert hub.store.get_person(APPID, "madonna").group_ids == ["night-shift", "staff"]
+    otto.get("/ui/persons/madonna")
+    moved = otto.post("/ui/persons/madonna/groups", {"group_ids": "staff, day shift"})
+    assert moved.status_code == 400 and "contains a space" in moved.text
+    assert hub.store.get_person(APPID, "madonna").group_ids == ["night-shift", "staff"]
