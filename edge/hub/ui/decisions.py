@@ -26,6 +26,50 @@ PAGE_SIZE = 50
 FILTERS = {"person": "person_id", "door": "door", "decision": "decision", "outcome": "outcome", "reason": "reason"}
 MAX_FILTER = 128
 
+# What a record's reason means, for an operator who has not read docs/access.md (the code stays
+# shown beside it, for the docs and for `log search`).
+REASONS = {
+    "granted": "let in",
+    "duress": "let in, and a duress alarm raised (a duress person)",
+    "outside_schedule": "outside the times the person's access levels allow at this door",
+    "no_access_level": "no access level of the person's groups includes this door",
+    "holiday": "a holiday: the person's schedule does not apply today",
+    "locked_down": "the door was locked down (by its mode or the rules' schedule)",
+    "anti_passback": "anti-passback: the person had not left since passing, or passed too recently",
+    "rules_invalid": "the door had no valid access rules: it lets nobody in",
+    "rules_pending": "newer access rules were not applied yet at this door: it lets nobody in meanwhile",
+    "second_factor_needed": "a second factor was needed (a badge claim for the person): the door stayed locked",
+    "max_unlock": "the door had been held unlocked as long as it may: let in again once faces pause",
+    "not_in_groups": "the person is in none of the groups this door serves",
+    "relay_by_panel": "the access panel drives the lock: it decided",
+    "panel_unreachable": "the access panel could not be reached",
+    "not_accepted": "the face was not accepted",
+}
+WHY_NOT = {
+    "decision_reject": "it did not match the person well enough",
+    "decision_uncertain": "it was not certain enough, and no second factor was given",
+    "decision_unknown": "no decision could be made (the hub asked did not answer)",
+    "unknown_person": "the person is not enrolled at this door (not synced yet, or deleted)",
+    "presentation_attack": "it was judged a photo or a screen held to the camera",
+    "not_live": "it could not be judged a live face",
+    "no_liveness_verdict": "no liveness verdict yet when it was decided",
+    "stale": "the decision came too late to open the door",
+    "offline_policy": "the hub was offline, and the offline policy does not open the door",
+    "claim_locked_out": "the badge was locked out after repeated refusals: lift the lockout on the person's page",
+    "claim_timeout": "the badge claim found no face in time",
+}
+
+
+def explain(reason: str | None) -> str:
+    """The plain words for a record's reason (`not_accepted:<why>` too); "" when unknown."""
+    if not reason:
+        return ""
+    head, _, why = reason.partition(":")
+    text = REASONS.get(head, "")
+    if why and text:
+        return f"{text}: {WHY_NOT.get(why, why.replace('_', ' '))}"
+    return text or WHY_NOT.get(reason, "")
+
 
 def _complete(record: dict, zone) -> dict:
     """Every evidence field present (None when the edge did not write it) and the local time.
@@ -37,6 +81,7 @@ def _complete(record: dict, zone) -> dict:
         if record[name] is not None and not isinstance(record[name], str):
             record[name] = access_chain.canonical(record[name])[:200]
     record["shown_at"] = shown(record.get("at"), zone)
+    record["explained"] = explain(record["reason"] if isinstance(record.get("reason"), str) else None)
     return record
 
 
@@ -58,6 +103,9 @@ def decisions(console, ctx: Ctx) -> Response:
     except ValueError as exc:
         since = until = after = None
         error = str(exc)
+    found = ""
+    if query["person"] and not error:
+        query["person"], found = _person_of(console, ctx.appid, query["person"])
     filters = {column: query[name] for name, column in FILTERS.items() if query[name]}
     filters["kind"] = "decision"
     records, nxt = ([], None) if error else console.store.search_access(ctx.appid, filters, since, until, after,
@@ -69,7 +117,23 @@ def decisions(console, ctx: Ctx) -> Response:
     # only the rows for the filter form's own htmx request; a boosted link or a plain GET gets the page
     template = "decision_rows.html" if ctx.request.headers.get("hx-target") == "decisions" else "decisions.html"
     return console.render(template, ctx, records=records, query=query, zone=zone_name, older=older,
-                          first=after is None, error=error)
+                          first=after is None, error=error, found=found)
+
+
+def _person_of(console, appid: str, typed: str) -> tuple[str, str]:
+    """(the person id to filter by, a note): an operator types the name the person's page shows
+    ("Madonna"), or an id in another case: matched exactly it found nothing. An exact id wins;
+    else the one person whose id or name matches, case-insensitively."""
+    _, rows = console.store.persons_page(appid, typed, 0, 50)
+    if any(r.person_id == typed for r in rows):
+        return typed, ""
+    folded = typed.casefold()
+    same = [r for r in rows if folded in (r.person_id.casefold(), (r.person_name or "").casefold())]
+    if len(same) == 1:
+        return same[0].person_id, f"decisions of {same[0].person_id} ({same[0].person_name or 'no name'})"
+    if len(same) > 1:
+        return typed, "several persons are called so: " + ", ".join(r.person_id for r in same[:10])
+    return typed, ""
 
 
 def _record(console, ctx: Ctx) -> dict | None:

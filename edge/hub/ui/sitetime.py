@@ -22,10 +22,16 @@ def site_zone(store, appid: str) -> tuple[ZoneInfo | timezone, str]:
 
 
 def shown(at: float | None, zone) -> str:
+    """`at` on the site's wall clock; with its offset from UTC where that clock shows the same
+    time twice (the hour the clocks go back: 00:30 and 01:30 UTC both read 02:30 in Berlin)."""
     if at is None:
         return ""
     try:
-        return datetime.fromtimestamp(float(at), zone).strftime("%Y-%m-%d %H:%M:%S")
+        local = datetime.fromtimestamp(float(at), zone)
+        text = local.strftime("%Y-%m-%d %H:%M:%S")
+        if local.replace(fold=1 - local.fold).utcoffset() != local.utcoffset():
+            text += local.strftime(" (UTC%z)")
+        return text
     except (OverflowError, OSError, ValueError):  # a time no date can show: the page still renders
         return f"(not a date: {at!r:.32})"
 
@@ -38,12 +44,18 @@ def parsed(text: str, zone, *, end_of_day: bool = False) -> float | None:
         return None
     if len(text) > 19:
         raise ValueError("a time is YYYY-MM-DD or YYYY-MM-DDTHH:MM")
-    value = datetime.fromisoformat(text)
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:  # its own words were Python's ("Invalid isoformat string")
+        raise ValueError(f"{text[:19]!r} is no time: type a date as 2026-12-07, or a time as 2026-12-07T08:00"
+                         ) from None
     if value.tzinfo is not None:
         raise ValueError("a time is given in the site's time zone, without an offset")
     try:
         if end_of_day and len(text) == 10:  # the next midnight: a daylight-saving day is 23 or 25 h
             value += timedelta(days=1)
+        elif end_of_day and len(text) == 16:  # until 08:12 holds 08:12:59 (it held nothing of that minute)
+            value += timedelta(minutes=1)
         return value.replace(tzinfo=zone).timestamp()
     except (OverflowError, OSError) as exc:  # 9999-12-31 and its next midnight
         raise ValueError(f"{text!r} is past the last date a time can say") from exc

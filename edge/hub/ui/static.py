@@ -72,12 +72,13 @@ def load(directory: Path) -> dict[str, StaticFile]:
 
 
 OWN = Path(__file__).with_name("js")  # the console's own scripts, committed with it
+OWN_CSS = Path(__file__).with_name("css")  # and its own few style rules (a phone's width)
 
 
 def own() -> dict[str, StaticFile]:
-    """The console's own scripts (edge/hub/ui/js/), served like the fetched files."""
+    """The console's own scripts and styles (edge/hub/ui/js/, css/), served like the fetched files."""
     found = {}
-    for path in sorted(OWN.glob("*.js")):
+    for path in [*sorted(OWN.glob("*.js")), *sorted(OWN_CSS.glob("*.css"))]:
         body = path.read_bytes()
         found[path.name] = StaticFile(path.name, body, hashlib.sha256(body).hexdigest())
     return found
