@@ -93,6 +93,15 @@ class VisionPacks:
         return [p.fingerprint for p in self.all()]
 
 
+def shown_text(**fields: str | None) -> None:
+    """-1313 for a name or tag holding a control or bidi character: they are shown to operators
+    (the console, the decisions), and U+202E rendered a name reversed on every page, as a
+    door's record could before the hub refused such text there (edge.core.access_chain)."""
+    for name, value in fields.items():
+        if value and not value.isprintable():
+            raise ApiError(errors.ILLEGAL_CHARACTERS, f"{name} contains a control or bidi character")
+
+
 class HubService(FaceService):
     role = "hub"
 
@@ -217,6 +226,7 @@ class HubService(FaceService):
         existing one (near-identical ones skipped, as addface does). (created, face ids stored)."""
         if not records:
             return False, []
+        shown_text(person_name=person_name, tag=tag)
         try:
             self.store.get_person(appid, person_id)
         except ApiError as exc:
@@ -280,6 +290,7 @@ class HubService(FaceService):
                 raise
         else:
             raise ApiError(errors.PERSON_EXISTS, f"person {person_id!r} already exists")
+        shown_text(person_name=person_name, tag=tag)
         face = self._face_record(appid, image, person_id, tag)
         joined = self.store.create_person(appid, person_id, group_ids, person_name, tag, face, self.limits)
         return {
@@ -292,6 +303,7 @@ class HubService(FaceService):
         return {"session_id": session_id(), "person_id": person_id, "deleted": 1}
 
     def setinfo(self, appid, person_id, person_name, tag) -> dict:
+        shown_text(person_name=person_name, tag=tag)
         self.store.set_info(appid, person_id, person_name, tag)
         return {"session_id": session_id(), "person_id": person_id}
 

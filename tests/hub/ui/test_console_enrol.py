@@ -301,3 +301,28 @@ def test_a_group_typed_with_a_space_is_an_error_said_on_the_page(hub, photos):
     moved = otto.post("/ui/persons/madonna/groups", {"group_ids": "staff, day shift"})
     assert moved.status_code == 400 and "contains a space" in moved.text
     assert hub.store.get_person(APPID, "madonna").group_ids == ["night-shift", "staff"]
+
+
+def test_a_name_with_a_control_or_bidi_character_is_refused_everywhere(hub, photos):
+    """A door's records may hold no such text (-1522), but a person's name could: U+202E,
+    typed in the console's rename or sent to the API, rendered the name reversed on every
+    page that shows it."""
+    from edge.api.client import CloudApiError
+
+    client = hub.client(timeout=60.0, retries=0)
+    try:
+        client.newperson("madonna", ["staff"], photos("Madonna", "train_1"), person_name="Madonna")
+        for name in ("ann\u202eannaM", "Ma\ndonna", "Mad\x07onna"):
+            with pytest.raises(CloudApiError) as refused:
+                client.setinfo("madonna", person_name=name)
+            assert refused.value.code == -1313
+            with pytest.raises(CloudApiError):
+                client.newperson(f"p{len(name)}", ["staff"], photos("Madonna", "train_2"), person_name=name)
+    finally:
+        client.close()
+    otto = Browser(hub.url)
+    otto.login("otto")
+    otto.get("/ui/persons/madonna")
+    renamed = otto.post("/ui/persons/madonna/rename", {"person_name": "ann\u202eannaM"})
+    assert renamed.status_code == 400 and "bidi" in renamed.text
+    assert hub.store.get_person(APPID, "madonna").person_name == "Madonna"
