@@ -19,7 +19,7 @@ from edge.core import errors
 from edge.core.errors import ApiError
 from edge.hub import enrolment
 from edge.hub.audit import GOOD_PHOTO_COUNTS
-from edge.hub.ui import accounts, decisions, doors
+from edge.hub.ui import accounts, decisions, doors, rules
 from edge.hub.ui.guard import Ctx, cross_site, page, read_form, refused
 from edge.hub.ui.roles import ROLES
 from edge.hub.ui.sessions import LoginRefused
@@ -388,6 +388,10 @@ ROUTES = [
     ("POST", "/decisions/{edge_id}/{seq}/compare", decisions.compare),
     ("POST", "/decisions/{edge_id}/{seq}/train", decisions.train),
     ("GET", "/doors", doors.doors),
+    ("GET", "/rules", rules.rules),
+    ("POST", "/rules", rules.rules_save),
+    ("POST", "/rules/timezone", rules.rules_timezone),
+    ("POST", "/rules/holidays", rules.rules_holiday),
     ("GET", "/admin/accounts", accounts_list),
     ("POST", "/admin/accounts", account_add),
     ("POST", "/admin/accounts/{username}/delete", account_delete),

@@ -1,0 +1,148 @@
+"""The site's access rules in the console: read them in plain words, change the time zone and the
+holidays with a form, edit the whole document with its check before anything is stored.
+
+They could be set only by a signed `/face/setrules` (a curl line in docs/access.md): an operator
+who does not write code could neither see nor change who may pass when, nor the site's time
+zone, which every time the console shows depends on. Every change goes through the hub service's
+`setrules` (the validation every edge applies, the version check) with the version the page was
+read at: two admins editing at once get -1508 and their changes are not lost silently. A site
+without rules lets its doors decide by their `[door] groups`; the first document saved decides
+at every door from their next sync (a door it does not name lets nobody in), which the page says
+before saving.
+"""
+
+from __future__ import annotations
+
+import json
+import zoneinfo
+from datetime import date
+from typing import Any
+
+from starlette.responses import Response
+
+from edge.api.ops import MAX_RULES_BYTES
+from edge.core import access_rules
+from edge.core.errors import ApiError
+from edge.hub.ui.guard import Ctx, page
+from edge.hub.ui.sitetime import site_zone
+
+
+def _stored(console, appid: str) -> tuple[int, dict | None]:
+    got = console.service.getrules(appid)
+    return int(got["version"]), (json.loads(got["rules"]) if got["rules"] else None)
+
+
+def _page(console, ctx: Ctx, *, status: int = 200, error: str = "", saved: str = "", checked: str = "",
+          text: str | None = None) -> Response:
+    version, doc = _stored(console, ctx.appid)
+    _, zone_name = site_zone(console.store, ctx.appid)
+    if text is None:
+        text = json.dumps(doc, indent=2, ensure_ascii=False) if doc is not None else json.dumps(
+            starting_document(console.store.group_sizes(ctx.appid)), indent=2)
+    return console.render("rules.html", ctx, status=status, version=version, doc=doc, summary=summary(doc),
+                          zone=zone_name, text=text, error=error, saved=saved, checked=checked,
+                          zones=sorted(zoneinfo.available_timezones()))
+
+
+def starting_document(groups: list[tuple[str, int]]) -> dict[str, Any]:
+    """What the editor offers a site without rules: its groups, one door let in at all times by
+    every group (edit the door's id to the door's [door] name), in UTC."""
+    names = [g for g, _ in groups] or ["staff"]
+    return {"format": access_rules.FORMAT, "timezone": "UTC", "groups": names, "doors": [{"id": "main"}],
+            "schedules": {"always": [{"days": list(access_rules.DAYS), "from": "00:00", "to": "24:00"}]},
+            "access_levels": [{"id": "everyone", "groups": names, "doors": ["main"], "schedule": "always"}]}
+
+
+def summary(doc: dict | None) -> dict[str, Any] | None:
+    """The document in the shapes the page lists: schedules as lines of days and hours, each
+    door with its modes and authentication by schedule, the levels, the holidays."""
+    if doc is None:
+        return None
+    schedules = {name: [f"{' '.join(i.get('days', []))} {i.get('from')}–{i.get('to')}" for i in intervals]
+                 for name, intervals in (doc.get("schedules") or {}).items()}
+    doors = [{"id": d.get("id"), "modes": [f"{m.get('mode')} during {m.get('schedule')}" for m in d.get("modes", [])],
+              "auth": [f"{a.get('auth')} during {a.get('schedule')}" for a in d.get("auth", [])],
+              "pair": f"{d.get('direction')} of a pair with {d.get('pair')}" if d.get("pair") else ""}
+             for d in doc.get("doors") or []]
+    levels = [{"id": lv.get("id"), "groups": ", ".join(lv.get("groups", [])), "doors": ", ".join(lv.get("doors", [])),
+               "schedule": lv.get("schedule"), "on_holidays": bool(lv.get("on_holidays"))}
+              for lv in doc.get("access_levels") or []]
+    apb = doc.get("anti_passback") or {}
+    return {"schedules": schedules, "doors": doors, "levels": levels, "holidays": sorted(doc.get("holidays") or []),
+            "duress": len(doc.get("duress_persons") or []),
+            "anti_passback": (f"again within {apb['timed_s']} s: {apb.get('response', 'hard')}"
+                              if apb.get("timed_s") else "")}
+
+
+def _save(console, ctx: Ctx, doc: dict, done: str) -> Response:
+    """Store `doc` as the next version, refused when the rules changed since the page was read."""
+    try:
+        expected = int(ctx.form.get("version", "-1"))
+    except ValueError:
+        expected = -1
+    try:
+        got = console.service.setrules(ctx.appid, json.dumps(doc, ensure_ascii=False), expected_version=expected)
+    except ApiError as exc:
+        why = exc.message
+        if exc.code == access_rules.RULES_VERSION_CONFLICT:
+            why = ("someone changed the rules since you opened this page: nothing was saved. The page now shows "
+                   "theirs; make your change again")
+            return _page(console, ctx, status=409, error=why)
+        return _page(console, ctx, status=400, error=why, text=json.dumps(doc, indent=2, ensure_ascii=False))
+    return _page(console, ctx, saved=f"{done}: version {got['version']}, which each door applies at its next sync")
+
+
+@page("viewer")
+def rules(console, ctx: Ctx) -> Response:
+    return _page(console, ctx)
+
+
+@page("admin", upload_bytes=MAX_RULES_BYTES + 65536)
+def rules_save(console, ctx: Ctx) -> Response:
+    """The editor's document: checked only (`check`), or stored."""
+    text = ctx.form.get("document", "")
+    try:
+        doc = json.loads(text)
+        access_rules.parse_rules(doc)
+    except (ValueError, RecursionError):
+        return _page(console, ctx, status=400, text=text, error="the document is not JSON: a comma, a quote or a "
+                                                                  "bracket is missing or extra")
+    except ApiError as exc:
+        return _page(console, ctx, status=400, text=text, error=exc.message)
+    if ctx.form.get("action") == "check":
+        return _page(console, ctx, text=text, checked="the document is valid: nothing was saved yet")
+    return _save(console, ctx, doc, "Saved")
+
+
+@page("admin")
+def rules_timezone(console, ctx: Ctx) -> Response:
+    name = ctx.form.get("timezone", "").strip()
+    _, doc = _stored(console, ctx.appid)
+    if doc is None:
+        return _page(console, ctx, status=400, error="the site has no rules yet: the time zone is part of them "
+                                                     "(write them in the editor below)")
+    if name not in zoneinfo.available_timezones():
+        return _page(console, ctx, status=400, error=f"{name[:64]!r} is not a time zone: choose one of the list "
+                                                     "(e.g. Europe/Berlin)")
+    return _save(console, ctx, {**doc, "timezone": name}, f"The time zone is {name}")
+
+
+@page("admin")
+def rules_holiday(console, ctx: Ctx) -> Response:
+    """Add or remove one holiday (a date the levels without `on_holidays` do not apply)."""
+    day = ctx.form.get("day", "").strip()
+    _, doc = _stored(console, ctx.appid)
+    if doc is None:
+        return _page(console, ctx, status=400, error="the site has no rules yet: holidays are part of them")
+    try:
+        date.fromisoformat(day)
+        if len(day) != 10:
+            raise ValueError(day)
+    except ValueError:
+        return _page(console, ctx, status=400, error=f"{day[:32]!r} is no date: type it as 2026-12-25")
+    holidays = [d for d in doc.get("holidays") or [] if d != day]
+    adding = ctx.form.get("action") != "remove"
+    if adding:
+        holidays.append(day)
+    return _save(console, ctx, {**doc, "holidays": sorted(holidays)},
+                 f"{day} is {'a holiday' if adding else 'no holiday'} now")
