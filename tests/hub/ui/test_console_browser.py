@@ -310,8 +310,8 @@ def test_every_page_fits_a_phone(browser, hub):
     page = log_in(context, hub, "ada")
     if page.locator("link[href*='console.css']").count() == 0:
         pytest.skip("the console's static files are not fetched (`ui fetch`): no stylesheet to lay it out")
-    for path in ("/ui/persons", "/ui/groups", "/ui/decisions", "/ui/doors", "/ui/enrol", "/ui/admin/accounts",
-                 "/ui/admin/credentials"):
+    for path in ("/ui/persons", "/ui/groups", "/ui/decisions", "/ui/doors", "/ui/rules", "/ui/enrol",
+                 "/ui/admin/accounts", "/ui/admin/credentials"):
         page.goto(f"{hub.url}{path}")
         width = page.evaluate("document.documentElement.scrollWidth")
         assert width <= PHONE["width"], f"{path} is {width} px wide"
