@@ -106,7 +106,7 @@ def persons(console, ctx: Ctx) -> Response:
     total, rows = console.store.persons_page(ctx.appid, query, (max(number, 1) - 1) * PAGE_SIZE, PAGE_SIZE)
     pages = max(1, -(-total // PAGE_SIZE))
     return console.render("persons.html", ctx, rows=rows, total=total, query=query, page=min(number, pages),
-                          pages=pages)
+                          pages=pages, deleted=ctx.request.query_params.get("deleted", "")[:128])
 
 
 def _person_page(console, ctx: Ctx, person_id: str, error: str = "", status: int = 200) -> Response:
@@ -219,11 +219,13 @@ def move(console, ctx: Ctx) -> Response:
 
 @page("admin")
 def delete_person(console, ctx: Ctx) -> Response:
+    person_id = ctx.request.path_params["person_id"]
     try:
-        console.service.delperson(ctx.appid, ctx.request.path_params["person_id"])
+        console.service.delperson(ctx.appid, person_id)
     except ApiError as exc:
         return refused(console, ctx, 404, exc.message)
-    return _see_other("/ui/persons")
+    # said, with where to see it leave the doors (it went back to the list without a word)
+    return _see_other(f"/ui/persons?deleted={_q(person_id)}")
 
 
 @page("admin")

@@ -257,8 +257,11 @@ def test_an_operator_moves_a_person_between_groups_and_an_admin_deletes(hub):
     assert otto.post("/ui/persons/alice/delete").status_code == 403
     ada.login("ada")
     ada.get("/ui/persons/alice")
-    assert ada.post("/ui/persons/alice/delete").status_code == 303
-    assert "alice" not in ada.get("/ui/persons").text
+    deleted = ada.post("/ui/persons/alice/delete")
+    assert deleted.status_code == 303 and deleted.headers["location"] == "/ui/persons?deleted=alice"
+    listed = ada.get(deleted.headers["location"]).text  # said, with where to see it leave the doors
+    assert "alice was deleted." in listed and 'href="/ui/doors?person=alice"' in listed
+    assert 'href="/ui/persons/alice"' not in listed and "alice" not in ada.get("/ui/persons").text
 
 
 def test_an_admin_adds_and_deletes_accounts_of_their_appid_and_sees_no_secret(hub):
