@@ -97,6 +97,25 @@ class ConsoleSql:
             self._q(c, "DELETE FROM console_sessions WHERE username = ?", (username,))
             return self._q(c, "DELETE FROM console_accounts WHERE username = ?", (username,)).rowcount == 1
 
+    def set_role_of(self, appid: str, username: str, role: str) -> str:
+        """Give `username` of `appid` the role `role` unless that takes the appid's last admin
+        away, in one transaction holding the appid's writer lock (as delete_account_of):
+        "changed", "missing" (none, or another appid's) or "last_admin". Its sessions end: they
+        carried the old role's page."""
+        with self._write(appid) as c:
+            row = self._q(c, "SELECT role FROM console_accounts WHERE username = ? AND appid = ?",
+                          (username, appid)).fetchone()
+            if row is None:
+                return "missing"
+            if row[0] == "admin" and role != "admin":
+                (admins,) = self._q(c, "SELECT COUNT(*) FROM console_accounts WHERE appid = ? AND role = 'admin'",
+                                    (appid,)).fetchone()
+                if admins <= 1:
+                    return "last_admin"
+            self._q(c, "UPDATE console_accounts SET role = ? WHERE username = ?", (role, username))
+            self._q(c, "DELETE FROM console_sessions WHERE username = ?", (username,))
+            return "changed"
+
     def delete_account_of(self, appid: str, username: str) -> str:
         """Delete `username` of `appid` unless it is the appid's last admin, in one transaction
         that holds the appid's writer lock: "deleted", "missing" (none, or another appid's) or

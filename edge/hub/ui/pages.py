@@ -331,6 +331,39 @@ def account_add(console, ctx: Ctx) -> Response:
 
 
 @page("admin")
+def account_role(console, ctx: Ctx) -> Response:
+    """Another role for an account of this appid (never taking its last admin away)."""
+    username, role = ctx.request.path_params["username"], ctx.form.get("role", "")
+    if role not in ROLES:
+        return _accounts_page(console, ctx, f"role must be one of {', '.join(ROLES)}", 400)
+    if username == ctx.account.username:
+        return _accounts_page(console, ctx, "you cannot change your own role here", 400)
+    done = console.store.set_role_of(ctx.appid, username, role)
+    if done == "missing":
+        return _accounts_page(console, ctx, "no such account", 404)
+    if done == "last_admin":
+        return _accounts_page(console, ctx, "this is the appid's last admin account", 400)
+    return _see_other("/ui/admin/accounts")
+
+
+@page("admin")
+def account_password(console, ctx: Ctx) -> Response:
+    """A new password for an account of this appid (a lost one, or one that may be known):
+    every session of the account ends. It needed the hub's shell (`hub user passwd`)."""
+    username = ctx.request.path_params["username"]
+    target = console.store.account(username)
+    if target is None or target.appid != ctx.appid:  # another tenant's account is "no such account"
+        return _accounts_page(console, ctx, "no such account", 404)
+    try:
+        accounts.reset_password(console.store, username, ctx.form.get("password", ""))
+    except ValueError as exc:
+        return _accounts_page(console, ctx, str(exc), 400)
+    if username == ctx.account.username:
+        return _see_other("/ui/login")  # its own sessions ended with it: log in with the new one
+    return _accounts_page(console, ctx, f"{username} has a new password; their sessions ended", 200)
+
+
+@page("admin")
 def account_delete(console, ctx: Ctx) -> Response:
     username = ctx.request.path_params["username"]
     if username == ctx.account.username:
@@ -397,6 +430,8 @@ ROUTES = [
     ("GET", "/admin/accounts", accounts_list),
     ("POST", "/admin/accounts", account_add),
     ("POST", "/admin/accounts/{username}/delete", account_delete),
+    ("POST", "/admin/accounts/{username}/role", account_role),
+    ("POST", "/admin/accounts/{username}/password", account_password),
     ("GET", "/admin/credentials", credentials),
     ("GET", "/static/{digest}/{name}", static_file),
 ]

@@ -358,3 +358,29 @@ def test_an_appid_keeps_an_admin_and_usernames_say_nothing_of_other_tenants(hub,
     vera.login("vera")  # a viewer
     answer = vera.post("/ui/admin/accounts", {"username": "x" * 100_000})  # over the form's 64 KiB
     assert answer.status_code == 403 and "admin role" in answer.text  # refused before it was read (413)
+
+
+def test_an_admin_changes_a_role_and_sets_a_new_password_in_the_console(hub):
+    """Both needed the hub's shell (`hub user ...`): an operator who left could not be made a
+    viewer, a password that may be known could not be replaced, by an admin in the console."""
+    ada, otto, vera = Browser(hub.url), Browser(hub.url), Browser(hub.url)
+    for who, name in ((ada, "ada"), (otto, "otto"), (vera, "vera")):
+        assert who.login(name).status_code == 303
+    ada.get("/ui/admin/accounts")
+    assert ada.post("/ui/admin/accounts/otto/role", {"role": "viewer"}).status_code == 303
+    assert hub.store.account("otto").role == "viewer"
+    assert otto.get("/ui/persons").status_code == 303  # its session (with the old role) ended
+    otto.login("otto")
+    assert otto.get("/ui/enrol").status_code == 403
+    assert ada.post("/ui/admin/accounts/otto/role", {"role": "root"}).status_code == 400
+    assert ada.post("/ui/admin/accounts/ada/role", {"role": "viewer"}).status_code == 400  # not one's own
+    assert hub.store.set_role_of(APPID, "ada", "viewer") == "last_admin"  # nor the appid's last admin
+    assert ada.post("/ui/admin/accounts/zed/role", {"role": "viewer"}).status_code == 404  # another tenant's
+    new = "a fresh password 2026"
+    assert ada.post("/ui/admin/accounts/vera/password", {"password": "short"}).status_code == 400
+    assert ada.post("/ui/admin/accounts/vera/password", {"password": new}).status_code == 200
+    assert vera.get("/ui/persons").status_code == 303  # her sessions ended
+    assert Browser(hub.url).login("vera").status_code == 401
+    assert Browser(hub.url).login("vera", new).status_code == 303
+    assert ada.post("/ui/admin/accounts/zed/password", {"password": new}).status_code == 404
+    assert otto.post("/ui/admin/accounts/vera/password", {"password": new}).status_code == 403
