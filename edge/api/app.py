@@ -74,7 +74,12 @@ def create_app(
     fetch_policy: FetchPolicy | None = None,
     verifier: Verifier | None = None,
     limiter=None,
+    device: str = "",
+    device_bound: bool = False,
 ) -> Starlette:
+    """`device` (an edge's id): a single-use signature may name it after the endpoint
+    (`f=/edge/claim/<device>`), and one naming another device is refused; with `device_bound`
+    it must (check_bound_to)."""
     limits = limits or ApiLimits()
     fetch_policy = fetch_policy or FetchPolicy(max_bytes=limits.body_bytes)
     verifier = verifier or Verifier(credentials)
@@ -102,7 +107,7 @@ def create_app(
         data: dict | None = None
         try:
             sig = verifier.verify(request.headers.get("authorization"))
-            check_bound_to(sig, f"/{area}/{op}")
+            check_bound_to(sig, f"/{area}/{op}", device, device_bound)
             key = verifier.credential_of(sig)
             edge_key = key.edge_id
             if edge_key and op not in EDGE_OPS:  # before the body is read or a signature used up
@@ -205,7 +210,7 @@ def create_app(
     return app
 
 
-def check_bound_to(sig: Signature, endpoint: str) -> None:
+def check_bound_to(sig: Signature, endpoint: str, device: str = "", device_bound: bool = False) -> None:
     """A single-use signature is good for one endpoint: its `f` must be that endpoint's path
     (`/face/verify`, `/edge/claim`). One sniffed on its way to an endpoint cannot be used on
     another (a cheap verify's turned into a newperson), and a command's (`f` = `verify:<id>`,
@@ -216,9 +221,15 @@ def check_bound_to(sig: Signature, endpoint: str) -> None:
         return
     if sig.for_a_command:
         raise ApiError(errors.SIGNATURE_INVALID, "signature made for an MQTT command, not this API")
-    if sig.fields.get("f", "") != endpoint:
+    f = sig.fields.get("f", "")
+    here = f"{endpoint}/{device}" if device else endpoint
+    if device and isinstance(f, str) and f.startswith(f"{endpoint}/") and f != here:
+        # doors sharing [api] credentials: a claim signed for one was good at every other
+        raise ApiError(errors.SIGNATURE_INVALID, f"single-use signature made for another device, not {device}")
+    allowed = (here,) if device and device_bound else (here, endpoint)
+    if f not in allowed:
         raise ApiError(errors.SIGNATURE_INVALID,
-                       f"single-use signature not made for {endpoint} (its f must be {endpoint})")
+                       f"single-use signature not made for {here} (its f must be {' or '.join(allowed)})")
 
 
 class AbsoluteFormPaths:

@@ -157,9 +157,10 @@ class MqttSettings(BaseModel):
         "off = ignored.")
     commands_device_bound: bool = Field(
         False, description="Signed commands must name this device in their f (`unlock:<door>/<device>`,\n"
-        "`verify:<person_id>/<device>`, `sync/<device>`). Set it where several devices share\n"
-        "[api] credentials: a command signed for one is then never taken by another within its\n"
-        "60 s. A command naming another device is refused either way.")
+        "`verify:<person_id>/<device>`, `sync/<device>`), and so must the local API's single-use\n"
+        "signatures (`/edge/claim/<device>`). Set it where several devices share [api]\n"
+        "credentials: one signed for one is then never taken by another. One naming another\n"
+        "device is refused either way.")
     commands_per_s: float = Field(2.0, ge=0, description="MQTT commands applied per second "
                                   "(beyond: ignored); 0 = unlimited.")
     commands_burst: int = Field(5, ge=1, description="MQTT commands applied at once before "

@@ -41,7 +41,10 @@ class LocalApi:
         self.s = s
         creds = credentials(s)
         self.app = create_app(service, creds, limits=ApiLimits(rate_per_s=s.api.rate_per_s, burst=s.api.burst),
-                              verifier=Verifier(creds, replay_cache(s.storage.path)))
+                              verifier=Verifier(creds, replay_cache(s.storage.path)),
+                              # a single-use signature may name this device, and must with
+                              # commands_device_bound (doors sharing [api] credentials)
+                              device=s.device.id, device_bound=s.mqtt.commands_device_bound)
         # The API layer serves its own registry; expose the daemon's metrics (default
         # registry: ours plus process RSS/CPU) through it too.
         self.app.state.registry.register(_DefaultRegistryProxy())
