@@ -146,9 +146,9 @@ class CommandGate:
         `call` and uses it up (the last step of a command's checks), within the signer's own
         rate (`bucket`: unlocks apart); the signature. The rate is looked at before the
         signature is used and taken after: one bucket for every command and sender, taken after
-        the signature was used up, let
-        anyone on the broker keep the signed unlock refused with a few unsigned commands, and
-        each command so refused had lost its signature (a retry was a replay)."""
+        the signature was used up, let anyone on the broker keep the signed unlock refused with
+        a few unsigned commands, and each command so refused had lost its signature (a retry
+        was a replay)."""
         try:
             now = self.clock()
             sig = self.verifier.verify(_text(payload.get("authorization")), now)

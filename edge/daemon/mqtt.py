@@ -51,7 +51,7 @@ from edge.daemon.decision_event import fit_message, mark_late, mark_stale
 from edge.daemon.event_age import Born, born_now
 from edge.daemon.outbox import HELD_MAX, HeldEvents, Outbox, Row
 from edge.daemon.publisher import Publisher
-from edge.daemon.retained_record import stale_retained
+from edge.daemon.retained_record import stale_retained, write_record
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -122,7 +122,9 @@ class MqttPublisher(Publisher):
         # The retained topics an earlier run announced and this one does not (a door renamed,
         # discovery turned off): emptied at connect, so that Home Assistant drops the entities
         # and nobody reads a state that is no longer kept (edge.daemon.retained_record).
+        self._record = retained_record
         self._to_clear = stale_retained(retained_record, self._announced()) if retained_record else []
+        self._record_due = False  # the record rewritten (by the sender) once a connection emptied them
         self.client = self._make_client()
 
     def _announced(self) -> list[str]:
@@ -337,6 +339,9 @@ class MqttPublisher(Publisher):
         self._drain_acks()
         if not self.connected:
             return
+        if self._record_due and self._record is not None:  # off paho's thread: the write is fsync'd
+            self._record_due = False
+            write_record(self._record, self._announced())
         if self._rewind:  # a new connection: paho dropped what it had of ours (_on_connect)
             self._rewind = False
             self._inflight.clear()
@@ -382,8 +387,8 @@ class MqttPublisher(Publisher):
         return True
 
     def _fit(self, payload: bytes, born: Born | None) -> bytes | None:
-        """The event as it leaves now: judged stale or not, marked late or not, within the broker's message size
-        (without its face image if need be; None when even that is over it)."""
+        """The event as it leaves now: judged stale or not, marked late or not, within the
+        broker's message size (without its face image if need be; None when even that is over it)."""
         born_now = self.clock()
         judged = mark_late(mark_stale(payload, self.stale_accept_s, born=born, born_now=born_now), born, born_now)
         message = fit_message(judged, self.s.max_message_bytes)
@@ -472,6 +477,7 @@ class MqttPublisher(Publisher):
         client.subscribe(self.topic("cmd/+"), qos=1)
         for gone in self._to_clear:  # an empty retained message deletes the broker's copy
             client.publish(gone, b"", qos=1, retain=True)
+        self._record_due = True
         if self.s.ha_discovery:
             client.subscribe(discovery.status_topic(self.s.ha_prefix), qos=1)
             self._publish_discovery()

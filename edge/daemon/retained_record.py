@@ -25,8 +25,9 @@ MAX_TOPICS = 1000  # a record is a handful of topics; a larger file is not one o
 
 
 def stale_retained(path: Path, announced: list[str]) -> list[str]:
-    """The topics the record at `path` names that `announced` does not; the record is then
-    rewritten to `announced` (a file that cannot be read is taken as none, and said)."""
+    """The topics the record at `path` names that `announced` does not (a file that cannot be
+    read is taken as none, and said). The record is rewritten by `write_record` once they were
+    emptied: written before, a run that never reached the broker lost them for good."""
     before: list[str] = []
     if path.exists():
         try:
@@ -42,10 +43,12 @@ def stale_retained(path: Path, announced: list[str]) -> list[str]:
     if stale:
         log.warning("taking back %d retained topic(s) an earlier run announced and this one does not: %s",
                     len(stale), ", ".join(stale[:5]) + (" ..." if len(stale) > 5 else ""))
-    if before != announced:
-        try:
-            write_private(path, json.dumps(announced))
-        except OSError as exc:
-            log.warning("%s cannot be written (%s): a later change will not take these topics back", path,
-                        type(exc).__name__)
     return stale
+
+
+def write_record(path: Path, announced: list[str]) -> None:
+    try:
+        write_private(path, json.dumps(announced))
+    except OSError as exc:
+        log.warning("%s cannot be written (%s): a later change will not take these topics back", path,
+                    type(exc).__name__)

@@ -379,7 +379,7 @@ def test_home_assistant_keeps_no_entity_of_a_door_renamed_and_names_only_accepte
     first = publisher("main")
     first.start()
     first.publish_retained("door/main/state", {"door": "main", "locked": True})
-    assert wait_until(lambda: first.connected)
+    assert wait_until(lambda: first.connected) and wait_until(record.exists)  # written once connected
     first.stop()
     configs = subscribe("homeassistant/#")
     assert configs.wait_for(lambda: any("door_main_lock" in t for t, _, _ in configs.messages), 10)
