@@ -226,10 +226,10 @@ def check_bound_to(sig: Signature, endpoint: str, device: str = "", device_bound
     if device and isinstance(f, str) and f.startswith(f"{endpoint}/") and f != here:
         # doors sharing [api] credentials: a claim signed for one was good at every other
         raise ApiError(errors.SIGNATURE_INVALID, f"single-use signature made for another device, not {device}")
-    allowed = (here,) if device and device_bound else (here, endpoint)
+    allowed = (here,) if device_bound or not device else (here, endpoint)
     if f not in allowed:
         raise ApiError(errors.SIGNATURE_INVALID,
-                       f"single-use signature not made for {here} (its f must be {' or '.join(allowed)})")
+                       f"single-use signature not made for this endpoint (its f must be {' or '.join(allowed)})")
 
 
 class AbsoluteFormPaths:

@@ -107,7 +107,8 @@ def parse_body(body: bytes, content_type: str | None) -> Params:
 
 def _from_json(body: bytes) -> Params:
     try:
-        data = json.loads(body.decode("utf-8"), object_pairs_hook=_unique_keys)
+        # utf-8-sig: a body starting with a byte-order mark (some Windows clients) is JSON too
+        data = json.loads(body.decode("utf-8-sig"), object_pairs_hook=_unique_keys)
     except ApiError:
         raise
     except (UnicodeDecodeError, ValueError, RecursionError):
@@ -126,10 +127,23 @@ def _from_json(body: bytes) -> Params:
         elif name in OBJECT_LIST_FIELDS and isinstance(value, list):
             values[name] = [_flat_object(name, v) for v in value]
         elif isinstance(value, list):
-            values[name] = [_scalar(name, v) for v in value]
+            values[name] = [_loose(name, v) for v in value]
         else:
-            values[name] = _scalar(name, value)
+            values[name] = _loose(name, value)
     return Params(values, "json")
+
+
+def _loose(name: str, value: object) -> object:
+    """A JSON value as a field keeps it: text checked, an integer as its text (some SDKs send
+    appid or mode as numbers), anything else (true, 0.8, an object) as it is, refused only by an
+    endpoint that reads that field ("must be a string"): SDKs send fields of their own (a
+    `need_detail: true`, a `threshold: 0.8`), which the document says to ignore, and each such
+    request was refused with 21 whatever the endpoint."""
+    if isinstance(value, str):
+        return _unicode(name, value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return value
 
 
 def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
@@ -269,6 +283,10 @@ def _from_parts(parts: list[tuple[str, bytes]]) -> Params:
             repeated.add(name)
         else:
             values[name] = value
+    for name in repeated:  # the same text sent twice (an SDK adding appid to every request) is it once
+        sent = values[name]
+        if isinstance(sent, list) and all(isinstance(v, str) and v == sent[0] for v in sent):
+            values[name] = sent[0]
     for base, slots in indexed.items():
         if base in values:  # `group_ids` beside `group_ids[0]`: which list is meant?
             raise ApiError(errors.INVALID_PARAMETER, f"{base} sent both as {base} and as {base}[i]")

@@ -415,7 +415,7 @@ async def sync(appid: str, p: Params, ctx: Ctx) -> dict:
 
 async def claim(appid: str, p: Params, ctx: Ctx) -> dict:
     person_id = ident(p, "person_id", ctx)
-    return await call(ctx.service.claim, appid, person_id, p.get("timeout_s"), p.get("request_id"))
+    return await call(ctx.service.claim, appid, person_id, p.get("timeout_s"), text(p, "request_id", ctx))
 
 
 async def packs(appid: str, p: Params, ctx: Ctx) -> dict:

@@ -90,7 +90,7 @@ MESSAGES: dict[int, str] = {
     GROUP_UNKNOWN: "group does not exist",
     GROUP_LIST_UNKNOWN: "group list does not exist",
     URL_DOWNLOAD_FAILED: "url image download failed",
-    TOO_MANY_FACES: "too many faces for this person (limit 20)",
+    TOO_MANY_FACES: "too many faces for this person ([limits] faces_per_person)",
     TOO_MANY_PERSONS: "too many persons in the group",
     TOO_MANY_GROUPS: "too many groups",
     NEAR_IDENTICAL_FACE: "near-identical face already added to this person",

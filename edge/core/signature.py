@@ -26,8 +26,10 @@ from edge.core import errors
 from edge.core.errors import ApiError
 
 DIGEST_LEN = 20  # HMAC-SHA1
-# "at most three months ahead" for multi-use signatures
-MAX_VALIDITY_S = 90 * 24 * 3600
+# "at most three months ahead" for multi-use signatures: three calendar months are up to 92
+# days, and a client's clock may run a few minutes ahead of the server's. At exactly 90 days a
+# client signing with the longest validity it may (t + three months) was refused on every call.
+MAX_VALIDITY_S = 92 * 24 * 3600 + 300
 # The longest header we bother decoding: real ones are ~200 bytes; bounds work on junk input.
 MAX_HEADER_LEN = 4096
 REQUIRED = ("a", "k", "e", "t")

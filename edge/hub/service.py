@@ -93,12 +93,18 @@ class VisionPacks:
         return [p.fingerprint for p in self.all()]
 
 
+# Shown to operators, a name or a tag may hold any text but these: the bidi controls (U+202E
+# rendered a name reversed on every page) and the C0/C1 control characters other than tab and
+# line breaks (free text in the legacy API: a tag of two lines stays one). Joiners stay (emoji).
+_NOT_SHOWN = frozenset({*map(chr, range(0x20)), *map(chr, range(0x7F, 0xA0)), "\u061c", "\u200e", "\u200f",
+                        *map(chr, range(0x202A, 0x202F)), *map(chr, range(0x2066, 0x206A))}) - {"\t", "\n", "\r"}
+
+
 def shown_text(**fields: str | None) -> None:
-    """-1313 for a name or tag holding a control or bidi character: they are shown to operators
-    (the console, the decisions), and U+202E rendered a name reversed on every page, as a
-    door's record could before the hub refused such text there (edge.core.access_chain)."""
+    """-1313 for a name or tag holding a bidi or control character (tabs and line breaks
+    aside): they are shown to operators (the console, the decisions)."""
     for name, value in fields.items():
-        if value and not value.isprintable():
+        if value and not _NOT_SHOWN.isdisjoint(value):
             raise ApiError(errors.ILLEGAL_CHARACTERS, f"{name} contains a control or bidi character")
 
 

@@ -499,3 +499,24 @@ def test_cpp_and_java_sdk_url_shapes(url_hub):
     assert status == 200 and result["data"]["added"] == 1
     status, result = java_json(hub, "verify", {"person_id": pid, "url": f"{base}/ben_val.jpg"})
     assert status == 200 and result["data"]["ismatch"] is True
+
+
+def test_fields_of_a_clients_own_a_byte_order_mark_and_a_repeated_appid_are_taken(hub_server):
+    """CLOUD_API.md: SDKs send fields of their own, to be ignored. A `need_detail: true`, a
+    `threshold: 0.8` or an object was refused with 21 on every endpoint; a JSON body opening with
+    a byte-order mark (Windows clients) was no JSON (3); an `appid` part sent twice with one value
+    was 21. The fields an endpoint reads are still checked."""
+    body = {"appid": hub_server.appid, "bucket": BUCKET, "need_detail": True, "threshold": 0.8,
+            "options": {"a": 1}, "extras": [{"b": 2}]}
+    headers = {**py2_headers(hub_server), "Content-Type": "application/json"}
+    got = requests.post(f"{hub_server.url}/face/getgroupids", headers=headers, data=json.dumps(body), timeout=30)
+    assert sdk_result(got)["code"] == 0
+    bom = requests.post(f"{hub_server.url}/face/getgroupids", headers={**py2_headers(hub_server), **headers},
+                        data=b"\xef\xbb\xbf" + json.dumps(body).encode(), timeout=30)
+    assert sdk_result(bom)["code"] == 0
+    twice = requests.post(f"{hub_server.url}/face/getgroupids", headers=py2_headers(hub_server),
+                          files=[("appid", (None, hub_server.appid)), ("appid", (None, hub_server.appid))], timeout=30)
+    assert sdk_result(twice)["code"] == 0
+    read = requests.post(f"{hub_server.url}/face/getinfo", headers={**py2_headers(hub_server), **headers},
+                         data=json.dumps({"appid": hub_server.appid, "person_id": True}), timeout=30)
+    assert sdk_result(read)["code"] == 21  # a field the endpoint reads: still a string

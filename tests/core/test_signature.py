@@ -101,11 +101,21 @@ def test_wrong_key_is_code_14():
     assert code_of(verifier().check, sign("200001", SID, "wrong-key", now=now), now=now) == 14
 
 
-@pytest.mark.parametrize("expiry_offset,issued_offset", [(-1, -100), (0, 0), (91 * 86400, 0)])
+@pytest.mark.parametrize("expiry_offset,issued_offset", [(-1, -100), (0, 0), (93 * 86400, 0)])
 def test_expired_or_too_long_signatures_are_code_9(expiry_offset, issued_offset):
     now = int(time.time())
     header = sign("200001", SID, KEY, now=now + issued_offset, expiry=now + expiry_offset)
     assert code_of(verifier().check, header, now=now) == 9
+
+
+@pytest.mark.parametrize("days", [90, 91, 92])
+def test_three_calendar_months_from_a_clock_a_little_ahead_are_accepted(days):
+    """"At most three months ahead": a client signing t + three months (up to 92 days) with its
+    clock 5 s to 4 min ahead of the server's got code 9 on every call at a 90-day cap."""
+    now = int(time.time())
+    for ahead in (5, 240):
+        header = sign("200001", SID, KEY, now=now + ahead, expiry=now + ahead + days * 86400)
+        assert verifier().check(header, now=now).expiry == now + ahead + days * 86400
 
 
 def test_replayed_single_use_signature_is_rejected():
