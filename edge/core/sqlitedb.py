@@ -35,6 +35,9 @@ class DamagedDatabase(sqlite3.DatabaseError):
         self.path, self.cause = path, cause
 
 
+WAL_LIMIT_BYTES = 4 * 1024 * 1024  # a -wal file's size kept after a checkpoint (open_durable)
+
+
 def open_durable(path: str | Path) -> sqlite3.Connection:
     """A connection in WAL mode with synchronous=FULL: a committed row survives a power cut.
 
@@ -53,6 +56,9 @@ def open_durable(path: str | Path) -> sqlite3.Connection:
         raise DamagedDatabase(path, exc) from None
     db.execute("PRAGMA synchronous=FULL")
     db.execute("PRAGMA busy_timeout=5000")
+    # A -wal file shrinks back to this at each checkpoint: after one large transaction (a cache
+    # emptied for a new pack, 5,000 faces) it stayed at its peak for good (20.8 MB on an SD card).
+    db.execute(f"PRAGMA journal_size_limit={WAL_LIMIT_BYTES}")
     return db
 
 
