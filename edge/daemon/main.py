@@ -257,7 +257,9 @@ class Daemon:
         assert key is not None  # made if need be
         former = own_credential(s.storage.path, s.hub.appid).secret_key.encode()
         self.access_log = AccessLog(Path(s.storage.path) / LOG_FILE, key, former_key=former,
-                                    retention_days=s.door.log_retention_days or None)
+                                    retention_days=s.door.log_retention_days or None,
+                                    crops_max_bytes=s.door.log_crops_max_bytes or None,
+                                    waits_for_hub=bool(s.hub.url))
         crop_seal = None
         if s.door.log_face_crops:
             from edge.door.log_crops import CropSeal

@@ -86,12 +86,19 @@ class AccessLog:
     wall-clock time (injected in tests)."""
 
     def __init__(self, path: str | Path, key: bytes, *, retention_days: float | None = None,
-                 clock: Callable[[], float] = time.time, former_key: bytes | None = None):
+                 clock: Callable[[], float] = time.time, former_key: bytes | None = None,
+                 crops_max_bytes: int | None = None, waits_for_hub: bool = True):
         if not key:
             raise ValueError("the access log needs the edge's key to sign its head")
         self.path = Path(path)
         self._key = key
         self.retention_days = retention_days
+        # The face crops' budget on the card, oldest deleted first beyond it (None: age only):
+        # a year of a busy door's crops is gigabytes.
+        self.crops_max_bytes = crops_max_bytes
+        # Records past retention wait for the hub to hold them (its copy is the evidence); an
+        # edge with no hub has none to wait for, and kept every record for good.
+        self.waits_for_hub = waits_for_hub
         self._clock = clock
         self._lock = threading.Lock()
         self._db = open_durable(self.path)
@@ -240,7 +247,7 @@ class AccessLog:
             return 0
         cutoff = (self._clock() if now is None else now) - self.retention_days * 86400
         with self._lock, transaction(self._db):
-            uploaded = int(self._meta("uploaded", "0"))
+            uploaded = int(self._meta("uploaded", "0")) if self.waits_for_hub else 2**62
             last: tuple[int, str] | None = None
             for seq, body in self._db.execute("SELECT seq, body FROM records WHERE seq <= ? ORDER BY seq",
                                               (uploaded,)):
@@ -261,16 +268,37 @@ class AccessLog:
         Records wait for the hub (their evidence is its copy), crops never did: without a hub, or
         with uploads refused, every face was kept for good. The chain holds a crop's hash, not
         the crop, so it still verifies."""
-        if self.retention_days is None:
+        gone = 0
+        if self.retention_days is not None:
+            cutoff = (self._clock() if now is None else now) - self.retention_days * 86400
+            with self._lock, transaction(self._db):
+                # over the crops (few), each record found by its seq: `records` has no index on
+                # `at`, and this runs on the daemon's loop
+                gone = self._db.execute("DELETE FROM crops WHERE (SELECT at FROM records"
+                                        " WHERE records.seq = crops.seq) < ?", (cutoff,)).rowcount
+            if gone:
+                log.info("access log: %d face crop(s) older than %g days deleted", gone, self.retention_days)
+        return gone + self._crops_within_budget()
+
+    def _crops_within_budget(self) -> int:
+        """The oldest crops deleted until the rest fit `crops_max_bytes`; how many went."""
+        if self.crops_max_bytes is None:
             return 0
-        cutoff = (self._clock() if now is None else now) - self.retention_days * 86400
+        gone = 0
         with self._lock, transaction(self._db):
-            # over the crops (few), each record found by its seq: `records` has no index on `at`,
-            # and this runs on the daemon's loop
-            gone = self._db.execute("DELETE FROM crops WHERE (SELECT at FROM records"
-                                    " WHERE records.seq = crops.seq) < ?", (cutoff,)).rowcount
+            (total,) = self._db.execute("SELECT COALESCE(SUM(length(sealed)), 0) FROM crops").fetchone()
+            if total > self.crops_max_bytes:
+                over, doomed = total - self.crops_max_bytes, []
+                for seq, size in self._db.execute("SELECT seq, length(sealed) FROM crops ORDER BY seq"):
+                    doomed.append((seq,))
+                    over -= size
+                    if over <= 0:
+                        break
+                self._db.executemany("DELETE FROM crops WHERE seq = ?", doomed)
+                gone = len(doomed)
         if gone:
-            log.info("access log: %d face crop(s) older than %g days deleted", gone, self.retention_days)
+            log.warning("access log: %d oldest face crop(s) deleted: the crops were over [door] log_crops_max_bytes "
+                        "(%d bytes)", gone, self.crops_max_bytes)
         return gone
 
     # --- reading ----------------------------------------------------------------------------

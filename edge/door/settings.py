@@ -106,7 +106,11 @@ class DoorSettings(BaseModel):
     # access log (edge.door.access_log; docs/access.md#the-access-log)
     log_retention_days: float = Field(
         365.0, ge=0, description="Access log records older than this many days are deleted once the hub "
-        "holds them\n(without a hub nothing is deleted; 0: keep everything).")
+        "holds them\n(without a hub, at that age; 0: keep everything).")
+    log_crops_max_bytes: int = Field(
+        1 << 30, ge=0, description="The face crops (log_face_crops) keep at most this many bytes on the card; the\n"
+        "oldest are deleted beyond it, hourly, whatever log_retention_days says (0: no budget). A busy\n"
+        "door's year of crops is gigabytes.")
     log_face_crops: bool = Field(
         False, description="Keep each decision's face crop with its access log record, sealed (AES-256-GCM\n"
         "under a key derived from the access log's own key, <storage>/log-key; the record holds its\nsha256). "

@@ -430,3 +430,28 @@ def test_once_signed_by_role_under_its_own_key_a_log_takes_neither_the_old_way_n
         again.append("door", door="front", reason="contact_open")
     assert not again.verify().ok
     again.close()
+
+
+def test_face_crops_keep_to_their_budget_and_records_without_a_hub_to_their_age(tmp_path):
+    """The crops were bounded by age only (a year of a busy door's crops is gigabytes on the
+    card), and without a hub no record was ever pruned (they waited for a hub there is none of).
+    The oldest crops go beyond `crops_max_bytes`; records past retention go when no hub waits."""
+    import os
+
+    day = 86400.0
+    now = [1_800_000_000.0 - 400 * day]
+    crop = os.urandom(10_000)
+    log = AccessLog(tmp_path / "access-log.db", b"k" * 32, retention_days=365, clock=lambda: now[0],
+                    crops_max_bytes=55_000, waits_for_hub=False)
+    for _ in range(3):
+        log.append("decision", door="main", outcome="deny", reason="not_accepted", face_crop=crop)
+    now[0] += 300 * day
+    for _ in range(7):
+        log.append("decision", door="main", outcome="deny", reason="not_accepted", face_crop=crop)
+    assert log.prune_crops() == 5  # 100 KB of crops: the 5 oldest go (55 KB budget)
+    kept = log._db.execute("SELECT seq FROM crops ORDER BY seq").fetchall()
+    assert [s for (s,) in kept] == [6, 7, 8, 9, 10]
+    now[0] += 100 * day  # the first three are 400 days old now
+    assert log.prune() == 3 and [r["seq"] for r in log.records(0, 100)] == list(range(4, 11))
+    assert log.verify().ok  # the chain still verifies from its signed anchor
+    log.close()
