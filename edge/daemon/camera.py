@@ -223,14 +223,30 @@ class LatestFrame(FrameSource):
         self._error: Exception | None = None
         self._since = 0.0  # monotonic: the session's start or its last frame
         self.frame_at = 0.0
+        self._thread: threading.Thread | None = None  # the last session's reader
+        self._stuck_since: float | None = None  # monotonic: since when that reader's read has not returned
 
     def open(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            # A read that never returns (a driver ignoring its timeouts; picamera2's capture has
+            # none) keeps its thread and its device: each reopen added a thread that never ended
+            # (26 in 3 s), and a device still held makes every reopen fail anyway. One at a time:
+            # the camera retries until that read returns (stuck_for_s, for the watchdog).
+            if self._stuck_since is None:
+                self._stuck_since = time.monotonic()
+            raise CameraError("the camera's last read has not returned: its device is still held")
+        self._stuck_since = None
         with self._cond:
             self._session += 1
             self._frame, self._seq, self._seen, self._error = None, 0, 0, None
             self._since = time.monotonic()
             session = self._session
-        threading.Thread(target=self._grab, args=(session,), name="camera-grab", daemon=True).start()
+        self._thread = threading.Thread(target=self._grab, args=(session,), name="camera-grab", daemon=True)
+        self._thread.start()
+
+    def stuck_for_s(self) -> float:
+        """How long a reader of an earlier session has held the device (0: none)."""
+        return 0.0 if self._stuck_since is None else time.monotonic() - self._stuck_since
 
     def _current(self, session: int) -> bool:
         with self._cond:
@@ -336,6 +352,10 @@ class Camera:
         self._delay = retry_initial_s
         self._retry_at = 0.0
         self.frame_at = 0.0  # perf_counter when the frame `read` returned last came from the camera
+
+    def stuck_for_s(self) -> float:
+        """How long a live source's earlier read has held the device without returning (0: none)."""
+        return self.source.stuck_for_s() if isinstance(self.source, LatestFrame) else 0.0
 
     def read(self, stop: threading.Event, max_block_s: float = 1.0) -> np.ndarray | None:
         """The next good frame, or None if there is none within `max_block_s` (ended, retrying

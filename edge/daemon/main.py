@@ -55,6 +55,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("edge.daemon")
 
 STATE_EVERY_S = 10.0
+# A camera read held this long without returning keeps the device: the watchdog is left to
+# restart the daemon (a camera that never comes back otherwise, the loop turning, pings going).
+CAMERA_STUCK_RESTART_S = 120.0
 # A fresh edge (nothing synced yet) holds its camera until its first sync ends, at most this
 # long: a member at the door while it boots would otherwise meet an empty gallery and be turned
 # away; a hub that does not answer must not keep the door blind for longer.
@@ -336,9 +339,11 @@ class Daemon:
                 log.exception("settling, claim expiry or state publication failed")
             self._tick_door()
             if self._watchdog_s and now - last_ping >= self._watchdog_s:
-                # A network loop stuck in a callback cannot be restarted from here (a thread
-                # cannot be stopped): no more pings, and systemd restarts the daemon.
-                if self.events.loop_health()["status"] != "stuck":
+                # A network loop stuck in a callback, or a camera read that never returns (its
+                # device held: every reopen fails), cannot be undone from here (a thread cannot
+                # be stopped): no more pings, and systemd restarts the daemon, releasing it.
+                if (self.events.loop_health()["status"] != "stuck"
+                        and self.camera.stuck_for_s() < CAMERA_STUCK_RESTART_S):
                     notify("WATCHDOG=1")
                 last_ping = now
 

@@ -215,3 +215,40 @@ def test_the_pi_camera_is_asked_for_frames_in_opencvs_byte_order(monkeypatch):
     monkeypatch.setitem(sys.modules, "picamera2", types.SimpleNamespace(Picamera2=Picamera2))
     PiCameraSource(640, 480).open()
     assert asked == {"size": (640, 480), "format": "RGB888"}
+
+
+def test_a_read_that_never_returns_holds_one_thread_and_tells_the_watchdog():
+    """A live source whose read hangs (a driver ignoring its timeouts; picamera2's capture has
+    none) was given up after stall_s and a new session opened while the hung read kept its
+    thread and device: 26 `camera-grab` threads in 3 s, and with the device held every reopen
+    failed while the loop turned and the watchdog was fed. One reader at a time now; how long
+    it has held the device is what the daemon's watchdog reads (CAMERA_STUCK_RESTART_S)."""
+    import threading
+    import time
+
+    from edge.daemon.camera import Camera, FrameSource, LatestFrame
+
+    release = threading.Event()
+
+    class Hangs(FrameSource):
+        def open(self):
+            pass
+
+        def read(self):
+            release.wait(30)  # never returns while the test runs
+            return None
+
+    stop = threading.Event()
+    cam = Camera(LatestFrame(Hangs, stall_s=0.1, wait_s=0.05, first_frame_s=0.1), rate=50,
+                 retry_initial_s=0.01, retry_max_s=0.02)
+    try:
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline:
+            cam.read(stop, max_block_s=0.2)
+        grabs = [t for t in threading.enumerate() if t.name == "camera-grab" and t.is_alive()]
+        assert len(grabs) == 1, f"{len(grabs)} camera-grab threads"
+        assert cam.stuck_for_s() > 1.0 and "still held" in cam.state.last_error
+        assert cam.state.status == "retrying"
+    finally:
+        release.set()
+        cam.close()
