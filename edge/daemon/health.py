@@ -10,9 +10,11 @@ restarted lately, or the door has a fault (relay, stuck exit button, flapping in
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -48,6 +50,25 @@ class DaemonSnapshot:
     liveness: Mapping[str, Any]  # edge.daemon.liveness.LivenessPolicy.health()
     door: Mapping[str, Any] | None = None  # edge.door.controller.DoorController.health()
     claims: Mapping[str, Any] | None = None  # edge.daemon.claim_lockout.ClaimLockout.health()
+    storage: Mapping[str, Any] | None = None  # storage_health(): the data directory's disk
+
+
+# Below this much free space on the data directory's disk the daemon says degraded, before writes
+# fail: nothing reported the disk until one had (the access log losing records, single-use
+# signatures no longer recorded: every signed claim and unlock refused).
+LOW_DISK_BYTES = 256 * 1024 * 1024
+
+
+def storage_health(data_dir: str | Path) -> dict[str, Any]:
+    """The data directory's disk: free bytes, and its files' sizes (the databases and their -wal)."""
+    try:
+        vfs = os.statvfs(data_dir)
+        free = vfs.f_bavail * vfs.f_frsize
+        files = {p.name: p.stat().st_size for p in Path(data_dir).iterdir() if p.is_file()}
+    except OSError as exc:
+        return {"status": "error", "error": type(exc).__name__}
+    return {"status": "ok" if free >= LOW_DISK_BYTES else "low", "free_bytes": free,
+            "files_bytes": sum(files.values()), "largest": sorted(files.items(), key=lambda f: -f[1])[:3]}
 
 
 def daemon_state(d: DaemonSnapshot) -> dict[str, Any]:
@@ -71,7 +92,8 @@ def daemon_state(d: DaemonSnapshot) -> dict[str, Any]:
           and all(threads.values()) and outbox["writable"] and not outbox["held_in_memory"]
           and (d.mqtt_loop is None or d.mqtt_loop["status"] == "ok" or d.stopping)
           # a relay that does not obey, a stuck exit button, a flapping input, tamper
-          and (d.door is None or d.door["status"] == "ok"))
+          and (d.door is None or d.door["status"] == "ok")
+          and (d.storage is None or d.storage.get("status") == "ok"))
     return {"status": "ok" if ok else "degraded", "device": d.device,
             # when it was made: a retained state read after a crash (kill -9, power) said "ok"
             # for good, and only its age tells a consumer it is old
@@ -100,4 +122,5 @@ def daemon_state(d: DaemonSnapshot) -> dict[str, Any]:
                                           "limits": dict(d.thresholds.limits)}},
             **({} if d.claims is None else {"claims": dict(d.claims)}),
             "liveness": dict(d.liveness),
-            "door": dict(d.door) if d.door is not None else None}
+            "door": dict(d.door) if d.door is not None else None,
+            **({} if d.storage is None else {"storage": dict(d.storage)})}

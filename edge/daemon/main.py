@@ -25,7 +25,7 @@ from edge.core.false_admit import RATE_NOT_HELD
 from edge.daemon import metrics
 from edge.daemon.claim_lockout import ClaimLockout, LockoutStore
 from edge.daemon.claims import NO_FACE, Claims, locked_out, unanswered
-from edge.daemon.health import DaemonSnapshot, daemon_state
+from edge.daemon.health import DaemonSnapshot, daemon_state, storage_health
 from edge.daemon.priority import CameraFirst
 from edge.daemon.sdnotify import notify, watchdog_interval_s
 from edge.daemon.watchdog import warn_if_too_short
@@ -445,7 +445,8 @@ class Daemon:
             identify_first_share=self.decider.look_share(0), verify_rate_per=s.verify.rate_per,
             liveness=self.liveness.health(),
             door=self.door.health() if self.door is not None else None,
-            claims=self.claims.lockout.health() if self.claims.lockout is not None else None)
+            claims=self.claims.lockout.health() if self.claims.lockout is not None else None,
+            storage=storage_health(s.storage.path))
 
     def state(self) -> dict[str, Any]:
         return daemon_state(self.snapshot())

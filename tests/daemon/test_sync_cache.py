@@ -356,3 +356,33 @@ def test_an_empty_cache_refuses_faces_of_another_length_than_the_devices_embedde
         cache.apply_page([_person(1), _face(2, 32)], 2)  # (_face's values are float64: 32 of them, 64 float32)
     assert cache.cursor == 0
     assert cache.apply_page([_person(1), _face(2, 64)], 2) == 2
+
+
+def test_a_disk_running_full_makes_the_edge_degraded_before_writes_fail(tmp_path, monkeypatch):
+    """Nothing in /health or the state said how full the data directory's disk was: a card
+    filling over months was seen only once writes failed (the access log losing records, every
+    signed claim and unlock refused, signatures.db unable to record them)."""
+    import dataclasses
+
+    from edge.core.matcher import Gallery, Thresholds
+    from edge.daemon import health as health_module
+    from edge.daemon.health import DaemonSnapshot, daemon_state, storage_health
+
+    (tmp_path / "access-log.db").write_bytes(b"x" * 1000)
+    roomy = storage_health(tmp_path)
+    assert roomy["status"] == "ok" and roomy["free_bytes"] > 0 and roomy["largest"][0] == ("access-log.db", 1000)
+    snap = DaemonSnapshot(
+        device="door", uptime_s=1.0, camera={"status": "ok", "frames": 0, "bad_frames": 0, "failures": 0,
+                                             "last_error": ""},
+        sync={"status": "ok", "last_error": ""}, threads={}, stopping=False, outbox_sender=True, mqtt_loop=None,
+        mqtt_connected=True, outbox_depth=0, outbox_rejected=0,
+        outbox={"writable": True, "held_in_memory": 0, "dropped": 0},
+        gallery=Gallery((), Thresholds(0.5, 0.3), version="empty"), identify_groups=[], breaker="disabled",
+        decisions=0, pending=0, precision="int8", fingerprint="0" * 16, thresholds=Thresholds(0.5, 0.3),
+        identify_rate_per="approach", identify_first_share=0.5, verify_rate_per="claim", liveness={},
+        storage=roomy)
+    assert daemon_state(snap)["status"] == "ok" and daemon_state(snap)["storage"]["free_bytes"] > 0
+    monkeypatch.setattr(health_module, "LOW_DISK_BYTES", roomy["free_bytes"] * 2)  # as if nearly full
+    low = storage_health(tmp_path)
+    assert low["status"] == "low"
+    assert daemon_state(dataclasses.replace(snap, storage=low))["status"] == "degraded"
