@@ -30,6 +30,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CROP_BUDGET = 512 * 1024  # sealed crop bytes per batch: base64 and the records stay under the hub's 1 MiB
+# Each record woke the upload at once: one record a request, its cursor committed (fsync'd) and
+# the log pruned each time, about 6 fsyncs and 130 KB written per decision on the SD card. A
+# wake-up now gathers what follows for GATHER_S, and pruning (retention: days) runs at most
+# every PRUNE_EVERY_S.
+GATHER_S = 2.0
+PRUNE_EVERY_S = 3600.0
 
 
 class Uploader:
@@ -45,6 +51,7 @@ class Uploader:
         self.state: dict[str, Any] = {"status": "never", "uploaded": access_log.uploaded, "sent": 0,
                                       "refused": 0, "last_error": ""}
         self._trigger = threading.Event()
+        self._pruned_at: float | None = None  # monotonic: the last prune (None: not yet)
 
     def run_once(self) -> dict[str, Any]:
         """Send what the hub lacks; the state. Never raises for hub trouble."""
@@ -78,7 +85,8 @@ class Uploader:
             self.state["refused"] += status == "refused"
         except CloudError as exc:
             status, error = "offline", str(exc)
-        if status == "ok":
+        if status == "ok" and (self._pruned_at is None or time.monotonic() - self._pruned_at >= PRUNE_EVERY_S):
+            self._pruned_at = time.monotonic()
             self.log.prune()  # retention: only what the hub now holds may go
         self.state.update(status=status, last_error=error, uploaded=self.log.uploaded, sent=self.state["sent"] + sent,
                           last_run=time.time())
@@ -111,5 +119,6 @@ class Uploader:
                 self.run_once()
             except Exception:  # a dead upload thread would let the backlog grow unnoticed
                 log.exception("access log upload failed unexpectedly")
-            self._trigger.wait(self.interval_s)
+            if self._trigger.wait(self.interval_s):
+                stop.wait(GATHER_S)  # the records that follow go in the same request
             self._trigger.clear()
