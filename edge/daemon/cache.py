@@ -130,7 +130,12 @@ class EdgeCache:
         the door denies (edge.door.rules_in_force), so a resync cut before the rules row reached
         it never leaves the door on the config's groups."""
         n = 0
+        changes = list(changes)
         with self._lock:
+            if not changes and self._unchanged(cursor, hub_rules, cursor_mark):
+                # an idle sync (every minute): nothing to write, and no commit (an fsync of the
+                # SD card, 1,440 a day for nothing)
+                return 0
             try:
                 with transaction(self._db):
                     row = self._db.execute("SELECT length(embedding) FROM faces LIMIT 1").fetchone()
@@ -145,6 +150,11 @@ class EdgeCache:
             finally:
                 self._rules = None  # re-read after commit or rollback alike
         return n
+
+    def _unchanged(self, cursor: int, hub_rules: int | None, cursor_mark: str | None) -> bool:
+        """Whether the meta a page would write is the meta there is (the lock held)."""
+        return (self._meta("cursor") == str(int(cursor)) and self._meta("cursor_mark") == (cursor_mark or "")
+                and (hub_rules is None or self._meta("hub_rules") == str(int(hub_rules))))
 
     def _apply(self, data: object) -> None:
         try:

@@ -386,3 +386,17 @@ def test_a_disk_running_full_makes_the_edge_degraded_before_writes_fail(tmp_path
     low = storage_health(tmp_path)
     assert low["status"] == "low"
     assert daemon_state(dataclasses.replace(snap, storage=low))["status"] == "degraded"
+
+
+def test_an_idle_sync_writes_nothing(tmp_path):
+    """Every sync rewrote the cursor and its mark in a transaction of its own, changes or not:
+    an fsync of the SD card a minute (1,440 a day) for nothing. A page that changes nothing the
+    cache holds commits nothing."""
+    cache = EdgeCache(tmp_path / "cache.db")
+    cache.apply_page([], cursor=7, hub_rules=2, cursor_mark="m7")
+    before = cache._db.total_changes
+    for _ in range(3):
+        assert cache.apply_page([], cursor=7, hub_rules=2, cursor_mark="m7") == 0
+    assert cache._db.total_changes == before
+    cache.apply_page([], cursor=8, hub_rules=2, cursor_mark="m8")  # the hub moved on: written
+    assert cache.cursor == 8 and cache._db.total_changes > before
