@@ -173,6 +173,9 @@ class MqttSettings(BaseModel):
     outbox_max: int = Field(100_000, ge=100, description="Events the outbox holds at most; when "
                             "full, the oldest is dropped\n(counted in /health) so the newest "
                             "decisions still go out.")
+    outbox_max_bytes: int = Field(512 * 1024 * 1024, ge=1024 * 1024, description="Bytes of events the outbox "
+                                  "holds at most (the same: the oldest dropped):\nwith face images "
+                                  "(include_face_image, ~41 KB an event) outbox_max alone was 4 GB.")
 
 
 class HubClientSettings(BaseModel):

@@ -213,7 +213,8 @@ class Daemon:
         self.commands = CommandGate.from_settings(s, self.claims, self.syncer if self.cloud is not None else None,
                                                   unlock=self._remote_unlock)
         if s.mqtt.enabled:
-            self.events = MqttPublisher(s.mqtt, s.device.id, Outbox(data / "outbox.db", s.mqtt.outbox_max),
+            self.events = MqttPublisher(s.mqtt, s.device.id, Outbox(data / "outbox.db", s.mqtt.outbox_max,
+                                                                     s.mqtt.outbox_max_bytes),
                                         on_command=self.commands.handle, stale_accept_s=s.policy.stale_accept_s,
                                         door=s.door.name, retained_record=data / RETAINED_RECORD)
         else:

@@ -34,13 +34,15 @@ Row = tuple[int, str, bytes, Born | None]  # row id, topic, payload, when decide
 class Outbox:
     """Events waiting for their broker acknowledgement, in order, on disk.
 
-    At most `max_rows`: adding to a full outbox drops the oldest rows (`dropped` counts them),
-    so after a long outage the newest decisions, the ones a door still acts on, go out.
+    At most `max_rows` and `max_bytes` of payloads: adding to a full outbox drops the oldest rows
+    (`dropped` counts them), so after a long outage the newest decisions, the ones a door still
+    acts on, go out. The bytes too: with face images (~41 KB an event) 100,000 rows were 4 GB of
+    an SD card.
     """
 
-    def __init__(self, path: str | Path, max_rows: int = 100_000):
+    def __init__(self, path: str | Path, max_rows: int = 100_000, max_bytes: int = 512 * 1024 * 1024):
         self.path = Path(path)
-        self.max_rows = max_rows
+        self.max_rows, self.max_bytes = max_rows, max_bytes
         self.dropped = 0  # since this process started
         self.dropped_through = 0  # the newest row id dropped
         self._lock = threading.Lock()
@@ -61,28 +63,36 @@ class Outbox:
         for column, kind in (("born_boot", "TEXT"), ("born_at", "REAL")):
             if column not in columns:
                 self._db.execute(f"ALTER TABLE outbox ADD COLUMN {column} {kind}")
-        self._depth = int(self._db.execute("SELECT count(*) FROM outbox").fetchone()[0])
+        self._depth, self._bytes = (int(v) for v in self._db.execute(
+            "SELECT count(*), COALESCE(SUM(length(payload)), 0) FROM outbox").fetchone())
 
     def add(self, event_id: str, topic: str, payload: bytes, born: Born | None = None) -> int:
         row = (event_id, topic, payload, born.boot if born else None, born.at if born else None)
         insert = "INSERT INTO outbox (event_id, topic, payload, born_boot, born_at) VALUES (?,?,?,?,?)"
         with self._lock:
-            over = self._depth + 1 - self.max_rows
-            if over <= 0:
+            over_rows = self._depth + 1 - self.max_rows
+            over_bytes = self._bytes + len(payload) - self.max_bytes
+            if over_rows <= 0 and over_bytes <= 0:
                 cur = self._db.execute(insert, row)
             else:
                 with transaction(self._db):
-                    cut = self._db.execute("SELECT id FROM outbox ORDER BY id LIMIT 1 OFFSET ?",
-                                           (over - 1,)).fetchone()[0]
-                    gone = self._db.execute("DELETE FROM outbox WHERE id <= ?", (cut,)).rowcount
+                    cut, freed, gone = 0, 0, 0
+                    for row_id, size in self._db.execute("SELECT id, length(payload) FROM outbox ORDER BY id"):
+                        if gone >= over_rows and freed >= over_bytes:
+                            break
+                        cut, freed, gone = row_id, freed + size, gone + 1
+                    if gone:
+                        self._db.execute("DELETE FROM outbox WHERE id <= ?", (cut,))
                     cur = self._db.execute(insert, row)
-                if not self.dropped:
-                    log.warning("outbox full (%d events): dropping the oldest to keep the newest",
-                                self.max_rows)
+                if not self.dropped and gone:
+                    log.warning("outbox full (%d events or %d bytes): dropping the oldest to keep the newest",
+                                self.max_rows, self.max_bytes)
                 self.dropped += gone
-                self.dropped_through = cut
+                self.dropped_through = max(self.dropped_through, cut)
                 self._depth -= gone
+                self._bytes -= freed
             self._depth += 1
+            self._bytes += len(payload)
             row_id = cur.lastrowid
             assert row_id is not None  # an INSERT that succeeded has one
             return int(row_id)
@@ -100,8 +110,14 @@ class Outbox:
         if not row_ids:
             return
         with self._lock, transaction(self._db, immediate=False):
-            gone = self._db.executemany("DELETE FROM outbox WHERE id = ?", [(r,) for r in row_ids]).rowcount
+            ids = [(r,) for r in row_ids]
+            freed = 0
+            for i in ids:
+                size = self._db.execute("SELECT length(payload) FROM outbox WHERE id = ?", i).fetchone()
+                freed += size[0] if size else 0
+            gone = self._db.executemany("DELETE FROM outbox WHERE id = ?", ids).rowcount
         self._depth -= gone
+        self._bytes -= freed
 
     def reject(self, row_id: int, reason: str) -> None:
         """Move an unpublishable row aside (one transaction) so the rows after it can go."""
@@ -110,8 +126,11 @@ class Outbox:
                 "INSERT OR REPLACE INTO outbox_rejected (id, event_id, topic, payload, created,"
                 " reason) SELECT id, event_id, topic, payload, created, ? FROM outbox WHERE id = ?",
                 (reason[:500], row_id))
+            (size,) = self._db.execute("SELECT COALESCE(SUM(length(payload)), 0) FROM outbox WHERE id = ?",
+                                       (row_id,)).fetchone()
             gone = self._db.execute("DELETE FROM outbox WHERE id = ?", (row_id,)).rowcount
         self._depth -= gone
+        self._bytes -= int(size)
 
     def probe(self) -> None:
         """One small committed write: raises sqlite3.Error while the disk takes none."""

@@ -133,3 +133,24 @@ def test_a_full_outbox_drops_its_oldest_events_counts_them_and_sends_the_newest(
     assert [int(e["claim"]["request_id"]) for e in sub.json()] == list(range(50, 150))
     reopened = Outbox(tmp_path / "outbox.db", max_rows=100)
     assert reopened.depth() == 0
+
+
+def test_the_outbox_keeps_to_its_bytes_as_well_as_its_rows(tmp_path):
+    """Bounded by rows alone, an outage's outbox of events with face images (~41 KB each) could
+    reach 4 GB of the SD card at 100,000 rows. The oldest go beyond `max_bytes` too, counted, the
+    newest kept; the count follows deletions, rejections and a restart."""
+    from edge.daemon.outbox import Outbox
+
+    box = Outbox(tmp_path / "outbox.db", max_rows=1000, max_bytes=100_000)
+    ids = [box.add(f"e{i}", "t", b"x" * 30_000) for i in range(5)]
+    assert box.depth() == 3 and box.dropped == 2 and [r[0] for r in box.pending()] == ids[2:]
+    box.delete(ids[2])
+    box.reject(ids[3], "test")
+    box.add("e5", "t", b"y" * 30_000)
+    box.add("e6", "t", b"y" * 30_000)
+    assert box.depth() == 3 and box.dropped == 2  # 90 KB: within the budget again
+    box.close()
+    again = Outbox(tmp_path / "outbox.db", max_rows=1000, max_bytes=100_000)
+    again.add("e7", "t", b"z" * 30_000)
+    assert again.depth() == 3 and again.dropped == 1  # the byte count came back from the file
+    again.close()
