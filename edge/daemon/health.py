@@ -51,6 +51,7 @@ class DaemonSnapshot:
     door: Mapping[str, Any] | None = None  # edge.door.controller.DoorController.health()
     claims: Mapping[str, Any] | None = None  # edge.daemon.claim_lockout.ClaimLockout.health()
     storage: Mapping[str, Any] | None = None  # storage_health(): the data directory's disk
+    commands_refused: Mapping[str, int] | None = None  # edge.daemon.commands.CommandGate.refused: reason -> count
 
 
 # Below this much free space on the data directory's disk the daemon says degraded, before writes
@@ -123,4 +124,7 @@ def daemon_state(d: DaemonSnapshot) -> dict[str, Any]:
             **({} if d.claims is None else {"claims": dict(d.claims)}),
             "liveness": dict(d.liveness),
             "door": dict(d.door) if d.door is not None else None,
-            **({} if d.storage is None else {"storage": dict(d.storage)})}
+            **({} if d.storage is None else {"storage": dict(d.storage)}),
+            # MQTT commands refused since start, by reason (every signed one refused: a full disk
+            # where signatures.db cannot record them, a key that may not)
+            **({} if d.commands_refused is None else {"commands": {"refused": dict(d.commands_refused)}})}

@@ -447,7 +447,7 @@ class Daemon:
             liveness=self.liveness.health(),
             door=self.door.health() if self.door is not None else None,
             claims=self.claims.lockout.health() if self.claims.lockout is not None else None,
-            storage=storage_health(s.storage.path))
+            storage=storage_health(s.storage.path), commands_refused=self.commands.refused.copy())
 
     def state(self) -> dict[str, Any]:
         return daemon_state(self.snapshot())

@@ -78,6 +78,8 @@ def test_forged_replayed_retained_oversized_and_log_forging_commands_are_ignored
     text = log.read_text()
     assert not any(line.startswith("2026-01-01") for line in text.splitlines())
     assert text.count("MQTT command refused") < 10  # a flood is counted, not logged line by line
+    refused = daemon.health()["commands"]["refused"]  # counted where an operator looks
+    assert refused.get("signature", 0) >= 3 and refused.get("bad_person_id", 0) >= 1
 
 
 def test_a_signed_http_claim_with_a_newline_in_the_person_id_is_refused_with_1313(door):
