@@ -197,6 +197,20 @@ def check_report(fields: dict) -> dict[str, str]:
     return out
 
 
+# With a fingerprint the hub does not serve (code 21): the persons gone since the edge's cursor
+# (deleted, or out of its groups), which it drops although it gets no page, at most MAX_VANISHED.
+VANISHED = "vanished"
+MAX_VANISHED = 10_000
+
+
+def decode_vanished(value: object) -> list[str]:
+    """The person ids of a code-21 answer's `vanished`; MalformedChange for anything else."""
+    if not isinstance(value, list) or len(value) > MAX_VANISHED or not all(
+            isinstance(pid, str) and 0 < len(pid.encode()) <= 128 and pid.isprintable() for pid in value):
+        raise MalformedChange(f"{VANISHED} is not a list of person ids")
+    return list(value)
+
+
 # The claims other doors refused on the face (docs/daemon.md#a-stolen-badge-gets-a-few-tries).
 # Answer to an edge that reads rules: the version of the hub's rule document now (0: none). An
 # edge that has not applied (or refused) that version denies every door request until it has.

@@ -74,6 +74,17 @@ class EdgeCache:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return row[0] if row else default
 
+    def forget_persons(self, person_ids: list[str]) -> int:
+        """Drop these persons (faces, cards) without moving the cursor: the hub said they are
+        gone, though it serves no page for this cache's pack (syncwire.VANISHED); how many went."""
+        gone = 0
+        with self._lock, transaction(self._db):
+            for pid in person_ids:
+                self._db.execute("DELETE FROM faces WHERE person_id = ?", (pid,))
+                self._db.execute("DELETE FROM credentials WHERE person_id = ?", (pid,))
+                gone += self._db.execute("DELETE FROM persons WHERE person_id = ?", (pid,)).rowcount
+        return gone
+
     @property
     def cursor(self) -> int:
         with self._lock:

@@ -143,6 +143,8 @@ class Syncer:
             except CloudApiError as exc:
                 status = "fingerprint_mismatch" if isinstance(exc, FingerprintMismatch) else "error"
                 fields = self._failed(status, f"hub answered {exc.code}: {exc.message}")
+                if isinstance(exc, FingerprintMismatch):
+                    self._drop_vanished(exc.data)
             except CloudRateLimited as exc:  # pages applied so far stay; run() resumes soon
                 fields = self._failed("rate_limited", f"hub rate limit: {exc}")
             except CloudError as exc:
@@ -164,6 +166,20 @@ class Syncer:
             self.state.update(fields, changes=self.state["changes"] + changes, cursor=self.cache.cursor,
                               pages_last=pages)
             return dict(self.state)
+
+    def _drop_vanished(self, data: dict) -> None:
+        """The persons the hub says are gone, dropped although it serves no page for this
+        edge's pack: a deleted person kept passing here until the edge moved to the new pack."""
+        try:
+            vanished = syncwire.decode_vanished(data.get(syncwire.VANISHED, []))
+        except syncwire.MalformedChange as exc:
+            log.warning("the hub's list of persons gone left out: %s", exc)
+            return
+        gone = self.cache.forget_persons(vanished) if vanished else 0
+        if gone:
+            log.warning("sync: %d person(s) the hub deleted dropped from the cache, though the hub no longer "
+                        "serves this edge's pack (pull the hub's pack: `edge-verifier models pull`)", gone)
+            self.load()
 
     def _hub_went_back(self, since: int, head: int | None) -> None:
         log.error("the hub's change %d is not the one this edge synced up to (its newest is %s): the hub went "

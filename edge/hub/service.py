@@ -528,11 +528,16 @@ class HubService(FaceService):
                 report.get("edge_liveness", ""), report.get("edge_door", ""), report.get("edge_health", ""),
                 report.get(syncwire.REPORT_KEY, ""), tuple(group_ids or ())))
         if fingerprint not in served:
-            # The data names what is stored, so an edge tells this from any other code 21.
+            # The data names what is stored, so an edge tells this from any other code 21; and
+            # the persons gone since its cursor: a door on a pack this hub no longer serves (not
+            # yet restarted, or offline through the change) got no page, and the persons deleted
+            # meanwhile kept passing there until it moved (syncwire.VANISHED).
             raise ApiErrorWithData(
                 errors.INVALID_PARAMETER,
                 f"fingerprint {fingerprint!r} is not stored by this hub (it stores {', '.join(served)})",
-                {"fingerprints": list(served)},
+                {"fingerprints": list(served),
+                 syncwire.VANISHED: self.store.vanished_since(appid, int(since), group_ids or None,
+                                                              syncwire.MAX_VANISHED)},
             )
         page = self.store.sync_page(appid, since, fingerprint, group_ids or None, limit, with_rules)
         out = {

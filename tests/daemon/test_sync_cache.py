@@ -400,3 +400,28 @@ def test_an_idle_sync_writes_nothing(tmp_path):
     assert cache._db.total_changes == before
     cache.apply_page([], cursor=8, hub_rules=2, cursor_mark="m8")  # the hub moved on: written
     assert cache.cursor == 8 and cache._db.total_changes > before
+
+
+def test_a_door_on_a_pack_the_hub_no_longer_serves_still_drops_the_deleted(tmp_path, faces_dir, models_dir):
+    """A door whose pack the hub stopped serving (not yet restarted onto the new one, or offline
+    through the change) got code 21 and no page: persons deleted meanwhile kept passing there
+    until it moved. The answer names the persons gone since its cursor; the door drops them (its
+    cursor stays: the new pack resyncs from 0). A real hub, restarted on the same store without
+    the door's pack."""
+    from edge.daemon.sync import Syncer
+    from tests.support.hub import hub_with_five_enrolled, start_hub
+
+    with hub_with_five_enrolled(tmp_path / "hub", faces_dir, vision={"also_embed": ["fp32"]}) as hub:
+        old_pack = next(f for f in hub.app.state.service.vision.fingerprints
+                        if f != hub.app.state.service.vision.primary.fingerprint)
+        with hub.client(timeout=30, retries=0) as client:
+            door = Syncer(client, EdgeCache(tmp_path / "door.db"), old_pack, group_ids=["staff"])
+            assert door.sync_once()["status"] == "ok" and "madonna" in door.load().person_ids
+    with start_hub(tmp_path / "hub") as hub:  # the old pack no longer served
+        with hub.client(timeout=30, retries=0) as client:
+            client.delperson("madonna")
+            door = Syncer(client, EdgeCache(tmp_path / "door.db"), old_pack, group_ids=["staff"])
+            cursor = door.cache.cursor
+            assert door.sync_once()["status"] == "fingerprint_mismatch"
+            persons = door.load().person_ids
+    assert "madonna" not in persons and "ben_afflek" in persons and door.cache.cursor == cursor

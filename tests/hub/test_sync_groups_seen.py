@@ -40,3 +40,20 @@ def test_a_person_older_code_enrolled_is_dropped_by_the_groups_doors(hub_store, 
     later = hub_store.sync_page("app", page.cursor, FP, ["vault"], 100)
     gone = [c for c in later.changes if c.person_id == "bob"]
     assert gone and all(c.deleted for c in gone), later.changes  # he stops passing there
+
+
+def test_the_persons_gone_a_door_on_an_old_pack_hears_of_are_its_groups_only(hub_store):
+    """What a door whose pack the hub no longer serves is told to drop: persons deleted or out of
+    its groups since its cursor, of those once in its groups only (a door's key taken learns no
+    one else's id), on SQLite and PostgreSQL."""
+    _enrol(hub_store, "bob", ["vault"])
+    _enrol(hub_store, "carol", ["board"])
+    _enrol(hub_store, "dave", ["vault", "board"])
+    since = hub_store.last_seq("app")
+    _enrol(hub_store, "erin", ["vault"])  # enrolled since: nothing to drop
+    hub_store.delete_person("app", "bob")
+    hub_store.delete_person("app", "carol")
+    hub_store.remove_groups("app", "dave", ["vault"])
+    assert hub_store.vanished_since("app", since, ["vault"], 100) == ["bob", "dave"]
+    assert hub_store.vanished_since("app", since, None, 100) == ["bob", "carol"]
+    assert hub_store.vanished_since("app", hub_store.last_seq("app"), ["vault"], 100) == []

@@ -223,6 +223,12 @@ class Store(abc.ABC):
         """Highest change sequence number of the appid (0 when nothing happened)."""
 
     @abc.abstractmethod
+    def vanished_since(self, appid: str, since: int, group_ids: Sequence[str] | None, limit: int) -> list[str]:
+        """Persons changed after `since` and gone now (deleted, or outside `group_ids`) whom an
+        edge syncing those groups may hold: what it must drop even when this hub no longer
+        serves its pack."""
+
+    @abc.abstractmethod
     def sync_page(
         self, appid: str, since: int, fingerprint: str, group_ids: Sequence[str] | None, limit: int,
         with_rules: bool = False,

@@ -22,7 +22,7 @@ import secrets
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -434,6 +434,27 @@ class SqlStore(FaceCropSql, ConsoleSql, AccessSql, EdgesSql, ClaimLiftsSql, Stor
             return row is not None
 
     # --- sync feed ------------------------------------------------------------------------
+    def vanished_since(self, appid: str, since: int, group_ids: Sequence[str] | None, limit: int) -> list[str]:
+        """Persons with a change after `since` who are gone now (deleted, or, with `group_ids`,
+        in none of them), and whom such an edge may hold (once in one of its groups): what a
+        door whose pack this hub no longer serves must still drop (SqlStore.sync_page says why
+        only those). At most `limit`."""
+        args: list[Any] = [appid, since]
+        gone = "NOT EXISTS (SELECT 1 FROM persons p WHERE p.appid = ch.appid AND p.person_id = ch.person_id)"
+        held = ""
+        if group_ids:
+            marks = ", ".join("?" * len(group_ids))
+            gone = ("NOT EXISTS (SELECT 1 FROM person_groups pg WHERE pg.appid = ch.appid AND pg.person_id ="
+                    f" ch.person_id AND pg.group_id IN ({marks}))")
+            held = (" AND EXISTS (SELECT 1 FROM group_members_seen s WHERE s.appid = ch.appid AND s.person_id ="
+                    f" ch.person_id AND s.group_id IN ('', {marks}))")
+            args += [*group_ids, *group_ids]
+        with self._read() as c:
+            rows = self._q(c, "SELECT DISTINCT ch.person_id FROM changes ch WHERE ch.appid = ? AND ch.seq > ?"
+                              f" AND ch.kind = 'person' AND {gone}{held} ORDER BY ch.person_id LIMIT ?",
+                           (*args, limit)).fetchall()
+        return [pid for (pid,) in rows]
+
     def last_seq(self, appid: str) -> int:
         with self._read() as c:
             return self._head(c, appid)
