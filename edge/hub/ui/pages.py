@@ -338,7 +338,12 @@ def account_role(console, ctx: Ctx) -> Response:
         return _accounts_page(console, ctx, f"role must be one of {', '.join(ROLES)}", 400)
     if username == ctx.account.username:
         return _accounts_page(console, ctx, "you cannot change your own role here", 400)
-    done = console.store.set_role_of(ctx.appid, username, role)
+    return _account_changed(console, ctx, console.store.set_role_of(ctx.appid, username, role))
+
+
+def _account_changed(console, ctx: Ctx, done: str) -> Response:
+    """The answer to a change the store made of an account or refused: "missing" (another
+    tenant's account is "no such account" too), "last_admin", else the list again."""
     if done == "missing":
         return _accounts_page(console, ctx, "no such account", 404)
     if done == "last_admin":
@@ -368,12 +373,7 @@ def account_delete(console, ctx: Ctx) -> Response:
     username = ctx.request.path_params["username"]
     if username == ctx.account.username:
         return _accounts_page(console, ctx, "you cannot delete your own account here", 400)
-    done = console.store.delete_account_of(ctx.appid, username)
-    if done == "missing":  # another tenant's account is "no such account"
-        return _accounts_page(console, ctx, "no such account", 404)
-    if done == "last_admin":
-        return _accounts_page(console, ctx, "this is the appid's last admin account", 400)
-    return _see_other("/ui/admin/accounts")
+    return _account_changed(console, ctx, console.store.delete_account_of(ctx.appid, username))
 
 
 @page("admin")
