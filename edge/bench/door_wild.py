@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge.bench.bounds import upper95
 from edge.core.conditions import all_bands
 
 
@@ -187,6 +188,7 @@ def run_wild(args, data: Path) -> int:
                            "threshold": runs[0]["threshold"], "non_mated": non_mated, "mated": mated,
                            "false_admits": int(cat["_nm_admit"].sum()),
                            "fpir": round(float(cat["_nm_admit"].mean()), 6),
+                           "fpir_upper95": round(upper95(int(cat["_nm_admit"].sum()), non_mated) or 0.0, 6),
                            "fnir": round(1 - float(cat["_m_ok"].mean()), 4),
                            "withheld": {"non_mated": int(cat["_nm_withheld"].sum()),
                                         "mated": int(cat["_m_withheld"].sum())},
@@ -269,6 +271,7 @@ def _mirror(ff, person, usable, has_face, by_person, pack: str, rate: float, arg
             fa = sum(r["false_admits"] for r in runs)
             entry["doors"].append({"persons": n, "photos_per_person": 3, "false_admits": fa,
                                    "fpir": round(fa / len(nm_all), 6),
+                                   "fpir_upper95": round(upper95(fa, len(nm_all)) or 0.0, 6),
                                    "fnir": round(sum(r["misses"] for r in runs) / len(m_all), 4),
                                    "fnir_at_fpir_0.001": fnir_at_fpir(nm_all, m_all, 1e-3)})
         out[label] = entry

@@ -104,14 +104,24 @@ def fit_logistic(X: np.ndarray, y: np.ndarray, w: np.ndarray, l2: float = 1.0) -
                          bias=float(beta[-1]), threshold=0.0)
 
 
-def threshold_worst_source(scores: np.ndarray, groups: np.ndarray, target: float) -> float:
+def threshold_worst_source(scores: np.ndarray, groups: np.ndarray, target: float, least: int | None = None) -> float:
     """The highest threshold (score >= it is live) that refuses at most `target` of the live
-    scores of every group."""
-    cuts = []
-    for g in np.unique(groups):
-        s = np.sort(scores[groups == g])
-        cuts.append(float(s[min(int(np.floor(target * len(s))), len(s) - 1)]))
-    return min(cuts)
+    scores of every group of at least `least` scores (MIN_FRAMES); the smaller groups pooled
+    count as one when together they are that many (none large enough: all scores pooled). Alone,
+    a tight-crop source's single live frame with a verdict was its own "5 %" cut and set the
+    model's threshold in 9 of 10 folds: a cut is not estimated from a frame or two."""
+    least = MIN_FRAMES if least is None else least
+    sizes = {g: int((groups == g).sum()) for g in np.unique(groups)}
+    small = np.isin(groups, [g for g, n in sizes.items() if n < least])
+    sets = [scores[groups == g] for g, n in sizes.items() if n >= least]
+    if small.sum() >= least or not sets:
+        sets.append(scores[small] if sets else scores)
+
+    def cut(values: np.ndarray) -> float:
+        ordered = np.sort(values)
+        return float(ordered[min(int(np.floor(target * len(ordered))), len(ordered) - 1)])
+
+    return min(cut(v) for v in sets)
 
 
 def rates(scores: np.ndarray, kinds: np.ndarray, threshold: float) -> dict:
@@ -255,7 +265,7 @@ def loso(records: list[dict], scorer_features: list[str], target: float, window:
         tr_veto = np.array([v for _, v, r in tr if r["kind"] == "live"])
         tr_groups = np.array([r["group"] for s, _, r in tr if r["kind"] == "live"])
         if len(tr_live) and te:
-            tthr = threshold_worst_source(tr_live, tr_groups, target)
+            tthr = threshold_worst_source(tr_live, tr_groups, target, MIN_TRACKS)
             ts = np.array([s for s, _, _ in te])
             tk = np.array([k for _, _, k in te])
             entry["track"] = {"threshold": round(tthr, 4)}
@@ -497,7 +507,7 @@ def fit_all(records: list[dict], features: list[str], target: float, window: int
     groups = np.array([r["group"] for s, r in tracks if r["kind"] == "live"])
     return {**scorer.fusion.as_dict(),
             "track": {"rule": track_rule, "window": window,
-                      "threshold": threshold_worst_source(live, groups, target)}}
+                      "threshold": threshold_worst_source(live, groups, target, MIN_TRACKS)}}
 
 
 def plot_det_per_source(curves: dict, path, title: str) -> None:

@@ -175,3 +175,15 @@ def test_without_motion_silences_only_the_handheld_sources():
     assert all(not r["motion"] for r in out[:10])
     assert [r["motion"] for r in out[10:]] == [r["motion"] for r in recs[10:]]
     assert recs[0]["motion"] or recs[3]["motion"]  # the input is left as it was
+
+
+def test_a_source_of_a_frame_or_two_does_not_set_the_threshold_alone():
+    """A tight-crop source with a single live frame given a verdict was its own "5 %" cut: its
+    one frame set the model's threshold in 9 of 10 folds. Sources with fewer than MIN_FRAMES are
+    pooled; the large ones still hold their target."""
+    rng = np.random.default_rng(7)
+    scores = np.concatenate([rng.normal(0, 1, 300), [-6.0], [-5.5, 0.3]])
+    groups = np.array(["webcam"] * 300 + ["one_crop"] + ["two_crops"] * 2)
+    t = loso.threshold_worst_source(scores, groups, 0.05)
+    assert t > -5.5  # neither tiny source's lowest frame
+    assert (scores[groups == "webcam"] < t).mean() <= 0.05
