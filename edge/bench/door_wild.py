@@ -169,6 +169,7 @@ def run_wild(args, data: Path) -> int:
                     doors = [draw_door(rng, by_person_np, n, k, 1) for _ in range(args.galleries)]
                 except ValueError as exc:
                     entry["results"].append({"persons": n, "photos_per_person": k, "skipped": str(exc)})
+                    _log(f"{pack} N={n} K={k}: skipped: {exc}")
                     continue
                 # Only probes the door would decide: a face found that passes the quality gate.
                 doors = [(e, [(p, r) for p, r in m if usable[r].all()], [r for r in nm if usable[r].all()])
