@@ -68,8 +68,11 @@ def test_decisions_newest_first_in_the_site_time_zone_filtered_and_per_tenant(hu
     # a day is the site's day: 2026-07-01 in New York holds the first two
     day = browser.get("/ui/decisions?since=2026-07-01&until=2026-07-01").text
     assert rows_of(day) == ["2026-07-01 08:01:00", "2026-07-01 08:00:00"]
-    assert rows_of(browser.get("/ui/decisions?since=2026-07-01T08:00&until=2026-07-01T08:01").text) == [
+    # Until with a minute holds that minute (an operator asking "until 08:01" means it too)
+    assert rows_of(browser.get("/ui/decisions?since=2026-07-01T08:00&until=2026-07-01T08:00").text) == [
         "2026-07-01 08:00:00"]
+    assert rows_of(browser.get("/ui/decisions?since=2026-07-01T08:00&until=2026-07-01T08:01").text) == [
+        "2026-07-01 08:01:00", "2026-07-01 08:00:00"]
     bad = browser.get("/ui/decisions?since=yesterday")
     assert bad.status_code == 200 and "yesterday" in bad.text and rows_of(bad.text) == []
     # the other tenant's record is not there even by its address
