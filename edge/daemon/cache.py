@@ -77,13 +77,14 @@ class EdgeCache:
     def forget_persons(self, person_ids: list[str]) -> int:
         """Drop these persons (faces, cards) without moving the cursor: the hub said they are
         gone, though it serves no page for this cache's pack (syncwire.VANISHED); how many went."""
-        gone = 0
         with self._lock, transaction(self._db):
-            for pid in person_ids:
-                self._db.execute("DELETE FROM faces WHERE person_id = ?", (pid,))
-                self._db.execute("DELETE FROM credentials WHERE person_id = ?", (pid,))
-                gone += self._db.execute("DELETE FROM persons WHERE person_id = ?", (pid,)).rowcount
-        return gone
+            return sum(self._drop_person(pid) for pid in person_ids)
+
+    def _drop_person(self, person_id: str) -> int:
+        """A person's faces, cards and row gone (a deletion synced, or said gone): 1 if it was here."""
+        self._db.execute("DELETE FROM faces WHERE person_id = ?", (person_id,))
+        self._db.execute("DELETE FROM credentials WHERE person_id = ?", (person_id,))
+        return int(self._db.execute("DELETE FROM persons WHERE person_id = ?", (person_id,)).rowcount)
 
     @property
     def cursor(self) -> int:
@@ -175,11 +176,10 @@ class EdgeCache:
         if isinstance(change, RulesChange):
             self._apply_rules(change)
         elif isinstance(change, PersonChange):
-            self._db.execute("DELETE FROM credentials WHERE person_id = ?", (change.person_id,))
             if change.deleted:
-                self._db.execute("DELETE FROM faces WHERE person_id = ?", (change.person_id,))
-                self._db.execute("DELETE FROM persons WHERE person_id = ?", (change.person_id,))
+                self._drop_person(change.person_id)
             else:
+                self._db.execute("DELETE FROM credentials WHERE person_id = ?", (change.person_id,))
                 self._db.execute("INSERT OR REPLACE INTO persons VALUES (?, ?, ?, ?)",
                                  (change.person_id, change.person_name, change.tag,
                                   json.dumps(list(change.group_ids))))

@@ -110,6 +110,9 @@ def mark_late(payload: bytes, born: Born | None, born_now: Born | None, now: flo
     how late it is (`late_s`, on the boot clock where it was stamped with one): an outage's
     backlog, a grant replayed after the live state, looked current to a consumer, which could
     only compare the Pi's wall clock with its own. Anything else is returned as is."""
+    if (born is not None and born_now is not None and born.boot == born_now.boot
+            and born_now.at - born.at <= LATE_AFTER_S):
+        return payload  # in time, by the boot clock: not parsed (most events, on the sender's path)
     try:
         event = json.loads(payload)
         wall_age = (time.time() if now is None else now) - datetime.fromisoformat(event["timestamp"]).timestamp()

@@ -110,12 +110,9 @@ class Outbox:
         if not row_ids:
             return
         with self._lock, transaction(self._db, immediate=False):
-            ids = [(r,) for r in row_ids]
-            freed = 0
-            for i in ids:
-                size = self._db.execute("SELECT length(payload) FROM outbox WHERE id = ?", i).fetchone()
-                freed += size[0] if size else 0
-            gone = self._db.executemany("DELETE FROM outbox WHERE id = ?", ids).rowcount
+            (freed,) = self._db.execute("SELECT COALESCE(SUM(length(payload)), 0) FROM outbox WHERE id IN"
+                                        f" ({', '.join('?' * len(row_ids))})", row_ids).fetchone()
+            gone = self._db.executemany("DELETE FROM outbox WHERE id = ?", [(r,) for r in row_ids]).rowcount
         self._depth -= gone
         self._bytes -= freed
 

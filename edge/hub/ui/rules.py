@@ -13,6 +13,7 @@ before saving.
 
 from __future__ import annotations
 
+import functools
 import json
 import zoneinfo
 from datetime import date
@@ -41,7 +42,13 @@ def _page(console, ctx: Ctx, *, status: int = 200, error: str = "", saved: str =
             starting_document(console.store.group_sizes(ctx.appid)), indent=2)
     return console.render("rules.html", ctx, status=status, version=version, doc=doc, summary=summary(doc),
                           zone=zone_name, text=text, error=error, saved=saved, checked=checked,
-                          zones=sorted(zoneinfo.available_timezones()))
+                          zones=_zones())
+
+
+@functools.cache
+def _zones() -> tuple[str, ...]:
+    """The time zone names this machine knows, read once (each read walks the tz database)."""
+    return tuple(sorted(zoneinfo.available_timezones()))
 
 
 def starting_document(groups: list[tuple[str, int]]) -> dict[str, Any]:
@@ -121,7 +128,7 @@ def rules_timezone(console, ctx: Ctx) -> Response:
     if doc is None:
         return _page(console, ctx, status=400, error="the site has no rules yet: the time zone is part of them "
                                                      "(write them in the editor below)")
-    if name not in zoneinfo.available_timezones():
+    if name not in _zones():
         return _page(console, ctx, status=400, error=f"{name[:64]!r} is not a time zone: choose one of the list "
                                                      "(e.g. Europe/Berlin)")
     return _save(console, ctx, {**doc, "timezone": name}, f"The time zone is {name}")
