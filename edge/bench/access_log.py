@@ -244,11 +244,11 @@ def fill(store, n: int, persons: int, days: int) -> None:
                       "person_id": f"p{rng.randrange(persons)}", "decision": "accept", "outcome": "grant",
                       "reason": "granted", "event_id": f"e{seq}", "score": 0.7, "prev": "0" * 64, "hash": "0" * 64}
             batch.append(("bench", "edge", seq, record["record_id"], at, "decision", record["door"],
-                          record["person_id"], "accept", "grant", "granted", record["hash"], canonical(record)))
+                          record["person_id"], "accept", "grant", "granted", record["hash"], canonical(record), at))
             if len(batch) == 10000 or seq == n:
                 store._executemany(c, "INSERT INTO access_records (appid, edge_id, seq, record_id, at, kind, door,"
-                                      " person_id, decision, outcome, reason, hash, body)"
-                                      " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", batch)
+                                      " person_id, decision, outcome, reason, hash, body, received)"
+                                      " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", batch)
                 batch = []
 
 

@@ -46,8 +46,9 @@ class StorageSection(BaseModel):
     verify_log_days: float = Field(30.0, gt=0, description="Verify log rows (session_id, score, decision) older than\n"
                                    "this are deleted (at the rate limit one appid logs ~4 M rows a day).")
     access_log_days: float = Field(365.0, ge=0, description="The edges' access log records (and their sealed face "
-                                   "crops) older than this\nare deleted (0: kept for good); each edge's chain head "
-                                   "stays, so its next upload is\nchecked as ever.")
+                                   "crops) received longer ago than\nthis are deleted (0: kept for good; by the hub's "
+                                   "clock, not the door's); each\nedge's chain head stays, so its next upload is "
+                                   "checked as ever.")
     keep_face_crops: bool = Field(
         True, description="Keep each enrolled face's aligned 112x112 crop, AES-GCM encrypted with the\n"
         "[face_crops] key of secrets_file (`edge-verifier hub keygen` adds one), so that\n"

@@ -188,7 +188,7 @@ def test_a_version_6_sqlite_store_gets_the_crops_table(tmp_path) -> None:
     store = SqliteStore(path)
     assert store.access_crop("app", "e1", 1) is None  # the table is there again
     store.close()
-    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == current == 12
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == current == 13
 
 
 def test_face_crops_past_retention_go_even_when_no_hub_holds_their_records(tmp_path, jpeg) -> None:

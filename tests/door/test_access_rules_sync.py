@@ -54,7 +54,7 @@ def test_sqlite_schema_5_is_added_to_a_version_4_file(tmp_path) -> None:
     s = SqliteStore(path)
     assert s.set_rules("app", TEXT) == 1
     s.close()
-    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == current == 12
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == current == 13
 
 
 @pytest.fixture(scope="module")

@@ -207,9 +207,9 @@ def test_a_door_key_cannot_fill_the_hubs_disk_with_access_records(store, tmp_pat
 
 def test_access_records_and_faces_do_not_stay_for_good(store, tmp_path):
     """Nothing deleted the edges' access records or their sealed face crops on the hub, and
-    deleting a person left their faces at the doors. Records past [storage] access_log_days go
-    with their crops (each edge's chain head stays: its next upload continues as ever), and a
-    deleted person's crops go with them."""
+    deleting a person left their faces at the doors. Records received more than [storage]
+    access_log_days ago go with their crops (each edge's chain head stays: its next upload
+    continues as ever), and a deleted person's crops go with them."""
     import base64
 
     from edge.door.log_crops import CropSeal
@@ -226,9 +226,12 @@ def test_access_records_and_faces_do_not_stay_for_good(store, tmp_path):
     store.create_person("app", "bob", ["g"], "", "", FaceRecord(store.new_face_id(), "bob", (1, 2, 80, 80),
                                                                  [[1.0, 2.0]] * 5, embeddings={"fp": vec}), Limits())
     service = HubService(store, vision=None, access_log_s=365 * 86400)  # type: ignore[arg-type]
-    crops = json.dumps([{"seq": seq, "sealed": base64.b64encode(sealed).decode()}
-                        for seq, sealed in log.crops(0, 10).items()])
-    assert service.uploadlog("app", "door-1", canonical(log.records()), crops)["stored"] == 3
+    crops = {seq: sealed for seq, sealed in log.crops(0, 10).items()}
+    # the first record reached the hub 400 days ago (an upload then), the others now
+    assert store.store_access_records("app", "door-1", log.records()[:1], {1: crops[1]},
+                                      received=now - 400 * 86400) == (1, 1)
+    later = json.dumps([{"seq": seq, "sealed": base64.b64encode(crops[seq]).decode()} for seq in (2, 3)])
+    assert service.uploadlog("app", "door-1", canonical(log.records(1)), later)["stored"] == 2
     kept = [seq for seq in (1, 2, 3) if store.access_crop("app", "door-1", seq) is not None]
     assert [r["seq"] for r in store.search_access("app", {})[0]] == [2, 3] and kept == [2, 3]  # the old one gone
     store.delete_person("app", "bob")
@@ -236,3 +239,20 @@ def test_access_records_and_faces_do_not_stay_for_good(store, tmp_path):
     assert [r["seq"] for r in store.search_access("app", {})[0]] == [2, 3]  # bob's record kept, his face gone
     log.append("door", door="front", reason="contact_open")
     assert service.uploadlog("app", "door-1", canonical(log.records(3)))["head"] == 4  # the chain goes on
+
+
+def test_a_door_clock_set_back_keeps_its_records_on_the_hub(store, tmp_path):
+    """A Pi has no battery clock: started offline after weeks switched off, its records are dated
+    weeks back. The hub trimmed by that date, so an upload older than [storage] access_log_days
+    by the door's clock was deleted within a minute of arriving, and the door, its clock then
+    corrected, pruned its own copies as held by the hub: both copies gone. Retention counts from
+    when the hub received a record."""
+    from edge.hub.service import HubService
+
+    set_back = time.time() - 40 * 86400
+    service = HubService(store, vision=None, access_log_s=30 * 86400)  # type: ignore[arg-type]
+    records = _log_with(tmp_path / "door.db", set_back, person_id="madonna")
+    assert service.uploadlog("app", "door-1", canonical(records))["stored"] == 1
+    assert [r["at"] for r in store.search_access("app", {})[0]] == [set_back]  # kept: received now
+    assert store.trim_access_log(time.time() + 1) == 1  # and goes once retention has passed since
+

@@ -31,7 +31,7 @@ def store(tmp_path):
 def test_database_is_wal_with_foreign_keys_and_a_schema_version(store, tmp_path):
     conn = sqlite3.connect(tmp_path / "hub.sqlite3")
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 12
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 13
     assert store._conn().execute("PRAGMA foreign_keys").fetchone()[0] == 1
 
 
@@ -230,16 +230,16 @@ def test_idle_syncs_and_the_access_log_trim_find_their_rows_by_index(store, hub_
     plans = {name: " ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", args))
              for name, (sql, args) in {
                  "rules": ("SELECT MAX(seq) FROM changes WHERE appid = ? AND kind = 'rules'", ("a",)),
-                 "trim": ("SELECT appid, edge_id, seq FROM access_records WHERE at < ? LIMIT 5000", (1.0,)),
+                 "trim": ("SELECT appid, edge_id, seq FROM access_records WHERE received < ? LIMIT 5000", (1.0,)),
              }.items()}
     conn.close()
-    assert "changes_by_kind" in plans["rules"] and "access_records_at" in plans["trim"], plans
+    assert "changes_by_kind" in plans["rules"] and "access_records_received" in plans["trim"], plans
     with hub_store._read() as c:  # both stores have them (PostgreSQL: migration 0013)
         if hub_store.PARAM == "?":
             names = {r[0] for r in hub_store._q(c, "SELECT name FROM sqlite_master WHERE type = 'index'")}
         else:
             names = {r[0] for r in hub_store._q(c, "SELECT indexname FROM pg_indexes")}
-    assert {"changes_by_kind", "access_records_at"} <= names
+    assert {"changes_by_kind", "access_records_received"} <= names
 
     from edge.door.access_log import AccessLog
 
@@ -247,6 +247,34 @@ def test_idle_syncs_and_the_access_log_trim_find_their_rows_by_index(store, hub_
     log = AccessLog(tmp_path / "door.db", b"k" * 32, clock=lambda: float(next(times)))
     for i in range(12):
         log.append("decision", door="main", person_id=f"p{i}", decision="reject", outcome="deny", reason="r")
-    hub_store.store_access_records("app", "edge-a", log.records())
+    for record in log.records():  # received when they happened
+        hub_store.store_access_records("app", "edge-a", [record], received=record["at"])
     assert hub_store.trim_access_log(10.5, batch=5) == 10  # two full batches and a part
     assert [r["seq"] for r in hub_store.search_access("app", {})[0]] == [11, 12]
+
+
+def test_a_version_12_file_counts_its_records_as_received_when_they_happened(tmp_path):
+    """Schema 13 adds when the hub received each access record (retention counts from it): the
+    records of an older file count as received at their own time, as they were trimmed before,
+    so the first trim after the upgrade neither keeps them a second term nor deletes them early."""
+    from edge.door.access_log import AccessLog
+
+    path = tmp_path / "hub.sqlite3"
+    log = AccessLog(tmp_path / "door.db", b"k" * 32, clock=iter([100.0, 200.0]).__next__)
+    for person in ("ann", "bob"):
+        log.append("decision", door="main", person_id=person, decision="reject", outcome="deny", reason="r")
+    store = SqliteStore(path)
+    store.store_access_records("app", "edge-a", log.records())
+    store.close()
+    with sqlite3.connect(path) as conn:  # the file as schema 12 left it
+        conn.execute("DROP INDEX access_records_received")
+        conn.execute("ALTER TABLE access_records DROP COLUMN received")
+        conn.execute("CREATE INDEX access_records_at ON access_records (at)")
+        conn.execute("PRAGMA user_version = 12")
+    store = SqliteStore(path)
+    assert store.trim_access_log(150.0) == 1
+    assert [r["person_id"] for r in store.search_access("app", {})[0]] == ["bob"]
+    store.close()
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 13
+    assert conn.execute("SELECT name FROM sqlite_master WHERE name = 'access_records_at'").fetchone() is None

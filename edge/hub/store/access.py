@@ -16,8 +16,13 @@ claim_refusals) is kept in a column of its own, `counted`, so the other doors' r
 by it with an index, a bounded number per edge, and no record's body is parsed for them.
 
 The tables are created by the PostgreSQL migrations 0005_access.sql, 0007_access_crops.sql and
-0012_access_counted.sql and, on SQLite, by SQLITE_SCHEMA and add_counted_column below (the same
-rows).
+0012_access_counted.sql and 0015_access_received.sql and, on SQLite, by SQLITE_SCHEMA,
+add_counted_column and add_received_column below (the same rows).
+
+Retention counts from `received`, the hub's clock when a record was stored, never from its `at`
+(the door's clock): a Pi has no battery clock, and one started offline after weeks switched off
+dates its records weeks back; trimmed by `at`, they went within a minute of their upload, and the
+door, its clock corrected, pruned its own copies as held by the hub: both copies gone.
 """
 
 from __future__ import annotations
@@ -50,14 +55,15 @@ CREATE TABLE IF NOT EXISTS access_records (
     appid TEXT NOT NULL, edge_id TEXT NOT NULL, seq INTEGER NOT NULL, record_id TEXT NOT NULL,
     at REAL NOT NULL, kind TEXT NOT NULL, door TEXT NOT NULL, person_id TEXT NOT NULL,
     decision TEXT NOT NULL, outcome TEXT NOT NULL, reason TEXT NOT NULL, hash TEXT NOT NULL,
-    body TEXT NOT NULL, counted TEXT NOT NULL DEFAULT '',
+    body TEXT NOT NULL, counted TEXT NOT NULL DEFAULT '', received REAL NOT NULL DEFAULT 0,
     PRIMARY KEY (appid, edge_id, seq)
 );
 CREATE UNIQUE INDEX IF NOT EXISTS access_records_by_id ON access_records (appid, edge_id, record_id);
 CREATE INDEX IF NOT EXISTS access_records_by_person ON access_records (appid, person_id, at);
 CREATE INDEX IF NOT EXISTS access_records_by_door ON access_records (appid, door, at);
 CREATE INDEX IF NOT EXISTS access_records_by_time ON access_records (appid, at);
-CREATE INDEX IF NOT EXISTS access_records_at ON access_records (at);
+DROP INDEX IF EXISTS access_records_at;
+CREATE INDEX IF NOT EXISTS access_records_received ON access_records (received);
 CREATE INDEX IF NOT EXISTS access_records_counted ON access_records (appid, at) WHERE counted <> '';
 CREATE TABLE IF NOT EXISTS access_crops (
     appid TEXT NOT NULL, edge_id TEXT NOT NULL, seq INTEGER NOT NULL, sha256 TEXT NOT NULL,
@@ -76,6 +82,15 @@ def add_counted_column(conn) -> None:
         conn.execute(f"UPDATE access_records SET counted = json_extract(body, '$.detail.{COUNTED}')"
                      f" WHERE kind = 'decision' AND json_extract(body, '$.detail.{COUNTED}') IN (?, ?)",
                      (REFUSED, ADMITTED))
+
+
+def add_received_column(conn) -> None:
+    """An SQLite file of schema 5 to 12 has access_records without `received`: add it, the
+    stored records taken as received when they happened (as they were trimmed until now)."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(access_records)")}
+    if columns and "received" not in columns:
+        conn.execute("ALTER TABLE access_records ADD COLUMN received REAL NOT NULL DEFAULT 0")
+        conn.execute("UPDATE access_records SET received = at")
 
 
 def counted_mark(record: dict[str, Any]) -> str:
@@ -118,12 +133,15 @@ class AccessSql:
 
     # --- access log ---------------------------------------------------------------------------
     def store_access_records(self, appid: str, edge_id: str, records: Sequence[dict[str, Any]],
-                             crops: dict[int, bytes] | None = None) -> tuple[int, int]:
+                             crops: dict[int, bytes] | None = None, received: float | None = None,
+                             ) -> tuple[int, int]:
         """Store a batch of an edge's records that continues its chain; (stored, chain head seq).
         ApiErrorWithData -1520/-1521/-1522 (data: the head seq the hub has) for a batch that
         does not: nothing of it is stored. `crops`: the records' sealed face crops by seq,
         checked against their records by the caller (access_chain.parse_crops); stored as they
-        are (the hub has no key to open them), once."""
+        are (the hub has no key to open them), once. `received`: the hub's time (now by default),
+        which retention counts from."""
+        received = time.time() if received is None else received
         with self._write(appid) as c:
             row = self._q(c, "SELECT seq, hash FROM access_chains WHERE appid = ? AND edge_id = ?",
                           (appid, edge_id)).fetchone()
@@ -138,12 +156,12 @@ class AccessSql:
             for r in fresh:
                 try:
                     self._q(c, "INSERT INTO access_records (appid, edge_id, seq, record_id, at, kind, door, person_id,"
-                               " decision, outcome, reason, hash, body, counted)"
-                               " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                               " decision, outcome, reason, hash, body, counted, received)"
+                               " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                             (appid, edge_id, r["seq"], r["record_id"], float(r["at"]), r["kind"],
                              str(r.get("door", "")), str(r.get("person_id", "")), str(r.get("decision", "")),
                              str(r.get("outcome", "")), str(r.get("reason", "")), r["hash"], canonical(r),
-                             counted_mark(r)))
+                             counted_mark(r), received))
                 except integrity:  # the unique (appid, edge_id, record_id): a record_id used twice
                     raise ApiErrorWithData(PROBLEM_CODES["malformed"], f"access log of {edge_id}: record {r['seq']}:"
                                            " its record_id is another record's", {"head": end.seq}) from None
@@ -213,15 +231,16 @@ class AccessSql:
         return None if row is None else {"edge_id": edge_id, **json.loads(row[0])}
 
     def trim_access_log(self, before: float, batch: int = 5_000) -> int:
-        """Delete every appid's access records dated before `before` and their sealed crops (the
-        chains' heads stay: the next upload is checked as ever); how many records went. Found by
-        their time's own index, `batch` records a transaction: the first trim after retention
-        was set deleted a year of records in one, holding the store's writer lock meanwhile."""
+        """Delete every appid's access records received before `before` (the hub's clock: see
+        the module's docstring) and their sealed crops (the chains' heads stay: the next upload is
+        checked as ever); how many records went. Found by their own index, `batch` records a
+        transaction: the first trim after retention was set deleted a year of records in one,
+        holding the store's writer lock meanwhile."""
         gone = 0
         while True:
             with self._write() as c:
                 keys = [tuple(row) for row in self._q(
-                    c, "SELECT appid, edge_id, seq FROM access_records WHERE at < ? LIMIT ?", (before, batch))]
+                    c, "SELECT appid, edge_id, seq FROM access_records WHERE received < ? LIMIT ?", (before, batch))]
                 self._executemany(c, "DELETE FROM access_crops WHERE appid = ? AND edge_id = ? AND seq = ?", keys)
                 self._executemany(c, "DELETE FROM access_records WHERE appid = ? AND edge_id = ? AND seq = ?", keys)
             gone += len(keys)

@@ -36,7 +36,7 @@ TABLES: dict[str, tuple[str, ...]] = {
     "access_rules": ("appid", "version", "document", "updated"),
     "access_chains": ("appid", "edge_id", "seq", "hash", "refused", "last_refusal"),
     "access_records": ("appid", "edge_id", "seq", "record_id", "at", "kind", "door", "person_id", "decision",
-                       "outcome", "reason", "hash", "body", "counted"),
+                       "outcome", "reason", "hash", "body", "counted", "received"),
     "access_crops": ("appid", "edge_id", "seq", "sha256", "sealed"),  # sealed by the edge: copied as they are
     "claim_lifts": ("appid", "person_id", "at", "lifted_by"),
     # who has been in which group: a filtered sync's deletions (edge.hub.store.sql.sync_page)

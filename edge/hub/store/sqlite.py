@@ -21,7 +21,7 @@ from typing import Iterator
 
 from edge.core.sqlitedb import DamagedDatabase, create_private, transaction
 from edge.hub.store.access import SQLITE_SCHEMA as ACCESS_SCHEMA
-from edge.hub.store.access import add_counted_column
+from edge.hub.store.access import add_counted_column, add_received_column
 from edge.hub.store.claim_lifts import SQLITE_SCHEMA as LIFTS_SCHEMA
 from edge.hub.store.console import SQLITE_SCHEMA as CONSOLE_SCHEMA
 from edge.hub.store.edges import SQLITE_SCHEMA as EDGES_SCHEMA
@@ -42,7 +42,9 @@ log = logging.getLogger(__name__)
 # 11: the groups each person has ever been in (group_members_seen; an older file's persons get
 #     the group '', any: see SqlStore.sync_page)
 # 12: each access record's lockout mark in a column (access_records.counted: access.add_counted_column)
-SCHEMA_VERSION = 12
+# 13: when the hub received each access record (access_records.received: access.add_received_column),
+#     which retention counts from
+SCHEMA_VERSION = 13
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS persons (
@@ -153,7 +155,8 @@ class SqliteStore(SqlStore):
         # start saw the column and skipped the fill): the stored refusals no longer counted.
         conn.execute("BEGIN IMMEDIATE")
         try:
-            add_counted_column(conn)  # before ACCESS_SCHEMA's index on it
+            add_counted_column(conn)  # before ACCESS_SCHEMA's indexes on them
+            add_received_column(conn)
             for statement in _statements(_SCHEMA + CONSOLE_SCHEMA + ACCESS_SCHEMA + EDGES_SCHEMA + LIFTS_SCHEMA):
                 conn.execute(statement)
             add_columns(conn)
