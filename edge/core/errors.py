@@ -32,6 +32,9 @@ FEATURE_FAILED = -1103
 # Not the vendor's (its -1104..-1109 are attribute failures): [liveness] mode = require refused the
 # face on an API call, a print or a screen, or a face the liveness model cannot judge.
 PRESENTATION_ATTACK = -1110
+# This project's too: newperson or addface got a photo with another face of at least half the
+# largest one's width; the largest was enrolled, which need not be the person's (edge.hub.service).
+SEVERAL_FACES = -1111
 # This project's too: a hub key bound to one edge ([[credentials]] edge_id) called an endpoint an
 # edge does not need, spoke for another edge, or synced other groups than its own (edge.api.ops).
 EDGE_KEY_REFUSED = -1530
@@ -80,6 +83,7 @@ MESSAGES: dict[int, str] = {
     EDGE_KEY_REFUSED: "this key belongs to one edge: it serves only that edge's calls",
     KEY_CALL_REFUSED: "this key may not make this call",
     PRESENTATION_ATTACK: "presentation attack: the face is a print or a screen, or cannot be judged live",
+    SEVERAL_FACES: "the image shows more than one face: crop it to the person alone",
     FEATURE_STORAGE: "feature storage error",
     IMAGE_EMPTY: "image empty",
     PARAMETER_EMPTY: "parameter empty",

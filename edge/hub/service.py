@@ -166,7 +166,14 @@ class HubService(FaceService):
             return self.vision.primary.embed(bgr, face), field
 
     def _face_record(self, appid: str, data: bytes, person_id: str, tag: str) -> FaceRecord:
-        return self.examine(appid, data, person_id, tag)[0]
+        """The face newperson and addface store: -1111 when another face rivals the largest (a
+        photo of Madonna beside a larger Ben Affleck enrolled Ben as madonna, and Ben then passed
+        as her), as the console's upload and `enrol` refuse such a photo."""
+        record, _quality, rivals = self.examine(appid, data, person_id, tag)
+        if rivals > 1:
+            raise ApiError(errors.SEVERAL_FACES, f"the image shows {rivals} faces of a similar size: which is the "
+                                                 "person's is not known; crop it to the person alone")
+        return record
 
     def examine(self, appid: str, data: bytes, person_id: str, tag: str = "") -> tuple[FaceRecord, dict, int]:
         """(the record of the image's largest face, the quality gate's verdict on it as
