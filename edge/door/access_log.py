@@ -235,6 +235,20 @@ class AccessLog:
             if seq > int(self._meta("uploaded", "0")):
                 self._db.execute("INSERT OR REPLACE INTO meta VALUES ('uploaded', ?)", (str(int(seq)),))
 
+    def resend_after(self, seq: int) -> bool:
+        """The hub holds records up to `seq` only, fewer than the cursor says (a hub restored from
+        a backup): move the cursor back to `seq` when this log still holds every record after it,
+        so they go again (the hub checks them against its own end of the chain, so nothing is
+        re-based); False when it does not (pruned since: those are lost to the hub)."""
+        with self._lock, transaction(self._db):
+            if not 0 <= seq < int(self._meta("uploaded", "0")):
+                return False
+            first = self._db.execute("SELECT MIN(seq) FROM records").fetchone()[0]
+            if first is None or first > seq + 1:
+                return False
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('uploaded', ?)", (str(int(seq)),))
+        return True
+
     @property
     def uploaded(self) -> int:
         with self._lock:

@@ -5,8 +5,10 @@ batches over the signed channel sync uses (edge.api.client), and moves the curso
 the hub reports after each batch it stored. A batch the hub already has (the answer was lost to
 an outage or a restart of either side) is stored once: the hub skips records it holds by seq
 and hash. The hub checks every batch against its copy of the chain; a refusal (-1520 gap,
--1521 edited, -1522 malformed) stops the upload and is reported, never skipped over. After an
-upload the log is pruned to its retention (records the hub holds, older than retention_days).
+-1521 edited, -1522 malformed) stops the upload and is reported, never skipped over; a gap
+before the cursor (a hub restored from a backup) sends the records after the hub's end again,
+while the log holds them. After an upload the log is pruned to its retention (records the hub
+holds, older than retention_days).
 
 With `with_crops` (`[door] log_face_crops` and `upload_face_crops`), each batch also carries the
 sealed face crops of its records (base64), and is cut short so that the request stays under
@@ -79,8 +81,15 @@ class Uploader:
                 self._trigger.set()  # more to send: the next round starts at once
         except CloudApiError as exc:
             status, error = ("refused" if exc.code in PROBLEM_CODES.values() else "error"), f"{exc.code}: {exc.message}"
-            if exc.code == LOG_GAP and isinstance(exc.data.get("head"), int) and exc.data["head"] < self.log.uploaded:
-                error += " (the hub lacks records this edge already counted as uploaded)"
+            their_end = exc.data.get("head") if exc.code == LOG_GAP else None
+            if isinstance(their_end, int) and not isinstance(their_end, bool) and their_end < self.log.uploaded:
+                # the hub went back (restored from a backup): what it lacks goes again, while held
+                if self.log.resend_after(their_end):
+                    log.warning("access log: the hub's copy ends at record %d, before this edge's cursor: sending "
+                                "the records after it again (a hub restored from a backup?)", their_end)
+                    self._trigger.set()
+                else:
+                    error += " (the hub lacks records this edge already counted as uploaded and has pruned)"
             log.error("access log upload refused by the hub: %s", error)
             self.state["refused"] += status == "refused"
         except CloudError as exc:

@@ -146,12 +146,15 @@ def test_tampered_and_truncated_uploads_are_refused_and_counted(hub, tmp_path) -
         assert code(client.uploadlog, "e1", json.dumps({"not": "a list"})) == LOG_MALFORMED
         chain = hub.store.access_chain(hub.appid, "e1")
         assert (chain["seq"], chain["refused"]) == (3, 4) and "a list" in chain["last_refusal"]
-        # An uploader meeting a refusal says so and does not skip anything.
+        # An uploader meeting a refusal says so and does not skip anything: it sends again what
+        # the hub lacks (an edge that believes 4 and 5 arrived; a hub restored from a backup).
         log = AccessLog(tmp_path / "edge.db", KEY)
-        log.mark_uploaded(5)  # an edge that believes 4 and 5 arrived
-        state = Uploader(client, log, "e1").run_once()
-        assert state["status"] == "refused" and "-1520" in state["last_error"] and log.uploaded == 5
+        log.mark_uploaded(5)
+        up = Uploader(client, log, "e1")
+        state = up.run_once()
+        assert state["status"] == "refused" and "-1520" in state["last_error"] and log.uploaded == 3
         assert hub.store.access_chain(hub.appid, "e1")["refused"] == 5
+        assert up.run_once()["status"] == "ok" and hub.store.access_chain(hub.appid, "e1")["seq"] == 9
 
 
 def code(fn, *args) -> int:
@@ -280,3 +283,43 @@ def test_records_arriving_together_go_in_one_request(hub, tmp_path) -> None:
             up.trigger()
             thread.join(10)
     assert len(calls) == 2 and len(pruned) == 1, (calls, pruned)  # the first record, then the burst in one
+
+
+def test_a_hub_restored_from_a_backup_gets_the_records_it_lost_again(tmp_path, models_dir) -> None:
+    """docs/hub.md's restore: the hub's copy of a door's chain went back to the backup's end
+    (10) while the door's cursor said 20; every upload after was refused (-1520) for good, the
+    door degraded, and the records 11..20 reached the hub never, though the door still held
+    them. The door sends the records after the hub's end again (checked by the hub against its
+    own end of the chain: nothing is re-based)."""
+    import shutil
+
+    from edge.hub.backup import backup_sqlite
+
+    log = filled_log(tmp_path / "edge.db", 20)
+    with start_hub(tmp_path / "hub") as hub, hub.client(timeout=10.0, retries=0) as client:
+        Uploader(client, log, "door-1", batch=10, max_batches=1).run_once()  # the hub: 1..10
+        backup_sqlite(hub.store_path, tmp_path / "backup.sqlite3")
+        assert Uploader(client, log, "door-1", batch=100).run_once()["uploaded"] == 20
+    for suffix in ("", "-wal", "-shm"):
+        (tmp_path / "hub" / f"hub.sqlite3{suffix}").unlink(missing_ok=True)
+    shutil.copy(tmp_path / "backup.sqlite3", tmp_path / "hub" / "hub.sqlite3")
+    log.append("decision", door="front", person_id="p1", decision="accept", outcome="grant", reason="granted")
+    with start_hub(tmp_path / "hub") as hub, hub.client(timeout=10.0, retries=0) as client:
+        up = Uploader(client, log, "door-1", batch=100)
+        first = up.run_once()
+        assert first["status"] == "refused" and log.uploaded == 10  # the hub's end: sent again at once
+        assert up.run_once()["status"] == "ok" and log.uploaded == 21
+        assert [r["seq"] for r in client.searchlog(edge_id="door-1", limit=100)["records"]] == list(range(1, 22))
+    log.close()
+
+
+def test_records_pruned_since_are_not_sent_again_and_the_cursor_stays(tmp_path) -> None:
+    """Only a log that still holds every record after the hub's end moves its cursor back."""
+    filled_log(tmp_path / "edge.db", 20).close()
+    log = AccessLog(tmp_path / "edge.db", KEY, retention_days=1)
+    log.mark_uploaded(20)
+    assert log.prune(now=T0 + 20 * 600 + 86400 + 1) == 20
+    log.append("exit", door="front")
+    assert not log.resend_after(10) and log.uploaded == 20
+    assert not log.resend_after(25) and log.uploaded == 20  # never forward
+    log.close()
