@@ -14,7 +14,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from edge.api.body import Params
@@ -25,6 +25,7 @@ from edge.core.access_chain import decode_cursor
 from edge.core.credentials import MAX_CREDENTIALS, Credential, CredentialError
 from edge.core.domain import ID_FORBIDDEN
 from edge.core.errors import MAX_BODY_BYTES, ApiError
+from edge.core.settings import Section
 
 # The appid of the request being served (set by the app before the handler runs): url
 # downloads are bounded per appid.
@@ -44,7 +45,7 @@ MAX_LIST = 1000
 MAX_URLS = 20  # images (or urls) of one addface: a person holds at most 20 faces
 
 
-class ApiLimits(BaseModel):
+class ApiLimits(Section):
     """Limits of the HTTP layer (part of the hub's [limits]; the count limits live in the store)."""
 
     model_config = ConfigDict(frozen=True)

@@ -50,10 +50,10 @@ from dataclasses import dataclass
 
 import h11
 import uvicorn
-from pydantic import BaseModel, Field, model_validator
+from pydantic import Field, model_validator
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from edge.core.settings import ConfigError, require_private
+from edge.core.settings import ConfigError, Section, require_private
 
 log = logging.getLogger("edge.api.serving")
 
@@ -101,7 +101,7 @@ class Listener:
         return max(1, int(self.max_connections * self.address_share))
 
 
-class ListenerSettings(BaseModel):
+class ListenerSettings(Section):
     """The settings of a listener, shared by the hub's [server] and the edge's [api]."""
 
     host: str = Field("127.0.0.1", description="Address to listen on (0.0.0.0 for every interface).")

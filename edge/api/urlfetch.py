@@ -27,15 +27,16 @@ import ssl
 from urllib.parse import urljoin, urlsplit
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import ConfigDict, Field, PrivateAttr
 
 from edge.core import errors
 from edge.core.errors import MAX_BODY_BYTES, ApiError
+from edge.core.settings import Section
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
-class FetchSettings(BaseModel):
+class FetchSettings(Section):
     """What the operator sets about url downloads (the hub's [url_fetch])."""
 
     model_config = ConfigDict(frozen=True)

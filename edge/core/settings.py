@@ -19,7 +19,7 @@ import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, get_args
 
-from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from edge.core.matcher import Thresholds, thresholds_for
@@ -31,6 +31,15 @@ S = TypeVar("S", bound=BaseSettings)
 
 class ConfigError(Exception):
     """A configuration file or value that cannot be used; the message names the key."""
+
+
+class Section(BaseModel):
+    """A section of a role's settings: a key it does not know is refused at start with its path,
+    like an unknown section. It was dropped without a word: `call = ["claim"]` for `calls` left a
+    badge reader's key with every call, `[liveness] mod = "require"` left attacks unrefused,
+    `[[credentials]] edgeid` gave a door a key for the whole appid."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 class RoleSettings(BaseSettings):
@@ -142,7 +151,8 @@ def write_private(path: str | Path, text: str) -> None:
 
 # Keys printed in the example configs or the docs (`config example hub|edge`): anyone can sign
 # with them, so neither role accepts one for any credential it holds.
-KNOWN_EXAMPLE_KEYS = frozenset({"change-me-32-random-characters--", "...", "change-me", "secret", "SecretKey"})
+KNOWN_EXAMPLE_KEYS = frozenset({"change-me-32-random-characters--", "...", "\u2026", "change-me", "secret",
+                                "SecretKey"})  # \u2026: the docs' "…"
 
 
 def refuse_example_key(secret_key: str, whose: str) -> None:
@@ -158,7 +168,7 @@ def require_usable_key(secret_key: str, whose: str) -> None:
     refuse_example_key(secret_key, whose)
 
 
-class ThresholdOverrides(BaseModel):
+class ThresholdOverrides(Section):
     """Moves the decision thresholds calibrated for the role's model pack ([vision] precision)."""
 
     accept: float | None = Field(None, ge=-1, le=1,

@@ -10,11 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import Field, model_validator
 
 from edge.api.serving import ListenerSettings
 from edge.core.settings import (
     DecidingRole,
+    Section,
     ThresholdOverrides,
     load_settings,
     refuse_example_key,
@@ -25,12 +26,12 @@ from edge.door.settings import DoorSettings
 from edge.vision.packs import Pack
 
 
-class DeviceSettings(BaseModel):
+class DeviceSettings(Section):
     id: str = Field("door-1", description="Device id: part of every MQTT topic and event.",
                     pattern=r"^[A-Za-z0-9_.-]{1,64}$")
 
 
-class CameraSettings(BaseModel):
+class CameraSettings(Section):
     source: str = Field(
         "opencv:0",
         description="Frame source: picamera2 | opencv:<index|rtsp/http url|video file> | "
@@ -47,7 +48,7 @@ class CameraSettings(BaseModel):
     retry_max_s: float = Field(30.0, gt=0, description="Retry delay cap (doubles each failure).")
 
 
-class TrackerSettings(BaseModel):
+class TrackerSettings(Section):
     iou: float = Field(0.3, ge=0, le=1, description="Minimum box overlap to continue a track.")
     max_missed: int = Field(5, ge=0, description="Frames a track survives without its face.")
     min_frames: int = Field(1, ge=1, description="Good-quality frames needed before deciding.")
@@ -61,7 +62,7 @@ class TrackerSettings(BaseModel):
         "measured best with the fewer strangers admitted (docs/daemon.md#tracks-one-decision-per-face).")
 
 
-class IdentifySettings(BaseModel):
+class IdentifySettings(Section):
     enabled: bool = Field(True, description="Identify faces without a claim (1:N in the groups).")
     groups: list[str] = Field(default_factory=list, description="Groups searched by identify; "
                               "also the groups synced from the hub (empty: all).")
@@ -87,7 +88,7 @@ class IdentifySettings(BaseModel):
         "re-rolls the dice instead of adding information (bench door --fallback off,hub).")
 
 
-class VerifySettings(BaseModel):
+class VerifySettings(Section):
     claim_timeout_s: float = Field(10.0, gt=0, description="How long a verify claim (MQTT "
                                    "cmd/verify) waits for a face before it ends as unknown.")
     rate_per: Literal["claim", "look"] = Field(
@@ -119,7 +120,7 @@ class PolicySettings(ThresholdOverrides):
                                   "is sent as decision unknown, reason stale_accept; 0 = never.")
 
 
-class MqttSettings(BaseModel):
+class MqttSettings(Section):
     enabled: bool = Field(True, description="Publish events over MQTT.")
     host: str = Field("localhost", description="Broker host.")
     port: int = Field(1883, ge=1, le=65535, description="Broker port (8883 usual with TLS).")
@@ -178,7 +179,7 @@ class MqttSettings(BaseModel):
                                   "(include_face_image, ~41 KB an event) outbox_max alone was 4 GB.")
 
 
-class HubClientSettings(BaseModel):
+class HubClientSettings(Section):
     url: str = Field("", description="Hub base url (empty: no cloud; sync and fallback off).")
     appid: str = Field("", description="appid on the hub.")
     secret_id: str = Field("", description="SecretId for signing.")
@@ -204,7 +205,7 @@ class HubClientSettings(BaseModel):
 LOCAL_CALLS = ("verify", "identify", "compare", "claim", "cmd/verify", "cmd/sync", "cmd/unlock")
 
 
-class ApiCredential(BaseModel):
+class ApiCredential(Section):
     appid: str
     secret_id: str
     secret_key: str
@@ -236,12 +237,12 @@ class ApiSettings(ListenerSettings):
     burst: int = Field(10, ge=1, description="Local API requests an appid may send at once.")
 
 
-class StorageSettings(BaseModel):
+class StorageSettings(Section):
     path: Path = Field(Path("/var/lib/edge-verifier"), description="Data directory: the synced "
                        "cache (cache.db), the event outbox (outbox.db) and the claims' lockout (lockout.db).")
 
 
-class VisionSettings(BaseModel):
+class VisionSettings(Section):
     models_dir: Path | None = Field(None, description="Built models (unset: EDGE_VERIFIER_MODELS "
                                     "or <repo>/models).")
     precision: Pack = Field(
@@ -254,7 +255,7 @@ class VisionSettings(BaseModel):
     max_faces: int = Field(4, ge=1, description="Faces handled per frame (largest first).")
 
 
-class LivenessSettings(BaseModel):
+class LivenessSettings(Section):
     mode: Literal["require", "flag", "off"] = Field(
         "require", description="Presentation-attack detection (prints, phone screens): require refuses\n"
         "a track judged an attack (reject, reason presentation_attack) and decides a track only once\n"

@@ -37,10 +37,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from edge.core.credentials import Credential, to_bytes
-from edge.core.settings import write_private
+from edge.core.settings import Section, write_private
 from edge.door.interface import DoorInput, DoorIOError, GrantNotice, InputKind
 
 log = logging.getLogger(__name__)
@@ -63,10 +63,10 @@ RESETS_WINDOW_S = 600.0
 RESETS_ALARM = 3
 
 
-class OsdpSettings(BaseModel):
+class OsdpSettings(Section):
     """`[door.osdp]`: the reader link to the site's access-control panel."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True)
 
     device: str = Field("/dev/ttyUSB0", description="Serial device of the RS-485 adapter the panel is on.")
     baud: Literal[9600, 19200, 38400, 57600, 115200, 230400] = Field(

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import Field, model_validator
 
-from edge.core.settings import require_usable_key
+from edge.core.settings import Section, require_usable_key
 from edge.door.osdp import OsdpSettings
 from edge.door.wiegand import WiegandSettings
 
@@ -20,7 +20,7 @@ Backend = Literal["none", "gpio", "mqtt", "osdp"]
 LockType = Literal["fail-secure", "fail-safe"]
 
 
-class DoorSettings(BaseModel):
+class DoorSettings(Section):
     backend: Backend = Field(
         "none", description="What opens the lock: none (no hardware: the door's state machine runs and\n"
         "reports, nothing moves) | gpio (a relay and inputs on the Pi's header) | mqtt (a signed\n"

@@ -20,18 +20,19 @@ import threading
 import time
 from typing import Any, Callable, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from edge.core.credentials import Credential, wiegand_bits
+from edge.core.settings import Section
 from edge.door.interface import DoorIOError, GrantNotice
 
 log = logging.getLogger(__name__)
 
 
-class WiegandSettings(BaseModel):
+class WiegandSettings(Section):
     """`[door.wiegand]`: Wiegand out to the site's panel."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True)
 
     enabled: bool = Field(False, description="Send each face grant's card to the panel as a Wiegand train too "
                           "(backend gpio or osdp;\nnever a second relay).")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from edge.api.ops import ApiLimits, check_ident
 from edge.api.serving import ListenerSettings
@@ -19,6 +19,7 @@ from edge.core.errors import ApiError
 from edge.core.settings import (
     ConfigError,
     DecidingRole,
+    Section,
     ThresholdOverrides,
     load_settings,
     problems,
@@ -37,7 +38,7 @@ class ServerSection(ListenerSettings):
     port: int = Field(8090, ge=1, le=65535, description="TCP port of the face API.")
 
 
-class StorageSection(BaseModel):
+class StorageSection(Section):
     path: str = Field("/var/lib/edge-verifier-hub/hub.sqlite3",
                       description="SQLite database file (WAL mode), used when url is empty.")
     url: str = Field("", description="postgresql://USER@HOST:PORT/DATABASE to share one database between several hub\n"
@@ -64,7 +65,7 @@ class StorageSection(BaseModel):
         return url
 
 
-class CredentialSection(BaseModel):
+class CredentialSection(Section):
     appid: str = Field(description="Application id the key belongs to (sent as `appid`).")
     secret_id: str = Field(description="Public key id (`k=` in the signature).")
     secret_key: str = Field(description="Shared secret of the HMAC-SHA1 signature; generate one, e.g. with\n"
@@ -96,7 +97,7 @@ class CredentialSection(BaseModel):
         return self
 
 
-class ConsoleSection(BaseModel):
+class ConsoleSection(Section):
     enabled: bool = Field(True, description="Serve the web console under /ui/ (docs/console.md).")
     tls_proxy: bool = Field(
         False, description="The hub is reached through a reverse proxy that terminates TLS: the console's\n"
@@ -112,7 +113,7 @@ class HubLimits(ApiLimits, Limits):  # this order lists the count limits first
     """The hub's [limits]: the store's count limits and the HTTP layer's size and rate limits."""
 
 
-class VisionSection(BaseModel):
+class VisionSection(Section):
     models_dir: str = Field("", description="Built model pack directory; empty = the package's models/.")
     precision: Pack = Field("int8", description="Model pack for matching: the edges' pack (so sync works): int8,\n"
                             "fp32, int8-lite, fp32-lite or int8-mirror; [matching] defaults to its calibrated\n"
@@ -128,7 +129,7 @@ class VisionSection(BaseModel):
     )
 
 
-class LivenessSection(BaseModel):
+class LivenessSection(Section):
     mode: Literal["require", "flag", "off"] = Field(
         "flag", description="Presentation-attack detection on /face/verify and /face/identify (one image: one\n"
         "frame, its x2.7 context crop): flag adds the verdict to the answer (data.liveness); require\n"
@@ -184,11 +185,20 @@ def read_secrets_file(path: str | Path) -> list[Credential]:
         raise ConfigError(f"{path}: only [[credentials]] and [face_crops] belong in a secrets file, "
                           f"found {sorted(extra)}")
     try:
-        return [Credential(**CredentialSection(**c).model_dump()) for c in data.get("credentials", [])]
+        return [Credential(**CredentialSection(**_without_empty_calls(c)).model_dump())
+                for c in data.get("credentials", [])]
     except ValidationError as exc:  # its own text would quote the table, secret_key and all
         raise ConfigError(f"{path}: invalid credentials: {problems(exc)}") from None
     except TypeError:  # an entry that is no table
         raise ConfigError(f"{path}: invalid credentials: each [[credentials]] must be a table") from None
+
+
+def _without_empty_calls(entry):
+    """`hub edgekey` of 2026-12-07 wrote `calls = []` into each key it added (a field of the edge's
+    local API keys, which a hub key has not): taken as absent, so that those files still load."""
+    if isinstance(entry, dict) and entry.get("calls") == []:
+        return {k: v for k, v in entry.items() if k != "calls"}
+    return entry
 
 
 def load(path: str | Path | None, **overrides) -> HubSettings:

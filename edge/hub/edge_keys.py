@@ -47,7 +47,12 @@ def add_edge_key(secrets_file: Path, appid: str, edge_id: str, groups: tuple[str
                       tuple(dict.fromkeys(groups)))
     # tomli_w quotes the values: an id may hold a quote, which written as is would break the file
     # (and the hub, which reads every key from it at start)
-    entry = {k: v for k, v in dataclasses.asdict(cred).items() if v or k != "groups"}
+    # the fields a hub key has: `calls` limits the edge's local API keys only (written empty
+    # before, which the hub's check of unknown keys then refused)
+    from edge.hub.config import CredentialSection
+
+    entry = {k: v for k, v in dataclasses.asdict(cred).items() if k in CredentialSection.model_fields
+             and (v or k != "groups")}
     append_private(secrets_file, "# a hub key bound to one edge (edge-verifier hub edgekey)\n"
                                  + tomli_w.dumps({"credentials": [entry]}))
     return cred

@@ -14,14 +14,15 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from edge.core.credentials import Credential
 from edge.core.matcher import Enrolled
+from edge.core.settings import Section
 from edge.core.syncwire import Change
 
 
-class Limits(BaseModel):
+class Limits(Section):
     """Count limits enforced inside the mutating transactions (part of the hub's [limits])."""
 
     model_config = ConfigDict(frozen=True)
