@@ -39,8 +39,9 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError("set [hub] appid (the site's appid on the hub) first: this edge's own key is made "
                               "with it")
         if to_make and os.geteuid() == 0 and not storage.is_dir():  # root would make them root's: the daemon locked out
-            raise ConfigError(f"{storage} does not exist: run this as the service user (sudo -u edge-verifier ...), "
-                              "or once the daemon has started (systemd makes its state directory)")
+            raise ConfigError(f"{storage} does not exist: make it the service user's (sudo install -d -o edge-verifier "
+                              f"-g edge-verifier -m 0750 {storage}) and run this as that user (sudo -u edge-verifier "
+                              "...), or run it once the daemon has started (systemd makes its state directory)")
         the_id = edge_id.own_edge_id(storage, settings.hub.appid)
         if os.geteuid() == 0:
             owner = storage.stat()
