@@ -35,26 +35,42 @@ def backup_sqlite(source: str | Path, target: str | Path, progress=None) -> int:
         raise BackupError(f"{target}: {exc.strerror or exc}") from None
     os.close(fd)
     try:
-        src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
+        # the path as a file: URI (a '#' or '?' in it ended the path: an empty database opened
+        # read-write beside it was copied and checked sound)
+        src = sqlite3.connect(source.resolve().as_uri() + "?mode=ro", uri=True)
         dst = sqlite3.connect(target)
         try:
-            def pages(status, remaining, total):
-                if progress is not None:
-                    progress(f"{total - remaining}/{total} pages")
-            src.backup(dst, pages=1024, progress=pages)
+            page_count = src.execute("PRAGMA page_count").fetchone()[0]
+            page_size = src.execute("PRAGMA page_size").fetchone()[0]
+            if progress is not None:
+                progress(f"copying {page_count} pages ({page_count * page_size / 2**20:.0f} MiB) in one read snapshot")
+            # One step: copied in steps, the backup starts again from page 0 whenever the hub
+            # writes between two (a door's sync report, an upload), and on a busy hub never ended.
+            # In WAL mode the one read snapshot does not hold the hub's writers back.
+            src.backup(dst, pages=-1)
             dst.execute("PRAGMA journal_mode=DELETE")  # one self-contained file, no -wal beside it
             (verdict,) = dst.execute("PRAGMA integrity_check").fetchone()
             if verdict != "ok":
                 raise BackupError(f"the copy does not check out: {verdict}")
+            if dst.execute("PRAGMA user_version").fetchone() != src.execute("PRAGMA user_version").fetchone():
+                raise BackupError("the copy's schema version is not the store's")
         finally:
             src.close()
             dst.close()
         with open(target, "rb") as fh:
             os.fsync(fh.fileno())
     except (sqlite3.Error, OSError, BackupError) as exc:
-        target.unlink(missing_ok=True)
+        _remove(target)
         raise BackupError(str(exc)) from None
+    except BaseException:  # Ctrl-C: no partial copy left to be taken for a backup
+        _remove(target)
+        raise
     return target.stat().st_size
+
+
+def _remove(target: Path) -> None:
+    for leftover in (target, target.with_name(target.name + "-journal")):
+        leftover.unlink(missing_ok=True)
 
 
 def add_arguments(parser) -> None:

@@ -72,3 +72,64 @@ def test_no_store_is_a_clear_error(tmp_path, what):
 
     with pytest.raises(BackupError, match="no such store"):
         backup_sqlite(tmp_path / "none.sqlite3", tmp_path / "b.sqlite3")
+
+
+def test_a_backup_ends_while_the_hub_writes_all_the_time(tmp_path):
+    """Copied 4 MiB a step, the backup started again from page 0 whenever the hub wrote between
+    two steps (each door's sync report, each upload): on a busy hub it never ended, its progress
+    going back without a word. One read snapshot now, the writer going on beside it."""
+    import sqlite3
+    import threading
+    import time
+
+    from edge.hub.backup import backup_sqlite
+
+    store = tmp_path / "hub.sqlite3"
+    with closing(sqlite3.connect(store)) as conn:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("CREATE TABLE filler (blob BLOB)")
+        conn.execute("CREATE TABLE reports (edge TEXT PRIMARY KEY, at REAL)")
+        conn.executemany("INSERT INTO filler VALUES (randomblob(4096))", [()] * 10_000)  # ~40 MiB
+        conn.commit()
+    stop, writes = threading.Event(), [0]
+
+    def door_reports() -> None:
+        with closing(sqlite3.connect(store, timeout=10)) as conn:
+            while not stop.is_set():
+                conn.execute("INSERT INTO reports VALUES ('door-1', ?)"
+                             " ON CONFLICT (edge) DO UPDATE SET at = excluded.at", (time.time(),))
+                conn.commit()
+                writes[0] += 1
+                time.sleep(0.005)
+
+    writer = threading.Thread(target=door_reports, daemon=True)
+    writer.start()
+    done: list[int] = []
+    copier = threading.Thread(target=lambda: done.append(backup_sqlite(store, tmp_path / "b.sqlite3")), daemon=True)
+    copier.start()
+    copier.join(60)
+    stop.set()
+    writer.join(10)
+    assert done and done[0] > 40 * 2**20, "the backup did not end within 60 s while the hub wrote"
+    assert writes[0] > 10  # the writer was not held back
+    with closing(sqlite3.connect(tmp_path / "b.sqlite3")) as copy:
+        assert copy.execute("SELECT count(*) FROM filler").fetchone()[0] == 10_000
+
+
+def test_a_store_path_with_a_hash_or_question_mark_is_the_store_copied(tmp_path):
+    """The path went into a file: URI as it was: after a '#' it was a fragment, and an empty
+    database opened read-write beside it was copied, checked sound, and the backup said done."""
+    import sqlite3
+
+    from edge.hub.backup import backup_sqlite
+
+    folder = tmp_path / "site#1?a"
+    folder.mkdir()
+    with closing(sqlite3.connect(folder / "hub.sqlite3")) as conn:
+        conn.execute("CREATE TABLE persons (id TEXT)")
+        conn.execute("INSERT INTO persons VALUES ('ann')")
+        conn.commit()
+    backup_sqlite(folder / "hub.sqlite3", tmp_path / "b.sqlite3")
+    with closing(sqlite3.connect(tmp_path / "b.sqlite3")) as copy:
+        assert copy.execute("SELECT id FROM persons").fetchall() == [("ann",)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.sqlite3", "site#1?a"]  # nothing made beside it
