@@ -59,7 +59,7 @@ log = logging.getLogger("edge.daemon")
 # How often the door's own clock ticks the controller (keep_time), beside the main loop's turns,
 # and how often the schedule is applied on its own thread (keep_schedule).
 DOOR_CLOCK_S = 0.1
-CROP_PRUNE_EVERY_S = 3600.0  # face crops past [door] log_retention_days are deleted this often
+CROP_PRUNE_EVERY_S = 3600.0  # face crops (and, without a hub, records) past [door] log_retention_days go this often
 SCHEDULE_EVERY_S = 1.0
 # why a scheduled unlocked window was not taken (a mode event's reason, /health's schedule_held)
 CLOCK_UNSYNCHRONISED = "clock_unsynchronised"
@@ -236,8 +236,11 @@ class DoorLink:
             self._crops_pruned_at = time.monotonic()
             try:  # faces past retention go whether the hub has their records or not
                 self.access_log.prune_crops()
+                if not self.access_log.waits_for_hub:  # no hub: no upload prunes its records
+                    self.access_log.prune()
             except (sqlite3.Error, OSError) as exc:
-                log.error("door %s: the access log's old face crops could not be deleted: %s", self.s.door.name, exc)
+                log.error("door %s: the access log's old records or face crops could not be deleted: %s",
+                          self.s.door.name, exc)
         self._note_rules()
         self._apply_schedule()
         self.door.tick()

@@ -210,3 +210,21 @@ def test_face_crops_past_retention_go_even_when_no_hub_holds_their_records(tmp_p
     link._crops_pruned_at = float("-inf")  # the hour has passed
     link.tick()
     assert sorted(log.crops(0, 100)) == [3] and log.verify().ok and log.verify().records >= 3
+
+
+def test_a_door_without_a_hub_prunes_its_records_past_retention(tmp_path) -> None:
+    """Without a hub the records past log_retention_days were to be pruned all the same (docs/
+    access.md), but only an upload ever pruned, and a door without a hub has no uploader: its log
+    grew on the SD card for good. The door link prunes them hourly when no hub waits for them."""
+    log = clocked(tmp_path / "no-hub.db", retention_days=1, waits_for_hub=False)
+    for i in range(1, 4):
+        log.append("decision", person_id="ann", outcome="grant", event_id=f"ev{i}")
+    s = EdgeSettings(storage={"path": tmp_path}, mqtt={"enabled": False})
+    link = DoorLink.from_settings(s, Recorder(), gallery, access_log=log)
+    link.start()
+    link.tick()
+    assert [r["seq"] for r in log.records()][:3] == [1, 2, 3]  # within a day: kept
+    log._clock = lambda: T0 + 2 * 600 + 86_400 + 1  # just over a day after the second one
+    link._crops_pruned_at = float("-inf")  # the hour has passed
+    link.tick()
+    assert [r["seq"] for r in log.records()][0] == 3 and log.verify().ok
