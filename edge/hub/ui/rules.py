@@ -52,12 +52,14 @@ def _zones() -> tuple[str, ...]:
 
 
 def starting_document(groups: list[tuple[str, int]]) -> dict[str, Any]:
-    """What the editor offers a site without rules: its groups, one door let in at all times by
-    every group (edit the door's id to the door's [door] name), in UTC."""
+    """What the editor offers a site without rules: its groups, one door `main` and a schedule at
+    all times, and no access level, so it lets nobody in until the admin writes who may pass.
+    It let every group in at `main` (the default [door] name): a door limited to staff by its
+    [door] groups let visitors in once an admin saved it with only the time zone changed."""
     names = [g for g, _ in groups] or ["staff"]
     return {"format": access_rules.FORMAT, "timezone": "UTC", "groups": names, "doors": [{"id": "main"}],
             "schedules": {"always": [{"days": list(access_rules.DAYS), "from": "00:00", "to": "24:00"}]},
-            "access_levels": [{"id": "everyone", "groups": names, "doors": ["main"], "schedule": "always"}]}
+            "access_levels": []}
 
 
 def summary(doc: dict | None) -> dict[str, Any] | None:
@@ -117,7 +119,9 @@ def rules_save(console, ctx: Ctx) -> Response:
     except ApiError as exc:
         return _page(console, ctx, status=400, text=text, error=exc.message)
     if ctx.form.get("action") == "check":
-        return _page(console, ctx, text=text, checked="the document is valid: nothing was saved yet")
+        nobody = "" if doc.get("access_levels") else (": it has no access level, so it lets nobody in but at "
+                                                      "doors unlocked by schedule")
+        return _page(console, ctx, text=text, checked=f"the document is valid{nobody}; nothing was saved yet")
     return _save(console, ctx, doc, "Saved")
 
 

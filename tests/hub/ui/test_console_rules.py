@@ -5,6 +5,7 @@ by a signed /face/setrules. A real hub on loopback; the rules then reach a door'
 
 from __future__ import annotations
 
+import html
 import json
 
 import pytest
@@ -69,3 +70,21 @@ def test_an_admin_writes_the_first_rules_then_a_zone_and_a_holiday_and_a_viewer_
         assert client.getrules()["version"] == 3
     finally:
         client.close()
+
+
+def test_the_document_offered_to_start_from_lets_nobody_in(hub):
+    """The editor offered every group at door `main` (the default [door] name) at all times: an
+    admin who changed only its time zone and saved it let visitors through a door its own
+    [door] groups held to staff. The one offered has no access level now, and Check says so."""
+    ada = Browser(hub.url)
+    ada.login("ada")
+    page = ada.get("/ui/rules").text
+    offered = json.loads(html.unescape(page.split('name="document"')[1].split(">", 1)[1].split("</textarea>")[0]))
+    assert offered["access_levels"] == [] and offered["doors"] == [{"id": "main"}]
+    offered["timezone"] = "Europe/Berlin"
+    checked = ada.post("/ui/rules", {"version": "0", "action": "check", "document": json.dumps(offered)})
+    assert checked.status_code == 200 and "it has no access level, so it lets nobody in" in checked.text
+    saved = ada.post("/ui/rules", {"version": "0", "action": "save", "document": json.dumps(offered)})
+    assert saved.status_code == 200 and "version 1" in saved.text
+    rules = parse_rules(json.loads(hub.store.get_rules(APPID)[1]))
+    assert rules.levels == ()  # no group granted anywhere
