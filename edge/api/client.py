@@ -324,10 +324,14 @@ class CloudClient:
 
     def sync(self, since: int, fingerprint: str, group_ids: list[str] | None = None, limit: int = 500,
              rules: bool = False, report: dict[str, str] | None = None,
-             refusals_since: float | None = None) -> dict:
+             refusals_since: float | None = None, vanished_after: str = "") -> dict:
         """`report`: edge_id and the edge_* fields (edge.core.syncwire) the hub keeps for its console;
-        with it, `refusals_since` asks for the claims other doors refused since that Unix time."""
+        with it, `refusals_since` asks for the claims other doors refused since that Unix time.
+        `vanished_after`: on a pack the hub no longer serves, the persons changed are listed after
+        this person_id (the last of a full list before)."""
         fields: dict = {"since": int(since), "fingerprint": fingerprint, "limit": int(limit)}
+        if vanished_after:
+            fields[syncwire.VANISHED_AFTER] = vanished_after
         if rules:  # this edge reads `rules` changes (edge.core.syncwire)
             fields["rules"] = 1
         if refusals_since is not None:

@@ -400,8 +400,12 @@ async def sync(appid: str, p: Params, ctx: Ctx) -> dict:
         raise ApiError(errors.EDGE_KEY_REFUSED, f"this key syncs the groups {', '.join(allowed)} only: set "
                        "[identify] groups on the edge to them (asked: " + (", ".join(group_ids) or "every group") + ")")
     with_rules = bool(integer(p, "rules", 0, 0, 1))  # an edge that reads rules changes (edge.core.syncwire)
+    # a door on a pack no longer served, asking for the persons changed after its last full list
+    after = p.get(syncwire.VANISHED_AFTER)
+    vanished_after = "" if after in (None, "") else ident_value(syncwire.VANISHED_AFTER, after, ctx)
     if p.get("edge_id") in (None, ""):
-        return await call(ctx.service.sync, appid, since, fingerprint, group_ids, limit, with_rules)
+        return await call(ctx.service.sync, appid, since, fingerprint, group_ids, limit, with_rules, None, None,
+                          False, vanished_after)
     edge_id = own_edge(ident(p, "edge_id", ctx))  # an edge reporting what it runs (edge.core.syncwire)
     try:
         report = {"edge_id": edge_id, **syncwire.check_report(p),
@@ -411,7 +415,7 @@ async def sync(appid: str, p: Params, ctx: Ctx) -> dict:
     # the claims other doors refused since then, for the edge's lockout (0 or absent: not asked)
     refusals_since = integer(p, syncwire.REFUSALS_SINCE, 0, 0, 2**40) or None
     return await call(ctx.service.sync, appid, since, fingerprint, group_ids, limit, with_rules, report,
-                      refusals_since, bool(allowed))
+                      refusals_since, bool(allowed), vanished_after)
 
 
 async def claim(appid: str, p: Params, ctx: Ctx) -> dict:

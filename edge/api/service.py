@@ -104,7 +104,8 @@ class FaceService:
         raise _not_served("detect")
 
     def sync(self, appid: str, since: int, fingerprint: str, group_ids: Sequence[str], limit: int,
-             with_rules: bool = False, report: dict | None = None) -> dict:
+             with_rules: bool = False, report: dict | None = None, refusals_since: int | None = None,
+             only_groups: bool = False, vanished_after: str = "") -> dict:
         """`report`: what the edge says it runs (edge.core.syncwire: edge_id and the edge_*
         fields), kept by a hub for its console."""
         raise _not_served("sync")

@@ -197,9 +197,12 @@ def check_report(fields: dict) -> dict[str, str]:
     return out
 
 
-# With a fingerprint the hub does not serve (code 21): the persons gone since the edge's cursor
-# (deleted, or out of its groups), which it drops although it gets no page, at most MAX_VANISHED.
+# With a fingerprint the hub does not serve (code 21): the persons changed since the edge's cursor
+# (deleted, out of its groups, re-enrolled, a face or a card added or removed), which it drops
+# although it gets no page (it cannot take their new state on its pack), at most MAX_VANISHED by
+# person_id; after a full list the edge asks for those after its last (VANISHED_AFTER).
 VANISHED = "vanished"
+VANISHED_AFTER = "vanished_after"
 MAX_VANISHED = 10_000
 
 

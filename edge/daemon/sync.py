@@ -54,6 +54,7 @@ class Syncer:
         # edge.core.syncwire), asked anew each time; `since` then says what it has applied.
         self.report = report
         self.site_refusals = site_refusals  # asked for with a report only: the hub leaves out the edge's own
+        self._vanished_after = ""  # on a pack the hub no longer serves: where the next list of changed persons starts
         # Pages per sync_once: a hub answering has_more forever must not hold the sync lock
         # (and a cmd/sync) for ever; a long backlog continues in the next round at once.
         self.max_pages = max_pages
@@ -93,7 +94,8 @@ class Syncer:
                     since = self.cache.cursor
                     data = client.sync(since, self.fingerprint,
                                        group_ids=self.group_ids or None, limit=self.page_size,
-                                       rules=True, report=report, refusals_since=None if pages else refusals_since)
+                                       rules=True, report=report, refusals_since=None if pages else refusals_since,
+                                       vanished_after=self._vanished_after)
                     self._note_key(data.get(syncwire.REPORT_KEY), report)
                     if self.site_refusals is not None and syncwire.REFUSALS in data:
                         self._take_site_refusals(self.site_refusals, data)
@@ -168,16 +170,19 @@ class Syncer:
             return dict(self.state)
 
     def _drop_vanished(self, data: dict) -> None:
-        """The persons the hub says are gone, dropped although it serves no page for this
-        edge's pack: a deleted person kept passing here until the edge moved to the new pack."""
+        """The persons the hub says changed (gone, re-enrolled, faces or cards changed), dropped
+        although it serves no page for this edge's pack: a deleted person kept passing here until
+        the edge moved to the new pack."""
         try:
             vanished = syncwire.decode_vanished(data.get(syncwire.VANISHED, []))
         except syncwire.MalformedChange as exc:
             log.warning("the hub's list of persons gone left out: %s", exc)
             return
+        # a full list: the next sync asks for the persons after its last; else from the start again
+        self._vanished_after = vanished[-1] if len(vanished) >= syncwire.MAX_VANISHED else ""
         gone = self.cache.forget_persons(vanished) if vanished else 0
         if gone:
-            log.warning("sync: %d person(s) the hub deleted dropped from the cache, though the hub no longer "
+            log.warning("sync: %d person(s) the hub deleted or changed dropped from the cache, as the hub no longer "
                         "serves this edge's pack (pull the hub's pack: `edge-verifier models pull`)", gone)
             self.load()
 

@@ -522,7 +522,7 @@ class HubService(FaceService):
 
     # --- sync ------------------------------------------------------------------------------
     def sync(self, appid, since, fingerprint, group_ids, limit, with_rules=False, report=None,
-             refusals_since=None, only_groups=False) -> dict:
+             refusals_since=None, only_groups=False, vanished_after="") -> dict:
         """A page of changes; for a reporting edge that asks (`refusals_since`), also the claims
         the site's other doors refused on the face since then (edge.hub.claim_refusals): with
         `only_groups` (a key bound to the groups asked for), of those groups' persons only."""
@@ -536,7 +536,7 @@ class HubService(FaceService):
                 report.get(syncwire.REPORT_KEY, ""), tuple(group_ids or ())))
         if fingerprint not in served:
             # The data names what is stored, so an edge tells this from any other code 21; and
-            # the persons gone since its cursor: a door on a pack this hub no longer serves (not
+            # the persons changed since its cursor: a door on a pack this hub no longer serves (not
             # yet restarted, or offline through the change) got no page, and the persons deleted
             # meanwhile kept passing there until it moved (syncwire.VANISHED).
             raise ApiErrorWithData(
@@ -544,7 +544,7 @@ class HubService(FaceService):
                 f"fingerprint {fingerprint!r} is not stored by this hub (it stores {', '.join(served)})",
                 {"fingerprints": list(served),
                  syncwire.VANISHED: self.store.vanished_since(appid, int(since), group_ids or None,
-                                                              syncwire.MAX_VANISHED)},
+                                                              syncwire.MAX_VANISHED, vanished_after)},
             )
         page = self.store.sync_page(appid, since, fingerprint, group_ids or None, limit, with_rules)
         out = {

@@ -425,3 +425,33 @@ def test_a_door_on_a_pack_the_hub_no_longer_serves_still_drops_the_deleted(tmp_p
             assert door.sync_once()["status"] == "fingerprint_mismatch"
             persons = door.load().person_ids
     assert "madonna" not in persons and "ben_afflek" in persons and door.cache.cursor == cursor
+
+
+def test_a_door_on_an_old_pack_drops_a_person_enrolled_again_and_pages_through_a_long_list(
+        tmp_path, faces_dir, models_dir, photos, monkeypatch):
+    """Only the persons gone were named: Ben deleted and enrolled again under his id with another
+    person's photo kept his old faces at a door on a pack the hub no longer serves. Any change
+    drops the person there; and a list longer than its cap came back the same (the first ones by
+    id) at every sync, the rest never dropped: the door asks for the ones after its last."""
+    from edge.core import syncwire
+    from edge.daemon.sync import Syncer
+    from tests.support.hub import hub_with_five_enrolled, start_hub
+
+    with hub_with_five_enrolled(tmp_path / "hub", faces_dir, vision={"also_embed": ["fp32"]}) as hub:
+        old_pack = next(f for f in hub.app.state.service.vision.fingerprints
+                        if f != hub.app.state.service.vision.primary.fingerprint)
+        with hub.client(timeout=30, retries=0) as client:
+            door = Syncer(client, EdgeCache(tmp_path / "door.db"), old_pack, group_ids=["staff"])
+            assert door.sync_once()["status"] == "ok"
+            assert {"ben_afflek", "madonna", "elton_john"} <= set(door.load().person_ids)
+    monkeypatch.setattr(syncwire, "MAX_VANISHED", 1)  # the hub (in this process) and the door alike
+    with start_hub(tmp_path / "hub") as hub, hub.client(timeout=30, retries=0) as client:
+        client.delperson("ben_afflek")
+        client.newperson("ben_afflek", ["staff"], photos("Madonna", "train_3"))  # the same id, another face
+        client.delperson("madonna")
+        door = Syncer(client, EdgeCache(tmp_path / "door.db"), old_pack, group_ids=["staff"])
+        assert door.sync_once()["status"] == "fingerprint_mismatch"
+        assert "ben_afflek" not in door.load().person_ids and "madonna" in door.load().person_ids
+        door.sync_once()  # the next part of the list
+        persons = door.load().person_ids
+    assert "madonna" not in persons and "elton_john" in persons

@@ -147,7 +147,7 @@ def test_a_version_7_sqlite_store_gets_the_lifts_table(tmp_path):
     store.lift_claims("app", "alice", T0, "api")
     assert store.claim_lifts("app", 0) == {"alice": (T0, "api")}
     store.close()
-    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == current == 12
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == current == 13
 
 
 def test_a_malformed_list_of_refusals_is_left_out_and_the_changes_still_apply(

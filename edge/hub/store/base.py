@@ -224,10 +224,11 @@ class Store(abc.ABC):
         """Highest change sequence number of the appid (0 when nothing happened)."""
 
     @abc.abstractmethod
-    def vanished_since(self, appid: str, since: int, group_ids: Sequence[str] | None, limit: int) -> list[str]:
-        """Persons changed after `since` and gone now (deleted, or outside `group_ids`) whom an
-        edge syncing those groups may hold: what it must drop even when this hub no longer
-        serves its pack."""
+    def vanished_since(self, appid: str, since: int, group_ids: Sequence[str] | None, limit: int,
+                       after: str = "") -> list[str]:
+        """Persons changed after `since` in any way (gone, re-enrolled, faces or cards changed)
+        whom an edge syncing those groups may hold, by person_id after `after`: what it must drop
+        when this hub no longer serves its pack, as it cannot take their new state."""
 
     @abc.abstractmethod
     def sync_page(

@@ -434,25 +434,29 @@ class SqlStore(FaceCropSql, ConsoleSql, AccessSql, EdgesSql, ClaimLiftsSql, Stor
             return row is not None
 
     # --- sync feed ------------------------------------------------------------------------
-    def vanished_since(self, appid: str, since: int, group_ids: Sequence[str] | None, limit: int) -> list[str]:
-        """Persons with a change after `since` who are gone now (deleted, or, with `group_ids`,
-        in none of them), and whom such an edge may hold (once in one of its groups): what a
-        door whose pack this hub no longer serves must still drop (SqlStore.sync_page says why
-        only those). At most `limit`."""
-        args: list[Any] = [appid, since]
-        gone = "NOT EXISTS (SELECT 1 FROM persons p WHERE p.appid = ch.appid AND p.person_id = ch.person_id)"
-        held = ""
+    def vanished_since(self, appid: str, since: int, group_ids: Sequence[str] | None, limit: int,
+                       after: str = "") -> list[str]:
+        """Persons with a change after `since` — deleted, out of its groups, re-enrolled under the
+        same id, a face or a card added or removed — whom such an edge may hold (with `group_ids`:
+        once in one of them): what a door whose pack this hub no longer serves must drop, as it
+        cannot take their new state (SqlStore.sync_page says why only those). Only the persons
+        gone were named: one deleted and enrolled again under the same id, or a face removed,
+        kept their old faces there. By person_id, those after `after`, at most `limit` (the edge
+        asks for the next ones after a full list: the first `limit` were named again and again)."""
+        # held only if known before the cursor: a person whose first change is after it (a
+        # bulk enrolment since) was never synced there
+        args: list[Any] = [appid, since, after, since]
+        held = (" AND EXISTS (SELECT 1 FROM changes o WHERE o.appid = ch.appid AND o.person_id = ch.person_id"
+                " AND o.seq <= ?)")
         if group_ids:
             marks = ", ".join("?" * len(group_ids))
-            gone = ("NOT EXISTS (SELECT 1 FROM person_groups pg WHERE pg.appid = ch.appid AND pg.person_id ="
-                    f" ch.person_id AND pg.group_id IN ({marks}))")
-            held = (" AND EXISTS (SELECT 1 FROM group_members_seen s WHERE s.appid = ch.appid AND s.person_id ="
-                    f" ch.person_id AND s.group_id IN ('', {marks}))")
-            args += [*group_ids, *group_ids]
+            held += (" AND EXISTS (SELECT 1 FROM group_members_seen s WHERE s.appid = ch.appid AND s.person_id ="
+                     f" ch.person_id AND s.group_id IN ('', {marks}))")
+            args += [*group_ids]
         with self._read() as c:
             rows = self._q(c, "SELECT DISTINCT ch.person_id FROM changes ch WHERE ch.appid = ? AND ch.seq > ?"
-                              f" AND ch.kind = 'person' AND {gone}{held} ORDER BY ch.person_id LIMIT ?",
-                           (*args, limit)).fetchall()
+                              f" AND ch.kind IN ('person', 'face') AND ch.person_id > ?{held}"
+                              " ORDER BY ch.person_id LIMIT ?", (*args, limit)).fetchall()
         return [pid for (pid,) in rows]
 
     def last_seq(self, appid: str) -> int:
