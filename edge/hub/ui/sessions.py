@@ -102,6 +102,12 @@ class Sessions:
                 upgraded = rehash(password)
                 if self.store.rehash_password(account.username, checked, upgraded):
                     checked = upgraded
+                else:  # changed meanwhile: another login's upgrade of this password, or a reset
+                    now_stored = self.store.account(account.username)
+                    current = now_stored.password if now_stored else ""
+                    # two logins at once after the upgrade: the second was refused its right password
+                    if current and verify_password(password, current):
+                        checked = current
         finally:
             self._checking.release()
         if not passed or account is None:

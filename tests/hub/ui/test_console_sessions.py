@@ -279,3 +279,30 @@ def test_a_login_checking_the_old_password_while_it_is_reset_gets_no_session(hub
     assert racing.get("/ui/persons").status_code == 303  # no session: back to the login page
     monkeypatch.setattr(sessions_module, "verify_password", real_check)
     assert Browser(hub.url).login("ada", "a brand new password 42").status_code == 303
+
+
+def test_two_logins_at_once_after_the_hash_upgrade_both_get_in(hub, monkeypatch):
+    """Two logins checking the old hash at once (two checks may run together, or two hub
+    processes): the first stored today's hash, the second's upgrade then matched nothing, its
+    session was made against the old hash and refused: the right password answered "wrong
+    username or password". The other login's upgrade is made to land just before this one's."""
+    import base64
+    import hashlib
+
+    from edge.hub.ui.passwords import rehash
+
+    store = hub.app.state.console.store
+    salt = b"0123456789abcdef"
+    old = hashlib.scrypt(PASSWORD.encode(), salt=salt, n=1 << 15, r=8, p=1, dklen=32, maxmem=64 << 20)
+    old_hash = f"scrypt$15$8$1${base64.b64encode(salt).decode()}${base64.b64encode(old).decode()}"
+    assert store.rehash_password("ada", store.account("ada").password, old_hash)
+    real_rehash = store.rehash_password
+
+    def the_other_login_first(username, checked, upgraded):
+        assert real_rehash(username, checked, rehash(PASSWORD))  # the other login's, committed first
+        return real_rehash(username, checked, upgraded)
+
+    monkeypatch.setattr(store, "rehash_password", the_other_login_first)
+    assert Browser(hub.url).login("ada").status_code == 303
+    monkeypatch.setattr(store, "rehash_password", real_rehash)
+    assert Browser(hub.url).login("ada").status_code == 303
