@@ -481,11 +481,24 @@ class MqttPublisher(Publisher):
         if self.s.ha_discovery:
             client.subscribe(discovery.status_topic(self.s.ha_prefix), qos=1)
             self._publish_discovery()
-        if self._state is not None:
+        self._republish_retained(client)
+        self._wake.set()
+
+    def _republish_retained(self, client: mqtt.Client) -> None:
+        """The retained state and door topics as they are now. Another thread (door-publish)
+        may store and send a newer one meanwhile, its send before ours of the older: the broker
+        would keep the older (a door shown unlocked after it relocked). So what changed while
+        these went out goes again, last; a change after that is sent by its own thread after."""
+        state, retained = self._state, dict(self._retained)
+        if state is not None:
+            client.publish(self.topic("state"), json.dumps(state), qos=1, retain=True)
+        for leaf, payload in retained.items():
+            client.publish(self.topic(leaf), payload, qos=1, retain=True)
+        if self._state is not state and self._state is not None:
             client.publish(self.topic("state"), json.dumps(self._state), qos=1, retain=True)
         for leaf, payload in list(self._retained.items()):
-            client.publish(self.topic(leaf), payload, qos=1, retain=True)
-        self._wake.set()
+            if retained.get(leaf) is not payload:
+                client.publish(self.topic(leaf), payload, qos=1, retain=True)
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any,
                        properties: Any) -> None:

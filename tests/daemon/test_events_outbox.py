@@ -413,3 +413,34 @@ def test_home_assistant_keeps_no_entity_of_a_door_renamed_and_names_only_accepte
     attributes = json.loads(render(person["json_attributes_template"], accepted))
     assert attributes["person_id"] == "madonna" and "face_image" not in attributes
     assert json.loads(render(person["json_attributes_template"], refused_claim))["person_id"] is None
+
+
+def test_a_door_state_sent_while_the_connection_resends_them_is_the_one_the_broker_keeps(
+        mosquitto, subscribe, tmp_path):
+    """On a (re)connection the retained door state goes out again as it is. The door's own thread
+    (door-publish) may store and send a newer one meanwhile, its send landing before the
+    connection's of the older: the broker kept the older, a door shown unlocked after it had
+    relocked. The interleaving is forced: the relock is stored and sent inside the resend."""
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.reasoncodes import ReasonCode
+
+    pub = _publisher(mosquitto, tmp_path)
+    pub.start()
+    assert wait_until(lambda: pub.connected)
+    pub.publish_retained("door", {"state": "unlocked"})
+    real_publish, armed = pub.client.publish, [True]
+
+    def relock_sent_first(topic, payload=None, *args, **kwargs):
+        if armed[0] and topic.endswith("/door") and b"unlocked" in bytes(payload):
+            armed[0] = False
+            pub.publish_retained("door", {"state": "locked"})  # the door-publish thread, first
+        return real_publish(topic, payload, *args, **kwargs)
+
+    pub.client.publish = relock_sent_first  # type: ignore[method-assign]
+    pub._on_connect(pub.client, None, None, ReasonCode(PacketTypes.CONNACK, "Success"), None)
+    pub.client.publish = real_publish  # type: ignore[method-assign]
+    time.sleep(0.5)
+    late = subscribe("ev/door-t/door")  # joins after: sees what the broker kept
+    assert late.wait_for(lambda: len(late.messages) >= 1, 10)
+    assert json.loads(late.messages[-1][1]) == {"state": "locked"} and not armed[0]
+    pub.stop()
