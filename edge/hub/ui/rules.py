@@ -146,9 +146,11 @@ def rules_holiday(console, ctx: Ctx) -> Response:
     if doc is None:
         return _page(console, ctx, status=400, error="the site has no rules yet: holidays are part of them")
     try:
-        date.fromisoformat(day)
         if len(day) != 10:
             raise ValueError(day)
+        # as the document stores it: a week date (2026-W52-4) was stored as typed, and removing
+        # that day by its date then removed nothing
+        day = date.fromisoformat(day).isoformat()
     except ValueError:
         return _page(console, ctx, status=400, error=f"{day[:32]!r} is no date: type it as 2026-12-25")
     holidays = [d for d in doc.get("holidays") or [] if d != day]

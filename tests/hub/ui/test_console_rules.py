@@ -70,6 +70,11 @@ def test_an_admin_writes_the_first_rules_then_a_zone_and_a_holiday_and_a_viewer_
         assert client.getrules()["version"] == 3
     finally:
         client.close()
+    # the same day typed as a week date is the stored date (it was stored as typed: removing
+    # 2026-12-24 then removed nothing)
+    week_date = ada.post("/ui/rules/holidays", {"version": "3", "day": "2026-W52-4", "action": "remove"})
+    assert "2026-12-24 is no holiday now: version 4" in week_date.text
+    assert json.loads(hub.store.get_rules(APPID)[1])["holidays"] == []
 
 
 def test_the_document_offered_to_start_from_lets_nobody_in(hub):
