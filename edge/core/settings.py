@@ -223,11 +223,27 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
 
 
-def problems(exc: ValidationError) -> str:
+def problems(exc: ValidationError, file_values: dict[str, Any] | None = None) -> str:
     """Where and what, never the input: pydantic's own text quotes the values it was given, and a
-    table of settings holds keys."""
-    return "; ".join(": ".join(filter(None, (".".join(str(p) for p in err["loc"]), err["msg"])))
-                     for err in exc.errors())
+    table of settings holds keys. An unknown key that is not in `file_values` came from the
+    environment: its variable is named (it was blamed on the file, where nobody found it)."""
+    def where(err) -> str:
+        path = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "extra_forbidden" and file_values is not None and not _holds(file_values, err["loc"]):
+            return f"{ENV_PREFIX}{'__'.join(str(p) for p in err['loc']).upper()} (environment): {path}"
+        return path
+    return "; ".join(": ".join(filter(None, (where(err), err["msg"]))) for err in exc.errors())
+
+
+def _holds(values: Any, loc: tuple) -> bool:
+    for part in loc:
+        if isinstance(values, dict) and part in values:
+            values = values[part]
+        elif isinstance(values, list) and isinstance(part, int) and 0 <= part < len(values):
+            values = values[part]
+        else:
+            return False
+    return True
 
 
 def load_settings(cls: type[S], path: str | Path | None, **overrides: Any) -> S:
@@ -238,7 +254,7 @@ def load_settings(cls: type[S], path: str | Path | None, **overrides: Any) -> S:
         settings = cls(**values)
     except ValidationError as exc:
         where = f"{path}: " if path else ""
-        raise ConfigError(f"{where}invalid configuration: {problems(exc)}") from None
+        raise ConfigError(f"{where}invalid configuration: {problems(exc, values)}") from None
     if path and isinstance(settings, RoleSettings) and settings.holds_secrets():
         require_private(path, "config file")
     return settings

@@ -136,3 +136,13 @@ def test_a_secrets_file_hub_edgekey_wrote_still_loads(tmp_path):
     limited = _private(tmp_path / "limited.toml", before.read_text().replace("calls = []", 'calls = ["sync"]'))
     with pytest.raises(ConfigError, match="calls: Extra inputs are not permitted"):
         read_secrets_file(limited)
+
+
+def test_an_unknown_key_from_the_environment_names_its_variable(tmp_path, monkeypatch):
+    """A hub-only variable left in a shared environment (EDGE_VERIFIER_STORAGE__URL) stopped the
+    edge with `edge.toml: ... storage.url: Extra inputs are not permitted`: nobody found it in
+    the file. The variable is named."""
+    cfg = _private(tmp_path / "edge.toml", "[device]\nid = \"door-1\"\n")
+    monkeypatch.setenv("EDGE_VERIFIER_STORAGE__URL", "postgresql://x@y/z")
+    with pytest.raises(ConfigError, match=r"EDGE_VERIFIER_STORAGE__URL \(environment\): storage\.url: Extra"):
+        edge_config.load(cfg)

@@ -256,3 +256,17 @@ def test_a_door_clock_set_back_keeps_its_records_on_the_hub(store, tmp_path):
     assert [r["at"] for r in store.search_access("app", {})[0]] == [set_back]  # kept: received now
     assert store.trim_access_log(time.time() + 1) == 1  # and goes once retention has passed since
 
+
+
+def test_a_record_an_older_hub_process_stored_during_the_upgrade_is_kept(store, tmp_path):
+    """A hub process of the previous release still serving beside the upgraded one (PostgreSQL,
+    a rolling upgrade) stores records without `received` (0): the new process's trim took them
+    for 1970 and deleted them at the next upload, while the door counted them as held. They count
+    as received when the trim first sees them."""
+    records = _log_with(tmp_path / "door.db", time.time(), person_id="madonna")
+    store.store_access_records("app", "door-1", records)
+    with store._write() as c:  # as the older code's INSERT, without the column, leaves it
+        store._q(c, "UPDATE access_records SET received = 0")
+    assert store.trim_access_log(time.time() - 86400) == 0
+    assert [r["person_id"] for r in store.search_access("app", {})[0]] == ["madonna"]
+    assert store.trim_access_log(time.time() + 1) == 1  # and retention then runs from that time

@@ -237,6 +237,11 @@ class AccessSql:
         transaction: the first trim after retention was set deleted a year of records in one,
         holding the store's writer lock meanwhile."""
         gone = 0
+        with self._write() as c:
+            # a record stored by a hub process of older code still running beside this one (a
+            # rolling upgrade) has no time of its own: it counts as received now, never as 1970
+            # (it was deleted at the next upload, the door counting it as held)
+            self._q(c, "UPDATE access_records SET received = ? WHERE received = 0", (time.time(),))
         while True:
             with self._write() as c:
                 keys = [tuple(row) for row in self._q(
