@@ -107,16 +107,23 @@ class Claims:
             out, self._refused = self._refused, []
             return out
 
-    def decided(self, claim: Claim, out: Outcome) -> str | None:
+    def decided(self, claim: Claim, out: Outcome, claimed_in_view: bool = False) -> str | None:
         """A claim's decision is out: a refusal on the face counts towards its person's lockout,
         an admission clears it (the offline policy's refusals never count: edge.daemon.claim_lockout).
         Returns how it counted (REFUSED, ADMITTED or None), which its access log record says so
-        that the site's other doors count it too (edge.hub.claim_refusals)."""
+        that the site's other doors count it too (edge.hub.claim_refusals). `claimed_in_view`:
+        the claimed person was another face of the frame, behind the one that answered (live
+        where liveness runs): a refusal then does not count. A member badging her own card with
+        someone nearer had it refused on his face, counted at every door of the site."""
         if self.lockout is None or not self.lockout.enabled:
             return None
         if out.decision is Decision.ACCEPT:
             self.lockout.admitted(claim.person_id)
             return ADMITTED
+        if out.decision is Decision.REJECT and claimed_in_view:
+            log.info("verify claim for %s refused on a nearer face while they were in view: not counted",
+                     claim.person_id)
+            return None
         if out.decision is Decision.REJECT and out.source is not Source.OFFLINE_POLICY:
             self.lockout.refused(claim.person_id)
             return REFUSED

@@ -375,7 +375,7 @@ class Daemon:
     def _decided(self, c: Candidate, out: Outcome) -> None:
         # counted first: a publication that fails still was a try; the access log says how for
         # the site's other doors, where this door takes part in their count
-        counted = self.claims.decided(c.claim, out) if c.claim is not None else None
+        counted = self.claims.decided(c.claim, out, c.claimed_in_view) if c.claim is not None else None
         self._publish(out, claim=c.claim, face=c.face, frame=c.frame, t_frame=c.t_frame,
                       track_id=c.track.id, frames=c.frames, latency=c.latency, cache_version=c.gallery.version,
                       claim_counted=counted if self.s.verify.share_refusals else None)

@@ -48,7 +48,7 @@ class FrameScorer:
         """Score each face of this BGR frame (read at perf_counter `t_frame`) and hand the
         tracks ready to be decided to the settle window."""
         t0 = time.perf_counter()
-        faces = self.pipeline.detect(frame)[: self.max_faces]
+        faces = self.pipeline.detect(frame, limit=self.max_faces)[: self.max_faces]
         t_detect = time.perf_counter()
         metrics.FRAMES.inc()
         metrics.STAGE.labels("detect").observe(t_detect - t0)
@@ -62,7 +62,11 @@ class FrameScorer:
         tracks = self.tracker.update([f.box for f in faces],
                                      [f.embedding if f.quality.ok else None for f in faces])
         gallery = self.gallery()
-        # the face nearest the camera: the only one a waiting claim may go to (edge.daemon.claims)
+        # The face nearest the camera (the frame's largest) is the person at the door: the only
+        # one identified (a member passing far behind opened the door for a stranger standing at
+        # it: any of the largest faces decided), and the only one a waiting claim may go to (a
+        # member further back answered a stranger's badge: edge.daemon.claims). The others are
+        # tracked and judged live meanwhile, and decided once they are the nearest.
         nearest = max(range(len(faces)), key=lambda i: faces[i].box[2] * faces[i].box[3], default=-1)
         for index, (face, track) in enumerate(zip(faces, tracks)):
             if not face.quality.ok:
@@ -84,7 +88,7 @@ class FrameScorer:
                 continue  # wait until enough frames of this track are scored, and this one is live
             # Only a track ready to be scored takes a claim: a claim taken is always decided.
             claim = self.claims.for_track(track, self.window.settle, nearest=index == nearest)
-            if state.decided or (claim is None and not self.identify):
+            if state.decided or (claim is None and (not self.identify or index != nearest)):
                 continue
             t_match = time.perf_counter()
             if state.evidence is None:
@@ -113,7 +117,23 @@ class FrameScorer:
             latency = Latency((t_detect - t0) * 1000, (t_embed - t_detect) * 1000,
                               (time.perf_counter() - t_match) * 1000)
             metrics.STAGE.labels("match").observe(latency.match_ms / 1000)
-            self.window.consider(Candidate(track, out, face, frame, t_frame, latency, claim, gallery))
+            elsewhere = claim is not None and self._live_elsewhere(claim.person_id, index, faces, tracks, gallery)
+            self.window.consider(Candidate(track, out, face, frame, t_frame, latency, claim, gallery,
+                                           claimed_in_view=elsewhere))
+
+    def _live_elsewhere(self, person_id: str, index: int, faces: list, tracks: list, gallery: Gallery) -> bool:
+        """Whether another face of this frame could be `person_id` (and is judged live, where
+        liveness runs): a claim refused on the nearest face is then not counted towards their
+        lockout. A member badging her own card with someone else nearer had it refused on his
+        face and counted, at every door of the site: locked out by whoever stood before her."""
+        could_be = _could_be(gallery, person_id)
+        for i, (f, t) in enumerate(zip(faces, tracks)):
+            if i == index or not f.quality.ok or f.embedding is None or not could_be(f.embedding):
+                continue
+            seen = self.liveness.of(t)
+            if not self.liveness.enabled or (seen is not None and seen.verdict == "live"):
+                return True
+        return False
 
 
 def _could_be(gallery: Gallery, person_id: str) -> Callable[[np.ndarray], bool]:

@@ -38,6 +38,9 @@ class Candidate:
     gallery: Gallery  # the gallery it was scored against
     since: float = field(default_factory=time.monotonic)  # the track's first scored frame
     frames: int = 1
+    # the claimed person is another face of the frame (live where liveness runs): a refusal of
+    # the claim on this one is not counted towards their lockout (edge.daemon.scoring)
+    claimed_in_view: bool = False
 
     def rank(self) -> tuple[bool, float]:
         return rank(self.out)
@@ -64,8 +67,9 @@ class SettleWindow:
         best = self._pending.get(track_id)
         if best is not None:
             cand.since, cand.frames = best.since, best.frames + 1
+            cand.claimed_in_view = cand.claimed_in_view or best.claimed_in_view
             if not replaces(self.evidence, cand.rank(), best.rank()):
-                best.frames = cand.frames
+                best.frames, best.claimed_in_view = cand.frames, cand.claimed_in_view
                 cand = best
         self._pending[track_id] = cand
         if cand.out.decision is Decision.ACCEPT:

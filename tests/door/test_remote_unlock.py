@@ -12,6 +12,7 @@ from edge.core.signature import Credential, command_purpose, is_command_purpose,
 from edge.daemon.commands import CommandGate, signed_command
 
 CRED = Credential("1000001", "AKIDunlock", "u" * 32)
+API_KEY = {"appid": CRED.appid, "secret_id": CRED.secret_id, "secret_key": CRED.secret_key}  # as [api] credentials
 
 
 def gate(mode="signed", enabled=True):
@@ -67,10 +68,10 @@ def test_remote_unlock_settings_wire_the_gate(tmp_path):
     from edge.daemon.claims import Claims
     from edge.daemon.config import EdgeSettings
 
-    s = EdgeSettings(storage={"path": tmp_path}, api={"credentials": [CRED.__dict__]},
+    s = EdgeSettings(storage={"path": tmp_path}, api={"credentials": [API_KEY]},
                      door={"remote_unlock": False})
     assert CommandGate.from_settings(s, Claims(5), None, unlock=lambda d, w: True).unlock is None
-    s = EdgeSettings(storage={"path": tmp_path}, api={"credentials": [CRED.__dict__]},
+    s = EdgeSettings(storage={"path": tmp_path}, api={"credentials": [API_KEY]},
                      door={"remote_unlock": True, "name": "front"})
     g = CommandGate.from_settings(s, Claims(5), None, unlock=lambda d, w: True)
     assert g.unlock is not None and g.door == "front"
@@ -106,7 +107,7 @@ def test_commands_device_bound_comes_from_the_config(tmp_path):
     from edge.daemon.claims import Claims
     from edge.daemon.config import EdgeSettings
 
-    s = EdgeSettings(storage={"path": tmp_path}, device={"id": "lobby"}, api={"credentials": [CRED.__dict__]},
+    s = EdgeSettings(storage={"path": tmp_path}, device={"id": "lobby"}, api={"credentials": [API_KEY]},
                      mqtt={"commands_device_bound": True})
     g = CommandGate.from_settings(s, Claims(5), None)
     assert (g.device, g.device_bound) == ("lobby", True)
