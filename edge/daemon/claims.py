@@ -112,8 +112,8 @@ class Claims:
         an admission clears it (the offline policy's refusals never count: edge.daemon.claim_lockout).
         Returns how it counted (REFUSED, ADMITTED or None), which its access log record says so
         that the site's other doors count it too (edge.hub.claim_refusals). `claimed_in_view`:
-        the claimed person was another face of the frame, behind the one that answered (live
-        where liveness runs): a refusal then does not count. A member badging her own card with
+        the claimed person was another face of the frame, behind the one that answered
+        (recognised, not judged an attack): a refusal then does not count. A member badging her own card with
         someone nearer had it refused on his face, counted at every door of the site."""
         if self.lockout is None or not self.lockout.enabled:
             return None

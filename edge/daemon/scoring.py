@@ -122,16 +122,22 @@ class FrameScorer:
                                            claimed_in_view=elsewhere))
 
     def _live_elsewhere(self, person_id: str, index: int, faces: list, tracks: list, gallery: Gallery) -> bool:
-        """Whether another face of this frame could be `person_id` (and is judged live, where
-        liveness runs): a claim refused on the nearest face is then not counted towards their
-        lockout. A member badging her own card with someone else nearer had it refused on his
-        face and counted, at every door of the site: locked out by whoever stood before her."""
-        could_be = _could_be(gallery, person_id)
+        """Whether another face of this frame is `person_id`, recognised (at the accept
+        threshold: a look-alike behind is not her) and not judged an attack: a claim refused on
+        the nearest face is then not counted towards their lockout. A member badging her own
+        card with someone else nearer had it refused on his face and counted, at every door of
+        the site: locked out by whoever stood before her. (Not "judged live": the liveness of a
+        track decided before is no longer scored, and hers, identified as she walked up, was
+        never live again.)"""
+        accept = gallery.thresholds.accept
         for i, (f, t) in enumerate(zip(faces, tracks)):
-            if i == index or not f.quality.ok or f.embedding is None or not could_be(f.embedding):
+            if i == index or not f.quality.ok or f.embedding is None:
+                continue
+            found = gallery.verify(f.embedding, person_id)
+            if found is None or found.score < accept:
                 continue
             seen = self.liveness.of(t)
-            if not self.liveness.enabled or (seen is not None and seen.verdict == "live"):
+            if seen is None or seen.verdict != "attack":
                 return True
         return False
 

@@ -38,8 +38,8 @@ class Candidate:
     gallery: Gallery  # the gallery it was scored against
     since: float = field(default_factory=time.monotonic)  # the track's first scored frame
     frames: int = 1
-    # the claimed person is another face of the frame (live where liveness runs): a refusal of
-    # the claim on this one is not counted towards their lockout (edge.daemon.scoring)
+    # the claimed person is another face of the frame, recognised and not judged an attack: a
+    # refusal of the claim on this one is not counted towards their lockout (edge.daemon.scoring)
     claimed_in_view: bool = False
 
     def rank(self) -> tuple[bool, float]:

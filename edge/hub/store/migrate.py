@@ -15,6 +15,7 @@ import sqlite3
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 BATCH = 2000
 
@@ -78,7 +79,7 @@ def migrate_store(source_url: str, target_url: str, progress=None) -> Report:
     t0 = time.monotonic()
     _upgrade(path)
     try:
-        src = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        src = sqlite3.connect(Path(path).resolve().as_uri() + "?mode=ro", uri=True)  # a '#' in the path: no fragment
     except sqlite3.OperationalError as exc:
         raise MigrationError(f"cannot open {path}: {exc}") from None
     PostgresStore(target_url).close()  # creates or migrates the target's schema

@@ -437,7 +437,7 @@ class SqlStore(FaceCropSql, ConsoleSql, AccessSql, EdgesSql, ClaimLiftsSql, Stor
     def vanished_since(self, appid: str, since: int, group_ids: Sequence[str] | None, limit: int,
                        after: str = "") -> list[str]:
         """Persons with a change after `since` — deleted, out of its groups, re-enrolled under the
-        same id, a face or a card added or removed — whom such an edge may hold (with `group_ids`:
+        same id, a face removed, their cards or name changed — whom such an edge may hold (with `group_ids`:
         once in one of them): what a door whose pack this hub no longer serves must drop, as it
         cannot take their new state (SqlStore.sync_page says why only those). Only the persons
         gone were named: one deleted and enrolled again under the same id, or a face removed,
@@ -454,8 +454,11 @@ class SqlStore(FaceCropSql, ConsoleSql, AccessSql, EdgesSql, ClaimLiftsSql, Stor
                      f" ch.person_id AND s.group_id IN ('', {marks}))")
             args += [*group_ids]
         with self._read() as c:
+            # a face change counts when the face is gone (removed, or its person deleted): `hub
+            # reembed` logs one per face it embeds again, and every person held was dropped
             rows = self._q(c, "SELECT DISTINCT ch.person_id FROM changes ch WHERE ch.appid = ? AND ch.seq > ?"
-                              f" AND ch.kind IN ('person', 'face') AND ch.person_id > ?{held}"
+                              " AND (ch.kind = 'person' OR (ch.kind = 'face' AND NOT EXISTS (SELECT 1 FROM faces f"
+                              f" WHERE f.face_id = ch.face_id))) AND ch.person_id > ?{held}"
                               " ORDER BY ch.person_id LIMIT ?", (*args, limit)).fetchall()
         return [pid for (pid,) in rows]
 
