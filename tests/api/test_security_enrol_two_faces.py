@@ -6,22 +6,12 @@ still enrols."""
 
 from __future__ import annotations
 
-import cv2
-import numpy as np
 import pytest
 
 from edge.api.client import CloudApiError
 from edge.core.errors import SEVERAL_FACES
 from tests.support.hub import start_hub
-
-
-def side_by_side(left: bytes, right: bytes, right_scale: float) -> bytes:
-    a = cv2.imdecode(np.frombuffer(left, np.uint8), cv2.IMREAD_COLOR)
-    b = cv2.imdecode(np.frombuffer(right, np.uint8), cv2.IMREAD_COLOR)
-    b = cv2.resize(b, None, fx=right_scale, fy=right_scale)
-    canvas = np.full((max(a.shape[0], b.shape[0]), a.shape[1] + b.shape[1], 3), 255, np.uint8)
-    canvas[:a.shape[0], :a.shape[1]], canvas[:b.shape[0], a.shape[1]:] = a, b
-    return cv2.imencode(".jpg", canvas)[1].tobytes()
+from tests.support.vision import side_by_side
 
 
 def test_a_photo_with_two_faces_of_a_size_is_not_enrolled(tmp_path, photos):

@@ -7,6 +7,7 @@ tracker, scorer, settle window) on composite frames of real photos."""
 from __future__ import annotations
 
 import time
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -33,8 +34,9 @@ def _face_only(pipeline: Pipeline, bgr: np.ndarray, side: int) -> np.ndarray:
     return cv2.resize(crop, None, fx=side / w, fy=side / w)
 
 
-def test_a_claim_goes_to_the_nearest_face_not_a_member_further_back(models_dir, faces_dir):
-    pipeline = Pipeline.load(models_dir, precision="int8", threads=1)
+def member_behind_a_stranger(pipeline: Pipeline, faces_dir) -> tuple[Gallery, Callable[[bool], np.ndarray]]:
+    """The member enrolled (three photos), and frames of her further back (smaller), with or
+    without a stranger nearer the camera."""
     celebrities = faces_dir / "five_celebrity"
     enrolled = []
     for i, name in enumerate(MEMBER):
@@ -53,6 +55,13 @@ def test_a_claim_goes_to_the_nearest_face_not_a_member_further_back(models_dir, 
         if with_stranger:
             out[200: 200 + stranger.shape[0], 20: 20 + stranger.shape[1]] = stranger[: 280, : 400]
         return out
+
+    return gallery, frame
+
+
+def test_a_claim_goes_to_the_nearest_face_not_a_member_further_back(models_dir, faces_dir):
+    pipeline = Pipeline.load(models_dir, precision="int8", threads=1)
+    gallery, frame = member_behind_a_stranger(pipeline, faces_dir)
 
     decided = []
     claims = Claims(10.0)

@@ -15,7 +15,6 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.core.matcher import Enrolled, Gallery, thresholds_for
 from edge.daemon.claim_lockout import ClaimLockout
 from edge.daemon.claims import Claims
 from edge.daemon.decide import Decider
@@ -25,7 +24,7 @@ from edge.daemon.settle import SettleWindow
 from edge.daemon.tracker import Tracker
 from edge.vision import Pipeline
 from edge.vision.liveness import Liveness
-from tests.daemon.test_claim_nearest import MEMBER, SEEN, STRANGER, _face_only
+from tests.daemon.test_claim_nearest import member_behind_a_stranger
 
 
 class _EveryFaceLive:
@@ -40,23 +39,7 @@ def _rig(models_dir, faces_dir, claims: Claims, liveness_mode: str = "off"):
     pipeline = Pipeline.load(models_dir, precision="int8", threads=1)
     if liveness_mode != "off":
         pipeline.check_liveness = lambda bgr, face: Liveness(0.99, "live", None)  # type: ignore[method-assign]
-    celebrities = faces_dir / "five_celebrity"
-    enrolled = []
-    for i, name in enumerate(MEMBER):
-        img = cv2.imread(str(celebrities / name))
-        (face,) = pipeline.detect(img)[:1]
-        enrolled.append(Enrolled("madonna", f"f{i}", pipeline.embed(img, face), ("staff",), "Madonna"))
-    gallery = Gallery(enrolled, thresholds_for("int8", false_admit_rate=1e-3), version="t")
-    member = _face_only(pipeline, cv2.imread(str(celebrities / SEEN)), 90)  # further back: smaller
-    stranger = _face_only(pipeline, cv2.imread(str(faces_dir / STRANGER)), 170)  # at the door
-    scene = np.full((480, 640, 3), 200, np.uint8)
-
-    def frame(with_stranger: bool) -> np.ndarray:
-        out = scene.copy()
-        out[40: 40 + member.shape[0], 600 - member.shape[1]: 600] = member
-        if with_stranger:
-            out[200: 200 + stranger.shape[0], 20: 20 + stranger.shape[1]] = stranger[: 280, : 400]
-        return out
+    gallery, frame = member_behind_a_stranger(pipeline, faces_dir)
 
     decided: list = []
     decider = Decider(None)

@@ -257,16 +257,7 @@ def test_a_photo_with_two_faces_of_a_size_is_refused_and_a_background_face_is_no
     ("passes (2 faces: the largest is used)"), and nothing else could catch it while Ben was not
     enrolled: Ben then verified as madonna. A second face of at least half the largest one's
     width refuses the photo now; one far smaller (the background) does not."""
-    import cv2
-    import numpy as np
-
-    def side_by_side(left: bytes, right: bytes, right_scale: float) -> bytes:
-        a = cv2.imdecode(np.frombuffer(left, np.uint8), cv2.IMREAD_COLOR)
-        b = cv2.imdecode(np.frombuffer(right, np.uint8), cv2.IMREAD_COLOR)
-        b = cv2.resize(b, None, fx=right_scale, fy=right_scale)
-        canvas = np.full((max(a.shape[0], b.shape[0]), a.shape[1] + b.shape[1], 3), 255, np.uint8)
-        canvas[:a.shape[0], :a.shape[1]], canvas[:b.shape[0], a.shape[1]:] = a, b
-        return cv2.imencode(".jpg", canvas)[1].tobytes()
+    from tests.support.vision import side_by_side
 
     madonna, ben = photos("Madonna", "train_1"), photos("Ben_Afflek", "train_1")
     otto = Browser(hub.url)
