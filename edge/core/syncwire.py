@@ -198,7 +198,7 @@ def check_report(fields: dict) -> dict[str, str]:
 
 
 # With a fingerprint the hub does not serve (code 21): the persons changed since the edge's cursor
-# (deleted, out of its groups, re-enrolled, a face or a card added or removed), which it drops
+# (deleted, out of its groups, re-enrolled, a face removed, cards or name changed), which it drops
 # although it gets no page (it cannot take their new state on its pack), at most MAX_VANISHED by
 # person_id; after a full list the edge asks for those after its last (VANISHED_AFTER).
 VANISHED = "vanished"

@@ -170,7 +170,7 @@ class Syncer:
             return dict(self.state)
 
     def _drop_vanished(self, data: dict) -> None:
-        """The persons the hub says changed (gone, re-enrolled, faces or cards changed), dropped
+        """The persons the hub says changed (gone, re-enrolled, a face removed, cards changed), dropped
         although it serves no page for this edge's pack: a deleted person kept passing here until
         the edge moved to the new pack."""
         try:

@@ -226,7 +226,7 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def vanished_since(self, appid: str, since: int, group_ids: Sequence[str] | None, limit: int,
                        after: str = "") -> list[str]:
-        """Persons changed after `since` in any way (gone, re-enrolled, faces or cards changed)
+        """Persons changed after `since` (gone, re-enrolled, a face removed, cards or name changed)
         whom an edge syncing those groups may hold, by person_id after `after`: what it must drop
         when this hub no longer serves its pack, as it cannot take their new state."""
 
