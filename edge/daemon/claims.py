@@ -129,6 +129,14 @@ class Claims:
             return REFUSED
         return None
 
+    def give_back(self, claim: Claim) -> None:
+        """A track that took `claim` left before it could be decided (its liveness not yet
+        judged on frames that could be the person): the claim waits again, for another face or
+        its timeout (`no_face_before_timeout`). It was lost: the reader got no answer at all."""
+        with self._lock:
+            if self._claim is None:
+                self._claim = claim
+
     def expired(self) -> Claim | None:
         """The waiting claim, removed, once its timeout has passed; else None."""
         with self._lock:

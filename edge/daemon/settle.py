@@ -60,6 +60,10 @@ class SettleWindow:
     def __len__(self) -> int:
         return len(self._pending)
 
+    def holds(self, track_id: int) -> bool:
+        """Whether a decision of this track waits to be settled."""
+        return track_id in self._pending
+
     def consider(self, cand: Candidate) -> None:
         """Keep the track's best frame so far and decide at once on a local accept; anything
         else waits for `settle_due`, which the loop runs right after each frame."""

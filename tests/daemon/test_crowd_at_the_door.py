@@ -117,3 +117,27 @@ def test_a_crowd_in_view_costs_landmarks_for_the_faces_handled_only(models_dir, 
     handled = pipeline.detect(crowd, limit=4)
     assert len(every) >= 8 and seen[0] == len(pipeline.detector.infer(crowd)) and seen[1] == 6
     assert [f.box for f in handled[:4]] == [f.box for f in every[:4]]
+
+
+def test_a_claim_whose_face_leaves_before_it_is_decided_waits_again(models_dir, faces_dir):
+    """A track that took a claim and left before it could be decided (its liveness not yet
+    judged on frames that could be the person) took the claim with it: neither a decision nor
+    `no_face_before_timeout` ever came, and the badge reader got no answer. It waits again, for
+    another face or its timeout."""
+    pipeline = Pipeline.load(models_dir, precision="int8", threads=1)
+    gallery, frame = member_behind_a_stranger(pipeline, faces_dir)
+    claims, decider, tracker = Claims(0.5), Decider(None), Tracker(max_missed=1)
+    window = SettleWindow(decider, 5.0, lambda c, out: None)
+    scorer = FrameScorer(pipeline, tracker, decider, claims, window, lambda: gallery, max_faces=4, min_frames=3,
+                         identify=True, groups=["staff"], liveness=LivenessPolicy("off", 5, None, None))
+    scorer.process(frame(False), time.perf_counter())  # her track, not yet decided (one good frame of 3)
+    (track,) = tracker.tracks
+    claims.open("madonna")
+    track.state.claim = claims.take()  # taken, as a track ready to be scored takes it
+    assert not claims.waiting
+    empty = np.full_like(frame(False), 200)
+    for _ in range(3):  # she leaves before it is decided
+        scorer.process(empty, time.perf_counter())
+    assert not tracker.tracks and claims.waiting
+    time.sleep(0.6)
+    assert claims.expired() is not None  # and ends as no_face_before_timeout, answered
