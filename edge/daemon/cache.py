@@ -75,10 +75,29 @@ class EdgeCache:
         return row[0] if row else default
 
     def forget_persons(self, person_ids: list[str]) -> int:
-        """Drop these persons (faces, cards) without moving the cursor: the hub said they are
-        gone, though it serves no page for this cache's pack (syncwire.VANISHED); how many went."""
+        """Drop these persons (faces, cards) without moving the cursor: the hub said they changed,
+        though it serves no page for this cache's pack (syncwire.VANISHED); how many went. Marked
+        (`dropped_unserved`): their faces from before the cursor come back only by a sync from 0
+        once the pack is served again (`rewind`)."""
         with self._lock, transaction(self._db):
-            return sum(self._drop_person(pid) for pid in person_ids)
+            gone = sum(self._drop_person(pid) for pid in person_ids)
+            if gone:
+                self._db.execute("INSERT OR REPLACE INTO meta VALUES ('dropped_unserved', '1')")
+            return gone
+
+    @property
+    def dropped_unserved(self) -> bool:
+        """Persons were dropped while the hub served no page for this pack (forget_persons)."""
+        with self._lock:
+            return self._meta("dropped_unserved") == "1"
+
+    def rewind(self) -> None:
+        """Sync again from 0, keeping what is held until the pages replace it: the persons dropped
+        while the pack was not served (a card changed, one face of two removed) kept their other
+        faces on the hub, before the cursor, and never came back to this door."""
+        with self._lock, transaction(self._db):
+            self._db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                                 [("cursor", "0"), ("cursor_mark", ""), ("dropped_unserved", "")])
 
     def _drop_person(self, person_id: str) -> int:
         """A person's faces, cards and row gone (a deletion synced, or said gone): 1 if it was here."""
@@ -125,7 +144,7 @@ class EdgeCache:
             self._db.execute("DELETE FROM persons")
             self._db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
                                  [("cursor", "0"), ("cursor_mark", ""), ("fingerprint", fingerprint),
-                                  ("scope", scope)])
+                                  ("scope", scope), ("dropped_unserved", "")])
 
     @property
     def cursor_mark(self) -> str:

@@ -97,6 +97,13 @@ class Syncer:
                                        rules=True, report=report, refusals_since=None if pages else refusals_since,
                                        vanished_after=self._vanished_after)
                     self._note_key(data.get(syncwire.REPORT_KEY), report)
+                    if since > 0 and self.cache.dropped_unserved:
+                        # the pack is served again after persons were dropped while it was not:
+                        # their faces from before the cursor come back only from 0
+                        log.warning("sync: the hub serves this edge's pack again: syncing from 0 to take back the "
+                                    "persons dropped meanwhile (those held stay until replaced)")
+                        self.cache.rewind()
+                        continue
                     if self.site_refusals is not None and syncwire.REFUSALS in data:
                         self._take_site_refusals(self.site_refusals, data)
                     batch = data.get("changes") or []

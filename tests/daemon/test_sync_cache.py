@@ -455,3 +455,34 @@ def test_a_door_on_an_old_pack_drops_a_person_enrolled_again_and_pages_through_a
         door.sync_once()  # the next part of the list
         persons = door.load().person_ids
     assert "madonna" not in persons and "elton_john" in persons
+
+
+def test_a_door_takes_back_the_persons_it_dropped_once_its_pack_is_served_again(tmp_path, faces_dir, models_dir):
+    """A door saw its hub once without its pack (`also_embed` taken out while it had not moved,
+    or one process of a cluster restarted first) and dropped the persons changed since its
+    cursor: a card added to Madonna, one of Ben's two faces removed. With the pack served again,
+    their remaining faces, from before its cursor, never came back: they were refused there
+    until the cache was reset. The door syncs again from 0 (what it holds stays meanwhile)."""
+    from edge.daemon.sync import Syncer
+    from tests.support.hub import hub_with_five_enrolled, start_hub
+
+    def faces_of(door) -> dict[str, int]:
+        return dict(door.cache._db.execute("SELECT person_id, count(*) FROM faces GROUP BY person_id").fetchall())
+
+    with hub_with_five_enrolled(tmp_path / "hub", faces_dir, vision={"also_embed": ["fp32"]}) as hub:
+        pack = hub.app.state.service.vision.primary.fingerprint
+        with hub.client(timeout=30, retries=0) as client:
+            door = Syncer(client, EdgeCache(tmp_path / "door.db"), pack, group_ids=["staff"])
+            assert door.sync_once()["status"] == "ok"
+    with start_hub(tmp_path / "hub", vision={"precision": "fp32"}) as hub, hub.client(timeout=30, retries=0) as client:
+        client.setcredentials("madonna", [{"format": "h10301", "facility": 42, "number": 12345}])
+        client.delface("ben_afflek", client.getfaceids("ben_afflek")["face_ids"][:1])
+        door.client = client
+        assert door.sync_once()["status"] == "fingerprint_mismatch"
+        assert "madonna" not in door.load().person_ids and "ben_afflek" not in door.load().person_ids
+    with start_hub(tmp_path / "hub", vision={"precision": "fp32", "also_embed": ["int8"]}) as hub, \
+            hub.client(timeout=30, retries=0) as client:
+        on_hub = {p: len(client.getfaceids(p)["face_ids"]) for p in client.getpersonids("staff")["person_ids"]}
+        door.client = client
+        assert door.sync_once()["status"] == "ok"
+        assert faces_of(door) == on_hub and door.cache.credentials_of("madonna")
