@@ -37,6 +37,7 @@ class Claims:
     def __init__(self, default_timeout_s: float, lockout: ClaimLockout | None = None):
         self.default_timeout_s = default_timeout_s
         self.lockout = lockout
+        self._ended: list[Claim] = []  # taken by a track that left undecided: answered as unanswered
         self._claim: Claim | None = None
         self._refused: list[Claim] = []  # claims of locked-out persons, answered by the main loop
         self._lock = threading.Lock()
@@ -129,17 +130,21 @@ class Claims:
             return REFUSED
         return None
 
-    def give_back(self, claim: Claim) -> None:
+    def end(self, claim: Claim) -> None:
         """A track that took `claim` left before it could be decided (its liveness not yet
-        judged on frames that could be the person): the claim waits again, for another face or
-        its timeout (`no_face_before_timeout`). It was lost: the reader got no answer at all."""
+        judged on frames that could be the person): the claim ends, unanswered, at the next
+        `expired` (it was lost: the reader got no answer at all). Never handed to another face:
+        the card's owner walking up after a stranger badged with it would have opened the door
+        on a second factor she never presented."""
         with self._lock:
-            if self._claim is None:
-                self._claim = claim
+            self._ended.append(claim)
 
     def expired(self) -> Claim | None:
-        """The waiting claim, removed, once its timeout has passed; else None."""
+        """A claim ended (`end`), or the waiting claim, removed, once its timeout has passed;
+        else None."""
         with self._lock:
+            if self._ended:
+                return self._ended.pop(0)
             claim = self._claim
             if claim is None or time.monotonic() < claim.expires:
                 return None

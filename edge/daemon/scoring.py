@@ -62,7 +62,7 @@ class FrameScorer:
         before = list(self.tracker.tracks)
         tracks = self.tracker.update([f.box for f in faces],
                                      [f.embedding if f.quality.ok else None for f in faces])
-        self._give_back_claims(before)
+        self._end_claims_of_gone(before)
         gallery = self.gallery()
         # The face nearest the camera (the frame's largest) is the person at the door: the only
         # one identified (a member passing far behind opened the door for a stranger standing at
@@ -123,14 +123,14 @@ class FrameScorer:
             self.window.consider(Candidate(track, out, face, frame, t_frame, latency, claim, gallery,
                                            claimed_in_view=elsewhere))
 
-    def _give_back_claims(self, before: list) -> None:
-        """The claims of tracks gone before they could be decided wait again (Claims.give_back);
+    def _end_claims_of_gone(self, before: list) -> None:
+        """The claims of tracks gone before they could be decided end unanswered (Claims.end);
         one with a decision settling is decided by the window as its track leaves."""
         alive = {t.id for t in self.tracker.tracks}
         for t in before:
             held = t.state.claim
             if t.id not in alive and held is not None and not t.state.decided and not self.window.holds(t.id):
-                self.claims.give_back(held)
+                self.claims.end(held)
 
     def _live_elsewhere(self, person_id: str, index: int, faces: list, tracks: list, gallery: Gallery) -> bool:
         """Whether another face of this frame is `person_id`, recognised (at the accept
