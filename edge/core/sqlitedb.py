@@ -38,6 +38,13 @@ class DamagedDatabase(sqlite3.DatabaseError):
 WAL_LIMIT_BYTES = 4 * 1024 * 1024  # a -wal file's size kept after a checkpoint (open_durable)
 
 
+def open_read_only(path: str | Path) -> sqlite3.Connection:
+    """The SQLite file at `path`, read-only. Named by a file: URI built from the path: written in
+    as `file:{path}`, a '#' or '?' in it ended the path and an empty database beside it was
+    opened read-write instead."""
+    return sqlite3.connect(Path(path).resolve().as_uri() + "?mode=ro", uri=True)
+
+
 def open_durable(path: str | Path) -> sqlite3.Connection:
     """A connection in WAL mode with synchronous=FULL: a committed row survives a power cut.
 

@@ -15,6 +15,8 @@ import sqlite3
 import sys
 from pathlib import Path
 
+from edge.core.sqlitedb import open_read_only
+
 LOG_FILE = "access-log.db"  # in the edge's [storage] path
 
 
@@ -53,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     # Looked at read-only first: another SQLite file passed as a sound, empty log (and got the
     # log's tables added by opening it as one)
     try:
-        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as probe:
+        with contextlib.closing(open_read_only(path)) as probe:
             tables = {name for (name,) in probe.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     except sqlite3.DatabaseError as exc:
         print(f"edge-verifier log verify: error: {path}: {exc}: damaged or not an SQLite database", file=sys.stderr)

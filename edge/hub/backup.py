@@ -16,6 +16,8 @@ import sqlite3
 import sys
 from pathlib import Path
 
+from edge.core.sqlitedb import open_read_only
+
 
 class BackupError(Exception):
     pass
@@ -35,9 +37,7 @@ def backup_sqlite(source: str | Path, target: str | Path, progress=None) -> int:
         raise BackupError(f"{target}: {exc.strerror or exc}") from None
     os.close(fd)
     try:
-        # the path as a file: URI (a '#' or '?' in it ended the path: an empty database opened
-        # read-write beside it was copied and checked sound)
-        src = sqlite3.connect(source.resolve().as_uri() + "?mode=ro", uri=True)
+        src = open_read_only(source)  # (a '#' in the path once copied an empty database, "checked")
         dst = sqlite3.connect(target)
         try:
             page_count = src.execute("PRAGMA page_count").fetchone()[0]

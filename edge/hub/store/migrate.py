@@ -17,6 +17,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from edge.core.sqlitedb import open_read_only
+
 BATCH = 2000
 
 # table -> columns, in foreign-key order; verify_log.ismatch is 0/1 in SQLite, boolean here
@@ -79,7 +81,7 @@ def migrate_store(source_url: str, target_url: str, progress=None) -> Report:
     t0 = time.monotonic()
     _upgrade(path)
     try:
-        src = sqlite3.connect(Path(path).resolve().as_uri() + "?mode=ro", uri=True)  # a '#' in the path: no fragment
+        src = open_read_only(path)
     except sqlite3.OperationalError as exc:
         raise MigrationError(f"cannot open {path}: {exc}") from None
     PostgresStore(target_url).close()  # creates or migrates the target's schema
@@ -108,7 +110,6 @@ def _upgrade(path: str) -> None:
     """Bring a file an older hub wrote to this code's schema, as the hub does when it opens it:
     tables added since are made (and the groups its persons were in filled in), so every table is
     there to copy and the copy answers like the file would."""
-    from pathlib import Path
 
     from edge.hub.store.sqlite import SqliteStore
 
