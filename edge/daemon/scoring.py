@@ -59,10 +59,9 @@ class FrameScorer:
         t_embed = time.perf_counter()
         if faces:
             metrics.STAGE.labels("embed").observe(t_embed - t_detect)
-        before = list(self.tracker.tracks)
         tracks = self.tracker.update([f.box for f in faces],
                                      [f.embedding if f.quality.ok else None for f in faces])
-        self._end_claims_of_gone(before)
+        self._end_claims_of_gone(self.tracker.dropped)
         gallery = self.gallery()
         # The face nearest the camera (the frame's largest) is the person at the door: the only
         # one identified (a member passing far behind opened the door for a stranger standing at
@@ -119,20 +118,19 @@ class FrameScorer:
             latency = Latency((t_detect - t0) * 1000, (t_embed - t_detect) * 1000,
                               (time.perf_counter() - t_match) * 1000)
             metrics.STAGE.labels("match").observe(latency.match_ms / 1000)
-            elsewhere = claim is not None and self._live_elsewhere(claim.person_id, index, faces, tracks, gallery)
+            elsewhere = claim is not None and self._claimed_in_view(claim.person_id, index, faces, tracks, gallery)
             self.window.consider(Candidate(track, out, face, frame, t_frame, latency, claim, gallery,
                                            claimed_in_view=elsewhere))
 
-    def _end_claims_of_gone(self, before: list) -> None:
-        """The claims of tracks gone before they could be decided end unanswered (Claims.end);
+    def _end_claims_of_gone(self, gone: list) -> None:
+        """The claims of tracks `gone` before they could be decided end unanswered (Claims.end);
         one with a decision settling is decided by the window as its track leaves."""
-        alive = {t.id for t in self.tracker.tracks}
-        for t in before:
+        for t in gone:
             held = t.state.claim
-            if t.id not in alive and held is not None and not t.state.decided and not self.window.holds(t.id):
+            if held is not None and not t.state.decided and not self.window.holds(t.id):
                 self.claims.end(held)
 
-    def _live_elsewhere(self, person_id: str, index: int, faces: list, tracks: list, gallery: Gallery) -> bool:
+    def _claimed_in_view(self, person_id: str, index: int, faces: list, tracks: list, gallery: Gallery) -> bool:
         """Whether another face of this frame is `person_id`, recognised (at the accept
         threshold: a look-alike behind is not her) and not judged an attack: a claim refused on
         the nearest face is then not counted towards their lockout. A member badging her own
@@ -140,12 +138,9 @@ class FrameScorer:
         the site: locked out by whoever stood before her. (Not "judged live": the liveness of a
         track decided before is no longer scored, and hers, identified as she walked up, was
         never live again.)"""
-        accept = gallery.thresholds.accept
+        is_her = _could_be(gallery, person_id, gallery.thresholds.accept)
         for i, (f, t) in enumerate(zip(faces, tracks)):
-            if i == index or not f.quality.ok or f.embedding is None:
-                continue
-            found = gallery.verify(f.embedding, person_id)
-            if found is None or found.score < accept:
+            if i == index or not f.quality.ok or f.embedding is None or not is_her(f.embedding):
                 continue
             seen = self.liveness.of(t)
             if seen is None or seen.verdict != "attack":
@@ -153,13 +148,13 @@ class FrameScorer:
         return False
 
 
-def _could_be(gallery: Gallery, person_id: str) -> Callable[[np.ndarray], bool]:
-    """Whether a face could be `person_id`: it scores at least the reject threshold against
-    their best face (a face under it is refused as them on its own)."""
-    reject = gallery.thresholds.reject
+def _could_be(gallery: Gallery, person_id: str, at: float | None = None) -> Callable[[np.ndarray], bool]:
+    """Whether a face could be `person_id`: it scores at least `at` (by default the reject
+    threshold: a face under it is refused as them on its own) against their best face."""
+    least = gallery.thresholds.reject if at is None else at
 
     def could_be(embedding: np.ndarray) -> bool:
         found = gallery.verify(embedding, person_id)
-        return found is not None and found.score >= reject
+        return found is not None and found.score >= least
 
     return could_be

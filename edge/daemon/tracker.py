@@ -89,6 +89,7 @@ class Tracker:
         self.max_missed = max_missed
         self.max_centre = max_centre
         self.tracks: list[Track] = []
+        self.dropped: list[Track] = []  # the tracks the last update ended (their face gone)
         self._ids = itertools.count(1)
 
     def update(self, boxes: Sequence[Box],
@@ -122,6 +123,7 @@ class Tracker:
         for ti, t in enumerate(self.tracks):
             if ti not in taken_t:
                 t.missed += 1
+        self.dropped = [t for t in self.tracks if t.missed > self.max_missed]  # gone with this frame
         self.tracks = [t for t in self.tracks if t.missed <= self.max_missed]
         for bi, b in enumerate(boxes):
             if out[bi] is None:
