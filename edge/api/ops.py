@@ -203,8 +203,8 @@ async def images(p: Params, ctx: Ctx) -> list[bytes | ApiError]:
     return [d if d else ApiError(errors.IMAGE_EMPTY, f"images[{i}] is empty") for i, d in enumerate(data)]
 
 
-def call(fn: Callable, *args) -> Awaitable[dict]:
-    return run_in_threadpool(fn, *args)
+def call(fn: Callable, *args, **kwargs) -> Awaitable[dict]:
+    return run_in_threadpool(fn, *args, **kwargs)
 
 
 # --- endpoints ----------------------------------------------------------------------------------
@@ -404,8 +404,8 @@ async def sync(appid: str, p: Params, ctx: Ctx) -> dict:
     after = p.get(syncwire.VANISHED_AFTER)
     vanished_after = "" if after in (None, "") else ident_value(syncwire.VANISHED_AFTER, after, ctx)
     if p.get("edge_id") in (None, ""):
-        return await call(ctx.service.sync, appid, since, fingerprint, group_ids, limit, with_rules, None, None,
-                          False, vanished_after)
+        return await call(ctx.service.sync, appid, since, fingerprint, group_ids, limit, with_rules,
+                          vanished_after=vanished_after)
     edge_id = own_edge(ident(p, "edge_id", ctx))  # an edge reporting what it runs (edge.core.syncwire)
     try:
         report = {"edge_id": edge_id, **syncwire.check_report(p),
@@ -415,7 +415,7 @@ async def sync(appid: str, p: Params, ctx: Ctx) -> dict:
     # the claims other doors refused since then, for the edge's lockout (0 or absent: not asked)
     refusals_since = integer(p, syncwire.REFUSALS_SINCE, 0, 0, 2**40) or None
     return await call(ctx.service.sync, appid, since, fingerprint, group_ids, limit, with_rules, report,
-                      refusals_since, bool(allowed), vanished_after)
+                      refusals_since, bool(allowed), vanished_after=vanished_after)
 
 
 async def claim(appid: str, p: Params, ctx: Ctx) -> dict:
