@@ -96,7 +96,8 @@ class DoorLink:
                  rules_status: Callable[[], dict[str, Any]] = dict, access_log: AccessLog | None = None,
                  crop_seal: CropSeal | None = None, clock_synchronised: Callable[[], bool] | None = None):
         self.s, self.door, self.events, self.gallery = s, controller, events, gallery
-        # [door] clock_check: whether the wall clock may open an unlocked window (edge.door.clock_sync)
+        # [door] clock_check: whether the wall clock may open an unlocked window, or date a hub-less
+        # door's records past retention (edge.door.clock_sync)
         self.clock_synchronised = clock_synchronised or (
             kernel_clock_synchronised if s.door.clock_check == "kernel" else lambda: True)
         self.schedule_held: str | None = None  # the scheduled mode not taken, while it is not
@@ -236,7 +237,10 @@ class DoorLink:
             self._crops_pruned_at = time.monotonic()
             try:  # faces past retention go whether the hub has their records or not
                 self.access_log.prune_crops()
-                if not self.access_log.waits_for_hub:  # no hub: no upload prunes its records
+                # No hub: no upload prunes its records, and this copy is the only one, so only on
+                # a clock the kernel calls synchronised: one set years ahead by hand, or a Pi
+                # booted on a wrong time, would date every record past retention.
+                if not self.access_log.waits_for_hub and self.clock_synchronised():
                     self.access_log.prune()
             except (sqlite3.Error, OSError) as exc:
                 log.error("door %s: the access log's old records or face crops could not be deleted: %s",

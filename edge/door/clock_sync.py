@@ -1,9 +1,11 @@
-"""Whether the system clock is synchronised, as the kernel knows it (docs/door.md#unlocked-schedules).
+"""Whether the system clock is synchronised, as the kernel knows it
+(docs/door.md#unlocked-windows-and-the-clock).
 
 An unlocked schedule window opens the door to anyone for as long as the wall clock says it is
-inside the window. A Pi has no real-time clock: it boots on the time it was shut down at
-(fake-hwclock) or on a clock set by hand, and only an NTP client makes that time true. So the
-door takes a scheduled `unlocked` mode only while the kernel says the clock is synchronised.
+inside the window, and a door without a hub prunes its only copy of the access log by it. A Pi
+has no real-time clock: it boots on the time it was shut down at (fake-hwclock) or on a clock set
+by hand, and only an NTP client makes that time true. So the door takes a scheduled `unlocked`
+mode, and prunes that log, only while the kernel says the clock is synchronised.
 
 The kernel keeps that flag (STA_UNSYNC in its NTP status) for whichever client disciplines the
 clock: systemd-timesyncd (Raspberry Pi OS, Debian), chrony and ntpd clear it once synchronised,

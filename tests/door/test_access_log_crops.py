@@ -220,7 +220,7 @@ def test_a_door_without_a_hub_prunes_its_records_past_retention(tmp_path) -> Non
     for i in range(1, 4):
         log.append("decision", person_id="ann", outcome="grant", event_id=f"ev{i}")
     s = EdgeSettings(storage={"path": tmp_path}, mqtt={"enabled": False})
-    link = DoorLink.from_settings(s, Recorder(), gallery, access_log=log)
+    link = DoorLink.from_settings(s, Recorder(), gallery, access_log=log, clock_synchronised=lambda: True)
     link.start()
     link.tick()
     assert [r["seq"] for r in log.records()][:3] == [1, 2, 3]  # within a day: kept
@@ -228,3 +228,24 @@ def test_a_door_without_a_hub_prunes_its_records_past_retention(tmp_path) -> Non
     link._crops_pruned_at = float("-inf")  # the hour has passed
     link.tick()
     assert [r["seq"] for r in log.records()][0] == 3 and log.verify().ok
+
+
+def test_a_door_without_a_hub_keeps_its_records_while_its_clock_is_not_synchronised(tmp_path) -> None:
+    """Without a hub the door's copy is the only one: a clock set years ahead by hand (or a Pi
+    booted on a wrong time) dated every record past retention and the prune deleted the log. It
+    prunes only while the kernel says the clock is synchronised ([door] clock_check)."""
+    log = clocked(tmp_path / "no-hub.db", retention_days=1, waits_for_hub=False)
+    for i in range(1, 4):
+        log.append("decision", person_id="ann", outcome="grant", event_id=f"ev{i}")
+    synchronised = [False]
+    s = EdgeSettings(storage={"path": tmp_path}, mqtt={"enabled": False})
+    link = DoorLink.from_settings(s, Recorder(), gallery, access_log=log, clock_synchronised=lambda: synchronised[0])
+    link.start()
+    log._clock = lambda: T0 + 3 * 365 * 86_400  # the clock set three years ahead
+    link._crops_pruned_at = float("-inf")
+    link.tick()
+    assert [r["seq"] for r in log.records()][:3] == [1, 2, 3] and log.verify().ok
+    synchronised[0] = True  # NTP agrees: the time is true, the records are that old
+    link._crops_pruned_at = float("-inf")
+    link.tick()
+    assert all(r["seq"] > 3 for r in log.records()) and log.verify().ok
