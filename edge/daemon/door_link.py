@@ -113,6 +113,7 @@ class DoorLink:
         self.log_writable, self.log_lost = True, 0  # records the access log could not take
         self._log_retry_at = 0.0
         self._crops_pruned_at = -CROP_PRUNE_EVERY_S  # monotonic: the first tick prunes
+        self._records_to_prune = False  # a hub-less prune took a batch: the next tick goes on
         self._last_state: dict[str, Any] | None = None
         # flush runs on the main loop and on the door's publishing thread: one at a time, and a
         # decision's door events are taken and published by the decision itself (decided)
@@ -233,22 +234,32 @@ class DoorLink:
             self._log_retry_at = time.monotonic() + 5.0
             self._log("door", {"door": self.s.door.name, "reason": "access_log_lost",
                                "detail": {"lost": self.log_lost}})
-        if self.access_log is not None and time.monotonic() - self._crops_pruned_at >= CROP_PRUNE_EVERY_S:
-            self._crops_pruned_at = time.monotonic()
-            try:  # faces past retention go whether the hub has their records or not
-                self.access_log.prune_crops()
-                # No hub: no upload prunes its records, and this copy is the only one, so only on
-                # a clock the kernel calls synchronised: one set years ahead by hand, or a Pi
-                # booted on a wrong time, would date every record past retention.
-                if not self.access_log.waits_for_hub and self.clock_synchronised():
-                    self.access_log.prune()
-            except (sqlite3.Error, OSError) as exc:
-                log.error("door %s: the access log's old records or face crops could not be deleted: %s",
-                          self.s.door.name, exc)
+        if self.access_log is not None:
+            self._prune(self.access_log)
         self._note_rules()
         self._apply_schedule()
         self.door.tick()
         self.flush()
+
+    def _prune(self, access_log: AccessLog) -> None:
+        """Face crops past retention hourly, whether the hub has their records or not; without a
+        hub, the records too, one batch a tick (this is the main loop) until none is left."""
+        hourly = time.monotonic() - self._crops_pruned_at >= CROP_PRUNE_EVERY_S
+        if not (hourly or self._records_to_prune):
+            return
+        try:
+            if hourly:
+                self._crops_pruned_at = time.monotonic()
+                access_log.prune_crops()
+            # No hub: no upload prunes its records, and this copy is the only one, so only on a
+            # clock the kernel calls synchronised: one set years ahead by hand, or a Pi booted on
+            # a wrong time, would date every record past retention.
+            self._records_to_prune = (not access_log.waits_for_hub and self.clock_synchronised()
+                                      and access_log.prune(batches=1) > 0)
+        except (sqlite3.Error, OSError) as exc:
+            self._records_to_prune = False
+            log.error("door %s: the access log's old records or face crops could not be deleted: %s",
+                      self.s.door.name, exc)
 
     def keep_time(self, stop: threading.Event) -> None:
         """The controller's timing on a clock of its own (a thread until `stop`): the relock on

@@ -47,6 +47,9 @@ log = logging.getLogger(__name__)
 # meta key set once the head and anchor are signed by role (access_chain.sign_end): from then on
 # a signature made the way logs were before (no role) is not taken. New logs have it from the start.
 SIGNED_BY_ROLE = "signed_by_role"
+# records pruned per transaction (about 15 ms on x86, a Pi a few times that): a decision's record
+# waits for the lock at most one batch
+PRUNE_BATCH = 2000
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (seq INTEGER PRIMARY KEY, body TEXT NOT NULL,
@@ -254,27 +257,40 @@ class AccessLog:
         with self._lock:
             return int(self._meta("uploaded", "0"))
 
-    def prune(self, now: float | None = None) -> int:
+    def prune(self, now: float | None = None, *, batches: int | None = None) -> int:
         """Delete the records past retention that the hub already has (a prefix of the chain),
-        keeping the last one's hash as the signed anchor; how many went."""
+        keeping the last one's hash as the signed anchor; how many went. In batches of
+        PRUNE_BATCH, at most `batches` of them (None: until none is left), the lock let go
+        between two: the first prune after lowering log_retention_days on a year's log took
+        seconds on a Pi, and a decision's record waited behind it."""
         if self.retention_days is None:
             return 0
         cutoff = (self._clock() if now is None else now) - self.retention_days * 86400
+        gone, done = 0, 0
+        while batches is None or done < batches:
+            pruned = self._prune_batch(cutoff)
+            gone, done = gone + pruned, done + 1
+            if pruned < PRUNE_BATCH:
+                break
+        if gone:
+            log.info("access log: %d record(s) older than %g days pruned", gone, self.retention_days)
+        return gone
+
+    def _prune_batch(self, cutoff: float) -> int:
         with self._lock, transaction(self._db):
             uploaded = int(self._meta("uploaded", "0")) if self.waits_for_hub else 2**62
             last: tuple[int, str] | None = None
-            for seq, body in self._db.execute("SELECT seq, body FROM records WHERE seq <= ? ORDER BY seq",
-                                              (uploaded,)):
+            for seq, body in self._db.execute("SELECT seq, body FROM records WHERE seq <= ? ORDER BY seq LIMIT ?",
+                                              (uploaded, PRUNE_BATCH)):
                 record = json.loads(body)
                 if record["at"] >= cutoff:
                     break
                 last = (seq, record["hash"])
             if last is None:
                 return 0
-            gone = self._db.execute("DELETE FROM records WHERE seq <= ?", (last[0],)).rowcount
+            gone: int = self._db.execute("DELETE FROM records WHERE seq <= ?", (last[0],)).rowcount
             self._db.execute("DELETE FROM crops WHERE seq <= ?", (last[0],))  # a crop goes with its record
             self._store_end("anchor", ChainEnd(*last))
-        log.info("access log: %d record(s) older than %g days pruned", gone, self.retention_days)
         return gone
 
     def prune_crops(self, now: float | None = None) -> int:

@@ -249,3 +249,30 @@ def test_a_door_without_a_hub_keeps_its_records_while_its_clock_is_not_synchroni
     link._crops_pruned_at = float("-inf")
     link.tick()
     assert all(r["seq"] > 3 for r in log.records()) and log.verify().ok
+
+
+def test_a_large_prune_goes_in_batches_the_lock_let_go_between_them(tmp_path, monkeypatch) -> None:
+    """The first prune after lowering log_retention_days on a year's log deleted it in one
+    transaction, the log's lock held: seconds on a Pi, on the main loop without a hub, and a
+    decision's record waited behind it with one. It goes PRUNE_BATCH records at a time: one
+    batch a tick of the main loop, every batch in a row after an upload (another thread)."""
+    monkeypatch.setattr("edge.door.access_log.PRUNE_BATCH", 3)
+    log = clocked(tmp_path / "no-hub.db", retention_days=1, waits_for_hub=False)
+    for i in range(1, 9):
+        log.append("decision", person_id="ann", outcome="grant", event_id=f"ev{i}")
+    later = T0 + 8 * 600 + 86_400 + 1
+    assert log.prune(now=later, batches=1) == 3 and log.verify().ok
+    assert log.prune(now=later) == 5 and log.records() == [] and log.verify().ok
+
+    log = clocked(tmp_path / "no-hub-link.db", retention_days=1, waits_for_hub=False)
+    for i in range(1, 9):
+        log.append("decision", person_id="ann", outcome="grant", event_id=f"ev{i}")
+    s = EdgeSettings(storage={"path": tmp_path}, mqtt={"enabled": False})
+    link = DoorLink.from_settings(s, Recorder(), gallery, access_log=log, clock_synchronised=lambda: True)
+    link.start()
+    log._clock = lambda: later
+    left = []
+    for _ in range(4):
+        link.tick()
+        left.append(sum(r["seq"] <= 8 for r in log.records()))
+    assert left == [5, 2, 0, 0] and log.verify().ok
