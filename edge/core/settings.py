@@ -230,9 +230,17 @@ def problems(exc: ValidationError, file_values: dict[str, Any] | None = None) ->
     def where(err) -> str:
         path = ".".join(str(p) for p in err["loc"])
         if err["type"] == "extra_forbidden" and file_values is not None and not _holds(file_values, err["loc"]):
-            return f"{ENV_PREFIX}{'__'.join(str(p) for p in err['loc']).upper()} (environment): {path}"
+            return f"{_variable_of(err['loc'])} (environment): {path}"
         return path
     return "; ".join(": ".join(filter(None, (where(err), err["msg"]))) for err in exc.errors())
+
+
+def _variable_of(loc: tuple) -> str:
+    """The variable that set `loc`: the longest of its prefixes set (a JSON-valued
+    EDGE_VERIFIER_DOOR='{...}' holds the key), else the one that would name it alone."""
+    names = [ENV_PREFIX + "__".join(str(p) for p in loc[:n]).upper() for n in range(len(loc), 0, -1)]
+    present = {name.upper() for name in os.environ}
+    return next((name for name in names if name in present), names[0])
 
 
 def _holds(values: Any, loc: tuple) -> bool:

@@ -146,3 +146,12 @@ def test_an_unknown_key_from_the_environment_names_its_variable(tmp_path, monkey
     monkeypatch.setenv("EDGE_VERIFIER_STORAGE__URL", "postgresql://x@y/z")
     with pytest.raises(ConfigError, match=r"EDGE_VERIFIER_STORAGE__URL \(environment\): storage\.url: Extra"):
         edge_config.load(cfg)
+
+
+def test_an_unknown_key_in_a_json_valued_variable_names_that_variable(tmp_path, monkeypatch):
+    """A section set whole from one JSON-valued variable (EDGE_VERIFIER_DOOR='{...}') with a
+    misspelt key inside was blamed on EDGE_VERIFIER_DOOR__UNLCK_S, a variable nobody had set."""
+    cfg = _private(tmp_path / "edge.toml", "[device]\nid = \"door-1\"\n")
+    monkeypatch.setenv("EDGE_VERIFIER_DOOR", '{"unlck_s": 3}')
+    with pytest.raises(ConfigError, match=r"EDGE_VERIFIER_DOOR \(environment\): door\.unlck_s: Extra"):
+        edge_config.load(cfg)
