@@ -70,10 +70,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if logging.getLogger().level > logging.DEBUG:  # a journal line per hub request doubled a busy door's log
-        logging.getLogger("httpx").setLevel(logging.WARNING)
+    from edge.core.logs import configure
+
+    configure(args.log_level)
     from edge.core.settings import ConfigError
     from edge.daemon.config import load
 

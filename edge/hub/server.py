@@ -19,6 +19,8 @@ import threading
 import time
 from pathlib import Path
 
+from edge.core.logs import configure
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from edge.hub import reembed
@@ -208,8 +210,7 @@ def run(args) -> int:
     if not args.config:
         print("edge-verifier hub: --config is required to serve", file=sys.stderr)
         return 2
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure(args.log_level)  # the url inputs' signatures kept out of httpx's lines
     try:
         settings = config.load(args.config)
         if args.workers > 1 and not settings.storage.url.startswith(("postgresql://", "postgres://")):

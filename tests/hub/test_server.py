@@ -132,3 +132,51 @@ def test_a_hub_on_the_lite_pack_verifies_with_that_packs_thresholds(models_dir, 
         finally:
             client.close()
     assert out["ismatch"] is False and 40 <= out["confidence"] < 70
+
+
+def test_the_hub_logs_no_url_inputs_signature(models_dir, faces_dir, tmp_path):
+    """httpx logged each url input whole at INFO (the hub's default level): a presigned image
+    url's signature and token went to the journal, good to whoever read it until they expired.
+    Its lines come at debug only, and even there without the query."""
+    import http.server
+    import socketserver
+    import threading
+
+    from edge.dev.devstack import HubProc
+
+    photo = (faces_dir / "five_celebrity" / "Madonna" / "val_1.jpg").read_bytes()
+
+    class Images(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "image/jpeg")
+            self.send_header("Content-Length", str(len(photo)))
+            self.end_headers()
+            self.wfile.write(photo)
+
+        def log_message(self, *args):
+            pass
+
+    images = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Images)
+    threading.Thread(target=images.serve_forever, daemon=True).start()
+    port = images.server_address[1]
+    url = f"http://127.0.0.1:{port}/bucket/madonna.jpg?X-Amz-Signature=SIGSECRET0123&token=TOKSECRET42"
+    try:
+        for level in ("info", "debug"):
+            hub = HubProc(tmp_path / level, models_dir=models_dir, log_level=level,
+                          sections={"url_fetch": {"allow": [f"127.0.0.1:{port}"]}})
+            (tmp_path / level).mkdir()
+            hub.start()
+            try:
+                client = hub.client()
+                answer = client.call("detect", {"url": url})
+                assert len(answer["face"]) == 1, answer
+                client.close()
+            finally:
+                hub.stop()
+            logged = (tmp_path / level / "hub.log").read_text()
+            assert "SECRET" not in logged
+            assert ("HTTP Request: GET http://127.0.0.1" in logged) == (level == "debug"), logged
+    finally:
+        images.shutdown()
+        images.server_close()
