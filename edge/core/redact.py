@@ -39,3 +39,18 @@ def url_without_password(url: str) -> str:
     """`without_password` of a text that is one url as a whole (a configured source)."""
     # the query first, as without_password does: a value holding `@` must not pass for a userinfo
     return _WHOLE_USERINFO.sub(r"\1***@", _CREDENTIAL_PARAM.sub(r"\1***", url))
+
+
+# A parameter that holds a secret, not a name (`user=` and `login=` are not): what makes a file
+# holding the url one to keep private.
+_SECRET_PARAM = re.compile(r"(?i)(?<=[?&;/])[a-z0-9_.-]*(?:pass|pwd|pw|token|key|secret|auth|sig|cred|session)"
+                           r"[a-z0-9_.-]*=[^&;\s]")
+
+
+def holds_password(url: str) -> bool:
+    """Whether a configured url carries a secret: a password in its userinfo (`user:pw@`, to the
+    last `@`) or a secret's parameter (`?password=...`). A user name alone is none."""
+    _, scheme, rest = url.partition("://")
+    if scheme and "@" in rest and ":" in rest.rsplit("@", 1)[0]:
+        return True
+    return bool(_SECRET_PARAM.search(url))

@@ -90,7 +90,7 @@ def require_private(path: str | Path, what: str) -> None:
     except FileNotFoundError:
         raise ConfigError(f"{what} not found: {path}") from None
     if mode & (stat.S_IRWXG | stat.S_IRWXO) and not systemd_credential(path):
-        raise ConfigError(f"{path}: {what} holds a secret key but is accessible by group/others "
+        raise ConfigError(f"{path}: {what} holds a secret (a key or a password) but is accessible by group/others "
                           f"(mode {stat.S_IMODE(mode):o}); chmod 600 it")
 
 

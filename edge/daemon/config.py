@@ -13,13 +13,16 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from edge.api.serving import ListenerSettings
+from edge.core.redact import holds_password
 from edge.core.settings import (
+    ConfigError,
     DecidingRole,
     Section,
     ThresholdOverrides,
     load_settings,
     refuse_example_key,
     render_example,
+    require_private,
     require_usable_key,
 )
 from edge.door.settings import DoorSettings
@@ -134,7 +137,8 @@ class MqttSettings(Section):
     tls: bool = Field(False, description="Use TLS.")
     ca_file: str = Field("", description="CA bundle for TLS (empty: system CAs).")
     cert_file: str = Field("", description="Client certificate for mutual TLS.")
-    key_file: str = Field("", description="Client key for mutual TLS.")
+    key_file: str = Field("", description="Client key for mutual TLS (mode 0600: it is the door's login to\n"
+                          "the broker).")
     tls_insecure: bool = Field(False, description="Skip the broker hostname check (tests only).")
     keepalive: int = Field(30, ge=5, description="Keepalive seconds (the Last Will fires after "
                            "about 1.5x this when the device dies).")
@@ -177,6 +181,17 @@ class MqttSettings(Section):
     outbox_max_bytes: int = Field(512 * 1024 * 1024, ge=1024 * 1024, description="Bytes of events the outbox "
                                   "holds at most (the same: the oldest dropped):\nwith face images "
                                   "(include_face_image, ~41 KB an event) outbox_max alone was 4 GB.")
+
+    @model_validator(mode="after")
+    def _private_client_key(self) -> MqttSettings:
+        # the door's login to the broker: read by another local user, it publishes the door's
+        # events (an accept on its topic) wherever the broker's ACLs let the door
+        if self.key_file:
+            try:
+                require_private(self.key_file, "MQTT client key")
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
+        return self
 
 
 class HubClientSettings(Section):
@@ -308,7 +323,8 @@ class EdgeSettings(DecidingRole):
         return self
 
     def holds_secrets(self) -> bool:
-        return bool(self.hub.secret_key or self.api.credentials or self.mqtt.password or self.door.holds_secrets())
+        return bool(self.hub.secret_key or self.api.credentials or self.mqtt.password or self.door.holds_secrets()
+                    or holds_password(self.camera.source) or holds_password(self.hub.url))
 
     def identify_false_admit_rate(self) -> float:
         return self.identify.false_admit_rate

@@ -16,6 +16,7 @@ from edge.api.ops import ApiLimits, check_ident
 from edge.api.serving import ListenerSettings
 from edge.api.urlfetch import FetchSettings
 from edge.core.errors import ApiError
+from edge.core.redact import holds_password
 from edge.core.settings import (
     ConfigError,
     DecidingRole,
@@ -162,7 +163,9 @@ class HubSettings(DecidingRole):
     )
 
     def holds_secrets(self) -> bool:
-        return bool(self.credentials)
+        # a PostgreSQL password in [storage] url is the key to every face and card (the docs
+        # keep it in ~/.pgpass; hub.toml may then be readable by others)
+        return bool(self.credentials) or holds_password(self.storage.url)
 
     def face_crop_key(self) -> bytes | None:
         """The `[face_crops] key` of secrets_file, None when there is none."""

@@ -155,3 +155,41 @@ def test_an_unknown_key_in_a_json_valued_variable_names_that_variable(tmp_path, 
     monkeypatch.setenv("EDGE_VERIFIER_DOOR", '{"unlck_s": 3}')
     with pytest.raises(ConfigError, match=r"EDGE_VERIFIER_DOOR \(environment\): door\.unlck_s: Extra"):
         edge_config.load(cfg)
+
+
+def test_a_password_in_a_configured_url_makes_the_file_one_to_keep_private(tmp_path):
+    """A PostgreSQL password in the hub's [storage] url (the key to every face and card), or a
+    camera's in the edge's [camera] source, sat in a file any local user could read: only keys
+    counted as secrets. A url with a password counts; one with a user name alone does not (the
+    docs keep the database's password in ~/.pgpass, hub.toml readable)."""
+    def readable(name: str, text: str):
+        path = tmp_path / name
+        path.write_text(text)
+        path.chmod(0o644)
+        return path
+
+    with pytest.raises(ConfigError, match="holds a secret"):
+        hub_config.load(readable("hub-pw.toml", '[storage]\nurl = "postgresql://edge:s3cret@127.0.0.1/hub"\n'))
+    with pytest.raises(ConfigError, match="holds a secret"):
+        hub_config.load(readable("hub-param.toml", '[storage]\nurl = "postgresql://edge@db/hub?password=s3cret"\n'))
+    assert hub_config.load(readable("hub.toml", '[storage]\nurl = "postgresql://edge@127.0.0.1/hub"\n'))
+    with pytest.raises(ConfigError, match="holds a secret"):
+        edge_config.load(readable("edge-cam.toml", '[device]\nid = "door-1"\n[camera]\n'
+                                  'source = "opencv:rtsp://admin:s3cret@192.0.2.7/stream1"\n'))
+    assert edge_config.load(readable("edge.toml", '[device]\nid = "door-1"\n[camera]\n'
+                                     'source = "opencv:rtsp://admin@192.0.2.7/stream1?user=admin"\n'))
+
+
+def test_a_broker_client_key_others_can_read_is_refused(tmp_path):
+    """[mqtt] key_file is the door's login to the broker (mutual TLS): readable by any local user,
+    it let them publish an accept on the door's topic. It was passed to paho unchecked, where
+    [api] tls_key was refused; now it is too."""
+    key = tmp_path / "client.key"
+    key.write_text("-----BEGIN PRIVATE KEY-----\n-----END PRIVATE KEY-----\n")
+    key.chmod(0o644)
+    cfg = _private(tmp_path / "edge.toml", f'[device]\nid = "door-1"\n[mqtt]\ntls = true\nkey_file = "{key}"\n'
+                   f'cert_file = "{tmp_path / "client.crt"}"\n')
+    with pytest.raises(ConfigError, match="MQTT client key holds a secret .* accessible by group/others"):
+        edge_config.load(cfg)
+    key.chmod(0o600)
+    assert edge_config.load(cfg).mqtt.key_file == str(key)
