@@ -74,8 +74,9 @@ async def login(request: Request) -> Response:
         token, account = await run_in_threadpool(console.sessions.login, ctx.form.get("username", "")[:64],
                                                   ctx.form.get("password", ""), address)
     except LoginRefused as exc:
-        log.warning("console: login as %r from %s refused%s", ctx.form.get("username", "")[:64], address,
-                    " (rate limited)" if exc.limited else "")
+        # an unknown username is not written out: it is sometimes the password, in the wrong box
+        who = repr(ctx.form.get("username", "")[:64]) if exc.known else "an unknown username"
+        log.warning("console: login as %s from %s refused%s", who, address, " (rate limited)" if exc.limited else "")
         return _login_page(console, request, str(exc), 429 if exc.limited else 401)
     log.info("console: %r logged in from %s", account.username, address)
     response = _see_other("/ui/persons")

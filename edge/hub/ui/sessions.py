@@ -45,6 +45,12 @@ PASSWORD_CHECKS_AT_ONCE = 2
 CHECK_WAIT_S = 10.0  # a login waits this long for its turn to be checked, then is told to retry
 
 
+def account_key(username: str) -> str:
+    """The rate limit's key of a username as typed: its hash, never its text (the text is
+    sometimes the password, typed in the wrong box, and the failures are stored)."""
+    return "user:" + hashlib.sha256(username.encode()).hexdigest()
+
+
 def address_key(address: str) -> str:
     """The rate limit's key of a client address: an IPv6 address by its /64 (a host is handed a
     whole /64: counted per address, it had billions of fresh ones), any other as it is."""
@@ -60,11 +66,12 @@ def address_key(address: str) -> str:
 
 
 class LoginRefused(Exception):
-    """A refused login; `limited` when the rate limit refused it (the password was not checked)."""
+    """A refused login; `limited` when the rate limit refused it (the password was not checked);
+    `known` when the username typed is an account's (the log names it then, and only then)."""
 
-    def __init__(self, message: str, limited: bool = False):
+    def __init__(self, message: str, limited: bool = False, known: bool = False):
         super().__init__(message)
-        self.limited = limited
+        self.limited, self.known = limited, known
 
 
 def token_hash(token: str) -> str:
@@ -86,10 +93,11 @@ class Sessions:
         """(new session token, account); LoginRefused otherwise (one message for a wrong
         username and a wrong password)."""
         now, p = self.clock(), self.policy
-        user, addr = f"user:{username}", address_key(address)
+        user, addr = account_key(username), address_key(address)
         if not self.store.claim_login_attempt({user: p.account_failures, addr: p.address_failures}, now,
                                               now - p.failure_window_s):
-            raise LoginRefused("too many failed logins: wait a few minutes", limited=True)
+            raise LoginRefused("too many failed logins: wait a few minutes", limited=True,
+                               known=bool(username) and self.store.account(username) is not None)
         if not self._checking.acquire(timeout=CHECK_WAIT_S):
             raise LoginRefused("the console is busy checking other logins: try again in a moment", limited=True)
         try:
@@ -111,7 +119,7 @@ class Sessions:
         finally:
             self._checking.release()
         if not passed or account is None:
-            raise LoginRefused("wrong username or password")
+            raise LoginRefused("wrong username or password", known=account is not None)
         self.store.login_succeeded(user, addr, now)
         token = secrets.token_urlsafe(32)
         # Only while the hash is still the one checked: a reset that ran during the check (to

@@ -306,3 +306,21 @@ def test_two_logins_at_once_after_the_hash_upgrade_both_get_in(hub, monkeypatch)
     assert Browser(hub.url).login("ada").status_code == 303
     monkeypatch.setattr(store, "rehash_password", real_rehash)
     assert Browser(hub.url).login("ada").status_code == 303
+
+
+def test_a_password_typed_as_the_username_is_neither_logged_nor_stored(hub, caplog):
+    """The password typed in the username box (a common slip) went to the journal (`login as
+    '<the password>' refused`) and into the store's login failures (copied by `hub backup`).
+    An unknown username is logged as such, an account's by name; the failures are kept by a
+    hash of the name."""
+    import sqlite3
+
+    with caplog.at_level("WARNING", logger="edge.hub.ui"):
+        assert Browser(hub.url).login(PASSWORD, "ada").status_code == 401
+        assert Browser(hub.url).login("ada", "a wrong password!").status_code == 401
+    logged = caplog.text
+    assert PASSWORD not in logged and "login as an unknown username from" in logged
+    assert "login as 'ada' from" in logged
+    with sqlite3.connect(hub.store_path) as db:
+        keys = [k for (k,) in db.execute("SELECT key FROM console_login_failures")]
+    assert len(keys) == 4 and not any(PASSWORD in k or "ada" in k for k in keys)
