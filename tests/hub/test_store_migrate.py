@@ -137,3 +137,14 @@ def test_a_target_holding_data_is_refused(pg_url, tmp_path):
     pg = open_store(pg_url)
     assert len(pg.person_ids("app1", "g0")) == 10  # nothing copied twice
     pg.close()
+
+
+def test_a_password_on_the_command_line_is_refused(tmp_path):
+    """`hub migrate --to postgresql://user:password@...` put the database's password where every
+    local user reads it (ps, /proc/<pid>/cmdline) and in the shell's history. Refused, pointing to
+    ~/.pgpass, before anything is opened; the password is not echoed."""
+    source = tmp_path / "hub.sqlite3"
+    source.write_bytes(b"")  # never opened: the --to is refused first
+    done = migrate(source, "postgresql://edge:Secret42@127.0.0.1:9/hub")
+    assert done.returncode == 1 and "~/.pgpass" in done.stderr
+    assert "Secret42" not in done.stdout + done.stderr

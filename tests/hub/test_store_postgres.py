@@ -87,6 +87,17 @@ def test_a_url_libpq_cannot_read_never_puts_its_password_in_the_log(capfd, caplo
     assert "ssw0rd" not in seen.out + seen.err + caplog.text
 
 
+def test_a_password_with_an_unencoded_at_sign_is_refused_before_any_connection(capfd, caplog):
+    """`postgresql://edge:p@ss@host/db` parses (libpq takes `ss@host` for the host): the pool
+    logged "failed to resolve host 'ss@127.0.0.1'", the password's tail, at every retry."""
+    with pytest.raises(RuntimeError, match="percent-encode") as refused:
+        open_store("postgresql://edge:Super@Secret42@127.0.0.1:9/hub")
+    assert "Secret42" not in str(refused.value)
+    time.sleep(0.5)  # a pool thread, had one started, would have logged by now
+    seen = capfd.readouterr()
+    assert "Secret42" not in seen.out + seen.err + caplog.text
+
+
 def test_limits_and_rollback_on_postgresql(pg_url):
     store = open_store(pg_url)
     store.create_person("app", "p", ["g"], "n", "t", face("f0", "p"), Limits(faces_per_person=2))

@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from edge.core.redact import holds_password
 from edge.core.sqlitedb import open_read_only
 
 BATCH = 2000
@@ -77,6 +78,9 @@ def migrate_store(source_url: str, target_url: str, progress=None) -> Report:
     path = _sqlite_path(source_url)
     if not target_url.startswith(("postgresql://", "postgres://")):
         raise MigrationError("--to must be postgresql://...")
+    if holds_password(target_url):  # a command line is every local user's to read (ps, /proc)
+        raise MigrationError("--to holds a password: put it in ~/.pgpass (or the file PGPASSFILE names), "
+                             "not on the command line")
     progress = progress or (lambda msg: None)
     t0 = time.monotonic()
     _upgrade(path)

@@ -114,11 +114,16 @@ class PostgresStore(SqlStore):
         from psycopg.conninfo import conninfo_to_dict
         from psycopg_pool import ConnectionPool
 
+        unreadable = RuntimeError("[storage] url is not a PostgreSQL URL libpq can read (percent-encode the "
+                                  "password's special characters: % as %25, @ as %40, / as %2F)")
         try:  # before the pool: its connection thread logged libpq's words, which quote the password
-            conninfo_to_dict(url)
+            params = conninfo_to_dict(url)
         except psycopg.ProgrammingError:
-            raise RuntimeError("[storage] url is not a PostgreSQL URL libpq can read (percent-encode the "
-                               "password's special characters: % as %25, @ as %40, / as %2F)") from None
+            raise unreadable from None
+        # an unencoded `@` in the password: libpq reads from the first `@` on as the host and the
+        # pool logged "failed to resolve host '<the password's tail>@...'" at every retry
+        if "@" in str(params.get("host", "")):
+            raise unreadable from None
         private_pgpassfile()
         self.url = url
         self._failure: tuple[float, str] | None = None  # (when, why) of the last failed write
