@@ -159,7 +159,7 @@ class Daemon:
 
         s = self.s
         data = Path(s.storage.path)
-        data.mkdir(parents=True, exist_ok=True)
+        data.mkdir(mode=0o700, parents=True, exist_ok=True)  # 0700 whatever the umask (docs/security.md)
         release_left_over(data)  # a previous run killed with its relay energised (edge.door.release)
         if s.api.enabled or s.mqtt.commands == "signed":
             credentials(s)  # the edge's own key made (or a broken one refused) before anything starts

@@ -45,6 +45,9 @@ def test_by_default_the_hubs_key_opens_none_of_the_edges_channels_and_the_edges_
             daemon.wait_health(lambda h: h["mqtt"]["connected"], 60)
             key_file = tmp_path / "data" / FILE_NAME
             assert key_file.stat().st_mode & 0o777 == 0o600
+            # the folder too, whatever the umask: its names and sizes say which keys there are
+            # and how busy the door's log is
+            assert (tmp_path / "data").stat().st_mode & 0o777 == 0o700
             own = tomllib.loads(key_file.read_text())
             assert own["appid"] == hub.appid and own["secret_key"] != hub.secret_key
             log = (tmp_path / "daemon.log").read_text()
