@@ -76,6 +76,7 @@ def _module(name: str):
 
 
 def main(argv: list[str] | None = None) -> int:
+    from edge.core.errors import StoreUnavailable
     from edge.core.sqlitedb import DamagedDatabase
 
     args = build_parser().parse_args(argv)
@@ -85,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
-    except DamagedDatabase as exc:  # any command on a damaged store: which file and what to do
+    except (DamagedDatabase, StoreUnavailable) as exc:  # any command: which store, what to do
         print(f"edge-verifier {args.command}: error: {exc}", file=sys.stderr)
         return 1
 

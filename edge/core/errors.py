@@ -114,3 +114,8 @@ class ApiError(Exception):
 
     def as_dict(self) -> dict:
         return {"code": self.code, "message": self.message}
+
+
+class StoreUnavailable(RuntimeError):
+    """The hub's store cannot be opened: unreachable, a url its driver cannot read, a schema of
+    newer code, the driver missing. Any command says it in one line (edge.cli), not a traceback."""

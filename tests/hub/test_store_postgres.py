@@ -269,3 +269,28 @@ def test_the_counted_migration_reads_bodies_holding_an_escaped_nul(pg_url, monke
         counted = conn.execute("SELECT seq, counted, body FROM access_records ORDER BY seq").fetchall()
     assert [(seq, mark) for seq, mark, _ in counted] == [(1, "refused"), (2, "")]
     assert json.loads(counted[0][2])["detail"]["text"] == "a\x00b"  # the body itself is kept as sent
+
+
+def test_a_store_that_cannot_be_opened_is_said_in_one_line(tmp_path):
+    """A PostgreSQL store that did not answer, or a store of newer code, ended the hub's start
+    (and any hub command) in a Python traceback: it is one line naming the store, exit 1."""
+    import sqlite3
+    import subprocess
+    import sys
+
+    from edge.core.errors import StoreUnavailable
+    from edge.hub.store.postgres import PostgresStore
+
+    with pytest.raises(StoreUnavailable, match=r"postgresql://\*\*\*@127.0.0.1:9/hub did not answer within 1 s"):
+        PostgresStore("postgresql://edge:Secret42@127.0.0.1:9/hub", connect_timeout_s=1)
+    newer = tmp_path / "hub.sqlite3"
+    with sqlite3.connect(newer) as db:
+        db.execute("PRAGMA user_version = 999")
+    config = tmp_path / "hub.toml"
+    config.write_text(f'[storage]\npath = "{newer}"\nkeep_face_crops = false\n[[credentials]]\nappid = "1"\n'
+                      'secret_id = "AKIDnewer0001"\nsecret_key = "a-real-generated-key-0123456789"\n')
+    config.chmod(0o600)
+    done = subprocess.run([sys.executable, "-m", "edge", "hub", "--config", str(config)], capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "schema version 999 is newer than this code" in done.stderr

@@ -5,6 +5,7 @@
 share. `open_store` picks one from the `[storage]` settings.
 """
 
+from edge.core.errors import StoreUnavailable
 from edge.core.redact import without_password
 from edge.hub.store.base import (
     Change,
@@ -30,7 +31,7 @@ def open_store(url: str, sqlite_path: str = "") -> Store:
         try:
             from edge.hub.store.postgres import PostgresStore
         except ImportError as exc:
-            raise RuntimeError(f"a PostgreSQL store needs psycopg: pip install 'edge-verifier[postgresql]' ({exc})"
+            raise StoreUnavailable(f"a PostgreSQL store needs psycopg: pip install 'edge-verifier[postgresql]' ({exc})"
                                ) from None
         return PostgresStore(url)
     raise ValueError(f"storage url {redact(url)!r}: expected sqlite:///PATH or postgresql://...")

@@ -30,7 +30,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from edge.core import errors
-from edge.core.errors import ApiError
+from edge.core.errors import ApiError, StoreUnavailable
+from edge.core.redact import url_without_password
 from edge.hub.store.sql import SqlStore
 
 MIGRATIONS = Path(__file__).parent / "migrations" / "postgresql"
@@ -67,7 +68,7 @@ def migrate(conn) -> list[int]:
         known = migrations()
         newest = max((v for v, _, _ in known), default=0)
         if done and max(done) > newest:
-            raise RuntimeError(f"database schema version {max(done)} is newer than this code ({newest})")
+            raise StoreUnavailable(f"database schema version {max(done)} is newer than this code ({newest})")
         for version, name, sql in known:
             if version not in done:
                 conn.execute(sql)
@@ -112,10 +113,10 @@ class PostgresStore(SqlStore):
     def __init__(self, url: str, *, pool_size: int = 10, connect_timeout_s: float = 10.0):
         import psycopg
         from psycopg.conninfo import conninfo_to_dict
-        from psycopg_pool import ConnectionPool
+        from psycopg_pool import ConnectionPool, PoolTimeout
 
-        unreadable = RuntimeError("[storage] url is not a PostgreSQL URL libpq can read (percent-encode the "
-                                  "password's special characters: % as %25, @ as %40, / as %2F)")
+        unreadable = StoreUnavailable("[storage] url is not a PostgreSQL URL libpq can read (percent-encode "
+                                      "the password's special characters: % as %25, @ as %40, / as %2F)")
         try:  # before the pool: its connection thread logged libpq's words, which quote the password
             params = conninfo_to_dict(url)
         except psycopg.ProgrammingError:
@@ -133,7 +134,12 @@ class PostgresStore(SqlStore):
         self._writers_lock = threading.Lock()
         self._pool = ConnectionPool(url, min_size=1, max_size=pool_size, timeout=connect_timeout_s,
                                     open=False, name="edge-hub")
-        self._pool.open(wait=True, timeout=connect_timeout_s)
+        try:
+            self._pool.open(wait=True, timeout=connect_timeout_s)
+        except PoolTimeout:
+            self._pool.close()
+            raise StoreUnavailable(f"the PostgreSQL store {url_without_password(url)} did not answer within "
+                                   f"{connect_timeout_s:g} s (psycopg.pool's warnings above say why)") from None
         with self._pool.connection() as conn:
             self.applied_migrations = migrate(conn)
 

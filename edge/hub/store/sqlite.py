@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from edge.core.errors import StoreUnavailable
 from edge.core.sqlitedb import DamagedDatabase, create_private, transaction
 from edge.hub.store.access import SQLITE_SCHEMA as ACCESS_SCHEMA
 from edge.hub.store.access import add_counted_column, add_received_column
@@ -145,7 +146,7 @@ class SqliteStore(SqlStore):
             self.close()
             raise DamagedDatabase(Path(self.path), exc) from None
         if version > SCHEMA_VERSION:
-            raise RuntimeError(f"{self.path}: schema version {version} is newer than this code ({SCHEMA_VERSION})")
+            raise StoreUnavailable(f"{self.path}: schema version {version} is newer than this code ({SCHEMA_VERSION})")
         if 0 < version < SCHEMA_VERSION:
             log.warning("%s: upgrading the store from schema %d to %d (minutes for a large access log on a Pi: "
                         "let it finish; stopped, it starts again from the old schema)", self.path, version,
