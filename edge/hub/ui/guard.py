@@ -88,6 +88,7 @@ class Ctx:
     session: ConsoleSession | None
     token: str | None
     form: dict = field(default_factory=dict)
+    lists: dict = field(default_factory=dict)  # every value of each field (checkboxes), in order
     files: list[tuple[str, bytes]] = field(default_factory=list)
 
     @property
@@ -218,6 +219,7 @@ async def read_form(request: Request, ctx: Ctx, cap: int, with_files: bool) -> N
             if "\x00" in value or "\x00" in key:  # no text field stores it (PostgreSQL refuses it)
                 raise ApiError(errors.ILLEGAL_CHARACTERS, "a form field holds a NUL character")
             ctx.form.setdefault(key, value)  # the first of a repeated field
+            ctx.lists.setdefault(key, []).append(value)
         elif with_files and value.filename:
             ctx.files.append((value.filename[:200], await value.read()))
     await form.close()

@@ -1,5 +1,7 @@
-"""The site's access rules in the console: read them in plain words, change the time zone and the
-holidays with a form, edit the whole document with its check before anything is stored.
+"""The site's access rules in the console: read them in plain words; start them, add or remove
+access levels, schedules' hours, doors and holidays and set the time zone with forms; edit the
+whole document (door modes and authentication by schedule, duress, anti-passback) with its check
+before anything is stored.
 
 They could be set only by a signed `/face/setrules` (a curl line in docs/access.md): an operator
 who does not write code could neither see nor change who may pass when, nor the site's time
@@ -40,9 +42,13 @@ def _page(console, ctx: Ctx, *, status: int = 200, error: str = "", saved: str =
     if text is None:
         text = json.dumps(doc, indent=2, ensure_ascii=False) if doc is not None else json.dumps(
             starting_document(console.store.group_sizes(ctx.appid)), indent=2)
+    enrolled = [g for g, _ in console.store.group_sizes(ctx.appid)]
+    # the groups a level may name: the document's, and those persons are enrolled in (added to
+    # the document's list when a level names one)
+    groups = list(dict.fromkeys([*(doc.get("groups") or [] if doc else []), *enrolled]))
     return console.render("rules.html", ctx, status=status, version=version, doc=doc, summary=summary(doc),
                           zone=zone_name, text=text, error=error, saved=saved, checked=checked,
-                          zones=_zones())
+                          zones=_zones(), groups=groups or ["staff"], days=access_rules.DAYS)
 
 
 @functools.cache
@@ -83,8 +89,10 @@ def summary(doc: dict | None) -> dict[str, Any] | None:
                               if apb.get("timed_s") else "")}
 
 
-def _save(console, ctx: Ctx, doc: dict, done: str) -> Response:
-    """Store `doc` as the next version, refused when the rules changed since the page was read."""
+def _save(console, ctx: Ctx, doc: dict, done: str, *, edited: bool = False) -> Response:
+    """Store `doc` as the next version, refused when the rules changed since the page was read.
+    Refused by the check, the editor shows it (`edited`: the editor's own) or the stored one (a
+    form's change: the admin did not write that document)."""
     try:
         expected = int(ctx.form.get("version", "-1"))
     except ValueError:
@@ -97,7 +105,9 @@ def _save(console, ctx: Ctx, doc: dict, done: str) -> Response:
             why = ("someone changed the rules since you opened this page: nothing was saved. The page now shows "
                    "theirs; make your change again")
             return _page(console, ctx, status=409, error=why)
-        return _page(console, ctx, status=400, error=why, text=json.dumps(doc, indent=2, ensure_ascii=False))
+        if edited:
+            return _page(console, ctx, status=400, error=why, text=json.dumps(doc, indent=2, ensure_ascii=False))
+        return _page(console, ctx, status=400, error=f"nothing was saved: {why}")
     return _page(console, ctx, saved=f"{done}: version {got['version']}, which each door applies at its next sync")
 
 
@@ -122,7 +132,7 @@ def rules_save(console, ctx: Ctx) -> Response:
         nobody = "" if doc.get("access_levels") else (": it has no access level, so it lets nobody in but at "
                                                       "doors unlocked by schedule")
         return _page(console, ctx, text=text, checked=f"the document is valid{nobody}; nothing was saved yet")
-    return _save(console, ctx, doc, "Saved")
+    return _save(console, ctx, doc, "Saved", edited=True)
 
 
 @page("admin")
@@ -159,3 +169,105 @@ def rules_holiday(console, ctx: Ctx) -> Response:
         holidays.append(day)
     return _save(console, ctx, {**doc, "holidays": sorted(holidays)},
                  f"{day} is {'a holiday' if adding else 'no holiday'} now")
+
+
+def _chosen(ctx: Ctx, name: str) -> list[str]:
+    """A form's ticked values of `name` (checkboxes), each once, in order."""
+    return list(dict.fromkeys(v.strip() for v in ctx.lists.get(name, []) if v.strip()))
+
+
+def _with_groups(doc: dict, groups: list[str]) -> list[str]:
+    return list(dict.fromkeys([*(doc.get("groups") or []), *groups]))
+
+
+@page("admin")
+def rules_start(console, ctx: Ctx) -> Response:
+    """The first rules from a form: the groups one door lets in at all times (what its `[door]
+    groups` did), on the document offered to start from. Every other door then lets nobody in
+    until a level names it, which the page says beside the form."""
+    _, doc = _stored(console, ctx.appid)
+    if doc is not None:
+        return _page(console, ctx, status=400, error="the site has rules already: add an access level to them")
+    door, groups = ctx.form.get("door", "").strip() or "main", _chosen(ctx, "groups")
+    if not groups:
+        return _page(console, ctx, status=400, error="choose the groups this door lets in")
+    start = starting_document(console.store.group_sizes(ctx.appid))
+    first = {**start, "groups": _with_groups(start, groups), "doors": [{"id": door}],
+             "access_levels": [{"id": f"{door}-always"[:64], "groups": groups, "doors": [door],
+                                "schedule": "always"}]}
+    return _save(console, ctx, first, f"The rules start: {', '.join(groups)} may pass {door} at all times")
+
+
+def _rules_of(console, ctx: Ctx) -> dict | Response:
+    _, doc = _stored(console, ctx.appid)
+    if doc is None:
+        return _page(console, ctx, status=400, error="the site has no rules yet: start them first")
+    return doc
+
+
+@page("admin")
+def rules_level(console, ctx: Ctx) -> Response:
+    """Add an access level (groups x doors x one schedule) or remove one by its name."""
+    doc = _rules_of(console, ctx)
+    if isinstance(doc, Response):
+        return doc
+    name, levels = ctx.form.get("id", "").strip(), list(doc.get("access_levels") or [])
+    if ctx.form.get("action") == "remove":
+        kept = [lv for lv in levels if lv.get("id") != name]
+        if len(kept) == len(levels):
+            return _page(console, ctx, status=400, error=f"there is no access level {name[:64]!r}")
+        return _save(console, ctx, {**doc, "access_levels": kept}, f"The access level {name} is removed")
+    groups, doors, schedule = _chosen(ctx, "groups"), _chosen(ctx, "doors"), ctx.form.get("schedule", "").strip()
+    if not groups or not doors:
+        return _page(console, ctx, status=400, error="choose at least one group and one door")
+    taken = {lv.get("id") for lv in levels}
+    name = name or next(f"level-{n}" for n in range(1, len(levels) + 2) if f"level-{n}" not in taken)
+    if name in taken:
+        return _page(console, ctx, status=400, error=f"an access level {name[:64]!r} exists already: "
+                                                     "choose another name or remove it first")
+    level: dict[str, Any] = {"id": name, "groups": groups, "doors": doors, "schedule": schedule}
+    if ctx.form.get("on_holidays"):
+        level["on_holidays"] = True
+    return _save(console, ctx, {**doc, "groups": _with_groups(doc, groups), "access_levels": [*levels, level]},
+                 f"The access level {name} lets {', '.join(groups)} pass {', '.join(doors)} during {schedule}")
+
+
+@page("admin")
+def rules_schedule(console, ctx: Ctx) -> Response:
+    """Add hours to a schedule (made when new) or remove a schedule; one a level or a door uses
+    is refused by the check every door applies."""
+    doc = _rules_of(console, ctx)
+    if isinstance(doc, Response):
+        return doc
+    name, schedules = ctx.form.get("name", "").strip(), dict(doc.get("schedules") or {})
+    if ctx.form.get("action") == "remove":
+        if name not in schedules:
+            return _page(console, ctx, status=400, error=f"there is no schedule {name[:64]!r}")
+        del schedules[name]
+        return _save(console, ctx, {**doc, "schedules": schedules}, f"The schedule {name} is removed")
+    days = [d for d in access_rules.DAYS if d in ctx.lists.get("days", [])]
+    if not days:
+        return _page(console, ctx, status=400, error="choose the days of these hours")
+    hours = {"days": days, "from": ctx.form.get("from", "").strip(), "to": ctx.form.get("to", "").strip()}
+    schedules[name] = [*schedules.get(name, []), hours]
+    return _save(console, ctx, {**doc, "schedules": schedules},
+                 f"The schedule {name} holds {' '.join(days)} {hours['from']}–{hours['to']}")
+
+
+@page("admin")
+def rules_door(console, ctx: Ctx) -> Response:
+    """Add a door by its name (its `[door] name`) or remove one; a door a level names is refused
+    by the check."""
+    doc = _rules_of(console, ctx)
+    if isinstance(doc, Response):
+        return doc
+    name, doors = ctx.form.get("id", "").strip(), list(doc.get("doors") or [])
+    if ctx.form.get("action") == "remove":
+        kept = [d for d in doors if d.get("id") != name]
+        if len(kept) == len(doors):
+            return _page(console, ctx, status=400, error=f"there is no door {name[:64]!r}")
+        return _save(console, ctx, {**doc, "doors": kept}, f"The door {name} is removed: it lets nobody in")
+    if any(d.get("id") == name for d in doors):
+        return _page(console, ctx, status=400, error=f"a door {name[:64]!r} exists already")
+    return _save(console, ctx, {**doc, "doors": [*doors, {"id": name}]},
+                 f"The door {name} is added: it lets nobody in until an access level names it")

@@ -93,3 +93,68 @@ def test_the_document_offered_to_start_from_lets_nobody_in(hub):
     assert saved.status_code == 200 and "version 1" in saved.text
     rules = parse_rules(json.loads(hub.store.get_rules(APPID)[1]))
     assert rules.levels == ()  # no group granted anywhere
+
+
+def test_an_admin_who_writes_no_json_starts_the_rules_and_adds_doors_hours_and_levels(hub):
+    """Who may pass which door when could be changed only in the JSON editor: an admin who does
+    not write code could set the time zone and holidays, nothing else. Forms start the rules (one
+    door, its groups, at all times), add and remove doors, a schedule's hours and access levels,
+    each checked as every door checks it; a change the check refuses saves nothing."""
+    from edge.door.access import AccessPolicy
+    from edge.door.interface import AccessRequest, Outcome
+    from edge.door.rules import NoHistory
+
+    ada = Browser(hub.url)
+    ada.login("ada")
+    start = ada.get("/ui/rules").text
+    assert "Start the rules" in start and 'name="groups" value="staff"' in start
+    assert ada.post("/ui/rules/start", {"version": "0", "door": "front", "groups": []}).status_code == 400
+    started = ada.post("/ui/rules/start", {"version": "0", "door": "front", "groups": ["staff"]})
+    assert "staff may pass front at all times: version 1" in started.text
+    assert "Add an access level" in started.text and "Start the rules" not in started.text
+
+    def change(path: str, fields: dict, status: int = 200) -> str:
+        version = str(hub.store.get_rules(APPID)[0])
+        answer = ada.post(path, {"version": version, **fields})
+        assert answer.status_code == status, answer.text
+        return html.unescape(answer.text)
+
+    assert "The door back is added" in change("/ui/rules/doors", {"action": "add", "id": "back"})
+    assert "exists already" in change("/ui/rules/doors", {"action": "add", "id": "back"}, 400)
+    weekdays = ["mon", "tue", "wed", "thu", "fri"]
+    assert "The schedule office holds mon tue wed thu fri 07:00–19:00: version 3" in change(
+        "/ui/rules/schedules", {"action": "add", "name": "office", "days": weekdays, "from": "07:00", "to": "19:00"})
+    assert "nothing was saved" in change("/ui/rules/schedules", {"action": "add", "name": "office", "days": ["mon"],
+                                                                  "from": "7:00", "to": "19:00"}, 400)
+    assert "nothing was saved" in change("/ui/rules/schedules", {"action": "add", "name": "office", "days": ["mon"],
+                                                                  "from": "18:00", "to": "20:00"}, 400)  # overlaps
+    added = change("/ui/rules/levels", {"action": "add", "id": "cleaners-back", "groups": ["staff", "cleaners"],
+                                        "doors": ["back"], "schedule": "office"})
+    assert "The access level cleaners-back lets staff, cleaners pass back during office: version 4" in added
+    assert "exists already" in change("/ui/rules/levels", {"action": "add", "id": "cleaners-back",
+                                                           "groups": ["staff"], "doors": ["back"],
+                                                           "schedule": "office"}, 400)
+    # removing what a level uses is refused by the check, nothing saved
+    assert "nothing was saved" in change("/ui/rules/schedules", {"action": "remove", "name": "office"}, 400)
+    assert "nothing was saved" in change("/ui/rules/doors", {"action": "remove", "id": "back"}, 400)
+    assert hub.store.get_rules(APPID)[0] == 4
+
+    rules = parse_rules(json.loads(hub.store.get_rules(APPID)[1]))
+    assert rules.groups == {"staff", "cleaners"}
+    policy = AccessPolicy(lambda: rules)
+    monday_9, monday_20 = 1796601600.0 + 9 * 3600, 1796601600.0 + 20 * 3600  # 2026-12-07, a Monday, UTC
+    for at, door, group, granted in ((monday_9, "back", "cleaners", True), (monday_20, "back", "cleaners", False),
+                                     (monday_20, "front", "staff", True), (monday_9, "front", "cleaners", False)):
+        verdict = policy.evaluate(AccessRequest(event_id="e", door=door, person_id="p", groups=(group,),
+                                                decision="accept", source="local", accept=True, at=at), NoHistory())
+        assert (verdict.outcome is Outcome.GRANT) is granted, (door, group, at, verdict)
+
+    otto = Browser(hub.url)
+    otto.login("otto")  # an operator reads the rules, changes none
+    assert otto.post("/ui/rules/levels", {"version": "4", "action": "remove", "id": "cleaners-back"}).status_code == 403
+    assert "The access level cleaners-back is removed: version 5" in change(
+        "/ui/rules/levels", {"action": "remove", "id": "cleaners-back"})
+    assert "The door back is removed" in change("/ui/rules/doors", {"action": "remove", "id": "back"})
+    assert "The schedule office is removed: version 7" in change("/ui/rules/schedules",
+                                                                 {"action": "remove", "name": "office"})
+    assert "there is no access level" in change("/ui/rules/levels", {"action": "remove", "id": "nope"}, 400)
