@@ -379,9 +379,9 @@ def account_delete(console, ctx: Ctx) -> Response:
 
 @page("admin")
 def credentials(console, ctx: Ctx) -> Response:
-    """The appid's API keys: ids only, never a secret."""
-    ids = [c.secret_id for c in console.credentials if c.appid == ctx.appid]
-    return console.render("credentials.html", ctx, secret_ids=ids)
+    """The appid's API keys: ids and what each may do, never a secret."""
+    keys = [c for c in console.credentials if c.appid == ctx.appid]
+    return console.render("credentials.html", ctx, keys=keys)
 
 
 async def static_file(request: Request) -> Response:

@@ -3,6 +3,7 @@ security headers, cookies, tenants (no models needed: persons are put in the sto
 
 from __future__ import annotations
 
+import html
 import re
 
 import numpy as np
@@ -384,3 +385,21 @@ def test_an_admin_changes_a_role_and_sets_a_new_password_in_the_console(hub):
     assert Browser(hub.url).login("vera", new).status_code == 303
     assert ada.post("/ui/admin/accounts/zed/password", {"password": new}).status_code == 404
     assert otto.post("/ui/admin/accounts/vera/password", {"password": new}).status_code == 403
+
+
+def test_the_api_keys_page_says_what_each_key_may_do_and_how_a_door_gets_one(tmp_path):
+    """The page listed SecretIds alone: an admin could not tell a door's bound key (sync and
+    verify of its groups) from a key that enrols and deletes, nor learn how a new door gets one."""
+    from edge.hub.edge_keys import add_edge_key
+
+    door = add_edge_key(tmp_path / "hub-secrets.toml", APPID, "door-7", ("staff",))
+    with console_hub(tmp_path) as hub:
+        ada = Browser(hub.url)
+        assert ada.login("ada").status_code == 303
+        keys = html.unescape(ada.get("/ui/admin/credentials").text)
+    row = keys.split(door.secret_id, 1)[1].split("</tr>", 1)[0]
+    assert "the door <code>door-7</code>'s calls" in row and "for the persons of staff" in row
+    whole = keys.split(hub.secret_id, 1)[1].split("</tr>", 1)[0]
+    assert "<strong>everything</strong> of this appid" in whole
+    assert "hub edgekey --config hub.toml --edge-id ID" in keys
+    assert door.secret_key not in keys and hub.secret_key not in keys
