@@ -9,6 +9,11 @@ a code is final. Note a retried mutation whose first attempt did reach the hub m
 e.g. -1302 (person exists) on the retry. After `breaker_failures` consecutive unavailable
 results the circuit opens: calls fail fast with CloudUnavailable until `breaker_reset_s` has
 passed, then one probe goes through (half open); its success closes the circuit.
+
+Every attempt has a deadline over its whole exchange (connect, request, the answer's headers and
+body): httpx's timeout bounds each read alone, and a hub (or a man in the middle) sending a
+byte a second held the caller for as long as it liked, headers included. The connections' reads
+and writes are given what is left of it (`_DeadlineBackend`).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import threading
 import time
 from typing import Any
 
+import httpcore
 import httpx
 
 from edge.core import errors, syncwire
@@ -38,6 +44,49 @@ MAX_ANSWER_BYTES_OF = {"sync": 8 << 20, "verify": 1 << 20, "uploadlog": 1 << 20,
 # A sync page's whole answer within this (a few MB: 50 kB/s still gets one through); a hub sending
 # a byte at a time held the sync thread, its status "ok" meanwhile, for as long as it liked.
 SYNC_DEADLINE_S = 120.0
+# An access log batch (its sealed face crops up to a few MB) the same.
+UPLOAD_DEADLINE_S = 120.0
+# Any other call's attempt: this many times the timeout, whole.
+DEADLINE_TIMEOUTS = 4
+
+
+_deadline = threading.local()  # .at: the monotonic deadline of this thread's attempt (None: none)
+
+
+def _left(timeout: float | None) -> float | None:
+    """A read's or a write's timeout, cut to what is left of the thread's deadline."""
+    at = getattr(_deadline, "at", None)
+    if at is None:
+        return timeout
+    left = max(at - time.monotonic(), 0.001)  # spent: the next read times out at once
+    return left if timeout is None else min(timeout, left)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    def __init__(self, inner: httpcore.NetworkStream):
+        self._inner = inner
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._inner.read(max_bytes, _left(timeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._inner.write(buffer, _left(timeout))
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(self, ssl_context: ssl.SSLContext, server_hostname: str | None = None,
+                  timeout: float | None = None) -> httpcore.NetworkStream:
+        return _DeadlineStream(self._inner.start_tls(ssl_context, server_hostname, _left(timeout)))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
+class _DeadlineBackend(httpcore.SyncBackend):
+    def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
+                    socket_options: Any = None) -> httpcore.NetworkStream:
+        return _DeadlineStream(super().connect_tcp(host, port, _left(timeout), local_address, socket_options))
 
 
 class CloudError(Exception):
@@ -85,7 +134,11 @@ class CloudClient:
         # keepalive=False: a connection per request, so a hub's worker processes share the load
         # (bench hub --processes); a kept connection stays with the process that accepted it.
         limits = httpx.Limits() if keepalive else httpx.Limits(max_keepalive_connections=0)
-        self._http = httpx.Client(timeout=httpx.Timeout(timeout), trust_env=False, verify=verify, limits=limits)
+        transport = httpx.HTTPTransport(verify=verify, limits=limits, trust_env=False)
+        # httpx takes no network backend of its own: its pool's, set before any connection, so
+        # that every read and write keeps to the attempt's deadline (the module's docstring)
+        transport._pool._network_backend = _DeadlineBackend()
+        self._http = httpx.Client(timeout=httpx.Timeout(timeout), trust_env=False, transport=transport)
         self._lock = threading.Lock()
         self._failures = 0
         self._opened_at: float | None = None
@@ -146,13 +199,19 @@ class CloudClient:
                 request = self._http.build_request("POST", url, files=parts, headers=headers)
             else:
                 request = self._http.build_request("POST", url, json=body, headers=headers)
-            resp = self._http.send(request, stream=True)
+            _deadline.at = deadline
             try:
-                answer = _read_answer(resp, op, deadline)
+                resp = self._http.send(request, stream=True)
+                try:
+                    answer = _read_answer(resp, op, deadline)
+                finally:
+                    resp.close()
             finally:
-                resp.close()
+                _deadline.at = None
         except httpx.TimeoutException as exc:
-            raise CloudUnavailable(f"/face/{op}: timeout ({type(exc).__name__})") from None
+            spent = deadline is not None and time.monotonic() >= deadline - 0.01
+            raise CloudUnavailable(f"/face/{op}: timeout ({type(exc).__name__})"
+                                   + (": no whole answer within its deadline" if spent else "")) from None
         except httpx.HTTPError as exc:
             raise CloudUnavailable(f"/face/{op}: {type(exc).__name__}: {exc}") from None
         try:
@@ -170,13 +229,16 @@ class CloudClient:
     def call(self, op: str, fields: dict, files: dict[str, bytes] | None = None,
              deadline_s: float | None = None) -> dict:
         """POST /face/<op>; the envelope's `data` on code 0, else CloudApiError / CloudUnavailable.
-        `deadline_s`: each attempt's whole answer within it (the timeout alone bounds each read,
-        so a hub answering a byte at a time held the caller for as long as it liked)."""
+        `deadline_s` (default DEADLINE_TIMEOUTS times the timeout): each attempt's whole
+        exchange within it (the timeout alone bounds each read, so a hub answering a byte at a
+        time held the caller for as long as it liked)."""
         delay = 0.2
+        if deadline_s is None:
+            deadline_s = DEADLINE_TIMEOUTS * self.timeout
         for attempt in range(self.retries + 1):
             self._admit()
             try:
-                deadline = None if deadline_s is None else time.monotonic() + deadline_s
+                deadline = time.monotonic() + deadline_s
                 payload = self._post(op, fields, files, deadline)
             except CloudUnavailable:
                 self._record(False)
@@ -263,7 +325,7 @@ class CloudClient:
         params = {"edge_id": edge_id, "records": records}
         if crops is not None:
             params["crops"] = crops
-        return self.call("uploadlog", params)
+        return self.call("uploadlog", params, deadline_s=max(UPLOAD_DEADLINE_S, DEADLINE_TIMEOUTS * self.timeout))
 
     def liftclaims(self, person_id: str) -> dict:
         """Lift the lockout of the person's claims at every door (docs/daemon.md)."""
@@ -317,7 +379,9 @@ class CloudClient:
         return self.call("detect", fields, self._image(fields, image, url))
 
     def packs(self) -> dict:
-        return self.call("packs", {})
+        """The packs' listing (small): within one timeout, whole (a start's check of the hub
+        waits START_CHECK_S at most)."""
+        return self.call("packs", {}, deadline_s=self.timeout)
 
     def packfile(self, pack: str, name: str, offset: int = 0) -> dict:
         return self.call("packfile", {"pack": pack, "name": name, "offset": int(offset)})
@@ -348,7 +412,7 @@ class CloudClient:
             raise
 
 
-def _read_answer(resp: httpx.Response, op: str, deadline: float | None) -> bytes:
+def _read_answer(resp: httpx.Response, op: str, deadline: float) -> bytes:
     """The answer's body, at most MAX_ANSWER_BYTES (MAX_ANSWER_BYTES_OF the op), whole before
     `deadline` (monotonic) if given; CloudUnavailable otherwise."""
     chunks, size, cap = [], 0, MAX_ANSWER_BYTES_OF.get(op, MAX_ANSWER_BYTES)
@@ -356,7 +420,7 @@ def _read_answer(resp: httpx.Response, op: str, deadline: float | None) -> bytes
         size += len(chunk)
         if size > cap:
             raise CloudUnavailable(f"/face/{op}: answer larger than {cap} bytes")
-        if deadline is not None and time.monotonic() > deadline:
+        if time.monotonic() > deadline:
             raise CloudUnavailable(f"/face/{op}: no whole answer within its deadline")
         chunks.append(chunk)
     return b"".join(chunks)

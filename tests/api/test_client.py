@@ -168,6 +168,47 @@ def test_the_cloud_fallback_gives_up_at_its_deadline_and_a_huge_answer_is_cut_of
         client.close()
 
 
+class _DribblingHeaders(QuietHandler):
+    """A hub whose status line and headers come a byte every 0.1 s, for a minute."""
+
+    def do_POST(self):  # noqa: N802
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        head = b"HTTP/1.1 200 OK\r\n" + b"".join(b"X-Slow-%d: %s\r\n" % (i, b"x" * 40) for i in range(20))
+        try:
+            for i in range(len(head)):
+                self.wfile.write(head[i:i + 1])
+                self.wfile.flush()
+                time.sleep(0.1)
+        except OSError:
+            pass  # the client gave up
+
+
+@pytest.mark.parametrize("call,deadline", [
+    (lambda c: c.verify("ben", b"jpeg"), 2.0),  # the cloud fallback: twice the timeout
+    (lambda c: c.sync(0, "fp"), 1.0),  # SYNC_DEADLINE_S, set to 1 s here
+    (lambda c: c.uploadlog("door-1", "[]"), 4.0),  # at least DEADLINE_TIMEOUTS x the timeout
+    (lambda c: c.packs(), 1.0),  # one timeout: a start's check of the hub
+    (lambda c: c.getgroupids(), 4.0),  # any call: DEADLINE_TIMEOUTS x the timeout
+])
+def test_an_answer_whose_headers_come_a_byte_at_a_time_gives_up_at_its_deadline(monkeypatch, call, deadline):
+    """The deadline was checked while the body was read, never while the headers came: a hub
+    (or a man in the middle) trickling its headers held the cloud fallback (the door's main
+    loop: the watchdog killed the daemon), a sync for ever, and the start's check of the hub
+    (the daemon never came up). uploadlog, packs and packfile had no deadline at all. Every
+    attempt keeps to one now, over its whole exchange."""
+    import edge.api.client as client_module
+
+    monkeypatch.setattr(client_module, "SYNC_DEADLINE_S", 1.0)
+    monkeypatch.setattr(client_module, "UPLOAD_DEADLINE_S", 1.0)
+    with serving(_DribblingHeaders) as server:
+        client = CloudClient(f"http://127.0.0.1:{server.server_address[1]}", "a", "b", "c", timeout=1.0, retries=0)
+        t0 = time.monotonic()
+        with pytest.raises(CloudUnavailable, match="timeout"):
+            call(client)
+        assert time.monotonic() - t0 < deadline + 1.5  # the trickle lasts 90 s
+        client.close()
+
+
 def test_a_sync_page_coming_a_byte_at_a_time_gives_up_at_its_deadline(monkeypatch):
     """The sync thread waited as long as a hub (or the path to it) dribbled its answer, its
     status "ok" all along: a sync page now comes whole within SYNC_DEADLINE_S (here 1 s)."""
