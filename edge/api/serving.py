@@ -32,7 +32,16 @@ deadline): plain http sent to the TLS port (`POST ...` where a TLS record starts
 answered a short `400` "use https" and closed, as nginx does with its 497, instead of zero bytes.
 
 The body has its own deadline in the API (`limits.body_timeout_s`, code 3) and idle kept-alive
-connections close after `keepalive_timeout_s`.
+connections close after `keepalive_timeout_s`. Two more ways a connection outlived every timer:
+
+- a request answered before its body was read (a refused signature, a rate limit, a body too
+  slow): uvicorn cancels its keep-alive timer at the next byte and sets none again, so one more
+  body byte held the connection for good (1,000 from four addresses, no key needed, kept every
+  client out). The rest of that body is dropped and the connection closes once the client does,
+  or after a short linger;
+- a client that does not read its answers (a public stylesheet asked 100 times pipelined): the
+  answer waited for room in the send buffer for ever. Once the buffer stays full for
+  `WRITE_STALL_S`, the connection is closed.
 """
 
 from __future__ import annotations
@@ -152,6 +161,11 @@ class _Throttled:
             self.count = 0
 
 
+# A connection whose answer finds no room in the send buffer for this long is closed: the client
+# reads nothing (a slow link still drains a buffer of 64 KiB well within it).
+WRITE_STALL_S = 30.0
+
+
 class _Guard:
     """State shared by the connections of one server."""
 
@@ -162,6 +176,7 @@ class _Guard:
         self.capped = False
         self.refused = 0
         self.slow = _Throttled("dropped %d connection(s) that sent no complete request headers in time")
+        self.not_reading = _Throttled(f"dropped %d connection(s) that read no answer for {WRITE_STALL_S:g} s")
         self.too_large = _Throttled("refused %d request(s) whose request line and headers exceeded 16 KiB")
         self.per_address: dict[str, int] = {}  # client address (IPv6: its /64) -> open connections
         self.over_share = _Throttled("refused %d connection(s) from an address holding its share of the "
@@ -197,6 +212,7 @@ class GuardedH11(H11Protocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._header_timer: asyncio.TimerHandle | None = None
+        self._write_timer: asyncio.TimerHandle | None = None
         self._early: list[bytes] | None = None  # request bytes that arrived before the TLS handshake returned
         self._phase = ""  # TLS only: "sniff" (first byte awaited), "tls", "refuse" (plain http)
         self._sniffer: socket.socket | None = None
@@ -319,7 +335,7 @@ class GuardedH11(H11Protocol):
         handshake.add_done_callback(functools.partial(self._tls_done, transport))
 
     def eof_received(self) -> bool | None:
-        if self._phase in ("refuse", "too_large"):
+        if self._phase in ("refuse", "too_large", "answered"):
             return False  # the client has read the answer and closed: close too
         return super().eof_received()
 
@@ -339,7 +355,7 @@ class GuardedH11(H11Protocol):
             self.data_received(data)
 
     def data_received(self, data: bytes) -> None:
-        if self._phase in ("refuse", "too_large"):  # the request answered with 400 / 431: dropped
+        if self._phase in ("refuse", "too_large", "answered"):  # answered (400, 431, or early): dropped
             return
         if self._early is not None:  # TLS is up but start_tls has not returned yet
             self._early.append(data)
@@ -360,6 +376,38 @@ class GuardedH11(H11Protocol):
             return
         super().handle_events()
 
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing() and self.conn.their_state is h11.SEND_BODY:
+            # answered before its body was read (the module's docstring): the rest is dropped,
+            # and the connection closes once the client does, or after a short linger
+            self._phase = "answered"
+            self._cancel_header_timer()
+            self._header_timer = self.loop.call_later(min(2.0, self.guard.listener.header_timeout_s),
+                                                      self.transport.abort)
+            if self.transport.can_write_eof():
+                self.transport.write_eof()
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self._write_timer is None:
+            self._write_timer = self.loop.call_later(WRITE_STALL_S, self._write_stalled)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self._cancel_write_timer()
+
+    def _write_stalled(self) -> None:
+        self._write_timer = None
+        if not self.transport.is_closing():
+            self.guard.not_reading.hit()
+            self.transport.abort()
+
+    def _cancel_write_timer(self) -> None:
+        if self._write_timer is not None:
+            self._write_timer.cancel()
+            self._write_timer = None
+
     def _header_block_too_large(self) -> bool:
         held, _ = self.conn.trailing_data  # at most one read past MAX_HEADER_BYTES while IDLE
         if len(held) <= MAX_HEADER_BYTES:
@@ -373,6 +421,7 @@ class GuardedH11(H11Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_header_timer()
+        self._cancel_write_timer()
         self._release_address()
         if self._phase in ("sniff", "refuse"):  # never handed to TLS: h11 never saw it either
             self._stop_sniffing()

@@ -232,3 +232,53 @@ def test_a_complete_80_kb_header_block_over_tls_is_refused_431(guarded_tls_hub, 
             except (OSError, ssl.SSLError):
                 pass
     assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
+
+
+def test_a_byte_after_an_early_answer_does_not_hold_the_connection(guarded_hub):
+    """A request answered before its body was read (here: a signature that is not one) left its
+    body owed; uvicorn cancels its keep-alive timer at the next byte and sets none again, so one
+    more byte, then silence, held the connection for good (1,000 of them, from four addresses
+    and no key, kept every client out). The rest is dropped and the connection closes."""
+    with socket.create_connection(_address(guarded_hub)) as sock:
+        sock.sendall(b"POST /face/verify HTTP/1.1\r\nHost: hub\r\nAuthorization: not-a-signature\r\n"
+                     b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{")
+        sock.settimeout(10)
+        assert sock.recv(4096).startswith(b"HTTP/1.1 ")  # answered before the body came
+        sock.sendall(b" ")  # one more body byte, then silence
+        started = time.monotonic()
+        assert closed_within(sock, 10)
+        assert time.monotonic() - started < 5
+
+
+def test_a_client_that_reads_no_answer_is_closed_once_the_send_buffer_stays_full(guarded_hub, monkeypatch):
+    """Pipelined requests whose answers the client never reads: each answer waited for room in
+    the send buffer for ever (1,000 such connections held the hub). The connection is closed
+    once the buffer stays full for WRITE_STALL_S (1 s here)."""
+    import threading
+
+    import edge.api.serving as serving
+
+    monkeypatch.setattr(serving, "WRITE_STALL_S", 1.0)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: a small window
+    sock.connect(_address(guarded_hub))
+    requests = b"GET /health HTTP/1.1\r\nHost: hub\r\n\r\n" * 40_000  # ~10 MB of answers
+    threading.Thread(target=lambda: _send_quietly(sock, requests), daemon=True).start()
+    try:
+        time.sleep(4)  # the send buffers fill, nothing is read: reset meanwhile, its answers dropped
+        sock.settimeout(5)
+        received = 0
+        with pytest.raises(ConnectionResetError):  # not the 10 MB of answers, then the keep-alive's close
+            while chunk := sock.recv(65536):
+                received += len(chunk)
+        assert received < 1 << 20
+    finally:
+        sock.close()
+    assert _health_ok(guarded_hub)
+
+
+def _send_quietly(sock: socket.socket, data: bytes) -> None:
+    try:
+        sock.sendall(data)
+    except OSError:
+        pass  # closed by the hub meanwhile
