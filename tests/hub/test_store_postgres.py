@@ -294,3 +294,32 @@ def test_a_store_that_cannot_be_opened_is_said_in_one_line(tmp_path):
                           text=True, timeout=120, check=False)
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
     assert "schema version 999 is newer than this code" in done.stderr
+
+
+def test_a_writer_lock_held_by_a_stalled_session_makes_writes_busy_not_hung(pg_url):
+    """A hub process stopped (or cut off) inside a transaction held its appid's writer lock, idle:
+    every write of that appid waited for good, each past its client's timeout, and the hub then
+    ignored SIGTERM for their threads. A lock waited for 5 s is busy (code 15, health still ok);
+    the stalled session is ended by the server after 60 s idle in its transaction."""
+    import psycopg
+
+    from edge.core import errors
+    from edge.hub.store.postgres import APPID_LOCK, SESSION_LIMITS
+
+    store = open_store(pg_url)
+    try:
+        with psycopg.connect(pg_url) as stalled:  # another process's session, mid-transaction
+            stalled.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (APPID_LOCK, "lockheld"))
+            started = time.monotonic()
+            with pytest.raises(ApiError) as busy:
+                store.create_person("lockheld", "p", ["g"], "n", "t", face("f0", "p"), Limits())
+            assert busy.value.code == errors.RATE_LIMITED and store.health()["ok"]
+            assert 4 <= time.monotonic() - started < 15
+            stalled.rollback()
+        store.create_person("lockheld", "p", ["g"], "n", "t", face("f0", "p"), Limits())  # free again
+        with store._pool.connection() as conn:  # what every pooled session has
+            shown = {name: conn.execute(f"SHOW {name}").fetchone()[0] for name in SESSION_LIMITS}
+        assert shown == {"lock_timeout": "5s", "idle_in_transaction_session_timeout": "1min",
+                         "statement_timeout": "2min"}
+    finally:
+        store.close()

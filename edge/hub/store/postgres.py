@@ -43,6 +43,15 @@ APPID_LOCK = 1702
 # door's key re-sending its access log batch in a loop) took every connection, and every
 # tenant's requests, the rate limiter's included, failed after the pool's timeout.
 APPID_WRITERS_SHARE = 0.3
+# Each connection's waits, so that nothing holds a request (or a stop) for good: a lock waited
+# for this long is "busy" (code 15: a stopped or cut-off hub process held an appid's writer lock,
+# idle in its transaction, and every write of that appid waited, each past its client's timeout,
+# and the hub ignored SIGTERM for their threads); a session idle inside a transaction this long
+# is ended by the server (that stopped process's), a statement this long cancelled; TCP
+# keepalives find a dead peer.
+SESSION_LIMITS = {"lock_timeout": "5s", "idle_in_transaction_session_timeout": "60s",
+                  "statement_timeout": "120s"}
+KEEPALIVES = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3}
 
 
 
@@ -61,6 +70,10 @@ def migrate(conn) -> list[int]:
     Refuses a database migrated by newer code."""
     applied = []
     with conn.transaction():
+        # another process migrating holds the lock for as long as its migration takes, and a
+        # migration may rewrite a large table: neither is bounded by the session's limits
+        conn.execute("SET LOCAL lock_timeout = 0")
+        conn.execute("SET LOCAL statement_timeout = 0")
         conn.execute("SELECT pg_advisory_xact_lock(%s, 0)", (MIGRATION_LOCK,))
         conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY,"
                      " name TEXT NOT NULL, applied DOUBLE PRECISION NOT NULL)")
@@ -133,7 +146,7 @@ class PostgresStore(SqlStore):
         self._writers: dict[str, threading.BoundedSemaphore] = {}
         self._writers_lock = threading.Lock()
         self._pool = ConnectionPool(url, min_size=1, max_size=pool_size, timeout=connect_timeout_s,
-                                    open=False, name="edge-hub")
+                                    open=False, name="edge-hub", kwargs=KEEPALIVES, configure=_session_limits)
         try:
             self._pool.open(wait=True, timeout=connect_timeout_s)
         except PoolTimeout:
@@ -177,6 +190,11 @@ class PostgresStore(SqlStore):
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
             yield conn
 
+    def _busy_errors(self) -> tuple:
+        import psycopg
+
+        return (psycopg.errors.LockNotAvailable,)  # SESSION_LIMITS' lock_timeout
+
     def _driver_errors(self) -> tuple:
         import psycopg
         from psycopg_pool import PoolTimeout
@@ -193,6 +211,13 @@ class PostgresStore(SqlStore):
     def _executemany(self, c, text: str, rows: list) -> None:
         with c.cursor() as cur:
             cur.executemany(self._sql(text), rows)
+
+
+def _session_limits(conn) -> None:
+    """SESSION_LIMITS on each new pooled connection (left idle, as the pool wants it)."""
+    for name, value in SESSION_LIMITS.items():
+        conn.execute(f"SET {name} = '{value}'")
+    conn.commit()
 
 
 class PostgresRateLimiter:

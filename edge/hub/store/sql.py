@@ -93,6 +93,8 @@ class SqlStore(FaceCropSql, ConsoleSql, AccessSql, EdgesSql, ClaimLiftsSql, Stor
         except refused as exc:
             raise ApiError(errors.ILLEGAL_CHARACTERS, f"a value the store cannot hold: {type(exc).__name__}") \
                 from None
+        except self._busy_errors():  # a lock another session holds too long: busy, not failing
+            raise ApiError(errors.RATE_LIMITED, f"the store is busy ({what}): try again") from None
         except failure as exc:
             # The driver's text goes to the log only: it names the database's host, port, user
             # and socket, and the answer goes to any key (a door's too), /health to anyone.
@@ -101,6 +103,10 @@ class SqlStore(FaceCropSql, ConsoleSql, AccessSql, EdgesSql, ClaimLiftsSql, Stor
             if what == "write":
                 self._failure = (time.time(), f"{kind} (the hub's log says more)")
             raise ApiError(errors.FEATURE_STORAGE, f"storage {what} failed: {kind}") from None
+
+    def _busy_errors(self) -> tuple:
+        """The driver's errors that mean "busy, try again" (code 15), not a failing store."""
+        return ()
 
     def _log_failure(self, what: str, message: str) -> None:
         """Log a storage failure: a new one at once, the same one at most once a minute."""
