@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from edge.core.domain import Decision, Source
 from edge.core.syncwire import COUNTED
 from edge.daemon.decision_event import new_event
+from edge.door.access import NOT_ACCEPTED
 from edge.door.access_log import HeadNotSigned
 from edge.door.access_records import decision_record, door_event_record, rules_record
 from edge.door.clock_sync import kernel_clock_synchronised
@@ -166,6 +167,9 @@ class DoorLink:
         s = self.s
         ok, why = strict_accept(out, liveness_mode=s.liveness.mode, stale_s=s.policy.stale_accept_s,
                                 decided_s=decided_s, offline_allow_opens=s.door.open_on_offline_allow)
+        # the frame's freshness ends here (perf_counter): judged again when the relay would open
+        fresh_until = (time.perf_counter() + s.policy.stale_accept_s - decided_s
+                       if s.policy.stale_accept_s > 0 and decided_s is not None else None)
         person = out.person_id or ""
         # groups for an uncertain face too: the synced rules ask for a second factor only where
         # the person could pass now; a face refused before matching (an attack, a withheld
@@ -184,6 +188,12 @@ class DoorLink:
                                 evidence=evidence)
         verdict = self.rules.evaluate(request, self.history)
         with self._publishing:  # the decision's own grant or deny goes with its record, not the publisher's turn
+            if verdict.granted and fresh_until is not None and time.perf_counter() > fresh_until:
+                # the rules' look-up (the cache, held by a sync page) or the publisher's turn (a
+                # stalled card) waited past the frame's freshness: whoever is at the door now is
+                # not the face that was seen
+                verdict = dataclasses.replace(verdict, outcome=Outcome.DENY, reason=NOT_ACCEPTED)
+                ok, why = False, "stale"
             self._act_on(request, verdict, ok, person, why, face_crop)
 
     def _act_on(self, request: AccessRequest, verdict: Verdict, ok: bool, person: str, why: str,

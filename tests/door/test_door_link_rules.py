@@ -449,3 +449,34 @@ def test_while_rules_are_pending_an_unlocked_window_is_not_taken(tmp_path):
     edge.cache.apply_page([], edge.seq, hub_rules=3)
     edge.link.tick()
     assert edge.link.door.mode == "normal" and not edge.energised
+
+
+def test_a_face_that_went_stale_while_the_rules_were_read_opens_nothing(tmp_path):
+    """Staleness ([policy] stale_accept_s) was judged when the decision reached the door, before
+    the rules were read from the cache, which a sync page holds for as long as an SD card
+    stalls: the relay opened for a face seen that long ago (its owner gone on, whoever stood
+    there then walked in). It is judged again when the relay would open: denied, stale."""
+    import threading
+
+    edge = Edge(tmp_path)
+    edge.link.s.policy.stale_accept_s = 0.5
+    edge.sync_rules(RULES, 1)
+    edge.link.start()
+    held, release = threading.Event(), threading.Event()
+
+    def sync_page_on_a_slow_card() -> None:
+        with edge.cache._lock:
+            held.set()
+            release.wait(10)
+
+    page = threading.Thread(target=sync_page_on_a_slow_card, daemon=True)
+    page.start()
+    assert held.wait(5)
+    threading.Timer(1.0, release.set).start()  # the page commits a second later
+    edge.decide("ben", "d1")  # decided 0.05 s after its frame: fresh when it reached the door
+    page.join(5)
+    assert not edge.energised and not edge.door_events("grant")
+    assert [(e["kind"], e["reason"]) for e in edge.door_events("deny")] == [("deny", "not_accepted:stale")]
+    assert edge.records("decision")[-1]["outcome"] == "deny"
+    edge.decide("ben", "d2")  # nothing in the way: granted
+    assert edge.energised and edge.door_events("grant")
