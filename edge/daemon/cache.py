@@ -32,6 +32,8 @@ from edge.core.syncwire import PersonChange, RulesChange
 # cursor 0 (the persons and faces it holds stay usable until the new pages replace them).
 # 3: access rules; likewise (a cache of version 2 moved its cursor past rules changes unasked).
 SCHEMA_VERSION = 3
+# How long rules_status() waits for a sync page before it answers with the status last read.
+STATUS_WAIT_S = 0.1
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,7 @@ class EdgeCache:
         # is refused (into an empty cache it was taken, and every decision then failed on it)
         self.dim = dim
         self._lock = threading.Lock()
+        self._last_status: dict | None = None  # rules_status() as last read (edge.door.rules_in_force)
         self._db = open_durable(self.path)
         self._db.executescript(
             """
@@ -240,7 +243,13 @@ class EdgeCache:
     # -- reading ---------------------------------------------------------------------------
     def rules(self) -> RuleSet | None:
         """The last good access rules, or None when there are none that validate (never synced,
-        or the stored copy unreadable): the evaluator then denies (`rules_invalid`). Offline."""
+        or the stored copy unreadable): the evaluator then denies (`rules_invalid`). Offline.
+        Once read, without the lock: a sync page holds it for as long as the card takes, and the
+        door's schedule and decisions read the rules (what is committed is what a page in
+        progress has not changed yet)."""
+        rules = self._rules
+        if rules is not None:
+            return rules
         with self._lock:
             if self._rules is None:
                 row = self._db.execute("SELECT version, document FROM rules WHERE id = 1").fetchone()
@@ -253,12 +262,22 @@ class EdgeCache:
 
     def rules_status(self) -> dict:
         """For /health: the version in use (0: none), the last refused version and why, and the
-        hub's version at the last sync (`hub`, 0: none or not told)."""
-        with self._lock:
+        hub's version at the last sync (`hub`, 0: none or not told). While a sync page holds the
+        cache longer than STATUS_WAIT_S, the status last read: the committed one, which that
+        page has not changed yet (a schedule's unlocked window outlasted its end by as long as a
+        stalled card held a page)."""
+        if not self._lock.acquire(timeout=STATUS_WAIT_S):
+            if self._last_status is not None:
+                return dict(self._last_status)
+            self._lock.acquire()  # never read yet: wait, as before
+        try:
             row = self._db.execute("SELECT version FROM rules WHERE id = 1").fetchone()
             refused = self._meta("rules_refused")
-            return {"version": int(row[0]) if row else 0, "refused": int(refused) if refused else None,
-                    "error": self._meta("rules_error"), "hub": int(self._meta("hub_rules", "0"))}
+            self._last_status = {"version": int(row[0]) if row else 0, "refused": int(refused) if refused else None,
+                                 "error": self._meta("rules_error"), "hub": int(self._meta("hub_rules", "0"))}
+            return dict(self._last_status)
+        finally:
+            self._lock.release()
 
     def gallery(self, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> Gallery:
         """An immutable gallery of every face whose person is known (version = the cursor)."""

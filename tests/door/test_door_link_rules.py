@@ -453,9 +453,10 @@ def test_while_rules_are_pending_an_unlocked_window_is_not_taken(tmp_path):
 
 def test_a_face_that_went_stale_while_the_rules_were_read_opens_nothing(tmp_path):
     """Staleness ([policy] stale_accept_s) was judged when the decision reached the door, before
-    the rules were read from the cache, which a sync page holds for as long as an SD card
-    stalls: the relay opened for a face seen that long ago (its owner gone on, whoever stood
-    there then walked in). It is judged again when the relay would open: denied, stale."""
+    the waits that follow: the rules' look-up and the door-publish thread's turn (writing a door
+    event to the log on a card that stalls): the relay opened for a face seen that long ago (its
+    owner gone on, whoever stood there then walked in). It is judged again when the relay would
+    open: denied, stale."""
     import threading
 
     edge = Edge(tmp_path)
@@ -464,19 +465,74 @@ def test_a_face_that_went_stale_while_the_rules_were_read_opens_nothing(tmp_path
     edge.link.start()
     held, release = threading.Event(), threading.Event()
 
-    def sync_page_on_a_slow_card() -> None:
-        with edge.cache._lock:
+    def door_event_on_a_slow_card() -> None:
+        with edge.link._publishing:
             held.set()
             release.wait(10)
 
-    page = threading.Thread(target=sync_page_on_a_slow_card, daemon=True)
-    page.start()
+    publisher = threading.Thread(target=door_event_on_a_slow_card, daemon=True)
+    publisher.start()
     assert held.wait(5)
-    threading.Timer(1.0, release.set).start()  # the page commits a second later
+    threading.Timer(1.0, release.set).start()  # the write ends a second later
     edge.decide("ben", "d1")  # decided 0.05 s after its frame: fresh when it reached the door
-    page.join(5)
+    publisher.join(5)
     assert not edge.energised and not edge.door_events("grant")
     assert [(e["kind"], e["reason"]) for e in edge.door_events("deny")] == [("deny", "not_accepted:stale")]
     assert edge.records("decision")[-1]["outcome"] == "deny"
     edge.decide("ben", "d2")  # nothing in the way: granted
     assert edge.energised and edge.door_events("grant")
+
+
+def test_an_unlocked_window_ends_on_time_while_a_sync_page_holds_the_cache(tmp_path, monkeypatch):
+    """The schedule's own thread read the rules' status under the cache's lock, which a sync page
+    holds for as long as an SD card stalls: a window unlocked on schedule stayed unlocked past
+    its end until the page was in. The status last read (the committed one, which the page has
+    not changed yet) answers after STATUS_WAIT_S."""
+    import datetime as dt
+    import threading
+    import time
+
+    import edge.daemon.door_link as door_link
+
+    wall = [dt.datetime(2026, 12, 7, 10, 0, 30, tzinfo=dt.timezone.utc).timestamp()]  # a Monday, in 10:00-10:01
+
+    class Clock:  # the door link's `time`, its wall clock set here
+        def __getattr__(self, name):
+            return getattr(time, name)
+
+        def time(self) -> float:
+            return wall[0]
+
+    monkeypatch.setattr(door_link, "time", Clock())
+    window = {**RULES, "doors": [{"id": "main", "modes": [{"schedule": "window", "mode": "unlocked"}]}],
+              "schedules": {**RULES["schedules"], "window": [{"days": ["mon"], "from": "10:00", "to": "10:01"}]}}
+    edge = Edge(tmp_path)
+    edge.sync_rules(window, 1)
+    edge.link.start()
+    edge.link.tick()
+    assert edge.energised and edge.link.door.mode == "unlocked"
+    stop, held, release = threading.Event(), threading.Event(), threading.Event()
+
+    def sync_page_on_a_slow_card() -> None:
+        with edge.cache._lock:
+            held.set()
+            release.wait(20)
+
+    threads = [threading.Thread(target=edge.link.keep_time, args=(stop,), daemon=True),
+               threading.Thread(target=edge.link.keep_schedule, args=(stop,), daemon=True),
+               threading.Thread(target=sync_page_on_a_slow_card, daemon=True)]
+    for t in threads:
+        t.start()
+    try:
+        assert held.wait(5)
+        wall[0] += 60  # 10:01:30: the window is over
+        ended = time.monotonic()
+        while edge.energised and time.monotonic() - ended < 10:
+            time.sleep(0.05)
+        assert not edge.energised and edge.link.door.mode == "normal"
+        assert time.monotonic() - ended < 3  # the schedule's thread turns once a second
+    finally:
+        release.set()
+        stop.set()
+        for t in threads:
+            t.join(5)
