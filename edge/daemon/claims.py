@@ -108,19 +108,29 @@ class Claims:
             out, self._refused = self._refused, []
             return out
 
-    def decided(self, claim: Claim, out: Outcome, claimed_in_view: bool = False) -> str | None:
+    def decided(self, claim: Claim, out: Outcome, claimed_in_view: bool = False, why_not: str = "") -> str | None:
         """A claim's decision is out: a refusal on the face counts towards its person's lockout,
         an admission clears it (the offline policy's refusals never count: edge.daemon.claim_lockout).
         Returns how it counted (REFUSED, ADMITTED or None), which its access log record says so
         that the site's other doors count it too (edge.hub.claim_refusals). `claimed_in_view`:
         the claimed person was another face of the frame, behind the one that answered
         (recognised, not judged an attack): a refusal then does not count. A member badging her own card with
-        someone nearer had it refused on his face, counted at every door of the site."""
+        someone nearer had it refused on his face, counted at every door of the site.
+        `why_not`: why the door would not open on an accept ("" when it would,
+        edge.daemon.door_link.strict_accept): only an accept it opens for admits. With
+        `[liveness] mode = "flag"` a print held up with the badge was an accept that cleared
+        the count: a thief's own face four times, then the print, again and again, was never
+        locked out. An attack counts as a refusal in every mode."""
         if self.lockout is None or not self.lockout.enabled:
             return None
         if out.decision is Decision.ACCEPT:
-            self.lockout.admitted(claim.person_id)
-            return ADMITTED
+            if not why_not:
+                self.lockout.admitted(claim.person_id)
+                return ADMITTED
+            if why_not == "presentation_attack":
+                self.lockout.refused(claim.person_id)
+                return REFUSED
+            return None  # the offline policy's allow, a person this door does not hold: neither
         if out.decision is Decision.REJECT and claimed_in_view:
             log.info("verify claim for %s refused on a nearer face while they were in view: not counted",
                      claim.person_id)

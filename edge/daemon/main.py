@@ -374,10 +374,19 @@ class Daemon:
     def _decided(self, c: Candidate, out: Outcome) -> None:
         # counted first: a publication that fails still was a try; the access log says how for
         # the site's other doors, where this door takes part in their count
-        counted = self.claims.decided(c.claim, out, c.claimed_in_view) if c.claim is not None else None
+        counted = (self.claims.decided(c.claim, out, c.claimed_in_view, why_not=self._why_not_admitted(out))
+                   if c.claim is not None else None)
         self._publish(out, claim=c.claim, face=c.face, frame=c.frame, t_frame=c.t_frame,
                       track_id=c.track.id, frames=c.frames, latency=c.latency, cache_version=c.gallery.version,
                       claim_counted=counted if self.s.verify.share_refusals else None)
+
+    def _why_not_admitted(self, out: Outcome) -> str:
+        """Why a door would not open on `out` ("" when it would; its age aside: judged at the door)."""
+        from edge.daemon.door_link import strict_accept
+
+        s = self.s
+        return strict_accept(out, liveness_mode=s.liveness.mode, stale_s=0, decided_s=None,
+                             offline_allow_opens=s.door.open_on_offline_allow)[1]
 
     def _face_crop(self, fields: dict[str, Any]) -> bytes | None:
         """The decision's face as JPEG for the access log, only where the site enables it."""

@@ -416,3 +416,31 @@ def test_a_badge_refused_at_one_door_counts_at_the_next_in_real_daemons(
     records = {r.get("event_id"): r for r in AccessLog(tmp_path / "door-site-b" / "access-log.db", b"ro").records()}
     assert records[refused["event_id"]]["detail"]["claim_lockout"] == "refused"  # what the hub reads
     assert "claim_lockout" not in records[locked["event_id"]]["detail"]  # a lockout's refusal is no try
+
+
+def test_only_an_accept_the_door_opens_for_clears_the_count_and_an_attack_counts():
+    """With [liveness] mode = "flag" a print of the badge's owner held up with the badge was an
+    accept (the door refused it as an attack) and cleared her count: a thief's own face four
+    times, then the print, again and again, was never locked out. So did an accept the door does
+    not open for (the offline policy's allow). Only an accept it opens for admits; an attack
+    counts as a refusal in every mode."""
+    from edge.core.domain import TrackLiveness
+    from edge.daemon.door_link import strict_accept
+
+    def why_not(out: Outcome, mode: str = "flag") -> str:  # as the daemon asks (main._why_not_admitted)
+        return strict_accept(out, liveness_mode=mode, stale_s=0, decided_s=None, offline_allow_opens=False)[1]
+
+    claims = Claims(10.0, ClaimLockout(5, window_s=600, lockout_s=300, clock=_Clock()))
+    claim = Claim("alice", time.monotonic() + 10)
+    print_held_up = Outcome(Mode.VERIFY, Decision.ACCEPT, Source.LOCAL, "alice",
+                            liveness=TrackLiveness(0.001, 5, "attack"))
+    offline_allow = Outcome(Mode.VERIFY, Decision.ACCEPT, Source.OFFLINE_POLICY, "alice",
+                            liveness=TrackLiveness(0.9, 5, "live"))
+    for _ in range(2):
+        for _ in range(2):
+            assert claims.decided(claim, _out(Decision.REJECT)) == "refused"  # the thief's own face
+        assert claims.decided(claim, print_held_up, why_not=why_not(print_held_up)) == "refused"
+        assert claims.decided(claim, offline_allow, why_not=why_not(offline_allow)) is None
+    assert claims.lockout.locked("alice") > 0  # five refusals: locked out
+    live = Outcome(Mode.VERIFY, Decision.ACCEPT, Source.LOCAL, "alice", liveness=TrackLiveness(0.9, 5, "live"))
+    assert why_not(live) == "" and claims.decided(claim, live, why_not="") == "admitted"
