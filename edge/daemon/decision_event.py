@@ -37,9 +37,13 @@ def decision_event(out: Outcome, *, device: str, camera: str, fingerprints: dict
                    frame: np.ndarray | None = None, t_frame: float | None = None,
                    track_id: int | None = None, frames: int | None = None,
                    latency: Latency | None = None, reason: str | None = None,
-                   include_face_image: bool = False, candidates: str = "decided") -> dict[str, Any]:
+                   include_face_image: bool = False, candidates: str = "decided",
+                   admits: tuple[bool, str] | None = None) -> dict[str, Any]:
     """`out` is the final Outcome; `face`/`frame` are absent for a claim no face took (then
-    `reason` says why); `t_frame` (perf_counter at frame read) adds frame_to_event_ms."""
+    `reason` says why); `t_frame` (perf_counter at frame read) adds frame_to_event_ms.
+    `admits`: whether a door would open on it, and why not (edge.daemon.door_link.strict_accept):
+    an `accept` is the face's match, which a door may still refuse (an attack with liveness
+    `flag`, the offline policy's allow, a person this device does not hold, a stale frame)."""
     event = new_event(
         device=device, camera=camera,
         mode=out.mode, decision=out.decision, person_id=out.person_id or None,
@@ -67,6 +71,8 @@ def decision_event(out: Outcome, *, device: str, camera: str, fingerprints: dict
     reason = reason or out.reason
     if reason is not None:
         event["reason"] = reason
+    if admits is not None:
+        event["admits"], event["why_not"] = admits[0], admits[1] or None
     if include_face_image and face is not None and frame is not None:
         from edge.vision import crop_jpeg
 
@@ -132,8 +138,9 @@ def mark_stale(payload: bytes, max_age_s: float, now: float | None = None,
     """An accept older than `max_age_s` leaves as decision `unknown`, reason `stale_accept`,
     with its age: a controller must not open the door for someone who may have left long ago.
     Its age is read on the boot clock when it was stamped with one (`born`, edge.daemon.event_age:
-    a step of the wall clock moves neither end), else from its timestamp. Anything else is
-    returned as is."""
+    a step of the wall clock moves neither end), else from its timestamp, and counts from its
+    frame (`frame_to_event_ms`: an accept decided 15 s after its frame, a slow cloud fallback,
+    left as a fresh one). Anything else is returned as is."""
     if max_age_s <= 0 or b'"decision":"accept"' not in payload:
         return payload
     try:
@@ -142,7 +149,13 @@ def mark_stale(payload: bytes, max_age_s: float, now: float | None = None,
     except (ValueError, KeyError, TypeError):  # not one of our events: not ours to judge
         return payload
     age, across_boot = age_s(wall_age, born, born_now)
+    latency = event.get("latency_ms")
+    before = latency.get("frame_to_event_ms") if isinstance(latency, dict) else None
+    if isinstance(before, (int, float)) and not isinstance(before, bool) and 0 < before < 86_400_000:
+        age += before / 1000  # the frame came this long before the decision
     if age <= max_age_s and not across_boot:
         return payload
     event.update(decision="unknown", reason="stale_accept", stale_s=round(age, 1))
+    if "admits" in event:
+        event.update(admits=False, why_not="stale")
     return json.dumps(event, separators=(",", ":")).encode()

@@ -18,12 +18,13 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
-# "Last person" names a person only when the door's face accepted them: an event's person_id is
-# also the claimed person of a refused claim and the nearest member of a refused stranger, and
-# an automation on "Last person = Madonna" fired for whoever was refused as her.
+# "Last person" names a person only when a door would open for them (`admits`): an event's
+# person_id is also the claimed person of a refused claim and the nearest member of a refused
+# stranger, and an automation on "Last person = Madonna" fired for whoever was refused as her;
+# an accept is also the match of a print with liveness `flag`, which the door refuses.
 _SENSORS = {
     "decision": ("Last decision", "{{ value_json.decision }}"),
-    "person": ("Last person", "{{ (value_json.person_name or value_json.person_id) if value_json.decision == 'accept'"
+    "person": ("Last person", "{{ (value_json.person_name or value_json.person_id) if value_json.admits is true"
                               " else 'none' }}"),
 }
 # The attributes Home Assistant keeps (in its recorder, shown to its users): a few plain fields,
@@ -31,7 +32,7 @@ _SENSORS = {
 # only when accepted (as above).
 _ATTRIBUTES = ("{{ {'decision': value_json.decision, 'reason': value_json.get('reason'),"
                " 'mode': value_json.get('mode'), 'timestamp': value_json.timestamp,"
-               " 'person_id': value_json.person_id if value_json.decision == 'accept' else none,"
+               " 'person_id': value_json.person_id if value_json.admits is true else none,"
                " 'late_s': value_json.get('late_s')} | tojson }}")
 
 

@@ -406,9 +406,12 @@ def test_home_assistant_keeps_no_entity_of_a_door_renamed_and_names_only_accepte
         return jinja2.Environment().from_string(template).render(value_json=event)
 
     refused_claim = {**sample_event(decision="reject", person_id="madonna"), "person_name": "Madonna"}
-    accepted = {**sample_event(decision="accept", person_id="madonna"), "person_name": "Madonna",
-                "face_image": "A" * 20_000}
+    accepted = {**sample_event(decision="accept", person_id="madonna", admits=True, why_not=None),
+                "person_name": "Madonna", "face_image": "A" * 20_000}
+    # a print of her matched with liveness "flag": an accept, which the door refuses
+    print_matched = {**accepted, "admits": False, "why_not": "presentation_attack"}
     assert render(person["value_template"], refused_claim) == "none"
+    assert render(person["value_template"], print_matched) == "none"
     assert render(person["value_template"], accepted) == "Madonna"
     attributes = json.loads(render(person["json_attributes_template"], accepted))
     assert attributes["person_id"] == "madonna" and "face_image" not in attributes
@@ -444,3 +447,33 @@ def test_a_door_state_sent_while_the_connection_resends_them_is_the_one_the_brok
     assert late.wait_for(lambda: len(late.messages) >= 1, 10)
     assert json.loads(late.messages[-1][1]) == {"state": "locked"} and not armed[0]
     pub.stop()
+
+
+def test_an_accept_decided_long_after_its_frame_leaves_stale_and_events_say_whether_a_door_opens():
+    """An event's age counted from the decision: an accept decided 15 s after its frame (a slow
+    cloud fallback: two attempts of twice the timeout and the settle window) left as a fresh
+    accept, which the door itself refused as stale. Its age counts from its frame now. And an
+    `accept` is the face's match, which a door may refuse (an attack with liveness `flag`, the
+    offline policy's allow, a person this device does not hold): `admits` says whether a door
+    opens on it, `why_not` why not."""
+    from edge.core.domain import Decision, Mode, Source, TrackLiveness
+    from edge.daemon.decide import Outcome
+    from edge.daemon.decision_event import decision_event, mark_stale
+    from edge.daemon.door_link import strict_accept
+
+    slow = {**sample_event(decision="accept", person_id="alice", admits=True, why_not=None),
+            "latency_ms": {"frame_to_event_ms": 15_000.0}}
+    compact = {"separators": (",", ":")}  # as the outbox stores it
+    sent = json.loads(mark_stale(json.dumps(slow, **compact).encode(), 10.0))
+    assert (sent["decision"], sent["reason"], sent["admits"], sent["why_not"]) == (
+        "unknown", "stale_accept", False, "stale")
+    assert sent["stale_s"] >= 15.0
+    fresh = {**slow, "latency_ms": {"frame_to_event_ms": 120.0}}
+    assert json.loads(mark_stale(json.dumps(fresh, **compact).encode(), 10.0))["decision"] == "accept"
+
+    flagged = Outcome(Mode.VERIFY, Decision.ACCEPT, Source.LOCAL, "alice", liveness=TrackLiveness(0.001, 5, "attack"))
+    event = decision_event(flagged, device="d", camera="c", fingerprints={"pack": "0" * 16}, cache_version="v",
+                           admits=strict_accept(flagged, liveness_mode="flag", stale_s=10, decided_s=0.2,
+                                                offline_allow_opens=False))
+    assert (event["decision"], event["admits"], event["why_not"]) == ("accept", False, "presentation_attack")
+    assert schema_errors("p/dev/event", json.dumps(event).encode()) == []

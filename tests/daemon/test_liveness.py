@@ -75,6 +75,19 @@ def test_the_live_person_is_let_in_and_their_printed_photo_is_refused(required):
     # Refused here, never sent to the hub as uncertain.
     assert printed["source"] == "local" and printed["cloud"] is None
     assert len(required["events"]) == 2
+    assert (live["admits"], live["why_not"]) == (True, None)
+    assert (printed["admits"], printed["why_not"]) == (False, "presentation_attack")
+
+
+def test_with_liveness_flag_the_printed_photo_is_an_accept_no_door_opens_for(tmp_path, faces_dir, models_dir):
+    """`flag` lets the print's match stand as an accept, for the record: a controller or Home
+    Assistant acting on `decision` opened for it. The event says no door opens on it."""
+    if not NUAA.is_dir():
+        pytest.skip(f"liveness frames not found at {NUAA} (set EDGE_VERIFIER_SHARED)")
+    (printed,) = _run(tmp_path, faces_dir, {"mode": "flag", "frames": 3}, with_live=False)["events"]
+    assert (printed["decision"], printed["person_id"], printed["liveness"]["verdict"]) == ("accept", "nuaa-0001",
+                                                                                         "attack")
+    assert (printed["admits"], printed["why_not"]) == (False, "presentation_attack")
 
 
 def test_health_shows_the_liveness_mode_model_and_threshold(required, models_dir):

@@ -93,7 +93,8 @@ def sample_event(**fields) -> dict:
     from edge.daemon.decision_event import decision_event
 
     event = decision_event(Outcome(Mode.IDENTIFY, Decision.UNKNOWN, Source.LOCAL), device="door-t",
-                           camera="test", fingerprints={"pack": "0" * 16}, cache_version="empty")
+                           camera="test", fingerprints={"pack": "0" * 16}, cache_version="empty",
+                           admits=(False, "decision_unknown"))
     return {**event, **fields}
 
 
