@@ -217,15 +217,16 @@ class DoorLink:
     def _rules_decision(self, out: Decided, decided_s: float | None) -> str:
         """The face's decision as the rules see it. An uncertain face is a candidate for a second
         factor only when it meets everything else an accept must (live where liveness is
-        required, fresh, a person this device knows, not the offline policy): otherwise a claim
-        would open the door for a face the door would refuse even as an accept."""
+        required, fresh, a person this device knows, not the offline policy's, whatever
+        `open_on_offline_allow` says: that opens on the policy's `allow`, never on its
+        `uncertain`, which with a stolen badge let a look-alike in while the hub was cut off):
+        otherwise a claim would open the door for a face the door would refuse even as an accept."""
         if out.reason is not None:
             return "reject"
         if out.decision is Decision.UNCERTAIN:
             s = self.s
             fit, _ = strict_accept(dataclasses.replace(out, decision=Decision.ACCEPT), liveness_mode=s.liveness.mode,
-                                   stale_s=s.policy.stale_accept_s, decided_s=decided_s,
-                                   offline_allow_opens=s.door.open_on_offline_allow)
+                                   stale_s=s.policy.stale_accept_s, decided_s=decided_s, offline_allow_opens=False)
             return "uncertain" if fit else "reject"
         return str(out.decision)
 

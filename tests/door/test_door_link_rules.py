@@ -536,3 +536,21 @@ def test_an_unlocked_window_ends_on_time_while_a_sync_page_holds_the_cache(tmp_p
         stop.set()
         for t in threads:
             t.join(5)
+
+
+def test_the_offline_policys_uncertain_never_opens_with_a_claim_even_where_its_allow_may(tmp_path):
+    """`[door] open_on_offline_allow` lets the offline policy's `allow` open the door; it also
+    made the policy's `uncertain` a candidate for a second factor: with the hub cut off, a
+    look-alike with a stolen badge passed a `claim_if_uncertain` door. The offline policy's
+    decisions never reach the rules as uncertain (docs/access.md#second-factor)."""
+    from edge.core.domain import Claim
+
+    for allow_opens in (True, False):
+        edge = Edge(tmp_path / str(allow_opens), open_on_offline_allow=allow_opens)
+        edge.sync_rules(SECOND_FACTOR, 1)
+        edge.link.start()
+        offline = Outcome(Mode.VERIFY, Decision.UNCERTAIN, Source.OFFLINE_POLICY, "ben", score=0.4,
+                          liveness=TrackLiveness(0.9, 5, "live"))
+        edge.link.decided(offline, {"event_id": "d1"}, 0.05, claim=Claim("ben", 0.0))
+        assert not edge.energised and not edge.door_events("grant")
+        assert edge.records("decision")[-1]["outcome"] == "deny"
