@@ -64,6 +64,7 @@ CROP_PRUNE_EVERY_S = 3600.0  # face crops (and, without a hub, records) past [do
 SCHEDULE_EVERY_S = 1.0
 # why a scheduled unlocked window was not taken (a mode event's reason, /health's schedule_held)
 CLOCK_UNSYNCHRONISED = "clock_unsynchronised"
+RELAY_BY_PANEL = "relay_by_panel"  # the OSDP panel drives the relay: its own schedules too
 
 
 def strict_accept(out: Decided, *, liveness_mode: str, stale_s: float, decided_s: float | None,
@@ -102,6 +103,7 @@ class DoorLink:
         self.clock_synchronised = clock_synchronised or (
             kernel_clock_synchronised if s.door.clock_check == "kernel" else lambda: True)
         self.schedule_held: str | None = None  # the scheduled mode not taken, while it is not
+        self.schedule_held_why: str | None = None  # CLOCK_UNSYNCHRONISED or RELAY_BY_PANEL
         groups = GroupRules(s.door.groups or s.identify.groups, lambda door: str(self.door.mode))
         self.rules = RulesInForce(synced_rules, rules_status, groups, self.clock_synchronised)
         self.access_log = access_log
@@ -319,16 +321,27 @@ class DoorLink:
         booting on a stale time, or on a clock set back or ahead, would otherwise stand open to
         anyone at a time nobody scheduled. The door stays in normal mode (faces still decide)
         until the clock is synchronised; a locked-down window is taken on any clock (it opens
-        nothing)."""
+        nothing). With OSDP `relay = "panel"` an unlocked window is never taken: the panel
+        drives the relay, on its own schedules (taken, it moved the relay past the panel, and a
+        lost link did not lock it); faces still decide, their grants the panel's card reads."""
         if self.closed or self.s.door.mode == "locked_down":
             return
         with self._schedule_lock:  # the main loop's turns and the door's clock both apply it
             target = self.rules.scheduled_mode(self.s.door.name, time.time())
-            held = target if target == "unlocked" and not self.clock_synchronised() else None
+            why = None
+            if target == "unlocked":
+                why = (RELAY_BY_PANEL if self.door.relay_by_panel
+                       else None if self.clock_synchronised() else CLOCK_UNSYNCHRONISED)
+            held = target if why else None
             if (target, held) == self._scheduled:
                 return
-            self._scheduled, self.schedule_held = (target, held), held
-            if held:
+            self._scheduled, self.schedule_held, self.schedule_held_why = (target, held), held, why
+            if why == RELAY_BY_PANEL:
+                log.info("door %s: the schedule sets the door unlocked; the OSDP panel drives the relay "
+                         "(relay = \"panel\"): normal mode here, the panel's own schedule keeps the door",
+                         self.s.door.name)
+                self.door.set_mode(DoorMode.NORMAL, RELAY_BY_PANEL)
+            elif held:
                 log.warning("door %s: the schedule sets the door unlocked, but the clock is not synchronised "
                             "([door] clock_check = \"kernel\"): normal mode until it is", self.s.door.name)
                 self.door.set_mode(DoorMode.NORMAL, CLOCK_UNSYNCHRONISED)
@@ -420,7 +433,7 @@ class DoorLink:
         rules = self.rules.status()
         health["rules"] = rules
         health["schedule"] = {"clock_check": self.s.door.clock_check, "held": self.schedule_held,
-                              "why": CLOCK_UNSYNCHRONISED if self.schedule_held else None}
+                              "why": self.schedule_held_why if self.schedule_held else None}
         if self.access_log is not None:
             try:
                 head = (self.access_log.head().get("head") or {}).get("seq", 0)
@@ -436,7 +449,7 @@ class DoorLink:
         # a newer version refused leaves the door on older rules: a revocation in it is not in force
         newer_refused = (rules["refused"] or 0) > (rules["version"] or 0)
         if rules["rules_invalid"] or rules["in_force"] == PENDING or upload_refused or "error" in access \
-                or not self.log_writable or self.schedule_held or newer_refused:
+                or not self.log_writable or self.schedule_held_why == CLOCK_UNSYNCHRONISED or newer_refused:
             health["status"] = "degraded"
         return health
 

@@ -554,3 +554,29 @@ def test_the_offline_policys_uncertain_never_opens_with_a_claim_even_where_its_a
         edge.link.decided(offline, {"event_id": "d1"}, 0.05, claim=Claim("ben", 0.0))
         assert not edge.energised and not edge.door_events("grant")
         assert edge.records("decision")[-1]["outcome"] == "deny"
+
+
+def test_with_the_panel_driving_the_relay_an_unlocked_window_moves_nothing(tmp_path):
+    """OSDP relay = "panel" makes the panel the relay's authority (grants become card reads,
+    remote unlocks are refused), but a scheduled unlocked window drove the relay itself, and a
+    panel link lost meanwhile did not lock it. The window is held: the door stays normal (faces
+    still decide, their grants the panel's card reads), the panel keeps its own schedules."""
+    from edge.door.backends.none import NoHardware
+    from edge.door.controller import DoorController, DoorMode
+
+    class PanelRelay(NoHardware):
+        relay_by_panel = True
+
+        def announce_grant(self, notice):
+            return True
+
+    edge = Edge(tmp_path)
+    io = PanelRelay()
+    edge.link.door = DoorController(io, door="main")
+    edge.sync_rules(UNLOCKED_ALWAYS, 1)
+    edge.link.start()
+    edge.link.tick()
+    assert edge.link.door.mode is DoorMode.NORMAL and not io.energised
+    schedule = edge.link.health()["schedule"]
+    assert (schedule["held"], schedule["why"]) == ("unlocked", "relay_by_panel")
+    assert edge.link.health()["status"] != "degraded"
