@@ -90,6 +90,15 @@ def strict_accept(out: Decided, *, liveness_mode: str, stale_s: float, decided_s
     return True, ""
 
 
+def face_check(s: EdgeSettings, out: Decided, decided_s: float | None, *,
+               offline_allow_opens: bool | None = None) -> tuple[bool, str]:
+    """`strict_accept` with this edge's settings (`decided_s` None: the age not judged): the
+    door's own check of the face, the access rules not applied."""
+    return strict_accept(out, liveness_mode=s.liveness.mode, stale_s=s.policy.stale_accept_s, decided_s=decided_s,
+                         offline_allow_opens=(s.door.open_on_offline_allow if offline_allow_opens is None
+                                              else offline_allow_opens))
+
+
 class DoorLink:
     """Owns the door's controller and rules; the main loop calls `decided` and `tick`."""
 
@@ -167,8 +176,7 @@ class DoorLink:
         if self.closed:  # the last tracks settled while stopping: the door stays locked
             return
         s = self.s
-        ok, why = strict_accept(out, liveness_mode=s.liveness.mode, stale_s=s.policy.stale_accept_s,
-                                decided_s=decided_s, offline_allow_opens=s.door.open_on_offline_allow)
+        ok, why = face_check(s, out, decided_s)
         # the frame's freshness ends here (perf_counter): judged again when the relay would open
         fresh_until = (time.perf_counter() + s.policy.stale_accept_s - decided_s
                        if s.policy.stale_accept_s > 0 and decided_s is not None else None)
@@ -227,8 +235,8 @@ class DoorLink:
             return "reject"
         if out.decision is Decision.UNCERTAIN:
             s = self.s
-            fit, _ = strict_accept(dataclasses.replace(out, decision=Decision.ACCEPT), liveness_mode=s.liveness.mode,
-                                   stale_s=s.policy.stale_accept_s, decided_s=decided_s, offline_allow_opens=False)
+            fit, _ = face_check(s, dataclasses.replace(out, decision=Decision.ACCEPT), decided_s,
+                                offline_allow_opens=False)
             return "uncertain" if fit else "reject"
         return str(out.decision)
 

@@ -382,11 +382,9 @@ class Daemon:
 
     def _why_not_admitted(self, out: Outcome) -> str:
         """Why a door would not open on `out` ("" when it would; its age aside: judged at the door)."""
-        from edge.daemon.door_link import strict_accept
+        from edge.daemon.door_link import face_check
 
-        s = self.s
-        return strict_accept(out, liveness_mode=s.liveness.mode, stale_s=0, decided_s=None,
-                             offline_allow_opens=s.door.open_on_offline_allow)[1]
+        return face_check(self.s, out, None)[1]
 
     def _face_crop(self, fields: dict[str, Any]) -> bytes | None:
         """The decision's face as JPEG for the access log, only where the site enables it."""
@@ -400,23 +398,25 @@ class Daemon:
     def _publish(self, out: Outcome, *, cache_version: str | None = None, claim_counted: str | None = None,
                  **fields: Any) -> None:
         from edge.daemon.decision_event import decision_event
-        from edge.daemon.door_link import strict_accept
+        from edge.daemon.door_link import face_check
 
         s = self.s
         t_frame = fields.get("t_frame")
-        decided_s = None if t_frame is None else time.perf_counter() - t_frame
+
+        def decided_s() -> float | None:  # the frame's age now
+            return None if t_frame is None else time.perf_counter() - t_frame
+
         event = decision_event(
             out, device=s.device.id, camera=self.camera.name,
             fingerprints={"pack": self.pipeline.fingerprint, **self.pipeline.fingerprints},
             cache_version=cache_version or self.gallery_ref.version,
             include_face_image=s.mqtt.include_face_image, candidates=s.mqtt.event_candidates,
-            admits=strict_accept(out, liveness_mode=s.liveness.mode, stale_s=s.policy.stale_accept_s,
-                                 decided_s=decided_s, offline_allow_opens=s.door.open_on_offline_allow),
-            **fields)
+            admits=face_check(s, out, decided_s()), **fields)
         self.events.publish_event(event)
         if self.door is not None:
             try:  # the decision is out; the door follows it (a bug here never opens it: rules grant)
-                self.door.decided(out, event, decided_s,
+                # its age after the outbox's write: a stalled card's wait counts towards stale_accept_s
+                self.door.decided(out, event, decided_s(),
                                   claim=fields.get("claim"), face_crop=self._face_crop(fields),
                                   claim_counted=claim_counted)
             except Exception:
