@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 import threading
 from pathlib import Path
 from typing import Iterable
@@ -32,8 +33,6 @@ from edge.core.syncwire import PersonChange, RulesChange
 # cursor 0 (the persons and faces it holds stay usable until the new pages replace them).
 # 3: access rules; likewise (a cache of version 2 moved its cursor past rules changes unasked).
 SCHEMA_VERSION = 3
-# How long rules_status() waits for a sync page before it answers with the status last read.
-STATUS_WAIT_S = 0.1
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +48,9 @@ class EdgeCache:
         # is refused (into an empty cache it was taken, and every decision then failed on it)
         self.dim = dim
         self._lock = threading.Lock()
-        self._last_status: dict | None = None  # rules_status() as last read (edge.door.rules_in_force)
+        # rules_status() as committed: set under the lock by every write that changes it
+        # (apply_page, reset), read without it (edge.door.rules_in_force)
+        self._last_status: dict | None = None
         self._db = open_durable(self.path)
         self._db.executescript(
             """
@@ -65,6 +66,7 @@ class EdgeCache:
                 version INTEGER NOT NULL, document TEXT NOT NULL);
             """)
         self._rules: RuleSet | None = None  # parsed once per version (the evaluator asks per decision)
+        self._rules_read = False  # `_rules` is the committed document's (None: none that validates)
         self._page_dim: int | None = None  # the embeddings' length while a page is applied
         with transaction(self._db):
             version = self._meta("schema_version")
@@ -138,16 +140,19 @@ class EdgeCache:
     # -- writing ---------------------------------------------------------------------------
     def reset(self, fingerprint: str, scope: str) -> None:
         """Forget everything: the embedder or the synced groups changed, start again at 0."""
-        with self._lock, transaction(self._db):
-            self._db.execute("DELETE FROM rules")
-            self._db.execute("DELETE FROM meta WHERE key IN ('rules_refused', 'rules_error')")
-            self._rules = None
-            self._db.execute("DELETE FROM faces")
-            self._db.execute("DELETE FROM credentials")
-            self._db.execute("DELETE FROM persons")
-            self._db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
-                                 [("cursor", "0"), ("cursor_mark", ""), ("fingerprint", fingerprint),
-                                  ("scope", scope), ("dropped_unserved", "")])
+        with self._lock:
+            try:
+                with transaction(self._db):
+                    self._db.execute("DELETE FROM rules")
+                    self._db.execute("DELETE FROM meta WHERE key IN ('rules_refused', 'rules_error')")
+                    self._db.execute("DELETE FROM faces")
+                    self._db.execute("DELETE FROM credentials")
+                    self._db.execute("DELETE FROM persons")
+                    self._db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                                         [("cursor", "0"), ("cursor_mark", ""), ("fingerprint", fingerprint),
+                                          ("scope", scope), ("dropped_unserved", "")])
+            finally:
+                self._committed()
 
     @property
     def cursor_mark(self) -> str:
@@ -182,7 +187,7 @@ class EdgeCache:
                     if hub_rules is not None:
                         self._db.execute("INSERT OR REPLACE INTO meta VALUES ('hub_rules', ?)", (str(int(hub_rules)),))
             finally:
-                self._rules = None  # re-read after commit or rollback alike
+                self._committed()  # read again after commit or rollback alike
         return n
 
     def _unchanged(self, cursor: int, hub_rules: int | None, cursor_mark: str | None) -> bool:
@@ -247,37 +252,53 @@ class EdgeCache:
         Once read, without the lock: a sync page holds it for as long as the card takes, and the
         door's schedule and decisions read the rules (what is committed is what a page in
         progress has not changed yet)."""
-        rules = self._rules
-        if rules is not None:
-            return rules
-        with self._lock:
-            if self._rules is None:
-                row = self._db.execute("SELECT version, document FROM rules WHERE id = 1").fetchone()
-                if row is not None:
-                    try:
-                        self._rules = parse_rules(json.loads(row[1]), int(row[0]))
-                    except (ValueError, RecursionError, RulesError):  # checked when synced: a damaged file
-                        log.error("cache: the stored access rules are unreadable; every door request is denied")
+        if self._rules_read:
             return self._rules
+        with self._lock:  # not read yet, or unreadable at the last write: an error here is the caller's
+            if not self._rules_read:
+                self._read_rules()
+            return self._rules
+
+    def _read_rules(self) -> None:
+        """`_rules` as committed (the lock held)."""
+        self._rules, self._rules_read = None, False
+        row = self._db.execute("SELECT version, document FROM rules WHERE id = 1").fetchone()
+        if row is not None:
+            try:
+                self._rules = parse_rules(json.loads(row[1]), int(row[0]))
+            except (ValueError, RecursionError, RulesError):  # checked when synced: a damaged file
+                log.error("cache: the stored access rules are unreadable; every door request is denied")
+        self._rules_read = True
 
     def rules_status(self) -> dict:
         """For /health: the version in use (0: none), the last refused version and why, and the
-        hub's version at the last sync (`hub`, 0: none or not told). While a sync page holds the
-        cache longer than STATUS_WAIT_S, the status last read: the committed one, which that
-        page has not changed yet (a schedule's unlocked window outlasted its end by as long as a
-        stalled card held a page)."""
-        if not self._lock.acquire(timeout=STATUS_WAIT_S):
-            if self._last_status is not None:
-                return dict(self._last_status)
-            self._lock.acquire()  # never read yet: wait, as before
-        try:
-            row = self._db.execute("SELECT version FROM rules WHERE id = 1").fetchone()
-            refused = self._meta("rules_refused")
-            self._last_status = {"version": int(row[0]) if row else 0, "refused": int(refused) if refused else None,
-                                 "error": self._meta("rules_error"), "hub": int(self._meta("hub_rules", "0"))}
+        hub's version at the last sync (`hub`, 0: none or not told). As committed, without
+        waiting for a sync page that holds the cache (a schedule's unlocked window outlasted its
+        end, and a synced lockdown came late, by as long as a stalled card held a page): every
+        write that changes it keeps it (`_committed`)."""
+        last = self._last_status
+        if last is not None:
+            return dict(last)
+        with self._lock:  # not read yet, or unreadable at the last write: an error here is the caller's
+            self._last_status = self._status_in_db()
             return dict(self._last_status)
-        finally:
-            self._lock.release()
+
+    def _status_in_db(self) -> dict:
+        row = self._db.execute("SELECT version FROM rules WHERE id = 1").fetchone()
+        refused = self._meta("rules_refused")
+        return {"version": int(row[0]) if row else 0, "refused": int(refused) if refused else None,
+                "error": self._meta("rules_error"), "hub": int(self._meta("hub_rules", "0"))}
+
+    def _committed(self) -> None:
+        """The rules and their status read again after a write that may change them (the lock
+        held), so that readers need not wait for the next page; unread when they cannot be read:
+        the next reader reads them and gets the error (the door then denies, rules_invalid)."""
+        self._rules_read, self._last_status = False, None
+        try:
+            self._read_rules()
+            self._last_status = self._status_in_db()
+        except sqlite3.Error:
+            pass
 
     def gallery(self, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> Gallery:
         """An immutable gallery of every face whose person is known (version = the cursor)."""

@@ -580,3 +580,35 @@ def test_with_the_panel_driving_the_relay_an_unlocked_window_moves_nothing(tmp_p
     schedule = edge.link.health()["schedule"]
     assert (schedule["held"], schedule["why"]) == ("unlocked", "relay_by_panel")
     assert edge.link.health()["status"] != "degraded"
+
+
+def test_a_lockdown_synced_just_before_a_stalled_page_is_in_force_during_it(tmp_path):
+    """The status read while a page held the cache was the one last read, not the one committed:
+    a lockdown synced in one page, and the next page stalling before anyone read the status, left
+    the door unlocked by schedule (and granting) until that page was in. Every write that changes
+    the status keeps it, as committed."""
+    import threading
+
+    edge = Edge(tmp_path)
+    edge.sync_rules(UNLOCKED_ALWAYS, 1)
+    edge.link.start()
+    edge.link.tick()
+    assert edge.link.door.mode == "unlocked"
+    edge.sync_rules(LOCKED_DOWN_ALWAYS, 2)  # committed; nobody read the status since
+    held, release = threading.Event(), threading.Event()
+
+    def next_page_on_a_slow_card() -> None:
+        with edge.cache._lock:
+            held.set()
+            release.wait(10)
+
+    page = threading.Thread(target=next_page_on_a_slow_card, daemon=True)
+    page.start()
+    try:
+        assert held.wait(5)
+        edge.link.tick()
+        assert edge.link.door.mode == "locked_down" and not edge.energised
+        assert edge.link.rules.status()["version"] == 2
+    finally:
+        release.set()
+        page.join(5)
