@@ -41,9 +41,11 @@ def decision_event(out: Outcome, *, device: str, camera: str, fingerprints: dict
                    admits: tuple[bool, str] | None = None) -> dict[str, Any]:
     """`out` is the final Outcome; `face`/`frame` are absent for a claim no face took (then
     `reason` says why); `t_frame` (perf_counter at frame read) adds frame_to_event_ms.
-    `admits`: whether a door would open on it, and why not (edge.daemon.door_link.strict_accept):
-    an `accept` is the face's match, which a door may still refuse (an attack with liveness
-    `flag`, the offline policy's allow, a person this device does not hold, a stale frame)."""
+    `admits`: whether the face passes the door's own check of a face, and why not
+    (edge.daemon.door_link.face_check; the access rules are not applied: the door's grant event
+    says what it did): an `accept` is the face's match, which a door may still refuse (an attack
+    with liveness `flag`, the offline policy's allow, a person this device does not hold, a stale
+    frame)."""
     event = new_event(
         device=device, camera=camera,
         mode=out.mode, decision=out.decision, person_id=out.person_id or None,
