@@ -41,16 +41,28 @@ def url_without_password(url: str) -> str:
     return _WHOLE_USERINFO.sub(r"\1***@", _CREDENTIAL_PARAM.sub(r"\1***", url))
 
 
-# A parameter that holds a secret, not a name (`user=` and `login=` are not): what makes a file
-# holding the url one to keep private.
-_SECRET_PARAM = re.compile(r"(?i)(?<=[?&;/])[a-z0-9_.-]*(?:pass|pwd|pw|token|key|secret|auth|sig|cred|session)"
-                           r"[a-z0-9_.-]*=[^&;\s]")
+# The parameters that hold a secret (not a name, a path or a mode: `user=`, `sslkey=/path`,
+# `passfile=`, `target_session_attrs=` do not): what makes a file holding the url one to keep
+# private. After `?`, `&`, `;` or `/` (Dahua cameras: `/user=admin&password=...`); any case.
+_SECRET_PARAMS = frozenset({
+    "password", "passwd", "pass", "pwd", "pw", "sslpassword", "token", "access_token", "auth_token", "apikey",
+    "api_key", "key", "secret", "client_secret", "sig", "signature", "x-amz-signature", "x-amz-credential",
+    "x-amz-security-token", "x-goog-signature", "x-goog-credential", "auth", "authorization", "session",
+    "sessionid"})
+_PARAM = re.compile(r"(?<=[?&;/])([A-Za-z0-9_.-]+)=([^&;/\s]*)")
 
 
 def holds_password(url: str) -> bool:
-    """Whether a configured url carries a secret: a password in its userinfo (`user:pw@`, to the
-    last `@`) or a secret's parameter (`?password=...`). A user name alone is none."""
+    """Whether a configured url carries a secret: a password in its userinfo (`user:pw@`; one
+    holding `/` too, which cameras accept unencoded) or a secret's parameter (`?password=...`,
+    `?sig=...`). A user name alone is none, nor a port, nor an `@` in the path."""
     _, scheme, rest = url.partition("://")
-    if scheme and "@" in rest and ":" in rest.rsplit("@", 1)[0]:
-        return True
-    return bool(_SECRET_PARAM.search(url))
+    if scheme and "@" in rest:
+        authority = rest.split("/", 1)[0]
+        if "@" in authority:
+            if ":" in authority.rsplit("@", 1)[0]:
+                return True
+        # the `@` comes after a `/`: a path's (`/live@main`), or a password's `/` (`admin:p/ss@cam`)
+        elif ":" in authority and not authority.rsplit(":", 1)[1].isdigit():
+            return True
+    return any(name.lower() in _SECRET_PARAMS and value for name, value in _PARAM.findall(url))

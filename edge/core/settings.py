@@ -94,6 +94,17 @@ def require_private(path: str | Path, what: str) -> None:
                           f"(mode {stat.S_IMODE(mode):o}); chmod 600 it")
 
 
+def private_folder(path: Path) -> None:
+    """`path` made 0700 whatever the umask (docs/security.md: its files' names and sizes say
+    which keys there are and how busy a door's log is); one made before, by an older release
+    with the umask's 0755 and owned by this process, loses others' access (a unit's
+    StateDirectoryMode=0750 keeps its group's)."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    st = path.stat()
+    if st.st_mode & stat.S_IRWXO and st.st_uid == os.geteuid():
+        path.chmod(stat.S_IMODE(st.st_mode) & ~stat.S_IRWXO)
+
+
 def append_private(path: str | Path, block: str) -> None:
     """`block` added at the end of the private file `path` (created 0600, a new directory 0700),
     whole or not at all (`write_private`)."""

@@ -186,7 +186,7 @@ class MqttSettings(Section):
     def _private_client_key(self) -> MqttSettings:
         # the door's login to the broker: read by another local user, it publishes the door's
         # events (an accept on its topic) wherever the broker's ACLs let the door
-        if self.key_file:
+        if self.key_file and self.enabled and self.tls:  # read only then
             try:
                 require_private(self.key_file, "MQTT client key")
             except ConfigError as exc:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from edge.core.false_admit import RATE_NOT_HELD
+from edge.core.settings import private_folder
 from edge.daemon import metrics
 from edge.daemon.claim_lockout import ClaimLockout, LockoutStore
 from edge.daemon.claims import NO_FACE, Claims, locked_out, unanswered
@@ -159,7 +160,7 @@ class Daemon:
 
         s = self.s
         data = Path(s.storage.path)
-        data.mkdir(mode=0o700, parents=True, exist_ok=True)  # 0700 whatever the umask (docs/security.md)
+        private_folder(data)
         release_left_over(data)  # a previous run killed with its relay energised (edge.door.release)
         if s.api.enabled or s.mqtt.commands == "signed":
             credentials(s)  # the edge's own key made (or a broken one refused) before anything starts

@@ -180,6 +180,28 @@ def test_a_password_in_a_configured_url_makes_the_file_one_to_keep_private(tmp_p
                                      'source = "opencv:rtsp://admin@192.0.2.7/stream1?user=admin"\n'))
 
 
+@pytest.mark.parametrize("url,secret", [
+    ("postgresql://edge@db/hub?target_session_attrs=read-write", False),  # libpq's own parameters
+    ("postgresql://edge@db/hub?sslkey=/etc/hub/client.key&sslmode=verify-full", False),
+    ("postgresql://edge@db/hub?passfile=/etc/hub/pgpass", False),
+    ("postgresql://edge@db/hub?require_auth=scram-sha-256", False),
+    ("opencv:rtsp://192.0.2.7:554/live@main", False),  # an @ in the path, a port
+    ("opencv:http://192.0.2.7/cgi?signal=1&channel=2", False),
+    ("opencv:rtsp://admin:pa/ss@192.0.2.7/x", True),  # a password holding an unencoded /
+    ("opencv:rtsp://admin:p@ss@192.0.2.7/x", True),  # ... or an @
+    ("opencv:http://192.0.2.7/user=admin&password=s3cret&channel=1", True),  # Dahua's path parameters
+    ("postgresql://edge@db/hub?sslpassword=s3cret", True),
+    ("https://bucket.example/x.jpg?X-Amz-Signature=abc", True),
+])
+def test_which_urls_hold_a_secret(url, secret):
+    """The first rule counted any parameter whose name held `pass`, `key`, `sig`, `auth`: a hub
+    whose config names its client key's path (`sslkey=`), its password file (`passfile=`) or a
+    session attribute, readable as the docs allow, was refused at start after the upgrade."""
+    from edge.core.redact import holds_password
+
+    assert holds_password(url) is secret
+
+
 def test_a_broker_client_key_others_can_read_is_refused(tmp_path):
     """[mqtt] key_file is the door's login to the broker (mutual TLS): readable by any local user,
     it let them publish an accept on the door's topic. It was passed to paho unchecked, where
@@ -193,3 +215,29 @@ def test_a_broker_client_key_others_can_read_is_refused(tmp_path):
         edge_config.load(cfg)
     key.chmod(0o600)
     assert edge_config.load(cfg).mqtt.key_file == str(key)
+
+
+def test_the_state_folder_is_private_made_now_or_by_an_older_release(tmp_path):
+    """Made with the umask (0755): its names and sizes say which keys there are and how busy a
+    door's log is. A new folder is 0700; one an older release made loses others' access (the
+    unit's StateDirectoryMode=0750 keeps its group's)."""
+    import os
+
+    from edge.core.settings import private_folder
+
+    new = tmp_path / "new" / "state"
+    private_folder(new)
+    assert new.stat().st_mode & 0o777 == 0o700
+    old = tmp_path / "old"
+    old.mkdir()
+    os.chmod(old, 0o755)
+    private_folder(old)
+    assert old.stat().st_mode & 0o777 == 0o750
+
+
+def test_the_broker_client_key_is_checked_only_where_it_is_read(tmp_path):
+    """[mqtt] key_file is read only with MQTT on and TLS: a config that names one with either off
+    (a key not yet installed) starts."""
+    cfg = _private(tmp_path / "edge.toml", '[device]\nid = "door-1"\n[mqtt]\nenabled = false\n'
+                   f'key_file = "{tmp_path / "not-yet.key"}"\n')
+    assert edge_config.load(cfg).mqtt.key_file.endswith("not-yet.key")
