@@ -323,3 +323,21 @@ def test_a_writer_lock_held_by_a_stalled_session_makes_writes_busy_not_hung(pg_u
                          "statement_timeout": "2min"}
     finally:
         store.close()
+
+
+def test_a_sites_own_session_settings_win_over_the_hubs_limits(pg_url):
+    """The hub's session limits overrode what a site set itself (a longer statement_timeout for a
+    large site in the url's options, its own keepalives): they apply only where none is set."""
+    from urllib.parse import quote
+
+    sep = "&" if "?" in pg_url else "?"
+    url = f"{pg_url}{sep}options={quote('-c statement_timeout=300s')}&keepalives_idle=120"
+    store = open_store(url)
+    try:
+        with store._pool.connection() as conn:
+            assert conn.execute("SHOW statement_timeout").fetchone()[0] == "5min"
+            assert conn.execute("SHOW lock_timeout").fetchone()[0] == "5s"  # none set: the hub's
+            assert conn.info.get_parameters()["keepalives_idle"] == "120"  # the others the hub's
+            assert conn.info.get_parameters()["keepalives_interval"] == "10"
+    finally:
+        store.close()

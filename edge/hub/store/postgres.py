@@ -48,7 +48,8 @@ APPID_WRITERS_SHARE = 0.3
 # idle in its transaction, and every write of that appid waited, each past its client's timeout,
 # and the hub ignored SIGTERM for their threads); a session idle inside a transaction this long
 # is ended by the server (that stopped process's), a statement this long cancelled; TCP
-# keepalives find a dead peer.
+# keepalives find a dead peer. Each where the site set none (in the url, `options`, or by
+# ALTER ROLE / DATABASE ... SET): a site's own value wins.
 SESSION_LIMITS = {"lock_timeout": "5s", "idle_in_transaction_session_timeout": "60s",
                   "statement_timeout": "120s"}
 KEEPALIVES = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3}
@@ -146,7 +147,8 @@ class PostgresStore(SqlStore):
         self._writers: dict[str, threading.BoundedSemaphore] = {}
         self._writers_lock = threading.Lock()
         self._pool = ConnectionPool(url, min_size=1, max_size=pool_size, timeout=connect_timeout_s,
-                                    open=False, name="edge-hub", kwargs=KEEPALIVES, configure=_session_limits)
+                                    open=False, name="edge-hub", configure=_session_limits,
+                                    kwargs={k: v for k, v in KEEPALIVES.items() if k not in params})
         try:
             self._pool.open(wait=True, timeout=connect_timeout_s)
         except PoolTimeout:
@@ -214,9 +216,11 @@ class PostgresStore(SqlStore):
 
 
 def _session_limits(conn) -> None:
-    """SESSION_LIMITS on each new pooled connection (left idle, as the pool wants it)."""
+    """SESSION_LIMITS on each new pooled connection where the site set none (0 is PostgreSQL's
+    "none"); left idle, as the pool wants it."""
     for name, value in SESSION_LIMITS.items():
-        conn.execute(f"SET {name} = '{value}'")
+        if conn.execute(f"SHOW {name}").fetchone()[0] == "0":
+            conn.execute(f"SET {name} = '{value}'")
     conn.commit()
 
 
