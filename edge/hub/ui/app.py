@@ -10,6 +10,7 @@ passwords and cookies would cross the network in the clear).
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import logging
 import time
@@ -99,7 +100,11 @@ def create_console(service, credentials, *, scheme: str, host: str, tls_proxy: b
                     "__Host- and Secure; use TLS to reach it from another machine", host)
     policy = SessionPolicy(idle_s=idle_s, absolute_s=absolute_s)
     files = {**static.load(static_dir or static.default_dir()), **static.own()}
-    console = Console(service, Sessions(service.store, policy, clock), credentials, files, secure=secure,
+    # the key of the login failures' names: of the hub's own keys (not in the store, the same in
+    # every hub process of the site)
+    name_key = hashlib.sha256(b"edge-verifier console login names\n" + b"\n".join(
+        sorted(c.secret_key.encode() for c in credentials))).digest()
+    console = Console(service, Sessions(service.store, policy, clock, name_key), credentials, files, secure=secure,
                       limiter=limiter)
     app = Starlette(routes=[Route(path, endpoint, methods=[method]) for method, path, endpoint in ROUTES])
     app.router.redirect_slashes = False

@@ -45,10 +45,12 @@ PASSWORD_CHECKS_AT_ONCE = 2
 CHECK_WAIT_S = 10.0  # a login waits this long for its turn to be checked, then is told to retry
 
 
-def account_key(username: str) -> str:
-    """The rate limit's key of a username as typed: its hash, never its text (the text is
-    sometimes the password, typed in the wrong box, and the failures are stored)."""
-    return "user:" + hashlib.sha256(username.encode()).hexdigest()
+def account_key(username: str, key: bytes) -> str:
+    """The rate limit's key of a username as typed: its HMAC under `key` (a secret of the hub's,
+    not in the store), never its text: the text is sometimes the password, typed in the wrong
+    box, and the failures are stored (and backed up), where a plain hash gave a weak password
+    back to a dictionary."""
+    return "user:" + hmac.new(key, username.encode(), hashlib.sha256).hexdigest()
 
 
 def address_key(address: str) -> str:
@@ -83,8 +85,10 @@ def csrf_token(token: str) -> str:
 
 
 class Sessions:
-    def __init__(self, store, policy: SessionPolicy | None = None, clock: Callable[[], float] = time.time):
+    def __init__(self, store, policy: SessionPolicy | None = None, clock: Callable[[], float] = time.time,
+                 name_key: bytes | None = None):
         self.store = store
+        self.name_key = name_key or secrets.token_bytes(32)  # account_key's; the hub's processes share one
         self.policy = policy or SessionPolicy()
         self.clock = clock
         self._checking = threading.BoundedSemaphore(PASSWORD_CHECKS_AT_ONCE)
@@ -93,7 +97,7 @@ class Sessions:
         """(new session token, account); LoginRefused otherwise (one message for a wrong
         username and a wrong password)."""
         now, p = self.clock(), self.policy
-        user, addr = account_key(username), address_key(address)
+        user, addr = account_key(username, self.name_key), address_key(address)
         if not self.store.claim_login_attempt({user: p.account_failures, addr: p.address_failures}, now,
                                               now - p.failure_window_s):
             raise LoginRefused("too many failed logins: wait a few minutes", limited=True,

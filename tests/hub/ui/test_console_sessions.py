@@ -324,3 +324,7 @@ def test_a_password_typed_as_the_username_is_neither_logged_nor_stored(hub, capl
     with sqlite3.connect(hub.store_path) as db:
         keys = [k for (k,) in db.execute("SELECT key FROM console_login_failures")]
     assert len(keys) == 4 and not any(PASSWORD in k or "ada" in k for k in keys)
+    # nor a plain hash of it, which a dictionary turns back into a weak password
+    import hashlib
+
+    assert "user:" + hashlib.sha256(PASSWORD.encode()).hexdigest() not in keys
