@@ -37,8 +37,9 @@ connections close after `keepalive_timeout_s`. Two more ways a connection outliv
 - a request answered before its body was read (a refused signature, a rate limit, a body too
   slow): uvicorn cancels its keep-alive timer at the next byte and sets none again, so one more
   body byte held the connection for good (1,000 from four addresses, no key needed, kept every
-  client out). The rest of that body is dropped and the connection closes once the client does,
-  or after a short linger;
+  client out). The rest of that body is read and dropped while it keeps coming (a pause of
+  `header_timeout_s` ends it), for `ANSWERED_LINGER_S` at most: a browser still uploading its
+  photos then reads the answer (a login page, a 413) instead of a reset connection;
 - a client that does not read its answers (a public stylesheet asked 100 times pipelined): the
   answer waited for room in the send buffer for ever. Once the buffer stays full for
   `WRITE_STALL_S`, the connection is closed.
@@ -161,6 +162,9 @@ class _Throttled:
             self.count = 0
 
 
+# After an answer sent before its request's body came, the rest of the body is dropped for this
+# long at most (a photo upload on a slow link finishes; a trickle does not hold the connection).
+ANSWERED_LINGER_S = 30.0
 # A connection whose answer finds no room in the send buffer for this long is closed: the client
 # reads nothing (a slow link still drains a buffer of 64 KiB well within it).
 WRITE_STALL_S = 30.0
@@ -213,6 +217,7 @@ class GuardedH11(H11Protocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._header_timer: asyncio.TimerHandle | None = None
         self._write_timer: asyncio.TimerHandle | None = None
+        self._linger_until = 0.0  # loop time: the end of the drop of a body answered early
         self._early: list[bytes] | None = None  # request bytes that arrived before the TLS handshake returned
         self._phase = ""  # TLS only: "sniff" (first byte awaited), "tls", "refuse" (plain http)
         self._sniffer: socket.socket | None = None
@@ -355,7 +360,10 @@ class GuardedH11(H11Protocol):
             self.data_received(data)
 
     def data_received(self, data: bytes) -> None:
-        if self._phase in ("refuse", "too_large", "answered"):  # answered (400, 431, or early): dropped
+        if self._phase == "answered":  # the rest of a body answered early: dropped while it comes
+            self._linger()
+            return
+        if self._phase in ("refuse", "too_large"):  # the request answered with 400 / 431: dropped
             return
         if self._early is not None:  # TLS is up but start_tls has not returned yet
             self._early.append(data)
@@ -379,14 +387,26 @@ class GuardedH11(H11Protocol):
     def on_response_complete(self) -> None:
         super().on_response_complete()
         if not self.transport.is_closing() and self.conn.their_state is h11.SEND_BODY:
-            # answered before its body was read (the module's docstring): the rest is dropped,
-            # and the connection closes once the client does, or after a short linger
+            # answered before its body was read (the module's docstring): the rest is dropped
+            # while it keeps coming, and the connection closes once the client does
             self._phase = "answered"
-            self._cancel_header_timer()
-            self._header_timer = self.loop.call_later(min(2.0, self.guard.listener.header_timeout_s),
-                                                      self.transport.abort)
+            self._linger_until = self.loop.time() + ANSWERED_LINGER_S
+            self._linger()
             if self.transport.can_write_eof():
                 self.transport.write_eof()
+
+    def _linger(self) -> None:
+        """(Re)arm the close of a connection answered early: a pause of header_timeout_s, or
+        ANSWERED_LINGER_S in all. uvicorn's keep-alive timer is not for this: it would cut the
+        upload short."""
+        self._unset_keepalive_if_required()
+        self._cancel_header_timer()
+        left = self._linger_until - self.loop.time()
+        if left <= 0:
+            self.transport.abort()
+            return
+        self._header_timer = self.loop.call_later(min(self.guard.listener.header_timeout_s, left),
+                                                  self.transport.abort)
 
     def pause_writing(self) -> None:
         super().pause_writing()

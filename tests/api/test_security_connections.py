@@ -282,3 +282,35 @@ def _send_quietly(sock: socket.socket, data: bytes) -> None:
         sock.sendall(data)
     except OSError:
         pass  # closed by the hub meanwhile
+
+
+def test_an_upload_still_coming_after_an_early_answer_finishes_and_reads_it(guarded_hub, monkeypatch):
+    """A browser still uploading its photos when the answer came early (a login page, a 413)
+    got a reset connection 2 s after the answer: the rest of the body is dropped while it keeps
+    coming, and the client reads the answer once done. A pause of the header timeout (1 s here),
+    or ANSWERED_LINGER_S in all, ends it."""
+    import edge.api.serving as serving
+
+    monkeypatch.setattr(serving, "ANSWERED_LINGER_S", 4.0)
+    with socket.create_connection(_address(guarded_hub)) as sock:
+        sock.sendall(b"POST /face/verify HTTP/1.1\r\nHost: hub\r\nAuthorization: not-a-signature\r\n"
+                     b"Content-Type: application/json\r\nContent-Length: 4000\r\n\r\n{")
+        started = time.monotonic()
+        for _ in range(10):  # 3 s of upload, a chunk every 0.3 s: past the old 2 s linger
+            time.sleep(0.3)
+            sock.sendall(b" " * 100)
+        assert time.monotonic() - started > 2.5
+        sock.settimeout(5)
+        answer = b""
+        while chunk := sock.recv(4096):  # the answer, then the close (no reset)
+            answer += chunk
+        assert answer.startswith(b"HTTP/1.1 ") and b'"code"' in answer
+    with socket.create_connection(_address(guarded_hub)) as sock:  # a trickle is cut at the cap
+        sock.sendall(b"POST /face/verify HTTP/1.1\r\nHost: hub\r\nAuthorization: not-a-signature\r\n"
+                     b"Content-Type: application/json\r\nContent-Length: 4000\r\n\r\n{")
+        started = time.monotonic()
+        with pytest.raises((BrokenPipeError, ConnectionResetError)):
+            for _ in range(40):
+                time.sleep(0.5)
+                sock.sendall(b" ")
+        assert time.monotonic() - started < 8
