@@ -6,6 +6,9 @@ sync pages as they come off the wire, a real access log; the backend `none` stan
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from edge.core.domain import Decision, Mode, Source, TrackLiveness
 from edge.daemon.cache import EdgeCache
@@ -62,6 +65,44 @@ class Edge:
     @property
     def energised(self) -> bool:
         return bool(self.link.door.io.energised)  # type: ignore[attr-defined]
+
+
+@contextmanager
+def held_elsewhere(lock, limit_s: float = 20.0) -> Iterator[threading.Event]:
+    """`lock` held by another thread (a sync page, a door event's write, on a card that stalls)
+    until the block ends or the event it yields is set."""
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with lock:
+            held.set()
+            release.wait(limit_s)
+
+    holder = threading.Thread(target=hold, daemon=True)
+    holder.start()
+    assert held.wait(5)
+    try:
+        yield release
+    finally:
+        release.set()
+        holder.join(5)
+
+
+@contextmanager
+def door_threads(edge: Edge) -> Iterator[None]:
+    """The door's clock and schedule threads, as the daemon starts them."""
+    stop = threading.Event()
+    threads = [threading.Thread(target=edge.link.keep_time, args=(stop,), daemon=True),
+               threading.Thread(target=edge.link.keep_schedule, args=(stop,), daemon=True)]
+    for t in threads:
+        t.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(5)
+    assert not any(t.is_alive() for t in threads)
 
 
 def test_without_synced_rules_the_config_groups_decide_and_health_says_so(tmp_path):
@@ -377,38 +418,18 @@ def test_the_door_relocks_on_time_while_a_sync_holds_the_cache(tmp_path):
     that stalls): a door granted meanwhile stayed unlocked past unlock_s and max_unlock_s, until
     the page was in. The door's clock now only ticks the controller; the schedule has a thread
     of its own."""
-    import threading
     import time
 
     edge = Edge(tmp_path, unlock_s=0.3, max_unlock_s=1)
     edge.sync_rules(RULES, 1)
     edge.link.start()
-    stop, held, release = threading.Event(), threading.Event(), threading.Event()
-
-    def sync_page_on_a_slow_card() -> None:
-        with edge.cache._lock:
-            held.set()
-            release.wait(10)
-
-    threads = [threading.Thread(target=edge.link.keep_time, args=(stop,), daemon=True),
-               threading.Thread(target=edge.link.keep_schedule, args=(stop,), daemon=True),
-               threading.Thread(target=sync_page_on_a_slow_card, daemon=True)]
-    for t in threads:
-        t.start()
-    try:
-        assert held.wait(5)
+    with door_threads(edge), held_elsewhere(edge.cache._lock):  # a sync page on a slow card
         edge.link.door.grant("ben", "granted")  # as a decision grants: the controller, no cache read
         assert edge.energised
         granted = time.monotonic()
         while edge.energised and time.monotonic() - granted < 5:
             time.sleep(0.05)
         assert not edge.energised and time.monotonic() - granted < 1.5  # unlock_s 0.3, max_unlock_s 1
-    finally:
-        release.set()
-        stop.set()
-        for t in threads:
-            t.join(5)
-    assert not any(t.is_alive() for t in threads)
 
 
 LOCKED_DOWN_ALWAYS = {**RULES, "doors": [{"id": "main", "modes": [{"schedule": "always", "mode": "locked_down"}]}]}
@@ -457,25 +478,13 @@ def test_a_face_that_went_stale_while_the_rules_were_read_opens_nothing(tmp_path
     event to the log on a card that stalls): the relay opened for a face seen that long ago (its
     owner gone on, whoever stood there then walked in). It is judged again when the relay would
     open: denied, stale."""
-    import threading
-
     edge = Edge(tmp_path)
     edge.link.s.policy.stale_accept_s = 0.5
     edge.sync_rules(RULES, 1)
     edge.link.start()
-    held, release = threading.Event(), threading.Event()
-
-    def door_event_on_a_slow_card() -> None:
-        with edge.link._publishing:
-            held.set()
-            release.wait(10)
-
-    publisher = threading.Thread(target=door_event_on_a_slow_card, daemon=True)
-    publisher.start()
-    assert held.wait(5)
-    threading.Timer(1.0, release.set).start()  # the write ends a second later
-    edge.decide("ben", "d1")  # decided 0.05 s after its frame: fresh when it reached the door
-    publisher.join(5)
+    with held_elsewhere(edge.link._publishing) as written:  # a door event's write on a slow card
+        threading.Timer(1.0, written.set).start()  # ends a second later
+        edge.decide("ben", "d1")  # decided 0.05 s after its frame: fresh when it reached the door
     assert not edge.energised and not edge.door_events("grant")
     assert [(e["kind"], e["reason"]) for e in edge.door_events("deny")] == [("deny", "not_accepted:stale")]
     assert edge.records("decision")[-1]["outcome"] == "deny"
@@ -489,7 +498,6 @@ def test_an_unlocked_window_ends_on_time_while_a_sync_page_holds_the_cache(tmp_p
     its end until the page was in. The status last read (the committed one, which the page has
     not changed yet) answers after STATUS_WAIT_S."""
     import datetime as dt
-    import threading
     import time
 
     import edge.daemon.door_link as door_link
@@ -511,31 +519,13 @@ def test_an_unlocked_window_ends_on_time_while_a_sync_page_holds_the_cache(tmp_p
     edge.link.start()
     edge.link.tick()
     assert edge.energised and edge.link.door.mode == "unlocked"
-    stop, held, release = threading.Event(), threading.Event(), threading.Event()
-
-    def sync_page_on_a_slow_card() -> None:
-        with edge.cache._lock:
-            held.set()
-            release.wait(20)
-
-    threads = [threading.Thread(target=edge.link.keep_time, args=(stop,), daemon=True),
-               threading.Thread(target=edge.link.keep_schedule, args=(stop,), daemon=True),
-               threading.Thread(target=sync_page_on_a_slow_card, daemon=True)]
-    for t in threads:
-        t.start()
-    try:
-        assert held.wait(5)
+    with door_threads(edge), held_elsewhere(edge.cache._lock):  # a sync page on a slow card
         wall[0] += 60  # 10:01:30: the window is over
         ended = time.monotonic()
         while edge.energised and time.monotonic() - ended < 10:
             time.sleep(0.05)
         assert not edge.energised and edge.link.door.mode == "normal"
         assert time.monotonic() - ended < 3  # the schedule's thread turns once a second
-    finally:
-        release.set()
-        stop.set()
-        for t in threads:
-            t.join(5)
 
 
 def test_the_offline_policys_uncertain_never_opens_with_a_claim_even_where_its_allow_may(tmp_path):
@@ -587,28 +577,13 @@ def test_a_lockdown_synced_just_before_a_stalled_page_is_in_force_during_it(tmp_
     a lockdown synced in one page, and the next page stalling before anyone read the status, left
     the door unlocked by schedule (and granting) until that page was in. Every write that changes
     the status keeps it, as committed."""
-    import threading
-
     edge = Edge(tmp_path)
     edge.sync_rules(UNLOCKED_ALWAYS, 1)
     edge.link.start()
     edge.link.tick()
     assert edge.link.door.mode == "unlocked"
     edge.sync_rules(LOCKED_DOWN_ALWAYS, 2)  # committed; nobody read the status since
-    held, release = threading.Event(), threading.Event()
-
-    def next_page_on_a_slow_card() -> None:
-        with edge.cache._lock:
-            held.set()
-            release.wait(10)
-
-    page = threading.Thread(target=next_page_on_a_slow_card, daemon=True)
-    page.start()
-    try:
-        assert held.wait(5)
+    with held_elsewhere(edge.cache._lock):  # the next page, on a slow card
         edge.link.tick()
         assert edge.link.door.mode == "locked_down" and not edge.energised
         assert edge.link.rules.status()["version"] == 2
-    finally:
-        release.set()
-        page.join(5)

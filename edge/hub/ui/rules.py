@@ -198,6 +198,16 @@ def rules_start(console, ctx: Ctx) -> Response:
     return _save(console, ctx, first, f"The rules start: {', '.join(groups)} may pass {door} at all times")
 
 
+def _remove(console, ctx: Ctx, doc: dict, field: str, name: str, what: str, done: str) -> Response:
+    """The document without the item of `field` whose id is `name`, stored (the check refuses
+    one still named elsewhere)."""
+    items = list(doc.get(field) or [])
+    kept = [item for item in items if item.get("id") != name]
+    if len(kept) == len(items):
+        return _page(console, ctx, status=400, error=f"there is no {what} {name[:64]!r}")
+    return _save(console, ctx, {**doc, field: kept}, f"The {what} {name} is {done}")
+
+
 def _rules_of(console, ctx: Ctx) -> dict | Response:
     _, doc = _stored(console, ctx.appid)
     if doc is None:
@@ -213,10 +223,7 @@ def rules_level(console, ctx: Ctx) -> Response:
         return doc
     name, levels = ctx.form.get("id", "").strip(), list(doc.get("access_levels") or [])
     if ctx.form.get("action") == "remove":
-        kept = [lv for lv in levels if lv.get("id") != name]
-        if len(kept) == len(levels):
-            return _page(console, ctx, status=400, error=f"there is no access level {name[:64]!r}")
-        return _save(console, ctx, {**doc, "access_levels": kept}, f"The access level {name} is removed")
+        return _remove(console, ctx, doc, "access_levels", name, "access level", "removed")
     groups, doors, schedule = _chosen(ctx, "groups"), _chosen(ctx, "doors"), ctx.form.get("schedule", "").strip()
     if not groups or not doors:
         return _page(console, ctx, status=400, error="choose at least one group and one door")
@@ -263,10 +270,7 @@ def rules_door(console, ctx: Ctx) -> Response:
         return doc
     name, doors = ctx.form.get("id", "").strip(), list(doc.get("doors") or [])
     if ctx.form.get("action") == "remove":
-        kept = [d for d in doors if d.get("id") != name]
-        if len(kept) == len(doors):
-            return _page(console, ctx, status=400, error=f"there is no door {name[:64]!r}")
-        return _save(console, ctx, {**doc, "doors": kept}, f"The door {name} is removed: it lets nobody in")
+        return _remove(console, ctx, doc, "doors", name, "door", "removed: it lets nobody in")
     if any(d.get("id") == name for d in doors):
         return _page(console, ctx, status=400, error=f"a door {name[:64]!r} exists already")
     return _save(console, ctx, {**doc, "doors": [*doors, {"id": name}]},
