@@ -275,7 +275,12 @@ class DoorLink:
             # No hub: no upload prunes its records, and this copy is the only one, so only on a
             # clock the kernel calls synchronised: one set years ahead by hand, or a Pi booted on
             # a wrong time, would date every record past retention.
-            self._records_to_prune = (not access_log.waits_for_hub and self.clock_synchronised()
+            synchronised = access_log.waits_for_hub or self.clock_synchronised()
+            if not synchronised and hourly:  # a door with no NTP to reach: its log only grows
+                log.warning("door %s: the access log's records past log_retention_days are kept: the clock is "
+                            "not synchronised ([door] clock_check; docs/door.md#unlocked-windows-and-the-clock)",
+                            self.s.door.name)
+            self._records_to_prune = (not access_log.waits_for_hub and synchronised
                                       and access_log.prune(batches=1) > 0)
         except (sqlite3.Error, OSError) as exc:
             self._records_to_prune = False

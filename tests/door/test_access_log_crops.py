@@ -230,7 +230,7 @@ def test_a_door_without_a_hub_prunes_its_records_past_retention(tmp_path) -> Non
     assert [r["seq"] for r in log.records()][0] == 3 and log.verify().ok
 
 
-def test_a_door_without_a_hub_keeps_its_records_while_its_clock_is_not_synchronised(tmp_path) -> None:
+def test_a_door_without_a_hub_keeps_its_records_while_its_clock_is_not_synchronised(tmp_path, caplog) -> None:
     """Without a hub the door's copy is the only one: a clock set years ahead by hand (or a Pi
     booted on a wrong time) dated every record past retention and the prune deleted the log. It
     prunes only while the kernel says the clock is synchronised ([door] clock_check)."""
@@ -243,8 +243,10 @@ def test_a_door_without_a_hub_keeps_its_records_while_its_clock_is_not_synchroni
     link.start()
     log._clock = lambda: T0 + 3 * 365 * 86_400  # the clock set three years ahead
     link._crops_pruned_at = float("-inf")
-    link.tick()
+    with caplog.at_level("WARNING", logger="edge.daemon"):
+        link.tick()
     assert [r["seq"] for r in log.records()][:3] == [1, 2, 3] and log.verify().ok
+    assert "records past log_retention_days are kept: the clock is not synchronised" in caplog.text  # said, hourly
     synchronised[0] = True  # NTP agrees: the time is true, the records are that old
     link._crops_pruned_at = float("-inf")
     link.tick()
