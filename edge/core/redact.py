@@ -57,12 +57,14 @@ def holds_password(url: str) -> bool:
     holding `/` too, which cameras accept unencoded) or a secret's parameter (`?password=...`,
     `?sig=...`). A user name alone is none, nor a port, nor an `@` in the path."""
     _, scheme, rest = url.partition("://")
-    if scheme and "@" in rest:
-        authority = rest.split("/", 1)[0]
+    if not scheme:  # no url (`files:` globs, `picamera2`, a device): a folder named key=... is none
+        return False
+    if "@" in rest:
+        authority = re.sub(r"\[[^\]]*\]", "", rest.split("/", 1)[0])  # an IPv6 host's colons are none
         if "@" in authority:
-            if ":" in authority.rsplit("@", 1)[0]:
+            if authority.rsplit("@", 1)[0].partition(":")[2]:  # user:password@ (user:@ is no password)
                 return True
         # the `@` comes after a `/`: a path's (`/live@main`), or a password's `/` (`admin:p/ss@cam`)
-        elif ":" in authority and not authority.rsplit(":", 1)[1].isdigit():
+        elif ":" in authority and authority.rsplit(":", 1)[1] and not authority.rsplit(":", 1)[1].isdigit():
             return True
     return any(name.lower() in _SECRET_PARAMS and value for name, value in _PARAM.findall(url))

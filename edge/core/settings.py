@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from edge.core.matcher import Thresholds, thresholds_for
+from edge.core.redact import holds_password
 
 ENV_PREFIX = "EDGE_VERIFIER_"
 
@@ -62,6 +63,11 @@ class RoleSettings(BaseSettings):
         # in a systemd drop-in without editing the file.
         return (env_settings, init_settings)
 
+    # (section, key) of the urls this role reads, whose password (if the file writes one in
+    # them) makes the file a secret; judged on the file's own values: one given by an
+    # environment variable (a root-only drop-in) is not the file's
+    SECRET_URLS: ClassVar[tuple[tuple[str, str], ...]] = ()
+
     def holds_secrets(self) -> bool:
         """True if these settings carry a secret key: their file must then be private."""
         return False
@@ -81,9 +87,9 @@ def systemd_credential(path: str | Path) -> bool:
         return False
 
 
-def require_private(path: str | Path, what: str) -> None:
+def require_private(path: str | Path, what: str, instead: str = "") -> None:
     """ConfigError unless `path` exists and is not accessible by group or others (chmod 600),
-    or is one of the service's systemd credentials."""
+    or is one of the service's systemd credentials; `instead`: what else the message offers."""
     path = Path(path)
     try:
         mode = path.stat().st_mode
@@ -91,7 +97,8 @@ def require_private(path: str | Path, what: str) -> None:
         raise ConfigError(f"{what} not found: {path}") from None
     if mode & (stat.S_IRWXG | stat.S_IRWXO) and not systemd_credential(path):
         raise ConfigError(f"{path}: {what} holds a secret (a key or a password) but is accessible by group/others "
-                          f"(mode {stat.S_IMODE(mode):o}); chmod 600 it")
+                          f"(mode {stat.S_IMODE(mode):o}); chmod 600 it, owned by the service's user"
+                          + (f", {instead}" if instead else ""))
 
 
 def private_folder(path: Path) -> None:
@@ -230,6 +237,9 @@ def read_toml(path: str | Path) -> dict[str, Any]:
             return tomllib.load(fh)
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
+    except PermissionError:
+        raise ConfigError(f"{path}: this user ({os.geteuid()}) may not read it: the service's user must "
+                          "(owner, or a group it is in)") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
 
@@ -274,8 +284,16 @@ def load_settings(cls: type[S], path: str | Path | None, **overrides: Any) -> S:
     except ValidationError as exc:
         where = f"{path}: " if path else ""
         raise ConfigError(f"{where}invalid configuration: {problems(exc, values)}") from None
-    if path and isinstance(settings, RoleSettings) and settings.holds_secrets():
-        require_private(path, "config file")
+    if path and isinstance(settings, RoleSettings):
+        if settings.holds_secrets():
+            require_private(path, "config file")
+        for section, key in settings.SECRET_URLS:
+            url = (values.get(section) or {}).get(key) if isinstance(values.get(section), dict) else None
+            if isinstance(url, str) and holds_password(url):
+                require_private(path, f"config file ([{section}] {key} holds a password)", instead=(
+                    "or take the password out of it: ~/.pgpass or PGPASSFILE for PostgreSQL (the hub units' "
+                    "LoadCredential=hub-pgpass), an EDGE_VERIFIER_" f"{section.upper()}__{key.upper()} variable "
+                    "in a root-only drop-in"))
     return settings
 
 

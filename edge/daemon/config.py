@@ -8,12 +8,11 @@ at start-up with the key's path (edge/core/settings.py).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
 from edge.api.serving import ListenerSettings
-from edge.core.redact import holds_password
 from edge.core.settings import (
     ConfigError,
     DecidingRole,
@@ -322,9 +321,11 @@ class EdgeSettings(DecidingRole):
                                  "channels need a key of their own (or leave [api] credentials empty)")
         return self
 
+    # a camera's password (RTSP, HTTP), a hub url's userinfo
+    SECRET_URLS: ClassVar[tuple[tuple[str, str], ...]] = (("camera", "source"), ("hub", "url"))
+
     def holds_secrets(self) -> bool:
-        return bool(self.hub.secret_key or self.api.credentials or self.mqtt.password or self.door.holds_secrets()
-                    or holds_password(self.camera.source) or holds_password(self.hub.url))
+        return bool(self.hub.secret_key or self.api.credentials or self.mqtt.password or self.door.holds_secrets())
 
     def identify_false_admit_rate(self) -> float:
         return self.identify.false_admit_rate

@@ -8,7 +8,7 @@ can be read by group or others, as ssh does with keys.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
@@ -16,7 +16,6 @@ from edge.api.ops import ApiLimits, check_ident
 from edge.api.serving import ListenerSettings
 from edge.api.urlfetch import FetchSettings
 from edge.core.errors import ApiError
-from edge.core.redact import holds_password
 from edge.core.settings import (
     ConfigError,
     DecidingRole,
@@ -162,10 +161,12 @@ class HubSettings(DecidingRole):
         "measured on LFW (docs/models.md#thresholds).",
     )
 
+    # a PostgreSQL password in [storage] url is the key to every face and card (the docs keep it
+    # in ~/.pgpass; hub.toml may then be readable by others)
+    SECRET_URLS: ClassVar[tuple[tuple[str, str], ...]] = (("storage", "url"),)
+
     def holds_secrets(self) -> bool:
-        # a PostgreSQL password in [storage] url is the key to every face and card (the docs
-        # keep it in ~/.pgpass; hub.toml may then be readable by others)
-        return bool(self.credentials) or holds_password(self.storage.url)
+        return bool(self.credentials)
 
     def face_crop_key(self) -> bytes | None:
         """The `[face_crops] key` of secrets_file, None when there is none."""

@@ -191,6 +191,10 @@ def test_a_password_in_a_configured_url_makes_the_file_one_to_keep_private(tmp_p
     ("opencv:rtsp://admin:p@ss@192.0.2.7/x", True),  # ... or an @
     ("opencv:http://192.0.2.7/user=admin&password=s3cret&channel=1", True),  # Dahua's path parameters
     ("postgresql://edge@db/hub?sslpassword=s3cret", True),
+    ("opencv:rtsp://[fd00::64]/live@main", False),  # an IPv6 host's colons, an @ in the path
+    ("files:/srv/photos/key=1/*.jpg", False),  # a glob, no url
+    ("opencv:rtsp://admin:@192.0.2.7/x", False),  # an empty password
+    ("opencv:rtsp://admin:s3cret@[fd00::64]/x", True),
     ("https://bucket.example/x.jpg?X-Amz-Signature=abc", True),
 ])
 def test_which_urls_hold_a_secret(url, secret):
@@ -241,3 +245,22 @@ def test_the_broker_client_key_is_checked_only_where_it_is_read(tmp_path):
     cfg = _private(tmp_path / "edge.toml", '[device]\nid = "door-1"\n[mqtt]\nenabled = false\n'
                    f'key_file = "{tmp_path / "not-yet.key"}"\n')
     assert edge_config.load(cfg).mqtt.key_file.endswith("not-yet.key")
+
+
+def test_a_password_given_by_the_environment_is_not_the_files_and_the_refusal_names_the_setting(
+        tmp_path, monkeypatch):
+    """The check ran on the settings after the environment's overrides: a readable hub.toml with
+    no password was refused when the password came from EDGE_VERIFIER_STORAGE__URL (a root-only
+    drop-in), and told to chmod a file the hub units' DynamicUser must read. The file's own values
+    decide; a refusal names the setting and the ways out."""
+    from edge.core.settings import ConfigError
+
+    path = tmp_path / "hub.toml"
+    path.write_text('[storage]\nurl = "postgresql://edge@127.0.0.1/hub"\n')
+    path.chmod(0o644)
+    monkeypatch.setenv("EDGE_VERIFIER_STORAGE__URL", "postgresql://edge:s3cret@127.0.0.1/hub")
+    assert hub_config.load(path).storage.url.endswith("/hub")
+    monkeypatch.delenv("EDGE_VERIFIER_STORAGE__URL")
+    path.write_text('[storage]\nurl = "postgresql://edge:s3cret@127.0.0.1/hub"\n')
+    with pytest.raises(ConfigError, match=r"\[storage\] url holds a password.*chmod 600 it.*~/.pgpass"):
+        hub_config.load(path)

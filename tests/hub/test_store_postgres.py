@@ -331,12 +331,13 @@ def test_a_sites_own_session_settings_win_over_the_hubs_limits(pg_url):
     from urllib.parse import quote
 
     sep = "&" if "?" in pg_url else "?"
-    url = f"{pg_url}{sep}options={quote('-c statement_timeout=300s')}&keepalives_idle=120"
+    url = f"{pg_url}{sep}options={quote('-c statement_timeout=300s -c lock_timeout=0')}&keepalives_idle=120"
     store = open_store(url)
     try:
         with store._pool.connection() as conn:
             assert conn.execute("SHOW statement_timeout").fetchone()[0] == "5min"
-            assert conn.execute("SHOW lock_timeout").fetchone()[0] == "5s"  # none set: the hub's
+            assert conn.execute("SHOW lock_timeout").fetchone()[0] == "0"  # a 0 set on purpose is kept
+            assert conn.execute("SHOW idle_in_transaction_session_timeout").fetchone()[0] == "1min"  # the hub's
             assert conn.info.get_parameters()["keepalives_idle"] == "120"  # the others the hub's
             assert conn.info.get_parameters()["keepalives_interval"] == "10"
     finally:

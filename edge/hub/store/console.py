@@ -183,6 +183,14 @@ class ConsoleSql:
                 self._q(c, "INSERT INTO console_login_failures (key, time) VALUES (?, ?)", (key, now))
         return True
 
+    def forget_plain_login_names(self) -> int:
+        """Delete the login failures an older release counted under the name as typed (sometimes
+        a password, in the wrong box); how many went. Names are counted under an HMAC now
+        (edge.hub.ui.sessions.account_key: `user:` and 64 hex digits)."""
+        with self._write("\nconsole-login") as c:
+            return int(self._q(c, "DELETE FROM console_login_failures WHERE key LIKE ? AND length(key) <> ?",
+                               ("user:%", len("user:") + 64)).rowcount)
+
     def login_succeeded(self, account_key: str, address_key: str, at: float) -> None:
         """A login that passed: the account's failures cleared, its address's attempt taken back."""
         with self._write() as c:

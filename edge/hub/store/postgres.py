@@ -136,8 +136,9 @@ class PostgresStore(SqlStore):
         except psycopg.ProgrammingError:
             raise unreadable from None
         # an unencoded `@` in the password: libpq reads from the first `@` on as the host and the
-        # pool logged "failed to resolve host '<the password's tail>@...'" at every retry
-        if "@" in str(params.get("host", "")):
+        # pool logged "failed to resolve host '<the password's tail>@...'" at every retry (a
+        # socket folder named with `@`, in `?host=`, is no such thing)
+        if url.partition("://")[2].split("/", 1)[0].count("@") > 1 and "@" in str(params.get("host", "")):
             raise unreadable from None
         private_pgpassfile()
         self.url = url
@@ -216,10 +217,11 @@ class PostgresStore(SqlStore):
 
 
 def _session_limits(conn) -> None:
-    """SESSION_LIMITS on each new pooled connection where the site set none (0 is PostgreSQL's
-    "none"); left idle, as the pool wants it."""
+    """SESSION_LIMITS on each new pooled connection where the site set none; left idle, as the
+    pool wants it."""
     for name, value in SESSION_LIMITS.items():
-        if conn.execute(f"SHOW {name}").fetchone()[0] == "0":
+        (source,) = conn.execute("SELECT source FROM pg_settings WHERE name = %s", (name,)).fetchone()
+        if source == "default":  # not set by the site (a 0 it chose on purpose is kept too)
             conn.execute(f"SET {name} = '{value}'")
     conn.commit()
 

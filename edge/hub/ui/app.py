@@ -106,6 +106,7 @@ def create_console(service, credentials, *, scheme: str, host: str, tls_proxy: b
         sorted(c.secret_key.encode() for c in credentials))).digest()
     console = Console(service, Sessions(service.store, policy, clock, name_key), credentials, files, secure=secure,
                       limiter=limiter)
+    service.store.forget_plain_login_names()  # an older release's, which may hold a password
     app = Starlette(routes=[Route(path, endpoint, methods=[method]) for method, path, endpoint in ROUTES])
     app.router.redirect_slashes = False
     app.state.console = console

@@ -65,6 +65,17 @@ def test_login_attempts_are_counted_before_the_check_and_a_success_takes_its_own
     assert store.claim_login_attempt({"user:a": 2, "addr:z": 3}, 40.0, 0.0)
 
 
+def test_login_failures_an_older_release_kept_by_the_name_typed_are_forgotten(store):
+    """An older release counted failures under the name as typed (sometimes a password, in the
+    wrong box): the console deletes those rows at start; the HMAC-keyed ones and addresses stay."""
+    hashed = "user:" + "ab" * 32
+    assert store.claim_login_attempt({"user:correct horse battery": 5, "addr:x": 20}, 10.0, 0.0)
+    assert store.claim_login_attempt({hashed: 5, "addr:x": 20}, 11.0, 0.0)
+    assert store.forget_plain_login_names() == 1
+    assert not store.claim_login_attempt({hashed: 1}, 12.0, 0.0)  # its failure is still counted
+    assert store.claim_login_attempt({"user:correct horse battery": 1}, 12.0, 0.0)  # gone
+
+
 def test_persons_page_and_crops_per_appid(store):
     for i in range(7):
         person(store, "1", f"p{i}", "Zoë" if i == 3 else "")
