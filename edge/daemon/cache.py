@@ -65,8 +65,10 @@ class EdgeCache:
             CREATE TABLE IF NOT EXISTS rules (id INTEGER PRIMARY KEY CHECK (id = 1),
                 version INTEGER NOT NULL, document TEXT NOT NULL);
             """)
-        self._rules: RuleSet | None = None  # parsed once per version (the evaluator asks per decision)
-        self._rules_read = False  # `_rules` is the committed document's (None: none that validates)
+        # the committed document, parsed once per write (the evaluator asks per decision), in a
+        # tuple so that a reader without the lock takes it whole: None until read, (None,) when
+        # none validates
+        self._rules: tuple[RuleSet | None] | None = None
         self._page_dim: int | None = None  # the embeddings' length while a page is applied
         with transaction(self._db):
             version = self._meta("schema_version")
@@ -252,23 +254,21 @@ class EdgeCache:
         Once read, without the lock: a sync page holds it for as long as the card takes, and the
         door's schedule and decisions read the rules (what is committed is what a page in
         progress has not changed yet)."""
-        if self._rules_read:
-            return self._rules
-        with self._lock:  # not read yet, or unreadable at the last write: an error here is the caller's
-            if not self._rules_read:
-                self._read_rules()
-            return self._rules
+        read = self._rules
+        if read is None:
+            with self._lock:  # not read yet, or unreadable at the last write: an error here is the caller's
+                read = self._rules = self._rules if self._rules is not None else self._rules_in_db()
+        return read[0]
 
-    def _read_rules(self) -> None:
-        """`_rules` as committed (the lock held)."""
-        self._rules, self._rules_read = None, False
+    def _rules_in_db(self) -> tuple[RuleSet | None]:
+        """The committed document, parsed (the lock held)."""
         row = self._db.execute("SELECT version, document FROM rules WHERE id = 1").fetchone()
         if row is not None:
             try:
-                self._rules = parse_rules(json.loads(row[1]), int(row[0]))
+                return (parse_rules(json.loads(row[1]), int(row[0])),)
             except (ValueError, RecursionError, RulesError):  # checked when synced: a damaged file
                 log.error("cache: the stored access rules are unreadable; every door request is denied")
-        self._rules_read = True
+        return (None,)
 
     def rules_status(self) -> dict:
         """For /health: the version in use (0: none), the last refused version and why, and the
@@ -293,12 +293,10 @@ class EdgeCache:
         """The rules and their status read again after a write that may change them (the lock
         held), so that readers need not wait for the next page; unread when they cannot be read:
         the next reader reads them and gets the error (the door then denies, rules_invalid)."""
-        self._rules_read, self._last_status = False, None
         try:
-            self._read_rules()
-            self._last_status = self._status_in_db()
+            self._rules, self._last_status = self._rules_in_db(), self._status_in_db()
         except sqlite3.Error:
-            pass
+            self._rules, self._last_status = None, None
 
     def gallery(self, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> Gallery:
         """An immutable gallery of every face whose person is known (version = the cursor)."""
