@@ -238,8 +238,8 @@ def read_toml(path: str | Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
     except PermissionError:
-        raise ConfigError(f"{path}: this user ({os.geteuid()}) may not read it: the service's user must "
-                          "(owner, or a group it is in)") from None
+        raise ConfigError(f"{path}: user {os.geteuid()} may not read it: the file must be readable by the "
+                          "service's user (its owner, or by a group of its)") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
 
