@@ -39,7 +39,9 @@ connections close after `keepalive_timeout_s`. Two more ways a connection outliv
   body byte held the connection for good (1,000 from four addresses, no key needed, kept every
   client out). The rest of that body is read and dropped while it keeps coming (a pause of
   `header_timeout_s` ends it), for `ANSWERED_LINGER_S` at most: a browser still uploading its
-  photos then reads the answer (a login page, a 413) instead of a reset connection;
+  photos then reads the answer (a login page, a 413) instead of a reset connection, and once the
+  body is in the connection goes on as any kept-alive one (a client's body often follows its
+  headers in a packet of its own: closing there broke the next request of a kept connection);
 - a client that does not read its answers (a public stylesheet asked 100 times pipelined): the
   answer waited for room in the send buffer for ever. Once the buffer stays full for
   `WRITE_STALL_S`, the connection is closed.
@@ -218,6 +220,7 @@ class GuardedH11(H11Protocol):
         self._header_timer: asyncio.TimerHandle | None = None
         self._write_timer: asyncio.TimerHandle | None = None
         self._linger_until = 0.0  # loop time: the end of the drop of a body answered early
+        self._answered: object = None  # the request cycle answered before its body came
         self._early: list[bytes] | None = None  # request bytes that arrived before the TLS handshake returned
         self._phase = ""  # TLS only: "sniff" (first byte awaited), "tls", "refuse" (plain http)
         self._sniffer: socket.socket | None = None
@@ -340,7 +343,7 @@ class GuardedH11(H11Protocol):
         handshake.add_done_callback(functools.partial(self._tls_done, transport))
 
     def eof_received(self) -> bool | None:
-        if self._phase in ("refuse", "too_large", "answered"):
+        if self._phase in ("refuse", "too_large"):
             return False  # the client has read the answer and closed: close too
         return super().eof_received()
 
@@ -360,8 +363,8 @@ class GuardedH11(H11Protocol):
             self.data_received(data)
 
     def data_received(self, data: bytes) -> None:
-        if self._phase == "answered":  # the rest of a body answered early: dropped while it comes
-            self._linger()
+        if self._phase == "answered":  # the rest of a body answered early: uvicorn drops it
+            self._late_body(data)
             return
         if self._phase in ("refuse", "too_large"):  # the request answered with 400 / 431: dropped
             return
@@ -387,18 +390,31 @@ class GuardedH11(H11Protocol):
     def on_response_complete(self) -> None:
         super().on_response_complete()
         if not self.transport.is_closing() and self.conn.their_state is h11.SEND_BODY:
-            # answered before its body was read (the module's docstring): the rest is dropped
-            # while it keeps coming, and the connection closes once the client does
+            # answered before its body came (the module's docstring): uvicorn drops the rest as
+            # it comes and keeps the connection for the next request once it is in (a client's
+            # body often follows its headers in a packet of its own); a pause, or the cap, ends it
             self._phase = "answered"
+            self._answered = self.cycle
             self._linger_until = self.loop.time() + ANSWERED_LINGER_S
             self._linger()
-            if self.transport.can_write_eof():
-                self.transport.write_eof()
+
+    def _late_body(self, data: bytes) -> None:
+        self._linger()
+        super().data_received(data)
+        if self.transport.is_closing():
+            return
+        if self.cycle is self._answered and self.conn.their_state is h11.SEND_BODY:
+            return  # still that body
+        self._phase = ""  # the body is in: the connection goes on as any kept-alive one
+        self._cancel_header_timer()
+        if self.conn.their_state is h11.IDLE:  # nothing more came: idle, as after any answer
+            self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive,
+                                                                self.timeout_keep_alive_handler)
 
     def _linger(self) -> None:
-        """(Re)arm the close of a connection answered early: a pause of header_timeout_s, or
-        ANSWERED_LINGER_S in all. uvicorn's keep-alive timer is not for this: it would cut the
-        upload short."""
+        """(Re)arm the close of a connection answered early whose body is still owed: a pause of
+        header_timeout_s, or ANSWERED_LINGER_S in all. uvicorn's keep-alive timer is not for
+        this (it would cut an upload short, and the next byte cancels it for good)."""
         self._unset_keepalive_if_required()
         self._cancel_header_timer()
         left = self._linger_until - self.loop.time()

@@ -314,3 +314,20 @@ def test_an_upload_still_coming_after_an_early_answer_finishes_and_reads_it(guar
                 time.sleep(0.5)
                 sock.sendall(b" ")
         assert time.monotonic() - started < 8
+
+
+def test_a_body_that_follows_an_early_answer_keeps_the_connection_for_the_next_request(guarded_hub):
+    """A client's body often comes in a packet after its headers, after the answer when that
+    needs no body (a refused signature): the connection was closed there, and the client's next
+    request on it, sent as the answer came, met a closed connection. Once the body is in the
+    connection goes on."""
+    body = b'{"appid": "100001"}'
+    with socket.create_connection(_address(guarded_hub)) as sock:
+        sock.settimeout(5)
+        sock.sendall(b"POST /face/verify HTTP/1.1\r\nHost: hub\r\nAuthorization: not-a-signature\r\n"
+                     b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body))
+        time.sleep(0.3)
+        assert sock.recv(65536).startswith(b"HTTP/1.1 ")  # answered before the body
+        sock.sendall(body + b"GET /health HTTP/1.1\r\nHost: hub\r\n\r\n")
+        time.sleep(0.3)
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200")
